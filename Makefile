@@ -1,0 +1,154 @@
+# streamrec — build, test, benchmark, install.
+#
+#   make deps     install Debian packages, the Kafka broker's jars and the
+#                 pinned Python test packages (idempotent)
+#   make          release build of the binaries into build/
+#   make test     ASan+UBSan build of everything and the whole test suite,
+#                 against a real Kafka broker started for the run
+#   make fuzz     libFuzzer run of the decoder for FUZZ_SECONDS (default 60)
+#   make bench    benchmarks, printing figures
+#   make install  PREFIX=/usr/local DESTDIR=
+#   make format   clang-format the tree
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BUILD      ?= build
+CC         ?= gcc
+PYTHON     ?= python3
+VENV       ?= $(BUILD)/venv
+FUZZ_SECONDS ?= 60
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+PKGS       := rdkafka avro-c rocksdb openblas inih libsystemd libxxhash
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
+
+WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -g -I$(BUILD)/gen -Istream -Imodel -Istore -Idaemon $(PKG_CFLAGS)
+REL_CFLAGS := $(BASE_CFLAGS) -O2
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(ASAN_FLAGS)
+
+# Debian packages: build tools, libraries, the broker's Java runtime and Maven,
+# clang for the fuzzer, Python's venv for the pinned test packages.
+DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev clang-format \
+	librdkafka-dev libavro-dev librocksdb-dev libopenblas-dev libev-dev \
+	libinih-dev libsystemd-dev libxxhash-dev libcmocka-dev \
+	openjdk-17-jre-headless maven python3 python3-venv python3-pip
+
+# Project sources: every .c of the library folders; mains live in daemon/.
+LIB_SRCS   := $(wildcard stream/*.c model/*.c store/*.c) $(filter-out daemon/main_%.c,$(wildcard daemon/*.c))
+MAIN_SRCS  := $(wildcard daemon/main_*.c)
+SCHEMAS    := schemas/user_event.avsc schemas/item_event.avsc schemas/recommendation.avsc
+GEN_HDR    := $(BUILD)/gen/schemas_gen.h
+
+REL_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/rel/%.o)
+ASAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
+BINS       := $(patsubst daemon/main_%.c,$(BUILD)/%,$(MAIN_SRCS))
+
+TEST_SUPPORT := $(wildcard tests/support/*.c)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/*.c))
+INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
+TEST_TOOLS := $(BUILD)/tests/codec_tool
+
+.PHONY: all deps deps-apt deps-kafka deps-python test test-build fuzz bench install clean format check-format
+.DELETE_ON_ERROR:
+
+all: $(BINS)
+
+$(GEN_HDR): $(SCHEMAS) Makefile
+	@mkdir -p $(@D)
+	@{ echo '/* generated from the .avsc files in schemas/ by the Makefile; do not edit */'; \
+	  for f in $(SCHEMAS); do \
+	    n=$$(basename $$f .avsc | tr a-z A-Z); \
+	    echo "#define SCHEMA_$${n}_JSON \\"; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' -e 's/$$/\\n" \\/' $$f; \
+	    echo '	""'; \
+	  done; } > $@
+
+$(BUILD)/rel/%.o: %.c $(GEN_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/asan/%.o: %.c $(GEN_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -Itests/support -MMD -MP -c $< -o $@
+
+$(BUILD)/%: daemon/main_%.c $(REL_OBJS)
+	$(CC) $(REL_CFLAGS) $< $(REL_OBJS) $(PKG_LIBS) -o $@
+
+ASAN_SUPPORT_OBJS := $(TEST_SUPPORT:%.c=$(BUILD)/asan/%.o)
+
+$(BUILD)/tests/unit/%: $(BUILD)/asan/tests/unit/%.o $(ASAN_OBJS) $(ASAN_SUPPORT_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
+
+$(BUILD)/tests/integration/%: $(BUILD)/asan/tests/integration/%.o $(ASAN_OBJS) $(ASAN_SUPPORT_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
+
+$(BUILD)/tests/codec_tool: $(BUILD)/asan/tests/tools/codec_tool.o $(ASAN_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
+
+test-build: $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_TOOLS) $(BINS)
+
+# The whole suite: C unit tests, Avro interoperability with fastavro, and
+# integration tests against a real Kafka broker that the harness starts and
+# stops. Ends with pytest's summary line.
+test: test-build
+	@test -x $(VENV)/bin/pytest || { echo "pytest missing: run 'make deps' first" >&2; exit 1; }
+	STREAMREC_BUILD=$(abspath $(BUILD)) $(VENV)/bin/pytest -c tests/pytest.ini tests
+
+# ---- dependencies -------------------------------------------------------------
+
+deps: deps-apt deps-kafka deps-python
+
+deps-apt:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "Debian packages: all present"; fi
+
+deps-kafka:
+	tools/kafka-broker fetch
+
+deps-python: $(VENV)/.installed
+
+$(VENV)/.installed: tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+# ---- fuzzing, benchmarks ----------------------------------------------------------
+
+FUZZ_SRCS := $(filter stream/%.c,$(LIB_SRCS))
+
+$(BUILD)/fuzz/decode_user_event: tests/fuzz/decode_user_event.c $(FUZZ_SRCS) $(GEN_HDR)
+	@mkdir -p $(@D)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -I$(BUILD)/gen -Istream $(PKG_CFLAGS) \
+	  -fsanitize=fuzzer,address,undefined $< $(FUZZ_SRCS) $(PKG_LIBS) -o $@
+
+fuzz: $(BUILD)/fuzz/decode_user_event
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$< -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus tests/fuzz/corpus/user_event
+
+bench: all
+	@echo "benchmarks arrive with the model and store issues"
+
+# ---- install, housekeeping ------------------------------------------------------------
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/streamrec/schemas
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(SCHEMAS) $(DESTDIR)$(PREFIX)/share/streamrec/schemas/
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BINS)
+
+-include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d)

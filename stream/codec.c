@@ -1,0 +1,1267 @@
+/*
+ * codec: Avro encode/decode of streamrec's records over Avro C.
+ *
+ * Avro C parses schemas, reads binary into generic values and writes them.
+ * Resolution of a foreign writer schema against ours is done here, because
+ * Avro C 1.11's resolved reader (Debian 12) fails on reader fields with
+ * defaults ("NIY: Default values") and passes enum indexes through without
+ * mapping symbols by name, which would silently misread an enum whose
+ * writer reordered or added symbols.
+ *
+ * Avro C also allocates whatever length a message declares (a 7-byte
+ * message can ask for 512 GiB). A process-wide allocator refuses, while a
+ * decode runs, any single allocation above a budget derived from the
+ * message size; the refusal surfaces as a truncated message.
+ */
+#include "codec.h"
+
+#include <avro.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "schemas_gen.h"
+
+enum record_kind { REC_USER_EVENT = 0, REC_ITEM_EVENT, REC_RECOMMENDATION, REC_KIND_COUNT };
+
+static const char *const record_names[REC_KIND_COUNT] = {"UserEvent", "ItemEvent",
+							 "Recommendation"};
+
+/* What a reader field accepts from a writer, per the Avro promotion rules. */
+enum field_kind { FK_STRING, FK_LONG, FK_INT, FK_DOUBLE, FK_FLOAT, FK_BOOL, FK_ENUM, FK_ITEMS };
+
+struct reader_field {
+	const char *name;
+	enum field_kind kind;
+	bool has_default; /* a writer may omit the field */
+};
+
+#define MAX_READER_FIELDS 8
+
+/* Our reader fields, in the order of the .avsc files. */
+enum { UE_EVENT_ID, UE_USER_ID, UE_ITEM_ID, UE_TYPE, UE_TS, UE_SESSION_ID, UE_QUANTITY, UE_PRICE };
+static const struct reader_field user_event_fields[] = {
+	{"event_id", FK_STRING, false}, {"user_id", FK_STRING, false},
+	{"item_id", FK_STRING, false},  {"type", FK_ENUM, false},
+	{"ts", FK_LONG, false},         {"session_id", FK_STRING, true},
+	{"quantity", FK_INT, true},     {"price", FK_DOUBLE, true},
+};
+
+enum { IE_ITEM_ID, IE_CATEGORY, IE_PRICE, IE_IN_STOCK, IE_TS };
+static const struct reader_field item_event_fields[] = {
+	{"item_id", FK_STRING, false}, {"category", FK_STRING, true}, {"price", FK_DOUBLE, true},
+	{"in_stock", FK_BOOL, true},   {"ts", FK_LONG, false},
+};
+
+enum { RE_USER_ID, RE_VARIANT, RE_MODEL_STEP, RE_GENERATED_AT, RE_TRIGGER_TS, RE_ITEMS };
+static const struct reader_field recommendation_fields[] = {
+	{"user_id", FK_STRING, false},      {"variant", FK_STRING, false},
+	{"model_step", FK_LONG, false},     {"generated_at", FK_LONG, false},
+	{"trigger_event_ts", FK_LONG, false}, {"items", FK_ITEMS, false},
+};
+
+static const struct {
+	const struct reader_field *fields;
+	size_t count;
+} reader_records[REC_KIND_COUNT] = {
+	{user_event_fields, sizeof user_event_fields / sizeof user_event_fields[0]},
+	{item_event_fields, sizeof item_event_fields / sizeof item_event_fields[0]},
+	{recommendation_fields, sizeof recommendation_fields / sizeof recommendation_fields[0]},
+};
+
+/* How one writer schema maps onto one of our records. */
+struct writer_plan {
+	int32_t schema_id; /* -1 for the raw writer schema */
+	enum record_kind kind;
+	avro_schema_t schema;
+	avro_value_iface_t *iface;
+	avro_value_t value; /* reused decode target of the writer's shape */
+	int field_index[MAX_READER_FIELDS]; /* writer field per reader field, -1: default */
+	int *enum_map;                      /* writer symbol index -> enum event_type, -1: unknown */
+	int enum_symbols;
+	int item_id_index, item_score_index; /* in the writer's ScoredItem */
+};
+
+struct codec {
+	struct codec_config config;
+	avro_schema_t reader_schema[REC_KIND_COUNT];
+	avro_value_iface_t *reader_iface[REC_KIND_COUNT];
+	avro_value_t encode_value[REC_KIND_COUNT];
+	avro_writer_t writer;
+	avro_reader_t reader;
+	struct writer_plan *raw_plan[REC_KIND_COUNT];
+	struct writer_plan **registered;
+	size_t registered_count;
+	/* storage for codec_decode_recommendation's strings and items */
+	char *rec_strings;
+	size_t rec_strings_cap;
+	struct scored_item *rec_items;
+	size_t rec_items_cap;
+};
+
+/* ---- allocation budget ---------------------------------------------------- */
+
+static _Thread_local size_t alloc_budget_bytes; /* 0: unlimited */
+
+static void *codec_avro_allocator(void *user_data, void *ptr, size_t old_size, size_t new_size)
+{
+	(void)user_data;
+	(void)old_size;
+	if (new_size == 0) {
+		free(ptr);
+		return NULL;
+	}
+	if (alloc_budget_bytes != 0 && new_size > alloc_budget_bytes)
+		return NULL;
+	return realloc(ptr, new_size);
+}
+
+/* A record decoded from len bytes never needs one block larger than this. */
+static size_t budget_for(size_t len)
+{
+	return 64 * len + 65536;
+}
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+	va_list ap;
+	if (errstr == NULL || errstr_size == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errstr_size, fmt, ap);
+	va_end(ap);
+}
+
+static int fail(struct codec_error *err, enum codec_reason reason, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct codec_error *err, enum codec_reason reason, const char *fmt, ...)
+{
+	va_list ap;
+	err->reason = reason;
+	va_start(ap, fmt);
+	vsnprintf(err->detail, sizeof err->detail, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static avro_schema_t resolve_link(avro_schema_t schema)
+{
+	while (schema != NULL && avro_typeof(schema) == AVRO_LINK)
+		schema = avro_schema_link_target(schema);
+	return schema;
+}
+
+static const char *const reason_names[CODEC_REASON_COUNT] = {
+	[CODEC_OK] = "ok",
+	[CODEC_ERR_EMPTY] = "empty",
+	[CODEC_ERR_TRUNCATED] = "truncated",
+	[CODEC_ERR_BAD_MAGIC] = "bad_magic",
+	[CODEC_ERR_UNKNOWN_SCHEMA] = "unknown_schema_id",
+	[CODEC_ERR_SCHEMA_MISMATCH] = "schema_mismatch",
+	[CODEC_ERR_TRAILING_BYTES] = "trailing_bytes",
+	[CODEC_ERR_MALFORMED] = "malformed",
+	[CODEC_ERR_INVALID_ENUM] = "invalid_enum",
+	[CODEC_ERR_EMPTY_ID] = "empty_id",
+	[CODEC_ERR_ID_TOO_LONG] = "id_too_long",
+	[CODEC_ERR_ID_NOT_UTF8] = "id_not_utf8",
+	[CODEC_ERR_NEGATIVE_TS] = "negative_timestamp",
+	[CODEC_ERR_FUTURE_TS] = "future_timestamp",
+	[CODEC_ERR_INVALID_FIELD] = "invalid_field",
+};
+
+const char *codec_reason_name(enum codec_reason reason)
+{
+	if ((unsigned)reason >= CODEC_REASON_COUNT)
+		return "unknown";
+	return reason_names[reason];
+}
+
+static const char *const event_type_names[EVENT_TYPE_COUNT] = {
+	"IMPRESSION", "VIEW", "CLICK", "ADD_TO_CART", "REMOVE_FROM_CART", "FAVORITE", "PURCHASE",
+};
+
+const char *event_type_name(enum event_type type)
+{
+	if ((unsigned)type >= EVENT_TYPE_COUNT)
+		return NULL;
+	return event_type_names[type];
+}
+
+bool event_type_from_name(const char *name, enum event_type *type)
+{
+	for (int i = 0; i < EVENT_TYPE_COUNT; i++) {
+		if (strcmp(name, event_type_names[i]) == 0) {
+			*type = (enum event_type)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
+ * U+10FFFF, and no NUL since ids travel as C strings. Written here rather
+ * than pulled from glib or ICU: twenty lines against a large dependency.
+ */
+bool codec_utf8_valid(const char *text, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t need;
+		uint32_t cp, min;
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF) {
+			need = 1, cp = c & 0x1F, min = 0x80;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			need = 2, cp = c & 0x0F, min = 0x800;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			need = 3, cp = c & 0x07, min = 0x10000;
+		} else {
+			return false;
+		}
+		if (len - i <= need)
+			return false;
+		for (size_t k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += need + 1;
+	}
+	return true;
+}
+
+const char *codec_schema_json(const char *record_name)
+{
+	if (strcmp(record_name, "UserEvent") == 0)
+		return SCHEMA_USER_EVENT_JSON;
+	if (strcmp(record_name, "ItemEvent") == 0)
+		return SCHEMA_ITEM_EVENT_JSON;
+	if (strcmp(record_name, "Recommendation") == 0)
+		return SCHEMA_RECOMMENDATION_JSON;
+	return NULL;
+}
+
+/* ---- writer plans ------------------------------------------------------------- */
+
+static bool kind_accepts(enum field_kind kind, avro_schema_t writer, char *why, size_t why_size);
+
+/* A writer union is acceptable when at least one non-null branch is. */
+static bool union_accepts(enum field_kind kind, avro_schema_t writer, char *why, size_t why_size)
+{
+	size_t branches = avro_schema_union_size(writer);
+	for (size_t b = 0; b < branches; b++) {
+		avro_schema_t branch = resolve_link(avro_schema_union_branch(writer, (int)b));
+		if (avro_typeof(branch) != AVRO_NULL && kind_accepts(kind, branch, why, why_size))
+			return true;
+	}
+	set_errstr(why, why_size, "no branch of the writer's union fits");
+	return false;
+}
+
+static bool scored_item_accepts(avro_schema_t writer, int *id_index, int *score_index, char *why,
+				size_t why_size)
+{
+	writer = resolve_link(writer);
+	if (avro_typeof(writer) != AVRO_RECORD || strcmp(avro_schema_name(writer), "ScoredItem")) {
+		set_errstr(why, why_size, "items must be records named ScoredItem");
+		return false;
+	}
+	*id_index = avro_schema_record_field_get_index(writer, "item_id");
+	*score_index = avro_schema_record_field_get_index(writer, "score");
+	if (*id_index < 0 || *score_index < 0) {
+		set_errstr(why, why_size, "ScoredItem needs fields item_id and score");
+		return false;
+	}
+	if (!kind_accepts(FK_STRING,
+			  resolve_link(avro_schema_record_field_get_by_index(writer, *id_index)), why,
+			  why_size) ||
+	    !kind_accepts(FK_FLOAT,
+			  resolve_link(avro_schema_record_field_get_by_index(writer, *score_index)),
+			  why, why_size))
+		return false;
+	return true;
+}
+
+static bool kind_accepts(enum field_kind kind, avro_schema_t writer, char *why, size_t why_size)
+{
+	avro_type_t type = avro_typeof(writer);
+	bool ok = false;
+	if (type == AVRO_UNION)
+		return union_accepts(kind, writer, why, why_size);
+	switch (kind) {
+	case FK_STRING:
+		ok = type == AVRO_STRING || type == AVRO_BYTES;
+		break;
+	case FK_INT:
+		ok = type == AVRO_INT32;
+		break;
+	case FK_LONG:
+		ok = type == AVRO_INT32 || type == AVRO_INT64;
+		break;
+	case FK_FLOAT:
+		ok = type == AVRO_INT32 || type == AVRO_INT64 || type == AVRO_FLOAT;
+		break;
+	case FK_DOUBLE:
+		ok = type == AVRO_INT32 || type == AVRO_INT64 || type == AVRO_FLOAT ||
+		     type == AVRO_DOUBLE;
+		break;
+	case FK_BOOL:
+		ok = type == AVRO_BOOLEAN;
+		break;
+	case FK_ENUM:
+		ok = type == AVRO_ENUM && strcmp(avro_schema_name(writer), "EventType") == 0;
+		break;
+	case FK_ITEMS:
+		if (type == AVRO_ARRAY) {
+			int a, b;
+			return scored_item_accepts(avro_schema_array_items(writer), &a, &b, why,
+						   why_size);
+		}
+		break;
+	}
+	if (!ok)
+		set_errstr(why, why_size, "writer type %s does not resolve",
+			   avro_schema_type_name(writer));
+	return ok;
+}
+
+static void plan_free(struct writer_plan *plan)
+{
+	if (plan == NULL)
+		return;
+	avro_value_decref(&plan->value);
+	avro_value_iface_decref(plan->iface);
+	avro_schema_decref(plan->schema);
+	free(plan->enum_map);
+	free(plan);
+}
+
+/* Finds the writer's enum schema for `type`, through a union if need be. */
+static avro_schema_t find_enum(avro_schema_t writer)
+{
+	writer = resolve_link(writer);
+	if (avro_typeof(writer) == AVRO_ENUM)
+		return writer;
+	if (avro_typeof(writer) == AVRO_UNION) {
+		for (size_t b = 0; b < avro_schema_union_size(writer); b++) {
+			avro_schema_t branch = resolve_link(avro_schema_union_branch(writer, (int)b));
+			if (avro_typeof(branch) == AVRO_ENUM)
+				return branch;
+		}
+	}
+	return NULL;
+}
+
+static avro_schema_t find_array(avro_schema_t writer)
+{
+	writer = resolve_link(writer);
+	if (avro_typeof(writer) == AVRO_ARRAY)
+		return writer;
+	if (avro_typeof(writer) == AVRO_UNION) {
+		for (size_t b = 0; b < avro_schema_union_size(writer); b++) {
+			avro_schema_t branch = resolve_link(avro_schema_union_branch(writer, (int)b));
+			if (avro_typeof(branch) == AVRO_ARRAY)
+				return branch;
+		}
+	}
+	return NULL;
+}
+
+/* Builds the plan for a parsed writer schema; takes a reference of its own. */
+static struct writer_plan *plan_new(avro_schema_t schema, int32_t schema_id, char *errstr,
+				    size_t errstr_size)
+{
+	struct writer_plan *plan;
+	int kind = -1;
+	char why[200] = "";
+
+	schema = resolve_link(schema);
+	if (avro_typeof(schema) != AVRO_RECORD) {
+		set_errstr(errstr, errstr_size, "schema is a %s, not a record",
+			   avro_schema_type_name(schema));
+		return NULL;
+	}
+	for (int k = 0; k < REC_KIND_COUNT; k++)
+		if (strcmp(avro_schema_name(schema), record_names[k]) == 0)
+			kind = k;
+	if (kind < 0) {
+		set_errstr(errstr, errstr_size,
+			   "record %s is none of UserEvent, ItemEvent, Recommendation",
+			   avro_schema_name(schema));
+		return NULL;
+	}
+	plan = calloc(1, sizeof *plan);
+	if (plan == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	plan->schema_id = schema_id;
+	plan->kind = (enum record_kind)kind;
+	plan->schema = avro_schema_incref(schema);
+
+	for (size_t f = 0; f < reader_records[kind].count; f++) {
+		const struct reader_field *field = &reader_records[kind].fields[f];
+		int w = avro_schema_record_field_get_index(schema, field->name);
+		plan->field_index[f] = w;
+		if (w < 0) {
+			if (!field->has_default) {
+				set_errstr(errstr, errstr_size,
+					   "%s: field %s is missing and has no default",
+					   record_names[kind], field->name);
+				goto out_free;
+			}
+			continue;
+		}
+		avro_schema_t wtype = resolve_link(avro_schema_record_field_get_by_index(schema, w));
+		if (!kind_accepts(field->kind, wtype, why, sizeof why)) {
+			set_errstr(errstr, errstr_size, "%s: field %s: %s", record_names[kind],
+				   field->name, why);
+			goto out_free;
+		}
+		if (field->kind == FK_ENUM) {
+			avro_schema_t e = find_enum(wtype);
+			plan->enum_symbols = avro_schema_enum_number_of_symbols(e);
+			plan->enum_map = malloc(sizeof(int) * (size_t)(plan->enum_symbols + 1));
+			if (plan->enum_map == NULL) {
+				set_errstr(errstr, errstr_size, "out of memory");
+				goto out_free;
+			}
+			for (int s = 0; s < plan->enum_symbols; s++) {
+				enum event_type t;
+				plan->enum_map[s] =
+				    event_type_from_name(avro_schema_enum_get(e, s), &t) ? (int)t : -1;
+			}
+		}
+		if (field->kind == FK_ITEMS) {
+			avro_schema_t array = find_array(wtype);
+			scored_item_accepts(avro_schema_array_items(array), &plan->item_id_index,
+					    &plan->item_score_index, why, sizeof why);
+		}
+	}
+	plan->iface = avro_generic_class_from_schema(schema);
+	if (plan->iface == NULL || avro_generic_value_new(plan->iface, &plan->value) != 0) {
+		set_errstr(errstr, errstr_size, "cannot build a value for the schema: %s",
+			   avro_strerror());
+		goto out_free;
+	}
+	return plan;
+
+out_free:
+	if (plan->iface != NULL)
+		avro_value_iface_decref(plan->iface);
+	avro_schema_decref(plan->schema);
+	free(plan->enum_map);
+	free(plan);
+	return NULL;
+}
+
+static struct writer_plan *plan_from_json(const char *json, int32_t schema_id, char *errstr,
+					  size_t errstr_size)
+{
+	avro_schema_t schema;
+	struct writer_plan *plan;
+	if (avro_schema_from_json_length(json, strlen(json), &schema) != 0) {
+		set_errstr(errstr, errstr_size, "invalid Avro schema: %s", avro_strerror());
+		return NULL;
+	}
+	plan = plan_new(schema, schema_id, errstr, errstr_size);
+	avro_schema_decref(schema);
+	return plan;
+}
+
+/* ---- construction --------------------------------------------------------------- */
+
+struct codec *codec_new(const struct codec_config *config, char *errstr, size_t errstr_size)
+{
+	static const char *const jsons[REC_KIND_COUNT] = {
+		SCHEMA_USER_EVENT_JSON, SCHEMA_ITEM_EVENT_JSON, SCHEMA_RECOMMENDATION_JSON};
+	struct codec *codec;
+
+	avro_set_allocator(codec_avro_allocator, NULL);
+	codec = calloc(1, sizeof *codec);
+	if (codec == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	if (config != NULL)
+		codec->config = *config;
+	if (codec->config.max_future_ms <= 0)
+		codec->config.max_future_ms = CODEC_DEFAULT_MAX_FUTURE_MS;
+
+	for (int k = 0; k < REC_KIND_COUNT; k++) {
+		if (avro_schema_from_json_length(jsons[k], strlen(jsons[k]),
+						 &codec->reader_schema[k]) != 0) {
+			set_errstr(errstr, errstr_size, "built-in %s schema: %s", record_names[k],
+				   avro_strerror());
+			goto out_free;
+		}
+		codec->reader_iface[k] = avro_generic_class_from_schema(codec->reader_schema[k]);
+		if (codec->reader_iface[k] == NULL ||
+		    avro_generic_value_new(codec->reader_iface[k], &codec->encode_value[k]) != 0) {
+			set_errstr(errstr, errstr_size, "built-in %s schema: %s", record_names[k],
+				   avro_strerror());
+			goto out_free;
+		}
+		codec->raw_plan[k] = plan_new(codec->reader_schema[k], -1, errstr, errstr_size);
+		if (codec->raw_plan[k] == NULL)
+			goto out_free;
+	}
+	codec->writer = avro_writer_memory(NULL, 0);
+	codec->reader = avro_reader_memory(NULL, 0);
+	if (codec->writer == NULL || codec->reader == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory");
+		goto out_free;
+	}
+	return codec;
+
+out_free:
+	codec_free(codec);
+	return NULL;
+}
+
+void codec_free(struct codec *codec)
+{
+	if (codec == NULL)
+		return;
+	for (int k = 0; k < REC_KIND_COUNT; k++) {
+		plan_free(codec->raw_plan[k]);
+		if (codec->encode_value[k].iface != NULL)
+			avro_value_decref(&codec->encode_value[k]);
+		if (codec->reader_iface[k] != NULL)
+			avro_value_iface_decref(codec->reader_iface[k]);
+		if (codec->reader_schema[k] != NULL)
+			avro_schema_decref(codec->reader_schema[k]);
+	}
+	for (size_t i = 0; i < codec->registered_count; i++)
+		plan_free(codec->registered[i]);
+	free(codec->registered);
+	if (codec->writer != NULL)
+		avro_writer_free(codec->writer);
+	if (codec->reader != NULL)
+		avro_reader_free(codec->reader);
+	free(codec->rec_strings);
+	free(codec->rec_items);
+	free(codec);
+}
+
+int codec_register_schema(struct codec *codec, int32_t schema_id, const char *schema_json,
+			  char *errstr, size_t errstr_size)
+{
+	struct writer_plan *plan, **grown;
+	if (schema_id < 0) {
+		set_errstr(errstr, errstr_size, "schema id must be >= 0, got %d", schema_id);
+		return -1;
+	}
+	plan = plan_from_json(schema_json, schema_id, errstr, errstr_size);
+	if (plan == NULL)
+		return -1;
+	for (size_t i = 0; i < codec->registered_count; i++) {
+		if (codec->registered[i]->schema_id == schema_id) {
+			plan_free(codec->registered[i]);
+			codec->registered[i] = plan;
+			return 0;
+		}
+	}
+	grown = realloc(codec->registered, (codec->registered_count + 1) * sizeof *grown);
+	if (grown == NULL) {
+		plan_free(plan);
+		set_errstr(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	codec->registered = grown;
+	codec->registered[codec->registered_count++] = plan;
+	return 0;
+}
+
+static char *read_whole_file(const char *path, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "rb");
+	char *text = NULL;
+	long size;
+	if (f == NULL) {
+		set_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+		set_errstr(errstr, errstr_size, "%s: cannot determine size", path);
+		goto out_close;
+	}
+	text = malloc((size_t)size + 1);
+	if (text == NULL || fread(text, 1, (size_t)size, f) != (size_t)size) {
+		set_errstr(errstr, errstr_size, "%s: read failed", path);
+		free(text);
+		text = NULL;
+		goto out_close;
+	}
+	text[size] = '\0';
+out_close:
+	fclose(f);
+	return text;
+}
+
+int codec_register_schema_dir(struct codec *codec, const char *dir, char *errstr,
+			      size_t errstr_size)
+{
+	DIR *d = opendir(dir);
+	struct dirent *entry;
+	int count = 0;
+	if (d == NULL) {
+		set_errstr(errstr, errstr_size, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	while ((entry = readdir(d)) != NULL) {
+		char path[PATH_MAX], why[300], *end, *text;
+		long id;
+		size_t n = strlen(entry->d_name);
+		if (n < 6 || strcmp(entry->d_name + n - 5, ".avsc") != 0)
+			continue;
+		errno = 0;
+		id = strtol(entry->d_name, &end, 10);
+		if (end == entry->d_name || strcmp(end, ".avsc") != 0 || errno != 0 || id < 0 ||
+		    id > INT32_MAX) {
+			set_errstr(errstr, errstr_size,
+				   "%s/%s: name must be <schema id>.avsc with a non-negative id", dir,
+				   entry->d_name);
+			count = -1;
+			break;
+		}
+		snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
+		text = read_whole_file(path, errstr, errstr_size);
+		if (text == NULL) {
+			count = -1;
+			break;
+		}
+		if (codec_register_schema(codec, (int32_t)id, text, why, sizeof why) != 0) {
+			set_errstr(errstr, errstr_size, "%s: %s", path, why);
+			free(text);
+			count = -1;
+			break;
+		}
+		free(text);
+		count++;
+	}
+	closedir(d);
+	return count;
+}
+
+int codec_set_raw_writer_schema(struct codec *codec, const char *schema_json, char *errstr,
+				size_t errstr_size)
+{
+	struct writer_plan *plan = plan_from_json(schema_json, -1, errstr, errstr_size);
+	if (plan == NULL)
+		return -1;
+	plan_free(codec->raw_plan[plan->kind]);
+	codec->raw_plan[plan->kind] = plan;
+	return 0;
+}
+
+/* ---- decoding ---------------------------------------------------------------------- */
+
+/* Finds the writer plan from the framing and runs the Avro read of the body. */
+static int read_body(struct codec *codec, enum record_kind kind, const void *buf, size_t len,
+		     struct writer_plan **plan_out, struct codec_error *err)
+{
+	const uint8_t *bytes = buf;
+	struct writer_plan *plan = NULL;
+	bool confluent;
+	int rc;
+
+	if (len == 0 || buf == NULL)
+		return fail(err, CODEC_ERR_EMPTY, "message has no bytes");
+	confluent = codec->config.framing == CODEC_FRAMING_CONFLUENT ||
+		    (codec->config.framing == CODEC_FRAMING_AUTO && bytes[0] == 0);
+	if (confluent) {
+		int32_t id;
+		if (bytes[0] != 0)
+			return fail(err, CODEC_ERR_BAD_MAGIC,
+				    "first byte is 0x%02x; Confluent framing starts with 0x00",
+				    bytes[0]);
+		if (len < 5)
+			return fail(err, CODEC_ERR_TRUNCATED,
+				    "Confluent header needs 5 bytes, message has %zu", len);
+		id = (int32_t)(((uint32_t)bytes[1] << 24) | ((uint32_t)bytes[2] << 16) |
+			       ((uint32_t)bytes[3] << 8) | (uint32_t)bytes[4]);
+		for (size_t i = 0; i < codec->registered_count; i++)
+			if (codec->registered[i]->schema_id == id)
+				plan = codec->registered[i];
+		if (plan == NULL)
+			return fail(err, CODEC_ERR_UNKNOWN_SCHEMA, "schema id %d is not registered",
+				    id);
+		if (plan->kind != kind)
+			return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "schema id %d is a %s, not a %s",
+				    id, record_names[plan->kind], record_names[kind]);
+		bytes += 5;
+		len -= 5;
+	} else {
+		plan = codec->raw_plan[kind];
+	}
+
+	avro_reader_memory_set_source(codec->reader, (const char *)bytes, (int64_t)len);
+	alloc_budget_bytes = budget_for(len);
+	rc = avro_value_read(codec->reader, &plan->value);
+	alloc_budget_bytes = 0;
+	if (rc != 0) {
+		if (rc == ENOSPC || rc == ENOMEM)
+			return fail(err, CODEC_ERR_TRUNCATED, "%s body ends early: %s",
+				    record_names[kind], avro_strerror());
+		return fail(err, CODEC_ERR_MALFORMED, "%s body: %s", record_names[kind],
+			    avro_strerror());
+	}
+	/* avro_reader_is_eof() answers only for file readers: probe one more byte. */
+	{
+		char extra;
+		if (avro_read(codec->reader, &extra, 1) == 0)
+			return fail(err, CODEC_ERR_TRAILING_BYTES,
+				    "bytes left over after the %s record", record_names[kind]);
+	}
+	*plan_out = plan;
+	return 0;
+}
+
+/*
+ * Fetches the writer's value for reader field f; a union yields its branch.
+ * *present is false when the writer lacks the field or sent null.
+ */
+static int field_value(struct writer_plan *plan, avro_value_t *record, size_t f,
+		       avro_value_t *out, bool *present, struct codec_error *err)
+{
+	const struct reader_field *field = &reader_records[plan->kind].fields[f];
+	*present = false;
+	if (plan->field_index[f] < 0)
+		return 0;
+	if (avro_value_get_by_index(record, (size_t)plan->field_index[f], out, NULL) != 0)
+		return fail(err, CODEC_ERR_MALFORMED, "field %s: %s", field->name,
+			    avro_strerror());
+	if (avro_value_get_type(out) == AVRO_UNION) {
+		avro_value_t branch;
+		if (avro_value_get_current_branch(out, &branch) != 0)
+			return fail(err, CODEC_ERR_MALFORMED, "field %s: bad union branch",
+				    field->name);
+		*out = branch;
+	}
+	if (avro_value_get_type(out) == AVRO_NULL) {
+		if (!field->has_default)
+			return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field %s: null is not allowed",
+				    field->name);
+		return 0;
+	}
+	*present = true;
+	return 0;
+}
+
+static int value_string(avro_value_t *v, const char *name, const char **s, size_t *len,
+			struct codec_error *err)
+{
+	size_t size;
+	int rc;
+	switch (avro_value_get_type(v)) {
+	case AVRO_STRING:
+		rc = avro_value_get_string(v, s, &size);
+		if (rc == 0 && size > 0)
+			size--; /* Avro C counts the terminating NUL */
+		break;
+	case AVRO_BYTES: {
+		const void *b;
+		rc = avro_value_get_bytes(v, &b, &size);
+		*s = b;
+		break;
+	}
+	default:
+		return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field %s: writer sent a %s", name,
+			    avro_schema_type_name(avro_value_get_schema(v)));
+	}
+	if (rc != 0)
+		return fail(err, CODEC_ERR_MALFORMED, "field %s: %s", name, avro_strerror());
+	*len = size;
+	return 0;
+}
+
+/* Copies an id after checking it is 1..CODEC_ID_MAX_BYTES bytes of UTF-8. */
+static int value_id(avro_value_t *v, const char *name, char *dst, struct codec_error *err)
+{
+	const char *s = NULL;
+	size_t len = 0;
+	if (value_string(v, name, &s, &len, err) != 0)
+		return -1;
+	if (len == 0)
+		return fail(err, CODEC_ERR_EMPTY_ID, "%s is empty", name);
+	if (len > CODEC_ID_MAX_BYTES)
+		return fail(err, CODEC_ERR_ID_TOO_LONG, "%s is %zu bytes, limit %d", name, len,
+			    CODEC_ID_MAX_BYTES);
+	if (!codec_utf8_valid(s, len))
+		return fail(err, CODEC_ERR_ID_NOT_UTF8, "%s is not valid UTF-8 (or holds a NUL)",
+			    name);
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+static int value_long(avro_value_t *v, const char *name, int64_t *out, struct codec_error *err)
+{
+	int32_t i;
+	switch (avro_value_get_type(v)) {
+	case AVRO_INT32:
+		avro_value_get_int(v, &i);
+		*out = i;
+		return 0;
+	case AVRO_INT64:
+		avro_value_get_long(v, out);
+		return 0;
+	default:
+		return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field %s: writer sent a %s", name,
+			    avro_schema_type_name(avro_value_get_schema(v)));
+	}
+}
+
+static int value_double(avro_value_t *v, const char *name, double *out, struct codec_error *err)
+{
+	float f;
+	switch (avro_value_get_type(v)) {
+	case AVRO_FLOAT:
+		avro_value_get_float(v, &f);
+		*out = f;
+		return 0;
+	case AVRO_DOUBLE:
+		avro_value_get_double(v, out);
+		return 0;
+	default: {
+		int64_t l;
+		if (value_long(v, name, &l, err) != 0)
+			return -1;
+		*out = (double)l;
+		return 0;
+	}
+	}
+}
+
+static int check_ts(int64_t ts_ms, int64_t now_ms, int64_t max_future_ms, const char *name,
+		    struct codec_error *err)
+{
+	if (ts_ms < 0)
+		return fail(err, CODEC_ERR_NEGATIVE_TS, "%s is negative (%lld)", name,
+			    (long long)ts_ms);
+	if (now_ms > 0 && ts_ms > now_ms && ts_ms - now_ms > max_future_ms)
+		return fail(err, CODEC_ERR_FUTURE_TS,
+			    "%s %lld is %lld ms in the future (limit %lld ms)", name,
+			    (long long)ts_ms, (long long)(ts_ms - now_ms), (long long)max_future_ms);
+	return 0;
+}
+
+static int check_price(double price, struct codec_error *err)
+{
+	if (!isfinite(price) || price < 0)
+		return fail(err, CODEC_ERR_INVALID_FIELD, "price must be finite and >= 0, got %g",
+			    price);
+	return 0;
+}
+
+int codec_decode_user_event(struct codec *codec, const void *buf, size_t len, int64_t now_ms,
+			    struct user_event *out, struct codec_error *err)
+{
+	struct writer_plan *plan;
+	avro_value_t v;
+	bool present;
+	int idx;
+
+	if (read_body(codec, REC_USER_EVENT, buf, len, &plan, err) != 0)
+		return -1;
+	memset(out, 0, sizeof *out);
+	static const struct {
+		int field;
+		size_t offset;
+	} ids[] = {
+		{UE_EVENT_ID, offsetof(struct user_event, event_id)},
+		{UE_USER_ID, offsetof(struct user_event, user_id)},
+		{UE_ITEM_ID, offsetof(struct user_event, item_id)},
+	};
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		if (field_value(plan, &plan->value, (size_t)ids[i].field, &v, &present, err) != 0 ||
+		    value_id(&v, user_event_fields[ids[i].field].name, (char *)out + ids[i].offset,
+			     err) != 0)
+			return -1;
+	}
+
+	if (field_value(plan, &plan->value, UE_TYPE, &v, &present, err) != 0)
+		return -1;
+	if (avro_value_get_type(&v) != AVRO_ENUM)
+		return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field type: writer sent a %s",
+			    avro_schema_type_name(avro_value_get_schema(&v)));
+	avro_value_get_enum(&v, &idx);
+	if (idx < 0 || idx >= plan->enum_symbols)
+		return fail(err, CODEC_ERR_INVALID_ENUM,
+			    "type: enum index %d out of range (%d symbols)", idx,
+			    plan->enum_symbols);
+	if (plan->enum_map[idx] < 0)
+		return fail(err, CODEC_ERR_INVALID_ENUM, "type: invalid enum symbol \"%s\"",
+			    avro_schema_enum_get(find_enum(avro_value_get_schema(&v)), idx));
+	out->type = (enum event_type)plan->enum_map[idx];
+
+	if (field_value(plan, &plan->value, UE_TS, &v, &present, err) != 0 ||
+	    value_long(&v, "ts", &out->ts_ms, err) != 0 ||
+	    check_ts(out->ts_ms, now_ms, codec->config.max_future_ms, "ts", err) != 0)
+		return -1;
+
+	if (field_value(plan, &plan->value, UE_SESSION_ID, &v, &present, err) != 0)
+		return -1;
+	if (present) {
+		if (value_id(&v, "session_id", out->session_id, err) != 0)
+			return -1;
+		out->has_session_id = true;
+	}
+	if (field_value(plan, &plan->value, UE_QUANTITY, &v, &present, err) != 0)
+		return -1;
+	if (present) {
+		int64_t q;
+		if (value_long(&v, "quantity", &q, err) != 0)
+			return -1;
+		if (q <= 0 || q > INT32_MAX)
+			return fail(err, CODEC_ERR_INVALID_FIELD, "quantity must be > 0, got %lld",
+				    (long long)q);
+		out->quantity = (int32_t)q;
+		out->has_quantity = true;
+	}
+	if (field_value(plan, &plan->value, UE_PRICE, &v, &present, err) != 0)
+		return -1;
+	if (present) {
+		if (value_double(&v, "price", &out->price, err) != 0 ||
+		    check_price(out->price, err) != 0)
+			return -1;
+		out->has_price = true;
+	}
+	err->reason = CODEC_OK;
+	err->detail[0] = '\0';
+	return 0;
+}
+
+int codec_decode_item_event(struct codec *codec, const void *buf, size_t len, int64_t now_ms,
+			    struct item_event *out, struct codec_error *err)
+{
+	struct writer_plan *plan;
+	avro_value_t v;
+	bool present;
+
+	if (read_body(codec, REC_ITEM_EVENT, buf, len, &plan, err) != 0)
+		return -1;
+	memset(out, 0, sizeof *out);
+	if (field_value(plan, &plan->value, IE_ITEM_ID, &v, &present, err) != 0 ||
+	    value_id(&v, "item_id", out->item_id, err) != 0)
+		return -1;
+	if (field_value(plan, &plan->value, IE_CATEGORY, &v, &present, err) != 0)
+		return -1;
+	if (present) {
+		if (value_id(&v, "category", out->category, err) != 0)
+			return -1;
+		out->has_category = true;
+	}
+	if (field_value(plan, &plan->value, IE_PRICE, &v, &present, err) != 0)
+		return -1;
+	if (present) {
+		if (value_double(&v, "price", &out->price, err) != 0 ||
+		    check_price(out->price, err) != 0)
+			return -1;
+		out->has_price = true;
+	}
+	if (field_value(plan, &plan->value, IE_IN_STOCK, &v, &present, err) != 0)
+		return -1;
+	out->in_stock = true; /* the schema's default */
+	if (present) {
+		int b;
+		if (avro_value_get_type(&v) != AVRO_BOOLEAN)
+			return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field in_stock: not a boolean");
+		avro_value_get_boolean(&v, &b);
+		out->in_stock = b != 0;
+	}
+	if (field_value(plan, &plan->value, IE_TS, &v, &present, err) != 0 ||
+	    value_long(&v, "ts", &out->ts_ms, err) != 0 ||
+	    check_ts(out->ts_ms, now_ms, codec->config.max_future_ms, "ts", err) != 0)
+		return -1;
+	err->reason = CODEC_OK;
+	err->detail[0] = '\0';
+	return 0;
+}
+
+static int ensure_capacity(void **ptr, size_t *cap, size_t need, size_t elem)
+{
+	void *grown;
+	if (need <= *cap)
+		return 0;
+	grown = realloc(*ptr, need * elem);
+	if (grown == NULL)
+		return -1;
+	*ptr = grown;
+	*cap = need;
+	return 0;
+}
+
+/* Appends a NUL-terminated copy of s to an arena sized beforehand. */
+static const char *arena_copy(char *arena, size_t *used, const char *s, size_t len)
+{
+	char *dst = arena + *used;
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+	*used += len + 1;
+	return dst;
+}
+
+int codec_decode_recommendation(struct codec *codec, const void *buf, size_t len,
+				struct recommendation *out, struct codec_error *err)
+{
+	struct writer_plan *plan;
+	avro_value_t v, items;
+	bool present;
+	const char *s;
+	size_t slen, count, used = 0;
+	const char *user_id, *variant;
+	size_t user_len, variant_len, strings_need;
+
+	if (read_body(codec, REC_RECOMMENDATION, buf, len, &plan, err) != 0)
+		return -1;
+	memset(out, 0, sizeof *out);
+	if (field_value(plan, &plan->value, RE_USER_ID, &v, &present, err) != 0 ||
+	    value_string(&v, "user_id", &user_id, &user_len, err) != 0)
+		return -1;
+	if (field_value(plan, &plan->value, RE_VARIANT, &v, &present, err) != 0 ||
+	    value_string(&v, "variant", &variant, &variant_len, err) != 0)
+		return -1;
+	if (field_value(plan, &plan->value, RE_MODEL_STEP, &v, &present, err) != 0 ||
+	    value_long(&v, "model_step", &out->model_step, err) != 0 ||
+	    field_value(plan, &plan->value, RE_GENERATED_AT, &v, &present, err) != 0 ||
+	    value_long(&v, "generated_at", &out->generated_at_ms, err) != 0 ||
+	    field_value(plan, &plan->value, RE_TRIGGER_TS, &v, &present, err) != 0 ||
+	    value_long(&v, "trigger_event_ts", &out->trigger_event_ts_ms, err) != 0 ||
+	    field_value(plan, &plan->value, RE_ITEMS, &items, &present, err) != 0)
+		return -1;
+	if (avro_value_get_type(&items) != AVRO_ARRAY)
+		return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field items: not an array");
+	avro_value_get_size(&items, &count);
+
+	/* Size the string arena first so pointers into it stay valid. */
+	strings_need = user_len + variant_len + 2;
+	for (size_t i = 0; i < count; i++) {
+		avro_value_t item, id;
+		avro_value_get_by_index(&items, i, &item, NULL);
+		avro_value_get_by_index(&item, (size_t)plan->item_id_index, &id, NULL);
+		if (avro_value_get_type(&id) == AVRO_UNION)
+			avro_value_get_current_branch(&id, &id);
+		if (value_string(&id, "items.item_id", &s, &slen, err) != 0)
+			return -1;
+		strings_need += slen + 1;
+	}
+	if (ensure_capacity((void **)&codec->rec_strings, &codec->rec_strings_cap, strings_need, 1) ||
+	    ensure_capacity((void **)&codec->rec_items, &codec->rec_items_cap, count + 1,
+			    sizeof(struct scored_item)))
+		return fail(err, CODEC_ERR_MALFORMED, "out of memory");
+
+	out->user_id = arena_copy(codec->rec_strings, &used, user_id, user_len);
+	out->variant = arena_copy(codec->rec_strings, &used, variant, variant_len);
+	for (size_t i = 0; i < count; i++) {
+		avro_value_t item, id, score;
+		double d;
+		avro_value_get_by_index(&items, i, &item, NULL);
+		avro_value_get_by_index(&item, (size_t)plan->item_id_index, &id, NULL);
+		avro_value_get_by_index(&item, (size_t)plan->item_score_index, &score, NULL);
+		if (avro_value_get_type(&id) == AVRO_UNION)
+			avro_value_get_current_branch(&id, &id);
+		if (avro_value_get_type(&score) == AVRO_UNION)
+			avro_value_get_current_branch(&score, &score);
+		if (value_string(&id, "items.item_id", &s, &slen, err) != 0 ||
+		    value_double(&score, "items.score", &d, err) != 0)
+			return -1;
+		codec->rec_items[i].item_id = arena_copy(codec->rec_strings, &used, s, slen);
+		codec->rec_items[i].score = (float)d;
+	}
+	out->item_count = count;
+	out->items = codec->rec_items;
+	err->reason = CODEC_OK;
+	err->detail[0] = '\0';
+	return 0;
+}
+
+/* ---- encoding ------------------------------------------------------------------------ */
+
+void codec_buf_free(struct codec_buf *buf)
+{
+	free(buf->data);
+	buf->data = NULL;
+	buf->len = buf->cap = 0;
+}
+
+/* Sets a string field without copying: Avro C only borrows it until the write. */
+static int set_borrowed_string(avro_value_t *record, size_t index, const char *s)
+{
+	avro_value_t field;
+	avro_wrapped_buffer_t wrapped;
+	if (s == NULL)
+		return EINVAL;
+	if (avro_value_get_by_index(record, index, &field, NULL) != 0)
+		return EINVAL;
+	if (avro_wrapped_buffer_new_string(&wrapped, s) != 0)
+		return ENOMEM;
+	return avro_value_give_string_len(&field, &wrapped);
+}
+
+static int set_long(avro_value_t *record, size_t index, int64_t l)
+{
+	avro_value_t field;
+	if (avro_value_get_by_index(record, index, &field, NULL) != 0)
+		return EINVAL;
+	return avro_value_set_long(&field, l);
+}
+
+/* Sets an optional (["null", T]) field: branch 0 is null, branch 1 the value. */
+static int set_optional(avro_value_t *record, size_t index, bool present, avro_value_t *branch)
+{
+	avro_value_t field;
+	if (avro_value_get_by_index(record, index, &field, NULL) != 0)
+		return EINVAL;
+	if (avro_value_set_branch(&field, present ? 1 : 0, branch) != 0)
+		return EINVAL;
+	return present ? 0 : avro_value_set_null(branch);
+}
+
+/* Writes value (of kind) into out with the framing's header. */
+static int write_framed(struct codec *codec, avro_value_t *value, int32_t schema_id,
+			enum codec_framing framing, struct codec_buf *out, char *errstr,
+			size_t errstr_size)
+{
+	size_t body, header = framing == CODEC_FRAMING_CONFLUENT ? 5 : 0;
+	if (avro_value_sizeof(value, &body) != 0) {
+		set_errstr(errstr, errstr_size, "cannot size record: %s", avro_strerror());
+		return -1;
+	}
+	if (ensure_capacity((void **)&out->data, &out->cap, header + body, 1) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	if (header != 0) {
+		uint32_t id = (uint32_t)schema_id;
+		out->data[0] = 0;
+		out->data[1] = (uint8_t)(id >> 24);
+		out->data[2] = (uint8_t)(id >> 16);
+		out->data[3] = (uint8_t)(id >> 8);
+		out->data[4] = (uint8_t)id;
+	}
+	avro_writer_memory_set_dest(codec->writer, (const char *)out->data + header, (int64_t)body);
+	if (avro_value_write(codec->writer, value) != 0) {
+		set_errstr(errstr, errstr_size, "cannot write record: %s", avro_strerror());
+		return -1;
+	}
+	out->len = header + body;
+	return 0;
+}
+
+int codec_encode_recommendation(struct codec *codec, const struct recommendation *rec,
+				enum codec_framing framing, struct codec_buf *out, char *errstr,
+				size_t errstr_size)
+{
+	avro_value_t *value = &codec->encode_value[REC_RECOMMENDATION];
+	avro_value_t items, item;
+	int rc;
+
+	avro_value_reset(value);
+	rc = set_borrowed_string(value, RE_USER_ID, rec->user_id);
+	rc = rc ? rc : set_borrowed_string(value, RE_VARIANT, rec->variant);
+	rc = rc ? rc : set_long(value, RE_MODEL_STEP, rec->model_step);
+	rc = rc ? rc : set_long(value, RE_GENERATED_AT, rec->generated_at_ms);
+	rc = rc ? rc : set_long(value, RE_TRIGGER_TS, rec->trigger_event_ts_ms);
+	rc = rc ? rc : avro_value_get_by_index(value, RE_ITEMS, &items, NULL);
+	for (size_t i = 0; rc == 0 && i < rec->item_count; i++) {
+		avro_value_t score;
+		rc = avro_value_append(&items, &item, NULL);
+		rc = rc ? rc : set_borrowed_string(&item, 0, rec->items[i].item_id);
+		rc = rc ? rc : avro_value_get_by_index(&item, 1, &score, NULL);
+		rc = rc ? rc : avro_value_set_float(&score, rec->items[i].score);
+	}
+	if (rc != 0) {
+		set_errstr(errstr, errstr_size, "recommendation for %s: missing or invalid field",
+			   rec->user_id ? rec->user_id : "(null user)");
+		return -1;
+	}
+	return write_framed(codec, value, codec->config.recommendation_schema_id, framing, out,
+			    errstr, errstr_size);
+}
+
+int codec_encode_user_event(struct codec *codec, const struct user_event *event,
+			    enum codec_framing framing, struct codec_buf *out, char *errstr,
+			    size_t errstr_size)
+{
+	avro_value_t *value = &codec->encode_value[REC_USER_EVENT];
+	avro_value_t field, branch;
+	int rc;
+
+	if ((unsigned)event->type >= EVENT_TYPE_COUNT) {
+		set_errstr(errstr, errstr_size, "event %s: type %d out of range", event->event_id,
+			   (int)event->type);
+		return -1;
+	}
+	avro_value_reset(value);
+	rc = set_borrowed_string(value, UE_EVENT_ID, event->event_id);
+	rc = rc ? rc : set_borrowed_string(value, UE_USER_ID, event->user_id);
+	rc = rc ? rc : set_borrowed_string(value, UE_ITEM_ID, event->item_id);
+	rc = rc ? rc : avro_value_get_by_index(value, UE_TYPE, &field, NULL);
+	rc = rc ? rc : avro_value_set_enum(&field, (int)event->type);
+	rc = rc ? rc : set_long(value, UE_TS, event->ts_ms);
+	rc = rc ? rc : set_optional(value, UE_SESSION_ID, event->has_session_id, &branch);
+	if (rc == 0 && event->has_session_id)
+		rc = avro_value_set_string(&branch, event->session_id);
+	rc = rc ? rc : set_optional(value, UE_QUANTITY, event->has_quantity, &branch);
+	if (rc == 0 && event->has_quantity)
+		rc = avro_value_set_int(&branch, event->quantity);
+	rc = rc ? rc : set_optional(value, UE_PRICE, event->has_price, &branch);
+	if (rc == 0 && event->has_price)
+		rc = avro_value_set_double(&branch, event->price);
+	if (rc != 0) {
+		set_errstr(errstr, errstr_size, "event %s: cannot set fields: %s", event->event_id,
+			   avro_strerror());
+		return -1;
+	}
+	return write_framed(codec, value, codec->config.user_event_schema_id, framing, out, errstr,
+			    errstr_size);
+}
+
+int codec_encode_item_event(struct codec *codec, const struct item_event *event,
+			    enum codec_framing framing, struct codec_buf *out, char *errstr,
+			    size_t errstr_size)
+{
+	avro_value_t *value = &codec->encode_value[REC_ITEM_EVENT];
+	avro_value_t field, branch;
+	int rc;
+
+	avro_value_reset(value);
+	rc = set_borrowed_string(value, IE_ITEM_ID, event->item_id);
+	rc = rc ? rc : set_optional(value, IE_CATEGORY, event->has_category, &branch);
+	if (rc == 0 && event->has_category)
+		rc = avro_value_set_string(&branch, event->category);
+	rc = rc ? rc : set_optional(value, IE_PRICE, event->has_price, &branch);
+	if (rc == 0 && event->has_price)
+		rc = avro_value_set_double(&branch, event->price);
+	rc = rc ? rc : avro_value_get_by_index(value, IE_IN_STOCK, &field, NULL);
+	rc = rc ? rc : avro_value_set_boolean(&field, event->in_stock);
+	rc = rc ? rc : set_long(value, IE_TS, event->ts_ms);
+	if (rc != 0) {
+		set_errstr(errstr, errstr_size, "item %s: cannot set fields: %s", event->item_id,
+			   avro_strerror());
+		return -1;
+	}
+	return write_framed(codec, value, codec->config.item_event_schema_id, framing, out, errstr,
+			    errstr_size);
+}
