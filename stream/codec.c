@@ -106,25 +106,61 @@ struct codec {
 
 /* ---- allocation budget ---------------------------------------------------- */
 
-static _Thread_local size_t alloc_budget_bytes; /* 0: unlimited */
+/*
+ * State of the decode running on this thread. Avro C takes every block from
+ * codec_avro_allocator(), so it can refuse absurd sizes and remember the
+ * last fresh block: Avro C 1.11 leaks the buffer of a string or bytes value
+ * whose body is cut short, and read_body() frees it.
+ */
+static _Thread_local struct {
+	size_t budget_bytes;     /* 0: no decode running, no limit */
+	size_t refused_bytes;    /* size of the last refused request */
+	bool refused_negative;   /* a request came from a negative length */
+	void *last_fresh_block;  /* newest malloc'd block, while not freed */
+} decode_alloc;
 
 static void *codec_avro_allocator(void *user_data, void *ptr, size_t old_size, size_t new_size)
 {
+	void *block;
 	(void)user_data;
 	(void)old_size;
+	if (ptr != NULL && ptr == decode_alloc.last_fresh_block)
+		decode_alloc.last_fresh_block = NULL;
 	if (new_size == 0) {
+		/* Avro C never asks for zero bytes except from a length of -1 */
+		if (ptr == NULL && decode_alloc.budget_bytes != 0)
+			decode_alloc.refused_negative = true;
 		free(ptr);
 		return NULL;
 	}
-	if (alloc_budget_bytes != 0 && new_size > alloc_budget_bytes)
+	if (decode_alloc.budget_bytes != 0 && new_size > decode_alloc.budget_bytes) {
+		decode_alloc.refused_bytes = new_size;
+		decode_alloc.refused_negative = new_size > (size_t)INT64_MAX;
 		return NULL;
-	return realloc(ptr, new_size);
+	}
+	block = realloc(ptr, new_size);
+	if (ptr == NULL && decode_alloc.budget_bytes != 0)
+		decode_alloc.last_fresh_block = block;
+	return block;
 }
 
 /* A record decoded from len bytes never needs one block larger than this. */
 static size_t budget_for(size_t len)
 {
 	return 64 * len + 65536;
+}
+
+/* True when Avro C's error is a string/bytes body cut short (the leaking path). */
+static bool is_cut_string_body(const char *message)
+{
+	static const char *const prefixes[] = {"Cannot read string value: Cannot read ",
+					       "Cannot read bytes value: Cannot read "};
+	for (size_t i = 0; i < 2; i++) {
+		size_t n = strlen(prefixes[i]);
+		if (strncmp(message, prefixes[i], n) == 0 && message[n] >= '0' && message[n] <= '9')
+			return true;
+	}
+	return false;
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -716,11 +752,22 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 	}
 
 	avro_reader_memory_set_source(codec->reader, (const char *)bytes, (int64_t)len);
-	alloc_budget_bytes = budget_for(len);
+	memset(&decode_alloc, 0, sizeof decode_alloc);
+	decode_alloc.budget_bytes = budget_for(len);
 	rc = avro_value_read(codec->reader, &plan->value);
-	alloc_budget_bytes = 0;
+	if (rc != 0 && decode_alloc.last_fresh_block != NULL && is_cut_string_body(avro_strerror()))
+		free(decode_alloc.last_fresh_block);
+	decode_alloc.budget_bytes = 0;
+	decode_alloc.last_fresh_block = NULL;
 	if (rc != 0) {
-		if (rc == ENOSPC || rc == ENOMEM)
+		if (decode_alloc.refused_negative)
+			return fail(err, CODEC_ERR_MALFORMED, "%s body: negative length",
+				    record_names[kind]);
+		if (decode_alloc.refused_bytes != 0)
+			return fail(err, CODEC_ERR_TRUNCATED,
+				    "%s body declares a %zu-byte value, message has %zu bytes",
+				    record_names[kind], decode_alloc.refused_bytes, len);
+		if (rc == ENOSPC)
 			return fail(err, CODEC_ERR_TRUNCATED, "%s body ends early: %s",
 				    record_names[kind], avro_strerror());
 		return fail(err, CODEC_ERR_MALFORMED, "%s body: %s", record_names[kind],
