@@ -1,0 +1,306 @@
+/*
+ * codec_tool: a line-oriented bridge between streamrec's codec and test
+ * programs in other languages (the fastavro interoperability test).
+ *
+ *   codec_tool [--framing raw|confluent|auto] [--schema ID=FILE]... [--out-schema-id N] COMMAND
+ *
+ * Strings travel hex-encoded so any byte survives; floats as IEEE bits in hex.
+ *   decode-events  in: hex message     out: OK evhex uhex ihex TYPE ts sess|- qty|- pricebits|-
+ *                                        or ERR reason detail
+ *   encode-events  in: evhex uhex ihex TYPE ts sess|- qty|- pricebits|-   out: hex message
+ *   encode-recs    in: uhex vhex step gen trig n (ihex scorebits){n}       out: hex message
+ *   decode-recs    in: hex message     out: the encode-recs line, or ERR reason detail
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+
+static int hex_decode(const char *hex, uint8_t *out, size_t cap, size_t *len)
+{
+	size_t n = strlen(hex);
+	if (n % 2 != 0 || n / 2 > cap)
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	*len = n / 2;
+	return 0;
+}
+
+static void hex_print(const void *data, size_t len)
+{
+	const uint8_t *b = data;
+	for (size_t i = 0; i < len; i++)
+		printf("%02x", b[i]);
+	if (len == 0)
+		printf("-");
+}
+
+/* Decodes a hex token into a NUL-terminated string of at most cap-1 bytes. */
+static int hex_string(const char *hex, char *out, size_t cap)
+{
+	size_t len;
+	if (strcmp(hex, "-") == 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	if (hex_decode(hex, (uint8_t *)out, cap - 1, &len) != 0)
+		return -1;
+	out[len] = '\0';
+	return 0;
+}
+
+static float bits_float(const char *hex)
+{
+	uint32_t bits = (uint32_t)strtoul(hex, NULL, 16);
+	float f;
+	memcpy(&f, &bits, sizeof f);
+	return f;
+}
+
+static double bits_double(const char *hex)
+{
+	uint64_t bits = strtoull(hex, NULL, 16);
+	double d;
+	memcpy(&d, &bits, sizeof d);
+	return d;
+}
+
+static void print_event(const struct user_event *e)
+{
+	uint64_t price_bits;
+	printf("OK ");
+	hex_print(e->event_id, strlen(e->event_id));
+	printf(" ");
+	hex_print(e->user_id, strlen(e->user_id));
+	printf(" ");
+	hex_print(e->item_id, strlen(e->item_id));
+	printf(" %s %" PRId64 " ", event_type_name(e->type), e->ts_ms);
+	if (e->has_session_id)
+		hex_print(e->session_id, strlen(e->session_id));
+	else
+		printf("-");
+	if (e->has_quantity)
+		printf(" %d", e->quantity);
+	else
+		printf(" -");
+	memcpy(&price_bits, &e->price, sizeof price_bits);
+	if (e->has_price)
+		printf(" %016" PRIx64 "\n", price_bits);
+	else
+		printf(" -\n");
+}
+
+static int parse_event(char *line, struct user_event *e)
+{
+	char *tok[8];
+	int n = 0;
+	for (char *t = strtok(line, " \n"); t != NULL && n < 8; t = strtok(NULL, " \n"))
+		tok[n++] = t;
+	if (n != 8)
+		return -1;
+	memset(e, 0, sizeof *e);
+	if (hex_string(tok[0], e->event_id, sizeof e->event_id) || hex_string(tok[1], e->user_id, sizeof e->user_id) ||
+	    hex_string(tok[2], e->item_id, sizeof e->item_id) || !event_type_from_name(tok[3], &e->type))
+		return -1;
+	e->ts_ms = strtoll(tok[4], NULL, 10);
+	if (strcmp(tok[5], "-") != 0) {
+		e->has_session_id = true;
+		if (hex_string(tok[5], e->session_id, sizeof e->session_id))
+			return -1;
+	}
+	if (strcmp(tok[6], "-") != 0) {
+		e->has_quantity = true;
+		e->quantity = (int32_t)strtol(tok[6], NULL, 10);
+	}
+	if (strcmp(tok[7], "-") != 0) {
+		e->has_price = true;
+		e->price = bits_double(tok[7]);
+	}
+	return 0;
+}
+
+#define MAX_ITEMS 1000
+
+static int parse_rec(char *line, struct recommendation *r, struct scored_item *items,
+		     char (*ids)[CODEC_ID_MAX_BYTES * 4 + 1], char *user, char *variant)
+{
+	char *save = NULL, *t;
+	long count;
+	if ((t = strtok_r(line, " \n", &save)) == NULL || hex_string(t, user, CODEC_ID_MAX_BYTES * 4 + 1))
+		return -1;
+	if ((t = strtok_r(NULL, " \n", &save)) == NULL ||
+	    hex_string(t, variant, CODEC_ID_MAX_BYTES * 4 + 1))
+		return -1;
+	r->user_id = user;
+	r->variant = variant;
+	if ((t = strtok_r(NULL, " \n", &save)) == NULL)
+		return -1;
+	r->model_step = strtoll(t, NULL, 10);
+	if ((t = strtok_r(NULL, " \n", &save)) == NULL)
+		return -1;
+	r->generated_at_ms = strtoll(t, NULL, 10);
+	if ((t = strtok_r(NULL, " \n", &save)) == NULL)
+		return -1;
+	r->trigger_event_ts_ms = strtoll(t, NULL, 10);
+	if ((t = strtok_r(NULL, " \n", &save)) == NULL || (count = strtol(t, NULL, 10)) < 0 ||
+	    count > MAX_ITEMS)
+		return -1;
+	for (long i = 0; i < count; i++) {
+		if ((t = strtok_r(NULL, " \n", &save)) == NULL ||
+		    hex_string(t, ids[i], CODEC_ID_MAX_BYTES * 4 + 1))
+			return -1;
+		items[i].item_id = ids[i];
+		if ((t = strtok_r(NULL, " \n", &save)) == NULL)
+			return -1;
+		items[i].score = bits_float(t);
+	}
+	r->item_count = (size_t)count;
+	r->items = items;
+	return 0;
+}
+
+static void print_rec(const struct recommendation *r)
+{
+	hex_print(r->user_id, strlen(r->user_id));
+	printf(" ");
+	hex_print(r->variant, strlen(r->variant));
+	printf(" %" PRId64 " %" PRId64 " %" PRId64 " %zu", r->model_step, r->generated_at_ms,
+	       r->trigger_event_ts_ms, r->item_count);
+	for (size_t i = 0; i < r->item_count; i++) {
+		uint32_t bits;
+		memcpy(&bits, &r->items[i].score, sizeof bits);
+		printf(" ");
+		hex_print(r->items[i].item_id, strlen(r->items[i].item_id));
+		printf(" %08" PRIx32, bits);
+	}
+	printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct codec_config config = {.framing = CODEC_FRAMING_AUTO};
+	struct codec *codec;
+	char errstr[512];
+	const char *command = NULL;
+	static char line[1 << 20];
+	static uint8_t msg[1 << 19];
+	static struct scored_item items[MAX_ITEMS];
+	static char ids[MAX_ITEMS][CODEC_ID_MAX_BYTES * 4 + 1];
+	static char user[CODEC_ID_MAX_BYTES * 4 + 1], variant[CODEC_ID_MAX_BYTES * 4 + 1];
+	struct codec_buf out = {0};
+	int32_t out_schema_id = 0;
+	int status = 0;
+	int i;
+
+	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+		if (strcmp(argv[i], "--framing") == 0 && i + 1 < argc) {
+			const char *f = argv[++i];
+			config.framing = strcmp(f, "raw") == 0	     ? CODEC_FRAMING_RAW
+					 : strcmp(f, "confluent") == 0 ? CODEC_FRAMING_CONFLUENT
+								       : CODEC_FRAMING_AUTO;
+		} else if (strcmp(argv[i], "--out-schema-id") == 0 && i + 1 < argc) {
+			out_schema_id = (int32_t)atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc) {
+			i++; /* handled after the codec exists */
+		} else {
+			fprintf(stderr, "codec_tool: unknown option %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		fprintf(stderr, "codec_tool: missing command\n");
+		return 2;
+	}
+	command = argv[i];
+	config.recommendation_schema_id = config.user_event_schema_id = out_schema_id;
+	codec = codec_new(&config, errstr, sizeof errstr);
+	if (codec == NULL) {
+		fprintf(stderr, "codec_tool: %s\n", errstr);
+		return 1;
+	}
+	for (int k = 1; k < i; k++) {
+		if (strcmp(argv[k], "--schema") == 0) {
+			char *spec = argv[++k], *eq = strchr(spec, '='), *text;
+			FILE *f;
+			long size;
+			if (eq == NULL || (f = fopen(eq + 1, "rb")) == NULL) {
+				fprintf(stderr, "codec_tool: --schema wants ID=FILE, got %s\n", spec);
+				codec_free(codec);
+				return 2;
+			}
+			fseek(f, 0, SEEK_END);
+			size = ftell(f);
+			rewind(f);
+			text = calloc(1, (size_t)size + 1);
+			if (fread(text, 1, (size_t)size, f) != (size_t)size ||
+			    codec_register_schema(codec, atoi(spec), text, errstr, sizeof errstr) != 0) {
+				fprintf(stderr, "codec_tool: %s: %s\n", spec, errstr);
+				status = 1;
+			}
+			free(text);
+			fclose(f);
+		}
+	}
+	enum codec_framing out_framing =
+	    config.framing == CODEC_FRAMING_CONFLUENT ? CODEC_FRAMING_CONFLUENT : CODEC_FRAMING_RAW;
+
+	while (status == 0 && fgets(line, sizeof line, stdin) != NULL) {
+		struct codec_error err;
+		size_t len = 0;
+		line[strcspn(line, "\n")] = '\0';
+		if (strcmp(command, "decode-events") == 0 || strcmp(command, "decode-recs") == 0) {
+			if (strcmp(line, "-") != 0 && hex_decode(line, msg, sizeof msg, &len) != 0) {
+				fprintf(stderr, "codec_tool: bad hex line\n");
+				status = 2;
+				break;
+			}
+			if (strcmp(command, "decode-events") == 0) {
+				struct user_event e;
+				if (codec_decode_user_event(codec, msg, len, 0, &e, &err) == 0)
+					print_event(&e);
+				else
+					printf("ERR %s %s\n", codec_reason_name(err.reason), err.detail);
+			} else {
+				struct recommendation r;
+				if (codec_decode_recommendation(codec, msg, len, &r, &err) == 0)
+					print_rec(&r);
+				else
+					printf("ERR %s %s\n", codec_reason_name(err.reason), err.detail);
+			}
+		} else if (strcmp(command, "encode-events") == 0) {
+			struct user_event e;
+			if (parse_event(line, &e) != 0 ||
+			    codec_encode_user_event(codec, &e, out_framing, &out, errstr, sizeof errstr)) {
+				fprintf(stderr, "codec_tool: cannot encode event line\n");
+				status = 2;
+				break;
+			}
+			hex_print(out.data, out.len);
+			printf("\n");
+		} else if (strcmp(command, "encode-recs") == 0) {
+			struct recommendation r;
+			if (parse_rec(line, &r, items, ids, user, variant) != 0 ||
+			    codec_encode_recommendation(codec, &r, out_framing, &out, errstr,
+							sizeof errstr) != 0) {
+				fprintf(stderr, "codec_tool: cannot encode recommendation line\n");
+				status = 2;
+				break;
+			}
+			hex_print(out.data, out.len);
+			printf("\n");
+		} else {
+			fprintf(stderr, "codec_tool: unknown command %s\n", command);
+			status = 2;
+		}
+	}
+	codec_buf_free(&out);
+	codec_free(codec);
+	return status;
+}
