@@ -133,7 +133,8 @@ $(BUILD)/fuzz/decode_user_event: tests/fuzz/decode_user_event.c $(FUZZ_SRCS) $(G
 
 fuzz: $(BUILD)/fuzz/decode_user_event
 	@mkdir -p $(BUILD)/fuzz/corpus
-	$< -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus tests/fuzz/corpus/user_event
+	$< -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=$(BUILD)/fuzz/ \
+	  $(BUILD)/fuzz/corpus tests/fuzz/corpus/user_event
 
 bench: all
 	@echo "benchmarks arrive with the model and store issues"

@@ -136,6 +136,9 @@ static void *codec_avro_allocator(void *user_data, void *ptr, size_t old_size, s
 	if (decode_alloc.budget_bytes != 0 && new_size > decode_alloc.budget_bytes) {
 		decode_alloc.refused_bytes = new_size;
 		decode_alloc.refused_negative = new_size > (size_t)INT64_MAX;
+		/* Every Avro C caller writes `p = avro_realloc(p, ...)` and so drops
+		 * the old block when refused: release it here or it leaks. */
+		free(ptr);
 		return NULL;
 	}
 	block = realloc(ptr, new_size);
@@ -753,6 +756,7 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 
 	avro_reader_memory_set_source(codec->reader, (const char *)bytes, (int64_t)len);
 	memset(&decode_alloc, 0, sizeof decode_alloc);
+	avro_set_error("%s", ""); /* Avro C appends to its last message otherwise */
 	decode_alloc.budget_bytes = budget_for(len);
 	rc = avro_value_read(codec->reader, &plan->value);
 	if (rc != 0 && decode_alloc.last_fresh_block != NULL && is_cut_string_body(avro_strerror()))
