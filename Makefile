@@ -3,6 +3,7 @@
 #   make deps     install Debian packages, the Kafka broker's jars and the
 #                 pinned Python test packages (idempotent)
 #   make          release build of the binaries into build/
+#   make run      the main job: local broker, synthetic stream, live view (Ctrl-C stops)
 #   make test     ASan+UBSan build of everything and the whole test suite,
 #                 against a real Kafka broker started for the run
 #   make fuzz     libFuzzer run of the decoder for FUZZ_SECONDS (default 60)
@@ -34,7 +35,7 @@ ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(ASAN_FLAGS)
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev clang-format \
 	librdkafka-dev libavro-dev librocksdb-dev libopenblas-dev libev-dev \
 	libinih-dev libsystemd-dev libxxhash-dev libcmocka-dev \
-	openjdk-17-jre-headless maven python3 python3-venv python3-pip
+	openjdk-17-jdk-headless maven python3 python3-venv python3-pip
 
 # Project sources: every .c of the library folders; mains live in daemon/.
 LIB_SRCS   := $(wildcard stream/*.c model/*.c store/*.c) $(filter-out daemon/main_%.c,$(wildcard daemon/*.c))
@@ -51,10 +52,13 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/u
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
 TEST_TOOLS := $(BUILD)/tests/codec_tool
 
-.PHONY: all deps deps-apt deps-kafka deps-python test test-build fuzz bench install clean format check-format
+.PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench install clean format
 .DELETE_ON_ERROR:
 
 all: $(BINS)
+
+run: deps all
+	tools/demo
 
 $(GEN_HDR): $(SCHEMAS) Makefile
 	@mkdir -p $(@D)
