@@ -140,8 +140,17 @@ fuzz: $(BUILD)/fuzz/decode_user_event
 	$< -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=$(BUILD)/fuzz/ \
 	  $(BUILD)/fuzz/corpus tests/fuzz/corpus/user_event
 
-bench: all
-	@echo "benchmarks arrive with the model and store issues"
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+
+$(BUILD)/bench/%: bench/%.c $(REL_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) $< $(REL_OBJS) $(PKG_LIBS) -o $@
+
+# Benchmarks print figures (medians of several runs, ratios against a
+# baseline measured in the same run); nothing here asserts a timing.
+bench: all $(BENCH_BINS)
+	@echo "machine: $$(nproc) cores, $$(free -g | awk '/^Mem/ {print $$2}') GiB, $$(lscpu | sed -n 's/^Model name: *//p')"
+	@for b in $(BENCH_BINS); do $$b || exit 1; done
 
 # ---- install, housekeeping ------------------------------------------------------------
 
@@ -154,6 +163,6 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BINS)
+	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/bench $(BINS)
 
 -include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d)

@@ -1,0 +1,128 @@
+/*
+ * Codec benchmark: UserEvent decode and Recommendation encode rates, next to
+ * Avro C's bare generic read of the same bytes (the floor our resolution and
+ * validation add to), in one run. Prints medians of several runs.
+ */
+#include <avro.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec.h"
+
+#define RUNS 7
+#define EVENTS 200000
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, compare_double);
+	return v[n / 2];
+}
+
+int main(void)
+{
+	char errstr[256];
+	struct codec *codec = codec_new(NULL, errstr, sizeof errstr);
+	struct codec_buf buf = {0};
+	uint8_t *messages;
+	size_t *offsets, *lengths, total = 0;
+	double decode_rate[RUNS], bare_rate[RUNS], encode_rate[RUNS];
+
+	if (codec == NULL) {
+		fprintf(stderr, "bench: %s\n", errstr);
+		return 1;
+	}
+	messages = malloc((size_t)EVENTS * 128);
+	offsets = malloc(sizeof *offsets * EVENTS);
+	lengths = malloc(sizeof *lengths * EVENTS);
+	for (int i = 0; i < EVENTS; i++) {
+		struct user_event ev;
+		memset(&ev, 0, sizeof ev);
+		snprintf(ev.event_id, sizeof ev.event_id, "ev-%d", i);
+		snprintf(ev.user_id, sizeof ev.user_id, "user-%d", i % 100000);
+		snprintf(ev.item_id, sizeof ev.item_id, "item-%d", (i * 7919) % 100000);
+		ev.type = (enum event_type)(i % EVENT_TYPE_COUNT);
+		ev.ts_ms = 1700000000000LL + i;
+		if (codec_encode_user_event(codec, &ev, CODEC_FRAMING_RAW, &buf, errstr, sizeof errstr)) {
+			fprintf(stderr, "bench: %s\n", errstr);
+			return 1;
+		}
+		offsets[i] = total;
+		lengths[i] = buf.len;
+		memcpy(messages + total, buf.data, buf.len);
+		total += buf.len;
+	}
+
+	avro_schema_t schema;
+	const char *json = codec_schema_json("UserEvent");
+	avro_schema_from_json_length(json, strlen(json), &schema);
+	avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
+	avro_value_t value;
+	avro_generic_value_new(iface, &value);
+	avro_reader_t reader = avro_reader_memory(NULL, 0);
+
+	struct scored_item items[20];
+	char ids[20][16];
+	for (int k = 0; k < 20; k++) {
+		snprintf(ids[k], sizeof ids[k], "item-%d", k * 31);
+		items[k].item_id = ids[k];
+		items[k].score = 1.0f / (float)(k + 1);
+	}
+	struct recommendation rec = {"user-1", "control", 1, 2, 3, 20, items};
+
+	for (int run = 0; run < RUNS; run++) {
+		struct user_event ev;
+		struct codec_error err;
+		double t0 = now_s();
+		for (int i = 0; i < EVENTS; i++)
+			if (codec_decode_user_event(codec, messages + offsets[i], lengths[i], 0, &ev, &err))
+				abort();
+		double t1 = now_s();
+		for (int i = 0; i < EVENTS; i++) {
+			avro_reader_memory_set_source(reader, (const char *)messages + offsets[i],
+						      (int64_t)lengths[i]);
+			if (avro_value_read(reader, &value))
+				abort();
+		}
+		double t2 = now_s();
+		for (int i = 0; i < EVENTS / 4; i++)
+			if (codec_encode_recommendation(codec, &rec, CODEC_FRAMING_CONFLUENT, &buf, errstr,
+							sizeof errstr))
+				abort();
+		double t3 = now_s();
+		decode_rate[run] = EVENTS / (t1 - t0);
+		bare_rate[run] = EVENTS / (t2 - t1);
+		encode_rate[run] = (EVENTS / 4) / (t3 - t2);
+	}
+	double decode = median(decode_rate, RUNS), bare = median(bare_rate, RUNS);
+	printf("codec (1 thread, median of %d runs of %d events; machine: see README)\n", RUNS, EVENTS);
+	printf("  UserEvent decode+validate   %10.0f events/s\n", decode);
+	printf("  Avro C bare generic read    %10.0f events/s   (ours = %.2fx of bare)\n", bare,
+	       decode / bare);
+	printf("  Recommendation encode, k=20 %10.0f recs/s\n", median(encode_rate, RUNS));
+
+	avro_reader_free(reader);
+	avro_value_decref(&value);
+	avro_value_iface_decref(iface);
+	avro_schema_decref(schema);
+	codec_buf_free(&buf);
+	codec_free(codec);
+	free(messages);
+	free(offsets);
+	free(lengths);
+	return 0;
+}
