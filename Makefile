@@ -54,6 +54,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool
 
 .PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench install clean format
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 all: $(BINS)
 
