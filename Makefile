@@ -38,7 +38,8 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev clang-format
 	openjdk-17-jdk-headless maven python3 python3-venv python3-pip
 
 # Project sources: every .c of the library folders; mains live in daemon/.
-LIB_SRCS   := $(wildcard stream/*.c model/*.c store/*.c) $(filter-out daemon/main_%.c,$(wildcard daemon/*.c))
+LIB_SRCS   := $(wildcard stream/*.c model/*.c store/*.c) $(filter-out daemon/main_%.c daemon/cli_%.c,$(wildcard daemon/*.c))
+CLI_SRCS   := $(wildcard daemon/cli_*.c)
 MAIN_SRCS  := $(wildcard daemon/main_*.c)
 SCHEMAS    := schemas/user_event.avsc schemas/item_event.avsc schemas/recommendation.avsc
 GEN_HDR    := $(BUILD)/gen/schemas_gen.h
@@ -78,6 +79,11 @@ $(BUILD)/rel/%.o: %.c $(GEN_HDR)
 $(BUILD)/asan/%.o: %.c $(GEN_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_CFLAGS) -Itests/support -MMD -MP -c $< -o $@
+
+CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/rel/%.o)
+
+$(BUILD)/streamrec: daemon/main_streamrec.c $(REL_OBJS) $(CLI_OBJS)
+	$(CC) $(REL_CFLAGS) $< $(REL_OBJS) $(CLI_OBJS) $(PKG_LIBS) -o $@
 
 $(BUILD)/%: daemon/main_%.c $(REL_OBJS)
 	$(CC) $(REL_CFLAGS) $< $(REL_OBJS) $(PKG_LIBS) -o $@
@@ -166,4 +172,4 @@ format:
 clean:
 	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/bench $(BINS)
 
--include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+-include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(CLI_OBJS:.o=.d)

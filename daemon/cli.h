@@ -1,0 +1,32 @@
+/*
+ * cli: the commands of the `streamrec` tool, one file each (daemon/cli_*.c),
+ * and the few helpers they share. Each command takes (argc, argv) with
+ * argv[0] the command's name and returns the process exit status: 0 done,
+ * 1 failed, 2 bad usage (with a message naming the option and the value).
+ */
+#ifndef STREAMREC_CLI_H
+#define STREAMREC_CLI_H
+
+#include <signal.h>
+#include <stdint.h>
+
+/** Set by SIGINT/SIGTERM; long-running commands stop cleanly when it is. */
+extern volatile sig_atomic_t cli_stop_requested;
+
+int cli_produce(int argc, char **argv);
+int cli_tail(int argc, char **argv);
+
+/** @returns wall-clock milliseconds since the epoch. */
+int64_t cli_now_ms(void);
+
+/** @returns seconds on the monotonic clock. */
+double cli_monotonic_s(void);
+
+/**
+ * @brief Parse a whole decimal number within [min, max] for option --NAME of a command.
+ * @returns 0, or -1 after printing "streamrec COMMAND: --NAME: must be ..., got 'TEXT'".
+ */
+int cli_parse_count(const char *command, const char *option, const char *text, long long min,
+		    long long max, long long *out);
+
+#endif
