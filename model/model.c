@@ -1,0 +1,796 @@
+#include "model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "covis.h"
+#include "popularity.h"
+#include "sampler.h"
+#include "sgd.h"
+#include "topk.h"
+
+#define ADAGRAD_EPS 1e-8f
+#define MAX_NEGATIVES 64
+#define UNCOUNTED_PENALTY -1e4f /* correction column of an item no one acted on */
+
+/* A growable sorted set of item indices (a user's exclusions). */
+struct item_set {
+	uint32_t *items;
+	uint32_t count, capacity;
+};
+
+struct model {
+	struct model_config config;
+	size_t dim, stride; /* item matrix row: dim floats of q, then the bias column */
+	uint64_t step;
+	uint64_t random_state; /* the sampler's draws */
+
+	/* users */
+	size_t users, user_capacity;
+	float *p;            /* users x dim */
+	float *p_accum;      /* users: row-wise Adagrad accumulators */
+	uint32_t *recent;    /* users x L ring of recent items */
+	uint16_t *recent_count, *recent_head;
+	uint8_t *user_ready; /* initialised from its hash */
+	struct item_set *exclude;
+
+	/* items */
+	size_t items, item_capacity;
+	float *matrix;  /* items x stride: [q_i, b_i + correction] */
+	float *y;       /* items x dim */
+	float *bias;    /* items */
+	float *q_accum, *y_accum, *bias_accum;
+	uint8_t *item_ready;
+
+	struct sampler *sampler;
+	struct covis *covis;
+	struct popularity *popularity;
+
+	/* scratch for one event */
+	float *h, *grad_h, *grad_row;
+	struct sgd_target targets[MAX_NEGATIVES + 1];
+	uint32_t target_items[MAX_NEGATIVES + 1];
+	float score_grad[MAX_NEGATIVES + 1];
+	uint64_t *sparse_keys; /* model_sparse_capacity() each */
+	float *sparse_weights;
+};
+
+static const char *const event_type_names[MODEL_EVENT_TYPES] = {
+	"impression", "view", "click", "add_to_cart", "remove_from_cart", "favorite", "purchase",
+};
+
+const char *model_event_type_name(enum model_event_type type)
+{
+	return (unsigned)type < MODEL_EVENT_TYPES ? event_type_names[type] : NULL;
+}
+
+void model_config_default(struct model_config *config)
+{
+	static const float weights[MODEL_EVENT_TYPES] = {0.0f, 1.0f, 1.5f, 3.0f, -0.5f, 2.5f, 5.0f};
+	memset(config, 0, sizeof *config);
+	config->dim = 32;
+	config->optimizer = MODEL_ADAGRAD;
+	config->learning_rate = 0.05f;
+	config->l2 = 1e-5f;
+	config->negatives = 4;
+	memcpy(config->event_weight, weights, sizeof weights);
+	config->recent_items = 10;
+	config->covis_weight = 1.0f;
+	config->covis_neighbours = 32;
+	config->covis_half_life_events = 1e6;
+	config->sampler_exponent = 0.75f;
+	config->correction_weight = 1.0f;
+	config->trending_half_life_ms = 3600e3;
+	config->init_std = 0.1f;
+	config->use_taste = true;
+	config->use_intent = true;
+	config->use_covis = true;
+	config->use_correction = true;
+	config->exclusion = MODEL_EXCLUDE_BOUGHT;
+	config->seed = 1;
+}
+
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+	va_list ap;
+	if (errstr == NULL || errstr_size == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errstr_size, fmt, ap);
+	va_end(ap);
+}
+
+int model_config_check(const struct model_config *c, char *errstr, size_t errstr_size)
+{
+	if (c->dim < 4 || c->dim > 1024) {
+		set_errstr(errstr, errstr_size, "dim: must be between 4 and 1024, got %zu", c->dim);
+		return -1;
+	}
+	if (!(c->learning_rate > 0 && c->learning_rate <= 10)) {
+		set_errstr(errstr, errstr_size, "learning_rate: must be in (0, 10], got %g",
+			   (double)c->learning_rate);
+		return -1;
+	}
+	if (!(c->l2 >= 0 && c->l2 < 1)) {
+		set_errstr(errstr, errstr_size, "l2: must be in [0, 1), got %g", (double)c->l2);
+		return -1;
+	}
+	if (c->negatives > MAX_NEGATIVES) {
+		set_errstr(errstr, errstr_size, "negatives: must be between 0 and %d, got %u",
+			   MAX_NEGATIVES, c->negatives);
+		return -1;
+	}
+	for (int t = 0; t < MODEL_EVENT_TYPES; t++) {
+		if (!isfinite(c->event_weight[t]) || fabsf(c->event_weight[t]) > 100) {
+			set_errstr(errstr, errstr_size,
+				   "weight.%s: must be between -100 and 100, got %g",
+				   event_type_names[t], (double)c->event_weight[t]);
+			return -1;
+		}
+	}
+	if (c->recent_items < 1 || c->recent_items > 1000) {
+		set_errstr(errstr, errstr_size, "recent_items: must be between 1 and 1000, got %u",
+			   c->recent_items);
+		return -1;
+	}
+	if (!(c->covis_weight >= 0 && c->covis_weight <= 100)) {
+		set_errstr(errstr, errstr_size, "covis_weight: must be between 0 and 100, got %g",
+			   (double)c->covis_weight);
+		return -1;
+	}
+	if (c->covis_neighbours < 1 || c->covis_neighbours > 1024) {
+		set_errstr(errstr, errstr_size,
+			   "covis_neighbours: must be between 1 and 1024, got %u",
+			   c->covis_neighbours);
+		return -1;
+	}
+	if (!(c->covis_half_life_events > 0)) {
+		set_errstr(errstr, errstr_size, "covis_half_life_events: must be > 0, got %g",
+			   c->covis_half_life_events);
+		return -1;
+	}
+	if (!(c->sampler_exponent >= 0 && c->sampler_exponent <= 1)) {
+		set_errstr(errstr, errstr_size, "sampler_exponent: must be between 0 and 1, got %g",
+			   (double)c->sampler_exponent);
+		return -1;
+	}
+	if (!(c->correction_weight >= 0 && c->correction_weight <= 10)) {
+		set_errstr(errstr, errstr_size,
+			   "correction_weight: must be between 0 and 10, got %g",
+			   (double)c->correction_weight);
+		return -1;
+	}
+	if (!(c->trending_half_life_ms > 0)) {
+		set_errstr(errstr, errstr_size, "trending_half_life_ms: must be > 0, got %g",
+			   c->trending_half_life_ms);
+		return -1;
+	}
+	if (!(c->init_std > 0 && c->init_std <= 1)) {
+		set_errstr(errstr, errstr_size, "init_std: must be in (0, 1], got %g",
+			   (double)c->init_std);
+		return -1;
+	}
+	if ((unsigned)c->optimizer > MODEL_SGD || (unsigned)c->exclusion > MODEL_EXCLUDE_INTERACTED) {
+		set_errstr(errstr, errstr_size, "optimizer or exclusion out of range");
+		return -1;
+	}
+	return 0;
+}
+
+struct model *model_new(const struct model_config *config, char *errstr, size_t errstr_size)
+{
+	struct model *m;
+	if (model_config_check(config, errstr, errstr_size) != 0)
+		return NULL;
+	m = calloc(1, sizeof *m);
+	if (m == NULL)
+		goto out_nomem;
+	m->config = *config;
+	m->dim = config->dim;
+	m->stride = config->dim + 1;
+	m->random_state = config->seed ^ 0x5EED5A3D1E5ULL;
+	m->sampler = sampler_new(config->sampler_exponent);
+	m->covis = covis_new(config->covis_neighbours, config->covis_half_life_events);
+	m->popularity = popularity_new(config->trending_half_life_ms);
+	m->h = calloc(m->dim, sizeof *m->h);
+	m->grad_h = calloc(m->dim, sizeof *m->grad_h);
+	m->grad_row = calloc(m->dim, sizeof *m->grad_row);
+	m->sparse_keys = calloc(model_sparse_capacity(m), sizeof *m->sparse_keys);
+	m->sparse_weights = calloc(model_sparse_capacity(m), sizeof *m->sparse_weights);
+	if (m->sampler == NULL || m->covis == NULL || m->popularity == NULL || m->h == NULL ||
+	    m->grad_h == NULL || m->grad_row == NULL || m->sparse_keys == NULL || m->sparse_weights == NULL)
+		goto out_free;
+	return m;
+
+out_free:
+	model_free(m);
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory");
+	return NULL;
+}
+
+void model_free(struct model *model)
+{
+	if (model == NULL)
+		return;
+	for (size_t u = 0; u < model->users; u++)
+		free(model->exclude[u].items);
+	free(model->exclude);
+	free(model->p);
+	free(model->p_accum);
+	free(model->recent);
+	free(model->recent_count);
+	free(model->recent_head);
+	free(model->user_ready);
+	free(model->matrix);
+	free(model->y);
+	free(model->bias);
+	free(model->q_accum);
+	free(model->y_accum);
+	free(model->bias_accum);
+	free(model->item_ready);
+	sampler_free(model->sampler);
+	covis_free(model->covis);
+	popularity_free(model->popularity);
+	free(model->h);
+	free(model->grad_h);
+	free(model->grad_row);
+	free(model->sparse_keys);
+	free(model->sparse_weights);
+	free(model);
+}
+
+const struct model_config *model_config(const struct model *model)
+{
+	return &model->config;
+}
+
+uint64_t model_step(const struct model *model)
+{
+	return model->step;
+}
+
+size_t model_user_count(const struct model *model)
+{
+	return model->users;
+}
+
+size_t model_item_count(const struct model *model)
+{
+	return model->items;
+}
+
+size_t model_sparse_capacity(const struct model *model)
+{
+	return (size_t)model->config.recent_items * model->config.covis_neighbours;
+}
+
+/* ---- growth and initialisation ---------------------------------------------- */
+
+/* Grows *array (count elements of size) to capacity elements, zero-filling. */
+static int grow_array(void **array, size_t count, size_t capacity, size_t size)
+{
+	void *grown = realloc(*array, capacity * size);
+	if (grown == NULL)
+		return -1;
+	memset((char *)grown + count * size, 0, (capacity - count) * size);
+	*array = grown;
+	return 0;
+}
+
+static int ensure_users(struct model *m, size_t need)
+{
+	size_t cap = m->user_capacity ? m->user_capacity : 1024, old = m->user_capacity;
+	size_t L = m->config.recent_items;
+	if (need <= m->user_capacity)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	if (grow_array((void **)&m->p, old * m->dim, cap * m->dim, sizeof(float)) ||
+	    grow_array((void **)&m->p_accum, old, cap, sizeof(float)) ||
+	    grow_array((void **)&m->recent, old * L, cap * L, sizeof(uint32_t)) ||
+	    grow_array((void **)&m->recent_count, old, cap, sizeof(uint16_t)) ||
+	    grow_array((void **)&m->recent_head, old, cap, sizeof(uint16_t)) ||
+	    grow_array((void **)&m->user_ready, old, cap, sizeof(uint8_t)) ||
+	    grow_array((void **)&m->exclude, old, cap, sizeof(struct item_set)))
+		return -1;
+	m->user_capacity = cap;
+	return 0;
+}
+
+static int ensure_items(struct model *m, size_t need)
+{
+	size_t cap = m->item_capacity ? m->item_capacity : 1024, old = m->item_capacity;
+	if (need <= m->item_capacity)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	if (grow_array((void **)&m->matrix, old * m->stride, cap * m->stride, sizeof(float)) ||
+	    grow_array((void **)&m->y, old * m->dim, cap * m->dim, sizeof(float)) ||
+	    grow_array((void **)&m->bias, old, cap, sizeof(float)) ||
+	    grow_array((void **)&m->q_accum, old, cap, sizeof(float)) ||
+	    grow_array((void **)&m->y_accum, old, cap, sizeof(float)) ||
+	    grow_array((void **)&m->bias_accum, old, cap, sizeof(float)) ||
+	    grow_array((void **)&m->item_ready, old, cap, sizeof(uint8_t)))
+		return -1;
+	m->item_capacity = cap;
+	return 0;
+}
+
+/* Fills v with N(0, std^2) draws from a generator seeded by (hash, seed, role). */
+static void init_vector(float *v, size_t dim, uint64_t hash, uint64_t seed, uint64_t role,
+			float std)
+{
+	uint64_t state = hash ^ (seed * 0x9E3779B97F4A7C15ULL) ^ role;
+	for (size_t k = 0; k < dim; k += 2) {
+		/* Box-Muller: two normals from two uniforms */
+		double u1 = sampler_unit(&state), u2 = sampler_unit(&state);
+		double r = sqrt(-2.0 * log(1.0 - u1)), theta = 2.0 * M_PI * u2;
+		v[k] = (float)(r * cos(theta)) * std;
+		if (k + 1 < dim)
+			v[k + 1] = (float)(r * sin(theta)) * std;
+	}
+}
+
+/* The bias column: b_i plus the sampler's log-odds correction. */
+static void refresh_bias_column(struct model *m, uint32_t item)
+{
+	float column = m->bias[item];
+	if (m->config.use_correction) {
+		uint64_t count = popularity_count(m->popularity, item);
+		column += count > 0 ? m->config.sampler_exponent * m->config.correction_weight *
+					      logf((float)count)
+				    : UNCOUNTED_PENALTY;
+	}
+	m->matrix[(size_t)item * m->stride + m->dim] = column;
+}
+
+static int ensure_user(struct model *m, uint32_t user, uint64_t hash)
+{
+	if (ensure_users(m, (size_t)user + 1) != 0)
+		return -1;
+	if ((size_t)user >= m->users)
+		m->users = (size_t)user + 1;
+	if (!m->user_ready[user]) {
+		init_vector(m->p + (size_t)user * m->dim, m->dim, hash, m->config.seed, 0x11,
+			    m->config.init_std);
+		m->user_ready[user] = 1;
+	}
+	return 0;
+}
+
+static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
+{
+	if (ensure_items(m, (size_t)item + 1) != 0)
+		return -1;
+	if ((size_t)item >= m->items)
+		m->items = (size_t)item + 1;
+	if (!m->item_ready[item]) {
+		init_vector(m->matrix + (size_t)item * m->stride, m->dim, hash, m->config.seed, 0x22,
+			    m->config.init_std);
+		init_vector(m->y + (size_t)item * m->dim, m->dim, hash, m->config.seed, 0x33,
+			    m->config.init_std);
+		m->item_ready[item] = 1;
+		refresh_bias_column(m, item);
+	}
+	return 0;
+}
+
+/* ---- learning ------------------------------------------------------------------ */
+
+/* The user's recent items, oldest first, into out (at most L). */
+static size_t recent_items(const struct model *m, uint32_t user, uint32_t *out)
+{
+	size_t L = m->config.recent_items, n = m->recent_count[user], head = m->recent_head[user];
+	const uint32_t *ring = m->recent + (size_t)user * L;
+	for (size_t k = 0; k < n; k++)
+		out[k] = ring[(head + L - n + k) % L];
+	return n;
+}
+
+/* h = p_u (taste) + mean of y over recent items (intent), as configured. */
+static void user_query_vector(const struct model *m, uint32_t user, const uint32_t *recent,
+			      size_t recent_count, float *h)
+{
+	for (size_t k = 0; k < m->dim; k++)
+		h[k] = m->config.use_taste ? m->p[(size_t)user * m->dim + k] : 0.0f;
+	if (m->config.use_intent && recent_count > 0) {
+		float share = 1.0f / (float)recent_count;
+		for (size_t j = 0; j < recent_count; j++) {
+			const float *y = m->y + (size_t)recent[j] * m->dim;
+			for (size_t k = 0; k < m->dim; k++)
+				h[k] += share * y[k];
+		}
+	}
+}
+
+/* One optimiser step on a row: row -= rate * grad, with row-wise Adagrad
+ * (one accumulator per row: the mean squared gradient), or plain SGD. */
+static void apply_step(const struct model *m, float *row, const float *grad, size_t n,
+		       float *accum)
+{
+	float rate = m->config.learning_rate;
+	if (m->config.optimizer == MODEL_ADAGRAD) {
+		float sq = 0;
+		for (size_t k = 0; k < n; k++)
+			sq += grad[k] * grad[k];
+		*accum += sq / (float)n;
+		rate /= sqrtf(*accum) + ADAGRAD_EPS;
+	}
+	for (size_t k = 0; k < n; k++)
+		row[k] -= rate * grad[k];
+}
+
+static int set_insert(struct item_set *set, uint32_t item)
+{
+	uint32_t lo = 0, hi = set->count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (set->items[mid] < item)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < set->count && set->items[lo] == item)
+		return 0;
+	if (set->count == set->capacity) {
+		uint32_t cap = set->capacity ? set->capacity * 2 : 8;
+		uint32_t *grown = realloc(set->items, cap * sizeof *grown);
+		if (grown == NULL)
+			return -1;
+		set->items = grown;
+		set->capacity = cap;
+	}
+	memmove(set->items + lo + 1, set->items + lo, (set->count - lo) * sizeof *set->items);
+	set->items[lo] = item;
+	set->count++;
+	return 0;
+}
+
+/* Trains `count` targets (already in m->targets / m->target_items) against the user's query. */
+static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t recent_count,
+		  size_t count)
+{
+	size_t dim = m->dim;
+	float l2 = m->config.l2;
+
+	user_query_vector(m, user, recent, recent_count, m->h);
+	sgd_score_gradients(m->h, m->targets, count, dim, m->score_grad, m->grad_h);
+
+	for (size_t t = 0; t < count; t++) {
+		uint32_t item = m->target_items[t];
+		float *q = m->matrix + (size_t)item * m->stride;
+		float g = m->score_grad[t];
+		for (size_t k = 0; k < dim; k++)
+			m->grad_row[k] = g * m->h[k] + l2 * q[k];
+		apply_step(m, q, m->grad_row, dim, &m->q_accum[item]);
+		apply_step(m, &m->bias[item], &g, 1, &m->bias_accum[item]);
+		refresh_bias_column(m, item);
+	}
+	if (m->config.use_taste) {
+		float *p = m->p + (size_t)user * dim;
+		for (size_t k = 0; k < dim; k++)
+			m->grad_row[k] = m->grad_h[k] + l2 * p[k];
+		apply_step(m, p, m->grad_row, dim, &m->p_accum[user]);
+	}
+	if (m->config.use_intent && recent_count > 0) {
+		float share = 1.0f / (float)recent_count;
+		for (size_t j = 0; j < recent_count; j++) {
+			float *y = m->y + (size_t)recent[j] * dim;
+			for (size_t k = 0; k < dim; k++)
+				m->grad_row[k] = share * m->grad_h[k] + l2 * y[k];
+			apply_step(m, y, m->grad_row, dim, &m->y_accum[recent[j]]);
+		}
+	}
+}
+
+static void add_target(struct model *m, size_t t, uint32_t item, float label, float weight)
+{
+	m->target_items[t] = item;
+	m->targets[t].q = m->matrix + (size_t)item * m->stride;
+	m->targets[t].b = m->bias[item];
+	m->targets[t].label = label;
+	m->targets[t].weight = weight;
+}
+
+int model_learn(struct model *model, const struct model_event *event, char *errstr,
+		size_t errstr_size)
+{
+	struct model *m = model;
+	uint32_t recent[1000];
+	size_t recent_count, count = 0;
+	float w;
+
+	if ((unsigned)event->type >= MODEL_EVENT_TYPES) {
+		set_errstr(errstr, errstr_size, "event type %d out of range", (int)event->type);
+		return -1;
+	}
+	w = m->config.event_weight[event->type];
+	if (w == 0)
+		return 0;
+	if (ensure_user(m, event->user, event->user_hash) != 0 ||
+	    ensure_item(m, event->item, event->item_hash) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory growing the model to user %u, item %u",
+			   event->user, event->item);
+		return -1;
+	}
+	recent_count = recent_items(m, event->user, recent);
+	m->step++;
+
+	if (w < 0) {
+		/* an explicit "not this": one negative, nothing counted or remembered */
+		add_target(m, 0, event->item, 0.0f, -w);
+		train(m, event->user, recent, recent_count, 1);
+		return 0;
+	}
+
+	add_target(m, count++, event->item, 1.0f, w);
+	for (unsigned n = 0; n < m->config.negatives; n++) {
+		uint32_t negative = sampler_draw(m->sampler, &m->random_state);
+		if (negative == UINT32_MAX)
+			break;
+		if (negative == event->item)
+			continue; /* the positive is no negative; fewer negatives this time */
+		add_target(m, count++, negative, 0.0f, w);
+	}
+	train(m, event->user, recent, recent_count, count);
+
+	/* counting: popularity, the sampler, co-visitation, history */
+	if (popularity_add(m->popularity, event->item, event->ts_ms) != 0 ||
+	    sampler_set_count(m->sampler, event->item,
+			      popularity_count(m->popularity, event->item)) != 0)
+		goto out_nomem;
+	refresh_bias_column(m, event->item);
+	covis_tick(m->covis);
+	for (size_t j = 0; j < recent_count; j++) {
+		bool seen = recent[j] == event->item;
+		for (size_t k = j + 1; k < recent_count && !seen; k++)
+			seen = recent[k] == recent[j];
+		if (!seen && covis_add(m->covis, recent[j], event->item) != 0)
+			goto out_nomem;
+	}
+	if (recent_count == 0 || recent[recent_count - 1] != event->item) {
+		size_t L = m->config.recent_items;
+		uint16_t head = m->recent_head[event->user];
+		m->recent[(size_t)event->user * L + head] = event->item;
+		m->recent_head[event->user] = (uint16_t)((head + 1) % L);
+		if (m->recent_count[event->user] < L)
+			m->recent_count[event->user]++;
+	}
+	if ((m->config.exclusion == MODEL_EXCLUDE_BOUGHT && event->type == MODEL_PURCHASE) ||
+	    m->config.exclusion == MODEL_EXCLUDE_INTERACTED) {
+		if (set_insert(&m->exclude[event->user], event->item) != 0)
+			goto out_nomem;
+	}
+	return 0;
+
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory counting item %u", event->item);
+	return -1;
+}
+
+/* ---- queries -------------------------------------------------------------------- */
+
+const float *model_item_matrix(const struct model *model, size_t *item_count, size_t *row_stride)
+{
+	*item_count = model->items;
+	*row_stride = model->stride;
+	return model->matrix;
+}
+
+bool model_user_has_history(const struct model *model, uint32_t user)
+{
+	return (size_t)user < model->users && model->recent_count[user] > 0;
+}
+
+bool model_user_excludes(const struct model *model, uint32_t user, uint32_t item)
+{
+	if ((size_t)user >= model->users)
+		return false;
+	return popularity_sorted_contains(model->exclude[user].items, model->exclude[user].count,
+					  item);
+}
+
+static int compare_keys(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+void model_query(struct model *model, uint32_t user, struct model_query *query)
+{
+	struct model *m = model;
+	uint32_t recent[1000];
+	size_t recent_count = 0;
+
+	query->sparse_count = 0;
+	query->exclude = NULL;
+	query->exclude_count = 0;
+	if ((size_t)user >= m->users || !m->user_ready[user]) {
+		memset(query->vector, 0, m->dim * sizeof(float));
+		query->vector[m->dim] = 1.0f;
+		return;
+	}
+	recent_count = recent_items(m, user, recent);
+	user_query_vector(m, user, recent, recent_count, query->vector);
+	query->vector[m->dim] = 1.0f;
+	query->exclude = m->exclude[user].items;
+	query->exclude_count = m->exclude[user].count;
+
+	if (!m->config.use_covis || m->config.covis_weight == 0 || recent_count == 0)
+		return;
+	/* Gather the successors of distinct recent items as (item << 32 | slot)
+	 * keys, sort them by item, and sum each item's run: sum_j covis(j, i). */
+	double inverse_scale = 1.0 / covis_scale(m->covis);
+	uint64_t *keys = m->sparse_keys;
+	size_t n = 0;
+	for (size_t j = 0; j < recent_count; j++) {
+		bool repeat = false;
+		for (size_t k = j + 1; k < recent_count && !repeat; k++)
+			repeat = recent[k] == recent[j];
+		if (repeat)
+			continue;
+		const uint32_t *succ;
+		const float *weight;
+		size_t count = covis_successors(m->covis, recent[j], &succ, &weight);
+		for (size_t s = 0; s < count; s++) {
+			m->sparse_weights[n] = (float)(weight[s] * inverse_scale);
+			keys[n] = ((uint64_t)succ[s] << 32) | (uint32_t)n;
+			n++;
+		}
+	}
+	qsort(keys, n, sizeof *keys, compare_keys);
+	size_t out = 0;
+	for (size_t s = 0; s < n;) {
+		uint32_t item = (uint32_t)(keys[s] >> 32);
+		double sum = 0;
+		for (; s < n && (uint32_t)(keys[s] >> 32) == item; s++)
+			sum += m->sparse_weights[(uint32_t)keys[s]];
+		query->sparse_items[out] = item;
+		query->sparse_scores[out] = m->config.covis_weight * (float)log1p(sum);
+		out++;
+	}
+	query->sparse_count = out;
+}
+
+int model_recommend(struct model *model, struct topk *topk, const uint32_t *users,
+		    size_t user_count, size_t k, const uint8_t *eligible,
+		    struct topk_result *results, size_t *counts, char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	size_t capacity = model_sparse_capacity(m), warm = 0, item_count, stride;
+	struct topk_query *queries = calloc(user_count, sizeof *queries);
+	float *vectors = malloc(user_count * m->stride * sizeof *vectors);
+	uint32_t *sparse_items = malloc(user_count * capacity * sizeof *sparse_items);
+	float *sparse_scores = malloc(user_count * capacity * sizeof *sparse_scores);
+	size_t *warm_index = malloc(user_count * sizeof *warm_index);
+	struct topk_result *warm_results = malloc(user_count * (k ? k : 1) * sizeof *warm_results);
+	size_t *warm_counts = malloc(user_count * sizeof *warm_counts);
+	uint32_t *trending = malloc((k ? k : 1) * sizeof *trending);
+	int rc = -1;
+
+	if (queries == NULL || vectors == NULL || sparse_items == NULL || sparse_scores == NULL ||
+	    warm_index == NULL || warm_results == NULL || warm_counts == NULL || trending == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory for %zu queries", user_count);
+		goto out_free;
+	}
+	for (size_t u = 0; u < user_count; u++) {
+		if (!model_user_has_history(m, users[u])) {
+			/* cold: the trending list, filtered like any other */
+			size_t n = 0, got = model_trending(m, users[u], k, trending);
+			for (size_t r = 0; r < got; r++)
+				if (eligible == NULL || eligible[trending[r]])
+					results[u * k + n++] =
+					    (struct topk_result){.item = trending[r], .score = 0};
+			counts[u] = n;
+			continue;
+		}
+		struct model_query q = {.vector = vectors + warm * m->stride,
+					.sparse_items = sparse_items + warm * capacity,
+					.sparse_scores = sparse_scores + warm * capacity};
+		model_query(m, users[u], &q);
+		queries[warm] = (struct topk_query){.vector = q.vector,
+						    .exclude = q.exclude,
+						    .exclude_count = q.exclude_count,
+						    .sparse_items = q.sparse_items,
+						    .sparse_scores = q.sparse_scores,
+						    .sparse_count = q.sparse_count};
+		warm_index[warm++] = u;
+	}
+	const float *rows = model_item_matrix(m, &item_count, &stride);
+	if (warm > 0 && topk_run(topk, rows, item_count, m->stride, stride, eligible, queries, warm, k,
+				 warm_results, warm_counts, errstr, errstr_size) != 0)
+		goto out_free;
+	for (size_t w = 0; w < warm; w++) {
+		size_t u = warm_index[w];
+		memcpy(results + u * k, warm_results + w * k, warm_counts[w] * sizeof *results);
+		counts[u] = warm_counts[w];
+	}
+	rc = 0;
+out_free:
+	free(queries);
+	free(vectors);
+	free(sparse_items);
+	free(sparse_scores);
+	free(warm_index);
+	free(warm_results);
+	free(warm_counts);
+	free(trending);
+	return rc;
+}
+
+uint64_t model_item_count_of(const struct model *model, uint32_t item)
+{
+	return popularity_count(model->popularity, item);
+}
+
+size_t model_trending(const struct model *model, uint32_t user, size_t k, uint32_t *out)
+{
+	const struct item_set *ex = (size_t)user < model->users ? &model->exclude[user] : NULL;
+	return popularity_trending(model->popularity, k, ex ? ex->items : NULL, ex ? ex->count : 0,
+				   NULL, out);
+}
+
+size_t model_popular(const struct model *model, uint32_t user, size_t k, uint32_t *out)
+{
+	const struct item_set *ex = (size_t)user < model->users ? &model->exclude[user] : NULL;
+	return popularity_top(model->popularity, k, ex ? ex->items : NULL, ex ? ex->count : 0, NULL,
+			      out);
+}
+
+const float *model_user_vector(const struct model *model, uint32_t user)
+{
+	return model->p + (size_t)user * model->dim;
+}
+
+const float *model_item_vector(const struct model *model, uint32_t item)
+{
+	return model->matrix + (size_t)item * model->stride;
+}
+
+const float *model_item_intent_vector(const struct model *model, uint32_t item)
+{
+	return model->y + (size_t)item * model->dim;
+}
+
+float model_item_bias(const struct model *model, uint32_t item)
+{
+	return model->bias[item];
+}
+
+uint64_t model_digest(const struct model *model)
+{
+	const struct model *m = model;
+	XXH3_state_t *state = XXH3_createState();
+	uint64_t digest;
+	if (state == NULL)
+		return 0;
+	XXH3_64bits_reset(state);
+	XXH3_64bits_update(state, &m->step, sizeof m->step);
+	XXH3_64bits_update(state, m->p, m->users * m->dim * sizeof(float));
+	XXH3_64bits_update(state, m->p_accum, m->users * sizeof(float));
+	XXH3_64bits_update(state, m->matrix, m->items * m->stride * sizeof(float));
+	XXH3_64bits_update(state, m->y, m->items * m->dim * sizeof(float));
+	XXH3_64bits_update(state, m->bias, m->items * sizeof(float));
+	XXH3_64bits_update(state, m->q_accum, m->items * sizeof(float));
+	XXH3_64bits_update(state, m->y_accum, m->items * sizeof(float));
+	for (size_t i = 0; i < m->items; i++) {
+		uint64_t c = popularity_count(m->popularity, (uint32_t)i);
+		XXH3_64bits_update(state, &c, sizeof c);
+	}
+	for (size_t u = 0; u < m->users; u++) {
+		uint32_t recent[1000];
+		size_t n = recent_items(m, (uint32_t)u, recent);
+		XXH3_64bits_update(state, recent, n * sizeof *recent);
+	}
+	digest = XXH3_64bits_digest(state);
+	XXH3_freeState(state);
+	return digest;
+}

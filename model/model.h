@@ -1,0 +1,208 @@
+/*
+ * model: one variant's online recommender, learning from one event at a time.
+ *
+ * The score of item i for user u fuses three signals (each switchable):
+ *   1. long-term taste      p_u . q_i + b_i
+ *   2. short-term intent    ybar_u . q_i, ybar_u the mean of y_j over the
+ *                           user's last L items (reacts to the last event at once)
+ *   3. co-visitation        beta * log(1 + sum_{j in last L} covis(j, i))
+ * plus the sampler's log-odds correction alpha * log(count_i): a model
+ * trained against negatives drawn from count^alpha learns odds relative to
+ * that distribution, and ranking adds it back.
+ *
+ * Items live in a contiguous float32 matrix whose rows are
+ * [q_i (dim floats), b_i + alpha*log(count_i)], so a user's query row
+ * [p_u + ybar_u, 1] scores every item with one matrix product (model/topk).
+ *
+ * Users and items are dense indices chosen by the caller (an id map);
+ * their first vectors come from a generator seeded by the external id's hash
+ * (and the variant's seed), so a replay of the same stream gives the same
+ * parameters bit for bit, whatever order ids are first met in.
+ *
+ * model/ knows nothing of Kafka or RocksDB: events arrive as plain structs.
+ */
+#ifndef STREAMREC_MODEL_H
+#define STREAMREC_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** The schema's EventType symbols, in the schema's order. */
+enum model_event_type {
+	MODEL_IMPRESSION = 0,
+	MODEL_VIEW,
+	MODEL_CLICK,
+	MODEL_ADD_TO_CART,
+	MODEL_REMOVE_FROM_CART,
+	MODEL_FAVORITE,
+	MODEL_PURCHASE,
+	MODEL_EVENT_TYPES
+};
+
+enum model_optimizer { MODEL_ADAGRAD = 0, MODEL_SGD };
+
+/** Which items a user's list leaves out. */
+enum model_exclusion {
+	MODEL_EXCLUDE_NONE = 0,
+	MODEL_EXCLUDE_BOUGHT,     /**< items the user purchased (the default) */
+	MODEL_EXCLUDE_INTERACTED, /**< every item the user acted on positively */
+};
+
+/** One variant's hyper-parameters. model_config_default() fills the defaults. */
+struct model_config {
+	size_t dim;                  /**< embedding dimension d (4..1024), default 32 */
+	enum model_optimizer optimizer;
+	float learning_rate;         /**< default 0.05 */
+	float l2;                    /**< L2 on p, y, q; default 1e-5 */
+	unsigned negatives;          /**< negatives per positive, default 4 */
+	/**
+	 * Weight of each event type: > 0 trains a positive with that weight;
+	 * < 0 trains a negative (label 0) of weight |w| for that item only (no
+	 * sampling, no history); 0 ignores the event. Defaults: IMPRESSION 0
+	 * (exposure is not interest), VIEW 1, CLICK 1.5, ADD_TO_CART 3,
+	 * REMOVE_FROM_CART -0.5, FAVORITE 2.5, PURCHASE 5.
+	 */
+	float event_weight[MODEL_EVENT_TYPES];
+	unsigned recent_items;       /**< L, the short-term window; default 10 */
+	float covis_weight;          /**< beta; default 1.0 */
+	unsigned covis_neighbours;   /**< successors kept per item; default 32 */
+	double covis_half_life_events; /**< co-visitation decay; default 1e6 events */
+	float sampler_exponent;      /**< alpha of count^alpha; default 0.75 */
+	float correction_weight;     /**< multiplies alpha*log(count) at ranking; default 1 */
+	double trending_half_life_ms; /**< trending decay; default 1 h */
+	float init_std;              /**< initial vector spread; default 0.1 */
+	bool use_taste;              /**< signal 1 (p_u) */
+	bool use_intent;             /**< signal 2 (ybar_u) */
+	bool use_covis;              /**< signal 3 */
+	bool use_correction;         /**< the log-odds correction */
+	enum model_exclusion exclusion;
+	uint64_t seed;               /**< mixed into every id's generator and the sampler */
+};
+
+/** One event, with the caller's dense indices and the external ids' hashes. */
+struct model_event {
+	uint32_t user;
+	uint32_t item;
+	uint64_t user_hash; /**< hash of the external user id (seeds its first vector) */
+	uint64_t item_hash;
+	enum model_event_type type;
+	int64_t ts_ms;
+};
+
+/** A user's query for the top-k engine. */
+struct model_query {
+	float *vector;           /**< dim + 1 floats, written by model_query() */
+	uint32_t *sparse_items;  /**< co-visitation candidates (capacity: model_sparse_capacity()) */
+	float *sparse_scores;
+	size_t sparse_count;
+	const uint32_t *exclude; /**< sorted; points into the model, valid until the next learn */
+	size_t exclude_count;
+};
+
+struct model;
+
+/** @brief Fill config with the documented defaults. */
+void model_config_default(struct model_config *config);
+
+/**
+ * @brief Check a configuration.
+ * @returns 0, or -1 with errstr naming the first bad field and its bounds.
+ */
+int model_config_check(const struct model_config *config, char *errstr, size_t errstr_size);
+
+/** @returns a new empty model, or NULL with errstr filled (bad config or no memory). */
+struct model *model_new(const struct model_config *config, char *errstr, size_t errstr_size);
+
+void model_free(struct model *model);
+
+/** @returns the configuration the model was made with. */
+const struct model_config *model_config(const struct model *model);
+
+/**
+ * @brief Learn from one event (test-then-train callers query first).
+ * @returns 0, or -1 with errstr filled when memory runs out.
+ */
+int model_learn(struct model *model, const struct model_event *event, char *errstr,
+		size_t errstr_size);
+
+/** @returns the number of events learned so far (the model step). */
+uint64_t model_step(const struct model *model);
+
+/** @returns users and items the model has rows for. */
+size_t model_user_count(const struct model *model);
+size_t model_item_count(const struct model *model);
+
+/**
+ * @brief The item matrix for scoring: *item_count rows of dim+1 floats,
+ * *row_stride floats apart. Valid until the next model_learn().
+ */
+const float *model_item_matrix(const struct model *model, size_t *item_count, size_t *row_stride);
+
+/** @returns true when the user has recent items (else serve the trending list). */
+bool model_user_has_history(const struct model *model, uint32_t user);
+
+/** @returns true when the user's list leaves item out (see enum model_exclusion). */
+bool model_user_excludes(const struct model *model, uint32_t user, uint32_t item);
+
+/** @returns how many co-visitation candidates a query can carry at most. */
+size_t model_sparse_capacity(const struct model *model);
+
+/**
+ * @brief Build user's query: dense vector [p_u + ybar_u, 1] (signals as
+ * configured), the co-visitation scores of the successors of their recent
+ * items, and their exclusion list. The caller provides vector (dim+1) and
+ * sparse arrays (model_sparse_capacity()).
+ */
+void model_query(struct model *model, uint32_t user, struct model_query *query);
+
+/** @returns item's all-time positive count. */
+uint64_t model_item_count_of(const struct model *model, uint32_t item);
+
+/**
+ * @brief The trending list (time-decayed counts), best first, without the
+ * user's exclusions (user may be UINT32_MAX for none).
+ * @returns how many items were written to out (at most k).
+ */
+size_t model_trending(const struct model *model, uint32_t user, size_t k, uint32_t *out);
+
+/**
+ * @brief All-time popularity list, best first, without the user's exclusions.
+ * @returns how many items were written to out (at most k).
+ */
+size_t model_popular(const struct model *model, uint32_t user, size_t k, uint32_t *out);
+
+struct topk;
+struct topk_result;
+
+/**
+ * @brief The serving policy: each user's best k items, best first. A user
+ * with history gets the fused score (dense query against the item matrix
+ * through topk, plus co-visitation, minus exclusions); a user without
+ * history gets the trending list. eligible (NULL = all) marks items that
+ * may be shown at all. topk must take batches of user_count and lists of k.
+ * results has room for user_count * k; counts gets each user's list length.
+ * @returns 0, or -1 with errstr filled.
+ */
+int model_recommend(struct model *model, struct topk *topk, const uint32_t *users,
+		    size_t user_count, size_t k, const uint8_t *eligible,
+		    struct topk_result *results, size_t *counts, char *errstr, size_t errstr_size);
+
+/** @returns a pointer to user's p vector (dim floats), for tests and inspection. */
+const float *model_user_vector(const struct model *model, uint32_t user);
+
+/** @returns pointers to item's q (dim floats, a row of the matrix) and y vectors, and its bias. */
+const float *model_item_vector(const struct model *model, uint32_t item);
+const float *model_item_intent_vector(const struct model *model, uint32_t item);
+float model_item_bias(const struct model *model, uint32_t item);
+
+/**
+ * @brief A 64-bit digest of every parameter and counter (for determinism
+ * checks: equal digests mean bit-identical state, in practice).
+ */
+uint64_t model_digest(const struct model *model);
+
+/** @returns the name of an event type's weight key ("view", "purchase", ...). */
+const char *model_event_type_name(enum model_event_type type);
+
+#endif

@@ -1,0 +1,224 @@
+#include "popularity.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RESCALE_ABOVE 1e200
+
+struct popularity {
+	double half_life_ms;
+	size_t items, capacity;
+	uint64_t *count;  /* per item */
+	uint32_t *order;  /* items by count, highest first; only items counted at least once */
+	uint32_t *rank;   /* per item: index in order */
+	size_t ranked;    /* items in order */
+	double *trend;    /* per item: decayed count times 2^((epoch - ts)/half_life) */
+	int64_t epoch_ms; /* reference time of the trend values */
+	int epoch_set;
+};
+
+struct popularity *popularity_new(double trending_half_life_ms)
+{
+	struct popularity *p = calloc(1, sizeof *p);
+	if (p != NULL)
+		p->half_life_ms = trending_half_life_ms > 0 ? trending_half_life_ms : 3600e3;
+	return p;
+}
+
+void popularity_free(struct popularity *popularity)
+{
+	if (popularity == NULL)
+		return;
+	free(popularity->count);
+	free(popularity->order);
+	free(popularity->rank);
+	free(popularity->trend);
+	free(popularity);
+}
+
+static int grow(struct popularity *p, size_t need)
+{
+	size_t cap = p->capacity ? p->capacity : 1024;
+	while (cap < need)
+		cap *= 2;
+	uint64_t *c = realloc(p->count, cap * sizeof *c);
+	if (c == NULL)
+		return -1;
+	p->count = c;
+	uint32_t *o = realloc(p->order, cap * sizeof *o);
+	if (o == NULL)
+		return -1;
+	p->order = o;
+	uint32_t *r = realloc(p->rank, cap * sizeof *r);
+	if (r == NULL)
+		return -1;
+	p->rank = r;
+	double *t = realloc(p->trend, cap * sizeof *t);
+	if (t == NULL)
+		return -1;
+	p->trend = t;
+	memset(p->count + p->capacity, 0, (cap - p->capacity) * sizeof *c);
+	memset(p->trend + p->capacity, 0, (cap - p->capacity) * sizeof *t);
+	p->capacity = cap;
+	return 0;
+}
+
+/* First rank whose item has exactly `count` (order is non-increasing in count). */
+static size_t first_rank_with(const struct popularity *p, size_t upto, uint64_t count)
+{
+	size_t lo = 0, hi = upto;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p->count[p->order[mid]] > count)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int popularity_add(struct popularity *popularity, uint32_t item, int64_t ts_ms)
+{
+	struct popularity *p = popularity;
+	if ((size_t)item >= p->capacity && grow(p, (size_t)item + 1) != 0)
+		return -1;
+	if ((size_t)item >= p->items)
+		p->items = (size_t)item + 1;
+	if (p->count[item] == 0) {
+		p->order[p->ranked] = item;
+		p->rank[item] = (uint32_t)p->ranked++;
+	}
+	/* Swap to the front of its equal-count block, then count: order stays sorted. */
+	size_t r = p->rank[item], front = first_rank_with(p, r, p->count[item]);
+	if (front != r) {
+		uint32_t other = p->order[front];
+		p->order[front] = item;
+		p->order[r] = other;
+		p->rank[item] = (uint32_t)front;
+		p->rank[other] = (uint32_t)r;
+	}
+	p->count[item]++;
+
+	if (!p->epoch_set) {
+		p->epoch_ms = ts_ms;
+		p->epoch_set = 1;
+	}
+	double increment = exp2((double)(ts_ms - p->epoch_ms) / p->half_life_ms);
+	if (!isfinite(increment) || increment > RESCALE_ABOVE) {
+		/* move the epoch to now: every stored value shrinks by the same factor */
+		double shrink = exp2((double)(p->epoch_ms - ts_ms) / p->half_life_ms);
+		for (size_t i = 0; i < p->items; i++)
+			p->trend[i] *= shrink;
+		p->epoch_ms = ts_ms;
+		increment = 1.0;
+	}
+	p->trend[item] += increment;
+	return 0;
+}
+
+uint64_t popularity_count(const struct popularity *popularity, uint32_t item)
+{
+	return (size_t)item < popularity->items ? popularity->count[item] : 0;
+}
+
+int popularity_sorted_contains(const uint32_t *sorted, size_t count, uint32_t item)
+{
+	size_t lo = 0, hi = count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (sorted[mid] < item)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < count && sorted[lo] == item;
+}
+
+static int skipped(uint32_t item, const uint32_t *exclude, size_t exclude_count,
+		   const uint8_t *eligible)
+{
+	return (eligible != NULL && !eligible[item]) ||
+	       popularity_sorted_contains(exclude, exclude_count, item);
+}
+
+size_t popularity_top(const struct popularity *popularity, size_t k, const uint32_t *exclude,
+		      size_t exclude_count, const uint8_t *eligible, uint32_t *out)
+{
+	size_t n = 0;
+	for (size_t r = 0; r < popularity->ranked && n < k; r++) {
+		uint32_t item = popularity->order[r];
+		if (!skipped(item, exclude, exclude_count, eligible))
+			out[n++] = item;
+	}
+	return n;
+}
+
+/* Is (ta, a) better than (tb, b)? Higher trend, then lower index. */
+static int better(double ta, uint32_t a, double tb, uint32_t b)
+{
+	return ta > tb || (ta == tb && a < b);
+}
+
+size_t popularity_trending(const struct popularity *popularity, size_t k, const uint32_t *exclude,
+			   size_t exclude_count, const uint8_t *eligible, uint32_t *out)
+{
+	const struct popularity *p = popularity;
+	size_t n = 0;
+	if (k == 0)
+		return 0;
+	/* out[0..n) kept as a min-heap of the best k seen, worst at the root */
+	for (size_t i = 0; i < p->items; i++) {
+		uint32_t item = (uint32_t)i;
+		if (p->trend[i] <= 0 || skipped(item, exclude, exclude_count, eligible))
+			continue;
+		if (n == k && !better(p->trend[i], item, p->trend[out[0]], out[0]))
+			continue;
+		size_t pos;
+		if (n < k) {
+			pos = n++;
+			while (pos > 0) {
+				size_t parent = (pos - 1) / 2;
+				if (!better(p->trend[out[parent]], out[parent], p->trend[i], item))
+					break;
+				out[pos] = out[parent];
+				pos = parent;
+			}
+		} else {
+			pos = 0;
+			for (;;) {
+				size_t child = 2 * pos + 1;
+				if (child >= n)
+					break;
+				if (child + 1 < n && better(p->trend[out[child]], out[child],
+							    p->trend[out[child + 1]], out[child + 1]))
+					child++;
+				if (!better(p->trend[i], item, p->trend[out[child]], out[child]))
+					break;
+				out[pos] = out[child];
+				pos = child;
+			}
+		}
+		out[pos] = item;
+	}
+	/* heap to best-first order: repeatedly move the worst to the end */
+	for (size_t end = n; end > 1; end--) {
+		uint32_t worst = out[0], last = out[end - 1];
+		size_t pos = 0, size = end - 1;
+		for (;;) {
+			size_t child = 2 * pos + 1;
+			if (child >= size)
+				break;
+			if (child + 1 < size && better(p->trend[out[child]], out[child],
+						       p->trend[out[child + 1]], out[child + 1]))
+				child++;
+			if (!better(p->trend[last], last, p->trend[out[child]], out[child]))
+				break;
+			out[pos] = out[child];
+			pos = child;
+		}
+		out[pos] = last;
+		out[end - 1] = worst;
+	}
+	return n;
+}

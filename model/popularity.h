@@ -1,0 +1,49 @@
+/*
+ * popularity: how often each item was acted on, as an all-time count kept
+ * in ranked order (the popularity baseline, and the sampler's counts) and
+ * as a time-decayed count (the trending list that users without history
+ * are served).
+ */
+#ifndef STREAMREC_POPULARITY_H
+#define STREAMREC_POPULARITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct popularity;
+
+/** @returns an empty table whose trending counts halve every half_life_ms, or NULL. */
+struct popularity *popularity_new(double trending_half_life_ms);
+
+void popularity_free(struct popularity *popularity);
+
+/**
+ * @brief Count one action on item at event time ts_ms. O(log items).
+ * @returns 0, or -1 when out of memory.
+ */
+int popularity_add(struct popularity *popularity, uint32_t item, int64_t ts_ms);
+
+/** @returns item's all-time count (0 for an item never counted). */
+uint64_t popularity_count(const struct popularity *popularity, uint32_t item);
+
+/**
+ * @brief The k most counted items, best first, skipping the sorted
+ * exclusion list and items whose eligible byte is 0 (eligible may be NULL).
+ * Equal counts keep a fixed, deterministic order.
+ * @returns how many were written to out (at most k).
+ */
+size_t popularity_top(const struct popularity *popularity, size_t k, const uint32_t *exclude,
+		      size_t exclude_count, const uint8_t *eligible, uint32_t *out);
+
+/**
+ * @brief The k items with the highest time-decayed counts, best first,
+ * with the same skipping rules; ties go to the lower item index. O(items).
+ * @returns how many were written.
+ */
+size_t popularity_trending(const struct popularity *popularity, size_t k, const uint32_t *exclude,
+			   size_t exclude_count, const uint8_t *eligible, uint32_t *out);
+
+/** @returns true when item is in the sorted list. */
+int popularity_sorted_contains(const uint32_t *sorted, size_t count, uint32_t item);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * prequential: test-then-train evaluation of a model over an event stream.
+ *
+ * Events are replayed in the order given (the caller sorts them by time).
+ * Before the model learns a positive event (an event type with weight > 0),
+ * the user's list is ranked by the serving policy (model_recommend) and the
+ * event's item is looked for in it: hit@k, NDCG@k and reciprocal rank are
+ * recorded. The popularity baseline (all-time counts up to that event, with
+ * the same exclusions) is scored in the same run. An event whose item the
+ * protocol excludes for that user (for example re-buying a bought item
+ * under MODEL_EXCLUDE_BOUGHT) cannot be hit by any list and is skipped.
+ */
+#ifndef STREAMREC_PREQUENTIAL_H
+#define STREAMREC_PREQUENTIAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+struct topk;
+
+/** The stream, as dense indices (see stream/eventlog) and id hashes. */
+struct prequential_stream {
+	size_t count;
+	const uint32_t *user;
+	const uint32_t *item;
+	const uint8_t *type;     /**< enum model_event_type */
+	const int64_t *ts_ms;
+	const uint64_t *user_hash; /**< per user index */
+	const uint64_t *item_hash; /**< per item index */
+	size_t item_total;         /**< catalogue size, for coverage */
+};
+
+struct prequential_config {
+	size_t k;              /**< list length, default 20 */
+	uint64_t test_every;   /**< test one positive in N (1 = all), for large streams */
+	uint64_t warmup;       /**< learn the first N events without testing them */
+};
+
+/** One ranking's scores. */
+struct prequential_scores {
+	uint64_t tests;
+	double hit_rate; /**< recall@k: share of tests whose item was in the list */
+	double ndcg;     /**< mean NDCG@k (one relevant item: 1/log2(rank + 1)) */
+	double mrr;      /**< mean reciprocal rank within the list (0 when absent) */
+	double coverage; /**< distinct items ever listed / catalogue size */
+};
+
+struct prequential_result {
+	uint64_t events;
+	uint64_t skipped_excluded;
+	struct prequential_scores model;
+	struct prequential_scores popularity;
+	double seconds;
+	double events_per_s; /**< events learned and tested per second, whole replay */
+};
+
+/**
+ * @brief Replay the stream through model (which learns from all of it).
+ * @returns 0, or -1 with errstr filled.
+ */
+int prequential_run(struct model *model, struct topk *topk, const struct prequential_stream *stream,
+		    const struct prequential_config *config, struct prequential_result *result,
+		    char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,189 @@
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKETS 64
+#define RESUM_EVERY (1u << 20) /* updates between exact recomputations of totals */
+
+struct bucket {
+	uint32_t *items;
+	size_t count, capacity;
+	double total;
+};
+
+struct sampler {
+	double alpha;
+	double *weight;     /* per item */
+	int8_t *bucket_of;  /* per item, -1: not in any bucket */
+	uint32_t *position; /* per item: index in its bucket */
+	size_t items, capacity;
+	struct bucket buckets[BUCKETS];
+	double total;
+	uint32_t updates_since_resum;
+};
+
+uint64_t sampler_random(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+double sampler_unit(uint64_t *state)
+{
+	return (double)(sampler_random(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+struct sampler *sampler_new(double alpha)
+{
+	struct sampler *s = calloc(1, sizeof *s);
+	if (s != NULL)
+		s->alpha = alpha;
+	return s;
+}
+
+void sampler_free(struct sampler *sampler)
+{
+	if (sampler == NULL)
+		return;
+	for (int b = 0; b < BUCKETS; b++)
+		free(sampler->buckets[b].items);
+	free(sampler->weight);
+	free(sampler->bucket_of);
+	free(sampler->position);
+	free(sampler);
+}
+
+static int grow_items(struct sampler *s, size_t need)
+{
+	size_t cap = s->capacity ? s->capacity : 1024;
+	while (cap < need)
+		cap *= 2;
+	double *w = realloc(s->weight, cap * sizeof *w);
+	if (w == NULL)
+		return -1;
+	s->weight = w;
+	int8_t *b = realloc(s->bucket_of, cap * sizeof *b);
+	if (b == NULL)
+		return -1;
+	s->bucket_of = b;
+	uint32_t *p = realloc(s->position, cap * sizeof *p);
+	if (p == NULL)
+		return -1;
+	s->position = p;
+	for (size_t i = s->capacity; i < cap; i++) {
+		s->weight[i] = 0;
+		s->bucket_of[i] = -1;
+	}
+	s->capacity = cap;
+	return 0;
+}
+
+static void bucket_remove(struct sampler *s, uint32_t item)
+{
+	struct bucket *bk = &s->buckets[s->bucket_of[item]];
+	uint32_t pos = s->position[item], last = bk->items[--bk->count];
+	bk->items[pos] = last;
+	s->position[last] = pos;
+	s->bucket_of[item] = -1;
+}
+
+static int bucket_add(struct sampler *s, uint32_t item, int b)
+{
+	struct bucket *bk = &s->buckets[b];
+	if (bk->count == bk->capacity) {
+		size_t cap = bk->capacity ? bk->capacity * 2 : 64;
+		uint32_t *items = realloc(bk->items, cap * sizeof *items);
+		if (items == NULL)
+			return -1;
+		bk->items = items;
+		bk->capacity = cap;
+	}
+	s->position[item] = (uint32_t)bk->count;
+	bk->items[bk->count++] = item;
+	s->bucket_of[item] = (int8_t)b;
+	return 0;
+}
+
+static void resum(struct sampler *s)
+{
+	s->total = 0;
+	for (int b = 0; b < BUCKETS; b++) {
+		double t = 0;
+		for (size_t k = 0; k < s->buckets[b].count; k++)
+			t += s->weight[s->buckets[b].items[k]];
+		s->buckets[b].total = t;
+		s->total += t;
+	}
+	s->updates_since_resum = 0;
+}
+
+int sampler_set_count(struct sampler *sampler, uint32_t item, uint64_t count)
+{
+	struct sampler *s = sampler;
+	double w = count == 0 ? 0 : pow((double)count, s->alpha);
+	int b;
+	if ((size_t)item >= s->capacity && grow_items(s, (size_t)item + 1) != 0)
+		return -1;
+	if ((size_t)item >= s->items)
+		s->items = (size_t)item + 1;
+	b = w > 0 ? ilogb(w) : -1;
+	if (b >= BUCKETS)
+		b = BUCKETS - 1;
+	if (s->bucket_of[item] >= 0) {
+		s->buckets[s->bucket_of[item]].total -= s->weight[item];
+		s->total -= s->weight[item];
+		if (s->bucket_of[item] != b)
+			bucket_remove(s, item);
+	}
+	if (b >= 0 && s->bucket_of[item] != b && bucket_add(s, item, b) != 0)
+		return -1;
+	s->weight[item] = w;
+	if (b >= 0) {
+		s->buckets[b].total += w;
+		s->total += w;
+	}
+	if (++s->updates_since_resum >= RESUM_EVERY)
+		resum(s);
+	return 0;
+}
+
+double sampler_total(const struct sampler *sampler)
+{
+	return sampler->total > 0 ? sampler->total : 0;
+}
+
+uint32_t sampler_draw(struct sampler *sampler, uint64_t *random_state)
+{
+	struct sampler *s = sampler;
+	double u;
+	int b, last = -1;
+	if (s->total <= 0)
+		return UINT32_MAX;
+	/* A bucket in proportion to its total weight ... */
+	u = sampler_unit(random_state) * s->total;
+	for (b = 0; b < BUCKETS; b++) {
+		if (s->buckets[b].count == 0)
+			continue;
+		last = b;
+		if (u < s->buckets[b].total)
+			break;
+		u -= s->buckets[b].total;
+	}
+	if (b == BUCKETS)
+		b = last; /* rounding left u past the end */
+	if (b < 0)
+		return UINT32_MAX;
+	/* ... then an item of it in proportion to its weight, by rejection
+	 * within the bucket (retrying the bucket choice would bias it). */
+	struct bucket *bk = &s->buckets[b];
+	double ceiling = ldexp(1.0, b + 1);
+	for (;;) {
+		uint32_t item = bk->items[sampler_random(random_state) % bk->count];
+		if (sampler_unit(random_state) * ceiling < s->weight[item])
+			return item;
+	}
+}
