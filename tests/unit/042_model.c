@@ -1,0 +1,193 @@
+/* Model behaviour: determinism, exclusions, immediate intent, cold start, config checks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "model.h"
+#include "topk.h"
+
+#define USERS 300
+#define ITEMS 500
+
+static struct model_event event_at(uint64_t i)
+{
+	uint64_t x = i * 0x9E3779B97F4A7C15ULL;
+	uint32_t user = (uint32_t)((x >> 20) % USERS);
+	/* users prefer items of their own tenth of the catalogue */
+	uint32_t item = (uint32_t)((user % 10) * (ITEMS / 10) + (x >> 40) % (ITEMS / 10));
+	return (struct model_event){.user = user,
+				    .item = item,
+				    .user_hash = 1000003u * user + 17,
+				    .item_hash = 999983u * item + 5,
+				    .type = (enum model_event_type)(1 + (x >> 50) % 6),
+				    .ts_ms = 1700000000000LL + (int64_t)i * 10};
+}
+
+static struct model *trained(uint64_t seed, uint64_t events)
+{
+	struct model_config config;
+	char errstr[256];
+	model_config_default(&config);
+	config.seed = seed;
+	struct model *m = model_new(&config, errstr, sizeof errstr);
+	assert_non_null(m);
+	for (uint64_t i = 0; i < events; i++) {
+		struct model_event e = event_at(i);
+		assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
+	}
+	return m;
+}
+
+static void replay_is_bit_identical(void **state)
+{
+	(void)state;
+	struct model *a = trained(1, 20000), *b = trained(1, 20000), *c = trained(2, 20000);
+	assert_int_equal(model_step(a), model_step(b));
+	assert_true(model_digest(a) == model_digest(b));
+	assert_memory_equal(model_user_vector(a, 7), model_user_vector(b, 7), 32 * sizeof(float));
+	assert_true(model_digest(a) != model_digest(c));
+	model_free(a);
+	model_free(b);
+	model_free(c);
+}
+
+static void first_vectors_depend_on_the_id_not_the_index(void **state)
+{
+	(void)state;
+	struct model_config config;
+	char errstr[256];
+	model_config_default(&config);
+	struct model *a = model_new(&config, errstr, sizeof errstr);
+	struct model *b = model_new(&config, errstr, sizeof errstr);
+	/* the same external user (hash 77) as index 0 in one model, index 5 in the other;
+	 * an IMPRESSION has weight 0 and so teaches nothing */
+	struct model_event view = {.user = 0, .item = 0, .user_hash = 77, .item_hash = 88,
+				   .type = MODEL_VIEW, .ts_ms = 1};
+	assert_int_equal(model_learn(a, &view, errstr, sizeof errstr), 0);
+	view.user = 5;
+	view.item = 3;
+	assert_int_equal(model_learn(b, &view, errstr, sizeof errstr), 0);
+	assert_memory_equal(model_user_vector(a, 0), model_user_vector(b, 5), 32 * sizeof(float));
+	assert_memory_equal(model_item_vector(a, 0), model_item_vector(b, 3), 32 * sizeof(float));
+	model_free(a);
+	model_free(b);
+}
+
+static void bought_items_are_excluded(void **state)
+{
+	(void)state;
+	struct model *m = trained(1, 20000);
+	struct topk_config tc = {.max_batch = 4, .max_k = 50};
+	char errstr[256];
+	struct topk *topk = topk_new(&tc, errstr, sizeof errstr);
+	struct topk_result results[50];
+	size_t count;
+	uint32_t user = 3;
+	assert_non_null(topk);
+	assert_int_equal(model_recommend(m, topk, &user, 1, 50, NULL, results, &count, errstr,
+					 sizeof errstr),
+			 0);
+	assert_int_equal(count, 50);
+	uint32_t top = results[0].item;
+	struct model_event buy = {.user = user, .item = top, .user_hash = 1000003u * user + 17,
+				  .item_hash = 999983u * top + 5, .type = MODEL_PURCHASE,
+				  .ts_ms = 1800000000000LL};
+	assert_int_equal(model_learn(m, &buy, errstr, sizeof errstr), 0);
+	assert_true(model_user_excludes(m, user, top));
+	assert_int_equal(model_recommend(m, topk, &user, 1, 50, NULL, results, &count, errstr,
+					 sizeof errstr),
+			 0);
+	for (size_t r = 0; r < count; r++)
+		assert_int_not_equal(results[r].item, top);
+	/* ineligible items never appear either */
+	uint8_t eligible[ITEMS];
+	memset(eligible, 1, sizeof eligible);
+	uint32_t banned = results[0].item;
+	eligible[banned] = 0;
+	assert_int_equal(model_recommend(m, topk, &user, 1, 50, eligible, results, &count, errstr,
+					 sizeof errstr),
+			 0);
+	for (size_t r = 0; r < count; r++)
+		assert_int_not_equal(results[r].item, banned);
+	topk_free(topk);
+	model_free(m);
+}
+
+static void last_event_moves_the_query_at_once(void **state)
+{
+	(void)state;
+	struct model *m = trained(1, 5000);
+	float before[33], after[33];
+	uint32_t items[320], items2[320];
+	float scores[320], scores2[320];
+	struct model_query q = {.vector = before, .sparse_items = items, .sparse_scores = scores};
+	struct model_query q2 = {.vector = after, .sparse_items = items2, .sparse_scores = scores2};
+	char errstr[256];
+	model_query(m, 11, &q);
+	struct model_event e = {.user = 11, .item = 499, .user_hash = 1000003u * 11 + 17,
+				.item_hash = 999983u * 499 + 5, .type = MODEL_CLICK,
+				.ts_ms = 1800000000000LL};
+	assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
+	model_query(m, 11, &q2);
+	assert_memory_not_equal(before, after, sizeof before);
+	assert_true(after[32] == 1.0f); /* the bias column's multiplier */
+	model_free(m);
+}
+
+static void cold_users_get_the_trending_list(void **state)
+{
+	(void)state;
+	struct model *m = trained(1, 20000);
+	struct topk_config tc = {.max_batch = 4, .max_k = 10};
+	char errstr[256];
+	struct topk *topk = topk_new(&tc, errstr, sizeof errstr);
+	struct topk_result results[10];
+	uint32_t trending[10], stranger = USERS + 50;
+	size_t count;
+	assert_false(model_user_has_history(m, stranger));
+	assert_int_equal(model_recommend(m, topk, &stranger, 1, 10, NULL, results, &count, errstr,
+					 sizeof errstr),
+			 0);
+	assert_int_equal(model_trending(m, UINT32_MAX, 10, trending), 10);
+	assert_int_equal(count, 10);
+	for (int r = 0; r < 10; r++)
+		assert_int_equal(results[r].item, trending[r]);
+	topk_free(topk);
+	model_free(m);
+}
+
+static void bad_configs_are_named(void **state)
+{
+	(void)state;
+	struct model_config config;
+	char errstr[256];
+	model_config_default(&config);
+	config.dim = 0;
+	assert_null(model_new(&config, errstr, sizeof errstr));
+	assert_string_equal(errstr, "dim: must be between 4 and 1024, got 0");
+	model_config_default(&config);
+	config.event_weight[MODEL_PURCHASE] = 1e9f;
+	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), -1);
+	assert_non_null(strstr(errstr, "weight.purchase"));
+	model_config_default(&config);
+	config.sampler_exponent = 2;
+	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), -1);
+	assert_non_null(strstr(errstr, "sampler_exponent"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(replay_is_bit_identical),
+		cmocka_unit_test(first_vectors_depend_on_the_id_not_the_index),
+		cmocka_unit_test(bought_items_are_excluded),
+		cmocka_unit_test(last_event_moves_the_query_at_once),
+		cmocka_unit_test(cold_users_get_the_trending_list),
+		cmocka_unit_test(bad_configs_are_named),
+	};
+	return cmocka_run_group_tests_name("042_model", tests, NULL, NULL);
+}
