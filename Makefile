@@ -25,7 +25,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -g -I$(BUILD)/gen -Istream -Imodel -Istore -Idaemon $(PKG_CFLAGS)
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno $(WARN) -g -I$(BUILD)/gen -Istream -Imodel -Istore -Idaemon $(PKG_CFLAGS)
 REL_CFLAGS := $(BASE_CFLAGS) -O2
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(ASAN_FLAGS)

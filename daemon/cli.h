@@ -15,6 +15,8 @@ extern volatile sig_atomic_t cli_stop_requested;
 
 int cli_produce(int argc, char **argv);
 int cli_tail(int argc, char **argv);
+int cli_gen(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 
 /** @returns wall-clock milliseconds since the epoch. */
 int64_t cli_now_ms(void);

@@ -30,6 +30,18 @@ static const struct {
 	 "decode a topic and print one line per record\n"
 	 "           --brokers HOST:PORT [--kind events|recs] [--topic NAME]\n"
 	 "           [--from-beginning] [--count N] [--timeout-ms N] [--schema-dir DIR]"},
+	{"eval", cli_eval,
+	 "replay an event file test-then-train and score the model against popularity\n"
+	 "           FILE [--format auto|csv|avro|movielens|retailrocket|taobao]\n"
+	 "           [--min-rating R] [--k 20] [--signals taste,intent,covis,correction|all|none]\n"
+	 "           [--dim N] [--lr F] [--l2 F] [--negatives N] [--optimizer adagrad|sgd]\n"
+	 "           [--recent N] [--covis-weight F] [--correction-weight F]\n"
+	 "           [--exclude none|bought|interacted] [--weight TYPE=W]...\n"
+	 "           [--test-every N] [--warmup N] [--max-events N] [--seed N]"},
+	{"gen", cli_gen,
+	 "write a synthetic event stream with planted structure to a file\n"
+	 "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
+	 "           [--clusters N] [--seed N]"},
 };
 
 static void usage(FILE *out)

@@ -18,6 +18,13 @@
 #define MAX_NEGATIVES 64
 #define UNCOUNTED_PENALTY -1e4f /* correction column of an item no one acted on */
 
+/* An item's scalars, together so that touching an item costs one cache miss. */
+struct item_scalars {
+	float bias;
+	float correction; /* alpha * weight * log(count), kept as the count changes */
+	float q_accum, y_accum, bias_accum; /* row-wise Adagrad */
+};
+
 /* A growable sorted set of item indices (a user's exclusions). */
 struct item_set {
 	uint32_t *items;
@@ -43,8 +50,7 @@ struct model {
 	size_t items, item_capacity;
 	float *matrix;  /* items x stride: [q_i, b_i + correction] */
 	float *y;       /* items x dim */
-	float *bias;    /* items */
-	float *q_accum, *y_accum, *bias_accum;
+	struct item_scalars *scalar; /* items: one cache line fetch for all of them */
 	uint8_t *item_ready;
 
 	struct sampler *sampler;
@@ -75,13 +81,14 @@ void model_config_default(struct model_config *config)
 	memset(config, 0, sizeof *config);
 	config->dim = 32;
 	config->optimizer = MODEL_ADAGRAD;
-	config->learning_rate = 0.05f;
+	config->learning_rate = 0.1f;
 	config->l2 = 1e-5f;
 	config->negatives = 4;
 	memcpy(config->event_weight, weights, sizeof weights);
 	config->recent_items = 10;
 	config->covis_weight = 1.0f;
 	config->covis_neighbours = 32;
+	config->covis_window = 3;
 	config->covis_half_life_events = 1e6;
 	config->sampler_exponent = 0.75f;
 	config->correction_weight = 1.0f;
@@ -149,6 +156,12 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 		set_errstr(errstr, errstr_size,
 			   "covis_neighbours: must be between 1 and 1024, got %u",
 			   c->covis_neighbours);
+		return -1;
+	}
+	if (c->covis_window < 1 || c->covis_window > c->recent_items) {
+		set_errstr(errstr, errstr_size,
+			   "covis_window: must be between 1 and recent_items (%u), got %u",
+			   c->recent_items, c->covis_window);
 		return -1;
 	}
 	if (!(c->covis_half_life_events > 0)) {
@@ -231,10 +244,7 @@ void model_free(struct model *model)
 	free(model->user_ready);
 	free(model->matrix);
 	free(model->y);
-	free(model->bias);
-	free(model->q_accum);
-	free(model->y_accum);
-	free(model->bias_accum);
+	free(model->scalar);
 	free(model->item_ready);
 	sampler_free(model->sampler);
 	covis_free(model->covis);
@@ -250,6 +260,11 @@ void model_free(struct model *model)
 const struct model_config *model_config(const struct model *model)
 {
 	return &model->config;
+}
+
+float model_covis_weight(const struct model *model)
+{
+	return model->config.covis_weight;
 }
 
 uint64_t model_step(const struct model *model)
@@ -314,42 +329,40 @@ static int ensure_items(struct model *m, size_t need)
 		cap *= 2;
 	if (grow_array((void **)&m->matrix, old * m->stride, cap * m->stride, sizeof(float)) ||
 	    grow_array((void **)&m->y, old * m->dim, cap * m->dim, sizeof(float)) ||
-	    grow_array((void **)&m->bias, old, cap, sizeof(float)) ||
-	    grow_array((void **)&m->q_accum, old, cap, sizeof(float)) ||
-	    grow_array((void **)&m->y_accum, old, cap, sizeof(float)) ||
-	    grow_array((void **)&m->bias_accum, old, cap, sizeof(float)) ||
+	    grow_array((void **)&m->scalar, old, cap, sizeof(struct item_scalars)) ||
 	    grow_array((void **)&m->item_ready, old, cap, sizeof(uint8_t)))
 		return -1;
 	m->item_capacity = cap;
 	return 0;
 }
 
-/* Fills v with N(0, std^2) draws from a generator seeded by (hash, seed, role). */
+/* Fills v with uniform draws of standard deviation std (no transcendental
+ * functions: a million new users cost nothing) from a generator seeded by
+ * (hash, seed, role). */
 static void init_vector(float *v, size_t dim, uint64_t hash, uint64_t seed, uint64_t role,
 			float std)
 {
 	uint64_t state = hash ^ (seed * 0x9E3779B97F4A7C15ULL) ^ role;
-	for (size_t k = 0; k < dim; k += 2) {
-		/* Box-Muller: two normals from two uniforms */
-		double u1 = sampler_unit(&state), u2 = sampler_unit(&state);
-		double r = sqrt(-2.0 * log(1.0 - u1)), theta = 2.0 * M_PI * u2;
-		v[k] = (float)(r * cos(theta)) * std;
-		if (k + 1 < dim)
-			v[k + 1] = (float)(r * sin(theta)) * std;
-	}
+	float half_width = std * 1.7320508f; /* sqrt(3): uniform(-a, a) has std a/sqrt(3) */
+	for (size_t k = 0; k < dim; k++)
+		v[k] = (float)(sampler_unit(&state) * 2.0 - 1.0) * half_width;
 }
 
-/* The bias column: b_i plus the sampler's log-odds correction. */
+/* The sampler's log-odds correction of an item, from its count. */
+static void refresh_correction(struct model *m, uint32_t item)
+{
+	uint64_t count = popularity_count(m->popularity, item);
+	m->scalar[item].correction = !m->config.use_correction ? 0.0f
+				     : count > 0 ? m->config.sampler_exponent *
+						       m->config.correction_weight * logf((float)count)
+						 : UNCOUNTED_PENALTY;
+}
+
+/* The bias column: b_i plus the correction. */
 static void refresh_bias_column(struct model *m, uint32_t item)
 {
-	float column = m->bias[item];
-	if (m->config.use_correction) {
-		uint64_t count = popularity_count(m->popularity, item);
-		column += count > 0 ? m->config.sampler_exponent * m->config.correction_weight *
-					      logf((float)count)
-				    : UNCOUNTED_PENALTY;
-	}
-	m->matrix[(size_t)item * m->stride + m->dim] = column;
+	m->matrix[(size_t)item * m->stride + m->dim] =
+	    m->scalar[item].bias + m->scalar[item].correction;
 }
 
 static int ensure_user(struct model *m, uint32_t user, uint64_t hash)
@@ -378,6 +391,7 @@ static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
 		init_vector(m->y + (size_t)item * m->dim, m->dim, hash, m->config.seed, 0x33,
 			    m->config.init_std);
 		m->item_ready[item] = 1;
+		refresh_correction(m, item);
 		refresh_bias_column(m, item);
 	}
 	return 0;
@@ -390,8 +404,12 @@ static size_t recent_items(const struct model *m, uint32_t user, uint32_t *out)
 {
 	size_t L = m->config.recent_items, n = m->recent_count[user], head = m->recent_head[user];
 	const uint32_t *ring = m->recent + (size_t)user * L;
-	for (size_t k = 0; k < n; k++)
-		out[k] = ring[(head + L - n + k) % L];
+	size_t at = head >= n ? head - n : head + L - n; /* oldest entry */
+	for (size_t k = 0; k < n; k++) {
+		out[k] = ring[at];
+		if (++at == L)
+			at = 0;
+	}
 	return n;
 }
 
@@ -418,10 +436,7 @@ static void apply_step(const struct model *m, float *row, const float *grad, siz
 {
 	float rate = m->config.learning_rate;
 	if (m->config.optimizer == MODEL_ADAGRAD) {
-		float sq = 0;
-		for (size_t k = 0; k < n; k++)
-			sq += grad[k] * grad[k];
-		*accum += sq / (float)n;
+		*accum += sgd_dot(grad, grad, n) / (float)n;
 		rate /= sqrtf(*accum) + ADAGRAD_EPS;
 	}
 	for (size_t k = 0; k < n; k++)
@@ -470,8 +485,8 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 		float g = m->score_grad[t];
 		for (size_t k = 0; k < dim; k++)
 			m->grad_row[k] = g * m->h[k] + l2 * q[k];
-		apply_step(m, q, m->grad_row, dim, &m->q_accum[item]);
-		apply_step(m, &m->bias[item], &g, 1, &m->bias_accum[item]);
+		apply_step(m, q, m->grad_row, dim, &m->scalar[item].q_accum);
+		apply_step(m, &m->scalar[item].bias, &g, 1, &m->scalar[item].bias_accum);
 		refresh_bias_column(m, item);
 	}
 	if (m->config.use_taste) {
@@ -486,7 +501,7 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 			float *y = m->y + (size_t)recent[j] * dim;
 			for (size_t k = 0; k < dim; k++)
 				m->grad_row[k] = share * m->grad_h[k] + l2 * y[k];
-			apply_step(m, y, m->grad_row, dim, &m->y_accum[recent[j]]);
+			apply_step(m, y, m->grad_row, dim, &m->scalar[recent[j]].y_accum);
 		}
 	}
 }
@@ -495,7 +510,7 @@ static void add_target(struct model *m, size_t t, uint32_t item, float label, fl
 {
 	m->target_items[t] = item;
 	m->targets[t].q = m->matrix + (size_t)item * m->stride;
-	m->targets[t].b = m->bias[item];
+	m->targets[t].b = m->scalar[item].bias;
 	m->targets[t].label = label;
 	m->targets[t].weight = weight;
 }
@@ -531,15 +546,22 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 		return 0;
 	}
 
-	add_target(m, count++, event->item, 1.0f, w);
+	/* draw the negatives first and start loading their rows, then read them */
+	uint32_t drawn[MAX_NEGATIVES];
+	size_t drawn_count = 0;
 	for (unsigned n = 0; n < m->config.negatives; n++) {
 		uint32_t negative = sampler_draw(m->sampler, &m->random_state);
 		if (negative == UINT32_MAX)
 			break;
 		if (negative == event->item)
 			continue; /* the positive is no negative; fewer negatives this time */
-		add_target(m, count++, negative, 0.0f, w);
+		__builtin_prefetch(m->matrix + (size_t)negative * m->stride);
+		__builtin_prefetch(&m->scalar[negative]);
+		drawn[drawn_count++] = negative;
 	}
+	add_target(m, count++, event->item, 1.0f, w);
+	for (size_t n = 0; n < drawn_count; n++)
+		add_target(m, count++, drawn[n], 0.0f, w);
 	train(m, event->user, recent, recent_count, count);
 
 	/* counting: popularity, the sampler, co-visitation, history */
@@ -547,9 +569,11 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	    sampler_set_count(m->sampler, event->item,
 			      popularity_count(m->popularity, event->item)) != 0)
 		goto out_nomem;
+	refresh_correction(m, event->item);
 	refresh_bias_column(m, event->item);
 	covis_tick(m->covis);
-	for (size_t j = 0; j < recent_count; j++) {
+	size_t window = recent_count > m->config.covis_window ? m->config.covis_window : recent_count;
+	for (size_t j = recent_count - window; j < recent_count; j++) {
 		bool seen = recent[j] == event->item;
 		for (size_t k = j + 1; k < recent_count && !seen; k++)
 			seen = recent[k] == recent[j];
@@ -574,6 +598,22 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 out_nomem:
 	set_errstr(errstr, errstr_size, "out of memory counting item %u", event->item);
 	return -1;
+}
+
+void model_prefetch(const struct model *model, const struct model_event *event)
+{
+	const struct model *m = model;
+	if ((size_t)event->user < m->users) {
+		__builtin_prefetch(m->p + (size_t)event->user * m->dim);
+		__builtin_prefetch(m->p + (size_t)event->user * m->dim + 16);
+		__builtin_prefetch(m->recent + (size_t)event->user * m->config.recent_items);
+		__builtin_prefetch(&m->recent_count[event->user]);
+		__builtin_prefetch(&m->recent_head[event->user]);
+		__builtin_prefetch(&m->p_accum[event->user]);
+		__builtin_prefetch(&m->exclude[event->user]);
+	}
+	if ((size_t)event->item < m->items)
+		__builtin_prefetch(m->matrix + (size_t)event->item * m->stride);
 }
 
 /* ---- queries -------------------------------------------------------------------- */
@@ -762,7 +802,7 @@ const float *model_item_intent_vector(const struct model *model, uint32_t item)
 
 float model_item_bias(const struct model *model, uint32_t item)
 {
-	return model->bias[item];
+	return model->scalar[item].bias;
 }
 
 uint64_t model_digest(const struct model *model)
@@ -778,9 +818,7 @@ uint64_t model_digest(const struct model *model)
 	XXH3_64bits_update(state, m->p_accum, m->users * sizeof(float));
 	XXH3_64bits_update(state, m->matrix, m->items * m->stride * sizeof(float));
 	XXH3_64bits_update(state, m->y, m->items * m->dim * sizeof(float));
-	XXH3_64bits_update(state, m->bias, m->items * sizeof(float));
-	XXH3_64bits_update(state, m->q_accum, m->items * sizeof(float));
-	XXH3_64bits_update(state, m->y_accum, m->items * sizeof(float));
+	XXH3_64bits_update(state, m->scalar, m->items * sizeof *m->scalar);
 	for (size_t i = 0; i < m->items; i++) {
 		uint64_t c = popularity_count(m->popularity, (uint32_t)i);
 		XXH3_64bits_update(state, &c, sizeof c);

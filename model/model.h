@@ -53,7 +53,7 @@ enum model_exclusion {
 struct model_config {
 	size_t dim;                  /**< embedding dimension d (4..1024), default 32 */
 	enum model_optimizer optimizer;
-	float learning_rate;         /**< default 0.05 */
+	float learning_rate;         /**< default 0.1 */
 	float l2;                    /**< L2 on p, y, q; default 1e-5 */
 	unsigned negatives;          /**< negatives per positive, default 4 */
 	/**
@@ -67,6 +67,7 @@ struct model_config {
 	unsigned recent_items;       /**< L, the short-term window; default 10 */
 	float covis_weight;          /**< beta; default 1.0 */
 	unsigned covis_neighbours;   /**< successors kept per item; default 32 */
+	unsigned covis_window;       /**< an item follows each of the last W items; default 3 */
 	double covis_half_life_events; /**< co-visitation decay; default 1e6 events */
 	float sampler_exponent;      /**< alpha of count^alpha; default 0.75 */
 	float correction_weight;     /**< multiplies alpha*log(count) at ranking; default 1 */
@@ -125,6 +126,15 @@ const struct model_config *model_config(const struct model *model);
  */
 int model_learn(struct model *model, const struct model_event *event, char *errstr,
 		size_t errstr_size);
+
+/**
+ * @brief Hint that event will be learned soon: starts loading its user's and
+ * item's rows into cache. Callers holding a batch prefetch a few events ahead.
+ */
+void model_prefetch(const struct model *model, const struct model_event *event);
+
+/** @returns the co-visitation weight beta in force. */
+float model_covis_weight(const struct model *model);
 
 /** @returns the number of events learned so far (the model step). */
 uint64_t model_step(const struct model *model);

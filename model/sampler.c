@@ -13,8 +13,12 @@ struct bucket {
 	double total;
 };
 
+#define POW_TABLE 4096 /* counts below this take their weight from a table */
+
 struct sampler {
 	double alpha;
+	double pow_table[POW_TABLE];
+	int top_bucket; /* highest bucket ever used */
 	double *weight;     /* per item */
 	int8_t *bucket_of;  /* per item, -1: not in any bucket */
 	uint32_t *position; /* per item: index in its bucket */
@@ -40,8 +44,11 @@ double sampler_unit(uint64_t *state)
 struct sampler *sampler_new(double alpha)
 {
 	struct sampler *s = calloc(1, sizeof *s);
-	if (s != NULL)
-		s->alpha = alpha;
+	if (s == NULL)
+		return NULL;
+	s->alpha = alpha;
+	for (int c = 1; c < POW_TABLE; c++)
+		s->pow_table[c] = pow((double)c, alpha);
 	return s;
 }
 
@@ -124,7 +131,7 @@ static void resum(struct sampler *s)
 int sampler_set_count(struct sampler *sampler, uint32_t item, uint64_t count)
 {
 	struct sampler *s = sampler;
-	double w = count == 0 ? 0 : pow((double)count, s->alpha);
+	double w = count < POW_TABLE ? s->pow_table[count] : pow((double)count, s->alpha);
 	int b;
 	if ((size_t)item >= s->capacity && grow_items(s, (size_t)item + 1) != 0)
 		return -1;
@@ -141,6 +148,8 @@ int sampler_set_count(struct sampler *sampler, uint32_t item, uint64_t count)
 	}
 	if (b >= 0 && s->bucket_of[item] != b && bucket_add(s, item, b) != 0)
 		return -1;
+	if (b > s->top_bucket)
+		s->top_bucket = b;
 	s->weight[item] = w;
 	if (b >= 0) {
 		s->buckets[b].total += w;
@@ -165,7 +174,7 @@ uint32_t sampler_draw(struct sampler *sampler, uint64_t *random_state)
 		return UINT32_MAX;
 	/* A bucket in proportion to its total weight ... */
 	u = sampler_unit(random_state) * s->total;
-	for (b = 0; b < BUCKETS; b++) {
+	for (b = 0; b <= s->top_bucket; b++) {
 		if (s->buckets[b].count == 0)
 			continue;
 		last = b;
@@ -173,7 +182,7 @@ uint32_t sampler_draw(struct sampler *sampler, uint64_t *random_state)
 			break;
 		u -= s->buckets[b].total;
 	}
-	if (b == BUCKETS)
+	if (b > s->top_bucket)
 		b = last; /* rounding left u past the end */
 	if (b < 0)
 		return UINT32_MAX;
@@ -182,7 +191,9 @@ uint32_t sampler_draw(struct sampler *sampler, uint64_t *random_state)
 	struct bucket *bk = &s->buckets[b];
 	double ceiling = ldexp(1.0, b + 1);
 	for (;;) {
-		uint32_t item = bk->items[sampler_random(random_state) % bk->count];
+		/* multiply-shift maps 32 random bits onto [0, count) without a division */
+		uint64_t r = sampler_random(random_state);
+		uint32_t item = bk->items[((r >> 32) * (uint64_t)bk->count) >> 32];
 		if (sampler_unit(random_state) * ceiling < s->weight[item])
 			return item;
 	}

@@ -23,6 +23,9 @@ struct sgd_target {
 	float weight; /**< >= 0 */
 };
 
+/** @returns a . b, summed in a fixed order (vectorisable, reproducible). */
+float sgd_dot(const float *a, const float *b, size_t n);
+
 /** @returns log(1 + exp(x)) without overflow. */
 double sgd_softplus(double x);
 

@@ -1,0 +1,320 @@
+/*
+ * cli_eval: `streamrec eval`, the prequential (test-then-train) replay of an
+ * event file through one model configuration, with the popularity baseline
+ * scored in the same run.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "cli.h"
+#include "codec.h"
+#include "eventlog.h"
+#include "model.h"
+#include "prequential.h"
+#include "topk.h"
+
+static int parse_real(const char *option, const char *text, double min, double max, double *out)
+{
+	char *end;
+	double v = strtod(text, &end);
+	if (end == text || *end != '\0' || !isfinite(v) || v < min || v > max) {
+		fprintf(stderr, "streamrec eval: --%s: must be a number from %g to %g, got '%s'\n",
+			option, min, max, text);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* --signals taste,intent,covis,correction (or all, or none). */
+static int parse_signals(const char *text, struct model_config *config)
+{
+	char copy[256], *save = NULL;
+	config->use_taste = config->use_intent = config->use_covis = config->use_correction = false;
+	if (strcmp(text, "all") == 0) {
+		config->use_taste = config->use_intent = config->use_covis = config->use_correction = true;
+		return 0;
+	}
+	if (strcmp(text, "none") == 0)
+		return 0;
+	snprintf(copy, sizeof copy, "%s", text);
+	for (char *s = strtok_r(copy, ",", &save); s != NULL; s = strtok_r(NULL, ",", &save)) {
+		if (strcmp(s, "taste") == 0 || strcmp(s, "mf") == 0)
+			config->use_taste = true;
+		else if (strcmp(s, "intent") == 0 || strcmp(s, "seq") == 0)
+			config->use_intent = true;
+		else if (strcmp(s, "covis") == 0)
+			config->use_covis = true;
+		else if (strcmp(s, "correction") == 0)
+			config->use_correction = true;
+		else {
+			fprintf(stderr,
+				"streamrec eval: --signals: unknown signal '%s' (taste, intent, covis, "
+				"correction, all, none)\n",
+				s);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* --weight TYPE=W, TYPE a schema symbol or its lower-case key. */
+static int parse_weight(const char *text, struct model_config *config)
+{
+	const char *eq = strchr(text, '=');
+	char name[64];
+	double w;
+	if (eq == NULL || (size_t)(eq - text) >= sizeof name) {
+		fprintf(stderr, "streamrec eval: --weight: expected TYPE=WEIGHT, got '%s'\n", text);
+		return -1;
+	}
+	memcpy(name, text, (size_t)(eq - text));
+	name[eq - text] = '\0';
+	for (int t = 0; t < MODEL_EVENT_TYPES; t++) {
+		if (strcasecmp(name, model_event_type_name((enum model_event_type)t)) == 0 ||
+		    strcmp(name, event_type_name((enum event_type)t)) == 0) {
+			if (parse_real("weight", eq + 1, -100, 100, &w) != 0)
+				return -1;
+			config->event_weight[t] = (float)w;
+			return 0;
+		}
+	}
+	fprintf(stderr, "streamrec eval: --weight: unknown event type '%s'\n", name);
+	return -1;
+}
+
+static const char *const format_names[] = {"auto", "csv", "avro", "movielens", "retailrocket",
+					   "taobao"};
+
+static void print_row(const char *name, const struct prequential_scores *s, size_t k)
+{
+	printf("| %-10s | %8.4f | %8.4f | %8.4f | %8.4f | %8llu |\n", name, s->hit_rate, s->ndcg,
+	       s->mrr, s->coverage, (unsigned long long)s->tests);
+	(void)k;
+}
+
+int cli_eval(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"format", required_argument, NULL, 'f'},
+		{"min-rating", required_argument, NULL, 'R'},
+		{"k", required_argument, NULL, 'k'},
+		{"signals", required_argument, NULL, 's'},
+		{"dim", required_argument, NULL, 'd'},
+		{"lr", required_argument, NULL, 'l'},
+		{"l2", required_argument, NULL, 'L'},
+		{"negatives", required_argument, NULL, 'n'},
+		{"optimizer", required_argument, NULL, 'o'},
+		{"recent", required_argument, NULL, 'r'},
+		{"covis-weight", required_argument, NULL, 'c'},
+		{"correction-weight", required_argument, NULL, 'C'},
+		{"exclude", required_argument, NULL, 'x'},
+		{"weight", required_argument, NULL, 'w'},
+		{"test-every", required_argument, NULL, 't'},
+		{"warmup", required_argument, NULL, 'W'},
+		{"max-events", required_argument, NULL, 'm'},
+		{"seed", required_argument, NULL, 'S'},
+		{NULL, 0, NULL, 0}};
+	struct model_config config;
+	struct eventlog_read_options read_options = eventlog_read_options_default();
+	struct prequential_config pc = {.k = 20, .test_every = 1};
+	char errstr[512];
+	long long v;
+	double real;
+	int opt, status = 1;
+
+	model_config_default(&config);
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		int rc = 0;
+		switch (opt) {
+		case 'f': {
+			int found = -1;
+			for (int f = 0; f < (int)(sizeof format_names / sizeof format_names[0]); f++)
+				if (strcmp(optarg, format_names[f]) == 0)
+					found = f;
+			if (found < 0) {
+				fprintf(stderr,
+					"streamrec eval: --format: must be auto, csv, avro, movielens, "
+					"retailrocket or taobao, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			read_options.format = (enum eventlog_format)found;
+			break;
+		}
+		case 'R':
+			rc = parse_real("min-rating", optarg, -1e9, 1e9, &read_options.movielens_min_rating);
+			break;
+		case 'k':
+			rc = cli_parse_count("eval", "k", optarg, 1, 1000, &v);
+			pc.k = (size_t)v;
+			break;
+		case 's': rc = parse_signals(optarg, &config); break;
+		case 'd':
+			rc = cli_parse_count("eval", "dim", optarg, 4, 1024, &v);
+			config.dim = (size_t)v;
+			break;
+		case 'l':
+			rc = parse_real("lr", optarg, 1e-9, 10, &real);
+			config.learning_rate = (float)real;
+			break;
+		case 'L':
+			rc = parse_real("l2", optarg, 0, 0.999, &real);
+			config.l2 = (float)real;
+			break;
+		case 'n':
+			rc = cli_parse_count("eval", "negatives", optarg, 0, 64, &v);
+			config.negatives = (unsigned)v;
+			break;
+		case 'o':
+			if (strcmp(optarg, "adagrad") == 0)
+				config.optimizer = MODEL_ADAGRAD;
+			else if (strcmp(optarg, "sgd") == 0)
+				config.optimizer = MODEL_SGD;
+			else {
+				fprintf(stderr, "streamrec eval: --optimizer: must be adagrad or sgd, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'r':
+			rc = cli_parse_count("eval", "recent", optarg, 1, 1000, &v);
+			config.recent_items = (unsigned)v;
+			break;
+		case 'c':
+			rc = parse_real("covis-weight", optarg, 0, 100, &real);
+			config.covis_weight = (float)real;
+			break;
+		case 'C':
+			rc = parse_real("correction-weight", optarg, 0, 10, &real);
+			config.correction_weight = (float)real;
+			break;
+		case 'x':
+			if (strcmp(optarg, "none") == 0)
+				config.exclusion = MODEL_EXCLUDE_NONE;
+			else if (strcmp(optarg, "bought") == 0)
+				config.exclusion = MODEL_EXCLUDE_BOUGHT;
+			else if (strcmp(optarg, "interacted") == 0)
+				config.exclusion = MODEL_EXCLUDE_INTERACTED;
+			else {
+				fprintf(stderr,
+					"streamrec eval: --exclude: must be none, bought or interacted, "
+					"got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'w': rc = parse_weight(optarg, &config); break;
+		case 't':
+			rc = cli_parse_count("eval", "test-every", optarg, 1, 1000000000, &v);
+			pc.test_every = (uint64_t)v;
+			break;
+		case 'W':
+			rc = cli_parse_count("eval", "warmup", optarg, 0, 1LL << 40, &v);
+			pc.warmup = (uint64_t)v;
+			break;
+		case 'm':
+			rc = cli_parse_count("eval", "max-events", optarg, 0, 1LL << 40, &v);
+			read_options.max_events = (size_t)v;
+			break;
+		case 'S':
+			rc = cli_parse_count("eval", "seed", optarg, 0, 1LL << 62, &v);
+			config.seed = (uint64_t)v;
+			break;
+		default: return 2;
+		}
+		if (rc != 0)
+			return 2;
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "streamrec eval: expected exactly one event file (try --help)\n");
+		return 2;
+	}
+	if (model_config_check(&config, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		return 2;
+	}
+
+	const char *path = argv[optind];
+	struct event_log *log = NULL;
+	struct model *model = NULL;
+	struct topk *topk = NULL;
+	uint64_t *user_hash = NULL, *item_hash = NULL;
+	double t0 = cli_monotonic_s();
+	if (eventlog_read(path, &read_options, &log, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		return 1;
+	}
+	if (eventlog_sort_by_time(log, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		goto out_free;
+	}
+	double read_s = cli_monotonic_s() - t0;
+	user_hash = malloc((log->user_count + 1) * sizeof *user_hash);
+	item_hash = malloc((log->item_count + 1) * sizeof *item_hash);
+	if (user_hash == NULL || item_hash == NULL) {
+		fprintf(stderr, "streamrec eval: out of memory\n");
+		goto out_free;
+	}
+	for (size_t u = 0; u < log->user_count; u++)
+		user_hash[u] = XXH3_64bits(log->user_ids[u], strlen(log->user_ids[u]));
+	for (size_t i = 0; i < log->item_count; i++)
+		item_hash[i] = XXH3_64bits(log->item_ids[i], strlen(log->item_ids[i]));
+
+	model = model_new(&config, errstr, sizeof errstr);
+	struct topk_config tc = {.max_batch = 1, .max_k = pc.k};
+	topk = model ? topk_new(&tc, errstr, sizeof errstr) : NULL;
+	if (model == NULL || topk == NULL) {
+		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		goto out_free;
+	}
+	struct prequential_stream stream = {.count = log->count,
+					    .user = log->user,
+					    .item = log->item,
+					    .type = log->type,
+					    .ts_ms = log->ts_ms,
+					    .user_hash = user_hash,
+					    .item_hash = item_hash,
+					    .item_total = log->item_count};
+	struct prequential_result r;
+	if (prequential_run(model, topk, &stream, &pc, &r, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		goto out_free;
+	}
+	printf("%s: %zu events, %zu users, %zu items (read and sorted in %.1f s)\n", path,
+	       log->count, log->user_count, log->item_count, read_s);
+	printf("signals:%s%s%s%s  dim=%zu lr=%g l2=%g negatives=%u recent=%u covis_weight=%g "
+	       "exclude=%s\n",
+	       config.use_taste ? " taste" : "", config.use_intent ? " intent" : "",
+	       config.use_covis ? " covis" : "", config.use_correction ? " correction" : "",
+	       config.dim, (double)config.learning_rate, (double)config.l2, config.negatives,
+	       config.recent_items, (double)config.covis_weight,
+	       config.exclusion == MODEL_EXCLUDE_NONE     ? "none"
+	       : config.exclusion == MODEL_EXCLUDE_BOUGHT ? "bought"
+							  : "interacted");
+	if (pc.test_every > 1 || pc.warmup > 0)
+		printf("sampled: one positive event in %llu tested, first %llu events not tested\n",
+		       (unsigned long long)pc.test_every, (unsigned long long)pc.warmup);
+	printf("\n| ranking    | HR@%-5zu | NDCG@%-3zu | MRR      | coverage | tests    |\n", pc.k,
+	       pc.k);
+	printf("|------------|----------|----------|----------|----------|----------|\n");
+	print_row("streamrec", &r.model, pc.k);
+	print_row("popularity", &r.popularity, pc.k);
+	printf("\nreplay: %.0f events/s (learn + rank both lists, 1 thread); %llu tests skipped "
+	       "(item excluded by the protocol)\n",
+	       r.events_per_s, (unsigned long long)r.skipped_excluded);
+	status = 0;
+out_free:
+	topk_free(topk);
+	model_free(model);
+	free(user_hash);
+	free(item_hash);
+	eventlog_free(log);
+	return status;
+}

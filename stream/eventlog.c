@@ -1,0 +1,1531 @@
+/*
+ * eventlog: parallel per-event arrays, interned ids, file readers and writers.
+ *
+ * Ids are interned in an open-addressing table per kind (linear probing,
+ * load at most 1/2); a slot holds the upper 32 bits of the id's XXH3 hash
+ * beside index + 1, so a probe compares strings only on a likely match.
+ * The ids' bytes live in a few large chunks rather than one malloc each.
+ *
+ * The Avro reader is Avro C's avro_file_reader over the file's own writer
+ * schema. The Avro writer frames the container itself (Avro C still encodes
+ * every record): avro_file_writer seeds its sync marker with
+ * srand(time(NULL)), so the same log would give different bytes from one
+ * second to the next, and it reseeds the process-wide rand() as a side effect.
+ */
+#include "eventlog.h"
+
+#include <avro.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+	va_list ap;
+	if (errstr == NULL || errstr_size == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errstr_size, fmt, ap);
+	va_end(ap);
+}
+
+/* Grows an array to hold at least `need` elements, doubling; 0 or -1. */
+static int grow_array(void **array, size_t *cap, size_t need, size_t elem_size)
+{
+	size_t new_cap = *cap ? *cap : 16;
+	void *grown;
+	if (need <= *cap)
+		return 0;
+	while (new_cap < need) {
+		if (new_cap > SIZE_MAX / 2 / elem_size)
+			return -1;
+		new_cap *= 2;
+	}
+	grown = realloc(*array, new_cap * elem_size);
+	if (grown == NULL)
+		return -1;
+	*array = grown;
+	*cap = new_cap;
+	return 0;
+}
+
+/* ---- interned strings ------------------------------------------------------------ */
+
+/* A block of id bytes; ids never move, so user_ids/item_ids can point into it. */
+struct eventlog_chunk {
+	struct eventlog_chunk *next;
+	size_t used, size;
+	char bytes[];
+};
+
+#define FIRST_CHUNK_BYTES 4096
+#define MAX_CHUNK_BYTES   (1u << 20)
+
+static char *store_string(struct event_log *log, const char *s, size_t len)
+{
+	struct eventlog_chunk *chunk = log->strings;
+	char *copy;
+	if (chunk == NULL || chunk->size - chunk->used < len + 1) {
+		size_t size = chunk == NULL ? FIRST_CHUNK_BYTES : chunk->size * 2;
+		if (size > MAX_CHUNK_BYTES)
+			size = MAX_CHUNK_BYTES;
+		if (size < len + 1)
+			size = len + 1;
+		chunk = malloc(sizeof *chunk + size);
+		if (chunk == NULL)
+			return NULL;
+		chunk->next = log->strings;
+		chunk->used = 0;
+		chunk->size = size;
+		log->strings = chunk;
+	}
+	copy = chunk->bytes + chunk->used;
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	chunk->used += len + 1;
+	return copy;
+}
+
+/* One kind of id (users or items) as a view on the log's fields. */
+struct id_space {
+	const char *kind; /* "user" or "item" */
+	char ***ids;
+	size_t *count, *cap;
+	uint64_t **slots;
+	size_t *slot_mask;
+	uint32_t **attribute; /* item_category or user_cluster */
+};
+
+static struct id_space user_space(struct event_log *log)
+{
+	return (struct id_space){.kind = "user",
+				 .ids = &log->user_ids,
+				 .count = &log->user_count,
+				 .cap = &log->user_cap,
+				 .slots = &log->user_slots,
+				 .slot_mask = &log->user_slot_mask,
+				 .attribute = &log->user_cluster};
+}
+
+static struct id_space item_space(struct event_log *log)
+{
+	return (struct id_space){.kind = "item",
+				 .ids = &log->item_ids,
+				 .count = &log->item_count,
+				 .cap = &log->item_cap,
+				 .slots = &log->item_slots,
+				 .slot_mask = &log->item_slot_mask,
+				 .attribute = &log->item_category};
+}
+
+#define SLOT_INDEX(slot) ((uint32_t)(slot)-1)
+#define SLOT_TAG(slot)   ((slot) >> 32)
+
+/* Rebuilds the table with twice the slots (or the first 1024). */
+static int grow_slots(struct id_space *space)
+{
+	size_t slot_count = *space->slots == NULL ? 1024 : (*space->slot_mask + 1) * 2;
+	uint64_t *slots = calloc(slot_count, sizeof *slots);
+	if (slots == NULL)
+		return -1;
+	for (size_t i = 0; i < *space->count; i++) {
+		const char *id = (*space->ids)[i];
+		uint64_t hash = XXH3_64bits(id, strlen(id));
+		size_t pos = hash & (slot_count - 1);
+		while (slots[pos] != 0)
+			pos = (pos + 1) & (slot_count - 1);
+		slots[pos] = (hash & 0xFFFFFFFF00000000ULL) | ((uint64_t)i + 1);
+	}
+	free(*space->slots);
+	*space->slots = slots;
+	*space->slot_mask = slot_count - 1;
+	return 0;
+}
+
+static int intern(struct event_log *log, struct id_space space, const char *id, size_t len,
+		  uint32_t *index, char *errstr, size_t errstr_size)
+{
+	uint64_t hash = XXH3_64bits(id, len);
+	size_t pos;
+
+	if (*space.slots != NULL) {
+		for (pos = hash & *space.slot_mask; (*space.slots)[pos] != 0;
+		     pos = (pos + 1) & *space.slot_mask) {
+			uint64_t slot = (*space.slots)[pos];
+			const char *known;
+			if (SLOT_TAG(slot) != hash >> 32)
+				continue;
+			known = (*space.ids)[SLOT_INDEX(slot)];
+			/* strnlen first: never read past the end of a shorter known id */
+			if (strnlen(known, len + 1) == len && memcmp(known, id, len) == 0) {
+				*index = SLOT_INDEX(slot);
+				return 0;
+			}
+		}
+	}
+
+	/* a new id: check it as the UserEvent schema would */
+	if (len == 0) {
+		set_errstr(errstr, errstr_size, "%s id is empty", space.kind);
+		return -1;
+	}
+	if (len > CODEC_ID_MAX_BYTES) {
+		set_errstr(errstr, errstr_size, "%s id '%.40s...' is %zu bytes, longer than %d",
+			   space.kind, id, len, CODEC_ID_MAX_BYTES);
+		return -1;
+	}
+	if (!codec_utf8_valid(id, len)) {
+		set_errstr(errstr, errstr_size, "%s id is not valid UTF-8 (or holds a NUL byte)",
+			   space.kind);
+		return -1;
+	}
+	if (*space.count >= EVENTLOG_NONE - 1) {
+		set_errstr(errstr, errstr_size, "more than %u %s ids", EVENTLOG_NONE - 1,
+			   space.kind);
+		return -1;
+	}
+	if (*space.count + 1 > *space.cap) {
+		size_t cap = *space.cap;
+		if (grow_array((void **)space.ids, &cap, *space.count + 1, sizeof(char *)) != 0)
+			goto out_of_memory;
+		if (*space.attribute != NULL) {
+			size_t attribute_cap = *space.cap;
+			if (grow_array((void **)space.attribute, &attribute_cap, cap,
+				       sizeof(uint32_t)) != 0)
+				goto out_of_memory;
+		}
+		*space.cap = cap;
+	}
+	if (*space.slots == NULL || (*space.count + 1) * 2 > *space.slot_mask + 1) {
+		if (grow_slots(&space) != 0)
+			goto out_of_memory;
+	}
+	char *copy = store_string(log, id, len);
+	if (copy == NULL)
+		goto out_of_memory;
+	for (pos = hash & *space.slot_mask; (*space.slots)[pos] != 0;
+	     pos = (pos + 1) & *space.slot_mask)
+		;
+	*index = (uint32_t)*space.count;
+	(*space.slots)[pos] = (hash & 0xFFFFFFFF00000000ULL) | ((uint64_t)*index + 1);
+	(*space.ids)[*index] = copy;
+	if (*space.attribute != NULL)
+		(*space.attribute)[*index] = EVENTLOG_NONE;
+	(*space.count)++;
+	return 0;
+
+out_of_memory:
+	set_errstr(errstr, errstr_size, "out of memory interning %s ids", space.kind);
+	return -1;
+}
+
+/* Sets a per-id attribute, allocating the array (all EVENTLOG_NONE) on first use. */
+static int set_attribute(struct id_space space, uint32_t index, uint32_t value, char *errstr,
+			 size_t errstr_size)
+{
+	if (index >= *space.count) {
+		set_errstr(errstr, errstr_size, "%s index %u out of range (%zu %ss)", space.kind,
+			   index, *space.count, space.kind);
+		return -1;
+	}
+	if (value == EVENTLOG_NONE) {
+		set_errstr(errstr, errstr_size, "%s %u: value %u is reserved for 'none'",
+			   space.kind, index, value);
+		return -1;
+	}
+	if (*space.attribute == NULL) {
+		uint32_t *attribute = malloc((*space.cap ? *space.cap : 1) * sizeof *attribute);
+		if (attribute == NULL) {
+			set_errstr(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+		for (size_t i = 0; i < *space.cap; i++)
+			attribute[i] = EVENTLOG_NONE;
+		*space.attribute = attribute;
+	}
+	(*space.attribute)[index] = value;
+	return 0;
+}
+
+/* ---- the log ------------------------------------------------------------------------ */
+
+struct event_log *eventlog_new(void)
+{
+	return calloc(1, sizeof(struct event_log));
+}
+
+void eventlog_free(struct event_log *log)
+{
+	if (log == NULL)
+		return;
+	free(log->user);
+	free(log->item);
+	free(log->type);
+	free(log->ts_ms);
+	free(log->user_ids);
+	free(log->item_ids);
+	free(log->item_category);
+	free(log->user_cluster);
+	free(log->user_slots);
+	free(log->item_slots);
+	while (log->strings != NULL) {
+		struct eventlog_chunk *next = log->strings->next;
+		free(log->strings);
+		log->strings = next;
+	}
+	free(log);
+}
+
+int eventlog_reserve(struct event_log *log, size_t events, char *errstr, size_t errstr_size)
+{
+	size_t cap;
+	if (events <= log->event_cap)
+		return 0;
+	/* each array grows by the same rule from the same capacity, so all four end
+	 * equal; after a failure event_cap keeps the old size, which all still hold */
+	cap = log->event_cap;
+	if (grow_array((void **)&log->user, &cap, events, sizeof *log->user) != 0)
+		goto out_of_memory;
+	cap = log->event_cap;
+	if (grow_array((void **)&log->item, &cap, events, sizeof *log->item) != 0)
+		goto out_of_memory;
+	cap = log->event_cap;
+	if (grow_array((void **)&log->type, &cap, events, sizeof *log->type) != 0)
+		goto out_of_memory;
+	cap = log->event_cap;
+	if (grow_array((void **)&log->ts_ms, &cap, events, sizeof *log->ts_ms) != 0)
+		goto out_of_memory;
+	log->event_cap = cap;
+	return 0;
+
+out_of_memory:
+	set_errstr(errstr, errstr_size, "out of memory for %zu events", events);
+	return -1;
+}
+
+int eventlog_intern_user(struct event_log *log, const char *id, size_t id_len, uint32_t *index,
+			 char *errstr, size_t errstr_size)
+{
+	return intern(log, user_space(log), id, id_len, index, errstr, errstr_size);
+}
+
+int eventlog_intern_item(struct event_log *log, const char *id, size_t id_len, uint32_t *index,
+			 char *errstr, size_t errstr_size)
+{
+	return intern(log, item_space(log), id, id_len, index, errstr, errstr_size);
+}
+
+int eventlog_append_indexed(struct event_log *log, uint32_t user, uint32_t item,
+			    enum event_type type, int64_t ts_ms, char *errstr, size_t errstr_size)
+{
+	if (user >= log->user_count || item >= log->item_count) {
+		set_errstr(errstr, errstr_size, "event %zu: user %u or item %u out of range",
+			   log->count, user, item);
+		return -1;
+	}
+	if ((unsigned)type >= EVENT_TYPE_COUNT) {
+		set_errstr(errstr, errstr_size, "event %zu: type %d out of range", log->count,
+			   (int)type);
+		return -1;
+	}
+	if (log->count == log->event_cap) {
+		size_t want = log->event_cap < 1024 ? 1024 : log->event_cap * 2;
+		/* all four arrays share event_cap: grow them to the same size */
+		if (eventlog_reserve(log, want, errstr, errstr_size) != 0)
+			return -1;
+	}
+	log->user[log->count] = user;
+	log->item[log->count] = item;
+	log->type[log->count] = (uint8_t)type;
+	log->ts_ms[log->count] = ts_ms;
+	log->count++;
+	return 0;
+}
+
+int eventlog_append(struct event_log *log, const char *user_id, const char *item_id,
+		    enum event_type type, int64_t ts_ms, char *errstr, size_t errstr_size)
+{
+	uint32_t user, item;
+	if (eventlog_intern_user(log, user_id, strlen(user_id), &user, errstr, errstr_size) != 0 ||
+	    eventlog_intern_item(log, item_id, strlen(item_id), &item, errstr, errstr_size) != 0)
+		return -1;
+	return eventlog_append_indexed(log, user, item, type, ts_ms, errstr, errstr_size);
+}
+
+int eventlog_set_item_category(struct event_log *log, uint32_t item, uint32_t category,
+			       char *errstr, size_t errstr_size)
+{
+	return set_attribute(item_space(log), item, category, errstr, errstr_size);
+}
+
+int eventlog_set_user_cluster(struct event_log *log, uint32_t user, uint32_t cluster, char *errstr,
+			      size_t errstr_size)
+{
+	return set_attribute(user_space(log), user, cluster, errstr, errstr_size);
+}
+
+/* ---- sorting ------------------------------------------------------------------------------ */
+
+bool eventlog_is_sorted(const struct event_log *log)
+{
+	for (size_t i = 1; i < log->count; i++)
+		if (log->ts_ms[i] < log->ts_ms[i - 1])
+			return false;
+	return true;
+}
+
+#define RADIX_BITS 11
+#define RADIX_SIZE (1u << RADIX_BITS)
+
+/* Reorders one per-event array by perm (new[i] = old[perm[i]]) through scratch. */
+#define PERMUTE(array, perm, n, scratch)                                                           \
+	do {                                                                                       \
+		__typeof__((array)[0]) *permuted = (void *)(scratch);                              \
+		for (size_t k = 0; k < (n); k++)                                                   \
+			permuted[k] = (array)[(perm)[k]];                                          \
+		memcpy((array), permuted, (n) * sizeof permuted[0]);                               \
+	} while (0)
+
+/*
+ * LSD radix sort of (time - min) with the event's position as payload. Each
+ * counting pass is stable, so the whole sort is: equal times keep their order.
+ */
+int eventlog_sort_by_time(struct event_log *log, char *errstr, size_t errstr_size)
+{
+	size_t n = log->count;
+	uint64_t *key = NULL, *key_out = NULL, range;
+	uint32_t *perm = NULL, *perm_out = NULL;
+	int64_t min_ts, max_ts;
+	size_t *counts = NULL;
+	int status = -1;
+
+	if (eventlog_is_sorted(log))
+		return 0;
+	if (n > UINT32_MAX) {
+		set_errstr(errstr, errstr_size, "cannot sort %zu events: at most %u", n,
+			   UINT32_MAX);
+		return -1;
+	}
+	key = malloc(n * sizeof *key);
+	key_out = malloc(n * sizeof *key_out);
+	perm = malloc(n * sizeof *perm);
+	perm_out = malloc(n * sizeof *perm_out);
+	counts = malloc(RADIX_SIZE * sizeof *counts);
+	if (key == NULL || key_out == NULL || perm == NULL || perm_out == NULL || counts == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory sorting %zu events", n);
+		goto out_free;
+	}
+	min_ts = max_ts = log->ts_ms[0];
+	for (size_t i = 1; i < n; i++) {
+		if (log->ts_ms[i] < min_ts)
+			min_ts = log->ts_ms[i];
+		if (log->ts_ms[i] > max_ts)
+			max_ts = log->ts_ms[i];
+	}
+	range = (uint64_t)max_ts - (uint64_t)min_ts;
+	for (size_t i = 0; i < n; i++) {
+		key[i] = (uint64_t)log->ts_ms[i] - (uint64_t)min_ts;
+		perm[i] = (uint32_t)i;
+	}
+	for (unsigned shift = 0; shift < 64 && (range >> shift) != 0; shift += RADIX_BITS) {
+		size_t sum = 0;
+		memset(counts, 0, RADIX_SIZE * sizeof *counts);
+		for (size_t i = 0; i < n; i++)
+			counts[(key[i] >> shift) & (RADIX_SIZE - 1)]++;
+		for (size_t d = 0; d < RADIX_SIZE; d++) {
+			size_t c = counts[d];
+			counts[d] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++) {
+			size_t to = counts[(key[i] >> shift) & (RADIX_SIZE - 1)]++;
+			key_out[to] = key[i];
+			perm_out[to] = perm[i];
+		}
+		uint64_t *key_swap = key;
+		key = key_out;
+		key_out = key_swap;
+		uint32_t *perm_swap = perm;
+		perm = perm_out;
+		perm_out = perm_swap;
+	}
+	/* key_out is free now: it is the scratch for reordering the arrays */
+	PERMUTE(log->user, perm, n, key_out);
+	PERMUTE(log->item, perm, n, key_out);
+	PERMUTE(log->type, perm, n, key_out);
+	PERMUTE(log->ts_ms, perm, n, key_out);
+	status = 0;
+
+out_free:
+	free(key);
+	free(key_out);
+	free(perm);
+	free(perm_out);
+	free(counts);
+	return status;
+}
+
+/* ---- formats ------------------------------------------------------------------------------- */
+
+static const char *const format_names[EVENTLOG_FORMAT_COUNT] = {
+    [EVENTLOG_AUTO] = "auto",
+    [EVENTLOG_CSV] = "csv",
+    [EVENTLOG_AVRO] = "avro",
+    [EVENTLOG_MOVIELENS] = "movielens",
+    [EVENTLOG_RETAILROCKET] = "retailrocket",
+    [EVENTLOG_TAOBAO] = "taobao",
+};
+
+const char *eventlog_format_name(enum eventlog_format format)
+{
+	if ((unsigned)format >= EVENTLOG_FORMAT_COUNT)
+		return NULL;
+	return format_names[format];
+}
+
+bool eventlog_format_from_name(const char *name, enum eventlog_format *format)
+{
+	for (int i = 0; i < EVENTLOG_FORMAT_COUNT; i++) {
+		if (strcmp(name, format_names[i]) == 0) {
+			*format = (enum eventlog_format)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+struct eventlog_read_options eventlog_read_options_default(void)
+{
+	return (struct eventlog_read_options){.format = EVENTLOG_AUTO,
+					      .movielens_min_rating = 4.0,
+					      .movielens_type = EVENT_PURCHASE,
+					      .max_events = 0};
+}
+
+#define CSV_HEADER           "ts_ms,user_id,item_id,type"
+#define CSV_HEADER_CATEGORY  "ts_ms,user_id,item_id,type,category"
+#define MOVIELENS_CSV_HEADER "userId,movieId,rating,timestamp"
+#define RETAILROCKET_HEADER  "timestamp,visitorid,event,itemid,transactionid"
+#define EVENT_SYMBOLS_EXPECTED                                                                     \
+	"IMPRESSION, VIEW, CLICK, ADD_TO_CART, REMOVE_FROM_CART, FAVORITE or PURCHASE"
+#define AVRO_MAGIC "Obj\x01"
+
+/* ---- text readers ------------------------------------------------------------------------ */
+
+enum movielens_flavour { MOVIELENS_TABS, MOVIELENS_COLONS, MOVIELENS_CSV };
+
+struct text_reader {
+	const char *path;
+	FILE *fp;
+	char *line;
+	size_t line_cap;
+	size_t lineno;
+	const struct eventlog_read_options *options;
+	struct event_log *log;
+	enum eventlog_format format;
+	enum movielens_flavour flavour;
+	bool csv_has_category;
+};
+
+/* Reads the next non-empty line, without its line ending: 1, 0 at the end, -1 on error. */
+static int next_line(struct text_reader *r, char *errstr, size_t errstr_size)
+{
+	for (;;) {
+		ssize_t len = getline(&r->line, &r->line_cap, r->fp);
+		if (len < 0) {
+			if (ferror(r->fp)) {
+				set_errstr(errstr, errstr_size, "%s:%zu: read error: %s", r->path,
+					   r->lineno + 1, strerror(errno));
+				return -1;
+			}
+			return 0;
+		}
+		r->lineno++;
+		while (len > 0 && (r->line[len - 1] == '\n' || r->line[len - 1] == '\r'))
+			r->line[--len] = '\0';
+		if ((size_t)len != strlen(r->line)) {
+			set_errstr(errstr, errstr_size, "%s:%zu: line holds a NUL byte", r->path,
+				   r->lineno);
+			return -1;
+		}
+		if (len > 0)
+			return 1;
+	}
+}
+
+static int line_error(const struct text_reader *r, char *errstr, size_t errstr_size,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int line_error(const struct text_reader *r, char *errstr, size_t errstr_size,
+		      const char *fmt, ...)
+{
+	char message[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof message, fmt, ap);
+	va_end(ap);
+	set_errstr(errstr, errstr_size, "%s:%zu: %s", r->path, r->lineno, message);
+	return -1;
+}
+
+#define MAX_FIELDS 8
+
+/*
+ * Cuts line in place at every occurrence of sep (one or two characters) and
+ * returns how many fields it had; the first MAX_FIELDS are stored.
+ */
+static size_t split(char *line, const char *sep, char **fields)
+{
+	size_t sep_len = strlen(sep), count = 0;
+	char *p = line;
+	for (;;) {
+		char *end = sep_len == 1 ? strchr(p, sep[0]) : strstr(p, sep);
+		if (count < MAX_FIELDS)
+			fields[count] = p;
+		count++;
+		if (end == NULL)
+			return count;
+		*end = '\0';
+		p = end + sep_len;
+	}
+}
+
+static bool parse_int64(const char *text, int64_t *out)
+{
+	char *end;
+	long long v;
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0')
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_seconds_as_ms(const char *text, int64_t *out_ms)
+{
+	int64_t seconds;
+	if (!parse_int64(text, &seconds) || seconds > INT64_MAX / 1000 ||
+	    seconds < INT64_MIN / 1000)
+		return false;
+	*out_ms = seconds * 1000;
+	return true;
+}
+
+static bool parse_category(const char *text, uint32_t *out)
+{
+	int64_t v;
+	if (!parse_int64(text, &v) || v < 0 || v >= (int64_t)EVENTLOG_NONE)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* Interns the ids and appends one event, prefixing errors with file:line. */
+static int add_event(struct text_reader *r, const char *user_id, const char *item_id,
+		     enum event_type type, int64_t ts_ms, uint32_t *item_out, char *errstr,
+		     size_t errstr_size)
+{
+	char why[256];
+	uint32_t user, item;
+	if (eventlog_intern_user(r->log, user_id, strlen(user_id), &user, why, sizeof why) != 0 ||
+	    eventlog_intern_item(r->log, item_id, strlen(item_id), &item, why, sizeof why) != 0 ||
+	    eventlog_append_indexed(r->log, user, item, type, ts_ms, why, sizeof why) != 0)
+		return line_error(r, errstr, errstr_size, "%s", why);
+	if (item_out != NULL)
+		*item_out = item;
+	return 0;
+}
+
+/* An item's first category wins: later lines cannot move it. */
+static int add_category(struct text_reader *r, uint32_t item, uint32_t category, char *errstr,
+			size_t errstr_size)
+{
+	char why[256];
+	if (r->log->item_category != NULL && r->log->item_category[item] != EVENTLOG_NONE)
+		return 0;
+	if (eventlog_set_item_category(r->log, item, category, why, sizeof why) != 0)
+		return line_error(r, errstr, errstr_size, "%s", why);
+	return 0;
+}
+
+static int parse_csv_line(struct text_reader *r, char *line, char *errstr, size_t errstr_size)
+{
+	size_t expected = r->csv_has_category ? 5 : 4;
+	char *f[MAX_FIELDS];
+	size_t n = split(line, ",", f);
+	enum event_type type;
+	uint32_t item, category = EVENTLOG_NONE;
+	int64_t ts_ms;
+
+	if (n != expected)
+		return line_error(r, errstr, errstr_size,
+				  "expected %zu fields separated by ',' (%s), got %zu", expected,
+				  r->csv_has_category ? CSV_HEADER_CATEGORY : CSV_HEADER, n);
+	if (!parse_int64(f[0], &ts_ms))
+		return line_error(r, errstr, errstr_size,
+				  "ts_ms: expected a whole number of milliseconds, got '%.64s'",
+				  f[0]);
+	if (!event_type_from_name(f[3], &type))
+		return line_error(r, errstr, errstr_size,
+				  "unknown event type '%.64s' (expected %s)", f[3],
+				  EVENT_SYMBOLS_EXPECTED);
+	if (r->csv_has_category && f[4][0] != '\0' && !parse_category(f[4], &category))
+		return line_error(
+		    r, errstr, errstr_size,
+		    "category: expected a whole number below %u or nothing, got '%.64s'",
+		    EVENTLOG_NONE, f[4]);
+	if (add_event(r, f[1], f[2], type, ts_ms, &item, errstr, errstr_size) != 0)
+		return -1;
+	if (category != EVENTLOG_NONE)
+		return add_category(r, item, category, errstr, errstr_size);
+	return 0;
+}
+
+static int parse_movielens_line(struct text_reader *r, char *line, char *errstr, size_t errstr_size)
+{
+	static const char *const separators[] = {"\t", "::", ","};
+	static const char *const separator_names[] = {"tabs", "'::'", "','"};
+	char *f[MAX_FIELDS], *end;
+	size_t n = split(line, separators[r->flavour], f);
+	double rating;
+	int64_t ts_ms;
+
+	if (n != 4)
+		return line_error(
+		    r, errstr, errstr_size,
+		    "expected 4 fields separated by %s (user, item, rating, timestamp), got %zu",
+		    separator_names[r->flavour], n);
+	errno = 0;
+	rating = strtod(f[2], &end);
+	if (errno != 0 || end == f[2] || *end != '\0' || !isfinite(rating))
+		return line_error(r, errstr, errstr_size, "rating: expected a number, got '%.64s'",
+				  f[2]);
+	if (!parse_seconds_as_ms(f[3], &ts_ms))
+		return line_error(r, errstr, errstr_size,
+				  "timestamp: expected a whole number of seconds, got '%.64s'",
+				  f[3]);
+	if (rating < r->options->movielens_min_rating)
+		return 0;
+	return add_event(r, f[0], f[1], r->options->movielens_type, ts_ms, NULL, errstr,
+			 errstr_size);
+}
+
+static int parse_retailrocket_line(struct text_reader *r, char *line, char *errstr,
+				   size_t errstr_size)
+{
+	char *f[MAX_FIELDS];
+	size_t n = split(line, ",", f);
+	enum event_type type;
+	int64_t ts_ms;
+
+	if (n != 5)
+		return line_error(r, errstr, errstr_size,
+				  "expected 5 fields separated by ',' (%s), got %zu",
+				  RETAILROCKET_HEADER, n);
+	if (!parse_int64(f[0], &ts_ms))
+		return line_error(r, errstr, errstr_size,
+				  "timestamp: expected a whole number of milliseconds, got '%.64s'",
+				  f[0]);
+	if (strcmp(f[2], "view") == 0)
+		type = EVENT_VIEW;
+	else if (strcmp(f[2], "addtocart") == 0)
+		type = EVENT_ADD_TO_CART;
+	else if (strcmp(f[2], "transaction") == 0)
+		type = EVENT_PURCHASE;
+	else
+		return line_error(
+		    r, errstr, errstr_size,
+		    "unknown event type '%.64s' (expected view, addtocart or transaction)", f[2]);
+	return add_event(r, f[1], f[3], type, ts_ms, NULL, errstr, errstr_size);
+}
+
+/* Taobao behaviour names, and whether a word is one (for AUTO detection). */
+static bool taobao_behaviour(const char *name, enum event_type *type)
+{
+	static const struct {
+		const char *name;
+		enum event_type type;
+	} behaviours[] = {{"pv", EVENT_VIEW},
+			  {"cart", EVENT_ADD_TO_CART},
+			  {"fav", EVENT_FAVORITE},
+			  {"buy", EVENT_PURCHASE}};
+	for (size_t i = 0; i < sizeof behaviours / sizeof behaviours[0]; i++) {
+		if (strcmp(name, behaviours[i].name) == 0) {
+			*type = behaviours[i].type;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int parse_taobao_line(struct text_reader *r, char *line, char *errstr, size_t errstr_size)
+{
+	char *f[MAX_FIELDS];
+	size_t n = split(line, ",", f);
+	enum event_type type;
+	uint32_t item, category;
+	int64_t ts_ms;
+
+	if (n != 5)
+		return line_error(r, errstr, errstr_size,
+				  "expected 5 fields separated by ',' "
+				  "(user_id,item_id,category_id,behavior_type,timestamp), got %zu",
+				  n);
+	if (!parse_category(f[2], &category))
+		return line_error(r, errstr, errstr_size,
+				  "category_id: expected a whole number below %u, got '%.64s'",
+				  EVENTLOG_NONE, f[2]);
+	if (!taobao_behaviour(f[3], &type))
+		return line_error(r, errstr, errstr_size,
+				  "unknown behavior type '%.64s' (expected pv, cart, fav or buy)",
+				  f[3]);
+	if (!parse_seconds_as_ms(f[4], &ts_ms))
+		return line_error(r, errstr, errstr_size,
+				  "timestamp: expected a whole number of seconds, got '%.64s'",
+				  f[4]);
+	if (add_event(r, f[0], f[1], type, ts_ms, &item, errstr, errstr_size) != 0)
+		return -1;
+	return add_category(r, item, category, errstr, errstr_size);
+}
+
+/* True when line looks like Taobao data: 5 comma-separated fields, the 4th a behaviour. */
+static bool looks_like_taobao(const char *line)
+{
+	char copy[1024], *f[MAX_FIELDS];
+	enum event_type type;
+	if (strlen(line) >= sizeof copy)
+		return false;
+	strcpy(copy, line);
+	return split(copy, ",", f) == 5 && taobao_behaviour(f[3], &type);
+}
+
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/*
+ * Decides the format of an empty file by its name, for AUTO: only the
+ * header-less formats can be empty.
+ */
+static int format_of_empty_file(const char *path, enum eventlog_format *format, char *errstr,
+				size_t errstr_size)
+{
+	const char *name = base_name(path);
+	if (strcmp(name, "u.data") == 0 || has_suffix(name, ".dat"))
+		*format = EVENTLOG_MOVIELENS;
+	else if (strncmp(name, "UserBehavior", 12) == 0)
+		*format = EVENTLOG_TAOBAO;
+	else {
+		set_errstr(errstr, errstr_size,
+			   "%s: empty file: cannot detect its format (only u.data, *.dat and "
+			   "UserBehavior* may be empty; name the format to read it)",
+			   path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Decides the format from the first non-empty line, for AUTO. */
+static int format_of_first_line(struct text_reader *r, const char *line, char *errstr,
+				size_t errstr_size)
+{
+	if (strcmp(line, CSV_HEADER) == 0 || strcmp(line, CSV_HEADER_CATEGORY) == 0)
+		r->format = EVENTLOG_CSV;
+	else if (strcmp(line, MOVIELENS_CSV_HEADER) == 0 || strstr(line, "::") != NULL ||
+		 strchr(line, '\t') != NULL)
+		r->format = EVENTLOG_MOVIELENS;
+	else if (strcmp(line, RETAILROCKET_HEADER) == 0)
+		r->format = EVENTLOG_RETAILROCKET;
+	else if (looks_like_taobao(line))
+		r->format = EVENTLOG_TAOBAO;
+	else
+		return line_error(r, errstr, errstr_size,
+				  "cannot detect the format: expected a header (" CSV_HEADER
+				  "[,category] | " MOVIELENS_CSV_HEADER " | " RETAILROCKET_HEADER
+				  "), a MovieLens line (tabs or '::') or a Taobao line "
+				  "(user,item,category,pv|cart|fav|buy,seconds), got '%.80s'",
+				  line);
+	return 0;
+}
+
+/*
+ * Checks the first non-empty line against the format: consumes a header
+ * (returning 1) or leaves a data line to be parsed (returning 0); -1 on error.
+ */
+static int take_header(struct text_reader *r, const char *line, char *errstr, size_t errstr_size)
+{
+	switch (r->format) {
+	case EVENTLOG_CSV:
+		if (strcmp(line, CSV_HEADER) == 0 || strcmp(line, CSV_HEADER_CATEGORY) == 0) {
+			r->csv_has_category = strcmp(line, CSV_HEADER_CATEGORY) == 0;
+			return 1;
+		}
+		return line_error(r, errstr, errstr_size,
+				  "expected the header '" CSV_HEADER "' or '" CSV_HEADER_CATEGORY
+				  "', got '%.80s'",
+				  line);
+	case EVENTLOG_RETAILROCKET:
+		if (strcmp(line, RETAILROCKET_HEADER) == 0)
+			return 1;
+		return line_error(r, errstr, errstr_size,
+				  "expected the header '" RETAILROCKET_HEADER "', got '%.80s'",
+				  line);
+	case EVENTLOG_MOVIELENS:
+		if (strcmp(line, MOVIELENS_CSV_HEADER) == 0) {
+			r->flavour = MOVIELENS_CSV;
+			return 1;
+		}
+		if (strstr(line, "::") != NULL)
+			r->flavour = MOVIELENS_COLONS;
+		else if (strchr(line, '\t') != NULL)
+			r->flavour = MOVIELENS_TABS;
+		else
+			return line_error(r, errstr, errstr_size,
+					  "expected a MovieLens line (user<TAB>item<TAB>rating<TAB>"
+					  "timestamp or user::item::rating::timestamp) or the "
+					  "header '" MOVIELENS_CSV_HEADER "', got '%.80s'",
+					  line);
+		return 0;
+	default: return 0;
+	}
+}
+
+static int parse_line(struct text_reader *r, char *line, char *errstr, size_t errstr_size)
+{
+	switch (r->format) {
+	case EVENTLOG_CSV: return parse_csv_line(r, line, errstr, errstr_size);
+	case EVENTLOG_MOVIELENS: return parse_movielens_line(r, line, errstr, errstr_size);
+	case EVENTLOG_RETAILROCKET: return parse_retailrocket_line(r, line, errstr, errstr_size);
+	case EVENTLOG_TAOBAO: return parse_taobao_line(r, line, errstr, errstr_size);
+	default: return line_error(r, errstr, errstr_size, "not a text format");
+	}
+}
+
+static int read_text(struct text_reader *r, char *errstr, size_t errstr_size)
+{
+	int got = next_line(r, errstr, errstr_size), header;
+
+	if (got < 0)
+		return -1;
+	if (got == 0) {
+		if (r->format == EVENTLOG_AUTO &&
+		    format_of_empty_file(r->path, &r->format, errstr, errstr_size) != 0)
+			return -1;
+		if (r->format == EVENTLOG_CSV || r->format == EVENTLOG_RETAILROCKET) {
+			set_errstr(errstr, errstr_size, "%s: empty file: expected the header '%s'",
+				   r->path,
+				   r->format == EVENTLOG_CSV ? CSV_HEADER : RETAILROCKET_HEADER);
+			return -1;
+		}
+		return 0;
+	}
+	if (r->format == EVENTLOG_AUTO &&
+	    format_of_first_line(r, r->line, errstr, errstr_size) != 0)
+		return -1;
+	header = take_header(r, r->line, errstr, errstr_size);
+	if (header < 0)
+		return -1;
+	if (header == 0 && parse_line(r, r->line, errstr, errstr_size) != 0)
+		return -1;
+	while (r->options->max_events == 0 || r->log->count < r->options->max_events) {
+		got = next_line(r, errstr, errstr_size);
+		if (got <= 0)
+			return got;
+		if (parse_line(r, r->line, errstr, errstr_size) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- Avro reader ------------------------------------------------------------------------ */
+
+/* Where the fields we need sit in the file's writer schema, and how to read them. */
+struct avro_layout {
+	int user_index, item_index, type_index, ts_index;
+	avro_type_t type_kind, ts_kind;
+	int *symbol_map; /* writer enum symbol -> enum event_type, -1: unknown to us */
+	int symbol_count;
+};
+
+static avro_schema_t follow_link(avro_schema_t schema)
+{
+	while (schema != NULL && avro_typeof(schema) == AVRO_LINK)
+		schema = avro_schema_link_target(schema);
+	return schema;
+}
+
+/* Finds a field of the writer's record that must be one of two types. */
+static int find_field(const char *path, avro_schema_t record, const char *name, avro_type_t a,
+		      avro_type_t b, const char *expected, int *index, avro_type_t *kind,
+		      char *errstr, size_t errstr_size)
+{
+	avro_schema_t field;
+	*index = avro_schema_record_field_get_index(record, name);
+	if (*index < 0) {
+		set_errstr(errstr, errstr_size, "%s: the writer schema has no field '%s'", path,
+			   name);
+		return -1;
+	}
+	field = follow_link(avro_schema_record_field_get_by_index(record, *index));
+	*kind = avro_typeof(field);
+	if (*kind != a && *kind != b) {
+		set_errstr(errstr, errstr_size, "%s: writer schema field '%s' is %s, expected %s",
+			   path, name, avro_schema_type_name(field), expected);
+		return -1;
+	}
+	return 0;
+}
+
+static int plan_avro_layout(const char *path, avro_schema_t writer, struct avro_layout *layout,
+			    char *errstr, size_t errstr_size)
+{
+	avro_type_t kind;
+	if (writer == NULL || avro_typeof(writer) != AVRO_RECORD) {
+		set_errstr(errstr, errstr_size,
+			   "%s: the writer schema is %s, expected a UserEvent record", path,
+			   writer ? avro_schema_type_name(writer) : "missing");
+		return -1;
+	}
+	if (find_field(path, writer, "user_id", AVRO_STRING, AVRO_STRING, "string",
+		       &layout->user_index, &kind, errstr, errstr_size) != 0 ||
+	    find_field(path, writer, "item_id", AVRO_STRING, AVRO_STRING, "string",
+		       &layout->item_index, &kind, errstr, errstr_size) != 0 ||
+	    find_field(path, writer, "type", AVRO_ENUM, AVRO_STRING, "an enum or string",
+		       &layout->type_index, &layout->type_kind, errstr, errstr_size) != 0 ||
+	    find_field(path, writer, "ts", AVRO_INT64, AVRO_INT32, "long or int", &layout->ts_index,
+		       &layout->ts_kind, errstr, errstr_size) != 0)
+		return -1;
+	if (layout->type_kind == AVRO_ENUM) {
+		avro_schema_t symbols =
+		    follow_link(avro_schema_record_field_get_by_index(writer, layout->type_index));
+		layout->symbol_count = avro_schema_enum_number_of_symbols(symbols);
+		layout->symbol_map = malloc(((size_t)layout->symbol_count + 1) * sizeof(int));
+		if (layout->symbol_map == NULL) {
+			set_errstr(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+		for (int i = 0; i < layout->symbol_count; i++) {
+			enum event_type type;
+			layout->symbol_map[i] =
+			    event_type_from_name(avro_schema_enum_get(symbols, i), &type)
+				? (int)type
+				: -1;
+		}
+	}
+	return 0;
+}
+
+/* Reads one field's string (borrowed from the value); 0 or -1. */
+static int field_string(avro_value_t *record, int index, const char **s, size_t *len)
+{
+	avro_value_t field;
+	size_t size;
+	if (avro_value_get_by_index(record, (size_t)index, &field, NULL) != 0 ||
+	    avro_value_get_string(&field, s, &size) != 0)
+		return -1;
+	*len = size > 0 ? size - 1 : 0; /* Avro C counts the terminating NUL */
+	return 0;
+}
+
+static int avro_record_to_event(const char *path, size_t record_no, avro_value_t *record,
+				const struct avro_layout *layout, struct event_log *log,
+				char *errstr, size_t errstr_size)
+{
+	const char *user_id, *item_id, *type_name = NULL;
+	size_t user_len, item_len, type_len;
+	avro_value_t field;
+	enum event_type type;
+	int64_t ts_ms;
+	uint32_t user, item;
+	char why[256];
+
+	if (field_string(record, layout->user_index, &user_id, &user_len) != 0 ||
+	    field_string(record, layout->item_index, &item_id, &item_len) != 0)
+		goto bad_record;
+	if (layout->type_kind == AVRO_ENUM) {
+		int symbol;
+		if (avro_value_get_by_index(record, (size_t)layout->type_index, &field, NULL) !=
+			0 ||
+		    avro_value_get_enum(&field, &symbol) != 0 || symbol < 0 ||
+		    symbol >= layout->symbol_count)
+			goto bad_record;
+		if (layout->symbol_map[symbol] < 0) {
+			set_errstr(errstr, errstr_size,
+				   "%s: record %zu: unknown event type '%.64s' (expected %s)", path,
+				   record_no,
+				   avro_schema_enum_get(avro_value_get_schema(&field), symbol),
+				   EVENT_SYMBOLS_EXPECTED);
+			return -1;
+		}
+		type = (enum event_type)layout->symbol_map[symbol];
+	} else {
+		if (field_string(record, layout->type_index, &type_name, &type_len) != 0)
+			goto bad_record;
+		if (!event_type_from_name(type_name, &type)) {
+			set_errstr(errstr, errstr_size,
+				   "%s: record %zu: unknown event type '%.64s' (expected %s)", path,
+				   record_no, type_name, EVENT_SYMBOLS_EXPECTED);
+			return -1;
+		}
+	}
+	if (avro_value_get_by_index(record, (size_t)layout->ts_index, &field, NULL) != 0)
+		goto bad_record;
+	if (layout->ts_kind == AVRO_INT64) {
+		if (avro_value_get_long(&field, &ts_ms) != 0)
+			goto bad_record;
+	} else {
+		int32_t ts32;
+		if (avro_value_get_int(&field, &ts32) != 0)
+			goto bad_record;
+		ts_ms = ts32;
+	}
+	if (eventlog_intern_user(log, user_id, user_len, &user, why, sizeof why) != 0 ||
+	    eventlog_intern_item(log, item_id, item_len, &item, why, sizeof why) != 0 ||
+	    eventlog_append_indexed(log, user, item, type, ts_ms, why, sizeof why) != 0) {
+		set_errstr(errstr, errstr_size, "%s: record %zu: %s", path, record_no, why);
+		return -1;
+	}
+	return 0;
+
+bad_record:
+	set_errstr(errstr, errstr_size, "%s: record %zu: cannot read its fields: %s", path,
+		   record_no, avro_strerror());
+	return -1;
+}
+
+static int read_avro(const char *path, const struct eventlog_read_options *options,
+		     struct event_log *log, char *errstr, size_t errstr_size)
+{
+	struct avro_layout layout = {.symbol_map = NULL};
+	avro_file_reader_t reader;
+	avro_schema_t writer_schema;
+	avro_value_iface_t *iface = NULL;
+	avro_value_t record;
+	bool have_record = false;
+	int status = -1, rc;
+
+	/* the caller checked the magic: Avro C leaks when it refuses a header */
+	if (avro_file_reader(path, &reader) != 0) {
+		set_errstr(errstr, errstr_size, "%s: not a readable Avro object container file: %s",
+			   path, avro_strerror());
+		return -1;
+	}
+	/* Avro C 1.11 returns a new reference here: ours to release */
+	writer_schema = avro_file_reader_get_writer_schema(reader);
+	if (plan_avro_layout(path, writer_schema, &layout, errstr, errstr_size) != 0)
+		goto out_close;
+	iface = avro_generic_class_from_schema(writer_schema);
+	if (iface == NULL || avro_generic_value_new(iface, &record) != 0) {
+		set_errstr(errstr, errstr_size, "%s: cannot build a reader for its schema: %s",
+			   path, avro_strerror());
+		goto out_close;
+	}
+	have_record = true;
+	for (size_t record_no = 1; options->max_events == 0 || log->count < options->max_events;
+	     record_no++) {
+		rc = avro_file_reader_read_value(reader, &record);
+		if (rc == EOF)
+			break;
+		if (rc != 0) {
+			set_errstr(errstr, errstr_size, "%s: record %zu: %s", path, record_no,
+				   avro_strerror());
+			goto out_close;
+		}
+		if (avro_record_to_event(path, record_no, &record, &layout, log, errstr,
+					 errstr_size) != 0)
+			goto out_close;
+	}
+	status = 0;
+
+out_close:
+	if (have_record)
+		avro_value_decref(&record);
+	if (iface != NULL)
+		avro_value_iface_decref(iface);
+	free(layout.symbol_map);
+	if (writer_schema != NULL)
+		avro_schema_decref(writer_schema);
+	avro_file_reader_close(reader);
+	return status;
+}
+
+/* ---- eventlog_read ----------------------------------------------------------------------- */
+
+int eventlog_read(const char *path, const struct eventlog_read_options *options,
+		  struct event_log **out, char *errstr, size_t errstr_size)
+{
+	struct eventlog_read_options defaults = eventlog_read_options_default();
+	struct text_reader reader = {.path = path};
+	char magic[4];
+	size_t magic_len;
+	bool is_avro_magic;
+	int status = -1;
+
+	*out = NULL;
+	if (options == NULL)
+		options = &defaults;
+	if ((unsigned)options->format >= EVENTLOG_FORMAT_COUNT) {
+		set_errstr(errstr, errstr_size, "%s: unknown format %d", path,
+			   (int)options->format);
+		return -1;
+	}
+	if ((unsigned)options->movielens_type >= EVENT_TYPE_COUNT) {
+		set_errstr(errstr, errstr_size, "movielens_type %d out of range",
+			   (int)options->movielens_type);
+		return -1;
+	}
+	reader.fp = fopen(path, "rb");
+	if (reader.fp == NULL) {
+		set_errstr(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	reader.options = options;
+	reader.format = options->format;
+	reader.log = eventlog_new();
+	if (reader.log == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory");
+		goto out_close;
+	}
+
+	magic_len = fread(magic, 1, sizeof magic, reader.fp);
+	is_avro_magic = magic_len == sizeof magic && memcmp(magic, AVRO_MAGIC, 4) == 0;
+	if (reader.format == EVENTLOG_AUTO && (is_avro_magic || has_suffix(path, ".avro")))
+		reader.format = EVENTLOG_AVRO;
+	if (reader.format == EVENTLOG_AVRO) {
+		if (!is_avro_magic) {
+			set_errstr(errstr, errstr_size,
+				   "%s: not an Avro object container file: it does not start "
+				   "with the magic bytes 'Obj\\x01'",
+				   path);
+			goto out_close;
+		}
+		fclose(reader.fp);
+		reader.fp = NULL;
+		status = read_avro(path, options, reader.log, errstr, errstr_size);
+		goto out_close;
+	}
+	rewind(reader.fp);
+	status = read_text(&reader, errstr, errstr_size);
+
+out_close:
+	if (reader.fp != NULL)
+		fclose(reader.fp);
+	free(reader.line);
+	if (status == 0)
+		*out = reader.log;
+	else
+		eventlog_free(reader.log);
+	return status;
+}
+
+/* ---- writers ------------------------------------------------------------------------------- */
+
+/* Refuses ids the quote-free CSV cannot hold. */
+static int check_csv_ids(char *const *ids, size_t count, const char *kind, char *errstr,
+			 size_t errstr_size)
+{
+	for (size_t i = 0; i < count; i++) {
+		const char *bad = strpbrk(ids[i], ",\r\n");
+		if (bad != NULL) {
+			set_errstr(errstr, errstr_size,
+				   "%s id '%.64s' (%s %zu) contains %s: the CSV format has no "
+				   "quoting, so ids may not",
+				   kind, ids[i], kind, i, *bad == ',' ? "a comma" : "a line break");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Writes v in decimal at p; returns the end. */
+static char *put_decimal(char *p, int64_t v)
+{
+	char digits[24];
+	size_t n = 0;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	if (v < 0)
+		*p++ = '-';
+	do {
+		digits[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	while (n > 0)
+		*p++ = digits[--n];
+	return p;
+}
+
+static char *put_text(char *p, const char *s)
+{
+	size_t len = strlen(s);
+	memcpy(p, s, len);
+	return p + len;
+}
+
+#define WRITE_BUFFER_BYTES (1u << 20)
+/* The longest CSV line: ts, two ids, a type symbol, a category, separators. */
+#define CSV_LINE_MAX (24 + 2 * (CODEC_ID_MAX_BYTES + 1) + 20 + 12 + 8)
+
+/* Closes fp, reporting a write error; removes the file when anything failed. */
+static int finish_file(FILE *fp, const char *path, int status, char *errstr, size_t errstr_size)
+{
+	if (status == 0 && ferror(fp)) {
+		set_errstr(errstr, errstr_size, "%s: write error: %s", path, strerror(errno));
+		status = -1;
+	}
+	if (fclose(fp) != 0 && status == 0) {
+		set_errstr(errstr, errstr_size, "%s: write error: %s", path, strerror(errno));
+		status = -1;
+	}
+	if (status != 0)
+		remove(path);
+	return status;
+}
+
+int eventlog_write_csv(const struct event_log *log, const char *path, char *errstr,
+		       size_t errstr_size)
+{
+	char *buffer, *p;
+	FILE *fp;
+	int status = -1;
+
+	if (check_csv_ids(log->user_ids, log->user_count, "user", errstr, errstr_size) != 0 ||
+	    check_csv_ids(log->item_ids, log->item_count, "item", errstr, errstr_size) != 0)
+		return -1;
+	buffer = malloc(WRITE_BUFFER_BYTES);
+	if (buffer == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	fp = fopen(path, "wb");
+	if (fp == NULL) {
+		set_errstr(errstr, errstr_size, "%s: cannot create: %s", path, strerror(errno));
+		free(buffer);
+		return -1;
+	}
+	p = put_text(buffer, log->item_category ? CSV_HEADER_CATEGORY "\n" : CSV_HEADER "\n");
+	for (size_t i = 0; i < log->count; i++) {
+		if ((size_t)(buffer + WRITE_BUFFER_BYTES - p) < CSV_LINE_MAX) {
+			if (fwrite(buffer, 1, (size_t)(p - buffer), fp) != (size_t)(p - buffer))
+				goto out_close;
+			p = buffer;
+		}
+		p = put_decimal(p, log->ts_ms[i]);
+		*p++ = ',';
+		p = put_text(p, log->user_ids[log->user[i]]);
+		*p++ = ',';
+		p = put_text(p, log->item_ids[log->item[i]]);
+		*p++ = ',';
+		p = put_text(p, event_type_name((enum event_type)log->type[i]));
+		if (log->item_category != NULL) {
+			*p++ = ',';
+			if (log->item_category[log->item[i]] != EVENTLOG_NONE)
+				p = put_decimal(p, log->item_category[log->item[i]]);
+		}
+		*p++ = '\n';
+	}
+	if (fwrite(buffer, 1, (size_t)(p - buffer), fp) != (size_t)(p - buffer))
+		goto out_close;
+	status = 0;
+
+out_close:
+	if (status != 0)
+		set_errstr(errstr, errstr_size, "%s: write error: %s", path, strerror(errno));
+	free(buffer);
+	return finish_file(fp, path, status, errstr, errstr_size);
+}
+
+/* Avro's variable-length zig-zag long, at p; returns the end. */
+static uint8_t *put_avro_long(uint8_t *p, int64_t v)
+{
+	uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+	while (u >= 0x80) {
+		*p++ = (uint8_t)(u | 0x80);
+		u >>= 7;
+	}
+	*p++ = (uint8_t)u;
+	return p;
+}
+
+/* Writes an Avro long to fp; 0 or -1. */
+static int write_avro_long(FILE *fp, int64_t v)
+{
+	uint8_t bytes[10], *end = put_avro_long(bytes, v);
+	return fwrite(bytes, 1, (size_t)(end - bytes), fp) == (size_t)(end - bytes) ? 0 : -1;
+}
+
+/* Writes Avro bytes/string: length, then the bytes; 0 or -1. */
+static int write_avro_bytes(FILE *fp, const void *data, size_t len)
+{
+	if (write_avro_long(fp, (int64_t)len) != 0)
+		return -1;
+	return fwrite(data, 1, len, fp) == len ? 0 : -1;
+}
+
+/* The container header: magic, metadata map {avro.schema, avro.codec}, sync marker. */
+static int write_avro_header(FILE *fp, const char *schema_json, const uint8_t sync[16])
+{
+	if (fwrite(AVRO_MAGIC, 1, 4, fp) != 4 || write_avro_long(fp, 2) != 0 ||
+	    write_avro_bytes(fp, "avro.schema", 11) != 0 ||
+	    write_avro_bytes(fp, schema_json, strlen(schema_json)) != 0 ||
+	    write_avro_bytes(fp, "avro.codec", 10) != 0 || write_avro_bytes(fp, "null", 4) != 0 ||
+	    write_avro_long(fp, 0) != 0 || fwrite(sync, 1, 16, fp) != 16)
+		return -1;
+	return 0;
+}
+
+/* One data block: record count, byte count, the records, the sync marker. */
+static int write_avro_block(FILE *fp, size_t records, const char *data, size_t len,
+			    const uint8_t sync[16])
+{
+	if (records == 0)
+		return 0;
+	if (write_avro_long(fp, (int64_t)records) != 0 || write_avro_bytes(fp, data, len) != 0 ||
+	    fwrite(sync, 1, 16, fp) != 16)
+		return -1;
+	return 0;
+}
+
+/* Points a string field at s without copying (Avro C borrows it until the write). */
+static int give_string(avro_value_t *field, const char *s)
+{
+	avro_wrapped_buffer_t wrapped;
+	if (avro_wrapped_buffer_new_string(&wrapped, s) != 0)
+		return ENOMEM;
+	return avro_value_give_string_len(field, &wrapped);
+}
+
+/* The fields of the UserEvent record we write, in the .avsc's order. */
+enum { AVRO_EVENT_ID, AVRO_USER_ID, AVRO_ITEM_ID, AVRO_TYPE, AVRO_TS, AVRO_FIELD_COUNT };
+
+int eventlog_write_avro(const struct event_log *log, const char *path, char *errstr,
+			size_t errstr_size)
+{
+	static const char *const field_names[AVRO_FIELD_COUNT] = {"event_id", "user_id", "item_id",
+								  "type", "ts"};
+	static const char *const optional_fields[] = {"session_id", "quantity", "price"};
+	const char *schema_json = codec_schema_json("UserEvent");
+	avro_schema_t schema = NULL;
+	avro_value_iface_t *iface = NULL;
+	avro_value_t record, fields[AVRO_FIELD_COUNT];
+	avro_writer_t block_writer = NULL;
+	char *block = NULL;
+	size_t block_records = 0;
+	uint8_t sync[16];
+	XXH128_hash_t sync_hash;
+	bool have_record = false;
+	FILE *fp = NULL;
+	int status = -1;
+
+	if (avro_schema_from_json_length(schema_json, strlen(schema_json), &schema) != 0) {
+		set_errstr(errstr, errstr_size, "built-in UserEvent schema: %s", avro_strerror());
+		return -1;
+	}
+	iface = avro_generic_class_from_schema(schema);
+	if (iface == NULL || avro_generic_value_new(iface, &record) != 0) {
+		set_errstr(errstr, errstr_size, "built-in UserEvent schema: %s", avro_strerror());
+		goto out_free;
+	}
+	have_record = true;
+	for (int f = 0; f < AVRO_FIELD_COUNT; f++) {
+		if (avro_value_get_by_name(&record, field_names[f], &fields[f], NULL) != 0) {
+			set_errstr(errstr, errstr_size, "built-in UserEvent schema has no field %s",
+				   field_names[f]);
+			goto out_free;
+		}
+	}
+	/* the optional fields stay null for every record */
+	for (size_t f = 0; f < sizeof optional_fields / sizeof optional_fields[0]; f++) {
+		avro_value_t field, branch;
+		if (avro_value_get_by_name(&record, optional_fields[f], &field, NULL) != 0 ||
+		    avro_value_set_branch(&field, 0, &branch) != 0 ||
+		    avro_value_set_null(&branch) != 0) {
+			set_errstr(errstr, errstr_size, "built-in UserEvent schema: field %s: %s",
+				   optional_fields[f], avro_strerror());
+			goto out_free;
+		}
+	}
+	block = malloc(WRITE_BUFFER_BYTES);
+	block_writer = block ? avro_writer_memory(block, WRITE_BUFFER_BYTES) : NULL;
+	if (block_writer == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory");
+		goto out_free;
+	}
+	sync_hash = XXH3_128bits(schema_json, strlen(schema_json));
+	for (int k = 0; k < 8; k++) {
+		sync[k] = (uint8_t)(sync_hash.high64 >> (8 * k));
+		sync[8 + k] = (uint8_t)(sync_hash.low64 >> (8 * k));
+	}
+	fp = fopen(path, "wb");
+	if (fp == NULL) {
+		set_errstr(errstr, errstr_size, "%s: cannot create: %s", path, strerror(errno));
+		goto out_free;
+	}
+	if (write_avro_header(fp, schema_json, sync) != 0)
+		goto out_write_error;
+
+	for (size_t i = 0; i < log->count; i++) {
+		char event_id[24] = "e";
+		int64_t before;
+		*put_decimal(event_id + 1, (int64_t)i) = '\0';
+		if (give_string(&fields[AVRO_EVENT_ID], event_id) != 0 ||
+		    give_string(&fields[AVRO_USER_ID], log->user_ids[log->user[i]]) != 0 ||
+		    give_string(&fields[AVRO_ITEM_ID], log->item_ids[log->item[i]]) != 0 ||
+		    avro_value_set_enum(&fields[AVRO_TYPE], log->type[i]) != 0 ||
+		    avro_value_set_long(&fields[AVRO_TS], log->ts_ms[i]) != 0) {
+			set_errstr(errstr, errstr_size, "%s: event %zu: cannot set fields: %s",
+				   path, i, avro_strerror());
+			goto out_free;
+		}
+		before = avro_writer_tell(block_writer);
+		if (avro_value_write(block_writer, &record) != 0) {
+			/* the block is full: write the records before this one, start afresh */
+			if (write_avro_block(fp, block_records, block, (size_t)before, sync) != 0)
+				goto out_write_error;
+			avro_writer_reset(block_writer);
+			block_records = 0;
+			if (avro_value_write(block_writer, &record) != 0) {
+				set_errstr(errstr, errstr_size, "%s: event %zu: cannot encode: %s",
+					   path, i, avro_strerror());
+				goto out_free;
+			}
+		}
+		block_records++;
+	}
+	if (write_avro_block(fp, block_records, block, (size_t)avro_writer_tell(block_writer),
+			     sync) != 0)
+		goto out_write_error;
+	status = 0;
+	goto out_free;
+
+out_write_error:
+	set_errstr(errstr, errstr_size, "%s: write error: %s", path, strerror(errno));
+out_free:
+	if (fp != NULL)
+		status = finish_file(fp, path, status, errstr, errstr_size);
+	if (block_writer != NULL)
+		avro_writer_free(block_writer);
+	free(block);
+	if (have_record)
+		avro_value_decref(&record);
+	if (iface != NULL)
+		avro_value_iface_decref(iface);
+	avro_schema_decref(schema);
+	return status;
+}

@@ -1,0 +1,245 @@
+/*
+ * eventlog: a compact in-memory log of user-behaviour events, for offline
+ * replay (evaluation, benchmarks, warm starts) of millions of events.
+ *
+ * An event costs 17 bytes (user index, item index, type, time) instead of
+ * the ~1 KB of a struct user_event: the external user and item ids are
+ * interned once each, in first-seen order, and events refer to them by a
+ * dense 32-bit index.
+ *
+ * Readers fill a log from streamrec's CSV, an Avro object container file of
+ * UserEvent records, and three public datasets (MovieLens, Retailrocket,
+ * Taobao UserBehavior); writers produce streamrec's CSV and Avro. Readers
+ * keep the file's order; eventlog_sort_by_time() puts events in time order.
+ */
+#ifndef STREAMREC_EVENTLOG_H
+#define STREAMREC_EVENTLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+/** "None" in item_category and user_cluster; also the limit on ids of each kind. */
+#define EVENTLOG_NONE UINT32_MAX
+
+/**
+ * The log. A plain data struct: read its public fields freely, change them
+ * only through the eventlog_* functions (they keep the private tail and the
+ * arrays' capacities consistent).
+ */
+struct event_log {
+	size_t count;    /**< events */
+	uint32_t *user;  /**< per event: index into user_ids */
+	uint32_t *item;  /**< per event: index into item_ids */
+	uint8_t *type;   /**< per event: enum event_type */
+	int64_t *ts_ms;  /**< per event: event time, ms since the epoch */
+	char **user_ids; /**< interned external ids, dense 0..user_count-1 in first-seen order */
+	size_t user_count;
+	char **item_ids; /**< likewise for items */
+	size_t item_count;
+	/** per item: category, EVENTLOG_NONE when unknown; NULL when the source has none */
+	uint32_t *item_category;
+	/** per user: planted main cluster (synthetic data only); NULL when unknown */
+	uint32_t *user_cluster;
+
+	/* private: maintained by eventlog.c */
+	size_t event_cap, user_cap, item_cap;
+	uint64_t *user_slots, *item_slots; /* open-addressing id -> index tables */
+	size_t user_slot_mask, item_slot_mask;
+	struct eventlog_chunk *strings; /* the interned ids' bytes */
+};
+
+/** The file formats eventlog_read() understands. */
+enum eventlog_format {
+	/** Decide from the file (see eventlog_read()). */
+	EVENTLOG_AUTO = 0,
+	/** streamrec CSV: header `ts_ms,user_id,item_id,type[,category]`. */
+	EVENTLOG_CSV,
+	/** Avro object container file of UserEvent records. */
+	EVENTLOG_AVRO,
+	/** MovieLens ratings: u.data (tabs), ratings.dat (`::`) or ratings.csv (with header). */
+	EVENTLOG_MOVIELENS,
+	/** Retailrocket events.csv: `timestamp,visitorid,event,itemid,transactionid`. */
+	EVENTLOG_RETAILROCKET,
+	/** Taobao UserBehavior.csv: `user_id,item_id,category_id,behavior_type,timestamp`, no
+	   header. */
+	EVENTLOG_TAOBAO,
+	EVENTLOG_FORMAT_COUNT
+};
+
+struct eventlog_read_options {
+	/** Default EVENTLOG_AUTO. */
+	enum eventlog_format format;
+	/**
+	 * MovieLens ratings below this are dropped (default 4.0; 0 keeps all).
+	 * MovieLens has no behaviours, only ratings: a kept rating is one
+	 * positive implicit event of type movielens_type.
+	 */
+	double movielens_min_rating;
+	/**
+	 * Type of a kept MovieLens rating (default EVENT_PURCHASE: a rated film
+	 * was watched, and the default "exclude bought items" filter then keeps
+	 * films the user has already seen out of their list, as the usual
+	 * MovieLens evaluation does).
+	 */
+	enum event_type movielens_type;
+	/** Stop after this many events (kept events, after dropping); 0 reads all. */
+	size_t max_events;
+};
+
+/** @returns the default read options (also what a NULL options pointer means). */
+struct eventlog_read_options eventlog_read_options_default(void);
+
+/** @returns the format's name ("auto", "csv", "avro", "movielens", "retailrocket", "taobao"), or
+ * NULL. */
+const char *eventlog_format_name(enum eventlog_format format);
+
+/** @returns true and sets *format when name is one of the names above. */
+bool eventlog_format_from_name(const char *name, enum eventlog_format *format);
+
+/**
+ * @brief Create an empty log (no categories, no clusters).
+ * @returns the log, or NULL when out of memory.
+ */
+struct event_log *eventlog_new(void);
+
+/** @brief Free a log and every id it holds; NULL is allowed. */
+void eventlog_free(struct event_log *log);
+
+/**
+ * @brief Make room for `events` events in total, so that appending up to
+ * that many never reallocates.
+ * @returns 0, or -1 with errstr filled.
+ */
+int eventlog_reserve(struct event_log *log, size_t events, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Find or add a user id; new ids get the next dense index.
+ *
+ * An id must be 1 to CODEC_ID_MAX_BYTES bytes of valid UTF-8 without NUL,
+ * as in the UserEvent schema, so that every log can be written as Avro.
+ * @returns 0 with *index set, or -1 with errstr filled (bad id, too many ids, out of memory).
+ */
+int eventlog_intern_user(struct event_log *log, const char *id, size_t id_len, uint32_t *index,
+			 char *errstr, size_t errstr_size);
+
+/** @brief Find or add an item id (see eventlog_intern_user()). */
+int eventlog_intern_item(struct event_log *log, const char *id, size_t id_len, uint32_t *index,
+			 char *errstr, size_t errstr_size);
+
+/**
+ * @brief Append one event, interning its ids.
+ * @returns 0, or -1 with errstr filled (bad id, type out of range, out of memory).
+ */
+int eventlog_append(struct event_log *log, const char *user_id, const char *item_id,
+		    enum event_type type, int64_t ts_ms, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Append one event by already interned indexes.
+ * @returns 0, or -1 with errstr filled (index or type out of range, out of memory).
+ */
+int eventlog_append_indexed(struct event_log *log, uint32_t user, uint32_t item,
+			    enum event_type type, int64_t ts_ms, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Set an item's category; allocates item_category on first use, with
+ * EVENTLOG_NONE for every other item. Categories are numbers below EVENTLOG_NONE.
+ * @returns 0, or -1 with errstr filled.
+ */
+int eventlog_set_item_category(struct event_log *log, uint32_t item, uint32_t category,
+			       char *errstr, size_t errstr_size);
+
+/** @brief Set a user's planted cluster; allocates user_cluster like eventlog_set_item_category().
+ */
+int eventlog_set_user_cluster(struct event_log *log, uint32_t user, uint32_t cluster, char *errstr,
+			      size_t errstr_size);
+
+/**
+ * @brief Sort the events by time, stably: events with equal ts_ms keep
+ * their relative order (for a freshly read log, the file's order), so a
+ * replay is the same on every run. Ids and their indexes do not change.
+ * Linear time (radix sort); a log already in order is only checked.
+ * @returns 0, or -1 with errstr filled (out of memory).
+ */
+int eventlog_sort_by_time(struct event_log *log, char *errstr, size_t errstr_size);
+
+/** @returns true when ts_ms never decreases along the log. */
+bool eventlog_is_sorted(const struct event_log *log);
+
+/**
+ * @brief Read a file into a new log, in the file's order (not sorted).
+ *
+ * Formats and their event types:
+ * - EVENTLOG_CSV: header `ts_ms,user_id,item_id,type` or
+ *   `ts_ms,user_id,item_id,type,category` (mandatory), then one event a
+ *   line; type is a UserEvent symbol (VIEW, PURCHASE, ...); category is a
+ *   number below 2^32-1 or empty. No quoting.
+ * - EVENTLOG_AVRO: an object container file (any codec Avro C was built
+ *   with; Debian's has null, deflate, snappy and lzma) whose
+ *   writer schema is a record with fields user_id and item_id (string),
+ *   type (enum, mapped to ours by symbol name, or string) and ts (long or
+ *   int); other fields are skipped. Resolution is by field name against the
+ *   file's own writer schema.
+ * - EVENTLOG_MOVIELENS: u.data `user<TAB>item<TAB>rating<TAB>seconds`,
+ *   ratings.dat `user::item::rating::seconds`, or ratings.csv with header
+ *   `userId,movieId,rating,timestamp`; the flavour is told by the first
+ *   line. Ratings below movielens_min_rating are dropped; the others become
+ *   movielens_type events. Times are seconds, stored as ms.
+ * - EVENTLOG_RETAILROCKET: header `timestamp,visitorid,event,itemid,transactionid`
+ *   (mandatory); event view/addtocart/transaction becomes VIEW/ADD_TO_CART/
+ *   PURCHASE; timestamp is ms.
+ * - EVENTLOG_TAOBAO: `user_id,item_id,category_id,behavior_type,timestamp`,
+ *   no header; behaviour pv/cart/fav/buy becomes VIEW/ADD_TO_CART/FAVORITE/
+ *   PURCHASE; timestamp is seconds, stored as ms; category_id fills
+ *   item_category.
+ *
+ * For every text format: lines may end in CRLF, empty lines are skipped, an
+ * item's first category wins, and an empty file holds 0 events unless the
+ * format's header is mandatory.
+ *
+ * EVENTLOG_AUTO decides: (1) a file starting with the Avro magic `Obj\x01`,
+ * or named *.avro, is Avro; (2) otherwise the first line decides: one of the
+ * three known headers (streamrec CSV, MovieLens ratings.csv, Retailrocket),
+ * else a line with `::` or a tab is MovieLens, else a line of 5
+ * comma-separated fields whose 4th is pv/cart/fav/buy is Taobao; (3) an empty
+ * file is MovieLens when named u.data or *.dat, Taobao when named
+ * UserBehavior*, and an error otherwise. Anything else is an error quoting
+ * the first line.
+ *
+ * Errors name the file and line (Avro: record) and what was expected:
+ * `ratings.dat:14: expected 4 fields separated by '::', got 3`.
+ * @param options NULL for eventlog_read_options_default().
+ * @returns 0 with *out set to a new log, which the caller owns (eventlog_free()),
+ * or -1 with errstr filled and *out NULL.
+ */
+int eventlog_read(const char *path, const struct eventlog_read_options *options,
+		  struct event_log **out, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Write the log as streamrec CSV (header, then one line per event in
+ * log order; a category column when item_category is set).
+ *
+ * Ids holding a comma, CR or LF are refused (the format has no quoting),
+ * before anything is written. On failure the file is removed.
+ * @returns 0, or -1 with errstr filled.
+ */
+int eventlog_write_csv(const struct event_log *log, const char *path, char *errstr,
+		       size_t errstr_size);
+
+/**
+ * @brief Write the log as an Avro object container file of UserEvent
+ * records (codec_schema_json("UserEvent")), null codec, in log order.
+ *
+ * event_id is "e<index>" (the event's position in the log); session_id,
+ * quantity and price are null. Categories and clusters are not written
+ * (UserEvent has no field for them). The same log always gives the same
+ * bytes: the sync marker is derived from the schema, not from the clock.
+ * On failure the file is removed.
+ * @returns 0, or -1 with errstr filled.
+ */
+int eventlog_write_avro(const struct event_log *log, const char *path, char *errstr,
+			size_t errstr_size);
+
+#endif
