@@ -85,8 +85,8 @@ void model_config_default(struct model_config *config)
 	config->l2 = 1e-5f;
 	config->negatives = 4;
 	memcpy(config->event_weight, weights, sizeof weights);
-	config->recent_items = 10;
-	config->covis_weight = 1.0f;
+	config->recent_items = 5;
+	config->covis_weight = 0.5f;
 	config->covis_neighbours = 32;
 	config->covis_window = 3;
 	config->covis_half_life_events = 1e6;

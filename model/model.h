@@ -64,8 +64,8 @@ struct model_config {
 	 * REMOVE_FROM_CART -0.5, FAVORITE 2.5, PURCHASE 5.
 	 */
 	float event_weight[MODEL_EVENT_TYPES];
-	unsigned recent_items;       /**< L, the short-term window; default 10 */
-	float covis_weight;          /**< beta; default 1.0 */
+	unsigned recent_items;       /**< L, the short-term window; default 5 */
+	float covis_weight;          /**< beta; default 0.5 */
 	unsigned covis_neighbours;   /**< successors kept per item; default 32 */
 	unsigned covis_window;       /**< an item follows each of the last W items; default 3 */
 	double covis_half_life_events; /**< co-visitation decay; default 1e6 events */
