@@ -39,10 +39,11 @@ struct model {
 
 	/* users */
 	size_t users, user_capacity;
-	float *p;            /* users x dim */
-	float *p_accum;      /* users: row-wise Adagrad accumulators */
-	uint32_t *recent;    /* users x L ring of recent items */
-	uint16_t *recent_count, *recent_head;
+	/* One record per user, so that an event touches one place: p (dim
+	 * floats), its Adagrad accumulator, the recent-items ring's count and
+	 * head, then the ring (L items). user_bytes apart, cache-line aligned. */
+	unsigned char *user_rows;
+	size_t user_bytes;
 	uint8_t *user_ready; /* initialised from its hash */
 	struct item_set *exclude;
 
@@ -208,6 +209,7 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 	m->config = *config;
 	m->dim = config->dim;
 	m->stride = config->dim + 1;
+	m->user_bytes = ((config->dim + 2 + config->recent_items) * 4 + 63) / 64 * 64;
 	m->random_state = config->seed ^ 0x5EED5A3D1E5ULL;
 	m->sampler = sampler_new(config->sampler_exponent);
 	m->covis = covis_new(config->covis_neighbours, config->covis_half_life_events);
@@ -236,11 +238,7 @@ void model_free(struct model *model)
 	for (size_t u = 0; u < model->users; u++)
 		free(model->exclude[u].items);
 	free(model->exclude);
-	free(model->p);
-	free(model->p_accum);
-	free(model->recent);
-	free(model->recent_count);
-	free(model->recent_head);
+	free(model->user_rows);
 	free(model->user_ready);
 	free(model->matrix);
 	free(model->y);
@@ -300,6 +298,27 @@ static int grow_array(void **array, size_t count, size_t capacity, size_t size)
 	return 0;
 }
 
+static float *user_p(const struct model *m, uint32_t user)
+{
+	return (float *)(void *)(m->user_rows + (size_t)user * m->user_bytes);
+}
+
+static float *user_accum(const struct model *m, uint32_t user)
+{
+	return user_p(m, user) + m->dim;
+}
+
+/* [0] items in the ring, [1] next slot */
+static uint16_t *user_ring_state(const struct model *m, uint32_t user)
+{
+	return (uint16_t *)(void *)(user_p(m, user) + m->dim + 1);
+}
+
+static uint32_t *user_ring(const struct model *m, uint32_t user)
+{
+	return (uint32_t *)(void *)(user_p(m, user) + m->dim + 2);
+}
+
 static int ensure_users(struct model *m, size_t need)
 {
 	size_t cap = m->user_capacity ? m->user_capacity : 1024, old = m->user_capacity;
@@ -308,11 +327,8 @@ static int ensure_users(struct model *m, size_t need)
 		return 0;
 	while (cap < need)
 		cap *= 2;
-	if (grow_array((void **)&m->p, old * m->dim, cap * m->dim, sizeof(float)) ||
-	    grow_array((void **)&m->p_accum, old, cap, sizeof(float)) ||
-	    grow_array((void **)&m->recent, old * L, cap * L, sizeof(uint32_t)) ||
-	    grow_array((void **)&m->recent_count, old, cap, sizeof(uint16_t)) ||
-	    grow_array((void **)&m->recent_head, old, cap, sizeof(uint16_t)) ||
+	(void)L;
+	if (grow_array((void **)&m->user_rows, old * m->user_bytes, cap * m->user_bytes, 1) ||
 	    grow_array((void **)&m->user_ready, old, cap, sizeof(uint8_t)) ||
 	    grow_array((void **)&m->exclude, old, cap, sizeof(struct item_set)))
 		return -1;
@@ -372,7 +388,7 @@ static int ensure_user(struct model *m, uint32_t user, uint64_t hash)
 	if ((size_t)user >= m->users)
 		m->users = (size_t)user + 1;
 	if (!m->user_ready[user]) {
-		init_vector(m->p + (size_t)user * m->dim, m->dim, hash, m->config.seed, 0x11,
+		init_vector(user_p(m, user), m->dim, hash, m->config.seed, 0x11,
 			    m->config.init_std);
 		m->user_ready[user] = 1;
 	}
@@ -402,8 +418,9 @@ static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
 /* The user's recent items, oldest first, into out (at most L). */
 static size_t recent_items(const struct model *m, uint32_t user, uint32_t *out)
 {
-	size_t L = m->config.recent_items, n = m->recent_count[user], head = m->recent_head[user];
-	const uint32_t *ring = m->recent + (size_t)user * L;
+	const uint16_t *state = user_ring_state(m, user);
+	size_t L = m->config.recent_items, n = state[0], head = state[1];
+	const uint32_t *ring = user_ring(m, user);
 	size_t at = head >= n ? head - n : head + L - n; /* oldest entry */
 	for (size_t k = 0; k < n; k++) {
 		out[k] = ring[at];
@@ -418,7 +435,7 @@ static void user_query_vector(const struct model *m, uint32_t user, const uint32
 			      size_t recent_count, float *h)
 {
 	for (size_t k = 0; k < m->dim; k++)
-		h[k] = m->config.use_taste ? m->p[(size_t)user * m->dim + k] : 0.0f;
+		h[k] = m->config.use_taste ? user_p(m, user)[k] : 0.0f;
 	if (m->config.use_intent && recent_count > 0) {
 		float share = 1.0f / (float)recent_count;
 		for (size_t j = 0; j < recent_count; j++) {
@@ -490,10 +507,10 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 		refresh_bias_column(m, item);
 	}
 	if (m->config.use_taste) {
-		float *p = m->p + (size_t)user * dim;
+		float *p = user_p(m, user);
 		for (size_t k = 0; k < dim; k++)
 			m->grad_row[k] = m->grad_h[k] + l2 * p[k];
-		apply_step(m, p, m->grad_row, dim, &m->p_accum[user]);
+		apply_step(m, p, m->grad_row, dim, user_accum(m, user));
 	}
 	if (m->config.use_intent && recent_count > 0) {
 		float share = 1.0f / (float)recent_count;
@@ -582,11 +599,11 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	}
 	if (recent_count == 0 || recent[recent_count - 1] != event->item) {
 		size_t L = m->config.recent_items;
-		uint16_t head = m->recent_head[event->user];
-		m->recent[(size_t)event->user * L + head] = event->item;
-		m->recent_head[event->user] = (uint16_t)((head + 1) % L);
-		if (m->recent_count[event->user] < L)
-			m->recent_count[event->user]++;
+		uint16_t *state = user_ring_state(m, event->user);
+		user_ring(m, event->user)[state[1]] = event->item;
+		state[1] = (uint16_t)((size_t)state[1] + 1 == L ? 0 : state[1] + 1);
+		if (state[0] < L)
+			state[0]++;
 	}
 	if ((m->config.exclusion == MODEL_EXCLUDE_BOUGHT && event->type == MODEL_PURCHASE) ||
 	    m->config.exclusion == MODEL_EXCLUDE_INTERACTED) {
@@ -604,12 +621,9 @@ void model_prefetch(const struct model *model, const struct model_event *event)
 {
 	const struct model *m = model;
 	if ((size_t)event->user < m->users) {
-		__builtin_prefetch(m->p + (size_t)event->user * m->dim);
-		__builtin_prefetch(m->p + (size_t)event->user * m->dim + 16);
-		__builtin_prefetch(m->recent + (size_t)event->user * m->config.recent_items);
-		__builtin_prefetch(&m->recent_count[event->user]);
-		__builtin_prefetch(&m->recent_head[event->user]);
-		__builtin_prefetch(&m->p_accum[event->user]);
+		const unsigned char *row = m->user_rows + (size_t)event->user * m->user_bytes;
+		for (size_t line = 0; line < m->user_bytes; line += 64)
+			__builtin_prefetch(row + line);
 		__builtin_prefetch(&m->exclude[event->user]);
 	}
 	if ((size_t)event->item < m->items)
@@ -627,7 +641,7 @@ const float *model_item_matrix(const struct model *model, size_t *item_count, si
 
 bool model_user_has_history(const struct model *model, uint32_t user)
 {
-	return (size_t)user < model->users && model->recent_count[user] > 0;
+	return (size_t)user < model->users && user_ring_state(model, user)[0] > 0;
 }
 
 bool model_user_excludes(const struct model *model, uint32_t user, uint32_t item)
@@ -787,7 +801,7 @@ size_t model_popular(const struct model *model, uint32_t user, size_t k, uint32_
 
 const float *model_user_vector(const struct model *model, uint32_t user)
 {
-	return model->p + (size_t)user * model->dim;
+	return user_p(model, user);
 }
 
 const float *model_item_vector(const struct model *model, uint32_t item)
@@ -814,8 +828,8 @@ uint64_t model_digest(const struct model *model)
 		return 0;
 	XXH3_64bits_reset(state);
 	XXH3_64bits_update(state, &m->step, sizeof m->step);
-	XXH3_64bits_update(state, m->p, m->users * m->dim * sizeof(float));
-	XXH3_64bits_update(state, m->p_accum, m->users * sizeof(float));
+	for (size_t u = 0; u < m->users; u++)
+		XXH3_64bits_update(state, user_p(m, (uint32_t)u), (m->dim + 1) * sizeof(float));
 	XXH3_64bits_update(state, m->matrix, m->items * m->stride * sizeof(float));
 	XXH3_64bits_update(state, m->y, m->items * m->dim * sizeof(float));
 	XXH3_64bits_update(state, m->scalar, m->items * sizeof *m->scalar);
