@@ -49,11 +49,19 @@ static void rescale(struct covis *c)
 	c->scale = 1.0;
 }
 
-void covis_tick(struct covis *covis)
+int covis_tick(struct covis *covis)
 {
 	covis->scale *= covis->growth;
-	if (covis->scale > RESCALE_ABOVE)
+	if (covis->scale > RESCALE_ABOVE) {
 		rescale(covis);
+		return 1;
+	}
+	return 0;
+}
+
+void covis_set_scale(struct covis *covis, double scale)
+{
+	covis->scale = scale;
 }
 
 static int grow(struct covis *c, size_t need)
@@ -124,4 +132,20 @@ size_t covis_successors(const struct covis *covis, uint32_t item, const uint32_t
 double covis_scale(const struct covis *covis)
 {
 	return covis->scale;
+}
+
+int covis_restore(struct covis *covis, uint32_t item, const uint32_t *items,
+		  const float *raw_weights, size_t count)
+{
+	struct covis *c = covis;
+	if (count > c->neighbours)
+		return -1;
+	if ((size_t)item >= c->capacity && grow(c, (size_t)item + 1) != 0)
+		return -1;
+	if ((size_t)item >= c->items)
+		c->items = (size_t)item + 1;
+	memcpy(c->successor + (size_t)item * c->neighbours, items, count * sizeof *items);
+	memcpy(c->weight + (size_t)item * c->neighbours, raw_weights, count * sizeof *raw_weights);
+	c->count[item] = (uint16_t)count;
+	return 0;
 }

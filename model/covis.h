@@ -25,8 +25,21 @@ struct covis *covis_new(size_t neighbours, double half_life_events);
 
 void covis_free(struct covis *covis);
 
-/** @brief Advance the decay clock by one learned event. */
-void covis_tick(struct covis *covis);
+/**
+ * @brief Advance the decay clock by one learned event.
+ * @returns 1 when every weight was rescaled (all lists changed), else 0.
+ */
+int covis_tick(struct covis *covis);
+
+/** @brief Restore the scale of raw weights (persistence). */
+void covis_set_scale(struct covis *covis, double scale);
+
+/**
+ * @brief Restore item's successor list (persistence).
+ * @returns 0, or -1 when out of memory or count exceeds the bound.
+ */
+int covis_restore(struct covis *covis, uint32_t item, const uint32_t *items,
+		  const float *raw_weights, size_t count);
 
 /**
  * @brief Count one occurrence of `to` following `from`.

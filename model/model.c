@@ -58,6 +58,12 @@ struct model {
 	struct covis *covis;
 	struct popularity *popularity;
 
+	/* rows changed since the last model_clear_dirty() */
+	uint8_t *user_dirty, *item_dirty;
+	uint32_t *dirty_users, *dirty_items;
+	size_t dirty_user_count, dirty_item_count;
+	bool all_items_dirty;
+
 	/* scratch for one event */
 	float *h, *grad_h, *grad_row;
 	struct sgd_target targets[MAX_NEGATIVES + 1];
@@ -239,6 +245,10 @@ void model_free(struct model *model)
 		free(model->exclude[u].items);
 	free(model->exclude);
 	free(model->user_rows);
+	free(model->user_dirty);
+	free(model->item_dirty);
+	free(model->dirty_users);
+	free(model->dirty_items);
 	free(model->user_ready);
 	free(model->matrix);
 	free(model->y);
@@ -329,6 +339,8 @@ static int ensure_users(struct model *m, size_t need)
 		cap *= 2;
 	(void)L;
 	if (grow_array((void **)&m->user_rows, old * m->user_bytes, cap * m->user_bytes, 1) ||
+	    grow_array((void **)&m->user_dirty, old, cap, 1) ||
+	    grow_array((void **)&m->dirty_users, old, cap, sizeof(uint32_t)) ||
 	    grow_array((void **)&m->user_ready, old, cap, sizeof(uint8_t)) ||
 	    grow_array((void **)&m->exclude, old, cap, sizeof(struct item_set)))
 		return -1;
@@ -346,6 +358,8 @@ static int ensure_items(struct model *m, size_t need)
 	if (grow_array((void **)&m->matrix, old * m->stride, cap * m->stride, sizeof(float)) ||
 	    grow_array((void **)&m->y, old * m->dim, cap * m->dim, sizeof(float)) ||
 	    grow_array((void **)&m->scalar, old, cap, sizeof(struct item_scalars)) ||
+	    grow_array((void **)&m->item_dirty, old, cap, 1) ||
+	    grow_array((void **)&m->dirty_items, old, cap, sizeof(uint32_t)) ||
 	    grow_array((void **)&m->item_ready, old, cap, sizeof(uint8_t)))
 		return -1;
 	m->item_capacity = cap;
@@ -381,6 +395,22 @@ static void refresh_bias_column(struct model *m, uint32_t item)
 	    m->scalar[item].bias + m->scalar[item].correction;
 }
 
+static void mark_user(struct model *m, uint32_t user)
+{
+	if (!m->user_dirty[user]) {
+		m->user_dirty[user] = 1;
+		m->dirty_users[m->dirty_user_count++] = user;
+	}
+}
+
+static void mark_item(struct model *m, uint32_t item)
+{
+	if (item != UINT32_MAX && (size_t)item < m->items && !m->item_dirty[item]) {
+		m->item_dirty[item] = 1;
+		m->dirty_items[m->dirty_item_count++] = item;
+	}
+}
+
 static int ensure_user(struct model *m, uint32_t user, uint64_t hash)
 {
 	if (ensure_users(m, (size_t)user + 1) != 0)
@@ -391,6 +421,7 @@ static int ensure_user(struct model *m, uint32_t user, uint64_t hash)
 		init_vector(user_p(m, user), m->dim, hash, m->config.seed, 0x11,
 			    m->config.init_std);
 		m->user_ready[user] = 1;
+		mark_user(m, user);
 	}
 	return 0;
 }
@@ -409,6 +440,7 @@ static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
 		m->item_ready[item] = 1;
 		refresh_correction(m, item);
 		refresh_bias_column(m, item);
+		mark_item(m, item);
 	}
 	return 0;
 }
@@ -505,7 +537,9 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 		apply_step(m, q, m->grad_row, dim, &m->scalar[item].q_accum);
 		apply_step(m, &m->scalar[item].bias, &g, 1, &m->scalar[item].bias_accum);
 		refresh_bias_column(m, item);
+		mark_item(m, item);
 	}
+	mark_user(m, user);
 	if (m->config.use_taste) {
 		float *p = user_p(m, user);
 		for (size_t k = 0; k < dim; k++)
@@ -519,6 +553,7 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 			for (size_t k = 0; k < dim; k++)
 				m->grad_row[k] = share * m->grad_h[k] + l2 * y[k];
 			apply_step(m, y, m->grad_row, dim, &m->scalar[recent[j]].y_accum);
+			mark_item(m, recent[j]);
 		}
 	}
 }
@@ -582,13 +617,19 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	train(m, event->user, recent, recent_count, count);
 
 	/* counting: popularity, the sampler, co-visitation, history */
-	if (popularity_add(m->popularity, event->item, event->ts_ms) != 0 ||
-	    sampler_set_count(m->sampler, event->item,
+	if (popularity_add(m->popularity, event->item, event->ts_ms) != 0)
+		goto out_nomem;
+	mark_item(m, popularity_last_moved(m->popularity));
+	if (popularity_rescaled(m->popularity))
+		m->all_items_dirty = true;
+	if (sampler_set_count(m->sampler, event->item,
 			      popularity_count(m->popularity, event->item)) != 0)
 		goto out_nomem;
+	mark_item(m, sampler_last_moved(m->sampler));
 	refresh_correction(m, event->item);
 	refresh_bias_column(m, event->item);
-	covis_tick(m->covis);
+	if (covis_tick(m->covis))
+		m->all_items_dirty = true;
 	size_t window = recent_count > m->config.covis_window ? m->config.covis_window : recent_count;
 	for (size_t j = recent_count - window; j < recent_count; j++) {
 		bool seen = recent[j] == event->item;
@@ -596,6 +637,8 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 			seen = recent[k] == recent[j];
 		if (!seen && covis_add(m->covis, recent[j], event->item) != 0)
 			goto out_nomem;
+		if (!seen)
+			mark_item(m, recent[j]);
 	}
 	if (recent_count == 0 || recent[recent_count - 1] != event->item) {
 		size_t L = m->config.recent_items;
@@ -821,28 +864,303 @@ float model_item_bias(const struct model *model, uint32_t item)
 
 uint64_t model_digest(const struct model *model)
 {
+	/* every saved row and the globals: exactly what a restart would restore */
 	const struct model *m = model;
 	XXH3_state_t *state = XXH3_createState();
-	uint64_t digest;
-	if (state == NULL)
-		return 0;
+	size_t capacity = 1 << 16;
+	unsigned char *row = malloc(capacity);
+	uint64_t digest = 0;
+	if (state == NULL || row == NULL)
+		goto out_free;
 	XXH3_64bits_reset(state);
-	XXH3_64bits_update(state, &m->step, sizeof m->step);
-	for (size_t u = 0; u < m->users; u++)
-		XXH3_64bits_update(state, user_p(m, (uint32_t)u), (m->dim + 1) * sizeof(float));
-	XXH3_64bits_update(state, m->matrix, m->items * m->stride * sizeof(float));
-	XXH3_64bits_update(state, m->y, m->items * m->dim * sizeof(float));
-	XXH3_64bits_update(state, m->scalar, m->items * sizeof *m->scalar);
-	for (size_t i = 0; i < m->items; i++) {
-		uint64_t c = popularity_count(m->popularity, (uint32_t)i);
-		XXH3_64bits_update(state, &c, sizeof c);
-	}
 	for (size_t u = 0; u < m->users; u++) {
-		uint32_t recent[1000];
-		size_t n = recent_items(m, (uint32_t)u, recent);
-		XXH3_64bits_update(state, recent, n * sizeof *recent);
+		if (!m->user_ready[u])
+			continue;
+		size_t n = model_export_user(m, (uint32_t)u, row, capacity);
+		if (n > capacity)
+			goto out_free;
+		XXH3_64bits_update(state, row, n);
 	}
+	for (size_t i = 0; i < m->items; i++) {
+		if (!m->item_ready[i])
+			continue;
+		size_t n = model_export_item(m, (uint32_t)i, row, capacity);
+		if (n > capacity)
+			goto out_free;
+		XXH3_64bits_update(state, row, n);
+	}
+	XXH3_64bits_update(state, row, model_export_globals(m, row, capacity));
 	digest = XXH3_64bits_digest(state);
+out_free:
 	XXH3_freeState(state);
+	free(row);
 	return digest;
+}
+
+/* ---- persistence ------------------------------------------------------------------ */
+
+#define ROW_VERSION 1
+
+size_t model_dirty_users(struct model *model, const uint32_t **users)
+{
+	*users = model->dirty_users;
+	return model->dirty_user_count;
+}
+
+size_t model_dirty_items(struct model *model, const uint32_t **items)
+{
+	if (model->all_items_dirty) {
+		/* a rescale touched every item: list them all once */
+		model->dirty_item_count = 0;
+		for (size_t i = 0; i < model->items; i++) {
+			model->item_dirty[i] = 1;
+			model->dirty_items[model->dirty_item_count++] = (uint32_t)i;
+		}
+		model->all_items_dirty = false;
+	}
+	*items = model->dirty_items;
+	return model->dirty_item_count;
+}
+
+void model_clear_dirty(struct model *model)
+{
+	for (size_t k = 0; k < model->dirty_user_count; k++)
+		model->user_dirty[model->dirty_users[k]] = 0;
+	for (size_t k = 0; k < model->dirty_item_count; k++)
+		model->item_dirty[model->dirty_items[k]] = 0;
+	model->dirty_user_count = 0;
+	model->dirty_item_count = 0;
+	model->all_items_dirty = false;
+}
+
+/* Appends to a row while it fits; always counts the size. */
+struct row_writer {
+	unsigned char *buf;
+	size_t capacity, size;
+};
+
+static void put(struct row_writer *w, const void *data, size_t len)
+{
+	if (len > 0 && w->buf != NULL && w->size + len <= w->capacity)
+		memcpy(w->buf + w->size, data, len);
+	w->size += len;
+}
+
+/* Reads a row, failing once past its end. */
+struct row_reader {
+	const unsigned char *buf;
+	size_t len, at;
+	bool failed;
+};
+
+static void get(struct row_reader *r, void *data, size_t len)
+{
+	if (r->failed || r->at + len > r->len) {
+		r->failed = true;
+		if (len > 0)
+			memset(data, 0, len);
+		return;
+	}
+	if (len > 0)
+		memcpy(data, r->buf + r->at, len);
+	r->at += len;
+}
+
+static int check_header(struct row_reader *r, const struct model *m, const char *what,
+			char *errstr, size_t errstr_size)
+{
+	uint32_t version, dim;
+	get(r, &version, sizeof version);
+	get(r, &dim, sizeof dim);
+	if (r->failed || version != ROW_VERSION) {
+		set_errstr(errstr, errstr_size, "%s row: unknown layout %u (this model writes %d)",
+			   what, version, ROW_VERSION);
+		return -1;
+	}
+	if (dim != m->dim) {
+		set_errstr(errstr, errstr_size, "%s row: dimension %u, the model has %zu", what, dim,
+			   m->dim);
+		return -1;
+	}
+	return 0;
+}
+
+static void put_header(struct row_writer *w, const struct model *m)
+{
+	uint32_t version = ROW_VERSION, dim = (uint32_t)m->dim;
+	put(w, &version, sizeof version);
+	put(w, &dim, sizeof dim);
+}
+
+size_t model_export_user(const struct model *model, uint32_t user, void *buf, size_t capacity)
+{
+	const struct model *m = model;
+	struct row_writer w = {buf, capacity, 0};
+	const struct item_set *ex = &m->exclude[user];
+	put_header(&w, m);
+	put(&w, user_p(m, user), (m->dim + 1) * sizeof(float) + 2 * sizeof(uint16_t) +
+				     m->config.recent_items * sizeof(uint32_t));
+	put(&w, &ex->count, sizeof ex->count);
+	put(&w, ex->items, ex->count * sizeof *ex->items);
+	return w.size;
+}
+
+int model_import_user(struct model *model, uint32_t user, const void *row, size_t len,
+		      char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	struct row_reader r = {row, len, 0, false};
+	uint32_t count;
+	if (check_header(&r, m, "user", errstr, errstr_size) != 0)
+		return -1;
+	if (ensure_users(m, (size_t)user + 1) != 0)
+		goto out_nomem;
+	if ((size_t)user >= m->users)
+		m->users = (size_t)user + 1;
+	get(&r, user_p(m, user), (m->dim + 1) * sizeof(float) + 2 * sizeof(uint16_t) +
+				     m->config.recent_items * sizeof(uint32_t));
+	get(&r, &count, sizeof count);
+	if (r.failed || count > (len - r.at) / sizeof(uint32_t) ||
+	    user_ring_state(m, user)[0] > m->config.recent_items) {
+		set_errstr(errstr, errstr_size, "user row %u: truncated or inconsistent", user);
+		return -1;
+	}
+	struct item_set *ex = &m->exclude[user];
+	if (count > ex->capacity) {
+		uint32_t *items = realloc(ex->items, count * sizeof *items);
+		if (items == NULL)
+			goto out_nomem;
+		ex->items = items;
+		ex->capacity = count;
+	}
+	get(&r, ex->items, count * sizeof *ex->items);
+	ex->count = count;
+	m->user_ready[user] = 1;
+	return 0;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory restoring user %u", user);
+	return -1;
+}
+
+size_t model_export_item(const struct model *model, uint32_t item, void *buf, size_t capacity)
+{
+	const struct model *m = model;
+	struct row_writer w = {buf, capacity, 0};
+	struct popularity_item pop = popularity_item_state(m->popularity, item);
+	struct sampler_place place = sampler_item_place(m->sampler, item);
+	const uint32_t *succ;
+	const float *weight;
+	uint32_t n = (uint32_t)covis_successors(m->covis, item, &succ, &weight);
+	put_header(&w, m);
+	put(&w, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
+	put(&w, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
+	put(&w, &m->scalar[item], sizeof m->scalar[item]);
+	put(&w, &pop, sizeof pop);
+	put(&w, &place, sizeof place);
+	put(&w, &n, sizeof n);
+	put(&w, succ, n * sizeof *succ);
+	put(&w, weight, n * sizeof *weight);
+	return w.size;
+}
+
+int model_import_item(struct model *model, uint32_t item, const void *row, size_t len,
+		      char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	struct row_reader r = {row, len, 0, false};
+	struct popularity_item pop;
+	struct sampler_place place;
+	uint32_t n, succ[1024];
+	float weight[1024];
+	if (check_header(&r, m, "item", errstr, errstr_size) != 0)
+		return -1;
+	if (ensure_items(m, (size_t)item + 1) != 0)
+		goto out_nomem;
+	if ((size_t)item >= m->items)
+		m->items = (size_t)item + 1;
+	get(&r, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
+	get(&r, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
+	get(&r, &m->scalar[item], sizeof m->scalar[item]);
+	get(&r, &pop, sizeof pop);
+	get(&r, &place, sizeof place);
+	get(&r, &n, sizeof n);
+	if (r.failed || n > m->config.covis_neighbours) {
+		set_errstr(errstr, errstr_size, "item row %u: truncated or inconsistent", item);
+		return -1;
+	}
+	get(&r, succ, n * sizeof *succ);
+	get(&r, weight, n * sizeof *weight);
+	if (r.failed || r.at != len) {
+		set_errstr(errstr, errstr_size, "item row %u: %zu bytes, expected %zu", item, len,
+			   r.at);
+		return -1;
+	}
+	if (popularity_restore_item(m->popularity, item, &pop) != 0 ||
+	    sampler_restore_item(m->sampler, item, pop.count, place) != 0 ||
+	    covis_restore(m->covis, item, succ, weight, n) != 0)
+		goto out_nomem;
+	m->item_ready[item] = 1;
+	return 0;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory restoring item %u", item);
+	return -1;
+}
+
+struct saved_globals {
+	uint64_t step, random_state;
+	uint64_t users, items;
+	double covis_scale;
+	struct popularity_globals popularity;
+	struct sampler_globals sampler;
+};
+
+size_t model_export_globals(const struct model *model, void *buf, size_t capacity)
+{
+	struct row_writer w = {buf, capacity, 0};
+	struct saved_globals g;
+	memset(&g, 0, sizeof g);
+	g.step = model->step;
+	g.random_state = model->random_state;
+	g.users = model->users;
+	g.items = model->items;
+	g.covis_scale = covis_scale(model->covis);
+	popularity_get_globals(model->popularity, &g.popularity);
+	sampler_get_globals(model->sampler, &g.sampler);
+	put_header(&w, model);
+	put(&w, &g, sizeof g);
+	return w.size;
+}
+
+int model_import_globals(struct model *model, const void *buf, size_t len, char *errstr,
+			 size_t errstr_size)
+{
+	struct model *m = model;
+	struct row_reader r = {buf, len, 0, false};
+	struct saved_globals g;
+	if (check_header(&r, m, "globals", errstr, errstr_size) != 0)
+		return -1;
+	get(&r, &g, sizeof g);
+	if (r.failed || r.at != len) {
+		set_errstr(errstr, errstr_size, "globals: %zu bytes, expected %zu", len,
+			   sizeof g + 8);
+		return -1;
+	}
+	if (ensure_users(m, g.users) != 0 || ensure_items(m, g.items) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory restoring the globals");
+		return -1;
+	}
+	if (m->items < g.items)
+		m->items = g.items;
+	if (m->users < g.users)
+		m->users = g.users;
+	m->step = g.step;
+	m->random_state = g.random_state;
+	covis_set_scale(m->covis, g.covis_scale);
+	if (popularity_set_globals(m->popularity, &g.popularity) != 0 ||
+	    sampler_set_globals(m->sampler, &g.sampler) != 0) {
+		set_errstr(errstr, errstr_size,
+			   "globals do not match the item rows restored (missing item rows?)");
+		return -1;
+	}
+	return 0;
 }

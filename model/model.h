@@ -212,6 +212,50 @@ float model_item_bias(const struct model *model, uint32_t item);
  */
 uint64_t model_digest(const struct model *model);
 
+/*
+ * Persistence. The model works in memory; a store saves, per commit, the
+ * rows that changed since the last one (write-behind: a row changed a
+ * thousand times is saved once) and the globals. Rows hold internal indices
+ * (of the caller's id map), native-endian floats and integers: the state's
+ * format version covers the layout. Restoring every saved row and then the
+ * globals gives a model that continues bit for bit as the saved one would.
+ */
+
+/** @brief The users (and items) whose rows changed since model_clear_dirty(). */
+size_t model_dirty_users(struct model *model, const uint32_t **users);
+size_t model_dirty_items(struct model *model, const uint32_t **items);
+
+/** @brief Forget the changed sets (after their rows were written). */
+void model_clear_dirty(struct model *model);
+
+/**
+ * @brief Serialise a user's row (vectors, optimiser state, recent items,
+ * exclusions) into buf when capacity allows.
+ * @returns the row's size in bytes (write nothing when it exceeds capacity).
+ */
+size_t model_export_user(const struct model *model, uint32_t user, void *buf, size_t capacity);
+
+/** @brief Likewise an item's row (both embeddings, bias, optimiser state,
+ * counts, sampler place, co-visitation successors). */
+size_t model_export_item(const struct model *model, uint32_t item, void *buf, size_t capacity);
+
+/** @brief Likewise the globals (step, generators, scales, sampler sums). */
+size_t model_export_globals(const struct model *model, void *buf, size_t capacity);
+
+/**
+ * @brief Restore a row saved by model_export_user/item.
+ * @returns 0, or -1 with errstr naming what does not fit (another dimension,
+ * a truncated row).
+ */
+int model_import_user(struct model *model, uint32_t user, const void *row, size_t len,
+		      char *errstr, size_t errstr_size);
+int model_import_item(struct model *model, uint32_t item, const void *row, size_t len,
+		      char *errstr, size_t errstr_size);
+
+/** @brief Restore the globals, after every item row. @returns 0 or -1. */
+int model_import_globals(struct model *model, const void *buf, size_t len, char *errstr,
+			 size_t errstr_size);
+
 /** @returns the name of an event type's weight key ("view", "purchase", ...). */
 const char *model_event_type_name(enum model_event_type type);
 

@@ -16,6 +16,8 @@ struct popularity {
 	double *trend;    /* per item: decayed count times 2^((epoch - ts)/half_life) */
 	int64_t epoch_ms; /* reference time of the trend values */
 	int epoch_set;
+	uint32_t last_moved;
+	int rescaled;
 };
 
 struct popularity *popularity_new(double trending_half_life_ms)
@@ -81,6 +83,8 @@ static size_t first_rank_with(const struct popularity *p, size_t upto, uint64_t 
 int popularity_add(struct popularity *popularity, uint32_t item, int64_t ts_ms)
 {
 	struct popularity *p = popularity;
+	p->last_moved = UINT32_MAX;
+	p->rescaled = 0;
 	if ((size_t)item >= p->capacity && grow(p, (size_t)item + 1) != 0)
 		return -1;
 	if ((size_t)item >= p->items)
@@ -97,6 +101,7 @@ int popularity_add(struct popularity *popularity, uint32_t item, int64_t ts_ms)
 		p->order[r] = other;
 		p->rank[item] = (uint32_t)front;
 		p->rank[other] = (uint32_t)r;
+		p->last_moved = other;
 	}
 	p->count[item]++;
 
@@ -112,6 +117,7 @@ int popularity_add(struct popularity *popularity, uint32_t item, int64_t ts_ms)
 			p->trend[i] *= shrink;
 		p->epoch_ms = ts_ms;
 		increment = 1.0;
+		p->rescaled = 1;
 	}
 	p->trend[item] += increment;
 	return 0;
@@ -221,4 +227,68 @@ size_t popularity_trending(const struct popularity *popularity, size_t k, const 
 		out[end - 1] = worst;
 	}
 	return n;
+}
+
+uint32_t popularity_last_moved(const struct popularity *popularity)
+{
+	return popularity->last_moved;
+}
+
+int popularity_rescaled(const struct popularity *popularity)
+{
+	return popularity->rescaled;
+}
+
+struct popularity_item popularity_item_state(const struct popularity *popularity, uint32_t item)
+{
+	struct popularity_item state = {0, 0, 0};
+	if ((size_t)item < popularity->items) {
+		state.count = popularity->count[item];
+		state.rank = state.count > 0 ? popularity->rank[item] : 0;
+		state.trend = popularity->trend[item];
+	}
+	return state;
+}
+
+void popularity_get_globals(const struct popularity *popularity, struct popularity_globals *g)
+{
+	g->ranked = popularity->ranked;
+	g->epoch_ms = popularity->epoch_ms;
+	g->epoch_set = popularity->epoch_set;
+}
+
+int popularity_restore_item(struct popularity *popularity, uint32_t item,
+			    const struct popularity_item *state)
+{
+	struct popularity *p = popularity;
+	if ((size_t)item >= p->capacity && grow(p, (size_t)item + 1) != 0)
+		return -1;
+	if ((size_t)item >= p->items)
+		p->items = (size_t)item + 1;
+	p->count[item] = state->count;
+	p->trend[item] = state->trend;
+	if (state->count > 0) {
+		if ((size_t)state->rank >= p->capacity)
+			return -1;
+		p->rank[item] = state->rank;
+		p->order[state->rank] = item;
+	}
+	return 0;
+}
+
+int popularity_set_globals(struct popularity *popularity, const struct popularity_globals *g)
+{
+	struct popularity *p = popularity;
+	size_t counted = 0;
+	for (size_t i = 0; i < p->items; i++)
+		counted += p->count[i] > 0;
+	if (g->ranked != counted)
+		return -1;
+	for (size_t r = 0; r < counted; r++)
+		if (p->order[r] >= p->items || p->rank[p->order[r]] != r)
+			return -1;
+	p->ranked = (size_t)g->ranked;
+	p->epoch_ms = g->epoch_ms;
+	p->epoch_set = g->epoch_set;
+	return 0;
 }

@@ -23,6 +23,39 @@ void popularity_free(struct popularity *popularity);
  */
 int popularity_add(struct popularity *popularity, uint32_t item, int64_t ts_ms);
 
+/** @returns the item whose rank the last popularity_add() swapped with its
+ * own, or UINT32_MAX; persistence must save it too. */
+uint32_t popularity_last_moved(const struct popularity *popularity);
+
+/** @returns true when the last popularity_add() rescaled every trending
+ * count (rare: every item's saved state changed). */
+int popularity_rescaled(const struct popularity *popularity);
+
+/** An item's persistent state. */
+struct popularity_item {
+	uint64_t count;
+	uint32_t rank; /**< place in the ranked order (meaningful when count > 0) */
+	double trend;
+};
+
+struct popularity_item popularity_item_state(const struct popularity *popularity, uint32_t item);
+
+/** The table's global state. */
+struct popularity_globals {
+	uint64_t ranked;
+	int64_t epoch_ms;
+	int32_t epoch_set;
+};
+
+void popularity_get_globals(const struct popularity *popularity, struct popularity_globals *g);
+
+/** @returns 0, or -1 when out of memory. Restore every item, then the globals. */
+int popularity_restore_item(struct popularity *popularity, uint32_t item,
+			    const struct popularity_item *state);
+
+/** @returns 0, or -1 when the ranks restored do not form the saved order. */
+int popularity_set_globals(struct popularity *popularity, const struct popularity_globals *g);
+
 /** @returns item's all-time count (0 for an item never counted). */
 uint64_t popularity_count(const struct popularity *popularity, uint32_t item);
 

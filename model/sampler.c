@@ -26,6 +26,7 @@ struct sampler {
 	struct bucket buckets[BUCKETS];
 	double total;
 	uint32_t updates_since_resum;
+	uint32_t last_moved;
 };
 
 uint64_t sampler_random(uint64_t *state)
@@ -96,6 +97,8 @@ static void bucket_remove(struct sampler *s, uint32_t item)
 	bk->items[pos] = last;
 	s->position[last] = pos;
 	s->bucket_of[item] = -1;
+	if (last != item)
+		s->last_moved = last;
 }
 
 static int bucket_add(struct sampler *s, uint32_t item, int b)
@@ -133,6 +136,7 @@ int sampler_set_count(struct sampler *sampler, uint32_t item, uint64_t count)
 	struct sampler *s = sampler;
 	double w = count < POW_TABLE ? s->pow_table[count] : pow((double)count, s->alpha);
 	int b;
+	s->last_moved = UINT32_MAX;
 	if ((size_t)item >= s->capacity && grow_items(s, (size_t)item + 1) != 0)
 		return -1;
 	if ((size_t)item >= s->items)
@@ -197,4 +201,76 @@ uint32_t sampler_draw(struct sampler *sampler, uint64_t *random_state)
 		if (sampler_unit(random_state) * ceiling < s->weight[item])
 			return item;
 	}
+}
+
+uint32_t sampler_last_moved(const struct sampler *sampler)
+{
+	return sampler->last_moved;
+}
+
+struct sampler_place sampler_item_place(const struct sampler *sampler, uint32_t item)
+{
+	struct sampler_place place = {-1, 0};
+	if ((size_t)item < sampler->items && sampler->bucket_of[item] >= 0) {
+		place.bucket = sampler->bucket_of[item];
+		place.position = sampler->position[item];
+	}
+	return place;
+}
+
+void sampler_get_globals(const struct sampler *sampler, struct sampler_globals *globals)
+{
+	memset(globals, 0, sizeof *globals);
+	globals->total = sampler->total;
+	for (int b = 0; b < BUCKETS; b++) {
+		globals->bucket_total[b] = sampler->buckets[b].total;
+		globals->bucket_count[b] = (uint32_t)sampler->buckets[b].count;
+	}
+	globals->updates_since_resum = sampler->updates_since_resum;
+	globals->top_bucket = sampler->top_bucket;
+}
+
+int sampler_restore_item(struct sampler *sampler, uint32_t item, uint64_t count,
+			 struct sampler_place place)
+{
+	struct sampler *s = sampler;
+	if ((size_t)item >= s->capacity && grow_items(s, (size_t)item + 1) != 0)
+		return -1;
+	if ((size_t)item >= s->items)
+		s->items = (size_t)item + 1;
+	s->weight[item] = count < POW_TABLE ? s->pow_table[count] : pow((double)count, s->alpha);
+	s->bucket_of[item] = -1;
+	if (place.bucket < 0)
+		return 0;
+	if (place.bucket >= BUCKETS || place.position > (1u << 31))
+		return -1;
+	struct bucket *bk = &s->buckets[place.bucket];
+	if (place.position >= bk->capacity) {
+		size_t cap = bk->capacity ? bk->capacity : 64;
+		while (cap <= place.position)
+			cap *= 2;
+		uint32_t *items = realloc(bk->items, cap * sizeof *items);
+		if (items == NULL)
+			return -1;
+		bk->items = items;
+		bk->capacity = cap;
+	}
+	bk->items[place.position] = item;
+	s->bucket_of[item] = (int8_t)place.bucket;
+	s->position[item] = place.position;
+	return 0;
+}
+
+int sampler_set_globals(struct sampler *sampler, const struct sampler_globals *globals)
+{
+	for (int b = 0; b < BUCKETS; b++) {
+		if (globals->bucket_count[b] > sampler->buckets[b].capacity)
+			return -1;
+		sampler->buckets[b].count = globals->bucket_count[b];
+		sampler->buckets[b].total = globals->bucket_total[b];
+	}
+	sampler->total = globals->total;
+	sampler->updates_since_resum = globals->updates_since_resum;
+	sampler->top_bucket = globals->top_bucket;
+	return 0;
 }

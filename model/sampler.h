@@ -30,6 +30,41 @@ void sampler_free(struct sampler *sampler);
  */
 int sampler_set_count(struct sampler *sampler, uint32_t item, uint64_t count);
 
+/** @returns the item whose place the last sampler_set_count() changed besides its own
+ * (moved by swap-remove), or UINT32_MAX; persistence must save it too. */
+uint32_t sampler_last_moved(const struct sampler *sampler);
+
+/** An item's place, which with its count decides future draws exactly. */
+struct sampler_place {
+	int32_t bucket; /**< -1: not drawable */
+	uint32_t position;
+};
+
+/** @returns item's place (bucket -1 for an item never set). */
+struct sampler_place sampler_item_place(const struct sampler *sampler, uint32_t item);
+
+/** The sampler's global state (bucket sizes and sums), for persistence. */
+struct sampler_globals {
+	double total;
+	double bucket_total[64];
+	uint32_t bucket_count[64];
+	uint32_t updates_since_resum;
+	int32_t top_bucket;
+};
+
+void sampler_get_globals(const struct sampler *sampler, struct sampler_globals *globals);
+
+/**
+ * @brief Restore one item at its saved place (call for every item, then
+ * sampler_set_globals()); the result draws exactly as the saved sampler did.
+ * @returns 0, or -1 when out of memory or the place is impossible.
+ */
+int sampler_restore_item(struct sampler *sampler, uint32_t item, uint64_t count,
+			 struct sampler_place place);
+
+/** @returns 0, or -1 when the globals do not match the restored items. */
+int sampler_set_globals(struct sampler *sampler, const struct sampler_globals *globals);
+
 /** @returns the sum of all weights (0 when nothing can be drawn). */
 double sampler_total(const struct sampler *sampler);
 
