@@ -10,18 +10,23 @@
  * whose minimum is the bar a score must clear, so most scores cost one
  * comparison.
  *
- * Memory: the score tile (max_batch × tile_items floats) and the heaps
- * (max_batch × max_k results) are allocated once, in topk_new(). Three
- * scratch buffers depend on the input and are grown by topk_run() only when a
- * batch needs more than any batch before it, then kept: the packed queries
- * (max_batch × dim floats), the batch's sparse entries bucketed by tile (one
+ * Memory: the score tile (max_batch × tile floats, tile being the config's
+ * tile_items or the larger of the two defaults below) and the heaps
+ * (max_batch × max_k) are allocated once, in topk_new(). Three scratch
+ * buffers depend on the input and are grown by topk_run() only when a batch
+ * needs more than any batch before it, then kept: the packed queries
+ * (max_batch × dim floats), the batch's sparse scores bucketed by tile (one
  * entry per sparse score) and the tile offsets (one per tile of the
  * catalogue).
  *
- * Threads: OpenBLAS's thread count is process-wide; topk_run() sets it
- * (openblas_set_num_threads) before its sgemm calls, by the shape of the batch
- * unless the config fixes it, and leaves it so. A topk is used by one thread
- * at a time.
+ * Threads: a run uses the config's thread count, or one chosen by the
+ * batch's size (topk_threads_for_batch()). It sets OpenBLAS's thread count,
+ * which is process-wide, with openblas_set_num_threads() before its sgemm
+ * calls and leaves it so. With more than one thread the selection after each
+ * sgemm is shared too: the calling thread takes the first slice of the
+ * queries and helper threads of the engine, started on first need and joined
+ * by topk_free(), take the others; between tiles they wait on a lock. A topk
+ * is used by one thread at a time; different topks are independent.
  */
 #ifndef STREAMREC_TOPK_H
 #define STREAMREC_TOPK_H
@@ -31,21 +36,27 @@
 
 /**
  * Rows per item tile when the config leaves the choice to the engine, by the
- * run's thread count. On one thread the score tile of a batch of 256 (1 MiB)
- * then stays in L2 between the sgemm that writes it and the selection that
- * reads it, and a single query stays on OpenBLAS's fast small-matrix path,
- * which larger tiles leave; on more threads each sgemm needs more rows to pay
- * for waking them. bench/bench_topk.c prints the sweep behind both.
+ * run's thread count. On one thread: the score tile of a batch of 256 (1 MiB)
+ * stays in L2 between the sgemm that writes it and the selection that reads
+ * it, and a batch of 1 stays on OpenBLAS's small-matrix path, which is 3x
+ * faster and which tiles of 1536 rows or more leave. On two threads each
+ * sgemm needs more rows to pay for waking the second one: at 100k items, dim
+ * 64, batch 256, 8192 rows ran at 188 GFLOP/s where 1024 ran at 150.
+ * bench/bench_topk.c prints the sweep.
  */
 #define TOPK_TILE_ITEMS_SINGLE   1024
-#define TOPK_TILE_ITEMS_THREADED 4096
+#define TOPK_TILE_ITEMS_THREADED 8192
 
 /**
  * Smallest batch that gets more than one thread when the config leaves the
- * choice to the engine. Below it OpenBLAS's threading costs more than it
- * gains (a batch of 1 on two threads ran at 0.5 GFLOP/s).
+ * choice to the engine. A batch of 1 loses on two threads at every catalogue
+ * size (10 against 14 GFLOP/s at 100k items: it leaves OpenBLAS's fast path,
+ * and the design notes saw 0.5 GFLOP/s); from 8 queries two threads win by
+ * 1.3x to 1.7x. Between, the gain is a few GFLOP/s, not worth taking the
+ * second core from ingestion (OpenBLAS's idle thread spins for a while after
+ * each call).
  */
-#define TOPK_THREADED_MIN_BATCH 64
+#define TOPK_THREADED_MIN_BATCH 8
 
 /** Most threads a run uses (OpenBLAS's for the sgemm, the engine's for selection). */
 #define TOPK_MAX_THREADS 64
@@ -56,9 +67,9 @@
  * fold in bias and correction).
  */
 struct topk_query {
-	const float *vector;          /**< dim floats */
-	const uint32_t *exclude;      /**< items never to return, sorted ascending, may repeat;
-				       *   NULL if none */
+	const float *vector;     /**< dim floats */
+	const uint32_t *exclude; /**< items never to return, sorted ascending, may repeat;
+				  *   NULL if none */
 	size_t exclude_count;
 	const uint32_t *sparse_items; /**< items with an additive score (co-visitation), any
 				       *   order, may repeat (repeats add up); items at or past
@@ -117,10 +128,10 @@ void topk_free(struct topk *topk);
  * exclusion list out of order, a size beyond sgemm's int or the uint32_t item
  * index, or no memory for a scratch buffer. On error nothing is written.
  */
-int topk_run(struct topk *topk, const float *rows, size_t item_count, size_t dim,
-	     size_t row_stride, const uint8_t *eligible, const struct topk_query *queries,
-	     size_t query_count, size_t k, struct topk_result *results, size_t *result_counts,
-	     char *errstr, size_t errstr_size);
+int topk_run(struct topk *topk, const float *rows, size_t item_count, size_t dim, size_t row_stride,
+	     const uint8_t *eligible, const struct topk_query *queries, size_t query_count,
+	     size_t k, struct topk_result *results, size_t *result_counts, char *errstr,
+	     size_t errstr_size);
 
 /**
  * @brief Item rows per tile of the last topk_run() (0 before the first run,

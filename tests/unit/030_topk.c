@@ -118,7 +118,7 @@ struct batch {
 	uint8_t *eligible;
 	struct topk_query *queries;
 	float *vectors;
-	uint32_t *exclude;   /* query_count × MAX_EXCLUDE */
+	uint32_t *exclude;      /* query_count × MAX_EXCLUDE */
 	uint32_t *sparse_items; /* query_count × MAX_SPARSE */
 	float *sparse_scores;
 };
@@ -156,7 +156,7 @@ static void batch_build(struct batch *b, const struct shape *shape)
 	for (size_t i = 0; i < shape->item_count; i++)
 		for (size_t d = 0; d < shape->row_stride; d++)
 			b->rows[i * shape->row_stride + d] =
-				d < shape->dim ? rng_value(&rng, shape->grid) : NAN;
+			    d < shape->dim ? rng_value(&rng, shape->grid) : NAN;
 	if (shape->eligible_percent < 100) {
 		b->eligible = malloc(shape->item_count + 1);
 		assert_non_null(b->eligible);
@@ -178,8 +178,9 @@ static void batch_build(struct batch *b, const struct shape *shape)
 
 		query->exclude_count = rng_below(&rng, MAX_EXCLUDE + 1);
 		for (size_t e = 0; e < query->exclude_count; e++)
-			exclude[e] = e > 0 && rng_below(&rng, 5) == 0 ? exclude[e - 1] /* a repeat */
-								     : rng_below(&rng, reach);
+			exclude[e] = e > 0 && rng_below(&rng, 5) == 0
+					 ? exclude[e - 1] /* a repeat */
+					 : rng_below(&rng, reach);
 		qsort(exclude, query->exclude_count, sizeof *exclude, compare_u32);
 		query->exclude = query->exclude_count ? exclude : NULL;
 
@@ -189,12 +190,14 @@ static void batch_build(struct batch *b, const struct shape *shape)
 			if (pick == 0 && s > 0) /* a repeat, which adds up */
 				sparse_items[s] = sparse_items[rng_below(&rng, (uint32_t)s)];
 			else if (pick == 1 && query->exclude_count > 0) /* excluded, yet scored */
-				sparse_items[s] = exclude[rng_below(&rng, (uint32_t)query->exclude_count)];
+				sparse_items[s] =
+				    exclude[rng_below(&rng, (uint32_t)query->exclude_count)];
 			else
 				sparse_items[s] = rng_below(&rng, reach);
 			/* Large enough to lift a low item into the top-k now and then. */
-			sparse_scores[s] = shape->grid ? (float)((int)rng_below(&rng, 129) - 32) / 16.0f
-						       : rng_value(&rng, false) * 4.0f;
+			sparse_scores[s] = shape->grid
+					       ? (float)((int)rng_below(&rng, 129) - 32) / 16.0f
+					       : rng_value(&rng, false) * 4.0f;
 		}
 		query->sparse_items = query->sparse_count ? sparse_items : NULL;
 		query->sparse_scores = query->sparse_count ? sparse_scores : NULL;
@@ -248,23 +251,24 @@ static void check_batch(struct topk *topk, const struct batch *b, size_t k, bool
 		fail_msg("topk_run: %s", errstr);
 	for (size_t q = 0; q < b->query_count; q++) {
 		const struct topk_result *got = results + q * k;
-		size_t want = brute_force(b->rows, b->item_count, b->dim, b->row_stride, b->eligible,
-					  &b->queries[q], k, expected, all_scores);
+		size_t want = brute_force(b->rows, b->item_count, b->dim, b->row_stride,
+					  b->eligible, &b->queries[q], k, expected, all_scores);
 		assert_int_equal(counts[q], want);
 		for (size_t i = 0; i < want; i++) {
 			bool tied_with_neighbour =
-				(i > 0 && near(expected[i - 1].score, expected[i].score)) ||
-				(i + 1 < want && near(expected[i + 1].score, expected[i].score));
+			    (i > 0 && near(expected[i - 1].score, expected[i].score)) ||
+			    (i + 1 < want && near(expected[i + 1].score, expected[i].score));
 			if (!near(got[i].score, expected[i].score))
-				fail_msg("query %zu rank %zu: score %.9g, expected %.9g (item %u)", q,
-					 i, (double)got[i].score, expected[i].score,
+				fail_msg("query %zu rank %zu: score %.9g, expected %.9g (item %u)",
+					 q, i, (double)got[i].score, expected[i].score,
 					 (unsigned)expected[i].item);
 			if (got[i].item == expected[i].item)
 				continue;
 			if (exact_order || !tied_with_neighbour)
-				fail_msg("query %zu rank %zu: item %u, expected %u (scores %.9g, %.9g)",
-					 q, i, (unsigned)got[i].item, (unsigned)expected[i].item,
-					 (double)got[i].score, expected[i].score);
+				fail_msg(
+				    "query %zu rank %zu: item %u, expected %u (scores %.9g, %.9g)",
+				    q, i, (unsigned)got[i].item, (unsigned)expected[i].item,
+				    (double)got[i].score, expected[i].score);
 			/* A near-tie swapped by float rounding: the item must still be
 			 * admissible, carry its own score, and not repeat. */
 			assert_true(got[i].item < b->item_count);
@@ -298,17 +302,17 @@ static void matches_brute_force_over_shapes(void **state)
 	/* item_count, dim, row_stride, tile_items, max_batch, query_count, k,
 	 * eligible %, filters, grid, seed */
 	static const struct shape shapes[] = {
-		{1000, 1, 1, 64, 4, 1, 10, 100, false, true, 1},    /* dim 1: ties everywhere */
-		{1000, 1, 3, 64, 4, 4, 10, 80, true, true, 2},
-		{1237, 17, 20, 100, 8, 8, 25, 90, true, true, 3},   /* 1237 = 12 tiles + 37 */
-		{1237, 17, 17, 100, 8, 1, 25, 90, true, true, 4},
-		{333, 65, 67, 128, 5, 5, 50, 100, true, true, 5},   /* dim 65, stride > dim */
-		{512, 64, 64, 128, 16, 16, 20, 75, true, true, 6},  /* exact multiple of tile */
-		{40, 8, 9, 16, 3, 3, 20, 15, true, true, 7},        /* k > eligible items */
-		{10, 4, 4, 1024, 2, 2, 32, 100, true, true, 8},     /* fewer items than k and tile */
-		{4099, 32, 33, 0, 32, 32, 100, 95, true, true, 9},  /* default tile */
-		{2000, 2, 2, 1, 2, 2, 7, 100, true, true, 10},      /* one item per tile */
-		{777, 33, 40, 200, 256, 256, 16, 85, true, true, 11}, /* batch of 256 */
+	    {1000, 1, 1, 64, 4, 1, 10, 100, false, true, 1}, /* dim 1: ties everywhere */
+	    {1000, 1, 3, 64, 4, 4, 10, 80, true, true, 2},
+	    {1237, 17, 20, 100, 8, 8, 25, 90, true, true, 3}, /* 1237 = 12 tiles + 37 */
+	    {1237, 17, 17, 100, 8, 1, 25, 90, true, true, 4},
+	    {333, 65, 67, 128, 5, 5, 50, 100, true, true, 5},     /* dim 65, stride > dim */
+	    {512, 64, 64, 128, 16, 16, 20, 75, true, true, 6},    /* exact multiple of tile */
+	    {40, 8, 9, 16, 3, 3, 20, 15, true, true, 7},          /* k > eligible items */
+	    {10, 4, 4, 1024, 2, 2, 32, 100, true, true, 8},       /* fewer items than k and tile */
+	    {4099, 32, 33, 0, 32, 32, 100, 95, true, true, 9},    /* default tile */
+	    {2000, 2, 2, 1, 2, 2, 7, 100, true, true, 10},        /* one item per tile */
+	    {777, 33, 40, 200, 256, 256, 16, 85, true, true, 11}, /* batch of 256 */
 	};
 	(void)state;
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -318,8 +322,8 @@ static void matches_brute_force_over_shapes(void **state)
 static void matches_brute_force_on_continuous_data(void **state)
 {
 	static const struct shape shapes[] = {
-		{5000, 64, 64, 0, 16, 16, 100, 90, true, false, 21},
-		{3001, 31, 36, 333, 7, 7, 50, 100, true, false, 22},
+	    {5000, 64, 64, 0, 16, 16, 100, 90, true, false, 21},
+	    {3001, 31, 36, 333, 7, 7, 50, 100, true, false, 22},
 	};
 	(void)state;
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -331,10 +335,10 @@ static void one_engine_serves_changing_shapes(void **state)
 	/* The scratch buffers grow with dim, catalogue and sparse entries;
 	 * shrinking back must still work. */
 	static const struct shape shapes[] = {
-		{300, 4, 4, 64, 8, 8, 10, 90, true, true, 31},
-		{5000, 48, 50, 64, 8, 8, 30, 90, true, true, 32},
-		{100, 2, 2, 64, 8, 3, 30, 90, true, true, 33},
-		{1500, 65, 65, 64, 8, 8, 5, 100, true, true, 34},
+	    {300, 4, 4, 64, 8, 8, 10, 90, true, true, 31},
+	    {5000, 48, 50, 64, 8, 8, 30, 90, true, true, 32},
+	    {100, 2, 2, 64, 8, 3, 30, 90, true, true, 33},
+	    {1500, 65, 65, 64, 8, 8, 5, 100, true, true, 34},
 	};
 	struct topk *topk = engine(8, 30, 64, 0);
 	(void)state;
@@ -379,8 +383,8 @@ static size_t run_one(const float *rows, size_t item_count, const uint8_t *eligi
 	char errstr[256] = "";
 	size_t count = 99;
 	struct topk *topk = engine(1, k ? k : 1, tile_items, 0);
-	if (topk_run(topk, rows, item_count, 1, 1, eligible, query, 1, k, results, &count,
-		     errstr, sizeof errstr))
+	if (topk_run(topk, rows, item_count, 1, 1, eligible, query, 1, k, results, &count, errstr,
+		     sizeof errstr))
 		fail_msg("topk_run: %s", errstr);
 	topk_free(topk);
 	return count;
@@ -427,10 +431,8 @@ static void sparse_scores_lift_and_add_up(void **state)
 	 * +6.5 = 1.5 in three parts, one of them negative. */
 	const uint32_t items[] = {50, 60, 40, 50, 40, 40};
 	const float scores[] = {3.5f, 100.0f, 4.0f, 3.5f, 3.0f, -0.5f};
-	struct topk_query query = {.vector = &one,
-				   .sparse_items = items,
-				   .sparse_scores = scores,
-				   .sparse_count = 6};
+	struct topk_query query = {
+	    .vector = &one, .sparse_items = items, .sparse_scores = scores, .sparse_count = 6};
 	struct topk_result results[5];
 	static const uint32_t want_items[] = {60, 40, 50, 0, 1};
 	static const float want_scores[] = {92.5f, 1.5f, 0.75f, 0.0f, -0.125f};
@@ -489,10 +491,8 @@ static void nan_scores_are_never_returned(void **state)
 	float one = 1.0f, nan_query = NAN;
 	const uint32_t items[] = {7};
 	const float scores[] = {NAN};
-	struct topk_query query = {.vector = &one,
-				   .sparse_items = items,
-				   .sparse_scores = scores,
-				   .sparse_count = 1};
+	struct topk_query query = {
+	    .vector = &one, .sparse_items = items, .sparse_scores = scores, .sparse_count = 1};
 	struct topk_query poisoned = {.vector = &nan_query};
 	struct topk_result results[20];
 	size_t count;
@@ -518,10 +518,8 @@ static void infinite_scores_rank_last(void **state)
 	float one = 1.0f;
 	const uint32_t items[] = {2, 8};
 	const float scores[] = {-INFINITY, -INFINITY};
-	struct topk_query query = {.vector = &one,
-				   .sparse_items = items,
-				   .sparse_scores = scores,
-				   .sparse_count = 2};
+	struct topk_query query = {
+	    .vector = &one, .sparse_items = items, .sparse_scores = scores, .sparse_count = 2};
 	struct topk_result results[10];
 	(void)state;
 	for (size_t i = 0; i < 10; i++)
@@ -544,29 +542,29 @@ static void empty_runs_give_no_results(void **state)
 	struct topk *topk = engine(2, 2, 16, 0);
 	(void)state;
 
-	assert_int_equal(topk_run(topk, rows, 4, 2, 2, NULL, queries, 2, 0, NULL, counts, errstr,
-				  sizeof errstr),
-			 0);
+	assert_int_equal(
+	    topk_run(topk, rows, 4, 2, 2, NULL, queries, 2, 0, NULL, counts, errstr, sizeof errstr),
+	    0);
 	assert_int_equal(counts[0], 0);
 	assert_int_equal(counts[1], 0);
 	counts[0] = counts[1] = 99;
-	assert_int_equal(topk_run(topk, NULL, 0, 2, 2, NULL, queries, 2, 2, results, counts,
-				  errstr, sizeof errstr),
+	assert_int_equal(topk_run(topk, NULL, 0, 2, 2, NULL, queries, 2, 2, results, counts, errstr,
+				  sizeof errstr),
 			 0);
 	assert_int_equal(counts[0], 0);
 	assert_int_equal(counts[1], 0);
 	counts[0] = 99;
-	assert_int_equal(topk_run(topk, rows, 4, 2, 2, NULL, NULL, 0, 2, results, counts, errstr,
-				  sizeof errstr),
-			 0);
+	assert_int_equal(
+	    topk_run(topk, rows, 4, 2, 2, NULL, NULL, 0, 2, results, counts, errstr, sizeof errstr),
+	    0);
 	assert_int_equal(counts[0], 99); /* nothing written for no queries */
 	topk_free(topk);
 }
 
 /* Expects topk_run to fail with `needle` in errstr and to write nothing. */
 static void expect_run_error(struct topk *topk, const float *rows, size_t item_count, size_t dim,
-			     size_t row_stride, const struct topk_query *queries, size_t query_count,
-			     size_t k, const char *needle)
+			     size_t row_stride, const struct topk_query *queries,
+			     size_t query_count, size_t k, const char *needle)
 {
 	char errstr[256] = "";
 	struct topk_result results[8];
@@ -586,8 +584,8 @@ static void errors_are_reported(void **state)
 	float vector[4] = {1, 1, 1, 1};
 	const uint32_t unsorted[] = {1, 3, 2};
 	const uint32_t items[] = {1};
-	struct topk_query queries[4] = {{.vector = vector}, {.vector = vector},
-					{.vector = vector}, {.vector = vector}};
+	struct topk_query queries[4] = {
+	    {.vector = vector}, {.vector = vector}, {.vector = vector}, {.vector = vector}};
 	struct topk_config config = {0, 4, 16, 0};
 	struct topk *topk;
 	(void)state;
@@ -664,18 +662,18 @@ static void defaults_follow_the_shape(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(matches_brute_force_over_shapes),
-		cmocka_unit_test(matches_brute_force_on_continuous_data),
-		cmocka_unit_test(one_engine_serves_changing_shapes),
-		cmocka_unit_test(thread_counts_give_the_same_results),
-		cmocka_unit_test(ties_go_to_the_lower_index),
-		cmocka_unit_test(sparse_scores_lift_and_add_up),
-		cmocka_unit_test(excluded_and_ineligible_never_appear),
-		cmocka_unit_test(nan_scores_are_never_returned),
-		cmocka_unit_test(infinite_scores_rank_last),
-		cmocka_unit_test(empty_runs_give_no_results),
-		cmocka_unit_test(errors_are_reported),
-		cmocka_unit_test(defaults_follow_the_shape),
+	    cmocka_unit_test(matches_brute_force_over_shapes),
+	    cmocka_unit_test(matches_brute_force_on_continuous_data),
+	    cmocka_unit_test(one_engine_serves_changing_shapes),
+	    cmocka_unit_test(thread_counts_give_the_same_results),
+	    cmocka_unit_test(ties_go_to_the_lower_index),
+	    cmocka_unit_test(sparse_scores_lift_and_add_up),
+	    cmocka_unit_test(excluded_and_ineligible_never_appear),
+	    cmocka_unit_test(nan_scores_are_never_returned),
+	    cmocka_unit_test(infinite_scores_rank_last),
+	    cmocka_unit_test(empty_runs_give_no_results),
+	    cmocka_unit_test(errors_are_reported),
+	    cmocka_unit_test(defaults_follow_the_shape),
 	};
 	return cmocka_run_group_tests_name("030_topk", tests, NULL, NULL);
 }
