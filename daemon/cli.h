@@ -17,6 +17,9 @@ int cli_produce(int argc, char **argv);
 int cli_tail(int argc, char **argv);
 int cli_gen(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_replay(int argc, char **argv);
+int cli_inspect(int argc, char **argv);
+int cli_checkpoint(int argc, char **argv);
 
 /** @returns wall-clock milliseconds since the epoch. */
 int64_t cli_now_ms(void);

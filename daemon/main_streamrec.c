@@ -42,6 +42,15 @@ static const struct {
 	 "write a synthetic event stream with planted structure to a file\n"
 	 "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
 	 "           [--clusters N] [--seed N]"},
+	{"replay", cli_replay,
+	 "learn an event file into a state directory, resuming after a crash\n"
+	 "           --state DIR FILE [--commit-every N] [--format F] [--digest]"},
+	{"inspect", cli_inspect,
+	 "show a user's current top-k, or an item's row, from a state directory\n"
+	 "           --state DIR (--user ID | --item ID) [--k N]"},
+	{"checkpoint", cli_checkpoint,
+	 "copy a state directory consistently (RocksDB checkpoint)\n"
+	 "           --state DIR --to NEW_DIR"},
 };
 
 static void usage(FILE *out)

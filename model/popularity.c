@@ -261,15 +261,16 @@ int popularity_restore_item(struct popularity *popularity, uint32_t item,
 			    const struct popularity_item *state)
 {
 	struct popularity *p = popularity;
-	if ((size_t)item >= p->capacity && grow(p, (size_t)item + 1) != 0)
+	size_t need = (size_t)item + 1;
+	if (state->count > 0 && (size_t)state->rank + 1 > need)
+		need = (size_t)state->rank + 1; /* rows arrive in item order, ranks in any */
+	if (need > p->capacity && grow(p, need) != 0)
 		return -1;
 	if ((size_t)item >= p->items)
 		p->items = (size_t)item + 1;
 	p->count[item] = state->count;
 	p->trend[item] = state->trend;
 	if (state->count > 0) {
-		if ((size_t)state->rank >= p->capacity)
-			return -1;
 		p->rank[item] = state->rank;
 		p->order[state->rank] = item;
 	}

@@ -1,0 +1,268 @@
+/*
+ * cli_state: commands on a state directory.
+ *
+ *   streamrec replay  --state DIR FILE [--commit-every N] [--format F] [--digest]
+ *   streamrec inspect --state DIR (--user ID | --item ID) [--k N]
+ *   streamrec checkpoint --state DIR --to DIR
+ *
+ * `replay` learns an event file into a state directory with the daemon's
+ * write-behind commits (topic "replay", partition 0, offset = the event's
+ * position in time order), resuming after the last committed event: run it
+ * again after a crash and every event is applied exactly once. `--digest`
+ * prints a digest of the whole state (equal digests: bit-identical models).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "eventlog.h"
+#include "model.h"
+#include "state.h"
+#include "topk.h"
+
+#define REPLAY_TOPIC "replay"
+
+static struct state *open_state(const char *command, const char *dir)
+{
+	struct model_config config;
+	struct state_config sc = {.dir = dir, .variants = &config, .variant_count = 1};
+	char errstr[512];
+	model_config_default(&config);
+	struct state *state = state_open(&sc, errstr, sizeof errstr);
+	if (state == NULL)
+		fprintf(stderr, "streamrec %s: %s\n", command, errstr);
+	return state;
+}
+
+int cli_replay(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"state", required_argument, NULL, 's'}, {"commit-every", required_argument, NULL, 'c'},
+		{"format", required_argument, NULL, 'f'}, {"digest", no_argument, NULL, 'd'},
+		{"memory-only", no_argument, NULL, 'm'}, {NULL, 0, NULL, 0}};
+	const char *dir = NULL;
+	long long commit_every = 10000;
+	bool digest = false, memory_only = false;
+	struct eventlog_read_options read_options = eventlog_read_options_default();
+	char errstr[512];
+	int opt, status = 1;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		int rc = 0;
+		switch (opt) {
+		case 's': dir = optarg; break;
+		case 'c': rc = cli_parse_count("replay", "commit-every", optarg, 1, 1LL << 40, &commit_every); break;
+		case 'f':
+			if (eventlog_format_from_name(optarg, &read_options.format) != 0) {
+				fprintf(stderr, "streamrec replay: --format: unknown format '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'd': digest = true; break;
+		case 'm': memory_only = true; break;
+		default: return 2;
+		}
+		if (rc != 0)
+			return 2;
+	}
+	if (optind + 1 != argc || (dir == NULL) == !memory_only) {
+		fprintf(stderr, "streamrec replay: expected --state DIR (or --memory-only) and one event file\n");
+		return 2;
+	}
+	struct event_log *log = NULL;
+	if (eventlog_read(argv[optind], &read_options, &log, errstr, sizeof errstr) != 0 ||
+	    eventlog_sort_by_time(log, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec replay: %s\n", errstr);
+		eventlog_free(log);
+		return 1;
+	}
+
+	/* memory-only: the same learning without a store, for comparison */
+	char scratch[] = "/tmp/streamrec-replay-XXXXXX";
+	if (memory_only) {
+		if (mkdtemp(scratch) == NULL) {
+			perror("streamrec replay: mkdtemp");
+			eventlog_free(log);
+			return 1;
+		}
+		strcat(scratch, "/state");
+		dir = scratch;
+		commit_every = 1LL << 40;
+	}
+	struct state *state = open_state("replay", dir);
+	if (state == NULL) {
+		eventlog_free(log);
+		return 1;
+	}
+	int64_t done = -1;
+	if (state_offset(state, REPLAY_TOPIC, 0, &done, errstr, sizeof errstr) < 0) {
+		fprintf(stderr, "streamrec replay: %s\n", errstr);
+		goto out_close;
+	}
+	int64_t start = done + 1, since_commit = 0;
+	for (int64_t e = start; e < (int64_t)log->count && !cli_stop_requested; e++) {
+		if (state_learn(state, log->user_ids[log->user[e]], log->item_ids[log->item[e]],
+				(enum model_event_type)log->type[e], log->ts_ms[e], errstr,
+				sizeof errstr) != 0) {
+			fprintf(stderr, "streamrec replay: event %" PRId64 ": %s\n", e, errstr);
+			goto out_close;
+		}
+		state_mark_offset(state, REPLAY_TOPIC, 0, e);
+		if (++since_commit >= commit_every) {
+			if (state_commit(state, errstr, sizeof errstr) != 0) {
+				fprintf(stderr, "streamrec replay: commit after event %" PRId64 ": %s\n", e,
+					errstr);
+				goto out_close;
+			}
+			since_commit = 0;
+		}
+	}
+	if (!memory_only && state_commit(state, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec replay: final commit: %s\n", errstr);
+		goto out_close;
+	}
+	if (state_offset(state, REPLAY_TOPIC, 0, &done, errstr, sizeof errstr) < 0)
+		goto out_close;
+	fprintf(stderr, "streamrec replay: events %" PRId64 "..%" PRId64 " applied; state at %" PRId64
+			" of %zu\n",
+		start, memory_only ? (int64_t)log->count - 1 : done, memory_only ? (int64_t)log->count - 1 : done,
+		log->count);
+	if (digest) {
+		if (state_load_all_users(state, errstr, sizeof errstr) != 0) {
+			fprintf(stderr, "streamrec replay: %s\n", errstr);
+			goto out_close;
+		}
+		printf("digest %016" PRIx64 " step %" PRIu64 "\n", model_digest(state_model(state, 0)),
+		       model_step(state_model(state, 0)));
+	}
+	status = 0;
+out_close:
+	state_close(state);
+	eventlog_free(log);
+	if (memory_only) {
+		char command[128];
+		snprintf(command, sizeof command, "rm -rf '%.*s'", (int)(strlen(scratch) - 6), scratch);
+		if (system(command) != 0)
+			fprintf(stderr, "streamrec replay: could not remove %s\n", scratch);
+	}
+	return status;
+}
+
+int cli_inspect(int argc, char **argv)
+{
+	static const struct option options[] = {{"state", required_argument, NULL, 's'},
+						{"user", required_argument, NULL, 'u'},
+						{"item", required_argument, NULL, 'i'},
+						{"k", required_argument, NULL, 'k'},
+						{NULL, 0, NULL, 0}};
+	const char *dir = NULL, *user = NULL, *item = NULL;
+	long long k = 10;
+	char errstr[512];
+	int opt, status = 1;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		int rc = 0;
+		switch (opt) {
+		case 's': dir = optarg; break;
+		case 'u': user = optarg; break;
+		case 'i': item = optarg; break;
+		case 'k': rc = cli_parse_count("inspect", "k", optarg, 1, 1000, &k); break;
+		default: return 2;
+		}
+		if (rc != 0)
+			return 2;
+	}
+	if (dir == NULL || (user == NULL) == (item == NULL) || optind != argc) {
+		fprintf(stderr, "streamrec inspect: expected --state DIR and one of --user ID, --item ID\n");
+		return 2;
+	}
+	struct state *state = open_state("inspect", dir);
+	if (state == NULL)
+		return 1;
+	struct model *model = state_model(state, 0);
+	size_t dim = model_config(model)->dim;
+	printf("state %s: step %" PRIu64 ", %zu items, state %.1f MB on disk\n", dir,
+	       model_step(model), model_item_count(model), (double)state_bytes(state) / 1e6);
+	if (item != NULL) {
+		uint32_t index = state_find_item(state, item);
+		if (index == UINT32_MAX) {
+			fprintf(stderr, "streamrec inspect: item %s is not in the state\n", item);
+			goto out_close;
+		}
+		const float *q = model_item_vector(model, index);
+		printf("item %s (#%u): count %" PRIu64 ", bias %.4f\n  q =", item, index,
+		       model_item_count_of(model, index), (double)model_item_bias(model, index));
+		for (size_t d = 0; d < dim; d++)
+			printf(" %.3f", (double)q[d]);
+		printf("\n");
+		status = 0;
+		goto out_close;
+	}
+	uint32_t index;
+	uint64_t hash;
+	if (state_user(state, user, &index, &hash, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec inspect: %s\n", errstr);
+		goto out_close;
+	}
+	if (!model_user_has_history(model, index))
+		printf("user %s (#%u): no history: served the trending list\n", user, index);
+	else
+		printf("user %s (#%u)\n", user, index);
+	struct topk_config tc = {.max_batch = 1, .max_k = (size_t)k};
+	struct topk *topk = topk_new(&tc, errstr, sizeof errstr);
+	struct topk_result *results = calloc((size_t)k, sizeof *results);
+	size_t count = 0;
+	if (topk == NULL || results == NULL ||
+	    model_recommend(model, topk, &index, 1, (size_t)k, NULL, results, &count, errstr,
+			    sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec inspect: %s\n", errstr);
+	} else {
+		for (size_t r = 0; r < count; r++)
+			printf("  %2zu. %-24s %.4f\n", r + 1, state_item_id(state, results[r].item),
+			       (double)results[r].score);
+		status = 0;
+	}
+	free(results);
+	topk_free(topk);
+out_close:
+	state_close(state);
+	return status;
+}
+
+int cli_checkpoint(int argc, char **argv)
+{
+	static const struct option options[] = {{"state", required_argument, NULL, 's'},
+						{"to", required_argument, NULL, 't'},
+						{NULL, 0, NULL, 0}};
+	const char *dir = NULL, *to = NULL;
+	char errstr[512];
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt == 's')
+			dir = optarg;
+		else if (opt == 't')
+			to = optarg;
+		else
+			return 2;
+	}
+	if (dir == NULL || to == NULL || optind != argc) {
+		fprintf(stderr, "streamrec checkpoint: expected --state DIR --to NEW_DIR\n");
+		return 2;
+	}
+	struct state *state = open_state("checkpoint", dir);
+	if (state == NULL)
+		return 1;
+	int rc = state_checkpoint(state, to, errstr, sizeof errstr);
+	if (rc != 0)
+		fprintf(stderr, "streamrec checkpoint: %s\n", errstr);
+	else
+		fprintf(stderr, "streamrec checkpoint: %s copied to %s\n", dir, to);
+	state_close(state);
+	return rc == 0 ? 0 : 1;
+}

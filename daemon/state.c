@@ -1,0 +1,505 @@
+#include "state.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "idmap.h"
+#include "store.h"
+
+#define ROW_BUFFER (1u << 20)
+
+struct state {
+	struct store *store;
+	struct model *models[STATE_MAX_VARIANTS];
+	size_t variant_count;
+	struct idmap *users, *items;
+	uint8_t *user_loaded; /* per user index: rows restored (or new) */
+	size_t user_loaded_capacity;
+	uint32_t next_user;   /* indices handed out so far */
+	/* ids met since the last commit, to be saved with it */
+	uint32_t *new_users, *new_items;
+	size_t new_user_count, new_user_capacity, new_item_count, new_item_capacity;
+	struct store_batch *batch;
+	unsigned char *row; /* ROW_BUFFER bytes of scratch */
+};
+
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+	va_list ap;
+	if (errstr == NULL || errstr_size == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errstr_size, fmt, ap);
+	va_end(ap);
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* ---- loading ---------------------------------------------------------------------- */
+
+struct load_context {
+	struct state *state;
+	char *errstr;
+	size_t errstr_size;
+	int failed;
+};
+
+/* ids: "I" + u32 -> item id; "U" + u32 -> user id (users only for the counter) */
+static int load_id(const void *key, size_t key_len, const void *value, size_t value_len,
+		   void *ctx)
+{
+	struct load_context *c = ctx;
+	const unsigned char *k = key;
+	if (key_len != 5 || (k[0] != 'I' && k[0] != 'U'))
+		return 0;
+	uint32_t index = get_u32(k + 1);
+	if (k[0] == 'U') {
+		if (index + 1 > c->state->next_user)
+			c->state->next_user = index + 1;
+		return 0;
+	}
+	if (idmap_put(c->state->items, value, value_len, index) != 0) {
+		set_errstr(c->errstr, c->errstr_size, "item id %u: cannot restore", index);
+		c->failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int load_item_row(const void *key, size_t key_len, const void *value, size_t value_len,
+			 void *ctx)
+{
+	struct load_context *c = ctx;
+	const unsigned char *k = key;
+	if (key_len != 5 || k[4] >= c->state->variant_count) {
+		set_errstr(c->errstr, c->errstr_size, "item row with a key of %zu bytes, variant %u",
+			   key_len, key_len == 5 ? k[4] : 0);
+		c->failed = 1;
+		return 1;
+	}
+	if (model_import_item(c->state->models[k[4]], get_u32(k), value, value_len, c->errstr,
+			      c->errstr_size) != 0) {
+		c->failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int ensure_loaded_capacity(struct state *s, uint32_t index)
+{
+	if ((size_t)index < s->user_loaded_capacity)
+		return 0;
+	size_t cap = s->user_loaded_capacity ? s->user_loaded_capacity : 1024;
+	while (cap <= index)
+		cap *= 2;
+	uint8_t *loaded = realloc(s->user_loaded, cap);
+	if (loaded == NULL)
+		return -1;
+	memset(loaded + s->user_loaded_capacity, 0, cap - s->user_loaded_capacity);
+	s->user_loaded = loaded;
+	s->user_loaded_capacity = cap;
+	return 0;
+}
+
+struct state *state_open(const struct state_config *config, char *errstr, size_t errstr_size)
+{
+	struct state *s;
+	struct store_config sc = {.path = config->dir, .sync_commits = config->sync_commits};
+	char why[512];
+	void *value = NULL;
+	size_t value_len;
+
+	if (config->variant_count == 0 || config->variant_count > STATE_MAX_VARIANTS) {
+		set_errstr(errstr, errstr_size, "variants: between 1 and %d, got %zu",
+			   STATE_MAX_VARIANTS, config->variant_count);
+		return NULL;
+	}
+	s = calloc(1, sizeof *s);
+	if (s == NULL)
+		goto out_nomem;
+	s->variant_count = config->variant_count;
+	s->users = idmap_new();
+	s->items = idmap_new();
+	s->batch = store_batch_new();
+	s->row = malloc(ROW_BUFFER);
+	if (s->users == NULL || s->items == NULL || s->batch == NULL || s->row == NULL)
+		goto out_nomem_free;
+	for (size_t v = 0; v < s->variant_count; v++) {
+		s->models[v] = model_new(&config->variants[v], why, sizeof why);
+		if (s->models[v] == NULL) {
+			set_errstr(errstr, errstr_size, "variant %zu: %s", v, why);
+			goto out_free;
+		}
+	}
+	s->store = store_open(&sc, errstr, errstr_size);
+	if (s->store == NULL)
+		goto out_free;
+
+	/* the variant count is part of the state's shape */
+	int found = store_get(s->store, STORE_META, "variants", 8, &value, &value_len, why,
+			      sizeof why);
+	if (found < 0) {
+		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+		goto out_free;
+	}
+	if (found == 1) {
+		unsigned stored = value_len == 1 ? *(unsigned char *)value : 0;
+		free(value);
+		if (stored != s->variant_count) {
+			set_errstr(errstr, errstr_size,
+				   "%s: the state holds %u variants, the configuration %zu",
+				   config->dir, stored, s->variant_count);
+			goto out_free;
+		}
+	}
+
+	struct load_context lc = {s, errstr, errstr_size, 0};
+	if (store_foreach(s->store, STORE_IDS, load_id, &lc, why, sizeof why) != 0 ||
+	    store_foreach(s->store, STORE_ITEM, load_item_row, &lc, why, sizeof why) != 0) {
+		if (!lc.failed)
+			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+		goto out_free;
+	}
+	if (lc.failed)
+		goto out_free;
+	for (size_t v = 0; v < s->variant_count; v++) {
+		unsigned char key[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', (unsigned char)v};
+		found = store_get(s->store, STORE_META, key, sizeof key, &value, &value_len, why,
+				  sizeof why);
+		if (found < 0) {
+			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+			goto out_free;
+		}
+		if (found == 1) {
+			int rc = model_import_globals(s->models[v], value, value_len, why, sizeof why);
+			free(value);
+			if (rc != 0) {
+				set_errstr(errstr, errstr_size, "%s: variant %zu: %s", config->dir, v,
+					   why);
+				goto out_free;
+			}
+		}
+		model_clear_dirty(s->models[v]);
+	}
+	return s;
+
+out_nomem_free:
+	state_close(s);
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory opening the state");
+	return NULL;
+out_free:
+	state_close(s);
+	return NULL;
+}
+
+void state_close(struct state *state)
+{
+	if (state == NULL)
+		return;
+	store_close(state->store);
+	for (size_t v = 0; v < state->variant_count; v++)
+		model_free(state->models[v]);
+	idmap_free(state->users);
+	idmap_free(state->items);
+	store_batch_free(state->batch);
+	free(state->user_loaded);
+	free(state->new_users);
+	free(state->new_items);
+	free(state->row);
+	free(state);
+}
+
+struct model *state_model(struct state *state, size_t variant)
+{
+	return variant < state->variant_count ? state->models[variant] : NULL;
+}
+
+size_t state_variant_count(const struct state *state)
+{
+	return state->variant_count;
+}
+
+static int remember(uint32_t **list, size_t *count, size_t *capacity, uint32_t index)
+{
+	if (*count == *capacity) {
+		size_t cap = *capacity ? *capacity * 2 : 256;
+		uint32_t *grown = realloc(*list, cap * sizeof *grown);
+		if (grown == NULL)
+			return -1;
+		*list = grown;
+		*capacity = cap;
+	}
+	(*list)[(*count)++] = index;
+	return 0;
+}
+
+/* Restores a known user's rows in every variant. */
+static int load_user(struct state *s, uint32_t index, char *errstr, size_t errstr_size)
+{
+	for (size_t v = 0; v < s->variant_count; v++) {
+		unsigned char key[5];
+		void *value;
+		size_t len;
+		char why[256];
+		put_u32(key, index);
+		key[4] = (unsigned char)v;
+		int found = store_get(s->store, STORE_USER, key, sizeof key, &value, &len, why,
+				      sizeof why);
+		if (found < 0) {
+			set_errstr(errstr, errstr_size, "user %u: %s", index, why);
+			return -1;
+		}
+		if (found == 0)
+			continue; /* known id, never learned in this variant */
+		int rc = model_import_user(s->models[v], index, value, len, errstr, errstr_size);
+		free(value);
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *hash, char *errstr,
+	       size_t errstr_size)
+{
+	struct state *s = state;
+	size_t len = strlen(id);
+	uint32_t found = idmap_find(s->users, id, len);
+	*hash = XXH3_64bits(id, len);
+	if (found != IDMAP_NONE) {
+		*index = found;
+		return 0;
+	}
+	/* met again after a restart? */
+	unsigned char key[1 + 256];
+	void *value;
+	size_t value_len;
+	char why[256];
+	if (len > 256) {
+		set_errstr(errstr, errstr_size, "user id of %zu bytes", len);
+		return -1;
+	}
+	key[0] = 'u';
+	memcpy(key + 1, id, len);
+	int rc = store_get(s->store, STORE_IDS, key, len + 1, &value, &value_len, why, sizeof why);
+	if (rc < 0) {
+		set_errstr(errstr, errstr_size, "user %s: %s", id, why);
+		return -1;
+	}
+	if (rc == 1) {
+		found = value_len == 4 ? get_u32(value) : IDMAP_NONE;
+		free(value);
+		if (found == IDMAP_NONE) {
+			set_errstr(errstr, errstr_size, "user %s: corrupt id entry", id);
+			return -1;
+		}
+		if (ensure_loaded_capacity(s, found) != 0 || idmap_put(s->users, id, len, found) != 0)
+			goto out_nomem;
+		if (load_user(s, found, errstr, errstr_size) != 0)
+			return -1;
+	} else {
+		found = s->next_user++;
+		if (ensure_loaded_capacity(s, found) != 0 || idmap_put(s->users, id, len, found) != 0 ||
+		    remember(&s->new_users, &s->new_user_count, &s->new_user_capacity, found) != 0)
+			goto out_nomem;
+	}
+	s->user_loaded[found] = 1;
+	*index = found;
+	return 0;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory mapping user %s", id);
+	return -1;
+}
+
+int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *hash, char *errstr,
+	       size_t errstr_size)
+{
+	struct state *s = state;
+	size_t len = strlen(id);
+	uint32_t found = idmap_find(s->items, id, len);
+	*hash = XXH3_64bits(id, len);
+	if (found == IDMAP_NONE) {
+		found = idmap_next(s->items);
+		if (idmap_put(s->items, id, len, found) != 0 ||
+		    remember(&s->new_items, &s->new_item_count, &s->new_item_capacity, found) != 0) {
+			set_errstr(errstr, errstr_size, "out of memory mapping item %s", id);
+			return -1;
+		}
+	}
+	*index = found;
+	return 0;
+}
+
+const char *state_user_id(const struct state *state, uint32_t index)
+{
+	return idmap_id(state->users, index);
+}
+
+const char *state_item_id(const struct state *state, uint32_t index)
+{
+	return idmap_id(state->items, index);
+}
+
+uint32_t state_find_item(const struct state *state, const char *id)
+{
+	return idmap_find(state->items, id, strlen(id));
+}
+
+int state_learn(struct state *state, const char *user_id, const char *item_id,
+		enum model_event_type type, int64_t ts_ms, char *errstr, size_t errstr_size)
+{
+	struct model_event event = {.type = type, .ts_ms = ts_ms};
+	if (state_user(state, user_id, &event.user, &event.user_hash, errstr, errstr_size) != 0 ||
+	    state_item(state, item_id, &event.item, &event.item_hash, errstr, errstr_size) != 0)
+		return -1;
+	for (size_t v = 0; v < state->variant_count; v++)
+		if (model_learn(state->models[v], &event, errstr, errstr_size) != 0)
+			return -1;
+	return 0;
+}
+
+int state_mark_offset(struct state *state, const char *topic, int32_t partition, int64_t offset)
+{
+	store_batch_set_offset(state->batch, topic, partition, offset);
+	return 0;
+}
+
+/* Puts the two entries of a new id: name -> index and index -> name. */
+static void put_id(struct store_batch *batch, char kind, const char *id, uint32_t index)
+{
+	unsigned char key[1 + 256], reverse[5], value[4];
+	size_t len = strlen(id);
+	key[0] = (unsigned char)kind;
+	memcpy(key + 1, id, len);
+	put_u32(value, index);
+	store_batch_put(batch, STORE_IDS, key, len + 1, value, sizeof value);
+	reverse[0] = (unsigned char)(kind - 'a' + 'A');
+	put_u32(reverse + 1, index);
+	store_batch_put(batch, STORE_IDS, reverse, sizeof reverse, id, len);
+}
+
+int state_commit(struct state *state, char *errstr, size_t errstr_size)
+{
+	struct state *s = state;
+	unsigned char key[9];
+	for (size_t k = 0; k < s->new_user_count; k++)
+		put_id(s->batch, 'u', idmap_id(s->users, s->new_users[k]), s->new_users[k]);
+	for (size_t k = 0; k < s->new_item_count; k++)
+		put_id(s->batch, 'i', idmap_id(s->items, s->new_items[k]), s->new_items[k]);
+	for (size_t v = 0; v < s->variant_count; v++) {
+		struct model *m = s->models[v];
+		const uint32_t *ids;
+		size_t n = model_dirty_users(m, &ids);
+		for (size_t k = 0; k < n; k++) {
+			size_t len = model_export_user(m, ids[k], s->row, ROW_BUFFER);
+			if (len > ROW_BUFFER) {
+				set_errstr(errstr, errstr_size, "user %u: row of %zu bytes", ids[k], len);
+				goto out_reset;
+			}
+			put_u32(key, ids[k]);
+			key[4] = (unsigned char)v;
+			store_batch_put(s->batch, STORE_USER, key, 5, s->row, len);
+		}
+		n = model_dirty_items(m, &ids);
+		for (size_t k = 0; k < n; k++) {
+			size_t len = model_export_item(m, ids[k], s->row, ROW_BUFFER);
+			put_u32(key, ids[k]);
+			key[4] = (unsigned char)v;
+			store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
+		}
+		memcpy(key, "globals/", 8);
+		key[8] = (unsigned char)v;
+		store_batch_put(s->batch, STORE_META, key, 9, s->row,
+				model_export_globals(m, s->row, ROW_BUFFER));
+	}
+	unsigned char variants = (unsigned char)s->variant_count;
+	store_batch_put(s->batch, STORE_META, "variants", 8, &variants, 1);
+	if (store_commit(s->store, s->batch, errstr, errstr_size) != 0)
+		goto out_reset;
+	for (size_t v = 0; v < s->variant_count; v++)
+		model_clear_dirty(s->models[v]);
+	s->new_user_count = 0;
+	s->new_item_count = 0;
+	return 0;
+out_reset:
+	/* nothing was written: the changes stay pending, the batch is rebuilt next time */
+	store_batch_clear(s->batch);
+	return -1;
+}
+
+int state_offset(struct state *state, const char *topic, int32_t partition, int64_t *offset,
+		 char *errstr, size_t errstr_size)
+{
+	return store_offset(state->store, topic, partition, offset, errstr, errstr_size);
+}
+
+struct user_scan {
+	struct state *state;
+	char *errstr;
+	size_t errstr_size;
+	int failed;
+};
+
+static int load_user_id(const void *key, size_t key_len, const void *value, size_t value_len,
+			void *ctx)
+{
+	struct user_scan *c = ctx;
+	const unsigned char *k = key;
+	if (key_len != 5 || k[0] != 'U')
+		return 0;
+	uint32_t index = get_u32(k + 1);
+	if (idmap_find(c->state->users, value, value_len) != IDMAP_NONE)
+		return 0;
+	if (ensure_loaded_capacity(c->state, index) != 0 ||
+	    idmap_put(c->state->users, value, value_len, index) != 0) {
+		set_errstr(c->errstr, c->errstr_size, "out of memory loading users");
+		c->failed = 1;
+		return 1;
+	}
+	if (load_user(c->state, index, c->errstr, c->errstr_size) != 0) {
+		c->failed = 1;
+		return 1;
+	}
+	c->state->user_loaded[index] = 1;
+	return 0;
+}
+
+int state_load_all_users(struct state *state, char *errstr, size_t errstr_size)
+{
+	struct user_scan c = {state, errstr, errstr_size, 0};
+	char why[256];
+	if (store_foreach(state->store, STORE_IDS, load_user_id, &c, why, sizeof why) != 0) {
+		if (!c.failed)
+			set_errstr(errstr, errstr_size, "%s", why);
+		return -1;
+	}
+	return c.failed ? -1 : 0;
+}
+
+int state_checkpoint(struct state *state, const char *dir, char *errstr, size_t errstr_size)
+{
+	return store_checkpoint(state->store, dir, errstr, errstr_size);
+}
+
+uint64_t state_bytes(struct state *state)
+{
+	return store_state_bytes(state->store);
+}

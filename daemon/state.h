@@ -1,0 +1,110 @@
+/*
+ * state: the engine's durable state, wiring the models (model/) to RocksDB
+ * (store/).
+ *
+ * The models learn in memory. state_commit() writes, in ONE atomic batch,
+ * every row changed since the last commit (write-behind: a row changed a
+ * thousand times is written once), the ids first met since, each model's
+ * globals and the offsets of the events those changes came from. After a
+ * crash the state and the offsets always match, so resuming from the stored
+ * offset + 1 applies every event exactly once.
+ *
+ * Items are loaded at open (the item matrix is the top-k engine's operand);
+ * users are loaded when first met again. Keys (all big-endian):
+ *   ids:   "u" + external id -> u32 index, "U" + u32 -> external id (users);
+ *          "i" / "I" likewise for items
+ *   user:  u32 index + u8 variant -> model user row
+ *   item:  u32 index + u8 variant -> model item row
+ *   meta:  "globals/" + u8 variant -> model globals; "variants" -> count;
+ *          offsets (store/)
+ */
+#ifndef STREAMREC_STATE_H
+#define STREAMREC_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+#define STATE_MAX_VARIANTS 16
+
+struct state_config {
+	const char *dir;
+	const struct model_config *variants; /**< one model per variant */
+	size_t variant_count;
+	bool sync_commits;                   /**< fsync the WAL on every commit */
+};
+
+struct state;
+
+/**
+ * @brief Open (or create) the state directory and restore every variant's
+ * model: items and globals now, users when met.
+ * @returns the state, or NULL with errstr naming the directory and the cause
+ * (a foreign or corrupt directory, another format version, a model shape that
+ * does not match the stored rows).
+ */
+struct state *state_open(const struct state_config *config, char *errstr, size_t errstr_size);
+
+/** @brief Close without committing (call state_commit first to keep changes). */
+void state_close(struct state *state);
+
+/** @returns variant's model (owned by the state). */
+struct model *state_model(struct state *state, size_t variant);
+
+size_t state_variant_count(const struct state *state);
+
+/**
+ * @brief The index of a user id, restoring the user's rows from the store
+ * when met again, or handing out a new index (saved with the next commit).
+ * @param hash set to the id's hash (seeds a new user's first vectors)
+ * @returns 0, or -1 with errstr filled (read error, out of memory).
+ */
+int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *hash, char *errstr,
+	       size_t errstr_size);
+
+/** @brief The index of an item id (items are all in memory). */
+int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *hash, char *errstr,
+	       size_t errstr_size);
+
+/** @returns the external id of an index, or NULL. */
+const char *state_user_id(const struct state *state, uint32_t index);
+const char *state_item_id(const struct state *state, uint32_t index);
+
+/** @returns the index of a known item id, or UINT32_MAX. */
+uint32_t state_find_item(const struct state *state, const char *id);
+
+/**
+ * @brief Learn one event in every variant (ids mapped, rows restored as needed).
+ * @returns 0, or -1 with errstr filled.
+ */
+int state_learn(struct state *state, const char *user_id, const char *item_id,
+		enum model_event_type type, int64_t ts_ms, char *errstr, size_t errstr_size);
+
+/** @brief Record that the events of topic/partition up to offset are learned. */
+int state_mark_offset(struct state *state, const char *topic, int32_t partition, int64_t offset);
+
+/**
+ * @brief Write everything changed since the last commit, and the marked
+ * offsets, atomically. Nothing is acknowledged past what was written: on
+ * failure the offsets stay where they were and the state refuses further
+ * commits.
+ * @returns 0, or -1 with errstr filled.
+ */
+int state_commit(struct state *state, char *errstr, size_t errstr_size);
+
+/** @brief The stored offset of topic/partition: 1 found, 0 none, -1 error. */
+int state_offset(struct state *state, const char *topic, int32_t partition, int64_t *offset,
+		 char *errstr, size_t errstr_size);
+
+/** @brief Restore every stored user (for inspection, export and tests). @returns 0 or -1. */
+int state_load_all_users(struct state *state, char *errstr, size_t errstr_size);
+
+/** @brief A consistent copy of the state in dir (RocksDB checkpoint). @returns 0 or -1. */
+int state_checkpoint(struct state *state, const char *dir, char *errstr, size_t errstr_size);
+
+/** @returns bytes of state on disk (estimate). */
+uint64_t state_bytes(struct state *state);
+
+#endif

@@ -1,0 +1,133 @@
+#include "idmap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+struct idmap {
+	uint32_t *slots; /* index + 1 of the id in the slot, 0 = empty */
+	size_t mask;     /* slots - 1 */
+	size_t count;
+	char **ids;      /* by index */
+	size_t ids_capacity;
+	uint32_t next;
+};
+
+struct idmap *idmap_new(void)
+{
+	struct idmap *map = calloc(1, sizeof *map);
+	if (map == NULL)
+		return NULL;
+	map->mask = 1023;
+	map->slots = calloc(map->mask + 1, sizeof *map->slots);
+	if (map->slots == NULL) {
+		free(map);
+		return NULL;
+	}
+	return map;
+}
+
+void idmap_free(struct idmap *map)
+{
+	if (map == NULL)
+		return;
+	for (size_t i = 0; i < map->ids_capacity; i++)
+		free(map->ids[i]);
+	free(map->ids);
+	free(map->slots);
+	free(map);
+}
+
+static size_t slot_of(const struct idmap *map, const char *id, size_t len)
+{
+	size_t slot = (size_t)XXH3_64bits(id, len) & map->mask;
+	for (;;) {
+		uint32_t held = map->slots[slot];
+		if (held == 0)
+			return slot;
+		const char *s = map->ids[held - 1];
+		if (strlen(s) == len && memcmp(s, id, len) == 0)
+			return slot;
+		slot = (slot + 1) & map->mask;
+	}
+}
+
+uint32_t idmap_find(const struct idmap *map, const char *id, size_t len)
+{
+	uint32_t held = map->slots[slot_of(map, id, len)];
+	return held == 0 ? IDMAP_NONE : held - 1;
+}
+
+static int rehash(struct idmap *map)
+{
+	size_t mask = map->mask * 2 + 1;
+	uint32_t *slots = calloc(mask + 1, sizeof *slots);
+	if (slots == NULL)
+		return -1;
+	for (size_t s = 0; s <= map->mask; s++) {
+		uint32_t held = map->slots[s];
+		if (held == 0)
+			continue;
+		const char *id = map->ids[held - 1];
+		size_t slot = (size_t)XXH3_64bits(id, strlen(id)) & mask;
+		while (slots[slot] != 0)
+			slot = (slot + 1) & mask;
+		slots[slot] = held;
+	}
+	free(map->slots);
+	map->slots = slots;
+	map->mask = mask;
+	return 0;
+}
+
+int idmap_put(struct idmap *map, const char *id, size_t len, uint32_t index)
+{
+	size_t slot;
+	if (index == IDMAP_NONE)
+		return -1;
+	if ((map->count + 1) * 2 > map->mask + 1 && rehash(map) != 0)
+		return -1;
+	slot = slot_of(map, id, len);
+	if (map->slots[slot] != 0)
+		return 0;
+	if ((size_t)index >= map->ids_capacity) {
+		size_t cap = map->ids_capacity ? map->ids_capacity : 1024;
+		while (cap <= index)
+			cap *= 2;
+		char **ids = realloc(map->ids, cap * sizeof *ids);
+		if (ids == NULL)
+			return -1;
+		memset(ids + map->ids_capacity, 0, (cap - map->ids_capacity) * sizeof *ids);
+		map->ids = ids;
+		map->ids_capacity = cap;
+	}
+	if (map->ids[index] != NULL)
+		return -1; /* index already taken by another id */
+	char *copy = malloc(len + 1);
+	if (copy == NULL)
+		return -1;
+	memcpy(copy, id, len);
+	copy[len] = '\0';
+	map->ids[index] = copy;
+	map->slots[slot] = index + 1;
+	map->count++;
+	if (index >= map->next)
+		map->next = index + 1;
+	return 0;
+}
+
+const char *idmap_id(const struct idmap *map, uint32_t index)
+{
+	return (size_t)index < map->ids_capacity ? map->ids[index] : NULL;
+}
+
+uint32_t idmap_next(const struct idmap *map)
+{
+	return map->next;
+}
+
+size_t idmap_count(const struct idmap *map)
+{
+	return map->count;
+}
