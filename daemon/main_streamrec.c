@@ -51,6 +51,12 @@ static const struct {
 	{"checkpoint", cli_checkpoint,
 	 "copy a state directory consistently (RocksDB checkpoint)\n"
 	 "           --state DIR --to NEW_DIR"},
+	{"export", cli_export,
+	 "write every entry of a state directory to a file (backup, migration)\n"
+	 "           --state DIR --out FILE"},
+	{"import", cli_import,
+	 "create a state directory from an export file\n"
+	 "           --in FILE --state NEW_DIR"},
 };
 
 static void usage(FILE *out)

@@ -104,6 +104,23 @@ int state_load_all_users(struct state *state, char *errstr, size_t errstr_size);
 /** @brief A consistent copy of the state in dir (RocksDB checkpoint). @returns 0 or -1. */
 int state_checkpoint(struct state *state, const char *dir, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Write every entry of the state (rows, ids, globals, offsets) to an
+ * export file: "streamrec-export 1\n", then per entry a family byte, a
+ * 32-bit big-endian key length, the key, a 32-bit value length, the value;
+ * for backup, migration and inspection.
+ * @returns the number of entries written, or -1 with errstr filled.
+ */
+long state_export(struct state *state, const char *path, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Load an export file into a state directory that must not exist
+ * yet (a new state is created). All entries land in one atomic batch.
+ * @returns the number of entries read, or -1 with errstr filled (the
+ * directory is then removed).
+ */
+long state_import(const char *dir, const char *path, char *errstr, size_t errstr_size);
+
 /** @returns bytes of state on disk (estimate). */
 uint64_t state_bytes(struct state *state);
 
