@@ -113,7 +113,8 @@ int cli_replay(int argc, char **argv)
 		}
 		state_mark_offset(state, REPLAY_TOPIC, 0, e);
 		if (++since_commit >= commit_every) {
-			if (state_commit(state, errstr, sizeof errstr) != 0) {
+			/* the write runs on the state's writer thread while learning goes on */
+			if (state_commit_async(state, errstr, sizeof errstr) != 0) {
 				fprintf(stderr, "streamrec replay: commit after event %" PRId64 ": %s\n", e,
 					errstr);
 				goto out_close;

@@ -1,6 +1,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,17 @@ struct state {
 	size_t new_user_count, new_user_capacity, new_item_count, new_item_capacity;
 	struct store_batch *batch;
 	unsigned char *row; /* ROW_BUFFER bytes of scratch */
+
+	/* The writer thread: it owns `inflight` while busy; everything else in
+	 * the state belongs to the caller's thread. Guarded by lock. */
+	pthread_t writer;
+	bool writer_started;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct store_batch *inflight;
+	bool busy, stopping;
+	int failed; /* a write failed: no commit is accepted any more */
+	char failure[512];
 };
 
 static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
@@ -120,6 +132,45 @@ static int ensure_loaded_capacity(struct state *s, uint32_t index)
 	return 0;
 }
 
+static void *writer_main(void *arg)
+{
+	struct state *s = arg;
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		while (!s->busy && !s->stopping)
+			pthread_cond_wait(&s->wake, &s->lock);
+		if (!s->busy)
+			break;
+		pthread_mutex_unlock(&s->lock);
+		char why[512];
+		int rc = store_commit(s->store, s->inflight, why, sizeof why);
+		pthread_mutex_lock(&s->lock);
+		if (rc != 0) {
+			s->failed = 1;
+			snprintf(s->failure, sizeof s->failure, "%s", why);
+		}
+		s->busy = false;
+		pthread_cond_broadcast(&s->wake);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int state_flush(struct state *state, char *errstr, size_t errstr_size)
+{
+	int failed;
+	if (!state->writer_started)
+		return 0;
+	pthread_mutex_lock(&state->lock);
+	while (state->busy)
+		pthread_cond_wait(&state->wake, &state->lock);
+	failed = state->failed;
+	if (failed)
+		set_errstr(errstr, errstr_size, "%s", state->failure);
+	pthread_mutex_unlock(&state->lock);
+	return failed ? -1 : 0;
+}
+
 struct state *state_open(const struct state_config *config, char *errstr, size_t errstr_size)
 {
 	struct state *s;
@@ -136,13 +187,18 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	s = calloc(1, sizeof *s);
 	if (s == NULL)
 		goto out_nomem;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->wake, NULL);
 	s->variant_count = config->variant_count;
 	s->users = idmap_new();
 	s->items = idmap_new();
 	s->batch = store_batch_new();
+	s->inflight = store_batch_new();
 	s->row = malloc(ROW_BUFFER);
-	if (s->users == NULL || s->items == NULL || s->batch == NULL || s->row == NULL)
+	if (s->users == NULL || s->items == NULL || s->batch == NULL || s->inflight == NULL ||
+	    s->row == NULL)
 		goto out_nomem_free;
+
 	for (size_t v = 0; v < s->variant_count; v++) {
 		s->models[v] = model_new(&config->variants[v], why, sizeof why);
 		if (s->models[v] == NULL) {
@@ -200,6 +256,11 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 		}
 		model_clear_dirty(s->models[v]);
 	}
+	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+		set_errstr(errstr, errstr_size, "cannot start the state writer thread");
+		goto out_free;
+	}
+	s->writer_started = true;
 	return s;
 
 out_nomem_free:
@@ -216,6 +277,16 @@ void state_close(struct state *state)
 {
 	if (state == NULL)
 		return;
+	if (state->writer_started) {
+		pthread_mutex_lock(&state->lock);
+		state->stopping = true;
+		pthread_cond_broadcast(&state->wake);
+		pthread_mutex_unlock(&state->lock);
+		pthread_join(state->writer, NULL); /* finishes a write in flight first */
+	}
+	pthread_mutex_destroy(&state->lock);
+	pthread_cond_destroy(&state->wake);
+	store_batch_free(state->inflight);
 	store_close(state->store);
 	for (size_t v = 0; v < state->variant_count; v++)
 		model_free(state->models[v]);
@@ -398,9 +469,9 @@ static void put_id(struct store_batch *batch, char kind, const char *id, uint32_
 	store_batch_put(batch, STORE_IDS, reverse, sizeof reverse, id, len);
 }
 
-int state_commit(struct state *state, char *errstr, size_t errstr_size)
+/* Moves every pending change into s->batch; afterwards nothing is pending. */
+static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 {
-	struct state *s = state;
 	unsigned char key[9];
 	for (size_t k = 0; k < s->new_user_count; k++)
 		put_id(s->batch, 'u', idmap_id(s->users, s->new_users[k]), s->new_users[k]);
@@ -414,7 +485,8 @@ int state_commit(struct state *state, char *errstr, size_t errstr_size)
 			size_t len = model_export_user(m, ids[k], s->row, ROW_BUFFER);
 			if (len > ROW_BUFFER) {
 				set_errstr(errstr, errstr_size, "user %u: row of %zu bytes", ids[k], len);
-				goto out_reset;
+				store_batch_clear(s->batch);
+				return -1;
 			}
 			put_u32(key, ids[k]);
 			key[4] = (unsigned char)v;
@@ -434,17 +506,35 @@ int state_commit(struct state *state, char *errstr, size_t errstr_size)
 	}
 	unsigned char variants = (unsigned char)s->variant_count;
 	store_batch_put(s->batch, STORE_META, "variants", 8, &variants, 1);
-	if (store_commit(s->store, s->batch, errstr, errstr_size) != 0)
-		goto out_reset;
 	for (size_t v = 0; v < s->variant_count; v++)
 		model_clear_dirty(s->models[v]);
 	s->new_user_count = 0;
 	s->new_item_count = 0;
 	return 0;
-out_reset:
-	/* nothing was written: the changes stay pending, the batch is rebuilt next time */
+}
+
+int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
+{
+	struct state *s = state;
+	if (state_flush(s, errstr, errstr_size) != 0)
+		return -1;
+	if (build_batch(s, errstr, errstr_size) != 0)
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	struct store_batch *spare = s->inflight;
+	s->inflight = s->batch;
+	s->batch = spare;
 	store_batch_clear(s->batch);
-	return -1;
+	s->busy = true;
+	pthread_cond_broadcast(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int state_commit(struct state *state, char *errstr, size_t errstr_size)
+{
+	return state_commit_async(state, errstr, errstr_size) != 0 ? -1
+	       : state_flush(state, errstr, errstr_size);
 }
 
 int state_offset(struct state *state, const char *topic, int32_t partition, int64_t *offset,

@@ -94,6 +94,20 @@ int state_mark_offset(struct state *state, const char *topic, int32_t partition,
  */
 int state_commit(struct state *state, char *errstr, size_t errstr_size);
 
+/**
+ * @brief state_commit() with the RocksDB write on a writer thread: the
+ * changed rows are copied into a batch here (they are then no longer
+ * pending), the write happens while the caller goes on learning. One write
+ * is in flight at a time: this call first waits for the previous one and
+ * reports its failure. Offsets are durable only once state_flush() (or the
+ * next commit) returned 0.
+ * @returns 0, or -1 with errstr filled (the state then refuses to commit).
+ */
+int state_commit_async(struct state *state, char *errstr, size_t errstr_size);
+
+/** @brief Wait for the write in flight. @returns 0, or -1 with its error. */
+int state_flush(struct state *state, char *errstr, size_t errstr_size);
+
 /** @brief The stored offset of topic/partition: 1 found, 0 none, -1 error. */
 int state_offset(struct state *state, const char *topic, int32_t partition, int64_t *offset,
 		 char *errstr, size_t errstr_size);
