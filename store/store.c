@@ -18,6 +18,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <libgen.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -47,8 +50,8 @@
 static const char DEFAULT_FAMILY_NAME[] = "default";
 
 static const char *const family_names[STORE_FAMILY_COUNT] = {
-	[STORE_META] = "meta", [STORE_IDS] = "ids",     [STORE_USER] = "user",
-	[STORE_ITEM] = "item", [STORE_COVIS] = "covis", [STORE_POP] = "pop",
+    [STORE_META] = "meta", [STORE_IDS] = "ids",     [STORE_USER] = "user",
+    [STORE_ITEM] = "item", [STORE_COVIS] = "covis", [STORE_POP] = "pop",
 };
 
 struct store {
@@ -57,7 +60,7 @@ struct store {
 	rocksdb_t *db;
 	rocksdb_column_family_handle_t *default_family;
 	rocksdb_column_family_handle_t *families[STORE_FAMILY_COUNT];
-	rocksdb_options_t *options;
+	rocksdb_options_t *options; /* the database's and every family's */
 	rocksdb_cache_t *block_cache;
 	rocksdb_writeoptions_t *write_options;
 	rocksdb_readoptions_t *read_options; /* point reads: fill the block cache */
@@ -144,7 +147,8 @@ static bool key_equals(const void *key, size_t key_len, const char *text)
 /* Meta keys only the store writes: a batch may not touch them. */
 static bool is_reserved_meta_key(const void *key, size_t key_len)
 {
-	return key_equals(key, key_len, FORMAT_KEY) || key_equals(key, key_len, FORMAT_VERSION_KEY) ||
+	return key_equals(key, key_len, FORMAT_KEY) ||
+	       key_equals(key, key_len, FORMAT_VERSION_KEY) ||
 	       key_equals(key, key_len, FINGERPRINT_KEY) ||
 	       (key_len >= strlen(OFFSET_PREFIX) &&
 		memcmp(key, OFFSET_PREFIX, strlen(OFFSET_PREFIX)) == 0);
@@ -174,10 +178,14 @@ static bool is_reserved_meta_key(const void *key, size_t key_len)
  *   default RocksDB lets it reach 4 x the sum of all memtables (GBs) before
  *   forcing the quiet families (meta) to flush; the WAL size is what a
  *   restart replays, so keep it small.
- * - Compression LZ4 on the upper levels (cheap enough for two cores; a block
- *   that does not shrink by 1/8 is stored raw, as float rows often are) and
- *   ZSTD on the bottommost level, where most data settles and is rewritten
- *   least. Debian's librocksdb links both (lz4, zstd, snappy, zlib, bz2).
+ * - Compression LZ4 on the upper levels (cheap; a block that does not
+ *   shrink by 1/8 is stored raw) and ZSTD on the bottommost level, where most
+ *   data settles and is rewritten least. ids, covis, pop and meta (ids and
+ *   counts) compress well; float rows barely do: on 2.4M commits of random
+ *   416-byte float rows ZSTD at the bottom saved 4% of the state (721 vs
+ *   748 MB with LZ4 alone) for ~3% of commit throughput, no compression at
+ *   all was ~6% faster than LZ4+ZSTD at LZ4's size. Debian's librocksdb
+ *   links lz4, zstd, snappy, zlib and bz2.
  * - Level compaction with dynamic level bytes: level targets follow the
  *   actual data size, so space amplification stays near 1.1x and most data
  *   sits in the bottommost, ZSTD level.
@@ -187,10 +195,11 @@ static bool is_reserved_meta_key(const void *key, size_t key_len)
  * - 2 background jobs (flush + compaction) for a two-core machine where the
  *   daemon's loop needs the rest; bytes_per_sync 1 MiB so SST and WAL
  *   writeback is spread out instead of one large stall at fsync.
- * - The info LOG rolls at 16 MiB, 5 kept: RocksDB's default keeps 1000.
+ * - The info LOG rolls at 16 MiB, 5 kept: RocksDB's default keeps 1000;
+ *   it goes to log_dir when one is given (see store.h for why).
  */
 static rocksdb_options_t *tuned_options(size_t block_cache_bytes, size_t write_buffer_bytes,
-					rocksdb_cache_t **block_cache)
+					const char *log_dir, rocksdb_cache_t **block_cache)
 {
 	rocksdb_options_t *options = rocksdb_options_create();
 	rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create();
@@ -217,13 +226,14 @@ static rocksdb_options_t *tuned_options(size_t block_cache_bytes, size_t write_b
 	rocksdb_options_set_compaction_style(options, rocksdb_level_compaction);
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(options, 1);
 
-	rocksdb_options_set_wal_recovery_mode(options,
-					      rocksdb_point_in_time_recovery);
+	rocksdb_options_set_wal_recovery_mode(options, rocksdb_point_in_time_recovery);
 	rocksdb_options_set_max_background_jobs(options, 2);
 	rocksdb_options_set_bytes_per_sync(options, 1 << 20);
 	rocksdb_options_set_wal_bytes_per_sync(options, 1 << 20);
 	rocksdb_options_set_max_log_file_size(options, 16 << 20);
 	rocksdb_options_set_keep_log_file_num(options, 5);
+	if (log_dir != NULL)
+		rocksdb_options_set_db_log_dir(options, log_dir);
 
 	*block_cache = cache;
 	return options;
@@ -234,8 +244,7 @@ static rocksdb_options_t *tuned_options(size_t block_cache_bytes, size_t write_b
 /* Entries that do not make a directory "not empty" (a filesystem's own). */
 static bool is_ignored_entry(const char *name)
 {
-	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-	       strcmp(name, "lost+found") == 0;
+	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strcmp(name, "lost+found") == 0;
 }
 
 struct dir_survey {
@@ -301,6 +310,36 @@ static void remove_initialised(const char *path, bool remove_directory)
 		rmdir(path);
 }
 
+/*
+ * Refuses a state another process has open. RocksDB would refuse it too,
+ * but only after rotating that process's info LOG (it creates its logger
+ * before taking the LOCK). RocksDB locks with fcntl(F_SETLK), which
+ * F_GETLK sees (except from the holding process itself).
+ */
+static int check_not_locked(const char *path, char *errstr, size_t errstr_size)
+{
+	char lock_path[PATH_MAX];
+	struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	int fd, ret = 0;
+
+	if (snprintf(lock_path, sizeof lock_path, "%s/LOCK", path) >= (int)sizeof lock_path) {
+		set_errstr(errstr, errstr_size, "%s: path too long", path);
+		return -1;
+	}
+	fd = open(lock_path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* no LOCK file: nobody holds it */
+	if (fcntl(fd, F_GETLK, &lock) == 0 && lock.l_type != F_UNLCK) {
+		set_errstr(errstr, errstr_size,
+			   "%s: in use by process %ld, which holds its RocksDB LOCK; refusing to "
+			   "open it",
+			   path, (long)lock.l_pid);
+		ret = -1;
+	}
+	close(fd);
+	return ret;
+}
+
 /* ---- opening ------------------------------------------------------------------------ */
 
 static int open_database(struct store *store, bool create, char *errstr, size_t errstr_size)
@@ -319,9 +358,9 @@ static int open_database(struct store *store, bool create, char *errstr, size_t 
 	rocksdb_options_set_create_if_missing(store->options, create);
 	rocksdb_options_set_create_missing_column_families(store->options, create);
 	rocksdb_options_set_error_if_exists(store->options, create);
-	store->db = rocksdb_open_column_families(store->options, store->path,
-						 STORE_FAMILY_COUNT + 1, names, family_options,
-						 handles, &err);
+	store->db =
+	    rocksdb_open_column_families(store->options, store->path, STORE_FAMILY_COUNT + 1, names,
+					 family_options, handles, &err);
 	if (err != NULL) {
 		set_errstr(errstr, errstr_size, "%s: cannot %s the RocksDB database: %s",
 			   store->path, create ? "create" : "open", err);
@@ -351,8 +390,8 @@ static void close_database(struct store *store)
 
 /* Reads a meta key of a read-only database as a NUL-terminated copy; 1, 0 or -1. */
 static int read_meta_text(rocksdb_t *db, rocksdb_column_family_handle_t *meta,
-			  const rocksdb_readoptions_t *read_options, const char *path, const char *key,
-			  char **text, char *errstr, size_t errstr_size)
+			  const rocksdb_readoptions_t *read_options, const char *path,
+			  const char *key, char **text, char *errstr, size_t errstr_size)
 {
 	char *err = NULL;
 	rocksdb_pinnableslice_t *slice =
@@ -413,34 +452,38 @@ static int check_existing_format(struct store *store, char *errstr, size_t errst
 	long version_number;
 	int ret = -1, got;
 
+	rocksdb_options_set_create_if_missing(store->options, 0);
+	rocksdb_options_set_create_missing_column_families(store->options, 0);
+	rocksdb_options_set_error_if_exists(store->options, 0);
+	/* the C API returns an (empty) malloc'd list even on error: always destroy it */
 	families = rocksdb_list_column_families(store->options, path, &family_count, &err);
 	if (err != NULL) {
 		set_errstr(errstr, errstr_size, "%s: cannot read the RocksDB database: %s", path,
 			   err);
 		rocksdb_free(err);
-		return -1;
+		goto out_free_families;
 	}
 	for (size_t i = 0; i < family_count; i++)
 		for (int f = 0; f < STORE_FAMILY_COUNT; f++)
 			if (strcmp(families[i], family_names[f]) == 0)
 				found[f] = true;
-	if (!found[STORE_META]) {
-		refuse_foreign(path, families, family_count, errstr, errstr_size);
-		goto out_free_families;
-	}
 
-	rocksdb_options_set_create_if_missing(store->options, 0);
-	rocksdb_options_set_create_missing_column_families(store->options, 0);
-	rocksdb_options_set_error_if_exists(store->options, 0);
-	db = rocksdb_open_for_read_only_column_families(store->options, path, 2, names,
+	/* without 'meta' only the default family is opened: listing the families
+	 * skips a garbage MANIFEST's records silently, opening it does not */
+	db = rocksdb_open_for_read_only_column_families(store->options, path,
+							found[STORE_META] ? 2 : 1, names,
 							family_options, handles, 0, &err);
 	if (err != NULL) {
-		set_errstr(errstr, errstr_size, "%s: cannot open the RocksDB database read-only: %s",
-			   path, err);
+		set_errstr(errstr, errstr_size,
+			   "%s: cannot open the RocksDB database read-only: %s", path, err);
 		rocksdb_free(err);
 		goto out_free_families;
 	}
 	read_options = rocksdb_readoptions_create();
+	if (!found[STORE_META]) {
+		refuse_foreign(path, families, family_count, errstr, errstr_size);
+		goto out_close_db;
+	}
 
 	got = read_meta_text(db, handles[1], read_options, path, FORMAT_KEY, &format, errstr,
 			     errstr_size);
@@ -514,7 +557,8 @@ out_close_db:
 	free(format);
 	rocksdb_readoptions_destroy(read_options);
 	rocksdb_column_family_handle_destroy(handles[0]);
-	rocksdb_column_family_handle_destroy(handles[1]);
+	if (handles[1] != NULL)
+		rocksdb_column_family_handle_destroy(handles[1]);
 	rocksdb_close(db);
 out_free_families:
 	rocksdb_list_column_families_destroy(families, family_count);
@@ -583,12 +627,43 @@ static int load_fingerprint(struct store *store, const char *fingerprint, char *
 	return 0;
 }
 
+/* Removes "<path>.init-<pid>" directories of initialisations whose process is gone. */
+static void remove_stale_staging(const char *path)
+{
+	char *parent_copy = strdup(path), *base_copy = strdup(path);
+	if (parent_copy == NULL || base_copy == NULL)
+		goto out_free;
+	const char *parent = dirname(parent_copy), *base = basename(base_copy);
+	size_t base_len = strlen(base);
+	DIR *dir = opendir(parent);
+	if (dir == NULL)
+		goto out_free;
+	struct dirent *entry;
+	while ((entry = readdir(dir)) != NULL) {
+		const char *name = entry->d_name;
+		if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, ".init-", 6) != 0)
+			continue;
+		long pid = strtol(name + base_len + 6, NULL, 10);
+		if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
+			char *stale;
+			if (asprintf(&stale, "%s/%s", parent, name) >= 0) {
+				remove_initialised(stale, true);
+				free(stale);
+			}
+		}
+	}
+	closedir(dir);
+out_free:
+	free(parent_copy);
+	free(base_copy);
+}
+
 struct store *store_open(const struct store_config *config, char *errstr, size_t errstr_size)
 {
 	struct store *store;
 	struct dir_survey survey;
 	struct stat st;
-	bool created_directory = false, initialise = false;
+	bool initialise = false;
 
 	if (config == NULL || config->path == NULL || config->path[0] == '\0') {
 		set_errstr(errstr, errstr_size, "store: no state directory given");
@@ -606,14 +681,7 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 			set_errstr(errstr, errstr_size, "%s: %s", store->path, strerror(errno));
 			goto out_free_store;
 		}
-		if (mkdir(store->path, 0750) != 0) {
-			set_errstr(errstr, errstr_size,
-				   "%s: cannot create the state directory: %s%s", store->path,
-				   strerror(errno),
-				   errno == ENOENT ? " (its parent directory must exist)" : "");
-			goto out_free_store;
-		}
-		created_directory = initialise = true;
+		initialise = true;
 	} else if (!S_ISDIR(st.st_mode)) {
 		set_errstr(errstr, errstr_size, "%s: exists and is not a directory", store->path);
 		goto out_free_store;
@@ -637,7 +705,7 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 	store->options = tuned_options(
 	    config->block_cache_bytes ? config->block_cache_bytes : DEFAULT_BLOCK_CACHE_BYTES,
 	    config->write_buffer_bytes ? config->write_buffer_bytes : DEFAULT_WRITE_BUFFER_BYTES,
-	    &store->block_cache);
+	    config->log_dir, &store->block_cache);
 	store->write_options = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(store->write_options, config->sync_commits);
 	store->read_options = rocksdb_readoptions_create();
@@ -645,12 +713,49 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 	rocksdb_readoptions_set_fill_cache(store->scan_options, 0);
 	store->write_batch = rocksdb_writebatch_create();
 
-	if (!initialise && check_existing_format(store, errstr, errstr_size) != 0)
+	if (!initialise && (check_existing_format(store, errstr, errstr_size) != 0 ||
+			    check_not_locked(store->path, errstr, errstr_size) != 0))
 		goto out_free_rocksdb;
-	if (open_database(store, initialise, errstr, errstr_size) != 0)
-		goto out_undo_initialise;
-	if (initialise && write_format(store, config->fingerprint, errstr, errstr_size) != 0)
-		goto out_close_db;
+	if (initialise) {
+		/*
+		 * Initialise beside the final place, then rename into it: a crash
+		 * at any moment leaves either no state (initialised again on the
+		 * next start) or a complete one, never a database without its
+		 * format keys. The leftover of an interrupted try is removed.
+		 */
+		char *final_path = store->path, *staging;
+		remove_stale_staging(final_path);
+		if (asprintf(&staging, "%s.init-%ld", final_path, (long)getpid()) < 0)
+			goto out_free_rocksdb;
+		store->path = staging;
+		if (mkdir(staging, 0750) != 0) {
+			set_errstr(errstr, errstr_size,
+				   "%s: cannot create the state directory: %s%s", final_path,
+				   strerror(errno),
+				   errno == ENOENT ? " (its parent directory must exist)" : "");
+			store->path = final_path;
+			free(staging);
+			goto out_free_rocksdb;
+		}
+		int rc = open_database(store, true, errstr, errstr_size);
+		if (rc == 0) {
+			rc = write_format(store, config->fingerprint, errstr, errstr_size);
+			close_database(store);
+		}
+		if (rc == 0 && rename(staging, final_path) != 0) {
+			set_errstr(errstr, errstr_size, "%s: cannot move the new state into place: %s",
+				   final_path, strerror(errno));
+			rc = -1;
+		}
+		if (rc != 0)
+			remove_initialised(staging, true);
+		store->path = final_path;
+		free(staging);
+		if (rc != 0)
+			goto out_free_rocksdb;
+	}
+	if (open_database(store, false, errstr, errstr_size) != 0)
+		goto out_free_rocksdb;
 	if (load_fingerprint(store, config->fingerprint, errstr, errstr_size) != 0)
 		goto out_close_db;
 	return store;
@@ -660,9 +765,6 @@ out_of_memory:
 	return NULL;
 out_close_db:
 	close_database(store);
-out_undo_initialise:
-	if (initialise)
-		remove_initialised(store->path, created_directory);
 out_free_rocksdb:
 	store->read_only = true; /* nothing to sync in store_close() */
 	store_close(store);
@@ -719,8 +821,8 @@ int store_get(struct store *store, enum store_family family, const void *key, si
 			   (int)family);
 		return -1;
 	}
-	slice = rocksdb_get_pinned_cf(store->db, store->read_options, store->families[family],
-				      key, key_len, &err);
+	slice = rocksdb_get_pinned_cf(store->db, store->read_options, store->families[family], key,
+				      key_len, &err);
 	if (err != NULL) {
 		set_errstr(errstr, errstr_size, "%s: reading family '%s': %s", store->path,
 			   family_names[family], err);
@@ -733,8 +835,9 @@ int store_get(struct store *store, enum store_family family, const void *key, si
 	copy = malloc(len + 1);
 	if (copy == NULL) {
 		rocksdb_pinnableslice_destroy(slice);
-		set_errstr(errstr, errstr_size, "%s: reading family '%s': out of memory for %zu bytes",
-			   store->path, family_names[family], len);
+		set_errstr(errstr, errstr_size,
+			   "%s: reading family '%s': out of memory for %zu bytes", store->path,
+			   family_names[family], len);
 		return -1;
 	}
 	memcpy(copy, data, len);
@@ -755,7 +858,8 @@ int store_offset(struct store *store, const char *topic, int32_t partition, int6
 
 	if (topic == NULL || topic[0] == '\0' || strlen(topic) > STORE_TOPIC_MAX_BYTES ||
 	    partition < 0) {
-		set_errstr(errstr, errstr_size, "%s: offset of '%.64s'[%" PRId32 "]: bad topic or partition",
+		set_errstr(errstr, errstr_size,
+			   "%s: offset of '%.64s'[%" PRId32 "]: bad topic or partition",
 			   store->path, topic ? topic : "(null)", partition);
 		return -1;
 	}
@@ -764,9 +868,8 @@ int store_offset(struct store *store, const char *topic, int32_t partition, int6
 	if (got != 1)
 		return got;
 	if (value_len != 8) {
-		set_errstr(errstr, errstr_size,
-			   "%s: meta key '%s' holds %zu bytes, an offset is 8", store->path, key,
-			   value_len);
+		set_errstr(errstr, errstr_size, "%s: meta key '%s' holds %zu bytes, an offset is 8",
+			   store->path, key, value_len);
 		free(value);
 		return -1;
 	}
@@ -834,11 +937,12 @@ static int parse_offset_key(const char *key, size_t key_len, char *topic, int32_
 }
 
 int store_offsets_foreach(struct store *store,
-			  int (*fn)(const char *topic, int32_t partition, int64_t offset, void *ctx),
+			  int (*fn)(const char *topic, int32_t partition, int64_t offset,
+				    void *ctx),
 			  void *ctx, char *errstr, size_t errstr_size)
 {
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(store->db, store->read_options,
-							    store->families[STORE_META]);
+	rocksdb_iterator_t *it =
+	    rocksdb_create_iterator_cf(store->db, store->read_options, store->families[STORE_META]);
 	size_t prefix_len = strlen(OFFSET_PREFIX);
 	char *err = NULL;
 	int ret = 0;
@@ -915,9 +1019,8 @@ void store_batch_free(struct store_batch *batch)
 	free(batch);
 }
 
-static void batch_add(struct store_batch *batch, enum batch_op_kind kind,
-		      enum store_family family, const void *key, size_t key_len,
-		      const void *value, size_t value_len)
+static void batch_add(struct store_batch *batch, enum batch_op_kind kind, enum store_family family,
+		      const void *key, size_t key_len, const void *value, size_t value_len)
 {
 	struct batch_op op = {kind, (uint32_t)family, key_len, value_len};
 	const char *verb = kind == BATCH_PUT ? "put" : "delete";
@@ -1041,8 +1144,7 @@ size_t store_batch_offset_count(const struct store_batch *batch)
 
 /* ---- commits ------------------------------------------------------------------------ */
 
-int store_commit(struct store *store, struct store_batch *batch, char *errstr,
-		 size_t errstr_size)
+int store_commit(struct store *store, struct store_batch *batch, char *errstr, size_t errstr_size)
 {
 	rocksdb_writebatch_t *wb = store->write_batch;
 	rocksdb_column_family_handle_t *meta = store->families[STORE_META];
@@ -1081,9 +1183,11 @@ int store_commit(struct store *store, struct store_batch *batch, char *errstr,
 	for (size_t i = 0; i < batch->offset_count; i++) {
 		char key[OFFSET_KEY_MAX];
 		unsigned char value[8];
-		size_t key_len = offset_key(key, batch->offsets[i].topic, batch->offsets[i].partition);
+		size_t key_len =
+		    offset_key(key, batch->offsets[i].topic, batch->offsets[i].partition);
 		put_be64(value, batch->offsets[i].offset);
-		rocksdb_writebatch_put_cf(wb, meta, key, key_len, (const char *)value, sizeof value);
+		rocksdb_writebatch_put_cf(wb, meta, key, key_len, (const char *)value,
+					  sizeof value);
 	}
 
 	rocksdb_write(store->db, store->write_options, wb, &err);
@@ -1091,8 +1195,9 @@ int store_commit(struct store *store, struct store_batch *batch, char *errstr,
 	if (err != NULL) {
 		/* From here on RocksDB may or may not have the batch in its WAL; refuse
 		 * every later commit so that no offset moves past state we lost. */
-		snprintf(store->failure, sizeof store->failure, "commit of %zu rows and %zu offsets: %s",
-			 batch->count, batch->offset_count, err);
+		snprintf(store->failure, sizeof store->failure,
+			 "commit of %zu rows and %zu offsets: %s", batch->count,
+			 batch->offset_count, err);
 		store->read_only = true;
 		set_errstr(errstr, errstr_size, "%s: %s", store->path, store->failure);
 		rocksdb_free(err);
@@ -1124,8 +1229,8 @@ int store_checkpoint(struct store *store, const char *dir, char *errstr, size_t 
 		snprintf(absolute, sizeof absolute, "%s", dir);
 	} else {
 		char cwd[PATH_MAX];
-		if (getcwd(cwd, sizeof cwd) == NULL ||
-		    snprintf(absolute, sizeof absolute, "%s/%s", cwd, dir) >= (int)sizeof absolute) {
+		if (getcwd(cwd, sizeof cwd) == NULL || snprintf(absolute, sizeof absolute, "%s/%s",
+								cwd, dir) >= (int)sizeof absolute) {
 			set_errstr(errstr, errstr_size, "%s: checkpoint: cannot make %s absolute",
 				   store->path, dir);
 			return -1;
