@@ -25,10 +25,11 @@
 
 #define REPLAY_TOPIC "replay"
 
-static struct state *open_state(const char *command, const char *dir)
+static struct state *open_state_cached(const char *command, const char *dir, size_t cache_users)
 {
 	struct model_config config;
-	struct state_config sc = {.dir = dir, .variants = &config, .variant_count = 1};
+	struct state_config sc = {
+	    .dir = dir, .variants = &config, .variant_count = 1, .user_cache_users = cache_users};
 	char errstr[512];
 	model_config_default(&config);
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
@@ -37,12 +38,19 @@ static struct state *open_state(const char *command, const char *dir)
 	return state;
 }
 
+static struct state *open_state(const char *command, const char *dir)
+{
+	return open_state_cached(command, dir, 0);
+}
+
 int cli_replay(int argc, char **argv)
 {
 	static const struct option options[] = {
 		{"state", required_argument, NULL, 's'}, {"commit-every", required_argument, NULL, 'c'},
 		{"format", required_argument, NULL, 'f'}, {"digest", no_argument, NULL, 'd'},
-		{"memory-only", no_argument, NULL, 'm'}, {NULL, 0, NULL, 0}};
+		{"memory-only", no_argument, NULL, 'm'}, {"user-cache", required_argument, NULL, 'u'},
+		{NULL, 0, NULL, 0}};
+	long long cache_users = 0;
 	const char *dir = NULL;
 	long long commit_every = 10000;
 	bool digest = false, memory_only = false;
@@ -64,6 +72,7 @@ int cli_replay(int argc, char **argv)
 			break;
 		case 'd': digest = true; break;
 		case 'm': memory_only = true; break;
+		case 'u': rc = cli_parse_count("replay", "user-cache", optarg, 1, 1LL << 32, &cache_users); break;
 		default: return 2;
 		}
 		if (rc != 0)
@@ -93,7 +102,7 @@ int cli_replay(int argc, char **argv)
 		dir = scratch;
 		commit_every = 1LL << 40;
 	}
-	struct state *state = open_state("replay", dir);
+	struct state *state = open_state_cached("replay", dir, (size_t)cache_users);
 	if (state == NULL) {
 		eventlog_free(log);
 		return 1;
@@ -133,11 +142,12 @@ int cli_replay(int argc, char **argv)
 		start, memory_only ? (int64_t)log->count - 1 : done, memory_only ? (int64_t)log->count - 1 : done,
 		log->count);
 	if (digest) {
-		if (state_load_all_users(state, errstr, sizeof errstr) != 0) {
+		uint64_t value;
+		if (state_digest(state, &value, errstr, sizeof errstr) != 0) {
 			fprintf(stderr, "streamrec replay: %s\n", errstr);
 			goto out_close;
 		}
-		printf("digest %016" PRIx64 " step %" PRIu64 "\n", model_digest(state_model(state, 0)),
+		printf("digest %016" PRIx64 " step %" PRIu64 "\n", value,
 		       model_step(state_model(state, 0)));
 	}
 	status = 0;

@@ -20,8 +20,14 @@ struct state {
 	struct model *models[STATE_MAX_VARIANTS];
 	size_t variant_count;
 	struct idmap *users, *items;
-	uint8_t *user_loaded; /* per user index: rows restored (or new) */
-	size_t user_loaded_capacity;
+	/* The user cache: users live in model slots; slot_of maps a user's
+	 * stable index (the one in the ids family) to its slot, user_of the
+	 * reverse. With a capacity, a CLOCK sweep evicts saved (clean) users. */
+	uint32_t *slot_of;      /* per stable index, SLOT_NONE when not in memory */
+	size_t slot_of_capacity;
+	uint32_t *user_of;      /* per slot */
+	uint8_t *referenced;    /* per slot, the CLOCK bit */
+	size_t slots, slots_capacity, max_slots, hand;
 	uint32_t next_user;   /* indices handed out so far */
 	/* ids met since the last commit, to be saved with it */
 	uint32_t *new_users, *new_items;
@@ -116,19 +122,22 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 	return 0;
 }
 
-static int ensure_loaded_capacity(struct state *s, uint32_t index)
+#define SLOT_NONE UINT32_MAX
+
+static int ensure_slot_of(struct state *s, uint32_t index)
 {
-	if ((size_t)index < s->user_loaded_capacity)
+	if ((size_t)index < s->slot_of_capacity)
 		return 0;
-	size_t cap = s->user_loaded_capacity ? s->user_loaded_capacity : 1024;
+	size_t cap = s->slot_of_capacity ? s->slot_of_capacity : 1024;
 	while (cap <= index)
 		cap *= 2;
-	uint8_t *loaded = realloc(s->user_loaded, cap);
-	if (loaded == NULL)
+	uint32_t *grown = realloc(s->slot_of, cap * sizeof *grown);
+	if (grown == NULL)
 		return -1;
-	memset(loaded + s->user_loaded_capacity, 0, cap - s->user_loaded_capacity);
-	s->user_loaded = loaded;
-	s->user_loaded_capacity = cap;
+	for (size_t i = s->slot_of_capacity; i < cap; i++)
+		grown[i] = SLOT_NONE;
+	s->slot_of = grown;
+	s->slot_of_capacity = cap;
 	return 0;
 }
 
@@ -190,6 +199,7 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	s->variant_count = config->variant_count;
+	s->max_slots = config->user_cache_users;
 	s->users = idmap_new();
 	s->items = idmap_new();
 	s->batch = store_batch_new();
@@ -293,7 +303,9 @@ void state_close(struct state *state)
 	idmap_free(state->users);
 	idmap_free(state->items);
 	store_batch_free(state->batch);
-	free(state->user_loaded);
+	free(state->slot_of);
+	free(state->user_of);
+	free(state->referenced);
 	free(state->new_users);
 	free(state->new_items);
 	free(state->row);
@@ -324,9 +336,13 @@ static int remember(uint32_t **list, size_t *count, size_t *capacity, uint32_t i
 	return 0;
 }
 
-/* Restores a known user's rows in every variant. */
-static int load_user(struct state *s, uint32_t index, char *errstr, size_t errstr_size)
+/* Restores a known user's rows, saved under index, into slot in every variant. */
+static int load_user(struct state *s, uint32_t index, uint32_t slot, char *errstr,
+		     size_t errstr_size)
 {
+	/* the user's newest row may be in the batch being written: read after it */
+	if (state_flush(s, errstr, errstr_size) != 0)
+		return -1;
 	for (size_t v = 0; v < s->variant_count; v++) {
 		unsigned char key[5];
 		void *value;
@@ -342,10 +358,91 @@ static int load_user(struct state *s, uint32_t index, char *errstr, size_t errst
 		}
 		if (found == 0)
 			continue; /* known id, never learned in this variant */
-		int rc = model_import_user(s->models[v], index, value, len, errstr, errstr_size);
+		int rc = model_import_user(s->models[v], slot, value, len, errstr, errstr_size);
 		free(value);
 		if (rc != 0)
 			return -1;
+	}
+	return 0;
+}
+
+static bool slot_dirty(const struct state *s, uint32_t slot)
+{
+	for (size_t v = 0; v < s->variant_count; v++)
+		if (model_user_is_dirty(s->models[v], slot))
+			return true;
+	return false;
+}
+
+/* A free model slot: a new one while under the cache's bound, else the slot
+ * of a saved user the CLOCK sweep has not seen used since its last pass. */
+static int take_slot(struct state *s, uint32_t *slot, char *errstr, size_t errstr_size)
+{
+	if (s->max_slots == 0 || s->slots < s->max_slots) {
+		if (s->slots == s->slots_capacity) {
+			size_t cap = s->slots_capacity ? s->slots_capacity * 2 : 1024;
+			uint32_t *user_of = realloc(s->user_of, cap * sizeof *user_of);
+			if (user_of == NULL)
+				goto out_nomem;
+			s->user_of = user_of;
+			uint8_t *referenced = realloc(s->referenced, cap);
+			if (referenced == NULL)
+				goto out_nomem;
+			s->referenced = referenced;
+			s->slots_capacity = cap;
+		}
+		*slot = (uint32_t)s->slots++;
+		return 0;
+	}
+	for (int attempt = 0; attempt < 2; attempt++) {
+		for (size_t step = 0; step < 2 * s->max_slots; step++) {
+			uint32_t candidate = (uint32_t)s->hand;
+			s->hand = (s->hand + 1) % s->max_slots;
+			if (s->referenced[candidate]) {
+				s->referenced[candidate] = 0;
+				continue;
+			}
+			if (slot_dirty(s, candidate))
+				continue; /* its changes are not saved yet */
+			for (size_t v = 0; v < s->variant_count; v++)
+				model_forget_user(s->models[v], candidate);
+			s->slot_of[s->user_of[candidate]] = SLOT_NONE;
+			*slot = candidate;
+			return 0;
+		}
+		/* every cached user has unsaved changes: save them, then sweep again */
+		if (state_commit(s, errstr, errstr_size) != 0)
+			return -1;
+	}
+	set_errstr(errstr, errstr_size, "user cache of %zu users: no user can be evicted",
+		   s->max_slots);
+	return -1;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory growing the user cache");
+	return -1;
+}
+
+/* Gives stable user index a slot, restoring its rows when `saved`. */
+static int place_user(struct state *s, uint32_t index, bool saved, uint32_t *slot, char *errstr,
+		      size_t errstr_size)
+{
+	if (ensure_slot_of(s, index) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory growing the user cache");
+		return -1;
+	}
+	if (s->slot_of[index] != SLOT_NONE) {
+		*slot = s->slot_of[index];
+		s->referenced[*slot] = 1;
+		return 0;
+	}
+	if (take_slot(s, slot, errstr, errstr_size) != 0)
+		return -1;
+	s->slot_of[index] = *slot;
+	s->user_of[*slot] = index;
+	s->referenced[*slot] = 1;
+	if (saved && load_user(s, index, *slot, errstr, errstr_size) != 0) {
+		s->slot_of[index] = SLOT_NONE;
+		return -1;
 	}
 	return 0;
 }
@@ -358,8 +455,9 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 	uint32_t found = idmap_find(s->users, id, len);
 	*hash = XXH3_64bits(id, len);
 	if (found != IDMAP_NONE) {
-		*index = found;
-		return 0;
+		/* in memory, or saved when evicted (a new user is never evicted unsaved) */
+		bool in_memory = (size_t)found < s->slot_of_capacity && s->slot_of[found] != SLOT_NONE;
+		return place_user(s, found, !in_memory, index, errstr, errstr_size);
 	}
 	/* met again after a restart? */
 	unsigned char key[1 + 256];
@@ -384,19 +482,15 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 			set_errstr(errstr, errstr_size, "user %s: corrupt id entry", id);
 			return -1;
 		}
-		if (ensure_loaded_capacity(s, found) != 0 || idmap_put(s->users, id, len, found) != 0)
+		if (idmap_put(s->users, id, len, found) != 0)
 			goto out_nomem;
-		if (load_user(s, found, errstr, errstr_size) != 0)
-			return -1;
-	} else {
-		found = s->next_user++;
-		if (ensure_loaded_capacity(s, found) != 0 || idmap_put(s->users, id, len, found) != 0 ||
-		    remember(&s->new_users, &s->new_user_count, &s->new_user_capacity, found) != 0)
-			goto out_nomem;
+		return place_user(s, found, true, index, errstr, errstr_size);
 	}
-	s->user_loaded[found] = 1;
-	*index = found;
-	return 0;
+	found = s->next_user++;
+	if (idmap_put(s->users, id, len, found) != 0 ||
+	    remember(&s->new_users, &s->new_user_count, &s->new_user_capacity, found) != 0)
+		goto out_nomem;
+	return place_user(s, found, false, index, errstr, errstr_size);
 out_nomem:
 	set_errstr(errstr, errstr_size, "out of memory mapping user %s", id);
 	return -1;
@@ -423,7 +517,7 @@ int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *h
 
 const char *state_user_id(const struct state *state, uint32_t index)
 {
-	return idmap_id(state->users, index);
+	return (size_t)index < state->slots ? idmap_id(state->users, state->user_of[index]) : NULL;
 }
 
 const char *state_item_id(const struct state *state, uint32_t index)
@@ -488,7 +582,7 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 				store_batch_clear(s->batch);
 				return -1;
 			}
-			put_u32(key, ids[k]);
+			put_u32(key, s->user_of[ids[k]]); /* saved under the stable index */
 			key[4] = (unsigned char)v;
 			store_batch_put(s->batch, STORE_USER, key, 5, s->row, len);
 		}
@@ -557,20 +651,18 @@ static int load_user_id(const void *key, size_t key_len, const void *value, size
 	const unsigned char *k = key;
 	if (key_len != 5 || k[0] != 'U')
 		return 0;
-	uint32_t index = get_u32(k + 1);
-	if (idmap_find(c->state->users, value, value_len) != IDMAP_NONE)
-		return 0;
-	if (ensure_loaded_capacity(c->state, index) != 0 ||
-	    idmap_put(c->state->users, value, value_len, index) != 0) {
+	uint32_t index = get_u32(k + 1), slot;
+	if ((size_t)index < c->state->slot_of_capacity && c->state->slot_of[index] != SLOT_NONE)
+		return 0; /* in memory already */
+	if (idmap_put(c->state->users, value, value_len, index) != 0) {
 		set_errstr(c->errstr, c->errstr_size, "out of memory loading users");
 		c->failed = 1;
 		return 1;
 	}
-	if (load_user(c->state, index, c->errstr, c->errstr_size) != 0) {
+	if (place_user(c->state, index, true, &slot, c->errstr, c->errstr_size) != 0) {
 		c->failed = 1;
 		return 1;
 	}
-	c->state->user_loaded[index] = 1;
 	return 0;
 }
 
@@ -584,6 +676,46 @@ int state_load_all_users(struct state *state, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	return c.failed ? -1 : 0;
+}
+
+int state_digest(struct state *state, uint64_t *digest, char *errstr, size_t errstr_size)
+{
+	struct state *s = state;
+	size_t bound = s->max_slots;
+	s->max_slots = 0; /* every user at once, beyond the cache's bound */
+	int rc = state_load_all_users(s, errstr, errstr_size);
+	if (bound > 0 && s->slots > bound)
+		s->max_slots = s->slots; /* keep the slots made; the sweep covers them all */
+	else
+		s->max_slots = bound;
+	if (rc != 0)
+		return -1;
+	XXH3_state_t *hash = XXH3_createState();
+	if (hash == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	XXH3_64bits_reset(hash);
+	for (size_t v = 0; v < s->variant_count; v++) {
+		struct model *m = s->models[v];
+		for (uint32_t u = 0; u < s->next_user && (size_t)u < s->slot_of_capacity; u++) {
+			uint32_t slot = s->slot_of[u];
+			if (slot == SLOT_NONE || slot >= model_user_count(m) ||
+			    !model_user_has_row(m, slot))
+				continue;
+			size_t n = model_export_user(m, slot, s->row, ROW_BUFFER);
+			XXH3_64bits_update(hash, &u, sizeof u);
+			XXH3_64bits_update(hash, s->row, n);
+		}
+		for (uint32_t i = 0; i < model_item_count(m); i++) {
+			size_t n = model_export_item(m, i, s->row, ROW_BUFFER);
+			XXH3_64bits_update(hash, s->row, n);
+		}
+		XXH3_64bits_update(hash, s->row, model_export_globals(m, s->row, ROW_BUFFER));
+	}
+	*digest = XXH3_64bits_digest(hash);
+	XXH3_freeState(hash);
+	return 0;
 }
 
 int state_checkpoint(struct state *state, const char *dir, char *errstr, size_t errstr_size)

@@ -10,7 +10,9 @@
  * offset + 1 applies every event exactly once.
  *
  * Items are loaded at open (the item matrix is the top-k engine's operand);
- * users are loaded when first met again. Keys (all big-endian):
+ * users are loaded when first met again, into a cache that can be bounded:
+ * the user index handed to the models is a cache slot, and a user's rows are
+ * saved under its stable index. Keys (all big-endian):
  *   ids:   "u" + external id -> u32 index, "U" + u32 -> external id (users);
  *          "i" / "I" likewise for items
  *   user:  u32 index + u8 variant -> model user row
@@ -34,6 +36,9 @@ struct state_config {
 	const struct model_config *variants; /**< one model per variant */
 	size_t variant_count;
 	bool sync_commits;                   /**< fsync the WAL on every commit */
+	/** Users kept in memory at most (0: no bound); the least recently used
+	 * saved ones are evicted and restored from RocksDB when met again. */
+	size_t user_cache_users;
 };
 
 struct state;
@@ -56,8 +61,9 @@ struct model *state_model(struct state *state, size_t variant);
 size_t state_variant_count(const struct state *state);
 
 /**
- * @brief The index of a user id, restoring the user's rows from the store
- * when met again, or handing out a new index (saved with the next commit).
+ * @brief The model index (cache slot) of a user id, restoring the user's
+ * rows from the store when met again, or handing out a new user (saved with
+ * the next commit). The slot is valid until the next state_user() call.
  * @param hash set to the id's hash (seeds a new user's first vectors)
  * @returns 0, or -1 with errstr filled (read error, out of memory).
  */
@@ -111,6 +117,14 @@ int state_flush(struct state *state, char *errstr, size_t errstr_size);
 /** @brief The stored offset of topic/partition: 1 found, 0 none, -1 error. */
 int state_offset(struct state *state, const char *topic, int32_t partition, int64_t *offset,
 		 char *errstr, size_t errstr_size);
+
+/**
+ * @brief A digest of every variant's whole state in stable order (users by
+ * their stable index, whatever cache slots they occupy): equal digests mean
+ * bit-identical models. Restores every stored user first.
+ * @returns 0 with *digest set, or -1 with errstr filled.
+ */
+int state_digest(struct state *state, uint64_t *digest, char *errstr, size_t errstr_size);
 
 /** @brief Restore every stored user (for inspection, export and tests). @returns 0 or -1. */
 int state_load_all_users(struct state *state, char *errstr, size_t errstr_size);

@@ -922,6 +922,25 @@ size_t model_dirty_items(struct model *model, const uint32_t **items)
 	return model->dirty_item_count;
 }
 
+bool model_user_has_row(const struct model *model, uint32_t user)
+{
+	return (size_t)user < model->users && model->user_ready[user];
+}
+
+bool model_user_is_dirty(const struct model *model, uint32_t user)
+{
+	return (size_t)user < model->users && model->user_dirty[user];
+}
+
+void model_forget_user(struct model *model, uint32_t user)
+{
+	if ((size_t)user >= model->users)
+		return;
+	memset(user_p(model, user), 0, model->user_bytes);
+	model->exclude[user].count = 0;
+	model->user_ready[user] = 0;
+}
+
 void model_clear_dirty(struct model *model)
 {
 	for (size_t k = 0; k < model->dirty_user_count; k++)
@@ -1121,7 +1140,7 @@ size_t model_export_globals(const struct model *model, void *buf, size_t capacit
 	memset(&g, 0, sizeof g);
 	g.step = model->step;
 	g.random_state = model->random_state;
-	g.users = model->users;
+	g.users = 0; /* users are restored row by row, into whatever slots the caller picks */
 	g.items = model->items;
 	g.covis_scale = covis_scale(model->covis);
 	popularity_get_globals(model->popularity, &g.popularity);

@@ -225,6 +225,18 @@ uint64_t model_digest(const struct model *model);
 size_t model_dirty_users(struct model *model, const uint32_t **users);
 size_t model_dirty_items(struct model *model, const uint32_t **items);
 
+/** @returns true when the model holds a row for user (learned or restored). */
+bool model_user_has_row(const struct model *model, uint32_t user);
+
+/** @returns true when user's row changed since the last model_clear_dirty(). */
+bool model_user_is_dirty(const struct model *model, uint32_t user);
+
+/**
+ * @brief Drop a user's row from memory (a bounded user cache evicts it after
+ * it was saved); the slot can then take another user's row or first vectors.
+ */
+void model_forget_user(struct model *model, uint32_t user);
+
 /** @brief Forget the changed sets (after their rows were written). */
 void model_clear_dirty(struct model *model);
 

@@ -36,7 +36,10 @@ def digest(output):
     return match.group(1), int(match.group(2))
 
 
-def test_sigkill_at_random_points_loses_and_repeats_nothing(events, tmp_path):
+@pytest.mark.parametrize("user_cache", [None, 3000], ids=["all-users-in-memory", "user-cache-3000"])
+def test_sigkill_at_random_points_loses_and_repeats_nothing(events, tmp_path, user_cache):
+    """With a bounded user cache too: evicted users come back from RocksDB."""
+    cache = [] if user_cache is None else ["--user-cache", str(user_cache)]
     reference = subprocess.run([STREAMREC, "replay", "--memory-only", "--digest", events],
                                check=True, capture_output=True, text=True)
     expected = digest(reference.stdout)
@@ -47,7 +50,8 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(events, tmp_path):
     offsets = []
     for attempt in range(60):
         child = subprocess.Popen([STREAMREC, "replay", "--state", state, "--commit-every",
-                                  str(rng.choice([500, 1000, 5000])), "--digest", events],
+                                  str(rng.choice([500, 1000, 5000])), "--digest", *cache,
+                                  events],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if kills < 12:
             time.sleep(rng.uniform(0.05, 0.6))
@@ -64,6 +68,16 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(events, tmp_path):
     else:
         pytest.fail("the replay never finished")
     assert kills >= 5, f"only {kills} kills landed mid-run; the stream is too short"
+
+
+def test_bounded_user_cache_learns_the_same(events, tmp_path):
+    """Evicting users to RocksDB and restoring them changes nothing learned."""
+    unbounded = subprocess.run([STREAMREC, "replay", "--state", tmp_path / "a", "--digest",
+                                events], check=True, capture_output=True, text=True)
+    small = subprocess.run([STREAMREC, "replay", "--state", tmp_path / "b", "--user-cache", "500",
+                            "--commit-every", "20000", "--digest", events],
+                           check=True, capture_output=True, text=True)
+    assert digest(small.stdout) == digest(unbounded.stdout)
 
 
 def test_state_resumes_where_it_stopped(events, tmp_path):
