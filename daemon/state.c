@@ -266,6 +266,17 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 		}
 		model_clear_dirty(s->models[v]);
 	}
+	if (config->user_cache_bytes > 0) {
+		/* per cached user: every variant's record, the id map entry, the slot maps */
+		size_t per_user = 64 + 2 * sizeof(uint32_t) + 1;
+		for (size_t v = 0; v < s->variant_count; v++)
+			per_user += model_user_memory_bytes(s->models[v]);
+		size_t by_bytes = config->user_cache_bytes / per_user;
+		if (by_bytes < 16)
+			by_bytes = 16;
+		if (s->max_slots == 0 || by_bytes < s->max_slots)
+			s->max_slots = by_bytes;
+	}
 	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
 		set_errstr(errstr, errstr_size, "cannot start the state writer thread");
 		goto out_free;

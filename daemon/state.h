@@ -39,6 +39,8 @@ struct state_config {
 	/** Users kept in memory at most (0: no bound); the least recently used
 	 * saved ones are evicted and restored from RocksDB when met again. */
 	size_t user_cache_users;
+	/** Or the same bound in bytes of memory (0: none); the smaller bound wins. */
+	size_t user_cache_bytes;
 };
 
 struct state;

@@ -922,6 +922,12 @@ size_t model_dirty_items(struct model *model, const uint32_t **items)
 	return model->dirty_item_count;
 }
 
+size_t model_user_memory_bytes(const struct model *model)
+{
+	/* the record, the ready and dirty bytes, a dirty-list entry, the exclusion set */
+	return model->user_bytes + 2 + sizeof(uint32_t) + sizeof(struct item_set);
+}
+
 bool model_user_has_row(const struct model *model, uint32_t user)
 {
 	return (size_t)user < model->users && model->user_ready[user];

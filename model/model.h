@@ -225,6 +225,9 @@ uint64_t model_digest(const struct model *model);
 size_t model_dirty_users(struct model *model, const uint32_t **users);
 size_t model_dirty_items(struct model *model, const uint32_t **items);
 
+/** @returns the bytes of memory one user takes in the model (without exclusions). */
+size_t model_user_memory_bytes(const struct model *model);
+
 /** @returns true when the model holds a row for user (learned or restored). */
 bool model_user_has_row(const struct model *model, uint32_t user);
 
