@@ -151,7 +151,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
 $(BUILD)/bench/%: bench/%.c $(REL_OBJS)
 	@mkdir -p $(@D)
-	$(CC) $(REL_CFLAGS) $< $(REL_OBJS) $(PKG_LIBS) -o $@
+	$(CC) $(REL_CFLAGS) -Ibench $< $(REL_OBJS) $(PKG_LIBS) -o $@
 
 # Benchmarks print figures (medians of several runs, ratios against a
 # baseline measured in the same run); nothing here asserts a timing.

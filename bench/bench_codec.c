@@ -10,28 +10,10 @@
 #include <time.h>
 
 #include "codec.h"
+#include "bench.h"
 
 #define RUNS 7
 #define EVENTS 200000
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, compare_double);
-	return v[n / 2];
-}
 
 int main(void)
 {

@@ -11,24 +11,12 @@
 #include <time.h>
 
 #include "model.h"
+#include "bench.h"
 
 #define RUNS 3
 #define EVENTS 400000
 #define ITEMS 100000
 #define USERS 1000000
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 static uint64_t mix(uint64_t x)
 {

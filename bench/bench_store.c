@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "store.h"
+#include "bench.h"
 
 #define ROW_BYTES    416
 #define KEY_BYTES    8
@@ -37,25 +38,6 @@
 #define SYNC_RUNS    3
 #define SYNC_ROWS    100000
 #define READS        200000
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, compare_double);
-	return v[n / 2];
-}
 
 static uint64_t next_random(uint64_t *state)
 {

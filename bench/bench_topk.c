@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "topk.h"
+#include "bench.h"
 
 #define RUNS             5
 #define DIM              64
@@ -39,25 +40,6 @@ struct workload {
 	float *bare_out; /* MAX_BATCH × MAX_ITEMS, the bare sgemm's output */
 	float *tile_out; /* MAX_BATCH × largest tile */
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, compare_double);
-	return v[n / 2];
-}
 
 static uint64_t rng_state = 0x5eed;
 
