@@ -12,7 +12,7 @@
 #include "codec.h"
 #include "bench.h"
 
-#define RUNS 7
+#define RUNS   7
 #define EVENTS 200000
 
 int main(void)
@@ -39,7 +39,8 @@ int main(void)
 		snprintf(ev.item_id, sizeof ev.item_id, "item-%d", (i * 7919) % 100000);
 		ev.type = (enum event_type)(i % EVENT_TYPE_COUNT);
 		ev.ts_ms = 1700000000000LL + i;
-		if (codec_encode_user_event(codec, &ev, CODEC_FRAMING_RAW, &buf, errstr, sizeof errstr)) {
+		if (codec_encode_user_event(codec, &ev, CODEC_FRAMING_RAW, &buf, errstr,
+					    sizeof errstr)) {
 			fprintf(stderr, "bench: %s\n", errstr);
 			return 1;
 		}
@@ -71,7 +72,8 @@ int main(void)
 		struct codec_error err;
 		double t0 = now_s();
 		for (int i = 0; i < EVENTS; i++)
-			if (codec_decode_user_event(codec, messages + offsets[i], lengths[i], 0, &ev, &err))
+			if (codec_decode_user_event(codec, messages + offsets[i], lengths[i], 0,
+						    &ev, &err))
 				abort();
 		double t1 = now_s();
 		for (int i = 0; i < EVENTS; i++) {
@@ -82,8 +84,8 @@ int main(void)
 		}
 		double t2 = now_s();
 		for (int i = 0; i < EVENTS / 4; i++)
-			if (codec_encode_recommendation(codec, &rec, CODEC_FRAMING_CONFLUENT, &buf, errstr,
-							sizeof errstr))
+			if (codec_encode_recommendation(codec, &rec, CODEC_FRAMING_CONFLUENT, &buf,
+							errstr, sizeof errstr))
 				abort();
 		double t3 = now_s();
 		decode_rate[run] = EVENTS / (t1 - t0);
@@ -91,7 +93,8 @@ int main(void)
 		encode_rate[run] = (EVENTS / 4) / (t3 - t2);
 	}
 	double decode = median(decode_rate, RUNS), bare = median(bare_rate, RUNS);
-	printf("codec (1 thread, median of %d runs of %d events; machine: see README)\n", RUNS, EVENTS);
+	printf("codec (1 thread, median of %d runs of %d events; machine: see README)\n", RUNS,
+	       EVENTS);
 	printf("  UserEvent decode+validate   %10.0f events/s\n", decode);
 	printf("  Avro C bare generic read    %10.0f events/s   (ours = %.2fx of bare)\n", bare,
 	       decode / bare);

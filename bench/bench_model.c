@@ -13,10 +13,10 @@
 #include "model.h"
 #include "bench.h"
 
-#define RUNS 3
+#define RUNS   3
 #define EVENTS 400000
-#define ITEMS 100000
-#define USERS 1000000
+#define ITEMS  100000
+#define USERS  1000000
 
 static uint64_t mix(uint64_t x)
 {
@@ -78,10 +78,12 @@ int main(void)
 			}
 			qsort(rates, RUNS, sizeof *rates, compare_double);
 			double d = (double)dims[di], n = negatives[ni], L = config.recent_items;
-			/* scores and grad_h: 4d per target; target rows: 4d; p: 4d; intent: L(d + 4d) */
+			/* scores and grad_h: 4d per target; target rows: 4d; p: 4d; intent: L(d +
+			 * 4d) */
 			double flops = (1 + n) * 8 * d + 4 * d + L * 5 * d;
-			printf("| %-3zu | %-9u | %10.0f | %12.0f | %7.2f |\n", dims[di], negatives[ni],
-			       rates[RUNS / 2], flops, rates[RUNS / 2] * flops / 1e9);
+			printf("| %-3zu | %-9u | %10.0f | %12.0f | %7.2f |\n", dims[di],
+			       negatives[ni], rates[RUNS / 2], flops,
+			       rates[RUNS / 2] * flops / 1e9);
 		}
 	}
 	free(events);

@@ -94,8 +94,10 @@ int main(void)
 	enum { RUNS = 3 };
 	struct event_log *log = generate(100000, 20000, 1000000);
 
-	printf("state: 1M events, 100k users, 20k items, d=32, 1 thread, WAL on, median of %d\n", RUNS);
-	printf("(commits build their batch here, RocksDB writes it on the state's writer thread)\n");
+	printf("state: 1M events, 100k users, 20k items, d=32, 1 thread, WAL on, median of %d\n",
+	       RUNS);
+	printf(
+	    "(commits build their batch here, RocksDB writes it on the state's writer thread)\n");
 	printf("| commit every | events/s   | vs no commits | time in commits |\n");
 	printf("|--------------|------------|---------------|-----------------|\n");
 	double baseline = 0;
@@ -111,10 +113,12 @@ int main(void)
 		if (intervals[i] == 0)
 			baseline = rates[RUNS / 2];
 		if (intervals[i] == 0)
-			printf("| never        | %10.0f | 1.00          | -               |\n", baseline);
+			printf("| never        | %10.0f | 1.00          | -               |\n",
+			       baseline);
 		else
-			printf("| %6zu events | %10.0f | %.2f          | %5.1f%%          |\n", intervals[i],
-			       rates[RUNS / 2], rates[RUNS / 2] / baseline, 100 * commit_share[RUNS / 2]);
+			printf("| %6zu events | %10.0f | %.2f          | %5.1f%%          |\n",
+			       intervals[i], rates[RUNS / 2], rates[RUNS / 2] / baseline,
+			       100 * commit_share[RUNS / 2]);
 	}
 	eventlog_free(log);
 
@@ -137,7 +141,8 @@ int main(void)
 			if (state_learn(state, user, item, MODEL_VIEW, 1700000000000LL + (int64_t)e,
 					errstr, sizeof errstr) != 0 ||
 			    state_mark_offset(state, "events", 0, (int64_t)e) != 0 ||
-			    ((e + 1) % 250000 == 0 && state_commit_async(state, errstr, sizeof errstr) != 0)) {
+			    ((e + 1) % 250000 == 0 &&
+			     state_commit_async(state, errstr, sizeof errstr) != 0)) {
 				fprintf(stderr, "bench: %s\n", errstr);
 				return 1;
 			}
@@ -174,8 +179,9 @@ int main(void)
 	(void)rate;
 	printf("\nrestart of a state with %zu users and %zu items:\n", model_user_count(model),
 	       model_item_count(model));
-	printf("  open (ids, every item row, globals): %.2f s; every user row as well: %.2f s more\n",
-	       open_s, users_s);
+	printf(
+	    "  open (ids, every item row, globals): %.2f s; every user row as well: %.2f s more\n",
+	    open_s, users_s);
 	printf("  row sizes: user %zu bytes (+ exclusions), item %zu bytes (+ co-visitation); "
 	       "state on disk %.0f MB = %.0f bytes per user+item\n",
 	       user_bytes, item_bytes, (double)disk / 1e6,

@@ -37,7 +37,8 @@ static int parse_signals(const char *text, struct model_config *config)
 	char copy[256], *save = NULL;
 	config->use_taste = config->use_intent = config->use_covis = config->use_correction = false;
 	if (strcmp(text, "all") == 0) {
-		config->use_taste = config->use_intent = config->use_covis = config->use_correction = true;
+		config->use_taste = config->use_intent = config->use_covis =
+		    config->use_correction = true;
 		return 0;
 	}
 	if (strcmp(text, "none") == 0)
@@ -53,10 +54,11 @@ static int parse_signals(const char *text, struct model_config *config)
 		else if (strcmp(s, "correction") == 0)
 			config->use_correction = true;
 		else {
-			fprintf(stderr,
-				"streamrec eval: --signals: unknown signal '%s' (taste, intent, covis, "
-				"correction, all, none)\n",
-				s);
+			fprintf(
+			    stderr,
+			    "streamrec eval: --signals: unknown signal '%s' (taste, intent, covis, "
+			    "correction, all, none)\n",
+			    s);
 			return -1;
 		}
 	}
@@ -88,8 +90,8 @@ static int parse_weight(const char *text, struct model_config *config)
 	return -1;
 }
 
-static const char *const format_names[] = {"auto", "csv", "avro", "movielens", "retailrocket",
-					   "taobao"};
+static const char *const format_names[] = {"auto",      "csv",          "avro",
+					   "movielens", "retailrocket", "taobao"};
 
 static void print_row(const char *name, const struct prequential_scores *s, size_t k)
 {
@@ -100,26 +102,25 @@ static void print_row(const char *name, const struct prequential_scores *s, size
 
 int cli_eval(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"format", required_argument, NULL, 'f'},
-		{"min-rating", required_argument, NULL, 'R'},
-		{"k", required_argument, NULL, 'k'},
-		{"signals", required_argument, NULL, 's'},
-		{"dim", required_argument, NULL, 'd'},
-		{"lr", required_argument, NULL, 'l'},
-		{"l2", required_argument, NULL, 'L'},
-		{"negatives", required_argument, NULL, 'n'},
-		{"optimizer", required_argument, NULL, 'o'},
-		{"recent", required_argument, NULL, 'r'},
-		{"covis-weight", required_argument, NULL, 'c'},
-		{"correction-weight", required_argument, NULL, 'C'},
-		{"exclude", required_argument, NULL, 'x'},
-		{"weight", required_argument, NULL, 'w'},
-		{"test-every", required_argument, NULL, 't'},
-		{"warmup", required_argument, NULL, 'W'},
-		{"max-events", required_argument, NULL, 'm'},
-		{"seed", required_argument, NULL, 'S'},
-		{NULL, 0, NULL, 0}};
+	static const struct option options[] = {{"format", required_argument, NULL, 'f'},
+						{"min-rating", required_argument, NULL, 'R'},
+						{"k", required_argument, NULL, 'k'},
+						{"signals", required_argument, NULL, 's'},
+						{"dim", required_argument, NULL, 'd'},
+						{"lr", required_argument, NULL, 'l'},
+						{"l2", required_argument, NULL, 'L'},
+						{"negatives", required_argument, NULL, 'n'},
+						{"optimizer", required_argument, NULL, 'o'},
+						{"recent", required_argument, NULL, 'r'},
+						{"covis-weight", required_argument, NULL, 'c'},
+						{"correction-weight", required_argument, NULL, 'C'},
+						{"exclude", required_argument, NULL, 'x'},
+						{"weight", required_argument, NULL, 'w'},
+						{"test-every", required_argument, NULL, 't'},
+						{"warmup", required_argument, NULL, 'W'},
+						{"max-events", required_argument, NULL, 'm'},
+						{"seed", required_argument, NULL, 'S'},
+						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
 	struct prequential_config pc = {.k = 20, .test_every = 1};
@@ -135,21 +136,24 @@ int cli_eval(int argc, char **argv)
 		switch (opt) {
 		case 'f': {
 			int found = -1;
-			for (int f = 0; f < (int)(sizeof format_names / sizeof format_names[0]); f++)
+			for (int f = 0; f < (int)(sizeof format_names / sizeof format_names[0]);
+			     f++)
 				if (strcmp(optarg, format_names[f]) == 0)
 					found = f;
 			if (found < 0) {
-				fprintf(stderr,
-					"streamrec eval: --format: must be auto, csv, avro, movielens, "
-					"retailrocket or taobao, got '%s'\n",
-					optarg);
+				fprintf(
+				    stderr,
+				    "streamrec eval: --format: must be auto, csv, avro, movielens, "
+				    "retailrocket or taobao, got '%s'\n",
+				    optarg);
 				return 2;
 			}
 			read_options.format = (enum eventlog_format)found;
 			break;
 		}
 		case 'R':
-			rc = parse_real("min-rating", optarg, -1e9, 1e9, &read_options.movielens_min_rating);
+			rc = parse_real("min-rating", optarg, -1e9, 1e9,
+					&read_options.movielens_min_rating);
 			break;
 		case 'k':
 			rc = cli_parse_count("eval", "k", optarg, 1, 1000, &v);
@@ -178,7 +182,9 @@ int cli_eval(int argc, char **argv)
 			else if (strcmp(optarg, "sgd") == 0)
 				config.optimizer = MODEL_SGD;
 			else {
-				fprintf(stderr, "streamrec eval: --optimizer: must be adagrad or sgd, got '%s'\n",
+				fprintf(stderr,
+					"streamrec eval: --optimizer: must be adagrad or sgd, got "
+					"'%s'\n",
 					optarg);
 				return 2;
 			}
@@ -204,7 +210,8 @@ int cli_eval(int argc, char **argv)
 				config.exclusion = MODEL_EXCLUDE_INTERACTED;
 			else {
 				fprintf(stderr,
-					"streamrec eval: --exclude: must be none, bought or interacted, "
+					"streamrec eval: --exclude: must be none, bought or "
+					"interacted, "
 					"got '%s'\n",
 					optarg);
 				return 2;

@@ -40,14 +40,15 @@ double cli_monotonic_s(void)
 
 /* Parses a whole non-negative decimal number within [min, max]; reports what and where. */
 int cli_parse_count(const char *command, const char *option, const char *text, long long min,
-		       long long max, long long *out)
+		    long long max, long long *out)
 {
 	char *end;
 	long long v;
 	errno = 0;
 	v = strtoll(text, &end, 10);
 	if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "streamrec %s: --%s: must be a whole number from %lld to %lld, got '%s'\n",
+		fprintf(stderr,
+			"streamrec %s: --%s: must be a whole number from %lld to %lld, got '%s'\n",
 			command, option, min, max, text);
 		return -1;
 	}
@@ -62,8 +63,8 @@ static int parse_framing(const char *command, const char *text, enum codec_frami
 	else if (strcmp(text, "confluent") == 0)
 		*out = CODEC_FRAMING_CONFLUENT;
 	else {
-		fprintf(stderr, "streamrec %s: --framing: must be raw or confluent, got '%s'\n", command,
-			text);
+		fprintf(stderr, "streamrec %s: --framing: must be raw or confluent, got '%s'\n",
+			command, text);
 		return -1;
 	}
 	return 0;
@@ -109,8 +110,12 @@ static enum event_type next_type(uint64_t *state)
 	static const struct {
 		enum event_type type;
 		double share;
-	} mix[] = {{EVENT_IMPRESSION, 0.30}, {EVENT_VIEW, 0.45},        {EVENT_CLICK, 0.12},
-		   {EVENT_ADD_TO_CART, 0.06}, {EVENT_REMOVE_FROM_CART, 0.02}, {EVENT_FAVORITE, 0.03},
+	} mix[] = {{EVENT_IMPRESSION, 0.30},
+		   {EVENT_VIEW, 0.45},
+		   {EVENT_CLICK, 0.12},
+		   {EVENT_ADD_TO_CART, 0.06},
+		   {EVENT_REMOVE_FROM_CART, 0.02},
+		   {EVENT_FAVORITE, 0.03},
 		   {EVENT_PURCHASE, 0.02}};
 	double u = next_unit(state), cumulative = 0;
 	for (size_t i = 0; i < sizeof mix / sizeof mix[0]; i++) {
@@ -136,11 +141,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
 int cli_produce(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"brokers", required_argument, NULL, 'b'}, {"topic", required_argument, NULL, 't'},
-		{"rate", required_argument, NULL, 'r'},    {"count", required_argument, NULL, 'c'},
-		{"users", required_argument, NULL, 'u'},   {"items", required_argument, NULL, 'i'},
-		{"seed", required_argument, NULL, 's'},    {"framing", required_argument, NULL, 'f'},
-		{"schema-id", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0}};
+	    {"brokers", required_argument, NULL, 'b'},   {"topic", required_argument, NULL, 't'},
+	    {"rate", required_argument, NULL, 'r'},      {"count", required_argument, NULL, 'c'},
+	    {"users", required_argument, NULL, 'u'},     {"items", required_argument, NULL, 'i'},
+	    {"seed", required_argument, NULL, 's'},      {"framing", required_argument, NULL, 'f'},
+	    {"schema-id", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0}};
 	const char *brokers = NULL, *topic = "events";
 	long long rate = 1000, count = 0, users = 10000, items = 5000, seed = 1, schema_id = 1;
 	enum codec_framing framing = CODEC_FRAMING_RAW;
@@ -154,12 +159,25 @@ int cli_produce(int argc, char **argv)
 		switch (opt) {
 		case 'b': brokers = optarg; break;
 		case 't': topic = optarg; break;
-		case 'r': rc = cli_parse_count("produce", "rate", optarg, 0, 10000000, &rate); break;
-		case 'c': rc = cli_parse_count("produce", "count", optarg, 0, LLONG_MAX, &count); break;
-		case 'u': rc = cli_parse_count("produce", "users", optarg, 1, 1000000000, &users); break;
-		case 'i': rc = cli_parse_count("produce", "items", optarg, 1, 1000000000, &items); break;
-		case 's': rc = cli_parse_count("produce", "seed", optarg, 0, LLONG_MAX, &seed); break;
-		case 'S': rc = cli_parse_count("produce", "schema-id", optarg, 0, INT32_MAX, &schema_id); break;
+		case 'r':
+			rc = cli_parse_count("produce", "rate", optarg, 0, 10000000, &rate);
+			break;
+		case 'c':
+			rc = cli_parse_count("produce", "count", optarg, 0, LLONG_MAX, &count);
+			break;
+		case 'u':
+			rc = cli_parse_count("produce", "users", optarg, 1, 1000000000, &users);
+			break;
+		case 'i':
+			rc = cli_parse_count("produce", "items", optarg, 1, 1000000000, &items);
+			break;
+		case 's':
+			rc = cli_parse_count("produce", "seed", optarg, 0, LLONG_MAX, &seed);
+			break;
+		case 'S':
+			rc = cli_parse_count("produce", "schema-id", optarg, 0, INT32_MAX,
+					     &schema_id);
+			break;
 		case 'f': rc = parse_framing("produce", optarg, &framing); break;
 		default: return 2;
 		}
@@ -182,7 +200,8 @@ int cli_produce(int argc, char **argv)
 		return 1;
 	}
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	if (conf_set(conf, "bootstrap.servers", brokers) || conf_set(conf, "enable.idempotence", "true") ||
+	if (conf_set(conf, "bootstrap.servers", brokers) ||
+	    conf_set(conf, "enable.idempotence", "true") ||
 	    conf_set(conf, "compression.codec", "lz4") || conf_set(conf, "linger.ms", "5")) {
 		rd_kafka_conf_destroy(conf);
 		codec_free(codec);
@@ -219,7 +238,8 @@ int cli_produce(int argc, char **argv)
 			ev.has_price = true;
 			ev.price = 5.0 + (double)(next_random(&rng) % 20000) / 100.0;
 		}
-		if (codec_encode_user_event(codec, &ev, framing, &buf, errstr, sizeof errstr) != 0) {
+		if (codec_encode_user_event(codec, &ev, framing, &buf, errstr, sizeof errstr) !=
+		    0) {
 			fprintf(stderr, "streamrec produce: %s\n", errstr);
 			goto out;
 		}
@@ -239,7 +259,8 @@ int cli_produce(int argc, char **argv)
 		produced++;
 		rd_kafka_poll(producer, 0);
 		if (rate > 0) {
-			double due = start + (double)produced / (double)rate, now = cli_monotonic_s();
+			double due = start + (double)produced / (double)rate,
+			       now = cli_monotonic_s();
 			if (due > now) {
 				struct timespec pause = {(time_t)(due - now),
 							 (long)(fmod(due - now, 1.0) * 1e9)};
@@ -273,9 +294,9 @@ out:
 
 static void print_event(const rd_kafka_message_t *msg, const struct user_event *ev)
 {
-	printf("%s[%" PRId32 "]@%" PRId64 " %-16s user=%s item=%s ts=%" PRId64, rd_kafka_topic_name(msg->rkt),
-	       msg->partition, msg->offset, event_type_name(ev->type), ev->user_id, ev->item_id,
-	       ev->ts_ms);
+	printf("%s[%" PRId32 "]@%" PRId64 " %-16s user=%s item=%s ts=%" PRId64,
+	       rd_kafka_topic_name(msg->rkt), msg->partition, msg->offset,
+	       event_type_name(ev->type), ev->user_id, ev->item_id, ev->ts_ms);
 	if (ev->has_quantity)
 		printf(" qty=%d", ev->quantity);
 	if (ev->has_price)
@@ -290,17 +311,21 @@ static void print_recommendation(const struct recommendation *rec)
 	printf("user=%s variant=%s step=%" PRId64 " freshness_ms=%" PRId64 " items=", rec->user_id,
 	       rec->variant, rec->model_step, cli_now_ms() - rec->trigger_event_ts_ms);
 	for (size_t i = 0; i < rec->item_count; i++)
-		printf("%s%s:%.3f", i ? "," : "", rec->items[i].item_id, (double)rec->items[i].score);
+		printf("%s%s:%.3f", i ? "," : "", rec->items[i].item_id,
+		       (double)rec->items[i].score);
 	printf("\n");
 }
 
 int cli_tail(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"brokers", required_argument, NULL, 'b'}, {"topic", required_argument, NULL, 't'},
-		{"kind", required_argument, NULL, 'k'},    {"from-beginning", no_argument, NULL, 'B'},
-		{"count", required_argument, NULL, 'c'},   {"schema-dir", required_argument, NULL, 'd'},
-		{"timeout-ms", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
+	static const struct option options[] = {{"brokers", required_argument, NULL, 'b'},
+						{"topic", required_argument, NULL, 't'},
+						{"kind", required_argument, NULL, 'k'},
+						{"from-beginning", no_argument, NULL, 'B'},
+						{"count", required_argument, NULL, 'c'},
+						{"schema-dir", required_argument, NULL, 'd'},
+						{"timeout-ms", required_argument, NULL, 'T'},
+						{NULL, 0, NULL, 0}};
 	const char *brokers = NULL, *topic = NULL, *kind = "events", *schema_dir = NULL;
 	long long count = 0, timeout_ms = 0, seen = 0, bad = 0;
 	bool from_beginning = false;
@@ -315,8 +340,13 @@ int cli_tail(int argc, char **argv)
 		case 't': topic = optarg; break;
 		case 'k': kind = optarg; break;
 		case 'B': from_beginning = true; break;
-		case 'c': rc = cli_parse_count("tail", "count", optarg, 0, LLONG_MAX, &count); break;
-		case 'T': rc = cli_parse_count("tail", "timeout-ms", optarg, 0, LLONG_MAX, &timeout_ms); break;
+		case 'c':
+			rc = cli_parse_count("tail", "count", optarg, 0, LLONG_MAX, &count);
+			break;
+		case 'T':
+			rc = cli_parse_count("tail", "timeout-ms", optarg, 0, LLONG_MAX,
+					     &timeout_ms);
+			break;
 		case 'd': schema_dir = optarg; break;
 		default: return 2;
 		}
@@ -343,8 +373,10 @@ int cli_tail(int argc, char **argv)
 		fprintf(stderr, "streamrec tail: %s\n", errstr);
 		return 1;
 	}
-	if (codec_register_schema(codec, 1, codec_schema_json("UserEvent"), errstr, sizeof errstr) ||
-	    (schema_dir != NULL && codec_register_schema_dir(codec, schema_dir, errstr, sizeof errstr) < 0)) {
+	if (codec_register_schema(codec, 1, codec_schema_json("UserEvent"), errstr,
+				  sizeof errstr) ||
+	    (schema_dir != NULL &&
+	     codec_register_schema_dir(codec, schema_dir, errstr, sizeof errstr) < 0)) {
 		fprintf(stderr, "streamrec tail: %s\n", errstr);
 		codec_free(codec);
 		return 2;
@@ -371,7 +403,8 @@ int cli_tail(int argc, char **argv)
 	rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer, topics);
 	rd_kafka_topic_partition_list_destroy(topics);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		fprintf(stderr, "streamrec tail: subscribe to %s: %s\n", topic, rd_kafka_err2str(err));
+		fprintf(stderr, "streamrec tail: subscribe to %s: %s\n", topic,
+			rd_kafka_err2str(err));
 		status = 1;
 	}
 
@@ -393,26 +426,29 @@ int cli_tail(int argc, char **argv)
 		}
 		if (strcmp(kind, "events") == 0) {
 			struct user_event ev;
-			if (codec_decode_user_event(codec, msg->payload, msg->len, cli_now_ms(), &ev, &cerr) == 0)
+			if (codec_decode_user_event(codec, msg->payload, msg->len, cli_now_ms(),
+						    &ev, &cerr) == 0)
 				print_event(msg, &ev);
 		} else {
 			struct recommendation rec;
-			if (codec_decode_recommendation(codec, msg->payload, msg->len, &rec, &cerr) == 0)
+			if (codec_decode_recommendation(codec, msg->payload, msg->len, &rec,
+							&cerr) == 0)
 				print_recommendation(&rec);
 		}
 		if (cerr.reason != CODEC_OK) {
 			bad++;
-			printf("%s[%" PRId32 "]@%" PRId64 " INVALID %s: %s\n", rd_kafka_topic_name(msg->rkt),
-			       msg->partition, msg->offset, codec_reason_name(cerr.reason), cerr.detail);
+			printf("%s[%" PRId32 "]@%" PRId64 " INVALID %s: %s\n",
+			       rd_kafka_topic_name(msg->rkt), msg->partition, msg->offset,
+			       codec_reason_name(cerr.reason), cerr.detail);
 		}
 		fflush(stdout);
 		seen++;
 		rd_kafka_message_destroy(msg);
 	}
-	fprintf(stderr, "streamrec tail: %lld records read from %s, %lld invalid\n", seen, topic, bad);
+	fprintf(stderr, "streamrec tail: %lld records read from %s, %lld invalid\n", seen, topic,
+		bad);
 	rd_kafka_consumer_close(consumer);
 	rd_kafka_destroy(consumer);
 	codec_free(codec);
 	return status;
 }
-

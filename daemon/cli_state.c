@@ -45,11 +45,13 @@ static struct state *open_state(const char *command, const char *dir)
 
 int cli_replay(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{"state", required_argument, NULL, 's'}, {"commit-every", required_argument, NULL, 'c'},
-		{"format", required_argument, NULL, 'f'}, {"digest", no_argument, NULL, 'd'},
-		{"memory-only", no_argument, NULL, 'm'}, {"user-cache", required_argument, NULL, 'u'},
-		{NULL, 0, NULL, 0}};
+	static const struct option options[] = {{"state", required_argument, NULL, 's'},
+						{"commit-every", required_argument, NULL, 'c'},
+						{"format", required_argument, NULL, 'f'},
+						{"digest", no_argument, NULL, 'd'},
+						{"memory-only", no_argument, NULL, 'm'},
+						{"user-cache", required_argument, NULL, 'u'},
+						{NULL, 0, NULL, 0}};
 	long long cache_users = 0;
 	const char *dir = NULL;
 	long long commit_every = 10000;
@@ -63,23 +65,31 @@ int cli_replay(int argc, char **argv)
 		int rc = 0;
 		switch (opt) {
 		case 's': dir = optarg; break;
-		case 'c': rc = cli_parse_count("replay", "commit-every", optarg, 1, 1LL << 40, &commit_every); break;
+		case 'c':
+			rc = cli_parse_count("replay", "commit-every", optarg, 1, 1LL << 40,
+					     &commit_every);
+			break;
 		case 'f':
 			if (eventlog_format_from_name(optarg, &read_options.format) != 0) {
-				fprintf(stderr, "streamrec replay: --format: unknown format '%s'\n", optarg);
+				fprintf(stderr, "streamrec replay: --format: unknown format '%s'\n",
+					optarg);
 				return 2;
 			}
 			break;
 		case 'd': digest = true; break;
 		case 'm': memory_only = true; break;
-		case 'u': rc = cli_parse_count("replay", "user-cache", optarg, 1, 1LL << 32, &cache_users); break;
+		case 'u':
+			rc = cli_parse_count("replay", "user-cache", optarg, 1, 1LL << 32,
+					     &cache_users);
+			break;
 		default: return 2;
 		}
 		if (rc != 0)
 			return 2;
 	}
 	if (optind + 1 != argc || (dir == NULL) == !memory_only) {
-		fprintf(stderr, "streamrec replay: expected --state DIR (or --memory-only) and one event file\n");
+		fprintf(stderr, "streamrec replay: expected --state DIR (or --memory-only) and one "
+				"event file\n");
 		return 2;
 	}
 	struct event_log *log = NULL;
@@ -124,7 +134,8 @@ int cli_replay(int argc, char **argv)
 		if (++since_commit >= commit_every) {
 			/* the write runs on the state's writer thread while learning goes on */
 			if (state_commit_async(state, errstr, sizeof errstr) != 0) {
-				fprintf(stderr, "streamrec replay: commit after event %" PRId64 ": %s\n", e,
+				fprintf(stderr,
+					"streamrec replay: commit after event %" PRId64 ": %s\n", e,
 					errstr);
 				goto out_close;
 			}
@@ -137,10 +148,11 @@ int cli_replay(int argc, char **argv)
 	}
 	if (state_offset(state, REPLAY_TOPIC, 0, &done, errstr, sizeof errstr) < 0)
 		goto out_close;
-	fprintf(stderr, "streamrec replay: events %" PRId64 "..%" PRId64 " applied; state at %" PRId64
-			" of %zu\n",
-		start, memory_only ? (int64_t)log->count - 1 : done, memory_only ? (int64_t)log->count - 1 : done,
-		log->count);
+	fprintf(stderr,
+		"streamrec replay: events %" PRId64 "..%" PRId64 " applied; state at %" PRId64
+		" of %zu\n",
+		start, memory_only ? (int64_t)log->count - 1 : done,
+		memory_only ? (int64_t)log->count - 1 : done, log->count);
 	if (digest) {
 		uint64_t value;
 		if (state_digest(state, &value, errstr, sizeof errstr) != 0) {
@@ -156,7 +168,8 @@ out_close:
 	eventlog_free(log);
 	if (memory_only) {
 		char command[128];
-		snprintf(command, sizeof command, "rm -rf '%.*s'", (int)(strlen(scratch) - 6), scratch);
+		snprintf(command, sizeof command, "rm -rf '%.*s'", (int)(strlen(scratch) - 6),
+			 scratch);
 		if (system(command) != 0)
 			fprintf(stderr, "streamrec replay: could not remove %s\n", scratch);
 	}
@@ -189,7 +202,9 @@ int cli_inspect(int argc, char **argv)
 			return 2;
 	}
 	if (dir == NULL || (user == NULL) == (item == NULL) || optind != argc) {
-		fprintf(stderr, "streamrec inspect: expected --state DIR and one of --user ID, --item ID\n");
+		fprintf(
+		    stderr,
+		    "streamrec inspect: expected --state DIR and one of --user ID, --item ID\n");
 		return 2;
 	}
 	struct state *state = open_state("inspect", dir);

@@ -21,42 +21,42 @@ static const struct {
 	int (*run)(int argc, char **argv);
 	const char *usage;
 } commands[] = {
-	{"produce", cli_produce,
-	 "write a synthetic UserEvent stream to Kafka\n"
-	 "           --brokers HOST:PORT [--topic events] [--rate N/s, 0 = flat out]\n"
-	 "           [--count N, 0 = until Ctrl-C] [--users N] [--items N] [--seed N]\n"
-	 "           [--framing raw|confluent] [--schema-id N]"},
-	{"tail", cli_tail,
-	 "decode a topic and print one line per record\n"
-	 "           --brokers HOST:PORT [--kind events|recs] [--topic NAME]\n"
-	 "           [--from-beginning] [--count N] [--timeout-ms N] [--schema-dir DIR]"},
-	{"eval", cli_eval,
-	 "replay an event file test-then-train and score the model against popularity\n"
-	 "           FILE [--format auto|csv|avro|movielens|retailrocket|taobao]\n"
-	 "           [--min-rating R] [--k 20] [--signals taste,intent,covis,correction|all|none]\n"
-	 "           [--dim N] [--lr F] [--l2 F] [--negatives N] [--optimizer adagrad|sgd]\n"
-	 "           [--recent N] [--covis-weight F] [--correction-weight F]\n"
-	 "           [--exclude none|bought|interacted] [--weight TYPE=W]...\n"
-	 "           [--test-every N] [--warmup N] [--max-events N] [--seed N]"},
-	{"gen", cli_gen,
-	 "write a synthetic event stream with planted structure to a file\n"
-	 "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
-	 "           [--clusters N] [--seed N]"},
-	{"replay", cli_replay,
-	 "learn an event file into a state directory, resuming after a crash\n"
-	 "           --state DIR FILE [--commit-every N] [--format F] [--digest]"},
-	{"inspect", cli_inspect,
-	 "show a user's current top-k, or an item's row, from a state directory\n"
-	 "           --state DIR (--user ID | --item ID) [--k N]"},
-	{"checkpoint", cli_checkpoint,
-	 "copy a state directory consistently (RocksDB checkpoint)\n"
-	 "           --state DIR --to NEW_DIR"},
-	{"export", cli_export,
-	 "write every entry of a state directory to a file (backup, migration)\n"
-	 "           --state DIR --out FILE"},
-	{"import", cli_import,
-	 "create a state directory from an export file\n"
-	 "           --in FILE --state NEW_DIR"},
+    {"produce", cli_produce,
+     "write a synthetic UserEvent stream to Kafka\n"
+     "           --brokers HOST:PORT [--topic events] [--rate N/s, 0 = flat out]\n"
+     "           [--count N, 0 = until Ctrl-C] [--users N] [--items N] [--seed N]\n"
+     "           [--framing raw|confluent] [--schema-id N]"},
+    {"tail", cli_tail,
+     "decode a topic and print one line per record\n"
+     "           --brokers HOST:PORT [--kind events|recs] [--topic NAME]\n"
+     "           [--from-beginning] [--count N] [--timeout-ms N] [--schema-dir DIR]"},
+    {"eval", cli_eval,
+     "replay an event file test-then-train and score the model against popularity\n"
+     "           FILE [--format auto|csv|avro|movielens|retailrocket|taobao]\n"
+     "           [--min-rating R] [--k 20] [--signals taste,intent,covis,correction|all|none]\n"
+     "           [--dim N] [--lr F] [--l2 F] [--negatives N] [--optimizer adagrad|sgd]\n"
+     "           [--recent N] [--covis-weight F] [--correction-weight F]\n"
+     "           [--exclude none|bought|interacted] [--weight TYPE=W]...\n"
+     "           [--test-every N] [--warmup N] [--max-events N] [--seed N]"},
+    {"gen", cli_gen,
+     "write a synthetic event stream with planted structure to a file\n"
+     "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
+     "           [--clusters N] [--seed N]"},
+    {"replay", cli_replay,
+     "learn an event file into a state directory, resuming after a crash\n"
+     "           --state DIR FILE [--commit-every N] [--format F] [--digest]"},
+    {"inspect", cli_inspect,
+     "show a user's current top-k, or an item's row, from a state directory\n"
+     "           --state DIR (--user ID | --item ID) [--k N]"},
+    {"checkpoint", cli_checkpoint,
+     "copy a state directory consistently (RocksDB checkpoint)\n"
+     "           --state DIR --to NEW_DIR"},
+    {"export", cli_export,
+     "write every entry of a state directory to a file (backup, migration)\n"
+     "           --state DIR --out FILE"},
+    {"import", cli_import,
+     "create a state directory from an export file\n"
+     "           --in FILE --state NEW_DIR"},
 };
 
 static void usage(FILE *out)

@@ -23,12 +23,12 @@ struct state {
 	/* The user cache: users live in model slots; slot_of maps a user's
 	 * stable index (the one in the ids family) to its slot, user_of the
 	 * reverse. With a capacity, a CLOCK sweep evicts saved (clean) users. */
-	uint32_t *slot_of;      /* per stable index, SLOT_NONE when not in memory */
+	uint32_t *slot_of; /* per stable index, SLOT_NONE when not in memory */
 	size_t slot_of_capacity;
-	uint32_t *user_of;      /* per slot */
-	uint8_t *referenced;    /* per slot, the CLOCK bit */
+	uint32_t *user_of;   /* per slot */
+	uint8_t *referenced; /* per slot, the CLOCK bit */
 	size_t slots, slots_capacity, max_slots, hand;
-	uint32_t next_user;   /* indices handed out so far */
+	uint32_t next_user; /* indices handed out so far */
 	/* ids met since the last commit, to be saved with it */
 	uint32_t *new_users, *new_items;
 	size_t new_user_count, new_user_capacity, new_item_count, new_item_capacity;
@@ -48,7 +48,7 @@ struct state {
 };
 
 static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
 {
 	va_list ap;
@@ -82,8 +82,7 @@ struct load_context {
 };
 
 /* ids: "I" + u32 -> item id; "U" + u32 -> user id (users only for the counter) */
-static int load_id(const void *key, size_t key_len, const void *value, size_t value_len,
-		   void *ctx)
+static int load_id(const void *key, size_t key_len, const void *value, size_t value_len, void *ctx)
 {
 	struct load_context *c = ctx;
 	const unsigned char *k = key;
@@ -109,8 +108,9 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 	struct load_context *c = ctx;
 	const unsigned char *k = key;
 	if (key_len != 5 || k[4] >= c->state->variant_count) {
-		set_errstr(c->errstr, c->errstr_size, "item row with a key of %zu bytes, variant %u",
-			   key_len, key_len == 5 ? k[4] : 0);
+		set_errstr(c->errstr, c->errstr_size,
+			   "item row with a key of %zu bytes, variant %u", key_len,
+			   key_len == 5 ? k[4] : 0);
 		c->failed = 1;
 		return 1;
 	}
@@ -221,8 +221,8 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 		goto out_free;
 
 	/* the variant count is part of the state's shape */
-	int found = store_get(s->store, STORE_META, "variants", 8, &value, &value_len, why,
-			      sizeof why);
+	int found =
+	    store_get(s->store, STORE_META, "variants", 8, &value, &value_len, why, sizeof why);
 	if (found < 0) {
 		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
 		goto out_free;
@@ -256,11 +256,12 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 			goto out_free;
 		}
 		if (found == 1) {
-			int rc = model_import_globals(s->models[v], value, value_len, why, sizeof why);
+			int rc =
+			    model_import_globals(s->models[v], value, value_len, why, sizeof why);
 			free(value);
 			if (rc != 0) {
-				set_errstr(errstr, errstr_size, "%s: variant %zu: %s", config->dir, v,
-					   why);
+				set_errstr(errstr, errstr_size, "%s: variant %zu: %s", config->dir,
+					   v, why);
 				goto out_free;
 			}
 		}
@@ -361,8 +362,8 @@ static int load_user(struct state *s, uint32_t index, uint32_t slot, char *errst
 		char why[256];
 		put_u32(key, index);
 		key[4] = (unsigned char)v;
-		int found = store_get(s->store, STORE_USER, key, sizeof key, &value, &len, why,
-				      sizeof why);
+		int found =
+		    store_get(s->store, STORE_USER, key, sizeof key, &value, &len, why, sizeof why);
 		if (found < 0) {
 			set_errstr(errstr, errstr_size, "user %u: %s", index, why);
 			return -1;
@@ -467,7 +468,8 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 	*hash = XXH3_64bits(id, len);
 	if (found != IDMAP_NONE) {
 		/* in memory, or saved when evicted (a new user is never evicted unsaved) */
-		bool in_memory = (size_t)found < s->slot_of_capacity && s->slot_of[found] != SLOT_NONE;
+		bool in_memory =
+		    (size_t)found < s->slot_of_capacity && s->slot_of[found] != SLOT_NONE;
 		return place_user(s, found, !in_memory, index, errstr, errstr_size);
 	}
 	/* met again after a restart? */
@@ -517,7 +519,8 @@ int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *h
 	if (found == IDMAP_NONE) {
 		found = idmap_next(s->items);
 		if (idmap_put(s->items, id, len, found) != 0 ||
-		    remember(&s->new_items, &s->new_item_count, &s->new_item_capacity, found) != 0) {
+		    remember(&s->new_items, &s->new_item_count, &s->new_item_capacity, found) !=
+			0) {
 			set_errstr(errstr, errstr_size, "out of memory mapping item %s", id);
 			return -1;
 		}
@@ -589,7 +592,8 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		for (size_t k = 0; k < n; k++) {
 			size_t len = model_export_user(m, ids[k], s->row, ROW_BUFFER);
 			if (len > ROW_BUFFER) {
-				set_errstr(errstr, errstr_size, "user %u: row of %zu bytes", ids[k], len);
+				set_errstr(errstr, errstr_size, "user %u: row of %zu bytes", ids[k],
+					   len);
 				store_batch_clear(s->batch);
 				return -1;
 			}
@@ -638,8 +642,9 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 
 int state_commit(struct state *state, char *errstr, size_t errstr_size)
 {
-	return state_commit_async(state, errstr, errstr_size) != 0 ? -1
-	       : state_flush(state, errstr, errstr_size);
+	return state_commit_async(state, errstr, errstr_size) != 0
+		   ? -1
+		   : state_flush(state, errstr, errstr_size);
 }
 
 int state_offset(struct state *state, const char *topic, int32_t partition, int64_t *offset,
@@ -809,7 +814,8 @@ long state_import(const char *dir, const char *path, char *errstr, size_t errstr
 	FILE *in;
 
 	if (stat(dir, &st) == 0) {
-		set_errstr(errstr, errstr_size, "%s already exists: import creates a new state", dir);
+		set_errstr(errstr, errstr_size, "%s already exists: import creates a new state",
+			   dir);
 		return -1;
 	}
 	in = fopen(path, "rb");
@@ -843,8 +849,8 @@ long state_import(const char *dir, const char *path, char *errstr, size_t errstr
 		    fread(key, 1, key_len, in) != key_len || fread(head + 1, 1, 4, in) != 4 ||
 		    (value_len = get_u32(head + 1)) > ROW_BUFFER ||
 		    fread(value, 1, value_len, in) != value_len) {
-			set_errstr(errstr, errstr_size, "%s: entry %ld is truncated or malformed", path,
-				   entries + 1);
+			set_errstr(errstr, errstr_size, "%s: entry %ld is truncated or malformed",
+				   path, entries + 1);
 			goto out_fail;
 		}
 		entries++;
@@ -855,8 +861,8 @@ long state_import(const char *dir, const char *path, char *errstr, size_t errstr
 			int64_t offset = 0;
 			if (slash == NULL || slash - key <= 7 || value_len != 8 ||
 			    (size_t)(slash - key - 7) >= sizeof name) {
-				set_errstr(errstr, errstr_size, "%s: entry %ld: malformed offset", path,
-					   entries);
+				set_errstr(errstr, errstr_size, "%s: entry %ld: malformed offset",
+					   path, entries);
 				goto out_fail;
 			}
 			memcpy(name, key + 7, (size_t)(slash - key - 7));
@@ -866,8 +872,8 @@ long state_import(const char *dir, const char *path, char *errstr, size_t errstr
 			char partition[16];
 			size_t plen = key_len - (size_t)(slash - key) - 1;
 			if (plen == 0 || plen >= sizeof partition) {
-				set_errstr(errstr, errstr_size, "%s: entry %ld: malformed offset", path,
-					   entries);
+				set_errstr(errstr, errstr_size, "%s: entry %ld: malformed offset",
+					   path, entries);
 				goto out_fail;
 			}
 			memcpy(partition, slash + 1, plen);

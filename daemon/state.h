@@ -35,7 +35,7 @@ struct state_config {
 	const char *dir;
 	const struct model_config *variants; /**< one model per variant */
 	size_t variant_count;
-	bool sync_commits;                   /**< fsync the WAL on every commit */
+	bool sync_commits; /**< fsync the WAL on every commit */
 	/** Users kept in memory at most (0: no bound); the least recently used
 	 * saved ones are evicted and restored from RocksDB when met again. */
 	size_t user_cache_users;

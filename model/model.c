@@ -14,8 +14,8 @@
 #include "sgd.h"
 #include "topk.h"
 
-#define ADAGRAD_EPS 1e-8f
-#define MAX_NEGATIVES 64
+#define ADAGRAD_EPS       1e-8f
+#define MAX_NEGATIVES     64
 #define UNCOUNTED_PENALTY -1e4f /* correction column of an item no one acted on */
 
 /* An item's scalars, together so that touching an item costs one cache miss. */
@@ -49,8 +49,8 @@ struct model {
 
 	/* items */
 	size_t items, item_capacity;
-	float *matrix;  /* items x stride: [q_i, b_i + correction] */
-	float *y;       /* items x dim */
+	float *matrix;               /* items x stride: [q_i, b_i + correction] */
+	float *y;                    /* items x dim */
 	struct item_scalars *scalar; /* items: one cache line fetch for all of them */
 	uint8_t *item_ready;
 
@@ -74,7 +74,7 @@ struct model {
 };
 
 static const char *const event_type_names[MODEL_EVENT_TYPES] = {
-	"impression", "view", "click", "add_to_cart", "remove_from_cart", "favorite", "purchase",
+    "impression", "view", "click", "add_to_cart", "remove_from_cart", "favorite", "purchase",
 };
 
 const char *model_event_type_name(enum model_event_type type)
@@ -110,7 +110,7 @@ void model_config_default(struct model_config *config)
 }
 
 static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
 {
 	va_list ap;
@@ -197,7 +197,8 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 			   (double)c->init_std);
 		return -1;
 	}
-	if ((unsigned)c->optimizer > MODEL_SGD || (unsigned)c->exclusion > MODEL_EXCLUDE_INTERACTED) {
+	if ((unsigned)c->optimizer > MODEL_SGD ||
+	    (unsigned)c->exclusion > MODEL_EXCLUDE_INTERACTED) {
 		set_errstr(errstr, errstr_size, "optimizer or exclusion out of range");
 		return -1;
 	}
@@ -226,7 +227,8 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 	m->sparse_keys = calloc(model_sparse_capacity(m), sizeof *m->sparse_keys);
 	m->sparse_weights = calloc(model_sparse_capacity(m), sizeof *m->sparse_weights);
 	if (m->sampler == NULL || m->covis == NULL || m->popularity == NULL || m->h == NULL ||
-	    m->grad_h == NULL || m->grad_row == NULL || m->sparse_keys == NULL || m->sparse_weights == NULL)
+	    m->grad_h == NULL || m->grad_row == NULL || m->sparse_keys == NULL ||
+	    m->sparse_weights == NULL)
 		goto out_free;
 	return m;
 
@@ -382,10 +384,11 @@ static void init_vector(float *v, size_t dim, uint64_t hash, uint64_t seed, uint
 static void refresh_correction(struct model *m, uint32_t item)
 {
 	uint64_t count = popularity_count(m->popularity, item);
-	m->scalar[item].correction = !m->config.use_correction ? 0.0f
-				     : count > 0 ? m->config.sampler_exponent *
-						       m->config.correction_weight * logf((float)count)
-						 : UNCOUNTED_PENALTY;
+	m->scalar[item].correction =
+	    !m->config.use_correction ? 0.0f
+	    : count > 0
+		? m->config.sampler_exponent * m->config.correction_weight * logf((float)count)
+		: UNCOUNTED_PENALTY;
 }
 
 /* The bias column: b_i plus the correction. */
@@ -433,8 +436,8 @@ static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
 	if ((size_t)item >= m->items)
 		m->items = (size_t)item + 1;
 	if (!m->item_ready[item]) {
-		init_vector(m->matrix + (size_t)item * m->stride, m->dim, hash, m->config.seed, 0x22,
-			    m->config.init_std);
+		init_vector(m->matrix + (size_t)item * m->stride, m->dim, hash, m->config.seed,
+			    0x22, m->config.init_std);
 		init_vector(m->y + (size_t)item * m->dim, m->dim, hash, m->config.seed, 0x33,
 			    m->config.init_std);
 		m->item_ready[item] = 1;
@@ -480,8 +483,7 @@ static void user_query_vector(const struct model *m, uint32_t user, const uint32
 
 /* One optimiser step on a row: row -= rate * grad, with row-wise Adagrad
  * (one accumulator per row: the mean squared gradient), or plain SGD. */
-static void apply_step(const struct model *m, float *row, const float *grad, size_t n,
-		       float *accum)
+static void apply_step(const struct model *m, float *row, const float *grad, size_t n, float *accum)
 {
 	float rate = m->config.learning_rate;
 	if (m->config.optimizer == MODEL_ADAGRAD) {
@@ -584,8 +586,9 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 		return 0;
 	if (ensure_user(m, event->user, event->user_hash) != 0 ||
 	    ensure_item(m, event->item, event->item_hash) != 0) {
-		set_errstr(errstr, errstr_size, "out of memory growing the model to user %u, item %u",
-			   event->user, event->item);
+		set_errstr(errstr, errstr_size,
+			   "out of memory growing the model to user %u, item %u", event->user,
+			   event->item);
 		return -1;
 	}
 	recent_count = recent_items(m, event->user, recent);
@@ -630,7 +633,8 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	refresh_bias_column(m, event->item);
 	if (covis_tick(m->covis))
 		m->all_items_dirty = true;
-	size_t window = recent_count > m->config.covis_window ? m->config.covis_window : recent_count;
+	size_t window =
+	    recent_count > m->config.covis_window ? m->config.covis_window : recent_count;
 	for (size_t j = recent_count - window; j < recent_count; j++) {
 		bool seen = recent[j] == event->item;
 		for (size_t k = j + 1; k < recent_count && !seen; k++)
@@ -802,8 +806,8 @@ int model_recommend(struct model *model, struct topk *topk, const uint32_t *user
 		warm_index[warm++] = u;
 	}
 	const float *rows = model_item_matrix(m, &item_count, &stride);
-	if (warm > 0 && topk_run(topk, rows, item_count, m->stride, stride, eligible, queries, warm, k,
-				 warm_results, warm_counts, errstr, errstr_size) != 0)
+	if (warm > 0 && topk_run(topk, rows, item_count, m->stride, stride, eligible, queries, warm,
+				 k, warm_results, warm_counts, errstr, errstr_size) != 0)
 		goto out_free;
 	for (size_t w = 0; w < warm; w++) {
 		size_t u = warm_index[w];
@@ -991,8 +995,8 @@ static void get(struct row_reader *r, void *data, size_t len)
 	r->at += len;
 }
 
-static int check_header(struct row_reader *r, const struct model *m, const char *what,
-			char *errstr, size_t errstr_size)
+static int check_header(struct row_reader *r, const struct model *m, const char *what, char *errstr,
+			size_t errstr_size)
 {
 	uint32_t version, dim;
 	get(r, &version, sizeof version);
@@ -1003,8 +1007,8 @@ static int check_header(struct row_reader *r, const struct model *m, const char 
 		return -1;
 	}
 	if (dim != m->dim) {
-		set_errstr(errstr, errstr_size, "%s row: dimension %u, the model has %zu", what, dim,
-			   m->dim);
+		set_errstr(errstr, errstr_size, "%s row: dimension %u, the model has %zu", what,
+			   dim, m->dim);
 		return -1;
 	}
 	return 0;
@@ -1023,15 +1027,16 @@ size_t model_export_user(const struct model *model, uint32_t user, void *buf, si
 	struct row_writer w = {buf, capacity, 0};
 	const struct item_set *ex = &m->exclude[user];
 	put_header(&w, m);
-	put(&w, user_p(m, user), (m->dim + 1) * sizeof(float) + 2 * sizeof(uint16_t) +
-				     m->config.recent_items * sizeof(uint32_t));
+	put(&w, user_p(m, user),
+	    (m->dim + 1) * sizeof(float) + 2 * sizeof(uint16_t) +
+		m->config.recent_items * sizeof(uint32_t));
 	put(&w, &ex->count, sizeof ex->count);
 	put(&w, ex->items, ex->count * sizeof *ex->items);
 	return w.size;
 }
 
-int model_import_user(struct model *model, uint32_t user, const void *row, size_t len,
-		      char *errstr, size_t errstr_size)
+int model_import_user(struct model *model, uint32_t user, const void *row, size_t len, char *errstr,
+		      size_t errstr_size)
 {
 	struct model *m = model;
 	struct row_reader r = {row, len, 0, false};
@@ -1042,8 +1047,9 @@ int model_import_user(struct model *model, uint32_t user, const void *row, size_
 		goto out_nomem;
 	if ((size_t)user >= m->users)
 		m->users = (size_t)user + 1;
-	get(&r, user_p(m, user), (m->dim + 1) * sizeof(float) + 2 * sizeof(uint16_t) +
-				     m->config.recent_items * sizeof(uint32_t));
+	get(&r, user_p(m, user),
+	    (m->dim + 1) * sizeof(float) + 2 * sizeof(uint16_t) +
+		m->config.recent_items * sizeof(uint32_t));
 	get(&r, &count, sizeof count);
 	if (r.failed || count > (len - r.at) / sizeof(uint32_t) ||
 	    user_ring_state(m, user)[0] > m->config.recent_items) {
@@ -1088,8 +1094,8 @@ size_t model_export_item(const struct model *model, uint32_t item, void *buf, si
 	return w.size;
 }
 
-int model_import_item(struct model *model, uint32_t item, const void *row, size_t len,
-		      char *errstr, size_t errstr_size)
+int model_import_item(struct model *model, uint32_t item, const void *row, size_t len, char *errstr,
+		      size_t errstr_size)
 {
 	struct model *m = model;
 	struct row_reader r = {row, len, 0, false};

@@ -51,11 +51,11 @@ enum model_exclusion {
 
 /** One variant's hyper-parameters. model_config_default() fills the defaults. */
 struct model_config {
-	size_t dim;                  /**< embedding dimension d (4..1024), default 32 */
+	size_t dim; /**< embedding dimension d (4..1024), default 32 */
 	enum model_optimizer optimizer;
-	float learning_rate;         /**< default 0.1 */
-	float l2;                    /**< L2 on p, y, q; default 1e-5 */
-	unsigned negatives;          /**< negatives per positive, default 4 */
+	float learning_rate; /**< default 0.1 */
+	float l2;            /**< L2 on p, y, q; default 1e-5 */
+	unsigned negatives;  /**< negatives per positive, default 4 */
 	/**
 	 * Weight of each event type: > 0 trains a positive with that weight;
 	 * < 0 trains a negative (label 0) of weight |w| for that item only (no
@@ -64,21 +64,21 @@ struct model_config {
 	 * REMOVE_FROM_CART -0.5, FAVORITE 2.5, PURCHASE 5.
 	 */
 	float event_weight[MODEL_EVENT_TYPES];
-	unsigned recent_items;       /**< L, the short-term window; default 5 */
-	float covis_weight;          /**< beta; default 0.5 */
-	unsigned covis_neighbours;   /**< successors kept per item; default 32 */
-	unsigned covis_window;       /**< an item follows each of the last W items; default 3 */
+	unsigned recent_items;         /**< L, the short-term window; default 5 */
+	float covis_weight;            /**< beta; default 0.5 */
+	unsigned covis_neighbours;     /**< successors kept per item; default 32 */
+	unsigned covis_window;         /**< an item follows each of the last W items; default 3 */
 	double covis_half_life_events; /**< co-visitation decay; default 1e6 events */
-	float sampler_exponent;      /**< alpha of count^alpha; default 0.75 */
-	float correction_weight;     /**< multiplies alpha*log(count) at ranking; default 1 */
-	double trending_half_life_ms; /**< trending decay; default 1 h */
-	float init_std;              /**< initial vector spread; default 0.1 */
-	bool use_taste;              /**< signal 1 (p_u) */
-	bool use_intent;             /**< signal 2 (ybar_u) */
-	bool use_covis;              /**< signal 3 */
-	bool use_correction;         /**< the log-odds correction */
+	float sampler_exponent;        /**< alpha of count^alpha; default 0.75 */
+	float correction_weight;       /**< multiplies alpha*log(count) at ranking; default 1 */
+	double trending_half_life_ms;  /**< trending decay; default 1 h */
+	float init_std;                /**< initial vector spread; default 0.1 */
+	bool use_taste;                /**< signal 1 (p_u) */
+	bool use_intent;               /**< signal 2 (ybar_u) */
+	bool use_covis;                /**< signal 3 */
+	bool use_correction;           /**< the log-odds correction */
 	enum model_exclusion exclusion;
-	uint64_t seed;               /**< mixed into every id's generator and the sampler */
+	uint64_t seed; /**< mixed into every id's generator and the sampler */
 };
 
 /** One event, with the caller's dense indices and the external ids' hashes. */
@@ -93,8 +93,8 @@ struct model_event {
 
 /** A user's query for the top-k engine. */
 struct model_query {
-	float *vector;           /**< dim + 1 floats, written by model_query() */
-	uint32_t *sparse_items;  /**< co-visitation candidates (capacity: model_sparse_capacity()) */
+	float *vector;          /**< dim + 1 floats, written by model_query() */
+	uint32_t *sparse_items; /**< co-visitation candidates (capacity: model_sparse_capacity()) */
 	float *sparse_scores;
 	size_t sparse_count;
 	const uint32_t *exclude; /**< sorted; points into the model, valid until the next learn */
@@ -262,10 +262,10 @@ size_t model_export_globals(const struct model *model, void *buf, size_t capacit
  * @returns 0, or -1 with errstr naming what does not fit (another dimension,
  * a truncated row).
  */
-int model_import_user(struct model *model, uint32_t user, const void *row, size_t len,
-		      char *errstr, size_t errstr_size);
-int model_import_item(struct model *model, uint32_t item, const void *row, size_t len,
-		      char *errstr, size_t errstr_size);
+int model_import_user(struct model *model, uint32_t user, const void *row, size_t len, char *errstr,
+		      size_t errstr_size);
+int model_import_item(struct model *model, uint32_t item, const void *row, size_t len, char *errstr,
+		      size_t errstr_size);
 
 /** @brief Restore the globals, after every item row. @returns 0 or -1. */
 int model_import_globals(struct model *model, const void *buf, size_t len, char *errstr,

@@ -196,8 +196,9 @@ size_t popularity_trending(const struct popularity *popularity, size_t k, const 
 				size_t child = 2 * pos + 1;
 				if (child >= n)
 					break;
-				if (child + 1 < n && better(p->trend[out[child]], out[child],
-							    p->trend[out[child + 1]], out[child + 1]))
+				if (child + 1 < n &&
+				    better(p->trend[out[child]], out[child],
+					   p->trend[out[child + 1]], out[child + 1]))
 					child++;
 				if (!better(p->trend[i], item, p->trend[out[child]], out[child]))
 					break;

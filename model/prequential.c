@@ -77,8 +77,8 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 					    .type = (enum model_event_type)stream->type[e],
 					    .ts_ms = stream->ts_ms[e]};
 		if (item >= stream->item_total) {
-			snprintf(errstr, errstr_size, "event %zu: item %u beyond catalogue of %zu", e,
-				 item, stream->item_total);
+			snprintf(errstr, errstr_size, "event %zu: item %u beyond catalogue of %zu",
+				 e, item, stream->item_total);
 			goto out_free;
 		}
 		bool test = e >= config->warmup && stream->type[e] < MODEL_EVENT_TYPES &&
@@ -89,8 +89,8 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 				result->skipped_excluded++;
 			} else {
 				size_t n;
-				if (model_recommend(model, topk, &user, 1, k, NULL, list, &n, errstr,
-						    errstr_size) != 0)
+				if (model_recommend(model, topk, &user, 1, k, NULL, list, &n,
+						    errstr, errstr_size) != 0)
 					goto out_free;
 				for (size_t r = 0; r < n; r++)
 					items[r] = list[r].item;

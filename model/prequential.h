@@ -25,7 +25,7 @@ struct prequential_stream {
 	size_t count;
 	const uint32_t *user;
 	const uint32_t *item;
-	const uint8_t *type;     /**< enum model_event_type */
+	const uint8_t *type; /**< enum model_event_type */
 	const int64_t *ts_ms;
 	const uint64_t *user_hash; /**< per user index */
 	const uint64_t *item_hash; /**< per item index */
@@ -33,9 +33,9 @@ struct prequential_stream {
 };
 
 struct prequential_config {
-	size_t k;              /**< list length, default 20 */
-	uint64_t test_every;   /**< test one positive in N (1 = all), for large streams */
-	uint64_t warmup;       /**< learn the first N events without testing them */
+	size_t k;            /**< list length, default 20 */
+	uint64_t test_every; /**< test one positive in N (1 = all), for large streams */
+	uint64_t warmup;     /**< learn the first N events without testing them */
 };
 
 /** One ranking's scores. */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BUCKETS 64
+#define BUCKETS     64
 #define RESUM_EVERY (1u << 20) /* updates between exact recomputations of totals */
 
 struct bucket {
@@ -18,7 +18,7 @@ struct bucket {
 struct sampler {
 	double alpha;
 	double pow_table[POW_TABLE];
-	int top_bucket; /* highest bucket ever used */
+	int top_bucket;     /* highest bucket ever used */
 	double *weight;     /* per item */
 	int8_t *bucket_of;  /* per item, -1: not in any bucket */
 	uint32_t *position; /* per item: index in its bucket */

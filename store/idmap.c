@@ -9,7 +9,7 @@ struct idmap {
 	uint32_t *slots; /* index + 1 of the id in the slot, 0 = empty */
 	size_t mask;     /* slots - 1 */
 	size_t count;
-	char **ids;      /* by index */
+	char **ids; /* by index */
 	size_t ids_capacity;
 	uint32_t next;
 };

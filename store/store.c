@@ -641,7 +641,8 @@ static void remove_stale_staging(const char *path)
 	struct dirent *entry;
 	while ((entry = readdir(dir)) != NULL) {
 		const char *name = entry->d_name;
-		if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, ".init-", 6) != 0)
+		if (strncmp(name, base, base_len) != 0 ||
+		    strncmp(name + base_len, ".init-", 6) != 0)
 			continue;
 		long pid = strtol(name + base_len + 6, NULL, 10);
 		if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
@@ -743,8 +744,9 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 			close_database(store);
 		}
 		if (rc == 0 && rename(staging, final_path) != 0) {
-			set_errstr(errstr, errstr_size, "%s: cannot move the new state into place: %s",
-				   final_path, strerror(errno));
+			set_errstr(errstr, errstr_size,
+				   "%s: cannot move the new state into place: %s", final_path,
+				   strerror(errno));
 			rc = -1;
 		}
 		if (rc != 0)

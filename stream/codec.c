@@ -46,32 +46,31 @@ struct reader_field {
 /* Our reader fields, in the order of the .avsc files. */
 enum { UE_EVENT_ID, UE_USER_ID, UE_ITEM_ID, UE_TYPE, UE_TS, UE_SESSION_ID, UE_QUANTITY, UE_PRICE };
 static const struct reader_field user_event_fields[] = {
-	{"event_id", FK_STRING, false}, {"user_id", FK_STRING, false},
-	{"item_id", FK_STRING, false},  {"type", FK_ENUM, false},
-	{"ts", FK_LONG, false},         {"session_id", FK_STRING, true},
-	{"quantity", FK_INT, true},     {"price", FK_DOUBLE, true},
+    {"event_id", FK_STRING, false}, {"user_id", FK_STRING, false}, {"item_id", FK_STRING, false},
+    {"type", FK_ENUM, false},       {"ts", FK_LONG, false},        {"session_id", FK_STRING, true},
+    {"quantity", FK_INT, true},     {"price", FK_DOUBLE, true},
 };
 
 enum { IE_ITEM_ID, IE_CATEGORY, IE_PRICE, IE_IN_STOCK, IE_TS };
 static const struct reader_field item_event_fields[] = {
-	{"item_id", FK_STRING, false}, {"category", FK_STRING, true}, {"price", FK_DOUBLE, true},
-	{"in_stock", FK_BOOL, true},   {"ts", FK_LONG, false},
+    {"item_id", FK_STRING, false}, {"category", FK_STRING, true}, {"price", FK_DOUBLE, true},
+    {"in_stock", FK_BOOL, true},   {"ts", FK_LONG, false},
 };
 
 enum { RE_USER_ID, RE_VARIANT, RE_MODEL_STEP, RE_GENERATED_AT, RE_TRIGGER_TS, RE_ITEMS };
 static const struct reader_field recommendation_fields[] = {
-	{"user_id", FK_STRING, false},      {"variant", FK_STRING, false},
-	{"model_step", FK_LONG, false},     {"generated_at", FK_LONG, false},
-	{"trigger_event_ts", FK_LONG, false}, {"items", FK_ITEMS, false},
+    {"user_id", FK_STRING, false},        {"variant", FK_STRING, false},
+    {"model_step", FK_LONG, false},       {"generated_at", FK_LONG, false},
+    {"trigger_event_ts", FK_LONG, false}, {"items", FK_ITEMS, false},
 };
 
 static const struct {
 	const struct reader_field *fields;
 	size_t count;
 } reader_records[REC_KIND_COUNT] = {
-	{user_event_fields, sizeof user_event_fields / sizeof user_event_fields[0]},
-	{item_event_fields, sizeof item_event_fields / sizeof item_event_fields[0]},
-	{recommendation_fields, sizeof recommendation_fields / sizeof recommendation_fields[0]},
+    {user_event_fields, sizeof user_event_fields / sizeof user_event_fields[0]},
+    {item_event_fields, sizeof item_event_fields / sizeof item_event_fields[0]},
+    {recommendation_fields, sizeof recommendation_fields / sizeof recommendation_fields[0]},
 };
 
 /* How one writer schema maps onto one of our records. */
@@ -80,9 +79,9 @@ struct writer_plan {
 	enum record_kind kind;
 	avro_schema_t schema;
 	avro_value_iface_t *iface;
-	avro_value_t value; /* reused decode target of the writer's shape */
+	avro_value_t value;                 /* reused decode target of the writer's shape */
 	int field_index[MAX_READER_FIELDS]; /* writer field per reader field, -1: default */
-	int *enum_map;                      /* writer symbol index -> enum event_type, -1: unknown */
+	int *enum_map; /* writer symbol index -> enum event_type, -1: unknown */
 	int enum_symbols;
 	int item_id_index, item_score_index; /* in the writer's ScoredItem */
 };
@@ -113,10 +112,10 @@ struct codec {
  * whose body is cut short, and read_body() frees it.
  */
 static _Thread_local struct {
-	size_t budget_bytes;     /* 0: no decode running, no limit */
-	size_t refused_bytes;    /* size of the last refused request */
-	bool refused_negative;   /* a request came from a negative length */
-	void *last_fresh_block;  /* newest malloc'd block, while not freed */
+	size_t budget_bytes;    /* 0: no decode running, no limit */
+	size_t refused_bytes;   /* size of the last refused request */
+	bool refused_negative;  /* a request came from a negative length */
+	void *last_fresh_block; /* newest malloc'd block, while not freed */
 } decode_alloc;
 
 static void *codec_avro_allocator(void *user_data, void *ptr, size_t old_size, size_t new_size)
@@ -169,7 +168,7 @@ static bool is_cut_string_body(const char *message)
 /* ---- small helpers ---------------------------------------------------------- */
 
 static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
 {
 	va_list ap;
@@ -181,7 +180,7 @@ static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
 }
 
 static int fail(struct codec_error *err, enum codec_reason reason, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct codec_error *err, enum codec_reason reason, const char *fmt, ...)
 {
 	va_list ap;
@@ -200,21 +199,21 @@ static avro_schema_t resolve_link(avro_schema_t schema)
 }
 
 static const char *const reason_names[CODEC_REASON_COUNT] = {
-	[CODEC_OK] = "ok",
-	[CODEC_ERR_EMPTY] = "empty",
-	[CODEC_ERR_TRUNCATED] = "truncated",
-	[CODEC_ERR_BAD_MAGIC] = "bad_magic",
-	[CODEC_ERR_UNKNOWN_SCHEMA] = "unknown_schema_id",
-	[CODEC_ERR_SCHEMA_MISMATCH] = "schema_mismatch",
-	[CODEC_ERR_TRAILING_BYTES] = "trailing_bytes",
-	[CODEC_ERR_MALFORMED] = "malformed",
-	[CODEC_ERR_INVALID_ENUM] = "invalid_enum",
-	[CODEC_ERR_EMPTY_ID] = "empty_id",
-	[CODEC_ERR_ID_TOO_LONG] = "id_too_long",
-	[CODEC_ERR_ID_NOT_UTF8] = "id_not_utf8",
-	[CODEC_ERR_NEGATIVE_TS] = "negative_timestamp",
-	[CODEC_ERR_FUTURE_TS] = "future_timestamp",
-	[CODEC_ERR_INVALID_FIELD] = "invalid_field",
+    [CODEC_OK] = "ok",
+    [CODEC_ERR_EMPTY] = "empty",
+    [CODEC_ERR_TRUNCATED] = "truncated",
+    [CODEC_ERR_BAD_MAGIC] = "bad_magic",
+    [CODEC_ERR_UNKNOWN_SCHEMA] = "unknown_schema_id",
+    [CODEC_ERR_SCHEMA_MISMATCH] = "schema_mismatch",
+    [CODEC_ERR_TRAILING_BYTES] = "trailing_bytes",
+    [CODEC_ERR_MALFORMED] = "malformed",
+    [CODEC_ERR_INVALID_ENUM] = "invalid_enum",
+    [CODEC_ERR_EMPTY_ID] = "empty_id",
+    [CODEC_ERR_ID_TOO_LONG] = "id_too_long",
+    [CODEC_ERR_ID_NOT_UTF8] = "id_not_utf8",
+    [CODEC_ERR_NEGATIVE_TS] = "negative_timestamp",
+    [CODEC_ERR_FUTURE_TS] = "future_timestamp",
+    [CODEC_ERR_INVALID_FIELD] = "invalid_field",
 };
 
 const char *codec_reason_name(enum codec_reason reason)
@@ -225,7 +224,7 @@ const char *codec_reason_name(enum codec_reason reason)
 }
 
 static const char *const event_type_names[EVENT_TYPE_COUNT] = {
-	"IMPRESSION", "VIEW", "CLICK", "ADD_TO_CART", "REMOVE_FROM_CART", "FAVORITE", "PURCHASE",
+    "IMPRESSION", "VIEW", "CLICK", "ADD_TO_CART", "REMOVE_FROM_CART", "FAVORITE", "PURCHASE",
 };
 
 const char *event_type_name(enum event_type type)
@@ -331,8 +330,8 @@ static bool scored_item_accepts(avro_schema_t writer, int *id_index, int *score_
 		return false;
 	}
 	if (!kind_accepts(FK_STRING,
-			  resolve_link(avro_schema_record_field_get_by_index(writer, *id_index)), why,
-			  why_size) ||
+			  resolve_link(avro_schema_record_field_get_by_index(writer, *id_index)),
+			  why, why_size) ||
 	    !kind_accepts(FK_FLOAT,
 			  resolve_link(avro_schema_record_field_get_by_index(writer, *score_index)),
 			  why, why_size))
@@ -347,25 +346,15 @@ static bool kind_accepts(enum field_kind kind, avro_schema_t writer, char *why, 
 	if (type == AVRO_UNION)
 		return union_accepts(kind, writer, why, why_size);
 	switch (kind) {
-	case FK_STRING:
-		ok = type == AVRO_STRING || type == AVRO_BYTES;
-		break;
-	case FK_INT:
-		ok = type == AVRO_INT32;
-		break;
-	case FK_LONG:
-		ok = type == AVRO_INT32 || type == AVRO_INT64;
-		break;
-	case FK_FLOAT:
-		ok = type == AVRO_INT32 || type == AVRO_INT64 || type == AVRO_FLOAT;
-		break;
+	case FK_STRING: ok = type == AVRO_STRING || type == AVRO_BYTES; break;
+	case FK_INT: ok = type == AVRO_INT32; break;
+	case FK_LONG: ok = type == AVRO_INT32 || type == AVRO_INT64; break;
+	case FK_FLOAT: ok = type == AVRO_INT32 || type == AVRO_INT64 || type == AVRO_FLOAT; break;
 	case FK_DOUBLE:
 		ok = type == AVRO_INT32 || type == AVRO_INT64 || type == AVRO_FLOAT ||
 		     type == AVRO_DOUBLE;
 		break;
-	case FK_BOOL:
-		ok = type == AVRO_BOOLEAN;
-		break;
+	case FK_BOOL: ok = type == AVRO_BOOLEAN; break;
 	case FK_ENUM:
 		ok = type == AVRO_ENUM && strcmp(avro_schema_name(writer), "EventType") == 0;
 		break;
@@ -402,7 +391,8 @@ static avro_schema_t find_enum(avro_schema_t writer)
 		return writer;
 	if (avro_typeof(writer) == AVRO_UNION) {
 		for (size_t b = 0; b < avro_schema_union_size(writer); b++) {
-			avro_schema_t branch = resolve_link(avro_schema_union_branch(writer, (int)b));
+			avro_schema_t branch =
+			    resolve_link(avro_schema_union_branch(writer, (int)b));
 			if (avro_typeof(branch) == AVRO_ENUM)
 				return branch;
 		}
@@ -417,7 +407,8 @@ static avro_schema_t find_array(avro_schema_t writer)
 		return writer;
 	if (avro_typeof(writer) == AVRO_UNION) {
 		for (size_t b = 0; b < avro_schema_union_size(writer); b++) {
-			avro_schema_t branch = resolve_link(avro_schema_union_branch(writer, (int)b));
+			avro_schema_t branch =
+			    resolve_link(avro_schema_union_branch(writer, (int)b));
 			if (avro_typeof(branch) == AVRO_ARRAY)
 				return branch;
 		}
@@ -470,7 +461,8 @@ static struct writer_plan *plan_new(avro_schema_t schema, int32_t schema_id, cha
 			}
 			continue;
 		}
-		avro_schema_t wtype = resolve_link(avro_schema_record_field_get_by_index(schema, w));
+		avro_schema_t wtype =
+		    resolve_link(avro_schema_record_field_get_by_index(schema, w));
 		if (!kind_accepts(field->kind, wtype, why, sizeof why)) {
 			set_errstr(errstr, errstr_size, "%s: field %s: %s", record_names[kind],
 				   field->name, why);
@@ -487,7 +479,8 @@ static struct writer_plan *plan_new(avro_schema_t schema, int32_t schema_id, cha
 			for (int s = 0; s < plan->enum_symbols; s++) {
 				enum event_type t;
 				plan->enum_map[s] =
-				    event_type_from_name(avro_schema_enum_get(e, s), &t) ? (int)t : -1;
+				    event_type_from_name(avro_schema_enum_get(e, s), &t) ? (int)t
+											 : -1;
 			}
 		}
 		if (field->kind == FK_ITEMS) {
@@ -532,7 +525,7 @@ static struct writer_plan *plan_from_json(const char *json, int32_t schema_id, c
 struct codec *codec_new(const struct codec_config *config, char *errstr, size_t errstr_size)
 {
 	static const char *const jsons[REC_KIND_COUNT] = {
-		SCHEMA_USER_EVENT_JSON, SCHEMA_ITEM_EVENT_JSON, SCHEMA_RECOMMENDATION_JSON};
+	    SCHEMA_USER_EVENT_JSON, SCHEMA_ITEM_EVENT_JSON, SCHEMA_RECOMMENDATION_JSON};
 	struct codec *codec;
 
 	avro_set_allocator(codec_avro_allocator, NULL);
@@ -678,8 +671,8 @@ int codec_register_schema_dir(struct codec *codec, const char *dir, char *errstr
 		if (end == entry->d_name || strcmp(end, ".avsc") != 0 || errno != 0 || id < 0 ||
 		    id > INT32_MAX) {
 			set_errstr(errstr, errstr_size,
-				   "%s/%s: name must be <schema id>.avsc with a non-negative id", dir,
-				   entry->d_name);
+				   "%s/%s: name must be <schema id>.avsc with a non-negative id",
+				   dir, entry->d_name);
 			count = -1;
 			break;
 		}
@@ -746,8 +739,9 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 			return fail(err, CODEC_ERR_UNKNOWN_SCHEMA, "schema id %d is not registered",
 				    id);
 		if (plan->kind != kind)
-			return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "schema id %d is a %s, not a %s",
-				    id, record_names[plan->kind], record_names[kind]);
+			return fail(err, CODEC_ERR_SCHEMA_MISMATCH,
+				    "schema id %d is a %s, not a %s", id, record_names[plan->kind],
+				    record_names[kind]);
 		bytes += 5;
 		len -= 5;
 	} else {
@@ -792,16 +786,15 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
  * Fetches the writer's value for reader field f; a union yields its branch.
  * *present is false when the writer lacks the field or sent null.
  */
-static int field_value(struct writer_plan *plan, avro_value_t *record, size_t f,
-		       avro_value_t *out, bool *present, struct codec_error *err)
+static int field_value(struct writer_plan *plan, avro_value_t *record, size_t f, avro_value_t *out,
+		       bool *present, struct codec_error *err)
 {
 	const struct reader_field *field = &reader_records[plan->kind].fields[f];
 	*present = false;
 	if (plan->field_index[f] < 0)
 		return 0;
 	if (avro_value_get_by_index(record, (size_t)plan->field_index[f], out, NULL) != 0)
-		return fail(err, CODEC_ERR_MALFORMED, "field %s: %s", field->name,
-			    avro_strerror());
+		return fail(err, CODEC_ERR_MALFORMED, "field %s: %s", field->name, avro_strerror());
 	if (avro_value_get_type(out) == AVRO_UNION) {
 		avro_value_t branch;
 		if (avro_value_get_current_branch(out, &branch) != 0)
@@ -874,9 +867,7 @@ static int value_long(avro_value_t *v, const char *name, int64_t *out, struct co
 		avro_value_get_int(v, &i);
 		*out = i;
 		return 0;
-	case AVRO_INT64:
-		avro_value_get_long(v, out);
-		return 0;
+	case AVRO_INT64: avro_value_get_long(v, out); return 0;
 	default:
 		return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field %s: writer sent a %s", name,
 			    avro_schema_type_name(avro_value_get_schema(v)));
@@ -891,9 +882,7 @@ static int value_double(avro_value_t *v, const char *name, double *out, struct c
 		avro_value_get_float(v, &f);
 		*out = f;
 		return 0;
-	case AVRO_DOUBLE:
-		avro_value_get_double(v, out);
-		return 0;
+	case AVRO_DOUBLE: avro_value_get_double(v, out); return 0;
 	default: {
 		int64_t l;
 		if (value_long(v, name, &l, err) != 0)
@@ -911,9 +900,9 @@ static int check_ts(int64_t ts_ms, int64_t now_ms, int64_t max_future_ms, const 
 		return fail(err, CODEC_ERR_NEGATIVE_TS, "%s is negative (%lld)", name,
 			    (long long)ts_ms);
 	if (now_ms > 0 && ts_ms > now_ms && ts_ms - now_ms > max_future_ms)
-		return fail(err, CODEC_ERR_FUTURE_TS,
-			    "%s %lld is %lld ms in the future (limit %lld ms)", name,
-			    (long long)ts_ms, (long long)(ts_ms - now_ms), (long long)max_future_ms);
+		return fail(
+		    err, CODEC_ERR_FUTURE_TS, "%s %lld is %lld ms in the future (limit %lld ms)",
+		    name, (long long)ts_ms, (long long)(ts_ms - now_ms), (long long)max_future_ms);
 	return 0;
 }
 
@@ -940,9 +929,9 @@ int codec_decode_user_event(struct codec *codec, const void *buf, size_t len, in
 		int field;
 		size_t offset;
 	} ids[] = {
-		{UE_EVENT_ID, offsetof(struct user_event, event_id)},
-		{UE_USER_ID, offsetof(struct user_event, user_id)},
-		{UE_ITEM_ID, offsetof(struct user_event, item_id)},
+	    {UE_EVENT_ID, offsetof(struct user_event, event_id)},
+	    {UE_USER_ID, offsetof(struct user_event, user_id)},
+	    {UE_ITEM_ID, offsetof(struct user_event, item_id)},
 	};
 	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
 		if (field_value(plan, &plan->value, (size_t)ids[i].field, &v, &present, err) != 0 ||
@@ -1037,7 +1026,8 @@ int codec_decode_item_event(struct codec *codec, const void *buf, size_t len, in
 	if (present) {
 		int b;
 		if (avro_value_get_type(&v) != AVRO_BOOLEAN)
-			return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field in_stock: not a boolean");
+			return fail(err, CODEC_ERR_SCHEMA_MISMATCH,
+				    "field in_stock: not a boolean");
 		avro_value_get_boolean(&v, &b);
 		out->in_stock = b != 0;
 	}
@@ -1117,7 +1107,8 @@ int codec_decode_recommendation(struct codec *codec, const void *buf, size_t len
 			return -1;
 		strings_need += slen + 1;
 	}
-	if (ensure_capacity((void **)&codec->rec_strings, &codec->rec_strings_cap, strings_need, 1) ||
+	if (ensure_capacity((void **)&codec->rec_strings, &codec->rec_strings_cap, strings_need,
+			    1) ||
 	    ensure_capacity((void **)&codec->rec_items, &codec->rec_items_cap, count + 1,
 			    sizeof(struct scored_item)))
 		return fail(err, CODEC_ERR_MALFORMED, "out of memory");

@@ -100,16 +100,20 @@ enum codec_reason {
 	CODEC_ERR_TRUNCATED,       /**< "truncated": the body ends before the record does */
 	CODEC_ERR_BAD_MAGIC,       /**< "bad_magic": Confluent framing expected, first byte not 0 */
 	CODEC_ERR_UNKNOWN_SCHEMA,  /**< "unknown_schema_id": id not registered */
-	CODEC_ERR_SCHEMA_MISMATCH, /**< "schema_mismatch": writer schema is another record or a value cannot be resolved */
+	CODEC_ERR_SCHEMA_MISMATCH, /**< "schema_mismatch": writer schema is another record or a
+				      value cannot be resolved */
 	CODEC_ERR_TRAILING_BYTES,  /**< "trailing_bytes": bytes left over after the record */
-	CODEC_ERR_MALFORMED,       /**< "malformed": invalid Avro (bad varint, negative length, bad union branch) */
-	CODEC_ERR_INVALID_ENUM,    /**< "invalid_enum": enum index out of range or symbol unknown to the reader */
-	CODEC_ERR_EMPTY_ID,        /**< "empty_id": an id is the empty string */
-	CODEC_ERR_ID_TOO_LONG,     /**< "id_too_long": an id is longer than CODEC_ID_MAX_BYTES */
-	CODEC_ERR_ID_NOT_UTF8,     /**< "id_not_utf8": an id is not valid UTF-8 or holds a NUL */
-	CODEC_ERR_NEGATIVE_TS,     /**< "negative_timestamp" */
-	CODEC_ERR_FUTURE_TS,       /**< "future_timestamp": beyond now + max_future_ms */
-	CODEC_ERR_INVALID_FIELD,   /**< "invalid_field": quantity <= 0, price negative or not finite */
+	CODEC_ERR_MALFORMED, /**< "malformed": invalid Avro (bad varint, negative length, bad union
+				branch) */
+	CODEC_ERR_INVALID_ENUM,  /**< "invalid_enum": enum index out of range or symbol unknown to
+				    the reader */
+	CODEC_ERR_EMPTY_ID,      /**< "empty_id": an id is the empty string */
+	CODEC_ERR_ID_TOO_LONG,   /**< "id_too_long": an id is longer than CODEC_ID_MAX_BYTES */
+	CODEC_ERR_ID_NOT_UTF8,   /**< "id_not_utf8": an id is not valid UTF-8 or holds a NUL */
+	CODEC_ERR_NEGATIVE_TS,   /**< "negative_timestamp" */
+	CODEC_ERR_FUTURE_TS,     /**< "future_timestamp": beyond now + max_future_ms */
+	CODEC_ERR_INVALID_FIELD, /**< "invalid_field": quantity <= 0, price negative or not finite
+				  */
 	CODEC_REASON_COUNT
 };
 
@@ -179,7 +183,8 @@ int codec_decode_user_event(struct codec *codec, const void *buf, size_t len, in
 int codec_decode_item_event(struct codec *codec, const void *buf, size_t len, int64_t now_ms,
 			    struct item_event *out, struct codec_error *err);
 
-/** @brief Decode one Recommendation message; strings are owned by the codec (see struct recommendation). */
+/** @brief Decode one Recommendation message; strings are owned by the codec (see struct
+ * recommendation). */
 int codec_decode_recommendation(struct codec *codec, const void *buf, size_t len,
 				struct recommendation *out, struct codec_error *err);
 
@@ -223,7 +228,8 @@ bool event_type_from_name(const char *name, enum event_type *type);
 /** @returns true when [s, s+len) is well-formed UTF-8 with no NUL byte. */
 bool codec_utf8_valid(const char *s, size_t len);
 
-/** @returns the reader schema text of a record ("UserEvent", "ItemEvent", "Recommendation"), or NULL. */
+/** @returns the reader schema text of a record ("UserEvent", "ItemEvent", "Recommendation"), or
+ * NULL. */
 const char *codec_schema_json(const char *record_name);
 
 #endif

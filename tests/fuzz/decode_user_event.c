@@ -57,11 +57,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct recommendation rec;
 	struct codec_error err;
 	for (int f = 0; f < 3; f++) {
-		if (codec_decode_user_event(codecs[f], data, size, 1700000000000LL, &event, &err) == 0) {
+		if (codec_decode_user_event(codecs[f], data, size, 1700000000000LL, &event, &err) ==
+		    0) {
 			/* a decoded event always honours the documented limits */
-			if (strlen(event.user_id) == 0 || strlen(event.user_id) > CODEC_ID_MAX_BYTES ||
-			    !codec_utf8_valid(event.item_id, strlen(event.item_id)) || event.ts_ms < 0 ||
-			    (unsigned)event.type >= EVENT_TYPE_COUNT)
+			if (strlen(event.user_id) == 0 ||
+			    strlen(event.user_id) > CODEC_ID_MAX_BYTES ||
+			    !codec_utf8_valid(event.item_id, strlen(event.item_id)) ||
+			    event.ts_ms < 0 || (unsigned)event.type >= EVENT_TYPE_COUNT)
 				abort();
 		} else if (err.reason <= CODEC_OK || err.reason >= CODEC_REASON_COUNT) {
 			abort();

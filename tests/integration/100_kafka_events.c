@@ -22,17 +22,17 @@
 #include "kafkatest.h"
 #include "testutil.h"
 
-#define PARTITION_COUNT 3
-#define FIRST_BATCH_EVENTS 600
-#define SECOND_BATCH_EVENTS 50
-#define USER_COUNT 24
-#define USER_EVENT_SCHEMA_ID 7
+#define PARTITION_COUNT        3
+#define FIRST_BATCH_EVENTS     600
+#define SECOND_BATCH_EVENTS    50
+#define USER_COUNT             24
+#define USER_EVENT_SCHEMA_ID   7
 #define UNREGISTERED_SCHEMA_ID 99
 /* generous: the group join, 600 messages and ASan on a 2-core machine */
 #define CONSUME_DEADLINE_MS 60000
-#define POLL_MS 200
-#define MESSAGE_MAX_BYTES 1024
-#define MIXED_MESSAGES_MAX 32
+#define POLL_MS             200
+#define MESSAGE_MAX_BYTES   1024
+#define MIXED_MESSAGES_MAX  32
 
 /* One message of the mixed topic and what decoding it must give. */
 struct mixed_message {
@@ -72,8 +72,7 @@ struct received {
 };
 
 /* Fills a zeroed fixture; whatever it made is released by teardown(), even on failure. */
-static int fixture_init(struct fixture *f, const char *bootstrap, char *errstr,
-			size_t errstr_size)
+static int fixture_init(struct fixture *f, const char *bootstrap, char *errstr, size_t errstr_size)
 {
 	struct codec_config config = {.framing = CODEC_FRAMING_AUTO,
 				      .user_event_schema_id = USER_EVENT_SCHEMA_ID};
@@ -425,8 +424,8 @@ static void add_good(struct fixture *f, struct mixed_message *m, size_t i,
 	m->what = framing == CODEC_FRAMING_RAW ? "good raw" : "good confluent";
 	m->want = CODEC_OK;
 	m->event = make_event(i, testutil_now_ms() - 60000);
-	if (codec_encode_user_event(f->codec, &m->event, framing, &f->buf, errstr,
-				    sizeof errstr) != 0)
+	if (codec_encode_user_event(f->codec, &m->event, framing, &f->buf, errstr, sizeof errstr) !=
+	    0)
 		fail_msg("encode: %s", errstr);
 	assert_true(f->buf.len <= sizeof m->bytes);
 	memcpy(m->bytes, f->buf.data, f->buf.len);
@@ -472,8 +471,7 @@ static size_t build_mixed_messages(struct fixture *f, struct mixed_message *m)
 	encode_plain(f, CODEC_FRAMING_CONFLUENT);
 	memcpy(patched, f->buf.data, f->buf.len);
 	patched[4] = UNREGISTERED_SCHEMA_ID;
-	add_bytes(&m[n++], "unregistered schema id", patched, f->buf.len,
-		  CODEC_ERR_UNKNOWN_SCHEMA);
+	add_bytes(&m[n++], "unregistered schema id", patched, f->buf.len, CODEC_ERR_UNKNOWN_SCHEMA);
 	add_good(f, &m[n++], good++, CODEC_FRAMING_CONFLUENT);
 
 	encode_plain(f, CODEC_FRAMING_RAW);
@@ -481,8 +479,7 @@ static size_t build_mixed_messages(struct fixture *f, struct mixed_message *m)
 	add_good(f, &m[n++], good++, CODEC_FRAMING_RAW);
 
 	encode_plain(f, CODEC_FRAMING_CONFLUENT);
-	add_bytes(&m[n++], "truncated confluent", f->buf.data, f->buf.len - 1,
-		  CODEC_ERR_TRUNCATED);
+	add_bytes(&m[n++], "truncated confluent", f->buf.data, f->buf.len - 1, CODEC_ERR_TRUNCATED);
 	add_good(f, &m[n++], good++, CODEC_FRAMING_CONFLUENT);
 
 	add_bytes(&m[n++], "null value", NULL, 0, CODEC_ERR_EMPTY);
@@ -571,10 +568,10 @@ static void bad_messages_get_their_reason_and_good_ones_still_decode(void **stat
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-		    group_gets_every_event_once_in_order_and_resumes_from_commit, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    bad_messages_get_their_reason_and_good_ones_still_decode, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		group_gets_every_event_once_in_order_and_resumes_from_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		bad_messages_get_their_reason_and_good_ones_still_decode, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("100_kafka_events", tests, NULL, NULL);
 }

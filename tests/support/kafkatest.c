@@ -52,8 +52,7 @@ int kafkatest_unique_name(const char *prefix, char *name, size_t name_size, char
 		     atomic_fetch_add(&counter, 1));
 	if (n < 0 || (size_t)n >= name_size) {
 		snprintf(errstr, errstr_size,
-			 "unique name for prefix \"%s\": %zu bytes are too few", prefix,
-			 name_size);
+			 "unique name for prefix \"%s\": %zu bytes are too few", prefix, name_size);
 		return -1;
 	}
 	return 0;
@@ -148,8 +147,7 @@ static int create_topics_request(rd_kafka_t *rk, const struct kafkatest_topic *t
 	}
 	options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
 	/* the operation timeout makes the broker answer once the topics exist */
-	err = rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, reason,
-							sizeof reason);
+	err = rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, reason, sizeof reason);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		err = rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, reason,
 								  sizeof reason);
@@ -205,8 +203,8 @@ out_destroy_new_topics:
 }
 
 /* Checks one metadata answer: the topic with partition_count partitions, each led. */
-static bool topic_ready(const rd_kafka_metadata_t *metadata, const char *topic,
-			int partition_count, char *why, size_t why_size)
+static bool topic_ready(const rd_kafka_metadata_t *metadata, const char *topic, int partition_count,
+			char *why, size_t why_size)
 {
 	const rd_kafka_metadata_topic_t *t;
 	if (metadata->topic_cnt != 1 || strcmp(metadata->topics[0].topic, topic) != 0) {
@@ -235,8 +233,8 @@ static bool topic_ready(const rd_kafka_metadata_t *metadata, const char *topic,
 }
 
 /* Polls the metadata of one topic until topic_ready() or the deadline. */
-static int wait_topic_ready(rd_kafka_t *rk, const char *topic, int partition_count,
-			    int timeout_ms, char *errstr, size_t errstr_size)
+static int wait_topic_ready(rd_kafka_t *rk, const char *topic, int partition_count, int timeout_ms,
+			    char *errstr, size_t errstr_size)
 {
 	int64_t deadline_ms = kafkatest_clock_ms() + timeout_ms;
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -331,10 +329,7 @@ struct kafkatest_producer *kafkatest_producer_new(const char *bootstrap,
 						  size_t errstr_size)
 {
 	static const char *const defaults[] = {
-		"enable.idempotence", "true",
-		"acks", "all",
-		"linger.ms", "5",
-		NULL,
+	    "enable.idempotence", "true", "acks", "all", "linger.ms", "5", NULL,
 	};
 	struct kafkatest_producer *producer = calloc(1, sizeof *producer);
 	rd_kafka_conf_t *conf;
@@ -445,11 +440,15 @@ rd_kafka_t *kafkatest_consumer_new(const char *bootstrap, const char *group_id,
 				   const char *const *overrides, char *errstr, size_t errstr_size)
 {
 	const char *const defaults[] = {
-		"group.id", group_id,
-		"enable.auto.commit", "false",
-		"enable.auto.offset.store", "false",
-		"auto.offset.reset", "earliest",
-		NULL,
+	    "group.id",
+	    group_id,
+	    "enable.auto.commit",
+	    "false",
+	    "enable.auto.offset.store",
+	    "false",
+	    "auto.offset.reset",
+	    "earliest",
+	    NULL,
 	};
 	rd_kafka_conf_t *conf = conf_new(bootstrap, defaults, overrides, errstr, errstr_size);
 	rd_kafka_t *rk;
@@ -470,8 +469,7 @@ rd_kafka_t *kafkatest_consumer_new(const char *bootstrap, const char *group_id,
 	return rk;
 }
 
-int kafkatest_subscribe(rd_kafka_t *consumer, const char *topic, char *errstr,
-			size_t errstr_size)
+int kafkatest_subscribe(rd_kafka_t *consumer, const char *topic, char *errstr, size_t errstr_size)
 {
 	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_resp_err_t err;
@@ -499,8 +497,8 @@ int kafkatest_store_offset(rd_kafka_t *consumer, const rd_kafka_message_t *messa
 		err = tp->err;
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		snprintf(errstr, errstr_size, "store offset %s [%" PRId32 "]@%" PRId64 ": %s",
-			 rd_kafka_topic_name(message->rkt), message->partition,
-			 message->offset + 1, rd_kafka_err2str(err));
+			 rd_kafka_topic_name(message->rkt), message->partition, message->offset + 1,
+			 rd_kafka_err2str(err));
 	rd_kafka_topic_partition_list_destroy(offsets);
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
@@ -516,8 +514,7 @@ int kafkatest_commit(rd_kafka_t *consumer, char *errstr, size_t errstr_size)
 }
 
 int kafkatest_committed_offsets(rd_kafka_t *consumer, const char *topic, int partition_count,
-				int64_t *offsets, int timeout_ms, char *errstr,
-				size_t errstr_size)
+				int64_t *offsets, int timeout_ms, char *errstr, size_t errstr_size)
 {
 	rd_kafka_topic_partition_list_t *partitions =
 	    rd_kafka_topic_partition_list_new(partition_count);

@@ -131,8 +131,7 @@ rd_kafka_t *kafkatest_consumer_new(const char *bootstrap, const char *group_id,
 				   const char *const *overrides, char *errstr, size_t errstr_size);
 
 /** @brief Subscribe to one topic. @returns 0, or -1 with errstr filled. */
-int kafkatest_subscribe(rd_kafka_t *consumer, const char *topic, char *errstr,
-			size_t errstr_size);
+int kafkatest_subscribe(rd_kafka_t *consumer, const char *topic, char *errstr, size_t errstr_size);
 
 /**
  * @brief Store a consumed message's offset + 1 for the next commit
@@ -150,8 +149,7 @@ int kafkatest_commit(rd_kafka_t *consumer, char *errstr, size_t errstr_size);
  * of topic into offsets[] (RD_KAFKA_OFFSET_INVALID where nothing is committed).
  */
 int kafkatest_committed_offsets(rd_kafka_t *consumer, const char *topic, int partition_count,
-				int64_t *offsets, int timeout_ms, char *errstr,
-				size_t errstr_size);
+				int64_t *offsets, int timeout_ms, char *errstr, size_t errstr_size);
 
 /**
  * @brief Read the high watermarks (next offset to be written) of a topic's partitions.

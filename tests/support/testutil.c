@@ -29,25 +29,18 @@ int64_t testutil_now_ms(void)
 static int set_scalar(avro_value_t *field, const char *text)
 {
 	switch (avro_value_get_type(field)) {
-	case AVRO_STRING:
-		return avro_value_set_string(field, text);
-	case AVRO_INT32:
-		return avro_value_set_int(field, (int32_t)strtol(text, NULL, 10));
-	case AVRO_INT64:
-		return avro_value_set_long(field, strtoll(text, NULL, 10));
-	case AVRO_FLOAT:
-		return avro_value_set_float(field, strtof(text, NULL));
-	case AVRO_DOUBLE:
-		return avro_value_set_double(field, strtod(text, NULL));
-	case AVRO_BOOLEAN:
-		return avro_value_set_boolean(field, strcmp(text, "true") == 0);
+	case AVRO_STRING: return avro_value_set_string(field, text);
+	case AVRO_INT32: return avro_value_set_int(field, (int32_t)strtol(text, NULL, 10));
+	case AVRO_INT64: return avro_value_set_long(field, strtoll(text, NULL, 10));
+	case AVRO_FLOAT: return avro_value_set_float(field, strtof(text, NULL));
+	case AVRO_DOUBLE: return avro_value_set_double(field, strtod(text, NULL));
+	case AVRO_BOOLEAN: return avro_value_set_boolean(field, strcmp(text, "true") == 0);
 	case AVRO_ENUM: {
 		avro_schema_t s = avro_value_get_schema(field);
 		int idx = avro_schema_enum_get_by_name(s, text);
 		return idx < 0 ? -1 : avro_value_set_enum(field, idx);
 	}
-	default:
-		return -1;
+	default: return -1;
 	}
 }
 

@@ -106,8 +106,10 @@ static int parse_event(char *line, struct user_event *e)
 	if (n != 8)
 		return -1;
 	memset(e, 0, sizeof *e);
-	if (hex_string(tok[0], e->event_id, sizeof e->event_id) || hex_string(tok[1], e->user_id, sizeof e->user_id) ||
-	    hex_string(tok[2], e->item_id, sizeof e->item_id) || !event_type_from_name(tok[3], &e->type))
+	if (hex_string(tok[0], e->event_id, sizeof e->event_id) ||
+	    hex_string(tok[1], e->user_id, sizeof e->user_id) ||
+	    hex_string(tok[2], e->item_id, sizeof e->item_id) ||
+	    !event_type_from_name(tok[3], &e->type))
 		return -1;
 	e->ts_ms = strtoll(tok[4], NULL, 10);
 	if (strcmp(tok[5], "-") != 0) {
@@ -133,7 +135,8 @@ static int parse_rec(char *line, struct recommendation *r, struct scored_item *i
 {
 	char *save = NULL, *t;
 	long count;
-	if ((t = strtok_r(line, " \n", &save)) == NULL || hex_string(t, user, CODEC_ID_MAX_BYTES * 4 + 1))
+	if ((t = strtok_r(line, " \n", &save)) == NULL ||
+	    hex_string(t, user, CODEC_ID_MAX_BYTES * 4 + 1))
 		return -1;
 	if ((t = strtok_r(NULL, " \n", &save)) == NULL ||
 	    hex_string(t, variant, CODEC_ID_MAX_BYTES * 4 + 1))
@@ -202,7 +205,7 @@ int main(int argc, char **argv)
 	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
 		if (strcmp(argv[i], "--framing") == 0 && i + 1 < argc) {
 			const char *f = argv[++i];
-			config.framing = strcmp(f, "raw") == 0	     ? CODEC_FRAMING_RAW
+			config.framing = strcmp(f, "raw") == 0         ? CODEC_FRAMING_RAW
 					 : strcmp(f, "confluent") == 0 ? CODEC_FRAMING_CONFLUENT
 								       : CODEC_FRAMING_AUTO;
 		} else if (strcmp(argv[i], "--out-schema-id") == 0 && i + 1 < argc) {
@@ -231,7 +234,8 @@ int main(int argc, char **argv)
 			FILE *f;
 			long size;
 			if (eq == NULL || (f = fopen(eq + 1, "rb")) == NULL) {
-				fprintf(stderr, "codec_tool: --schema wants ID=FILE, got %s\n", spec);
+				fprintf(stderr, "codec_tool: --schema wants ID=FILE, got %s\n",
+					spec);
 				codec_free(codec);
 				return 2;
 			}
@@ -240,7 +244,8 @@ int main(int argc, char **argv)
 			rewind(f);
 			text = calloc(1, (size_t)size + 1);
 			if (fread(text, 1, (size_t)size, f) != (size_t)size ||
-			    codec_register_schema(codec, atoi(spec), text, errstr, sizeof errstr) != 0) {
+			    codec_register_schema(codec, atoi(spec), text, errstr, sizeof errstr) !=
+				0) {
 				fprintf(stderr, "codec_tool: %s: %s\n", spec, errstr);
 				status = 1;
 			}
@@ -256,7 +261,8 @@ int main(int argc, char **argv)
 		size_t len = 0;
 		line[strcspn(line, "\n")] = '\0';
 		if (strcmp(command, "decode-events") == 0 || strcmp(command, "decode-recs") == 0) {
-			if (strcmp(line, "-") != 0 && hex_decode(line, msg, sizeof msg, &len) != 0) {
+			if (strcmp(line, "-") != 0 &&
+			    hex_decode(line, msg, sizeof msg, &len) != 0) {
 				fprintf(stderr, "codec_tool: bad hex line\n");
 				status = 2;
 				break;
@@ -266,18 +272,21 @@ int main(int argc, char **argv)
 				if (codec_decode_user_event(codec, msg, len, 0, &e, &err) == 0)
 					print_event(&e);
 				else
-					printf("ERR %s %s\n", codec_reason_name(err.reason), err.detail);
+					printf("ERR %s %s\n", codec_reason_name(err.reason),
+					       err.detail);
 			} else {
 				struct recommendation r;
 				if (codec_decode_recommendation(codec, msg, len, &r, &err) == 0)
 					print_rec(&r);
 				else
-					printf("ERR %s %s\n", codec_reason_name(err.reason), err.detail);
+					printf("ERR %s %s\n", codec_reason_name(err.reason),
+					       err.detail);
 			}
 		} else if (strcmp(command, "encode-events") == 0) {
 			struct user_event e;
 			if (parse_event(line, &e) != 0 ||
-			    codec_encode_user_event(codec, &e, out_framing, &out, errstr, sizeof errstr)) {
+			    codec_encode_user_event(codec, &e, out_framing, &out, errstr,
+						    sizeof errstr)) {
 				fprintf(stderr, "codec_tool: cannot encode event line\n");
 				status = 2;
 				break;

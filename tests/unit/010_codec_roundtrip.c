@@ -19,12 +19,12 @@ static int setup(void **state)
 				      .item_event_schema_id = 8};
 	struct codec *codec = codec_new(&config, errstr, sizeof errstr);
 	assert_non_null(codec);
-	assert_int_equal(codec_register_schema(codec, 7, codec_schema_json("UserEvent"), errstr,
-					       sizeof errstr),
-			 0);
-	assert_int_equal(codec_register_schema(codec, 8, codec_schema_json("ItemEvent"), errstr,
-					       sizeof errstr),
-			 0);
+	assert_int_equal(
+	    codec_register_schema(codec, 7, codec_schema_json("UserEvent"), errstr, sizeof errstr),
+	    0);
+	assert_int_equal(
+	    codec_register_schema(codec, 8, codec_schema_json("ItemEvent"), errstr, sizeof errstr),
+	    0);
 	assert_int_equal(codec_register_schema(codec, 42, codec_schema_json("Recommendation"),
 					       errstr, sizeof errstr),
 			 0);
@@ -62,9 +62,11 @@ static void user_event_every_type_both_framings(void **state)
 	struct codec_buf buf = {0};
 	char errstr[256];
 	for (int t = 0; t < EVENT_TYPE_COUNT; t++) {
-		for (int framing = CODEC_FRAMING_RAW; framing <= CODEC_FRAMING_CONFLUENT; framing++) {
+		for (int framing = CODEC_FRAMING_RAW; framing <= CODEC_FRAMING_CONFLUENT;
+		     framing++) {
 			struct user_event in = testutil_event("e-1", "user-ü", "item-9",
-							      (enum event_type)t), out;
+							      (enum event_type)t),
+					  out;
 			struct codec_error err;
 			in.has_session_id = t % 2 == 0;
 			strcpy(in.session_id, "s-77");
@@ -72,8 +74,9 @@ static void user_event_every_type_both_framings(void **state)
 			in.quantity = 3;
 			in.has_price = t >= EVENT_ADD_TO_CART;
 			in.price = 19.99;
-			assert_int_equal(codec_encode_user_event(codec, &in, (enum codec_framing)framing,
-								 &buf, errstr, sizeof errstr),
+			assert_int_equal(codec_encode_user_event(codec, &in,
+								 (enum codec_framing)framing, &buf,
+								 errstr, sizeof errstr),
 					 0);
 			if (framing == CODEC_FRAMING_CONFLUENT) {
 				static const uint8_t header[5] = {0, 0, 0, 0, 7};
@@ -98,9 +101,8 @@ static void user_event_longest_id_accepted(void **state)
 	char errstr[256];
 	memset(in.item_id, 'x', CODEC_ID_MAX_BYTES);
 	in.item_id[CODEC_ID_MAX_BYTES] = '\0';
-	assert_int_equal(codec_encode_user_event(codec, &in, CODEC_FRAMING_RAW, &buf, errstr,
-						 sizeof errstr),
-			 0);
+	assert_int_equal(
+	    codec_encode_user_event(codec, &in, CODEC_FRAMING_RAW, &buf, errstr, sizeof errstr), 0);
 	assert_int_equal(codec_decode_user_event(codec, buf.data, buf.len, 0, &out, &err), 0);
 	assert_int_equal(strlen(out.item_id), CODEC_ID_MAX_BYTES);
 	codec_buf_free(&buf);
@@ -150,14 +152,16 @@ static void recommendation_round_trip(void **state)
 	struct codec_error err;
 	char errstr[256];
 	for (int framing = CODEC_FRAMING_RAW; framing <= CODEC_FRAMING_CONFLUENT; framing++) {
-		assert_int_equal(codec_encode_recommendation(codec, &in, (enum codec_framing)framing,
-							     &buf, errstr, sizeof errstr),
+		assert_int_equal(codec_encode_recommendation(codec, &in,
+							     (enum codec_framing)framing, &buf,
+							     errstr, sizeof errstr),
 				 0);
 		if (framing == CODEC_FRAMING_CONFLUENT) {
 			static const uint8_t header[5] = {0, 0, 0, 0, 42};
 			assert_memory_equal(buf.data, header, 5);
 		}
-		assert_int_equal(codec_decode_recommendation(codec, buf.data, buf.len, &out, &err), 0);
+		assert_int_equal(codec_decode_recommendation(codec, buf.data, buf.len, &out, &err),
+				 0);
 		assert_string_equal(out.user_id, "user-1");
 		assert_string_equal(out.variant, "control");
 		assert_int_equal(out.model_step, 123456789012LL);
@@ -171,9 +175,9 @@ static void recommendation_round_trip(void **state)
 	}
 	/* an empty list is a valid list */
 	in.item_count = 0;
-	assert_int_equal(codec_encode_recommendation(codec, &in, CODEC_FRAMING_RAW, &buf, errstr,
-						     sizeof errstr),
-			 0);
+	assert_int_equal(
+	    codec_encode_recommendation(codec, &in, CODEC_FRAMING_RAW, &buf, errstr, sizeof errstr),
+	    0);
 	assert_int_equal(codec_decode_recommendation(codec, buf.data, buf.len, &out, &err), 0);
 	assert_int_equal(out.item_count, 0);
 	codec_buf_free(&buf);
@@ -184,23 +188,23 @@ static void recommendation_encoding_is_avro_binary(void **state)
 	/* Hand-computed Avro bytes: strings are zig-zag length + bytes, longs zig-zag varints,
 	 * floats little-endian IEEE, arrays one block then 0. */
 	static const uint8_t expected[] = {
-		2, 'u',            /* user_id */
-		2, 'v',            /* variant */
-		4,                 /* model_step 2 */
-		6,                 /* generated_at 3 */
-		8,                 /* trigger_event_ts 4 */
-		2,                 /* one item */
-		2, 'i', 0, 0, 0x80, 0x3f, /* "i", 1.0f */
-		0,                 /* end of array */
+	    2, 'u',                   /* user_id */
+	    2, 'v',                   /* variant */
+	    4,                        /* model_step 2 */
+	    6,                        /* generated_at 3 */
+	    8,                        /* trigger_event_ts 4 */
+	    2,                        /* one item */
+	    2, 'i', 0, 0, 0x80, 0x3f, /* "i", 1.0f */
+	    0,                        /* end of array */
 	};
 	struct codec *codec = *state;
 	struct codec_buf buf = {0};
 	struct scored_item item = {"i", 1.0f};
 	struct recommendation in = {"u", "v", 2, 3, 4, 1, &item};
 	char errstr[256];
-	assert_int_equal(codec_encode_recommendation(codec, &in, CODEC_FRAMING_RAW, &buf, errstr,
-						     sizeof errstr),
-			 0);
+	assert_int_equal(
+	    codec_encode_recommendation(codec, &in, CODEC_FRAMING_RAW, &buf, errstr, sizeof errstr),
+	    0);
 	assert_int_equal(buf.len, sizeof expected);
 	assert_memory_equal(buf.data, expected, sizeof expected);
 	codec_buf_free(&buf);
@@ -222,12 +226,12 @@ static void reason_names_are_distinct(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(user_event_every_type_both_framings),
-		cmocka_unit_test(user_event_longest_id_accepted),
-		cmocka_unit_test(item_event_round_trip_and_default),
-		cmocka_unit_test(recommendation_round_trip),
-		cmocka_unit_test(recommendation_encoding_is_avro_binary),
-		cmocka_unit_test(reason_names_are_distinct),
+	    cmocka_unit_test(user_event_every_type_both_framings),
+	    cmocka_unit_test(user_event_longest_id_accepted),
+	    cmocka_unit_test(item_event_round_trip_and_default),
+	    cmocka_unit_test(recommendation_round_trip),
+	    cmocka_unit_test(recommendation_encoding_is_avro_binary),
+	    cmocka_unit_test(reason_names_are_distinct),
 	};
 	return cmocka_run_group_tests_name("010_codec_roundtrip", tests, setup, teardown);
 }

@@ -59,8 +59,8 @@ static void encode(struct fixture *f, struct codec *codec, const struct user_eve
 		   enum codec_framing framing)
 {
 	char errstr[256];
-	assert_int_equal(codec_encode_user_event(codec, ev, framing, &f->buf, errstr, sizeof errstr),
-			 0);
+	assert_int_equal(
+	    codec_encode_user_event(codec, ev, framing, &f->buf, errstr, sizeof errstr), 0);
 }
 
 /* Decodes bytes and asserts the reason; the detail must say something. */
@@ -153,7 +153,8 @@ static void enum_symbol_unknown_to_reader(void **state)
 	struct fixture *f = *state;
 	static const char writer[] =
 	    "{\"type\":\"record\",\"name\":\"UserEvent\",\"namespace\":\"streamrec\",\"fields\":["
-	    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"string\"},"
+	    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"string\"}"
+	    ","
 	    "{\"name\":\"item_id\",\"type\":\"string\"},"
 	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":"
 	    "[\"VIEW\",\"BUYY\"]}},{\"name\":\"ts\",\"type\":\"long\"}]}";
@@ -193,15 +194,16 @@ static void over_long_ids(void **state)
 	struct fixture *f = *state;
 	/* The struct caps ids at the limit, so write the 257-byte id with a generic writer. */
 	char id[CODEC_ID_MAX_BYTES + 2], field[CODEC_ID_MAX_BYTES + 16];
-	const char *fields[] = {"event_id=e", field, "item_id=i", "type=VIEW",
-				"ts=1700000000000", "session_id=null", "quantity=null",
-				"price=null"};
+	const char *fields[] = {
+	    "event_id=e",      field,           "item_id=i", "type=VIEW", "ts=1700000000000",
+	    "session_id=null", "quantity=null", "price=null"};
 	uint8_t body[1024];
 	long n;
 	memset(id, 'u', CODEC_ID_MAX_BYTES + 1);
 	id[CODEC_ID_MAX_BYTES + 1] = '\0';
 	snprintf(field, sizeof field, "user_id=%s", id);
-	n = testutil_write_with_schema(codec_schema_json("UserEvent"), fields, 8, body, sizeof body);
+	n = testutil_write_with_schema(codec_schema_json("UserEvent"), fields, 8, body,
+				       sizeof body);
 	assert_true(n > 0);
 	expect_reason(f->raw, body, (size_t)n, CODEC_ERR_ID_TOO_LONG, "257 bytes, limit 256");
 }
@@ -213,13 +215,15 @@ static void non_utf8_ids(void **state)
 		const char *bytes;
 		size_t len;
 	} bad[] = {
-		{"\xff", 1},               /* never valid */
-		{"ab\xc3", 3},             /* cut sequence */
-		{"\xc0\xaf", 2},           /* overlong '/' */
-		{"\xed\xa0\x80", 3},       /* UTF-16 surrogate */
-		{"\xf4\x90\x80\x80", 4},   /* above U+10FFFF */
-		{"a\0b", 3},               /* NUL inside */
-		{"\x80" "abc", 4},         /* stray continuation */
+	    {"\xff", 1},             /* never valid */
+	    {"ab\xc3", 3},           /* cut sequence */
+	    {"\xc0\xaf", 2},         /* overlong '/' */
+	    {"\xed\xa0\x80", 3},     /* UTF-16 surrogate */
+	    {"\xf4\x90\x80\x80", 4}, /* above U+10FFFF */
+	    {"a\0b", 3},             /* NUL inside */
+	    {"\x80"
+	     "abc",
+	     4}, /* stray continuation */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct user_event ev = testutil_event("e", "u", "i", EVENT_VIEW);
@@ -231,8 +235,8 @@ static void non_utf8_ids(void **state)
 		memcpy(body + n, bad[i].bytes, bad[i].len);
 		n += bad[i].len;
 		body[n++] = 2, body[n++] = 'i';
-		body[n++] = 2;                 /* VIEW */
-		body[n++] = 2;                 /* ts = 1 */
+		body[n++] = 2; /* VIEW */
+		body[n++] = 2; /* ts = 1 */
 		body[n++] = 0, body[n++] = 0, body[n++] = 0;
 		(void)ev;
 		expect_reason(f->raw, body, n, CODEC_ERR_ID_NOT_UTF8, "user_id");
@@ -261,10 +265,12 @@ static void timestamps(void **state)
 	/* an hour ahead (clock skew) and the distant past (replays) are fine */
 	ev.ts_ms = now + 3600 * 1000;
 	encode(f, f->raw, &ev, CODEC_FRAMING_RAW);
-	assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len, now, &out, &err), 0);
+	assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len, now, &out, &err),
+			 0);
 	ev.ts_ms = 0;
 	encode(f, f->raw, &ev, CODEC_FRAMING_RAW);
-	assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len, now, &out, &err), 0);
+	assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len, now, &out, &err),
+			 0);
 }
 
 static void invalid_optional_fields(void **state)
@@ -320,8 +326,9 @@ static void schema_of_another_record(void **state)
 	struct fixture *f = *state;
 	char errstr[256];
 	struct user_event ev = testutil_event("e", "u", "i", EVENT_VIEW);
-	assert_int_equal(codec_register_schema(f->confluent, 30, codec_schema_json("Recommendation"),
-					       errstr, sizeof errstr),
+	assert_int_equal(codec_register_schema(f->confluent, 30,
+					       codec_schema_json("Recommendation"), errstr,
+					       sizeof errstr),
 			 0);
 	encode(f, f->confluent, &ev, CODEC_FRAMING_CONFLUENT);
 	f->buf.data[4] = 30;
@@ -337,7 +344,8 @@ static void good_message_after_bad_ones_still_decodes(void **state)
 	static const uint8_t junk[] = {0x42, 0x43, 0x44}; /* a 33-byte event_id, cut */
 	expect_reason(f->raw, junk, sizeof junk, CODEC_ERR_TRUNCATED, NULL);
 	encode(f, f->raw, &ev, CODEC_FRAMING_RAW);
-	assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len, 0, &out, &err), 0);
+	assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len, 0, &out, &err),
+			 0);
 	assert_string_equal(out.user_id, "u");
 	assert_int_equal(out.type, EVENT_CLICK);
 }
@@ -345,22 +353,22 @@ static void good_message_after_bad_ones_still_decodes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(empty_message),
-		cmocka_unit_test(every_truncation_is_truncated),
-		cmocka_unit_test(wrong_magic_byte),
-		cmocka_unit_test(unknown_schema_id),
-		cmocka_unit_test(bytes_left_over),
-		cmocka_unit_test(enum_index_out_of_range),
-		cmocka_unit_test(enum_symbol_unknown_to_reader),
-		cmocka_unit_test(empty_ids),
-		cmocka_unit_test(over_long_ids),
-		cmocka_unit_test(non_utf8_ids),
-		cmocka_unit_test(timestamps),
-		cmocka_unit_test(invalid_optional_fields),
-		cmocka_unit_test(malformed_avro),
-		cmocka_unit_test(huge_declared_length_is_refused_cheaply),
-		cmocka_unit_test(schema_of_another_record),
-		cmocka_unit_test(good_message_after_bad_ones_still_decodes),
+	    cmocka_unit_test(empty_message),
+	    cmocka_unit_test(every_truncation_is_truncated),
+	    cmocka_unit_test(wrong_magic_byte),
+	    cmocka_unit_test(unknown_schema_id),
+	    cmocka_unit_test(bytes_left_over),
+	    cmocka_unit_test(enum_index_out_of_range),
+	    cmocka_unit_test(enum_symbol_unknown_to_reader),
+	    cmocka_unit_test(empty_ids),
+	    cmocka_unit_test(over_long_ids),
+	    cmocka_unit_test(non_utf8_ids),
+	    cmocka_unit_test(timestamps),
+	    cmocka_unit_test(invalid_optional_fields),
+	    cmocka_unit_test(malformed_avro),
+	    cmocka_unit_test(huge_declared_length_is_refused_cheaply),
+	    cmocka_unit_test(schema_of_another_record),
+	    cmocka_unit_test(good_message_after_bad_ones_still_decodes),
 	};
 	return cmocka_run_group_tests_name("011_codec_invalid", tests, setup, teardown);
 }

@@ -14,34 +14,81 @@
 #include "testutil.h"
 
 #define FIELD_ID(n) "{\"name\":\"" n "\",\"type\":\"string\"}"
-#define RECORD(fields)                                                                        \
-	"{\"type\":\"record\",\"name\":\"UserEvent\",\"namespace\":\"streamrec\",\"fields\":[" fields \
-	"]}"
-#define EVENT_TYPE_ENUM(symbols)                                                              \
-	"{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":[" symbols \
-	"]}}"
-#define ALL_SYMBOLS                                                                           \
+#define RECORD(fields)                                                                             \
+	"{\"type\":\"record\",\"name\":\"UserEvent\",\"namespace\":\"streamrec\",\"fields\":"      \
+	"[" fields "]}"
+#define EVENT_TYPE_ENUM(symbols)                                                                   \
+	"{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":"       \
+	"[" symbols "]}}"
+#define ALL_SYMBOLS                                                                                \
 	"\"IMPRESSION\",\"VIEW\",\"CLICK\",\"ADD_TO_CART\",\"REMOVE_FROM_CART\",\"FAVORITE\","     \
 	"\"PURCHASE\""
 
 /* The first version of the schema: no optional fields at all. */
-static const char older_writer[] = RECORD(
-    FIELD_ID("event_id") "," FIELD_ID("user_id") "," FIELD_ID("item_id") "," EVENT_TYPE_ENUM(
-	ALL_SYMBOLS) ",{\"name\":\"ts\",\"type\":\"long\"}");
+static const char older_writer[] = RECORD(FIELD_ID("event_id") "," FIELD_ID("user_id") "," FIELD_ID(
+    "item_id") "," EVENT_TYPE_ENUM(ALL_SYMBOLS) ",{\"name\":\"ts\",\"type\":\"long\"}");
 
 /* A later version: a field in the middle, a new optional field, a new enum symbol at the front. */
-static const char newer_writer[] = RECORD(
-    FIELD_ID("event_id") ",{\"name\":\"tenant\",\"type\":\"string\"}," FIELD_ID(
-	"user_id") "," FIELD_ID("item_id") "," EVENT_TYPE_ENUM("\"RETURN\"," ALL_SYMBOLS)
-    ",{\"name\":\"ts\",\"type\":\"long\"},"
-    "{\"name\":\"session_id\",\"type\":[\"null\",\"string\"],\"default\":null},"
-    "{\"name\":\"quantity\",\"type\":[\"null\",\"int\"],\"default\":null},"
-    "{\"name\":\"price\",\"type\":[\"null\",\"double\"],\"default\":null},"
-    "{\"name\":\"referrer\",\"type\":[\"null\",\"string\"],\"default\":null}");
+static const char newer_writer[] =
+    RECORD(FIELD_ID("event_id") ",{\"name\":\"tenant\",\"type\":\"string\"}," FIELD_ID(
+	"user_id") "," FIELD_ID("item_id") "," EVENT_TYPE_ENUM("\"RETURN\"," ALL_SYMBOLS) ",{"
+											  "\"name\""
+											  ":\"ts\","
+											  "\"type\""
+											  ":\"long"
+											  "\"},"
+											  "{\"name"
+											  "\":"
+											  "\"sessio"
+											  "n_id\","
+											  "\"type\""
+											  ":["
+											  "\"null\""
+											  ",\"strin"
+											  "g\"],"
+											  "\"defaul"
+											  "t\":"
+											  "null},"
+											  "{\"name"
+											  "\":"
+											  "\"quanti"
+											  "ty\","
+											  "\"type\""
+											  ":["
+											  "\"null\""
+											  ",\"int\""
+											  "],"
+											  "\"defaul"
+											  "t\":"
+											  "null},"
+											  "{\"name"
+											  "\":"
+											  "\"price"
+											  "\","
+											  "\"type\""
+											  ":["
+											  "\"null\""
+											  ",\"doubl"
+											  "e\"],"
+											  "\"defaul"
+											  "t\":"
+											  "null},"
+											  "{\"name"
+											  "\":"
+											  "\"referr"
+											  "er\","
+											  "\"type\""
+											  ":["
+											  "\"null\""
+											  ",\"strin"
+											  "g\"],"
+											  "\"defaul"
+											  "t\":"
+											  "null}");
 
 /* Narrower types that promote: ts as int, price as float, non-optional quantity. */
-static const char promoting_writer[] = RECORD(
-    FIELD_ID("event_id") "," FIELD_ID("user_id") "," FIELD_ID("item_id") "," EVENT_TYPE_ENUM(
+static const char promoting_writer[] =
+    RECORD(FIELD_ID("event_id") "," FIELD_ID("user_id") "," FIELD_ID("item_id") "," EVENT_TYPE_ENUM(
 	"\"PURCHASE\",\"VIEW\"") ",{\"name\":\"ts\",\"type\":\"int\"},"
 				 "{\"name\":\"quantity\",\"type\":\"int\"},"
 				 "{\"name\":\"price\",\"type\":\"float\"}");
@@ -97,10 +144,9 @@ static void newer_writer_skips_unknown_and_maps_symbols_by_name(void **state)
 	struct codec *codec = new_codec();
 	struct user_event out;
 	/* PURCHASE is index 7 for this writer, 6 for us */
-	const char *fields[] = {"event_id=e2",  "tenant=acme",    "user_id=u2",
-				"item_id=i2",   "type=PURCHASE",  "ts=1700000000002",
-				"session_id=s", "quantity=4",     "price=2.5",
-				"referrer=newsletter"};
+	const char *fields[] = {"event_id=e2",   "tenant=acme",        "user_id=u2",   "item_id=i2",
+				"type=PURCHASE", "ts=1700000000002",   "session_id=s", "quantity=4",
+				"price=2.5",     "referrer=newsletter"};
 	(void)state;
 	decode_with(codec, newer_writer, 2, fields, 10, &out);
 	assert_string_equal(out.user_id, "u2");
@@ -123,9 +169,9 @@ static void newer_writer_symbol_we_lack_is_invalid_enum(void **state)
 	char errstr[256];
 	struct user_event out;
 	struct codec_error err;
-	const char *fields[] = {"event_id=e", "tenant=t", "user_id=u", "item_id=i", "type=RETURN",
-				"ts=1", "session_id=null", "quantity=null", "price=null",
-				"referrer=null"};
+	const char *fields[] = {"event_id=e",  "tenant=t",     "user_id=u",       "item_id=i",
+				"type=RETURN", "ts=1",         "session_id=null", "quantity=null",
+				"price=null",  "referrer=null"};
 	long n;
 	(void)state;
 	assert_int_equal(codec_register_schema(codec, 3, newer_writer, errstr, sizeof errstr), 0);
@@ -143,7 +189,7 @@ static void narrower_types_promote(void **state)
 	struct codec *codec = new_codec();
 	struct user_event out;
 	const char *fields[] = {"event_id=e3", "user_id=u3", "item_id=i3", "type=VIEW",
-				"ts=1234567", "quantity=2", "price=0.5"};
+				"ts=1234567",  "quantity=2", "price=0.5"};
 	(void)state;
 	decode_with(codec, promoting_writer, 4, fields, 7, &out);
 	assert_int_equal(out.type, EVENT_VIEW);
@@ -210,12 +256,12 @@ static void schema_directory_registration(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(older_writer_takes_defaults),
-		cmocka_unit_test(newer_writer_skips_unknown_and_maps_symbols_by_name),
-		cmocka_unit_test(newer_writer_symbol_we_lack_is_invalid_enum),
-		cmocka_unit_test(narrower_types_promote),
-		cmocka_unit_test(incompatible_writers_are_refused_at_registration),
-		cmocka_unit_test(schema_directory_registration),
+	    cmocka_unit_test(older_writer_takes_defaults),
+	    cmocka_unit_test(newer_writer_skips_unknown_and_maps_symbols_by_name),
+	    cmocka_unit_test(newer_writer_symbol_we_lack_is_invalid_enum),
+	    cmocka_unit_test(narrower_types_promote),
+	    cmocka_unit_test(incompatible_writers_are_refused_at_registration),
+	    cmocka_unit_test(schema_directory_registration),
 	};
 	return cmocka_run_group_tests_name("012_codec_evolution", tests, NULL, NULL);
 }

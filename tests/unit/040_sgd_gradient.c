@@ -1,4 +1,5 @@
-/* Gradient check: the analytic gradients the model applies equal finite differences of its objective. */
+/* Gradient check: the analytic gradients the model applies equal finite differences of its
+ * objective. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +11,8 @@
 
 #include "sgd.h"
 
-#define DIM 7
-#define YS 3
+#define DIM     7
+#define YS      3
 #define TARGETS 5
 
 static float random_float(uint64_t *state)
@@ -97,8 +98,8 @@ static void sigmoid_and_softplus_are_stable(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(gradients_match_finite_differences),
-		cmocka_unit_test(sigmoid_and_softplus_are_stable),
+	    cmocka_unit_test(gradients_match_finite_differences),
+	    cmocka_unit_test(sigmoid_and_softplus_are_stable),
 	};
 	return cmocka_run_group_tests_name("040_sgd_gradient", tests, NULL, NULL);
 }

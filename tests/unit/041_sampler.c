@@ -44,7 +44,8 @@ static void draws_follow_count_to_the_alpha(void **state)
 	uint64_t counts[ITEMS], rng = 7;
 	assert_int_equal(sampler_draw(s, &rng), UINT32_MAX); /* nothing to draw yet */
 	for (int i = 0; i < ITEMS; i++) {
-		counts[i] = i % 10 == 3 ? 0 : (uint64_t)(1 + (i * 7919) % 5000); /* spread over buckets */
+		counts[i] =
+		    i % 10 == 3 ? 0 : (uint64_t)(1 + (i * 7919) % 5000); /* spread over buckets */
 		assert_int_equal(sampler_set_count(s, (uint32_t)i, counts[i]), 0);
 	}
 	/* 199 degrees of freedom at most: the 99.9th percentile is about 270 */
@@ -92,9 +93,9 @@ static void same_state_same_draws(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(draws_follow_count_to_the_alpha),
-		cmocka_unit_test(wrong_distribution_would_be_caught),
-		cmocka_unit_test(same_state_same_draws),
+	    cmocka_unit_test(draws_follow_count_to_the_alpha),
+	    cmocka_unit_test(wrong_distribution_would_be_caught),
+	    cmocka_unit_test(same_state_same_draws),
 	};
 	return cmocka_run_group_tests_name("041_sampler", tests, NULL, NULL);
 }

@@ -65,8 +65,8 @@ static void first_vectors_depend_on_the_id_not_the_index(void **state)
 	struct model *b = model_new(&config, errstr, sizeof errstr);
 	/* the same external user (hash 77) as index 0 in one model, index 5 in the other;
 	 * an IMPRESSION has weight 0 and so teaches nothing */
-	struct model_event view = {.user = 0, .item = 0, .user_hash = 77, .item_hash = 88,
-				   .type = MODEL_VIEW, .ts_ms = 1};
+	struct model_event view = {
+	    .user = 0, .item = 0, .user_hash = 77, .item_hash = 88, .type = MODEL_VIEW, .ts_ms = 1};
 	assert_int_equal(model_learn(a, &view, errstr, sizeof errstr), 0);
 	view.user = 5;
 	view.item = 3;
@@ -88,19 +88,22 @@ static void bought_items_are_excluded(void **state)
 	size_t count;
 	uint32_t user = 3;
 	assert_non_null(topk);
-	assert_int_equal(model_recommend(m, topk, &user, 1, 50, NULL, results, &count, errstr,
-					 sizeof errstr),
-			 0);
+	assert_int_equal(
+	    model_recommend(m, topk, &user, 1, 50, NULL, results, &count, errstr, sizeof errstr),
+	    0);
 	assert_int_equal(count, 50);
 	uint32_t top = results[0].item;
-	struct model_event buy = {.user = user, .item = top, .user_hash = 1000003u * user + 17,
-				  .item_hash = 999983u * top + 5, .type = MODEL_PURCHASE,
+	struct model_event buy = {.user = user,
+				  .item = top,
+				  .user_hash = 1000003u * user + 17,
+				  .item_hash = 999983u * top + 5,
+				  .type = MODEL_PURCHASE,
 				  .ts_ms = 1800000000000LL};
 	assert_int_equal(model_learn(m, &buy, errstr, sizeof errstr), 0);
 	assert_true(model_user_excludes(m, user, top));
-	assert_int_equal(model_recommend(m, topk, &user, 1, 50, NULL, results, &count, errstr,
-					 sizeof errstr),
-			 0);
+	assert_int_equal(
+	    model_recommend(m, topk, &user, 1, 50, NULL, results, &count, errstr, sizeof errstr),
+	    0);
 	for (size_t r = 0; r < count; r++)
 		assert_int_not_equal(results[r].item, top);
 	/* ineligible items never appear either */
@@ -128,8 +131,11 @@ static void last_event_moves_the_query_at_once(void **state)
 	struct model_query q2 = {.vector = after, .sparse_items = items2, .sparse_scores = scores2};
 	char errstr[256];
 	model_query(m, 11, &q);
-	struct model_event e = {.user = 11, .item = 499, .user_hash = 1000003u * 11 + 17,
-				.item_hash = 999983u * 499 + 5, .type = MODEL_CLICK,
+	struct model_event e = {.user = 11,
+				.item = 499,
+				.user_hash = 1000003u * 11 + 17,
+				.item_hash = 999983u * 499 + 5,
+				.type = MODEL_CLICK,
 				.ts_ms = 1800000000000LL};
 	assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
 	model_query(m, 11, &q2);
@@ -182,12 +188,12 @@ static void bad_configs_are_named(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(replay_is_bit_identical),
-		cmocka_unit_test(first_vectors_depend_on_the_id_not_the_index),
-		cmocka_unit_test(bought_items_are_excluded),
-		cmocka_unit_test(last_event_moves_the_query_at_once),
-		cmocka_unit_test(cold_users_get_the_trending_list),
-		cmocka_unit_test(bad_configs_are_named),
+	    cmocka_unit_test(replay_is_bit_identical),
+	    cmocka_unit_test(first_vectors_depend_on_the_id_not_the_index),
+	    cmocka_unit_test(bought_items_are_excluded),
+	    cmocka_unit_test(last_event_moves_the_query_at_once),
+	    cmocka_unit_test(cold_users_get_the_trending_list),
+	    cmocka_unit_test(bad_configs_are_named),
 	};
 	return cmocka_run_group_tests_name("042_model", tests, NULL, NULL);
 }

@@ -14,8 +14,8 @@
 
 #include "model.h"
 
-#define USERS 400
-#define ITEMS 300
+#define USERS  400
+#define ITEMS  300
 #define EVENTS 30000
 
 /* A pretend store: the last saved bytes of each row. */
@@ -43,8 +43,8 @@ static struct model *new_model(void)
 	char errstr[256];
 	model_config_default(&config);
 	config.dim = 8;
-	config.covis_neighbours = 4; /* small lists: replacements happen */
-	config.covis_half_life_events = 50; /* the scale grows fast: rescales happen */
+	config.covis_neighbours = 4;         /* small lists: replacements happen */
+	config.covis_half_life_events = 50;  /* the scale grows fast: rescales happen */
 	config.trending_half_life_ms = 1000; /* trending rescales too */
 	struct model *m = model_new(&config, errstr, sizeof errstr);
 	assert_non_null(m);
@@ -180,9 +180,9 @@ static void rows_of_another_shape_are_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(restored_model_continues_bit_for_bit),
-		cmocka_unit_test(forgotten_rows_would_be_caught),
-		cmocka_unit_test(rows_of_another_shape_are_refused),
+	    cmocka_unit_test(restored_model_continues_bit_for_bit),
+	    cmocka_unit_test(forgotten_rows_would_be_caught),
+	    cmocka_unit_test(rows_of_another_shape_are_refused),
 	};
 	return cmocka_run_group_tests_name("043_model_persist", tests, NULL, NULL);
 }

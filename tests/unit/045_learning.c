@@ -110,10 +110,10 @@ static void fused_model_beats_popularity_and_needs_every_signal(void **state)
 		const char *without;
 		double recall;
 	} ablations[] = {
-		{"taste", evaluate(f, false, true, true, true).model.hit_rate},
-		{"intent", evaluate(f, true, false, true, true).model.hit_rate},
-		{"covis", evaluate(f, true, true, false, true).model.hit_rate},
-		{"correction", evaluate(f, true, true, true, false).model.hit_rate},
+	    {"taste", evaluate(f, false, true, true, true).model.hit_rate},
+	    {"intent", evaluate(f, true, false, true, true).model.hit_rate},
+	    {"covis", evaluate(f, true, true, false, true).model.hit_rate},
+	    {"correction", evaluate(f, true, true, true, false).model.hit_rate},
 	};
 	printf("recall@10: fused %.4f, popularity %.4f (x%.2f) over %llu tests\n", recall, popular,
 	       recall / popular, (unsigned long long)all.model.tests);
@@ -133,7 +133,7 @@ static void fused_model_beats_popularity_and_needs_every_signal(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(fused_model_beats_popularity_and_needs_every_signal),
+	    cmocka_unit_test(fused_model_beats_popularity_and_needs_every_signal),
 	};
 	return cmocka_run_group_tests_name("045_learning", tests, setup, teardown);
 }
