@@ -102,7 +102,21 @@ $(BUILD)/tests/codec_tool: $(BUILD)/asan/tests/tools/codec_tool.o $(ASAN_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
-test-build: $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_TOOLS) $(BINS)
+# ThreadSanitizer builds of the threaded parts: the top-k engine's helper
+# threads and the state's writer thread (tests/test_threads.py runs them).
+TSAN_FLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno -g -O1 -fsanitize=thread -I$(BUILD)/gen \
+	-Istream -Imodel -Istore -Idaemon -Itests/support $(PKG_CFLAGS)
+TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec
+
+$(BUILD)/tsan/030_topk: tests/unit/030_topk.c model/topk.c model/topk.h
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_FLAGS) tests/unit/030_topk.c model/topk.c $(PKG_LIBS) -lcmocka -o $@
+
+$(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_FLAGS) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(PKG_LIBS) -o $@
+
+test-build: $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_TOOLS) $(BINS) $(TSAN_BINS)
 
 # The whole suite: C unit tests, Avro interoperability with fastavro, and
 # integration tests against a real Kafka broker that the harness starts and
@@ -170,6 +184,6 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/bench $(BINS)
+	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tsan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/bench $(BINS)
 
 -include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(CLI_OBJS:.o=.d)

@@ -1086,8 +1086,12 @@ size_t model_export_item(const struct model *model, uint32_t item, void *buf, si
 	put(&w, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
 	put(&w, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
 	put(&w, &m->scalar[item], sizeof m->scalar[item]);
-	put(&w, &pop, sizeof pop);
-	put(&w, &place, sizeof place);
+	/* field by field: the struct has padding, and rows must hold no stray bytes */
+	put(&w, &pop.count, sizeof pop.count);
+	put(&w, &pop.rank, sizeof pop.rank);
+	put(&w, &pop.trend, sizeof pop.trend);
+	put(&w, &place.bucket, sizeof place.bucket);
+	put(&w, &place.position, sizeof place.position);
 	put(&w, &n, sizeof n);
 	put(&w, succ, n * sizeof *succ);
 	put(&w, weight, n * sizeof *weight);
@@ -1112,8 +1116,11 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 	get(&r, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
 	get(&r, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
 	get(&r, &m->scalar[item], sizeof m->scalar[item]);
-	get(&r, &pop, sizeof pop);
-	get(&r, &place, sizeof place);
+	get(&r, &pop.count, sizeof pop.count);
+	get(&r, &pop.rank, sizeof pop.rank);
+	get(&r, &pop.trend, sizeof pop.trend);
+	get(&r, &place.bucket, sizeof place.bucket);
+	get(&r, &place.position, sizeof place.position);
 	get(&r, &n, sizeof n);
 	if (r.failed || n > m->config.covis_neighbours) {
 		set_errstr(errstr, errstr_size, "item row %u: truncated or inconsistent", item);
