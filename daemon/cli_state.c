@@ -45,16 +45,18 @@ static struct state *open_state(const char *command, const char *dir)
 
 int cli_replay(int argc, char **argv)
 {
-	static const struct option options[] = {{"state", required_argument, NULL, 's'},
-						{"commit-every", required_argument, NULL, 'c'},
-						{"format", required_argument, NULL, 'f'},
-						{"digest", no_argument, NULL, 'd'},
-						{"memory-only", no_argument, NULL, 'm'},
-						{"user-cache", required_argument, NULL, 'u'},
-						{NULL, 0, NULL, 0}};
+	static const struct option options[] = {
+	    {"state", required_argument, NULL, 's'},
+	    {"commit-every", required_argument, NULL, 'c'},
+	    {"format", required_argument, NULL, 'f'},
+	    {"digest", no_argument, NULL, 'd'},
+	    {"memory-only", no_argument, NULL, 'm'},
+	    {"user-cache", required_argument, NULL, 'u'},
+	    {"commit-interval-ms", required_argument, NULL, 'i'},
+	    {NULL, 0, NULL, 0}};
 	long long cache_users = 0;
 	const char *dir = NULL;
-	long long commit_every = 10000;
+	long long commit_every = 10000, commit_interval_ms = 0;
 	bool digest = false, memory_only = false;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
 	char errstr[512];
@@ -78,6 +80,10 @@ int cli_replay(int argc, char **argv)
 			break;
 		case 'd': digest = true; break;
 		case 'm': memory_only = true; break;
+		case 'i':
+			rc = cli_parse_count("replay", "commit-interval-ms", optarg, 1, 3600000,
+					     &commit_interval_ms);
+			break;
 		case 'u':
 			rc = cli_parse_count("replay", "user-cache", optarg, 1, 1LL << 32,
 					     &cache_users);
@@ -123,6 +129,7 @@ int cli_replay(int argc, char **argv)
 		goto out_close;
 	}
 	int64_t start = done + 1, since_commit = 0;
+	double last_commit = cli_monotonic_s();
 	for (int64_t e = start; e < (int64_t)log->count && !cli_stop_requested; e++) {
 		if (state_learn(state, log->user_ids[log->user[e]], log->item_ids[log->item[e]],
 				(enum model_event_type)log->type[e], log->ts_ms[e], errstr,
@@ -131,7 +138,10 @@ int cli_replay(int argc, char **argv)
 			goto out_close;
 		}
 		state_mark_offset(state, REPLAY_TOPIC, 0, e);
-		if (++since_commit >= commit_every) {
+		/* commit every N events or every interval, whichever comes first */
+		if (++since_commit >= commit_every ||
+		    (commit_interval_ms > 0 && (since_commit & 1023) == 0 &&
+		     (cli_monotonic_s() - last_commit) * 1000 >= (double)commit_interval_ms)) {
 			/* the write runs on the state's writer thread while learning goes on */
 			if (state_commit_async(state, errstr, sizeof errstr) != 0) {
 				fprintf(stderr,
@@ -140,6 +150,7 @@ int cli_replay(int argc, char **argv)
 				goto out_close;
 			}
 			since_commit = 0;
+			last_commit = cli_monotonic_s();
 		}
 	}
 	if (!memory_only && state_commit(state, errstr, sizeof errstr) != 0) {
@@ -235,10 +246,20 @@ int cli_inspect(int argc, char **argv)
 		fprintf(stderr, "streamrec inspect: %s\n", errstr);
 		goto out_close;
 	}
-	if (!model_user_has_history(model, index))
-		printf("user %s (#%u): no history: served the trending list\n", user, index);
-	else
-		printf("user %s (#%u)\n", user, index);
+	if (!model_user_has_history(model, index)) {
+		printf("user %s: no history: served the trending list\n", user);
+	} else {
+		const float *p = model_user_vector(model, index);
+		uint32_t recent[1000];
+		size_t n = model_user_recent(model, index, recent);
+		printf("user %s\n  p =", user);
+		for (size_t d = 0; d < dim; d++)
+			printf(" %.3f", (double)p[d]);
+		printf("\n  recent items (oldest first):");
+		for (size_t r = 0; r < n; r++)
+			printf(" %s", state_item_id(state, recent[r]));
+		printf("\n  top %lld:\n", k);
+	}
 	struct topk_config tc = {.max_batch = 1, .max_k = (size_t)k};
 	struct topk *topk = topk_new(&tc, errstr, sizeof errstr);
 	struct topk_result *results = calloc((size_t)k, sizeof *results);

@@ -937,6 +937,11 @@ bool model_user_has_row(const struct model *model, uint32_t user)
 	return (size_t)user < model->users && model->user_ready[user];
 }
 
+size_t model_user_recent(const struct model *model, uint32_t user, uint32_t *out)
+{
+	return model_user_has_row(model, user) ? recent_items(model, user, out) : 0;
+}
+
 bool model_user_is_dirty(const struct model *model, uint32_t user)
 {
 	return (size_t)user < model->users && model->user_dirty[user];

@@ -231,6 +231,9 @@ size_t model_user_memory_bytes(const struct model *model);
 /** @returns true when the model holds a row for user (learned or restored). */
 bool model_user_has_row(const struct model *model, uint32_t user);
 
+/** @returns user's recent items, oldest first, copied into out (room for recent_items). */
+size_t model_user_recent(const struct model *model, uint32_t user, uint32_t *out);
+
 /** @returns true when user's row changed since the last model_clear_dirty(). */
 bool model_user_is_dirty(const struct model *model, uint32_t user);
 
