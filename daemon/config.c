@@ -1,0 +1,1336 @@
+/*
+ * config: the option table, and the loader, reload check and generated
+ * documents built on it.
+ *
+ * Parsing uses libinih's ini_parse_stream() over our own line reader. The
+ * Debian build has INI_HANDLER_LINENO off, so the handler is not told its
+ * line; the reader is called exactly once per physical line and the
+ * handler runs before the next read, so the reader's count is the line of
+ * every key. The reader also strips leading blanks (so inih's multi-line
+ * continuation never glues an indented key onto the previous value), sees
+ * every [section] header (so an unknown or empty section is reported at
+ * its own line), and refuses lines longer than inih's buffer instead of
+ * letting them be cut.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum option_type {
+	OPT_STRING,
+	OPT_UINT,
+	OPT_DOUBLE,
+	OPT_BOOL,
+	OPT_DURATION, /**< milliseconds; "500ms", "2s", "1m", "1h", "1d"; bare numbers are ms */
+	OPT_BYTES,    /**< bytes; "512K", "64M", "1G", "1T" (powers of 1024) */
+	OPT_ENUM,
+};
+
+/** How a value is held in its struct. */
+enum option_storage { ST_STR, ST_UNSIGNED, ST_U64, ST_SIZE, ST_FLOAT, ST_DOUBLE, ST_BOOL, ST_ENUM };
+
+/** Where a value lives. */
+enum option_scope {
+	SCOPE_GLOBAL,       /**< struct config */
+	SCOPE_VARIANT,      /**< struct config_variant; set in its section or any [variant.NAME] */
+	SCOPE_VARIANT_ONLY, /**< struct config_variant; only in [variant.NAME] */
+};
+
+#define OPT_RELOAD   0x01u /**< may change on SIGHUP */
+#define OPT_REQUIRED 0x02u /**< no default: the file must set it */
+#define OPT_NONEMPTY 0x04u
+#define OPT_BOUNDED  0x08u /**< min and max apply */
+#define OPT_MIN_OPEN 0x10u /**< value > min rather than >= */
+#define OPT_MAX_OPEN 0x20u
+
+struct option {
+	const char *section;
+	const char *key;
+	enum option_type type;
+	enum option_storage storage;
+	enum option_scope scope;
+	size_t offset;
+	/** Default as text; NULL for [model] keys (model_config_default()) and required keys. */
+	const char *def;
+	double min, max;
+	const char *const *names; /**< OPT_ENUM: the symbols, NULL-terminated, in enum order */
+	unsigned flags;
+	const char *help;
+	const char *example; /**< for required keys: shown in the default file */
+};
+
+static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
+static const char *const optimizers[] = {"adagrad", "sgd", NULL};
+static const char *const exclusions[] = {"none", "bought", "interacted", NULL};
+static const char *const policies[] = {"model", "popularity", NULL};
+
+#define G(member) SCOPE_GLOBAL, offsetof(struct config, member)
+#define V(member) SCOPE_VARIANT, offsetof(struct config_variant, member)
+#define W(type, name)                                                                              \
+	"model", "weight." name, OPT_DOUBLE, ST_FLOAT, V(model.event_weight[MODEL_##type])
+
+#define DAY_MS 86400000.0
+
+static const struct option options[] = {
+    {"input", "topic", OPT_STRING, ST_STR, G(input_topic), "events", 0, 0, NULL, OPT_NONEMPTY,
+     "Kafka topic of UserEvent records.", NULL},
+    {"input", "items_topic", OPT_STRING, ST_STR, G(items_topic), "items", 0, 0, NULL, 0,
+     "Kafka topic of ItemEvent records (the catalogue); empty: none.", NULL},
+    {"input", "dead_letter_topic", OPT_STRING, ST_STR, G(dead_letter_topic), "events.dlq", 0, 0,
+     NULL, OPT_NONEMPTY, "Topic that receives undecodable or invalid input, with the reason.",
+     NULL},
+    {"input", "group_id", OPT_STRING, ST_STR, G(group_id), "streamrecd", 0, 0, NULL, OPT_NONEMPTY,
+     "Kafka consumer group.", NULL},
+    {"output", "topic", OPT_STRING, ST_STR, G(output_topic), "recs", 0, 0, NULL, OPT_NONEMPTY,
+     "Kafka topic the Recommendation records are published to.", NULL},
+    {"state", "dir", OPT_STRING, ST_STR, G(state_dir), NULL, 0, 0, NULL,
+     OPT_REQUIRED | OPT_NONEMPTY, "RocksDB state directory (required).", "/var/lib/streamrec"},
+    {"state", "commit_interval_ms", OPT_DURATION, ST_U64, G(commit_interval_ms), "5s", 100, 600000,
+     NULL, OPT_RELOAD | OPT_BOUNDED,
+     "How often changed rows and offsets are written (a crash replays at most this much).", NULL},
+    {"state", "sync_commits", OPT_BOOL, ST_BOOL, G(sync_commits), "false", 0, 0, NULL, 0,
+     "fsync the RocksDB WAL on every commit.", NULL},
+    {"state", "user_cache_users", OPT_UINT, ST_SIZE, G(user_cache_users), "0", 0, 4294967295.0,
+     NULL, OPT_BOUNDED, "Users kept in memory at most; 0: no bound.", NULL},
+    {"state", "user_cache_bytes", OPT_BYTES, ST_SIZE, G(user_cache_bytes), "0", 0, 1099511627776.0,
+     NULL, OPT_BOUNDED, "Memory for users at most (the smaller bound wins); 0: no bound.", NULL},
+    {"http", "listen", OPT_STRING, ST_STR, G(http_listen), "127.0.0.1:9464", 0, 0, NULL, 0,
+     "host:port of /metrics, /healthz, /readyz and the status page; empty: off.", NULL},
+    {"refresh", "interval_ms", OPT_DURATION, ST_U64, G(refresh_interval_ms), "50ms", 1, 60000, NULL,
+     OPT_RELOAD | OPT_BOUNDED, "How often dirty users' lists are recomputed.", NULL},
+    {"refresh", "batch", OPT_UINT, ST_UNSIGNED, G(refresh_batch), "32", 1, 1024, NULL, OPT_BOUNDED,
+     "Most users scored in one matrix product.", NULL},
+    {"refresh", "min_interval_ms", OPT_DURATION, ST_U64, G(min_interval_ms), "100ms", 0, 3600000,
+     NULL, OPT_RELOAD | OPT_BOUNDED, "A user's list is recomputed at most this often.", NULL},
+    {"refresh", "k", OPT_UINT, ST_UNSIGNED, V(k), "20", 1, 1000, NULL, OPT_BOUNDED,
+     "Length of the published lists.", NULL},
+    {"log", "level", OPT_ENUM, ST_ENUM, G(log_level), "info", 0, 0, log_levels, OPT_RELOAD,
+     "Least severe message logged.", NULL},
+    {"experiment", "salt", OPT_STRING, ST_STR, G(experiment_salt), "streamrec", 0, 0, NULL,
+     OPT_NONEMPTY, "Mixed into the hash that assigns users to variants.", NULL},
+    {"model", "dim", OPT_UINT, ST_SIZE, V(model.dim), NULL, 4, 1024, NULL, OPT_BOUNDED,
+     "Embedding dimension.", NULL},
+    {"model", "optimizer", OPT_ENUM, ST_ENUM, V(model.optimizer), NULL, 0, 0, optimizers, 0,
+     "Optimizer of the embeddings.", NULL},
+    {"model", "learning_rate", OPT_DOUBLE, ST_FLOAT, V(model.learning_rate), NULL, 0, 10, NULL,
+     OPT_BOUNDED | OPT_MIN_OPEN, "Step size.", NULL},
+    {"model", "l2", OPT_DOUBLE, ST_FLOAT, V(model.l2), NULL, 0, 1, NULL, OPT_BOUNDED | OPT_MAX_OPEN,
+     "L2 regularisation of the vectors.", NULL},
+    {"model", "negatives", OPT_UINT, ST_UNSIGNED, V(model.negatives), NULL, 0, 64, NULL,
+     OPT_BOUNDED, "Negatives sampled per positive.", NULL},
+    {W(IMPRESSION, "impression"), NULL, -100, 100, NULL, OPT_BOUNDED,
+     "Weight of an impression (> 0 positive, < 0 negative, 0 ignored).", NULL},
+    {W(VIEW, "view"), NULL, -100, 100, NULL, OPT_BOUNDED, "Weight of a view.", NULL},
+    {W(CLICK, "click"), NULL, -100, 100, NULL, OPT_BOUNDED, "Weight of a click.", NULL},
+    {W(ADD_TO_CART, "add_to_cart"), NULL, -100, 100, NULL, OPT_BOUNDED, "Weight of an add-to-cart.",
+     NULL},
+    {W(REMOVE_FROM_CART, "remove_from_cart"), NULL, -100, 100, NULL, OPT_BOUNDED,
+     "Weight of a remove-from-cart.", NULL},
+    {W(FAVORITE, "favorite"), NULL, -100, 100, NULL, OPT_BOUNDED, "Weight of a favourite.", NULL},
+    {W(PURCHASE, "purchase"), NULL, -100, 100, NULL, OPT_BOUNDED, "Weight of a purchase.", NULL},
+    {"model", "recent_items", OPT_UINT, ST_UNSIGNED, V(model.recent_items), NULL, 1, 1000, NULL,
+     OPT_BOUNDED, "Short-term window L: the user's last items.", NULL},
+    {"model", "covis_weight", OPT_DOUBLE, ST_FLOAT, V(model.covis_weight), NULL, 0, 100, NULL,
+     OPT_BOUNDED, "Weight beta of the co-visitation signal.", NULL},
+    {"model", "covis_neighbours", OPT_UINT, ST_UNSIGNED, V(model.covis_neighbours), NULL, 1, 1024,
+     NULL, OPT_BOUNDED, "Successors kept per item.", NULL},
+    {"model", "covis_window", OPT_UINT, ST_UNSIGNED, V(model.covis_window), NULL, 1, 1000, NULL,
+     OPT_BOUNDED, "An item follows each of the user's last W items (W <= recent_items).", NULL},
+    {"model", "covis_half_life_events", OPT_DOUBLE, ST_DOUBLE, V(model.covis_half_life_events),
+     NULL, 0, 1e18, NULL, OPT_BOUNDED | OPT_MIN_OPEN, "Co-visitation decay, in events.", NULL},
+    {"model", "sampler_exponent", OPT_DOUBLE, ST_FLOAT, V(model.sampler_exponent), NULL, 0, 1, NULL,
+     OPT_BOUNDED, "Negatives are drawn from popularity^alpha.", NULL},
+    {"model", "correction_weight", OPT_DOUBLE, ST_FLOAT, V(model.correction_weight), NULL, 0, 10,
+     NULL, OPT_BOUNDED, "Multiplies the log-odds correction alpha*log(count) at ranking.", NULL},
+    {"model", "trending_half_life_ms", OPT_DURATION, ST_DOUBLE, V(model.trending_half_life_ms),
+     NULL, 0, 365 * DAY_MS, NULL, OPT_BOUNDED | OPT_MIN_OPEN,
+     "Decay of the trending list (served to users without history).", NULL},
+    {"model", "init_std", OPT_DOUBLE, ST_FLOAT, V(model.init_std), NULL, 0, 1, NULL,
+     OPT_BOUNDED | OPT_MIN_OPEN, "Spread of first vectors.", NULL},
+    {"model", "use_taste", OPT_BOOL, ST_BOOL, V(model.use_taste), NULL, 0, 0, NULL, 0,
+     "Long-term taste signal p_u.", NULL},
+    {"model", "use_intent", OPT_BOOL, ST_BOOL, V(model.use_intent), NULL, 0, 0, NULL, 0,
+     "Short-term intent signal (mean of the recent items).", NULL},
+    {"model", "use_covis", OPT_BOOL, ST_BOOL, V(model.use_covis), NULL, 0, 0, NULL, 0,
+     "Co-visitation signal.", NULL},
+    {"model", "use_correction", OPT_BOOL, ST_BOOL, V(model.use_correction), NULL, 0, 0, NULL, 0,
+     "Sampler log-odds correction at ranking.", NULL},
+    {"model", "exclusion", OPT_ENUM, ST_ENUM, V(model.exclusion), NULL, 0, 0, exclusions, 0,
+     "Items left out of a user's list: none, bought, or any positively interacted.", NULL},
+    {"model", "seed", OPT_UINT, ST_U64, V(model.seed), NULL, 0, 0, NULL, 0,
+     "Seed of the first vectors and the sampler.", NULL},
+    {"variant.NAME", "share", OPT_DOUBLE, ST_DOUBLE, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, share), NULL, 0, 1, NULL,
+     OPT_REQUIRED | OPT_BOUNDED | OPT_MIN_OPEN,
+     "Share of users served by the variant; shares sum to 1. Any [model] key or k may follow.",
+     NULL},
+    {"variant.NAME", "policy", OPT_ENUM, ST_ENUM, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, policy), "model", 0, 0, policies, 0,
+     "model: the fused model's top-k; popularity: the trending list (a control arm).", NULL},
+};
+
+#define OPTION_COUNT (sizeof options / sizeof options[0])
+
+_Static_assert(sizeof(enum config_log_level) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum model_optimizer) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum model_exclusion) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum config_policy) == sizeof(int), "enums are stored as int");
+
+/* The kafka sections' properties that streamrecd owns itself. */
+static const struct {
+	const char *name;
+	const char *why;
+} reserved_properties[] = {
+    {"group.id", "set input.group_id instead"},
+    {"enable.auto.commit", "streamrecd commits offsets only after the state is written"},
+    {"enable.auto.offset.store", "streamrecd stores offsets only after the state is written"},
+};
+
+union value {
+	uint64_t u;
+	double d;
+	bool b;
+	int e;
+	const char *s;
+};
+
+/* ---- values: parse, store, format ---------------------------------------------------------- */
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Parse an unsigned decimal integer; *end is set after it. */
+static int parse_u64(const char *text, uint64_t *out, const char **end)
+{
+	uint64_t v = 0;
+	const char *s = text;
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned digit = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - digit) / 10)
+			return -1;
+		v = v * 10 + digit;
+	}
+	*out = v;
+	*end = s;
+	return 0;
+}
+
+static int parse_scaled(const char *text, const char *const *units, const uint64_t *scales,
+			uint64_t *out)
+{
+	const char *end;
+	uint64_t v;
+	if (parse_u64(text, &v, &end) != 0)
+		return -1;
+	while (is_blank(*end))
+		end++;
+	for (size_t i = 0; units[i] != NULL; i++) {
+		if (strcasecmp(end, units[i]) == 0) {
+			if (scales[i] != 0 && v > UINT64_MAX / scales[i])
+				return -1;
+			*out = v * scales[i];
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static uint64_t storage_max(enum option_storage storage)
+{
+	switch (storage) {
+	case ST_UNSIGNED: return UINT_MAX;
+	case ST_SIZE: return SIZE_MAX;
+	default: return UINT64_MAX;
+	}
+}
+
+static void format_number(const struct option *o, double v, char *buf, size_t size);
+
+/* Describe o's bounds: "between 4 and 1024", "in (0, 10]". */
+static void format_bounds(const struct option *o, char *buf, size_t size)
+{
+	char lo[32], hi[32];
+	format_number(o, o->min, lo, sizeof lo);
+	format_number(o, o->max, hi, sizeof hi);
+	if (o->flags & (OPT_MIN_OPEN | OPT_MAX_OPEN))
+		snprintf(buf, size, "in %c%s, %s%c", o->flags & OPT_MIN_OPEN ? '(' : '[', lo, hi,
+			 o->flags & OPT_MAX_OPEN ? ')' : ']');
+	else
+		snprintf(buf, size, "between %s and %s", lo, hi);
+}
+
+/*
+ * Parse text as o's type into *v. On failure why says what is wrong
+ * ("must be between 4 and 1024, got 0", "expected ..., got 'x'").
+ */
+static int parse_value(const struct option *o, const char *text, union value *v, char *why,
+		       size_t why_size)
+{
+	static const char *const duration_units[] = {"", "ms", "s", "m", "h", "d", NULL};
+	static const uint64_t duration_scales[] = {1, 1, 1000, 60000, 3600000, 86400000};
+	static const char *const byte_units[] = {"",  "b",  "k",   "kb", "kib", "m",   "mb", "mib",
+						 "g", "gb", "gib", "t",  "tb",  "tib", NULL};
+	static const uint64_t byte_scales[] = {
+	    1,          1,          1024,       1024,       1024,       1ull << 20, 1ull << 20,
+	    1ull << 20, 1ull << 30, 1ull << 30, 1ull << 30, 1ull << 40, 1ull << 40, 1ull << 40};
+	double number = 0;
+	switch (o->type) {
+	case OPT_STRING:
+		if ((o->flags & OPT_NONEMPTY) && text[0] == '\0') {
+			snprintf(why, why_size, "must not be empty");
+			return -1;
+		}
+		v->s = text;
+		return 0;
+	case OPT_BOOL:
+		if (!strcasecmp(text, "true") || !strcasecmp(text, "yes") ||
+		    !strcasecmp(text, "on") || !strcmp(text, "1"))
+			v->b = true;
+		else if (!strcasecmp(text, "false") || !strcasecmp(text, "no") ||
+			 !strcasecmp(text, "off") || !strcmp(text, "0"))
+			v->b = false;
+		else {
+			snprintf(why, why_size, "expected true or false, got '%s'", text);
+			return -1;
+		}
+		return 0;
+	case OPT_ENUM:
+		for (int i = 0; o->names[i] != NULL; i++) {
+			if (strcasecmp(text, o->names[i]) == 0) {
+				v->e = i;
+				return 0;
+			}
+		}
+		{
+			size_t used = (size_t)snprintf(why, why_size, "expected one of");
+			for (int i = 0; o->names[i] != NULL && used < why_size; i++)
+				used += (size_t)snprintf(why + used, why_size - used, "%s %s",
+							 i ? "," : "", o->names[i]);
+			if (used < why_size)
+				snprintf(why + used, why_size - used, ", got '%s'", text);
+		}
+		return -1;
+	case OPT_UINT: {
+		const char *end;
+		if (parse_u64(text, &v->u, &end) != 0 || *end != '\0') {
+			if (text[0] == '-' && parse_u64(text + 1, &v->u, &end) == 0 && *end == '\0')
+				break; /* a negative number: report the bounds */
+			snprintf(why, why_size, "expected an unsigned integer, got '%s'", text);
+			return -1;
+		}
+		number = (double)v->u;
+		break;
+	}
+	case OPT_DURATION:
+		if (parse_scaled(text, duration_units, duration_scales, &v->u) != 0) {
+			snprintf(why, why_size,
+				 "expected a duration such as 500ms, 2s, 1m, 1h or 1d, got '%s'",
+				 text);
+			return -1;
+		}
+		number = (double)v->u;
+		break;
+	case OPT_BYTES:
+		if (parse_scaled(text, byte_units, byte_scales, &v->u) != 0) {
+			snprintf(
+			    why, why_size,
+			    "expected a size in bytes such as 65536, 512K, 64M or 1G, got '%s'",
+			    text);
+			return -1;
+		}
+		number = (double)v->u;
+		break;
+	case OPT_DOUBLE: {
+		char *end;
+		errno = 0;
+		v->d = strtod(text, &end);
+		if (end == text || *end != '\0' || !isfinite(v->d) || errno == ERANGE) {
+			snprintf(why, why_size, "expected a number, got '%s'", text);
+			return -1;
+		}
+		number = v->d;
+		break;
+	}
+	}
+	/* numbers: bounds (a negative unsigned arrives here with the flag below) */
+	bool negative = o->type == OPT_UINT && text[0] == '-';
+	bool out = negative;
+	if (o->flags & OPT_BOUNDED) {
+		out = out || ((o->flags & OPT_MIN_OPEN) ? !(number > o->min) : !(number >= o->min));
+		out = out || ((o->flags & OPT_MAX_OPEN) ? !(number < o->max) : !(number <= o->max));
+	}
+	if (!out && o->type != OPT_DOUBLE && v->u > storage_max(o->storage))
+		out = true;
+	if (out) {
+		char bounds[96];
+		if (o->flags & OPT_BOUNDED)
+			format_bounds(o, bounds, sizeof bounds);
+		else
+			snprintf(bounds, sizeof bounds, "between 0 and %llu",
+				 (unsigned long long)storage_max(o->storage));
+		snprintf(why, why_size, "must be %s, got %s", bounds, text);
+		return -1;
+	}
+	return 0;
+}
+
+static void *field(const struct option *o, struct config *config, struct config_variant *variant)
+{
+	return o->scope == SCOPE_GLOBAL ? (char *)config + o->offset : (char *)variant + o->offset;
+}
+
+static const void *const_field(const struct option *o, const struct config *config,
+			       const struct config_variant *variant)
+{
+	return o->scope == SCOPE_GLOBAL ? (const char *)config + o->offset
+					: (const char *)variant + o->offset;
+}
+
+/* Store v into its field. @returns 0, or -1 when a string copy runs out of memory. */
+static int store_value(const struct option *o, void *where, const union value *v)
+{
+	switch (o->storage) {
+	case ST_STR: {
+		char *copy = strdup(v->s);
+		if (copy == NULL)
+			return -1;
+		free(*(char **)where);
+		*(char **)where = copy;
+		return 0;
+	}
+	case ST_UNSIGNED: *(unsigned *)where = (unsigned)v->u; return 0;
+	case ST_U64: *(uint64_t *)where = v->u; return 0;
+	case ST_SIZE: *(size_t *)where = (size_t)v->u; return 0;
+	case ST_FLOAT:
+		*(float *)where = (float)(o->type == OPT_DOUBLE ? v->d : (double)v->u);
+		return 0;
+	case ST_DOUBLE: *(double *)where = o->type == OPT_DOUBLE ? v->d : (double)v->u; return 0;
+	case ST_BOOL: *(bool *)where = v->b; return 0;
+	case ST_ENUM: *(int *)where = v->e; return 0;
+	}
+	return 0;
+}
+
+static void format_scaled(uint64_t v, const char *const *units, const uint64_t *scales,
+			  size_t count, char *buf, size_t size)
+{
+	for (size_t i = count; i-- > 1;) {
+		if (v != 0 && v % scales[i] == 0) {
+			snprintf(buf, size, "%llu%s", (unsigned long long)(v / scales[i]),
+				 units[i]);
+			return;
+		}
+	}
+	snprintf(buf, size, "%llu%s", (unsigned long long)v, units[0]);
+}
+
+/* A number in o's unit, as the file would say it ("5s", "64M", "0.1"). */
+static void format_number(const struct option *o, double v, char *buf, size_t size)
+{
+	static const char *const duration_units[] = {"ms", "s", "m", "h", "d"};
+	static const uint64_t duration_scales[] = {1, 1000, 60000, 3600000, 86400000};
+	static const char *const byte_units[] = {"", "K", "M", "G", "T"};
+	static const uint64_t byte_scales[] = {1, 1024, 1ull << 20, 1ull << 30, 1ull << 40};
+	if (o->type == OPT_DURATION && v >= 0 && v == floor(v) && v < 1.8e19)
+		format_scaled((uint64_t)v, duration_units, duration_scales, 5, buf, size);
+	else if (o->type == OPT_BYTES && v >= 0 && v == floor(v) && v < 1.8e19)
+		format_scaled((uint64_t)v, byte_units, byte_scales, 5, buf, size);
+	else if (o->type == OPT_UINT && v >= 0 && v == floor(v) && v < 1.8e19)
+		snprintf(buf, size, "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, size, "%.9g", v);
+}
+
+/* The value held in where, as the file would say it. */
+static void format_value(const struct option *o, const void *where, char *buf, size_t size)
+{
+	switch (o->storage) {
+	case ST_STR: {
+		const char *s = *(char *const *)where;
+		snprintf(buf, size, "%s", s ? s : "");
+		return;
+	}
+	case ST_BOOL: snprintf(buf, size, "%s", *(const bool *)where ? "true" : "false"); return;
+	case ST_ENUM: {
+		int e = *(const int *)where;
+		snprintf(buf, size, "%s", e >= 0 ? o->names[e] : "?");
+		return;
+	}
+	case ST_FLOAT: {
+		/* the shortest text that reads back as the same float */
+		float f = *(const float *)where;
+		for (int digits = 6; digits <= 9; digits++) {
+			snprintf(buf, size, "%.*g", digits, (double)f);
+			if (strtof(buf, NULL) == f)
+				break;
+		}
+		return;
+	}
+	case ST_U64:
+		if (o->type == OPT_UINT) { /* above 2^53 a double would round */
+			snprintf(buf, size, "%llu", (unsigned long long)*(const uint64_t *)where);
+			return;
+		}
+		format_number(o, (double)*(const uint64_t *)where, buf, size);
+		return;
+	case ST_UNSIGNED: format_number(o, (double)*(const unsigned *)where, buf, size); return;
+	case ST_SIZE: format_number(o, (double)*(const size_t *)where, buf, size); return;
+	case ST_DOUBLE: format_number(o, *(const double *)where, buf, size); return;
+	}
+}
+
+/* The defaults of every option: global ones from the table's text, the
+ * model's from model_config_default(). @returns 0 or -1 (out of memory). */
+static int apply_defaults(struct config *config)
+{
+	char why[256];
+	memset(config, 0, sizeof *config);
+	model_config_default(&config->defaults.model);
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		const struct option *o = &options[i];
+		union value v;
+		if (o->def == NULL)
+			continue;
+		if (parse_value(o, o->def, &v, why, sizeof why) != 0) /* a bug in the table */
+			abort();
+		if (store_value(o, field(o, config, &config->defaults), &v) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- the loader ---------------------------------------------------------------------------- */
+
+enum section_kind {
+	SECTION_NONE, /* before any header */
+	SECTION_BAD,  /* an unknown section: already reported */
+	SECTION_OPTIONS,
+	SECTION_VARIANT,
+	SECTION_KAFKA,
+	SECTION_KAFKA_CONSUMER,
+	SECTION_KAFKA_PRODUCER,
+};
+
+/* A [variant.NAME] key, applied over [model] once the whole file is read. */
+struct override {
+	const struct option *option;
+	char *value;
+	int line;
+};
+
+struct pending_variant {
+	char name[CONFIG_VARIANT_NAME_SIZE];
+	int line;
+	int key_line[OPTION_COUNT]; /* where each key was set (0: not set) */
+	struct override overrides[OPTION_COUNT];
+	size_t override_count;
+};
+
+struct parse {
+	const char *path;
+	FILE *file;
+	char *line;
+	size_t line_capacity;
+	int lineno;
+	struct config *config;
+	int key_line[OPTION_COUNT];
+	enum section_kind kind;
+	char section[128];
+	struct pending_variant *variant; /* the current [variant.NAME] */
+	struct pending_variant variants[CONFIG_MAX_VARIANTS];
+	size_t variant_count;
+	int error_line; /* 0: no error yet; -1: an error of the whole file */
+	char error[512];
+};
+
+static void fail(struct parse *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(struct parse *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+	if (p->error_line != 0)
+		return;
+	p->error_line = line;
+	va_start(ap, fmt);
+	vsnprintf(p->error, sizeof p->error, fmt, ap);
+	va_end(ap);
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[64];
+	if (la >= 64 || lb >= 64)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diagonal = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t above = row[j];
+			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+			size_t best = diagonal + cost;
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diagonal = above;
+		}
+	}
+	return row[lb];
+}
+
+/* Is candidate close enough to typed to suggest? Keeps the closest so far. */
+static void consider(const char *typed, const char *candidate, const char **best,
+		     size_t *best_distance)
+{
+	size_t d = edit_distance(typed, candidate);
+	size_t limit = strlen(typed) > 9 ? 3 : 2;
+	if (d <= limit && d < *best_distance && d < strlen(candidate)) {
+		*best = candidate;
+		*best_distance = d;
+	}
+}
+
+static bool option_in_section(const struct option *o, enum section_kind kind, const char *section)
+{
+	if (kind == SECTION_VARIANT)
+		return o->scope != SCOPE_GLOBAL;
+	return o->scope != SCOPE_VARIANT_ONLY && strcmp(o->section, section) == 0;
+}
+
+static const char *const fixed_sections[] = {
+    "input",      "output", "state", "http",           "refresh",        "log",
+    "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", NULL};
+
+static bool valid_variant_name(const char *name)
+{
+	size_t n = strlen(name);
+	if (n < 1 || n > 32)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* A [section] header at the current line. */
+static void section_begin(struct parse *p, const char *name)
+{
+	snprintf(p->section, sizeof p->section, "%s", name);
+	p->variant = NULL;
+	if (strcmp(name, "kafka") == 0) {
+		p->kind = SECTION_KAFKA;
+		return;
+	}
+	if (strcmp(name, "kafka.consumer") == 0) {
+		p->kind = SECTION_KAFKA_CONSUMER;
+		return;
+	}
+	if (strcmp(name, "kafka.producer") == 0) {
+		p->kind = SECTION_KAFKA_PRODUCER;
+		return;
+	}
+	if (strncmp(name, "variant.", 8) == 0) {
+		const char *vname = name + 8;
+		p->kind = SECTION_BAD;
+		if (!valid_variant_name(vname)) {
+			fail(p, p->lineno,
+			     "invalid variant name '%s' in [%s]: use 1 to 32 of A-Z a-z 0-9 _ -",
+			     vname, name);
+			return;
+		}
+		for (size_t i = 0; i < p->variant_count; i++) {
+			if (strcmp(p->variants[i].name, vname) == 0) {
+				p->variant = &p->variants[i];
+				p->kind = SECTION_VARIANT;
+				return;
+			}
+		}
+		if (p->variant_count == CONFIG_MAX_VARIANTS) {
+			fail(p, p->lineno, "too many variants: [%s] would be number %d, at most %d",
+			     name, CONFIG_MAX_VARIANTS + 1, CONFIG_MAX_VARIANTS);
+			return;
+		}
+		p->variant = &p->variants[p->variant_count++];
+		snprintf(p->variant->name, sizeof p->variant->name, "%s", vname);
+		p->variant->line = p->lineno;
+		p->kind = SECTION_VARIANT;
+		return;
+	}
+	for (size_t i = 0; fixed_sections[i] != NULL; i++) {
+		if (strcmp(name, fixed_sections[i]) == 0) {
+			p->kind = SECTION_OPTIONS;
+			return;
+		}
+	}
+	p->kind = SECTION_BAD;
+	const char *best = NULL;
+	size_t best_distance = SIZE_MAX;
+	for (size_t i = 0; fixed_sections[i] != NULL; i++)
+		consider(name, fixed_sections[i], &best, &best_distance);
+	if (best != NULL)
+		fail(p, p->lineno, "unknown section [%s] (did you mean [%s]?)", name, best);
+	else if (strncmp(name, "variant", 7) == 0)
+		fail(p, p->lineno, "unknown section [%s] (variants are [variant.NAME])", name);
+	else
+		fail(p, p->lineno, "unknown section [%s]", name);
+}
+
+/*
+ * inih's reader: one physical line per call, so p->lineno is the line the
+ * handler is about to see. Leading blanks are dropped; headers are noted.
+ */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct parse *p = stream;
+	ssize_t n = getline(&p->line, &p->line_capacity, p->file);
+	if (n < 0)
+		return NULL;
+	p->lineno++;
+	char *start = p->line;
+	if (p->lineno == 1 && strncmp(start, "\xEF\xBB\xBF", 3) == 0)
+		start += 3;
+	while (n > 0 && (p->line[n - 1] == '\n' || p->line[n - 1] == '\r'))
+		p->line[--n] = '\0';
+	while (is_blank(*start))
+		start++;
+	if (strlen(p->line) != (size_t)n)
+		fail(p, p->lineno, "malformed line (contains a NUL byte)");
+	if (strlen(start) + 2 > (size_t)num) {
+		fail(p, p->lineno, "line too long (at most %d characters)", num - 2);
+		start = "";
+	}
+	if (start[0] == '[') {
+		char *close = strchr(start, ']');
+		if (close != NULL) {
+			*close = '\0';
+			section_begin(p, start + 1);
+			*close = ']';
+		}
+	}
+	snprintf(str, (size_t)num, "%s\n", start);
+	return str;
+}
+
+static bool valid_property_name(const char *name)
+{
+	if (name[0] == '\0')
+		return false;
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
+			return false;
+	return true;
+}
+
+static struct config_properties *properties_of(struct config *config, enum section_kind kind)
+{
+	return kind == SECTION_KAFKA            ? &config->kafka
+	       : kind == SECTION_KAFKA_CONSUMER ? &config->kafka_consumer
+						: &config->kafka_producer;
+}
+
+static void handle_property(struct parse *p, const char *name, const char *value)
+{
+	struct config_properties *list = properties_of(p->config, p->kind);
+	if (!valid_property_name(name)) {
+		fail(p, p->lineno, "invalid librdkafka property name '%s' in [%s]", name,
+		     p->section);
+		return;
+	}
+	for (size_t i = 0; i < sizeof reserved_properties / sizeof reserved_properties[0]; i++) {
+		if (strcmp(name, reserved_properties[i].name) == 0) {
+			fail(p, p->lineno, "%s.%s: cannot be set here: %s", p->section, name,
+			     reserved_properties[i].why);
+			return;
+		}
+	}
+	for (size_t i = 0; i < list->count; i++) {
+		if (strcmp(list->items[i].name, name) == 0) {
+			fail(p, p->lineno, "duplicate key '%s.%s' (first set on line %d)",
+			     p->section, name, list->items[i].line);
+			return;
+		}
+	}
+	struct config_property *items =
+	    realloc(list->items, (list->count + 1) * sizeof *list->items);
+	if (items == NULL)
+		goto out_nomem;
+	list->items = items;
+	items[list->count].name = strdup(name);
+	items[list->count].value = strdup(value);
+	items[list->count].line = p->lineno;
+	list->count++;
+	if (items[list->count - 1].name == NULL || items[list->count - 1].value == NULL)
+		goto out_nomem;
+	return;
+out_nomem:
+	fail(p, p->lineno, "out of memory");
+}
+
+static void unknown_key(struct parse *p, const char *name)
+{
+	const char *best = NULL, *elsewhere = NULL;
+	size_t best_distance = SIZE_MAX;
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		const struct option *o = &options[i];
+		if (option_in_section(o, p->kind, p->section))
+			consider(name, o->key, &best, &best_distance);
+		else if (elsewhere == NULL && o->scope != SCOPE_VARIANT_ONLY &&
+			 strcmp(o->key, name) == 0)
+			elsewhere = o->section;
+	}
+	if (best != NULL)
+		fail(p, p->lineno, "unknown key '%s' in [%s] (did you mean '%s'?)", name,
+		     p->section, best);
+	else if (elsewhere != NULL)
+		fail(p, p->lineno, "unknown key '%s' in [%s] (it belongs in [%s])", name,
+		     p->section, elsewhere);
+	else
+		fail(p, p->lineno, "unknown key '%s' in [%s]", name, p->section);
+}
+
+static int handle(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse *p = user;
+	char why[256];
+	union value v;
+	(void)section; /* the reader saw the header: p->section is the same */
+	if (p->error_line != 0)
+		return 1;
+	switch (p->kind) {
+	case SECTION_BAD: return 1; /* reported at the header */
+	case SECTION_NONE: fail(p, p->lineno, "key '%s' outside any section", name); return 0;
+	case SECTION_KAFKA:
+	case SECTION_KAFKA_CONSUMER:
+	case SECTION_KAFKA_PRODUCER: handle_property(p, name, value); return p->error_line == 0;
+	case SECTION_OPTIONS:
+	case SECTION_VARIANT: break;
+	}
+	size_t index = OPTION_COUNT;
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		if (option_in_section(&options[i], p->kind, p->section) &&
+		    strcmp(options[i].key, name) == 0) {
+			index = i;
+			break;
+		}
+	}
+	if (index == OPTION_COUNT) {
+		unknown_key(p, name);
+		return 0;
+	}
+	const struct option *o = &options[index];
+	int *seen = p->kind == SECTION_VARIANT ? p->variant->key_line : p->key_line;
+	if (seen[index] != 0) {
+		fail(p, p->lineno, "duplicate key '%s.%s' (first set on line %d)", p->section, name,
+		     seen[index]);
+		return 0;
+	}
+	seen[index] = p->lineno;
+	if (parse_value(o, value, &v, why, sizeof why) != 0) {
+		fail(p, p->lineno, "%s.%s: %s", p->section, name, why);
+		return 0;
+	}
+	if (p->kind == SECTION_VARIANT) {
+		struct override *ov = &p->variant->overrides[p->variant->override_count];
+		ov->option = o;
+		ov->line = p->lineno;
+		ov->value = strdup(value);
+		if (ov->value == NULL) {
+			fail(p, p->lineno, "out of memory");
+			return 0;
+		}
+		p->variant->override_count++;
+		return 1;
+	}
+	if (store_value(o, field(o, p->config, &p->config->defaults), &v) != 0) {
+		fail(p, p->lineno, "out of memory");
+		return 0;
+	}
+	return 1;
+}
+
+static size_t option_index(const char *key)
+{
+	for (size_t i = 0; i < OPTION_COUNT; i++)
+		if (options[i].scope == SCOPE_VARIANT && strcmp(options[i].key, key) == 0)
+			return i;
+	return OPTION_COUNT;
+}
+
+/*
+ * Build the variants: [model] with each variant's keys on top, each checked
+ * by model_config_check(); its error is reported at the line that set the
+ * offending key (in the variant, else in [model], else the variant's header).
+ */
+static void finish_variants(struct parse *p)
+{
+	struct config *config = p->config;
+	char why[256];
+	if (p->variant_count == 0) {
+		config->variants[0] = config->defaults;
+		snprintf(config->variants[0].name, sizeof config->variants[0].name, "control");
+		config->variants[0].share = 1;
+		config->variant_count = 1;
+	}
+	for (size_t i = 0; i < p->variant_count; i++) {
+		struct pending_variant *pv = &p->variants[i];
+		struct config_variant *variant = &config->variants[i];
+		*variant = config->defaults;
+		snprintf(variant->name, sizeof variant->name, "%s", pv->name);
+		variant->line = pv->line;
+		for (size_t j = 0; j < pv->override_count; j++) {
+			union value v;
+			/* checked when read; cannot fail now */
+			if (parse_value(pv->overrides[j].option, pv->overrides[j].value, &v, why,
+					sizeof why) == 0)
+				store_value(pv->overrides[j].option,
+					    field(pv->overrides[j].option, config, variant), &v);
+		}
+		config->variant_count++;
+		for (size_t j = 0; j < OPTION_COUNT; j++) {
+			if ((options[j].flags & OPT_REQUIRED) && options[j].scope != SCOPE_GLOBAL &&
+			    pv->key_line[j] == 0) {
+				fail(p, pv->line, "variant.%s: missing required key '%s'", pv->name,
+				     options[j].key);
+				return;
+			}
+		}
+	}
+	for (size_t i = 0; i < config->variant_count; i++) {
+		struct config_variant *variant = &config->variants[i];
+		if (model_config_check(&variant->model, why, sizeof why) == 0)
+			continue;
+		char key[64];
+		size_t length = strcspn(why, ":");
+		snprintf(key, sizeof key, "%.*s", (int)length, why);
+		size_t index = option_index(key);
+		int line = 0;
+		if (index < OPTION_COUNT) {
+			line = p->variant_count > 0 ? p->variants[i].key_line[index] : 0;
+			if (line == 0)
+				line = p->key_line[index];
+		}
+		if (line == 0)
+			line = variant->line;
+		if (p->variant_count > 0)
+			fail(p, line, "variant.%s.%s", variant->name, why);
+		else
+			fail(p, line, "model.%s", why);
+		return;
+	}
+	if (p->variant_count > 0) {
+		double sum = 0;
+		for (size_t i = 0; i < config->variant_count; i++)
+			sum += config->variants[i].share;
+		if (fabs(sum - 1) > 1e-9) {
+			char list[256];
+			size_t used = 0;
+			list[0] = '\0';
+			for (size_t i = 0; i < config->variant_count && used < sizeof list; i++)
+				used += (size_t)snprintf(
+				    list + used, sizeof list - used, "%s%s %.9g", i ? ", " : "",
+				    config->variants[i].name, config->variants[i].share);
+			fail(p, p->variants[p->variant_count - 1].line,
+			     "variant shares must sum to 1, got %.9g (%s)", sum, list);
+		}
+	}
+}
+
+static void finish(struct parse *p)
+{
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		const struct option *o = &options[i];
+		if ((o->flags & OPT_REQUIRED) && o->scope == SCOPE_GLOBAL && p->key_line[i] == 0) {
+			fail(p, -1, "missing required key '%s.%s'", o->section, o->key);
+			return;
+		}
+	}
+	const struct config *c = p->config;
+	if (config_kafka_property(c, "consumer", "bootstrap.servers") == NULL &&
+	    config_kafka_property(c, "consumer", "metadata.broker.list") == NULL) {
+		fail(p, -1, "missing required key 'kafka.bootstrap.servers'");
+		return;
+	}
+	if (config_kafka_property(c, "producer", "bootstrap.servers") == NULL &&
+	    config_kafka_property(c, "producer", "metadata.broker.list") == NULL) {
+		fail(p, -1, "missing required key 'kafka.bootstrap.servers' (for the producer)");
+		return;
+	}
+	finish_variants(p);
+}
+
+static void properties_free(struct config_properties *list)
+{
+	for (size_t i = 0; i < list->count; i++) {
+		free(list->items[i].name);
+		free(list->items[i].value);
+	}
+	free(list->items);
+	list->items = NULL;
+	list->count = 0;
+}
+
+void config_free(struct config *config)
+{
+	if (config == NULL)
+		return;
+	for (size_t i = 0; i < OPTION_COUNT; i++)
+		if (options[i].storage == ST_STR && options[i].scope == SCOPE_GLOBAL)
+			free(*(char **)field(&options[i], config, NULL));
+	free(config->path);
+	properties_free(&config->kafka);
+	properties_free(&config->kafka_consumer);
+	properties_free(&config->kafka_producer);
+	memset(config, 0, sizeof *config);
+}
+
+int config_load(const char *path, struct config *out, char *errstr, size_t errstr_size)
+{
+	struct parse *p = calloc(1, sizeof *p);
+	int rc = -1;
+	if (p == NULL) {
+		snprintf(errstr, errstr_size, "%s: out of memory", path);
+		memset(out, 0, sizeof *out);
+		return -1;
+	}
+	p->path = path;
+	p->config = out;
+	if (apply_defaults(out) != 0 || (out->path = strdup(path)) == NULL) {
+		snprintf(errstr, errstr_size, "%s: out of memory", path);
+		goto out_free;
+	}
+	p->file = fopen(path, "r");
+	if (p->file == NULL) {
+		snprintf(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+		goto out_free;
+	}
+	int parse_error = ini_parse_stream(read_line, p, handle, p);
+	if (ferror(p->file)) {
+		snprintf(errstr, errstr_size, "%s: read error after line %d", path, p->lineno);
+		goto out_close;
+	}
+	/* inih's first error line is either ours or a line it could not parse */
+	if (parse_error > 0 && (p->error_line == 0 || parse_error < p->error_line)) {
+		p->error_line = 0;
+		fail(p, parse_error,
+		     "malformed line (expected 'key = value', '[section]' or a comment)");
+	}
+	if (p->error_line == 0)
+		finish(p);
+	if (p->error_line > 0)
+		snprintf(errstr, errstr_size, "%s:%d: %s", path, p->error_line, p->error);
+	else if (p->error_line < 0)
+		snprintf(errstr, errstr_size, "%s: %s", path, p->error);
+	else
+		rc = 0;
+out_close:
+	fclose(p->file);
+out_free:
+	for (size_t i = 0; i < p->variant_count; i++)
+		for (size_t j = 0; j < p->variants[i].override_count; j++)
+			free(p->variants[i].overrides[j].value);
+	free(p->line);
+	free(p);
+	if (rc != 0)
+		config_free(out);
+	return rc;
+}
+
+/* ---- reload -------------------------------------------------------------------------------- */
+
+struct text {
+	char *buf;
+	size_t size, used;
+};
+
+static void append(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	if (t->size == 0 || t->used >= t->size)
+		return;
+	va_start(ap, fmt);
+	int n = vsnprintf(t->buf + t->used, t->size - t->used, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		t->used += (size_t)n;
+}
+
+/* Note one key's change: into changes when reloadable, else into refused. */
+static void compare(const char *key, const char *old, const char *new, bool reloadable,
+		    struct text *changes, struct text *refused, int *refused_count)
+{
+	if (strcmp(old, new) == 0)
+		return;
+	if (reloadable) {
+		append(changes, "%s: %s -> %s\n", key, old, new);
+	} else {
+		append(refused, "%s%s (%s -> %s)", *refused_count ? ", " : "", key, old, new);
+		++*refused_count;
+	}
+}
+
+static void compare_properties(const char *section, const struct config_properties *a,
+			       const struct config_properties *b, struct text *refused,
+			       int *refused_count)
+{
+	char key[160];
+	for (size_t i = 0; i < a->count; i++) {
+		const char *now = NULL;
+		for (size_t j = 0; j < b->count; j++)
+			if (strcmp(a->items[i].name, b->items[j].name) == 0)
+				now = b->items[j].value;
+		snprintf(key, sizeof key, "%s.%s", section, a->items[i].name);
+		compare(key, a->items[i].value, now ? now : "(unset)", false, NULL, refused,
+			refused_count);
+	}
+	for (size_t j = 0; j < b->count; j++) {
+		bool found = false;
+		for (size_t i = 0; i < a->count; i++)
+			found = found || strcmp(a->items[i].name, b->items[j].name) == 0;
+		snprintf(key, sizeof key, "%s.%s", section, b->items[j].name);
+		if (!found)
+			compare(key, "(unset)", b->items[j].value, false, NULL, refused,
+				refused_count);
+	}
+}
+
+static void variant_names(const struct config *c, char *buf, size_t size)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < c->variant_count && used < size; i++)
+		used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? "," : "",
+					 c->variants[i].name);
+}
+
+int config_reload(const struct config *running, const char *path, struct config *next,
+		  char *changes, size_t changes_size, char *errstr, size_t errstr_size)
+{
+	char refused_buf[2048], old[256], new[256], key[128];
+	struct text changed = {changes, changes_size, 0};
+	struct text refused = {refused_buf, sizeof refused_buf, 0};
+	int refused_count = 0;
+	if (changes_size > 0)
+		changes[0] = '\0';
+	refused_buf[0] = '\0';
+	if (config_load(path, next, errstr, errstr_size) != 0)
+		return -1;
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		const struct option *o = &options[i];
+		if (o->scope != SCOPE_GLOBAL)
+			continue;
+		format_value(o, const_field(o, running, NULL), old, sizeof old);
+		format_value(o, const_field(o, next, NULL), new, sizeof new);
+		snprintf(key, sizeof key, "%s.%s", o->section, o->key);
+		compare(key, old, new, o->flags & OPT_RELOAD, &changed, &refused, &refused_count);
+	}
+	variant_names(running, old, sizeof old);
+	variant_names(next, new, sizeof new);
+	compare("variants", old, new, false, &changed, &refused, &refused_count);
+	bool implicit = next->variants[0].line == 0 && running->variants[0].line == 0;
+	for (size_t v = 0; v < running->variant_count && strcmp(old, new) == 0; v++) {
+		for (size_t i = 0; i < OPTION_COUNT; i++) {
+			const struct option *o = &options[i];
+			if (o->scope == SCOPE_GLOBAL)
+				continue;
+			char a[256], b[256];
+			format_value(o, const_field(o, NULL, &running->variants[v]), a, sizeof a);
+			format_value(o, const_field(o, NULL, &next->variants[v]), b, sizeof b);
+			if (implicit)
+				snprintf(key, sizeof key, "%s.%s", o->section, o->key);
+			else
+				snprintf(key, sizeof key, "variant.%s.%s",
+					 running->variants[v].name, o->key);
+			compare(key, a, b, o->flags & OPT_RELOAD, &changed, &refused,
+				&refused_count);
+		}
+	}
+	compare_properties("kafka", &running->kafka, &next->kafka, &refused, &refused_count);
+	compare_properties("kafka.consumer", &running->kafka_consumer, &next->kafka_consumer,
+			   &refused, &refused_count);
+	compare_properties("kafka.producer", &running->kafka_producer, &next->kafka_producer,
+			   &refused, &refused_count);
+	if (refused_count > 0) {
+		snprintf(
+		    errstr, errstr_size,
+		    "%s: not reloaded: %s cannot change while running (restart streamrecd): %s",
+		    path, refused_count > 1 ? "these keys" : "this key", refused_buf);
+		if (changes_size > 0)
+			changes[0] = '\0';
+		config_free(next);
+		return -1;
+	}
+	if (changed.used == 0)
+		append(&changed, "no changes\n");
+	return 0;
+}
+
+const char *config_kafka_property(const struct config *config, const char *role, const char *name)
+{
+	const struct config_properties *lists[2] = {&config->kafka, strcmp(role, "consumer") == 0
+									? &config->kafka_consumer
+									: &config->kafka_producer};
+	const char *value = NULL;
+	for (size_t l = 0; l < 2; l++)
+		for (size_t i = 0; i < lists[l]->count; i++)
+			if (strcmp(lists[l]->items[i].name, name) == 0)
+				value = lists[l]->items[i].value;
+	return value;
+}
+
+/* ---- generated documents ------------------------------------------------------------------- */
+
+static const char *type_name(const struct option *o, char *buf, size_t size)
+{
+	static const char *const names[] = {"string",   "uint",  "double", "bool",
+					    "duration", "bytes", "enum"};
+	if (o->type != OPT_ENUM)
+		return names[o->type];
+	size_t used = (size_t)snprintf(buf, size, "enum:");
+	for (int i = 0; o->names[i] != NULL && used < size; i++)
+		used +=
+		    (size_t)snprintf(buf + used, size - used, "%s %s", i ? "," : "", o->names[i]);
+	return buf;
+}
+
+void config_print_reference(FILE *out)
+{
+	struct config defaults;
+	char type[96], value[128], bounds[96];
+	if (apply_defaults(&defaults) != 0)
+		return;
+	fprintf(out, "| key | type | default | bounds | reloadable | description |\n");
+	fprintf(out, "| --- | --- | --- | --- | --- | --- |\n");
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		const struct option *o = &options[i];
+		if (o->flags & OPT_REQUIRED)
+			snprintf(value, sizeof value, "(required)");
+		else
+			format_value(o, const_field(o, &defaults, &defaults.defaults), value,
+				     sizeof value);
+		if (o->flags & OPT_BOUNDED)
+			format_bounds(o, bounds, sizeof bounds);
+		else
+			bounds[0] = '\0';
+		bool quote = value[0] != '\0' && !(o->flags & OPT_REQUIRED);
+		fprintf(out, "| `%s.%s` | %s | %s%s%s | %s | %s | %s%s |\n", o->section, o->key,
+			type_name(o, type, sizeof type), quote ? "`" : "", value, quote ? "`" : "",
+			bounds, o->flags & OPT_RELOAD ? "yes" : "no", o->help,
+			o->scope == SCOPE_VARIANT ? " Per variant." : "");
+	}
+	fprintf(out, "| `kafka.*` | string | | | no | librdkafka properties, passed verbatim to "
+		     "both clients (`bootstrap.servers` is required). |\n");
+	fprintf(out, "| `kafka.consumer.*` | string | | | no | librdkafka properties for the "
+		     "consumer only; override `kafka.*`. |\n");
+	fprintf(out, "| `kafka.producer.*` | string | | | no | librdkafka properties for the "
+		     "producer only; override `kafka.*`. |\n");
+	config_free(&defaults);
+}
+
+/* Print help as comment lines of at most ~76 columns. */
+static void print_comment(FILE *out, const char *text)
+{
+	const char *s = text;
+	while (*s) {
+		size_t n = strlen(s);
+		if (n > 76) {
+			n = 76;
+			while (n > 0 && s[n] != ' ')
+				n--;
+			if (n == 0)
+				n = strcspn(s, " ");
+		}
+		fprintf(out, "# %.*s\n", (int)n, s);
+		s += n;
+		while (*s == ' ')
+			s++;
+	}
+}
+
+void config_print_default_file(FILE *out)
+{
+	struct config defaults;
+	char value[128], bounds[96], type[96], line[512];
+	const char *section = NULL;
+	if (apply_defaults(&defaults) != 0)
+		return;
+	fprintf(out,
+		"# streamrecd configuration.\n"
+		"#\n"
+		"# Every key is shown commented out with its default; uncomment to change it.\n"
+		"# Generated by config_print_default_file() from the option table in\n"
+		"# daemon/config.c; the README's reference table says the same.\n"
+		"# Values: durations take ms, s, m, h, d (bare numbers are ms); sizes take\n"
+		"# K, M, G, T (powers of 1024). Unknown keys are errors. Keys marked\n"
+		"# \"reloadable\" may change on SIGHUP; changing any other needs a restart.\n");
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		const struct option *o = &options[i];
+		if (o->scope == SCOPE_VARIANT_ONLY)
+			continue;
+		if (section == NULL || strcmp(section, o->section) != 0) {
+			section = o->section;
+			fprintf(out, "\n[%s]\n", section);
+		}
+		if (o->flags & OPT_BOUNDED)
+			format_bounds(o, bounds, sizeof bounds);
+		else
+			bounds[0] = '\0';
+		snprintf(line, sizeof line, "%s (%s%s%s%s)", o->help,
+			 type_name(o, type, sizeof type), bounds[0] ? ", " : "", bounds,
+			 o->flags & OPT_RELOAD ? ", reloadable" : "");
+		print_comment(out, line);
+		if (o->flags & OPT_REQUIRED) {
+			fprintf(out, "#%s = %s\n", o->key, o->example);
+			continue;
+		}
+		format_value(o, const_field(o, &defaults, &defaults.defaults), value, sizeof value);
+		fprintf(out, "#%s = %s\n", o->key, value);
+	}
+	fprintf(out,
+		"\n# A/B variants: one section per arm, each with its share of users (the\n"
+		"# shares sum to 1) and any [model] key or k that differs from the defaults\n"
+		"# above. Names are 1 to 32 of A-Z a-z 0-9 _ -, at most %d variants. Without\n"
+		"# any, every user is served by one variant named \"control\".\n",
+		CONFIG_MAX_VARIANTS);
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		if (options[i].scope != SCOPE_VARIANT_ONLY)
+			continue;
+		snprintf(line, sizeof line, "%s: %s", options[i].key, options[i].help);
+		print_comment(out, line);
+	}
+	fprintf(out, "#[variant.control]\n#share = 0.5\n#\n#[variant.wide]\n#share = 0.4\n"
+		     "#dim = 64\n#learning_rate = 0.05\n#\n#[variant.popular]\n#share = 0.1\n"
+		     "#policy = popularity\n");
+	fprintf(out,
+		"\n[kafka]\n"
+		"# librdkafka properties, passed verbatim to rd_kafka_conf_set() for both the\n"
+		"# consumer and the producer (SASL, SSL, ...). bootstrap.servers is required.\n"
+		"# group.id, enable.auto.commit and enable.auto.offset.store are streamrecd's.\n"
+		"#bootstrap.servers = localhost:9092\n"
+		"#security.protocol = SASL_SSL\n"
+		"\n[kafka.consumer]\n"
+		"# librdkafka properties for the consumer only (override [kafka]).\n"
+		"#fetch.wait.max.ms = 10\n"
+		"\n[kafka.producer]\n"
+		"# librdkafka properties for the producer only (override [kafka]).\n"
+		"#compression.type = lz4\n"
+		"#linger.ms = 5\n");
+	config_free(&defaults);
+}

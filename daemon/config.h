@@ -1,0 +1,138 @@
+/*
+ * config: streamrecd's configuration file (INI), table-driven.
+ *
+ * Every option is one row of a table in config.c: section, key, type,
+ * default, bounds, whether SIGHUP may change it, and help text. The loader,
+ * the reload check, the README's reference table (config_print_reference)
+ * and the shipped default file (config_print_default_file) all come from
+ * that table, so they cannot drift apart.
+ *
+ * Layout:
+ *   [input] [output] [state] [http] [refresh] [log] [experiment]
+ *                         streamrecd's own options (see the reference)
+ *   [model]               every variant's model defaults
+ *   [variant.NAME]        one A/B arm: share, and any [model] key or k that
+ *                         differs from the defaults (none: one arm "control")
+ *   [kafka]               librdkafka properties, verbatim, for both clients
+ *   [kafka.consumer] [kafka.producer]   role-specific librdkafka overrides
+ *
+ * Every error names the file, the line, the key and what is wrong:
+ *   streamrecd.conf:14: model.dim: must be between 4 and 1024, got 0
+ */
+#ifndef STREAMREC_CONFIG_H
+#define STREAMREC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model.h"
+
+#define CONFIG_MAX_VARIANTS      16
+#define CONFIG_VARIANT_NAME_SIZE 33 /**< 1..32 of [A-Za-z0-9_-], and the NUL */
+
+enum config_log_level {
+	CONFIG_LOG_ERROR = 0,
+	CONFIG_LOG_WARNING,
+	CONFIG_LOG_INFO,
+	CONFIG_LOG_DEBUG
+};
+
+/** How a variant serves its users. */
+enum config_policy {
+	CONFIG_POLICY_MODEL = 0,  /**< the fused model's top-k */
+	CONFIG_POLICY_POPULARITY, /**< the popularity control arm (trending list) */
+};
+
+/** One A/B arm. */
+struct config_variant {
+	char name[CONFIG_VARIANT_NAME_SIZE];
+	double share; /**< of users, (0, 1]; the shares sum to 1 */
+	enum config_policy policy;
+	unsigned k; /**< length of the published lists */
+	struct model_config model;
+	int line; /**< line of the [variant.NAME] header (0: the implicit "control") */
+};
+
+/** A librdkafka property, passed verbatim to rd_kafka_conf_set(). */
+struct config_property {
+	char *name;
+	char *value;
+	int line;
+};
+
+struct config_properties {
+	struct config_property *items;
+	size_t count;
+};
+
+struct config {
+	char *path; /**< the file it was loaded from */
+
+	char *input_topic;
+	char *items_topic;
+	char *dead_letter_topic;
+	char *group_id;
+	char *output_topic;
+
+	char *state_dir;
+	uint64_t commit_interval_ms;
+	bool sync_commits;
+	size_t user_cache_users;
+	size_t user_cache_bytes;
+
+	char *http_listen;
+
+	uint64_t refresh_interval_ms;
+	unsigned refresh_batch;
+	uint64_t min_interval_ms;
+
+	enum config_log_level log_level;
+	char *experiment_salt;
+
+	/** [model] and refresh.k: what every variant starts from (name unused). */
+	struct config_variant defaults;
+	struct config_variant variants[CONFIG_MAX_VARIANTS];
+	size_t variant_count;
+
+	/** [kafka]: both clients; then [kafka.consumer] / [kafka.producer] on top. */
+	struct config_properties kafka;
+	struct config_properties kafka_consumer;
+	struct config_properties kafka_producer;
+};
+
+/**
+ * @brief Load and check a configuration file. Unknown sections and keys,
+ * malformed lines, duplicate keys, bad values, missing required keys and
+ * variants that do not add up are all errors; only the first is reported.
+ * @param out filled on success (release with config_free()); zeroed on failure
+ * @returns 0, or -1 with errstr naming file:line, the key and the problem.
+ */
+int config_load(const char *path, struct config *out, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Load path again for SIGHUP. Refuses when a key that cannot change
+ * while running did change.
+ * @param next filled on success (the caller then replaces running by it)
+ * @param changes filled with one "key: old -> new" line per changed key
+ * ("no changes" when none)
+ * @returns 0, or -1 with errstr naming every non-reloadable key that changed
+ * (or the load error); next is then zeroed.
+ */
+int config_reload(const struct config *running, const char *path, struct config *next,
+		  char *changes, size_t changes_size, char *errstr, size_t errstr_size);
+
+/** @brief Release what config_load() allocated (safe on a zeroed struct). */
+void config_free(struct config *config);
+
+/** @brief The markdown reference table (key, type, default, bounds, reloadable, description). */
+void config_print_reference(FILE *out);
+
+/** @brief The default configuration file: every key commented out with its default. */
+void config_print_default_file(FILE *out);
+
+/** @returns the value of a librdkafka property for a role ("consumer"/"producer"), or NULL. */
+const char *config_kafka_property(const struct config *config, const char *role, const char *name);
+
+#endif
