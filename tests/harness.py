@@ -19,6 +19,7 @@ LSAN_SUPPRESSIONS = ROOT / "tests" / "lsan.supp"
 def sanitized_env(extra=None):
     env = dict(os.environ)
     env.update(SANITIZER_ENV)
+    env["STREAMREC_SRCDIR"] = str(ROOT)  # tests that read files of the tree find them
     if LSAN_SUPPRESSIONS.exists():
         env["LSAN_OPTIONS"] = f"suppressions={LSAN_SUPPRESSIONS}"
     if extra:
