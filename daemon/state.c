@@ -534,6 +534,28 @@ const char *state_user_id(const struct state *state, uint32_t index)
 	return (size_t)index < state->slots ? idmap_id(state->users, state->user_of[index]) : NULL;
 }
 
+uint32_t state_user_stable(const struct state *state, uint32_t slot)
+{
+	return (size_t)slot < state->slots ? state->user_of[slot] : UINT32_MAX;
+}
+
+int state_user_by_stable(struct state *state, uint32_t stable, uint32_t *slot, char *errstr,
+			 size_t errstr_size)
+{
+	if (idmap_id(state->users, stable) == NULL) {
+		set_errstr(errstr, errstr_size, "no user with index %u", stable);
+		return -1;
+	}
+	bool in_memory =
+	    (size_t)stable < state->slot_of_capacity && state->slot_of[stable] != SLOT_NONE;
+	return place_user(state, stable, !in_memory, slot, errstr, errstr_size);
+}
+
+const char *state_user_name(const struct state *state, uint32_t stable)
+{
+	return idmap_id(state->users, stable);
+}
+
 const char *state_item_id(const struct state *state, uint32_t index)
 {
 	return idmap_id(state->items, index);

@@ -76,6 +76,19 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *hash, char *errstr,
 	       size_t errstr_size);
 
+/** @returns the stable index of the user in slot (what survives eviction and restarts). */
+uint32_t state_user_stable(const struct state *state, uint32_t slot);
+
+/**
+ * @brief The slot of a user known by stable index, restoring its rows when
+ * it was evicted. @returns 0, or -1 with errstr filled (unknown index).
+ */
+int state_user_by_stable(struct state *state, uint32_t stable, uint32_t *slot, char *errstr,
+			 size_t errstr_size);
+
+/** @returns the external id of a user's stable index, or NULL. */
+const char *state_user_name(const struct state *state, uint32_t stable);
+
 /** @returns the external id of an index, or NULL. */
 const char *state_user_id(const struct state *state, uint32_t index);
 const char *state_item_id(const struct state *state, uint32_t index);

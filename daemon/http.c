@@ -1,0 +1,638 @@
+/*
+ * http: one request per connection, read, answered and closed on the loop.
+ */
+#include "http.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "metrics.h"
+
+/* Bytes read and discarded per call while draining a closing connection. */
+#define DRAIN_CHUNK 4096
+/* Longest wait for a client to close after its response, seconds. */
+#define DRAIN_TIMEOUT_S 1.0
+/* Pause before accepting again after running out of descriptors, seconds. */
+#define ACCEPT_PAUSE_S 0.1
+/* Connections accepted per wake-up, so one burst cannot starve the loop. */
+#define ACCEPT_BURST 64
+/* Pending connections the kernel queues for accept(). */
+#define LISTEN_BACKLOG 128
+
+enum conn_phase {
+	CONN_READING,
+	CONN_WRITING,
+	/* response sent and our side shut down: discard input until the client closes, so that
+	 * unread request bytes do not turn our close into a reset that loses the response */
+	CONN_DRAINING,
+};
+
+struct conn {
+	struct http_server *server;
+	struct conn *prev, *next;
+	int fd;
+	ev_io io;
+	ev_timer timer;
+	enum conn_phase phase;
+	size_t request_len;
+	char request[HTTP_MAX_REQUEST_BYTES + 1];
+	char *response;
+	size_t response_len;
+	size_t response_sent;
+};
+
+struct route {
+	char *path;
+	http_handler_fn handler;
+	void *opaque;
+};
+
+struct ready_route {
+	http_ready_fn ready;
+	void *opaque;
+};
+
+struct http_server {
+	struct ev_loop *loop;
+	int fd;
+	uint16_t port;
+	double idle_timeout_s;
+	size_t max_connections;
+	ev_io accept_io;
+	ev_timer accept_pause;
+	struct conn *conns;
+	size_t conn_count;
+	struct route *routes;
+	size_t route_count;
+	struct ready_route ready;
+};
+
+int http_response_text(struct http_response *response, int status, const char *text)
+{
+	size_t len = strlen(text);
+	char *body = malloc(len + 1);
+	if (!body) {
+		response->status = 500;
+		return -1;
+	}
+	memcpy(body, text, len + 1);
+	free(response->body);
+	response->status = status;
+	response->body = body;
+	response->body_len = len;
+	return 0;
+}
+
+static const char *status_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Unknown";
+	}
+}
+
+static void conn_close(struct conn *c)
+{
+	struct http_server *server = c->server;
+	ev_io_stop(server->loop, &c->io);
+	ev_timer_stop(server->loop, &c->timer);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		server->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	server->conn_count--;
+	free(c->response);
+	free(c);
+}
+
+static void conn_watch(struct conn *c, int events, double timeout_s)
+{
+	struct ev_loop *loop = c->server->loop;
+	ev_io_stop(loop, &c->io);
+	ev_io_set(&c->io, c->fd, events);
+	ev_io_start(loop, &c->io);
+	ev_timer_stop(loop, &c->timer);
+	ev_timer_set(&c->timer, timeout_s, 0);
+	ev_timer_start(loop, &c->timer);
+}
+
+/* Shut our side and wait for the client's close; see CONN_DRAINING. */
+static void conn_drain(struct conn *c)
+{
+	shutdown(c->fd, SHUT_WR);
+	c->phase = CONN_DRAINING;
+	double timeout = c->server->idle_timeout_s < DRAIN_TIMEOUT_S ? c->server->idle_timeout_s
+								     : DRAIN_TIMEOUT_S;
+	conn_watch(c, EV_READ, timeout);
+}
+
+/* Sends what the socket takes; returns -1 when the connection was closed. */
+static int conn_write(struct conn *c)
+{
+	while (c->response_sent < c->response_len) {
+		ssize_t n = send(c->fd, c->response + c->response_sent,
+				 c->response_len - c->response_sent, MSG_NOSIGNAL);
+		if (n > 0) {
+			c->response_sent += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		conn_close(c);
+		return -1;
+	}
+	free(c->response);
+	c->response = NULL;
+	conn_drain(c);
+	return 0;
+}
+
+/* Formats the response (body omitted for HEAD) and starts writing it. Takes the body. */
+static void conn_respond(struct conn *c, int status, const char *content_type, char *body,
+			 size_t body_len, bool head_only, bool allow_header)
+{
+	if (!content_type)
+		content_type = "text/plain; charset=utf-8";
+	char head[512];
+	int head_len = snprintf(head, sizeof head,
+				"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+				"Connection: close\r\n%s\r\n",
+				status, status_reason(status), content_type, body_len,
+				allow_header ? "Allow: GET, HEAD\r\n" : "");
+	if (head_len < 0 || (size_t)head_len >= sizeof head) {
+		free(body);
+		conn_close(c);
+		return;
+	}
+	size_t send_body = head_only ? 0 : body_len;
+	c->response = malloc((size_t)head_len + send_body);
+	if (!c->response) {
+		free(body);
+		conn_close(c);
+		return;
+	}
+	memcpy(c->response, head, (size_t)head_len);
+	if (send_body)
+		memcpy(c->response + head_len, body, send_body);
+	free(body);
+	c->response_len = (size_t)head_len + send_body;
+	c->response_sent = 0;
+	c->phase = CONN_WRITING;
+	if (conn_write(c) < 0)
+		return;
+	if (c->phase == CONN_WRITING)
+		conn_watch(c, EV_WRITE, c->server->idle_timeout_s);
+}
+
+static void conn_respond_text(struct conn *c, int status, const char *text, bool head_only,
+			      bool allow_header)
+{
+	size_t len = strlen(text);
+	char *body = malloc(len);
+	if (!body && len) {
+		conn_close(c);
+		return;
+	}
+	memcpy(body, text, len);
+	conn_respond(c, status, NULL, body, len, head_only, allow_header);
+}
+
+static const struct route *find_route(const struct http_server *server, const char *path)
+{
+	for (size_t i = 0; i < server->route_count; i++)
+		if (strcmp(server->routes[i].path, path) == 0)
+			return &server->routes[i];
+	return NULL;
+}
+
+/* Parses the complete request head in c->request and answers it. */
+static void conn_handle(struct conn *c)
+{
+	char *line = c->request;
+	line[strcspn(line, "\r\n")] = '\0';
+	char *method = line;
+	char *target = strchr(method, ' ');
+	char *version = target ? strchr(target + 1, ' ') : NULL;
+	if (!target || !version || strchr(version + 1, ' ')) {
+		conn_respond_text(c, 400, "bad request line\n", false, false);
+		return;
+	}
+	*target++ = '\0';
+	*version++ = '\0';
+	if (strncmp(version, "HTTP/1.", 7) != 0 || target[0] != '/' || method[0] == '\0') {
+		conn_respond_text(c, 400, "bad request line\n", false, false);
+		return;
+	}
+	bool head_only = strcmp(method, "HEAD") == 0;
+	if (!head_only && strcmp(method, "GET") != 0) {
+		conn_respond_text(c, 405, "only GET and HEAD\n", false, true);
+		return;
+	}
+	char *query = strchr(target, '?');
+	if (query)
+		*query++ = '\0';
+	const struct route *route = find_route(c->server, target);
+	if (!route) {
+		conn_respond_text(c, 404, "not found\n", head_only, false);
+		return;
+	}
+	struct http_request request = {
+	    .method = method, .path = target, .query = query ? query : ""};
+	struct http_response response = {.status = 200, .content_type = NULL};
+	route->handler(&request, &response, route->opaque);
+	if (response.status < 100 || response.status > 599) {
+		free(response.body);
+		conn_respond_text(c, 500, "handler gave no valid status\n", head_only, false);
+		return;
+	}
+	conn_respond(c, response.status, response.content_type, response.body, response.body_len,
+		     head_only, false);
+}
+
+/* Whether the request head is complete: an empty line after the request line. */
+static bool head_complete(const struct conn *c, size_t searched_from)
+{
+	size_t from = searched_from > 3 ? searched_from - 3 : 0;
+	for (size_t i = from; i + 1 < c->request_len; i++) {
+		if (c->request[i] != '\n')
+			continue;
+		if (c->request[i + 1] == '\n')
+			return true;
+		if (c->request[i + 1] == '\r' && i + 2 < c->request_len &&
+		    c->request[i + 2] == '\n')
+			return true;
+	}
+	return false;
+}
+
+static void conn_read(struct conn *c)
+{
+	for (;;) {
+		size_t room = HTTP_MAX_REQUEST_BYTES - c->request_len;
+		if (room == 0) {
+			conn_respond_text(c, 431, "request larger than 8192 bytes\n", false, false);
+			return;
+		}
+		ssize_t n = recv(c->fd, c->request + c->request_len, room, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			conn_close(c);
+			return;
+		}
+		size_t before = c->request_len;
+		c->request_len += (size_t)n;
+		c->request[c->request_len] = '\0';
+		if (head_complete(c, before)) {
+			ev_io_stop(c->server->loop, &c->io);
+			conn_handle(c);
+			return;
+		}
+	}
+}
+
+static void conn_discard(struct conn *c)
+{
+	char sink[DRAIN_CHUNK];
+	for (;;) {
+		ssize_t n = recv(c->fd, sink, sizeof sink, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			conn_close(c);
+			return;
+		}
+	}
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct conn *c = w->data;
+	switch (c->phase) {
+	case CONN_READING: conn_read(c); break;
+	case CONN_WRITING: conn_write(c); break;
+	case CONN_DRAINING: conn_discard(c); break;
+	}
+}
+
+static void conn_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_close(w->data);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	struct http_server *server = w->data;
+	for (int burst = 0; burst < ACCEPT_BURST; burst++) {
+		int fd = accept4(server->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* the socket stays readable: wait instead of spinning */
+				ev_io_stop(loop, &server->accept_io);
+				ev_timer_set(&server->accept_pause, ACCEPT_PAUSE_S, 0);
+				ev_timer_start(loop, &server->accept_pause);
+			}
+			return;
+		}
+		if (server->conn_count >= server->max_connections) {
+			close(fd);
+			continue;
+		}
+		struct conn *c = malloc(sizeof *c);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->server = server;
+		c->fd = fd;
+		c->phase = CONN_READING;
+		c->request_len = 0;
+		c->request[0] = '\0';
+		c->response = NULL;
+		c->response_len = c->response_sent = 0;
+		c->prev = NULL;
+		c->next = server->conns;
+		if (server->conns)
+			server->conns->prev = c;
+		server->conns = c;
+		server->conn_count++;
+		ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
+		c->io.data = c;
+		ev_timer_init(&c->timer, conn_timeout_cb, server->idle_timeout_s, 0);
+		c->timer.data = c;
+		ev_io_start(loop, &c->io);
+		ev_timer_start(loop, &c->timer);
+	}
+}
+
+static void accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)revents;
+	struct http_server *server = w->data;
+	ev_io_start(loop, &server->accept_io);
+}
+
+/* Splits "host:port" or "[v6]:port" into host and a decimal port string. */
+static int split_listen(const char *address, char *host, size_t host_size, char *port,
+			size_t port_size, char *errstr, size_t errstr_size)
+{
+	const char *host_start = address, *host_end, *colon;
+	if (address[0] == '[') {
+		host_start = address + 1;
+		host_end = strchr(host_start, ']');
+		if (!host_end || host_end[1] != ':') {
+			snprintf(errstr, errstr_size, "http.listen %s: expected \"[address]:port\"",
+				 address);
+			return -1;
+		}
+		colon = host_end + 1;
+	} else {
+		colon = strrchr(address, ':');
+		if (!colon || memchr(address, ':', (size_t)(colon - address))) {
+			snprintf(errstr, errstr_size,
+				 "http.listen %s: expected \"host:port\" (IPv6 addresses in "
+				 "brackets)",
+				 address);
+			return -1;
+		}
+		host_end = colon;
+	}
+	size_t host_len = (size_t)(host_end - host_start);
+	const char *digits = colon + 1;
+	size_t digit_count = strlen(digits);
+	bool numeric =
+	    digit_count > 0 && digit_count <= 5 && strspn(digits, "0123456789") == digit_count;
+	if (host_len == 0 || host_len >= host_size || !numeric || atoi(digits) > 65535 ||
+	    digit_count >= port_size) {
+		snprintf(errstr, errstr_size,
+			 "http.listen %s: expected a host and a port between 0 and 65535", address);
+		return -1;
+	}
+	memcpy(host, host_start, host_len);
+	host[host_len] = '\0';
+	memcpy(port, digits, digit_count + 1);
+	return 0;
+}
+
+/* Binds and listens on the first resolution of `address` that works; returns the socket or -1. */
+static int open_listener(const char *address, uint16_t *bound_port, char *errstr,
+			 size_t errstr_size)
+{
+	char host[256], port[8];
+	if (split_listen(address, host, sizeof host, port, sizeof port, errstr, errstr_size) < 0)
+		return -1;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *addrs;
+	int rc = getaddrinfo(host, port, &hints, &addrs);
+	if (rc != 0) {
+		snprintf(errstr, errstr_size, "http.listen %s: %s", address, gai_strerror(rc));
+		return -1;
+	}
+	int fd = -1, saved_errno = EADDRNOTAVAIL;
+	for (struct addrinfo *a = addrs; a; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			    a->ai_protocol);
+		if (fd < 0) {
+			saved_errno = errno;
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (a->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0)
+			break;
+		saved_errno = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(addrs);
+	if (fd < 0) {
+		snprintf(errstr, errstr_size, "http.listen %s: %s", address, strerror(saved_errno));
+		return -1;
+	}
+	struct sockaddr_storage bound;
+	socklen_t bound_len = sizeof bound;
+	if (getsockname(fd, (struct sockaddr *)&bound, &bound_len) < 0) {
+		snprintf(errstr, errstr_size, "http.listen %s: getsockname: %s", address,
+			 strerror(errno));
+		close(fd);
+		return -1;
+	}
+	*bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+							: ((struct sockaddr_in *)&bound)->sin_port);
+	return fd;
+}
+
+struct http_server *http_server_new(struct ev_loop *loop, const struct http_config *config,
+				    char *errstr, size_t errstr_size)
+{
+	const char *address = config && config->listen ? config->listen : HTTP_DEFAULT_LISTEN;
+	struct http_server *server = calloc(1, sizeof *server);
+	if (!server) {
+		snprintf(errstr, errstr_size, "http.listen %s: out of memory", address);
+		return NULL;
+	}
+	server->loop = loop;
+	server->idle_timeout_s = config && config->idle_timeout_s > 0 ? config->idle_timeout_s
+								      : HTTP_DEFAULT_IDLE_TIMEOUT_S;
+	server->max_connections = config && config->max_connections ? config->max_connections
+								    : HTTP_DEFAULT_MAX_CONNECTIONS;
+	server->fd = open_listener(address, &server->port, errstr, errstr_size);
+	if (server->fd < 0)
+		goto out_free_server;
+	ev_io_init(&server->accept_io, accept_cb, server->fd, EV_READ);
+	server->accept_io.data = server;
+	ev_timer_init(&server->accept_pause, accept_resume_cb, ACCEPT_PAUSE_S, 0);
+	server->accept_pause.data = server;
+	ev_io_start(loop, &server->accept_io);
+	return server;
+
+out_free_server:
+	free(server);
+	return NULL;
+}
+
+void http_server_free(struct http_server *server)
+{
+	if (!server)
+		return;
+	while (server->conns)
+		conn_close(server->conns);
+	ev_io_stop(server->loop, &server->accept_io);
+	ev_timer_stop(server->loop, &server->accept_pause);
+	close(server->fd);
+	for (size_t i = 0; i < server->route_count; i++)
+		free(server->routes[i].path);
+	free(server->routes);
+	free(server);
+}
+
+uint16_t http_server_port(const struct http_server *server)
+{
+	return server->port;
+}
+
+size_t http_server_connection_count(const struct http_server *server)
+{
+	return server->conn_count;
+}
+
+int http_server_route(struct http_server *server, const char *path, http_handler_fn handler,
+		      void *opaque, char *errstr, size_t errstr_size)
+{
+	if (path[0] != '/') {
+		snprintf(errstr, errstr_size, "http route \"%s\": path must start with /", path);
+		return -1;
+	}
+	for (size_t i = 0; i < server->route_count; i++) {
+		if (strcmp(server->routes[i].path, path) == 0) {
+			server->routes[i].handler = handler;
+			server->routes[i].opaque = opaque;
+			return 0;
+		}
+	}
+	struct route *routes =
+	    realloc(server->routes, (server->route_count + 1) * sizeof *server->routes);
+	if (!routes)
+		goto out_oom;
+	server->routes = routes;
+	char *copy = strdup(path);
+	if (!copy)
+		goto out_oom;
+	routes[server->route_count++] =
+	    (struct route){.path = copy, .handler = handler, .opaque = opaque};
+	return 0;
+
+out_oom:
+	snprintf(errstr, errstr_size, "http route \"%s\": out of memory", path);
+	return -1;
+}
+
+static void metrics_handler(const struct http_request *request, struct http_response *response,
+			    void *opaque)
+{
+	(void)request;
+	char errstr[128];
+	if (metrics_render(opaque, &response->body, &response->body_len, errstr, sizeof errstr) <
+	    0) {
+		http_response_text(response, 500, errstr);
+		return;
+	}
+	response->content_type = METRICS_CONTENT_TYPE;
+}
+
+int http_server_route_metrics(struct http_server *server, const struct metrics *metrics,
+			      char *errstr, size_t errstr_size)
+{
+	/* the handler only reads through the pointer */
+	return http_server_route(server, "/metrics", metrics_handler, (void *)(uintptr_t)metrics,
+				 errstr, errstr_size);
+}
+
+static void healthz_handler(const struct http_request *request, struct http_response *response,
+			    void *opaque)
+{
+	(void)request;
+	(void)opaque;
+	http_response_text(response, 200, "ok\n");
+}
+
+int http_server_route_healthz(struct http_server *server, char *errstr, size_t errstr_size)
+{
+	return http_server_route(server, "/healthz", healthz_handler, NULL, errstr, errstr_size);
+}
+
+static void readyz_handler(const struct http_request *request, struct http_response *response,
+			   void *opaque)
+{
+	(void)request;
+	const struct ready_route *ready = opaque;
+	char reason[256] = "";
+	if (ready->ready(ready->opaque, reason, sizeof reason)) {
+		http_response_text(response, 200, "ready\n");
+		return;
+	}
+	char text[300];
+	snprintf(text, sizeof text, "not ready: %s\n", reason[0] ? reason : "unknown");
+	http_response_text(response, 503, text);
+}
+
+int http_server_route_readyz(struct http_server *server, http_ready_fn ready, void *opaque,
+			     char *errstr, size_t errstr_size)
+{
+	server->ready = (struct ready_route){.ready = ready, .opaque = opaque};
+	return http_server_route(server, "/readyz", readyz_handler, &server->ready, errstr,
+				 errstr_size);
+}

@@ -1,0 +1,427 @@
+/*
+ * metrics: the counters struct and its Prometheus text rendering.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const double metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+					  0.5,   1,      2.5,   5,    10,    30,   60};
+const size_t metrics_latency_bucket_count =
+    sizeof metrics_latency_buckets / sizeof metrics_latency_buckets[0];
+
+/* Label values of the event_type label, by enum event_type. */
+static const char *const event_label[EVENT_TYPE_COUNT] = {
+    [EVENT_IMPRESSION] = "impression",
+    [EVENT_VIEW] = "view",
+    [EVENT_CLICK] = "click",
+    [EVENT_ADD_TO_CART] = "add_to_cart",
+    [EVENT_REMOVE_FROM_CART] = "remove_from_cart",
+    [EVENT_FAVORITE] = "favorite",
+    [EVENT_PURCHASE] = "purchase",
+};
+
+int metrics_histogram_init(struct metrics_histogram *h, const double *upper_bounds,
+			   size_t bucket_count, char *errstr, size_t errstr_size)
+{
+	if (bucket_count > METRICS_HISTOGRAM_MAX_BUCKETS) {
+		snprintf(errstr, errstr_size, "histogram: %zu buckets, at most %d", bucket_count,
+			 METRICS_HISTOGRAM_MAX_BUCKETS);
+		return -1;
+	}
+	for (size_t i = 0; i < bucket_count; i++) {
+		if (!isfinite(upper_bounds[i]) ||
+		    (i > 0 && upper_bounds[i] <= upper_bounds[i - 1])) {
+			snprintf(errstr, errstr_size,
+				 "histogram: bound[%zu] = %g: bounds must be finite and strictly "
+				 "ascending",
+				 i, upper_bounds[i]);
+			return -1;
+		}
+	}
+	memset(h, 0, sizeof *h);
+	h->bucket_count = bucket_count;
+	if (bucket_count)
+		memcpy(h->upper_bounds, upper_bounds, bucket_count * sizeof *upper_bounds);
+	return 0;
+}
+
+void metrics_histogram_observe(struct metrics_histogram *h, double value)
+{
+	if (isnan(value))
+		return;
+	size_t i = 0;
+	while (i < h->bucket_count && value > h->upper_bounds[i])
+		i++;
+	h->counts[i]++;
+	h->count++;
+	h->sum += value;
+}
+
+double metrics_histogram_quantile(const struct metrics_histogram *h, double q)
+{
+	if (h->count == 0 || !(q >= 0 && q <= 1))
+		return NAN;
+	double rank = q * (double)h->count;
+	uint64_t below = 0;
+	for (size_t i = 0; i < h->bucket_count; i++) {
+		uint64_t cumulative = below + h->counts[i];
+		if ((double)cumulative >= rank && h->counts[i] > 0) {
+			double lower = i == 0 ? 0 : h->upper_bounds[i - 1];
+			double upper = h->upper_bounds[i];
+			if (i == 0 && upper <= 0)
+				return upper;
+			return lower +
+			       (upper - lower) * ((rank - (double)below) / (double)h->counts[i]);
+		}
+		below = cumulative;
+	}
+	/* the rank lies in the +Inf bucket (or the histogram has no finite bounds) */
+	return h->bucket_count ? h->upper_bounds[h->bucket_count - 1] : NAN;
+}
+
+struct metrics *metrics_new(const char *const *variant_names, size_t variant_count, char *errstr,
+			    size_t errstr_size)
+{
+	if (variant_count == 0 || variant_count > METRICS_MAX_VARIANTS) {
+		snprintf(errstr, errstr_size, "metrics: %zu variants, must be between 1 and %d",
+			 variant_count, METRICS_MAX_VARIANTS);
+		return NULL;
+	}
+	for (size_t i = 0; i < variant_count; i++) {
+		size_t len = strlen(variant_names[i]);
+		if (len == 0 || len > METRICS_VARIANT_NAME_MAX) {
+			snprintf(errstr, errstr_size,
+				 "metrics: variant[%zu]: name must be 1 to %d bytes, got %zu", i,
+				 METRICS_VARIANT_NAME_MAX, len);
+			return NULL;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(variant_names[i], variant_names[j]) == 0) {
+				snprintf(errstr, errstr_size,
+					 "metrics: variant[%zu]: name \"%s\" already used by "
+					 "variant[%zu]",
+					 i, variant_names[i], j);
+				return NULL;
+			}
+		}
+	}
+	struct metrics *m = calloc(1, sizeof *m);
+	if (!m) {
+		snprintf(errstr, errstr_size, "metrics: out of memory");
+		return NULL;
+	}
+	m->variant_count = variant_count;
+	for (size_t i = 0; i < variant_count; i++) {
+		strcpy(m->variants[i].name, variant_names[i]);
+		if (metrics_histogram_init(&m->variants[i].freshness_seconds,
+					   metrics_latency_buckets, metrics_latency_bucket_count,
+					   errstr, errstr_size) < 0)
+			goto out_free;
+	}
+	if (metrics_histogram_init(&m->refresh_batch_seconds, metrics_latency_buckets,
+				   metrics_latency_bucket_count, errstr, errstr_size) < 0)
+		goto out_free;
+	return m;
+
+out_free:
+	free(m);
+	return NULL;
+}
+
+void metrics_free(struct metrics *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->lag_count; i++)
+		free(m->lags[i].topic);
+	free(m->lags);
+	free(m);
+}
+
+int metrics_variant_index(const struct metrics *m, const char *name)
+{
+	for (size_t i = 0; i < m->variant_count; i++)
+		if (strcmp(m->variants[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static struct metrics_lag *find_lag(const struct metrics *m, const char *topic, int32_t partition)
+{
+	for (size_t i = 0; i < m->lag_count; i++)
+		if (m->lags[i].partition == partition && strcmp(m->lags[i].topic, topic) == 0)
+			return &m->lags[i];
+	return NULL;
+}
+
+int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t partition, int64_t lag,
+			     char *errstr, size_t errstr_size)
+{
+	struct metrics_lag *entry = find_lag(m, topic, partition);
+	if (entry) {
+		entry->lag = lag;
+		return 0;
+	}
+	if (m->lag_count == m->lag_capacity) {
+		size_t capacity = m->lag_capacity ? 2 * m->lag_capacity : 16;
+		struct metrics_lag *lags = realloc(m->lags, capacity * sizeof *lags);
+		if (!lags)
+			goto out_oom;
+		m->lags = lags;
+		m->lag_capacity = capacity;
+	}
+	char *copy = strdup(topic);
+	if (!copy)
+		goto out_oom;
+	m->lags[m->lag_count++] =
+	    (struct metrics_lag){.topic = copy, .partition = partition, .lag = lag};
+	return 0;
+
+out_oom:
+	snprintf(errstr, errstr_size, "metrics: consumer lag of %s[%" PRId32 "]: out of memory",
+		 topic, partition);
+	return -1;
+}
+
+void metrics_remove_consumer_lag(struct metrics *m, const char *topic, int32_t partition)
+{
+	struct metrics_lag *entry = find_lag(m, topic, partition);
+	if (!entry)
+		return;
+	free(entry->topic);
+	*entry = m->lags[--m->lag_count];
+}
+
+/* A growable text buffer; once an allocation fails it stays failed and appends do nothing. */
+struct text {
+	char *data;
+	size_t len;
+	size_t capacity;
+	bool failed;
+};
+
+static bool text_reserve(struct text *t, size_t extra)
+{
+	if (t->failed)
+		return false;
+	if (t->len + extra + 1 <= t->capacity)
+		return true;
+	size_t capacity = t->capacity ? t->capacity : 4096;
+	while (capacity < t->len + extra + 1)
+		capacity *= 2;
+	char *data = realloc(t->data, capacity);
+	if (!data) {
+		t->failed = true;
+		return false;
+	}
+	t->data = data;
+	t->capacity = capacity;
+	return true;
+}
+
+__attribute__((format(printf, 2, 3))) static void text_printf(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		t->failed = true;
+		return;
+	}
+	if (!text_reserve(t, (size_t)n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(t->data + t->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	t->len += (size_t)n;
+}
+
+static void text_append(struct text *t, const char *s, size_t n)
+{
+	if (!text_reserve(t, n))
+		return;
+	memcpy(t->data + t->len, s, n);
+	t->len += n;
+	t->data[t->len] = '\0';
+}
+
+static void text_puts(struct text *t, const char *s)
+{
+	text_append(t, s, strlen(s));
+}
+
+/* A label value escaped per the exposition format: backslash, double quote, newline. */
+static void text_label_value(struct text *t, const char *value)
+{
+	for (const char *p = value; *p; p++) {
+		switch (*p) {
+		case '\\': text_append(t, "\\\\", 2); break;
+		case '"': text_append(t, "\\\"", 2); break;
+		case '\n': text_append(t, "\\n", 2); break;
+		default: text_append(t, p, 1);
+		}
+	}
+}
+
+/* A sample value: the shortest decimal that reads back exactly, or +Inf, -Inf, NaN. */
+static void text_double(struct text *t, double v)
+{
+	if (isnan(v)) {
+		text_append(t, "NaN", 3);
+		return;
+	}
+	if (isinf(v)) {
+		text_append(t, v > 0 ? "+Inf" : "-Inf", 4);
+		return;
+	}
+	char buf[40];
+	for (int precision = 15; precision <= 17; precision++) {
+		snprintf(buf, sizeof buf, "%.*g", precision, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	text_append(t, buf, strlen(buf));
+}
+
+static void family(struct text *t, const char *name, const char *type, const char *help)
+{
+	text_printf(t, "# HELP streamrec_%s %s\n# TYPE streamrec_%s %s\n", name, help, name, type);
+}
+
+/* One histogram's series, with one optional label (label_name NULL for none). */
+static void histogram_series(struct text *t, const char *name, const char *label_name,
+			     const char *label_value, const struct metrics_histogram *h)
+{
+	uint64_t cumulative = 0;
+	for (size_t i = 0; i <= h->bucket_count; i++) {
+		cumulative += h->counts[i];
+		text_printf(t, "streamrec_%s_bucket{", name);
+		if (label_name) {
+			text_printf(t, "%s=\"", label_name);
+			text_label_value(t, label_value);
+			text_append(t, "\",", 2);
+		}
+		text_append(t, "le=\"", 4);
+		text_double(t, i < h->bucket_count ? h->upper_bounds[i] : INFINITY);
+		text_printf(t, "\"} %" PRIu64 "\n", cumulative);
+	}
+	const char *suffixes[] = {"sum", "count"};
+	for (size_t s = 0; s < 2; s++) {
+		text_printf(t, "streamrec_%s_%s", name, suffixes[s]);
+		if (label_name) {
+			text_printf(t, "{%s=\"", label_name);
+			text_label_value(t, label_value);
+			text_append(t, "\"}", 2);
+		}
+		if (s == 0) {
+			text_append(t, " ", 1);
+			text_double(t, h->sum);
+			text_append(t, "\n", 1);
+		} else {
+			text_printf(t, " %" PRIu64 "\n", h->count);
+		}
+	}
+}
+
+/* One sample of a family labelled by variant alone. */
+static void variant_sample(struct text *t, const char *name, const char *variant, uint64_t value)
+{
+	text_printf(t, "streamrec_%s{variant=\"", name);
+	text_label_value(t, variant);
+	text_printf(t, "\"} %" PRIu64 "\n", value);
+}
+
+int metrics_render(const struct metrics *m, char **out, size_t *len, char *errstr,
+		   size_t errstr_size)
+{
+	struct text t = {0};
+
+	family(&t, "events_total", "counter", "Decoded user events, by type.");
+	for (size_t i = 0; i < EVENT_TYPE_COUNT; i++)
+		text_printf(&t, "streamrec_events_total{type=\"%s\"} %" PRIu64 "\n", event_label[i],
+			    m->events_total[i]);
+
+	family(&t, "invalid_events_total", "counter",
+	       "Messages refused by the decoder or validation, by reason.");
+	for (size_t i = CODEC_OK + 1; i < CODEC_REASON_COUNT; i++) {
+		text_puts(&t, "streamrec_invalid_events_total{reason=\"");
+		text_label_value(&t, codec_reason_name((enum codec_reason)i));
+		text_printf(&t, "\"} %" PRIu64 "\n", m->invalid_events_total[i]);
+	}
+
+	family(&t, "updates_total", "counter", "Events applied to a variant's model.");
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample(&t, "updates_total", m->variants[v].name,
+			       m->variants[v].updates_total);
+
+	family(&t, "recommendations_total", "counter", "Recommendation records published.");
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample(&t, "recommendations_total", m->variants[v].name,
+			       m->variants[v].recommendations_total);
+
+	family(&t, "exposures_total", "counter", "Users shown a variant's list (A/B exposures).");
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample(&t, "exposures_total", m->variants[v].name,
+			       m->variants[v].exposures_total);
+
+	family(&t, "hits_total", "counter",
+	       "Events on an item of the user's published list, by variant and event type.");
+	for (size_t v = 0; v < m->variant_count; v++) {
+		for (size_t e = 0; e < EVENT_TYPE_COUNT; e++) {
+			text_puts(&t, "streamrec_hits_total{variant=\"");
+			text_label_value(&t, m->variants[v].name);
+			text_printf(&t, "\",event_type=\"%s\"} %" PRIu64 "\n", event_label[e],
+				    m->variants[v].hits_total[e]);
+		}
+	}
+
+	family(&t, "refresh_batch_seconds", "histogram", "Wall time of one refresh batch.");
+	histogram_series(&t, "refresh_batch_seconds", NULL, NULL, &m->refresh_batch_seconds);
+
+	family(&t, "freshness_seconds", "histogram",
+	       "Publish time minus trigger event time of published recommendations.");
+	for (size_t v = 0; v < m->variant_count; v++)
+		histogram_series(&t, "freshness_seconds", "variant", m->variants[v].name,
+				 &m->variants[v].freshness_seconds);
+
+	family(&t, "consumer_lag", "gauge", "Messages behind the partition's high watermark.");
+	for (size_t i = 0; i < m->lag_count; i++) {
+		text_puts(&t, "streamrec_consumer_lag{topic=\"");
+		text_label_value(&t, m->lags[i].topic);
+		text_printf(&t, "\",partition=\"%" PRId32 "\"} %" PRId64 "\n", m->lags[i].partition,
+			    m->lags[i].lag);
+	}
+
+	family(&t, "users", "gauge", "Users known to the state.");
+	text_printf(&t, "streamrec_users %" PRId64 "\n", m->users);
+	family(&t, "items", "gauge", "Items known to the state.");
+	text_printf(&t, "streamrec_items %" PRId64 "\n", m->items);
+	family(&t, "state_bytes", "gauge", "Size of the state store on disk.");
+	text_printf(&t, "streamrec_state_bytes %" PRId64 "\n", m->state_bytes);
+	family(&t, "commits_total", "counter", "State writes with their offset commits.");
+	text_printf(&t, "streamrec_commits_total %" PRIu64 "\n", m->commits_total);
+	family(&t, "commit_failures_total", "counter",
+	       "State writes or offset commits that failed.");
+	text_printf(&t, "streamrec_commit_failures_total %" PRIu64 "\n", m->commit_failures_total);
+	family(&t, "dlq_messages_total", "counter", "Messages sent to the dead-letter topic.");
+	text_printf(&t, "streamrec_dlq_messages_total %" PRIu64 "\n", m->dlq_messages_total);
+	family(&t, "ready", "gauge", "1 when the daemon is ready to serve, else 0.");
+	text_printf(&t, "streamrec_ready %d\n", m->ready ? 1 : 0);
+
+	if (t.failed || !t.data) {
+		free(t.data);
+		snprintf(errstr, errstr_size, "metrics: render: out of memory");
+		return -1;
+	}
+	*out = t.data;
+	*len = t.len;
+	return 0;
+}

@@ -1,0 +1,157 @@
+/*
+ * metrics: the daemon's one counters struct, rendered as Prometheus text.
+ *
+ * The daemon updates the fields directly from its single loop thread and
+ * renders from the same thread, so nothing here locks. Plain counters are
+ * public fields (an increment is `m->commits_total++`); histograms, variant
+ * lookups and the consumer-lag table go through the functions below.
+ *
+ * Rendering follows the Prometheus text exposition format 0.0.4: one
+ * `# HELP` and `# TYPE` per family, label values escaped (\\, \", \n),
+ * histograms as cumulative `_bucket{le=...}` series plus `_sum` and `_count`.
+ * Every labelled series that can be known in advance (event types, invalid
+ * reasons, variants) is rendered from the start, at 0.
+ */
+#ifndef STREAMREC_METRICS_H
+#define STREAMREC_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+/** Most model variants the daemon runs side by side. */
+#define METRICS_MAX_VARIANTS 16
+/** Longest variant name, in bytes. */
+#define METRICS_VARIANT_NAME_MAX 64
+/** Most finite bucket bounds of a histogram (+Inf is implicit). */
+#define METRICS_HISTOGRAM_MAX_BUCKETS 32
+
+/**
+ * A histogram with fixed, ascending upper bounds. counts[i] holds the
+ * observations in (upper_bounds[i-1], upper_bounds[i]]; counts[bucket_count]
+ * those above the last bound. Rendering makes them cumulative.
+ */
+struct metrics_histogram {
+	size_t bucket_count;
+	double upper_bounds[METRICS_HISTOGRAM_MAX_BUCKETS];
+	uint64_t counts[METRICS_HISTOGRAM_MAX_BUCKETS + 1];
+	double sum;
+	uint64_t count;
+};
+
+/** Bounds for latencies from 1 ms to 60 s, in seconds (freshness, batch time). */
+extern const double metrics_latency_buckets[];
+extern const size_t metrics_latency_bucket_count;
+
+/** Counters kept per model variant. */
+struct metrics_variant {
+	char name[METRICS_VARIANT_NAME_MAX + 1];
+	/** Events applied to this variant's model. */
+	uint64_t updates_total;
+	/** Recommendation records published for this variant. */
+	uint64_t recommendations_total;
+	/** Users shown this variant's list (A/B exposure). */
+	uint64_t exposures_total;
+	/** Events on an item that was in the user's published list, by type (A/B hits). */
+	uint64_t hits_total[EVENT_TYPE_COUNT];
+	/** Publish time − trigger event time, seconds. */
+	struct metrics_histogram freshness_seconds;
+};
+
+/** Consumer lag of one assigned partition, as librdkafka's statistics report it. */
+struct metrics_lag {
+	char *topic;
+	int32_t partition;
+	int64_t lag;
+};
+
+struct metrics {
+	/** Decoded events, by enum event_type. */
+	uint64_t events_total[EVENT_TYPE_COUNT];
+	/** Refused messages, by enum codec_reason (index CODEC_OK stays 0 and is not rendered). */
+	uint64_t invalid_events_total[CODEC_REASON_COUNT];
+
+	size_t variant_count;
+	struct metrics_variant variants[METRICS_MAX_VARIANTS];
+
+	/** Wall time of one refresh batch, seconds. */
+	struct metrics_histogram refresh_batch_seconds;
+
+	/** Known users, known items, bytes of state on disk. */
+	int64_t users;
+	int64_t items;
+	int64_t state_bytes;
+
+	/** State writes with their offset commits; failed ones; messages sent to the DLQ. */
+	uint64_t commits_total;
+	uint64_t commit_failures_total;
+	uint64_t dlq_messages_total;
+
+	/** What /readyz reports. */
+	bool ready;
+
+	/** Consumer lag table; use metrics_set_consumer_lag(). */
+	size_t lag_count;
+	size_t lag_capacity;
+	struct metrics_lag *lags;
+};
+
+/**
+ * @brief Create zeroed metrics for the named variants (1 to METRICS_MAX_VARIANTS
+ * distinct, non-empty names of at most METRICS_VARIANT_NAME_MAX bytes; copied).
+ * Freshness and batch histograms use metrics_latency_buckets.
+ * @returns the metrics, or NULL with errstr filled.
+ */
+struct metrics *metrics_new(const char *const *variant_names, size_t variant_count, char *errstr,
+			    size_t errstr_size);
+
+void metrics_free(struct metrics *m);
+
+/** @returns the variant's index, or -1 when no variant has that name. */
+int metrics_variant_index(const struct metrics *m, const char *name);
+
+/**
+ * @brief Set or replace the lag of one topic partition (a negative lag, as
+ * librdkafka reports before it knows, is stored and rendered as is).
+ * @returns 0, or -1 with errstr filled (out of memory).
+ */
+int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t partition, int64_t lag,
+			     char *errstr, size_t errstr_size);
+
+/** @brief Drop a partition's lag series (after it was revoked). No-op when absent. */
+void metrics_remove_consumer_lag(struct metrics *m, const char *topic, int32_t partition);
+
+/**
+ * @brief Reset a histogram to the given strictly ascending, finite bounds.
+ * @returns 0, or -1 with errstr filled.
+ */
+int metrics_histogram_init(struct metrics_histogram *h, const double *upper_bounds,
+			   size_t bucket_count, char *errstr, size_t errstr_size);
+
+/** @brief Count one observation, O(buckets). NaN is ignored. */
+void metrics_histogram_observe(struct metrics_histogram *h, double value);
+
+/**
+ * @brief Approximate the q-quantile (0 <= q <= 1) the way Prometheus's
+ * histogram_quantile() does: linear interpolation inside the bucket that
+ * holds the rank, 0 as the lower edge of the first bucket, and the last
+ * finite bound when the rank falls in the +Inf bucket.
+ * @returns the estimate, or NaN when the histogram is empty or q is out of range.
+ */
+double metrics_histogram_quantile(const struct metrics_histogram *h, double q);
+
+/**
+ * @brief Render every metric in the text exposition format 0.0.4.
+ * @param out receives a malloc'd, NUL-terminated text the caller frees.
+ * @param len receives its length without the NUL.
+ * @returns 0, or -1 with errstr filled (out of memory).
+ */
+int metrics_render(const struct metrics *m, char **out, size_t *len, char *errstr,
+		   size_t errstr_size);
+
+/** The Content-Type of metrics_render()'s output. */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+#endif
