@@ -175,10 +175,21 @@ bench: all $(BENCH_BINS)
 
 # ---- install, housekeeping ------------------------------------------------------------
 
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/streamrec/schemas
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/streamrec/schemas \
+	  $(DESTDIR)$(PREFIX)/share/doc/streamrec $(DESTDIR)$(SYSCONFDIR)/streamrec $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(SCHEMAS) $(DESTDIR)$(PREFIX)/share/streamrec/schemas/
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/streamrec/
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	  -e 's|@DOCDIR@|$(PREFIX)/share/doc/streamrec|g' systemd/streamrecd.service \
+	  > $(DESTDIR)$(UNITDIR)/streamrecd.service
+	@# an edited configuration is never overwritten
+	test -e $(DESTDIR)$(SYSCONFDIR)/streamrec/streamrecd.conf || \
+	  install -m 0640 systemd/streamrecd.conf $(DESTDIR)$(SYSCONFDIR)/streamrec/streamrecd.conf
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
