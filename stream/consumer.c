@@ -1,0 +1,862 @@
+/*
+ * consumer: librdkafka's high-level consumer on a libev loop.
+ *
+ * Loop integration (STYLE rule 3): the main queue is forwarded to the
+ * consumer queue (rd_kafka_poll_set_consumer), so one queue carries messages,
+ * rebalances, errors, statistics and commit results. librdkafka writes one
+ * byte to a non-blocking pipe when an element lands on that queue while it
+ * is empty; an ev_io watcher on the pipe drains it and then serves the queue
+ * with zero-timeout rd_kafka_consumer_poll() calls, at most
+ * max_messages_per_wakeup messages or max_wakeup_us per wakeup. Because the
+ * pipe is only written on an empty → non-empty transition, a wakeup that
+ * stops at its bound would strand what is left; so after each drain an
+ * ev_idle watcher runs while the queue is not empty, and stops once it is.
+ *
+ * Statistics are scanned by a small hand-written JSON walker rather than a
+ * JSON library: only a few fields are read (topics → partitions →
+ * consumer_lag, brokers → nodeid/state), the document comes from librdkafka
+ * itself, and the walker rejects anything malformed instead of guessing.
+ */
+#include "consumer.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_MAX_MESSAGES_PER_WAKEUP 10000
+#define DEFAULT_MAX_WAKEUP_US           5000
+#define CLOSE_POLL_MS                   100
+#define JSON_MAX_DEPTH                  64
+#define TOPIC_NAME_MAX                  255
+
+struct consumer {
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *queue; /* the consumer queue, with the main queue forwarded to it */
+	struct ev_loop *loop;
+	ev_io pipe_watcher;
+	ev_idle backlog_watcher;
+	int pipe_fds[2];
+	struct consumer_callbacks callbacks;
+	void *opaque;
+	size_t max_messages_per_wakeup;
+	int64_t max_wakeup_us;
+	size_t assigned_count;
+	bool paused;
+	bool broker_up;
+};
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+	va_list ap;
+	if (errstr == NULL || errstr_size == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errstr_size, fmt, ap);
+	va_end(ap);
+}
+
+static void report(struct consumer *c, bool fatal, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void report(struct consumer *c, bool fatal, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+	if (c->callbacks.on_error == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	c->callbacks.on_error(what, fatal, c->opaque);
+}
+
+static int64_t monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+		    size_t errstr_size)
+{
+	char detail[256];
+	if (rd_kafka_conf_set(conf, name, value, detail, sizeof detail) != RD_KAFKA_CONF_OK) {
+		set_errstr(errstr, errstr_size, "kafka property %s: %s", name, detail);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- statistics JSON walker ------------------------------------------------------ */
+
+struct json_cursor {
+	const char *p;
+	const char *end;
+};
+
+static void json_ws(struct json_cursor *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+		j->p++;
+}
+
+static bool json_take(struct json_cursor *j, char ch)
+{
+	json_ws(j);
+	if (j->p < j->end && *j->p == ch) {
+		j->p++;
+		return true;
+	}
+	return false;
+}
+
+/* A string's raw bytes between the quotes (escapes left as they are). */
+static int json_string(struct json_cursor *j, const char **s, size_t *len)
+{
+	const char *start;
+	if (!json_take(j, '"'))
+		return -1;
+	start = j->p;
+	while (j->p < j->end && *j->p != '"') {
+		if (*j->p == '\\' && j->p + 1 < j->end)
+			j->p++;
+		j->p++;
+	}
+	if (j->p >= j->end)
+		return -1;
+	*s = start;
+	*len = (size_t)(j->p - start);
+	j->p++;
+	return 0;
+}
+
+static int json_int(struct json_cursor *j, int64_t *value)
+{
+	char *after;
+	long long v;
+	json_ws(j);
+	if (j->p >= j->end || !(*j->p == '-' || (*j->p >= '0' && *j->p <= '9')))
+		return -1;
+	/* librdkafka's document is NUL-terminated, so strtoll cannot overrun */
+	errno = 0;
+	v = strtoll(j->p, &after, 10);
+	if (errno != 0 || after > j->end)
+		return -1;
+	j->p = after;
+	*value = v;
+	return 0;
+}
+
+static int json_skip(struct json_cursor *j, int depth)
+{
+	const char *s;
+	size_t len;
+	if (depth > JSON_MAX_DEPTH)
+		return -1;
+	json_ws(j);
+	if (j->p >= j->end)
+		return -1;
+	if (*j->p == '"')
+		return json_string(j, &s, &len);
+	if (*j->p == '{' || *j->p == '[') {
+		char close = *j->p == '{' ? '}' : ']';
+		bool object = *j->p == '{';
+		j->p++;
+		if (json_take(j, close))
+			return 0;
+		do {
+			if (object && (json_string(j, &s, &len) != 0 || !json_take(j, ':')))
+				return -1;
+			if (json_skip(j, depth + 1) != 0)
+				return -1;
+		} while (json_take(j, ','));
+		return json_take(j, close) ? 0 : -1;
+	}
+	/* number, true, false, null */
+	while (j->p < j->end && *j->p != ',' && *j->p != '}' && *j->p != ']' && *j->p != ' ' &&
+	       *j->p != '\n' && *j->p != '\r' && *j->p != '\t')
+		j->p++;
+	return 0;
+}
+
+/*
+ * Object iteration: after json_take(j, '{'), each call reads `"key":` and
+ * returns 1, or consumes the closing brace and returns 0; -1 when malformed.
+ */
+static int json_next_key(struct json_cursor *j, bool *first, const char **key, size_t *key_len)
+{
+	if (json_take(j, '}'))
+		return 0;
+	if (!*first && !json_take(j, ','))
+		return -1;
+	*first = false;
+	if (json_string(j, key, key_len) != 0 || !json_take(j, ':'))
+		return -1;
+	return 1;
+}
+
+static bool key_is(const char *key, size_t key_len, const char *want)
+{
+	return key_len == strlen(want) && memcmp(key, want, key_len) == 0;
+}
+
+typedef void lag_fn(const char *topic, int32_t partition, int64_t lag, void *opaque);
+
+/*
+ * One partition object: report its lag when known. librdkafka 2.0's
+ * consumer_lag is measured from the committed offset, so it is -1 until the
+ * group commits; then the lag of the consumer's position is reported instead
+ * (last stable offset - app_offset), which is what the caller's state trails.
+ */
+static int scan_partition(struct json_cursor *j, const char *topic, lag_fn *on_lag, void *opaque,
+			  int *reported)
+{
+	int64_t partition = -1, lag = -1, stable = -1, position = -1;
+	bool first = true;
+	const char *key;
+	size_t key_len;
+	int rc;
+	if (!json_take(j, '{'))
+		return -1;
+	while ((rc = json_next_key(j, &first, &key, &key_len)) == 1) {
+		if (key_is(key, key_len, "partition"))
+			rc = json_int(j, &partition);
+		else if (key_is(key, key_len, "consumer_lag"))
+			rc = json_int(j, &lag);
+		else if (key_is(key, key_len, "ls_offset"))
+			rc = json_int(j, &stable);
+		else if (key_is(key, key_len, "app_offset"))
+			rc = json_int(j, &position);
+		else
+			rc = json_skip(j, 3);
+		if (rc != 0)
+			return -1;
+	}
+	if (rc < 0)
+		return -1;
+	if (lag < 0 && stable >= 0 && position >= 0 && stable >= position)
+		lag = stable - position;
+	if (partition >= 0 && partition <= INT32_MAX && lag >= 0 && topic != NULL) {
+		if (on_lag != NULL)
+			on_lag(topic, (int32_t)partition, lag, opaque);
+		(*reported)++;
+	}
+	return 0;
+}
+
+static int scan_topic(struct json_cursor *j, const char *topic, lag_fn *on_lag, void *opaque,
+		      int *reported)
+{
+	bool first = true;
+	const char *key;
+	size_t key_len;
+	int rc;
+	if (!json_take(j, '{'))
+		return -1;
+	while ((rc = json_next_key(j, &first, &key, &key_len)) == 1) {
+		if (key_is(key, key_len, "partitions")) {
+			bool pfirst = true;
+			if (!json_take(j, '{'))
+				return -1;
+			while ((rc = json_next_key(j, &pfirst, &key, &key_len)) == 1)
+				if (scan_partition(j, topic, on_lag, opaque, reported) != 0)
+					return -1;
+			if (rc < 0)
+				return -1;
+		} else if (json_skip(j, 2) != 0) {
+			return -1;
+		}
+	}
+	return rc;
+}
+
+/* One broker object: counts it as up when it is a real broker (nodeid >= 0) in state UP. */
+static int scan_broker(struct json_cursor *j, int *brokers_up)
+{
+	int64_t nodeid = -1;
+	bool first = true, up = false;
+	const char *key, *state;
+	size_t key_len, state_len;
+	int rc;
+	if (!json_take(j, '{'))
+		return -1;
+	while ((rc = json_next_key(j, &first, &key, &key_len)) == 1) {
+		if (key_is(key, key_len, "nodeid"))
+			rc = json_int(j, &nodeid);
+		else if (key_is(key, key_len, "state")) {
+			rc = json_string(j, &state, &state_len);
+			up = rc == 0 && key_is(state, state_len, "UP");
+		} else
+			rc = json_skip(j, 3);
+		if (rc != 0)
+			return -1;
+	}
+	if (rc < 0)
+		return -1;
+	if (up && nodeid >= 0)
+		(*brokers_up)++;
+	return 0;
+}
+
+static int stats_scan(const char *json, size_t json_len, lag_fn *on_lag, void *opaque,
+		      int *brokers_up)
+{
+	struct json_cursor j = {json, json + json_len};
+	bool first = true;
+	const char *key;
+	size_t key_len;
+	int rc, reported = 0, up = 0;
+	if (!json_take(&j, '{'))
+		return -1;
+	while ((rc = json_next_key(&j, &first, &key, &key_len)) == 1) {
+		bool tfirst = true;
+		if (key_is(key, key_len, "topics")) {
+			if (!json_take(&j, '{'))
+				return -1;
+			while ((rc = json_next_key(&j, &tfirst, &key, &key_len)) == 1) {
+				/* topic names are [A-Za-z0-9._-]: no escapes to undo */
+				char topic[TOPIC_NAME_MAX + 1];
+				bool plain =
+				    key_len <= TOPIC_NAME_MAX && !memchr(key, '\\', key_len);
+				if (plain) {
+					memcpy(topic, key, key_len);
+					topic[key_len] = '\0';
+				}
+				if (scan_topic(&j, plain ? topic : NULL, on_lag, opaque,
+					       &reported) != 0)
+					return -1;
+			}
+		} else if (key_is(key, key_len, "brokers")) {
+			if (!json_take(&j, '{'))
+				return -1;
+			while ((rc = json_next_key(&j, &tfirst, &key, &key_len)) == 1)
+				if (scan_broker(&j, &up) != 0)
+					return -1;
+		} else {
+			rc = json_skip(&j, 1);
+		}
+		if (rc < 0)
+			return -1;
+	}
+	if (rc < 0)
+		return -1;
+	if (brokers_up != NULL)
+		*brokers_up = up;
+	return reported;
+}
+
+int consumer_stats_scan_lag(const char *json, size_t json_len, lag_fn *on_lag, void *opaque)
+{
+	return stats_scan(json, json_len, on_lag, opaque, NULL);
+}
+
+/* ---- librdkafka callbacks ---------------------------------------------------------- */
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+	struct consumer *c = opaque;
+	int brokers_up = 0;
+	(void)rk;
+	if (stats_scan(json, json_len, c->callbacks.on_lag, c->opaque, &brokers_up) < 0)
+		report(c, false, "statistics: malformed JSON document of %zu bytes", json_len);
+	else
+		c->broker_up = brokers_up > 0;
+	return 0; /* librdkafka frees json */
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct consumer *c = opaque;
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		c->broker_up = false;
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		char fatal[256];
+		rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+		report(c, true, "kafka consumer fatal error: %s: %s", rd_kafka_err2name(orig),
+		       fatal);
+		return;
+	}
+	report(c, false, "kafka consumer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err),
+	       reason);
+}
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+		      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	struct consumer *c = opaque;
+	(void)rk;
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) {
+		for (int i = 0; offsets != NULL && i < offsets->cnt; i++)
+			if (offsets->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+				report(c, false, "offset commit %s [%" PRId32 "]@%" PRId64 ": %s",
+				       offsets->elems[i].topic, offsets->elems[i].partition,
+				       offsets->elems[i].offset,
+				       rd_kafka_err2str(offsets->elems[i].err));
+		return;
+	}
+	report(c, false, "offset commit: %s", rd_kafka_err2str(err));
+}
+
+static void set_start_offsets(struct consumer *c, rd_kafka_topic_partition_list_t *partitions)
+{
+	for (int i = 0; i < partitions->cnt; i++) {
+		rd_kafka_topic_partition_t *tp = &partitions->elems[i];
+		int64_t stored = -1;
+		int found = 0;
+		tp->offset =
+		    RD_KAFKA_OFFSET_INVALID; /* the group's commit, else auto.offset.reset */
+		if (c->callbacks.offset_for != NULL)
+			found =
+			    c->callbacks.offset_for(tp->topic, tp->partition, &stored, c->opaque);
+		if (found < 0)
+			report(c, false,
+			       "%s [%" PRId32 "]: stored offset unreadable; using the "
+			       "group's committed offset",
+			       tp->topic, tp->partition);
+		else if (found > 0 && stored >= 0)
+			tp->offset = stored + 1;
+	}
+}
+
+static void on_assign(struct consumer *c, rd_kafka_topic_partition_list_t *partitions,
+		      bool cooperative)
+{
+	set_start_offsets(c, partitions);
+	if (cooperative) {
+		rd_kafka_error_t *error = rd_kafka_incremental_assign(c->rk, partitions);
+		if (error != NULL) {
+			report(c, true, "incremental assign of %d partitions: %s", partitions->cnt,
+			       rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			return;
+		}
+		c->assigned_count += (size_t)partitions->cnt;
+	} else {
+		rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, partitions);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			report(c, true, "assign of %d partitions: %s", partitions->cnt,
+			       rd_kafka_err2str(err));
+			return;
+		}
+		c->assigned_count = (size_t)partitions->cnt;
+	}
+	if (partitions->cnt > 0)
+		c->broker_up = true;
+	if (c->paused && partitions->cnt > 0) {
+		rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk, partitions);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			report(c, false, "pause of newly assigned partitions: %s",
+			       rd_kafka_err2str(err));
+	}
+}
+
+static void on_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *partitions,
+		      bool cooperative)
+{
+	/* lost partitions are already someone else's, but our own state is still ours to write */
+	for (int i = 0; i < partitions->cnt && c->callbacks.on_revoke != NULL; i++)
+		if (c->callbacks.on_revoke(partitions->elems[i].topic,
+					   partitions->elems[i].partition, c->opaque) != 0)
+			report(c, true, "%s [%" PRId32 "]: state not written on revoke%s",
+			       partitions->elems[i].topic, partitions->elems[i].partition,
+			       rd_kafka_assignment_lost(c->rk) ? " (assignment lost)" : "");
+	if (cooperative) {
+		rd_kafka_error_t *error = rd_kafka_incremental_unassign(c->rk, partitions);
+		if (error != NULL) {
+			report(c, false, "incremental unassign: %s", rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+		}
+		c->assigned_count = c->assigned_count > (size_t)partitions->cnt
+					? c->assigned_count - (size_t)partitions->cnt
+					: 0;
+	} else {
+		rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, NULL);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			report(c, false, "unassign: %s", rd_kafka_err2str(err));
+		c->assigned_count = 0;
+	}
+}
+
+/* Serves a rebalance, whether it came as a callback or (during close) as an event. */
+static void handle_rebalance(struct consumer *c, rd_kafka_resp_err_t err,
+			     rd_kafka_topic_partition_list_t *partitions)
+{
+	bool cooperative = strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE") == 0;
+	switch (err) {
+	case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS: on_assign(c, partitions, cooperative); break;
+	case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS: on_revoke(c, partitions, cooperative); break;
+	default:
+		report(c, false, "rebalance: %s", rd_kafka_err2str(err));
+		if (cooperative) {
+			rd_kafka_error_t *error = rd_kafka_incremental_unassign(c->rk, partitions);
+			if (error != NULL)
+				rd_kafka_error_destroy(error);
+		} else {
+			rd_kafka_assign(c->rk, NULL);
+		}
+		c->assigned_count = 0;
+		break;
+	}
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			 rd_kafka_topic_partition_list_t *partitions, void *opaque)
+{
+	(void)rk;
+	handle_rebalance(opaque, err, partitions);
+}
+
+/* ---- the loop ------------------------------------------------------------------------ */
+
+static void deliver(struct consumer *c, rd_kafka_message_t *m)
+{
+	struct consumer_message message;
+	rd_kafka_timestamp_type_t timestamp_type;
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		return;
+	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		report(c, m->err == RD_KAFKA_RESP_ERR__FATAL, "%s [%" PRId32 "]: %s",
+		       m->rkt != NULL ? rd_kafka_topic_name(m->rkt) : "(no topic)", m->partition,
+		       rd_kafka_message_errstr(m));
+		return;
+	}
+	c->broker_up = true;
+	message.topic = rd_kafka_topic_name(m->rkt);
+	message.partition = m->partition;
+	message.offset = m->offset;
+	message.key = m->key;
+	message.key_len = m->key_len;
+	message.value = m->payload;
+	message.value_len = m->payload != NULL ? m->len : 0;
+	message.timestamp_ms = rd_kafka_message_timestamp(m, &timestamp_type);
+	if (timestamp_type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE)
+		message.timestamp_ms = -1;
+	message.internal = m;
+	c->callbacks.on_message(&message, c->opaque);
+}
+
+/* Serves the queue up to the wakeup's bounds; keeps the idle watcher on while work is left. */
+static void drain(struct consumer *c)
+{
+	int64_t start_us = monotonic_us();
+	size_t served = 0;
+	while (served < c->max_messages_per_wakeup) {
+		rd_kafka_message_t *m;
+		if ((served & 63) == 63 && monotonic_us() - start_us >= c->max_wakeup_us)
+			break;
+		m = rd_kafka_consumer_poll(c->rk, 0);
+		if (m == NULL)
+			break;
+		served++;
+		deliver(c, m);
+		rd_kafka_message_destroy(m);
+	}
+	if (rd_kafka_queue_length(c->queue) > 0)
+		ev_idle_start(c->loop, &c->backlog_watcher);
+	else
+		ev_idle_stop(c->loop, &c->backlog_watcher);
+}
+
+static void pipe_ready(struct ev_loop *loop, ev_io *watcher, int revents)
+{
+	struct consumer *c = watcher->data;
+	char buf[64];
+	(void)loop;
+	(void)revents;
+	while (read(c->pipe_fds[0], buf, sizeof buf) > 0)
+		;
+	drain(c);
+}
+
+static void backlog_ready(struct ev_loop *loop, ev_idle *watcher, int revents)
+{
+	(void)loop;
+	(void)revents;
+	drain(watcher->data);
+}
+
+/* ---- public API ---------------------------------------------------------------------- */
+
+static rd_kafka_conf_t *build_conf(const struct consumer_config *config, struct consumer *c,
+				   char *errstr, size_t errstr_size)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	if (conf_set(conf, "bootstrap.servers", config->brokers, errstr, errstr_size) != 0 ||
+	    conf_set(conf, "group.id", config->group_id, errstr, errstr_size) != 0 ||
+	    conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) != 0)
+		goto out_destroy_conf;
+	for (size_t i = 0; i < config->property_count; i++) {
+		const struct consumer_property *p = &config->properties[i];
+		if (p->name == NULL || p->value == NULL) {
+			set_errstr(errstr, errstr_size,
+				   "kafka property #%zu: name or value missing", i);
+			goto out_destroy_conf;
+		}
+		if (conf_set(conf, p->name, p->value, errstr, errstr_size) != 0)
+			goto out_destroy_conf;
+	}
+	rd_kafka_conf_set_opaque(conf, c);
+	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+	rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
+	rd_kafka_conf_set_stats_cb(conf, stats_cb);
+	return conf;
+
+out_destroy_conf:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
+}
+
+static int subscribe(struct consumer *c, const struct consumer_config *config, char *errstr,
+		     size_t errstr_size)
+{
+	rd_kafka_topic_partition_list_t *topics =
+	    rd_kafka_topic_partition_list_new((int)config->topic_count);
+	rd_kafka_resp_err_t err;
+	for (size_t i = 0; i < config->topic_count; i++)
+		rd_kafka_topic_partition_list_add(topics, config->topics[i], RD_KAFKA_PARTITION_UA);
+	err = rd_kafka_subscribe(c->rk, topics);
+	rd_kafka_topic_partition_list_destroy(topics);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		set_errstr(errstr, errstr_size, "subscribe to %zu topics (first %s): %s",
+			   config->topic_count, config->topics[0], rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+struct consumer *consumer_new(const struct consumer_config *config, struct ev_loop *loop,
+			      char *errstr, size_t errstr_size)
+{
+	struct consumer *c;
+	rd_kafka_conf_t *conf;
+	rd_kafka_resp_err_t err;
+	char detail[512];
+
+	if (config->brokers == NULL || config->group_id == NULL || config->topic_count == 0 ||
+	    config->topics == NULL || config->callbacks.on_message == NULL) {
+		set_errstr(errstr, errstr_size,
+			   "consumer: brokers, group id, topics and on_message are required");
+		return NULL;
+	}
+	c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		set_errstr(errstr, errstr_size, "consumer: out of memory");
+		return NULL;
+	}
+	c->loop = loop;
+	c->callbacks = config->callbacks;
+	c->opaque = config->opaque;
+	c->broker_up = true;
+	c->max_messages_per_wakeup = config->max_messages_per_wakeup
+					 ? config->max_messages_per_wakeup
+					 : DEFAULT_MAX_MESSAGES_PER_WAKEUP;
+	c->max_wakeup_us =
+	    config->max_wakeup_us > 0 ? config->max_wakeup_us : DEFAULT_MAX_WAKEUP_US;
+	if (pipe2(c->pipe_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+		set_errstr(errstr, errstr_size, "consumer: pipe: %s", strerror(errno));
+		goto out_free;
+	}
+	conf = build_conf(config, c, errstr, errstr_size);
+	if (conf == NULL)
+		goto out_close_pipe;
+	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, detail, sizeof detail);
+	if (c->rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		set_errstr(errstr, errstr_size, "consumer: %s", detail);
+		goto out_close_pipe;
+	}
+	/* conf now belongs to c->rk */
+	err = rd_kafka_poll_set_consumer(c->rk);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		set_errstr(errstr, errstr_size, "consumer: poll_set_consumer: %s",
+			   rd_kafka_err2str(err));
+		goto out_destroy_rk;
+	}
+	c->queue = rd_kafka_queue_get_consumer(c->rk);
+	rd_kafka_queue_io_event_enable(c->queue, c->pipe_fds[1], "1", 1);
+	ev_io_init(&c->pipe_watcher, pipe_ready, c->pipe_fds[0], EV_READ);
+	c->pipe_watcher.data = c;
+	ev_idle_init(&c->backlog_watcher, backlog_ready);
+	c->backlog_watcher.data = c;
+	if (subscribe(c, config, errstr, errstr_size) != 0)
+		goto out_destroy_queue;
+	ev_io_start(loop, &c->pipe_watcher);
+	/* whatever was queued before the pipe was attached is served on the first iteration */
+	ev_idle_start(loop, &c->backlog_watcher);
+	return c;
+
+out_destroy_queue:
+	rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
+	rd_kafka_queue_destroy(c->queue);
+out_destroy_rk:
+	rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+out_close_pipe:
+	close(c->pipe_fds[0]);
+	close(c->pipe_fds[1]);
+out_free:
+	free(c);
+	return NULL;
+}
+
+int consumer_commit(struct consumer *c, const struct consumer_position *positions,
+		    size_t position_count, bool async, char *errstr, size_t errstr_size)
+{
+	rd_kafka_topic_partition_list_t *offsets;
+	rd_kafka_resp_err_t err;
+	int rc = 0;
+	if (position_count == 0)
+		return 0;
+	offsets = rd_kafka_topic_partition_list_new((int)position_count);
+	for (size_t i = 0; i < position_count; i++)
+		rd_kafka_topic_partition_list_add(offsets, positions[i].topic,
+						  positions[i].partition)
+		    ->offset = positions[i].next_offset;
+	err = rd_kafka_commit(c->rk, offsets, async ? 1 : 0);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		set_errstr(errstr, errstr_size,
+			   "commit of %zu offsets (first %s [%" PRId32 "]@%" PRId64 "): %s",
+			   position_count, positions[0].topic, positions[0].partition,
+			   positions[0].next_offset, rd_kafka_err2str(err));
+		rc = -1;
+	} else {
+		for (int i = 0; !async && i < offsets->cnt; i++) {
+			if (offsets->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+				set_errstr(errstr, errstr_size,
+					   "commit %s [%" PRId32 "]@%" PRId64 ": %s",
+					   offsets->elems[i].topic, offsets->elems[i].partition,
+					   offsets->elems[i].offset,
+					   rd_kafka_err2str(offsets->elems[i].err));
+				rc = -1;
+				break;
+			}
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(offsets);
+	return rc;
+}
+
+static int set_paused(struct consumer *c, bool paused, char *errstr, size_t errstr_size)
+{
+	rd_kafka_topic_partition_list_t *assignment = NULL;
+	rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk, &assignment);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		err = paused ? rd_kafka_pause_partitions(c->rk, assignment)
+			     : rd_kafka_resume_partitions(c->rk, assignment);
+	if (assignment != NULL)
+		rd_kafka_topic_partition_list_destroy(assignment);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		set_errstr(errstr, errstr_size, "%s: %s", paused ? "pause" : "resume",
+			   rd_kafka_err2str(err));
+		return -1;
+	}
+	c->paused = paused;
+	return 0;
+}
+
+int consumer_pause_all(struct consumer *c, char *errstr, size_t errstr_size)
+{
+	return set_paused(c, true, errstr, errstr_size);
+}
+
+int consumer_resume_all(struct consumer *c, char *errstr, size_t errstr_size)
+{
+	return set_paused(c, false, errstr, errstr_size);
+}
+
+bool consumer_assigned(const struct consumer *c)
+{
+	return c->assigned_count > 0;
+}
+
+size_t consumer_assigned_count(const struct consumer *c)
+{
+	return c->assigned_count;
+}
+
+bool consumer_broker_up(const struct consumer *c)
+{
+	return c->broker_up;
+}
+
+bool consumer_message_header(const struct consumer_message *message, const char *name,
+			     const void **value, size_t *value_len)
+{
+	/* the message is ours (deliver() passes it in); headers are parsed lazily in place */
+	rd_kafka_message_t *m = (rd_kafka_message_t *)message->internal;
+	rd_kafka_headers_t *headers;
+	if (m == NULL || rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return false;
+	return rd_kafka_header_get_last(headers, name, value, value_len) ==
+	       RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/*
+ * Closes through rd_kafka_consumer_close_queue() so the wait is ours to bound:
+ * the final revoke arrives on close_queue as a rebalance event (the rebalance
+ * callback is not called for events), and is served by handle_rebalance().
+ */
+int consumer_close(struct consumer *c, int timeout_ms)
+{
+	rd_kafka_queue_t *close_queue;
+	rd_kafka_error_t *error;
+	int64_t deadline_us = monotonic_us() + (int64_t)timeout_ms * 1000;
+	int rc = 0;
+
+	if (c == NULL)
+		return 0;
+	ev_io_stop(c->loop, &c->pipe_watcher);
+	ev_idle_stop(c->loop, &c->backlog_watcher);
+	rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
+	close_queue = rd_kafka_queue_new(c->rk);
+	error = rd_kafka_consumer_close_queue(c->rk, close_queue);
+	if (error != NULL) {
+		report(c, false, "consumer close: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		rc = -1;
+		goto out_destroy_queues;
+	}
+	while (!rd_kafka_consumer_closed(c->rk)) {
+		int64_t left_ms = (deadline_us - monotonic_us()) / 1000;
+		rd_kafka_event_t *event;
+		if (left_ms <= 0) {
+			report(c, false, "consumer close: not done within %d ms", timeout_ms);
+			rc = -1;
+			break;
+		}
+		event = rd_kafka_queue_poll(close_queue,
+					    left_ms < CLOSE_POLL_MS ? (int)left_ms : CLOSE_POLL_MS);
+		if (event == NULL)
+			continue;
+		if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE)
+			handle_rebalance(c, rd_kafka_event_error(event),
+					 rd_kafka_event_topic_partition_list(event));
+		else if (rd_kafka_event_type(event) == RD_KAFKA_EVENT_ERROR)
+			report(c, rd_kafka_event_error_is_fatal(event), "consumer close: %s",
+			       rd_kafka_event_error_string(event));
+		rd_kafka_event_destroy(event);
+	}
+
+out_destroy_queues:
+	rd_kafka_queue_destroy(close_queue);
+	rd_kafka_queue_destroy(c->queue);
+	rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+	close(c->pipe_fds[0]);
+	close(c->pipe_fds[1]);
+	free(c);
+	return rc;
+}

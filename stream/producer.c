@@ -1,0 +1,287 @@
+/*
+ * producer: librdkafka producer with delivery reports served by a libev loop.
+ *
+ * The main queue's io event writes to a non-blocking pipe when the queue goes
+ * from empty to non-empty; the ev_io watcher empties the pipe and serves the
+ * queue with rd_kafka_poll(rk, 0) a bounded number of times. If the queue is
+ * still not empty then, an ev_idle watcher keeps serving it on the next loop
+ * iterations, since no new pipe write would come for what is left.
+ */
+#include "producer.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_POLLS_PER_WAKEUP 64
+#define QUEUE_FULL_RETRIES   3
+
+struct producer {
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *main_queue;
+	struct ev_loop *loop;
+	ev_io pipe_watcher;
+	ev_idle backlog_watcher;
+	int pipe_fds[2];
+	void (*on_error)(const char *what, bool fatal, void *opaque);
+	void *opaque;
+	struct producer_counts counts;
+};
+
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
+{
+	va_list ap;
+	if (errstr == NULL || errstr_size == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errstr_size, fmt, ap);
+	va_end(ap);
+}
+
+static void report(struct producer *p, bool fatal, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void report(struct producer *p, bool fatal, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+	if (p->on_error == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	p->on_error(what, fatal, p->opaque);
+}
+
+static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct producer *p = opaque;
+	(void)rk;
+	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		p->counts.delivered++;
+		return;
+	}
+	p->counts.failed++;
+	report(p, false, "%s [%" PRId32 "]: delivery failed: %s", rd_kafka_topic_name(m->rkt),
+	       m->partition, rd_kafka_err2str(m->err));
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct producer *p = opaque;
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		char fatal[256];
+		rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+		report(p, true, "kafka producer fatal error: %s: %s", rd_kafka_err2name(orig),
+		       fatal);
+		return;
+	}
+	report(p, false, "kafka producer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err),
+	       reason);
+}
+
+static void drain(struct producer *p)
+{
+	for (int i = 0; i < MAX_POLLS_PER_WAKEUP; i++)
+		if (rd_kafka_poll(p->rk, 0) == 0)
+			break;
+	if (rd_kafka_queue_length(p->main_queue) > 0)
+		ev_idle_start(p->loop, &p->backlog_watcher);
+	else
+		ev_idle_stop(p->loop, &p->backlog_watcher);
+}
+
+static void pipe_ready(struct ev_loop *loop, ev_io *watcher, int revents)
+{
+	struct producer *p = watcher->data;
+	char buf[64];
+	(void)loop;
+	(void)revents;
+	while (read(p->pipe_fds[0], buf, sizeof buf) > 0)
+		;
+	drain(p);
+}
+
+static void backlog_ready(struct ev_loop *loop, ev_idle *watcher, int revents)
+{
+	(void)loop;
+	(void)revents;
+	drain(watcher->data);
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+		    size_t errstr_size)
+{
+	char detail[256];
+	if (rd_kafka_conf_set(conf, name, value, detail, sizeof detail) != RD_KAFKA_CONF_OK) {
+		set_errstr(errstr, errstr_size, "kafka property %s: %s", name, detail);
+		return -1;
+	}
+	return 0;
+}
+
+struct producer *producer_new(const struct producer_config *config, struct ev_loop *loop,
+			      char *errstr, size_t errstr_size)
+{
+	struct producer *p;
+	rd_kafka_conf_t *conf;
+	char detail[512];
+
+	if (config->brokers == NULL) {
+		set_errstr(errstr, errstr_size, "producer: brokers are required");
+		return NULL;
+	}
+	p = calloc(1, sizeof *p);
+	if (p == NULL) {
+		set_errstr(errstr, errstr_size, "producer: out of memory");
+		return NULL;
+	}
+	p->loop = loop;
+	p->on_error = config->on_error;
+	p->opaque = config->opaque;
+	if (pipe2(p->pipe_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+		set_errstr(errstr, errstr_size, "producer: pipe: %s", strerror(errno));
+		goto out_free;
+	}
+	conf = rd_kafka_conf_new();
+	if (conf_set(conf, "bootstrap.servers", config->brokers, errstr, errstr_size) != 0 ||
+	    conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "compression.type", "lz4", errstr, errstr_size) != 0 ||
+	    conf_set(conf, "linger.ms", "5", errstr, errstr_size) != 0)
+		goto out_destroy_conf;
+	for (size_t i = 0; i < config->property_count; i++) {
+		const struct producer_property *prop = &config->properties[i];
+		if (prop->name == NULL || prop->value == NULL) {
+			set_errstr(errstr, errstr_size,
+				   "kafka property #%zu: name or value missing", i);
+			goto out_destroy_conf;
+		}
+		if (conf_set(conf, prop->name, prop->value, errstr, errstr_size) != 0)
+			goto out_destroy_conf;
+	}
+	rd_kafka_conf_set_opaque(conf, p);
+	rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
+	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, detail, sizeof detail);
+	if (p->rk == NULL) {
+		set_errstr(errstr, errstr_size, "producer: %s", detail);
+		goto out_destroy_conf;
+	}
+	/* conf now belongs to p->rk */
+	p->main_queue = rd_kafka_queue_get_main(p->rk);
+	rd_kafka_queue_io_event_enable(p->main_queue, p->pipe_fds[1], "1", 1);
+	ev_io_init(&p->pipe_watcher, pipe_ready, p->pipe_fds[0], EV_READ);
+	p->pipe_watcher.data = p;
+	ev_idle_init(&p->backlog_watcher, backlog_ready);
+	p->backlog_watcher.data = p;
+	ev_io_start(loop, &p->pipe_watcher);
+	ev_idle_start(loop, &p->backlog_watcher);
+	return p;
+
+out_destroy_conf:
+	rd_kafka_conf_destroy(conf);
+	close(p->pipe_fds[0]);
+	close(p->pipe_fds[1]);
+out_free:
+	free(p);
+	return NULL;
+}
+
+int producer_send(struct producer *p, const char *topic, const void *key, size_t key_len,
+		  const void *value, size_t value_len, const struct producer_header *headers,
+		  size_t header_count, char *errstr, size_t errstr_size)
+{
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	for (int attempt = 0; attempt <= QUEUE_FULL_RETRIES; attempt++) {
+		rd_kafka_headers_t *hdrs = NULL;
+		if (header_count > 0) {
+			hdrs = rd_kafka_headers_new(header_count);
+			for (size_t i = 0; i < header_count; i++)
+				rd_kafka_header_add(
+				    hdrs, headers[i].name, -1, headers[i].value,
+				    headers[i].value != NULL ? (ssize_t)headers[i].value_len : 0);
+		}
+		err = rd_kafka_producev(
+		    p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+		    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			return 0; /* the headers now belong to the message */
+		if (hdrs != NULL)
+			rd_kafka_headers_destroy(hdrs);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		rd_kafka_poll(p->rk, 0);
+	}
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		set_errstr(errstr, errstr_size, "%s: queue full (%d messages waiting)", topic,
+			   rd_kafka_outq_len(p->rk));
+	else
+		set_errstr(errstr, errstr_size, "%s: produce: %s", topic, rd_kafka_err2str(err));
+	return -1;
+}
+
+int producer_send_dead_letter(struct producer *p, const char *dead_letter_topic, const char *reason,
+			      const char *source_topic, int32_t source_partition,
+			      int64_t source_offset, const void *key, size_t key_len,
+			      const void *value, size_t value_len, char *errstr, size_t errstr_size)
+{
+	char partition[16], offset[24];
+	struct producer_header headers[4];
+	snprintf(partition, sizeof partition, "%" PRId32, source_partition);
+	snprintf(offset, sizeof offset, "%" PRId64, source_offset);
+	headers[0] = (struct producer_header){PRODUCER_HEADER_REASON, reason, strlen(reason)};
+	headers[1] = (struct producer_header){PRODUCER_HEADER_SOURCE_TOPIC, source_topic,
+					      strlen(source_topic)};
+	headers[2] = (struct producer_header){PRODUCER_HEADER_SOURCE_PARTITION, partition,
+					      strlen(partition)};
+	headers[3] =
+	    (struct producer_header){PRODUCER_HEADER_SOURCE_OFFSET, offset, strlen(offset)};
+	return producer_send(p, dead_letter_topic, key, key_len, value, value_len, headers, 4,
+			     errstr, errstr_size);
+}
+
+int producer_flush(struct producer *p, int timeout_ms, char *errstr, size_t errstr_size)
+{
+	rd_kafka_resp_err_t err = rd_kafka_flush(p->rk, timeout_ms);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		set_errstr(errstr, errstr_size, "flush: %d messages still queued after %d ms: %s",
+			   rd_kafka_outq_len(p->rk), timeout_ms, rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+int producer_outq_len(const struct producer *p)
+{
+	return rd_kafka_outq_len(p->rk);
+}
+
+struct producer_counts producer_counts(const struct producer *p)
+{
+	return p->counts;
+}
+
+void producer_free(struct producer *p)
+{
+	if (p == NULL)
+		return;
+	ev_io_stop(p->loop, &p->pipe_watcher);
+	ev_idle_stop(p->loop, &p->backlog_watcher);
+	rd_kafka_queue_io_event_enable(p->main_queue, -1, NULL, 0);
+	rd_kafka_queue_destroy(p->main_queue);
+	/* nothing more is served: drop what is left rather than wait for it */
+	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_destroy(p->rk);
+	close(p->pipe_fds[0]);
+	close(p->pipe_fds[1]);
+	free(p);
+}

@@ -1,0 +1,115 @@
+/*
+ * producer: an idempotent, lz4-compressed librdkafka producer on a libev loop.
+ *
+ * Delivery reports are served in the loop's thread: librdkafka writes to a
+ * pipe when its main queue becomes non-empty, an ev_io watcher drains the
+ * pipe and polls with a zero timeout (bounded per wakeup, an ev_idle watcher
+ * finishing what a bounded wakeup left). Sending never blocks the loop.
+ *
+ * Dead letters carry their provenance in headers (PRODUCER_HEADER_*), the
+ * numbers as decimal strings, so any Kafka tool can read them.
+ */
+#ifndef STREAMREC_PRODUCER_H
+#define STREAMREC_PRODUCER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+
+/** Header names of a dead letter. */
+#define PRODUCER_HEADER_REASON           "streamrec.reason"
+#define PRODUCER_HEADER_SOURCE_TOPIC     "streamrec.source.topic"
+#define PRODUCER_HEADER_SOURCE_PARTITION "streamrec.source.partition"
+#define PRODUCER_HEADER_SOURCE_OFFSET    "streamrec.source.offset"
+
+/** One librdkafka property, applied verbatim with rd_kafka_conf_set(). */
+struct producer_property {
+	const char *name;
+	const char *value;
+};
+
+/** One message header; value NULL makes a null header. */
+struct producer_header {
+	const char *name;
+	const void *value;
+	size_t value_len;
+};
+
+/** Producer settings. Strings are copied by producer_new(); nothing is owned. */
+struct producer_config {
+	const char *brokers; /* bootstrap.servers */
+	/* applied after the defaults (enable.idempotence=true, compression.type=lz4, linger.ms=5)
+	 */
+	const struct producer_property *properties;
+	size_t property_count;
+	/**
+	 * A delivery failure ("recs [2]: Local: Message timed out") or a
+	 * librdkafka error; fatal means the producer cannot go on (e.g. an
+	 * idempotence guarantee was broken). Called in the loop's thread.
+	 */
+	void (*on_error)(const char *what, bool fatal, void *opaque);
+	void *opaque;
+};
+
+/** Delivery report counts since producer_new(). */
+struct producer_counts {
+	uint64_t delivered;
+	uint64_t failed;
+};
+
+struct producer;
+
+/**
+ * @brief Create the producer and attach its delivery reports to loop.
+ * A bad property is reported with its name ("kafka property foo: ...").
+ * @returns the producer, or NULL with errstr filled.
+ */
+struct producer *producer_new(const struct producer_config *config, struct ev_loop *loop,
+			      char *errstr, size_t errstr_size);
+
+/**
+ * @brief Queue one message; key, value and headers are copied.
+ *
+ * The partition comes from the key (librdkafka's default partitioner). A
+ * full local queue is served (zero-timeout poll) and retried a few times,
+ * never waited on.
+ * @param value NULL with value_len 0 sends a tombstone.
+ * @returns 0, or -1 with errstr filled ("recs: queue full", ...).
+ */
+int producer_send(struct producer *producer, const char *topic, const void *key, size_t key_len,
+		  const void *value, size_t value_len, const struct producer_header *headers,
+		  size_t header_count, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Send a dead letter: the original key and value, with headers naming
+ * the reason and the source topic, partition and offset.
+ * @returns 0, or -1 with errstr filled.
+ */
+int producer_send_dead_letter(struct producer *producer, const char *dead_letter_topic,
+			      const char *reason, const char *source_topic,
+			      int32_t source_partition, int64_t source_offset, const void *key,
+			      size_t key_len, const void *value, size_t value_len, char *errstr,
+			      size_t errstr_size);
+
+/**
+ * @brief Wait at most timeout_ms until every queued message has its delivery
+ * report (served here, so the callbacks run). Blocks the loop: for shutdown.
+ * @returns 0, or -1 with errstr naming how many messages are still queued.
+ */
+int producer_flush(struct producer *producer, int timeout_ms, char *errstr, size_t errstr_size);
+
+/** @returns messages queued or in flight, without their delivery report yet. */
+int producer_outq_len(const struct producer *producer);
+
+/** @returns the delivery report counts so far. */
+struct producer_counts producer_counts(const struct producer *producer);
+
+/**
+ * @brief Detach from the loop, drop what is still queued (call
+ * producer_flush() first to keep it) and destroy. Accepts NULL.
+ */
+void producer_free(struct producer *producer);
+
+#endif
