@@ -1,0 +1,695 @@
+/*
+ * streamrecd: the daemon. One libev loop drives the Kafka consumer, the
+ * refresh, commit and watchdog timers, signals and the HTTP listener.
+ *
+ *   streamrecd --config FILE          run
+ *   streamrecd --config FILE --check  load the configuration and the state, then exit
+ *   streamrecd --print-config-reference | --print-default-config
+ *
+ * Per event: decode (bad input goes to the dead-letter topic with its
+ * reason), learn in every variant, mark the user for a refresh. The refresh
+ * timer batches marked users (each at most once per min_interval) through
+ * their variant's top-k and publishes Recommendation records. The commit
+ * timer writes changed rows and the consumed offsets in one RocksDB batch
+ * (on the state's writer thread) and commits the Kafka offsets only once
+ * that batch is durable.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ev.h>
+#include <systemd/sd-daemon.h>
+
+#include "assign.h"
+#include "codec.h"
+#include "config.h"
+#include "consumer.h"
+#include "http.h"
+#include "metrics.h"
+#include "model.h"
+#include "producer.h"
+#include "state.h"
+#include "topk.h"
+
+#define WATCHDOG_DEFAULT_S 5.0
+#define MAX_PARTITIONS 1024
+#define REFRESH_BUDGET_S 0.02 /* of loop time per refresh tick */
+
+/* A user waiting for a refresh: its stable index and the newest event time. */
+struct pending {
+	uint32_t stable;
+	int64_t trigger_ts_ms;
+};
+
+/* A partition's next offset to read, with its own copy of the topic name. */
+struct position {
+	char topic[256];
+	int32_t partition;
+	int64_t next_offset;
+};
+
+struct daemon {
+	struct config config;
+	struct ev_loop *loop;
+	struct state *state;
+	struct codec *codec;
+	struct consumer *consumer;
+	struct producer *producer;
+	struct metrics *metrics;
+	struct http_server *http;
+	struct topk *topk;
+	struct assign_variant variants[STATE_MAX_VARIANTS];
+	size_t variant_count;
+
+	/* refresh queue (FIFO) and per stable user: queued flag, newest trigger, last refresh */
+	struct pending *queue;
+	size_t queue_head, queue_count, queue_capacity;
+	uint8_t *queued;
+	int64_t *trigger_ts, *last_refresh_ms;
+	size_t user_capacity;
+
+	/* consumed positions since the last commit, and those of the batch in flight */
+	struct position positions[MAX_PARTITIONS], inflight[MAX_PARTITIONS];
+	size_t position_count, inflight_count;
+
+	ev_timer refresh_timer, commit_timer, watchdog_timer;
+	ev_signal sigint, sigterm, sighup;
+	int interrupts;
+	bool stopping, failed, ready_sent;
+	char error[512];
+};
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void log_line(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_line(const char *level, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "<%s>streamrecd: ", level);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Stops the loop for good: a fatal error (state write, broker refused us forever). */
+static void fail(struct daemon *d, const char *what)
+{
+	snprintf(d->error, sizeof d->error, "%s", what);
+	d->failed = true;
+	log_line("3", "%s", what);
+	sd_notifyf(0, "STATUS=failed: %s", what);
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+/* ---- refresh queue ---------------------------------------------------------------- */
+
+static int ensure_users(struct daemon *d, uint32_t stable)
+{
+	if ((size_t)stable < d->user_capacity)
+		return 0;
+	size_t cap = d->user_capacity ? d->user_capacity : 4096;
+	while (cap <= stable)
+		cap *= 2;
+	uint8_t *queued = realloc(d->queued, cap);
+	int64_t *trigger = realloc(d->trigger_ts, cap * sizeof *trigger);
+	int64_t *last = realloc(d->last_refresh_ms, cap * sizeof *last);
+	if (queued != NULL)
+		d->queued = queued;
+	if (trigger != NULL)
+		d->trigger_ts = trigger;
+	if (last != NULL)
+		d->last_refresh_ms = last;
+	if (queued == NULL || trigger == NULL || last == NULL)
+		return -1;
+	memset(d->queued + d->user_capacity, 0, cap - d->user_capacity);
+	memset(d->trigger_ts + d->user_capacity, 0, (cap - d->user_capacity) * sizeof *trigger);
+	memset(d->last_refresh_ms + d->user_capacity, 0, (cap - d->user_capacity) * sizeof *last);
+	d->user_capacity = cap;
+	return 0;
+}
+
+static int mark_for_refresh(struct daemon *d, uint32_t stable, int64_t ts_ms)
+{
+	if (ensure_users(d, stable) != 0)
+		return -1;
+	if (ts_ms > d->trigger_ts[stable])
+		d->trigger_ts[stable] = ts_ms;
+	if (d->queued[stable])
+		return 0;
+	if (d->queue_count == d->queue_capacity) {
+		size_t cap = d->queue_capacity ? d->queue_capacity * 2 : 4096;
+		struct pending *grown = malloc(cap * sizeof *grown);
+		if (grown == NULL)
+			return -1;
+		for (size_t k = 0; k < d->queue_count; k++)
+			grown[k] = d->queue[(d->queue_head + k) % d->queue_capacity];
+		free(d->queue);
+		d->queue = grown;
+		d->queue_head = 0;
+		d->queue_capacity = cap;
+	}
+	d->queue[(d->queue_head + d->queue_count++) % d->queue_capacity] =
+	    (struct pending){stable, ts_ms};
+	d->queued[stable] = 1;
+	return 0;
+}
+
+/* ---- input ------------------------------------------------------------------------ */
+
+static void remember_position(struct daemon *d, const char *topic, int32_t partition, int64_t offset)
+{
+	for (size_t k = 0; k < d->position_count; k++) {
+		if (d->positions[k].partition == partition &&
+		    strcmp(d->positions[k].topic, topic) == 0) {
+			d->positions[k].next_offset = offset + 1;
+			return;
+		}
+	}
+	if (d->position_count < MAX_PARTITIONS) {
+		struct position *p = &d->positions[d->position_count++];
+		snprintf(p->topic, sizeof p->topic, "%s", topic);
+		p->partition = partition;
+		p->next_offset = offset + 1;
+	}
+}
+
+/* Commits positions to Kafka (for lag tools; the state's offsets are the truth). */
+static void commit_kafka(struct daemon *d, const struct position *positions, size_t count,
+			 bool async)
+{
+	struct consumer_position list[MAX_PARTITIONS];
+	char errstr[256];
+	for (size_t k = 0; k < count; k++)
+		list[k] = (struct consumer_position){positions[k].topic, positions[k].partition,
+						     positions[k].next_offset};
+	if (count > 0 && consumer_commit(d->consumer, list, count, async, errstr, sizeof errstr) != 0)
+		log_line("4", "kafka offset commit: %s", errstr);
+}
+
+static void dead_letter(struct daemon *d, const struct consumer_message *m,
+			const struct codec_error *err)
+{
+	char errstr[256];
+	d->metrics->invalid_events_total[err->reason]++;
+	log_line("6", "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition, m->offset,
+		 codec_reason_name(err->reason), err->detail);
+	if (d->config.dead_letter_topic == NULL || d->config.dead_letter_topic[0] == '\0')
+		return;
+	if (producer_send_dead_letter(d->producer, d->config.dead_letter_topic,
+				      codec_reason_name(err->reason), m->topic, m->partition,
+				      m->offset, m->key, m->key_len, m->value, m->value_len, errstr,
+				      sizeof errstr) == 0)
+		d->metrics->dlq_messages_total++;
+	else
+		log_line("4", "%s[%" PRId32 "]@%" PRId64 ": dead-letter send failed: %s", m->topic,
+			 m->partition, m->offset, errstr);
+}
+
+static void on_message(const struct consumer_message *m, void *opaque)
+{
+	struct daemon *d = opaque;
+	struct user_event ev;
+	struct codec_error err;
+	char errstr[512];
+
+	if (d->failed)
+		return;
+	if (codec_decode_user_event(d->codec, m->value, m->value_len, wall_ms(), &ev, &err) != 0) {
+		dead_letter(d, m, &err);
+	} else {
+		uint32_t slot;
+		if (state_learn(d->state, ev.user_id, ev.item_id, (enum model_event_type)ev.type,
+				ev.ts_ms, errstr, sizeof errstr) != 0) {
+			fail(d, errstr);
+			return;
+		}
+		d->metrics->events_total[ev.type]++;
+		for (size_t v = 0; v < d->variant_count; v++)
+			d->metrics->variants[v].updates_total++;
+		uint64_t hash;
+		if (state_user(d->state, ev.user_id, &slot, &hash, errstr, sizeof errstr) != 0 ||
+		    mark_for_refresh(d, state_user_stable(d->state, slot), ev.ts_ms) != 0) {
+			fail(d, "out of memory queueing a refresh");
+			return;
+		}
+	}
+	state_mark_offset(d->state, m->topic, m->partition, m->offset);
+	remember_position(d, m->topic, m->partition, m->offset);
+}
+
+static int offset_for(const char *topic, int32_t partition, int64_t *next_offset, void *opaque)
+{
+	struct daemon *d = opaque;
+	char errstr[256];
+	int64_t offset;
+	int found = state_offset(d->state, topic, partition, &offset, errstr, sizeof errstr);
+	if (found < 0)
+		log_line("3", "stored offset of %s[%" PRId32 "]: %s", topic, partition, errstr);
+	if (found == 1)
+		*next_offset = offset; /* the consumer resumes at offset + 1 */
+	return found;
+}
+
+static int commit_now(struct daemon *d, bool wait);
+
+static int on_revoke(const char *topic, int32_t partition, void *opaque)
+{
+	struct daemon *d = opaque;
+	(void)topic;
+	(void)partition;
+	/* state first, so the next owner starts after what we learned */
+	return commit_now(d, true);
+}
+
+static void on_error(const char *what, bool fatal, void *opaque)
+{
+	struct daemon *d = opaque;
+	if (fatal)
+		fail(d, what);
+	else
+		log_line("4", "kafka: %s", what);
+}
+
+static void on_lag(const char *topic, int32_t partition, int64_t lag, void *opaque)
+{
+	struct daemon *d = opaque;
+	metrics_set_consumer_lag(d->metrics, topic, partition, lag, NULL, 0);
+}
+
+/* ---- refresh ------------------------------------------------------------------------ */
+
+/* Refreshes up to one batch; @returns how many users were taken from the queue. */
+static size_t refresh(struct daemon *d)
+{
+	size_t batch = d->config.refresh_batch, k = 0;
+	for (size_t v = 0; v < d->variant_count; v++)
+		if (d->config.variants[v].k > k)
+			k = d->config.variants[v].k;
+	int64_t now = wall_ms(), min_interval = (int64_t)d->config.min_interval_ms;
+	uint32_t slots[1024], stables[1024];
+	static size_t by_variant[STATE_MAX_VARIANTS][1024];
+	size_t counts[STATE_MAX_VARIANTS] = {0}, n = 0;
+	struct topk_result *results = NULL;
+	size_t *lengths = NULL;
+	char errstr[512];
+	struct codec_buf buf = {0};
+	double start = ev_time();
+
+	/* take up to `batch` users not refreshed within min_interval */
+	size_t scanned = 0, waiting = d->queue_count;
+	while (n < batch && scanned < waiting) {
+		struct pending p = d->queue[d->queue_head];
+		d->queue_head = (d->queue_head + 1) % d->queue_capacity;
+		d->queue_count--;
+		scanned++;
+		if (now - d->last_refresh_ms[p.stable] < min_interval) {
+			d->queue[(d->queue_head + d->queue_count++) % d->queue_capacity] = p;
+			continue;
+		}
+		d->queued[p.stable] = 0;
+		stables[n++] = p.stable;
+	}
+	if (n == 0)
+		return 0;
+	for (size_t u = 0; u < n; u++) {
+		const char *name = state_user_name(d->state, stables[u]);
+		size_t v = assign_variant(d->config.experiment_salt, name, d->variants, d->variant_count);
+		by_variant[v][counts[v]++] = u;
+	}
+	results = malloc(batch * k * sizeof *results);
+	lengths = malloc(batch * sizeof *lengths);
+	if (results == NULL || lengths == NULL)
+		goto out_free;
+	for (size_t v = 0; v < d->variant_count; v++) {
+		if (counts[v] == 0)
+			continue;
+		/* slots are looked up now: a restore may evict, so only within this variant */
+		for (size_t j = 0; j < counts[v]; j++)
+			if (state_user_by_stable(d->state, stables[by_variant[v][j]], &slots[j], errstr,
+						 sizeof errstr) != 0) {
+				log_line("4", "refresh: %s", errstr);
+				goto out_free;
+			}
+		struct model *model = state_model(d->state, v);
+		size_t variant_k = d->config.variants[v].k;
+		if (model_recommend(model, d->topk, slots, counts[v], variant_k, NULL, results, lengths,
+				    errstr, sizeof errstr) != 0) {
+			log_line("4", "refresh: %s", errstr);
+			goto out_free;
+		}
+		for (size_t j = 0; j < counts[v]; j++) {
+			uint32_t stable = stables[by_variant[v][j]];
+			struct scored_item items[1000];
+			for (size_t r = 0; r < lengths[j]; r++) {
+				items[r].item_id = state_item_id(d->state, results[j * variant_k + r].item);
+				items[r].score = results[j * variant_k + r].score;
+			}
+			const char *user = state_user_name(d->state, stable);
+			struct recommendation rec = {.user_id = user,
+						     .variant = d->variants[v].name,
+						     .model_step = (int64_t)model_step(model),
+						     .generated_at_ms = wall_ms(),
+						     .trigger_event_ts_ms = d->trigger_ts[stable],
+						     .item_count = lengths[j],
+						     .items = items};
+			if (codec_encode_recommendation(d->codec, &rec, CODEC_FRAMING_RAW, &buf, errstr,
+							sizeof errstr) != 0 ||
+			    producer_send(d->producer, d->config.output_topic, user, strlen(user),
+					  buf.data, buf.len, NULL, 0, errstr, sizeof errstr) != 0) {
+				log_line("4", "publish for %s: %s", user, errstr);
+				continue;
+			}
+			d->last_refresh_ms[stable] = now;
+			d->metrics->variants[v].recommendations_total++;
+			d->metrics->variants[v].exposures_total++;
+			metrics_histogram_observe(&d->metrics->variants[v].freshness_seconds,
+						  (double)(wall_ms() - d->trigger_ts[stable]) / 1000.0);
+		}
+	}
+	metrics_histogram_observe(&d->metrics->refresh_batch_seconds, ev_time() - start);
+out_free:
+	codec_buf_free(&buf);
+	free(results);
+	free(lengths);
+	return n;
+}
+
+static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)loop;
+	(void)revents;
+	/* batch after batch while users wait, within a time budget per tick so
+	 * the loop gets back to the consumer */
+	double budget_end = ev_time() + REFRESH_BUDGET_S;
+	while (!d->failed && refresh(d) > 0 && ev_time() < budget_end)
+		;
+}
+
+/* ---- commits ------------------------------------------------------------------------ */
+
+/*
+ * Hands the changed state and offsets to the writer thread; the Kafka
+ * offsets of the previous batch are committed once it is durable.
+ */
+static int commit_now(struct daemon *d, bool wait)
+{
+	char errstr[512];
+	if (state_flush(d->state, errstr, sizeof errstr) != 0)
+		goto out_fail;
+	commit_kafka(d, d->inflight, d->inflight_count, true);
+	d->inflight_count = 0;
+	if (state_commit_async(d->state, errstr, sizeof errstr) != 0)
+		goto out_fail;
+	memcpy(d->inflight, d->positions, d->position_count * sizeof *d->positions);
+	d->inflight_count = d->position_count;
+	d->position_count = 0;
+	d->metrics->commits_total++;
+	if (wait) {
+		if (state_flush(d->state, errstr, sizeof errstr) != 0)
+			goto out_fail;
+		commit_kafka(d, d->inflight, d->inflight_count, false);
+		d->inflight_count = 0;
+	}
+	return 0;
+out_fail:
+	d->metrics->commit_failures_total++;
+	fail(d, errstr);
+	return -1;
+}
+
+static void on_commit(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)loop;
+	(void)revents;
+	if (!d->failed)
+		commit_now(d, false);
+	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
+	d->metrics->items = (int64_t)model_item_count(state_model(d->state, 0));
+}
+
+/* ---- health, systemd, signals ---------------------------------------------------------- */
+
+static bool is_ready(void *opaque, char *reason, size_t reason_size)
+{
+	struct daemon *d = opaque;
+	if (d->failed) {
+		snprintf(reason, reason_size, "failed: %s", d->error);
+		return false;
+	}
+	if (!consumer_broker_up(d->consumer)) {
+		snprintf(reason, reason_size, "Kafka broker unreachable");
+		return false;
+	}
+	if (!consumer_assigned(d->consumer)) {
+		snprintf(reason, reason_size, "no partitions assigned yet");
+		return false;
+	}
+	return true;
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	char reason[128];
+	(void)loop;
+	(void)revents;
+	bool ready = is_ready(d, reason, sizeof reason);
+	d->metrics->ready = ready;
+	if (ready && !d->ready_sent) {
+		sd_notify(0, "READY=1");
+		d->ready_sent = true;
+	}
+	double p99 = metrics_histogram_quantile(&d->metrics->variants[0].freshness_seconds, 0.99);
+	sd_notifyf(0, "WATCHDOG=1\nSTATUS=%s; %" PRIu64 " events; freshness p99 %.0f ms",
+		   ready ? "ready" : reason, model_step(state_model(d->state, 0)), p99 * 1000);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)revents;
+	if (w->signum == SIGHUP) {
+		log_line("5", "SIGHUP: reload is not implemented yet; configuration unchanged");
+		return;
+	}
+	if (++d->interrupts > 1 && w->signum == SIGINT) {
+		log_line("4", "second SIGINT: exiting at once");
+		_exit(130);
+	}
+	log_line("5", "stopping: finishing the batch, writing state, flushing");
+	sd_notify(0, "STOPPING=1");
+	d->stopping = true;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: streamrecd --config FILE [--check]\n"
+			"       streamrecd --print-config-reference | --print-default-config\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon daemon_state, *d = &daemon_state;
+	const char *config_path = NULL;
+	bool check_only = false;
+	char errstr[1024];
+	int status = 1;
+
+	memset(d, 0, sizeof *d);
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			config_path = argv[++i];
+		else if (strcmp(argv[i], "--check") == 0)
+			check_only = true;
+		else if (strcmp(argv[i], "--print-config-reference") == 0) {
+			config_print_reference(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--print-default-config") == 0) {
+			config_print_default_file(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "streamrecd: unknown argument '%s'\n", argv[i]);
+			usage();
+			return 2;
+		}
+	}
+	if (config_path == NULL) {
+		usage();
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (config_load(config_path, &d->config, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrecd: %s\n", errstr);
+		return 2;
+	}
+
+	sd_notify(0, "STATUS=loading state");
+	struct model_config models[STATE_MAX_VARIANTS];
+	d->variant_count = d->config.variant_count;
+	for (size_t v = 0; v < d->variant_count; v++) {
+		models[v] = d->config.variants[v].model;
+		d->variants[v].name = d->config.variants[v].name;
+		d->variants[v].share = d->config.variants[v].share;
+	}
+	struct state_config sc = {.dir = d->config.state_dir,
+				  .variants = models,
+				  .variant_count = d->variant_count,
+				  .sync_commits = d->config.sync_commits,
+				  .user_cache_users = d->config.user_cache_users,
+				  .user_cache_bytes = d->config.user_cache_bytes};
+	d->state = state_open(&sc, errstr, sizeof errstr);
+	if (d->state == NULL) {
+		fprintf(stderr, "streamrecd: %s\n", errstr);
+		goto out_free;
+	}
+	if (check_only) {
+		printf("streamrecd: %s and %s are fine (%zu variants, %zu items)\n", config_path,
+		       d->config.state_dir, d->variant_count,
+		       model_item_count(state_model(d->state, 0)));
+		status = 0;
+		goto out_free;
+	}
+	d->loop = EV_DEFAULT;
+	struct codec_config cc = {.framing = CODEC_FRAMING_AUTO};
+	d->codec = codec_new(&cc, errstr, sizeof errstr);
+	const char *names[STATE_MAX_VARIANTS];
+	for (size_t v = 0; v < d->variant_count; v++)
+		names[v] = d->variants[v].name;
+	d->metrics = d->codec ? metrics_new(names, d->variant_count, errstr, sizeof errstr) : NULL;
+	struct topk_config tc = {.max_batch = d->config.refresh_batch, .max_k = 1000};
+	d->topk = d->metrics ? topk_new(&tc, errstr, sizeof errstr) : NULL;
+	if (d->topk == NULL) {
+		fprintf(stderr, "streamrecd: %s\n", errstr);
+		goto out_free;
+	}
+
+	/* Kafka: [kafka] for both, then the role's own section on top */
+	const char *brokers = config_kafka_property(&d->config, "consumer", "bootstrap.servers");
+	struct consumer_property cprops[128];
+	struct producer_property pprops[128];
+	size_t ncp = 0, npp = 0;
+	for (size_t i = 0; i < d->config.kafka.count && ncp < 64; i++) {
+		cprops[ncp++] = (struct consumer_property){d->config.kafka.items[i].name,
+							   d->config.kafka.items[i].value};
+		pprops[npp++] = (struct producer_property){d->config.kafka.items[i].name,
+							   d->config.kafka.items[i].value};
+	}
+	for (size_t i = 0; i < d->config.kafka_consumer.count && ncp < 128; i++)
+		cprops[ncp++] = (struct consumer_property){d->config.kafka_consumer.items[i].name,
+							   d->config.kafka_consumer.items[i].value};
+	for (size_t i = 0; i < d->config.kafka_producer.count && npp < 128; i++)
+		pprops[npp++] = (struct producer_property){d->config.kafka_producer.items[i].name,
+							   d->config.kafka_producer.items[i].value};
+	if (config_kafka_property(&d->config, "consumer", "statistics.interval.ms") == NULL)
+		cprops[ncp++] = (struct consumer_property){"statistics.interval.ms", "5000"};
+	const char *topics[] = {d->config.input_topic};
+	struct consumer_config kc = {.brokers = brokers,
+				     .group_id = d->config.group_id,
+				     .topics = topics,
+				     .topic_count = 1,
+				     .properties = cprops,
+				     .property_count = ncp,
+				     .callbacks = {.on_message = on_message,
+						   .offset_for = offset_for,
+						   .on_revoke = on_revoke,
+						   .on_error = on_error,
+						   .on_lag = on_lag},
+				     .opaque = d};
+	struct producer_config pc = {.brokers = config_kafka_property(&d->config, "producer",
+								       "bootstrap.servers"),
+				     .properties = pprops,
+				     .property_count = npp,
+				     .on_error = on_error,
+				     .opaque = d};
+	d->producer = producer_new(&pc, d->loop, errstr, sizeof errstr);
+	d->consumer = d->producer ? consumer_new(&kc, d->loop, errstr, sizeof errstr) : NULL;
+	if (d->consumer == NULL) {
+		fprintf(stderr, "streamrecd: %s\n", errstr);
+		goto out_free;
+	}
+	if (d->config.http_listen != NULL && d->config.http_listen[0] != '\0') {
+		struct http_config hc = {.listen = d->config.http_listen};
+		d->http = http_server_new(d->loop, &hc, errstr, sizeof errstr);
+		if (d->http == NULL ||
+		    http_server_route_metrics(d->http, d->metrics, errstr, sizeof errstr) != 0 ||
+		    http_server_route_healthz(d->http, errstr, sizeof errstr) != 0 ||
+		    http_server_route_readyz(d->http, is_ready, d, errstr, sizeof errstr) != 0) {
+			fprintf(stderr, "streamrecd: %s\n", errstr);
+			goto out_free;
+		}
+	}
+
+	double refresh_s = (double)d->config.refresh_interval_ms / 1000.0;
+	double commit_s = (double)d->config.commit_interval_ms / 1000.0;
+	uint64_t watchdog_us = 0;
+	double watchdog_s = sd_watchdog_enabled(0, &watchdog_us) > 0 ? (double)watchdog_us / 2e6
+								       : WATCHDOG_DEFAULT_S;
+	ev_timer_init(&d->refresh_timer, on_refresh, refresh_s, refresh_s);
+	ev_timer_init(&d->commit_timer, on_commit, commit_s, commit_s);
+	ev_timer_init(&d->watchdog_timer, on_watchdog, 0.2, watchdog_s < 1 ? watchdog_s : 1.0);
+	d->refresh_timer.data = d->commit_timer.data = d->watchdog_timer.data = d;
+	ev_timer_start(d->loop, &d->refresh_timer);
+	ev_timer_start(d->loop, &d->commit_timer);
+	ev_timer_start(d->loop, &d->watchdog_timer);
+	ev_signal_init(&d->sigint, on_signal, SIGINT);
+	ev_signal_init(&d->sigterm, on_signal, SIGTERM);
+	ev_signal_init(&d->sighup, on_signal, SIGHUP);
+	d->sigint.data = d->sigterm.data = d->sighup.data = d;
+	ev_signal_start(d->loop, &d->sigint);
+	ev_signal_start(d->loop, &d->sigterm);
+	ev_signal_start(d->loop, &d->sighup);
+	log_line("6", "running: %s -> %s, state %s, %zu variants", d->config.input_topic,
+		 d->config.output_topic, d->config.state_dir, d->variant_count);
+	sd_notify(0, "STATUS=waiting for partitions");
+
+	ev_run(d->loop, 0);
+
+	/* shutdown, in reverse order of start-up, each wait bounded */
+	ev_timer_stop(d->loop, &d->refresh_timer);
+	ev_timer_stop(d->loop, &d->commit_timer);
+	ev_timer_stop(d->loop, &d->watchdog_timer);
+	if (!d->failed) {
+		consumer_pause_all(d->consumer, errstr, sizeof errstr);
+		while (refresh(d) > 0) /* publish what is pending */
+			;
+		if (commit_now(d, true) == 0) {
+			if (producer_flush(d->producer, 10000, errstr, sizeof errstr) != 0)
+				log_line("4", "flush: %s", errstr);
+			status = 0;
+		}
+	}
+	consumer_close(d->consumer, 10000);
+	d->consumer = NULL;
+	log_line("6", "stopped%s", d->failed ? " after a failure" : "");
+out_free:
+	consumer_close(d->consumer, 10000);
+	producer_free(d->producer);
+	http_server_free(d->http);
+	topk_free(d->topk);
+	metrics_free(d->metrics);
+	codec_free(d->codec);
+	state_close(d->state);
+	config_free(&d->config);
+	free(d->queue);
+	free(d->queued);
+	free(d->trigger_ts);
+	free(d->last_refresh_ms);
+	return status;
+}
