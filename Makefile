@@ -51,7 +51,7 @@ BINS       := $(patsubst daemon/main_%.c,$(BUILD)/%,$(MAIN_SRCS))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
-TEST_TOOLS := $(BUILD)/tests/codec_tool
+TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send
 
 .PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench install clean format
 .DELETE_ON_ERROR:
@@ -97,6 +97,10 @@ $(BUILD)/tests/unit/%: $(BUILD)/asan/tests/unit/%.o $(ASAN_OBJS) $(ASAN_SUPPORT_
 $(BUILD)/tests/integration/%: $(BUILD)/asan/tests/integration/%.o $(ASAN_OBJS) $(ASAN_SUPPORT_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
+
+$(BUILD)/tests/kafka_send: $(BUILD)/asan/tests/tools/kafka_send.o
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
 $(BUILD)/tests/codec_tool: $(BUILD)/asan/tests/tools/codec_tool.o $(ASAN_OBJS)
 	@mkdir -p $(@D)

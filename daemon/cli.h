@@ -22,6 +22,7 @@ int cli_inspect(int argc, char **argv);
 int cli_checkpoint(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_import(int argc, char **argv);
+int cli_digest(int argc, char **argv);
 
 /** @returns wall-clock milliseconds since the epoch. */
 int64_t cli_now_ms(void);

@@ -377,3 +377,36 @@ int cli_import(int argc, char **argv)
 	fprintf(stderr, "streamrec import: %ld entries from %s into %s\n", n, in, dir);
 	return 0;
 }
+
+/* streamrec digest --state DIR: the state's digest and step (equal digests: equal models) */
+int cli_digest(int argc, char **argv)
+{
+	static const struct option options[] = {{"state", required_argument, NULL, 's'},
+						{NULL, 0, NULL, 0}};
+	const char *dir = NULL;
+	char errstr[512];
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (opt == 's')
+			dir = optarg;
+		else
+			return 2;
+	}
+	if (dir == NULL || optind != argc) {
+		fprintf(stderr, "streamrec digest: expected --state DIR\n");
+		return 2;
+	}
+	struct state *state = open_state("digest", dir);
+	if (state == NULL)
+		return 1;
+	uint64_t value;
+	int rc = state_digest(state, &value, errstr, sizeof errstr);
+	if (rc != 0)
+		fprintf(stderr, "streamrec digest: %s\n", errstr);
+	else
+		printf("digest %016" PRIx64 " step %" PRIu64 "\n", value,
+		       model_step(state_model(state, 0)));
+	state_close(state);
+	return rc == 0 ? 0 : 1;
+}

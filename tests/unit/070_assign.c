@@ -41,7 +41,8 @@ static void changing_one_share_moves_only_its_users(void **state)
 	char id[32];
 	for (int u = 0; u < USERS; u++) {
 		snprintf(id, sizeof id, "user-%d", u);
-		size_t a = assign_variant("s", id, before, 3), b = assign_variant("s", id, after, 3);
+		size_t a = assign_variant("s", id, before, 3),
+		       b = assign_variant("s", id, after, 3);
 		if (a != b) {
 			moved++;
 			if (b != 1)
@@ -61,8 +62,10 @@ static void assignment_is_stable_and_salted(void **state)
 	char id[32];
 	for (int u = 0; u < 1000; u++) {
 		snprintf(id, sizeof id, "user-%d", u);
-		assert_int_equal(assign_variant("x", id, variants, 2), assign_variant("x", id, variants, 2));
-		same += assign_variant("x", id, variants, 2) == assign_variant("y", id, variants, 2);
+		assert_int_equal(assign_variant("x", id, variants, 2),
+				 assign_variant("x", id, variants, 2));
+		same +=
+		    assign_variant("x", id, variants, 2) == assign_variant("y", id, variants, 2);
 	}
 	assert_true(same > 400 && same < 600); /* another salt is another split */
 	assert_int_equal(assign_variant("x", "anyone", variants, 1), 0);
@@ -88,10 +91,10 @@ static void documented_formula_gives_these_assignments(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(shares_hold_within_statistical_bounds),
-		cmocka_unit_test(changing_one_share_moves_only_its_users),
-		cmocka_unit_test(assignment_is_stable_and_salted),
-		cmocka_unit_test(documented_formula_gives_these_assignments),
+	    cmocka_unit_test(shares_hold_within_statistical_bounds),
+	    cmocka_unit_test(changing_one_share_moves_only_its_users),
+	    cmocka_unit_test(assignment_is_stable_and_salted),
+	    cmocka_unit_test(documented_formula_gives_these_assignments),
 	};
 	return cmocka_run_group_tests_name("070_assign", tests, NULL, NULL);
 }
