@@ -207,3 +207,40 @@ def test_sigkill_under_load_loses_and_repeats_nothing(kafka_broker, tmp_path):
         for d in (steady, crashy):
             if d.process is not None and d.process.poll() is None:
                 d.process.kill()
+
+
+def test_broker_outage_keeps_the_daemon_up_and_it_resumes(tmp_path):
+    """Stop the broker under load: the daemon stays up and /readyz fails;
+    start it again: the daemon resumes alone and loses nothing."""
+    from conftest import Broker
+    from harness import BROKER
+
+    data = tmp_path / "own-broker"
+    started = subprocess.run([BROKER, "start", "--dir", data, "--owner-pid", str(os.getpid())],
+                             capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    broker = Broker(data, started.stdout.strip())
+    daemon = Daemon(broker, tmp_path, "outage")
+    try:
+        daemon.start()
+        daemon.produce(1000)
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1000)
+        subprocess.run([BROKER, "stop", data], check=True, capture_output=True, timeout=120)
+        assert daemon.wait_for(lambda: daemon.get("/readyz")[0] == 503, timeout=90), \
+            daemon.logtext()
+        assert daemon.process.poll() is None, "the daemon died with the broker"
+        again = subprocess.run([BROKER, "start", "--dir", data, "--owner-pid", str(os.getpid())],
+                               capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr
+        broker.bootstrap = again.stdout.strip()
+        assert broker.bootstrap in daemon.config.read_text(), "the broker moved to another port"
+        assert daemon.wait_for(daemon.ready, timeout=120), daemon.logtext()
+        daemon.produce(500, seed=5)
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1500, 120), \
+            daemon.logtext()
+        assert settled(daemon) == 1500  # every event once: none lost, none repeated
+        assert daemon.stop() == 0
+    finally:
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.process.kill()
+        subprocess.run([BROKER, "stop", data], capture_output=True, timeout=120)
