@@ -57,9 +57,9 @@ static const struct {
     {"import", cli_import,
      "create a state directory from an export file\n"
      "           --in FILE --state NEW_DIR"},
-	{"digest", cli_digest,
-	 "print a digest of a state directory's models (equal digests: equal models)\n"
-	 "           --state DIR"},
+    {"digest", cli_digest,
+     "print a digest of a state directory's models (equal digests: equal models)\n"
+     "           --state DIR"},
 };
 
 static void usage(FILE *out)

@@ -38,8 +38,8 @@
 #include "topk.h"
 
 #define WATCHDOG_DEFAULT_S 5.0
-#define MAX_PARTITIONS 1024
-#define REFRESH_BUDGET_S 0.02 /* of loop time per refresh tick */
+#define MAX_PARTITIONS     1024
+#define REFRESH_BUDGET_S   0.02 /* of loop time per refresh tick */
 
 /* A user waiting for a refresh: its stable index and the newest event time. */
 struct pending {
@@ -168,7 +168,8 @@ static int mark_for_refresh(struct daemon *d, uint32_t stable, int64_t ts_ms)
 
 /* ---- input ------------------------------------------------------------------------ */
 
-static void remember_position(struct daemon *d, const char *topic, int32_t partition, int64_t offset)
+static void remember_position(struct daemon *d, const char *topic, int32_t partition,
+			      int64_t offset)
 {
 	for (size_t k = 0; k < d->position_count; k++) {
 		if (d->positions[k].partition == partition &&
@@ -194,7 +195,8 @@ static void commit_kafka(struct daemon *d, const struct position *positions, siz
 	for (size_t k = 0; k < count; k++)
 		list[k] = (struct consumer_position){positions[k].topic, positions[k].partition,
 						     positions[k].next_offset};
-	if (count > 0 && consumer_commit(d->consumer, list, count, async, errstr, sizeof errstr) != 0)
+	if (count > 0 &&
+	    consumer_commit(d->consumer, list, count, async, errstr, sizeof errstr) != 0)
 		log_line("4", "kafka offset commit: %s", errstr);
 }
 
@@ -325,7 +327,8 @@ static size_t refresh(struct daemon *d)
 		return 0;
 	for (size_t u = 0; u < n; u++) {
 		const char *name = state_user_name(d->state, stables[u]);
-		size_t v = assign_variant(d->config.experiment_salt, name, d->variants, d->variant_count);
+		size_t v =
+		    assign_variant(d->config.experiment_salt, name, d->variants, d->variant_count);
 		by_variant[v][counts[v]++] = u;
 	}
 	results = malloc(batch * k * sizeof *results);
@@ -337,15 +340,15 @@ static size_t refresh(struct daemon *d)
 			continue;
 		/* slots are looked up now: a restore may evict, so only within this variant */
 		for (size_t j = 0; j < counts[v]; j++)
-			if (state_user_by_stable(d->state, stables[by_variant[v][j]], &slots[j], errstr,
-						 sizeof errstr) != 0) {
+			if (state_user_by_stable(d->state, stables[by_variant[v][j]], &slots[j],
+						 errstr, sizeof errstr) != 0) {
 				log_line("4", "refresh: %s", errstr);
 				goto out_free;
 			}
 		struct model *model = state_model(d->state, v);
 		size_t variant_k = d->config.variants[v].k;
-		if (model_recommend(model, d->topk, slots, counts[v], variant_k, NULL, results, lengths,
-				    errstr, sizeof errstr) != 0) {
+		if (model_recommend(model, d->topk, slots, counts[v], variant_k, NULL, results,
+				    lengths, errstr, sizeof errstr) != 0) {
 			log_line("4", "refresh: %s", errstr);
 			goto out_free;
 		}
@@ -353,7 +356,8 @@ static size_t refresh(struct daemon *d)
 			uint32_t stable = stables[by_variant[v][j]];
 			struct scored_item items[1000];
 			for (size_t r = 0; r < lengths[j]; r++) {
-				items[r].item_id = state_item_id(d->state, results[j * variant_k + r].item);
+				items[r].item_id =
+				    state_item_id(d->state, results[j * variant_k + r].item);
 				items[r].score = results[j * variant_k + r].score;
 			}
 			const char *user = state_user_name(d->state, stable);
@@ -364,8 +368,8 @@ static size_t refresh(struct daemon *d)
 						     .trigger_event_ts_ms = d->trigger_ts[stable],
 						     .item_count = lengths[j],
 						     .items = items};
-			if (codec_encode_recommendation(d->codec, &rec, CODEC_FRAMING_RAW, &buf, errstr,
-							sizeof errstr) != 0 ||
+			if (codec_encode_recommendation(d->codec, &rec, CODEC_FRAMING_RAW, &buf,
+							errstr, sizeof errstr) != 0 ||
 			    producer_send(d->producer, d->config.output_topic, user, strlen(user),
 					  buf.data, buf.len, NULL, 0, errstr, sizeof errstr) != 0) {
 				log_line("4", "publish for %s: %s", user, errstr);
@@ -375,7 +379,8 @@ static size_t refresh(struct daemon *d)
 			d->metrics->variants[v].recommendations_total++;
 			d->metrics->variants[v].exposures_total++;
 			metrics_histogram_observe(&d->metrics->variants[v].freshness_seconds,
-						  (double)(wall_ms() - d->trigger_ts[stable]) / 1000.0);
+						  (double)(wall_ms() - d->trigger_ts[stable]) /
+						      1000.0);
 		}
 	}
 	metrics_histogram_observe(&d->metrics->refresh_batch_seconds, ev_time() - start);
@@ -478,12 +483,41 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 		   ready ? "ready" : reason, model_step(state_model(d->state, 0)), p99 * 1000);
 }
 
+/*
+ * SIGHUP: read the file again; keys that can change at run time (the
+ * intervals, the log level) take effect now; a change to any other key
+ * refuses the whole reload, with a message naming each such key.
+ */
+static void reload(struct daemon *d)
+{
+	struct config next;
+	char changes[2048] = "", errstr[2048];
+	if (config_reload(&d->config, d->config.path, &next, changes, sizeof changes, errstr,
+			  sizeof errstr) != 0) {
+		log_line("4", "reload refused, configuration unchanged: %s", errstr);
+		return;
+	}
+	config_free(&d->config);
+	d->config = next; /* the variants are unchanged: their names are equal */
+	for (size_t v = 0; v < d->variant_count; v++)
+		d->variants[v].name = d->config.variants[v].name;
+	double refresh_s = (double)d->config.refresh_interval_ms / 1000.0;
+	double commit_s = (double)d->config.commit_interval_ms / 1000.0;
+	ev_timer_set(&d->refresh_timer, refresh_s, refresh_s);
+	ev_timer_again(d->loop, &d->refresh_timer);
+	ev_timer_set(&d->commit_timer, commit_s, commit_s);
+	ev_timer_again(d->loop, &d->commit_timer);
+	d->refresh_timer.repeat = refresh_s;
+	d->commit_timer.repeat = commit_s;
+	log_line("5", "reloaded %s: %s", d->config.path, changes[0] ? changes : "no changes");
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct daemon *d = w->data;
 	(void)revents;
 	if (w->signum == SIGHUP) {
-		log_line("5", "SIGHUP: reload is not implemented yet; configuration unchanged");
+		reload(d);
 		return;
 	}
 	if (++d->interrupts > 1 && w->signum == SIGINT) {
@@ -612,12 +646,12 @@ int main(int argc, char **argv)
 						   .on_error = on_error,
 						   .on_lag = on_lag},
 				     .opaque = d};
-	struct producer_config pc = {.brokers = config_kafka_property(&d->config, "producer",
-								       "bootstrap.servers"),
-				     .properties = pprops,
-				     .property_count = npp,
-				     .on_error = on_error,
-				     .opaque = d};
+	struct producer_config pc = {
+	    .brokers = config_kafka_property(&d->config, "producer", "bootstrap.servers"),
+	    .properties = pprops,
+	    .property_count = npp,
+	    .on_error = on_error,
+	    .opaque = d};
 	d->producer = producer_new(&pc, d->loop, errstr, sizeof errstr);
 	d->consumer = d->producer ? consumer_new(&kc, d->loop, errstr, sizeof errstr) : NULL;
 	if (d->consumer == NULL) {
@@ -640,7 +674,7 @@ int main(int argc, char **argv)
 	double commit_s = (double)d->config.commit_interval_ms / 1000.0;
 	uint64_t watchdog_us = 0;
 	double watchdog_s = sd_watchdog_enabled(0, &watchdog_us) > 0 ? (double)watchdog_us / 2e6
-								       : WATCHDOG_DEFAULT_S;
+								     : WATCHDOG_DEFAULT_S;
 	ev_timer_init(&d->refresh_timer, on_refresh, refresh_s, refresh_s);
 	ev_timer_init(&d->commit_timer, on_commit, commit_s, commit_s);
 	ev_timer_init(&d->watchdog_timer, on_watchdog, 0.2, watchdog_s < 1 ? watchdog_s : 1.0);

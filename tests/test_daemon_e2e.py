@@ -244,3 +244,20 @@ def test_broker_outage_keeps_the_daemon_up_and_it_resumes(tmp_path):
         if daemon.process is not None and daemon.process.poll() is None:
             daemon.process.kill()
         subprocess.run([BROKER, "stop", data], capture_output=True, timeout=120)
+
+
+def test_sighup_reloads_what_can_change_and_refuses_the_rest(daemon):
+    daemon.start()
+    text = daemon.config.read_text()
+    daemon.config.write_text(text.replace("commit_interval_ms = 500ms", "commit_interval_ms = 2s"))
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.wait_for(lambda: "reloaded" in daemon.logtext(), 20), daemon.logtext()
+    assert "state.commit_interval_ms" in daemon.logtext()
+    daemon.config.write_text(text.replace(f"topic = {daemon.recs}", "topic = elsewhere"))
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.wait_for(lambda: "reload refused" in daemon.logtext(), 20), daemon.logtext()
+    assert "output.topic" in daemon.logtext()
+    assert daemon.process.poll() is None and daemon.ready()
+    daemon.produce(300)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 300)
+    assert daemon.stop() == 0

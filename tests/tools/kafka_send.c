@@ -39,10 +39,10 @@ int main(int argc, char **argv)
 				sscanf(line + 2 * n, "%2x", &v);
 				bytes[n] = (unsigned char)v;
 			}
-		rd_kafka_resp_err_t err = rd_kafka_producev(
-		    producer, RD_KAFKA_V_TOPIC(argv[2]), RD_KAFKA_V_KEY("bad", 3),
-		    RD_KAFKA_V_VALUE(n ? bytes : NULL, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		    RD_KAFKA_V_END);
+		rd_kafka_resp_err_t err =
+		    rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(argv[2]), RD_KAFKA_V_KEY("bad", 3),
+				      RD_KAFKA_V_VALUE(n ? bytes : NULL, n),
+				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (err) {
 			fprintf(stderr, "kafka_send: %s\n", rd_kafka_err2str(err));
 			status = 1;
