@@ -23,6 +23,7 @@
 
 #include "cli.h"
 #include "codec.h"
+#include "eventlog.h"
 
 int64_t cli_now_ms(void)
 {
@@ -145,8 +146,11 @@ int cli_produce(int argc, char **argv)
 	    {"rate", required_argument, NULL, 'r'},      {"count", required_argument, NULL, 'c'},
 	    {"users", required_argument, NULL, 'u'},     {"items", required_argument, NULL, 'i'},
 	    {"seed", required_argument, NULL, 's'},      {"framing", required_argument, NULL, 'f'},
-	    {"schema-id", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0}};
-	const char *brokers = NULL, *topic = "events";
+	    {"schema-id", required_argument, NULL, 'S'}, {"file", required_argument, NULL, 'F'},
+	    {"retime", no_argument, NULL, 'R'},          {NULL, 0, NULL, 0}};
+	const char *brokers = NULL, *topic = "events", *file = NULL;
+	bool retime = false;
+	struct event_log *log = NULL;
 	long long rate = 1000, count = 0, users = 10000, items = 5000, seed = 1, schema_id = 1;
 	enum codec_framing framing = CODEC_FRAMING_RAW;
 	long long failures = 0, produced = 0;
@@ -179,6 +183,8 @@ int cli_produce(int argc, char **argv)
 					     &schema_id);
 			break;
 		case 'f': rc = parse_framing("produce", optarg, &framing); break;
+		case 'F': file = optarg; break;
+		case 'R': retime = true; break;
 		default: return 2;
 		}
 		if (rc != 0)
@@ -193,6 +199,17 @@ int cli_produce(int argc, char **argv)
 		return 2;
 	}
 
+	if (file != NULL) {
+		/* a recorded stream, in time order, instead of the generator */
+		if (eventlog_read(file, NULL, &log, errstr, sizeof errstr) != 0 ||
+		    eventlog_sort_by_time(log, errstr, sizeof errstr) != 0) {
+			fprintf(stderr, "streamrec produce: %s\n", errstr);
+			eventlog_free(log);
+			return 1;
+		}
+		if (count == 0 || (size_t)count > log->count)
+			count = (long long)log->count;
+	}
 	struct codec_config codec_config = {.user_event_schema_id = (int32_t)schema_id};
 	struct codec *codec = codec_new(&codec_config, errstr, sizeof errstr);
 	if (codec == NULL) {
@@ -226,12 +243,21 @@ int cli_produce(int argc, char **argv)
 		memset(&ev, 0, sizeof ev);
 		snprintf(ev.event_id, sizeof ev.event_id, "ev-%llu-%lld", (unsigned long long)seed,
 			 produced);
-		snprintf(ev.user_id, sizeof ev.user_id, "user-%" PRIu64,
-			 next_random(&rng) % (uint64_t)users);
-		snprintf(ev.item_id, sizeof ev.item_id, "item-%" PRIu64,
-			 next_zipf(&rng, (uint64_t)items));
-		ev.type = next_type(&rng);
-		ev.ts_ms = cli_now_ms();
+		if (log != NULL) {
+			size_t e = (size_t)produced;
+			snprintf(ev.user_id, sizeof ev.user_id, "%s", log->user_ids[log->user[e]]);
+			snprintf(ev.item_id, sizeof ev.item_id, "%s", log->item_ids[log->item[e]]);
+			ev.type = (enum event_type)log->type[e];
+			/* --retime: event time is now (for freshness), else the recorded time */
+			ev.ts_ms = retime ? cli_now_ms() : log->ts_ms[e];
+		} else {
+			snprintf(ev.user_id, sizeof ev.user_id, "user-%" PRIu64,
+				 next_random(&rng) % (uint64_t)users);
+			snprintf(ev.item_id, sizeof ev.item_id, "item-%" PRIu64,
+				 next_zipf(&rng, (uint64_t)items));
+			ev.type = next_type(&rng);
+			ev.ts_ms = cli_now_ms();
+		}
 		if (ev.type == EVENT_PURCHASE || ev.type == EVENT_ADD_TO_CART) {
 			ev.has_quantity = true;
 			ev.quantity = 1 + (int32_t)(next_random(&rng) % 3);
@@ -287,6 +313,7 @@ out:
 	rd_kafka_destroy(producer);
 	codec_buf_free(&buf);
 	codec_free(codec);
+	eventlog_free(log);
 	return status;
 }
 

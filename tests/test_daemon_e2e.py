@@ -261,3 +261,49 @@ def test_sighup_reloads_what_can_change_and_refuses_the_rest(daemon):
     daemon.produce(300)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 300)
     assert daemon.stop() == 0
+
+
+def test_lists_learn_the_planted_taste(daemon, tmp_path):
+    """A planted synthetic stream in: the published lists hold items of each
+    user's own taste cluster clearly more often than the popularity list."""
+    events = tmp_path / "planted.csv"
+    subprocess.run([STREAMREC, "gen", "--events", "60000", "--users", "600", "--items", "800",
+                    "--clusters", "8", "--seed", "11", "--out", events], check=True,
+                   capture_output=True)
+    rows = [line.split(",") for line in events.read_text().splitlines()[1:]]
+    category = {item: cat for _, _, item, _, cat in rows}
+    taste, counts = {}, {}
+    for _, user, item, kind, cat in rows:
+        if kind != "IMPRESSION":
+            taste.setdefault(user, {}).setdefault(cat, 0)
+            taste[user][cat] += 1
+            counts[item] = counts.get(item, 0) + 1
+    main = {u: max(c, key=c.get) for u, c in taste.items()}
+    popular = sorted(counts, key=counts.get, reverse=True)[:20]
+
+    daemon.start()
+    subprocess.run([STREAMREC, "produce", "--brokers", daemon.broker.bootstrap, "--topic",
+                    daemon.events, "--file", events, "--rate", "0"], check=True,
+                   capture_output=True)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 60000, 120)
+    settled(daemon)
+    out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
+                          "15000"], capture_output=True, text=True)
+    latest = {}
+    for line in out.stdout.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "user" in fields and "items" in fields:
+            latest[fields["user"]] = [i.rsplit(":", 1)[0] for i in fields["items"].split(",")]
+    users = [u for u in latest if u in main]
+    assert len(users) > 300, f"lists for only {len(users)} users"
+
+    def match(lists):
+        hits = sum(sum(category.get(i) == main[u] for i in items) for u, items in lists)
+        return hits / sum(len(items) for _, items in lists)
+
+    ours = match([(u, latest[u]) for u in users])
+    baseline = match([(u, popular) for u in users])
+    print(f"share of listed items in the user's taste cluster: {ours:.3f} vs popularity {baseline:.3f}")
+    assert ours > 1.5 * baseline and ours > 0.3, (ours, baseline)
+    assert daemon.stop() == 0
