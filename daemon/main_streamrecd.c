@@ -78,6 +78,11 @@ struct daemon {
 	struct position positions[MAX_PARTITIONS], inflight[MAX_PARTITIONS];
 	size_t position_count, inflight_count;
 
+	/* the catalogue, from the compacted items topic: 0 = never listed
+	 * (out of stock or retired); items the catalogue never named are listed */
+	uint8_t *eligible;
+	size_t eligible_capacity;
+
 	ev_timer refresh_timer, commit_timer, watchdog_timer;
 	ev_signal sigint, sigterm, sighup;
 	int interrupts;
@@ -219,6 +224,59 @@ static void dead_letter(struct daemon *d, const struct consumer_message *m,
 			 m->partition, m->offset, errstr);
 }
 
+/*
+ * A catalogue record: in stock or not, or a tombstone (retired). The items
+ * topic is compacted and re-read from its start on every start (its offsets
+ * are never committed), so the catalogue needs no state of its own.
+ */
+static void on_item(struct daemon *d, const struct consumer_message *m)
+{
+	struct item_event item;
+	struct codec_error err;
+	char id[CODEC_ID_MAX_BYTES + 1], errstr[256];
+	bool listed;
+	if (m->value == NULL) {
+		if (m->key == NULL || m->key_len == 0 || m->key_len > CODEC_ID_MAX_BYTES ||
+		    !codec_utf8_valid(m->key, m->key_len)) {
+			err.reason = CODEC_ERR_EMPTY_ID;
+			snprintf(err.detail, sizeof err.detail,
+				 "tombstone without a valid item id key");
+			dead_letter(d, m, &err);
+			return;
+		}
+		memcpy(id, m->key, m->key_len);
+		id[m->key_len] = '\0';
+		listed = false; /* retired */
+	} else if (codec_decode_item_event(d->codec, m->value, m->value_len, wall_ms(), &item,
+					   &err) != 0) {
+		dead_letter(d, m, &err);
+		return;
+	} else {
+		snprintf(id, sizeof id, "%s", item.item_id);
+		listed = item.in_stock;
+	}
+	uint32_t index;
+	uint64_t hash;
+	if (state_item(d->state, id, &index, &hash, errstr, sizeof errstr) != 0) {
+		fail(d, errstr);
+		return;
+	}
+	if ((size_t)index >= d->eligible_capacity) {
+		size_t cap = d->eligible_capacity ? d->eligible_capacity : 4096;
+		while (cap <= index)
+			cap *= 2;
+		uint8_t *grown = realloc(d->eligible, cap);
+		if (grown == NULL) {
+			fail(d, "out of memory for the catalogue");
+			return;
+		}
+		memset(grown + d->eligible_capacity, 1, cap - d->eligible_capacity);
+		d->eligible = grown;
+		d->eligible_capacity = cap;
+	}
+	d->eligible[index] = listed;
+}
+
 static void on_message(const struct consumer_message *m, void *opaque)
 {
 	struct daemon *d = opaque;
@@ -228,6 +286,10 @@ static void on_message(const struct consumer_message *m, void *opaque)
 
 	if (d->failed)
 		return;
+	if (d->config.items_topic != NULL && strcmp(m->topic, d->config.items_topic) == 0) {
+		on_item(d, m);
+		return;
+	}
 	if (codec_decode_user_event(d->codec, m->value, m->value_len, wall_ms(), &ev, &err) != 0) {
 		dead_letter(d, m, &err);
 	} else {
@@ -256,6 +318,10 @@ static int offset_for(const char *topic, int32_t partition, int64_t *next_offset
 	struct daemon *d = opaque;
 	char errstr[256];
 	int64_t offset;
+	if (d->config.items_topic != NULL && strcmp(topic, d->config.items_topic) == 0) {
+		*next_offset = -1; /* the catalogue is read from its start: offset 0 */
+		return 1;
+	}
 	int found = state_offset(d->state, topic, partition, &offset, errstr, sizeof errstr);
 	if (found < 0)
 		log_line("3", "stored offset of %s[%" PRId32 "]: %s", topic, partition, errstr);
@@ -347,8 +413,18 @@ static size_t refresh(struct daemon *d)
 			}
 		struct model *model = state_model(d->state, v);
 		size_t variant_k = d->config.variants[v].k;
-		if (model_recommend(model, d->topk, slots, counts[v], variant_k, NULL, results,
-				    lengths, errstr, sizeof errstr) != 0) {
+		/* the eligibility array may be shorter than the catalogue: extend it */
+		size_t items_known = model_item_count(model);
+		if (d->eligible != NULL && d->eligible_capacity < items_known) {
+			uint8_t *grown = realloc(d->eligible, items_known);
+			if (grown == NULL)
+				goto out_free;
+			memset(grown + d->eligible_capacity, 1, items_known - d->eligible_capacity);
+			d->eligible = grown;
+			d->eligible_capacity = items_known;
+		}
+		if (model_recommend(model, d->topk, slots, counts[v], variant_k, d->eligible,
+				    results, lengths, errstr, sizeof errstr) != 0) {
 			log_line("4", "refresh: %s", errstr);
 			goto out_free;
 		}
@@ -633,11 +709,17 @@ int main(int argc, char **argv)
 							   d->config.kafka_producer.items[i].value};
 	if (config_kafka_property(&d->config, "consumer", "statistics.interval.ms") == NULL)
 		cprops[ncp++] = (struct consumer_property){"statistics.interval.ms", "5000"};
-	const char *topics[] = {d->config.input_topic};
+	const char *topics[] = {d->config.input_topic, d->config.items_topic};
+	size_t topic_count =
+	    d->config.items_topic != NULL && d->config.items_topic[0] != '\0' ? 2 : 1;
+	if (topic_count == 1) {
+		free(d->config.items_topic);
+		d->config.items_topic = NULL;
+	}
 	struct consumer_config kc = {.brokers = brokers,
 				     .group_id = d->config.group_id,
 				     .topics = topics,
-				     .topic_count = 1,
+				     .topic_count = topic_count,
 				     .properties = cprops,
 				     .property_count = ncp,
 				     .callbacks = {.on_message = on_message,
@@ -725,5 +807,6 @@ out_free:
 	free(d->queued);
 	free(d->trigger_ts);
 	free(d->last_refresh_ms);
+	free(d->eligible);
 	return status;
 }

@@ -9,3 +9,23 @@ def send_raw(bootstrap, topic, payloads):
     lines = "".join((p.hex() if p else "-") + "\n" for p in payloads)
     subprocess.run([BUILD / "tests" / "kafka_send", bootstrap, topic], input=lines.encode(),
                    check=True, capture_output=True)
+
+
+def send_item_events(bootstrap, topic, items):
+    """items: (item_id, in_stock) pairs; in_stock None sends a tombstone (retired)."""
+    import fastavro, io, json
+    from harness import SCHEMAS
+    schema = fastavro.parse_schema(json.loads((SCHEMAS / "item_event.avsc").read_text()))
+    lines = []
+    for item_id, in_stock in items:
+        if in_stock is None:
+            lines.append(f"key={item_id.encode().hex()} -")
+        else:
+            buf = io.BytesIO()
+            fastavro.schemaless_writer(buf, schema, {"item_id": item_id, "category": None,
+                                                     "price": None, "in_stock": in_stock,
+                                                     "ts": 1700000000000})
+            lines.append(f"key={item_id.encode().hex()} {buf.getvalue().hex()}")
+    subprocess.run([BUILD / "tests" / "kafka_send", bootstrap, topic],
+                   input="".join(l + "\n" for l in lines).encode(), check=True,
+                   capture_output=True)

@@ -33,12 +33,15 @@ class Daemon:
         self.broker, self.dir = broker, tmp_path / name
         self.dir.mkdir()
         self.events, self.recs, self.dlq = f"{name}.events", f"{name}.recs", f"{name}.dlq"
-        broker.create_topics(f"{self.events}:{partitions}", f"{self.recs}:3", f"{self.dlq}:1")
+        self.items = f"{name}.items"
+        broker.create_topics(f"{self.events}:{partitions}", f"{self.recs}:3", f"{self.dlq}:1",
+                             f"{self.items}:1")
         self.port = free_port()
         self.config = self.dir / "streamrecd.conf"
         self.config.write_text(f"""
 [input]
 topic = {self.events}
+items_topic = {self.items}
 dead_letter_topic = {self.dlq}
 group_id = {name}
 [output]
@@ -306,4 +309,39 @@ def test_lists_learn_the_planted_taste(daemon, tmp_path):
     baseline = match([(u, popular) for u in users])
     print(f"share of listed items in the user's taste cluster: {ours:.3f} vs popularity {baseline:.3f}")
     assert ours > 1.5 * baseline and ours > 0.3, (ours, baseline)
+    assert daemon.stop() == 0
+
+
+def test_out_of_stock_and_retired_items_never_appear(daemon):
+    """The catalogue (compacted items topic): an item out of stock, or
+    retired by a tombstone, leaves every list at the next refresh."""
+    daemon.start()
+    daemon.produce(4000, users=200, items=50)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 4000)
+
+    def lists():
+        out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
+                              "recs", "--topic", daemon.recs, "--from-beginning",
+                              "--timeout-ms", "8000"], capture_output=True, text=True)
+        latest = {}
+        for line in out.stdout.splitlines():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            if "user" in fields and "items" in fields:
+                latest[fields["user"]] = [i.rsplit(":", 1)[0] for i in fields["items"].split(",")]
+        return latest
+
+    before = lists()
+    assert any("item-0" in items for items in before.values())
+    # item-0 (the most popular) out of stock; item-1 retired
+    from kafka_send import send_item_events
+    send_item_events(daemon.broker.bootstrap, daemon.items, [("item-0", False), ("item-1", None)])
+    time.sleep(2)
+    daemon.produce(2000, users=200, items=50, seed=4)  # every user refreshed again
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 6000)
+    time.sleep(2)
+    after = lists()
+    refreshed = [u for u in after if after[u] != before.get(u)]
+    assert len(refreshed) > 100
+    for user in refreshed:
+        assert "item-0" not in after[user] and "item-1" not in after[user], after[user]
     assert daemon.stop() == 0

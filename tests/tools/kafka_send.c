@@ -1,13 +1,28 @@
 /*
  * kafka_send BOOTSTRAP TOPIC: produces one message per stdin line, the
  * line's hex bytes ("-" for an empty message), for tests that need exact
- * bytes on a topic (bad input for the dead-letter path).
+ * bytes on a topic (bad input for the dead-letter path). A line
+ * "key=HEX VALUE" sets the key; a VALUE of "-" then sends a tombstone.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <librdkafka/rdkafka.h>
+
+/* Decodes hex text into out; @returns the number of bytes. */
+static size_t hex_to_bytes(const char *hex, unsigned char *out, size_t capacity)
+{
+	size_t n = 0, len = strlen(hex);
+	for (; 2 * n + 1 < len && n < capacity; n++) {
+		unsigned v;
+		if (sscanf(hex + 2 * n, "%2x", &v) != 1)
+			break;
+		out[n] = (unsigned char)v;
+	}
+	return n;
+}
 
 int main(int argc, char **argv)
 {
@@ -31,18 +46,27 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	while (fgets(line, sizeof line, stdin) != NULL) {
-		size_t n = 0, len = strcspn(line, "\n");
-		line[len] = '\0';
-		if (strcmp(line, "-") != 0)
-			for (; 2 * n + 1 < len && n < sizeof bytes; n++) {
-				unsigned v;
-				sscanf(line + 2 * n, "%2x", &v);
-				bytes[n] = (unsigned char)v;
-			}
-		rd_kafka_resp_err_t err =
-		    rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(argv[2]), RD_KAFKA_V_KEY("bad", 3),
-				      RD_KAFKA_V_VALUE(n ? bytes : NULL, n),
-				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		unsigned char key[512];
+		size_t n = 0, key_len = 3;
+		char *value = line;
+		bool tombstone = false;
+		line[strcspn(line, "\n")] = '\0';
+		memcpy(key, "bad", 3);
+		if (strncmp(line, "key=", 4) == 0) {
+			char *space = strchr(line, ' ');
+			if (space == NULL)
+				continue;
+			*space = '\0';
+			key_len = hex_to_bytes(line + 4, key, sizeof key);
+			value = space + 1;
+			tombstone = strcmp(value, "-") == 0;
+		}
+		if (strcmp(value, "-") != 0)
+			n = hex_to_bytes(value, bytes, sizeof bytes);
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+		    producer, RD_KAFKA_V_TOPIC(argv[2]), RD_KAFKA_V_KEY(key, key_len),
+		    RD_KAFKA_V_VALUE(tombstone || n == 0 ? NULL : bytes, n),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (err) {
 			fprintf(stderr, "kafka_send: %s\n", rd_kafka_err2str(err));
 			status = 1;
