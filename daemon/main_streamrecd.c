@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <ev.h>
@@ -84,7 +85,7 @@ struct daemon {
 	size_t eligible_capacity;
 
 	ev_timer refresh_timer, commit_timer, watchdog_timer;
-	ev_signal sigint, sigterm, sighup;
+	ev_signal sigint, sigterm, sighup, sigusr1;
 	int interrupts;
 	bool stopping, failed, ready_sent;
 	char error[512];
@@ -588,10 +589,36 @@ static void reload(struct daemon *d)
 	log_line("5", "reloaded %s: %s", d->config.path, changes[0] ? changes : "no changes");
 }
 
+/*
+ * SIGUSR1: a consistent copy of the state, taken while running, into
+ * <state dir>.checkpoints/<unix ms>: the state is committed first, so the
+ * copy holds everything learned so far with its offsets.
+ */
+static void checkpoint(struct daemon *d)
+{
+	char dir[4096], errstr[512];
+	snprintf(dir, sizeof dir, "%s.checkpoints", d->config.state_dir);
+	if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+		log_line("4", "checkpoint: %s: %s", dir, strerror(errno));
+		return;
+	}
+	snprintf(dir, sizeof dir, "%s.checkpoints/%" PRId64, d->config.state_dir, wall_ms());
+	if (commit_now(d, true) != 0)
+		return;
+	if (state_checkpoint(d->state, dir, errstr, sizeof errstr) != 0)
+		log_line("4", "checkpoint: %s", errstr);
+	else
+		log_line("5", "checkpoint written to %s", dir);
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct daemon *d = w->data;
 	(void)revents;
+	if (w->signum == SIGUSR1) {
+		checkpoint(d);
+		return;
+	}
 	if (w->signum == SIGHUP) {
 		reload(d);
 		return;
@@ -767,7 +794,9 @@ int main(int argc, char **argv)
 	ev_signal_init(&d->sigint, on_signal, SIGINT);
 	ev_signal_init(&d->sigterm, on_signal, SIGTERM);
 	ev_signal_init(&d->sighup, on_signal, SIGHUP);
-	d->sigint.data = d->sigterm.data = d->sighup.data = d;
+	ev_signal_init(&d->sigusr1, on_signal, SIGUSR1);
+	d->sigint.data = d->sigterm.data = d->sighup.data = d->sigusr1.data = d;
+	ev_signal_start(d->loop, &d->sigusr1);
 	ev_signal_start(d->loop, &d->sigint);
 	ev_signal_start(d->loop, &d->sigterm);
 	ev_signal_start(d->loop, &d->sighup);

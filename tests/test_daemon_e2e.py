@@ -345,3 +345,18 @@ def test_out_of_stock_and_retired_items_never_appear(daemon):
     for user in refreshed:
         assert "item-0" not in after[user] and "item-1" not in after[user], after[user]
     assert daemon.stop() == 0
+
+
+def test_sigusr1_takes_a_checkpoint_while_running(daemon):
+    daemon.start()
+    daemon.produce(1500)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1500)
+    daemon.process.send_signal(signal.SIGUSR1)
+    checkpoints = daemon.dir / "state.checkpoints"
+    assert daemon.wait_for(lambda: "checkpoint written" in daemon.logtext(), 30), daemon.logtext()
+    assert daemon.ready()
+    [copy] = list(checkpoints.iterdir())
+    # the copy opens as a state of its own, with the model learned so far
+    out = subprocess.run([STREAMREC, "digest", "--state", copy], capture_output=True, text=True)
+    assert out.returncode == 0 and "digest" in out.stdout, out.stderr
+    assert daemon.stop() == 0
