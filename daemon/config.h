@@ -87,6 +87,7 @@ struct config {
 	uint64_t refresh_interval_ms;
 	unsigned refresh_batch;
 	uint64_t min_interval_ms;
+	unsigned min_item_events;
 
 	enum config_log_level log_level;
 	char *experiment_salt;

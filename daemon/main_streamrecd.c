@@ -414,18 +414,20 @@ static size_t refresh(struct daemon *d)
 			}
 		struct model *model = state_model(d->state, v);
 		size_t variant_k = d->config.variants[v].k;
-		/* the eligibility array may be shorter than the catalogue: extend it */
+		/* listable: in the catalogue (or never named by it) and learned on
+		 * at least min_item_events times */
 		size_t items_known = model_item_count(model);
-		if (d->eligible != NULL && d->eligible_capacity < items_known) {
-			uint8_t *grown = realloc(d->eligible, items_known);
-			if (grown == NULL)
-				goto out_free;
-			memset(grown + d->eligible_capacity, 1, items_known - d->eligible_capacity);
-			d->eligible = grown;
-			d->eligible_capacity = items_known;
-		}
-		if (model_recommend(model, d->topk, slots, counts[v], variant_k, d->eligible,
-				    results, lengths, errstr, sizeof errstr) != 0) {
+		uint8_t *listable = malloc(items_known ? items_known : 1);
+		if (listable == NULL)
+			goto out_free;
+		for (size_t i = 0; i < items_known; i++)
+			listable[i] =
+			    (d->eligible == NULL || i >= d->eligible_capacity || d->eligible[i]) &&
+			    model_item_count_of(model, (uint32_t)i) >= d->config.min_item_events;
+		int rc = model_recommend(model, d->topk, slots, counts[v], variant_k, listable,
+					 results, lengths, errstr, sizeof errstr);
+		free(listable);
+		if (rc != 0) {
 			log_line("4", "refresh: %s", errstr);
 			goto out_free;
 		}

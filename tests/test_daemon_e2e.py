@@ -360,3 +360,29 @@ def test_sigusr1_takes_a_checkpoint_while_running(daemon):
     out = subprocess.run([STREAMREC, "digest", "--state", copy], capture_output=True, text=True)
     assert out.returncode == 0 and "digest" in out.stdout, out.stderr
     assert daemon.stop() == 0
+
+
+def test_items_need_min_item_events_before_they_are_listed(daemon):
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "[http]", "[refresh]\nmin_item_events = 40\n[http]"))
+    daemon.start()
+    daemon.produce(3000, users=100, items=400)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3000)
+    time.sleep(1)
+    counts = {}
+    for line in subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap,
+                                "--topic", daemon.events, "--from-beginning", "--timeout-ms",
+                                "8000"], capture_output=True, text=True).stdout.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "item" in fields and not line.split()[1].startswith("IMPRESSION"):
+            counts[fields["item"]] = counts.get(fields["item"], 0) + 1
+    out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
+                          "8000"], capture_output=True, text=True)
+    listed = {i.rsplit(":", 1)[0] for line in out.stdout.splitlines() if "items=" in line
+              for i in line.split("items=")[1].split(",") if i}
+    assert listed, out.stdout[-2000:]
+    # an item listed at any time had reached 40 positive events by then: at the end, surely
+    assert all(counts.get(item, 0) >= 40 for item in listed), \
+        sorted((counts.get(i, 0), i) for i in listed)[:5]
+    assert daemon.stop() == 0
