@@ -132,7 +132,7 @@ int cli_replay(int argc, char **argv)
 	double last_commit = cli_monotonic_s();
 	for (int64_t e = start; e < (int64_t)log->count && !cli_stop_requested; e++) {
 		if (state_learn(state, log->user_ids[log->user[e]], log->item_ids[log->item[e]],
-				(enum model_event_type)log->type[e], log->ts_ms[e], errstr,
+				(enum model_event_type)log->type[e], log->ts_ms[e], NULL, errstr,
 				sizeof errstr) != 0) {
 			fprintf(stderr, "streamrec replay: event %" PRId64 ": %s\n", e, errstr);
 			goto out_close;

@@ -294,18 +294,16 @@ static void on_message(const struct consumer_message *m, void *opaque)
 	if (codec_decode_user_event(d->codec, m->value, m->value_len, wall_ms(), &ev, &err) != 0) {
 		dead_letter(d, m, &err);
 	} else {
-		uint32_t slot;
+		uint32_t stable;
 		if (state_learn(d->state, ev.user_id, ev.item_id, (enum model_event_type)ev.type,
-				ev.ts_ms, errstr, sizeof errstr) != 0) {
+				ev.ts_ms, &stable, errstr, sizeof errstr) != 0) {
 			fail(d, errstr);
 			return;
 		}
 		d->metrics->events_total[ev.type]++;
 		for (size_t v = 0; v < d->variant_count; v++)
 			d->metrics->variants[v].updates_total++;
-		uint64_t hash;
-		if (state_user(d->state, ev.user_id, &slot, &hash, errstr, sizeof errstr) != 0 ||
-		    mark_for_refresh(d, state_user_stable(d->state, slot), ev.ts_ms) != 0) {
+		if (mark_for_refresh(d, stable, ev.ts_ms) != 0) {
 			fail(d, "out of memory queueing a refresh");
 			return;
 		}

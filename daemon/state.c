@@ -567,7 +567,8 @@ uint32_t state_find_item(const struct state *state, const char *id)
 }
 
 int state_learn(struct state *state, const char *user_id, const char *item_id,
-		enum model_event_type type, int64_t ts_ms, char *errstr, size_t errstr_size)
+		enum model_event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
+		size_t errstr_size)
 {
 	struct model_event event = {.type = type, .ts_ms = ts_ms};
 	if (state_user(state, user_id, &event.user, &event.user_hash, errstr, errstr_size) != 0 ||
@@ -576,6 +577,8 @@ int state_learn(struct state *state, const char *user_id, const char *item_id,
 	for (size_t v = 0; v < state->variant_count; v++)
 		if (model_learn(state->models[v], &event, errstr, errstr_size) != 0)
 			return -1;
+	if (user_stable != NULL)
+		*user_stable = state_user_stable(state, event.user);
 	return 0;
 }
 

@@ -98,10 +98,12 @@ uint32_t state_find_item(const struct state *state, const char *id);
 
 /**
  * @brief Learn one event in every variant (ids mapped, rows restored as needed).
+ * @param user_stable NULL, or set to the user's stable index
  * @returns 0, or -1 with errstr filled.
  */
 int state_learn(struct state *state, const char *user_id, const char *item_id,
-		enum model_event_type type, int64_t ts_ms, char *errstr, size_t errstr_size);
+		enum model_event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
+		size_t errstr_size);
 
 /** @brief Record that the events of topic/partition up to offset are learned. */
 int state_mark_offset(struct state *state, const char *topic, int32_t partition, int64_t offset);
