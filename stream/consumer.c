@@ -3,14 +3,10 @@
  *
  * Loop integration (STYLE rule 3): the main queue is forwarded to the
  * consumer queue (rd_kafka_poll_set_consumer), so one queue carries messages,
- * rebalances, errors, statistics and commit results. librdkafka writes one
- * byte to a non-blocking pipe when an element lands on that queue while it
- * is empty; an ev_io watcher on the pipe drains it and then serves the queue
- * with zero-timeout rd_kafka_consumer_poll() calls, at most
- * max_messages_per_wakeup messages or max_wakeup_us per wakeup. Because the
- * pipe is only written on an empty → non-empty transition, a wakeup that
- * stops at its bound would strand what is left; so after each drain an
- * ev_idle watcher runs while the queue is not empty, and stops once it is.
+ * rebalances, errors, statistics and commit results. stream/wakeup serves
+ * that queue on the loop (pipe + idle watcher) with zero-timeout
+ * rd_kafka_consumer_poll() calls, at most max_messages_per_wakeup messages
+ * or max_wakeup_us per wakeup.
  *
  * Statistics are scanned by a small hand-written JSON walker rather than a
  * JSON library: only a few fields are read (topics → partitions →
@@ -18,6 +14,7 @@
  * itself, and the walker rejects anything malformed instead of guessing.
  */
 #include "consumer.h"
+#include "wakeup.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -41,9 +38,7 @@ struct consumer {
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *queue; /* the consumer queue, with the main queue forwarded to it */
 	struct ev_loop *loop;
-	ev_io pipe_watcher;
-	ev_idle backlog_watcher;
-	int pipe_fds[2];
+	struct wakeup wakeup;
 	struct consumer_callbacks callbacks;
 	void *opaque;
 	size_t max_messages_per_wakeup;
@@ -547,9 +542,10 @@ static void deliver(struct consumer *c, rd_kafka_message_t *m)
 	c->callbacks.on_message(&message, c->opaque);
 }
 
-/* Serves the queue up to the wakeup's bounds; keeps the idle watcher on while work is left. */
-static void drain(struct consumer *c)
+/* Serves the queue up to the wakeup's bounds (struct wakeup calls it). */
+static void drain(void *opaque)
 {
+	struct consumer *c = opaque;
 	int64_t start_us = monotonic_us();
 	size_t served = 0;
 	while (served < c->max_messages_per_wakeup) {
@@ -563,28 +559,6 @@ static void drain(struct consumer *c)
 		deliver(c, m);
 		rd_kafka_message_destroy(m);
 	}
-	if (rd_kafka_queue_length(c->queue) > 0)
-		ev_idle_start(c->loop, &c->backlog_watcher);
-	else
-		ev_idle_stop(c->loop, &c->backlog_watcher);
-}
-
-static void pipe_ready(struct ev_loop *loop, ev_io *watcher, int revents)
-{
-	struct consumer *c = watcher->data;
-	char buf[64];
-	(void)loop;
-	(void)revents;
-	while (read(c->pipe_fds[0], buf, sizeof buf) > 0)
-		;
-	drain(c);
-}
-
-static void backlog_ready(struct ev_loop *loop, ev_idle *watcher, int revents)
-{
-	(void)loop;
-	(void)revents;
-	drain(watcher->data);
 }
 
 /* ---- public API ---------------------------------------------------------------------- */
@@ -667,18 +641,14 @@ struct consumer *consumer_new(const struct consumer_config *config, struct ev_lo
 					 : DEFAULT_MAX_MESSAGES_PER_WAKEUP;
 	c->max_wakeup_us =
 	    config->max_wakeup_us > 0 ? config->max_wakeup_us : DEFAULT_MAX_WAKEUP_US;
-	if (pipe2(c->pipe_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-		set_errstr(errstr, errstr_size, "consumer: pipe: %s", strerror(errno));
-		goto out_free;
-	}
 	conf = build_conf(config, c, errstr, errstr_size);
 	if (conf == NULL)
-		goto out_close_pipe;
+		goto out_free;
 	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, detail, sizeof detail);
 	if (c->rk == NULL) {
 		rd_kafka_conf_destroy(conf);
 		set_errstr(errstr, errstr_size, "consumer: %s", detail);
-		goto out_close_pipe;
+		goto out_free;
 	}
 	/* conf now belongs to c->rk */
 	err = rd_kafka_poll_set_consumer(c->rk);
@@ -688,26 +658,21 @@ struct consumer *consumer_new(const struct consumer_config *config, struct ev_lo
 		goto out_destroy_rk;
 	}
 	c->queue = rd_kafka_queue_get_consumer(c->rk);
-	rd_kafka_queue_io_event_enable(c->queue, c->pipe_fds[1], "1", 1);
-	ev_io_init(&c->pipe_watcher, pipe_ready, c->pipe_fds[0], EV_READ);
-	c->pipe_watcher.data = c;
-	ev_idle_init(&c->backlog_watcher, backlog_ready);
-	c->backlog_watcher.data = c;
-	if (subscribe(c, config, errstr, errstr_size) != 0)
+	if (wakeup_attach(&c->wakeup, loop, c->queue, drain, c, detail, sizeof detail) != 0) {
+		set_errstr(errstr, errstr_size, "consumer: %s", detail);
 		goto out_destroy_queue;
-	ev_io_start(loop, &c->pipe_watcher);
-	/* whatever was queued before the pipe was attached is served on the first iteration */
-	ev_idle_start(loop, &c->backlog_watcher);
+	}
+	if (subscribe(c, config, errstr, errstr_size) != 0)
+		goto out_detach;
+	wakeup_start(&c->wakeup);
 	return c;
 
+out_detach:
+	wakeup_detach(&c->wakeup);
 out_destroy_queue:
-	rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
 	rd_kafka_queue_destroy(c->queue);
 out_destroy_rk:
 	rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-out_close_pipe:
-	close(c->pipe_fds[0]);
-	close(c->pipe_fds[1]);
 out_free:
 	free(c);
 	return NULL;
@@ -819,9 +784,7 @@ int consumer_close(struct consumer *c, int timeout_ms)
 
 	if (c == NULL)
 		return 0;
-	ev_io_stop(c->loop, &c->pipe_watcher);
-	ev_idle_stop(c->loop, &c->backlog_watcher);
-	rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
+	wakeup_detach(&c->wakeup);
 	close_queue = rd_kafka_queue_new(c->rk);
 	error = rd_kafka_consumer_close_queue(c->rk, close_queue);
 	if (error != NULL) {
@@ -855,8 +818,6 @@ out_destroy_queues:
 	rd_kafka_queue_destroy(close_queue);
 	rd_kafka_queue_destroy(c->queue);
 	rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-	close(c->pipe_fds[0]);
-	close(c->pipe_fds[1]);
 	free(c);
 	return rc;
 }

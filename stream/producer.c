@@ -1,13 +1,11 @@
 /*
  * producer: librdkafka producer with delivery reports served by a libev loop.
  *
- * The main queue's io event writes to a non-blocking pipe when the queue goes
- * from empty to non-empty; the ev_io watcher empties the pipe and serves the
- * queue with rd_kafka_poll(rk, 0) a bounded number of times. If the queue is
- * still not empty then, an ev_idle watcher keeps serving it on the next loop
- * iterations, since no new pipe write would come for what is left.
+ * The main queue is served on the loop by stream/wakeup (pipe + idle
+ * watcher), with rd_kafka_poll(rk, 0) a bounded number of times per wakeup.
  */
 #include "producer.h"
+#include "wakeup.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -27,9 +25,7 @@ struct producer {
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *main_queue;
 	struct ev_loop *loop;
-	ev_io pipe_watcher;
-	ev_idle backlog_watcher;
-	int pipe_fds[2];
+	struct wakeup wakeup;
 	void (*on_error)(const char *what, bool fatal, void *opaque);
 	void *opaque;
 	struct producer_counts counts;
@@ -88,33 +84,13 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	       reason);
 }
 
-static void drain(struct producer *p)
+/* Serves delivery reports and errors, a bounded number per wakeup (struct wakeup calls it). */
+static void drain(void *opaque)
 {
+	struct producer *p = opaque;
 	for (int i = 0; i < MAX_POLLS_PER_WAKEUP; i++)
 		if (rd_kafka_poll(p->rk, 0) == 0)
 			break;
-	if (rd_kafka_queue_length(p->main_queue) > 0)
-		ev_idle_start(p->loop, &p->backlog_watcher);
-	else
-		ev_idle_stop(p->loop, &p->backlog_watcher);
-}
-
-static void pipe_ready(struct ev_loop *loop, ev_io *watcher, int revents)
-{
-	struct producer *p = watcher->data;
-	char buf[64];
-	(void)loop;
-	(void)revents;
-	while (read(p->pipe_fds[0], buf, sizeof buf) > 0)
-		;
-	drain(p);
-}
-
-static void backlog_ready(struct ev_loop *loop, ev_idle *watcher, int revents)
-{
-	(void)loop;
-	(void)revents;
-	drain(watcher->data);
 }
 
 static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
@@ -147,10 +123,6 @@ struct producer *producer_new(const struct producer_config *config, struct ev_lo
 	p->loop = loop;
 	p->on_error = config->on_error;
 	p->opaque = config->opaque;
-	if (pipe2(p->pipe_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-		set_errstr(errstr, errstr_size, "producer: pipe: %s", strerror(errno));
-		goto out_free;
-	}
 	conf = rd_kafka_conf_new();
 	if (conf_set(conf, "bootstrap.servers", config->brokers, errstr, errstr_size) != 0 ||
 	    conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
@@ -177,19 +149,17 @@ struct producer *producer_new(const struct producer_config *config, struct ev_lo
 	}
 	/* conf now belongs to p->rk */
 	p->main_queue = rd_kafka_queue_get_main(p->rk);
-	rd_kafka_queue_io_event_enable(p->main_queue, p->pipe_fds[1], "1", 1);
-	ev_io_init(&p->pipe_watcher, pipe_ready, p->pipe_fds[0], EV_READ);
-	p->pipe_watcher.data = p;
-	ev_idle_init(&p->backlog_watcher, backlog_ready);
-	p->backlog_watcher.data = p;
-	ev_io_start(loop, &p->pipe_watcher);
-	ev_idle_start(loop, &p->backlog_watcher);
+	if (wakeup_attach(&p->wakeup, loop, p->main_queue, drain, p, detail, sizeof detail) != 0) {
+		set_errstr(errstr, errstr_size, "producer: %s", detail);
+		rd_kafka_queue_destroy(p->main_queue);
+		rd_kafka_destroy(p->rk);
+		goto out_free;
+	}
+	wakeup_start(&p->wakeup);
 	return p;
 
 out_destroy_conf:
 	rd_kafka_conf_destroy(conf);
-	close(p->pipe_fds[0]);
-	close(p->pipe_fds[1]);
 out_free:
 	free(p);
 	return NULL;
@@ -274,14 +244,10 @@ void producer_free(struct producer *p)
 {
 	if (p == NULL)
 		return;
-	ev_io_stop(p->loop, &p->pipe_watcher);
-	ev_idle_stop(p->loop, &p->backlog_watcher);
-	rd_kafka_queue_io_event_enable(p->main_queue, -1, NULL, 0);
+	wakeup_detach(&p->wakeup);
 	rd_kafka_queue_destroy(p->main_queue);
 	/* nothing more is served: drop what is left rather than wait for it */
 	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_destroy(p->rk);
-	close(p->pipe_fds[0]);
-	close(p->pipe_fds[1]);
 	free(p);
 }
