@@ -281,27 +281,44 @@ out_close:
 	return status;
 }
 
-int cli_checkpoint(int argc, char **argv)
+/*
+ * Parses "--state DIR" and, when other is not NULL, "--OTHER VALUE": both
+ * required, nothing else allowed. @returns 0, or 2 after printing usage.
+ */
+static int parse_state_and(int argc, char **argv, const char *command, const char *other,
+			   const char **state_dir, const char **other_value, const char *usage)
 {
-	static const struct option options[] = {{"state", required_argument, NULL, 's'},
-						{"to", required_argument, NULL, 't'},
-						{NULL, 0, NULL, 0}};
-	const char *dir = NULL, *to = NULL;
-	char errstr[512];
+	struct option options[] = {{"state", required_argument, NULL, 's'},
+				   {other, required_argument, NULL, 'o'},
+				   {NULL, 0, NULL, 0}};
 	int opt;
+	if (other == NULL)
+		options[1] = options[2]; /* --state alone */
+	*state_dir = NULL;
+	if (other_value != NULL)
+		*other_value = NULL;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		if (opt == 's')
-			dir = optarg;
-		else if (opt == 't')
-			to = optarg;
+			*state_dir = optarg;
+		else if (opt == 'o' && other_value != NULL)
+			*other_value = optarg;
 		else
 			return 2;
 	}
-	if (dir == NULL || to == NULL || optind != argc) {
-		fprintf(stderr, "streamrec checkpoint: expected --state DIR --to NEW_DIR\n");
+	if (*state_dir == NULL || (other != NULL && *other_value == NULL) || optind != argc) {
+		fprintf(stderr, "streamrec %s: expected %s\n", command, usage);
 		return 2;
 	}
+	return 0;
+}
+
+int cli_checkpoint(int argc, char **argv)
+{
+	const char *dir, *to;
+	char errstr[512];
+	if (parse_state_and(argc, argv, "checkpoint", "to", &dir, &to, "--state DIR --to NEW_DIR"))
+		return 2;
 	struct state *state = open_state("checkpoint", dir);
 	if (state == NULL)
 		return 1;
@@ -317,25 +334,10 @@ int cli_checkpoint(int argc, char **argv)
 /* streamrec export --state DIR --out FILE / import --in FILE --state NEW_DIR */
 int cli_export(int argc, char **argv)
 {
-	static const struct option options[] = {{"state", required_argument, NULL, 's'},
-						{"out", required_argument, NULL, 'o'},
-						{NULL, 0, NULL, 0}};
-	const char *dir = NULL, *out = NULL;
+	const char *dir, *out;
 	char errstr[512];
-	int opt;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		if (opt == 's')
-			dir = optarg;
-		else if (opt == 'o')
-			out = optarg;
-		else
-			return 2;
-	}
-	if (dir == NULL || out == NULL || optind != argc) {
-		fprintf(stderr, "streamrec export: expected --state DIR --out FILE\n");
+	if (parse_state_and(argc, argv, "export", "out", &dir, &out, "--state DIR --out FILE"))
 		return 2;
-	}
 	struct state *state = open_state("export", dir);
 	if (state == NULL)
 		return 1;
@@ -350,25 +352,10 @@ int cli_export(int argc, char **argv)
 
 int cli_import(int argc, char **argv)
 {
-	static const struct option options[] = {{"state", required_argument, NULL, 's'},
-						{"in", required_argument, NULL, 'i'},
-						{NULL, 0, NULL, 0}};
-	const char *dir = NULL, *in = NULL;
+	const char *dir, *in;
 	char errstr[512];
-	int opt;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		if (opt == 's')
-			dir = optarg;
-		else if (opt == 'i')
-			in = optarg;
-		else
-			return 2;
-	}
-	if (dir == NULL || in == NULL || optind != argc) {
-		fprintf(stderr, "streamrec import: expected --in FILE --state NEW_DIR\n");
+	if (parse_state_and(argc, argv, "import", "in", &dir, &in, "--in FILE --state NEW_DIR"))
 		return 2;
-	}
 	long n = state_import(dir, in, errstr, sizeof errstr);
 	if (n < 0) {
 		fprintf(stderr, "streamrec import: %s\n", errstr);
@@ -381,22 +368,10 @@ int cli_import(int argc, char **argv)
 /* streamrec digest --state DIR: the state's digest and step (equal digests: equal models) */
 int cli_digest(int argc, char **argv)
 {
-	static const struct option options[] = {{"state", required_argument, NULL, 's'},
-						{NULL, 0, NULL, 0}};
-	const char *dir = NULL;
+	const char *dir;
 	char errstr[512];
-	int opt;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		if (opt == 's')
-			dir = optarg;
-		else
-			return 2;
-	}
-	if (dir == NULL || optind != argc) {
-		fprintf(stderr, "streamrec digest: expected --state DIR\n");
+	if (parse_state_and(argc, argv, "digest", NULL, &dir, NULL, "--state DIR"))
 		return 2;
-	}
 	struct state *state = open_state("digest", dir);
 	if (state == NULL)
 		return 1;
