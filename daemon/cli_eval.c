@@ -90,14 +90,10 @@ static int parse_weight(const char *text, struct model_config *config)
 	return -1;
 }
 
-static const char *const format_names[] = {"auto",      "csv",          "avro",
-					   "movielens", "retailrocket", "taobao"};
-
-static void print_row(const char *name, const struct prequential_scores *s, size_t k)
+static void print_row(const char *name, const struct prequential_scores *s)
 {
 	printf("| %-10s | %8.4f | %8.4f | %8.4f | %8.4f | %8llu |\n", name, s->hit_rate, s->ndcg,
 	       s->mrr, s->coverage, (unsigned long long)s->tests);
-	(void)k;
 }
 
 int cli_eval(int argc, char **argv)
@@ -134,13 +130,8 @@ int cli_eval(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		int rc = 0;
 		switch (opt) {
-		case 'f': {
-			int found = -1;
-			for (int f = 0; f < (int)(sizeof format_names / sizeof format_names[0]);
-			     f++)
-				if (strcmp(optarg, format_names[f]) == 0)
-					found = f;
-			if (found < 0) {
+		case 'f':
+			if (!eventlog_format_from_name(optarg, &read_options.format)) {
 				fprintf(
 				    stderr,
 				    "streamrec eval: --format: must be auto, csv, avro, movielens, "
@@ -148,9 +139,7 @@ int cli_eval(int argc, char **argv)
 				    optarg);
 				return 2;
 			}
-			read_options.format = (enum eventlog_format)found;
 			break;
-		}
 		case 'R':
 			rc = parse_real("min-rating", optarg, -1e9, 1e9,
 					&read_options.movielens_min_rating);
@@ -311,8 +300,8 @@ int cli_eval(int argc, char **argv)
 	printf("\n| ranking    | HR@%-5zu | NDCG@%-3zu | MRR      | coverage | tests    |\n", pc.k,
 	       pc.k);
 	printf("|------------|----------|----------|----------|----------|----------|\n");
-	print_row("streamrec", &r.model, pc.k);
-	print_row("popularity", &r.popularity, pc.k);
+	print_row("streamrec", &r.model);
+	print_row("popularity", &r.popularity);
 	printf("\nreplay: %.0f events/s (learn + rank both lists, 1 thread); %llu tests skipped "
 	       "(item excluded by the protocol)\n",
 	       r.events_per_s, (unsigned long long)r.skipped_excluded);

@@ -72,7 +72,7 @@ int cli_replay(int argc, char **argv)
 					     &commit_every);
 			break;
 		case 'f':
-			if (eventlog_format_from_name(optarg, &read_options.format) != 0) {
+			if (!eventlog_format_from_name(optarg, &read_options.format)) {
 				fprintf(stderr, "streamrec replay: --format: unknown format '%s'\n",
 					optarg);
 				return 2;

@@ -75,3 +75,13 @@ def test_bad_inputs_are_refused(learned, tmp_path):
     assert missing.returncode == 1 and "not in the state" in missing.stderr
     usage = run("inspect", "--state", state, check=False)
     assert usage.returncode == 2
+
+
+def test_replay_and_eval_take_an_explicit_format(learned, tmp_path):
+    root, events, _, digest = learned
+    out = run("replay", "--state", tmp_path / "s", "--format", "csv", "--digest", events)
+    assert re.search(r"digest (\w+) step (\d+)", out.stdout).group(0) == digest
+    assert "streamrec" in run("eval", "--format", "csv", "--test-every", "20", events).stdout
+    for command in (["replay", "--state", tmp_path / "t"], ["eval"]):
+        refused = run(*command, "--format", "xml", events, check=False)
+        assert refused.returncode == 2 and "'xml'" in refused.stderr
