@@ -28,6 +28,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "assign.h"
+#include "catalog.h"
 #include "codec.h"
 #include "config.h"
 #include "consumer.h"
@@ -79,10 +80,8 @@ struct daemon {
 	struct position positions[MAX_PARTITIONS], inflight[MAX_PARTITIONS];
 	size_t position_count, inflight_count;
 
-	/* the catalogue, from the compacted items topic: 0 = never listed
-	 * (out of stock or retired); items the catalogue never named are listed */
-	uint8_t *eligible;
-	size_t eligible_capacity;
+	/* the catalogue, from the compacted items topic: listing and categories */
+	struct catalog *catalog;
 
 	ev_timer refresh_timer, commit_timer, watchdog_timer;
 	ev_signal sigint, sigterm, sighup, sigusr1;
@@ -262,20 +261,26 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 		fail(d, errstr);
 		return;
 	}
-	if ((size_t)index >= d->eligible_capacity) {
-		size_t cap = d->eligible_capacity ? d->eligible_capacity : 4096;
-		while (cap <= index)
-			cap *= 2;
-		uint8_t *grown = realloc(d->eligible, cap);
-		if (grown == NULL) {
+	if (catalog_set_listed(d->catalog, index, listed) != 0) {
+		fail(d, "out of memory for the catalogue");
+		return;
+	}
+	/* a new item of a known category starts at its category's mean */
+	const uint32_t *members;
+	size_t member_count;
+	if (m->value != NULL && item.has_category) {
+		if (catalog_set_category(d->catalog, index, item.category, &members,
+					 &member_count) != 0) {
 			fail(d, "out of memory for the catalogue");
 			return;
 		}
-		memset(grown + d->eligible_capacity, 1, cap - d->eligible_capacity);
-		d->eligible = grown;
-		d->eligible_capacity = cap;
+		for (size_t v = 0; v < d->variant_count; v++)
+			if (model_seed_item(state_model(d->state, v), index, hash, members,
+					    member_count, errstr, sizeof errstr) < 0) {
+				fail(d, errstr);
+				return;
+			}
 	}
-	d->eligible[index] = listed;
 }
 
 static void on_message(const struct consumer_message *m, void *opaque)
@@ -420,7 +425,7 @@ static size_t refresh(struct daemon *d)
 			goto out_free;
 		for (size_t i = 0; i < items_known; i++)
 			listable[i] =
-			    (d->eligible == NULL || i >= d->eligible_capacity || d->eligible[i]) &&
+			    catalog_listed(d->catalog, (uint32_t)i) &&
 			    model_item_count_of(model, (uint32_t)i) >= d->config.min_item_events;
 		int rc = model_recommend(model, d->topk, slots, counts[v], variant_k, listable,
 					 results, lengths, errstr, sizeof errstr);
@@ -712,7 +717,10 @@ int main(int argc, char **argv)
 	d->metrics = d->codec ? metrics_new(names, d->variant_count, errstr, sizeof errstr) : NULL;
 	struct topk_config tc = {.max_batch = d->config.refresh_batch, .max_k = 1000};
 	d->topk = d->metrics ? topk_new(&tc, errstr, sizeof errstr) : NULL;
-	if (d->topk == NULL) {
+	d->catalog = d->topk ? catalog_new() : NULL;
+	if (d->topk != NULL && d->catalog == NULL)
+		snprintf(errstr, sizeof errstr, "out of memory for the catalogue");
+	if (d->catalog == NULL) {
 		fprintf(stderr, "streamrecd: %s\n", errstr);
 		goto out_free;
 	}
@@ -836,6 +844,6 @@ out_free:
 	free(d->queued);
 	free(d->trigger_ts);
 	free(d->last_refresh_ms);
-	free(d->eligible);
+	catalog_free(d->catalog);
 	return status;
 }

@@ -827,6 +827,52 @@ out_free:
 	return rc;
 }
 
+long model_seed_item(struct model *model, uint32_t item, uint64_t hash, const uint32_t *from,
+		     size_t from_count, char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	if (ensure_item(m, item, hash) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory for item %u", item);
+		return -1;
+	}
+	if (popularity_count(m->popularity, item) > 0)
+		return 0;
+	/* sums in double: a category can hold many items */
+	double *sum = calloc(2 * m->dim + 1, sizeof *sum);
+	if (sum == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory seeding item %u", item);
+		return -1;
+	}
+	long used = 0;
+	for (size_t j = 0; j < from_count; j++) {
+		uint32_t other = from[j];
+		if (other == item || (size_t)other >= m->items || !m->item_ready[other] ||
+		    popularity_count(m->popularity, other) == 0)
+			continue;
+		const float *q = m->matrix + (size_t)other * m->stride;
+		const float *y = m->y + (size_t)other * m->dim;
+		for (size_t k = 0; k < m->dim; k++) {
+			sum[k] += q[k];
+			sum[m->dim + k] += y[k];
+		}
+		sum[2 * m->dim] += m->scalar[other].bias;
+		used++;
+	}
+	if (used > 0) {
+		float *q = m->matrix + (size_t)item * m->stride;
+		float *y = m->y + (size_t)item * m->dim;
+		for (size_t k = 0; k < m->dim; k++) {
+			q[k] = (float)(sum[k] / (double)used);
+			y[k] = (float)(sum[m->dim + k] / (double)used);
+		}
+		m->scalar[item].bias = (float)(sum[2 * m->dim] / (double)used);
+		refresh_bias_column(m, item);
+		mark_item(m, item);
+	}
+	free(sum);
+	return used;
+}
+
 uint64_t model_item_count_of(const struct model *model, uint32_t item)
 {
 	return popularity_count(model->popularity, item);

@@ -207,6 +207,17 @@ const float *model_item_intent_vector(const struct model *model, uint32_t item);
 float model_item_bias(const struct model *model, uint32_t item);
 
 /**
+ * @brief Cold start of a new item: give item (index, id hash) the mean q, y
+ * and bias of the items in from[] that have been learned on (count > 0),
+ * typically the other items of its catalogue category. Only an item nothing
+ * was learned on yet is seeded; a learned item keeps its parameters.
+ * @returns the number of items averaged (0: item left as it was), or -1
+ * with errstr filled (out of memory).
+ */
+long model_seed_item(struct model *model, uint32_t item, uint64_t hash, const uint32_t *from,
+		     size_t from_count, char *errstr, size_t errstr_size);
+
+/**
  * @brief A 64-bit digest of every parameter and counter (for determinism
  * checks: equal digests mean bit-identical state, in practice).
  */

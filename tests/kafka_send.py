@@ -12,17 +12,19 @@ def send_raw(bootstrap, topic, payloads):
 
 
 def send_item_events(bootstrap, topic, items):
-    """items: (item_id, in_stock) pairs; in_stock None sends a tombstone (retired)."""
+    """items: (item_id, in_stock) or (item_id, in_stock, category) tuples;
+    in_stock None sends a tombstone (retired)."""
     import fastavro, io, json
     from harness import SCHEMAS
     schema = fastavro.parse_schema(json.loads((SCHEMAS / "item_event.avsc").read_text()))
     lines = []
-    for item_id, in_stock in items:
+    for item_id, in_stock, *category in items:
         if in_stock is None:
             lines.append(f"key={item_id.encode().hex()} -")
         else:
             buf = io.BytesIO()
-            fastavro.schemaless_writer(buf, schema, {"item_id": item_id, "category": None,
+            fastavro.schemaless_writer(buf, schema, {"item_id": item_id,
+                                                     "category": category[0] if category else None,
                                                      "price": None, "in_stock": in_stock,
                                                      "ts": 1700000000000})
             lines.append(f"key={item_id.encode().hex()} {buf.getvalue().hex()}")

@@ -347,6 +347,39 @@ def test_out_of_stock_and_retired_items_never_appear(daemon):
     assert daemon.stop() == 0
 
 
+def test_new_items_start_at_their_category_mean(daemon):
+    """An item the catalogue names in a known category, before anyone has
+    touched it, starts from the mean vector of that category's learned items."""
+    daemon.start()
+    daemon.produce(4000, users=200, items=50)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 4000)
+    from kafka_send import send_item_events
+    shoes = [f"item-{i}" for i in range(10)]
+    send_item_events(daemon.broker.bootstrap, daemon.items,
+                     [(i, True, "shoes") for i in shoes] + [("item-new", True, "shoes"),
+                                                            ("item-lone", True, "hats")])
+    time.sleep(3)
+    assert daemon.stop() == 0
+
+    def vector(item):
+        out = subprocess.run([STREAMREC, "inspect", "--state", daemon.dir / "state", "--item",
+                              item], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        count = int(re.search(r"count (\d+)", out.stdout).group(1))
+        q = [float(x) for x in out.stdout.split("q =")[1].split()]
+        return count, q
+
+    learned = [vector(i) for i in shoes]
+    assert all(count > 0 for count, _ in learned)
+    mean = [sum(q[k] for _, q in learned) / len(learned) for k in range(len(learned[0][1]))]
+    count, fresh = vector("item-new")
+    assert count == 0
+    assert max(abs(a - b) for a, b in zip(fresh, mean)) < 0.002, (fresh, mean)
+    # a category with nothing learned in it leaves the random start: far from that mean
+    _, lone = vector("item-lone")
+    assert max(abs(a - b) for a, b in zip(lone, mean)) > 0.01
+
+
 def test_sigusr1_takes_a_checkpoint_while_running(daemon):
     daemon.start()
     daemon.produce(1500)

@@ -77,6 +77,49 @@ static void first_vectors_depend_on_the_id_not_the_index(void **state)
 	model_free(b);
 }
 
+/* A new item of a known category starts at its category's mean (q, y, bias);
+ * a learned item is never overwritten; an empty category leaves the item as is. */
+static void new_items_start_at_their_category_mean(void **state)
+{
+	(void)state;
+	char errstr[256];
+	struct model *m = trained(1, 20000);
+	size_t dim = model_config(m)->dim;
+	const uint32_t category[] = {50, 51, 52, 53, 999}; /* 999: never learned on */
+	uint32_t fresh = ITEMS + 7;
+	float mean_q[64] = {0}, mean_y[64] = {0}, mean_b = 0;
+	for (size_t j = 0; j < 4; j++) {
+		assert_true(model_item_count_of(m, category[j]) > 0);
+		for (size_t k = 0; k < dim; k++) {
+			mean_q[k] += model_item_vector(m, category[j])[k] / 4;
+			mean_y[k] += model_item_intent_vector(m, category[j])[k] / 4;
+		}
+		mean_b += model_item_bias(m, category[j]) / 4;
+	}
+	assert_int_equal(model_seed_item(m, fresh, 4242, category, 5, errstr, sizeof errstr), 4);
+	for (size_t k = 0; k < dim; k++) {
+		assert_float_equal(model_item_vector(m, fresh)[k], mean_q[k], 1e-5);
+		assert_float_equal(model_item_intent_vector(m, fresh)[k], mean_y[k], 1e-5);
+	}
+	assert_float_equal(model_item_bias(m, fresh), mean_b, 1e-5);
+
+	/* a learned item keeps what it learned */
+	float before[64];
+	memcpy(before, model_item_vector(m, 60), dim * sizeof(float));
+	assert_int_equal(
+	    model_seed_item(m, 60, 999983u * 60 + 5, category, 4, errstr, sizeof errstr), 0);
+	assert_memory_equal(model_item_vector(m, 60), before, dim * sizeof(float));
+
+	/* nothing learned in the category: the item keeps its seeded random start */
+	const uint32_t unlearned[] = {fresh + 1};
+	assert_int_equal(model_seed_item(m, fresh + 2, 7, unlearned, 1, errstr, sizeof errstr), 0);
+	float norm = 0;
+	for (size_t k = 0; k < dim; k++)
+		norm += model_item_vector(m, fresh + 2)[k] * model_item_vector(m, fresh + 2)[k];
+	assert_true(norm > 0);
+	model_free(m);
+}
+
 static void bought_items_are_excluded(void **state)
 {
 	(void)state;
@@ -190,6 +233,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(replay_is_bit_identical),
 	    cmocka_unit_test(first_vectors_depend_on_the_id_not_the_index),
+	    cmocka_unit_test(new_items_start_at_their_category_mean),
 	    cmocka_unit_test(bought_items_are_excluded),
 	    cmocka_unit_test(last_event_moves_the_query_at_once),
 	    cmocka_unit_test(cold_users_get_the_trending_list),
