@@ -1025,7 +1025,13 @@ int config_load(const char *path, struct config *out, char *errstr, size_t errst
 	}
 	int parse_error = ini_parse_stream(read_line, p, handle, p);
 	if (ferror(p->file)) {
-		snprintf(errstr, errstr_size, "%s: read error after line %d", path, p->lineno);
+		int err = errno;
+		if (p->lineno == 0 && err == EISDIR)
+			snprintf(errstr, errstr_size, "%s: is a directory, not a configuration file",
+				 path);
+		else
+			snprintf(errstr, errstr_size, "%s: read error after line %d: %s", path,
+				 p->lineno, strerror(err));
 		goto out_close;
 	}
 	/* inih's first error line is either ours or a line it could not parse */

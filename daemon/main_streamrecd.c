@@ -640,10 +640,13 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
-static void usage(void)
+static void usage(FILE *out)
 {
-	fprintf(stderr, "usage: streamrecd --config FILE [--check]\n"
-			"       streamrecd --print-config-reference | --print-default-config\n");
+	fprintf(out, "usage: streamrecd --config FILE [--check]\n"
+		     "       streamrecd --print-config-reference | --print-default-config\n"
+		     "  --check  load the configuration and open the state, then exit\n"
+		     "signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
+		     "         USR1 writes a checkpoint of the state\n");
 }
 
 int main(int argc, char **argv)
@@ -660,6 +663,13 @@ int main(int argc, char **argv)
 			config_path = argv[++i];
 		else if (strcmp(argv[i], "--check") == 0)
 			check_only = true;
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--config") == 0) {
+			fprintf(stderr, "streamrecd: --config needs a FILE\n");
+			return 2;
+		}
 		else if (strcmp(argv[i], "--print-config-reference") == 0) {
 			config_print_reference(stdout);
 			return 0;
@@ -668,12 +678,12 @@ int main(int argc, char **argv)
 			return 0;
 		} else {
 			fprintf(stderr, "streamrecd: unknown argument '%s'\n", argv[i]);
-			usage();
+			usage(stderr);
 			return 2;
 		}
 	}
 	if (config_path == NULL) {
-		usage();
+		usage(stderr);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

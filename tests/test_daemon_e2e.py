@@ -5,6 +5,7 @@ daemon as a child process on loopback.
 """
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -378,6 +379,30 @@ def test_new_items_start_at_their_category_mean(daemon):
     # a category with nothing learned in it leaves the random start: far from that mean
     _, lone = vector("item-lone")
     assert max(abs(a - b) for a, b in zip(lone, mean)) > 0.01
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) missing")
+def test_metrics_are_valid_prometheus_exposition(daemon):
+    """/metrics, with every kind of series filled in, passes promtool's parser and linter."""
+    daemon.start()
+    daemon.produce(2000, users=100, items=50)
+    send_raw(daemon.broker.bootstrap, daemon.events, [b"garbage", b"\x00\x00\x00\x00\x07xx"])
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2000
+                           and daemon.metric("streamrec_dlq_messages_total") >= 2)
+    status, body = daemon.get("/metrics")
+    assert status == 200
+    for family in ("streamrec_freshness_seconds_bucket", "streamrec_consumer_lag",
+                   "streamrec_invalid_events_total"):
+        assert family in body
+    out = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "" and out.stderr.strip() == "", \
+        out.stdout + out.stderr
+    # promtool can fail: a broken exposition is refused
+    broken = subprocess.run(["promtool", "check", "metrics"], input=body.replace(" ", "", 20),
+                            capture_output=True, text=True)
+    assert broken.returncode != 0
+    assert daemon.stop() == 0
 
 
 def test_sigusr1_takes_a_checkpoint_while_running(daemon):

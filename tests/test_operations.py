@@ -1,0 +1,93 @@
+"""What an operator meets before the daemon runs: configuration errors, the
+command line, and the systemd unit (verified, and its exposure measured)."""
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from harness import BUILD, ROOT
+
+STREAMRECD = BUILD / "streamrecd"
+
+
+def run(*args):
+    return subprocess.run([STREAMRECD, *map(str, args)], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("[state]\ndir = {dir}\ncommit_interval_ms = banana\n",
+     r"^streamrecd: .*bad\.conf:3: state\.commit_interval_ms: expected a duration"),
+    ("[state]\ndir = {dir}\ncomit_interval_ms = 5s\n",
+     r"^streamrecd: .*bad\.conf:3: unknown key 'comit_interval_ms' in \[state\] "
+     r"\(did you mean 'commit_interval_ms'\?\)"),
+    ("[stat]\ndir = {dir}\n", r"^streamrecd: .*bad\.conf:1: unknown section \[stat\]"),
+    ("[refresh]\nk = 0\n[state]\ndir = {dir}\n", r"^streamrecd: .*bad\.conf:2: refresh\.k: "),
+])
+def test_a_bad_configuration_gives_one_message_naming_file_and_line(tmp_path, body, message):
+    path = tmp_path / "bad.conf"
+    path.write_text(body.format(dir=tmp_path / "state"))
+    out = run("--config", path, "--check")
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "state").exists(), "nothing is created from a refused configuration"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p / "missing.conf", "cannot open: No such file or directory"),
+    (lambda p: p, "is a directory, not a configuration file"),
+])
+def test_an_unreadable_configuration_file_is_named(tmp_path, make, message):
+    out = run("--config", make(tmp_path), "--check")
+    assert out.returncode != 0
+    assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+
+
+def test_the_command_line_is_checked():
+    assert run("--help").returncode == 0 and "usage: streamrecd" in run("--help").stdout
+    out = run("--frobnicate")
+    assert out.returncode == 2 and "unknown argument '--frobnicate'" in out.stderr
+    out = run("--config")
+    assert out.returncode == 2 and "--config needs a FILE" in out.stderr
+
+
+def test_a_good_configuration_checks_clean(tmp_path):
+    path = tmp_path / "ok.conf"
+    path.write_text(f"[state]\ndir = {tmp_path / 'state'}\n"
+                    "[kafka]\nbootstrap.servers = 127.0.0.1:9\n")
+    out = run("--config", path, "--check")
+    assert out.returncode == 0, out.stderr
+    assert "are fine" in out.stdout
+
+
+@pytest.fixture
+def unit(tmp_path):
+    """The unit as `make install` writes it, pointing at the build's binaries."""
+    text = (ROOT / "systemd" / "streamrecd.service").read_text()
+    text = (text.replace("@BINDIR@", str(BUILD)).replace("@SYSCONFDIR@", str(tmp_path))
+            .replace("@DOCDIR@", str(ROOT)))
+    path = tmp_path / "streamrecd.service"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_the_unit_verifies(unit):
+    out = subprocess.run(["systemd-analyze", "verify", "--man=no", unit], capture_output=True,
+                         text=True)
+    problems = [l for l in out.stderr.splitlines() if "streamrecd.service" in l]
+    assert out.returncode == 0 and not problems, out.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_the_unit_exposure_is_low(unit):
+    """The README records this figure; --threshold fails the command above it."""
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=20",
+                          unit], capture_output=True, text=True)
+    level = re.search(r"Overall exposure level for streamrecd\.service: ([\d.]+) (\w+)",
+                      out.stdout)
+    assert level, out.stdout + out.stderr
+    assert out.returncode == 0 and float(level.group(1)) <= 2.0, out.stdout[-2000:]
