@@ -52,7 +52,7 @@ BINS       := $(patsubst daemon/main_%.c,$(BUILD)/%,$(MAIN_SRCS))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
-TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send
+TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read
 
 .PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench install clean format
 .DELETE_ON_ERROR:
@@ -100,6 +100,9 @@ $(BUILD)/tests/integration/%: $(BUILD)/asan/tests/integration/%.o $(ASAN_OBJS) $
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -lcmocka -o $@
 
 $(BUILD)/tests/kafka_send: $(BUILD)/asan/tests/tools/kafka_send.o
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
+$(BUILD)/tests/kafka_read: $(BUILD)/asan/tests/tools/kafka_read.o
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
 

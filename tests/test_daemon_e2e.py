@@ -136,16 +136,67 @@ def test_events_become_fresh_recommendations(daemon):
     assert daemon.stop() == 0
 
 
+def avro_long(n):
+    n = (n << 1) ^ (n >> 63)
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if not n:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+
+
+def avro_string(text):
+    data = text.encode()
+    return avro_long(len(data)) + data
+
+
+def user_event(user, item="item-1", etype=1, ts=None):
+    """A raw Avro UserEvent body, written by hand so it can be bent out of shape."""
+    ts = int(time.time() * 1000) if ts is None else ts
+    return (avro_string("ev-" + user) + avro_string(user) + avro_string(item) + avro_long(etype)
+            + avro_long(ts) + avro_long(0) + avro_long(0) + avro_long(0))
+
+
 def test_bad_input_goes_to_the_dead_letter_topic(daemon):
+    """Each kind of bad message lands in the dead-letter topic, byte for byte,
+    with headers naming its reason and where it came from; every good event
+    around them is applied."""
+    good = user_event("u-good")
+    bad = {
+        "empty": b"",
+        "malformed": b"\x01garbage",  # not Confluent's magic 0, and not Avro either
+        "unknown_schema_id": b"\x00" + (999).to_bytes(4, "big") + good,
+        "truncated": good[:-4],
+        "invalid_enum": user_event("u-enum", etype=9),
+        "id_too_long": user_event("u" * 300),
+        "future_timestamp": user_event("u-future", ts=int(time.time() * 1000) + 3 * 86400000),
+        "trailing_bytes": good + b"\x00\x00",
+    }
     daemon.start()
     daemon.produce(500)
-    # garbage between good events: bad magic/truncated/empty/invalid enum
-    send_raw(daemon.broker.bootstrap, daemon.events,
-             [b"\x01garbage", b"", b"\x02e\x02u\x02i\x12\x02\x00\x00\x00", b"\x00\x00\x00\x00\x63abc"])
+    send_raw(daemon.broker.bootstrap, daemon.events, list(bad.values()))
     daemon.produce(500, seed=2)
-    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1000), daemon.logtext()
-    assert daemon.wait_for(lambda: daemon.metric("streamrec_dlq_messages_total") >= 4)
-    assert daemon.metric("streamrec_invalid_events_total") == 4
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1000), \
+        daemon.logtext()
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_dlq_messages_total") >= len(bad))
+    out = subprocess.run([BUILD / "tests" / "kafka_read", daemon.broker.bootstrap, daemon.dlq,
+                          str(len(bad)), "20000"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    letters = {}
+    for line in out.stdout.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split())
+        letters[fields["header.streamrec.reason"]] = fields
+    assert sorted(letters) == sorted(bad), letters.keys()
+    for reason, message in bad.items():
+        letter = letters[reason]
+        assert letter["value"] == (message.hex() or "-"), reason
+        assert letter["header.streamrec.source.topic"] == daemon.events
+        assert int(letter["header.streamrec.source.offset"]) >= 0
+        assert letter["header.streamrec.source.partition"] in ("0", "1", "2")
+    for reason in bad:
+        assert daemon.metric(f'streamrec_invalid_events_total{{reason="{reason}"}}') == 1, reason
+    assert daemon.metric("streamrec_updates_total") == 1000  # good ones all applied, once
     assert daemon.stop() == 0
 
 
