@@ -175,7 +175,14 @@ static const struct option options[] = {
      NULL},
     {"variant.NAME", "policy", OPT_ENUM, ST_ENUM, SCOPE_VARIANT_ONLY,
      offsetof(struct config_variant, policy), "model", 0, 0, policies, 0,
-     "model: the fused model's top-k; popularity: the trending list (a control arm).", NULL},
+     "model: the fused model's top-k; popularity: the all-time popularity list with the same "
+     "exclusions and filters (a control arm).",
+     NULL},
+    {"variant.NAME", "start_from", OPT_STRING, ST_STR, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, start_from), NULL, 0, 0, NULL, 0,
+     "A variant new to the state starts as a copy of this stored variant (same dim, "
+     "recent_items, covis_neighbours); empty: cold. Ignored once the variant exists.",
+     NULL},
 };
 
 #define OPTION_COUNT (sizeof options / sizeof options[0])
@@ -993,9 +1000,15 @@ void config_free(struct config *config)
 {
 	if (config == NULL)
 		return;
-	for (size_t i = 0; i < OPTION_COUNT; i++)
-		if (options[i].storage == ST_STR && options[i].scope == SCOPE_GLOBAL)
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		if (options[i].storage != ST_STR)
+			continue;
+		if (options[i].scope == SCOPE_GLOBAL)
 			free(*(char **)field(&options[i], config, NULL));
+		else if (options[i].scope == SCOPE_VARIANT_ONLY)
+			for (size_t v = 0; v < config->variant_count; v++)
+				free(*(char **)field(&options[i], config, &config->variants[v]));
+	}
 	free(config->path);
 	properties_free(&config->kafka);
 	properties_free(&config->kafka_consumer);
@@ -1027,8 +1040,8 @@ int config_load(const char *path, struct config *out, char *errstr, size_t errst
 	if (ferror(p->file)) {
 		int err = errno;
 		if (p->lineno == 0 && err == EISDIR)
-			snprintf(errstr, errstr_size, "%s: is a directory, not a configuration file",
-				 path);
+			snprintf(errstr, errstr_size,
+				 "%s: is a directory, not a configuration file", path);
 		else
 			snprintf(errstr, errstr_size, "%s: read error after line %d: %s", path,
 				 p->lineno, strerror(err));

@@ -53,6 +53,8 @@ struct config_variant {
 	unsigned k; /**< length of the published lists */
 	struct model_config model;
 	int line; /**< line of the [variant.NAME] header (0: the implicit "control") */
+	/** A new variant's starting point: a stored variant's name, or NULL (cold). */
+	char *start_from;
 };
 
 /** A librdkafka property, passed verbatim to rd_kafka_conf_set(). */
