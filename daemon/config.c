@@ -90,7 +90,14 @@ static const struct option options[] = {
     {"output", "topic", OPT_STRING, ST_STR, G(output_topic), "recs", 0, 0, NULL, OPT_NONEMPTY,
      "Kafka topic the Recommendation records are published to.", NULL},
     {"state", "dir", OPT_STRING, ST_STR, G(state_dir), NULL, 0, 0, NULL,
-     OPT_REQUIRED | OPT_NONEMPTY, "RocksDB state directory (required).", "/var/lib/streamrec"},
+     OPT_REQUIRED | OPT_NONEMPTY,
+     "RocksDB state directory (required). SIGUSR1 checkpoints go beside it, into "
+     "<dir>.checkpoints/.",
+     "/var/lib/streamrec/state"},
+    {"state", "log_dir", OPT_STRING, ST_STR, G(state_log_dir), "", 0, 0, NULL, 0,
+     "Directory of RocksDB's own LOG file; empty: $LOGS_DIRECTORY when systemd sets it, "
+     "else inside the state directory.",
+     NULL},
     {"state", "commit_interval_ms", OPT_DURATION, ST_U64, G(commit_interval_ms), "5s", 100, 600000,
      NULL, OPT_RELOAD | OPT_BOUNDED,
      "How often changed rows and offsets are written (a crash replays at most this much).", NULL},
@@ -1318,8 +1325,8 @@ void config_print_default_file(FILE *out)
 			 type_name(o, type, sizeof type), bounds[0] ? ", " : "", bounds,
 			 o->flags & OPT_RELOAD ? ", reloadable" : "");
 		print_comment(out, line);
-		if (o->flags & OPT_REQUIRED) {
-			fprintf(out, "#%s = %s\n", o->key, o->example);
+		if (o->flags & OPT_REQUIRED) { /* set, so the file works as installed */
+			fprintf(out, "%s = %s\n", o->key, o->example);
 			continue;
 		}
 		format_value(o, const_field(o, &defaults, &defaults.defaults), value, sizeof value);
@@ -1345,7 +1352,7 @@ void config_print_default_file(FILE *out)
 		"# librdkafka properties, passed verbatim to rd_kafka_conf_set() for both the\n"
 		"# consumer and the producer (SASL, SSL, ...). bootstrap.servers is required.\n"
 		"# group.id, enable.auto.commit and enable.auto.offset.store are streamrecd's.\n"
-		"#bootstrap.servers = localhost:9092\n"
+		"bootstrap.servers = localhost:9092\n"
 		"#security.protocol = SASL_SSL\n"
 		"\n[kafka.consumer]\n"
 		"# librdkafka properties for the consumer only (override [kafka]).\n"

@@ -79,6 +79,7 @@ struct config {
 	char *output_topic;
 
 	char *state_dir;
+	char *state_log_dir; /**< "" : $LOGS_DIRECTORY, else inside state_dir */
 	uint64_t commit_interval_ms;
 	bool sync_commits;
 	size_t user_cache_users;

@@ -826,6 +826,8 @@ int main(int argc, char **argv)
 				  .start_from = start_from,
 				  .log = log_variant,
 				  .sync_commits = d->config.sync_commits,
+				  .log_dir = d->config.state_log_dir[0] ? d->config.state_log_dir
+									: getenv("LOGS_DIRECTORY"),
 				  .user_cache_users = d->config.user_cache_users,
 				  .user_cache_bytes = d->config.user_cache_bytes};
 	d->state = state_open(&sc, errstr, sizeof errstr);

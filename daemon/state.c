@@ -497,7 +497,10 @@ static int reconcile_variants(struct state *s, const struct state_config *config
 struct state *state_open(const struct state_config *config, char *errstr, size_t errstr_size)
 {
 	struct state *s;
-	struct store_config sc = {.path = config->dir, .sync_commits = config->sync_commits};
+	struct store_config sc = {.path = config->dir,
+				  .sync_commits = config->sync_commits,
+				  .log_dir = config->log_dir && config->log_dir[0] ? config->log_dir
+										   : NULL};
 	char why[512];
 	void *value = NULL;
 	size_t value_len;

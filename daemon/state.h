@@ -48,6 +48,8 @@ struct state_config {
 	void (*log)(const char *line, void *opaque);
 	void *log_opaque;
 	bool sync_commits; /**< fsync the WAL on every commit */
+	/** Directory of RocksDB's LOG file (NULL or "": inside dir). */
+	const char *log_dir;
 	/** Users kept in memory at most (0: no bound); the least recently used
 	 * saved ones are evicted and restored from RocksDB when met again. */
 	size_t user_cache_users;
