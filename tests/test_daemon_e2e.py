@@ -201,11 +201,11 @@ def test_bad_input_goes_to_the_dead_letter_topic(daemon):
     assert daemon.stop() == 0
 
 
-def latest_lists(daemon):
+def latest_lists(daemon, timeout_ms=8000):
     """user -> (variant, [item ids]) of the newest list on the recommendations topic."""
     out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
                           "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
-                          "8000"], capture_output=True, text=True)
+                          str(timeout_ms)], capture_output=True, text=True)
     lists = {}
     for line in out.stdout.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
@@ -498,14 +498,7 @@ def test_lists_learn_the_planted_taste(daemon, tmp_path):
                    capture_output=True)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 60000, 120)
     settled(daemon)
-    out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
-                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
-                          "15000"], capture_output=True, text=True)
-    latest = {}
-    for line in out.stdout.splitlines():
-        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        if "user" in fields and "items" in fields:
-            latest[fields["user"]] = [i.rsplit(":", 1)[0] for i in fields["items"].split(",")]
+    latest = {user: items for user, (_, items) in latest_lists(daemon, 15000).items()}
     users = [u for u in latest if u in main]
     assert len(users) > 300, f"lists for only {len(users)} users"
 
@@ -528,15 +521,7 @@ def test_out_of_stock_and_retired_items_never_appear(daemon):
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 4000)
 
     def lists():
-        out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
-                              "recs", "--topic", daemon.recs, "--from-beginning",
-                              "--timeout-ms", "8000"], capture_output=True, text=True)
-        latest = {}
-        for line in out.stdout.splitlines():
-            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-            if "user" in fields and "items" in fields:
-                latest[fields["user"]] = [i.rsplit(":", 1)[0] for i in fields["items"].split(",")]
-        return latest
+        return {user: items for user, (_, items) in latest_lists(daemon).items()}
 
     before = lists()
     assert any("item-0" in items for items in before.values())
