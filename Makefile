@@ -8,6 +8,8 @@
 #                 against a real Kafka broker started for the run
 #   make fuzz     libFuzzer run of the decoder for FUZZ_SECONDS (default 60)
 #   make bench    benchmarks, printing figures
+#   make bench-peers  streamrec against River, implicit and popularity on one
+#                 stream (DATA=PATH FORMAT=movielens|retailrocket|... for a public one)
 #   make install  PREFIX=/usr/local DESTDIR=
 #   make format   clang-format the tree
 
@@ -54,7 +56,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/u
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
 TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read
 
-.PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench install clean format
+.PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-peers install clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -180,6 +182,24 @@ $(BUILD)/bench/%: bench/%.c $(REL_OBJS)
 bench: all $(BENCH_BINS)
 	@echo "machine: $$(nproc) cores, $$(free -g | awk '/^Mem/ {print $$2}') GiB, $$(lscpu | sed -n 's/^Model name: *//p')"
 	@for b in $(BENCH_BINS); do $$b || exit 1; done
+
+# streamrec against its peers (popularity, River, implicit ALS/BPR) on the
+# same stream under the same prequential protocol: a table in
+# build/bench-results/peers.md. DATA= a public dataset (FORMAT= its format),
+# default a synthetic stream; PEERS_ARGS= more bench/peers.py options.
+BENCH_VENV ?= $(BUILD)/bench-venv
+DATA       ?=
+FORMAT     ?= auto
+PEERS_ARGS ?=
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
+bench-peers: $(BUILD)/streamrec $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/peers.py --streamrec $(BUILD)/streamrec \
+	  --out $(BUILD)/bench-results $(if $(DATA),--data $(DATA) --format $(FORMAT)) $(PEERS_ARGS)
 
 # ---- install, housekeeping ------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 /*
  * cli_eval: `streamrec eval`, the prequential (test-then-train) replay of an
  * event file through one model configuration, with the popularity baseline
- * scored in the same run.
+ * scored in the same run. --export-stream and --json hand the evaluated
+ * stream and the figures to other rankers (bench/peers.py) so that they are
+ * scored on exactly the same test points.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -90,6 +93,86 @@ static int parse_weight(const char *text, struct model_config *config)
 	return -1;
 }
 
+static const char *exclusion_name(enum model_exclusion exclusion)
+{
+	return exclusion == MODEL_EXCLUDE_NONE     ? "none"
+	       : exclusion == MODEL_EXCLUDE_BOUGHT ? "bought"
+						   : "interacted";
+}
+
+/*
+ * --export-stream: the replayed stream in replay order, one event a line:
+ * dense user and item indices, type symbol, the weight the model gave it,
+ * event time, test (1: a test point, 2: a test point skipped because the
+ * item was excluded, 0: not tested) and excludes (1: from this event on the
+ * item is excluded from the user's lists).
+ */
+static int write_stream(const char *path, const struct event_log *log, const uint8_t *flags,
+			const struct model_config *config, char *errstr, size_t errstr_size)
+{
+	FILE *out = fopen(path, "w");
+	if (out == NULL) {
+		snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(out, "user,item,type,weight,ts_ms,test,excludes\n");
+	for (size_t e = 0; e < log->count; e++) {
+		uint8_t f = flags[e];
+		fprintf(out, "%u,%u,%s,%g,%lld,%d,%d\n", log->user[e], log->item[e],
+			event_type_name((enum event_type)log->type[e]),
+			(double)config->event_weight[log->type[e]], (long long)log->ts_ms[e],
+			(f & PREQUENTIAL_TESTED)             ? 1
+			: (f & PREQUENTIAL_SKIPPED_EXCLUDED) ? 2
+							     : 0,
+			(f & PREQUENTIAL_EXCLUDES_ITEM) ? 1 : 0);
+	}
+	int failed = ferror(out);
+	if (fclose(out) != 0 || failed) {
+		snprintf(errstr, errstr_size, "%s: write failed", path);
+		return -1;
+	}
+	return 0;
+}
+
+static void json_scores(FILE *out, const char *name, const struct prequential_scores *s)
+{
+	fprintf(out,
+		"  \"%s\": {\"tests\": %llu, \"recall\": %.17g, \"ndcg\": %.17g, \"mrr\": %.17g, "
+		"\"coverage\": %.17g},\n",
+		name, (unsigned long long)s->tests, s->hit_rate, s->ndcg, s->mrr, s->coverage);
+}
+
+/* --json: the run's configuration and figures, for scripts. */
+static int write_json(const char *path, const struct event_log *log,
+		      const struct model_config *config, const struct prequential_config *pc,
+		      const struct prequential_result *r, char *errstr, size_t errstr_size)
+{
+	FILE *out = fopen(path, "w");
+	if (out == NULL) {
+		snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(out, "{\n  \"events\": %zu, \"users\": %zu, \"items\": %zu,\n", log->count,
+		log->user_count, log->item_count);
+	fprintf(out, "  \"k\": %zu, \"test_every\": %llu, \"warmup\": %llu, \"exclude\": \"%s\",\n",
+		pc->k, (unsigned long long)pc->test_every, (unsigned long long)pc->warmup,
+		exclusion_name(config->exclusion));
+	fprintf(out, "  \"weights\": {");
+	for (int t = 0; t < MODEL_EVENT_TYPES; t++)
+		fprintf(out, "%s\"%s\": %g", t ? ", " : "", event_type_name((enum event_type)t),
+			(double)config->event_weight[t]);
+	fprintf(out, "},\n  \"dim\": %zu, \"negatives\": %u,\n", config->dim, config->negatives);
+	json_scores(out, "model", &r->model);
+	json_scores(out, "popularity", &r->popularity);
+	fprintf(out, "  \"skipped_excluded\": %llu, \"seconds\": %.6f, \"events_per_s\": %.1f\n}\n",
+		(unsigned long long)r->skipped_excluded, r->seconds, r->events_per_s);
+	if (fclose(out) != 0) {
+		snprintf(errstr, errstr_size, "%s: write failed", path);
+		return -1;
+	}
+	return 0;
+}
+
 static void print_row(const char *name, const struct prequential_scores *s)
 {
 	printf("| %-10s | %8.4f | %8.4f | %8.4f | %8.4f | %8llu |\n", name, s->hit_rate, s->ndcg,
@@ -116,10 +199,13 @@ int cli_eval(int argc, char **argv)
 						{"warmup", required_argument, NULL, 'W'},
 						{"max-events", required_argument, NULL, 'm'},
 						{"seed", required_argument, NULL, 'S'},
+						{"export-stream", required_argument, NULL, 'E'},
+						{"json", required_argument, NULL, 'J'},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
 	struct prequential_config pc = {.k = 20, .test_every = 1};
+	const char *export_path = NULL, *json_path = NULL;
 	char errstr[512];
 	long long v;
 	double real;
@@ -223,6 +309,8 @@ int cli_eval(int argc, char **argv)
 			rc = cli_parse_count("eval", "seed", optarg, 0, 1LL << 62, &v);
 			config.seed = (uint64_t)v;
 			break;
+		case 'E': export_path = optarg; break;
+		case 'J': json_path = optarg; break;
 		default: return 2;
 		}
 		if (rc != 0)
@@ -242,6 +330,7 @@ int cli_eval(int argc, char **argv)
 	struct model *model = NULL;
 	struct topk *topk = NULL;
 	uint64_t *user_hash = NULL, *item_hash = NULL;
+	uint8_t *event_flags = NULL;
 	double t0 = cli_monotonic_s();
 	if (eventlog_read(path, &read_options, &log, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
@@ -278,6 +367,14 @@ int cli_eval(int argc, char **argv)
 					    .user_hash = user_hash,
 					    .item_hash = item_hash,
 					    .item_total = log->item_count};
+	if (export_path != NULL) {
+		event_flags = calloc(log->count + 1, 1);
+		if (event_flags == NULL) {
+			fprintf(stderr, "streamrec eval: out of memory\n");
+			goto out_free;
+		}
+		pc.event_flags = event_flags;
+	}
 	struct prequential_result r;
 	if (prequential_run(model, topk, &stream, &pc, &r, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
@@ -290,10 +387,7 @@ int cli_eval(int argc, char **argv)
 	       config.use_taste ? " taste" : "", config.use_intent ? " intent" : "",
 	       config.use_covis ? " covis" : "", config.use_correction ? " correction" : "",
 	       config.dim, (double)config.learning_rate, (double)config.l2, config.negatives,
-	       config.recent_items, (double)config.covis_weight,
-	       config.exclusion == MODEL_EXCLUDE_NONE     ? "none"
-	       : config.exclusion == MODEL_EXCLUDE_BOUGHT ? "bought"
-							  : "interacted");
+	       config.recent_items, (double)config.covis_weight, exclusion_name(config.exclusion));
 	if (pc.test_every > 1 || pc.warmup > 0)
 		printf("sampled: one positive event in %llu tested, first %llu events not tested\n",
 		       (unsigned long long)pc.test_every, (unsigned long long)pc.warmup);
@@ -305,12 +399,20 @@ int cli_eval(int argc, char **argv)
 	printf("\nreplay: %.0f events/s (learn + rank both lists, 1 thread); %llu tests skipped "
 	       "(item excluded by the protocol)\n",
 	       r.events_per_s, (unsigned long long)r.skipped_excluded);
+	if ((export_path != NULL &&
+	     write_stream(export_path, log, event_flags, &config, errstr, sizeof errstr) != 0) ||
+	    (json_path != NULL &&
+	     write_json(json_path, log, &config, &pc, &r, errstr, sizeof errstr) != 0)) {
+		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		goto out_free;
+	}
 	status = 0;
 out_free:
 	topk_free(topk);
 	model_free(model);
 	free(user_hash);
 	free(item_hash);
+	free(event_flags);
 	eventlog_free(log);
 	return status;
 }

@@ -37,7 +37,9 @@ static const struct {
      "           [--dim N] [--lr F] [--l2 F] [--negatives N] [--optimizer adagrad|sgd]\n"
      "           [--recent N] [--covis-weight F] [--correction-weight F]\n"
      "           [--exclude none|bought|interacted] [--weight TYPE=W]...\n"
-     "           [--test-every N] [--warmup N] [--max-events N] [--seed N]"},
+     "           [--test-every N] [--warmup N] [--max-events N] [--seed N]\n"
+     "           [--export-stream CSV: the replayed stream, indices, test points]\n"
+     "           [--json PATH: configuration and figures]"},
     {"gen", cli_gen,
      "write a synthetic event stream with planted structure to a file\n"
      "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"

@@ -83,11 +83,14 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 		}
 		bool test = e >= config->warmup && stream->type[e] < MODEL_EVENT_TYPES &&
 			    mc->event_weight[stream->type[e]] > 0 && positives++ % every == 0;
+		uint8_t flags = 0;
 		if (test) {
 			bool excluded = model_user_excludes(model, user, item);
 			if (excluded) {
 				result->skipped_excluded++;
+				flags |= PREQUENTIAL_SKIPPED_EXCLUDED;
 			} else {
+				flags |= PREQUENTIAL_TESTED;
 				size_t n;
 				if (model_recommend(model, topk, &user, 1, k, NULL, list, &n,
 						    errstr, errstr_size) != 0)
@@ -101,6 +104,11 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 		}
 		if (model_learn(model, &event, errstr, errstr_size) != 0)
 			goto out_free;
+		if (config->event_flags != NULL) {
+			if (model_user_excludes(model, user, item))
+				flags |= PREQUENTIAL_EXCLUDES_ITEM;
+			config->event_flags[e] = flags;
+		}
 	}
 	result->events = stream->count;
 	tally_scores(&ours, stream->item_total, &result->model);

@@ -32,10 +32,23 @@ struct prequential_stream {
 	size_t item_total;         /**< catalogue size, for coverage */
 };
 
+/** Bits of prequential_config.event_flags: what the protocol did with one event. */
+enum prequential_event_flag {
+	PREQUENTIAL_TESTED = 1,           /**< a test point: both lists ranked and scored */
+	PREQUENTIAL_SKIPPED_EXCLUDED = 2, /**< would be tested, but its item was excluded */
+	PREQUENTIAL_EXCLUDES_ITEM = 4, /**< after learning it, the item is excluded for the user */
+};
+
 struct prequential_config {
 	size_t k;            /**< list length, default 20 */
 	uint64_t test_every; /**< test one positive in N (1 = all), for large streams */
 	uint64_t warmup;     /**< learn the first N events without testing them */
+	/**
+	 * Optional (NULL: none): stream->count bytes that the run fills with
+	 * prequential_event_flag bits, so that other rankers can be scored on
+	 * exactly the same test points with the same exclusions.
+	 */
+	uint8_t *event_flags;
 };
 
 /** One ranking's scores. */
