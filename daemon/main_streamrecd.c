@@ -56,6 +56,13 @@ struct position {
 	int64_t next_offset;
 };
 
+/* A user's last published list, as item indices, best first. */
+struct published {
+	uint8_t variant;
+	uint16_t count, capacity;
+	uint32_t items[];
+};
+
 struct daemon {
 	struct config config;
 	struct ev_loop *loop;
@@ -75,6 +82,9 @@ struct daemon {
 	uint8_t *queued;
 	int64_t *trigger_ts, *last_refresh_ms;
 	size_t user_capacity;
+	/* per stable user: the list last published (item indices, best first)
+	 * and its variant, for counting hits; NULL until the first list */
+	struct published **published;
 
 	/* consumed positions since the last commit, and those of the batch in flight */
 	struct position positions[MAX_PARTITIONS], inflight[MAX_PARTITIONS];
@@ -130,18 +140,70 @@ static int ensure_users(struct daemon *d, uint32_t stable)
 	uint8_t *queued = realloc(d->queued, cap);
 	int64_t *trigger = realloc(d->trigger_ts, cap * sizeof *trigger);
 	int64_t *last = realloc(d->last_refresh_ms, cap * sizeof *last);
+	struct published **published = realloc(d->published, cap * sizeof *published);
+	if (published != NULL) {
+		d->published = published;
+		memset(d->published + d->user_capacity, 0,
+		       (cap - d->user_capacity) * sizeof *published);
+	}
 	if (queued != NULL)
 		d->queued = queued;
 	if (trigger != NULL)
 		d->trigger_ts = trigger;
 	if (last != NULL)
 		d->last_refresh_ms = last;
-	if (queued == NULL || trigger == NULL || last == NULL)
+	if (queued == NULL || trigger == NULL || last == NULL || published == NULL)
 		return -1;
 	memset(d->queued + d->user_capacity, 0, cap - d->user_capacity);
 	memset(d->trigger_ts + d->user_capacity, 0, (cap - d->user_capacity) * sizeof *trigger);
 	memset(d->last_refresh_ms + d->user_capacity, 0, (cap - d->user_capacity) * sizeof *last);
 	d->user_capacity = cap;
+	return 0;
+}
+
+/*
+ * A/B hits: a click, add-to-cart or purchase of an item that was in the list
+ * last published for this user counts for that list's variant, by event
+ * type and by the item's rank. Lists live in memory: after a restart a user
+ * counts again from their first new list.
+ */
+static void count_hit(struct daemon *d, uint32_t stable, const char *item_id, enum event_type type)
+{
+	bool hit_type = false;
+	for (size_t h = 0; h < METRICS_HIT_TYPE_COUNT; h++)
+		hit_type |= metrics_hit_types[h] == type;
+	if (!hit_type || (size_t)stable >= d->user_capacity || d->published[stable] == NULL)
+		return;
+	const struct published *p = d->published[stable];
+	uint32_t item = state_find_item(d->state, item_id);
+	for (size_t r = 0; r < p->count; r++)
+		if (p->items[r] == item) {
+			struct metrics_variant *mv = &d->metrics->variants[p->variant];
+			mv->hits_total[type]++;
+			mv->hits_by_rank_total[metrics_rank_bucket(r + 1)]++;
+			return;
+		}
+}
+
+/* Remembers the list just published for a user; @returns 0, or -1 when out of memory. */
+static int remember_list(struct daemon *d, uint32_t stable, size_t variant,
+			 const struct topk_result *list, size_t count)
+{
+	struct published *p = d->published[stable];
+	if (p == NULL || p->capacity < count) {
+		size_t capacity = count > 20 ? count : 20;
+		struct published *grown = realloc(p, sizeof *p + capacity * sizeof p->items[0]);
+		if (grown == NULL)
+			return -1;
+		if (p == NULL)
+			d->metrics->variants[variant].users_served_total++;
+		p = d->published[stable] = grown;
+		p->capacity = (uint16_t)capacity;
+	}
+	p->variant = (uint8_t)variant;
+	p->count = (uint16_t)count;
+	for (size_t r = 0; r < count; r++)
+		p->items[r] = list[r].item;
 	return 0;
 }
 
@@ -306,6 +368,7 @@ static void on_message(const struct consumer_message *m, void *opaque)
 			return;
 		}
 		d->metrics->events_total[ev.type]++;
+		count_hit(d, stable, ev.item_id, ev.type);
 		for (size_t v = 0; v < d->variant_count; v++)
 			d->metrics->variants[v].updates_total++;
 		if (mark_for_refresh(d, stable, ev.ts_ms) != 0) {
@@ -427,8 +490,22 @@ static size_t refresh(struct daemon *d)
 			listable[i] =
 			    catalog_listed(d->catalog, (uint32_t)i) &&
 			    model_item_count_of(model, (uint32_t)i) >= d->config.min_item_events;
-		int rc = model_recommend(model, d->topk, slots, counts[v], variant_k, listable,
-					 results, lengths, errstr, sizeof errstr);
+		int rc = 0;
+		if (d->config.variants[v].policy == CONFIG_POLICY_POPULARITY) {
+			/* the control arm: all-time popularity, same exclusions and filters */
+			uint32_t top[1000];
+			for (size_t j = 0; j < counts[v]; j++) {
+				lengths[j] =
+				    model_popular(model, slots[j], variant_k, listable, top);
+				for (size_t r = 0; r < lengths[j]; r++)
+					results[j * variant_k + r] = (struct topk_result){
+					    .item = top[r],
+					    .score = (float)model_item_count_of(model, top[r])};
+			}
+		} else {
+			rc = model_recommend(model, d->topk, slots, counts[v], variant_k, listable,
+					     results, lengths, errstr, sizeof errstr);
+		}
 		free(listable);
 		if (rc != 0) {
 			log_line("4", "refresh: %s", errstr);
@@ -459,7 +536,10 @@ static size_t refresh(struct daemon *d)
 			}
 			d->last_refresh_ms[stable] = now;
 			d->metrics->variants[v].recommendations_total++;
-			d->metrics->variants[v].exposures_total++;
+			if (remember_list(d, stable, v, &results[j * variant_k], lengths[j]) != 0) {
+				fail(d, "out of memory remembering a published list");
+				goto out_free;
+			}
 			metrics_histogram_observe(&d->metrics->variants[v].freshness_seconds,
 						  (double)(wall_ms() - d->trigger_ts[stable]) /
 						      1000.0);
@@ -669,8 +749,7 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--config") == 0) {
 			fprintf(stderr, "streamrecd: --config needs a FILE\n");
 			return 2;
-		}
-		else if (strcmp(argv[i], "--print-config-reference") == 0) {
+		} else if (strcmp(argv[i], "--print-config-reference") == 0) {
 			config_print_reference(stdout);
 			return 0;
 		} else if (strcmp(argv[i], "--print-default-config") == 0) {
@@ -851,6 +930,9 @@ out_free:
 	state_close(d->state);
 	config_free(&d->config);
 	free(d->queue);
+	for (size_t u = 0; u < d->user_capacity; u++)
+		free(d->published[u]);
+	free(d->published);
 	free(d->queued);
 	free(d->trigger_ts);
 	free(d->last_refresh_ms);

@@ -16,6 +16,21 @@ const double metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 const size_t metrics_latency_bucket_count =
     sizeof metrics_latency_buckets / sizeof metrics_latency_buckets[0];
 
+const enum event_type metrics_hit_types[METRICS_HIT_TYPE_COUNT] = {EVENT_CLICK, EVENT_ADD_TO_CART,
+								   EVENT_PURCHASE};
+
+const char *const metrics_rank_labels[METRICS_RANK_BUCKETS] = {"1",    "2",     "3",  "4-5",
+							       "6-10", "11-20", "21+"};
+
+size_t metrics_rank_bucket(size_t rank)
+{
+	static const size_t upper[METRICS_RANK_BUCKETS - 1] = {1, 2, 3, 5, 10, 20};
+	for (size_t b = 0; b < METRICS_RANK_BUCKETS - 1; b++)
+		if (rank <= upper[b])
+			return b;
+	return METRICS_RANK_BUCKETS - 1;
+}
+
 /* Label values of the event_type label, by enum event_type. */
 static const char *const event_label[EVENT_TYPE_COUNT] = {
     [EVENT_IMPRESSION] = "impression",
@@ -367,19 +382,32 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 		variant_sample(&t, "recommendations_total", m->variants[v].name,
 			       m->variants[v].recommendations_total);
 
-	family(&t, "exposures_total", "counter", "Users shown a variant's list (A/B exposures).");
+	family(&t, "users_served_total", "counter",
+	       "Distinct users served a variant's list since the daemon started (A/B exposures).");
 	for (size_t v = 0; v < m->variant_count; v++)
-		variant_sample(&t, "exposures_total", m->variants[v].name,
-			       m->variants[v].exposures_total);
+		variant_sample(&t, "users_served_total", m->variants[v].name,
+			       m->variants[v].users_served_total);
 
 	family(&t, "hits_total", "counter",
-	       "Events on an item of the user's published list, by variant and event type.");
+	       "Clicks, add-to-carts and purchases of an item in the user's last published list.");
 	for (size_t v = 0; v < m->variant_count; v++) {
-		for (size_t e = 0; e < EVENT_TYPE_COUNT; e++) {
+		for (size_t h = 0; h < METRICS_HIT_TYPE_COUNT; h++) {
 			text_puts(&t, "streamrec_hits_total{variant=\"");
 			text_label_value(&t, m->variants[v].name);
-			text_printf(&t, "\",event_type=\"%s\"} %" PRIu64 "\n", event_label[e],
-				    m->variants[v].hits_total[e]);
+			text_printf(&t, "\",type=\"%s\"} %" PRIu64 "\n",
+				    event_label[metrics_hit_types[h]],
+				    m->variants[v].hits_total[metrics_hit_types[h]]);
+		}
+	}
+
+	family(&t, "hits_by_rank_total", "counter",
+	       "Hits by the item's 1-based rank in the published list.");
+	for (size_t v = 0; v < m->variant_count; v++) {
+		for (size_t r = 0; r < METRICS_RANK_BUCKETS; r++) {
+			text_puts(&t, "streamrec_hits_by_rank_total{variant=\"");
+			text_label_value(&t, m->variants[v].name);
+			text_printf(&t, "\",rank=\"%s\"} %" PRIu64 "\n", metrics_rank_labels[r],
+				    m->variants[v].hits_by_rank_total[r]);
 		}
 	}
 

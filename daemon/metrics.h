@@ -45,6 +45,17 @@ struct metrics_histogram {
 extern const double metrics_latency_buckets[];
 extern const size_t metrics_latency_bucket_count;
 
+/** Event types that count as a hit on a published list (A/B measurement). */
+#define METRICS_HIT_TYPE_COUNT 3
+extern const enum event_type metrics_hit_types[METRICS_HIT_TYPE_COUNT];
+
+/** Rank buckets of hits: 1, 2, 3, 4-5, 6-10, 11-20, 21+. */
+#define METRICS_RANK_BUCKETS 7
+extern const char *const metrics_rank_labels[METRICS_RANK_BUCKETS];
+
+/** @returns the bucket of a 1-based rank. */
+size_t metrics_rank_bucket(size_t rank);
+
 /** Counters kept per model variant. */
 struct metrics_variant {
 	char name[METRICS_VARIANT_NAME_MAX + 1];
@@ -52,10 +63,12 @@ struct metrics_variant {
 	uint64_t updates_total;
 	/** Recommendation records published for this variant. */
 	uint64_t recommendations_total;
-	/** Users shown this variant's list (A/B exposure). */
-	uint64_t exposures_total;
-	/** Events on an item that was in the user's published list, by type (A/B hits). */
+	/** Distinct users served a list since the start (A/B exposure). */
+	uint64_t users_served_total;
+	/** Events on an item that was in the user's last published list, by
+	 * event type (only metrics_hit_types are rendered) and by rank bucket. */
 	uint64_t hits_total[EVENT_TYPE_COUNT];
+	uint64_t hits_by_rank_total[METRICS_RANK_BUCKETS];
 	/** Publish time − trigger event time, seconds. */
 	struct metrics_histogram freshness_seconds;
 };

@@ -885,11 +885,12 @@ size_t model_trending(const struct model *model, uint32_t user, size_t k, uint32
 				   NULL, out);
 }
 
-size_t model_popular(const struct model *model, uint32_t user, size_t k, uint32_t *out)
+size_t model_popular(const struct model *model, uint32_t user, size_t k, const uint8_t *eligible,
+		     uint32_t *out)
 {
 	const struct item_set *ex = (size_t)user < model->users ? &model->exclude[user] : NULL;
-	return popularity_top(model->popularity, k, ex ? ex->items : NULL, ex ? ex->count : 0, NULL,
-			      out);
+	return popularity_top(model->popularity, k, ex ? ex->items : NULL, ex ? ex->count : 0,
+			      eligible, out);
 }
 
 const float *model_user_vector(const struct model *model, uint32_t user)

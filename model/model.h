@@ -177,10 +177,12 @@ uint64_t model_item_count_of(const struct model *model, uint32_t item);
 size_t model_trending(const struct model *model, uint32_t user, size_t k, uint32_t *out);
 
 /**
- * @brief All-time popularity list, best first, without the user's exclusions.
+ * @brief All-time popularity list, best first, without the user's exclusions
+ * and, when eligible is not NULL, without items whose eligible[i] is 0.
  * @returns how many items were written to out (at most k).
  */
-size_t model_popular(const struct model *model, uint32_t user, size_t k, uint32_t *out);
+size_t model_popular(const struct model *model, uint32_t user, size_t k, const uint8_t *eligible,
+		     uint32_t *out);
 
 struct topk;
 struct topk_result;

@@ -95,7 +95,7 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 				for (size_t r = 0; r < n; r++)
 					items[r] = list[r].item;
 				tally_list(&ours, items, n, item);
-				n = model_popular(model, user, k, items);
+				n = model_popular(model, user, k, NULL, items);
 				tally_list(&popular, items, n, item);
 			}
 		}

@@ -200,6 +200,69 @@ def test_bad_input_goes_to_the_dead_letter_topic(daemon):
     assert daemon.stop() == 0
 
 
+def latest_lists(daemon):
+    """user -> (variant, [item ids]) of the newest list on the recommendations topic."""
+    out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
+                          "8000"], capture_output=True, text=True)
+    lists = {}
+    for line in out.stdout.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "user" in fields and "items" in fields:
+            lists[fields["user"]] = (fields["variant"], [i.rsplit(":", 1)[0] for i in
+                                                         fields["items"].split(",") if i])
+    return lists
+
+
+def test_hits_are_counted_exactly_per_variant_type_and_rank(daemon):
+    """A scripted stream against lists known in advance: every click,
+    add-to-cart and purchase of a listed item counts once, for the list's
+    variant, by type and rank; views and unlisted items do not."""
+    daemon.config.write_text(daemon.config.read_text().replace("[http]", """[refresh]
+min_interval_ms = 1h
+[variant.model]
+share = 0.5
+[variant.control]
+share = 0.5
+policy = popularity
+[http]"""))
+    daemon.start()
+    daemon.produce(3000, users=60, items=40)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2 * 3000)
+    lists = {}
+    assert daemon.wait_for(lambda: len(lists.update(latest_lists(daemon)) or lists) == 60, 30)
+    assert {variant for variant, _ in lists.values()} == {"model", "control"}
+
+    def counters():
+        return {name: daemon.metric(name) for name in
+                [f'streamrec_hits_total{{variant="{v}",type="{t}"}}'
+                 for v in ("model", "control") for t in ("click", "add_to_cart", "purchase")]
+                + [f'streamrec_hits_by_rank_total{{variant="{v}",rank="{r}"}}'
+                   for v in ("model", "control")
+                   for r in ("1", "2", "3", "4-5", "6-10", "11-20", "21+")]}
+
+    before = counters()
+    expected = dict.fromkeys(before, 0)
+    script = []
+    CLICK, ADD_TO_CART, VIEW, PURCHASE = 2, 3, 1, 6
+    for user, (variant, items) in sorted(lists.items()):
+        assert len(items) == 20
+        for etype, rank in ((CLICK, 1), (ADD_TO_CART, 5), (PURCHASE, 11), (VIEW, 2)):
+            script.append(user_event(user, items[rank - 1], etype))
+        script.append(user_event(user, "item-unlisted", CLICK))
+        for key, rank in (("click", "1"), ("add_to_cart", "4-5"), ("purchase", "11-20")):
+            expected[f'streamrec_hits_total{{variant="{variant}",type="{key}"}}'] += 1
+            expected[f'streamrec_hits_by_rank_total{{variant="{variant}",rank="{rank}"}}'] += 1
+    send_raw(daemon.broker.bootstrap, daemon.events, script)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total")
+                           >= 2 * (3000 + len(script)))
+    after = counters()
+    assert {k: after[k] - before[k] for k in after} == expected
+    served = daemon.metric("streamrec_users_served_total")
+    assert served == 60
+    assert daemon.stop() == 0
+
+
 def test_sigterm_writes_state_and_restart_resumes(daemon):
     daemon.start()
     daemon.produce(2000, rate=4000)

@@ -49,7 +49,9 @@ static struct metrics *populated(void)
 	m->invalid_events_total[CODEC_ERR_TRUNCATED] = 3;
 	m->variants[0].updates_total = 7;
 	m->variants[1].recommendations_total = 4;
-	m->variants[0].exposures_total = 11;
+	m->variants[0].users_served_total = 11;
+	m->variants[0].hits_by_rank_total[metrics_rank_bucket(7)] = 2;
+	m->variants[0].hits_total[EVENT_VIEW] = 9; /* not a hit type: not rendered */
 	m->variants[1].hits_total[EVENT_ADD_TO_CART] = 6;
 	m->users = 100;
 	m->items = 50;
@@ -68,6 +70,15 @@ static struct metrics *populated(void)
 	assert_int_equal(metrics_set_consumer_lag(m, "events", 1, 5, errstr, sizeof errstr), 0);
 	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 40, errstr, sizeof errstr), 0);
 	return m;
+}
+
+static void ranks_fall_in_their_buckets(void **state)
+{
+	(void)state;
+	const size_t want[][2] = {{1, 0},  {2, 1},  {3, 2},  {4, 3},  {5, 3},   {6, 4},
+				  {10, 4}, {11, 5}, {20, 5}, {21, 6}, {1000, 6}};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		assert_int_equal(metrics_rank_bucket(want[i][0]), want[i][1]);
 }
 
 static void renders_exact_lines(void **state)
@@ -99,10 +110,14 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_updates_total{variant=\"als\"} 7");
 	assert_line(text, "streamrec_updates_total{variant=\"we\\\"ird\\\\na\\nme\"} 0");
 	assert_line(text, "streamrec_recommendations_total{variant=\"we\\\"ird\\\\na\\nme\"} 4");
-	assert_line(text, "streamrec_exposures_total{variant=\"als\"} 11");
-	assert_line(text, "streamrec_hits_total{variant=\"we\\\"ird\\\\na\\nme\",event_type="
+	assert_line(text, "streamrec_users_served_total{variant=\"als\"} 11");
+	assert_line(text, "streamrec_hits_total{variant=\"we\\\"ird\\\\na\\nme\",type="
 			  "\"add_to_cart\"} 6");
-	assert_int_equal(count_lines_starting(text, "streamrec_hits_total{"), 14);
+	assert_line(text, "streamrec_hits_total{variant=\"als\",type=\"click\"} 0");
+	assert_int_equal(count_lines_starting(text, "streamrec_hits_total{"), 6);
+	assert_line(text, "streamrec_hits_by_rank_total{variant=\"als\",rank=\"6-10\"} 2");
+	assert_line(text, "streamrec_hits_by_rank_total{variant=\"als\",rank=\"21+\"} 0");
+	assert_int_equal(count_lines_starting(text, "streamrec_hits_by_rank_total{"), 14);
 
 	/* cumulative buckets, a bound counts as le, +Inf equals _count */
 	assert_line(text, "# TYPE streamrec_freshness_seconds histogram");
@@ -145,7 +160,7 @@ static void renders_exact_lines(void **state)
 	/* every family has exactly one HELP and one TYPE, HELP first */
 	assert_int_equal(count_lines_starting(text, "# HELP "),
 			 count_lines_starting(text, "# TYPE "));
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 16);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 17);
 	free(text);
 
 	metrics_remove_consumer_lag(m, "events", 0);
@@ -241,6 +256,7 @@ static void many_lag_series_grow_the_table(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(ranks_fall_in_their_buckets),
 	    cmocka_unit_test(renders_exact_lines),
 	    cmocka_unit_test(quantiles_from_buckets),
 	    cmocka_unit_test(bad_configuration_is_refused),
