@@ -37,6 +37,7 @@
 #include "model.h"
 #include "producer.h"
 #include "state.h"
+#include "status.h"
 #include "topk.h"
 
 #define WATCHDOG_DEFAULT_S 5.0
@@ -72,6 +73,7 @@ struct daemon {
 	struct producer *producer;
 	struct metrics *metrics;
 	struct http_server *http;
+	struct status *status;
 	struct topk *topk;
 	struct assign_variant variants[STATE_MAX_VARIANTS];
 	size_t variant_count;
@@ -628,6 +630,34 @@ static bool is_ready(void *opaque, char *reason, size_t reason_size)
 	return true;
 }
 
+/* ---- the status page ------------------------------------------------------------ */
+
+static void status_page(const struct http_request *request, struct http_response *response,
+			void *opaque)
+{
+	(void)request;
+	(void)opaque;
+	if (http_response_text(response, 200, status_page_html) == 0)
+		response->content_type = "text/html; charset=utf-8";
+}
+
+static void status_json(const struct http_request *request, struct http_response *response,
+			void *opaque)
+{
+	struct daemon *d = opaque;
+	(void)request;
+	char *body;
+	size_t len;
+	if (status_render_json(d->status, ev_now(d->loop), &body, &len) != 0) {
+		http_response_text(response, 500, "out of memory\n");
+		return;
+	}
+	response->status = 200;
+	response->content_type = "application/json";
+	response->body = body;
+	response->body_len = len;
+}
+
 static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
@@ -635,6 +665,7 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	bool ready = is_ready(d, reason, sizeof reason);
+	status_tick(d->status, ev_now(d->loop));
 	d->metrics->ready = ready;
 	if (ready && !d->ready_sent) {
 		sd_notify(0, "READY=1");
@@ -806,7 +837,8 @@ int main(int argc, char **argv)
 	d->metrics = d->codec ? metrics_new(names, d->variant_count, errstr, sizeof errstr) : NULL;
 	struct topk_config tc = {.max_batch = d->config.refresh_batch, .max_k = 1000};
 	d->topk = d->metrics ? topk_new(&tc, errstr, sizeof errstr) : NULL;
-	d->catalog = d->topk ? catalog_new() : NULL;
+	d->status = d->topk ? status_new(d->metrics) : NULL;
+	d->catalog = d->status ? catalog_new() : NULL;
 	if (d->topk != NULL && d->catalog == NULL)
 		snprintf(errstr, sizeof errstr, "out of memory for the catalogue");
 	if (d->catalog == NULL) {
@@ -870,7 +902,11 @@ int main(int argc, char **argv)
 		if (d->http == NULL ||
 		    http_server_route_metrics(d->http, d->metrics, errstr, sizeof errstr) != 0 ||
 		    http_server_route_healthz(d->http, errstr, sizeof errstr) != 0 ||
-		    http_server_route_readyz(d->http, is_ready, d, errstr, sizeof errstr) != 0) {
+		    http_server_route_readyz(d->http, is_ready, d, errstr, sizeof errstr) != 0 ||
+		    http_server_route(d->http, "/status", status_page, d, errstr, sizeof errstr) !=
+			0 ||
+		    http_server_route(d->http, "/status.json", status_json, d, errstr,
+				      sizeof errstr) != 0) {
 			fprintf(stderr, "streamrecd: %s\n", errstr);
 			goto out_free;
 		}
@@ -937,5 +973,6 @@ out_free:
 	free(d->trigger_ts);
 	free(d->last_refresh_ms);
 	catalog_free(d->catalog);
+	status_free(d->status);
 	return status;
 }

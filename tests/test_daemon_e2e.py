@@ -263,6 +263,34 @@ policy = popularity
     assert daemon.stop() == 0
 
 
+def test_status_json_and_page_show_live_figures_per_variant(daemon):
+    import json
+    daemon.config.write_text(daemon.config.read_text().replace("[http]", """[variant.model]
+share = 0.5
+[variant.control]
+share = 0.5
+policy = popularity
+[http]"""))
+    daemon.start()
+    daemon.produce(3000, users=200, items=50, rate=1500)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2 * 3000)
+    status, body = daemon.get("/status.json")
+    assert status == 200
+    s = json.loads(body)
+    assert s["events_total"] == 3000 and s["ready"] is True
+    assert 0 < s["window_s"] <= 61 and s["events_per_s"] > 0
+    assert [v["name"] for v in s["variants"]] == ["model", "control"]
+    for v in s["variants"]:
+        assert v["lists"] > 0 and v["updates_per_s"] > 0
+        assert 0 <= v["p50_ms"] <= v["p95_ms"] <= v["p99_ms"]
+        assert v["hit_rate"] is not None and 0 <= v["hit_rate"] <= 1
+    status, page = daemon.get("/status")
+    assert status == 200 and "status.json" in page and "<table" in page
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//|@import|url\(", page), \
+        "the page must be self-contained"
+    assert daemon.stop() == 0
+
+
 def test_sigterm_writes_state_and_restart_resumes(daemon):
     daemon.start()
     daemon.produce(2000, rate=4000)
