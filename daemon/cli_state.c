@@ -2,7 +2,7 @@
  * cli_state: commands on a state directory.
  *
  *   streamrec replay  --state DIR FILE [--commit-every N] [--format F] [--digest]
- *   streamrec inspect --state DIR (--user ID | --item ID) [--k N]
+ *   streamrec inspect --state DIR (--user ID | --item ID) [--k N] [--variant NAME]
  *   streamrec checkpoint --state DIR --to DIR
  *
  * `replay` learns an event file into a state directory with the daemon's
@@ -12,6 +12,7 @@
  * prints a digest of the whole state (equal digests: bit-identical models).
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,17 +26,28 @@
 
 #define REPLAY_TOPIC "replay"
 
-static struct state *open_state_cached(const char *command, const char *dir, size_t cache_users)
+/* Opens one variant of a state: the named one, or (variant NULL) the first stored. */
+static struct state *open_variant(const char *command, const char *dir, size_t cache_users,
+				  const char *variant)
 {
 	struct model_config config;
-	struct state_config sc = {
-	    .dir = dir, .variants = &config, .variant_count = 1, .user_cache_users = cache_users};
+	const char *names[1] = {variant};
+	struct state_config sc = {.dir = dir,
+				  .variants = &config,
+				  .variant_count = 1,
+				  .variant_names = variant ? names : NULL,
+				  .user_cache_users = cache_users};
 	char errstr[512];
 	model_config_default(&config);
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
 	if (state == NULL)
 		fprintf(stderr, "streamrec %s: %s\n", command, errstr);
 	return state;
+}
+
+static struct state *open_state_cached(const char *command, const char *dir, size_t cache_users)
+{
+	return open_variant(command, dir, cache_users, NULL);
 }
 
 static struct state *open_state(const char *command, const char *dir)
@@ -189,12 +201,11 @@ out_close:
 
 int cli_inspect(int argc, char **argv)
 {
-	static const struct option options[] = {{"state", required_argument, NULL, 's'},
-						{"user", required_argument, NULL, 'u'},
-						{"item", required_argument, NULL, 'i'},
-						{"k", required_argument, NULL, 'k'},
-						{NULL, 0, NULL, 0}};
-	const char *dir = NULL, *user = NULL, *item = NULL;
+	static const struct option options[] = {
+	    {"state", required_argument, NULL, 's'},   {"user", required_argument, NULL, 'u'},
+	    {"item", required_argument, NULL, 'i'},    {"k", required_argument, NULL, 'k'},
+	    {"variant", required_argument, NULL, 'v'}, {NULL, 0, NULL, 0}};
+	const char *dir = NULL, *user = NULL, *item = NULL, *variant = NULL;
 	long long k = 10;
 	char errstr[512];
 	int opt, status = 1;
@@ -206,6 +217,7 @@ int cli_inspect(int argc, char **argv)
 		case 's': dir = optarg; break;
 		case 'u': user = optarg; break;
 		case 'i': item = optarg; break;
+		case 'v': variant = optarg; break;
 		case 'k': rc = cli_parse_count("inspect", "k", optarg, 1, 1000, &k); break;
 		default: return 2;
 		}
@@ -218,7 +230,7 @@ int cli_inspect(int argc, char **argv)
 		    "streamrec inspect: expected --state DIR and one of --user ID, --item ID\n");
 		return 2;
 	}
-	struct state *state = open_state("inspect", dir);
+	struct state *state = open_variant("inspect", dir, 0, variant);
 	if (state == NULL)
 		return 1;
 	struct model *model = state_model(state, 0);
@@ -283,13 +295,15 @@ out_close:
 
 /*
  * Parses "--state DIR" and, when other is not NULL, "--OTHER VALUE": both
- * required, nothing else allowed. @returns 0, or 2 after printing usage.
+ * required unless other starts with '?' (then --OTHER is optional), nothing
+ * else allowed. @returns 0, or 2 after printing usage.
  */
 static int parse_state_and(int argc, char **argv, const char *command, const char *other,
 			   const char **state_dir, const char **other_value, const char *usage)
 {
+	bool optional = other != NULL && other[0] == '?';
 	struct option options[] = {{"state", required_argument, NULL, 's'},
-				   {other, required_argument, NULL, 'o'},
+				   {optional ? other + 1 : other, required_argument, NULL, 'o'},
 				   {NULL, 0, NULL, 0}};
 	int opt;
 	if (other == NULL)
@@ -306,7 +320,8 @@ static int parse_state_and(int argc, char **argv, const char *command, const cha
 		else
 			return 2;
 	}
-	if (*state_dir == NULL || (other != NULL && *other_value == NULL) || optind != argc) {
+	if (*state_dir == NULL || (other != NULL && !optional && *other_value == NULL) ||
+	    optind != argc) {
 		fprintf(stderr, "streamrec %s: expected %s\n", command, usage);
 		return 2;
 	}
@@ -365,14 +380,16 @@ int cli_import(int argc, char **argv)
 	return 0;
 }
 
-/* streamrec digest --state DIR: the state's digest and step (equal digests: equal models) */
+/* streamrec digest --state DIR [--variant NAME]: the state's digest and step (equal
+ * digests: equal models) */
 int cli_digest(int argc, char **argv)
 {
-	const char *dir;
+	const char *dir, *variant = NULL;
 	char errstr[512];
-	if (parse_state_and(argc, argv, "digest", NULL, &dir, NULL, "--state DIR"))
+	if (parse_state_and(argc, argv, "digest", "?variant", &dir, &variant,
+			    "--state DIR [--variant NAME]"))
 		return 2;
-	struct state *state = open_state("digest", dir);
+	struct state *state = open_variant("digest", dir, 0, variant);
 	if (state == NULL)
 		return 1;
 	uint64_t value;

@@ -90,7 +90,14 @@ static const struct option options[] = {
     {"output", "topic", OPT_STRING, ST_STR, G(output_topic), "recs", 0, 0, NULL, OPT_NONEMPTY,
      "Kafka topic the Recommendation records are published to.", NULL},
     {"state", "dir", OPT_STRING, ST_STR, G(state_dir), NULL, 0, 0, NULL,
-     OPT_REQUIRED | OPT_NONEMPTY, "RocksDB state directory (required).", "/var/lib/streamrec"},
+     OPT_REQUIRED | OPT_NONEMPTY,
+     "RocksDB state directory (required). SIGUSR1 checkpoints go beside it, into "
+     "<dir>.checkpoints/.",
+     "/var/lib/streamrec/state"},
+    {"state", "log_dir", OPT_STRING, ST_STR, G(state_log_dir), "", 0, 0, NULL, 0,
+     "Directory of RocksDB's own LOG file; empty: $LOGS_DIRECTORY when systemd sets it, "
+     "else inside the state directory.",
+     NULL},
     {"state", "commit_interval_ms", OPT_DURATION, ST_U64, G(commit_interval_ms), "5s", 100, 600000,
      NULL, OPT_RELOAD | OPT_BOUNDED,
      "How often changed rows and offsets are written (a crash replays at most this much).", NULL},
@@ -175,7 +182,14 @@ static const struct option options[] = {
      NULL},
     {"variant.NAME", "policy", OPT_ENUM, ST_ENUM, SCOPE_VARIANT_ONLY,
      offsetof(struct config_variant, policy), "model", 0, 0, policies, 0,
-     "model: the fused model's top-k; popularity: the trending list (a control arm).", NULL},
+     "model: the fused model's top-k; popularity: the all-time popularity list with the same "
+     "exclusions and filters (a control arm).",
+     NULL},
+    {"variant.NAME", "start_from", OPT_STRING, ST_STR, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, start_from), NULL, 0, 0, NULL, 0,
+     "A variant new to the state starts as a copy of this stored variant (same dim, "
+     "recent_items, covis_neighbours); empty: cold. Ignored once the variant exists.",
+     NULL},
 };
 
 #define OPTION_COUNT (sizeof options / sizeof options[0])
@@ -993,9 +1007,15 @@ void config_free(struct config *config)
 {
 	if (config == NULL)
 		return;
-	for (size_t i = 0; i < OPTION_COUNT; i++)
-		if (options[i].storage == ST_STR && options[i].scope == SCOPE_GLOBAL)
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		if (options[i].storage != ST_STR)
+			continue;
+		if (options[i].scope == SCOPE_GLOBAL)
 			free(*(char **)field(&options[i], config, NULL));
+		else if (options[i].scope == SCOPE_VARIANT_ONLY)
+			for (size_t v = 0; v < config->variant_count; v++)
+				free(*(char **)field(&options[i], config, &config->variants[v]));
+	}
 	free(config->path);
 	properties_free(&config->kafka);
 	properties_free(&config->kafka_consumer);
@@ -1027,8 +1047,8 @@ int config_load(const char *path, struct config *out, char *errstr, size_t errst
 	if (ferror(p->file)) {
 		int err = errno;
 		if (p->lineno == 0 && err == EISDIR)
-			snprintf(errstr, errstr_size, "%s: is a directory, not a configuration file",
-				 path);
+			snprintf(errstr, errstr_size,
+				 "%s: is a directory, not a configuration file", path);
 		else
 			snprintf(errstr, errstr_size, "%s: read error after line %d: %s", path,
 				 p->lineno, strerror(err));
@@ -1305,8 +1325,8 @@ void config_print_default_file(FILE *out)
 			 type_name(o, type, sizeof type), bounds[0] ? ", " : "", bounds,
 			 o->flags & OPT_RELOAD ? ", reloadable" : "");
 		print_comment(out, line);
-		if (o->flags & OPT_REQUIRED) {
-			fprintf(out, "#%s = %s\n", o->key, o->example);
+		if (o->flags & OPT_REQUIRED) { /* set, so the file works as installed */
+			fprintf(out, "%s = %s\n", o->key, o->example);
 			continue;
 		}
 		format_value(o, const_field(o, &defaults, &defaults.defaults), value, sizeof value);
@@ -1332,7 +1352,7 @@ void config_print_default_file(FILE *out)
 		"# librdkafka properties, passed verbatim to rd_kafka_conf_set() for both the\n"
 		"# consumer and the producer (SASL, SSL, ...). bootstrap.servers is required.\n"
 		"# group.id, enable.auto.commit and enable.auto.offset.store are streamrecd's.\n"
-		"#bootstrap.servers = localhost:9092\n"
+		"bootstrap.servers = localhost:9092\n"
 		"#security.protocol = SASL_SSL\n"
 		"\n[kafka.consumer]\n"
 		"# librdkafka properties for the consumer only (override [kafka]).\n"

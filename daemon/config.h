@@ -53,6 +53,8 @@ struct config_variant {
 	unsigned k; /**< length of the published lists */
 	struct model_config model;
 	int line; /**< line of the [variant.NAME] header (0: the implicit "control") */
+	/** A new variant's starting point: a stored variant's name, or NULL (cold). */
+	char *start_from;
 };
 
 /** A librdkafka property, passed verbatim to rd_kafka_conf_set(). */
@@ -77,6 +79,7 @@ struct config {
 	char *output_topic;
 
 	char *state_dir;
+	char *state_log_dir; /**< "" : $LOGS_DIRECTORY, else inside state_dir */
 	uint64_t commit_interval_ms;
 	bool sync_commits;
 	size_t user_cache_users;

@@ -47,7 +47,7 @@ static const struct {
      "           --state DIR FILE [--commit-every N] [--format F] [--digest]"},
     {"inspect", cli_inspect,
      "show a user's current top-k, or an item's row, from a state directory\n"
-     "           --state DIR (--user ID | --item ID) [--k N]"},
+     "           --state DIR (--user ID | --item ID) [--k N] [--variant NAME]"},
     {"checkpoint", cli_checkpoint,
      "copy a state directory consistently (RocksDB checkpoint)\n"
      "           --state DIR --to NEW_DIR"},
@@ -58,8 +58,8 @@ static const struct {
      "create a state directory from an export file\n"
      "           --in FILE --state NEW_DIR"},
     {"digest", cli_digest,
-     "print a digest of a state directory's models (equal digests: equal models)\n"
-     "           --state DIR"},
+     "print a digest of a state directory's model (equal digests: equal models)\n"
+     "           --state DIR [--variant NAME, default: the first stored]"},
 };
 
 static void usage(FILE *out)

@@ -749,6 +749,12 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+static void log_variant(const char *line, void *opaque)
+{
+	(void)opaque;
+	log_line("5", "%s", line);
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 static void usage(FILE *out)
@@ -804,16 +810,24 @@ int main(int argc, char **argv)
 
 	sd_notify(0, "STATUS=loading state");
 	struct model_config models[STATE_MAX_VARIANTS];
+	const char *variant_names[STATE_MAX_VARIANTS], *start_from[STATE_MAX_VARIANTS];
 	d->variant_count = d->config.variant_count;
 	for (size_t v = 0; v < d->variant_count; v++) {
 		models[v] = d->config.variants[v].model;
+		variant_names[v] = d->config.variants[v].name;
+		start_from[v] = d->config.variants[v].start_from;
 		d->variants[v].name = d->config.variants[v].name;
 		d->variants[v].share = d->config.variants[v].share;
 	}
 	struct state_config sc = {.dir = d->config.state_dir,
 				  .variants = models,
 				  .variant_count = d->variant_count,
+				  .variant_names = variant_names,
+				  .start_from = start_from,
+				  .log = log_variant,
 				  .sync_commits = d->config.sync_commits,
+				  .log_dir = d->config.state_log_dir[0] ? d->config.state_log_dir
+									: getenv("LOGS_DIRECTORY"),
 				  .user_cache_users = d->config.user_cache_users,
 				  .user_cache_bytes = d->config.user_cache_bytes};
 	d->state = state_open(&sc, errstr, sizeof errstr);

@@ -19,6 +19,10 @@ struct state {
 	struct store *store;
 	struct model *models[STATE_MAX_VARIANTS];
 	size_t variant_count;
+	/* the byte that keys each variant's rows on disk (ids are kept by name
+	 * in meta "variant/NAME" records, so variants can come and go) */
+	unsigned char store_id[STATE_MAX_VARIANTS];
+	int variant_of_id[256]; /* the reverse, -1: not loaded */
 	struct idmap *users, *items;
 	/* The user cache: users live in model slots; slot_of maps a user's
 	 * stable index (the one in the ids family) to its slot, user_of the
@@ -107,14 +111,15 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 {
 	struct load_context *c = ctx;
 	const unsigned char *k = key;
-	if (key_len != 5 || k[4] >= c->state->variant_count) {
-		set_errstr(c->errstr, c->errstr_size,
-			   "item row with a key of %zu bytes, variant %u", key_len,
-			   key_len == 5 ? k[4] : 0);
+	if (key_len != 5) {
+		set_errstr(c->errstr, c->errstr_size, "item row with a key of %zu bytes", key_len);
 		c->failed = 1;
 		return 1;
 	}
-	if (model_import_item(c->state->models[k[4]], get_u32(k), value, value_len, c->errstr,
+	int v = c->state->variant_of_id[k[4]];
+	if (v < 0)
+		return 0; /* a variant kept on disk that the configuration does not run */
+	if (model_import_item(c->state->models[v], get_u32(k), value, value_len, c->errstr,
 			      c->errstr_size) != 0) {
 		c->failed = 1;
 		return 1;
@@ -180,10 +185,322 @@ int state_flush(struct state *state, char *errstr, size_t errstr_size)
 	return failed ? -1 : 0;
 }
 
+/* ---- variants on disk ------------------------------------------------------------- */
+
+/*
+ * Each variant's rows are keyed by a one-byte id; meta "variant/NAME" holds
+ * the id and the row layout (dim, recent_items, covis_neighbours) it was
+ * written with. States from before these records hold only a "variants"
+ * count, with ids in configuration order: they are adopted as such.
+ */
+#define VARIANT_PREFIX       "variant/"
+#define VARIANT_RECORD_BYTES 13
+#define COPY_CHUNK           100000
+#define VARIANT_NAME_BYTES   65
+
+struct stored_variant {
+	char name[VARIANT_NAME_BYTES];
+	unsigned char id;
+	uint32_t dim, recent, neighbours;
+};
+
+struct variant_scan {
+	struct stored_variant found[256];
+	size_t count;
+};
+
+static int scan_variant_record(const void *key, size_t key_len, const void *value, size_t value_len,
+			       void *ctx)
+{
+	struct variant_scan *scan = ctx;
+	size_t prefix = strlen(VARIANT_PREFIX);
+	if (key_len <= prefix || memcmp(key, VARIANT_PREFIX, prefix) != 0 ||
+	    key_len - prefix >= VARIANT_NAME_BYTES || value_len != VARIANT_RECORD_BYTES ||
+	    scan->count == 256)
+		return 0;
+	struct stored_variant *v = &scan->found[scan->count++];
+	memcpy(v->name, (const char *)key + prefix, key_len - prefix);
+	v->name[key_len - prefix] = '\0';
+	const unsigned char *b = value;
+	v->id = b[0];
+	v->dim = get_u32(b + 1);
+	v->recent = get_u32(b + 5);
+	v->neighbours = get_u32(b + 9);
+	return 0;
+}
+
+static void put_variant_record(struct store_batch *batch, const struct stored_variant *v)
+{
+	char key[sizeof VARIANT_PREFIX + VARIANT_NAME_BYTES];
+	unsigned char value[VARIANT_RECORD_BYTES];
+	int len = snprintf(key, sizeof key, VARIANT_PREFIX "%s", v->name);
+	value[0] = v->id;
+	put_u32(value + 1, v->dim);
+	put_u32(value + 5, v->recent);
+	put_u32(value + 9, v->neighbours);
+	store_batch_put(batch, STORE_META, key, (size_t)len, value, sizeof value);
+}
+
+/* Rewrites every user and item row of variant id `from` under id `to`
+ * (from < 0: deletes the rows of `to`), in chunks. */
+struct copy_rows {
+	struct store *store;
+	struct store_batch *batch;
+	enum store_family family;
+	int from;
+	unsigned char to;
+	size_t rows;
+	char *errstr;
+	size_t errstr_size;
+	int failed;
+};
+
+static int copy_row(const void *key, size_t key_len, const void *value, size_t value_len, void *ctx)
+{
+	struct copy_rows *c = ctx;
+	const unsigned char *k = key;
+	if (key_len != 5)
+		return 0;
+	unsigned char copy[5];
+	memcpy(copy, k, 4);
+	copy[4] = c->to;
+	if (c->from < 0 && k[4] == c->to)
+		store_batch_delete(c->batch, c->family, key, key_len);
+	else if (c->from >= 0 && k[4] == (unsigned char)c->from)
+		store_batch_put(c->batch, c->family, copy, sizeof copy, value, value_len);
+	else
+		return 0;
+	c->rows++;
+	if (store_batch_count(c->batch) >= COPY_CHUNK &&
+	    store_commit(c->store, c->batch, c->errstr, c->errstr_size) != 0) {
+		c->failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static long copy_rows(struct state *s, int from, unsigned char to, char *errstr, size_t errstr_size)
+{
+	struct copy_rows c = {s->store, s->batch, STORE_USER, from, to, 0, errstr, errstr_size, 0};
+	char why[512];
+	unsigned char globals_from[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', 0};
+	unsigned char globals_to[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', to};
+	for (int f = 0; f < 2; f++) {
+		c.family = f == 0 ? STORE_USER : STORE_ITEM;
+		if (store_foreach(s->store, c.family, copy_row, &c, why, sizeof why) != 0) {
+			if (!c.failed)
+				set_errstr(errstr, errstr_size, "%s", why);
+			store_batch_clear(s->batch);
+			return -1;
+		}
+		if (c.failed) {
+			store_batch_clear(s->batch);
+			return -1;
+		}
+	}
+	if (from < 0) {
+		store_batch_delete(s->batch, STORE_META, globals_to, sizeof globals_to);
+	} else {
+		void *value;
+		size_t len;
+		globals_from[8] = (unsigned char)from;
+		int found = store_get(s->store, STORE_META, globals_from, sizeof globals_from,
+				      &value, &len, why, sizeof why);
+		if (found < 0) {
+			set_errstr(errstr, errstr_size, "%s", why);
+			store_batch_clear(s->batch);
+			return -1;
+		}
+		if (found == 1) {
+			store_batch_put(s->batch, STORE_META, globals_to, sizeof globals_to, value,
+					len);
+			free(value);
+		}
+	}
+	if (store_commit(s->store, s->batch, errstr, errstr_size) != 0) {
+		store_batch_clear(s->batch);
+		return -1;
+	}
+	return (long)c.rows;
+}
+
+static void variant_log(const struct state_config *config, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void variant_log(const struct state_config *config, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	if (config->log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	config->log(line, config->log_opaque);
+}
+
+/* Matches the configured variants to the stored ones by name (see state.h). */
+static int reconcile_variants(struct state *s, const struct state_config *config, char *errstr,
+			      size_t errstr_size)
+{
+	static _Thread_local struct variant_scan scan; /* 256 records: off the stack */
+	char why[512];
+	bool used[256] = {false};
+	scan.count = 0;
+	if (store_foreach(s->store, STORE_META, scan_variant_record, &scan, why, sizeof why) != 0) {
+		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+		return -1;
+	}
+	for (size_t i = 0; i < 256; i++)
+		s->variant_of_id[i] = -1;
+
+	/* an older state: a count of variants, ids in configuration order */
+	void *value;
+	size_t value_len;
+	int legacy =
+	    store_get(s->store, STORE_META, "variants", 8, &value, &value_len, why, sizeof why);
+	if (legacy < 0) {
+		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+		return -1;
+	}
+	if (legacy == 1) {
+		unsigned stored = value_len == 1 ? *(unsigned char *)value : 0;
+		free(value);
+		if (scan.count == 0 && stored != s->variant_count) {
+			set_errstr(errstr, errstr_size,
+				   "%s: the state holds %u variants from before variants were kept "
+				   "by name, the configuration %zu: run it once with %u variants",
+				   config->dir, stored, s->variant_count, stored);
+			return -1;
+		}
+		for (size_t v = 0; scan.count == 0 && v < stored; v++) {
+			struct stored_variant *r = &scan.found[v];
+			snprintf(r->name, sizeof r->name, "%s",
+				 config->variant_names ? config->variant_names[v] : "control");
+			r->id = (unsigned char)v;
+			r->dim = (uint32_t)config->variants[v].dim;
+			r->recent = (uint32_t)config->variants[v].recent_items;
+			r->neighbours = (uint32_t)config->variants[v].covis_neighbours;
+			put_variant_record(s->batch, r);
+		}
+		if (scan.count == 0)
+			scan.count = stored;
+		store_batch_delete(s->batch, STORE_META, "variants", 8);
+	}
+	for (size_t i = 0; i < scan.count; i++)
+		used[scan.found[i].id] = true;
+
+	/* without names (the command-line tools): the first stored variant */
+	const char *first = "control";
+	unsigned char lowest = 255;
+	for (size_t i = 0; i < scan.count; i++)
+		if (scan.found[i].id <= lowest) {
+			lowest = scan.found[i].id;
+			first = scan.found[i].name;
+		}
+	for (size_t v = 0; v < s->variant_count; v++) {
+		const char *name = config->variant_names ? config->variant_names[v] : first;
+		const struct model_config *mc = &config->variants[v];
+		const struct stored_variant *old = NULL;
+		for (size_t i = 0; i < scan.count; i++)
+			if (strcmp(scan.found[i].name, name) == 0)
+				old = &scan.found[i];
+		if (old != NULL) {
+			if (old->dim != mc->dim || old->recent != mc->recent_items ||
+			    old->neighbours != mc->covis_neighbours) {
+				set_errstr(
+				    errstr, errstr_size,
+				    "%s: variant '%s' was stored with dim %u, recent_items "
+				    "%u, covis_neighbours %u; the configuration asks for %zu, "
+				    "%u, %u: these cannot change in place. Give the "
+				    "reshaped variant a new name (it starts cold, or from "
+				    "another variant with start_from)",
+				    config->dir, name, old->dim, old->recent, old->neighbours,
+				    mc->dim, mc->recent_items, mc->covis_neighbours);
+				return -1;
+			}
+			s->store_id[v] = old->id;
+			s->variant_of_id[old->id] = (int)v;
+			continue;
+		}
+		/* a new variant: the lowest free id, cleared of anything a crash left there */
+		size_t id = 0;
+		while (id < 256 && used[id])
+			id++;
+		if (id == 256) {
+			set_errstr(errstr, errstr_size,
+				   "%s: 256 variants are stored; no room for '%s'", config->dir,
+				   name);
+			return -1;
+		}
+		used[id] = true;
+		if (copy_rows(s, -1, (unsigned char)id, why, sizeof why) < 0) {
+			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+			return -1;
+		}
+		const char *source = config->start_from ? config->start_from[v] : NULL;
+		if (source != NULL && source[0] != '\0') {
+			const struct stored_variant *from = NULL;
+			for (size_t i = 0; i < scan.count; i++)
+				if (strcmp(scan.found[i].name, source) == 0)
+					from = &scan.found[i];
+			if (from == NULL) {
+				set_errstr(errstr, errstr_size,
+					   "%s: variant '%s' starts from '%s', which the state "
+					   "does not hold",
+					   config->dir, name, source);
+				return -1;
+			}
+			if (from->dim != mc->dim || from->recent != mc->recent_items ||
+			    from->neighbours != mc->covis_neighbours) {
+				set_errstr(errstr, errstr_size,
+					   "%s: variant '%s' starts from '%s', whose layout (dim "
+					   "%u, recent_items %u, covis_neighbours %u) differs",
+					   config->dir, name, source, from->dim, from->recent,
+					   from->neighbours);
+				return -1;
+			}
+			long rows = copy_rows(s, from->id, (unsigned char)id, why, sizeof why);
+			if (rows < 0) {
+				set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+				return -1;
+			}
+			variant_log(config,
+				    "variant '%s' is new: starts from '%s' (%ld rows copied)", name,
+				    source, rows);
+		} else if (scan.count > 0) {
+			variant_log(config, "variant '%s' is new: starts cold", name);
+		}
+		struct stored_variant record = {.id = (unsigned char)id,
+						.dim = (uint32_t)mc->dim,
+						.recent = (uint32_t)mc->recent_items,
+						.neighbours = (uint32_t)mc->covis_neighbours};
+		snprintf(record.name, sizeof record.name, "%s", name);
+		put_variant_record(s->batch, &record);
+		s->store_id[v] = (unsigned char)id;
+		s->variant_of_id[id] = (int)v;
+	}
+	for (size_t i = 0; i < scan.count; i++)
+		if (s->variant_of_id[scan.found[i].id] < 0)
+			variant_log(
+			    config,
+			    "variant '%s' is in the state but not in the configuration: its "
+			    "rows are kept, unused (name it again to serve it)",
+			    scan.found[i].name);
+	if (store_batch_count(s->batch) > 0 &&
+	    store_commit(s->store, s->batch, errstr, errstr_size) != 0) {
+		store_batch_clear(s->batch);
+		return -1;
+	}
+	return 0;
+}
+
 struct state *state_open(const struct state_config *config, char *errstr, size_t errstr_size)
 {
 	struct state *s;
-	struct store_config sc = {.path = config->dir, .sync_commits = config->sync_commits};
+	struct store_config sc = {.path = config->dir,
+				  .sync_commits = config->sync_commits,
+				  .log_dir = config->log_dir && config->log_dir[0] ? config->log_dir
+										   : NULL};
 	char why[512];
 	void *value = NULL;
 	size_t value_len;
@@ -220,23 +537,8 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	if (s->store == NULL)
 		goto out_free;
 
-	/* the variant count is part of the state's shape */
-	int found =
-	    store_get(s->store, STORE_META, "variants", 8, &value, &value_len, why, sizeof why);
-	if (found < 0) {
-		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+	if (reconcile_variants(s, config, errstr, errstr_size) != 0)
 		goto out_free;
-	}
-	if (found == 1) {
-		unsigned stored = value_len == 1 ? *(unsigned char *)value : 0;
-		free(value);
-		if (stored != s->variant_count) {
-			set_errstr(errstr, errstr_size,
-				   "%s: the state holds %u variants, the configuration %zu",
-				   config->dir, stored, s->variant_count);
-			goto out_free;
-		}
-	}
 
 	struct load_context lc = {s, errstr, errstr_size, 0};
 	if (store_foreach(s->store, STORE_IDS, load_id, &lc, why, sizeof why) != 0 ||
@@ -248,9 +550,9 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	if (lc.failed)
 		goto out_free;
 	for (size_t v = 0; v < s->variant_count; v++) {
-		unsigned char key[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', (unsigned char)v};
-		found = store_get(s->store, STORE_META, key, sizeof key, &value, &value_len, why,
-				  sizeof why);
+		unsigned char key[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', s->store_id[v]};
+		int found = store_get(s->store, STORE_META, key, sizeof key, &value, &value_len,
+				      why, sizeof why);
 		if (found < 0) {
 			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
 			goto out_free;
@@ -361,7 +663,7 @@ static int load_user(struct state *s, uint32_t index, uint32_t slot, char *errst
 		size_t len;
 		char why[256];
 		put_u32(key, index);
-		key[4] = (unsigned char)v;
+		key[4] = s->store_id[v];
 		int found =
 		    store_get(s->store, STORE_USER, key, sizeof key, &value, &len, why, sizeof why);
 		if (found < 0) {
@@ -623,23 +925,21 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 				return -1;
 			}
 			put_u32(key, s->user_of[ids[k]]); /* saved under the stable index */
-			key[4] = (unsigned char)v;
+			key[4] = s->store_id[v];
 			store_batch_put(s->batch, STORE_USER, key, 5, s->row, len);
 		}
 		n = model_dirty_items(m, &ids);
 		for (size_t k = 0; k < n; k++) {
 			size_t len = model_export_item(m, ids[k], s->row, ROW_BUFFER);
 			put_u32(key, ids[k]);
-			key[4] = (unsigned char)v;
+			key[4] = s->store_id[v];
 			store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
 		}
 		memcpy(key, "globals/", 8);
-		key[8] = (unsigned char)v;
+		key[8] = s->store_id[v];
 		store_batch_put(s->batch, STORE_META, key, 9, s->row,
 				model_export_globals(m, s->row, ROW_BUFFER));
 	}
-	unsigned char variants = (unsigned char)s->variant_count;
-	store_batch_put(s->batch, STORE_META, "variants", 8, &variants, 1);
 	for (size_t v = 0; v < s->variant_count; v++)
 		model_clear_dirty(s->models[v]);
 	s->new_user_count = 0;

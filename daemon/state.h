@@ -35,7 +35,21 @@ struct state_config {
 	const char *dir;
 	const struct model_config *variants; /**< one model per variant */
 	size_t variant_count;
+	/** Each variant's name (NULL: one variant, the first stored one, or
+	 * "control" in a new state). The state keeps
+	 * variants by name: on open, a stored variant of the same name is
+	 * restored (its layout, dim/recent_items/covis_neighbours, must match),
+	 * a new name starts cold, or as a copy of the stored variant named in
+	 * start_from[v] (NULL or "" : cold), and a stored variant the
+	 * configuration no longer names is kept on disk, unused. */
+	const char *const *variant_names;
+	const char *const *start_from;
+	/** Receives one line per variant decision ("variant X: new, cold"); may be NULL. */
+	void (*log)(const char *line, void *opaque);
+	void *log_opaque;
 	bool sync_commits; /**< fsync the WAL on every commit */
+	/** Directory of RocksDB's LOG file (NULL or "": inside dir). */
+	const char *log_dir;
 	/** Users kept in memory at most (0: no bound); the least recently used
 	 * saved ones are evicted and restored from RocksDB when met again. */
 	size_t user_cache_users;

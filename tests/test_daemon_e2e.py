@@ -4,6 +4,7 @@ Each test makes its own topics and state directory and runs the release
 daemon as a child process on loopback.
 """
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -232,6 +233,15 @@ policy = popularity
     lists = {}
     assert daemon.wait_for(lambda: len(lists.update(latest_lists(daemon)) or lists) == 60, 30)
     assert {variant for variant, _ in lists.values()} == {"model", "control"}
+    # each list's variant is the one the README's formula gives
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "formula", pathlib.Path(__file__).parent / "interop" / "test_assignment_formula.py")
+    formula = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(formula)
+    shares = [("model", 0.5), ("control", 0.5)]
+    for user, (variant, _) in lists.items():
+        assert shares[formula.assign("streamrec", user, shares)][0] == variant, user
 
     def counters():
         return {name: daemon.metric(name) for name in
@@ -289,6 +299,61 @@ policy = popularity
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//|@import|url\(", page), \
         "the page must be self-contained"
     assert daemon.stop() == 0
+
+
+def test_variants_come_and_go_by_name_across_restarts(daemon):
+    """Restarting with other variants: a surviving variant keeps its state, a
+    new one starts cold or as a copy of a named one, a removed one stays on
+    disk unused, and a reshaped one is refused with a message."""
+    base = daemon.config.read_text()
+
+    def configure(variants):
+        daemon.config.write_text(base.replace("[http]", variants + "[http]"))
+
+    def digest(variant):
+        out = subprocess.run([STREAMREC, "digest", "--state", daemon.dir / "state",
+                              "--variant", variant], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()[1]
+
+    configure("[variant.a]\nshare = 0.5\n[variant.b]\nshare = 0.5\nlearning_rate = 0.05\n")
+    daemon.start()
+    daemon.produce(2000, users=100, items=50)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2 * 2000)
+    assert daemon.stop() == 0
+    a, b = digest("a"), digest("b")
+    assert a != b
+
+    # b leaves, c arrives as a copy of a, d arrives cold
+    configure("[variant.a]\nshare = 0.4\n[variant.c]\nshare = 0.3\nstart_from = a\n"
+              "[variant.d]\nshare = 0.3\n")
+    daemon.start()
+    assert daemon.stop() == 0
+    log = daemon.logtext()
+    assert "variant 'c' is new: starts from 'a'" in log
+    assert "variant 'd' is new: starts cold" in log
+    assert "variant 'b' is in the state but not in the configuration" in log
+    assert digest("a") == a and digest("c") == a and digest("b") == b
+    assert digest("d") not in (a, b)
+
+    # learning goes on in each variant separately after the copy
+    daemon.start()
+    daemon.produce(500, users=100, items=50, seed=9)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3 * 500)
+    assert daemon.stop() == 0
+    assert digest("a") != a and digest("c") != a and digest("b") == b
+
+    # a change of layout in place is refused, naming the variant
+    configure("[variant.a]\nshare = 0.4\ndim = 64\n[variant.c]\nshare = 0.3\n"
+              "[variant.d]\nshare = 0.3\n")
+    out = subprocess.run([STREAMRECD, "--config", daemon.config, "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "variant 'a' was stored with dim 32" in out.stderr and "new name" in out.stderr
+    configure("[variant.a]\nshare = 0.5\n[variant.e]\nshare = 0.5\nstart_from = zz\n")
+    out = subprocess.run([STREAMRECD, "--config", daemon.config, "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "starts from 'zz', which the state does not hold" in out.stderr
 
 
 def test_sigterm_writes_state_and_restart_resumes(daemon):
