@@ -1,0 +1,446 @@
+"""Dashboards and alerts (systemd/) and the daemon's status page.
+
+The rules pass promtool's check and its unit tests; every metric the rules and
+the Grafana dashboard name is one a live daemon exports; a real Prometheus
+(Debian's) scrapes a daemon running two A/B variants under traffic and answers
+per-variant freshness and hit-rate queries, the rules' and every dashboard
+panel's; headless Chromium (Debian's) renders the status page's figures, and a
+screenshot of it is kept in build/artifacts/status.png.
+
+Only loopback is used: Prometheus listens on and scrapes 127.0.0.1, and
+Chromium resolves no host name but 127.0.0.1.
+"""
+import html
+import json
+import math
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from harness import BUILD, ROOT
+from test_daemon_e2e import STREAMREC, Daemon, free_port
+
+pytestmark = pytest.mark.kafka
+
+DASHBOARDS = ROOT / "systemd"
+DASHBOARD = DASHBOARDS / "streamrec.json"
+RULES = DASHBOARDS / "streamrec.rules.yml"
+RULES_TEST = DASHBOARDS / "streamrec.rules.test.yml"
+ARTIFACTS = BUILD / "artifacts"
+VARIANTS = ("model", "control")
+
+# What Grafana would substitute in a panel's query, for a Prometheus scraping every second.
+GRAFANA_VARIABLES = {"$variant": ".*", "$instance": ".*", "$__rate_interval": "30s",
+                     "$__range": "5m"}
+
+
+def tool(name):
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing: `make deps` installs it")
+    return path
+
+
+def dashboard_queries():
+    """Every PromQL text of the dashboard: panel targets and template variables."""
+    found = []
+
+    def walk(node, key=None):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and key in ("expr", "definition", "query"):
+            found.append(node)
+
+    walk(json.loads(DASHBOARD.read_text()))
+    return found
+
+
+def panel_targets():
+    """(panel title, target) for every query target of every panel."""
+    return [(panel["title"], target)
+            for panel in json.loads(DASHBOARD.read_text())["panels"]
+            for target in panel.get("targets", [])]
+
+
+def metric_names(text):
+    """streamrec_* metric names in PromQL or YAML text (recording rules are streamrec:*)."""
+    return set(re.findall(r"(?<![\w:])streamrec_[a-z0-9_]+", text))
+
+
+def recording_rule_names(text):
+    return set(re.findall(r"^\s*-?\s*record:\s*(\S+)\s*$", text, re.M))
+
+
+def exported_names(metrics_text):
+    """Metric names a /metrics page exports, from its TYPE lines (histograms' series too)."""
+    names = set()
+    for line in metrics_text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names.add(name)
+            if kind in ("histogram", "summary"):
+                names |= {name + "_sum", name + "_count"}
+            if kind == "histogram":
+                names.add(name + "_bucket")
+    return names
+
+
+# --- the rules alone ---------------------------------------------------------------
+
+
+def test_rules_pass_promtool_check_and_unit_tests():
+    promtool = tool("promtool")
+    out = subprocess.run([promtool, "check", "rules", RULES], capture_output=True, text=True)
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+    # the freshness SLO fires on a slow variant after 5 minutes, not on a fast one
+    # nor on a one-minute blip; hit rate, lag, dead-letter and commit alerts likewise
+    out = subprocess.run([promtool, "test", "rules", RULES_TEST], capture_output=True,
+                         text=True, cwd=DASHBOARDS)
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+    alerts = set(re.findall(r"^\s*-\s*alert:\s*(\w+)", RULES.read_text(), re.M))
+    assert {"StreamrecFreshnessSLO", "StreamrecConsumerLagHigh", "StreamrecConsumerLagGrowing",
+            "StreamrecDeadLetterSpike", "StreamrecCommitFailures", "StreamrecNotReady",
+            "StreamrecDown"} <= alerts
+
+
+def test_dashboard_shape():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    assert variables["DS_PROMETHEUS"]["query"] == "prometheus"
+    assert variables["variant"]["definition"] == \
+        "label_values(streamrec_recommendations_total, variant)"
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    for panel in panels:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+            assert panel["targets"], panel["title"]
+            assert all(t["datasource"]["uid"] == "${DS_PROMETHEUS}" for t in panel["targets"])
+    titles = " | ".join(p["title"] for p in panels)
+    for wanted in ("Freshness p50", "Freshness p95", "Freshness p99", "Hit rate per variant",
+                   "Hit rate by event type", "by rank", "Event throughput", "Consumer lag",
+                   "Refresh batch time", "Invalid events", "Dead letters", "commit failures",
+                   "Ready"):
+        assert wanted in titles, wanted
+    for title, target in panel_targets():
+        if "variant" in target["legendFormat"] and not target["expr"].startswith("streamrec:"):
+            assert 'variant=~"$variant"' in target["expr"], title
+
+
+# --- a live daemon with two variants under traffic ----------------------------------
+
+
+def hits(daemon, variant):
+    _, text = daemon.get("/metrics")
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(f'streamrec_hits_total{{variant="{variant}",'))
+
+
+@pytest.fixture(scope="module")
+def ab_daemon(kafka_broker, tmp_path_factory):
+    """streamrecd with a model variant and a popularity control, 50/50, fed a steady
+    stream over a small catalogue (so users act on items of their lists: hits)."""
+    d = Daemon(kafka_broker, tmp_path_factory.mktemp("dashboards"), "dashboards")
+    d.config.write_text(d.config.read_text().replace("[http]", """[variant.model]
+share = 0.5
+[variant.control]
+share = 0.5
+policy = popularity
+[http]"""))
+    d.start()
+    traffic = subprocess.Popen([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap,
+                                "--topic", d.events, "--count", "0", "--rate", "300",
+                                "--users", "60", "--items", "30", "--seed", "7"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert d.wait_for(lambda: all(hits(d, v) > 0 for v in VARIANTS), 90), d.logtext()
+        yield d
+    finally:
+        traffic.send_signal(signal.SIGINT)
+        try:
+            traffic.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            traffic.kill()
+            traffic.wait()
+        if d.process.poll() is None:
+            code = d.stop()
+            assert code == 0, d.logtext()
+
+
+def test_every_metric_named_by_the_dashboard_and_rules_is_exported(ab_daemon):
+    status, metrics_text = ab_daemon.get("/metrics")
+    assert status == 200
+    exported = exported_names(metrics_text)
+    used = metric_names("\n".join(dashboard_queries())) | metric_names(RULES.read_text())
+    assert used, "no metric names found"
+    assert sorted(used - exported) == [], "named but not exported"
+    # the A/B families are all used somewhere
+    for family in ("streamrec_freshness_seconds_bucket", "streamrec_hits_total",
+                   "streamrec_hits_by_rank_total", "streamrec_recommendations_total",
+                   "streamrec_users_served_total", "streamrec_events_total",
+                   "streamrec_consumer_lag", "streamrec_refresh_batch_seconds_bucket",
+                   "streamrec_dlq_messages_total", "streamrec_commit_failures_total",
+                   "streamrec_ready"):
+        assert family in used, family
+    recorded = recording_rule_names(RULES.read_text())
+    used_records = set(re.findall(r"streamrec:[a-z0-9_:]+", "\n".join(dashboard_queries())))
+    assert used_records and sorted(used_records - recorded) == [], "used but not recorded"
+
+
+# --- a real Prometheus --------------------------------------------------------------
+
+
+class Prometheus:
+    def __init__(self, tmp_path, target_port):
+        self.dir = tmp_path
+        self.port = free_port()
+        self.config = tmp_path / "prometheus.yml"
+        self.config.write_text(f"""global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - {RULES}
+scrape_configs:
+  - job_name: streamrec
+    static_configs:
+      - targets: ['127.0.0.1:{target_port}']
+""")
+        self.log = open(tmp_path / "prometheus.log", "w")
+        self.process = subprocess.Popen(
+            [tool("prometheus"), f"--config.file={self.config}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self.log, stderr=self.log)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            assert self.process.poll() is None, self.logtext()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready",
+                                            timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        pytest.fail("Prometheus never became ready:\n" + self.logtext())
+
+    def logtext(self):
+        return (self.dir / "prometheus.log").read_text()[-4000:]
+
+    def api(self, path, **params):
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as e:
+            body = json.load(e)
+        assert body["status"] == "success", (params, body)
+        return body["data"]
+
+    def query(self, expr):
+        """An instant vector: {labels as a sorted tuple: float value}."""
+        data = self.api("query", query=expr)
+        assert data["resultType"] == "vector", (expr, data)
+        return {tuple(sorted(s["metric"].items())): float(s["value"][1]) for s in data["result"]}
+
+    def per_variant(self, expr):
+        return {dict(labels).get("variant"): value for labels, value in self.query(expr).items()}
+
+    def wait_for(self, expr, predicate, timeout=90):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            result = self.per_variant(expr)
+            if predicate(result):
+                return result
+            time.sleep(1)
+        pytest.fail(f"{expr} never satisfied the test; last {result}\n" + self.logtext())
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(ab_daemon, tmp_path_factory):
+    p = Prometheus(tmp_path_factory.mktemp("prometheus"), ab_daemon.port)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def finite_for_every_variant(result):
+    return set(result) == set(VARIANTS) and all(math.isfinite(v) for v in result.values())
+
+
+def test_prometheus_reads_per_variant_freshness_and_hit_rate(ab_daemon, prometheus):
+    # straight from the scraped buckets, as the dashboard's panels ask
+    p99 = prometheus.wait_for("histogram_quantile(0.99, sum by (le, variant) "
+                              "(rate(streamrec_freshness_seconds_bucket[1m])))",
+                              finite_for_every_variant)
+    assert all(0 < v < 60 for v in p99.values()), p99
+    targets = prometheus.api("targets")["activeTargets"]
+    assert [t["health"] for t in targets] == ["up"], targets
+    # through the recording rules, as the alerts and the dashboard's summaries ask
+    quantiles = {q: prometheus.wait_for(f"streamrec:freshness_seconds:{q}_5m",
+                                        finite_for_every_variant)
+                 for q in ("p50", "p95", "p99")}
+    for variant in VARIANTS:
+        assert 0 < quantiles["p50"][variant] <= quantiles["p95"][variant] \
+            <= quantiles["p99"][variant], quantiles
+    hit_rate = prometheus.wait_for("streamrec:hit_rate:ratio_5m",
+                                   lambda r: finite_for_every_variant(r)
+                                   and all(v > 0 for v in r.values()))
+    assert all(0 < v < 20 for v in hit_rate.values()), hit_rate
+    by_type = prometheus.query("streamrec:hit_rate_by_type:ratio_5m")
+    assert {dict(k)["variant"] for k in by_type} == set(VARIANTS)
+    assert {dict(k)["type"] for k in by_type} == {"click", "add_to_cart", "purchase"}
+    # the raw hits per list published agree with the rule (same window, same instant)
+    raw = prometheus.per_variant("sum by (variant) (rate(streamrec_hits_total[5m])) / "
+                                 "sum by (variant) (rate(streamrec_recommendations_total[5m]))")
+    assert set(raw) == set(VARIANTS)
+    # no alert fires on a healthy daemon
+    assert prometheus.query('ALERTS{alertstate="firing"}') == {}
+
+
+def test_rules_load_healthy_in_prometheus(prometheus):
+    prometheus.wait_for("streamrec:consumer_lag:sum", lambda r: len(r) > 0)
+    groups = prometheus.api("rules")["groups"]
+    assert {g["name"] for g in groups} == {"streamrec.recording", "streamrec.alerts"}
+    rules = [r for g in groups for r in g["rules"]]
+    assert len(rules) == len(recording_rule_names(RULES.read_text())) + \
+        len(re.findall(r"^\s*-\s*alert:", RULES.read_text(), re.M))
+    bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert bad == [], bad
+
+
+def test_every_dashboard_panel_answers_through_prometheus(prometheus):
+    """Each panel's query, with Grafana's variables filled in, returns series that
+    carry the labels its legend shows (a wrong metric or label name returns none)."""
+    prometheus.wait_for("streamrec:hit_rate:ratio_5m", finite_for_every_variant)
+    empty = []
+    for title, target in panel_targets():
+        expr = target["expr"]
+        for name, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(name, value)
+        result = prometheus.query(expr)
+        if not result:
+            # "> 0" filters hide idle series (no invalid events here); all else has data
+            if not re.search(r"\)\s*>\s*0\s*$", expr):
+                empty.append(title)
+            continue
+        for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", target["legendFormat"]):
+            assert all(dict(series).get(label) for series in result), (title, label, result)
+    assert empty == [], empty
+    variable = json.loads(DASHBOARD.read_text())["templating"]["list"][1]
+    metric = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["definition"])
+    values = prometheus.api("series", **{"match[]": metric.group(1)})
+    assert {s[metric.group(2)] for s in values} == set(VARIANTS)
+
+
+# --- the status page in headless Chromium --------------------------------------------
+
+CHROMIUM_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-domain-reliability", "--no-proxy-server",
+    "--hide-scrollbars",
+    # nothing but the daemon resolves: the page must need no other host, and the
+    # browser's own background services cannot leave the machine
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+
+
+def chromium(tmp_path, url, *args):
+    out = subprocess.run([tool("chromium"), *CHROMIUM_FLAGS,
+                          f"--user-data-dir={tmp_path / 'chromium'}",
+                          "--virtual-time-budget=8000", *args, url],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def external_references(page):
+    """URLs of other hosts a page would load: src/href, CSS @import, url(), fetches."""
+    page = re.sub(r'\sxmlns(:\w+)?="[^"]*"', "", page)  # inline SVG namespaces load nothing
+    found = re.findall(r'(?:src|href|action)\s*=\s*["\']?\s*((?:https?:)?//[^"\'\s>]*)', page,
+                       re.I)
+    found += re.findall(r"@import[^;]*", page, re.I)
+    found += re.findall(r"@font-face", page, re.I)
+    found += re.findall(r"url\(\s*['\"]?\s*((?:https?:)?//[^)]*)", page, re.I)
+    found += re.findall(r"https?://[^\s\"'<>)]+", page, re.I)
+    return found
+
+
+def number(cell):
+    text = html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+    match = re.fullmatch(r"(-?[\d,]*\.?\d+)\s*(ms|%|/s|events/s)?", text)
+    assert match, f"not a number: {text!r}"
+    return float(match.group(1).replace(",", ""))
+
+
+def status_rows(dom):
+    """variant -> {cell class: number} from the rendered status page."""
+    rows = {}
+    for variant, body in re.findall(r'<tr[^>]*\bdata-variant="([^"]+)"[^>]*>(.*?)</tr>', dom,
+                                    re.S):
+        cells = {}
+        for classes, cell in re.findall(r'<td[^>]*\bclass="([^"]*)"[^>]*>(.*?)</td>', body,
+                                        re.S):
+            for name in classes.split():
+                if name in ("p50", "p95", "p99", "throughput", "hitrate"):
+                    cells[name] = number(cell)
+        rows[html.unescape(variant)] = cells
+    return rows
+
+
+def test_status_page_renders_live_figures_in_chromium(ab_daemon, tmp_path):
+    url = f"http://127.0.0.1:{ab_daemon.port}/status"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert r.status == 200 and r.headers.get_content_type() == "text/html"
+        page = r.read().decode()
+    assert external_references(page) == []
+    status, body = ab_daemon.get("/status.json")
+    assert status == 200 and json.loads(body)
+
+    dom = chromium(tmp_path, url, "--dump-dom")
+    assert external_references(dom) == []
+    rows = status_rows(dom)
+    assert set(rows) == set(VARIANTS), dom[-3000:]
+    for variant, cells in rows.items():
+        assert set(cells) == {"p50", "p95", "p99", "throughput", "hitrate"}, (variant, cells)
+        assert 0 <= cells["p50"] <= cells["p95"] <= cells["p99"], (variant, cells)
+        assert cells["p99"] > 0 and cells["throughput"] > 0, (variant, cells)
+        assert 0 <= cells["hitrate"] <= 2000, (variant, cells)
+    updated = re.search(r'<(\w+)[^>]*\bid="updated"[^>]*>(.*?)</\1>', dom, re.S)
+    assert updated and re.sub(r"<[^>]+>", "", updated.group(2)).strip(), dom[-3000:]
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "status.png"
+    screenshot.unlink(missing_ok=True)
+    chromium(tmp_path, url, f"--screenshot={screenshot}", "--window-size=1200,800")
+    png = screenshot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (1200, 800)
+    assert len(png) > 10000, "a blank page"
