@@ -212,6 +212,8 @@ install: all
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(SCHEMAS) $(DESTDIR)$(PREFIX)/share/streamrec/schemas/
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/streamrec/
+	install -m 0644 systemd/streamrec.json systemd/streamrec.rules.yml \
+	  $(DESTDIR)$(PREFIX)/share/streamrec/
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	  -e 's|@DOCDIR@|$(PREFIX)/share/doc/streamrec|g' systemd/streamrecd.service \
 	  > $(DESTDIR)$(UNITDIR)/streamrecd.service
