@@ -814,6 +814,9 @@ int main(int argc, char **argv)
 	d->variant_count = d->config.variant_count;
 	for (size_t v = 0; v < d->variant_count; v++) {
 		models[v] = d->config.variants[v].model;
+		/* the popularity arm ranks by counts: its embeddings would go unused */
+		models[v].learn_embeddings =
+		    d->config.variants[v].policy != CONFIG_POLICY_POPULARITY;
 		variant_names[v] = d->config.variants[v].name;
 		start_from[v] = d->config.variants[v].start_from;
 		d->variants[v].name = d->config.variants[v].name;

@@ -105,6 +105,7 @@ void model_config_default(struct model_config *config)
 	config->use_intent = true;
 	config->use_covis = true;
 	config->use_correction = true;
+	config->learn_embeddings = true;
 	config->exclusion = MODEL_EXCLUDE_BOUGHT;
 	config->seed = 1;
 }
@@ -594,6 +595,11 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	recent_count = recent_items(m, event->user, recent);
 	m->step++;
 
+	if (!m->config.learn_embeddings) {
+		if (w < 0)
+			return 0;
+		goto count;
+	}
 	if (w < 0) {
 		/* an explicit "not this": one negative, nothing counted or remembered */
 		add_target(m, 0, event->item, 0.0f, -w);
@@ -619,7 +625,7 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 		add_target(m, count++, drawn[n], 0.0f, w);
 	train(m, event->user, recent, recent_count, count);
 
-	/* counting: popularity, the sampler, co-visitation, history */
+count: /* counting: popularity, the sampler, co-visitation, history */
 	if (popularity_add(m->popularity, event->item, event->ts_ms) != 0)
 		goto out_nomem;
 	mark_item(m, popularity_last_moved(m->popularity));
@@ -633,8 +639,9 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	refresh_bias_column(m, event->item);
 	if (covis_tick(m->covis))
 		m->all_items_dirty = true;
-	size_t window =
-	    recent_count > m->config.covis_window ? m->config.covis_window : recent_count;
+	size_t window = !m->config.learn_embeddings             ? 0
+			: recent_count > m->config.covis_window ? m->config.covis_window
+								: recent_count;
 	for (size_t j = recent_count - window; j < recent_count; j++) {
 		bool seen = recent[j] == event->item;
 		for (size_t k = j + 1; k < recent_count && !seen; k++)

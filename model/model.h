@@ -77,6 +77,9 @@ struct model_config {
 	bool use_intent;               /**< signal 2 (ybar_u) */
 	bool use_covis;                /**< signal 3 */
 	bool use_correction;           /**< the log-odds correction */
+	/** false: keep only counts, exclusions and recent items (a popularity
+	 * control arm needs nothing else): no gradient steps, no co-visitation. */
+	bool learn_embeddings;
 	enum model_exclusion exclusion;
 	uint64_t seed; /**< mixed into every id's generator and the sampler */
 };

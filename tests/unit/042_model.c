@@ -120,6 +120,37 @@ static void new_items_start_at_their_category_mean(void **state)
 	model_free(m);
 }
 
+/* A counts-only model (the popularity arm) counts and excludes, and learns no vectors. */
+static void counts_only_models_learn_no_vectors(void **state)
+{
+	(void)state;
+	struct model_config config;
+	char errstr[256];
+	model_config_default(&config);
+	config.learn_embeddings = false;
+	struct model *m = model_new(&config, errstr, sizeof errstr), *full = trained(1, 5000);
+	assert_non_null(m);
+	for (uint64_t i = 0; i < 5000; i++) {
+		struct model_event e = event_at(i);
+		assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
+	}
+	struct model *fresh = model_new(&config, errstr, sizeof errstr);
+	struct model_event first = event_at(0);
+	assert_int_equal(model_learn(fresh, &first, errstr, sizeof errstr), 0);
+	/* the first user's vector is still its seeded start; counts match the full model */
+	assert_memory_equal(model_user_vector(m, first.user), model_user_vector(fresh, first.user),
+			    32 * sizeof(float));
+	for (uint32_t item = 0; item < ITEMS; item += 7)
+		assert_int_equal(model_item_count_of(m, item), model_item_count_of(full, item));
+	uint32_t a[20], b[20];
+	size_t n = model_popular(m, 3, 20, NULL, a);
+	assert_int_equal(n, model_popular(full, 3, 20, NULL, b));
+	assert_memory_equal(a, b, n * sizeof a[0]);
+	model_free(m);
+	model_free(full);
+	model_free(fresh);
+}
+
 static void bought_items_are_excluded(void **state)
 {
 	(void)state;
@@ -234,6 +265,7 @@ int main(void)
 	    cmocka_unit_test(replay_is_bit_identical),
 	    cmocka_unit_test(first_vectors_depend_on_the_id_not_the_index),
 	    cmocka_unit_test(new_items_start_at_their_category_mean),
+	    cmocka_unit_test(counts_only_models_learn_no_vectors),
 	    cmocka_unit_test(bought_items_are_excluded),
 	    cmocka_unit_test(last_event_moves_the_query_at_once),
 	    cmocka_unit_test(cold_users_get_the_trending_list),
