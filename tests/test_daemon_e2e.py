@@ -58,6 +58,10 @@ bootstrap.servers = {broker.bootstrap}
 """)
         self.process = None
 
+    def add_config(self, sections):
+        """Adds configuration sections (text) to the daemon's file."""
+        self.config.write_text(self.config.read_text().replace("[http]", sections + "[http]"))
+
     def start(self):
         self.log = open(self.dir / "streamrecd.log", "a")
         self.process = subprocess.Popen([STREAMRECD, "--config", self.config],
@@ -109,6 +113,10 @@ bootstrap.servers = {broker.bootstrap}
                 return True
             time.sleep(0.2)
         return False
+
+
+# an A/B pair: the model against the popularity control, half the users each
+AB_VARIANTS = "[variant.model]\nshare = 0.5\n[variant.control]\nshare = 0.5\npolicy = popularity\n"
 
 
 @pytest.fixture
@@ -219,14 +227,7 @@ def test_hits_are_counted_exactly_per_variant_type_and_rank(daemon):
     """A scripted stream against lists known in advance: every click,
     add-to-cart and purchase of a listed item counts once, for the list's
     variant, by type and rank; views and unlisted items do not."""
-    daemon.config.write_text(daemon.config.read_text().replace("[http]", """[refresh]
-min_interval_ms = 1h
-[variant.model]
-share = 0.5
-[variant.control]
-share = 0.5
-policy = popularity
-[http]"""))
+    daemon.add_config("[refresh]\nmin_interval_ms = 1h\n" + AB_VARIANTS)
     daemon.start()
     daemon.produce(3000, users=60, items=40)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2 * 3000)
@@ -275,12 +276,7 @@ policy = popularity
 
 def test_status_json_and_page_show_live_figures_per_variant(daemon):
     import json
-    daemon.config.write_text(daemon.config.read_text().replace("[http]", """[variant.model]
-share = 0.5
-[variant.control]
-share = 0.5
-policy = popularity
-[http]"""))
+    daemon.add_config(AB_VARIANTS)
     daemon.start()
     daemon.produce(3000, users=200, items=50, rate=1500)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2 * 3000)
@@ -613,8 +609,7 @@ def test_sigusr1_takes_a_checkpoint_while_running(daemon):
 
 
 def test_items_need_min_item_events_before_they_are_listed(daemon):
-    daemon.config.write_text(daemon.config.read_text().replace(
-        "[http]", "[refresh]\nmin_item_events = 40\n[http]"))
+    daemon.add_config("[refresh]\nmin_item_events = 40\n")
     daemon.start()
     daemon.produce(3000, users=100, items=400)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3000)

@@ -26,7 +26,7 @@ import urllib.request
 import pytest
 
 from harness import BUILD, ROOT
-from test_daemon_e2e import STREAMREC, Daemon, free_port
+from test_daemon_e2e import AB_VARIANTS, STREAMREC, Daemon, free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -155,12 +155,7 @@ def ab_daemon(kafka_broker, tmp_path_factory):
     """streamrecd with a model variant and a popularity control, 50/50, fed a steady
     stream over a small catalogue (so users act on items of their lists: hits)."""
     d = Daemon(kafka_broker, tmp_path_factory.mktemp("dashboards"), "dashboards")
-    d.config.write_text(d.config.read_text().replace("[http]", """[variant.model]
-share = 0.5
-[variant.control]
-share = 0.5
-policy = popularity
-[http]"""))
+    d.add_config(AB_VARIANTS)
     d.start()
     traffic = subprocess.Popen([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap,
                                 "--topic", d.events, "--count", "0", "--rate", "300",
