@@ -42,7 +42,6 @@
 
 #define WATCHDOG_DEFAULT_S 5.0
 #define MAX_PARTITIONS     1024
-#define REFRESH_BUDGET_S   0.02 /* of loop time per refresh tick */
 
 /* A user waiting for a refresh: its stable index and the newest event time. */
 struct pending {
@@ -96,6 +95,20 @@ struct daemon {
 	struct catalog *catalog;
 
 	ev_timer refresh_timer, commit_timer, watchdog_timer;
+	/* refreshes run whenever the loop has nothing more urgent: one batch per
+	 * idle turn, alternating with the consumer's batches */
+	ev_idle refresh_idle;
+	/* the refresh's time credit (seconds): grows by max_busy_share of wall
+	 * time, shrinks by the time refreshing takes; spent out while events
+	 * wait, the refresh pauses until the next timer tick */
+	double refresh_credit_s, refresh_credit_at;
+	/* per variant: which items may be listed, recomputed when the catalogue
+	 * changes, items appear, or it is older than the refresh interval */
+	uint8_t *listable[STATE_MAX_VARIANTS];
+	size_t listable_items[STATE_MAX_VARIANTS];
+	double listable_at[STATE_MAX_VARIANTS];
+	uint64_t listable_generation[STATE_MAX_VARIANTS];
+	uint64_t catalog_generation;
 	ev_signal sigint, sigterm, sighup, sigusr1;
 	int interrupts;
 	bool stopping, failed, ready_sent;
@@ -232,6 +245,7 @@ static int mark_for_refresh(struct daemon *d, uint32_t stable, int64_t ts_ms)
 	d->queue[(d->queue_head + d->queue_count++) % d->queue_capacity] =
 	    (struct pending){stable, ts_ms};
 	d->queued[stable] = 1;
+	ev_idle_start(d->loop, &d->refresh_idle);
 	return 0;
 }
 
@@ -325,6 +339,7 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 		fail(d, errstr);
 		return;
 	}
+	d->catalog_generation++;
 	if (catalog_set_listed(d->catalog, index, listed) != 0) {
 		fail(d, "out of memory for the catalogue");
 		return;
@@ -427,6 +442,34 @@ static void on_lag(const char *topic, int32_t partition, int64_t lag, void *opaq
 
 /* ---- refresh ------------------------------------------------------------------------ */
 
+/*
+ * The items variant v may list: in the catalogue (or never named by it) and
+ * learned on at least min_item_events times. Cached; recomputed when the
+ * catalogue changed, items appeared, or it is a refresh interval old.
+ * @returns the flags (one per item), or NULL when out of memory.
+ */
+static const uint8_t *listable_items(struct daemon *d, size_t v)
+{
+	struct model *model = state_model(d->state, v);
+	size_t items = model_item_count(model);
+	double now = ev_now(d->loop);
+	if (d->listable[v] != NULL && d->listable_items[v] == items &&
+	    d->listable_generation[v] == d->catalog_generation &&
+	    now - d->listable_at[v] < (double)d->config.refresh_interval_ms / 1000.0)
+		return d->listable[v];
+	uint8_t *flags = realloc(d->listable[v], items ? items : 1);
+	if (flags == NULL)
+		return NULL;
+	for (size_t i = 0; i < items; i++)
+		flags[i] = catalog_listed(d->catalog, (uint32_t)i) &&
+			   model_item_count_of(model, (uint32_t)i) >= d->config.min_item_events;
+	d->listable[v] = flags;
+	d->listable_items[v] = items;
+	d->listable_at[v] = now;
+	d->listable_generation[v] = d->catalog_generation;
+	return flags;
+}
+
 /* Refreshes up to one batch; @returns how many users were taken from the queue. */
 static size_t refresh(struct daemon *d)
 {
@@ -482,16 +525,9 @@ static size_t refresh(struct daemon *d)
 			}
 		struct model *model = state_model(d->state, v);
 		size_t variant_k = d->config.variants[v].k;
-		/* listable: in the catalogue (or never named by it) and learned on
-		 * at least min_item_events times */
-		size_t items_known = model_item_count(model);
-		uint8_t *listable = malloc(items_known ? items_known : 1);
+		const uint8_t *listable = listable_items(d, v);
 		if (listable == NULL)
 			goto out_free;
-		for (size_t i = 0; i < items_known; i++)
-			listable[i] =
-			    catalog_listed(d->catalog, (uint32_t)i) &&
-			    model_item_count_of(model, (uint32_t)i) >= d->config.min_item_events;
 		int rc = 0;
 		if (d->config.variants[v].policy == CONFIG_POLICY_POPULARITY) {
 			/* the control arm: all-time popularity, same exclusions and filters */
@@ -508,7 +544,6 @@ static size_t refresh(struct daemon *d)
 			rc = model_recommend(model, d->topk, slots, counts[v], variant_k, listable,
 					     results, lengths, errstr, sizeof errstr);
 		}
-		free(listable);
 		if (rc != 0) {
 			log_line("4", "refresh: %s", errstr);
 			goto out_free;
@@ -555,16 +590,43 @@ out_free:
 	return n;
 }
 
+/*
+ * One batch per idle turn of the loop, so refreshing and consuming take
+ * turns: under load the queue grows between turns and batches fill up (the
+ * matrix products get cheaper per user); when idle, a user is refreshed at
+ * once. When nobody in the queue is due (min_interval), the watcher stops
+ * and the refresh timer starts it again.
+ */
+static void on_refresh_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)revents;
+	double share = d->config.refresh_max_busy_share, now = ev_time();
+	double bound = 0.2; /* seconds of credit kept either way */
+	d->refresh_credit_s += share * (now - d->refresh_credit_at);
+	d->refresh_credit_at = now;
+	if (d->refresh_credit_s > bound)
+		d->refresh_credit_s = bound;
+	if (d->refresh_credit_s < -bound)
+		d->refresh_credit_s = -bound;
+	if (d->refresh_credit_s <= 0 && d->consumer != NULL && consumer_backlog(d->consumer)) {
+		ev_idle_stop(loop, w); /* learning first; the timer comes back */
+		return;
+	}
+	size_t refreshed = d->failed ? 0 : refresh(d);
+	double end = ev_time();
+	d->refresh_credit_s -= end - now;
+	d->refresh_credit_at = end;
+	if (refreshed == 0)
+		ev_idle_stop(loop, w);
+}
+
 static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
-	(void)loop;
 	(void)revents;
-	/* batch after batch while users wait, within a time budget per tick so
-	 * the loop gets back to the consumer */
-	double budget_end = ev_time() + REFRESH_BUDGET_S;
-	while (!d->failed && refresh(d) > 0 && ev_time() < budget_end)
-		;
+	if (d->queue_count > 0)
+		ev_idle_start(loop, &d->refresh_idle);
 }
 
 /* ---- commits ------------------------------------------------------------------------ */
@@ -846,6 +908,8 @@ int main(int argc, char **argv)
 		goto out_free;
 	}
 	d->loop = EV_DEFAULT;
+	ev_idle_init(&d->refresh_idle, on_refresh_idle);
+	d->refresh_idle.data = d;
 	struct codec_config cc = {.framing = CODEC_FRAMING_AUTO};
 	d->codec = codec_new(&cc, errstr, sizeof errstr);
 	const char *names[STATE_MAX_VARIANTS];
@@ -958,6 +1022,7 @@ int main(int argc, char **argv)
 
 	/* shutdown, in reverse order of start-up, each wait bounded */
 	ev_timer_stop(d->loop, &d->refresh_timer);
+	ev_idle_stop(d->loop, &d->refresh_idle);
 	ev_timer_stop(d->loop, &d->commit_timer);
 	ev_timer_stop(d->loop, &d->watchdog_timer);
 	if (!d->failed) {
@@ -990,6 +1055,8 @@ out_free:
 	free(d->trigger_ts);
 	free(d->last_refresh_ms);
 	catalog_free(d->catalog);
+	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
+		free(d->listable[v]);
 	status_free(d->status);
 	return status;
 }

@@ -753,6 +753,11 @@ size_t consumer_assigned_count(const struct consumer *c)
 	return c->assigned_count;
 }
 
+bool consumer_backlog(const struct consumer *c)
+{
+	return rd_kafka_queue_length(c->queue) > 0;
+}
+
 bool consumer_broker_up(const struct consumer *c)
 {
 	return c->broker_up;

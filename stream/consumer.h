@@ -134,6 +134,9 @@ bool consumer_assigned(const struct consumer *consumer);
 /** @returns how many partitions the consumer holds. */
 size_t consumer_assigned_count(const struct consumer *consumer);
 
+/** @returns whether messages fetched from Kafka wait in the consumer's queue. */
+bool consumer_backlog(const struct consumer *consumer);
+
 /**
  * @returns whether a broker seems reachable: false after "all brokers down"
  * or a statistics report with no broker up; true again after a message, an
