@@ -8,6 +8,8 @@
 #                 against a real Kafka broker started for the run
 #   make fuzz     libFuzzer run of the decoder for FUZZ_SECONDS (default 60)
 #   make bench    benchmarks, printing figures
+#   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
+#                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
 #   make install  PREFIX=/usr/local DESTDIR=
 #   make format   clang-format the tree
 
@@ -52,8 +54,9 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
 TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send
+BENCH_COLLECT := $(BUILD)/bench/collect
 
-.PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench install clean format
+.PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-e2e install clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -120,7 +123,7 @@ $(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_H
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_FLAGS) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(PKG_LIBS) -o $@
 
-test-build: $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_TOOLS) $(BINS) $(TSAN_BINS)
+test-build: $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_TOOLS) $(BINS) $(TSAN_BINS) $(BENCH_COLLECT)
 
 # The whole suite: C unit tests, Avro interoperability with fastavro, and
 # integration tests against a real Kafka broker that the harness starts and
@@ -176,6 +179,22 @@ $(BUILD)/bench/%: bench/%.c $(REL_OBJS)
 bench: all $(BENCH_BINS)
 	@echo "machine: $$(nproc) cores, $$(free -g | awk '/^Mem/ {print $$2}') GiB, $$(lscpu | sed -n 's/^Model name: *//p')"
 	@for b in $(BENCH_BINS); do $$b || exit 1; done
+
+# The end-to-end benchmark: bench/e2e.py starts a broker and streamrecd, runs
+# the scenarios (E2E_ARGS, e.g. "--duration-s 10") and writes
+# $(BUILD)/bench-results/e2e.md and PNG plots. bench/collect is the consumer
+# of the recommendations topic (not a bench_* program: `make bench` skips it).
+BENCH_VENV    ?= $(BUILD)/bench-venv
+E2E_ARGS      ?=
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
+bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
+	tools/kafka-broker fetch >/dev/null
+	$(BENCH_VENV)/bin/python bench/e2e.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(E2E_ARGS)
 
 # ---- install, housekeeping ------------------------------------------------------------
 
