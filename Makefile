@@ -10,6 +10,8 @@
 #   make bench    benchmarks, printing figures
 #   make bench-peers  streamrec against River, implicit and popularity on one
 #                 stream (DATA=PATH FORMAT=movielens|retailrocket|... for a public one)
+#   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
+#                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
 #   make install  PREFIX=/usr/local DESTDIR=
 #   make format   clang-format the tree
 
@@ -55,8 +57,9 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
 TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read
+BENCH_COLLECT := $(BUILD)/bench/collect
 
-.PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-peers install clean format
+.PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-peers bench-e2e install clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -126,7 +129,7 @@ $(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_H
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_FLAGS) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(PKG_LIBS) -o $@
 
-test-build: $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_TOOLS) $(BINS) $(TSAN_BINS)
+test-build: $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_TOOLS) $(BINS) $(TSAN_BINS) $(BENCH_COLLECT)
 
 # The whole suite: C unit tests, Avro interoperability with fastavro, and
 # integration tests against a real Kafka broker that the harness starts and
@@ -187,10 +190,15 @@ bench: all $(BENCH_BINS)
 # same stream under the same prequential protocol: a table in
 # build/bench-results/peers.md. DATA= a public dataset (FORMAT= its format),
 # default a synthetic stream; PEERS_ARGS= more bench/peers.py options.
-BENCH_VENV ?= $(BUILD)/bench-venv
 DATA       ?=
 FORMAT     ?= auto
 PEERS_ARGS ?=
+# The end-to-end benchmark: bench/e2e.py starts a broker and streamrecd, runs
+# the scenarios (E2E_ARGS, e.g. "--duration-s 10") and writes
+# $(BUILD)/bench-results/e2e.md and PNG plots. bench/collect is the consumer
+# of the recommendations topic (not a bench_* program: `make bench` skips it).
+BENCH_VENV    ?= $(BUILD)/bench-venv
+E2E_ARGS      ?=
 
 $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -200,6 +208,10 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 bench-peers: $(BUILD)/streamrec $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/peers.py --streamrec $(BUILD)/streamrec \
 	  --out $(BUILD)/bench-results $(if $(DATA),--data $(DATA) --format $(FORMAT)) $(PEERS_ARGS)
+
+bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
+	tools/kafka-broker fetch >/dev/null
+	$(BENCH_VENV)/bin/python bench/e2e.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(E2E_ARGS)
 
 # ---- install, housekeeping ------------------------------------------------------------
 
