@@ -625,7 +625,7 @@ def main():
     p.add_argument("--drain-timeout-s", type=float, default=240.0)
     p.add_argument("--commit-interval", default="5s", help="state.commit_interval_ms")
     p.add_argument("--refresh-interval", default="50ms", help="refresh.interval_ms")
-    p.add_argument("--refresh-batch", type=int, default=32, help="refresh.batch")
+    p.add_argument("--refresh-batch", type=int, default=256, help="refresh.batch")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     args = p.parse_args()
