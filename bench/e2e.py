@@ -262,6 +262,7 @@ class Bench:
         offsets, not the group's, say where to resume."""
         a = self.args
         self.config = self.work / "streamrecd.conf"
+        extra_refresh = "".join(f"{kv}\n" for kv in a.refresh_set)
         self.config.write_text(f"""# streamrecd configuration of the end-to-end benchmark
 [input]
 group_id = {group_id}
@@ -273,7 +274,9 @@ listen = 127.0.0.1:{self.port}
 [refresh]
 interval_ms = {a.refresh_interval}
 batch = {a.refresh_batch}
-[model]
+threads = {a.refresh_threads}
+max_busy_share = {a.refresh_max_busy_share}
+{extra_refresh}[model]
 dim = {a.dim}
 [kafka]
 bootstrap.servers = {self.bootstrap}
@@ -626,6 +629,12 @@ def main():
     p.add_argument("--commit-interval", default="5s", help="state.commit_interval_ms")
     p.add_argument("--refresh-interval", default="50ms", help="refresh.interval_ms")
     p.add_argument("--refresh-batch", type=int, default=256, help="refresh.batch")
+    p.add_argument("--refresh-threads", type=int, default=1,
+                   help="refresh.threads (0: by batch size)")
+    p.add_argument("--refresh-max-busy-share", type=float, default=0.5,
+                   help="refresh.max_busy_share")
+    p.add_argument("--refresh-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other [refresh] key, e.g. min_interval_ms=20ms (repeatable)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     args = p.parse_args()

@@ -116,6 +116,10 @@ static const struct option options[] = {
      NULL},
     {"refresh", "batch", OPT_UINT, ST_UNSIGNED, G(refresh_batch), "256", 1, 1024, NULL, OPT_BOUNDED,
      "Most users scored in one matrix product.", NULL},
+    {"refresh", "threads", OPT_UINT, ST_UNSIGNED, G(refresh_threads), "1", 0, 8, NULL, OPT_BOUNDED,
+     "Threads of one refresh's matrix product and selection; 0: by the batch's size (2 from "
+     "8 users). More help only with idle cores: OpenBLAS's waiting threads spin.",
+     NULL},
     {"refresh", "max_busy_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_max_busy_share), "0.5", 0, 1,
      NULL, OPT_RELOAD | OPT_BOUNDED | OPT_MIN_OPEN,
      "While events wait to be learned, refreshing takes at most this share of the loop's "

@@ -89,6 +89,7 @@ struct config {
 
 	uint64_t refresh_interval_ms;
 	unsigned refresh_batch;
+	unsigned refresh_threads;      /**< 0: by the batch's size */
 	double refresh_max_busy_share; /**< (0, 1] of loop time while events wait */
 	uint64_t min_interval_ms;
 	unsigned min_item_events;

@@ -916,7 +916,9 @@ int main(int argc, char **argv)
 	for (size_t v = 0; v < d->variant_count; v++)
 		names[v] = d->variants[v].name;
 	d->metrics = d->codec ? metrics_new(names, d->variant_count, errstr, sizeof errstr) : NULL;
-	struct topk_config tc = {.max_batch = d->config.refresh_batch, .max_k = 1000};
+	struct topk_config tc = {.max_batch = d->config.refresh_batch,
+				 .max_k = 1000,
+				 .threads = (int)d->config.refresh_threads};
 	d->topk = d->metrics ? topk_new(&tc, errstr, sizeof errstr) : NULL;
 	d->status = d->topk ? status_new(d->metrics) : NULL;
 	d->catalog = d->status ? catalog_new() : NULL;

@@ -789,10 +789,23 @@ int model_recommend(struct model *model, struct topk *topk, const uint32_t *user
 		set_errstr(errstr, errstr_size, "out of memory for %zu queries", user_count);
 		goto out_free;
 	}
+	size_t trending_count = SIZE_MAX; /* computed once per call, when a cold user needs it */
 	for (size_t u = 0; u < user_count; u++) {
 		if (!model_user_has_history(m, users[u])) {
-			/* cold: the trending list, filtered like any other */
-			size_t n = 0, got = model_trending(m, users[u], k, trending);
+			/* cold: the trending list, filtered like any other. A user
+			 * without history has no exclusions either, so every cold user
+			 * of the batch shares one list (an O(items) scan). */
+			const struct item_set *ex =
+			    (size_t)users[u] < m->users ? &m->exclude[users[u]] : NULL;
+			size_t n = 0, got;
+			if (ex != NULL && ex->count > 0) {
+				got = model_trending(m, users[u], k, trending);
+				trending_count = SIZE_MAX;
+			} else {
+				if (trending_count == SIZE_MAX)
+					trending_count = model_trending(m, UINT32_MAX, k, trending);
+				got = trending_count;
+			}
 			for (size_t r = 0; r < got; r++)
 				if (eligible == NULL || eligible[trending[r]])
 					results[u * k + n++] =
