@@ -29,7 +29,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno $(WARN) -g -I$(BUILD)/gen -Istream -Imodel -Istore -Idaemon $(PKG_CFLAGS)
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno $(WARN) -g -I$(BUILD)/gen -Icommon -Istream -Imodel -Istore -Idaemon $(PKG_CFLAGS)
 REL_CFLAGS := $(BASE_CFLAGS) -O2
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(ASAN_FLAGS)
@@ -43,13 +43,18 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev clang-format
 	prometheus chromium
 
 # Project sources: every .c of the library folders; mains live in daemon/.
-LIB_SRCS   := $(wildcard stream/*.c model/*.c store/*.c) $(filter-out daemon/main_%.c daemon/cli_%.c,$(wildcard daemon/*.c))
+LIB_SRCS   := $(wildcard common/*.c stream/*.c model/*.c store/*.c) $(filter-out daemon/main_%.c daemon/cli_%.c,$(wildcard daemon/*.c))
 CLI_SRCS   := $(wildcard daemon/cli_*.c)
 MAIN_SRCS  := $(wildcard daemon/main_*.c)
 SCHEMAS    := schemas/user_event.avsc schemas/item_event.avsc schemas/recommendation.avsc
 GEN_HDR    := $(BUILD)/gen/schemas_gen.h
 
 REL_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/rel/%.o)
+# Offline dataset code (event files, the synthetic generator, the
+# prequential replay) serves the command-line tool, tests and benchmarks;
+# the daemon is linked without it.
+OFFLINE_SRCS := stream/eventlog.c stream/synth.c model/prequential.c
+DAEMON_OBJS := $(filter-out $(OFFLINE_SRCS:%.c=$(BUILD)/rel/%.o),$(REL_OBJS))
 ASAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 BINS       := $(patsubst daemon/main_%.c,$(BUILD)/%,$(MAIN_SRCS))
 
@@ -59,7 +64,7 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(w
 TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read
 BENCH_COLLECT := $(BUILD)/bench/collect
 
-.PHONY: all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-peers bench-e2e install clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-peers bench-e2e install clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -91,8 +96,8 @@ CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/rel/%.o)
 $(BUILD)/streamrec: daemon/main_streamrec.c $(REL_OBJS) $(CLI_OBJS)
 	$(CC) $(REL_CFLAGS) $< $(REL_OBJS) $(CLI_OBJS) $(PKG_LIBS) -o $@
 
-$(BUILD)/%: daemon/main_%.c $(REL_OBJS)
-	$(CC) $(REL_CFLAGS) $< $(REL_OBJS) $(PKG_LIBS) -o $@
+$(BUILD)/%: daemon/main_%.c $(DAEMON_OBJS)
+	$(CC) $(REL_CFLAGS) $< $(DAEMON_OBJS) $(PKG_LIBS) -o $@
 
 ASAN_SUPPORT_OBJS := $(TEST_SUPPORT:%.c=$(BUILD)/asan/%.o)
 
@@ -118,18 +123,32 @@ $(BUILD)/tests/codec_tool: $(BUILD)/asan/tests/tools/codec_tool.o $(ASAN_OBJS)
 # ThreadSanitizer builds of the threaded parts: the top-k engine's helper
 # threads and the state's writer thread (tests/test_threads.py runs them).
 TSAN_FLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno -g -O1 -fsanitize=thread -I$(BUILD)/gen \
-	-Istream -Imodel -Istore -Idaemon -Itests/support $(PKG_CFLAGS)
+	-Icommon -Istream -Imodel -Istore -Idaemon -Itests/support $(PKG_CFLAGS)
 TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec
 
 $(BUILD)/tsan/030_topk: tests/unit/030_topk.c model/topk.c model/topk.h
 	@mkdir -p $(@D)
-	$(CC) $(TSAN_FLAGS) tests/unit/030_topk.c model/topk.c $(PKG_LIBS) -lcmocka -o $@
+	$(CC) $(TSAN_FLAGS) tests/unit/030_topk.c model/topk.c common/*.c $(PKG_LIBS) -lcmocka -o $@
 
 $(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_FLAGS) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(PKG_LIBS) -o $@
 
-test-build: $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_TOOLS) $(BINS) $(TSAN_BINS) $(BENCH_COLLECT)
+# The layering of DESIGN.md, checked on every test build: model/ knows
+# nothing of Kafka, RocksDB, Avro or libev; store/ nothing of Kafka; stream/
+# nothing of the model or the store; common/ nothing of any folder; and the
+# daemon is linked without the offline dataset code.
+check-layers: $(BUILD)/streamrecd
+	@bad=$$(grep -HnE '#include *[<"](librdkafka/|rocksdb/|avro|ev\.h)' model/*.[ch]; \
+	  grep -HnE '#include *[<"]librdkafka/' store/*.[ch]; \
+	  grep -HnE '#include *"(model|topk|sgd|sampler|covis|popularity|assign|store|idmap|state)\.h"' stream/*.[ch]; \
+	  grep -HnE '#include *"' common/*.[ch] | grep -vE '"(errstr|event|grow|clock|rng)\.h"'); \
+	if [ -n "$$bad" ]; then echo "layering violation (see DESIGN.md, Layout):"; echo "$$bad"; exit 1; fi
+	@if nm $(BUILD)/streamrecd | grep -qE ' T (eventlog_|synth_|prequential_)'; then \
+	  echo "layering violation: streamrecd links offline dataset code"; exit 1; fi
+	@echo "layering: ok"
+
+test-build: check-layers $(UNIT_TESTS) $(INTEG_TESTS) $(TEST_TOOLS) $(BINS) $(TSAN_BINS) $(BENCH_COLLECT)
 
 # The whole suite: C unit tests, Avro interoperability with fastavro, and
 # integration tests against a real Kafka broker that the harness starts and
@@ -162,11 +181,11 @@ $(VENV)/.installed: tests/requirements.txt
 
 # ---- fuzzing, benchmarks ----------------------------------------------------------
 
-FUZZ_SRCS := $(filter stream/%.c,$(LIB_SRCS))
+FUZZ_SRCS := $(filter common/%.c stream/%.c,$(LIB_SRCS))
 
 $(BUILD)/fuzz/decode_user_event: tests/fuzz/decode_user_event.c $(FUZZ_SRCS) $(GEN_HDR)
 	@mkdir -p $(@D)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -I$(BUILD)/gen -Istream $(PKG_CFLAGS) \
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -I$(BUILD)/gen -Icommon -Istream $(PKG_CFLAGS) \
 	  -fsanitize=fuzzer,address,undefined $< $(FUZZ_SRCS) $(PKG_LIBS) -o $@
 
 fuzz: $(BUILD)/fuzz/decode_user_event

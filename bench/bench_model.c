@@ -43,7 +43,7 @@ int main(void)
 						 .item = item < ITEMS ? item : ITEMS - 1,
 						 .user_hash = mix(user + 7),
 						 .item_hash = mix(item + 11),
-						 .type = (enum model_event_type)(1 + r % 6),
+						 .type = (enum event_type)(1 + r % 6),
 						 .ts_ms = 1700000000000LL + (int64_t)i};
 	}
 	printf("model updates (1 thread, %d events over %d items / %d users, median of %d runs)\n",

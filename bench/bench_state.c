@@ -61,7 +61,7 @@ static double run(const struct event_log *log, size_t every, const char *dir, do
 	double t0 = now_s();
 	for (size_t e = 0; e < log->count; e++) {
 		if (state_learn(state, log->user_ids[log->user[e]], log->item_ids[log->item[e]],
-				(enum model_event_type)log->type[e], log->ts_ms[e], NULL, errstr,
+				(enum event_type)log->type[e], log->ts_ms[e], NULL, errstr,
 				sizeof errstr) != 0) {
 			fprintf(stderr, "bench: %s\n", errstr);
 			exit(1);
@@ -138,7 +138,7 @@ int main(void)
 			snprintf(user, sizeof user, "u%llu", (unsigned long long)(e / 2));
 			snprintf(item, sizeof item, "i%llu",
 				 (unsigned long long)((e * 2654435761u) % 100000));
-			if (state_learn(state, user, item, MODEL_VIEW, 1700000000000LL + (int64_t)e,
+			if (state_learn(state, user, item, EVENT_VIEW, 1700000000000LL + (int64_t)e,
 					NULL, errstr, sizeof errstr) != 0 ||
 			    state_mark_offset(state, "events", 0, (int64_t)e) != 0 ||
 			    ((e + 1) % 250000 == 0 &&

@@ -24,12 +24,6 @@ int cli_export(int argc, char **argv);
 int cli_import(int argc, char **argv);
 int cli_digest(int argc, char **argv);
 
-/** @returns wall-clock milliseconds since the epoch. */
-int64_t cli_now_ms(void);
-
-/** @returns seconds on the monotonic clock. */
-double cli_monotonic_s(void);
-
 /**
  * @brief Parse a whole decimal number within [min, max] for option --NAME of a command.
  * @returns 0, or -1 after printing "streamrec COMMAND: --NAME: must be ..., got 'TEXT'".

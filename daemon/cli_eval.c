@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "codec.h"
 #include "eventlog.h"
 #include "model.h"
@@ -80,8 +81,8 @@ static int parse_weight(const char *text, struct model_config *config)
 	}
 	memcpy(name, text, (size_t)(eq - text));
 	name[eq - text] = '\0';
-	for (int t = 0; t < MODEL_EVENT_TYPES; t++) {
-		if (strcasecmp(name, model_event_type_name((enum model_event_type)t)) == 0 ||
+	for (int t = 0; t < EVENT_TYPE_COUNT; t++) {
+		if (strcasecmp(name, event_type_key((enum event_type)t)) == 0 ||
 		    strcmp(name, event_type_name((enum event_type)t)) == 0) {
 			if (parse_real("weight", eq + 1, -100, 100, &w) != 0)
 				return -1;
@@ -158,7 +159,7 @@ static int write_json(const char *path, const struct event_log *log,
 		pc->k, (unsigned long long)pc->test_every, (unsigned long long)pc->warmup,
 		exclusion_name(config->exclusion));
 	fprintf(out, "  \"weights\": {");
-	for (int t = 0; t < MODEL_EVENT_TYPES; t++)
+	for (int t = 0; t < EVENT_TYPE_COUNT; t++)
 		fprintf(out, "%s\"%s\": %g", t ? ", " : "", event_type_name((enum event_type)t),
 			(double)config->event_weight[t]);
 	fprintf(out, "},\n  \"dim\": %zu, \"negatives\": %u,\n", config->dim, config->negatives);
@@ -331,7 +332,7 @@ int cli_eval(int argc, char **argv)
 	struct topk *topk = NULL;
 	uint64_t *user_hash = NULL, *item_hash = NULL;
 	uint8_t *event_flags = NULL;
-	double t0 = cli_monotonic_s();
+	double t0 = clock_monotonic_s();
 	if (eventlog_read(path, &read_options, &log, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		return 1;
@@ -340,7 +341,7 @@ int cli_eval(int argc, char **argv)
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
 	}
-	double read_s = cli_monotonic_s() - t0;
+	double read_s = clock_monotonic_s() - t0;
 	user_hash = malloc((log->user_count + 1) * sizeof *user_hash);
 	item_hash = malloc((log->item_count + 1) * sizeof *item_hash);
 	if (user_hash == NULL || item_hash == NULL) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "eventlog.h"
 #include "synth.h"
 
@@ -87,7 +88,7 @@ int cli_gen(int argc, char **argv)
 		return 2;
 	}
 
-	started = cli_monotonic_s();
+	started = clock_monotonic_s();
 	synth = synth_new(&config, errstr, sizeof errstr);
 	if (synth == NULL) {
 		fprintf(stderr, "streamrec gen: %s\n", errstr);
@@ -97,7 +98,7 @@ int cli_gen(int argc, char **argv)
 		fprintf(stderr, "streamrec gen: %s\n", errstr);
 		goto out_free;
 	}
-	double generated = cli_monotonic_s();
+	double generated = clock_monotonic_s();
 	if ((strcmp(format, "csv") == 0
 		 ? eventlog_write_csv(log, out, errstr, sizeof errstr)
 		 : eventlog_write_avro(log, out, errstr, sizeof errstr)) != 0) {
@@ -109,7 +110,7 @@ int cli_gen(int argc, char **argv)
 		"written to %s as %s; generated in %.2f s, written in %.2f s\n",
 		log->count, log->user_count, log->item_count, config.clusters,
 		(unsigned long long)config.seed, out, format, generated - started,
-		cli_monotonic_s() - generated);
+		clock_monotonic_s() - generated);
 	status = 0;
 
 out_free:

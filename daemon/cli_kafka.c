@@ -22,22 +22,10 @@
 #include <librdkafka/rdkafka.h>
 
 #include "cli.h"
+#include "clock.h"
+#include "rng.h"
 #include "codec.h"
 #include "eventlog.h"
-
-int64_t cli_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-double cli_monotonic_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Parses a whole non-negative decimal number within [min, max]; reports what and where. */
 int cli_parse_count(const char *command, const char *option, const char *text, long long min,
@@ -83,18 +71,9 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 
 /* ---- produce ------------------------------------------------------------------- */
 
-/* splitmix64: small, fast and good enough for a synthetic stream. */
-static uint64_t next_random(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-	return z ^ (z >> 31);
-}
-
 static double next_unit(uint64_t *state)
 {
-	return (double)(next_random(state) >> 11) / 9007199254740992.0;
+	return (double)(rng_next(state) >> 11) / 9007199254740992.0;
 }
 
 /* An index in [0, n) with probability roughly proportional to 1/(i+1). */
@@ -237,7 +216,7 @@ int cli_produce(int argc, char **argv)
 
 	uint64_t rng = (uint64_t)seed;
 	struct codec_buf buf = {0};
-	double start = cli_monotonic_s(), last_report = start;
+	double start = clock_monotonic_s(), last_report = start;
 	while (!cli_stop_requested && (count == 0 || produced < count)) {
 		struct user_event ev;
 		memset(&ev, 0, sizeof ev);
@@ -249,20 +228,20 @@ int cli_produce(int argc, char **argv)
 			snprintf(ev.item_id, sizeof ev.item_id, "%s", log->item_ids[log->item[e]]);
 			ev.type = (enum event_type)log->type[e];
 			/* --retime: event time is now (for freshness), else the recorded time */
-			ev.ts_ms = retime ? cli_now_ms() : log->ts_ms[e];
+			ev.ts_ms = retime ? clock_wall_ms() : log->ts_ms[e];
 		} else {
 			snprintf(ev.user_id, sizeof ev.user_id, "user-%" PRIu64,
-				 next_random(&rng) % (uint64_t)users);
+				 rng_next(&rng) % (uint64_t)users);
 			snprintf(ev.item_id, sizeof ev.item_id, "item-%" PRIu64,
 				 next_zipf(&rng, (uint64_t)items));
 			ev.type = next_type(&rng);
-			ev.ts_ms = cli_now_ms();
+			ev.ts_ms = clock_wall_ms();
 		}
 		if (ev.type == EVENT_PURCHASE || ev.type == EVENT_ADD_TO_CART) {
 			ev.has_quantity = true;
-			ev.quantity = 1 + (int32_t)(next_random(&rng) % 3);
+			ev.quantity = 1 + (int32_t)(rng_next(&rng) % 3);
 			ev.has_price = true;
-			ev.price = 5.0 + (double)(next_random(&rng) % 20000) / 100.0;
+			ev.price = 5.0 + (double)(rng_next(&rng) % 20000) / 100.0;
 		}
 		if (codec_encode_user_event(codec, &ev, framing, &buf, errstr, sizeof errstr) !=
 		    0) {
@@ -286,15 +265,15 @@ int cli_produce(int argc, char **argv)
 		rd_kafka_poll(producer, 0);
 		if (rate > 0) {
 			double due = start + (double)produced / (double)rate,
-			       now = cli_monotonic_s();
+			       now = clock_monotonic_s();
 			if (due > now) {
 				struct timespec pause = {(time_t)(due - now),
 							 (long)(fmod(due - now, 1.0) * 1e9)};
 				nanosleep(&pause, NULL);
 			}
 		}
-		if (cli_monotonic_s() - last_report >= 5.0) {
-			last_report = cli_monotonic_s();
+		if (clock_monotonic_s() - last_report >= 5.0) {
+			last_report = clock_monotonic_s();
 			fprintf(stderr, "streamrec produce: %lld events sent, %.0f/s\n", produced,
 				(double)produced / (last_report - start));
 		}
@@ -336,7 +315,7 @@ static void print_event(const rd_kafka_message_t *msg, const struct user_event *
 static void print_recommendation(const struct recommendation *rec)
 {
 	printf("user=%s variant=%s step=%" PRId64 " freshness_ms=%" PRId64 " items=", rec->user_id,
-	       rec->variant, rec->model_step, cli_now_ms() - rec->trigger_event_ts_ms);
+	       rec->variant, rec->model_step, clock_wall_ms() - rec->trigger_event_ts_ms);
 	for (size_t i = 0; i < rec->item_count; i++)
 		printf("%s%s:%.3f", i ? "," : "", rec->items[i].item_id,
 		       (double)rec->items[i].score);
@@ -435,9 +414,9 @@ int cli_tail(int argc, char **argv)
 		status = 1;
 	}
 
-	double deadline = timeout_ms > 0 ? cli_monotonic_s() + (double)timeout_ms / 1000.0 : 0;
+	double deadline = timeout_ms > 0 ? clock_monotonic_s() + (double)timeout_ms / 1000.0 : 0;
 	while (status == 0 && !cli_stop_requested && (count == 0 || seen < count) &&
-	       (deadline == 0 || cli_monotonic_s() < deadline)) {
+	       (deadline == 0 || clock_monotonic_s() < deadline)) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(consumer, 200);
 		struct codec_error cerr;
 		if (msg == NULL)
@@ -453,7 +432,7 @@ int cli_tail(int argc, char **argv)
 		}
 		if (strcmp(kind, "events") == 0) {
 			struct user_event ev;
-			if (codec_decode_user_event(codec, msg->payload, msg->len, cli_now_ms(),
+			if (codec_decode_user_event(codec, msg->payload, msg->len, clock_wall_ms(),
 						    &ev, &cerr) == 0)
 				print_event(msg, &ev);
 		} else {

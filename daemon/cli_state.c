@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "eventlog.h"
 #include "model.h"
 #include "state.h"
@@ -141,10 +142,10 @@ int cli_replay(int argc, char **argv)
 		goto out_close;
 	}
 	int64_t start = done + 1, since_commit = 0;
-	double last_commit = cli_monotonic_s();
+	double last_commit = clock_monotonic_s();
 	for (int64_t e = start; e < (int64_t)log->count && !cli_stop_requested; e++) {
 		if (state_learn(state, log->user_ids[log->user[e]], log->item_ids[log->item[e]],
-				(enum model_event_type)log->type[e], log->ts_ms[e], NULL, errstr,
+				(enum event_type)log->type[e], log->ts_ms[e], NULL, errstr,
 				sizeof errstr) != 0) {
 			fprintf(stderr, "streamrec replay: event %" PRId64 ": %s\n", e, errstr);
 			goto out_close;
@@ -153,7 +154,7 @@ int cli_replay(int argc, char **argv)
 		/* commit every N events or every interval, whichever comes first */
 		if (++since_commit >= commit_every ||
 		    (commit_interval_ms > 0 && (since_commit & 1023) == 0 &&
-		     (cli_monotonic_s() - last_commit) * 1000 >= (double)commit_interval_ms)) {
+		     (clock_monotonic_s() - last_commit) * 1000 >= (double)commit_interval_ms)) {
 			/* the write runs on the state's writer thread while learning goes on */
 			if (state_commit_async(state, errstr, sizeof errstr) != 0) {
 				fprintf(stderr,
@@ -162,7 +163,7 @@ int cli_replay(int argc, char **argv)
 				goto out_close;
 			}
 			since_commit = 0;
-			last_commit = cli_monotonic_s();
+			last_commit = clock_monotonic_s();
 		}
 	}
 	if (!memory_only && state_commit(state, errstr, sizeof errstr) != 0) {

@@ -73,7 +73,7 @@ static const char *const policies[] = {"model", "popularity", NULL};
 #define G(member) SCOPE_GLOBAL, offsetof(struct config, member)
 #define V(member) SCOPE_VARIANT, offsetof(struct config_variant, member)
 #define W(type, name)                                                                              \
-	"model", "weight." name, OPT_DOUBLE, ST_FLOAT, V(model.event_weight[MODEL_##type])
+	"model", "weight." name, OPT_DOUBLE, ST_FLOAT, V(model.event_weight[EVENT_##type])
 
 #define DAY_MS 86400000.0
 

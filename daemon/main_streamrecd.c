@@ -379,7 +379,7 @@ static void on_message(const struct consumer_message *m, void *opaque)
 		dead_letter(d, m, &err);
 	} else {
 		uint32_t stable;
-		if (state_learn(d->state, ev.user_id, ev.item_id, (enum model_event_type)ev.type,
+		if (state_learn(d->state, ev.user_id, ev.item_id, ev.type,
 				ev.ts_ms, &stable, errstr, sizeof errstr) != 0) {
 			fail(d, errstr);
 			return;

@@ -31,17 +31,6 @@ size_t metrics_rank_bucket(size_t rank)
 	return METRICS_RANK_BUCKETS - 1;
 }
 
-/* Label values of the event_type label, by enum event_type. */
-static const char *const event_label[EVENT_TYPE_COUNT] = {
-    [EVENT_IMPRESSION] = "impression",
-    [EVENT_VIEW] = "view",
-    [EVENT_CLICK] = "click",
-    [EVENT_ADD_TO_CART] = "add_to_cart",
-    [EVENT_REMOVE_FROM_CART] = "remove_from_cart",
-    [EVENT_FAVORITE] = "favorite",
-    [EVENT_PURCHASE] = "purchase",
-};
-
 int metrics_histogram_init(struct metrics_histogram *h, const double *upper_bounds,
 			   size_t bucket_count, char *errstr, size_t errstr_size)
 {
@@ -361,7 +350,7 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 
 	family(&t, "events_total", "counter", "Decoded user events, by type.");
 	for (size_t i = 0; i < EVENT_TYPE_COUNT; i++)
-		text_printf(&t, "streamrec_events_total{type=\"%s\"} %" PRIu64 "\n", event_label[i],
+		text_printf(&t, "streamrec_events_total{type=\"%s\"} %" PRIu64 "\n", event_type_key(i),
 			    m->events_total[i]);
 
 	family(&t, "invalid_events_total", "counter",
@@ -395,7 +384,7 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 			text_puts(&t, "streamrec_hits_total{variant=\"");
 			text_label_value(&t, m->variants[v].name);
 			text_printf(&t, "\",type=\"%s\"} %" PRIu64 "\n",
-				    event_label[metrics_hit_types[h]],
+				    event_type_key(metrics_hit_types[h]),
 				    m->variants[v].hits_total[metrics_hit_types[h]]);
 		}
 	}

@@ -1,3 +1,4 @@
+#include "errstr.h"
 #include "state.h"
 
 #include <errno.h>
@@ -50,18 +51,6 @@ struct state {
 	int failed; /* a write failed: no commit is accepted any more */
 	char failure[512];
 };
-
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -869,7 +858,7 @@ uint32_t state_find_item(const struct state *state, const char *id)
 }
 
 int state_learn(struct state *state, const char *user_id, const char *item_id,
-		enum model_event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
+		enum event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
 		size_t errstr_size)
 {
 	struct model_event event = {.type = type, .ts_ms = ts_ms};

@@ -116,7 +116,7 @@ uint32_t state_find_item(const struct state *state, const char *id);
  * @returns 0, or -1 with errstr filled.
  */
 int state_learn(struct state *state, const char *user_id, const char *item_id,
-		enum model_event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
+		enum event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
 		size_t errstr_size);
 
 /** @brief Record that the events of topic/partition up to offset are learned. */

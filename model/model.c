@@ -1,3 +1,4 @@
+#include "errstr.h"
 #include "model.h"
 
 #include <math.h>
@@ -73,18 +74,9 @@ struct model {
 	float *sparse_weights;
 };
 
-static const char *const event_type_names[MODEL_EVENT_TYPES] = {
-    "impression", "view", "click", "add_to_cart", "remove_from_cart", "favorite", "purchase",
-};
-
-const char *model_event_type_name(enum model_event_type type)
-{
-	return (unsigned)type < MODEL_EVENT_TYPES ? event_type_names[type] : NULL;
-}
-
 void model_config_default(struct model_config *config)
 {
-	static const float weights[MODEL_EVENT_TYPES] = {0.0f, 1.0f, 1.5f, 3.0f, -0.5f, 2.5f, 5.0f};
+	static const float weights[EVENT_TYPE_COUNT] = {0.0f, 1.0f, 1.5f, 3.0f, -0.5f, 2.5f, 5.0f};
 	memset(config, 0, sizeof *config);
 	config->dim = 32;
 	config->optimizer = MODEL_ADAGRAD;
@@ -110,18 +102,6 @@ void model_config_default(struct model_config *config)
 	config->seed = 1;
 }
 
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
-
 int model_config_check(const struct model_config *c, char *errstr, size_t errstr_size)
 {
 	if (c->dim < 4 || c->dim > 1024) {
@@ -142,11 +122,11 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 			   MAX_NEGATIVES, c->negatives);
 		return -1;
 	}
-	for (int t = 0; t < MODEL_EVENT_TYPES; t++) {
+	for (int t = 0; t < EVENT_TYPE_COUNT; t++) {
 		if (!isfinite(c->event_weight[t]) || fabsf(c->event_weight[t]) > 100) {
 			set_errstr(errstr, errstr_size,
 				   "weight.%s: must be between -100 and 100, got %g",
-				   event_type_names[t], (double)c->event_weight[t]);
+				   event_type_key((enum event_type)t), (double)c->event_weight[t]);
 			return -1;
 		}
 	}
@@ -578,7 +558,7 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	size_t recent_count, count = 0;
 	float w;
 
-	if ((unsigned)event->type >= MODEL_EVENT_TYPES) {
+	if ((unsigned)event->type >= EVENT_TYPE_COUNT) {
 		set_errstr(errstr, errstr_size, "event type %d out of range", (int)event->type);
 		return -1;
 	}
@@ -659,7 +639,7 @@ count: /* counting: popularity, the sampler, co-visitation, history */
 		if (state[0] < L)
 			state[0]++;
 	}
-	if ((m->config.exclusion == MODEL_EXCLUDE_BOUGHT && event->type == MODEL_PURCHASE) ||
+	if ((m->config.exclusion == MODEL_EXCLUDE_BOUGHT && event->type == EVENT_PURCHASE) ||
 	    m->config.exclusion == MODEL_EXCLUDE_INTERACTED) {
 		if (set_insert(&m->exclude[event->user], event->item) != 0)
 			goto out_nomem;

@@ -28,17 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/** The schema's EventType symbols, in the schema's order. */
-enum model_event_type {
-	MODEL_IMPRESSION = 0,
-	MODEL_VIEW,
-	MODEL_CLICK,
-	MODEL_ADD_TO_CART,
-	MODEL_REMOVE_FROM_CART,
-	MODEL_FAVORITE,
-	MODEL_PURCHASE,
-	MODEL_EVENT_TYPES
-};
+#include "event.h"
+
 
 enum model_optimizer { MODEL_ADAGRAD = 0, MODEL_SGD };
 
@@ -63,7 +54,7 @@ struct model_config {
 	 * (exposure is not interest), VIEW 1, CLICK 1.5, ADD_TO_CART 3,
 	 * REMOVE_FROM_CART -0.5, FAVORITE 2.5, PURCHASE 5.
 	 */
-	float event_weight[MODEL_EVENT_TYPES];
+	float event_weight[EVENT_TYPE_COUNT];
 	unsigned recent_items;         /**< L, the short-term window; default 5 */
 	float covis_weight;            /**< beta; default 0.5 */
 	unsigned covis_neighbours;     /**< successors kept per item; default 32 */
@@ -90,7 +81,7 @@ struct model_event {
 	uint32_t item;
 	uint64_t user_hash; /**< hash of the external user id (seeds its first vector) */
 	uint64_t item_hash;
-	enum model_event_type type;
+	enum event_type type;
 	int64_t ts_ms;
 };
 
@@ -290,7 +281,5 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 int model_import_globals(struct model *model, const void *buf, size_t len, char *errstr,
 			 size_t errstr_size);
 
-/** @returns the name of an event type's weight key ("view", "purchase", ...). */
-const char *model_event_type_name(enum model_event_type type);
 
 #endif

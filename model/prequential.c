@@ -1,5 +1,7 @@
 #include "prequential.h"
 
+#include "clock.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,13 +43,6 @@ static void tally_scores(const struct tally *t, size_t item_total, struct preque
 	out->coverage = item_total ? (double)t->listed_count / (double)item_total : 0;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int prequential_run(struct model *model, struct topk *topk, const struct prequential_stream *stream,
 		    const struct prequential_config *config, struct prequential_result *result,
 		    char *errstr, size_t errstr_size)
@@ -59,7 +54,7 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	struct topk_result *list = malloc(k * sizeof *list);
 	uint32_t *items = malloc(k * sizeof *items);
 	int rc = -1;
-	double start = now_s();
+	double start = clock_monotonic_s();
 
 	memset(result, 0, sizeof *result);
 	ours.listed = calloc(stream->item_total + 1, 1);
@@ -74,14 +69,14 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 					    .item = item,
 					    .user_hash = stream->user_hash[user],
 					    .item_hash = stream->item_hash[item],
-					    .type = (enum model_event_type)stream->type[e],
+					    .type = (enum event_type)stream->type[e],
 					    .ts_ms = stream->ts_ms[e]};
 		if (item >= stream->item_total) {
 			snprintf(errstr, errstr_size, "event %zu: item %u beyond catalogue of %zu",
 				 e, item, stream->item_total);
 			goto out_free;
 		}
-		bool test = e >= config->warmup && stream->type[e] < MODEL_EVENT_TYPES &&
+		bool test = e >= config->warmup && stream->type[e] < EVENT_TYPE_COUNT &&
 			    mc->event_weight[stream->type[e]] > 0 && positives++ % every == 0;
 		uint8_t flags = 0;
 		if (test) {
@@ -113,7 +108,7 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	result->events = stream->count;
 	tally_scores(&ours, stream->item_total, &result->model);
 	tally_scores(&popular, stream->item_total, &result->popularity);
-	result->seconds = now_s() - start;
+	result->seconds = clock_monotonic_s() - start;
 	result->events_per_s = result->seconds > 0 ? (double)stream->count / result->seconds : 0;
 	rc = 0;
 out_free:

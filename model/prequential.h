@@ -25,7 +25,7 @@ struct prequential_stream {
 	size_t count;
 	const uint32_t *user;
 	const uint32_t *item;
-	const uint8_t *type; /**< enum model_event_type */
+	const uint8_t *type; /**< enum event_type */
 	const int64_t *ts_ms;
 	const uint64_t *user_hash; /**< per user index */
 	const uint64_t *item_hash; /**< per item index */

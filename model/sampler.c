@@ -1,5 +1,7 @@
 #include "sampler.h"
 
+#include "rng.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +33,7 @@ struct sampler {
 
 uint64_t sampler_random(uint64_t *state)
 {
-	uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-	return z ^ (z >> 31);
+	return rng_next(state);
 }
 
 double sampler_unit(uint64_t *state)

@@ -14,6 +14,7 @@
  * read-only (which writes nothing, not even an info LOG) to read the format
  * keys, and only a streamrec state of this version is opened read-write.
  */
+#include "errstr.h"
 #include "store.h"
 
 #include <dirent.h>
@@ -98,18 +99,6 @@ struct store_batch {
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
-
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 const char *store_family_name(enum store_family family)
 {

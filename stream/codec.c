@@ -13,6 +13,7 @@
  * decode runs, any single allocation above a budget derived from the
  * message size; the refusal surfaces as a truncated message.
  */
+#include "errstr.h"
 #include "codec.h"
 
 #include <avro.h>
@@ -167,18 +168,6 @@ static bool is_cut_string_body(const char *message)
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
-
 static int fail(struct codec_error *err, enum codec_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int fail(struct codec_error *err, enum codec_reason reason, const char *fmt, ...)
@@ -221,28 +210,6 @@ const char *codec_reason_name(enum codec_reason reason)
 	if ((unsigned)reason >= CODEC_REASON_COUNT)
 		return "unknown";
 	return reason_names[reason];
-}
-
-static const char *const event_type_names[EVENT_TYPE_COUNT] = {
-    "IMPRESSION", "VIEW", "CLICK", "ADD_TO_CART", "REMOVE_FROM_CART", "FAVORITE", "PURCHASE",
-};
-
-const char *event_type_name(enum event_type type)
-{
-	if ((unsigned)type >= EVENT_TYPE_COUNT)
-		return NULL;
-	return event_type_names[type];
-}
-
-bool event_type_from_name(const char *name, enum event_type *type)
-{
-	for (int i = 0; i < EVENT_TYPE_COUNT; i++) {
-		if (strcmp(name, event_type_names[i]) == 0) {
-			*type = (enum event_type)i;
-			return true;
-		}
-	}
-	return false;
 }
 
 /*

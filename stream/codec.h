@@ -22,23 +22,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "event.h"
+
 /** Longest user, item, event, session or category id, in bytes of UTF-8. */
 #define CODEC_ID_MAX_BYTES 256
 
 /** Default bound on how far in the future an event time may lie. */
 #define CODEC_DEFAULT_MAX_FUTURE_MS (24LL * 3600 * 1000)
-
-/** The behaviours a UserEvent records, in the schema's symbol order. */
-enum event_type {
-	EVENT_IMPRESSION = 0,
-	EVENT_VIEW,
-	EVENT_CLICK,
-	EVENT_ADD_TO_CART,
-	EVENT_REMOVE_FROM_CART,
-	EVENT_FAVORITE,
-	EVENT_PURCHASE,
-	EVENT_TYPE_COUNT
-};
 
 /** One user-behaviour event, decoded and validated. */
 struct user_event {
@@ -218,12 +208,6 @@ int codec_encode_item_event(struct codec *codec, const struct item_event *event,
 
 /** @returns the stable snake_case name of a reason ("truncated", ...). */
 const char *codec_reason_name(enum codec_reason reason);
-
-/** @returns the schema symbol of an event type ("PURCHASE", ...), or NULL when out of range. */
-const char *event_type_name(enum event_type type);
-
-/** @returns true and sets *type when name is one of the schema's symbols. */
-bool event_type_from_name(const char *name, enum event_type *type);
 
 /** @returns true when [s, s+len) is well-formed UTF-8 with no NUL byte. */
 bool codec_utf8_valid(const char *s, size_t len);

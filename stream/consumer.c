@@ -13,6 +13,7 @@
  * consumer_lag, brokers → nodeid/state), the document comes from librdkafka
  * itself, and the walker rejects anything malformed instead of guessing.
  */
+#include "errstr.h"
 #include "consumer.h"
 #include "wakeup.h"
 
@@ -49,18 +50,6 @@ struct consumer {
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
-
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 static void report(struct consumer *c, bool fatal, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

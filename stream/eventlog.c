@@ -12,6 +12,7 @@
  * srand(time(NULL)), so the same log would give different bytes from one
  * second to the next, and it reseeds the process-wide rand() as a side effect.
  */
+#include "errstr.h"
 #include "eventlog.h"
 
 #include <avro.h>
@@ -25,18 +26,6 @@
 #include <xxhash.h>
 
 /* ---- small helpers ------------------------------------------------------------ */
-
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 /* Grows an array to hold at least `need` elements, doubling; 0 or -1. */
 static int grow_array(void **array, size_t *cap, size_t need, size_t elem_size)

@@ -4,6 +4,7 @@
  * The main queue is served on the loop by stream/wakeup (pipe + idle
  * watcher), with rd_kafka_poll(rk, 0) a bounded number of times per wakeup.
  */
+#include "errstr.h"
 #include "producer.h"
 #include "wakeup.h"
 
@@ -30,18 +31,6 @@ struct producer {
 	void *opaque;
 	struct producer_counts counts;
 };
-
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
 
 static void report(struct producer *p, bool fatal, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

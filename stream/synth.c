@@ -7,6 +7,8 @@
  * every synth_generate()) drives the events, so a log depends only on the
  * configuration.
  */
+#include "errstr.h"
+#include "rng.h"
 #include "synth.h"
 
 #include <math.h>
@@ -55,38 +57,18 @@ struct synth {
 	double type_cdf[EVENT_TYPE_COUNT];
 };
 
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
-{
-	va_list ap;
-	if (errstr == NULL || errstr_size == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- randomness -------------------------------------------------------------------- */
-
-static uint64_t next_random(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-	return z ^ (z >> 31);
-}
 
 /* Uniform in [0, 1). */
 static double next_unit(uint64_t *state)
 {
-	return (double)(next_random(state) >> 11) / 9007199254740992.0;
+	return (double)(rng_next(state) >> 11) / 9007199254740992.0;
 }
 
 /* Uniform in [0, n), n > 0 (multiply-shift; the bias is below 2^-32). */
 static uint32_t next_below(uint64_t *state, uint32_t n)
 {
-	return (uint32_t)(((next_random(state) >> 32) * (uint64_t)n) >> 32);
+	return (uint32_t)(((rng_next(state) >> 32) * (uint64_t)n) >> 32);
 }
 
 static double next_exponential(uint64_t *state, double mean)

@@ -23,7 +23,7 @@ static struct model_event event_at(uint64_t i)
 				    .item = item,
 				    .user_hash = 1000003u * user + 17,
 				    .item_hash = 999983u * item + 5,
-				    .type = (enum model_event_type)(1 + (x >> 50) % 6),
+				    .type = (enum event_type)(1 + (x >> 50) % 6),
 				    .ts_ms = 1700000000000LL + (int64_t)i * 10};
 }
 
@@ -66,7 +66,7 @@ static void first_vectors_depend_on_the_id_not_the_index(void **state)
 	/* the same external user (hash 77) as index 0 in one model, index 5 in the other;
 	 * an IMPRESSION has weight 0 and so teaches nothing */
 	struct model_event view = {
-	    .user = 0, .item = 0, .user_hash = 77, .item_hash = 88, .type = MODEL_VIEW, .ts_ms = 1};
+	    .user = 0, .item = 0, .user_hash = 77, .item_hash = 88, .type = EVENT_VIEW, .ts_ms = 1};
 	assert_int_equal(model_learn(a, &view, errstr, sizeof errstr), 0);
 	view.user = 5;
 	view.item = 3;
@@ -171,7 +171,7 @@ static void bought_items_are_excluded(void **state)
 				  .item = top,
 				  .user_hash = 1000003u * user + 17,
 				  .item_hash = 999983u * top + 5,
-				  .type = MODEL_PURCHASE,
+				  .type = EVENT_PURCHASE,
 				  .ts_ms = 1800000000000LL};
 	assert_int_equal(model_learn(m, &buy, errstr, sizeof errstr), 0);
 	assert_true(model_user_excludes(m, user, top));
@@ -209,7 +209,7 @@ static void last_event_moves_the_query_at_once(void **state)
 				.item = 499,
 				.user_hash = 1000003u * 11 + 17,
 				.item_hash = 999983u * 499 + 5,
-				.type = MODEL_CLICK,
+				.type = EVENT_CLICK,
 				.ts_ms = 1800000000000LL};
 	assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
 	model_query(m, 11, &q2);
@@ -250,7 +250,7 @@ static void bad_configs_are_named(void **state)
 	assert_null(model_new(&config, errstr, sizeof errstr));
 	assert_string_equal(errstr, "dim: must be between 4 and 1024, got 0");
 	model_config_default(&config);
-	config.event_weight[MODEL_PURCHASE] = 1e9f;
+	config.event_weight[EVENT_PURCHASE] = 1e9f;
 	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), -1);
 	assert_non_null(strstr(errstr, "weight.purchase"));
 	model_config_default(&config);

@@ -33,7 +33,7 @@ static struct model_event event_at(uint64_t i)
 				    .item = item,
 				    .user_hash = user * 2654435761u + 1,
 				    .item_hash = item * 40503u + 3,
-				    .type = (enum model_event_type)((x >> 52) % 7),
+				    .type = (enum event_type)((x >> 52) % 7),
 				    .ts_ms = 1700000000000LL + (int64_t)i * 1000};
 }
 

@@ -161,7 +161,7 @@ static void every_type_parses(void **state)
 	assert_int_equal(v->model.dim, 64);
 	assert_int_equal(v->model.optimizer, MODEL_SGD);
 	assert_true(v->model.learning_rate == 0.05f);
-	assert_true(v->model.event_weight[MODEL_REMOVE_FROM_CART] == -1.25f);
+	assert_true(v->model.event_weight[EVENT_REMOVE_FROM_CART] == -1.25f);
 	assert_true(v->model.trending_half_life_ms == 86400000.0);
 	assert_false(v->model.use_covis);
 	assert_int_equal(v->model.exclusion, MODEL_EXCLUDE_INTERACTED);

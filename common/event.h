@@ -1,0 +1,36 @@
+/*
+ * event: the user-behaviour event types, shared by the codec (stream/), the
+ * model (model/), the metrics and the command-line tools: ONE enum, in the
+ * order of the UserEvent schema's EventType symbols, so a decoded event's
+ * type is the model's type with no mapping or cast in between.
+ */
+#ifndef STREAMREC_EVENT_H
+#define STREAMREC_EVENT_H
+
+#include <stdbool.h>
+
+/** The schema's EventType symbols, in the schema's order (the Avro enum index). */
+enum event_type {
+	EVENT_IMPRESSION = 0,
+	EVENT_VIEW,
+	EVENT_CLICK,
+	EVENT_ADD_TO_CART,
+	EVENT_REMOVE_FROM_CART,
+	EVENT_FAVORITE,
+	EVENT_PURCHASE,
+	EVENT_TYPE_COUNT
+};
+
+/** @returns the schema symbol ("PURCHASE"), or NULL when out of range. */
+const char *event_type_name(enum event_type type);
+
+/** @returns the lower-case key ("purchase": config keys, metric labels), or NULL. */
+const char *event_type_key(enum event_type type);
+
+/** @brief Look up a schema symbol ("PURCHASE"). @returns true when found. */
+bool event_type_from_name(const char *name, enum event_type *type);
+
+/** @brief Look up a symbol or key, case-insensitively ("purchase", "Purchase"). */
+bool event_type_from_any(const char *name, enum event_type *type);
+
+#endif
