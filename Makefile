@@ -12,7 +12,7 @@
 #                 stream (DATA=PATH FORMAT=movielens|retailrocket|... for a public one)
 #   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
 #                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
-#   make install  PREFIX=/usr/local DESTDIR=
+#   make install  PREFIX=/usr/local DESTDIR=   (make uninstall: all but the configuration)
 #   make format   clang-format the tree
 
 PREFIX     ?= /usr/local
@@ -64,7 +64,7 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(w
 TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read
 BENCH_COLLECT := $(BUILD)/bench/collect
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-peers bench-e2e install clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-peers bench-e2e install uninstall clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -248,9 +248,19 @@ install: all
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	  -e 's|@DOCDIR@|$(PREFIX)/share/doc/streamrec|g' systemd/streamrecd.service \
 	  > $(DESTDIR)$(UNITDIR)/streamrecd.service
-	@# an edited configuration is never overwritten
+	@# an edited configuration is never overwritten; root's only (SASL secrets):
+	@# the unit hands the service a copy through LoadCredential=
 	test -e $(DESTDIR)$(SYSCONFDIR)/streamrec/streamrecd.conf || \
-	  install -m 0640 systemd/streamrecd.conf $(DESTDIR)$(SYSCONFDIR)/streamrec/streamrecd.conf
+	  install -m 0600 systemd/streamrecd.conf $(DESTDIR)$(SYSCONFDIR)/streamrec/streamrecd.conf
+
+# Removes what install wrote except the configuration (an operator's file) and
+# the state (systemd's StateDirectory).
+uninstall:
+	rm -f $(patsubst $(BUILD)/%,$(DESTDIR)$(PREFIX)/bin/%,$(BINS)) \
+	  $(DESTDIR)$(UNITDIR)/streamrecd.service \
+	  $(DESTDIR)$(PREFIX)/share/doc/streamrec/README.md
+	rm -rf $(DESTDIR)$(PREFIX)/share/streamrec
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/streamrec
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
