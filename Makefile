@@ -203,6 +203,7 @@ $(BUILD)/bench/%: bench/%.c $(REL_OBJS)
 # baseline measured in the same run); nothing here asserts a timing.
 bench: all $(BENCH_BINS)
 	@echo "machine: $$(nproc) cores, $$(free -g | awk '/^Mem/ {print $$2}') GiB, $$(lscpu | sed -n 's/^Model name: *//p')"
+	@$(BUILD)/streamrec blas | sed -n 's/^kernel /OpenBLAS kernel: /p; s/^chosen_by /  chosen by: /p; s/^cpu_best /  best the CPU runs: /p'
 	@for b in $(BENCH_BINS); do $$b || exit 1; done
 
 # streamrec against its peers (popularity, River, implicit ALS/BPR) on the

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blas.h"
 #include "topk.h"
 #include "bench.h"
 
@@ -228,7 +229,7 @@ static void print_row(size_t items, size_t batch, const struct measure *m)
 	       gflops(items, batch, m->bare_s), m->bare_s / m->topk_s, m->tiled_s / m->topk_s);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static const size_t item_counts[] = {10000, 100000, 1000000};
 	static const size_t batches[] = {1, 32, 256};
@@ -237,6 +238,14 @@ int main(void)
 	struct workload w;
 	struct topk *by_shape, *pinned[3];
 
+	struct blas_report blas;
+	char errstr[512], kernel[256];
+	(void)argc;
+	if (blas_choose(getenv("STREAMREC_BLAS_KERNEL"), argv, &blas, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "bench_topk: %s\n", errstr);
+		return 1;
+	}
+	blas_describe(&blas, kernel, sizeof kernel);
 	if (workload_init(&w)) {
 		fprintf(stderr, "bench_topk: out of memory\n");
 		return 1;
@@ -247,8 +256,8 @@ int main(void)
 
 	printf(
 	    "topk refresh (dim %d, k %d; per user %d exclusions, %d sparse scores; %d%% of items "
-	    "eligible;\n  OpenBLAS core %s, %d threads at start; median of %d runs)\n",
-	    DIM, K, EXCLUDES, SPARSES, ELIGIBLE_PERCENT, openblas_get_corename(),
+	    "eligible;\n  %s, %d threads at start; median of %d runs)\n",
+	    DIM, K, EXCLUDES, SPARSES, ELIGIBLE_PERCENT, kernel,
 	    openblas_get_num_threads(), RUNS);
 	printf(
 	    "  thr, tile: the row's threads (topk's choice, then pinned to 1 and 2 at B=256) and "

@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "blas.h"
+
 /** Set by SIGINT/SIGTERM; long-running commands stop cleanly when it is. */
 extern volatile sig_atomic_t cli_stop_requested;
 
@@ -23,6 +25,9 @@ int cli_checkpoint(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_import(int argc, char **argv);
 int cli_digest(int argc, char **argv);
+
+/** The BLAS kernel chosen when the tool started (model/blas.h). */
+extern struct blas_report cli_blas;
 
 /**
  * @brief Parse a whole decimal number within [min, max] for option --NAME of a command.

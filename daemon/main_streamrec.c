@@ -4,11 +4,31 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "cli.h"
 
 volatile sig_atomic_t cli_stop_requested;
+struct blas_report cli_blas;
+
+/* Prints the BLAS kernel in use and how it was chosen. */
+static int cli_blas_info(int argc, char **argv)
+{
+	(void)argv;
+	if (argc > 1) {
+		fprintf(stderr, "streamrec blas: takes no options (STREAMREC_BLAS_KERNEL=NAME "
+				"or OPENBLAS_CORETYPE=NAME choose the kernel)\n");
+		return 2;
+	}
+	printf("kernel %s\nchosen_by %s\ncpu_best %s\nrefused %s\nself_check %s\n"
+	       "self_check_max_relative_error %.3g\nconfig %s\n",
+	       cli_blas.kernel, blas_choice_name(cli_blas.choice), cli_blas.cpu_best,
+	       cli_blas.refused[0] ? cli_blas.refused : "-", cli_blas.self_check_ok ? "ok" : "failed",
+	       cli_blas.self_check_error, cli_blas.config);
+	return 0;
+}
 
 static void on_signal(int sig)
 {
@@ -59,6 +79,9 @@ static const struct {
     {"import", cli_import,
      "create a state directory from an export file\n"
      "           --in FILE --state NEW_DIR"},
+    {"blas", cli_blas_info,
+     "print the OpenBLAS kernel in use, how it was chosen and its self-check\n"
+     "           (STREAMREC_BLAS_KERNEL=auto|NAME chooses, as blas.kernel does for the daemon)"},
     {"digest", cli_digest,
      "print a digest of a state directory's model (equal digests: equal models)\n"
      "           --state DIR [--variant NAME, default: the first stored]"},
@@ -84,9 +107,20 @@ int main(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].run(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(argv[1], commands[i].name) != 0)
+			continue;
+		char errstr[512];
+		if (blas_choose(getenv("STREAMREC_BLAS_KERNEL"), argv, &cli_blas, errstr,
+				sizeof errstr) != 0) {
+			fprintf(stderr, "streamrec: %s\n", errstr);
+			return 1;
+		}
+		if (cli_blas.refused[0] != '\0')
+			fprintf(stderr, "streamrec: blas: kernel %s refused by the self-check, "
+					"using %s\n", cli_blas.refused, cli_blas.kernel);
+		return commands[i].run(argc - 1, argv + 1);
+	}
 	fprintf(stderr, "streamrec: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;
