@@ -980,7 +980,8 @@ int main(int argc, char **argv)
 		goto out_free;
 	}
 	if (d->config.http_listen != NULL && d->config.http_listen[0] != '\0') {
-		struct http_config hc = {.listen = d->config.http_listen};
+		struct http_config hc = {.listen = d->config.http_listen,
+					  .idle_timeout_s = (double)d->config.http_idle_timeout_ms / 1000.0};
 		d->http = http_server_new(d->loop, &hc, errstr, sizeof errstr);
 		if (d->http == NULL ||
 		    http_server_route_metrics(d->http, d->metrics, errstr, sizeof errstr) != 0 ||
