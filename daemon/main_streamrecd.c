@@ -670,6 +670,7 @@ static void on_commit(struct ev_loop *loop, ev_timer *w, int revents)
 		commit_now(d, false);
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
 	d->metrics->items = (int64_t)model_item_count(state_model(d->state, 0));
+	d->metrics->users = (int64_t)state_user_count(d->state);
 }
 
 /* ---- health, systemd, signals ---------------------------------------------------------- */
