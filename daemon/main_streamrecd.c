@@ -36,12 +36,15 @@
 #include "metrics.h"
 #include "model.h"
 #include "producer.h"
+#include "ratelimit.h"
 #include "state.h"
 #include "status.h"
 #include "topk.h"
 
 #define WATCHDOG_DEFAULT_S 5.0
 #define MAX_PARTITIONS     1024
+/* Dead-letter log lines: at most one per reason in this window; metrics count all. */
+#define DEAD_LETTER_LOG_WINDOW_S 10.0
 
 /* A user waiting for a refresh: its stable index and the newest event time. */
 struct pending {
@@ -73,6 +76,7 @@ struct daemon {
 	struct metrics *metrics;
 	struct http_server *http;
 	struct status *status;
+	struct ratelimit *dead_letter_log;
 	struct topk *topk;
 	struct assign_variant variants[STATE_MAX_VARIANTS];
 	size_t variant_count;
@@ -283,13 +287,45 @@ static void commit_kafka(struct daemon *d, const struct position *positions, siz
 		log_line("4", "kafka offset commit: %s", errstr);
 }
 
+static void log_suppressed(enum codec_reason reason, uint64_t count)
+{
+	log_line("6", "dead letters: %" PRIu64 " more %s suppressed in %.0f s", count,
+		 codec_reason_name(reason), DEAD_LETTER_LOG_WINDOW_S);
+}
+
+/*
+ * Whether a refused message gets its own log line: one per reason in each
+ * DEAD_LETTER_LOG_WINDOW_S, so a bad producer cannot flood the journal.
+ * Logs the previous window's held-back count first when this line opens a new one.
+ */
+static bool dead_letter_log_allowed(struct daemon *d, enum codec_reason reason)
+{
+	uint64_t suppressed;
+	bool allowed = ratelimit_allow(d->dead_letter_log, reason, ev_now(d->loop), &suppressed);
+	if (suppressed > 0)
+		log_suppressed(reason, suppressed);
+	return allowed;
+}
+
+/* From the watchdog timer: the held-back counts of windows that ended. */
+static void log_suppressed_dead_letters(struct daemon *d)
+{
+	for (size_t reason = 0; reason < CODEC_REASON_COUNT; reason++) {
+		uint64_t suppressed =
+		    ratelimit_take_suppressed(d->dead_letter_log, reason, ev_now(d->loop));
+		if (suppressed > 0)
+			log_suppressed((enum codec_reason)reason, suppressed);
+	}
+}
+
 static void dead_letter(struct daemon *d, const struct consumer_message *m,
 			const struct codec_error *err)
 {
 	char errstr[256];
 	d->metrics->invalid_events_total[err->reason]++;
-	log_line("6", "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition, m->offset,
-		 codec_reason_name(err->reason), err->detail);
+	if (dead_letter_log_allowed(d, err->reason))
+		log_line("6", "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition,
+			 m->offset, codec_reason_name(err->reason), err->detail);
 	if (d->config.dead_letter_topic == NULL || d->config.dead_letter_topic[0] == '\0')
 		return;
 	if (producer_send_dead_letter(d->producer, d->config.dead_letter_topic,
@@ -729,6 +765,7 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	bool ready = is_ready(d, reason, sizeof reason);
 	status_tick(d->status, ev_now(d->loop));
+	log_suppressed_dead_letters(d);
 	d->metrics->ready = ready;
 	if (ready && !d->ready_sent) {
 		sd_notify(0, "READY=1");
@@ -925,7 +962,11 @@ int main(int argc, char **argv)
 	d->catalog = d->status ? catalog_new() : NULL;
 	if (d->topk != NULL && d->catalog == NULL)
 		snprintf(errstr, sizeof errstr, "out of memory for the catalogue");
-	if (d->catalog == NULL) {
+	d->dead_letter_log = d->catalog
+				 ? ratelimit_new(CODEC_REASON_COUNT, DEAD_LETTER_LOG_WINDOW_S, 1,
+						 errstr, sizeof errstr)
+				 : NULL;
+	if (d->dead_letter_log == NULL) {
 		fprintf(stderr, "streamrecd: %s\n", errstr);
 		goto out_free;
 	}
@@ -1062,5 +1103,6 @@ out_free:
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
 		free(d->listable[v]);
 	status_free(d->status);
+	ratelimit_free(d->dead_letter_log);
 	return status;
 }
