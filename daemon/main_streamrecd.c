@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ev.h>
 #include <systemd/sd-daemon.h>
@@ -126,15 +127,35 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * One line to stderr with its syslog priority prefix ("<3>streamrecd: ..."),
+ * which journald reads as the severity. The line goes out in one write(),
+ * so callers on any thread (librdkafka's log callback) never interleave;
+ * longer lines are cut.
+ */
 static void log_line(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void log_line(const char *level, const char *fmt, ...)
 {
+	char line[4096];
 	va_list ap;
-	fprintf(stderr, "<%s>streamrecd: ", level);
+	int prefix = snprintf(line, sizeof line, "<%s>streamrecd: ", level);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	int body = vsnprintf(line + prefix, sizeof line - (size_t)prefix - 1, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	size_t len = (size_t)prefix + (body < 0 ? 0 : (size_t)body);
+	if (len > sizeof line - 2)
+		len = sizeof line - 2;
+	line[len++] = '\n';
+	if (write(STDERR_FILENO, line, len) < 0)
+		return; /* nowhere left to say so */
+}
+
+/* librdkafka's own lines, from its threads: its levels are syslog severities already. */
+static void log_kafka(int level, const char *facility, const char *message, void *opaque)
+{
+	char severity[2] = {(char)('0' + (level < 0 ? 0 : level > 7 ? 7 : level)), '\0'};
+	(void)opaque;
+	log_line(severity, "kafka %s: %s", facility, message);
 }
 
 /* Stops the loop for good: a fatal error (state write, broker refused us forever). */
@@ -1008,13 +1029,15 @@ int main(int argc, char **argv)
 						   .on_revoke = on_revoke,
 						   .on_error = on_error,
 						   .on_lag = on_lag},
-				     .opaque = d};
+				     .opaque = d,
+				     .log = log_kafka};
 	struct producer_config pc = {
 	    .brokers = config_kafka_property(&d->config, "producer", "bootstrap.servers"),
 	    .properties = pprops,
 	    .property_count = npp,
 	    .on_error = on_error,
-	    .opaque = d};
+	    .opaque = d,
+	    .log = log_kafka};
 	d->producer = producer_new(&pc, d->loop, errstr, sizeof errstr);
 	d->consumer = d->producer ? consumer_new(&kc, d->loop, errstr, sizeof errstr) : NULL;
 	if (d->consumer == NULL) {
@@ -1023,7 +1046,8 @@ int main(int argc, char **argv)
 	}
 	if (d->config.http_listen != NULL && d->config.http_listen[0] != '\0') {
 		struct http_config hc = {.listen = d->config.http_listen,
-					  .idle_timeout_s = (double)d->config.http_idle_timeout_ms / 1000.0};
+					 .idle_timeout_s =
+					     (double)d->config.http_idle_timeout_ms / 1000.0};
 		d->http = http_server_new(d->loop, &hc, errstr, sizeof errstr);
 		if (d->http == NULL ||
 		    http_server_route_metrics(d->http, d->metrics, errstr, sizeof errstr) != 0 ||
