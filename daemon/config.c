@@ -109,6 +109,9 @@ static const struct option options[] = {
      NULL, OPT_BOUNDED, "Memory for users at most (the smaller bound wins); 0: no bound.", NULL},
     {"http", "listen", OPT_STRING, ST_STR, G(http_listen), "127.0.0.1:9464", 0, 0, NULL, 0,
      "host:port of /metrics, /healthz, /readyz and the status page; empty: off.", NULL},
+    {"http", "idle_timeout_ms", OPT_DURATION, ST_U64, G(http_idle_timeout_ms), "10s", 100, 3600000,
+     NULL, OPT_BOUNDED,
+     "A client must send its request, and again read the response, within this time.", NULL},
     {"refresh", "interval_ms", OPT_DURATION, ST_U64, G(refresh_interval_ms), "50ms", 1, 60000, NULL,
      OPT_RELOAD | OPT_BOUNDED,
      "Users are refreshed as soon as the loop is free; this is how often those held "

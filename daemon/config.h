@@ -86,6 +86,7 @@ struct config {
 	size_t user_cache_bytes;
 
 	char *http_listen;
+	uint64_t http_idle_timeout_ms;
 
 	uint64_t refresh_interval_ms;
 	unsigned refresh_batch;

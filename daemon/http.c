@@ -66,7 +66,7 @@ struct http_server {
 	size_t max_connections;
 	ev_io accept_io;
 	ev_timer accept_pause;
-	struct conn *conns;
+	struct conn *conns, *conns_tail; /* newest first: the tail is the oldest */
 	size_t conn_count;
 	struct route *routes;
 	size_t route_count;
@@ -115,6 +115,8 @@ static void conn_close(struct conn *c)
 		server->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	else
+		server->conns_tail = c->prev;
 	server->conn_count--;
 	free(c->response);
 	free(c);
@@ -345,6 +347,23 @@ static void conn_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_close(w->data);
 }
 
+/*
+ * Makes room for a new connection at the limit by closing the oldest one that
+ * has not sent a whole request yet: otherwise idle clients (a scanner, a
+ * leaky scraper) would blind /metrics and /readyz until they time out.
+ * Returns false when every connection is being answered.
+ */
+static bool evict_oldest_idle(struct http_server *server)
+{
+	for (struct conn *c = server->conns_tail; c != NULL; c = c->prev) {
+		if (c->phase == CONN_READING) {
+			conn_close(c);
+			return true;
+		}
+	}
+	return false;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	(void)revents;
@@ -363,7 +382,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			}
 			return;
 		}
-		if (server->conn_count >= server->max_connections) {
+		if (server->conn_count >= server->max_connections && !evict_oldest_idle(server)) {
 			close(fd);
 			continue;
 		}
@@ -383,6 +402,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->next = server->conns;
 		if (server->conns)
 			server->conns->prev = c;
+		else
+			server->conns_tail = c;
 		server->conns = c;
 		server->conn_count++;
 		ev_io_init(&c->io, conn_io_cb, fd, EV_READ);

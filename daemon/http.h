@@ -27,7 +27,11 @@ struct metrics;
 #define HTTP_MAX_REQUEST_BYTES 8192
 /** Default idle timeout, seconds. */
 #define HTTP_DEFAULT_IDLE_TIMEOUT_S 10.0
-/** Default bound on open connections; more are accepted and closed at once. */
+/**
+ * Default bound on open connections. At the bound a new connection closes the
+ * oldest one still waiting for its request (idle clients cannot blind /metrics);
+ * when every connection is being answered, the new one is closed at once.
+ */
 #define HTTP_DEFAULT_MAX_CONNECTIONS 256
 
 struct http_config {

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ev.h>
 #include <systemd/sd-daemon.h>
@@ -36,12 +37,15 @@
 #include "metrics.h"
 #include "model.h"
 #include "producer.h"
+#include "ratelimit.h"
 #include "state.h"
 #include "status.h"
 #include "topk.h"
 
 #define WATCHDOG_DEFAULT_S 5.0
 #define MAX_PARTITIONS     1024
+/* Dead-letter log lines: at most one per reason in this window; metrics count all. */
+#define DEAD_LETTER_LOG_WINDOW_S 10.0
 
 /* A user waiting for a refresh: its stable index and the newest event time. */
 struct pending {
@@ -73,6 +77,7 @@ struct daemon {
 	struct metrics *metrics;
 	struct http_server *http;
 	struct status *status;
+	struct ratelimit *dead_letter_log;
 	struct topk *topk;
 	struct assign_variant variants[STATE_MAX_VARIANTS];
 	size_t variant_count;
@@ -122,15 +127,35 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * One line to stderr with its syslog priority prefix ("<3>streamrecd: ..."),
+ * which journald reads as the severity. The line goes out in one write(),
+ * so callers on any thread (librdkafka's log callback) never interleave;
+ * longer lines are cut.
+ */
 static void log_line(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void log_line(const char *level, const char *fmt, ...)
 {
+	char line[4096];
 	va_list ap;
-	fprintf(stderr, "<%s>streamrecd: ", level);
+	int prefix = snprintf(line, sizeof line, "<%s>streamrecd: ", level);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	int body = vsnprintf(line + prefix, sizeof line - (size_t)prefix - 1, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	size_t len = (size_t)prefix + (body < 0 ? 0 : (size_t)body);
+	if (len > sizeof line - 2)
+		len = sizeof line - 2;
+	line[len++] = '\n';
+	if (write(STDERR_FILENO, line, len) < 0)
+		return; /* nowhere left to say so */
+}
+
+/* librdkafka's own lines, from its threads: its levels are syslog severities already. */
+static void log_kafka(int level, const char *facility, const char *message, void *opaque)
+{
+	char severity[2] = {(char)('0' + (level < 0 ? 0 : level > 7 ? 7 : level)), '\0'};
+	(void)opaque;
+	log_line(severity, "kafka %s: %s", facility, message);
 }
 
 /* Stops the loop for good: a fatal error (state write, broker refused us forever). */
@@ -283,13 +308,45 @@ static void commit_kafka(struct daemon *d, const struct position *positions, siz
 		log_line("4", "kafka offset commit: %s", errstr);
 }
 
+static void log_suppressed(enum codec_reason reason, uint64_t count)
+{
+	log_line("6", "dead letters: %" PRIu64 " more %s suppressed in %.0f s", count,
+		 codec_reason_name(reason), DEAD_LETTER_LOG_WINDOW_S);
+}
+
+/*
+ * Whether a refused message gets its own log line: one per reason in each
+ * DEAD_LETTER_LOG_WINDOW_S, so a bad producer cannot flood the journal.
+ * Logs the previous window's held-back count first when this line opens a new one.
+ */
+static bool dead_letter_log_allowed(struct daemon *d, enum codec_reason reason)
+{
+	uint64_t suppressed;
+	bool allowed = ratelimit_allow(d->dead_letter_log, reason, ev_now(d->loop), &suppressed);
+	if (suppressed > 0)
+		log_suppressed(reason, suppressed);
+	return allowed;
+}
+
+/* From the watchdog timer: the held-back counts of windows that ended. */
+static void log_suppressed_dead_letters(struct daemon *d)
+{
+	for (size_t reason = 0; reason < CODEC_REASON_COUNT; reason++) {
+		uint64_t suppressed =
+		    ratelimit_take_suppressed(d->dead_letter_log, reason, ev_now(d->loop));
+		if (suppressed > 0)
+			log_suppressed((enum codec_reason)reason, suppressed);
+	}
+}
+
 static void dead_letter(struct daemon *d, const struct consumer_message *m,
 			const struct codec_error *err)
 {
 	char errstr[256];
 	d->metrics->invalid_events_total[err->reason]++;
-	log_line("6", "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition, m->offset,
-		 codec_reason_name(err->reason), err->detail);
+	if (dead_letter_log_allowed(d, err->reason))
+		log_line("6", "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition,
+			 m->offset, codec_reason_name(err->reason), err->detail);
 	if (d->config.dead_letter_topic == NULL || d->config.dead_letter_topic[0] == '\0')
 		return;
 	if (producer_send_dead_letter(d->producer, d->config.dead_letter_topic,
@@ -670,6 +727,7 @@ static void on_commit(struct ev_loop *loop, ev_timer *w, int revents)
 		commit_now(d, false);
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
 	d->metrics->items = (int64_t)model_item_count(state_model(d->state, 0));
+	d->metrics->users = (int64_t)state_user_count(d->state);
 }
 
 /* ---- health, systemd, signals ---------------------------------------------------------- */
@@ -728,6 +786,7 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	bool ready = is_ready(d, reason, sizeof reason);
 	status_tick(d->status, ev_now(d->loop));
+	log_suppressed_dead_letters(d);
 	d->metrics->ready = ready;
 	if (ready && !d->ready_sent) {
 		sd_notify(0, "READY=1");
@@ -924,7 +983,11 @@ int main(int argc, char **argv)
 	d->catalog = d->status ? catalog_new() : NULL;
 	if (d->topk != NULL && d->catalog == NULL)
 		snprintf(errstr, sizeof errstr, "out of memory for the catalogue");
-	if (d->catalog == NULL) {
+	d->dead_letter_log = d->catalog
+				 ? ratelimit_new(CODEC_REASON_COUNT, DEAD_LETTER_LOG_WINDOW_S, 1,
+						 errstr, sizeof errstr)
+				 : NULL;
+	if (d->dead_letter_log == NULL) {
 		fprintf(stderr, "streamrecd: %s\n", errstr);
 		goto out_free;
 	}
@@ -966,13 +1029,15 @@ int main(int argc, char **argv)
 						   .on_revoke = on_revoke,
 						   .on_error = on_error,
 						   .on_lag = on_lag},
-				     .opaque = d};
+				     .opaque = d,
+				     .log = log_kafka};
 	struct producer_config pc = {
 	    .brokers = config_kafka_property(&d->config, "producer", "bootstrap.servers"),
 	    .properties = pprops,
 	    .property_count = npp,
 	    .on_error = on_error,
-	    .opaque = d};
+	    .opaque = d,
+	    .log = log_kafka};
 	d->producer = producer_new(&pc, d->loop, errstr, sizeof errstr);
 	d->consumer = d->producer ? consumer_new(&kc, d->loop, errstr, sizeof errstr) : NULL;
 	if (d->consumer == NULL) {
@@ -980,7 +1045,9 @@ int main(int argc, char **argv)
 		goto out_free;
 	}
 	if (d->config.http_listen != NULL && d->config.http_listen[0] != '\0') {
-		struct http_config hc = {.listen = d->config.http_listen};
+		struct http_config hc = {.listen = d->config.http_listen,
+					 .idle_timeout_s =
+					     (double)d->config.http_idle_timeout_ms / 1000.0};
 		d->http = http_server_new(d->loop, &hc, errstr, sizeof errstr);
 		if (d->http == NULL ||
 		    http_server_route_metrics(d->http, d->metrics, errstr, sizeof errstr) != 0 ||
@@ -1060,5 +1127,6 @@ out_free:
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
 		free(d->listable[v]);
 	status_free(d->status);
+	ratelimit_free(d->dead_letter_log);
 	return status;
 }

@@ -90,6 +90,15 @@ double metrics_histogram_quantile(const struct metrics_histogram *h, double q)
 	return h->bucket_count ? h->upper_bounds[h->bucket_count - 1] : NAN;
 }
 
+bool metrics_histogram_quantile_clipped(const struct metrics_histogram *h, double q)
+{
+	if (h->count == 0 || !(q >= 0 && q <= 1))
+		return false;
+	uint64_t finite = h->count - h->counts[h->bucket_count];
+	/* metrics_histogram_quantile finds a finite bucket exactly when the rank is within them */
+	return finite == 0 || q * (double)h->count > (double)finite;
+}
+
 struct metrics *metrics_new(const char *const *variant_names, size_t variant_count, char *errstr,
 			    size_t errstr_size)
 {

@@ -156,6 +156,13 @@ void metrics_histogram_observe(struct metrics_histogram *h, double value);
 double metrics_histogram_quantile(const struct metrics_histogram *h, double q);
 
 /**
+ * @brief Whether metrics_histogram_quantile(h, q) lands in the +Inf bucket,
+ * where its estimate is only the last finite bound (a floor, not a figure).
+ * @returns false when the histogram is empty or q is out of range.
+ */
+bool metrics_histogram_quantile_clipped(const struct metrics_histogram *h, double q);
+
+/**
  * @brief Render every metric in the text exposition format 0.0.4.
  * @param out receives a malloc'd, NUL-terminated text the caller frees.
  * @param len receives its length without the NUL.

@@ -1226,3 +1226,8 @@ out_fail:
 	}
 	return -1;
 }
+
+size_t state_user_count(const struct state *state)
+{
+	return state->next_user;
+}

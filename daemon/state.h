@@ -183,4 +183,7 @@ long state_import(const char *dir, const char *path, char *errstr, size_t errstr
 /** @returns bytes of state on disk (estimate). */
 uint64_t state_bytes(struct state *state);
 
+/** @returns the users the state knows: every user id ever mapped, in memory or on disk. */
+size_t state_user_count(const struct state *state);
+
 #endif

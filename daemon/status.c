@@ -5,6 +5,7 @@
 #include "status.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,6 @@ struct snapshot {
 
 struct status {
 	const struct metrics *metrics;
-	double started_s;
 	struct snapshot ring[RING];
 	size_t head, count; /* ring[head] is the newest */
 };
@@ -64,14 +64,28 @@ void status_free(struct status *status)
 
 void status_tick(struct status *s, double now_s)
 {
-	if (s->count == 0)
-		s->started_s = now_s;
-	else if (now_s - s->ring[s->head].at_s < 1.0)
+	if (s->count > 0 && now_s - s->ring[s->head].at_s < 1.0)
 		return;
 	s->head = (s->head + 1) % RING;
 	if (s->count < RING)
 		s->count++;
 	take(s->metrics, now_s, &s->ring[s->head]);
+}
+
+/*
+ * The oldest snapshot within [now - STATUS_WINDOW_S, now], so the live figures
+ * cover at most the last minute however the ticks were spaced; `now` itself
+ * (an empty window) when none is that recent.
+ */
+static const struct snapshot *window_start(const struct status *s, double now_s,
+					   const struct snapshot *now)
+{
+	for (size_t age = s->count; age-- > 0;) {
+		const struct snapshot *snap = &s->ring[(s->head + RING - age) % RING];
+		if (snap->at_s >= now_s - STATUS_WINDOW_S && snap->at_s <= now_s)
+			return snap;
+	}
+	return now;
 }
 
 /* A JSON number, or null for NaN and infinities. */
@@ -81,6 +95,19 @@ static void number(FILE *f, const char *name, double v)
 		fprintf(f, "\"%s\":%.6g", name, v);
 	else
 		fprintf(f, "\"%s\":null", name);
+}
+
+/*
+ * "<name>_ms" and "<name>_clipped": a percentile in the +Inf bucket is only
+ * known to exceed the last bound, so it is null and clipped, never that bound.
+ */
+static void percentile(FILE *f, const char *name, const struct metrics_histogram *h, double q)
+{
+	char key[32];
+	bool clipped = metrics_histogram_quantile_clipped(h, q);
+	snprintf(key, sizeof key, "%s_ms", name);
+	number(f, key, clipped ? NAN : 1000 * metrics_histogram_quantile(h, q));
+	fprintf(f, ",\"%s_clipped\":%s,", name, clipped ? "true" : "false");
 }
 
 static void string(FILE *f, const char *text)
@@ -102,10 +129,7 @@ int status_render_json(const struct status *s, double now_s, char **out, size_t 
 	const struct metrics *m = s->metrics;
 	struct snapshot now;
 	take(m, now_s, &now);
-	/* the oldest snapshot in the ring; none yet: since the start, from zero */
-	struct snapshot zero = {.at_s = s->count ? s->started_s : now_s};
-	const struct snapshot *old =
-	    s->count ? &s->ring[(s->head + RING - (s->count - 1)) % RING] : &zero;
+	const struct snapshot *old = window_start(s, now_s, &now);
 	double window = now.at_s - old->at_s;
 
 	FILE *f = open_memstream(out, len);
@@ -121,7 +145,10 @@ int status_render_json(const struct status *s, double now_s, char **out, size_t 
 	int64_t lag = 0;
 	for (size_t i = 0; i < m->lag_count; i++)
 		lag += m->lags[i].lag > 0 ? m->lags[i].lag : 0;
-	fprintf(f, "\"consumer_lag\":%lld,\"dlq_messages_total\":%llu,\"variants\":[",
+	const struct metrics_histogram *fh = &m->variants[0].freshness_seconds;
+	number(f, "freshness_clip_ms",
+	       fh->bucket_count ? 1000 * fh->upper_bounds[fh->bucket_count - 1] : NAN);
+	fprintf(f, ",\"consumer_lag\":%lld,\"dlq_messages_total\":%llu,\"variants\":[",
 		(long long)lag, (unsigned long long)m->dlq_messages_total);
 	for (size_t v = 0; v < m->variant_count; v++) {
 		const struct snapshot_variant *a = &old->variants[v], *b = &now.variants[v];
@@ -135,12 +162,9 @@ int status_render_json(const struct status *s, double now_s, char **out, size_t 
 		string(f, m->variants[v].name);
 		fprintf(f, ",\"lists\":%llu,\"hits\":%llu,", (unsigned long long)lists,
 			(unsigned long long)hits);
-		number(f, "p50_ms", 1000 * metrics_histogram_quantile(&h, 0.50));
-		fprintf(f, ",");
-		number(f, "p95_ms", 1000 * metrics_histogram_quantile(&h, 0.95));
-		fprintf(f, ",");
-		number(f, "p99_ms", 1000 * metrics_histogram_quantile(&h, 0.99));
-		fprintf(f, ",");
+		percentile(f, "p50", &h, 0.50);
+		percentile(f, "p95", &h, 0.95);
+		percentile(f, "p99", &h, 0.99);
 		number(f, "updates_per_s",
 		       window > 0 ? (double)(b->updates - a->updates) / window : NAN);
 		fprintf(f, ",");
@@ -194,6 +218,8 @@ const char status_page_html[] =
     "<th>users served</th></tr></thead><tbody id=\"variants\"></tbody></table>\n"
     "<script>\n"
     "function fmt(v,d){return v===null||v===undefined?'\\u2013':v.toFixed(d);}\n"
+    "function pct(s,v,p){return v[p+'_clipped']?'> '+(s.freshness_clip_ms/1000)+' "
+    "s':fmt(v[p+'_ms'],1);}\n"
     "function cell(tr,cls,text){var td=document.createElement('td');td.className=cls;"
     "td.textContent=text;tr.appendChild(td);}\n"
     "function render(s){\n"
@@ -207,8 +233,8 @@ const char status_page_html[] =
     " var body=document.getElementById('variants');body.textContent='';\n"
     " s.variants.forEach(function(v){var tr=document.createElement('tr');"
     "tr.setAttribute('data-variant',v.name);\n"
-    "  cell(tr,'name',v.name);cell(tr,'p50',fmt(v.p50_ms,1));cell(tr,'p95',fmt(v.p95_ms,1));\n"
-    "  cell(tr,'p99',fmt(v.p99_ms,1));cell(tr,'throughput',fmt(v.updates_per_s,0));\n"
+    "  cell(tr,'name',v.name);cell(tr,'p50',pct(s,v,'p50'));cell(tr,'p95',pct(s,v,'p95'));\n"
+    "  cell(tr,'p99',pct(s,v,'p99'));cell(tr,'throughput',fmt(v.updates_per_s,0));\n"
     "  cell(tr,'lists',fmt(v.lists_per_s,1));\n"
     "  cell(tr,'hitrate',v.hit_rate===null?'\\u2013':(100*v.hit_rate).toFixed(2));\n"
     "  cell(tr,'served',v.users_served_total);body.appendChild(tr);});\n"

@@ -42,6 +42,8 @@ struct consumer {
 	struct wakeup wakeup;
 	struct consumer_callbacks callbacks;
 	void *opaque;
+	void (*log)(int level, const char *facility, const char *message, void *opaque);
+	void *log_opaque;
 	size_t max_messages_per_wakeup;
 	int64_t max_wakeup_us;
 	size_t assigned_count;
@@ -552,6 +554,13 @@ static void drain(void *opaque)
 
 /* ---- public API ---------------------------------------------------------------------- */
 
+/* Hands a librdkafka log line to the configured logger (librdkafka's threads). */
+static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *message)
+{
+	const struct consumer *owner = rd_kafka_opaque(rk);
+	owner->log(level, facility, message, owner->log_opaque);
+}
+
 static rd_kafka_conf_t *build_conf(const struct consumer_config *config, struct consumer *c,
 				   char *errstr, size_t errstr_size)
 {
@@ -577,6 +586,8 @@ static rd_kafka_conf_t *build_conf(const struct consumer_config *config, struct 
 	rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_stats_cb(conf, stats_cb);
+	if (c->log != NULL)
+		rd_kafka_conf_set_log_cb(conf, log_cb);
 	return conf;
 
 out_destroy_conf:
@@ -624,6 +635,8 @@ struct consumer *consumer_new(const struct consumer_config *config, struct ev_lo
 	c->loop = loop;
 	c->callbacks = config->callbacks;
 	c->opaque = config->opaque;
+	c->log = config->log;
+	c->log_opaque = config->log_opaque;
 	c->broker_up = true;
 	c->max_messages_per_wakeup = config->max_messages_per_wakeup
 					 ? config->max_messages_per_wakeup

@@ -91,6 +91,15 @@ struct consumer_config {
 	int max_wakeup_us;
 	struct consumer_callbacks callbacks;
 	void *opaque;
+	/**
+	 * librdkafka's own log lines (level: syslog severity 0-7, facility such as
+	 * "FAIL"), instead of librdkafka's default print to stderr; NULL keeps the
+	 * default. Called from librdkafka's internal threads, any time from
+	 * consumer_new() to its close: the function must be thread-safe (one write
+	 * of one line is).
+	 */
+	void (*log)(int level, const char *facility, const char *message, void *opaque);
+	void *log_opaque;
 };
 
 struct consumer;

@@ -29,6 +29,8 @@ struct producer {
 	struct wakeup wakeup;
 	void (*on_error)(const char *what, bool fatal, void *opaque);
 	void *opaque;
+	void (*log)(int level, const char *facility, const char *message, void *opaque);
+	void *log_opaque;
 	struct producer_counts counts;
 };
 
@@ -74,6 +76,13 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 }
 
 /* Serves delivery reports and errors, a bounded number per wakeup (struct wakeup calls it). */
+/* Hands a librdkafka log line to the configured logger (librdkafka's threads). */
+static void log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *message)
+{
+	const struct producer *owner = rd_kafka_opaque(rk);
+	owner->log(level, facility, message, owner->log_opaque);
+}
+
 static void drain(void *opaque)
 {
 	struct producer *p = opaque;
@@ -112,6 +121,8 @@ struct producer *producer_new(const struct producer_config *config, struct ev_lo
 	p->loop = loop;
 	p->on_error = config->on_error;
 	p->opaque = config->opaque;
+	p->log = config->log;
+	p->log_opaque = config->log_opaque;
 	conf = rd_kafka_conf_new();
 	if (conf_set(conf, "bootstrap.servers", config->brokers, errstr, errstr_size) != 0 ||
 	    conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
@@ -131,6 +142,8 @@ struct producer *producer_new(const struct producer_config *config, struct ev_lo
 	rd_kafka_conf_set_opaque(conf, p);
 	rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
+	if (p->log != NULL)
+		rd_kafka_conf_set_log_cb(conf, log_cb);
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, detail, sizeof detail);
 	if (p->rk == NULL) {
 		set_errstr(errstr, errstr_size, "producer: %s", detail);

@@ -51,6 +51,15 @@ struct producer_config {
 	 */
 	void (*on_error)(const char *what, bool fatal, void *opaque);
 	void *opaque;
+	/**
+	 * librdkafka's own log lines (level: syslog severity 0-7, facility such as
+	 * "FAIL"), instead of librdkafka's default print to stderr; NULL keeps the
+	 * default. Called from librdkafka's internal threads, any time from
+	 * producer_new() to its close: the function must be thread-safe (one write
+	 * of one line is).
+	 */
+	void (*log)(int level, const char *facility, const char *message, void *opaque);
+	void *log_opaque;
 };
 
 /** Delivery report counts since producer_new(). */

@@ -631,3 +631,105 @@ def test_items_need_min_item_events_before_they_are_listed(daemon):
     assert all(counts.get(item, 0) >= 40 for item in listed), \
         sorted((counts.get(i, 0), i) for i in listed)[:5]
     assert daemon.stop() == 0
+
+
+def test_users_metric_counts_the_distinct_users(daemon):
+    """streamrec_users is the number of users the state knows: 7 users, 3 events each."""
+    users = [f"u-count-{i}" for i in range(7)]
+    daemon.start()
+    send_raw(daemon.broker.bootstrap, daemon.events,
+             [user_event(u, item=f"item-{k}") for k in range(3) for u in users])
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 21), \
+        daemon.logtext()
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_users") == 7, timeout=15), \
+        daemon.metric("streamrec_users")
+    assert daemon.stop() == 0
+
+
+def test_idle_http_clients_neither_blind_metrics_nor_stay_open(daemon):
+    """300 idle connections (more than the limit of 256): /metrics and /readyz
+    still answer; an idle connection is closed after http.idle_timeout_ms."""
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "[http]\n", "[http]\nidle_timeout_ms = 1s\n"))
+    daemon.start()
+    idle = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", daemon.port), timeout=5))
+        status, body = daemon.get("/metrics")
+        assert status == 200 and "streamrec_ready 1" in body
+        assert daemon.get("/readyz")[0] == 200
+        # far below the default of 10 s: the configured timeout closes it
+        late = socket.create_connection(("127.0.0.1", daemon.port), timeout=6)
+        idle.append(late)
+        assert late.recv(16) == b""
+    finally:
+        for s in idle:
+            s.close()
+    assert daemon.stop() == 0
+
+
+def test_dead_letter_log_lines_are_rate_limited_and_summarised(daemon):
+    """2,000 bad messages: the metric counts each, the log has one line for the
+    reason and a summary naming how many more were suppressed."""
+    daemon.start()
+    send_raw(daemon.broker.bootstrap, daemon.events, [b"\x01garbage"] * 2000)
+    assert daemon.wait_for(
+        lambda: daemon.metric('streamrec_invalid_events_total{reason="malformed"}') == 2000), \
+        daemon.logtext()
+    log = daemon.dir / "streamrecd.log"
+    summary = re.compile(r"(\d+) more malformed suppressed")
+    assert daemon.wait_for(lambda: summary.search(log.read_text()), timeout=30), daemon.logtext()
+    lines = [l for l in log.read_text().splitlines() if "malformed" in l]
+    assert len(lines) <= 6, lines[:10]
+    suppressed = sum(int(m.group(1)) for l in lines for m in [summary.search(l)] if m)
+    assert suppressed + sum(1 for l in lines if not summary.search(l)) == 2000, lines
+    assert daemon.stop() == 0
+
+
+def test_librdkafka_log_lines_carry_the_syslog_prefix(kafka_broker, tmp_path):
+    """With no broker at the bootstrap address, librdkafka complains; each of
+    its lines reaches stderr through the daemon's logger, with a <N> prefix."""
+    port = free_port()
+    config = tmp_path / "streamrecd.conf"
+    config.write_text(f"""
+[state]
+dir = {tmp_path / 'state'}
+[http]
+listen = 127.0.0.1:{free_port()}
+[kafka]
+bootstrap.servers = 127.0.0.1:{port}
+""")
+    with open(tmp_path / "stderr", "w") as err:
+        process = subprocess.Popen([STREAMRECD, "--config", config], stdout=subprocess.DEVNULL,
+                                   stderr=err)
+        try:
+            time.sleep(4)
+        finally:
+            process.kill()
+            process.wait()
+    lines = [l for l in (tmp_path / "stderr").read_text().splitlines() if l.strip()]
+    assert any(f"127.0.0.1:{port}" in l for l in lines), lines  # librdkafka did speak
+    assert all(re.match(r"<[0-7]>", l) for l in lines), \
+        [l for l in lines if not re.match(r"<[0-7]>", l)][:5]
+
+
+def test_status_marks_freshness_beyond_the_last_bucket_as_clipped(daemon, tmp_path):
+    """Events two minutes old give lists staler than the histogram's 60 s top
+    bound: /status.json reports null and clipped, the page shows "> 60 s"."""
+    import json
+    from test_dashboards import chromium
+    daemon.start()
+    old = int(time.time() * 1000) - 120000
+    send_raw(daemon.broker.bootstrap, daemon.events,
+             [user_event(f"u-old-{i}", item=f"item-{i % 3}", ts=old) for i in range(20)])
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_freshness_seconds_count") >= 1), \
+        daemon.logtext()
+    status, body = daemon.get("/status.json")
+    v = json.loads(body)["variants"][0]
+    assert v["p99_ms"] is None and v["p99_clipped"] is True, v
+    dom = chromium(tmp_path, f"http://127.0.0.1:{daemon.port}/status", "--dump-dom")
+    row = re.search(r'<tr[^>]*data-variant="control"[^>]*>(.*?)</tr>', dom, re.S)
+    assert row, dom[-2000:]
+    assert re.search(r'class="p99"[^>]*>&gt; 60 s<', row.group(1)), row.group(1)
+    assert daemon.stop() == 0

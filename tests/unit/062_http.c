@@ -409,6 +409,43 @@ static void many_concurrent_connections(void **state)
 	pump_until_idle(fx);
 }
 
+/*
+ * More idle clients than the connection limit (a scanner, a leaky scraper):
+ * the oldest idle connection gives way to each new one, so /metrics and
+ * /readyz still answer, and the server holds no more than its limit.
+ */
+static void idle_connections_give_way_to_new_requests(void **state)
+{
+	struct fixture *fx = *state;
+	enum { IDLE = 300 };
+	int fds[IDLE];
+	for (int i = 0; i < IDLE; i++) {
+		fds[i] = connect_client(fx->server);
+		/* accept as we go: more than the listen backlog may not wait in the kernel */
+		for (int spin = 0; spin < 3; spin++)
+			ev_run(fx->loop, EVRUN_NOWAIT);
+	}
+	while (http_server_connection_count(fx->server) < HTTP_DEFAULT_MAX_CONNECTIONS)
+		ev_run(fx->loop, EVRUN_ONCE);
+	assert_int_equal(http_server_connection_count(fx->server), HTTP_DEFAULT_MAX_CONNECTIONS);
+
+	char *r = exchange(fx, "GET /metrics HTTP/1.1\r\n\r\n", NULL);
+	assert_true(strncmp(r, "HTTP/1.1 200 OK\r\n", 17) == 0);
+	assert_non_null(strstr(body_of(r), "streamrec_ready 0\n"));
+	free(r);
+	r = exchange(fx, "GET /readyz HTTP/1.1\r\n\r\n", NULL);
+	assert_true(strncmp(r, "HTTP/1.1 503 ", 13) == 0);
+	free(r);
+
+	/* the first clients were the oldest: the server closed them */
+	char buf[16];
+	assert_int_equal(recv(fds[0], buf, sizeof buf, 0), 0);
+	assert_true(http_server_connection_count(fx->server) <= HTTP_DEFAULT_MAX_CONNECTIONS);
+	for (int i = 0; i < IDLE; i++)
+		close(fds[i]);
+	pump_until_idle(fx);
+}
+
 static void listen_errors_name_the_address(void **state)
 {
 	struct fixture *fx = *state;
@@ -452,6 +489,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(large_body_to_a_slow_reader, setup, teardown),
 	    cmocka_unit_test_setup_teardown(client_gone_mid_response, setup, teardown),
 	    cmocka_unit_test_setup_teardown(many_concurrent_connections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(idle_connections_give_way_to_new_requests, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(listen_errors_name_the_address, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
