@@ -835,6 +835,8 @@ int main(int argc, char **argv)
 	bool check_only = false;
 	char errstr[1024];
 	int status = 1;
+	struct consumer_property *cprops = NULL;
+	struct producer_property *pprops = NULL;
 
 	memset(d, 0, sizeof *d);
 	for (int i = 1; i < argc; i++) {
@@ -931,19 +933,24 @@ int main(int argc, char **argv)
 
 	/* Kafka: [kafka] for both, then the role's own section on top */
 	const char *brokers = config_kafka_property(&d->config, "consumer", "bootstrap.servers");
-	struct consumer_property cprops[128];
-	struct producer_property pprops[128];
+	/* sized from the counts: [kafka] goes to both, plus statistics.interval.ms */
 	size_t ncp = 0, npp = 0;
-	for (size_t i = 0; i < d->config.kafka.count && ncp < 64; i++) {
+	cprops = calloc(d->config.kafka.count + d->config.kafka_consumer.count + 1, sizeof *cprops);
+	pprops = calloc(d->config.kafka.count + d->config.kafka_producer.count + 1, sizeof *pprops);
+	if (cprops == NULL || pprops == NULL) {
+		fprintf(stderr, "streamrecd: out of memory for the Kafka properties\n");
+		goto out_free;
+	}
+	for (size_t i = 0; i < d->config.kafka.count; i++) {
 		cprops[ncp++] = (struct consumer_property){d->config.kafka.items[i].name,
 							   d->config.kafka.items[i].value};
 		pprops[npp++] = (struct producer_property){d->config.kafka.items[i].name,
 							   d->config.kafka.items[i].value};
 	}
-	for (size_t i = 0; i < d->config.kafka_consumer.count && ncp < 128; i++)
+	for (size_t i = 0; i < d->config.kafka_consumer.count; i++)
 		cprops[ncp++] = (struct consumer_property){d->config.kafka_consumer.items[i].name,
 							   d->config.kafka_consumer.items[i].value};
-	for (size_t i = 0; i < d->config.kafka_producer.count && npp < 128; i++)
+	for (size_t i = 0; i < d->config.kafka_producer.count; i++)
 		pprops[npp++] = (struct producer_property){d->config.kafka_producer.items[i].name,
 							   d->config.kafka_producer.items[i].value};
 	if (config_kafka_property(&d->config, "consumer", "statistics.interval.ms") == NULL)
@@ -1060,5 +1067,7 @@ out_free:
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
 		free(d->listable[v]);
 	status_free(d->status);
+	free(cprops);
+	free(pprops);
 	return status;
 }

@@ -91,3 +91,58 @@ def test_the_unit_exposure_is_low(unit):
                       out.stdout)
     assert level, out.stdout + out.stderr
     assert out.returncode == 0 and float(level.group(1)) <= 2.0, out.stdout[-2000:]
+
+
+
+def librdkafka_defaults():
+    """librdkafka's own global properties with their default values, as its
+    rd_kafka_conf_dump() gives them, less those that cannot be set back
+    (callbacks, empty values, features of other builds) and streamrecd's."""
+    import ctypes
+    rk = ctypes.CDLL("librdkafka.so.1")
+    rk.rd_kafka_conf_new.restype = ctypes.c_void_p
+    rk.rd_kafka_conf_destroy.argtypes = [ctypes.c_void_p]
+    rk.rd_kafka_conf_dump.restype = ctypes.POINTER(ctypes.c_char_p)
+    rk.rd_kafka_conf_dump.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+    rk.rd_kafka_conf_dump_free.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]
+    rk.rd_kafka_conf_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                     ctypes.c_char_p, ctypes.c_size_t]
+    conf, count = rk.rd_kafka_conf_new(), ctypes.c_size_t()
+    dump = rk.rd_kafka_conf_dump(conf, ctypes.byref(count))
+    pairs = [(dump[i].decode(), dump[i + 1].decode()) for i in range(0, count.value, 2)]
+    rk.rd_kafka_conf_dump_free(dump, count)
+    rk.rd_kafka_conf_destroy(conf)
+    usable = []
+    for name, value in pairs:
+        probe, err = rk.rd_kafka_conf_new(), ctypes.create_string_buffer(512)
+        ok = rk.rd_kafka_conf_set(probe, name.encode(), value.encode(), err, len(err)) == 0
+        rk.rd_kafka_conf_destroy(probe)
+        if ok and name not in ("bootstrap.servers", "group.id", "enable.auto.commit",
+                               "enable.auto.offset.store", "max.in.flight",
+                               "max.in.flight.requests.per.connection") and ";" not in value:
+            usable.append((name, value))
+    return usable
+
+
+def test_the_200th_kafka_property_is_not_dropped(tmp_path):
+    """200 librdkafka properties ([kafka] and [kafka.consumer] hold the same
+    names): the 200th, unknown to librdkafka, must reach it and be refused.
+    The merge used to keep at most 64 of [kafka] and 128 in all (and wrote
+    one past the end of its array for statistics.interval.ms)."""
+    usable = [f"{n} = {v}" for n, v in librdkafka_defaults()]
+    assert len(usable) >= 67, usable
+    # [kafka]: bootstrap.servers and 66 more; [kafka.producer]: 66;
+    # [kafka.consumer]: 66 and, as the 200th, one librdkafka does not know
+    both, producer, consumer = usable[:66], usable[:66], usable[:66]
+    path = tmp_path / "many.conf"
+    path.write_text(f"[state]\ndir = {tmp_path / 'state'}\n[http]\nlisten =\n"
+                    "[kafka]\nbootstrap.servers = 127.0.0.1:9\n" + "\n".join(both) +
+                    "\n[kafka.producer]\n" + "\n".join(producer) +
+                    "\n[kafka.consumer]\n" + "\n".join(consumer) +
+                    "\nno.such.property = 1\n")
+    assert 1 + len(both) + len(producer) + len(consumer) + 1 == 200
+    out = subprocess.run([STREAMRECD, "--config", path], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0
+    assert "no.such.property" in out.stderr and "No such configuration property" in out.stderr, \
+        out.stderr
