@@ -16,11 +16,14 @@
 
 #include <errno.h>
 #include <ini.h>
+#include <librdkafka/rdkafka.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "http.h"
 
 enum option_type {
 	OPT_STRING,
@@ -64,6 +67,8 @@ struct option {
 	const char *help;
 	const char *example; /**< for required keys: shown in the default file */
 };
+
+static int check_listen(const char *value, char *why, size_t why_size);
 
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
 static const char *const optimizers[] = {"adagrad", "sgd", NULL};
@@ -205,6 +210,24 @@ static const struct option options[] = {
 };
 
 #define OPTION_COUNT (sizeof options / sizeof options[0])
+
+/* Checks of a value's form beyond its type: 0, or -1 with why. */
+static const struct {
+	const char *section, *key;
+	int (*check)(const char *value, char *why, size_t why_size);
+} value_checks[] = {
+    {"http", "listen", check_listen},
+};
+
+/* @returns o's check of form, or NULL. */
+static int (*value_check(const struct option *o))(const char *, char *, size_t)
+{
+	for (size_t i = 0; i < sizeof value_checks / sizeof value_checks[0]; i++)
+		if (strcmp(value_checks[i].section, o->section) == 0 &&
+		    strcmp(value_checks[i].key, o->key) == 0)
+			return value_checks[i].check;
+	return NULL;
+}
 
 _Static_assert(sizeof(enum config_log_level) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum model_optimizer) == sizeof(int), "enums are stored as int");
@@ -871,7 +894,8 @@ static int handle(void *user, const char *section, const char *name, const char 
 		return 0;
 	}
 	seen[index] = p->lineno;
-	if (parse_value(o, value, &v, why, sizeof why) != 0) {
+	if (parse_value(o, value, &v, why, sizeof why) != 0 ||
+	    (value_check(o) != NULL && value_check(o)(value, why, sizeof why) != 0)) {
 		fail(p, p->lineno, "%s.%s: %s", p->section, name, why);
 		return 0;
 	}
@@ -981,6 +1005,48 @@ static void finish_variants(struct parse *p)
 	}
 }
 
+/* http.listen: host:port, as the HTTP server will parse it; empty: off. */
+static int check_listen(const char *value, char *why, size_t why_size)
+{
+	static const char prefix[] = "http.listen ";
+	char detail[512];
+	if (value[0] == '\0' || http_listen_check(value, detail, sizeof detail) == 0)
+		return 0;
+	bool prefixed = strncmp(detail, prefix, sizeof prefix - 1) == 0;
+	snprintf(why, why_size, "%s", detail + (prefixed ? sizeof prefix - 1 : 0));
+	return -1;
+}
+
+/*
+ * Each client's librdkafka properties ([kafka], then its role's section on
+ * top) through rd_kafka_conf_set(), as the client will set them, so that an
+ * unknown property or a bad value is reported at its line now rather than
+ * by the client at start (or never, by --check).
+ */
+static void check_properties(struct parse *p)
+{
+	char detail[512];
+	for (size_t r = 0; r < 2 && p->error_line == 0; r++) {
+		const struct config_properties *lists[2] = {
+		    &p->config->kafka,
+		    r == 0 ? &p->config->kafka_consumer : &p->config->kafka_producer};
+		const char *sections[2] = {"kafka", r == 0 ? "kafka.consumer" : "kafka.producer"};
+		rd_kafka_conf_t *conf = rd_kafka_conf_new();
+		for (size_t l = 0; l < 2 && p->error_line == 0; l++) {
+			for (size_t i = 0; i < lists[l]->count; i++) {
+				const struct config_property *prop = &lists[l]->items[i];
+				if (rd_kafka_conf_set(conf, prop->name, prop->value, detail,
+						      sizeof detail) != RD_KAFKA_CONF_OK) {
+					fail(p, prop->line, "%s.%s: %s", sections[l], prop->name,
+					     detail);
+					break;
+				}
+			}
+		}
+		rd_kafka_conf_destroy(conf);
+	}
+}
+
 static void finish(struct parse *p)
 {
 	for (size_t i = 0; i < OPTION_COUNT; i++) {
@@ -1001,7 +1067,9 @@ static void finish(struct parse *p)
 		fail(p, -1, "missing required key 'kafka.bootstrap.servers' (for the producer)");
 		return;
 	}
-	finish_variants(p);
+	check_properties(p);
+	if (p->error_line == 0)
+		finish_variants(p);
 }
 
 static void properties_free(struct config_properties *list)

@@ -3,7 +3,7 @@
  * refresh, commit and watchdog timers, signals and the HTTP listener.
  *
  *   streamrecd --config FILE          run
- *   streamrecd --config FILE --check  load the configuration and the state, then exit
+ *   streamrecd --config FILE --check  check the configuration and the state (read-only), then exit
  *   streamrecd --print-config-reference | --print-default-config
  *
  * Per event: decode (bad input goes to the dead-letter topic with its
@@ -823,7 +823,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: streamrecd --config FILE [--check]\n"
 		     "       streamrecd --print-config-reference | --print-default-config\n"
-		     "  --check  load the configuration and open the state, then exit\n"
+		     "  --check  check the configuration and the state (read-only), then exit\n"
 		     "signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
 		     "         USR1 writes a checkpoint of the state\n");
 }
@@ -896,7 +896,16 @@ int main(int argc, char **argv)
 				  .log_dir = d->config.state_log_dir[0] ? d->config.state_log_dir
 									: getenv("LOGS_DIRECTORY"),
 				  .user_cache_users = d->config.user_cache_users,
-				  .user_cache_bytes = d->config.user_cache_bytes};
+				  .user_cache_bytes = d->config.user_cache_bytes,
+				  .read_only = check_only};
+	struct stat state_stat;
+	if (check_only && stat(d->config.state_dir, &state_stat) != 0 && errno == ENOENT) {
+		printf("streamrecd: %s and %s are fine: no state yet (it is created on the "
+		       "first start)\n",
+		       config_path, d->config.state_dir);
+		status = 0;
+		goto out_free;
+	}
 	d->state = state_open(&sc, errstr, sizeof errstr);
 	if (d->state == NULL) {
 		fprintf(stderr, "streamrecd: %s\n", errstr);
