@@ -74,6 +74,7 @@ static const char *const log_levels[] = {"error", "warning", "info", "debug", NU
 static const char *const optimizers[] = {"adagrad", "sgd", NULL};
 static const char *const exclusions[] = {"none", "bought", "interacted", NULL};
 static const char *const policies[] = {"model", "popularity", NULL};
+static const char *const on_empty_names[] = {"earliest", "committed", "latest", NULL};
 
 #define G(member) SCOPE_GLOBAL, offsetof(struct config, member)
 #define V(member) SCOPE_VARIANT, offsetof(struct config_variant, member)
@@ -112,6 +113,13 @@ static const struct option options[] = {
      NULL, OPT_BOUNDED, "Users kept in memory at most; 0: no bound.", NULL},
     {"state", "user_cache_bytes", OPT_BYTES, ST_SIZE, G(user_cache_bytes), "0", 0, 1099511627776.0,
      NULL, OPT_BOUNDED, "Memory for users at most (the smaller bound wins); 0: no bound.", NULL},
+    {"state", "on_empty", OPT_ENUM, ST_ENUM, G(state_on_empty), "earliest", 0, 0, on_empty_names,
+     0,
+     "Where a partition starts when the state holds no offset for it (a new or wiped "
+     "state): earliest replays the whole retained topic; committed resumes at the "
+     "group's committed offset (skipping what that group read before); latest learns "
+     "only new events.",
+     NULL},
     {"http", "listen", OPT_STRING, ST_STR, G(http_listen), "127.0.0.1:9464", 0, 0, NULL, 0,
      "host:port of /metrics, /healthz, /readyz and the status page; empty: off.", NULL},
     {"refresh", "interval_ms", OPT_DURATION, ST_U64, G(refresh_interval_ms), "50ms", 1, 60000, NULL,
@@ -233,6 +241,7 @@ _Static_assert(sizeof(enum config_log_level) == sizeof(int), "enums are stored a
 _Static_assert(sizeof(enum model_optimizer) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum model_exclusion) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum config_policy) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum config_on_empty) == sizeof(int), "enums are stored as int");
 
 /* The kafka sections' properties that streamrecd owns itself. */
 static const struct {

@@ -411,7 +411,12 @@ static int offset_for(const char *topic, int32_t partition, int64_t *next_offset
 		log_line("3", "stored offset of %s[%" PRId32 "]: %s", topic, partition, errstr);
 	if (found == 1)
 		*next_offset = offset; /* the consumer resumes at offset + 1 */
-	return found;
+	if (found != 0 || d->config.state_on_empty == CONFIG_ON_EMPTY_COMMITTED)
+		return found;
+	/* no offset in the state (new or wiped): state.on_empty decides, not the group */
+	*next_offset = d->config.state_on_empty == CONFIG_ON_EMPTY_LATEST ? CONSUMER_FROM_END
+									 : CONSUMER_FROM_BEGINNING;
+	return 1;
 }
 
 static int commit_now(struct daemon *d, bool wait);
