@@ -9,8 +9,8 @@
  * every key. The reader also strips leading blanks (so inih's multi-line
  * continuation never glues an indented key onto the previous value), sees
  * every [section] header (so an unknown or empty section is reported at
- * its own line), and refuses lines longer than inih's buffer instead of
- * letting them be cut.
+ * its own line), and refuses lines longer than inih's buffer
+ * (CONFIG_MAX_LINE, set at run time) instead of letting them be cut.
  */
 #include "config.h"
 
@@ -24,6 +24,8 @@
 #include <string.h>
 
 #include "http.h"
+
+#define CONFIG_MAX_LINE 65533 /**< characters of one line, without its end */
 
 enum option_type {
 	OPT_STRING,
@@ -1132,6 +1134,13 @@ int config_load(const char *path, struct config *out, char *errstr, size_t errst
 		snprintf(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
 		goto out_free;
 	}
+	/* Debian's libinih takes its line buffer's size at run time: a heap
+	 * buffer of CONFIG_MAX_LINE, so SASL settings thousands of characters
+	 * long fit (read_line refuses longer lines at their line number) */
+	ini_use_stack = false;
+	ini_allow_realloc = false;
+	ini_max_line = CONFIG_MAX_LINE + 2; /* the line, its "\n" and the NUL */
+	ini_initial_alloc = CONFIG_MAX_LINE + 2;
 	int parse_error = ini_parse_stream(read_line, p, handle, p);
 	if (ferror(p->file)) {
 		int err = errno;
