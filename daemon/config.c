@@ -9,18 +9,23 @@
  * every key. The reader also strips leading blanks (so inih's multi-line
  * continuation never glues an indented key onto the previous value), sees
  * every [section] header (so an unknown or empty section is reported at
- * its own line), and refuses lines longer than inih's buffer instead of
- * letting them be cut.
+ * its own line), and refuses lines longer than inih's buffer
+ * (CONFIG_MAX_LINE, set at run time) instead of letting them be cut.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <ini.h>
+#include <librdkafka/rdkafka.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "http.h"
+
+#define CONFIG_MAX_LINE 65533 /**< characters of one line, without its end */
 
 enum option_type {
 	OPT_STRING,
@@ -65,10 +70,13 @@ struct option {
 	const char *example; /**< for required keys: shown in the default file */
 };
 
+static int check_listen(const char *value, char *why, size_t why_size);
+
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
 static const char *const optimizers[] = {"adagrad", "sgd", NULL};
 static const char *const exclusions[] = {"none", "bought", "interacted", NULL};
 static const char *const policies[] = {"model", "popularity", NULL};
+static const char *const on_empty_names[] = {"earliest", "committed", "latest", NULL};
 
 #define G(member) SCOPE_GLOBAL, offsetof(struct config, member)
 #define V(member) SCOPE_VARIANT, offsetof(struct config_variant, member)
@@ -107,6 +115,13 @@ static const struct option options[] = {
      NULL, OPT_BOUNDED, "Users kept in memory at most; 0: no bound.", NULL},
     {"state", "user_cache_bytes", OPT_BYTES, ST_SIZE, G(user_cache_bytes), "0", 0, 1099511627776.0,
      NULL, OPT_BOUNDED, "Memory for users at most (the smaller bound wins); 0: no bound.", NULL},
+    {"state", "on_empty", OPT_ENUM, ST_ENUM, G(state_on_empty), "earliest", 0, 0, on_empty_names,
+     0,
+     "Where a partition starts when the state holds no offset for it (a new or wiped "
+     "state): earliest replays the whole retained topic; committed resumes at the "
+     "group's committed offset (skipping what that group read before); latest learns "
+     "only new events.",
+     NULL},
     {"http", "listen", OPT_STRING, ST_STR, G(http_listen), "127.0.0.1:9464", 0, 0, NULL, 0,
      "host:port of /metrics, /healthz, /readyz and the status page; empty: off.", NULL},
     {"http", "idle_timeout_ms", OPT_DURATION, ST_U64, G(http_idle_timeout_ms), "10s", 100, 3600000,
@@ -209,10 +224,29 @@ static const struct option options[] = {
 
 #define OPTION_COUNT (sizeof options / sizeof options[0])
 
+/* Checks of a value's form beyond its type: 0, or -1 with why. */
+static const struct {
+	const char *section, *key;
+	int (*check)(const char *value, char *why, size_t why_size);
+} value_checks[] = {
+    {"http", "listen", check_listen},
+};
+
+/* @returns o's check of form, or NULL. */
+static int (*value_check(const struct option *o))(const char *, char *, size_t)
+{
+	for (size_t i = 0; i < sizeof value_checks / sizeof value_checks[0]; i++)
+		if (strcmp(value_checks[i].section, o->section) == 0 &&
+		    strcmp(value_checks[i].key, o->key) == 0)
+			return value_checks[i].check;
+	return NULL;
+}
+
 _Static_assert(sizeof(enum config_log_level) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum model_optimizer) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum model_exclusion) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum config_policy) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum config_on_empty) == sizeof(int), "enums are stored as int");
 
 /* The kafka sections' properties that streamrecd owns itself. */
 static const struct {
@@ -874,7 +908,8 @@ static int handle(void *user, const char *section, const char *name, const char 
 		return 0;
 	}
 	seen[index] = p->lineno;
-	if (parse_value(o, value, &v, why, sizeof why) != 0) {
+	if (parse_value(o, value, &v, why, sizeof why) != 0 ||
+	    (value_check(o) != NULL && value_check(o)(value, why, sizeof why) != 0)) {
 		fail(p, p->lineno, "%s.%s: %s", p->section, name, why);
 		return 0;
 	}
@@ -984,6 +1019,48 @@ static void finish_variants(struct parse *p)
 	}
 }
 
+/* http.listen: host:port, as the HTTP server will parse it; empty: off. */
+static int check_listen(const char *value, char *why, size_t why_size)
+{
+	static const char prefix[] = "http.listen ";
+	char detail[512];
+	if (value[0] == '\0' || http_listen_check(value, detail, sizeof detail) == 0)
+		return 0;
+	bool prefixed = strncmp(detail, prefix, sizeof prefix - 1) == 0;
+	snprintf(why, why_size, "%s", detail + (prefixed ? sizeof prefix - 1 : 0));
+	return -1;
+}
+
+/*
+ * Each client's librdkafka properties ([kafka], then its role's section on
+ * top) through rd_kafka_conf_set(), as the client will set them, so that an
+ * unknown property or a bad value is reported at its line now rather than
+ * by the client at start (or never, by --check).
+ */
+static void check_properties(struct parse *p)
+{
+	char detail[512];
+	for (size_t r = 0; r < 2 && p->error_line == 0; r++) {
+		const struct config_properties *lists[2] = {
+		    &p->config->kafka,
+		    r == 0 ? &p->config->kafka_consumer : &p->config->kafka_producer};
+		const char *sections[2] = {"kafka", r == 0 ? "kafka.consumer" : "kafka.producer"};
+		rd_kafka_conf_t *conf = rd_kafka_conf_new();
+		for (size_t l = 0; l < 2 && p->error_line == 0; l++) {
+			for (size_t i = 0; i < lists[l]->count; i++) {
+				const struct config_property *prop = &lists[l]->items[i];
+				if (rd_kafka_conf_set(conf, prop->name, prop->value, detail,
+						      sizeof detail) != RD_KAFKA_CONF_OK) {
+					fail(p, prop->line, "%s.%s: %s", sections[l], prop->name,
+					     detail);
+					break;
+				}
+			}
+		}
+		rd_kafka_conf_destroy(conf);
+	}
+}
+
 static void finish(struct parse *p)
 {
 	for (size_t i = 0; i < OPTION_COUNT; i++) {
@@ -1004,7 +1081,9 @@ static void finish(struct parse *p)
 		fail(p, -1, "missing required key 'kafka.bootstrap.servers' (for the producer)");
 		return;
 	}
-	finish_variants(p);
+	check_properties(p);
+	if (p->error_line == 0)
+		finish_variants(p);
 }
 
 static void properties_free(struct config_properties *list)
@@ -1058,6 +1137,13 @@ int config_load(const char *path, struct config *out, char *errstr, size_t errst
 		snprintf(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
 		goto out_free;
 	}
+	/* Debian's libinih takes its line buffer's size at run time: a heap
+	 * buffer of CONFIG_MAX_LINE, so SASL settings thousands of characters
+	 * long fit (read_line refuses longer lines at their line number) */
+	ini_use_stack = false;
+	ini_allow_realloc = false;
+	ini_max_line = CONFIG_MAX_LINE + 2; /* the line, its "\n" and the NUL */
+	ini_initial_alloc = CONFIG_MAX_LINE + 2;
 	int parse_error = ini_parse_stream(read_line, p, handle, p);
 	if (ferror(p->file)) {
 		int err = errno;

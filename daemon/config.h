@@ -39,6 +39,13 @@ enum config_log_level {
 	CONFIG_LOG_DEBUG
 };
 
+/** Where a partition starts when the state holds no offset for it. */
+enum config_on_empty {
+	CONFIG_ON_EMPTY_EARLIEST = 0, /**< the topic's first retained event: learn it all */
+	CONFIG_ON_EMPTY_COMMITTED,    /**< the group's committed offset, else earliest */
+	CONFIG_ON_EMPTY_LATEST,       /**< only events that arrive from now on */
+};
+
 /** How a variant serves its users. */
 enum config_policy {
 	CONFIG_POLICY_MODEL = 0,  /**< the fused model's top-k */
@@ -84,6 +91,7 @@ struct config {
 	bool sync_commits;
 	size_t user_cache_users;
 	size_t user_cache_bytes;
+	enum config_on_empty state_on_empty;
 
 	char *http_listen;
 	uint64_t http_idle_timeout_ms;

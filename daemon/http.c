@@ -657,3 +657,9 @@ int http_server_route_readyz(struct http_server *server, http_ready_fn ready, vo
 	return http_server_route(server, "/readyz", readyz_handler, &server->ready, errstr,
 				 errstr_size);
 }
+
+int http_listen_check(const char *address, char *errstr, size_t errstr_size)
+{
+	char host[256], port[8];
+	return split_listen(address, host, sizeof host, port, sizeof port, errstr, errstr_size);
+}

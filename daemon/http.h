@@ -80,6 +80,13 @@ int http_response_text(struct http_response *response, int status, const char *t
 struct http_server;
 
 /**
+ * @brief Check the form of a listen address, "host:port" or "[v6]:port",
+ * without resolving or binding it (the configuration's check).
+ * @returns 0, or -1 with errstr naming the address and the expected form.
+ */
+int http_listen_check(const char *address, char *errstr, size_t errstr_size);
+
+/**
  * @brief Bind, listen and start accepting on `loop`.
  * @returns the server, or NULL with errstr filled, naming the address:
  * "http.listen 127.0.0.1:9464: Address already in use".

@@ -3,7 +3,7 @@
  * refresh, commit and watchdog timers, signals and the HTTP listener.
  *
  *   streamrecd --config FILE          run
- *   streamrecd --config FILE --check  load the configuration and the state, then exit
+ *   streamrecd --config FILE --check  check the configuration and the state (read-only), then exit
  *   streamrecd --print-config-reference | --print-default-config
  *
  * Per event: decode (bad input goes to the dead-letter topic with its
@@ -468,7 +468,12 @@ static int offset_for(const char *topic, int32_t partition, int64_t *next_offset
 		log_line("3", "stored offset of %s[%" PRId32 "]: %s", topic, partition, errstr);
 	if (found == 1)
 		*next_offset = offset; /* the consumer resumes at offset + 1 */
-	return found;
+	if (found != 0 || d->config.state_on_empty == CONFIG_ON_EMPTY_COMMITTED)
+		return found;
+	/* no offset in the state (new or wiped): state.on_empty decides, not the group */
+	*next_offset = d->config.state_on_empty == CONFIG_ON_EMPTY_LATEST ? CONSUMER_FROM_END
+									 : CONSUMER_FROM_BEGINNING;
+	return 1;
 }
 
 static int commit_now(struct daemon *d, bool wait);
@@ -882,7 +887,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: streamrecd --config FILE [--check]\n"
 		     "       streamrecd --print-config-reference | --print-default-config\n"
-		     "  --check  load the configuration and open the state, then exit\n"
+		     "  --check  check the configuration and the state (read-only), then exit\n"
 		     "signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
 		     "         USR1 writes a checkpoint of the state\n");
 }
@@ -894,6 +899,8 @@ int main(int argc, char **argv)
 	bool check_only = false;
 	char errstr[1024];
 	int status = 1;
+	struct consumer_property *cprops = NULL;
+	struct producer_property *pprops = NULL;
 
 	memset(d, 0, sizeof *d);
 	for (int i = 1; i < argc; i++) {
@@ -953,7 +960,16 @@ int main(int argc, char **argv)
 				  .log_dir = d->config.state_log_dir[0] ? d->config.state_log_dir
 									: getenv("LOGS_DIRECTORY"),
 				  .user_cache_users = d->config.user_cache_users,
-				  .user_cache_bytes = d->config.user_cache_bytes};
+				  .user_cache_bytes = d->config.user_cache_bytes,
+				  .read_only = check_only};
+	struct stat state_stat;
+	if (check_only && stat(d->config.state_dir, &state_stat) != 0 && errno == ENOENT) {
+		printf("streamrecd: %s and %s are fine: no state yet (it is created on the "
+		       "first start)\n",
+		       config_path, d->config.state_dir);
+		status = 0;
+		goto out_free;
+	}
 	d->state = state_open(&sc, errstr, sizeof errstr);
 	if (d->state == NULL) {
 		fprintf(stderr, "streamrecd: %s\n", errstr);
@@ -994,19 +1010,24 @@ int main(int argc, char **argv)
 
 	/* Kafka: [kafka] for both, then the role's own section on top */
 	const char *brokers = config_kafka_property(&d->config, "consumer", "bootstrap.servers");
-	struct consumer_property cprops[128];
-	struct producer_property pprops[128];
+	/* sized from the counts: [kafka] goes to both, plus statistics.interval.ms */
 	size_t ncp = 0, npp = 0;
-	for (size_t i = 0; i < d->config.kafka.count && ncp < 64; i++) {
+	cprops = calloc(d->config.kafka.count + d->config.kafka_consumer.count + 1, sizeof *cprops);
+	pprops = calloc(d->config.kafka.count + d->config.kafka_producer.count + 1, sizeof *pprops);
+	if (cprops == NULL || pprops == NULL) {
+		fprintf(stderr, "streamrecd: out of memory for the Kafka properties\n");
+		goto out_free;
+	}
+	for (size_t i = 0; i < d->config.kafka.count; i++) {
 		cprops[ncp++] = (struct consumer_property){d->config.kafka.items[i].name,
 							   d->config.kafka.items[i].value};
 		pprops[npp++] = (struct producer_property){d->config.kafka.items[i].name,
 							   d->config.kafka.items[i].value};
 	}
-	for (size_t i = 0; i < d->config.kafka_consumer.count && ncp < 128; i++)
+	for (size_t i = 0; i < d->config.kafka_consumer.count; i++)
 		cprops[ncp++] = (struct consumer_property){d->config.kafka_consumer.items[i].name,
 							   d->config.kafka_consumer.items[i].value};
-	for (size_t i = 0; i < d->config.kafka_producer.count && npp < 128; i++)
+	for (size_t i = 0; i < d->config.kafka_producer.count; i++)
 		pprops[npp++] = (struct producer_property){d->config.kafka_producer.items[i].name,
 							   d->config.kafka_producer.items[i].value};
 	if (config_kafka_property(&d->config, "consumer", "statistics.interval.ms") == NULL)
@@ -1128,5 +1149,7 @@ out_free:
 		free(d->listable[v]);
 	status_free(d->status);
 	ratelimit_free(d->dead_letter_log);
+	free(cprops);
+	free(pprops);
 	return status;
 }

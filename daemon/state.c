@@ -422,7 +422,7 @@ static int reconcile_variants(struct state *s, const struct state_config *config
 			return -1;
 		}
 		used[id] = true;
-		if (copy_rows(s, -1, (unsigned char)id, why, sizeof why) < 0) {
+		if (!config->read_only && copy_rows(s, -1, (unsigned char)id, why, sizeof why) < 0) {
 			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
 			return -1;
 		}
@@ -448,7 +448,9 @@ static int reconcile_variants(struct state *s, const struct state_config *config
 					   from->neighbours);
 				return -1;
 			}
-			long rows = copy_rows(s, from->id, (unsigned char)id, why, sizeof why);
+			long rows = config->read_only
+					? 0
+					: copy_rows(s, from->id, (unsigned char)id, why, sizeof why);
 			if (rows < 0) {
 				set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
 				return -1;
@@ -475,6 +477,8 @@ static int reconcile_variants(struct state *s, const struct state_config *config
 			    "variant '%s' is in the state but not in the configuration: its "
 			    "rows are kept, unused (name it again to serve it)",
 			    scan.found[i].name);
+	if (config->read_only)
+		store_batch_clear(s->batch);
 	if (store_batch_count(s->batch) > 0 &&
 	    store_commit(s->store, s->batch, errstr, errstr_size) != 0) {
 		store_batch_clear(s->batch);
@@ -488,6 +492,7 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	struct state *s;
 	struct store_config sc = {.path = config->dir,
 				  .sync_commits = config->sync_commits,
+				  .read_only = config->read_only,
 				  .log_dir = config->log_dir && config->log_dir[0] ? config->log_dir
 										   : NULL};
 	char why[512];

@@ -55,6 +55,9 @@ struct state_config {
 	size_t user_cache_users;
 	/** Or the same bound in bytes of memory (0: none); the smaller bound wins. */
 	size_t user_cache_bytes;
+	/** Open an existing state without writing to it (streamrecd --check):
+	 * variants are matched but new ones are not recorded; see store.h. */
+	bool read_only;
 };
 
 struct state;

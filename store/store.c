@@ -331,7 +331,8 @@ static int check_not_locked(const char *path, char *errstr, size_t errstr_size)
 
 /* ---- opening ------------------------------------------------------------------------ */
 
-static int open_database(struct store *store, bool create, char *errstr, size_t errstr_size)
+static int open_database(struct store *store, bool create, bool read_only, char *errstr,
+			 size_t errstr_size)
 {
 	const char *names[STORE_FAMILY_COUNT + 1];
 	const rocksdb_options_t *family_options[STORE_FAMILY_COUNT + 1];
@@ -347,9 +348,14 @@ static int open_database(struct store *store, bool create, char *errstr, size_t 
 	rocksdb_options_set_create_if_missing(store->options, create);
 	rocksdb_options_set_create_missing_column_families(store->options, create);
 	rocksdb_options_set_error_if_exists(store->options, create);
-	store->db =
-	    rocksdb_open_column_families(store->options, store->path, STORE_FAMILY_COUNT + 1, names,
-					 family_options, handles, &err);
+	if (read_only)
+		store->db = rocksdb_open_for_read_only_column_families(
+		    store->options, store->path, STORE_FAMILY_COUNT + 1, names, family_options,
+		    handles, 0, &err);
+	else
+		store->db = rocksdb_open_column_families(store->options, store->path,
+							 STORE_FAMILY_COUNT + 1, names,
+							 family_options, handles, &err);
 	if (err != NULL) {
 		set_errstr(errstr, errstr_size, "%s: cannot %s the RocksDB database: %s",
 			   store->path, create ? "create" : "open", err);
@@ -597,7 +603,7 @@ static int load_fingerprint(struct store *store, const char *fingerprint, char *
 		store->fingerprint = stored;
 		return 0;
 	}
-	if (fingerprint == NULL)
+	if (fingerprint == NULL || store->read_only)
 		return 0;
 	rocksdb_put_cf(store->db, store->write_options, store->families[STORE_META],
 		       FINGERPRINT_KEY, strlen(FINGERPRINT_KEY), fingerprint, strlen(fingerprint),
@@ -703,8 +709,15 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 	rocksdb_readoptions_set_fill_cache(store->scan_options, 0);
 	store->write_batch = rocksdb_writebatch_create();
 
+	if (initialise && config->read_only) {
+		set_errstr(errstr, errstr_size,
+			   "%s: holds no state yet (it is created on the first start)", store->path);
+		goto out_free_rocksdb;
+	}
+	/* a read-only open takes no LOCK: it may look at a running daemon's state */
 	if (!initialise && (check_existing_format(store, errstr, errstr_size) != 0 ||
-			    check_not_locked(store->path, errstr, errstr_size) != 0))
+			    (!config->read_only &&
+			     check_not_locked(store->path, errstr, errstr_size) != 0)))
 		goto out_free_rocksdb;
 	if (initialise) {
 		/*
@@ -727,7 +740,7 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 			free(staging);
 			goto out_free_rocksdb;
 		}
-		int rc = open_database(store, true, errstr, errstr_size);
+		int rc = open_database(store, true, false, errstr, errstr_size);
 		if (rc == 0) {
 			rc = write_format(store, config->fingerprint, errstr, errstr_size);
 			close_database(store);
@@ -745,8 +758,9 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 		if (rc != 0)
 			goto out_free_rocksdb;
 	}
-	if (open_database(store, false, errstr, errstr_size) != 0)
+	if (open_database(store, false, config->read_only, errstr, errstr_size) != 0)
 		goto out_free_rocksdb;
+	store->read_only = config->read_only;
 	if (load_fingerprint(store, config->fingerprint, errstr, errstr_size) != 0)
 		goto out_close_db;
 	return store;

@@ -95,6 +95,13 @@ struct store_config {
 	 * either way; tests/unit/050_store.c checks both.)
 	 */
 	const char *log_dir;
+	/**
+	 * Open an existing state without writing a byte to it (streamrecd
+	 * --check): RocksDB's read-only open, which neither takes the LOCK nor
+	 * writes an info LOG; a missing or empty directory is an error ("holds
+	 * no state yet"), nothing is created, and every commit is refused.
+	 */
+	bool read_only;
 };
 
 /** The opaque store. */

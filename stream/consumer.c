@@ -413,6 +413,10 @@ static void set_start_offsets(struct consumer *c, rd_kafka_topic_partition_list_
 			       tp->topic, tp->partition);
 		else if (found > 0 && stored >= 0)
 			tp->offset = stored + 1;
+		else if (found > 0 && stored == CONSUMER_FROM_BEGINNING)
+			tp->offset = RD_KAFKA_OFFSET_BEGINNING;
+		else if (found > 0 && stored == CONSUMER_FROM_END)
+			tp->offset = RD_KAFKA_OFFSET_END;
 	}
 }
 

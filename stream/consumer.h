@@ -24,6 +24,9 @@
 
 struct ev_loop;
 
+#define CONSUMER_FROM_BEGINNING (-2) /**< offset_for: start at the first retained offset */
+#define CONSUMER_FROM_END       (-3) /**< offset_for: start after the last offset */
+
 /** One librdkafka property, applied verbatim with rd_kafka_conf_set(). */
 struct consumer_property {
 	const char *name;
@@ -56,7 +59,9 @@ struct consumer_callbacks {
 	void (*on_message)(const struct consumer_message *message, void *opaque);
 	/**
 	 * The caller's stored offset of a newly assigned partition: the last
-	 * offset whose effect is durable. Consumption resumes at *stored + 1.
+	 * offset whose effect is durable. Consumption resumes at *stored + 1;
+	 * or, with 1 returned and *stored set to CONSUMER_FROM_BEGINNING or
+	 * CONSUMER_FROM_END, at the partition's first retained or next offset.
 	 * @returns 1 found, 0 none (use the group's commit or
 	 *          auto.offset.reset), -1 error (reported, treated as none).
 	 */

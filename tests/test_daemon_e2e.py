@@ -733,3 +733,28 @@ def test_status_marks_freshness_beyond_the_last_bucket_as_clipped(daemon, tmp_pa
     assert row, dom[-2000:]
     assert re.search(r'class="p99"[^>]*>&gt; 60 s<', row.group(1)), row.group(1)
     assert daemon.stop() == 0
+def wipe_and_restart(daemon, on_empty=None):
+    """Learns 600 events, stops, wipes the state and starts again (optionally
+    with state.on_empty set): @returns the events the new state learned."""
+    daemon.start()
+    daemon.produce(600)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 600)
+    assert daemon.stop() == 0, daemon.logtext()  # offsets are committed to the group too
+    shutil.rmtree(daemon.dir / "state")
+    if on_empty is not None:
+        daemon.config.write_text(daemon.config.read_text().replace(
+            "commit_interval_ms = 500ms", f"commit_interval_ms = 500ms\non_empty = {on_empty}"))
+    daemon.start()
+    learned = settled(daemon)
+    assert daemon.stop() == 0, daemon.logtext()
+    return learned
+
+
+def test_a_wiped_state_relearns_the_retained_topic_by_default(daemon):
+    """An empty state holds no offset: by default (state.on_empty = earliest)
+    it replays the topic from its start, not from the group's commit."""
+    assert wipe_and_restart(daemon) == 600
+
+
+def test_a_wiped_state_may_resume_at_the_group_commit(daemon):
+    assert wipe_and_restart(daemon, "committed") == 0

@@ -237,3 +237,115 @@ def test_the_installed_tree_runs_as_an_unprivileged_user(kafka_broker):
         oct(conf_stat.st_mode)
     assert re.search(r"^LoadCredential=streamrecd\.conf:/etc/streamrec/streamrecd\.conf$",
                      unit, re.M), unit
+
+def librdkafka_defaults():
+    """librdkafka's own global properties with their default values, as its
+    rd_kafka_conf_dump() gives them, less those that cannot be set back
+    (callbacks, empty values, features of other builds) and streamrecd's."""
+    import ctypes
+    rk = ctypes.CDLL("librdkafka.so.1")
+    rk.rd_kafka_conf_new.restype = ctypes.c_void_p
+    rk.rd_kafka_conf_destroy.argtypes = [ctypes.c_void_p]
+    rk.rd_kafka_conf_dump.restype = ctypes.POINTER(ctypes.c_char_p)
+    rk.rd_kafka_conf_dump.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+    rk.rd_kafka_conf_dump_free.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]
+    rk.rd_kafka_conf_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                     ctypes.c_char_p, ctypes.c_size_t]
+    conf, count = rk.rd_kafka_conf_new(), ctypes.c_size_t()
+    dump = rk.rd_kafka_conf_dump(conf, ctypes.byref(count))
+    pairs = [(dump[i].decode(), dump[i + 1].decode()) for i in range(0, count.value, 2)]
+    rk.rd_kafka_conf_dump_free(dump, count)
+    rk.rd_kafka_conf_destroy(conf)
+    usable = []
+    for name, value in pairs:
+        probe, err = rk.rd_kafka_conf_new(), ctypes.create_string_buffer(512)
+        ok = rk.rd_kafka_conf_set(probe, name.encode(), value.encode(), err, len(err)) == 0
+        rk.rd_kafka_conf_destroy(probe)
+        if ok and name not in ("bootstrap.servers", "group.id", "enable.auto.commit",
+                               "enable.auto.offset.store", "max.in.flight",
+                               "max.in.flight.requests.per.connection") and ";" not in value:
+            usable.append((name, value))
+    return usable
+
+
+def test_the_200th_kafka_property_is_not_dropped(tmp_path):
+    """200 librdkafka properties ([kafka] and [kafka.consumer] hold the same
+    names): the 200th, unknown to librdkafka, must reach it and be refused.
+    The merge used to keep at most 64 of [kafka] and 128 in all (and wrote
+    one past the end of its array for statistics.interval.ms)."""
+    usable = [f"{n} = {v}" for n, v in librdkafka_defaults()]
+    assert len(usable) >= 67, usable
+    # [kafka]: bootstrap.servers and 66 more; [kafka.producer]: 66;
+    # [kafka.consumer]: 66 and, as the 200th, one librdkafka does not know
+    both, producer, consumer = usable[:66], usable[:66], usable[:66]
+    path = tmp_path / "many.conf"
+    path.write_text(f"[state]\ndir = {tmp_path / 'state'}\n[http]\nlisten =\n"
+                    "[kafka]\nbootstrap.servers = 127.0.0.1:9\n" + "\n".join(both) +
+                    "\n[kafka.producer]\n" + "\n".join(producer) +
+                    "\n[kafka.consumer]\n" + "\n".join(consumer) +
+                    "\nno.such.property = 1\n")
+    assert 1 + len(both) + len(producer) + len(consumer) + 1 == 200
+    out = subprocess.run([STREAMRECD, "--config", path], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0
+    assert "no.such.property" in out.stderr and "No such configuration property" in out.stderr, \
+        out.stderr
+
+
+def test_check_on_a_fresh_directory_creates_nothing(tmp_path):
+    path = tmp_path / "ok.conf"
+    path.write_text(f"[state]\ndir = {tmp_path / 'state'}\n"
+                    "[kafka]\nbootstrap.servers = 127.0.0.1:9\n")
+    out = run("--config", path, "--check")
+    assert out.returncode == 0, out.stderr
+    assert "no state yet" in out.stdout, out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.conf"]
+
+
+def snapshot(directory):
+    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_check_leaves_an_existing_state_untouched(tmp_path):
+    """--check opens the state read-only: not a byte or an mtime changes,
+    even when the configuration names a variant the state does not hold."""
+    events, state = tmp_path / "events.csv", tmp_path / "state"
+    subprocess.run([BUILD / "streamrec", "gen", "--out", events, "--events", "300",
+                    "--users", "30", "--items", "20", "--clusters", "2"], check=True, capture_output=True)
+    subprocess.run([BUILD / "streamrec", "replay", "--state", state, events], check=True,
+                   capture_output=True)
+    path = tmp_path / "ab.conf"
+    path.write_text(f"[state]\ndir = {state}\n"
+                    "[variant.control]\nshare = 0.5\n[variant.newcomer]\nshare = 0.5\n"
+                    "[kafka]\nbootstrap.servers = 127.0.0.1:9\n")
+    before = snapshot(tmp_path)
+    out = run("--config", path, "--check")
+    assert out.returncode == 0, out.stderr
+    assert "are fine" in out.stdout, out.stdout
+    after = snapshot(tmp_path)
+    assert after.keys() == before.keys()
+    assert [k for k in before if before[k] != after[k]] == []
+
+
+@pytest.mark.parametrize("lines, message", [
+    ("[http]\nlisten = nonsense\n", r"bad\.conf:5: http\.listen: .*expected \"host:port\""),
+    ("[http]\nlisten = 127.0.0.1:99999\n", r"bad\.conf:5: http\.listen: .*port between"),
+    ("[kafka]\nbootstrap.servers = 127.0.0.1:9\nno.such.property = 1\n",
+     r"bad\.conf:6: kafka\.no\.such\.property: No such configuration property"),
+    ("[kafka]\nbootstrap.servers = 127.0.0.1:9\n[kafka.consumer]\nsession.timeout.ms = soon\n",
+     r"bad\.conf:7: kafka\.consumer\.session\.timeout\.ms: Invalid value"),
+    ("[kafka]\nbootstrap.servers = 127.0.0.1:9\n[kafka.producer]\nacks = several\n",
+     r"bad\.conf:7: kafka\.producer\.acks: Invalid value"),
+])
+def test_check_refuses_a_bad_listen_address_or_kafka_property_at_its_line(tmp_path, lines,
+                                                                          message):
+    path = tmp_path / "bad.conf"
+    if "bootstrap.servers" not in lines:
+        lines += "[kafka]\nbootstrap.servers = 127.0.0.1:9\n"
+    path.write_text(f"# a comment\n[state]\ndir = {tmp_path / 'state'}\n" + lines)
+    out = run("--config", path, "--check")
+    assert out.returncode != 0
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert re.search(message, out.stderr), out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.conf"]
