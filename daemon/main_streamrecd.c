@@ -434,10 +434,11 @@ static void on_error(const char *what, bool fatal, void *opaque)
 		log_line("4", "kafka: %s", what);
 }
 
-static void on_lag(const char *topic, int32_t partition, int64_t lag, void *opaque)
+static void on_lag(const char *topic, int32_t partition, int64_t lag, int64_t committed_lag,
+		   void *opaque)
 {
 	struct daemon *d = opaque;
-	metrics_set_consumer_lag(d->metrics, topic, partition, lag, NULL, 0);
+	metrics_set_consumer_lag(d->metrics, topic, partition, lag, committed_lag, NULL, 0);
 }
 
 /* ---- refresh ------------------------------------------------------------------------ */

@@ -100,11 +100,17 @@ bootstrap.servers = {broker.bootstrap}
     def logtext(self):
         return (self.dir / "streamrecd.log").read_text()[-4000:]
 
-    def produce(self, count, seed=1, rate=0, users=500, items=300):
+    def produce(self, count, seed=1, rate=0, users=500, items=300, framing="raw"):
         subprocess.run([STREAMREC, "produce", "--brokers", self.broker.bootstrap, "--topic",
                         self.events, "--count", str(count), "--seed", str(seed), "--rate",
-                        str(rate), "--users", str(users), "--items", str(items)],
-                       check=True, capture_output=True)
+                        str(rate), "--users", str(users), "--items", str(items), "--framing",
+                        framing], check=True, capture_output=True)
+
+    def series(self, name):
+        """{labels text: value} of every sample of one metric family."""
+        _, body = self.get("/metrics")
+        return {line.split()[0][len(name):]: float(line.split()[-1])
+                for line in body.splitlines() if line.startswith(name + "{")}
 
     def wait_for(self, predicate, timeout=60):
         deadline = time.time() + timeout
@@ -631,3 +637,36 @@ def test_items_need_min_item_events_before_they_are_listed(daemon):
     assert all(counts.get(item, 0) >= 40 for item in listed), \
         sorted((counts.get(i, 0), i) for i in listed)[:5]
     assert daemon.stop() == 0
+
+
+def test_lag_of_a_caught_up_daemon_is_zero_between_commits(daemon):
+    """Issue 11, defect 5: streamrec_consumer_lag is measured from the
+    consumer's position, so a daemon that has learned everything reads 0 on
+    every partition even while its last Kafka commit is far behind; how far
+    behind the commit is shows as streamrec_consumer_committed_lag."""
+    daemon.start()
+    daemon.produce(600)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_events_total") >= 600)
+    time.sleep(1.5)  # a few 500 ms commits: the group has a committed offset now
+    daemon.config.write_text(daemon.config.read_text().replace("commit_interval_ms = 500ms",
+                                                               "commit_interval_ms = 10m"))
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.wait_for(lambda: "state.commit_interval_ms" in daemon.logtext())
+    daemon.produce(1500, seed=2)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_events_total") >= 2100)
+    events = f'{{topic="{daemon.events}",'
+
+    def lags(name):
+        return {k: v for k, v in daemon.series(name).items() if k.startswith(events)}
+
+    # caught up: nothing between the position and the high watermark, while the
+    # second batch is learned but not committed to Kafka (the next commit is 10 minutes off)
+    def caught_up_between_commits():
+        position = lags("streamrec_consumer_lag")
+        committed = lags("streamrec_consumer_committed_lag")
+        return (len(position) == 3 and all(v == 0 for v in position.values())
+                and len(committed) == 3 and sum(committed.values()) == 1500)
+    assert daemon.wait_for(caught_up_between_commits, timeout=15), \
+        (lags("streamrec_consumer_lag"), lags("streamrec_consumer_committed_lag"))
+    assert daemon.stop() == 0
+
