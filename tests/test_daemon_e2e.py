@@ -670,3 +670,52 @@ def test_lag_of_a_caught_up_daemon_is_zero_between_commits(daemon):
         (lags("streamrec_consumer_lag"), lags("streamrec_consumer_committed_lag"))
     assert daemon.stop() == 0
 
+
+def test_confluent_framed_events_are_learned(daemon):
+    """Issue 11, defect 7: events framed the Confluent way by `streamrec
+    produce --framing confluent` (schema id 1) are learned by default, not
+    dead-lettered as unknown_schema_id."""
+    daemon.start()
+    daemon.produce(1000, framing="confluent")
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1000,
+                           timeout=30), daemon.logtext()
+    assert daemon.metric("streamrec_dlq_messages_total") == 0
+    assert latest_lists(daemon)
+    assert daemon.stop() == 0
+
+
+def test_confluent_framed_output_reads_back(daemon, tmp_path):
+    """output.framing = confluent writes magic byte 0, the 4-byte big-endian
+    output.schema_id and the Avro body; `streamrec tail` reads it back with
+    the Recommendation schema registered under that id; input.schema_dir
+    registers writer schemas by <id>.avsc."""
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    shutil.copy(pathlib.Path(__file__).parent.parent / "schemas" / "user_event.avsc",
+                schemas / "42.avsc")
+    shutil.copy(pathlib.Path(__file__).parent.parent / "schemas" / "recommendation.avsc",
+                schemas / "5.avsc")
+    daemon.config.write_text(daemon.config.read_text().replace(
+        f"[output]\ntopic = {daemon.recs}\n",
+        f"[output]\ntopic = {daemon.recs}\nframing = confluent\nschema_id = 5\n").replace(
+        "[input]\n", f"[input]\nschema_dir = {schemas}\n"))
+    daemon.start()
+    subprocess.run([STREAMREC, "produce", "--brokers", daemon.broker.bootstrap, "--topic",
+                    daemon.events, "--count", "500", "--users", "100", "--framing",
+                    "confluent", "--schema-id", "42"], check=True, capture_output=True)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 500,
+                           timeout=30), daemon.logtext()
+    out = subprocess.run([BUILD / "tests" / "kafka_read", daemon.broker.bootstrap, daemon.recs,
+                          "20", "20000"], capture_output=True, text=True)
+    values = [dict(f.split("=", 1) for f in line.split())["value"]
+              for line in out.stdout.splitlines()]
+    assert len(values) == 20, out.stderr
+    assert all(v.startswith("00" + (5).to_bytes(4, "big").hex()) for v in values), values[:3]
+    out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--count", "20",
+                          "--schema-dir", schemas, "--timeout-ms", "20000"],
+                         capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 20 and all(l.startswith("user=") and "items=item-" in l
+                                    for l in lines), out.stdout + out.stderr
+    assert daemon.stop() == 0
