@@ -77,6 +77,7 @@ static const char *const optimizers[] = {"adagrad", "sgd", NULL};
 static const char *const exclusions[] = {"none", "bought", "interacted", NULL};
 static const char *const policies[] = {"model", "popularity", NULL};
 static const char *const on_empty_names[] = {"earliest", "committed", "latest", NULL};
+static const char *const framings[] = {"raw", "confluent", NULL};
 
 #define G(member) SCOPE_GLOBAL, offsetof(struct config, member)
 #define V(member) SCOPE_VARIANT, offsetof(struct config_variant, member)
@@ -95,8 +96,19 @@ static const struct option options[] = {
      NULL},
     {"input", "group_id", OPT_STRING, ST_STR, G(group_id), "streamrecd", 0, 0, NULL, OPT_NONEMPTY,
      "Kafka consumer group.", NULL},
+    {"input", "schema_id", OPT_UINT, ST_UNSIGNED, G(input_schema_id), "1", 0, 2147483647.0, NULL,
+     OPT_BOUNDED,
+     "Confluent schema id of streamrec's own UserEvent schema (what `streamrec produce "
+     "--framing confluent` writes); 0: none.",
+     NULL},
+    {"input", "schema_dir", OPT_STRING, ST_STR, G(input_schema_dir), "", 0, 0, NULL, 0,
+     "Directory of Confluent writer schemas named <schema id>.avsc; empty: none.", NULL},
     {"output", "topic", OPT_STRING, ST_STR, G(output_topic), "recs", 0, 0, NULL, OPT_NONEMPTY,
      "Kafka topic the Recommendation records are published to.", NULL},
+    {"output", "framing", OPT_ENUM, ST_ENUM, G(output_framing), "raw", 0, 0, framings, 0,
+     "Framing of published records: raw Avro, or Confluent's (magic 0, schema id, Avro).", NULL},
+    {"output", "schema_id", OPT_UINT, ST_UNSIGNED, G(output_schema_id), "2", 0, 2147483647.0,
+     NULL, OPT_BOUNDED, "Schema id written in Confluent-framed output.", NULL},
     {"state", "dir", OPT_STRING, ST_STR, G(state_dir), NULL, 0, 0, NULL,
      OPT_REQUIRED | OPT_NONEMPTY,
      "RocksDB state directory (required). SIGUSR1 checkpoints go beside it, into "

@@ -83,7 +83,11 @@ struct config {
 	char *items_topic;
 	char *dead_letter_topic;
 	char *group_id;
+	unsigned input_schema_id; /**< Confluent id of our own UserEvent schema; 0: none */
+	char *input_schema_dir;   /**< "": none; else <id>.avsc writer schemas */
 	char *output_topic;
+	int output_framing; /**< 0 raw, 1 confluent (config.c's framings) */
+	unsigned output_schema_id;
 
 	char *state_dir;
 	char *state_log_dir; /**< "" : $LOGS_DIRECTORY, else inside state_dir */

@@ -496,10 +496,11 @@ static void on_error(const char *what, bool fatal, void *opaque)
 		log_line("4", "kafka: %s", what);
 }
 
-static void on_lag(const char *topic, int32_t partition, int64_t lag, void *opaque)
+static void on_lag(const char *topic, int32_t partition, int64_t lag, int64_t committed_lag,
+		   void *opaque)
 {
 	struct daemon *d = opaque;
-	metrics_set_consumer_lag(d->metrics, topic, partition, lag, NULL, 0);
+	metrics_set_consumer_lag(d->metrics, topic, partition, lag, committed_lag, NULL, 0);
 }
 
 /* ---- refresh ------------------------------------------------------------------------ */
@@ -547,6 +548,8 @@ static size_t refresh(struct daemon *d)
 	size_t *lengths = NULL;
 	char errstr[512];
 	struct codec_buf buf = {0};
+	enum codec_framing publish_framing =
+	    d->config.output_framing == 1 ? CODEC_FRAMING_CONFLUENT : CODEC_FRAMING_RAW;
 	double start = ev_time();
 
 	/* take up to `batch` users not refreshed within min_interval */
@@ -626,7 +629,7 @@ static size_t refresh(struct daemon *d)
 						     .trigger_event_ts_ms = d->trigger_ts[stable],
 						     .item_count = lengths[j],
 						     .items = items};
-			if (codec_encode_recommendation(d->codec, &rec, CODEC_FRAMING_RAW, &buf,
+			if (codec_encode_recommendation(d->codec, &rec, publish_framing, &buf,
 							errstr, sizeof errstr) != 0 ||
 			    producer_send(d->producer, d->config.output_topic, user, strlen(user),
 					  buf.data, buf.len, NULL, 0, errstr, sizeof errstr) != 0) {
@@ -985,8 +988,21 @@ int main(int argc, char **argv)
 	d->loop = EV_DEFAULT;
 	ev_idle_init(&d->refresh_idle, on_refresh_idle);
 	d->refresh_idle.data = d;
-	struct codec_config cc = {.framing = CODEC_FRAMING_AUTO};
+	struct codec_config cc = {.framing = CODEC_FRAMING_AUTO,
+				  .recommendation_schema_id = (int32_t)d->config.output_schema_id};
 	d->codec = codec_new(&cc, errstr, sizeof errstr);
+	/* writer schemas of Confluent-framed input, until a schema-registry client:
+	 * our own UserEvent under input.schema_id, then input.schema_dir's files */
+	if (d->codec != NULL &&
+	    ((d->config.input_schema_id > 0 &&
+	      codec_register_schema(d->codec, (int32_t)d->config.input_schema_id,
+				    codec_schema_json("UserEvent"), errstr, sizeof errstr) != 0) ||
+	     (d->config.input_schema_dir[0] != '\0' &&
+	      codec_register_schema_dir(d->codec, d->config.input_schema_dir, errstr,
+					sizeof errstr) < 0))) {
+		fprintf(stderr, "streamrecd: input schemas: %s\n", errstr);
+		goto out_free;
+	}
 	const char *names[STATE_MAX_VARIANTS];
 	for (size_t v = 0; v < d->variant_count; v++)
 		names[v] = d->variants[v].name;

@@ -175,11 +175,12 @@ static struct metrics_lag *find_lag(const struct metrics *m, const char *topic, 
 }
 
 int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t partition, int64_t lag,
-			     char *errstr, size_t errstr_size)
+			     int64_t committed_lag, char *errstr, size_t errstr_size)
 {
 	struct metrics_lag *entry = find_lag(m, topic, partition);
 	if (entry) {
 		entry->lag = lag;
+		entry->committed_lag = committed_lag;
 		return 0;
 	}
 	if (m->lag_count == m->lag_capacity) {
@@ -193,8 +194,8 @@ int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t parti
 	char *copy = strdup(topic);
 	if (!copy)
 		goto out_oom;
-	m->lags[m->lag_count++] =
-	    (struct metrics_lag){.topic = copy, .partition = partition, .lag = lag};
+	m->lags[m->lag_count++] = (struct metrics_lag){
+	    .topic = copy, .partition = partition, .lag = lag, .committed_lag = committed_lag};
 	return 0;
 
 out_oom:
@@ -418,12 +419,23 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 		histogram_series(&t, "freshness_seconds", "variant", m->variants[v].name,
 				 &m->variants[v].freshness_seconds);
 
-	family(&t, "consumer_lag", "gauge", "Messages behind the partition's high watermark.");
+	family(&t, "consumer_lag", "gauge",
+	       "Messages between the consumer's position and the partition's high watermark.");
 	for (size_t i = 0; i < m->lag_count; i++) {
 		text_puts(&t, "streamrec_consumer_lag{topic=\"");
 		text_label_value(&t, m->lags[i].topic);
 		text_printf(&t, "\",partition=\"%" PRId32 "\"} %" PRId64 "\n", m->lags[i].partition,
 			    m->lags[i].lag);
+	}
+	family(&t, "consumer_committed_lag", "gauge",
+	       "Messages between the last Kafka offset commit and the partition's high watermark.");
+	for (size_t i = 0; i < m->lag_count; i++) {
+		if (m->lags[i].committed_lag < 0)
+			continue;
+		text_puts(&t, "streamrec_consumer_committed_lag{topic=\"");
+		text_label_value(&t, m->lags[i].topic);
+		text_printf(&t, "\",partition=\"%" PRId32 "\"} %" PRId64 "\n", m->lags[i].partition,
+			    m->lags[i].committed_lag);
 	}
 
 	family(&t, "users", "gauge", "Users known to the state.");

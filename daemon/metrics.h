@@ -73,11 +73,12 @@ struct metrics_variant {
 	struct metrics_histogram freshness_seconds;
 };
 
-/** Consumer lag of one assigned partition, as librdkafka's statistics report it. */
+/** Consumer lag of one assigned partition, in messages up to its high watermark. */
 struct metrics_lag {
 	char *topic;
 	int32_t partition;
-	int64_t lag;
+	int64_t lag;           /**< from the consumer's position */
+	int64_t committed_lag; /**< from the last Kafka commit; negative: unknown, not rendered */
 };
 
 struct metrics {
@@ -126,12 +127,13 @@ void metrics_free(struct metrics *m);
 int metrics_variant_index(const struct metrics *m, const char *name);
 
 /**
- * @brief Set or replace the lag of one topic partition (a negative lag, as
- * librdkafka reports before it knows, is stored and rendered as is).
+ * @brief Set or replace the lags of one topic partition: behind the
+ * consumer's position (stored and rendered as is) and behind the last Kafka
+ * commit (negative: none yet, not rendered).
  * @returns 0, or -1 with errstr filled (out of memory).
  */
 int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t partition, int64_t lag,
-			     char *errstr, size_t errstr_size);
+			     int64_t committed_lag, char *errstr, size_t errstr_size);
 
 /** @brief Drop a partition's lag series (after it was revoked). No-op when absent. */
 void metrics_remove_consumer_lag(struct metrics *m, const char *topic, int32_t partition);

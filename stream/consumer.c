@@ -8,10 +8,18 @@
  * rd_kafka_consumer_poll() calls, at most max_messages_per_wakeup messages
  * or max_wakeup_us per wakeup.
  *
- * Statistics are scanned by a small hand-written JSON walker rather than a
- * JSON library: only a few fields are read (topics → partitions →
- * consumer_lag, brokers → nodeid/state), the document comes from librdkafka
- * itself, and the walker rejects anything malformed instead of guessing.
+ * Consumer lag comes from a loop timer, not from the statistics: each
+ * assigned partition's high watermark (librdkafka's cached one, kept fresh
+ * by every fetch response, so no broker round trip) minus the consumer's
+ * position (rd_kafka_position(): the next offset handed to the caller), and
+ * minus the offset this consumer last committed. The statistics' own
+ * consumer_lag is measured from the committed offset, which moves once per
+ * commit interval, so it read thousands of messages on a caught-up daemon.
+ *
+ * Statistics are still scanned for broker state by a small hand-written JSON
+ * walker rather than a JSON library: only brokers → nodeid/state is read,
+ * the document comes from librdkafka itself, and the walker rejects
+ * anything malformed instead of guessing.
  */
 #include "errstr.h"
 #include "consumer.h"
@@ -31,9 +39,9 @@
 
 #define DEFAULT_MAX_MESSAGES_PER_WAKEUP 10000
 #define DEFAULT_MAX_WAKEUP_US           5000
+#define DEFAULT_LAG_INTERVAL_MS         1000
 #define CLOSE_POLL_MS                   100
 #define JSON_MAX_DEPTH                  64
-#define TOPIC_NAME_MAX                  255
 
 struct consumer {
 	rd_kafka_t *rk;
@@ -49,6 +57,12 @@ struct consumer {
 	size_t assigned_count;
 	bool paused;
 	bool broker_up;
+	ev_timer lag_timer;
+	/* per assigned partition: the offset consumption started at (set on
+	 * assignment; the position until the first message) and the last offset
+	 * this consumer committed; RD_KAFKA_OFFSET_INVALID when unknown */
+	rd_kafka_topic_partition_list_t *start_offsets;
+	rd_kafka_topic_partition_list_t *committed_offsets;
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -198,76 +212,6 @@ static bool key_is(const char *key, size_t key_len, const char *want)
 	return key_len == strlen(want) && memcmp(key, want, key_len) == 0;
 }
 
-typedef void lag_fn(const char *topic, int32_t partition, int64_t lag, void *opaque);
-
-/*
- * One partition object: report its lag when known. librdkafka 2.0's
- * consumer_lag is measured from the committed offset, so it is -1 until the
- * group commits; then the lag of the consumer's position is reported instead
- * (last stable offset - app_offset), which is what the caller's state trails.
- */
-static int scan_partition(struct json_cursor *j, const char *topic, lag_fn *on_lag, void *opaque,
-			  int *reported)
-{
-	int64_t partition = -1, lag = -1, stable = -1, position = -1;
-	bool first = true;
-	const char *key;
-	size_t key_len;
-	int rc;
-	if (!json_take(j, '{'))
-		return -1;
-	while ((rc = json_next_key(j, &first, &key, &key_len)) == 1) {
-		if (key_is(key, key_len, "partition"))
-			rc = json_int(j, &partition);
-		else if (key_is(key, key_len, "consumer_lag"))
-			rc = json_int(j, &lag);
-		else if (key_is(key, key_len, "ls_offset"))
-			rc = json_int(j, &stable);
-		else if (key_is(key, key_len, "app_offset"))
-			rc = json_int(j, &position);
-		else
-			rc = json_skip(j, 3);
-		if (rc != 0)
-			return -1;
-	}
-	if (rc < 0)
-		return -1;
-	if (lag < 0 && stable >= 0 && position >= 0 && stable >= position)
-		lag = stable - position;
-	if (partition >= 0 && partition <= INT32_MAX && lag >= 0 && topic != NULL) {
-		if (on_lag != NULL)
-			on_lag(topic, (int32_t)partition, lag, opaque);
-		(*reported)++;
-	}
-	return 0;
-}
-
-static int scan_topic(struct json_cursor *j, const char *topic, lag_fn *on_lag, void *opaque,
-		      int *reported)
-{
-	bool first = true;
-	const char *key;
-	size_t key_len;
-	int rc;
-	if (!json_take(j, '{'))
-		return -1;
-	while ((rc = json_next_key(j, &first, &key, &key_len)) == 1) {
-		if (key_is(key, key_len, "partitions")) {
-			bool pfirst = true;
-			if (!json_take(j, '{'))
-				return -1;
-			while ((rc = json_next_key(j, &pfirst, &key, &key_len)) == 1)
-				if (scan_partition(j, topic, on_lag, opaque, reported) != 0)
-					return -1;
-			if (rc < 0)
-				return -1;
-		} else if (json_skip(j, 2) != 0) {
-			return -1;
-		}
-	}
-	return rc;
-}
-
 /* One broker object: counts it as up when it is a real broker (nodeid >= 0) in state UP. */
 static int scan_broker(struct json_cursor *j, int *brokers_up)
 {
@@ -296,35 +240,19 @@ static int scan_broker(struct json_cursor *j, int *brokers_up)
 	return 0;
 }
 
-static int stats_scan(const char *json, size_t json_len, lag_fn *on_lag, void *opaque,
-		      int *brokers_up)
+/* Counts the brokers in state UP; only brokers → nodeid/state is read. */
+static int stats_scan_brokers(const char *json, size_t json_len, int *brokers_up)
 {
 	struct json_cursor j = {json, json + json_len};
 	bool first = true;
 	const char *key;
 	size_t key_len;
-	int rc, reported = 0, up = 0;
+	int rc, up = 0;
 	if (!json_take(&j, '{'))
 		return -1;
 	while ((rc = json_next_key(&j, &first, &key, &key_len)) == 1) {
 		bool tfirst = true;
-		if (key_is(key, key_len, "topics")) {
-			if (!json_take(&j, '{'))
-				return -1;
-			while ((rc = json_next_key(&j, &tfirst, &key, &key_len)) == 1) {
-				/* topic names are [A-Za-z0-9._-]: no escapes to undo */
-				char topic[TOPIC_NAME_MAX + 1];
-				bool plain =
-				    key_len <= TOPIC_NAME_MAX && !memchr(key, '\\', key_len);
-				if (plain) {
-					memcpy(topic, key, key_len);
-					topic[key_len] = '\0';
-				}
-				if (scan_topic(&j, plain ? topic : NULL, on_lag, opaque,
-					       &reported) != 0)
-					return -1;
-			}
-		} else if (key_is(key, key_len, "brokers")) {
+		if (key_is(key, key_len, "brokers")) {
 			if (!json_take(&j, '{'))
 				return -1;
 			while ((rc = json_next_key(&j, &tfirst, &key, &key_len)) == 1)
@@ -338,14 +266,86 @@ static int stats_scan(const char *json, size_t json_len, lag_fn *on_lag, void *o
 	}
 	if (rc < 0)
 		return -1;
-	if (brokers_up != NULL)
-		*brokers_up = up;
-	return reported;
+	*brokers_up = up;
+	return 0;
 }
 
-int consumer_stats_scan_lag(const char *json, size_t json_len, lag_fn *on_lag, void *opaque)
+/* ---- per-partition offsets, for the lag ------------------------------------------ */
+
+/* Sets a partition's offset in one of the consumer's tables, adding it when absent. */
+static void offset_table_set(rd_kafka_topic_partition_list_t *table, const char *topic,
+			     int32_t partition, int64_t offset)
 {
-	return stats_scan(json, json_len, on_lag, opaque, NULL);
+	rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(table, topic, partition);
+	if (tp == NULL)
+		tp = rd_kafka_topic_partition_list_add(table, topic, partition);
+	tp->offset = offset;
+}
+
+/* @returns a partition's offset in one of the consumer's tables, or RD_KAFKA_OFFSET_INVALID. */
+static int64_t offset_table_get(rd_kafka_topic_partition_list_t *table, const char *topic,
+				int32_t partition)
+{
+	rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(table, topic, partition);
+	return tp != NULL ? tp->offset : RD_KAFKA_OFFSET_INVALID;
+}
+
+/* Remembers the offsets of a successful commit (a per-partition error leaves its entry be). */
+static void record_committed(struct consumer *c, const rd_kafka_topic_partition_list_t *offsets)
+{
+	for (int i = 0; offsets != NULL && i < offsets->cnt; i++)
+		if (offsets->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    offsets->elems[i].offset >= 0)
+			offset_table_set(c->committed_offsets, offsets->elems[i].topic,
+					 offsets->elems[i].partition, offsets->elems[i].offset);
+}
+
+/* Messages from offset up to the high watermark; -1 when either is unknown. */
+static int64_t lag_behind(int64_t high_watermark, int64_t offset)
+{
+	if (high_watermark < 0 || offset < 0)
+		return -1;
+	return high_watermark > offset ? high_watermark - offset : 0;
+}
+
+/*
+ * Reports every assigned partition's lag (on_lag) once per lag interval:
+ * behind the position, and behind this consumer's last commit. Until the
+ * first message the position is where consumption started (the caller's
+ * stored offset + 1); a partition with nothing in it has no lag at all.
+ */
+static void on_lag_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct consumer *c = w->data;
+	rd_kafka_topic_partition_list_t *assignment = NULL;
+	(void)loop;
+	(void)revents;
+	if (rd_kafka_assignment(c->rk, &assignment) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	if (rd_kafka_position(c->rk, assignment) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		goto out_destroy_assignment;
+	for (int i = 0; i < assignment->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &assignment->elems[i];
+		int64_t low = -1, high = -1, position, committed, lag;
+		if (rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &low, &high) !=
+			RD_KAFKA_RESP_ERR_NO_ERROR ||
+		    high < 0)
+			continue;
+		committed = offset_table_get(c->committed_offsets, tp->topic, tp->partition);
+		position = tp->err == RD_KAFKA_RESP_ERR_NO_ERROR && tp->offset >= 0
+			       ? tp->offset
+			       : offset_table_get(c->start_offsets, tp->topic, tp->partition);
+		if (position < 0)
+			position = committed;
+		lag = lag_behind(high, position);
+		if (lag < 0 && (high == 0 || high == low))
+			lag = 0;
+		if (lag >= 0)
+			c->callbacks.on_lag(tp->topic, tp->partition, lag,
+					    lag_behind(high, committed), c->opaque);
+	}
+out_destroy_assignment:
+	rd_kafka_topic_partition_list_destroy(assignment);
 }
 
 /* ---- librdkafka callbacks ---------------------------------------------------------- */
@@ -355,7 +355,7 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 	struct consumer *c = opaque;
 	int brokers_up = 0;
 	(void)rk;
-	if (stats_scan(json, json_len, c->callbacks.on_lag, c->opaque, &brokers_up) < 0)
+	if (stats_scan_brokers(json, json_len, &brokers_up) < 0)
 		report(c, false, "statistics: malformed JSON document of %zu bytes", json_len);
 	else
 		c->broker_up = brokers_up > 0;
@@ -383,6 +383,8 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
 	struct consumer *c = opaque;
 	(void)rk;
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		record_committed(c, offsets);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) {
 		for (int i = 0; offsets != NULL && i < offsets->cnt; i++)
 			if (offsets->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -417,6 +419,7 @@ static void set_start_offsets(struct consumer *c, rd_kafka_topic_partition_list_
 			tp->offset = RD_KAFKA_OFFSET_BEGINNING;
 		else if (found > 0 && stored == CONSUMER_FROM_END)
 			tp->offset = RD_KAFKA_OFFSET_END;
+		offset_table_set(c->start_offsets, tp->topic, tp->partition, tp->offset);
 	}
 }
 
@@ -455,6 +458,12 @@ static void on_assign(struct consumer *c, rd_kafka_topic_partition_list_t *parti
 static void on_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *partitions,
 		      bool cooperative)
 {
+	for (int i = 0; i < partitions->cnt; i++) {
+		rd_kafka_topic_partition_list_del(c->start_offsets, partitions->elems[i].topic,
+						  partitions->elems[i].partition);
+		rd_kafka_topic_partition_list_del(c->committed_offsets, partitions->elems[i].topic,
+						  partitions->elems[i].partition);
+	}
 	/* lost partitions are already someone else's, but our own state is still ours to write */
 	for (int i = 0; i < partitions->cnt && c->callbacks.on_revoke != NULL; i++)
 		if (c->callbacks.on_revoke(partitions->elems[i].topic,
@@ -647,6 +656,8 @@ struct consumer *consumer_new(const struct consumer_config *config, struct ev_lo
 					 : DEFAULT_MAX_MESSAGES_PER_WAKEUP;
 	c->max_wakeup_us =
 	    config->max_wakeup_us > 0 ? config->max_wakeup_us : DEFAULT_MAX_WAKEUP_US;
+	c->start_offsets = rd_kafka_topic_partition_list_new(16);
+	c->committed_offsets = rd_kafka_topic_partition_list_new(16);
 	conf = build_conf(config, c, errstr, errstr_size);
 	if (conf == NULL)
 		goto out_free;
@@ -671,6 +682,14 @@ struct consumer *consumer_new(const struct consumer_config *config, struct ev_lo
 	if (subscribe(c, config, errstr, errstr_size) != 0)
 		goto out_detach;
 	wakeup_start(&c->wakeup);
+	if (c->callbacks.on_lag != NULL) {
+		double lag_s = (double)(config->lag_interval_ms > 0 ? config->lag_interval_ms
+								   : DEFAULT_LAG_INTERVAL_MS) /
+			       1000.0;
+		ev_timer_init(&c->lag_timer, on_lag_timer, lag_s, lag_s);
+		c->lag_timer.data = c;
+		ev_timer_start(loop, &c->lag_timer);
+	}
 	return c;
 
 out_detach:
@@ -680,6 +699,8 @@ out_destroy_queue:
 out_destroy_rk:
 	rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 out_free:
+	rd_kafka_topic_partition_list_destroy(c->committed_offsets);
+	rd_kafka_topic_partition_list_destroy(c->start_offsets);
 	free(c);
 	return NULL;
 }
@@ -705,6 +726,8 @@ int consumer_commit(struct consumer *c, const struct consumer_position *position
 			   positions[0].next_offset, rd_kafka_err2str(err));
 		rc = -1;
 	} else {
+		if (!async)
+			record_committed(c, offsets);
 		for (int i = 0; !async && i < offsets->cnt; i++) {
 			if (offsets->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 				set_errstr(errstr, errstr_size,
@@ -795,6 +818,8 @@ int consumer_close(struct consumer *c, int timeout_ms)
 
 	if (c == NULL)
 		return 0;
+	if (c->callbacks.on_lag != NULL)
+		ev_timer_stop(c->loop, &c->lag_timer);
 	wakeup_detach(&c->wakeup);
 	close_queue = rd_kafka_queue_new(c->rk);
 	error = rd_kafka_consumer_close_queue(c->rk, close_queue);
@@ -829,6 +854,8 @@ out_destroy_queues:
 	rd_kafka_queue_destroy(close_queue);
 	rd_kafka_queue_destroy(c->queue);
 	rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+	rd_kafka_topic_partition_list_destroy(c->committed_offsets);
+	rd_kafka_topic_partition_list_destroy(c->start_offsets);
 	free(c);
 	return rc;
 }

@@ -75,11 +75,14 @@ struct consumer_callbacks {
 	/** A librdkafka error; fatal means the consumer cannot go on. */
 	void (*on_error)(const char *what, bool fatal, void *opaque);
 	/**
-	 * Consumer lag of a partition, from the statistics (statistics.interval.ms):
-	 * behind the group's commit, or behind the consumer's position until
-	 * the group has committed (see consumer_stats_scan_lag()).
+	 * Consumer lag of an assigned partition, every lag_interval_ms: lag is
+	 * the messages between the consumer's position (the next offset
+	 * on_message will see) and the high watermark; committed_lag those
+	 * between the offset this consumer last committed and the high
+	 * watermark, or -1 until it has committed one.
 	 */
-	void (*on_lag)(const char *topic, int32_t partition, int64_t lag, void *opaque);
+	void (*on_lag)(const char *topic, int32_t partition, int64_t lag, int64_t committed_lag,
+		       void *opaque);
 };
 
 /** Consumer settings. Strings are copied by consumer_new(); nothing is owned. */
@@ -94,6 +97,8 @@ struct consumer_config {
 	/* bound of one wakeup: messages (0: 10000) and time (0: 5 ms) */
 	size_t max_messages_per_wakeup;
 	int max_wakeup_us;
+	/* how often on_lag is called (0: 1000 ms) */
+	int lag_interval_ms;
 	struct consumer_callbacks callbacks;
 	void *opaque;
 	/**
@@ -172,18 +177,5 @@ bool consumer_message_header(const struct consumer_message *message, const char 
  * @returns 0, or -1 when the close failed or timed out (the consumer is freed anyway).
  */
 int consumer_close(struct consumer *consumer, int timeout_ms);
-
-/**
- * @brief Scan a librdkafka statistics JSON document for consumer lag:
- * topics → <topic> → partitions → <partition> → consumer_lag, which
- * librdkafka 2.0 measures from the committed offset; where that is unknown
- * (-1: nothing committed yet), ls_offset - app_offset (behind the position).
- * Partitions with no known lag and the internal partition -1 are skipped.
- * @returns the number of lags reported, or -1 when the document is malformed.
- */
-int consumer_stats_scan_lag(const char *json, size_t json_len,
-			    void (*on_lag)(const char *topic, int32_t partition, int64_t lag,
-					   void *opaque),
-			    void *opaque);
 
 #endif

@@ -100,11 +100,17 @@ bootstrap.servers = {broker.bootstrap}
     def logtext(self):
         return (self.dir / "streamrecd.log").read_text()[-4000:]
 
-    def produce(self, count, seed=1, rate=0, users=500, items=300):
+    def produce(self, count, seed=1, rate=0, users=500, items=300, framing="raw"):
         subprocess.run([STREAMREC, "produce", "--brokers", self.broker.bootstrap, "--topic",
                         self.events, "--count", str(count), "--seed", str(seed), "--rate",
-                        str(rate), "--users", str(users), "--items", str(items)],
-                       check=True, capture_output=True)
+                        str(rate), "--users", str(users), "--items", str(items), "--framing",
+                        framing], check=True, capture_output=True)
+
+    def series(self, name):
+        """{labels text: value} of every sample of one metric family."""
+        _, body = self.get("/metrics")
+        return {line.split()[0][len(name):]: float(line.split()[-1])
+                for line in body.splitlines() if line.startswith(name + "{")}
 
     def wait_for(self, predicate, timeout=60):
         deadline = time.time() + timeout
@@ -758,3 +764,83 @@ def test_a_wiped_state_relearns_the_retained_topic_by_default(daemon):
 
 def test_a_wiped_state_may_resume_at_the_group_commit(daemon):
     assert wipe_and_restart(daemon, "committed") == 0
+def test_lag_of_a_caught_up_daemon_is_zero_between_commits(daemon):
+    """Issue 11, defect 5: streamrec_consumer_lag is measured from the
+    consumer's position, so a daemon that has learned everything reads 0 on
+    every partition even while its last Kafka commit is far behind; how far
+    behind the commit is shows as streamrec_consumer_committed_lag."""
+    daemon.start()
+    daemon.produce(600)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_events_total") >= 600)
+    time.sleep(1.5)  # a few 500 ms commits: the group has a committed offset now
+    daemon.config.write_text(daemon.config.read_text().replace("commit_interval_ms = 500ms",
+                                                               "commit_interval_ms = 10m"))
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.wait_for(lambda: "state.commit_interval_ms" in daemon.logtext())
+    daemon.produce(1500, seed=2)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_events_total") >= 2100)
+    events = f'{{topic="{daemon.events}",'
+
+    def lags(name):
+        return {k: v for k, v in daemon.series(name).items() if k.startswith(events)}
+
+    # caught up: nothing between the position and the high watermark, while the
+    # second batch is learned but not committed to Kafka (the next commit is 10 minutes off)
+    def caught_up_between_commits():
+        position = lags("streamrec_consumer_lag")
+        committed = lags("streamrec_consumer_committed_lag")
+        return (len(position) == 3 and all(v == 0 for v in position.values())
+                and len(committed) == 3 and sum(committed.values()) == 1500)
+    assert daemon.wait_for(caught_up_between_commits, timeout=15), \
+        (lags("streamrec_consumer_lag"), lags("streamrec_consumer_committed_lag"))
+    assert daemon.stop() == 0
+
+
+def test_confluent_framed_events_are_learned(daemon):
+    """Issue 11, defect 7: events framed the Confluent way by `streamrec
+    produce --framing confluent` (schema id 1) are learned by default, not
+    dead-lettered as unknown_schema_id."""
+    daemon.start()
+    daemon.produce(1000, framing="confluent")
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1000,
+                           timeout=30), daemon.logtext()
+    assert daemon.metric("streamrec_dlq_messages_total") == 0
+    assert latest_lists(daemon)
+    assert daemon.stop() == 0
+
+
+def test_confluent_framed_output_reads_back(daemon, tmp_path):
+    """output.framing = confluent writes magic byte 0, the 4-byte big-endian
+    output.schema_id and the Avro body; `streamrec tail` reads it back with
+    the Recommendation schema registered under that id; input.schema_dir
+    registers writer schemas by <id>.avsc."""
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    shutil.copy(pathlib.Path(__file__).parent.parent / "schemas" / "user_event.avsc",
+                schemas / "42.avsc")
+    shutil.copy(pathlib.Path(__file__).parent.parent / "schemas" / "recommendation.avsc",
+                schemas / "5.avsc")
+    daemon.config.write_text(daemon.config.read_text().replace(
+        f"[output]\ntopic = {daemon.recs}\n",
+        f"[output]\ntopic = {daemon.recs}\nframing = confluent\nschema_id = 5\n").replace(
+        "[input]\n", f"[input]\nschema_dir = {schemas}\n"))
+    daemon.start()
+    subprocess.run([STREAMREC, "produce", "--brokers", daemon.broker.bootstrap, "--topic",
+                    daemon.events, "--count", "500", "--users", "100", "--framing",
+                    "confluent", "--schema-id", "42"], check=True, capture_output=True)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 500,
+                           timeout=30), daemon.logtext()
+    out = subprocess.run([BUILD / "tests" / "kafka_read", daemon.broker.bootstrap, daemon.recs,
+                          "20", "20000"], capture_output=True, text=True)
+    values = [dict(f.split("=", 1) for f in line.split())["value"]
+              for line in out.stdout.splitlines()]
+    assert len(values) == 20, out.stderr
+    assert all(v.startswith("00" + (5).to_bytes(4, "big").hex()) for v in values), values[:3]
+    out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--count", "20",
+                          "--schema-dir", schemas, "--timeout-ms", "20000"],
+                         capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 20 and all(l.startswith("user=") and "items=item-" in l
+                                    for l in lines), out.stdout + out.stderr
+    assert daemon.stop() == 0

@@ -4,7 +4,7 @@
  * group resumes exactly after the offset the caller says it stored; a commit
  * is honoured by the next member of the group; on_revoke runs before
  * partitions leave, under the eager and the cooperative protocol; bad
- * properties are named; statistics give consumer lag; no fd outlives a test.
+ * properties are named; the lag timer reports consumer lag; no fd outlives a test.
  *
  * Needs a broker: STREAMREC_TEST_BOOTSTRAP=host:port (tools/kafka-broker).
  */
@@ -148,11 +148,13 @@ static void on_error(const char *what, bool fatal, void *opaque)
 		mb->fatal_errors++;
 }
 
-static void on_lag(const char *topic, int32_t partition, int64_t lag, void *opaque)
+static void on_lag(const char *topic, int32_t partition, int64_t lag, int64_t committed_lag,
+		   void *opaque)
 {
 	struct member *mb = opaque;
 	(void)topic;
 	(void)partition;
+	(void)committed_lag;
 	mb->lag_reports++;
 	mb->last_lag = lag;
 }
@@ -178,6 +180,7 @@ static void member_start(struct member *mb, struct fixture *f, const char *group
 	    .properties = properties,
 	    .property_count = property_count,
 	    .max_messages_per_wakeup = max_messages_per_wakeup,
+	    .lag_interval_ms = 200,
 	    .callbacks = {.on_message = on_message,
 			  .offset_for = offset_for,
 			  .on_revoke = on_revoke,
@@ -617,39 +620,9 @@ static void bad_properties_are_named(void **state)
 	assert_no_fd_leak(f);
 }
 
-static void record_lag(const char *topic, int32_t partition, int64_t lag, void *opaque)
-{
-	char *out = opaque;
-	size_t used = strlen(out);
-	snprintf(out + used, 256 - used, "%s/%" PRId32 "=%" PRId64 ";", topic, partition, lag);
-}
-
-/* The statistics scan reads exactly topics → partitions → consumer_lag. */
-static void stats_scan_reads_consumer_lag(void **state)
-{
-	static const char json[] =
-	    "{\"name\":\"c#1\",\"brokers\":{\"b:9092/1\":{\"nodeid\":1,\"state\":\"UP\","
-	    "\"partitions\":{\"x\":{\"consumer_lag\":99}}}},"
-	    "\"topics\":{\"events\":{\"topic\":\"events\",\"partitions\":{"
-	    "\"0\":{\"partition\":0,\"consumer_lag\":12,\"lo\":[1,{\"a\":\"}\"}]},"
-	    "\"1\":{\"partition\":1,\"consumer_lag\":-1},"
-	    "\"-1\":{\"partition\":-1,\"consumer_lag\":5},"
-	    "\"2\":{\"consumer_lag\":0,\"partition\":2},"
-	    "\"3\":{\"partition\":3,\"ls_offset\":50,\"app_offset\":45,\"consumer_lag\":-1}}},"
-	    "\"recs\":{\"partitions\":{}}},\"cgrp\":{\"state\":\"up\"}}";
-	char out[256] = "";
-	(void)state;
-	assert_int_equal(consumer_stats_scan_lag(json, strlen(json), record_lag, out), 3);
-	/* partition 3: nothing committed, so the lag behind the position */
-	assert_string_equal(out, "events/0=12;events/2=0;events/3=5;");
-	assert_int_equal(consumer_stats_scan_lag(json, strlen(json) - 3, record_lag, out), -1);
-	assert_int_equal(consumer_stats_scan_lag("[]", 2, record_lag, out), -1);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(stats_scan_reads_consumer_lag),
 	    cmocka_unit_test_setup_teardown(bad_properties_are_named, setup, teardown),
 	    cmocka_unit_test_setup_teardown(messages_arrive_in_order_and_resume_after_stored_offset,
 					    setup, teardown),

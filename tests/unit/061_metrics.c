@@ -66,9 +66,9 @@ static struct metrics *populated(void)
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 0.25); /* on a bound: le */
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 100);  /* +Inf only */
 	metrics_histogram_observe(&m->refresh_batch_seconds, 0.5);
-	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 42, errstr, sizeof errstr), 0);
-	assert_int_equal(metrics_set_consumer_lag(m, "events", 1, 5, errstr, sizeof errstr), 0);
-	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 40, errstr, sizeof errstr), 0);
+	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 42, -1, errstr, sizeof errstr), 0);
+	assert_int_equal(metrics_set_consumer_lag(m, "events", 1, 5, -1, errstr, sizeof errstr), 0);
+	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 40, 900, errstr, sizeof errstr), 0);
 	return m;
 }
 
@@ -147,6 +147,10 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"0\"} 40");
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 2);
+	/* the committed lag only where a commit is known */
+	assert_line(text, "# TYPE streamrec_consumer_committed_lag gauge");
+	assert_line(text, "streamrec_consumer_committed_lag{topic=\"events\",partition=\"0\"} 900");
+	assert_int_equal(count_lines_starting(text, "streamrec_consumer_committed_lag{"), 1);
 
 	assert_line(text, "streamrec_users 100");
 	assert_line(text, "streamrec_items 50");
@@ -160,7 +164,7 @@ static void renders_exact_lines(void **state)
 	/* every family has exactly one HELP and one TYPE, HELP first */
 	assert_int_equal(count_lines_starting(text, "# HELP "),
 			 count_lines_starting(text, "# TYPE "));
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 17);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 18);
 	free(text);
 
 	metrics_remove_consumer_lag(m, "events", 0);
@@ -244,7 +248,7 @@ static void many_lag_series_grow_the_table(void **state)
 	struct metrics *m = metrics_new(names, 1, errstr, sizeof errstr);
 	assert_non_null(m);
 	for (int32_t p = 0; p < 100; p++)
-		assert_int_equal(metrics_set_consumer_lag(m, "t", p, p, errstr, sizeof errstr), 0);
+		assert_int_equal(metrics_set_consumer_lag(m, "t", p, p, -1, errstr, sizeof errstr), 0);
 	assert_int_equal(m->lag_count, 100);
 	assert_int_equal(metrics_render(m, &text, &len, errstr, sizeof errstr), 0);
 	assert_line(text, "streamrec_consumer_lag{topic=\"t\",partition=\"99\"} 99");
