@@ -1324,6 +1324,61 @@ int config_reload(const struct config *running, const char *path, struct config 
 	return 0;
 }
 
+/*
+ * The apply step of each reloadable key (enum config_apply). A side table
+ * rather than a field of struct option: the rows are positional, and most
+ * of them are not reloadable.
+ */
+static const struct {
+	const char *section, *key;
+	unsigned apply;
+} apply_steps[] = {
+    {"state", "commit_interval_ms", CONFIG_APPLY_TIMERS},
+    {"refresh", "interval_ms", CONFIG_APPLY_TIMERS},
+    {"refresh", "max_busy_share", CONFIG_APPLY_READ_AT_USE},
+    {"refresh", "min_interval_ms", CONFIG_APPLY_READ_AT_USE},
+    {"refresh", "min_item_events", CONFIG_APPLY_LISTABLE},
+    {"log", "level", CONFIG_APPLY_LOG_LEVEL},
+};
+
+unsigned config_apply_step(const char *section, const char *key)
+{
+	for (size_t i = 0; i < sizeof apply_steps / sizeof apply_steps[0]; i++)
+		if (strcmp(apply_steps[i].section, section) == 0 &&
+		    strcmp(apply_steps[i].key, key) == 0)
+			return apply_steps[i].apply;
+	return 0;
+}
+
+unsigned config_apply_steps(const struct config *running, const struct config *next)
+{
+	unsigned steps = 0;
+	char old[256], new[256];
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		const struct option *o = &options[i];
+		if (o->scope != SCOPE_GLOBAL || !(o->flags & OPT_RELOAD))
+			continue;
+		format_value(o, const_field(o, running, NULL), old, sizeof old);
+		format_value(o, const_field(o, next, NULL), new, sizeof new);
+		if (strcmp(old, new) != 0)
+			steps |= config_apply_step(o->section, o->key);
+	}
+	return steps;
+}
+
+bool config_every_reloadable_key_applies(char *out, size_t out_size)
+{
+	for (size_t i = 0; i < OPTION_COUNT; i++) {
+		const struct option *o = &options[i];
+		if ((o->flags & OPT_RELOAD) &&
+		    (o->scope != SCOPE_GLOBAL || config_apply_step(o->section, o->key) == 0)) {
+			snprintf(out, out_size, "%s.%s", o->section, o->key);
+			return false;
+		}
+	}
+	return true;
+}
+
 const char *config_kafka_property(const struct config *config, const char *role, const char *name)
 {
 	const struct config_properties *lists[2] = {&config->kafka, strcmp(role, "consumer") == 0

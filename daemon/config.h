@@ -142,6 +142,33 @@ int config_load(const char *path, struct config *out, char *errstr, size_t errst
 int config_reload(const struct config *running, const char *path, struct config *next,
 		  char *changes, size_t changes_size, char *errstr, size_t errstr_size);
 
+/**
+ * How a reloadable key's new value takes effect: each reloadable row of the
+ * option table has one (a unit test checks it), so a key cannot be
+ * documented as reloadable and then be read by nothing.
+ */
+enum config_apply {
+	CONFIG_APPLY_READ_AT_USE = 0x1, /**< read from the running config at each use */
+	CONFIG_APPLY_TIMERS = 0x2,      /**< the commit and refresh timers are re-armed */
+	CONFIG_APPLY_LOG_LEVEL = 0x4,   /**< the logger's threshold changes */
+	CONFIG_APPLY_LISTABLE = 0x8,    /**< the cached listable-item flags are recomputed */
+};
+
+/** @returns the apply step (enum config_apply) of section.key, 0 when it has none. */
+unsigned config_apply_step(const char *section, const char *key);
+
+/**
+ * @brief The apply steps the change from running to next needs: the OR of
+ * the steps of every global reloadable key whose value differs.
+ */
+unsigned config_apply_steps(const struct config *running, const struct config *next);
+
+/**
+ * @brief For the tests: the first reloadable key with no apply step, as
+ * "section.key" in out. @returns true when every reloadable key has one.
+ */
+bool config_every_reloadable_key_applies(char *out, size_t out_size);
+
 /** @brief Release what config_load() allocated (safe on a zeroed struct). */
 void config_free(struct config *config);
 

@@ -34,6 +34,7 @@
 #include "config.h"
 #include "consumer.h"
 #include "http.h"
+#include "log.h"
 #include "metrics.h"
 #include "model.h"
 #include "producer.h"
@@ -133,37 +134,12 @@ static int64_t wall_ms(void)
  * so callers on any thread (librdkafka's log callback) never interleave;
  * longer lines are cut.
  */
-static void log_line(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void log_line(const char *level, const char *fmt, ...)
-{
-	char line[4096];
-	va_list ap;
-	int prefix = snprintf(line, sizeof line, "<%s>streamrecd: ", level);
-	va_start(ap, fmt);
-	int body = vsnprintf(line + prefix, sizeof line - (size_t)prefix - 1, fmt, ap);
-	va_end(ap);
-	size_t len = (size_t)prefix + (body < 0 ? 0 : (size_t)body);
-	if (len > sizeof line - 2)
-		len = sizeof line - 2;
-	line[len++] = '\n';
-	if (write(STDERR_FILENO, line, len) < 0)
-		return; /* nowhere left to say so */
-}
-
-/* librdkafka's own lines, from its threads: its levels are syslog severities already. */
-static void log_kafka(int level, const char *facility, const char *message, void *opaque)
-{
-	char severity[2] = {(char)('0' + (level < 0 ? 0 : level > 7 ? 7 : level)), '\0'};
-	(void)opaque;
-	log_line(severity, "kafka %s: %s", facility, message);
-}
-
 /* Stops the loop for good: a fatal error (state write, broker refused us forever). */
 static void fail(struct daemon *d, const char *what)
 {
 	snprintf(d->error, sizeof d->error, "%s", what);
 	d->failed = true;
-	log_line("3", "%s", what);
+	log_line(LOG_PRIORITY_ERROR, "%s", what);
 	sd_notifyf(0, "STATUS=failed: %s", what);
 	ev_break(d->loop, EVBREAK_ALL);
 }
@@ -305,12 +281,12 @@ static void commit_kafka(struct daemon *d, const struct position *positions, siz
 						     positions[k].next_offset};
 	if (count > 0 &&
 	    consumer_commit(d->consumer, list, count, async, errstr, sizeof errstr) != 0)
-		log_line("4", "kafka offset commit: %s", errstr);
+		log_line(LOG_PRIORITY_WARNING, "kafka offset commit: %s", errstr);
 }
 
 static void log_suppressed(enum codec_reason reason, uint64_t count)
 {
-	log_line("6", "dead letters: %" PRIu64 " more %s suppressed in %.0f s", count,
+	log_line(LOG_PRIORITY_INFO, "dead letters: %" PRIu64 " more %s suppressed in %.0f s", count,
 		 codec_reason_name(reason), DEAD_LETTER_LOG_WINDOW_S);
 }
 
@@ -345,7 +321,7 @@ static void dead_letter(struct daemon *d, const struct consumer_message *m,
 	char errstr[256];
 	d->metrics->invalid_events_total[err->reason]++;
 	if (dead_letter_log_allowed(d, err->reason))
-		log_line("6", "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition,
+		log_line(LOG_PRIORITY_INFO, "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition,
 			 m->offset, codec_reason_name(err->reason), err->detail);
 	if (d->config.dead_letter_topic == NULL || d->config.dead_letter_topic[0] == '\0')
 		return;
@@ -355,7 +331,7 @@ static void dead_letter(struct daemon *d, const struct consumer_message *m,
 				      sizeof errstr) == 0)
 		d->metrics->dlq_messages_total++;
 	else
-		log_line("4", "%s[%" PRId32 "]@%" PRId64 ": dead-letter send failed: %s", m->topic,
+		log_line(LOG_PRIORITY_WARNING, "%s[%" PRId32 "]@%" PRId64 ": dead-letter send failed: %s", m->topic,
 			 m->partition, m->offset, errstr);
 }
 
@@ -465,7 +441,7 @@ static int offset_for(const char *topic, int32_t partition, int64_t *next_offset
 	}
 	int found = state_offset(d->state, topic, partition, &offset, errstr, sizeof errstr);
 	if (found < 0)
-		log_line("3", "stored offset of %s[%" PRId32 "]: %s", topic, partition, errstr);
+		log_line(LOG_PRIORITY_ERROR, "stored offset of %s[%" PRId32 "]: %s", topic, partition, errstr);
 	if (found == 1)
 		*next_offset = offset; /* the consumer resumes at offset + 1 */
 	if (found != 0 || d->config.state_on_empty == CONFIG_ON_EMPTY_COMMITTED)
@@ -493,7 +469,7 @@ static void on_error(const char *what, bool fatal, void *opaque)
 	if (fatal)
 		fail(d, what);
 	else
-		log_line("4", "kafka: %s", what);
+		log_line(LOG_PRIORITY_WARNING, "kafka: %s", what);
 }
 
 static void on_lag(const char *topic, int32_t partition, int64_t lag, int64_t committed_lag,
@@ -585,7 +561,7 @@ static size_t refresh(struct daemon *d)
 		for (size_t j = 0; j < counts[v]; j++)
 			if (state_user_by_stable(d->state, stables[by_variant[v][j]], &slots[j],
 						 errstr, sizeof errstr) != 0) {
-				log_line("4", "refresh: %s", errstr);
+				log_line(LOG_PRIORITY_WARNING, "refresh: %s", errstr);
 				goto out_free;
 			}
 		struct model *model = state_model(d->state, v);
@@ -610,7 +586,7 @@ static size_t refresh(struct daemon *d)
 					     results, lengths, errstr, sizeof errstr);
 		}
 		if (rc != 0) {
-			log_line("4", "refresh: %s", errstr);
+			log_line(LOG_PRIORITY_WARNING, "refresh: %s", errstr);
 			goto out_free;
 		}
 		for (size_t j = 0; j < counts[v]; j++) {
@@ -633,7 +609,7 @@ static size_t refresh(struct daemon *d)
 							errstr, sizeof errstr) != 0 ||
 			    producer_send(d->producer, d->config.output_topic, user, strlen(user),
 					  buf.data, buf.len, NULL, 0, errstr, sizeof errstr) != 0) {
-				log_line("4", "publish for %s: %s", user, errstr);
+				log_line(LOG_PRIORITY_WARNING, "publish for %s: %s", user, errstr);
 				continue;
 			}
 			d->last_refresh_ms[stable] = now;
@@ -736,6 +712,8 @@ static void on_commit(struct ev_loop *loop, ev_timer *w, int revents)
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
 	d->metrics->items = (int64_t)model_item_count(state_model(d->state, 0));
 	d->metrics->users = (int64_t)state_user_count(d->state);
+	log_line(LOG_PRIORITY_DEBUG, "commit %" PRIu64 ": %" PRId64 " users, %" PRId64 " items",
+		 d->metrics->commits_total, d->metrics->users, d->metrics->items);
 }
 
 /* ---- health, systemd, signals ---------------------------------------------------------- */
@@ -816,22 +794,29 @@ static void reload(struct daemon *d)
 	char changes[2048] = "", errstr[2048];
 	if (config_reload(&d->config, d->config.path, &next, changes, sizeof changes, errstr,
 			  sizeof errstr) != 0) {
-		log_line("4", "reload refused, configuration unchanged: %s", errstr);
+		log_line(LOG_PRIORITY_WARNING, "reload refused, configuration unchanged: %s",
+			 errstr);
 		return;
 	}
+	unsigned steps = config_apply_steps(&d->config, &next);
 	config_free(&d->config);
 	d->config = next; /* the variants are unchanged: their names are equal */
 	for (size_t v = 0; v < d->variant_count; v++)
 		d->variants[v].name = d->config.variants[v].name;
-	double refresh_s = (double)d->config.refresh_interval_ms / 1000.0;
-	double commit_s = (double)d->config.commit_interval_ms / 1000.0;
-	ev_timer_set(&d->refresh_timer, refresh_s, refresh_s);
-	ev_timer_again(d->loop, &d->refresh_timer);
-	ev_timer_set(&d->commit_timer, commit_s, commit_s);
-	ev_timer_again(d->loop, &d->commit_timer);
-	d->refresh_timer.repeat = refresh_s;
-	d->commit_timer.repeat = commit_s;
-	log_line("5", "reloaded %s: %s", d->config.path, changes[0] ? changes : "no changes");
+	/* each changed key's apply step (config.h); READ_AT_USE keys need none */
+	if (steps & CONFIG_APPLY_TIMERS) {
+		/* libev: an active timer's repeat is changed through ev_timer_again */
+		d->refresh_timer.repeat = (double)d->config.refresh_interval_ms / 1000.0;
+		d->commit_timer.repeat = (double)d->config.commit_interval_ms / 1000.0;
+		ev_timer_again(d->loop, &d->refresh_timer);
+		ev_timer_again(d->loop, &d->commit_timer);
+	}
+	if (steps & CONFIG_APPLY_LOG_LEVEL)
+		log_set_level(d->config.log_level);
+	if (steps & CONFIG_APPLY_LISTABLE)
+		d->catalog_generation++; /* the listable flags are recomputed */
+	log_line(LOG_PRIORITY_NOTICE, "reloaded %s: %s", d->config.path,
+		 changes[0] ? changes : "no changes");
 }
 
 /*
@@ -844,16 +829,16 @@ static void checkpoint(struct daemon *d)
 	char dir[4096], errstr[512];
 	snprintf(dir, sizeof dir, "%s.checkpoints", d->config.state_dir);
 	if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-		log_line("4", "checkpoint: %s: %s", dir, strerror(errno));
+		log_line(LOG_PRIORITY_WARNING, "checkpoint: %s: %s", dir, strerror(errno));
 		return;
 	}
 	snprintf(dir, sizeof dir, "%s.checkpoints/%" PRId64, d->config.state_dir, wall_ms());
 	if (commit_now(d, true) != 0)
 		return;
 	if (state_checkpoint(d->state, dir, errstr, sizeof errstr) != 0)
-		log_line("4", "checkpoint: %s", errstr);
+		log_line(LOG_PRIORITY_WARNING, "checkpoint: %s", errstr);
 	else
-		log_line("5", "checkpoint written to %s", dir);
+		log_line(LOG_PRIORITY_NOTICE, "checkpoint written to %s", dir);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -869,10 +854,10 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	if (++d->interrupts > 1 && w->signum == SIGINT) {
-		log_line("4", "second SIGINT: exiting at once");
+		log_line(LOG_PRIORITY_WARNING, "second SIGINT: exiting at once");
 		_exit(130);
 	}
-	log_line("5", "stopping: finishing the batch, writing state, flushing");
+	log_line(LOG_PRIORITY_NOTICE, "stopping: finishing the batch, writing state, flushing");
 	sd_notify(0, "STOPPING=1");
 	d->stopping = true;
 	ev_break(loop, EVBREAK_ALL);
@@ -881,7 +866,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 static void log_variant(const char *line, void *opaque)
 {
 	(void)opaque;
-	log_line("5", "%s", line);
+	log_line(LOG_PRIORITY_NOTICE, "%s", line);
 }
 
 /* ---- main ------------------------------------------------------------------------------ */
@@ -938,6 +923,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "streamrecd: %s\n", errstr);
 		return 2;
 	}
+	log_set_level(d->config.log_level);
 
 	sd_notify(0, "STATUS=loading state");
 	struct model_config models[STATE_MAX_VARIANTS];
@@ -1120,7 +1106,7 @@ int main(int argc, char **argv)
 	ev_signal_start(d->loop, &d->sigint);
 	ev_signal_start(d->loop, &d->sigterm);
 	ev_signal_start(d->loop, &d->sighup);
-	log_line("6", "running: %s -> %s, state %s, %zu variants", d->config.input_topic,
+	log_line(LOG_PRIORITY_INFO, "running: %s -> %s, state %s, %zu variants", d->config.input_topic,
 		 d->config.output_topic, d->config.state_dir, d->variant_count);
 	sd_notify(0, "STATUS=waiting for partitions");
 
@@ -1137,13 +1123,13 @@ int main(int argc, char **argv)
 			;
 		if (commit_now(d, true) == 0) {
 			if (producer_flush(d->producer, 10000, errstr, sizeof errstr) != 0)
-				log_line("4", "flush: %s", errstr);
+				log_line(LOG_PRIORITY_WARNING, "flush: %s", errstr);
 			status = 0;
 		}
 	}
 	consumer_close(d->consumer, 10000);
 	d->consumer = NULL;
-	log_line("6", "stopped%s", d->failed ? " after a failure" : "");
+	log_line(LOG_PRIORITY_INFO, "stopped%s", d->failed ? " after a failure" : "");
 out_free:
 	consumer_close(d->consumer, 10000);
 	producer_free(d->producer);

@@ -844,3 +844,22 @@ def test_confluent_framed_output_reads_back(daemon, tmp_path):
     assert len(lines) == 20 and all(l.startswith("user=") and "items=item-" in l
                                     for l in lines), out.stdout + out.stderr
     assert daemon.stop() == 0
+
+
+def test_log_level_filters_lines_and_reloads(daemon):
+    """log.level drops less severe lines, and SIGHUP changes it at once (it was
+    documented as reloadable and read by nothing)."""
+    daemon.add_config("[log]\nlevel = warning\n")
+    daemon.start()
+    daemon.produce(200)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 200)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_commits_total") >= 2)
+    text = daemon.logtext()
+    assert "<6>" not in text and "<7>" not in text, text
+    daemon.config.write_text(daemon.config.read_text().replace("level = warning", "level = debug"))
+    daemon.process.send_signal(signal.SIGHUP)
+    # the reload notice itself is written at the new level, then the commits' debug lines
+    assert daemon.wait_for(lambda: "<7>streamrecd: commit" in daemon.logtext(), 30), \
+        daemon.logtext()
+    assert "log.level: warning -> debug" in daemon.logtext()
+    assert daemon.stop() == 0

@@ -627,6 +627,31 @@ static void long_lines(void **state)
 	free(value);
 }
 
+/* A reloadable key that nothing applies is the defect log.level had. */
+static void every_reloadable_key_has_an_apply_step(void **unused)
+{
+	(void)unused;
+	char missing[128] = "";
+	assert_true(config_every_reloadable_key_applies(missing, sizeof missing));
+	assert_int_equal(config_apply_step("log", "level"), CONFIG_APPLY_LOG_LEVEL);
+	assert_int_equal(config_apply_step("state", "commit_interval_ms"), CONFIG_APPLY_TIMERS);
+	assert_int_equal(config_apply_step("output", "topic"), 0);
+
+	struct config running, next;
+	load_ok("[input]\ntopic = e\n[output]\ntopic = r\n[state]\ndir = /tmp/x\n"
+		"[kafka]\nbootstrap.servers = localhost:9092\n",
+		&running);
+	load_ok("[input]\ntopic = e\n[output]\ntopic = r\n[state]\ndir = /tmp/x\n"
+		"[log]\nlevel = debug\n[refresh]\nmin_interval_ms = 1s\n"
+		"[kafka]\nbootstrap.servers = localhost:9092\n",
+		&next);
+	assert_int_equal(config_apply_steps(&running, &next),
+			 CONFIG_APPLY_LOG_LEVEL | CONFIG_APPLY_READ_AT_USE);
+	assert_int_equal(config_apply_steps(&running, &running), 0);
+	config_free(&running);
+	config_free(&next);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -640,6 +665,7 @@ int main(void)
 	    cmocka_unit_test(shipped_file_is_the_generated_one),
 	    cmocka_unit_test(reference_table),
 	    cmocka_unit_test(long_lines),
+	    cmocka_unit_test(every_reloadable_key_has_an_apply_step),
 	};
 	return cmocka_run_group_tests_name("060_config", tests, make_path, remove_path);
 }
