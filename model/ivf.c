@@ -990,7 +990,9 @@ static void collect_specials(struct ivf *ivf, const struct ivf_query *queries,
 				ivf->specials[at++] = (struct special){
 				    query->extra_items[e],
 				    (uint32_t)(query->base.sparse_count + e)};
-		qsort(ivf->specials + begin, at - begin, sizeof *ivf->specials, compare_special);
+		if (at > begin)
+			qsort(ivf->specials + begin, at - begin, sizeof *ivf->specials,
+			      compare_special);
 		for (size_t s = begin; s < at; s++)
 			if (s == begin || ivf->specials[s].item != ivf->specials[s - 1].item)
 				ivf->special_items[begin + distinct++] = ivf->specials[s].item;
