@@ -977,6 +977,14 @@ static void choose_probes(struct ivf *ivf, size_t query_count, size_t probes)
 			if (count == probes)
 				bar = key_result(keys[0]).score;
 		}
+		/* Best cell first (a heap sort, as for results), so that the scan
+		 * can visit each user's best cells before its others. */
+		for (size_t left = count; left > 1; left--) {
+			uint64_t worst = keys[0];
+			keys[0] = keys[left - 1];
+			keys[left - 1] = worst;
+			heap_sift_down(keys, left - 1, 0);
+		}
 		for (size_t p = 0; p < probes; p++) {
 			chosen[p] = p < count ? key_result(keys[p]).item : UINT32_MAX;
 			if (p < count)
@@ -996,6 +1004,19 @@ static void choose_probes(struct ivf *ivf, size_t query_count, size_t probes)
 	offsets[0] = 0;
 }
 
+/*
+ * Specials lie anywhere in memory, and each needs three dependent loads
+ * (its cell and slot, then its row) and its eligibility: waited on one by
+ * one they cost half of a search at 1M items. So their positions are
+ * fetched ahead while they are collected, and a query's rows while the
+ * query before it is scored.
+ */
+static void prefetch_position(const struct ivf *ivf, uint32_t item)
+{
+	__builtin_prefetch(&ivf->layout.cell_of[item]);
+	__builtin_prefetch(&ivf->layout.slot_of[item]);
+}
+
 /* Sorts each query's sparse and extra items by (item, caller's order) and
  * lists the distinct ones; items past the index are dropped. */
 static void collect_specials(struct ivf *ivf, const struct ivf_query *queries,
@@ -1009,14 +1030,18 @@ static void collect_specials(struct ivf *ivf, const struct ivf_query *queries,
 
 		ivf->special_offsets[q] = begin;
 		for (size_t s = 0; s < query->base.sparse_count; s++)
-			if (query->base.sparse_items[s] < item_count)
+			if (query->base.sparse_items[s] < item_count) {
+				prefetch_position(ivf, query->base.sparse_items[s]);
 				ivf->specials[at++] =
 				    (struct special){query->base.sparse_items[s], (uint32_t)s};
+			}
 		for (size_t e = 0; e < query->extra_count; e++)
-			if (query->extra_items[e] < item_count)
+			if (query->extra_items[e] < item_count) {
+				prefetch_position(ivf, query->extra_items[e]);
 				ivf->specials[at++] = (struct special){
 				    query->extra_items[e],
 				    (uint32_t)(query->base.sparse_count + e)};
+			}
 		if (at > begin)
 			qsort(ivf->specials + begin, at - begin, sizeof *ivf->specials,
 			      compare_special);
@@ -1097,44 +1122,66 @@ static void offer_tile(struct ivf *ivf, size_t q, const struct topk_query *query
 	}
 }
 
-/* Scores each probed cell against the queries of its users. */
-static void scan_cells(struct ivf *ivf, const struct ivf_query *queries,
-		       const uint8_t *eligible, size_t k)
+/* Scores one cell against the queries of `users` (one sgemm per tile if
+ * they are many, else one per user) and offers each its scores. */
+static void scan_cell(struct ivf *ivf, const struct ivf_query *queries, const uint8_t *eligible,
+		      size_t k, size_t c, const uint32_t *users, size_t user_count)
+{
+	const struct ivf_cell *cell = &ivf->layout.cells[c];
+	size_t dim = ivf->dim;
+	bool shared = user_count >= CELL_SHARED_MIN_USERS;
+
+	if (shared)
+		for (size_t u = 0; u < user_count; u++)
+			memcpy(ivf->gathered + u * dim, ivf->packed + (size_t)users[u] * dim,
+			       dim * sizeof(float));
+	for (size_t first = 0; first < cell->count; first += IVF_TILE_ITEMS) {
+		size_t n = cell->count - first < IVF_TILE_ITEMS ? cell->count - first
+								: IVF_TILE_ITEMS;
+		/* tile (users × n) = their queries (users × dim) · rowsᵀ */
+		if (shared)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)user_count,
+				    (int)n, (int)dim, 1.0f, ivf->gathered, (int)dim,
+				    cell->rows + first * dim, (int)dim, 0.0f, ivf->tile, (int)n);
+		else
+			for (size_t u = 0; u < user_count; u++)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, (int)n,
+					    (int)dim, 1.0f, ivf->packed + (size_t)users[u] * dim,
+					    (int)dim, cell->rows + first * dim, (int)dim, 0.0f,
+					    ivf->tile + u * n, (int)n);
+		for (size_t u = 0; u < user_count; u++)
+			offer_tile(ivf, users[u], &queries[users[u]].base, eligible,
+				   ivf->tile + u * n, cell->items + first, n, k);
+		ivf->last_candidates += n * user_count;
+	}
+}
+
+/*
+ * Scores the probed cells: first the cells many users share, one sgemm for
+ * all of them; then the others user by user, each user's cells best first,
+ * all users' best cells before anyone's second, so that a heap's bar is
+ * high early and few scores need the filters (each a likely cache miss in
+ * `eligible`).
+ */
+static void scan_cells(struct ivf *ivf, const struct ivf_query *queries, size_t query_count,
+		       size_t probes, const uint8_t *eligible, size_t k)
 {
 	const struct layout *layout = &ivf->layout;
-	size_t dim = ivf->dim;
 
 	for (size_t c = 0; c < layout->nlist; c++) {
-		const struct ivf_cell *cell = &layout->cells[c];
-		const uint32_t *users = ivf->cell_users + ivf->cell_offsets[c];
 		size_t user_count = ivf->cell_offsets[c + 1] - ivf->cell_offsets[c];
-
-		if (user_count == 0 || cell->count == 0)
-			continue;
 		if (user_count >= CELL_SHARED_MIN_USERS)
-			for (size_t u = 0; u < user_count; u++)
-				memcpy(ivf->gathered + u * dim,
-				       ivf->packed + (size_t)users[u] * dim, dim * sizeof(float));
-		for (size_t first = 0; first < cell->count; first += IVF_TILE_ITEMS) {
-			size_t n = cell->count - first < IVF_TILE_ITEMS ? cell->count - first
-									: IVF_TILE_ITEMS;
-			/* tile (users × n) = their queries (users × dim) · rowsᵀ */
-			if (user_count >= CELL_SHARED_MIN_USERS)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-					    (int)user_count, (int)n, (int)dim, 1.0f, ivf->gathered,
-					    (int)dim, cell->rows + first * dim, (int)dim, 0.0f,
-					    ivf->tile, (int)n);
-			else
-				for (size_t u = 0; u < user_count; u++)
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1,
-						    (int)n, (int)dim, 1.0f,
-						    ivf->packed + (size_t)users[u] * dim, (int)dim,
-						    cell->rows + first * dim, (int)dim, 0.0f,
-						    ivf->tile + u * n, (int)n);
-			for (size_t u = 0; u < user_count; u++)
-				offer_tile(ivf, users[u], &queries[users[u]].base, eligible,
-					   ivf->tile + u * n, cell->items + first, n, k);
-			ivf->last_candidates += n * user_count;
+			scan_cell(ivf, queries, eligible, k, c,
+				  ivf->cell_users + ivf->cell_offsets[c], user_count);
+	}
+	for (size_t p = 0; p < probes; p++) {
+		for (size_t q = 0; q < query_count; q++) {
+			uint32_t c = ivf->probes[q * probes + p];
+			uint32_t user = (uint32_t)q;
+			if (c == UINT32_MAX ||
+			    ivf->cell_offsets[c + 1] - ivf->cell_offsets[c] >= CELL_SHARED_MIN_USERS)
+				continue;
+			scan_cell(ivf, queries, eligible, k, c, &user, 1);
 		}
 	}
 }
@@ -1158,23 +1205,26 @@ static float dot(const float *a, const float *b, size_t n)
 	return sum;
 }
 
-/* How far ahead a special's position (cell_of, slot_of) and then its row are
- * fetched: they lie anywhere in memory, and waiting on each of the three
- * dependent misses in turn cost half of a search at 1M items. */
-#define SPECIAL_PREFETCH 8
-
-static void prefetch_position(const struct ivf *ivf, uint32_t item)
-{
-	__builtin_prefetch(&ivf->layout.cell_of[item]);
-	__builtin_prefetch(&ivf->layout.slot_of[item]);
-}
-
 /* Where item's row is in the cells. */
 static const float *item_row(const struct ivf *ivf, uint32_t item)
 {
 	const struct layout *layout = &ivf->layout;
 
 	return layout->cells[layout->cell_of[item]].rows + (size_t)layout->slot_of[item] * ivf->dim;
+}
+
+/* Fetches ahead the rows and eligibility of query q's distinct specials. */
+static void prefetch_rows(const struct ivf *ivf, size_t q, const uint8_t *eligible)
+{
+	const uint32_t *items = ivf->special_items + ivf->special_offsets[q];
+
+	for (size_t s = 0; s < ivf->special_counts[q]; s++) {
+		const float *row = item_row(ivf, items[s]);
+		__builtin_prefetch(row);
+		__builtin_prefetch(row + ivf->dim - 1);
+		if (eligible != NULL)
+			__builtin_prefetch(&eligible[items[s]]);
+	}
 }
 
 /* Scores each query's special items once: dot product, then its sparse
@@ -1184,28 +1234,20 @@ static void score_specials(struct ivf *ivf, const struct ivf_query *queries, siz
 {
 	size_t dim = ivf->dim;
 
+	if (query_count > 0)
+		prefetch_rows(ivf, 0, eligible);
 	for (size_t q = 0; q < query_count; q++) {
 		const struct topk_query *query = &queries[q].base;
 		size_t end = ivf->special_offsets[q + 1];
 
-		for (size_t s = ivf->special_offsets[q];
-		     s < end && s < ivf->special_offsets[q] + 2 * SPECIAL_PREFETCH; s++)
-			prefetch_position(ivf, ivf->specials[s].item);
+		if (q + 1 < query_count)
+			prefetch_rows(ivf, q + 1, eligible);
 		for (size_t s = ivf->special_offsets[q]; s < end;) {
 			uint32_t item = ivf->specials[s].item;
 			const float *row = item_row(ivf, item);
 			float score = dot(ivf->packed + q * dim, row, dim);
 
 			for (; s < end && ivf->specials[s].item == item; s++) {
-				if (s + 2 * SPECIAL_PREFETCH < end)
-					prefetch_position(
-					    ivf, ivf->specials[s + 2 * SPECIAL_PREFETCH].item);
-				if (s + SPECIAL_PREFETCH < end) {
-					uint32_t ahead = ivf->specials[s + SPECIAL_PREFETCH].item;
-					__builtin_prefetch(item_row(ivf, ahead));
-					if (eligible != NULL)
-						__builtin_prefetch(&eligible[ahead]);
-				}
 				if (ivf->specials[s].order < query->sparse_count)
 					score += query->sparse_scores[ivf->specials[s].order];
 			}
@@ -1252,7 +1294,7 @@ int ivf_search(struct ivf *ivf, const uint8_t *eligible, const struct ivf_query 
 	score_specials(ivf, queries, query_count, eligible, k);
 	if (probes > 0) {
 		choose_probes(ivf, query_count, probes);
-		scan_cells(ivf, queries, eligible, k);
+		scan_cells(ivf, queries, query_count, probes, eligible, k);
 	}
 
 	for (size_t q = 0; q < query_count; q++) {
