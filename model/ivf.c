@@ -1,0 +1,1316 @@
+/*
+ * ivf: the inverted-file candidate index (see ivf.h for the contract).
+ *
+ * Training: pick a random sample, run Lloyd's iterations on it with every
+ * assignment from one sgemm per block of rows (argmax of x'.c + bias_c, which
+ * is nearest-centroid for the augmented rule and largest cosine for the
+ * normalised one), then assign every item the same way and lay the cells
+ * out. A training builds a whole new layout and swaps it in only when it
+ * succeeded, so a failure leaves the index as it was.
+ *
+ * Search: one sgemm scores the batch against the centroids; each query keeps
+ * its nprobe best non-empty cells; the probes are inverted into one user list
+ * per cell, and each probed cell is scored against the queries of its users
+ * with one sgemm per IVF_TILE_ITEMS rows, so a popular cell is read once per
+ * batch, not once per user. A query's sparse and extra items (its "special"
+ * items) are scored apart, once each, with their sparse scores added in the
+ * caller's order as topk does; the cell scan skips them. Each query's best k
+ * live in a bounded min-heap of keys that order results the way topk does.
+ */
+#include "ivf.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Cell scores are tested against a query's bar SKIP_BLOCK at a time, then
+ * SCAN_BLOCK at a time (as in topk.c: branch-free, so it vectorises). */
+#define SKIP_BLOCK 64
+#define SCAN_BLOCK 16
+
+/*
+ * Fewest users of a cell scored by one sgemm; fewer go one sgemm each.
+ * Measured on this machine (Cooperlake kernel, a cell of 1000 rows of 33
+ * floats, not in cache): one user 9.6 us, the next users of the same cell
+ * 3.5 us each (the rows are in cache then), while one sgemm for 2 users took
+ * 27 us (OpenBLAS leaves its small-matrix path), for 8 users 32 us.
+ */
+#define CELL_SHARED_MIN_USERS 8
+
+/* Rows per sgemm when assigning items to cells in training. */
+#define ASSIGN_BLOCK 256
+
+/* One cell: its items and a copy of their rows, slot s holding items[s]. */
+struct ivf_cell {
+	uint32_t *items;
+	float *rows; /* capacity × dim */
+	size_t count;
+	size_t capacity;
+};
+
+/* Everything a training produces, swapped into the index as one. */
+struct layout {
+	size_t nlist;
+	float *assign_centroids; /* nlist × aug_dim: what items are assigned by */
+	float *assign_bias;      /* nlist */
+	float *probe_centroids;  /* nlist × dim: what queries probe by */
+	float *probe_bias;       /* nlist */
+	float max_norm_sq;       /* M^2 of the augmented rule */
+	struct ivf_cell *cells;  /* nlist */
+	uint32_t *cell_of;       /* item_capacity: item's cell */
+	uint32_t *slot_of;       /* item_capacity: item's slot in its cell */
+	float *assign_scores;    /* nlist, ivf_assign_cell()'s scratch */
+	size_t item_count;
+	size_t item_capacity;
+};
+
+/* A query's sparse or extra candidate; `order` is its place in the caller's
+ * lists (sparse first), so sorting by (item, order) keeps repeats in the
+ * caller's order. */
+struct special {
+	uint32_t item;
+	uint32_t order;
+};
+
+struct ivf {
+	size_t dim;
+	size_t aug_dim; /* dim + 1 */
+	size_t config_nlist;
+	size_t max_batch;
+	size_t max_k;
+	enum ivf_assign assign;
+	uint64_t seed;
+	int threads;
+
+	struct layout layout;
+	size_t trained_items;
+
+	/* Search scratch; see ivf.h, Memory. */
+	float *packed;   /* max_batch × dim, the batch's query vectors */
+	float *gathered; /* max_batch × dim, the queries of one cell's users */
+	float *tile;     /* max_batch × IVF_TILE_ITEMS */
+	float *cell_scores; /* max_batch × nlist */
+	size_t cell_scores_capacity;
+	uint64_t *heaps;     /* max_batch × max_k */
+	size_t *heap_counts; /* max_batch */
+	uint32_t *probes;    /* max_batch × probes per query */
+	size_t probes_capacity;
+	size_t *cell_offsets; /* nlist + 1: each cell's users in cell_users */
+	size_t cell_offsets_capacity;
+	uint32_t *cell_users;
+	size_t cell_users_capacity;
+	struct special *specials; /* the batch's, query q's at special_offsets[q] */
+	size_t specials_capacity;
+	uint32_t *special_items; /* distinct, sorted, same offsets */
+	size_t special_items_capacity;
+	size_t *special_offsets; /* max_batch + 1 */
+	size_t *special_counts;  /* max_batch: distinct items of query q */
+	float *aug_vector;       /* aug_dim, ivf_assign_cell()'s scratch */
+	uint64_t *probe_heap;    /* one query's best cells while they are chosen */
+	size_t probe_heap_capacity;
+	size_t last_candidates;
+};
+
+/* ---- small helpers --------------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Frees and reallocates `*buffer` when it holds fewer than `needed`
+ * elements; its content is not kept (as in topk.c). */
+static int reserve(void **buffer, size_t *capacity, size_t needed, size_t element_size)
+{
+	void *grown;
+
+	if (needed <= *capacity)
+		return 0;
+	if (needed > SIZE_MAX / element_size)
+		return -1;
+	grown = malloc(needed * element_size);
+	if (grown == NULL)
+		return -1;
+	free(*buffer);
+	*buffer = grown;
+	*capacity = needed;
+	return 0;
+}
+
+/*
+ * A result as one integer ordered like topk's results: a greater key is a
+ * higher score, then a lower index (same encoding as topk.c; -0 is +0).
+ */
+static uint64_t result_key(float score, uint32_t item)
+{
+	uint32_t bits;
+
+	score += 0.0f;
+	memcpy(&bits, &score, sizeof bits);
+	bits = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+	return (uint64_t)bits << 32 | (uint32_t)~item;
+}
+
+static struct topk_result key_result(uint64_t key)
+{
+	uint32_t bits = (uint32_t)(key >> 32);
+	struct topk_result result;
+
+	bits = bits & 0x80000000u ? bits & 0x7fffffffu : ~bits;
+	memcpy(&result.score, &bits, sizeof bits);
+	result.item = ~(uint32_t)key;
+	return result;
+}
+
+/* A min-heap of keys: the root is the worst kept, the one to beat. */
+static void heap_sift_down(uint64_t *heap, size_t count, size_t at)
+{
+	uint64_t moving = heap[at];
+
+	for (;;) {
+		size_t child = 2 * at + 1;
+		if (child >= count)
+			break;
+		if (child + 1 < count)
+			child += heap[child + 1] < heap[child];
+		if (heap[child] >= moving)
+			break;
+		heap[at] = heap[child];
+		at = child;
+	}
+	heap[at] = moving;
+}
+
+static void heap_push(uint64_t *heap, size_t *count, uint64_t key)
+{
+	size_t at = (*count)++;
+
+	while (at > 0) {
+		size_t parent = (at - 1) / 2;
+		if (heap[parent] <= key)
+			break;
+		heap[at] = heap[parent];
+		at = parent;
+	}
+	heap[at] = key;
+}
+
+/* Keeps key if the heap has room or it beats the root. Candidates arrive in
+ * no particular order, so the whole key decides, not the score alone. */
+static void heap_offer(uint64_t *heap, size_t *count, size_t k, uint64_t key)
+{
+	if (*count < k) {
+		heap_push(heap, count, key);
+	} else if (key > heap[0]) {
+		heap[0] = key;
+		heap_sift_down(heap, k, 0);
+	}
+}
+
+static bool sorted_contains(const uint32_t *sorted, size_t count, uint32_t item)
+{
+	size_t low = 0, high = count;
+
+	while (low < high) {
+		size_t mid = low + (high - low) / 2;
+		if (sorted[mid] < item)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	return low < count && sorted[low] == item;
+}
+
+/* ---- layouts: cells and centroids ------------------------------------------------ */
+
+static void layout_free(struct layout *layout)
+{
+	if (layout->cells != NULL) {
+		for (size_t c = 0; c < layout->nlist; c++) {
+			free(layout->cells[c].items);
+			free(layout->cells[c].rows);
+		}
+	}
+	free(layout->cells);
+	free(layout->assign_centroids);
+	free(layout->assign_bias);
+	free(layout->probe_centroids);
+	free(layout->probe_bias);
+	free(layout->cell_of);
+	free(layout->slot_of);
+	free(layout->assign_scores);
+	memset(layout, 0, sizeof *layout);
+}
+
+/* Allocates a layout of nlist zeroed centroids and empty cells, with room
+ * for item_capacity items. */
+static int layout_alloc(struct layout *layout, size_t nlist, size_t dim, size_t item_capacity)
+{
+	size_t aug_dim = dim + 1;
+
+	memset(layout, 0, sizeof *layout);
+	layout->nlist = nlist;
+	if (item_capacity == 0)
+		item_capacity = 1;
+	layout->item_capacity = item_capacity;
+	layout->cells = calloc(nlist, sizeof *layout->cells);
+	layout->assign_centroids = calloc(nlist * aug_dim, sizeof(float));
+	layout->assign_bias = calloc(nlist, sizeof(float));
+	layout->probe_centroids = calloc(nlist * dim, sizeof(float));
+	layout->probe_bias = calloc(nlist, sizeof(float));
+	layout->cell_of = malloc(item_capacity * sizeof(uint32_t));
+	layout->slot_of = malloc(item_capacity * sizeof(uint32_t));
+	layout->assign_scores = malloc(nlist * sizeof(float));
+	if (layout->assign_scores == NULL || layout->cells == NULL || layout->assign_centroids == NULL ||
+	    layout->assign_bias == NULL || layout->probe_centroids == NULL ||
+	    layout->probe_bias == NULL || layout->cell_of == NULL || layout->slot_of == NULL) {
+		layout_free(layout);
+		return -1;
+	}
+	return 0;
+}
+
+static int cell_reserve(struct ivf_cell *cell, size_t needed, size_t dim)
+{
+	size_t capacity;
+	uint32_t *items;
+	float *rows;
+
+	if (needed <= cell->capacity)
+		return 0;
+	capacity = cell->capacity ? cell->capacity * 2 : 8;
+	if (capacity < needed)
+		capacity = needed;
+	items = realloc(cell->items, capacity * sizeof *items);
+	if (items == NULL)
+		return -1;
+	cell->items = items;
+	rows = realloc(cell->rows, capacity * dim * sizeof *rows);
+	if (rows == NULL)
+		return -1;
+	cell->rows = rows;
+	cell->capacity = capacity;
+	return 0;
+}
+
+/* Appends item with its row to cell c (room must be reserved). */
+static void cell_append(struct layout *layout, size_t c, uint32_t item, const float *row,
+			size_t dim)
+{
+	struct ivf_cell *cell = &layout->cells[c];
+	size_t slot = cell->count++;
+
+	cell->items[slot] = item;
+	memcpy(cell->rows + slot * dim, row, dim * sizeof(float));
+	layout->cell_of[item] = (uint32_t)c;
+	layout->slot_of[item] = (uint32_t)slot;
+}
+
+/* Removes item from its cell in O(1): the cell's last item takes its slot. */
+static void cell_remove(struct layout *layout, uint32_t item, size_t dim)
+{
+	struct ivf_cell *cell = &layout->cells[layout->cell_of[item]];
+	size_t slot = layout->slot_of[item], last = cell->count - 1;
+
+	if (slot != last) {
+		uint32_t moved = cell->items[last];
+		cell->items[slot] = moved;
+		memcpy(cell->rows + slot * dim, cell->rows + last * dim, dim * sizeof(float));
+		layout->slot_of[moved] = (uint32_t)slot;
+	}
+	cell->count--;
+}
+
+/* x' = [x, extra]: extra = sqrt(M^2 - |x|^2) for the augmented rule (0 for a
+ * row longer than every row of the training), 0 for the normalised one. */
+static void augment(const struct ivf *ivf, float max_norm_sq, const float *row, float *out)
+{
+	double norm_sq = 0.0;
+
+	memcpy(out, row, ivf->dim * sizeof(float));
+	for (size_t j = 0; j < ivf->dim; j++)
+		norm_sq += (double)row[j] * row[j];
+	out[ivf->dim] = ivf->assign == IVF_ASSIGN_AUGMENTED_L2 && max_norm_sq > norm_sq
+			    ? (float)sqrt(max_norm_sq - norm_sq)
+			    : 0.0f;
+}
+
+/*
+ * Derives what items are assigned by and what queries probe by from the
+ * cells' means (nlist × aug_dim, means of augmented rows).
+ */
+static void derive_centroids(const struct ivf *ivf, struct layout *layout, const float *means)
+{
+	size_t dim = ivf->dim, aug_dim = ivf->aug_dim;
+
+	for (size_t c = 0; c < layout->nlist; c++) {
+		const float *mean = means + c * aug_dim;
+		float *assign = layout->assign_centroids + c * aug_dim;
+		double norm_sq = 0.0;
+
+		for (size_t j = 0; j < aug_dim; j++)
+			norm_sq += (double)mean[j] * mean[j];
+		memcpy(layout->probe_centroids + c * dim, mean, dim * sizeof(float));
+		if (ivf->assign == IVF_ASSIGN_AUGMENTED_L2) {
+			/* nearest centroid: argmax x'.c' - |c'|^2/2 */
+			memcpy(assign, mean, aug_dim * sizeof(float));
+			layout->assign_bias[c] = (float)(-norm_sq / 2.0);
+			layout->probe_bias[c] = (float)(-norm_sq / 2.0);
+		} else {
+			/* largest cosine with the mean: argmax x.c/|c| */
+			double scale = norm_sq > 0.0 ? 1.0 / sqrt(norm_sq) : 0.0;
+			for (size_t j = 0; j < aug_dim; j++)
+				assign[j] = (float)(mean[j] * scale);
+			layout->assign_bias[c] = 0.0f;
+			layout->probe_bias[c] = 0.0f;
+		}
+	}
+}
+
+/*
+ * The first index of the largest of scores[c] + bias[c] (NaN never wins
+ * unless all are NaN: then 0). Two passes, the first over LANES running
+ * maxima so that it vectorises: this is most of a training's time after the
+ * sgemm.
+ */
+#define LANES 16
+static size_t argmax_biased(float *scores, const float *bias, size_t n)
+{
+	float lane_max[LANES], best = -INFINITY;
+	size_t c = 0;
+
+	for (size_t l = 0; l < LANES; l++)
+		lane_max[l] = -INFINITY;
+	for (; c + LANES <= n; c += LANES) {
+		for (size_t l = 0; l < LANES; l++) {
+			float score = scores[c + l] + bias[c + l];
+			scores[c + l] = score;
+			lane_max[l] = score > lane_max[l] ? score : lane_max[l];
+		}
+	}
+	for (; c < n; c++) {
+		scores[c] += bias[c];
+		best = scores[c] > best ? scores[c] : best;
+	}
+	for (size_t l = 0; l < LANES; l++)
+		best = lane_max[l] > best ? lane_max[l] : best;
+	for (c = 0; c < n; c++)
+		if (scores[c] == best)
+			return c;
+	return 0;
+}
+
+/* Cell of each of n augmented rows (n <= ASSIGN_BLOCK), using scores
+ * (ASSIGN_BLOCK × nlist floats) as scratch; ties go to the lower cell. */
+static void assign_block(const struct ivf *ivf, const struct layout *layout, const float *points,
+			 size_t n, float *scores, uint32_t *cells)
+{
+	size_t nlist = layout->nlist;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nlist,
+		    (int)ivf->aug_dim, 1.0f, points, (int)ivf->aug_dim, layout->assign_centroids,
+		    (int)ivf->aug_dim, 0.0f, scores, (int)nlist);
+	for (size_t i = 0; i < n; i++)
+		cells[i] = (uint32_t)argmax_biased(scores + i * nlist, layout->assign_bias, nlist);
+}
+
+static size_t auto_nlist(const struct ivf *ivf, size_t item_count)
+{
+	size_t nlist = ivf->config_nlist;
+
+	if (nlist == 0)
+		nlist = (size_t)llround(IVF_NLIST_PER_SQRT * sqrt((double)item_count));
+	if (nlist > item_count)
+		nlist = item_count;
+	return nlist ? nlist : 1;
+}
+
+/*
+ * Trains a layout for items [0, item_count) whose rows are `rows`,
+ * `row_stride` floats apart: Lloyd's iterations on a sample, then every item
+ * assigned and copied into its cell.
+ */
+static int train_layout(struct ivf *ivf, const float *rows, size_t item_count, size_t row_stride,
+			struct layout *out, char *errstr, size_t errstr_size)
+{
+	size_t dim = ivf->dim, aug_dim = ivf->aug_dim;
+	size_t nlist = auto_nlist(ivf, item_count);
+	size_t sample_count = nlist * IVF_TRAIN_POINTS_PER_CELL;
+	uint64_t rng = ivf->seed;
+	uint32_t *order = NULL, *sample_cells = NULL;
+	float *sample = NULL, *means = NULL, *scores = NULL, *block = NULL;
+	double *sums = NULL;
+	size_t *counts = NULL;
+	float max_norm_sq = 0.0f;
+	int rc = -1;
+
+	if (sample_count > item_count)
+		sample_count = item_count;
+	if (layout_alloc(out, nlist, dim, item_count))
+		goto out_nomem;
+	out->item_count = item_count;
+	means = calloc(nlist * aug_dim, sizeof *means);
+	sums = calloc(nlist * aug_dim, sizeof *sums);
+	counts = calloc(nlist, sizeof *counts);
+	scores = malloc((size_t)ASSIGN_BLOCK * nlist * sizeof *scores);
+	block = malloc((size_t)ASSIGN_BLOCK * aug_dim * sizeof *block);
+	sample = malloc((sample_count ? sample_count : 1) * aug_dim * sizeof *sample);
+	sample_cells = malloc((sample_count ? sample_count : 1) * sizeof *sample_cells);
+	order = malloc((item_count ? item_count : 1) * sizeof *order);
+	if (means == NULL || sums == NULL || counts == NULL || scores == NULL || block == NULL ||
+	    sample == NULL || sample_cells == NULL || order == NULL)
+		goto out_nomem;
+
+	for (size_t i = 0; i < item_count; i++) {
+		double norm_sq = 0.0;
+		for (size_t j = 0; j < dim; j++)
+			norm_sq += (double)rows[i * row_stride + j] * rows[i * row_stride + j];
+		if (norm_sq > max_norm_sq)
+			max_norm_sq = (float)norm_sq;
+	}
+	out->max_norm_sq = max_norm_sq;
+
+	/* A uniform sample without repeats: the first sample_count of a
+	 * partial Fisher-Yates shuffle. */
+	for (size_t i = 0; i < item_count; i++)
+		order[i] = (uint32_t)i;
+	for (size_t s = 0; s < sample_count; s++) {
+		size_t pick = s + rng_next(&rng) % (item_count - s);
+		uint32_t held = order[s];
+		order[s] = order[pick];
+		order[pick] = held;
+		augment(ivf, max_norm_sq, rows + order[s] * row_stride, sample + s * aug_dim);
+	}
+
+	/* The first nlist sample points (a random draw) start the centroids. */
+	for (size_t c = 0; c < nlist && c < sample_count; c++)
+		memcpy(means + c * aug_dim, sample + c * aug_dim, aug_dim * sizeof(float));
+	for (unsigned iteration = 0; iteration < IVF_TRAIN_ITERATIONS && sample_count > 0;
+	     iteration++) {
+		derive_centroids(ivf, out, means);
+		for (size_t s = 0; s < sample_count; s += ASSIGN_BLOCK) {
+			size_t n = sample_count - s < ASSIGN_BLOCK ? sample_count - s : ASSIGN_BLOCK;
+			assign_block(ivf, out, sample + s * aug_dim, n, scores, sample_cells + s);
+		}
+		memset(sums, 0, nlist * aug_dim * sizeof *sums);
+		memset(counts, 0, nlist * sizeof *counts);
+		for (size_t s = 0; s < sample_count; s++) {
+			double *sum = sums + (size_t)sample_cells[s] * aug_dim;
+			counts[sample_cells[s]]++;
+			for (size_t j = 0; j < aug_dim; j++)
+				sum[j] += sample[s * aug_dim + j];
+		}
+		for (size_t c = 0; c < nlist; c++) {
+			float *mean = means + c * aug_dim;
+			if (counts[c] == 0) {
+				/* An empty cell restarts at a random sample point. */
+				size_t s = rng_next(&rng) % sample_count;
+				memcpy(mean, sample + s * aug_dim, aug_dim * sizeof(float));
+				continue;
+			}
+			for (size_t j = 0; j < aug_dim; j++)
+				mean[j] = (float)(sums[c * aug_dim + j] / (double)counts[c]);
+		}
+	}
+	derive_centroids(ivf, out, means);
+
+	/* Every item to its cell: cell_of first, then sizes, then the copy. */
+	for (size_t i = 0; i < item_count; i += ASSIGN_BLOCK) {
+		size_t n = item_count - i < ASSIGN_BLOCK ? item_count - i : ASSIGN_BLOCK;
+		for (size_t b = 0; b < n; b++)
+			augment(ivf, max_norm_sq, rows + (i + b) * row_stride, block + b * aug_dim);
+		assign_block(ivf, out, block, n, scores, out->cell_of + i);
+	}
+	memset(counts, 0, nlist * sizeof *counts);
+	for (size_t i = 0; i < item_count; i++)
+		counts[out->cell_of[i]]++;
+	for (size_t c = 0; c < nlist; c++)
+		if (cell_reserve(&out->cells[c], counts[c] + counts[c] / 4 + 1, dim))
+			goto out_nomem;
+	for (size_t i = 0; i < item_count; i++)
+		cell_append(out, out->cell_of[i], (uint32_t)i, rows + i * row_stride, dim);
+	rc = 0;
+	goto out_free;
+
+out_nomem:
+	snprintf(errstr, errstr_size, "ivf: out of memory training %zu cells over %zu items",
+		 nlist, item_count);
+	layout_free(out);
+out_free:
+	free(order);
+	free(sample_cells);
+	free(sample);
+	free(block);
+	free(scores);
+	free(counts);
+	free(sums);
+	free(means);
+	return rc;
+}
+
+/* Makes `layout` the index's, freeing the old one. */
+static void install_layout(struct ivf *ivf, struct layout *layout)
+{
+	layout_free(&ivf->layout);
+	ivf->layout = *layout;
+	memset(layout, 0, sizeof *layout);
+	ivf->trained_items = ivf->layout.item_count;
+}
+
+static void set_threads(const struct ivf *ivf)
+{
+	if (openblas_get_num_threads() != ivf->threads)
+		openblas_set_num_threads(ivf->threads);
+}
+
+/* ---- public: life cycle and updates ---------------------------------------------- */
+
+struct ivf *ivf_new(const struct ivf_config *config, char *errstr, size_t errstr_size)
+{
+	struct ivf *ivf;
+
+	if (config == NULL) {
+		snprintf(errstr, errstr_size, "ivf: config is NULL");
+		return NULL;
+	}
+	if (config->dim == 0 || config->dim >= INT_MAX) {
+		snprintf(errstr, errstr_size, "ivf: dim must be between 1 and %d, got %zu",
+			 INT_MAX - 1, config->dim);
+		return NULL;
+	}
+	if (config->max_batch == 0 || config->max_batch > INT_MAX) {
+		snprintf(errstr, errstr_size, "ivf: max_batch must be between 1 and %d, got %zu",
+			 INT_MAX, config->max_batch);
+		return NULL;
+	}
+	if (config->max_k == 0 || config->max_k > UINT32_MAX) {
+		snprintf(errstr, errstr_size, "ivf: max_k must be between 1 and %u, got %zu",
+			 (unsigned)UINT32_MAX, config->max_k);
+		return NULL;
+	}
+	if (config->nlist > INT_MAX) {
+		snprintf(errstr, errstr_size, "ivf: nlist must be at most %d, got %zu", INT_MAX,
+			 config->nlist);
+		return NULL;
+	}
+	if (config->assign != IVF_ASSIGN_AUGMENTED_L2 &&
+	    config->assign != IVF_ASSIGN_NORMALISED_IP) {
+		snprintf(errstr, errstr_size, "ivf: unknown assignment rule %d",
+			 (int)config->assign);
+		return NULL;
+	}
+	if (config->threads < 0 || config->threads > TOPK_MAX_THREADS) {
+		snprintf(errstr, errstr_size, "ivf: threads must be between 0 (one) and %d, got %d",
+			 TOPK_MAX_THREADS, config->threads);
+		return NULL;
+	}
+	if (config->max_batch > SIZE_MAX / sizeof(float) / IVF_TILE_ITEMS ||
+	    config->max_batch > SIZE_MAX / sizeof(float) / config->dim ||
+	    config->max_batch > SIZE_MAX / sizeof(uint64_t) / config->max_k) {
+		snprintf(errstr, errstr_size, "ivf: max_batch %zu overflows memory",
+			 config->max_batch);
+		return NULL;
+	}
+
+	ivf = calloc(1, sizeof *ivf);
+	if (ivf == NULL)
+		goto out_nomem;
+	ivf->dim = config->dim;
+	ivf->aug_dim = config->dim + 1;
+	ivf->config_nlist = config->nlist;
+	ivf->max_batch = config->max_batch;
+	ivf->max_k = config->max_k;
+	ivf->assign = config->assign;
+	ivf->seed = config->seed;
+	ivf->threads = config->threads ? config->threads : 1;
+	ivf->packed = malloc(config->max_batch * config->dim * sizeof(float));
+	ivf->gathered = malloc(config->max_batch * config->dim * sizeof(float));
+	ivf->tile = malloc(config->max_batch * IVF_TILE_ITEMS * sizeof(float));
+	ivf->heaps = malloc(config->max_batch * config->max_k * sizeof(uint64_t));
+	ivf->heap_counts = calloc(config->max_batch, sizeof(size_t));
+	ivf->special_offsets = calloc(config->max_batch + 1, sizeof(size_t));
+	ivf->special_counts = calloc(config->max_batch, sizeof(size_t));
+	ivf->aug_vector = malloc(ivf->aug_dim * sizeof(float));
+	if (ivf->packed == NULL || ivf->gathered == NULL || ivf->tile == NULL ||
+	    ivf->heaps == NULL || ivf->heap_counts == NULL || ivf->special_offsets == NULL ||
+	    ivf->special_counts == NULL || ivf->aug_vector == NULL)
+		goto out_free;
+	if (layout_alloc(&ivf->layout, 1, ivf->dim, 1))
+		goto out_free;
+	return ivf;
+
+out_free:
+	ivf_free(ivf);
+out_nomem:
+	snprintf(errstr, errstr_size, "ivf: out of memory for max_batch %zu, max_k %zu, dim %zu",
+		 config->max_batch, config->max_k, config->dim);
+	return NULL;
+}
+
+void ivf_free(struct ivf *ivf)
+{
+	if (ivf == NULL)
+		return;
+	layout_free(&ivf->layout);
+	free(ivf->packed);
+	free(ivf->gathered);
+	free(ivf->tile);
+	free(ivf->cell_scores);
+	free(ivf->heaps);
+	free(ivf->heap_counts);
+	free(ivf->probes);
+	free(ivf->cell_offsets);
+	free(ivf->cell_users);
+	free(ivf->specials);
+	free(ivf->special_items);
+	free(ivf->special_offsets);
+	free(ivf->special_counts);
+	free(ivf->aug_vector);
+	free(ivf->probe_heap);
+	free(ivf);
+}
+
+int ivf_build(struct ivf *ivf, const float *rows, size_t item_count, size_t row_stride,
+	      char *errstr, size_t errstr_size)
+{
+	struct layout layout;
+
+	if (item_count > (size_t)UINT32_MAX) {
+		snprintf(errstr, errstr_size, "ivf: item_count %zu exceeds the uint32_t item index",
+			 item_count);
+		return -1;
+	}
+	if (item_count > 0 && rows == NULL) {
+		snprintf(errstr, errstr_size, "ivf: rows is NULL with item_count %zu", item_count);
+		return -1;
+	}
+	if (row_stride < ivf->dim && item_count > 0) {
+		snprintf(errstr, errstr_size, "ivf: row_stride %zu is below dim %zu", row_stride,
+			 ivf->dim);
+		return -1;
+	}
+	set_threads(ivf);
+	if (train_layout(ivf, rows, item_count, row_stride, &layout, errstr, errstr_size)) {
+		layout_free(&ivf->layout);
+		if (layout_alloc(&ivf->layout, 1, ivf->dim, 1) == 0)
+			ivf->trained_items = 0;
+		return -1;
+	}
+	install_layout(ivf, &layout);
+	return 0;
+}
+
+int ivf_retrain(struct ivf *ivf, char *errstr, size_t errstr_size)
+{
+	const struct layout *old = &ivf->layout;
+	size_t dim = ivf->dim, item_count = old->item_count;
+	struct layout layout;
+	float *rows;
+	int rc;
+
+	/* Training reads rows by item; the cells hold them by cell. */
+	rows = malloc((item_count ? item_count : 1) * dim * sizeof *rows);
+	if (rows == NULL) {
+		snprintf(errstr, errstr_size, "ivf: out of memory copying %zu rows to retrain",
+			 item_count);
+		return -1;
+	}
+	for (size_t i = 0; i < item_count; i++)
+		memcpy(rows + i * dim,
+		       old->cells[old->cell_of[i]].rows + (size_t)old->slot_of[i] * dim,
+		       dim * sizeof *rows);
+	set_threads(ivf);
+	rc = train_layout(ivf, rows, item_count, dim, &layout, errstr, errstr_size);
+	if (rc == 0)
+		install_layout(ivf, &layout);
+	free(rows);
+	return rc;
+}
+
+size_t ivf_assign_cell(const struct ivf *ivf, const float *vector)
+{
+	const struct layout *layout = &ivf->layout;
+
+	/* Writes the index's scratch (aug_vector, assign_scores) although the
+	 * index is const: ivf.h's one-thread rule covers it. */
+	augment(ivf, layout->max_norm_sq, vector, ivf->aug_vector);
+	cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)layout->nlist, (int)ivf->aug_dim, 1.0f,
+		    layout->assign_centroids, (int)ivf->aug_dim, ivf->aug_vector, 1, 0.0f,
+		    layout->assign_scores, 1);
+	return argmax_biased(layout->assign_scores, layout->assign_bias, layout->nlist);
+}
+
+int ivf_update_item(struct ivf *ivf, uint32_t item, const float *vector, char *errstr,
+		    size_t errstr_size)
+{
+	struct layout *layout = &ivf->layout;
+	size_t dim = ivf->dim, cell;
+
+	if (vector == NULL) {
+		snprintf(errstr, errstr_size, "ivf: item %u: vector is NULL", (unsigned)item);
+		return -1;
+	}
+	if (item > layout->item_count || item == UINT32_MAX) {
+		snprintf(errstr, errstr_size,
+			 "ivf: item %u is past the end (the index holds %zu items)", (unsigned)item,
+			 layout->item_count);
+		return -1;
+	}
+	if (item == layout->item_count && layout->item_count == layout->item_capacity) {
+		size_t capacity = layout->item_capacity * 2;
+		uint32_t *cell_of = realloc(layout->cell_of, capacity * sizeof *cell_of);
+		if (cell_of == NULL)
+			goto out_nomem;
+		layout->cell_of = cell_of;
+		uint32_t *slot_of = realloc(layout->slot_of, capacity * sizeof *slot_of);
+		if (slot_of == NULL)
+			goto out_nomem;
+		layout->slot_of = slot_of;
+		layout->item_capacity = capacity;
+	}
+	set_threads(ivf);
+	cell = ivf_assign_cell(ivf, vector);
+	if (item < layout->item_count && layout->cell_of[item] == cell) {
+		memcpy(layout->cells[cell].rows + (size_t)layout->slot_of[item] * dim, vector,
+		       dim * sizeof(float));
+		return 0;
+	}
+	if (cell_reserve(&layout->cells[cell], layout->cells[cell].count + 1, dim))
+		goto out_nomem;
+	if (item < layout->item_count)
+		cell_remove(layout, item, dim);
+	else
+		layout->item_count++;
+	cell_append(layout, cell, item, vector, dim);
+	return 0;
+
+out_nomem:
+	snprintf(errstr, errstr_size, "ivf: item %u: out of memory", (unsigned)item);
+	return -1;
+}
+
+bool ivf_needs_retrain(const struct ivf *ivf)
+{
+	const struct layout *layout = &ivf->layout;
+	size_t largest = 0, trained = ivf->trained_items ? ivf->trained_items : 1;
+
+	if (layout->item_count >= 2 * trained)
+		return true;
+	for (size_t c = 0; c < layout->nlist; c++)
+		if (layout->cells[c].count > largest)
+			largest = layout->cells[c].count;
+	return (double)largest >
+	       IVF_RETRAIN_CELL_FACTOR * (double)layout->item_count / (double)layout->nlist;
+}
+
+size_t ivf_item_count(const struct ivf *ivf)
+{
+	return ivf->layout.item_count;
+}
+
+size_t ivf_nlist(const struct ivf *ivf)
+{
+	return ivf->layout.nlist;
+}
+
+size_t ivf_item_cell(const struct ivf *ivf, uint32_t item)
+{
+	return ivf->layout.cell_of[item];
+}
+
+size_t ivf_cell_size(const struct ivf *ivf, size_t cell)
+{
+	return ivf->layout.cells[cell].count;
+}
+
+size_t ivf_last_candidates(const struct ivf *ivf)
+{
+	return ivf->last_candidates;
+}
+
+/* ---- public: search -------------------------------------------------------------- */
+
+/* Checks every argument of ivf_search() before anything is written. */
+static int check_search(const struct ivf *ivf, const struct ivf_query *queries,
+			size_t query_count, size_t k, const struct topk_result *results,
+			const size_t *result_counts, char *errstr, size_t errstr_size)
+{
+	if (query_count > ivf->max_batch) {
+		snprintf(errstr, errstr_size, "ivf: query_count %zu exceeds max_batch %zu",
+			 query_count, ivf->max_batch);
+		return -1;
+	}
+	if (k > ivf->max_k) {
+		snprintf(errstr, errstr_size, "ivf: k %zu exceeds max_k %zu", k, ivf->max_k);
+		return -1;
+	}
+	if (query_count == 0)
+		return 0;
+	if (queries == NULL || result_counts == NULL || (k > 0 && results == NULL)) {
+		snprintf(errstr, errstr_size, "ivf: %s is NULL",
+			 queries == NULL         ? "queries"
+			 : result_counts == NULL ? "result_counts"
+						 : "results");
+		return -1;
+	}
+	for (size_t q = 0; q < query_count; q++) {
+		const struct topk_query *query = &queries[q].base;
+		if (query->vector == NULL) {
+			snprintf(errstr, errstr_size, "ivf: queries[%zu].base.vector is NULL", q);
+			return -1;
+		}
+		if (query->exclude_count > 0 && query->exclude == NULL) {
+			snprintf(errstr, errstr_size,
+				 "ivf: queries[%zu].base.exclude is NULL with exclude_count %zu", q,
+				 query->exclude_count);
+			return -1;
+		}
+		if (query->sparse_count > 0 &&
+		    (query->sparse_items == NULL || query->sparse_scores == NULL)) {
+			snprintf(errstr, errstr_size,
+				 "ivf: queries[%zu].base.sparse_%s is NULL with sparse_count %zu", q,
+				 query->sparse_items == NULL ? "items" : "scores",
+				 query->sparse_count);
+			return -1;
+		}
+		if (queries[q].extra_count > 0 && queries[q].extra_items == NULL) {
+			snprintf(errstr, errstr_size,
+				 "ivf: queries[%zu].extra_items is NULL with extra_count %zu", q,
+				 queries[q].extra_count);
+			return -1;
+		}
+		if (query->sparse_count + queries[q].extra_count > UINT32_MAX) {
+			snprintf(errstr, errstr_size,
+				 "ivf: queries[%zu] has more than %u sparse and extra items", q,
+				 (unsigned)UINT32_MAX);
+			return -1;
+		}
+		for (size_t e = 1; e < query->exclude_count; e++) {
+			if (query->exclude[e] < query->exclude[e - 1]) {
+				snprintf(errstr, errstr_size,
+					 "ivf: queries[%zu].base.exclude is not sorted ascending: "
+					 "exclude[%zu] = %u after %u",
+					 q, e, (unsigned)query->exclude[e],
+					 (unsigned)query->exclude[e - 1]);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int compare_special(const void *a, const void *b)
+{
+	const struct special *x = a, *y = b;
+
+	if (x->item != y->item)
+		return x->item < y->item ? -1 : 1;
+	return (x->order > y->order) - (x->order < y->order);
+}
+
+/* Grows the scratch this batch needs beyond what earlier batches needed. */
+static int reserve_search(struct ivf *ivf, size_t query_count, size_t probes_per_query,
+			  size_t special_total, char *errstr, size_t errstr_size)
+{
+	size_t nlist = ivf->layout.nlist;
+
+	if (reserve((void **)&ivf->cell_scores, &ivf->cell_scores_capacity, ivf->max_batch * nlist,
+		    sizeof(float)) ||
+	    reserve((void **)&ivf->probes, &ivf->probes_capacity, query_count * probes_per_query,
+		    sizeof(uint32_t)) ||
+	    reserve((void **)&ivf->cell_users, &ivf->cell_users_capacity,
+		    query_count * probes_per_query, sizeof(uint32_t)) ||
+	    reserve((void **)&ivf->cell_offsets, &ivf->cell_offsets_capacity, nlist + 1,
+		    sizeof(size_t)) ||
+	    reserve((void **)&ivf->probe_heap, &ivf->probe_heap_capacity, probes_per_query,
+		    sizeof(uint64_t)) ||
+	    reserve((void **)&ivf->specials, &ivf->specials_capacity, special_total,
+		    sizeof(struct special)) ||
+	    reserve((void **)&ivf->special_items, &ivf->special_items_capacity, special_total,
+		    sizeof(uint32_t))) {
+		snprintf(errstr, errstr_size,
+			 "ivf: out of memory for a batch of %zu queries, %zu probes each, %zu "
+			 "sparse and extra items",
+			 query_count, probes_per_query, special_total);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Each query's `probes` best non-empty cells by q.c + bias (ties to the lower
+ * cell), into ivf->probes[q * probes ...], and the cells' user lists.
+ */
+static void choose_probes(struct ivf *ivf, size_t query_count, size_t probes)
+{
+	const struct layout *layout = &ivf->layout;
+	size_t nlist = layout->nlist;
+	size_t *offsets = ivf->cell_offsets;
+	uint64_t *keys = ivf->probe_heap;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)query_count, (int)nlist,
+		    (int)ivf->dim, 1.0f, ivf->packed, (int)ivf->dim, layout->probe_centroids,
+		    (int)ivf->dim, 0.0f, ivf->cell_scores, (int)nlist);
+	memset(offsets, 0, (nlist + 1) * sizeof *offsets);
+	for (size_t q = 0; q < query_count; q++) {
+		const float *scores = ivf->cell_scores + q * nlist;
+		uint32_t *chosen = ivf->probes + q * probes;
+		size_t count = 0;
+
+		float bar = -INFINITY;
+
+		for (size_t c = 0; c < nlist; c++) {
+			float score = scores[c] + layout->probe_bias[c];
+			if (count == probes && !(score >= bar))
+				continue;
+			if (layout->cells[c].count == 0)
+				continue;
+			if (isnan(score))
+				score = -INFINITY;
+			heap_offer(keys, &count, probes, result_key(score, (uint32_t)c));
+			if (count == probes)
+				bar = key_result(keys[0]).score;
+		}
+		/* Best cell first (a heap sort, as for results), so that the scan
+		 * can visit each user's best cells before its others. */
+		for (size_t left = count; left > 1; left--) {
+			uint64_t worst = keys[0];
+			keys[0] = keys[left - 1];
+			keys[left - 1] = worst;
+			heap_sift_down(keys, left - 1, 0);
+		}
+		for (size_t p = 0; p < probes; p++) {
+			chosen[p] = p < count ? key_result(keys[p]).item : UINT32_MAX;
+			if (p < count)
+				offsets[chosen[p] + 1]++;
+		}
+	}
+	for (size_t c = 0; c < nlist; c++)
+		offsets[c + 1] += offsets[c];
+	/* Fill, moving offsets[c] to the end of cell c; then shift back. */
+	for (size_t q = 0; q < query_count; q++)
+		for (size_t p = 0; p < probes; p++)
+			if (ivf->probes[q * probes + p] != UINT32_MAX)
+				ivf->cell_users[offsets[ivf->probes[q * probes + p]]++] =
+				    (uint32_t)q;
+	for (size_t c = nlist; c > 0; c--)
+		offsets[c] = offsets[c - 1];
+	offsets[0] = 0;
+}
+
+/*
+ * Specials lie anywhere in memory, and each needs three dependent loads
+ * (its cell and slot, then its row) and its eligibility: waited on one by
+ * one they cost half of a search at 1M items. So their positions are
+ * fetched ahead while they are collected, and a query's rows while the
+ * query before it is scored.
+ */
+static void prefetch_position(const struct ivf *ivf, uint32_t item)
+{
+	__builtin_prefetch(&ivf->layout.cell_of[item]);
+	__builtin_prefetch(&ivf->layout.slot_of[item]);
+}
+
+/* Sorts each query's sparse and extra items by (item, caller's order) and
+ * lists the distinct ones; items past the index are dropped. */
+static void collect_specials(struct ivf *ivf, const struct ivf_query *queries,
+			     size_t query_count)
+{
+	size_t item_count = ivf->layout.item_count, at = 0;
+
+	for (size_t q = 0; q < query_count; q++) {
+		const struct ivf_query *query = &queries[q];
+		size_t begin = at, distinct = 0;
+
+		ivf->special_offsets[q] = begin;
+		for (size_t s = 0; s < query->base.sparse_count; s++)
+			if (query->base.sparse_items[s] < item_count) {
+				prefetch_position(ivf, query->base.sparse_items[s]);
+				ivf->specials[at++] =
+				    (struct special){query->base.sparse_items[s], (uint32_t)s};
+			}
+		for (size_t e = 0; e < query->extra_count; e++)
+			if (query->extra_items[e] < item_count) {
+				prefetch_position(ivf, query->extra_items[e]);
+				ivf->specials[at++] = (struct special){
+				    query->extra_items[e],
+				    (uint32_t)(query->base.sparse_count + e)};
+			}
+		if (at > begin)
+			qsort(ivf->specials + begin, at - begin, sizeof *ivf->specials,
+			      compare_special);
+		for (size_t s = begin; s < at; s++)
+			if (s == begin || ivf->specials[s].item != ivf->specials[s - 1].item)
+				ivf->special_items[begin + distinct++] = ivf->specials[s].item;
+		ivf->special_counts[q] = distinct;
+	}
+	ivf->special_offsets[query_count] = at;
+}
+
+/* Where the next score at or above `bar` may be (see topk.c's skip_below;
+ * here an equal score may still win on a lower index). */
+static size_t skip_below(const float *scores, size_t n, float bar)
+{
+	size_t j = 0;
+
+	for (; j + SKIP_BLOCK <= n; j += SKIP_BLOCK) {
+		int hit = 0;
+		for (size_t m = 0; m < SKIP_BLOCK; m++)
+			hit |= scores[j + m] >= bar;
+		if (hit)
+			break;
+	}
+	for (; j + SCAN_BLOCK <= n; j += SCAN_BLOCK) {
+		int hit = 0;
+		for (size_t m = 0; m < SCAN_BLOCK; m++)
+			hit |= scores[j + m] >= bar;
+		if (hit)
+			break;
+	}
+	return j;
+}
+
+/* Whether query q may be offered cell item `item` scored `score`: not NaN,
+ * eligible, not excluded, and not one of its special items (scored apart). */
+static bool cell_candidate(const struct ivf *ivf, size_t q, const struct topk_query *query,
+			   const uint8_t *eligible, float score, uint32_t item)
+{
+	return !isnan(score) && (eligible == NULL || eligible[item]) &&
+	       !sorted_contains(query->exclude, query->exclude_count, item) &&
+	       !sorted_contains(ivf->special_items + ivf->special_offsets[q],
+				ivf->special_counts[q], item);
+}
+
+/*
+ * Offers query q the n scored items of one cell tile (k >= 1). Until the
+ * heap is full every candidate enters; then only scores at or above the
+ * root's (an equal score wins on a lower index) are looked at.
+ */
+static void offer_tile(struct ivf *ivf, size_t q, const struct topk_query *query,
+		       const uint8_t *eligible, const float *scores, const uint32_t *items,
+		       size_t n, size_t k)
+{
+	uint64_t *heap = ivf->heaps + q * ivf->max_k;
+	size_t *count = &ivf->heap_counts[q];
+	size_t j = 0;
+	float bar;
+
+	for (; j < n && *count < k; j++)
+		if (cell_candidate(ivf, q, query, eligible, scores[j], items[j]))
+			heap_push(heap, count, result_key(scores[j], items[j]));
+	if (*count < k)
+		return;
+	bar = key_result(heap[0]).score;
+	while (j < n) {
+		size_t block_end;
+
+		j += skip_below(scores + j, n - j, bar);
+		block_end = n - j < SCAN_BLOCK ? n : j + SCAN_BLOCK;
+		for (; j < block_end; j++) {
+			if (!(scores[j] >= bar) ||
+			    !cell_candidate(ivf, q, query, eligible, scores[j], items[j]))
+				continue;
+			heap_offer(heap, count, k, result_key(scores[j], items[j]));
+			bar = key_result(heap[0]).score;
+		}
+	}
+}
+
+/* Scores one cell against the queries of `users` (one sgemm per tile if
+ * they are many, else one per user) and offers each its scores. */
+static void scan_cell(struct ivf *ivf, const struct ivf_query *queries, const uint8_t *eligible,
+		      size_t k, size_t c, const uint32_t *users, size_t user_count)
+{
+	const struct ivf_cell *cell = &ivf->layout.cells[c];
+	size_t dim = ivf->dim;
+	bool shared = user_count >= CELL_SHARED_MIN_USERS;
+
+	if (shared)
+		for (size_t u = 0; u < user_count; u++)
+			memcpy(ivf->gathered + u * dim, ivf->packed + (size_t)users[u] * dim,
+			       dim * sizeof(float));
+	for (size_t first = 0; first < cell->count; first += IVF_TILE_ITEMS) {
+		size_t n = cell->count - first < IVF_TILE_ITEMS ? cell->count - first
+								: IVF_TILE_ITEMS;
+		/* tile (users × n) = their queries (users × dim) · rowsᵀ */
+		if (shared)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)user_count,
+				    (int)n, (int)dim, 1.0f, ivf->gathered, (int)dim,
+				    cell->rows + first * dim, (int)dim, 0.0f, ivf->tile, (int)n);
+		else
+			for (size_t u = 0; u < user_count; u++)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, (int)n,
+					    (int)dim, 1.0f, ivf->packed + (size_t)users[u] * dim,
+					    (int)dim, cell->rows + first * dim, (int)dim, 0.0f,
+					    ivf->tile + u * n, (int)n);
+		for (size_t u = 0; u < user_count; u++)
+			offer_tile(ivf, users[u], &queries[users[u]].base, eligible,
+				   ivf->tile + u * n, cell->items + first, n, k);
+		ivf->last_candidates += n * user_count;
+	}
+}
+
+/*
+ * Scores the probed cells: first the cells many users share, one sgemm for
+ * all of them; then the others user by user, each user's cells best first,
+ * all users' best cells before anyone's second, so that a heap's bar is
+ * high early and few scores need the filters (each a likely cache miss in
+ * `eligible`).
+ */
+static void scan_cells(struct ivf *ivf, const struct ivf_query *queries, size_t query_count,
+		       size_t probes, const uint8_t *eligible, size_t k)
+{
+	const struct layout *layout = &ivf->layout;
+
+	for (size_t c = 0; c < layout->nlist; c++) {
+		size_t user_count = ivf->cell_offsets[c + 1] - ivf->cell_offsets[c];
+		if (user_count >= CELL_SHARED_MIN_USERS)
+			scan_cell(ivf, queries, eligible, k, c,
+				  ivf->cell_users + ivf->cell_offsets[c], user_count);
+	}
+	for (size_t p = 0; p < probes; p++) {
+		for (size_t q = 0; q < query_count; q++) {
+			uint32_t c = ivf->probes[q * probes + p];
+			uint32_t user = (uint32_t)q;
+			if (c == UINT32_MAX ||
+			    ivf->cell_offsets[c + 1] - ivf->cell_offsets[c] >= CELL_SHARED_MIN_USERS)
+				continue;
+			scan_cell(ivf, queries, eligible, k, c, &user, 1);
+		}
+	}
+}
+
+/* a . b over n floats, in DOT_LANES independent sums so that it vectorises
+ * (cblas_sdot's call costs more than the 33 products of a model row). */
+#define DOT_LANES 8
+static float dot(const float *a, const float *b, size_t n)
+{
+	float lanes[DOT_LANES] = {0};
+	float sum = 0.0f;
+	size_t j = 0;
+
+	for (; j + DOT_LANES <= n; j += DOT_LANES)
+		for (size_t l = 0; l < DOT_LANES; l++)
+			lanes[l] += a[j + l] * b[j + l];
+	for (; j < n; j++)
+		sum += a[j] * b[j];
+	for (size_t l = 0; l < DOT_LANES; l++)
+		sum += lanes[l];
+	return sum;
+}
+
+/* Where item's row is in the cells. */
+static const float *item_row(const struct ivf *ivf, uint32_t item)
+{
+	const struct layout *layout = &ivf->layout;
+
+	return layout->cells[layout->cell_of[item]].rows + (size_t)layout->slot_of[item] * ivf->dim;
+}
+
+/* Fetches ahead the rows and eligibility of query q's distinct specials. */
+static void prefetch_rows(const struct ivf *ivf, size_t q, const uint8_t *eligible)
+{
+	const uint32_t *items = ivf->special_items + ivf->special_offsets[q];
+
+	for (size_t s = 0; s < ivf->special_counts[q]; s++) {
+		const float *row = item_row(ivf, items[s]);
+		__builtin_prefetch(row);
+		__builtin_prefetch(row + ivf->dim - 1);
+		if (eligible != NULL)
+			__builtin_prefetch(&eligible[items[s]]);
+	}
+}
+
+/* Scores each query's special items once: dot product, then its sparse
+ * scores in the caller's order (as topk adds them). */
+static void score_specials(struct ivf *ivf, const struct ivf_query *queries, size_t query_count,
+			   const uint8_t *eligible, size_t k)
+{
+	size_t dim = ivf->dim;
+
+	if (query_count > 0)
+		prefetch_rows(ivf, 0, eligible);
+	for (size_t q = 0; q < query_count; q++) {
+		const struct topk_query *query = &queries[q].base;
+		size_t end = ivf->special_offsets[q + 1];
+
+		if (q + 1 < query_count)
+			prefetch_rows(ivf, q + 1, eligible);
+		for (size_t s = ivf->special_offsets[q]; s < end;) {
+			uint32_t item = ivf->specials[s].item;
+			const float *row = item_row(ivf, item);
+			float score = dot(ivf->packed + q * dim, row, dim);
+
+			for (; s < end && ivf->specials[s].item == item; s++) {
+				if (ivf->specials[s].order < query->sparse_count)
+					score += query->sparse_scores[ivf->specials[s].order];
+			}
+			ivf->last_candidates++;
+			if (isnan(score) || (eligible && !eligible[item]) ||
+			    sorted_contains(query->exclude, query->exclude_count, item))
+				continue;
+			heap_offer(ivf->heaps + q * ivf->max_k, &ivf->heap_counts[q], k,
+				   result_key(score, item));
+		}
+	}
+}
+
+int ivf_search(struct ivf *ivf, const uint8_t *eligible, const struct ivf_query *queries,
+	       size_t query_count, size_t nprobe, size_t k, struct topk_result *results,
+	       size_t *result_counts, char *errstr, size_t errstr_size)
+{
+	size_t nlist = ivf->layout.nlist, probes, special_total = 0;
+
+	if (check_search(ivf, queries, query_count, k, results, result_counts, errstr,
+			 errstr_size))
+		return -1;
+	ivf->last_candidates = 0;
+	if (query_count == 0)
+		return 0;
+	if (k == 0 || ivf->layout.item_count == 0) {
+		memset(result_counts, 0, query_count * sizeof *result_counts);
+		return 0;
+	}
+	probes = nprobe < nlist ? nprobe : nlist;
+	for (size_t q = 0; q < query_count; q++)
+		special_total += queries[q].base.sparse_count + queries[q].extra_count;
+	if (reserve_search(ivf, query_count, probes, special_total, errstr, errstr_size))
+		return -1;
+
+	set_threads(ivf);
+	for (size_t q = 0; q < query_count; q++) {
+		memcpy(ivf->packed + q * ivf->dim, queries[q].base.vector, ivf->dim * sizeof(float));
+		ivf->heap_counts[q] = 0;
+	}
+	/* Specials first: with their sparse scores they are often good, and a
+	 * heap filled early makes most cell scores fall below its bar. */
+	collect_specials(ivf, queries, query_count);
+	score_specials(ivf, queries, query_count, eligible, k);
+	if (probes > 0) {
+		choose_probes(ivf, query_count, probes);
+		scan_cells(ivf, queries, query_count, probes, eligible, k);
+	}
+
+	for (size_t q = 0; q < query_count; q++) {
+		uint64_t *heap = ivf->heaps + q * ivf->max_k;
+		size_t count = ivf->heap_counts[q];
+
+		/* Heap sort: each pass moves the worst left to the end. */
+		for (size_t left = count; left > 1; left--) {
+			uint64_t worst = heap[0];
+			heap[0] = heap[left - 1];
+			heap[left - 1] = worst;
+			heap_sift_down(heap, left - 1, 0);
+		}
+		for (size_t r = 0; r < count; r++)
+			results[q * k + r] = key_result(heap[r]);
+		result_counts[q] = count;
+	}
+	return 0;
+}

@@ -1,0 +1,246 @@
+/*
+ * ivf: an inverted-file index over the item rows, the candidate stage of the
+ * refresh path at catalogue scale (DESIGN.md, Top-k).
+ *
+ * The index cuts item space into nlist cells around k-means centroids and
+ * keeps, per cell, the ids and a copy of the rows of the items in it. A
+ * search takes a batch of users, scores every user against every centroid
+ * with one cblas_sgemm, probes each user's nprobe best cells, and ranks the
+ * union of those cells' items, the user's sparse-scored items (co-visitation
+ * neighbours) and the extra candidates the caller names (trending items) by
+ * the exact fused score, as topk_run() would: dot(query, row) plus the sparse
+ * scores, exclusions, eligibility, the same order and tie rule (higher score,
+ * then lower item index), NaN never returned. Probing every cell gives
+ * topk's list over the same rows; probing fewer misses only items of
+ * unprobed cells that no list named.
+ *
+ * Rounding: OpenBLAS's sgemm rounds differently by shape (on this machine's
+ * Cooperlake kernel 77% of the dot products of a 1x1024 product differ in
+ * their last bits from the same ones inside a 256x1024 product), and topk's
+ * scores themselves depend on its batch. So "topk's list" is exact when the
+ * dot products are exact in float (tests/unit/031_ivf.c uses grid data, as
+ * 030_topk does); on continuous data two items whose scores differ only by
+ * rounding may swap places.
+ *
+ * Assignment rule (maximum inner product). Inner-product search has no
+ * triangle inequality, so k-means in plain L2 (which ignores norms) or plain
+ * argmax of raw inner products (which drains items into the longest
+ * centroids) make poor cells. Two rules are implemented:
+ *   - IVF_ASSIGN_AUGMENTED_L2: every row x becomes x' = [x, sqrt(M^2 - |x|^2)]
+ *     with M the largest row norm at training, queries q' = [q, 0]; then
+ *     |q' - x'|^2 = |q|^2 + M^2 - 2 q.x, so nearest in L2 is largest inner
+ *     product (Bachrach et al. 2014). k-means runs in L2 on x'; a user probes
+ *     the cells of largest q.c - |c'|^2/2 (nearest centroid of q').
+ *   - IVF_ASSIGN_NORMALISED_IP: an item joins the cell whose unit-length
+ *     centroid has the largest inner product with it (spherical k-means); a
+ *     user probes the cells whose mean row scores highest.
+ * Measured by bench/bench_ivf.c on clustered data (a mixture of Gaussians
+ * with a popularity bias column, the shape of learned embeddings), dim 32+1,
+ * recall@20 against exact (candidates per user in brackets):
+ *
+ *   items nlist nprobe   augmented-L2      normalised-IP
+ *   100k   316     16   0.942 (4620)      0.965 (5461)
+ *   100k   316     32   0.981 (9592)      0.986 (10629)
+ *   1M    1000      4   0.956 (3698)      0.970 (3861)
+ *   1M    1000      8   0.983 (7149)      0.980 (7701)
+ *
+ * The normalised rule puts popular cells a little larger (more candidates
+ * per probe) but reaches 0.95 to 0.97, where a refresh wants to work, with
+ * fewer candidates; the augmented rule only catches up around 0.98. Hence
+ * IVF_ASSIGN_DEFAULT.
+ *
+ * Keeping current: the index holds its own copy of every row, grouped by
+ * cell, so that a probe streams contiguous memory instead of gathering rows
+ * from a 128 MB matrix. The caller passes every changed row to
+ * ivf_update_item(), which scores it against the centroids (O(nlist·dim)),
+ * moves it to its new cell if the cell changed (swap-remove with a position
+ * array, O(1)) and stores the new row. Centroids stay fixed between
+ * trainings; ivf_needs_retrain() says when they no longer fit (criterion
+ * there) and ivf_retrain() trains again from the index's own rows.
+ *
+ * Speed (bench/bench_ivf.c, 2 shared cores, Cooperlake kernel, one
+ * thread, batch 256, per CPU-second): at 1M items nprobe 4 about 10-12k
+ * lists/s against the exact engine's 780, 12-15x, at recall@20 0.956-0.970.
+ * A probe streams its cell from memory (132 bytes a candidate, rarely shared
+ * by two users of a batch), and each user's ~70 sparse and extra items cost
+ * 15-20 us in cache and TLB misses (rows anywhere in 132 MB), a fixed cost
+ * per list that the exact engine, which adds sparse scores into its tiles,
+ * does not pay.
+ *
+ * Memory: the rows again (item_count × dim floats, cells grow by doubling),
+ * 8 bytes per item for its cell and slot, nlist × (2·dim + 4) floats of
+ * centroids, and the search's scratch: max_batch × (nlist + IVF_TILE_ITEMS)
+ * floats of scores, max_batch × max_k heaps, the probe lists, and the
+ * batch's sparse and extra candidates (grown when a batch needs more, then
+ * kept). Training holds a sample of up to nlist·IVF_TRAIN_POINTS_PER_CELL
+ * rows and, in ivf_retrain(), a temporary copy of every row.
+ *
+ * Threads: an index is used by one thread at a time. ivf_update_item(),
+ * ivf_retrain() and ivf_search() all read or write the cells, so the owner
+ * (the refresh thread, say) either calls them all itself or serialises them
+ * with a lock of its own; a search never runs while an item moves. Each call
+ * sets OpenBLAS's process-wide thread count to the config's `threads` before
+ * its sgemm calls and leaves it so, as topk does. Different indexes are
+ * independent.
+ *
+ * model/ knows nothing of Kafka, RocksDB or the daemon's loop: rows and
+ * queries arrive as plain float arrays.
+ */
+#ifndef STREAMREC_IVF_H
+#define STREAMREC_IVF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "topk.h"
+
+/** How items are assigned to cells and cells chosen for a query (see above). */
+enum ivf_assign {
+	IVF_ASSIGN_AUGMENTED_L2 = 0,
+	IVF_ASSIGN_NORMALISED_IP,
+};
+
+/**
+ * The rule a config should choose unless it measured otherwise: the better
+ * recall for the candidates at recall 0.95 to 0.97 (table above).
+ */
+#define IVF_ASSIGN_DEFAULT IVF_ASSIGN_NORMALISED_IP
+
+/**
+ * Cells per square root of the item count when the config leaves nlist to
+ * the index: about sqrt(N) items per cell, so the centroid product
+ * (nlist·dim) and one cell's scan (N/nlist·dim) cost the same.
+ */
+#define IVF_NLIST_PER_SQRT 1.0
+
+/** Lloyd iterations per training. */
+#define IVF_TRAIN_ITERATIONS 8
+
+/** Training sample: this many rows per cell (fewer if the catalogue is smaller). */
+#define IVF_TRAIN_POINTS_PER_CELL 64
+
+/** Cell rows scored per sgemm in a search. */
+#define IVF_TILE_ITEMS 1024
+
+/**
+ * ivf_needs_retrain() is true when the largest cell holds more than this many
+ * times the mean cell size (a probe of it costs that many cells' worth).
+ */
+#define IVF_RETRAIN_CELL_FACTOR 4.0
+
+struct ivf_config {
+	size_t dim;       /**< floats per row and per query vector, at least 1 */
+	size_t nlist;     /**< cells; 0 = IVF_NLIST_PER_SQRT·sqrt(items) at each training */
+	size_t max_batch; /**< most queries per ivf_search(), at least 1 */
+	size_t max_k;     /**< largest k per ivf_search(), at least 1 */
+	enum ivf_assign assign;
+	uint64_t seed; /**< training's sample and initial centroids; same seed, same cells */
+	int threads;   /**< OpenBLAS threads for the sgemm calls, 1..TOPK_MAX_THREADS; 0 = 1 */
+};
+
+/**
+ * One user's query: `base` exactly as topk_run() takes it (the vector, the
+ * exclusions, the sparse co-visitation scores, whose items are candidates
+ * too), plus extra candidates the model wants ranked whatever cells are
+ * probed (trending items). Extra items may repeat and overlap the sparse
+ * items or the probed cells; each item is scored once. Items at or past the
+ * index's item count are ignored.
+ */
+struct ivf_query {
+	struct topk_query base;
+	const uint32_t *extra_items; /**< any order; NULL if none */
+	size_t extra_count;
+};
+
+struct ivf;
+
+/**
+ * @brief Creates an empty index (no items, one empty cell) with its search
+ * buffers for config->max_batch queries and k up to config->max_k.
+ * @returns the index, or NULL with the reason in errstr.
+ */
+struct ivf *ivf_new(const struct ivf_config *config, char *errstr, size_t errstr_size);
+
+/** @brief Frees the index; NULL is ignored. */
+void ivf_free(struct ivf *ivf);
+
+/**
+ * @brief Replaces the index's content with items [0, item_count): copies
+ * their rows (`row_stride` floats apart, row_stride >= dim), trains the
+ * centroids on a sample and assigns every item. The caller keeps `rows`.
+ * @returns 0, or -1 with the reason in errstr (the index is then empty).
+ */
+int ivf_build(struct ivf *ivf, const float *rows, size_t item_count, size_t row_stride,
+	      char *errstr, size_t errstr_size);
+
+/**
+ * @brief Stores item's new row (dim floats, copied) and moves the item to
+ * the cell it now belongs to. `item` equal to the item count appends a new
+ * item. Does not retrain (see ivf_needs_retrain()).
+ * @returns 0, or -1 with the reason in errstr (item past the end, no memory;
+ * the index is unchanged).
+ */
+int ivf_update_item(struct ivf *ivf, uint32_t item, const float *vector, char *errstr,
+		    size_t errstr_size);
+
+/**
+ * @brief Whether the centroids no longer fit the items: the largest cell
+ * holds more than IVF_RETRAIN_CELL_FACTOR times the mean, or the catalogue
+ * has doubled since the last training (an automatic nlist would be √2
+ * larger).
+ */
+bool ivf_needs_retrain(const struct ivf *ivf);
+
+/**
+ * @brief Trains the centroids again from the index's own rows and reassigns
+ * every item, as ivf_build() would with the same rows.
+ * @returns 0, or -1 with the reason in errstr (no memory: the index is
+ * unchanged).
+ */
+int ivf_retrain(struct ivf *ivf, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Writes each query's best k among its candidates: the items of its
+ * nprobe best cells (nprobe >= the cell count probes all), its sparse items
+ * and its extra items.
+ *
+ * `eligible` is NULL or one byte per item of the index, 0 = never return.
+ * Results, counts, order, ties and errors are those of topk_run(): at most k
+ * results per query at results[q*k ...], best first, higher score then
+ * lower item index; excluded, ineligible and NaN-scored items never
+ * appear. nprobe = 0 ranks the sparse and extra items alone.
+ *
+ * @returns 0, or -1 with the reason in errstr (query_count > max_batch,
+ * k > max_k, NULL arrays with entries, unsorted exclusions, no memory); on
+ * error nothing is written.
+ */
+int ivf_search(struct ivf *ivf, const uint8_t *eligible, const struct ivf_query *queries,
+	       size_t query_count, size_t nprobe, size_t k, struct topk_result *results,
+	       size_t *result_counts, char *errstr, size_t errstr_size);
+
+/** @returns the number of items in the index. */
+size_t ivf_item_count(const struct ivf *ivf);
+
+/** @returns the number of cells of the current training. */
+size_t ivf_nlist(const struct ivf *ivf);
+
+/** @returns the cell item lives in (item below the item count). */
+size_t ivf_item_cell(const struct ivf *ivf, uint32_t item);
+
+/** @returns the number of items in `cell`. */
+size_t ivf_cell_size(const struct ivf *ivf, size_t cell);
+
+/**
+ * @brief The cell an arbitrary row would be assigned to now (what
+ * ivf_update_item() would choose for it).
+ */
+size_t ivf_assign_cell(const struct ivf *ivf, const float *vector);
+
+/**
+ * @brief Candidates scored by the last ivf_search(), summed over its queries
+ * (cell items plus distinct sparse and extra items), for benchmarks.
+ */
+size_t ivf_last_candidates(const struct ivf *ivf);
+
+#endif
