@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -705,7 +706,8 @@ def test_a_refused_dead_letter_stops_the_daemon_before_its_offset_moves(kafka_br
         stuck.log.close()
         log = stuck.logtext()
         assert code > 0, (code, log)
-        assert re.search(r"dlqsteady\.events\[0\]@300: dead-letter", log), log
+        assert re.search(r"dlqsteady\.events\[0\]@300: dead.letter (not delivered|send failed)",
+                         log), log
         topic_config(kafka_broker, stuck.dlq, "max.message.bytes=1000000")
         stuck.start()
         letters = read_topic(kafka_broker, stuck.dlq, 1)
@@ -721,5 +723,70 @@ def test_a_refused_dead_letter_stops_the_daemon_before_its_offset_moves(kafka_br
         assert digests[0] == digests[1], digests
     finally:
         for d in (steady, stuck):
+            if d.process is not None and d.process.poll() is None:
+                d.process.kill()
+
+
+# Runs streamrecd with its state on a small tmpfs filled to about 1.5 MiB free
+# (in a private mount namespace), then copies the state out, whatever the
+# exit, and prints the daemon's return code (negative: killed by that signal).
+FULL_DISK_RUNNER = """
+import os, shutil, subprocess, sys
+mount_point, daemon, config, log, copy = sys.argv[1:6]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mount_point], check=True)
+vfs = os.statvfs(mount_point)
+with open(os.path.join(mount_point, "ballast"), "wb") as ballast:
+    ballast.write(bytes(vfs.f_bavail * vfs.f_frsize - (3 << 20) // 2))
+with open(log, "a") as out:
+    code = subprocess.run([daemon, "--config", config], stdout=out, stderr=out).returncode
+shutil.copytree(os.path.join(mount_point, "state"), copy)
+print(code)
+"""
+
+
+def test_a_full_disk_with_the_rocksdb_log_on_it_exits_cleanly(kafka_broker, tmp_path):
+    """The state directory, RocksDB's info LOG included (no state.log_dir),
+    fills up while events flow: the daemon exits non-zero by itself, not by
+    a signal (RocksDB 7.8.3 asserts on a LOG write after a failed one), and
+    names the write failure; restarted on a disk with room, it resumes with
+    every event applied exactly once (its model equals an undisturbed one's)."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no private mount namespace here: cannot make a full disk")
+    steady = Daemon(kafka_broker, tmp_path, "fullsteady", partitions=1)
+    full = Daemon(kafka_broker, tmp_path, "fulldisk", partitions=1)
+    mount_point = tmp_path / "fulldisk-tmpfs"
+    mount_point.mkdir()
+    text = full.config.read_text().replace("topic = fulldisk.events", "topic = fullsteady.events")
+    full.config.write_text(text.replace(str(full.dir / "state"), str(mount_point / "state")))
+    try:
+        steady.start()
+        runner = subprocess.Popen(
+            ["unshare", "-rm", sys.executable, "-c", FULL_DISK_RUNNER, mount_point, STREAMRECD,
+             full.config, full.dir / "streamrecd.log", full.dir / "state"],
+            stdout=subprocess.PIPE, text=True)
+        producer = subprocess.Popen([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap,
+                                     "--topic", steady.events, "--count", "40000", "--rate",
+                                     "4000", "--users", "2000", "--items", "1000"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out, _ = runner.communicate(timeout=300)
+        assert runner.returncode == 0, out
+        code = int(out.split()[-1])
+        log = full.logtext()
+        assert code > 0, (code, log)  # an exit, not a signal
+        assert re.search(r"No space left on device", log), log
+        # restart with the state on the real disk, where there is room
+        full.config.write_text(text)
+        full.start()
+        assert producer.wait(timeout=120) == 0
+        assert steady.wait_for(lambda: steady.metric("streamrec_updates_total") >= 40000, 120)
+        settled(full)
+        assert steady.stop() == 0
+        assert full.stop() == 0
+        digests = [subprocess.run([STREAMREC, "digest", "--state", d.dir / "state"],
+                                  check=True, capture_output=True, text=True).stdout
+                   for d in (steady, full)]
+        assert digests[0] == digests[1], digests
+    finally:
+        for d in (steady, full):
             if d.process is not None and d.process.poll() is None:
                 d.process.kill()
