@@ -61,7 +61,8 @@ BINS       := $(patsubst daemon/main_%.c,$(BUILD)/%,$(MAIN_SRCS))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
-TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read
+TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read \
+	      $(BUILD)/tests/kafka_topic_config
 BENCH_COLLECT := $(BUILD)/bench/collect
 
 .PHONY: check-layers all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-peers bench-e2e install uninstall clean format
@@ -113,6 +114,9 @@ $(BUILD)/tests/kafka_send: $(BUILD)/asan/tests/tools/kafka_send.o
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
 $(BUILD)/tests/kafka_read: $(BUILD)/asan/tests/tools/kafka_read.o
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
+$(BUILD)/tests/kafka_topic_config: $(BUILD)/asan/tests/tools/kafka_topic_config.o
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
 

@@ -315,24 +315,35 @@ static void log_suppressed_dead_letters(struct daemon *d)
 	}
 }
 
-static void dead_letter(struct daemon *d, const struct consumer_message *m,
-			const struct codec_error *err)
+/*
+ * Counts a bad message and queues its dead letter. Its offset may be marked
+ * only when this returns 0; a letter that cannot even be queued stops the
+ * daemon (fail()), so the offset stays where it was and a restart reads the
+ * message again. Delivery is confirmed before the next commit (commit_now).
+ */
+static int dead_letter(struct daemon *d, const struct consumer_message *m,
+		       const struct codec_error *err)
 {
-	char errstr[256];
+	char errstr[256], what[512];
 	d->metrics->invalid_events_total[err->reason]++;
 	if (dead_letter_log_allowed(d, err->reason))
 		log_line(LOG_PRIORITY_INFO, "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition,
 			 m->offset, codec_reason_name(err->reason), err->detail);
 	if (d->config.dead_letter_topic == NULL || d->config.dead_letter_topic[0] == '\0')
-		return;
+		return 0;
 	if (producer_send_dead_letter(d->producer, d->config.dead_letter_topic,
 				      codec_reason_name(err->reason), m->topic, m->partition,
 				      m->offset, m->key, m->key_len, m->value, m->value_len, errstr,
-				      sizeof errstr) == 0)
-		d->metrics->dlq_messages_total++;
-	else
-		log_line(LOG_PRIORITY_WARNING, "%s[%" PRId32 "]@%" PRId64 ": dead-letter send failed: %s", m->topic,
-			 m->partition, m->offset, errstr);
+				      sizeof errstr) != 0) {
+		snprintf(what, sizeof what,
+			 "%s[%" PRId32 "]@%" PRId64 ": dead-letter send failed: %s; its offset is "
+			 "not committed",
+			 m->topic, m->partition, m->offset, errstr);
+		fail(d, what);
+		return -1;
+	}
+	d->metrics->dlq_messages_total++;
+	return 0;
 }
 
 /*
@@ -409,7 +420,8 @@ static void on_message(const struct consumer_message *m, void *opaque)
 		return;
 	}
 	if (codec_decode_user_event(d->codec, m->value, m->value_len, wall_ms(), &ev, &err) != 0) {
-		dead_letter(d, m, &err);
+		if (dead_letter(d, m, &err) != 0)
+			return;
 	} else {
 		uint32_t stable;
 		if (state_learn(d->state, ev.user_id, ev.item_id, ev.type,
@@ -675,10 +687,31 @@ static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
 /*
  * Hands the changed state and offsets to the writer thread; the Kafka
  * offsets of the previous batch are committed once it is durable.
+ *
+ * The offsets include those of bad messages, so every dead letter queued so
+ * far must be delivered first: the wait is bounded, and a timer's commit
+ * whose letters are still on their way is postponed to the next tick. A
+ * letter that failed for good has already stopped the daemon (on_error,
+ * fatal): we stop rather than pause and retry because librdkafka has retried
+ * it for message.timeout.ms and the producer has cut it to fit, so what is
+ * left (a missing topic, a refusing ACL or size limit) needs an operator;
+ * the stored offset stays before the message, and a restart reads it again.
  */
 static int commit_now(struct daemon *d, bool wait)
 {
 	char errstr[512];
+	if (producer_wait_dead_letters(d->producer, wait ? 10000 : 2000, errstr,
+				       sizeof errstr) != 0) {
+		if (d->failed)
+			return -1;
+		if (!wait) {
+			log_line(LOG_PRIORITY_WARNING, "commit postponed: %s", errstr);
+			return 0;
+		}
+		goto out_fail;
+	}
+	if (d->failed)
+		return -1;
 	if (state_flush(d->state, errstr, sizeof errstr) != 0)
 		goto out_fail;
 	commit_kafka(d, d->inflight, d->inflight_count, true);

@@ -185,10 +185,15 @@ static bool is_reserved_meta_key(const void *key, size_t key_len)
  *   daemon's loop needs the rest; bytes_per_sync 1 MiB so SST and WAL
  *   writeback is spread out instead of one large stall at fsync.
  * - The info LOG rolls at 16 MiB, 5 kept: RocksDB's default keeps 1000;
- *   it goes to log_dir when one is given (see store.h for why).
+ *   it goes to log_dir when one is given (see store.h for why). When it
+ *   shares the state's filesystem, it holds only its header (the options):
+ *   RocksDB 7.8.3 asserts on a LOG write after a failed one, so on a full
+ *   disk any later line (a background error, "Shutdown: ...") would abort
+ *   the process; the C API has no logger of our own to put in its place.
  */
 static rocksdb_options_t *tuned_options(size_t block_cache_bytes, size_t write_buffer_bytes,
-					const char *log_dir, rocksdb_cache_t **block_cache)
+					const char *log_dir, bool log_header_only,
+					rocksdb_cache_t **block_cache)
 {
 	rocksdb_options_t *options = rocksdb_options_create();
 	rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create();
@@ -223,12 +228,44 @@ static rocksdb_options_t *tuned_options(size_t block_cache_bytes, size_t write_b
 	rocksdb_options_set_keep_log_file_num(options, 5);
 	if (log_dir != NULL)
 		rocksdb_options_set_db_log_dir(options, log_dir);
+	if (log_header_only)
+		rocksdb_options_set_info_log_level(options, 5 /* HEADER_LEVEL */);
 
 	*block_cache = cache;
 	return options;
 }
 
 /* ---- the state directory ---------------------------------------------------------- */
+
+/* The device of path, or of its nearest existing parent (a directory not made yet). */
+static bool device_of(const char *path, dev_t *device)
+{
+	char copy[PATH_MAX];
+	struct stat st;
+	snprintf(copy, sizeof copy, "%s", path);
+	while (stat(copy, &st) != 0) {
+		char *slash = strrchr(copy, '/');
+		if (errno != ENOENT || slash == NULL)
+			return false;
+		if (slash == copy)
+			slash[1] = '\0'; /* "/" */
+		else
+			*slash = '\0';
+	}
+	*device = st.st_dev;
+	return true;
+}
+
+/* Whether RocksDB's info LOG would be written on the filesystem of the state (see tuned_options). */
+static bool log_on_state_filesystem(const char *path, const char *log_dir)
+{
+	dev_t state_device, log_device;
+	if (log_dir == NULL)
+		return true;
+	if (!device_of(path, &state_device) || !device_of(log_dir, &log_device))
+		return true; /* unknown: the safe side */
+	return state_device == log_device;
+}
 
 /* Entries that do not make a directory "not empty" (a filesystem's own). */
 static bool is_ignored_entry(const char *name)
@@ -701,7 +738,8 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 	store->options = tuned_options(
 	    config->block_cache_bytes ? config->block_cache_bytes : DEFAULT_BLOCK_CACHE_BYTES,
 	    config->write_buffer_bytes ? config->write_buffer_bytes : DEFAULT_WRITE_BUFFER_BYTES,
-	    config->log_dir, &store->block_cache);
+	    config->log_dir, log_on_state_filesystem(config->path, config->log_dir),
+	    &store->block_cache);
 	store->write_options = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(store->write_options, config->sync_commits);
 	store->read_options = rocksdb_readoptions_create();

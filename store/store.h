@@ -87,12 +87,15 @@ struct store_config {
 	const char *fingerprint;
 	/**
 	 * Directory for RocksDB's info LOG (created when missing; the file is
-	 * named after the state path); NULL = the state directory. Put it on
-	 * another filesystem in production: Debian 12's RocksDB 7.8.3 is built
-	 * with assertions, and once a LOG write has failed (disk full) its next
-	 * line aborts the process, before store_commit() can report the
-	 * failure or store_open() can refuse. (The state stays consistent
-	 * either way; tests/unit/050_store.c checks both.)
+	 * named after the state path); NULL = the state directory. Debian 12's
+	 * RocksDB 7.8.3 is built with assertions, and once a LOG write has
+	 * failed (disk full) its next line aborts the process, before
+	 * store_commit() can report the failure. So a LOG on the state's own
+	 * filesystem (NULL, or a log_dir on the same device) is written only at
+	 * open (its header: the options) and a full disk ends in a clean
+	 * write error; put log_dir on another filesystem to keep RocksDB's INFO
+	 * lines. (The state stays consistent either way; tests/unit/050_store.c
+	 * checks both.)
 	 */
 	const char *log_dir;
 	/**

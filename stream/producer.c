@@ -17,10 +17,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_POLLS_PER_WAKEUP 64
 #define QUEUE_FULL_RETRIES   3
+/*
+ * Room kept below message.max.bytes for what a dead letter adds to its key,
+ * value and headers on the wire: the record batch header (61 bytes) and the
+ * record's own varints and attributes, with a wide margin.
+ */
+#define DEAD_LETTER_OVERHEAD_BYTES 1024
+/* The msg_opaque of a dead letter, so its delivery report is recognised. */
+static char dead_letter_tag;
 
 struct producer {
 	rd_kafka_t *rk;
@@ -32,6 +41,8 @@ struct producer {
 	void (*log)(int level, const char *facility, const char *message, void *opaque);
 	void *log_opaque;
 	struct producer_counts counts;
+	size_t max_message_bytes;     /* the producer's message.max.bytes */
+	uint64_t dead_letters_pending; /* queued, without their final delivery report */
 };
 
 static void report(struct producer *p, bool fatal, const char *fmt, ...)
@@ -48,10 +59,101 @@ static void report(struct producer *p, bool fatal, const char *fmt, ...)
 	p->on_error(what, fatal, p->opaque);
 }
 
+/* A header's value as text ("?" when missing), for messages. */
+static const char *header_text(rd_kafka_headers_t *headers, const char *name, char *out,
+			       size_t out_size)
+{
+	const void *value;
+	size_t size;
+	if (headers == NULL ||
+	    rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    value == NULL)
+		snprintf(out, out_size, "?");
+	else
+		snprintf(out, out_size, "%.*s", (int)size, (const char *)value);
+	return out;
+}
+
+/*
+ * Sends a dead letter's bytes (the value cut to value_len) with headers: a
+ * copy of `headers` when given, else the provenance ones, plus, when cut,
+ * the truncated flag and the original size.
+ */
+static rd_kafka_resp_err_t produce_dead_letter(struct producer *p, const char *topic,
+					       rd_kafka_headers_t *headers, const void *key,
+					       size_t key_len, const void *value, size_t value_len,
+					       size_t original_len)
+{
+	rd_kafka_resp_err_t err;
+	if (value_len < original_len) {
+		char size[24];
+		snprintf(size, sizeof size, "%zu", original_len);
+		rd_kafka_header_remove(headers, PRODUCER_HEADER_TRUNCATED);
+		rd_kafka_header_remove(headers, PRODUCER_HEADER_ORIGINAL_SIZE);
+		rd_kafka_header_add(headers, PRODUCER_HEADER_TRUNCATED, -1, "true", 4);
+		rd_kafka_header_add(headers, PRODUCER_HEADER_ORIGINAL_SIZE, -1, size, -1);
+	}
+	err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+				RD_KAFKA_V_VALUE((void *)value, value_len),
+				RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(&dead_letter_tag),
+				RD_KAFKA_V_END);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_headers_destroy(headers); /* else they belong to the message */
+	return err;
+}
+
+/*
+ * A dead letter's delivery report. One the broker refuses as too large (the
+ * topic's max.message.bytes is below the producer's limit) is sent again
+ * with half its value, down to none; one that fails for good is reported as
+ * fatal, naming its source, so the caller stops before committing its offset.
+ */
+static void dead_letter_delivered(struct producer *p, const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *headers = NULL;
+	char topic[256], partition[16], offset[24], original[24];
+	rd_kafka_resp_err_t err = m->err;
+
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		p->dead_letters_pending--;
+		return;
+	}
+	if (rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		headers = NULL;
+	if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && m->len > 0 && headers != NULL) {
+		size_t original_len = strtoull(
+		    header_text(headers, PRODUCER_HEADER_ORIGINAL_SIZE, original, sizeof original),
+		    NULL, 10);
+		if (original_len < m->len)
+			original_len = m->len;
+		err = produce_dead_letter(p, rd_kafka_topic_name(m->rkt),
+					  rd_kafka_headers_copy(headers), m->key, m->key_len,
+					  m->payload, m->len / 2, original_len);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			return; /* still pending, smaller */
+	}
+	p->dead_letters_pending--;
+	p->counts.failed++;
+	report(p, true,
+	       "%s[%s]@%s: dead letter not delivered to %s (%zu bytes): %s; its offset is not "
+	       "committed",
+	       header_text(headers, PRODUCER_HEADER_SOURCE_TOPIC, topic, sizeof topic),
+	       header_text(headers, PRODUCER_HEADER_SOURCE_PARTITION, partition, sizeof partition),
+	       header_text(headers, PRODUCER_HEADER_SOURCE_OFFSET, offset, sizeof offset),
+	       rd_kafka_topic_name(m->rkt), m->len, rd_kafka_err2str(err));
+}
+
 static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct producer *p = opaque;
 	(void)rk;
+	if (m->_private == &dead_letter_tag) {
+		if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			p->counts.delivered++;
+		dead_letter_delivered(p, m);
+		return;
+	}
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		p->counts.delivered++;
 		return;
@@ -150,6 +252,13 @@ struct producer *producer_new(const struct producer_config *config, struct ev_lo
 		goto out_destroy_conf;
 	}
 	/* conf now belongs to p->rk */
+	char max_bytes[32];
+	size_t max_bytes_size = sizeof max_bytes;
+	if (rd_kafka_conf_get(rd_kafka_conf(p->rk), "message.max.bytes", max_bytes,
+			      &max_bytes_size) == RD_KAFKA_CONF_OK)
+		p->max_message_bytes = strtoull(max_bytes, NULL, 10);
+	if (p->max_message_bytes == 0)
+		p->max_message_bytes = 1000000; /* librdkafka's default */
 	p->main_queue = rd_kafka_queue_get_main(p->rk);
 	if (wakeup_attach(&p->wakeup, loop, p->main_queue, drain, p, detail, sizeof detail) != 0) {
 		set_errstr(errstr, errstr_size, "producer: %s", detail);
@@ -207,18 +316,68 @@ int producer_send_dead_letter(struct producer *p, const char *dead_letter_topic,
 			      const void *value, size_t value_len, char *errstr, size_t errstr_size)
 {
 	char partition[16], offset[24];
-	struct producer_header headers[4];
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	size_t headers_bytes, room, kept = value_len;
 	snprintf(partition, sizeof partition, "%" PRId32, source_partition);
 	snprintf(offset, sizeof offset, "%" PRId64, source_offset);
-	headers[0] = (struct producer_header){PRODUCER_HEADER_REASON, reason, strlen(reason)};
-	headers[1] = (struct producer_header){PRODUCER_HEADER_SOURCE_TOPIC, source_topic,
-					      strlen(source_topic)};
-	headers[2] = (struct producer_header){PRODUCER_HEADER_SOURCE_PARTITION, partition,
-					      strlen(partition)};
-	headers[3] =
-	    (struct producer_header){PRODUCER_HEADER_SOURCE_OFFSET, offset, strlen(offset)};
-	return producer_send(p, dead_letter_topic, key, key_len, value, value_len, headers, 4,
-			     errstr, errstr_size);
+	/* the provenance headers, and the two a cut adds, with their values' longest */
+	headers_bytes = strlen(PRODUCER_HEADER_REASON) + strlen(reason) +
+			strlen(PRODUCER_HEADER_SOURCE_TOPIC) + strlen(source_topic) +
+			strlen(PRODUCER_HEADER_SOURCE_PARTITION) + strlen(partition) +
+			strlen(PRODUCER_HEADER_SOURCE_OFFSET) + strlen(offset) +
+			strlen(PRODUCER_HEADER_TRUNCATED) + 4 +
+			strlen(PRODUCER_HEADER_ORIGINAL_SIZE) + 20;
+	room = key_len + headers_bytes + DEAD_LETTER_OVERHEAD_BYTES < p->max_message_bytes
+		   ? p->max_message_bytes - key_len - headers_bytes - DEAD_LETTER_OVERHEAD_BYTES
+		   : 0;
+	if (kept > room)
+		kept = room;
+	for (int attempt = 0; attempt <= QUEUE_FULL_RETRIES; attempt++) {
+		rd_kafka_headers_t *headers = rd_kafka_headers_new(6);
+		rd_kafka_header_add(headers, PRODUCER_HEADER_REASON, -1, reason, -1);
+		rd_kafka_header_add(headers, PRODUCER_HEADER_SOURCE_TOPIC, -1, source_topic, -1);
+		rd_kafka_header_add(headers, PRODUCER_HEADER_SOURCE_PARTITION, -1, partition, -1);
+		rd_kafka_header_add(headers, PRODUCER_HEADER_SOURCE_OFFSET, -1, offset, -1);
+		err = produce_dead_letter(p, dead_letter_topic, headers, key, key_len, value, kept,
+					  value_len);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			p->dead_letters_pending++;
+			return 0;
+		}
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		rd_kafka_poll(p->rk, 0);
+	}
+	set_errstr(errstr, errstr_size, "%s: produce (%zu of %zu bytes): %s", dead_letter_topic,
+		   kept, value_len, rd_kafka_err2str(err));
+	return -1;
+}
+
+uint64_t producer_dead_letters_pending(const struct producer *p)
+{
+	return p->dead_letters_pending;
+}
+
+int producer_wait_dead_letters(struct producer *p, int timeout_ms, char *errstr,
+			       size_t errstr_size)
+{
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (p->dead_letters_pending > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long waited_ms = (now.tv_sec - start.tv_sec) * 1000 +
+				 (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited_ms >= timeout_ms) {
+			set_errstr(errstr, errstr_size,
+				   "%" PRIu64 " dead letters still without a delivery report "
+				   "after %d ms",
+				   p->dead_letters_pending, timeout_ms);
+			return -1;
+		}
+		rd_kafka_poll(p->rk, (int)(timeout_ms - waited_ms < 100 ? timeout_ms - waited_ms
+									 : 100));
+	}
+	return 0;
 }
 
 int producer_flush(struct producer *p, int timeout_ms, char *errstr, size_t errstr_size)

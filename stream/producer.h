@@ -23,6 +23,10 @@ struct ev_loop;
 #define PRODUCER_HEADER_SOURCE_TOPIC     "streamrec.source.topic"
 #define PRODUCER_HEADER_SOURCE_PARTITION "streamrec.source.partition"
 #define PRODUCER_HEADER_SOURCE_OFFSET    "streamrec.source.offset"
+/** Set to "true" when the value was cut to fit the size limits; then */
+#define PRODUCER_HEADER_TRUNCATED        "streamrec.truncated"
+/** ... the value's size in bytes before the cut. */
+#define PRODUCER_HEADER_ORIGINAL_SIZE    "streamrec.original.size"
 
 /** One librdkafka property, applied verbatim with rd_kafka_conf_set(). */
 struct producer_property {
@@ -47,7 +51,9 @@ struct producer_config {
 	/**
 	 * A delivery failure ("recs [2]: Local: Message timed out") or a
 	 * librdkafka error; fatal means the producer cannot go on (e.g. an
-	 * idempotence guarantee was broken). Called in the loop's thread.
+	 * idempotence guarantee was broken), or that a dead letter was not
+	 * delivered ("events[0]@300: dead letter not delivered to ..."): its
+	 * source offset must not be committed. Called in the loop's thread.
 	 */
 	void (*on_error)(const char *what, bool fatal, void *opaque);
 	void *opaque;
@@ -94,13 +100,33 @@ int producer_send(struct producer *producer, const char *topic, const void *key,
 /**
  * @brief Send a dead letter: the original key and value, with headers naming
  * the reason and the source topic, partition and offset.
- * @returns 0, or -1 with errstr filled.
+ *
+ * Nothing accepted is dropped for its size: a value that would not fit in
+ * the producer's message.max.bytes (with key, headers and overhead) is cut
+ * to fit, and one the broker still refuses as too large (the topic's
+ * max.message.bytes) is sent again with half its value, down to none; a cut
+ * copy carries PRODUCER_HEADER_TRUNCATED and PRODUCER_HEADER_ORIGINAL_SIZE.
+ * A dead letter that fails for good is reported to on_error as fatal.
+ * Until its delivery report it counts in producer_dead_letters_pending().
+ * @returns 0, or -1 with errstr filled (not queued).
  */
 int producer_send_dead_letter(struct producer *producer, const char *dead_letter_topic,
 			      const char *reason, const char *source_topic,
 			      int32_t source_partition, int64_t source_offset, const void *key,
 			      size_t key_len, const void *value, size_t value_len, char *errstr,
 			      size_t errstr_size);
+
+/** @returns dead letters queued without their final delivery report yet. */
+uint64_t producer_dead_letters_pending(const struct producer *producer);
+
+/**
+ * @brief Wait at most timeout_ms until every dead letter has its final
+ * delivery report (served here, so the callbacks run, on_error included).
+ * Blocks the loop: for the moment before offsets are committed.
+ * @returns 0, or -1 with errstr naming how many are still pending.
+ */
+int producer_wait_dead_letters(struct producer *producer, int timeout_ms, char *errstr,
+			       size_t errstr_size);
 
 /**
  * @brief Wait at most timeout_ms until every queued message has its delivery

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -863,3 +864,159 @@ def test_log_level_filters_lines_and_reloads(daemon):
         daemon.logtext()
     assert "log.level: warning -> debug" in daemon.logtext()
     assert daemon.stop() == 0
+def topic_config(broker, topic, *settings):
+    """Sets a topic's configuration (e.g. max.message.bytes=64)."""
+    subprocess.run([BUILD / "tests" / "kafka_topic_config", broker.bootstrap, topic, *settings],
+                   check=True, capture_output=True, timeout=60)
+
+
+def read_topic(broker, topic, count, timeout_ms=30000):
+    """The messages of a topic as dicts of kafka_read's fields (hex key/value, headers)."""
+    out = subprocess.run([BUILD / "tests" / "kafka_read", broker.bootstrap, topic, str(count),
+                          str(timeout_ms)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return [dict(f.split("=", 1) for f in line.split()) for line in out.stdout.splitlines()]
+
+
+def test_oversized_bad_input_is_kept_truncated_in_the_dead_letter_topic(daemon):
+    """A malformed event above the producer's message.max.bytes (1.2 MB) and
+    one just under it (990 kB) both reach the dead-letter topic: cut to fit
+    where needed, with headers saying so, the original size and where it came
+    from. The good events around them are applied exactly once."""
+    topic_config(daemon.broker, daemon.events, "max.message.bytes=4000000")
+    big = b"\x01" + os.urandom(1_200_000)
+    near = b"\x01" + os.urandom(990_000)
+    daemon.start()
+    daemon.produce(500)
+    send_raw(daemon.broker.bootstrap, daemon.events, [big, near])
+    daemon.produce(500, seed=2)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1000), \
+        daemon.logtext()
+    letters = read_topic(daemon.broker, daemon.dlq, 2)
+    by_size = {int(l.get("header.streamrec.original.size", len(l["value"]) // 2)): l
+               for l in letters}
+    assert sorted(by_size) == sorted([len(big), len(near)]), by_size.keys()
+    for original in (big, near):
+        letter = by_size[len(original)]
+        kept = bytes.fromhex(letter["value"])
+        assert letter["header.streamrec.reason"] == "malformed"
+        assert letter["header.streamrec.source.topic"] == daemon.events
+        assert letter["header.streamrec.source.partition"] in ("0", "1", "2")
+        assert int(letter["header.streamrec.source.offset"]) >= 0
+        assert original.startswith(kept) and len(kept) > 0
+        if len(kept) < len(original):
+            assert letter["header.streamrec.truncated"] == "true"
+            assert letter["header.streamrec.original.size"] == str(len(original))
+    assert len(bytes.fromhex(by_size[len(big)]["value"])) < 1_000_000
+    assert daemon.metric("streamrec_dlq_messages_total") == 2
+    assert daemon.metric('streamrec_invalid_events_total{reason="malformed"}') == 2
+    assert settled(daemon) == 1000  # good ones all applied, once
+    assert daemon.stop() == 0
+
+
+def test_a_refused_dead_letter_stops_the_daemon_before_its_offset_moves(kafka_broker,
+                                                                        tmp_path):
+    """When the dead-letter topic refuses every message, the daemon stops with
+    a clear error and a non-zero exit, and never stores an offset past the bad
+    message: restarted once the topic takes it, it dead-letters the message,
+    and its model equals that of a daemon that never had trouble (every good
+    event applied exactly once)."""
+    steady = Daemon(kafka_broker, tmp_path, "dlqsteady", partitions=1)
+    stuck = Daemon(kafka_broker, tmp_path, "dlqstuck", partitions=1)
+    stuck.config.write_text(stuck.config.read_text().replace("topic = dlqstuck.events",
+                                                             "topic = dlqsteady.events"))
+    topic_config(kafka_broker, stuck.dlq, "max.message.bytes=64")
+    try:
+        steady.start()
+        stuck.start()
+        steady.produce(300)
+        send_raw(kafka_broker.bootstrap, steady.events, [b"\x01garbage"])
+        steady.produce(300, seed=2)
+        code = stuck.process.wait(timeout=120)
+        stuck.log.close()
+        log = stuck.logtext()
+        assert code > 0, (code, log)
+        assert re.search(r"dlqsteady\.events\[0\]@300: dead.letter (not delivered|send failed)",
+                         log), log
+        topic_config(kafka_broker, stuck.dlq, "max.message.bytes=1000000")
+        stuck.start()
+        letters = read_topic(kafka_broker, stuck.dlq, 1)
+        assert letters[0]["value"] == b"\x01garbage".hex()
+        assert letters[0]["header.streamrec.source.offset"] == "300"
+        assert steady.wait_for(lambda: steady.metric("streamrec_updates_total") >= 600)
+        settled(stuck)
+        assert steady.stop() == 0
+        assert stuck.stop() == 0
+        digests = [subprocess.run([STREAMREC, "digest", "--state", d.dir / "state"],
+                                  check=True, capture_output=True, text=True).stdout
+                   for d in (steady, stuck)]
+        assert digests[0] == digests[1], digests
+    finally:
+        for d in (steady, stuck):
+            if d.process is not None and d.process.poll() is None:
+                d.process.kill()
+
+
+# Runs streamrecd with its state on a small tmpfs filled to about 1.5 MiB free
+# (in a private mount namespace), then copies the state out, whatever the
+# exit, and prints the daemon's return code (negative: killed by that signal).
+FULL_DISK_RUNNER = """
+import os, shutil, subprocess, sys
+mount_point, daemon, config, log, copy = sys.argv[1:6]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mount_point], check=True)
+vfs = os.statvfs(mount_point)
+with open(os.path.join(mount_point, "ballast"), "wb") as ballast:
+    ballast.write(bytes(vfs.f_bavail * vfs.f_frsize - (3 << 20) // 2))
+with open(log, "a") as out:
+    code = subprocess.run([daemon, "--config", config], stdout=out, stderr=out).returncode
+shutil.copytree(os.path.join(mount_point, "state"), copy)
+print(code)
+"""
+
+
+def test_a_full_disk_with_the_rocksdb_log_on_it_exits_cleanly(kafka_broker, tmp_path):
+    """The state directory, RocksDB's info LOG included (no state.log_dir),
+    fills up while events flow: the daemon exits non-zero by itself, not by
+    a signal (RocksDB 7.8.3 asserts on a LOG write after a failed one), and
+    names the write failure; restarted on a disk with room, it resumes with
+    every event applied exactly once (its model equals an undisturbed one's)."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no private mount namespace here: cannot make a full disk")
+    steady = Daemon(kafka_broker, tmp_path, "fullsteady", partitions=1)
+    full = Daemon(kafka_broker, tmp_path, "fulldisk", partitions=1)
+    mount_point = tmp_path / "fulldisk-tmpfs"
+    mount_point.mkdir()
+    text = full.config.read_text().replace("topic = fulldisk.events", "topic = fullsteady.events")
+    full.config.write_text(text.replace(str(full.dir / "state"), str(mount_point / "state")))
+    try:
+        steady.start()
+        runner = subprocess.Popen(
+            ["unshare", "-rm", sys.executable, "-c", FULL_DISK_RUNNER, mount_point, STREAMRECD,
+             full.config, full.dir / "streamrecd.log", full.dir / "state"],
+            stdout=subprocess.PIPE, text=True)
+        producer = subprocess.Popen([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap,
+                                     "--topic", steady.events, "--count", "40000", "--rate",
+                                     "4000", "--users", "2000", "--items", "1000"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out, _ = runner.communicate(timeout=300)
+        assert runner.returncode == 0, out
+        code = int(out.split()[-1])
+        log = full.logtext()
+        assert code > 0, (code, log)  # an exit, not a signal
+        assert re.search(r"No space left on device", log), log
+        # restart with the state on the real disk, where there is room
+        full.config.write_text(text)
+        full.start()
+        assert producer.wait(timeout=120) == 0
+        assert steady.wait_for(lambda: steady.metric("streamrec_updates_total") >= 40000, 120)
+        settled(full)
+        assert steady.stop() == 0
+        assert full.stop() == 0
+        digests = [subprocess.run([STREAMREC, "digest", "--state", d.dir / "state"],
+                                  check=True, capture_output=True, text=True).stdout
+                   for d in (steady, full)]
+        assert digests[0] == digests[1], digests
+    finally:
+        for d in (steady, full):
+            if d.process is not None and d.process.poll() is None:
+                d.process.kill()
