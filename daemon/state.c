@@ -11,7 +11,9 @@
 #include <xxhash.h>
 
 #include "idmap.h"
+#include "statekeys.h"
 #include "store.h"
+#include "usercache.h"
 
 #define ROW_BUFFER (1u << 20)
 
@@ -24,14 +26,8 @@ struct state {
 	unsigned char store_id[STATE_MAX_VARIANTS];
 	int variant_of_id[256]; /* the reverse, -1: not loaded */
 	struct idmap *users, *items;
-	/* The user cache: users live in model slots; slot_of maps a user's
-	 * stable index (the one in the ids family) to its slot, user_of the
-	 * reverse. With a capacity, a CLOCK sweep evicts saved (clean) users. */
-	uint32_t *slot_of; /* per stable index, SLOT_NONE when not in memory */
-	size_t slot_of_capacity;
-	uint32_t *user_of;   /* per slot */
-	uint8_t *referenced; /* per slot, the CLOCK bit */
-	size_t slots, slots_capacity, max_slots, hand;
+	/* users live in model slots: see usercache.h */
+	struct usercache *cache;
 	uint32_t next_user; /* indices handed out so far */
 	/* ids met since the last commit, to be saved with it */
 	uint32_t *new_users, *new_items;
@@ -61,19 +57,6 @@ static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(errstr, errstr_size, fmt, ap);
 	va_end(ap);
-}
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
 /* ---- loading ---------------------------------------------------------------------- */
@@ -124,25 +107,6 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 		c->failed = 1;
 		return 1;
 	}
-	return 0;
-}
-
-#define SLOT_NONE UINT32_MAX
-
-static int ensure_slot_of(struct state *s, uint32_t index)
-{
-	if ((size_t)index < s->slot_of_capacity)
-		return 0;
-	size_t cap = s->slot_of_capacity ? s->slot_of_capacity : 1024;
-	while (cap <= index)
-		cap *= 2;
-	uint32_t *grown = realloc(s->slot_of, cap * sizeof *grown);
-	if (grown == NULL)
-		return -1;
-	for (size_t i = s->slot_of_capacity; i < cap; i++)
-		grown[i] = SLOT_NONE;
-	s->slot_of = grown;
-	s->slot_of_capacity = cap;
 	return 0;
 }
 
@@ -516,7 +480,6 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	s->variant_count = config->variant_count;
-	s->max_slots = config->user_cache_users;
 	s->users = idmap_new();
 	s->items = idmap_new();
 	s->batch = store_batch_new();
@@ -569,17 +532,16 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 		}
 		model_clear_dirty(s->models[v]);
 	}
+	size_t max_slots = config->user_cache_users;
 	if (config->user_cache_bytes > 0) {
-		/* per cached user: every variant's record, the id map entry, the slot maps */
-		size_t per_user = 64 + 2 * sizeof(uint32_t) + 1;
-		for (size_t v = 0; v < s->variant_count; v++)
-			per_user += model_user_memory_bytes(s->models[v]);
-		size_t by_bytes = config->user_cache_bytes / per_user;
-		if (by_bytes < 16)
-			by_bytes = 16;
-		if (s->max_slots == 0 || by_bytes < s->max_slots)
-			s->max_slots = by_bytes;
+		size_t by_bytes = usercache_slots_for_bytes(s->models, s->variant_count,
+							    config->user_cache_bytes);
+		if (max_slots == 0 || by_bytes < max_slots)
+			max_slots = by_bytes;
 	}
+	s->cache = usercache_new(s->models, s->variant_count, max_slots);
+	if (s->cache == NULL)
+		goto out_nomem_free;
 	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
 		set_errstr(errstr, errstr_size, "cannot start the state writer thread");
 		goto out_free;
@@ -617,9 +579,7 @@ void state_close(struct state *state)
 	idmap_free(state->users);
 	idmap_free(state->items);
 	store_batch_free(state->batch);
-	free(state->slot_of);
-	free(state->user_of);
-	free(state->referenced);
+	usercache_free(state->cache);
 	free(state->new_users);
 	free(state->new_items);
 	free(state->row);
@@ -650,29 +610,38 @@ static int remember(uint32_t **list, size_t *count, size_t *capacity, uint32_t i
 	return 0;
 }
 
-/* Restores a known user's rows, saved under index, into slot in every variant. */
+/* Restores a known user's rows, saved under index, into slot in every
+ * variant: rows set aside by an eviction since the last commit first, else
+ * the stored ones. */
 static int load_user(struct state *s, uint32_t index, uint32_t slot, char *errstr,
 		     size_t errstr_size)
 {
+	bool pending = usercache_has_pending(s->cache, index);
 	/* the user's newest row may be in the batch being written: read after it */
-	if (state_flush(s, errstr, errstr_size) != 0)
+	if (!pending && state_flush(s, errstr, errstr_size) != 0)
 		return -1;
 	for (size_t v = 0; v < s->variant_count; v++) {
 		unsigned char key[5];
-		void *value;
+		const void *row;
+		void *value = NULL;
 		size_t len;
-		char why[256];
-		put_u32(key, index);
-		key[4] = s->store_id[v];
-		int found =
-		    store_get(s->store, STORE_USER, key, sizeof key, &value, &len, why, sizeof why);
+		char why[256] = "";
+		int found;
+		if (pending) {
+			found = usercache_pending_row(s->cache, index, v, &row, &len);
+		} else {
+			state_key_row(key, index, s->store_id[v]);
+			found = store_get(s->store, STORE_USER, key, sizeof key, &value, &len, why,
+					  sizeof why);
+			row = value;
+		}
 		if (found < 0) {
 			set_errstr(errstr, errstr_size, "user %u: %s", index, why);
 			return -1;
 		}
 		if (found == 0)
 			continue; /* known id, never learned in this variant */
-		int rc = model_import_user(s->models[v], slot, value, len, errstr, errstr_size);
+		int rc = model_import_user(s->models[v], slot, row, len, errstr, errstr_size);
 		free(value);
 		if (rc != 0)
 			return -1;
@@ -680,82 +649,15 @@ static int load_user(struct state *s, uint32_t index, uint32_t slot, char *errst
 	return 0;
 }
 
-static bool slot_dirty(const struct state *s, uint32_t slot)
-{
-	for (size_t v = 0; v < s->variant_count; v++)
-		if (model_user_is_dirty(s->models[v], slot))
-			return true;
-	return false;
-}
-
-/* A free model slot: a new one while under the cache's bound, else the slot
- * of a saved user the CLOCK sweep has not seen used since its last pass. */
-static int take_slot(struct state *s, uint32_t *slot, char *errstr, size_t errstr_size)
-{
-	if (s->max_slots == 0 || s->slots < s->max_slots) {
-		if (s->slots == s->slots_capacity) {
-			size_t cap = s->slots_capacity ? s->slots_capacity * 2 : 1024;
-			uint32_t *user_of = realloc(s->user_of, cap * sizeof *user_of);
-			if (user_of == NULL)
-				goto out_nomem;
-			s->user_of = user_of;
-			uint8_t *referenced = realloc(s->referenced, cap);
-			if (referenced == NULL)
-				goto out_nomem;
-			s->referenced = referenced;
-			s->slots_capacity = cap;
-		}
-		*slot = (uint32_t)s->slots++;
-		return 0;
-	}
-	for (int attempt = 0; attempt < 2; attempt++) {
-		for (size_t step = 0; step < 2 * s->max_slots; step++) {
-			uint32_t candidate = (uint32_t)s->hand;
-			s->hand = (s->hand + 1) % s->max_slots;
-			if (s->referenced[candidate]) {
-				s->referenced[candidate] = 0;
-				continue;
-			}
-			if (slot_dirty(s, candidate))
-				continue; /* its changes are not saved yet */
-			for (size_t v = 0; v < s->variant_count; v++)
-				model_forget_user(s->models[v], candidate);
-			s->slot_of[s->user_of[candidate]] = SLOT_NONE;
-			*slot = candidate;
-			return 0;
-		}
-		/* every cached user has unsaved changes: save them, then sweep again */
-		if (state_commit(s, errstr, errstr_size) != 0)
-			return -1;
-	}
-	set_errstr(errstr, errstr_size, "user cache of %zu users: no user can be evicted",
-		   s->max_slots);
-	return -1;
-out_nomem:
-	set_errstr(errstr, errstr_size, "out of memory growing the user cache");
-	return -1;
-}
-
 /* Gives stable user index a slot, restoring its rows when `saved`. */
 static int place_user(struct state *s, uint32_t index, bool saved, uint32_t *slot, char *errstr,
 		      size_t errstr_size)
 {
-	if (ensure_slot_of(s, index) != 0) {
-		set_errstr(errstr, errstr_size, "out of memory growing the user cache");
+	bool placed;
+	if (usercache_place(s->cache, index, slot, &placed, errstr, errstr_size) != 0)
 		return -1;
-	}
-	if (s->slot_of[index] != SLOT_NONE) {
-		*slot = s->slot_of[index];
-		s->referenced[*slot] = 1;
-		return 0;
-	}
-	if (take_slot(s, slot, errstr, errstr_size) != 0)
-		return -1;
-	s->slot_of[index] = *slot;
-	s->user_of[*slot] = index;
-	s->referenced[*slot] = 1;
-	if (saved && load_user(s, index, *slot, errstr, errstr_size) != 0) {
-		s->slot_of[index] = SLOT_NONE;
+	if (placed && saved && load_user(s, index, *slot, errstr, errstr_size) != 0) {
+		usercache_drop(s->cache, index);
 		return -1;
 	}
 	return 0;
@@ -769,9 +671,8 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 	uint32_t found = idmap_find(s->users, id, len);
 	*hash = XXH3_64bits(id, len);
 	if (found != IDMAP_NONE) {
-		/* in memory, or saved when evicted (a new user is never evicted unsaved) */
-		bool in_memory =
-		    (size_t)found < s->slot_of_capacity && s->slot_of[found] != SLOT_NONE;
+		/* in memory, or saved or set aside when evicted */
+		bool in_memory = usercache_slot_of(s->cache, found) != USERCACHE_NONE;
 		return place_user(s, found, !in_memory, index, errstr, errstr_size);
 	}
 	/* met again after a restart? */
@@ -833,12 +734,13 @@ int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *h
 
 const char *state_user_id(const struct state *state, uint32_t index)
 {
-	return (size_t)index < state->slots ? idmap_id(state->users, state->user_of[index]) : NULL;
+	uint32_t stable = usercache_user_of(state->cache, index);
+	return stable != USERCACHE_NONE ? idmap_id(state->users, stable) : NULL;
 }
 
 uint32_t state_user_stable(const struct state *state, uint32_t slot)
 {
-	return (size_t)slot < state->slots ? state->user_of[slot] : UINT32_MAX;
+	return usercache_user_of(state->cache, slot);
 }
 
 int state_user_by_stable(struct state *state, uint32_t stable, uint32_t *slot, char *errstr,
@@ -848,9 +750,27 @@ int state_user_by_stable(struct state *state, uint32_t stable, uint32_t *slot, c
 		set_errstr(errstr, errstr_size, "no user with index %u", stable);
 		return -1;
 	}
-	bool in_memory =
-	    (size_t)stable < state->slot_of_capacity && state->slot_of[stable] != SLOT_NONE;
+	bool in_memory = usercache_slot_of(state->cache, stable) != USERCACHE_NONE;
 	return place_user(state, stable, !in_memory, slot, errstr, errstr_size);
+}
+
+int state_user_pin(struct state *state, uint32_t stable, uint32_t *slot, char *errstr,
+		   size_t errstr_size)
+{
+	if (state_user_by_stable(state, stable, slot, errstr, errstr_size) != 0)
+		return -1;
+	usercache_pin(state->cache, *slot);
+	return 0;
+}
+
+void state_user_unpin_all(struct state *state)
+{
+	usercache_unpin_all(state->cache);
+}
+
+size_t state_user_pin_capacity(const struct state *state)
+{
+	return usercache_pin_capacity(state->cache);
 }
 
 const char *state_user_name(const struct state *state, uint32_t stable)
@@ -904,10 +824,24 @@ static void put_id(struct store_batch *batch, char kind, const char *id, uint32_
 	store_batch_put(batch, STORE_IDS, reverse, sizeof reverse, id, len);
 }
 
-/* Moves every pending change into s->batch; afterwards nothing is pending. */
+static int put_pending_row(uint32_t stable, size_t variant, const void *row, size_t len,
+			   void *ctx)
+{
+	struct state *s = ctx;
+	unsigned char key[5];
+	state_key_row(key, stable, s->store_id[variant]);
+	store_batch_put(s->batch, STORE_USER, key, sizeof key, row, len);
+	return 0;
+}
+
+/* Moves every pending change into s->batch; afterwards nothing is pending.
+ * Rows set aside by evictions go first: a user restored and changed since
+ * is written again after them, newest last. */
 static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 {
 	unsigned char key[9];
+	usercache_pending_foreach(s->cache, put_pending_row, s);
+	usercache_pending_clear(s->cache);
 	for (size_t k = 0; k < s->new_user_count; k++)
 		put_id(s->batch, 'u', idmap_id(s->users, s->new_users[k]), s->new_users[k]);
 	for (size_t k = 0; k < s->new_item_count; k++)
@@ -917,6 +851,8 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		const uint32_t *ids;
 		size_t n = model_dirty_users(m, &ids);
 		for (size_t k = 0; k < n; k++) {
+			if (!model_user_is_dirty(m, ids[k]))
+				continue; /* evicted since: its row was set aside */
 			size_t len = model_export_user(m, ids[k], s->row, ROW_BUFFER);
 			if (len > ROW_BUFFER) {
 				set_errstr(errstr, errstr_size, "user %u: row of %zu bytes", ids[k],
@@ -924,15 +860,14 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 				store_batch_clear(s->batch);
 				return -1;
 			}
-			put_u32(key, s->user_of[ids[k]]); /* saved under the stable index */
-			key[4] = s->store_id[v];
+			/* saved under the stable index */
+			state_key_row(key, usercache_user_of(s->cache, ids[k]), s->store_id[v]);
 			store_batch_put(s->batch, STORE_USER, key, 5, s->row, len);
 		}
 		n = model_dirty_items(m, &ids);
 		for (size_t k = 0; k < n; k++) {
 			size_t len = model_export_item(m, ids[k], s->row, ROW_BUFFER);
-			put_u32(key, ids[k]);
-			key[4] = s->store_id[v];
+			state_key_row(key, ids[k], s->store_id[v]);
 			store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
 		}
 		memcpy(key, "globals/", 8);
@@ -993,7 +928,7 @@ static int load_user_id(const void *key, size_t key_len, const void *value, size
 	if (key_len != 5 || k[0] != 'U')
 		return 0;
 	uint32_t index = get_u32(k + 1), slot;
-	if ((size_t)index < c->state->slot_of_capacity && c->state->slot_of[index] != SLOT_NONE)
+	if (usercache_slot_of(c->state->cache, index) != USERCACHE_NONE)
 		return 0; /* in memory already */
 	if (idmap_put(c->state->users, value, value_len, index) != 0) {
 		set_errstr(c->errstr, c->errstr_size, "out of memory loading users");
@@ -1022,13 +957,12 @@ int state_load_all_users(struct state *state, char *errstr, size_t errstr_size)
 int state_digest(struct state *state, uint64_t *digest, char *errstr, size_t errstr_size)
 {
 	struct state *s = state;
-	size_t bound = s->max_slots;
-	s->max_slots = 0; /* every user at once, beyond the cache's bound */
+	size_t bound = usercache_max_slots(s->cache);
+	usercache_set_max_slots(s->cache, 0); /* every user at once, beyond the bound */
 	int rc = state_load_all_users(s, errstr, errstr_size);
-	if (bound > 0 && s->slots > bound)
-		s->max_slots = s->slots; /* keep the slots made; the sweep covers them all */
-	else
-		s->max_slots = bound;
+	size_t made = usercache_slot_count(s->cache);
+	/* keep the slots made; the sweep covers them all */
+	usercache_set_max_slots(s->cache, bound > 0 && made > bound ? made : bound);
 	if (rc != 0)
 		return -1;
 	XXH3_state_t *hash = XXH3_createState();
@@ -1039,9 +973,9 @@ int state_digest(struct state *state, uint64_t *digest, char *errstr, size_t err
 	XXH3_64bits_reset(hash);
 	for (size_t v = 0; v < s->variant_count; v++) {
 		struct model *m = s->models[v];
-		for (uint32_t u = 0; u < s->next_user && (size_t)u < s->slot_of_capacity; u++) {
-			uint32_t slot = s->slot_of[u];
-			if (slot == SLOT_NONE || slot >= model_user_count(m) ||
+		for (uint32_t u = 0; u < s->next_user; u++) {
+			uint32_t slot = usercache_slot_of(s->cache, u);
+			if (slot == USERCACHE_NONE || slot >= model_user_count(m) ||
 			    !model_user_has_row(m, slot))
 				continue;
 			size_t n = model_export_user(m, slot, s->row, ROW_BUFFER);
