@@ -74,13 +74,18 @@ void usercache_free(struct usercache *cache)
 	free(cache);
 }
 
+size_t usercache_user_bytes(struct model *const *models, size_t variant_count)
+{
+	/* the id map entry (64), slot_of, user_of, pending_of, the CLOCK bit, the pin */
+	size_t bytes = 64 + 2 * sizeof(uint32_t) + sizeof(size_t) + 2;
+	for (size_t v = 0; v < variant_count; v++)
+		bytes += model_user_memory_bytes(models[v]);
+	return bytes;
+}
+
 size_t usercache_slots_for_bytes(struct model *const *models, size_t variant_count, size_t bytes)
 {
-	/* per cached user: every variant's record, the id map entry, the slot maps */
-	size_t per_user = 64 + 2 * sizeof(uint32_t) + sizeof(size_t) + 2;
-	for (size_t v = 0; v < variant_count; v++)
-		per_user += model_user_memory_bytes(models[v]);
-	size_t slots = bytes / per_user;
+	size_t slots = bytes / usercache_user_bytes(models, variant_count);
 	return slots > 0 ? slots : 1;
 }
 

@@ -40,10 +40,11 @@ struct usercache *usercache_new(struct model *const *models, size_t variant_coun
 
 void usercache_free(struct usercache *cache);
 
-/**
- * @brief The slots a memory bound allows: bytes / (each variant's user
- * record, the id map entry and the cache's own maps), at least 1.
- */
+/** @returns the bytes one cached user takes: each variant's user record, the
+ * id map entry and the cache's own maps. */
+size_t usercache_user_bytes(struct model *const *models, size_t variant_count);
+
+/** @returns the slots a memory bound allows: bytes / usercache_user_bytes(), at least 1. */
 size_t usercache_slots_for_bytes(struct model *const *models, size_t variant_count, size_t bytes);
 
 /** @returns the bound in slots (0: none). */
