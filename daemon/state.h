@@ -12,7 +12,7 @@
  * Items are loaded at open (the item matrix is the top-k engine's operand);
  * users are loaded when first met again, into a cache that can be bounded:
  * the user index handed to the models is a cache slot, and a user's rows are
- * saved under its stable index. Keys (all big-endian):
+ * saved under its stable index. Keys (all big-endian; statekeys.h encodes them):
  *   ids:   "u" + external id -> u32 index, "U" + u32 -> external id (users);
  *          "i" / "I" likewise for items
  *   user:  u32 index + u8 variant -> model user row
