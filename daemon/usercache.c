@@ -230,6 +230,10 @@ static int take_slot(struct usercache *c, uint32_t *slot, char *errstr, size_t e
 		c->hand = (c->hand + 1) % c->slots;
 		if (c->pinned[candidate])
 			continue;
+		if (c->user_of[candidate] == USERCACHE_NONE) {
+			*slot = candidate; /* freed by usercache_drop() */
+			return 0;
+		}
 		if (c->referenced[candidate]) {
 			c->referenced[candidate] = 0;
 			continue;

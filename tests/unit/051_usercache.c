@@ -195,6 +195,34 @@ static void test_pins_survive_any_number_of_lookups(void **unused)
 	}
 }
 
+/* A user whose restore failed is dropped: its slot is free for the next
+ * user, at every cache size. */
+static void test_dropped_slot_is_reused(void **unused)
+{
+	(void)unused;
+	char errstr[512];
+	for (size_t size = 1; size <= 3; size++) {
+		struct model *m = new_model();
+		struct usercache *cache = usercache_new(&m, 1, size);
+		uint32_t slot, other;
+		bool placed;
+		for (uint32_t u = 0; u < size; u++)
+			assert_int_equal(usercache_place(cache, u, &slot, &placed, errstr,
+							 sizeof errstr),
+					 0);
+		usercache_drop(cache, 0);
+		assert_int_equal(usercache_slot_of(cache, 0), USERCACHE_NONE);
+		assert_int_equal(usercache_place(cache, 77, &other, &placed, errstr, sizeof errstr),
+				 0);
+		assert_true(placed);
+		assert_int_equal(usercache_user_of(cache, other), 77);
+		for (uint32_t u = 1; u < size; u++)
+			assert_int_not_equal(usercache_slot_of(cache, u), USERCACHE_NONE);
+		usercache_free(cache);
+		model_free(m);
+	}
+}
+
 /* The same through the state's API, as refresh() uses it: a cache of 2,
  * a batch of 2 pinned users, and lookups of 50 others in between. */
 static void test_state_pins_hold_across_lookups(void **unused)
@@ -362,6 +390,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_pins_survive_any_number_of_lookups),
+	    cmocka_unit_test(test_dropped_slot_is_reused),
 	    cmocka_unit_test(test_state_pins_hold_across_lookups),
 	    cmocka_unit_test(test_dirty_eviction_round_trips_bit_exact),
 	    cmocka_unit_test(test_bounded_cache_learns_the_same),
