@@ -521,8 +521,7 @@ static void put_id(struct store_batch *batch, char kind, const char *id, uint32_
 	store_batch_put(batch, STORE_IDS, reverse, sizeof reverse, id, len);
 }
 
-static int put_pending_row(uint32_t stable, size_t variant, const void *row, size_t len,
-			   void *ctx)
+static int put_pending_row(uint32_t stable, size_t variant, const void *row, size_t len, void *ctx)
 {
 	struct state *s = ctx;
 	unsigned char key[5];

@@ -64,8 +64,8 @@ long statefile_export(struct store *store, const char *path, char *errstr, size_
 	fputs(EXPORT_MAGIC, out);
 	for (int f = 0; f < STORE_FAMILY_COUNT && !c.failed; f++) {
 		c.family = f;
-		if (store_foreach(store, (enum store_family)f, export_entry, &c, why,
-				  sizeof why) != 0 &&
+		if (store_foreach(store, (enum store_family)f, export_entry, &c, why, sizeof why) !=
+			0 &&
 		    !c.failed) {
 			set_errstr(errstr, errstr_size, "%s: reading %s: %s", path,
 				   store_family_name((enum store_family)f), why);

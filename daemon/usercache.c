@@ -46,8 +46,7 @@ static void set_errstr(char *errstr, size_t errstr_size, const char *fmt, ...)
 	va_end(ap);
 }
 
-struct usercache *usercache_new(struct model *const *models, size_t variant_count,
-				size_t max_slots)
+struct usercache *usercache_new(struct model *const *models, size_t variant_count, size_t max_slots)
 {
 	if (variant_count == 0 || variant_count > STATE_MAX_VARIANTS)
 		return NULL;
@@ -194,9 +193,11 @@ static int set_aside(struct usercache *c, uint32_t slot)
 			c->entry_capacity = cap;
 		}
 		model_export_user(m, slot, c->arena + c->arena_used, len);
-		c->entries[c->entry_count++] = (struct pending_entry){
-		    .stable = stable, .variant = (uint32_t)v, .group = group,
-		    .offset = c->arena_used, .len = len};
+		c->entries[c->entry_count++] = (struct pending_entry){.stable = stable,
+								      .variant = (uint32_t)v,
+								      .group = group,
+								      .offset = c->arena_used,
+								      .len = len};
 		c->arena_used += len;
 	}
 	if (c->entry_count > group)

@@ -121,7 +121,8 @@ static int copy_row(const void *key, size_t key_len, const void *value, size_t v
 	return 0;
 }
 
-static long copy_rows(struct variants_job *s, int from, unsigned char to, char *errstr, size_t errstr_size)
+static long copy_rows(struct variants_job *s, int from, unsigned char to, char *errstr,
+		      size_t errstr_size)
 {
 	struct copy_rows c = {s->store, s->batch, STORE_USER, from, to, 0, errstr, errstr_size, 0};
 	char why[512];

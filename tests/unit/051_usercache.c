@@ -154,7 +154,8 @@ static void test_pins_survive_any_number_of_lookups(void **unused)
 				assert_true(placed);
 				usercache_pin(cache, slots[u]);
 				learn_in_slot(m, slots[u], u, u);
-				memcpy(vectors[u], model_user_vector(m, slots[u]), sizeof vectors[u]);
+				memcpy(vectors[u], model_user_vector(m, slots[u]),
+				       sizeof vectors[u]);
 			}
 			for (uint32_t other = 100; other < 400; other++) {
 				uint32_t slot;
@@ -207,9 +208,8 @@ static void test_dropped_slot_is_reused(void **unused)
 		uint32_t slot, other;
 		bool placed;
 		for (uint32_t u = 0; u < size; u++)
-			assert_int_equal(usercache_place(cache, u, &slot, &placed, errstr,
-							 sizeof errstr),
-					 0);
+			assert_int_equal(
+			    usercache_place(cache, u, &slot, &placed, errstr, sizeof errstr), 0);
 		usercache_drop(cache, 0);
 		assert_int_equal(usercache_slot_of(cache, 0), USERCACHE_NONE);
 		assert_int_equal(usercache_place(cache, 77, &other, &placed, errstr, sizeof errstr),
@@ -240,7 +240,8 @@ static void test_state_pins_hold_across_lookups(void **unused)
 		learn(state, name, u ? "item-1" : "item-0");
 		len[u] = user_row(state, name, before[u]);
 		uint64_t hash;
-		assert_int_equal(state_user(state, name, &slot[u], &hash, errstr, sizeof errstr), 0);
+		assert_int_equal(state_user(state, name, &slot[u], &hash, errstr, sizeof errstr),
+				 0);
 		stable[u] = state_user_stable(state, slot[u]);
 	}
 	for (int u = 0; u < 2; u++)
@@ -255,8 +256,8 @@ static void test_state_pins_hold_across_lookups(void **unused)
 	}
 	for (int u = 0; u < 2; u++) {
 		assert_int_equal(state_user_stable(state, slot[u]), stable[u]);
-		assert_int_equal(model_export_user(state_model(state, 0), slot[u], after, ROW_BYTES),
-				 len[u]);
+		assert_int_equal(
+		    model_export_user(state_model(state, 0), slot[u], after, ROW_BYTES), len[u]);
 		assert_memory_equal(after, before[u], len[u]);
 	}
 	state_user_unpin_all(state);
