@@ -566,13 +566,23 @@ static size_t refresh(struct daemon *d)
 	lengths = malloc(batch * sizeof *lengths);
 	if (results == NULL || lengths == NULL)
 		goto out_free;
-	for (size_t v = 0; v < d->variant_count; v++) {
-		if (counts[v] == 0)
-			continue;
-		/* slots are looked up now: a restore may evict, so only within this variant */
-		for (size_t j = 0; j < counts[v]; j++)
-			if (state_user_by_stable(d->state, stables[by_variant[v][j]], &slots[j],
-						 errstr, sizeof errstr) != 0) {
+	/* A lookup may evict: a sub-batch pins its users, as many as the cache
+	 * can hold, so no slot changes hands while its list is computed. */
+	static size_t chunk_variant[1024], chunk_first[1024];
+	size_t chunks = 0, pinnable = state_user_pin_capacity(d->state);
+	for (size_t v = 0; v < d->variant_count; v++)
+		for (size_t first = 0; first < counts[v]; first += pinnable) {
+			chunk_variant[chunks] = v;
+			chunk_first[chunks++] = first;
+		}
+	for (size_t c = 0; c < chunks; c++) {
+		size_t v = chunk_variant[c], first = chunk_first[c];
+		size_t members = counts[v] - first < pinnable ? counts[v] - first : pinnable;
+		const size_t *member = &by_variant[v][first];
+		state_user_unpin_all(d->state);
+		for (size_t j = 0; j < members; j++)
+			if (state_user_pin(d->state, stables[member[j]], &slots[j], errstr,
+					   sizeof errstr) != 0) {
 				log_line(LOG_PRIORITY_WARNING, "refresh: %s", errstr);
 				goto out_free;
 			}
@@ -585,7 +595,7 @@ static size_t refresh(struct daemon *d)
 		if (d->config.variants[v].policy == CONFIG_POLICY_POPULARITY) {
 			/* the control arm: all-time popularity, same exclusions and filters */
 			uint32_t top[1000];
-			for (size_t j = 0; j < counts[v]; j++) {
+			for (size_t j = 0; j < members; j++) {
 				lengths[j] =
 				    model_popular(model, slots[j], variant_k, listable, top);
 				for (size_t r = 0; r < lengths[j]; r++)
@@ -594,15 +604,15 @@ static size_t refresh(struct daemon *d)
 					    .score = (float)model_item_count_of(model, top[r])};
 			}
 		} else {
-			rc = model_recommend(model, d->topk, slots, counts[v], variant_k, listable,
+			rc = model_recommend(model, d->topk, slots, members, variant_k, listable,
 					     results, lengths, errstr, sizeof errstr);
 		}
 		if (rc != 0) {
 			log_line(LOG_PRIORITY_WARNING, "refresh: %s", errstr);
 			goto out_free;
 		}
-		for (size_t j = 0; j < counts[v]; j++) {
-			uint32_t stable = stables[by_variant[v][j]];
+		for (size_t j = 0; j < members; j++) {
+			uint32_t stable = stables[member[j]];
 			struct scored_item items[1000];
 			for (size_t r = 0; r < lengths[j]; r++) {
 				items[r].item_id =
@@ -637,6 +647,7 @@ static size_t refresh(struct daemon *d)
 	}
 	metrics_histogram_observe(&d->metrics->refresh_batch_seconds, ev_time() - start);
 out_free:
+	state_user_unpin_all(d->state);
 	codec_buf_free(&buf);
 	free(results);
 	free(lengths);

@@ -1,18 +1,26 @@
-#include "errstr.h"
+/*
+ * state: open and close, learning, the write-behind commit and its writer
+ * thread. The user cache is usercache.c, the variants on disk variants.c,
+ * the export file statefile.c, the key layouts statekeys.h.
+ */
 #include "state.h"
 
-#include <errno.h>
+#include "errstr.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <xxhash.h>
 
 #include "idmap.h"
+#include "statefile.h"
+#include "statekeys.h"
 #include "store.h"
+#include "usercache.h"
+#include "variants.h"
 
 #define ROW_BUFFER (1u << 20)
 
@@ -25,14 +33,8 @@ struct state {
 	unsigned char store_id[STATE_MAX_VARIANTS];
 	int variant_of_id[256]; /* the reverse, -1: not loaded */
 	struct idmap *users, *items;
-	/* The user cache: users live in model slots; slot_of maps a user's
-	 * stable index (the one in the ids family) to its slot, user_of the
-	 * reverse. With a capacity, a CLOCK sweep evicts saved (clean) users. */
-	uint32_t *slot_of; /* per stable index, SLOT_NONE when not in memory */
-	size_t slot_of_capacity;
-	uint32_t *user_of;   /* per slot */
-	uint8_t *referenced; /* per slot, the CLOCK bit */
-	size_t slots, slots_capacity, max_slots, hand;
+	/* users live in model slots: see usercache.h */
+	struct usercache *cache;
 	uint32_t next_user; /* indices handed out so far */
 	/* ids met since the last commit, to be saved with it */
 	uint32_t *new_users, *new_items;
@@ -51,19 +53,6 @@ struct state {
 	int failed; /* a write failed: no commit is accepted any more */
 	char failure[512];
 };
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 /* ---- loading ---------------------------------------------------------------------- */
 
@@ -116,25 +105,6 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 	return 0;
 }
 
-#define SLOT_NONE UINT32_MAX
-
-static int ensure_slot_of(struct state *s, uint32_t index)
-{
-	if ((size_t)index < s->slot_of_capacity)
-		return 0;
-	size_t cap = s->slot_of_capacity ? s->slot_of_capacity : 1024;
-	while (cap <= index)
-		cap *= 2;
-	uint32_t *grown = realloc(s->slot_of, cap * sizeof *grown);
-	if (grown == NULL)
-		return -1;
-	for (size_t i = s->slot_of_capacity; i < cap; i++)
-		grown[i] = SLOT_NONE;
-	s->slot_of = grown;
-	s->slot_of_capacity = cap;
-	return 0;
-}
-
 static void *writer_main(void *arg)
 {
 	struct state *s = arg;
@@ -174,319 +144,6 @@ int state_flush(struct state *state, char *errstr, size_t errstr_size)
 	return failed ? -1 : 0;
 }
 
-/* ---- variants on disk ------------------------------------------------------------- */
-
-/*
- * Each variant's rows are keyed by a one-byte id; meta "variant/NAME" holds
- * the id and the row layout (dim, recent_items, covis_neighbours) it was
- * written with. States from before these records hold only a "variants"
- * count, with ids in configuration order: they are adopted as such.
- */
-#define VARIANT_PREFIX       "variant/"
-#define VARIANT_RECORD_BYTES 13
-#define COPY_CHUNK           100000
-#define VARIANT_NAME_BYTES   65
-
-struct stored_variant {
-	char name[VARIANT_NAME_BYTES];
-	unsigned char id;
-	uint32_t dim, recent, neighbours;
-};
-
-struct variant_scan {
-	struct stored_variant found[256];
-	size_t count;
-};
-
-static int scan_variant_record(const void *key, size_t key_len, const void *value, size_t value_len,
-			       void *ctx)
-{
-	struct variant_scan *scan = ctx;
-	size_t prefix = strlen(VARIANT_PREFIX);
-	if (key_len <= prefix || memcmp(key, VARIANT_PREFIX, prefix) != 0 ||
-	    key_len - prefix >= VARIANT_NAME_BYTES || value_len != VARIANT_RECORD_BYTES ||
-	    scan->count == 256)
-		return 0;
-	struct stored_variant *v = &scan->found[scan->count++];
-	memcpy(v->name, (const char *)key + prefix, key_len - prefix);
-	v->name[key_len - prefix] = '\0';
-	const unsigned char *b = value;
-	v->id = b[0];
-	v->dim = get_u32(b + 1);
-	v->recent = get_u32(b + 5);
-	v->neighbours = get_u32(b + 9);
-	return 0;
-}
-
-static void put_variant_record(struct store_batch *batch, const struct stored_variant *v)
-{
-	char key[sizeof VARIANT_PREFIX + VARIANT_NAME_BYTES];
-	unsigned char value[VARIANT_RECORD_BYTES];
-	int len = snprintf(key, sizeof key, VARIANT_PREFIX "%s", v->name);
-	value[0] = v->id;
-	put_u32(value + 1, v->dim);
-	put_u32(value + 5, v->recent);
-	put_u32(value + 9, v->neighbours);
-	store_batch_put(batch, STORE_META, key, (size_t)len, value, sizeof value);
-}
-
-/* Rewrites every user and item row of variant id `from` under id `to`
- * (from < 0: deletes the rows of `to`), in chunks. */
-struct copy_rows {
-	struct store *store;
-	struct store_batch *batch;
-	enum store_family family;
-	int from;
-	unsigned char to;
-	size_t rows;
-	char *errstr;
-	size_t errstr_size;
-	int failed;
-};
-
-static int copy_row(const void *key, size_t key_len, const void *value, size_t value_len, void *ctx)
-{
-	struct copy_rows *c = ctx;
-	const unsigned char *k = key;
-	if (key_len != 5)
-		return 0;
-	unsigned char copy[5];
-	memcpy(copy, k, 4);
-	copy[4] = c->to;
-	if (c->from < 0 && k[4] == c->to)
-		store_batch_delete(c->batch, c->family, key, key_len);
-	else if (c->from >= 0 && k[4] == (unsigned char)c->from)
-		store_batch_put(c->batch, c->family, copy, sizeof copy, value, value_len);
-	else
-		return 0;
-	c->rows++;
-	if (store_batch_count(c->batch) >= COPY_CHUNK &&
-	    store_commit(c->store, c->batch, c->errstr, c->errstr_size) != 0) {
-		c->failed = 1;
-		return 1;
-	}
-	return 0;
-}
-
-static long copy_rows(struct state *s, int from, unsigned char to, char *errstr, size_t errstr_size)
-{
-	struct copy_rows c = {s->store, s->batch, STORE_USER, from, to, 0, errstr, errstr_size, 0};
-	char why[512];
-	unsigned char globals_from[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', 0};
-	unsigned char globals_to[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', to};
-	for (int f = 0; f < 2; f++) {
-		c.family = f == 0 ? STORE_USER : STORE_ITEM;
-		if (store_foreach(s->store, c.family, copy_row, &c, why, sizeof why) != 0) {
-			if (!c.failed)
-				set_errstr(errstr, errstr_size, "%s", why);
-			store_batch_clear(s->batch);
-			return -1;
-		}
-		if (c.failed) {
-			store_batch_clear(s->batch);
-			return -1;
-		}
-	}
-	if (from < 0) {
-		store_batch_delete(s->batch, STORE_META, globals_to, sizeof globals_to);
-	} else {
-		void *value;
-		size_t len;
-		globals_from[8] = (unsigned char)from;
-		int found = store_get(s->store, STORE_META, globals_from, sizeof globals_from,
-				      &value, &len, why, sizeof why);
-		if (found < 0) {
-			set_errstr(errstr, errstr_size, "%s", why);
-			store_batch_clear(s->batch);
-			return -1;
-		}
-		if (found == 1) {
-			store_batch_put(s->batch, STORE_META, globals_to, sizeof globals_to, value,
-					len);
-			free(value);
-		}
-	}
-	if (store_commit(s->store, s->batch, errstr, errstr_size) != 0) {
-		store_batch_clear(s->batch);
-		return -1;
-	}
-	return (long)c.rows;
-}
-
-static void variant_log(const struct state_config *config, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void variant_log(const struct state_config *config, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	if (config->log == NULL)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	config->log(line, config->log_opaque);
-}
-
-/* Matches the configured variants to the stored ones by name (see state.h). */
-static int reconcile_variants(struct state *s, const struct state_config *config, char *errstr,
-			      size_t errstr_size)
-{
-	static _Thread_local struct variant_scan scan; /* 256 records: off the stack */
-	char why[512];
-	bool used[256] = {false};
-	scan.count = 0;
-	if (store_foreach(s->store, STORE_META, scan_variant_record, &scan, why, sizeof why) != 0) {
-		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
-		return -1;
-	}
-	for (size_t i = 0; i < 256; i++)
-		s->variant_of_id[i] = -1;
-
-	/* an older state: a count of variants, ids in configuration order */
-	void *value;
-	size_t value_len;
-	int legacy =
-	    store_get(s->store, STORE_META, "variants", 8, &value, &value_len, why, sizeof why);
-	if (legacy < 0) {
-		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
-		return -1;
-	}
-	if (legacy == 1) {
-		unsigned stored = value_len == 1 ? *(unsigned char *)value : 0;
-		free(value);
-		if (scan.count == 0 && stored != s->variant_count) {
-			set_errstr(errstr, errstr_size,
-				   "%s: the state holds %u variants from before variants were kept "
-				   "by name, the configuration %zu: run it once with %u variants",
-				   config->dir, stored, s->variant_count, stored);
-			return -1;
-		}
-		for (size_t v = 0; scan.count == 0 && v < stored; v++) {
-			struct stored_variant *r = &scan.found[v];
-			snprintf(r->name, sizeof r->name, "%s",
-				 config->variant_names ? config->variant_names[v] : "control");
-			r->id = (unsigned char)v;
-			r->dim = (uint32_t)config->variants[v].dim;
-			r->recent = (uint32_t)config->variants[v].recent_items;
-			r->neighbours = (uint32_t)config->variants[v].covis_neighbours;
-			put_variant_record(s->batch, r);
-		}
-		if (scan.count == 0)
-			scan.count = stored;
-		store_batch_delete(s->batch, STORE_META, "variants", 8);
-	}
-	for (size_t i = 0; i < scan.count; i++)
-		used[scan.found[i].id] = true;
-
-	/* without names (the command-line tools): the first stored variant */
-	const char *first = "control";
-	unsigned char lowest = 255;
-	for (size_t i = 0; i < scan.count; i++)
-		if (scan.found[i].id <= lowest) {
-			lowest = scan.found[i].id;
-			first = scan.found[i].name;
-		}
-	for (size_t v = 0; v < s->variant_count; v++) {
-		const char *name = config->variant_names ? config->variant_names[v] : first;
-		const struct model_config *mc = &config->variants[v];
-		const struct stored_variant *old = NULL;
-		for (size_t i = 0; i < scan.count; i++)
-			if (strcmp(scan.found[i].name, name) == 0)
-				old = &scan.found[i];
-		if (old != NULL) {
-			if (old->dim != mc->dim || old->recent != mc->recent_items ||
-			    old->neighbours != mc->covis_neighbours) {
-				set_errstr(
-				    errstr, errstr_size,
-				    "%s: variant '%s' was stored with dim %u, recent_items "
-				    "%u, covis_neighbours %u; the configuration asks for %zu, "
-				    "%u, %u: these cannot change in place. Give the "
-				    "reshaped variant a new name (it starts cold, or from "
-				    "another variant with start_from)",
-				    config->dir, name, old->dim, old->recent, old->neighbours,
-				    mc->dim, mc->recent_items, mc->covis_neighbours);
-				return -1;
-			}
-			s->store_id[v] = old->id;
-			s->variant_of_id[old->id] = (int)v;
-			continue;
-		}
-		/* a new variant: the lowest free id, cleared of anything a crash left there */
-		size_t id = 0;
-		while (id < 256 && used[id])
-			id++;
-		if (id == 256) {
-			set_errstr(errstr, errstr_size,
-				   "%s: 256 variants are stored; no room for '%s'", config->dir,
-				   name);
-			return -1;
-		}
-		used[id] = true;
-		if (!config->read_only && copy_rows(s, -1, (unsigned char)id, why, sizeof why) < 0) {
-			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
-			return -1;
-		}
-		const char *source = config->start_from ? config->start_from[v] : NULL;
-		if (source != NULL && source[0] != '\0') {
-			const struct stored_variant *from = NULL;
-			for (size_t i = 0; i < scan.count; i++)
-				if (strcmp(scan.found[i].name, source) == 0)
-					from = &scan.found[i];
-			if (from == NULL) {
-				set_errstr(errstr, errstr_size,
-					   "%s: variant '%s' starts from '%s', which the state "
-					   "does not hold",
-					   config->dir, name, source);
-				return -1;
-			}
-			if (from->dim != mc->dim || from->recent != mc->recent_items ||
-			    from->neighbours != mc->covis_neighbours) {
-				set_errstr(errstr, errstr_size,
-					   "%s: variant '%s' starts from '%s', whose layout (dim "
-					   "%u, recent_items %u, covis_neighbours %u) differs",
-					   config->dir, name, source, from->dim, from->recent,
-					   from->neighbours);
-				return -1;
-			}
-			long rows = config->read_only
-					? 0
-					: copy_rows(s, from->id, (unsigned char)id, why, sizeof why);
-			if (rows < 0) {
-				set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
-				return -1;
-			}
-			variant_log(config,
-				    "variant '%s' is new: starts from '%s' (%ld rows copied)", name,
-				    source, rows);
-		} else if (scan.count > 0) {
-			variant_log(config, "variant '%s' is new: starts cold", name);
-		}
-		struct stored_variant record = {.id = (unsigned char)id,
-						.dim = (uint32_t)mc->dim,
-						.recent = (uint32_t)mc->recent_items,
-						.neighbours = (uint32_t)mc->covis_neighbours};
-		snprintf(record.name, sizeof record.name, "%s", name);
-		put_variant_record(s->batch, &record);
-		s->store_id[v] = (unsigned char)id;
-		s->variant_of_id[id] = (int)v;
-	}
-	for (size_t i = 0; i < scan.count; i++)
-		if (s->variant_of_id[scan.found[i].id] < 0)
-			variant_log(
-			    config,
-			    "variant '%s' is in the state but not in the configuration: its "
-			    "rows are kept, unused (name it again to serve it)",
-			    scan.found[i].name);
-	if (config->read_only)
-		store_batch_clear(s->batch);
-	if (store_batch_count(s->batch) > 0 &&
-	    store_commit(s->store, s->batch, errstr, errstr_size) != 0) {
-		store_batch_clear(s->batch);
-		return -1;
-	}
-	return 0;
-}
-
 struct state *state_open(const struct state_config *config, char *errstr, size_t errstr_size)
 {
 	struct state *s;
@@ -510,7 +167,6 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	s->variant_count = config->variant_count;
-	s->max_slots = config->user_cache_users;
 	s->users = idmap_new();
 	s->items = idmap_new();
 	s->batch = store_batch_new();
@@ -531,7 +187,8 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	if (s->store == NULL)
 		goto out_free;
 
-	if (reconcile_variants(s, config, errstr, errstr_size) != 0)
+	if (variants_reconcile(s->store, s->batch, config, s->store_id, s->variant_of_id, errstr,
+			       errstr_size) != 0)
 		goto out_free;
 
 	struct load_context lc = {s, errstr, errstr_size, 0};
@@ -563,17 +220,16 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 		}
 		model_clear_dirty(s->models[v]);
 	}
+	size_t max_slots = config->user_cache_users;
 	if (config->user_cache_bytes > 0) {
-		/* per cached user: every variant's record, the id map entry, the slot maps */
-		size_t per_user = 64 + 2 * sizeof(uint32_t) + 1;
-		for (size_t v = 0; v < s->variant_count; v++)
-			per_user += model_user_memory_bytes(s->models[v]);
-		size_t by_bytes = config->user_cache_bytes / per_user;
-		if (by_bytes < 16)
-			by_bytes = 16;
-		if (s->max_slots == 0 || by_bytes < s->max_slots)
-			s->max_slots = by_bytes;
+		size_t by_bytes = usercache_slots_for_bytes(s->models, s->variant_count,
+							    config->user_cache_bytes);
+		if (max_slots == 0 || by_bytes < max_slots)
+			max_slots = by_bytes;
 	}
+	s->cache = usercache_new(s->models, s->variant_count, max_slots);
+	if (s->cache == NULL)
+		goto out_nomem_free;
 	if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
 		set_errstr(errstr, errstr_size, "cannot start the state writer thread");
 		goto out_free;
@@ -611,9 +267,7 @@ void state_close(struct state *state)
 	idmap_free(state->users);
 	idmap_free(state->items);
 	store_batch_free(state->batch);
-	free(state->slot_of);
-	free(state->user_of);
-	free(state->referenced);
+	usercache_free(state->cache);
 	free(state->new_users);
 	free(state->new_items);
 	free(state->row);
@@ -644,29 +298,38 @@ static int remember(uint32_t **list, size_t *count, size_t *capacity, uint32_t i
 	return 0;
 }
 
-/* Restores a known user's rows, saved under index, into slot in every variant. */
+/* Restores a known user's rows, saved under index, into slot in every
+ * variant: rows set aside by an eviction since the last commit first, else
+ * the stored ones. */
 static int load_user(struct state *s, uint32_t index, uint32_t slot, char *errstr,
 		     size_t errstr_size)
 {
+	bool pending = usercache_has_pending(s->cache, index);
 	/* the user's newest row may be in the batch being written: read after it */
-	if (state_flush(s, errstr, errstr_size) != 0)
+	if (!pending && state_flush(s, errstr, errstr_size) != 0)
 		return -1;
 	for (size_t v = 0; v < s->variant_count; v++) {
 		unsigned char key[5];
-		void *value;
+		const void *row;
+		void *value = NULL;
 		size_t len;
-		char why[256];
-		put_u32(key, index);
-		key[4] = s->store_id[v];
-		int found =
-		    store_get(s->store, STORE_USER, key, sizeof key, &value, &len, why, sizeof why);
+		char why[256] = "";
+		int found;
+		if (pending) {
+			found = usercache_pending_row(s->cache, index, v, &row, &len);
+		} else {
+			state_key_row(key, index, s->store_id[v]);
+			found = store_get(s->store, STORE_USER, key, sizeof key, &value, &len, why,
+					  sizeof why);
+			row = value;
+		}
 		if (found < 0) {
 			set_errstr(errstr, errstr_size, "user %u: %s", index, why);
 			return -1;
 		}
 		if (found == 0)
 			continue; /* known id, never learned in this variant */
-		int rc = model_import_user(s->models[v], slot, value, len, errstr, errstr_size);
+		int rc = model_import_user(s->models[v], slot, row, len, errstr, errstr_size);
 		free(value);
 		if (rc != 0)
 			return -1;
@@ -674,82 +337,15 @@ static int load_user(struct state *s, uint32_t index, uint32_t slot, char *errst
 	return 0;
 }
 
-static bool slot_dirty(const struct state *s, uint32_t slot)
-{
-	for (size_t v = 0; v < s->variant_count; v++)
-		if (model_user_is_dirty(s->models[v], slot))
-			return true;
-	return false;
-}
-
-/* A free model slot: a new one while under the cache's bound, else the slot
- * of a saved user the CLOCK sweep has not seen used since its last pass. */
-static int take_slot(struct state *s, uint32_t *slot, char *errstr, size_t errstr_size)
-{
-	if (s->max_slots == 0 || s->slots < s->max_slots) {
-		if (s->slots == s->slots_capacity) {
-			size_t cap = s->slots_capacity ? s->slots_capacity * 2 : 1024;
-			uint32_t *user_of = realloc(s->user_of, cap * sizeof *user_of);
-			if (user_of == NULL)
-				goto out_nomem;
-			s->user_of = user_of;
-			uint8_t *referenced = realloc(s->referenced, cap);
-			if (referenced == NULL)
-				goto out_nomem;
-			s->referenced = referenced;
-			s->slots_capacity = cap;
-		}
-		*slot = (uint32_t)s->slots++;
-		return 0;
-	}
-	for (int attempt = 0; attempt < 2; attempt++) {
-		for (size_t step = 0; step < 2 * s->max_slots; step++) {
-			uint32_t candidate = (uint32_t)s->hand;
-			s->hand = (s->hand + 1) % s->max_slots;
-			if (s->referenced[candidate]) {
-				s->referenced[candidate] = 0;
-				continue;
-			}
-			if (slot_dirty(s, candidate))
-				continue; /* its changes are not saved yet */
-			for (size_t v = 0; v < s->variant_count; v++)
-				model_forget_user(s->models[v], candidate);
-			s->slot_of[s->user_of[candidate]] = SLOT_NONE;
-			*slot = candidate;
-			return 0;
-		}
-		/* every cached user has unsaved changes: save them, then sweep again */
-		if (state_commit(s, errstr, errstr_size) != 0)
-			return -1;
-	}
-	set_errstr(errstr, errstr_size, "user cache of %zu users: no user can be evicted",
-		   s->max_slots);
-	return -1;
-out_nomem:
-	set_errstr(errstr, errstr_size, "out of memory growing the user cache");
-	return -1;
-}
-
 /* Gives stable user index a slot, restoring its rows when `saved`. */
 static int place_user(struct state *s, uint32_t index, bool saved, uint32_t *slot, char *errstr,
 		      size_t errstr_size)
 {
-	if (ensure_slot_of(s, index) != 0) {
-		set_errstr(errstr, errstr_size, "out of memory growing the user cache");
+	bool placed;
+	if (usercache_place(s->cache, index, slot, &placed, errstr, errstr_size) != 0)
 		return -1;
-	}
-	if (s->slot_of[index] != SLOT_NONE) {
-		*slot = s->slot_of[index];
-		s->referenced[*slot] = 1;
-		return 0;
-	}
-	if (take_slot(s, slot, errstr, errstr_size) != 0)
-		return -1;
-	s->slot_of[index] = *slot;
-	s->user_of[*slot] = index;
-	s->referenced[*slot] = 1;
-	if (saved && load_user(s, index, *slot, errstr, errstr_size) != 0) {
-		s->slot_of[index] = SLOT_NONE;
+	if (placed && saved && load_user(s, index, *slot, errstr, errstr_size) != 0) {
+		usercache_drop(s->cache, index);
 		return -1;
 	}
 	return 0;
@@ -763,9 +359,8 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 	uint32_t found = idmap_find(s->users, id, len);
 	*hash = XXH3_64bits(id, len);
 	if (found != IDMAP_NONE) {
-		/* in memory, or saved when evicted (a new user is never evicted unsaved) */
-		bool in_memory =
-		    (size_t)found < s->slot_of_capacity && s->slot_of[found] != SLOT_NONE;
+		/* in memory, or saved or set aside when evicted */
+		bool in_memory = usercache_slot_of(s->cache, found) != USERCACHE_NONE;
 		return place_user(s, found, !in_memory, index, errstr, errstr_size);
 	}
 	/* met again after a restart? */
@@ -827,12 +422,13 @@ int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *h
 
 const char *state_user_id(const struct state *state, uint32_t index)
 {
-	return (size_t)index < state->slots ? idmap_id(state->users, state->user_of[index]) : NULL;
+	uint32_t stable = usercache_user_of(state->cache, index);
+	return stable != USERCACHE_NONE ? idmap_id(state->users, stable) : NULL;
 }
 
 uint32_t state_user_stable(const struct state *state, uint32_t slot)
 {
-	return (size_t)slot < state->slots ? state->user_of[slot] : UINT32_MAX;
+	return usercache_user_of(state->cache, slot);
 }
 
 int state_user_by_stable(struct state *state, uint32_t stable, uint32_t *slot, char *errstr,
@@ -842,9 +438,27 @@ int state_user_by_stable(struct state *state, uint32_t stable, uint32_t *slot, c
 		set_errstr(errstr, errstr_size, "no user with index %u", stable);
 		return -1;
 	}
-	bool in_memory =
-	    (size_t)stable < state->slot_of_capacity && state->slot_of[stable] != SLOT_NONE;
+	bool in_memory = usercache_slot_of(state->cache, stable) != USERCACHE_NONE;
 	return place_user(state, stable, !in_memory, slot, errstr, errstr_size);
+}
+
+int state_user_pin(struct state *state, uint32_t stable, uint32_t *slot, char *errstr,
+		   size_t errstr_size)
+{
+	if (state_user_by_stable(state, stable, slot, errstr, errstr_size) != 0)
+		return -1;
+	usercache_pin(state->cache, *slot);
+	return 0;
+}
+
+void state_user_unpin_all(struct state *state)
+{
+	usercache_unpin_all(state->cache);
+}
+
+size_t state_user_pin_capacity(const struct state *state)
+{
+	return usercache_pin_capacity(state->cache);
 }
 
 const char *state_user_name(const struct state *state, uint32_t stable)
@@ -898,10 +512,23 @@ static void put_id(struct store_batch *batch, char kind, const char *id, uint32_
 	store_batch_put(batch, STORE_IDS, reverse, sizeof reverse, id, len);
 }
 
-/* Moves every pending change into s->batch; afterwards nothing is pending. */
+static int put_pending_row(uint32_t stable, size_t variant, const void *row, size_t len, void *ctx)
+{
+	struct state *s = ctx;
+	unsigned char key[5];
+	state_key_row(key, stable, s->store_id[variant]);
+	store_batch_put(s->batch, STORE_USER, key, sizeof key, row, len);
+	return 0;
+}
+
+/* Moves every pending change into s->batch; afterwards nothing is pending.
+ * Rows set aside by evictions go first: a user restored and changed since
+ * is written again after them, newest last. */
 static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 {
 	unsigned char key[9];
+	usercache_pending_foreach(s->cache, put_pending_row, s);
+	usercache_pending_clear(s->cache);
 	for (size_t k = 0; k < s->new_user_count; k++)
 		put_id(s->batch, 'u', idmap_id(s->users, s->new_users[k]), s->new_users[k]);
 	for (size_t k = 0; k < s->new_item_count; k++)
@@ -911,6 +538,8 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		const uint32_t *ids;
 		size_t n = model_dirty_users(m, &ids);
 		for (size_t k = 0; k < n; k++) {
+			if (!model_user_is_dirty(m, ids[k]))
+				continue; /* evicted since: its row was set aside */
 			size_t len = model_export_user(m, ids[k], s->row, ROW_BUFFER);
 			if (len > ROW_BUFFER) {
 				set_errstr(errstr, errstr_size, "user %u: row of %zu bytes", ids[k],
@@ -918,15 +547,14 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 				store_batch_clear(s->batch);
 				return -1;
 			}
-			put_u32(key, s->user_of[ids[k]]); /* saved under the stable index */
-			key[4] = s->store_id[v];
+			/* saved under the stable index */
+			state_key_row(key, usercache_user_of(s->cache, ids[k]), s->store_id[v]);
 			store_batch_put(s->batch, STORE_USER, key, 5, s->row, len);
 		}
 		n = model_dirty_items(m, &ids);
 		for (size_t k = 0; k < n; k++) {
 			size_t len = model_export_item(m, ids[k], s->row, ROW_BUFFER);
-			put_u32(key, ids[k]);
-			key[4] = s->store_id[v];
+			state_key_row(key, ids[k], s->store_id[v]);
 			store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
 		}
 		memcpy(key, "globals/", 8);
@@ -987,7 +615,7 @@ static int load_user_id(const void *key, size_t key_len, const void *value, size
 	if (key_len != 5 || k[0] != 'U')
 		return 0;
 	uint32_t index = get_u32(k + 1), slot;
-	if ((size_t)index < c->state->slot_of_capacity && c->state->slot_of[index] != SLOT_NONE)
+	if (usercache_slot_of(c->state->cache, index) != USERCACHE_NONE)
 		return 0; /* in memory already */
 	if (idmap_put(c->state->users, value, value_len, index) != 0) {
 		set_errstr(c->errstr, c->errstr_size, "out of memory loading users");
@@ -1016,13 +644,12 @@ int state_load_all_users(struct state *state, char *errstr, size_t errstr_size)
 int state_digest(struct state *state, uint64_t *digest, char *errstr, size_t errstr_size)
 {
 	struct state *s = state;
-	size_t bound = s->max_slots;
-	s->max_slots = 0; /* every user at once, beyond the cache's bound */
+	size_t bound = usercache_max_slots(s->cache);
+	usercache_set_max_slots(s->cache, 0); /* every user at once, beyond the bound */
 	int rc = state_load_all_users(s, errstr, errstr_size);
-	if (bound > 0 && s->slots > bound)
-		s->max_slots = s->slots; /* keep the slots made; the sweep covers them all */
-	else
-		s->max_slots = bound;
+	size_t made = usercache_slot_count(s->cache);
+	/* keep the slots made; the sweep covers them all */
+	usercache_set_max_slots(s->cache, bound > 0 && made > bound ? made : bound);
 	if (rc != 0)
 		return -1;
 	XXH3_state_t *hash = XXH3_createState();
@@ -1033,9 +660,9 @@ int state_digest(struct state *state, uint64_t *digest, char *errstr, size_t err
 	XXH3_64bits_reset(hash);
 	for (size_t v = 0; v < s->variant_count; v++) {
 		struct model *m = s->models[v];
-		for (uint32_t u = 0; u < s->next_user && (size_t)u < s->slot_of_capacity; u++) {
-			uint32_t slot = s->slot_of[u];
-			if (slot == SLOT_NONE || slot >= model_user_count(m) ||
+		for (uint32_t u = 0; u < s->next_user; u++) {
+			uint32_t slot = usercache_slot_of(s->cache, u);
+			if (slot == USERCACHE_NONE || slot >= model_user_count(m) ||
 			    !model_user_has_row(m, slot))
 				continue;
 			size_t n = model_export_user(m, slot, s->row, ROW_BUFFER);
@@ -1063,173 +690,14 @@ uint64_t state_bytes(struct state *state)
 	return store_state_bytes(state->store);
 }
 
-#define EXPORT_MAGIC "streamrec-export 1\n"
-
-struct export_context {
-	FILE *out;
-	int family;
-	long entries;
-	int failed;
-};
-
-static int export_entry(const void *key, size_t key_len, const void *value, size_t value_len,
-			void *ctx)
-{
-	struct export_context *c = ctx;
-	unsigned char head[5];
-	head[0] = (unsigned char)c->family;
-	put_u32(head + 1, (uint32_t)key_len);
-	if (fwrite(head, 1, 5, c->out) != 5 || fwrite(key, 1, key_len, c->out) != key_len)
-		goto out_fail;
-	put_u32(head, (uint32_t)value_len);
-	if (fwrite(head, 1, 4, c->out) != 4 ||
-	    (value_len > 0 && fwrite(value, 1, value_len, c->out) != value_len))
-		goto out_fail;
-	c->entries++;
-	return 0;
-out_fail:
-	c->failed = 1;
-	return 1;
-}
-
 long state_export(struct state *state, const char *path, char *errstr, size_t errstr_size)
 {
-	char why[256];
-	FILE *out = fopen(path, "wb");
-	if (out == NULL) {
-		set_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	struct export_context c = {out, 0, 0, 0};
-	fputs(EXPORT_MAGIC, out);
-	for (int f = 0; f < STORE_FAMILY_COUNT && !c.failed; f++) {
-		c.family = f;
-		if (store_foreach(state->store, (enum store_family)f, export_entry, &c, why,
-				  sizeof why) != 0 &&
-		    !c.failed) {
-			set_errstr(errstr, errstr_size, "%s: reading %s: %s", path,
-				   store_family_name((enum store_family)f), why);
-			fclose(out);
-			remove(path);
-			return -1;
-		}
-	}
-	if (c.failed || fclose(out) != 0) {
-		set_errstr(errstr, errstr_size, "%s: write failed: %s", path, strerror(errno));
-		remove(path);
-		return -1;
-	}
-	return c.entries;
+	return statefile_export(state->store, path, errstr, errstr_size);
 }
 
 long state_import(const char *dir, const char *path, char *errstr, size_t errstr_size)
 {
-	struct stat st;
-	char magic[sizeof EXPORT_MAGIC], why[512];
-	long entries = 0;
-	unsigned char *key = NULL, *value = NULL;
-	struct store *store = NULL;
-	struct store_batch *batch = NULL;
-	FILE *in;
-
-	if (stat(dir, &st) == 0) {
-		set_errstr(errstr, errstr_size, "%s already exists: import creates a new state",
-			   dir);
-		return -1;
-	}
-	in = fopen(path, "rb");
-	if (in == NULL) {
-		set_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (fread(magic, 1, sizeof EXPORT_MAGIC - 1, in) != sizeof EXPORT_MAGIC - 1 ||
-	    memcmp(magic, EXPORT_MAGIC, sizeof EXPORT_MAGIC - 1) != 0) {
-		set_errstr(errstr, errstr_size, "%s: not a streamrec export file", path);
-		fclose(in);
-		return -1;
-	}
-	struct store_config sc = {.path = dir};
-	store = store_open(&sc, errstr, errstr_size);
-	batch = store_batch_new();
-	key = malloc(1 << 16);
-	value = malloc(ROW_BUFFER);
-	if (store == NULL || batch == NULL || key == NULL || value == NULL) {
-		if (store != NULL)
-			set_errstr(errstr, errstr_size, "out of memory importing %s", path);
-		goto out_fail;
-	}
-	for (;;) {
-		unsigned char head[5];
-		size_t got = fread(head, 1, 5, in);
-		if (got == 0 && feof(in))
-			break;
-		uint32_t key_len = got == 5 ? get_u32(head + 1) : 0, value_len = 0;
-		if (got != 5 || head[0] >= STORE_FAMILY_COUNT || key_len > (1 << 16) ||
-		    fread(key, 1, key_len, in) != key_len || fread(head + 1, 1, 4, in) != 4 ||
-		    (value_len = get_u32(head + 1)) > ROW_BUFFER ||
-		    fread(value, 1, value_len, in) != value_len) {
-			set_errstr(errstr, errstr_size, "%s: entry %ld is truncated or malformed",
-				   path, entries + 1);
-			goto out_fail;
-		}
-		entries++;
-		if (head[0] == STORE_META && key_len > 7 && memcmp(key, "offset/", 7) == 0) {
-			/* offsets go through the store's own API: "offset/<topic>/<partition>" */
-			char name[300];
-			const unsigned char *slash = memrchr(key, '/', key_len);
-			int64_t offset = 0;
-			if (slash == NULL || slash - key <= 7 || value_len != 8 ||
-			    (size_t)(slash - key - 7) >= sizeof name) {
-				set_errstr(errstr, errstr_size, "%s: entry %ld: malformed offset",
-					   path, entries);
-				goto out_fail;
-			}
-			memcpy(name, key + 7, (size_t)(slash - key - 7));
-			name[slash - key - 7] = '\0';
-			for (int b = 0; b < 8; b++)
-				offset = (int64_t)(((uint64_t)offset << 8) | value[b]);
-			char partition[16];
-			size_t plen = key_len - (size_t)(slash - key) - 1;
-			if (plen == 0 || plen >= sizeof partition) {
-				set_errstr(errstr, errstr_size, "%s: entry %ld: malformed offset",
-					   path, entries);
-				goto out_fail;
-			}
-			memcpy(partition, slash + 1, plen);
-			partition[plen] = '\0';
-			store_batch_set_offset(batch, name, (int32_t)atoi(partition), offset);
-			continue;
-		}
-		if (head[0] == STORE_META &&
-		    ((key_len == 6 && memcmp(key, "format", 6) == 0) ||
-		     (key_len == 14 && memcmp(key, "format_version", 14) == 0) ||
-		     (key_len == 11 && memcmp(key, "fingerprint", 11) == 0)))
-			continue; /* the new store writes its own */
-		store_batch_put(batch, (enum store_family)head[0], key, key_len, value, value_len);
-	}
-	if (store_commit(store, batch, why, sizeof why) != 0) {
-		set_errstr(errstr, errstr_size, "%s: %s", dir, why);
-		goto out_fail;
-	}
-	store_batch_free(batch);
-	store_close(store);
-	free(key);
-	free(value);
-	fclose(in);
-	return entries;
-out_fail:
-	store_batch_free(batch);
-	store_close(store);
-	free(key);
-	free(value);
-	fclose(in);
-	if (store != NULL) {
-		char command[4200];
-		snprintf(command, sizeof command, "rm -rf -- '%s'", dir);
-		if (system(command) != 0)
-			fprintf(stderr, "could not remove %s\n", dir);
-	}
-	return -1;
+	return statefile_import(dir, path, errstr, errstr_size);
 }
 
 size_t state_user_count(const struct state *state)

@@ -12,7 +12,7 @@
  * Items are loaded at open (the item matrix is the top-k engine's operand);
  * users are loaded when first met again, into a cache that can be bounded:
  * the user index handed to the models is a cache slot, and a user's rows are
- * saved under its stable index. Keys (all big-endian):
+ * saved under its stable index. Keys (all big-endian; statekeys.h encodes them):
  *   ids:   "u" + external id -> u32 index, "U" + u32 -> external id (users);
  *          "i" / "I" likewise for items
  *   user:  u32 index + u8 variant -> model user row
@@ -51,7 +51,8 @@ struct state_config {
 	/** Directory of RocksDB's LOG file (NULL or "": inside dir). */
 	const char *log_dir;
 	/** Users kept in memory at most (0: no bound); the least recently used
-	 * saved ones are evicted and restored from RocksDB when met again. */
+	 * unpinned ones are evicted (a changed one's rows set aside for the next
+	 * commit, never committed on the spot) and restored when met again. */
 	size_t user_cache_users;
 	/** Or the same bound in bytes of memory (0: none); the smaller bound wins. */
 	size_t user_cache_bytes;
@@ -82,7 +83,8 @@ size_t state_variant_count(const struct state *state);
 /**
  * @brief The model index (cache slot) of a user id, restoring the user's
  * rows from the store when met again, or handing out a new user (saved with
- * the next commit). The slot is valid until the next state_user() call.
+ * the next commit). The slot is valid until the next state_user() or
+ * state_user_by_stable() call, unless pinned (state_user_pin()).
  * @param hash set to the id's hash (seeds a new user's first vectors)
  * @returns 0, or -1 with errstr filled (read error, out of memory).
  */
@@ -102,6 +104,22 @@ uint32_t state_user_stable(const struct state *state, uint32_t slot);
  */
 int state_user_by_stable(struct state *state, uint32_t stable, uint32_t *slot, char *errstr,
 			 size_t errstr_size);
+
+/**
+ * @brief state_user_by_stable(), and pin the slot: no later lookup evicts it
+ * until state_user_unpin_all(), so a caller may hold several slots at once
+ * (a refresh batch). At most state_user_pin_capacity() users are pinned at
+ * once; one more is refused (-1, errstr filled) when the cache is full of
+ * pinned users.
+ */
+int state_user_pin(struct state *state, uint32_t stable, uint32_t *slot, char *errstr,
+		   size_t errstr_size);
+
+/** @brief Release every pin (the slots stay cached, evictable again). */
+void state_user_unpin_all(struct state *state);
+
+/** @returns how many users may be pinned at once (SIZE_MAX: no bound). */
+size_t state_user_pin_capacity(const struct state *state);
 
 /** @returns the external id of a user's stable index, or NULL. */
 const char *state_user_name(const struct state *state, uint32_t stable);

@@ -379,9 +379,28 @@ static void refresh_bias_column(struct model *m, uint32_t item)
 	    m->scalar[item].bias + m->scalar[item].correction;
 }
 
+/* Drops from the dirty list the users forgotten since they were listed
+ * (and repeats of users forgotten and changed again). */
+static void compact_dirty_users(struct model *m)
+{
+	size_t kept = 0;
+	for (size_t k = 0; k < m->dirty_user_count; k++) {
+		uint32_t u = m->dirty_users[k];
+		if (m->user_dirty[u] == 1) {
+			m->user_dirty[u] = 2; /* kept once */
+			m->dirty_users[kept++] = u;
+		}
+	}
+	for (size_t k = 0; k < kept; k++)
+		m->user_dirty[m->dirty_users[k]] = 1;
+	m->dirty_user_count = kept;
+}
+
 static void mark_user(struct model *m, uint32_t user)
 {
 	if (!m->user_dirty[user]) {
+		if (m->dirty_user_count == m->user_capacity)
+			compact_dirty_users(m);
 		m->user_dirty[user] = 1;
 		m->dirty_users[m->dirty_user_count++] = user;
 	}
@@ -1001,6 +1020,7 @@ void model_forget_user(struct model *model, uint32_t user)
 	memset(user_p(model, user), 0, model->user_bytes);
 	model->exclude[user].count = 0;
 	model->user_ready[user] = 0;
+	model->user_dirty[user] = 0; /* the caller saved or set aside its row */
 }
 
 void model_clear_dirty(struct model *model)

@@ -228,7 +228,9 @@ uint64_t model_digest(const struct model *model);
  * globals gives a model that continues bit for bit as the saved one would.
  */
 
-/** @brief The users (and items) whose rows changed since model_clear_dirty(). */
+/** @brief The users (and items) whose rows changed since model_clear_dirty().
+ * The user list may also name users forgotten since (model_forget_user()):
+ * write only those model_user_is_dirty() still reports. */
 size_t model_dirty_users(struct model *model, const uint32_t **users);
 size_t model_dirty_items(struct model *model, const uint32_t **items);
 
@@ -246,7 +248,8 @@ bool model_user_is_dirty(const struct model *model, uint32_t user);
 
 /**
  * @brief Drop a user's row from memory (a bounded user cache evicts it after
- * it was saved); the slot can then take another user's row or first vectors.
+ * it was saved or set aside), with its dirty mark; the slot can then take
+ * another user's row or first vectors.
  */
 void model_forget_user(struct model *model, uint32_t user);
 

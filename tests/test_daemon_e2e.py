@@ -1020,3 +1020,67 @@ def test_a_full_disk_with_the_rocksdb_log_on_it_exits_cleanly(kafka_broker, tmp_
         for d in (steady, full):
             if d.process is not None and d.process.poll() is None:
                 d.process.kill()
+def all_lists(daemon, timeout_ms=8000):
+    """Every list on the recommendations topic: (user, [(item id, score text)])."""
+    out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
+                          str(timeout_ms)], capture_output=True, text=True)
+    lists = []
+    for line in out.stdout.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "user" in fields and "items" in fields:
+            lists.append((fields["user"], [tuple(i.rsplit(":", 1)) for i in
+                                           fields["items"].split(",") if i]))
+    return lists
+
+
+@pytest.mark.parametrize("cache", ["user_cache_users = 16", "user_cache_bytes = 4kb"],
+                         ids=["16", "4kb"])
+def test_cache_never_lists_other_users(daemon, cache):
+    """Issue 11: with a user cache smaller than a refresh batch, a batch's
+    users must stay in memory while their lists are computed. 300 users
+    each buy 4 items of their own; once everything is learned and
+    refreshed, no user's newest list holds an item that user bought, and
+    users with different histories never get the same list."""
+    daemon.add_config(f"[state]\n{cache}\n[refresh]\nbatch = 256\n")
+    users = [f"user-{u}" for u in range(300)]
+    bought = {user: {f"item-{(u * p + p * p) % 40}" for p in (1, 3, 7, 11)}
+              for u, user in enumerate(users)}
+    start = int(time.time() * 1000) - 60000
+    lines = []
+    for round_ in range(4):
+        for u, user in enumerate(users):
+            item = sorted(bought[user])[round_ % len(bought[user])]
+            body = (avro_string(f"ev-{user}-{round_}") + avro_string(user) + avro_string(item)
+                    + avro_long(6) + avro_long(start + round_) + avro_long(0) + avro_long(0)
+                    + avro_long(0))
+            lines.append(f"key={user.encode().hex()} {body.hex()}")
+    daemon.start()
+    subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.events],
+                   input="".join(l + "\n" for l in lines).encode(), check=True,
+                   capture_output=True)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= len(lines)), \
+        daemon.logtext()
+    # every queued user refreshed: the published count stops moving
+    last, since, deadline = -1, time.time(), time.time() + 60
+    while time.time() - since < 3 and time.time() < deadline:
+        now = daemon.metric("streamrec_recommendations_total")
+        if now != last:
+            last, since = now, time.time()
+        time.sleep(0.3)
+    latest = {}
+    for user, items in all_lists(daemon):
+        latest[user] = items
+    assert sorted(latest) == sorted(users), daemon.logtext()
+    leaks = {user: sorted(bought[user] & {i for i, _ in items}) for user, items in latest.items()
+             if bought[user] & {i for i, _ in items}}
+    assert not leaks, f"{len(leaks)} users were listed items they bought, e.g. " \
+                      f"{sorted(leaks.items())[:3]}"
+    copies = {}
+    for user, items in latest.items():
+        copies.setdefault(tuple(items), []).append(user)
+    shared = [group for group in copies.values()
+              if len({frozenset(bought[u]) for u in group}) > 1]
+    assert not shared, f"{len(shared)} lists were published to users with different " \
+                       f"histories, e.g. {shared[:2]}"
+    assert daemon.stop() == 0

@@ -1,0 +1,40 @@
+/*
+ * statekeys: the byte layouts of the state's keys and records, in one place
+ * (all integers big-endian, so RocksDB's byte order is numeric order):
+ *   ids:   "u" + external id -> u32 index, "U" + u32 -> external id (users);
+ *          "i" / "I" likewise for items
+ *   user:  u32 stable index + u8 variant id -> model user row
+ *   item:  u32 index + u8 variant id -> model item row
+ *   meta:  "globals/" + u8 variant id -> model globals;
+ *          "variant/" + name -> u8 id, u32 dim, u32 recent_items,
+ *          u32 covis_neighbours; offsets (store/)
+ */
+#ifndef STREAMREC_STATEKEYS_H
+#define STREAMREC_STATEKEYS_H
+
+#include <stdint.h>
+
+#define STATE_ROW_KEY_BYTES 5
+
+static inline void put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static inline uint32_t get_u32(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/** @brief A user or item row's key: index, then the variant's id byte. */
+static inline void state_key_row(unsigned char key[STATE_ROW_KEY_BYTES], uint32_t index,
+				 unsigned char variant_id)
+{
+	put_u32(key, index);
+	key[4] = variant_id;
+}
+
+#endif

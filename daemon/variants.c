@@ -1,0 +1,334 @@
+#include "variants.h"
+
+#include "errstr.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "statekeys.h"
+
+/* What reconciling works on: the store, a scratch batch, and the two maps it fills. */
+struct variants_job {
+	struct store *store;
+	struct store_batch *batch;
+	size_t variant_count;
+	unsigned char *store_id; /* per configured variant */
+	int *variant_of_id;      /* per id byte, -1: not configured */
+};
+
+/*
+ * Each variant's rows are keyed by a one-byte id; meta "variant/NAME" holds
+ * the id and the row layout (dim, recent_items, covis_neighbours) it was
+ * written with. States from before these records hold only a "variants"
+ * count, with ids in configuration order: they are adopted as such.
+ */
+#define VARIANT_PREFIX       "variant/"
+#define VARIANT_RECORD_BYTES 13
+#define COPY_CHUNK           100000
+#define VARIANT_NAME_BYTES   65
+
+struct stored_variant {
+	char name[VARIANT_NAME_BYTES];
+	unsigned char id;
+	uint32_t dim, recent, neighbours;
+};
+
+struct variant_scan {
+	struct stored_variant found[256];
+	size_t count;
+};
+
+static int scan_variant_record(const void *key, size_t key_len, const void *value, size_t value_len,
+			       void *ctx)
+{
+	struct variant_scan *scan = ctx;
+	size_t prefix = strlen(VARIANT_PREFIX);
+	if (key_len <= prefix || memcmp(key, VARIANT_PREFIX, prefix) != 0 ||
+	    key_len - prefix >= VARIANT_NAME_BYTES || value_len != VARIANT_RECORD_BYTES ||
+	    scan->count == 256)
+		return 0;
+	struct stored_variant *v = &scan->found[scan->count++];
+	memcpy(v->name, (const char *)key + prefix, key_len - prefix);
+	v->name[key_len - prefix] = '\0';
+	const unsigned char *b = value;
+	v->id = b[0];
+	v->dim = get_u32(b + 1);
+	v->recent = get_u32(b + 5);
+	v->neighbours = get_u32(b + 9);
+	return 0;
+}
+
+static void put_variant_record(struct store_batch *batch, const struct stored_variant *v)
+{
+	char key[sizeof VARIANT_PREFIX + VARIANT_NAME_BYTES];
+	unsigned char value[VARIANT_RECORD_BYTES];
+	int len = snprintf(key, sizeof key, VARIANT_PREFIX "%s", v->name);
+	value[0] = v->id;
+	put_u32(value + 1, v->dim);
+	put_u32(value + 5, v->recent);
+	put_u32(value + 9, v->neighbours);
+	store_batch_put(batch, STORE_META, key, (size_t)len, value, sizeof value);
+}
+
+/* Rewrites every user and item row of variant id `from` under id `to`
+ * (from < 0: deletes the rows of `to`), in chunks. */
+struct copy_rows {
+	struct store *store;
+	struct store_batch *batch;
+	enum store_family family;
+	int from;
+	unsigned char to;
+	size_t rows;
+	char *errstr;
+	size_t errstr_size;
+	int failed;
+};
+
+static int copy_row(const void *key, size_t key_len, const void *value, size_t value_len, void *ctx)
+{
+	struct copy_rows *c = ctx;
+	const unsigned char *k = key;
+	if (key_len != 5)
+		return 0;
+	unsigned char copy[5];
+	memcpy(copy, k, 4);
+	copy[4] = c->to;
+	if (c->from < 0 && k[4] == c->to)
+		store_batch_delete(c->batch, c->family, key, key_len);
+	else if (c->from >= 0 && k[4] == (unsigned char)c->from)
+		store_batch_put(c->batch, c->family, copy, sizeof copy, value, value_len);
+	else
+		return 0;
+	c->rows++;
+	if (store_batch_count(c->batch) >= COPY_CHUNK &&
+	    store_commit(c->store, c->batch, c->errstr, c->errstr_size) != 0) {
+		c->failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static long copy_rows(struct variants_job *s, int from, unsigned char to, char *errstr,
+		      size_t errstr_size)
+{
+	struct copy_rows c = {s->store, s->batch, STORE_USER, from, to, 0, errstr, errstr_size, 0};
+	char why[512];
+	unsigned char globals_from[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', 0};
+	unsigned char globals_to[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', to};
+	for (int f = 0; f < 2; f++) {
+		c.family = f == 0 ? STORE_USER : STORE_ITEM;
+		if (store_foreach(s->store, c.family, copy_row, &c, why, sizeof why) != 0) {
+			if (!c.failed)
+				set_errstr(errstr, errstr_size, "%s", why);
+			store_batch_clear(s->batch);
+			return -1;
+		}
+		if (c.failed) {
+			store_batch_clear(s->batch);
+			return -1;
+		}
+	}
+	if (from < 0) {
+		store_batch_delete(s->batch, STORE_META, globals_to, sizeof globals_to);
+	} else {
+		void *value;
+		size_t len;
+		globals_from[8] = (unsigned char)from;
+		int found = store_get(s->store, STORE_META, globals_from, sizeof globals_from,
+				      &value, &len, why, sizeof why);
+		if (found < 0) {
+			set_errstr(errstr, errstr_size, "%s", why);
+			store_batch_clear(s->batch);
+			return -1;
+		}
+		if (found == 1) {
+			store_batch_put(s->batch, STORE_META, globals_to, sizeof globals_to, value,
+					len);
+			free(value);
+		}
+	}
+	if (store_commit(s->store, s->batch, errstr, errstr_size) != 0) {
+		store_batch_clear(s->batch);
+		return -1;
+	}
+	return (long)c.rows;
+}
+
+static void variant_log(const struct state_config *config, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void variant_log(const struct state_config *config, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	if (config->log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	config->log(line, config->log_opaque);
+}
+
+int variants_reconcile(struct store *store, struct store_batch *batch,
+		       const struct state_config *config, unsigned char *store_id,
+		       int *variant_of_id, char *errstr, size_t errstr_size)
+{
+	struct variants_job job = {store, batch, config->variant_count, store_id, variant_of_id};
+	struct variants_job *s = &job;
+	static _Thread_local struct variant_scan scan; /* 256 records: off the stack */
+	char why[512];
+	bool used[256] = {false};
+	scan.count = 0;
+	if (store_foreach(s->store, STORE_META, scan_variant_record, &scan, why, sizeof why) != 0) {
+		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+		return -1;
+	}
+	for (size_t i = 0; i < 256; i++)
+		s->variant_of_id[i] = -1;
+
+	/* an older state: a count of variants, ids in configuration order */
+	void *value;
+	size_t value_len;
+	int legacy =
+	    store_get(s->store, STORE_META, "variants", 8, &value, &value_len, why, sizeof why);
+	if (legacy < 0) {
+		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+		return -1;
+	}
+	if (legacy == 1) {
+		unsigned stored = value_len == 1 ? *(unsigned char *)value : 0;
+		free(value);
+		if (scan.count == 0 && stored != s->variant_count) {
+			set_errstr(errstr, errstr_size,
+				   "%s: the state holds %u variants from before variants were kept "
+				   "by name, the configuration %zu: run it once with %u variants",
+				   config->dir, stored, s->variant_count, stored);
+			return -1;
+		}
+		for (size_t v = 0; scan.count == 0 && v < stored; v++) {
+			struct stored_variant *r = &scan.found[v];
+			snprintf(r->name, sizeof r->name, "%s",
+				 config->variant_names ? config->variant_names[v] : "control");
+			r->id = (unsigned char)v;
+			r->dim = (uint32_t)config->variants[v].dim;
+			r->recent = (uint32_t)config->variants[v].recent_items;
+			r->neighbours = (uint32_t)config->variants[v].covis_neighbours;
+			put_variant_record(s->batch, r);
+		}
+		if (scan.count == 0)
+			scan.count = stored;
+		store_batch_delete(s->batch, STORE_META, "variants", 8);
+	}
+	for (size_t i = 0; i < scan.count; i++)
+		used[scan.found[i].id] = true;
+
+	/* without names (the command-line tools): the first stored variant */
+	const char *first = "control";
+	unsigned char lowest = 255;
+	for (size_t i = 0; i < scan.count; i++)
+		if (scan.found[i].id <= lowest) {
+			lowest = scan.found[i].id;
+			first = scan.found[i].name;
+		}
+	for (size_t v = 0; v < s->variant_count; v++) {
+		const char *name = config->variant_names ? config->variant_names[v] : first;
+		const struct model_config *mc = &config->variants[v];
+		const struct stored_variant *old = NULL;
+		for (size_t i = 0; i < scan.count; i++)
+			if (strcmp(scan.found[i].name, name) == 0)
+				old = &scan.found[i];
+		if (old != NULL) {
+			if (old->dim != mc->dim || old->recent != mc->recent_items ||
+			    old->neighbours != mc->covis_neighbours) {
+				set_errstr(
+				    errstr, errstr_size,
+				    "%s: variant '%s' was stored with dim %u, recent_items "
+				    "%u, covis_neighbours %u; the configuration asks for %zu, "
+				    "%u, %u: these cannot change in place. Give the "
+				    "reshaped variant a new name (it starts cold, or from "
+				    "another variant with start_from)",
+				    config->dir, name, old->dim, old->recent, old->neighbours,
+				    mc->dim, mc->recent_items, mc->covis_neighbours);
+				return -1;
+			}
+			s->store_id[v] = old->id;
+			s->variant_of_id[old->id] = (int)v;
+			continue;
+		}
+		/* a new variant: the lowest free id, cleared of anything a crash left there */
+		size_t id = 0;
+		while (id < 256 && used[id])
+			id++;
+		if (id == 256) {
+			set_errstr(errstr, errstr_size,
+				   "%s: 256 variants are stored; no room for '%s'", config->dir,
+				   name);
+			return -1;
+		}
+		used[id] = true;
+		if (!config->read_only && copy_rows(s, -1, (unsigned char)id, why, sizeof why) < 0) {
+			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+			return -1;
+		}
+		const char *source = config->start_from ? config->start_from[v] : NULL;
+		if (source != NULL && source[0] != '\0') {
+			const struct stored_variant *from = NULL;
+			for (size_t i = 0; i < scan.count; i++)
+				if (strcmp(scan.found[i].name, source) == 0)
+					from = &scan.found[i];
+			if (from == NULL) {
+				set_errstr(errstr, errstr_size,
+					   "%s: variant '%s' starts from '%s', which the state "
+					   "does not hold",
+					   config->dir, name, source);
+				return -1;
+			}
+			if (from->dim != mc->dim || from->recent != mc->recent_items ||
+			    from->neighbours != mc->covis_neighbours) {
+				set_errstr(errstr, errstr_size,
+					   "%s: variant '%s' starts from '%s', whose layout (dim "
+					   "%u, recent_items %u, covis_neighbours %u) differs",
+					   config->dir, name, source, from->dim, from->recent,
+					   from->neighbours);
+				return -1;
+			}
+			long rows = config->read_only
+					? 0
+					: copy_rows(s, from->id, (unsigned char)id, why, sizeof why);
+			if (rows < 0) {
+				set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+				return -1;
+			}
+			variant_log(config,
+				    "variant '%s' is new: starts from '%s' (%ld rows copied)", name,
+				    source, rows);
+		} else if (scan.count > 0) {
+			variant_log(config, "variant '%s' is new: starts cold", name);
+		}
+		struct stored_variant record = {.id = (unsigned char)id,
+						.dim = (uint32_t)mc->dim,
+						.recent = (uint32_t)mc->recent_items,
+						.neighbours = (uint32_t)mc->covis_neighbours};
+		snprintf(record.name, sizeof record.name, "%s", name);
+		put_variant_record(s->batch, &record);
+		s->store_id[v] = (unsigned char)id;
+		s->variant_of_id[id] = (int)v;
+	}
+	for (size_t i = 0; i < scan.count; i++)
+		if (s->variant_of_id[scan.found[i].id] < 0)
+			variant_log(
+			    config,
+			    "variant '%s' is in the state but not in the configuration: its "
+			    "rows are kept, unused (name it again to serve it)",
+			    scan.found[i].name);
+	if (config->read_only)
+		store_batch_clear(s->batch);
+	if (store_batch_count(s->batch) > 0 &&
+	    store_commit(s->store, s->batch, errstr, errstr_size) != 0) {
+		store_batch_clear(s->batch);
+		return -1;
+	}
+	return 0;
+}
