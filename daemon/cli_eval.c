@@ -3,7 +3,10 @@
  * event file through one model configuration, with the popularity baseline
  * scored in the same run. --export-stream and --json hand the evaluated
  * stream and the figures to other rankers (bench/peers.py) so that they are
- * scored on exactly the same test points.
+ * scored on exactly the same test points. --retrieval both ranks every test
+ * point with the exact engine and the index engine on one model and prints
+ * each engine's figures and replay speed and the index's recall against
+ * exact.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -101,6 +104,14 @@ static const char *exclusion_name(enum model_exclusion exclusion)
 						   : "interacted";
 }
 
+static const char *retrieval_name(const struct model_config *config,
+				  const struct prequential_config *pc)
+{
+	return pc->both_engines                              ? "both"
+	       : config->retrieval == MODEL_RETRIEVAL_INDEX ? "index"
+							    : "exact";
+}
+
 /*
  * --export-stream: the replayed stream in replay order, one event a line:
  * dense user and item indices, type symbol, the weight the model gave it,
@@ -163,8 +174,16 @@ static int write_json(const char *path, const struct event_log *log,
 		fprintf(out, "%s\"%s\": %g", t ? ", " : "", event_type_name((enum event_type)t),
 			(double)config->event_weight[t]);
 	fprintf(out, "},\n  \"dim\": %zu, \"negatives\": %u,\n", config->dim, config->negatives);
+	fprintf(out, "  \"retrieval\": \"%s\",\n", retrieval_name(config, pc));
 	json_scores(out, "model", &r->model);
 	json_scores(out, "popularity", &r->popularity);
+	if (pc->both_engines) {
+		json_scores(out, "index", &r->index);
+		fprintf(out,
+			"  \"index_recall\": %.17g, \"exact_events_per_s\": %.1f, "
+			"\"index_events_per_s\": %.1f,\n",
+			r->index_recall, r->exact_events_per_s, r->index_events_per_s);
+	}
 	fprintf(out, "  \"skipped_excluded\": %llu, \"seconds\": %.6f, \"events_per_s\": %.1f\n}\n",
 		(unsigned long long)r->skipped_excluded, r->seconds, r->events_per_s);
 	if (fclose(out) != 0) {
@@ -202,6 +221,10 @@ int cli_eval(int argc, char **argv)
 						{"seed", required_argument, NULL, 'S'},
 						{"export-stream", required_argument, NULL, 'E'},
 						{"json", required_argument, NULL, 'J'},
+						{"retrieval", required_argument, NULL, 'T'},
+						{"nprobe", required_argument, NULL, 'P'},
+						{"nlist", required_argument, NULL, 'N'},
+						{"trending", required_argument, NULL, 'G'},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -312,6 +335,33 @@ int cli_eval(int argc, char **argv)
 			break;
 		case 'E': export_path = optarg; break;
 		case 'J': json_path = optarg; break;
+		case 'T':
+			if (strcmp(optarg, "exact") == 0)
+				config.retrieval = MODEL_RETRIEVAL_EXACT;
+			else if (strcmp(optarg, "index") == 0)
+				config.retrieval = MODEL_RETRIEVAL_INDEX;
+			else if (strcmp(optarg, "both") == 0)
+				pc.both_engines = true;
+			else {
+				fprintf(stderr,
+					"streamrec eval: --retrieval: must be exact, index or both, "
+					"got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'P':
+			rc = cli_parse_count("eval", "nprobe", optarg, 0, 1 << 20, &v);
+			config.index_nprobe = (size_t)v;
+			break;
+		case 'N':
+			rc = cli_parse_count("eval", "nlist", optarg, 0, 1 << 20, &v);
+			config.index_nlist = (size_t)v;
+			break;
+		case 'G':
+			rc = cli_parse_count("eval", "trending", optarg, 0, 10000, &v);
+			config.index_trending = (size_t)v;
+			break;
 		default: return 2;
 		}
 		if (rc != 0)
@@ -395,11 +445,38 @@ int cli_eval(int argc, char **argv)
 	printf("\n| ranking    | HR@%-5zu | NDCG@%-3zu | MRR      | coverage | tests    |\n", pc.k,
 	       pc.k);
 	printf("|------------|----------|----------|----------|----------|----------|\n");
-	print_row("streamrec", &r.model);
+	if (pc.both_engines) {
+		print_row("exact", &r.model);
+		print_row("index", &r.index);
+	} else
+		print_row(config.retrieval == MODEL_RETRIEVAL_INDEX ? "index" : "streamrec",
+			  &r.model);
 	print_row("popularity", &r.popularity);
-	printf("\nreplay: %.0f events/s (learn + rank both lists, 1 thread); %llu tests skipped "
-	       "(item excluded by the protocol)\n",
-	       r.events_per_s, (unsigned long long)r.skipped_excluded);
+	if (pc.both_engines) {
+		struct model_index_stats is;
+		model_index_stats(model, &is);
+		printf("\nreplay: exact %.0f events/s, index %.0f events/s (%.1fx) (learn + rank "
+		       "the engine's list and popularity's, 1 thread; ranking took %.2f s exact, "
+		       "%.2f s index)\n",
+		       r.exact_events_per_s, r.index_events_per_s,
+		       r.exact_events_per_s > 0 ? r.index_events_per_s / r.exact_events_per_s : 0,
+		       r.exact_rank_seconds, r.index_rank_seconds);
+		printf("index: recall@%zu against exact %.4f on the test points; relative HR@%zu "
+		       "%+.2f%%; nlist %zu, nprobe %zu, trending %zu, %.0f candidates a list, %llu "
+		       "trainings\n",
+		       pc.k, r.index_recall, pc.k,
+		       r.model.hit_rate > 0 ? 100.0 * (r.index.hit_rate / r.model.hit_rate - 1.0)
+					    : 0.0,
+		       is.nlist, is.nprobe, config.index_trending,
+		       is.lists ? (double)is.candidates / (double)is.lists : 0.0,
+		       (unsigned long long)is.trainings);
+		printf("%llu tests skipped (item excluded by the protocol)\n",
+		       (unsigned long long)r.skipped_excluded);
+	} else
+		printf("\nreplay: %.0f events/s (learn + rank both lists, 1 thread, %s engine); "
+		       "%llu tests skipped (item excluded by the protocol)\n",
+		       r.events_per_s, retrieval_name(&config, &pc),
+		       (unsigned long long)r.skipped_excluded);
 	if ((export_path != NULL &&
 	     write_stream(export_path, log, event_flags, &config, errstr, sizeof errstr) != 0) ||
 	    (json_path != NULL &&

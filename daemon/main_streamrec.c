@@ -59,7 +59,9 @@ static const struct {
      "           [--exclude none|bought|interacted] [--weight TYPE=W]...\n"
      "           [--test-every N] [--warmup N] [--max-events N] [--seed N]\n"
      "           [--export-stream CSV: the replayed stream, indices, test points]\n"
-     "           [--json PATH: configuration and figures]"},
+     "           [--json PATH: configuration and figures]\n"
+     "           [--retrieval exact|index|both: the ranking engine, or both side by side]\n"
+     "           [--nprobe N, 0 = automatic] [--nlist N, 0 = automatic] [--trending 50]"},
     {"gen", cli_gen,
      "write a synthetic event stream with planted structure to a file\n"
      "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"

@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "covis.h"
+#include "ivf.h"
 #include "popularity.h"
 #include "sampler.h"
 #include "sgd.h"
@@ -18,6 +19,13 @@
 #define ADAGRAD_EPS       1e-8f
 #define MAX_NEGATIVES     64
 #define UNCOUNTED_PENALTY -1e4f /* correction column of an item no one acted on */
+
+/* Queries per ivf_search(); a larger model_recommend() batch is cut up. */
+#define INDEX_MAX_BATCH 256
+/* The index is built for lists of at least this k (a larger k rebuilds it). */
+#define INDEX_MIN_K 100
+/* Retrain only after 1/INDEX_RETRAIN_CHURN of the rows changed since the last training. */
+#define INDEX_RETRAIN_CHURN 4
 
 /* An item's scalars, together so that touching an item costs one cache miss. */
 struct item_scalars {
@@ -65,6 +73,24 @@ struct model {
 	size_t dirty_user_count, dirty_item_count;
 	bool all_items_dirty;
 
+	/* The index engine (MODEL_RETRIEVAL_INDEX), built on first use. Rows of
+	 * items below index_items whose matrix row changed since the index last
+	 * saw them are listed once in moved_items (item_moved marks them);
+	 * items from index_items on are appended at the next sync. */
+	struct ivf *index;
+	size_t index_items, index_max_k;
+	uint8_t *item_moved;
+	uint32_t *moved_items;
+	size_t moved_count;
+	uint64_t index_changes_since_training;
+	size_t index_items_at_training;
+	double index_imbalance_at_training;
+	uint32_t *trending_candidates; /* config.index_trending, cached */
+	size_t trending_candidate_count;
+	uint64_t trending_step;
+	bool trending_valid;
+	struct model_index_stats index_stats;
+
 	/* scratch for one event */
 	float *h, *grad_h, *grad_row;
 	struct sgd_target targets[MAX_NEGATIVES + 1];
@@ -100,6 +126,10 @@ void model_config_default(struct model_config *config)
 	config->learn_embeddings = true;
 	config->exclusion = MODEL_EXCLUDE_BOUGHT;
 	config->seed = 1;
+	config->retrieval = MODEL_RETRIEVAL_EXACT;
+	config->index_nprobe = 0;
+	config->index_nlist = 0;
+	config->index_trending = 50;
 }
 
 int model_config_check(const struct model_config *c, char *errstr, size_t errstr_size)
@@ -183,6 +213,29 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 		set_errstr(errstr, errstr_size, "optimizer or exclusion out of range");
 		return -1;
 	}
+	if ((unsigned)c->retrieval > MODEL_RETRIEVAL_INDEX) {
+		set_errstr(errstr, errstr_size, "retrieval: must be exact or index, got %d",
+			   (int)c->retrieval);
+		return -1;
+	}
+	if (c->index_nprobe > (size_t)1 << 20) {
+		set_errstr(errstr, errstr_size,
+			   "index_nprobe: must be between 0 (automatic) and %zu, got %zu",
+			   (size_t)1 << 20, c->index_nprobe);
+		return -1;
+	}
+	if (c->index_nlist > (size_t)1 << 20) {
+		set_errstr(errstr, errstr_size,
+			   "index_nlist: must be between 0 (automatic) and %zu, got %zu",
+			   (size_t)1 << 20, c->index_nlist);
+		return -1;
+	}
+	if (c->index_trending > 10000) {
+		set_errstr(errstr, errstr_size,
+			   "index_trending: must be between 0 and 10000, got %zu",
+			   c->index_trending);
+		return -1;
+	}
 	return 0;
 }
 
@@ -245,6 +298,10 @@ void model_free(struct model *model)
 	free(model->grad_row);
 	free(model->sparse_keys);
 	free(model->sparse_weights);
+	ivf_free(model->index);
+	free(model->item_moved);
+	free(model->moved_items);
+	free(model->trending_candidates);
 	free(model);
 }
 
@@ -343,7 +400,9 @@ static int ensure_items(struct model *m, size_t need)
 	    grow_array((void **)&m->scalar, old, cap, sizeof(struct item_scalars)) ||
 	    grow_array((void **)&m->item_dirty, old, cap, 1) ||
 	    grow_array((void **)&m->dirty_items, old, cap, sizeof(uint32_t)) ||
-	    grow_array((void **)&m->item_ready, old, cap, sizeof(uint8_t)))
+	    grow_array((void **)&m->item_ready, old, cap, sizeof(uint8_t)) ||
+	    grow_array((void **)&m->item_moved, old, cap, 1) ||
+	    grow_array((void **)&m->moved_items, old, cap, sizeof(uint32_t)))
 		return -1;
 	m->item_capacity = cap;
 	return 0;
@@ -372,11 +431,23 @@ static void refresh_correction(struct model *m, uint32_t item)
 		: UNCOUNTED_PENALTY;
 }
 
-/* The bias column: b_i plus the correction. */
+/* Notes that item's matrix row changed, for the index's next sync. Items
+ * the index does not hold yet are appended then, whatever they hold. */
+static void mark_moved(struct model *m, uint32_t item)
+{
+	if ((size_t)item < m->index_items && !m->item_moved[item]) {
+		m->item_moved[item] = 1;
+		m->moved_items[m->moved_count++] = item;
+	}
+}
+
+/* The bias column: b_i plus the correction. Every change of a matrix row
+ * (a step on q, a new item, seeding) passes here, so it marks the row moved. */
 static void refresh_bias_column(struct model *m, uint32_t item)
 {
 	m->matrix[(size_t)item * m->stride + m->dim] =
 	    m->scalar[item].bias + m->scalar[item].correction;
+	mark_moved(m, item);
 }
 
 /* Drops from the dirty list the users forgotten since they were listed
@@ -767,9 +838,220 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 	query->sparse_count = out;
 }
 
+/* ---- the index engine ------------------------------------------------------------ */
+
+size_t model_index_nprobe(const struct model *model, size_t nlist)
+{
+	size_t nprobe = model->config.index_nprobe;
+	if (nprobe == 0) {
+		nprobe = (size_t)ceil(MODEL_INDEX_PROBE_SHARE * (double)nlist);
+		if (nprobe < MODEL_INDEX_MIN_NPROBE)
+			nprobe = MODEL_INDEX_MIN_NPROBE;
+	}
+	return nprobe;
+}
+
+void model_index_stats(const struct model *model, struct model_index_stats *stats)
+{
+	*stats = model->index_stats;
+	stats->built = model->index != NULL;
+	stats->nlist = model->index ? ivf_nlist(model->index) : 0;
+	stats->nprobe = model->index ? model_index_nprobe(model, stats->nlist) : 0;
+}
+
+/* Forgets the index (the next index list builds it again). */
+static void index_drop(struct model *m)
+{
+	ivf_free(m->index);
+	m->index = NULL;
+	for (size_t j = 0; j < m->moved_count; j++)
+		m->item_moved[m->moved_items[j]] = 0;
+	m->moved_count = 0;
+	m->index_items = 0;
+}
+
+/* The largest cell over the mean cell. */
+static double index_imbalance(const struct model *m)
+{
+	size_t nlist = ivf_nlist(m->index), largest = 0, items = ivf_item_count(m->index);
+	for (size_t c = 0; c < nlist; c++)
+		if (ivf_cell_size(m->index, c) > largest)
+			largest = ivf_cell_size(m->index, c);
+	return items ? (double)largest * (double)nlist / (double)items : 1.0;
+}
+
+/* Notes a training's outcome (what later syncs compare against). */
+static void index_trained(struct model *m)
+{
+	m->index_changes_since_training = 0;
+	m->index_items_at_training = ivf_item_count(m->index);
+	m->index_imbalance_at_training = index_imbalance(m);
+	m->index_stats.trainings++;
+}
+
+/*
+ * Whether to retrain now: the catalogue doubled since the last training, or
+ * ivf_needs_retrain() finds a cell too large, a quarter of the rows changed
+ * since, and the imbalance is twice what the last training left. Learned
+ * embeddings are skewed (popular items crowd together, never-counted items
+ * share one direction), so a fresh training can leave a cell above
+ * IVF_RETRAIN_CELL_FACTOR times the mean; retraining for that alone ran 86
+ * trainings in a 60k-event replay of 27k items and doubled the index
+ * engine's cost. Doublings alone cost O(items) amortised.
+ */
+static bool index_wants_training(struct model *m)
+{
+	size_t items = ivf_item_count(m->index);
+	if (items >= 2 * m->index_items_at_training && items >= 2 * INDEX_MIN_K)
+		return true;
+	if (m->index_changes_since_training < items / INDEX_RETRAIN_CHURN ||
+	    !ivf_needs_retrain(m->index))
+		return false;
+	return index_imbalance(m) > 2.0 * m->index_imbalance_at_training;
+}
+
+/* Builds the index from the item matrix for lists of up to max_k. */
+static int index_build(struct model *m, size_t max_k, char *errstr, size_t errstr_size)
+{
+	struct ivf_config config = {.dim = m->stride,
+				    .nlist = m->config.index_nlist,
+				    .max_batch = INDEX_MAX_BATCH,
+				    .max_k = max_k,
+				    .assign = IVF_ASSIGN_DEFAULT,
+				    .seed = m->config.seed,
+				    /* the centroid and cell products are small shapes, where
+				     * OpenBLAS's threads cost more than they give (DESIGN.md) */
+				    .threads = 1};
+	char reason[256];
+
+	index_drop(m);
+	m->index = ivf_new(&config, reason, sizeof reason);
+	if (m->index == NULL)
+		goto out_fail;
+	if (ivf_build(m->index, m->matrix, m->items, m->stride, reason, sizeof reason) != 0)
+		goto out_drop;
+	m->index_items = m->items;
+	m->index_max_k = max_k;
+	index_trained(m);
+	return 0;
+
+out_drop:
+	index_drop(m);
+out_fail:
+	set_errstr(errstr, errstr_size, "building the item index over %zu items: %s", m->items,
+		   reason);
+	return -1;
+}
+
+/*
+ * Brings the index up to date with the item matrix before a search: builds
+ * it when missing (or too small for k), passes it every moved row and every
+ * new item, and retrains it when its cells no longer fit.
+ */
+static int index_sync(struct model *m, size_t k, char *errstr, size_t errstr_size)
+{
+	char reason[256];
+	size_t changes;
+
+	if (m->index == NULL || k > m->index_max_k)
+		return index_build(m, k > INDEX_MIN_K ? k : INDEX_MIN_K, errstr, errstr_size);
+	for (size_t j = 0; j < m->moved_count; j++) {
+		uint32_t item = m->moved_items[j];
+		m->item_moved[item] = 0;
+		if (ivf_update_item(m->index, item, m->matrix + (size_t)item * m->stride, reason,
+				    sizeof reason) != 0)
+			goto out_drop;
+	}
+	changes = m->moved_count + (m->items - m->index_items);
+	m->moved_count = 0;
+	for (size_t i = m->index_items; i < m->items; i++) {
+		if (ivf_update_item(m->index, (uint32_t)i, m->matrix + i * m->stride, reason,
+				    sizeof reason) != 0)
+			goto out_drop;
+		m->index_items = i + 1;
+	}
+	m->index_stats.rows_synced += changes;
+	m->index_changes_since_training += changes;
+	if (index_wants_training(m)) {
+		if (ivf_retrain(m->index, reason, sizeof reason) != 0)
+			goto out_drop;
+		index_trained(m);
+	}
+	return 0;
+
+out_drop:
+	/* the index may have missed rows: start again at the next call */
+	index_drop(m);
+	set_errstr(errstr, errstr_size, "updating the item index: %s", reason);
+	return -1;
+}
+
+/* The trending candidates every warm user's index list considers. */
+static int index_trending(struct model *m, char *errstr, size_t errstr_size)
+{
+	size_t want = m->config.index_trending;
+	if (m->trending_valid && m->step - m->trending_step < MODEL_INDEX_TRENDING_EVENTS)
+		return 0;
+	if (m->trending_candidates == NULL && want > 0) {
+		m->trending_candidates = malloc(want * sizeof *m->trending_candidates);
+		if (m->trending_candidates == NULL) {
+			set_errstr(errstr, errstr_size, "out of memory for %zu trending candidates",
+				   want);
+			return -1;
+		}
+	}
+	m->trending_candidate_count =
+	    want > 0 ? model_trending(m, UINT32_MAX, want, m->trending_candidates) : 0;
+	m->trending_step = m->step;
+	m->trending_valid = true;
+	return 0;
+}
+
+/* The index engine's lists for `count` warm queries (any count: cut into
+ * batches the index takes). */
+static int index_run(struct model *m, const uint8_t *eligible, const struct topk_query *queries,
+		     size_t count, size_t k, struct topk_result *results, size_t *counts,
+		     char *errstr, size_t errstr_size)
+{
+	struct ivf_query batch[INDEX_MAX_BATCH];
+	char reason[256];
+	size_t nprobe;
+
+	if (index_sync(m, k, errstr, errstr_size) != 0 ||
+	    index_trending(m, errstr, errstr_size) != 0)
+		return -1;
+	nprobe = model_index_nprobe(m, ivf_nlist(m->index));
+	for (size_t first = 0; first < count; first += INDEX_MAX_BATCH) {
+		size_t n = count - first < INDEX_MAX_BATCH ? count - first : INDEX_MAX_BATCH;
+		for (size_t q = 0; q < n; q++)
+			batch[q] = (struct ivf_query){.base = queries[first + q],
+						      .extra_items = m->trending_candidates,
+						      .extra_count = m->trending_candidate_count};
+		if (ivf_search(m->index, eligible, batch, n, nprobe, k, results + first * k,
+			       counts + first, reason, sizeof reason) != 0) {
+			set_errstr(errstr, errstr_size, "item index search: %s", reason);
+			return -1;
+		}
+		m->index_stats.candidates += ivf_last_candidates(m->index);
+		m->index_stats.lists += n;
+	}
+	return 0;
+}
+
+/* ---- serving ----------------------------------------------------------------------- */
+
 int model_recommend(struct model *model, struct topk *topk, const uint32_t *users,
 		    size_t user_count, size_t k, const uint8_t *eligible,
 		    struct topk_result *results, size_t *counts, char *errstr, size_t errstr_size)
+{
+	return model_recommend_with(model, topk, model->config.retrieval, users, user_count, k,
+				    eligible, results, counts, errstr, errstr_size);
+}
+
+int model_recommend_with(struct model *model, struct topk *topk, enum model_retrieval retrieval,
+			 const uint32_t *users, size_t user_count, size_t k,
+			 const uint8_t *eligible, struct topk_result *results, size_t *counts,
+			 char *errstr, size_t errstr_size)
 {
 	struct model *m = model;
 	size_t capacity = model_sparse_capacity(m), warm = 0, item_count, stride;
@@ -825,8 +1107,13 @@ int model_recommend(struct model *model, struct topk *topk, const uint32_t *user
 		warm_index[warm++] = u;
 	}
 	const float *rows = model_item_matrix(m, &item_count, &stride);
-	if (warm > 0 && topk_run(topk, rows, item_count, m->stride, stride, eligible, queries, warm,
-				 k, warm_results, warm_counts, errstr, errstr_size) != 0)
+	if (warm > 0 && retrieval == MODEL_RETRIEVAL_INDEX) {
+		if (index_run(m, eligible, queries, warm, k, warm_results, warm_counts, errstr,
+			      errstr_size) != 0)
+			goto out_free;
+	} else if (warm > 0 && topk_run(topk, rows, item_count, m->stride, stride, eligible,
+					queries, warm, k, warm_results, warm_counts, errstr,
+					errstr_size) != 0)
 		goto out_free;
 	for (size_t w = 0; w < warm; w++) {
 		size_t u = warm_index[w];
@@ -843,6 +1130,52 @@ out_free:
 	free(warm_results);
 	free(warm_counts);
 	free(trending);
+	return rc;
+}
+
+int model_recommend_recall(struct model *model, struct topk *topk, const uint32_t *users,
+			   size_t user_count, size_t k, const uint8_t *eligible, double *recall,
+			   char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	size_t slots = user_count * (k ? k : 1), compared = 0;
+	struct topk_result *exact = malloc(slots * sizeof *exact);
+	struct topk_result *index = malloc(slots * sizeof *index);
+	size_t *exact_counts = malloc((user_count ? user_count : 1) * sizeof *exact_counts);
+	size_t *index_counts = malloc((user_count ? user_count : 1) * sizeof *index_counts);
+	double sum = 0;
+	int rc = -1;
+
+	if (exact == NULL || index == NULL || exact_counts == NULL || index_counts == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory comparing %zu lists", user_count);
+		goto out_free;
+	}
+	if (model_recommend_with(m, topk, MODEL_RETRIEVAL_EXACT, users, user_count, k, eligible,
+				 exact, exact_counts, errstr, errstr_size) != 0 ||
+	    model_recommend_with(m, topk, MODEL_RETRIEVAL_INDEX, users, user_count, k, eligible,
+				 index, index_counts, errstr, errstr_size) != 0)
+		goto out_free;
+	for (size_t u = 0; u < user_count; u++) {
+		if (!model_user_has_history(m, users[u]) || exact_counts[u] == 0)
+			continue;
+		/* lists are at most k long: a quadratic intersection is cheapest */
+		size_t found = 0;
+		for (size_t a = 0; a < exact_counts[u]; a++)
+			for (size_t b = 0; b < index_counts[u]; b++)
+				if (index[u * k + b].item == exact[u * k + a].item) {
+					found++;
+					break;
+				}
+		sum += (double)found / (double)exact_counts[u];
+		compared++;
+	}
+	*recall = compared > 0 ? sum / (double)compared : 1.0;
+	rc = 0;
+out_free:
+	free(exact);
+	free(index);
+	free(exact_counts);
+	free(index_counts);
 	return rc;
 }
 
@@ -1186,6 +1519,7 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 	if ((size_t)item >= m->items)
 		m->items = (size_t)item + 1;
 	get(&r, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
+	mark_moved(m, item);
 	get(&r, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
 	get(&r, &m->scalar[item], sizeof m->scalar[item]);
 	get(&r, &pop.count, sizeof pop.count);

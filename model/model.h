@@ -33,6 +33,47 @@
 
 enum model_optimizer { MODEL_ADAGRAD = 0, MODEL_SGD };
 
+/**
+ * Where a warm user's list comes from (DESIGN.md, Top-k). Both rank by the
+ * same fused score with the same filters; they differ in which items are
+ * scored.
+ */
+enum model_retrieval {
+	/** Every item (model/topk): the yardstick, linear in the catalogue. */
+	MODEL_RETRIEVAL_EXACT = 0,
+	/**
+	 * Two stages: candidates from an inverted file over the item rows
+	 * (model/ivf, its `index_nprobe` best cells), the co-visitation
+	 * neighbours of the user's recent items and the `index_trending` top
+	 * trending items; then the exact fused score ranks the candidates.
+	 */
+	MODEL_RETRIEVAL_INDEX,
+};
+
+/**
+ * Cells probed per list when model_config.index_nprobe is 0: this share of
+ * the index's cells, at least MODEL_INDEX_MIN_NPROBE. Measured with
+ * `streamrec eval --retrieval both` (2 shared cores, AMD EPYC, OpenBLAS
+ * 0.3.21 Cooperlake kernel, one thread, lists of one user): on the
+ * synthetic stream `streamrec gen --events 300000 --items 85000 --users
+ * 20000` (64,865 items reached), nlist 225 and nprobe 12 (this default) plus
+ * 50 trending items gave recall@20 against exact 0.9935 and prequential
+ * HR@20 0.1138 for both engines, with 3351 candidates a list; ranking took
+ * 55 us a list against exact's 175 us (3.2x), the whole replay 26.3k
+ * events/s against 9.1k (2.9x), the rest being learning and the cold
+ * users' O(items) trending scan, which both engines share.
+ */
+#define MODEL_INDEX_PROBE_SHARE 0.05
+#define MODEL_INDEX_MIN_NPROBE  4
+
+/**
+ * The index engine's trending candidates are recomputed (an O(items) scan)
+ * once this many events were learned, not per list: at 85k items the scan
+ * costs as much as the index search itself, and a list of the hour's
+ * trending items barely changes in a thousand events.
+ */
+#define MODEL_INDEX_TRENDING_EVENTS 1000
+
 /** Which items a user's list leaves out. */
 enum model_exclusion {
 	MODEL_EXCLUDE_NONE = 0,
@@ -73,6 +114,22 @@ struct model_config {
 	bool learn_embeddings;
 	enum model_exclusion exclusion;
 	uint64_t seed; /**< mixed into every id's generator and the sampler */
+	/** Which engine model_recommend() uses; default MODEL_RETRIEVAL_EXACT. */
+	enum model_retrieval retrieval;
+	/**
+	 * Index engine: cells probed per list, 0..1<<20; 0 (the default) =
+	 * model_index_nprobe() of the current cell count. A value above the
+	 * cell count probes every cell (lists equal the exact engine's, up to
+	 * rounding).
+	 */
+	size_t index_nprobe;
+	/** Index engine: cells, 0..1<<20; 0 (the default) = sqrt(items) at each training. */
+	size_t index_nlist;
+	/**
+	 * Index engine: how many of the top trending items join every warm
+	 * user's candidates, 0..10000; default 50.
+	 */
+	size_t index_trending;
 };
 
 /** One event, with the caller's dense indices and the external ids' hashes. */
@@ -193,6 +250,76 @@ struct topk_result;
 int model_recommend(struct model *model, struct topk *topk, const uint32_t *users,
 		    size_t user_count, size_t k, const uint8_t *eligible,
 		    struct topk_result *results, size_t *counts, char *errstr, size_t errstr_size);
+
+/**
+ * @brief model_recommend() with the engine named by `retrieval` instead of
+ * the config's (an offline comparison runs both on one model).
+ *
+ * MODEL_RETRIEVAL_EXACT ranks every item through topk, exactly as
+ * model_recommend() with the default config. MODEL_RETRIEVAL_INDEX does not
+ * use topk (it may be NULL) but the model's own index: built from the item
+ * matrix on the first call (and again when k exceeds the largest k it was
+ * built for), brought up to date before every search with the rows that
+ * moved since the last call (learning, new items, seeding, import), and
+ * retrained when ivf_needs_retrain() says its cells no longer fit and at
+ * least a quarter of the rows changed since the last training (so that
+ * rows that cannot be split well, such as many never-counted items, do not
+ * trigger a training per call). Candidates: the probed cells, the user's
+ * co-visitation items, and the top config.index_trending trending items
+ * (without exclusions, refreshed every MODEL_INDEX_TRENDING_EVENTS events,
+ * so an exclusion can take a trending candidate's place); then the fused
+ * score, exclusions and `eligible` exactly as the exact engine. Cold users
+ * get the trending list with either engine.
+ *
+ * Threads: like model_learn(), this writes the model (the index, scratch):
+ * one thread at a time, the one that learns or under the same lock.
+ * Memory: the index holds a second copy of the item rows, about 8 bytes
+ * per item more, and nlist·(2·dim + 4) floats (model/ivf.h); the model
+ * keeps 5 bytes per item of moved-row tracking whichever engine runs.
+ * @returns 0, or -1 with errstr filled (a failed index update drops the
+ * index; the next call builds it again).
+ */
+int model_recommend_with(struct model *model, struct topk *topk, enum model_retrieval retrieval,
+			 const uint32_t *users, size_t user_count, size_t k,
+			 const uint8_t *eligible, struct topk_result *results, size_t *counts,
+			 char *errstr, size_t errstr_size);
+
+/**
+ * @brief The index engine's quality: for the given users, computes both
+ * the index's lists and the exact lists (topk must take batches of
+ * user_count and lists of k), and writes to *recall the mean over warm
+ * users (users with history; cold users get the trending list from either
+ * engine and are skipped) of |index list ∩ exact list| / |exact list|,
+ * users with an empty exact list skipped; 1.0 when no user was compared.
+ * The index is used with the config's nprobe, whatever config.retrieval is.
+ * The daemon runs it on a sampled share of refresh batches (a shadow).
+ * Threads and memory as model_recommend_with().
+ * @returns 0, or -1 with errstr filled.
+ */
+int model_recommend_recall(struct model *model, struct topk *topk, const uint32_t *users,
+			   size_t user_count, size_t k, const uint8_t *eligible, double *recall,
+			   char *errstr, size_t errstr_size);
+
+/**
+ * @returns the cells the index engine probes for a catalogue split into
+ * `nlist` cells: config.index_nprobe, or when it is 0,
+ * ceil(MODEL_INDEX_PROBE_SHARE·nlist) but at least MODEL_INDEX_MIN_NPROBE.
+ */
+size_t model_index_nprobe(const struct model *model, size_t nlist);
+
+/** Index engine counters, for benchmarks and metrics. */
+struct model_index_stats {
+	bool built;               /**< the index exists */
+	size_t nlist;             /**< its cells */
+	size_t nprobe;            /**< cells probed per list */
+	uint64_t trainings;       /**< builds and retrainings so far */
+	uint64_t rows_synced;     /**< rows passed to ivf_update_item() so far */
+	uint64_t candidates;      /**< items scored by index searches so far */
+	uint64_t lists;           /**< warm lists the index produced so far */
+};
+
+/** @brief Fills stats with the index engine's counters. */
+void model_index_stats(const struct model *model, struct model_index_stats *stats);
 
 /** @returns a pointer to user's p vector (dim floats), for tests and inspection. */
 const float *model_user_vector(const struct model *model, uint32_t user);

@@ -9,10 +9,18 @@
  * the same exclusions) is scored in the same run. An event whose item the
  * protocol excludes for that user (for example re-buying a bought item
  * under MODEL_EXCLUDE_BOUGHT) cannot be hit by any list and is skipped.
+ *
+ * Side by side (prequential_config.both_engines): at every test point the
+ * same model ranks the user's list with the exact engine and with the index
+ * engine (model_recommend_with()); both are scored, and the share of the
+ * exact list the index list holds is averaged. Each engine's replay speed
+ * counts the shared work (learning, the popularity list) plus its own
+ * ranking time, as if it had run alone.
  */
 #ifndef STREAMREC_PREQUENTIAL_H
 #define STREAMREC_PREQUENTIAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +57,9 @@ struct prequential_config {
 	 * exactly the same test points with the same exclusions.
 	 */
 	uint8_t *event_flags;
+	/** Rank every test point with both engines (see above); false: the
+	 * model's configured engine alone. */
+	bool both_engines;
 };
 
 /** One ranking's scores. */
@@ -63,10 +74,18 @@ struct prequential_scores {
 struct prequential_result {
 	uint64_t events;
 	uint64_t skipped_excluded;
-	struct prequential_scores model;
+	struct prequential_scores model; /**< the configured engine; with both_engines the exact one */
 	struct prequential_scores popularity;
 	double seconds;
 	double events_per_s; /**< events learned and tested per second, whole replay */
+	/* with both_engines only: */
+	struct prequential_scores index;  /**< the index engine on the same test points */
+	double index_recall;              /**< mean |index list ∩ exact list| / |exact list| over
+					   *   test points whose exact list was not empty */
+	double exact_rank_seconds;        /**< time in the exact engine's model_recommend_with() */
+	double index_rank_seconds;        /**< likewise the index engine's */
+	double exact_events_per_s;        /**< events / (seconds - index_rank_seconds) */
+	double index_events_per_s;        /**< events / (seconds - exact_rank_seconds) */
 };
 
 /**

@@ -1,0 +1,332 @@
+/*
+ * The model's index engine (MODEL_RETRIEVAL_INDEX) against its yardstick,
+ * the exact engine: equal lists when every cell is probed, rows moved by
+ * learning synced into the index, filters and exclusions under partial
+ * probing, and model_recommend_recall().
+ *
+ * What "equal" means here: the data is continuous (a trained model), and
+ * OpenBLAS rounds a dot product differently by the shape of the product
+ * (model/ivf.h: the index scores a cell's tile, topk a tile of the whole
+ * matrix), so two items whose fused scores differ by rounding may swap, and
+ * an item at the k-th place may give way to one whose score is equal within
+ * rounding. So the test compares, rank by rank, scores within SCORE_TOL, and
+ * requires every listed item of one engine in the other's list unless its
+ * score lies within SCORE_TOL of the list's last score (a boundary swap).
+ * The index scores candidates from its own copy of the rows, so equal
+ * scores after further learning also prove that every moved row was synced.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "topk.h"
+
+#define USERS     300
+#define ITEMS     600
+#define K         20
+#define BATCH     64
+#define SCORE_TOL 1e-4f
+
+static struct model_event event_at(uint64_t i)
+{
+	uint64_t x = i * 0x9E3779B97F4A7C15ULL;
+	uint32_t user = (uint32_t)((x >> 20) % USERS);
+	/* users prefer items of their own tenth of the catalogue */
+	uint32_t item = (uint32_t)((user % 10) * (ITEMS / 10) + (x >> 40) % (ITEMS / 10));
+	return (struct model_event){.user = user,
+				    .item = item,
+				    .user_hash = 1000003u * user + 17,
+				    .item_hash = 999983u * item + 5,
+				    .type = (enum event_type)(1 + (x >> 50) % 6),
+				    .ts_ms = 1700000000000LL + (int64_t)i * 10};
+}
+
+static void learn(struct model *m, uint64_t from, uint64_t to)
+{
+	char errstr[256];
+	for (uint64_t i = from; i < to; i++) {
+		struct model_event e = event_at(i);
+		assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
+	}
+}
+
+static struct model *index_model(size_t nprobe, size_t trending)
+{
+	struct model_config config;
+	char errstr[256];
+	model_config_default(&config);
+	config.retrieval = MODEL_RETRIEVAL_INDEX;
+	config.index_nlist = 16;
+	config.index_nprobe = nprobe;
+	config.index_trending = trending;
+	struct model *m = model_new(&config, errstr, sizeof errstr);
+	assert_non_null(m);
+	return m;
+}
+
+static struct topk *new_topk(void)
+{
+	struct topk_config tc = {.max_batch = BATCH, .max_k = 200};
+	char errstr[256];
+	struct topk *topk = topk_new(&tc, errstr, sizeof errstr);
+	assert_non_null(topk);
+	return topk;
+}
+
+static bool listed(const struct topk_result *list, size_t n, uint32_t item)
+{
+	for (size_t r = 0; r < n; r++)
+		if (list[r].item == item)
+			return true;
+	return false;
+}
+
+/* The comparison described at the top, for one user's two lists. */
+static void assert_same_list(const struct topk_result *a, size_t an, const struct topk_result *b,
+			     size_t bn)
+{
+	assert_int_equal(an, bn);
+	for (size_t r = 0; r < an; r++)
+		assert_true(fabsf(a[r].score - b[r].score) <= SCORE_TOL * (1 + fabsf(a[r].score)));
+	for (size_t r = 0; r < an; r++) {
+		float last = a[an - 1].score;
+		if (!listed(b, bn, a[r].item))
+			assert_true(fabsf(a[r].score - last) <= SCORE_TOL * (1 + fabsf(last)));
+	}
+}
+
+static void users_batch(uint32_t *users)
+{
+	for (size_t u = 0; u < BATCH; u++)
+		users[u] = (uint32_t)(u * 4 + 1);
+}
+
+/* Both engines' lists for the batch, the index's first. */
+static void both_lists(struct model *m, struct topk *topk, const uint32_t *users, size_t k,
+		       const uint8_t *eligible, struct topk_result *index, size_t *index_n,
+		       struct topk_result *exact, size_t *exact_n)
+{
+	char errstr[256];
+	assert_int_equal(model_recommend(m, topk, users, BATCH, k, eligible, index, index_n,
+					 errstr, sizeof errstr),
+			 0);
+	assert_int_equal(model_recommend_with(m, topk, MODEL_RETRIEVAL_EXACT, users, BATCH, k,
+					      eligible, exact, exact_n, errstr, sizeof errstr),
+			 0);
+}
+
+static void full_probing_equals_exact_and_follows_learning(void **state)
+{
+	(void)state;
+	struct model *m = index_model((size_t)1 << 20, 50);
+	struct topk *topk = new_topk();
+	struct topk_result index[BATCH * K], exact[BATCH * K];
+	size_t index_n[BATCH], exact_n[BATCH];
+	uint32_t users[BATCH];
+	struct model_index_stats stats;
+	users_batch(users);
+
+	learn(m, 0, 20000);
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	for (size_t u = 0; u < BATCH; u++)
+		assert_same_list(exact + u * K, exact_n[u], index + u * K, index_n[u]);
+	model_index_stats(m, &stats);
+	assert_true(stats.built);
+	assert_int_equal(stats.nlist, 16);
+	assert_int_equal(stats.trainings, 1);
+	uint64_t synced = stats.rows_synced;
+
+	/* learning moves rows after the build: the index must follow them,
+	 * or its scores (from its own copy of the rows) would drift */
+	learn(m, 20000, 30000);
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	for (size_t u = 0; u < BATCH; u++)
+		assert_same_list(exact + u * K, exact_n[u], index + u * K, index_n[u]);
+	model_index_stats(m, &stats);
+	/* each moved row is synced once however often it moved: most of the 600 */
+	assert_true(stats.rows_synced > synced + ITEMS / 2);
+
+	/* new items (beyond the catalogue seen so far) are appended */
+	struct model_event fresh = {.user = 1,
+				    .item = ITEMS + 40,
+				    .user_hash = 1000003u + 17,
+				    .item_hash = 4242,
+				    .type = EVENT_VIEW,
+				    .ts_ms = 1700000000000LL + 400000};
+	char errstr[256];
+	assert_int_equal(model_learn(m, &fresh, errstr, sizeof errstr), 0);
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	for (size_t u = 0; u < BATCH; u++)
+		assert_same_list(exact + u * K, exact_n[u], index + u * K, index_n[u]);
+
+	/* a k past the one the index was built for rebuilds it */
+	struct topk_result big_index[BATCH * 150], big_exact[BATCH * 150];
+	both_lists(m, topk, users, 150, NULL, big_index, index_n, big_exact, exact_n);
+	for (size_t u = 0; u < BATCH; u++)
+		assert_same_list(big_exact + u * 150, exact_n[u], big_index + u * 150, index_n[u]);
+	model_index_stats(m, &stats);
+	assert_int_equal(stats.trainings, 2);
+	topk_free(topk);
+	model_free(m);
+}
+
+/* With one cell of sixteen probed, whatever the index lists is allowed: not
+ * excluded, eligible, in order, and scored exactly as the exact engine would
+ * (the items' rows moved since the build, so this also checks the sync). */
+static void filters_and_exclusions_hold_with_partial_probing(void **state)
+{
+	(void)state;
+	struct model *m = index_model(1, 10);
+	struct topk *topk = new_topk();
+	struct topk_result index[BATCH * K], exact[BATCH * 200];
+	size_t index_n[BATCH], exact_n[BATCH];
+	uint32_t users[BATCH];
+	uint8_t eligible[ITEMS];
+	char errstr[256];
+	users_batch(users);
+	for (size_t i = 0; i < ITEMS; i++)
+		eligible[i] = i % 3 != 0;
+
+	learn(m, 0, 10000);
+	assert_int_equal(model_recommend(m, topk, users, BATCH, K, eligible, index, index_n,
+					 errstr, sizeof errstr),
+			 0);
+	learn(m, 10000, 20000);
+	assert_int_equal(model_recommend(m, topk, users, BATCH, K, eligible, index, index_n,
+					 errstr, sizeof errstr),
+			 0);
+	/* the exact list of everything eligible, to look the index's scores up in */
+	assert_int_equal(model_recommend_with(m, topk, MODEL_RETRIEVAL_EXACT, users, BATCH, 200,
+					      eligible, exact, exact_n, errstr, sizeof errstr),
+			 0);
+	size_t checked = 0;
+	for (size_t u = 0; u < BATCH; u++) {
+		assert_true(index_n[u] <= K);
+		for (size_t r = 0; r < index_n[u]; r++) {
+			const struct topk_result *got = &index[u * K + r];
+			assert_true(eligible[got->item]);
+			assert_false(model_user_excludes(m, users[u], got->item));
+			if (r > 0)
+				assert_true(got->score <= index[u * K + r - 1].score);
+			for (size_t e = 0; e < exact_n[u]; e++)
+				if (exact[u * 200 + e].item == got->item) {
+					assert_true(fabsf(exact[u * 200 + e].score - got->score) <=
+						    SCORE_TOL * (1 + fabsf(got->score)));
+					checked++;
+				}
+		}
+	}
+	assert_true(checked > BATCH * K / 2);
+	topk_free(topk);
+	model_free(m);
+}
+
+static void recall_is_one_at_full_probing_and_less_at_one_cell(void **state)
+{
+	(void)state;
+	struct topk *topk = new_topk();
+	uint32_t users[BATCH];
+	double recall = -1;
+	char errstr[256];
+	users_batch(users);
+
+	struct model *full = index_model((size_t)1 << 20, 50);
+	learn(full, 0, 20000);
+	assert_int_equal(model_recommend_recall(full, topk, users, BATCH, K, NULL, &recall,
+						errstr, sizeof errstr),
+			 0);
+	/* 1.0 unless rounding swapped an item at the k-th place (see the top) */
+	assert_true(recall >= 0.995 && recall <= 1.0);
+
+	/* one cell, no trending help: only the user's cell and co-visitation */
+	struct model *one = index_model(1, 0);
+	learn(one, 0, 20000);
+	assert_int_equal(model_recommend_recall(one, topk, users, BATCH, K, NULL, &recall, errstr,
+						sizeof errstr),
+			 0);
+	print_message("recall@%d at nprobe 1 of 16 cells: %.3f\n", K, recall);
+	assert_true(recall > 0.05 && recall < 0.99);
+
+	/* cold users only: nothing compared */
+	uint32_t cold = USERS + 7;
+	assert_int_equal(model_recommend_recall(one, topk, &cold, 1, K, NULL, &recall, errstr,
+						sizeof errstr),
+			 0);
+	assert_true(recall == 1.0);
+	model_free(full);
+	model_free(one);
+	topk_free(topk);
+}
+
+/* retrieval = exact never builds an index, and its lists are the exact engine's */
+static void exact_config_builds_no_index(void **state)
+{
+	(void)state;
+	struct model_config config;
+	struct model_index_stats stats;
+	char errstr[256];
+	model_config_default(&config);
+	assert_int_equal(config.retrieval, MODEL_RETRIEVAL_EXACT);
+	struct model *m = model_new(&config, errstr, sizeof errstr);
+	struct topk *topk = new_topk();
+	struct topk_result a[BATCH * K], b[BATCH * K];
+	size_t an[BATCH], bn[BATCH];
+	uint32_t users[BATCH];
+	users_batch(users);
+	learn(m, 0, 5000);
+	assert_int_equal(
+	    model_recommend(m, topk, users, BATCH, K, NULL, a, an, errstr, sizeof errstr), 0);
+	assert_int_equal(model_recommend_with(m, topk, MODEL_RETRIEVAL_EXACT, users, BATCH, K,
+					      NULL, b, bn, errstr, sizeof errstr),
+			 0);
+	assert_memory_equal(an, bn, sizeof an);
+	assert_memory_equal(a, b, sizeof a);
+	model_index_stats(m, &stats);
+	assert_false(stats.built);
+	topk_free(topk);
+	model_free(m);
+}
+
+static void config_check_names_the_index_fields(void **state)
+{
+	(void)state;
+	struct model_config config;
+	char errstr[256];
+	model_config_default(&config);
+	assert_int_equal(config.index_trending, 50);
+	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), 0);
+	config.retrieval = (enum model_retrieval)7;
+	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), -1);
+	assert_non_null(strstr(errstr, "retrieval"));
+	model_config_default(&config);
+	config.index_nprobe = ((size_t)1 << 20) + 1;
+	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), -1);
+	assert_non_null(strstr(errstr, "index_nprobe"));
+	model_config_default(&config);
+	config.index_nlist = ((size_t)1 << 20) + 1;
+	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), -1);
+	assert_non_null(strstr(errstr, "index_nlist"));
+	model_config_default(&config);
+	config.index_trending = 10001;
+	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), -1);
+	assert_non_null(strstr(errstr, "index_trending"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(full_probing_equals_exact_and_follows_learning),
+	    cmocka_unit_test(filters_and_exclusions_hold_with_partial_probing),
+	    cmocka_unit_test(recall_is_one_at_full_probing_and_less_at_one_cell),
+	    cmocka_unit_test(exact_config_builds_no_index),
+	    cmocka_unit_test(config_check_names_the_index_fields),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
