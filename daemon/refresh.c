@@ -1,0 +1,353 @@
+#include "refresh.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "errstr.h"
+#include "grow.h"
+#include "log.h"
+#include "model.h"
+
+#define MAX_K 1000
+
+/* A user waiting for a refresh: its stable index. */
+struct pending {
+	uint32_t stable;
+};
+
+/* A user's last published list, as item indices, best first. */
+struct published {
+	uint8_t variant;
+	uint16_t count, capacity;
+	uint32_t items[];
+};
+
+struct refresher {
+	struct refresh_config c;
+	size_t batch; /* refresh.batch at creation: the size of the scratch below */
+
+	/* the queue (a ring, FIFO) and per stable user: queued flag, newest
+	 * trigger, last refresh, last published list */
+	struct pending *queue;
+	size_t queue_head, queue_count, queue_capacity;
+	uint8_t *queued;
+	int64_t *trigger_ts, *last_refresh_ms;
+	struct published **published;
+	size_t user_capacity, queued_capacity, trigger_capacity, last_capacity, published_capacity;
+
+	/* per variant: which items may be listed, recomputed when the listing
+	 * changes, items appear, or it is a refresh interval old */
+	uint8_t *listable[STATE_MAX_VARIANTS];
+	size_t listable_items[STATE_MAX_VARIANTS];
+	int64_t listable_at_ms[STATE_MAX_VARIANTS];
+	uint64_t listable_generation[STATE_MAX_VARIANTS];
+	uint64_t listing_generation;
+
+	/* one run's scratch, batch entries each */
+	uint32_t *stables, *slots;
+	size_t *by_variant; /* STATE_MAX_VARIANTS × batch */
+	struct topk_result *results;
+	size_t *lengths;
+	struct scored_item *items;
+};
+
+struct refresher *refresher_new(const struct refresh_config *config, char *errstr,
+				size_t errstr_size)
+{
+	struct refresher *r = calloc(1, sizeof *r);
+	if (r == NULL)
+		goto out_nomem;
+	r->c = *config;
+	r->batch = config->config->refresh_batch;
+	r->stables = calloc(r->batch, sizeof *r->stables);
+	r->slots = calloc(r->batch, sizeof *r->slots);
+	r->by_variant = calloc(STATE_MAX_VARIANTS * r->batch, sizeof *r->by_variant);
+	r->results = calloc(r->batch * MAX_K, sizeof *r->results);
+	r->lengths = calloc(r->batch, sizeof *r->lengths);
+	r->items = calloc(MAX_K, sizeof *r->items);
+	if (r->stables == NULL || r->slots == NULL || r->by_variant == NULL ||
+	    r->results == NULL || r->lengths == NULL || r->items == NULL)
+		goto out_free;
+	return r;
+out_free:
+	refresher_free(r);
+out_nomem:
+	set_errstr(errstr, errstr_size, "refresh: out of memory");
+	return NULL;
+}
+
+void refresher_free(struct refresher *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t u = 0; u < r->published_capacity; u++)
+		free(r->published[u]);
+	free(r->published);
+	free(r->queue);
+	free(r->queued);
+	free(r->trigger_ts);
+	free(r->last_refresh_ms);
+	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
+		free(r->listable[v]);
+	free(r->stables);
+	free(r->slots);
+	free(r->by_variant);
+	free(r->results);
+	free(r->lengths);
+	free(r->items);
+	free(r);
+}
+
+/* Room for per-user entries up to stable (zeroed when new). */
+static int ensure_users(struct refresher *r, uint32_t stable)
+{
+	size_t needed = (size_t)stable + 1;
+	if (needed <= r->user_capacity)
+		return 0;
+	if (grow_array(&r->queued, &r->queued_capacity, needed, sizeof *r->queued, 4096) != 0 ||
+	    grow_array(&r->trigger_ts, &r->trigger_capacity, needed, sizeof *r->trigger_ts,
+		       4096) != 0 ||
+	    grow_array(&r->last_refresh_ms, &r->last_capacity, needed, sizeof *r->last_refresh_ms,
+		       4096) != 0 ||
+	    grow_array(&r->published, &r->published_capacity, needed, sizeof *r->published,
+		       4096) != 0)
+		return -1;
+	r->user_capacity = needed;
+	return 0;
+}
+
+int refresher_mark(struct refresher *r, uint32_t stable, int64_t trigger_ts_ms)
+{
+	if (ensure_users(r, stable) != 0)
+		return -1;
+	if (trigger_ts_ms > r->trigger_ts[stable])
+		r->trigger_ts[stable] = trigger_ts_ms;
+	if (r->queued[stable])
+		return 0;
+	if (r->queue_count == r->queue_capacity) {
+		size_t cap = r->queue_capacity ? r->queue_capacity * 2 : 4096;
+		struct pending *grown = malloc(cap * sizeof *grown);
+		if (grown == NULL)
+			return -1;
+		for (size_t k = 0; k < r->queue_count; k++)
+			grown[k] = r->queue[(r->queue_head + k) % r->queue_capacity];
+		free(r->queue);
+		r->queue = grown;
+		r->queue_head = 0;
+		r->queue_capacity = cap;
+	}
+	r->queue[(r->queue_head + r->queue_count++) % r->queue_capacity] = (struct pending){stable};
+	r->queued[stable] = 1;
+	return 0;
+}
+
+size_t refresher_pending(const struct refresher *r)
+{
+	return r->queue_count;
+}
+
+void refresher_listing_changed(struct refresher *r)
+{
+	r->listing_generation++;
+}
+
+void refresher_count_hit(struct refresher *r, uint32_t stable, const char *item_id,
+			 enum event_type type)
+{
+	bool hit_type = false;
+	for (size_t h = 0; h < METRICS_HIT_TYPE_COUNT; h++)
+		hit_type |= metrics_hit_types[h] == type;
+	if (!hit_type || (size_t)stable >= r->user_capacity || r->published[stable] == NULL)
+		return;
+	const struct published *p = r->published[stable];
+	uint32_t item = state_find_item(r->c.state, item_id);
+	for (size_t rank = 0; rank < p->count; rank++)
+		if (p->items[rank] == item) {
+			struct metrics_variant *mv = &r->c.metrics->variants[p->variant];
+			mv->hits_total[type]++;
+			mv->hits_by_rank_total[metrics_rank_bucket(rank + 1)]++;
+			return;
+		}
+}
+
+/* Remembers the list just published for a user; @returns 0, or -1 when out of memory. */
+static int remember_list(struct refresher *r, uint32_t stable, size_t variant,
+			 const struct topk_result *list, size_t count)
+{
+	struct published *p = r->published[stable];
+	if (p == NULL || p->capacity < count) {
+		size_t capacity = count > 20 ? count : 20;
+		struct published *grown = realloc(p, sizeof *p + capacity * sizeof p->items[0]);
+		if (grown == NULL)
+			return -1;
+		if (p == NULL)
+			r->c.metrics->variants[variant].users_served_total++;
+		p = r->published[stable] = grown;
+		p->capacity = (uint16_t)capacity;
+	}
+	p->variant = (uint8_t)variant;
+	p->count = (uint16_t)count;
+	for (size_t rank = 0; rank < count; rank++)
+		p->items[rank] = list[rank].item;
+	return 0;
+}
+
+/*
+ * The items variant v may list: in the catalogue (or never named by it) and
+ * learned on at least min_item_events times. Cached; recomputed when the
+ * listing changed, items appeared, or it is a refresh interval old.
+ * @returns the flags (one per item), or NULL when out of memory.
+ */
+static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_ms)
+{
+	const struct config *config = r->c.config;
+	struct model *model = state_model(r->c.state, v);
+	size_t items = model_item_count(model);
+	if (r->listable[v] != NULL && r->listable_items[v] == items &&
+	    r->listable_generation[v] == r->listing_generation &&
+	    now_ms - r->listable_at_ms[v] < (int64_t)config->refresh_interval_ms)
+		return r->listable[v];
+	uint8_t *flags = realloc(r->listable[v], items ? items : 1);
+	if (flags == NULL)
+		return NULL;
+	for (size_t i = 0; i < items; i++)
+		flags[i] = catalog_listed(r->c.catalog, (uint32_t)i) &&
+			   model_item_count_of(model, (uint32_t)i) >= config->min_item_events;
+	r->listable[v] = flags;
+	r->listable_items[v] = items;
+	r->listable_at_ms[v] = now_ms;
+	r->listable_generation[v] = r->listing_generation;
+	return flags;
+}
+
+/* Takes up to one batch of users not refreshed within min_interval. @returns how many. */
+static size_t take_due(struct refresher *r, int64_t now_ms)
+{
+	int64_t min_interval = (int64_t)r->c.config->min_interval_ms;
+	size_t n = 0, scanned = 0, waiting = r->queue_count;
+	while (n < r->batch && scanned < waiting) {
+		struct pending p = r->queue[r->queue_head];
+		r->queue_head = (r->queue_head + 1) % r->queue_capacity;
+		r->queue_count--;
+		scanned++;
+		if (now_ms - r->last_refresh_ms[p.stable] < min_interval) {
+			r->queue[(r->queue_head + r->queue_count++) % r->queue_capacity] = p;
+			continue;
+		}
+		r->queued[p.stable] = 0;
+		r->stables[n++] = p.stable;
+	}
+	return n;
+}
+
+/* The lists of `members` users of variant v (their slots pinned) into results/lengths. */
+static int compute_lists(struct refresher *r, size_t v, size_t members, const uint8_t *listable,
+			 char *errstr, size_t errstr_size)
+{
+	const struct config_variant *cv = &r->c.config->variants[v];
+	struct model *model = state_model(r->c.state, v);
+	if (cv->policy != CONFIG_POLICY_POPULARITY)
+		return model_recommend(model, r->c.topk, r->slots, members, cv->k, listable,
+				       r->results, r->lengths, errstr, errstr_size);
+	/* the control arm: all-time popularity, same exclusions and filters */
+	uint32_t top[MAX_K];
+	for (size_t j = 0; j < members; j++) {
+		r->lengths[j] = model_popular(model, r->slots[j], cv->k, listable, top);
+		for (size_t rank = 0; rank < r->lengths[j]; rank++)
+			r->results[j * cv->k + rank] = (struct topk_result){
+			    .item = top[rank], .score = (float)model_item_count_of(model, top[rank])};
+	}
+	return 0;
+}
+
+/* Publishes the computed list of user j (stable index) of variant v. @returns 0 or -1 (fatal). */
+static int publish_list(struct refresher *r, size_t v, size_t j, uint32_t stable, int64_t now_ms,
+			char *errstr, size_t errstr_size)
+{
+	const struct config_variant *cv = &r->c.config->variants[v];
+	const struct topk_result *list = &r->results[j * cv->k];
+	char why[512];
+	for (size_t rank = 0; rank < r->lengths[j]; rank++) {
+		r->items[rank].item_id = state_item_id(r->c.state, list[rank].item);
+		r->items[rank].score = list[rank].score;
+	}
+	const char *user = state_user_name(r->c.state, stable);
+	struct recommendation rec = {.user_id = user,
+				     .variant = r->c.variants[v].name,
+				     .model_step = (int64_t)model_step(state_model(r->c.state, v)),
+				     .generated_at_ms = clock_wall_ms(),
+				     .trigger_event_ts_ms = r->trigger_ts[stable],
+				     .item_count = r->lengths[j],
+				     .items = r->items};
+	if (r->c.publish(&rec, r->c.opaque, why, sizeof why) != 0) {
+		log_line(LOG_PRIORITY_WARNING, "publish for %s: %s", user, why);
+		return 0;
+	}
+	r->last_refresh_ms[stable] = now_ms;
+	r->c.metrics->variants[v].recommendations_total++;
+	if (remember_list(r, stable, v, list, r->lengths[j]) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
+		return -1;
+	}
+	metrics_histogram_observe(&r->c.metrics->variants[v].freshness_seconds,
+				  (double)(clock_wall_ms() - r->trigger_ts[stable]) / 1000.0);
+	return 0;
+}
+
+long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	struct state *state = r->c.state;
+	size_t counts[STATE_MAX_VARIANTS] = {0};
+	double start = clock_monotonic_s();
+	char why[512];
+	long rc = 0;
+
+	size_t n = take_due(r, now_ms);
+	if (n == 0)
+		return 0;
+	for (size_t u = 0; u < n; u++) {
+		const char *name = state_user_name(state, r->stables[u]);
+		size_t v = assign_variant(r->c.config->experiment_salt, name, r->c.variants,
+					  r->c.variant_count);
+		r->by_variant[v * r->batch + counts[v]++] = u;
+	}
+	/* A lookup may evict: each sub-batch pins its users, as many as the
+	 * cache can hold, so no slot changes hands while its list is made. */
+	size_t pinnable = state_user_pin_capacity(state);
+	for (size_t v = 0; v < r->c.variant_count; v++) {
+		const uint8_t *listable = counts[v] ? listable_items(r, v, now_ms) : NULL;
+		if (counts[v] && listable == NULL) {
+			set_errstr(errstr, errstr_size, "refresh: out of memory for listable items");
+			rc = -1;
+			goto out;
+		}
+		for (size_t first = 0; first < counts[v]; first += pinnable) {
+			size_t members = counts[v] - first < pinnable ? counts[v] - first : pinnable;
+			const size_t *member = &r->by_variant[v * r->batch + first];
+			state_user_unpin_all(state);
+			for (size_t j = 0; j < members; j++)
+				if (state_user_pin(state, r->stables[member[j]], &r->slots[j], why,
+						   sizeof why) != 0) {
+					log_line(LOG_PRIORITY_WARNING, "refresh: %s", why);
+					goto out;
+				}
+			if (compute_lists(r, v, members, listable, why, sizeof why) != 0) {
+				log_line(LOG_PRIORITY_WARNING, "refresh: %s", why);
+				goto out;
+			}
+			for (size_t j = 0; j < members; j++)
+				if (publish_list(r, v, j, r->stables[member[j]], now_ms, errstr,
+						 errstr_size) != 0) {
+					rc = -1;
+					goto out;
+				}
+		}
+	}
+	metrics_histogram_observe(&r->c.metrics->refresh_batch_seconds,
+				  clock_monotonic_s() - start);
+out:
+	state_user_unpin_all(state);
+	return rc < 0 ? rc : (long)n;
+}

@@ -1,0 +1,107 @@
+/*
+ * refresh: the refresh scheduler and the making of each published list.
+ *
+ * Learning marks a user (refresher_mark) with the event time of its newest
+ * event; refresher_run() takes up to refresh.batch marked users not
+ * refreshed within refresh.min_interval_ms, groups them by the variant
+ * their id hashes to (model/assign), computes their lists through the
+ * variant's engine (the model's top-k, or the popularity control arm),
+ * and hands each list to the publish callback. It keeps what the lists
+ * need between runs: the queue, each user's newest trigger time and last
+ * refresh, the listable-item flags per variant, and each user's last
+ * published list for counting A/B hits.
+ *
+ * Users are held by their stable index (what survives cache eviction and
+ * restarts); their model slots are pinned in the state's user cache for
+ * the time their list is computed (state_user_pin), in sub-batches of at
+ * most state_user_pin_capacity() users, so no lookup can hand one user's
+ * slot to another while a list is made: a bounded cache smaller than a
+ * batch once published users each other's lists.
+ *
+ * Nothing here knows Kafka: the publish callback gets a plain struct
+ * recommendation (encoding and sending are the daemon's), so the scheduler
+ * runs in a unit test on a real state with no broker.
+ *
+ * Threads: one thread (the loop's) calls every function; the state,
+ * models, top-k engine, catalogue and metrics it borrows are used on that
+ * thread only.
+ */
+#ifndef STREAMREC_REFRESH_H
+#define STREAMREC_REFRESH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "assign.h"
+#include "catalog.h"
+#include "codec.h"
+#include "config.h"
+#include "event.h"
+#include "metrics.h"
+#include "state.h"
+#include "topk.h"
+
+/**
+ * @brief Publish one list: encode and send it. rec and its strings are valid
+ * during the call only. @returns 0, or -1 with errstr filled (the list is
+ * then logged as not published and the user's next event tries again).
+ */
+typedef int (*refresh_publish_fn)(const struct recommendation *rec, void *opaque, char *errstr,
+				  size_t errstr_size);
+
+struct refresh_config {
+	struct state *state;     /**< borrowed */
+	struct topk *topk;       /**< borrowed */
+	struct catalog *catalog; /**< borrowed: which items are listed */
+	struct metrics *metrics; /**< borrowed: lists, freshness, hits */
+	/** Borrowed, read at each run: refresh.batch, min_interval_ms,
+	 * min_item_events, refresh.interval_ms, experiment.salt, each
+	 * variant's k and policy (a reload may change the values, not the
+	 * struct's address). */
+	const struct config *config;
+	const struct assign_variant *variants; /**< borrowed, variant_count of them */
+	size_t variant_count;
+	refresh_publish_fn publish;
+	void *opaque;
+};
+
+struct refresher;
+
+/** @returns a refresher, or NULL with errstr filled (out of memory). */
+struct refresher *refresher_new(const struct refresh_config *config, char *errstr,
+				size_t errstr_size);
+
+void refresher_free(struct refresher *refresher);
+
+/**
+ * @brief Queue a user for a refresh (once however often marked), keeping the
+ * newest event time as the list's trigger. @returns 0, or -1 when out of memory.
+ */
+int refresher_mark(struct refresher *refresher, uint32_t stable, int64_t trigger_ts_ms);
+
+/** @returns the users waiting for a refresh. */
+size_t refresher_pending(const struct refresher *refresher);
+
+/**
+ * @brief Refresh up to one batch of due users and publish their lists.
+ * @param now_ms wall-clock time (min_interval and the listable cache's age)
+ * @returns how many users were taken from the queue (0: none due), or -1
+ * with errstr filled on a fatal error (out of memory); a list that could not
+ * be computed or published is logged and skipped.
+ */
+long refresher_run(struct refresher *refresher, int64_t now_ms, char *errstr,
+		   size_t errstr_size);
+
+/**
+ * @brief A/B hits: a click, add-to-cart or purchase of an item of the list
+ * last published for this user counts for that list's variant, by type and
+ * by rank. Lists live in memory: after a restart a user counts again from
+ * their first new list.
+ */
+void refresher_count_hit(struct refresher *refresher, uint32_t stable, const char *item_id,
+			 enum event_type type);
+
+/** @brief The catalogue or min_item_events changed: recompute the listable flags. */
+void refresher_listing_changed(struct refresher *refresher);
+
+#endif
