@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "http.h"
 
 #define CONFIG_MAX_LINE 65533 /**< characters of one line, without its end */
@@ -71,6 +72,7 @@ struct option {
 };
 
 static int check_listen(const char *value, char *why, size_t why_size);
+static int check_blas_kernel(const char *value, char *why, size_t why_size);
 
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
 static const char *const optimizers[] = {"adagrad", "sgd", NULL};
@@ -78,6 +80,7 @@ static const char *const exclusions[] = {"none", "bought", "interacted", NULL};
 static const char *const policies[] = {"model", "popularity", NULL};
 static const char *const on_empty_names[] = {"earliest", "committed", "latest", NULL};
 static const char *const framings[] = {"raw", "confluent", NULL};
+static const char *const retrievals[] = {"exact", "index", NULL};
 
 #define G(member) SCOPE_GLOBAL, offsetof(struct config, member)
 #define V(member) SCOPE_VARIANT, offsetof(struct config_variant, member)
@@ -146,6 +149,11 @@ static const struct option options[] = {
      NULL},
     {"refresh", "batch", OPT_UINT, ST_UNSIGNED, G(refresh_batch), "256", 1, 1024, NULL, OPT_BOUNDED,
      "Most users scored in one matrix product.", NULL},
+    {"blas", "kernel", OPT_STRING, ST_STR, G(blas_kernel), "auto", 0, 0, NULL, OPT_NONEMPTY,
+     "OpenBLAS kernel family: auto (the best the CPU runs, when OpenBLAS picked a weaker one) "
+     "or a name (Haswell, SkylakeX, Cooperlake, ...); checked against a reference product at "
+     "start, a failing one is refused. OPENBLAS_CORETYPE in the environment wins.",
+     NULL},
     {"refresh", "threads", OPT_UINT, ST_UNSIGNED, G(refresh_threads), "1", 0, 8, NULL, OPT_BOUNDED,
      "Threads of one refresh's matrix product and selection; 0: by the batch's size (2 from "
      "8 users). More help only with idle cores: OpenBLAS's waiting threads spin.",
@@ -157,6 +165,17 @@ static const struct option options[] = {
      NULL},
     {"refresh", "min_interval_ms", OPT_DURATION, ST_U64, G(min_interval_ms), "100ms", 0, 3600000,
      NULL, OPT_RELOAD | OPT_BOUNDED, "A user's list is recomputed at most this often.", NULL},
+    {"refresh", "staleness_target_ms", OPT_DURATION, ST_U64, G(staleness_target_ms), "1s", 1,
+     3600000, NULL, OPT_RELOAD | OPT_BOUNDED,
+     "Users marked more recently than this are refreshed newest first; older ones are "
+     "deferred (counted) and refreshed when no recent one waits, so overload ages the "
+     "backlog, not every list.",
+     NULL},
+    {"refresh", "shadow_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_shadow_share), "0.02", 0, 1,
+     NULL, OPT_RELOAD | OPT_BOUNDED,
+     "Share of index-engine refresh batches also computed by the exact engine, to measure "
+     "the index's recall@k (streamrec_index_recall).",
+     NULL},
     {"refresh", "k", OPT_UINT, ST_UNSIGNED, V(k), "20", 1, 1000, NULL, OPT_BOUNDED,
      "Length of the published lists.", NULL},
     {"refresh", "min_item_events", OPT_UINT, ST_UNSIGNED, G(min_item_events), "1", 1, 1000000, NULL,
@@ -188,6 +207,17 @@ static const struct option options[] = {
     {W(PURCHASE, "purchase"), NULL, -100, 100, NULL, OPT_BOUNDED, "Weight of a purchase.", NULL},
     {"model", "recent_items", OPT_UINT, ST_UNSIGNED, V(model.recent_items), NULL, 1, 1000, NULL,
      OPT_BOUNDED, "Short-term window L: the user's last items.", NULL},
+    {"model", "retrieval", OPT_ENUM, ST_ENUM, V(model.retrieval), NULL, 0, 0, retrievals, 0,
+     "Where lists come from: exact (every item scored, the yardstick) or index (an "
+     "inverted-file index over the item vectors, kept current as learning moves them, plus "
+     "co-visitation neighbours and trending items, ranked by the exact fused score).",
+     NULL},
+    {"model", "index_nprobe", OPT_UINT, ST_SIZE, V(model.index_nprobe), NULL, 0, 1048576, NULL,
+     OPT_BOUNDED, "Index cells probed per list; 0: 5% of the cells, at least 4.", NULL},
+    {"model", "index_nlist", OPT_UINT, ST_SIZE, V(model.index_nlist), NULL, 0, 1048576, NULL,
+     OPT_BOUNDED, "Index cells; 0: about the square root of the catalogue.", NULL},
+    {"model", "index_trending", OPT_UINT, ST_SIZE, V(model.index_trending), NULL, 0, 10000,
+     NULL, OPT_BOUNDED, "Trending items added to every index list's candidates.", NULL},
     {"model", "covis_weight", OPT_DOUBLE, ST_FLOAT, V(model.covis_weight), NULL, 0, 100, NULL,
      OPT_BOUNDED, "Weight beta of the co-visitation signal.", NULL},
     {"model", "covis_neighbours", OPT_UINT, ST_UNSIGNED, V(model.covis_neighbours), NULL, 1, 1024,
@@ -242,6 +272,7 @@ static const struct {
 	int (*check)(const char *value, char *why, size_t why_size);
 } value_checks[] = {
     {"http", "listen", check_listen},
+    {"blas", "kernel", check_blas_kernel},
 };
 
 /* @returns o's check of form, or NULL. */
@@ -259,6 +290,8 @@ _Static_assert(sizeof(enum model_optimizer) == sizeof(int), "enums are stored as
 _Static_assert(sizeof(enum model_exclusion) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum config_policy) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum config_on_empty) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum config_framing) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(enum model_retrieval) == sizeof(int), "enums are stored as int");
 
 /* The kafka sections' properties that streamrecd owns itself. */
 static const struct {
@@ -690,7 +723,7 @@ static bool option_in_section(const struct option *o, enum section_kind kind, co
 
 static const char *const fixed_sections[] = {
     "input",      "output", "state", "http",           "refresh",        "log",
-    "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", NULL};
+    "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", "blas", NULL};
 
 static bool valid_variant_name(const char *name)
 {
@@ -963,7 +996,7 @@ static void finish_variants(struct parse *p)
 	char why[256];
 	if (p->variant_count == 0) {
 		config->variants[0] = config->defaults;
-		snprintf(config->variants[0].name, sizeof config->variants[0].name, "control");
+		snprintf(config->variants[0].name, sizeof config->variants[0].name, "model");
 		config->variants[0].share = 1;
 		config->variant_count = 1;
 	}
@@ -1032,6 +1065,17 @@ static void finish_variants(struct parse *p)
 }
 
 /* http.listen: host:port, as the HTTP server will parse it; empty: off. */
+static int check_blas_kernel(const char *value, char *why, size_t why_size)
+{
+	if (strcmp(value, "auto") == 0 || blas_kernel_known(value))
+		return 0;
+	snprintf(why, why_size,
+		 "unknown kernel \"%s\" (auto, Prescott, Nehalem, Sandybridge, Haswell, Zen, "
+		 "SkylakeX, Cooperlake, ...)",
+		 value);
+	return -1;
+}
+
 static int check_listen(const char *value, char *why, size_t why_size)
 {
 	static const char prefix[] = "http.listen ";
@@ -1283,11 +1327,14 @@ int config_reload(const struct config *running, const char *path, struct config 
 		snprintf(key, sizeof key, "%s.%s", o->section, o->key);
 		compare(key, old, new, o->flags & OPT_RELOAD, &changed, &refused, &refused_count);
 	}
+	/* the implicit variant may run under an adopted stored name: equal either way */
+	bool implicit = next->variants[0].line == 0 && running->variants[0].line == 0;
 	variant_names(running, old, sizeof old);
 	variant_names(next, new, sizeof new);
-	compare("variants", old, new, false, &changed, &refused, &refused_count);
-	bool implicit = next->variants[0].line == 0 && running->variants[0].line == 0;
-	for (size_t v = 0; v < running->variant_count && strcmp(old, new) == 0; v++) {
+	if (!implicit)
+		compare("variants", old, new, false, &changed, &refused, &refused_count);
+	for (size_t v = 0; v < running->variant_count && (implicit || strcmp(old, new) == 0);
+	     v++) {
 		for (size_t i = 0; i < OPTION_COUNT; i++) {
 			const struct option *o = &options[i];
 			if (o->scope == SCOPE_GLOBAL)
@@ -1337,6 +1384,8 @@ static const struct {
     {"refresh", "interval_ms", CONFIG_APPLY_TIMERS},
     {"refresh", "max_busy_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_interval_ms", CONFIG_APPLY_READ_AT_USE},
+    {"refresh", "staleness_target_ms", CONFIG_APPLY_READ_AT_USE},
+    {"refresh", "shadow_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_item_events", CONFIG_APPLY_LISTABLE},
     {"log", "level", CONFIG_APPLY_LOG_LEVEL},
 };

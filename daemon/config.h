@@ -39,6 +39,12 @@ enum config_log_level {
 	CONFIG_LOG_DEBUG
 };
 
+/** How the published Recommendations are framed. */
+enum config_framing {
+	CONFIG_FRAMING_RAW = 0,   /**< plain Avro binary */
+	CONFIG_FRAMING_CONFLUENT, /**< magic byte 0, 4-byte schema id, Avro binary */
+};
+
 /** Where a partition starts when the state holds no offset for it. */
 enum config_on_empty {
 	CONFIG_ON_EMPTY_EARLIEST = 0, /**< the topic's first retained event: learn it all */
@@ -59,7 +65,7 @@ struct config_variant {
 	enum config_policy policy;
 	unsigned k; /**< length of the published lists */
 	struct model_config model;
-	int line; /**< line of the [variant.NAME] header (0: the implicit "control") */
+	int line; /**< line of the [variant.NAME] header (0: the implicit variant, "model") */
 	/** A new variant's starting point: a stored variant's name, or NULL (cold). */
 	char *start_from;
 };
@@ -86,7 +92,7 @@ struct config {
 	unsigned input_schema_id; /**< Confluent id of our own UserEvent schema; 0: none */
 	char *input_schema_dir;   /**< "": none; else <id>.avsc writer schemas */
 	char *output_topic;
-	int output_framing; /**< 0 raw, 1 confluent (config.c's framings) */
+	enum config_framing output_framing;
 	unsigned output_schema_id;
 
 	char *state_dir;
@@ -105,10 +111,13 @@ struct config {
 	unsigned refresh_threads;      /**< 0: by the batch's size */
 	double refresh_max_busy_share; /**< (0, 1] of loop time while events wait */
 	uint64_t min_interval_ms;
+	uint64_t staleness_target_ms; /**< newest first within it; older ones deferred */
+	double refresh_shadow_share;   /**< share of index batches checked against exact */
 	unsigned min_item_events;
 
 	enum config_log_level log_level;
 	char *experiment_salt;
+	char *blas_kernel; /**< "auto" or a kernel family (model/blas.h) */
 
 	/** [model] and refresh.k: what every variant starts from (name unused). */
 	struct config_variant defaults;

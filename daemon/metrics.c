@@ -133,6 +133,7 @@ struct metrics *metrics_new(const char *const *variant_names, size_t variant_cou
 	m->variant_count = variant_count;
 	for (size_t i = 0; i < variant_count; i++) {
 		strcpy(m->variants[i].name, variant_names[i]);
+		m->variants[i].index_recall = -1;
 		if (metrics_histogram_init(&m->variants[i].freshness_seconds,
 					   metrics_latency_buckets, metrics_latency_bucket_count,
 					   errstr, errstr_size) < 0)
@@ -172,6 +173,14 @@ static struct metrics_lag *find_lag(const struct metrics *m, const char *topic, 
 		if (m->lags[i].partition == partition && strcmp(m->lags[i].topic, topic) == 0)
 			return &m->lags[i];
 	return NULL;
+}
+
+void metrics_set_blas(struct metrics *m, const char *kernel, const char *cpu_best,
+		      const char *chosen_by)
+{
+	snprintf(m->blas_kernel, sizeof m->blas_kernel, "%s", kernel);
+	snprintf(m->blas_cpu_best, sizeof m->blas_cpu_best, "%s", cpu_best);
+	snprintf(m->blas_chosen_by, sizeof m->blas_chosen_by, "%s", chosen_by);
 }
 
 int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t partition, int64_t lag,
@@ -413,6 +422,31 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	family(&t, "refresh_batch_seconds", "histogram", "Wall time of one refresh batch.");
 	histogram_series(&t, "refresh_batch_seconds", NULL, NULL, &m->refresh_batch_seconds);
 
+	family(&t, "refresh_waiting", "gauge",
+	       "Users waiting for a refresh, marked within refresh.staleness_target_ms.");
+	text_printf(&t, "streamrec_refresh_waiting %" PRId64 "\n", m->refresh_waiting);
+	family(&t, "refresh_deferred_waiting", "gauge",
+	       "Users waiting for a refresh beyond the staleness target (served after the recent).");
+	text_printf(&t, "streamrec_refresh_deferred_waiting %" PRId64 "\n",
+		    m->refresh_deferred_waiting);
+	family(&t, "refresh_deferred_total", "counter",
+	       "Refreshes deferred because they waited beyond the staleness target.");
+	text_printf(&t, "streamrec_refresh_deferred_total %" PRIu64 "\n", m->refresh_deferred_total);
+
+	family(&t, "index_shadow_lists_total", "counter",
+	       "Index-engine lists also computed by the exact engine to measure recall.");
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample(&t, "index_shadow_lists_total", m->variants[v].name,
+			       m->variants[v].index_shadow_lists_total);
+	family(&t, "index_recall", "gauge",
+	       "Recall@k of the index engine's lists against the exact engine's, last shadow batch.");
+	for (size_t v = 0; v < m->variant_count; v++)
+		if (m->variants[v].index_recall >= 0) {
+			text_puts(&t, "streamrec_index_recall{variant=\"");
+			text_label_value(&t, m->variants[v].name);
+			text_printf(&t, "\"} %.6f\n", m->variants[v].index_recall);
+		}
+
 	family(&t, "freshness_seconds", "histogram",
 	       "Publish time minus trigger event time of published recommendations.");
 	for (size_t v = 0; v < m->variant_count; v++)
@@ -453,6 +487,14 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	text_printf(&t, "streamrec_dlq_messages_total %" PRIu64 "\n", m->dlq_messages_total);
 	family(&t, "ready", "gauge", "1 when the daemon is ready to serve, else 0.");
 	text_printf(&t, "streamrec_ready %d\n", m->ready ? 1 : 0);
+
+	if (m->blas_kernel[0] != '\0') {
+		family(&t, "blas_info", "gauge",
+		       "The OpenBLAS kernel in use, the best the CPU runs, and how it was chosen.");
+		text_printf(&t,
+			    "streamrec_blas_info{kernel=\"%s\",cpu_best=\"%s\",chosen_by=\"%s\"} 1\n",
+			    m->blas_kernel, m->blas_cpu_best, m->blas_chosen_by);
+	}
 
 	if (t.failed || !t.data) {
 		free(t.data);

@@ -71,6 +71,11 @@ struct metrics_variant {
 	uint64_t hits_by_rank_total[METRICS_RANK_BUCKETS];
 	/** Publish time − trigger event time, seconds. */
 	struct metrics_histogram freshness_seconds;
+	/** Index engine only: lists also computed by the exact engine (the
+	 * shadow), and the index's mean recall@k against them over the last
+	 * shadow batch (negative: none yet, not rendered). */
+	uint64_t index_shadow_lists_total;
+	double index_recall;
 };
 
 /** Consumer lag of one assigned partition, in messages up to its high watermark. */
@@ -92,6 +97,10 @@ struct metrics {
 
 	/** Wall time of one refresh batch, seconds. */
 	struct metrics_histogram refresh_batch_seconds;
+	/** Users waiting for a refresh: marked within the staleness target, and
+	 * deferred beyond it; users ever deferred. */
+	int64_t refresh_waiting, refresh_deferred_waiting;
+	uint64_t refresh_deferred_total;
 
 	/** Known users, known items, bytes of state on disk. */
 	int64_t users;
@@ -105,6 +114,9 @@ struct metrics {
 
 	/** What /readyz reports. */
 	bool ready;
+
+	/** The BLAS kernel in use (streamrec_blas_info); use metrics_set_blas(). */
+	char blas_kernel[32], blas_cpu_best[32], blas_chosen_by[16];
 
 	/** Consumer lag table; use metrics_set_consumer_lag(). */
 	size_t lag_count;
@@ -132,6 +144,10 @@ int metrics_variant_index(const struct metrics *m, const char *name);
  * commit (negative: none yet, not rendered).
  * @returns 0, or -1 with errstr filled (out of memory).
  */
+/** @brief Record the OpenBLAS kernel in use, the CPU's best, and how it was chosen. */
+void metrics_set_blas(struct metrics *m, const char *kernel, const char *cpu_best,
+		      const char *chosen_by);
+
 int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t partition, int64_t lag,
 			     int64_t committed_lag, char *errstr, size_t errstr_size);
 

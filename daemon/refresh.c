@@ -12,10 +12,15 @@
 
 #define MAX_K 1000
 
-/* A user waiting for a refresh: its stable index. */
-struct pending {
+/* A mark waiting in the recent lane: the user and when it was marked
+ * (an entry whose time is not the user's newest mark is a stale duplicate). */
+struct mark {
 	uint32_t stable;
+	int64_t marked_ms;
 };
+
+/* Where a user waits: nowhere, in the recent lane, or in the deferred lane. */
+enum lane { LANE_NONE = 0, LANE_RECENT, LANE_DEFERRED };
 
 /* A user's last published list, as item indices, best first. */
 struct published {
@@ -28,14 +33,23 @@ struct refresher {
 	struct refresh_config c;
 	size_t batch; /* refresh.batch at creation: the size of the scratch below */
 
-	/* the queue (a ring, FIFO) and per stable user: queued flag, newest
-	 * trigger, last refresh, last published list */
-	struct pending *queue;
-	size_t queue_head, queue_count, queue_capacity;
-	uint8_t *queued;
-	int64_t *trigger_ts, *last_refresh_ms;
+	/* Two lanes (see refresher_run): the recent lane, a stack of marks
+	 * taken newest first, and the deferred lane, a FIFO ring of users who
+	 * waited beyond the staleness target. Per stable user: its lane, the
+	 * time of its newest mark, its newest trigger, its last refresh and its
+	 * last published list. */
+	struct mark *recent; /* [recent_bottom, recent_count): oldest at the bottom */
+	size_t recent_bottom, recent_count, recent_capacity, recent_users;
+	uint32_t *deferred;
+	size_t deferred_head, deferred_count, deferred_capacity;
+	uint8_t *lane;
+	int64_t *marked_ms, *trigger_ts, *last_refresh_ms;
 	struct published **published;
-	size_t user_capacity, queued_capacity, trigger_capacity, last_capacity, published_capacity;
+	size_t user_capacity, lane_capacity, marked_capacity, trigger_capacity, last_capacity,
+	    published_capacity;
+	struct mark *held; /* marks not yet due (min_interval), put back after a run */
+	size_t held_capacity;
+	double shadow_credit; /* grows by shadow_share per index batch; a shadow at 1 */
 
 	/* per variant: which items may be listed, recomputed when the listing
 	 * changes, items appear, or it is a refresh interval old */
@@ -85,8 +99,11 @@ void refresher_free(struct refresher *r)
 	for (size_t u = 0; u < r->published_capacity; u++)
 		free(r->published[u]);
 	free(r->published);
-	free(r->queue);
-	free(r->queued);
+	free(r->recent);
+	free(r->deferred);
+	free(r->held);
+	free(r->lane);
+	free(r->marked_ms);
 	free(r->trigger_ts);
 	free(r->last_refresh_ms);
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
@@ -106,7 +123,9 @@ static int ensure_users(struct refresher *r, uint32_t stable)
 	size_t needed = (size_t)stable + 1;
 	if (needed <= r->user_capacity)
 		return 0;
-	if (grow_array(&r->queued, &r->queued_capacity, needed, sizeof *r->queued, 4096) != 0 ||
+	if (grow_array(&r->lane, &r->lane_capacity, needed, sizeof *r->lane, 4096) != 0 ||
+	    grow_array(&r->marked_ms, &r->marked_capacity, needed, sizeof *r->marked_ms, 4096) !=
+		0 ||
 	    grow_array(&r->trigger_ts, &r->trigger_capacity, needed, sizeof *r->trigger_ts,
 		       4096) != 0 ||
 	    grow_array(&r->last_refresh_ms, &r->last_capacity, needed, sizeof *r->last_refresh_ms,
@@ -118,34 +137,53 @@ static int ensure_users(struct refresher *r, uint32_t stable)
 	return 0;
 }
 
-int refresher_mark(struct refresher *r, uint32_t stable, int64_t trigger_ts_ms)
+/* Pushes a mark on the recent lane's stack. @returns 0, or -1 when out of memory. */
+static int push_recent(struct refresher *r, uint32_t stable, int64_t marked_ms)
+{
+	if (grow_array(&r->recent, &r->recent_capacity, r->recent_count + 1, sizeof *r->recent,
+		       4096) != 0)
+		return -1;
+	r->recent[r->recent_count++] = (struct mark){stable, marked_ms};
+	return 0;
+}
+
+/* Appends a user to the deferred lane's ring. @returns 0, or -1 when out of memory. */
+static int push_deferred(struct refresher *r, uint32_t stable)
+{
+	if (r->deferred_count == r->deferred_capacity) {
+		size_t cap = r->deferred_capacity ? r->deferred_capacity * 2 : 4096;
+		uint32_t *grown = malloc(cap * sizeof *grown);
+		if (grown == NULL)
+			return -1;
+		for (size_t k = 0; k < r->deferred_count; k++)
+			grown[k] = r->deferred[(r->deferred_head + k) % r->deferred_capacity];
+		free(r->deferred);
+		r->deferred = grown;
+		r->deferred_head = 0;
+		r->deferred_capacity = cap;
+	}
+	r->deferred[(r->deferred_head + r->deferred_count++) % r->deferred_capacity] = stable;
+	return 0;
+}
+
+int refresher_mark(struct refresher *r, uint32_t stable, int64_t trigger_ts_ms, int64_t now_ms)
 {
 	if (ensure_users(r, stable) != 0)
 		return -1;
 	if (trigger_ts_ms > r->trigger_ts[stable])
 		r->trigger_ts[stable] = trigger_ts_ms;
-	if (r->queued[stable])
-		return 0;
-	if (r->queue_count == r->queue_capacity) {
-		size_t cap = r->queue_capacity ? r->queue_capacity * 2 : 4096;
-		struct pending *grown = malloc(cap * sizeof *grown);
-		if (grown == NULL)
-			return -1;
-		for (size_t k = 0; k < r->queue_count; k++)
-			grown[k] = r->queue[(r->queue_head + k) % r->queue_capacity];
-		free(r->queue);
-		r->queue = grown;
-		r->queue_head = 0;
-		r->queue_capacity = cap;
-	}
-	r->queue[(r->queue_head + r->queue_count++) % r->queue_capacity] = (struct pending){stable};
-	r->queued[stable] = 1;
-	return 0;
+	/* a newer mark replaces the older: the old stack entry or deferred
+	 * slot becomes stale and is skipped when reached */
+	if (r->lane[stable] != LANE_RECENT)
+		r->recent_users++;
+	r->lane[stable] = LANE_RECENT;
+	r->marked_ms[stable] = now_ms;
+	return push_recent(r, stable, now_ms);
 }
 
 size_t refresher_pending(const struct refresher *r)
 {
-	return r->queue_count;
+	return r->recent_users + r->deferred_count;
 }
 
 void refresher_listing_changed(struct refresher *r)
@@ -222,23 +260,82 @@ static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_
 	return flags;
 }
 
-/* Takes up to one batch of users not refreshed within min_interval. @returns how many. */
+/* Whether a user may be refreshed now (min_interval since its last list). */
+static bool due(const struct refresher *r, uint32_t stable, int64_t now_ms)
+{
+	return now_ms - r->last_refresh_ms[stable] >= (int64_t)r->c.config->min_interval_ms;
+}
+
+/*
+ * Takes up to one batch: first the recent lane, newest mark first, so under
+ * overload the newest activity is served first; a mark older than the
+ * staleness target moves to the deferred lane (counted) instead; then, only
+ * when no recent mark is due, the deferred lane, oldest first. Users not due
+ * yet (min_interval) keep their place. @returns how many were taken.
+ */
 static size_t take_due(struct refresher *r, int64_t now_ms)
 {
-	int64_t min_interval = (int64_t)r->c.config->min_interval_ms;
-	size_t n = 0, scanned = 0, waiting = r->queue_count;
-	while (n < r->batch && scanned < waiting) {
-		struct pending p = r->queue[r->queue_head];
-		r->queue_head = (r->queue_head + 1) % r->queue_capacity;
-		r->queue_count--;
-		scanned++;
-		if (now_ms - r->last_refresh_ms[p.stable] < min_interval) {
-			r->queue[(r->queue_head + r->queue_count++) % r->queue_capacity] = p;
+	int64_t target = (int64_t)r->c.config->staleness_target_ms;
+	size_t n = 0, held = 0;
+	/* marks are pushed in time order, so the stale ones lie at the bottom:
+	 * they move to the deferred lane there, oldest first */
+	while (r->recent_bottom < r->recent_count) {
+		struct mark m = r->recent[r->recent_bottom];
+		bool current = r->lane[m.stable] == LANE_RECENT && r->marked_ms[m.stable] == m.marked_ms;
+		if (current && now_ms - m.marked_ms <= target)
+			break;
+		if (current) {
+			if (push_deferred(r, m.stable) != 0)
+				break; /* out of memory: it stays, and is served from the top */
+			r->lane[m.stable] = LANE_DEFERRED;
+			r->recent_users--;
+			r->c.metrics->refresh_deferred_total++;
+		}
+		r->recent_bottom++;
+	}
+	if (r->recent_bottom == r->recent_count)
+		r->recent_bottom = r->recent_count = 0;
+	else if (r->recent_bottom > r->recent_count / 2) {
+		memmove(r->recent, r->recent + r->recent_bottom,
+			(r->recent_count - r->recent_bottom) * sizeof *r->recent);
+		r->recent_count -= r->recent_bottom;
+		r->recent_bottom = 0;
+	}
+	while (n < r->batch && r->recent_count > r->recent_bottom) {
+		struct mark m = r->recent[--r->recent_count];
+		if (r->lane[m.stable] != LANE_RECENT || r->marked_ms[m.stable] != m.marked_ms)
+			continue; /* a duplicate of a newer mark */
+		if (!due(r, m.stable, now_ms)) {
+			if (grow_array(&r->held, &r->held_capacity, held + 1, sizeof *r->held, 256) !=
+			    0) {
+				r->recent_count++;
+				break;
+			}
+			r->held[held++] = m;
 			continue;
 		}
-		r->queued[p.stable] = 0;
-		r->stables[n++] = p.stable;
+		r->lane[m.stable] = LANE_NONE;
+		r->recent_users--;
+		r->stables[n++] = m.stable;
 	}
+	while (held > 0) /* back in their order, the newest on top */
+		r->recent[r->recent_count++] = r->held[--held];
+	for (size_t scanned = 0, waiting = r->deferred_count; n < r->batch && scanned < waiting;
+	     scanned++) {
+		uint32_t stable = r->deferred[r->deferred_head];
+		r->deferred_head = (r->deferred_head + 1) % r->deferred_capacity;
+		r->deferred_count--;
+		if (r->lane[stable] != LANE_DEFERRED)
+			continue; /* marked again since: it waits in the recent lane */
+		if (!due(r, stable, now_ms)) {
+			push_deferred(r, stable); /* the slot just freed: cannot fail */
+			continue;
+		}
+		r->lane[stable] = LANE_NONE;
+		r->stables[n++] = stable;
+	}
+	r->c.metrics->refresh_waiting = (int64_t)r->recent_users;
+	r->c.metrics->refresh_deferred_waiting = (int64_t)r->deferred_count;
 	return n;
 }
 
@@ -248,9 +345,25 @@ static int compute_lists(struct refresher *r, size_t v, size_t members, const ui
 {
 	const struct config_variant *cv = &r->c.config->variants[v];
 	struct model *model = state_model(r->c.state, v);
-	if (cv->policy != CONFIG_POLICY_POPULARITY)
-		return model_recommend(model, r->c.topk, r->slots, members, cv->k, listable,
-				       r->results, r->lengths, errstr, errstr_size);
+	if (cv->policy != CONFIG_POLICY_POPULARITY) {
+		if (model_recommend(model, r->c.topk, r->slots, members, cv->k, listable, r->results,
+				    r->lengths, errstr, errstr_size) != 0)
+			return -1;
+		if (cv->model.retrieval != MODEL_RETRIEVAL_INDEX)
+			return 0;
+		/* the shadow: the same users through the exact engine, on a share of batches */
+		r->shadow_credit += r->c.config->refresh_shadow_share;
+		if (r->shadow_credit < 1)
+			return 0;
+		r->shadow_credit -= 1;
+		double recall;
+		if (model_recommend_recall(model, r->c.topk, r->slots, members, cv->k, listable,
+					   &recall, errstr, errstr_size) != 0)
+			return -1;
+		r->c.metrics->variants[v].index_recall = recall;
+		r->c.metrics->variants[v].index_shadow_lists_total += members;
+		return 0;
+	}
 	/* the control arm: all-time popularity, same exclusions and filters */
 	uint32_t top[MAX_K];
 	for (size_t j = 0; j < members; j++) {

@@ -3,12 +3,22 @@
  *
  * Learning marks a user (refresher_mark) with the event time of its newest
  * event; refresher_run() takes up to refresh.batch marked users not
- * refreshed within refresh.min_interval_ms, groups them by the variant
- * their id hashes to (model/assign), computes their lists through the
- * variant's engine (the model's top-k, or the popularity control arm),
- * and hands each list to the publish callback. It keeps what the lists
- * need between runs: the queue, each user's newest trigger time and last
- * refresh, the listable-item flags per variant, and each user's last
+ * refreshed within refresh.min_interval_ms, newest mark first: under
+ * overload the newest activity is served first and a user's list reflects
+ * its newest event when it is made; a mark that waited beyond
+ * refresh.staleness_target_ms is deferred (streamrec_refresh_deferred_total)
+ * to a second lane served, oldest first, whenever no recent mark is due. So
+ * overload ages a bounded, measured backlog instead of every list (a FIFO
+ * once held fifteen seconds of lists while learning kept up).
+ *
+ * A run groups its users by the variant their id hashes to (model/assign),
+ * computes their lists through the variant's engine (exact top-k, the
+ * index, or the popularity control arm), and hands each list to the
+ * publish callback. On a share of the index engine's batches
+ * (refresh.shadow_share) the exact engine computes the same lists too and
+ * the index's recall@k against it is exported (streamrec_index_recall).
+ * Kept between runs: the two lanes, each user's newest trigger time and
+ * last refresh, the listable-item flags per variant, and each user's last
  * published list for counting A/B hits.
  *
  * Users are held by their stable index (what survives cache eviction and
@@ -75,9 +85,12 @@ void refresher_free(struct refresher *refresher);
 
 /**
  * @brief Queue a user for a refresh (once however often marked), keeping the
- * newest event time as the list's trigger. @returns 0, or -1 when out of memory.
+ * newest event time as the list's trigger; now_ms (wall clock) is when the
+ * mark was made, which the staleness target is measured from.
+ * @returns 0, or -1 when out of memory.
  */
-int refresher_mark(struct refresher *refresher, uint32_t stable, int64_t trigger_ts_ms);
+int refresher_mark(struct refresher *refresher, uint32_t stable, int64_t trigger_ts_ms,
+		   int64_t now_ms);
 
 /** @returns the users waiting for a refresh. */
 size_t refresher_pending(const struct refresher *refresher);

@@ -32,6 +32,7 @@ struct state {
 	 * in meta "variant/NAME" records, so variants can come and go) */
 	unsigned char store_id[STATE_MAX_VARIANTS];
 	int variant_of_id[256]; /* the reverse, -1: not loaded */
+	char variant_names[STATE_MAX_VARIANTS][STATE_VARIANT_NAME_BYTES]; /* as stored */
 	struct idmap *users, *items;
 	/* users live in model slots: see usercache.h */
 	struct usercache *cache;
@@ -187,8 +188,8 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	if (s->store == NULL)
 		goto out_free;
 
-	if (variants_reconcile(s->store, s->batch, config, s->store_id, s->variant_of_id, errstr,
-			       errstr_size) != 0)
+	if (variants_reconcile(s->store, s->batch, config, s->store_id, s->variant_of_id,
+			       s->variant_names, errstr, errstr_size) != 0)
 		goto out_free;
 
 	struct load_context lc = {s, errstr, errstr_size, 0};
@@ -698,6 +699,11 @@ long state_export(struct state *state, const char *path, char *errstr, size_t er
 long state_import(const char *dir, const char *path, char *errstr, size_t errstr_size)
 {
 	return statefile_import(dir, path, errstr, errstr_size);
+}
+
+const char *state_variant_name(const struct state *state, size_t variant)
+{
+	return variant < state->variant_count ? state->variant_names[variant] : NULL;
 }
 
 size_t state_user_count(const struct state *state)

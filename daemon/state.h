@@ -30,13 +30,17 @@
 #include "model.h"
 
 #define STATE_MAX_VARIANTS 16
+/** Bytes of a variant's name with its NUL. */
+#define STATE_VARIANT_NAME_BYTES 65
+/** The name a new state gives its one variant when the configuration names none. */
+#define STATE_DEFAULT_VARIANT "model"
 
 struct state_config {
 	const char *dir;
 	const struct model_config *variants; /**< one model per variant */
 	size_t variant_count;
 	/** Each variant's name (NULL: one variant, the first stored one, or
-	 * "control" in a new state). The state keeps
+	 * STATE_DEFAULT_VARIANT in a new state; state_variant_name() tells which). The state keeps
 	 * variants by name: on open, a stored variant of the same name is
 	 * restored (its layout, dim/recent_items/covis_neighbours, must match),
 	 * a new name starts cold, or as a copy of the stored variant named in
@@ -79,6 +83,9 @@ void state_close(struct state *state);
 struct model *state_model(struct state *state, size_t variant);
 
 size_t state_variant_count(const struct state *state);
+
+/** @returns the name variant is stored under (the configured one, or the adopted one). */
+const char *state_variant_name(const struct state *state, size_t variant);
 
 /**
  * @brief The model index (cache slot) of a user id, restoring the user's

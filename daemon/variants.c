@@ -173,7 +173,8 @@ static void variant_log(const struct state_config *config, const char *fmt, ...)
 
 int variants_reconcile(struct store *store, struct store_batch *batch,
 		       const struct state_config *config, unsigned char *store_id,
-		       int *variant_of_id, char *errstr, size_t errstr_size)
+		       int *variant_of_id, char (*names)[STATE_VARIANT_NAME_BYTES], char *errstr,
+		       size_t errstr_size)
 {
 	struct variants_job job = {store, batch, config->variant_count, store_id, variant_of_id};
 	struct variants_job *s = &job;
@@ -224,8 +225,8 @@ int variants_reconcile(struct store *store, struct store_batch *batch,
 	for (size_t i = 0; i < scan.count; i++)
 		used[scan.found[i].id] = true;
 
-	/* without names (the command-line tools): the first stored variant */
-	const char *first = "control";
+	/* without names (the tools, a daemon naming no variant): the first stored one */
+	const char *first = STATE_DEFAULT_VARIANT;
 	unsigned char lowest = 255;
 	for (size_t i = 0; i < scan.count; i++)
 		if (scan.found[i].id <= lowest) {
@@ -234,6 +235,7 @@ int variants_reconcile(struct store *store, struct store_batch *batch,
 		}
 	for (size_t v = 0; v < s->variant_count; v++) {
 		const char *name = config->variant_names ? config->variant_names[v] : first;
+		snprintf(names[v], STATE_VARIANT_NAME_BYTES, "%s", name);
 		const struct model_config *mc = &config->variants[v];
 		const struct stored_variant *old = NULL;
 		for (size_t i = 0; i < scan.count; i++)

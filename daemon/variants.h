@@ -24,10 +24,12 @@
  * through batch (borrowed, left empty).
  * @param store_id filled per configured variant (config->variant_count)
  * @param variant_of_id filled per id byte (256 entries), -1 when not configured
+ * @param names filled per configured variant: the name it is stored under
  * @returns 0, or -1 with errstr naming the directory and the cause.
  */
 int variants_reconcile(struct store *store, struct store_batch *batch,
 		       const struct state_config *config, unsigned char *store_id,
-		       int *variant_of_id, char *errstr, size_t errstr_size);
+		       int *variant_of_id, char (*names)[STATE_VARIANT_NAME_BYTES], char *errstr,
+		       size_t errstr_size);
 
 #endif

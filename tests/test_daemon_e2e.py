@@ -1084,3 +1084,38 @@ def test_cache_never_lists_other_users(daemon, cache):
     assert not shared, f"{len(shared)} lists were published to users with different " \
                        f"histories, e.g. {shared[:2]}"
     assert daemon.stop() == 0
+
+
+def test_the_default_variant_is_called_model_and_an_old_one_is_adopted(daemon):
+    """With no [variant.*] the one variant serves the model and is called
+    "model" (it was "control"); a state whose one variant was stored under
+    another name ("control", as older versions named it) keeps being served
+    under that name, with its rows, instead of starting cold."""
+    daemon.start()
+    daemon.produce(300, users=50)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 300)
+    assert daemon.wait_for(lambda: len(latest_lists(daemon, 3000)) >= 40)
+    assert {v for v, _ in latest_lists(daemon).values()} == {"model"}
+    assert 'variant="model"' in daemon.get("/metrics")[1]
+    assert daemon.stop() == 0
+
+    # an old state: its one variant stored as "control"
+    shutil.rmtree(daemon.dir / "state")
+    (daemon.dir / "streamrecd.log").write_text("")
+    text = daemon.config.read_text()
+    daemon.add_config("[variant.control]\nshare = 1\n")
+    daemon.start()
+    daemon.produce(300, users=50, seed=2)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 300)
+    assert daemon.stop() == 0
+
+    (daemon.dir / "streamrecd.log").write_text("")
+    daemon.config.write_text(text)  # no [variant.*] any more
+    daemon.start()
+    daemon.produce(50, users=50, seed=3)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 50)
+    assert daemon.wait_for(lambda: 'variant="control"' in daemon.get("/metrics")[1])
+    assert 'variant="model"' not in daemon.get("/metrics")[1]
+    assert daemon.stop() == 0
+    log = daemon.logtext()
+    assert "is new" not in log and "not in the configuration" not in log, log

@@ -86,7 +86,7 @@ static void defaults(void **state)
 	assert_int_equal(c.log_level, CONFIG_LOG_INFO);
 	assert_string_equal(c.experiment_salt, "streamrec");
 	assert_int_equal(c.variant_count, 1);
-	assert_string_equal(c.variants[0].name, "control");
+	assert_string_equal(c.variants[0].name, "model");
 	assert_true(c.variants[0].share == 1.0);
 	assert_int_equal(c.variants[0].policy, CONFIG_POLICY_MODEL);
 	assert_int_equal(c.variants[0].k, 20);
@@ -463,7 +463,7 @@ static void reload(void **state)
 	    config_reload(&running, path, &next, changes, sizeof changes, errstr, sizeof errstr),
 	    -1);
 	assert_non_null(strstr(errstr, "this key cannot change while running (restart "
-				       "streamrecd): variants (control -> a)"));
+				       "streamrecd): variants (model -> a)"));
 
 	write_file(BASE "[model]\ndim = 0\n");
 	assert_int_equal(

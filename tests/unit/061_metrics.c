@@ -164,7 +164,11 @@ static void renders_exact_lines(void **state)
 	/* every family has exactly one HELP and one TYPE, HELP first */
 	assert_int_equal(count_lines_starting(text, "# HELP "),
 			 count_lines_starting(text, "# TYPE "));
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 18);
+	/* the refresh lanes and the index's shadow: a recall only once measured */
+	assert_line(text, "streamrec_refresh_waiting 0");
+	assert_line(text, "streamrec_refresh_deferred_total 0");
+	assert_int_equal(count_lines_starting(text, "streamrec_index_recall{"), 0);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 23);
 	free(text);
 
 	metrics_remove_consumer_lag(m, "events", 0);

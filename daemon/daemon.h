@@ -1,0 +1,83 @@
+/*
+ * daemon: the record streamrecd's wiring shares. main_streamrecd.c builds it
+ * and runs the loop; ingest.c (input, dead letters, commits), publish.c
+ * (the refresh's turns on the loop and the sending of lists) and ops.c
+ * (health, signals, reload, checkpoint, watchdog, HTTP) work on it. Every
+ * function of these modules runs on the loop's thread.
+ *
+ * Ownership: the daemon owns every handle below; main_streamrecd.c creates
+ * them in order and releases them in reverse order at its out_free label.
+ */
+#ifndef STREAMREC_DAEMON_H
+#define STREAMREC_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "assign.h"
+#include "blas.h"
+#include "catalog.h"
+#include "codec.h"
+#include "config.h"
+#include "consumer.h"
+#include "http.h"
+#include "metrics.h"
+#include "producer.h"
+#include "ratelimit.h"
+#include "refresh.h"
+#include "state.h"
+#include "status.h"
+#include "topk.h"
+
+#define DAEMON_MAX_PARTITIONS 1024
+
+/* A partition's next offset to read, with its own copy of the topic name. */
+struct daemon_position {
+	char topic[256];
+	int32_t partition;
+	int64_t next_offset;
+};
+
+struct daemon {
+	struct config config;
+	struct blas_report blas;
+	struct ev_loop *loop;
+	struct state *state;
+	struct codec *codec;
+	struct consumer *consumer;
+	struct producer *producer;
+	struct metrics *metrics;
+	struct http_server *http;
+	struct status *status;
+	struct ratelimit *dead_letter_log;
+	struct topk *topk;
+	struct catalog *catalog;
+	struct refresher *refresher;
+	struct assign_variant variants[STATE_MAX_VARIANTS];
+	size_t variant_count;
+
+	/* consumed positions since the last commit, and those of the batch in flight */
+	struct daemon_position positions[DAEMON_MAX_PARTITIONS], inflight[DAEMON_MAX_PARTITIONS];
+	size_t position_count, inflight_count;
+
+	ev_timer refresh_timer, commit_timer, watchdog_timer;
+	/* refreshes run whenever the loop has nothing more urgent (publish.c) */
+	ev_idle refresh_idle;
+	double refresh_credit_s, refresh_credit_at;
+	ev_signal sigint, sigterm, sighup, sigusr1;
+	int interrupts;
+	bool stopping, failed, ready_sent;
+	char error[512];
+};
+
+/**
+ * @brief Stop the loop for good after a fatal error (a state write, a dead
+ * letter that cannot be delivered, a broker that refused us forever): the
+ * error is logged, told to systemd, and shown by /readyz.
+ */
+void daemon_fail(struct daemon *d, const char *what);
+
+#endif

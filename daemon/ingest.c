@@ -1,0 +1,400 @@
+#include "ingest.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "model.h"
+#include "publish.h"
+
+/* Dead-letter log lines: at most one per reason in this window; metrics count all. */
+#define DEAD_LETTER_LOG_WINDOW_S 10.0
+
+static void remember_position(struct daemon *d, const char *topic, int32_t partition,
+			      int64_t offset)
+{
+	for (size_t k = 0; k < d->position_count; k++) {
+		if (d->positions[k].partition == partition &&
+		    strcmp(d->positions[k].topic, topic) == 0) {
+			d->positions[k].next_offset = offset + 1;
+			return;
+		}
+	}
+	if (d->position_count < DAEMON_MAX_PARTITIONS) {
+		struct daemon_position *p = &d->positions[d->position_count++];
+		snprintf(p->topic, sizeof p->topic, "%s", topic);
+		p->partition = partition;
+		p->next_offset = offset + 1;
+	}
+}
+
+/* Commits positions to Kafka (for lag tools; the state's offsets are the truth). */
+static void commit_kafka(struct daemon *d, const struct daemon_position *positions, size_t count,
+			 bool async)
+{
+	struct consumer_position list[DAEMON_MAX_PARTITIONS];
+	char errstr[256];
+	for (size_t k = 0; k < count; k++)
+		list[k] = (struct consumer_position){positions[k].topic, positions[k].partition,
+						     positions[k].next_offset};
+	if (count > 0 &&
+	    consumer_commit(d->consumer, list, count, async, errstr, sizeof errstr) != 0)
+		log_line(LOG_PRIORITY_WARNING, "kafka offset commit: %s", errstr);
+}
+
+static void log_suppressed(enum codec_reason reason, uint64_t count)
+{
+	log_line(LOG_PRIORITY_INFO, "dead letters: %" PRIu64 " more %s suppressed in %.0f s", count,
+		 codec_reason_name(reason), DEAD_LETTER_LOG_WINDOW_S);
+}
+
+/*
+ * Whether a refused message gets its own log line: one per reason in each
+ * DEAD_LETTER_LOG_WINDOW_S, so a bad producer cannot flood the journal.
+ * Logs the previous window's held-back count first when this line opens a new one.
+ */
+static bool dead_letter_log_allowed(struct daemon *d, enum codec_reason reason)
+{
+	uint64_t suppressed;
+	bool allowed = ratelimit_allow(d->dead_letter_log, reason, ev_now(d->loop), &suppressed);
+	if (suppressed > 0)
+		log_suppressed(reason, suppressed);
+	return allowed;
+}
+
+/* From the watchdog timer: the held-back counts of windows that ended. */
+void ingest_log_suppressed(struct daemon *d)
+{
+	for (size_t reason = 0; reason < CODEC_REASON_COUNT; reason++) {
+		uint64_t suppressed =
+		    ratelimit_take_suppressed(d->dead_letter_log, reason, ev_now(d->loop));
+		if (suppressed > 0)
+			log_suppressed((enum codec_reason)reason, suppressed);
+	}
+}
+
+/*
+ * Counts a bad message and queues its dead letter. Its offset may be marked
+ * only when this returns 0; a letter that cannot even be queued stops the
+ * daemon (fail()), so the offset stays where it was and a restart reads the
+ * message again. Delivery is confirmed before the next commit (commit_now).
+ */
+static int dead_letter(struct daemon *d, const struct consumer_message *m,
+		       const struct codec_error *err)
+{
+	char errstr[256], what[512];
+	d->metrics->invalid_events_total[err->reason]++;
+	if (dead_letter_log_allowed(d, err->reason))
+		log_line(LOG_PRIORITY_INFO, "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition,
+			 m->offset, codec_reason_name(err->reason), err->detail);
+	if (d->config.dead_letter_topic == NULL || d->config.dead_letter_topic[0] == '\0')
+		return 0;
+	if (producer_send_dead_letter(d->producer, d->config.dead_letter_topic,
+				      codec_reason_name(err->reason), m->topic, m->partition,
+				      m->offset, m->key, m->key_len, m->value, m->value_len, errstr,
+				      sizeof errstr) != 0) {
+		snprintf(what, sizeof what,
+			 "%s[%" PRId32 "]@%" PRId64 ": dead-letter send failed: %s; its offset is "
+			 "not committed",
+			 m->topic, m->partition, m->offset, errstr);
+		daemon_fail(d, what);
+		return -1;
+	}
+	d->metrics->dlq_messages_total++;
+	return 0;
+}
+
+/*
+ * A catalogue record: in stock or not, or a tombstone (retired). The items
+ * topic is compacted and re-read from its start on every start (its offsets
+ * are never committed), so the catalogue needs no state of its own.
+ */
+static void on_item(struct daemon *d, const struct consumer_message *m)
+{
+	struct item_event item;
+	struct codec_error err;
+	char id[CODEC_ID_MAX_BYTES + 1], errstr[256];
+	bool listed;
+	if (m->value == NULL) {
+		if (m->key == NULL || m->key_len == 0 || m->key_len > CODEC_ID_MAX_BYTES ||
+		    !codec_utf8_valid(m->key, m->key_len)) {
+			err.reason = CODEC_ERR_EMPTY_ID;
+			snprintf(err.detail, sizeof err.detail,
+				 "tombstone without a valid item id key");
+			dead_letter(d, m, &err);
+			return;
+		}
+		memcpy(id, m->key, m->key_len);
+		id[m->key_len] = '\0';
+		listed = false; /* retired */
+	} else if (codec_decode_item_event(d->codec, m->value, m->value_len, clock_wall_ms(), &item,
+					   &err) != 0) {
+		dead_letter(d, m, &err);
+		return;
+	} else {
+		snprintf(id, sizeof id, "%s", item.item_id);
+		listed = item.in_stock;
+	}
+	uint32_t index;
+	uint64_t hash;
+	if (state_item(d->state, id, &index, &hash, errstr, sizeof errstr) != 0) {
+		daemon_fail(d, errstr);
+		return;
+	}
+	refresher_listing_changed(d->refresher);
+	if (catalog_set_listed(d->catalog, index, listed) != 0) {
+		daemon_fail(d, "out of memory for the catalogue");
+		return;
+	}
+	/* a new item of a known category starts at its category's mean */
+	const uint32_t *members;
+	size_t member_count;
+	if (m->value != NULL && item.has_category) {
+		if (catalog_set_category(d->catalog, index, item.category, &members,
+					 &member_count) != 0) {
+			daemon_fail(d, "out of memory for the catalogue");
+			return;
+		}
+		for (size_t v = 0; v < d->variant_count; v++)
+			if (model_seed_item(state_model(d->state, v), index, hash, members,
+					    member_count, errstr, sizeof errstr) < 0) {
+				daemon_fail(d, errstr);
+				return;
+			}
+	}
+}
+
+static void on_message(const struct consumer_message *m, void *opaque)
+{
+	struct daemon *d = opaque;
+	struct user_event ev;
+	struct codec_error err;
+	char errstr[512];
+
+	if (d->failed)
+		return;
+	if (d->config.items_topic != NULL && strcmp(m->topic, d->config.items_topic) == 0) {
+		on_item(d, m);
+		return;
+	}
+	if (codec_decode_user_event(d->codec, m->value, m->value_len, clock_wall_ms(), &ev, &err) != 0) {
+		if (dead_letter(d, m, &err) != 0)
+			return;
+	} else {
+		uint32_t stable;
+		if (state_learn(d->state, ev.user_id, ev.item_id, ev.type,
+				ev.ts_ms, &stable, errstr, sizeof errstr) != 0) {
+			daemon_fail(d, errstr);
+			return;
+		}
+		d->metrics->events_total[ev.type]++;
+		refresher_count_hit(d->refresher, stable, ev.item_id, ev.type);
+		for (size_t v = 0; v < d->variant_count; v++)
+			d->metrics->variants[v].updates_total++;
+		if (refresher_mark(d->refresher, stable, ev.ts_ms, clock_wall_ms()) != 0) {
+			daemon_fail(d, "out of memory queueing a refresh");
+			return;
+		}
+		publish_wake(d);
+	}
+	state_mark_offset(d->state, m->topic, m->partition, m->offset);
+	remember_position(d, m->topic, m->partition, m->offset);
+}
+
+static int offset_for(const char *topic, int32_t partition, int64_t *next_offset, void *opaque)
+{
+	struct daemon *d = opaque;
+	char errstr[256];
+	int64_t offset;
+	if (d->config.items_topic != NULL && strcmp(topic, d->config.items_topic) == 0) {
+		*next_offset = -1; /* the catalogue is read from its start: offset 0 */
+		return 1;
+	}
+	int found = state_offset(d->state, topic, partition, &offset, errstr, sizeof errstr);
+	if (found < 0)
+		log_line(LOG_PRIORITY_ERROR, "stored offset of %s[%" PRId32 "]: %s", topic, partition, errstr);
+	if (found == 1)
+		*next_offset = offset; /* the consumer resumes at offset + 1 */
+	if (found != 0 || d->config.state_on_empty == CONFIG_ON_EMPTY_COMMITTED)
+		return found;
+	/* no offset in the state (new or wiped): state.on_empty decides, not the group */
+	*next_offset = d->config.state_on_empty == CONFIG_ON_EMPTY_LATEST ? CONSUMER_FROM_END
+									 : CONSUMER_FROM_BEGINNING;
+	return 1;
+}
+
+static int on_revoke(const char *topic, int32_t partition, void *opaque)
+{
+	struct daemon *d = opaque;
+	(void)topic;
+	(void)partition;
+	/* state first, so the next owner starts after what we learned */
+	return ingest_commit(d, true);
+}
+
+static void on_error(const char *what, bool fatal, void *opaque)
+{
+	struct daemon *d = opaque;
+	if (fatal)
+		daemon_fail(d, what);
+	else
+		log_line(LOG_PRIORITY_WARNING, "kafka: %s", what);
+}
+
+static void on_lag(const char *topic, int32_t partition, int64_t lag, int64_t committed_lag,
+		   void *opaque)
+{
+	struct daemon *d = opaque;
+	metrics_set_consumer_lag(d->metrics, topic, partition, lag, committed_lag, NULL, 0);
+}
+
+/*
+ * Hands the changed state and offsets to the writer thread; the Kafka
+ * offsets of the previous batch are committed once it is durable.
+ *
+ * The offsets include those of bad messages, so every dead letter queued so
+ * far must be delivered first: the wait is bounded, and a timer's commit
+ * whose letters are still on their way is postponed to the next tick. A
+ * letter that failed for good has already stopped the daemon (on_error,
+ * fatal): we stop rather than pause and retry because librdkafka has retried
+ * it for message.timeout.ms and the producer has cut it to fit, so what is
+ * left (a missing topic, a refusing ACL or size limit) needs an operator;
+ * the stored offset stays before the message, and a restart reads it again.
+ */
+int ingest_commit(struct daemon *d, bool wait)
+{
+	char errstr[512];
+	if (producer_wait_dead_letters(d->producer, wait ? 10000 : 2000, errstr,
+				       sizeof errstr) != 0) {
+		if (d->failed)
+			return -1;
+		if (!wait) {
+			log_line(LOG_PRIORITY_WARNING, "commit postponed: %s", errstr);
+			return 0;
+		}
+		goto out_fail;
+	}
+	if (d->failed)
+		return -1;
+	if (state_flush(d->state, errstr, sizeof errstr) != 0)
+		goto out_fail;
+	commit_kafka(d, d->inflight, d->inflight_count, true);
+	d->inflight_count = 0;
+	if (state_commit_async(d->state, errstr, sizeof errstr) != 0)
+		goto out_fail;
+	memcpy(d->inflight, d->positions, d->position_count * sizeof *d->positions);
+	d->inflight_count = d->position_count;
+	d->position_count = 0;
+	d->metrics->commits_total++;
+	if (wait) {
+		if (state_flush(d->state, errstr, sizeof errstr) != 0)
+			goto out_fail;
+		commit_kafka(d, d->inflight, d->inflight_count, false);
+		d->inflight_count = 0;
+	}
+	return 0;
+out_fail:
+	d->metrics->commit_failures_total++;
+	daemon_fail(d, errstr);
+	return -1;
+}
+
+static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)loop;
+	(void)revents;
+	if (!d->failed)
+		ingest_commit(d, false);
+	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
+	d->metrics->items = (int64_t)model_item_count(state_model(d->state, 0));
+	d->metrics->users = (int64_t)state_user_count(d->state);
+	log_line(LOG_PRIORITY_DEBUG, "commit %" PRIu64 ": %" PRId64 " users, %" PRId64 " items",
+		 d->metrics->commits_total, d->metrics->users, d->metrics->items);
+}
+
+
+int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size)
+{
+	const struct config *c = &d->config;
+	struct consumer_property *cprops = NULL;
+	struct producer_property *pprops = NULL;
+	size_t ncp = 0, npp = 0;
+	int rc = -1;
+
+	d->dead_letter_log =
+	    ratelimit_new(CODEC_REASON_COUNT, DEAD_LETTER_LOG_WINDOW_S, 1, errstr, errstr_size);
+	if (d->dead_letter_log == NULL)
+		return -1;
+	/* sized from the counts: [kafka] goes to both, plus statistics.interval.ms */
+	cprops = calloc(c->kafka.count + c->kafka_consumer.count + 1, sizeof *cprops);
+	pprops = calloc(c->kafka.count + c->kafka_producer.count + 1, sizeof *pprops);
+	if (cprops == NULL || pprops == NULL) {
+		snprintf(errstr, errstr_size, "out of memory for the Kafka properties");
+		goto out_free;
+	}
+	for (size_t i = 0; i < c->kafka.count; i++) {
+		cprops[ncp++] =
+		    (struct consumer_property){c->kafka.items[i].name, c->kafka.items[i].value};
+		pprops[npp++] =
+		    (struct producer_property){c->kafka.items[i].name, c->kafka.items[i].value};
+	}
+	for (size_t i = 0; i < c->kafka_consumer.count; i++)
+		cprops[ncp++] = (struct consumer_property){c->kafka_consumer.items[i].name,
+							   c->kafka_consumer.items[i].value};
+	for (size_t i = 0; i < c->kafka_producer.count; i++)
+		pprops[npp++] = (struct producer_property){c->kafka_producer.items[i].name,
+							   c->kafka_producer.items[i].value};
+	if (config_kafka_property(c, "consumer", "statistics.interval.ms") == NULL)
+		cprops[ncp++] = (struct consumer_property){"statistics.interval.ms", "5000"};
+	if (d->config.items_topic != NULL && d->config.items_topic[0] == '\0') {
+		free(d->config.items_topic);
+		d->config.items_topic = NULL;
+	}
+	const char *topics[] = {c->input_topic, c->items_topic};
+	struct consumer_config kc = {
+	    .brokers = config_kafka_property(c, "consumer", "bootstrap.servers"),
+	    .group_id = c->group_id,
+	    .topics = topics,
+	    .topic_count = c->items_topic != NULL ? 2 : 1,
+	    .properties = cprops,
+	    .property_count = ncp,
+	    .callbacks = {.on_message = on_message,
+			  .offset_for = offset_for,
+			  .on_revoke = on_revoke,
+			  .on_error = on_error,
+			  .on_lag = on_lag},
+	    .opaque = d,
+	    .log = log_kafka};
+	struct producer_config pc = {
+	    .brokers = config_kafka_property(c, "producer", "bootstrap.servers"),
+	    .properties = pprops,
+	    .property_count = npp,
+	    .on_error = on_error,
+	    .opaque = d,
+	    .log = log_kafka};
+	d->producer = producer_new(&pc, d->loop, errstr, errstr_size);
+	d->consumer = d->producer ? consumer_new(&kc, d->loop, errstr, errstr_size) : NULL;
+	if (d->consumer != NULL)
+		rc = 0;
+out_free:
+	free(cprops);
+	free(pprops);
+	return rc;
+}
+
+void ingest_start(struct daemon *d)
+{
+	double commit_s = (double)d->config.commit_interval_ms / 1000.0;
+	ev_timer_init(&d->commit_timer, on_commit_timer, commit_s, commit_s);
+	d->commit_timer.data = d;
+	ev_timer_start(d->loop, &d->commit_timer);
+}
+
+void ingest_stop(struct daemon *d)
+{
+	ev_timer_stop(d->loop, &d->commit_timer);
+}

@@ -1,0 +1,44 @@
+/*
+ * ingest: the input side of streamrecd. The consumer's callbacks decode
+ * each message (bad input goes to the dead-letter topic, its log lines
+ * rate-limited per reason), learn it in every variant, count A/B hits and
+ * mark the user for a refresh; catalogue records (the items topic) set
+ * listing and categories. The commit timer writes the changed state and the
+ * consumed offsets in one batch and commits the Kafka offsets only once that
+ * batch is durable and every dead letter before it is delivered.
+ *
+ * Threads: the loop's only (librdkafka's callbacks arrive through the
+ * consumer's queue on the loop).
+ */
+#ifndef STREAMREC_INGEST_H
+#define STREAMREC_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "daemon.h"
+
+/**
+ * @brief Create the producer and the consumer ([kafka] properties for
+ * both, then each role's own section on top) with the callbacks below.
+ * @returns 0, or -1 with errstr filled.
+ */
+int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size);
+
+/** @brief Start the commit timer. */
+void ingest_start(struct daemon *d);
+
+/** @brief Stop the commit timer. */
+void ingest_stop(struct daemon *d);
+
+/**
+ * @brief Commit now: state and offsets to the writer thread; with wait, until
+ * durable and the Kafka offsets committed. @returns 0, or -1 after
+ * daemon_fail() (or when a fatal error already stopped the daemon).
+ */
+int ingest_commit(struct daemon *d, bool wait);
+
+/** @brief Log the dead-letter lines held back by the rate limit in windows that ended. */
+void ingest_log_suppressed(struct daemon *d);
+
+#endif

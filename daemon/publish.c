@@ -1,0 +1,93 @@
+#include "publish.h"
+
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+
+int publish_recommendation(const struct recommendation *rec, void *opaque, char *errstr,
+			   size_t errstr_size)
+{
+	struct daemon *d = opaque;
+	struct codec_buf buf = {0};
+	enum codec_framing framing = d->config.output_framing == CONFIG_FRAMING_CONFLUENT
+					 ? CODEC_FRAMING_CONFLUENT
+					 : CODEC_FRAMING_RAW;
+	int rc = -1;
+	if (codec_encode_recommendation(d->codec, rec, framing, &buf, errstr, errstr_size) == 0 &&
+	    producer_send(d->producer, d->config.output_topic, rec->user_id, strlen(rec->user_id),
+			  buf.data, buf.len, NULL, 0, errstr, errstr_size) == 0)
+		rc = 0;
+	codec_buf_free(&buf);
+	return rc;
+}
+
+/* One refresh batch per idle turn, within the time credit (see publish.h). */
+static void on_refresh_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct daemon *d = w->data;
+	char errstr[512];
+	(void)revents;
+	double share = d->config.refresh_max_busy_share, now = ev_time();
+	double bound = 0.2; /* seconds of credit kept either way */
+	d->refresh_credit_s += share * (now - d->refresh_credit_at);
+	d->refresh_credit_at = now;
+	if (d->refresh_credit_s > bound)
+		d->refresh_credit_s = bound;
+	if (d->refresh_credit_s < -bound)
+		d->refresh_credit_s = -bound;
+	if (d->refresh_credit_s <= 0 && d->consumer != NULL && consumer_backlog(d->consumer)) {
+		ev_idle_stop(loop, w); /* learning first; the timer comes back */
+		return;
+	}
+	long refreshed =
+	    d->failed ? 0 : refresher_run(d->refresher, clock_wall_ms(), errstr, sizeof errstr);
+	if (refreshed < 0)
+		daemon_fail(d, errstr);
+	double end = ev_time();
+	d->refresh_credit_s -= end - now;
+	d->refresh_credit_at = end;
+	if (refreshed <= 0)
+		ev_idle_stop(loop, w);
+}
+
+/* When nobody queued was due (min_interval), the idle watcher stopped: try again. */
+static void on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)revents;
+	if (refresher_pending(d->refresher) > 0)
+		ev_idle_start(loop, &d->refresh_idle);
+}
+
+void publish_start(struct daemon *d)
+{
+	double refresh_s = (double)d->config.refresh_interval_ms / 1000.0;
+	ev_idle_init(&d->refresh_idle, on_refresh_idle);
+	d->refresh_idle.data = d;
+	ev_timer_init(&d->refresh_timer, on_refresh_timer, refresh_s, refresh_s);
+	d->refresh_timer.data = d;
+	ev_timer_start(d->loop, &d->refresh_timer);
+}
+
+void publish_wake(struct daemon *d)
+{
+	ev_idle_start(d->loop, &d->refresh_idle);
+}
+
+void publish_stop(struct daemon *d)
+{
+	ev_timer_stop(d->loop, &d->refresh_timer);
+	ev_idle_stop(d->loop, &d->refresh_idle);
+}
+
+void publish_drain(struct daemon *d)
+{
+	char errstr[512];
+	long refreshed;
+	while ((refreshed = refresher_run(d->refresher, clock_wall_ms(), errstr, sizeof errstr)) >
+	       0)
+		;
+	if (refreshed < 0)
+		daemon_fail(d, errstr);
+}

@@ -1,0 +1,455 @@
+/*
+ * The refresh scheduler (daemon/refresh), with no broker: a real state in a
+ * temporary directory, the real top-k engine, and a publish callback that
+ * keeps what would have been sent.
+ *
+ * What it must hold: every user's list is that user's (no item the user
+ * bought, at every user-cache bound, including one smaller than a batch —
+ * the cross-user leak of issue 11), a user marked many times is refreshed
+ * once with the newest trigger time, min_interval holds a user back, the
+ * popularity arm ranks by counts, and hits count against the list last
+ * published.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#define _XOPEN_SOURCE_EXTENDED 1
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "refresh.h"
+
+#define USERS          120
+#define ITEMS          60
+#define BOUGHT_PER_USER 4
+#define MAX_LISTS      (USERS * 4)
+
+static char base_dir[64];
+static int dir_count;
+
+/* What the publish callback saw. */
+struct published_list {
+	char user[32];
+	char variant[CONFIG_VARIANT_NAME_SIZE];
+	int64_t trigger_ts_ms;
+	size_t count;
+	char items[20][32];
+	float scores[20];
+};
+
+struct sink {
+	struct published_list lists[MAX_LISTS];
+	size_t count;
+	int fail_next; /* refuse this many sends */
+};
+
+static int collect(const struct recommendation *rec, void *opaque, char *errstr,
+		   size_t errstr_size)
+{
+	struct sink *sink = opaque;
+	if (sink->fail_next > 0) {
+		sink->fail_next--;
+		snprintf(errstr, errstr_size, "refused by the test");
+		return -1;
+	}
+	assert_true(sink->count < MAX_LISTS);
+	struct published_list *l = &sink->lists[sink->count++];
+	snprintf(l->user, sizeof l->user, "%s", rec->user_id);
+	snprintf(l->variant, sizeof l->variant, "%s", rec->variant);
+	l->trigger_ts_ms = rec->trigger_event_ts_ms;
+	l->count = rec->item_count < 20 ? rec->item_count : 20;
+	for (size_t r = 0; r < l->count; r++) {
+		snprintf(l->items[r], sizeof l->items[r], "%s", rec->items[r].item_id);
+		l->scores[r] = rec->items[r].score;
+	}
+	return 0;
+}
+
+/* Everything one refresher needs, owned by the test. */
+struct fixture {
+	char dir[PATH_MAX];
+	struct config config;
+	struct assign_variant variants[2];
+	struct state *state;
+	struct topk *topk;
+	struct catalog *catalog;
+	struct metrics *metrics;
+	struct refresher *refresher;
+	struct sink sink;
+};
+
+static void item_name(char *out, size_t size, unsigned user, unsigned n)
+{
+	/* user u buys items (3u + n) mod ITEMS: histories overlap but differ */
+	snprintf(out, size, "item-%u", (3 * user + n) % ITEMS);
+}
+
+static void open_fixture_engine(struct fixture *f, size_t cache_users, size_t cache_bytes,
+				bool popularity_arm, enum model_retrieval retrieval)
+{
+	char errstr[1024];
+	struct model_config models[2];
+	const char *names[2] = {"model", "control"};
+	size_t variant_count = popularity_arm ? 2 : 1;
+
+	memset(f, 0, sizeof *f);
+	snprintf(f->dir, sizeof f->dir, "%s/state-%d", base_dir, dir_count++);
+	f->config.refresh_batch = 64;
+	f->config.min_interval_ms = 0;
+	f->config.min_item_events = 1;
+	f->config.refresh_interval_ms = 50;
+	f->config.staleness_target_ms = 1000;
+	f->config.refresh_shadow_share = 1;
+	f->config.experiment_salt = "streamrec";
+	f->config.variant_count = variant_count;
+	for (size_t v = 0; v < variant_count; v++) {
+		struct config_variant *cv = &f->config.variants[v];
+		snprintf(cv->name, sizeof cv->name, "%s", names[v]);
+		cv->share = 1.0 / (double)variant_count;
+		cv->k = 10;
+		cv->policy = v == 1 ? CONFIG_POLICY_POPULARITY : CONFIG_POLICY_MODEL;
+		model_config_default(&models[v]);
+		models[v].dim = 8;
+		models[v].learn_embeddings = v == 0;
+		models[v].retrieval = retrieval;
+		models[v].index_nprobe = 2;
+		cv->model = models[v];
+		f->variants[v] = (struct assign_variant){cv->name, cv->share};
+	}
+	struct state_config sc = {.dir = f->dir,
+				  .variants = models,
+				  .variant_count = variant_count,
+				  .variant_names = names,
+				  .user_cache_users = cache_users,
+				  .user_cache_bytes = cache_bytes};
+	f->state = state_open(&sc, errstr, sizeof errstr);
+	if (f->state == NULL)
+		fail_msg("state_open: %s", errstr);
+	struct topk_config tc = {.max_batch = 64, .max_k = 1000, .threads = 1};
+	f->topk = topk_new(&tc, errstr, sizeof errstr);
+	f->catalog = catalog_new();
+	f->metrics = metrics_new(names, variant_count, errstr, sizeof errstr);
+	assert_non_null(f->topk);
+	assert_non_null(f->catalog);
+	assert_non_null(f->metrics);
+	struct refresh_config rc = {.state = f->state,
+				    .topk = f->topk,
+				    .catalog = f->catalog,
+				    .metrics = f->metrics,
+				    .config = &f->config,
+				    .variants = f->variants,
+				    .variant_count = variant_count,
+				    .publish = collect,
+				    .opaque = &f->sink};
+	f->refresher = refresher_new(&rc, errstr, sizeof errstr);
+	if (f->refresher == NULL)
+		fail_msg("refresher_new: %s", errstr);
+}
+
+static void open_fixture(struct fixture *f, size_t cache_users, size_t cache_bytes,
+			 bool popularity_arm)
+{
+	open_fixture_engine(f, cache_users, cache_bytes, popularity_arm, MODEL_RETRIEVAL_EXACT);
+}
+
+static void open_fixture_with(struct fixture *f, enum model_retrieval retrieval)
+{
+	open_fixture_engine(f, 0, 0, false, retrieval);
+}
+
+static void close_fixture(struct fixture *f)
+{
+	refresher_free(f->refresher);
+	metrics_free(f->metrics);
+	catalog_free(f->catalog);
+	topk_free(f->topk);
+	state_close(f->state);
+}
+
+/* Every user buys BOUGHT_PER_USER items of its own; each is marked. */
+static void learn_purchases(struct fixture *f)
+{
+	char errstr[512], user[32], item[32];
+	for (unsigned n = 0; n < BOUGHT_PER_USER; n++)
+		for (unsigned u = 0; u < USERS; u++) {
+			uint32_t stable;
+			snprintf(user, sizeof user, "user-%u", u);
+			item_name(item, sizeof item, u, n);
+			if (state_learn(f->state, user, item, EVENT_PURCHASE,
+					1700000000000 + 1000 * n + u, &stable, errstr,
+					sizeof errstr) != 0)
+				fail_msg("state_learn: %s", errstr);
+			assert_int_equal(refresher_mark(f->refresher, stable,
+							1700000000000 + 1000 * n + u,
+							1700000100000),
+					 0);
+		}
+}
+
+static size_t run_all(struct fixture *f)
+{
+	char errstr[512];
+	size_t total = 0;
+	long n;
+	while ((n = refresher_run(f->refresher, 1700000100000, errstr, sizeof errstr)) > 0)
+		total += (size_t)n;
+	if (n < 0)
+		fail_msg("refresher_run: %s", errstr);
+	return total;
+}
+
+/* No list holds an item its user bought; each user got exactly one list. */
+static void check_lists_belong_to_their_users(struct fixture *f)
+{
+	assert_int_equal(f->sink.count, USERS);
+	unsigned seen[USERS] = {0};
+	for (size_t l = 0; l < f->sink.count; l++) {
+		const struct published_list *list = &f->sink.lists[l];
+		unsigned u;
+		assert_int_equal(sscanf(list->user, "user-%u", &u), 1);
+		assert_true(u < USERS);
+		seen[u]++;
+		assert_int_equal(list->trigger_ts_ms, 1700000000000 + 1000 * (BOUGHT_PER_USER - 1) + u);
+		assert_true(list->count > 0);
+		for (size_t r = 0; r < list->count; r++)
+			for (unsigned n = 0; n < BOUGHT_PER_USER; n++) {
+				char bought[32];
+				item_name(bought, sizeof bought, u, n);
+				if (strcmp(list->items[r], bought) == 0)
+					fail_msg("%s was published %s, which it bought (cache "
+						 "leak)",
+						 list->user, bought);
+			}
+	}
+	for (unsigned u = 0; u < USERS; u++)
+		assert_int_equal(seen[u], 1);
+}
+
+static void lists_belong_to_their_users_at_every_cache_bound(void **unused)
+{
+	(void)unused;
+	/* unbounded; smaller than a batch of 64; one user; a byte bound of a few users */
+	static const size_t bounds[][2] = {{0, 0}, {16, 0}, {1, 0}, {0, 4096}};
+	for (size_t b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+		struct fixture *f = calloc(1, sizeof *f);
+		assert_non_null(f);
+		open_fixture(f, bounds[b][0], bounds[b][1], false);
+		learn_purchases(f);
+		assert_int_equal(refresher_pending(f->refresher), USERS);
+		assert_int_equal(run_all(f), USERS);
+		assert_int_equal(refresher_pending(f->refresher), 0);
+		check_lists_belong_to_their_users(f);
+		close_fixture(f);
+		free(f);
+	}
+}
+
+static void min_interval_holds_a_user_back(void **unused)
+{
+	(void)unused;
+	char errstr[512];
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	f->config.min_interval_ms = 1000;
+	learn_purchases(f);
+	assert_int_equal(refresher_run(f->refresher, 1700000100000, errstr, sizeof errstr), 64);
+	assert_int_equal(run_all(f), USERS - 64);
+	/* marked again at once: not due until min_interval passed */
+	assert_int_equal(refresher_mark(f->refresher, 0, 1700000200000, 1700000100000), 0);
+	assert_int_equal(refresher_run(f->refresher, 1700000100500, errstr, sizeof errstr), 0);
+	assert_int_equal(refresher_pending(f->refresher), 1);
+	assert_int_equal(refresher_run(f->refresher, 1700000101000, errstr, sizeof errstr), 1);
+	assert_int_equal(f->sink.count, USERS + 1);
+	assert_int_equal(f->sink.lists[USERS].trigger_ts_ms, 1700000200000);
+	close_fixture(f);
+	free(f);
+}
+
+static void a_refused_send_is_not_remembered(void **unused)
+{
+	(void)unused;
+	char errstr[512];
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	f->sink.fail_next = 1;
+	assert_int_equal(run_all(f), USERS);
+	assert_int_equal(f->sink.count, USERS - 1);
+	assert_int_equal(f->metrics->variants[0].recommendations_total, USERS - 1);
+	(void)errstr;
+	close_fixture(f);
+	free(f);
+}
+
+static void hits_count_against_the_last_list(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, true);
+	learn_purchases(f);
+	run_all(f);
+	/* a purchase of the first item of a user's list is a hit at rank 1 */
+	const struct published_list *list = &f->sink.lists[0];
+	char errstr[512];
+	uint32_t stable, slot;
+	uint64_t hash;
+	assert_int_equal(state_user(f->state, list->user, &slot, &hash, errstr, sizeof errstr), 0);
+	stable = state_user_stable(f->state, slot);
+	size_t v = strcmp(list->variant, "model") == 0 ? 0 : 1;
+	uint64_t before = f->metrics->variants[v].hits_total[EVENT_PURCHASE];
+	refresher_count_hit(f->refresher, stable, list->items[0], EVENT_PURCHASE);
+	assert_int_equal(f->metrics->variants[v].hits_total[EVENT_PURCHASE], before + 1);
+	/* a view is no hit; an item not listed is no hit */
+	refresher_count_hit(f->refresher, stable, list->items[0], EVENT_VIEW);
+	refresher_count_hit(f->refresher, stable, "never-listed", EVENT_PURCHASE);
+	assert_int_equal(f->metrics->variants[v].hits_total[EVENT_PURCHASE], before + 1);
+	assert_int_equal(f->metrics->variants[v].hits_total[EVENT_VIEW], 0);
+	/* the control arm's lists are by count, best first */
+	for (size_t l = 0; l < f->sink.count; l++)
+		if (strcmp(f->sink.lists[l].variant, "control") == 0)
+			for (size_t r = 1; r < f->sink.lists[l].count; r++)
+				assert_true(f->sink.lists[l].scores[r - 1] >=
+					    f->sink.lists[l].scores[r]);
+	close_fixture(f);
+	free(f);
+}
+
+/* Marks every user once, user u at base + u (wall-clock ms). */
+static void mark_all(struct fixture *f, int64_t base)
+{
+	char errstr[512], user[32];
+	for (unsigned u = 0; u < USERS; u++) {
+		uint32_t slot, stable;
+		uint64_t hash;
+		snprintf(user, sizeof user, "user-%u", u);
+		assert_int_equal(state_user(f->state, user, &slot, &hash, errstr, sizeof errstr), 0);
+		stable = state_user_stable(f->state, slot);
+		assert_int_equal(refresher_mark(f->refresher, stable, base + u, base + u), 0);
+	}
+}
+
+static unsigned user_of(const struct published_list *list)
+{
+	unsigned u;
+	assert_int_equal(sscanf(list->user, "user-%u", &u), 1);
+	return u;
+}
+
+/* Under overload the newest activity is served first (not a FIFO). */
+static void the_newest_marks_are_served_first(void **unused)
+{
+	(void)unused;
+	char errstr[512];
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	run_all(f);
+	f->sink.count = 0;
+	mark_all(f, 1700000200000);
+	assert_int_equal(refresher_run(f->refresher, 1700000200000 + USERS, errstr, sizeof errstr),
+			 64);
+	for (size_t l = 0; l < 64; l++)
+		assert_true(user_of(&f->sink.lists[l]) >= USERS - 64);
+	/* marked again: served again, newest first, once */
+	assert_int_equal(refresher_mark(f->refresher, 0, 1700000300000, 1700000200000 + USERS), 0);
+	assert_int_equal(refresher_mark(f->refresher, 0, 1700000300001, 1700000200000 + USERS), 0);
+	assert_int_equal(refresher_run(f->refresher, 1700000200000 + USERS, errstr, sizeof errstr),
+			 USERS - 64);
+	assert_int_equal(user_of(&f->sink.lists[64]), 0);
+	assert_int_equal(f->sink.lists[64].trigger_ts_ms, 1700000300001);
+	assert_int_equal(f->metrics->refresh_deferred_total, 0);
+	close_fixture(f);
+	free(f);
+}
+
+/* Marks older than the staleness target are deferred, counted, and still served. */
+static void stale_marks_are_deferred_counted_and_served(void **unused)
+{
+	(void)unused;
+	char errstr[512];
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	run_all(f);
+	f->sink.count = 0;
+	mark_all(f, 1700000200000);
+	/* one fresh mark, made after the others went stale */
+	int64_t late = 1700000200000 + USERS + 5000;
+	assert_int_equal(refresher_mark(f->refresher, 7, 1700000299999, late), 0);
+	assert_int_equal(refresher_run(f->refresher, late, errstr, sizeof errstr), 64);
+	assert_int_equal(user_of(&f->sink.lists[0]), 7); /* the fresh one first */
+	assert_int_equal(f->metrics->refresh_deferred_total, USERS - 1);
+	/* then the deferred, oldest first */
+	assert_int_equal(user_of(&f->sink.lists[1]), 0);
+	assert_int_equal(user_of(&f->sink.lists[2]), 1);
+	assert_int_equal(run_all(f), USERS - 64);
+	assert_int_equal(f->sink.count, USERS);
+	assert_int_equal(refresher_pending(f->refresher), 0);
+	assert_int_equal(f->metrics->refresh_deferred_waiting, 0);
+	close_fixture(f);
+	free(f);
+}
+
+/* The index engine's lists are checked against the exact engine on a share of batches. */
+static void the_index_engine_reports_its_recall(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture_with(f, MODEL_RETRIEVAL_INDEX);
+	learn_purchases(f);
+	assert_int_equal(run_all(f), USERS);
+	check_lists_belong_to_their_users(f);
+	assert_true(f->metrics->variants[0].index_shadow_lists_total >= USERS);
+	assert_true(f->metrics->variants[0].index_recall >= 0.5);
+	assert_true(f->metrics->variants[0].index_recall <= 1.0);
+	close_fixture(f);
+	free(f);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int setup(void **unused)
+{
+	(void)unused;
+	snprintf(base_dir, sizeof base_dir, "/tmp/streamrec-065-XXXXXX");
+	return mkdtemp(base_dir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **unused)
+{
+	(void)unused;
+	return nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(lists_belong_to_their_users_at_every_cache_bound),
+	    cmocka_unit_test(min_interval_holds_a_user_back),
+	    cmocka_unit_test(a_refused_send_is_not_remembered),
+	    cmocka_unit_test(hits_count_against_the_last_list),
+	    cmocka_unit_test(the_newest_marks_are_served_first),
+	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
+	    cmocka_unit_test(the_index_engine_reports_its_recall),
+	};
+	return cmocka_run_group_tests_name("065_refresh", tests, setup, teardown);
+}
