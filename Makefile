@@ -39,7 +39,7 @@ ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(ASAN_FLAGS)
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev clang-format \
 	librdkafka-dev libavro-dev librocksdb-dev libopenblas-dev libev-dev \
 	libinih-dev libsystemd-dev libxxhash-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev \
-	openjdk-17-jdk-headless maven python3 python3-venv python3-pip curl \
+	openjdk-17-jdk-headless maven python3 python3-venv python3-pip curl openssl \
 	prometheus chromium
 
 # Project sources: every .c of the library folders; mains live in daemon/.

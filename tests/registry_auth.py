@@ -8,9 +8,15 @@ right `Authorization: Basic` header gets Confluent's answer to it (401,
 {"error_code": 401, "message": "Unauthorized"}, a WWW-Authenticate header);
 any other request is forwarded to the registry unchanged and its answer
 returned unchanged. Loopback only; it stops with the session.
+
+The same gate, given a certificate, serves https instead (with or without
+the authentication): Apicurio's own TLS would need a restart with Quarkus
+TLS settings, and what the tests check is streamrec's side of TLS (trusting
+a CA file, refusing an unknown certificate, the insecure switch).
 """
 import base64
 import http.server
+import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -21,6 +27,7 @@ PASSWORD = "s3cret"
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     upstream = ""  # set on the subclass made per gate
+    require_auth = True
 
     def log_message(self, *args):
         pass
@@ -30,7 +37,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self.headers.get("Authorization") == want
 
     def _forward(self):
-        if not self._authorised():
+        if self.require_auth and not self._authorised():
             body = b'{"error_code":401,"message":"Unauthorized"}'
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="SchemaRegistry"')
@@ -66,14 +73,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class AuthGate:
     """Serves http://127.0.0.1:PORT/<path> as upstream_base/<path>, behind basic auth."""
 
-    def __init__(self, upstream_url):
+    def __init__(self, upstream_url, require_auth=True, tls=None):
         # upstream_url is the API base (http://127.0.0.1:P/apis/ccompat/v7):
         # the gate serves the same base path on its own port.
         scheme_host, _, base_path = upstream_url.partition("//")[2].partition("/")
-        handler = type("Handler", (_Handler,), {"upstream": "http://" + scheme_host})
+        handler = type("Handler", (_Handler,), {"upstream": "http://" + scheme_host,
+                                                "require_auth": require_auth})
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{base_path}"
+        scheme = "http"
+        if tls is not None:  # (certificate file, key file), PEM
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/{base_path}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

@@ -39,6 +39,8 @@ def test_integration(source, kafka_broker, request):
         registry = request.getfixturevalue("schema_registry")
         env["STREAMREC_TEST_REGISTRY"] = registry.url
         env["STREAMREC_TEST_REGISTRY_AUTH"] = registry.auth_url
+        env["STREAMREC_TEST_REGISTRY_TLS"] = registry.tls_url
+        env["STREAMREC_TEST_REGISTRY_TLS_CA"] = registry.tls_ca
     result = run_program([binary_for(source, "integration")], env=env)
     check(result, source.stem)
 

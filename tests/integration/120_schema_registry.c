@@ -10,7 +10,9 @@
  *
  * Needs STREAMREC_TEST_REGISTRY (the API's base URL) and
  * STREAMREC_TEST_REGISTRY_AUTH (a base URL in front of the same registry
- * that demands basic authentication streamrec:s3cret).
+ * that demands basic authentication streamrec:s3cret), STREAMREC_TEST_REGISTRY_TLS
+ * (the same over https) and STREAMREC_TEST_REGISTRY_TLS_CA (the self-signed
+ * certificate it serves).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -301,6 +303,43 @@ static void authentication(void **state)
 	registry_free(registry);
 }
 
+static void tls(void **state)
+{
+	const char *url = env_or_fail("STREAMREC_TEST_REGISTRY_TLS");
+	struct registry_config config = {.url = url};
+	struct registry *registry;
+	char subject[160], errstr[512];
+	int32_t id = -1;
+	(void)state;
+
+	unique_subject("tls", subject, sizeof subject);
+	/* an unknown certificate is refused, clearly */
+	registry = registry_new(&config, errstr, sizeof errstr);
+	assert_non_null(registry);
+	assert_int_equal(registry_register(registry, subject, codec_schema_json("UserEvent"), &id,
+					   errstr, sizeof errstr),
+			 REGISTRY_UNAVAILABLE);
+	assert_non_null(strstr(errstr, "certificate"));
+	registry_free(registry);
+	/* trusted through the CA file */
+	config.tls_ca_file = env_or_fail("STREAMREC_TEST_REGISTRY_TLS_CA");
+	registry = registry_new(&config, errstr, sizeof errstr);
+	assert_non_null(registry);
+	if (registry_register(registry, subject, codec_schema_json("UserEvent"), &id, errstr,
+			      sizeof errstr) != REGISTRY_OK)
+		fail_msg("register over https with the CA: %s", errstr);
+	registry_free(registry);
+	/* or not verified at all */
+	config.tls_ca_file = NULL;
+	config.tls_insecure = true;
+	registry = registry_new(&config, errstr, sizeof errstr);
+	assert_non_null(registry);
+	if (registry_register(registry, subject, codec_schema_json("UserEvent"), &id, errstr,
+			      sizeof errstr) != REGISTRY_OK)
+		fail_msg("register over https, insecure: %s", errstr);
+	registry_free(registry);
+}
+
 static void bad_configuration_is_named(void **state)
 {
 	char errstr[256];
@@ -329,6 +368,7 @@ int main(void)
 	    cmocka_unit_test(unreachable_registry_means_retry_later),
 	    cmocka_unit_test(unresolvable_schema_is_refused_once),
 	    cmocka_unit_test(authentication),
+	    cmocka_unit_test(tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
