@@ -1,7 +1,7 @@
 # streamrec — build, test, benchmark, install.
 #
-#   make deps     install Debian packages, the Kafka broker's jars and the
-#                 pinned Python test packages (idempotent)
+#   make deps     install Debian packages, the Kafka broker's jars, the schema
+#                 registry (Apicurio) and the pinned Python test packages (idempotent)
 #   make          release build of the binaries into build/
 #   make run      the main job: local broker, synthetic stream, live view (Ctrl-C stops)
 #   make test     ASan+UBSan build of everything and the whole test suite,
@@ -24,7 +24,7 @@ VENV       ?= $(BUILD)/venv
 FUZZ_SECONDS ?= 60
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-PKGS       := rdkafka avro-c rocksdb openblas inih libsystemd libxxhash
+PKGS       := rdkafka avro-c rocksdb openblas inih libsystemd libxxhash libcurl jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 
@@ -38,8 +38,8 @@ ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(ASAN_FLAGS)
 # clang for the fuzzer, Python's venv for the pinned test packages.
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev clang-format \
 	librdkafka-dev libavro-dev librocksdb-dev libopenblas-dev libev-dev \
-	libinih-dev libsystemd-dev libxxhash-dev libcmocka-dev \
-	openjdk-17-jdk-headless maven python3 python3-venv python3-pip curl \
+	libinih-dev libsystemd-dev libxxhash-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev \
+	openjdk-17-jdk-headless maven python3 python3-venv python3-pip curl openssl \
 	prometheus chromium
 
 # Project sources: every .c of the library folders; mains live in daemon/.
@@ -65,7 +65,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 	      $(BUILD)/tests/kafka_topic_config
 BENCH_COLLECT := $(BUILD)/bench/collect
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-python test test-build fuzz bench bench-peers bench-e2e install uninstall clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e install uninstall clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -163,7 +163,7 @@ test: test-build
 
 # ---- dependencies -------------------------------------------------------------
 
-deps: deps-apt deps-kafka deps-python
+deps: deps-apt deps-kafka deps-registry deps-python
 
 deps-apt:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -175,6 +175,9 @@ deps-apt:
 
 deps-kafka:
 	tools/kafka-broker fetch
+
+deps-registry:
+	tools/schema-registry fetch
 
 deps-python: $(VENV)/.installed
 

@@ -6,6 +6,13 @@
  * idempotent producer. `tail` decodes a topic and prints one line per record,
  * with the freshness of each recommendation; undecodable records are printed
  * with their reason and never stop it.
+ *
+ * With --registry URL both speak to a Confluent-compatible schema registry
+ * (stream/registry.h): `produce` registers the UserEvent schema under the
+ * topic's subject ("<topic>-value") and writes Confluent framing with the id
+ * it got; `tail` fetches writer schemas by id. A record whose schema cannot
+ * be fetched now (registry unreachable) is not skipped: tail waits and tries
+ * it again, as the daemon does.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,9 +30,11 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "errstr.h"
 #include "rng.h"
 #include "codec.h"
 #include "eventlog.h"
+#include "registry.h"
 
 /* Parses a whole non-negative decimal number within [min, max]; reports what and where. */
 int cli_parse_count(const char *command, const char *option, const char *text, long long min,
@@ -67,6 +76,62 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 		return -1;
 	}
 	return 0;
+}
+
+/* ---- the schema registry options of produce and tail ------------------------------ */
+
+/* Long options (values from 'g' on, clear of both commands' own) and their parse. */
+#define REGISTRY_LONG_OPTIONS                                                                      \
+	{"registry", required_argument, NULL, 'g'},                                                \
+	    {"registry-auth", required_argument, NULL, 'h'},                                       \
+	    {"registry-ca", required_argument, NULL, 'j'},                                         \
+	    {"registry-cert", required_argument, NULL, 'l'},                                       \
+	    {"registry-key", required_argument, NULL, 'm'},                                        \
+	{                                                                                          \
+		"registry-insecure", no_argument, NULL, 'n'                                        \
+	}
+
+/* Takes opt if it is a registry option; returns true then. */
+static bool registry_option(int opt, const char *arg, struct registry_config *config)
+{
+	switch (opt) {
+	case 'g': config->url = arg; return true;
+	case 'h': config->basic_auth = arg; return true;
+	case 'j': config->tls_ca_file = arg; return true;
+	case 'l': config->tls_cert_file = arg; return true;
+	case 'm': config->tls_key_file = arg; return true;
+	case 'n': config->tls_insecure = true; return true;
+	default: return false;
+	}
+}
+
+/*
+ * The registry of --registry, or NULL (*failed false) when none was asked
+ * for. The password may also come from STREAMREC_REGISTRY_AUTH, which keeps
+ * it off the command line.
+ */
+static struct registry *registry_from_options(const char *command, struct registry_config *config,
+					      bool *failed)
+{
+	char errstr[512];
+	struct registry *registry;
+	*failed = false;
+	if (config->basic_auth == NULL)
+		config->basic_auth = getenv("STREAMREC_REGISTRY_AUTH");
+	if (config->url == NULL) {
+		if (config->basic_auth != NULL && getenv("STREAMREC_REGISTRY_AUTH") == NULL) {
+			fprintf(stderr, "streamrec %s: --registry-auth needs --registry URL\n",
+				command);
+			*failed = true;
+		}
+		return NULL;
+	}
+	registry = registry_new(config, errstr, sizeof errstr);
+	if (registry == NULL) {
+		fprintf(stderr, "streamrec %s: %s\n", command, errstr);
+		*failed = true;
+	}
+	return registry;
 }
 
 /* ---- produce ------------------------------------------------------------------- */
@@ -126,7 +191,11 @@ int cli_produce(int argc, char **argv)
 	    {"users", required_argument, NULL, 'u'},     {"items", required_argument, NULL, 'i'},
 	    {"seed", required_argument, NULL, 's'},      {"framing", required_argument, NULL, 'f'},
 	    {"schema-id", required_argument, NULL, 'S'}, {"file", required_argument, NULL, 'F'},
-	    {"retime", no_argument, NULL, 'R'},          {NULL, 0, NULL, 0}};
+	    {"retime", no_argument, NULL, 'R'},          REGISTRY_LONG_OPTIONS,
+	    {NULL, 0, NULL, 0}};
+	struct registry_config registry_config = {0};
+	struct registry *registry = NULL;
+	bool framing_given = false, schema_id_given = false, registry_failed;
 	const char *brokers = NULL, *topic = "events", *file = NULL;
 	bool retime = false;
 	struct event_log *log = NULL;
@@ -160,11 +229,17 @@ int cli_produce(int argc, char **argv)
 		case 'S':
 			rc = cli_parse_count("produce", "schema-id", optarg, 0, INT32_MAX,
 					     &schema_id);
+			schema_id_given = true;
 			break;
-		case 'f': rc = parse_framing("produce", optarg, &framing); break;
+		case 'f':
+			rc = parse_framing("produce", optarg, &framing);
+			framing_given = true;
+			break;
 		case 'F': file = optarg; break;
 		case 'R': retime = true; break;
-		default: return 2;
+		default:
+			if (!registry_option(opt, optarg, &registry_config))
+				return 2;
 		}
 		if (rc != 0)
 			return 2;
@@ -176,6 +251,18 @@ int cli_produce(int argc, char **argv)
 	if (brokers == NULL) {
 		fprintf(stderr, "streamrec produce: --brokers HOST:PORT is required\n");
 		return 2;
+	}
+	if (registry_config.url != NULL) {
+		if (framing_given && framing != CODEC_FRAMING_CONFLUENT) {
+			fprintf(stderr, "streamrec produce: --registry writes --framing confluent\n");
+			return 2;
+		}
+		if (schema_id_given) {
+			fprintf(stderr, "streamrec produce: --registry and --schema-id exclude each "
+					"other: the registry gives the id\n");
+			return 2;
+		}
+		framing = CODEC_FRAMING_CONFLUENT;
 	}
 
 	if (file != NULL) {
@@ -193,14 +280,44 @@ int cli_produce(int argc, char **argv)
 	struct codec *codec = codec_new(&codec_config, errstr, sizeof errstr);
 	if (codec == NULL) {
 		fprintf(stderr, "streamrec produce: %s\n", errstr);
+		eventlog_free(log);
 		return 1;
+	}
+	registry = registry_from_options("produce", &registry_config, &registry_failed);
+	if (registry_failed) {
+		codec_free(codec);
+		eventlog_free(log);
+		return 2;
+	}
+	if (registry != NULL) {
+		/* TopicNameStrategy: the topic's value subject gets our schema, we get its id */
+		char subject[300];
+		int32_t id;
+		enum registry_status rs = REGISTRY_REJECTED;
+		if (registry_topic_subject(topic, subject, sizeof subject) != 0)
+			set_errstr(errstr, sizeof errstr, "topic name too long");
+		else
+			rs = registry_register(registry, subject, codec_schema_json("UserEvent"),
+					       &id, errstr, sizeof errstr);
+		if (rs != REGISTRY_OK ||
+		    codec_set_writer_schema_id(codec, "UserEvent", id, errstr, sizeof errstr) != 0) {
+			fprintf(stderr, "streamrec produce: %s\n", errstr);
+			registry_free(registry);
+			codec_free(codec);
+			eventlog_free(log);
+			return 1;
+		}
+		fprintf(stderr, "streamrec produce: schema registered under %s as id %" PRId32 "\n",
+			subject, id);
 	}
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	if (conf_set(conf, "bootstrap.servers", brokers) ||
 	    conf_set(conf, "enable.idempotence", "true") ||
 	    conf_set(conf, "compression.codec", "lz4") || conf_set(conf, "linger.ms", "5")) {
 		rd_kafka_conf_destroy(conf);
+		registry_free(registry);
 		codec_free(codec);
+		eventlog_free(log);
 		return 2;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -209,7 +326,9 @@ int cli_produce(int argc, char **argv)
 	if (producer == NULL) {
 		fprintf(stderr, "streamrec produce: %s\n", errstr);
 		rd_kafka_conf_destroy(conf);
+		registry_free(registry);
 		codec_free(codec);
+		eventlog_free(log);
 		return 1;
 	}
 	conf = NULL; /* owned by the producer now */
@@ -292,6 +411,7 @@ out:
 	rd_kafka_destroy(producer);
 	codec_buf_free(&buf);
 	codec_free(codec);
+	registry_free(registry);
 	eventlog_free(log);
 	return status;
 }
@@ -331,7 +451,11 @@ int cli_tail(int argc, char **argv)
 						{"count", required_argument, NULL, 'c'},
 						{"schema-dir", required_argument, NULL, 'd'},
 						{"timeout-ms", required_argument, NULL, 'T'},
+						REGISTRY_LONG_OPTIONS,
 						{NULL, 0, NULL, 0}};
+	struct registry_config registry_config = {0};
+	struct registry *registry = NULL;
+	bool registry_failed;
 	const char *brokers = NULL, *topic = NULL, *kind = "events", *schema_dir = NULL;
 	long long count = 0, timeout_ms = 0, seen = 0, bad = 0;
 	bool from_beginning = false;
@@ -354,7 +478,9 @@ int cli_tail(int argc, char **argv)
 					     &timeout_ms);
 			break;
 		case 'd': schema_dir = optarg; break;
-		default: return 2;
+		default:
+			if (!registry_option(opt, optarg, &registry_config))
+				return 2;
 		}
 		if (rc != 0)
 			return 2;
@@ -379,11 +505,20 @@ int cli_tail(int argc, char **argv)
 		fprintf(stderr, "streamrec tail: %s\n", errstr);
 		return 1;
 	}
-	if (codec_register_schema(codec, 1, codec_schema_json("UserEvent"), errstr,
-				  sizeof errstr) ||
+	registry = registry_from_options("tail", &registry_config, &registry_failed);
+	if (registry_failed) {
+		codec_free(codec);
+		return 2;
+	}
+	if (registry != NULL)
+		codec_set_schema_source(codec, registry_codec_source, registry);
+	/* without a registry, id 1 is assumed to be our own UserEvent schema */
+	if ((registry == NULL && codec_register_schema(codec, 1, codec_schema_json("UserEvent"),
+						       errstr, sizeof errstr)) ||
 	    (schema_dir != NULL &&
 	     codec_register_schema_dir(codec, schema_dir, errstr, sizeof errstr) < 0)) {
 		fprintf(stderr, "streamrec tail: %s\n", errstr);
+		registry_free(registry);
 		codec_free(codec);
 		return 2;
 	}
@@ -393,6 +528,7 @@ int cli_tail(int argc, char **argv)
 	    conf_set(conf, "enable.auto.commit", "false") ||
 	    conf_set(conf, "auto.offset.reset", from_beginning ? "earliest" : "latest")) {
 		rd_kafka_conf_destroy(conf);
+		registry_free(registry);
 		codec_free(codec);
 		return 2;
 	}
@@ -400,6 +536,7 @@ int cli_tail(int argc, char **argv)
 	if (consumer == NULL) {
 		fprintf(stderr, "streamrec tail: %s\n", errstr);
 		rd_kafka_conf_destroy(conf);
+		registry_free(registry);
 		codec_free(codec);
 		return 1;
 	}
@@ -430,16 +567,32 @@ int cli_tail(int argc, char **argv)
 			rd_kafka_message_destroy(msg);
 			continue;
 		}
-		if (strcmp(kind, "events") == 0) {
-			struct user_event ev;
-			if (codec_decode_user_event(codec, msg->payload, msg->len, clock_wall_ms(),
-						    &ev, &cerr) == 0)
-				print_event(msg, &ev);
-		} else {
-			struct recommendation rec;
-			if (codec_decode_recommendation(codec, msg->payload, msg->len, &rec,
-							&cerr) == 0)
-				print_recommendation(&rec);
+		for (;;) {
+			if (strcmp(kind, "events") == 0) {
+				struct user_event ev;
+				if (codec_decode_user_event(codec, msg->payload, msg->len,
+							    clock_wall_ms(), &ev, &cerr) == 0)
+					print_event(msg, &ev);
+			} else {
+				struct recommendation rec;
+				if (codec_decode_recommendation(codec, msg->payload, msg->len, &rec,
+								&cerr) == 0)
+					print_recommendation(&rec);
+			}
+			/* the schema cannot be had now: the record waits, it is not invalid */
+			if (!codec_reason_is_retriable(cerr.reason) || cli_stop_requested ||
+			    (deadline != 0 && clock_monotonic_s() >= deadline))
+				break;
+			fprintf(stderr, "streamrec tail: %s[%" PRId32 "]@%" PRId64 " waits: %s\n",
+				rd_kafka_topic_name(msg->rkt), msg->partition, msg->offset,
+				cerr.detail);
+			struct timespec pause = {1, 0};
+			nanosleep(&pause, NULL);
+		}
+		if (codec_reason_is_retriable(cerr.reason)) {
+			/* stopped while waiting: the record was neither shown nor refused */
+			rd_kafka_message_destroy(msg);
+			break;
 		}
 		if (cerr.reason != CODEC_OK) {
 			bad++;
@@ -456,5 +609,6 @@ int cli_tail(int argc, char **argv)
 	rd_kafka_consumer_close(consumer);
 	rd_kafka_destroy(consumer);
 	codec_free(codec);
+	registry_free(registry);
 	return status;
 }

@@ -45,11 +45,18 @@ static const struct {
      "write a synthetic UserEvent stream to Kafka\n"
      "           --brokers HOST:PORT [--topic events] [--rate N/s, 0 = flat out]\n"
      "           [--count N, 0 = until Ctrl-C] [--users N] [--items N] [--seed N]\n"
-     "           [--framing raw|confluent] [--schema-id N]"},
+     "           [--framing raw|confluent] [--schema-id N]\n"
+     "           [--registry URL (registers the schema under TOPIC-value; confluent framing)]\n"
+     "           [--registry-auth USER:PASSWORD (or $STREAMREC_REGISTRY_AUTH)]\n"
+     "           [--registry-ca FILE] [--registry-cert FILE --registry-key FILE]\n"
+     "           [--registry-insecure]"},
     {"tail", cli_tail,
      "decode a topic and print one line per record\n"
      "           --brokers HOST:PORT [--kind events|recs] [--topic NAME]\n"
-     "           [--from-beginning] [--count N] [--timeout-ms N] [--schema-dir DIR]"},
+     "           [--from-beginning] [--count N] [--timeout-ms N] [--schema-dir DIR]\n"
+     "           [--registry URL (writer schemas by id)] [--registry-auth USER:PASSWORD]\n"
+     "           [--registry-ca FILE] [--registry-cert FILE --registry-key FILE]\n"
+     "           [--registry-insecure]"},
     {"eval", cli_eval,
      "replay an event file test-then-train and score the model against popularity\n"
      "           FILE [--format auto|csv|avro|movielens|retailrocket|taobao]\n"

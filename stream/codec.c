@@ -14,6 +14,7 @@
  * message size; the refusal surfaces as a truncated message.
  */
 #include "errstr.h"
+#include "grow.h"
 #include "codec.h"
 
 #include <avro.h>
@@ -87,6 +88,12 @@ struct writer_plan {
 	int item_id_index, item_score_index; /* in the writer's ScoredItem */
 };
 
+/* A schema id whose schema (from the source) did not resolve against ours. */
+struct refused_schema {
+	int32_t id;
+	char detail[200];
+};
+
 struct codec {
 	struct codec_config config;
 	avro_schema_t reader_schema[REC_KIND_COUNT];
@@ -97,6 +104,11 @@ struct codec {
 	struct writer_plan *raw_plan[REC_KIND_COUNT];
 	struct writer_plan **registered;
 	size_t registered_count;
+	/* where unknown schema ids are looked up, and the ids it gave unusable schemas for */
+	codec_schema_source_fn source;
+	void *source_opaque;
+	struct refused_schema *refused;
+	size_t refused_count, refused_cap;
 	/* storage for codec_decode_recommendation's strings and items */
 	char *rec_strings;
 	size_t rec_strings_cap;
@@ -203,6 +215,7 @@ static const char *const reason_names[CODEC_REASON_COUNT] = {
     [CODEC_ERR_NEGATIVE_TS] = "negative_timestamp",
     [CODEC_ERR_FUTURE_TS] = "future_timestamp",
     [CODEC_ERR_INVALID_FIELD] = "invalid_field",
+    [CODEC_ERR_SCHEMA_UNAVAILABLE] = "schema_unavailable",
 };
 
 const char *codec_reason_name(enum codec_reason reason)
@@ -252,6 +265,11 @@ bool codec_utf8_valid(const char *text, size_t len)
 		i += need + 1;
 	}
 	return true;
+}
+
+bool codec_reason_is_retriable(enum codec_reason reason)
+{
+	return reason == CODEC_ERR_SCHEMA_UNAVAILABLE;
 }
 
 const char *codec_schema_json(const char *record_name)
@@ -553,6 +571,7 @@ void codec_free(struct codec *codec)
 	for (size_t i = 0; i < codec->registered_count; i++)
 		plan_free(codec->registered[i]);
 	free(codec->registered);
+	free(codec->refused);
 	if (codec->writer != NULL)
 		avro_writer_free(codec->writer);
 	if (codec->reader != NULL)
@@ -588,6 +607,69 @@ int codec_register_schema(struct codec *codec, int32_t schema_id, const char *sc
 	}
 	codec->registered = grown;
 	codec->registered[codec->registered_count++] = plan;
+	return 0;
+}
+
+void codec_set_schema_source(struct codec *codec, codec_schema_source_fn source, void *opaque)
+{
+	codec->source = source;
+	codec->source_opaque = source != NULL ? opaque : NULL;
+}
+
+int codec_set_writer_schema_id(struct codec *codec, const char *record_name, int32_t schema_id,
+			       char *errstr, size_t errstr_size)
+{
+	const char *json = codec_schema_json(record_name);
+	if (json == NULL) {
+		set_errstr(errstr, errstr_size, "unknown record \"%s\"", record_name);
+		return -1;
+	}
+	if (codec_register_schema(codec, schema_id, json, errstr, errstr_size) != 0)
+		return -1;
+	if (strcmp(record_name, "UserEvent") == 0)
+		codec->config.user_event_schema_id = schema_id;
+	else if (strcmp(record_name, "ItemEvent") == 0)
+		codec->config.item_event_schema_id = schema_id;
+	else
+		codec->config.recommendation_schema_id = schema_id;
+	return 0;
+}
+
+/*
+ * The plan of a schema id that is not registered, asked of the source:
+ * 0 with *plan_out, or -1 with err filled (unknown, refused, unavailable).
+ */
+static int plan_from_source(struct codec *codec, int32_t id, struct writer_plan **plan_out,
+			    struct codec_error *err)
+{
+	const char *json = NULL;
+	char detail[200] = "";
+	char why[200];
+
+	for (size_t i = 0; i < codec->refused_count; i++)
+		if (codec->refused[i].id == id)
+			return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "schema id %d: %s", id,
+				    codec->refused[i].detail);
+	if (codec->source == NULL)
+		return fail(err, CODEC_ERR_UNKNOWN_SCHEMA, "schema id %d is not registered", id);
+	switch (codec->source(codec->source_opaque, id, &json, detail, sizeof detail)) {
+	case CODEC_SCHEMA_FOUND: break;
+	case CODEC_SCHEMA_UNKNOWN:
+		return fail(err, CODEC_ERR_UNKNOWN_SCHEMA, "schema id %d: %s", id, detail);
+	case CODEC_SCHEMA_UNAVAILABLE:
+	default:
+		return fail(err, CODEC_ERR_SCHEMA_UNAVAILABLE, "schema id %d: %s", id, detail);
+	}
+	if (codec_register_schema(codec, id, json, why, sizeof why) != 0) {
+		if (grow_array(&codec->refused, &codec->refused_cap, codec->refused_count + 1,
+			       sizeof *codec->refused, 4) == 0) {
+			struct refused_schema *r = &codec->refused[codec->refused_count++];
+			r->id = id;
+			set_errstr(r->detail, sizeof r->detail, "%s", why);
+		}
+		return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "schema id %d: %s", id, why);
+	}
+	*plan_out = codec->registered[codec->registered_count - 1];
 	return 0;
 }
 
@@ -702,9 +784,8 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 		for (size_t i = 0; i < codec->registered_count; i++)
 			if (codec->registered[i]->schema_id == id)
 				plan = codec->registered[i];
-		if (plan == NULL)
-			return fail(err, CODEC_ERR_UNKNOWN_SCHEMA, "schema id %d is not registered",
-				    id);
+		if (plan == NULL && plan_from_source(codec, id, &plan, err) != 0)
+			return -1;
 		if (plan->kind != kind)
 			return fail(err, CODEC_ERR_SCHEMA_MISMATCH,
 				    "schema id %d is a %s, not a %s", id, record_names[plan->kind],

@@ -14,6 +14,15 @@
  * Every bad input yields a named reason (enum codec_reason) and a detail
  * line; nothing a producer can send crashes the decoder or makes it
  * allocate more than a small multiple of the message's size.
+ *
+ * Writer schemas by id come from codec_register_schema() (files, tests) or,
+ * on a miss, from a schema source (codec_set_schema_source(), normally a
+ * schema registry: registry_codec_source() in registry.h). A decode whose id
+ * the source cannot answer for now fails with CODEC_ERR_SCHEMA_UNAVAILABLE:
+ * that is not invalid input but "retry later" (codec_reason_is_retriable()):
+ * the caller keeps the message (pauses its partition and tries again), it
+ * never dead-letters it. The source is called on the decoding thread and may
+ * block (registry.h bounds that).
  */
 #ifndef STREAMREC_CODEC_H
 #define STREAMREC_CODEC_H
@@ -104,6 +113,10 @@ enum codec_reason {
 	CODEC_ERR_FUTURE_TS,     /**< "future_timestamp": beyond now + max_future_ms */
 	CODEC_ERR_INVALID_FIELD, /**< "invalid_field": quantity <= 0, price negative or not finite
 				  */
+	CODEC_ERR_SCHEMA_UNAVAILABLE, /**< "schema_unavailable": the writer schema's id is not
+					 known yet and the schema source (the registry) cannot be
+					 asked now. NOT invalid input: retry the message later,
+					 never dead-letter it (codec_reason_is_retriable()). */
 	CODEC_REASON_COUNT
 };
 
@@ -127,6 +140,24 @@ struct codec_config {
 
 struct codec;
 
+/** What a schema source answers for an id. */
+enum codec_schema_lookup {
+	CODEC_SCHEMA_FOUND = 0,   /**< *schema_json is the writer schema */
+	CODEC_SCHEMA_UNKNOWN,     /**< the source knows for sure the id has no usable schema:
+				     the message is invalid ("unknown_schema_id") */
+	CODEC_SCHEMA_UNAVAILABLE, /**< cannot tell now (registry unreachable...): retry later
+				     ("schema_unavailable") */
+};
+
+/**
+ * Looks up the writer schema of a Confluent schema id the codec does not
+ * have. On CODEC_SCHEMA_FOUND, *schema_json is borrowed (the codec parses it
+ * before returning); otherwise detail says why.
+ */
+typedef enum codec_schema_lookup (*codec_schema_source_fn)(void *opaque, int32_t schema_id,
+							   const char **schema_json, char *detail,
+							   size_t detail_size);
+
 /**
  * @brief Create a codec with streamrec's reader schemas.
  * @returns the codec, or NULL with errstr filled.
@@ -145,6 +176,25 @@ void codec_free(struct codec *codec);
  */
 int codec_register_schema(struct codec *codec, int32_t schema_id, const char *schema_json,
 			  char *errstr, size_t errstr_size);
+
+/**
+ * @brief Set (or with source NULL, remove) the source asked for unknown
+ * schema ids. opaque is borrowed: it must outlive the codec or the next
+ * call here. A schema the source returns is registered as by
+ * codec_register_schema(); one that is refused there is remembered as
+ * refused, and its messages fail with "schema_mismatch" without asking again.
+ */
+void codec_set_schema_source(struct codec *codec, codec_schema_source_fn source, void *opaque);
+
+/**
+ * @brief Set the schema id written in Confluent-framed records of a record
+ * type ("UserEvent", "ItemEvent", "Recommendation"): the id the registry
+ * returned when the schema was registered (registry_register()). Also
+ * registers our own schema under that id for decoding.
+ * @returns 0, or -1 with errstr filled (unknown record name).
+ */
+int codec_set_writer_schema_id(struct codec *codec, const char *record_name, int32_t schema_id,
+			       char *errstr, size_t errstr_size);
 
 /**
  * @brief Register every `<id>.avsc` file in a directory (see codec_register_schema).
@@ -208,6 +258,12 @@ int codec_encode_item_event(struct codec *codec, const struct item_event *event,
 
 /** @returns the stable snake_case name of a reason ("truncated", ...). */
 const char *codec_reason_name(enum codec_reason reason);
+
+/**
+ * @returns true when a message refused for reason should be retried later
+ * rather than treated as invalid (today only CODEC_ERR_SCHEMA_UNAVAILABLE).
+ */
+bool codec_reason_is_retriable(enum codec_reason reason);
 
 /** @returns true when [s, s+len) is well-formed UTF-8 with no NUL byte. */
 bool codec_utf8_valid(const char *s, size_t len);

@@ -2,14 +2,17 @@
 
 The broker is a real single-node KRaft Apache Kafka on a free loopback port,
 started by tools/kafka-broker with this process as its owner (so it dies with
-a crashed run) and stopped when the session ends, pass or fail.
+a crashed run) and stopped when the session ends, pass or fail. The schema
+registry (Apicurio Registry's Confluent-compatible API, tools/schema-registry)
+is started the same way, once per session, by the first test that needs it.
 """
 import os
 import subprocess
 
 import pytest
 
-from harness import BROKER
+from harness import BROKER, SCHEMA_REGISTRY
+from registry_auth import AuthGate
 
 
 class Broker:
@@ -36,3 +39,35 @@ def kafka_broker(tmp_path_factory):
     finally:
         subprocess.run([str(BROKER), "stop", str(data_dir)], timeout=120)
 
+
+
+class SchemaRegistry:
+    def __init__(self, url, auth_url, tls_url, tls_ca):
+        self.url = url            # base URL of the Confluent-compatible API
+        self.auth_url = auth_url  # the same registry behind basic auth (registry_auth.py)
+        self.tls_url = tls_url    # the same registry over https (registry_auth.py)
+        self.tls_ca = tls_ca      # the self-signed certificate tls_url serves
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("registry")
+    started = subprocess.run(
+        [str(SCHEMA_REGISTRY), "start", "--dir", str(data_dir), "--owner-pid", str(os.getpid())],
+        capture_output=True, text=True, timeout=300)
+    if started.returncode != 0:
+        pytest.fail("schema registry did not start:\n" + started.stderr[-4000:])
+    url = started.stdout.strip()
+    cert, key = data_dir / "tls-cert.pem", data_dir / "tls-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    gate = AuthGate(url)
+    tls_gate = AuthGate(url, require_auth=False, tls=(str(cert), str(key)))
+    try:
+        yield SchemaRegistry(url, gate.url, tls_gate.url, str(cert))
+    finally:
+        gate.close()
+        tls_gate.close()
+        subprocess.run([str(SCHEMA_REGISTRY), "stop", str(data_dir)], timeout=120)

@@ -6,6 +6,7 @@ import subprocess
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD = pathlib.Path(os.environ.get("STREAMREC_BUILD", ROOT / "build"))
 BROKER = ROOT / "tools" / "kafka-broker"
+SCHEMA_REGISTRY = ROOT / "tools" / "schema-registry"
 SCHEMAS = ROOT / "schemas"
 
 # Sanitizer settings for every C program a test runs: any report fails the test.

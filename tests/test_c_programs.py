@@ -1,7 +1,8 @@
 """Runs the C test programs (cmocka, built with ASan+UBSan) as pytest items.
 
 Each tests/unit/NNN_name.c and tests/integration/NNN_name.c is one behaviour
-and one program; integration programs get the session's real Kafka broker.
+and one program; integration programs get the session's real Kafka broker
+(and, those named *registry*, the session's real schema registry).
 """
 import pytest
 
@@ -32,9 +33,15 @@ def test_unit(source):
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("source", INTEGRATION_SOURCES, ids=lambda s: s.stem)
-def test_integration(source, kafka_broker):
-    result = run_program([binary_for(source, "integration")],
-                         env={"STREAMREC_TEST_BOOTSTRAP": kafka_broker.bootstrap})
+def test_integration(source, kafka_broker, request):
+    env = {"STREAMREC_TEST_BOOTSTRAP": kafka_broker.bootstrap}
+    if "registry" in source.stem:  # the registry starts only for the tests that need it
+        registry = request.getfixturevalue("schema_registry")
+        env["STREAMREC_TEST_REGISTRY"] = registry.url
+        env["STREAMREC_TEST_REGISTRY_AUTH"] = registry.auth_url
+        env["STREAMREC_TEST_REGISTRY_TLS"] = registry.tls_url
+        env["STREAMREC_TEST_REGISTRY_TLS_CA"] = registry.tls_ca
+    result = run_program([binary_for(source, "integration")], env=env)
     check(result, source.stem)
 
 
