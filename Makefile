@@ -24,6 +24,11 @@ VENV       ?= $(BUILD)/venv
 FUZZ_SECONDS ?= 60
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# The one version of streamrec: `streamrecd --version`, `streamrec --version`,
+# the man pages and the Debian package (debian/changelog must agree: make deb checks).
+VERSION    := $(shell cat VERSION)
+VERSION_DEF := -DSTREAMREC_VERSION='"$(VERSION)"'
+
 PKGS       := rdkafka avro-c rocksdb openblas inih libsystemd libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
@@ -94,11 +99,11 @@ $(BUILD)/asan/%.o: %.c $(GEN_HDR)
 
 CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/rel/%.o)
 
-$(BUILD)/streamrec: daemon/main_streamrec.c $(REL_OBJS) $(CLI_OBJS)
-	$(CC) $(REL_CFLAGS) $< $(REL_OBJS) $(CLI_OBJS) $(PKG_LIBS) -o $@
+$(BUILD)/streamrec: daemon/main_streamrec.c $(REL_OBJS) $(CLI_OBJS) VERSION
+	$(CC) $(REL_CFLAGS) $(VERSION_DEF) $< $(REL_OBJS) $(CLI_OBJS) $(PKG_LIBS) -o $@
 
-$(BUILD)/%: daemon/main_%.c $(DAEMON_OBJS)
-	$(CC) $(REL_CFLAGS) $< $(DAEMON_OBJS) $(PKG_LIBS) -o $@
+$(BUILD)/%: daemon/main_%.c $(DAEMON_OBJS) VERSION
+	$(CC) $(REL_CFLAGS) $(VERSION_DEF) $< $(DAEMON_OBJS) $(PKG_LIBS) -o $@
 
 ASAN_SUPPORT_OBJS := $(TEST_SUPPORT:%.c=$(BUILD)/asan/%.o)
 
@@ -134,9 +139,9 @@ $(BUILD)/tsan/030_topk: tests/unit/030_topk.c model/topk.c model/topk.h
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_FLAGS) tests/unit/030_topk.c model/topk.c common/*.c $(PKG_LIBS) -lcmocka -o $@
 
-$(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR)
+$(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR) VERSION
 	@mkdir -p $(@D)
-	$(CC) $(TSAN_FLAGS) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(PKG_LIBS) -o $@
+	$(CC) $(TSAN_FLAGS) $(VERSION_DEF) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(PKG_LIBS) -o $@
 
 # The layering of DESIGN.md, checked on every test build: model/ knows
 # nothing of Kafka, RocksDB, Avro or libev; store/ nothing of Kafka; stream/
