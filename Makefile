@@ -302,11 +302,33 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/streamrec
 	-rmdir $(DESTDIR)$(DOCDIR)
 
+# The Debian package. dpkg-buildpackage cleans the tree it builds (dh_clean
+# deletes *.orig, *.bak, ... anywhere in it) and writes its files beside it, so
+# it runs on a copy of the sources in $(BUILD)/deb/src and the package lands in
+# $(BUILD)/deb, then in $(BUILD). debian/rules runs this Makefile there.
+DEB_VERSION = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+DEB_ARCH    = $(shell dpkg-architecture -q DEB_HOST_ARCH)
+DEB_FILE    = $(BUILD)/streamrec_$(VERSION)_$(DEB_ARCH).deb
+DEB_INPUTS := Makefile VERSION LICENSE README.md $(wildcard debian/* debian/source/*) \
+	$(wildcard common/*.[ch] stream/*.[ch] model/*.[ch] store/*.[ch] daemon/*.[ch]) \
+	$(SCHEMAS) $(wildcard systemd/*)
+
+deb: $(DEB_FILE)
+
+$(DEB_FILE): $(filter-out debian/source,$(DEB_INPUTS))
+	@test "$(DEB_VERSION)" = "$(VERSION)" || { echo "debian/changelog: version $(DEB_VERSION)" \
+	  "differs from VERSION's $(VERSION): add a changelog entry (dch -v $(VERSION))" >&2; exit 1; }
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
+	tar -c $(filter-out debian/source,$(DEB_INPUTS)) debian/source | tar -x -C $(BUILD)/deb/src
+	cd $(BUILD)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b
+	mv $(BUILD)/deb/streamrec_$(VERSION)_$(DEB_ARCH).deb $@
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tsan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/bench $(BINS)
+	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tsan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/bench $(BUILD)/man \
+	  $(BUILD)/deb $(BINS)
 
 -include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(CLI_OBJS:.o=.d) \
 	$(wildcard $(BUILD)/asan/tests/*/*.d)
