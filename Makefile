@@ -320,7 +320,10 @@ $(DEB_FILE): $(filter-out debian/source,$(DEB_INPUTS))
 	  "differs from VERSION's $(VERSION): add a changelog entry (dch -v $(VERSION))" >&2; exit 1; }
 	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
 	tar -c $(filter-out debian/source,$(DEB_INPUTS)) debian/source | tar -x -C $(BUILD)/deb/src
-	cd $(BUILD)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b
+	@# nothing of this make's command line may reach the copy's (make exports it)
+	cd $(BUILD)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD -u PREFIX \
+	  -u DESTDIR -u SYSCONFDIR -u UNITDIR -u MANDIR -u DOCDIR -u VENV \
+	  dpkg-buildpackage -us -uc -b
 	mv $(BUILD)/deb/streamrec_$(VERSION)_$(DEB_ARCH).deb $@
 
 format:
