@@ -14,7 +14,7 @@
 #                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
 #   make man      the man pages, from the programs' --help: build/man/
 #   make install  PREFIX=/usr/local DESTDIR=   (make uninstall: all but the configuration)
-#   make deb      the Debian package (debian/): build/streamrec_VERSION-N_ARCH.deb
+#   make deb      the Debian package (debian/): build/streamrec_VERSION_ARCH.deb
 #   make format   clang-format the tree
 
 PREFIX     ?= /usr/local
