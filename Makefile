@@ -24,12 +24,13 @@ CC         ?= gcc
 PYTHON     ?= python3
 VENV       ?= $(BUILD)/venv
 FUZZ_SECONDS ?= 60
-SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The one version of streamrec: `streamrecd --version`, `streamrec --version`,
 # the man pages and the Debian package (debian/changelog must agree: make deb checks).
 VERSION    := $(shell cat VERSION)
 VERSION_DEF := -DSTREAMREC_VERSION='"$(VERSION)"'
+
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 PKGS       := rdkafka avro-c rocksdb openblas inih libsystemd libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
