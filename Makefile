@@ -12,7 +12,9 @@
 #                 stream (DATA=PATH FORMAT=movielens|retailrocket|... for a public one)
 #   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
 #                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
+#   make man      the man pages, from the programs' --help: build/man/
 #   make install  PREFIX=/usr/local DESTDIR=   (make uninstall: all but the configuration)
+#   make deb      the Debian package (debian/): build/streamrec_VERSION_ARCH.deb
 #   make format   clang-format the tree
 
 PREFIX     ?= /usr/local
@@ -22,6 +24,12 @@ CC         ?= gcc
 PYTHON     ?= python3
 VENV       ?= $(BUILD)/venv
 FUZZ_SECONDS ?= 60
+
+# The one version of streamrec: `streamrecd --version`, `streamrec --version`,
+# the man pages and the Debian package (debian/changelog must agree: make deb checks).
+VERSION    := $(shell cat VERSION)
+VERSION_DEF := -DSTREAMREC_VERSION='"$(VERSION)"'
+
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 PKGS       := rdkafka avro-c rocksdb openblas inih libsystemd libxxhash libcurl jansson
@@ -30,15 +38,21 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno $(WARN) -g -I$(BUILD)/gen -Icommon -Istream -Imodel -Istore -Idaemon $(PKG_CFLAGS)
-REL_CFLAGS := $(BASE_CFLAGS) -O2
+# CPPFLAGS, CFLAGS and LDFLAGS from the environment come last (a Debian build
+# passes dpkg-buildflags' hardening flags there).
+REL_CFLAGS := $(BASE_CFLAGS) -O2 $(CPPFLAGS) $(CFLAGS)
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(ASAN_FLAGS)
 
-# Debian packages: build tools, libraries, the broker's Java runtime and Maven,
-# clang for the fuzzer, Python's venv for the pinned test packages.
-DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev clang-format \
+# Debian packages. What building streamrec and its Debian package takes: build
+# tools, help2man for the man pages, debhelper, the libraries (debian/control's
+# Build-Depends name the same packages: tests/test_packaging.py checks). Then the
+# test tools: clang for the fuzzer, cmocka, the broker's Java runtime and Maven,
+# Python's venv for the pinned test packages.
+DEB_BUILD_PACKAGES := build-essential pkg-config help2man debhelper \
 	librdkafka-dev libavro-dev librocksdb-dev libopenblas-dev libev-dev \
-	libinih-dev libsystemd-dev libxxhash-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev \
+	libinih-dev libsystemd-dev libxxhash-dev libcurl4-openssl-dev libjansson-dev
+DEB_PACKAGES := $(DEB_BUILD_PACKAGES) clang libclang-rt-14-dev clang-format libcmocka-dev \
 	openjdk-17-jdk-headless maven python3 python3-venv python3-pip curl openssl \
 	prometheus chromium
 
@@ -65,7 +79,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 	      $(BUILD)/tests/kafka_topic_config
 BENCH_COLLECT := $(BUILD)/bench/collect
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e install uninstall clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -94,11 +108,11 @@ $(BUILD)/asan/%.o: %.c $(GEN_HDR)
 
 CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/rel/%.o)
 
-$(BUILD)/streamrec: daemon/main_streamrec.c $(REL_OBJS) $(CLI_OBJS)
-	$(CC) $(REL_CFLAGS) $< $(REL_OBJS) $(CLI_OBJS) $(PKG_LIBS) -o $@
+$(BUILD)/streamrec: daemon/main_streamrec.c $(REL_OBJS) $(CLI_OBJS) VERSION
+	$(CC) $(REL_CFLAGS) $(VERSION_DEF) $< $(REL_OBJS) $(CLI_OBJS) $(LDFLAGS) $(PKG_LIBS) -o $@
 
-$(BUILD)/%: daemon/main_%.c $(DAEMON_OBJS)
-	$(CC) $(REL_CFLAGS) $< $(DAEMON_OBJS) $(PKG_LIBS) -o $@
+$(BUILD)/%: daemon/main_%.c $(DAEMON_OBJS) VERSION
+	$(CC) $(REL_CFLAGS) $(VERSION_DEF) $< $(DAEMON_OBJS) $(LDFLAGS) $(PKG_LIBS) -o $@
 
 ASAN_SUPPORT_OBJS := $(TEST_SUPPORT:%.c=$(BUILD)/asan/%.o)
 
@@ -134,9 +148,9 @@ $(BUILD)/tsan/030_topk: tests/unit/030_topk.c model/topk.c model/topk.h
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_FLAGS) tests/unit/030_topk.c model/topk.c common/*.c $(PKG_LIBS) -lcmocka -o $@
 
-$(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR)
+$(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR) VERSION
 	@mkdir -p $(@D)
-	$(CC) $(TSAN_FLAGS) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(PKG_LIBS) -o $@
+	$(CC) $(TSAN_FLAGS) $(VERSION_DEF) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(PKG_LIBS) -o $@
 
 # The layering of DESIGN.md, checked on every test build: model/ knows
 # nothing of Kafka, RocksDB, Avro or libev; store/ nothing of Kafka; stream/
@@ -244,17 +258,38 @@ bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
 
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/streamrec
+DOCS       := README.md LICENSE
 
-install: all
+# The man pages are the programs' own --help and --version, set by help2man.
+MAN_PAGES  := $(BUILD)/man/streamrecd.8 $(BUILD)/man/streamrec.1
+
+man: $(MAN_PAGES)
+
+$(BUILD)/man/streamrecd.8: $(BUILD)/streamrecd
+	@mkdir -p $(@D)
+	help2man --no-info --section=8 --output=$@ \
+	  --name="real-time recommendations from a Kafka event stream" $<
+
+$(BUILD)/man/streamrec.1: $(BUILD)/streamrec
+	@mkdir -p $(@D)
+	help2man --no-info --section=1 --output=$@ \
+	  --name="produce, read, evaluate and manage streamrec events and state" $<
+
+install: all man
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/streamrec/schemas \
-	  $(DESTDIR)$(PREFIX)/share/doc/streamrec $(DESTDIR)$(SYSCONFDIR)/streamrec $(DESTDIR)$(UNITDIR)
+	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/streamrec $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(SCHEMAS) $(DESTDIR)$(PREFIX)/share/streamrec/schemas/
-	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/streamrec/
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 $(BUILD)/man/streamrec.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(BUILD)/man/streamrecd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 systemd/streamrec.json systemd/streamrec.rules.yml \
 	  $(DESTDIR)$(PREFIX)/share/streamrec/
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
-	  -e 's|@DOCDIR@|$(PREFIX)/share/doc/streamrec|g' systemd/streamrecd.service \
+	  -e 's|@DOCDIR@|$(DOCDIR)|g' systemd/streamrecd.service \
 	  > $(DESTDIR)$(UNITDIR)/streamrecd.service
 	@# an edited configuration is never overwritten; root's only (SASL secrets):
 	@# the unit hands the service a copy through LoadCredential=
@@ -266,15 +301,41 @@ install: all
 uninstall:
 	rm -f $(patsubst $(BUILD)/%,$(DESTDIR)$(PREFIX)/bin/%,$(BINS)) \
 	  $(DESTDIR)$(UNITDIR)/streamrecd.service \
-	  $(DESTDIR)$(PREFIX)/share/doc/streamrec/README.md
+	  $(addprefix $(DESTDIR)$(DOCDIR)/,$(DOCS)) \
+	  $(DESTDIR)$(MANDIR)/man1/streamrec.1 $(DESTDIR)$(MANDIR)/man8/streamrecd.8
 	rm -rf $(DESTDIR)$(PREFIX)/share/streamrec
-	-rmdir $(DESTDIR)$(PREFIX)/share/doc/streamrec
+	-rmdir $(DESTDIR)$(DOCDIR)
+
+# The Debian package. dpkg-buildpackage cleans the tree it builds (dh_clean
+# deletes *.orig, *.bak, ... anywhere in it) and writes its files beside it, so
+# it runs on a copy of the sources in $(BUILD)/deb/src and the package lands in
+# $(BUILD)/deb, then in $(BUILD). debian/rules runs this Makefile there.
+DEB_VERSION = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+DEB_ARCH    = $(shell dpkg-architecture -q DEB_HOST_ARCH)
+DEB_FILE    = $(BUILD)/streamrec_$(VERSION)_$(DEB_ARCH).deb
+DEB_INPUTS := Makefile VERSION LICENSE README.md $(wildcard debian/* debian/source/*) \
+	$(wildcard common/*.[ch] stream/*.[ch] model/*.[ch] store/*.[ch] daemon/*.[ch]) \
+	$(SCHEMAS) $(wildcard systemd/*)
+
+deb: $(DEB_FILE)
+
+$(DEB_FILE): $(filter-out debian/source,$(DEB_INPUTS))
+	@test "$(DEB_VERSION)" = "$(VERSION)" || { echo "debian/changelog: version $(DEB_VERSION)" \
+	  "differs from VERSION's $(VERSION): add a changelog entry (dch -v $(VERSION))" >&2; exit 1; }
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
+	tar -c $(filter-out debian/source,$(DEB_INPUTS)) debian/source | tar -x -C $(BUILD)/deb/src
+	@# nothing of this make's command line may reach the copy's (make exports it)
+	cd $(BUILD)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD -u PREFIX \
+	  -u DESTDIR -u SYSCONFDIR -u UNITDIR -u MANDIR -u DOCDIR -u VENV \
+	  dpkg-buildpackage -us -uc -b
+	mv $(BUILD)/deb/streamrec_$(VERSION)_$(DEB_ARCH).deb $@
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tsan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/bench $(BINS)
+	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tsan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/bench $(BUILD)/man \
+	  $(BUILD)/deb $(BINS)
 
 -include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(CLI_OBJS:.o=.d) \
 	$(wildcard $(BUILD)/asan/tests/*/*.d)

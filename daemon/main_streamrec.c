@@ -3,6 +3,7 @@
  * a daemon/cli_*.c file; this file only dispatches.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,9 +99,39 @@ static const struct {
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: streamrec COMMAND [OPTIONS]\n\ncommands:\n");
+	fprintf(out, "usage: streamrec COMMAND [OPTIONS]\n"
+		     "       streamrec COMMAND --help | --version\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].usage);
+}
+
+/*
+ * One command's entry of the table as its own usage: the first line says what
+ * it does, the indented lines that follow are its options.
+ */
+static void command_usage(FILE *out, const char *name, const char *text)
+{
+	const char *options = strchr(text, '\n');
+	int about_len = options ? (int)(options - text) : (int)strlen(text);
+	fprintf(out, "usage: streamrec %s [OPTIONS]\n%.*s\n", name, about_len, text);
+	if (options == NULL)
+		return;
+	fputs("\noptions:\n", out);
+	for (const char *line = options + 1; *line != '\0';) {
+		const char *end = strchrnul(line, '\n');
+		const char *start = line + strspn(line, " ");
+		fprintf(out, "  %.*s\n", (int)(end - start), start);
+		line = *end ? end + 1 : end;
+	}
+}
+
+/* True when a command's arguments ask for help (before a "--" that ends options). */
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	return false;
 }
 
 int main(int argc, char **argv)
@@ -116,9 +147,17 @@ int main(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("streamrec %s\n", STREAMREC_VERSION);
+		return 0;
+	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
 		if (strcmp(argv[1], commands[i].name) != 0)
 			continue;
+		if (wants_help(argc - 1, argv + 1)) {
+			command_usage(stdout, commands[i].name, commands[i].usage);
+			return 0;
+		}
 		char errstr[512];
 		if (blas_choose(getenv("STREAMREC_BLAS_KERNEL"), argv, &cli_blas, errstr,
 				sizeof errstr) != 0) {

@@ -38,6 +38,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: streamrecd --config FILE [--check]\n"
 		     "       streamrecd --print-config-reference | --print-default-config\n"
+		     "       streamrecd --help | --version\n"
 		     "  --check  check the configuration and the state (read-only), then exit\n"
 		     "signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
 		     "         USR1 writes a checkpoint of the state\n");
@@ -59,6 +60,9 @@ int main(int argc, char **argv)
 			check_only = true;
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("streamrecd %s\n", STREAMREC_VERSION);
 			return 0;
 		} else if (strcmp(argv[i], "--config") == 0) {
 			fprintf(stderr, "streamrecd: --config needs a FILE\n");

@@ -116,18 +116,118 @@ def edit(text, replacements):
     return text
 
 
+def unprivileged_user():
+    """(uid, gid, argv prefix) of the user an installed daemon runs as in a test:
+    nobody:nogroup through setpriv when the tests run as root, else ourselves."""
+    if os.getuid() == 0:
+        uid, gid = 65534, 65534  # nobody:nogroup
+        return uid, gid, ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    # already unprivileged: everything but the switch of user is tested
+    return os.getuid(), os.getgid(), []
+
+
+def run_installed_daemon(kafka_broker, top, root, name):
+    """Runs an installed streamrecd (a tree under root, "/" for a real install) as
+    its unit runs it: its ExecStart, as an unprivileged user (the unit's
+    DynamicUser), the configuration handed over the way LoadCredential= does (a
+    copy, 0400, owned by that user, in $CREDENTIALS_DIRECTORY), with its topics
+    NAME.*. It must become ready, publish recommendations for events that the
+    installed streamrec produces, and stop cleanly on SIGTERM. top is a
+    directory the user can enter (not pytest's 0700 tmp_path); the installed
+    configuration is edited in place."""
+    uid, gid, as_user = unprivileged_user()
+    conf = os.path.join(root, "etc/streamrec/streamrecd.conf")
+    unit_path = next(p for p in (os.path.join(root, d, "systemd/system/streamrecd.service")
+                                 for d in ("usr/lib", "lib")) if os.path.exists(p))
+    unit = open(unit_path).read()
+    tool = os.path.join(root, "usr/bin/streamrec")
+
+    # what systemd does at start: a copy of the file, readable by the service's user only
+    credentials = os.path.join(top, "credentials")
+    state = os.path.join(top, "state")
+    logs = os.path.join(top, "logs")
+    for d in (credentials, state, logs):
+        os.mkdir(d, 0o700)
+        os.chown(d, uid, gid)
+    events, recs = f"{name}.events", f"{name}.recs"
+    kafka_broker.create_topics(f"{events}:3", f"{recs}:3", f"{name}.dlq:1",
+                               f"{name}.items:1")
+    port = free_port()
+    text = edit(open(conf).read(), {
+        "#topic = events": f"topic = {events}",
+        "#items_topic = items": f"items_topic = {name}.items",
+        "#dead_letter_topic = events.dlq": f"dead_letter_topic = {name}.dlq",
+        "#group_id = streamrecd": f"group_id = {name}",
+        "#topic = recs": f"topic = {recs}",
+        "dir = /var/lib/streamrec/state": f"dir = {state}/state",
+        "#listen = 127.0.0.1:9464": f"listen = 127.0.0.1:{port}",
+        "bootstrap.servers = localhost:9092": f"bootstrap.servers = {kafka_broker.bootstrap}",
+    })
+    # the root stands for /: the credential's source is the edited file
+    with open(conf, "w") as f:
+        f.write(text)
+    credential = os.path.join(credentials, "streamrecd.conf")
+    with open(credential, "w") as f:
+        f.write(text)
+    os.chmod(credential, 0o400)
+    os.chown(credential, uid, gid)
+    os.chmod(credentials, 0o500)
+
+    exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1)
+    argv = []
+    for word in shlex.split(exec_start.replace("%d", credentials)
+                            .replace("${CREDENTIALS_DIRECTORY}", credentials)):
+        # absolute paths of the installed tree live under the root
+        argv.append(word if word.startswith(top) or not word.startswith("/")
+                    else os.path.join(root, word[1:]))
+    env = {"PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": credentials,
+           "LOGS_DIRECTORY": logs, "STATE_DIRECTORY": state}
+    log_path = os.path.join(top, "streamrecd.log")
+    with open(log_path, "w") as log:
+        daemon = subprocess.Popen(as_user + argv, env=env, stdout=log, stderr=log)
+    try:
+        def log_text():
+            return open(log_path).read()[-4000:]
+
+        def get(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
+                                            timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+            except OSError:
+                return None
+
+        deadline = time.time() + 60
+        while get("/readyz") != 200:
+            assert daemon.poll() is None, f"{argv} exited:\n{log_text()}"
+            assert time.time() < deadline, "never ready:\n" + log_text()
+            time.sleep(0.2)
+        subprocess.run([tool, "produce", "--brokers", kafka_broker.bootstrap,
+                        "--topic", events, "--count", "500", "--users", "50"],
+                       check=True, capture_output=True, timeout=120)
+        out = subprocess.run([tool, "tail", "--brokers",
+                              kafka_broker.bootstrap, "--kind", "recs", "--topic", recs,
+                              "--from-beginning", "--count", "20", "--timeout-ms", "30000"],
+                             capture_output=True, text=True, timeout=120)
+        lines = [l for l in out.stdout.splitlines() if l.startswith("user=")]
+        assert len(lines) == 20 and all("items=item-" in l for l in lines), \
+            out.stderr + log_text()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0, log_text()
+        assert os.stat(os.path.join(state, "state")).st_uid == uid
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
 @pytest.mark.kafka
 def test_the_installed_tree_runs_as_an_unprivileged_user(kafka_broker):
     """`make install` into a staging root, then the installed streamrecd run as
-    the unit runs it: its ExecStart, as an unprivileged user (the unit's
-    DynamicUser), the configuration handed over the way LoadCredential= does
-    (a copy, 0400, owned by that user, in $CREDENTIALS_DIRECTORY). It must
-    become ready and publish recommendations."""
-    if os.getuid() == 0:
-        uid, gid = 65534, 65534  # nobody:nogroup
-        as_user = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
-    else:  # already unprivileged: everything but the switch of user is tested
-        uid, gid, as_user = os.getuid(), os.getgid(), []
+    the unit runs it (run_installed_daemon); `make uninstall` removes all but
+    the configuration."""
     # outside pytest's 0700 tmp_path, which the unprivileged user cannot enter
     with tempfile.TemporaryDirectory(prefix="streamrec-install-") as top:
         top = os.path.realpath(top)
@@ -145,87 +245,8 @@ def test_the_installed_tree_runs_as_an_unprivileged_user(kafka_broker):
         conf = os.path.join(root, "etc/streamrec/streamrecd.conf")
         conf_stat = os.stat(conf)
         unit = open(os.path.join(root, "usr/lib/systemd/system/streamrecd.service")).read()
+        run_installed_daemon(kafka_broker, top, root, "installed")
 
-        # what systemd does at start: a copy of the file, readable by the service's user only
-        credentials = os.path.join(top, "credentials")
-        state = os.path.join(top, "state")
-        logs = os.path.join(top, "logs")
-        for d in (credentials, state, logs):
-            os.mkdir(d, 0o700)
-            os.chown(d, uid, gid)
-        name = "installed"
-        events, recs = f"{name}.events", f"{name}.recs"
-        kafka_broker.create_topics(f"{events}:3", f"{recs}:3", f"{name}.dlq:1",
-                                   f"{name}.items:1")
-        port = free_port()
-        text = edit(open(conf).read(), {
-            "#topic = events": f"topic = {events}",
-            "#items_topic = items": f"items_topic = {name}.items",
-            "#dead_letter_topic = events.dlq": f"dead_letter_topic = {name}.dlq",
-            "#group_id = streamrecd": f"group_id = {name}",
-            "#topic = recs": f"topic = {recs}",
-            "dir = /var/lib/streamrec/state": f"dir = {state}/state",
-            "#listen = 127.0.0.1:9464": f"listen = 127.0.0.1:{port}",
-            "bootstrap.servers = localhost:9092": f"bootstrap.servers = {kafka_broker.bootstrap}",
-        })
-        # the staging root stands for /: the credential's source is the edited file
-        with open(conf, "w") as f:
-            f.write(text)
-        credential = os.path.join(credentials, "streamrecd.conf")
-        with open(credential, "w") as f:
-            f.write(text)
-        os.chmod(credential, 0o400)
-        os.chown(credential, uid, gid)
-        os.chmod(credentials, 0o500)
-
-        exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1)
-        argv = []
-        for word in shlex.split(exec_start.replace("%d", credentials)
-                                .replace("${CREDENTIALS_DIRECTORY}", credentials)):
-            # absolute paths of the installed tree live under the staging root
-            argv.append(word if word.startswith(top) or not word.startswith("/")
-                        else root + word)
-        env = {"PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": credentials,
-               "LOGS_DIRECTORY": logs, "STATE_DIRECTORY": state}
-        log_path = os.path.join(top, "streamrecd.log")
-        with open(log_path, "w") as log:
-            daemon = subprocess.Popen(as_user + argv, env=env, stdout=log, stderr=log)
-        try:
-            def log_text():
-                return open(log_path).read()[-4000:]
-
-            def get(path):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
-                                                timeout=5) as r:
-                        return r.status
-                except urllib.error.HTTPError as e:
-                    return e.code
-                except OSError:
-                    return None
-
-            deadline = time.time() + 60
-            while get("/readyz") != 200:
-                assert daemon.poll() is None, f"{argv} exited:\n{log_text()}"
-                assert time.time() < deadline, "never ready:\n" + log_text()
-                time.sleep(0.2)
-            subprocess.run([BUILD / "streamrec", "produce", "--brokers", kafka_broker.bootstrap,
-                            "--topic", events, "--count", "500", "--users", "50"],
-                           check=True, capture_output=True, timeout=120)
-            out = subprocess.run([BUILD / "streamrec", "tail", "--brokers",
-                                  kafka_broker.bootstrap, "--kind", "recs", "--topic", recs,
-                                  "--from-beginning", "--count", "20", "--timeout-ms", "30000"],
-                                 capture_output=True, text=True, timeout=120)
-            lines = [l for l in out.stdout.splitlines() if l.startswith("user=")]
-            assert len(lines) == 20 and all("items=item-" in l for l in lines), \
-                out.stderr + log_text()
-            daemon.send_signal(signal.SIGTERM)
-            assert daemon.wait(timeout=60) == 0, log_text()
-            assert os.stat(os.path.join(state, "state")).st_uid == uid
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.wait()
         subprocess.run(["make", "-C", str(ROOT), "uninstall", f"DESTDIR={root}", "PREFIX=/usr",
                         f"BUILD={BUILD}"], check=True, capture_output=True, timeout=60)
         left = [os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root)
@@ -237,6 +258,7 @@ def test_the_installed_tree_runs_as_an_unprivileged_user(kafka_broker):
         oct(conf_stat.st_mode)
     assert re.search(r"^LoadCredential=streamrecd\.conf:/etc/streamrec/streamrecd\.conf$",
                      unit, re.M), unit
+
 
 def librdkafka_defaults():
     """librdkafka's own global properties with their default values, as its
