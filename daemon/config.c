@@ -149,6 +149,31 @@ static const struct option options[] = {
      NULL},
     {"refresh", "batch", OPT_UINT, ST_UNSIGNED, G(refresh_batch), "256", 1, 1024, NULL, OPT_BOUNDED,
      "Most users scored in one matrix product.", NULL},
+    {"registry", "url", OPT_STRING, ST_STR, G(registry_url), "", 0, 0, NULL, 0,
+     "Confluent-compatible schema registry (e.g. http://registry:8081); \"\": none, writer "
+     "schemas come from input.schema_id and input.schema_dir. With one, framed input is "
+     "decoded with the writer schema its id names (fetched once, cached), a message whose "
+     "schema cannot be had right now waits (never dead-lettered for the registry's sake), "
+     "and framed output registers Recommendation under <output.topic>-value.",
+     NULL},
+    {"registry", "basic_auth", OPT_STRING, ST_STR, G(registry_basic_auth), "", 0, 0, NULL, 0,
+     "HTTP basic authentication as user:password (keep the file private: LoadCredential).",
+     NULL},
+    {"registry", "tls_ca_file", OPT_STRING, ST_STR, G(registry_tls_ca_file), "", 0, 0, NULL, 0,
+     "PEM file of the CAs to trust for https; \"\": the system's.", NULL},
+    {"registry", "tls_cert_file", OPT_STRING, ST_STR, G(registry_tls_cert_file), "", 0, 0, NULL,
+     0, "PEM client certificate for mutual TLS.", NULL},
+    {"registry", "tls_key_file", OPT_STRING, ST_STR, G(registry_tls_key_file), "", 0, 0, NULL, 0,
+     "PEM client key for mutual TLS.", NULL},
+    {"registry", "tls_verify", OPT_BOOL, ST_BOOL, G(registry_tls_verify), "true", 0, 0, NULL, 0,
+     "Verify the registry's certificate and host name.", NULL},
+    {"registry", "timeout_ms", OPT_DURATION, ST_U64, G(registry_timeout_ms), "2s", 100, 60000,
+     NULL, OPT_BOUNDED, "Bound on one registry request (a cache miss blocks the loop this long "
+     "at most; failures back off up to 30 s).",
+     NULL},
+    {"registry", "retry_ms", OPT_DURATION, ST_U64, G(registry_retry_ms), "1s", 10, 600000, NULL,
+     OPT_BOUNDED, "A partition waiting for a writer schema reads its message again after this.",
+     NULL},
     {"blas", "kernel", OPT_STRING, ST_STR, G(blas_kernel), "auto", 0, 0, NULL, OPT_NONEMPTY,
      "OpenBLAS kernel family: auto (the best the CPU runs, when OpenBLAS picked a weaker one) "
      "or a name (Haswell, SkylakeX, Cooperlake, ...); checked against a reference product at "
@@ -723,7 +748,7 @@ static bool option_in_section(const struct option *o, enum section_kind kind, co
 
 static const char *const fixed_sections[] = {
     "input",      "output", "state", "http",           "refresh",        "log",
-    "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", "blas", NULL};
+    "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", "blas", "registry", NULL};
 
 static bool valid_variant_name(const char *name)
 {

@@ -118,6 +118,11 @@ struct config {
 	enum config_log_level log_level;
 	char *experiment_salt;
 	char *blas_kernel; /**< "auto" or a kernel family (model/blas.h) */
+	/* the schema registry ("" url: none) */
+	char *registry_url, *registry_basic_auth, *registry_tls_ca_file, *registry_tls_cert_file,
+	    *registry_tls_key_file;
+	bool registry_tls_verify;
+	uint64_t registry_timeout_ms, registry_retry_ms;
 
 	/** [model] and refresh.k: what every variant starts from (name unused). */
 	struct config_variant defaults;

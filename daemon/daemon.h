@@ -28,6 +28,7 @@
 #include "producer.h"
 #include "ratelimit.h"
 #include "refresh.h"
+#include "registry.h"
 #include "state.h"
 #include "status.h"
 #include "topk.h"
@@ -47,6 +48,7 @@ struct daemon {
 	struct ev_loop *loop;
 	struct state *state;
 	struct codec *codec;
+	struct registry *registry; /**< NULL: no registry.url */
 	struct consumer *consumer;
 	struct producer *producer;
 	struct metrics *metrics;

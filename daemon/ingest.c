@@ -108,6 +108,23 @@ static int dead_letter(struct daemon *d, const struct consumer_message *m,
 }
 
 /*
+ * A message whose writer schema cannot be had right now: not dead-lettered,
+ * its offset not marked; the partition reads it again after registry.retry_ms.
+ */
+static void wait_for_schema(struct daemon *d, const struct consumer_message *m,
+			    const struct codec_error *err)
+{
+	char errstr[512];
+	d->metrics->schema_waits_total++;
+	if (dead_letter_log_allowed(d, err->reason))
+		log_line(LOG_PRIORITY_WARNING, "%s[%" PRId32 "]@%" PRId64 ": waits: %s", m->topic,
+			 m->partition, m->offset, err->detail);
+	if (consumer_retry_later(d->consumer, m->topic, m->partition, m->offset,
+				 (int)d->config.registry_retry_ms, errstr, sizeof errstr) != 0)
+		daemon_fail(d, errstr);
+}
+
+/*
  * A catalogue record: in stock or not, or a tombstone (retired). The items
  * topic is compacted and re-read from its start on every start (its offsets
  * are never committed), so the catalogue needs no state of its own.
@@ -181,6 +198,11 @@ static void on_message(const struct consumer_message *m, void *opaque)
 		return;
 	}
 	if (codec_decode_user_event(d->codec, m->value, m->value_len, clock_wall_ms(), &ev, &err) != 0) {
+		if (codec_reason_is_retriable(err.reason)) {
+			/* the input is not at fault (the registry is away): it waits, unmarked */
+			wait_for_schema(d, m, &err);
+			return;
+		}
 		if (dead_letter(d, m, &err) != 0)
 			return;
 	} else {

@@ -34,6 +34,59 @@
 #include "ops.h"
 #include "publish.h"
 
+/*
+ * Where the codec finds writer schemas. With registry.url: ids are fetched
+ * from the registry on a miss, and framed output registers Recommendation
+ * under <output.topic>-value (TopicNameStrategy) and writes that id. Without:
+ * our own UserEvent under input.schema_id, then input.schema_dir's files.
+ * @returns 0, or -1 with errstr filled.
+ */
+static int open_schemas(struct daemon *d, char *errstr, size_t errstr_size)
+{
+	const struct config *c = &d->config;
+	char why[512];
+	if (c->registry_url[0] == '\0') {
+		if ((c->input_schema_id > 0 &&
+		     codec_register_schema(d->codec, (int32_t)c->input_schema_id,
+					   codec_schema_json("UserEvent"), why, sizeof why) != 0) ||
+		    (c->input_schema_dir[0] != '\0' &&
+		     codec_register_schema_dir(d->codec, c->input_schema_dir, why, sizeof why) < 0)) {
+			snprintf(errstr, errstr_size, "input schemas: %s", why);
+			return -1;
+		}
+		return 0;
+	}
+	struct registry_config rc = {.url = c->registry_url,
+				     .basic_auth = c->registry_basic_auth,
+				     .tls_ca_file = c->registry_tls_ca_file[0] ? c->registry_tls_ca_file
+									      : NULL,
+				     .tls_cert_file =
+					 c->registry_tls_cert_file[0] ? c->registry_tls_cert_file : NULL,
+				     .tls_key_file =
+					 c->registry_tls_key_file[0] ? c->registry_tls_key_file : NULL,
+				     .tls_insecure = !c->registry_tls_verify,
+				     .timeout_ms = (int)c->registry_timeout_ms};
+	d->registry = registry_new(&rc, why, sizeof why);
+	if (d->registry == NULL) {
+		snprintf(errstr, errstr_size, "%s: registry: %s", c->path, why);
+		return -1;
+	}
+	codec_set_schema_source(d->codec, registry_codec_source, d->registry);
+	if (c->output_framing != CONFIG_FRAMING_CONFLUENT)
+		return 0;
+	char subject[512];
+	int32_t id;
+	if (registry_topic_subject(c->output_topic, subject, sizeof subject) != 0 ||
+	    registry_register(d->registry, subject, codec_schema_json("Recommendation"), &id, why,
+			      sizeof why) != REGISTRY_OK ||
+	    codec_set_writer_schema_id(d->codec, "Recommendation", id, why, sizeof why) != 0) {
+		snprintf(errstr, errstr_size, "registry: registering the output schema: %s", why);
+		return -1;
+	}
+	log_line(LOG_PRIORITY_INFO, "registry: Recommendation is %s id %" PRId32, subject, id);
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: streamrecd --config FILE [--check]\n"
@@ -156,19 +209,8 @@ int main(int argc, char **argv)
 	struct codec_config cc = {.framing = CODEC_FRAMING_AUTO,
 				  .recommendation_schema_id = (int32_t)d->config.output_schema_id};
 	d->codec = codec_new(&cc, errstr, sizeof errstr);
-	if (d->codec == NULL)
+	if (d->codec == NULL || open_schemas(d, errstr, sizeof errstr) != 0)
 		goto out_error;
-	/* writer schemas of Confluent-framed input, until a schema-registry client:
-	 * our own UserEvent under input.schema_id, then input.schema_dir's files */
-	if ((d->config.input_schema_id > 0 &&
-	     codec_register_schema(d->codec, (int32_t)d->config.input_schema_id,
-				   codec_schema_json("UserEvent"), errstr, sizeof errstr) != 0) ||
-	    (d->config.input_schema_dir[0] != '\0' &&
-	     codec_register_schema_dir(d->codec, d->config.input_schema_dir, errstr,
-				       sizeof errstr) < 0)) {
-		fprintf(stderr, "streamrecd: input schemas: %s\n", errstr);
-		goto out_free;
-	}
 	const char *names[STATE_MAX_VARIANTS];
 	for (size_t v = 0; v < d->variant_count; v++)
 		names[v] = d->variants[v].name;
@@ -238,7 +280,8 @@ out_free:
 	status_free(d->status);
 	topk_free(d->topk);
 	metrics_free(d->metrics);
-	codec_free(d->codec);
+	codec_free(d->codec); /* before the registry it borrows */
+	registry_free(d->registry);
 	ratelimit_free(d->dead_letter_log);
 	state_close(d->state);
 	config_free(&d->config);

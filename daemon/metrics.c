@@ -422,6 +422,10 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	family(&t, "refresh_batch_seconds", "histogram", "Wall time of one refresh batch.");
 	histogram_series(&t, "refresh_batch_seconds", NULL, NULL, &m->refresh_batch_seconds);
 
+	family(&t, "schema_waits_total", "counter",
+	       "Messages re-read later because their writer schema could not be fetched yet.");
+	text_printf(&t, "streamrec_schema_waits_total %" PRIu64 "\n", m->schema_waits_total);
+
 	family(&t, "refresh_waiting", "gauge",
 	       "Users waiting for a refresh, marked within refresh.staleness_target_ms.");
 	text_printf(&t, "streamrec_refresh_waiting %" PRId64 "\n", m->refresh_waiting);

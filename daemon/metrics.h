@@ -111,6 +111,8 @@ struct metrics {
 	uint64_t commits_total;
 	uint64_t commit_failures_total;
 	uint64_t dlq_messages_total;
+	/** Messages that waited for a writer schema the registry could not give yet. */
+	uint64_t schema_waits_total;
 
 	/** What /readyz reports. */
 	bool ready;

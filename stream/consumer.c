@@ -16,10 +16,13 @@
  * consumer_lag is measured from the committed offset, which moves once per
  * commit interval, so it read thousands of messages on a caught-up daemon.
  *
- * Statistics are still scanned for broker state by a small hand-written JSON
- * walker rather than a JSON library: only brokers → nodeid/state is read,
- * the document comes from librdkafka itself, and the walker rejects
- * anything malformed instead of guessing.
+ * Statistics are read for broker state only (brokers → nodeid/state, with
+ * jansson), which /readyz reports.
+ *
+ * A message the caller cannot take yet (a writer schema the registry cannot
+ * give right now) is re-read later: consumer_retry_later() pauses its
+ * partition, drops what was already fetched of it, and on a timer seeks
+ * back to that message and resumes.
  */
 #include "errstr.h"
 #include "consumer.h"
@@ -29,6 +32,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,7 +45,6 @@
 #define DEFAULT_MAX_WAKEUP_US           5000
 #define DEFAULT_LAG_INTERVAL_MS         1000
 #define CLOSE_POLL_MS                   100
-#define JSON_MAX_DEPTH                  64
 
 struct consumer {
 	rd_kafka_t *rk;
@@ -63,6 +66,9 @@ struct consumer {
 	 * this consumer committed; RD_KAFKA_OFFSET_INVALID when unknown */
 	rd_kafka_topic_partition_list_t *start_offsets;
 	rd_kafka_topic_partition_list_t *committed_offsets;
+	/* partitions waiting to re-read a message: the offset to seek back to */
+	rd_kafka_topic_partition_list_t *waiting;
+	ev_timer retry_timer;
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -99,175 +105,34 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
 	return 0;
 }
 
-/* ---- statistics JSON walker ------------------------------------------------------ */
-
-struct json_cursor {
-	const char *p;
-	const char *end;
-};
-
-static void json_ws(struct json_cursor *j)
-{
-	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-		j->p++;
-}
-
-static bool json_take(struct json_cursor *j, char ch)
-{
-	json_ws(j);
-	if (j->p < j->end && *j->p == ch) {
-		j->p++;
-		return true;
-	}
-	return false;
-}
-
-/* A string's raw bytes between the quotes (escapes left as they are). */
-static int json_string(struct json_cursor *j, const char **s, size_t *len)
-{
-	const char *start;
-	if (!json_take(j, '"'))
-		return -1;
-	start = j->p;
-	while (j->p < j->end && *j->p != '"') {
-		if (*j->p == '\\' && j->p + 1 < j->end)
-			j->p++;
-		j->p++;
-	}
-	if (j->p >= j->end)
-		return -1;
-	*s = start;
-	*len = (size_t)(j->p - start);
-	j->p++;
-	return 0;
-}
-
-static int json_int(struct json_cursor *j, int64_t *value)
-{
-	char *after;
-	long long v;
-	json_ws(j);
-	if (j->p >= j->end || !(*j->p == '-' || (*j->p >= '0' && *j->p <= '9')))
-		return -1;
-	/* librdkafka's document is NUL-terminated, so strtoll cannot overrun */
-	errno = 0;
-	v = strtoll(j->p, &after, 10);
-	if (errno != 0 || after > j->end)
-		return -1;
-	j->p = after;
-	*value = v;
-	return 0;
-}
-
-static int json_skip(struct json_cursor *j, int depth)
-{
-	const char *s;
-	size_t len;
-	if (depth > JSON_MAX_DEPTH)
-		return -1;
-	json_ws(j);
-	if (j->p >= j->end)
-		return -1;
-	if (*j->p == '"')
-		return json_string(j, &s, &len);
-	if (*j->p == '{' || *j->p == '[') {
-		char close = *j->p == '{' ? '}' : ']';
-		bool object = *j->p == '{';
-		j->p++;
-		if (json_take(j, close))
-			return 0;
-		do {
-			if (object && (json_string(j, &s, &len) != 0 || !json_take(j, ':')))
-				return -1;
-			if (json_skip(j, depth + 1) != 0)
-				return -1;
-		} while (json_take(j, ','));
-		return json_take(j, close) ? 0 : -1;
-	}
-	/* number, true, false, null */
-	while (j->p < j->end && *j->p != ',' && *j->p != '}' && *j->p != ']' && *j->p != ' ' &&
-	       *j->p != '\n' && *j->p != '\r' && *j->p != '\t')
-		j->p++;
-	return 0;
-}
+/* ---- statistics: broker states ------------------------------------------------------ */
 
 /*
- * Object iteration: after json_take(j, '{'), each call reads `"key":` and
- * returns 1, or consumes the closing brace and returns 0; -1 when malformed.
+ * Counts the brokers in state UP (real brokers: nodeid >= 0) in librdkafka's
+ * statistics document, read with jansson. @returns the count, or -1 when the
+ * document is not the JSON object librdkafka documents.
  */
-static int json_next_key(struct json_cursor *j, bool *first, const char **key, size_t *key_len)
+static int stats_brokers_up(const char *json, size_t json_len)
 {
-	if (json_take(j, '}'))
-		return 0;
-	if (!*first && !json_take(j, ','))
-		return -1;
-	*first = false;
-	if (json_string(j, key, key_len) != 0 || !json_take(j, ':'))
-		return -1;
-	return 1;
-}
-
-static bool key_is(const char *key, size_t key_len, const char *want)
-{
-	return key_len == strlen(want) && memcmp(key, want, key_len) == 0;
-}
-
-/* One broker object: counts it as up when it is a real broker (nodeid >= 0) in state UP. */
-static int scan_broker(struct json_cursor *j, int *brokers_up)
-{
-	int64_t nodeid = -1;
-	bool first = true, up = false;
-	const char *key, *state;
-	size_t key_len, state_len;
-	int rc;
-	if (!json_take(j, '{'))
-		return -1;
-	while ((rc = json_next_key(j, &first, &key, &key_len)) == 1) {
-		if (key_is(key, key_len, "nodeid"))
-			rc = json_int(j, &nodeid);
-		else if (key_is(key, key_len, "state")) {
-			rc = json_string(j, &state, &state_len);
-			up = rc == 0 && key_is(state, state_len, "UP");
-		} else
-			rc = json_skip(j, 3);
-		if (rc != 0)
-			return -1;
-	}
-	if (rc < 0)
-		return -1;
-	if (up && nodeid >= 0)
-		(*brokers_up)++;
-	return 0;
-}
-
-/* Counts the brokers in state UP; only brokers → nodeid/state is read. */
-static int stats_scan_brokers(const char *json, size_t json_len, int *brokers_up)
-{
-	struct json_cursor j = {json, json + json_len};
-	bool first = true;
-	const char *key;
-	size_t key_len;
-	int rc, up = 0;
-	if (!json_take(&j, '{'))
-		return -1;
-	while ((rc = json_next_key(&j, &first, &key, &key_len)) == 1) {
-		bool tfirst = true;
-		if (key_is(key, key_len, "brokers")) {
-			if (!json_take(&j, '{'))
-				return -1;
-			while ((rc = json_next_key(&j, &tfirst, &key, &key_len)) == 1)
-				if (scan_broker(&j, &up) != 0)
-					return -1;
-		} else {
-			rc = json_skip(&j, 1);
+	json_error_t error;
+	json_t *root = json_loadb(json, json_len, 0, &error);
+	json_t *brokers = root ? json_object_get(root, "brokers") : NULL;
+	const char *name;
+	json_t *broker;
+	int up = -1;
+	if (json_is_object(brokers)) {
+		up = 0;
+		json_object_foreach(brokers, name, broker)
+		{
+			const char *state = json_string_value(json_object_get(broker, "state"));
+			json_t *nodeid = json_object_get(broker, "nodeid");
+			if (state != NULL && strcmp(state, "UP") == 0 && json_is_integer(nodeid) &&
+			    json_integer_value(nodeid) >= 0)
+				up++;
 		}
-		if (rc < 0)
-			return -1;
 	}
-	if (rc < 0)
-		return -1;
-	*brokers_up = up;
-	return 0;
+	json_decref(root);
+	return up;
 }
 
 /* ---- per-partition offsets, for the lag ------------------------------------------ */
@@ -353,9 +218,9 @@ out_destroy_assignment:
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
 	struct consumer *c = opaque;
-	int brokers_up = 0;
 	(void)rk;
-	if (stats_scan_brokers(json, json_len, &brokers_up) < 0)
+	int brokers_up = stats_brokers_up(json, json_len);
+	if (brokers_up < 0)
 		report(c, false, "statistics: malformed JSON document of %zu bytes", json_len);
 	else
 		c->broker_up = brokers_up > 0;
@@ -519,6 +384,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
+static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
 static void deliver(struct consumer *c, rd_kafka_message_t *m)
 {
 	struct consumer_message message;
@@ -532,6 +399,9 @@ static void deliver(struct consumer *c, rd_kafka_message_t *m)
 		return;
 	}
 	c->broker_up = true;
+	if (c->waiting != NULL && rd_kafka_topic_partition_list_find(
+				      c->waiting, rd_kafka_topic_name(m->rkt), m->partition) != NULL)
+		return; /* fetched before the pause: read again after the seek */
 	message.topic = rd_kafka_topic_name(m->rkt);
 	message.partition = m->partition;
 	message.offset = m->offset;
@@ -682,6 +552,8 @@ struct consumer *consumer_new(const struct consumer_config *config, struct ev_lo
 	if (subscribe(c, config, errstr, errstr_size) != 0)
 		goto out_detach;
 	wakeup_start(&c->wakeup);
+	ev_timer_init(&c->retry_timer, on_retry_timer, 1., 0.);
+	c->retry_timer.data = c;
 	if (c->callbacks.on_lag != NULL) {
 		double lag_s = (double)(config->lag_interval_ms > 0 ? config->lag_interval_ms
 								   : DEFAULT_LAG_INTERVAL_MS) /
@@ -762,6 +634,71 @@ static int set_paused(struct consumer *c, bool paused, char *errstr, size_t errs
 	return 0;
 }
 
+/* Seeks each waiting partition back to its message and resumes it. */
+static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct consumer *c = w->data;
+	rd_kafka_topic_partition_list_t *waiting = c->waiting;
+	(void)loop;
+	(void)revents;
+	if (waiting == NULL)
+		return;
+	c->waiting = NULL;
+	rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, waiting, 5000);
+	if (error != NULL) {
+		report(c, false, "retry: seek: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+	}
+	for (int i = 0; i < waiting->cnt; i++)
+		if (waiting->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			report(c, false, "retry: seek %s[%" PRId32 "] to %" PRId64 ": %s",
+			       waiting->elems[i].topic, waiting->elems[i].partition,
+			       waiting->elems[i].offset, rd_kafka_err2str(waiting->elems[i].err));
+	if (!c->paused)
+		rd_kafka_resume_partitions(c->rk, waiting);
+	rd_kafka_topic_partition_list_destroy(waiting);
+}
+
+int consumer_retry_later(struct consumer *c, const char *topic, int32_t partition, int64_t offset,
+			 int delay_ms, char *errstr, size_t errstr_size)
+{
+	if (c->waiting == NULL && (c->waiting = rd_kafka_topic_partition_list_new(4)) == NULL) {
+		set_errstr(errstr, errstr_size, "retry %s[%" PRId32 "]: out of memory", topic,
+			   partition);
+		return -1;
+	}
+	rd_kafka_topic_partition_t *tp =
+	    rd_kafka_topic_partition_list_find(c->waiting, topic, partition);
+	if (tp != NULL)
+		return 0; /* already waiting, for an earlier message */
+	tp = rd_kafka_topic_partition_list_add(c->waiting, topic, partition);
+	tp->offset = offset;
+	rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+	if (one == NULL) {
+		set_errstr(errstr, errstr_size, "retry %s[%" PRId32 "]: out of memory", topic,
+			   partition);
+		return -1;
+	}
+	rd_kafka_topic_partition_list_add(one, topic, partition);
+	rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk, one);
+	rd_kafka_topic_partition_list_destroy(one);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		set_errstr(errstr, errstr_size, "retry %s[%" PRId32 "]: pause: %s", topic, partition,
+			   rd_kafka_err2str(err));
+		return -1;
+	}
+	if (!ev_is_active(&c->retry_timer)) {
+		ev_timer_set(&c->retry_timer, delay_ms / 1000.0, 0.);
+		ev_timer_start(c->loop, &c->retry_timer);
+	}
+	return 0;
+}
+
+bool consumer_retrying(const struct consumer *c)
+{
+	return c->waiting != NULL && c->waiting->cnt > 0;
+}
+
 int consumer_pause_all(struct consumer *c, char *errstr, size_t errstr_size)
 {
 	return set_paused(c, true, errstr, errstr_size);
@@ -820,6 +757,7 @@ int consumer_close(struct consumer *c, int timeout_ms)
 		return 0;
 	if (c->callbacks.on_lag != NULL)
 		ev_timer_stop(c->loop, &c->lag_timer);
+	ev_timer_stop(c->loop, &c->retry_timer);
 	wakeup_detach(&c->wakeup);
 	close_queue = rd_kafka_queue_new(c->rk);
 	error = rd_kafka_consumer_close_queue(c->rk, close_queue);
@@ -856,6 +794,8 @@ out_destroy_queues:
 	rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	rd_kafka_topic_partition_list_destroy(c->committed_offsets);
 	rd_kafka_topic_partition_list_destroy(c->start_offsets);
+	if (c->waiting != NULL)
+		rd_kafka_topic_partition_list_destroy(c->waiting);
 	free(c);
 	return rc;
 }

@@ -142,6 +142,20 @@ int consumer_commit(struct consumer *consumer, const struct consumer_position *p
  * until consumer_resume_all(); messages already fetched are still delivered.
  * @returns 0, or -1 with errstr filled.
  */
+/**
+ * @brief Take the message at topic/partition/offset again later: the
+ * partition is paused, messages of it already fetched are not delivered,
+ * and after delay_ms it is sought back to offset and resumed. For input the
+ * caller cannot take yet through no fault of the input (a writer schema
+ * the registry cannot give right now): nothing is lost or skipped.
+ * @returns 0, or -1 with errstr filled.
+ */
+int consumer_retry_later(struct consumer *consumer, const char *topic, int32_t partition,
+			 int64_t offset, int delay_ms, char *errstr, size_t errstr_size);
+
+/** @returns true while a partition waits to re-read a message. */
+bool consumer_retrying(const struct consumer *consumer);
+
 int consumer_pause_all(struct consumer *consumer, char *errstr, size_t errstr_size);
 
 /** @brief Undo consumer_pause_all(). @returns 0, or -1 with errstr filled. */

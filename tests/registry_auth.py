@@ -73,13 +73,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class AuthGate:
     """Serves http://127.0.0.1:PORT/<path> as upstream_base/<path>, behind basic auth."""
 
-    def __init__(self, upstream_url, require_auth=True, tls=None):
+    def __init__(self, upstream_url, require_auth=True, tls=None, port=0):
         # upstream_url is the API base (http://127.0.0.1:P/apis/ccompat/v7):
         # the gate serves the same base path on its own port.
         scheme_host, _, base_path = upstream_url.partition("//")[2].partition("/")
         handler = type("Handler", (_Handler,), {"upstream": "http://" + scheme_host,
                                                 "require_auth": require_auth})
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
         scheme = "http"
         if tls is not None:  # (certificate file, key file), PEM

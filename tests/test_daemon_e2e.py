@@ -1119,3 +1119,76 @@ def test_the_default_variant_is_called_model_and_an_old_one_is_adopted(daemon):
     assert daemon.stop() == 0
     log = daemon.logtext()
     assert "is new" not in log and "not in the configuration" not in log, log
+
+
+def confluent_framed_events(daemon, registry_url, count, users=40):
+    subprocess.run([STREAMREC, "produce", "--brokers", daemon.broker.bootstrap, "--topic",
+                    daemon.events, "--count", str(count), "--users", str(users),
+                    "--framing", "confluent", "--registry", registry_url],
+                   check=True, capture_output=True, timeout=120)
+
+
+def test_the_daemon_reads_and_writes_through_the_schema_registry(daemon, schema_registry):
+    """registry.url: framed input is decoded with the writer schema its id names,
+    fetched from a real registry; framed output registers Recommendation under
+    <topic>-value, and an independent client (confluent-kafka's
+    AvroDeserializer with its own registry client) reads the lists."""
+    from confluent_kafka import Consumer
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    daemon.config.write_text(daemon.config.read_text().replace(
+        f"topic = {daemon.recs}\n", f"topic = {daemon.recs}\nframing = confluent\n"))
+    daemon.add_config(f"[registry]\nurl = {schema_registry.url}\n")
+    daemon.start()
+    confluent_framed_events(daemon, schema_registry.url, 500)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 500), \
+        daemon.logtext()
+    assert daemon.metric("streamrec_dlq_messages_total") == 0
+
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": schema_registry.url}))
+    consumer = Consumer({"bootstrap.servers": daemon.broker.bootstrap, "group.id": "indep",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([daemon.recs])
+    lists, deadline = [], time.time() + 60
+    while len(lists) < 20 and time.time() < deadline:
+        m = consumer.poll(1.0)
+        if m is None or m.error():
+            continue
+        lists.append(deserialize(m.value(), SerializationContext(daemon.recs,
+                                                                 MessageField.VALUE)))
+    consumer.close()
+    assert len(lists) >= 20
+    assert all(r["user_id"] and r["variant"] == "model" for r in lists)
+    assert all(len(r["items"]) > 0 and "item_id" in r["items"][0] for r in lists)
+    assert daemon.stop() == 0
+
+
+def test_events_wait_while_the_registry_is_away(daemon, schema_registry):
+    """A framed event whose writer schema cannot be fetched (registry down) is
+    neither dead-lettered nor skipped: its partition waits and reads it again,
+    and once the registry is back every event is learned exactly once."""
+    from registry_auth import AuthGate
+
+    gate = AuthGate(schema_registry.url, require_auth=False)
+    port, url = gate.server.server_address[1], gate.url
+    gate.close()  # the registry is away when the daemon starts
+    daemon.add_config(f"[registry]\nurl = {url}\nretry_ms = 300ms\n")
+    daemon.start()
+    confluent_framed_events(daemon, schema_registry.url, 300)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_schema_waits_total") >= 3), \
+        daemon.logtext()
+    time.sleep(2)
+    assert daemon.metric("streamrec_updates_total") == 0
+    assert daemon.metric("streamrec_dlq_messages_total") == 0
+    assert daemon.process.poll() is None
+    gate = AuthGate(schema_registry.url, require_auth=False, port=port)
+    try:
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 300), \
+            daemon.logtext()
+        assert settled(daemon) == 300  # each event once: none skipped, none twice
+        assert daemon.metric("streamrec_dlq_messages_total") == 0
+        assert daemon.stop() == 0
+    finally:
+        gate.close()

@@ -168,7 +168,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_refresh_waiting 0");
 	assert_line(text, "streamrec_refresh_deferred_total 0");
 	assert_int_equal(count_lines_starting(text, "streamrec_index_recall{"), 0);
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 23);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 24);
 	free(text);
 
 	metrics_remove_consumer_lag(m, "events", 0);
