@@ -114,13 +114,16 @@ void model_config_default(struct model_config *config)
 	config->negatives = 4;
 	memcpy(config->event_weight, weights, sizeof weights);
 	config->recent_items = 5;
-	config->covis_weight = 0.5f;
-	config->covis_neighbours = 32;
+	config->covis_weight = 2.0f;
+	config->covis_neighbours = 1024;
 	config->covis_window = 3;
+	config->covis_both_directions = true;
+	config->covis_weighted = true;
 	config->covis_half_life_events = 1e6;
 	config->sampler_exponent = 0.75f;
 	config->correction_weight = 1.0f;
 	config->trending_half_life_ms = 3600e3;
+	config->trending_weight = 0.5f;
 	config->init_std = 0.1f;
 	config->use_taste = true;
 	config->use_bias = true;

@@ -98,17 +98,17 @@ struct model_config {
 	 */
 	float event_weight[EVENT_TYPE_COUNT];
 	unsigned recent_items;         /**< L, the short-term window; default 5 */
-	float covis_weight;            /**< beta; default 0.5 */
+	float covis_weight;            /**< beta; default 2 */
 	/**
 	 * Neighbours kept per item, 1..COVIS_MAX_BOUND (and recent_items times
 	 * this at most 1<<22: a query gathers that many); when a list is full
-	 * a newcomer replaces its weakest entry. Default 32.
+	 * a newcomer replaces its weakest entry. Default 1024.
 	 */
 	unsigned covis_neighbours;
 	unsigned covis_window;         /**< a new item pairs with each of the last W items; default 3 */
-	/** Also count each pair back (j near i as well as i after j); default false. */
+	/** Also count each pair back (j near i as well as i after j); default true. */
 	bool covis_both_directions;
-	/** Count a pair with the event's weight instead of 1; default false. */
+	/** Count a pair with the event's weight instead of 1; default true. */
 	bool covis_weighted;
 	/** Co-visitation decay, in learned events; 0: none. Default 1e6 events. */
 	double covis_half_life_events;
@@ -122,7 +122,7 @@ struct model_config {
 	/**
 	 * gamma of the trending signal gamma*log(trend_i) (trend_i: item i's
 	 * count decayed with trending_half_life_ms, in event time), 0..100;
-	 * default 0. Kept in the bias column with the correction: it moves
+	 * default 0.5. Kept in the bias column with the correction: it moves
 	 * only when i is counted (and all items at a trending rescale).
 	 */
 	float trending_weight;
