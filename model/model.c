@@ -114,7 +114,7 @@ void model_config_default(struct model_config *config)
 	config->negatives = 4;
 	memcpy(config->event_weight, weights, sizeof weights);
 	config->recent_items = 5;
-	config->covis_weight = 2.0f;
+	config->covis_weight = 4.0f;
 	config->covis_neighbours = 1024;
 	config->covis_window = 3;
 	config->covis_both_directions = true;

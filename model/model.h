@@ -98,7 +98,7 @@ struct model_config {
 	 */
 	float event_weight[EVENT_TYPE_COUNT];
 	unsigned recent_items;         /**< L, the short-term window; default 5 */
-	float covis_weight;            /**< beta; default 2 */
+	float covis_weight;            /**< beta; default 4 */
 	/**
 	 * Neighbours kept per item, 1..COVIS_MAX_BOUND (and recent_items times
 	 * this at most 1<<22: a query gathers that many); when a list is full
