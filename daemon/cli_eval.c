@@ -9,6 +9,8 @@
  * exact.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -38,37 +40,79 @@ static int parse_real(const char *option, const char *text, double min, double m
 	return 0;
 }
 
-/* --signals taste,intent,covis,correction (or all, or none). */
+/* The signals --signals and the ablations name, and their switches. */
+static const struct {
+	const char *name;
+	size_t offset;
+} signal_table[] = {
+    {"taste", offsetof(struct model_config, use_taste)},
+    {"intent", offsetof(struct model_config, use_intent)},
+    {"covis", offsetof(struct model_config, use_covis)},
+    {"bias", offsetof(struct model_config, use_bias)},
+    {"correction", offsetof(struct model_config, use_correction)},
+    {"trending", offsetof(struct model_config, use_trending)},
+};
+#define SIGNALS (sizeof signal_table / sizeof signal_table[0])
+
+static bool *signal_switch(struct model_config *config, size_t s)
+{
+	return (bool *)((char *)config + signal_table[s].offset);
+}
+
+/* --signals taste,intent,covis,bias,correction,trending (or all, or none):
+ * exactly the signals named are on, every other one off. */
 static int parse_signals(const char *text, struct model_config *config)
 {
 	char copy[256], *save = NULL;
-	config->use_taste = config->use_intent = config->use_covis = config->use_correction = false;
-	if (strcmp(text, "all") == 0) {
-		config->use_taste = config->use_intent = config->use_covis =
-		    config->use_correction = true;
-		return 0;
-	}
-	if (strcmp(text, "none") == 0)
+	bool all = strcmp(text, "all") == 0;
+	for (size_t k = 0; k < SIGNALS; k++)
+		*signal_switch(config, k) = all;
+	if (all || strcmp(text, "none") == 0)
 		return 0;
 	snprintf(copy, sizeof copy, "%s", text);
 	for (char *s = strtok_r(copy, ",", &save); s != NULL; s = strtok_r(NULL, ",", &save)) {
-		if (strcmp(s, "taste") == 0 || strcmp(s, "mf") == 0)
-			config->use_taste = true;
-		else if (strcmp(s, "intent") == 0 || strcmp(s, "seq") == 0)
-			config->use_intent = true;
-		else if (strcmp(s, "covis") == 0)
-			config->use_covis = true;
-		else if (strcmp(s, "correction") == 0)
-			config->use_correction = true;
-		else {
-			fprintf(
-			    stderr,
-			    "streamrec eval: --signals: unknown signal '%s' (taste, intent, covis, "
-			    "correction, all, none)\n",
-			    s);
+		size_t k = 0;
+		if (strcmp(s, "mf") == 0)
+			s = "taste";
+		else if (strcmp(s, "seq") == 0)
+			s = "intent";
+		while (k < SIGNALS && strcmp(s, signal_table[k].name) != 0)
+			k++;
+		if (k == SIGNALS) {
+			fprintf(stderr,
+				"streamrec eval: --signals: unknown signal '%s' (taste, intent, "
+				"covis, bias, correction, trending, all, none)\n",
+				s);
 			return -1;
 		}
+		*signal_switch(config, k) = true;
 	}
+	return 0;
+}
+
+/* A duration: a number with an optional unit s, m, h or d (default ms). */
+static int parse_duration_ms(const char *option, const char *text, double *out)
+{
+	char *end;
+	double v = strtod(text, &end), unit = 1;
+	if (strcmp(end, "s") == 0)
+		unit = 1e3;
+	else if (strcmp(end, "m") == 0)
+		unit = 60e3;
+	else if (strcmp(end, "h") == 0)
+		unit = 3600e3;
+	else if (strcmp(end, "d") == 0)
+		unit = 86400e3;
+	else if (strcmp(end, "ms") != 0 && *end != '\0')
+		end = (char *)text;
+	if (end == text || !isfinite(v) || !(v > 0)) {
+		fprintf(stderr,
+			"streamrec eval: --%s: must be a positive duration (ms, or with s, m, h, "
+			"d), got '%s'\n",
+			option, text);
+		return -1;
+	}
+	*out = v * unit;
 	return 0;
 }
 
@@ -110,6 +154,131 @@ static const char *retrieval_name(const struct model_config *config,
 	return pc->both_engines                              ? "both"
 	       : config->retrieval == MODEL_RETRIEVAL_INDEX ? "index"
 							    : "exact";
+}
+
+/* The baselines and ablations scored beside the model (prequential arms). */
+#define MAX_TRENDING_BASELINES 8
+#define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS)
+struct eval_arms {
+	size_t count;
+	struct prequential_arm arm[MAX_ARMS];
+	char name[MAX_ARMS][64];
+	struct prequential_split split[MAX_ARMS];
+};
+
+static void eval_arms_free(struct eval_arms *arms)
+{
+	for (size_t a = 0; a < arms->count; a++)
+		model_free(arms->arm[a].model);
+	arms->count = 0;
+}
+
+static int add_arm(struct eval_arms *arms, const char *name, const struct model_config *config,
+		   enum prequential_ranker ranker, char *errstr, size_t errstr_size)
+{
+	size_t a = arms->count;
+	struct model *model = model_new(config, errstr, errstr_size);
+	if (model == NULL)
+		return -1;
+	snprintf(arms->name[a], sizeof arms->name[a], "%s", name);
+	arms->arm[a] = (struct prequential_arm){.name = arms->name[a], .model = model, .ranker = ranker};
+	arms->count++;
+	return 0;
+}
+
+static void format_duration(double ms, char *out, size_t size)
+{
+	if (ms >= 86400e3 && fmod(ms, 86400e3) == 0)
+		snprintf(out, size, "%gd", ms / 86400e3);
+	else if (ms >= 3600e3 && fmod(ms, 3600e3) == 0)
+		snprintf(out, size, "%gh", ms / 3600e3);
+	else if (ms >= 60e3 && fmod(ms, 60e3) == 0)
+		snprintf(out, size, "%gm", ms / 60e3);
+	else if (ms >= 1e3 && fmod(ms, 1e3) == 0)
+		snprintf(out, size, "%gs", ms / 1e3);
+	else
+		snprintf(out, size, "%gms", ms);
+}
+
+/*
+ * The arms: co-visitation alone (its raw sums, nothing else in the score),
+ * the trending list at each baseline half-life and, with ablations, the
+ * model's configuration with each of its signals switched off in turn.
+ */
+static int build_arms(const struct model_config *config, const double *half_lives,
+		      size_t half_life_count, bool ablations, struct eval_arms *arms,
+		      char *errstr, size_t errstr_size)
+{
+	struct model_config c = *config;
+	char name[64], duration[32];
+	for (size_t k = 0; k < SIGNALS; k++)
+		*signal_switch(&c, k) = false;
+	c.use_covis = true;
+	c.covis_weight = 1;
+	if (add_arm(arms, "covis alone", &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+		return -1;
+	for (size_t h = 0; h < half_life_count; h++) {
+		c = *config;
+		c.learn_embeddings = false;
+		c.trending_half_life_ms = half_lives[h];
+		format_duration(half_lives[h], duration, sizeof duration);
+		snprintf(name, sizeof name, "trending %s", duration);
+		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_TRENDING, errstr, errstr_size) != 0)
+			return -1;
+	}
+	for (size_t k = 0; ablations && k < SIGNALS; k++) {
+		c = *config;
+		if (!*signal_switch(&c, k))
+			continue;
+		*signal_switch(&c, k) = false;
+		snprintf(name, sizeof name, "without %s", signal_table[k].name);
+		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* --baseline-half-lives 1h,1d,7d */
+static int parse_half_lives(const char *text, double *out, size_t *count)
+{
+	char copy[256], *save = NULL;
+	*count = 0;
+	snprintf(copy, sizeof copy, "%s", text);
+	if (strcmp(text, "none") == 0)
+		return 0;
+	for (char *s = strtok_r(copy, ",", &save); s != NULL; s = strtok_r(NULL, ",", &save)) {
+		if (*count == MAX_TRENDING_BASELINES) {
+			fprintf(stderr, "streamrec eval: --baseline-half-lives: at most %d\n",
+				MAX_TRENDING_BASELINES);
+			return -1;
+		}
+		if (parse_duration_ms("baseline-half-lives", s, &out[*count]) != 0)
+			return -1;
+		(*count)++;
+	}
+	return 0;
+}
+
+static void print_split_row(const char *name, const struct prequential_split *s)
+{
+	printf("| %-18s | %8.4f | %8.4f | %8.4f | %8.4f | %8.4f |\n", name, s->all.hit_rate,
+	       s->discovery.hit_rate, s->repeat.hit_rate, s->warm.hit_rate, s->cold.hit_rate);
+}
+
+static void json_split(FILE *out, const char *name, const struct prequential_split *s,
+		       const char *end)
+{
+	const struct prequential_scores *part[] = {&s->all, &s->discovery, &s->repeat, &s->warm,
+						   &s->cold};
+	const char *part_name[] = {"all", "discovery", "repeat", "warm", "cold"};
+	fprintf(out, "    {\"name\": \"%s\"", name);
+	for (size_t p = 0; p < 5; p++)
+		fprintf(out,
+			", \"%s\": {\"tests\": %llu, \"recall\": %.17g, \"ndcg\": %.17g, "
+			"\"mrr\": %.17g}",
+			part_name[p], (unsigned long long)part[p]->tests, part[p]->hit_rate,
+			part[p]->ndcg, part[p]->mrr);
+	fprintf(out, "}%s\n", end);
 }
 
 /*
@@ -157,7 +326,8 @@ static void json_scores(FILE *out, const char *name, const struct prequential_sc
 /* --json: the run's configuration and figures, for scripts. */
 static int write_json(const char *path, const struct event_log *log,
 		      const struct model_config *config, const struct prequential_config *pc,
-		      const struct prequential_result *r, char *errstr, size_t errstr_size)
+		      const struct prequential_result *r, const struct eval_arms *arms,
+		      char *errstr, size_t errstr_size)
 {
 	FILE *out = fopen(path, "w");
 	if (out == NULL) {
@@ -177,6 +347,17 @@ static int write_json(const char *path, const struct event_log *log,
 	fprintf(out, "  \"retrieval\": \"%s\",\n", retrieval_name(config, pc));
 	json_scores(out, "model", &r->model);
 	json_scores(out, "popularity", &r->popularity);
+	fprintf(out, "  \"rankings\": [\n");
+	json_split(out, "streamrec", &r->model_split, ",");
+	json_split(out, "popularity", &r->popularity_split, arms->count ? "," : "");
+	for (size_t a = 0; a < arms->count; a++)
+		json_split(out, arms->name[a], &r->arms[a], a + 1 < arms->count ? "," : "");
+	fprintf(out, "  ],\n");
+	fprintf(out,
+		"  \"signals\": {\"taste\": %d, \"intent\": %d, \"covis\": %d, \"bias\": %d, "
+		"\"correction\": %d, \"trending\": %d},\n",
+		config->use_taste, config->use_intent, config->use_covis, config->use_bias,
+		config->use_correction, config->use_trending);
 	if (pc->both_engines) {
 		json_scores(out, "index", &r->index);
 		fprintf(out,
@@ -225,11 +406,24 @@ int cli_eval(int argc, char **argv)
 						{"nprobe", required_argument, NULL, 'P'},
 						{"nlist", required_argument, NULL, 'N'},
 						{"trending", required_argument, NULL, 'G'},
+						{"covis-neighbours", required_argument, NULL, 1000},
+						{"covis-window", required_argument, NULL, 1001},
+						{"covis-directions", required_argument, NULL, 1002},
+						{"covis-count", required_argument, NULL, 1003},
+						{"covis-half-life", required_argument, NULL, 1004},
+						{"trending-weight", required_argument, NULL, 1005},
+						{"trending-half-life", required_argument, NULL, 1006},
+						{"baseline-half-lives", required_argument, NULL, 1007},
+						{"ablations", no_argument, NULL, 1008},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
 	struct prequential_config pc = {.k = 20, .test_every = 1};
 	const char *export_path = NULL, *json_path = NULL;
+	double half_lives[MAX_TRENDING_BASELINES] = {3600e3, 86400e3, 7 * 86400e3};
+	size_t half_life_count = 3;
+	bool ablations = false;
+	struct eval_arms arms = {0};
 	char errstr[512];
 	long long v;
 	double real;
@@ -362,6 +556,50 @@ int cli_eval(int argc, char **argv)
 			rc = cli_parse_count("eval", "trending", optarg, 0, 10000, &v);
 			config.index_trending = (size_t)v;
 			break;
+		case 1000:
+			rc = cli_parse_count("eval", "covis-neighbours", optarg, 1, COVIS_MAX_BOUND, &v);
+			config.covis_neighbours = (unsigned)v;
+			break;
+		case 1001:
+			rc = cli_parse_count("eval", "covis-window", optarg, 1, 1000, &v);
+			config.covis_window = (unsigned)v;
+			break;
+		case 1002:
+			if (strcmp(optarg, "one") == 0 || strcmp(optarg, "both") == 0)
+				config.covis_both_directions = strcmp(optarg, "both") == 0;
+			else {
+				fprintf(stderr,
+					"streamrec eval: --covis-directions: must be one or both, got "
+					"'%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 1003:
+			if (strcmp(optarg, "once") == 0 || strcmp(optarg, "weighted") == 0)
+				config.covis_weighted = strcmp(optarg, "weighted") == 0;
+			else {
+				fprintf(stderr,
+					"streamrec eval: --covis-count: must be once or weighted, got "
+					"'%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 1004:
+			rc = parse_real("covis-half-life", optarg, 0, 1e15, &real);
+			config.covis_half_life_events = real;
+			break;
+		case 1005:
+			rc = parse_real("trending-weight", optarg, 0, 100, &real);
+			config.trending_weight = (float)real;
+			break;
+		case 1006:
+			rc = parse_duration_ms("trending-half-life", optarg,
+					       &config.trending_half_life_ms);
+			break;
+		case 1007: rc = parse_half_lives(optarg, half_lives, &half_life_count); break;
+		case 1008: ablations = true; break;
 		default: return 2;
 		}
 		if (rc != 0)
@@ -406,7 +644,9 @@ int cli_eval(int argc, char **argv)
 	model = model_new(&config, errstr, sizeof errstr);
 	struct topk_config tc = {.max_batch = 1, .max_k = pc.k};
 	topk = model ? topk_new(&tc, errstr, sizeof errstr) : NULL;
-	if (model == NULL || topk == NULL) {
+	if (model == NULL || topk == NULL ||
+	    build_arms(&config, half_lives, half_life_count, ablations, &arms, errstr,
+		       sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
 	}
@@ -426,19 +666,31 @@ int cli_eval(int argc, char **argv)
 		}
 		pc.event_flags = event_flags;
 	}
-	struct prequential_result r;
+	pc.arms = arms.arm;
+	pc.arm_count = arms.count;
+	struct prequential_result r = {.arms = arms.split};
 	if (prequential_run(model, topk, &stream, &pc, &r, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
 	}
 	printf("%s: %zu events, %zu users, %zu items (read and sorted in %.1f s)\n", path,
 	       log->count, log->user_count, log->item_count, read_s);
-	printf("signals:%s%s%s%s  dim=%zu lr=%g l2=%g negatives=%u recent=%u covis_weight=%g "
-	       "exclude=%s\n",
-	       config.use_taste ? " taste" : "", config.use_intent ? " intent" : "",
-	       config.use_covis ? " covis" : "", config.use_correction ? " correction" : "",
-	       config.dim, (double)config.learning_rate, (double)config.l2, config.negatives,
-	       config.recent_items, (double)config.covis_weight, exclusion_name(config.exclusion));
+	printf("signals:");
+	for (size_t k = 0; k < SIGNALS; k++)
+		if (*signal_switch(&config, k))
+			printf(" %s", signal_table[k].name);
+	printf("  dim=%zu lr=%g l2=%g negatives=%u recent=%u exclude=%s\n", config.dim,
+	       (double)config.learning_rate, (double)config.l2, config.negatives,
+	       config.recent_items, exclusion_name(config.exclusion));
+	char duration[32];
+	format_duration(config.trending_half_life_ms, duration, sizeof duration);
+	printf("covis: weight=%g window=%u directions=%s count=%s neighbours=%u half_life=%g "
+	       "events (longest list %zu); trending: weight=%g half_life=%s\n",
+	       (double)config.covis_weight, config.covis_window,
+	       config.covis_both_directions ? "both" : "one",
+	       config.covis_weighted ? "weighted" : "once", config.covis_neighbours,
+	       config.covis_half_life_events, model_covis_longest(model),
+	       (double)config.trending_weight, duration);
 	if (pc.test_every > 1 || pc.warmup > 0)
 		printf("sampled: one positive event in %llu tested, first %llu events not tested\n",
 		       (unsigned long long)pc.test_every, (unsigned long long)pc.warmup);
@@ -452,6 +704,20 @@ int cli_eval(int argc, char **argv)
 		print_row(config.retrieval == MODEL_RETRIEVAL_INDEX ? "index" : "streamrec",
 			  &r.model);
 	print_row("popularity", &r.popularity);
+	printf("\nHR@%zu split: items new to the user / repeats; users with history / without\n",
+	       pc.k);
+	printf("| %-18s | all      | new      | repeat   | warm     | cold     |\n", "ranking");
+	printf("|--------------------|----------|----------|----------|----------|----------|\n");
+	print_split_row("streamrec", &r.model_split);
+	print_split_row("popularity", &r.popularity_split);
+	for (size_t a = 0; a < arms.count; a++)
+		print_split_row(arms.name[a], &r.arms[a]);
+	printf("| %-18s | %8llu | %8llu | %8llu | %8llu | %8llu |\n", "(tests)",
+	       (unsigned long long)r.model_split.all.tests,
+	       (unsigned long long)r.model_split.discovery.tests,
+	       (unsigned long long)r.model_split.repeat.tests,
+	       (unsigned long long)r.model_split.warm.tests,
+	       (unsigned long long)r.model_split.cold.tests);
 	if (pc.both_engines) {
 		struct model_index_stats is;
 		model_index_stats(model, &is);
@@ -480,12 +746,13 @@ int cli_eval(int argc, char **argv)
 	if ((export_path != NULL &&
 	     write_stream(export_path, log, event_flags, &config, errstr, sizeof errstr) != 0) ||
 	    (json_path != NULL &&
-	     write_json(json_path, log, &config, &pc, &r, errstr, sizeof errstr) != 0)) {
+	     write_json(json_path, log, &config, &pc, &r, &arms, errstr, sizeof errstr) != 0)) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
 	}
 	status = 0;
 out_free:
+	eval_arms_free(&arms);
 	topk_free(topk);
 	model_free(model);
 	free(user_hash);

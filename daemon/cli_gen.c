@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -13,16 +14,37 @@
 #include "eventlog.h"
 #include "synth.h"
 
+/* A probability option: a number from 0 to 1. */
+static int parse_share(const char *option, const char *text, double *out)
+{
+	char *end;
+	double v = strtod(text, &end);
+	if (end == text || *end != '\0' || !(v >= 0 && v <= 1)) {
+		fprintf(stderr, "streamrec gen: --%s: must be a number from 0 to 1, got '%s'\n",
+			option, text);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 int cli_gen(int argc, char **argv)
 {
 	static const struct option options[] = {
 	    {"users", required_argument, NULL, 'u'},    {"items", required_argument, NULL, 'i'},
 	    {"clusters", required_argument, NULL, 'c'}, {"events", required_argument, NULL, 'e'},
 	    {"seed", required_argument, NULL, 's'},     {"format", required_argument, NULL, 'f'},
-	    {"out", required_argument, NULL, 'o'},      {NULL, 0, NULL, 0}};
+	    {"out", required_argument, NULL, 'o'},
+	    {"drift-period", required_argument, NULL, 'D'},
+	    {"repeat-prob", required_argument, NULL, 'R'},
+	    {"reverse-share", required_argument, NULL, 'B'},
+	    {"successor-prob", required_argument, NULL, 'P'},
+	    {"session-events", required_argument, NULL, 'S'},
+	    {"mean-gap-ms", required_argument, NULL, 'G'},
+	    {NULL, 0, NULL, 0}};
 	struct synth_config config = synth_config_default();
 	long long users = config.users, items = config.items, clusters = config.clusters;
-	long long events = (long long)config.events, seed = (long long)config.seed;
+	long long events = (long long)config.events, seed = (long long)config.seed, v;
 	const char *format = "csv", *out = NULL;
 	struct event_log *log = NULL;
 	struct synth *synth;
@@ -50,6 +72,42 @@ int cli_gen(int argc, char **argv)
 		case 's': rc = cli_parse_count("gen", "seed", optarg, 0, LLONG_MAX, &seed); break;
 		case 'f': format = optarg; break;
 		case 'o': out = optarg; break;
+		case 'D':
+			rc = cli_parse_count("gen", "drift-period", optarg, 0, UINT32_MAX, &v);
+			config.drift_period_events = (size_t)v;
+			break;
+		case 'R': rc = parse_share("repeat-prob", optarg, &config.repeat_prob); break;
+		case 'B':
+			rc = parse_share("reverse-share", optarg, &config.successor_reverse_share);
+			break;
+		case 'P': rc = parse_share("successor-prob", optarg, &config.successor_prob); break;
+		case 'S': {
+			unsigned lo, hi;
+			char tail;
+			if (sscanf(optarg, "%u-%u%c", &lo, &hi, &tail) != 2 || lo < 1 || hi < lo ||
+			    hi > 100000) {
+				fprintf(stderr,
+					"streamrec gen: --session-events: expected MIN-MAX with 1 <= "
+					"MIN <= MAX, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			config.session_min_events = lo;
+			config.session_max_events = hi;
+			break;
+		}
+		case 'G': {
+			char *end;
+			config.mean_gap_ms = strtod(optarg, &end);
+			if (end == optarg || *end != '\0' || !(config.mean_gap_ms > 0)) {
+				fprintf(stderr,
+					"streamrec gen: --mean-gap-ms: must be a positive number, got "
+					"'%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		}
 		default: return 2;
 		}
 		if (rc != 0)

@@ -6,25 +6,31 @@
 
 #define RESCALE_ABOVE 1e20
 
-struct covis {
-	size_t neighbours;
-	double growth; /* per event: 2^(1/half_life) */
-	double scale;  /* raw weight of one fresh count */
-	size_t items, capacity;
-	uint32_t *successor; /* items x neighbours */
-	float *weight;       /* items x neighbours, raw */
-	uint16_t *count;     /* per item: used slots */
+/* One item's neighbours, unsorted. */
+struct covis_list {
+	uint32_t *item;
+	float *weight; /* raw: divide by the table's scale */
+	uint32_t count, capacity;
 };
 
-struct covis *covis_new(size_t neighbours, double half_life_events)
+struct covis {
+	size_t bound;
+	double growth; /* per event: 2^(1/half_life), 1 without decay */
+	double scale;  /* raw weight of one fresh count */
+	size_t items, capacity;
+	struct covis_list *list; /* per item */
+	size_t longest;
+};
+
+struct covis *covis_new(size_t bound, double half_life_events)
 {
 	struct covis *c;
-	if (neighbours == 0 || neighbours > UINT16_MAX)
+	if (bound == 0 || bound > COVIS_MAX_BOUND)
 		return NULL;
 	c = calloc(1, sizeof *c);
 	if (c == NULL)
 		return NULL;
-	c->neighbours = neighbours;
+	c->bound = bound;
 	c->growth = half_life_events > 0 ? pow(2.0, 1.0 / half_life_events) : 1.0;
 	c->scale = 1.0;
 	return c;
@@ -34,9 +40,11 @@ void covis_free(struct covis *covis)
 {
 	if (covis == NULL)
 		return;
-	free(covis->successor);
-	free(covis->weight);
-	free(covis->count);
+	for (size_t i = 0; i < covis->items; i++) {
+		free(covis->list[i].item);
+		free(covis->list[i].weight);
+	}
+	free(covis->list);
 	free(covis);
 }
 
@@ -44,13 +52,15 @@ static void rescale(struct covis *c)
 {
 	float inverse = (float)(1.0 / c->scale);
 	for (size_t i = 0; i < c->items; i++)
-		for (size_t k = 0; k < c->count[i]; k++)
-			c->weight[i * c->neighbours + k] *= inverse;
+		for (size_t k = 0; k < c->list[i].count; k++)
+			c->list[i].weight[k] *= inverse;
 	c->scale = 1.0;
 }
 
 int covis_tick(struct covis *covis)
 {
+	if (covis->growth == 1.0)
+		return 0;
 	covis->scale *= covis->growth;
 	if (covis->scale > RESCALE_ABOVE) {
 		rescale(covis);
@@ -64,55 +74,76 @@ void covis_set_scale(struct covis *covis, double scale)
 	covis->scale = scale;
 }
 
-static int grow(struct covis *c, size_t need)
+/* Makes room for item's list (items below it get empty lists). */
+static int ensure_item(struct covis *c, uint32_t item)
 {
-	size_t cap = c->capacity ? c->capacity : 1024;
-	while (cap < need)
-		cap *= 2;
-	uint32_t *s = realloc(c->successor, cap * c->neighbours * sizeof *s);
-	if (s == NULL)
-		return -1;
-	c->successor = s;
-	float *w = realloc(c->weight, cap * c->neighbours * sizeof *w);
-	if (w == NULL)
-		return -1;
-	c->weight = w;
-	uint16_t *n = realloc(c->count, cap * sizeof *n);
-	if (n == NULL)
-		return -1;
-	c->count = n;
-	memset(c->count + c->capacity, 0, (cap - c->capacity) * sizeof *n);
-	c->capacity = cap;
+	size_t need = (size_t)item + 1;
+	if (need > c->capacity) {
+		size_t cap = c->capacity ? c->capacity : 1024;
+		while (cap < need)
+			cap *= 2;
+		struct covis_list *grown = realloc(c->list, cap * sizeof *grown);
+		if (grown == NULL)
+			return -1;
+		memset(grown + c->capacity, 0, (cap - c->capacity) * sizeof *grown);
+		c->list = grown;
+		c->capacity = cap;
+	}
+	if (need > c->items)
+		c->items = need;
 	return 0;
 }
 
-int covis_add(struct covis *covis, uint32_t from, uint32_t to)
+/* Grows a list to hold at least need entries (at most the bound). */
+static int ensure_room(struct covis *c, struct covis_list *l, size_t need)
+{
+	if (need <= l->capacity)
+		return 0;
+	size_t cap = l->capacity ? (size_t)l->capacity * 2 : 4;
+	while (cap < need)
+		cap *= 2;
+	if (cap > c->bound)
+		cap = c->bound;
+	uint32_t *item = realloc(l->item, cap * sizeof *item);
+	if (item == NULL)
+		return -1;
+	l->item = item;
+	float *weight = realloc(l->weight, cap * sizeof *weight);
+	if (weight == NULL)
+		return -1;
+	l->weight = weight;
+	l->capacity = (uint32_t)cap;
+	return 0;
+}
+
+int covis_add(struct covis *covis, uint32_t from, uint32_t to, float amount)
 {
 	struct covis *c = covis;
 	size_t weakest = 0;
-	if ((size_t)from >= c->capacity && grow(c, (size_t)from + 1) != 0)
+	float raw = (float)(c->scale * amount);
+	if (ensure_item(c, from) != 0)
 		return -1;
-	if ((size_t)from >= c->items)
-		c->items = (size_t)from + 1;
-	uint32_t *succ = c->successor + (size_t)from * c->neighbours;
-	float *w = c->weight + (size_t)from * c->neighbours;
-	size_t n = c->count[from];
-	for (size_t k = 0; k < n; k++) {
-		if (succ[k] == to) {
-			w[k] += (float)c->scale;
+	struct covis_list *l = &c->list[from];
+	for (size_t k = 0; k < l->count; k++) {
+		if (l->item[k] == to) {
+			l->weight[k] += raw;
 			return 0;
 		}
-		if (w[k] < w[weakest])
+		if (l->weight[k] < l->weight[weakest])
 			weakest = k;
 	}
-	if (n < c->neighbours) {
-		succ[n] = to;
-		w[n] = (float)c->scale;
-		c->count[from] = (uint16_t)(n + 1);
+	if (l->count < c->bound) {
+		if (ensure_room(c, l, (size_t)l->count + 1) != 0)
+			return -1;
+		l->item[l->count] = to;
+		l->weight[l->count] = raw;
+		l->count++;
+		if (l->count > c->longest)
+			c->longest = l->count;
 		return 0;
 	}
-	succ[weakest] = to;
-	w[weakest] = (float)c->scale;
+	l->item[weakest] = to;
+	l->weight[weakest] = raw;
 	return 0;
 }
 
@@ -124,9 +155,9 @@ size_t covis_successors(const struct covis *covis, uint32_t item, const uint32_t
 		*raw_weights = NULL;
 		return 0;
 	}
-	*items = covis->successor + (size_t)item * covis->neighbours;
-	*raw_weights = covis->weight + (size_t)item * covis->neighbours;
-	return covis->count[item];
+	*items = covis->list[item].item;
+	*raw_weights = covis->list[item].weight;
+	return covis->list[item].count;
 }
 
 double covis_scale(const struct covis *covis)
@@ -134,18 +165,28 @@ double covis_scale(const struct covis *covis)
 	return covis->scale;
 }
 
+size_t covis_longest(const struct covis *covis)
+{
+	return covis->longest;
+}
+
 int covis_restore(struct covis *covis, uint32_t item, const uint32_t *items,
 		  const float *raw_weights, size_t count)
 {
 	struct covis *c = covis;
-	if (count > c->neighbours)
+	if (count > c->bound)
 		return -1;
-	if ((size_t)item >= c->capacity && grow(c, (size_t)item + 1) != 0)
+	if (ensure_item(c, item) != 0)
 		return -1;
-	if ((size_t)item >= c->items)
-		c->items = (size_t)item + 1;
-	memcpy(c->successor + (size_t)item * c->neighbours, items, count * sizeof *items);
-	memcpy(c->weight + (size_t)item * c->neighbours, raw_weights, count * sizeof *raw_weights);
-	c->count[item] = (uint16_t)count;
+	struct covis_list *l = &c->list[item];
+	if (ensure_room(c, l, count) != 0)
+		return -1;
+	if (count > 0) {
+		memcpy(l->item, items, count * sizeof *items);
+		memcpy(l->weight, raw_weights, count * sizeof *raw_weights);
+	}
+	l->count = (uint32_t)count;
+	if (l->count > c->longest)
+		c->longest = l->count;
 	return 0;
 }

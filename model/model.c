@@ -19,6 +19,10 @@
 #define ADAGRAD_EPS       1e-8f
 #define MAX_NEGATIVES     64
 #define UNCOUNTED_PENALTY -1e4f /* correction column of an item no one acted on */
+/* Co-visitation entries one query may gather (recent_items x covis_neighbours). */
+#define MAX_SPARSE (1 << 22)
+/* The trending signal's floor: log of a decayed count never goes below this. */
+#define TREND_LOG_FLOOR -700.0
 
 /* Queries per ivf_search(); a larger model_recommend() batch is cut up. */
 #define INDEX_MAX_BATCH 256
@@ -96,8 +100,7 @@ struct model {
 	struct sgd_target targets[MAX_NEGATIVES + 1];
 	uint32_t target_items[MAX_NEGATIVES + 1];
 	float score_grad[MAX_NEGATIVES + 1];
-	uint64_t *sparse_keys; /* model_sparse_capacity() each */
-	float *sparse_weights;
+	float *covis_sum; /* per item, all 0 between queries: a query's co-visitation sums */
 };
 
 void model_config_default(struct model_config *config)
@@ -111,15 +114,20 @@ void model_config_default(struct model_config *config)
 	config->negatives = 4;
 	memcpy(config->event_weight, weights, sizeof weights);
 	config->recent_items = 5;
-	config->covis_weight = 0.5f;
-	config->covis_neighbours = 32;
+	config->covis_weight = 4.0f;
+	config->covis_neighbours = 1024;
 	config->covis_window = 3;
+	config->covis_both_directions = true;
+	config->covis_weighted = true;
 	config->covis_half_life_events = 1e6;
 	config->sampler_exponent = 0.75f;
 	config->correction_weight = 1.0f;
 	config->trending_half_life_ms = 3600e3;
+	config->trending_weight = 0.5f;
 	config->init_std = 0.1f;
 	config->use_taste = true;
+	config->use_bias = true;
+	config->use_trending = true;
 	config->use_intent = true;
 	config->use_covis = true;
 	config->use_correction = true;
@@ -170,10 +178,17 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 			   (double)c->covis_weight);
 		return -1;
 	}
-	if (c->covis_neighbours < 1 || c->covis_neighbours > 1024) {
+	if (c->covis_neighbours < 1 || c->covis_neighbours > COVIS_MAX_BOUND) {
 		set_errstr(errstr, errstr_size,
-			   "covis_neighbours: must be between 1 and 1024, got %u",
+			   "covis_neighbours: must be between 1 and %d, got %u", COVIS_MAX_BOUND,
 			   c->covis_neighbours);
+		return -1;
+	}
+	if ((uint64_t)c->recent_items * c->covis_neighbours > MAX_SPARSE) {
+		set_errstr(errstr, errstr_size,
+			   "covis_neighbours: recent_items (%u) times covis_neighbours (%u) must "
+			   "be at most %d",
+			   c->recent_items, c->covis_neighbours, MAX_SPARSE);
 		return -1;
 	}
 	if (c->covis_window < 1 || c->covis_window > c->recent_items) {
@@ -182,8 +197,9 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 			   c->recent_items, c->covis_window);
 		return -1;
 	}
-	if (!(c->covis_half_life_events > 0)) {
-		set_errstr(errstr, errstr_size, "covis_half_life_events: must be > 0, got %g",
+	if (!(c->covis_half_life_events >= 0 && c->covis_half_life_events < 1e300)) {
+		set_errstr(errstr, errstr_size,
+			   "covis_half_life_events: must be >= 0 (0: no decay), got %g",
 			   c->covis_half_life_events);
 		return -1;
 	}
@@ -201,6 +217,11 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 	if (!(c->trending_half_life_ms > 0)) {
 		set_errstr(errstr, errstr_size, "trending_half_life_ms: must be > 0, got %g",
 			   c->trending_half_life_ms);
+		return -1;
+	}
+	if (!(c->trending_weight >= 0 && c->trending_weight <= 100)) {
+		set_errstr(errstr, errstr_size, "trending_weight: must be between 0 and 100, got %g",
+			   (double)c->trending_weight);
 		return -1;
 	}
 	if (!(c->init_std > 0 && c->init_std <= 1)) {
@@ -258,11 +279,8 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 	m->h = calloc(m->dim, sizeof *m->h);
 	m->grad_h = calloc(m->dim, sizeof *m->grad_h);
 	m->grad_row = calloc(m->dim, sizeof *m->grad_row);
-	m->sparse_keys = calloc(model_sparse_capacity(m), sizeof *m->sparse_keys);
-	m->sparse_weights = calloc(model_sparse_capacity(m), sizeof *m->sparse_weights);
 	if (m->sampler == NULL || m->covis == NULL || m->popularity == NULL || m->h == NULL ||
-	    m->grad_h == NULL || m->grad_row == NULL || m->sparse_keys == NULL ||
-	    m->sparse_weights == NULL)
+	    m->grad_h == NULL || m->grad_row == NULL)
 		goto out_free;
 	return m;
 
@@ -296,8 +314,7 @@ void model_free(struct model *model)
 	free(model->h);
 	free(model->grad_h);
 	free(model->grad_row);
-	free(model->sparse_keys);
-	free(model->sparse_weights);
+	free(model->covis_sum);
 	ivf_free(model->index);
 	free(model->item_moved);
 	free(model->moved_items);
@@ -313,6 +330,11 @@ const struct model_config *model_config(const struct model *model)
 float model_covis_weight(const struct model *model)
 {
 	return model->config.covis_weight;
+}
+
+size_t model_covis_longest(const struct model *model)
+{
+	return covis_longest(model->covis);
 }
 
 uint64_t model_step(const struct model *model)
@@ -402,7 +424,8 @@ static int ensure_items(struct model *m, size_t need)
 	    grow_array((void **)&m->dirty_items, old, cap, sizeof(uint32_t)) ||
 	    grow_array((void **)&m->item_ready, old, cap, sizeof(uint8_t)) ||
 	    grow_array((void **)&m->item_moved, old, cap, 1) ||
-	    grow_array((void **)&m->moved_items, old, cap, sizeof(uint32_t)))
+	    grow_array((void **)&m->moved_items, old, cap, sizeof(uint32_t)) ||
+	    grow_array((void **)&m->covis_sum, old, cap, sizeof(float)))
 		return -1;
 	m->item_capacity = cap;
 	return 0;
@@ -421,14 +444,32 @@ static void init_vector(float *v, size_t dim, uint64_t hash, uint64_t seed, uint
 }
 
 /* The sampler's log-odds correction of an item, from its count. */
+/* The sampler's log-odds correction of an item, from its count, plus the
+ * trending signal gamma*log(trend): both move only when the item is counted
+ * (and the trend of all items at a trending rescale, refresh_all_corrections).
+ * log(trend) is read against the trending table's epoch: a common shift
+ * that changes no ranking. */
 static void refresh_correction(struct model *m, uint32_t item)
 {
 	uint64_t count = popularity_count(m->popularity, item);
-	m->scalar[item].correction =
-	    !m->config.use_correction ? 0.0f
-	    : count > 0
-		? m->config.sampler_exponent * m->config.correction_weight * logf((float)count)
-		: UNCOUNTED_PENALTY;
+	float correction = 0.0f;
+	if (count == 0) {
+		m->scalar[item].correction = m->config.use_correction || m->config.use_trending
+						 ? UNCOUNTED_PENALTY
+						 : 0.0f;
+		return;
+	}
+	if (m->config.use_correction)
+		correction = m->config.sampler_exponent * m->config.correction_weight *
+			     logf((float)count);
+	if (m->config.use_trending && m->config.trending_weight > 0) {
+		double trend = popularity_trend(m->popularity, item);
+		double log_trend = trend > 0 ? log(trend) : TREND_LOG_FLOOR;
+		if (log_trend < TREND_LOG_FLOOR)
+			log_trend = TREND_LOG_FLOOR;
+		correction += m->config.trending_weight * (float)log_trend;
+	}
+	m->scalar[item].correction = correction;
 }
 
 /* Notes that item's matrix row changed, for the index's next sync. Items
@@ -446,8 +487,22 @@ static void mark_moved(struct model *m, uint32_t item)
 static void refresh_bias_column(struct model *m, uint32_t item)
 {
 	m->matrix[(size_t)item * m->stride + m->dim] =
-	    m->scalar[item].bias + m->scalar[item].correction;
+	    (m->config.use_bias ? m->scalar[item].bias : 0.0f) + m->scalar[item].correction;
 	mark_moved(m, item);
+}
+
+/* After a trending rescale every item's trend moved by one factor: the
+ * trending signal's columns are brought back in line (O(items), rare). */
+static void refresh_all_corrections(struct model *m)
+{
+	if (!m->config.use_trending || m->config.trending_weight == 0)
+		return;
+	for (size_t i = 0; i < m->items; i++) {
+		if (!m->item_ready[i])
+			continue;
+		refresh_correction(m, (uint32_t)i);
+		refresh_bias_column(m, (uint32_t)i);
+	}
 }
 
 /* Drops from the dirty list the users forgotten since they were listed
@@ -608,7 +663,8 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 		for (size_t k = 0; k < dim; k++)
 			m->grad_row[k] = g * m->h[k] + l2 * q[k];
 		apply_step(m, q, m->grad_row, dim, &m->scalar[item].q_accum);
-		apply_step(m, &m->scalar[item].bias, &g, 1, &m->scalar[item].bias_accum);
+		if (m->config.use_bias)
+			apply_step(m, &m->scalar[item].bias, &g, 1, &m->scalar[item].bias_accum);
 		refresh_bias_column(m, item);
 		mark_item(m, item);
 	}
@@ -635,7 +691,7 @@ static void add_target(struct model *m, size_t t, uint32_t item, float label, fl
 {
 	m->target_items[t] = item;
 	m->targets[t].q = m->matrix + (size_t)item * m->stride;
-	m->targets[t].b = m->scalar[item].bias;
+	m->targets[t].b = m->config.use_bias ? m->scalar[item].bias : 0.0f;
 	m->targets[t].label = label;
 	m->targets[t].weight = weight;
 }
@@ -665,7 +721,9 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	recent_count = recent_items(m, event->user, recent);
 	m->step++;
 
-	if (!m->config.learn_embeddings) {
+	if (!m->config.learn_embeddings ||
+	    (!m->config.use_taste && !m->config.use_intent && !m->config.use_bias)) {
+		/* nothing to train: counting only */
 		if (w < 0)
 			return 0;
 		goto count;
@@ -699,8 +757,10 @@ count: /* counting: popularity, the sampler, co-visitation, history */
 	if (popularity_add(m->popularity, event->item, event->ts_ms) != 0)
 		goto out_nomem;
 	mark_item(m, popularity_last_moved(m->popularity));
-	if (popularity_rescaled(m->popularity))
+	if (popularity_rescaled(m->popularity)) {
 		m->all_items_dirty = true;
+		refresh_all_corrections(m);
+	}
 	if (sampler_set_count(m->sampler, event->item,
 			      popularity_count(m->popularity, event->item)) != 0)
 		goto out_nomem;
@@ -712,14 +772,21 @@ count: /* counting: popularity, the sampler, co-visitation, history */
 	size_t window = !m->config.learn_embeddings             ? 0
 			: recent_count > m->config.covis_window ? m->config.covis_window
 								: recent_count;
+	float amount = m->config.covis_weighted ? w : 1.0f;
 	for (size_t j = recent_count - window; j < recent_count; j++) {
 		bool seen = recent[j] == event->item;
 		for (size_t k = j + 1; k < recent_count && !seen; k++)
 			seen = recent[k] == recent[j];
-		if (!seen && covis_add(m->covis, recent[j], event->item) != 0)
+		if (seen)
+			continue;
+		if (covis_add(m->covis, recent[j], event->item, amount) != 0)
 			goto out_nomem;
-		if (!seen)
-			mark_item(m, recent[j]);
+		mark_item(m, recent[j]);
+		if (m->config.covis_both_directions) {
+			if (covis_add(m->covis, event->item, recent[j], amount) != 0)
+				goto out_nomem;
+			mark_item(m, event->item);
+		}
 	}
 	if (recent_count == 0 || recent[recent_count - 1] != event->item) {
 		size_t L = m->config.recent_items;
@@ -776,9 +843,9 @@ bool model_user_excludes(const struct model *model, uint32_t user, uint32_t item
 					  item);
 }
 
-static int compare_keys(const void *a, const void *b)
+static int compare_items(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 	return (x > y) - (x < y);
 }
 
@@ -804,11 +871,12 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 
 	if (!m->config.use_covis || m->config.covis_weight == 0 || recent_count == 0)
 		return;
-	/* Gather the successors of distinct recent items as (item << 32 | slot)
-	 * keys, sort them by item, and sum each item's run: sum_j covis(j, i). */
+	/* Sum each neighbour's decayed counts over the distinct recent items,
+	 * in recent order (so sums are bit-identical run to run): a dense
+	 * per-item accumulator, the first touch listing the item. */
 	double inverse_scale = 1.0 / covis_scale(m->covis);
-	uint64_t *keys = m->sparse_keys;
-	size_t n = 0;
+	float *sum = m->covis_sum;
+	size_t out = 0;
 	for (size_t j = 0; j < recent_count; j++) {
 		bool repeat = false;
 		for (size_t k = j + 1; k < recent_count && !repeat; k++)
@@ -819,21 +887,18 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 		const float *weight;
 		size_t count = covis_successors(m->covis, recent[j], &succ, &weight);
 		for (size_t s = 0; s < count; s++) {
-			m->sparse_weights[n] = (float)(weight[s] * inverse_scale);
-			keys[n] = ((uint64_t)succ[s] << 32) | (uint32_t)n;
-			n++;
+			float add = (float)(weight[s] * inverse_scale);
+			if (sum[succ[s]] == 0.0f)
+				query->sparse_items[out++] = succ[s];
+			/* a weight that decayed to 0 must still list its item once */
+			sum[succ[s]] += add > 0 ? add : 1e-30f;
 		}
 	}
-	qsort(keys, n, sizeof *keys, compare_keys);
-	size_t out = 0;
-	for (size_t s = 0; s < n;) {
-		uint32_t item = (uint32_t)(keys[s] >> 32);
-		double sum = 0;
-		for (; s < n && (uint32_t)(keys[s] >> 32) == item; s++)
-			sum += m->sparse_weights[(uint32_t)keys[s]];
-		query->sparse_items[out] = item;
-		query->sparse_scores[out] = m->config.covis_weight * (float)log1p(sum);
-		out++;
+	qsort(query->sparse_items, out, sizeof *query->sparse_items, compare_items);
+	for (size_t s = 0; s < out; s++) {
+		uint32_t item = query->sparse_items[s];
+		query->sparse_scores[s] = m->config.covis_weight * (float)log1p(sum[item]);
+		sum[item] = 0.0f;
 	}
 	query->sparse_count = out;
 }
@@ -1510,8 +1575,8 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 	struct row_reader r = {row, len, 0, false};
 	struct popularity_item pop;
 	struct sampler_place place;
-	uint32_t n, succ[1024];
-	float weight[1024];
+	uint32_t n, *succ = NULL;
+	float *weight = NULL;
 	if (check_header(&r, m, "item", errstr, errstr_size) != 0)
 		return -1;
 	if (ensure_items(m, (size_t)item + 1) != 0)
@@ -1532,19 +1597,31 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 		set_errstr(errstr, errstr_size, "item row %u: truncated or inconsistent", item);
 		return -1;
 	}
+	succ = malloc((n ? n : 1) * sizeof *succ);
+	weight = malloc((n ? n : 1) * sizeof *weight);
+	if (succ == NULL || weight == NULL)
+		goto out_nomem_free;
 	get(&r, succ, n * sizeof *succ);
 	get(&r, weight, n * sizeof *weight);
 	if (r.failed || r.at != len) {
 		set_errstr(errstr, errstr_size, "item row %u: %zu bytes, expected %zu", item, len,
 			   r.at);
-		return -1;
+		goto out_free;
 	}
 	if (popularity_restore_item(m->popularity, item, &pop) != 0 ||
 	    sampler_restore_item(m->sampler, item, pop.count, place) != 0 ||
 	    covis_restore(m->covis, item, succ, weight, n) != 0)
-		goto out_nomem;
+		goto out_nomem_free;
 	m->item_ready[item] = 1;
+	free(succ);
+	free(weight);
 	return 0;
+out_nomem_free:
+	set_errstr(errstr, errstr_size, "out of memory restoring item %u", item);
+out_free:
+	free(succ);
+	free(weight);
+	return -1;
 out_nomem:
 	set_errstr(errstr, errstr_size, "out of memory restoring item %u", item);
 	return -1;

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "covis.h"
 #include "event.h"
 
 
@@ -97,18 +98,41 @@ struct model_config {
 	 */
 	float event_weight[EVENT_TYPE_COUNT];
 	unsigned recent_items;         /**< L, the short-term window; default 5 */
-	float covis_weight;            /**< beta; default 0.5 */
-	unsigned covis_neighbours;     /**< successors kept per item; default 32 */
-	unsigned covis_window;         /**< an item follows each of the last W items; default 3 */
-	double covis_half_life_events; /**< co-visitation decay; default 1e6 events */
+	float covis_weight;            /**< beta; default 4 */
+	/**
+	 * Neighbours kept per item, 1..COVIS_MAX_BOUND (and recent_items times
+	 * this at most 1<<22: a query gathers that many); when a list is full
+	 * a newcomer replaces its weakest entry. Default 1024.
+	 */
+	unsigned covis_neighbours;
+	unsigned covis_window;         /**< a new item pairs with each of the last W items; default 3 */
+	/** Also count each pair back (j near i as well as i after j); default true. */
+	bool covis_both_directions;
+	/** Count a pair with the event's weight instead of 1; default true. */
+	bool covis_weighted;
+	/** Co-visitation decay, in learned events; 0: none. Default 1e6 events. */
+	double covis_half_life_events;
 	float sampler_exponent;        /**< alpha of count^alpha; default 0.75 */
 	float correction_weight;       /**< multiplies alpha*log(count) at ranking; default 1 */
-	double trending_half_life_ms;  /**< trending decay; default 1 h */
+	/**
+	 * Trending decay in event time, for the cold-start list and the trending
+	 * signal; default 1 h.
+	 */
+	double trending_half_life_ms;
+	/**
+	 * gamma of the trending signal gamma*log(trend_i) (trend_i: item i's
+	 * count decayed with trending_half_life_ms, in event time), 0..100;
+	 * default 0.5. Kept in the bias column with the correction: it moves
+	 * only when i is counted (and all items at a trending rescale).
+	 */
+	float trending_weight;
 	float init_std;                /**< initial vector spread; default 0.1 */
 	bool use_taste;                /**< signal 1 (p_u) */
+	bool use_bias;                 /**< the learned item bias b_i (trained and ranked) */
 	bool use_intent;               /**< signal 2 (ybar_u) */
 	bool use_covis;                /**< signal 3 */
 	bool use_correction;           /**< the log-odds correction */
+	bool use_trending;             /**< the trending signal (trending_weight) */
 	/** false: keep only counts, exclusions and recent items (a popularity
 	 * control arm needs nothing else): no gradient steps, no co-visitation. */
 	bool learn_embeddings;
@@ -186,6 +210,9 @@ void model_prefetch(const struct model *model, const struct model_event *event);
 
 /** @returns the co-visitation weight beta in force. */
 float model_covis_weight(const struct model *model);
+
+/** @returns the longest co-visitation list (for tuning covis_neighbours). */
+size_t model_covis_longest(const struct model *model);
 
 /** @returns the number of events learned so far (the model step). */
 uint64_t model_step(const struct model *model);

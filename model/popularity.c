@@ -123,6 +123,11 @@ int popularity_add(struct popularity *popularity, uint32_t item, int64_t ts_ms)
 	return 0;
 }
 
+double popularity_trend(const struct popularity *popularity, uint32_t item)
+{
+	return (size_t)item < popularity->items ? popularity->trend[item] : 0;
+}
+
 uint64_t popularity_count(const struct popularity *popularity, uint32_t item)
 {
 	return (size_t)item < popularity->items ? popularity->count[item] : 0;

@@ -56,6 +56,14 @@ int popularity_restore_item(struct popularity *popularity, uint32_t item,
 /** @returns 0, or -1 when the ranks restored do not form the saved order. */
 int popularity_set_globals(struct popularity *popularity, const struct popularity_globals *g);
 
+/**
+ * @returns item's time-decayed count relative to the table's epoch (0 for
+ * an item never counted): ratios between items are their trending ratios,
+ * and every value changes by one common factor only when
+ * popularity_rescaled() says so.
+ */
+double popularity_trend(const struct popularity *popularity, uint32_t item);
+
 /** @returns item's all-time count (0 for an item never counted). */
 uint64_t popularity_count(const struct popularity *popularity, uint32_t item);
 

@@ -3,6 +3,7 @@
 #include "clock.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ static void tally_list(struct tally *t, const uint32_t *items, size_t n, uint32_
 {
 	t->tests++;
 	for (size_t r = 0; r < n; r++) {
-		if (!t->listed[items[r]]) {
+		if (t->listed != NULL && !t->listed[items[r]]) {
 			t->listed[items[r]] = 1;
 			t->listed_count++;
 		}
@@ -41,6 +42,105 @@ static void tally_scores(const struct tally *t, size_t item_total, struct preque
 	out->ndcg = t->ndcg / n;
 	out->mrr = t->rr / n;
 	out->coverage = item_total ? (double)t->listed_count / (double)item_total : 0;
+}
+
+/* A ranking's tallies: whole (with coverage) and split. */
+enum { SEG_ALL, SEG_DISCOVERY, SEG_REPEAT, SEG_WARM, SEG_COLD, SEGMENTS };
+struct split_tally {
+	struct tally seg[SEGMENTS];
+};
+
+static void split_list(struct split_tally *t, const uint32_t *items, size_t n, uint32_t target,
+		       bool repeat, bool warm)
+{
+	tally_list(&t->seg[SEG_ALL], items, n, target);
+	tally_list(&t->seg[repeat ? SEG_REPEAT : SEG_DISCOVERY], items, n, target);
+	tally_list(&t->seg[warm ? SEG_WARM : SEG_COLD], items, n, target);
+}
+
+static void split_scores(const struct split_tally *t, size_t item_total,
+			 struct prequential_split *out)
+{
+	tally_scores(&t->seg[SEG_ALL], item_total, &out->all);
+	tally_scores(&t->seg[SEG_DISCOVERY], 0, &out->discovery);
+	tally_scores(&t->seg[SEG_REPEAT], 0, &out->repeat);
+	tally_scores(&t->seg[SEG_WARM], 0, &out->warm);
+	tally_scores(&t->seg[SEG_COLD], 0, &out->cold);
+}
+
+/* The (user, item) pairs seen so far: open addressing on user << 32 | item,
+ * plus one (0 marks a free slot), at most half full. */
+struct pair_set {
+	uint64_t *slot;
+	size_t capacity, count;
+};
+
+static size_t pair_home(uint64_t key, size_t capacity)
+{
+	key ^= key >> 33;
+	key *= 0xff51afd7ed558ccdULL;
+	key ^= key >> 33;
+	return (size_t)key & (capacity - 1);
+}
+
+static bool pair_contains(const struct pair_set *set, uint32_t user, uint32_t item)
+{
+	uint64_t key = ((uint64_t)user << 32 | item) + 1;
+	if (set->capacity == 0)
+		return false;
+	for (size_t at = pair_home(key, set->capacity);; at = (at + 1) & (set->capacity - 1)) {
+		if (set->slot[at] == key)
+			return true;
+		if (set->slot[at] == 0)
+			return false;
+	}
+}
+
+static int pair_insert(struct pair_set *set, uint32_t user, uint32_t item)
+{
+	uint64_t key = ((uint64_t)user << 32 | item) + 1;
+	if (2 * (set->count + 1) > set->capacity) {
+		size_t capacity = set->capacity ? 2 * set->capacity : 4096;
+		uint64_t *slot = calloc(capacity, sizeof *slot);
+		if (slot == NULL)
+			return -1;
+		for (size_t k = 0; k < set->capacity; k++) {
+			if (set->slot[k] == 0)
+				continue;
+			size_t at = pair_home(set->slot[k], capacity);
+			while (slot[at] != 0)
+				at = (at + 1) & (capacity - 1);
+			slot[at] = set->slot[k];
+		}
+		free(set->slot);
+		set->slot = slot;
+		set->capacity = capacity;
+	}
+	size_t at = pair_home(key, set->capacity);
+	for (; set->slot[at] != 0; at = (at + 1) & (set->capacity - 1))
+		if (set->slot[at] == key)
+			return 0;
+	set->slot[at] = key;
+	set->count++;
+	return 0;
+}
+
+/* Ranks one arm's list for user into items. */
+static int rank_arm(const struct prequential_arm *arm, struct topk *topk, uint32_t user, size_t k,
+		    struct topk_result *list, uint32_t *items, size_t *n, char *errstr,
+		    size_t errstr_size)
+{
+	switch (arm->ranker) {
+	case PREQUENTIAL_RANK_POPULAR: *n = model_popular(arm->model, user, k, NULL, items); break;
+	case PREQUENTIAL_RANK_TRENDING: *n = model_trending(arm->model, user, k, items); break;
+	default:
+		if (model_recommend(arm->model, topk, &user, 1, k, NULL, list, n, errstr,
+				    errstr_size) != 0)
+			return -1;
+		for (size_t r = 0; r < *n; r++)
+			items[r] = list[r].item;
+	}
+	return 0;
 }
 
 /* What the side-by-side run adds up across test points. */
@@ -88,7 +188,9 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	const struct model_config *mc = model_config(model);
 	size_t k = config->k ? config->k : 20;
 	uint64_t every = config->test_every ? config->test_every : 1, positives = 0;
-	struct tally ours = {0}, popular = {0}, indexed = {0};
+	struct split_tally ours = {0}, popular = {0}, *arms = NULL;
+	struct tally indexed = {0};
+	struct pair_set seen = {0};
 	struct both_totals both = {0};
 	struct topk_result *list = malloc(k * sizeof *list);
 	struct topk_result *index_list = malloc(k * sizeof *index_list);
@@ -96,14 +198,25 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	int rc = -1;
 	double start = clock_monotonic_s();
 
+	struct prequential_split *arm_results = result->arms;
 	memset(result, 0, sizeof *result);
-	ours.listed = calloc(stream->item_total + 1, 1);
-	popular.listed = calloc(stream->item_total + 1, 1);
+	result->arms = arm_results;
+	ours.seg[SEG_ALL].listed = calloc(stream->item_total + 1, 1);
+	popular.seg[SEG_ALL].listed = calloc(stream->item_total + 1, 1);
 	indexed.listed = calloc(stream->item_total + 1, 1);
-	if (list == NULL || index_list == NULL || items == NULL || ours.listed == NULL ||
-	    popular.listed == NULL || indexed.listed == NULL) {
+	arms = calloc(config->arm_count + 1, sizeof *arms);
+	if (list == NULL || index_list == NULL || items == NULL ||
+	    ours.seg[SEG_ALL].listed == NULL || popular.seg[SEG_ALL].listed == NULL ||
+	    indexed.listed == NULL || arms == NULL) {
 		snprintf(errstr, errstr_size, "out of memory for evaluation");
 		goto out_free;
+	}
+	for (size_t a = 0; a < config->arm_count; a++) {
+		arms[a].seg[SEG_ALL].listed = calloc(stream->item_total + 1, 1);
+		if (arms[a].seg[SEG_ALL].listed == NULL) {
+			snprintf(errstr, errstr_size, "out of memory for evaluation");
+			goto out_free;
+		}
 	}
 	for (size_t e = 0; e < stream->count; e++) {
 		uint32_t user = stream->user[e], item = stream->item[e];
@@ -129,6 +242,8 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 			} else {
 				flags |= PREQUENTIAL_TESTED;
 				size_t n;
+				bool repeat = pair_contains(&seen, user, item);
+				bool warm = model_user_has_history(model, user);
 				if (config->both_engines) {
 					size_t index_n;
 					if (rank_both(model, topk, user, k, list, &n, index_list,
@@ -142,13 +257,27 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 					goto out_free;
 				for (size_t r = 0; r < n; r++)
 					items[r] = list[r].item;
-				tally_list(&ours, items, n, item);
+				split_list(&ours, items, n, item, repeat, warm);
 				n = model_popular(model, user, k, NULL, items);
-				tally_list(&popular, items, n, item);
+				split_list(&popular, items, n, item, repeat, warm);
+				for (size_t a = 0; a < config->arm_count; a++) {
+					if (rank_arm(&config->arms[a], topk, user, k, list, items,
+						     &n, errstr, errstr_size) != 0)
+						goto out_free;
+					split_list(&arms[a], items, n, item, repeat, warm);
+				}
 			}
 		}
 		if (model_learn(model, &event, errstr, errstr_size) != 0)
 			goto out_free;
+		for (size_t a = 0; a < config->arm_count; a++)
+			if (model_learn(config->arms[a].model, &event, errstr, errstr_size) != 0)
+				goto out_free;
+		if (stream->type[e] < EVENT_TYPE_COUNT && mc->event_weight[stream->type[e]] > 0 &&
+		    pair_insert(&seen, user, item) != 0) {
+			snprintf(errstr, errstr_size, "out of memory for evaluation");
+			goto out_free;
+		}
 		if (config->event_flags != NULL) {
 			if (model_user_excludes(model, user, item))
 				flags |= PREQUENTIAL_EXCLUDES_ITEM;
@@ -156,8 +285,12 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 		}
 	}
 	result->events = stream->count;
-	tally_scores(&ours, stream->item_total, &result->model);
-	tally_scores(&popular, stream->item_total, &result->popularity);
+	split_scores(&ours, stream->item_total, &result->model_split);
+	split_scores(&popular, stream->item_total, &result->popularity_split);
+	result->model = result->model_split.all;
+	result->popularity = result->popularity_split.all;
+	for (size_t a = 0; a < config->arm_count && result->arms != NULL; a++)
+		split_scores(&arms[a], stream->item_total, &result->arms[a]);
 	result->seconds = clock_monotonic_s() - start;
 	result->events_per_s = result->seconds > 0 ? (double)stream->count / result->seconds : 0;
 	if (config->both_engines) {
@@ -179,7 +312,11 @@ out_free:
 	free(index_list);
 	free(items);
 	free(indexed.listed);
-	free(ours.listed);
-	free(popular.listed);
+	free(ours.seg[SEG_ALL].listed);
+	free(popular.seg[SEG_ALL].listed);
+	for (size_t a = 0; arms != NULL && a < config->arm_count; a++)
+		free(arms[a].seg[SEG_ALL].listed);
+	free(arms);
+	free(seen.slot);
 	return rc;
 }

@@ -10,6 +10,20 @@
  * protocol excludes for that user (for example re-buying a bought item
  * under MODEL_EXCLUDE_BOUGHT) cannot be hit by any list and is skipped.
  *
+ * Baselines and ablations (prequential_config.arms): other rankers scored
+ * on exactly the same test points, each learning every event after the
+ * test like the model: another model's fused score (an ablation, or
+ * co-visitation alone), or a model's all-time popularity or trending list
+ * (a trending baseline is a model whose trending_half_life_ms is the
+ * baseline's). Every arm uses its own model's exclusions, so arms should
+ * share the model's exclusion setting.
+ *
+ * Every ranking's figures are also split (struct prequential_split): test
+ * points whose item is new to the user (discovery: the user never acted on
+ * it before in the stream) against repeats, and warm users (the model holds
+ * history for them: the fused score ranks) against cold ones (no history:
+ * the trending list).
+ *
  * Side by side (prequential_config.both_engines): at every test point the
  * same model ranks the user's list with the exact engine and with the index
  * engine (model_recommend_with()); both are scored, and the share of the
@@ -47,6 +61,20 @@ enum prequential_event_flag {
 	PREQUENTIAL_EXCLUDES_ITEM = 4, /**< after learning it, the item is excluded for the user */
 };
 
+/** What an arm ranks with. */
+enum prequential_ranker {
+	PREQUENTIAL_RANK_MODEL = 0, /**< the arm model's serving policy (model_recommend) */
+	PREQUENTIAL_RANK_POPULAR,   /**< the arm model's all-time popularity list */
+	PREQUENTIAL_RANK_TRENDING,  /**< the arm model's trending list */
+};
+
+/** A ranker scored beside the model. The caller owns name and model. */
+struct prequential_arm {
+	const char *name;
+	struct model *model; /**< learns every event (after the test), like the main model */
+	enum prequential_ranker ranker;
+};
+
 struct prequential_config {
 	size_t k;            /**< list length, default 20 */
 	uint64_t test_every; /**< test one positive in N (1 = all), for large streams */
@@ -60,6 +88,10 @@ struct prequential_config {
 	/** Rank every test point with both engines (see above); false: the
 	 * model's configured engine alone. */
 	bool both_engines;
+	/** Optional baselines and ablations (see above); their scores go to
+	 * prequential_result.arms, which the caller provides (arm_count entries). */
+	const struct prequential_arm *arms;
+	size_t arm_count;
 };
 
 /** One ranking's scores. */
@@ -71,11 +103,24 @@ struct prequential_scores {
 	double coverage; /**< distinct items ever listed / catalogue size */
 };
 
+/** One ranking's figures, whole and split (coverage only in `all`). */
+struct prequential_split {
+	struct prequential_scores all;
+	struct prequential_scores discovery; /**< the item is new to the user */
+	struct prequential_scores repeat;    /**< the user acted on the item before */
+	struct prequential_scores warm;      /**< the user has history in the model */
+	struct prequential_scores cold;      /**< the user has none: the trending list */
+};
+
 struct prequential_result {
 	uint64_t events;
 	uint64_t skipped_excluded;
 	struct prequential_scores model; /**< the configured engine; with both_engines the exact one */
 	struct prequential_scores popularity;
+	struct prequential_split model_split;      /**< model, split */
+	struct prequential_split popularity_split; /**< popularity, split */
+	/** Caller-provided, prequential_config.arm_count entries (NULL when none). */
+	struct prequential_split *arms;
 	double seconds;
 	double events_per_s; /**< events learned and tested per second, whole replay */
 	/* with both_engines only: */
@@ -89,7 +134,9 @@ struct prequential_result {
 };
 
 /**
- * @brief Replay the stream through model (which learns from all of it).
+ * @brief Replay the stream through model (which learns from all of it) and
+ * through every arm's model. result->arms must be set by the caller (room
+ * for config->arm_count) before the call; the rest of result is written.
  * @returns 0, or -1 with errstr filled.
  */
 int prequential_run(struct model *model, struct topk *topk, const struct prequential_stream *stream,

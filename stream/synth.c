@@ -28,6 +28,11 @@
 /* How many popularity draws may hit the previous item before taking its neighbour. */
 #define MAX_REDRAWS 16
 
+/* Items a repeat may re-view: the user's last distinct ones. */
+#define REPEAT_HISTORY 4
+/* A drift turns each cluster's ranking by this share of its size. */
+#define DRIFT_TURN 0.618
+
 struct synth_user {
 	int64_t next_ms;       /* time of the next event, from the stream's start */
 	double pause_extra_ms; /* mean of a pause's part beyond the minimum */
@@ -37,6 +42,8 @@ struct synth_user {
 	uint32_t left_in_session; /* 0: the next event starts a session */
 	uint32_t prev_item;       /* EVENTLOG_NONE at a session's start */
 	uint8_t prev_type;
+	uint8_t history_count;              /* repeats: the last distinct items, */
+	uint32_t history[REPEAT_HISTORY];   /* most recent first */
 };
 
 struct heap_entry {
@@ -51,6 +58,9 @@ struct synth {
 	double *cluster_cdf; /* parallel to cluster_items: cumulative popularity in the cluster */
 	uint32_t *cluster_offset; /* clusters + 1 entries */
 	uint32_t *successors;     /* items x config.successors */
+	uint32_t *predecessor_offset; /* items + 1: predecessors of item i at [offset[i], offset[i+1]) */
+	uint32_t *predecessors;       /* items x config.successors in all */
+	size_t drift_turns;           /* drift periods passed so far in the stream */
 	struct synth_user *users;
 	double *activity;      /* per user, mean 1 */
 	double session_gap_ms; /* config.session_gap_ms, or lower when users are too few */
@@ -134,6 +144,8 @@ int synth_config_check(const struct synth_config *c, char *errstr, size_t errstr
 	    {"second_cluster_session_share", c->second_cluster_session_share},
 	    {"successor_same_cluster", c->successor_same_cluster},
 	    {"successor_prob", c->successor_prob},
+	    {"successor_reverse_share", c->successor_reverse_share},
+	    {"repeat_prob", c->repeat_prob},
 	    {"purchase_after_cart", c->purchase_after_cart},
 	    {"remove_after_cart", c->remove_after_cart},
 	};
@@ -303,6 +315,32 @@ static void build_successors(struct synth *s, uint64_t *rng)
 	}
 }
 
+/* Pairs in both orders: the predecessor lists, inverted from the successors. */
+static int build_predecessors(struct synth *s)
+{
+	const struct synth_config *c = &s->config;
+	size_t total = (size_t)c->items * c->successors;
+	s->predecessor_offset = calloc((size_t)c->items + 1, sizeof *s->predecessor_offset);
+	s->predecessors = malloc((total ? total : 1) * sizeof *s->predecessors);
+	if (s->predecessor_offset == NULL || s->predecessors == NULL)
+		return -1;
+	for (size_t k = 0; k < total; k++)
+		s->predecessor_offset[s->successors[k] + 1]++;
+	for (uint32_t i = 0; i < c->items; i++)
+		s->predecessor_offset[i + 1] += s->predecessor_offset[i];
+	for (uint32_t i = 0; i < c->items; i++)
+		for (uint32_t n = 0; n < c->successors; n++) {
+			uint32_t to = s->successors[(size_t)i * c->successors + n];
+			uint32_t at = s->predecessor_offset[to]++;
+			s->predecessors[at] = i;
+		}
+	/* the fill moved each offset to the next list's start: shift back */
+	for (uint32_t i = c->items; i > 0; i--)
+		s->predecessor_offset[i] = s->predecessor_offset[i - 1];
+	s->predecessor_offset[0] = 0;
+	return 0;
+}
+
 static void build_users(struct synth *s, uint64_t *rng)
 {
 	const struct synth_config *c = &s->config;
@@ -406,6 +444,8 @@ struct synth *synth_new(const struct synth_config *config, char *errstr, size_t 
 	build_clusters(s, &rng, order);
 	free(order);
 	build_successors(s, &rng);
+	if (config->successor_reverse_share > 0 && build_predecessors(s) != 0)
+		goto out_of_memory;
 	build_users(s, &rng);
 	plan_pauses(s);
 	for (int t = 0; t < EVENT_TYPE_COUNT; t++) {
@@ -432,6 +472,8 @@ void synth_free(struct synth *s)
 	free(s->cluster_cdf);
 	free(s->cluster_offset);
 	free(s->successors);
+	free(s->predecessor_offset);
+	free(s->predecessors);
 	free(s->users);
 	free(s->activity);
 	free(s);
@@ -475,6 +517,11 @@ static uint32_t popular_item(const struct synth *s, uint64_t *rng, uint32_t clus
 				lo = mid + 1;
 		}
 		rank = lo;
+		if (s->drift_turns > 0) {
+			uint32_t size = to - from;
+			uint64_t turn = (uint64_t)((double)size * DRIFT_TURN) * s->drift_turns;
+			rank = from + (uint32_t)(((uint64_t)(rank - from) + turn) % size);
+		}
 		if (s->cluster_items[rank] != avoid)
 			return s->cluster_items[rank];
 	}
@@ -524,13 +571,42 @@ static void next_event(struct synth *s, struct synth_user *user, uint64_t *rng, 
 		}
 	}
 	*type = drawn_type(s, rng);
+	if (c->repeat_prob > 0 && user->history_count > 1 && next_unit(rng) < c->repeat_prob) {
+		uint32_t pick = user->history[next_below(rng, user->history_count)];
+		if (pick != user->prev_item) {
+			*item = pick;
+			return;
+		}
+	}
 	if (user->prev_item == EVENTLOG_NONE)
 		*item = popular_item(s, rng, user->session_cluster, EVENTLOG_NONE);
-	else if (c->successors > 0 && next_unit(rng) < c->successor_prob)
-		*item = synth_item_successors(s, user->prev_item)[next_below(rng, c->successors)];
-	else
+	else if (c->successors > 0 && next_unit(rng) < c->successor_prob) {
+		uint32_t from = s->predecessor_offset ? s->predecessor_offset[user->prev_item] : 0;
+		uint32_t to = s->predecessor_offset ? s->predecessor_offset[user->prev_item + 1] : 0;
+		if (c->successor_reverse_share > 0 && to > from &&
+		    next_unit(rng) < c->successor_reverse_share)
+			*item = s->predecessors[from + next_below(rng, to - from)];
+		else
+			*item = synth_item_successors(s, user->prev_item)[next_below(
+			    rng, c->successors)];
+	} else
 		*item = popular_item(s, rng, user->session_cluster, user->prev_item);
 }
+
+/* Repeats: puts item first in the user's recent distinct items. */
+static void remember_item(struct synth_user *user, uint32_t item)
+{
+	uint32_t k = 0;
+	while (k < user->history_count && user->history[k] != item)
+		k++;
+	if (k == user->history_count && user->history_count < REPEAT_HISTORY)
+		user->history_count++;
+	if (k == REPEAT_HISTORY)
+		k = REPEAT_HISTORY - 1;
+	memmove(user->history + 1, user->history, k * sizeof *user->history);
+	user->history[0] = item;
+}
+
 
 static int64_t within_session_gap(const struct synth *s, uint64_t *rng)
 {
@@ -637,9 +713,13 @@ int synth_generate(struct synth *s, struct event_log **out, char *errstr, size_t
 		struct synth_user *user = &s->users[u];
 		enum event_type type;
 
+		if (c->drift_period_events > 0)
+			s->drift_turns = e / c->drift_period_events;
 		if (user->left_in_session == 0)
 			start_session(s, user, &rng);
 		next_event(s, user, &rng, &item, &type);
+		if (c->repeat_prob > 0)
+			remember_item(user, item);
 		if (eventlog_append_indexed(log, u, item, type, c->start_ms + user->next_ms, errstr,
 					    errstr_size) != 0)
 			goto out_fail;

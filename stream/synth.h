@@ -31,6 +31,24 @@
  * REMOVE_FROM_CART of it with probability `remove_after_cart` (so an event
  * on the same item as the one before is always one of these two).
  *
+ * Structures that the held-out real streams showed (all off by default,
+ * so the default stream is unchanged):
+ * - drift (`drift_period_events` > 0): every that many events, each
+ *   cluster's popularity ranking turns by 61.8% of the cluster's size
+ *   (item at rank r takes the popularity of rank r + shift, modulo the
+ *   size), so the all-time counts point at yesterday's items and only a
+ *   time-decayed count follows;
+ * - repeats (`repeat_prob`): a session's next item is, with this
+ *   probability, a re-view of one of the user's last 4 distinct items
+ *   (never the previous one), before any other rule;
+ * - pairs in both orders (`successor_reverse_share`): when the next item
+ *   comes from the successor structure, with this probability it is a
+ *   predecessor of the previous item (an item whose successors include it)
+ *   instead of a successor, so the pair (a, b) shows up as "b after a" and
+ *   as "a after b", and counting one direction sees half of it;
+ * - short sessions: `session_min_events` = `session_max_events` = 1 or 2
+ *   with many users gives streams of one or two events a user.
+ *
  * Time: the stream's mean gap between consecutive events is `mean_gap_ms`
  * (within a few percent). Gaps within a session lie in [w/4, 4w] with mean
  * about w = session_gap_ms; a pause is at least 8w. A user of activity a
@@ -92,6 +110,12 @@ struct synth_config {
 	double successor_same_cluster;
 	/** Probability that the next item is a successor of the previous one, default 0.5. */
 	double successor_prob;
+	/** Share of successor steps taken backwards (to a predecessor), default 0. */
+	double successor_reverse_share;
+	/** Probability that a session's next item re-views one of the user's last items, default 0. */
+	double repeat_prob;
+	/** Events between two turns of every cluster's popularity ranking; 0 (default): no drift. */
+	size_t drift_period_events;
 	/** Zipf exponent of popularity within a cluster, default 1.0. */
 	double zipf_exponent;
 	/** Log-normal spread (sigma) of user activity, default 1.0. */
