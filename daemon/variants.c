@@ -242,18 +242,26 @@ int variants_reconcile(struct store *store, struct store_batch *batch,
 			if (strcmp(scan.found[i].name, name) == 0)
 				old = &scan.found[i];
 		if (old != NULL) {
+			/* co-visitation lists grow as pairs arrive, so a larger bound
+			 * reads the stored rows; a smaller one could not hold them */
 			if (old->dim != mc->dim || old->recent != mc->recent_items ||
-			    old->neighbours != mc->covis_neighbours) {
+			    old->neighbours > mc->covis_neighbours) {
 				set_errstr(
 				    errstr, errstr_size,
 				    "%s: variant '%s' was stored with dim %u, recent_items "
 				    "%u, covis_neighbours %u; the configuration asks for %zu, "
-				    "%u, %u: these cannot change in place. Give the "
-				    "reshaped variant a new name (it starts cold, or from "
-				    "another variant with start_from)",
+				    "%u, %u: dim and recent_items cannot change in place, "
+				    "covis_neighbours can only grow. Give the reshaped variant "
+				    "a new name (it starts cold, or from another variant with "
+				    "start_from)",
 				    config->dir, name, old->dim, old->recent, old->neighbours,
 				    mc->dim, mc->recent_items, mc->covis_neighbours);
 				return -1;
+			}
+			if (old->neighbours < mc->covis_neighbours && !config->read_only) {
+				struct stored_variant grown = *old;
+				grown.neighbours = (uint32_t)mc->covis_neighbours;
+				put_variant_record(s->batch, &grown);
 			}
 			s->store_id[v] = old->id;
 			s->variant_of_id[old->id] = (int)v;
@@ -288,7 +296,7 @@ int variants_reconcile(struct store *store, struct store_batch *batch,
 				return -1;
 			}
 			if (from->dim != mc->dim || from->recent != mc->recent_items ||
-			    from->neighbours != mc->covis_neighbours) {
+			    from->neighbours > mc->covis_neighbours) {
 				set_errstr(errstr, errstr_size,
 					   "%s: variant '%s' starts from '%s', whose layout (dim "
 					   "%u, recent_items %u, covis_neighbours %u) differs",

@@ -1192,3 +1192,25 @@ def test_events_wait_while_the_registry_is_away(daemon, schema_registry):
         assert daemon.stop() == 0
     finally:
         gate.close()
+
+
+def test_covis_neighbours_may_grow_on_a_stored_state_but_not_shrink(daemon):
+    """A state written with a co-visitation bound of 32 (the old default) opens
+    under the new default (1024): lists grow as pairs arrive, so a larger
+    bound reads them; a smaller bound is refused by name."""
+    text = daemon.config.read_text()
+    daemon.add_config("[model]\ncovis_neighbours = 32\n")
+    daemon.start()
+    daemon.produce(300, users=40)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 300)
+    assert daemon.stop() == 0
+    daemon.config.write_text(text)
+    daemon.start()
+    daemon.produce(100, users=40, seed=5)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 100)
+    assert daemon.stop() == 0
+    daemon.add_config("[model]\ncovis_neighbours = 16\n")
+    out = subprocess.run([STREAMRECD, "--config", daemon.config, "--check"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "covis_neighbours 1024" in out.stderr and "can only grow" in out.stderr, out.stderr
