@@ -18,6 +18,7 @@
  * live in a bounded min-heap of keys that order results the way topk does.
  */
 #include "ivf.h"
+#include "resultheap.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -141,64 +142,6 @@ static int reserve(void **buffer, size_t *capacity, size_t needed, size_t elemen
 	*buffer = grown;
 	*capacity = needed;
 	return 0;
-}
-
-/*
- * A result as one integer ordered like topk's results: a greater key is a
- * higher score, then a lower index (same encoding as topk.c; -0 is +0).
- */
-static uint64_t result_key(float score, uint32_t item)
-{
-	uint32_t bits;
-
-	score += 0.0f;
-	memcpy(&bits, &score, sizeof bits);
-	bits = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
-	return (uint64_t)bits << 32 | (uint32_t)~item;
-}
-
-static struct topk_result key_result(uint64_t key)
-{
-	uint32_t bits = (uint32_t)(key >> 32);
-	struct topk_result result;
-
-	bits = bits & 0x80000000u ? bits & 0x7fffffffu : ~bits;
-	memcpy(&result.score, &bits, sizeof bits);
-	result.item = ~(uint32_t)key;
-	return result;
-}
-
-/* A min-heap of keys: the root is the worst kept, the one to beat. */
-static void heap_sift_down(uint64_t *heap, size_t count, size_t at)
-{
-	uint64_t moving = heap[at];
-
-	for (;;) {
-		size_t child = 2 * at + 1;
-		if (child >= count)
-			break;
-		if (child + 1 < count)
-			child += heap[child + 1] < heap[child];
-		if (heap[child] >= moving)
-			break;
-		heap[at] = heap[child];
-		at = child;
-	}
-	heap[at] = moving;
-}
-
-static void heap_push(uint64_t *heap, size_t *count, uint64_t key)
-{
-	size_t at = (*count)++;
-
-	while (at > 0) {
-		size_t parent = (at - 1) / 2;
-		if (heap[parent] <= key)
-			break;
-		heap[at] = heap[parent];
-		at = parent;
-	}
-	heap[at] = key;
 }
 
 /* Keeps key if the heap has room or it beats the root. Candidates arrive in

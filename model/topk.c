@@ -15,6 +15,7 @@
  * writes until every slice is done.
  */
 #include "topk.h"
+#include "resultheap.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -223,68 +224,6 @@ int topk_threads_for_batch(size_t batch)
 size_t topk_tile_items_for_threads(int threads)
 {
 	return threads > 1 ? TOPK_TILE_ITEMS_THREADED : TOPK_TILE_ITEMS_SINGLE;
-}
-
-/*
- * A kept result as one integer: the score's bits mapped so that unsigned
- * order is float order, above the complement of the item index, so that a
- * greater key is a better result (higher score, then lower index) and the
- * heap compares one integer instead of two fields. -0 becomes +0 first:
- * they are equal scores and must tie by index.
- */
-static uint64_t result_key(float score, uint32_t item)
-{
-	uint32_t bits;
-
-	score += 0.0f;
-	memcpy(&bits, &score, sizeof bits);
-	bits = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
-	return (uint64_t)bits << 32 | (uint32_t)~item;
-}
-
-static struct topk_result key_result(uint64_t key)
-{
-	uint32_t bits = (uint32_t)(key >> 32);
-	struct topk_result result;
-
-	bits = bits & 0x80000000u ? bits & 0x7fffffffu : ~bits;
-	memcpy(&result.score, &bits, sizeof bits);
-	result.item = ~(uint32_t)key;
-	return result;
-}
-
-/* A min-heap of keys: the root is the query's worst kept result, the one a
- * newcomer must beat. */
-static void heap_sift_down(uint64_t *heap, size_t count, size_t at)
-{
-	uint64_t moving = heap[at];
-
-	for (;;) {
-		size_t child = 2 * at + 1;
-		if (child >= count)
-			break;
-		if (child + 1 < count)
-			child += heap[child + 1] < heap[child];
-		if (heap[child] >= moving)
-			break;
-		heap[at] = heap[child];
-		at = child;
-	}
-	heap[at] = moving;
-}
-
-static void heap_push(uint64_t *heap, size_t *count, uint64_t key)
-{
-	size_t at = (*count)++;
-
-	while (at > 0) {
-		size_t parent = (at - 1) / 2;
-		if (heap[parent] <= key)
-			break;
-		heap[at] = heap[parent];
-		at = parent;
-	}
-	heap[at] = key;
 }
 
 /* Whether `item` is in the query's exclusion list. Items are asked about in
