@@ -116,7 +116,9 @@ class Metrics:
                 "lag": sums.get("streamrec_consumer_lag", 0.0),
                 "commits": sums.get("streamrec_commits_total", 0.0),
                 "refresh_s": sums.get("streamrec_refresh_batch_seconds_sum", 0.0),
-                "refresh_batches": sums.get("streamrec_refresh_batch_seconds_count", 0.0)}
+                "refresh_batches": sums.get("streamrec_refresh_batch_seconds_count", 0.0),
+                "deferred": sums.get("streamrec_refresh_deferred_total", 0.0),
+                "index_recall": sums.get("streamrec_index_recall")}
 
 
 class Process:
@@ -278,6 +280,7 @@ threads = {a.refresh_threads}
 max_busy_share = {a.refresh_max_busy_share}
 {extra_refresh}[model]
 dim = {a.dim}
+retrieval = {a.retrieval}
 [kafka]
 bootstrap.servers = {self.bootstrap}
 """)
@@ -417,6 +420,7 @@ bootstrap.servers = {self.bootstrap}
                 caught_up_s = time.time() - produced_at
                 break
             time.sleep(0.1)
+        end = self.metrics.scrape()
         summary, windows = self.collector.segment(name)
         events, lists, cpu = [], [], []
         for x, y in zip(samples, samples[1:]):
@@ -434,6 +438,7 @@ bootstrap.servers = {self.bootstrap}
             "machine_busy": (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1),
             "lag_first": samples[0][3], "lag_last": samples[-1][3], "caught_up_s": caught_up_s,
             "windows": len(windows),
+            "deferred": end["deferred"] - base["deferred"], "index_recall": end["index_recall"],
             "e2e_ms_window_median": percentile_table(window_p),
             "daemon_ms_window_median": percentile_table(window_daemon),
             "segment": summary,
@@ -442,7 +447,8 @@ bootstrap.servers = {self.bootstrap}
         log(f"{name}: offered {rate:,}/s, learned {result['events_per_s']:,.0f}/s, "
             f"lists {result['lists_per_s']:,.0f}/s, freshness p50/p99/p99.9 "
             f"{p.get('p50')}/{p.get('p99')}/{p.get('p999')} ms, CPU {result['cpu_cores']:.2f} cores, "
-            f"RSS {result['rss_mib']:.0f} MiB, lag {result['lag_first']:.0f} -> {result['lag_last']:.0f}")
+            f"RSS {result['rss_mib']:.0f} MiB, lag {result['lag_first']:.0f} -> {result['lag_last']:.0f}, "
+            f"deferred {result['deferred']:.0f}, index recall {result['index_recall']}")
         self.results["scenarios"].append(result)
         self.stop_daemon()
         return result
@@ -635,6 +641,8 @@ def main():
                    help="refresh.max_busy_share")
     p.add_argument("--refresh-set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other [refresh] key, e.g. min_interval_ms=20ms (repeatable)")
+    p.add_argument("--retrieval", choices=("exact", "index"), default="exact",
+                   help="model.retrieval: the exact engine or the index")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     args = p.parse_args()
