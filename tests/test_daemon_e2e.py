@@ -144,7 +144,7 @@ def test_events_become_fresh_recommendations(daemon):
                           "--timeout-ms", "30000"], capture_output=True, text=True)
     lines = [l for l in out.stdout.splitlines() if l.startswith("user=")]
     assert len(lines) == 200, out.stderr
-    assert all("variant=control" in l and "items=item-" in l for l in lines)
+    assert all("variant=model" in l and "items=item-" in l for l in lines)
     # every published list carries the trigger event time: freshness is measured by the daemon
     count = daemon.metric("streamrec_freshness_seconds_count")
     total = daemon.metric("streamrec_freshness_seconds_sum")
@@ -736,7 +736,7 @@ def test_status_marks_freshness_beyond_the_last_bucket_as_clipped(daemon, tmp_pa
     v = json.loads(body)["variants"][0]
     assert v["p99_ms"] is None and v["p99_clipped"] is True, v
     dom = chromium(tmp_path, f"http://127.0.0.1:{daemon.port}/status", "--dump-dom")
-    row = re.search(r'<tr[^>]*data-variant="control"[^>]*>(.*?)</tr>', dom, re.S)
+    row = re.search(r'<tr[^>]*data-variant="model"[^>]*>(.*?)</tr>', dom, re.S)
     assert row, dom[-2000:]
     assert re.search(r'class="p99"[^>]*>&gt; 60 s<', row.group(1)), row.group(1)
     assert daemon.stop() == 0
