@@ -336,6 +336,11 @@ static int write_json(const char *path, const struct event_log *log,
 	}
 	fprintf(out, "{\n  \"events\": %zu, \"users\": %zu, \"items\": %zu,\n", log->count,
 		log->user_count, log->item_count);
+	fprintf(out, "  \"format\": \"%s\", ", eventlog_format_name(log->format));
+	if (isnan(log->min_rating))
+		fprintf(out, "\"min_rating\": null,\n");
+	else
+		fprintf(out, "\"min_rating\": %g,\n", log->min_rating);
 	fprintf(out, "  \"k\": %zu, \"test_every\": %llu, \"warmup\": %llu, \"exclude\": \"%s\",\n",
 		pc->k, (unsigned long long)pc->test_every, (unsigned long long)pc->warmup,
 		exclusion_name(config->exclusion));
@@ -372,6 +377,45 @@ static int write_json(const char *path, const struct event_log *log,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * With the format named, a --min-rating off its scale (or given to a
+ * format without ratings) is refused before reading; under AUTO the reader
+ * refuses it once the file has told its format.
+ */
+static int check_min_rating(const struct eventlog_read_options *read_options)
+{
+	struct eventlog_rating_scale scale;
+	double asked = read_options->min_rating;
+	if (isnan(asked) || read_options->format == EVENTLOG_AUTO)
+		return 0;
+	if (!eventlog_rating_scale(read_options->format, &scale)) {
+		fprintf(stderr, "streamrec eval: --min-rating %g: the %s format has no ratings\n",
+			asked, eventlog_format_name(read_options->format));
+		return -1;
+	}
+	if (asked < scale.min || asked > scale.max) {
+		fprintf(stderr,
+			"streamrec eval: --min-rating %g is outside the %s rating scale %g to %g "
+			"(its default is %g)\n",
+			asked, scale.label, scale.min, scale.max, scale.default_min_rating);
+		return -1;
+	}
+	return 0;
+}
+
+/* One line: the format read and, for ratings, the scale and what was kept. */
+static void print_input_format(const struct event_log *log,
+			       const struct eventlog_read_options *read_options)
+{
+	struct eventlog_rating_scale scale;
+	printf("format: %s", eventlog_format_name(log->format));
+	if (eventlog_rating_scale(log->format, &scale))
+		printf("; ratings %g to %g, kept >= %g as %s (%s)", scale.min, scale.max,
+		       log->min_rating, event_type_name(read_options->rating_type),
+		       isnan(read_options->min_rating) ? scale.why : "--min-rating");
+	printf("\n");
 }
 
 static void print_row(const char *name, const struct prequential_scores *s)
@@ -436,17 +480,13 @@ int cli_eval(int argc, char **argv)
 		switch (opt) {
 		case 'f':
 			if (!eventlog_format_from_name(optarg, &read_options.format)) {
-				fprintf(
-				    stderr,
-				    "streamrec eval: --format: must be auto, csv, avro, movielens, "
-				    "retailrocket or taobao, got '%s'\n",
-				    optarg);
+				fprintf(stderr, "streamrec eval: --format: must be one of %s, got '%s'\n",
+					eventlog_format_names(), optarg);
 				return 2;
 			}
 			break;
 		case 'R':
-			rc = parse_real("min-rating", optarg, -1e9, 1e9,
-					&read_options.movielens_min_rating);
+			rc = parse_real("min-rating", optarg, -1e9, 1e9, &read_options.min_rating);
 			break;
 		case 'k':
 			rc = cli_parse_count("eval", "k", optarg, 1, 1000, &v);
@@ -613,6 +653,8 @@ int cli_eval(int argc, char **argv)
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		return 2;
 	}
+	if (check_min_rating(&read_options) != 0)
+		return 2;
 
 	const char *path = argv[optind];
 	struct event_log *log = NULL;
@@ -675,6 +717,7 @@ int cli_eval(int argc, char **argv)
 	}
 	printf("%s: %zu events, %zu users, %zu items (read and sorted in %.1f s)\n", path,
 	       log->count, log->user_count, log->item_count, read_s);
+	print_input_format(log, &read_options);
 	printf("signals:");
 	for (size_t k = 0; k < SIGNALS; k++)
 		if (*signal_switch(&config, k))
