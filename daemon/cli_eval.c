@@ -205,7 +205,7 @@ static void format_duration(double ms, char *out, size_t size)
  * the trending list at each baseline half-life and, with ablations, the
  * model's configuration with each of its signals switched off in turn.
  */
-static int build_arms(const struct model_config *config, const double *half_lives,
+static int build_arms(const struct model_config *config, bool baselines, const double *half_lives,
 		      size_t half_life_count, bool ablations, struct eval_arms *arms,
 		      char *errstr, size_t errstr_size)
 {
@@ -215,9 +215,10 @@ static int build_arms(const struct model_config *config, const double *half_live
 		*signal_switch(&c, k) = false;
 	c.use_covis = true;
 	c.covis_weight = 1;
-	if (add_arm(arms, "covis alone", &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+	if (baselines &&
+	    add_arm(arms, "covis alone", &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
 		return -1;
-	for (size_t h = 0; h < half_life_count; h++) {
+	for (size_t h = 0; baselines && h < half_life_count; h++) {
 		c = *config;
 		c.learn_embeddings = false;
 		c.trending_half_life_ms = half_lives[h];
@@ -459,6 +460,7 @@ int cli_eval(int argc, char **argv)
 						{"trending-half-life", required_argument, NULL, 1006},
 						{"baseline-half-lives", required_argument, NULL, 1007},
 						{"ablations", no_argument, NULL, 1008},
+						{"no-baselines", no_argument, NULL, 1009},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -466,7 +468,7 @@ int cli_eval(int argc, char **argv)
 	const char *export_path = NULL, *json_path = NULL;
 	double half_lives[MAX_TRENDING_BASELINES] = {3600e3, 86400e3, 7 * 86400e3};
 	size_t half_life_count = 3;
-	bool ablations = false;
+	bool ablations = false, baselines = true;
 	struct eval_arms arms = {0};
 	char errstr[512];
 	long long v;
@@ -640,6 +642,7 @@ int cli_eval(int argc, char **argv)
 			break;
 		case 1007: rc = parse_half_lives(optarg, half_lives, &half_life_count); break;
 		case 1008: ablations = true; break;
+		case 1009: baselines = false; break;
 		default: return 2;
 		}
 		if (rc != 0)
@@ -687,7 +690,7 @@ int cli_eval(int argc, char **argv)
 	struct topk_config tc = {.max_batch = 1, .max_k = pc.k};
 	topk = model ? topk_new(&tc, errstr, sizeof errstr) : NULL;
 	if (model == NULL || topk == NULL ||
-	    build_arms(&config, half_lives, half_life_count, ablations, &arms, errstr,
+	    build_arms(&config, baselines, half_lives, half_life_count, ablations, &arms, errstr,
 		       sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
