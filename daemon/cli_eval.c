@@ -205,7 +205,7 @@ static void format_duration(double ms, char *out, size_t size)
  * the trending list at each baseline half-life and, with ablations, the
  * model's configuration with each of its signals switched off in turn.
  */
-static int build_arms(const struct model_config *config, const double *half_lives,
+static int build_arms(const struct model_config *config, bool baselines, const double *half_lives,
 		      size_t half_life_count, bool ablations, struct eval_arms *arms,
 		      char *errstr, size_t errstr_size)
 {
@@ -215,9 +215,10 @@ static int build_arms(const struct model_config *config, const double *half_live
 		*signal_switch(&c, k) = false;
 	c.use_covis = true;
 	c.covis_weight = 1;
-	if (add_arm(arms, "covis alone", &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+	if (baselines &&
+	    add_arm(arms, "covis alone", &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
 		return -1;
-	for (size_t h = 0; h < half_life_count; h++) {
+	for (size_t h = 0; baselines && h < half_life_count; h++) {
 		c = *config;
 		c.learn_embeddings = false;
 		c.trending_half_life_ms = half_lives[h];
@@ -336,6 +337,11 @@ static int write_json(const char *path, const struct event_log *log,
 	}
 	fprintf(out, "{\n  \"events\": %zu, \"users\": %zu, \"items\": %zu,\n", log->count,
 		log->user_count, log->item_count);
+	fprintf(out, "  \"format\": \"%s\", ", eventlog_format_name(log->format));
+	if (isnan(log->min_rating))
+		fprintf(out, "\"min_rating\": null,\n");
+	else
+		fprintf(out, "\"min_rating\": %g,\n", log->min_rating);
 	fprintf(out, "  \"k\": %zu, \"test_every\": %llu, \"warmup\": %llu, \"exclude\": \"%s\",\n",
 		pc->k, (unsigned long long)pc->test_every, (unsigned long long)pc->warmup,
 		exclusion_name(config->exclusion));
@@ -372,6 +378,45 @@ static int write_json(const char *path, const struct event_log *log,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * With the format named, a --min-rating off its scale (or given to a
+ * format without ratings) is refused before reading; under AUTO the reader
+ * refuses it once the file has told its format.
+ */
+static int check_min_rating(const struct eventlog_read_options *read_options)
+{
+	struct eventlog_rating_scale scale;
+	double asked = read_options->min_rating;
+	if (isnan(asked) || read_options->format == EVENTLOG_AUTO)
+		return 0;
+	if (!eventlog_rating_scale(read_options->format, &scale)) {
+		fprintf(stderr, "streamrec eval: --min-rating %g: the %s format has no ratings\n",
+			asked, eventlog_format_name(read_options->format));
+		return -1;
+	}
+	if (asked < scale.min || asked > scale.max) {
+		fprintf(stderr,
+			"streamrec eval: --min-rating %g is outside the %s rating scale %g to %g "
+			"(its default is %g)\n",
+			asked, scale.label, scale.min, scale.max, scale.default_min_rating);
+		return -1;
+	}
+	return 0;
+}
+
+/* One line: the format read and, for ratings, the scale and what was kept. */
+static void print_input_format(const struct event_log *log,
+			       const struct eventlog_read_options *read_options)
+{
+	struct eventlog_rating_scale scale;
+	printf("format: %s", eventlog_format_name(log->format));
+	if (eventlog_rating_scale(log->format, &scale))
+		printf("; ratings %g to %g, kept >= %g as %s (%s)", scale.min, scale.max,
+		       log->min_rating, event_type_name(read_options->rating_type),
+		       isnan(read_options->min_rating) ? scale.why : "--min-rating");
+	printf("\n");
 }
 
 static void print_row(const char *name, const struct prequential_scores *s)
@@ -415,6 +460,7 @@ int cli_eval(int argc, char **argv)
 						{"trending-half-life", required_argument, NULL, 1006},
 						{"baseline-half-lives", required_argument, NULL, 1007},
 						{"ablations", no_argument, NULL, 1008},
+						{"no-baselines", no_argument, NULL, 1009},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -422,7 +468,7 @@ int cli_eval(int argc, char **argv)
 	const char *export_path = NULL, *json_path = NULL;
 	double half_lives[MAX_TRENDING_BASELINES] = {3600e3, 86400e3, 7 * 86400e3};
 	size_t half_life_count = 3;
-	bool ablations = false;
+	bool ablations = false, baselines = true;
 	struct eval_arms arms = {0};
 	char errstr[512];
 	long long v;
@@ -436,17 +482,13 @@ int cli_eval(int argc, char **argv)
 		switch (opt) {
 		case 'f':
 			if (!eventlog_format_from_name(optarg, &read_options.format)) {
-				fprintf(
-				    stderr,
-				    "streamrec eval: --format: must be auto, csv, avro, movielens, "
-				    "retailrocket or taobao, got '%s'\n",
-				    optarg);
+				fprintf(stderr, "streamrec eval: --format: must be one of %s, got '%s'\n",
+					eventlog_format_names(), optarg);
 				return 2;
 			}
 			break;
 		case 'R':
-			rc = parse_real("min-rating", optarg, -1e9, 1e9,
-					&read_options.movielens_min_rating);
+			rc = parse_real("min-rating", optarg, -1e9, 1e9, &read_options.min_rating);
 			break;
 		case 'k':
 			rc = cli_parse_count("eval", "k", optarg, 1, 1000, &v);
@@ -600,6 +642,7 @@ int cli_eval(int argc, char **argv)
 			break;
 		case 1007: rc = parse_half_lives(optarg, half_lives, &half_life_count); break;
 		case 1008: ablations = true; break;
+		case 1009: baselines = false; break;
 		default: return 2;
 		}
 		if (rc != 0)
@@ -613,6 +656,8 @@ int cli_eval(int argc, char **argv)
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		return 2;
 	}
+	if (check_min_rating(&read_options) != 0)
+		return 2;
 
 	const char *path = argv[optind];
 	struct event_log *log = NULL;
@@ -645,7 +690,7 @@ int cli_eval(int argc, char **argv)
 	struct topk_config tc = {.max_batch = 1, .max_k = pc.k};
 	topk = model ? topk_new(&tc, errstr, sizeof errstr) : NULL;
 	if (model == NULL || topk == NULL ||
-	    build_arms(&config, half_lives, half_life_count, ablations, &arms, errstr,
+	    build_arms(&config, baselines, half_lives, half_life_count, ablations, &arms, errstr,
 		       sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
@@ -675,6 +720,7 @@ int cli_eval(int argc, char **argv)
 	}
 	printf("%s: %zu events, %zu users, %zu items (read and sorted in %.1f s)\n", path,
 	       log->count, log->user_count, log->item_count, read_s);
+	print_input_format(log, &read_options);
 	printf("signals:");
 	for (size_t k = 0; k < SIGNALS; k++)
 		if (*signal_switch(&config, k))

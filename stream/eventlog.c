@@ -249,7 +249,12 @@ static int set_attribute(struct id_space space, uint32_t index, uint32_t value, 
 
 struct event_log *eventlog_new(void)
 {
-	return calloc(1, sizeof(struct event_log));
+	struct event_log *log = calloc(1, sizeof(struct event_log));
+	if (log != NULL) {
+		log->format = EVENTLOG_AUTO;
+		log->min_rating = NAN;
+	}
+	return log;
 }
 
 void eventlog_free(struct event_log *log)
@@ -472,6 +477,8 @@ static const char *const format_names[EVENTLOG_FORMAT_COUNT] = {
     [EVENTLOG_MOVIELENS] = "movielens",
     [EVENTLOG_RETAILROCKET] = "retailrocket",
     [EVENTLOG_TAOBAO] = "taobao",
+    [EVENTLOG_MOVIETWEETINGS] = "movietweetings",
+    [EVENTLOG_GENERIC] = "generic",
 };
 
 const char *eventlog_format_name(enum eventlog_format format)
@@ -492,18 +499,57 @@ bool eventlog_format_from_name(const char *name, enum eventlog_format *format)
 	return false;
 }
 
+const char *eventlog_format_names(void)
+{
+	static char names[128];
+	if (names[0] == '\0') {
+		size_t used = 0;
+		for (int i = 0; i < EVENTLOG_FORMAT_COUNT; i++)
+			used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
+						 i ? "|" : "", format_names[i]);
+	}
+	return names;
+}
+
 struct eventlog_read_options eventlog_read_options_default(void)
 {
 	return (struct eventlog_read_options){.format = EVENTLOG_AUTO,
-					      .movielens_min_rating = 4.0,
-					      .movielens_type = EVENT_PURCHASE,
+					      .min_rating = NAN,
+					      .rating_type = EVENT_PURCHASE,
 					      .max_events = 0};
+}
+
+bool eventlog_rating_scale(enum eventlog_format format, struct eventlog_rating_scale *scale)
+{
+	switch (format) {
+	case EVENTLOG_MOVIELENS:
+		*scale = (struct eventlog_rating_scale){
+		    .min = 0.5,
+		    .max = 5,
+		    .default_min_rating = 4,
+		    .label = "MovieLens",
+		    .why =
+			"4 and 5 stars of 0.5-5: liked, the usual implicit reading of MovieLens"};
+		return true;
+	case EVENTLOG_MOVIETWEETINGS:
+		*scale = (struct eventlog_rating_scale){
+		    .min = 0,
+		    .max = 10,
+		    .default_min_rating = 8,
+		    .label = "MovieTweetings",
+		    .why = "8 to 10 of 0-10: the same point of the scale as MovieLens's 4 of 5"};
+		return true;
+	default: return false;
+	}
 }
 
 #define CSV_HEADER           "ts_ms,user_id,item_id,type"
 #define CSV_HEADER_CATEGORY  "ts_ms,user_id,item_id,type,category"
 #define MOVIELENS_CSV_HEADER "userId,movieId,rating,timestamp"
 #define RETAILROCKET_HEADER  "timestamp,visitorid,event,itemid,transactionid"
+#define GENERIC_HEADER       "user,item,ts[,type]"
+/* Generic CSV: a ts below this is seconds, from it up milliseconds (see eventlog.h). */
+#define GENERIC_MS_FROM 100000000000LL
 #define EVENT_SYMBOLS_EXPECTED                                                                     \
 	"IMPRESSION, VIEW, CLICK, ADD_TO_CART, REMOVE_FROM_CART, FAVORITE or PURCHASE"
 #define AVRO_MAGIC "Obj\x01"
@@ -523,6 +569,14 @@ struct text_reader {
 	enum eventlog_format format;
 	enum movielens_flavour flavour;
 	bool csv_has_category;
+	/* rating formats: the scale and the threshold in force */
+	struct eventlog_rating_scale scale;
+	double min_rating;
+	/* generic CSV: fields a line (3 or 4, 0 until the first line), the ts unit
+	   (0 undecided, else 1 or 1000 ms a unit) and the line that decided it */
+	size_t generic_fields;
+	int64_t generic_ms_per_unit;
+	size_t generic_unit_line;
 };
 
 /* Reads the next non-empty line, without its line ending: 1, 0 at the end, -1 on error. */
@@ -679,7 +733,8 @@ static int parse_csv_line(struct text_reader *r, char *line, char *errstr, size_
 	return 0;
 }
 
-static int parse_movielens_line(struct text_reader *r, char *line, char *errstr, size_t errstr_size)
+/* MovieLens (any flavour) and MovieTweetings (MOVIELENS_COLONS): user, item, rating, seconds. */
+static int parse_rating_line(struct text_reader *r, char *line, char *errstr, size_t errstr_size)
 {
 	static const char *const separators[] = {"\t", "::", ","};
 	static const char *const separator_names[] = {"tabs", "'::'", "','"};
@@ -698,14 +753,21 @@ static int parse_movielens_line(struct text_reader *r, char *line, char *errstr,
 	if (errno != 0 || end == f[2] || *end != '\0' || !isfinite(rating))
 		return line_error(r, errstr, errstr_size, "rating: expected a number, got '%.64s'",
 				  f[2]);
+	if (rating < r->scale.min || rating > r->scale.max)
+		return line_error(
+		    r, errstr, errstr_size, "rating %g is outside the %s scale %g to %g%s", rating,
+		    r->scale.label, r->scale.min, r->scale.max,
+		    r->format == EVENTLOG_MOVIELENS && rating > r->scale.max && rating <= 10
+			? " (a MovieTweetings file? it rates 0 to 10: read it "
+			  "with the format movietweetings)"
+			: "");
 	if (!parse_seconds_as_ms(f[3], &ts_ms))
 		return line_error(r, errstr, errstr_size,
 				  "timestamp: expected a whole number of seconds, got '%.64s'",
 				  f[3]);
-	if (rating < r->options->movielens_min_rating)
+	if (rating < r->min_rating)
 		return 0;
-	return add_event(r, f[0], f[1], r->options->movielens_type, ts_ms, NULL, errstr,
-			 errstr_size);
+	return add_event(r, f[0], f[1], r->options->rating_type, ts_ms, NULL, errstr, errstr_size);
 }
 
 static int parse_retailrocket_line(struct text_reader *r, char *line, char *errstr,
@@ -786,6 +848,123 @@ static int parse_taobao_line(struct text_reader *r, char *line, char *errstr, si
 	return add_category(r, item, category, errstr, errstr_size);
 }
 
+/* Generic CSV: converts ts to ms, deciding the unit on the first event (see eventlog.h). */
+static int generic_ts_ms(struct text_reader *r, const char *text, int64_t *ts_ms, char *errstr,
+			 size_t errstr_size)
+{
+	int64_t ts, per_unit;
+	if (!parse_int64(text, &ts))
+		return line_error(r, errstr, errstr_size,
+				  "ts: expected a whole number of seconds or milliseconds, got "
+				  "'%.64s'",
+				  text);
+	per_unit = ts >= GENERIC_MS_FROM || ts <= -GENERIC_MS_FROM ? 1 : 1000;
+	if (r->generic_ms_per_unit == 0) {
+		r->generic_ms_per_unit = per_unit;
+		r->generic_unit_line = r->lineno;
+	} else if (per_unit != r->generic_ms_per_unit)
+		return line_error(r, errstr, errstr_size,
+				  "ts %lld is in %s, but line %zu was in %s (values from 1e11 up "
+				  "are milliseconds, below are seconds; do not mix units)",
+				  (long long)ts, per_unit == 1 ? "milliseconds" : "seconds",
+				  r->generic_unit_line,
+				  r->generic_ms_per_unit == 1 ? "milliseconds" : "seconds");
+	*ts_ms = ts * r->generic_ms_per_unit;
+	return 0;
+}
+
+static int parse_generic_line(struct text_reader *r, char *line, char *errstr, size_t errstr_size)
+{
+	char *f[MAX_FIELDS];
+	size_t n = split(line, ",", f);
+	enum event_type type = EVENT_VIEW;
+	int64_t ts_ms = 0;
+
+	if (r->generic_fields == 0) {
+		if (n != 3 && n != 4)
+			return line_error(r, errstr, errstr_size,
+					  "expected 3 or 4 fields separated by ',' (" GENERIC_HEADER
+					  "), got %zu",
+					  n);
+		r->generic_fields = n;
+	}
+	if (n != r->generic_fields)
+		return line_error(r, errstr, errstr_size,
+				  "expected %zu fields separated by ',' (%s) as on the first line, "
+				  "got %zu",
+				  r->generic_fields,
+				  r->generic_fields == 3 ? "user,item,ts" : "user,item,ts,type", n);
+	if (generic_ts_ms(r, f[2], &ts_ms, errstr, errstr_size) != 0)
+		return -1;
+	if (n == 4 && !event_type_from_any(f[3], &type))
+		return line_error(r, errstr, errstr_size,
+				  "unknown event type '%.64s' (expected %s, or their lower-case "
+				  "keys)",
+				  f[3], EVENT_SYMBOLS_EXPECTED);
+	return add_event(r, f[0], f[1], type, ts_ms, NULL, errstr, errstr_size);
+}
+
+/*
+ * Generic CSV header: 1 with *fields set when line names the columns, else 0.
+ * Each column has two accepted names (see eventlog.h).
+ */
+static int generic_header(const char *line, size_t *fields)
+{
+	static const char *const names[4][2] = {
+	    {"user", "user_id"}, {"item", "item_id"}, {"ts", "timestamp"}, {"type", "event"}};
+	char copy[256], *f[MAX_FIELDS];
+	size_t n;
+	if (strlen(line) >= sizeof copy)
+		return 0;
+	strcpy(copy, line);
+	n = split(copy, ",", f);
+	if (n != 3 && n != 4)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(f[i], names[i][0]) != 0 && strcmp(f[i], names[i][1]) != 0)
+			return 0;
+	*fields = n;
+	return 1;
+}
+
+/* True when line looks like generic CSV data: 3 or 4 fields, ts a number, type a type. */
+static bool looks_like_generic(const char *line)
+{
+	char copy[1024], *f[MAX_FIELDS];
+	enum event_type type;
+	int64_t ts;
+	size_t n;
+	if (strlen(line) >= sizeof copy)
+		return false;
+	strcpy(copy, line);
+	n = split(copy, ",", f);
+	return (n == 3 || n == 4) && f[0][0] != '\0' && f[1][0] != '\0' && parse_int64(f[2], &ts) &&
+	       (n == 3 || event_type_from_any(f[3], &type));
+}
+
+/*
+ * True when a `::` line is MovieTweetings rather than MovieLens: the movie
+ * is an IMDb number (7 or more digits, leading zero; MovieLens ids have no
+ * leading zero) or the rating is above MovieLens's 5.
+ */
+static bool looks_like_movietweetings(const char *line)
+{
+	char copy[1024], *f[MAX_FIELDS], *end;
+	size_t digits = 0;
+	double rating;
+	if (strlen(line) >= sizeof copy)
+		return false;
+	strcpy(copy, line);
+	if (split(copy, "::", f) != 4)
+		return false;
+	while (f[1][digits] >= '0' && f[1][digits] <= '9')
+		digits++;
+	if (f[1][digits] == '\0' && digits >= 7 && f[1][0] == '0')
+		return true;
+	rating = strtod(f[2], &end);
+	return end != f[2] && *end == '\0' && rating > 5;
+}
+
 /* True when line looks like Taobao data: 5 comma-separated fields, the 4th a behaviour. */
 static bool looks_like_taobao(const char *line)
 {
@@ -835,21 +1014,28 @@ static int format_of_empty_file(const char *path, enum eventlog_format *format, 
 static int format_of_first_line(struct text_reader *r, const char *line, char *errstr,
 				size_t errstr_size)
 {
+	size_t generic_fields;
 	if (strcmp(line, CSV_HEADER) == 0 || strcmp(line, CSV_HEADER_CATEGORY) == 0)
 		r->format = EVENTLOG_CSV;
-	else if (strcmp(line, MOVIELENS_CSV_HEADER) == 0 || strstr(line, "::") != NULL ||
-		 strchr(line, '\t') != NULL)
+	else if (strstr(line, "::") != NULL)
+		r->format =
+		    looks_like_movietweetings(line) ? EVENTLOG_MOVIETWEETINGS : EVENTLOG_MOVIELENS;
+	else if (strcmp(line, MOVIELENS_CSV_HEADER) == 0 || strchr(line, '\t') != NULL)
 		r->format = EVENTLOG_MOVIELENS;
 	else if (strcmp(line, RETAILROCKET_HEADER) == 0)
 		r->format = EVENTLOG_RETAILROCKET;
 	else if (looks_like_taobao(line))
 		r->format = EVENTLOG_TAOBAO;
+	else if (generic_header(line, &generic_fields) || looks_like_generic(line))
+		r->format = EVENTLOG_GENERIC;
 	else
 		return line_error(r, errstr, errstr_size,
 				  "cannot detect the format: expected a header (" CSV_HEADER
 				  "[,category] | " MOVIELENS_CSV_HEADER " | " RETAILROCKET_HEADER
-				  "), a MovieLens line (tabs or '::') or a Taobao line "
-				  "(user,item,category,pv|cart|fav|buy,seconds), got '%.80s'",
+				  " | " GENERIC_HEADER
+				  "), a MovieLens or MovieTweetings line (tabs "
+				  "or '::'), a Taobao line (user,item,category,pv|cart|fav|buy,"
+				  "seconds) or a generic line (user,item,ts[,type]), got '%.80s'",
 				  line);
 	return 0;
 }
@@ -892,6 +1078,16 @@ static int take_header(struct text_reader *r, const char *line, char *errstr, si
 					  "header '" MOVIELENS_CSV_HEADER "', got '%.80s'",
 					  line);
 		return 0;
+	case EVENTLOG_MOVIETWEETINGS:
+		if (strstr(line, "::") == NULL)
+			return line_error(
+			    r, errstr, errstr_size,
+			    "expected a MovieTweetings line "
+			    "(user_id::movie_id::rating::rating_timestamp), got '%.80s'",
+			    line);
+		r->flavour = MOVIELENS_COLONS;
+		return 0;
+	case EVENTLOG_GENERIC: return generic_header(line, &r->generic_fields);
 	default: return 0;
 	}
 }
@@ -900,11 +1096,48 @@ static int parse_line(struct text_reader *r, char *line, char *errstr, size_t er
 {
 	switch (r->format) {
 	case EVENTLOG_CSV: return parse_csv_line(r, line, errstr, errstr_size);
-	case EVENTLOG_MOVIELENS: return parse_movielens_line(r, line, errstr, errstr_size);
+	case EVENTLOG_MOVIELENS:
+	case EVENTLOG_MOVIETWEETINGS: return parse_rating_line(r, line, errstr, errstr_size);
+	case EVENTLOG_GENERIC: return parse_generic_line(r, line, errstr, errstr_size);
 	case EVENTLOG_RETAILROCKET: return parse_retailrocket_line(r, line, errstr, errstr_size);
 	case EVENTLOG_TAOBAO: return parse_taobao_line(r, line, errstr, errstr_size);
 	default: return line_error(r, errstr, errstr_size, "not a text format");
 	}
+}
+
+/*
+ * Settles the rating threshold once the format is known: the format's
+ * default, or the one asked for when it lies on the format's scale. Asking
+ * for one from a format without ratings is an error too: the caller meant
+ * another file or format.
+ */
+static int settle_min_rating(const char *path, enum eventlog_format format, double asked,
+			     struct eventlog_rating_scale *scale, double *min_rating, char *errstr,
+			     size_t errstr_size)
+{
+	if (!eventlog_rating_scale(format, scale)) {
+		*min_rating = NAN;
+		if (isnan(asked))
+			return 0;
+		set_errstr(errstr, errstr_size,
+			   "%s: a minimum rating (%g) was given, but the %s format has no ratings",
+			   path, asked, eventlog_format_name(format));
+		return -1;
+	}
+	if (isnan(asked)) {
+		*min_rating = scale->default_min_rating;
+		return 0;
+	}
+	if (asked < scale->min || asked > scale->max) {
+		set_errstr(errstr, errstr_size,
+			   "%s: minimum rating %g is outside the %s rating scale %g to %g (its "
+			   "default is %g)",
+			   path, asked, scale->label, scale->min, scale->max,
+			   scale->default_min_rating);
+		return -1;
+	}
+	*min_rating = asked;
+	return 0;
 }
 
 static int read_text(struct text_reader *r, char *errstr, size_t errstr_size)
@@ -917,6 +1150,9 @@ static int read_text(struct text_reader *r, char *errstr, size_t errstr_size)
 		if (r->format == EVENTLOG_AUTO &&
 		    format_of_empty_file(r->path, &r->format, errstr, errstr_size) != 0)
 			return -1;
+		if (settle_min_rating(r->path, r->format, r->options->min_rating, &r->scale,
+				      &r->min_rating, errstr, errstr_size) != 0)
+			return -1;
 		if (r->format == EVENTLOG_CSV || r->format == EVENTLOG_RETAILROCKET) {
 			set_errstr(errstr, errstr_size, "%s: empty file: expected the header '%s'",
 				   r->path,
@@ -927,6 +1163,9 @@ static int read_text(struct text_reader *r, char *errstr, size_t errstr_size)
 	}
 	if (r->format == EVENTLOG_AUTO &&
 	    format_of_first_line(r, r->line, errstr, errstr_size) != 0)
+		return -1;
+	if (settle_min_rating(r->path, r->format, r->options->min_rating, &r->scale, &r->min_rating,
+			      errstr, errstr_size) != 0)
 		return -1;
 	header = take_header(r, r->line, errstr, errstr_size);
 	if (header < 0)
@@ -1175,9 +1414,9 @@ int eventlog_read(const char *path, const struct eventlog_read_options *options,
 			   (int)options->format);
 		return -1;
 	}
-	if ((unsigned)options->movielens_type >= EVENT_TYPE_COUNT) {
-		set_errstr(errstr, errstr_size, "movielens_type %d out of range",
-			   (int)options->movielens_type);
+	if ((unsigned)options->rating_type >= EVENT_TYPE_COUNT) {
+		set_errstr(errstr, errstr_size, "rating_type %d out of range",
+			   (int)options->rating_type);
 		return -1;
 	}
 	reader.fp = fopen(path, "rb");
@@ -1207,6 +1446,9 @@ int eventlog_read(const char *path, const struct eventlog_read_options *options,
 		}
 		fclose(reader.fp);
 		reader.fp = NULL;
+		if (settle_min_rating(path, EVENTLOG_AVRO, options->min_rating, &reader.scale,
+				      &reader.min_rating, errstr, errstr_size) != 0)
+			goto out_close;
 		status = read_avro(path, options, reader.log, errstr, errstr_size);
 		goto out_close;
 	}
@@ -1217,9 +1459,11 @@ out_close:
 	if (reader.fp != NULL)
 		fclose(reader.fp);
 	free(reader.line);
-	if (status == 0)
+	if (status == 0) {
+		reader.log->format = reader.format;
+		reader.log->min_rating = reader.min_rating;
 		*out = reader.log;
-	else
+	} else
 		eventlog_free(reader.log);
 	return status;
 }

@@ -8,9 +8,10 @@
  * dense 32-bit index.
  *
  * Readers fill a log from streamrec's CSV, an Avro object container file of
- * UserEvent records, and three public datasets (MovieLens, Retailrocket,
- * Taobao UserBehavior); writers produce streamrec's CSV and Avro. Readers
- * keep the file's order; eventlog_sort_by_time() puts events in time order.
+ * UserEvent records, four public datasets (MovieLens, MovieTweetings,
+ * Retailrocket, Taobao UserBehavior) and a generic `user,item,ts[,type]`
+ * CSV; writers produce streamrec's CSV and Avro. Readers keep the file's
+ * order; eventlog_sort_by_time() puts events in time order.
  */
 #ifndef STREAMREC_EVENTLOG_H
 #define STREAMREC_EVENTLOG_H
@@ -23,6 +24,28 @@
 
 /** "None" in item_category and user_cluster; also the limit on ids of each kind. */
 #define EVENTLOG_NONE UINT32_MAX
+
+/** The file formats eventlog_read() understands. */
+enum eventlog_format {
+	/** Decide from the file (see eventlog_read()). */
+	EVENTLOG_AUTO = 0,
+	/** streamrec CSV: header `ts_ms,user_id,item_id,type[,category]`. */
+	EVENTLOG_CSV,
+	/** Avro object container file of UserEvent records. */
+	EVENTLOG_AVRO,
+	/** MovieLens ratings: u.data (tabs), ratings.dat (`::`) or ratings.csv (with header). */
+	EVENTLOG_MOVIELENS,
+	/** Retailrocket events.csv: `timestamp,visitorid,event,itemid,transactionid`. */
+	EVENTLOG_RETAILROCKET,
+	/** Taobao UserBehavior.csv: `user_id,item_id,category_id,behavior_type,timestamp`, no
+	   header. */
+	EVENTLOG_TAOBAO,
+	/** MovieTweetings ratings.dat: `user_id::movie_id::rating::rating_timestamp`, 0-10. */
+	EVENTLOG_MOVIETWEETINGS,
+	/** Generic CSV `user,item,ts[,type]`, header optional, ts in s or ms. */
+	EVENTLOG_GENERIC,
+	EVENTLOG_FORMAT_COUNT
+};
 
 /**
  * The log. A plain data struct: read its public fields freely, change them
@@ -43,6 +66,10 @@ struct event_log {
 	uint32_t *item_category;
 	/** per user: planted main cluster (synthetic data only); NULL when unknown */
 	uint32_t *user_cluster;
+	/** the format the events were read in (AUTO resolved); EVENTLOG_AUTO for a built log */
+	enum eventlog_format format;
+	/** ratings below this were dropped; NAN when the source has no ratings */
+	double min_rating;
 
 	/* private: maintained by eventlog.c */
 	size_t event_cap, user_cap, item_cap;
@@ -51,53 +78,68 @@ struct event_log {
 	struct eventlog_chunk *strings; /* the interned ids' bytes */
 };
 
-/** The file formats eventlog_read() understands. */
-enum eventlog_format {
-	/** Decide from the file (see eventlog_read()). */
-	EVENTLOG_AUTO = 0,
-	/** streamrec CSV: header `ts_ms,user_id,item_id,type[,category]`. */
-	EVENTLOG_CSV,
-	/** Avro object container file of UserEvent records. */
-	EVENTLOG_AVRO,
-	/** MovieLens ratings: u.data (tabs), ratings.dat (`::`) or ratings.csv (with header). */
-	EVENTLOG_MOVIELENS,
-	/** Retailrocket events.csv: `timestamp,visitorid,event,itemid,transactionid`. */
-	EVENTLOG_RETAILROCKET,
-	/** Taobao UserBehavior.csv: `user_id,item_id,category_id,behavior_type,timestamp`, no
-	   header. */
-	EVENTLOG_TAOBAO,
-	EVENTLOG_FORMAT_COUNT
-};
-
 struct eventlog_read_options {
 	/** Default EVENTLOG_AUTO. */
 	enum eventlog_format format;
 	/**
-	 * MovieLens ratings below this are dropped (default 4.0; 0 keeps all).
-	 * MovieLens has no behaviours, only ratings: a kept rating is one
-	 * positive implicit event of type movielens_type.
+	 * Rating formats (MovieLens, MovieTweetings) have no behaviours, only
+	 * ratings: ratings below min_rating are dropped, and a kept rating is one
+	 * positive implicit event of type rating_type. NAN (the default) means
+	 * the format's own default_min_rating (eventlog_rating_scale()). A value
+	 * outside the format's scale, or any value for a format without
+	 * ratings, is an error: a threshold meant for a 1-5 scale must not
+	 * silently filter a 0-10 one.
 	 */
-	double movielens_min_rating;
+	double min_rating;
 	/**
-	 * Type of a kept MovieLens rating (default EVENT_PURCHASE: a rated film
-	 * was watched, and the default "exclude bought items" filter then keeps
+	 * Type of a kept rating (default EVENT_PURCHASE: a rated film was
+	 * watched, and the default "exclude bought items" filter then keeps
 	 * films the user has already seen out of their list, as the usual
 	 * MovieLens evaluation does).
 	 */
-	enum event_type movielens_type;
+	enum event_type rating_type;
 	/** Stop after this many events (kept events, after dropping); 0 reads all. */
 	size_t max_events;
 };
 
+/**
+ * The scale of a rating format, and the threshold that makes a rating a
+ * positive event when none is given.
+ */
+struct eventlog_rating_scale {
+	double min, max;           /**< every rating in a file lies in [min, max] */
+	double default_min_rating; /**< ratings >= this are kept by default */
+	const char *label;         /**< display name ("MovieLens") */
+	const char *why;           /**< one line: why that default */
+};
+
+/**
+ * @brief The rating scale of a format.
+ *
+ * - MovieLens: 0.5 to 5 (ml-100k and ml-1m use whole stars 1-5, ml-latest
+ *   half stars), default >= 4: "liked", the usual implicit-feedback
+ *   conversion of MovieLens in the literature.
+ * - MovieTweetings: 0 to 10 (whole numbers, from IMDb's 10-star widget),
+ *   default >= 8: the same point of the scale as 4 of 5 (4/5 = 8/10).
+ *   Tweeted ratings lean high, so a lower threshold would also keep the
+ *   6s and 7s of films merely watched; a higher one keeps too few users.
+ * @returns true and fills *scale when the format holds ratings; false for
+ * every other format (and AUTO, which is not decided yet).
+ */
+bool eventlog_rating_scale(enum eventlog_format format, struct eventlog_rating_scale *scale);
+
 /** @returns the default read options (also what a NULL options pointer means). */
 struct eventlog_read_options eventlog_read_options_default(void);
 
-/** @returns the format's name ("auto", "csv", "avro", "movielens", "retailrocket", "taobao"), or
- * NULL. */
+/** @returns the format's name ("auto", "csv", "avro", "movielens", "retailrocket", "taobao",
+ * "movietweetings", "generic"), or NULL. */
 const char *eventlog_format_name(enum eventlog_format format);
 
 /** @returns true and sets *format when name is one of the names above. */
 bool eventlog_format_from_name(const char *name, enum eventlog_format *format);
+
+/** @returns every format name joined by '|' ("auto|csv|...|generic"), for usage and errors. */
+const char *eventlog_format_names(void);
 
 /**
  * @brief Create an empty log (no categories, no clusters).
@@ -185,8 +227,11 @@ bool eventlog_is_sorted(const struct event_log *log);
  * - EVENTLOG_MOVIELENS: u.data `user<TAB>item<TAB>rating<TAB>seconds`,
  *   ratings.dat `user::item::rating::seconds`, or ratings.csv with header
  *   `userId,movieId,rating,timestamp`; the flavour is told by the first
- *   line. Ratings below movielens_min_rating are dropped; the others become
- *   movielens_type events. Times are seconds, stored as ms.
+ *   line. Ratings below min_rating are dropped; the others become
+ *   rating_type events. Times are seconds, stored as ms.
+ * - EVENTLOG_MOVIETWEETINGS: ratings.dat `user_id::movie_id::rating::rating_timestamp`
+ *   (movie_id an IMDb number, 7 digits with leading zeros), ratings 0-10,
+ *   kept like MovieLens; timestamps are seconds.
  * - EVENTLOG_RETAILROCKET: header `timestamp,visitorid,event,itemid,transactionid`
  *   (mandatory); event view/addtocart/transaction becomes VIEW/ADD_TO_CART/
  *   PURCHASE; timestamp is ms.
@@ -194,19 +239,34 @@ bool eventlog_is_sorted(const struct event_log *log);
  *   no header; behaviour pv/cart/fav/buy becomes VIEW/ADD_TO_CART/FAVORITE/
  *   PURCHASE; timestamp is seconds, stored as ms; category_id fills
  *   item_category.
+ * - EVENTLOG_GENERIC: `user,item,ts` or `user,item,ts,type`, one event a
+ *   line, the same number of fields on every line. An optional header names
+ *   the columns: `user` or `user_id`, `item` or `item_id`, `ts` or
+ *   `timestamp`, `type` or `event`. ts is a whole number; the first event
+ *   decides its unit for the whole file: below 1e11 seconds (1e11 s is the
+ *   year 5138), from 1e11 up milliseconds (1e11 ms is March 1973), and a
+ *   later ts on the other side of 1e11 is an error (mixed units). type is a
+ *   UserEvent symbol or its lower-case key (VIEW or view, add_to_cart,
+ *   ...), case-insensitive; without the column every event is VIEW.
  *
  * For every text format: lines may end in CRLF, empty lines are skipped, an
  * item's first category wins, and an empty file holds 0 events unless the
- * format's header is mandatory.
+ * format's header is mandatory. A rating outside the format's scale is an
+ * error at its line (it is not the format the reader was told or guessed).
  *
  * EVENTLOG_AUTO decides: (1) a file starting with the Avro magic `Obj\x01`,
  * or named *.avro, is Avro; (2) otherwise the first line decides: one of the
- * three known headers (streamrec CSV, MovieLens ratings.csv, Retailrocket),
- * else a line with `::` or a tab is MovieLens, else a line of 5
- * comma-separated fields whose 4th is pv/cart/fav/buy is Taobao; (3) an empty
- * file is MovieLens when named u.data or *.dat, Taobao when named
- * UserBehavior*, and an error otherwise. Anything else is an error quoting
- * the first line.
+ * known headers (streamrec CSV, MovieLens ratings.csv, Retailrocket,
+ * generic), else a line with `::` is MovieTweetings when its second field is
+ * an IMDb number (7 or more digits with a leading zero; MovieLens ids have
+ * none) or its rating is above 5, MovieLens otherwise; a line with a tab is
+ * MovieLens; a line of 5 comma-separated fields whose 4th is pv/cart/fav/buy
+ * is Taobao; a line of 3 or 4 comma-separated fields whose 3rd is a whole
+ * number (and 4th, if any, an event type) is generic; (3) an empty file is
+ * MovieLens when named u.data or *.dat, Taobao when named UserBehavior*, and
+ * an error otherwise. Anything else is an error quoting the first line.
+ * A MovieTweetings file guessed as MovieLens stops at its first rating
+ * above 5, naming the line and the scale, never filtered on the wrong scale.
  *
  * Errors name the file and line (Avro: record) and what was expected:
  * `ratings.dat:14: expected 4 fields separated by '::', got 3`.

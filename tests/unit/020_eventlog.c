@@ -270,8 +270,8 @@ static void movielens_three_flavours(void **state)
 			assert_null(log->item_category);
 			eventlog_free(log);
 
-			options.movielens_min_rating = 0;
-			options.movielens_type = EVENT_VIEW;
+			options.min_rating = 0.5;
+			options.rating_type = EVENT_VIEW;
 			log = read_ok(f, path, &options);
 			assert_int_equal(log->count, 3);
 			assert_event(log, 0, "196", "242", EVENT_VIEW, 881250949000LL);
