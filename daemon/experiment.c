@@ -43,8 +43,9 @@ struct experiment {
 
 	uint8_t *users; /* user byte by index, user_len used of user_cap */
 	size_t user_cap, user_len;
-	float *pre; /* pre-period activity by index, pre_cap; NULL until first given */
-	size_t pre_cap;
+	float *pre; /* pre-period activity by index, pre_len used of pre_cap;
+		     * NULL until first given */
+	size_t pre_cap, pre_len;
 	bool has_pre;
 };
 
@@ -362,6 +363,8 @@ int experiment_set_pre(struct experiment *experiment, uint32_t user_index, doubl
 			   e->name, user_index);
 		return -1;
 	}
+	if ((size_t)user_index + 1 > e->pre_len)
+		e->pre_len = (size_t)user_index + 1;
 	e->pre[user_index] = (float)activity;
 	e->has_pre = true;
 	return 0;
@@ -433,7 +436,7 @@ static void compute_cuped(const struct experiment *e, struct experiment_stats *s
 		unsigned arm = e->users[u] & USER_ARM_MASK;
 		if (arm == 0)
 			continue;
-		double x = u < e->pre_cap ? e->pre[u] : 0;
+		double x = u < e->pre_len ? e->pre[u] : 0;
 		double y = (e->users[u] & USER_CONVERTED) ? 1 : 0;
 		m[arm - 1].n++;
 		m[arm - 1].mean_x += x;
@@ -456,7 +459,7 @@ static void compute_cuped(const struct experiment *e, struct experiment_stats *s
 		unsigned arm = e->users[u] & USER_ARM_MASK;
 		if (arm == 0)
 			continue;
-		double x = u < e->pre_cap ? e->pre[u] : 0;
+		double x = u < e->pre_len ? e->pre[u] : 0;
 		double y = (e->users[u] & USER_CONVERTED) ? 1 : 0;
 		struct moments *a = &m[arm - 1];
 		double dx = x - a->mean_x, dy = y - a->mean_y;
@@ -621,7 +624,7 @@ int experiment_export(const struct experiment *experiment, uint8_t **out, size_t
 {
 	const struct experiment *e = experiment;
 	struct writer w = {0};
-	if (e->user_len > UINT32_MAX || e->pre_cap > UINT32_MAX) {
+	if (e->user_len > UINT32_MAX || e->pre_len > UINT32_MAX) {
 		set_errstr(errstr, errstr_size, "experiment %s: too many users to export",
 			   e->name);
 		return -1;
@@ -651,8 +654,8 @@ int experiment_export(const struct experiment *experiment, uint8_t **out, size_t
 	put_uint(&w, e->has_pre, 1);
 	put_bytes(&w, e->users, e->user_len);
 	if (e->has_pre) {
-		put_uint(&w, e->pre_cap, 4);
-		for (size_t u = 0; u < e->pre_cap; u++) {
+		put_uint(&w, e->pre_len, 4);
+		for (size_t u = 0; u < e->pre_len; u++) {
 			uint32_t bits;
 			memcpy(&bits, &e->pre[u], sizeof bits);
 			put_uint(&w, bits, 4);
@@ -807,7 +810,7 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
 	e->users = users;
 	e->user_cap = e->user_len = user_len;
 	e->pre = pre;
-	e->pre_cap = pre_len;
+	e->pre_cap = e->pre_len = pre_len;
 	e->has_pre = has_pre != 0;
 	e->period = period;
 	e->start_ms = start_ms;
@@ -820,6 +823,8 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
 	return 0;
 
 out_different:
+	if (r.failed)
+		goto out_truncated;
 	set_errstr(errstr, errstr_size,
 		   "experiment %s: the stored experiment has another name or other variants",
 		   e->name);
