@@ -131,11 +131,11 @@ static double gamma_q(double a, double x)
 struct experiment_config experiment_config_default(void)
 {
 	return (struct experiment_config){
-		.name = "experiment",
-		.alpha = EXPERIMENT_DEFAULT_ALPHA,
-		.srm_alpha = EXPERIMENT_DEFAULT_SRM_ALPHA,
-		.msprt_tau2 = EXPERIMENT_DEFAULT_MSPRT_TAU2,
-		.msprt_min_users = EXPERIMENT_DEFAULT_MSPRT_MIN_USERS,
+	    .name = "experiment",
+	    .alpha = EXPERIMENT_DEFAULT_ALPHA,
+	    .srm_alpha = EXPERIMENT_DEFAULT_SRM_ALPHA,
+	    .msprt_tau2 = EXPERIMENT_DEFAULT_MSPRT_TAU2,
+	    .msprt_min_users = EXPERIMENT_DEFAULT_MSPRT_MIN_USERS,
 	};
 }
 
@@ -301,16 +301,16 @@ static int check_arm(const struct experiment *e, size_t arm, char *errstr, size_
 	return -1;
 }
 
-int experiment_expose(struct experiment *experiment, uint32_t user_index, size_t arm,
-		      char *errstr, size_t errstr_size)
+int experiment_expose(struct experiment *experiment, uint32_t user_index, size_t arm, char *errstr,
+		      size_t errstr_size)
 {
 	struct experiment *e = experiment;
 	if (check_arm(e, arm, errstr, errstr_size) != 0)
 		return -1;
 	size_t needed = (size_t)user_index + 1;
 	if (grow_array(&e->users, &e->user_cap, needed, 1, 4096) != 0) {
-		set_errstr(errstr, errstr_size, "experiment %s: out of memory for user %u",
-			   e->name, user_index);
+		set_errstr(errstr, errstr_size, "experiment %s: out of memory for user %u", e->name,
+			   user_index);
 		return -1;
 	}
 	if (needed > e->user_len)
@@ -359,8 +359,8 @@ int experiment_set_pre(struct experiment *experiment, uint32_t user_index, doubl
 		return -1;
 	}
 	if (grow_array(&e->pre, &e->pre_cap, (size_t)user_index + 1, sizeof *e->pre, 4096) != 0) {
-		set_errstr(errstr, errstr_size, "experiment %s: out of memory for user %u",
-			   e->name, user_index);
+		set_errstr(errstr, errstr_size, "experiment %s: out of memory for user %u", e->name,
+			   user_index);
 		return -1;
 	}
 	if ((size_t)user_index + 1 > e->pre_len)
@@ -625,8 +625,7 @@ int experiment_export(const struct experiment *experiment, uint8_t **out, size_t
 	const struct experiment *e = experiment;
 	struct writer w = {0};
 	if (e->user_len > UINT32_MAX || e->pre_len > UINT32_MAX) {
-		set_errstr(errstr, errstr_size, "experiment %s: too many users to export",
-			   e->name);
+		set_errstr(errstr, errstr_size, "experiment %s: too many users to export", e->name);
 		return -1;
 	}
 	put_uint(&w, EXPERIMENT_FORMAT_VERSION, 1);
@@ -663,8 +662,7 @@ int experiment_export(const struct experiment *experiment, uint8_t **out, size_t
 	}
 	if (w.failed) {
 		free(w.data);
-		set_errstr(errstr, errstr_size, "experiment %s: out of memory exporting",
-			   e->name);
+		set_errstr(errstr, errstr_size, "experiment %s: out of memory exporting", e->name);
 		return -1;
 	}
 	*out = w.data;
@@ -714,8 +712,8 @@ static bool get_string_is(struct reader *r, const char *s)
 	return b != NULL && n == strlen(s) && memcmp(b, s, n) == 0;
 }
 
-int experiment_import(struct experiment *experiment, const uint8_t *data, size_t size,
-		      char *errstr, size_t errstr_size)
+int experiment_import(struct experiment *experiment, const uint8_t *data, size_t size, char *errstr,
+		      size_t errstr_size)
 {
 	struct experiment *e = experiment;
 	struct reader r = {.data = data, .size = size};
@@ -836,15 +834,16 @@ out_truncated:
 out_corrupt:
 	free(users);
 	free(pre);
-	set_errstr(errstr, errstr_size,
-		   "experiment %s: stored state inconsistent (counters and per-user flags disagree)",
-		   e->name);
+	set_errstr(
+	    errstr, errstr_size,
+	    "experiment %s: stored state inconsistent (counters and per-user flags disagree)",
+	    e->name);
 	return -1;
 out_oom:
 	free(users);
 	free(pre);
-	set_errstr(errstr, errstr_size, "experiment %s: out of memory importing %zu users",
-		   e->name, user_len);
+	set_errstr(errstr, errstr_size, "experiment %s: out of memory importing %zu users", e->name,
+		   user_len);
 	return -1;
 }
 
@@ -861,8 +860,7 @@ static json_t *json_count(uint64_t v)
 	return json_integer((json_int_t)v);
 }
 
-char *experiment_render_json(const struct experiment *experiment, char *errstr,
-			     size_t errstr_size)
+char *experiment_render_json(const struct experiment *experiment, char *errstr, size_t errstr_size)
 {
 	const struct experiment *e = experiment;
 	struct experiment_stats *s = malloc(sizeof *s);
@@ -876,8 +874,8 @@ char *experiment_render_json(const struct experiment *experiment, char *errstr,
 	json_t *methods = json_pack(
 	    "{s:s, s:s, s:s, s:s, s:s}", "rate_interval", "wilson", "uplift_interval",
 	    "delta method on the ratio of two proportions", "sequential",
-	    "mSPRT, normal mixture on the difference of proportions (Johari et al.)",
-	    "srm", "chi-square goodness of fit", "cuped", "theta pooled over all exposed users");
+	    "mSPRT, normal mixture on the difference of proportions (Johari et al.)", "srm",
+	    "chi-square goodness of fit", "cuped", "theta pooled over all exposed users");
 	if (root == NULL || variants == NULL || methods == NULL) {
 		json_decref(root);
 		json_decref(variants);
@@ -897,8 +895,8 @@ char *experiment_render_json(const struct experiment *experiment, char *errstr,
 	failed |= json_object_set_new(root, "srm_flag", json_boolean(s->srm_flag));
 	failed |= json_object_set_new(root, "cuped_theta", json_number(s->cuped_theta));
 	failed |= json_object_set_new(root, "hits_ignored", json_count(s->hits_ignored));
-	failed |= json_object_set_new(root, "exposure_conflicts",
-				      json_count(s->exposure_conflicts));
+	failed |=
+	    json_object_set_new(root, "exposure_conflicts", json_count(s->exposure_conflicts));
 	failed |= json_object_set_new(root, "variants", variants);
 	for (size_t k = 0; k < s->arm_count; k++) {
 		const struct experiment_arm_stats *a = &s->arms[k];
@@ -934,7 +932,8 @@ char *experiment_render_json(const struct experiment *experiment, char *errstr,
 					      json_number(a->cuped_variance_reduction));
 	}
 	if (!failed)
-		text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+		text =
+		    json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
 	json_decref(root);
 	if (text == NULL)
 		goto out_oom;

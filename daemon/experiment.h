@@ -82,15 +82,15 @@
 #define EXPERIMENT_FORMAT_VERSION 1
 
 /** Defaults of struct experiment_config (experiment_config_default()). */
-#define EXPERIMENT_DEFAULT_ALPHA           0.05
-#define EXPERIMENT_DEFAULT_SRM_ALPHA       0.001
+#define EXPERIMENT_DEFAULT_ALPHA     0.05
+#define EXPERIMENT_DEFAULT_SRM_ALPHA 0.001
 /**
  * Mixing variance of the mSPRT's prior on the difference of conversion
  * rates: tau = 0.01, the size of effect (one percentage point) that
  * recommendation experiments typically look for. The test stays valid for
  * any tau; a tau near the true effect makes it reach a decision soonest.
  */
-#define EXPERIMENT_DEFAULT_MSPRT_TAU2      1e-4
+#define EXPERIMENT_DEFAULT_MSPRT_TAU2 1e-4
 /** Exposed users each arm needs before the plug-in variance is trusted. */
 #define EXPERIMENT_DEFAULT_MSPRT_MIN_USERS 100
 
@@ -164,8 +164,8 @@ void experiment_free(struct experiment *experiment);
  * first arm until the period ends).
  * @returns 0, or -1 (arm out of range, out of memory).
  */
-int experiment_expose(struct experiment *experiment, uint32_t user_index, size_t arm,
-		      char *errstr, size_t errstr_size);
+int experiment_expose(struct experiment *experiment, uint32_t user_index, size_t arm, char *errstr,
+		      size_t errstr_size);
 
 /**
  * @brief Records a hit of user `user_index` on an item of a list of variant
@@ -222,8 +222,8 @@ int experiment_export(const struct experiment *experiment, uint8_t **out, size_t
  * @returns 0, or -1 (unknown version, truncated or inconsistent data,
  * different experiment, out of memory).
  */
-int experiment_import(struct experiment *experiment, const uint8_t *data, size_t size,
-		      char *errstr, size_t errstr_size);
+int experiment_import(struct experiment *experiment, const uint8_t *data, size_t size, char *errstr,
+		      size_t errstr_size);
 
 /**
  * @brief The figures as one JSON object for the status page:
@@ -238,7 +238,6 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
  * order, undefined figures null.
  * @returns the compact JSON text (malloc'd, the caller frees it), or NULL.
  */
-char *experiment_render_json(const struct experiment *experiment, char *errstr,
-			     size_t errstr_size);
+char *experiment_render_json(const struct experiment *experiment, char *errstr, size_t errstr_size);
 
 #endif

@@ -125,11 +125,11 @@ int main(int argc, char **argv)
 				snprintf(errstr, sizeof errstr, "bad line");
 				status = -1;
 			} else if (command[0] == 'e') {
-				status = experiment_expose(experiment, user, arm, errstr,
-							   sizeof errstr);
+				status =
+				    experiment_expose(experiment, user, arm, errstr, sizeof errstr);
 			} else {
-				status = experiment_hit(experiment, user, arm, errstr,
-							sizeof errstr);
+				status =
+				    experiment_hit(experiment, user, arm, errstr, sizeof errstr);
 			}
 		} else if (strcmp(command, "pre") == 0) {
 			if (sscanf(line, "%*s %" SCNu32 " %lf", &user, &value) != 2) {

@@ -70,14 +70,14 @@ static void test_counters(void **state)
 	struct experiment_stats s;
 	char errstr[256];
 	assert_int_equal(experiment_expose(e, 7, 0, errstr, sizeof errstr), 0);
-	assert_int_equal(experiment_expose(e, 7, 0, errstr, sizeof errstr), 0);  /* again */
-	assert_int_equal(experiment_expose(e, 7, 1, errstr, sizeof errstr), 0);  /* conflict */
+	assert_int_equal(experiment_expose(e, 7, 0, errstr, sizeof errstr), 0); /* again */
+	assert_int_equal(experiment_expose(e, 7, 1, errstr, sizeof errstr), 0); /* conflict */
 	assert_int_equal(experiment_expose(e, 9, 1, errstr, sizeof errstr), 0);
 	assert_int_equal(experiment_expose(e, 100000, 1, errstr, sizeof errstr), 0);
 	assert_int_equal(experiment_hit(e, 7, 0, errstr, sizeof errstr), 0);
-	assert_int_equal(experiment_hit(e, 7, 0, errstr, sizeof errstr), 0);  /* 2 hits, 1 user */
-	assert_int_equal(experiment_hit(e, 9, 0, errstr, sizeof errstr), 0);  /* not its arm */
-	assert_int_equal(experiment_hit(e, 3, 1, errstr, sizeof errstr), 0);  /* never exposed */
+	assert_int_equal(experiment_hit(e, 7, 0, errstr, sizeof errstr), 0); /* 2 hits, 1 user */
+	assert_int_equal(experiment_hit(e, 9, 0, errstr, sizeof errstr), 0); /* not its arm */
+	assert_int_equal(experiment_hit(e, 3, 1, errstr, sizeof errstr), 0); /* never exposed */
 	assert_int_equal(experiment_hit(e, 1u << 30, 1, errstr, sizeof errstr), 0);
 	assert_int_equal(experiment_hit(e, 9, 1, errstr, sizeof errstr), 0);
 	assert_int_equal(experiment_expose(e, 1, 2, errstr, sizeof errstr), -1);
@@ -154,8 +154,8 @@ static void test_export_import(void **state)
 		if (rng_uniform(&rng) < (arm ? 0.2 : 0.1))
 			assert_int_equal(experiment_hit(e, u, arm, errstr, sizeof errstr), 0);
 		if (u % 3 == 0)
-			assert_int_equal(experiment_set_pre(e, u, (double)(u % 7), errstr,
-							    sizeof errstr), 0);
+			assert_int_equal(
+			    experiment_set_pre(e, u, (double)(u % 7), errstr, sizeof errstr), 0);
 	}
 	assert_int_equal(experiment_hit(e, 1, 1, errstr, sizeof errstr), 0);
 	uint8_t *data;
