@@ -76,7 +76,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
 TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read \
-	      $(BUILD)/tests/kafka_topic_config
+	      $(BUILD)/tests/kafka_topic_config $(BUILD)/tests/experiment_tool
 BENCH_COLLECT := $(BUILD)/bench/collect
 
 .PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e man install uninstall deb clean format
@@ -135,6 +135,10 @@ $(BUILD)/tests/kafka_topic_config: $(BUILD)/asan/tests/tools/kafka_topic_config.
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
 $(BUILD)/tests/codec_tool: $(BUILD)/asan/tests/tools/codec_tool.o $(ASAN_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
+
+$(BUILD)/tests/experiment_tool: $(BUILD)/asan/tests/tools/experiment_tool.o $(ASAN_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
