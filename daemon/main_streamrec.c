@@ -60,7 +60,7 @@ static const struct {
      "           [--registry-insecure]"},
     {"eval", cli_eval,
      "replay an event file test-then-train and score the model against popularity\n"
-     "           FILE [--format auto|csv|avro|movielens|retailrocket|taobao]\n"
+     "           FILE [--format auto|csv|avro|movielens|movietweetings|generic|retailrocket|taobao]\n"
      "           [--min-rating R] [--k 20] [--signals taste,intent,covis,correction|all|none]\n"
      "           [--dim N] [--lr F] [--l2 F] [--negatives N] [--optimizer adagrad|sgd]\n"
      "           [--recent N] [--covis-weight F] [--correction-weight F]\n"
