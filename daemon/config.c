@@ -210,6 +210,18 @@ static const struct option options[] = {
      "Least severe message logged.", NULL},
     {"experiment", "salt", OPT_STRING, ST_STR, G(experiment_salt), "streamrec", 0, 0, NULL,
      OPT_NONEMPTY, "Mixed into the hash that assigns users to variants.", NULL},
+    {"experiment", "control", OPT_STRING, ST_STR, G(experiment_control), "", 0, 0, NULL, 0,
+     "The control arm every other variant is compared with (/experiment.json); \"\": the one "
+     "variant with policy = popularity, else the first.",
+     NULL},
+    {"experiment", "alpha", OPT_DOUBLE, ST_DOUBLE, G(experiment_alpha), "0.05", 0, 0.5, NULL,
+     OPT_BOUNDED | OPT_MIN_OPEN,
+     "Two-sided level of the intervals and of the always-valid sequential test (mSPRT).", NULL},
+    {"experiment", "msprt_tau2", OPT_DOUBLE, ST_DOUBLE, G(experiment_msprt_tau2), "0.0001", 0, 1,
+     NULL, OPT_BOUNDED | OPT_MIN_OPEN,
+     "Mixing variance tau^2 of the mSPRT's prior on the difference of conversion rates "
+     "(0.0001: effects of about one percentage point are found soonest).",
+     NULL},
     {"model", "dim", OPT_UINT, ST_SIZE, V(model.dim), NULL, 4, 1024, NULL, OPT_BOUNDED,
      "Embedding dimension.", NULL},
     {"model", "optimizer", OPT_ENUM, ST_ENUM, V(model.optimizer), NULL, 0, 0, optimizers, 0,

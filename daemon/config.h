@@ -117,6 +117,8 @@ struct config {
 
 	enum config_log_level log_level;
 	char *experiment_salt;
+	char *experiment_control; /**< "": the popularity arm, else the first variant */
+	double experiment_alpha, experiment_msprt_tau2;
 	char *blas_kernel; /**< "auto" or a kernel family (model/blas.h) */
 	/* the schema registry ("" url: none) */
 	char *registry_url, *registry_basic_auth, *registry_tls_ca_file, *registry_tls_cert_file,

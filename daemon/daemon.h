@@ -22,6 +22,7 @@
 #include "catalog.h"
 #include "codec.h"
 #include "config.h"
+#include "experiment.h"
 #include "consumer.h"
 #include "http.h"
 #include "metrics.h"
@@ -58,6 +59,7 @@ struct daemon {
 	struct topk *topk;
 	struct catalog *catalog;
 	struct refresher *refresher;
+	struct experiment *experiment; /**< NULL with fewer than two variants */
 	struct assign_variant variants[STATE_MAX_VARIANTS];
 	size_t variant_count;
 

@@ -305,6 +305,19 @@ int ingest_commit(struct daemon *d, bool wait)
 		goto out_fail;
 	commit_kafka(d, d->inflight, d->inflight_count, true);
 	d->inflight_count = 0;
+	if (d->experiment != NULL) {
+		/* the experiment's counters go in the same batch as what they count */
+		uint8_t *counters;
+		size_t counters_len;
+		if (experiment_export(d->experiment, &counters, &counters_len, errstr,
+				      sizeof errstr) != 0)
+			goto out_fail;
+		int rc = state_put_aux(d->state, "experiment", counters, counters_len, errstr,
+				       sizeof errstr);
+		free(counters);
+		if (rc != 0)
+			goto out_fail;
+	}
 	if (state_commit_async(d->state, errstr, sizeof errstr) != 0)
 		goto out_fail;
 	memcpy(d->inflight, d->positions, d->position_count * sizeof *d->positions);

@@ -27,6 +27,7 @@
 #include <ev.h>
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
 #include "daemon.h"
 #include "ingest.h"
 #include "log.h"
@@ -84,6 +85,68 @@ static int open_schemas(struct daemon *d, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	log_line(LOG_PRIORITY_INFO, "registry: Recommendation is %s id %" PRId32, subject, id);
+	return 0;
+}
+
+/*
+ * The A/B experiment over the configured variants (two or more), each against
+ * the control arm (experiment.control), with its counters restored from the
+ * state: they survive restarts; a change of shares starts a new exposure
+ * period (experiment_import). @returns 0, or -1 with errstr filled.
+ */
+static int open_experiment(struct daemon *d, char *errstr, size_t errstr_size)
+{
+	const struct config *c = &d->config;
+	struct experiment_arm_config arms[STATE_MAX_VARIANTS];
+	size_t control = 0, popularity = 0, popularity_arms = 0;
+	char why[512];
+	if (d->variant_count < 2)
+		return 0;
+	for (size_t v = 0; v < d->variant_count; v++) {
+		arms[v] = (struct experiment_arm_config){d->variants[v].name, d->variants[v].share};
+		if (c->variants[v].policy == CONFIG_POLICY_POPULARITY) {
+			popularity = v;
+			popularity_arms++;
+		}
+	}
+	if (c->experiment_control[0] != '\0') {
+		for (control = 0; control < d->variant_count; control++)
+			if (strcmp(d->variants[control].name, c->experiment_control) == 0)
+				break;
+		if (control == d->variant_count) {
+			snprintf(errstr, errstr_size, "%s: experiment.control: no variant is called '%s'",
+				 c->path, c->experiment_control);
+			return -1;
+		}
+	} else if (popularity_arms == 1) {
+		control = popularity;
+	}
+	struct experiment_config ec = experiment_config_default();
+	ec.name = c->experiment_salt;
+	ec.arms = arms;
+	ec.arm_count = d->variant_count;
+	ec.control_arm = control;
+	ec.start_ms = clock_wall_ms();
+	ec.alpha = c->experiment_alpha;
+	ec.msprt_tau2 = c->experiment_msprt_tau2;
+	d->experiment = experiment_new(&ec, why, sizeof why);
+	if (d->experiment == NULL) {
+		snprintf(errstr, errstr_size, "%s: experiment: %s", c->path, why);
+		return -1;
+	}
+	void *stored;
+	size_t stored_len;
+	int found = state_get_aux(d->state, "experiment", &stored, &stored_len, errstr, errstr_size);
+	if (found < 0)
+		return -1;
+	if (found == 1) {
+		if (experiment_import(d->experiment, stored, stored_len, why, sizeof why) != 0)
+			log_line(LOG_PRIORITY_WARNING,
+				 "experiment: the stored counters are not restored (%s); it starts "
+				 "afresh",
+				 why);
+		free(stored);
+	}
 	return 0;
 }
 
@@ -230,6 +293,8 @@ int main(int argc, char **argv)
 			snprintf(errstr, sizeof errstr, "out of memory for the catalogue");
 		goto out_error;
 	}
+	if (open_experiment(d, errstr, sizeof errstr) != 0)
+		goto out_error;
 	struct refresh_config rc = {.state = d->state,
 				    .topk = d->topk,
 				    .catalog = d->catalog,
@@ -238,7 +303,8 @@ int main(int argc, char **argv)
 				    .variants = d->variants,
 				    .variant_count = d->variant_count,
 				    .publish = publish_recommendation,
-				    .opaque = d};
+				    .opaque = d,
+				    .experiment = d->experiment};
 	d->refresher = refresher_new(&rc, errstr, sizeof errstr);
 	if (d->refresher == NULL || ingest_connect(d, errstr, sizeof errstr) != 0 ||
 	    ops_start(d, errstr, sizeof errstr) != 0)
@@ -276,6 +342,7 @@ out_free:
 	producer_free(d->producer);
 	http_server_free(d->http);
 	refresher_free(d->refresher);
+	experiment_free(d->experiment);
 	catalog_free(d->catalog);
 	status_free(d->status);
 	topk_free(d->topk);

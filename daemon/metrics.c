@@ -131,9 +131,11 @@ struct metrics *metrics_new(const char *const *variant_names, size_t variant_cou
 		return NULL;
 	}
 	m->variant_count = variant_count;
+	m->experiment_srm_p = -1;
 	for (size_t i = 0; i < variant_count; i++) {
 		strcpy(m->variants[i].name, variant_names[i]);
 		m->variants[i].index_recall = -1;
+		m->variants[i].experiment_msprt_p = -1;
 		if (metrics_histogram_init(&m->variants[i].freshness_seconds,
 					   metrics_latency_buckets, metrics_latency_bucket_count,
 					   errstr, errstr_size) < 0)
@@ -436,6 +438,30 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	family(&t, "refresh_deferred_total", "counter",
 	       "Refreshes deferred because they waited beyond the staleness target.");
 	text_printf(&t, "streamrec_refresh_deferred_total %" PRIu64 "\n", m->refresh_deferred_total);
+
+	if (m->experiment_srm_p >= 0) {
+		family(&t, "experiment_exposed_users", "gauge",
+		       "Users served a list of the variant in the experiment's current period.");
+		for (size_t v = 0; v < m->variant_count; v++)
+			variant_sample(&t, "experiment_exposed_users", m->variants[v].name,
+				       m->variants[v].experiment_exposed);
+		family(&t, "experiment_converted_users", "gauge",
+		       "Exposed users with a hit on a list of the variant, current period.");
+		for (size_t v = 0; v < m->variant_count; v++)
+			variant_sample(&t, "experiment_converted_users", m->variants[v].name,
+				       m->variants[v].experiment_converted);
+		family(&t, "experiment_msprt_p", "gauge",
+		       "Always-valid p-value (mSPRT) of the variant against the control arm.");
+		for (size_t v = 0; v < m->variant_count; v++)
+			if (m->variants[v].experiment_msprt_p >= 0) {
+				text_puts(&t, "streamrec_experiment_msprt_p{variant=\"");
+				text_label_value(&t, m->variants[v].name);
+				text_printf(&t, "\"} %.6g\n", m->variants[v].experiment_msprt_p);
+			}
+		family(&t, "experiment_srm_p", "gauge",
+		       "Sample-ratio-mismatch p-value of the exposed users against the shares.");
+		text_printf(&t, "streamrec_experiment_srm_p %.6g\n", m->experiment_srm_p);
+	}
 
 	family(&t, "index_shadow_lists_total", "counter",
 	       "Index-engine lists also computed by the exact engine to measure recall.");

@@ -76,6 +76,10 @@ struct metrics_variant {
 	 * shadow batch (negative: none yet, not rendered). */
 	uint64_t index_shadow_lists_total;
 	double index_recall;
+	/** The A/B experiment (when there is one): exposed and converted users
+	 * this period, the always-valid p-value against control (negative: none). */
+	uint64_t experiment_exposed, experiment_converted;
+	double experiment_msprt_p;
 };
 
 /** Consumer lag of one assigned partition, in messages up to its high watermark. */
@@ -113,6 +117,9 @@ struct metrics {
 	uint64_t dlq_messages_total;
 	/** Messages that waited for a writer schema the registry could not give yet. */
 	uint64_t schema_waits_total;
+
+	/** The experiment's sample-ratio-mismatch p-value (negative: no experiment). */
+	double experiment_srm_p;
 
 	/** What /readyz reports. */
 	bool ready;

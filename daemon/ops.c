@@ -70,6 +70,44 @@ static void status_json(const struct http_request *request, struct http_response
 	response->body_len = len;
 }
 
+/* The A/B experiment's figures (daemon/experiment.h), for analysts. */
+static void experiment_json(const struct http_request *request, struct http_response *response,
+			    void *opaque)
+{
+	struct daemon *d = opaque;
+	char errstr[256];
+	(void)request;
+	if (d->experiment == NULL) {
+		http_response_text(response, 404, "no experiment: fewer than two variants\n");
+		return;
+	}
+	char *body = experiment_render_json(d->experiment, errstr, sizeof errstr);
+	if (body == NULL) {
+		http_response_text(response, 500, "out of memory\n");
+		return;
+	}
+	response->status = 200;
+	response->content_type = "application/json";
+	response->body = body;
+	response->body_len = strlen(body);
+}
+
+/* The experiment's headline figures into the metrics (each watchdog tick). */
+static void experiment_metrics(struct daemon *d)
+{
+	struct experiment_stats stats;
+	if (d->experiment == NULL)
+		return;
+	experiment_compute(d->experiment, &stats);
+	d->metrics->experiment_srm_p = stats.srm_p >= 0 ? stats.srm_p : 1;
+	for (size_t v = 0; v < stats.arm_count && v < d->metrics->variant_count; v++) {
+		struct metrics_variant *mv = &d->metrics->variants[v];
+		mv->experiment_exposed = stats.arms[v].exposed;
+		mv->experiment_converted = stats.arms[v].converted;
+		mv->experiment_msprt_p = stats.arms[v].msprt_p >= 0 ? stats.arms[v].msprt_p : -1;
+	}
+}
+
 static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
@@ -78,6 +116,7 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	bool ready = ops_ready(d, reason, sizeof reason);
 	status_tick(d->status, ev_now(d->loop));
+	experiment_metrics(d);
 	ingest_log_suppressed(d);
 	d->metrics->ready = ready;
 	if (ready && !d->ready_sent) {
@@ -190,6 +229,8 @@ int ops_start(struct daemon *d, char *errstr, size_t errstr_size)
 		    http_server_route(d->http, "/status", status_page, d, errstr, errstr_size) !=
 			0 ||
 		    http_server_route(d->http, "/status.json", status_json, d, errstr,
+				      errstr_size) != 0 ||
+		    http_server_route(d->http, "/experiment.json", experiment_json, d, errstr,
 				      errstr_size) != 0)
 			return -1;
 	}

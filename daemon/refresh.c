@@ -206,6 +206,8 @@ void refresher_count_hit(struct refresher *r, uint32_t stable, const char *item_
 			struct metrics_variant *mv = &r->c.metrics->variants[p->variant];
 			mv->hits_total[type]++;
 			mv->hits_by_rank_total[metrics_rank_bucket(rank + 1)]++;
+			if (r->c.experiment != NULL)
+				(void)experiment_hit(r->c.experiment, stable, p->variant, NULL, 0);
 			return;
 		}
 }
@@ -400,6 +402,9 @@ static int publish_list(struct refresher *r, size_t v, size_t j, uint32_t stable
 	}
 	r->last_refresh_ms[stable] = now_ms;
 	r->c.metrics->variants[v].recommendations_total++;
+	if (r->c.experiment != NULL &&
+	    experiment_expose(r->c.experiment, stable, v, errstr, errstr_size) != 0)
+		return -1;
 	if (remember_list(r, stable, v, list, r->lengths[j]) != 0) {
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;

@@ -47,6 +47,7 @@
 #include "codec.h"
 #include "config.h"
 #include "event.h"
+#include "experiment.h"
 #include "metrics.h"
 #include "state.h"
 #include "topk.h"
@@ -73,6 +74,9 @@ struct refresh_config {
 	size_t variant_count;
 	refresh_publish_fn publish;
 	void *opaque;
+	/** Borrowed, or NULL: every published list is an exposure of its user to
+	 * its variant, every hit a hit of that variant (daemon/experiment). */
+	struct experiment *experiment;
 };
 
 struct refresher;

@@ -33,6 +33,13 @@ struct state {
 	unsigned char store_id[STATE_MAX_VARIANTS];
 	int variant_of_id[256]; /* the reverse, -1: not loaded */
 	char variant_names[STATE_MAX_VARIANTS][STATE_VARIANT_NAME_BYTES]; /* as stored */
+	/* values for meta "aux/NAME" keys, written with the next commit */
+	struct aux_value {
+		char key[64];
+		uint8_t *data;
+		size_t len;
+	} aux[STATE_MAX_AUX];
+	size_t aux_count;
 	struct idmap *users, *items;
 	/* users live in model slots: see usercache.h */
 	struct usercache *cache;
@@ -261,6 +268,8 @@ void state_close(struct state *state)
 	}
 	pthread_mutex_destroy(&state->lock);
 	pthread_cond_destroy(&state->wake);
+	for (size_t a = 0; a < state->aux_count; a++)
+		free(state->aux[a].data);
 	store_batch_free(state->inflight);
 	store_close(state->store);
 	for (size_t v = 0; v < state->variant_count; v++)
@@ -563,6 +572,12 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		store_batch_put(s->batch, STORE_META, key, 9, s->row,
 				model_export_globals(m, s->row, ROW_BUFFER));
 	}
+	for (size_t a = 0; a < s->aux_count; a++) {
+		store_batch_put(s->batch, STORE_META, s->aux[a].key, strlen(s->aux[a].key),
+				s->aux[a].data, s->aux[a].len);
+		free(s->aux[a].data);
+	}
+	s->aux_count = 0;
 	for (size_t v = 0; v < s->variant_count; v++)
 		model_clear_dirty(s->models[v]);
 	s->new_user_count = 0;
@@ -709,4 +724,51 @@ const char *state_variant_name(const struct state *state, size_t variant)
 size_t state_user_count(const struct state *state)
 {
 	return state->next_user;
+}
+
+int state_put_aux(struct state *state, const char *name, const void *data, size_t len,
+		  char *errstr, size_t errstr_size)
+{
+	char key[64];
+	size_t a;
+	if (snprintf(key, sizeof key, "aux/%s", name) >= (int)sizeof key) {
+		set_errstr(errstr, errstr_size, "state: aux key '%s' too long", name);
+		return -1;
+	}
+	for (a = 0; a < state->aux_count; a++)
+		if (strcmp(state->aux[a].key, key) == 0)
+			break;
+	if (a == STATE_MAX_AUX) {
+		set_errstr(errstr, errstr_size, "state: more than %d aux values", STATE_MAX_AUX);
+		return -1;
+	}
+	uint8_t *copy = malloc(len ? len : 1);
+	if (copy == NULL) {
+		set_errstr(errstr, errstr_size, "state: out of memory for aux '%s'", name);
+		return -1;
+	}
+	memcpy(copy, data, len);
+	if (a == state->aux_count) {
+		snprintf(state->aux[a].key, sizeof state->aux[a].key, "%s", key);
+		state->aux_count++;
+	} else {
+		free(state->aux[a].data);
+	}
+	state->aux[a].data = copy;
+	state->aux[a].len = len;
+	return 0;
+}
+
+int state_get_aux(struct state *state, const char *name, void **data, size_t *len, char *errstr,
+		  size_t errstr_size)
+{
+	char key[64], why[256];
+	if (snprintf(key, sizeof key, "aux/%s", name) >= (int)sizeof key) {
+		set_errstr(errstr, errstr_size, "state: aux key '%s' too long", name);
+		return -1;
+	}
+	int found = store_get(state->store, STORE_META, key, strlen(key), data, len, why, sizeof why);
+	if (found < 0)
+		set_errstr(errstr, errstr_size, "state: %s: %s", key, why);
+	return found;
 }

@@ -211,6 +211,26 @@ long state_import(const char *dir, const char *path, char *errstr, size_t errstr
 /** @returns bytes of state on disk (estimate). */
 uint64_t state_bytes(struct state *state);
 
+/** Values a caller may keep in the state (state_put_aux). */
+#define STATE_MAX_AUX 8
+
+/**
+ * @brief Keep a caller's value (the A/B experiment's counters, say) under
+ * meta "aux/NAME": copied now, written with the next commit, in the same
+ * batch as the rows and offsets it goes with. A later put of the same name
+ * before that commit replaces it.
+ * @returns 0, or -1 with errstr filled.
+ */
+int state_put_aux(struct state *state, const char *name, const void *data, size_t len,
+		  char *errstr, size_t errstr_size);
+
+/**
+ * @brief The stored value of NAME (malloc'd into *data, the caller frees).
+ * @returns 1 found, 0 none, -1 with errstr filled.
+ */
+int state_get_aux(struct state *state, const char *name, void **data, size_t *len, char *errstr,
+		  size_t errstr_size);
+
 /** @returns the users the state knows: every user id ever mapped, in memory or on disk. */
 size_t state_user_count(const struct state *state);
 

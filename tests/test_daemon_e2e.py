@@ -1214,3 +1214,37 @@ def test_covis_neighbours_may_grow_on_a_stored_state_but_not_shrink(daemon):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "covis_neighbours 1024" in out.stderr and "can only grow" in out.stderr, out.stderr
+
+
+def test_the_experiment_counts_exposures_and_hits_and_keeps_them(daemon):
+    """Two arms: /experiment.json gives each variant's exposed and converted
+    users against the control arm (the popularity one) with the statistics of
+    daemon/experiment.h; the counters persist in the state across a restart."""
+    import json
+    daemon.add_config(AB_VARIANTS)
+    daemon.start()
+    daemon.produce(3000, users=300, items=100)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3000)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_experiment_exposed_users") >= 250,
+                           60), daemon.get("/metrics")[1][-3000:]
+    status, body = daemon.get("/experiment.json")
+    assert status == 200, body
+    doc = json.loads(body)
+    variants = {v["name"]: v for v in doc["variants"]}
+    assert set(variants) == {"model", "control"}
+    assert variants["control"]["control"] is True and variants["model"]["control"] is False
+    exposed = {name: v["exposed"] for name, v in variants.items()}
+    assert all(n > 50 for n in exposed.values()), exposed
+    served = daemon.metric("streamrec_users_served_total")
+    assert sum(exposed.values()) == served
+    assert "srm_p" in json.dumps(doc) and "msprt_p" in json.dumps(doc)
+    hits = daemon.metric("streamrec_hits_total")
+    converted = sum(v["converted"] for v in variants.values())
+    assert converted <= sum(exposed.values()) and (hits == 0) == (converted == 0)
+    assert daemon.stop() == 0
+
+    daemon.start()
+    status, body = daemon.get("/experiment.json")
+    after = {v["name"]: v["exposed"] for v in json.loads(body)["variants"]}
+    assert after == exposed
+    assert daemon.stop() == 0
