@@ -36,6 +36,50 @@
 #include "publish.h"
 
 /*
+ * The state, with one model per configured variant. Without [variant.*]
+ * sections the one stored variant is served whatever its name (states before
+ * 0.1 called it "control"), or a new state names it STATE_DEFAULT_VARIANT.
+ * @returns 0, or -1 with errstr filled.
+ */
+static int open_state(struct daemon *d, bool read_only, char *errstr, size_t errstr_size)
+{
+	struct model_config models[STATE_MAX_VARIANTS];
+	const char *variant_names[STATE_MAX_VARIANTS], *start_from[STATE_MAX_VARIANTS];
+	d->variant_count = d->config.variant_count;
+	for (size_t v = 0; v < d->variant_count; v++) {
+		models[v] = d->config.variants[v].model;
+		/* the popularity arm ranks by counts: its embeddings would go unused */
+		models[v].learn_embeddings =
+		    d->config.variants[v].policy != CONFIG_POLICY_POPULARITY;
+		variant_names[v] = d->config.variants[v].name;
+		start_from[v] = d->config.variants[v].start_from;
+		d->variants[v].name = d->config.variants[v].name;
+		d->variants[v].share = d->config.variants[v].share;
+	}
+	bool implicit = d->variant_count == 1 && d->config.variants[0].line == 0;
+	struct state_config sc = {.dir = d->config.state_dir,
+				  .variants = models,
+				  .variant_count = d->variant_count,
+				  .variant_names = implicit ? NULL : variant_names,
+				  .start_from = start_from,
+				  .log = ops_log_variant,
+				  .sync_commits = d->config.sync_commits,
+				  .log_dir = d->config.state_log_dir[0] ? d->config.state_log_dir
+									: getenv("LOGS_DIRECTORY"),
+				  .user_cache_users = d->config.user_cache_users,
+				  .user_cache_bytes = d->config.user_cache_bytes,
+				  .read_only = read_only};
+	d->state = state_open(&sc, errstr, errstr_size);
+	if (d->state == NULL)
+		return -1;
+	if (implicit) {
+		struct config_variant *cv = &d->config.variants[0];
+		snprintf(cv->name, sizeof cv->name, "%s", state_variant_name(d->state, 0));
+	}
+	return 0;
+}
+
+/*
  * Where the codec finds writer schemas. With registry.url: ids are fetched
  * from the registry on a miss, and framed output registers Recommendation
  * under <output.topic>-value (TopicNameStrategy) and writes that id. Without:
@@ -216,34 +260,6 @@ int main(int argc, char **argv)
 	log_line(d->blas.refused[0] ? LOG_PRIORITY_WARNING : LOG_PRIORITY_INFO, "%s", kernel);
 
 	sd_notify(0, "STATUS=loading state");
-	struct model_config models[STATE_MAX_VARIANTS];
-	const char *variant_names[STATE_MAX_VARIANTS], *start_from[STATE_MAX_VARIANTS];
-	d->variant_count = d->config.variant_count;
-	for (size_t v = 0; v < d->variant_count; v++) {
-		models[v] = d->config.variants[v].model;
-		/* the popularity arm ranks by counts: its embeddings would go unused */
-		models[v].learn_embeddings =
-		    d->config.variants[v].policy != CONFIG_POLICY_POPULARITY;
-		variant_names[v] = d->config.variants[v].name;
-		start_from[v] = d->config.variants[v].start_from;
-		d->variants[v].name = d->config.variants[v].name;
-		d->variants[v].share = d->config.variants[v].share;
-	}
-	bool implicit = d->variant_count == 1 && d->config.variants[0].line == 0;
-	struct state_config sc = {.dir = d->config.state_dir,
-				  .variants = models,
-				  .variant_count = d->variant_count,
-				  /* no [variant.*]: the one stored variant, whatever its name (states
-				   * before 0.x named it "control"), or STATE_DEFAULT_VARIANT */
-				  .variant_names = implicit ? NULL : variant_names,
-				  .start_from = start_from,
-				  .log = ops_log_variant,
-				  .sync_commits = d->config.sync_commits,
-				  .log_dir = d->config.state_log_dir[0] ? d->config.state_log_dir
-									: getenv("LOGS_DIRECTORY"),
-				  .user_cache_users = d->config.user_cache_users,
-				  .user_cache_bytes = d->config.user_cache_bytes,
-				  .read_only = check_only};
 	struct stat state_stat;
 	if (check_only && stat(d->config.state_dir, &state_stat) != 0 && errno == ENOENT) {
 		printf("streamrecd: %s and %s are fine: no state yet (it is created on the "
@@ -252,14 +268,9 @@ int main(int argc, char **argv)
 		status = 0;
 		goto out_free;
 	}
-	d->state = state_open(&sc, errstr, sizeof errstr);
-	if (d->state == NULL) {
+	if (open_state(d, check_only, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrecd: %s\n", errstr);
 		goto out_free;
-	}
-	if (implicit) {
-		struct config_variant *cv = &d->config.variants[0];
-		snprintf(cv->name, sizeof cv->name, "%s", state_variant_name(d->state, 0));
 	}
 	if (check_only) {
 		printf("streamrecd: %s and %s are fine (%zu variants, %zu items)\n", config_path,
