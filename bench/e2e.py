@@ -543,7 +543,7 @@ bootstrap.servers = {self.bootstrap}
                   "two cores), 'learned' the daemon's median per window. A value of 600000 means 10 minutes or more (the histogram's last bucket). "
                   "Each scenario starts on a restarted daemon over the warm state. 'machine busy' is the whole "
                   "machine's CPU (broker, producer and collector included). Lag is streamrecd's "
-                  "streamrec_consumer_lag (behind its last Kafka commit, so it moves in steps); 'catch-up' is the "
+                  "streamrec_consumer_lag (high watermark minus the consumer's position); 'catch-up' is the "
                   "time from the producer's last send until streamrecd had learned every event, and 'keeps up' "
                   "means it was at most 2 s.", ""]
         (self.out / "e2e.md").write_text("\n".join(lines))
