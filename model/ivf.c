@@ -689,11 +689,11 @@ size_t ivf_assign_cell(const struct ivf *ivf, const float *vector)
 	return argmax_biased(layout->assign_scores, layout->assign_bias, layout->nlist);
 }
 
-int ivf_update_item(struct ivf *ivf, uint32_t item, const float *vector, char *errstr,
-		    size_t errstr_size)
+/* Checks an update's item (an existing one, or the next new one) and makes room for it. */
+static int admit_item(struct ivf *ivf, uint32_t item, const float *vector, char *errstr,
+		      size_t errstr_size)
 {
 	struct layout *layout = &ivf->layout;
-	size_t dim = ivf->dim, cell;
 
 	if (vector == NULL) {
 		snprintf(errstr, errstr_size, "ivf: item %u: vector is NULL", (unsigned)item);
@@ -717,25 +717,94 @@ int ivf_update_item(struct ivf *ivf, uint32_t item, const float *vector, char *e
 		layout->slot_of = slot_of;
 		layout->item_capacity = capacity;
 	}
-	set_threads(ivf);
-	cell = ivf_assign_cell(ivf, vector);
+	return 0;
+
+out_nomem:
+	snprintf(errstr, errstr_size, "ivf: item %u: out of memory", (unsigned)item);
+	return -1;
+}
+
+/* Puts an admitted item's row in cell (moving it there when it was elsewhere). */
+static int place_item(struct ivf *ivf, uint32_t item, const float *vector, size_t cell,
+		      char *errstr, size_t errstr_size)
+{
+	struct layout *layout = &ivf->layout;
+	size_t dim = ivf->dim;
+
 	if (item < layout->item_count && layout->cell_of[item] == cell) {
 		memcpy(layout->cells[cell].rows + (size_t)layout->slot_of[item] * dim, vector,
 		       dim * sizeof(float));
 		return 0;
 	}
-	if (cell_reserve(&layout->cells[cell], layout->cells[cell].count + 1, dim))
-		goto out_nomem;
+	if (cell_reserve(&layout->cells[cell], layout->cells[cell].count + 1, dim)) {
+		snprintf(errstr, errstr_size, "ivf: item %u: out of memory", (unsigned)item);
+		return -1;
+	}
 	if (item < layout->item_count)
 		cell_remove(layout, item, dim);
 	else
 		layout->item_count++;
 	cell_append(layout, cell, item, vector, dim);
 	return 0;
+}
 
-out_nomem:
-	snprintf(errstr, errstr_size, "ivf: item %u: out of memory", (unsigned)item);
-	return -1;
+int ivf_update_item(struct ivf *ivf, uint32_t item, const float *vector, char *errstr,
+		    size_t errstr_size)
+{
+	if (admit_item(ivf, item, vector, errstr, errstr_size) != 0)
+		return -1;
+	set_threads(ivf);
+	return place_item(ivf, item, vector, ivf_assign_cell(ivf, vector), errstr, errstr_size);
+}
+
+int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const float *matrix,
+		     size_t row_stride, char *errstr, size_t errstr_size)
+{
+	const struct layout *layout = &ivf->layout;
+	size_t aug_dim = ivf->aug_dim, nlist = layout->nlist;
+	size_t chunk = IVF_UPDATE_CHUNK < count ? IVF_UPDATE_CHUNK : count;
+	float *rows = malloc((chunk ? chunk : 1) * aug_dim * sizeof *rows);
+	float *scores = malloc((chunk ? chunk : 1) * nlist * sizeof *scores);
+	int rc = -1;
+
+	if (rows == NULL || scores == NULL) {
+		snprintf(errstr, errstr_size, "ivf: out of memory updating %zu items", count);
+		goto out_free;
+	}
+	set_threads(ivf);
+	for (size_t first = 0; first < count; first += chunk) {
+		size_t n = count - first < chunk ? count - first : chunk;
+		for (size_t r = 0; r < n; r++) {
+			/* never read a row past what the update can hold: an item is an
+			 * existing one or one of the next new ones */
+			if (items[first + r] > layout->item_count + r) {
+				snprintf(errstr, errstr_size,
+					 "ivf: item %u is past the end (the index holds %zu items)",
+					 (unsigned)items[first + r], layout->item_count);
+				goto out_free;
+			}
+			augment(ivf, layout->max_norm_sq, matrix + (size_t)items[first + r] * row_stride,
+				rows + r * aug_dim);
+		}
+		/* every row against every centroid in one product: scores = rows · centroids^T */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nlist,
+			    (int)aug_dim, 1.0f, rows, (int)aug_dim, layout->assign_centroids,
+			    (int)aug_dim, 0.0f, scores, (int)nlist);
+		for (size_t r = 0; r < n; r++) {
+			uint32_t item = items[first + r];
+			const float *vector = matrix + (size_t)item * row_stride;
+			if (admit_item(ivf, item, vector, errstr, errstr_size) != 0 ||
+			    place_item(ivf, item, vector,
+				       argmax_biased(scores + r * nlist, layout->assign_bias, nlist),
+				       errstr, errstr_size) != 0)
+				goto out_free;
+		}
+	}
+	rc = 0;
+out_free:
+	free(rows);
+	free(scores);
+	return rc;
 }
 
 bool ivf_needs_retrain(const struct ivf *ivf)

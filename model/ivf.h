@@ -184,6 +184,21 @@ int ivf_build(struct ivf *ivf, const float *rows, size_t item_count, size_t row_
 int ivf_update_item(struct ivf *ivf, uint32_t item, const float *vector, char *errstr,
 		    size_t errstr_size);
 
+/** Rows ivf_update_items() scores against the centroids in one product. */
+#define IVF_UPDATE_CHUNK 1024
+
+/**
+ * @brief ivf_update_item() for many rows at once: the rows of `items` (each
+ * an existing item or, in order, the next new one) are taken from `matrix`
+ * (row i at matrix + i * row_stride, `dim` floats) and scored against the
+ * centroids with one sgemm per IVF_UPDATE_CHUNK rows instead of one sgemv
+ * each (the difference between keeping up with learning and not: a daemon
+ * moves hundreds of thousands of rows a second while draining).
+ * @returns 0, or -1 with errstr filled (the rows before the failing one are in place).
+ */
+int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const float *matrix,
+		     size_t row_stride, char *errstr, size_t errstr_size);
+
 /**
  * @brief Whether the centroids no longer fit the items: the largest cell
  * holds more than IVF_RETRAIN_CELL_FACTOR times the mean, or the catalogue

@@ -1020,20 +1020,23 @@ static int index_sync(struct model *m, size_t k, char *errstr, size_t errstr_siz
 
 	if (m->index == NULL || k > m->index_max_k)
 		return index_build(m, k > INDEX_MIN_K ? k : INDEX_MIN_K, errstr, errstr_size);
-	for (size_t j = 0; j < m->moved_count; j++) {
-		uint32_t item = m->moved_items[j];
-		m->item_moved[item] = 0;
-		if (ivf_update_item(m->index, item, m->matrix + (size_t)item * m->stride, reason,
-				    sizeof reason) != 0)
-			goto out_drop;
-	}
+	/* moved rows, then new items in order, in one batched re-assignment */
+	for (size_t j = 0; j < m->moved_count; j++)
+		m->item_moved[m->moved_items[j]] = 0;
 	changes = m->moved_count + (m->items - m->index_items);
+	if (ivf_update_items(m->index, m->moved_items, m->moved_count, m->matrix, m->stride, reason,
+			     sizeof reason) != 0)
+		goto out_drop;
 	m->moved_count = 0;
-	for (size_t i = m->index_items; i < m->items; i++) {
-		if (ivf_update_item(m->index, (uint32_t)i, m->matrix + i * m->stride, reason,
-				    sizeof reason) != 0)
+	for (size_t i = m->index_items; i < m->items; i += IVF_UPDATE_CHUNK) {
+		uint32_t fresh[IVF_UPDATE_CHUNK];
+		size_t n = m->items - i < IVF_UPDATE_CHUNK ? m->items - i : IVF_UPDATE_CHUNK;
+		for (size_t r = 0; r < n; r++)
+			fresh[r] = (uint32_t)(i + r);
+		if (ivf_update_items(m->index, fresh, n, m->matrix, m->stride, reason,
+				     sizeof reason) != 0)
 			goto out_drop;
-		m->index_items = i + 1;
+		m->index_items = i + n;
 	}
 	m->index_stats.rows_synced += changes;
 	m->index_changes_since_training += changes;

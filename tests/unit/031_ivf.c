@@ -462,6 +462,57 @@ static void moved_items_are_found_in_their_new_cell(void **state)
  * column, queries near the centres): recall@20 of a search of a tenth of the
  * cells against the exact engine is at least 0.95, for both rules.
  */
+/*
+ * The batched update puts every row in the cell the one-at-a-time update
+ * chooses (one sgemm instead of one sgemv a row), for moved rows and for
+ * new items appended in order, across chunk boundaries, under both rules.
+ */
+static void batched_updates_place_rows_as_single_ones(void **state)
+{
+	enum { DIM = 8, ITEMS = 3000, MOVES = 2500, NEW = 1100 };
+	char errstr[256];
+	uint64_t rng = 5;
+	struct batch b;
+	(void)state;
+
+	batch_build(&b, ITEMS + NEW, DIM, 1, 3);
+	for (int rule = 0; rule < 2; rule++) {
+		enum ivf_assign assign = rule ? IVF_ASSIGN_NORMALISED_IP : IVF_ASSIGN_AUGMENTED_L2;
+		struct ivf *one = index_new(DIM, 40, 1, 10, assign);
+		struct ivf *many = index_new(DIM, 40, 1, 10, assign);
+		assert_int_equal(ivf_build(one, b.rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+		assert_int_equal(ivf_build(many, b.rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+		uint32_t *moved = malloc((MOVES + NEW) * sizeof *moved);
+		assert_non_null(moved);
+		for (size_t m = 0; m < MOVES; m++) {
+			moved[m] = rng_below(&rng, ITEMS);
+			for (size_t d = 0; d < DIM; d++)
+				b.rows[(size_t)moved[m] * DIM + d] = rng_grid(&rng) * 3.0f;
+		}
+		for (size_t n = 0; n < NEW; n++)
+			moved[MOVES + n] = (uint32_t)(ITEMS + n);
+		for (size_t m = 0; m < MOVES + NEW; m++)
+			assert_int_equal(ivf_update_item(one, moved[m], b.rows + (size_t)moved[m] * DIM,
+							 errstr, sizeof errstr),
+					 0);
+		assert_int_equal(ivf_update_items(many, moved, MOVES + NEW, b.rows, DIM, errstr,
+						  sizeof errstr),
+				 0);
+		assert_int_equal(ivf_item_count(many), ITEMS + NEW);
+		for (uint32_t i = 0; i < ITEMS + NEW; i++)
+			assert_int_equal(ivf_item_cell(many, i), ivf_item_cell(one, i));
+		assert_cells_consistent(many);
+		/* an item past the end is refused */
+		uint32_t past = ITEMS + NEW + 5;
+		assert_int_equal(ivf_update_items(many, &past, 1, b.rows, DIM, errstr, sizeof errstr),
+				 -1);
+		free(moved);
+		ivf_free(one);
+		ivf_free(many);
+	}
+	batch_free(&b);
+}
+
 static void recall_on_clustered_data(void **state)
 {
 	enum { DIM = 16, CLUSTERS = 50, ITEMS = 20000, QUERIES = 200, K = 20 };
@@ -612,6 +663,7 @@ int main(void)
 	    cmocka_unit_test(full_probe_equals_exact_engine),
 	    cmocka_unit_test(partial_probe_honours_filters),
 	    cmocka_unit_test(moved_items_are_found_in_their_new_cell),
+	    cmocka_unit_test(batched_updates_place_rows_as_single_ones),
 	    cmocka_unit_test(recall_on_clustered_data),
 	    cmocka_unit_test(empty_and_errors),
 	};
