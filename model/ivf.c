@@ -873,24 +873,10 @@ static int check_search(const struct ivf *ivf, const struct ivf_query *queries,
 	}
 	for (size_t q = 0; q < query_count; q++) {
 		const struct topk_query *query = &queries[q].base;
-		if (query->vector == NULL) {
-			snprintf(errstr, errstr_size, "ivf: queries[%zu].base.vector is NULL", q);
+		char name[64];
+		snprintf(name, sizeof name, "ivf: queries[%zu].base", q);
+		if (topk_query_check(query, name, errstr, errstr_size) != 0)
 			return -1;
-		}
-		if (query->exclude_count > 0 && query->exclude == NULL) {
-			snprintf(errstr, errstr_size,
-				 "ivf: queries[%zu].base.exclude is NULL with exclude_count %zu", q,
-				 query->exclude_count);
-			return -1;
-		}
-		if (query->sparse_count > 0 &&
-		    (query->sparse_items == NULL || query->sparse_scores == NULL)) {
-			snprintf(errstr, errstr_size,
-				 "ivf: queries[%zu].base.sparse_%s is NULL with sparse_count %zu", q,
-				 query->sparse_items == NULL ? "items" : "scores",
-				 query->sparse_count);
-			return -1;
-		}
 		if (queries[q].extra_count > 0 && queries[q].extra_items == NULL) {
 			snprintf(errstr, errstr_size,
 				 "ivf: queries[%zu].extra_items is NULL with extra_count %zu", q,
@@ -902,16 +888,6 @@ static int check_search(const struct ivf *ivf, const struct ivf_query *queries,
 				 "ivf: queries[%zu] has more than %u sparse and extra items", q,
 				 (unsigned)UINT32_MAX);
 			return -1;
-		}
-		for (size_t e = 1; e < query->exclude_count; e++) {
-			if (query->exclude[e] < query->exclude[e - 1]) {
-				snprintf(errstr, errstr_size,
-					 "ivf: queries[%zu].base.exclude is not sorted ascending: "
-					 "exclude[%zu] = %u after %u",
-					 q, e, (unsigned)query->exclude[e],
-					 (unsigned)query->exclude[e - 1]);
-				return -1;
-			}
 		}
 	}
 	return 0;

@@ -444,34 +444,37 @@ static int check_run(const struct topk *topk, const float *rows, size_t item_cou
 		return -1;
 	}
 	for (size_t q = 0; q < query_count; q++) {
-		const struct topk_query *query = &queries[q];
-		if (query->vector == NULL) {
-			snprintf(errstr, errstr_size, "topk: queries[%zu].vector is NULL", q);
+		char name[64];
+		snprintf(name, sizeof name, "topk: queries[%zu]", q);
+		if (topk_query_check(&queries[q], name, errstr, errstr_size) != 0)
 			return -1;
-		}
-		if (query->exclude_count > 0 && query->exclude == NULL) {
+	}
+	return 0;
+}
+
+int topk_query_check(const struct topk_query *query, const char *name, char *errstr,
+		     size_t errstr_size)
+{
+	if (query->vector == NULL) {
+		snprintf(errstr, errstr_size, "%s.vector is NULL", name);
+		return -1;
+	}
+	if (query->exclude_count > 0 && query->exclude == NULL) {
+		snprintf(errstr, errstr_size, "%s.exclude is NULL with exclude_count %zu", name,
+			 query->exclude_count);
+		return -1;
+	}
+	if (query->sparse_count > 0 && (query->sparse_items == NULL || query->sparse_scores == NULL)) {
+		snprintf(errstr, errstr_size, "%s.sparse_%s is NULL with sparse_count %zu", name,
+			 query->sparse_items == NULL ? "items" : "scores", query->sparse_count);
+		return -1;
+	}
+	for (size_t e = 1; e < query->exclude_count; e++) {
+		if (query->exclude[e] < query->exclude[e - 1]) {
 			snprintf(errstr, errstr_size,
-				 "topk: queries[%zu].exclude is NULL with exclude_count %zu", q,
-				 query->exclude_count);
+				 "%s.exclude is not sorted ascending: exclude[%zu] = %u after %u", name, e,
+				 (unsigned)query->exclude[e], (unsigned)query->exclude[e - 1]);
 			return -1;
-		}
-		if (query->sparse_count > 0 &&
-		    (query->sparse_items == NULL || query->sparse_scores == NULL)) {
-			snprintf(errstr, errstr_size,
-				 "topk: queries[%zu].sparse_%s is NULL with sparse_count %zu", q,
-				 query->sparse_items == NULL ? "items" : "scores",
-				 query->sparse_count);
-			return -1;
-		}
-		for (size_t e = 1; e < query->exclude_count; e++) {
-			if (query->exclude[e] < query->exclude[e - 1]) {
-				snprintf(errstr, errstr_size,
-					 "topk: queries[%zu].exclude is not sorted ascending: "
-					 "exclude[%zu] = %u after %u",
-					 q, e, (unsigned)query->exclude[e],
-					 (unsigned)query->exclude[e - 1]);
-				return -1;
-			}
 		}
 	}
 	return 0;

@@ -128,6 +128,15 @@ void topk_free(struct topk *topk);
  * exclusion list out of order, a size beyond sgemm's int or the uint32_t item
  * index, or no memory for a scratch buffer. On error nothing is written.
  */
+/**
+ * @brief Check one query the way topk_run() does (vector set, exclusion and
+ * sparse arrays present, exclusions sorted ascending); name prefixes the
+ * message ("topk: queries[3]"). The index (model/ivf) checks its queries
+ * with it too. @returns 0, or -1 with errstr filled.
+ */
+int topk_query_check(const struct topk_query *query, const char *name, char *errstr,
+		     size_t errstr_size);
+
 int topk_run(struct topk *topk, const float *rows, size_t item_count, size_t dim, size_t row_stride,
 	     const uint8_t *eligible, const struct topk_query *queries, size_t query_count,
 	     size_t k, struct topk_result *results, size_t *result_counts, char *errstr,
