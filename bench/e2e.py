@@ -254,8 +254,8 @@ class Bench:
             raise RuntimeError("broker did not start:\n" + started.stderr[-3000:])
         self.broker_dir = broker_dir
         self.bootstrap = started.stdout.strip()
-        subprocess.run([BROKER, "topics", broker_dir, f"events:{self.args.partitions}", "recs:3",
-                        "events.dlq:1", "items:1"], check=True, capture_output=True, timeout=120)
+        subprocess.run([BROKER, "topics", broker_dir, f"events:{self.args.partitions}", "recs:3:compact",
+                        "events.dlq:1", "items:1:compact"], check=True, capture_output=True, timeout=120)
         log(f"broker at {self.bootstrap}")
 
     def write_config(self, group_id):

@@ -37,8 +37,8 @@ class Daemon:
         self.dir.mkdir()
         self.events, self.recs, self.dlq = f"{name}.events", f"{name}.recs", f"{name}.dlq"
         self.items = f"{name}.items"
-        broker.create_topics(f"{self.events}:{partitions}", f"{self.recs}:3", f"{self.dlq}:1",
-                             f"{self.items}:1")
+        broker.create_topics(f"{self.events}:{partitions}", f"{self.recs}:3:compact",
+                             f"{self.dlq}:1", f"{self.items}:1:compact")
         self.port = free_port()
         self.config = self.dir / "streamrecd.conf"
         self.config.write_text(f"""

@@ -36,15 +36,21 @@ public class CreateTopics {
 
     public static void main(String[] args) throws Exception {
         if (args.length < 2) {
-            System.err.println("usage: CreateTopics BOOTSTRAP NAME[:PARTITIONS]...");
+            System.err.println("usage: CreateTopics BOOTSTRAP NAME[:PARTITIONS][:compact]...");
             System.exit(2);
         }
         String bootstrap = args[0];
 
         // name -> requested partition count (empty: broker default)
         Map<String, Optional<Integer>> wanted = new LinkedHashMap<>();
+        // names to create compacted (cleanup.policy=compact): NAME[:PARTITIONS]:compact
+        java.util.Set<String> compacted = new java.util.HashSet<>();
         for (int i = 1; i < args.length; i++) {
             String spec = args[i];
+            if (spec.endsWith(":compact")) {
+                spec = spec.substring(0, spec.length() - ":compact".length());
+                compacted.add(spec.contains(":") ? spec.substring(0, spec.lastIndexOf(':')) : spec);
+            }
             int colon = spec.lastIndexOf(':');
             String name = colon < 0 ? spec : spec.substring(0, colon);
             Optional<Integer> partitions = Optional.empty();
@@ -72,7 +78,12 @@ public class CreateTopics {
         try (Admin admin = Admin.create(props)) {
             List<NewTopic> newTopics = new ArrayList<>();
             // Replication factor left to the broker (default.replication.factor=1).
-            wanted.forEach((name, partitions) -> newTopics.add(new NewTopic(name, partitions, Optional.empty())));
+            wanted.forEach((name, partitions) -> {
+                NewTopic topic = new NewTopic(name, partitions, Optional.empty());
+                if (compacted.contains(name))
+                    topic.configs(Map.of("cleanup.policy", "compact"));
+                newTopics.add(topic);
+            });
 
             Map<String, org.apache.kafka.common.KafkaFuture<Void>> results =
                 admin.createTopics(newTopics).values();
