@@ -171,9 +171,13 @@ int status_render_json(const struct status *s, double now_s, char **out, size_t 
 		number(f, "lists_per_s", window > 0 ? (double)lists / window : NAN);
 		fprintf(f, ",");
 		number(f, "hit_rate", lists > 0 ? (double)hits / (double)lists : NAN);
-		fprintf(f, ",\"lists_total\":%llu,\"hits_total\":%llu,\"users_served_total\":%llu}",
+		fprintf(f, ",\"lists_total\":%llu,\"hits_total\":%llu,\"users_served_total\":%llu,",
 			(unsigned long long)b->recommendations, (unsigned long long)b->hits,
 			(unsigned long long)m->variants[v].users_served_total);
+		/* the index engine's shadow recall against exact (null: exact engine) */
+		number(f, "index_recall",
+		       m->variants[v].index_recall >= 0 ? m->variants[v].index_recall : NAN);
+		fprintf(f, "}");
 	}
 	fprintf(f, "]}\n");
 	if (fclose(f) != 0) {
@@ -215,7 +219,7 @@ const char status_page_html[] =
     "</div>\n"
     "<table><thead><tr><th>variant</th><th>freshness p50 ms</th><th>p95 ms</th>"
     "<th>p99 ms</th><th>throughput events/s</th><th>lists/s</th><th>hit rate %</th>"
-    "<th>users served</th></tr></thead><tbody id=\"variants\"></tbody></table>\n"
+    "<th>users served</th><th>index recall</th></tr></thead><tbody id=\"variants\"></tbody></table>\n"
     "<script>\n"
     "function fmt(v,d){return v===null||v===undefined?'\\u2013':v.toFixed(d);}\n"
     "function pct(s,v,p){return v[p+'_clipped']?'> '+(s.freshness_clip_ms/1000)+' "
@@ -237,7 +241,9 @@ const char status_page_html[] =
     "  cell(tr,'p99',pct(s,v,'p99'));cell(tr,'throughput',fmt(v.updates_per_s,0));\n"
     "  cell(tr,'lists',fmt(v.lists_per_s,1));\n"
     "  cell(tr,'hitrate',v.hit_rate===null?'\\u2013':(100*v.hit_rate).toFixed(2));\n"
-    "  cell(tr,'served',v.users_served_total);body.appendChild(tr);});\n"
+    "  cell(tr,'served',v.users_served_total);\n"
+    "  cell(tr,'recall',v.index_recall===null?'exact':v.index_recall.toFixed(3));"
+    "body.appendChild(tr);});\n"
     " document.getElementById('updated').textContent=new Date().toLocaleTimeString();\n"
     "}\n"
     "function poll(){fetch('status.json',{cache:'no-store'}).then(function(r){return r.json();})"

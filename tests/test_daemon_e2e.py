@@ -1034,15 +1034,17 @@ def all_lists(daemon, timeout_ms=8000):
     return lists
 
 
-@pytest.mark.parametrize("cache", ["user_cache_users = 16", "user_cache_bytes = 4kb"],
-                         ids=["16", "4kb"])
+@pytest.mark.parametrize("cache", ["[state]\nuser_cache_users = 16\n",
+                                   "[state]\nuser_cache_bytes = 4kb\n",
+                                   "[state]\nuser_cache_users = 16\n[model]\nretrieval = index\n"],
+                         ids=["16", "4kb", "16-index"])
 def test_cache_never_lists_other_users(daemon, cache):
     """Issue 11: with a user cache smaller than a refresh batch, a batch's
     users must stay in memory while their lists are computed. 300 users
     each buy 4 items of their own; once everything is learned and
     refreshed, no user's newest list holds an item that user bought, and
     users with different histories never get the same list."""
-    daemon.add_config(f"[state]\n{cache}\n[refresh]\nbatch = 256\n")
+    daemon.add_config(f"{cache}[refresh]\nbatch = 256\nshadow_share = 1\n")
     users = [f"user-{u}" for u in range(300)]
     bought = {user: {f"item-{(u * p + p * p) % 40}" for p in (1, 3, 7, 11)}
               for u, user in enumerate(users)}
@@ -1083,6 +1085,14 @@ def test_cache_never_lists_other_users(daemon, cache):
               if len({frozenset(bought[u]) for u in group}) > 1]
     assert not shared, f"{len(shared)} lists were published to users with different " \
                        f"histories, e.g. {shared[:2]}"
+    if "retrieval = index" in cache:
+        # the index engine: its recall against the exact engine is measured and shown
+        import json
+        recall = daemon.metric("streamrec_index_recall")
+        assert 0.5 <= recall <= 1.0, recall
+        assert daemon.metric("streamrec_index_shadow_lists_total") >= 300
+        shown = json.loads(daemon.get("/status.json")[1])["variants"][0]["index_recall"]
+        assert shown is not None and 0.5 <= shown <= 1.0
     assert daemon.stop() == 0
 
 
