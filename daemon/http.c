@@ -218,10 +218,21 @@ static void conn_respond_text(struct conn *c, int status, const char *text, bool
 
 static const struct route *find_route(const struct http_server *server, const char *path)
 {
-	for (size_t i = 0; i < server->route_count; i++)
-		if (strcmp(server->routes[i].path, path) == 0)
+	const struct route *prefix = NULL;
+	size_t prefix_len = 0;
+	for (size_t i = 0; i < server->route_count; i++) {
+		const char *route = server->routes[i].path;
+		size_t len = strlen(route);
+		if (strcmp(route, path) == 0)
 			return &server->routes[i];
-	return NULL;
+		/* a route ending in '/' takes every longer path under it */
+		if (len > prefix_len && route[len - 1] == '/' && strncmp(route, path, len) == 0 &&
+		    path[len] != '\0') {
+			prefix = &server->routes[i];
+			prefix_len = len;
+		}
+	}
+	return prefix;
 }
 
 /* Parses the complete request head in c->request and answers it. */

@@ -104,8 +104,10 @@ uint16_t http_server_port(const struct http_server *server);
 size_t http_server_connection_count(const struct http_server *server);
 
 /**
- * @brief Route an exact path ("/metrics") to a handler; a later route for the
- * same path replaces the earlier. `opaque` is borrowed.
+ * @brief Route an exact path ("/metrics") to a handler, or, for a path ending
+ * in '/' ("/v1/recommendations/"), every longer path under it (the longest
+ * such route wins; an exact route beats it); a later route for the same path
+ * replaces the earlier. `opaque` is borrowed.
  * @returns 0, or -1 with errstr filled.
  */
 int http_server_route(struct http_server *server, const char *path, http_handler_fn handler,

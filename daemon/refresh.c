@@ -22,11 +22,12 @@ struct mark {
 /* Where a user waits: nowhere, in the recent lane, or in the deferred lane. */
 enum lane { LANE_NONE = 0, LANE_RECENT, LANE_DEFERRED };
 
-/* A user's last published list, as item indices, best first. */
+/* A user's last published list: items (indices) and scores, best first. */
 struct published {
 	uint8_t variant;
 	uint16_t count, capacity;
-	uint32_t items[];
+	int64_t generated_at_ms, trigger_ts_ms;
+	struct topk_result items[];
 };
 
 struct refresher {
@@ -202,7 +203,7 @@ void refresher_count_hit(struct refresher *r, uint32_t stable, const char *item_
 	const struct published *p = r->published[stable];
 	uint32_t item = state_find_item(r->c.state, item_id);
 	for (size_t rank = 0; rank < p->count; rank++)
-		if (p->items[rank] == item) {
+		if (p->items[rank].item == item) {
 			struct metrics_variant *mv = &r->c.metrics->variants[p->variant];
 			mv->hits_total[type]++;
 			mv->hits_by_rank_total[metrics_rank_bucket(rank + 1)]++;
@@ -214,7 +215,7 @@ void refresher_count_hit(struct refresher *r, uint32_t stable, const char *item_
 
 /* Remembers the list just published for a user; @returns 0, or -1 when out of memory. */
 static int remember_list(struct refresher *r, uint32_t stable, size_t variant,
-			 const struct topk_result *list, size_t count)
+			 const struct topk_result *list, size_t count, int64_t generated_at_ms)
 {
 	struct published *p = r->published[stable];
 	if (p == NULL || p->capacity < count) {
@@ -229,8 +230,9 @@ static int remember_list(struct refresher *r, uint32_t stable, size_t variant,
 	}
 	p->variant = (uint8_t)variant;
 	p->count = (uint16_t)count;
-	for (size_t rank = 0; rank < count; rank++)
-		p->items[rank] = list[rank].item;
+	p->generated_at_ms = generated_at_ms;
+	p->trigger_ts_ms = r->trigger_ts[stable];
+	memcpy(p->items, list, count * sizeof *list);
 	return 0;
 }
 
@@ -405,7 +407,7 @@ static int publish_list(struct refresher *r, size_t v, size_t j, uint32_t stable
 	if (r->c.experiment != NULL &&
 	    experiment_expose(r->c.experiment, stable, v, errstr, errstr_size) != 0)
 		return -1;
-	if (remember_list(r, stable, v, list, r->lengths[j]) != 0) {
+	if (remember_list(r, stable, v, list, r->lengths[j], rec.generated_at_ms) != 0) {
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;
 	}
@@ -468,4 +470,17 @@ long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t err
 out:
 	state_user_unpin_all(state);
 	return rc < 0 ? rc : (long)n;
+}
+
+bool refresher_last_list(const struct refresher *r, uint32_t stable, struct refresh_list *out)
+{
+	if ((size_t)stable >= r->user_capacity || r->published[stable] == NULL)
+		return false;
+	const struct published *p = r->published[stable];
+	out->variant = p->variant;
+	out->count = p->count;
+	out->generated_at_ms = p->generated_at_ms;
+	out->trigger_ts_ms = p->trigger_ts_ms;
+	out->items = p->items;
+	return true;
 }

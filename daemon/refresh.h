@@ -118,6 +118,21 @@ long refresher_run(struct refresher *refresher, int64_t now_ms, char *errstr,
 void refresher_count_hit(struct refresher *refresher, uint32_t stable, const char *item_id,
 			 enum event_type type);
 
+/** A user's last published list (borrowed: valid until the next refresher call). */
+struct refresh_list {
+	size_t variant;
+	size_t count;
+	int64_t generated_at_ms, trigger_ts_ms;
+	const struct topk_result *items; /**< item indices and scores, best first */
+};
+
+/**
+ * @brief The list last published for a user since the start (the lookup API).
+ * @returns true with *out filled, false when none was published.
+ */
+bool refresher_last_list(const struct refresher *refresher, uint32_t stable,
+			 struct refresh_list *out);
+
 /** @brief The catalogue or min_item_events changed: recompute the listable flags. */
 void refresher_listing_changed(struct refresher *refresher);
 

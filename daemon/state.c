@@ -481,6 +481,12 @@ const char *state_item_id(const struct state *state, uint32_t index)
 	return idmap_id(state->items, index);
 }
 
+uint32_t state_find_user(const struct state *state, const char *id)
+{
+	uint32_t found = idmap_find(state->users, id, strlen(id));
+	return found == IDMAP_NONE ? UINT32_MAX : found;
+}
+
 uint32_t state_find_item(const struct state *state, const char *id)
 {
 	return idmap_find(state->items, id, strlen(id));

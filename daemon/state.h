@@ -135,6 +135,10 @@ const char *state_user_name(const struct state *state, uint32_t stable);
 const char *state_user_id(const struct state *state, uint32_t index);
 const char *state_item_id(const struct state *state, uint32_t index);
 
+/** @returns the stable index of a user id met since the state opened, or UINT32_MAX
+ * (never creates or restores a user). */
+uint32_t state_find_user(const struct state *state, const char *id);
+
 /** @returns the index of a known item id, or UINT32_MAX. */
 uint32_t state_find_item(const struct state *state, const char *id);
 
