@@ -1289,15 +1289,7 @@ int ivf_search(struct ivf *ivf, const uint8_t *eligible, const struct ivf_query 
 		uint64_t *heap = ivf->heaps + q * ivf->max_k;
 		size_t count = ivf->heap_counts[q];
 
-		/* Heap sort: each pass moves the worst left to the end. */
-		for (size_t left = count; left > 1; left--) {
-			uint64_t worst = heap[0];
-			heap[0] = heap[left - 1];
-			heap[left - 1] = worst;
-			heap_sift_down(heap, left - 1, 0);
-		}
-		for (size_t r = 0; r < count; r++)
-			results[q * k + r] = key_result(heap[r]);
+		heap_drain_best_first(heap, count, results + q * k);
 		result_counts[q] = count;
 	}
 	return 0;

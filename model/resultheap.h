@@ -71,4 +71,18 @@ static inline void heap_push(uint64_t *heap, size_t *count, uint64_t key)
 	heap[at] = key;
 }
 
+/* Sorts a heap of count keys in place and writes its results best first
+ * (heap sort: each pass moves the worst left to the end). */
+static inline void heap_drain_best_first(uint64_t *heap, size_t count, struct topk_result *out)
+{
+	for (size_t left = count; left > 1; left--) {
+		uint64_t worst = heap[0];
+		heap[0] = heap[left - 1];
+		heap[left - 1] = worst;
+		heap_sift_down(heap, left - 1, 0);
+	}
+	for (size_t r = 0; r < count; r++)
+		out[r] = key_result(heap[r]);
+}
+
 #endif

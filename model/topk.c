@@ -628,16 +628,7 @@ int topk_run(struct topk *topk, const float *rows, size_t item_count, size_t dim
 		uint64_t *heap = topk->heaps + q * topk->max_k;
 		size_t count = topk->heap_counts[q];
 
-		/* Heap sort: each pass moves the worst left to the end, so the
-		 * array ends best first. */
-		for (size_t left = count; left > 1; left--) {
-			uint64_t worst = heap[0];
-			heap[0] = heap[left - 1];
-			heap[left - 1] = worst;
-			heap_sift_down(heap, left - 1, 0);
-		}
-		for (size_t r = 0; r < count; r++)
-			results[q * k + r] = key_result(heap[r]);
+		heap_drain_best_first(heap, count, results + q * k);
 		result_counts[q] = count;
 	}
 	return 0;
