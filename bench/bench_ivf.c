@@ -24,6 +24,7 @@
 
 #include "bench.h"
 #include "ivf.h"
+#include "rng.h"
 #include "topk.h"
 
 #define DIM              32
@@ -41,22 +42,14 @@
 
 static uint64_t rng_state = 0x1f5eed;
 
-static uint64_t rng_next(void)
+static double uniform(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static double rng_uniform(void)
-{
-	return (double)(rng_next() >> 11) / 9007199254740992.0;
+	return rng_uniform(&rng_state);
 }
 
 static double rng_gauss(void)
 {
-	return sqrt(-2.0 * log(rng_uniform() + 1e-300)) * cos(6.283185307179586 * rng_uniform());
+	return sqrt(-2.0 * log(uniform() + 1e-300)) * cos(6.283185307179586 * uniform());
 }
 
 /* Seconds of CPU this process used: the machine is shared, and on one
@@ -106,19 +99,19 @@ static int workload_init(struct workload *w, size_t item_count)
 		w->centres[i] = (float)(rng_gauss() * scale);
 	for (size_t i = 0; i < item_count; i++) {
 		/* topics of Zipf-like sizes: topic ~ TOPICS·u^2 */
-		double u = rng_uniform();
+		double u = uniform();
 		const float *centre = w->centres + (size_t)(TOPICS * u * u) * DIM;
 		float *row = w->rows + i * ROW_DIM;
 		for (size_t d = 0; d < DIM; d++)
 			row[d] = centre[d] + (float)(NOISE * rng_gauss() * scale);
 		/* popularity: log of a count ~ 1/u, alpha 0.75 as the sampler's */
-		row[DIM] = (float)(0.75 * 0.1 * log(1.0 / (rng_uniform() + 1e-6)));
-		w->eligible[i] = rng_next() % 100 < ELIGIBLE_PERCENT;
+		row[DIM] = (float)(0.75 * 0.1 * log(1.0 / (uniform() + 1e-6)));
+		w->eligible[i] = rng_next(&rng_state) % 100 < ELIGIBLE_PERCENT;
 	}
 	for (size_t q = 0; q < BATCH; q++) {
-		const float *a = w->centres + rng_next() % TOPICS * DIM;
-		const float *b = w->centres + rng_next() % TOPICS * DIM;
-		double mix = rng_uniform() < 0.5 ? 1.0 : 0.7;
+		const float *a = w->centres + rng_next(&rng_state) % TOPICS * DIM;
+		const float *b = w->centres + rng_next(&rng_state) % TOPICS * DIM;
+		double mix = uniform() < 0.5 ? 1.0 : 0.7;
 		uint32_t *exclude = w->exclude + q * EXCLUDES;
 		uint32_t *sparse_items = w->sparse_items + q * SPARSES;
 		float *sparse_scores = w->sparse_scores + q * SPARSES;
@@ -130,14 +123,14 @@ static int workload_init(struct workload *w, size_t item_count)
 					    0.5 * rng_gauss() * scale);
 		vector[DIM] = 1.0f;
 		for (size_t e = 0; e < EXCLUDES; e++)
-			exclude[e] = (uint32_t)(rng_next() % item_count);
+			exclude[e] = (uint32_t)(rng_next(&rng_state) % item_count);
 		qsort(exclude, EXCLUDES, sizeof *exclude, compare_u32);
 		for (size_t s = 0; s < SPARSES; s++) {
-			sparse_items[s] = (uint32_t)(rng_next() % item_count);
-			sparse_scores[s] = (float)(0.5 * rng_uniform());
+			sparse_items[s] = (uint32_t)(rng_next(&rng_state) % item_count);
+			sparse_scores[s] = (float)(0.5 * uniform());
 		}
 		for (size_t e = 0; e < EXTRAS; e++)
-			extra[e] = (uint32_t)(rng_next() % (item_count < 1000 ? item_count : 1000));
+			extra[e] = (uint32_t)(rng_next(&rng_state) % (item_count < 1000 ? item_count : 1000));
 		w->topk_queries[q] = (struct topk_query){vector,       exclude,       EXCLUDES,
 							 sparse_items, sparse_scores, SPARSES};
 		w->queries[q] = (struct ivf_query){w->topk_queries[q], extra, EXTRAS};

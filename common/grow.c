@@ -25,3 +25,19 @@ int grow_array(void *array, size_t *capacity, size_t needed, size_t size, size_t
 	*capacity = cap;
 	return 0;
 }
+
+int grow_scratch(void *array, size_t *capacity, size_t needed, size_t size)
+{
+	void **slot = array;
+	if (needed <= *capacity)
+		return 0;
+	if (needed > SIZE_MAX / size)
+		return -1;
+	void *grown = malloc(needed * size);
+	if (grown == NULL)
+		return -1;
+	free(*slot);
+	*slot = grown;
+	*capacity = needed;
+	return 0;
+}

@@ -15,4 +15,13 @@
  */
 int grow_array(void *array, size_t *capacity, size_t needed, size_t size, size_t initial);
 
+/**
+ * @brief Make room for at least `needed` elements of `size` bytes in the
+ * scratch buffer *array (capacity in *capacity), freeing and allocating
+ * exactly `needed` when it holds fewer: the content is NOT kept (a buffer a
+ * computation overwrites). On failure *array and *capacity are unchanged.
+ * @returns 0, or -1 when out of memory (or the size overflows).
+ */
+int grow_scratch(void *array, size_t *capacity, size_t needed, size_t size);
+
 #endif

@@ -20,6 +20,9 @@
 #include "ivf.h"
 #include "resultheap.h"
 
+#include "grow.h"
+#include "rng.h"
+
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
@@ -116,33 +119,6 @@ struct ivf {
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
-
-static uint64_t rng_next(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-/* Frees and reallocates `*buffer` when it holds fewer than `needed`
- * elements; its content is not kept (as in topk.c). */
-static int reserve(void **buffer, size_t *capacity, size_t needed, size_t element_size)
-{
-	void *grown;
-
-	if (needed <= *capacity)
-		return 0;
-	if (needed > SIZE_MAX / element_size)
-		return -1;
-	grown = malloc(needed * element_size);
-	if (grown == NULL)
-		return -1;
-	free(*buffer);
-	*buffer = grown;
-	*capacity = needed;
-	return 0;
-}
 
 /* Keeps key if the heap has room or it beats the root. Candidates arrive in
  * no particular order, so the whole key decides, not the score alone. */
@@ -908,19 +884,19 @@ static int reserve_search(struct ivf *ivf, size_t query_count, size_t probes_per
 {
 	size_t nlist = ivf->layout.nlist;
 
-	if (reserve((void **)&ivf->cell_scores, &ivf->cell_scores_capacity, ivf->max_batch * nlist,
+	if (grow_scratch((void **)&ivf->cell_scores, &ivf->cell_scores_capacity, ivf->max_batch * nlist,
 		    sizeof(float)) ||
-	    reserve((void **)&ivf->probes, &ivf->probes_capacity, query_count * probes_per_query,
+	    grow_scratch((void **)&ivf->probes, &ivf->probes_capacity, query_count * probes_per_query,
 		    sizeof(uint32_t)) ||
-	    reserve((void **)&ivf->cell_users, &ivf->cell_users_capacity,
+	    grow_scratch((void **)&ivf->cell_users, &ivf->cell_users_capacity,
 		    query_count * probes_per_query, sizeof(uint32_t)) ||
-	    reserve((void **)&ivf->cell_offsets, &ivf->cell_offsets_capacity, nlist + 1,
+	    grow_scratch((void **)&ivf->cell_offsets, &ivf->cell_offsets_capacity, nlist + 1,
 		    sizeof(size_t)) ||
-	    reserve((void **)&ivf->probe_heap, &ivf->probe_heap_capacity, probes_per_query,
+	    grow_scratch((void **)&ivf->probe_heap, &ivf->probe_heap_capacity, probes_per_query,
 		    sizeof(uint64_t)) ||
-	    reserve((void **)&ivf->specials, &ivf->specials_capacity, special_total,
+	    grow_scratch((void **)&ivf->specials, &ivf->specials_capacity, special_total,
 		    sizeof(struct special)) ||
-	    reserve((void **)&ivf->special_items, &ivf->special_items_capacity, special_total,
+	    grow_scratch((void **)&ivf->special_items, &ivf->special_items_capacity, special_total,
 		    sizeof(uint32_t))) {
 		snprintf(errstr, errstr_size,
 			 "ivf: out of memory for a batch of %zu queries, %zu probes each, %zu "

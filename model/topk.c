@@ -17,6 +17,8 @@
 #include "topk.h"
 #include "resultheap.h"
 
+#include "grow.h"
+
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
@@ -480,25 +482,6 @@ int topk_query_check(const struct topk_query *query, const char *name, char *err
 	return 0;
 }
 
-/* Frees and reallocates `*buffer` when it holds fewer than `needed`
- * elements; its content is not kept. */
-static int reserve(void **buffer, size_t *capacity, size_t needed, size_t element_size)
-{
-	void *grown;
-
-	if (needed <= *capacity)
-		return 0;
-	if (needed > SIZE_MAX / element_size)
-		return -1;
-	grown = malloc(needed * element_size);
-	if (grown == NULL)
-		return -1;
-	free(*buffer);
-	*buffer = grown;
-	*capacity = needed;
-	return 0;
-}
-
 /* Grows the scratch buffers for this run's dim, catalogue and sparse
  * entries. */
 static int reserve_scratch(struct topk *topk, size_t dim, size_t tile_count, size_t sparse_total,
@@ -508,7 +491,7 @@ static int reserve_scratch(struct topk *topk, size_t dim, size_t tile_count, siz
 
 	if (dim > topk->packed_dim) {
 		if (dim > SIZE_MAX / topk->max_batch ||
-		    reserve((void **)&topk->packed, &packed_floats, topk->max_batch * dim,
+		    grow_scratch((void **)&topk->packed, &packed_floats, topk->max_batch * dim,
 			    sizeof(float))) {
 			snprintf(errstr, errstr_size,
 				 "topk: out of memory for %zu packed queries of dim %zu",
@@ -517,13 +500,13 @@ static int reserve_scratch(struct topk *topk, size_t dim, size_t tile_count, siz
 		}
 		topk->packed_dim = dim;
 	}
-	if (reserve((void **)&topk->tile_offsets, &topk->tile_offsets_capacity, tile_count + 1,
+	if (grow_scratch((void **)&topk->tile_offsets, &topk->tile_offsets_capacity, tile_count + 1,
 		    sizeof(size_t))) {
 		snprintf(errstr, errstr_size, "topk: out of memory for %zu tile offsets",
 			 tile_count + 1);
 		return -1;
 	}
-	if (reserve((void **)&topk->sparse, &topk->sparse_capacity, sparse_total,
+	if (grow_scratch((void **)&topk->sparse, &topk->sparse_capacity, sparse_total,
 		    sizeof(struct sparse_entry))) {
 		snprintf(errstr, errstr_size, "topk: out of memory for %zu sparse scores",
 			 sparse_total);

@@ -379,6 +379,29 @@ static json_t *reply_object(struct registry *registry, const char *what,
 	return NULL;
 }
 
+/*
+ * One request whose answer is a JSON object: a transport failure counts and
+ * backs off (http_call), any answer resets the back-off, a non-2xx answer is
+ * classified (http_failure), a 2xx one parsed (*root, the caller decrefs).
+ */
+static enum registry_status request_object(struct registry *registry, const char *what,
+					   const char *path, const char *body,
+					   struct reply *reply, json_t **root, char *errstr,
+					   size_t errstr_size)
+{
+	enum registry_status status = http_call(registry, path, body, reply, errstr, errstr_size);
+	if (status != REGISTRY_OK) {
+		registry->stats.failures++;
+		return status;
+	}
+	registry->backoff_ms = 0;
+	registry->retry_at_us = 0;
+	if (reply->http_status < 200 || reply->http_status > 299)
+		return http_failure(registry, what, reply, errstr, errstr_size);
+	*root = reply_object(registry, what, reply, errstr, errstr_size);
+	return *root != NULL ? REGISTRY_OK : REGISTRY_UNAVAILABLE;
+}
+
 /* ---- schemas by id ------------------------------------------------------------------ */
 
 static struct cached_schema *find_schema(struct registry *registry, int32_t id)
@@ -431,28 +454,15 @@ enum registry_status registry_schema_by_id(struct registry *registry, int32_t id
 		return REGISTRY_UNAVAILABLE;
 
 	snprintf(path, sizeof path, "/schemas/ids/%" PRId32, id);
-	status = http_call(registry, path, NULL, &reply, errstr, errstr_size);
-	if (status != REGISTRY_OK) {
-		registry->stats.failures++;
-		goto out;
+	status = request_object(registry, what, path, NULL, &reply, &root, errstr, errstr_size);
+	if (status == REGISTRY_NOT_FOUND) {
+		entry = add_schema(registry, id);
+		if (entry != NULL)
+			entry->not_found_until =
+			    clock_monotonic_us() + REGISTRY_NOT_FOUND_TTL_MS * 1000LL;
 	}
-	registry->backoff_ms = 0;
-	registry->retry_at_us = 0;
-	if (reply.http_status < 200 || reply.http_status > 299) {
-		status = http_failure(registry, what, &reply, errstr, errstr_size);
-		if (status == REGISTRY_NOT_FOUND) {
-			entry = add_schema(registry, id);
-			if (entry != NULL)
-				entry->not_found_until =
-				    clock_monotonic_us() + REGISTRY_NOT_FOUND_TTL_MS * 1000LL;
-		}
+	if (status != REGISTRY_OK)
 		goto out;
-	}
-	root = reply_object(registry, what, &reply, errstr, errstr_size);
-	if (root == NULL) {
-		status = REGISTRY_UNAVAILABLE;
-		goto out;
-	}
 	type = json_object_get(root, "schemaType");
 	if (type != NULL && !(json_is_string(type) && strcmp(json_string_value(type), "AVRO") == 0)) {
 		set_errstr(errstr, errstr_size, "registry: %s is a %s schema, not Avro", what,
@@ -517,22 +527,9 @@ enum registry_status registry_register(struct registry *registry, const char *su
 		set_errstr(errstr, errstr_size, "registry: out of memory");
 		goto out;
 	}
-	status = http_call(registry, path, body, &reply, errstr, errstr_size);
-	if (status != REGISTRY_OK) {
-		registry->stats.failures++;
+	status = request_object(registry, what, path, body, &reply, &root, errstr, errstr_size);
+	if (status != REGISTRY_OK)
 		goto out;
-	}
-	registry->backoff_ms = 0;
-	registry->retry_at_us = 0;
-	if (reply.http_status < 200 || reply.http_status > 299) {
-		status = http_failure(registry, what, &reply, errstr, errstr_size);
-		goto out;
-	}
-	root = reply_object(registry, what, &reply, errstr, errstr_size);
-	if (root == NULL) {
-		status = REGISTRY_UNAVAILABLE;
-		goto out;
-	}
 	id_value = json_object_get(root, "id");
 	if (!json_is_integer(id_value) || json_integer_value(id_value) < 0 ||
 	    json_integer_value(id_value) > INT32_MAX) {
