@@ -92,10 +92,17 @@ struct ivf {
 	struct layout layout;
 	size_t trained_items;
 
-	/* Search scratch; see ivf.h, Memory. */
-	float *packed;   /* max_batch × dim, the batch's query vectors */
-	float *gathered; /* max_batch × dim, the queries of one cell's users */
-	float *tile;     /* max_batch × IVF_TILE_ITEMS */
+	float *aug_vector;       /* aug_dim, ivf_assign_cell()'s scratch */
+	struct ivf_scratch *own; /* ivf_search()'s */
+};
+
+/* One searcher's scratch (see ivf.h, Memory and Threads), sized for an
+ * index's dim, max_batch and max_k at its first search. */
+struct ivf_scratch {
+	size_t dim, max_batch, max_k;
+	float *packed;      /* max_batch × dim, the batch's query vectors */
+	float *gathered;    /* max_batch × dim, the queries of one cell's users */
+	float *tile;        /* max_batch × IVF_TILE_ITEMS */
 	float *cell_scores; /* max_batch × nlist */
 	size_t cell_scores_capacity;
 	uint64_t *heaps;     /* max_batch × max_k */
@@ -112,7 +119,6 @@ struct ivf {
 	size_t special_items_capacity;
 	size_t *special_offsets; /* max_batch + 1 */
 	size_t *special_counts;  /* max_batch: distinct items of query q */
-	float *aug_vector;       /* aug_dim, ivf_assign_cell()'s scratch */
 	uint64_t *probe_heap;    /* one query's best cells while they are chosen */
 	size_t probe_heap_capacity;
 	size_t last_candidates;
@@ -186,9 +192,10 @@ static int layout_alloc(struct layout *layout, size_t nlist, size_t dim, size_t 
 	layout->cell_of = malloc(item_capacity * sizeof(uint32_t));
 	layout->slot_of = malloc(item_capacity * sizeof(uint32_t));
 	layout->assign_scores = malloc(nlist * sizeof(float));
-	if (layout->assign_scores == NULL || layout->cells == NULL || layout->assign_centroids == NULL ||
-	    layout->assign_bias == NULL || layout->probe_centroids == NULL ||
-	    layout->probe_bias == NULL || layout->cell_of == NULL || layout->slot_of == NULL) {
+	if (layout->assign_scores == NULL || layout->cells == NULL ||
+	    layout->assign_centroids == NULL || layout->assign_bias == NULL ||
+	    layout->probe_centroids == NULL || layout->probe_bias == NULL ||
+	    layout->cell_of == NULL || layout->slot_of == NULL) {
 		layout_free(layout);
 		return -1;
 	}
@@ -332,9 +339,9 @@ static void assign_block(const struct ivf *ivf, const struct layout *layout, con
 {
 	size_t nlist = layout->nlist;
 
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nlist,
-		    (int)ivf->aug_dim, 1.0f, points, (int)ivf->aug_dim, layout->assign_centroids,
-		    (int)ivf->aug_dim, 0.0f, scores, (int)nlist);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nlist, (int)ivf->aug_dim,
+		    1.0f, points, (int)ivf->aug_dim, layout->assign_centroids, (int)ivf->aug_dim,
+		    0.0f, scores, (int)nlist);
 	for (size_t i = 0; i < n; i++)
 		cells[i] = (uint32_t)argmax_biased(scores + i * nlist, layout->assign_bias, nlist);
 }
@@ -414,7 +421,8 @@ static int train_layout(struct ivf *ivf, const float *rows, size_t item_count, s
 	     iteration++) {
 		derive_centroids(ivf, out, means);
 		for (size_t s = 0; s < sample_count; s += ASSIGN_BLOCK) {
-			size_t n = sample_count - s < ASSIGN_BLOCK ? sample_count - s : ASSIGN_BLOCK;
+			size_t n =
+			    sample_count - s < ASSIGN_BLOCK ? sample_count - s : ASSIGN_BLOCK;
 			assign_block(ivf, out, sample + s * aug_dim, n, scores, sample_cells + s);
 		}
 		memset(sums, 0, nlist * aug_dim * sizeof *sums);
@@ -458,8 +466,8 @@ static int train_layout(struct ivf *ivf, const float *rows, size_t item_count, s
 	goto out_free;
 
 out_nomem:
-	snprintf(errstr, errstr_size, "ivf: out of memory training %zu cells over %zu items",
-		 nlist, item_count);
+	snprintf(errstr, errstr_size, "ivf: out of memory training %zu cells over %zu items", nlist,
+		 item_count);
 	layout_free(out);
 out_free:
 	free(order);
@@ -489,6 +497,65 @@ static void set_threads(const struct ivf *ivf)
 }
 
 /* ---- public: life cycle and updates ---------------------------------------------- */
+
+struct ivf_scratch *ivf_scratch_new(void)
+{
+	return calloc(1, sizeof(struct ivf_scratch));
+}
+
+void ivf_scratch_free(struct ivf_scratch *s)
+{
+	if (s == NULL)
+		return;
+	free(s->packed);
+	free(s->gathered);
+	free(s->tile);
+	free(s->cell_scores);
+	free(s->heaps);
+	free(s->heap_counts);
+	free(s->probes);
+	free(s->cell_offsets);
+	free(s->cell_users);
+	free(s->specials);
+	free(s->special_items);
+	free(s->special_offsets);
+	free(s->special_counts);
+	free(s->probe_heap);
+	free(s);
+}
+
+/* Sizes a scratch's fixed buffers for an index's dim, max_batch and max_k
+ * (once; again when it meets an index of another shape). @returns 0 or -1. */
+static int scratch_fit(const struct ivf *ivf, struct ivf_scratch *s)
+{
+	if (s->packed != NULL && s->dim == ivf->dim && s->max_batch == ivf->max_batch &&
+	    s->max_k == ivf->max_k)
+		return 0;
+	free(s->packed);
+	free(s->gathered);
+	free(s->tile);
+	free(s->heaps);
+	free(s->heap_counts);
+	free(s->special_offsets);
+	free(s->special_counts);
+	s->dim = ivf->dim;
+	s->max_batch = ivf->max_batch;
+	s->max_k = ivf->max_k;
+	s->packed = malloc(s->max_batch * s->dim * sizeof(float));
+	s->gathered = malloc(s->max_batch * s->dim * sizeof(float));
+	s->tile = malloc(s->max_batch * IVF_TILE_ITEMS * sizeof(float));
+	s->heaps = malloc(s->max_batch * s->max_k * sizeof(uint64_t));
+	s->heap_counts = calloc(s->max_batch, sizeof(size_t));
+	s->special_offsets = calloc(s->max_batch + 1, sizeof(size_t));
+	s->special_counts = calloc(s->max_batch, sizeof(size_t));
+	if (s->packed == NULL || s->gathered == NULL || s->tile == NULL || s->heaps == NULL ||
+	    s->heap_counts == NULL || s->special_offsets == NULL || s->special_counts == NULL) {
+		free(s->packed);
+		s->packed = NULL; /* fitted again at the next search */
+		return -1;
+	}
+	return 0;
+}
 
 struct ivf *ivf_new(const struct ivf_config *config, char *errstr, size_t errstr_size)
 {
@@ -548,17 +615,9 @@ struct ivf *ivf_new(const struct ivf_config *config, char *errstr, size_t errstr
 	ivf->assign = config->assign;
 	ivf->seed = config->seed;
 	ivf->threads = config->threads ? config->threads : 1;
-	ivf->packed = malloc(config->max_batch * config->dim * sizeof(float));
-	ivf->gathered = malloc(config->max_batch * config->dim * sizeof(float));
-	ivf->tile = malloc(config->max_batch * IVF_TILE_ITEMS * sizeof(float));
-	ivf->heaps = malloc(config->max_batch * config->max_k * sizeof(uint64_t));
-	ivf->heap_counts = calloc(config->max_batch, sizeof(size_t));
-	ivf->special_offsets = calloc(config->max_batch + 1, sizeof(size_t));
-	ivf->special_counts = calloc(config->max_batch, sizeof(size_t));
 	ivf->aug_vector = malloc(ivf->aug_dim * sizeof(float));
-	if (ivf->packed == NULL || ivf->gathered == NULL || ivf->tile == NULL ||
-	    ivf->heaps == NULL || ivf->heap_counts == NULL || ivf->special_offsets == NULL ||
-	    ivf->special_counts == NULL || ivf->aug_vector == NULL)
+	ivf->own = ivf_scratch_new();
+	if (ivf->aug_vector == NULL || ivf->own == NULL || scratch_fit(ivf, ivf->own) != 0)
 		goto out_free;
 	if (layout_alloc(&ivf->layout, 1, ivf->dim, 1))
 		goto out_free;
@@ -577,21 +636,8 @@ void ivf_free(struct ivf *ivf)
 	if (ivf == NULL)
 		return;
 	layout_free(&ivf->layout);
-	free(ivf->packed);
-	free(ivf->gathered);
-	free(ivf->tile);
-	free(ivf->cell_scores);
-	free(ivf->heaps);
-	free(ivf->heap_counts);
-	free(ivf->probes);
-	free(ivf->cell_offsets);
-	free(ivf->cell_users);
-	free(ivf->specials);
-	free(ivf->special_items);
-	free(ivf->special_offsets);
-	free(ivf->special_counts);
 	free(ivf->aug_vector);
-	free(ivf->probe_heap);
+	ivf_scratch_free(ivf->own);
 	free(ivf);
 }
 
@@ -759,8 +805,8 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 					 (unsigned)items[first + r], layout->item_count);
 				goto out_free;
 			}
-			augment(ivf, layout->max_norm_sq, matrix + (size_t)items[first + r] * row_stride,
-				rows + r * aug_dim);
+			augment(ivf, layout->max_norm_sq,
+				matrix + (size_t)items[first + r] * row_stride, rows + r * aug_dim);
 		}
 		/* every row against every centroid in one product: scores = rows · centroids^T */
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nlist,
@@ -770,9 +816,10 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 			uint32_t item = items[first + r];
 			const float *vector = matrix + (size_t)item * row_stride;
 			if (admit_item(ivf, item, vector, errstr, errstr_size) != 0 ||
-			    place_item(ivf, item, vector,
-				       argmax_biased(scores + r * nlist, layout->assign_bias, nlist),
-				       errstr, errstr_size) != 0)
+			    place_item(
+				ivf, item, vector,
+				argmax_biased(scores + r * nlist, layout->assign_bias, nlist),
+				errstr, errstr_size) != 0)
 				goto out_free;
 		}
 	}
@@ -819,15 +866,20 @@ size_t ivf_cell_size(const struct ivf *ivf, size_t cell)
 
 size_t ivf_last_candidates(const struct ivf *ivf)
 {
-	return ivf->last_candidates;
+	return ivf->own->last_candidates;
+}
+
+size_t ivf_scratch_candidates(const struct ivf_scratch *scratch)
+{
+	return scratch->last_candidates;
 }
 
 /* ---- public: search -------------------------------------------------------------- */
 
 /* Checks every argument of ivf_search() before anything is written. */
-static int check_search(const struct ivf *ivf, const struct ivf_query *queries,
-			size_t query_count, size_t k, const struct topk_result *results,
-			const size_t *result_counts, char *errstr, size_t errstr_size)
+static int check_search(const struct ivf *ivf, const struct ivf_query *queries, size_t query_count,
+			size_t k, const struct topk_result *results, const size_t *result_counts,
+			char *errstr, size_t errstr_size)
 {
 	if (query_count > ivf->max_batch) {
 		snprintf(errstr, errstr_size, "ivf: query_count %zu exceeds max_batch %zu",
@@ -879,25 +931,26 @@ static int compare_special(const void *a, const void *b)
 }
 
 /* Grows the scratch this batch needs beyond what earlier batches needed. */
-static int reserve_search(struct ivf *ivf, size_t query_count, size_t probes_per_query,
-			  size_t special_total, char *errstr, size_t errstr_size)
+static int reserve_search(const struct ivf *ivf, struct ivf_scratch *sc, size_t query_count,
+			  size_t probes_per_query, size_t special_total, char *errstr,
+			  size_t errstr_size)
 {
 	size_t nlist = ivf->layout.nlist;
 
-	if (grow_scratch((void **)&ivf->cell_scores, &ivf->cell_scores_capacity, ivf->max_batch * nlist,
-		    sizeof(float)) ||
-	    grow_scratch((void **)&ivf->probes, &ivf->probes_capacity, query_count * probes_per_query,
-		    sizeof(uint32_t)) ||
-	    grow_scratch((void **)&ivf->cell_users, &ivf->cell_users_capacity,
-		    query_count * probes_per_query, sizeof(uint32_t)) ||
-	    grow_scratch((void **)&ivf->cell_offsets, &ivf->cell_offsets_capacity, nlist + 1,
-		    sizeof(size_t)) ||
-	    grow_scratch((void **)&ivf->probe_heap, &ivf->probe_heap_capacity, probes_per_query,
-		    sizeof(uint64_t)) ||
-	    grow_scratch((void **)&ivf->specials, &ivf->specials_capacity, special_total,
-		    sizeof(struct special)) ||
-	    grow_scratch((void **)&ivf->special_items, &ivf->special_items_capacity, special_total,
-		    sizeof(uint32_t))) {
+	if (grow_scratch((void **)&sc->cell_scores, &sc->cell_scores_capacity,
+			 ivf->max_batch * nlist, sizeof(float)) ||
+	    grow_scratch((void **)&sc->probes, &sc->probes_capacity, query_count * probes_per_query,
+			 sizeof(uint32_t)) ||
+	    grow_scratch((void **)&sc->cell_users, &sc->cell_users_capacity,
+			 query_count * probes_per_query, sizeof(uint32_t)) ||
+	    grow_scratch((void **)&sc->cell_offsets, &sc->cell_offsets_capacity, nlist + 1,
+			 sizeof(size_t)) ||
+	    grow_scratch((void **)&sc->probe_heap, &sc->probe_heap_capacity, probes_per_query,
+			 sizeof(uint64_t)) ||
+	    grow_scratch((void **)&sc->specials, &sc->specials_capacity, special_total,
+			 sizeof(struct special)) ||
+	    grow_scratch((void **)&sc->special_items, &sc->special_items_capacity, special_total,
+			 sizeof(uint32_t))) {
 		snprintf(errstr, errstr_size,
 			 "ivf: out of memory for a batch of %zu queries, %zu probes each, %zu "
 			 "sparse and extra items",
@@ -909,22 +962,23 @@ static int reserve_search(struct ivf *ivf, size_t query_count, size_t probes_per
 
 /*
  * Each query's `probes` best non-empty cells by q.c + bias (ties to the lower
- * cell), into ivf->probes[q * probes ...], and the cells' user lists.
+ * cell), into sc->probes[q * probes ...], and the cells' user lists.
  */
-static void choose_probes(struct ivf *ivf, size_t query_count, size_t probes)
+static void choose_probes(const struct ivf *ivf, struct ivf_scratch *sc, size_t query_count,
+			  size_t probes)
 {
 	const struct layout *layout = &ivf->layout;
 	size_t nlist = layout->nlist;
-	size_t *offsets = ivf->cell_offsets;
-	uint64_t *keys = ivf->probe_heap;
+	size_t *offsets = sc->cell_offsets;
+	uint64_t *keys = sc->probe_heap;
 
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)query_count, (int)nlist,
-		    (int)ivf->dim, 1.0f, ivf->packed, (int)ivf->dim, layout->probe_centroids,
-		    (int)ivf->dim, 0.0f, ivf->cell_scores, (int)nlist);
+		    (int)ivf->dim, 1.0f, sc->packed, (int)ivf->dim, layout->probe_centroids,
+		    (int)ivf->dim, 0.0f, sc->cell_scores, (int)nlist);
 	memset(offsets, 0, (nlist + 1) * sizeof *offsets);
 	for (size_t q = 0; q < query_count; q++) {
-		const float *scores = ivf->cell_scores + q * nlist;
-		uint32_t *chosen = ivf->probes + q * probes;
+		const float *scores = sc->cell_scores + q * nlist;
+		uint32_t *chosen = sc->probes + q * probes;
 		size_t count = 0;
 
 		float bar = -INFINITY;
@@ -960,9 +1014,8 @@ static void choose_probes(struct ivf *ivf, size_t query_count, size_t probes)
 	/* Fill, moving offsets[c] to the end of cell c; then shift back. */
 	for (size_t q = 0; q < query_count; q++)
 		for (size_t p = 0; p < probes; p++)
-			if (ivf->probes[q * probes + p] != UINT32_MAX)
-				ivf->cell_users[offsets[ivf->probes[q * probes + p]]++] =
-				    (uint32_t)q;
+			if (sc->probes[q * probes + p] != UINT32_MAX)
+				sc->cell_users[offsets[sc->probes[q * probes + p]]++] = (uint32_t)q;
 	for (size_t c = nlist; c > 0; c--)
 		offsets[c] = offsets[c - 1];
 	offsets[0] = 0;
@@ -983,8 +1036,8 @@ static void prefetch_position(const struct ivf *ivf, uint32_t item)
 
 /* Sorts each query's sparse and extra items by (item, caller's order) and
  * lists the distinct ones; items past the index are dropped. */
-static void collect_specials(struct ivf *ivf, const struct ivf_query *queries,
-			     size_t query_count)
+static void collect_specials(const struct ivf *ivf, struct ivf_scratch *sc,
+			     const struct ivf_query *queries, size_t query_count)
 {
 	size_t item_count = ivf->layout.item_count, at = 0;
 
@@ -992,29 +1045,29 @@ static void collect_specials(struct ivf *ivf, const struct ivf_query *queries,
 		const struct ivf_query *query = &queries[q];
 		size_t begin = at, distinct = 0;
 
-		ivf->special_offsets[q] = begin;
+		sc->special_offsets[q] = begin;
 		for (size_t s = 0; s < query->base.sparse_count; s++)
 			if (query->base.sparse_items[s] < item_count) {
 				prefetch_position(ivf, query->base.sparse_items[s]);
-				ivf->specials[at++] =
+				sc->specials[at++] =
 				    (struct special){query->base.sparse_items[s], (uint32_t)s};
 			}
 		for (size_t e = 0; e < query->extra_count; e++)
 			if (query->extra_items[e] < item_count) {
 				prefetch_position(ivf, query->extra_items[e]);
-				ivf->specials[at++] = (struct special){
-				    query->extra_items[e],
-				    (uint32_t)(query->base.sparse_count + e)};
+				sc->specials[at++] =
+				    (struct special){query->extra_items[e],
+						     (uint32_t)(query->base.sparse_count + e)};
 			}
 		if (at > begin)
-			qsort(ivf->specials + begin, at - begin, sizeof *ivf->specials,
+			qsort(sc->specials + begin, at - begin, sizeof *sc->specials,
 			      compare_special);
 		for (size_t s = begin; s < at; s++)
-			if (s == begin || ivf->specials[s].item != ivf->specials[s - 1].item)
-				ivf->special_items[begin + distinct++] = ivf->specials[s].item;
-		ivf->special_counts[q] = distinct;
+			if (s == begin || sc->specials[s].item != sc->specials[s - 1].item)
+				sc->special_items[begin + distinct++] = sc->specials[s].item;
+		sc->special_counts[q] = distinct;
 	}
-	ivf->special_offsets[query_count] = at;
+	sc->special_offsets[query_count] = at;
 }
 
 /* Where the next score at or above `bar` may be (see topk.c's skip_below;
@@ -1042,13 +1095,13 @@ static size_t skip_below(const float *scores, size_t n, float bar)
 
 /* Whether query q may be offered cell item `item` scored `score`: not NaN,
  * eligible, not excluded, and not one of its special items (scored apart). */
-static bool cell_candidate(const struct ivf *ivf, size_t q, const struct topk_query *query,
+static bool cell_candidate(const struct ivf_scratch *sc, size_t q, const struct topk_query *query,
 			   const uint8_t *eligible, float score, uint32_t item)
 {
 	return !isnan(score) && (eligible == NULL || eligible[item]) &&
 	       !sorted_contains(query->exclude, query->exclude_count, item) &&
-	       !sorted_contains(ivf->special_items + ivf->special_offsets[q],
-				ivf->special_counts[q], item);
+	       !sorted_contains(sc->special_items + sc->special_offsets[q], sc->special_counts[q],
+				item);
 }
 
 /*
@@ -1056,17 +1109,17 @@ static bool cell_candidate(const struct ivf *ivf, size_t q, const struct topk_qu
  * heap is full every candidate enters; then only scores at or above the
  * root's (an equal score wins on a lower index) are looked at.
  */
-static void offer_tile(struct ivf *ivf, size_t q, const struct topk_query *query,
+static void offer_tile(struct ivf_scratch *sc, size_t q, const struct topk_query *query,
 		       const uint8_t *eligible, const float *scores, const uint32_t *items,
 		       size_t n, size_t k)
 {
-	uint64_t *heap = ivf->heaps + q * ivf->max_k;
-	size_t *count = &ivf->heap_counts[q];
+	uint64_t *heap = sc->heaps + q * sc->max_k;
+	size_t *count = &sc->heap_counts[q];
 	size_t j = 0;
 	float bar;
 
 	for (; j < n && *count < k; j++)
-		if (cell_candidate(ivf, q, query, eligible, scores[j], items[j]))
+		if (cell_candidate(sc, q, query, eligible, scores[j], items[j]))
 			heap_push(heap, count, result_key(scores[j], items[j]));
 	if (*count < k)
 		return;
@@ -1078,7 +1131,7 @@ static void offer_tile(struct ivf *ivf, size_t q, const struct topk_query *query
 		block_end = n - j < SCAN_BLOCK ? n : j + SCAN_BLOCK;
 		for (; j < block_end; j++) {
 			if (!(scores[j] >= bar) ||
-			    !cell_candidate(ivf, q, query, eligible, scores[j], items[j]))
+			    !cell_candidate(sc, q, query, eligible, scores[j], items[j]))
 				continue;
 			heap_offer(heap, count, k, result_key(scores[j], items[j]));
 			bar = key_result(heap[0]).score;
@@ -1088,8 +1141,9 @@ static void offer_tile(struct ivf *ivf, size_t q, const struct topk_query *query
 
 /* Scores one cell against the queries of `users` (one sgemm per tile if
  * they are many, else one per user) and offers each its scores. */
-static void scan_cell(struct ivf *ivf, const struct ivf_query *queries, const uint8_t *eligible,
-		      size_t k, size_t c, const uint32_t *users, size_t user_count)
+static void scan_cell(const struct ivf *ivf, struct ivf_scratch *sc,
+		      const struct ivf_query *queries, const uint8_t *eligible, size_t k, size_t c,
+		      const uint32_t *users, size_t user_count)
 {
 	const struct ivf_cell *cell = &ivf->layout.cells[c];
 	size_t dim = ivf->dim;
@@ -1097,26 +1151,26 @@ static void scan_cell(struct ivf *ivf, const struct ivf_query *queries, const ui
 
 	if (shared)
 		for (size_t u = 0; u < user_count; u++)
-			memcpy(ivf->gathered + u * dim, ivf->packed + (size_t)users[u] * dim,
+			memcpy(sc->gathered + u * dim, sc->packed + (size_t)users[u] * dim,
 			       dim * sizeof(float));
 	for (size_t first = 0; first < cell->count; first += IVF_TILE_ITEMS) {
-		size_t n = cell->count - first < IVF_TILE_ITEMS ? cell->count - first
-								: IVF_TILE_ITEMS;
+		size_t n =
+		    cell->count - first < IVF_TILE_ITEMS ? cell->count - first : IVF_TILE_ITEMS;
 		/* tile (users × n) = their queries (users × dim) · rowsᵀ */
 		if (shared)
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)user_count,
-				    (int)n, (int)dim, 1.0f, ivf->gathered, (int)dim,
-				    cell->rows + first * dim, (int)dim, 0.0f, ivf->tile, (int)n);
+				    (int)n, (int)dim, 1.0f, sc->gathered, (int)dim,
+				    cell->rows + first * dim, (int)dim, 0.0f, sc->tile, (int)n);
 		else
 			for (size_t u = 0; u < user_count; u++)
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, (int)n,
-					    (int)dim, 1.0f, ivf->packed + (size_t)users[u] * dim,
+					    (int)dim, 1.0f, sc->packed + (size_t)users[u] * dim,
 					    (int)dim, cell->rows + first * dim, (int)dim, 0.0f,
-					    ivf->tile + u * n, (int)n);
+					    sc->tile + u * n, (int)n);
 		for (size_t u = 0; u < user_count; u++)
-			offer_tile(ivf, users[u], &queries[users[u]].base, eligible,
-				   ivf->tile + u * n, cell->items + first, n, k);
-		ivf->last_candidates += n * user_count;
+			offer_tile(sc, users[u], &queries[users[u]].base, eligible,
+				   sc->tile + u * n, cell->items + first, n, k);
+		sc->last_candidates += n * user_count;
 	}
 }
 
@@ -1127,25 +1181,26 @@ static void scan_cell(struct ivf *ivf, const struct ivf_query *queries, const ui
  * high early and few scores need the filters (each a likely cache miss in
  * `eligible`).
  */
-static void scan_cells(struct ivf *ivf, const struct ivf_query *queries, size_t query_count,
-		       size_t probes, const uint8_t *eligible, size_t k)
+static void scan_cells(const struct ivf *ivf, struct ivf_scratch *sc,
+		       const struct ivf_query *queries, size_t query_count, size_t probes,
+		       const uint8_t *eligible, size_t k)
 {
 	const struct layout *layout = &ivf->layout;
 
 	for (size_t c = 0; c < layout->nlist; c++) {
-		size_t user_count = ivf->cell_offsets[c + 1] - ivf->cell_offsets[c];
+		size_t user_count = sc->cell_offsets[c + 1] - sc->cell_offsets[c];
 		if (user_count >= CELL_SHARED_MIN_USERS)
-			scan_cell(ivf, queries, eligible, k, c,
-				  ivf->cell_users + ivf->cell_offsets[c], user_count);
+			scan_cell(ivf, sc, queries, eligible, k, c,
+				  sc->cell_users + sc->cell_offsets[c], user_count);
 	}
 	for (size_t p = 0; p < probes; p++) {
 		for (size_t q = 0; q < query_count; q++) {
-			uint32_t c = ivf->probes[q * probes + p];
+			uint32_t c = sc->probes[q * probes + p];
 			uint32_t user = (uint32_t)q;
 			if (c == UINT32_MAX ||
-			    ivf->cell_offsets[c + 1] - ivf->cell_offsets[c] >= CELL_SHARED_MIN_USERS)
+			    sc->cell_offsets[c + 1] - sc->cell_offsets[c] >= CELL_SHARED_MIN_USERS)
 				continue;
-			scan_cell(ivf, queries, eligible, k, c, &user, 1);
+			scan_cell(ivf, sc, queries, eligible, k, c, &user, 1);
 		}
 	}
 }
@@ -1178,11 +1233,12 @@ static const float *item_row(const struct ivf *ivf, uint32_t item)
 }
 
 /* Fetches ahead the rows and eligibility of query q's distinct specials. */
-static void prefetch_rows(const struct ivf *ivf, size_t q, const uint8_t *eligible)
+static void prefetch_rows(const struct ivf *ivf, struct ivf_scratch *sc, size_t q,
+			  const uint8_t *eligible)
 {
-	const uint32_t *items = ivf->special_items + ivf->special_offsets[q];
+	const uint32_t *items = sc->special_items + sc->special_offsets[q];
 
-	for (size_t s = 0; s < ivf->special_counts[q]; s++) {
+	for (size_t s = 0; s < sc->special_counts[q]; s++) {
 		const float *row = item_row(ivf, items[s]);
 		__builtin_prefetch(row);
 		__builtin_prefetch(row + ivf->dim - 1);
@@ -1193,33 +1249,34 @@ static void prefetch_rows(const struct ivf *ivf, size_t q, const uint8_t *eligib
 
 /* Scores each query's special items once: dot product, then its sparse
  * scores in the caller's order (as topk adds them). */
-static void score_specials(struct ivf *ivf, const struct ivf_query *queries, size_t query_count,
+static void score_specials(const struct ivf *ivf, struct ivf_scratch *sc,
+			   const struct ivf_query *queries, size_t query_count,
 			   const uint8_t *eligible, size_t k)
 {
 	size_t dim = ivf->dim;
 
 	if (query_count > 0)
-		prefetch_rows(ivf, 0, eligible);
+		prefetch_rows(ivf, sc, 0, eligible);
 	for (size_t q = 0; q < query_count; q++) {
 		const struct topk_query *query = &queries[q].base;
-		size_t end = ivf->special_offsets[q + 1];
+		size_t end = sc->special_offsets[q + 1];
 
 		if (q + 1 < query_count)
-			prefetch_rows(ivf, q + 1, eligible);
-		for (size_t s = ivf->special_offsets[q]; s < end;) {
-			uint32_t item = ivf->specials[s].item;
+			prefetch_rows(ivf, sc, q + 1, eligible);
+		for (size_t s = sc->special_offsets[q]; s < end;) {
+			uint32_t item = sc->specials[s].item;
 			const float *row = item_row(ivf, item);
-			float score = dot(ivf->packed + q * dim, row, dim);
+			float score = dot(sc->packed + q * dim, row, dim);
 
-			for (; s < end && ivf->specials[s].item == item; s++) {
-				if (ivf->specials[s].order < query->sparse_count)
-					score += query->sparse_scores[ivf->specials[s].order];
+			for (; s < end && sc->specials[s].item == item; s++) {
+				if (sc->specials[s].order < query->sparse_count)
+					score += query->sparse_scores[sc->specials[s].order];
 			}
-			ivf->last_candidates++;
+			sc->last_candidates++;
 			if (isnan(score) || (eligible && !eligible[item]) ||
 			    sorted_contains(query->exclude, query->exclude_count, item))
 				continue;
-			heap_offer(ivf->heaps + q * ivf->max_k, &ivf->heap_counts[q], k,
+			heap_offer(sc->heaps + q * sc->max_k, &sc->heap_counts[q], k,
 				   result_key(score, item));
 		}
 	}
@@ -1229,12 +1286,24 @@ int ivf_search(struct ivf *ivf, const uint8_t *eligible, const struct ivf_query 
 	       size_t query_count, size_t nprobe, size_t k, struct topk_result *results,
 	       size_t *result_counts, char *errstr, size_t errstr_size)
 {
+	return ivf_search_with(ivf, ivf->own, eligible, queries, query_count, nprobe, k, results,
+			       result_counts, errstr, errstr_size);
+}
+
+int ivf_search_with(const struct ivf *ivf, struct ivf_scratch *sc, const uint8_t *eligible,
+		    const struct ivf_query *queries, size_t query_count, size_t nprobe, size_t k,
+		    struct topk_result *results, size_t *result_counts, char *errstr,
+		    size_t errstr_size)
+{
 	size_t nlist = ivf->layout.nlist, probes, special_total = 0;
 
-	if (check_search(ivf, queries, query_count, k, results, result_counts, errstr,
-			 errstr_size))
+	if (check_search(ivf, queries, query_count, k, results, result_counts, errstr, errstr_size))
 		return -1;
-	ivf->last_candidates = 0;
+	if (scratch_fit(ivf, sc) != 0) {
+		snprintf(errstr, errstr_size, "ivf: out of memory for a searcher's scratch");
+		return -1;
+	}
+	sc->last_candidates = 0;
 	if (query_count == 0)
 		return 0;
 	if (k == 0 || ivf->layout.item_count == 0) {
@@ -1244,26 +1313,26 @@ int ivf_search(struct ivf *ivf, const uint8_t *eligible, const struct ivf_query 
 	probes = nprobe < nlist ? nprobe : nlist;
 	for (size_t q = 0; q < query_count; q++)
 		special_total += queries[q].base.sparse_count + queries[q].extra_count;
-	if (reserve_search(ivf, query_count, probes, special_total, errstr, errstr_size))
+	if (reserve_search(ivf, sc, query_count, probes, special_total, errstr, errstr_size))
 		return -1;
 
 	set_threads(ivf);
 	for (size_t q = 0; q < query_count; q++) {
-		memcpy(ivf->packed + q * ivf->dim, queries[q].base.vector, ivf->dim * sizeof(float));
-		ivf->heap_counts[q] = 0;
+		memcpy(sc->packed + q * ivf->dim, queries[q].base.vector, ivf->dim * sizeof(float));
+		sc->heap_counts[q] = 0;
 	}
 	/* Specials first: with their sparse scores they are often good, and a
 	 * heap filled early makes most cell scores fall below its bar. */
-	collect_specials(ivf, queries, query_count);
-	score_specials(ivf, queries, query_count, eligible, k);
+	collect_specials(ivf, sc, queries, query_count);
+	score_specials(ivf, sc, queries, query_count, eligible, k);
 	if (probes > 0) {
-		choose_probes(ivf, query_count, probes);
-		scan_cells(ivf, queries, query_count, probes, eligible, k);
+		choose_probes(ivf, sc, query_count, probes);
+		scan_cells(ivf, sc, queries, query_count, probes, eligible, k);
 	}
 
 	for (size_t q = 0; q < query_count; q++) {
-		uint64_t *heap = ivf->heaps + q * ivf->max_k;
-		size_t count = ivf->heap_counts[q];
+		uint64_t *heap = sc->heaps + q * sc->max_k;
+		size_t count = sc->heap_counts[q];
 
 		heap_drain_best_first(heap, count, results + q * k);
 		result_counts[q] = count;

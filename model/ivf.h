@@ -75,13 +75,15 @@
  * kept). Training holds a sample of up to nlist·IVF_TRAIN_POINTS_PER_CELL
  * rows and, in ivf_retrain(), a temporary copy of every row.
  *
- * Threads: an index is used by one thread at a time. ivf_update_item(),
- * ivf_retrain() and ivf_search() all read or write the cells, so the owner
- * (the refresh thread, say) either calls them all itself or serialises them
- * with a lock of its own; a search never runs while an item moves. Each call
- * sets OpenBLAS's process-wide thread count to the config's `threads` before
- * its sgemm calls and leaves it so, as topk does. Different indexes are
- * independent.
+ * Threads: ivf_update_item(s)(), ivf_build() and ivf_retrain() write the
+ * cells, so while one runs nothing else may use the index. Searches only
+ * read the index: several threads may search it at once, each with its own
+ * scratch (ivf_search_with() and a struct ivf_scratch per thread);
+ * ivf_search() uses the index's own scratch and so is one thread's at a
+ * time. Each call sets OpenBLAS's process-wide thread count to the
+ * config's `threads` before its sgemm calls and leaves it so, as topk
+ * does: threads searching at once should all use the same count (1).
+ * Different indexes are independent.
  *
  * model/ knows nothing of Kafka, RocksDB or the daemon's loop: rows and
  * queries arrive as plain float arrays.
@@ -233,6 +235,27 @@ int ivf_retrain(struct ivf *ivf, char *errstr, size_t errstr_size);
 int ivf_search(struct ivf *ivf, const uint8_t *eligible, const struct ivf_query *queries,
 	       size_t query_count, size_t nprobe, size_t k, struct topk_result *results,
 	       size_t *result_counts, char *errstr, size_t errstr_size);
+
+/** One searcher's scratch (see Threads); sized at its first search. */
+struct ivf_scratch;
+
+/** @returns an empty scratch, or NULL when out of memory. */
+struct ivf_scratch *ivf_scratch_new(void);
+
+void ivf_scratch_free(struct ivf_scratch *scratch);
+
+/**
+ * @brief ivf_search() with the caller's scratch: any number of threads may
+ * search one index at once, each with its own scratch, while nothing writes
+ * the index.
+ */
+int ivf_search_with(const struct ivf *ivf, struct ivf_scratch *scratch, const uint8_t *eligible,
+		    const struct ivf_query *queries, size_t query_count, size_t nprobe, size_t k,
+		    struct topk_result *results, size_t *result_counts, char *errstr,
+		    size_t errstr_size);
+
+/** @returns the candidates scored by the scratch's last search (see ivf_last_candidates()). */
+size_t ivf_scratch_candidates(const struct ivf_scratch *scratch);
 
 /** @returns the number of items in the index. */
 size_t ivf_item_count(const struct ivf *ivf);
