@@ -77,23 +77,20 @@ struct model {
 	size_t dirty_user_count, dirty_item_count;
 	bool all_items_dirty;
 
-	/* The index engine (MODEL_RETRIEVAL_INDEX), built on first use. Rows of
-	 * items below index_items whose matrix row changed since the index last
-	 * saw them are listed once in moved_items (item_moved marks them);
-	 * items from index_items on are appended at the next sync. */
-	struct ivf *index;
-	size_t index_items, index_max_k;
+	/* The lists' view of the item side (model_view()), made on first use.
+	 * Rows of items below view_items whose matrix row changed since the
+	 * view last saw them are listed once in moved_items (item_moved marks
+	 * them); items from view_items on are new to it at the next sync. */
+	struct model_view *view;
+	size_t view_items;
 	uint8_t *item_moved;
 	uint32_t *moved_items;
 	size_t moved_count;
-	uint64_t index_changes_since_training;
-	size_t index_items_at_training;
-	double index_imbalance_at_training;
 	uint32_t *trending_candidates; /* config.index_trending, cached */
 	size_t trending_candidate_count;
 	uint64_t trending_step;
 	bool trending_valid;
-	struct model_index_stats index_stats;
+	struct model_batch batch; /* model_recommend_with()'s */
 
 	/* scratch for one event */
 	float *h, *grad_h, *grad_row;
@@ -102,6 +99,8 @@ struct model {
 	float score_grad[MAX_NEGATIVES + 1];
 	float *covis_sum; /* per item, all 0 between queries: a query's co-visitation sums */
 };
+
+static void view_free(struct model_view *view);
 
 void model_config_default(struct model_config *config)
 {
@@ -315,7 +314,8 @@ void model_free(struct model *model)
 	free(model->grad_h);
 	free(model->grad_row);
 	free(model->covis_sum);
-	ivf_free(model->index);
+	view_free(model->view);
+	model_batch_free(&model->batch);
 	free(model->item_moved);
 	free(model->moved_items);
 	free(model->trending_candidates);
@@ -472,11 +472,11 @@ static void refresh_correction(struct model *m, uint32_t item)
 	m->scalar[item].correction = correction;
 }
 
-/* Notes that item's matrix row changed, for the index's next sync. Items
- * the index does not hold yet are appended then, whatever they hold. */
+/* Notes that item's matrix row changed, for the view's next sync. Items
+ * the view does not hold yet are copied then, whatever they hold. */
 static void mark_moved(struct model *m, uint32_t item)
 {
-	if ((size_t)item < m->index_items && !m->item_moved[item]) {
+	if ((size_t)item < m->view_items && !m->item_moved[item]) {
 		m->item_moved[item] = 1;
 		m->moved_items[m->moved_count++] = item;
 	}
@@ -903,7 +903,130 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 	query->sparse_count = out;
 }
 
-/* ---- the index engine ------------------------------------------------------------ */
+/* ---- the item-side view and the index engine ------------------------------------ */
+
+/*
+ * The item side as lists see it (model.h, Lists on other threads). Rows
+ * are the model's own matrix (shared) or a copy brought up to date at each
+ * sync (own rows). Rows changed since the index last saw them are listed
+ * once in pending (pending_flag marks them); items from index_items on are
+ * appended at the next preparation.
+ */
+struct model_view {
+	bool own_rows;
+	float *rows; /* items x stride: the model's matrix, or the copy */
+	size_t items, row_capacity, dim, stride, want_k;
+	struct model_config config; /* as of the last sync */
+
+	struct ivf *index; /* the index engine's, built on first use */
+	size_t index_items, index_max_k;
+	uint8_t *pending_flag;
+	uint32_t *pending;
+	size_t pending_count, pending_capacity, flag_capacity;
+	uint64_t changes_since_training;
+	size_t items_at_training;
+	double imbalance_at_training;
+	uint32_t *trending; /* config.index_trending candidates, as of the sync */
+	size_t trending_count, trending_capacity;
+	struct model_index_stats stats;
+
+	struct model_searcher *searcher; /* model_recommend_with()'s */
+};
+
+struct model_searcher {
+	struct topk *topk; /* borrowed, or NULL for the index only */
+	struct ivf_scratch *scratch;
+	uint64_t candidates, lists;
+};
+
+/* Makes room for `needed` elements (zeroed), doubling: @returns 0 or -1. */
+static int reserve(void *array, size_t *capacity, size_t needed, size_t size)
+{
+	size_t grown = *capacity ? *capacity : 64;
+	if (needed <= *capacity)
+		return 0;
+	while (grown < needed)
+		grown *= 2;
+	if (grow_array((void **)array, *capacity, grown, size) != 0)
+		return -1;
+	*capacity = grown;
+	return 0;
+}
+
+struct model_searcher *model_searcher_new(struct topk *topk, char *errstr, size_t errstr_size)
+{
+	struct model_searcher *s = calloc(1, sizeof *s);
+	if (s != NULL)
+		s->scratch = ivf_scratch_new();
+	if (s == NULL || s->scratch == NULL) {
+		free(s);
+		set_errstr(errstr, errstr_size, "out of memory for a searcher");
+		return NULL;
+	}
+	s->topk = topk;
+	return s;
+}
+
+void model_searcher_free(struct model_searcher *searcher)
+{
+	if (searcher == NULL)
+		return;
+	ivf_scratch_free(searcher->scratch);
+	free(searcher);
+}
+
+void model_searcher_set_topk(struct model_searcher *searcher, struct topk *topk)
+{
+	searcher->topk = topk;
+}
+
+void model_view_collect(struct model_view *view, struct model_searcher *searcher)
+{
+	view->stats.candidates += searcher->candidates;
+	view->stats.lists += searcher->lists;
+	searcher->candidates = searcher->lists = 0;
+}
+
+static void view_free(struct model_view *view)
+{
+	if (view == NULL)
+		return;
+	if (view->own_rows)
+		free(view->rows);
+	ivf_free(view->index);
+	free(view->pending_flag);
+	free(view->pending);
+	free(view->trending);
+	model_searcher_free(view->searcher);
+	free(view);
+}
+
+struct model_view *model_view(struct model *model, bool own_rows, char *errstr,
+			      size_t errstr_size)
+{
+	struct model *m = model;
+	if (m->view != NULL && m->view->own_rows == own_rows)
+		return m->view;
+	view_free(m->view);
+	m->view = calloc(1, sizeof *m->view);
+	if (m->view != NULL)
+		m->view->searcher = model_searcher_new(NULL, errstr, errstr_size);
+	if (m->view == NULL || m->view->searcher == NULL) {
+		view_free(m->view);
+		m->view = NULL;
+		set_errstr(errstr, errstr_size, "out of memory for the item view");
+		return NULL;
+	}
+	m->view->own_rows = own_rows;
+	m->view->dim = m->dim;
+	m->view->stride = m->stride;
+	/* a new view sees every item as new */
+	for (size_t j = 0; j < m->moved_count; j++)
+		m->item_moved[m->moved_items[j]] = 0;
+	m->moved_count = 0;
+	m->view_items = 0;
+	return m->view;
+}
 
 size_t model_index_nprobe(const struct model *model, size_t nlist)
 {
@@ -916,146 +1039,46 @@ size_t model_index_nprobe(const struct model *model, size_t nlist)
 	return nprobe;
 }
 
+static size_t view_nprobe(const struct model_view *view, size_t nlist)
+{
+	size_t nprobe = view->config.index_nprobe;
+	if (nprobe == 0) {
+		nprobe = (size_t)ceil(MODEL_INDEX_PROBE_SHARE * (double)nlist);
+		if (nprobe < MODEL_INDEX_MIN_NPROBE)
+			nprobe = MODEL_INDEX_MIN_NPROBE;
+	}
+	return nprobe;
+}
+
 void model_index_stats(const struct model *model, struct model_index_stats *stats)
 {
-	*stats = model->index_stats;
-	stats->built = model->index != NULL;
-	stats->nlist = model->index ? ivf_nlist(model->index) : 0;
-	stats->nprobe = model->index ? model_index_nprobe(model, stats->nlist) : 0;
+	const struct model_view *view = model->view;
+	memset(stats, 0, sizeof *stats);
+	if (view == NULL)
+		return;
+	*stats = view->stats;
+	stats->candidates += view->searcher->candidates;
+	stats->lists += view->searcher->lists;
+	stats->built = view->index != NULL;
+	stats->nlist = view->index ? ivf_nlist(view->index) : 0;
+	stats->nprobe = view->index ? view_nprobe(view, stats->nlist) : 0;
 }
 
-/* Forgets the index (the next index list builds it again). */
-static void index_drop(struct model *m)
+/* Lists an item for the index's next preparation (once). */
+static int view_note_pending(struct model_view *view, uint32_t item)
 {
-	ivf_free(m->index);
-	m->index = NULL;
-	for (size_t j = 0; j < m->moved_count; j++)
-		m->item_moved[m->moved_items[j]] = 0;
-	m->moved_count = 0;
-	m->index_items = 0;
-}
-
-/* The largest cell over the mean cell. */
-static double index_imbalance(const struct model *m)
-{
-	size_t nlist = ivf_nlist(m->index), largest = 0, items = ivf_item_count(m->index);
-	for (size_t c = 0; c < nlist; c++)
-		if (ivf_cell_size(m->index, c) > largest)
-			largest = ivf_cell_size(m->index, c);
-	return items ? (double)largest * (double)nlist / (double)items : 1.0;
-}
-
-/* Notes a training's outcome (what later syncs compare against). */
-static void index_trained(struct model *m)
-{
-	m->index_changes_since_training = 0;
-	m->index_items_at_training = ivf_item_count(m->index);
-	m->index_imbalance_at_training = index_imbalance(m);
-	m->index_stats.trainings++;
-}
-
-/*
- * Whether to retrain now: the catalogue doubled since the last training, or
- * ivf_needs_retrain() finds a cell too large, a quarter of the rows changed
- * since, and the imbalance is twice what the last training left. Learned
- * embeddings are skewed (popular items crowd together, never-counted items
- * share one direction), so a fresh training can leave a cell above
- * IVF_RETRAIN_CELL_FACTOR times the mean; retraining for that alone ran 86
- * trainings in a 60k-event replay of 27k items and doubled the index
- * engine's cost. Doublings alone cost O(items) amortised.
- */
-static bool index_wants_training(struct model *m)
-{
-	size_t items = ivf_item_count(m->index);
-	if (items >= 2 * m->index_items_at_training && items >= 2 * INDEX_MIN_K)
-		return true;
-	if (m->index_changes_since_training < items / INDEX_RETRAIN_CHURN ||
-	    !ivf_needs_retrain(m->index))
-		return false;
-	return index_imbalance(m) > 2.0 * m->index_imbalance_at_training;
-}
-
-/* Builds the index from the item matrix for lists of up to max_k. */
-static int index_build(struct model *m, size_t max_k, char *errstr, size_t errstr_size)
-{
-	struct ivf_config config = {.dim = m->stride,
-				    .nlist = m->config.index_nlist,
-				    .max_batch = INDEX_MAX_BATCH,
-				    .max_k = max_k,
-				    .assign = IVF_ASSIGN_DEFAULT,
-				    .seed = m->config.seed,
-				    /* the centroid and cell products are small shapes, where
-				     * OpenBLAS's threads cost more than they give (DESIGN.md) */
-				    .threads = 1};
-	char reason[256];
-
-	index_drop(m);
-	m->index = ivf_new(&config, reason, sizeof reason);
-	if (m->index == NULL)
-		goto out_fail;
-	if (ivf_build(m->index, m->matrix, m->items, m->stride, reason, sizeof reason) != 0)
-		goto out_drop;
-	m->index_items = m->items;
-	m->index_max_k = max_k;
-	index_trained(m);
+	if (view->pending_flag[item])
+		return 0;
+	if (reserve(&view->pending, &view->pending_capacity, view->pending_count + 1,
+		    sizeof *view->pending) != 0)
+		return -1;
+	view->pending_flag[item] = 1;
+	view->pending[view->pending_count++] = item;
 	return 0;
-
-out_drop:
-	index_drop(m);
-out_fail:
-	set_errstr(errstr, errstr_size, "building the item index over %zu items: %s", m->items,
-		   reason);
-	return -1;
-}
-
-/*
- * Brings the index up to date with the item matrix before a search: builds
- * it when missing (or too small for k), passes it every moved row and every
- * new item, and retrains it when its cells no longer fit.
- */
-static int index_sync(struct model *m, size_t k, char *errstr, size_t errstr_size)
-{
-	char reason[256];
-	size_t changes;
-
-	if (m->index == NULL || k > m->index_max_k)
-		return index_build(m, k > INDEX_MIN_K ? k : INDEX_MIN_K, errstr, errstr_size);
-	/* moved rows, then new items in order, in one batched re-assignment */
-	for (size_t j = 0; j < m->moved_count; j++)
-		m->item_moved[m->moved_items[j]] = 0;
-	changes = m->moved_count + (m->items - m->index_items);
-	if (ivf_update_items(m->index, m->moved_items, m->moved_count, m->matrix, m->stride, reason,
-			     sizeof reason) != 0)
-		goto out_drop;
-	m->moved_count = 0;
-	for (size_t i = m->index_items; i < m->items; i += IVF_UPDATE_CHUNK) {
-		uint32_t fresh[IVF_UPDATE_CHUNK];
-		size_t n = m->items - i < IVF_UPDATE_CHUNK ? m->items - i : IVF_UPDATE_CHUNK;
-		for (size_t r = 0; r < n; r++)
-			fresh[r] = (uint32_t)(i + r);
-		if (ivf_update_items(m->index, fresh, n, m->matrix, m->stride, reason,
-				     sizeof reason) != 0)
-			goto out_drop;
-		m->index_items = i + n;
-	}
-	m->index_stats.rows_synced += changes;
-	m->index_changes_since_training += changes;
-	if (index_wants_training(m)) {
-		if (ivf_retrain(m->index, reason, sizeof reason) != 0)
-			goto out_drop;
-		index_trained(m);
-	}
-	return 0;
-
-out_drop:
-	/* the index may have missed rows: start again at the next call */
-	index_drop(m);
-	set_errstr(errstr, errstr_size, "updating the item index: %s", reason);
-	return -1;
 }
 
 /* The trending candidates every warm user's index list considers. */
-static int index_trending(struct model *m, char *errstr, size_t errstr_size)
+static int model_trending_candidates(struct model *m, char *errstr, size_t errstr_size)
 {
 	size_t want = m->config.index_trending;
 	if (m->trending_valid && m->step - m->trending_step < MODEL_INDEX_TRENDING_EVENTS)
@@ -1075,70 +1098,222 @@ static int index_trending(struct model *m, char *errstr, size_t errstr_size)
 	return 0;
 }
 
-/* The index engine's lists for `count` warm queries (any count: cut into
- * batches the index takes). */
-static int index_run(struct model *m, const uint8_t *eligible, const struct topk_query *queries,
-		     size_t count, size_t k, struct topk_result *results, size_t *counts,
-		     char *errstr, size_t errstr_size)
+int model_view_sync(struct model_view *view, struct model *model, size_t k, char *errstr,
+		    size_t errstr_size)
 {
-	struct ivf_query batch[INDEX_MAX_BATCH];
-	char reason[256];
-	size_t nprobe;
+	struct model *m = model;
+	size_t stride = m->stride;
 
-	if (index_sync(m, k, errstr, errstr_size) != 0 ||
-	    index_trending(m, errstr, errstr_size) != 0)
+	if (model_trending_candidates(m, errstr, errstr_size) != 0)
 		return -1;
-	nprobe = model_index_nprobe(m, ivf_nlist(m->index));
-	for (size_t first = 0; first < count; first += INDEX_MAX_BATCH) {
-		size_t n = count - first < INDEX_MAX_BATCH ? count - first : INDEX_MAX_BATCH;
-		for (size_t q = 0; q < n; q++)
-			batch[q] = (struct ivf_query){.base = queries[first + q],
-						      .extra_items = m->trending_candidates,
-						      .extra_count = m->trending_candidate_count};
-		if (ivf_search(m->index, eligible, batch, n, nprobe, k, results + first * k,
-			       counts + first, reason, sizeof reason) != 0) {
-			set_errstr(errstr, errstr_size, "item index search: %s", reason);
-			return -1;
-		}
-		m->index_stats.candidates += ivf_last_candidates(m->index);
-		m->index_stats.lists += n;
+	if (reserve(&view->pending_flag, &view->flag_capacity, m->items, 1) != 0 ||
+	    reserve(&view->trending, &view->trending_capacity, m->trending_candidate_count,
+		    sizeof *view->trending) != 0)
+		goto out_nomem;
+	if (view->own_rows && reserve(&view->rows, &view->row_capacity, m->items * stride,
+				      sizeof(float)) != 0)
+		goto out_nomem;
+	for (size_t j = 0; j < m->moved_count; j++) {
+		uint32_t item = m->moved_items[j];
+		m->item_moved[item] = 0;
+		if (view->own_rows)
+			memcpy(view->rows + (size_t)item * stride, m->matrix + (size_t)item * stride,
+			       stride * sizeof(float));
+		if ((size_t)item < view->index_items && view_note_pending(view, item) != 0)
+			goto out_nomem;
+	}
+	m->moved_count = 0;
+	if (view->own_rows && m->items > view->items)
+		memcpy(view->rows + view->items * stride, m->matrix + view->items * stride,
+		       (m->items - view->items) * stride * sizeof(float));
+	else
+		view->rows = m->matrix;
+	view->items = m->view_items = m->items;
+	view->want_k = k;
+	view->config = m->config;
+	if (m->trending_candidate_count > 0)
+		memcpy(view->trending, m->trending_candidates,
+		       m->trending_candidate_count * sizeof *view->trending);
+	view->trending_count = m->trending_candidate_count;
+	return 0;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory syncing the item view (%zu items)",
+		   m->items);
+	return -1;
+}
+
+/* Forgets the index (the next preparation builds it again). */
+static void index_drop(struct model_view *view)
+{
+	ivf_free(view->index);
+	view->index = NULL;
+	for (size_t j = 0; j < view->pending_count; j++)
+		view->pending_flag[view->pending[j]] = 0;
+	view->pending_count = 0;
+	view->index_items = 0;
+}
+
+/* The largest cell over the mean cell. */
+static double index_imbalance(const struct model_view *view)
+{
+	size_t nlist = ivf_nlist(view->index), largest = 0, items = ivf_item_count(view->index);
+	for (size_t c = 0; c < nlist; c++)
+		if (ivf_cell_size(view->index, c) > largest)
+			largest = ivf_cell_size(view->index, c);
+	return items ? (double)largest * (double)nlist / (double)items : 1.0;
+}
+
+/* Notes a training's outcome (what later preparations compare against). */
+static void index_trained(struct model_view *view)
+{
+	view->changes_since_training = 0;
+	view->items_at_training = ivf_item_count(view->index);
+	view->imbalance_at_training = index_imbalance(view);
+	view->stats.trainings++;
+}
+
+/*
+ * Whether to retrain now: the catalogue doubled since the last training, or
+ * ivf_needs_retrain() finds a cell too large, a quarter of the rows changed
+ * since, and the imbalance is twice what the last training left. Learned
+ * embeddings are skewed (popular items crowd together, never-counted items
+ * share one direction), so a fresh training can leave a cell above
+ * IVF_RETRAIN_CELL_FACTOR times the mean; retraining for that alone ran 86
+ * trainings in a 60k-event replay of 27k items and doubled the index
+ * engine's cost. Doublings alone cost O(items) amortised.
+ */
+static bool index_wants_training(const struct model_view *view)
+{
+	size_t items = ivf_item_count(view->index);
+	if (items >= 2 * view->items_at_training && items >= 2 * INDEX_MIN_K)
+		return true;
+	if (view->changes_since_training < items / INDEX_RETRAIN_CHURN ||
+	    !ivf_needs_retrain(view->index))
+		return false;
+	return index_imbalance(view) > 2.0 * view->imbalance_at_training;
+}
+
+/* Builds the index from the view's rows for lists of up to max_k. */
+static int index_build(struct model_view *view, size_t max_k, char *errstr, size_t errstr_size)
+{
+	struct ivf_config config = {.dim = view->stride,
+				    .nlist = view->config.index_nlist,
+				    .max_batch = INDEX_MAX_BATCH,
+				    .max_k = max_k,
+				    .assign = IVF_ASSIGN_DEFAULT,
+				    .seed = view->config.seed,
+				    /* the centroid and cell products are small shapes, where
+				     * OpenBLAS's threads cost more than they give (DESIGN.md) */
+				    .threads = 1};
+	char reason[256];
+
+	index_drop(view);
+	view->index = ivf_new(&config, reason, sizeof reason);
+	if (view->index == NULL)
+		goto out_fail;
+	if (ivf_build(view->index, view->rows, view->items, view->stride, reason,
+		      sizeof reason) != 0)
+		goto out_drop;
+	view->index_items = view->items;
+	view->index_max_k = max_k;
+	index_trained(view);
+	return 0;
+
+out_drop:
+	index_drop(view);
+out_fail:
+	set_errstr(errstr, errstr_size, "building the item index over %zu items: %s", view->items,
+		   reason);
+	return -1;
+}
+
+int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size)
+{
+	char reason[256];
+	size_t changes, k = view->want_k;
+
+	if (view->index == NULL || k > view->index_max_k)
+		return index_build(view, k > INDEX_MIN_K ? k : INDEX_MIN_K, errstr, errstr_size);
+	/* moved rows, then new items in order, in one batched re-assignment */
+	for (size_t j = 0; j < view->pending_count; j++)
+		view->pending_flag[view->pending[j]] = 0;
+	changes = view->pending_count + (view->items - view->index_items);
+	if (ivf_update_items(view->index, view->pending, view->pending_count, view->rows,
+			     view->stride, reason, sizeof reason) != 0)
+		goto out_drop;
+	view->pending_count = 0;
+	for (size_t i = view->index_items; i < view->items; i += IVF_UPDATE_CHUNK) {
+		uint32_t fresh[IVF_UPDATE_CHUNK];
+		size_t n = view->items - i < IVF_UPDATE_CHUNK ? view->items - i : IVF_UPDATE_CHUNK;
+		for (size_t r = 0; r < n; r++)
+			fresh[r] = (uint32_t)(i + r);
+		if (ivf_update_items(view->index, fresh, n, view->rows, view->stride, reason,
+				     sizeof reason) != 0)
+			goto out_drop;
+		view->index_items = i + n;
+	}
+	view->stats.rows_synced += changes;
+	view->changes_since_training += changes;
+	if (index_wants_training(view)) {
+		if (ivf_retrain(view->index, reason, sizeof reason) != 0)
+			goto out_drop;
+		index_trained(view);
 	}
 	return 0;
+
+out_drop:
+	/* the index may have missed rows: start again at the next preparation */
+	index_drop(view);
+	set_errstr(errstr, errstr_size, "updating the item index: %s", reason);
+	return -1;
 }
 
 /* ---- serving ----------------------------------------------------------------------- */
 
-int model_recommend(struct model *model, struct topk *topk, const uint32_t *users,
-		    size_t user_count, size_t k, const uint8_t *eligible,
-		    struct topk_result *results, size_t *counts, char *errstr, size_t errstr_size)
+void model_batch_free(struct model_batch *batch)
 {
-	return model_recommend_with(model, topk, model->config.retrieval, users, user_count, k,
-				    eligible, results, counts, errstr, errstr_size);
+	free(batch->queries);
+	free(batch->warm_index);
+	free(batch->vectors);
+	free(batch->sparse_items);
+	free(batch->sparse_scores);
+	free(batch->exclude);
+	memset(batch, 0, sizeof *batch);
 }
 
-int model_recommend_with(struct model *model, struct topk *topk, enum model_retrieval retrieval,
-			 const uint32_t *users, size_t user_count, size_t k,
-			 const uint8_t *eligible, struct topk_result *results, size_t *counts,
-			 char *errstr, size_t errstr_size)
+int model_batch_prepare(struct model_batch *batch, struct model *model, const uint32_t *users,
+			size_t user_count, size_t k, const uint8_t *eligible,
+			struct topk_result *results, size_t *counts, char *errstr,
+			size_t errstr_size)
 {
 	struct model *m = model;
-	size_t capacity = model_sparse_capacity(m), warm = 0, item_count, stride;
-	struct topk_query *queries = calloc(user_count, sizeof *queries);
-	float *vectors = malloc(user_count * m->stride * sizeof *vectors);
-	uint32_t *sparse_items = malloc(user_count * capacity * sizeof *sparse_items);
-	float *sparse_scores = malloc(user_count * capacity * sizeof *sparse_scores);
-	size_t *warm_index = malloc(user_count * sizeof *warm_index);
-	struct topk_result *warm_results = malloc(user_count * (k ? k : 1) * sizeof *warm_results);
-	size_t *warm_counts = malloc(user_count * sizeof *warm_counts);
+	size_t capacity = model_sparse_capacity(m), excluded = 0;
 	uint32_t *trending = malloc((k ? k : 1) * sizeof *trending);
-	int rc = -1;
 
-	if (queries == NULL || vectors == NULL || sparse_items == NULL || sparse_scores == NULL ||
-	    warm_index == NULL || warm_results == NULL || warm_counts == NULL || trending == NULL) {
+	batch->warm = 0;
+	batch->k = k;
+	for (size_t u = 0; u < user_count; u++)
+		if (model_user_has_history(m, users[u]))
+			excluded += m->exclude[users[u]].count;
+	if (trending == NULL ||
+	    reserve(&batch->queries, &batch->queries_capacity, user_count,
+		    sizeof *batch->queries) != 0 ||
+	    reserve(&batch->warm_index, &batch->warm_index_capacity, user_count,
+		    sizeof *batch->warm_index) != 0 ||
+	    reserve(&batch->vectors, &batch->vectors_capacity, user_count * m->stride,
+		    sizeof *batch->vectors) != 0 ||
+	    reserve(&batch->sparse_items, &batch->sparse_items_capacity, user_count * capacity,
+		    sizeof *batch->sparse_items) != 0 ||
+	    reserve(&batch->sparse_scores, &batch->sparse_scores_capacity, user_count * capacity,
+		    sizeof *batch->sparse_scores) != 0 ||
+	    reserve(&batch->exclude, &batch->exclude_capacity, excluded,
+		    sizeof *batch->exclude) != 0) {
+		free(trending);
 		set_errstr(errstr, errstr_size, "out of memory for %zu queries", user_count);
-		goto out_free;
+		return -1;
 	}
 	size_t trending_count = SIZE_MAX; /* computed once per call, when a cold user needs it */
+	excluded = 0;
 	for (size_t u = 0; u < user_count; u++) {
 		if (!model_user_has_history(m, users[u])) {
 			/* cold: the trending list, filtered like any other. A user
@@ -1162,42 +1337,115 @@ int model_recommend_with(struct model *model, struct topk *topk, enum model_retr
 			counts[u] = n;
 			continue;
 		}
-		struct model_query q = {.vector = vectors + warm * m->stride,
-					.sparse_items = sparse_items + warm * capacity,
-					.sparse_scores = sparse_scores + warm * capacity};
+		size_t w = batch->warm;
+		struct model_query q = {.vector = batch->vectors + w * m->stride,
+					.sparse_items = batch->sparse_items + w * capacity,
+					.sparse_scores = batch->sparse_scores + w * capacity};
 		model_query(m, users[u], &q);
-		queries[warm] = (struct topk_query){.vector = q.vector,
-						    .exclude = q.exclude,
-						    .exclude_count = q.exclude_count,
-						    .sparse_items = q.sparse_items,
-						    .sparse_scores = q.sparse_scores,
-						    .sparse_count = q.sparse_count};
-		warm_index[warm++] = u;
+		/* a copy: learning may change the exclusions while another thread ranks */
+		uint32_t *exclude = q.exclude_count > 0 ? batch->exclude + excluded : NULL;
+		if (q.exclude_count > 0)
+			memcpy(exclude, q.exclude, q.exclude_count * sizeof *exclude);
+		excluded += q.exclude_count;
+		batch->queries[w] = (struct topk_query){.vector = q.vector,
+							.exclude = exclude,
+							.exclude_count = q.exclude_count,
+							.sparse_items = q.sparse_items,
+							.sparse_scores = q.sparse_scores,
+							.sparse_count = q.sparse_count};
+		batch->warm_index[batch->warm++] = u;
 	}
-	const float *rows = model_item_matrix(m, &item_count, &stride);
-	if (warm > 0 && retrieval == MODEL_RETRIEVAL_INDEX) {
-		if (index_run(m, eligible, queries, warm, k, warm_results, warm_counts, errstr,
-			      errstr_size) != 0)
-			goto out_free;
-	} else if (warm > 0 && topk_run(topk, rows, item_count, m->stride, stride, eligible,
-					queries, warm, k, warm_results, warm_counts, errstr,
-					errstr_size) != 0)
+	free(trending);
+	return 0;
+}
+
+int model_view_search(const struct model_view *view, struct model_searcher *searcher,
+		      enum model_retrieval retrieval, const struct model_batch *batch,
+		      size_t first, size_t count, const uint8_t *eligible,
+		      struct topk_result *results, size_t *counts, char *errstr,
+		      size_t errstr_size)
+{
+	size_t k = batch->k;
+	const struct topk_query *queries = batch->queries + first;
+
+	if (count == 0)
+		return 0;
+	if (retrieval == MODEL_RETRIEVAL_EXACT)
+		return topk_run(searcher->topk, view->rows, view->items, view->stride, view->stride,
+				eligible, queries, count, k, results, counts, errstr, errstr_size);
+	if (view->index == NULL) {
+		set_errstr(errstr, errstr_size, "item index: not prepared");
+		return -1;
+	}
+	struct ivf_query ivf_batch[INDEX_MAX_BATCH];
+	char reason[256];
+	size_t nprobe = view_nprobe(view, ivf_nlist(view->index));
+	for (size_t at = 0; at < count; at += INDEX_MAX_BATCH) {
+		size_t n = count - at < INDEX_MAX_BATCH ? count - at : INDEX_MAX_BATCH;
+		for (size_t q = 0; q < n; q++)
+			ivf_batch[q] = (struct ivf_query){.base = queries[at + q],
+							  .extra_items = view->trending,
+							  .extra_count = view->trending_count};
+		if (ivf_search_with(view->index, searcher->scratch, eligible, ivf_batch, n, nprobe,
+				    k, results + at * k, counts + at, reason,
+				    sizeof reason) != 0) {
+			set_errstr(errstr, errstr_size, "item index search: %s", reason);
+			return -1;
+		}
+		searcher->candidates += ivf_scratch_candidates(searcher->scratch);
+		searcher->lists += n;
+	}
+	return 0;
+}
+
+int model_recommend(struct model *model, struct topk *topk, const uint32_t *users,
+		    size_t user_count, size_t k, const uint8_t *eligible,
+		    struct topk_result *results, size_t *counts, char *errstr, size_t errstr_size)
+{
+	return model_recommend_with(model, topk, model->config.retrieval, users, user_count, k,
+				    eligible, results, counts, errstr, errstr_size);
+}
+
+int model_recommend_with(struct model *model, struct topk *topk, enum model_retrieval retrieval,
+			 const uint32_t *users, size_t user_count, size_t k,
+			 const uint8_t *eligible, struct topk_result *results, size_t *counts,
+			 char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	struct model_view *view =
+	    model_view(m, m->view != NULL && m->view->own_rows, errstr, errstr_size);
+	struct model_batch *batch = &m->batch;
+	struct topk_result *warm_results = NULL;
+	size_t *warm_counts = NULL;
+	int rc = -1;
+
+	if (view == NULL || model_view_sync(view, m, k, errstr, errstr_size) != 0 ||
+	    model_batch_prepare(batch, m, users, user_count, k, eligible, results, counts, errstr,
+				errstr_size) != 0)
+		return -1;
+	if (batch->warm == 0)
+		return 0;
+	warm_results = malloc(batch->warm * (k ? k : 1) * sizeof *warm_results);
+	warm_counts = malloc(batch->warm * sizeof *warm_counts);
+	if (warm_results == NULL || warm_counts == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory for %zu lists", batch->warm);
 		goto out_free;
-	for (size_t w = 0; w < warm; w++) {
-		size_t u = warm_index[w];
+	}
+	model_searcher_set_topk(view->searcher, topk);
+	if ((retrieval == MODEL_RETRIEVAL_INDEX &&
+	     model_view_prepare(view, errstr, errstr_size) != 0) ||
+	    model_view_search(view, view->searcher, retrieval, batch, 0, batch->warm, eligible,
+			      warm_results, warm_counts, errstr, errstr_size) != 0)
+		goto out_free;
+	for (size_t w = 0; w < batch->warm; w++) {
+		size_t u = batch->warm_index[w];
 		memcpy(results + u * k, warm_results + w * k, warm_counts[w] * sizeof *results);
 		counts[u] = warm_counts[w];
 	}
 	rc = 0;
 out_free:
-	free(queries);
-	free(vectors);
-	free(sparse_items);
-	free(sparse_scores);
-	free(warm_index);
 	free(warm_results);
 	free(warm_counts);
-	free(trending);
 	return rc;
 }
 
@@ -1206,12 +1454,11 @@ int model_recommend_recall(struct model *model, struct topk *topk, const uint32_
 			   char *errstr, size_t errstr_size)
 {
 	struct model *m = model;
-	size_t slots = user_count * (k ? k : 1), compared = 0;
+	size_t slots = user_count * (k ? k : 1);
 	struct topk_result *exact = malloc(slots * sizeof *exact);
 	struct topk_result *index = malloc(slots * sizeof *index);
 	size_t *exact_counts = malloc((user_count ? user_count : 1) * sizeof *exact_counts);
 	size_t *index_counts = malloc((user_count ? user_count : 1) * sizeof *index_counts);
-	double sum = 0;
 	int rc = -1;
 
 	if (exact == NULL || index == NULL || exact_counts == NULL || index_counts == NULL) {
@@ -1223,20 +1470,12 @@ int model_recommend_recall(struct model *model, struct topk *topk, const uint32_
 	    model_recommend_with(m, topk, MODEL_RETRIEVAL_INDEX, users, user_count, k, eligible,
 				 index, index_counts, errstr, errstr_size) != 0)
 		goto out_free;
-	for (size_t u = 0; u < user_count; u++) {
-		if (!model_user_has_history(m, users[u]) || exact_counts[u] == 0)
-			continue;
-		/* lists are at most k long: a quadratic intersection is cheapest */
-		size_t found = 0;
-		for (size_t a = 0; a < exact_counts[u]; a++)
-			for (size_t b = 0; b < index_counts[u]; b++)
-				if (index[u * k + b].item == exact[u * k + a].item) {
-					found++;
-					break;
-				}
-		sum += (double)found / (double)exact_counts[u];
-		compared++;
-	}
+	for (size_t u = 0; u < user_count; u++)
+		if (!model_user_has_history(m, users[u]))
+			exact_counts[u] = 0; /* cold: the trending list from either engine */
+	size_t compared = 0;
+	double sum = model_lists_recall(exact, exact_counts, index, index_counts, user_count, k,
+					&compared);
 	*recall = compared > 0 ? sum / (double)compared : 1.0;
 	rc = 0;
 out_free:
@@ -1245,6 +1484,28 @@ out_free:
 	free(exact_counts);
 	free(index_counts);
 	return rc;
+}
+
+double model_lists_recall(const struct topk_result *exact, const size_t *exact_counts,
+			  const struct topk_result *other, const size_t *other_counts,
+			  size_t user_count, size_t k, size_t *compared)
+{
+	double sum = 0;
+	for (size_t u = 0; u < user_count; u++) {
+		if (exact_counts[u] == 0)
+			continue;
+		/* lists are at most k long: a quadratic intersection is cheapest */
+		size_t found = 0;
+		for (size_t a = 0; a < exact_counts[u]; a++)
+			for (size_t b = 0; b < other_counts[u]; b++)
+				if (other[u * k + b].item == exact[u * k + a].item) {
+					found++;
+					break;
+				}
+		sum += (double)found / (double)exact_counts[u];
+		(*compared)++;
+	}
+	return sum;
 }
 
 long model_seed_item(struct model *model, uint32_t item, uint64_t hash, const uint32_t *from,

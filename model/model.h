@@ -298,8 +298,9 @@ int model_recommend(struct model *model, struct topk *topk, const uint32_t *user
  * score, exclusions and `eligible` exactly as the exact engine. Cold users
  * get the trending list with either engine.
  *
- * Threads: like model_learn(), this writes the model (the index, scratch):
- * one thread at a time, the one that learns or under the same lock.
+ * Threads: like model_learn(), this writes the model (its view, scratch):
+ * one thread at a time, the one that learns or under the same lock (see
+ * Lists on other threads for ranking beside learning).
  * Memory: the index holds a second copy of the item rows, about 8 bytes
  * per item more, and nlist·(2·dim + 4) floats (model/ivf.h); the model
  * keeps 5 bytes per item of moved-row tracking whichever engine runs.
@@ -326,6 +327,112 @@ int model_recommend_with(struct model *model, struct topk *topk, enum model_retr
 int model_recommend_recall(struct model *model, struct topk *topk, const uint32_t *users,
 			   size_t user_count, size_t k, const uint8_t *eligible, double *recall,
 			   char *errstr, size_t errstr_size);
+
+/*
+ * Lists on other threads. model_recommend_with() is the two steps below on
+ * one thread. To rank on other threads while the owner (the thread that
+ * learns) goes on learning:
+ *   1. the owner brings the model's view of the item side up to date,
+ *      model_view_sync(): a view that owns its rows (own_rows) copies the
+ *      rows changed since the last sync (a memcpy each) and the new items;
+ *   2. the owner prepares each batch, model_batch_prepare(): every warm
+ *      user's query is a copy of what it reads of the user side (the query
+ *      vector, co-visitation scores, exclusions), and cold users' lists
+ *      (trending) are made at once;
+ *   3. one thread calls model_view_prepare() (the index's upkeep: moved
+ *      rows re-assigned, a retraining), then any number of threads rank
+ *      parts of the batches with model_view_search(), each with its own
+ *      struct model_searcher (and topk for the exact engine).
+ * Ownership rule: from a sync until the last search returns, the view and
+ * the batches belong to the ranking threads: the owner neither syncs nor
+ * prepares into them (it learns on the model's own rows meanwhile); between
+ * a round's last search and the next sync they are the owner's again.
+ * Lists therefore rank against the item side as of the sync, with the
+ * user side as of the batch's preparation.
+ */
+
+/** The item side as lists see it: rows (the model's or a copy) and the index. */
+struct model_view;
+
+/** A batch of users' queries, prepared on the owner's thread. */
+struct model_batch {
+	size_t k;                   /**< list length */
+	size_t warm;                /**< queries: the users with history */
+	struct topk_query *queries; /**< warm queries, in the users' order */
+	size_t *warm_index;         /**< queries[w] is users[warm_index[w]] */
+	/* storage behind the queries */
+	float *vectors;
+	uint32_t *sparse_items;
+	float *sparse_scores;
+	uint32_t *exclude;
+	size_t queries_capacity, warm_index_capacity, vectors_capacity, sparse_items_capacity,
+	    sparse_scores_capacity, exclude_capacity;
+};
+
+/** One ranking thread's scratch and counters. */
+struct model_searcher;
+
+/**
+ * @brief The model's view (made on first use; asking for the other kind
+ * makes a new one, which sees every item as new). own_rows: a copy of the
+ * rows that other threads may read while the model learns (item_count ×
+ * (dim + 1) floats more); otherwise the model's own rows, for one thread.
+ * @returns the view (the model's: freed with it), or NULL when out of memory.
+ */
+struct model_view *model_view(struct model *model, bool own_rows, char *errstr,
+			      size_t errstr_size);
+
+/** @brief Step 1 (owner): the rows changed since the last sync, for lists up to k. */
+int model_view_sync(struct model_view *view, struct model *model, size_t k, char *errstr,
+		    size_t errstr_size);
+
+/**
+ * @brief Step 2 (owner): the queries of `users`; cold users' lists into
+ * results[u * k ...] and counts[u] at once. The batch is reused (its storage
+ * grows); model_batch_free() frees it. @returns 0, or -1 with errstr filled.
+ */
+int model_batch_prepare(struct model_batch *batch, struct model *model, const uint32_t *users,
+			size_t user_count, size_t k, const uint8_t *eligible,
+			struct topk_result *results, size_t *counts, char *errstr,
+			size_t errstr_size);
+
+void model_batch_free(struct model_batch *batch);
+
+/**
+ * @brief Step 3, once per sync, on one thread, before any search that uses
+ * the index engine: builds the index or brings it up to date with the rows
+ * synced (see model_recommend_with()). @returns 0, or -1 with errstr filled
+ * (the index is dropped and built again at the next preparation).
+ */
+int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Step 3: ranks the batch's warm queries [first, first + count) with
+ * the given engine into results[(w - first) * k ...] and counts[w - first].
+ * Reads the view and the batch only: threads may search at once, each with
+ * its own searcher. @returns 0, or -1 with errstr filled.
+ */
+int model_view_search(const struct model_view *view, struct model_searcher *searcher,
+		      enum model_retrieval retrieval, const struct model_batch *batch,
+		      size_t first, size_t count, const uint8_t *eligible,
+		      struct topk_result *results, size_t *counts, char *errstr,
+		      size_t errstr_size);
+
+/** @returns a searcher using topk (borrowed; NULL: the index engine only), or NULL. */
+struct model_searcher *model_searcher_new(struct topk *topk, char *errstr, size_t errstr_size);
+void model_searcher_free(struct model_searcher *searcher);
+void model_searcher_set_topk(struct model_searcher *searcher, struct topk *topk);
+
+/** @brief Adds a searcher's counters to the view's index statistics (owner, between rounds). */
+void model_view_collect(struct model_view *view, struct model_searcher *searcher);
+
+/**
+ * @returns the sum over users with a non-empty exact list of |other ∩ exact|
+ * / |exact| (lists k apart in the arrays), counting them in *compared.
+ */
+double model_lists_recall(const struct topk_result *exact, const size_t *exact_counts,
+			  const struct topk_result *other, const size_t *other_counts,
+			  size_t user_count, size_t k, size_t *compared);
 
 /**
  * @returns the cells the index engine probes for a catalogue split into
