@@ -22,6 +22,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "blas.h"
 #include "http.h"
@@ -54,6 +56,7 @@ enum option_scope {
 #define OPT_BOUNDED  0x08u /**< min and max apply */
 #define OPT_MIN_OPEN 0x10u /**< value > min rather than >= */
 #define OPT_MAX_OPEN 0x20u
+#define OPT_AUTO_CPUS 0x40u /**< an unsigned that may be 'auto': the CPUs online, within max */
 
 struct option {
 	const char *section;
@@ -179,9 +182,10 @@ static const struct option options[] = {
      "or a name (Haswell, SkylakeX, Cooperlake, ...); checked against a reference product at "
      "start, a failing one is refused. OPENBLAS_CORETYPE in the environment wins.",
      NULL},
-    {"refresh", "threads", OPT_UINT, ST_UNSIGNED, G(refresh_threads), "1", 0, 8, NULL, OPT_BOUNDED,
-     "Threads of one refresh's matrix product and selection; 0: by the batch's size (2 from "
-     "8 users). More help only with idle cores: OpenBLAS's waiting threads spin.",
+    {"refresh", "threads", OPT_UINT, ST_UNSIGNED, G(refresh_threads), "auto", 0, 64, NULL,
+     OPT_BOUNDED | OPT_AUTO_CPUS,
+     "Worker threads that rank lists beside learning (auto: one per CPU online); 0 ranks "
+     "them on the event loop's thread, between events.",
      NULL},
     {"refresh", "max_busy_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_max_busy_share), "0.5", 0, 1,
      NULL, OPT_RELOAD | OPT_BOUNDED | OPT_MIN_OPEN,
@@ -487,6 +491,14 @@ static int parse_value(const struct option *o, const char *text, union value *v,
 		return -1;
 	case OPT_UINT: {
 		const char *end;
+		if ((o->flags & OPT_AUTO_CPUS) && strcasecmp(text, "auto") == 0) {
+			long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+			v->u = cpus < 1 ? 1 : (uint64_t)cpus;
+			if ((double)v->u > o->max)
+				v->u = (uint64_t)o->max;
+			number = (double)v->u;
+			break;
+		}
 		if (parse_u64(text, &v->u, &end) != 0 || *end != '\0') {
 			if (text[0] == '-' && parse_u64(text + 1, &v->u, &end) == 0 && *end == '\0')
 				break; /* a negative number: report the bounds */
@@ -1522,6 +1534,8 @@ void config_print_reference(FILE *out)
 		const struct option *o = &options[i];
 		if (o->flags & OPT_REQUIRED)
 			snprintf(value, sizeof value, "(required)");
+		else if (o->flags & OPT_AUTO_CPUS) /* the machine's, not this one's */
+			snprintf(value, sizeof value, "%s", o->def);
 		else
 			format_value(o, const_field(o, &defaults, &defaults.defaults), value,
 				     sizeof value);
@@ -1600,7 +1614,11 @@ void config_print_default_file(FILE *out)
 			fprintf(out, "%s = %s\n", o->key, o->example);
 			continue;
 		}
-		format_value(o, const_field(o, &defaults, &defaults.defaults), value, sizeof value);
+		if (o->flags & OPT_AUTO_CPUS) /* the machine's, not this one's */
+			snprintf(value, sizeof value, "%s", o->def);
+		else
+			format_value(o, const_field(o, &defaults, &defaults.defaults), value,
+				     sizeof value);
 		fprintf(out, "#%s = %s\n", o->key, value);
 	}
 	fprintf(out,

@@ -108,7 +108,7 @@ struct config {
 
 	uint64_t refresh_interval_ms;
 	unsigned refresh_batch;
-	unsigned refresh_threads;      /**< 0: by the batch's size */
+	unsigned refresh_threads;      /**< workers ranking lists; 0: on the loop's thread */
 	double refresh_max_busy_share; /**< (0, 1] of loop time while events wait */
 	uint64_t min_interval_ms;
 	uint64_t staleness_target_ms; /**< newest first within it; older ones deferred */

@@ -70,6 +70,7 @@ struct daemon {
 	ev_timer refresh_timer, commit_timer, watchdog_timer;
 	/* refreshes run whenever the loop has nothing more urgent (publish.c) */
 	ev_idle refresh_idle;
+	ev_async refresh_done; /* a worker finished a round (refresh.c's notify) */
 	double refresh_credit_s, refresh_credit_at;
 	ev_signal sigint, sigterm, sighup, sigusr1;
 	int interrupts;

@@ -295,7 +295,8 @@ int main(int argc, char **argv)
 			 blas_choice_name(d->blas.choice));
 	struct topk_config tc = {.max_batch = d->config.refresh_batch,
 				 .max_k = 1000,
-				 .threads = (int)d->config.refresh_threads};
+				 /* used only without workers (each worker has its own) */
+				 .threads = 0};
 	d->topk = topk_new(&tc, errstr, sizeof errstr);
 	d->status = d->topk ? status_new(d->metrics) : NULL;
 	d->catalog = d->status ? catalog_new() : NULL;
@@ -315,16 +316,21 @@ int main(int argc, char **argv)
 				    .variant_count = d->variant_count,
 				    .publish = publish_recommendation,
 				    .opaque = d,
-				    .experiment = d->experiment};
+				    .experiment = d->experiment,
+				    .threads = d->config.refresh_threads,
+				    .notify = publish_notify,
+				    .notify_opaque = d};
 	d->refresher = refresher_new(&rc, errstr, sizeof errstr);
 	if (d->refresher == NULL || ingest_connect(d, errstr, sizeof errstr) != 0 ||
 	    ops_start(d, errstr, sizeof errstr) != 0)
 		goto out_error;
 	ingest_start(d);
 	publish_start(d);
-	log_line(LOG_PRIORITY_INFO, "running: %s -> %s, state %s, %zu variants",
+	log_line(LOG_PRIORITY_INFO,
+		 "running: %s -> %s, state %s, %zu variants, %u refresh workers%s",
 		 d->config.input_topic, d->config.output_topic, d->config.state_dir,
-		 d->variant_count);
+		 d->variant_count, d->config.refresh_threads,
+		 d->config.refresh_threads ? "" : " (lists ranked on the event loop)");
 	sd_notify(0, "STATUS=waiting for partitions");
 
 	ev_run(d->loop, 0);

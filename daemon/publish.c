@@ -56,12 +56,29 @@ static void on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
 	(void)revents;
-	if (refresher_pending(d->refresher) > 0)
+	if (refresher_pending(d->refresher) > 0 || refresher_busy(d->refresher))
 		ev_idle_start(loop, &d->refresh_idle);
+}
+
+/* The workers ranked a round: publish it on the next idle turn. */
+static void on_refresh_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)revents;
+	ev_idle_start(loop, &d->refresh_idle);
+}
+
+void publish_notify(void *opaque)
+{
+	struct daemon *d = opaque;
+	ev_async_send(d->loop, &d->refresh_done);
 }
 
 void publish_start(struct daemon *d)
 {
+	ev_async_init(&d->refresh_done, on_refresh_done);
+	d->refresh_done.data = d;
+	ev_async_start(d->loop, &d->refresh_done);
 	double refresh_s = (double)d->config.refresh_interval_ms / 1000.0;
 	ev_idle_init(&d->refresh_idle, on_refresh_idle);
 	d->refresh_idle.data = d;
@@ -79,15 +96,17 @@ void publish_stop(struct daemon *d)
 {
 	ev_timer_stop(d->loop, &d->refresh_timer);
 	ev_idle_stop(d->loop, &d->refresh_idle);
+	ev_async_stop(d->loop, &d->refresh_done);
 }
 
 void publish_drain(struct daemon *d)
 {
 	char errstr[512];
 	long refreshed;
-	while ((refreshed = refresher_run(d->refresher, clock_wall_ms(), errstr, sizeof errstr)) >
-	       0)
-		;
+	do {
+		refresher_wait(d->refresher); /* a round out with the workers first */
+		refreshed = refresher_run(d->refresher, clock_wall_ms(), errstr, sizeof errstr);
+	} while (refreshed > 0 || (refreshed == 0 && refresher_busy(d->refresher)));
 	if (refreshed < 0)
 		daemon_fail(d, errstr);
 }

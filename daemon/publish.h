@@ -25,6 +25,9 @@ int publish_recommendation(const struct recommendation *rec, void *opaque, char 
 /** @brief Arm the refresh timer and the idle watcher. */
 void publish_start(struct daemon *d);
 
+/** @brief The refresher's notify (any thread): a round's lists are ranked. */
+void publish_notify(void *opaque);
+
 /** @brief A user was marked: make sure a refresh turn comes. */
 void publish_wake(struct daemon *d);
 

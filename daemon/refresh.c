@@ -1,5 +1,6 @@
 #include "refresh.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@
 #include "model.h"
 
 #define MAX_K 1000
+/* Fewest warm queries a worker's task ranks (a range shares the tiles). */
+#define REFRESH_MIN_RANGE 16
 
 /* A mark waiting in the recent lane: the user and when it was marked
  * (an entry whose time is not the user's newest mark is a stale duplicate). */
@@ -28,6 +31,64 @@ struct published {
 	uint16_t count, capacity;
 	int64_t generated_at_ms, trigger_ts_ms;
 	struct topk_result items[];
+};
+
+/*
+ * One variant's sub-batch of a round (at most as many users as the user
+ * cache can pin): its queries, prepared on the loop's thread, and its lists.
+ * Written by workers only in their own task's range of warm_results,
+ * warm_counts and shadow_*; the rest under the pool's mutex or when no
+ * round is out.
+ */
+struct group {
+	size_t v, first, count, k; /* members: by_variant[v * batch + first ...] */
+	enum model_retrieval retrieval;
+	bool popularity, shadow;
+	struct model_view *view;
+	const uint8_t *listable;
+	uint32_t *slots; /* the members' model slots, pinned while prepared */
+	struct model_batch batch;
+	struct topk_result *results; /* count × k: the lists, members' order */
+	size_t *lengths;
+	struct topk_result *warm_results, *shadow_results; /* warm × k */
+	size_t *warm_counts, *shadow_counts;
+	size_t slots_capacity, results_capacity, lengths_capacity, warm_results_capacity,
+	    shadow_results_capacity, warm_counts_capacity, shadow_counts_capacity;
+	double recall_sum; /* under the mutex */
+	size_t recall_compared;
+	bool failed;
+	char error[512];
+};
+
+/* A worker's task: a view's index upkeep, or a range of a group's warm queries. */
+struct task {
+	struct model_view *prepare; /* non-NULL: this view's model_view_prepare() */
+	size_t group, first, count;
+};
+
+/*
+ * The workers. Ownership rule (model.h, Lists on other threads): while a
+ * round is out (posted and not yet harvested) its groups' views and batches
+ * are the workers'; the loop's thread touches only the fields under the
+ * mutex. Everything else of the refresher is the loop thread's alone.
+ */
+struct worker {
+	struct refresher *r;
+	size_t index;
+};
+
+struct pool {
+	size_t threads; /* 0: no workers */
+	pthread_t *thread;
+	struct worker *worker; /* each worker's argument */
+	size_t started;
+	struct model_searcher **searcher; /* one per worker (or one for the caller) */
+	struct topk **topk;
+	pthread_mutex_t mutex;
+	pthread_cond_t work, prepared, finished;
+	bool stop, out;
+	struct task *tasks;
+	size_t task_count, task_capacity, next_task, done_tasks, prepare_count, prepared_count;
 };
 
 struct refresher {
@@ -60,13 +121,102 @@ struct refresher {
 	uint64_t listable_generation[STATE_MAX_VARIANTS];
 	uint64_t listing_generation;
 
-	/* one run's scratch, batch entries each */
-	uint32_t *stables, *slots;
+	/* one round's users (batch entries), by variant, and its groups */
+	uint32_t *stables;
 	size_t *by_variant; /* STATE_MAX_VARIANTS × batch */
-	struct topk_result *results;
-	size_t *lengths;
-	struct scored_item *items;
+	struct group *groups;
+	size_t group_count, group_capacity;
+	struct scored_item *items; /* one list's, while it is published */
+	double round_started;
+	int64_t round_now_ms; /* the now_ms its users were taken at (min_interval counts from it) */
+
+	/* the workers (refresh.threads; none: rounds run on the caller's thread) */
+	struct pool pool;
 };
+
+static void *worker_main(void *arg);
+
+/* Makes room for `needed` elements (zeroed). @returns 0 or -1. */
+static int reserve(void *array, size_t *capacity, size_t needed, size_t size)
+{
+	return grow_array(array, capacity, needed, size, 64);
+}
+
+static int pool_start(struct refresher *r, char *errstr, size_t errstr_size)
+{
+	struct pool *p = &r->pool;
+	size_t searchers = p->threads ? p->threads : 1;
+	p->searcher = calloc(searchers, sizeof *p->searcher);
+	p->topk = calloc(searchers, sizeof *p->topk);
+	p->thread = calloc(searchers, sizeof *p->thread);
+	p->worker = calloc(searchers, sizeof *p->worker);
+	if (p->searcher == NULL || p->topk == NULL || p->thread == NULL || p->worker == NULL)
+		goto out_nomem;
+	for (size_t w = 0; w < searchers; w++) {
+		struct topk *topk = r->c.topk;
+		if (p->threads > 0) {
+			/* one BLAS thread each: the workers are the parallelism */
+			struct topk_config tc = {.max_batch = r->batch, .max_k = MAX_K, .threads = 1};
+			topk = p->topk[w] = topk_new(&tc, errstr, errstr_size);
+			if (topk == NULL)
+				return -1;
+		}
+		p->searcher[w] = model_searcher_new(topk, errstr, errstr_size);
+		if (p->searcher[w] == NULL)
+			return -1;
+	}
+	if (pthread_mutex_init(&p->mutex, NULL) != 0 || pthread_cond_init(&p->work, NULL) != 0 ||
+	    pthread_cond_init(&p->prepared, NULL) != 0 ||
+	    pthread_cond_init(&p->finished, NULL) != 0) {
+		set_errstr(errstr, errstr_size, "refresh: cannot make the workers' lock");
+		return -1;
+	}
+	for (; p->started < p->threads; p->started++) {
+		p->worker[p->started] = (struct worker){.r = r, .index = p->started};
+		int rc = pthread_create(&p->thread[p->started], NULL, worker_main,
+					&p->worker[p->started]);
+		if (rc != 0) {
+			set_errstr(errstr, errstr_size, "refresh: starting worker %zu of %zu: %s",
+				   p->started + 1, p->threads, strerror(rc));
+			return -1;
+		}
+	}
+	return 0;
+out_nomem:
+	set_errstr(errstr, errstr_size, "refresh: out of memory for %zu workers", searchers);
+	return -1;
+}
+
+static void pool_stop(struct refresher *r)
+{
+	struct pool *p = &r->pool;
+	size_t searchers = p->threads ? p->threads : 1;
+	if (p->searcher == NULL)
+		return;
+	if (p->started > 0) {
+		pthread_mutex_lock(&p->mutex);
+		p->stop = true;
+		pthread_cond_broadcast(&p->work);
+		pthread_cond_broadcast(&p->prepared);
+		pthread_mutex_unlock(&p->mutex);
+		for (size_t w = 0; w < p->started; w++)
+			pthread_join(p->thread[w], NULL);
+	}
+	for (size_t w = 0; w < searchers; w++) {
+		model_searcher_free(p->searcher[w]);
+		if (p->topk != NULL)
+			topk_free(p->topk[w]);
+	}
+	pthread_mutex_destroy(&p->mutex);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->prepared);
+	pthread_cond_destroy(&p->finished);
+	free(p->searcher);
+	free(p->topk);
+	free(p->thread);
+	free(p->worker);
+	free(p->tasks);
+}
 
 struct refresher *refresher_new(const struct refresh_config *config, char *errstr,
 				size_t errstr_size)
@@ -76,15 +226,16 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 		goto out_nomem;
 	r->c = *config;
 	r->batch = config->config->refresh_batch;
+	r->pool.threads = config->threads;
 	r->stables = calloc(r->batch, sizeof *r->stables);
-	r->slots = calloc(r->batch, sizeof *r->slots);
 	r->by_variant = calloc(STATE_MAX_VARIANTS * r->batch, sizeof *r->by_variant);
-	r->results = calloc(r->batch * MAX_K, sizeof *r->results);
-	r->lengths = calloc(r->batch, sizeof *r->lengths);
 	r->items = calloc(MAX_K, sizeof *r->items);
-	if (r->stables == NULL || r->slots == NULL || r->by_variant == NULL ||
-	    r->results == NULL || r->lengths == NULL || r->items == NULL)
+	if (r->stables == NULL || r->by_variant == NULL || r->items == NULL)
 		goto out_free;
+	if (pool_start(r, errstr, errstr_size) != 0) {
+		refresher_free(r);
+		return NULL;
+	}
 	return r;
 out_free:
 	refresher_free(r);
@@ -97,6 +248,7 @@ void refresher_free(struct refresher *r)
 {
 	if (r == NULL)
 		return;
+	pool_stop(r); /* first: a worker may still read a round's groups */
 	for (size_t u = 0; u < r->published_capacity; u++)
 		free(r->published[u]);
 	free(r->published);
@@ -109,11 +261,20 @@ void refresher_free(struct refresher *r)
 	free(r->last_refresh_ms);
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
 		free(r->listable[v]);
+	for (size_t g = 0; g < r->group_capacity; g++) {
+		struct group *gr = &r->groups[g];
+		model_batch_free(&gr->batch);
+		free(gr->slots);
+		free(gr->results);
+		free(gr->lengths);
+		free(gr->warm_results);
+		free(gr->shadow_results);
+		free(gr->warm_counts);
+		free(gr->shadow_counts);
+	}
+	free(r->groups);
 	free(r->stables);
-	free(r->slots);
 	free(r->by_variant);
-	free(r->results);
-	free(r->lengths);
 	free(r->items);
 	free(r);
 }
@@ -343,50 +504,153 @@ static size_t take_due(struct refresher *r, int64_t now_ms)
 	return n;
 }
 
-/* The lists of `members` users of variant v (their slots pinned) into results/lengths. */
-static int compute_lists(struct refresher *r, size_t v, size_t members, const uint8_t *listable,
-			 char *errstr, size_t errstr_size)
+/* ---- a round's tasks: on the workers, or on the caller's thread ---------------- */
+
+/* Runs one task with searcher s. @returns 0, or -1 with errstr filled. */
+static int run_task(struct refresher *r, const struct task *t, struct model_searcher *s,
+		    char *errstr, size_t errstr_size)
 {
-	const struct config_variant *cv = &r->c.config->variants[v];
-	struct model *model = state_model(r->c.state, v);
-	if (cv->policy != CONFIG_POLICY_POPULARITY) {
-		if (model_recommend(model, r->c.topk, r->slots, members, cv->k, listable, r->results,
-				    r->lengths, errstr, errstr_size) != 0)
-			return -1;
-		if (cv->model.retrieval != MODEL_RETRIEVAL_INDEX)
-			return 0;
-		/* the shadow: the same users through the exact engine, on a share of batches */
-		r->shadow_credit += r->c.config->refresh_shadow_share;
-		if (r->shadow_credit < 1)
-			return 0;
-		r->shadow_credit -= 1;
-		double recall;
-		if (model_recommend_recall(model, r->c.topk, r->slots, members, cv->k, listable,
-					   &recall, errstr, errstr_size) != 0)
-			return -1;
-		r->c.metrics->variants[v].index_recall = recall;
-		r->c.metrics->variants[v].index_shadow_lists_total += members;
+	if (t->prepare != NULL)
+		return model_view_prepare(t->prepare, errstr, errstr_size);
+	struct group *g = &r->groups[t->group];
+	size_t k = g->k;
+	if (model_view_search(g->view, s, g->retrieval, &g->batch, t->first, t->count, g->listable,
+			      g->warm_results + t->first * k, g->warm_counts + t->first, errstr,
+			      errstr_size) != 0)
+		return -1;
+	if (!g->shadow)
 		return 0;
-	}
-	/* the control arm: all-time popularity, same exclusions and filters */
-	uint32_t top[MAX_K];
-	for (size_t j = 0; j < members; j++) {
-		r->lengths[j] = model_popular(model, r->slots[j], cv->k, listable, top);
-		for (size_t rank = 0; rank < r->lengths[j]; rank++)
-			r->results[j * cv->k + rank] = (struct topk_result){
-			    .item = top[rank], .score = (float)model_item_count_of(model, top[rank])};
-	}
+	/* the shadow: the same queries through the exact engine */
+	if (model_view_search(g->view, s, MODEL_RETRIEVAL_EXACT, &g->batch, t->first, t->count,
+			      g->listable, g->shadow_results + t->first * k,
+			      g->shadow_counts + t->first, errstr, errstr_size) != 0)
+		return -1;
+	size_t compared = 0;
+	double sum = model_lists_recall(g->shadow_results + t->first * k, g->shadow_counts + t->first,
+					g->warm_results + t->first * k, g->warm_counts + t->first,
+					t->count, k, &compared);
+	pthread_mutex_lock(&r->pool.mutex);
+	g->recall_sum += sum;
+	g->recall_compared += compared;
+	pthread_mutex_unlock(&r->pool.mutex);
 	return 0;
 }
 
-/* Publishes the computed list of user j (stable index) of variant v. @returns 0 or -1 (fatal). */
-static int publish_list(struct refresher *r, size_t v, size_t j, uint32_t stable, int64_t now_ms,
+/* Notes a task's failure in the groups it concerns (caller holds the mutex). */
+static void task_failed(struct refresher *r, const struct task *t, const char *why)
+{
+	for (size_t g = 0; g < r->group_count; g++) {
+		struct group *gr = &r->groups[g];
+		bool concerned = t->prepare != NULL ? gr->view == t->prepare : g == t->group;
+		if (concerned && !gr->failed) {
+			gr->failed = true;
+			snprintf(gr->error, sizeof gr->error, "%s", why);
+		}
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	const struct worker *self = arg;
+	struct refresher *r = self->r;
+	struct pool *p = &r->pool;
+	char why[256];
+
+	pthread_mutex_lock(&p->mutex);
+	for (;;) {
+		while (!p->stop && p->next_task >= p->task_count)
+			pthread_cond_wait(&p->work, &p->mutex);
+		if (p->stop)
+			break;
+		struct task t = p->tasks[p->next_task++];
+		/* searches wait for every view's upkeep of the round */
+		while (!p->stop && t.prepare == NULL && p->prepared_count < p->prepare_count)
+			pthread_cond_wait(&p->prepared, &p->mutex);
+		if (p->stop)
+			break;
+		pthread_mutex_unlock(&p->mutex);
+		int rc = run_task(r, &t, p->searcher[self->index], why, sizeof why);
+		pthread_mutex_lock(&p->mutex);
+		if (rc != 0)
+			task_failed(r, &t, why);
+		if (t.prepare != NULL && ++p->prepared_count == p->prepare_count)
+			pthread_cond_broadcast(&p->prepared);
+		if (++p->done_tasks == p->task_count) {
+			pthread_cond_broadcast(&p->finished);
+			if (r->c.notify != NULL)
+				r->c.notify(r->c.notify_opaque); /* thread-safe by contract */
+		}
+	}
+	pthread_mutex_unlock(&p->mutex);
+	return NULL;
+}
+
+static int add_task(struct pool *p, struct task t)
+{
+	if (reserve(&p->tasks, &p->task_capacity, p->task_count + 1, sizeof *p->tasks) != 0)
+		return -1;
+	p->tasks[p->task_count++] = t;
+	return 0;
+}
+
+/*
+ * The round's tasks: each distinct view that the index engine (or a
+ * shadow) uses gets its upkeep first; then every group's warm queries in
+ * ranges, about one per worker (a range shares the item matrix's tiles
+ * across its queries, so ranges are not cut finer than that).
+ */
+static int plan_tasks(struct refresher *r)
+{
+	struct pool *p = &r->pool;
+	size_t workers = p->threads ? p->threads : 1;
+	int rc = -1;
+	/* under the lock: an idle worker may look at the task list meanwhile */
+	pthread_mutex_lock(&p->mutex);
+	p->task_count = p->next_task = p->done_tasks = 0;
+	p->prepare_count = p->prepared_count = 0;
+	for (size_t g = 0; g < r->group_count; g++) {
+		struct group *gr = &r->groups[g];
+		bool seen = false;
+		if (gr->popularity || gr->batch.warm == 0 ||
+		    (gr->retrieval != MODEL_RETRIEVAL_INDEX && !gr->shadow))
+			continue;
+		for (size_t t = 0; t < p->task_count && !seen; t++)
+			seen = p->tasks[t].prepare == gr->view;
+		if (!seen && add_task(p, (struct task){.prepare = gr->view}) != 0)
+			goto out;
+	}
+	p->prepare_count = p->task_count;
+	for (size_t g = 0; g < r->group_count; g++) {
+		struct group *gr = &r->groups[g];
+		size_t warm = gr->popularity ? 0 : gr->batch.warm;
+		size_t range = (warm + workers - 1) / workers;
+		if (range < REFRESH_MIN_RANGE)
+			range = REFRESH_MIN_RANGE;
+		for (size_t first = 0; first < warm; first += range)
+			if (add_task(p, (struct task){.group = g,
+						      .first = first,
+						      .count = warm - first < range ? warm - first
+										    : range}) != 0)
+				goto out;
+	}
+	rc = 0;
+out:
+	pthread_mutex_unlock(&p->mutex);
+	return rc;
+}
+
+/* ---- a round: prepared and harvested on the loop's thread ------------------------ */
+
+/* Publishes member j's list of group g. @returns 0 or -1 (fatal). */
+static int publish_list(struct refresher *r, const struct group *g, size_t j, int64_t now_ms,
 			char *errstr, size_t errstr_size)
 {
-	const struct config_variant *cv = &r->c.config->variants[v];
-	const struct topk_result *list = &r->results[j * cv->k];
+	size_t v = g->v;
+	uint32_t stable = r->stables[r->by_variant[v * r->batch + g->first + j]];
+	const struct topk_result *list = &g->results[j * g->k];
+	size_t length = g->lengths[j];
 	char why[512];
-	for (size_t rank = 0; rank < r->lengths[j]; rank++) {
+	for (size_t rank = 0; rank < length; rank++) {
 		r->items[rank].item_id = state_item_id(r->c.state, list[rank].item);
 		r->items[rank].score = list[rank].score;
 	}
@@ -396,7 +660,7 @@ static int publish_list(struct refresher *r, size_t v, size_t j, uint32_t stable
 				     .model_step = (int64_t)model_step(state_model(r->c.state, v)),
 				     .generated_at_ms = clock_wall_ms(),
 				     .trigger_event_ts_ms = r->trigger_ts[stable],
-				     .item_count = r->lengths[j],
+				     .item_count = length,
 				     .items = r->items};
 	if (r->c.publish(&rec, r->c.opaque, why, sizeof why) != 0) {
 		log_line(LOG_PRIORITY_WARNING, "publish for %s: %s", user, why);
@@ -407,7 +671,7 @@ static int publish_list(struct refresher *r, size_t v, size_t j, uint32_t stable
 	if (r->c.experiment != NULL &&
 	    experiment_expose(r->c.experiment, stable, v, errstr, errstr_size) != 0)
 		return -1;
-	if (remember_list(r, stable, v, list, r->lengths[j], rec.generated_at_ms) != 0) {
+	if (remember_list(r, stable, v, list, length, rec.generated_at_ms) != 0) {
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;
 	}
@@ -416,60 +680,254 @@ static int publish_list(struct refresher *r, size_t v, size_t j, uint32_t stable
 	return 0;
 }
 
-long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t errstr_size)
+/* A new group for `count` members of variant v from `first`. @returns it, or NULL. */
+static struct group *add_group(struct refresher *r, size_t v, size_t first, size_t count,
+			       size_t k)
+{
+	if (r->group_count == r->group_capacity &&
+	    grow_array(&r->groups, &r->group_capacity, r->group_count + 1, sizeof *r->groups, 4) !=
+		0)
+		return NULL;
+	struct group *g = &r->groups[r->group_count];
+	if (reserve(&g->slots, &g->slots_capacity, count, sizeof *g->slots) != 0 ||
+	    reserve(&g->results, &g->results_capacity, count * k, sizeof *g->results) != 0 ||
+	    reserve(&g->lengths, &g->lengths_capacity, count, sizeof *g->lengths) != 0 ||
+	    reserve(&g->warm_results, &g->warm_results_capacity, count * k,
+		    sizeof *g->warm_results) != 0 ||
+	    reserve(&g->warm_counts, &g->warm_counts_capacity, count, sizeof *g->warm_counts) !=
+		0 ||
+	    reserve(&g->shadow_results, &g->shadow_results_capacity, count * k,
+		    sizeof *g->shadow_results) != 0 ||
+	    reserve(&g->shadow_counts, &g->shadow_counts_capacity, count,
+		    sizeof *g->shadow_counts) != 0)
+		return NULL;
+	r->group_count++;
+	g->v = v;
+	g->first = first;
+	g->count = count;
+	g->k = k;
+	g->popularity = g->shadow = g->failed = false;
+	g->recall_sum = 0;
+	g->recall_compared = 0;
+	g->error[0] = '\0';
+	return g;
+}
+
+/* The control arm's lists (all-time popularity, same exclusions and filters). */
+static void popularity_lists(struct group *g, struct model *model)
+{
+	uint32_t top[MAX_K];
+	for (size_t j = 0; j < g->count; j++) {
+		g->lengths[j] = model_popular(model, g->slots[j], g->k, g->listable, top);
+		for (size_t rank = 0; rank < g->lengths[j]; rank++)
+			g->results[j * g->k + rank] = (struct topk_result){
+			    .item = top[rank], .score = (float)model_item_count_of(model, top[rank])};
+	}
+}
+
+/*
+ * Prepares variant v's `count` users from `first` as one group, their
+ * slots pinned meanwhile. @returns 0; 1 when a pin failed (logged, the
+ * round stops there); -1 with errstr filled when out of memory.
+ */
+static int prepare_group(struct refresher *r, size_t v, size_t first, size_t count,
+			 const uint8_t *listable, struct model_view *view, char *errstr,
+			 size_t errstr_size)
+{
+	const struct config_variant *cv = &r->c.config->variants[v];
+	struct state *state = r->c.state;
+	struct model *model = state_model(state, v);
+	char why[512];
+	struct group *g = add_group(r, v, first, count, cv->k);
+	if (g == NULL) {
+		set_errstr(errstr, errstr_size, "refresh: out of memory for a batch of %zu", count);
+		return -1;
+	}
+	g->listable = listable;
+	g->view = view;
+	g->retrieval = cv->model.retrieval;
+	g->popularity = cv->policy == CONFIG_POLICY_POPULARITY;
+	state_user_unpin_all(state);
+	for (size_t j = 0; j < count; j++)
+		if (state_user_pin(state, r->stables[r->by_variant[v * r->batch + first + j]],
+				   &g->slots[j], why, sizeof why) != 0) {
+			log_line(LOG_PRIORITY_WARNING, "refresh: %s", why);
+			r->group_count--;
+			return 1;
+		}
+	if (g->popularity) {
+		popularity_lists(g, model);
+		g->batch.warm = 0;
+		return 0;
+	}
+	if (model_batch_prepare(&g->batch, model, g->slots, count, cv->k, listable, g->results,
+				g->lengths, why, sizeof why) != 0) {
+		g->failed = true;
+		snprintf(g->error, sizeof g->error, "%s", why);
+		return 0;
+	}
+	if (g->retrieval == MODEL_RETRIEVAL_INDEX && g->batch.warm > 0) {
+		/* the shadow: on a share of the index engine's batches */
+		r->shadow_credit += r->c.config->refresh_shadow_share;
+		if (r->shadow_credit >= 1) {
+			r->shadow_credit -= 1;
+			g->shadow = true;
+		}
+	}
+	return 0;
+}
+
+/* Takes due users and prepares a round. @returns the users taken, or -1. */
+static long prepare_round(struct refresher *r, int64_t now_ms, char *errstr, size_t errstr_size)
 {
 	struct state *state = r->c.state;
 	size_t counts[STATE_MAX_VARIANTS] = {0};
-	double start = clock_monotonic_s();
-	char why[512];
-	long rc = 0;
-
 	size_t n = take_due(r, now_ms);
+
+	r->group_count = 0;
 	if (n == 0)
 		return 0;
+	r->round_started = clock_monotonic_s();
+	r->round_now_ms = now_ms;
 	for (size_t u = 0; u < n; u++) {
 		const char *name = state_user_name(state, r->stables[u]);
 		size_t v = assign_variant(r->c.config->experiment_salt, name, r->c.variants,
 					  r->c.variant_count);
 		r->by_variant[v * r->batch + counts[v]++] = u;
 	}
-	/* A lookup may evict: each sub-batch pins its users, as many as the
-	 * cache can hold, so no slot changes hands while its list is made. */
+	/* A lookup may evict: each group pins its users, as many as the cache
+	 * can hold, so no slot changes hands while its queries are made. */
 	size_t pinnable = state_user_pin_capacity(state);
-	for (size_t v = 0; v < r->c.variant_count; v++) {
-		const uint8_t *listable = counts[v] ? listable_items(r, v, now_ms) : NULL;
-		if (counts[v] && listable == NULL) {
+	long rc = (long)n;
+	for (size_t v = 0; v < r->c.variant_count && rc > 0; v++) {
+		if (counts[v] == 0)
+			continue;
+		const uint8_t *listable = listable_items(r, v, now_ms);
+		struct model *model = state_model(state, v);
+		struct model_view *view = NULL;
+		if (listable == NULL) {
 			set_errstr(errstr, errstr_size, "refresh: out of memory for listable items");
 			rc = -1;
-			goto out;
+			break;
+		}
+		if (r->c.config->variants[v].policy != CONFIG_POLICY_POPULARITY) {
+			view = model_view(model, r->pool.threads > 0, errstr, errstr_size);
+			if (view == NULL ||
+			    model_view_sync(view, model, r->c.config->variants[v].k, errstr,
+					    errstr_size) != 0) {
+				rc = -1;
+				break;
+			}
 		}
 		for (size_t first = 0; first < counts[v]; first += pinnable) {
 			size_t members = counts[v] - first < pinnable ? counts[v] - first : pinnable;
-			const size_t *member = &r->by_variant[v * r->batch + first];
-			state_user_unpin_all(state);
-			for (size_t j = 0; j < members; j++)
-				if (state_user_pin(state, r->stables[member[j]], &r->slots[j], why,
-						   sizeof why) != 0) {
-					log_line(LOG_PRIORITY_WARNING, "refresh: %s", why);
-					goto out;
-				}
-			if (compute_lists(r, v, members, listable, why, sizeof why) != 0) {
-				log_line(LOG_PRIORITY_WARNING, "refresh: %s", why);
-				goto out;
+			int got = prepare_group(r, v, first, members, listable, view, errstr,
+						errstr_size);
+			if (got != 0) {
+				rc = got < 0 ? -1 : rc;
+				break;
 			}
-			for (size_t j = 0; j < members; j++)
-				if (publish_list(r, v, j, r->stables[member[j]], now_ms, errstr,
-						 errstr_size) != 0) {
-					rc = -1;
-					goto out;
-				}
 		}
 	}
+	state_user_unpin_all(state); /* the batches hold copies of what lists read */
+	if (rc >= 0 && plan_tasks(r) != 0) {
+		set_errstr(errstr, errstr_size, "refresh: out of memory for a round's tasks");
+		rc = -1;
+	}
+	return rc;
+}
+
+/* Publishes a finished round's lists. @returns 0, or -1 with errstr filled (fatal). */
+static int harvest_round(struct refresher *r, char *errstr, size_t errstr_size)
+{
+	int64_t now_ms = r->round_now_ms;
+	for (size_t g = 0; g < r->group_count; g++) {
+		struct group *gr = &r->groups[g];
+		if (gr->failed) {
+			log_line(LOG_PRIORITY_WARNING, "refresh: %s", gr->error);
+			continue;
+		}
+		for (size_t w = 0; w < gr->batch.warm && !gr->popularity; w++) {
+			size_t j = gr->batch.warm_index[w];
+			memcpy(gr->results + j * gr->k, gr->warm_results + w * gr->k,
+			       gr->warm_counts[w] * sizeof *gr->results);
+			gr->lengths[j] = gr->warm_counts[w];
+		}
+		if (gr->shadow) {
+			struct metrics_variant *mv = &r->c.metrics->variants[gr->v];
+			mv->index_recall = gr->recall_compared > 0
+					       ? gr->recall_sum / (double)gr->recall_compared
+					       : 1.0;
+			mv->index_shadow_lists_total += gr->count;
+		}
+		for (size_t j = 0; j < gr->count; j++)
+			if (publish_list(r, gr, j, now_ms, errstr, errstr_size) != 0)
+				return -1;
+	}
 	metrics_histogram_observe(&r->c.metrics->refresh_batch_seconds,
-				  clock_monotonic_s() - start);
-out:
-	state_user_unpin_all(state);
-	return rc < 0 ? rc : (long)n;
+				  clock_monotonic_s() - r->round_started);
+	r->group_count = 0;
+	return 0;
+}
+
+bool refresher_busy(struct refresher *r)
+{
+	return r->pool.out;
+}
+
+void refresher_wait(struct refresher *r)
+{
+	struct pool *p = &r->pool;
+	if (!p->out || p->threads == 0)
+		return;
+	pthread_mutex_lock(&p->mutex);
+	while (p->done_tasks < p->task_count)
+		pthread_cond_wait(&p->finished, &p->mutex);
+	pthread_mutex_unlock(&p->mutex);
+}
+
+long refresher_harvest(struct refresher *r, char *errstr, size_t errstr_size)
+{
+	struct pool *p = &r->pool;
+	if (!p->out)
+		return 0;
+	pthread_mutex_lock(&p->mutex);
+	bool done = p->done_tasks == p->task_count;
+	pthread_mutex_unlock(&p->mutex);
+	if (!done)
+		return 0; /* the workers' notify brings the loop back */
+	p->out = false;
+	size_t published = 0;
+	for (size_t g = 0; g < r->group_count; g++)
+		published += r->groups[g].count;
+	if (harvest_round(r, errstr, errstr_size) != 0)
+		return -1;
+	return (long)published;
+}
+
+long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	struct pool *p = &r->pool;
+	char why[256];
+
+	if (p->out) /* the next round starts at a later turn: publishing took this one */
+		return refresher_harvest(r, errstr, errstr_size);
+	long taken = prepare_round(r, now_ms, errstr, errstr_size);
+	if (taken <= 0)
+		return taken;
+	if (p->threads == 0) {
+		/* no workers: the round's tasks here and now */
+		for (size_t t = 0; t < p->task_count; t++)
+			if (run_task(r, &p->tasks[t], p->searcher[0], why, sizeof why) != 0)
+				task_failed(r, &p->tasks[t], why);
+		p->task_count = 0;
+		return harvest_round(r, errstr, errstr_size) != 0 ? -1 : taken;
+	}
+	pthread_mutex_lock(&p->mutex);
+	p->out = true;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->mutex);
+	return taken;
 }
 
 bool refresher_last_list(const struct refresher *r, uint32_t stable, struct refresh_list *out)

@@ -33,8 +33,17 @@
  * runs in a unit test on a real state with no broker.
  *
  * Threads: one thread (the loop's) calls every function; the state,
- * models, top-k engine, catalogue and metrics it borrows are used on that
- * thread only.
+ * catalogue, metrics and experiment it borrows are used on that thread
+ * only. With refresh.threads workers, a round is prepared on the loop's
+ * thread (due users taken, the item view synced, each user's query copied
+ * while its slot is pinned; cold users' and the control arm's lists made
+ * at once), ranked by the workers while the loop goes on learning, and
+ * published by the loop's thread when the workers are done (the notify
+ * callback says so). The ownership rule is model.h's (Lists on other
+ * threads): while a round is out its views and queries are the workers';
+ * the loop touches only what the pool's mutex guards. So lists rank against
+ * the item side as of their round's start, and learning never waits for a
+ * list. With no workers the round runs inside refresher_run().
  */
 #ifndef STREAMREC_REFRESH_H
 #define STREAMREC_REFRESH_H
@@ -77,6 +86,12 @@ struct refresh_config {
 	/** Borrowed, or NULL: every published list is an exposure of its user to
 	 * its variant, every hit a hit of that variant (daemon/experiment). */
 	struct experiment *experiment;
+	/** Worker threads ranking lists (refresh.threads); 0: on the caller's. */
+	size_t threads;
+	/** Called on a worker thread when a round's lists are ranked (must be
+	 * thread-safe: the daemon sends an ev_async); NULL: nobody is told. */
+	void (*notify)(void *opaque);
+	void *notify_opaque;
 };
 
 struct refresher;
@@ -96,15 +111,31 @@ void refresher_free(struct refresher *refresher);
 int refresher_mark(struct refresher *refresher, uint32_t stable, int64_t trigger_ts_ms,
 		   int64_t now_ms);
 
+/**
+ * @brief Publishes the round the workers finished, if any (refresher_run()
+ * does too, then starts no new round in the same call).
+ * @returns the users whose lists were published (0: none finished), or -1.
+ */
+long refresher_harvest(struct refresher *refresher, char *errstr, size_t errstr_size);
+
+/** @returns whether a round is out with the workers (not yet published). */
+bool refresher_busy(struct refresher *refresher);
+
+/** @brief Blocks until the round out with the workers is ranked (shutdown, tests). */
+void refresher_wait(struct refresher *refresher);
+
 /** @returns the users waiting for a refresh. */
 size_t refresher_pending(const struct refresher *refresher);
 
 /**
- * @brief Refresh up to one batch of due users and publish their lists.
+ * @brief With a round out with the workers: publishes it if they finished
+ * it. Otherwise starts the next round with up to one batch of due users
+ * (with no workers, ranks and publishes it at once).
  * @param now_ms wall-clock time (min_interval and the listable cache's age)
- * @returns how many users were taken from the queue (0: none due), or -1
- * with errstr filled on a fatal error (out of memory); a list that could not
- * be computed or published is logged and skipped.
+ * @returns how many users were published or taken (0: nothing to do until
+ * users fall due or the workers finish), or -1 with errstr filled on a
+ * fatal error (out of memory); a list that could not be computed or
+ * published is logged and skipped.
  */
 long refresher_run(struct refresher *refresher, int64_t now_ms, char *errstr,
 		   size_t errstr_size);

@@ -1123,11 +1123,11 @@ int model_view_sync(struct model_view *view, struct model *model, size_t k, char
 			goto out_nomem;
 	}
 	m->moved_count = 0;
-	if (view->own_rows && m->items > view->items)
+	if (!view->own_rows)
+		view->rows = m->matrix;
+	else if (m->items > view->items)
 		memcpy(view->rows + view->items * stride, m->matrix + view->items * stride,
 		       (m->items - view->items) * stride * sizeof(float));
-	else
-		view->rows = m->matrix;
 	view->items = m->view_items = m->items;
 	view->want_k = k;
 	view->config = m->config;

@@ -2,7 +2,7 @@
 
 The top-k engine hands query slices to helper threads while OpenBLAS runs
 its own; the state hands commits to a writer thread while the caller learns
-and reads RocksDB. Both run here under ThreadSanitizer builds. OpenBLAS and
+and reads RocksDB; the refresher's workers rank lists while the loop learns. Both run here under ThreadSanitizer builds. OpenBLAS and
 RocksDB are not instrumented and synchronise with primitives ThreadSanitizer
 cannot see, so tests/tsan.supp silences reports that pass through them (and
 only those): a race between two of our own threads is still reported.
@@ -29,6 +29,17 @@ def test_topk_helper_threads_are_race_free():
     assert result.returncode == 0, output[-6000:]
     assert "ThreadSanitizer" not in output, output[-6000:]
     assert "PASSED" in output
+
+
+def test_refresh_workers_rank_beside_learning_race_free():
+    """065_refresh runs every refresher test on the caller's thread, then on
+    two workers, including learning (new items, moved rows, new exclusions)
+    while a round ranks."""
+    result = run([BUILD / "tsan" / "065_refresh"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "ThreadSanitizer" not in output, output[-6000:]
+    assert output.count("PASSED") == 2, output[-6000:]
 
 
 def test_state_writer_thread_is_race_free(tmp_path):

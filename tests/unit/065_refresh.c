@@ -30,9 +30,12 @@
 #define ITEMS          60
 #define BOUGHT_PER_USER 4
 #define MAX_LISTS      (USERS * 4)
+#define FRESH_PER_USER 10
 
 static char base_dir[64];
 static int dir_count;
+/* Each test runs twice: rounds on the caller's thread, then on workers. */
+static size_t test_threads;
 
 /* What the publish callback saw. */
 struct published_list {
@@ -147,7 +150,8 @@ static void open_fixture_engine(struct fixture *f, size_t cache_users, size_t ca
 				    .variants = f->variants,
 				    .variant_count = variant_count,
 				    .publish = collect,
-				    .opaque = &f->sink};
+				    .opaque = &f->sink,
+				    .threads = test_threads};
 	f->refresher = refresher_new(&rc, errstr, sizeof errstr);
 	if (f->refresher == NULL)
 		fail_msg("refresher_new: %s", errstr);
@@ -193,15 +197,29 @@ static void learn_purchases(struct fixture *f)
 		}
 }
 
-static size_t run_all(struct fixture *f)
+/* One round, published before it returns (with workers: started, waited
+ * for, harvested). @returns the users it took. */
+static long run_round(struct fixture *f, int64_t now_ms)
 {
 	char errstr[512];
-	size_t total = 0;
-	long n;
-	while ((n = refresher_run(f->refresher, 1700000100000, errstr, sizeof errstr)) > 0)
-		total += (size_t)n;
+	long n = refresher_run(f->refresher, now_ms, errstr, sizeof errstr);
 	if (n < 0)
 		fail_msg("refresher_run: %s", errstr);
+	if (refresher_busy(f->refresher)) {
+		refresher_wait(f->refresher);
+		if (refresher_harvest(f->refresher, errstr, sizeof errstr) != n)
+			fail_msg("refresher_harvest: %s", errstr);
+	}
+	assert_false(refresher_busy(f->refresher));
+	return n;
+}
+
+static size_t run_all(struct fixture *f)
+{
+	size_t total = 0;
+	long n;
+	while ((n = run_round(f, 1700000100000)) > 0)
+		total += (size_t)n;
 	return total;
 }
 
@@ -254,19 +272,18 @@ static void lists_belong_to_their_users_at_every_cache_bound(void **unused)
 static void min_interval_holds_a_user_back(void **unused)
 {
 	(void)unused;
-	char errstr[512];
 	struct fixture *f = calloc(1, sizeof *f);
 	assert_non_null(f);
 	open_fixture(f, 0, 0, false);
 	f->config.min_interval_ms = 1000;
 	learn_purchases(f);
-	assert_int_equal(refresher_run(f->refresher, 1700000100000, errstr, sizeof errstr), 64);
+	assert_int_equal(run_round(f, 1700000100000), 64);
 	assert_int_equal(run_all(f), USERS - 64);
 	/* marked again at once: not due until min_interval passed */
 	assert_int_equal(refresher_mark(f->refresher, 0, 1700000200000, 1700000100000), 0);
-	assert_int_equal(refresher_run(f->refresher, 1700000100500, errstr, sizeof errstr), 0);
+	assert_int_equal(run_round(f, 1700000100500), 0);
 	assert_int_equal(refresher_pending(f->refresher), 1);
-	assert_int_equal(refresher_run(f->refresher, 1700000101000, errstr, sizeof errstr), 1);
+	assert_int_equal(run_round(f, 1700000101000), 1);
 	assert_int_equal(f->sink.count, USERS + 1);
 	assert_int_equal(f->sink.lists[USERS].trigger_ts_ms, 1700000200000);
 	close_fixture(f);
@@ -349,7 +366,6 @@ static unsigned user_of(const struct published_list *list)
 static void the_newest_marks_are_served_first(void **unused)
 {
 	(void)unused;
-	char errstr[512];
 	struct fixture *f = calloc(1, sizeof *f);
 	assert_non_null(f);
 	open_fixture(f, 0, 0, false);
@@ -357,14 +373,14 @@ static void the_newest_marks_are_served_first(void **unused)
 	run_all(f);
 	f->sink.count = 0;
 	mark_all(f, 1700000200000);
-	assert_int_equal(refresher_run(f->refresher, 1700000200000 + USERS, errstr, sizeof errstr),
+	assert_int_equal(run_round(f, 1700000200000 + USERS),
 			 64);
 	for (size_t l = 0; l < 64; l++)
 		assert_true(user_of(&f->sink.lists[l]) >= USERS - 64);
 	/* marked again: served again, newest first, once */
 	assert_int_equal(refresher_mark(f->refresher, 0, 1700000300000, 1700000200000 + USERS), 0);
 	assert_int_equal(refresher_mark(f->refresher, 0, 1700000300001, 1700000200000 + USERS), 0);
-	assert_int_equal(refresher_run(f->refresher, 1700000200000 + USERS, errstr, sizeof errstr),
+	assert_int_equal(run_round(f, 1700000200000 + USERS),
 			 USERS - 64);
 	assert_int_equal(user_of(&f->sink.lists[64]), 0);
 	assert_int_equal(f->sink.lists[64].trigger_ts_ms, 1700000300001);
@@ -377,7 +393,6 @@ static void the_newest_marks_are_served_first(void **unused)
 static void stale_marks_are_deferred_counted_and_served(void **unused)
 {
 	(void)unused;
-	char errstr[512];
 	struct fixture *f = calloc(1, sizeof *f);
 	assert_non_null(f);
 	open_fixture(f, 0, 0, false);
@@ -388,7 +403,7 @@ static void stale_marks_are_deferred_counted_and_served(void **unused)
 	/* one fresh mark, made after the others went stale */
 	int64_t late = 1700000200000 + USERS + 5000;
 	assert_int_equal(refresher_mark(f->refresher, 7, 1700000299999, late), 0);
-	assert_int_equal(refresher_run(f->refresher, late, errstr, sizeof errstr), 64);
+	assert_int_equal(run_round(f, late), 64);
 	assert_int_equal(user_of(&f->sink.lists[0]), 7); /* the fresh one first */
 	assert_int_equal(f->metrics->refresh_deferred_total, USERS - 1);
 	/* then the deferred, oldest first */
@@ -440,6 +455,71 @@ static int teardown(void **unused)
 	return nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * Learning goes on while a round is out with the workers (ThreadSanitizer's
+ * build runs this too): new items (the model's matrix grows and moves),
+ * moved rows and new exclusions while lists rank. The round's lists still
+ * belong to their users, and the next round's lists exclude what was
+ * bought meanwhile.
+ */
+static void learning_goes_on_while_lists_rank(void **unused)
+{
+	(void)unused;
+	char errstr[512], user[32], item[32];
+	static const enum model_retrieval engines[] = {MODEL_RETRIEVAL_EXACT,
+						       MODEL_RETRIEVAL_INDEX};
+	for (size_t e = 0; e < 2; e++) {
+		struct fixture *f = calloc(1, sizeof *f);
+		assert_non_null(f);
+		open_fixture_with(f, engines[e]);
+		learn_purchases(f);
+		long taken = refresher_run(f->refresher, 1700000100000, errstr, sizeof errstr);
+		assert_int_equal(taken, 64);
+		/* meanwhile every user buys ten new items: 1,200 new items move the
+		 * model's matrix (it grows past its first 1,024 rows) */
+		for (unsigned j = 0; j < FRESH_PER_USER; j++)
+			for (unsigned u = 0; u < USERS; u++) {
+				uint32_t stable;
+				snprintf(user, sizeof user, "user-%u", u);
+				snprintf(item, sizeof item, "fresh-%u-%u", u, j);
+				if (state_learn(f->state, user, item, EVENT_PURCHASE,
+						1700000090000 + u, &stable, errstr,
+						sizeof errstr) != 0)
+					fail_msg("state_learn: %s", errstr);
+				assert_int_equal(refresher_mark(f->refresher, stable,
+								1700000090000 + u, 1700000100000),
+						 0);
+			}
+		refresher_wait(f->refresher);
+		long published = refresher_harvest(f->refresher, errstr, sizeof errstr);
+		assert_int_equal(published, test_threads ? 64 : 0);
+		assert_int_equal(f->sink.count, 64);
+		size_t first_round = f->sink.count;
+		run_all(f);
+		assert_int_equal(f->sink.count, first_round + USERS);
+		/* every list of the later rounds excludes every purchase */
+		for (size_t l = first_round; l < f->sink.count; l++) {
+			const struct published_list *list = &f->sink.lists[l];
+			unsigned u = user_of(list);
+			assert_true(list->count > 0);
+			for (size_t r = 0; r < list->count; r++)
+				for (unsigned n = 0; n < BOUGHT_PER_USER + FRESH_PER_USER; n++) {
+					char bought[32];
+					if (n < BOUGHT_PER_USER)
+						item_name(bought, sizeof bought, u, n);
+					else
+						snprintf(bought, sizeof bought, "fresh-%u-%u", u,
+							 n - BOUGHT_PER_USER);
+					if (strcmp(list->items[r], bought) == 0)
+						fail_msg("%s was published %s, which it bought",
+							 list->user, bought);
+				}
+		}
+		close_fixture(f);
+		free(f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -450,6 +530,11 @@ int main(void)
 	    cmocka_unit_test(the_newest_marks_are_served_first),
 	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
 	    cmocka_unit_test(the_index_engine_reports_its_recall),
+	    cmocka_unit_test(learning_goes_on_while_lists_rank),
 	};
-	return cmocka_run_group_tests_name("065_refresh", tests, setup, teardown);
+	int failed = cmocka_run_group_tests_name("065_refresh on the caller's thread", tests, setup,
+						 teardown);
+	test_threads = 2;
+	failed += cmocka_run_group_tests_name("065_refresh on 2 workers", tests, setup, teardown);
+	return failed;
 }
