@@ -635,8 +635,9 @@ def main():
     p.add_argument("--commit-interval", default="5s", help="state.commit_interval_ms")
     p.add_argument("--refresh-interval", default="50ms", help="refresh.interval_ms")
     p.add_argument("--refresh-batch", type=int, default=256, help="refresh.batch")
-    p.add_argument("--refresh-threads", type=int, default=1,
-                   help="refresh.threads (0: by batch size)")
+    p.add_argument("--refresh-threads", default="auto",
+                   help="refresh.threads: worker threads ranking lists beside learning "
+                        "(auto: one per CPU; 0: on the event loop)")
     p.add_argument("--refresh-max-busy-share", type=float, default=0.5,
                    help="refresh.max_busy_share")
     p.add_argument("--refresh-set", action="append", default=[], metavar="KEY=VALUE",
