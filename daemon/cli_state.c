@@ -271,6 +271,11 @@ int cli_inspect(int argc, char **argv)
 		printf("\n  recent items (oldest first):");
 		for (size_t r = 0; r < n; r++)
 			printf(" %s", state_item_id(state, recent[r]));
+		const uint32_t *excluded;
+		size_t excluded_count = model_user_exclusions(model, index, &excluded);
+		printf("\n  excluded:");
+		for (size_t r = 0; r < excluded_count; r++)
+			printf(" %s", state_item_id(state, excluded[r]));
 		printf("\n  top %lld:\n", k);
 	}
 	struct topk_config tc = {.max_batch = 1, .max_k = (size_t)k};

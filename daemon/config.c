@@ -320,6 +320,16 @@ static const struct option options[] = {
      "A variant new to the state starts as a copy of this stored variant (same dim, "
      "recent_items, covis_neighbours); empty: cold. Ignored once the variant exists.",
      NULL},
+    {"scaleout", "changelog_topic", OPT_STRING, ST_STR, G(changelog_topic), "", 0, 0, NULL, 0,
+     "Compacted topic, partitioned like input.topic, that every commit writes its user rows "
+     "and offset markers to, so a partition's users follow it to whichever instance of the "
+     "group is assigned it (restored before it is consumed); empty: off (one instance).",
+     NULL},
+    {"scaleout", "restore_timeout_ms", OPT_DURATION, ST_U64, G(restore_timeout_ms), "5m", 1000,
+     86400000, NULL, OPT_BOUNDED,
+     "Bound on reading one changelog partition at an assignment (a slower restore stops the "
+     "daemon rather than start the partition cold).",
+     NULL},
 };
 
 #define OPTION_COUNT (sizeof options / sizeof options[0])
@@ -789,7 +799,8 @@ static bool option_in_section(const struct option *o, enum section_kind kind, co
 
 static const char *const fixed_sections[] = {
     "input",      "output", "state", "http",           "refresh",        "log",
-    "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", "blas", "registry", NULL};
+    "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", "blas", "registry",
+    "scaleout",   NULL};
 
 static bool valid_variant_name(const char *name)
 {

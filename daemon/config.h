@@ -87,6 +87,8 @@ struct config {
 
 	char *input_topic;
 	char *items_topic;
+	char *changelog_topic;          /**< scaleout.changelog_topic; NULL or "": off */
+	uint64_t restore_timeout_ms;
 	char *dead_letter_topic;
 	char *group_id;
 	unsigned input_schema_id; /**< Confluent id of our own UserEvent schema; 0: none */

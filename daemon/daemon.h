@@ -20,6 +20,7 @@
 #include "assign.h"
 #include "blas.h"
 #include "catalog.h"
+#include "changelog.h"
 #include "codec.h"
 #include "config.h"
 #include "experiment.h"
@@ -60,6 +61,7 @@ struct daemon {
 	struct catalog *catalog;
 	struct refresher *refresher;
 	struct experiment *experiment; /**< NULL with fewer than two variants */
+	struct changelog *changelog;   /**< NULL: scaleout.changelog_topic off */
 	struct assign_variant variants[STATE_MAX_VARIANTS];
 	size_t variant_count;
 

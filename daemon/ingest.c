@@ -213,6 +213,10 @@ static void on_message(const struct consumer_message *m, void *opaque)
 			return;
 		}
 		d->metrics->events_total[ev.type]++;
+		if (d->changelog != NULL && changelog_saw(d->changelog, stable, m->partition) != 0) {
+			daemon_fail(d, "out of memory noting a user's partition");
+			return;
+		}
 		refresher_count_hit(d->refresher, stable, ev.item_id, ev.type);
 		for (size_t v = 0; v < d->variant_count; v++)
 			d->metrics->variants[v].updates_total++;
@@ -240,6 +244,20 @@ static int offset_for(const char *topic, int32_t partition, int64_t *next_offset
 		log_line(LOG_PRIORITY_ERROR, "stored offset of %s[%" PRId32 "]: %s", topic, partition, errstr);
 	if (found == 1)
 		*next_offset = offset; /* the consumer resumes at offset + 1 */
+	if (found >= 0 && d->changelog != NULL && strcmp(topic, d->config.input_topic) == 0) {
+		/* the partition's users may have been learned elsewhere since */
+		int restored = changelog_restore(d->changelog, partition, found == 1, &offset,
+						 errstr, sizeof errstr);
+		if (restored < 0) {
+			/* starting it cold would lose its users: stop instead */
+			daemon_fail(d, errstr);
+			return -1;
+		}
+		if (restored == 1) {
+			*next_offset = offset;
+			return 1;
+		}
+	}
 	if (found != 0 || d->config.state_on_empty == CONFIG_ON_EMPTY_COMMITTED)
 		return found;
 	/* no offset in the state (new or wiped): state.on_empty decides, not the group */
@@ -251,10 +269,21 @@ static int offset_for(const char *topic, int32_t partition, int64_t *next_offset
 static int on_revoke(const char *topic, int32_t partition, void *opaque)
 {
 	struct daemon *d = opaque;
-	(void)topic;
-	(void)partition;
+	/* its lag is the next owner's to report now */
+	metrics_remove_consumer_lag(d->metrics, topic, partition);
 	/* state first, so the next owner starts after what we learned */
-	return ingest_commit(d, true);
+	if (ingest_commit(d, true) != 0)
+		return -1;
+	if (d->changelog != NULL) {
+		/* and the changelog delivered, which the next owner restores from */
+		char errstr[512];
+		if (producer_flush(d->producer, (int)d->config.restore_timeout_ms, errstr,
+				   sizeof errstr) != 0) {
+			daemon_fail(d, errstr);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static void on_error(const char *what, bool fatal, void *opaque)
@@ -320,6 +349,11 @@ int ingest_commit(struct daemon *d, bool wait)
 	}
 	if (state_commit_async(d->state, errstr, sizeof errstr) != 0)
 		goto out_fail;
+	/* the commit's user rows went to the changelog: now what they cover */
+	if (d->changelog != NULL &&
+	    changelog_mark(d->changelog, d->positions, d->position_count, errstr, sizeof errstr) !=
+		0)
+		goto out_fail;
 	memcpy(d->inflight, d->positions, d->position_count * sizeof *d->positions);
 	d->inflight_count = d->position_count;
 	d->position_count = 0;
@@ -345,6 +379,7 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (!d->failed)
 		ingest_commit(d, false);
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
+	d->metrics->assigned_partitions = (int64_t)consumer_assigned_count(d->consumer);
 	d->metrics->items = (int64_t)model_item_count(state_model(d->state, 0));
 	d->metrics->users = (int64_t)state_user_count(d->state);
 	log_line(LOG_PRIORITY_DEBUG, "commit %" PRIu64 ": %" PRId64 " users, %" PRId64 " items",

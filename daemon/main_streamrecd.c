@@ -68,6 +68,8 @@ static int open_state(struct daemon *d, bool read_only, char *errstr, size_t err
 									: getenv("LOGS_DIRECTORY"),
 				  .user_cache_users = d->config.user_cache_users,
 				  .user_cache_bytes = d->config.user_cache_bytes,
+				  .on_user_row = changelog_on_user_row,
+				  .on_user_row_opaque = d,
 				  .read_only = read_only};
 	d->state = state_open(&sc, errstr, errstr_size);
 	if (d->state == NULL)
@@ -321,6 +323,12 @@ int main(int argc, char **argv)
 				    .notify = publish_notify,
 				    .notify_opaque = d};
 	d->refresher = refresher_new(&rc, errstr, sizeof errstr);
+	if (d->refresher != NULL && d->config.changelog_topic != NULL &&
+	    d->config.changelog_topic[0] != '\0') {
+		d->changelog = changelog_new(d, errstr, sizeof errstr);
+		if (d->changelog == NULL)
+			goto out_error;
+	}
 	if (d->refresher == NULL || ingest_connect(d, errstr, sizeof errstr) != 0 ||
 	    ops_start(d, errstr, sizeof errstr) != 0)
 		goto out_error;
@@ -359,6 +367,7 @@ out_free:
 	producer_free(d->producer);
 	http_server_free(d->http);
 	refresher_free(d->refresher);
+	changelog_free(d->changelog);
 	experiment_free(d->experiment);
 	catalog_free(d->catalog);
 	status_free(d->status);

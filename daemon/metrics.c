@@ -515,6 +515,24 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	text_printf(&t, "streamrec_commit_failures_total %" PRIu64 "\n", m->commit_failures_total);
 	family(&t, "dlq_messages_total", "counter", "Messages sent to the dead-letter topic.");
 	text_printf(&t, "streamrec_dlq_messages_total %" PRIu64 "\n", m->dlq_messages_total);
+	family(&t, "changelog_records_total", "counter",
+	       "User rows written to the changelog topic (scaleout.changelog_topic).");
+	text_printf(&t, "streamrec_changelog_records_total %" PRIu64 "\n",
+		    m->changelog_records_total);
+	family(&t, "changelog_unplaced_total", "counter",
+	       "Committed user rows not written to the changelog: the user's partition was unknown.");
+	text_printf(&t, "streamrec_changelog_unplaced_total %" PRIu64 "\n",
+		    m->changelog_unplaced_total);
+	family(&t, "restores_total", "counter",
+	       "Partitions whose users were restored from the changelog at assignment.");
+	text_printf(&t, "streamrec_restores_total %" PRIu64 "\n", m->restores_total);
+	family(&t, "restored_users_total", "counter", "User rows restored from the changelog.");
+	text_printf(&t, "streamrec_restored_users_total %" PRIu64 "\n", m->restored_users_total);
+	family(&t, "restore_seconds_total", "counter",
+	       "Time spent reading and applying the changelog at assignments.");
+	text_printf(&t, "streamrec_restore_seconds_total %.6f\n", m->restore_seconds_total);
+	family(&t, "assigned_partitions", "gauge", "Partitions this instance's consumer holds.");
+	text_printf(&t, "streamrec_assigned_partitions %" PRId64 "\n", m->assigned_partitions);
 	family(&t, "ready", "gauge", "1 when the daemon is ready to serve, else 0.");
 	text_printf(&t, "streamrec_ready %d\n", m->ready ? 1 : 0);
 

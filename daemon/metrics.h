@@ -118,6 +118,15 @@ struct metrics {
 	/** Messages that waited for a writer schema the registry could not give yet. */
 	uint64_t schema_waits_total;
 
+	/** Scale-out (daemon/changelog): user rows written to the changelog, rows
+	 * of users whose partition was unknown (not written), partitions
+	 * restored from it, users restored, seconds spent restoring; partitions
+	 * the consumer holds. */
+	uint64_t changelog_records_total, changelog_unplaced_total;
+	uint64_t restores_total, restored_users_total;
+	double restore_seconds_total;
+	int64_t assigned_partitions;
+
 	/** The experiment's sample-ratio-mismatch p-value (negative: no experiment). */
 	double experiment_srm_p;
 

@@ -49,6 +49,10 @@ struct state {
 	size_t new_user_count, new_user_capacity, new_item_count, new_item_capacity;
 	struct store_batch *batch;
 	unsigned char *row; /* ROW_BUFFER bytes of scratch */
+	/* state_config.on_user_row */
+	void (*on_user_row)(uint32_t stable, size_t variant, const void *row, size_t len,
+			    void *opaque);
+	void *on_user_row_opaque;
 
 	/* The writer thread: it owns `inflight` while busy; everything else in
 	 * the state belongs to the caller's thread. Guarded by lock. */
@@ -175,6 +179,8 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	s->variant_count = config->variant_count;
+	s->on_user_row = config->on_user_row;
+	s->on_user_row_opaque = config->on_user_row_opaque;
 	s->users = idmap_new();
 	s->items = idmap_new();
 	s->batch = store_batch_new();
@@ -534,6 +540,8 @@ static int put_pending_row(uint32_t stable, size_t variant, const void *row, siz
 	unsigned char key[5];
 	state_key_row(key, stable, s->store_id[variant]);
 	store_batch_put(s->batch, STORE_USER, key, sizeof key, row, len);
+	if (s->on_user_row != NULL)
+		s->on_user_row(stable, variant, row, len, s->on_user_row_opaque);
 	return 0;
 }
 
@@ -564,8 +572,11 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 				return -1;
 			}
 			/* saved under the stable index */
-			state_key_row(key, usercache_user_of(s->cache, ids[k]), s->store_id[v]);
+			uint32_t stable = usercache_user_of(s->cache, ids[k]);
+			state_key_row(key, stable, s->store_id[v]);
 			store_batch_put(s->batch, STORE_USER, key, 5, s->row, len);
+			if (s->on_user_row != NULL)
+				s->on_user_row(stable, v, s->row, len, s->on_user_row_opaque);
 		}
 		n = model_dirty_items(m, &ids);
 		for (size_t k = 0; k < n; k++) {
@@ -777,4 +788,39 @@ int state_get_aux(struct state *state, const char *name, void **data, size_t *le
 	if (found < 0)
 		set_errstr(errstr, errstr_size, "state: %s: %s", key, why);
 	return found;
+}
+
+int state_restore_user_row(struct state *state, const char *user_id, size_t variant,
+			   const void *row, size_t len, uint32_t *stable, char *errstr,
+			   size_t errstr_size)
+{
+	struct state *s = state;
+	uint32_t slot;
+	uint64_t hash;
+	if (variant >= s->variant_count) {
+		set_errstr(errstr, errstr_size, "user %s: no variant %zu", user_id, variant);
+		return -1;
+	}
+	if (state_user(s, user_id, &slot, &hash, errstr, errstr_size) != 0)
+		return -1;
+	if (model_import_user(s->models[variant], slot, row, len, errstr, errstr_size) != 0)
+		return -1;
+	model_touch_user(s->models[variant], slot);
+	if (stable != NULL)
+		*stable = state_user_stable(s, slot);
+	return 0;
+}
+
+int state_item_everywhere(struct state *state, const char *id, uint32_t *index, char *errstr,
+			  size_t errstr_size)
+{
+	uint64_t hash;
+	if (state_item(state, id, index, &hash, errstr, errstr_size) != 0)
+		return -1;
+	for (size_t v = 0; v < state->variant_count; v++)
+		if (model_add_item(state->models[v], *index, hash) != 0) {
+			set_errstr(errstr, errstr_size, "out of memory for item %s", id);
+			return -1;
+		}
+	return 0;
 }

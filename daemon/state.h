@@ -60,6 +60,15 @@ struct state_config {
 	size_t user_cache_users;
 	/** Or the same bound in bytes of memory (0: none); the smaller bound wins. */
 	size_t user_cache_bytes;
+	/**
+	 * Called (on the committing thread, inside state_commit_async()) with
+	 * every user row a commit writes, under the user's stable index and its
+	 * variant: the changelog of user state for scale-out (daemon/changelog).
+	 * The row is valid during the call only. NULL: none.
+	 */
+	void (*on_user_row)(uint32_t stable, size_t variant, const void *row, size_t len,
+			    void *opaque);
+	void *on_user_row_opaque;
 	/** Open an existing state without writing to it (streamrecd --check):
 	 * variants are matched but new ones are not recorded; see store.h. */
 	bool read_only;
@@ -237,5 +246,23 @@ int state_get_aux(struct state *state, const char *name, void **data, size_t *le
 
 /** @returns the users the state knows: every user id ever mapped, in memory or on disk. */
 size_t state_user_count(const struct state *state);
+
+/**
+ * @brief Writes a user's row of one variant as another instance learned it:
+ * the user is created or placed (its old rows replaced), the row imported
+ * and the user counted as changed, so the next commit persists it. Item
+ * indices in the row must already be this state's (state_item()).
+ * @returns 0, or -1 with errstr filled.
+ */
+int state_restore_user_row(struct state *state, const char *user_id, size_t variant,
+			   const void *row, size_t len, uint32_t *stable, char *errstr,
+			   size_t errstr_size);
+
+/**
+ * @brief state_item(), and the item made known to every variant's model.
+ * @returns 0, or -1 with errstr filled.
+ */
+int state_item_everywhere(struct state *state, const char *id, uint32_t *index, char *errstr,
+			  size_t errstr_size);
 
 #endif

@@ -1949,3 +1949,85 @@ int model_import_globals(struct model *model, const void *buf, size_t len, char 
 	}
 	return 0;
 }
+
+/* ---- portable user rows (state handed between instances) -------------------------- */
+
+static int compare_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+int model_user_row_items(const struct model *model, void *row, size_t len,
+			 int (*visit)(uint32_t *item, void *ctx), void *ctx)
+{
+	const struct model *m = model;
+	unsigned char *b = row;
+	size_t L = m->config.recent_items;
+	size_t at = 2 * sizeof(uint32_t) + (m->dim + 1) * sizeof(float);
+	uint16_t state[2];
+	uint32_t version, dim, count, item;
+
+	if (len < at + sizeof state + L * sizeof(uint32_t) + sizeof count)
+		return -1;
+	memcpy(&version, b, sizeof version);
+	memcpy(&dim, b + sizeof version, sizeof dim);
+	if (version != ROW_VERSION || dim != m->dim)
+		return -1;
+	memcpy(state, b + at, sizeof state);
+	if (state[0] > L || state[1] >= L)
+		return -1;
+	at += sizeof state;
+	/* the ring's valid entries only (the others hold nothing) */
+	size_t n = state[0], head = state[1];
+	size_t slot = head >= n ? head - n : head + L - n;
+	for (size_t k = 0; k < n; k++) {
+		unsigned char *where = b + at + slot * sizeof item;
+		memcpy(&item, where, sizeof item);
+		if (visit(&item, ctx) != 0)
+			return -1;
+		memcpy(where, &item, sizeof item);
+		if (++slot == L)
+			slot = 0;
+	}
+	at += L * sizeof(uint32_t);
+	memcpy(&count, b + at, sizeof count);
+	at += sizeof count;
+	if (count > (len - at) / sizeof(uint32_t))
+		return -1;
+	uint32_t *excluded = malloc((count ? count : 1) * sizeof *excluded);
+	if (excluded == NULL)
+		return -1;
+	memcpy(excluded, b + at, count * sizeof *excluded);
+	for (size_t k = 0; k < count; k++)
+		if (visit(&excluded[k], ctx) != 0) {
+			free(excluded);
+			return -1;
+		}
+	/* a set is kept sorted: the new numbering orders it differently */
+	qsort(excluded, count, sizeof *excluded, compare_u32);
+	memcpy(b + at, excluded, count * sizeof *excluded);
+	free(excluded);
+	return 0;
+}
+
+void model_touch_user(struct model *model, uint32_t user)
+{
+	if ((size_t)user < model->users)
+		mark_user(model, user);
+}
+
+int model_add_item(struct model *model, uint32_t item, uint64_t hash)
+{
+	return ensure_item(model, item, hash);
+}
+
+size_t model_user_exclusions(const struct model *model, uint32_t user, const uint32_t **items)
+{
+	if ((size_t)user >= model->users) {
+		*items = NULL;
+		return 0;
+	}
+	*items = model->exclude[user].items;
+	return model->exclude[user].count;
+}

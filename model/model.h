@@ -546,4 +546,23 @@ int model_import_globals(struct model *model, const void *buf, size_t len, char 
 			 size_t errstr_size);
 
 
+/**
+ * @brief Walks the item indices a user row (model_export_user()) holds, its
+ * recent items and its exclusions, letting visit rewrite each in place
+ * (another numbering of the items: the state hands rows between instances
+ * whose item indices differ); the exclusions are sorted again afterwards.
+ * @returns 0, or -1 when the row is not this model's layout or visit fails.
+ */
+int model_user_row_items(const struct model *model, void *row, size_t len,
+			 int (*visit)(uint32_t *item, void *ctx), void *ctx);
+
+/** @brief Counts a user as changed (its row is written at the next commit). */
+void model_touch_user(struct model *model, uint32_t user);
+
+/** @brief Makes sure item exists (initialised from its hash if new). @returns 0 or -1. */
+int model_add_item(struct model *model, uint32_t item, uint64_t hash);
+
+/** @returns a user's exclusions (sorted item indices; borrowed until the next learn). */
+size_t model_user_exclusions(const struct model *model, uint32_t user, const uint32_t **items);
+
 #endif

@@ -202,6 +202,11 @@ static void on_lag_timer(struct ev_loop *loop, ev_timer *w, int revents)
 			       : offset_table_get(c->start_offsets, tp->topic, tp->partition);
 		if (position < 0)
 			position = committed;
+		/* a watermark cached from an earlier assignment of the partition
+		 * can lie below where consumption now starts: a false "no lag"
+		 * until the next fetch brings the real one */
+		if (position > high)
+			continue;
 		lag = lag_behind(high, position);
 		if (lag < 0 && (high == 0 || high == low))
 			lag = 0;

@@ -280,6 +280,15 @@ int producer_send(struct producer *p, const char *topic, const void *key, size_t
 		  const void *value, size_t value_len, const struct producer_header *headers,
 		  size_t header_count, char *errstr, size_t errstr_size)
 {
+	return producer_send_to(p, topic, PRODUCER_ANY_PARTITION, key, key_len, value, value_len,
+				headers, header_count, errstr, errstr_size);
+}
+
+int producer_send_to(struct producer *p, const char *topic, int32_t partition, const void *key,
+		     size_t key_len, const void *value, size_t value_len,
+		     const struct producer_header *headers, size_t header_count, char *errstr,
+		     size_t errstr_size)
+{
 	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 	for (int attempt = 0; attempt <= QUEUE_FULL_RETRIES; attempt++) {
 		rd_kafka_headers_t *hdrs = NULL;
@@ -292,6 +301,8 @@ int producer_send(struct producer *p, const char *topic, const void *key, size_t
 		}
 		err = rd_kafka_producev(
 		    p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		    RD_KAFKA_V_PARTITION(partition == PRODUCER_ANY_PARTITION ? RD_KAFKA_PARTITION_UA
+									  : partition),
 		    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
 		    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)

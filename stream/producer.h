@@ -97,6 +97,18 @@ int producer_send(struct producer *producer, const char *topic, const void *key,
 		  const void *value, size_t value_len, const struct producer_header *headers,
 		  size_t header_count, char *errstr, size_t errstr_size);
 
+/** producer_send_to(): the partitioner chooses (by key). */
+#define PRODUCER_ANY_PARTITION (-1)
+
+/**
+ * @brief producer_send() to a chosen partition (PRODUCER_ANY_PARTITION: by
+ * key), as a changelog partitioned like its source topic needs.
+ */
+int producer_send_to(struct producer *producer, const char *topic, int32_t partition,
+		     const void *key, size_t key_len, const void *value, size_t value_len,
+		     const struct producer_header *headers, size_t header_count, char *errstr,
+		     size_t errstr_size);
+
 /**
  * @brief Send a dead letter: the original key and value, with headers naming
  * the reason and the source topic, partition and offset.

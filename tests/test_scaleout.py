@@ -1,0 +1,212 @@
+"""Scale-out: several streamrecd in one consumer group, user state following
+its partition through the changelog topic (scaleout.changelog_topic).
+
+Against the real broker: two instances share a 4-partition events topic; one
+is SIGKILLed under load and the other takes its partitions over, restoring
+their users from the changelog before it consumes them; then a third
+instance with an empty state restores every partition. Its users must hold
+exactly the state one instance reading the whole stream would hold: the
+order-dependent recent-items ring and the purchase exclusions of every user
+(an event applied twice or lost changes the ring), and no user is cold.
+"""
+import csv
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from harness import BUILD
+
+STREAMREC = BUILD / "streamrec"
+STREAMRECD = BUILD / "streamrecd"
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 4
+RECENT_ITEMS = 5  # model.recent_items' default
+# learn() ignores weight-0 events and remembers nothing of negative ones
+REMEMBERED = {"VIEW", "CLICK", "ADD_TO_CART", "FAVORITE", "PURCHASE"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Instance:
+    """One streamrecd of the group, with a state directory of its own."""
+
+    def __init__(self, broker, root, name, topics):
+        self.dir = root / name
+        self.dir.mkdir()
+        self.port = free_port()
+        self.config = self.dir / "streamrecd.conf"
+        self.config.write_text(f"""
+[input]
+topic = {topics['events']}
+items_topic =
+dead_letter_topic = {topics['dlq']}
+group_id = {topics['group']}
+[output]
+topic = {topics['recs']}
+[state]
+dir = {self.dir / 'state'}
+commit_interval_ms = 300ms
+[scaleout]
+changelog_topic = {topics['changelog']}
+[http]
+listen = 127.0.0.1:{self.port}
+[kafka]
+bootstrap.servers = {broker.bootstrap}
+[kafka.consumer]
+session.timeout.ms = 6000
+heartbeat.interval.ms = 500
+""")
+        self.process = None
+
+    def start(self):
+        self.log = open(self.dir / "streamrecd.log", "a")
+        self.process = subprocess.Popen([STREAMRECD, "--config", self.config],
+                                        stdout=self.log, stderr=self.log)
+
+    def metrics(self):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+
+    def metric(self, name, where=""):
+        return sum(float(line.split()[-1]) for line in self.metrics().splitlines()
+                   if (line.startswith(name + "{") and where in line)
+                   or line.startswith(name + " "))
+
+    def stop(self, sig=signal.SIGTERM):
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=120)
+        self.log.close()
+        return code
+
+    def logtext(self):
+        return (self.dir / "streamrecd.log").read_text()[-6000:]
+
+
+def wait_for(predicate, timeout=120, what="condition", instances=()):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        for i in instances:
+            if i.process is not None and i.process.poll() is not None:
+                pytest.fail(f"{i.dir.name} exited while waiting for {what}:\n{i.logtext()}")
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}:\n" + "\n".join(i.logtext() for i in instances))
+
+
+def expected_state(paths):
+    """Per user: the recent-items ring (oldest first) and the purchased items,
+    replaying the files in order as one instance would."""
+    ring, bought = {}, {}
+    for path in paths:
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row["type"] not in REMEMBERED:
+                    continue
+                user, item = row["user_id"], row["item_id"]
+                r = ring.setdefault(user, [])
+                if not r or r[-1] != item:
+                    r.append(item)
+                    del r[:-RECENT_ITEMS]
+                if row["type"] == "PURCHASE":
+                    bought.setdefault(user, set()).add(item)
+    return ring, bought
+
+
+def inspect(state_dir, user):
+    out = subprocess.run([STREAMREC, "inspect", "--state", state_dir, "--user", user, "--k", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    recent, excluded = None, None
+    for line in out.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("recent items (oldest first):"):
+            recent = line.split(":", 1)[1].split()
+        elif line.startswith("excluded:"):
+            excluded = set(line.split(":", 1)[1].split())
+    return out.stdout, recent, excluded
+
+
+def caught_up(instance, events_topic):
+    """Every events partition assigned to the instance has no lag."""
+    lags = [line for line in instance.metrics().splitlines()
+            if line.startswith("streamrec_consumer_lag{") and f'topic="{events_topic}"' in line]
+    return len(lags) == PARTITIONS and all(float(l.split()[-1]) == 0 for l in lags)
+
+
+def test_a_killed_instance_s_users_follow_their_partitions(kafka_broker, tmp_path):
+    topics = {"events": "so.events", "recs": "so.recs", "dlq": "so.dlq",
+              "changelog": "so.changelog", "group": "so-group"}
+    kafka_broker.create_topics(f"so.events:{PARTITIONS}", "so.recs:3:compact", "so.dlq:1",
+                               f"so.changelog:{PARTITIONS}:compact")
+    parts = []
+    for seed in (1, 2):
+        path = tmp_path / f"part{seed}.csv"
+        subprocess.run([STREAMREC, "gen", "--out", path, "--events", "20000", "--users", "300",
+                        "--items", "200", "--clusters", "5", "--seed", str(seed)], check=True,
+                       capture_output=True)
+        parts.append(path)
+
+    def produce(path, rate):
+        return subprocess.Popen([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap,
+                                 "--topic", topics["events"], "--file", path, "--count", "20000",
+                                 "--rate", str(rate)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+
+    a = Instance(kafka_broker, tmp_path, "a", topics)
+    b = Instance(kafka_broker, tmp_path, "b", topics)
+    try:
+        assert produce(parts[0], 0).wait(timeout=120) == 0
+        a.start()
+        b.start()
+        # both hold partitions, and have learned and committed part of the stream
+        wait_for(lambda: a.metric("streamrec_assigned_partitions") > 0
+                 and b.metric("streamrec_assigned_partitions") > 0
+                 and a.metric("streamrec_changelog_records_total") > 0, what="two members",
+                 instances=(a, b))
+        feeder = produce(parts[1], 5000)
+        time.sleep(1.5)
+        a.stop(signal.SIGKILL)  # mid-stream: its last changes since a commit are lost
+        assert feeder.wait(timeout=120) == 0, feeder.stderr.read()
+        wait_for(lambda: caught_up(b, topics["events"]), timeout=180, what="b to take over",
+                 instances=(b,))
+        assert b.metric("streamrec_restores_total") >= 1, b.logtext()
+        assert b.stop() == 0, b.logtext()
+    finally:
+        for i in (a, b):
+            if i.process is not None and i.process.poll() is None:
+                i.process.kill()
+
+    # an instance with an empty state restores every partition from the changelog
+    c = Instance(kafka_broker, tmp_path, "c", topics)
+    c.start()
+    try:
+        wait_for(lambda: caught_up(c, topics["events"]), timeout=180, what="c to restore",
+                 instances=(c,))
+        assert c.metric("streamrec_restores_total") == PARTITIONS, c.logtext()
+        assert c.metric("streamrec_updates_total") == 0, "c re-learned events: " + c.logtext()
+        assert c.stop() == 0, c.logtext()
+    finally:
+        if c.process.poll() is None:
+            c.process.kill()
+
+    ring, bought = expected_state(parts)
+    users = sorted(ring)
+    assert len(users) > 250
+    for user in users[::5]:  # every fifth user: inspect opens the state each time
+        text, recent, excluded = inspect(c.dir / "state", user)
+        assert recent == ring[user], f"{user}: {text}"
+        assert excluded == bought.get(user, set()), f"{user}: {text}"
