@@ -503,18 +503,12 @@ static void compute_cuped(const struct experiment *e, struct experiment_stats *s
 const char *experiment_verdict_name(enum experiment_verdict verdict)
 {
 	switch (verdict) {
-	case EXPERIMENT_VERDICT_CONTROL:
-		return "control";
-	case EXPERIMENT_VERDICT_UNTRUSTED:
-		return "untrusted";
-	case EXPERIMENT_VERDICT_COLLECTING:
-		return "collecting";
-	case EXPERIMENT_VERDICT_INCONCLUSIVE:
-		return "inconclusive";
-	case EXPERIMENT_VERDICT_BETTER:
-		return "better";
-	case EXPERIMENT_VERDICT_WORSE:
-		return "worse";
+	case EXPERIMENT_VERDICT_CONTROL: return "control";
+	case EXPERIMENT_VERDICT_UNTRUSTED: return "untrusted";
+	case EXPERIMENT_VERDICT_COLLECTING: return "collecting";
+	case EXPERIMENT_VERDICT_INCONCLUSIVE: return "inconclusive";
+	case EXPERIMENT_VERDICT_BETTER: return "better";
+	case EXPERIMENT_VERDICT_WORSE: return "worse";
 	}
 	return "inconclusive";
 }
@@ -971,8 +965,8 @@ char *experiment_render_json(const struct experiment *experiment, char *errstr, 
 		    json_object_set_new(v, "cuped_uplift_high", json_number(a->cuped_uplift_high));
 		failed |= json_object_set_new(v, "cuped_variance_reduction",
 					      json_number(a->cuped_variance_reduction));
-		failed |=
-		    json_object_set_new(v, "verdict", json_string(experiment_verdict_name(a->verdict)));
+		failed |= json_object_set_new(v, "verdict",
+					      json_string(experiment_verdict_name(a->verdict)));
 	}
 	failed |= json_object_set_new(root, "msprt_min_users", json_integer(s->msprt_min_users));
 	failed |= json_object_set_new(root, "srm_alpha", json_real(e->srm_alpha));
