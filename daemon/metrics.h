@@ -80,6 +80,12 @@ struct metrics_variant {
 	 * this period, the always-valid p-value against control (negative: none). */
 	uint64_t experiment_exposed, experiment_converted;
 	double experiment_msprt_p;
+	/** Whether the variant is the experiment's control arm; its conversion
+	 * rate with the Wilson interval; its relative uplift against control with
+	 * the delta-method interval (NAN: undefined, not rendered). */
+	bool experiment_control;
+	double experiment_rate, experiment_rate_lower, experiment_rate_upper;
+	double experiment_uplift, experiment_uplift_lower, experiment_uplift_upper;
 };
 
 /** Consumer lag of one assigned partition, in messages up to its high watermark. */
@@ -118,8 +124,10 @@ struct metrics {
 	/** Messages that waited for a writer schema the registry could not give yet. */
 	uint64_t schema_waits_total;
 
-	/** The experiment's sample-ratio-mismatch p-value (negative: no experiment). */
+	/** The experiment's sample-ratio-mismatch p-value (negative: no experiment),
+	 * and the level of its intervals and sequential test. */
 	double experiment_srm_p;
+	double experiment_alpha;
 
 	/** What /readyz reports. */
 	bool ready;
