@@ -254,7 +254,7 @@ def ab_daemon(kafka_broker, tmp_path_factory):
     d.start()
     traffic = subprocess.Popen([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap,
                                 "--topic", d.events, "--count", "0", "--rate", "300",
-                                "--users", "60", "--items", "30", "--seed", "7"],
+                                "--users", "600", "--items", "30", "--seed", "7"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert d.wait_for(lambda: all(hits(d, v) > 0 for v in VARIANTS), 90), d.logtext()
@@ -516,7 +516,38 @@ def status_rows(dom):
     return rows
 
 
+def text_of(fragment):
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment)).strip()
+
+
+def arm_rows(dom):
+    """variant -> (the row's attributes, {cell class: text}) of the experiment table."""
+    rows = {}
+    for variant, attributes, body in re.findall(
+            r'<tr[^>]*\bdata-arm="([^"]+)"([^>]*)>(.*?)</tr>', dom, re.S):
+        cells = {}
+        for classes, cell in re.findall(r'<td[^>]*\bclass="([^"]*)"[^>]*>(.*?)</td>', body, re.S):
+            cells[classes.split()[0]] = text_of(cell)
+        rows[html.unescape(variant)] = (attributes, cells)
+    return rows
+
+
+def charts(dom):
+    """key (p50, p99, hitrate) -> {variant: (points drawn, clipped markers)}."""
+    found = {}
+    for key, svg in re.findall(r'<svg[^>]*\bdata-key="(\w+)"[^>]*>(.*?)</svg>', dom, re.S):
+        found[key] = {html.unescape(v): (len(re.findall(r'<circle[^>]*class="point"', g)),
+                                         len(re.findall(r'<path[^>]*class="clipped"', g)))
+                      for v, g in re.findall(r'<g class="series" data-variant="([^"]*)">(.*?)</g>',
+                                             svg, re.S)}
+    return found
+
+
 def test_status_page_renders_live_figures_in_chromium(ab_daemon, tmp_path):
+    """The page an analyst reads: live figures per variant, the last hour's
+    freshness p50/p99 and hit rate per variant as charts, and the experiment:
+    sample-ratio check, sample sizes, conversion and uplift with intervals,
+    verdicts, the control arm marked. Screenshot: build/artifacts/status.png."""
     url = f"http://127.0.0.1:{ab_daemon.port}/status"
     with urllib.request.urlopen(url, timeout=5) as r:
         assert r.status == 200 and r.headers.get_content_type() == "text/html"
@@ -524,6 +555,19 @@ def test_status_page_renders_live_figures_in_chromium(ab_daemon, tmp_path):
     assert external_references(page) == []
     status, body = ab_daemon.get("/status.json")
     assert status == 200 and json.loads(body)
+
+    # a closed step of the history, and the step under way, with lists of every variant
+    def history_filled():
+        points = json.loads(ab_daemon.get("/status.json")[1])["history"]["points"]
+        return (len(points) >= 2 and not points[0]["partial"]
+                and all(v["lists"] > 0 for v in points[0]["variants"]))
+    assert ab_daemon.wait_for(history_filled, 70), ab_daemon.get("/status.json")[1][-2000:]
+
+    def experiment_filled():
+        doc = json.loads(ab_daemon.get("/experiment.json")[1])
+        return all(v["exposed"] > 0 for v in doc["variants"]) and doc["srm_p"] is not None
+    assert ab_daemon.wait_for(experiment_filled, 60), ab_daemon.get("/experiment.json")[1]
+    experiment = json.loads(ab_daemon.get("/experiment.json")[1])
 
     dom = chromium(tmp_path, url, "--dump-dom")
     assert external_references(dom) == []
@@ -537,11 +581,57 @@ def test_status_page_renders_live_figures_in_chromium(ab_daemon, tmp_path):
     updated = re.search(r'<(\w+)[^>]*\bid="updated"[^>]*>(.*?)</\1>', dom, re.S)
     assert updated and re.sub(r"<[^>]+>", "", updated.group(2)).strip(), dom[-3000:]
 
+    # the experiment: shown, the SRM check stated with its p-value
+    section = re.search(r'<section id="experiment"([^>]*)>(.*?)</section>', dom, re.S)
+    assert section and "hidden" not in section.group(1), dom[-3000:]
+    srm = re.search(r'<div class="srm ([^"]*)" id="srm">(.*?)</div>', section.group(2), re.S)
+    assert srm, section.group(2)[:2000]
+    expected = ("bad", "Sample ratio mismatch") if experiment["srm_flag"] else \
+        ("good", "Sample ratio OK")
+    assert srm.group(1) == expected[0] and text_of(srm.group(2)).startswith(expected[1]), srm
+    assert re.search(r"chi-square p = (< 0\.0001|[\d.e-]+)", text_of(srm.group(2))), srm
+    # per arm: sample sizes, rate with its interval, uplift, p, verdict; the control marked
+    arms = arm_rows(section.group(2))
+    assert set(arms) == set(VARIANTS), arms
+    by_name = {v["name"]: v for v in experiment["variants"]}
+    verdicts = {"better": "significantly better than control",
+                "worse": "significantly worse than control",
+                "inconclusive": "no significant difference yet",
+                "untrusted": "untrusted: sample ratio mismatch", "collecting": "collecting: "}
+    for name, (attributes, cells) in arms.items():
+        assert int(cells["exposed"]) >= by_name[name]["exposed"] > 0, (name, cells)
+        assert re.fullmatch(r"[\d.]+ % \[[\d.]+ %, [\d.]+ %\]", cells["rate"]), (name, cells)
+        if name == "control":
+            assert 'class="control"' in attributes and 'data-verdict="control"' in attributes
+            assert cells["name"] == "controlcontrol"  # the name and its "control" badge
+            assert cells["verdict"] == "control arm" and cells["uplift"] == "\u2013", cells
+            continue
+        assert 'class="control"' not in attributes, (name, attributes)
+        assert re.fullmatch(r"[+-]?[\d.]+ % \[[+-]?[\d.]+ %, [+-]?[\d.]+ %\]", cells["uplift"]), \
+            (name, cells)
+        assert re.fullmatch(r"< 0\.0001|[\d.e-]+", cells["msprt"]), (name, cells)
+        verdict = re.search(r'data-verdict="(\w+)"', attributes).group(1)
+        assert verdict != "control" and cells["verdict"].startswith(verdicts[verdict]), cells
+
+    # the last hour, per variant: freshness p50 and p99 and hit rate drawn as time series
+    drawn = charts(dom)
+    assert set(drawn) == {"p50", "p99", "hitrate"}, drawn
+    for key, series in drawn.items():
+        assert set(series) == set(VARIANTS), (key, series)
+        for variant, (points, clipped) in series.items():
+            assert points + clipped >= 2, (key, variant, points, clipped)
+    assert "<polyline" in dom
+    # never a clipped percentile as a number: no cell or label shows the bound as a figure
+    assert not re.search(r">\s*60000(\.0)?\s*<", dom)
+    legend = re.search(r'<div class="legend" id="legend">(.*?)</div>', dom, re.S)
+    assert all(v in text_of(legend.group(1)) for v in VARIANTS), legend
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "status.dom.html").write_text(dom)
     screenshot = ARTIFACTS / "status.png"
     screenshot.unlink(missing_ok=True)
-    chromium(tmp_path, url, f"--screenshot={screenshot}", "--window-size=1200,800")
+    chromium(tmp_path, url, f"--screenshot={screenshot}", "--window-size=1400,1500")
     png = screenshot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", png[16:24]) == (1200, 800)
+    assert struct.unpack(">II", png[16:24]) == (1400, 1500)
     assert len(png) > 10000, "a blank page"
