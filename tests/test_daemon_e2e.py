@@ -578,17 +578,24 @@ def test_new_items_start_at_their_category_mean(daemon):
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) missing")
 def test_metrics_are_valid_prometheus_exposition(daemon):
-    """/metrics, with every kind of series filled in, passes promtool's parser and linter."""
+    """/metrics, with every kind of series filled in (an A/B experiment's too),
+    passes promtool's parser and linter."""
+    daemon.add_config(AB_VARIANTS)
     daemon.start()
     daemon.produce(2000, users=100, items=50)
     send_raw(daemon.broker.bootstrap, daemon.events, [b"garbage", b"\x00\x00\x00\x00\x07xx"])
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2000
                            and daemon.metric("streamrec_dlq_messages_total") >= 2)
+    assert daemon.wait_for(
+        lambda: "streamrec_experiment_conversion_rate{" in daemon.get("/metrics")[1])
     status, body = daemon.get("/metrics")
     assert status == 200
     for family in ("streamrec_freshness_seconds_bucket", "streamrec_consumer_lag",
-                   "streamrec_invalid_events_total"):
-        assert family in body
+                   "streamrec_invalid_events_total", "streamrec_experiment_conversion_rate{",
+                   "streamrec_experiment_conversion_rate_upper{",
+                   "# TYPE streamrec_experiment_uplift gauge",
+                   "streamrec_experiment_control{", "streamrec_experiment_alpha "):
+        assert family in body, family
     out = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
                          text=True)
     assert out.returncode == 0 and out.stdout.strip() == "" and out.stderr.strip() == "", \
