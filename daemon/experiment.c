@@ -500,6 +500,37 @@ static void compute_cuped(const struct experiment *e, struct experiment_stats *s
 	}
 }
 
+const char *experiment_verdict_name(enum experiment_verdict verdict)
+{
+	switch (verdict) {
+	case EXPERIMENT_VERDICT_CONTROL: return "control";
+	case EXPERIMENT_VERDICT_UNTRUSTED: return "untrusted";
+	case EXPERIMENT_VERDICT_COLLECTING: return "collecting";
+	case EXPERIMENT_VERDICT_INCONCLUSIVE: return "inconclusive";
+	case EXPERIMENT_VERDICT_BETTER: return "better";
+	case EXPERIMENT_VERDICT_WORSE: return "worse";
+	}
+	return "inconclusive";
+}
+
+/* The verdict of experiment.h's enum experiment_verdict, its order of precedence. */
+static enum experiment_verdict verdict(const struct experiment *e, const struct experiment_stats *s,
+				       size_t k)
+{
+	const struct experiment_arm_stats *a = &s->arms[k];
+	if (a->control)
+		return EXPERIMENT_VERDICT_CONTROL;
+	if (s->srm_flag)
+		return EXPERIMENT_VERDICT_UNTRUSTED;
+	if (a->exposed < e->min_users || s->arms[e->control].exposed < e->min_users)
+		return EXPERIMENT_VERDICT_COLLECTING;
+	if (a->msprt_p < e->alpha && a->av_low > 0)
+		return EXPERIMENT_VERDICT_BETTER;
+	if (a->msprt_p < e->alpha && a->av_high < 0)
+		return EXPERIMENT_VERDICT_WORSE;
+	return EXPERIMENT_VERDICT_INCONCLUSIVE;
+}
+
 void experiment_compute(const struct experiment *experiment, struct experiment_stats *s)
 {
 	const struct experiment *e = experiment;
@@ -511,6 +542,8 @@ void experiment_compute(const struct experiment *experiment, struct experiment_s
 	s->exposure_conflicts = e->exposure_conflicts;
 	s->arm_count = e->arm_count;
 	s->cuped_theta = NAN;
+	s->alpha = e->alpha;
+	s->msprt_min_users = e->min_users;
 
 	double total = 0;
 	for (size_t k = 0; k < e->arm_count; k++)
@@ -563,6 +596,8 @@ void experiment_compute(const struct experiment *experiment, struct experiment_s
 	}
 	if (e->has_pre)
 		compute_cuped(e, s);
+	for (size_t k = 0; k < e->arm_count; k++)
+		s->arms[k].verdict = verdict(e, s, k);
 }
 
 /* ---- persistence ----
@@ -930,7 +965,11 @@ char *experiment_render_json(const struct experiment *experiment, char *errstr, 
 		    json_object_set_new(v, "cuped_uplift_high", json_number(a->cuped_uplift_high));
 		failed |= json_object_set_new(v, "cuped_variance_reduction",
 					      json_number(a->cuped_variance_reduction));
+		failed |= json_object_set_new(v, "verdict",
+					      json_string(experiment_verdict_name(a->verdict)));
 	}
+	failed |= json_object_set_new(root, "msprt_min_users", json_integer(s->msprt_min_users));
+	failed |= json_object_set_new(root, "srm_alpha", json_real(e->srm_alpha));
 	if (!failed)
 		text =
 		    json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));

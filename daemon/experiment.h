@@ -114,6 +114,27 @@ struct experiment_config {
 /** @returns a configuration with the defaults above and no arms. */
 struct experiment_config experiment_config_default(void);
 
+/**
+ * What an analyst may read from one arm's figures, in this order of
+ * precedence: the control arm itself; untrusted when the split is broken
+ * (srm_flag); collecting while the arm or the control has fewer than
+ * msprt_min_users exposed users (the sequential test has not started);
+ * better or worse once msprt_p < alpha (the always-valid confidence sequence
+ * for p_t - p_c lies above or below 0); else inconclusive (so far).
+ */
+enum experiment_verdict {
+	EXPERIMENT_VERDICT_CONTROL,
+	EXPERIMENT_VERDICT_UNTRUSTED,
+	EXPERIMENT_VERDICT_COLLECTING,
+	EXPERIMENT_VERDICT_INCONCLUSIVE,
+	EXPERIMENT_VERDICT_BETTER,
+	EXPERIMENT_VERDICT_WORSE,
+};
+
+/** @returns the verdict's name in the JSON: "control", "untrusted", "collecting",
+ * "inconclusive", "better" or "worse". */
+const char *experiment_verdict_name(enum experiment_verdict verdict);
+
 /** One variant's figures (see the top of this file for their definitions). */
 struct experiment_arm_stats {
 	const char *name; /**< borrowed from the experiment */
@@ -126,6 +147,7 @@ struct experiment_arm_stats {
 	bool cuped;
 	double cuped_rate, cuped_uplift, cuped_uplift_low, cuped_uplift_high;
 	double cuped_variance_reduction; /**< 1 - var(adjusted Y) / var(Y) within the arm */
+	enum experiment_verdict verdict;
 };
 
 /** The experiment's figures. */
@@ -140,6 +162,8 @@ struct experiment_stats {
 	uint64_t exposure_conflicts; /**< exposures to a second variant within a period (ignored) */
 	size_t arm_count;
 	struct experiment_arm_stats arms[EXPERIMENT_MAX_ARMS];
+	double alpha;             /**< the configured level, for the verdicts */
+	uint32_t msprt_min_users; /**< users each arm needs before the test starts */
 };
 
 struct experiment;
@@ -234,8 +258,9 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
  *  "rate", "ci_low", "ci_high", "uplift", "uplift_low", "uplift_high",
  *  "msprt_p", "av_low", "av_high", "srm_p", "srm_flag", "cuped",
  *  "cuped_rate", "cuped_uplift", "cuped_uplift_low", "cuped_uplift_high",
- *  "cuped_variance_reduction"}, ...]} in configuration order, keys in that
- * order, undefined figures null.
+ *  "cuped_variance_reduction", "verdict"}, ...], "msprt_min_users", "srm_alpha"} in
+ * configuration order, keys in that order, undefined figures null; "verdict"
+ * is experiment_verdict_name() of the arm's verdict.
  * @returns the compact JSON text (malloc'd, the caller frees it), or NULL.
  */
 char *experiment_render_json(const struct experiment *experiment, char *errstr, size_t errstr_size);

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,10 @@ struct metrics *metrics_new(const char *const *variant_names, size_t variant_cou
 		strcpy(m->variants[i].name, variant_names[i]);
 		m->variants[i].index_recall = -1;
 		m->variants[i].experiment_msprt_p = -1;
+		m->variants[i].experiment_rate = m->variants[i].experiment_rate_lower =
+		    m->variants[i].experiment_rate_upper = NAN;
+		m->variants[i].experiment_uplift = m->variants[i].experiment_uplift_lower =
+		    m->variants[i].experiment_uplift_upper = NAN;
 		if (metrics_histogram_init(&m->variants[i].freshness_seconds,
 					   metrics_latency_buckets, metrics_latency_bucket_count,
 					   errstr, errstr_size) < 0)
@@ -364,6 +369,22 @@ static void variant_sample(struct text *t, const char *name, const char *variant
 	text_printf(t, "\"} %" PRIu64 "\n", value);
 }
 
+/* A gauge per variant whose value is finite (the others are not rendered). */
+static void variant_gauges(struct text *t, const struct metrics *m, const char *name,
+			   const char *help, size_t field_offset)
+{
+	family(t, name, "gauge", help);
+	for (size_t v = 0; v < m->variant_count; v++) {
+		double value;
+		memcpy(&value, (const char *)&m->variants[v] + field_offset, sizeof value);
+		if (!isfinite(value))
+			continue;
+		text_printf(t, "streamrec_%s{variant=\"", name);
+		text_label_value(t, m->variants[v].name);
+		text_printf(t, "\"} %.6g\n", value);
+	}
+}
+
 int metrics_render(const struct metrics *m, char **out, size_t *len, char *errstr,
 		   size_t errstr_size)
 {
@@ -461,6 +482,32 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 		family(&t, "experiment_srm_p", "gauge",
 		       "Sample-ratio-mismatch p-value of the exposed users against the shares.");
 		text_printf(&t, "streamrec_experiment_srm_p %.6g\n", m->experiment_srm_p);
+		family(&t, "experiment_alpha", "gauge",
+		       "Two-sided level of the experiment's intervals and sequential test.");
+		text_printf(&t, "streamrec_experiment_alpha %.6g\n", m->experiment_alpha);
+		family(&t, "experiment_control", "gauge",
+		       "1 for the experiment's control arm, 0 for the variants compared with it.");
+		for (size_t v = 0; v < m->variant_count; v++)
+			variant_sample(&t, "experiment_control", m->variants[v].name,
+				       m->variants[v].experiment_control ? 1 : 0);
+		variant_gauges(&t, m, "experiment_conversion_rate",
+			       "Converted over exposed users of the variant, current period.",
+			       offsetof(struct metrics_variant, experiment_rate));
+		variant_gauges(&t, m, "experiment_conversion_rate_lower",
+			       "Lower bound of the conversion rate's Wilson interval (level 1 - alpha).",
+			       offsetof(struct metrics_variant, experiment_rate_lower));
+		variant_gauges(&t, m, "experiment_conversion_rate_upper",
+			       "Upper bound of the conversion rate's Wilson interval (level 1 - alpha).",
+			       offsetof(struct metrics_variant, experiment_rate_upper));
+		variant_gauges(&t, m, "experiment_uplift",
+			       "Relative uplift of the conversion rate against the control arm.",
+			       offsetof(struct metrics_variant, experiment_uplift));
+		variant_gauges(&t, m, "experiment_uplift_lower",
+			       "Lower bound of the uplift's delta-method interval (level 1 - alpha).",
+			       offsetof(struct metrics_variant, experiment_uplift_lower));
+		variant_gauges(&t, m, "experiment_uplift_upper",
+			       "Upper bound of the uplift's delta-method interval (level 1 - alpha).",
+			       offsetof(struct metrics_variant, experiment_uplift_upper));
 	}
 
 	family(&t, "index_shadow_lists_total", "counter",

@@ -80,6 +80,12 @@ struct metrics_variant {
 	 * this period, the always-valid p-value against control (negative: none). */
 	uint64_t experiment_exposed, experiment_converted;
 	double experiment_msprt_p;
+	/** Whether the variant is the experiment's control arm; its conversion
+	 * rate with the Wilson interval; its relative uplift against control with
+	 * the delta-method interval (NAN: undefined, not rendered). */
+	bool experiment_control;
+	double experiment_rate, experiment_rate_lower, experiment_rate_upper;
+	double experiment_uplift, experiment_uplift_lower, experiment_uplift_upper;
 };
 
 /** Consumer lag of one assigned partition, in messages up to its high watermark. */
@@ -127,8 +133,10 @@ struct metrics {
 	double restore_seconds_total;
 	int64_t assigned_partitions;
 
-	/** The experiment's sample-ratio-mismatch p-value (negative: no experiment). */
+	/** The experiment's sample-ratio-mismatch p-value (negative: no experiment),
+	 * and the level of its intervals and sequential test. */
 	double experiment_srm_p;
+	double experiment_alpha;
 
 	/** What /readyz reports. */
 	bool ready;

@@ -181,11 +181,20 @@ static void experiment_metrics(struct daemon *d)
 		return;
 	experiment_compute(d->experiment, &stats);
 	d->metrics->experiment_srm_p = stats.srm_p >= 0 ? stats.srm_p : 1;
+	d->metrics->experiment_alpha = stats.alpha;
 	for (size_t v = 0; v < stats.arm_count && v < d->metrics->variant_count; v++) {
 		struct metrics_variant *mv = &d->metrics->variants[v];
-		mv->experiment_exposed = stats.arms[v].exposed;
-		mv->experiment_converted = stats.arms[v].converted;
-		mv->experiment_msprt_p = stats.arms[v].msprt_p >= 0 ? stats.arms[v].msprt_p : -1;
+		const struct experiment_arm_stats *a = &stats.arms[v];
+		mv->experiment_exposed = a->exposed;
+		mv->experiment_converted = a->converted;
+		mv->experiment_msprt_p = a->msprt_p >= 0 ? a->msprt_p : -1;
+		mv->experiment_control = a->control;
+		mv->experiment_rate = a->rate;
+		mv->experiment_rate_lower = a->ci_low;
+		mv->experiment_rate_upper = a->ci_high;
+		mv->experiment_uplift = a->uplift;
+		mv->experiment_uplift_lower = a->uplift_low;
+		mv->experiment_uplift_upper = a->uplift_high;
 	}
 }
 

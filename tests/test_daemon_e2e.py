@@ -578,17 +578,24 @@ def test_new_items_start_at_their_category_mean(daemon):
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) missing")
 def test_metrics_are_valid_prometheus_exposition(daemon):
-    """/metrics, with every kind of series filled in, passes promtool's parser and linter."""
+    """/metrics, with every kind of series filled in (an A/B experiment's too),
+    passes promtool's parser and linter."""
+    daemon.add_config(AB_VARIANTS)
     daemon.start()
     daemon.produce(2000, users=100, items=50)
     send_raw(daemon.broker.bootstrap, daemon.events, [b"garbage", b"\x00\x00\x00\x00\x07xx"])
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2000
                            and daemon.metric("streamrec_dlq_messages_total") >= 2)
+    assert daemon.wait_for(
+        lambda: "streamrec_experiment_conversion_rate{" in daemon.get("/metrics")[1])
     status, body = daemon.get("/metrics")
     assert status == 200
     for family in ("streamrec_freshness_seconds_bucket", "streamrec_consumer_lag",
-                   "streamrec_invalid_events_total"):
-        assert family in body
+                   "streamrec_invalid_events_total", "streamrec_experiment_conversion_rate{",
+                   "streamrec_experiment_conversion_rate_upper{",
+                   "# TYPE streamrec_experiment_uplift gauge",
+                   "streamrec_experiment_control{", "streamrec_experiment_alpha "):
+        assert family in body, family
     out = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
                          text=True)
     assert out.returncode == 0 and out.stdout.strip() == "" and out.stderr.strip() == "", \
@@ -723,7 +730,9 @@ bootstrap.servers = 127.0.0.1:{port}
 
 def test_status_marks_freshness_beyond_the_last_bucket_as_clipped(daemon, tmp_path):
     """Events two minutes old give lists staler than the histogram's 60 s top
-    bound: /status.json reports null and clipped, the page shows "> 60 s"."""
+    bound: /status.json reports null and clipped, live and in the history; the
+    page shows "> 60 s" in the table and a marker on the p99 chart's top edge,
+    never a number. Screenshot: build/artifacts/status-clipped.png."""
     import json
     from test_dashboards import chromium
     daemon.start()
@@ -735,10 +744,30 @@ def test_status_marks_freshness_beyond_the_last_bucket_as_clipped(daemon, tmp_pa
     status, body = daemon.get("/status.json")
     v = json.loads(body)["variants"][0]
     assert v["p99_ms"] is None and v["p99_clipped"] is True, v
-    dom = chromium(tmp_path, f"http://127.0.0.1:{daemon.port}/status", "--dump-dom")
+    # the history's step under way is clipped too: null, never the bound
+    points = [p["variants"][0] for p in json.loads(body)["history"]["points"]
+              if p["variants"][0]["lists"] > 0]
+    assert points and all(p["p99_ms"] is None and p["p99_clipped"] for p in points), points
+    url = f"http://127.0.0.1:{daemon.port}/status"
+    dom = chromium(tmp_path, url, "--dump-dom")
     row = re.search(r'<tr[^>]*data-variant="model"[^>]*>(.*?)</tr>', dom, re.S)
     assert row, dom[-2000:]
     assert re.search(r'class="p99"[^>]*>&gt; 60 s<', row.group(1)), row.group(1)
+    # the p99 chart marks the point on its top edge, labelled "> 60 s", and draws no value
+    chart = re.search(r'<svg[^>]*data-key="p99"[^>]*>(.*?)</svg>', dom, re.S)
+    assert chart, dom[-3000:]
+    assert re.search(r'<path[^>]*class="clipped"', chart.group(1)), chart.group(1)
+    assert not re.search(r'<circle[^>]*class="point"', chart.group(1)), chart.group(1)
+    assert re.search(r'class="clip-label"[^>]*>\u25b2 &gt; 60 s<', chart.group(1)), chart.group(1)
+    assert not re.search(r"60000|>\s*60(\.0)? s<", chart.group(1)), chart.group(1)
+    # one variant: no experiment, its section stays hidden
+    assert re.search(r'<section id="experiment"[^>]*hidden', dom), dom[-3000:]
+    from test_dashboards import ARTIFACTS
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "status-clipped.png"
+    screenshot.unlink(missing_ok=True)
+    chromium(tmp_path, url, f"--screenshot={screenshot}", "--window-size=1400,1100")
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert daemon.stop() == 0
 def wipe_and_restart(daemon, on_empty=None):
     """Learns 600 events, stops, wipes the state and starts again (optionally

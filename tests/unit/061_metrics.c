@@ -66,9 +66,11 @@ static struct metrics *populated(void)
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 0.25); /* on a bound: le */
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 100);  /* +Inf only */
 	metrics_histogram_observe(&m->refresh_batch_seconds, 0.5);
-	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 42, -1, errstr, sizeof errstr), 0);
+	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 42, -1, errstr, sizeof errstr),
+			 0);
 	assert_int_equal(metrics_set_consumer_lag(m, "events", 1, 5, -1, errstr, sizeof errstr), 0);
-	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 40, 900, errstr, sizeof errstr), 0);
+	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 40, 900, errstr, sizeof errstr),
+			 0);
 	return m;
 }
 
@@ -252,11 +254,55 @@ static void many_lag_series_grow_the_table(void **state)
 	struct metrics *m = metrics_new(names, 1, errstr, sizeof errstr);
 	assert_non_null(m);
 	for (int32_t p = 0; p < 100; p++)
-		assert_int_equal(metrics_set_consumer_lag(m, "t", p, p, -1, errstr, sizeof errstr), 0);
+		assert_int_equal(metrics_set_consumer_lag(m, "t", p, p, -1, errstr, sizeof errstr),
+				 0);
 	assert_int_equal(m->lag_count, 100);
 	assert_int_equal(metrics_render(m, &text, &len, errstr, sizeof errstr), 0);
 	assert_line(text, "streamrec_consumer_lag{topic=\"t\",partition=\"99\"} 99");
 	assert_line(text, "streamrec_ready 0");
+	free(text);
+	metrics_free(m);
+}
+
+/* The experiment's figures: only with an experiment, undefined ones (the
+ * control's uplift) left out rather than rendered as NaN. */
+static void experiment_gauges(void **state)
+{
+	(void)state;
+	char errstr[128], *text;
+	size_t len;
+	const char *names[] = {"model", "control"};
+	struct metrics *m = metrics_new(names, 2, errstr, sizeof errstr);
+	assert_non_null(m);
+	assert_int_equal(metrics_render(m, &text, &len, errstr, sizeof errstr), 0);
+	assert_null(strstr(text, "streamrec_experiment_"));
+	free(text);
+	m->experiment_srm_p = 0.5;
+	m->experiment_alpha = 0.05;
+	m->variants[1].experiment_control = true;
+	m->variants[0].experiment_rate = 0.25;
+	m->variants[0].experiment_rate_lower = 0.2;
+	m->variants[0].experiment_rate_upper = 0.3;
+	m->variants[1].experiment_rate = 0.2;
+	m->variants[0].experiment_uplift = 0.25;
+	m->variants[0].experiment_uplift_lower = -0.05;
+	m->variants[0].experiment_uplift_upper = 0.55;
+	assert_int_equal(metrics_render(m, &text, &len, errstr, sizeof errstr), 0);
+	assert_line(text, "streamrec_experiment_alpha 0.05");
+	assert_line(text, "streamrec_experiment_control{variant=\"model\"} 0");
+	assert_line(text, "streamrec_experiment_control{variant=\"control\"} 1");
+	assert_line(text, "streamrec_experiment_conversion_rate{variant=\"model\"} 0.25");
+	assert_line(text, "streamrec_experiment_conversion_rate{variant=\"control\"} 0.2");
+	assert_line(text, "streamrec_experiment_conversion_rate_lower{variant=\"model\"} 0.2");
+	assert_line(text, "streamrec_experiment_conversion_rate_upper{variant=\"model\"} 0.3");
+	assert_line(text, "streamrec_experiment_uplift{variant=\"model\"} 0.25");
+	assert_line(text, "streamrec_experiment_uplift_lower{variant=\"model\"} -0.05");
+	assert_line(text, "streamrec_experiment_uplift_upper{variant=\"model\"} 0.55");
+	assert_line(text, "# TYPE streamrec_experiment_uplift gauge");
+	assert_null(strstr(text, "streamrec_experiment_uplift{variant=\"control\"}"));
+	assert_null(
+	    strstr(text, "streamrec_experiment_conversion_rate_lower{variant=\"control\"}"));
+	assert_null(strstr(text, "NaN"));
 	free(text);
 	metrics_free(m);
 }
@@ -269,6 +315,7 @@ int main(void)
 	    cmocka_unit_test(quantiles_from_buckets),
 	    cmocka_unit_test(bad_configuration_is_refused),
 	    cmocka_unit_test(many_lag_series_grow_the_table),
+	    cmocka_unit_test(experiment_gauges),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

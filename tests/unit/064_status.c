@@ -1,7 +1,10 @@
 /*
  * Status figures: the live window is exactly the last STATUS_WINDOW_S seconds
  * whatever the tick spacing, and a freshness percentile beyond the
- * histogram's last bound is reported as clipped, never as a number.
+ * histogram's last bound is reported as clipped, never as a number. The
+ * history holds one point per STATUS_HISTORY_STEP_S over the last hour, each
+ * with its own step's percentiles and hit rate, the step under way as a last
+ * partial point; a stalled loop gives one longer point, never invented ones.
  * status_tick() is driven with synthetic times.
  */
 #include <setjmp.h>
@@ -10,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,11 +97,155 @@ static void percentiles_beyond_the_last_bound_are_clipped(void **state)
 	metrics_free(m);
 }
 
+static json_t *history_points(const struct status *s, double now_s)
+{
+	char *text = render(s, now_s);
+	json_error_t error;
+	json_t *root = json_loads(text, 0, &error);
+	free(text);
+	assert_non_null(root);
+	json_t *history = json_object_get(root, "history");
+	assert_int_equal(json_integer_value(json_object_get(history, "step_s")),
+			 STATUS_HISTORY_STEP_S);
+	json_t *points = json_incref(json_object_get(history, "points"));
+	json_decref(root);
+	assert_true(json_is_array(points));
+	return points;
+}
+
+static double number_at(json_t *point, const char *key)
+{
+	json_t *value = json_object_get(json_array_get(json_object_get(point, "variants"), 0), key);
+	return json_is_number(value) ? json_number_value(value) : NAN;
+}
+
+static bool flag_at(json_t *point, const char *key)
+{
+	return json_is_true(
+	    json_object_get(json_array_get(json_object_get(point, "variants"), 0), key));
+}
+
+/*
+ * Two hours of ticks each second, 10 lists and 2 hits a second; freshness
+ * 0.4 s in the first hour, 0.04 s in the second but for one step of 120 s
+ * (past the 60 s bound). The history is the second hour only, one point per
+ * step, each with its own figures; the clipped step has no number.
+ */
+static void history_is_the_last_hour_per_step(void **state)
+{
+	(void)state;
+	const double t0 = 1000.0;
+	struct metrics *m = new_metrics();
+	struct status *s = status_new(m);
+	assert_non_null(s);
+	struct metrics_variant *mv = &m->variants[0];
+	status_tick(s, t0);
+	for (int t = 1; t <= 7200; t++) {
+		double freshness = t <= 3600 ? 0.4 : t > 6000 && t <= 6030 ? 120.0 : 0.04;
+		for (int i = 0; i < 10; i++)
+			metrics_histogram_observe(&mv->freshness_seconds, freshness);
+		mv->recommendations_total += 10;
+		mv->hits_total[metrics_hit_types[0]] += 2;
+		status_tick(s, t0 + t);
+	}
+	json_t *points = history_points(s, t0 + 7200);
+	assert_int_equal(json_array_size(points), STATUS_HISTORY_POINTS);
+	size_t clipped = 0;
+	for (size_t i = 0; i < json_array_size(points); i++) {
+		json_t *p = json_array_get(points, i);
+		double start = json_number_value(json_object_get(p, "start_s"));
+		double end = json_number_value(json_object_get(p, "end_s"));
+		assert_true(start == t0 + 3600 + 30.0 * (double)i);
+		assert_true(end == start + STATUS_HISTORY_STEP_S);
+		assert_false(json_is_true(json_object_get(p, "partial")));
+		assert_true(number_at(p, "lists") == 300);
+		assert_true(number_at(p, "hit_rate") == 0.2);
+		if (flag_at(p, "p99_clipped")) {
+			clipped++;
+			assert_true(end == t0 + 6030);
+			assert_true(flag_at(p, "p50_clipped"));
+			assert_true(isnan(number_at(p, "p50_ms")) && isnan(number_at(p, "p99_ms")));
+			continue;
+		}
+		/* the step's own: 25-50 ms, not the first hour's 0.4 s nor the clipped step's */
+		assert_true(fabs(number_at(p, "p50_ms") - 37.5) < 1e-6);
+		assert_true(fabs(number_at(p, "p99_ms") - 49.75) < 1e-6);
+	}
+	assert_int_equal(clipped, 1);
+	json_decref(points);
+
+	/* 15 s into the next step: the step under way is a last, partial point */
+	mv->recommendations_total += 5;
+	metrics_histogram_observe(&mv->freshness_seconds, 0.004);
+	points = history_points(s, t0 + 7215);
+	assert_int_equal(json_array_size(points), STATUS_HISTORY_POINTS + 1);
+	json_t *last = json_array_get(points, STATUS_HISTORY_POINTS);
+	assert_true(json_is_true(json_object_get(last, "partial")));
+	assert_true(json_number_value(json_object_get(last, "start_s")) == t0 + 7200);
+	assert_true(json_number_value(json_object_get(last, "end_s")) == t0 + 7215);
+	assert_true(number_at(last, "lists") == 5 && number_at(last, "hit_rate") == 0);
+	assert_true(number_at(last, "p99_ms") < 5);
+	assert_true(json_number_value(json_object_get(json_array_get(points, 0), "end_s")) ==
+		    t0 + 3630);
+	json_decref(points);
+	/* 45 s in, without a tick: the oldest point ended more than an hour ago */
+	points = history_points(s, t0 + 7245);
+	assert_int_equal(json_array_size(points), STATUS_HISTORY_POINTS);
+	assert_true(json_number_value(json_object_get(json_array_get(points, 0), "end_s")) ==
+		    t0 + 3660);
+	json_decref(points);
+	status_free(s);
+	metrics_free(m);
+}
+
+/* A loop that stalls for 200 s closes one 200 s point, with nothing published
+ * in it: no hit rate and no percentiles rather than zeros. */
+static void a_stalled_loop_gives_one_longer_point(void **state)
+{
+	(void)state;
+	struct metrics *m = new_metrics();
+	struct status *s = status_new(m);
+	assert_non_null(s);
+	json_t *points = history_points(s, 100.0);
+	assert_int_equal(json_array_size(points), 0); /* nothing before the first tick */
+	json_decref(points);
+	for (int t = 0; t <= 30; t++)
+		status_tick(s, 100.0 + t);
+	status_tick(s, 330.0);
+	points = history_points(s, 330.0);
+	assert_int_equal(json_array_size(points), 2);
+	json_t *p = json_array_get(points, 1);
+	assert_true(json_number_value(json_object_get(p, "start_s")) == 130.0);
+	assert_true(json_number_value(json_object_get(p, "end_s")) == 330.0);
+	assert_true(number_at(p, "lists") == 0);
+	assert_true(json_is_null(
+	    json_object_get(json_array_get(json_object_get(p, "variants"), 0), "hit_rate")));
+	assert_true(isnan(number_at(p, "p50_ms")) && !flag_at(p, "p50_clipped"));
+	json_decref(points);
+	status_free(s);
+	metrics_free(m);
+}
+
+/* The page draws the history and the experiment, and prints no clipped figure. */
+static void page_draws_history_and_experiment(void **state)
+{
+	(void)state;
+	assert_non_null(strstr(status_page_html, "experiment.json"));
+	assert_non_null(strstr(status_page_html, "id=\"chart-p99\""));
+	assert_non_null(strstr(status_page_html, "<polyline"));
+	assert_non_null(strstr(status_page_html, "clipText(s)"));
+	assert_null(strstr(status_page_html, "http://"));
+	assert_null(strstr(status_page_html, "https://"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(window_is_the_last_minute),
 	    cmocka_unit_test(percentiles_beyond_the_last_bound_are_clipped),
+	    cmocka_unit_test(history_is_the_last_hour_per_step),
+	    cmocka_unit_test(a_stalled_loop_gives_one_longer_point),
+	    cmocka_unit_test(page_draws_history_and_experiment),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

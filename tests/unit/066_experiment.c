@@ -326,12 +326,82 @@ static void test_msprt_monotone(void **state)
 	experiment_free(e);
 }
 
+/* Users first..first+n-1 exposed to `arm`, `converted` of them converting,
+ * spread evenly (so the running estimate never strays from the final one). */
+static void expose_converting(struct experiment *e, uint32_t first, uint32_t n, uint32_t converted,
+			      size_t arm)
+{
+	char errstr[256];
+	for (uint32_t u = first; u < first + n; u++) {
+		assert_int_equal(experiment_expose(e, u, arm, errstr, sizeof errstr), 0);
+		if ((uint64_t)(u - first) * converted % n < converted)
+			assert_int_equal(experiment_hit(e, u, arm, errstr, sizeof errstr), 0);
+	}
+}
+
+/* The verdict an analyst reads: collecting below msprt_min_users, then
+ * inconclusive, better or worse by the sequential test, untrusted on an SRM. */
+static void test_verdicts(void **state)
+{
+	(void)state;
+	struct experiment_stats s;
+	struct experiment *e = two_arm_experiment();
+	expose_converting(e, 0, 50, 10, 0);
+	expose_converting(e, 50, 50, 40, 1);
+	experiment_compute(e, &s);
+	assert_int_equal(s.arms[0].verdict, EXPERIMENT_VERDICT_CONTROL);
+	assert_int_equal(s.arms[1].verdict, EXPERIMENT_VERDICT_COLLECTING);
+	assert_int_equal(s.msprt_min_users, EXPERIMENT_DEFAULT_MSPRT_MIN_USERS);
+	assert_true(s.alpha == EXPERIMENT_DEFAULT_ALPHA);
+	/* 20% against 80% conversion on 1000 users each: better, with certainty */
+	expose_converting(e, 100, 950, 190, 0);
+	expose_converting(e, 1050, 950, 760, 1);
+	experiment_compute(e, &s);
+	assert_true(s.arms[1].msprt_p < 0.05 && s.arms[1].av_low > 0);
+	assert_int_equal(s.arms[1].verdict, EXPERIMENT_VERDICT_BETTER);
+	char errstr[256];
+	char *json = experiment_render_json(e, errstr, sizeof errstr);
+	assert_non_null(json);
+	assert_non_null(strstr(json, "\"verdict\":\"control\""));
+	assert_non_null(strstr(json, "\"verdict\":\"better\""));
+	assert_non_null(strstr(json, "\"msprt_min_users\":100,"));
+	free(json);
+	experiment_free(e);
+
+	/* the other way round: worse */
+	e = two_arm_experiment();
+	expose_converting(e, 0, 1000, 800, 0);
+	expose_converting(e, 1000, 1000, 200, 1);
+	experiment_compute(e, &s);
+	assert_int_equal(s.arms[1].verdict, EXPERIMENT_VERDICT_WORSE);
+	experiment_free(e);
+
+	/* equal rates: inconclusive */
+	e = two_arm_experiment();
+	expose_converting(e, 0, 1000, 300, 0);
+	expose_converting(e, 1000, 1000, 300, 1);
+	experiment_compute(e, &s);
+	assert_int_equal(s.arms[1].verdict, EXPERIMENT_VERDICT_INCONCLUSIVE);
+	assert_string_equal(experiment_verdict_name(s.arms[1].verdict), "inconclusive");
+	experiment_free(e);
+
+	/* a broken split overrides everything, even a clear difference */
+	e = two_arm_experiment();
+	expose_converting(e, 0, 1000, 200, 0);
+	expose_converting(e, 1000, 1400, 1120, 1);
+	experiment_compute(e, &s);
+	assert_true(s.srm_flag);
+	assert_int_equal(s.arms[1].verdict, EXPERIMENT_VERDICT_UNTRUSTED);
+	experiment_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_config_errors), cmocka_unit_test(test_counters),
 	    cmocka_unit_test(test_period_reset),  cmocka_unit_test(test_export_import),
 	    cmocka_unit_test(test_srm),           cmocka_unit_test(test_msprt_monotone),
+	    cmocka_unit_test(test_verdicts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
