@@ -325,6 +325,21 @@ static const struct option options[] = {
      "and offset markers to, so a partition's users follow it to whichever instance of the "
      "group is assigned it (restored before it is consumed); empty: off (one instance).",
      NULL},
+    {"scaleout", "item_updates_topic", OPT_STRING, ST_STR, G(item_updates_topic), "", 0, 0, NULL,
+     0,
+     "Topic through which the instances of the group share item vectors: each publishes "
+     "the change of the item rows it learned, every item_sync_interval_ms, and folds in the "
+     "others' (keep its retention long: a new instance folds it from its start); empty: off.",
+     NULL},
+    {"scaleout", "item_sync_interval_ms", OPT_DURATION, ST_U64, G(item_sync_interval_ms), "1s",
+     10, 3600000, NULL, OPT_BOUNDED,
+     "How often an instance publishes its item changes: the bound on how stale another "
+     "instance's view of an item is (plus the topic's delivery).",
+     NULL},
+    {"scaleout", "instance_id", OPT_STRING, ST_STR, G(instance_id), "", 0, 0, NULL, 0,
+     "This instance's name among the group's, stable across restarts (its item updates are "
+     "signed with it); empty: the host name and the state directory.",
+     NULL},
     {"scaleout", "restore_timeout_ms", OPT_DURATION, ST_U64, G(restore_timeout_ms), "5m", 1000,
      86400000, NULL, OPT_BOUNDED,
      "Bound on reading one changelog partition at an assignment (a slower restore stops the "

@@ -89,6 +89,9 @@ struct config {
 	char *items_topic;
 	char *changelog_topic;          /**< scaleout.changelog_topic; NULL or "": off */
 	uint64_t restore_timeout_ms;
+	char *item_updates_topic;       /**< scaleout.item_updates_topic; NULL or "": off */
+	uint64_t item_sync_interval_ms;
+	char *instance_id;              /**< resolved at start when empty */
 	char *dead_letter_topic;
 	char *group_id;
 	unsigned input_schema_id; /**< Confluent id of our own UserEvent schema; 0: none */

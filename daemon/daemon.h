@@ -21,6 +21,7 @@
 #include "blas.h"
 #include "catalog.h"
 #include "changelog.h"
+#include "itemsync.h"
 #include "codec.h"
 #include "config.h"
 #include "experiment.h"
@@ -62,6 +63,7 @@ struct daemon {
 	struct refresher *refresher;
 	struct experiment *experiment; /**< NULL with fewer than two variants */
 	struct changelog *changelog;   /**< NULL: scaleout.changelog_topic off */
+	struct itemsync *itemsync;     /**< NULL: scaleout.item_updates_topic off */
 	struct assign_variant variants[STATE_MAX_VARIANTS];
 	size_t variant_count;
 

@@ -23,9 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <ev.h>
 #include <systemd/sd-daemon.h>
+#include <xxhash.h>
 
 #include "clock.h"
 #include "daemon.h"
@@ -206,6 +208,24 @@ static void usage(FILE *out)
 		     "         USR1 writes a checkpoint of the state\n");
 }
 
+/* scaleout.instance_id when left empty: the host name and a hash of the
+ * state directory, stable across restarts of the same instance. */
+static int resolve_instance_id(struct config *config)
+{
+	char host[256] = "host";
+	if (config->instance_id != NULL && config->instance_id[0] != '\0')
+		return 0;
+	if (gethostname(host, sizeof host) != 0)
+		snprintf(host, sizeof host, "host");
+	host[sizeof host - 1] = '\0';
+	uint64_t hash = XXH3_64bits(config->state_dir, strlen(config->state_dir));
+	char id[320];
+	snprintf(id, sizeof id, "%.200s-%08llx", host, (unsigned long long)(hash & 0xffffffffULL));
+	free(config->instance_id);
+	config->instance_id = strdup(id);
+	return config->instance_id == NULL ? -1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon daemon_state, *d = &daemon_state;
@@ -251,6 +271,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(d->config.log_level);
+	if (resolve_instance_id(&d->config) != 0) {
+		fprintf(stderr, "streamrecd: out of memory\n");
+		config_free(&d->config);
+		return 2;
+	}
 	/* the BLAS kernel first: choosing one may re-execute the program */
 	if (blas_choose(d->config.blas_kernel, argv, &d->blas, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrecd: %s: blas.kernel: %s\n", config_path, errstr);
@@ -332,6 +357,9 @@ int main(int argc, char **argv)
 	if (d->refresher == NULL || ingest_connect(d, errstr, sizeof errstr) != 0 ||
 	    ops_start(d, errstr, sizeof errstr) != 0)
 		goto out_error;
+	if (d->config.item_updates_topic != NULL && d->config.item_updates_topic[0] != '\0' &&
+	    itemsync_new(d, errstr, sizeof errstr) == NULL)
+		goto out_error;
 	ingest_start(d);
 	publish_start(d);
 	log_line(LOG_PRIORITY_INFO,
@@ -350,6 +378,7 @@ int main(int argc, char **argv)
 	if (!d->failed) {
 		consumer_pause_all(d->consumer, errstr, sizeof errstr);
 		publish_drain(d); /* publish what is due */
+		itemsync_stop(d->itemsync); /* our last item changes, before the last commit */
 		if (!d->failed && ingest_commit(d, true) == 0) {
 			if (producer_flush(d->producer, 10000, errstr, sizeof errstr) != 0)
 				log_line(LOG_PRIORITY_WARNING, "flush: %s", errstr);
@@ -367,6 +396,7 @@ out_free:
 	producer_free(d->producer);
 	http_server_free(d->http);
 	refresher_free(d->refresher);
+	itemsync_free(d->itemsync);
 	changelog_free(d->changelog);
 	experiment_free(d->experiment);
 	catalog_free(d->catalog);

@@ -578,6 +578,21 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	family(&t, "restore_seconds_total", "counter",
 	       "Time spent reading and applying the changelog at assignments.");
 	text_printf(&t, "streamrec_restore_seconds_total %.6f\n", m->restore_seconds_total);
+	family(&t, "item_sync_published_total", "counter",
+	       "Item changes published to the group (scaleout.item_updates_topic).");
+	text_printf(&t, "streamrec_item_sync_published_total %" PRIu64 "\n",
+		    m->item_sync_published_total);
+	family(&t, "item_sync_folded_total", "counter",
+	       "Other instances' item changes folded into this one's rows.");
+	text_printf(&t, "streamrec_item_sync_folded_total %" PRIu64 "\n", m->item_sync_folded_total);
+	family(&t, "item_sync_ignored_total", "counter",
+	       "Item updates ignored: malformed, or of another dimension.");
+	text_printf(&t, "streamrec_item_sync_ignored_total %" PRIu64 "\n",
+		    m->item_sync_ignored_total);
+	family(&t, "item_sync_staleness_seconds", "gauge",
+	       "Age of the last item change folded in, when it was folded.");
+	text_printf(&t, "streamrec_item_sync_staleness_seconds %.3f\n",
+		    m->item_sync_staleness_seconds);
 	family(&t, "assigned_partitions", "gauge", "Partitions this instance's consumer holds.");
 	text_printf(&t, "streamrec_assigned_partitions %" PRId64 "\n", m->assigned_partitions);
 	family(&t, "ready", "gauge", "1 when the daemon is ready to serve, else 0.");

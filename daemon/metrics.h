@@ -132,6 +132,11 @@ struct metrics {
 	uint64_t restores_total, restored_users_total;
 	double restore_seconds_total;
 	int64_t assigned_partitions;
+	/** Scale-out (daemon/itemsync): item changes published and folded in,
+	 * updates ignored (malformed or another configuration's), and the age
+	 * of the last change folded when it was folded. */
+	uint64_t item_sync_published_total, item_sync_folded_total, item_sync_ignored_total;
+	double item_sync_staleness_seconds;
 
 	/** The experiment's sample-ratio-mismatch p-value (negative: no experiment),
 	 * and the level of its intervals and sequential test. */

@@ -92,6 +92,15 @@ struct model {
 	bool trending_valid;
 	struct model_batch batch; /* model_recommend_with()'s */
 
+	/* Sharing item parameters between instances (model_share_*), when
+	 * enabled: items changed since the last take, listed once, and each
+	 * item's parameters as of its last take or fold (the base of a delta). */
+	bool sharing;
+	uint8_t *shared_flag;
+	uint32_t *shared_items;
+	size_t shared_count;
+	float *shared_base; /* items x (2 dim + 1) */
+
 	/* scratch for one event */
 	float *h, *grad_h, *grad_row;
 	struct sgd_target targets[MAX_NEGATIVES + 1];
@@ -319,6 +328,9 @@ void model_free(struct model *model)
 	free(model->item_moved);
 	free(model->moved_items);
 	free(model->trending_candidates);
+	free(model->shared_flag);
+	free(model->shared_items);
+	free(model->shared_base);
 	free(model);
 }
 
@@ -426,6 +438,11 @@ static int ensure_items(struct model *m, size_t need)
 	    grow_array((void **)&m->item_moved, old, cap, 1) ||
 	    grow_array((void **)&m->moved_items, old, cap, sizeof(uint32_t)) ||
 	    grow_array((void **)&m->covis_sum, old, cap, sizeof(float)))
+		return -1;
+	if (m->sharing && (grow_array((void **)&m->shared_flag, old, cap, 1) ||
+			   grow_array((void **)&m->shared_items, old, cap, sizeof(uint32_t)) ||
+			   grow_array((void **)&m->shared_base, old * (2 * m->dim + 1),
+				      cap * (2 * m->dim + 1), sizeof(float))))
 		return -1;
 	m->item_capacity = cap;
 	return 0;
@@ -538,6 +555,11 @@ static void mark_item(struct model *m, uint32_t item)
 		m->item_dirty[item] = 1;
 		m->dirty_items[m->dirty_item_count++] = item;
 	}
+	if (m->sharing && item != UINT32_MAX && (size_t)item < m->items &&
+	    !m->shared_flag[item]) {
+		m->shared_flag[item] = 1;
+		m->shared_items[m->shared_count++] = item;
+	}
 }
 
 static int ensure_user(struct model *m, uint32_t user, uint64_t hash)
@@ -555,6 +577,14 @@ static int ensure_user(struct model *m, uint32_t user, uint64_t hash)
 	return 0;
 }
 
+/* An item's shared parameters: q, y, bias (2 dim + 1 floats). */
+static void share_params(const struct model *m, uint32_t item, float *out)
+{
+	memcpy(out, m->matrix + (size_t)item * m->stride, m->dim * sizeof(float));
+	memcpy(out + m->dim, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
+	out[2 * m->dim] = m->scalar[item].bias;
+}
+
 static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
 {
 	if (ensure_items(m, (size_t)item + 1) != 0)
@@ -570,6 +600,8 @@ static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
 		refresh_correction(m, item);
 		refresh_bias_column(m, item);
 		mark_item(m, item);
+		if (m->sharing) /* every instance starts an item alike: from its hash */
+			share_params(m, item, m->shared_base + (size_t)item * (2 * m->dim + 1));
 	}
 	return 0;
 }
@@ -2030,4 +2062,74 @@ size_t model_user_exclusions(const struct model *model, uint32_t user, const uin
 	}
 	*items = model->exclude[user].items;
 	return model->exclude[user].count;
+}
+
+/* ---- sharing item parameters between instances ------------------------------------- */
+
+size_t model_share_param_count(const struct model *model)
+{
+	return 2 * model->dim + 1;
+}
+
+int model_share_enable(struct model *model)
+{
+	struct model *m = model;
+	size_t n = model_share_param_count(m);
+	if (m->sharing)
+		return 0;
+	m->shared_flag = calloc(m->item_capacity ? m->item_capacity : 1, 1);
+	m->shared_items = calloc(m->item_capacity ? m->item_capacity : 1, sizeof(uint32_t));
+	m->shared_base = calloc((m->item_capacity ? m->item_capacity : 1) * n, sizeof(float));
+	if (m->shared_flag == NULL || m->shared_items == NULL || m->shared_base == NULL)
+		return -1;
+	/* what the model holds now (restored from its state) is the base */
+	for (size_t i = 0; i < m->items; i++)
+		if (m->item_ready[i])
+			share_params(m, (uint32_t)i, m->shared_base + i * n);
+	m->sharing = true;
+	return 0;
+}
+
+size_t model_share_take(struct model *model, uint32_t *items, float *deltas, size_t capacity)
+{
+	struct model *m = model;
+	size_t n = model_share_param_count(m), taken = 0;
+	float *now = malloc(n * sizeof *now);
+	if (now == NULL)
+		return 0;
+	while (m->shared_count > 0 && taken < capacity) {
+		uint32_t item = m->shared_items[--m->shared_count];
+		float *base = m->shared_base + (size_t)item * n, *delta = deltas + taken * n;
+		bool moved = false;
+		m->shared_flag[item] = 0;
+		share_params(m, item, now);
+		for (size_t k = 0; k < n; k++) {
+			delta[k] = now[k] - base[k];
+			moved |= delta[k] != 0.0f;
+		}
+		memcpy(base, now, n * sizeof *now);
+		if (moved) /* a fold alone moves nothing of ours */
+			items[taken++] = item;
+	}
+	free(now);
+	return taken;
+}
+
+void model_share_fold(struct model *model, uint32_t item, const float *delta)
+{
+	struct model *m = model;
+	size_t n = model_share_param_count(m), dim = m->dim;
+	if (!m->sharing || (size_t)item >= m->items || !m->item_ready[item])
+		return;
+	float *q = m->matrix + (size_t)item * m->stride, *y = m->y + (size_t)item * dim;
+	float *base = m->shared_base + (size_t)item * n;
+	for (size_t k = 0; k < dim; k++) {
+		q[k] += delta[k];
+		y[k] += delta[dim + k];
+	}
+	m->scalar[item].bias += delta[2 * dim];
+	for (size_t k = 0; k < n; k++)
+		base[k] += delta[k];
+	refresh_bias_column(m, item); /* the row moved: the lists' view syncs it */
+	mark_item(m, item);           /* the commit writes it */
 }

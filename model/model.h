@@ -565,4 +565,31 @@ int model_add_item(struct model *model, uint32_t item, uint64_t hash);
 /** @returns a user's exclusions (sorted item indices; borrowed until the next learn). */
 size_t model_user_exclusions(const struct model *model, uint32_t user, const uint32_t **items);
 
+/*
+ * Sharing item parameters between instances (scale-out): each instance
+ * learns from its own users and publishes, at an interval, the change of
+ * every item it moved since its last publication (a delta of q, y and the
+ * bias: model_share_param_count() floats); each folds the others' deltas
+ * into its own rows (asynchronous mixing, as parameter servers do). An item
+ * starts alike everywhere (from its id's hash), so the sum of the deltas is
+ * the item's learned change wherever it is folded. The Adagrad accumulators
+ * stay each instance's own.
+ */
+
+/** @returns floats per item delta: q, y and the bias (2 dim + 1). */
+size_t model_share_param_count(const struct model *model);
+
+/** @brief Starts tracking item changes for sharing (the current rows are the base). @returns 0 or -1. */
+int model_share_enable(struct model *model);
+
+/**
+ * @brief Takes up to capacity items changed since their last take, with
+ * their change (deltas[k * param_count ...]); the base moves on. Items that
+ * only folds moved are skipped. @returns the items taken.
+ */
+size_t model_share_take(struct model *model, uint32_t *items, float *deltas, size_t capacity);
+
+/** @brief Folds another instance's change of an existing item into its row. */
+void model_share_fold(struct model *model, uint32_t item, const float *delta);
+
 #endif

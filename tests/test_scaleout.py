@@ -58,6 +58,8 @@ dir = {self.dir / 'state'}
 commit_interval_ms = 300ms
 [scaleout]
 changelog_topic = {topics['changelog']}
+{"item_updates_topic = " + topics['items'] if topics.get('items') else ""}
+item_sync_interval_ms = 200ms
 [http]
 listen = 127.0.0.1:{self.port}
 [kafka]
@@ -210,3 +212,81 @@ def test_a_killed_instance_s_users_follow_their_partitions(kafka_broker, tmp_pat
         text, recent, excluded = inspect(c.dir / "state", user)
         assert recent == ring[user], f"{user}: {text}"
         assert excluded == bought.get(user, set()), f"{user}: {text}"
+
+
+def item_row(state_dir, item):
+    out = subprocess.run([STREAMREC, "inspect", "--state", state_dir, "--item", item],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    head = next(l for l in lines if l.startswith(f"item {item} "))
+    bias = float(head.split("bias")[1].split()[0])
+    q = [float(x) for x in next(l for l in lines if l.strip().startswith("q =")).split("=")[1].split()]
+    return q, bias
+
+
+def stable(read, seconds=3.0, timeout=120):
+    """Waits until read() returns the same value for `seconds`; returns it."""
+    deadline, last, since = time.time() + timeout, None, time.time()
+    while time.time() < deadline:
+        value = read()
+        if value != last:
+            last, since = value, time.time()
+        elif time.time() - since >= seconds:
+            return value
+        time.sleep(0.3)
+    pytest.fail("never settled")
+
+
+def test_item_vectors_learned_by_one_instance_reach_another(kafka_broker, tmp_path):
+    """A learns every event; B, started afterwards with an empty state and no
+    event of its own to learn, folds A's published item changes: its item
+    rows become A's (every item starts alike, from its id)."""
+    topics = {"events": "is.events", "recs": "is.recs", "dlq": "is.dlq",
+              "changelog": "is.changelog", "items": "is.items", "group": "is-group"}
+    kafka_broker.create_topics("is.events:2", "is.recs:3:compact", "is.dlq:1",
+                               "is.changelog:2:compact", "is.items:2")
+    events = tmp_path / "events.csv"
+    subprocess.run([STREAMREC, "gen", "--out", events, "--events", "10000", "--users", "200",
+                    "--items", "100", "--clusters", "4", "--seed", "3"], check=True,
+                   capture_output=True)
+    subprocess.run([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap, "--topic",
+                    topics["events"], "--file", events, "--count", "10000"], check=True,
+                   capture_output=True)
+    a = Instance(kafka_broker, tmp_path, "a", topics)
+    a.start()
+    try:
+        wait_for(lambda: a.metric("streamrec_updates_total") >= 5000 and caught_up2(a, topics),
+                 what="a to learn", instances=(a,))
+        assert a.metric("streamrec_item_sync_published_total") > 0
+        assert a.stop() == 0, a.logtext()
+    finally:
+        if a.process.poll() is None:
+            a.process.kill()
+    b = Instance(kafka_broker, tmp_path, "b", topics)
+    b.start()
+    try:
+        wait_for(lambda: b.metric("streamrec_item_sync_folded_total") > 0, what="b to fold",
+                 instances=(b,))
+        folded = stable(lambda: b.metric("streamrec_item_sync_folded_total"))
+        assert b.metric("streamrec_updates_total") == 0, b.logtext()  # restored, not re-learned
+        assert b.metric("streamrec_item_sync_published_total") == 0  # nothing of its own
+        assert folded > 0
+        assert b.stop() == 0, b.logtext()
+    finally:
+        if b.process.poll() is None:
+            b.process.kill()
+    moved = 0
+    for item in ("i0", "i1", "i2", "i5", "i10", "i20", "i50"):
+        qa, bias_a = item_row(a.dir / "state", item)
+        qb, bias_b = item_row(b.dir / "state", item)
+        assert all(abs(x - y) <= 2e-3 for x, y in zip(qa, qb)), (item, qa, qb)
+        assert abs(bias_a - bias_b) <= 2e-3, (item, bias_a, bias_b)
+        moved += qa != qb or bias_a != 0
+    assert moved > 0
+
+
+def caught_up2(instance, topics):
+    lags = [line for line in instance.metrics().splitlines()
+            if line.startswith("streamrec_consumer_lag{") and f'topic="{topics["events"]}"' in line]
+    return len(lags) == 2 and all(float(l.split()[-1]) == 0 for l in lags)
