@@ -170,7 +170,13 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_refresh_waiting 0");
 	assert_line(text, "streamrec_refresh_deferred_total 0");
 	assert_int_equal(count_lines_starting(text, "streamrec_index_recall{"), 0);
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 24);
+	/* scale-out: the changelog, restores and item sharing, zero on one instance */
+	assert_line(text, "streamrec_changelog_records_total 0");
+	assert_line(text, "streamrec_restores_total 0");
+	assert_line(text, "streamrec_assigned_partitions 0");
+	assert_line(text, "streamrec_item_sync_folded_total 0");
+	assert_line(text, "# TYPE streamrec_item_sync_staleness_seconds gauge");
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 34);
 	free(text);
 
 	metrics_remove_consumer_lag(m, "events", 0);
