@@ -156,6 +156,7 @@ def test_one_daemon_carries_on_while_a_node_is_killed_under_load(kafka_cluster, 
         assert kafka_cluster.running()[victim] is False
         assert daemon.process.poll() is None and daemon.ready(), daemon.logtext()
         assert producer.wait(timeout=180) == 0, (tmp_path / "produce.log").read_text()
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= EVENTS, 120)
         assert settled(daemon) == EVENTS, daemon.logtext()
 
         # the node comes back on its data and catches up: in sync on every partition again
@@ -167,6 +168,8 @@ def test_one_daemon_carries_on_while_a_node_is_killed_under_load(kafka_cluster, 
             assert time.time() < deadline, partitions(kafka_cluster, daemon.events)
             time.sleep(0.5)
         daemon.produce(LATE_EVENTS, seed=2, users=2000, items=500)
+        assert daemon.wait_for(
+            lambda: daemon.metric("streamrec_updates_total") >= EVENTS + LATE_EVENTS, 120)
         assert settled(daemon) == EVENTS + LATE_EVENTS, daemon.logtext()
         published = daemon.metric("streamrec_recommendations_total")
         assert daemon.stop() == 0, daemon.logtext()
