@@ -113,6 +113,27 @@ def test_the_cluster_forms_with_replicated_topics(kafka_cluster):
     assert all(sorted(p.replicas) == [1, 2, 3] for p in internal.values())
 
 
+def test_the_node_verbs_refuse_what_they_cannot_do(kafka_cluster):
+    """kill-node and start-node name their node by number within the
+    cluster; a running node is not started twice; status reports each node."""
+    from harness import BROKER
+
+    def broker(*args):
+        return subprocess.run([BROKER, *map(str, args)], capture_output=True, text=True,
+                              timeout=60)
+
+    out = broker("kill-node", kafka_cluster.data_dir, 4)
+    assert out.returncode == 2 and "node must be a number from 1 to 3, not '4'" in out.stderr
+    out = broker("start-node", kafka_cluster.bootstrap, 2)
+    assert out.returncode == 1 and "node 2 is already running" in out.stderr
+    out = broker("status", kafka_cluster.bootstrap.split(",")[2])
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and lines[0] == kafka_cluster.bootstrap
+    assert [l.split()[:4] for l in lines[1:]] == [
+        ["node", str(n), address, "running"]
+        for n, address in enumerate(kafka_cluster.bootstrap.split(","), 1)]
+
+
 EVENTS = 30000       # produced under load, at RATE events/s: 12 s of it
 RATE = 2500
 LATE_EVENTS = 2000   # produced after the killed node has rejoined
