@@ -5,6 +5,8 @@ started by tools/kafka-broker with this process as its owner (so it dies with
 a crashed run) and stopped when the session ends, pass or fail. The schema
 registry (Apicurio Registry's Confluent-compatible API, tools/schema-registry)
 is started the same way, once per session, by the first test that needs it.
+A three-node KRaft cluster (tools/kafka-broker start --nodes 3) is started
+the same way, once per test module that asks for `kafka_cluster`.
 """
 import os
 import subprocess
@@ -39,6 +41,44 @@ def kafka_broker(tmp_path_factory):
     finally:
         subprocess.run([str(BROKER), "stop", str(data_dir)], timeout=120)
 
+
+
+class Cluster(Broker):
+    """A three-node cluster: bootstrap is the list of all three nodes
+    (comma-separated); nodes are numbered 1 to 3 as in the brokers' node.id."""
+    nodes = 3
+
+    def kill_node(self, node):
+        """SIGKILLs node `node`'s JVM."""
+        subprocess.run([str(BROKER), "kill-node", str(self.data_dir), str(node)],
+                       check=True, capture_output=True, timeout=60)
+
+    def start_node(self, node):
+        """Starts node `node` again on its data and ports; returns when it serves."""
+        subprocess.run([str(BROKER), "start-node", str(self.data_dir), str(node)],
+                       check=True, capture_output=True, timeout=300)
+
+    def running(self):
+        """{node: True if it runs} from tools/kafka-broker status."""
+        out = subprocess.run([str(BROKER), "status", str(self.data_dir)],
+                             capture_output=True, text=True, timeout=60).stdout
+        return {int(line.split()[1]): line.split()[3] == "running"
+                for line in out.splitlines() if line.startswith("node ")}
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("kafka-cluster")
+    started = subprocess.run(
+        [str(BROKER), "start", "--nodes", "3", "--dir", str(data_dir),
+         "--owner-pid", str(os.getpid()), "--partitions", "3"],
+        capture_output=True, text=True, timeout=300)
+    if started.returncode != 0:
+        pytest.fail("Kafka cluster did not start:\n" + started.stderr[-4000:])
+    try:
+        yield Cluster(data_dir, started.stdout.strip())
+    finally:
+        subprocess.run([str(BROKER), "stop", str(data_dir)], timeout=180)
 
 
 class SchemaRegistry:

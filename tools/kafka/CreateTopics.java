@@ -77,7 +77,8 @@ public class CreateTopics {
         boolean ok = true;
         try (Admin admin = Admin.create(props)) {
             List<NewTopic> newTopics = new ArrayList<>();
-            // Replication factor left to the broker (default.replication.factor=1).
+            // Replication factor left to the broker's default.replication.factor:
+            // 1 on a single broker, 3 on a cluster (tools/kafka-broker start --nodes).
             wanted.forEach((name, partitions) -> {
                 NewTopic topic = new NewTopic(name, partitions, Optional.empty());
                 if (compacted.contains(name))
