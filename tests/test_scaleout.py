@@ -290,3 +290,92 @@ def caught_up2(instance, topics):
     lags = [line for line in instance.metrics().splitlines()
             if line.startswith("streamrec_consumer_lag{") and f'topic="{topics["events"]}"' in line]
     return len(lags) == 2 and all(float(l.split()[-1]) == 0 for l in lags)
+
+
+def group_caught_up(instances, events_topic, partitions):
+    """Between them the instances hold every events partition, none lagging."""
+    lags = {}
+    for i in instances:
+        for line in i.metrics().splitlines():
+            if line.startswith("streamrec_consumer_lag{") and f'topic="{events_topic}"' in line:
+                partition = line.split('partition="')[1].split('"')[0]
+                lags[partition] = float(line.split()[-1])
+    return len(lags) == partitions and all(v == 0 for v in lags.values())
+
+
+def test_three_instances_on_a_three_broker_cluster(kafka_cluster, tmp_path):
+    """The issue's scenario on three brokers: three instances share a
+    12-partition topic; under load one is SIGKILLed, one is added and one
+    stopped gracefully. Afterwards an instance with an empty state restores
+    every partition and has nothing left to learn (its stored offsets are
+    the ends − 1), and every user's order-dependent state is exactly one
+    pass over the stream: each event applied once per partition."""
+    partitions = 12
+    topics = {"events": "c3.events", "recs": "c3.recs", "dlq": "c3.dlq",
+              "changelog": "c3.changelog", "items": "c3.items", "group": "c3-group"}
+    kafka_cluster.create_topics(f"c3.events:{partitions}", "c3.recs:3:compact", "c3.dlq:1",
+                                f"c3.changelog:{partitions}:compact", "c3.items:3")
+    parts = []
+    for seed in (11, 12, 13):
+        path = tmp_path / f"part{seed}.csv"
+        subprocess.run([STREAMREC, "gen", "--out", path, "--events", "15000", "--users", "600",
+                        "--items", "300", "--clusters", "6", "--seed", str(seed)], check=True,
+                       capture_output=True)
+        parts.append(path)
+
+    def produce(path, rate):
+        return subprocess.Popen([STREAMREC, "produce", "--brokers", kafka_cluster.bootstrap,
+                                 "--topic", topics["events"], "--file", path, "--count", "15000",
+                                 "--rate", str(rate)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+
+    names = ["a", "b", "c", "d"]
+    inst = {n: Instance(kafka_cluster, tmp_path, n, topics) for n in names}
+    try:
+        assert produce(parts[0], 0).wait(timeout=180) == 0
+        for n in "abc":
+            inst[n].start()
+        wait_for(lambda: all(inst[n].metric("streamrec_assigned_partitions") > 0 for n in "abc")
+                 and inst["a"].metric("streamrec_changelog_records_total") > 0,
+                 timeout=180, what="three members", instances=[inst[n] for n in "abc"])
+        feeder = produce(parts[1], 3000)
+        time.sleep(1.5)
+        inst["a"].stop(signal.SIGKILL)
+        time.sleep(1.5)
+        inst["d"].start()
+        time.sleep(2.0)
+        assert inst["b"].stop() == 0, inst["b"].logtext()
+        assert feeder.wait(timeout=180) == 0, feeder.stderr.read()
+        assert produce(parts[2], 0).wait(timeout=180) == 0
+        survivors = [inst["c"], inst["d"]]
+        wait_for(lambda: group_caught_up(survivors, topics["events"], partitions), timeout=240,
+                 what="c and d to take every partition over", instances=survivors)
+        stable(lambda: sum(i.metric("streamrec_updates_total") for i in survivors))
+        assert sum(i.metric("streamrec_restores_total") for i in survivors) >= 1
+        for i in survivors:
+            assert i.stop() == 0, i.logtext()
+    finally:
+        for i in inst.values():
+            if i.process is not None and i.process.poll() is None:
+                i.process.kill()
+
+    e = Instance(kafka_cluster, tmp_path, "e", topics)
+    e.start()
+    try:
+        wait_for(lambda: group_caught_up([e], topics["events"], partitions), timeout=240,
+                 what="e to restore", instances=(e,))
+        assert e.metric("streamrec_restores_total") == partitions, e.logtext()
+        assert e.metric("streamrec_updates_total") == 0, "e re-learned events: " + e.logtext()
+        assert e.stop() == 0, e.logtext()
+    finally:
+        if e.process.poll() is None:
+            e.process.kill()
+
+    ring, bought = expected_state(parts)
+    users = sorted(ring)
+    assert len(users) > 500
+    for user in users[::12]:
+        text, recent, excluded = inspect(e.dir / "state", user)
+        assert recent is not None, f"{user} is cold: {text}"
+        assert recent == ring[user], f"{user}: {text}"
+        assert excluded == bought.get(user, set()), f"{user}: {text}"
