@@ -79,7 +79,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 	      $(BUILD)/tests/kafka_topic_config $(BUILD)/tests/experiment_tool
 BENCH_COLLECT := $(BUILD)/bench/collect
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e man install uninstall deb clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e bench-scale man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -258,6 +258,11 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 bench-peers: $(BUILD)/streamrec $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/peers.py --streamrec $(BUILD)/streamrec \
 	  --out $(BUILD)/bench-results $(if $(DATA),--data $(DATA) --format $(FORMAT)) $(PEERS_ARGS)
+
+# Scale-out: 1, 2 and 3 instances in one group (bench/scale.py; SCALE_ARGS).
+bench-scale: all
+	tools/kafka-broker fetch >/dev/null
+	python3 bench/scale.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(SCALE_ARGS)
 
 bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
 	tools/kafka-broker fetch >/dev/null

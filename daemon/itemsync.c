@@ -10,7 +10,9 @@
 #include "errstr.h"
 #include "log.h"
 
-#define ITEM_MAGIC "SRI1"
+#define ITEM_MAGIC "SRI2"
+/* Bytes of one record at most (well under the broker's 1 MiB default). */
+#define RECORD_BYTES (256 * 1024)
 /* Items taken from a model per round of publishing. */
 #define TAKE_CHUNK 1024
 
@@ -21,11 +23,24 @@ struct itemsync {
 	char group[512];
 	uint32_t *items;
 	float *deltas;
-	unsigned char *value;
-	size_t param_count, value_capacity;
+	unsigned char *value; /* RECORD_BYTES: the record being built */
+	size_t param_count, used, count, count_at;
 };
 
 /* ---- folding the others' changes ---------------------------------------------------- */
+
+static uint32_t get_u32le(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_u32le(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
 
 static void on_update(const struct consumer_message *m, void *opaque)
 {
@@ -33,13 +48,12 @@ static void on_update(const struct consumer_message *m, void *opaque)
 	struct itemsync *s = d->itemsync;
 	const unsigned char *v = m->value;
 	size_t len = m->value_len, at;
-	char errstr[512], id[1024], name[256];
+	char errstr[512], id[65536], name[256];
 
 	if (d->failed)
 		return;
 	state_mark_offset(d->state, m->topic, m->partition, m->offset);
-	if (v == NULL || len < 6 || memcmp(v, ITEM_MAGIC, 4) != 0 || m->key == NULL ||
-	    m->key_len == 0 || m->key_len >= sizeof id)
+	if (v == NULL || len < 6 || memcmp(v, ITEM_MAGIC, 4) != 0)
 		goto out_ignored;
 	size_t name_len = v[4];
 	at = 5;
@@ -49,16 +63,15 @@ static void on_update(const struct consumer_message *m, void *opaque)
 	name[name_len] = '\0';
 	at += name_len;
 	size_t instance_len = v[at++];
-	if (at + instance_len + 4 > len)
+	if (at + instance_len + 8 > len)
 		goto out_ignored;
 	if (instance_len == strlen(d->config.instance_id) &&
 	    memcmp(v + at, d->config.instance_id, instance_len) == 0)
 		return; /* our own */
 	at += instance_len;
-	uint32_t n = (uint32_t)v[at] | (uint32_t)v[at + 1] << 8 | (uint32_t)v[at + 2] << 16 |
-		     (uint32_t)v[at + 3] << 24;
-	at += 4;
-	if (n != s->param_count || len - at != n * sizeof(float))
+	uint32_t n = get_u32le(v + at), count = get_u32le(v + at + 4);
+	at += 8;
+	if (n != s->param_count)
 		goto out_ignored; /* another dim: not this configuration's */
 	size_t variant = SIZE_MAX;
 	for (size_t k = 0; k < state_variant_count(d->state); k++)
@@ -66,16 +79,28 @@ static void on_update(const struct consumer_message *m, void *opaque)
 			variant = k;
 	if (variant == SIZE_MAX)
 		return; /* a variant this instance does not run */
-	memcpy(id, m->key, m->key_len);
-	id[m->key_len] = '\0';
-	uint32_t item;
-	if (state_item_everywhere(d->state, id, &item, errstr, sizeof errstr) != 0) {
-		daemon_fail(d, errstr);
-		return;
+	struct model *model = state_model(d->state, variant);
+	for (uint32_t k = 0; k < count; k++) {
+		if (len - at < 2)
+			goto out_ignored;
+		size_t id_len = (size_t)v[at] << 8 | v[at + 1];
+		at += 2;
+		if (id_len == 0 || len - at < id_len + n * sizeof(float))
+			goto out_ignored;
+		memcpy(id, v + at, id_len);
+		id[id_len] = '\0';
+		at += id_len;
+		uint32_t item;
+		if (state_item_everywhere(d->state, id, &item, errstr, sizeof errstr) != 0) {
+			daemon_fail(d, errstr);
+			return;
+		}
+		/* little-endian floats: this host's order on x86-64 and arm64 */
+		memcpy(s->deltas, v + at, n * sizeof(float));
+		at += n * sizeof(float);
+		model_share_fold(model, item, s->deltas);
+		d->metrics->item_sync_folded_total++;
 	}
-	memcpy(s->deltas, v + at, n * sizeof(float)); /* aligned, and little-endian hosts only */
-	model_share_fold(state_model(d->state, variant), item, s->deltas);
-	d->metrics->item_sync_folded_total++;
 	if (m->timestamp_ms > 0)
 		d->metrics->item_sync_staleness_seconds =
 		    (double)(clock_wall_ms() - m->timestamp_ms) / 1000.0;
@@ -110,49 +135,63 @@ static void on_update_error(const char *what, bool fatal, void *opaque)
 
 /* ---- publishing ours ------------------------------------------------------------------ */
 
+/* Sends the record being built (s->value[0, s->used)), if it holds items. */
+static int send_record(struct itemsync *s, char *errstr, size_t errstr_size)
+{
+	struct daemon *d = s->d;
+	if (s->count == 0)
+		return 0;
+	put_u32le(s->value + s->count_at, (uint32_t)s->count);
+	/* keyed by instance: one instance's changes stay in order */
+	if (producer_send(d->producer, d->config.item_updates_topic, d->config.instance_id,
+			  strlen(d->config.instance_id), s->value, s->used, NULL, 0, errstr,
+			  errstr_size) != 0)
+		return -1;
+	s->count = 0;
+	s->used = s->count_at + 4;
+	return 0;
+}
+
 int itemsync_publish(struct itemsync *s, char *errstr, size_t errstr_size)
 {
 	struct daemon *d = s->d;
 	const char *instance = d->config.instance_id;
-	size_t instance_len = strlen(instance);
+	size_t instance_len = strlen(instance), delta_bytes = s->param_count * sizeof(float);
 	for (size_t v = 0; v < state_variant_count(d->state); v++) {
 		struct model *model = state_model(d->state, v);
 		const char *name = state_variant_name(d->state, v);
 		size_t name_len = strlen(name), taken;
-		size_t need = 4 + 1 + name_len + 1 + instance_len + 4 + s->param_count * sizeof(float);
-		if (need > s->value_capacity) {
-			unsigned char *grown = realloc(s->value, need);
-			if (grown == NULL) {
-				set_errstr(errstr, errstr_size, "out of memory for an item update");
-				return -1;
-			}
-			s->value = grown;
-			s->value_capacity = need;
-		}
+		/* header, then up to RECORD_ITEMS items of at most 2 + 65535 + delta bytes */
+		size_t header = 4 + 1 + name_len + 1 + instance_len + 8;
 		unsigned char *p = s->value;
 		memcpy(p, ITEM_MAGIC, 4);
 		p[4] = (unsigned char)name_len;
 		memcpy(p + 5, name, name_len);
 		p[5 + name_len] = (unsigned char)instance_len;
 		memcpy(p + 6 + name_len, instance, instance_len);
-		unsigned char *count = p + 6 + name_len + instance_len;
-		uint32_t n = (uint32_t)s->param_count;
-		count[0] = (unsigned char)n;
-		count[1] = (unsigned char)(n >> 8);
-		count[2] = (unsigned char)(n >> 16);
-		count[3] = (unsigned char)(n >> 24);
+		put_u32le(p + header - 8, (uint32_t)s->param_count);
+		s->count_at = header - 4;
+		s->used = header;
+		s->count = 0;
 		while ((taken = model_share_take(model, s->items, s->deltas, TAKE_CHUNK)) > 0) {
 			for (size_t k = 0; k < taken; k++) {
 				const char *id = state_item_id(d->state, s->items[k]);
-				memcpy(count + 4, s->deltas + k * s->param_count,
-				       s->param_count * sizeof(float));
-				if (producer_send(d->producer, d->config.item_updates_topic, id,
-						  strlen(id), s->value, need, NULL, 0, errstr,
-						  errstr_size) != 0)
+				size_t id_len = strlen(id);
+				if (s->used + 2 + id_len + delta_bytes > RECORD_BYTES &&
+				    send_record(s, errstr, errstr_size) != 0)
 					return -1;
+				s->value[s->used] = (unsigned char)(id_len >> 8);
+				s->value[s->used + 1] = (unsigned char)id_len;
+				memcpy(s->value + s->used + 2, id, id_len);
+				memcpy(s->value + s->used + 2 + id_len, s->deltas + k * s->param_count,
+				       delta_bytes);
+				s->used += 2 + id_len + delta_bytes;
+				s->count++;
 				d->metrics->item_sync_published_total++;
 			}
 		}
+		if (send_record(s, errstr, errstr_size) != 0)
+			return -1;
 	}
 	return 0;
 }
@@ -179,11 +218,18 @@ struct itemsync *itemsync_new(struct daemon *d, char *errstr, size_t errstr_size
 		goto out_nomem;
 	s->d = d;
 	d->itemsync = s;
+	if (strlen(c->instance_id) > 255 || strlen(c->group_id) > 200) {
+		set_errstr(errstr, errstr_size,
+			   "scaleout.instance_id: at most 255 bytes (and input.group_id 200), got %zu",
+			   strlen(c->instance_id));
+		goto out_free;
+	}
 	s->param_count = model_share_param_count(state_model(d->state, 0));
 	s->items = malloc(TAKE_CHUNK * sizeof *s->items);
 	s->deltas = malloc(TAKE_CHUNK * s->param_count * sizeof *s->deltas);
+	s->value = malloc(RECORD_BYTES);
 	props = calloc(c->kafka.count + c->kafka_consumer.count + 1, sizeof *props);
-	if (s->items == NULL || s->deltas == NULL || props == NULL)
+	if (s->items == NULL || s->deltas == NULL || s->value == NULL || props == NULL)
 		goto out_nomem;
 	for (size_t v = 0; v < state_variant_count(d->state); v++)
 		if (model_share_param_count(state_model(d->state, v)) != s->param_count ||

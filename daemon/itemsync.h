@@ -17,8 +17,10 @@
  * shared: each instance derives them from its own users' events (they are
  * per-user aggregates; see README, Scale-out).
  *
- * Record (key: item id): "SRI1" | u8 variant name length | name | u8
- * instance id length | instance id | u32 n | n little-endian floats.
+ * Record (key: the instance id, so one instance's changes stay in order),
+ * at most 256 KiB, many items each: "SRI2" | u8 variant name length | name
+ * | u8 instance id length | instance id | u32le n | u32le count | count *
+ * (u16be item id length | item id | n little-endian floats).
  *
  * Threads: the loop's.
  */

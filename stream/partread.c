@@ -64,11 +64,27 @@ long partread_all(const char *brokers, const struct partread_property *propertie
 		goto out_conf;
 	}
 	conf = NULL; /* rk owns it */
-	rd_kafka_resp_err_t err =
-	    rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high, timeout_ms);
+	/* a partition just created or moving leader answers with a retriable
+	 * error for a moment: ask again until the deadline (an unknown topic
+	 * for 10 s at most: more likely a topic nobody created) */
+	rd_kafka_resp_err_t err;
+	int64_t unknown_until = clock_wall_ms() + 10000;
+	for (;;) {
+		int64_t left = deadline - clock_wall_ms();
+		err = rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high,
+						       left > 0 ? (int)left : 1);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR || clock_wall_ms() >= deadline ||
+		    (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+		     clock_wall_ms() >= unknown_until))
+			break;
+		usleep(200000);
+	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		set_errstr(errstr, errstr_size, "reading %s[%" PRId32 "]: watermarks: %s", topic,
-			   partition, rd_kafka_err2str(err));
+		set_errstr(errstr, errstr_size, "reading %s[%" PRId32 "]: watermarks: %s%s", topic,
+			   partition, rd_kafka_err2str(err),
+			   err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+			       ? " (create it, compacted, with as many partitions as the events topic)"
+			       : "");
 		goto out;
 	}
 	read = 0;
