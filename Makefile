@@ -67,7 +67,7 @@ REL_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/rel/%.o)
 # Offline dataset code (event files, the synthetic generator, the
 # prequential replay) serves the command-line tool, tests and benchmarks;
 # the daemon is linked without it.
-OFFLINE_SRCS := stream/eventlog.c stream/synth.c model/prequential.c
+OFFLINE_SRCS := stream/eventlog.c stream/synth.c model/prequential.c model/prequential_sharded.c
 DAEMON_OBJS := $(filter-out $(OFFLINE_SRCS:%.c=$(BUILD)/rel/%.o),$(REL_OBJS))
 ASAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
 BINS       := $(patsubst daemon/main_%.c,$(BUILD)/%,$(MAIN_SRCS))

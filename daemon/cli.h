@@ -19,6 +19,7 @@ int cli_produce(int argc, char **argv);
 int cli_tail(int argc, char **argv);
 int cli_gen(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_eval_scaleout(int argc, char **argv);
 int cli_replay(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_checkpoint(int argc, char **argv);

@@ -70,6 +70,11 @@ static const struct {
      "           [--json PATH: configuration and figures]\n"
      "           [--retrieval exact|index|both: the ranking engine, or both side by side]\n"
      "           [--nprobe N, 0 = automatic] [--nlist N, 0 = automatic] [--trending 50]"},
+    {"eval-scaleout", cli_eval_scaleout,
+     "replay an event file through one model and through N shards that exchange\n"
+     "           item changes (scale-out's accuracy cost), side by side\n"
+     "           FILE [--shards 3] [--sync-every 1000 events, 0 = never] [--k 20]\n"
+     "           [--test-every N] [--warmup N] [--max-events N] [--dim 32]"},
     {"gen", cli_gen,
      "write a synthetic event stream with planted structure to a file\n"
      "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
