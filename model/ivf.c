@@ -108,6 +108,8 @@ struct ivf {
 	size_t cell_users_capacity;
 	struct special *specials; /* the batch's, query q's at special_offsets[q] */
 	size_t specials_capacity;
+	struct special *merged_specials; /* collect_specials()'s merge scratch */
+	size_t merged_specials_capacity;
 	uint32_t *special_items; /* distinct, sorted, same offsets */
 	size_t special_items_capacity;
 	size_t *special_offsets; /* max_batch + 1 */
@@ -587,6 +589,7 @@ void ivf_free(struct ivf *ivf)
 	free(ivf->cell_offsets);
 	free(ivf->cell_users);
 	free(ivf->specials);
+	free(ivf->merged_specials);
 	free(ivf->special_items);
 	free(ivf->special_offsets);
 	free(ivf->special_counts);
@@ -896,6 +899,8 @@ static int reserve_search(struct ivf *ivf, size_t query_count, size_t probes_per
 		    sizeof(uint64_t)) ||
 	    grow_scratch((void **)&ivf->specials, &ivf->specials_capacity, special_total,
 		    sizeof(struct special)) ||
+	    grow_scratch((void **)&ivf->merged_specials, &ivf->merged_specials_capacity,
+		    special_total, sizeof(struct special)) ||
 	    grow_scratch((void **)&ivf->special_items, &ivf->special_items_capacity, special_total,
 		    sizeof(uint32_t))) {
 		snprintf(errstr, errstr_size,
@@ -981,8 +986,49 @@ static void prefetch_position(const struct ivf *ivf, uint32_t item)
 	__builtin_prefetch(&ivf->layout.slot_of[item]);
 }
 
-/* Sorts each query's sparse and extra items by (item, caller's order) and
- * lists the distinct ones; items past the index are dropped. */
+/* Below this many extra items a query's extras are sorted by insertion. */
+#define EXTRA_INSERTION_SORT 64
+
+/* Sorts specials[0..count), listed in increasing `order`, by item; a stable
+ * sort, so equal items keep their order. */
+static void sort_extras(struct special *specials, size_t count)
+{
+	if (count > EXTRA_INSERTION_SORT) {
+		qsort(specials, count, sizeof *specials, compare_special);
+		return;
+	}
+	for (size_t i = 1; i < count; i++) {
+		struct special moving = specials[i];
+		size_t j = i;
+		for (; j > 0 && specials[j - 1].item > moving.item; j--)
+			specials[j] = specials[j - 1];
+		specials[j] = moving;
+	}
+}
+
+/* Merges the sorted runs [0, left) and [left, count) of specials through
+ * `merged` (room for count): on equal items the left (sparse) one first,
+ * which is (item, order) order since sparse orders precede extra ones. */
+static void merge_specials(struct special *specials, size_t left, size_t count,
+			   struct special *merged)
+{
+	size_t a = 0, b = left, out = 0;
+
+	while (a < left && b < count)
+		merged[out++] = specials[b].item < specials[a].item ? specials[b++] : specials[a++];
+	while (a < left)
+		merged[out++] = specials[a++];
+	while (b < count)
+		merged[out++] = specials[b++];
+	memcpy(specials, merged, count * sizeof *specials);
+}
+
+/*
+ * Sorts each query's sparse and extra items by (item, caller's order) and
+ * lists the distinct ones; items past the index are dropped. The model
+ * hands its sparse items sorted and distinct (model_query()): then only the
+ * few extra items are sorted and merged in, instead of sorting all of them.
+ */
 static void collect_specials(struct ivf *ivf, const struct ivf_query *queries,
 			     size_t query_count)
 {
@@ -990,15 +1036,19 @@ static void collect_specials(struct ivf *ivf, const struct ivf_query *queries,
 
 	for (size_t q = 0; q < query_count; q++) {
 		const struct ivf_query *query = &queries[q];
-		size_t begin = at, distinct = 0;
+		size_t begin = at, distinct = 0, sparse_end;
+		bool sparse_sorted = true;
 
 		ivf->special_offsets[q] = begin;
 		for (size_t s = 0; s < query->base.sparse_count; s++)
 			if (query->base.sparse_items[s] < item_count) {
 				prefetch_position(ivf, query->base.sparse_items[s]);
+				if (at > begin && ivf->specials[at - 1].item >= query->base.sparse_items[s])
+					sparse_sorted = false;
 				ivf->specials[at++] =
 				    (struct special){query->base.sparse_items[s], (uint32_t)s};
 			}
+		sparse_end = at;
 		for (size_t e = 0; e < query->extra_count; e++)
 			if (query->extra_items[e] < item_count) {
 				prefetch_position(ivf, query->extra_items[e]);
@@ -1006,9 +1056,15 @@ static void collect_specials(struct ivf *ivf, const struct ivf_query *queries,
 				    query->extra_items[e],
 				    (uint32_t)(query->base.sparse_count + e)};
 			}
-		if (at > begin)
+		if (!sparse_sorted) {
 			qsort(ivf->specials + begin, at - begin, sizeof *ivf->specials,
 			      compare_special);
+		} else if (at > sparse_end) {
+			sort_extras(ivf->specials + sparse_end, at - sparse_end);
+			if (sparse_end > begin)
+				merge_specials(ivf->specials + begin, sparse_end - begin, at - begin,
+					       ivf->merged_specials);
+		}
 		for (size_t s = begin; s < at; s++)
 			if (s == begin || ivf->specials[s].item != ivf->specials[s - 1].item)
 				ivf->special_items[begin + distinct++] = ivf->specials[s].item;

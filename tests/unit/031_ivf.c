@@ -135,11 +135,18 @@ static void batch_build(struct batch *b, size_t item_count, size_t dim, size_t q
 		if (exclude_count > 1)
 			exclude[1] = exclude[0]; /* a repeat */
 		qsort(exclude, exclude_count, sizeof *exclude, compare_u32);
+		/* odd queries: sorted and distinct, as model_query() hands them */
+		uint32_t ascending = rng_below(&rng, 4);
 		for (size_t s = 0; s < sparse_count; s++) {
-			sparse_items[s] = rng_below(&rng, (uint32_t)item_count + 5);
+			if (q % 2 == 1) {
+				sparse_items[s] = ascending;
+				ascending += 1 + rng_below(&rng, (uint32_t)item_count / 8 + 1);
+			} else {
+				sparse_items[s] = rng_below(&rng, (uint32_t)item_count + 5);
+			}
 			sparse_scores[s] = (float)rng_below(&rng, 33) / 16.0f;
 		}
-		if (sparse_count > 2)
+		if (sparse_count > 2 && q % 2 == 0)
 			sparse_items[2] = sparse_items[0]; /* repeats add up */
 		for (size_t e = 0; e < extra_count; e++)
 			extra[e] = rng_below(&rng, (uint32_t)item_count + 3);
