@@ -1233,18 +1233,24 @@ static const float *item_row(const struct ivf *ivf, uint32_t item)
 	return layout->cells[layout->cell_of[item]].rows + (size_t)layout->slot_of[item] * ivf->dim;
 }
 
-/* Fetches ahead the rows and eligibility of query q's distinct specials. */
-static void prefetch_rows(const struct ivf *ivf, size_t q, const uint8_t *eligible)
-{
-	const uint32_t *items = ivf->special_items + ivf->special_offsets[q];
+/*
+ * How many distinct specials ahead score_specials() fetches rows: enough to
+ * cover a miss to memory, few enough for the core's fill buffers (fetching
+ * a whole query's ~1000 rows at once, as before, left the first of them
+ * still waiting when scored: a lone query has no other query to overlap).
+ */
+#define SPECIAL_PREFETCH_AHEAD 12
 
-	for (size_t s = 0; s < ivf->special_counts[q]; s++) {
-		const float *row = item_row(ivf, items[s]);
-		__builtin_prefetch(row);
-		__builtin_prefetch(row + ivf->dim - 1);
-		if (eligible != NULL)
-			__builtin_prefetch(&eligible[items[s]]);
-	}
+/* Fetches ahead item's row (its three cache lines) and eligibility. */
+static void prefetch_row(const struct ivf *ivf, uint32_t item, const uint8_t *eligible)
+{
+	const float *row = item_row(ivf, item);
+
+	__builtin_prefetch(row);
+	__builtin_prefetch(row + 16);
+	__builtin_prefetch(row + ivf->dim - 1);
+	if (eligible != NULL)
+		__builtin_prefetch(&eligible[item]);
 }
 
 /* Scores each query's special items once: dot product, then its sparse
@@ -1254,19 +1260,22 @@ static void score_specials(struct ivf *ivf, const struct ivf_query *queries, siz
 {
 	size_t dim = ivf->dim;
 
-	if (query_count > 0)
-		prefetch_rows(ivf, 0, eligible);
 	for (size_t q = 0; q < query_count; q++) {
 		const struct topk_query *query = &queries[q].base;
+		const uint32_t *distinct = ivf->special_items + ivf->special_offsets[q];
+		size_t distinct_count = ivf->special_counts[q], next_fetch = 0;
 		size_t end = ivf->special_offsets[q + 1];
 
-		if (q + 1 < query_count)
-			prefetch_rows(ivf, q + 1, eligible);
+		for (; next_fetch < distinct_count && next_fetch < SPECIAL_PREFETCH_AHEAD;
+		     next_fetch++)
+			prefetch_row(ivf, distinct[next_fetch], eligible);
 		for (size_t s = ivf->special_offsets[q]; s < end;) {
 			uint32_t item = ivf->specials[s].item;
 			const float *row = item_row(ivf, item);
 			float score = dot(ivf->packed + q * dim, row, dim);
 
+			if (next_fetch < distinct_count)
+				prefetch_row(ivf, distinct[next_fetch++], eligible);
 			for (; s < end && ivf->specials[s].item == item; s++) {
 				if (ivf->specials[s].order < query->sparse_count)
 					score += query->sparse_scores[ivf->specials[s].order];
