@@ -110,6 +110,8 @@ struct ivf {
 	size_t specials_capacity;
 	struct special *merged_specials; /* collect_specials()'s merge scratch */
 	size_t merged_specials_capacity;
+	const float **special_rows; /* score_specials()'s: one query's special rows */
+	size_t special_rows_capacity;
 	uint32_t *special_items; /* distinct, sorted, same offsets */
 	size_t special_items_capacity;
 	size_t *special_offsets; /* max_batch + 1 */
@@ -590,6 +592,7 @@ void ivf_free(struct ivf *ivf)
 	free(ivf->cell_users);
 	free(ivf->specials);
 	free(ivf->merged_specials);
+	free(ivf->special_rows);
 	free(ivf->special_items);
 	free(ivf->special_offsets);
 	free(ivf->special_counts);
@@ -901,6 +904,8 @@ static int reserve_search(struct ivf *ivf, size_t query_count, size_t probes_per
 		    sizeof(struct special)) ||
 	    grow_scratch((void **)&ivf->merged_specials, &ivf->merged_specials_capacity,
 		    special_total, sizeof(struct special)) ||
+	    grow_scratch((void **)&ivf->special_rows, &ivf->special_rows_capacity, special_total,
+		    sizeof(const float *)) ||
 	    grow_scratch((void **)&ivf->special_items, &ivf->special_items_capacity, special_total,
 		    sizeof(uint32_t))) {
 		snprintf(errstr, errstr_size,
@@ -1236,46 +1241,50 @@ static const float *item_row(const struct ivf *ivf, uint32_t item)
 /*
  * How many distinct specials ahead score_specials() fetches rows: enough to
  * cover a miss to memory, few enough for the core's fill buffers (fetching
- * a whole query's ~1000 rows at once, as before, left the first of them
+ * a whole query's ~400 rows at once, as before, left the first of them
  * still waiting when scored: a lone query has no other query to overlap).
  */
 #define SPECIAL_PREFETCH_AHEAD 12
 
-/* Fetches ahead item's row (its three cache lines) and eligibility. */
-static void prefetch_row(const struct ivf *ivf, uint32_t item, const uint8_t *eligible)
+/* Fetches ahead a row (its three cache lines) and its item's eligibility. */
+static void prefetch_row(const float *row, size_t dim, const uint8_t *eligible, uint32_t item)
 {
-	const float *row = item_row(ivf, item);
-
 	__builtin_prefetch(row);
 	__builtin_prefetch(row + 16);
-	__builtin_prefetch(row + ivf->dim - 1);
+	__builtin_prefetch(row + dim - 1);
 	if (eligible != NULL)
 		__builtin_prefetch(&eligible[item]);
 }
 
-/* Scores each query's special items once: dot product, then its sparse
- * scores in the caller's order (as topk adds them). */
+/*
+ * Scores each query's special items once: dot product, then its sparse
+ * scores in the caller's order (as topk adds them). Two passes per query,
+ * so that no load waits on another: first every distinct special's row
+ * address (cell and slot, in item order), then the rows, fetched ahead.
+ */
 static void score_specials(struct ivf *ivf, const struct ivf_query *queries, size_t query_count,
 			   const uint8_t *eligible, size_t k)
 {
 	size_t dim = ivf->dim;
+	const float **rows = ivf->special_rows;
 
 	for (size_t q = 0; q < query_count; q++) {
 		const struct topk_query *query = &queries[q].base;
 		const uint32_t *distinct = ivf->special_items + ivf->special_offsets[q];
-		size_t distinct_count = ivf->special_counts[q], next_fetch = 0;
+		size_t distinct_count = ivf->special_counts[q], d = 0;
 		size_t end = ivf->special_offsets[q + 1];
 
-		for (; next_fetch < distinct_count && next_fetch < SPECIAL_PREFETCH_AHEAD;
-		     next_fetch++)
-			prefetch_row(ivf, distinct[next_fetch], eligible);
-		for (size_t s = ivf->special_offsets[q]; s < end;) {
+		for (size_t j = 0; j < distinct_count; j++)
+			rows[j] = item_row(ivf, distinct[j]);
+		for (size_t j = 0; j < distinct_count && j < SPECIAL_PREFETCH_AHEAD; j++)
+			prefetch_row(rows[j], dim, eligible, distinct[j]);
+		for (size_t s = ivf->special_offsets[q]; s < end; d++) {
 			uint32_t item = ivf->specials[s].item;
-			const float *row = item_row(ivf, item);
-			float score = dot(ivf->packed + q * dim, row, dim);
+			float score = dot(ivf->packed + q * dim, rows[d], dim);
 
-			if (next_fetch < distinct_count)
-				prefetch_row(ivf, distinct[next_fetch++], eligible);
+			if (d + SPECIAL_PREFETCH_AHEAD < distinct_count)
+				prefetch_row(rows[d + SPECIAL_PREFETCH_AHEAD], dim, eligible,
+					     distinct[d + SPECIAL_PREFETCH_AHEAD]);
 			for (; s < end && ivf->specials[s].item == item; s++) {
 				if (ivf->specials[s].order < query->sparse_count)
 					score += query->sparse_scores[ivf->specials[s].order];
