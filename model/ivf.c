@@ -64,6 +64,8 @@ struct layout {
 	float *probe_bias;       /* nlist */
 	float max_norm_sq;       /* M^2 of the augmented rule */
 	struct ivf_cell *cells;  /* nlist */
+	float *box_low;          /* nlist × dim: per cell, a lower bound of each column */
+	float *box_high;         /* nlist × dim: and an upper bound (see cell_bound()) */
 	uint32_t *cell_of;       /* item_capacity: item's cell */
 	uint32_t *slot_of;       /* item_capacity: item's slot in its cell */
 	float *assign_scores;    /* nlist, ivf_assign_cell()'s scratch */
@@ -120,6 +122,7 @@ struct ivf {
 	uint64_t *probe_heap;    /* one query's best cells while they are chosen */
 	size_t probe_heap_capacity;
 	size_t last_candidates;
+	uint64_t skipped_cells;
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -165,6 +168,8 @@ static void layout_free(struct layout *layout)
 	free(layout->assign_bias);
 	free(layout->probe_centroids);
 	free(layout->probe_bias);
+	free(layout->box_low);
+	free(layout->box_high);
 	free(layout->cell_of);
 	free(layout->slot_of);
 	free(layout->assign_scores);
@@ -187,14 +192,21 @@ static int layout_alloc(struct layout *layout, size_t nlist, size_t dim, size_t 
 	layout->assign_bias = calloc(nlist, sizeof(float));
 	layout->probe_centroids = calloc(nlist * dim, sizeof(float));
 	layout->probe_bias = calloc(nlist, sizeof(float));
+	layout->box_low = malloc(nlist * dim * sizeof(float));
+	layout->box_high = malloc(nlist * dim * sizeof(float));
 	layout->cell_of = malloc(item_capacity * sizeof(uint32_t));
 	layout->slot_of = malloc(item_capacity * sizeof(uint32_t));
 	layout->assign_scores = malloc(nlist * sizeof(float));
 	if (layout->assign_scores == NULL || layout->cells == NULL || layout->assign_centroids == NULL ||
 	    layout->assign_bias == NULL || layout->probe_centroids == NULL ||
-	    layout->probe_bias == NULL || layout->cell_of == NULL || layout->slot_of == NULL) {
+	    layout->probe_bias == NULL || layout->cell_of == NULL || layout->slot_of == NULL ||
+	    layout->box_low == NULL || layout->box_high == NULL) {
 		layout_free(layout);
 		return -1;
+	}
+	for (size_t j = 0; j < nlist * dim; j++) {
+		layout->box_low[j] = INFINITY;
+		layout->box_high[j] = -INFINITY;
 	}
 	return 0;
 }
@@ -222,6 +234,18 @@ static int cell_reserve(struct ivf_cell *cell, size_t needed, size_t dim)
 	return 0;
 }
 
+/* Widens cell c's box to hold row (a NaN column leaves it as it was: a NaN
+ * score is never a candidate). */
+static void box_widen(struct layout *layout, size_t c, const float *row, size_t dim)
+{
+	float *low = layout->box_low + c * dim, *high = layout->box_high + c * dim;
+
+	for (size_t j = 0; j < dim; j++) {
+		low[j] = row[j] < low[j] ? row[j] : low[j];
+		high[j] = row[j] > high[j] ? row[j] : high[j];
+	}
+}
+
 /* Appends item with its row to cell c (room must be reserved). */
 static void cell_append(struct layout *layout, size_t c, uint32_t item, const float *row,
 			size_t dim)
@@ -231,6 +255,7 @@ static void cell_append(struct layout *layout, size_t c, uint32_t item, const fl
 
 	cell->items[slot] = item;
 	memcpy(cell->rows + slot * dim, row, dim * sizeof(float));
+	box_widen(layout, c, row, dim);
 	layout->cell_of[item] = (uint32_t)c;
 	layout->slot_of[item] = (uint32_t)slot;
 }
@@ -716,6 +741,7 @@ static int place_item(struct ivf *ivf, uint32_t item, const float *vector, size_
 	if (item < layout->item_count && layout->cell_of[item] == cell) {
 		memcpy(layout->cells[cell].rows + (size_t)layout->slot_of[item] * dim, vector,
 		       dim * sizeof(float));
+		box_widen(layout, cell, vector, dim);
 		return 0;
 	}
 	if (cell_reserve(&layout->cells[cell], layout->cells[cell].count + 1, dim)) {
@@ -826,6 +852,11 @@ size_t ivf_cell_size(const struct ivf *ivf, size_t cell)
 size_t ivf_last_candidates(const struct ivf *ivf)
 {
 	return ivf->last_candidates;
+}
+
+uint64_t ivf_skipped_cells(const struct ivf *ivf)
+{
+	return ivf->skipped_cells;
 }
 
 /* ---- public: search -------------------------------------------------------------- */
@@ -1182,6 +1213,30 @@ static void scan_cell(struct ivf *ivf, const struct ivf_query *queries, const ui
 }
 
 /*
+ * Whether no row of cell c can reach `bar` for the query vector: the cell's
+ * box bounds q.x by the sum over columns of max(q_j low_j, q_j high_j), and
+ * the sgemm's rounding (at most dim·2^-24 of sum |q_j x_j| per score,
+ * doubled for the bound's own) is added, so a skipped cell never held a
+ * score the scan would have kept: the lists stay what scanning gives. The
+ * box only widens between trainings (rows that move or leave keep it), so
+ * it stays a bound as rows drift. A cell whose box is not finite (no rows,
+ * infinite columns) is never skipped.
+ */
+static bool cell_below(const struct ivf *ivf, size_t c, const float *vector, float bar)
+{
+	const float *low = ivf->layout.box_low + c * ivf->dim;
+	const float *high = ivf->layout.box_high + c * ivf->dim;
+	double bound = 0.0, magnitude = 0.0;
+
+	for (size_t j = 0; j < ivf->dim; j++) {
+		double a = (double)vector[j] * low[j], b = (double)vector[j] * high[j];
+		bound += a > b ? a : b;
+		magnitude += fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+	}
+	return bound + 2.0 * (double)ivf->dim * 0x1p-24 * magnitude < (double)bar;
+}
+
+/*
  * Scores the probed cells: first the cells many users share, one sgemm for
  * all of them; then the others user by user, each user's cells best first,
  * all users' best cells before anyone's second, so that a heap's bar is
@@ -1206,6 +1261,13 @@ static void scan_cells(struct ivf *ivf, const struct ivf_query *queries, size_t 
 			if (c == UINT32_MAX ||
 			    ivf->cell_offsets[c + 1] - ivf->cell_offsets[c] >= CELL_SHARED_MIN_USERS)
 				continue;
+			/* a full heap's bar is often past every row of a cell */
+			if (ivf->heap_counts[q] == k &&
+			    cell_below(ivf, c, ivf->packed + q * ivf->dim,
+				       key_result(ivf->heaps[q * ivf->max_k]).score)) {
+				ivf->skipped_cells++;
+				continue;
+			}
 			scan_cell(ivf, queries, eligible, k, c, &user, 1);
 		}
 	}
