@@ -15,8 +15,8 @@
 
 /**
  * @brief Sorts keys[0..count) in ascending order: least-significant-digit
- * radix sort, 11 bits a pass, only as many passes as the largest key needs
- * (two below 4M). Stable, so equal keys keep their order (which for plain
+ * radix sort, 8 or (from 4096 keys) 11 bits a pass, only as many passes as
+ * the largest key needs. Stable, so equal keys keep their order (which for plain
  * keys cannot be seen: the result is the same as any correct sort's).
  * scratch must have room for count keys (unused below RADIX_SMALL); the
  * caller owns both arrays.
