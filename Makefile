@@ -10,6 +10,8 @@
 #   make bench    benchmarks, printing figures
 #   make bench-peers  streamrec against River, implicit and popularity on one
 #                 stream (DATA=PATH FORMAT=movielens|retailrocket|... for a public one)
+#   make bench-eval  offline replay speed, exact engine against the index, on the
+#                 README's 85k-item stream (medians of EVAL_RUNS=3 runs, a few minutes)
 #   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
 #                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
 #   make man      the man pages, from the programs' --help: build/man/
@@ -79,7 +81,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 	      $(BUILD)/tests/kafka_topic_config $(BUILD)/tests/experiment_tool
 BENCH_COLLECT := $(BUILD)/bench/collect
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e man install uninstall deb clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-eval bench-e2e man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -253,6 +255,12 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 bench-peers: $(BUILD)/streamrec $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/peers.py --streamrec $(BUILD)/streamrec \
 	  --out $(BUILD)/bench-results $(if $(DATA),--data $(DATA) --format $(FORMAT)) $(PEERS_ARGS)
+
+# The offline replay of `streamrec eval --retrieval both` (bench/eval_replay.py,
+# standard library only): both engines' events/s side by side, medians of EVAL_RUNS.
+EVAL_RUNS     ?= 3
+bench-eval: $(BUILD)/streamrec
+	$(PYTHON) bench/eval_replay.py --streamrec $(BUILD)/streamrec --runs $(EVAL_RUNS)
 
 bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
 	tools/kafka-broker fetch >/dev/null
