@@ -24,8 +24,8 @@ static int compare_u32(const void *a, const void *b)
 
 static void sorts_like_qsort(void **state)
 {
-	static const size_t counts[] = {0, 1, 2, RADIX_SMALL - 1, RADIX_SMALL, RADIX_SMALL + 1,
-					1000, 4095, 4096, 5120, 70000};
+	static const size_t counts[] = {
+	    0, 1, 2, RADIX_SMALL - 1, RADIX_SMALL, RADIX_SMALL + 1, 1000, 4095, 4096, 5120, 70000};
 	static const uint32_t ranges[] = {1, 7, 2048, 2049, 85000, 1u << 22, 1u << 31, UINT32_MAX};
 	enum { MOST = 70000 };
 	uint32_t *keys = malloc(MOST * sizeof *keys), *want = malloc(MOST * sizeof *want),
@@ -39,7 +39,7 @@ static void sorts_like_qsort(void **state)
 			size_t count = counts[c];
 			for (size_t i = 0; i < count; i++)
 				keys[i] = ranges[r] == UINT32_MAX ? (uint32_t)rng_next(&rng)
-								   : below(&rng, ranges[r]);
+								  : below(&rng, ranges[r]);
 			if (count > 3)
 				keys[count - 1] = keys[0]; /* a repeat */
 			memcpy(want, keys, count * sizeof *keys);

@@ -57,8 +57,9 @@ static void check_lists(const struct popularity *p, uint64_t *rng)
 {
 	static uint32_t got[ITEMS], want[ITEMS], exclude[64];
 	static uint8_t eligible[ITEMS];
-	const size_t lengths[] = {1, 20, 50, POPULARITY_HOT_ITEMS - 1, POPULARITY_HOT_ITEMS,
-				  POPULARITY_HOT_ITEMS + 7, ITEMS};
+	const size_t lengths[] = {
+	    1,    20, 50, POPULARITY_HOT_ITEMS - 1, POPULARITY_HOT_ITEMS, POPULARITY_HOT_ITEMS + 7,
+	    ITEMS};
 	size_t exclude_count = 0;
 
 	/* exclusions drawn among the head of the list, sorted and distinct */
@@ -84,7 +85,8 @@ static void check_lists(const struct popularity *p, uint64_t *rng)
 		assert_int_equal(n, reference_trending(p, k, exclude, exclude_count, NULL, want));
 		assert_memory_equal(got, want, n * sizeof *got);
 		n = popularity_trending(p, k, exclude, exclude_count, eligible, got);
-		assert_int_equal(n, reference_trending(p, k, exclude, exclude_count, eligible, want));
+		assert_int_equal(n,
+				 reference_trending(p, k, exclude, exclude_count, eligible, want));
 		assert_memory_equal(got, want, n * sizeof *got);
 	}
 }
@@ -106,7 +108,8 @@ static void kept_list_equals_the_scan(void **state)
 	/* many items, skewed, in event time with gaps and ties (same ts) */
 	for (int e = 0; e < 60000; e++) {
 		uint64_t draw = next(&rng);
-		uint32_t item = (uint32_t)(draw % 7 == 0 ? draw % ITEMS : (draw % 97) * (draw % 31));
+		uint32_t item =
+		    (uint32_t)(draw % 7 == 0 ? draw % ITEMS : (draw % 97) * (draw % 31));
 		ts += (int64_t)(next(&rng) % 3) * 40;
 		assert_int_equal(popularity_add(p, item % ITEMS, ts), 0);
 		if (e % 5000 == 4999)
