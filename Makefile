@@ -10,6 +10,8 @@
 #   make bench    benchmarks, printing figures
 #   make bench-peers  streamrec against River, implicit and popularity on one
 #                 stream (DATA=PATH FORMAT=movielens|retailrocket|... for a public one)
+#   make bench-eval  offline replay speed, exact engine against the index, on the
+#                 README's 85k-item stream (medians of EVAL_RUNS=3 runs, a few minutes)
 #   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
 #                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
 #   make man      the man pages, from the programs' --help: build/man/
@@ -79,7 +81,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 	      $(BUILD)/tests/kafka_topic_config $(BUILD)/tests/experiment_tool
 BENCH_COLLECT := $(BUILD)/bench/collect
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e bench-scale man install uninstall deb clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-eval bench-e2e bench-scale man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -169,7 +171,7 @@ check-layers: $(BUILD)/streamrecd
 	@bad=$$(grep -HnE '#include *[<"](librdkafka/|rocksdb/|avro|ev\.h)' model/*.[ch]; \
 	  grep -HnE '#include *[<"]librdkafka/' store/*.[ch]; \
 	  grep -HnE '#include *"(model|topk|sgd|sampler|covis|popularity|assign|store|idmap|state)\.h"' stream/*.[ch]; \
-	  grep -HnE '#include *"' common/*.[ch] | grep -vE '"(errstr|event|grow|clock|rng)\.h"'); \
+	  grep -HnE '#include *"' common/*.[ch] | grep -vE '"(errstr|event|grow|clock|radix|rng)\.h"'); \
 	if [ -n "$$bad" ]; then echo "layering violation (see DESIGN.md, Layout):"; echo "$$bad"; exit 1; fi
 	@if nm $(BUILD)/streamrecd | grep -qE ' T (eventlog_|synth_|prequential_)'; then \
 	  echo "layering violation: streamrecd links offline dataset code"; exit 1; fi
@@ -263,6 +265,12 @@ bench-peers: $(BUILD)/streamrec $(BENCH_VENV)/.installed
 bench-scale: all
 	tools/kafka-broker fetch >/dev/null
 	python3 bench/scale.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(SCALE_ARGS)
+
+# The offline replay of `streamrec eval --retrieval both` (bench/eval_replay.py,
+# standard library only): both engines' events/s side by side, medians of EVAL_RUNS.
+EVAL_RUNS     ?= 3
+bench-eval: $(BUILD)/streamrec
+	$(PYTHON) bench/eval_replay.py --streamrec $(BUILD)/streamrec --runs $(EVAL_RUNS)
 
 bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
 	tools/kafka-broker fetch >/dev/null

@@ -64,6 +64,8 @@ struct layout {
 	float *probe_bias;       /* nlist */
 	float max_norm_sq;       /* M^2 of the augmented rule */
 	struct ivf_cell *cells;  /* nlist */
+	float *box_low;          /* nlist × dim: per cell, a lower bound of each column */
+	float *box_high;         /* nlist × dim: and an upper bound (see cell_bound()) */
 	uint32_t *cell_of;       /* item_capacity: item's cell */
 	uint32_t *slot_of;       /* item_capacity: item's slot in its cell */
 	float *assign_scores;    /* nlist, ivf_assign_cell()'s scratch */
@@ -115,6 +117,10 @@ struct ivf_scratch {
 	size_t cell_users_capacity;
 	struct special *specials; /* the batch's, query q's at special_offsets[q] */
 	size_t specials_capacity;
+	struct special *merged_specials; /* collect_specials()'s merge scratch */
+	size_t merged_specials_capacity;
+	const float **special_rows; /* score_specials()'s: one query's special rows */
+	size_t special_rows_capacity;
 	uint32_t *special_items; /* distinct, sorted, same offsets */
 	size_t special_items_capacity;
 	size_t *special_offsets; /* max_batch + 1 */
@@ -122,6 +128,7 @@ struct ivf_scratch {
 	uint64_t *probe_heap;    /* one query's best cells while they are chosen */
 	size_t probe_heap_capacity;
 	size_t last_candidates;
+	uint64_t skipped_cells;
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -167,6 +174,8 @@ static void layout_free(struct layout *layout)
 	free(layout->assign_bias);
 	free(layout->probe_centroids);
 	free(layout->probe_bias);
+	free(layout->box_low);
+	free(layout->box_high);
 	free(layout->cell_of);
 	free(layout->slot_of);
 	free(layout->assign_scores);
@@ -189,15 +198,22 @@ static int layout_alloc(struct layout *layout, size_t nlist, size_t dim, size_t 
 	layout->assign_bias = calloc(nlist, sizeof(float));
 	layout->probe_centroids = calloc(nlist * dim, sizeof(float));
 	layout->probe_bias = calloc(nlist, sizeof(float));
+	layout->box_low = malloc(nlist * dim * sizeof(float));
+	layout->box_high = malloc(nlist * dim * sizeof(float));
 	layout->cell_of = malloc(item_capacity * sizeof(uint32_t));
 	layout->slot_of = malloc(item_capacity * sizeof(uint32_t));
 	layout->assign_scores = malloc(nlist * sizeof(float));
 	if (layout->assign_scores == NULL || layout->cells == NULL ||
 	    layout->assign_centroids == NULL || layout->assign_bias == NULL ||
 	    layout->probe_centroids == NULL || layout->probe_bias == NULL ||
-	    layout->cell_of == NULL || layout->slot_of == NULL) {
+	    layout->cell_of == NULL || layout->slot_of == NULL || layout->box_low == NULL ||
+	    layout->box_high == NULL) {
 		layout_free(layout);
 		return -1;
+	}
+	for (size_t j = 0; j < nlist * dim; j++) {
+		layout->box_low[j] = INFINITY;
+		layout->box_high[j] = -INFINITY;
 	}
 	return 0;
 }
@@ -225,6 +241,18 @@ static int cell_reserve(struct ivf_cell *cell, size_t needed, size_t dim)
 	return 0;
 }
 
+/* Widens cell c's box to hold row (a NaN column leaves it as it was: a NaN
+ * score is never a candidate). */
+static void box_widen(struct layout *layout, size_t c, const float *row, size_t dim)
+{
+	float *low = layout->box_low + c * dim, *high = layout->box_high + c * dim;
+
+	for (size_t j = 0; j < dim; j++) {
+		low[j] = row[j] < low[j] ? row[j] : low[j];
+		high[j] = row[j] > high[j] ? row[j] : high[j];
+	}
+}
+
 /* Appends item with its row to cell c (room must be reserved). */
 static void cell_append(struct layout *layout, size_t c, uint32_t item, const float *row,
 			size_t dim)
@@ -234,6 +262,7 @@ static void cell_append(struct layout *layout, size_t c, uint32_t item, const fl
 
 	cell->items[slot] = item;
 	memcpy(cell->rows + slot * dim, row, dim * sizeof(float));
+	box_widen(layout, c, row, dim);
 	layout->cell_of[item] = (uint32_t)c;
 	layout->slot_of[item] = (uint32_t)slot;
 }
@@ -517,6 +546,8 @@ void ivf_scratch_free(struct ivf_scratch *s)
 	free(s->cell_offsets);
 	free(s->cell_users);
 	free(s->specials);
+	free(s->merged_specials);
+	free(s->special_rows);
 	free(s->special_items);
 	free(s->special_offsets);
 	free(s->special_counts);
@@ -756,6 +787,7 @@ static int place_item(struct ivf *ivf, uint32_t item, const float *vector, size_
 	if (item < layout->item_count && layout->cell_of[item] == cell) {
 		memcpy(layout->cells[cell].rows + (size_t)layout->slot_of[item] * dim, vector,
 		       dim * sizeof(float));
+		box_widen(layout, cell, vector, dim);
 		return 0;
 	}
 	if (cell_reserve(&layout->cells[cell], layout->cells[cell].count + 1, dim)) {
@@ -869,6 +901,11 @@ size_t ivf_last_candidates(const struct ivf *ivf)
 	return ivf->own->last_candidates;
 }
 
+uint64_t ivf_skipped_cells(const struct ivf *ivf)
+{
+	return ivf->own->skipped_cells;
+}
+
 size_t ivf_scratch_candidates(const struct ivf_scratch *scratch)
 {
 	return scratch->last_candidates;
@@ -949,6 +986,10 @@ static int reserve_search(const struct ivf *ivf, struct ivf_scratch *sc, size_t 
 			 sizeof(uint64_t)) ||
 	    grow_scratch((void **)&sc->specials, &sc->specials_capacity, special_total,
 			 sizeof(struct special)) ||
+	    grow_scratch((void **)&sc->merged_specials, &sc->merged_specials_capacity,
+			 special_total, sizeof(struct special)) ||
+	    grow_scratch((void **)&sc->special_rows, &sc->special_rows_capacity, special_total,
+			 sizeof(const float *)) ||
 	    grow_scratch((void **)&sc->special_items, &sc->special_items_capacity, special_total,
 			 sizeof(uint32_t))) {
 		snprintf(errstr, errstr_size,
@@ -1034,8 +1075,49 @@ static void prefetch_position(const struct ivf *ivf, uint32_t item)
 	__builtin_prefetch(&ivf->layout.slot_of[item]);
 }
 
-/* Sorts each query's sparse and extra items by (item, caller's order) and
- * lists the distinct ones; items past the index are dropped. */
+/* Below this many extra items a query's extras are sorted by insertion. */
+#define EXTRA_INSERTION_SORT 64
+
+/* Sorts specials[0..count), listed in increasing `order`, by item; a stable
+ * sort, so equal items keep their order. */
+static void sort_extras(struct special *specials, size_t count)
+{
+	if (count > EXTRA_INSERTION_SORT) {
+		qsort(specials, count, sizeof *specials, compare_special);
+		return;
+	}
+	for (size_t i = 1; i < count; i++) {
+		struct special moving = specials[i];
+		size_t j = i;
+		for (; j > 0 && specials[j - 1].item > moving.item; j--)
+			specials[j] = specials[j - 1];
+		specials[j] = moving;
+	}
+}
+
+/* Merges the sorted runs [0, left) and [left, count) of specials through
+ * `merged` (room for count): on equal items the left (sparse) one first,
+ * which is (item, order) order since sparse orders precede extra ones. */
+static void merge_specials(struct special *specials, size_t left, size_t count,
+			   struct special *merged)
+{
+	size_t a = 0, b = left, out = 0;
+
+	while (a < left && b < count)
+		merged[out++] = specials[b].item < specials[a].item ? specials[b++] : specials[a++];
+	while (a < left)
+		merged[out++] = specials[a++];
+	while (b < count)
+		merged[out++] = specials[b++];
+	memcpy(specials, merged, count * sizeof *specials);
+}
+
+/*
+ * Sorts each query's sparse and extra items by (item, caller's order) and
+ * lists the distinct ones; items past the index are dropped. The model
+ * hands its sparse items sorted and distinct (model_query()): then only the
+ * few extra items are sorted and merged in, instead of sorting all of them.
+ */
 static void collect_specials(const struct ivf *ivf, struct ivf_scratch *sc,
 			     const struct ivf_query *queries, size_t query_count)
 {
@@ -1043,15 +1125,20 @@ static void collect_specials(const struct ivf *ivf, struct ivf_scratch *sc,
 
 	for (size_t q = 0; q < query_count; q++) {
 		const struct ivf_query *query = &queries[q];
-		size_t begin = at, distinct = 0;
+		size_t begin = at, distinct = 0, sparse_end;
+		bool sparse_sorted = true;
 
 		sc->special_offsets[q] = begin;
 		for (size_t s = 0; s < query->base.sparse_count; s++)
 			if (query->base.sparse_items[s] < item_count) {
 				prefetch_position(ivf, query->base.sparse_items[s]);
+				if (at > begin &&
+				    sc->specials[at - 1].item >= query->base.sparse_items[s])
+					sparse_sorted = false;
 				sc->specials[at++] =
 				    (struct special){query->base.sparse_items[s], (uint32_t)s};
 			}
+		sparse_end = at;
 		for (size_t e = 0; e < query->extra_count; e++)
 			if (query->extra_items[e] < item_count) {
 				prefetch_position(ivf, query->extra_items[e]);
@@ -1059,9 +1146,15 @@ static void collect_specials(const struct ivf *ivf, struct ivf_scratch *sc,
 				    (struct special){query->extra_items[e],
 						     (uint32_t)(query->base.sparse_count + e)};
 			}
-		if (at > begin)
+		if (!sparse_sorted) {
 			qsort(sc->specials + begin, at - begin, sizeof *sc->specials,
 			      compare_special);
+		} else if (at > sparse_end) {
+			sort_extras(sc->specials + sparse_end, at - sparse_end);
+			if (sparse_end > begin)
+				merge_specials(sc->specials + begin, sparse_end - begin, at - begin,
+					       sc->merged_specials);
+		}
 		for (size_t s = begin; s < at; s++)
 			if (s == begin || sc->specials[s].item != sc->specials[s - 1].item)
 				sc->special_items[begin + distinct++] = sc->specials[s].item;
@@ -1095,7 +1188,7 @@ static size_t skip_below(const float *scores, size_t n, float bar)
 
 /* Whether query q may be offered cell item `item` scored `score`: not NaN,
  * eligible, not excluded, and not one of its special items (scored apart). */
-static bool cell_candidate(const struct ivf_scratch *sc, size_t q, const struct topk_query *query,
+static bool cell_candidate(struct ivf_scratch *sc, size_t q, const struct topk_query *query,
 			   const uint8_t *eligible, float score, uint32_t item)
 {
 	return !isnan(score) && (eligible == NULL || eligible[item]) &&
@@ -1175,6 +1268,30 @@ static void scan_cell(const struct ivf *ivf, struct ivf_scratch *sc,
 }
 
 /*
+ * Whether no row of cell c can reach `bar` for the query vector: the cell's
+ * box bounds q.x by the sum over columns of max(q_j low_j, q_j high_j), and
+ * the sgemm's rounding (at most dim·2^-24 of sum |q_j x_j| per score,
+ * doubled for the bound's own) is added, so a skipped cell never held a
+ * score the scan would have kept: the lists stay what scanning gives. The
+ * box only widens between trainings (rows that move or leave keep it), so
+ * it stays a bound as rows drift. A cell whose box is not finite (no rows,
+ * infinite columns) is never skipped.
+ */
+static bool cell_below(const struct ivf *ivf, size_t c, const float *vector, float bar)
+{
+	const float *low = ivf->layout.box_low + c * ivf->dim;
+	const float *high = ivf->layout.box_high + c * ivf->dim;
+	double bound = 0.0, magnitude = 0.0;
+
+	for (size_t j = 0; j < ivf->dim; j++) {
+		double a = (double)vector[j] * low[j], b = (double)vector[j] * high[j];
+		bound += a > b ? a : b;
+		magnitude += fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+	}
+	return bound + 2.0 * (double)ivf->dim * 0x1p-24 * magnitude < (double)bar;
+}
+
+/*
  * Scores the probed cells: first the cells many users share, one sgemm for
  * all of them; then the others user by user, each user's cells best first,
  * all users' best cells before anyone's second, so that a heap's bar is
@@ -1200,6 +1317,13 @@ static void scan_cells(const struct ivf *ivf, struct ivf_scratch *sc,
 			if (c == UINT32_MAX ||
 			    sc->cell_offsets[c + 1] - sc->cell_offsets[c] >= CELL_SHARED_MIN_USERS)
 				continue;
+			/* a full heap's bar is often past every row of a cell */
+			if (sc->heap_counts[q] == k &&
+			    cell_below(ivf, c, sc->packed + q * ivf->dim,
+				       key_result(sc->heaps[q * sc->max_k]).score)) {
+				sc->skipped_cells++;
+				continue;
+			}
 			scan_cell(ivf, sc, queries, eligible, k, c, &user, 1);
 		}
 	}
@@ -1232,42 +1356,54 @@ static const float *item_row(const struct ivf *ivf, uint32_t item)
 	return layout->cells[layout->cell_of[item]].rows + (size_t)layout->slot_of[item] * ivf->dim;
 }
 
-/* Fetches ahead the rows and eligibility of query q's distinct specials. */
-static void prefetch_rows(const struct ivf *ivf, struct ivf_scratch *sc, size_t q,
-			  const uint8_t *eligible)
-{
-	const uint32_t *items = sc->special_items + sc->special_offsets[q];
+/*
+ * How many distinct specials ahead score_specials() fetches rows: enough to
+ * cover a miss to memory, few enough for the core's fill buffers (fetching
+ * a whole query's ~400 rows at once, as before, left the first of them
+ * still waiting when scored: a lone query has no other query to overlap).
+ */
+#define SPECIAL_PREFETCH_AHEAD 12
 
-	for (size_t s = 0; s < sc->special_counts[q]; s++) {
-		const float *row = item_row(ivf, items[s]);
-		__builtin_prefetch(row);
-		__builtin_prefetch(row + ivf->dim - 1);
-		if (eligible != NULL)
-			__builtin_prefetch(&eligible[items[s]]);
-	}
+/* Fetches ahead a row (its three cache lines) and its item's eligibility. */
+static void prefetch_row(const float *row, size_t dim, const uint8_t *eligible, uint32_t item)
+{
+	__builtin_prefetch(row);
+	__builtin_prefetch(row + 16);
+	__builtin_prefetch(row + dim - 1);
+	if (eligible != NULL)
+		__builtin_prefetch(&eligible[item]);
 }
 
-/* Scores each query's special items once: dot product, then its sparse
- * scores in the caller's order (as topk adds them). */
+/*
+ * Scores each query's special items once: dot product, then its sparse
+ * scores in the caller's order (as topk adds them). Two passes per query,
+ * so that no load waits on another: first every distinct special's row
+ * address (cell and slot, in item order), then the rows, fetched ahead.
+ */
 static void score_specials(const struct ivf *ivf, struct ivf_scratch *sc,
 			   const struct ivf_query *queries, size_t query_count,
 			   const uint8_t *eligible, size_t k)
 {
 	size_t dim = ivf->dim;
+	const float **rows = sc->special_rows;
 
-	if (query_count > 0)
-		prefetch_rows(ivf, sc, 0, eligible);
 	for (size_t q = 0; q < query_count; q++) {
 		const struct topk_query *query = &queries[q].base;
+		const uint32_t *distinct = sc->special_items + sc->special_offsets[q];
+		size_t distinct_count = sc->special_counts[q], d = 0;
 		size_t end = sc->special_offsets[q + 1];
 
-		if (q + 1 < query_count)
-			prefetch_rows(ivf, sc, q + 1, eligible);
-		for (size_t s = sc->special_offsets[q]; s < end;) {
+		for (size_t j = 0; j < distinct_count; j++)
+			rows[j] = item_row(ivf, distinct[j]);
+		for (size_t j = 0; j < distinct_count && j < SPECIAL_PREFETCH_AHEAD; j++)
+			prefetch_row(rows[j], dim, eligible, distinct[j]);
+		for (size_t s = sc->special_offsets[q]; s < end; d++) {
 			uint32_t item = sc->specials[s].item;
-			const float *row = item_row(ivf, item);
-			float score = dot(sc->packed + q * dim, row, dim);
+			float score = dot(sc->packed + q * dim, rows[d], dim);
 
+			if (d + SPECIAL_PREFETCH_AHEAD < distinct_count)
+				prefetch_row(rows[d + SPECIAL_PREFETCH_AHEAD], dim, eligible,
+					     distinct[d + SPECIAL_PREFETCH_AHEAD]);
 			for (; s < end && sc->specials[s].item == item; s++) {
 				if (sc->specials[s].order < query->sparse_count)
 					score += query->sparse_scores[sc->specials[s].order];

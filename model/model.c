@@ -12,6 +12,7 @@
 #include "covis.h"
 #include "ivf.h"
 #include "popularity.h"
+#include "radix.h"
 #include "sampler.h"
 #include "sgd.h"
 #include "topk.h"
@@ -107,6 +108,8 @@ struct model {
 	uint32_t target_items[MAX_NEGATIVES + 1];
 	float score_grad[MAX_NEGATIVES + 1];
 	float *covis_sum; /* per item, all 0 between queries: a query's co-visitation sums */
+	uint32_t *sort_scratch; /* radix_sort_u32()'s, for a query's co-visitation items */
+	size_t sort_scratch_capacity;
 };
 
 static void view_free(struct model_view *view);
@@ -325,6 +328,7 @@ void model_free(struct model *model)
 	free(model->covis_sum);
 	view_free(model->view);
 	model_batch_free(&model->batch);
+	free(model->sort_scratch);
 	free(model->item_moved);
 	free(model->moved_items);
 	free(model->trending_candidates);
@@ -881,6 +885,23 @@ static int compare_items(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Sorts a query's co-visitation items (distinct) in ascending order. */
+static void sort_items(struct model *m, uint32_t *items, size_t count)
+{
+	if (count > m->sort_scratch_capacity) {
+		uint32_t *scratch = malloc(count * sizeof *scratch);
+		if (scratch != NULL) {
+			free(m->sort_scratch);
+			m->sort_scratch = scratch;
+			m->sort_scratch_capacity = count;
+		}
+	}
+	if (count <= m->sort_scratch_capacity)
+		radix_sort_u32(items, count, m->sort_scratch);
+	else /* no memory for the scratch: the same order, more slowly */
+		qsort(items, count, sizeof *items, compare_items);
+}
+
 void model_query(struct model *model, uint32_t user, struct model_query *query)
 {
 	struct model *m = model;
@@ -926,7 +947,7 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 			sum[succ[s]] += add > 0 ? add : 1e-30f;
 		}
 	}
-	qsort(query->sparse_items, out, sizeof *query->sparse_items, compare_items);
+	sort_items(m, query->sparse_items, out);
 	for (size_t s = 0; s < out; s++) {
 		uint32_t item = query->sparse_items[s];
 		query->sparse_scores[s] = m->config.covis_weight * (float)log1p(sum[item]);

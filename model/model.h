@@ -57,21 +57,23 @@ enum model_retrieval {
  * `streamrec eval --retrieval both` (2 shared cores, AMD EPYC, OpenBLAS
  * 0.3.21 Cooperlake kernel, one thread, lists of one user): on the
  * synthetic stream `streamrec gen --events 300000 --items 85000 --users
- * 20000` (64,865 items reached), nlist 225 and nprobe 12 (this default) plus
- * 50 trending items gave recall@20 against exact 0.9935 and prequential
- * HR@20 0.1138 for both engines, with 3351 candidates a list; ranking took
- * 55 us a list against exact's 175 us (3.2x), the whole replay 26.3k
- * events/s against 9.1k (2.9x), the rest being learning and the cold
- * users' O(items) trending scan, which both engines share.
+ * 20000` (64,865 items reached; `make bench-eval`), nlist 225 and nprobe 12
+ * (this default) plus 50 trending items gave recall@20 against exact 1.0000
+ * and prequential HR@20 0.1644 for both engines, with about 4,000
+ * candidates a list (a third of the probed cells skipped by their bounds,
+ * model/ivf.h); ranking took a third of the exact engine's time a list,
+ * which is what the whole replay gains (2.8x): learning and the popularity
+ * list, shared by both engines, are about 5% of the exact replay.
  */
 #define MODEL_INDEX_PROBE_SHARE 0.05
 #define MODEL_INDEX_MIN_NPROBE  4
 
 /**
- * The index engine's trending candidates are recomputed (an O(items) scan)
- * once this many events were learned, not per list: at 85k items the scan
- * costs as much as the index search itself, and a list of the hour's
- * trending items barely changes in a thousand events.
+ * The index engine's trending candidates are taken again once this many
+ * events were learned, not per list: a list of the hour's trending items
+ * barely changes in a thousand events. (Taking it costs little since
+ * model/popularity keeps the list's head as items are counted; it was an
+ * O(items) scan, as costly as the index search itself at 85k items.)
  */
 #define MODEL_INDEX_TRENDING_EVENTS 1000
 

@@ -135,11 +135,18 @@ static void batch_build(struct batch *b, size_t item_count, size_t dim, size_t q
 		if (exclude_count > 1)
 			exclude[1] = exclude[0]; /* a repeat */
 		qsort(exclude, exclude_count, sizeof *exclude, compare_u32);
+		/* odd queries: sorted and distinct, as model_query() hands them */
+		uint32_t ascending = rng_below(&rng, 4);
 		for (size_t s = 0; s < sparse_count; s++) {
-			sparse_items[s] = rng_below(&rng, (uint32_t)item_count + 5);
+			if (q % 2 == 1) {
+				sparse_items[s] = ascending;
+				ascending += 1 + rng_below(&rng, (uint32_t)item_count / 8 + 1);
+			} else {
+				sparse_items[s] = rng_below(&rng, (uint32_t)item_count + 5);
+			}
 			sparse_scores[s] = (float)rng_below(&rng, 33) / 16.0f;
 		}
-		if (sparse_count > 2)
+		if (sparse_count > 2 && q % 2 == 0)
 			sparse_items[2] = sparse_items[0]; /* repeats add up */
 		for (size_t e = 0; e < extra_count; e++)
 			extra[e] = rng_below(&rng, (uint32_t)item_count + 3);
@@ -593,6 +600,81 @@ static void recall_on_clustered_data(void **state)
 	free(got);
 }
 
+/*
+ * A lone query skips the probed cells whose bounds put every row below its
+ * list's last score; on clustered grid data (exact float products) with
+ * every cell probed, the lists must still be the exact engine's, after
+ * rows moved too (a cell's bounds only widen), and some cells must have
+ * been skipped.
+ */
+static void skipped_cells_change_no_list(void **state)
+{
+	enum { DIM = 8, CLUSTERS = 40, ITEMS = 4000, QUERIES = 60, K = 10 };
+	float *centres = malloc(CLUSTERS * DIM * sizeof(float));
+	float *rows = malloc((size_t)ITEMS * DIM * sizeof(float));
+	float vectors[QUERIES * DIM];
+	uint32_t sparse_items[QUERIES][3];
+	float sparse_scores[QUERIES][3];
+	struct topk_query topk_queries[QUERIES];
+	struct ivf_query queries[QUERIES];
+	struct topk_result expected[QUERIES * K], got[QUERIES * K];
+	size_t expected_counts[QUERIES], got_counts[QUERIES];
+	char errstr[256];
+	uint64_t rng = 17;
+	(void)state;
+
+	assert_true(centres && rows);
+	for (size_t i = 0; i < CLUSTERS * DIM; i++)
+		centres[i] = (float)((int)rng_below(&rng, 9) - 4) * 0.5f;
+	for (size_t i = 0; i < ITEMS; i++) {
+		const float *centre = centres + rng_below(&rng, CLUSTERS) * DIM;
+		for (size_t d = 0; d < DIM; d++)
+			rows[i * DIM + d] = centre[d] + (float)((int)rng_below(&rng, 3) - 1) * 0.125f;
+	}
+	for (size_t q = 0; q < QUERIES; q++) {
+		const float *centre = centres + rng_below(&rng, CLUSTERS) * DIM;
+		for (size_t d = 0; d < DIM; d++)
+			vectors[q * DIM + d] = centre[d] + (float)((int)rng_below(&rng, 3) - 1) * 0.25f;
+		for (size_t s = 0; s < 3; s++) { /* sorted and distinct, as the model's */
+			sparse_items[q][s] = (uint32_t)(s * (ITEMS / 3) + rng_below(&rng, ITEMS / 3));
+			sparse_scores[q][s] = (float)rng_below(&rng, 9) * 0.5f;
+		}
+		topk_queries[q] = (struct topk_query){vectors + q * DIM, NULL, 0, sparse_items[q],
+						      sparse_scores[q], 3};
+		queries[q] = (struct ivf_query){topk_queries[q], NULL, 0};
+	}
+	struct ivf *ivf = index_new(DIM, 0, QUERIES, K, IVF_ASSIGN_NORMALISED_IP);
+	assert_int_equal(ivf_build(ivf, rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+	for (int round = 0; round < 2; round++) {
+		struct batch exact = {.item_count = ITEMS,
+				      .dim = DIM,
+				      .query_count = QUERIES,
+				      .topk_queries = topk_queries};
+		exact_lists(&exact, rows, K, expected, expected_counts);
+		for (size_t q = 0; q < QUERIES; q++)
+			assert_int_equal(ivf_search(ivf, NULL, &queries[q], 1, SIZE_MAX, K,
+						    got + q * K, &got_counts[q], errstr,
+						    sizeof errstr),
+					 0);
+		assert_same_lists(expected, expected_counts, got, got_counts, QUERIES, K);
+		/* rows move within and across clusters; the index keeps its cells */
+		for (size_t i = 0; i < ITEMS; i += 7) {
+			const float *centre = centres + rng_below(&rng, CLUSTERS) * DIM;
+			for (size_t d = 0; d < DIM; d++)
+				rows[i * DIM + d] = round == 0 && i % 2 ? centre[d]
+									: rows[i * DIM + d] + 0.125f;
+			assert_int_equal(
+			    ivf_update_item(ivf, (uint32_t)i, rows + i * DIM, errstr, sizeof errstr), 0);
+		}
+	}
+	print_message("skipped %llu of %zu probed cells\n",
+		      (unsigned long long)ivf_skipped_cells(ivf), 2 * QUERIES * ivf_nlist(ivf));
+	assert_true(ivf_skipped_cells(ivf) > 0);
+	ivf_free(ivf);
+	free(centres);
+	free(rows);
+}
+
 static void empty_and_errors(void **state)
 {
 	enum { DIM = 4, K = 5 };
@@ -665,6 +747,7 @@ int main(void)
 	    cmocka_unit_test(moved_items_are_found_in_their_new_cell),
 	    cmocka_unit_test(batched_updates_place_rows_as_single_ones),
 	    cmocka_unit_test(recall_on_clustered_data),
+	    cmocka_unit_test(skipped_cells_change_no_list),
 	    cmocka_unit_test(empty_and_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

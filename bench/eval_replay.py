@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Offline replay speed of the two ranking engines, side by side.
+
+`streamrec eval --retrieval both` replays a stream test-then-train and ranks
+every test point with the exact engine and with the index engine on the same
+model; each engine's events/s counts the shared work (learning, the
+popularity list) plus its own ranking time, as if it had run alone. This
+script generates the synthetic stream the README quotes (85,000 items in the
+catalogue, 64,865 reached), replays it RUNS times and prints the medians of
+both engines' events/s, their ratio (the ratio of each run, then the median),
+the ranking time per list and the index's recall@20 against exact, with the
+machine and the OpenBLAS kernel. Standard library only.
+
+    bench/eval_replay.py [--streamrec build/streamrec] [--runs 3] [--nprobe N]
+                         [--old-streamrec PATH]   (another build, same stream)
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+
+GEN_ARGS = ["--events", "300000", "--items", "85000", "--users", "20000"]
+EVAL_ARGS = ["--retrieval", "both", "--no-baselines"]
+
+SPEED = re.compile(r"replay: exact ([0-9]+) events/s, index ([0-9]+) events/s .*"
+                   r"ranking took ([0-9.]+) s exact, ([0-9.]+) s index")
+RECALL = re.compile(r"index: recall@20 against exact ([0-9.]+) on the test points; "
+                    r"relative HR@20 ([-+0-9.]+)%; nlist ([0-9]+), nprobe ([0-9]+), "
+                    r"trending ([0-9]+), ([0-9]+) candidates a list")
+TESTS = re.compile(r"^\| exact +\| +([0-9.]+) \|.*\| +([0-9]+) \|$", re.M)
+
+
+def machine(streamrec):
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    blas = subprocess.run([streamrec, "blas"], capture_output=True, text=True).stdout
+    kernel = re.search(r"^kernel (\S+)", blas, re.M)
+    config = re.search(r"^config (.*)$", blas, re.M)
+    return (f"{os.cpu_count()} cores, {cpu}; OpenBLAS kernel "
+            f"{kernel.group(1) if kernel else '?'} ({config.group(1) if config else '?'})")
+
+
+def replay(streamrec, events, extra):
+    out = subprocess.run([streamrec, "eval", events, *EVAL_ARGS, *extra], capture_output=True,
+                         text=True, check=True).stdout
+    speed, recall, tests = SPEED.search(out), RECALL.search(out), TESTS.search(out)
+    if not (speed and recall and tests):
+        raise SystemExit(f"unexpected output of {streamrec} eval:\n{out}")
+    lists = int(tests.group(2))
+    return {"exact": int(speed.group(1)), "index": int(speed.group(2)),
+            "ratio": int(speed.group(2)) / int(speed.group(1)),
+            "exact_us": float(speed.group(3)) / lists * 1e6,
+            "index_us": float(speed.group(4)) / lists * 1e6,
+            "recall": float(recall.group(1)), "hr": float(tests.group(1)),
+            "relative_hr": recall.group(2), "nlist": recall.group(3),
+            "nprobe": recall.group(4), "candidates": recall.group(6)}
+
+
+def report(name, runs):
+    med = {key: statistics.median(r[key] for r in runs)
+           for key in ("exact", "index", "ratio", "exact_us", "index_us")}
+    last = runs[-1]
+    print(f"{name}: exact {med['exact']:,.0f} events/s, index {med['index']:,.0f} events/s, "
+          f"index/exact {med['ratio']:.2f}x (medians of {len(runs)}: "
+          + ", ".join(f"{r['exact']}/{r['index']}" for r in runs) + ")")
+    print(f"  ranking a list: exact {med['exact_us']:.0f} us, index {med['index_us']:.0f} us; "
+          f"recall@20 against exact {last['recall']:.4f}, HR@20 {last['hr']:.4f} "
+          f"(index {last['relative_hr']}%), nlist {last['nlist']}, nprobe {last['nprobe']}, "
+          f"{last['candidates']} candidates a list")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streamrec", default="build/streamrec")
+    parser.add_argument("--old-streamrec", help="another build, replayed in turn on the same stream")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--nprobe", type=int, help="cells probed (default: the model's)")
+    args = parser.parse_args()
+    extra = ["--nprobe", str(args.nprobe)] if args.nprobe is not None else []
+
+    print("machine:", machine(args.streamrec))
+    with tempfile.TemporaryDirectory() as tmp:
+        events = os.path.join(tmp, "events.csv")
+        subprocess.run([args.streamrec, "gen", *GEN_ARGS, "--out", events], check=True,
+                       capture_output=True)
+        print(f"stream: streamrec gen {' '.join(GEN_ARGS)}; "
+              f"streamrec eval {' '.join(EVAL_ARGS + extra)}")
+        builds = [("this build", args.streamrec)]
+        if args.old_streamrec:
+            builds.append(("old build", args.old_streamrec))
+        runs = {name: [] for name, _ in builds}
+        for _ in range(args.runs):  # interleaved, so both builds see the same load
+            for name, path in builds:
+                runs[name].append(replay(path, events, extra))
+        for name, _ in builds:
+            report(name, runs[name])
+
+
+if __name__ == "__main__":
+    main()
