@@ -3,6 +3,7 @@
  *
  *   streamrec replay  --state DIR FILE [--commit-every N] [--format F] [--digest]
  *   streamrec inspect --state DIR (--user ID | --item ID) [--k N] [--variant NAME]
+ *   streamrec digest  --state DIR [--variant NAME]
  *   streamrec checkpoint --state DIR --to DIR
  *
  * `replay` learns an event file into a state directory with the daemon's
@@ -10,6 +11,8 @@
  * position in time order), resuming after the last committed event: run it
  * again after a crash and every event is applied exactly once. `--digest`
  * prints a digest of the whole state (equal digests: bit-identical models).
+ * `inspect` and `digest` only read: they open the state read-only and work
+ * beside a running daemon.
  */
 #include <getopt.h>
 #include <stdbool.h>
@@ -27,9 +30,14 @@
 
 #define REPLAY_TOPIC "replay"
 
-/* Opens one variant of a state: the named one, or (variant NULL) the first stored. */
+/*
+ * Opens one variant of a state: the named one, or (variant NULL) the first
+ * stored. read_only: RocksDB's read-only open, which takes no LOCK, so
+ * inspect and digest work on the state of a running daemon: they see it as
+ * of its last commit (whole commits only).
+ */
 static struct state *open_variant(const char *command, const char *dir, size_t cache_users,
-				  const char *variant)
+				  const char *variant, bool read_only)
 {
 	struct model_config config;
 	const char *names[1] = {variant};
@@ -37,7 +45,8 @@ static struct state *open_variant(const char *command, const char *dir, size_t c
 				  .variants = &config,
 				  .variant_count = 1,
 				  .variant_names = variant ? names : NULL,
-				  .user_cache_users = cache_users};
+				  .user_cache_users = cache_users,
+				  .read_only = read_only};
 	char errstr[512];
 	model_config_default(&config);
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
@@ -48,7 +57,7 @@ static struct state *open_variant(const char *command, const char *dir, size_t c
 
 static struct state *open_state_cached(const char *command, const char *dir, size_t cache_users)
 {
-	return open_variant(command, dir, cache_users, NULL);
+	return open_variant(command, dir, cache_users, NULL, false);
 }
 
 static struct state *open_state(const char *command, const char *dir)
@@ -231,7 +240,7 @@ int cli_inspect(int argc, char **argv)
 		    "streamrec inspect: expected --state DIR and one of --user ID, --item ID\n");
 		return 2;
 	}
-	struct state *state = open_variant("inspect", dir, 0, variant);
+	struct state *state = open_variant("inspect", dir, 0, variant, true);
 	if (state == NULL)
 		return 1;
 	struct model *model = state_model(state, 0);
@@ -390,7 +399,7 @@ int cli_digest(int argc, char **argv)
 	if (parse_state_and(argc, argv, "digest", "?variant", &dir, &variant,
 			    "--state DIR [--variant NAME]"))
 		return 2;
-	struct state *state = open_variant("digest", dir, 0, variant);
+	struct state *state = open_variant("digest", dir, 0, variant, true);
 	if (state == NULL)
 		return 1;
 	uint64_t value;

@@ -54,6 +54,7 @@ struct daemon {
 	struct producer *producer;
 	struct metrics *metrics;
 	struct http_server *http;
+	struct http_server *api; /**< the lookup API; NULL: api.listen is empty */
 	struct status *status;
 	struct ratelimit *dead_letter_log;
 	struct topk *topk;

@@ -194,6 +194,18 @@ static int open_experiment(struct daemon *d, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/* Every user's last published list, as stored with the last commit. */
+static int restore_lists(struct daemon *d, char *errstr, size_t errstr_size)
+{
+	size_t skipped = 0;
+	long restored = refresher_restore_lists(d->refresher, &skipped, errstr, errstr_size);
+	if (restored < 0)
+		return -1;
+	log_line(LOG_PRIORITY_INFO, "restored %ld published lists from the state%s", restored,
+		 skipped ? " (some skipped: their variant or items are gone)" : "");
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: streamrecd --config FILE [--check]\n"
@@ -321,7 +333,8 @@ int main(int argc, char **argv)
 				    .notify = publish_notify,
 				    .notify_opaque = d};
 	d->refresher = refresher_new(&rc, errstr, sizeof errstr);
-	if (d->refresher == NULL || ingest_connect(d, errstr, sizeof errstr) != 0 ||
+	if (d->refresher == NULL || restore_lists(d, errstr, sizeof errstr) != 0 ||
+	    ingest_connect(d, errstr, sizeof errstr) != 0 ||
 	    ops_start(d, errstr, sizeof errstr) != 0)
 		goto out_error;
 	ingest_start(d);
@@ -357,6 +370,7 @@ out_error:
 out_free:
 	consumer_close(d->consumer, 10000);
 	producer_free(d->producer);
+	http_server_free(d->api);
 	http_server_free(d->http);
 	refresher_free(d->refresher);
 	experiment_free(d->experiment);

@@ -112,10 +112,11 @@ static void reply_json(struct http_response *response, int status, json_t *doc)
 }
 
 /*
- * GET /v1/recommendations/{user}: the user's current list, from memory (the
- * list last published since the daemon started), as JSON: user, variant,
- * generated_at and trigger_event_ts (ms), and items with their scores.
- * 404 with a reason when the user is unknown or has no list yet.
+ * GET /v1/recommendations/{user} on api.listen: the user's current list, from
+ * memory (the list last published, kept in the state across restarts), as
+ * JSON: user, variant, generated_at and trigger_event_ts (ms), and items with
+ * their scores. 404 with a reason when the user is unknown or has no list yet.
+ * A user not met since the start is looked up in the state's ids (one read).
  */
 static void recommendations_lookup(const struct http_request *request,
 				   struct http_response *response, void *opaque)
@@ -130,11 +131,17 @@ static void recommendations_lookup(const struct http_request *request,
 						     RECOMMENDATIONS_PATH));
 		return;
 	}
-	uint32_t stable = state_find_user(d->state, user);
-	if (stable == UINT32_MAX || !refresher_last_list(d->refresher, stable, &list)) {
+	char errstr[256];
+	uint32_t stable;
+	int known = state_lookup_user(d->state, user, &stable, errstr, sizeof errstr);
+	if (known < 0) {
+		reply_json(response, 500, json_pack("{s:s,s:s}", "error", errstr, "user", user));
+		return;
+	}
+	if (known == 0 || !refresher_last_list(d->refresher, stable, &list)) {
 		reply_json(response, 404,
-			   json_pack("{s:s,s:s}", "error", "no list published for this user since "
-							   "the daemon started",
+			   json_pack("{s:s,s:s}", "error",
+				     known ? "no list published for this user yet" : "unknown user",
 				     "user", user));
 		return;
 	}
@@ -312,10 +319,25 @@ int ops_start(struct daemon *d, char *errstr, size_t errstr_size)
 		    http_server_route(d->http, "/status.json", status_json, d, errstr,
 				      errstr_size) != 0 ||
 		    http_server_route(d->http, "/experiment.json", experiment_json, d, errstr,
-				      errstr_size) != 0 ||
-		    http_server_route(d->http, RECOMMENDATIONS_PATH, recommendations_lookup, d,
+				      errstr_size) != 0)
+			return -1;
+	}
+	/* the lookup API on its own address only: the metrics port stays internal */
+	if (d->config.api_listen != NULL && d->config.api_listen[0] != '\0') {
+		struct http_config ac = {.listen = d->config.api_listen,
+					 .key = "api.listen",
+					 .keep_alive = true,
+					 .max_connections = d->config.api_max_connections,
+					 .idle_timeout_s =
+					     (double)d->config.api_idle_timeout_ms / 1000.0};
+		d->api = http_server_new(d->loop, &ac, errstr, errstr_size);
+		if (d->api == NULL ||
+		    http_server_route_healthz(d->api, errstr, errstr_size) != 0 ||
+		    http_server_route(d->api, RECOMMENDATIONS_PATH, recommendations_lookup, d,
 				      errstr, errstr_size) != 0)
 			return -1;
+		log_line(LOG_PRIORITY_INFO, "lookup API on %s (port %u)", d->config.api_listen,
+			 (unsigned)http_server_port(d->api));
 	}
 	/* the watchdog at half systemd's interval, and at least every second */
 	uint64_t watchdog_us = 0;

@@ -12,6 +12,14 @@
 #include "model.h"
 
 #define MAX_K 1000
+/* A stored list (state_put_list), all integers big-endian:
+ *   u8 LIST_RECORD_VERSION, u8 n, n bytes of the variant's name,
+ *   i64 generated_at_ms, i64 trigger_ts_ms, u16 count,
+ *   count × (u32 item index, u32 bits of the float32 score), best first.
+ * The variant goes by name: variants come and go across restarts. */
+#define LIST_RECORD_VERSION 1
+#define LIST_RECORD_HEAD (1 + 1 + 255 + 8 + 8 + 2)
+#define LIST_RECORD_BYTES (LIST_RECORD_HEAD + MAX_K * 8)
 /* Fewest warm queries a worker's task ranks (a range shares the tiles). */
 #define REFRESH_MIN_RANGE 16
 
@@ -107,8 +115,15 @@ struct refresher {
 	uint8_t *lane;
 	int64_t *marked_ms, *trigger_ts, *last_refresh_ms;
 	struct published **published;
+	/* per stable user: whether its newest trigger arrived as backlog
+	 * (refresh.catch_up_threshold_ms), and whether its published list
+	 * changed since the last refresher_save_lists() */
+	uint8_t *catch_up, *list_changed;
 	size_t user_capacity, lane_capacity, marked_capacity, trigger_capacity, last_capacity,
-	    published_capacity;
+	    published_capacity, catch_up_capacity, list_changed_capacity;
+	uint32_t *changed_lists; /* the users whose list_changed is set */
+	size_t changed_count, changed_capacity;
+	unsigned char *record; /* LIST_RECORD_BYTES: one list as stored */
 	struct mark *held; /* marks not yet due (min_interval), put back after a run */
 	size_t held_capacity;
 	double shadow_credit; /* grows by shadow_share per index batch; a shadow at 1 */
@@ -230,7 +245,8 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	r->stables = calloc(r->batch, sizeof *r->stables);
 	r->by_variant = calloc(STATE_MAX_VARIANTS * r->batch, sizeof *r->by_variant);
 	r->items = calloc(MAX_K, sizeof *r->items);
-	if (r->stables == NULL || r->by_variant == NULL || r->items == NULL)
+	r->record = malloc(LIST_RECORD_BYTES);
+	if (r->stables == NULL || r->by_variant == NULL || r->items == NULL || r->record == NULL)
 		goto out_free;
 	if (pool_start(r, errstr, errstr_size) != 0) {
 		refresher_free(r);
@@ -259,6 +275,10 @@ void refresher_free(struct refresher *r)
 	free(r->marked_ms);
 	free(r->trigger_ts);
 	free(r->last_refresh_ms);
+	free(r->catch_up);
+	free(r->list_changed);
+	free(r->changed_lists);
+	free(r->record);
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
 		free(r->listable[v]);
 	for (size_t g = 0; g < r->group_capacity; g++) {
@@ -293,7 +313,11 @@ static int ensure_users(struct refresher *r, uint32_t stable)
 	    grow_array(&r->last_refresh_ms, &r->last_capacity, needed, sizeof *r->last_refresh_ms,
 		       4096) != 0 ||
 	    grow_array(&r->published, &r->published_capacity, needed, sizeof *r->published,
-		       4096) != 0)
+		       4096) != 0 ||
+	    grow_array(&r->catch_up, &r->catch_up_capacity, needed, sizeof *r->catch_up, 4096) !=
+		0 ||
+	    grow_array(&r->list_changed, &r->list_changed_capacity, needed,
+		       sizeof *r->list_changed, 4096) != 0)
 		return -1;
 	r->user_capacity = needed;
 	return 0;
@@ -332,8 +356,13 @@ int refresher_mark(struct refresher *r, uint32_t stable, int64_t trigger_ts_ms, 
 {
 	if (ensure_users(r, stable) != 0)
 		return -1;
-	if (trigger_ts_ms > r->trigger_ts[stable])
+	if (trigger_ts_ms >= r->trigger_ts[stable]) {
+		/* the list's freshness counts from this event: backlog when it
+		 * arrived already older than the threshold */
+		uint64_t threshold = r->c.config->catch_up_threshold_ms;
 		r->trigger_ts[stable] = trigger_ts_ms;
+		r->catch_up[stable] = threshold > 0 && now_ms - trigger_ts_ms > (int64_t)threshold;
+	}
 	/* a newer mark replaces the older: the old stack entry or deferred
 	 * slot becomes stale and is skipped when reached */
 	if (r->lane[stable] != LANE_RECENT)
@@ -394,6 +423,13 @@ static int remember_list(struct refresher *r, uint32_t stable, size_t variant,
 	p->generated_at_ms = generated_at_ms;
 	p->trigger_ts_ms = r->trigger_ts[stable];
 	memcpy(p->items, list, count * sizeof *list);
+	if (!r->list_changed[stable]) {
+		if (grow_array(&r->changed_lists, &r->changed_capacity, r->changed_count + 1,
+			       sizeof *r->changed_lists, 4096) != 0)
+			return -1;
+		r->changed_lists[r->changed_count++] = stable;
+		r->list_changed[stable] = 1;
+	}
 	return 0;
 }
 
@@ -675,7 +711,10 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;
 	}
-	metrics_histogram_observe(&r->c.metrics->variants[v].freshness_seconds,
+	/* a list made for backlog (a backfill) is catch-up, kept out of the freshness SLO */
+	struct metrics_variant *mv = &r->c.metrics->variants[v];
+	metrics_histogram_observe(r->catch_up[stable] ? &mv->catch_up_seconds
+						      : &mv->freshness_seconds,
 				  (double)(clock_wall_ms() - r->trigger_ts[stable]) / 1000.0);
 	return 0;
 }
@@ -941,4 +980,139 @@ bool refresher_last_list(const struct refresher *r, uint32_t stable, struct refr
 	out->trigger_ts_ms = p->trigger_ts_ms;
 	out->items = p->items;
 	return true;
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int b = 7; b >= 0; b--, v >>= 8)
+		p[b] = (unsigned char)v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int b = 0; b < 8; b++)
+		v = v << 8 | p[b];
+	return v;
+}
+
+static void put_u32_be(unsigned char *p, uint32_t v)
+{
+	for (int b = 3; b >= 0; b--, v >>= 8)
+		p[b] = (unsigned char)v;
+}
+
+static uint32_t get_u32_be(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* One list as stored (see LIST_RECORD_VERSION). @returns its length. */
+static size_t encode_list(const struct refresher *r, const struct published *p,
+			  unsigned char *out)
+{
+	const char *name = r->c.variants[p->variant].name;
+	size_t n = strlen(name) < 255 ? strlen(name) : 255, at = 0;
+	out[at++] = LIST_RECORD_VERSION;
+	out[at++] = (unsigned char)n;
+	memcpy(out + at, name, n);
+	at += n;
+	put_u64(out + at, (uint64_t)p->generated_at_ms);
+	put_u64(out + at + 8, (uint64_t)p->trigger_ts_ms);
+	out[at + 16] = (unsigned char)(p->count >> 8);
+	out[at + 17] = (unsigned char)p->count;
+	at += 18;
+	for (size_t k = 0; k < p->count; k++, at += 8) {
+		uint32_t bits;
+		memcpy(&bits, &p->items[k].score, sizeof bits);
+		put_u32_be(out + at, p->items[k].item);
+		put_u32_be(out + at + 4, bits);
+	}
+	return at;
+}
+
+int refresher_save_lists(struct refresher *r)
+{
+	for (size_t c = 0; c < r->changed_count; c++) {
+		uint32_t stable = r->changed_lists[c];
+		r->list_changed[stable] = 0;
+		size_t len = encode_list(r, r->published[stable], r->record);
+		state_put_list(r->c.state, stable, r->record, len);
+	}
+	size_t saved = r->changed_count;
+	r->changed_count = 0;
+	return (int)(saved > INT32_MAX ? INT32_MAX : saved);
+}
+
+struct restore {
+	struct refresher *r;
+	size_t restored, skipped;
+	bool out_of_memory;
+};
+
+/* Decodes one stored list into the user's published list; a record that
+ * does not fit (another version, a variant gone, an unknown item) is skipped. */
+static int restore_list(uint32_t stable, const void *record, size_t len, void *ctx)
+{
+	struct restore *rs = ctx;
+	struct refresher *r = rs->r;
+	const unsigned char *b = record;
+	size_t name_len = len >= 2 ? b[1] : 0, at = 2 + name_len, variant = r->c.variant_count;
+	if (len < at + 18 || b[0] != LIST_RECORD_VERSION) {
+		rs->skipped++;
+		return 0;
+	}
+	for (size_t v = 0; v < r->c.variant_count; v++)
+		if (strlen(r->c.variants[v].name) == name_len &&
+		    memcmp(r->c.variants[v].name, b + 2, name_len) == 0)
+			variant = v;
+	size_t count = (size_t)b[at + 16] << 8 | b[at + 17];
+	if (variant == r->c.variant_count || count > MAX_K || len != at + 18 + count * 8) {
+		rs->skipped++;
+		return 0;
+	}
+	size_t items = model_item_count(state_model(r->c.state, variant));
+	for (size_t k = 0; k < count; k++)
+		if (get_u32_be(b + at + 18 + k * 8) >= items) {
+			rs->skipped++;
+			return 0;
+		}
+	struct published *p = malloc(sizeof *p + (count ? count : 1) * sizeof p->items[0]);
+	if (p == NULL || ensure_users(r, stable) != 0) {
+		free(p);
+		rs->out_of_memory = true;
+		return 1;
+	}
+	free(r->published[stable]);
+	r->published[stable] = p;
+	p->variant = (uint8_t)variant;
+	p->count = p->capacity = (uint16_t)count;
+	p->generated_at_ms = (int64_t)get_u64(b + at);
+	p->trigger_ts_ms = (int64_t)get_u64(b + at + 8);
+	if (p->trigger_ts_ms > r->trigger_ts[stable])
+		r->trigger_ts[stable] = p->trigger_ts_ms;
+	for (size_t k = 0; k < count; k++) {
+		const unsigned char *e = b + at + 18 + k * 8;
+		uint32_t bits = get_u32_be(e + 4);
+		p->items[k].item = get_u32_be(e);
+		memcpy(&p->items[k].score, &bits, sizeof bits);
+	}
+	rs->restored++;
+	return 0;
+}
+
+long refresher_restore_lists(struct refresher *r, size_t *skipped, char *errstr,
+			     size_t errstr_size)
+{
+	struct restore rs = {.r = r};
+	if (state_lists_foreach(r->c.state, restore_list, &rs, errstr, errstr_size) != 0)
+		return -1;
+	if (rs.out_of_memory) {
+		set_errstr(errstr, errstr_size, "refresh: out of memory restoring %zu lists",
+			   rs.restored + 1);
+		return -1;
+	}
+	if (skipped != NULL)
+		*skipped = rs.skipped;
+	return (long)rs.restored;
 }

@@ -168,7 +168,9 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_refresh_waiting 0");
 	assert_line(text, "streamrec_refresh_deferred_total 0");
 	assert_int_equal(count_lines_starting(text, "streamrec_index_recall{"), 0);
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 24);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 25);
+	/* backlog lists have their own histogram, out of the freshness SLO */
+	assert_line(text, "# TYPE streamrec_catch_up_seconds histogram");
 	free(text);
 
 	metrics_remove_consumer_lag(m, "events", 0);
