@@ -12,6 +12,8 @@
 #                 stream (DATA=PATH FORMAT=movielens|retailrocket|... for a public one)
 #   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
 #                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
+#   make bench-api  the lookup API under load while ingesting 10k events/s:
+#                 build/bench-results/api.md (about two minutes)
 #   make man      the man pages, from the programs' --help: build/man/
 #   make install  PREFIX=/usr/local DESTDIR=   (make uninstall: all but the configuration)
 #   make deb      the Debian package (debian/): build/streamrec_VERSION_ARCH.deb
@@ -78,8 +80,9 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(w
 TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read \
 	      $(BUILD)/tests/kafka_topic_config $(BUILD)/tests/experiment_tool
 BENCH_COLLECT := $(BUILD)/bench/collect
+BENCH_API_CLIENT := $(BUILD)/bench/api_client
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e man install uninstall deb clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-e2e bench-api man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -262,6 +265,17 @@ bench-peers: $(BUILD)/streamrec $(BENCH_VENV)/.installed
 bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
 	tools/kafka-broker fetch >/dev/null
 	$(BENCH_VENV)/bin/python bench/e2e.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(E2E_ARGS)
+
+# The lookup API under load: bench/api.py starts a broker and streamrecd with
+# api.listen, learns a warm-up stream, then bench/api_client (C, epoll,
+# kept-alive connections, paced requests) asks for users' lists, idle and
+# while 10k events/s are ingested (API_ARGS, e.g. "--rate 20000 --seconds 30"):
+# $(BUILD)/bench-results/api.md and api.json. About two minutes.
+API_ARGS      ?=
+
+bench-api: all $(BENCH_API_CLIENT)
+	tools/kafka-broker fetch >/dev/null
+	$(PYTHON) bench/api.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(API_ARGS)
 
 # ---- install, housekeeping ------------------------------------------------------------
 

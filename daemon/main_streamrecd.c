@@ -370,7 +370,7 @@ out_error:
 out_free:
 	consumer_close(d->consumer, 10000);
 	producer_free(d->producer);
-	http_server_free(d->api);
+	api_stop(d->api); /* before the refresher: it reads the refresher's lists */
 	http_server_free(d->http);
 	refresher_free(d->refresher);
 	experiment_free(d->experiment);

@@ -183,6 +183,14 @@ int refresher_save_lists(struct refresher *refresher);
 long refresher_restore_lists(struct refresher *refresher, size_t *skipped, char *errstr,
 			     size_t errstr_size);
 
+struct lists;
+
+/**
+ * @returns the users' last published lists (owned by the refresher), for the
+ * lookup API's thread to read (daemon/lists.h says how).
+ */
+struct lists *refresher_lists(struct refresher *refresher);
+
 /** @brief The catalogue or min_item_events changed: recompute the listable flags. */
 void refresher_listing_changed(struct refresher *refresher);
 

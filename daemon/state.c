@@ -761,33 +761,6 @@ int state_lists_foreach(struct state *state,
 				    errstr_size);
 }
 
-int state_lookup_user(struct state *state, const char *id, uint32_t *stable, char *errstr,
-		      size_t errstr_size)
-{
-	size_t len = strlen(id);
-	uint32_t found = idmap_find(state->users, id, len);
-	if (found != IDMAP_NONE) {
-		*stable = found;
-		return 1;
-	}
-	unsigned char key[1 + 256];
-	void *value;
-	size_t value_len;
-	if (len > 256)
-		return 0;
-	key[0] = 'u';
-	memcpy(key + 1, id, len);
-	int rc = store_get(state->store, STORE_IDS, key, len + 1, &value, &value_len, errstr,
-			   errstr_size);
-	if (rc != 1)
-		return rc;
-	rc = value_len == 4 ? 1 : 0;
-	if (rc == 1)
-		*stable = get_u32(value);
-	free(value);
-	return rc;
-}
-
 size_t state_user_count(const struct state *state)
 {
 	return state->next_user;

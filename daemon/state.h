@@ -255,14 +255,6 @@ int state_lists_foreach(struct state *state,
 			int (*fn)(uint32_t stable, const void *record, size_t len, void *ctx),
 			void *ctx, char *errstr, size_t errstr_size);
 
-/**
- * @brief The stable index of a user id, met since the start or stored in
- * the ids (one read); nothing is created or restored (the lookup API).
- * @returns 1 with *stable set, 0 unknown, -1 with errstr filled.
- */
-int state_lookup_user(struct state *state, const char *id, uint32_t *stable, char *errstr,
-		      size_t errstr_size);
-
 /** @returns the users the state knows: every user id ever mapped, in memory or on disk. */
 size_t state_user_count(const struct state *state);
 

@@ -1,7 +1,7 @@
 /*
- * bench_api: a load client for the lookup API (GET /v1/recommendations/{user}).
+ * api_client: a load client for the lookup API (GET /v1/recommendations/{user}).
  *
- *   bench_api --port P [--host 127.0.0.1] [--connections 32] [--threads 1]
+ *   api_client --port P [--host 127.0.0.1] [--connections 32] [--threads 1]
  *             [--rate 10000] [--seconds 10] [--users 10000] [--prefix user-]
  *
  * Keeps `connections` kept-alive HTTP/1.1 connections on `threads` threads
@@ -155,7 +155,7 @@ static void *worker_main(void *arg)
 		struct conn *c = &conns[i];
 		c->fd = connect_to(o);
 		if (c->fd < 0) {
-			fprintf(stderr, "bench_api: connect to %s:%d: %s\n", o->host, o->port,
+			fprintf(stderr, "api_client: connect to %s:%d: %s\n", o->host, o->port,
 				strerror(errno));
 			w->failed = 1;
 			goto out;
@@ -272,7 +272,7 @@ int main(int argc, char **argv)
 	}
 	if (o.port <= 0 || o.port > 65535 || o.connections == 0 || o.threads == 0 ||
 	    o.threads > o.connections || o.users == 0 || o.seconds <= 0 || o.rate < 0) {
-		fprintf(stderr, "usage: bench_api --port P [--host H] [--connections N] "
+		fprintf(stderr, "usage: api_client --port P [--host H] [--connections N] "
 				"[--threads N] [--rate R] [--seconds S] [--users N] [--prefix P]\n");
 		return 2;
 	}
