@@ -8,15 +8,20 @@ epoll, kept-alive connections, a fixed request schedule: latency counts from
 when a request was due, so a stalled server is not hidden):
 
 1. idle:   the API alone, at --rate requests/s;
-2. ingest: the same while the daemon learns a re-timed stream at
+2. idle ceiling: closed loop (--rate 0): the most it answers alone;
+3. ingest: --rate requests/s while the daemon learns a re-timed stream at
            --events-rate events/s (`streamrec produce --retime`, as e2e.py),
            publishing lists all the while;
-3. ceiling: closed loop (--rate 0) while ingesting: the most it answers.
+4. ingest ceiling: closed loop while ingesting.
 
 Prints and writes build/bench-results/api.md and api.json: the machine (CPU
 model, cores, load average: other work on the machine shows in the figures),
 requests/s, p50/p90/p99/p99.9/max latency, events learned per second during
-the window, and the daemon's CPU. Figures are printed, never asserted.
+the window, the daemon's CPU (cores busy) and the API's cost per request
+(the daemon's CPU time per request, in the idle runs). On a machine shared
+with other work (see the load average) the latencies measure the share of
+CPU the daemon and the client got as much as the server. Figures are
+printed, never asserted.
 """
 import argparse
 import json
@@ -155,8 +160,11 @@ bootstrap.servers = {self.bootstrap}
         if out.returncode != 0:
             raise RuntimeError("api_client failed: " + out.stderr[-2000:])
         result = json.loads(out.stdout)
+        daemon_cpu = (cpu_after - cpu_before) / elapsed
         result.update(name=name, ingest_events_per_s=(after["events"] - before["events"]) / elapsed,
-                      daemon_cpu=(cpu_after - cpu_before) / elapsed, load_average=load_average())
+                      daemon_cpu=daemon_cpu, load_average=load_average(),
+                      cpu_us_per_request=None if ingest or not result["requests"]
+                      else daemon_cpu * elapsed / result["requests"] * 1e6)
         log(f"{name}: {result['requests_per_s']:,.0f} req/s (target {rate}), p50 "
             f"{result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, max "
             f"{result['max_ms']:.1f} ms; ingest {result['ingest_events_per_s']:,.0f} ev/s; "
@@ -173,14 +181,15 @@ bootstrap.servers = {self.bootstrap}
         lines = ["# Lookup API benchmark", "",
                  f"Machine: {r['machine']}.", f"Command: `{r['command']}`.", "",
                  "| run | target req/s | achieved req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | "
-                 "max ms | ingest ev/s | daemon CPU | load avg |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                 "max ms | ingest ev/s | daemon CPU (cores) | daemon µs/request | load avg |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for x in r["runs"]:
             target = f"{x['target_rate']:.0f}" if x["target_rate"] else "closed loop"
             lines.append(f"| {x['name']} | {target} | {x['requests_per_s']:,.0f} | "
                          f"{x['p50_ms']:.2f} | {x['p90_ms']:.2f} | {x['p99_ms']:.2f} | "
                          f"{x['p999_ms']:.2f} | {x['max_ms']:.1f} | "
                          f"{x['ingest_events_per_s']:,.0f} | {x['daemon_cpu']:.2f} | "
+                         f"{'' if x['cpu_us_per_request'] is None else round(x['cpu_us_per_request'])} | "
                          f"{x['load_average']} |")
         text = "\n".join(lines) + "\n"
         (self.out / "api.md").write_text(text)
@@ -222,8 +231,9 @@ def main():
         bench.start_daemon()
         bench.warm_up()
         bench.run("idle", args.rate, ingest=False)
+        bench.run("idle ceiling", 0, ingest=False)
         bench.run("ingest", args.rate, ingest=True)
-        bench.run("ceiling", 0, ingest=True)
+        bench.run("ingest ceiling", 0, ingest=True)
         bench.report()
     finally:
         bench.close()
