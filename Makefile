@@ -146,11 +146,17 @@ $(BUILD)/tests/experiment_tool: $(BUILD)/asan/tests/tools/experiment_tool.o $(AS
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
 # ThreadSanitizer builds of the threaded parts: the top-k engine's helper
-# threads, the state's writer thread and the refresh workers ranking beside
-# learning (tests/test_threads.py runs them).
+# threads, the state's writer thread, the refresh workers ranking beside
+# learning and the lookup API's thread reading lists beside their writer
+# (tests/test_threads.py runs them).
 TSAN_FLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno -g -O1 -fsanitize=thread -I$(BUILD)/gen \
 	-Icommon -Istream -Imodel -Istore -Idaemon -Itests/support $(PKG_CFLAGS)
-TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec $(BUILD)/tsan/065_refresh
+TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec $(BUILD)/tsan/065_refresh \
+	     $(BUILD)/tsan/067_lists_api
+
+$(BUILD)/tsan/067_lists_api: tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_FLAGS) tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPORT) $(PKG_LIBS) -lcmocka -o $@
 
 $(BUILD)/tsan/065_refresh: tests/unit/065_refresh.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR)
 	@mkdir -p $(@D)
