@@ -19,7 +19,9 @@
  * the index's recall@k against it is exported (streamrec_index_recall).
  * Kept between runs: the two lanes, each user's newest trigger time and
  * last refresh, the listable-item flags per variant, and each user's last
- * published list for counting A/B hits.
+ * published list, for counting A/B hits and for the lookup API's thread
+ * (daemon/lists.h), written to the state with each commit
+ * (refresher_save_lists) and restored at start.
  *
  * Users are held by their stable index (what survives cache eviction and
  * restarts); their model slots are pinned in the state's user cache for
