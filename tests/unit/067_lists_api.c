@@ -84,6 +84,17 @@ static void kept_and_rendered(void **state)
 	    json_string_value(json_object_get(json_array_get(items, 0), "item_id")), "item-4");
 	json_decref(doc);
 	free(body);
+	/* ids are escaped: quotes, backslashes, control characters */
+	struct topk_result one = {.item = 1, .score = 2.0f};
+	assert_int_equal(lists_put(l, 9, "we\"ird\\\n", 0, 1, 1, &one, 1, item_id, NULL), 1);
+	body = lists_render_json(l, "we\"ird\\\n", &status);
+	doc = json_loads(body, 0, NULL);
+	assert_non_null(doc);
+	assert_string_equal(json_string_value(json_object_get(doc, "user_id")), "we\"ird\\\n");
+	items = json_object_get(doc, "items");
+	assert_true(json_is_real(json_object_get(json_array_get(items, 0), "score")));
+	json_decref(doc);
+	free(body);
 	body = lists_render_json(l, "nobody", &status);
 	assert_int_equal(status, 404);
 	assert_non_null(strstr(body, "\"user\":\"nobody\""));
