@@ -216,9 +216,10 @@ static const struct option options[] = {
      NULL},
     {"refresh", "catch_up_threshold_ms", OPT_DURATION, ST_U64, G(catch_up_threshold_ms), "1m",
      0, 604800000, NULL, OPT_RELOAD | OPT_BOUNDED,
-     "An event already older than this when it arrives is backlog (a backfill, a restart "
-     "after downtime): its list's freshness goes to streamrec_catch_up_seconds, not to the "
-     "freshness SLO's streamrec_freshness_seconds; 0: every list counts as fresh.",
+     "An event already older than this when it arrives is backlog (a backfill, the catch-up "
+     "after downtime): a list made for backlog only has its age observed in "
+     "streamrec_catch_up_seconds, not in the freshness SLO's streamrec_freshness_seconds "
+     "(one fresh event makes it freshness); 0: every list counts as freshness.",
      NULL},
     {"refresh", "shadow_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_shadow_share), "0.02", 0, 1,
      NULL, OPT_RELOAD | OPT_BOUNDED,

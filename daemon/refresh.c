@@ -35,6 +35,10 @@ struct mark {
 	int64_t marked_ms;
 };
 
+/* The events a user's next list answers: a list made only for backlog
+ * (a backfill, the catch-up after downtime) is catch-up, not freshness. */
+enum arrival { ARRIVAL_NONE = 0, ARRIVAL_BACKLOG, ARRIVAL_FRESH };
+
 /* Where a user waits: nowhere, in the recent lane, or in the deferred lane. */
 enum lane { LANE_NONE = 0, LANE_RECENT, LANE_DEFERRED };
 
@@ -112,9 +116,10 @@ struct refresher {
 	uint8_t *lane;
 	int64_t *marked_ms, *trigger_ts, *last_refresh_ms;
 	struct lists *lists; /* each user's last published list (shared with the lookup API) */
-	/* per stable user: whether its newest trigger arrived as backlog
-	 * (refresh.catch_up_threshold_ms), and whether its published list
-	 * changed since the last refresher_save_lists() */
+	/* per stable user: what the events since its last list were (enum
+	 * arrival: none yet, only backlog older than refresh.catch_up_threshold_ms
+	 * at arrival, or some fresh), and whether its published list changed
+	 * since the last refresher_save_lists() */
 	uint8_t *catch_up, *list_changed;
 	size_t user_capacity, lane_capacity, marked_capacity, trigger_capacity, last_capacity,
 	    catch_up_capacity, list_changed_capacity;
@@ -357,13 +362,15 @@ int refresher_mark(struct refresher *r, uint32_t stable, int64_t trigger_ts_ms, 
 {
 	if (ensure_users(r, stable) != 0)
 		return -1;
-	if (trigger_ts_ms >= r->trigger_ts[stable]) {
-		/* the list's freshness counts from this event: backlog when it
-		 * arrived already older than the threshold */
-		uint64_t threshold = r->c.config->catch_up_threshold_ms;
+	if (trigger_ts_ms > r->trigger_ts[stable])
 		r->trigger_ts[stable] = trigger_ts_ms;
-		r->catch_up[stable] = threshold > 0 && now_ms - trigger_ts_ms > (int64_t)threshold;
-	}
+	/* one fresh event makes the next list a matter of freshness; only
+	 * backlog (older than the threshold when it arrived) makes it catch-up */
+	uint64_t threshold = r->c.config->catch_up_threshold_ms;
+	if (threshold == 0 || now_ms - trigger_ts_ms <= (int64_t)threshold)
+		r->catch_up[stable] = ARRIVAL_FRESH;
+	else if (r->catch_up[stable] == ARRIVAL_NONE)
+		r->catch_up[stable] = ARRIVAL_BACKLOG;
 	/* a newer mark replaces the older: the old stack entry or deferred
 	 * slot becomes stale and is skipped when reached */
 	if (r->lane[stable] != LANE_RECENT)
@@ -708,11 +715,12 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;
 	}
-	/* a list made for backlog (a backfill) is catch-up, kept out of the freshness SLO */
+	/* a list made for backlog only (a backfill) is catch-up, kept out of the freshness SLO */
 	struct metrics_variant *mv = &r->c.metrics->variants[v];
-	metrics_histogram_observe(r->catch_up[stable] ? &mv->catch_up_seconds
-						      : &mv->freshness_seconds,
+	metrics_histogram_observe(r->catch_up[stable] == ARRIVAL_BACKLOG ? &mv->catch_up_seconds
+									 : &mv->freshness_seconds,
 				  (double)(clock_wall_ms() - r->trigger_ts[stable]) / 1000.0);
+	r->catch_up[stable] = ARRIVAL_NONE;
 	return 0;
 }
 

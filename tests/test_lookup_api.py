@@ -191,6 +191,15 @@ def test_backlog_events_count_as_catch_up_not_freshness(api_daemon):
     fresh = daemon.metric("streamrec_freshness_seconds_sum") / \
         daemon.metric("streamrec_freshness_seconds_count")
     assert fresh < 10, fresh
+    # a backfilled event for a user whose last list was fresh: catch-up, not freshness
+    settled(daemon)
+    time.sleep(1)
+    fresh_lists = daemon.metric("streamrec_freshness_seconds_count")
+    catch_up_lists = daemon.metric("streamrec_catch_up_seconds_count")
+    send_raw(daemon.broker.bootstrap, daemon.events, [user_event("new-1", "item-9", ts=old)])
+    assert daemon.wait_for(
+        lambda: daemon.metric("streamrec_catch_up_seconds_count") == catch_up_lists + 1, 30)
+    assert daemon.metric("streamrec_freshness_seconds_count") == fresh_lists
     assert daemon.stop() == 0
 
 
