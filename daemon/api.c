@@ -90,15 +90,16 @@ static void *api_main(void *arg)
 struct api *api_start(const struct http_config *config, struct lists *lists, char *errstr,
 		      size_t errstr_size)
 {
+	const char *key = config->key != NULL ? config->key : "api.listen";
 	struct api *api = calloc(1, sizeof *api);
 	if (api == NULL) {
-		set_errstr(errstr, errstr_size, "%s: out of memory", config->key);
+		set_errstr(errstr, errstr_size, "%s: out of memory", key);
 		return NULL;
 	}
 	api->lists = lists;
 	api->loop = ev_loop_new(EVFLAG_AUTO);
 	if (api->loop == NULL) {
-		set_errstr(errstr, errstr_size, "%s: cannot make an event loop", config->key);
+		set_errstr(errstr, errstr_size, "%s: cannot make an event loop", key);
 		goto out_free;
 	}
 	/* made here, before the thread runs: the server is the thread's from then on */
@@ -113,8 +114,7 @@ struct api *api_start(const struct http_config *config, struct lists *lists, cha
 	ev_async_start(api->loop, &api->stop);
 	int rc = pthread_create(&api->thread, NULL, api_main, api);
 	if (rc != 0) {
-		set_errstr(errstr, errstr_size, "%s: starting its thread: %s", config->key,
-			   strerror(rc));
+		set_errstr(errstr, errstr_size, "%s: starting its thread: %s", key, strerror(rc));
 		ev_async_stop(api->loop, &api->stop);
 		goto out_free_server;
 	}

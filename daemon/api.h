@@ -28,7 +28,7 @@
 struct api;
 
 /**
- * @brief Bind config->listen (errors name config->key) and start serving
+ * @brief Bind config->listen (errors name config->key, or "api.listen") and start serving
  * `lists` (borrowed: it must outlive api_stop()) on a new thread.
  * @returns the API, or NULL with errstr filled.
  */
