@@ -103,7 +103,9 @@ struct api *api_start(const struct http_config *config, struct lists *lists, cha
 		goto out_free;
 	}
 	/* made here, before the thread runs: the server is the thread's from then on */
-	api->server = http_server_new(api->loop, config, errstr, errstr_size);
+	struct http_config named = *config;
+	named.key = key;
+	api->server = http_server_new(api->loop, &named, errstr, errstr_size);
 	if (api->server == NULL ||
 	    http_server_route_healthz(api->server, errstr, errstr_size) != 0 ||
 	    http_server_route(api->server, API_RECOMMENDATIONS_PATH, recommendations, api, errstr,
