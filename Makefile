@@ -14,6 +14,8 @@
 #                 README's 85k-item stream (medians of EVAL_RUNS=3 runs, a few minutes)
 #   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
 #                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
+#   make bench-api  the lookup API under load while ingesting 10k events/s:
+#                 build/bench-results/api.md (about two minutes)
 #   make man      the man pages, from the programs' --help: build/man/
 #   make install  PREFIX=/usr/local DESTDIR=   (make uninstall: all but the configuration)
 #   make deb      the Debian package (debian/): build/streamrec_VERSION_ARCH.deb
@@ -80,8 +82,9 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(w
 TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read \
 	      $(BUILD)/tests/kafka_topic_config $(BUILD)/tests/experiment_tool
 BENCH_COLLECT := $(BUILD)/bench/collect
+BENCH_API_CLIENT := $(BUILD)/bench/api_client
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-eval bench-e2e bench-scale man install uninstall deb clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-eval bench-e2e bench-api bench-scale man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -145,11 +148,17 @@ $(BUILD)/tests/experiment_tool: $(BUILD)/asan/tests/tools/experiment_tool.o $(AS
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
 
 # ThreadSanitizer builds of the threaded parts: the top-k engine's helper
-# threads, the state's writer thread and the refresh workers ranking beside
-# learning (tests/test_threads.py runs them).
+# threads, the state's writer thread, the refresh workers ranking beside
+# learning and the lookup API's thread reading lists beside their writer
+# (tests/test_threads.py runs them).
 TSAN_FLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno -g -O1 -fsanitize=thread -I$(BUILD)/gen \
 	-Icommon -Istream -Imodel -Istore -Idaemon -Itests/support $(PKG_CFLAGS)
-TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec $(BUILD)/tsan/065_refresh
+TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec $(BUILD)/tsan/065_refresh \
+	     $(BUILD)/tsan/067_lists_api
+
+$(BUILD)/tsan/067_lists_api: tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_FLAGS) tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPORT) $(PKG_LIBS) -lcmocka -o $@
 
 $(BUILD)/tsan/065_refresh: tests/unit/065_refresh.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR)
 	@mkdir -p $(@D)
@@ -275,6 +284,17 @@ bench-eval: $(BUILD)/streamrec
 bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
 	tools/kafka-broker fetch >/dev/null
 	$(BENCH_VENV)/bin/python bench/e2e.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(E2E_ARGS)
+
+# The lookup API under load: bench/api.py starts a broker and streamrecd with
+# api.listen, learns a warm-up stream, then bench/api_client (C, epoll,
+# kept-alive connections, paced requests) asks for users' lists, idle and
+# while 10k events/s are ingested (API_ARGS, e.g. "--rate 20000 --seconds 30"):
+# $(BUILD)/bench-results/api.md and api.json. About two minutes.
+API_ARGS      ?=
+
+bench-api: all $(BENCH_API_CLIENT)
+	tools/kafka-broker fetch >/dev/null
+	$(PYTHON) bench/api.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(API_ARGS)
 
 # ---- install, housekeeping ------------------------------------------------------------
 

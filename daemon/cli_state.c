@@ -1,8 +1,10 @@
 /*
  * cli_state: commands on a state directory.
  *
- *   streamrec replay  --state DIR FILE [--commit-every N] [--format F] [--digest]
+ *   streamrec replay  (--state DIR | --config FILE) FILE [--commit-every N] [--format F]
+ *                     [--digest]
  *   streamrec inspect --state DIR (--user ID | --item ID) [--k N] [--variant NAME]
+ *   streamrec digest  --state DIR [--variant NAME]
  *   streamrec checkpoint --state DIR --to DIR
  *
  * `replay` learns an event file into a state directory with the daemon's
@@ -10,6 +12,11 @@
  * position in time order), resuming after the last committed event: run it
  * again after a crash and every event is applied exactly once. `--digest`
  * prints a digest of the whole state (equal digests: bit-identical models).
+ * `--config` takes streamrecd's configuration: its state.dir (unless --state
+ * names another) and its variants with their model settings, so a state
+ * bootstrapped from history is the one the daemon runs on.
+ * `inspect` and `digest` only read: they open the state read-only and work
+ * beside a running daemon.
  */
 #include <getopt.h>
 #include <stdbool.h>
@@ -20,6 +27,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "config.h"
 #include "eventlog.h"
 #include "model.h"
 #include "state.h"
@@ -27,9 +35,14 @@
 
 #define REPLAY_TOPIC "replay"
 
-/* Opens one variant of a state: the named one, or (variant NULL) the first stored. */
+/*
+ * Opens one variant of a state: the named one, or (variant NULL) the first
+ * stored. read_only: RocksDB's read-only open, which takes no LOCK, so
+ * inspect and digest work on the state of a running daemon: they see it as
+ * of its last commit (whole commits only).
+ */
 static struct state *open_variant(const char *command, const char *dir, size_t cache_users,
-				  const char *variant)
+				  const char *variant, bool read_only)
 {
 	struct model_config config;
 	const char *names[1] = {variant};
@@ -37,7 +50,8 @@ static struct state *open_variant(const char *command, const char *dir, size_t c
 				  .variants = &config,
 				  .variant_count = 1,
 				  .variant_names = variant ? names : NULL,
-				  .user_cache_users = cache_users};
+				  .user_cache_users = cache_users,
+				  .read_only = read_only};
 	char errstr[512];
 	model_config_default(&config);
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
@@ -48,12 +62,49 @@ static struct state *open_variant(const char *command, const char *dir, size_t c
 
 static struct state *open_state_cached(const char *command, const char *dir, size_t cache_users)
 {
-	return open_variant(command, dir, cache_users, NULL);
+	return open_variant(command, dir, cache_users, NULL, false);
 }
 
 static struct state *open_state(const char *command, const char *dir)
 {
 	return open_state_cached(command, dir, 0);
+}
+
+/*
+ * Opens the state a streamrecd configuration names (or dir, when given),
+ * with its variants and their model settings, as the daemon does: a state
+ * bootstrapped from history this way is the one the daemon then runs on.
+ */
+static struct state *open_configured(const char *command, const char *path, const char *dir,
+				     size_t cache_users)
+{
+	struct config config;
+	struct model_config models[STATE_MAX_VARIANTS];
+	const char *names[STATE_MAX_VARIANTS], *start_from[STATE_MAX_VARIANTS];
+	char errstr[1024];
+	if (config_load(path, &config, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec %s: %s\n", command, errstr);
+		return NULL;
+	}
+	for (size_t v = 0; v < config.variant_count; v++) {
+		models[v] = config.variants[v].model;
+		models[v].learn_embeddings = config.variants[v].policy != CONFIG_POLICY_POPULARITY;
+		names[v] = config.variants[v].name;
+		start_from[v] = config.variants[v].start_from;
+	}
+	bool implicit = config.variant_count == 1 && config.variants[0].line == 0;
+	struct state_config sc = {.dir = dir ? dir : config.state_dir,
+				  .variants = models,
+				  .variant_count = config.variant_count,
+				  .variant_names = implicit ? NULL : names,
+				  .start_from = start_from,
+				  .user_cache_users = cache_users ? cache_users : config.user_cache_users,
+				  .user_cache_bytes = config.user_cache_bytes};
+	struct state *state = state_open(&sc, errstr, sizeof errstr);
+	if (state == NULL)
+		fprintf(stderr, "streamrec %s: %s\n", command, errstr);
+	config_free(&config);
+	return state;
 }
 
 int cli_replay(int argc, char **argv)
@@ -66,9 +117,10 @@ int cli_replay(int argc, char **argv)
 	    {"memory-only", no_argument, NULL, 'm'},
 	    {"user-cache", required_argument, NULL, 'u'},
 	    {"commit-interval-ms", required_argument, NULL, 'i'},
+	    {"config", required_argument, NULL, 'C'},
 	    {NULL, 0, NULL, 0}};
 	long long cache_users = 0;
-	const char *dir = NULL;
+	const char *dir = NULL, *config_path = NULL;
 	long long commit_every = 10000, commit_interval_ms = 0;
 	bool digest = false, memory_only = false;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -80,6 +132,7 @@ int cli_replay(int argc, char **argv)
 		int rc = 0;
 		switch (opt) {
 		case 's': dir = optarg; break;
+		case 'C': config_path = optarg; break;
 		case 'c':
 			rc = cli_parse_count("replay", "commit-every", optarg, 1, 1LL << 40,
 					     &commit_every);
@@ -106,8 +159,10 @@ int cli_replay(int argc, char **argv)
 		if (rc != 0)
 			return 2;
 	}
-	if (optind + 1 != argc || (dir == NULL) == !memory_only) {
-		fprintf(stderr, "streamrec replay: expected --state DIR (or --memory-only) and one "
+	if (optind + 1 != argc || (memory_only && (dir != NULL || config_path != NULL)) ||
+	    (!memory_only && dir == NULL && config_path == NULL)) {
+		fprintf(stderr, "streamrec replay: expected --state DIR, --config FILE (the "
+				"daemon's: its state.dir and variants) or --memory-only, and one "
 				"event file\n");
 		return 2;
 	}
@@ -131,7 +186,9 @@ int cli_replay(int argc, char **argv)
 		dir = scratch;
 		commit_every = 1LL << 40;
 	}
-	struct state *state = open_state_cached("replay", dir, (size_t)cache_users);
+	struct state *state =
+	    config_path != NULL ? open_configured("replay", config_path, dir, (size_t)cache_users)
+				: open_state_cached("replay", dir, (size_t)cache_users);
 	if (state == NULL) {
 		eventlog_free(log);
 		return 1;
@@ -231,7 +288,7 @@ int cli_inspect(int argc, char **argv)
 		    "streamrec inspect: expected --state DIR and one of --user ID, --item ID\n");
 		return 2;
 	}
-	struct state *state = open_variant("inspect", dir, 0, variant);
+	struct state *state = open_variant("inspect", dir, 0, variant, true);
 	if (state == NULL)
 		return 1;
 	struct model *model = state_model(state, 0);
@@ -395,7 +452,7 @@ int cli_digest(int argc, char **argv)
 	if (parse_state_and(argc, argv, "digest", "?variant", &dir, &variant,
 			    "--state DIR [--variant NAME]"))
 		return 2;
-	struct state *state = open_variant("digest", dir, 0, variant);
+	struct state *state = open_variant("digest", dir, 0, variant, true);
 	if (state == NULL)
 		return 1;
 	uint64_t value;

@@ -145,6 +145,20 @@ static const struct option options[] = {
     {"http", "idle_timeout_ms", OPT_DURATION, ST_U64, G(http_idle_timeout_ms), "10s", 100, 3600000,
      NULL, OPT_BOUNDED,
      "A client must send its request, and again read the response, within this time.", NULL},
+    {"api", "listen", OPT_STRING, ST_STR, G(api_listen), "", 0, 0, NULL, 0,
+     "host:port of the lookup API, GET /v1/recommendations/{user} (JSON); empty: off. "
+     "Its own address, so the metrics port stays internal.",
+     "127.0.0.1:8081"},
+    {"api", "max_connections", OPT_UINT, ST_SIZE, G(api_max_connections), "512", 1, 65536, NULL,
+     OPT_BOUNDED,
+     "Open API connections at most; at the bound a new one closes the oldest idle one, or is "
+     "refused when every one is being answered.",
+     NULL},
+    {"api", "idle_timeout_ms", OPT_DURATION, ST_U64, G(api_idle_timeout_ms), "30s", 100, 3600000,
+     NULL, OPT_BOUNDED,
+     "An API connection (kept alive between requests) is closed after this long without a "
+     "request, or when a response is not read within it.",
+     NULL},
     {"refresh", "interval_ms", OPT_DURATION, ST_U64, G(refresh_interval_ms), "50ms", 1, 60000, NULL,
      OPT_RELOAD | OPT_BOUNDED,
      "Users are refreshed as soon as the loop is free; this is how often those held "
@@ -199,6 +213,13 @@ static const struct option options[] = {
      "Users marked more recently than this are refreshed newest first; older ones are "
      "deferred (counted) and refreshed when no recent one waits, so overload ages the "
      "backlog, not every list.",
+     NULL},
+    {"refresh", "catch_up_threshold_ms", OPT_DURATION, ST_U64, G(catch_up_threshold_ms), "1m",
+     0, 604800000, NULL, OPT_RELOAD | OPT_BOUNDED,
+     "An event already older than this when it arrives is backlog (a backfill, the catch-up "
+     "after downtime): a list made for backlog only has its age observed in "
+     "streamrec_catch_up_seconds, not in the freshness SLO's streamrec_freshness_seconds "
+     "(one fresh event makes it freshness); 0: every list counts as freshness.",
      NULL},
     {"refresh", "shadow_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_shadow_share), "0.02", 0, 1,
      NULL, OPT_RELOAD | OPT_BOUNDED,
@@ -355,6 +376,7 @@ static const struct {
 	int (*check)(const char *value, char *why, size_t why_size);
 } value_checks[] = {
     {"http", "listen", check_listen},
+    {"api", "listen", check_listen},
     {"blas", "kernel", check_blas_kernel},
 };
 
@@ -813,7 +835,7 @@ static bool option_in_section(const struct option *o, enum section_kind kind, co
 }
 
 static const char *const fixed_sections[] = {
-    "input",      "output", "state", "http",           "refresh",        "log",
+    "input",      "output", "state", "http", "api",    "refresh",        "log",
     "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", "blas", "registry",
     "scaleout",   NULL};
 
@@ -1477,6 +1499,7 @@ static const struct {
     {"refresh", "max_busy_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_interval_ms", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "staleness_target_ms", CONFIG_APPLY_READ_AT_USE},
+    {"refresh", "catch_up_threshold_ms", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "shadow_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_item_events", CONFIG_APPLY_LISTABLE},
     {"log", "level", CONFIG_APPLY_LOG_LEVEL},

@@ -8,7 +8,7 @@
  * that table, so they cannot drift apart.
  *
  * Layout:
- *   [input] [output] [state] [http] [refresh] [log] [experiment]
+ *   [input] [output] [state] [http] [api] [refresh] [log] [experiment]
  *                         streamrecd's own options (see the reference)
  *   [model]               every variant's model defaults
  *   [variant.NAME]        one A/B arm: share, and any [model] key or k that
@@ -111,12 +111,17 @@ struct config {
 	char *http_listen;
 	uint64_t http_idle_timeout_ms;
 
+	char *api_listen; /**< "": no lookup API */
+	size_t api_max_connections;
+	uint64_t api_idle_timeout_ms;
+
 	uint64_t refresh_interval_ms;
 	unsigned refresh_batch;
 	unsigned refresh_threads;      /**< workers ranking lists; 0: on the loop's thread */
 	double refresh_max_busy_share; /**< (0, 1] of loop time while events wait */
 	uint64_t min_interval_ms;
 	uint64_t staleness_target_ms; /**< newest first within it; older ones deferred */
+	uint64_t catch_up_threshold_ms; /**< older at arrival: catch-up, not freshness; 0: off */
 	double refresh_shadow_share;   /**< share of index batches checked against exact */
 	unsigned min_item_events;
 

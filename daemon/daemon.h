@@ -17,6 +17,7 @@
 
 #include <ev.h>
 
+#include "api.h"
 #include "assign.h"
 #include "blas.h"
 #include "catalog.h"
@@ -56,6 +57,7 @@ struct daemon {
 	struct producer *producer;
 	struct metrics *metrics;
 	struct http_server *http;
+	struct api *api; /**< the lookup API's thread; NULL: api.listen is empty */
 	struct status *status;
 	struct ratelimit *dead_letter_log;
 	struct topk *topk;

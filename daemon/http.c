@@ -1,5 +1,5 @@
 /*
- * http: one request per connection, read, answered and closed on the loop.
+ * http: requests read, answered and closed (or kept for the next request) on the loop.
  */
 #include "http.h"
 
@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,6 +41,9 @@ struct conn {
 	ev_io io;
 	ev_timer timer;
 	enum conn_phase phase;
+	bool keep_alive;   /* this request's answer leaves the connection open */
+	size_t head_len;   /* bytes of the request being answered (the rest: pipelined) */
+	char after_head;   /* the byte at head_len, while a NUL ends the head there */
 	size_t request_len;
 	char request[HTTP_MAX_REQUEST_BYTES + 1];
 	char *response;
@@ -62,6 +66,8 @@ struct http_server {
 	struct ev_loop *loop;
 	int fd;
 	uint16_t port;
+	bool keep_alive;
+	uint64_t requests;
 	double idle_timeout_s;
 	size_t max_connections;
 	ev_io accept_io;
@@ -122,15 +128,22 @@ static void conn_close(struct conn *c)
 	free(c);
 }
 
+/*
+ * Watches the connection for `events` with a fresh timeout. The descriptor's
+ * watcher is left alone when it already waits for those events, and the
+ * timer re-armed in place: a kept-alive connection going from one request to
+ * the next then costs libev no epoll_ctl and no timer-heap removal.
+ */
 static void conn_watch(struct conn *c, int events, double timeout_s)
 {
 	struct ev_loop *loop = c->server->loop;
-	ev_io_stop(loop, &c->io);
-	ev_io_set(&c->io, c->fd, events);
-	ev_io_start(loop, &c->io);
-	ev_timer_stop(loop, &c->timer);
-	ev_timer_set(&c->timer, timeout_s, 0);
-	ev_timer_start(loop, &c->timer);
+	if (!ev_is_active(&c->io) || (c->io.events & (EV_READ | EV_WRITE)) != events) {
+		ev_io_stop(loop, &c->io);
+		ev_io_set(&c->io, c->fd, events);
+		ev_io_start(loop, &c->io);
+	}
+	c->timer.repeat = timeout_s;
+	ev_timer_again(loop, &c->timer);
 }
 
 /* Shut our side and wait for the client's close; see CONN_DRAINING. */
@@ -142,6 +155,8 @@ static void conn_drain(struct conn *c)
 								     : DRAIN_TIMEOUT_S;
 	conn_watch(c, EV_READ, timeout);
 }
+
+static void conn_next(struct conn *c);
 
 /* Sends what the socket takes; returns -1 when the connection was closed. */
 static int conn_write(struct conn *c)
@@ -162,7 +177,10 @@ static int conn_write(struct conn *c)
 	}
 	free(c->response);
 	c->response = NULL;
-	conn_drain(c);
+	if (c->keep_alive)
+		conn_next(c);
+	else
+		conn_drain(c);
 	return 0;
 }
 
@@ -173,10 +191,12 @@ static void conn_respond(struct conn *c, int status, const char *content_type, c
 	if (!content_type)
 		content_type = "text/plain; charset=utf-8";
 	char head[512];
+	c->server->requests++;
 	int head_len = snprintf(head, sizeof head,
 				"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-				"Connection: close\r\n%s\r\n",
+				"Connection: %s\r\n%s\r\n",
 				status, status_reason(status), content_type, body_len,
+				c->keep_alive ? "keep-alive" : "close",
 				allow_header ? "Allow: GET, HEAD\r\n" : "");
 	if (head_len < 0 || (size_t)head_len >= sizeof head) {
 		free(body);
@@ -235,26 +255,69 @@ static const struct route *find_route(const struct http_server *server, const ch
 	return prefix;
 }
 
+/*
+ * Whether the request head (request line ending at line_end) lets the
+ * connection stay open: HTTP/1.1 unless "Connection: close", HTTP/1.0 only
+ * with "Connection: keep-alive".
+ */
+static bool wants_keep_alive(const struct conn *c, size_t line_end, bool http10)
+{
+	bool keep = !http10;
+	const char *p = c->request + line_end, *end = c->request + c->head_len;
+	while (p < end) {
+		while (p < end && (*p == '\r' || *p == '\n'))
+			p++;
+		const char *eol = p;
+		while (eol < end && *eol != '\r' && *eol != '\n')
+			eol++;
+		static const char name[] = "connection:";
+		if ((size_t)(eol - p) > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
+			const char *v = p + sizeof name - 1;
+			while (v < eol && (*v == ' ' || *v == '\t'))
+				v++;
+			size_t n = (size_t)(eol - v);
+			if (n >= 5 && strncasecmp(v, "close", 5) == 0)
+				keep = false;
+			else if (n >= 10 && strncasecmp(v, "keep-alive", 10) == 0)
+				keep = true;
+		}
+		p = eol;
+	}
+	return keep;
+}
+
 /* Parses the complete request head in c->request and answers it. */
 static void conn_handle(struct conn *c)
 {
 	char *line = c->request;
-	line[strcspn(line, "\r\n")] = '\0';
+	size_t line_end = strcspn(line, "\r\n");
+	/* decided before the request line is cut up; errors below close anyway */
+	c->keep_alive = false;
+	if (c->server->keep_alive) {
+		const char *v = memchr(line, ' ', line_end);
+		v = v ? memchr(v + 1, ' ', line_end - (size_t)(v + 1 - line)) : NULL;
+		bool http10 = v != NULL && strncmp(v + 1, "HTTP/1.0", 8) == 0;
+		c->keep_alive = wants_keep_alive(c, line_end, http10);
+	}
+	line[line_end] = '\0';
 	char *method = line;
 	char *target = strchr(method, ' ');
 	char *version = target ? strchr(target + 1, ' ') : NULL;
 	if (!target || !version || strchr(version + 1, ' ')) {
+		c->keep_alive = false;
 		conn_respond_text(c, 400, "bad request line\n", false, false);
 		return;
 	}
 	*target++ = '\0';
 	*version++ = '\0';
 	if (strncmp(version, "HTTP/1.", 7) != 0 || target[0] != '/' || method[0] == '\0') {
+		c->keep_alive = false;
 		conn_respond_text(c, 400, "bad request line\n", false, false);
 		return;
 	}
 	bool head_only = strcmp(method, "HEAD") == 0;
 	if (!head_only && strcmp(method, "GET") != 0) {
+		c->keep_alive = false; /* a body we do not read may follow */
 		conn_respond_text(c, 405, "only GET and HEAD\n", false, true);
 		return;
 	}
@@ -279,27 +342,65 @@ static void conn_handle(struct conn *c)
 		     head_only, false);
 }
 
-/* Whether the request head is complete: an empty line after the request line. */
-static bool head_complete(const struct conn *c, size_t searched_from)
+/* The length of the request head when complete (an empty line after the
+ * request line), else 0. */
+static size_t head_complete(const struct conn *c, size_t searched_from)
 {
 	size_t from = searched_from > 3 ? searched_from - 3 : 0;
 	for (size_t i = from; i + 1 < c->request_len; i++) {
 		if (c->request[i] != '\n')
 			continue;
 		if (c->request[i + 1] == '\n')
-			return true;
+			return i + 2;
 		if (c->request[i + 1] == '\r' && i + 2 < c->request_len &&
 		    c->request[i + 2] == '\n')
-			return true;
+			return i + 3;
 	}
-	return false;
+	return 0;
+}
+
+/* Answers the head now complete in the buffer (c->head_len set); the
+ * descriptor's watcher stays as it is (the answer is made at once). */
+static void conn_handle_head(struct conn *c)
+{
+	/* the head as a string of its own; the byte after it is put back for what follows */
+	c->after_head = c->request[c->head_len];
+	c->request[c->head_len] = '\0';
+	conn_handle(c);
+}
+
+/*
+ * After a kept-alive response: the pipelined bytes move to the front and the
+ * connection waits for (or, when already buffered, answers) the next request.
+ * A buffered request is answered from the loop (ev_feed_event), not from here,
+ * so a pipelined burst cannot recurse.
+ */
+static void conn_next(struct conn *c)
+{
+	size_t rest = c->request_len - c->head_len;
+	c->request[c->head_len] = c->after_head;
+	memmove(c->request, c->request + c->head_len, rest);
+	c->request_len = rest;
+	c->request[rest] = '\0';
+	c->head_len = 0;
+	c->phase = CONN_READING;
+	conn_watch(c, EV_READ, c->server->idle_timeout_s);
+	if (rest > 0)
+		ev_feed_event(c->server->loop, &c->io, EV_READ);
 }
 
 static void conn_read(struct conn *c)
 {
+	size_t buffered = head_complete(c, 0);
+	if (c->request_len > 0 && buffered > 0) {
+		c->head_len = buffered;
+		conn_handle_head(c);
+		return;
+	}
 	for (;;) {
 		size_t room = HTTP_MAX_REQUEST_BYTES - c->request_len;
 		if (room == 0) {
+			c->keep_alive = false;
 			conn_respond_text(c, 431, "request larger than 8192 bytes\n", false, false);
 			return;
 		}
@@ -315,9 +416,10 @@ static void conn_read(struct conn *c)
 		size_t before = c->request_len;
 		c->request_len += (size_t)n;
 		c->request[c->request_len] = '\0';
-		if (head_complete(c, before)) {
-			ev_io_stop(c->server->loop, &c->io);
-			conn_handle(c);
+		size_t head = head_complete(c, before);
+		if (head > 0) {
+			c->head_len = head;
+			conn_handle_head(c);
 			return;
 		}
 	}
@@ -405,6 +507,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->server = server;
 		c->fd = fd;
 		c->phase = CONN_READING;
+		c->keep_alive = false;
+		c->head_len = 0;
 		c->request_len = 0;
 		c->request[0] = '\0';
 		c->response = NULL;
@@ -419,10 +523,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		server->conn_count++;
 		ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
 		c->io.data = c;
-		ev_timer_init(&c->timer, conn_timeout_cb, server->idle_timeout_s, 0);
+		ev_init(&c->timer, conn_timeout_cb);
+		c->timer.repeat = server->idle_timeout_s;
 		c->timer.data = c;
 		ev_io_start(loop, &c->io);
-		ev_timer_start(loop, &c->timer);
+		ev_timer_again(loop, &c->timer);
 	}
 }
 
@@ -434,15 +539,15 @@ static void accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Splits "host:port" or "[v6]:port" into host and a decimal port string. */
-static int split_listen(const char *address, char *host, size_t host_size, char *port,
-			size_t port_size, char *errstr, size_t errstr_size)
+static int split_listen(const char *key, const char *address, char *host, size_t host_size,
+			char *port, size_t port_size, char *errstr, size_t errstr_size)
 {
 	const char *host_start = address, *host_end, *colon;
 	if (address[0] == '[') {
 		host_start = address + 1;
 		host_end = strchr(host_start, ']');
 		if (!host_end || host_end[1] != ':') {
-			snprintf(errstr, errstr_size, "http.listen %s: expected \"[address]:port\"",
+			snprintf(errstr, errstr_size, "%s %s: expected \"[address]:port\"", key,
 				 address);
 			return -1;
 		}
@@ -451,9 +556,9 @@ static int split_listen(const char *address, char *host, size_t host_size, char 
 		colon = strrchr(address, ':');
 		if (!colon || memchr(address, ':', (size_t)(colon - address))) {
 			snprintf(errstr, errstr_size,
-				 "http.listen %s: expected \"host:port\" (IPv6 addresses in "
+				 "%s %s: expected \"host:port\" (IPv6 addresses in "
 				 "brackets)",
-				 address);
+				 key, address);
 			return -1;
 		}
 		host_end = colon;
@@ -466,7 +571,8 @@ static int split_listen(const char *address, char *host, size_t host_size, char 
 	if (host_len == 0 || host_len >= host_size || !numeric || atoi(digits) > 65535 ||
 	    digit_count >= port_size) {
 		snprintf(errstr, errstr_size,
-			 "http.listen %s: expected a host and a port between 0 and 65535", address);
+			 "%s %s: expected a host and a port between 0 and 65535", key,
+			 address);
 		return -1;
 	}
 	memcpy(host, host_start, host_len);
@@ -476,11 +582,11 @@ static int split_listen(const char *address, char *host, size_t host_size, char 
 }
 
 /* Binds and listens on the first resolution of `address` that works; returns the socket or -1. */
-static int open_listener(const char *address, uint16_t *bound_port, char *errstr,
-			 size_t errstr_size)
+static int open_listener(const char *key, const char *address, uint16_t *bound_port,
+			 char *errstr, size_t errstr_size)
 {
 	char host[256], port[8];
-	if (split_listen(address, host, sizeof host, port, sizeof port, errstr, errstr_size) < 0)
+	if (split_listen(key, address, host, sizeof host, port, sizeof port, errstr, errstr_size) < 0)
 		return -1;
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
 				 .ai_socktype = SOCK_STREAM,
@@ -488,7 +594,7 @@ static int open_listener(const char *address, uint16_t *bound_port, char *errstr
 	struct addrinfo *addrs;
 	int rc = getaddrinfo(host, port, &hints, &addrs);
 	if (rc != 0) {
-		snprintf(errstr, errstr_size, "http.listen %s: %s", address, gai_strerror(rc));
+		snprintf(errstr, errstr_size, "%s %s: %s", key, address, gai_strerror(rc));
 		return -1;
 	}
 	int fd = -1, saved_errno = EADDRNOTAVAIL;
@@ -511,13 +617,14 @@ static int open_listener(const char *address, uint16_t *bound_port, char *errstr
 	}
 	freeaddrinfo(addrs);
 	if (fd < 0) {
-		snprintf(errstr, errstr_size, "http.listen %s: %s", address, strerror(saved_errno));
+		snprintf(errstr, errstr_size, "%s %s: %s", key, address,
+			 strerror(saved_errno));
 		return -1;
 	}
 	struct sockaddr_storage bound;
 	socklen_t bound_len = sizeof bound;
 	if (getsockname(fd, (struct sockaddr *)&bound, &bound_len) < 0) {
-		snprintf(errstr, errstr_size, "http.listen %s: getsockname: %s", address,
+		snprintf(errstr, errstr_size, "%s %s: getsockname: %s", key, address,
 			 strerror(errno));
 		close(fd);
 		return -1;
@@ -531,17 +638,19 @@ struct http_server *http_server_new(struct ev_loop *loop, const struct http_conf
 				    char *errstr, size_t errstr_size)
 {
 	const char *address = config && config->listen ? config->listen : HTTP_DEFAULT_LISTEN;
+	const char *key = config && config->key ? config->key : "http.listen";
 	struct http_server *server = calloc(1, sizeof *server);
 	if (!server) {
-		snprintf(errstr, errstr_size, "http.listen %s: out of memory", address);
+		snprintf(errstr, errstr_size, "%s %s: out of memory", key, address);
 		return NULL;
 	}
 	server->loop = loop;
+	server->keep_alive = config && config->keep_alive;
 	server->idle_timeout_s = config && config->idle_timeout_s > 0 ? config->idle_timeout_s
 								      : HTTP_DEFAULT_IDLE_TIMEOUT_S;
 	server->max_connections = config && config->max_connections ? config->max_connections
 								    : HTTP_DEFAULT_MAX_CONNECTIONS;
-	server->fd = open_listener(address, &server->port, errstr, errstr_size);
+	server->fd = open_listener(key, address, &server->port, errstr, errstr_size);
 	if (server->fd < 0)
 		goto out_free_server;
 	ev_io_init(&server->accept_io, accept_cb, server->fd, EV_READ);
@@ -579,6 +688,11 @@ uint16_t http_server_port(const struct http_server *server)
 size_t http_server_connection_count(const struct http_server *server)
 {
 	return server->conn_count;
+}
+
+uint64_t http_server_request_count(const struct http_server *server)
+{
+	return server->requests;
 }
 
 int http_server_route(struct http_server *server, const char *path, http_handler_fn handler,
@@ -672,5 +786,6 @@ int http_server_route_readyz(struct http_server *server, http_ready_fn ready, vo
 int http_listen_check(const char *address, char *errstr, size_t errstr_size)
 {
 	char host[256], port[8];
-	return split_listen(address, host, sizeof host, port, sizeof port, errstr, errstr_size);
+	return split_listen("http.listen", address, host, sizeof host, port, sizeof port, errstr,
+			    errstr_size);
 }

@@ -1,13 +1,19 @@
 /*
  * http: a tiny HTTP/1.1 server on the daemon's libev loop, for /metrics,
- * /healthz and /readyz.
+ * /healthz, /readyz and the lookup API.
  *
  * One non-blocking listening socket, one ev_io and one ev_timer per
- * connection, no threads. Each connection carries one request: the server
- * reads the head (at most HTTP_MAX_REQUEST_BYTES, else 431), answers GET and
- * HEAD (405 otherwise, 404 for unknown paths, 400 for a malformed request
- * line), writes the response with MSG_NOSIGNAL, and closes. A client that has
- * not sent a whole request, or not read the whole response, within the idle
+ * connection, no threads. The server reads a request head (at most
+ * HTTP_MAX_REQUEST_BYTES, else 431), answers GET and HEAD (405 otherwise,
+ * 404 for unknown paths, 400 for a malformed request line) and writes the
+ * response with MSG_NOSIGNAL. Without keep_alive each connection carries one
+ * request and is closed after it; with keep_alive (the lookup API: a client
+ * opening a connection per request would spend more on the handshake than on
+ * the answer, and run out of ports at 10k requests/s) a connection carries
+ * requests one after the other, pipelined ones included, until the client
+ * asks to close (HTTP/1.0 without "Connection: keep-alive", or "Connection:
+ * close"), sends something malformed, or stays idle. A client that has not
+ * sent a whole request, or not read the whole response, within the idle
  * timeout is dropped. Request bodies are not read.
  */
 #ifndef STREAMREC_HTTP_H
@@ -37,6 +43,10 @@ struct metrics;
 struct http_config {
 	/** "host:port" or "[v6addr]:port"; port 0 picks a free port. NULL means the default. */
 	const char *listen;
+	/** The configuration key named in errors ("api.listen"); NULL: "http.listen". */
+	const char *key;
+	/** Keep connections open between requests (see above); false: one request each. */
+	bool keep_alive;
 	/** Seconds a connection may take to send its request, and again to read the response; 0
 	 * means the default. */
 	double idle_timeout_s;
@@ -82,7 +92,8 @@ struct http_server;
 /**
  * @brief Check the form of a listen address, "host:port" or "[v6]:port",
  * without resolving or binding it (the configuration's check).
- * @returns 0, or -1 with errstr naming the address and the expected form.
+ * @returns 0, or -1 with errstr naming the address and the expected form
+ * ("http.listen nonsense: expected ...").
  */
 int http_listen_check(const char *address, char *errstr, size_t errstr_size);
 
@@ -102,6 +113,9 @@ uint16_t http_server_port(const struct http_server *server);
 
 /** @returns the number of open client connections. */
 size_t http_server_connection_count(const struct http_server *server);
+
+/** @returns the requests answered so far (every status counts). */
+uint64_t http_server_request_count(const struct http_server *server);
 
 /**
  * @brief Route an exact path ("/metrics") to a handler, or, for a path ending

@@ -347,6 +347,8 @@ int ingest_commit(struct daemon *d, bool wait)
 		if (rc != 0)
 			goto out_fail;
 	}
+	/* the lists published since the last commit, for the lookup API and hits after a restart */
+	refresher_save_lists(d->refresher);
 	if (state_commit_async(d->state, errstr, sizeof errstr) != 0)
 		goto out_fail;
 	/* the commit's user rows went to the changelog: now what they cover */

@@ -81,7 +81,8 @@ static const struct {
      "           [--clusters N] [--seed N]"},
     {"replay", cli_replay,
      "learn an event file into a state directory, resuming after a crash\n"
-     "           --state DIR FILE [--commit-every N] [--format F] [--digest]"},
+     "           (--state DIR | --config STREAMRECD_CONF) FILE [--commit-every N]\n"
+     "           [--format F] [--digest]"},
     {"inspect", cli_inspect,
      "show a user's current top-k, or an item's row, from a state directory\n"
      "           --state DIR (--user ID | --item ID) [--k N] [--variant NAME]"},

@@ -198,6 +198,18 @@ static int open_experiment(struct daemon *d, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/* Every user's last published list, as stored with the last commit. */
+static int restore_lists(struct daemon *d, char *errstr, size_t errstr_size)
+{
+	size_t skipped = 0;
+	long restored = refresher_restore_lists(d->refresher, &skipped, errstr, errstr_size);
+	if (restored < 0)
+		return -1;
+	log_line(LOG_PRIORITY_INFO, "restored %ld published lists from the state%s", restored,
+		 skipped ? " (some skipped: their variant or items are gone)" : "");
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: streamrecd --config FILE [--check]\n"
@@ -354,7 +366,8 @@ int main(int argc, char **argv)
 		if (d->changelog == NULL)
 			goto out_error;
 	}
-	if (d->refresher == NULL || ingest_connect(d, errstr, sizeof errstr) != 0 ||
+	if (d->refresher == NULL || restore_lists(d, errstr, sizeof errstr) != 0 ||
+	    ingest_connect(d, errstr, sizeof errstr) != 0 ||
 	    ops_start(d, errstr, sizeof errstr) != 0)
 		goto out_error;
 	if (d->config.item_updates_topic != NULL && d->config.item_updates_topic[0] != '\0' &&
@@ -394,6 +407,7 @@ out_error:
 out_free:
 	consumer_close(d->consumer, 10000);
 	producer_free(d->producer);
+	api_stop(d->api); /* before the refresher: it reads the refresher's lists */
 	http_server_free(d->http);
 	refresher_free(d->refresher);
 	itemsync_free(d->itemsync);

@@ -16,6 +16,10 @@ const double metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 					  0.5,   1,      2.5,   5,    10,    30,   60};
 const size_t metrics_latency_bucket_count =
     sizeof metrics_latency_buckets / sizeof metrics_latency_buckets[0];
+const double metrics_backlog_buckets[] = {60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400,
+					  30 * 86400};
+const size_t metrics_backlog_bucket_count =
+    sizeof metrics_backlog_buckets / sizeof metrics_backlog_buckets[0];
 
 const enum event_type metrics_hit_types[METRICS_HIT_TYPE_COUNT] = {EVENT_CLICK, EVENT_ADD_TO_CART,
 								   EVENT_PURCHASE};
@@ -143,6 +147,9 @@ struct metrics *metrics_new(const char *const *variant_names, size_t variant_cou
 		    m->variants[i].experiment_uplift_upper = NAN;
 		if (metrics_histogram_init(&m->variants[i].freshness_seconds,
 					   metrics_latency_buckets, metrics_latency_bucket_count,
+					   errstr, errstr_size) < 0 ||
+		    metrics_histogram_init(&m->variants[i].catch_up_seconds,
+					   metrics_backlog_buckets, metrics_backlog_bucket_count,
 					   errstr, errstr_size) < 0)
 			goto out_free;
 	}
@@ -529,6 +536,12 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	for (size_t v = 0; v < m->variant_count; v++)
 		histogram_series(&t, "freshness_seconds", "variant", m->variants[v].name,
 				 &m->variants[v].freshness_seconds);
+	family(&t, "catch_up_seconds", "histogram",
+	       "Publish time minus trigger event time of lists made for backlog (events older "
+	       "than refresh.catch_up_threshold_ms at arrival), kept out of freshness_seconds.");
+	for (size_t v = 0; v < m->variant_count; v++)
+		histogram_series(&t, "catch_up_seconds", "variant", m->variants[v].name,
+				 &m->variants[v].catch_up_seconds);
 
 	family(&t, "consumer_lag", "gauge",
 	       "Messages between the consumer's position and the partition's high watermark.");

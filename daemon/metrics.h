@@ -44,6 +44,9 @@ struct metrics_histogram {
 /** Bounds for latencies from 1 ms to 60 s, in seconds (freshness, batch time). */
 extern const double metrics_latency_buckets[];
 extern const size_t metrics_latency_bucket_count;
+/** Bounds for the age of backlog from 1 minute to 30 days, in seconds (catch-up). */
+extern const double metrics_backlog_buckets[];
+extern const size_t metrics_backlog_bucket_count;
 
 /** Event types that count as a hit on a published list (A/B measurement). */
 #define METRICS_HIT_TYPE_COUNT 3
@@ -69,8 +72,12 @@ struct metrics_variant {
 	 * event type (only metrics_hit_types are rendered) and by rank bucket. */
 	uint64_t hits_total[EVENT_TYPE_COUNT];
 	uint64_t hits_by_rank_total[METRICS_RANK_BUCKETS];
-	/** Publish time − trigger event time, seconds. */
+	/** Publish time − trigger event time, seconds, of lists whose trigger
+	 * arrived fresh: the freshness SLO. */
 	struct metrics_histogram freshness_seconds;
+	/** The same of lists whose trigger arrived as backlog, older than
+	 * refresh.catch_up_threshold_ms (a backfill, a restart after downtime). */
+	struct metrics_histogram catch_up_seconds;
 	/** Index engine only: lists also computed by the exact engine (the
 	 * shadow), and the index's mean recall@k against them over the last
 	 * shadow batch (negative: none yet, not rendered). */

@@ -1,6 +1,5 @@
 #include "ops.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -12,6 +11,7 @@
 #include <jansson.h>
 #include <systemd/sd-daemon.h>
 
+#include "api.h"
 #include "clock.h"
 #include "ingest.h"
 #include "log.h"
@@ -70,85 +70,6 @@ static void status_json(const struct http_request *request, struct http_response
 	response->content_type = "application/json";
 	response->body = body;
 	response->body_len = len;
-}
-
-#define RECOMMENDATIONS_PATH "/v1/recommendations/"
-
-/* Decodes %XX escapes of a path segment into out; @returns false on a bad escape or overflow. */
-static bool percent_decode(const char *in, char *out, size_t out_size)
-{
-	size_t n = 0;
-	for (; *in != '\0'; in++) {
-		int c = (unsigned char)*in;
-		if (c == '%') {
-			unsigned value;
-			if (sscanf(in + 1, "%2x", &value) != 1 || !isxdigit((unsigned char)in[1]) ||
-			    !isxdigit((unsigned char)in[2]))
-				return false;
-			c = (int)value;
-			in += 2;
-		}
-		if (n + 1 >= out_size || c == 0)
-			return false;
-		out[n++] = (char)c;
-	}
-	out[n] = '\0';
-	return n > 0;
-}
-
-/* Replies with a JSON document (taking ownership of doc). */
-static void reply_json(struct http_response *response, int status, json_t *doc)
-{
-	char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-	json_decref(doc);
-	if (body == NULL) {
-		http_response_text(response, 500, "out of memory\n");
-		return;
-	}
-	response->status = status;
-	response->content_type = "application/json";
-	response->body = body;
-	response->body_len = strlen(body);
-}
-
-/*
- * GET /v1/recommendations/{user}: the user's current list, from memory (the
- * list last published since the daemon started), as JSON: user, variant,
- * generated_at and trigger_event_ts (ms), and items with their scores.
- * 404 with a reason when the user is unknown or has no list yet.
- */
-static void recommendations_lookup(const struct http_request *request,
-				   struct http_response *response, void *opaque)
-{
-	struct daemon *d = opaque;
-	char user[CODEC_ID_MAX_BYTES + 1];
-	struct refresh_list list;
-	const char *encoded = request->path + strlen(RECOMMENDATIONS_PATH);
-	if (!percent_decode(encoded, user, sizeof user) || strchr(user, '/') != NULL) {
-		reply_json(response, 400,
-			   json_pack("{s:s}", "error", "a user id, percent-encoded, after "
-						     RECOMMENDATIONS_PATH));
-		return;
-	}
-	uint32_t stable = state_find_user(d->state, user);
-	if (stable == UINT32_MAX || !refresher_last_list(d->refresher, stable, &list)) {
-		reply_json(response, 404,
-			   json_pack("{s:s,s:s}", "error", "no list published for this user since "
-							   "the daemon started",
-				     "user", user));
-		return;
-	}
-	json_t *items = json_array();
-	for (size_t r = 0; items != NULL && r < list.count; r++) {
-		const char *item = state_item_id(d->state, list.items[r].item);
-		json_array_append_new(items, json_pack("{s:s,s:f}", "item_id", item ? item : "",
-						       "score", (double)list.items[r].score));
-	}
-	reply_json(response, 200,
-		   json_pack("{s:s,s:s,s:I,s:I,s:o}", "user_id", user, "variant",
-			     d->variants[list.variant].name, "generated_at",
-			     (json_int_t)list.generated_at_ms, "trigger_event_ts",
-			     (json_int_t)list.trigger_ts_ms, "items", items));
 }
 
 /* The A/B experiment's figures (daemon/experiment.h), for analysts. */
@@ -321,10 +242,22 @@ int ops_start(struct daemon *d, char *errstr, size_t errstr_size)
 		    http_server_route(d->http, "/status.json", status_json, d, errstr,
 				      errstr_size) != 0 ||
 		    http_server_route(d->http, "/experiment.json", experiment_json, d, errstr,
-				      errstr_size) != 0 ||
-		    http_server_route(d->http, RECOMMENDATIONS_PATH, recommendations_lookup, d,
-				      errstr, errstr_size) != 0)
+				      errstr_size) != 0)
 			return -1;
+	}
+	/* the lookup API on its own address and thread: the metrics port stays internal */
+	if (d->config.api_listen != NULL && d->config.api_listen[0] != '\0') {
+		struct http_config ac = {.listen = d->config.api_listen,
+					 .key = "api.listen",
+					 .keep_alive = true,
+					 .max_connections = d->config.api_max_connections,
+					 .idle_timeout_s =
+					     (double)d->config.api_idle_timeout_ms / 1000.0};
+		d->api = api_start(&ac, refresher_lists(d->refresher), errstr, errstr_size);
+		if (d->api == NULL)
+			return -1;
+		log_line(LOG_PRIORITY_INFO, "lookup API on %s (port %u)", d->config.api_listen,
+			 (unsigned)api_port(d->api));
 	}
 	/* the watchdog at half systemd's interval, and at least every second */
 	uint64_t watchdog_us = 0;

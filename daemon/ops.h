@@ -20,7 +20,8 @@ bool ops_ready(void *opaque, char *reason, size_t reason_size);
 
 /**
  * @brief Open the HTTP listener with its routes (when http.listen is set),
- * start the watchdog timer and the signal watchers.
+ * the lookup API's (when api.listen is set), start the watchdog timer and
+ * the signal watchers.
  * @returns 0, or -1 with errstr filled.
  */
 int ops_start(struct daemon *d, char *errstr, size_t errstr_size);

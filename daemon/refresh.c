@@ -9,9 +9,22 @@
 #include "errstr.h"
 #include "grow.h"
 #include "log.h"
+#include "lists.h"
 #include "model.h"
 
 #define MAX_K 1000
+/* A stored list (state_put_list), all integers big-endian:
+ *   u8 LIST_RECORD_VERSION, u8 n, n bytes of the variant's name,
+ *   u16 m, m bytes of the user's id,
+ *   i64 generated_at_ms, i64 trigger_ts_ms, u16 count,
+ *   count × (u32 item index, u32 bits of the float32 score), best first.
+ * The variant goes by name: variants come and go across restarts. The
+ * user's id is there for the lookup API, which knows users by id, and the
+ * state restores users' ids only when they are met again. */
+#define LIST_RECORD_VERSION 1
+#define LIST_USER_MAX 1024
+#define LIST_RECORD_HEAD (1 + 1 + 255 + 2 + LIST_USER_MAX + 8 + 8 + 2)
+#define LIST_RECORD_BYTES (LIST_RECORD_HEAD + MAX_K * 8)
 /* Fewest warm queries a worker's task ranks (a range shares the tiles). */
 #define REFRESH_MIN_RANGE 16
 
@@ -22,16 +35,12 @@ struct mark {
 	int64_t marked_ms;
 };
 
+/* The events a user's next list answers: a list made only for backlog
+ * (a backfill, the catch-up after downtime) is catch-up, not freshness. */
+enum arrival { ARRIVAL_NONE = 0, ARRIVAL_BACKLOG, ARRIVAL_FRESH };
+
 /* Where a user waits: nowhere, in the recent lane, or in the deferred lane. */
 enum lane { LANE_NONE = 0, LANE_RECENT, LANE_DEFERRED };
-
-/* A user's last published list: items (indices) and scores, best first. */
-struct published {
-	uint8_t variant;
-	uint16_t count, capacity;
-	int64_t generated_at_ms, trigger_ts_ms;
-	struct topk_result items[];
-};
 
 /*
  * One variant's sub-batch of a round (at most as many users as the user
@@ -106,9 +115,18 @@ struct refresher {
 	size_t deferred_head, deferred_count, deferred_capacity;
 	uint8_t *lane;
 	int64_t *marked_ms, *trigger_ts, *last_refresh_ms;
-	struct published **published;
+	struct lists *lists; /* each user's last published list (shared with the lookup API) */
+	/* per stable user: what the events since its last list were (enum
+	 * arrival: none yet, only backlog older than refresh.catch_up_threshold_ms
+	 * at arrival, or some fresh), and whether its published list changed
+	 * since the last refresher_save_lists() */
+	uint8_t *catch_up, *list_changed;
 	size_t user_capacity, lane_capacity, marked_capacity, trigger_capacity, last_capacity,
-	    published_capacity;
+	    catch_up_capacity, list_changed_capacity;
+	uint32_t *changed_lists; /* the users whose list_changed is set */
+	size_t changed_count, changed_capacity;
+	unsigned char *record; /* LIST_RECORD_BYTES: one list as stored */
+	struct topk_result *items_scratch; /* MAX_K: one list being restored */
 	struct mark *held; /* marks not yet due (min_interval), put back after a run */
 	size_t held_capacity;
 	double shadow_credit; /* grows by shadow_share per index batch; a shadow at 1 */
@@ -230,7 +248,14 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	r->stables = calloc(r->batch, sizeof *r->stables);
 	r->by_variant = calloc(STATE_MAX_VARIANTS * r->batch, sizeof *r->by_variant);
 	r->items = calloc(MAX_K, sizeof *r->items);
-	if (r->stables == NULL || r->by_variant == NULL || r->items == NULL)
+	r->record = malloc(LIST_RECORD_BYTES);
+	r->items_scratch = calloc(MAX_K, sizeof *r->items_scratch);
+	const char *names[STATE_MAX_VARIANTS];
+	for (size_t v = 0; v < config->variant_count && v < STATE_MAX_VARIANTS; v++)
+		names[v] = config->variants[v].name;
+	r->lists = lists_new(names, config->variant_count);
+	if (r->stables == NULL || r->by_variant == NULL || r->items == NULL || r->record == NULL ||
+	    r->items_scratch == NULL || r->lists == NULL)
 		goto out_free;
 	if (pool_start(r, errstr, errstr_size) != 0) {
 		refresher_free(r);
@@ -249,9 +274,7 @@ void refresher_free(struct refresher *r)
 	if (r == NULL)
 		return;
 	pool_stop(r); /* first: a worker may still read a round's groups */
-	for (size_t u = 0; u < r->published_capacity; u++)
-		free(r->published[u]);
-	free(r->published);
+	lists_free(r->lists);
 	free(r->recent);
 	free(r->deferred);
 	free(r->held);
@@ -259,6 +282,11 @@ void refresher_free(struct refresher *r)
 	free(r->marked_ms);
 	free(r->trigger_ts);
 	free(r->last_refresh_ms);
+	free(r->catch_up);
+	free(r->list_changed);
+	free(r->changed_lists);
+	free(r->record);
+	free(r->items_scratch);
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
 		free(r->listable[v]);
 	for (size_t g = 0; g < r->group_capacity; g++) {
@@ -292,8 +320,10 @@ static int ensure_users(struct refresher *r, uint32_t stable)
 		       4096) != 0 ||
 	    grow_array(&r->last_refresh_ms, &r->last_capacity, needed, sizeof *r->last_refresh_ms,
 		       4096) != 0 ||
-	    grow_array(&r->published, &r->published_capacity, needed, sizeof *r->published,
-		       4096) != 0)
+	    grow_array(&r->catch_up, &r->catch_up_capacity, needed, sizeof *r->catch_up, 4096) !=
+		0 ||
+	    grow_array(&r->list_changed, &r->list_changed_capacity, needed,
+		       sizeof *r->list_changed, 4096) != 0)
 		return -1;
 	r->user_capacity = needed;
 	return 0;
@@ -334,6 +364,13 @@ int refresher_mark(struct refresher *r, uint32_t stable, int64_t trigger_ts_ms, 
 		return -1;
 	if (trigger_ts_ms > r->trigger_ts[stable])
 		r->trigger_ts[stable] = trigger_ts_ms;
+	/* one fresh event makes the next list a matter of freshness; only
+	 * backlog (older than the threshold when it arrived) makes it catch-up */
+	uint64_t threshold = r->c.config->catch_up_threshold_ms;
+	if (threshold == 0 || now_ms - trigger_ts_ms <= (int64_t)threshold)
+		r->catch_up[stable] = ARRIVAL_FRESH;
+	else if (r->catch_up[stable] == ARRIVAL_NONE)
+		r->catch_up[stable] = ARRIVAL_BACKLOG;
 	/* a newer mark replaces the older: the old stack entry or deferred
 	 * slot becomes stale and is skipped when reached */
 	if (r->lane[stable] != LANE_RECENT)
@@ -359,9 +396,9 @@ void refresher_count_hit(struct refresher *r, uint32_t stable, const char *item_
 	bool hit_type = false;
 	for (size_t h = 0; h < METRICS_HIT_TYPE_COUNT; h++)
 		hit_type |= metrics_hit_types[h] == type;
-	if (!hit_type || (size_t)stable >= r->user_capacity || r->published[stable] == NULL)
+	const struct lists_entry *p = lists_get(r->lists, stable);
+	if (!hit_type || p == NULL)
 		return;
-	const struct published *p = r->published[stable];
 	uint32_t item = state_find_item(r->c.state, item_id);
 	for (size_t rank = 0; rank < p->count; rank++)
 		if (p->items[rank].item == item) {
@@ -374,26 +411,29 @@ void refresher_count_hit(struct refresher *r, uint32_t stable, const char *item_
 		}
 }
 
+static const char *item_id_of(uint32_t item, void *opaque)
+{
+	return state_item_id(opaque, item);
+}
+
 /* Remembers the list just published for a user; @returns 0, or -1 when out of memory. */
 static int remember_list(struct refresher *r, uint32_t stable, size_t variant,
 			 const struct topk_result *list, size_t count, int64_t generated_at_ms)
 {
-	struct published *p = r->published[stable];
-	if (p == NULL || p->capacity < count) {
-		size_t capacity = count > 20 ? count : 20;
-		struct published *grown = realloc(p, sizeof *p + capacity * sizeof p->items[0]);
-		if (grown == NULL)
+	int added = lists_put(r->lists, stable, state_user_name(r->c.state, stable), variant,
+			      generated_at_ms, r->trigger_ts[stable], list, count, item_id_of,
+			      r->c.state);
+	if (added < 0)
+		return -1;
+	if (added == 1)
+		r->c.metrics->variants[variant].users_served_total++;
+	if (!r->list_changed[stable]) {
+		if (grow_array(&r->changed_lists, &r->changed_capacity, r->changed_count + 1,
+			       sizeof *r->changed_lists, 4096) != 0)
 			return -1;
-		if (p == NULL)
-			r->c.metrics->variants[variant].users_served_total++;
-		p = r->published[stable] = grown;
-		p->capacity = (uint16_t)capacity;
+		r->changed_lists[r->changed_count++] = stable;
+		r->list_changed[stable] = 1;
 	}
-	p->variant = (uint8_t)variant;
-	p->count = (uint16_t)count;
-	p->generated_at_ms = generated_at_ms;
-	p->trigger_ts_ms = r->trigger_ts[stable];
-	memcpy(p->items, list, count * sizeof *list);
 	return 0;
 }
 
@@ -675,8 +715,12 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;
 	}
-	metrics_histogram_observe(&r->c.metrics->variants[v].freshness_seconds,
+	/* a list made for backlog only (a backfill) is catch-up, kept out of the freshness SLO */
+	struct metrics_variant *mv = &r->c.metrics->variants[v];
+	metrics_histogram_observe(r->catch_up[stable] == ARRIVAL_BACKLOG ? &mv->catch_up_seconds
+									 : &mv->freshness_seconds,
 				  (double)(clock_wall_ms() - r->trigger_ts[stable]) / 1000.0);
+	r->catch_up[stable] = ARRIVAL_NONE;
 	return 0;
 }
 
@@ -932,13 +976,165 @@ long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t err
 
 bool refresher_last_list(const struct refresher *r, uint32_t stable, struct refresh_list *out)
 {
-	if ((size_t)stable >= r->user_capacity || r->published[stable] == NULL)
+	const struct lists_entry *p = lists_get(r->lists, stable);
+	if (p == NULL)
 		return false;
-	const struct published *p = r->published[stable];
 	out->variant = p->variant;
 	out->count = p->count;
 	out->generated_at_ms = p->generated_at_ms;
 	out->trigger_ts_ms = p->trigger_ts_ms;
 	out->items = p->items;
 	return true;
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int b = 7; b >= 0; b--, v >>= 8)
+		p[b] = (unsigned char)v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int b = 0; b < 8; b++)
+		v = v << 8 | p[b];
+	return v;
+}
+
+static void put_u32_be(unsigned char *p, uint32_t v)
+{
+	for (int b = 3; b >= 0; b--, v >>= 8)
+		p[b] = (unsigned char)v;
+}
+
+static uint32_t get_u32_be(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* One list as stored (see LIST_RECORD_VERSION). @returns its length. */
+static size_t encode_list(const struct refresher *r, const char *user,
+			  const struct lists_entry *p, unsigned char *out)
+{
+	const char *name = r->c.variants[p->variant].name;
+	size_t n = strlen(name) < 255 ? strlen(name) : 255, at = 0;
+	size_t m = strlen(user) < LIST_USER_MAX ? strlen(user) : LIST_USER_MAX;
+	out[at++] = LIST_RECORD_VERSION;
+	out[at++] = (unsigned char)n;
+	memcpy(out + at, name, n);
+	at += n;
+	out[at++] = (unsigned char)(m >> 8);
+	out[at++] = (unsigned char)m;
+	memcpy(out + at, user, m);
+	at += m;
+	put_u64(out + at, (uint64_t)p->generated_at_ms);
+	put_u64(out + at + 8, (uint64_t)p->trigger_ts_ms);
+	out[at + 16] = (unsigned char)(p->count >> 8);
+	out[at + 17] = (unsigned char)p->count;
+	at += 18;
+	for (size_t k = 0; k < p->count; k++, at += 8) {
+		uint32_t bits;
+		memcpy(&bits, &p->items[k].score, sizeof bits);
+		put_u32_be(out + at, p->items[k].item);
+		put_u32_be(out + at + 4, bits);
+	}
+	return at;
+}
+
+int refresher_save_lists(struct refresher *r)
+{
+	for (size_t c = 0; c < r->changed_count; c++) {
+		uint32_t stable = r->changed_lists[c];
+		r->list_changed[stable] = 0;
+		const struct lists_entry *p = lists_get(r->lists, stable);
+		if (p == NULL)
+			continue;
+		size_t len = encode_list(r, lists_user_id(r->lists, stable), p, r->record);
+		state_put_list(r->c.state, stable, r->record, len);
+	}
+	size_t saved = r->changed_count;
+	r->changed_count = 0;
+	return (int)(saved > INT32_MAX ? INT32_MAX : saved);
+}
+
+struct restore {
+	struct refresher *r;
+	size_t restored, skipped;
+	bool out_of_memory;
+};
+
+/* Decodes one stored list into the user's published list; a record that
+ * does not fit (another version, a variant gone, an unknown item) is skipped. */
+static int restore_list(uint32_t stable, const void *record, size_t len, void *ctx)
+{
+	struct restore *rs = ctx;
+	struct refresher *r = rs->r;
+	const unsigned char *b = record;
+	char user[LIST_USER_MAX + 1];
+	size_t name_len = len >= 2 ? b[1] : 0, at = 2 + name_len, variant = r->c.variant_count;
+	if (len < at + 2 || b[0] != LIST_RECORD_VERSION) {
+		rs->skipped++;
+		return 0;
+	}
+	size_t user_len = (size_t)b[at] << 8 | b[at + 1];
+	at += 2;
+	if (user_len == 0 || user_len > LIST_USER_MAX || len < at + user_len + 18) {
+		rs->skipped++;
+		return 0;
+	}
+	memcpy(user, b + at, user_len);
+	user[user_len] = '\0';
+	at += user_len;
+	for (size_t v = 0; v < r->c.variant_count; v++)
+		if (strlen(r->c.variants[v].name) == name_len &&
+		    memcmp(r->c.variants[v].name, b + 2, name_len) == 0)
+			variant = v;
+	size_t count = (size_t)b[at + 16] << 8 | b[at + 17];
+	if (variant == r->c.variant_count || count > MAX_K || len != at + 18 + count * 8) {
+		rs->skipped++;
+		return 0;
+	}
+	size_t items = model_item_count(state_model(r->c.state, variant));
+	for (size_t k = 0; k < count; k++) {
+		const unsigned char *e = b + at + 18 + k * 8;
+		uint32_t bits = get_u32_be(e + 4);
+		r->items_scratch[k].item = get_u32_be(e);
+		memcpy(&r->items_scratch[k].score, &bits, sizeof bits);
+		if (r->items_scratch[k].item >= items) {
+			rs->skipped++;
+			return 0;
+		}
+	}
+	int64_t trigger_ts_ms = (int64_t)get_u64(b + at + 8);
+	if (ensure_users(r, stable) != 0 ||
+	    lists_put(r->lists, stable, user, variant, (int64_t)get_u64(b + at), trigger_ts_ms,
+		      r->items_scratch, count, item_id_of, r->c.state) < 0) {
+		rs->out_of_memory = true;
+		return 1;
+	}
+	if (trigger_ts_ms > r->trigger_ts[stable])
+		r->trigger_ts[stable] = trigger_ts_ms;
+	rs->restored++;
+	return 0;
+}
+
+long refresher_restore_lists(struct refresher *r, size_t *skipped, char *errstr,
+			     size_t errstr_size)
+{
+	struct restore rs = {.r = r};
+	if (state_lists_foreach(r->c.state, restore_list, &rs, errstr, errstr_size) != 0)
+		return -1;
+	if (rs.out_of_memory) {
+		set_errstr(errstr, errstr_size, "refresh: out of memory restoring %zu lists",
+			   rs.restored + 1);
+		return -1;
+	}
+	if (skipped != NULL)
+		*skipped = rs.skipped;
+	return (long)rs.restored;
+}
+
+struct lists *refresher_lists(struct refresher *r)
+{
+	return r->lists;
 }

@@ -19,7 +19,9 @@
  * the index's recall@k against it is exported (streamrec_index_recall).
  * Kept between runs: the two lanes, each user's newest trigger time and
  * last refresh, the listable-item flags per variant, and each user's last
- * published list for counting A/B hits.
+ * published list, for counting A/B hits and for the lookup API's thread
+ * (daemon/lists.h), written to the state with each commit
+ * (refresher_save_lists) and restored at start.
  *
  * Users are held by their stable index (what survives cache eviction and
  * restarts); their model slots are pinned in the state's user cache for
@@ -143,8 +145,8 @@ long refresher_run(struct refresher *refresher, int64_t now_ms, char *errstr,
 /**
  * @brief A/B hits: a click, add-to-cart or purchase of an item of the list
  * last published for this user counts for that list's variant, by type and
- * by rank. Lists live in memory: after a restart a user counts again from
- * their first new list.
+ * by rank. The lists are kept in the state (refresher_save_lists), so after
+ * a restart a hit on a list published before it counts too.
  */
 void refresher_count_hit(struct refresher *refresher, uint32_t stable, const char *item_id,
 			 enum event_type type);
@@ -158,11 +160,38 @@ struct refresh_list {
 };
 
 /**
- * @brief The list last published for a user since the start (the lookup API).
+ * @brief The list last published for a user (the lookup API), restored
+ * from the state after a restart.
  * @returns true with *out filled, false when none was published.
  */
 bool refresher_last_list(const struct refresher *refresher, uint32_t stable,
 			 struct refresh_list *out);
+
+/**
+ * @brief Hand the lists published since the last call to the state
+ * (state_put_list), to be written with its next commit: only changed lists,
+ * one record of 22 + 8·k bytes plus the variant's name and the user's id each.
+ * @returns how many were handed over.
+ */
+int refresher_save_lists(struct refresher *refresher);
+
+/**
+ * @brief At start: every user's last published list from the state, so the
+ * lookup API and A/B hit counting go on where they stopped. A stored list
+ * of a variant no longer configured, or naming an item the state lacks, is
+ * skipped (counted in *skipped when not NULL).
+ * @returns the lists restored, or -1 with errstr filled.
+ */
+long refresher_restore_lists(struct refresher *refresher, size_t *skipped, char *errstr,
+			     size_t errstr_size);
+
+struct lists;
+
+/**
+ * @returns the users' last published lists (owned by the refresher), for the
+ * lookup API's thread to read (daemon/lists.h says how).
+ */
+struct lists *refresher_lists(struct refresher *refresher);
 
 /** @brief The catalogue or min_item_events changed: recompute the listable flags. */
 void refresher_listing_changed(struct refresher *refresher);

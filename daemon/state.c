@@ -738,6 +738,40 @@ const char *state_variant_name(const struct state *state, size_t variant)
 	return variant < state->variant_count ? state->variant_names[variant] : NULL;
 }
 
+int state_put_list(struct state *state, uint32_t stable, const void *record, size_t len)
+{
+	unsigned char key[STATE_LIST_KEY_BYTES];
+	memcpy(key, STATE_LIST_PREFIX, sizeof STATE_LIST_PREFIX - 1);
+	put_u32(key + sizeof STATE_LIST_PREFIX - 1, stable);
+	store_batch_put(state->batch, STORE_META, key, sizeof key, record, len);
+	return 0;
+}
+
+struct list_scan {
+	int (*fn)(uint32_t stable, const void *record, size_t len, void *ctx);
+	void *ctx;
+};
+
+static int scan_list(const void *key, size_t key_len, const void *value, size_t value_len,
+		     void *ctx)
+{
+	const struct list_scan *scan = ctx;
+	if (key_len != STATE_LIST_KEY_BYTES)
+		return 0;
+	return scan->fn(get_u32((const unsigned char *)key + sizeof STATE_LIST_PREFIX - 1), value,
+			value_len, scan->ctx);
+}
+
+int state_lists_foreach(struct state *state,
+			int (*fn)(uint32_t stable, const void *record, size_t len, void *ctx),
+			void *ctx, char *errstr, size_t errstr_size)
+{
+	struct list_scan scan = {fn, ctx};
+	return store_foreach_prefix(state->store, STORE_META, STATE_LIST_PREFIX,
+				    sizeof STATE_LIST_PREFIX - 1, scan_list, &scan, errstr,
+				    errstr_size);
+}
+
 size_t state_user_count(const struct state *state)
 {
 	return state->next_user;

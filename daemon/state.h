@@ -18,7 +18,8 @@
  *   user:  u32 index + u8 variant -> model user row
  *   item:  u32 index + u8 variant -> model item row
  *   meta:  "globals/" + u8 variant -> model globals; "variants" -> count;
- *          offsets (store/)
+ *          "list/" + u32 index -> the user's last published list (a record of
+ *          the refresher's, opaque here); offsets (store/)
  */
 #ifndef STREAMREC_STATE_H
 #define STREAMREC_STATE_H
@@ -243,6 +244,25 @@ int state_put_aux(struct state *state, const char *name, const void *data, size_
  */
 int state_get_aux(struct state *state, const char *name, void **data, size_t *len, char *errstr,
 		  size_t errstr_size);
+
+/**
+ * @brief Keep a user's last published list (the caller's record, opaque
+ * here) under meta "list/" + u32 stable index: copied now, written with the
+ * next commit, in the same batch as the rows and offsets it goes with. A
+ * later put for the same user before that commit replaces it. Only lists
+ * changed since the last commit need a put: the stored ones stay.
+ * @returns 0 (an allocation failure is the commit's error, see store.h).
+ */
+int state_put_list(struct state *state, uint32_t stable, const void *record, size_t len);
+
+/**
+ * @brief Call fn for every stored list record in order of stable index (at
+ * start, to restore them). fn returns non-zero to stop.
+ * @returns 0, or -1 with errstr filled.
+ */
+int state_lists_foreach(struct state *state,
+			int (*fn)(uint32_t stable, const void *record, size_t len, void *ctx),
+			void *ctx, char *errstr, size_t errstr_size);
 
 /** @returns the users the state knows: every user id ever mapped, in memory or on disk. */
 size_t state_user_count(const struct state *state);

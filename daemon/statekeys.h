@@ -7,7 +7,8 @@
  *   item:  u32 index + u8 variant id -> model item row
  *   meta:  "globals/" + u8 variant id -> model globals;
  *          "variant/" + name -> u8 id, u32 dim, u32 recent_items,
- *          u32 covis_neighbours; offsets (store/)
+ *          u32 covis_neighbours; "list/" + u32 stable index -> the user's
+ *          last published list (refresh.c's record); offsets (store/)
  */
 #ifndef STREAMREC_STATEKEYS_H
 #define STREAMREC_STATEKEYS_H
@@ -15,6 +16,9 @@
 #include <stdint.h>
 
 #define STATE_ROW_KEY_BYTES 5
+/** Meta key prefix of a user's last published list; the key is it + u32 stable index. */
+#define STATE_LIST_PREFIX "list/"
+#define STATE_LIST_KEY_BYTES (sizeof STATE_LIST_PREFIX - 1 + 4)
 
 static inline void put_u32(unsigned char *p, uint32_t v)
 {

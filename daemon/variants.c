@@ -182,7 +182,9 @@ int variants_reconcile(struct store *store, struct store_batch *batch,
 	char why[512];
 	bool used[256] = {false};
 	scan.count = 0;
-	if (store_foreach(s->store, STORE_META, scan_variant_record, &scan, why, sizeof why) != 0) {
+	/* by prefix: meta also holds one record per user's last list (state_put_list) */
+	if (store_foreach_prefix(s->store, STORE_META, VARIANT_PREFIX, strlen(VARIANT_PREFIX),
+				 scan_variant_record, &scan, why, sizeof why) != 0) {
 		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
 		return -1;
 	}

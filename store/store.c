@@ -926,6 +926,15 @@ int store_foreach(struct store *store, enum store_family family,
 			    void *ctx),
 		  void *ctx, char *errstr, size_t errstr_size)
 {
+	return store_foreach_prefix(store, family, "", 0, fn, ctx, errstr, errstr_size);
+}
+
+int store_foreach_prefix(struct store *store, enum store_family family, const void *prefix,
+			 size_t prefix_len,
+			 int (*fn)(const void *key, size_t key_len, const void *value,
+				   size_t value_len, void *ctx),
+			 void *ctx, char *errstr, size_t errstr_size)
+{
 	rocksdb_iterator_t *it;
 	char *err = NULL;
 
@@ -935,10 +944,16 @@ int store_foreach(struct store *store, enum store_family family,
 		return -1;
 	}
 	it = rocksdb_create_iterator_cf(store->db, store->scan_options, store->families[family]);
-	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+	if (prefix_len > 0)
+		rocksdb_iter_seek(it, prefix, prefix_len);
+	else
+		rocksdb_iter_seek_to_first(it);
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t key_len, value_len;
 		const char *key = rocksdb_iter_key(it, &key_len);
 		const char *value = rocksdb_iter_value(it, &value_len);
+		if (key_len < prefix_len || memcmp(key, prefix, prefix_len) != 0)
+			break; /* keys are in bytewise order: the prefix's keys are behind */
 		if (fn(key, key_len, value, value_len, ctx) != 0)
 			break;
 	}

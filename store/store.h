@@ -248,6 +248,17 @@ int store_foreach(struct store *store, enum store_family family,
 		  void *ctx, char *errstr, size_t errstr_size);
 
 /**
+ * @brief store_foreach() over the rows whose key starts with `prefix` only
+ * (a seek, then the rows up to the first key without it).
+ * @returns 0 (also when fn stopped), or -1 on error.
+ */
+int store_foreach_prefix(struct store *store, enum store_family family, const void *prefix,
+			 size_t prefix_len,
+			 int (*fn)(const void *key, size_t key_len, const void *value,
+				   size_t value_len, void *ctx),
+			 void *ctx, char *errstr, size_t errstr_size);
+
+/**
  * @brief Write a consistent copy of the state to `dir` (RocksDB's
  * Checkpoint: SST files hard-linked when on the same filesystem, copied
  * otherwise). `dir` must not exist; its parent must. The copy opens with

@@ -1287,35 +1287,3 @@ def test_the_experiment_counts_exposures_and_hits_and_keeps_them(daemon):
     after = {v["name"]: v["exposed"] for v in json.loads(body)["variants"]}
     assert after == exposed
     assert daemon.stop() == 0
-
-
-def test_the_lookup_api_returns_a_users_current_list(daemon):
-    """GET /v1/recommendations/{user}: the list last published for the user,
-    as JSON, equal to the newest record of that user on the recs topic; an
-    unknown user is 404, a malformed id 400."""
-    import json
-    import urllib.parse
-    daemon.start()
-    daemon.produce(2000, users=100, items=80)
-    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2000)
-    settled(daemon)
-    time.sleep(1)
-    published = latest_lists(daemon)
-    assert len(published) >= 50
-    checked = 0
-    for user, (variant, items) in sorted(published.items())[:20]:
-        status, body = daemon.get("/v1/recommendations/" + urllib.parse.quote(user, safe=""))
-        assert status == 200, (user, body)
-        doc = json.loads(body)
-        assert doc["user_id"] == user and doc["variant"] == variant
-        assert [i["item_id"] for i in doc["items"]] == items, (user, doc, items)
-        scores = [i["score"] for i in doc["items"]]
-        assert scores == sorted(scores, reverse=True)
-        assert doc["generated_at"] >= doc["trigger_event_ts"] > 0
-        checked += 1
-    assert checked == 20
-    status, body = daemon.get("/v1/recommendations/no-such-user")
-    assert status == 404 and json.loads(body)["user"] == "no-such-user"
-    status, _ = daemon.get("/v1/recommendations/bad%zzescape")
-    assert status == 400
-    assert daemon.stop() == 0

@@ -2,7 +2,8 @@
 
 The top-k engine hands query slices to helper threads while OpenBLAS runs
 its own; the state hands commits to a writer thread while the caller learns
-and reads RocksDB; the refresher's workers rank lists while the loop learns. Both run here under ThreadSanitizer builds. OpenBLAS and
+and reads RocksDB; the refresher's workers rank lists while the loop learns; the
+lookup API's thread reads lists while the loop replaces them. All run here under ThreadSanitizer builds. OpenBLAS and
 RocksDB are not instrumented and synchronise with primitives ThreadSanitizer
 cannot see, so tests/tsan.supp silences reports that pass through them (and
 only those): a race between two of our own threads is still reported.
@@ -40,6 +41,16 @@ def test_refresh_workers_rank_beside_learning_race_free():
     assert result.returncode == 0, output[-6000:]
     assert "ThreadSanitizer" not in output, output[-6000:]
     assert output.count("PASSED") == 2, output[-6000:]
+
+
+def test_lookup_api_thread_reads_lists_beside_their_writer_race_free():
+    """067_lists_api: the API's thread answers lookups over loopback while the
+    test's thread (the event loop's role) replaces every list again and again."""
+    result = run([BUILD / "tsan" / "067_lists_api"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "ThreadSanitizer" not in output, output[-6000:]
+    assert "PASSED" in output
 
 
 def test_state_writer_thread_is_race_free(tmp_path):

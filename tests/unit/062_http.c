@@ -446,6 +446,79 @@ static void idle_connections_give_way_to_new_requests(void **state)
 	pump_until_idle(fx);
 }
 
+/* Counts the complete responses in buf. */
+static int count_responses(const char *buf)
+{
+	int n = 0;
+	for (const char *p = buf; (p = strstr(p, "HTTP/1.1 ")) != NULL; p++)
+		n++;
+	return n;
+}
+
+/*
+ * keep_alive: several requests on one connection, pipelined ones included;
+ * "Connection: close" (or HTTP/1.0 without keep-alive) ends it after its
+ * answer; an idle kept-alive connection is closed after the idle timeout.
+ */
+static void kept_alive_connections_carry_several_requests(void **state)
+{
+	struct fixture *fx = *state;
+	char errstr[256];
+	struct http_config config = {
+	    .listen = "127.0.0.1:0", .key = "api.listen", .keep_alive = true, .idle_timeout_s = 0.3};
+	struct http_server *api = http_server_new(fx->loop, &config, errstr, sizeof errstr);
+	assert_non_null(api);
+	assert_int_equal(
+	    http_server_route(api, "/echo", echo_query_handler, NULL, errstr, sizeof errstr), 0);
+	int fd = connect_client(api);
+	char buf[4096];
+	size_t len = 0;
+	/* one, then two pipelined in one write, then the last asks to close */
+	const char *sends[] = {"GET /echo?a HTTP/1.1\r\n\r\n",
+			       "GET /echo?b HTTP/1.1\r\n\r\nGET /echo?c HTTP/1.1\r\nHost: x\r\n\r\n",
+			       "GET /echo?d HTTP/1.1\r\nConnection: close\r\n\r\n"};
+	const char *last_answer[] = {"GET /echo ?a", "GET /echo ?c", "GET /echo ?d"};
+	buf[0] = '\0';
+	for (size_t i = 0; i < 3; i++) {
+		send_all(fd, sends[i], strlen(sends[i]));
+		double deadline = now_s() + 5;
+		while (strstr(buf, last_answer[i]) == NULL) {
+			ev_run(fx->loop, EVRUN_ONCE);
+			ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, MSG_DONTWAIT);
+			if (n > 0)
+				len += (size_t)n;
+			buf[len] = '\0';
+			assert_true(now_s() < deadline);
+		}
+		assert_int_equal(count_responses(buf), i == 0 ? 1 : (int)i + 2);
+	}
+	assert_non_null(strstr(buf, "GET /echo ?a"));
+	assert_non_null(strstr(buf, "GET /echo ?b"));
+	assert_non_null(strstr(buf, "GET /echo ?c"));
+	assert_non_null(strstr(buf, "Connection: keep-alive\r\n"));
+	assert_non_null(strstr(buf, "Connection: close\r\n"));
+	/* the server closes after the answer to "Connection: close" */
+	double deadline = now_s() + 5;
+	while (http_server_connection_count(api) > 0) {
+		ev_run(fx->loop, EVRUN_ONCE);
+		char sink[4096];
+		(void)recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+		assert_true(now_s() < deadline);
+	}
+	close(fd);
+	assert_int_equal(http_server_request_count(api), 4);
+
+	/* an idle kept-alive connection is closed after the idle timeout */
+	fd = connect_client(api);
+	send_all(fd, "GET /echo?e HTTP/1.1\r\n\r\n", 24);
+	double started = now_s();
+	len = pump_until_closed(fx, fd, buf, sizeof buf, 5);
+	assert_non_null(strstr(buf, "GET /echo ?e"));
+	assert_true(now_s() - started >= 0.25);
+	close(fd);
+	http_server_free(api);
+}
+
 static void listen_errors_name_the_address(void **state)
 {
 	struct fixture *fx = *state;
@@ -490,6 +563,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(client_gone_mid_response, setup, teardown),
 	    cmocka_unit_test_setup_teardown(many_concurrent_connections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(idle_connections_give_way_to_new_requests, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(kept_alive_connections_carry_several_requests, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(listen_errors_name_the_address, setup, teardown),
 	};

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Load benchmark of the lookup API (GET /v1/recommendations/{user} on api.listen).
+
+Starts a local broker (tools/kafka-broker, tied to this process) and
+streamrecd with the API on its own port, learns a warm-up stream (so most
+users have a list), then measures the API with build/bench/api_client (C,
+epoll, kept-alive connections, a fixed request schedule: latency counts from
+when a request was due, so a stalled server is not hidden):
+
+1. idle:   the API alone, at --rate requests/s;
+2. idle ceiling: closed loop (--rate 0): the most it answers alone;
+3. ingest: --rate requests/s while the daemon learns a re-timed stream at
+           --events-rate events/s (`streamrec produce --retime`, as e2e.py),
+           publishing lists all the while;
+4. ingest ceiling: closed loop while ingesting.
+
+Prints and writes build/bench-results/api.md and api.json: the machine (CPU
+model, cores, load average: other work on the machine shows in the figures),
+requests/s, p50/p90/p99/p99.9/max latency, events learned per second during
+the window, the daemon's CPU (cores busy) and the API's cost per request
+(the daemon's CPU time per request, in the idle runs). On a machine shared
+with other work (see the load average) the latencies measure the share of
+CPU the daemon and the client got as much as the server. Figures are
+printed, never asserted.
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from e2e import BROKER, Metrics, Process, free_port, log, machine_line  # noqa: E402
+
+
+def load_average():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+class ApiBench:
+    def __init__(self, args):
+        self.args = args
+        self.build = pathlib.Path(args.build).resolve()
+        self.streamrec = self.build / "streamrec"
+        self.streamrecd = self.build / "streamrecd"
+        self.client = self.build / "bench" / "api_client"
+        for binary in (self.streamrec, self.streamrecd, self.client):
+            if not binary.exists():
+                sys.exit(f"api: {binary} is missing; run 'make bench-api'")
+        self.out = pathlib.Path(args.out).resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work = pathlib.Path(tempfile.mkdtemp(prefix="streamrec-api."))
+        self.port, self.api_port = free_port(), free_port()
+        self.metrics = Metrics(self.port)
+        self.daemon = None
+        self.results = {"machine": machine_line(), "command": " ".join(sys.argv),
+                        "config": vars(args), "runs": []}
+
+    def start_broker(self):
+        self.broker_dir = self.work / "broker"
+        started = subprocess.run([BROKER, "start", "--dir", self.broker_dir, "--owner-pid",
+                                  str(os.getpid())], capture_output=True, text=True, timeout=300)
+        if started.returncode != 0:
+            raise RuntimeError("broker did not start:\n" + started.stderr[-3000:])
+        self.bootstrap = started.stdout.strip()
+        subprocess.run([BROKER, "topics", self.broker_dir, "events:3", "recs:3:compact",
+                        "events.dlq:1", "items:1:compact"], check=True, capture_output=True,
+                       timeout=120)
+        log(f"broker at {self.bootstrap}")
+
+    def generate(self):
+        a = self.args
+        live = int(a.events_rate * (a.seconds + a.settle_s) * 3 + a.events_rate * 5)
+        path = self.work / "stream.csv"
+        log(f"generating {a.warmup_events + live:,} events ({a.users:,} users, {a.items:,} items)")
+        subprocess.run([self.streamrec, "gen", "--users", str(a.users), "--items", str(a.items),
+                        "--events", str(a.warmup_events + live), "--seed", "7", "--format", "csv",
+                        "--out", path], check=True, capture_output=True)
+        with open(path) as f:
+            header = f.readline()
+            self.warmup = self.work / "warmup.csv"
+            self.live = self.work / "live.csv"
+            with open(self.warmup, "w") as w:
+                w.write(header)
+                for _ in range(a.warmup_events):
+                    w.write(f.readline())
+            with open(self.live, "w") as w:
+                w.write(header)
+                shutil.copyfileobj(f, w)
+
+    def start_daemon(self):
+        a = self.args
+        config = self.work / "streamrecd.conf"
+        config.write_text(f"""[state]
+dir = {self.work / 'state'}
+[http]
+listen = 127.0.0.1:{self.port}
+[api]
+listen = 127.0.0.1:{self.api_port}
+max_connections = {max(512, a.connections * 2)}
+[model]
+dim = 32
+[kafka]
+bootstrap.servers = {self.bootstrap}
+""")
+        self.daemon_log = open(self.work / "streamrecd.log", "a")
+        self.daemon = subprocess.Popen([self.streamrecd, "--config", config],
+                                       stdout=self.daemon_log, stderr=self.daemon_log)
+        self.proc = Process(self.daemon.pid)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if self.metrics.get("/readyz")[0] == 200:
+                return
+            if self.daemon.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("streamrecd did not become ready; see " + str(self.work / "streamrecd.log"))
+
+    def produce(self, path, rate, retime):
+        args = [self.streamrec, "produce", "--brokers", self.bootstrap, "--topic", "events",
+                "--file", path, "--rate", str(rate)]
+        if retime:
+            args.append("--retime")
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def warm_up(self):
+        a = self.args
+        log(f"warm-up: {a.warmup_events:,} events flat out")
+        producer = self.produce(self.warmup, 0, retime=False)
+        producer.communicate()
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            m = self.metrics.scrape()
+            if m and m["events"] >= a.warmup_events and m["lag"] == 0:
+                break
+            time.sleep(0.5)
+        time.sleep(3)  # the last lists published
+        log(f"warm: {self.metrics.scrape()['lists']:.0f} lists published")
+
+    def run(self, name, rate, ingest):
+        a = self.args
+        producer = None
+        if ingest:
+            producer = self.produce(self.live, a.events_rate, retime=True)
+            time.sleep(a.settle_s)
+        before, cpu_before, t0 = self.metrics.scrape(), self.proc.cpu_s(), time.time()
+        out = subprocess.run([self.client, "--port", str(self.api_port), "--connections",
+                              str(a.connections), "--threads", str(a.client_threads), "--rate",
+                              str(rate), "--seconds", str(a.seconds), "--users", str(a.users),
+                              "--prefix", "u"], capture_output=True, text=True)
+        after, cpu_after, elapsed = self.metrics.scrape(), self.proc.cpu_s(), time.time() - t0
+        if producer is not None:
+            producer.kill()
+            producer.wait()
+        if out.returncode != 0:
+            raise RuntimeError("api_client failed: " + out.stderr[-2000:])
+        result = json.loads(out.stdout)
+        daemon_cpu = (cpu_after - cpu_before) / elapsed
+        result.update(name=name, ingest_events_per_s=(after["events"] - before["events"]) / elapsed,
+                      daemon_cpu=daemon_cpu, load_average=load_average(),
+                      cpu_us_per_request=None if ingest or not result["requests"]
+                      else daemon_cpu * elapsed / result["requests"] * 1e6)
+        log(f"{name}: {result['requests_per_s']:,.0f} req/s (target {rate}), p50 "
+            f"{result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, max "
+            f"{result['max_ms']:.1f} ms; ingest {result['ingest_events_per_s']:,.0f} ev/s; "
+            f"404 {result['status_404']}, errors {result['errors']}")
+        self.results["runs"].append(result)
+        if ingest:
+            # let the daemon catch up before the next run
+            deadline = time.time() + 120
+            while time.time() < deadline and (self.metrics.scrape() or {}).get("lag", 0) > 0:
+                time.sleep(0.5)
+
+    def report(self):
+        r = self.results
+        lines = ["# Lookup API benchmark", "",
+                 f"Machine: {r['machine']}.", f"Command: `{r['command']}`.", "",
+                 "| run | target req/s | achieved req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | "
+                 "max ms | ingest ev/s | daemon CPU (cores) | daemon µs/request | load avg |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for x in r["runs"]:
+            target = f"{x['target_rate']:.0f}" if x["target_rate"] else "closed loop"
+            lines.append(f"| {x['name']} | {target} | {x['requests_per_s']:,.0f} | "
+                         f"{x['p50_ms']:.2f} | {x['p90_ms']:.2f} | {x['p99_ms']:.2f} | "
+                         f"{x['p999_ms']:.2f} | {x['max_ms']:.1f} | "
+                         f"{x['ingest_events_per_s']:,.0f} | {x['daemon_cpu']:.2f} | "
+                         f"{'' if x['cpu_us_per_request'] is None else round(x['cpu_us_per_request'])} | "
+                         f"{x['load_average']} |")
+        text = "\n".join(lines) + "\n"
+        (self.out / "api.md").write_text(text)
+        (self.out / "api.json").write_text(json.dumps(r, indent=2) + "\n")
+        print(text)
+
+    def close(self):
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.terminate()
+            try:
+                self.daemon.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+        if getattr(self, "broker_dir", None) is not None:
+            subprocess.run([BROKER, "stop", self.broker_dir], capture_output=True, timeout=120)
+        if not self.args.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--build", default="build")
+    p.add_argument("--out", default="build/bench-results")
+    p.add_argument("--rate", type=int, default=10000, help="API requests/s (paced runs)")
+    p.add_argument("--events-rate", type=int, default=10000, help="events/s ingested")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--client-threads", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--settle-s", type=float, default=3)
+    p.add_argument("--users", type=int, default=20000)
+    p.add_argument("--items", type=int, default=5000)
+    p.add_argument("--warmup-events", type=int, default=200000)
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = p.parse_args()
+    bench = ApiBench(args)
+    try:
+        bench.start_broker()
+        bench.generate()
+        bench.start_daemon()
+        bench.warm_up()
+        bench.run("idle", args.rate, ingest=False)
+        bench.run("idle ceiling", 0, ingest=False)
+        bench.run("ingest", args.rate, ingest=True)
+        bench.run("ingest ceiling", 0, ingest=True)
+        bench.report()
+    finally:
+        bench.close()
+
+
+if __name__ == "__main__":
+    main()
