@@ -83,7 +83,7 @@ def user_lists(screen):
     lines = screen.splitlines()
     users = {}
     for n, line in enumerate(lines):
-        m = re.match(r"(u\d+)\s+taste c\d+\s+list: (\d+)/(\d+)", line)
+        m = re.match(r"(u\d+)\s+(?:taste )?c\d+\s+list: (\d+)/(\d+)", line)
         if m and n + 1 < len(lines):
             items = re.findall(r"\bi\d+\b", lines[n + 1])
             users[m.group(1)] = (items, int(m.group(2)) / int(m.group(3)))
@@ -181,7 +181,10 @@ def test_make_run_screen(tmp_path):
         (ARTIFACTS / "demo-screen-narrow.txt").write_text(narrow)
         assert narrow.startswith("streamrec live"), narrow
         assert max(len(line) for line in narrow.splitlines()) < 44, narrow
-        assert len(narrow.splitlines()) <= 14 and "status page" in narrow, narrow
+        assert len(narrow.splitlines()) <= 14, narrow
+        assert re.search(r"^events/s [\d,]+  lists/s [\d,]+$", narrow, re.M), narrow
+        assert re.search(r"^status  http://127\.0\.0\.1:\d+/status$", narrow, re.M), narrow
+        assert len(user_lists(narrow)) >= 1, narrow
 
         # Ctrl-C: everything stops, make run exits 0
         tmux("send-keys", "-t", "demo", "C-c")
