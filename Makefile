@@ -3,7 +3,9 @@
 #   make deps     install Debian packages, the Kafka broker's jars, the schema
 #                 registry (Apicurio) and the pinned Python test packages (idempotent)
 #   make          release build of the binaries into build/
-#   make run      the main job: local broker, synthetic stream, live view (Ctrl-C stops)
+#   make run      the main job: local broker, a stream with planted tastes, a live
+#                 view redrawn in place (Ctrl-C stops; DEMO_ARGS="--rate 2000" passes
+#                 options to tools/demo)
 #   make test     ASan+UBSan build of everything and the whole test suite,
 #                 against a real Kafka broker started for the run
 #   make fuzz     libFuzzer run of the decoder for FUZZ_SECONDS (default 60)
@@ -52,13 +54,13 @@ ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(ASAN_FLAGS)
 # tools, help2man for the man pages, debhelper, the libraries (debian/control's
 # Build-Depends name the same packages: tests/test_packaging.py checks). Then the
 # test tools: clang for the fuzzer, cmocka, the broker's Java runtime and Maven,
-# Python's venv for the pinned test packages.
+# Python's venv for the pinned test packages, tmux for the demo's screen test.
 DEB_BUILD_PACKAGES := build-essential pkg-config help2man debhelper \
 	librdkafka-dev libavro-dev librocksdb-dev libopenblas-dev libev-dev \
 	libinih-dev libsystemd-dev libxxhash-dev libcurl4-openssl-dev libjansson-dev
 DEB_PACKAGES := $(DEB_BUILD_PACKAGES) clang libclang-rt-14-dev clang-format libcmocka-dev \
 	openjdk-17-jdk-headless maven python3 python3-venv python3-pip curl openssl \
-	prometheus chromium
+	prometheus chromium tmux
 
 # Project sources: every .c of the library folders; mains live in daemon/.
 LIB_SRCS   := $(wildcard common/*.c stream/*.c model/*.c store/*.c) $(filter-out daemon/main_%.c daemon/cli_%.c,$(wildcard daemon/*.c))
@@ -91,7 +93,7 @@ BENCH_API_CLIENT := $(BUILD)/bench/api_client
 all: $(BINS)
 
 run: deps all
-	tools/demo
+	tools/demo $(DEMO_ARGS)
 
 $(GEN_HDR): $(SCHEMAS) Makefile
 	@mkdir -p $(@D)
