@@ -52,6 +52,10 @@ struct user_event {
 	int32_t quantity;
 	bool has_price;
 	double price;
+	/** The list the event came from (the list_id of a Recommendation), when
+	 * the producer sent one; an empty string counts as none. */
+	bool has_list_id;
+	char list_id[CODEC_ID_MAX_BYTES + 1];
 };
 
 /** One catalogue update, decoded and validated. */
@@ -68,6 +72,10 @@ struct item_event {
 struct scored_item {
 	const char *item_id;
 	float score;
+	/** Why it is listed (the schema's reason: "taste", "covis", ...), NULL: not explained. */
+	const char *reason;
+	/** The recent item behind the reason, NULL: none. */
+	const char *because_item;
 };
 
 /**
@@ -83,6 +91,8 @@ struct recommendation {
 	int64_t trigger_event_ts_ms;
 	size_t item_count;
 	const struct scored_item *items;
+	/** The list's id; NULL encodes as "" (decoded: "" when the writer had none). */
+	const char *list_id;
 };
 
 enum codec_framing {

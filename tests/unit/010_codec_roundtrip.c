@@ -54,6 +54,9 @@ static void assert_events_equal(const struct user_event *a, const struct user_ev
 	assert_int_equal(a->has_price, b->has_price);
 	if (a->has_price)
 		assert_memory_equal(&a->price, &b->price, sizeof a->price);
+	assert_int_equal(a->has_list_id, b->has_list_id);
+	if (a->has_list_id)
+		assert_string_equal(a->list_id, b->list_id);
 }
 
 static void user_event_every_type_both_framings(void **state)
@@ -74,6 +77,8 @@ static void user_event_every_type_both_framings(void **state)
 			in.quantity = 3;
 			in.has_price = t >= EVENT_ADD_TO_CART;
 			in.price = 19.99;
+			in.has_list_id = t % 3 == 0;
+			strcpy(in.list_id, "0123456789abcdef");
 			assert_int_equal(codec_encode_user_event(codec, &in,
 								 (enum codec_framing)framing, &buf,
 								 errstr, sizeof errstr),
@@ -140,14 +145,17 @@ static void recommendation_round_trip(void **state)
 {
 	struct codec *codec = *state;
 	struct codec_buf buf = {0};
-	struct scored_item items[3] = {{"a", 3.5f}, {"bb", -1.25f}, {"ccc", 0.0f}};
+	struct scored_item items[3] = {{"a", 3.5f, "covis", "x-1"},
+				       {"bb", -1.25f, "taste", NULL},
+				       {"ccc", 0.0f, NULL, NULL}};
 	struct recommendation in = {.user_id = "user-1",
 				    .variant = "control",
 				    .model_step = 123456789012LL,
 				    .generated_at_ms = 1700000000500LL,
 				    .trigger_event_ts_ms = 1700000000400LL,
 				    .item_count = 3,
-				    .items = items},
+				    .items = items,
+				    .list_id = "00000000deadbeef"},
 			      out;
 	struct codec_error err;
 	char errstr[256];
@@ -168,10 +176,17 @@ static void recommendation_round_trip(void **state)
 		assert_int_equal(out.generated_at_ms, 1700000000500LL);
 		assert_int_equal(out.trigger_event_ts_ms, 1700000000400LL);
 		assert_int_equal(out.item_count, 3);
+		assert_string_equal(out.list_id, "00000000deadbeef");
 		for (size_t i = 0; i < 3; i++) {
 			assert_string_equal(out.items[i].item_id, items[i].item_id);
 			assert_true(out.items[i].score == items[i].score);
 		}
+		assert_string_equal(out.items[0].reason, "covis");
+		assert_string_equal(out.items[0].because_item, "x-1");
+		assert_string_equal(out.items[1].reason, "taste");
+		assert_null(out.items[1].because_item);
+		assert_null(out.items[2].reason);
+		assert_null(out.items[2].because_item);
 	}
 	/* an empty list is a valid list */
 	in.item_count = 0;
@@ -195,12 +210,15 @@ static void recommendation_encoding_is_avro_binary(void **state)
 	    8,                        /* trigger_event_ts 4 */
 	    2,                        /* one item */
 	    2, 'i', 0, 0, 0x80, 0x3f, /* "i", 1.0f */
+	    2, 10, 'c', 'o', 'v', 'i', 's', /* reason: branch 1, "covis" */
+	    0,                        /* because_item: branch 0, null */
 	    0,                        /* end of array */
+	    2, 'L',                   /* list_id */
 	};
 	struct codec *codec = *state;
 	struct codec_buf buf = {0};
-	struct scored_item item = {"i", 1.0f};
-	struct recommendation in = {"u", "v", 2, 3, 4, 1, &item};
+	struct scored_item item = {"i", 1.0f, "covis", NULL};
+	struct recommendation in = {"u", "v", 2, 3, 4, 1, &item, "L"};
 	char errstr[256];
 	assert_int_equal(
 	    codec_encode_recommendation(codec, &in, CODEC_FRAMING_RAW, &buf, errstr, sizeof errstr),
