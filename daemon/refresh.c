@@ -1,5 +1,6 @@
 #include "refresh.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "grow.h"
 #include "log.h"
 #include "model.h"
+#include "rng.h"
 
 #define MAX_K 1000
 /* Fewest warm queries a worker's task ranks (a range shares the tiles). */
@@ -25,13 +27,26 @@ struct mark {
 /* Where a user waits: nowhere, in the recent lane, or in the deferred lane. */
 enum lane { LANE_NONE = 0, LANE_RECENT, LANE_DEFERRED };
 
-/* A user's last published list: items (indices) and scores, best first. */
+/* Why a published item is listed: enum model_reason and the recent item behind it. */
+struct published_why {
+	uint32_t because_item; /* UINT32_MAX: none */
+	uint8_t reason;
+};
+
+/* A user's published list: its id, items (indices) and scores, best first,
+ * then (after items[capacity]) each item's struct published_why. */
 struct published {
 	uint8_t variant;
 	uint16_t count, capacity;
+	uint64_t list_id;
 	int64_t generated_at_ms, trigger_ts_ms;
 	struct topk_result items[];
 };
+
+static struct published_why *published_why(const struct published *p)
+{
+	return (struct published_why *)(void *)(p->items + p->capacity);
+}
 
 /*
  * One variant's sub-batch of a round (at most as many users as the user
@@ -106,7 +121,10 @@ struct refresher {
 	size_t deferred_head, deferred_count, deferred_capacity;
 	uint8_t *lane;
 	int64_t *marked_ms, *trigger_ts, *last_refresh_ms;
-	struct published **published;
+	/* each user's last published list, and the one before (an event may
+	 * name a list the user saw before the newest was published) */
+	struct published **published, **previous;
+	size_t previous_capacity;
 	size_t user_capacity, lane_capacity, marked_capacity, trigger_capacity, last_capacity,
 	    published_capacity;
 	struct mark *held; /* marks not yet due (min_interval), put back after a run */
@@ -127,6 +145,9 @@ struct refresher {
 	struct group *groups;
 	size_t group_count, group_capacity;
 	struct scored_item *items; /* one list's, while it is published */
+	struct model_explanation *explanations; /* its items' explanations */
+	uint32_t *list_items;                   /* its item indices */
+	uint64_t list_id_state;                 /* list ids: rng_next() of it */
 	double round_started;
 	int64_t round_now_ms; /* the now_ms its users were taken at (min_interval counts from it) */
 
@@ -230,8 +251,18 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	r->stables = calloc(r->batch, sizeof *r->stables);
 	r->by_variant = calloc(STATE_MAX_VARIANTS * r->batch, sizeof *r->by_variant);
 	r->items = calloc(MAX_K, sizeof *r->items);
-	if (r->stables == NULL || r->by_variant == NULL || r->items == NULL)
+	r->explanations = calloc(MAX_K, sizeof *r->explanations);
+	r->list_items = calloc(MAX_K, sizeof *r->list_items);
+	if (r->stables == NULL || r->by_variant == NULL || r->items == NULL ||
+	    r->explanations == NULL || r->list_items == NULL)
 		goto out_free;
+	/* List ids: splitmix64 outputs of consecutive states are distinct, so
+	 * ids never repeat within an instance; the seed (wall clock in ns, the
+	 * refresher's address) makes two instances' ids collide only by chance. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	r->list_id_state = ((uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec) ^
+			   ((uint64_t)(uintptr_t)r << 16);
 	if (pool_start(r, errstr, errstr_size) != 0) {
 		refresher_free(r);
 		return NULL;
@@ -251,7 +282,12 @@ void refresher_free(struct refresher *r)
 	pool_stop(r); /* first: a worker may still read a round's groups */
 	for (size_t u = 0; u < r->published_capacity; u++)
 		free(r->published[u]);
+	for (size_t u = 0; u < r->previous_capacity; u++)
+		free(r->previous[u]);
 	free(r->published);
+	free(r->previous);
+	free(r->explanations);
+	free(r->list_items);
 	free(r->recent);
 	free(r->deferred);
 	free(r->held);
@@ -293,7 +329,8 @@ static int ensure_users(struct refresher *r, uint32_t stable)
 	    grow_array(&r->last_refresh_ms, &r->last_capacity, needed, sizeof *r->last_refresh_ms,
 		       4096) != 0 ||
 	    grow_array(&r->published, &r->published_capacity, needed, sizeof *r->published,
-		       4096) != 0)
+		       4096) != 0 ||
+	    grow_array(&r->previous, &r->previous_capacity, needed, sizeof *r->previous, 4096) != 0)
 		return -1;
 	r->user_capacity = needed;
 	return 0;
@@ -353,47 +390,95 @@ void refresher_listing_changed(struct refresher *r)
 	r->listing_generation++;
 }
 
+/* Parses a list id as published (16 hex digits). @returns false when it is not one. */
+static bool parse_list_id(const char *text, uint64_t *id)
+{
+	uint64_t value = 0;
+	size_t n = 0;
+	for (; text[n] != '\0'; n++) {
+		char c = text[n];
+		int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (digit < 0 || n >= 16)
+			return false;
+		value = value << 4 | (uint64_t)digit;
+	}
+	*id = value;
+	return n == 16;
+}
+
 void refresher_count_hit(struct refresher *r, uint32_t stable, const char *item_id,
-			 enum event_type type)
+			 enum event_type type, const char *list_id)
 {
 	bool hit_type = false;
 	for (size_t h = 0; h < METRICS_HIT_TYPE_COUNT; h++)
 		hit_type |= metrics_hit_types[h] == type;
-	if (!hit_type || (size_t)stable >= r->user_capacity || r->published[stable] == NULL)
+	if (!hit_type)
 		return;
-	const struct published *p = r->published[stable];
+	bool known_user = (size_t)stable < r->user_capacity;
+	const struct published *p = known_user ? r->published[stable] : NULL;
+	enum metrics_attribution attribution = METRICS_ATTRIBUTION_LAST_LIST;
+	if (list_id != NULL) {
+		/* the event names its list: that one or none, never a guess */
+		const struct published *previous = known_user ? r->previous[stable] : NULL;
+		uint64_t id;
+		attribution = METRICS_ATTRIBUTION_EXPOSED;
+		if (!parse_list_id(list_id, &id))
+			p = NULL;
+		else if (p == NULL || p->list_id != id)
+			p = previous != NULL && previous->list_id == id ? previous : NULL;
+		if (p == NULL) {
+			r->c.metrics->hits_unknown_list_total++;
+			return;
+		}
+	}
+	if (p == NULL)
+		return;
 	uint32_t item = state_find_item(r->c.state, item_id);
 	for (size_t rank = 0; rank < p->count; rank++)
 		if (p->items[rank].item == item) {
 			struct metrics_variant *mv = &r->c.metrics->variants[p->variant];
 			mv->hits_total[type]++;
 			mv->hits_by_rank_total[metrics_rank_bucket(rank + 1)]++;
+			mv->hits_attributed_total[attribution]++;
 			if (r->c.experiment != NULL)
 				(void)experiment_hit(r->c.experiment, stable, p->variant, NULL, 0);
 			return;
 		}
 }
 
-/* Remembers the list just published for a user; @returns 0, or -1 when out of memory. */
-static int remember_list(struct refresher *r, uint32_t stable, size_t variant,
-			 const struct topk_result *list, size_t count, int64_t generated_at_ms)
+/*
+ * Remembers the list just published for a user (its id, items and their
+ * explanations, why[n] for list[n]); the list before it stays as the
+ * user's previous one. @returns 0, or -1 when out of memory.
+ */
+static int remember_list(struct refresher *r, uint32_t stable, size_t variant, uint64_t list_id,
+			 const struct topk_result *list, const struct model_explanation *why,
+			 size_t count, int64_t generated_at_ms)
 {
-	struct published *p = r->published[stable];
+	struct published *p = r->previous[stable];
+	if (r->published[stable] == NULL && p == NULL)
+		r->c.metrics->variants[variant].users_served_total++;
 	if (p == NULL || p->capacity < count) {
 		size_t capacity = count > 20 ? count : 20;
-		struct published *grown = realloc(p, sizeof *p + capacity * sizeof p->items[0]);
+		struct published *grown =
+		    realloc(p, sizeof *p + capacity * (sizeof p->items[0] + sizeof(struct published_why)));
 		if (grown == NULL)
 			return -1;
-		if (p == NULL)
-			r->c.metrics->variants[variant].users_served_total++;
-		p = r->published[stable] = grown;
+		p = grown;
 		p->capacity = (uint16_t)capacity;
 	}
+	r->previous[stable] = r->published[stable];
+	r->published[stable] = p;
 	p->variant = (uint8_t)variant;
 	p->count = (uint16_t)count;
+	p->list_id = list_id;
 	p->generated_at_ms = generated_at_ms;
 	p->trigger_ts_ms = r->trigger_ts[stable];
 	memcpy(p->items, list, count * sizeof *list);
+	struct published_why *w = published_why(p);
+	for (size_t n = 0; n < count; n++)
+		w[n] = (struct published_why){.because_item = why[n].because_item,
+					      .reason = (uint8_t)why[n].reason};
 	return 0;
 }
 
@@ -641,6 +726,38 @@ out:
 
 /* ---- a round: prepared and harvested on the loop's thread ------------------------ */
 
+/*
+ * The explanations of a list about to be published, into r->explanations:
+ * the control arm's are "popular"; the rest come from model_explain() on
+ * this (the loop's) thread against the live model. The list itself was
+ * ranked on a worker against the round's snapshot; its explanation is a
+ * recomputation of its k items' terms as of publishing (a few events
+ * later at most), not a second ranking. When the user's rows cannot be
+ * read (logged) the list goes out unexplained (reason MODEL_REASON_COUNT).
+ */
+static void explain_list(struct refresher *r, const struct group *g, uint32_t stable,
+			 const struct topk_result *list, size_t length)
+{
+	char why[256];
+	uint32_t slot;
+	bool popular = g->popularity;
+	if (!popular && state_user_by_stable(r->c.state, stable, &slot, why, sizeof why) != 0) {
+		log_line(LOG_PRIORITY_WARNING, "refresh: explaining a list: %s", why);
+		popular = true;
+	}
+	if (popular) {
+		enum model_reason reason = g->popularity ? MODEL_REASON_POPULAR : MODEL_REASON_COUNT;
+		for (size_t n = 0; n < length; n++)
+			r->explanations[n] = (struct model_explanation){.reason = reason,
+									.because_item = UINT32_MAX};
+		return;
+	}
+	for (size_t n = 0; n < length; n++)
+		r->list_items[n] = list[n].item;
+	model_explain(state_model(r->c.state, g->v), slot, r->list_items, length,
+		      r->explanations);
+}
+
 /* Publishes member j's list of group g. @returns 0 or -1 (fatal). */
 static int publish_list(struct refresher *r, const struct group *g, size_t j, int64_t now_ms,
 			char *errstr, size_t errstr_size)
@@ -649,11 +766,20 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 	uint32_t stable = r->stables[r->by_variant[v * r->batch + g->first + j]];
 	const struct topk_result *list = &g->results[j * g->k];
 	size_t length = g->lengths[j];
-	char why[512];
+	char why[512], list_id[17];
+	explain_list(r, g, stable, list, length);
 	for (size_t rank = 0; rank < length; rank++) {
+		const struct model_explanation *e = &r->explanations[rank];
 		r->items[rank].item_id = state_item_id(r->c.state, list[rank].item);
 		r->items[rank].score = list[rank].score;
+		r->items[rank].reason =
+		    e->reason < MODEL_REASON_COUNT ? model_reason_name(e->reason) : NULL;
+		r->items[rank].because_item = e->because_item != UINT32_MAX
+						  ? state_item_id(r->c.state, e->because_item)
+						  : NULL;
 	}
+	uint64_t id = rng_next(&r->list_id_state);
+	snprintf(list_id, sizeof list_id, "%016" PRIx64, id);
 	const char *user = state_user_name(r->c.state, stable);
 	struct recommendation rec = {.user_id = user,
 				     .variant = r->c.variants[v].name,
@@ -661,7 +787,8 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 				     .generated_at_ms = clock_wall_ms(),
 				     .trigger_event_ts_ms = r->trigger_ts[stable],
 				     .item_count = length,
-				     .items = r->items};
+				     .items = r->items,
+				     .list_id = list_id};
 	if (r->c.publish(&rec, r->c.opaque, why, sizeof why) != 0) {
 		log_line(LOG_PRIORITY_WARNING, "publish for %s: %s", user, why);
 		return 0;
@@ -671,7 +798,8 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 	if (r->c.experiment != NULL &&
 	    experiment_expose(r->c.experiment, stable, v, errstr, errstr_size) != 0)
 		return -1;
-	if (remember_list(r, stable, v, list, length, rec.generated_at_ms) != 0) {
+	if (remember_list(r, stable, v, id, list, r->explanations, length, rec.generated_at_ms) !=
+	    0) {
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;
 	}
@@ -940,5 +1068,18 @@ bool refresher_last_list(const struct refresher *r, uint32_t stable, struct refr
 	out->generated_at_ms = p->generated_at_ms;
 	out->trigger_ts_ms = p->trigger_ts_ms;
 	out->items = p->items;
+	snprintf(out->list_id, sizeof out->list_id, "%016" PRIx64, p->list_id);
+	return true;
+}
+
+bool refresher_last_explanation(const struct refresher *r, uint32_t stable, size_t rank,
+				enum model_reason *reason, uint32_t *because_item)
+{
+	if ((size_t)stable >= r->user_capacity || r->published[stable] == NULL ||
+	    rank >= r->published[stable]->count)
+		return false;
+	const struct published_why *w = &published_why(r->published[stable])[rank];
+	*reason = (enum model_reason)w->reason;
+	*because_item = w->because_item;
 	return true;
 }

@@ -18,8 +18,13 @@
  * (refresh.shadow_share) the exact engine computes the same lists too and
  * the index's recall@k against it is exported (streamrec_index_recall).
  * Kept between runs: the two lanes, each user's newest trigger time and
- * last refresh, the listable-item flags per variant, and each user's last
- * published list for counting A/B hits.
+ * last refresh, the listable-item flags per variant, and each user's two
+ * last published lists (id, items, explanations) for counting A/B hits.
+ *
+ * Every published list gets an id (16 hex digits: splitmix64 of a counter
+ * seeded per refresher, so ids never repeat within an instance) and every
+ * item an explanation (model_explain(), computed when the list is
+ * published, on the loop's thread; the control arm's items are "popular").
  *
  * Users are held by their stable index (what survives cache eviction and
  * restarts); their model slots are pinned in the state's user cache for
@@ -58,6 +63,7 @@
 #include "event.h"
 #include "experiment.h"
 #include "metrics.h"
+#include "model.h"
 #include "state.h"
 #include "topk.h"
 
@@ -142,12 +148,17 @@ long refresher_run(struct refresher *refresher, int64_t now_ms, char *errstr,
 
 /**
  * @brief A/B hits: a click, add-to-cart or purchase of an item of the list
- * last published for this user counts for that list's variant, by type and
- * by rank. Lists live in memory: after a restart a user counts again from
- * their first new list.
+ * the event came from counts for that list's variant, by type, by rank and
+ * by attribution (README, "Hit attribution"). An event naming its list
+ * (list_id not NULL) is attributed to that list ("exposed") when it is one
+ * of the user's two last published lists, and otherwise counted as
+ * naming an unknown list (metrics hits_unknown_list_total) and nothing else:
+ * it is never re-attributed to another list. An event naming no list is
+ * attributed to the user's last published list ("last_list"). Lists live
+ * in memory: after a restart a user counts again from their first new list.
  */
 void refresher_count_hit(struct refresher *refresher, uint32_t stable, const char *item_id,
-			 enum event_type type);
+			 enum event_type type, const char *list_id);
 
 /** A user's last published list (borrowed: valid until the next refresher call). */
 struct refresh_list {
@@ -155,6 +166,7 @@ struct refresh_list {
 	size_t count;
 	int64_t generated_at_ms, trigger_ts_ms;
 	const struct topk_result *items; /**< item indices and scores, best first */
+	char list_id[17];                /**< as published: 16 hex digits */
 };
 
 /**
@@ -163,6 +175,14 @@ struct refresh_list {
  */
 bool refresher_last_list(const struct refresher *refresher, uint32_t stable,
 			 struct refresh_list *out);
+
+/**
+ * @brief Why the item at rank (0-based) of a user's last published list is
+ * there (model.h, Explanations); *because_item is UINT32_MAX when no recent
+ * item is behind it. @returns false when there is no such list or rank.
+ */
+bool refresher_last_explanation(const struct refresher *refresher, uint32_t stable, size_t rank,
+				enum model_reason *reason, uint32_t *because_item);
 
 /** @brief The catalogue or min_item_events changed: recompute the listable flags. */
 void refresher_listing_changed(struct refresher *refresher);

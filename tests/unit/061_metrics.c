@@ -53,6 +53,8 @@ static struct metrics *populated(void)
 	m->variants[0].hits_by_rank_total[metrics_rank_bucket(7)] = 2;
 	m->variants[0].hits_total[EVENT_VIEW] = 9; /* not a hit type: not rendered */
 	m->variants[1].hits_total[EVENT_ADD_TO_CART] = 6;
+	m->variants[0].hits_attributed_total[METRICS_ATTRIBUTION_EXPOSED] = 4;
+	m->hits_unknown_list_total = 5;
 	m->users = 100;
 	m->items = 50;
 	m->state_bytes = 123456789012LL;
@@ -118,6 +120,11 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_hits_by_rank_total{variant=\"als\",rank=\"6-10\"} 2");
 	assert_line(text, "streamrec_hits_by_rank_total{variant=\"als\",rank=\"21+\"} 0");
 	assert_int_equal(count_lines_starting(text, "streamrec_hits_by_rank_total{"), 14);
+	assert_line(text,
+		    "streamrec_hits_attributed_total{variant=\"als\",attribution=\"exposed\"} 4");
+	assert_line(text, "streamrec_hits_attributed_total{variant=\"als\",attribution=\"last_list\"} 0");
+	assert_int_equal(count_lines_starting(text, "streamrec_hits_attributed_total{"), 4);
+	assert_line(text, "streamrec_hits_unknown_list_total 5");
 
 	/* cumulative buckets, a bound counts as le, +Inf equals _count */
 	assert_line(text, "# TYPE streamrec_freshness_seconds histogram");
@@ -168,7 +175,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_refresh_waiting 0");
 	assert_line(text, "streamrec_refresh_deferred_total 0");
 	assert_int_equal(count_lines_starting(text, "streamrec_index_recall{"), 0);
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 24);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 26);
 	free(text);
 
 	metrics_remove_consumer_lag(m, "events", 0);
