@@ -204,11 +204,10 @@ out_close:
  * item behind it, and (for a warm user) the terms of its score. */
 static void print_explanation(const struct state *state, const struct model_explanation *why)
 {
-	printf("  %-10s", model_reason_name(why->reason));
-	printf(" because %-24s",
+	printf("  %-10s because %-16s", model_reason_name(why->reason),
 	       why->because_item != UINT32_MAX ? state_item_id(state, why->because_item) : "-");
 	if (why->reason != MODEL_REASON_COLD_START)
-		printf(" taste %.3f intent %.3f covis %.3f trending %.3f", (double)why->taste,
+		printf("  taste %.3f intent %.3f covis %.3f trending %.3f", (double)why->taste,
 		       (double)why->intent, (double)why->covis, (double)why->trending);
 }
 
