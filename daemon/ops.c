@@ -114,7 +114,8 @@ static void reply_json(struct http_response *response, int status, json_t *doc)
 /*
  * GET /v1/recommendations/{user}: the user's current list, from memory (the
  * list last published since the daemon started), as JSON: user, variant,
- * generated_at and trigger_event_ts (ms), and items with their scores.
+ * list_id, generated_at and trigger_event_ts (ms), and items with their
+ * scores and explanations (reason, and because_item when one is behind it).
  * 404 with a reason when the user is unknown or has no list yet.
  */
 static void recommendations_lookup(const struct http_request *request,
@@ -141,13 +142,24 @@ static void recommendations_lookup(const struct http_request *request,
 	json_t *items = json_array();
 	for (size_t r = 0; items != NULL && r < list.count; r++) {
 		const char *item = state_item_id(d->state, list.items[r].item);
-		json_array_append_new(items, json_pack("{s:s,s:f}", "item_id", item ? item : "",
-						       "score", (double)list.items[r].score));
+		json_t *entry = json_pack("{s:s,s:f}", "item_id", item ? item : "", "score",
+					  (double)list.items[r].score);
+		enum model_reason reason;
+		uint32_t because;
+		if (entry != NULL && refresher_last_explanation(d->refresher, stable, r, &reason,
+								&because) &&
+		    reason < MODEL_REASON_COUNT) {
+			json_object_set_new(entry, "reason", json_string(model_reason_name(reason)));
+			if (because != UINT32_MAX)
+				json_object_set_new(entry, "because_item",
+						    json_string(state_item_id(d->state, because)));
+		}
+		json_array_append_new(items, entry);
 	}
 	reply_json(response, 200,
-		   json_pack("{s:s,s:s,s:I,s:I,s:o}", "user_id", user, "variant",
-			     d->variants[list.variant].name, "generated_at",
-			     (json_int_t)list.generated_at_ms, "trigger_event_ts",
+		   json_pack("{s:s,s:s,s:s,s:I,s:I,s:o}", "user_id", user, "variant",
+			     d->variants[list.variant].name, "list_id", list.list_id,
+			     "generated_at", (json_int_t)list.generated_at_ms, "trigger_event_ts",
 			     (json_int_t)list.trigger_ts_ms, "items", items));
 }
 

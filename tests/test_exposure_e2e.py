@@ -9,6 +9,7 @@ import io
 import json
 import subprocess
 import time
+import urllib.parse
 
 import fastavro
 import pytest
@@ -76,6 +77,15 @@ def test_lists_carry_ids_and_explanations_and_hits_follow_exposure(daemon):
             # the recent item behind a reason exists exactly for intent and co-visitation
             assert (item["because_item"] is not None) == (item["reason"] in ("intent", "covis"))
     assert reasons - {"popular"}, reasons  # the model arm explains its items
+
+    # the lookup API gives the same list id and explanations as the topic
+    for user, rec in sorted(recs.items())[:10]:
+        status, body = daemon.get("/v1/recommendations/" + urllib.parse.quote(user, safe=""))
+        assert status == 200, body
+        doc = json.loads(body)
+        assert doc["list_id"] == rec["list_id"]
+        assert [(i["item_id"], i["reason"], i.get("because_item")) for i in doc["items"]] == \
+            [(i["item_id"], i["reason"], i["because_item"]) for i in rec["items"]]
 
     def counts():
         return {a: daemon.metric(f'streamrec_hits_attributed_total{{variant="model",'
