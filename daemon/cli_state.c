@@ -213,11 +213,13 @@ static void print_explanation(const struct state *state, const struct model_expl
 
 int cli_inspect(int argc, char **argv)
 {
-	static const struct option options[] = {
-	    {"state", required_argument, NULL, 's'},   {"user", required_argument, NULL, 'u'},
-	    {"item", required_argument, NULL, 'i'},    {"k", required_argument, NULL, 'k'},
-	    {"variant", required_argument, NULL, 'v'}, {"explain", no_argument, NULL, 'e'},
-	    {NULL, 0, NULL, 0}};
+	static const struct option options[] = {{"state", required_argument, NULL, 's'},
+						{"user", required_argument, NULL, 'u'},
+						{"item", required_argument, NULL, 'i'},
+						{"k", required_argument, NULL, 'k'},
+						{"variant", required_argument, NULL, 'v'},
+						{"explain", no_argument, NULL, 'e'},
+						{NULL, 0, NULL, 0}};
 	const char *dir = NULL, *user = NULL, *item = NULL, *variant = NULL;
 	bool explain = false;
 	long long k = 10;

@@ -16,8 +16,7 @@ const double metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 const size_t metrics_latency_bucket_count =
     sizeof metrics_latency_buckets / sizeof metrics_latency_buckets[0];
 
-const char *const metrics_attribution_labels[METRICS_ATTRIBUTION_COUNT] = {"exposed",
-									    "last_list"};
+const char *const metrics_attribution_labels[METRICS_ATTRIBUTION_COUNT] = {"exposed", "last_list"};
 
 const enum event_type metrics_hit_types[METRICS_HIT_TYPE_COUNT] = {EVENT_CLICK, EVENT_ADD_TO_CART,
 								   EVENT_PURCHASE};

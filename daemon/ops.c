@@ -146,10 +146,11 @@ static void recommendations_lookup(const struct http_request *request,
 					  (double)list.items[r].score);
 		enum model_reason reason;
 		uint32_t because;
-		if (entry != NULL && refresher_last_explanation(d->refresher, stable, r, &reason,
-								&because) &&
+		if (entry != NULL &&
+		    refresher_last_explanation(d->refresher, stable, r, &reason, &because) &&
 		    reason < MODEL_REASON_COUNT) {
-			json_object_set_new(entry, "reason", json_string(model_reason_name(reason)));
+			json_object_set_new(entry, "reason",
+					    json_string(model_reason_name(reason)));
 			if (because != UINT32_MAX)
 				json_object_set_new(entry, "because_item",
 						    json_string(state_item_id(d->state, because)));

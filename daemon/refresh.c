@@ -324,12 +324,12 @@ static int ensure_users(struct refresher *r, uint32_t stable)
 	if (grow_array(&r->lane, &r->lane_capacity, needed, sizeof *r->lane, 4096) != 0 ||
 	    grow_array(&r->marked_ms, &r->marked_capacity, needed, sizeof *r->marked_ms, 4096) !=
 		0 ||
-	    grow_array(&r->trigger_ts, &r->trigger_capacity, needed, sizeof *r->trigger_ts,
-		       4096) != 0 ||
+	    grow_array(&r->trigger_ts, &r->trigger_capacity, needed, sizeof *r->trigger_ts, 4096) !=
+		0 ||
 	    grow_array(&r->last_refresh_ms, &r->last_capacity, needed, sizeof *r->last_refresh_ms,
 		       4096) != 0 ||
-	    grow_array(&r->published, &r->published_capacity, needed, sizeof *r->published,
-		       4096) != 0 ||
+	    grow_array(&r->published, &r->published_capacity, needed, sizeof *r->published, 4096) !=
+		0 ||
 	    grow_array(&r->previous, &r->previous_capacity, needed, sizeof *r->previous, 4096) != 0)
 		return -1;
 	r->user_capacity = needed;
@@ -397,7 +397,9 @@ static bool parse_list_id(const char *text, uint64_t *id)
 	size_t n = 0;
 	for (; text[n] != '\0'; n++) {
 		char c = text[n];
-		int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		int digit = c >= '0' && c <= '9'   ? c - '0'
+			    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+						   : -1;
 		if (digit < 0 || n >= 16)
 			return false;
 		value = value << 4 | (uint64_t)digit;
@@ -460,8 +462,8 @@ static int remember_list(struct refresher *r, uint32_t stable, size_t variant, u
 		r->c.metrics->variants[variant].users_served_total++;
 	if (p == NULL || p->capacity < count) {
 		size_t capacity = count > 20 ? count : 20;
-		struct published *grown =
-		    realloc(p, sizeof *p + capacity * (sizeof p->items[0] + sizeof(struct published_why)));
+		struct published *grown = realloc(
+		    p, sizeof *p + capacity * (sizeof p->items[0] + sizeof(struct published_why)));
 		if (grown == NULL)
 			return -1;
 		p = grown;
@@ -746,7 +748,8 @@ static void explain_list(struct refresher *r, const struct group *g, uint32_t st
 		popular = true;
 	}
 	if (popular) {
-		enum model_reason reason = g->popularity ? MODEL_REASON_POPULAR : MODEL_REASON_COUNT;
+		enum model_reason reason =
+		    g->popularity ? MODEL_REASON_POPULAR : MODEL_REASON_COUNT;
 		for (size_t n = 0; n < length; n++)
 			r->explanations[n] = (struct model_explanation){.reason = reason,
 									.because_item = UINT32_MAX};
@@ -754,8 +757,7 @@ static void explain_list(struct refresher *r, const struct group *g, uint32_t st
 	}
 	for (size_t n = 0; n < length; n++)
 		r->list_items[n] = list[n].item;
-	model_explain(state_model(r->c.state, g->v), slot, r->list_items, length,
-		      r->explanations);
+	model_explain(state_model(r->c.state, g->v), slot, r->list_items, length, r->explanations);
 }
 
 /* Publishes member j's list of group g. @returns 0 or -1 (fatal). */

@@ -1579,8 +1579,8 @@ size_t model_popular(const struct model *model, uint32_t user, size_t k, const u
 const char *model_reason_name(enum model_reason reason)
 {
 	static const char *const names[MODEL_REASON_COUNT] = {
-	    [MODEL_REASON_TASTE] = "taste",       [MODEL_REASON_INTENT] = "intent",
-	    [MODEL_REASON_COVIS] = "covis",       [MODEL_REASON_TRENDING] = "trending",
+	    [MODEL_REASON_TASTE] = "taste",           [MODEL_REASON_INTENT] = "intent",
+	    [MODEL_REASON_COVIS] = "covis",           [MODEL_REASON_TRENDING] = "trending",
 	    [MODEL_REASON_COLD_START] = "cold_start", [MODEL_REASON_POPULAR] = "popular"};
 	return (unsigned)reason < MODEL_REASON_COUNT ? names[reason] : "unknown";
 }
@@ -1611,8 +1611,8 @@ static float dot(const float *a, const float *b, size_t n)
  * largest count towards each into best[] (UINT32_MAX: none).
  */
 static void explain_covis(const struct model *m, const uint32_t *recent, size_t recent_count,
-			  const struct listed *sorted, size_t count, double *sum, float *best_weight,
-			  uint32_t *best)
+			  const struct listed *sorted, size_t count, double *sum,
+			  float *best_weight, uint32_t *best)
 {
 	double inverse_scale = 1.0 / covis_scale(m->covis);
 	for (size_t j = 0; j < recent_count; j++) {
@@ -1667,7 +1667,8 @@ void model_explain(const struct model *model, uint32_t user, const uint32_t *ite
 		for (size_t n = 0; n < count; n++) {
 			covis_best[n] = UINT32_MAX;
 			if ((size_t)items[n] < m->items)
-				sorted[listed++] = (struct listed){.item = items[n], .at = (uint32_t)n};
+				sorted[listed++] =
+				    (struct listed){.item = items[n], .at = (uint32_t)n};
 		}
 		qsort(sorted, listed, sizeof *sorted, compare_listed);
 		explain_covis(m, recent, recent_count, sorted, listed, covis_sum, covis_best_weight,

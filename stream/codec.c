@@ -69,7 +69,15 @@ static const struct reader_field item_event_fields[] = {
     {"in_stock", FK_BOOL, true},   {"ts", FK_LONG, false},
 };
 
-enum { RE_USER_ID, RE_VARIANT, RE_MODEL_STEP, RE_GENERATED_AT, RE_TRIGGER_TS, RE_ITEMS, RE_LIST_ID };
+enum {
+	RE_USER_ID,
+	RE_VARIANT,
+	RE_MODEL_STEP,
+	RE_GENERATED_AT,
+	RE_TRIGGER_TS,
+	RE_ITEMS,
+	RE_LIST_ID
+};
 /* ScoredItem's fields, in the .avsc's order (the encoder sets them by index) */
 enum { SI_ITEM_ID, SI_SCORE, SI_REASON, SI_BECAUSE_ITEM };
 static const struct reader_field recommendation_fields[] = {
@@ -346,15 +354,14 @@ static bool scored_item_accepts(avro_schema_t writer, int *id_index, int *score_
 	/* the explanation: optional, null by default */
 	*reason_index = avro_schema_record_field_get_index(writer, "reason");
 	*because_index = avro_schema_record_field_get_index(writer, "because_item");
-	if ((*reason_index >= 0 &&
-	     !kind_accepts(FK_STRING,
-			   resolve_link(avro_schema_record_field_get_by_index(writer, *reason_index)),
-			   why, why_size)) ||
-	    (*because_index >= 0 &&
-	     !kind_accepts(FK_STRING,
-			   resolve_link(avro_schema_record_field_get_by_index(writer, *because_index)),
-			   why, why_size)))
-		return false;
+	for (int e = 0; e < 2; e++) {
+		int index = e == 0 ? *reason_index : *because_index;
+		avro_schema_t type =
+		    index >= 0 ? resolve_link(avro_schema_record_field_get_by_index(writer, index))
+			       : NULL;
+		if (type != NULL && !kind_accepts(FK_STRING, type, why, why_size))
+			return false;
+	}
 	return true;
 }
 
@@ -546,8 +553,8 @@ struct codec *codec_new(const struct codec_config *config, char *errstr, size_t 
 {
 	static const char *const jsons[REC_KIND_COUNT] = {
 	    SCHEMA_USER_EVENT_JSON, SCHEMA_ITEM_EVENT_JSON, SCHEMA_RECOMMENDATION_JSON};
-	static const char *const previous_jsons[REC_KIND_COUNT] = {
-	    SCHEMA_USER_EVENT_V1_JSON, NULL, SCHEMA_RECOMMENDATION_V1_JSON};
+	static const char *const previous_jsons[REC_KIND_COUNT] = {SCHEMA_USER_EVENT_V1_JSON, NULL,
+								   SCHEMA_RECOMMENDATION_V1_JSON};
 	struct codec *codec;
 
 	avro_set_allocator(codec_avro_allocator, NULL);
@@ -579,8 +586,8 @@ struct codec *codec_new(const struct codec_config *config, char *errstr, size_t 
 		if (codec->raw_plan[k] == NULL)
 			goto out_free;
 		if (previous_jsons[k] != NULL &&
-		    (codec->raw_previous[k] = plan_from_json(previous_jsons[k], -1, errstr,
-							     errstr_size)) == NULL)
+		    (codec->raw_previous[k] =
+			 plan_from_json(previous_jsons[k], -1, errstr, errstr_size)) == NULL)
 			goto out_free;
 	}
 	codec->writer = avro_writer_memory(NULL, 0);
@@ -855,8 +862,8 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 				  err->reason == CODEC_ERR_MALFORMED ||
 				  err->reason == CODEC_ERR_TRAILING_BYTES;
 		if (!structural || codec->raw_previous[kind] == NULL ||
-		    read_plan(codec, kind, codec->raw_previous[kind], bytes, len,
-			      &previous_err) != 0)
+		    read_plan(codec, kind, codec->raw_previous[kind], bytes, len, &previous_err) !=
+			0)
 			return -1;
 		*plan_out = codec->raw_previous[kind];
 		return 0;
@@ -1304,7 +1311,8 @@ int codec_decode_recommendation(struct codec *codec, const void *buf, size_t len
 			int got = item_string(plan, &item, e,
 					      e == 0 ? "items.reason" : "items.because_item", &s,
 					      &slen, err);
-			*explained[e] = got > 0 ? arena_copy(codec->rec_strings, &used, s, slen) : NULL;
+			*explained[e] =
+			    got > 0 ? arena_copy(codec->rec_strings, &used, s, slen) : NULL;
 		}
 	}
 	out->item_count = count;
@@ -1412,7 +1420,8 @@ int codec_encode_recommendation(struct codec *codec, const struct recommendation
 		rc = rc ? rc : set_optional(&item, SI_REASON, si->reason != NULL, &branch);
 		if (rc == 0 && si->reason != NULL)
 			rc = avro_value_set_string(&branch, si->reason);
-		rc = rc ? rc : set_optional(&item, SI_BECAUSE_ITEM, si->because_item != NULL, &branch);
+		rc = rc ? rc
+			: set_optional(&item, SI_BECAUSE_ITEM, si->because_item != NULL, &branch);
 		if (rc == 0 && si->because_item != NULL)
 			rc = avro_value_set_string(&branch, si->because_item);
 	}

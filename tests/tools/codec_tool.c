@@ -10,9 +10,9 @@
  *                                        or ERR reason detail
  *   encode-events  in: evhex uhex ihex TYPE ts sess|- qty|- pricebits|- listhex|-
  *                                      out: hex message
- *   encode-recs    in: uhex vhex step gen trig listhex|- n (ihex scorebits reasonhex|- becausehex|-){n}
- *                                      out: hex message
- *   decode-recs    in: hex message     out: the encode-recs line, or ERR reason detail
+ *   encode-recs    in: uhex vhex step gen trig listhex|- n (ihex scorebits reasonhex|-
+ * becausehex|-){n} out: hex message decode-recs    in: hex message     out: the encode-recs line,
+ * or ERR reason detail
  */
 #include <inttypes.h>
 #include <stdio.h>

@@ -145,9 +145,8 @@ static void recommendation_round_trip(void **state)
 {
 	struct codec *codec = *state;
 	struct codec_buf buf = {0};
-	struct scored_item items[3] = {{"a", 3.5f, "covis", "x-1"},
-				       {"bb", -1.25f, "taste", NULL},
-				       {"ccc", 0.0f, NULL, NULL}};
+	struct scored_item items[3] = {
+	    {"a", 3.5f, "covis", "x-1"}, {"bb", -1.25f, "taste", NULL}, {"ccc", 0.0f, NULL, NULL}};
 	struct recommendation in = {.user_id = "user-1",
 				    .variant = "control",
 				    .model_step = 123456789012LL,
@@ -203,17 +202,17 @@ static void recommendation_encoding_is_avro_binary(void **state)
 	/* Hand-computed Avro bytes: strings are zig-zag length + bytes, longs zig-zag varints,
 	 * floats little-endian IEEE, arrays one block then 0. */
 	static const uint8_t expected[] = {
-	    2, 'u',                   /* user_id */
-	    2, 'v',                   /* variant */
-	    4,                        /* model_step 2 */
-	    6,                        /* generated_at 3 */
-	    8,                        /* trigger_event_ts 4 */
-	    2,                        /* one item */
-	    2, 'i', 0, 0, 0x80, 0x3f, /* "i", 1.0f */
-	    2, 10, 'c', 'o', 'v', 'i', 's', /* reason: branch 1, "covis" */
-	    0,                        /* because_item: branch 0, null */
-	    0,                        /* end of array */
-	    2, 'L',                   /* list_id */
+	    2, 'u',                            /* user_id */
+	    2, 'v',                            /* variant */
+	    4,                                 /* model_step 2 */
+	    6,                                 /* generated_at 3 */
+	    8,                                 /* trigger_event_ts 4 */
+	    2,                                 /* one item */
+	    2, 'i', 0,   0,   0x80, 0x3f,      /* "i", 1.0f */
+	    2, 10,  'c', 'o', 'v',  'i',  's', /* reason: branch 1, "covis" */
+	    0,                                 /* because_item: branch 0, null */
+	    0,                                 /* end of array */
+	    2, 'L',                            /* list_id */
 	};
 	struct codec *codec = *state;
 	struct codec_buf buf = {0};

@@ -208,8 +208,8 @@ static void over_long_ids(void **state)
 	/* The struct caps ids at the limit, so write the 257-byte id with a generic writer. */
 	char id[CODEC_ID_MAX_BYTES + 2], field[CODEC_ID_MAX_BYTES + 16];
 	const char *fields[] = {
-	    "event_id=e",      field,           "item_id=i", "type=VIEW", "ts=1700000000000",
-	    "session_id=null", "quantity=null", "price=null",       "list_id=null"};
+	    "event_id=e",      field,           "item_id=i",  "type=VIEW",   "ts=1700000000000",
+	    "session_id=null", "quantity=null", "price=null", "list_id=null"};
 	uint8_t body[1024];
 	long n;
 	memset(id, 'u', CODEC_ID_MAX_BYTES + 1);

@@ -1,4 +1,5 @@
-/* Explanations: each listed item's dominant signal and the recent item behind it (model_explain). */
+/* Explanations: each listed item's dominant signal and the recent item behind it (model_explain).
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -89,9 +90,8 @@ static void terms_add_up_to_the_score(void **state)
 	struct topk_result results[3];
 	size_t count = 0;
 	uint32_t user = USER_U;
-	assert_int_equal(model_recommend(m, topk, &user, 1, 3, NULL, results, &count, errstr,
-					 sizeof errstr),
-			 0);
+	assert_int_equal(
+	    model_recommend(m, topk, &user, 1, 3, NULL, results, &count, errstr, sizeof errstr), 0);
 	assert_true(count > 0);
 	uint32_t items[3];
 	struct model_explanation why[3];

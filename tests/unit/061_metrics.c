@@ -122,7 +122,8 @@ static void renders_exact_lines(void **state)
 	assert_int_equal(count_lines_starting(text, "streamrec_hits_by_rank_total{"), 14);
 	assert_line(text,
 		    "streamrec_hits_attributed_total{variant=\"als\",attribution=\"exposed\"} 4");
-	assert_line(text, "streamrec_hits_attributed_total{variant=\"als\",attribution=\"last_list\"} 0");
+	assert_line(text,
+		    "streamrec_hits_attributed_total{variant=\"als\",attribution=\"last_list\"} 0");
 	assert_int_equal(count_lines_starting(text, "streamrec_hits_attributed_total{"), 4);
 	assert_line(text, "streamrec_hits_unknown_list_total 5");
 

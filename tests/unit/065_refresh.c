@@ -382,8 +382,9 @@ static void hits_follow_the_list_the_event_names(void **unused)
 			if (control)
 				assert_string_equal(why, "popular");
 			else
-				assert_true(strcmp(why, "taste") == 0 || strcmp(why, "intent") == 0 ||
-					    strcmp(why, "covis") == 0 || strcmp(why, "trending") == 0);
+				assert_true(
+				    strcmp(why, "taste") == 0 || strcmp(why, "intent") == 0 ||
+				    strcmp(why, "covis") == 0 || strcmp(why, "trending") == 0);
 			bool behind = strcmp(why, "intent") == 0 || strcmp(why, "covis") == 0;
 			assert_int_equal(list->because[r][0] != '\0', behind);
 		}
