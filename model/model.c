@@ -1615,6 +1615,11 @@ static void explain_covis(const struct model *m, const uint32_t *recent, size_t 
 			  float *best_weight, uint32_t *best)
 {
 	double inverse_scale = 1.0 / covis_scale(m->covis);
+	/* A filter of the listed items (one bit per item modulo 4096): most
+	 * neighbours are not listed and skip the search at one load. */
+	uint64_t filter[64] = {0};
+	for (size_t n = 0; n < count; n++)
+		filter[(sorted[n].item >> 6) & 63] |= 1ULL << (sorted[n].item & 63);
 	for (size_t j = 0; j < recent_count; j++) {
 		bool repeat = false;
 		for (size_t k = j + 1; k < recent_count && !repeat; k++)
@@ -1625,6 +1630,8 @@ static void explain_covis(const struct model *m, const uint32_t *recent, size_t 
 		const float *weight;
 		size_t n = covis_successors(m->covis, recent[j], &succ, &weight);
 		for (size_t s = 0; s < n; s++) {
+			if (!(filter[(succ[s] >> 6) & 63] & (1ULL << (succ[s] & 63))))
+				continue;
 			struct listed key = {.item = succ[s]};
 			const struct listed *hit =
 			    bsearch(&key, sorted, count, sizeof *sorted, compare_listed);
