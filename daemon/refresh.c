@@ -43,6 +43,14 @@ struct published {
 	struct topk_result items[];
 };
 
+/* The list before a user's last one: what attributing a hit to it needs. */
+struct previous_list {
+	uint8_t variant;
+	uint16_t count, capacity;
+	uint64_t list_id;
+	uint32_t items[]; /* best first */
+};
+
 static struct published_why *published_why(const struct published *p)
 {
 	return (struct published_why *)(void *)(p->items + p->capacity);
@@ -123,7 +131,8 @@ struct refresher {
 	int64_t *marked_ms, *trigger_ts, *last_refresh_ms;
 	/* each user's last published list, and the one before (an event may
 	 * name a list the user saw before the newest was published) */
-	struct published **published, **previous;
+	struct published **published;
+	struct previous_list **previous;
 	size_t previous_capacity;
 	size_t user_capacity, lane_capacity, marked_capacity, trigger_capacity, last_capacity,
 	    published_capacity;
@@ -417,60 +426,94 @@ void refresher_count_hit(struct refresher *r, uint32_t stable, const char *item_
 	if (!hit_type)
 		return;
 	bool known_user = (size_t)stable < r->user_capacity;
-	const struct published *p = known_user ? r->published[stable] : NULL;
+	const struct published *last = known_user ? r->published[stable] : NULL;
+	const struct previous_list *previous = known_user ? r->previous[stable] : NULL;
 	enum metrics_attribution attribution = METRICS_ATTRIBUTION_LAST_LIST;
+	uint64_t id;
 	if (list_id != NULL) {
 		/* the event names its list: that one or none, never a guess */
-		const struct published *previous = known_user ? r->previous[stable] : NULL;
-		uint64_t id;
 		attribution = METRICS_ATTRIBUTION_EXPOSED;
-		if (!parse_list_id(list_id, &id))
-			p = NULL;
-		else if (p == NULL || p->list_id != id)
-			p = previous != NULL && previous->list_id == id ? previous : NULL;
-		if (p == NULL) {
+		bool is_last = false, is_previous = false;
+		if (parse_list_id(list_id, &id)) {
+			is_last = last != NULL && last->list_id == id;
+			is_previous = previous != NULL && previous->list_id == id;
+		}
+		if (!is_last && !is_previous) {
 			r->c.metrics->hits_unknown_list_total++;
 			return;
 		}
+		if (!is_last)
+			last = NULL;
+		else
+			previous = NULL;
+	} else {
+		previous = NULL;
 	}
-	if (p == NULL)
+	if (last == NULL && previous == NULL)
 		return;
 	uint32_t item = state_find_item(r->c.state, item_id);
-	for (size_t rank = 0; rank < p->count; rank++)
-		if (p->items[rank].item == item) {
-			struct metrics_variant *mv = &r->c.metrics->variants[p->variant];
+	size_t variant = last != NULL ? last->variant : previous->variant;
+	size_t count = last != NULL ? last->count : previous->count;
+	for (size_t rank = 0; rank < count; rank++)
+		if ((last != NULL ? last->items[rank].item : previous->items[rank]) == item) {
+			struct metrics_variant *mv = &r->c.metrics->variants[variant];
 			mv->hits_total[type]++;
 			mv->hits_by_rank_total[metrics_rank_bucket(rank + 1)]++;
 			mv->hits_attributed_total[attribution]++;
 			if (r->c.experiment != NULL)
-				(void)experiment_hit(r->c.experiment, stable, p->variant, NULL, 0);
+				(void)experiment_hit(r->c.experiment, stable, variant, NULL, 0);
 			return;
 		}
+}
+
+/* Keeps the user's last list as their previous one (ids only). @returns 0 or -1. */
+static int keep_previous(struct refresher *r, uint32_t stable)
+{
+	const struct published *last = r->published[stable];
+	struct previous_list *p = r->previous[stable];
+	if (last == NULL)
+		return 0;
+	if (p == NULL || p->capacity < last->count) {
+		size_t capacity = last->count > 20 ? last->count : 20;
+		p = realloc(p, sizeof *p + capacity * sizeof p->items[0]);
+		if (p == NULL)
+			return -1;
+		p->capacity = (uint16_t)capacity;
+		r->previous[stable] = p;
+	}
+	p->variant = last->variant;
+	p->count = last->count;
+	p->list_id = last->list_id;
+	for (size_t n = 0; n < last->count; n++)
+		p->items[n] = last->items[n].item;
+	return 0;
 }
 
 /*
  * Remembers the list just published for a user (its id, items and their
  * explanations, why[n] for list[n]); the list before it stays as the
- * user's previous one. @returns 0, or -1 when out of memory.
+ * user's previous one (its id, variant and items: what a hit needs).
+ * @returns 0, or -1 when out of memory.
  */
 static int remember_list(struct refresher *r, uint32_t stable, size_t variant, uint64_t list_id,
 			 const struct topk_result *list, const struct model_explanation *why,
 			 size_t count, int64_t generated_at_ms)
 {
-	struct published *p = r->previous[stable];
-	if (r->published[stable] == NULL && p == NULL)
+	struct published *p = r->published[stable];
+	if (p == NULL)
 		r->c.metrics->variants[variant].users_served_total++;
+	if (keep_previous(r, stable) != 0)
+		return -1;
 	if (p == NULL || p->capacity < count) {
+		/* the explanations follow items[capacity]: both move together */
 		size_t capacity = count > 20 ? count : 20;
 		struct published *grown = realloc(
 		    p, sizeof *p + capacity * (sizeof p->items[0] + sizeof(struct published_why)));
 		if (grown == NULL)
 			return -1;
-		p = grown;
+		p = r->published[stable] = grown;
 		p->capacity = (uint16_t)capacity;
 	}
-	r->previous[stable] = r->published[stable];
-	r->published[stable] = p;
 	p->variant = (uint8_t)variant;
 	p->count = (uint16_t)count;
 	p->list_id = list_id;
