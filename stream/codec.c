@@ -121,6 +121,9 @@ struct codec {
 	avro_schema_t reader_schema[REC_KIND_COUNT];
 	avro_value_iface_t *reader_iface[REC_KIND_COUNT];
 	avro_value_t encode_value[REC_KIND_COUNT];
+	/* recommendation_version 1: what Recommendations are written with */
+	avro_value_iface_t *v1_encode_iface;
+	avro_value_t v1_encode_value;
 	avro_writer_t writer;
 	avro_reader_t reader;
 	struct writer_plan *raw_plan[REC_KIND_COUNT];
@@ -567,6 +570,12 @@ struct codec *codec_new(const struct codec_config *config, char *errstr, size_t 
 		codec->config = *config;
 	if (codec->config.max_future_ms <= 0)
 		codec->config.max_future_ms = CODEC_DEFAULT_MAX_FUTURE_MS;
+	if (codec->config.recommendation_version < 0 || codec->config.recommendation_version > 2) {
+		set_errstr(errstr, errstr_size, "Recommendation schema version %d: 1 or 2",
+			   codec->config.recommendation_version);
+		free(codec);
+		return NULL;
+	}
 
 	for (int k = 0; k < REC_KIND_COUNT; k++) {
 		if (avro_schema_from_json_length(jsons[k], strlen(jsons[k]),
@@ -589,6 +598,16 @@ struct codec *codec_new(const struct codec_config *config, char *errstr, size_t 
 		    (codec->raw_previous[k] =
 			 plan_from_json(previous_jsons[k], -1, errstr, errstr_size)) == NULL)
 			goto out_free;
+	}
+	if (codec->config.recommendation_version == 1) {
+		/* written with version 1: its own value to fill (an earlier plan's shape) */
+		struct writer_plan *v1 = codec->raw_previous[REC_RECOMMENDATION];
+		codec->v1_encode_iface = avro_value_iface_incref(v1->iface);
+		if (avro_generic_value_new(codec->v1_encode_iface, &codec->v1_encode_value) != 0) {
+			set_errstr(errstr, errstr_size, "Recommendation version 1: %s",
+				   avro_strerror());
+			goto out_free;
+		}
 	}
 	codec->writer = avro_writer_memory(NULL, 0);
 	codec->reader = avro_reader_memory(NULL, 0);
@@ -616,6 +635,11 @@ void codec_free(struct codec *codec)
 			avro_value_iface_decref(codec->reader_iface[k]);
 		if (codec->reader_schema[k] != NULL)
 			avro_schema_decref(codec->reader_schema[k]);
+	}
+	if (codec->v1_encode_iface != NULL) {
+		if (codec->v1_encode_value.iface != NULL)
+			avro_value_decref(&codec->v1_encode_value);
+		avro_value_iface_decref(codec->v1_encode_iface);
 	}
 	for (size_t i = 0; i < codec->registered_count; i++)
 		plan_free(codec->registered[i]);
@@ -665,10 +689,17 @@ void codec_set_schema_source(struct codec *codec, codec_schema_source_fn source,
 	codec->source_opaque = source != NULL ? opaque : NULL;
 }
 
+const char *codec_writer_schema_json(const struct codec *codec, const char *record_name)
+{
+	if (strcmp(record_name, "Recommendation") == 0 && codec->config.recommendation_version == 1)
+		return SCHEMA_RECOMMENDATION_V1_JSON;
+	return codec_schema_json(record_name);
+}
+
 int codec_set_writer_schema_id(struct codec *codec, const char *record_name, int32_t schema_id,
 			       char *errstr, size_t errstr_size)
 {
-	const char *json = codec_schema_json(record_name);
+	const char *json = codec_writer_schema_json(codec, record_name);
 	if (json == NULL) {
 		set_errstr(errstr, errstr_size, "unknown record \"%s\"", record_name);
 		return -1;
@@ -1399,7 +1430,8 @@ int codec_encode_recommendation(struct codec *codec, const struct recommendation
 				enum codec_framing framing, struct codec_buf *out, char *errstr,
 				size_t errstr_size)
 {
-	avro_value_t *value = &codec->encode_value[REC_RECOMMENDATION];
+	bool v1 = codec->config.recommendation_version == 1;
+	avro_value_t *value = v1 ? &codec->v1_encode_value : &codec->encode_value[REC_RECOMMENDATION];
 	avro_value_t items, item;
 	int rc;
 
@@ -1417,6 +1449,8 @@ int codec_encode_recommendation(struct codec *codec, const struct recommendation
 		rc = rc ? rc : set_borrowed_string(&item, SI_ITEM_ID, si->item_id);
 		rc = rc ? rc : avro_value_get_by_index(&item, SI_SCORE, &score, NULL);
 		rc = rc ? rc : avro_value_set_float(&score, si->score);
+		if (v1)
+			continue; /* version 1 has no explanations */
 		rc = rc ? rc : set_optional(&item, SI_REASON, si->reason != NULL, &branch);
 		if (rc == 0 && si->reason != NULL)
 			rc = avro_value_set_string(&branch, si->reason);
@@ -1425,7 +1459,9 @@ int codec_encode_recommendation(struct codec *codec, const struct recommendation
 		if (rc == 0 && si->because_item != NULL)
 			rc = avro_value_set_string(&branch, si->because_item);
 	}
-	rc = rc ? rc : set_borrowed_string(value, RE_LIST_ID, rec->list_id ? rec->list_id : "");
+	if (!v1)
+		rc = rc ? rc
+			: set_borrowed_string(value, RE_LIST_ID, rec->list_id ? rec->list_id : "");
 	if (rc != 0) {
 		set_errstr(errstr, errstr_size, "recommendation for %s: missing or invalid field",
 			   rec->user_id ? rec->user_id : "(null user)");

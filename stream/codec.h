@@ -146,6 +146,10 @@ struct codec_config {
 	int32_t user_event_schema_id;
 	/** Schema id written in Confluent-framed ItemEvent records. */
 	int32_t item_event_schema_id;
+	/** Version of the Recommendation schema written: 0 or 2, the current
+	 * one; 1, version 1 (schemas/history: no list_id, no explanations, which
+	 * are then dropped), for readers of raw framing not yet upgraded. */
+	int recommendation_version;
 };
 
 struct codec;
@@ -281,5 +285,11 @@ bool codec_utf8_valid(const char *s, size_t len);
 /** @returns the reader schema text of a record ("UserEvent", "ItemEvent", "Recommendation"), or
  * NULL. */
 const char *codec_schema_json(const char *record_name);
+
+/**
+ * @returns the schema text the codec writes records of record_name with
+ * (codec_config.recommendation_version), or NULL for an unknown name.
+ */
+const char *codec_writer_schema_json(const struct codec *codec, const char *record_name);
 
 #endif

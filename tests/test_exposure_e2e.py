@@ -27,7 +27,11 @@ RECOMMENDATION = fastavro.parse_schema(json.loads((SCHEMAS / "recommendation.avs
 REASONS = {"taste", "intent", "covis", "trending", "cold_start", "popular"}
 
 
-def recommendations(daemon, timeout_ms=8000):
+OLD_RECOMMENDATION = fastavro.parse_schema(
+    json.loads((SCHEMAS / "history" / "recommendation.v1.avsc").read_text()))
+
+
+def recommendations(daemon, timeout_ms=8000, schema=RECOMMENDATION):
     """user -> the newest Recommendation record (fastavro's reading) on the recs topic."""
     out = subprocess.run([BUILD / "tests" / "kafka_read", daemon.broker.bootstrap, daemon.recs,
                           "1000000", str(timeout_ms)], capture_output=True, text=True)
@@ -36,8 +40,9 @@ def recommendations(daemon, timeout_ms=8000):
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
         if fields.get("value", "-") == "-":
             continue
-        rec = fastavro.schemaless_reader(io.BytesIO(bytes.fromhex(fields["value"])),
-                                         RECOMMENDATION)
+        data = io.BytesIO(bytes.fromhex(fields["value"]))
+        rec = fastavro.schemaless_reader(data, schema)
+        assert data.read() == b"", "the record is read to its last byte"
         key = (int(fields["partition"]), int(fields["offset"]))
         if rec["user_id"] not in newest or newest[rec["user_id"]][0] < key:
             newest[rec["user_id"]] = (key, rec)
@@ -120,3 +125,21 @@ def test_lists_carry_ids_and_explanations_and_hits_follow_exposure(daemon):
     assert daemon.metric("streamrec_dlq_messages_total") == 0
     assert daemon.stop() == 0
 
+
+
+def test_version_1_output_for_consumers_not_yet_upgraded(daemon):
+    """output.schema_version = 1: the recs topic holds version-1 records that a
+    consumer taking version 1 as the writer schema reads to the last byte."""
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "[output]\n", "[output]\nschema_version = 1\n"))
+    daemon.start()
+    daemon.produce(1000, users=40, items=30)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1000)
+    recs = {}
+    assert daemon.wait_for(
+        lambda: len(recs.update(recommendations(daemon, schema=OLD_RECOMMENDATION)) or recs)
+        == 40, 30)
+    for rec in recs.values():
+        assert "list_id" not in rec and rec["items"]
+        assert all(set(item) == {"item_id", "score"} for item in rec["items"])
+    assert daemon.stop() == 0

@@ -2,7 +2,8 @@
  * codec_tool: a line-oriented bridge between streamrec's codec and test
  * programs in other languages (the fastavro interoperability test).
  *
- *   codec_tool [--framing raw|confluent|auto] [--schema ID=FILE]... [--out-schema-id N] COMMAND
+ *   codec_tool [--framing raw|confluent|auto] [--schema ID=FILE]... [--out-schema-id N]
+ *              [--rec-version 1|2] COMMAND
  *
  * Strings travel hex-encoded so any byte survives; floats as IEEE bits in hex.
  *   decode-events  in: hex message     out: OK evhex uhex ihex TYPE ts sess|- qty|- pricebits|-
@@ -251,6 +252,8 @@ int main(int argc, char **argv)
 								       : CODEC_FRAMING_AUTO;
 		} else if (strcmp(argv[i], "--out-schema-id") == 0 && i + 1 < argc) {
 			out_schema_id = (int32_t)atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--rec-version") == 0 && i + 1 < argc) {
+			config.recommendation_version = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc) {
 			i++; /* handled after the codec exists */
 		} else {

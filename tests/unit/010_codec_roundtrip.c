@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "schemas_gen.h"
 #include "testutil.h"
 
 static int setup(void **state)
@@ -227,6 +228,36 @@ static void recommendation_encoding_is_avro_binary(void **state)
 	codec_buf_free(&buf);
 }
 
+/* output.schema_version = 1: version 1's bytes (no explanations, no list id), which
+ * this codec reads back too, with the new fields at their defaults. */
+static void recommendation_version_1_for_old_readers(void **state)
+{
+	(void)state;
+	static const uint8_t expected[] = {2, 'u', 2, 'v', 4, 6, 8, 2, 2, 'i', 0, 0, 0x80, 0x3f, 0};
+	struct codec_config config = {.framing = CODEC_FRAMING_AUTO, .recommendation_version = 1};
+	char errstr[256];
+	struct codec *codec = codec_new(&config, errstr, sizeof errstr);
+	assert_non_null(codec);
+	assert_string_equal(codec_writer_schema_json(codec, "Recommendation"),
+			    SCHEMA_RECOMMENDATION_V1_JSON);
+	struct codec_buf buf = {0};
+	struct scored_item item = {"i", 1.0f, "covis", "x"};
+	struct recommendation in = {"u", "v", 2, 3, 4, 1, &item, "L"}, out;
+	struct codec_error err;
+	assert_int_equal(
+	    codec_encode_recommendation(codec, &in, CODEC_FRAMING_RAW, &buf, errstr, sizeof errstr),
+	    0);
+	assert_int_equal(buf.len, sizeof expected);
+	assert_memory_equal(buf.data, expected, sizeof expected);
+	assert_int_equal(codec_decode_recommendation(codec, buf.data, buf.len, &out, &err), 0);
+	assert_string_equal(out.list_id, "");
+	assert_null(out.items[0].reason);
+	codec_buf_free(&buf);
+	codec_free(codec);
+	config.recommendation_version = 3;
+	assert_null(codec_new(&config, errstr, sizeof errstr));
+}
+
 static void reason_names_are_distinct(void **state)
 {
 	(void)state;
@@ -248,6 +279,7 @@ int main(void)
 	    cmocka_unit_test(item_event_round_trip_and_default),
 	    cmocka_unit_test(recommendation_round_trip),
 	    cmocka_unit_test(recommendation_encoding_is_avro_binary),
+	    cmocka_unit_test(recommendation_version_1_for_old_readers),
 	    cmocka_unit_test(reason_names_are_distinct),
 	};
 	return cmocka_run_group_tests_name("010_codec_roundtrip", tests, setup, teardown);
