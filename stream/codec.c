@@ -1395,6 +1395,19 @@ static int set_optional(avro_value_t *record, size_t index, bool present, avro_v
 	return present ? 0 : avro_value_set_null(branch);
 }
 
+/* Sets an optional string field without copying (NULL: null), as set_borrowed_string(). */
+static int set_optional_borrowed(avro_value_t *record, size_t index, const char *s)
+{
+	avro_value_t branch;
+	avro_wrapped_buffer_t wrapped;
+	int rc = set_optional(record, index, s != NULL, &branch);
+	if (rc != 0 || s == NULL)
+		return rc;
+	if (avro_wrapped_buffer_new_string(&wrapped, s) != 0)
+		return ENOMEM;
+	return avro_value_give_string_len(&branch, &wrapped);
+}
+
 /* Writes value (of kind) into out with the framing's header. */
 static int write_framed(struct codec *codec, avro_value_t *value, int32_t schema_id,
 			enum codec_framing framing, struct codec_buf *out, char *errstr,
@@ -1444,20 +1457,15 @@ int codec_encode_recommendation(struct codec *codec, const struct recommendation
 	rc = rc ? rc : avro_value_get_by_index(value, RE_ITEMS, &items, NULL);
 	for (size_t i = 0; rc == 0 && i < rec->item_count; i++) {
 		const struct scored_item *si = &rec->items[i];
-		avro_value_t score, branch;
+		avro_value_t score;
 		rc = avro_value_append(&items, &item, NULL);
 		rc = rc ? rc : set_borrowed_string(&item, SI_ITEM_ID, si->item_id);
 		rc = rc ? rc : avro_value_get_by_index(&item, SI_SCORE, &score, NULL);
 		rc = rc ? rc : avro_value_set_float(&score, si->score);
 		if (v1)
 			continue; /* version 1 has no explanations */
-		rc = rc ? rc : set_optional(&item, SI_REASON, si->reason != NULL, &branch);
-		if (rc == 0 && si->reason != NULL)
-			rc = avro_value_set_string(&branch, si->reason);
-		rc = rc ? rc
-			: set_optional(&item, SI_BECAUSE_ITEM, si->because_item != NULL, &branch);
-		if (rc == 0 && si->because_item != NULL)
-			rc = avro_value_set_string(&branch, si->because_item);
+		rc = rc ? rc : set_optional_borrowed(&item, SI_REASON, si->reason);
+		rc = rc ? rc : set_optional_borrowed(&item, SI_BECAUSE_ITEM, si->because_item);
 	}
 	if (!v1)
 		rc = rc ? rc
