@@ -771,21 +771,43 @@ out:
 
 /* ---- a round: prepared and harvested on the loop's thread ------------------------ */
 
+/* Whether member j of g had history when its query was prepared (warm_index is ascending). */
+static bool member_was_warm(const struct group *g, size_t j)
+{
+	size_t low = 0, high = g->batch.warm;
+	while (low < high) {
+		size_t mid = low + (high - low) / 2;
+		if (g->batch.warm_index[mid] < j)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	return low < g->batch.warm && g->batch.warm_index[low] == j;
+}
+
 /*
  * The explanations of a list about to be published, into r->explanations:
- * the control arm's are "popular"; the rest come from model_explain() on
+ * the control arm's are "popular", a user's who was cold when the round was
+ * prepared (a trending list) "cold_start"; the rest come from model_explain() on
  * this (the loop's) thread against the live model. The list itself was
  * ranked on a worker against the round's snapshot; its explanation is a
  * recomputation of its k items' terms as of publishing (a few events
  * later at most), not a second ranking. When the user's rows cannot be
  * read (logged) the list goes out unexplained (reason MODEL_REASON_COUNT).
  */
-static void explain_list(struct refresher *r, const struct group *g, uint32_t stable,
+static void explain_list(struct refresher *r, const struct group *g, size_t j, uint32_t stable,
 			 const struct topk_result *list, size_t length)
 {
 	char why[256];
 	uint32_t slot;
 	bool popular = g->popularity;
+	if (!popular && !member_was_warm(g, j)) {
+		/* its list is the trending list, whatever the user did since */
+		for (size_t n = 0; n < length; n++)
+			r->explanations[n] = (struct model_explanation){
+			    .reason = MODEL_REASON_COLD_START, .because_item = UINT32_MAX};
+		return;
+	}
 	if (!popular && state_user_by_stable(r->c.state, stable, &slot, why, sizeof why) != 0) {
 		log_line(LOG_PRIORITY_WARNING, "refresh: explaining a list: %s", why);
 		popular = true;
@@ -812,7 +834,7 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 	const struct topk_result *list = &g->results[j * g->k];
 	size_t length = g->lengths[j];
 	char why[512], list_id[17];
-	explain_list(r, g, stable, list, length);
+	explain_list(r, g, j, stable, list, length);
 	for (size_t rank = 0; rank < length; rank++) {
 		const struct model_explanation *e = &r->explanations[rank];
 		r->items[rank].item_id = state_item_id(r->c.state, list[rank].item);

@@ -435,6 +435,35 @@ static void hits_follow_the_list_the_event_names(void **unused)
 	free(f);
 }
 
+/* A user with no history (an impression teaches nothing) gets the trending list: cold_start. */
+static void a_cold_users_list_is_labelled_cold_start(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	char errstr[512];
+	uint32_t stable;
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	run_all(f);
+	size_t published = f->sink.count;
+	if (state_learn(f->state, "cold-user", "item-1", EVENT_IMPRESSION, 1700000050000, &stable,
+			errstr, sizeof errstr) != 0)
+		fail_msg("state_learn: %s", errstr);
+	assert_int_equal(refresher_mark(f->refresher, stable, 1700000050000, 1700000100000), 0);
+	assert_int_equal(run_all(f), 1);
+	assert_int_equal(f->sink.count, published + 1);
+	const struct published_list *list = &f->sink.lists[published];
+	assert_string_equal(list->user, "cold-user");
+	assert_true(list->count > 0);
+	for (size_t r = 0; r < list->count; r++) {
+		assert_string_equal(list->reasons[r], "cold_start");
+		assert_string_equal(list->because[r], "");
+	}
+	close_fixture(f);
+	free(f);
+}
+
 /* Marks every user once, user u at base + u (wall-clock ms). */
 static void mark_all(struct fixture *f, int64_t base)
 {
@@ -622,6 +651,7 @@ int main(void)
 	    cmocka_unit_test(a_refused_send_is_not_remembered),
 	    cmocka_unit_test(hits_count_against_the_last_list),
 	    cmocka_unit_test(hits_follow_the_list_the_event_names),
+	    cmocka_unit_test(a_cold_users_list_is_labelled_cold_start),
 	    cmocka_unit_test(the_newest_marks_are_served_first),
 	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
 	    cmocka_unit_test(the_index_engine_reports_its_recall),
