@@ -67,6 +67,8 @@ LIB_SRCS   := $(wildcard common/*.c stream/*.c model/*.c store/*.c) $(filter-out
 CLI_SRCS   := $(wildcard daemon/cli_*.c)
 MAIN_SRCS  := $(wildcard daemon/main_*.c)
 SCHEMAS    := schemas/user_event.avsc schemas/item_event.avsc schemas/recommendation.avsc
+# earlier versions of our own schemas, for raw (unframed) messages written with them
+OLD_SCHEMAS := schemas/history/user_event.v1.avsc schemas/history/recommendation.v1.avsc
 GEN_HDR    := $(BUILD)/gen/schemas_gen.h
 
 REL_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/rel/%.o)
@@ -95,11 +97,11 @@ all: $(BINS)
 run: deps all
 	tools/demo $(DEMO_ARGS)
 
-$(GEN_HDR): $(SCHEMAS) Makefile
+$(GEN_HDR): $(SCHEMAS) $(OLD_SCHEMAS) Makefile
 	@mkdir -p $(@D)
 	@{ echo '/* generated from the .avsc files in schemas/ by the Makefile; do not edit */'; \
-	  for f in $(SCHEMAS); do \
-	    n=$$(basename $$f .avsc | tr a-z A-Z); \
+	  for f in $(SCHEMAS) $(OLD_SCHEMAS); do \
+	    n=$$(basename $$f .avsc | tr a-z. A-Z_); \
 	    echo "#define SCHEMA_$${n}_JSON \\"; \
 	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' -e 's/$$/\\n" \\/' $$f; \
 	    echo '	""'; \

@@ -64,8 +64,10 @@ int main(void)
 		snprintf(ids[k], sizeof ids[k], "item-%d", k * 31);
 		items[k].item_id = ids[k];
 		items[k].score = 1.0f / (float)(k + 1);
+		items[k].reason = "taste";
+		items[k].because_item = NULL;
 	}
-	struct recommendation rec = {"user-1", "control", 1, 2, 3, 20, items};
+	struct recommendation rec = {"user-1", "control", 1, 2, 3, 20, items, "0123456789abcdef"};
 
 	for (int run = 0; run < RUNS; run++) {
 		struct user_event ev;

@@ -429,16 +429,28 @@ static void print_event(const rd_kafka_message_t *msg, const struct user_event *
 		printf(" price=%.2f", ev->price);
 	if (ev->has_session_id)
 		printf(" session=%s", ev->session_id);
+	if (ev->has_list_id)
+		printf(" list=%s", ev->list_id);
 	printf("\n");
 }
 
+/* items= item:score,...; why= reason[:because_item],... in the same order
+ * (- for an item written without an explanation). */
 static void print_recommendation(const struct recommendation *rec)
 {
-	printf("user=%s variant=%s step=%" PRId64 " freshness_ms=%" PRId64 " items=", rec->user_id,
-	       rec->variant, rec->model_step, clock_wall_ms() - rec->trigger_event_ts_ms);
+	printf("user=%s variant=%s step=%" PRId64 " freshness_ms=%" PRId64 " list=%s items=",
+	       rec->user_id, rec->variant, rec->model_step,
+	       clock_wall_ms() - rec->trigger_event_ts_ms, rec->list_id[0] ? rec->list_id : "-");
 	for (size_t i = 0; i < rec->item_count; i++)
 		printf("%s%s:%.3f", i ? "," : "", rec->items[i].item_id,
 		       (double)rec->items[i].score);
+	printf(" why=");
+	for (size_t i = 0; i < rec->item_count; i++) {
+		const struct scored_item *si = &rec->items[i];
+		printf("%s%s", i ? "," : "", si->reason ? si->reason : "-");
+		if (si->because_item != NULL)
+			printf(":%s", si->because_item);
+	}
 	printf("\n");
 }
 

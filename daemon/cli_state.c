@@ -3,7 +3,7 @@
  *
  *   streamrec replay  (--state DIR | --config FILE) FILE [--commit-every N] [--format F]
  *                     [--digest]
- *   streamrec inspect --state DIR (--user ID | --item ID) [--k N] [--variant NAME]
+ *   streamrec inspect --state DIR (--user ID | --item ID) [--k N] [--variant NAME] [--explain]
  *   streamrec digest  --state DIR [--variant NAME]
  *   streamrec checkpoint --state DIR --to DIR
  *
@@ -257,13 +257,28 @@ out_close:
 	return status;
 }
 
+/* One listed item's explanation, after its line: the reason, the recent
+ * item behind it, and (for a warm user) the terms of its score. */
+static void print_explanation(const struct state *state, const struct model_explanation *why)
+{
+	printf("  %-10s because %-16s", model_reason_name(why->reason),
+	       why->because_item != UINT32_MAX ? state_item_id(state, why->because_item) : "-");
+	if (why->reason != MODEL_REASON_COLD_START)
+		printf("  taste %.3f intent %.3f covis %.3f trending %.3f", (double)why->taste,
+		       (double)why->intent, (double)why->covis, (double)why->trending);
+}
+
 int cli_inspect(int argc, char **argv)
 {
-	static const struct option options[] = {
-	    {"state", required_argument, NULL, 's'},   {"user", required_argument, NULL, 'u'},
-	    {"item", required_argument, NULL, 'i'},    {"k", required_argument, NULL, 'k'},
-	    {"variant", required_argument, NULL, 'v'}, {NULL, 0, NULL, 0}};
+	static const struct option options[] = {{"state", required_argument, NULL, 's'},
+						{"user", required_argument, NULL, 'u'},
+						{"item", required_argument, NULL, 'i'},
+						{"k", required_argument, NULL, 'k'},
+						{"variant", required_argument, NULL, 'v'},
+						{"explain", no_argument, NULL, 'e'},
+						{NULL, 0, NULL, 0}};
 	const char *dir = NULL, *user = NULL, *item = NULL, *variant = NULL;
+	bool explain = false;
 	long long k = 10;
 	char errstr[512];
 	int opt, status = 1;
@@ -276,6 +291,7 @@ int cli_inspect(int argc, char **argv)
 		case 'u': user = optarg; break;
 		case 'i': item = optarg; break;
 		case 'v': variant = optarg; break;
+		case 'e': explain = true; break;
 		case 'k': rc = cli_parse_count("inspect", "k", optarg, 1, 1000, &k); break;
 		default: return 2;
 		}
@@ -338,17 +354,28 @@ int cli_inspect(int argc, char **argv)
 	struct topk_config tc = {.max_batch = 1, .max_k = (size_t)k};
 	struct topk *topk = topk_new(&tc, errstr, sizeof errstr);
 	struct topk_result *results = calloc((size_t)k, sizeof *results);
+	struct model_explanation *why = calloc((size_t)k, sizeof *why);
+	uint32_t *listed = calloc((size_t)k, sizeof *listed);
 	size_t count = 0;
-	if (topk == NULL || results == NULL ||
+	if (topk == NULL || results == NULL || why == NULL || listed == NULL ||
 	    model_recommend(model, topk, &index, 1, (size_t)k, NULL, results, &count, errstr,
 			    sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec inspect: %s\n", errstr);
 	} else {
 		for (size_t r = 0; r < count; r++)
-			printf("  %2zu. %-24s %.4f\n", r + 1, state_item_id(state, results[r].item),
+			listed[r] = results[r].item;
+		model_explain(model, index, listed, count, why);
+		for (size_t r = 0; r < count; r++) {
+			printf("  %2zu. %-24s %.4f", r + 1, state_item_id(state, results[r].item),
 			       (double)results[r].score);
+			if (explain)
+				print_explanation(state, &why[r]);
+			printf("\n");
+		}
 		status = 0;
 	}
+	free(listed);
+	free(why);
 	free(results);
 	topk_free(topk);
 out_close:

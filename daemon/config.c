@@ -115,6 +115,12 @@ static const struct option options[] = {
      "Framing of published records: raw Avro, or Confluent's (magic 0, schema id, Avro).", NULL},
     {"output", "schema_id", OPT_UINT, ST_UNSIGNED, G(output_schema_id), "2", 0, 2147483647.0,
      NULL, OPT_BOUNDED, "Schema id written in Confluent-framed output.", NULL},
+    {"output", "schema_version", OPT_UINT, ST_UNSIGNED, G(output_schema_version), "2", 1, 2,
+     NULL, OPT_BOUNDED,
+     "Version of the Recommendation schema written: 2 (list ids and explanations) or 1 "
+     "(schemas/history/recommendation.v1.avsc), for consumers of raw-framed output that "
+     "decode with version 1 until they are upgraded.",
+     NULL},
     {"state", "dir", OPT_STRING, ST_STR, G(state_dir), NULL, 0, 0, NULL,
      OPT_REQUIRED | OPT_NONEMPTY,
      "RocksDB state directory (required). SIGUSR1 checkpoints go beside it, into "

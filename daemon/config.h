@@ -99,6 +99,7 @@ struct config {
 	char *output_topic;
 	enum config_framing output_framing;
 	unsigned output_schema_id;
+	unsigned output_schema_version; /* of Recommendation: 1 or 2 (codec_config) */
 
 	char *state_dir;
 	char *state_log_dir; /**< "" : $LOGS_DIRECTORY, else inside state_dir */

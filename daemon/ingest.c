@@ -217,7 +217,8 @@ static void on_message(const struct consumer_message *m, void *opaque)
 			daemon_fail(d, "out of memory noting a user's partition");
 			return;
 		}
-		refresher_count_hit(d->refresher, stable, ev.item_id, ev.type);
+		refresher_count_hit(d->refresher, stable, ev.item_id, ev.type,
+				    ev.has_list_id ? ev.list_id : NULL);
 		for (size_t v = 0; v < d->variant_count; v++)
 			d->metrics->variants[v].updates_total++;
 		if (refresher_mark(d->refresher, stable, ev.ts_ms, clock_wall_ms()) != 0) {

@@ -14,6 +14,7 @@
 
 #include "grow.h"
 #include "idmap.h"
+#include "model.h"
 
 #define MAX_VARIANTS 256
 
@@ -68,9 +69,19 @@ void lists_free(struct lists *l)
 	free(l);
 }
 
+/* Copies an item's id for the renderer, once. @returns 0 or -1. */
+static int intern_item(struct lists *l, uint32_t item, lists_item_id_fn item_id, void *opaque)
+{
+	if (item == UINT32_MAX || idmap_id(l->items, item) != NULL)
+		return 0;
+	const char *name = item_id(item, opaque);
+	return name != NULL && idmap_put(l->items, name, strlen(name), item) != 0 ? -1 : 0;
+}
+
 int lists_put(struct lists *l, uint32_t stable, const char *user_id, size_t variant,
-	      int64_t generated_at_ms, int64_t trigger_ts_ms, const struct topk_result *items,
-	      size_t count, lists_item_id_fn item_id, void *opaque)
+	      uint64_t list_id, int64_t generated_at_ms, int64_t trigger_ts_ms,
+	      const struct topk_result *items, const struct lists_why *why, size_t count,
+	      lists_item_id_fn item_id, void *opaque)
 {
 	int rc = -1;
 	if (variant >= l->variant_count || count > UINT16_MAX || user_id == NULL)
@@ -83,16 +94,15 @@ int lists_put(struct lists *l, uint32_t stable, const char *user_id, size_t vari
 	bool first = e == NULL;
 	if (first && idmap_put(l->users, user_id, strlen(user_id), stable) != 0)
 		goto out_unlock;
-	for (size_t k = 0; k < count; k++) {
-		if (idmap_id(l->items, items[k].item) != NULL)
-			continue;
-		const char *name = item_id(items[k].item, opaque);
-		if (name != NULL && idmap_put(l->items, name, strlen(name), items[k].item) != 0)
+	for (size_t k = 0; k < count; k++)
+		if (intern_item(l, items[k].item, item_id, opaque) != 0 ||
+		    (why != NULL && intern_item(l, why[k].because_item, item_id, opaque) != 0))
 			goto out_unlock;
-	}
 	if (e == NULL || e->capacity < count) {
+		/* the explanations follow items[capacity]: both move together */
 		size_t capacity = count > 20 ? count : 20;
-		struct lists_entry *grown = realloc(e, sizeof *e + capacity * sizeof e->items[0]);
+		struct lists_entry *grown = realloc(
+		    e, sizeof *e + capacity * (sizeof e->items[0] + sizeof(struct lists_why)));
 		if (grown == NULL)
 			goto out_unlock;
 		e = l->entries[stable] = grown;
@@ -100,9 +110,15 @@ int lists_put(struct lists *l, uint32_t stable, const char *user_id, size_t vari
 	}
 	e->variant = (uint8_t)variant;
 	e->count = (uint16_t)count;
+	e->list_id = list_id;
 	e->generated_at_ms = generated_at_ms;
 	e->trigger_ts_ms = trigger_ts_ms;
 	memcpy(e->items, items, count * sizeof *items);
+	struct lists_why *w = (struct lists_why *)(void *)(e->items + e->capacity);
+	for (size_t k = 0; k < count; k++)
+		w[k] = why != NULL ? why[k]
+				   : (struct lists_why){.because_item = UINT32_MAX,
+							.reason = MODEL_REASON_COUNT};
 	rc = first ? 1 : 0;
 out_unlock:
 	pthread_rwlock_unlock(&l->lock);
@@ -232,6 +248,8 @@ char *lists_render_json(struct lists *l, const char *user_id, int *status)
 		text_string(&t, user_id);
 		TEXT_LITERAL(&t, ",\"variant\":");
 		text_string(&t, l->variant_names[e->variant]);
+		if (e->list_id != 0)
+			text_number(&t, ",\"list_id\":\"%016" PRIx64 "\"", e->list_id);
 		text_number(&t, ",\"generated_at\":%" PRId64 ",\"trigger_event_ts\":%" PRId64,
 			    e->generated_at_ms, e->trigger_ts_ms);
 		TEXT_LITERAL(&t, ",\"items\":[");
@@ -243,6 +261,17 @@ char *lists_render_json(struct lists *l, const char *user_id, int *status)
 			text_string(&t, item ? item : "");
 			TEXT_LITERAL(&t, ",\"score\":");
 			text_score(&t, e->items[r].score);
+			const struct lists_why *w = &lists_entry_why(e)[r];
+			if (w->reason < MODEL_REASON_COUNT) {
+				TEXT_LITERAL(&t, ",\"reason\":");
+				text_string(&t, model_reason_name((enum model_reason)w->reason));
+			}
+			const char *because =
+			    w->because_item != UINT32_MAX ? idmap_id(l->items, w->because_item) : NULL;
+			if (because != NULL) {
+				TEXT_LITERAL(&t, ",\"because_item\":");
+				text_string(&t, because);
+			}
 			TEXT_LITERAL(&t, "}");
 		}
 		TEXT_LITERAL(&t, "]}");

@@ -22,13 +22,27 @@
 
 #include "topk.h"
 
+/** Why an item is listed (model_explain()). */
+struct lists_why {
+	uint32_t because_item; /**< the recent item behind it; UINT32_MAX: none */
+	uint8_t reason;        /**< enum model_reason; MODEL_REASON_COUNT: unexplained */
+};
+
 /** A user's last published list. */
 struct lists_entry {
 	uint8_t variant;
 	uint16_t count, capacity;
+	uint64_t list_id; /**< as published (16 hex digits); 0: none */
 	int64_t generated_at_ms, trigger_ts_ms;
-	struct topk_result items[]; /**< item indices and scores, best first */
+	/** item indices and scores, best first; then capacity struct lists_why */
+	struct topk_result items[];
 };
+
+/** @returns the entry's explanations, why[n] for items[n]. */
+static inline const struct lists_why *lists_entry_why(const struct lists_entry *entry)
+{
+	return (const struct lists_why *)(const void *)(entry->items + entry->capacity);
+}
 
 struct lists;
 
@@ -44,15 +58,17 @@ void lists_free(struct lists *lists);
 typedef const char *(*lists_item_id_fn)(uint32_t item, void *opaque);
 
 /**
- * @brief Keep a user's new list (writer's thread; takes the write lock).
- * The user's id and the ids of items not met before are copied, through
- * item_id.
+ * @brief Keep a user's new list (writer's thread; takes the write lock),
+ * with its id and each item's explanation (why NULL: unexplained, as a list
+ * restored from the state). The user's id and the ids of items not met
+ * before (listed or behind an explanation) are copied, through item_id.
  * @returns 1 when it is the user's first list, 0 when it replaced one, -1
  * when out of memory (the user's previous list is kept).
  */
 int lists_put(struct lists *lists, uint32_t stable, const char *user_id, size_t variant,
-	      int64_t generated_at_ms, int64_t trigger_ts_ms, const struct topk_result *items,
-	      size_t count, lists_item_id_fn item_id, void *opaque);
+	      uint64_t list_id, int64_t generated_at_ms, int64_t trigger_ts_ms,
+	      const struct topk_result *items, const struct lists_why *why, size_t count,
+	      lists_item_id_fn item_id, void *opaque);
 
 /** @returns the user's list, or NULL (writer's thread only: no lock). */
 const struct lists_entry *lists_get(const struct lists *lists, uint32_t stable);
@@ -62,8 +78,10 @@ const char *lists_user_id(const struct lists *lists, uint32_t stable);
 
 /**
  * @brief The lookup API's answer for a user id, on any thread: 200 with
- * {"user_id","variant","generated_at","trigger_event_ts","items":[{"item_id",
- * "score"}...]}, or 404 with {"error","user"}; 500 when out of memory.
+ * {"user_id","variant","list_id","generated_at","trigger_event_ts",
+ * "items":[{"item_id","score","reason","because_item"}...]} (list_id, reason
+ * and because_item when known), or 404 with {"error","user"}; 500 when out
+ * of memory.
  * @returns the JSON text (malloc'd, the caller frees), or NULL when out of
  * memory; *status set.
  */

@@ -85,7 +85,8 @@ static const struct {
      "           [--format F] [--digest]"},
     {"inspect", cli_inspect,
      "show a user's current top-k, or an item's row, from a state directory\n"
-     "           --state DIR (--user ID | --item ID) [--k N] [--variant NAME]"},
+     "           --state DIR (--user ID | --item ID) [--k N] [--variant NAME]\n"
+     "           [--explain: each item's reason, the recent item behind it, its score's terms]"},
     {"checkpoint", cli_checkpoint,
      "copy a state directory consistently (RocksDB checkpoint)\n"
      "           --state DIR --to NEW_DIR"},

@@ -126,7 +126,8 @@ static int open_schemas(struct daemon *d, char *errstr, size_t errstr_size)
 	char subject[512];
 	int32_t id;
 	if (registry_topic_subject(c->output_topic, subject, sizeof subject) != 0 ||
-	    registry_register(d->registry, subject, codec_schema_json("Recommendation"), &id, why,
+	    registry_register(d->registry, subject,
+			      codec_writer_schema_json(d->codec, "Recommendation"), &id, why,
 			      sizeof why) != REGISTRY_OK ||
 	    codec_set_writer_schema_id(d->codec, "Recommendation", id, why, sizeof why) != 0) {
 		snprintf(errstr, errstr_size, "registry: registering the output schema: %s", why);
@@ -320,7 +321,8 @@ int main(int argc, char **argv)
 	}
 	d->loop = EV_DEFAULT;
 	struct codec_config cc = {.framing = CODEC_FRAMING_AUTO,
-				  .recommendation_schema_id = (int32_t)d->config.output_schema_id};
+				  .recommendation_schema_id = (int32_t)d->config.output_schema_id,
+				  .recommendation_version = (int)d->config.output_schema_version};
 	d->codec = codec_new(&cc, errstr, sizeof errstr);
 	if (d->codec == NULL || open_schemas(d, errstr, sizeof errstr) != 0)
 		goto out_error;

@@ -21,6 +21,8 @@ const double metrics_backlog_buckets[] = {60, 300, 900, 3600, 4 * 3600, 86400, 7
 const size_t metrics_backlog_bucket_count =
     sizeof metrics_backlog_buckets / sizeof metrics_backlog_buckets[0];
 
+const char *const metrics_attribution_labels[METRICS_ATTRIBUTION_COUNT] = {"exposed", "last_list"};
+
 const enum event_type metrics_hit_types[METRICS_HIT_TYPE_COUNT] = {EVENT_CLICK, EVENT_ADD_TO_CART,
 								   EVENT_PURCHASE};
 
@@ -427,7 +429,8 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 			       m->variants[v].users_served_total);
 
 	family(&t, "hits_total", "counter",
-	       "Clicks, add-to-carts and purchases of an item in the user's last published list.");
+	       "Clicks, add-to-carts and purchases of an item in the list they came from (named by "
+	       "the event's list_id, else the user's last published list).");
 	for (size_t v = 0; v < m->variant_count; v++) {
 		for (size_t h = 0; h < METRICS_HIT_TYPE_COUNT; h++) {
 			text_puts(&t, "streamrec_hits_total{variant=\"");
@@ -437,6 +440,24 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 				    m->variants[v].hits_total[metrics_hit_types[h]]);
 		}
 	}
+
+	family(&t, "hits_attributed_total", "counter",
+	       "Hits by attribution: exposed (the event named its list), last_list (it did not: "
+	       "the user's last published list).");
+	for (size_t v = 0; v < m->variant_count; v++) {
+		for (size_t a = 0; a < METRICS_ATTRIBUTION_COUNT; a++) {
+			text_puts(&t, "streamrec_hits_attributed_total{variant=\"");
+			text_label_value(&t, m->variants[v].name);
+			text_printf(&t, "\",attribution=\"%s\"} %" PRIu64 "\n",
+				    metrics_attribution_labels[a],
+				    m->variants[v].hits_attributed_total[a]);
+		}
+	}
+	family(&t, "hits_unknown_list_total", "counter",
+	       "Click, add-to-cart and purchase events naming a list that is not one of the "
+	       "user's two last published lists (not counted as hits).");
+	text_printf(&t, "streamrec_hits_unknown_list_total %" PRIu64 "\n",
+		    m->hits_unknown_list_total);
 
 	family(&t, "hits_by_rank_total", "counter",
 	       "Hits by the item's 1-based rank in the published list.");

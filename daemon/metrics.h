@@ -59,6 +59,15 @@ extern const char *const metrics_rank_labels[METRICS_RANK_BUCKETS];
 /** @returns the bucket of a 1-based rank. */
 size_t metrics_rank_bucket(size_t rank);
 
+/**
+ * How a hit found its list (README, "Hit attribution"): the event named the
+ * list it came from (its list_id), or it did not and the user's last
+ * published list is assumed.
+ */
+enum metrics_attribution { METRICS_ATTRIBUTION_EXPOSED = 0, METRICS_ATTRIBUTION_LAST_LIST };
+#define METRICS_ATTRIBUTION_COUNT 2
+extern const char *const metrics_attribution_labels[METRICS_ATTRIBUTION_COUNT];
+
 /** Counters kept per model variant. */
 struct metrics_variant {
 	char name[METRICS_VARIANT_NAME_MAX + 1];
@@ -68,10 +77,13 @@ struct metrics_variant {
 	uint64_t recommendations_total;
 	/** Distinct users served a list since the start (A/B exposure). */
 	uint64_t users_served_total;
-	/** Events on an item that was in the user's last published list, by
-	 * event type (only metrics_hit_types are rendered) and by rank bucket. */
+	/** Events on an item of the list they came from (the one their list_id
+	 * names, else the user's last published list), by event type (only
+	 * metrics_hit_types are rendered) and by rank bucket. */
 	uint64_t hits_total[EVENT_TYPE_COUNT];
 	uint64_t hits_by_rank_total[METRICS_RANK_BUCKETS];
+	/** The same hits by how they were attributed (enum metrics_attribution). */
+	uint64_t hits_attributed_total[METRICS_ATTRIBUTION_COUNT];
 	/** Publish time − trigger event time, seconds, of lists whose trigger
 	 * arrived fresh: the freshness SLO. */
 	struct metrics_histogram freshness_seconds;
@@ -118,6 +130,10 @@ struct metrics {
 	 * deferred beyond it; users ever deferred. */
 	int64_t refresh_waiting, refresh_deferred_waiting;
 	uint64_t refresh_deferred_total;
+	/** Hit-type events naming a list (list_id) that is neither of the user's
+	 * two last published lists (older, before a restart, another instance's):
+	 * counted here and nowhere else. */
+	uint64_t hits_unknown_list_total;
 
 	/** Known users, known items, bytes of state on disk. */
 	int64_t users;

@@ -1,5 +1,6 @@
 #include "refresh.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,19 +12,21 @@
 #include "log.h"
 #include "lists.h"
 #include "model.h"
+#include "rng.h"
 
 #define MAX_K 1000
 /* A stored list (state_put_list), all integers big-endian:
  *   u8 LIST_RECORD_VERSION, u8 n, n bytes of the variant's name,
  *   u16 m, m bytes of the user's id,
- *   i64 generated_at_ms, i64 trigger_ts_ms, u16 count,
+ *   i64 generated_at_ms, i64 trigger_ts_ms, u64 list id, u16 count,
  *   count × (u32 item index, u32 bits of the float32 score), best first.
  * The variant goes by name: variants come and go across restarts. The
  * user's id is there for the lookup API, which knows users by id, and the
- * state restores users' ids only when they are met again. */
-#define LIST_RECORD_VERSION 1
+ * state restores users' ids only when they are met again. Explanations are
+ * not stored: a restored list is served without them. */
+#define LIST_RECORD_VERSION 2
 #define LIST_USER_MAX 1024
-#define LIST_RECORD_HEAD (1 + 1 + 255 + 2 + LIST_USER_MAX + 8 + 8 + 2)
+#define LIST_RECORD_HEAD (1 + 1 + 255 + 2 + LIST_USER_MAX + 8 + 8 + 8 + 2)
 #define LIST_RECORD_BYTES (LIST_RECORD_HEAD + MAX_K * 8)
 /* Fewest warm queries a worker's task ranks (a range shares the tiles). */
 #define REFRESH_MIN_RANGE 16
@@ -100,6 +103,14 @@ struct pool {
 	size_t task_count, task_capacity, next_task, done_tasks, prepare_count, prepared_count;
 };
 
+/* The list before a user's last one: what attributing a hit to it needs. */
+struct previous_list {
+	uint8_t variant;
+	uint16_t count, capacity;
+	uint64_t list_id;
+	uint32_t items[]; /* best first */
+};
+
 struct refresher {
 	struct refresh_config c;
 	size_t batch; /* refresh.batch at creation: the size of the scratch below */
@@ -145,6 +156,14 @@ struct refresher {
 	struct group *groups;
 	size_t group_count, group_capacity;
 	struct scored_item *items; /* one list's, while it is published */
+	struct lists_why *whys;    /* its items' explanations */
+	struct model_explanation *explanations;
+	uint32_t *list_items;   /* its item indices */
+	uint64_t list_id_state; /* list ids: rng_next() of it */
+	/* per stable user, the list before its last one (an event may name a
+	 * list the user saw before the newest was published) */
+	struct previous_list **previous;
+	size_t previous_capacity;
 	double round_started;
 	int64_t round_now_ms; /* the now_ms its users were taken at (min_interval counts from it) */
 
@@ -250,13 +269,24 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	r->items = calloc(MAX_K, sizeof *r->items);
 	r->record = malloc(LIST_RECORD_BYTES);
 	r->items_scratch = calloc(MAX_K, sizeof *r->items_scratch);
+	r->whys = calloc(MAX_K, sizeof *r->whys);
+	r->explanations = calloc(MAX_K, sizeof *r->explanations);
+	r->list_items = calloc(MAX_K, sizeof *r->list_items);
 	const char *names[STATE_MAX_VARIANTS];
 	for (size_t v = 0; v < config->variant_count && v < STATE_MAX_VARIANTS; v++)
 		names[v] = config->variants[v].name;
 	r->lists = lists_new(names, config->variant_count);
 	if (r->stables == NULL || r->by_variant == NULL || r->items == NULL || r->record == NULL ||
-	    r->items_scratch == NULL || r->lists == NULL)
+	    r->items_scratch == NULL || r->lists == NULL || r->whys == NULL ||
+	    r->explanations == NULL || r->list_items == NULL)
 		goto out_free;
+	/* List ids: splitmix64 outputs of consecutive states are distinct, so
+	 * ids never repeat within an instance; the seed (wall clock in ns, the
+	 * refresher's address) makes two instances' ids collide only by chance. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	r->list_id_state = ((uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec) ^
+			   ((uint64_t)(uintptr_t)r << 16);
 	if (pool_start(r, errstr, errstr_size) != 0) {
 		refresher_free(r);
 		return NULL;
@@ -275,6 +305,12 @@ void refresher_free(struct refresher *r)
 		return;
 	pool_stop(r); /* first: a worker may still read a round's groups */
 	lists_free(r->lists);
+	for (size_t u = 0; u < r->previous_capacity; u++)
+		free(r->previous[u]);
+	free(r->previous);
+	free(r->whys);
+	free(r->explanations);
+	free(r->list_items);
 	free(r->recent);
 	free(r->deferred);
 	free(r->held);
@@ -323,7 +359,8 @@ static int ensure_users(struct refresher *r, uint32_t stable)
 	    grow_array(&r->catch_up, &r->catch_up_capacity, needed, sizeof *r->catch_up, 4096) !=
 		0 ||
 	    grow_array(&r->list_changed, &r->list_changed_capacity, needed,
-		       sizeof *r->list_changed, 4096) != 0)
+		       sizeof *r->list_changed, 4096) != 0 ||
+	    grow_array(&r->previous, &r->previous_capacity, needed, sizeof *r->previous, 4096) != 0)
 		return -1;
 	r->user_capacity = needed;
 	return 0;
@@ -390,23 +427,69 @@ void refresher_listing_changed(struct refresher *r)
 	r->listing_generation++;
 }
 
+/* Parses a list id as published (16 hex digits). @returns false when it is not one. */
+static bool parse_list_id(const char *text, uint64_t *id)
+{
+	uint64_t value = 0;
+	size_t n = 0;
+	for (; text[n] != '\0'; n++) {
+		char c = text[n];
+		int digit = c >= '0' && c <= '9'   ? c - '0'
+			    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+						   : -1;
+		if (digit < 0 || n >= 16)
+			return false;
+		value = value << 4 | (uint64_t)digit;
+	}
+	*id = value;
+	return n == 16;
+}
+
 void refresher_count_hit(struct refresher *r, uint32_t stable, const char *item_id,
-			 enum event_type type)
+			 enum event_type type, const char *list_id)
 {
 	bool hit_type = false;
 	for (size_t h = 0; h < METRICS_HIT_TYPE_COUNT; h++)
 		hit_type |= metrics_hit_types[h] == type;
-	const struct lists_entry *p = lists_get(r->lists, stable);
-	if (!hit_type || p == NULL)
+	if (!hit_type)
+		return;
+	bool known_user = (size_t)stable < r->user_capacity;
+	const struct lists_entry *last = lists_get(r->lists, stable);
+	const struct previous_list *previous = known_user ? r->previous[stable] : NULL;
+	enum metrics_attribution attribution = METRICS_ATTRIBUTION_LAST_LIST;
+	uint64_t id;
+	if (list_id != NULL) {
+		/* the event names its list: that one or none, never a guess */
+		attribution = METRICS_ATTRIBUTION_EXPOSED;
+		bool is_last = false, is_previous = false;
+		if (parse_list_id(list_id, &id)) {
+			is_last = last != NULL && last->list_id == id;
+			is_previous = previous != NULL && previous->list_id == id;
+		}
+		if (!is_last && !is_previous) {
+			r->c.metrics->hits_unknown_list_total++;
+			return;
+		}
+		if (!is_last)
+			last = NULL;
+		else
+			previous = NULL;
+	} else {
+		previous = NULL;
+	}
+	if (last == NULL && previous == NULL)
 		return;
 	uint32_t item = state_find_item(r->c.state, item_id);
-	for (size_t rank = 0; rank < p->count; rank++)
-		if (p->items[rank].item == item) {
-			struct metrics_variant *mv = &r->c.metrics->variants[p->variant];
+	size_t variant = last != NULL ? last->variant : previous->variant;
+	size_t count = last != NULL ? last->count : previous->count;
+	for (size_t rank = 0; rank < count; rank++)
+		if ((last != NULL ? last->items[rank].item : previous->items[rank]) == item) {
+			struct metrics_variant *mv = &r->c.metrics->variants[variant];
 			mv->hits_total[type]++;
 			mv->hits_by_rank_total[metrics_rank_bucket(rank + 1)]++;
+			mv->hits_attributed_total[attribution]++;
 			if (r->c.experiment != NULL)
-				(void)experiment_hit(r->c.experiment, stable, p->variant, NULL, 0);
+				(void)experiment_hit(r->c.experiment, stable, variant, NULL, 0);
 			return;
 		}
 }
@@ -416,13 +499,44 @@ static const char *item_id_of(uint32_t item, void *opaque)
 	return state_item_id(opaque, item);
 }
 
-/* Remembers the list just published for a user; @returns 0, or -1 when out of memory. */
-static int remember_list(struct refresher *r, uint32_t stable, size_t variant,
-			 const struct topk_result *list, size_t count, int64_t generated_at_ms)
+/* Keeps the user's last list as their previous one (ids only). @returns 0 or -1. */
+static int keep_previous(struct refresher *r, uint32_t stable)
 {
+	const struct lists_entry *last = lists_get(r->lists, stable);
+	struct previous_list *p = r->previous[stable];
+	if (last == NULL)
+		return 0;
+	if (p == NULL || p->capacity < last->count) {
+		size_t capacity = last->count > 20 ? last->count : 20;
+		p = realloc(p, sizeof *p + capacity * sizeof p->items[0]);
+		if (p == NULL)
+			return -1;
+		p->capacity = (uint16_t)capacity;
+		r->previous[stable] = p;
+	}
+	p->variant = last->variant;
+	p->count = last->count;
+	p->list_id = last->list_id;
+	for (size_t n = 0; n < last->count; n++)
+		p->items[n] = last->items[n].item;
+	return 0;
+}
+
+/*
+ * Remembers the list just published for a user (its id, items and their
+ * explanations, why[n] for list[n]) in the lists the lookup API reads; the
+ * list before it stays as the user's previous one (its id, variant and
+ * items: what a hit needs). @returns 0, or -1 when out of memory.
+ */
+static int remember_list(struct refresher *r, uint32_t stable, size_t variant, uint64_t list_id,
+			 const struct topk_result *list, const struct lists_why *why, size_t count,
+			 int64_t generated_at_ms)
+{
+	if (keep_previous(r, stable) != 0)
+		return -1;
 	int added = lists_put(r->lists, stable, state_user_name(r->c.state, stable), variant,
-			      generated_at_ms, r->trigger_ts[stable], list, count, item_id_of,
-			      r->c.state);
+			      list_id, generated_at_ms, r->trigger_ts[stable], list, why, count,
+			      item_id_of, r->c.state);
 	if (added < 0)
 		return -1;
 	if (added == 1)
@@ -681,6 +795,60 @@ out:
 
 /* ---- a round: prepared and harvested on the loop's thread ------------------------ */
 
+/* Whether member j of g had history when its query was prepared (warm_index is ascending). */
+static bool member_was_warm(const struct group *g, size_t j)
+{
+	size_t low = 0, high = g->batch.warm;
+	while (low < high) {
+		size_t mid = low + (high - low) / 2;
+		if (g->batch.warm_index[mid] < j)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	return low < g->batch.warm && g->batch.warm_index[low] == j;
+}
+
+/*
+ * The explanations of a list about to be published, into r->explanations:
+ * the control arm's are "popular", a user's who was cold when the round was
+ * prepared (a trending list) "cold_start"; the rest come from model_explain() on
+ * this (the loop's) thread against the live model. The list itself was
+ * ranked on a worker against the round's snapshot; its explanation is a
+ * recomputation of its k items' terms as of publishing (a few events
+ * later at most), not a second ranking. When the user's rows cannot be
+ * read (logged) the list goes out unexplained (reason MODEL_REASON_COUNT).
+ */
+static void explain_list(struct refresher *r, const struct group *g, size_t j, uint32_t stable,
+			 const struct topk_result *list, size_t length)
+{
+	char why[256];
+	uint32_t slot;
+	bool popular = g->popularity;
+	if (!popular && !member_was_warm(g, j)) {
+		/* its list is the trending list, whatever the user did since */
+		for (size_t n = 0; n < length; n++)
+			r->explanations[n] = (struct model_explanation){
+			    .reason = MODEL_REASON_COLD_START, .because_item = UINT32_MAX};
+		return;
+	}
+	if (!popular && state_user_by_stable(r->c.state, stable, &slot, why, sizeof why) != 0) {
+		log_line(LOG_PRIORITY_WARNING, "refresh: explaining a list: %s", why);
+		popular = true;
+	}
+	if (popular) {
+		enum model_reason reason =
+		    g->popularity ? MODEL_REASON_POPULAR : MODEL_REASON_COUNT;
+		for (size_t n = 0; n < length; n++)
+			r->explanations[n] = (struct model_explanation){.reason = reason,
+									.because_item = UINT32_MAX};
+		return;
+	}
+	for (size_t n = 0; n < length; n++)
+		r->list_items[n] = list[n].item;
+	model_explain(state_model(r->c.state, g->v), slot, r->list_items, length, r->explanations);
+}
+
 /* Publishes member j's list of group g. @returns 0 or -1 (fatal). */
 static int publish_list(struct refresher *r, const struct group *g, size_t j, int64_t now_ms,
 			char *errstr, size_t errstr_size)
@@ -689,11 +857,20 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 	uint32_t stable = r->stables[r->by_variant[v * r->batch + g->first + j]];
 	const struct topk_result *list = &g->results[j * g->k];
 	size_t length = g->lengths[j];
-	char why[512];
+	char why[512], list_id[17];
+	explain_list(r, g, j, stable, list, length);
 	for (size_t rank = 0; rank < length; rank++) {
+		const struct model_explanation *e = &r->explanations[rank];
 		r->items[rank].item_id = state_item_id(r->c.state, list[rank].item);
 		r->items[rank].score = list[rank].score;
+		r->items[rank].reason =
+		    e->reason < MODEL_REASON_COUNT ? model_reason_name(e->reason) : NULL;
+		r->items[rank].because_item = e->because_item != UINT32_MAX
+						  ? state_item_id(r->c.state, e->because_item)
+						  : NULL;
 	}
+	uint64_t id = rng_next(&r->list_id_state);
+	snprintf(list_id, sizeof list_id, "%016" PRIx64, id);
 	const char *user = state_user_name(r->c.state, stable);
 	struct recommendation rec = {.user_id = user,
 				     .variant = r->c.variants[v].name,
@@ -701,7 +878,8 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 				     .generated_at_ms = clock_wall_ms(),
 				     .trigger_event_ts_ms = r->trigger_ts[stable],
 				     .item_count = length,
-				     .items = r->items};
+				     .items = r->items,
+				     .list_id = list_id};
 	if (r->c.publish(&rec, r->c.opaque, why, sizeof why) != 0) {
 		log_line(LOG_PRIORITY_WARNING, "publish for %s: %s", user, why);
 		return 0;
@@ -711,7 +889,10 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 	if (r->c.experiment != NULL &&
 	    experiment_expose(r->c.experiment, stable, v, errstr, errstr_size) != 0)
 		return -1;
-	if (remember_list(r, stable, v, list, length, rec.generated_at_ms) != 0) {
+	for (size_t n = 0; n < length; n++)
+		r->whys[n] = (struct lists_why){.because_item = r->explanations[n].because_item,
+						.reason = (uint8_t)r->explanations[n].reason};
+	if (remember_list(r, stable, v, id, list, r->whys, length, rec.generated_at_ms) != 0) {
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;
 	}
@@ -984,6 +1165,19 @@ bool refresher_last_list(const struct refresher *r, uint32_t stable, struct refr
 	out->generated_at_ms = p->generated_at_ms;
 	out->trigger_ts_ms = p->trigger_ts_ms;
 	out->items = p->items;
+	snprintf(out->list_id, sizeof out->list_id, "%016" PRIx64, p->list_id);
+	return true;
+}
+
+bool refresher_last_explanation(const struct refresher *r, uint32_t stable, size_t rank,
+				enum model_reason *reason, uint32_t *because_item)
+{
+	const struct lists_entry *p = lists_get(r->lists, stable);
+	if (p == NULL || rank >= p->count)
+		return false;
+	const struct lists_why *w = &lists_entry_why(p)[rank];
+	*reason = (enum model_reason)w->reason;
+	*because_item = w->because_item;
 	return true;
 }
 
@@ -1029,9 +1223,10 @@ static size_t encode_list(const struct refresher *r, const char *user,
 	at += m;
 	put_u64(out + at, (uint64_t)p->generated_at_ms);
 	put_u64(out + at + 8, (uint64_t)p->trigger_ts_ms);
-	out[at + 16] = (unsigned char)(p->count >> 8);
-	out[at + 17] = (unsigned char)p->count;
-	at += 18;
+	put_u64(out + at + 16, p->list_id);
+	out[at + 24] = (unsigned char)(p->count >> 8);
+	out[at + 25] = (unsigned char)p->count;
+	at += 26;
 	for (size_t k = 0; k < p->count; k++, at += 8) {
 		uint32_t bits;
 		memcpy(&bits, &p->items[k].score, sizeof bits);
@@ -1078,7 +1273,7 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 	}
 	size_t user_len = (size_t)b[at] << 8 | b[at + 1];
 	at += 2;
-	if (user_len == 0 || user_len > LIST_USER_MAX || len < at + user_len + 18) {
+	if (user_len == 0 || user_len > LIST_USER_MAX || len < at + user_len + 26) {
 		rs->skipped++;
 		return 0;
 	}
@@ -1089,14 +1284,14 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 		if (strlen(r->c.variants[v].name) == name_len &&
 		    memcmp(r->c.variants[v].name, b + 2, name_len) == 0)
 			variant = v;
-	size_t count = (size_t)b[at + 16] << 8 | b[at + 17];
-	if (variant == r->c.variant_count || count > MAX_K || len != at + 18 + count * 8) {
+	size_t count = (size_t)b[at + 24] << 8 | b[at + 25];
+	if (variant == r->c.variant_count || count > MAX_K || len != at + 26 + count * 8) {
 		rs->skipped++;
 		return 0;
 	}
 	size_t items = model_item_count(state_model(r->c.state, variant));
 	for (size_t k = 0; k < count; k++) {
-		const unsigned char *e = b + at + 18 + k * 8;
+		const unsigned char *e = b + at + 26 + k * 8;
 		uint32_t bits = get_u32_be(e + 4);
 		r->items_scratch[k].item = get_u32_be(e);
 		memcpy(&r->items_scratch[k].score, &bits, sizeof bits);
@@ -1107,8 +1302,8 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 	}
 	int64_t trigger_ts_ms = (int64_t)get_u64(b + at + 8);
 	if (ensure_users(r, stable) != 0 ||
-	    lists_put(r->lists, stable, user, variant, (int64_t)get_u64(b + at), trigger_ts_ms,
-		      r->items_scratch, count, item_id_of, r->c.state) < 0) {
+	    lists_put(r->lists, stable, user, variant, get_u64(b + at + 16), (int64_t)get_u64(b + at),
+		      trigger_ts_ms, r->items_scratch, NULL, count, item_id_of, r->c.state) < 0) {
 		rs->out_of_memory = true;
 		return 1;
 	}

@@ -19,9 +19,15 @@
  * the index's recall@k against it is exported (streamrec_index_recall).
  * Kept between runs: the two lanes, each user's newest trigger time and
  * last refresh, the listable-item flags per variant, and each user's last
- * published list, for counting A/B hits and for the lookup API's thread
- * (daemon/lists.h), written to the state with each commit
- * (refresher_save_lists) and restored at start.
+ * published list (id, items, explanations), for counting A/B hits and for
+ * the lookup API's thread (daemon/lists.h), written to the state with each
+ * commit (refresher_save_lists) and restored at start, and the one before
+ * it (id and items) for hits that name it.
+ *
+ * Every published list gets an id (16 hex digits: splitmix64 of a counter
+ * seeded per refresher, so ids never repeat within an instance) and every
+ * item an explanation (model_explain(), computed when the list is
+ * published, on the loop's thread; the control arm's items are "popular").
  *
  * Users are held by their stable index (what survives cache eviction and
  * restarts); their model slots are pinned in the state's user cache for
@@ -60,6 +66,7 @@
 #include "event.h"
 #include "experiment.h"
 #include "metrics.h"
+#include "model.h"
 #include "state.h"
 #include "topk.h"
 
@@ -144,12 +151,19 @@ long refresher_run(struct refresher *refresher, int64_t now_ms, char *errstr,
 
 /**
  * @brief A/B hits: a click, add-to-cart or purchase of an item of the list
- * last published for this user counts for that list's variant, by type and
- * by rank. The lists are kept in the state (refresher_save_lists), so after
- * a restart a hit on a list published before it counts too.
+ * the event came from counts for that list's variant, by type, by rank and
+ * by attribution (README, "Hit attribution"). An event naming its list
+ * (list_id not NULL) is attributed to that list ("exposed") when it is one
+ * of the user's two last published lists, and otherwise counted as
+ * naming an unknown list (metrics hits_unknown_list_total) and nothing else:
+ * it is never re-attributed to another list. An event naming no list is
+ * attributed to the user's last published list ("last_list"). The last
+ * lists are kept in the state (refresher_save_lists), so after a restart a
+ * hit on a user's last list counts too; the one before it does not survive
+ * a restart.
  */
 void refresher_count_hit(struct refresher *refresher, uint32_t stable, const char *item_id,
-			 enum event_type type);
+			 enum event_type type, const char *list_id);
 
 /** A user's last published list (borrowed: valid until the next refresher call). */
 struct refresh_list {
@@ -157,6 +171,7 @@ struct refresh_list {
 	size_t count;
 	int64_t generated_at_ms, trigger_ts_ms;
 	const struct topk_result *items; /**< item indices and scores, best first */
+	char list_id[17];                /**< as published: 16 hex digits */
 };
 
 /**
@@ -170,7 +185,7 @@ bool refresher_last_list(const struct refresher *refresher, uint32_t stable,
 /**
  * @brief Hand the lists published since the last call to the state
  * (state_put_list), to be written with its next commit: only changed lists,
- * one record of 22 + 8·k bytes plus the variant's name and the user's id each.
+ * one record of 30 + 8·k bytes plus the variant's name and the user's id each.
  * @returns how many were handed over.
  */
 int refresher_save_lists(struct refresher *refresher);
@@ -192,6 +207,14 @@ struct lists;
  * lookup API's thread to read (daemon/lists.h says how).
  */
 struct lists *refresher_lists(struct refresher *refresher);
+
+/**
+ * @brief Why the item at rank (0-based) of a user's last published list is
+ * there (model.h, Explanations); *because_item is UINT32_MAX when no recent
+ * item is behind it. @returns false when there is no such list or rank.
+ */
+bool refresher_last_explanation(const struct refresher *refresher, uint32_t stable, size_t rank,
+				enum model_reason *reason, uint32_t *because_item);
 
 /** @brief The catalogue or min_item_events changed: recompute the listable flags. */
 void refresher_listing_changed(struct refresher *refresher);

@@ -1627,6 +1627,165 @@ size_t model_popular(const struct model *model, uint32_t user, size_t k, const u
 			      eligible, out);
 }
 
+/* ---- explanations ---------------------------------------------------------------- */
+
+const char *model_reason_name(enum model_reason reason)
+{
+	static const char *const names[MODEL_REASON_COUNT] = {
+	    [MODEL_REASON_TASTE] = "taste",           [MODEL_REASON_INTENT] = "intent",
+	    [MODEL_REASON_COVIS] = "covis",           [MODEL_REASON_TRENDING] = "trending",
+	    [MODEL_REASON_COLD_START] = "cold_start", [MODEL_REASON_POPULAR] = "popular"};
+	return (unsigned)reason < MODEL_REASON_COUNT ? names[reason] : "unknown";
+}
+
+/* A listed item and its place in the list, sorted by item for lookups. */
+struct listed {
+	uint32_t item;
+	uint32_t at;
+};
+
+static int compare_listed(const void *a, const void *b)
+{
+	uint32_t x = ((const struct listed *)a)->item, y = ((const struct listed *)b)->item;
+	return (x > y) - (x < y);
+}
+
+static float dot(const float *a, const float *b, size_t n)
+{
+	float sum = 0.0f;
+	for (size_t k = 0; k < n; k++)
+		sum += a[k] * b[k];
+	return sum;
+}
+
+/*
+ * The co-visitation terms of the listed items, summed over the user's
+ * distinct recent items as model_query() does, with the recent item of the
+ * largest count towards each into best[] (UINT32_MAX: none).
+ */
+static void explain_covis(const struct model *m, const uint32_t *recent, size_t recent_count,
+			  const struct listed *sorted, size_t count, double *sum,
+			  float *best_weight, uint32_t *best)
+{
+	double inverse_scale = 1.0 / covis_scale(m->covis);
+	/* A filter of the listed items (one bit per item modulo 4096): most
+	 * neighbours are not listed and skip the search at one load. */
+	uint64_t filter[64] = {0};
+	for (size_t n = 0; n < count; n++)
+		filter[(sorted[n].item >> 6) & 63] |= 1ULL << (sorted[n].item & 63);
+	for (size_t j = 0; j < recent_count; j++) {
+		bool repeat = false;
+		for (size_t k = j + 1; k < recent_count && !repeat; k++)
+			repeat = recent[k] == recent[j];
+		if (repeat)
+			continue;
+		const uint32_t *succ;
+		const float *weight;
+		size_t n = covis_successors(m->covis, recent[j], &succ, &weight);
+		for (size_t s = 0; s < n; s++) {
+			if (!(filter[(succ[s] >> 6) & 63] & (1ULL << (succ[s] & 63))))
+				continue;
+			struct listed key = {.item = succ[s]};
+			const struct listed *hit =
+			    bsearch(&key, sorted, count, sizeof *sorted, compare_listed);
+			if (hit == NULL)
+				continue;
+			float add = (float)(weight[s] * inverse_scale);
+			sum[hit->at] += add > 0 ? add : 1e-30f;
+			if (best[hit->at] == UINT32_MAX || weight[s] > best_weight[hit->at]) {
+				best[hit->at] = recent[j];
+				best_weight[hit->at] = weight[s];
+			}
+		}
+	}
+}
+
+void model_explain(const struct model *model, uint32_t user, const uint32_t *items, size_t count,
+		   struct model_explanation *out)
+{
+	const struct model *m = model;
+	const struct model_config *c = &m->config;
+	uint32_t recent[1000];
+	size_t recent_count = 0;
+
+	if ((size_t)user < m->users && m->user_ready[user])
+		recent_count = recent_items(m, user, recent);
+	for (size_t n = 0; n < count; n++)
+		out[n] = (struct model_explanation){.reason = MODEL_REASON_COLD_START,
+						    .because_item = UINT32_MAX};
+	if (recent_count == 0 || count == 0)
+		return; /* a cold user's list is the trending list */
+
+	struct listed *sorted = malloc(count * sizeof *sorted);
+	double *covis_sum = calloc(count, sizeof *covis_sum);
+	float *covis_best_weight = calloc(count, sizeof *covis_best_weight);
+	uint32_t *covis_best = malloc(count * sizeof *covis_best);
+	size_t listed = 0;
+	bool covis = c->use_covis && c->covis_weight != 0 && sorted != NULL && covis_sum != NULL &&
+		     covis_best_weight != NULL && covis_best != NULL;
+	if (covis) {
+		for (size_t n = 0; n < count; n++) {
+			covis_best[n] = UINT32_MAX;
+			if ((size_t)items[n] < m->items)
+				sorted[listed++] =
+				    (struct listed){.item = items[n], .at = (uint32_t)n};
+		}
+		qsort(sorted, listed, sizeof *sorted, compare_listed);
+		explain_covis(m, recent, recent_count, sorted, listed, covis_sum, covis_best_weight,
+			      covis_best);
+	}
+	const float *p = user_p(m, user);
+	for (size_t n = 0; n < count; n++) {
+		struct model_explanation *e = &out[n];
+		uint32_t item = items[n];
+		if ((size_t)item >= m->items)
+			continue;
+		const float *q = m->matrix + (size_t)item * m->stride;
+		float best_intent = 0.0f;
+		e->reason = MODEL_REASON_TASTE;
+		e->taste = (c->use_taste ? dot(p, q, m->dim) : 0.0f) +
+			   (c->use_bias ? m->scalar[item].bias : 0.0f);
+		if (c->use_intent) {
+			float share = 1.0f / (float)recent_count;
+			for (size_t j = 0; j < recent_count; j++) {
+				float term = dot(m->y + (size_t)recent[j] * m->dim, q, m->dim);
+				e->intent += share * term;
+				if (e->because_item == UINT32_MAX || term > best_intent) {
+					best_intent = term;
+					e->because_item = recent[j];
+				}
+			}
+		}
+		uint32_t intent_item = e->because_item;
+		e->because_item = UINT32_MAX;
+		if (covis)
+			e->covis = c->covis_weight * (float)log1p(covis_sum[n]);
+		e->trending = m->scalar[item].correction;
+		/* the largest term among the signals in force; ties go to the first */
+		float best = -INFINITY;
+		bool in_force[4] = {c->use_taste || c->use_bias, c->use_intent,
+				    covis && covis_best[n] != UINT32_MAX,
+				    c->use_correction || c->use_trending};
+		const float terms[4] = {e->taste, e->intent, e->covis, e->trending};
+		static const enum model_reason reasons[4] = {
+		    MODEL_REASON_TASTE, MODEL_REASON_INTENT, MODEL_REASON_COVIS,
+		    MODEL_REASON_TRENDING};
+		for (size_t t = 0; t < 4; t++)
+			if (in_force[t] && terms[t] > best) {
+				best = terms[t];
+				e->reason = reasons[t];
+			}
+		if (e->reason == MODEL_REASON_INTENT)
+			e->because_item = intent_item;
+		else if (e->reason == MODEL_REASON_COVIS)
+			e->because_item = covis_best[n];
+	}
+	free(sorted);
+	free(covis_sum);
+	free(covis_best_weight);
+	free(covis_best);
+}
+
 const float *model_user_vector(const struct model *model, uint32_t user)
 {
 	return user_p(model, user);

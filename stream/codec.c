@@ -43,14 +43,24 @@ struct reader_field {
 	bool has_default; /* a writer may omit the field */
 };
 
-#define MAX_READER_FIELDS 8
+#define MAX_READER_FIELDS 9
 
 /* Our reader fields, in the order of the .avsc files. */
-enum { UE_EVENT_ID, UE_USER_ID, UE_ITEM_ID, UE_TYPE, UE_TS, UE_SESSION_ID, UE_QUANTITY, UE_PRICE };
+enum {
+	UE_EVENT_ID,
+	UE_USER_ID,
+	UE_ITEM_ID,
+	UE_TYPE,
+	UE_TS,
+	UE_SESSION_ID,
+	UE_QUANTITY,
+	UE_PRICE,
+	UE_LIST_ID
+};
 static const struct reader_field user_event_fields[] = {
     {"event_id", FK_STRING, false}, {"user_id", FK_STRING, false}, {"item_id", FK_STRING, false},
     {"type", FK_ENUM, false},       {"ts", FK_LONG, false},        {"session_id", FK_STRING, true},
-    {"quantity", FK_INT, true},     {"price", FK_DOUBLE, true},
+    {"quantity", FK_INT, true},     {"price", FK_DOUBLE, true},    {"list_id", FK_STRING, true},
 };
 
 enum { IE_ITEM_ID, IE_CATEGORY, IE_PRICE, IE_IN_STOCK, IE_TS };
@@ -59,11 +69,22 @@ static const struct reader_field item_event_fields[] = {
     {"in_stock", FK_BOOL, true},   {"ts", FK_LONG, false},
 };
 
-enum { RE_USER_ID, RE_VARIANT, RE_MODEL_STEP, RE_GENERATED_AT, RE_TRIGGER_TS, RE_ITEMS };
+enum {
+	RE_USER_ID,
+	RE_VARIANT,
+	RE_MODEL_STEP,
+	RE_GENERATED_AT,
+	RE_TRIGGER_TS,
+	RE_ITEMS,
+	RE_LIST_ID
+};
+/* ScoredItem's fields, in the .avsc's order (the encoder sets them by index) */
+enum { SI_ITEM_ID, SI_SCORE, SI_REASON, SI_BECAUSE_ITEM };
 static const struct reader_field recommendation_fields[] = {
     {"user_id", FK_STRING, false},        {"variant", FK_STRING, false},
     {"model_step", FK_LONG, false},       {"generated_at", FK_LONG, false},
     {"trigger_event_ts", FK_LONG, false}, {"items", FK_ITEMS, false},
+    {"list_id", FK_STRING, true},
 };
 
 static const struct {
@@ -85,7 +106,8 @@ struct writer_plan {
 	int field_index[MAX_READER_FIELDS]; /* writer field per reader field, -1: default */
 	int *enum_map; /* writer symbol index -> enum event_type, -1: unknown */
 	int enum_symbols;
-	int item_id_index, item_score_index; /* in the writer's ScoredItem */
+	/* in the writer's ScoredItem; reason and because_item -1 when it lacks them */
+	int item_id_index, item_score_index, item_reason_index, item_because_index;
 };
 
 /* A schema id whose schema (from the source) did not resolve against ours. */
@@ -99,9 +121,20 @@ struct codec {
 	avro_schema_t reader_schema[REC_KIND_COUNT];
 	avro_value_iface_t *reader_iface[REC_KIND_COUNT];
 	avro_value_t encode_value[REC_KIND_COUNT];
+	/* recommendation_version 1: what Recommendations are written with */
+	avro_value_iface_t *v1_encode_iface;
+	avro_value_t v1_encode_value;
 	avro_writer_t writer;
 	avro_reader_t reader;
 	struct writer_plan *raw_plan[REC_KIND_COUNT];
+	/* Our own earlier version of the record (schemas/history), tried on a raw
+	 * message that does not read with the current one (cut short, malformed,
+	 * bytes left over): raw framing names no writer schema, and a compacted
+	 * topic keeps records written before an upgrade. Versions only add
+	 * fields with defaults, so a current message never reads as an earlier
+	 * one's first. NULL: no earlier version, or a raw writer schema was set
+	 * (codec_set_raw_writer_schema()). */
+	struct writer_plan *raw_previous[REC_KIND_COUNT];
 	struct writer_plan **registered;
 	size_t registered_count;
 	/* where unknown schema ids are looked up, and the ids it gave unusable schemas for */
@@ -300,8 +333,8 @@ static bool union_accepts(enum field_kind kind, avro_schema_t writer, char *why,
 	return false;
 }
 
-static bool scored_item_accepts(avro_schema_t writer, int *id_index, int *score_index, char *why,
-				size_t why_size)
+static bool scored_item_accepts(avro_schema_t writer, int *id_index, int *score_index,
+				int *reason_index, int *because_index, char *why, size_t why_size)
 {
 	writer = resolve_link(writer);
 	if (avro_typeof(writer) != AVRO_RECORD || strcmp(avro_schema_name(writer), "ScoredItem")) {
@@ -321,6 +354,17 @@ static bool scored_item_accepts(avro_schema_t writer, int *id_index, int *score_
 			  resolve_link(avro_schema_record_field_get_by_index(writer, *score_index)),
 			  why, why_size))
 		return false;
+	/* the explanation: optional, null by default */
+	*reason_index = avro_schema_record_field_get_index(writer, "reason");
+	*because_index = avro_schema_record_field_get_index(writer, "because_item");
+	for (int e = 0; e < 2; e++) {
+		int index = e == 0 ? *reason_index : *because_index;
+		avro_schema_t type =
+		    index >= 0 ? resolve_link(avro_schema_record_field_get_by_index(writer, index))
+			       : NULL;
+		if (type != NULL && !kind_accepts(FK_STRING, type, why, why_size))
+			return false;
+	}
 	return true;
 }
 
@@ -345,9 +389,9 @@ static bool kind_accepts(enum field_kind kind, avro_schema_t writer, char *why, 
 		break;
 	case FK_ITEMS:
 		if (type == AVRO_ARRAY) {
-			int a, b;
-			return scored_item_accepts(avro_schema_array_items(writer), &a, &b, why,
-						   why_size);
+			int a, b, c, d;
+			return scored_item_accepts(avro_schema_array_items(writer), &a, &b, &c, &d,
+						   why, why_size);
 		}
 		break;
 	}
@@ -471,7 +515,8 @@ static struct writer_plan *plan_new(avro_schema_t schema, int32_t schema_id, cha
 		if (field->kind == FK_ITEMS) {
 			avro_schema_t array = find_array(wtype);
 			scored_item_accepts(avro_schema_array_items(array), &plan->item_id_index,
-					    &plan->item_score_index, why, sizeof why);
+					    &plan->item_score_index, &plan->item_reason_index,
+					    &plan->item_because_index, why, sizeof why);
 		}
 	}
 	plan->iface = avro_generic_class_from_schema(schema);
@@ -511,6 +556,8 @@ struct codec *codec_new(const struct codec_config *config, char *errstr, size_t 
 {
 	static const char *const jsons[REC_KIND_COUNT] = {
 	    SCHEMA_USER_EVENT_JSON, SCHEMA_ITEM_EVENT_JSON, SCHEMA_RECOMMENDATION_JSON};
+	static const char *const previous_jsons[REC_KIND_COUNT] = {SCHEMA_USER_EVENT_V1_JSON, NULL,
+								   SCHEMA_RECOMMENDATION_V1_JSON};
 	struct codec *codec;
 
 	avro_set_allocator(codec_avro_allocator, NULL);
@@ -523,6 +570,12 @@ struct codec *codec_new(const struct codec_config *config, char *errstr, size_t 
 		codec->config = *config;
 	if (codec->config.max_future_ms <= 0)
 		codec->config.max_future_ms = CODEC_DEFAULT_MAX_FUTURE_MS;
+	if (codec->config.recommendation_version < 0 || codec->config.recommendation_version > 2) {
+		set_errstr(errstr, errstr_size, "Recommendation schema version %d: 1 or 2",
+			   codec->config.recommendation_version);
+		free(codec);
+		return NULL;
+	}
 
 	for (int k = 0; k < REC_KIND_COUNT; k++) {
 		if (avro_schema_from_json_length(jsons[k], strlen(jsons[k]),
@@ -541,6 +594,20 @@ struct codec *codec_new(const struct codec_config *config, char *errstr, size_t 
 		codec->raw_plan[k] = plan_new(codec->reader_schema[k], -1, errstr, errstr_size);
 		if (codec->raw_plan[k] == NULL)
 			goto out_free;
+		if (previous_jsons[k] != NULL &&
+		    (codec->raw_previous[k] =
+			 plan_from_json(previous_jsons[k], -1, errstr, errstr_size)) == NULL)
+			goto out_free;
+	}
+	if (codec->config.recommendation_version == 1) {
+		/* written with version 1: its own value to fill (an earlier plan's shape) */
+		struct writer_plan *v1 = codec->raw_previous[REC_RECOMMENDATION];
+		codec->v1_encode_iface = avro_value_iface_incref(v1->iface);
+		if (avro_generic_value_new(codec->v1_encode_iface, &codec->v1_encode_value) != 0) {
+			set_errstr(errstr, errstr_size, "Recommendation version 1: %s",
+				   avro_strerror());
+			goto out_free;
+		}
 	}
 	codec->writer = avro_writer_memory(NULL, 0);
 	codec->reader = avro_reader_memory(NULL, 0);
@@ -561,12 +628,18 @@ void codec_free(struct codec *codec)
 		return;
 	for (int k = 0; k < REC_KIND_COUNT; k++) {
 		plan_free(codec->raw_plan[k]);
+		plan_free(codec->raw_previous[k]);
 		if (codec->encode_value[k].iface != NULL)
 			avro_value_decref(&codec->encode_value[k]);
 		if (codec->reader_iface[k] != NULL)
 			avro_value_iface_decref(codec->reader_iface[k]);
 		if (codec->reader_schema[k] != NULL)
 			avro_schema_decref(codec->reader_schema[k]);
+	}
+	if (codec->v1_encode_iface != NULL) {
+		if (codec->v1_encode_value.iface != NULL)
+			avro_value_decref(&codec->v1_encode_value);
+		avro_value_iface_decref(codec->v1_encode_iface);
 	}
 	for (size_t i = 0; i < codec->registered_count; i++)
 		plan_free(codec->registered[i]);
@@ -616,10 +689,17 @@ void codec_set_schema_source(struct codec *codec, codec_schema_source_fn source,
 	codec->source_opaque = source != NULL ? opaque : NULL;
 }
 
+const char *codec_writer_schema_json(const struct codec *codec, const char *record_name)
+{
+	if (strcmp(record_name, "Recommendation") == 0 && codec->config.recommendation_version == 1)
+		return SCHEMA_RECOMMENDATION_V1_JSON;
+	return codec_schema_json(record_name);
+}
+
 int codec_set_writer_schema_id(struct codec *codec, const char *record_name, int32_t schema_id,
 			       char *errstr, size_t errstr_size)
 {
-	const char *json = codec_schema_json(record_name);
+	const char *json = codec_writer_schema_json(codec, record_name);
 	if (json == NULL) {
 		set_errstr(errstr, errstr_size, "unknown record \"%s\"", record_name);
 		return -1;
@@ -752,19 +832,28 @@ int codec_set_raw_writer_schema(struct codec *codec, const char *schema_json, ch
 		return -1;
 	plan_free(codec->raw_plan[plan->kind]);
 	codec->raw_plan[plan->kind] = plan;
+	plan_free(codec->raw_previous[plan->kind]); /* the writer is named: no guessing */
+	codec->raw_previous[plan->kind] = NULL;
 	return 0;
 }
 
 /* ---- decoding ---------------------------------------------------------------------- */
 
-/* Finds the writer plan from the framing and runs the Avro read of the body. */
+static int read_plan(struct codec *codec, enum record_kind kind, struct writer_plan *plan,
+		     const uint8_t *bytes, size_t len, struct codec_error *err);
+
+/*
+ * Finds the writer plan from the framing and runs the Avro read of the
+ * body; a raw body that does not read with the current schema is read again
+ * with our earlier version of it, when there is one (the first error is
+ * reported when neither reads).
+ */
 static int read_body(struct codec *codec, enum record_kind kind, const void *buf, size_t len,
 		     struct writer_plan **plan_out, struct codec_error *err)
 {
 	const uint8_t *bytes = buf;
 	struct writer_plan *plan = NULL;
 	bool confluent;
-	int rc;
 
 	if (len == 0 || buf == NULL)
 		return fail(err, CODEC_ERR_EMPTY, "message has no bytes");
@@ -794,7 +883,33 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 		len -= 5;
 	} else {
 		plan = codec->raw_plan[kind];
+		if (read_plan(codec, kind, plan, bytes, len, err) == 0) {
+			*plan_out = plan;
+			return 0;
+		}
+		/* an earlier version's message does not read with the current schema */
+		struct codec_error previous_err;
+		bool structural = err->reason == CODEC_ERR_TRUNCATED ||
+				  err->reason == CODEC_ERR_MALFORMED ||
+				  err->reason == CODEC_ERR_TRAILING_BYTES;
+		if (!structural || codec->raw_previous[kind] == NULL ||
+		    read_plan(codec, kind, codec->raw_previous[kind], bytes, len, &previous_err) !=
+			0)
+			return -1;
+		*plan_out = codec->raw_previous[kind];
+		return 0;
 	}
+	if (read_plan(codec, kind, plan, bytes, len, err) != 0)
+		return -1;
+	*plan_out = plan;
+	return 0;
+}
+
+/* Runs the Avro read of a body with plan's writer schema. @returns 0, or -1 with err filled. */
+static int read_plan(struct codec *codec, enum record_kind kind, struct writer_plan *plan,
+		     const uint8_t *bytes, size_t len, struct codec_error *err)
+{
+	int rc;
 
 	avro_reader_memory_set_source(codec->reader, (const char *)bytes, (int64_t)len);
 	memset(&decode_alloc, 0, sizeof decode_alloc);
@@ -826,7 +941,6 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 			return fail(err, CODEC_ERR_TRAILING_BYTES,
 				    "bytes left over after the %s record", record_names[kind]);
 	}
-	*plan_out = plan;
 	return 0;
 }
 
@@ -1035,6 +1149,20 @@ int codec_decode_user_event(struct codec *codec, const void *buf, size_t len, in
 			return -1;
 		out->has_price = true;
 	}
+	if (field_value(plan, &plan->value, UE_LIST_ID, &v, &present, err) != 0)
+		return -1;
+	if (present) {
+		const char *s;
+		size_t slen;
+		/* "" is the Recommendation's default for "no id": no list named */
+		if (value_string(&v, "list_id", &s, &slen, err) != 0)
+			return -1;
+		if (slen > 0) {
+			if (value_id(&v, "list_id", out->list_id, err) != 0)
+				return -1;
+			out->has_list_id = true;
+		}
+	}
 	err->reason = CODEC_OK;
 	err->detail[0] = '\0';
 	return 0;
@@ -1088,6 +1216,26 @@ int codec_decode_item_event(struct codec *codec, const void *buf, size_t len, in
 	return 0;
 }
 
+/*
+ * A ScoredItem's optional string (which 0: reason, 1: because_item).
+ * @returns 1 with *s, *len; 0 when absent or null (*len 0); -1 with err filled.
+ */
+static int item_string(const struct writer_plan *plan, avro_value_t *item, int which,
+		       const char *name, const char **s, size_t *len, struct codec_error *err)
+{
+	int index = which == 0 ? plan->item_reason_index : plan->item_because_index;
+	avro_value_t v;
+	*len = 0;
+	if (index < 0)
+		return 0;
+	avro_value_get_by_index(item, (size_t)index, &v, NULL);
+	if (avro_value_get_type(&v) == AVRO_UNION)
+		avro_value_get_current_branch(&v, &v);
+	if (avro_value_get_type(&v) == AVRO_NULL)
+		return 0;
+	return value_string(&v, name, s, len, err) == 0 ? 1 : -1;
+}
+
 static int ensure_capacity(void **ptr, size_t *cap, size_t need, size_t elem)
 {
 	void *grown;
@@ -1119,8 +1267,8 @@ int codec_decode_recommendation(struct codec *codec, const void *buf, size_t len
 	bool present;
 	const char *s;
 	size_t slen, count, used = 0;
-	const char *user_id, *variant;
-	size_t user_len, variant_len, strings_need;
+	const char *user_id, *variant, *list_id = "";
+	size_t user_len, variant_len, list_len = 0, strings_need;
 
 	if (read_body(codec, REC_RECOMMENDATION, buf, len, &plan, err) != 0)
 		return -1;
@@ -1142,9 +1290,12 @@ int codec_decode_recommendation(struct codec *codec, const void *buf, size_t len
 	if (avro_value_get_type(&items) != AVRO_ARRAY)
 		return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field items: not an array");
 	avro_value_get_size(&items, &count);
+	if (field_value(plan, &plan->value, RE_LIST_ID, &v, &present, err) != 0 ||
+	    (present && value_string(&v, "list_id", &list_id, &list_len, err) != 0))
+		return -1;
 
 	/* Size the string arena first so pointers into it stay valid. */
-	strings_need = user_len + variant_len + 2;
+	strings_need = user_len + variant_len + list_len + 3;
 	for (size_t i = 0; i < count; i++) {
 		avro_value_t item, id;
 		avro_value_get_by_index(&items, i, &item, NULL);
@@ -1154,6 +1305,12 @@ int codec_decode_recommendation(struct codec *codec, const void *buf, size_t len
 		if (value_string(&id, "items.item_id", &s, &slen, err) != 0)
 			return -1;
 		strings_need += slen + 1;
+		for (int e = 0; e < 2; e++) {
+			const char *name = e == 0 ? "items.reason" : "items.because_item";
+			if (item_string(plan, &item, e, name, &s, &slen, err) < 0)
+				return -1;
+			strings_need += slen + 1;
+		}
 	}
 	if (ensure_capacity((void **)&codec->rec_strings, &codec->rec_strings_cap, strings_need,
 			    1) ||
@@ -1163,6 +1320,7 @@ int codec_decode_recommendation(struct codec *codec, const void *buf, size_t len
 
 	out->user_id = arena_copy(codec->rec_strings, &used, user_id, user_len);
 	out->variant = arena_copy(codec->rec_strings, &used, variant, variant_len);
+	out->list_id = arena_copy(codec->rec_strings, &used, list_id, list_len);
 	for (size_t i = 0; i < count; i++) {
 		avro_value_t item, id, score;
 		double d;
@@ -1178,6 +1336,15 @@ int codec_decode_recommendation(struct codec *codec, const void *buf, size_t len
 			return -1;
 		codec->rec_items[i].item_id = arena_copy(codec->rec_strings, &used, s, slen);
 		codec->rec_items[i].score = (float)d;
+		const char **explained[2] = {&codec->rec_items[i].reason,
+					     &codec->rec_items[i].because_item};
+		for (int e = 0; e < 2; e++) {
+			int got = item_string(plan, &item, e,
+					      e == 0 ? "items.reason" : "items.because_item", &s,
+					      &slen, err);
+			*explained[e] =
+			    got > 0 ? arena_copy(codec->rec_strings, &used, s, slen) : NULL;
+		}
 	}
 	out->item_count = count;
 	out->items = codec->rec_items;
@@ -1228,6 +1395,19 @@ static int set_optional(avro_value_t *record, size_t index, bool present, avro_v
 	return present ? 0 : avro_value_set_null(branch);
 }
 
+/* Sets an optional string field without copying (NULL: null), as set_borrowed_string(). */
+static int set_optional_borrowed(avro_value_t *record, size_t index, const char *s)
+{
+	avro_value_t branch;
+	avro_wrapped_buffer_t wrapped;
+	int rc = set_optional(record, index, s != NULL, &branch);
+	if (rc != 0 || s == NULL)
+		return rc;
+	if (avro_wrapped_buffer_new_string(&wrapped, s) != 0)
+		return ENOMEM;
+	return avro_value_give_string_len(&branch, &wrapped);
+}
+
 /* Writes value (of kind) into out with the framing's header. */
 static int write_framed(struct codec *codec, avro_value_t *value, int32_t schema_id,
 			enum codec_framing framing, struct codec_buf *out, char *errstr,
@@ -1263,7 +1443,8 @@ int codec_encode_recommendation(struct codec *codec, const struct recommendation
 				enum codec_framing framing, struct codec_buf *out, char *errstr,
 				size_t errstr_size)
 {
-	avro_value_t *value = &codec->encode_value[REC_RECOMMENDATION];
+	bool v1 = codec->config.recommendation_version == 1;
+	avro_value_t *value = v1 ? &codec->v1_encode_value : &codec->encode_value[REC_RECOMMENDATION];
 	avro_value_t items, item;
 	int rc;
 
@@ -1275,12 +1456,20 @@ int codec_encode_recommendation(struct codec *codec, const struct recommendation
 	rc = rc ? rc : set_long(value, RE_TRIGGER_TS, rec->trigger_event_ts_ms);
 	rc = rc ? rc : avro_value_get_by_index(value, RE_ITEMS, &items, NULL);
 	for (size_t i = 0; rc == 0 && i < rec->item_count; i++) {
+		const struct scored_item *si = &rec->items[i];
 		avro_value_t score;
 		rc = avro_value_append(&items, &item, NULL);
-		rc = rc ? rc : set_borrowed_string(&item, 0, rec->items[i].item_id);
-		rc = rc ? rc : avro_value_get_by_index(&item, 1, &score, NULL);
-		rc = rc ? rc : avro_value_set_float(&score, rec->items[i].score);
+		rc = rc ? rc : set_borrowed_string(&item, SI_ITEM_ID, si->item_id);
+		rc = rc ? rc : avro_value_get_by_index(&item, SI_SCORE, &score, NULL);
+		rc = rc ? rc : avro_value_set_float(&score, si->score);
+		if (v1)
+			continue; /* version 1 has no explanations */
+		rc = rc ? rc : set_optional_borrowed(&item, SI_REASON, si->reason);
+		rc = rc ? rc : set_optional_borrowed(&item, SI_BECAUSE_ITEM, si->because_item);
 	}
+	if (!v1)
+		rc = rc ? rc
+			: set_borrowed_string(value, RE_LIST_ID, rec->list_id ? rec->list_id : "");
 	if (rc != 0) {
 		set_errstr(errstr, errstr_size, "recommendation for %s: missing or invalid field",
 			   rec->user_id ? rec->user_id : "(null user)");
@@ -1319,6 +1508,9 @@ int codec_encode_user_event(struct codec *codec, const struct user_event *event,
 	rc = rc ? rc : set_optional(value, UE_PRICE, event->has_price, &branch);
 	if (rc == 0 && event->has_price)
 		rc = avro_value_set_double(&branch, event->price);
+	rc = rc ? rc : set_optional(value, UE_LIST_ID, event->has_list_id, &branch);
+	if (rc == 0 && event->has_list_id)
+		rc = avro_value_set_string(&branch, event->list_id);
 	if (rc != 0) {
 		set_errstr(errstr, errstr_size, "event %s: cannot set fields: %s", event->event_id,
 			   avro_strerror());

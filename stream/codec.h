@@ -52,6 +52,10 @@ struct user_event {
 	int32_t quantity;
 	bool has_price;
 	double price;
+	/** The list the event came from (the list_id of a Recommendation), when
+	 * the producer sent one; an empty string counts as none. */
+	bool has_list_id;
+	char list_id[CODEC_ID_MAX_BYTES + 1];
 };
 
 /** One catalogue update, decoded and validated. */
@@ -68,6 +72,10 @@ struct item_event {
 struct scored_item {
 	const char *item_id;
 	float score;
+	/** Why it is listed (the schema's reason: "taste", "covis", ...), NULL: not explained. */
+	const char *reason;
+	/** The recent item behind the reason, NULL: none. */
+	const char *because_item;
 };
 
 /**
@@ -83,6 +91,8 @@ struct recommendation {
 	int64_t trigger_event_ts_ms;
 	size_t item_count;
 	const struct scored_item *items;
+	/** The list's id; NULL encodes as "" (decoded: "" when the writer had none). */
+	const char *list_id;
 };
 
 enum codec_framing {
@@ -136,6 +146,10 @@ struct codec_config {
 	int32_t user_event_schema_id;
 	/** Schema id written in Confluent-framed ItemEvent records. */
 	int32_t item_event_schema_id;
+	/** Version of the Recommendation schema written: 0 or 2, the current
+	 * one; 1, version 1 (schemas/history: no list_id, no explanations, which
+	 * are then dropped), for readers of raw framing not yet upgraded. */
+	int recommendation_version;
 };
 
 struct codec;
@@ -271,5 +285,11 @@ bool codec_utf8_valid(const char *s, size_t len);
 /** @returns the reader schema text of a record ("UserEvent", "ItemEvent", "Recommendation"), or
  * NULL. */
 const char *codec_schema_json(const char *record_name);
+
+/**
+ * @returns the schema text the codec writes records of record_name with
+ * (codec_config.recommendation_version), or NULL for an unknown name.
+ */
+const char *codec_writer_schema_json(const struct codec *codec, const char *record_name);
 
 #endif

@@ -1652,7 +1652,7 @@ int eventlog_write_avro(const struct event_log *log, const char *path, char *err
 {
 	static const char *const field_names[AVRO_FIELD_COUNT] = {"event_id", "user_id", "item_id",
 								  "type", "ts"};
-	static const char *const optional_fields[] = {"session_id", "quantity", "price"};
+	static const char *const optional_fields[] = {"session_id", "quantity", "price", "list_id"};
 	const char *schema_json = codec_schema_json("UserEvent");
 	avro_schema_t schema = NULL;
 	avro_value_iface_t *iface = NULL;

@@ -178,3 +178,33 @@ def test_tool_authenticates(kafka_broker, schema_registry):
          "--from-beginning", "--count", "2", "--timeout-ms", "30000"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and len(result.stdout.splitlines()) == 2, result.stderr
+
+
+@pytest.mark.parametrize("name", ["user_event", "recommendation"])
+def test_registry_takes_the_new_schemas_as_full_compatible_evolutions(schema_registry, name):
+    """Under the registry's FULL compatibility (new readers read old data and
+    old readers new data), version 1 (schemas/history) then the current schema
+    register under one subject; a field added without a default, or one
+    removed that version 1 requires, is refused."""
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    subject = f"evolution-{name}-{int(time.time())}-{next(_topic_numbers)}"
+    v1 = (SCHEMAS / "history" / f"{name}.v1.avsc").read_text()
+    current = (SCHEMAS / f"{name}.avsc").read_text()
+    client.set_compatibility(subject_name=subject, level="FULL")
+    first = client.register_schema(subject, Schema(v1, "AVRO"))
+    assert client.test_compatibility(subject, Schema(current, "AVRO"))
+    second = client.register_schema(subject, Schema(current, "AVRO"))
+    assert second != first
+    # the control: the registry does enforce the rule
+    broken = json.loads(current)
+    broken["fields"].append({"name": "no_default", "type": "string"})
+    assert not client.test_compatibility(subject, Schema(json.dumps(broken), "AVRO"))
+    with pytest.raises(SchemaRegistryError):
+        client.register_schema(subject, Schema(json.dumps(broken), "AVRO"))
+    # ... in both directions: old readers could not read data without a field they require
+    shrunk = json.loads(current)
+    shrunk["fields"] = shrunk["fields"][1:]
+    assert not client.test_compatibility(subject, Schema(json.dumps(shrunk), "AVRO"))
+

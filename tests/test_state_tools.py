@@ -85,3 +85,27 @@ def test_replay_and_eval_take_an_explicit_format(learned, tmp_path):
     for command in (["replay", "--state", tmp_path / "t"], ["eval"]):
         refused = run(*command, "--format", "xml", events, check=False)
         assert refused.returncode == 2 and "'xml'" in refused.stderr
+
+
+def test_inspect_explains_each_listed_item(learned, tmp_path):
+    """--explain: each listed item's reason, the recent item behind it (one of
+    the user's recent items, for intent and co-visitation), and the terms of
+    its score, which add up to the score; a user without history is cold_start."""
+    root, _, state, _ = learned
+    out = run("inspect", "--state", state, "--user", "u7", "--k", "10", "--explain").stdout
+    recent = set(re.search(r"recent items \(oldest first\):(.*)", out).group(1).split())
+    lines = re.findall(r"^\s+\d+\. (\S+)\s+(-?[\d.]+)\s+(\w+)\s+because (\S+)\s+taste (\S+) "
+                       r"intent (\S+) covis (\S+) trending (\S+)$", out, re.M)
+    assert len(lines) == 10, out
+    for item, score, reason, because, *terms in lines:
+        assert reason in ("taste", "intent", "covis", "trending"), out
+        assert (because in recent) if reason in ("intent", "covis") else because == "-", out
+        values = [float(t) for t in terms]
+        assert abs(sum(values) - float(score)) < 0.01 + 1e-4 * abs(float(score)), out
+        assert values[("taste", "intent", "covis", "trending").index(reason)] == max(values)
+    # a user the state has never seen, in a copy (inspect may add the user)
+    copy = tmp_path / "copy"
+    run("checkpoint", "--state", state, "--to", copy)
+    cold = run("inspect", "--state", copy, "--user", "never-seen", "--k", "3", "--explain").stdout
+    assert len(re.findall(r"^\s+\d+\. \S+\s+\S+\s+cold_start\s+because -\s*$", cold, re.M)) == 3, \
+        cold

@@ -163,6 +163,9 @@ static void assert_events_equal(const struct user_event *a, const struct user_ev
 	assert_int_equal(a->has_price, b->has_price);
 	if (a->has_price)
 		assert_memory_equal(&a->price, &b->price, sizeof a->price);
+	assert_int_equal(a->has_list_id, b->has_list_id);
+	if (a->has_list_id)
+		assert_string_equal(a->list_id, b->list_id);
 }
 
 /* The user of event i: users interleave, so every partition holds several. */
@@ -173,7 +176,8 @@ static unsigned user_of(size_t i)
 
 /*
  * Event i: every type, both framings (types cycle by 7, framing by 2), some
- * with a session, a quantity or a price, a few users with non-ASCII ids.
+ * with a session, a quantity, a price or a list id, a few users with
+ * non-ASCII ids.
  */
 static struct user_event make_event(size_t i, int64_t base_ts_ms)
 {
@@ -197,6 +201,10 @@ static struct user_event make_event(size_t i, int64_t base_ts_ms)
 	if (e.type == EVENT_PURCHASE || i % 5 == 0) {
 		e.has_price = true;
 		e.price = 0.99 + 0.25 * (double)(i % 400);
+	}
+	if (i % 4 == 1) { /* the list the event came from */
+		e.has_list_id = true;
+		snprintf(e.list_id, sizeof e.list_id, "%016zx", i * 0x9E3779B9u);
 	}
 	return e;
 }

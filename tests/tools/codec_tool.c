@@ -2,14 +2,18 @@
  * codec_tool: a line-oriented bridge between streamrec's codec and test
  * programs in other languages (the fastavro interoperability test).
  *
- *   codec_tool [--framing raw|confluent|auto] [--schema ID=FILE]... [--out-schema-id N] COMMAND
+ *   codec_tool [--framing raw|confluent|auto] [--schema ID=FILE]... [--out-schema-id N]
+ *              [--rec-version 1|2] COMMAND
  *
  * Strings travel hex-encoded so any byte survives; floats as IEEE bits in hex.
  *   decode-events  in: hex message     out: OK evhex uhex ihex TYPE ts sess|- qty|- pricebits|-
+ *                                            listhex|-
  *                                        or ERR reason detail
- *   encode-events  in: evhex uhex ihex TYPE ts sess|- qty|- pricebits|-   out: hex message
- *   encode-recs    in: uhex vhex step gen trig n (ihex scorebits){n}       out: hex message
- *   decode-recs    in: hex message     out: the encode-recs line, or ERR reason detail
+ *   encode-events  in: evhex uhex ihex TYPE ts sess|- qty|- pricebits|- listhex|-
+ *                                      out: hex message
+ *   encode-recs    in: uhex vhex step gen trig listhex|- n (ihex scorebits reasonhex|-
+ * becausehex|-){n} out: hex message decode-recs    in: hex message     out: the encode-recs line,
+ * or ERR reason detail
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -92,18 +96,23 @@ static void print_event(const struct user_event *e)
 		printf(" -");
 	memcpy(&price_bits, &e->price, sizeof price_bits);
 	if (e->has_price)
-		printf(" %016" PRIx64 "\n", price_bits);
+		printf(" %016" PRIx64 " ", price_bits);
 	else
-		printf(" -\n");
+		printf(" - ");
+	if (e->has_list_id)
+		hex_print(e->list_id, strlen(e->list_id));
+	else
+		printf("-");
+	printf("\n");
 }
 
 static int parse_event(char *line, struct user_event *e)
 {
-	char *tok[8];
+	char *tok[9];
 	int n = 0;
-	for (char *t = strtok(line, " \n"); t != NULL && n < 8; t = strtok(NULL, " \n"))
+	for (char *t = strtok(line, " \n"); t != NULL && n < 9; t = strtok(NULL, " \n"))
 		tok[n++] = t;
-	if (n != 8)
+	if (n != 9)
 		return -1;
 	memset(e, 0, sizeof *e);
 	if (hex_string(tok[0], e->event_id, sizeof e->event_id) ||
@@ -125,13 +134,31 @@ static int parse_event(char *line, struct user_event *e)
 		e->has_price = true;
 		e->price = bits_double(tok[7]);
 	}
+	if (strcmp(tok[8], "-") != 0) {
+		e->has_list_id = true;
+		if (hex_string(tok[8], e->list_id, sizeof e->list_id))
+			return -1;
+	}
 	return 0;
 }
 
 #define MAX_ITEMS 1000
 
+/* An optional hex string token: NULL for "-". @returns 0 or -1. */
+static int hex_optional(const char *t, char *out, size_t cap, const char **value)
+{
+	*value = NULL;
+	if (t == NULL)
+		return -1;
+	if (strcmp(t, "-") == 0)
+		return 0;
+	*value = out;
+	return hex_string(t, out, cap);
+}
+
 static int parse_rec(char *line, struct recommendation *r, struct scored_item *items,
-		     char (*ids)[CODEC_ID_MAX_BYTES * 4 + 1], char *user, char *variant)
+		     char (*ids)[3][CODEC_ID_MAX_BYTES * 4 + 1], char *user, char *variant,
+		     char *list_id)
 {
 	char *save = NULL, *t;
 	long count;
@@ -152,17 +179,25 @@ static int parse_rec(char *line, struct recommendation *r, struct scored_item *i
 	if ((t = strtok_r(NULL, " \n", &save)) == NULL)
 		return -1;
 	r->trigger_event_ts_ms = strtoll(t, NULL, 10);
+	if (hex_optional(strtok_r(NULL, " \n", &save), list_id, CODEC_ID_MAX_BYTES * 4 + 1,
+			 &r->list_id) != 0)
+		return -1;
 	if ((t = strtok_r(NULL, " \n", &save)) == NULL || (count = strtol(t, NULL, 10)) < 0 ||
 	    count > MAX_ITEMS)
 		return -1;
 	for (long i = 0; i < count; i++) {
 		if ((t = strtok_r(NULL, " \n", &save)) == NULL ||
-		    hex_string(t, ids[i], CODEC_ID_MAX_BYTES * 4 + 1))
+		    hex_string(t, ids[i][0], CODEC_ID_MAX_BYTES * 4 + 1))
 			return -1;
-		items[i].item_id = ids[i];
+		items[i].item_id = ids[i][0];
 		if ((t = strtok_r(NULL, " \n", &save)) == NULL)
 			return -1;
 		items[i].score = bits_float(t);
+		if (hex_optional(strtok_r(NULL, " \n", &save), ids[i][1],
+				 CODEC_ID_MAX_BYTES * 4 + 1, &items[i].reason) != 0 ||
+		    hex_optional(strtok_r(NULL, " \n", &save), ids[i][2],
+				 CODEC_ID_MAX_BYTES * 4 + 1, &items[i].because_item) != 0)
+			return -1;
 	}
 	r->item_count = (size_t)count;
 	r->items = items;
@@ -174,14 +209,20 @@ static void print_rec(const struct recommendation *r)
 	hex_print(r->user_id, strlen(r->user_id));
 	printf(" ");
 	hex_print(r->variant, strlen(r->variant));
-	printf(" %" PRId64 " %" PRId64 " %" PRId64 " %zu", r->model_step, r->generated_at_ms,
-	       r->trigger_event_ts_ms, r->item_count);
+	printf(" %" PRId64 " %" PRId64 " %" PRId64 " ", r->model_step, r->generated_at_ms,
+	       r->trigger_event_ts_ms);
+	hex_print(r->list_id, strlen(r->list_id));
+	printf(" %zu", r->item_count);
 	for (size_t i = 0; i < r->item_count; i++) {
+		const struct scored_item *si = &r->items[i];
 		uint32_t bits;
-		memcpy(&bits, &r->items[i].score, sizeof bits);
+		memcpy(&bits, &si->score, sizeof bits);
 		printf(" ");
-		hex_print(r->items[i].item_id, strlen(r->items[i].item_id));
-		printf(" %08" PRIx32, bits);
+		hex_print(si->item_id, strlen(si->item_id));
+		printf(" %08" PRIx32 " ", bits);
+		hex_print(si->reason, si->reason ? strlen(si->reason) : 0);
+		printf(" ");
+		hex_print(si->because_item, si->because_item ? strlen(si->because_item) : 0);
 	}
 	printf("\n");
 }
@@ -195,8 +236,9 @@ int main(int argc, char **argv)
 	static char line[1 << 20];
 	static uint8_t msg[1 << 19];
 	static struct scored_item items[MAX_ITEMS];
-	static char ids[MAX_ITEMS][CODEC_ID_MAX_BYTES * 4 + 1];
-	static char user[CODEC_ID_MAX_BYTES * 4 + 1], variant[CODEC_ID_MAX_BYTES * 4 + 1];
+	static char ids[MAX_ITEMS][3][CODEC_ID_MAX_BYTES * 4 + 1];
+	static char user[CODEC_ID_MAX_BYTES * 4 + 1], variant[CODEC_ID_MAX_BYTES * 4 + 1],
+	    list_id[CODEC_ID_MAX_BYTES * 4 + 1];
 	struct codec_buf out = {0};
 	int32_t out_schema_id = 0;
 	int status = 0;
@@ -210,6 +252,8 @@ int main(int argc, char **argv)
 								       : CODEC_FRAMING_AUTO;
 		} else if (strcmp(argv[i], "--out-schema-id") == 0 && i + 1 < argc) {
 			out_schema_id = (int32_t)atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--rec-version") == 0 && i + 1 < argc) {
+			config.recommendation_version = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc) {
 			i++; /* handled after the codec exists */
 		} else {
@@ -295,7 +339,7 @@ int main(int argc, char **argv)
 			printf("\n");
 		} else if (strcmp(command, "encode-recs") == 0) {
 			struct recommendation r;
-			if (parse_rec(line, &r, items, ids, user, variant) != 0 ||
+			if (parse_rec(line, &r, items, ids, user, variant, list_id) != 0 ||
 			    codec_encode_recommendation(codec, &r, out_framing, &out, errstr,
 							sizeof errstr) != 0) {
 				fprintf(stderr, "codec_tool: cannot encode recommendation line\n");

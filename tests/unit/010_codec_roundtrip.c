@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "schemas_gen.h"
 #include "testutil.h"
 
 static int setup(void **state)
@@ -54,6 +55,9 @@ static void assert_events_equal(const struct user_event *a, const struct user_ev
 	assert_int_equal(a->has_price, b->has_price);
 	if (a->has_price)
 		assert_memory_equal(&a->price, &b->price, sizeof a->price);
+	assert_int_equal(a->has_list_id, b->has_list_id);
+	if (a->has_list_id)
+		assert_string_equal(a->list_id, b->list_id);
 }
 
 static void user_event_every_type_both_framings(void **state)
@@ -74,6 +78,8 @@ static void user_event_every_type_both_framings(void **state)
 			in.quantity = 3;
 			in.has_price = t >= EVENT_ADD_TO_CART;
 			in.price = 19.99;
+			in.has_list_id = t % 3 == 0;
+			strcpy(in.list_id, "0123456789abcdef");
 			assert_int_equal(codec_encode_user_event(codec, &in,
 								 (enum codec_framing)framing, &buf,
 								 errstr, sizeof errstr),
@@ -140,14 +146,16 @@ static void recommendation_round_trip(void **state)
 {
 	struct codec *codec = *state;
 	struct codec_buf buf = {0};
-	struct scored_item items[3] = {{"a", 3.5f}, {"bb", -1.25f}, {"ccc", 0.0f}};
+	struct scored_item items[3] = {
+	    {"a", 3.5f, "covis", "x-1"}, {"bb", -1.25f, "taste", NULL}, {"ccc", 0.0f, NULL, NULL}};
 	struct recommendation in = {.user_id = "user-1",
 				    .variant = "control",
 				    .model_step = 123456789012LL,
 				    .generated_at_ms = 1700000000500LL,
 				    .trigger_event_ts_ms = 1700000000400LL,
 				    .item_count = 3,
-				    .items = items},
+				    .items = items,
+				    .list_id = "00000000deadbeef"},
 			      out;
 	struct codec_error err;
 	char errstr[256];
@@ -168,10 +176,17 @@ static void recommendation_round_trip(void **state)
 		assert_int_equal(out.generated_at_ms, 1700000000500LL);
 		assert_int_equal(out.trigger_event_ts_ms, 1700000000400LL);
 		assert_int_equal(out.item_count, 3);
+		assert_string_equal(out.list_id, "00000000deadbeef");
 		for (size_t i = 0; i < 3; i++) {
 			assert_string_equal(out.items[i].item_id, items[i].item_id);
 			assert_true(out.items[i].score == items[i].score);
 		}
+		assert_string_equal(out.items[0].reason, "covis");
+		assert_string_equal(out.items[0].because_item, "x-1");
+		assert_string_equal(out.items[1].reason, "taste");
+		assert_null(out.items[1].because_item);
+		assert_null(out.items[2].reason);
+		assert_null(out.items[2].because_item);
 	}
 	/* an empty list is a valid list */
 	in.item_count = 0;
@@ -188,19 +203,22 @@ static void recommendation_encoding_is_avro_binary(void **state)
 	/* Hand-computed Avro bytes: strings are zig-zag length + bytes, longs zig-zag varints,
 	 * floats little-endian IEEE, arrays one block then 0. */
 	static const uint8_t expected[] = {
-	    2, 'u',                   /* user_id */
-	    2, 'v',                   /* variant */
-	    4,                        /* model_step 2 */
-	    6,                        /* generated_at 3 */
-	    8,                        /* trigger_event_ts 4 */
-	    2,                        /* one item */
-	    2, 'i', 0, 0, 0x80, 0x3f, /* "i", 1.0f */
-	    0,                        /* end of array */
+	    2, 'u',                            /* user_id */
+	    2, 'v',                            /* variant */
+	    4,                                 /* model_step 2 */
+	    6,                                 /* generated_at 3 */
+	    8,                                 /* trigger_event_ts 4 */
+	    2,                                 /* one item */
+	    2, 'i', 0,   0,   0x80, 0x3f,      /* "i", 1.0f */
+	    2, 10,  'c', 'o', 'v',  'i',  's', /* reason: branch 1, "covis" */
+	    0,                                 /* because_item: branch 0, null */
+	    0,                                 /* end of array */
+	    2, 'L',                            /* list_id */
 	};
 	struct codec *codec = *state;
 	struct codec_buf buf = {0};
-	struct scored_item item = {"i", 1.0f};
-	struct recommendation in = {"u", "v", 2, 3, 4, 1, &item};
+	struct scored_item item = {"i", 1.0f, "covis", NULL};
+	struct recommendation in = {"u", "v", 2, 3, 4, 1, &item, "L"};
 	char errstr[256];
 	assert_int_equal(
 	    codec_encode_recommendation(codec, &in, CODEC_FRAMING_RAW, &buf, errstr, sizeof errstr),
@@ -208,6 +226,36 @@ static void recommendation_encoding_is_avro_binary(void **state)
 	assert_int_equal(buf.len, sizeof expected);
 	assert_memory_equal(buf.data, expected, sizeof expected);
 	codec_buf_free(&buf);
+}
+
+/* output.schema_version = 1: version 1's bytes (no explanations, no list id), which
+ * this codec reads back too, with the new fields at their defaults. */
+static void recommendation_version_1_for_old_readers(void **state)
+{
+	(void)state;
+	static const uint8_t expected[] = {2, 'u', 2, 'v', 4, 6, 8, 2, 2, 'i', 0, 0, 0x80, 0x3f, 0};
+	struct codec_config config = {.framing = CODEC_FRAMING_AUTO, .recommendation_version = 1};
+	char errstr[256];
+	struct codec *codec = codec_new(&config, errstr, sizeof errstr);
+	assert_non_null(codec);
+	assert_string_equal(codec_writer_schema_json(codec, "Recommendation"),
+			    SCHEMA_RECOMMENDATION_V1_JSON);
+	struct codec_buf buf = {0};
+	struct scored_item item = {"i", 1.0f, "covis", "x"};
+	struct recommendation in = {"u", "v", 2, 3, 4, 1, &item, "L"}, out;
+	struct codec_error err;
+	assert_int_equal(
+	    codec_encode_recommendation(codec, &in, CODEC_FRAMING_RAW, &buf, errstr, sizeof errstr),
+	    0);
+	assert_int_equal(buf.len, sizeof expected);
+	assert_memory_equal(buf.data, expected, sizeof expected);
+	assert_int_equal(codec_decode_recommendation(codec, buf.data, buf.len, &out, &err), 0);
+	assert_string_equal(out.list_id, "");
+	assert_null(out.items[0].reason);
+	codec_buf_free(&buf);
+	codec_free(codec);
+	config.recommendation_version = 3;
+	assert_null(codec_new(&config, errstr, sizeof errstr));
 }
 
 static void reason_names_are_distinct(void **state)
@@ -231,6 +279,7 @@ int main(void)
 	    cmocka_unit_test(item_event_round_trip_and_default),
 	    cmocka_unit_test(recommendation_round_trip),
 	    cmocka_unit_test(recommendation_encoding_is_avro_binary),
+	    cmocka_unit_test(recommendation_version_1_for_old_readers),
 	    cmocka_unit_test(reason_names_are_distinct),
 	};
 	return cmocka_run_group_tests_name("010_codec_roundtrip", tests, setup, teardown);

@@ -53,6 +53,8 @@ static struct metrics *populated(void)
 	m->variants[0].hits_by_rank_total[metrics_rank_bucket(7)] = 2;
 	m->variants[0].hits_total[EVENT_VIEW] = 9; /* not a hit type: not rendered */
 	m->variants[1].hits_total[EVENT_ADD_TO_CART] = 6;
+	m->variants[0].hits_attributed_total[METRICS_ATTRIBUTION_EXPOSED] = 4;
+	m->hits_unknown_list_total = 5;
 	m->users = 100;
 	m->items = 50;
 	m->state_bytes = 123456789012LL;
@@ -120,6 +122,12 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_hits_by_rank_total{variant=\"als\",rank=\"6-10\"} 2");
 	assert_line(text, "streamrec_hits_by_rank_total{variant=\"als\",rank=\"21+\"} 0");
 	assert_int_equal(count_lines_starting(text, "streamrec_hits_by_rank_total{"), 14);
+	assert_line(text,
+		    "streamrec_hits_attributed_total{variant=\"als\",attribution=\"exposed\"} 4");
+	assert_line(text,
+		    "streamrec_hits_attributed_total{variant=\"als\",attribution=\"last_list\"} 0");
+	assert_int_equal(count_lines_starting(text, "streamrec_hits_attributed_total{"), 4);
+	assert_line(text, "streamrec_hits_unknown_list_total 5");
 
 	/* cumulative buckets, a bound counts as le, +Inf equals _count */
 	assert_line(text, "# TYPE streamrec_freshness_seconds histogram");
@@ -176,7 +184,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_assigned_partitions 0");
 	assert_line(text, "streamrec_item_sync_folded_total 0");
 	assert_line(text, "# TYPE streamrec_item_sync_staleness_seconds gauge");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 35);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 37);
 	/* backlog lists have their own histogram, out of the freshness SLO */
 	assert_line(text, "# TYPE streamrec_catch_up_seconds histogram");
 	free(text);

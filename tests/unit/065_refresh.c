@@ -8,7 +8,8 @@
  * the cross-user leak of issue 11), a user marked many times is refreshed
  * once with the newest trigger time, min_interval holds a user back, the
  * popularity arm ranks by counts, and hits count against the list last
- * published.
+ * published, or the one the event names; every list has its own id and
+ * every item its reason.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,6 +46,9 @@ struct published_list {
 	size_t count;
 	char items[20][32];
 	float scores[20];
+	char list_id[32];
+	char reasons[20][16];
+	char because[20][32]; /* "" for none */
 };
 
 struct sink {
@@ -71,7 +75,13 @@ static int collect(const struct recommendation *rec, void *opaque, char *errstr,
 	for (size_t r = 0; r < l->count; r++) {
 		snprintf(l->items[r], sizeof l->items[r], "%s", rec->items[r].item_id);
 		l->scores[r] = rec->items[r].score;
+		assert_non_null(rec->items[r].reason);
+		snprintf(l->reasons[r], sizeof l->reasons[r], "%s", rec->items[r].reason);
+		snprintf(l->because[r], sizeof l->because[r], "%s",
+			 rec->items[r].because_item ? rec->items[r].because_item : "");
 	}
+	assert_non_null(rec->list_id);
+	snprintf(l->list_id, sizeof l->list_id, "%s", rec->list_id);
 	return 0;
 }
 
@@ -324,11 +334,11 @@ static void hits_count_against_the_last_list(void **unused)
 	stable = state_user_stable(f->state, slot);
 	size_t v = strcmp(list->variant, "model") == 0 ? 0 : 1;
 	uint64_t before = f->metrics->variants[v].hits_total[EVENT_PURCHASE];
-	refresher_count_hit(f->refresher, stable, list->items[0], EVENT_PURCHASE);
+	refresher_count_hit(f->refresher, stable, list->items[0], EVENT_PURCHASE, NULL);
 	assert_int_equal(f->metrics->variants[v].hits_total[EVENT_PURCHASE], before + 1);
 	/* a view is no hit; an item not listed is no hit */
-	refresher_count_hit(f->refresher, stable, list->items[0], EVENT_VIEW);
-	refresher_count_hit(f->refresher, stable, "never-listed", EVENT_PURCHASE);
+	refresher_count_hit(f->refresher, stable, list->items[0], EVENT_VIEW, NULL);
+	refresher_count_hit(f->refresher, stable, "never-listed", EVENT_PURCHASE, NULL);
 	assert_int_equal(f->metrics->variants[v].hits_total[EVENT_PURCHASE], before + 1);
 	assert_int_equal(f->metrics->variants[v].hits_total[EVENT_VIEW], 0);
 	/* the control arm's lists are by count, best first */
@@ -337,6 +347,119 @@ static void hits_count_against_the_last_list(void **unused)
 			for (size_t r = 1; r < f->sink.lists[l].count; r++)
 				assert_true(f->sink.lists[l].scores[r - 1] >=
 					    f->sink.lists[l].scores[r]);
+	close_fixture(f);
+	free(f);
+}
+
+static uint32_t stable_of(struct fixture *f, const char *user)
+{
+	char errstr[512];
+	uint32_t slot;
+	uint64_t hash;
+	assert_int_equal(state_user(f->state, user, &slot, &hash, errstr, sizeof errstr), 0);
+	return state_user_stable(f->state, slot);
+}
+
+/* Ids and explanations of published lists, and hits attributed by list id. */
+static void hits_follow_the_list_the_event_names(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, true);
+	learn_purchases(f);
+	run_all(f);
+	const struct published_list *first = NULL;
+	for (size_t l = 0; l < f->sink.count; l++) {
+		const struct published_list *list = &f->sink.lists[l];
+		bool control = strcmp(list->variant, "control") == 0;
+		assert_int_equal(strlen(list->list_id), 16);
+		assert_int_equal(strspn(list->list_id, "0123456789abcdef"), 16);
+		for (size_t m = 0; m < l; m++)
+			assert_string_not_equal(list->list_id, f->sink.lists[m].list_id);
+		for (size_t r = 0; r < list->count; r++) {
+			const char *why = list->reasons[r];
+			if (control)
+				assert_string_equal(why, "popular");
+			else
+				assert_true(
+				    strcmp(why, "taste") == 0 || strcmp(why, "intent") == 0 ||
+				    strcmp(why, "covis") == 0 || strcmp(why, "trending") == 0);
+			bool behind = strcmp(why, "intent") == 0 || strcmp(why, "covis") == 0;
+			assert_int_equal(list->because[r][0] != '\0', behind);
+		}
+		if (!control && first == NULL)
+			first = list;
+	}
+	assert_non_null(first);
+	struct metrics_variant *mv = &f->metrics->variants[0];
+	uint32_t stable = stable_of(f, first->user);
+	char old_id[32], old_item[32];
+	snprintf(old_id, sizeof old_id, "%s", first->list_id);
+	snprintf(old_item, sizeof old_item, "%s", first->items[0]);
+
+	/* a second list for the user: the first stays known as the previous one */
+	size_t published = f->sink.count;
+	assert_int_equal(refresher_mark(f->refresher, stable, 1700000009000, 1700000100000), 0);
+	assert_int_equal(run_all(f), 1);
+	assert_int_equal(f->sink.count, published + 1);
+	const struct published_list *second = &f->sink.lists[published];
+	assert_string_equal(second->user, first->user);
+	assert_string_not_equal(second->list_id, old_id);
+	struct refresh_list last;
+	assert_true(refresher_last_list(f->refresher, stable, &last));
+	assert_string_equal(last.list_id, second->list_id);
+
+	uint64_t hits = mv->hits_total[EVENT_PURCHASE];
+	refresher_count_hit(f->refresher, stable, old_item, EVENT_PURCHASE, old_id);
+	assert_int_equal(mv->hits_total[EVENT_PURCHASE], hits + 1);
+	assert_int_equal(mv->hits_attributed_total[METRICS_ATTRIBUTION_EXPOSED], 1);
+	refresher_count_hit(f->refresher, stable, second->items[0], EVENT_CLICK, NULL);
+	assert_int_equal(mv->hits_attributed_total[METRICS_ATTRIBUTION_LAST_LIST], 1);
+	/* a list this refresher never published, or no list id at all: unknown */
+	refresher_count_hit(f->refresher, stable, old_item, EVENT_PURCHASE, "0123456789abcdef");
+	refresher_count_hit(f->refresher, stable, old_item, EVENT_PURCHASE, "not-a-list");
+	assert_int_equal(f->metrics->hits_unknown_list_total, 2);
+	assert_int_equal(mv->hits_total[EVENT_PURCHASE], hits + 1);
+	/* an item the named list does not hold is no hit, whatever the last list holds */
+	refresher_count_hit(f->refresher, stable, "never-listed", EVENT_PURCHASE, old_id);
+	assert_int_equal(mv->hits_attributed_total[METRICS_ATTRIBUTION_EXPOSED], 1);
+
+	/* a third list: the first is forgotten */
+	assert_int_equal(refresher_mark(f->refresher, stable, 1700000010000, 1700000100000), 0);
+	assert_int_equal(run_all(f), 1);
+	refresher_count_hit(f->refresher, stable, old_item, EVENT_PURCHASE, old_id);
+	assert_int_equal(f->metrics->hits_unknown_list_total, 3);
+	assert_int_equal(mv->hits_total[EVENT_PURCHASE], hits + 1);
+	close_fixture(f);
+	free(f);
+}
+
+/* A user with no history (an impression teaches nothing) gets the trending list: cold_start. */
+static void a_cold_users_list_is_labelled_cold_start(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	char errstr[512];
+	uint32_t stable;
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	run_all(f);
+	size_t published = f->sink.count;
+	if (state_learn(f->state, "cold-user", "item-1", EVENT_IMPRESSION, 1700000050000, &stable,
+			errstr, sizeof errstr) != 0)
+		fail_msg("state_learn: %s", errstr);
+	assert_int_equal(refresher_mark(f->refresher, stable, 1700000050000, 1700000100000), 0);
+	assert_int_equal(run_all(f), 1);
+	assert_int_equal(f->sink.count, published + 1);
+	const struct published_list *list = &f->sink.lists[published];
+	assert_string_equal(list->user, "cold-user");
+	assert_true(list->count > 0);
+	for (size_t r = 0; r < list->count; r++) {
+		assert_string_equal(list->reasons[r], "cold_start");
+		assert_string_equal(list->because[r], "");
+	}
 	close_fixture(f);
 	free(f);
 }
@@ -527,6 +650,8 @@ int main(void)
 	    cmocka_unit_test(min_interval_holds_a_user_back),
 	    cmocka_unit_test(a_refused_send_is_not_remembered),
 	    cmocka_unit_test(hits_count_against_the_last_list),
+	    cmocka_unit_test(hits_follow_the_list_the_event_names),
+	    cmocka_unit_test(a_cold_users_list_is_labelled_cold_start),
 	    cmocka_unit_test(the_newest_marks_are_served_first),
 	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
 	    cmocka_unit_test(the_index_engine_reports_its_recall),

@@ -25,6 +25,7 @@
 
 #include "api.h"
 #include "lists.h"
+#include "model.h"
 
 #define USERS 50
 #define ITEMS 100
@@ -52,7 +53,8 @@ static void put(struct lists *l, unsigned u, unsigned g, int expected)
 	struct topk_result list[K];
 	snprintf(user, sizeof user, "user %u é", u);
 	make_list(u, g, list);
-	assert_int_equal(lists_put(l, u, user, g % 2, 1000 + g, 900 + g, list, K, item_id, NULL),
+	assert_int_equal(lists_put(l, u, user, g % 2, 0xabc0 + g, 1000 + g, 900 + g, list, NULL, K, item_id,
+				   NULL),
 			 expected);
 }
 
@@ -77,6 +79,9 @@ static void kept_and_rendered(void **state)
 	json_t *doc = json_loads(body, 0, NULL);
 	assert_non_null(doc);
 	assert_string_equal(json_string_value(json_object_get(doc, "variant")), "control");
+	assert_string_equal(json_string_value(json_object_get(doc, "list_id")), "000000000000abc1");
+	/* a list put without explanations has none */
+	assert_null(json_object_get(json_array_get(json_object_get(doc, "items"), 0), "reason"));
 	assert_int_equal(json_integer_value(json_object_get(doc, "generated_at")), 1001);
 	json_t *items = json_object_get(doc, "items");
 	assert_int_equal(json_array_size(items), K);
@@ -86,13 +91,20 @@ static void kept_and_rendered(void **state)
 	free(body);
 	/* ids are escaped: quotes, backslashes, control characters */
 	struct topk_result one = {.item = 1, .score = 2.0f};
-	assert_int_equal(lists_put(l, 9, "we\"ird\\\n", 0, 1, 1, &one, 1, item_id, NULL), 1);
+	struct lists_why why = {.because_item = 4, .reason = MODEL_REASON_COVIS};
+	assert_int_equal(lists_put(l, 9, "we\"ird\\\n", 0, 0, 1, 1, &one, &why, 1, item_id, NULL), 1);
 	body = lists_render_json(l, "we\"ird\\\n", &status);
 	doc = json_loads(body, 0, NULL);
 	assert_non_null(doc);
 	assert_string_equal(json_string_value(json_object_get(doc, "user_id")), "we\"ird\\\n");
 	items = json_object_get(doc, "items");
 	assert_true(json_is_real(json_object_get(json_array_get(items, 0), "score")));
+	/* its explanation: the reason, the item behind it by id; no list id when 0 */
+	assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "reason")),
+			    "covis");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_array_get(items, 0), "because_item")), "item-4");
+	assert_null(json_object_get(doc, "list_id"));
 	json_decref(doc);
 	free(body);
 	body = lists_render_json(l, "nobody", &status);
@@ -102,7 +114,7 @@ static void kept_and_rendered(void **state)
 	/* a bad variant index is refused, the list kept */
 	struct topk_result list[K];
 	make_list(3, 5, list);
-	assert_int_equal(lists_put(l, 3, "user 3 é", 7, 0, 0, list, K, item_id, NULL), -1);
+	assert_int_equal(lists_put(l, 3, "user 3 é", 7, 1, 0, 0, list, NULL, K, item_id, NULL), -1);
 	assert_int_equal(lists_get(l, 3)->trigger_ts_ms, 901);
 	lists_free(l);
 }
