@@ -54,6 +54,10 @@ struct daemon {
 	struct codec *codec;
 	struct registry *registry; /**< NULL: no registry.url */
 	struct consumer *consumer;
+	/** The catalogue (input.items_topic), read whole by every instance: a
+	 * group of its own, GROUP.catalog.INSTANCE; NULL: no items topic. */
+	struct consumer *catalog_consumer;
+	char catalog_group[512];
 	struct producer *producer;
 	struct metrics *metrics;
 	struct http_server *http;

@@ -427,12 +427,12 @@ int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size)
 		free(d->config.items_topic);
 		d->config.items_topic = NULL;
 	}
-	const char *topics[] = {c->input_topic, c->items_topic};
+	const char *topics[] = {c->input_topic};
 	struct consumer_config kc = {
 	    .brokers = config_kafka_property(c, "consumer", "bootstrap.servers"),
 	    .group_id = c->group_id,
 	    .topics = topics,
-	    .topic_count = c->items_topic != NULL ? 2 : 1,
+	    .topic_count = 1,
 	    .properties = cprops,
 	    .property_count = ncp,
 	    .callbacks = {.on_message = on_message,
@@ -451,8 +451,30 @@ int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size)
 	    .log = log_kafka};
 	d->producer = producer_new(&pc, d->loop, errstr, errstr_size);
 	d->consumer = d->producer ? consumer_new(&kc, d->loop, errstr, errstr_size) : NULL;
-	if (d->consumer != NULL)
-		rc = 0;
+	if (d->consumer == NULL)
+		goto out_free;
+	if (c->items_topic != NULL) {
+		/* every instance needs the whole catalogue: a group of its own reads
+		 * every partition (in the events' group, instances would split it) */
+		size_t kept = 0;
+		for (size_t i = 0; i < ncp; i++)
+			if (strcmp(cprops[i].name, "group.instance.id") != 0)
+				cprops[kept++] = cprops[i];
+		const char *catalog_topics[] = {c->items_topic};
+		snprintf(d->catalog_group, sizeof d->catalog_group, "%s.catalog.%s", c->group_id,
+			 c->instance_id);
+		struct consumer_config cc = kc;
+		cc.group_id = d->catalog_group;
+		cc.topics = catalog_topics;
+		cc.property_count = kept;
+		cc.callbacks = (struct consumer_callbacks){.on_message = on_message,
+							   .offset_for = offset_for,
+							   .on_error = on_error};
+		d->catalog_consumer = consumer_new(&cc, d->loop, errstr, errstr_size);
+		if (d->catalog_consumer == NULL)
+			goto out_free;
+	}
+	rc = 0;
 out_free:
 	free(cprops);
 	free(pprops);

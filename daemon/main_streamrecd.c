@@ -402,12 +402,15 @@ int main(int argc, char **argv)
 	}
 	consumer_close(d->consumer, 10000);
 	d->consumer = NULL;
+	consumer_close(d->catalog_consumer, 10000);
+	d->catalog_consumer = NULL;
 	log_line(LOG_PRIORITY_INFO, "stopped%s", d->failed ? " after a failure" : "");
 	goto out_free;
 out_error:
 	fprintf(stderr, "streamrecd: %s\n", errstr);
 out_free:
 	consumer_close(d->consumer, 10000);
+	consumer_close(d->catalog_consumer, 10000);
 	producer_free(d->producer);
 	api_stop(d->api); /* before the refresher: it reads the refresher's lists */
 	http_server_free(d->http);
