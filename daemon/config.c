@@ -80,6 +80,7 @@ static int check_blas_kernel(const char *value, char *why, size_t why_size);
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
 static const char *const optimizers[] = {"adagrad", "sgd", NULL};
 static const char *const exclusions[] = {"none", "bought", "interacted", NULL};
+static const char *const learns_from_names[] = {"all", "own", NULL};
 static const char *const policies[] = {"model", "popularity", NULL};
 static const char *const on_empty_names[] = {"earliest", "committed", "latest", NULL};
 static const char *const framings[] = {"raw", "confluent", NULL};
@@ -341,6 +342,12 @@ static const struct option options[] = {
      offsetof(struct config_variant, policy), "model", 0, 0, policies, 0,
      "model: the fused model's top-k; popularity: the all-time popularity list with the same "
      "exclusions and filters (a control arm).",
+     NULL},
+    {"variant.NAME", "learns_from", OPT_ENUM, ST_ENUM, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, learns_from), "all", 0, 0, learns_from_names, 0,
+     "all: the variant's model learns from every user's events (more data for every arm); "
+     "own: only from the users assigned to it, so that an arm cannot win by seeing more "
+     "traffic (each arm then learns from its share of the events).",
      NULL},
     {"variant.NAME", "start_from", OPT_STRING, ST_STR, SCOPE_VARIANT_ONLY,
      offsetof(struct config_variant, start_from), NULL, 0, 0, NULL, 0,

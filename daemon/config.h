@@ -59,6 +59,12 @@ enum config_policy {
 };
 
 /** One A/B arm. */
+/** Whose events a variant's model learns from (variant.NAME.learns_from). */
+enum config_learns_from {
+	CONFIG_LEARNS_FROM_ALL = 0, /**< every user's */
+	CONFIG_LEARNS_FROM_OWN,     /**< its own users' only */
+};
+
 struct config_variant {
 	char name[CONFIG_VARIANT_NAME_SIZE];
 	double share; /**< of users, (0, 1]; the shares sum to 1 */
@@ -68,6 +74,8 @@ struct config_variant {
 	int line; /**< line of the [variant.NAME] header (0: the implicit variant, "model") */
 	/** A new variant's starting point: a stored variant's name, or NULL (cold). */
 	char *start_from;
+	/** Whose events the variant's model learns from. */
+	enum config_learns_from learns_from;
 };
 
 /** A librdkafka property, passed verbatim to rd_kafka_conf_set(). */

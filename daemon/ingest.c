@@ -184,6 +184,24 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 	}
 }
 
+/* The variants whose models learn from this user's events: every variant
+ * that learns from all users, and the user's own (variant.NAME.learns_from). */
+static uint32_t learning_variants(const struct daemon *d, const char *user_id)
+{
+	uint32_t all = 0;
+	bool own = false;
+	for (size_t v = 0; v < d->variant_count; v++) {
+		if (d->config.variants[v].learns_from == CONFIG_LEARNS_FROM_ALL)
+			all |= 1u << v;
+		else
+			own = true;
+	}
+	if (own)
+		all |= 1u << assign_variant(d->config.experiment_salt, user_id, d->variants,
+					    d->variant_count);
+	return all;
+}
+
 static void on_message(const struct consumer_message *m, void *opaque)
 {
 	struct daemon *d = opaque;
@@ -206,9 +224,9 @@ static void on_message(const struct consumer_message *m, void *opaque)
 		if (dead_letter(d, m, &err) != 0)
 			return;
 	} else {
-		uint32_t stable;
-		if (state_learn(d->state, ev.user_id, ev.item_id, ev.type,
-				ev.ts_ms, &stable, errstr, sizeof errstr) != 0) {
+		uint32_t stable, learners = learning_variants(d, ev.user_id);
+		if (state_learn_for(d->state, ev.user_id, ev.item_id, ev.type, ev.ts_ms, learners,
+				    &stable, errstr, sizeof errstr) != 0) {
 			daemon_fail(d, errstr);
 			return;
 		}
@@ -220,7 +238,7 @@ static void on_message(const struct consumer_message *m, void *opaque)
 		refresher_count_hit(d->refresher, stable, ev.item_id, ev.type,
 				    ev.has_list_id ? ev.list_id : NULL);
 		for (size_t v = 0; v < d->variant_count; v++)
-			d->metrics->variants[v].updates_total++;
+			d->metrics->variants[v].updates_total += learners >> v & 1;
 		if (refresher_mark(d->refresher, stable, ev.ts_ms, clock_wall_ms()) != 0) {
 			daemon_fail(d, "out of memory queueing a refresh");
 			return;

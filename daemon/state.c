@@ -502,12 +502,20 @@ int state_learn(struct state *state, const char *user_id, const char *item_id,
 		enum event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
 		size_t errstr_size)
 {
+	return state_learn_for(state, user_id, item_id, type, ts_ms, UINT32_MAX, user_stable,
+			       errstr, errstr_size);
+}
+
+int state_learn_for(struct state *state, const char *user_id, const char *item_id,
+		    enum event_type type, int64_t ts_ms, uint32_t variants, uint32_t *user_stable,
+		    char *errstr, size_t errstr_size)
+{
 	struct model_event event = {.type = type, .ts_ms = ts_ms};
 	if (state_user(state, user_id, &event.user, &event.user_hash, errstr, errstr_size) != 0 ||
 	    state_item(state, item_id, &event.item, &event.item_hash, errstr, errstr_size) != 0)
 		return -1;
 	for (size_t v = 0; v < state->variant_count; v++)
-		if (model_learn(state->models[v], &event, errstr, errstr_size) != 0)
+		if ((variants >> v & 1) && model_learn(state->models[v], &event, errstr, errstr_size) != 0)
 			return -1;
 	if (user_stable != NULL)
 		*user_stable = state_user_stable(state, event.user);

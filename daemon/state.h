@@ -161,6 +161,14 @@ int state_learn(struct state *state, const char *user_id, const char *item_id,
 		enum event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
 		size_t errstr_size);
 
+/**
+ * @brief state_learn() in the variants whose bit is set in `variants` only
+ * (bit v: variant v; a variant that learns only from its own users).
+ */
+int state_learn_for(struct state *state, const char *user_id, const char *item_id,
+		    enum event_type type, int64_t ts_ms, uint32_t variants, uint32_t *user_stable,
+		    char *errstr, size_t errstr_size);
+
 /** @brief Record that the events of topic/partition up to offset are learned. */
 int state_mark_offset(struct state *state, const char *topic, int32_t partition, int64_t offset);
 

@@ -1287,3 +1287,21 @@ def test_the_experiment_counts_exposures_and_hits_and_keeps_them(daemon):
     after = {v["name"]: v["exposed"] for v in json.loads(body)["variants"]}
     assert after == exposed
     assert daemon.stop() == 0
+
+
+def test_an_arm_that_learns_from_its_own_users_only(daemon):
+    """variant.NAME.learns_from = own: the arm's model learns only its users'
+    events (about its share of them), while an arm learning from all users
+    learns every event."""
+    daemon.add_config("[variant.own]\nshare = 0.5\nlearns_from = own\n"
+                      "[variant.all]\nshare = 0.5\n")
+    daemon.start()
+    daemon.produce(4000, users=400, items=200)
+    assert daemon.wait_for(lambda: daemon.series("streamrec_updates_total").get(
+        '{variant="all"}', 0) >= 4000), daemon.logtext()
+    time.sleep(1)
+    updates = daemon.series("streamrec_updates_total")
+    own, every = updates['{variant="own"}'], updates['{variant="all"}']
+    assert every == 4000
+    assert 0.3 * every < own < 0.7 * every, updates
+    assert daemon.stop() == 0
