@@ -69,6 +69,8 @@ struct daemon {
 	struct refresher *refresher;
 	struct experiment *experiment; /**< NULL with fewer than two variants */
 	struct changelog *changelog;   /**< NULL: scaleout.changelog_topic off */
+	uint32_t *pre_activity;        /**< per stable user: events before exposure (CUPED) */
+	size_t pre_activity_capacity;
 	struct itemsync *itemsync;     /**< NULL: scaleout.item_updates_topic off */
 	struct assign_variant variants[STATE_MAX_VARIANTS];
 	size_t variant_count;

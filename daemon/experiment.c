@@ -348,6 +348,11 @@ int experiment_hit(struct experiment *experiment, uint32_t user_index, size_t ar
 	return 0;
 }
 
+bool experiment_exposed(const struct experiment *e, uint32_t user_index)
+{
+	return user_index < e->user_len && (e->users[user_index] & USER_ARM_MASK) != 0;
+}
+
 int experiment_set_pre(struct experiment *experiment, uint32_t user_index, double activity,
 		       char *errstr, size_t errstr_size)
 {

@@ -201,6 +201,9 @@ int experiment_expose(struct experiment *experiment, uint32_t user_index, size_t
 int experiment_hit(struct experiment *experiment, uint32_t user_index, size_t arm, char *errstr,
 		   size_t errstr_size);
 
+/** @returns whether user `user_index` was exposed to an arm in this period. */
+bool experiment_exposed(const struct experiment *experiment, uint32_t user_index);
+
 /**
  * @brief Sets the pre-period activity of user `user_index` (any finite
  * measure of its activity before the experiment started, e.g. its number of

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "grow.h"
 #include "log.h"
 #include "model.h"
 #include "publish.h"
@@ -184,6 +185,28 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 	}
 }
 
+/*
+ * CUPED's covariate (daemon/experiment.h): a user's events before its first
+ * exposure in the period, counted as they arrive and handed to the
+ * experiment until the user is exposed. Measured before the user saw any
+ * arm, it cannot depend on the arm (assignment is by hash), which is what
+ * CUPED needs; it is the activity the daemon itself saw, since its start or
+ * the period's (the counts live in memory: after a restart they count again).
+ */
+static int note_pre_activity(struct daemon *d, uint32_t stable)
+{
+	char errstr[256];
+	if (experiment_exposed(d->experiment, stable))
+		return 0;
+	if ((size_t)stable >= d->pre_activity_capacity &&
+	    grow_array(&d->pre_activity, &d->pre_activity_capacity, (size_t)stable + 1,
+		       sizeof *d->pre_activity, 4096) != 0)
+		return -1;
+	d->pre_activity[stable]++;
+	return experiment_set_pre(d->experiment, stable, (double)d->pre_activity[stable], errstr,
+				  sizeof errstr);
+}
+
 /* The variants whose models learn from this user's events: every variant
  * that learns from all users, and the user's own (variant.NAME.learns_from). */
 static uint32_t learning_variants(const struct daemon *d, const char *user_id)
@@ -231,6 +254,10 @@ static void on_message(const struct consumer_message *m, void *opaque)
 			return;
 		}
 		d->metrics->events_total[ev.type]++;
+		if (d->experiment != NULL && note_pre_activity(d, stable) != 0) {
+			daemon_fail(d, "out of memory counting a user's activity before exposure");
+			return;
+		}
 		if (d->changelog != NULL && changelog_saw(d->changelog, stable, m->partition) != 0) {
 			daemon_fail(d, "out of memory noting a user's partition");
 			return;

@@ -418,6 +418,7 @@ out_free:
 	itemsync_free(d->itemsync);
 	changelog_free(d->changelog);
 	experiment_free(d->experiment);
+	free(d->pre_activity);
 	catalog_free(d->catalog);
 	status_free(d->status);
 	topk_free(d->topk);

@@ -792,7 +792,16 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 count: /* counting: popularity, the sampler, co-visitation, history */
 	if (popularity_add(m->popularity, event->item, event->ts_ms) != 0)
 		goto out_nomem;
+	/* both items whose popularity rank changed are rewritten at the next
+	 * commit: the item counted (its count, and its rank when it moved to
+	 * the front of its block) and the one it swapped with. A model that
+	 * only counts (the popularity control arm) wrote the swapped one alone,
+	 * and a restart then found two items claiming one rank; nor did it
+	 * write its users' recent items and exclusions, which only training
+	 * marked. */
+	mark_item(m, event->item);
 	mark_item(m, popularity_last_moved(m->popularity));
+	mark_user(m, event->user); /* its ring and exclusions change below */
 	if (popularity_rescaled(m->popularity)) {
 		m->all_items_dirty = true;
 		refresh_all_corrections(m);

@@ -1277,6 +1277,9 @@ def test_the_experiment_counts_exposures_and_hits_and_keeps_them(daemon):
     served = daemon.metric("streamrec_users_served_total")
     assert sum(exposed.values()) == served
     assert "srm_p" in json.dumps(doc) and "msprt_p" in json.dumps(doc)
+    # CUPED runs on the daemon's own covariate: each user's events before its exposure
+    assert all(v["cuped"] is True for v in variants.values()), variants
+    assert doc["cuped_theta"] is not None, doc
     hits = daemon.metric("streamrec_hits_total")
     converted = sum(v["converted"] for v in variants.values())
     assert converted <= sum(exposed.values()) and (hits == 0) == (converted == 0)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,11 +38,16 @@ static struct model_event event_at(uint64_t i)
 				    .ts_ms = 1700000000000LL + (int64_t)i * 1000};
 }
 
+/* A model that only counts (the popularity control arm's): no training
+ * marks the counted item, so the commit must not rely on it. */
+static bool counting_only;
+
 static struct model *new_model(void)
 {
 	struct model_config config;
 	char errstr[256];
 	model_config_default(&config);
+	config.learn_embeddings = !counting_only;
 	config.dim = 8;
 	config.covis_neighbours = 4;         /* small lists: replacements happen */
 	config.covis_half_life_events = 50;  /* the scale grows fast: rescales happen */
@@ -140,6 +146,16 @@ static void restored_model_continues_bit_for_bit(void **state)
 	free_saved(&saved);
 }
 
+/* Found flaky end to end: a counting-only model wrote the item its counted
+ * item swapped ranks with but not the counted item, so a restart found two
+ * items claiming one popularity rank and refused the globals. */
+static void counting_only_model_restores_bit_for_bit(void **state)
+{
+	counting_only = true;
+	restored_model_continues_bit_for_bit(state);
+	counting_only = false;
+}
+
 static void forgotten_rows_would_be_caught(void **state)
 {
 	(void)state;
@@ -181,6 +197,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(restored_model_continues_bit_for_bit),
+	    cmocka_unit_test(counting_only_model_restores_bit_for_bit),
 	    cmocka_unit_test(forgotten_rows_would_be_caught),
 	    cmocka_unit_test(rows_of_another_shape_are_refused),
 	};
