@@ -361,7 +361,7 @@ DEB_ARCH    = $(shell dpkg-architecture -q DEB_HOST_ARCH)
 DEB_FILE    = $(BUILD)/streamrec_$(VERSION)_$(DEB_ARCH).deb
 DEB_INPUTS := Makefile VERSION LICENSE README.md $(wildcard debian/* debian/source/*) \
 	$(wildcard common/*.[ch] stream/*.[ch] model/*.[ch] store/*.[ch] daemon/*.[ch]) \
-	$(SCHEMAS) $(wildcard systemd/*)
+	$(SCHEMAS) $(OLD_SCHEMAS) $(wildcard systemd/*)
 
 deb: $(DEB_FILE)
 

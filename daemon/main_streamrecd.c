@@ -27,7 +27,6 @@
 
 #include <ev.h>
 #include <systemd/sd-daemon.h>
-#include <xxhash.h>
 
 #include "clock.h"
 #include "daemon.h"
@@ -221,24 +220,6 @@ static void usage(FILE *out)
 		     "         USR1 writes a checkpoint of the state\n");
 }
 
-/* scaleout.instance_id when left empty: the host name and a hash of the
- * state directory, stable across restarts of the same instance. */
-static int resolve_instance_id(struct config *config)
-{
-	char host[256] = "host";
-	if (config->instance_id != NULL && config->instance_id[0] != '\0')
-		return 0;
-	if (gethostname(host, sizeof host) != 0)
-		snprintf(host, sizeof host, "host");
-	host[sizeof host - 1] = '\0';
-	uint64_t hash = XXH3_64bits(config->state_dir, strlen(config->state_dir));
-	char id[320];
-	snprintf(id, sizeof id, "%.200s-%08llx", host, (unsigned long long)(hash & 0xffffffffULL));
-	free(config->instance_id);
-	config->instance_id = strdup(id);
-	return config->instance_id == NULL ? -1 : 0;
-}
-
 int main(int argc, char **argv)
 {
 	struct daemon daemon_state, *d = &daemon_state;
@@ -284,11 +265,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(d->config.log_level);
-	if (resolve_instance_id(&d->config) != 0) {
-		fprintf(stderr, "streamrecd: out of memory\n");
-		config_free(&d->config);
-		return 2;
-	}
 	/* the BLAS kernel first: choosing one may re-execute the program */
 	if (blas_choose(d->config.blas_kernel, argv, &d->blas, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrecd: %s: blas.kernel: %s\n", config_path, errstr);

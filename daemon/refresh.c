@@ -19,15 +19,16 @@
  *   u8 LIST_RECORD_VERSION, u8 n, n bytes of the variant's name,
  *   u16 m, m bytes of the user's id,
  *   i64 generated_at_ms, i64 trigger_ts_ms, u64 list id, u16 count,
- *   count × (u32 item index, u32 bits of the float32 score), best first.
+ *   count × (u32 item index, u32 bits of the float32 score, u8 reason,
+ *   u32 because_item), best first.
  * The variant goes by name: variants come and go across restarts. The
  * user's id is there for the lookup API, which knows users by id, and the
- * state restores users' ids only when they are met again. Explanations are
- * not stored: a restored list is served without them. */
+ * state restores users' ids only when they are met again. */
 #define LIST_RECORD_VERSION 2
 #define LIST_USER_MAX 1024
 #define LIST_RECORD_HEAD (1 + 1 + 255 + 2 + LIST_USER_MAX + 8 + 8 + 8 + 2)
-#define LIST_RECORD_BYTES (LIST_RECORD_HEAD + MAX_K * 8)
+#define LIST_ITEM_BYTES 13
+#define LIST_RECORD_BYTES (LIST_RECORD_HEAD + MAX_K * LIST_ITEM_BYTES)
 /* Fewest warm queries a worker's task ranks (a range shares the tiles). */
 #define REFRESH_MIN_RANGE 16
 
@@ -1227,11 +1228,14 @@ static size_t encode_list(const struct refresher *r, const char *user,
 	out[at + 24] = (unsigned char)(p->count >> 8);
 	out[at + 25] = (unsigned char)p->count;
 	at += 26;
-	for (size_t k = 0; k < p->count; k++, at += 8) {
+	const struct lists_why *why = lists_entry_why(p);
+	for (size_t k = 0; k < p->count; k++, at += LIST_ITEM_BYTES) {
 		uint32_t bits;
 		memcpy(&bits, &p->items[k].score, sizeof bits);
 		put_u32_be(out + at, p->items[k].item);
 		put_u32_be(out + at + 4, bits);
+		out[at + 8] = why[k].reason;
+		put_u32_be(out + at + 9, why[k].because_item);
 	}
 	return at;
 }
@@ -1285,16 +1289,22 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 		    memcmp(r->c.variants[v].name, b + 2, name_len) == 0)
 			variant = v;
 	size_t count = (size_t)b[at + 24] << 8 | b[at + 25];
-	if (variant == r->c.variant_count || count > MAX_K || len != at + 26 + count * 8) {
+	if (variant == r->c.variant_count || count > MAX_K ||
+	    len != at + 26 + count * LIST_ITEM_BYTES) {
 		rs->skipped++;
 		return 0;
 	}
 	size_t items = model_item_count(state_model(r->c.state, variant));
 	for (size_t k = 0; k < count; k++) {
-		const unsigned char *e = b + at + 26 + k * 8;
+		const unsigned char *e = b + at + 26 + k * LIST_ITEM_BYTES;
 		uint32_t bits = get_u32_be(e + 4);
 		r->items_scratch[k].item = get_u32_be(e);
 		memcpy(&r->items_scratch[k].score, &bits, sizeof bits);
+		r->whys[k] = (struct lists_why){.reason = e[8], .because_item = get_u32_be(e + 9)};
+		if (r->whys[k].reason > MODEL_REASON_COUNT)
+			r->whys[k].reason = MODEL_REASON_COUNT;
+		if (r->whys[k].because_item != UINT32_MAX && r->whys[k].because_item >= items)
+			r->whys[k].because_item = UINT32_MAX;
 		if (r->items_scratch[k].item >= items) {
 			rs->skipped++;
 			return 0;
@@ -1303,7 +1313,7 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 	int64_t trigger_ts_ms = (int64_t)get_u64(b + at + 8);
 	if (ensure_users(r, stable) != 0 ||
 	    lists_put(r->lists, stable, user, variant, get_u64(b + at + 16), (int64_t)get_u64(b + at),
-		      trigger_ts_ms, r->items_scratch, NULL, count, item_id_of, r->c.state) < 0) {
+		      trigger_ts_ms, r->items_scratch, r->whys, count, item_id_of, r->c.state) < 0) {
 		rs->out_of_memory = true;
 		return 1;
 	}

@@ -185,7 +185,7 @@ bool refresher_last_list(const struct refresher *refresher, uint32_t stable,
 /**
  * @brief Hand the lists published since the last call to the state
  * (state_put_list), to be written with its next commit: only changed lists,
- * one record of 30 + 8·k bytes plus the variant's name and the user's id each.
+ * one record of 30 + 13·k bytes plus the variant's name and the user's id each.
  * @returns how many were handed over.
  */
 int refresher_save_lists(struct refresher *refresher);

@@ -735,6 +735,8 @@ def test_status_marks_freshness_beyond_the_last_bucket_as_clipped(daemon, tmp_pa
     never a number. Screenshot: build/artifacts/status-clipped.png."""
     import json
     from test_dashboards import chromium
+    # two minutes old would be catch-up (refresh.catch_up_threshold_ms), not freshness
+    daemon.add_config("[refresh]\ncatch_up_threshold_ms = 0\n")
     daemon.start()
     old = int(time.time() * 1000) - 120000
     send_raw(daemon.broker.bootstrap, daemon.events,

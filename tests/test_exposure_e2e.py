@@ -16,7 +16,7 @@ import pytest
 
 from harness import BUILD, SCHEMAS
 from kafka_send import send_raw
-from test_daemon_e2e import AB_VARIANTS, daemon  # noqa: F401 (the fixture)
+from test_daemon_e2e import AB_VARIANTS, daemon, free_port  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.kafka
 
@@ -61,8 +61,19 @@ def event(schema, user, item, etype, list_id=None, n=0):
     return buf.getvalue()
 
 
+def api_get(port, path):
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def test_lists_carry_ids_and_explanations_and_hits_follow_exposure(daemon):
-    daemon.add_config("[refresh]\nmin_interval_ms = 1h\n" + AB_VARIANTS)
+    api_port = free_port()
+    daemon.add_config("[refresh]\nmin_interval_ms = 1h\n" + AB_VARIANTS
+                      + f"[api]\nlisten = 127.0.0.1:{api_port}\n")
     daemon.start()
     daemon.produce(3000, users=60, items=40)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2 * 3000)
@@ -85,7 +96,8 @@ def test_lists_carry_ids_and_explanations_and_hits_follow_exposure(daemon):
 
     # the lookup API gives the same list id and explanations as the topic
     for user, rec in sorted(recs.items())[:10]:
-        status, body = daemon.get("/v1/recommendations/" + urllib.parse.quote(user, safe=""))
+        status, body = api_get(api_port,
+                               "/v1/recommendations/" + urllib.parse.quote(user, safe=""))
         assert status == 200, body
         doc = json.loads(body)
         assert doc["list_id"] == rec["list_id"]
