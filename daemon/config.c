@@ -1301,23 +1301,19 @@ void config_free(struct config *config)
 	memset(config, 0, sizeof *config);
 }
 
-/* scaleout.instance_id when left empty: the host name and a hash of the
- * state directory, stable across restarts and reloads of the same instance. */
-static int resolve_instance_id(struct config *config)
+void config_instance_id(const struct config *config, char *out, size_t size)
 {
 	char host[256] = "host";
-	if (config->instance_id != NULL && config->instance_id[0] != '\0')
-		return 0;
+	if (config->instance_id != NULL && config->instance_id[0] != '\0') {
+		snprintf(out, size, "%s", config->instance_id);
+		return;
+	}
 	if (gethostname(host, sizeof host) != 0)
 		snprintf(host, sizeof host, "host");
 	host[sizeof host - 1] = '\0';
 	const char *dir = config->state_dir != NULL ? config->state_dir : "";
 	uint64_t hash = XXH3_64bits(dir, strlen(dir));
-	char id[320];
-	snprintf(id, sizeof id, "%.200s-%08llx", host, (unsigned long long)(hash & 0xffffffffULL));
-	free(config->instance_id);
-	config->instance_id = strdup(id);
-	return config->instance_id == NULL ? -1 : 0;
+	snprintf(out, size, "%.200s-%08llx", host, (unsigned long long)(hash & 0xffffffffULL));
 }
 
 int config_load(const char *path, struct config *out, char *errstr, size_t errstr_size)
@@ -1370,8 +1366,6 @@ int config_load(const char *path, struct config *out, char *errstr, size_t errst
 		snprintf(errstr, errstr_size, "%s:%d: %s", path, p->error_line, p->error);
 	else if (p->error_line < 0)
 		snprintf(errstr, errstr_size, "%s: %s", path, p->error);
-	else if (resolve_instance_id(out) != 0)
-		snprintf(errstr, errstr_size, "%s: out of memory", path);
 	else
 		rc = 0;
 out_close:

@@ -99,7 +99,7 @@ struct config {
 	uint64_t restore_timeout_ms;
 	char *item_updates_topic;       /**< scaleout.item_updates_topic; NULL or "": off */
 	uint64_t item_sync_interval_ms;
-	char *instance_id;              /**< resolved at start when empty */
+	char *instance_id;              /**< as configured; config_instance_id() resolves it */
 	char *dead_letter_topic;
 	char *group_id;
 	unsigned input_schema_id; /**< Confluent id of our own UserEvent schema; 0: none */
@@ -215,5 +215,11 @@ void config_print_default_file(FILE *out);
 
 /** @returns the value of a librdkafka property for a role ("consumer"/"producer"), or NULL. */
 const char *config_kafka_property(const struct config *config, const char *role, const char *name);
+
+/**
+ * @brief scaleout.instance_id, or when it is empty the host name and a hash
+ * of state.dir (stable across restarts of the same instance), into out.
+ */
+void config_instance_id(const struct config *config, char *out, size_t size);
 
 #endif

@@ -48,6 +48,7 @@ struct daemon_position {
 
 struct daemon {
 	struct config config;
+	char instance_id[320]; /**< config_instance_id() at start */
 	struct blas_report blas;
 	struct ev_loop *loop;
 	struct state *state;

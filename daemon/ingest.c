@@ -506,8 +506,8 @@ int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size)
 			if (strcmp(cprops[i].name, "group.instance.id") != 0)
 				cprops[kept++] = cprops[i];
 		const char *catalog_topics[] = {c->items_topic};
-		snprintf(d->catalog_group, sizeof d->catalog_group, "%s.catalog.%s", c->group_id,
-			 c->instance_id);
+		snprintf(d->catalog_group, sizeof d->catalog_group, "%.200s.catalog.%.300s",
+			 c->group_id, d->instance_id);
 		struct consumer_config cc = kc;
 		cc.group_id = d->catalog_group;
 		cc.topics = catalog_topics;

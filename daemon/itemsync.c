@@ -65,8 +65,8 @@ static void on_update(const struct consumer_message *m, void *opaque)
 	size_t instance_len = v[at++];
 	if (at + instance_len + 8 > len)
 		goto out_ignored;
-	if (instance_len == strlen(d->config.instance_id) &&
-	    memcmp(v + at, d->config.instance_id, instance_len) == 0)
+	if (instance_len == strlen(d->instance_id) &&
+	    memcmp(v + at, d->instance_id, instance_len) == 0)
 		return; /* our own */
 	at += instance_len;
 	uint32_t n = get_u32le(v + at), count = get_u32le(v + at + 4);
@@ -143,8 +143,8 @@ static int send_record(struct itemsync *s, char *errstr, size_t errstr_size)
 		return 0;
 	put_u32le(s->value + s->count_at, (uint32_t)s->count);
 	/* keyed by instance: one instance's changes stay in order */
-	if (producer_send(d->producer, d->config.item_updates_topic, d->config.instance_id,
-			  strlen(d->config.instance_id), s->value, s->used, NULL, 0, errstr,
+	if (producer_send(d->producer, d->config.item_updates_topic, d->instance_id,
+			  strlen(d->instance_id), s->value, s->used, NULL, 0, errstr,
 			  errstr_size) != 0)
 		return -1;
 	s->count = 0;
@@ -155,7 +155,7 @@ static int send_record(struct itemsync *s, char *errstr, size_t errstr_size)
 int itemsync_publish(struct itemsync *s, char *errstr, size_t errstr_size)
 {
 	struct daemon *d = s->d;
-	const char *instance = d->config.instance_id;
+	const char *instance = d->instance_id;
 	size_t instance_len = strlen(instance), delta_bytes = s->param_count * sizeof(float);
 	for (size_t v = 0; v < state_variant_count(d->state); v++) {
 		struct model *model = state_model(d->state, v);
@@ -218,10 +218,10 @@ struct itemsync *itemsync_new(struct daemon *d, char *errstr, size_t errstr_size
 		goto out_nomem;
 	s->d = d;
 	d->itemsync = s;
-	if (strlen(c->instance_id) > 255 || strlen(c->group_id) > 200) {
+	if (strlen(d->instance_id) > 255 || strlen(c->group_id) > 200) {
 		set_errstr(errstr, errstr_size,
 			   "scaleout.instance_id: at most 255 bytes (and input.group_id 200), got %zu",
-			   strlen(c->instance_id));
+			   strlen(d->instance_id));
 		goto out_free;
 	}
 	s->param_count = model_share_param_count(state_model(d->state, 0));
@@ -247,7 +247,7 @@ struct itemsync *itemsync_new(struct daemon *d, char *errstr, size_t errstr_size
 			props[count++] = (struct consumer_property){
 			    c->kafka_consumer.items[i].name, c->kafka_consumer.items[i].value};
 	/* a group of this instance alone: it reads every partition */
-	snprintf(s->group, sizeof s->group, "%s.items.%s", c->group_id, c->instance_id);
+	snprintf(s->group, sizeof s->group, "%.200s.items.%.255s", c->group_id, d->instance_id);
 	const char *topics[] = {c->item_updates_topic};
 	struct consumer_config kc = {
 	    .brokers = config_kafka_property(c, "consumer", "bootstrap.servers"),
@@ -271,7 +271,7 @@ struct itemsync *itemsync_new(struct daemon *d, char *errstr, size_t errstr_size
 	s->timer.data = s;
 	ev_timer_start(d->loop, &s->timer);
 	log_line(LOG_PRIORITY_INFO, "sharing item vectors through %s as instance %s, every %.3f s",
-		 c->item_updates_topic, c->instance_id, interval);
+		 c->item_updates_topic, d->instance_id, interval);
 	return s;
 out_nomem:
 	set_errstr(errstr, errstr_size, "out of memory for the item sharing");

@@ -265,6 +265,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(d->config.log_level);
+	config_instance_id(&d->config, d->instance_id, sizeof d->instance_id);
 	/* the BLAS kernel first: choosing one may re-execute the program */
 	if (blas_choose(d->config.blas_kernel, argv, &d->blas, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrecd: %s: blas.kernel: %s\n", config_path, errstr);
