@@ -133,7 +133,7 @@ void model_config_default(struct model_config *config)
 	config->covis_half_life_events = 1e6;
 	config->sampler_exponent = 0.75f;
 	config->correction_weight = 1.0f;
-	config->trending_half_life_ms = 3600e3;
+	config->trending_half_life_ms = 86400e3;
 	config->trending_weight = 0.5f;
 	config->init_std = 0.1f;
 	config->use_taste = true;

@@ -131,7 +131,11 @@ struct model_config {
 	float correction_weight;       /**< multiplies alpha*log(count) at ranking; default 1 */
 	/**
 	 * Trending decay in event time, for the cold-start list and the trending
-	 * signal; default 1 h.
+	 * signal; default 1 day. Measured (README, Accuracy): on MovieLens 100K
+	 * 1 h made the trending signal spotlight one user's rating session
+	 * (HR@20 0.233, below co-visitation alone; 1 d: 0.285), on the
+	 * synthetic drift stream 1 d was the best tried, and on the others the
+	 * two tie.
 	 */
 	double trending_half_life_ms;
 	/**
