@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "codec.h"
 #include "eventlog.h"
+#include "listrules.h"
 #include "model.h"
 #include "prequential.h"
 #include "topk.h"
@@ -327,7 +328,7 @@ static void json_scores(FILE *out, const char *name, const struct prequential_sc
 /* --json: the run's configuration and figures, for scripts. */
 static int write_json(const char *path, const struct event_log *log,
 		      const struct model_config *config, const struct prequential_config *pc,
-		      const struct prequential_result *r, const struct eval_arms *arms,
+		      const struct prequential_result *r, const struct eval_arms *arms, bool rules,
 		      char *errstr, size_t errstr_size)
 {
 	FILE *out = fopen(path, "w");
@@ -370,6 +371,22 @@ static int write_json(const char *path, const struct event_log *log,
 			"  \"index_recall\": %.17g, \"exact_events_per_s\": %.1f, "
 			"\"index_events_per_s\": %.1f,\n",
 			r->index_recall, r->exact_events_per_s, r->index_events_per_s);
+	}
+	if (rules) {
+		const struct prequential_exposure *x[2] = {&r->model_exposure, &r->rules_exposure};
+		const char *name[2] = {"model", "rules"};
+		fprintf(out, "  \"rules\": {\"recall\": %.17g, \"ndcg\": %.17g, \"tests\": %llu},\n",
+			r->rules_split.all.hit_rate, r->rules_split.all.ndcg,
+			(unsigned long long)r->rules_split.all.tests);
+		fprintf(out, "  \"exposure\": {");
+		for (size_t i = 0; i < 2; i++)
+			fprintf(out,
+				"%s\"%s\": {\"slots\": %llu, \"new_slots\": %llu, \"new_share\": "
+				"%.17g, \"new_items_shown\": %llu}",
+				i ? ", " : "", name[i], (unsigned long long)x[i]->slots,
+				(unsigned long long)x[i]->new_slots, x[i]->new_share,
+				(unsigned long long)x[i]->new_items_shown);
+		fprintf(out, "},\n");
 	}
 	fprintf(out, "  \"skipped_excluded\": %llu, \"seconds\": %.6f, \"events_per_s\": %.1f\n}\n",
 		(unsigned long long)r->skipped_excluded, r->seconds, r->events_per_s);
@@ -419,6 +436,135 @@ static void print_input_format(const struct event_log *log,
 	printf("\n");
 }
 
+/*
+ * The list rules of --exclude-categories, --max-per-category, --boost, --pin
+ * and --explore-share, resolved to the log's indices: items by id,
+ * categories by the log's category numbers (as text).
+ */
+struct eval_rules {
+	struct listrules rules;
+	bool any;
+	struct listrules_view view;
+	uint8_t *category_excluded;
+	float *category_boost;
+	uint32_t *boost_items, *pin_items;
+	float *boost_deltas;
+	size_t *pin_ranks;
+};
+
+static void eval_rules_free(struct eval_rules *er)
+{
+	listrules_clear(&er->rules);
+	free(er->category_excluded);
+	free(er->category_boost);
+	free(er->boost_items);
+	free(er->pin_items);
+	free(er->boost_deltas);
+	free(er->pin_ranks);
+}
+
+static uint32_t find_item(const struct event_log *log, const char *id)
+{
+	for (size_t i = 0; i < log->item_count; i++)
+		if (strcmp(log->item_ids[i], id) == 0)
+			return (uint32_t)i;
+	return LISTRULES_NO_ITEM;
+}
+
+/* A category named in a rule: a number the log's categories use. @returns it, or NO_CATEGORY. */
+static uint32_t find_category(const char *name, size_t category_count)
+{
+	char *end;
+	unsigned long c = strtoul(name, &end, 10);
+	return end != name && *end == '\0' && c < category_count ? (uint32_t)c
+								  : LISTRULES_NO_CATEGORY;
+}
+
+static int resolve_eval_rules(struct eval_rules *er, const struct event_log *log, size_t k)
+{
+	const struct listrules *r = &er->rules;
+	size_t categories = 0;
+	for (size_t i = 0; log->item_category != NULL && i < log->item_count; i++)
+		if (log->item_category[i] != EVENTLOG_NONE && log->item_category[i] + 1 > categories)
+			categories = log->item_category[i] + 1;
+	er->category_excluded = calloc(categories + 1, 1);
+	er->category_boost = calloc(categories + 1, sizeof *er->category_boost);
+	er->boost_items = calloc(r->boost_count + 1, sizeof *er->boost_items);
+	er->boost_deltas = calloc(r->boost_count + 1, sizeof *er->boost_deltas);
+	er->pin_items = calloc(r->pin_count + 1, sizeof *er->pin_items);
+	er->pin_ranks = calloc(r->pin_count + 1, sizeof *er->pin_ranks);
+	if (er->category_excluded == NULL || er->category_boost == NULL || er->boost_items == NULL ||
+	    er->boost_deltas == NULL || er->pin_items == NULL || er->pin_ranks == NULL) {
+		fprintf(stderr, "streamrec eval: out of memory\n");
+		return -1;
+	}
+	for (size_t c = 0; c < r->exclude_count; c++) {
+		uint32_t index = find_category(r->exclude_categories[c], categories);
+		if (index == LISTRULES_NO_CATEGORY) {
+			fprintf(stderr,
+				"streamrec eval: --exclude-categories: the log has no category '%s' "
+				"(its categories are numbers below %zu)\n",
+				r->exclude_categories[c], categories);
+			return -1;
+		}
+		er->category_excluded[index] = 1;
+	}
+	size_t boosted = 0;
+	for (size_t b = 0; b < r->boost_count; b++) {
+		const struct listrules_boost *boost = &r->boosts[b];
+		uint32_t index = boost->category ? find_category(boost->name, categories)
+						 : find_item(log, boost->name);
+		if (index == LISTRULES_NO_CATEGORY) {
+			fprintf(stderr, "streamrec eval: --boost: the log has no %s '%s'\n",
+				boost->category ? "category" : "item", boost->name);
+			return -1;
+		}
+		if (boost->category)
+			er->category_boost[index] = boost->delta;
+		else {
+			/* kept sorted by item: insertion, the list is short */
+			size_t at = boosted++;
+			while (at > 0 && er->boost_items[at - 1] > index) {
+				er->boost_items[at] = er->boost_items[at - 1];
+				er->boost_deltas[at] = er->boost_deltas[at - 1];
+				at--;
+			}
+			er->boost_items[at] = index;
+			er->boost_deltas[at] = boost->delta;
+		}
+	}
+	for (size_t p = 0; p < r->pin_count; p++) {
+		er->pin_items[p] = find_item(log, r->pins[p].item);
+		er->pin_ranks[p] = r->pins[p].rank - 1;
+		if (er->pin_items[p] == LISTRULES_NO_ITEM) {
+			fprintf(stderr, "streamrec eval: --pin: the log has no item '%s'\n",
+				r->pins[p].item);
+			return -1;
+		}
+	}
+	er->view = (struct listrules_view){
+	    .k = k,
+	    .item_category = log->item_category,
+	    .item_count = log->item_category != NULL ? log->item_count : 0,
+	    .category_excluded = r->exclude_count ? er->category_excluded : NULL,
+	    .category_boost = categories ? er->category_boost : NULL,
+	    .category_count = categories,
+	    .boost_items = er->boost_items,
+	    .boost_deltas = er->boost_deltas,
+	    .boost_item_count = boosted,
+	    .pin_items = er->pin_items,
+	    .pin_ranks = er->pin_ranks,
+	    .pin_count = r->pin_count,
+	    .max_per_category = r->max_per_category,
+	    .explore_slots = listrules_explore_slots(r, k)};
+	bool category_boosts = false;
+	for (size_t b = 0; b < r->boost_count; b++)
+		category_boosts |= r->boosts[b].category;
+	if (!category_boosts)
+		er->view.category_boost = NULL;
+	return 0;
+}
+
 static void print_row(const char *name, const struct prequential_scores *s)
 {
 	printf("| %-10s | %8.4f | %8.4f | %8.4f | %8.4f | %8llu |\n", name, s->hit_rate, s->ndcg,
@@ -461,6 +607,12 @@ int cli_eval(int argc, char **argv)
 						{"baseline-half-lives", required_argument, NULL, 1007},
 						{"ablations", no_argument, NULL, 1008},
 						{"no-baselines", no_argument, NULL, 1009},
+						{"exclude-categories", required_argument, NULL, 1010},
+						{"max-per-category", required_argument, NULL, 1011},
+						{"boost", required_argument, NULL, 1012},
+						{"pin", required_argument, NULL, 1013},
+						{"explore-share", required_argument, NULL, 1014},
+						{"explore-max-events", required_argument, NULL, 1015},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -470,7 +622,9 @@ int cli_eval(int argc, char **argv)
 	size_t half_life_count = 3;
 	bool ablations = false, baselines = true;
 	struct eval_arms arms = {0};
-	char errstr[512];
+	struct eval_rules er = {0};
+	const char *categories_text = "", *boost_text = "", *pin_text = "";
+	char errstr[512], why[512];
 	long long v;
 	double real;
 	int opt, status = 1;
@@ -643,21 +797,55 @@ int cli_eval(int argc, char **argv)
 		case 1007: rc = parse_half_lives(optarg, half_lives, &half_life_count); break;
 		case 1008: ablations = true; break;
 		case 1009: baselines = false; break;
+		/* the rules' texts are parsed after the options (nothing to free before) */
+		case 1010: categories_text = optarg; break;
+		case 1012: boost_text = optarg; break;
+		case 1013: pin_text = optarg; break;
+		case 1011:
+			rc = cli_parse_count("eval", "max-per-category", optarg, 0, 1000, &v);
+			er.rules.max_per_category = (unsigned)v;
+			break;
+		case 1014:
+			rc = parse_real("explore-share", optarg, 0, 1, &er.rules.explore_share);
+			break;
+		case 1015:
+			rc = cli_parse_count("eval", "explore-max-events", optarg, 1, 1000000000, &v);
+			er.rules.explore_max_events = (unsigned)v;
+			pc.new_item_events = (unsigned)v;
+			break;
 		default: return 2;
 		}
 		if (rc != 0)
 			return 2;
 	}
+	const char *bad = NULL;
+	if (listrules_parse_categories(&er.rules, categories_text, why, sizeof why) != 0)
+		bad = "--exclude-categories";
+	else if (listrules_parse_boosts(&er.rules, boost_text, why, sizeof why) != 0)
+		bad = "--boost";
+	else if (listrules_parse_pins(&er.rules, pin_text, why, sizeof why) != 0 ||
+		 listrules_check(&er.rules, pc.k, why, sizeof why) != 0)
+		bad = "--pin";
+	if (bad != NULL) {
+		fprintf(stderr, "streamrec eval: %s: %s\n", bad, why);
+		eval_rules_free(&er);
+		return 2;
+	}
+	er.any = listrules_any(&er.rules);
 	if (optind + 1 != argc) {
 		fprintf(stderr, "streamrec eval: expected exactly one event file (try --help)\n");
+		eval_rules_free(&er);
 		return 2;
 	}
 	if (model_config_check(&config, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		eval_rules_free(&er);
 		return 2;
 	}
-	if (check_min_rating(&read_options) != 0)
+	if (check_min_rating(&read_options) != 0) {
+		eval_rules_free(&er);
 		return 2;
+	}
 
 	const char *path = argv[optind];
 	struct event_log *log = NULL;
@@ -668,6 +856,7 @@ int cli_eval(int argc, char **argv)
 	double t0 = clock_monotonic_s();
 	if (eventlog_read(path, &read_options, &log, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		eval_rules_free(&er);
 		return 1;
 	}
 	if (eventlog_sort_by_time(log, errstr, sizeof errstr) != 0) {
@@ -687,7 +876,14 @@ int cli_eval(int argc, char **argv)
 		item_hash[i] = XXH3_64bits(log->item_ids[i], strlen(log->item_ids[i]));
 
 	model = model_new(&config, errstr, sizeof errstr);
-	struct topk_config tc = {.max_batch = 1, .max_k = pc.k};
+	if (er.any && resolve_eval_rules(&er, log, pc.k) != 0)
+		goto out_free;
+	if (er.any) {
+		pc.rules = &er.view;
+		pc.rules_seed = config.seed;
+	}
+	struct topk_config tc = {.max_batch = 1,
+				 .max_k = er.any ? listrules_fetch(&er.rules, pc.k, 1000) : pc.k};
 	topk = model ? topk_new(&tc, errstr, sizeof errstr) : NULL;
 	if (model == NULL || topk == NULL ||
 	    build_arms(&config, baselines, half_lives, half_life_count, ablations, &arms, errstr,
@@ -789,15 +985,38 @@ int cli_eval(int argc, char **argv)
 		       "%llu tests skipped (item excluded by the protocol)\n",
 		       r.events_per_s, retrieval_name(&config, &pc),
 		       (unsigned long long)r.skipped_excluded);
+	if (er.any) {
+		printf("\nlist rules:%s%s max_per_category=%u boosts=%zu pins=%zu "
+		       "explore_share=%g (%zu of %zu slots); new items: fewer than %u positive "
+		       "events\n",
+		       er.rules.exclude_count ? " exclude_categories=" : "",
+		       er.rules.exclude_count ? er.rules.exclude_categories[0] : "",
+		       er.rules.max_per_category, er.rules.boost_count, er.rules.pin_count,
+		       er.rules.explore_share, er.view.explore_slots, pc.k,
+		       pc.new_item_events ? pc.new_item_events : 10);
+		printf("| %-18s | HR@%-5zu | NDCG@%-3zu | new-item slots | new items shown |\n",
+		       "list", pc.k, pc.k);
+		printf("|--------------------|----------|----------|----------------|------------"
+		       "-----|\n");
+		printf("| %-18s | %8.4f | %8.4f | %14.4f | %15llu |\n", "streamrec",
+		       r.model.hit_rate, r.model.ndcg, r.model_exposure.new_share,
+		       (unsigned long long)r.model_exposure.new_items_shown);
+		printf("| %-18s | %8.4f | %8.4f | %14.4f | %15llu |\n", "streamrec + rules",
+		       r.rules_split.all.hit_rate, r.rules_split.all.ndcg,
+		       r.rules_exposure.new_share,
+		       (unsigned long long)r.rules_exposure.new_items_shown);
+	}
 	if ((export_path != NULL &&
 	     write_stream(export_path, log, event_flags, &config, errstr, sizeof errstr) != 0) ||
 	    (json_path != NULL &&
-	     write_json(json_path, log, &config, &pc, &r, &arms, errstr, sizeof errstr) != 0)) {
+	     write_json(json_path, log, &config, &pc, &r, &arms, er.any, errstr, sizeof errstr) !=
+		 0)) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
 	}
 	status = 0;
 out_free:
+	eval_rules_free(&er);
 	eval_arms_free(&arms);
 	topk_free(topk);
 	model_free(model);

@@ -69,7 +69,11 @@ static const struct {
      "           [--export-stream CSV: the replayed stream, indices, test points]\n"
      "           [--json PATH: configuration and figures]\n"
      "           [--retrieval exact|index|both: the ranking engine, or both side by side]\n"
-     "           [--nprobe N, 0 = automatic] [--nlist N, 0 = automatic] [--trending 50]"},
+     "           [--nprobe N, 0 = automatic] [--nlist N, 0 = automatic] [--trending 50]\n"
+     "           list rules, scored beside the plain list with new items' exposure:\n"
+     "           [--exclude-categories C,...] [--max-per-category N] [--pin ITEM@RANK,...]\n"
+     "           [--boost item:ID=D,category:C=D] [--explore-share F]\n"
+     "           [--explore-max-events 10: fewer positive events make an item new]"},
     {"eval-scaleout", cli_eval_scaleout,
      "replay an event file through one model and through N shards that exchange\n"
      "           item changes (scale-out's accuracy cost), side by side\n"
@@ -78,7 +82,8 @@ static const struct {
     {"gen", cli_gen,
      "write a synthetic event stream with planted structure to a file\n"
      "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
-     "           [--clusters N] [--seed N]"},
+     "           [--clusters N] [--seed N]\n"
+     "           [--arrival-share F: share of items launched during the stream]"},
     {"replay", cli_replay,
      "learn an event file into a state directory, resuming after a crash\n"
      "           (--state DIR | --config STREAMRECD_CONF) FILE [--commit-every N]\n"
