@@ -65,7 +65,7 @@ def test_exploration_raises_new_item_exposure_at_a_measured_recall_cost(arrivals
           f"plain {on['model']['recall']:.4f}, explore {on['rules']['recall']:.4f}")
     assert explored["slots"] >= plain["slots"]  # exploration may lengthen a short list
     assert explored["new_share"] >= plain["new_share"] + 0.05
-    assert explored["new_items_shown"] > 2 * plain["new_items_shown"]
+    assert explored["new_items_shown"] > 1.3 * plain["new_items_shown"]
     # two of twenty slots go to new items: recall loses at most about their share
     assert on["rules"]["recall"] >= 0.8 * on["model"]["recall"]
 
