@@ -4,6 +4,7 @@ its published lists and their reasons, SIGHUP changes them without a
 restart, the other variant stays untouched; exploration raises the exposure
 of new items on a planted stream where new items keep arriving.
 """
+import json
 import re
 import signal
 import subprocess
@@ -12,7 +13,8 @@ import time
 import pytest
 
 from kafka_send import send_item_events
-from test_daemon_e2e import STREAMREC, Daemon, settled
+from test_daemon_e2e import STREAMREC, settled
+from test_lookup_api import ApiDaemon
 
 pytestmark = pytest.mark.kafka
 
@@ -41,7 +43,7 @@ def lists_with_reasons(daemon, timeout_ms=8000):
 
 @pytest.fixture
 def daemon(kafka_broker, tmp_path, request):
-    d = Daemon(kafka_broker, tmp_path, re.sub(r"\W", "", request.node.name)[:40])
+    d = ApiDaemon(kafka_broker, tmp_path, re.sub(r"\W", "", request.node.name)[:40])
     yield d
     if d.process is not None and d.process.poll() is None:
         d.process.kill()
@@ -103,6 +105,13 @@ def test_rules_change_one_variants_lists_and_reload_without_a_restart(daemon):
                 assert reason not in ("pinned", "boosted", "explore"), items
     # a user who bought item-49 never sees it, pinned or not: most have not
     assert pinned > len(ruled) // 2 and boosted > len(ruled) // 2, (pinned, boosted)
+    # the lookup API answers the lists as published, the rules' reasons included
+    time.sleep(1)
+    for user in sorted(u for u, (v, _) in lists.items() if v == "ruled")[:10]:
+        status, body = daemon.lookup(user)
+        assert status == 200, body
+        doc = json.loads(body)
+        assert [(i["item_id"], i.get("reason", "-")) for i in doc["items"]] == lists[user][1]
 
     # SIGHUP: other rules for the ruled variant, the plain one as it was
     configure(daemon, base, "exclude_categories = cat-1\npin = item-48@2\n")
@@ -135,6 +144,14 @@ def test_rules_change_one_variants_lists_and_reload_without_a_restart(daemon):
     daemon.process.send_signal(signal.SIGHUP)
     assert daemon.wait_for(lambda: "reload refused" in daemon.logtext(), 20), daemon.logtext()
     assert "pin" in daemon.logtext().split("reload refused")[-1]
+    # the lists kept in the state keep their rules' reasons across a restart
+    users = sorted(u for u, (v, _) in lists.items() if v == "ruled")[:10]
+    before = {u: daemon.lookup(u) for u in users}
+    assert any('"reason":"pinned"' in body for _, body in before.values())
+    assert daemon.stop() == 0
+    configure(daemon, base, "exclude_categories = cat-1\npin = item-48@2\n")
+    daemon.start()
+    assert {u: daemon.lookup(u) for u in users} == before
     assert daemon.stop() == 0
 
 
