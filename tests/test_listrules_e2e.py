@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from kafka_send import send_item_events
-from test_daemon_e2e import STREAMREC, settled
+from kafka_send import send_item_events, send_raw
+from test_daemon_e2e import STREAMREC, settled, user_event
 from test_lookup_api import ApiDaemon
 
 pytestmark = pytest.mark.kafka
@@ -76,8 +76,18 @@ def test_rules_change_one_variants_lists_and_reload_without_a_restart(daemon):
     time.sleep(2)
     daemon.produce(4000, users=200, items=ITEMS)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2 * 4000, 120)
+    # users whose only events are impressions are cold: the trending list, ruled too
+    send_raw(daemon.broker.bootstrap, daemon.events,
+             [user_event(f"cold-{u}", "item-3", etype=0) for u in range(30)])
     settled(daemon)
     lists = lists_with_reasons(daemon)
+    cold = [items for user, (variant, items) in lists.items()
+            if user.startswith("cold-") and variant == "ruled"]
+    assert len(cold) >= 5, lists.keys()
+    for items in cold:
+        assert items[0] == ("item-49", "pinned"), items
+        assert all(reason in ("cold_start", "boosted") for _, reason in items[1:]), items
+        assert "cat-0" not in [category(i) for i, _ in items], items
 
     plain = check_plain(lists)
     assert any(category(i) == "cat-0" for items in plain for i, _ in items)
@@ -124,7 +134,9 @@ def test_rules_change_one_variants_lists_and_reload_without_a_restart(daemon):
     assert daemon.process.pid == pid and daemon.process.poll() is None
     lists = lists_with_reasons(daemon)
     check_plain(lists)
-    ruled = [items for variant, items in lists.values() if variant == "ruled"]
+    # (the cold users' lists were not made again: they had no event since)
+    ruled = [items for user, (variant, items) in lists.items()
+             if variant == "ruled" and not user.startswith("cold-")]
     assert len(ruled) > 50
     pinned = 0
     for items in ruled:
