@@ -172,8 +172,8 @@ struct refresher {
 	float boost_deltas[LISTRULES_MAX_ENTRIES];
 	size_t pin_ranks[LISTRULES_MAX_ENTRIES];
 	struct listrules_scratch rules_scratch;
-	struct topk_result *ruled; /* MAX_K: a list after its rules */
-	uint8_t *rule_of;          /* MAX_K: the rule that placed each */
+	struct topk_result *ruled;    /* MAX_K: a list after its rules */
+	uint8_t *rule_of;             /* MAX_K: the rule that placed each */
 	struct model *excludes_model; /* whose user excludes_slot is (user_excludes) */
 	uint32_t excludes_slot;
 
@@ -607,17 +607,16 @@ static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_
 	    now_ms - r->listable_at_ms[v] < (int64_t)config->refresh_interval_ms)
 		return r->listable[v];
 	r->explore_pool_count[v] = 0;
-	if (explore_events > 0 &&
-	    grow_scratch(&r->explore_pool[v], &r->explore_pool_capacity[v], items ? items : 1,
-			 sizeof *r->explore_pool[v]) != 0)
+	if (explore_events > 0 && grow_scratch(&r->explore_pool[v], &r->explore_pool_capacity[v],
+					       items ? items : 1, sizeof *r->explore_pool[v]) != 0)
 		return NULL;
 	uint8_t *flags = realloc(r->listable[v], items ? items : 1);
 	if (flags == NULL)
 		return NULL;
 	for (size_t i = 0; i < items; i++) {
 		uint64_t count = model_item_count_of(model, (uint32_t)i);
-		flags[i] = catalog_listed(r->c.catalog, (uint32_t)i) &&
-			   count >= config->min_item_events;
+		flags[i] =
+		    catalog_listed(r->c.catalog, (uint32_t)i) && count >= config->min_item_events;
 		if (flags[i] && count < explore_events)
 			r->explore_pool[v][r->explore_pool_count[v]++] = (uint32_t)i;
 	}
@@ -913,7 +912,8 @@ struct boost_entry {
 
 static int by_item(const void *a, const void *b)
 {
-	uint32_t x = ((const struct boost_entry *)a)->item, y = ((const struct boost_entry *)b)->item;
+	uint32_t x = ((const struct boost_entry *)a)->item,
+		 y = ((const struct boost_entry *)b)->item;
 	return x < y ? -1 : x > y;
 }
 
@@ -1048,9 +1048,10 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 			e->because_item = UINT32_MAX;
 		r->items[rank].item_id = state_item_id(r->c.state, list[rank].item);
 		r->items[rank].score = list[rank].score;
-		r->items[rank].reason = rule != NULL		       ? rule
-					: e->reason < MODEL_REASON_COUNT ? model_reason_name(e->reason)
-									 : NULL;
+		r->items[rank].reason = rule != NULL ? rule
+					: e->reason < MODEL_REASON_COUNT
+					    ? model_reason_name(e->reason)
+					    : NULL;
 		r->items[rank].because_item = e->because_item != UINT32_MAX
 						  ? state_item_id(r->c.state, e->because_item)
 						  : NULL;
@@ -1276,7 +1277,8 @@ static int harvest_round(struct refresher *r, char *errstr, size_t errstr_size)
 			mv->index_shadow_lists_total += gr->count;
 		}
 		if (resolve_rules(r, gr) != 0) {
-			set_errstr(errstr, errstr_size, "refresh: out of memory resolving list rules");
+			set_errstr(errstr, errstr_size,
+				   "refresh: out of memory resolving list rules");
 			return -1;
 		}
 		for (size_t j = 0; j < gr->count; j++)
@@ -1493,9 +1495,8 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 		uint32_t bits = get_u32_be(e + 4);
 		r->items_scratch[k].item = get_u32_be(e);
 		memcpy(&r->items_scratch[k].score, &bits, sizeof bits);
-		r->whys[k] = (struct lists_why){.reason = e[8] & 0x0f,
-						.rule = e[8] >> 4,
-						.because_item = get_u32_be(e + 9)};
+		r->whys[k] = (struct lists_why){
+		    .reason = e[8] & 0x0f, .rule = e[8] >> 4, .because_item = get_u32_be(e + 9)};
 		if (r->whys[k].reason > MODEL_REASON_COUNT)
 			r->whys[k].reason = MODEL_REASON_COUNT;
 		if (r->whys[k].rule >= LISTRULES_RULE_COUNT)

@@ -49,8 +49,8 @@ static int each_entry(const char *text, int (*entry)(const char *e, size_t index
 			return -1;
 		}
 		if (n >= sizeof buf) {
-			snprintf(why, why_size, "entry %zu is longer than %zu characters", index + 1,
-				 sizeof buf - 1);
+			snprintf(why, why_size, "entry %zu is longer than %zu characters",
+				 index + 1, sizeof buf - 1);
 			return -1;
 		}
 		if (index == LISTRULES_MAX_ENTRIES) {
@@ -85,8 +85,8 @@ static int category_entry(const char *e, size_t index, void *ctx)
 				 index + 1, e);
 			return -1;
 		}
-	char **grown = realloc(r->exclude_categories,
-			       (r->exclude_count + 1) * sizeof *r->exclude_categories);
+	char **grown =
+	    realloc(r->exclude_categories, (r->exclude_count + 1) * sizeof *r->exclude_categories);
 	if (grown == NULL)
 		goto out_nomem;
 	r->exclude_categories = grown;
@@ -150,8 +150,8 @@ static int boost_entry(const char *e, size_t index, void *ctx)
 		category = true;
 	else {
 		snprintf(p->why, p->why_size,
-			 "entry %zu '%s': expected item:ID=DELTA or category:NAME=DELTA",
-			 index + 1, e);
+			 "entry %zu '%s': expected item:ID=DELTA or category:NAME=DELTA", index + 1,
+			 e);
 		return -1;
 	}
 	if (eq == NULL || eq < colon || eq == colon + 1) {
@@ -172,7 +172,8 @@ static int boost_entry(const char *e, size_t index, void *ctx)
 		if (r->boosts[i].category == category && strlen(r->boosts[i].name) == name_len &&
 		    memcmp(r->boosts[i].name, colon + 1, name_len) == 0) {
 			snprintf(p->why, p->why_size, "entry %zu: %s '%.*s' is boosted twice",
-				 index + 1, category ? "category" : "item", (int)name_len, colon + 1);
+				 index + 1, category ? "category" : "item", (int)name_len,
+				 colon + 1);
 			return -1;
 		}
 	struct listrules_boost *grown = realloc(r->boosts, (r->boost_count + 1) * sizeof *grown);
@@ -280,9 +281,9 @@ void listrules_clear(struct listrules *rules)
 
 bool listrules_any(const struct listrules *rules)
 {
-	return rules != NULL && (rules->exclude_count > 0 || rules->max_per_category > 0 ||
-				 rules->boost_count > 0 || rules->pin_count > 0 ||
-				 rules->explore_share > 0);
+	return rules != NULL &&
+	       (rules->exclude_count > 0 || rules->max_per_category > 0 || rules->boost_count > 0 ||
+		rules->pin_count > 0 || rules->explore_share > 0);
 }
 
 size_t listrules_fetch(const struct listrules *rules, size_t k, size_t max)

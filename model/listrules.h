@@ -64,7 +64,8 @@ enum listrules_rule {
 	LISTRULES_RULE_COUNT
 };
 
-/** @returns the explanation's reason for a rule ("boosted", "pinned", "explore"), NULL for ranked. */
+/** @returns the explanation's reason for a rule ("boosted", "pinned", "explore"), NULL for ranked.
+ */
 const char *listrules_rule_name(enum listrules_rule rule);
 
 struct listrules_boost {
@@ -104,8 +105,7 @@ int listrules_parse_categories(struct listrules *rules, const char *text, char *
  * (DELTA a finite number from -1000 to 1000, the last '=' separates it).
  * @returns 0, or -1 with why naming the entry and what is wrong.
  */
-int listrules_parse_boosts(struct listrules *rules, const char *text, char *why,
-			   size_t why_size);
+int listrules_parse_boosts(struct listrules *rules, const char *text, char *why, size_t why_size);
 
 /**
  * @brief Parse "ID@RANK, ..." into rules->pins (RANK from 1 to 1000, the last
@@ -114,7 +114,8 @@ int listrules_parse_boosts(struct listrules *rules, const char *text, char *why,
  */
 int listrules_parse_pins(struct listrules *rules, const char *text, char *why, size_t why_size);
 
-/** @brief Checks the rules against the list length k (pins within it). @returns 0 or -1 with why. */
+/** @brief Checks the rules against the list length k (pins within it). @returns 0 or -1 with why.
+ */
 int listrules_check(const struct listrules *rules, size_t k, char *why, size_t why_size);
 
 /** @brief Frees what the parse functions allocated and zeroes the struct. */

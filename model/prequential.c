@@ -258,7 +258,8 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	struct pair_set seen = {0};
 	struct both_totals both = {0};
 	unsigned new_events = config->new_item_events ? config->new_item_events : 10;
-	struct listrules_view rules_view = config->rules ? *config->rules : (struct listrules_view){0};
+	struct listrules_view rules_view =
+	    config->rules ? *config->rules : (struct listrules_view){0};
 	size_t fetch = k;
 	if (config->rules != NULL &&
 	    (rules_view.category_excluded != NULL || rules_view.max_per_category > 0 ||
@@ -360,9 +361,11 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 					rules_view.explore_pool_count = pool.count;
 					rules_view.user_excludes = excludes_item;
 					rules_view.opaque = &exclusions;
-					uint64_t seed = config->rules_seed ^ ((uint64_t)e * 0x9E3779B97F4A7C15ULL);
-					size_t ruled_n = listrules_apply(&rules_view, list, fetched, seed,
-									 &scratch, ruled_list, rule_of);
+					uint64_t seed = config->rules_seed ^
+							((uint64_t)e * 0x9E3779B97F4A7C15ULL);
+					size_t ruled_n =
+					    listrules_apply(&rules_view, list, fetched, seed,
+							    &scratch, ruled_list, rule_of);
 					if (ruled_n == (size_t)-1) {
 						snprintf(errstr, errstr_size,
 							 "out of memory for evaluation");

@@ -439,7 +439,8 @@ static int plan_arrivals(struct synth *s)
 		arriving[j] = t;
 	}
 	for (size_t i = 0; i < count; i++)
-		s->launch[arriving[i]] = (size_t)((double)(i + 1) * (double)c->events / (double)(count + 1));
+		s->launch[arriving[i]] =
+		    (size_t)((double)(i + 1) * (double)c->events / (double)(count + 1));
 	free(arriving);
 	return 0;
 }
@@ -477,9 +478,8 @@ struct synth *synth_new(const struct synth_config *config, char *errstr, size_t 
 	s->activity = malloc((size_t)config->users * sizeof *s->activity);
 	s->launch = calloc(config->items, sizeof *s->launch);
 	if (s->launch == NULL || s->item_cluster == NULL || s->cluster_items == NULL ||
-	    s->cluster_cdf == NULL ||
-	    s->cluster_offset == NULL || s->successors == NULL || s->users == NULL ||
-	    s->activity == NULL)
+	    s->cluster_cdf == NULL || s->cluster_offset == NULL || s->successors == NULL ||
+	    s->users == NULL || s->activity == NULL)
 		goto out_of_memory;
 
 	rng = config->seed;

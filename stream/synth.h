@@ -176,7 +176,8 @@ const struct synth_config *synth_config(const struct synth *synth);
  */
 const uint32_t *synth_item_successors(const struct synth *synth, uint32_t item);
 
-/** @returns the event (index into the generated log) from which item may be drawn; 0: from the start. */
+/** @returns the event (index into the generated log) from which item may be drawn; 0: from the
+ * start. */
 size_t synth_item_launch(const struct synth *synth, uint32_t item);
 
 /** @returns user's second taste cluster, or EVENTLOG_NONE when it has none. */

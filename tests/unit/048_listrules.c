@@ -14,7 +14,7 @@
  * The world of these tests: 40 items; item i is in category i % 4 (0..3),
  * candidates ranked by score 100 - i for items 0..39, best first.
  */
-#define ITEMS 40
+#define ITEMS      40
 #define CATEGORIES 4
 
 static uint32_t item_category[ITEMS];
