@@ -445,124 +445,64 @@ struct eval_rules {
 	struct listrules rules;
 	bool any;
 	struct listrules_view view;
-	uint8_t *category_excluded;
-	float *category_boost;
-	uint32_t *boost_items, *pin_items;
-	float *boost_deltas;
-	size_t *pin_ranks;
+	struct listrules_resolved resolved;
+	const struct event_log *log;
+	size_t category_count;
 };
 
 static void eval_rules_free(struct eval_rules *er)
 {
 	listrules_clear(&er->rules);
-	free(er->category_excluded);
-	free(er->category_boost);
-	free(er->boost_items);
-	free(er->pin_items);
-	free(er->boost_deltas);
-	free(er->pin_ranks);
+	listrules_resolved_free(&er->resolved);
 }
 
-static uint32_t find_item(const struct event_log *log, const char *id)
+static uint32_t find_item(const char *id, void *opaque)
 {
-	for (size_t i = 0; i < log->item_count; i++)
-		if (strcmp(log->item_ids[i], id) == 0)
+	const struct eval_rules *er = opaque;
+	for (size_t i = 0; i < er->log->item_count; i++)
+		if (strcmp(er->log->item_ids[i], id) == 0)
 			return (uint32_t)i;
 	return LISTRULES_NO_ITEM;
 }
 
-/* A category named in a rule: a number the log's categories use. @returns it, or NO_CATEGORY. */
-static uint32_t find_category(const char *name, size_t category_count)
+/* A category named in a rule: one of the log's category numbers. */
+static uint32_t find_category(const char *name, void *opaque)
 {
+	const struct eval_rules *er = opaque;
 	char *end;
 	unsigned long c = strtoul(name, &end, 10);
-	return end != name && *end == '\0' && c < category_count ? (uint32_t)c
-								  : LISTRULES_NO_CATEGORY;
+	return end != name && *end == '\0' && c < er->category_count ? (uint32_t)c
+								      : LISTRULES_NO_CATEGORY;
 }
 
+/* @returns 0, or -1 (reported) when a rule names what the log lacks, or out of memory. */
 static int resolve_eval_rules(struct eval_rules *er, const struct event_log *log, size_t k)
 {
-	const struct listrules *r = &er->rules;
-	size_t categories = 0;
+	struct listrules_unknown unknown;
+	char option[32];
+	er->log = log;
+	er->category_count = 0;
 	for (size_t i = 0; log->item_category != NULL && i < log->item_count; i++)
-		if (log->item_category[i] != EVENTLOG_NONE && log->item_category[i] + 1 > categories)
-			categories = log->item_category[i] + 1;
-	er->category_excluded = calloc(categories + 1, 1);
-	er->category_boost = calloc(categories + 1, sizeof *er->category_boost);
-	er->boost_items = calloc(r->boost_count + 1, sizeof *er->boost_items);
-	er->boost_deltas = calloc(r->boost_count + 1, sizeof *er->boost_deltas);
-	er->pin_items = calloc(r->pin_count + 1, sizeof *er->pin_items);
-	er->pin_ranks = calloc(r->pin_count + 1, sizeof *er->pin_ranks);
-	if (er->category_excluded == NULL || er->category_boost == NULL || er->boost_items == NULL ||
-	    er->boost_deltas == NULL || er->pin_items == NULL || er->pin_ranks == NULL) {
+		if (log->item_category[i] != EVENTLOG_NONE &&
+		    log->item_category[i] + 1 > er->category_count)
+			er->category_count = log->item_category[i] + 1;
+	er->view = (struct listrules_view){
+	    .item_category = log->item_category,
+	    .item_count = log->item_category != NULL ? log->item_count : 0};
+	if (listrules_resolve(&er->rules, k, er->category_count, find_item, find_category, er,
+			      &er->resolved, &er->view, &unknown) != 0) {
 		fprintf(stderr, "streamrec eval: out of memory\n");
 		return -1;
 	}
-	for (size_t c = 0; c < r->exclude_count; c++) {
-		uint32_t index = find_category(r->exclude_categories[c], categories);
-		if (index == LISTRULES_NO_CATEGORY) {
-			fprintf(stderr,
-				"streamrec eval: --exclude-categories: the log has no category '%s' "
-				"(its categories are numbers below %zu)\n",
-				r->exclude_categories[c], categories);
-			return -1;
-		}
-		er->category_excluded[index] = 1;
-	}
-	size_t boosted = 0;
-	for (size_t b = 0; b < r->boost_count; b++) {
-		const struct listrules_boost *boost = &r->boosts[b];
-		uint32_t index = boost->category ? find_category(boost->name, categories)
-						 : find_item(log, boost->name);
-		if (index == LISTRULES_NO_CATEGORY) {
-			fprintf(stderr, "streamrec eval: --boost: the log has no %s '%s'\n",
-				boost->category ? "category" : "item", boost->name);
-			return -1;
-		}
-		if (boost->category)
-			er->category_boost[index] = boost->delta;
-		else {
-			/* kept sorted by item: insertion, the list is short */
-			size_t at = boosted++;
-			while (at > 0 && er->boost_items[at - 1] > index) {
-				er->boost_items[at] = er->boost_items[at - 1];
-				er->boost_deltas[at] = er->boost_deltas[at - 1];
-				at--;
-			}
-			er->boost_items[at] = index;
-			er->boost_deltas[at] = boost->delta;
-		}
-	}
-	for (size_t p = 0; p < r->pin_count; p++) {
-		er->pin_items[p] = find_item(log, r->pins[p].item);
-		er->pin_ranks[p] = r->pins[p].rank - 1;
-		if (er->pin_items[p] == LISTRULES_NO_ITEM) {
-			fprintf(stderr, "streamrec eval: --pin: the log has no item '%s'\n",
-				r->pins[p].item);
-			return -1;
-		}
-	}
-	er->view = (struct listrules_view){
-	    .k = k,
-	    .item_category = log->item_category,
-	    .item_count = log->item_category != NULL ? log->item_count : 0,
-	    .category_excluded = r->exclude_count ? er->category_excluded : NULL,
-	    .category_boost = categories ? er->category_boost : NULL,
-	    .category_count = categories,
-	    .boost_items = er->boost_items,
-	    .boost_deltas = er->boost_deltas,
-	    .boost_item_count = boosted,
-	    .pin_items = er->pin_items,
-	    .pin_ranks = er->pin_ranks,
-	    .pin_count = r->pin_count,
-	    .max_per_category = r->max_per_category,
-	    .explore_slots = listrules_explore_slots(r, k)};
-	bool category_boosts = false;
-	for (size_t b = 0; b < r->boost_count; b++)
-		category_boosts |= r->boosts[b].category;
-	if (!category_boosts)
-		er->view.category_boost = NULL;
-	return 0;
+	if (unknown.key == NULL)
+		return 0;
+	snprintf(option, sizeof option, "%s", unknown.key);
+	for (char *c = option; *c; c++)
+		*c = *c == '_' ? '-' : *c;
+	fprintf(stderr, "streamrec eval: --%s: the log has no %s '%s'%s\n", option, unknown.kind,
+		unknown.name,
+		strcmp(unknown.kind, "category") == 0 ? " (its categories are its numbers)" : "");
+	return -1;
 }
 
 static void print_row(const char *name, const struct prequential_scores *s)

@@ -165,12 +165,7 @@ struct refresher {
 	 * (resolve_rules), and one list's result */
 	struct listrules_view rules_view;
 	bool rules_on;
-	uint8_t *category_excluded;
-	float *category_boost;
-	size_t category_excluded_capacity, category_boost_capacity;
-	uint32_t boost_items[LISTRULES_MAX_ENTRIES], pin_items[LISTRULES_MAX_ENTRIES];
-	float boost_deltas[LISTRULES_MAX_ENTRIES];
-	size_t pin_ranks[LISTRULES_MAX_ENTRIES];
+	struct listrules_resolved rules_resolved;
 	struct listrules_scratch rules_scratch;
 	struct topk_result *ruled;    /* MAX_K: a list after its rules */
 	uint8_t *rule_of;             /* MAX_K: the rule that placed each */
@@ -343,8 +338,7 @@ void refresher_free(struct refresher *r)
 	free(r->list_items);
 	free(r->ruled);
 	free(r->rule_of);
-	free(r->category_excluded);
-	free(r->category_boost);
+	listrules_resolved_free(&r->rules_resolved);
 	listrules_scratch_free(&r->rules_scratch);
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
 		free(r->explore_pool[v]);
@@ -904,17 +898,17 @@ static bool user_excludes(uint32_t item, void *opaque)
 	return model_user_excludes(r->excludes_model, r->excludes_slot, item);
 }
 
-/* A boosted item, resolved. */
-struct boost_entry {
-	uint32_t item;
-	float delta;
-};
-
-static int by_item(const void *a, const void *b)
+static uint32_t find_item(const char *name, void *opaque)
 {
-	uint32_t x = ((const struct boost_entry *)a)->item,
-		 y = ((const struct boost_entry *)b)->item;
-	return x < y ? -1 : x > y;
+	const struct refresher *r = opaque;
+	return state_find_item(r->c.state, name);
+}
+
+static uint32_t find_category(const char *name, void *opaque)
+{
+	const struct refresher *r = opaque;
+	long index = r->c.catalog != NULL ? catalog_category_find(r->c.catalog, name) : -1;
+	return index >= 0 ? (uint32_t)index : LISTRULES_NO_CATEGORY;
 }
 
 /*
@@ -927,16 +921,12 @@ static int by_item(const void *a, const void *b)
 static int resolve_rules(struct refresher *r, const struct group *g)
 {
 	const struct config_variant *cv = &r->c.config->variants[g->v];
-	const struct listrules *rules = &cv->rules;
 	struct listrules_view *view = &r->rules_view;
 	size_t categories = r->c.catalog != NULL ? catalog_category_count(r->c.catalog) : 0;
-	r->rules_on = listrules_any(rules);
+	r->rules_on = listrules_any(&cv->rules);
 	if (!r->rules_on)
 		return 0;
-	*view = (struct listrules_view){.k = cv->k < g->k ? cv->k : g->k,
-					.max_per_category = rules->max_per_category,
-					.explore_slots = listrules_explore_slots(rules, cv->k),
-					.explore_pool = r->explore_pool[g->v],
+	*view = (struct listrules_view){.explore_pool = r->explore_pool[g->v],
 					.explore_pool_count = r->explore_pool_count[g->v],
 					.eligible = g->listable,
 					.eligible_count = r->listable_items[g->v],
@@ -944,53 +934,8 @@ static int resolve_rules(struct refresher *r, const struct group *g)
 					.opaque = r};
 	if (r->c.catalog != NULL)
 		view->item_category = catalog_item_categories(r->c.catalog, &view->item_count);
-	if (grow_scratch(&r->category_excluded, &r->category_excluded_capacity, categories + 1,
-			 sizeof *r->category_excluded) != 0 ||
-	    grow_scratch(&r->category_boost, &r->category_boost_capacity, categories + 1,
-			 sizeof *r->category_boost) != 0)
-		return -1;
-	memset(r->category_excluded, 0, categories * sizeof *r->category_excluded);
-	memset(r->category_boost, 0, categories * sizeof *r->category_boost);
-	for (size_t c = 0; c < rules->exclude_count && r->c.catalog != NULL; c++) {
-		long index = catalog_category_find(r->c.catalog, rules->exclude_categories[c]);
-		if (index >= 0)
-			r->category_excluded[index] = 1;
-	}
-	struct boost_entry boosted[LISTRULES_MAX_ENTRIES];
-	size_t boosted_count = 0;
-	for (size_t b = 0; b < rules->boost_count && b < LISTRULES_MAX_ENTRIES; b++) {
-		const struct listrules_boost *boost = &rules->boosts[b];
-		if (boost->category) {
-			long index = r->c.catalog != NULL
-					 ? catalog_category_find(r->c.catalog, boost->name)
-					 : -1;
-			if (index >= 0)
-				r->category_boost[index] = boost->delta;
-			continue;
-		}
-		uint32_t item = state_find_item(r->c.state, boost->name);
-		if (item != UINT32_MAX)
-			boosted[boosted_count++] = (struct boost_entry){item, boost->delta};
-	}
-	qsort(boosted, boosted_count, sizeof boosted[0], by_item);
-	for (size_t b = 0; b < boosted_count; b++) {
-		r->boost_items[b] = boosted[b].item;
-		r->boost_deltas[b] = boosted[b].delta;
-	}
-	view->category_excluded = r->category_excluded;
-	view->category_boost = r->category_boost;
-	view->category_count = categories;
-	view->boost_items = r->boost_items;
-	view->boost_deltas = r->boost_deltas;
-	view->boost_item_count = boosted_count;
-	for (size_t p = 0; p < rules->pin_count && p < LISTRULES_MAX_ENTRIES; p++) {
-		r->pin_items[p] = state_find_item(r->c.state, rules->pins[p].item);
-		r->pin_ranks[p] = rules->pins[p].rank - 1;
-	}
-	view->pin_items = r->pin_items;
-	view->pin_ranks = r->pin_ranks;
-	view->pin_count = rules->pin_count;
-	return 0;
+	return listrules_resolve(&cv->rules, cv->k < g->k ? cv->k : g->k, categories, find_item,
+				 find_category, r, &r->rules_resolved, view, NULL);
 }
 
 /*
@@ -1510,8 +1455,9 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 	}
 	int64_t trigger_ts_ms = (int64_t)get_u64(b + at + 8);
 	if (ensure_users(r, stable) != 0 ||
-	    lists_put(r->lists, stable, user, variant, get_u64(b + at + 16), (int64_t)get_u64(b + at),
-		      trigger_ts_ms, r->items_scratch, r->whys, count, item_id_of, r->c.state) < 0) {
+	    lists_put(r->lists, stable, user, variant, get_u64(b + at + 16),
+		      (int64_t)get_u64(b + at), trigger_ts_ms, r->items_scratch, r->whys, count,
+		      item_id_of, r->c.state) < 0) {
 		rs->out_of_memory = true;
 		return 1;
 	}

@@ -305,6 +305,103 @@ size_t listrules_explore_slots(const struct listrules *rules, size_t k)
 	return slots < k ? slots : k;
 }
 
+/* ---- resolving ---------------------------------------------------------------------------- */
+
+void listrules_resolved_free(struct listrules_resolved *r)
+{
+	free(r->category_excluded);
+	free(r->category_boost);
+	free(r->boost_items);
+	free(r->pin_items);
+	free(r->boost_deltas);
+	free(r->pin_ranks);
+	memset(r, 0, sizeof *r);
+}
+
+static void note_unknown(struct listrules_unknown *unknown, const char *key, const char *kind,
+			 const char *name)
+{
+	if (unknown != NULL && unknown->key == NULL)
+		*unknown = (struct listrules_unknown){.key = key, .kind = kind, .name = name};
+}
+
+int listrules_resolve(const struct listrules *rules, size_t k, size_t category_count,
+		      listrules_find_fn find_item, listrules_find_fn find_category, void *opaque,
+		      struct listrules_resolved *r, struct listrules_view *view,
+		      struct listrules_unknown *unknown)
+{
+	size_t entries = rules->boost_count + rules->pin_count + 1;
+	if (unknown != NULL)
+		*unknown = (struct listrules_unknown){0};
+	if (grow_scratch(&r->category_excluded, &r->excluded_capacity, category_count + 1,
+			 sizeof *r->category_excluded) != 0 ||
+	    grow_scratch(&r->category_boost, &r->boost_capacity, category_count + 1,
+			 sizeof *r->category_boost) != 0 ||
+	    grow_scratch(&r->boost_items, &r->boost_items_capacity, entries,
+			 sizeof *r->boost_items) != 0 ||
+	    grow_scratch(&r->boost_deltas, &r->boost_deltas_capacity, entries,
+			 sizeof *r->boost_deltas) != 0 ||
+	    grow_scratch(&r->pin_items, &r->pin_items_capacity, entries, sizeof *r->pin_items) !=
+		0 ||
+	    grow_scratch(&r->pin_ranks, &r->pin_ranks_capacity, entries, sizeof *r->pin_ranks) != 0)
+		return -1;
+	memset(r->category_excluded, 0, category_count * sizeof *r->category_excluded);
+	memset(r->category_boost, 0, category_count * sizeof *r->category_boost);
+	bool any_excluded = false, any_category_boost = false;
+	for (size_t c = 0; c < rules->exclude_count; c++) {
+		uint32_t index = find_category(rules->exclude_categories[c], opaque);
+		if (index == LISTRULES_NO_CATEGORY || index >= category_count) {
+			note_unknown(unknown, "exclude_categories", "category",
+				     rules->exclude_categories[c]);
+			continue;
+		}
+		r->category_excluded[index] = 1;
+		any_excluded = true;
+	}
+	size_t boosted = 0;
+	for (size_t b = 0; b < rules->boost_count; b++) {
+		const struct listrules_boost *boost = &rules->boosts[b];
+		uint32_t index = (boost->category ? find_category : find_item)(boost->name, opaque);
+		if (index == LISTRULES_NO_ITEM || (boost->category && index >= category_count)) {
+			note_unknown(unknown, "boost", boost->category ? "category" : "item",
+				     boost->name);
+			continue;
+		}
+		if (boost->category) {
+			r->category_boost[index] = boost->delta;
+			any_category_boost = true;
+			continue;
+		}
+		size_t at = boosted++; /* kept sorted by item: the list is short */
+		while (at > 0 && r->boost_items[at - 1] > index) {
+			r->boost_items[at] = r->boost_items[at - 1];
+			r->boost_deltas[at] = r->boost_deltas[at - 1];
+			at--;
+		}
+		r->boost_items[at] = index;
+		r->boost_deltas[at] = boost->delta;
+	}
+	for (size_t p = 0; p < rules->pin_count; p++) {
+		r->pin_items[p] = find_item(rules->pins[p].item, opaque);
+		r->pin_ranks[p] = rules->pins[p].rank - 1;
+		if (r->pin_items[p] == LISTRULES_NO_ITEM)
+			note_unknown(unknown, "pin", "item", rules->pins[p].item);
+	}
+	view->k = k;
+	view->category_excluded = any_excluded ? r->category_excluded : NULL;
+	view->category_boost = any_category_boost ? r->category_boost : NULL;
+	view->category_count = category_count;
+	view->boost_items = r->boost_items;
+	view->boost_deltas = r->boost_deltas;
+	view->boost_item_count = boosted;
+	view->pin_items = r->pin_items;
+	view->pin_ranks = r->pin_ranks;
+	view->pin_count = rules->pin_count;
+	view->max_per_category = rules->max_per_category;
+	view->explore_slots = listrules_explore_slots(rules, k);
+	return 0;
+}
+
 /* ---- applying ----------------------------------------------------------------------------- */
 
 void listrules_scratch_free(struct listrules_scratch *s)

@@ -166,6 +166,43 @@ struct listrules_view {
 	void *opaque;
 };
 
+/** Storage of the names listrules_resolve() resolved; zeroed to start. */
+struct listrules_resolved {
+	uint8_t *category_excluded;
+	float *category_boost;
+	size_t excluded_capacity, boost_capacity;
+	uint32_t *boost_items, *pin_items;
+	float *boost_deltas;
+	size_t *pin_ranks;
+	size_t boost_items_capacity, pin_items_capacity, boost_deltas_capacity, pin_ranks_capacity;
+};
+
+/** Finds a name's index; LISTRULES_NO_ITEM (= LISTRULES_NO_CATEGORY) when unknown. */
+typedef uint32_t (*listrules_find_fn)(const char *name, void *opaque);
+
+/** The first name listrules_resolve() could not find. */
+struct listrules_unknown {
+	const char *key;  /**< "exclude_categories", "boost" or "pin"; NULL: every name found */
+	const char *kind; /**< "category" or "item" */
+	const char *name;
+};
+
+/**
+ * @brief Resolves rules for lists of k into view: its category flags and
+ * boosts (categories below category_count), boosted items (sorted), pins,
+ * cap and exploration slots, in r's storage (valid until the next call).
+ * The caller sets the rest (item categories, eligibility, the pool, the
+ * user's exclusions). A name the finders do not know matches nothing (an
+ * unknown pin is skipped); unknown, when not NULL, gets the first.
+ * @returns 0, or -1 when out of memory.
+ */
+int listrules_resolve(const struct listrules *rules, size_t k, size_t category_count,
+		      listrules_find_fn find_item, listrules_find_fn find_category, void *opaque,
+		      struct listrules_resolved *r, struct listrules_view *view,
+		      struct listrules_unknown *unknown);
+
+void listrules_resolved_free(struct listrules_resolved *r);
+
 /** Scratch of listrules_apply(); zeroed to start, listrules_scratch_free() after. */
 struct listrules_scratch {
 	struct topk_result *ranked;

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "listrules.h"
@@ -342,6 +343,76 @@ static void exploration_obeys_exclusions_and_the_cap(void **unused)
 		assert_int_not_equal(rule[r], LISTRULES_EXPLORE);
 }
 
+/* Finders of the resolve test: items "iN", categories "cN", N below ITEMS and CATEGORIES. */
+static uint32_t find_numbered(const char *name, void *opaque)
+{
+	const char *prefix = opaque;
+	char *end;
+	if (name[0] != prefix[0])
+		return LISTRULES_NO_ITEM;
+	unsigned long n = strtoul(name + 1, &end, 10);
+	return end != name + 1 && *end == '\0' && n < ITEMS ? (uint32_t)n : LISTRULES_NO_ITEM;
+}
+
+static uint32_t find_item_name(const char *name, void *opaque)
+{
+	(void)opaque;
+	return find_numbered(name, "i");
+}
+
+static uint32_t find_category_name(const char *name, void *opaque)
+{
+	(void)opaque;
+	return find_numbered(name, "c");
+}
+
+static void names_resolve_to_indices_and_unknown_ones_match_nothing(void **unused)
+{
+	(void)unused;
+	struct listrules r = {0};
+	struct listrules_resolved resolved = {0};
+	struct listrules_unknown unknown;
+	struct listrules_view v = {0};
+	char why[256];
+	assert_int_equal(listrules_parse_categories(&r, "c1, c9", why, sizeof why), 0);
+	assert_int_equal(
+	    listrules_parse_boosts(&r, "item:i30=1, item:i5=2, category:c2=3", why, sizeof why), 0);
+	assert_int_equal(listrules_parse_pins(&r, "i7@3, nope@1", why, sizeof why), 0);
+	r.max_per_category = 2;
+	r.explore_share = 0.1;
+	assert_int_equal(listrules_resolve(&r, 20, CATEGORIES, find_item_name, find_category_name,
+					   NULL, &resolved, &v, &unknown),
+			 0);
+	assert_int_equal(v.k, 20);
+	assert_true(v.category_excluded[1] && !v.category_excluded[0] && !v.category_excluded[2]);
+	assert_true(v.category_boost[2] == 3.0f && v.category_boost[1] == 0.0f);
+	assert_int_equal(v.boost_item_count, 2);
+	assert_int_equal(v.boost_items[0], 5); /* sorted for the binary search */
+	assert_true(v.boost_deltas[0] == 2.0f);
+	assert_int_equal(v.boost_items[1], 30);
+	assert_int_equal(v.pin_count, 2);
+	assert_int_equal(v.pin_items[0], 7);
+	assert_int_equal(v.pin_ranks[0], 2);
+	assert_int_equal(v.pin_items[1], LISTRULES_NO_ITEM); /* skipped when applied */
+	assert_int_equal(v.max_per_category, 2);
+	assert_int_equal(v.explore_slots, 2);
+	/* c9 is beyond the categories: the first unknown name */
+	assert_string_equal(unknown.key, "exclude_categories");
+	assert_string_equal(unknown.kind, "category");
+	assert_string_equal(unknown.name, "c9");
+	/* no category rules: no flags for listrules_apply to read */
+	assert_int_equal(listrules_parse_categories(&r, "", why, sizeof why), 0);
+	assert_int_equal(listrules_parse_boosts(&r, "", why, sizeof why), 0);
+	assert_int_equal(listrules_resolve(&r, 10, CATEGORIES, find_item_name, find_category_name,
+					   NULL, &resolved, &v, &unknown),
+			 0);
+	assert_null(v.category_excluded);
+	assert_null(v.category_boost);
+	assert_string_equal(unknown.key, "pin");
+	listrules_resolved_free(&resolved);
+	listrules_clear(&r);
+}
+
 static void rule_names(void **unused)
 {
 	(void)unused;
@@ -364,6 +435,7 @@ int main(void)
 	    cmocka_unit_test(pins_count_towards_the_cap_and_are_never_dropped_by_it),
 	    cmocka_unit_test(exploration_takes_its_share_of_new_items_at_spread_ranks),
 	    cmocka_unit_test(exploration_obeys_exclusions_and_the_cap),
+	    cmocka_unit_test(names_resolve_to_indices_and_unknown_ones_match_nothing),
 	    cmocka_unit_test(rule_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
