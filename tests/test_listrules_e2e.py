@@ -151,6 +151,21 @@ def test_rules_change_one_variants_lists_and_reload_without_a_restart(daemon):
         assert "item-49" not in [i for i, _ in items[:1]] or items[0][1] != "pinned"
     assert pinned > len(ruled) // 2, pinned
     assert any(category(i) == "cat-0" for items in ruled for i, _ in items)
+    # a pinned item the user buys, or one out of stock, leaves the list
+    buyer = next(u for u, (v, items) in lists.items()
+                 if v == "ruled" and ("item-48", "pinned") in items and not u.startswith("cold-"))
+    send_raw(daemon.broker.bootstrap, daemon.events, [user_event(buyer, "item-48", etype=6)])
+    assert daemon.wait_for(lambda: "item-48" not in
+                           [i for i, _ in lists_with_reasons(daemon, 3000)[buyer][1]], 30)
+    send_item_events(daemon.broker.bootstrap, daemon.items, [("item-48", False, "cat-3")])
+    time.sleep(2)
+    daemon.produce(2000, users=200, items=ITEMS, seed=6)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2 * 10000, 120)
+    settled(daemon)
+    lists = lists_with_reasons(daemon)
+    refreshed = [items for u, (v, items) in lists.items() if v == "ruled" and u != buyer and
+                 not u.startswith("cold-")]
+    assert refreshed and all("item-48" not in [i for i, _ in items] for items in refreshed)
     # a bad rule is refused at reload, naming the key; the running rules stay
     configure(daemon, base, "exclude_categories = cat-1\npin = item-48@0\n")
     daemon.process.send_signal(signal.SIGHUP)
