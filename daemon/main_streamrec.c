@@ -75,7 +75,11 @@ static const struct {
      "           [--trending-weight F] [--trending-half-life DURATION]\n"
      "           [--baseline-half-lives 1h,1d,7d] [--no-baselines] [--ablations: each signal off]\n"
      "           [--tune: trending weight x half-life and beta on a grid, the best printed\n"
-     "            as streamrecd settings]"},
+     "            as streamrecd settings]\n"
+     "           list rules, scored beside the plain list with new items' exposure:\n"
+     "           [--exclude-categories C,...] [--max-per-category N] [--pin ITEM@RANK,...]\n"
+     "           [--boost item:ID=D,category:C=D] [--explore-share F]\n"
+     "           [--explore-max-events 10: fewer positive events make an item new]"},
     {"eval-scaleout", cli_eval_scaleout,
      "replay an event file through one model and through N shards that exchange\n"
      "           item changes (scale-out's accuracy cost), side by side\n"
@@ -84,7 +88,8 @@ static const struct {
     {"gen", cli_gen,
      "write a synthetic event stream with planted structure to a file\n"
      "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
-     "           [--clusters N] [--seed N]"},
+     "           [--clusters N] [--seed N]\n"
+     "           [--arrival-share F: share of items launched during the stream]"},
     {"replay", cli_replay,
      "learn an event file into a state directory, resuming after a crash\n"
      "           (--state DIR | --config STREAMRECD_CONF) FILE [--commit-every N]\n"
