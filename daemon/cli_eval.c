@@ -163,10 +163,12 @@ static const char *retrieval_name(const struct model_config *config,
 static const float tune_trending_weights[] = {0.0f, 0.25f, 0.5f, 1.0f};
 static const double tune_half_lives[] = {3600e3, 86400e3, 7 * 86400e3, 30 * 86400e3};
 static const float tune_covis_weights[] = {2.0f, 8.0f};
+static const float tune_learning_rates[] = {0.05f, 0.3f};
+static const unsigned tune_negatives[] = {8, 16};
+#define COUNT_OF(a) (sizeof(a) / sizeof(a)[0])
 #define TUNE_ARMS                                                                      \
-	(sizeof tune_trending_weights / sizeof tune_trending_weights[0] *                  \
-		 (sizeof tune_half_lives / sizeof tune_half_lives[0]) +                    \
-	 sizeof tune_covis_weights / sizeof tune_covis_weights[0])
+	(COUNT_OF(tune_trending_weights) * COUNT_OF(tune_half_lives) +                    \
+	 COUNT_OF(tune_covis_weights) + COUNT_OF(tune_learning_rates) + COUNT_OF(tune_negatives))
 #define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS + TUNE_ARMS)
 struct eval_arms {
 	size_t count;
@@ -269,13 +271,30 @@ static int build_arms(const struct model_config *config, bool baselines, const d
 		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
 			return -1;
 	}
+	for (size_t l = 0; tune && l < COUNT_OF(tune_learning_rates); l++) {
+		c = *config;
+		c.learning_rate = tune_learning_rates[l];
+		snprintf(name, sizeof name, "tune lr=%g", (double)c.learning_rate);
+		arms->tune_config[arms->count - arms->tune_first] = c;
+		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+			return -1;
+	}
+	for (size_t n = 0; tune && n < COUNT_OF(tune_negatives); n++) {
+		c = *config;
+		c.negatives = tune_negatives[n];
+		snprintf(name, sizeof name, "tune negatives=%u", c.negatives);
+		arms->tune_config[arms->count - arms->tune_first] = c;
+		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+			return -1;
+	}
 	arms->tune_count = arms->count - arms->tune_first;
 	return 0;
 }
 
 /*
  * --tune: the best of the configuration and the grid arms on all test
- * points, and the lines that set it for a variant of streamrecd.
+ * points (the grid changes one thing at a time, but for the trending
+ * weight and half-life, which it crosses), and the lines that set it for a variant of streamrecd.
  */
 static void print_tuned(const struct model_config *config, const struct prequential_split *model,
 			const struct eval_arms *arms)
@@ -297,8 +316,10 @@ static void print_tuned(const struct model_config *config, const struct prequent
 	       "configuration's %.4f\n",
 	       arms->tune_count + 1, best_name, best_hr, model->all.hit_rate);
 	printf("for streamrecd, in [model] or [variant.NAME]:\n"
-	       "  trending_weight = %g\n  trending_half_life_ms = %s\n  covis_weight = %g\n",
-	       (double)best->trending_weight, duration, (double)best->covis_weight);
+	       "  trending_weight = %g\n  trending_half_life_ms = %s\n  covis_weight = %g\n"
+	       "  learning_rate = %g\n  negatives = %u\n",
+	       (double)best->trending_weight, duration, (double)best->covis_weight,
+	       (double)best->learning_rate, best->negatives);
 }
 
 /* --baseline-half-lives 1h,1d,7d */

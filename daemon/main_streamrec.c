@@ -74,7 +74,7 @@ static const struct {
      "           [--covis-count once|weighted] [--covis-half-life EVENTS]\n"
      "           [--trending-weight F] [--trending-half-life DURATION]\n"
      "           [--baseline-half-lives 1h,1d,7d] [--no-baselines] [--ablations: each signal off]\n"
-     "           [--tune: trending weight x half-life and beta on a grid, the best printed\n"
+     "           [--tune: trending weight x half-life, beta, lr, negatives on a grid, the best printed\n"
      "            as streamrecd settings]\n"
      "           list rules, scored beside the plain list with new items' exposure:\n"
      "           [--exclude-categories C,...] [--max-per-category N] [--pin ITEM@RANK,...]\n"

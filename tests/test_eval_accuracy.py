@@ -100,10 +100,10 @@ def test_tune_picks_the_best_setting_and_prints_it(streams, tmp_path):
                streams["drift"]).stdout
     rankings = {r["name"]: r["all"]["recall"] for r in json.loads(out.read_text())["rankings"]}
     grid = {n: v for n, v in rankings.items() if n.startswith("tune ")}
-    assert len(grid) == 18
+    assert len(grid) == 22
     best = max(grid, key=grid.get)
     assert grid[best] > rankings["streamrec"], "the grid has nothing better than gamma 0 on drift"
-    assert f"tuned (best HR on all test points of 19 settings): {best}, {grid[best]:.4f}" in text
+    assert f"tuned (best HR on all test points of 23 settings): {best}, {grid[best]:.4f}" in text
     weight = float(best.split("=")[1].split("/")[0]) if best.startswith("tune g=") else None
     assert weight is not None and weight > 0
     assert f"  trending_weight = {weight:g}\n" in text
