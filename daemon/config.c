@@ -148,6 +148,17 @@ static const struct option options[] = {
      "group's committed offset (skipping what that group read before); latest learns "
      "only new events.",
      NULL},
+    {"lifecycle", "user_ttl", OPT_DURATION, ST_U64, G(lifecycle_user_ttl_ms), "0", 0,
+     3650 * DAY_MS, NULL, OPT_RELOAD | OPT_BOUNDED,
+     "Remove a user idle this long in event time (behind the newest event learned): its "
+     "rows, ids, last list and cache slot, in the next commit; met again, it starts cold. "
+     "0: users never expire.",
+     NULL},
+    {"lifecycle", "max_users", OPT_UINT, ST_SIZE, G(lifecycle_max_users), "0", 0, 4294967295.0,
+     NULL, OPT_RELOAD | OPT_BOUNDED,
+     "Users the state holds at most, on disk and in memory: above it, each commit removes "
+     "the least recently active (event time) as lifecycle.user_ttl does; 0: no bound.",
+     NULL},
     {"http", "listen", OPT_STRING, ST_STR, G(http_listen), "127.0.0.1:9464", 0, 0, NULL, 0,
      "host:port of /metrics, /healthz, /readyz and the status page; empty: off.", NULL},
     {"http", "idle_timeout_ms", OPT_DURATION, ST_U64, G(http_idle_timeout_ms), "10s", 100, 3600000,

@@ -2,7 +2,9 @@
  * statekeys: the byte layouts of the state's keys and records, in one place
  * (all integers big-endian, so RocksDB's byte order is numeric order):
  *   ids:   "u" + external id -> u32 index, "U" + u32 -> external id (users);
- *          "i" / "I" likewise for items
+ *          "i" / "I" likewise for items;
+ *          "T" + u32 -> i64 event time (ms) of the user's newest event
+ *          (embedding life cycle: its idleness)
  *   user:  u32 stable index + u8 variant id -> model user row
  *   item:  u32 index + u8 variant id -> model item row
  *   meta:  "globals/" + u8 variant id -> model globals;
@@ -31,6 +33,17 @@ static inline void put_u32(unsigned char *p, uint32_t v)
 static inline uint32_t get_u32(const unsigned char *p)
 {
 	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline void state_put_u64(unsigned char *p, uint64_t v)
+{
+	put_u32(p, (uint32_t)(v >> 32));
+	put_u32(p + 4, (uint32_t)v);
+}
+
+static inline uint64_t state_get_u64(const unsigned char *p)
+{
+	return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
 }
 
 /** @brief A user or item row's key: index, then the variant's id byte. */
