@@ -148,6 +148,12 @@ static const struct option options[] = {
      "group's committed offset (skipping what that group read before); latest learns "
      "only new events.",
      NULL},
+    {"lifecycle", "admit_after", OPT_UINT, ST_UNSIGNED, G(lifecycle_admit_after), "0", 0, 255,
+     NULL, OPT_BOUNDED,
+     "Give a new user an embedding at its Nth event (counted approximately, in 256 KiB "
+     "kept in the state); its earlier events count for their items' popularity and "
+     "trending only, and it gets no list until admitted. 0 or 1: at once.",
+     NULL},
     {"lifecycle", "user_ttl", OPT_DURATION, ST_U64, G(lifecycle_user_ttl_ms), "0", 0,
      3650 * DAY_MS, NULL, OPT_RELOAD | OPT_BOUNDED,
      "Remove a user idle this long in event time (behind the newest event learned): its "

@@ -119,6 +119,7 @@ struct config {
 	/** Embedding life cycle (state.h): 0 = off. */
 	uint64_t lifecycle_user_ttl_ms;
 	size_t lifecycle_max_users;
+	unsigned lifecycle_admit_after;
 
 	char *http_listen;
 	uint64_t http_idle_timeout_ms;

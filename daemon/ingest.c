@@ -254,6 +254,10 @@ static void on_message(const struct consumer_message *m, void *opaque)
 			return;
 		}
 		d->metrics->events_total[ev.type]++;
+		for (size_t v = 0; v < d->variant_count; v++)
+			d->metrics->variants[v].updates_total += learners >> v & 1;
+		if (stable == UINT32_MAX)
+			goto out_mark; /* not admitted yet (lifecycle.admit_after): no user, no list */
 		if (d->experiment != NULL && note_pre_activity(d, stable) != 0) {
 			daemon_fail(d, "out of memory counting a user's activity before exposure");
 			return;
@@ -264,14 +268,13 @@ static void on_message(const struct consumer_message *m, void *opaque)
 		}
 		refresher_count_hit(d->refresher, stable, ev.item_id, ev.type,
 				    ev.has_list_id ? ev.list_id : NULL);
-		for (size_t v = 0; v < d->variant_count; v++)
-			d->metrics->variants[v].updates_total += learners >> v & 1;
 		if (refresher_mark(d->refresher, stable, ev.ts_ms, clock_wall_ms()) != 0) {
 			daemon_fail(d, "out of memory queueing a refresh");
 			return;
 		}
 		publish_wake(d);
 	}
+out_mark:
 	state_mark_offset(d->state, m->topic, m->partition, m->offset);
 	remember_position(d, m->topic, m->partition, m->offset);
 }
@@ -473,6 +476,7 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	d->metrics->users_admitted_total = life.admitted_users;
 	d->metrics->users_expired_total = life.expired_users;
 	d->metrics->users_evicted_total = life.evicted_users;
+	d->metrics->unadmitted_events_total = life.unadmitted_events;
 	log_line(LOG_PRIORITY_DEBUG, "commit %" PRIu64 ": %" PRId64 " users, %" PRId64 " items",
 		 d->metrics->commits_total, d->metrics->users, d->metrics->items);
 }

@@ -597,6 +597,11 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "Least recently active rows removed above lifecycle.max_users, by kind.");
 	text_printf(&t, "streamrec_embeddings_evicted_total{kind=\"user\"} %" PRIu64 "\n",
 		    m->users_evicted_total);
+	family(&t, "embeddings_unadmitted_events_total", "counter",
+	       "Events of ids not admitted yet (lifecycle.admit_after): counted for their item, "
+	       "no embedding trained, by kind.");
+	text_printf(&t, "streamrec_embeddings_unadmitted_events_total{kind=\"user\"} %" PRIu64 "\n",
+		    m->unadmitted_events_total);
 	family(&t, "embeddings_live", "gauge", "Rows the state holds (in memory or on disk), by kind.");
 	text_printf(&t, "streamrec_embeddings_live{kind=\"user\"} %" PRId64 "\n", m->users);
 	family(&t, "items", "gauge", "Items known to the state.");

@@ -17,6 +17,7 @@
 #include <xxhash.h>
 
 #include "idmap.h"
+#include "sketch.h"
 #include "statefile.h"
 #include "statekeys.h"
 #include "store.h"
@@ -77,6 +78,11 @@ struct state {
 		uint32_t stable;
 	} *sweep;
 	size_t sweep_capacity;
+	/* the admission filter (state_config.admit_after); NULL: off */
+	struct sketch *sketch;
+	unsigned admit_after;
+	bool sketch_changed;
+	uint64_t unadmitted_events;
 	/* state_config.on_user_row */
 	void (*on_user_row)(uint32_t stable, size_t variant, const void *row, size_t len,
 			    void *opaque);
@@ -329,6 +335,28 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 		}
 		model_clear_dirty(s->models[v]);
 	}
+	if (config->admit_after > 1) {
+		s->admit_after = config->admit_after;
+		s->sketch = sketch_new();
+		if (s->sketch == NULL)
+			goto out_nomem_free;
+		int found = store_get(s->store, STORE_META, STATE_SKETCH_KEY,
+				      sizeof STATE_SKETCH_KEY - 1, &value, &value_len, why, sizeof why);
+		if (found < 0) {
+			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+			goto out_free;
+		}
+		if (found == 1) {
+			int rc = sketch_import(s->sketch, value, value_len);
+			free(value);
+			if (rc != 0) {
+				set_errstr(errstr, errstr_size,
+					   "%s: the admission sketch has %zu bytes, expected %zu",
+					   config->dir, value_len, sketch_export_bytes());
+				goto out_free;
+			}
+		}
+	}
 	size_t max_slots = config->user_cache_users;
 	if (config->user_cache_bytes > 0) {
 		size_t by_bytes = usercache_slots_for_bytes(s->models, s->variant_count,
@@ -392,6 +420,7 @@ void state_close(struct state *state)
 	free(state->sweep);
 	idmap_free(state->removed);
 	idmap_free(state->removed_inflight);
+	sketch_free(state->sketch);
 	free(state);
 }
 
@@ -619,6 +648,31 @@ uint32_t state_find_item(const struct state *state, const char *id)
 	return idmap_find(state->items, id, strlen(id));
 }
 
+/* Whether a user id has a row (admitted, not removed): 1, 0, or -1 with
+ * errstr filled (a read error). */
+static int user_known(struct state *s, const char *id, char *errstr, size_t errstr_size)
+{
+	size_t len = strlen(id);
+	unsigned char key[1 + 256];
+	void *value = NULL;
+	size_t value_len;
+	char why[256];
+	if (idmap_find(s->users, id, len) != IDMAP_NONE)
+		return 1;
+	if (len > 256 || idmap_find(s->removed, id, len) != IDMAP_NONE ||
+	    idmap_find(s->removed_inflight, id, len) != IDMAP_NONE)
+		return 0; /* too long: state_user() reports it */
+	key[0] = 'u';
+	memcpy(key + 1, id, len);
+	int found = store_get(s->store, STORE_IDS, key, len + 1, &value, &value_len, why, sizeof why);
+	if (found < 0) {
+		set_errstr(errstr, errstr_size, "user %s: %s", id, why);
+		return -1;
+	}
+	free(value);
+	return found;
+}
+
 /* A live user's newest event time moves to ts_ms; written with the next commit. */
 static int note_seen(struct state *s, uint32_t stable, int64_t ts_ms)
 {
@@ -650,6 +704,29 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 		    char *errstr, size_t errstr_size)
 {
 	struct model_event event = {.type = type, .ts_ms = ts_ms};
+	if (state->sketch != NULL) {
+		int known = user_known(state, user_id, errstr, errstr_size);
+		if (known < 0)
+			return -1;
+		size_t len = strlen(user_id);
+		if (!known && sketch_add(state->sketch, XXH3_64bits(user_id, len)) <
+				  state->admit_after) {
+			state->sketch_changed = true;
+			state->unadmitted_events++;
+			if (state_item(state, item_id, &event.item, &event.item_hash, errstr,
+				       errstr_size) != 0)
+				return -1;
+			for (size_t v = 0; v < state->variant_count; v++)
+				if ((variants >> v & 1) &&
+				    model_count_item(state->models[v], event.item, event.item_hash,
+						     type, ts_ms, errstr, errstr_size) != 0)
+					return -1;
+			if (user_stable != NULL)
+				*user_stable = UINT32_MAX;
+			return 0;
+		}
+		state->sketch_changed |= !known;
+	}
 	if (state_user(state, user_id, &event.user, &event.user_hash, errstr, errstr_size) != 0 ||
 	    state_item(state, item_id, &event.item, &event.item_hash, errstr, errstr_size) != 0)
 		return -1;
@@ -721,6 +798,12 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		store_batch_put(s->batch, STORE_IDS, seen_key, sizeof seen_key, seen, sizeof seen);
 	}
 	s->seen_user_count = 0;
+	if (s->sketch_changed) {
+		sketch_export(s->sketch, s->row);
+		store_batch_put(s->batch, STORE_META, STATE_SKETCH_KEY, sizeof STATE_SKETCH_KEY - 1,
+				s->row, sketch_export_bytes());
+		s->sketch_changed = false;
+	}
 	for (size_t k = 0; k < s->new_item_count; k++)
 		put_id(s->batch, 'i', idmap_id(s->items, s->new_items[k]), s->new_items[k]);
 	for (size_t v = 0; v < s->variant_count; v++) {
@@ -1115,6 +1198,7 @@ void state_lifecycle_counts(const struct state *state, struct state_lifecycle_co
 	counts->admitted_users = state->admitted_users;
 	counts->expired_users = state->expired_users;
 	counts->evicted_users = state->evicted_users;
+	counts->unadmitted_events = state->unadmitted_events;
 	counts->live_users = state->live_users;
 	counts->now_ms = state->sweep_now_ms;
 }

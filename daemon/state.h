@@ -70,6 +70,14 @@ struct state_config {
 	void (*on_user_row)(uint32_t stable, size_t variant, const void *row, size_t len,
 			    void *opaque);
 	void *on_user_row_opaque;
+	/**
+	 * Embedding life cycle: a user id is admitted (given a row) at its
+	 * admit_after-th sighting, counted approximately (model/sketch.h, kept
+	 * in the state with each commit); until then its events count for its
+	 * items' popularity and trending (model_count_item()) and train
+	 * nothing. 0 or 1: every user is admitted at once.
+	 */
+	unsigned admit_after;
 	/** Open an existing state without writing to it (streamrecd --check):
 	 * variants are matched but new ones are not recorded; see store.h. */
 	bool read_only;
@@ -160,6 +168,11 @@ uint32_t state_find_item(const struct state *state, const char *id);
 int state_learn(struct state *state, const char *user_id, const char *item_id,
 		enum event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
 		size_t errstr_size);
+
+/**
+ * With state_config.admit_after, an event of a user not admitted yet only
+ * counts its item; *user_stable is then set to UINT32_MAX (no user).
+ */
 
 /**
  * @brief state_learn() in the variants whose bit is set in `variants` only
@@ -300,6 +313,7 @@ struct state_lifecycle_counts {
 	uint64_t admitted_users; /**< new users given a stable index */
 	uint64_t expired_users;  /**< removed by the TTL */
 	uint64_t evicted_users;  /**< removed by the bound */
+	uint64_t unadmitted_events; /**< events of users not admitted yet (state_config.admit_after) */
 	size_t live_users;
 	int64_t now_ms; /**< the event-time clock of the last sweep (INT64_MIN: none yet) */
 };

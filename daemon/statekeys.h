@@ -18,6 +18,8 @@
 #include <stdint.h>
 
 #define STATE_ROW_KEY_BYTES 5
+/** Meta key of the admission filter's sketch (model/sketch.h, sketch_export()). */
+#define STATE_SKETCH_KEY "sketch/users"
 /** Meta key prefix of a user's last published list; the key is it + u32 stable index. */
 #define STATE_LIST_PREFIX "list/"
 #define STATE_LIST_KEY_BYTES (sizeof STATE_LIST_PREFIX - 1 + 4)

@@ -28,6 +28,7 @@
 
 #include "idmap.h"
 #include "model.h"
+#include "sketch.h"
 #include "state.h"
 #include "usercache.h"
 
@@ -51,18 +52,27 @@ static void new_dir(char *out)
 	assert_true(len > 0 && len < PATH_MAX);
 }
 
-static struct state *open_state(const char *dir, size_t cache_users)
+static struct state *open_state_admitting(const char *dir, size_t cache_users,
+					  unsigned admit_after)
 {
 	struct model_config config;
 	char errstr[1024];
 	model_config_default(&config);
 	config.dim = 8;
-	struct state_config sc = {
-	    .dir = dir, .variants = &config, .variant_count = 1, .user_cache_users = cache_users};
+	struct state_config sc = {.dir = dir,
+				  .variants = &config,
+				  .variant_count = 1,
+				  .user_cache_users = cache_users,
+				  .admit_after = admit_after};
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
 	if (state == NULL)
 		fail_msg("state_open(%s): %s", dir, errstr);
 	return state;
+}
+
+static struct state *open_state(const char *dir, size_t cache_users)
+{
+	return open_state_admitting(dir, cache_users, 0);
 }
 
 static void learn_at(struct state *state, const char *user, const char *item, int64_t ts_ms)
@@ -423,6 +433,109 @@ static void test_churn_stays_flat(void **unused)
 	state_close(state);
 }
 
+/* ---- admission ---------------------------------------------------------------------- */
+
+static void test_sketch_never_undercounts_and_fades(void **unused)
+{
+	(void)unused;
+	struct sketch *sketch = sketch_new();
+	assert_non_null(sketch);
+	/* 5,000 ids, id k seen k % 7 times: every estimate at least the truth,
+	 * and at this load (well under the width) nearly always exact */
+	size_t exact = 0;
+	for (uint64_t k = 0; k < 5000; k++)
+		for (uint64_t n = 0; n < k % 7; n++)
+			sketch_add(sketch, k * 0x9e3779b97f4a7c15u + 1);
+	for (uint64_t k = 0; k < 5000; k++) {
+		unsigned estimate = sketch_estimate(sketch, k * 0x9e3779b97f4a7c15u + 1);
+		assert_true(estimate >= k % 7);
+		exact += estimate == k % 7;
+	}
+	assert_true(exact >= 4990);
+	/* saturates at 255 */
+	for (int n = 0; n < 300; n++)
+		sketch_add(sketch, 42);
+	assert_int_equal(sketch_estimate(sketch, 42), 255);
+	/* a round trip through its serialisation is bit-exact */
+	size_t bytes = sketch_export_bytes();
+	unsigned char *buf = malloc(bytes), *again = malloc(bytes);
+	assert_non_null(buf);
+	assert_non_null(again);
+	sketch_export(sketch, buf);
+	struct sketch *copy = sketch_new();
+	assert_non_null(copy);
+	assert_int_equal(sketch_import(copy, buf, bytes - 1), -1);
+	assert_int_equal(sketch_import(copy, buf, bytes), 0);
+	sketch_export(copy, again);
+	assert_memory_equal(buf, again, bytes);
+	/* after SKETCH_AGING_ADDS more additions every count has halved at least once */
+	for (uint64_t n = 0; n < SKETCH_AGING_ADDS; n++)
+		sketch_add(copy, 1000000 + n);
+	assert_true(sketch_estimate(copy, 42) <= 128);
+	free(buf);
+	free(again);
+	sketch_free(copy);
+	sketch_free(sketch);
+}
+
+static void test_admission_after_n_sightings(void **unused)
+{
+	(void)unused;
+	char dir[PATH_MAX], errstr[512];
+	new_dir(dir);
+	struct state *state = open_state_admitting(dir, 0, 3);
+	struct model *m = state_model(state, 0);
+	uint32_t stable = 0;
+	/* two sightings: counted for the item, no user, no row */
+	for (int n = 0; n < 2; n++) {
+		assert_int_equal(state_learn(state, "newcomer", "item-x", EVENT_PURCHASE, T0 + n,
+					     &stable, errstr, sizeof errstr),
+				 0);
+		assert_int_equal(stable, UINT32_MAX);
+	}
+	assert_int_equal(state_find_user(state, "newcomer"), UINT32_MAX);
+	assert_int_equal(state_user_count(state), 0);
+	assert_int_equal(model_item_count_of(m, state_find_item(state, "item-x")), 2);
+	assert_int_equal(model_user_count(m), 0);
+	struct state_lifecycle_counts counts;
+	state_lifecycle_counts(state, &counts);
+	assert_int_equal(counts.unadmitted_events, 2);
+	assert_int_equal(counts.admitted_users, 0);
+	/* the third: admitted, and it learns from this event on */
+	assert_int_equal(state_learn(state, "newcomer", "item-y", EVENT_PURCHASE, T0 + 2, &stable,
+				     errstr, sizeof errstr),
+			 0);
+	assert_int_not_equal(stable, UINT32_MAX);
+	assert_int_equal(state_user_count(state), 1);
+	uint32_t slot, recent[16];
+	uint64_t hash;
+	assert_int_equal(state_user(state, "newcomer", &slot, &hash, errstr, sizeof errstr), 0);
+	assert_int_equal(model_user_recent(m, slot, recent), 1);
+	/* once admitted, every event learns */
+	assert_int_equal(state_learn(state, "newcomer", "item-z", EVENT_PURCHASE, T0 + 3, &stable,
+				     errstr, sizeof errstr),
+			 0);
+	assert_int_not_equal(stable, UINT32_MAX);
+	/* the counts persist with the commit: two sightings before a restart, one after */
+	learn_at(state, "returning", "item-x", T0 + 4);
+	learn_at(state, "returning", "item-x", T0 + 5);
+	commit(state);
+	state_close(state);
+	state = open_state_admitting(dir, 0, 3);
+	assert_int_equal(state_find_user(state, "returning"), UINT32_MAX);
+	assert_int_equal(state_learn(state, "returning", "item-x", EVENT_PURCHASE, T0 + 6, &stable,
+				     errstr, sizeof errstr),
+			 0);
+	assert_int_not_equal(stable, UINT32_MAX);
+	/* an admitted user stays admitted across the restart */
+	assert_int_equal(state_learn(state, "newcomer", "item-x", EVENT_PURCHASE, T0 + 7, &stable,
+				     errstr, sizeof errstr),
+			 0);
+	assert_int_not_equal(stable, UINT32_MAX);
+	assert_int_equal(state_user_count(state), 2);
+	state_close(state);
+}
+
 static int setup(void **unused)
 {
 	(void)unused;
@@ -445,6 +558,8 @@ int main(void)
 	    cmocka_unit_test(test_bound_evicts_the_least_recently_active),
 	    cmocka_unit_test(test_removed_user_back_before_the_commit_is_stored_fresh),
 	    cmocka_unit_test(test_churn_stays_flat),
+	    cmocka_unit_test(test_sketch_never_undercounts_and_fades),
+	    cmocka_unit_test(test_admission_after_n_sightings),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
