@@ -868,7 +868,7 @@ static bool option_in_section(const struct option *o, enum section_kind kind, co
 static const char *const fixed_sections[] = {
     "input",      "output", "state", "http", "api",    "refresh",        "log",
     "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", "blas", "registry",
-    "scaleout",   NULL};
+    "scaleout",   "lifecycle", NULL};
 
 static bool valid_variant_name(const char *name)
 {
@@ -1548,6 +1548,8 @@ static const struct {
     {"refresh", "catch_up_threshold_ms", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "shadow_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_item_events", CONFIG_APPLY_LISTABLE},
+    {"lifecycle", "user_ttl", CONFIG_APPLY_READ_AT_USE},
+    {"lifecycle", "max_users", CONFIG_APPLY_READ_AT_USE},
     {"log", "level", CONFIG_APPLY_LOG_LEVEL},
 };
 

@@ -179,3 +179,40 @@ def test_sigkill_while_evicting_keeps_every_live_user(daemons):
     assert a["item"] == b["item"]
     assert {k: v for k, v in a["meta"].items() if k.startswith(b"globals/")} == \
         {k: v for k, v in b["meta"].items() if k.startswith(b"globals/")}
+
+
+def test_admission_waits_for_the_nth_event_and_survives_a_restart(daemons):
+    """admit_after = 3: 60 users seen once and 40 seen twice get no row and
+    no list, but their items are counted; 30 users seen four times are
+    admitted at their third event. The sketch is in the state: after a
+    restart, one more event admits each user seen twice."""
+    daemon = daemons("lifecycle_admit", partitions=1)
+    daemon.add_config("[lifecycle]\nadmit_after = 3\n")
+    daemon.start()
+    base = int(time.time() * 1000) - 600_000
+    lines = []
+    for k in range(60):
+        lines.append(event_line(f"once-{k}", "item-popular", base + k, 0))
+    for k in range(40):
+        lines += [event_line(f"twice-{k}", "item-popular", base + k, n) for n in range(2)]
+    for k in range(30):
+        lines += [event_line(f"often-{k}", f"item-{k % 5}", base + k, n) for n in range(4)]
+    send(daemon, lines)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= len(lines))
+    assert daemon.wait_for(
+        lambda: daemon.metric('streamrec_embeddings_unadmitted_events_total{kind="user"}')
+        == 60 + 80 + 60, timeout=10), daemon.logtext()
+    assert daemon.metric("streamrec_users") == 30
+    assert daemon.metric('streamrec_embeddings_admitted_total{kind="user"}') == 30
+    assert daemon.stop() == 0
+    entries = export(daemon)
+    assert sorted(users_by_id(entries)) == sorted(f"often-{k}" for k in range(30))
+    # lists only for admitted users
+    lists = [k for k in entries["meta"] if k.startswith(b"list/")]
+    assert 0 < len(lists) <= 30
+    daemon.start()
+    send(daemon, [event_line(f"twice-{k}", "item-popular", base + 1000 + k, 2)
+                  for k in range(40)])
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_users") == 70, timeout=30), \
+        daemon.logtext()
+    assert daemon.stop() == 0

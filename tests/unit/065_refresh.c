@@ -549,7 +549,10 @@ static void evicted_users_are_forgotten(void **unused)
 					       f->refresher, errstr, sizeof errstr),
 			 USERS / 2);
 	assert_int_equal(refresher_pending(f->refresher), USERS / 2);
-	assert_int_equal(run_all(f), USERS / 2);
+	long taken, total = 0;
+	while ((taken = run_round(f, 1700000200000 + USERS)) > 0)
+		total += taken;
+	assert_int_equal(total, USERS / 2);
 	for (size_t l = 0; l < f->sink.count; l++)
 		assert_true(user_of(&f->sink.lists[l]) >= USERS / 2);
 	refresher_save_lists(f->refresher);
