@@ -95,8 +95,8 @@ static void run(const struct soak_config *c, bool bounded)
 			fail("state_learn", errstr);
 		state_mark_offset(state, "soak", 0, (int64_t)e);
 		if (e % c->commit_every == 0) {
-			if (bounded && state_lifecycle_sweep(state, &lifecycle, INT64_MAX, NULL, NULL,
-							     errstr, sizeof errstr) < 0)
+			if (bounded && state_lifecycle_sweep(state, &lifecycle, INT64_MAX, NULL,
+							     NULL, errstr, sizeof errstr) < 0)
 				fail("state_lifecycle_sweep", errstr);
 			if (state_commit_async(state, errstr, sizeof errstr) != 0)
 				fail("state_commit", errstr);

@@ -9,11 +9,11 @@
  * bounded on an endless stream.
  *
  * Memory: SKETCH_DEPTH * SKETCH_WIDTH bytes (256 KiB), whatever the ids.
- * Error: with n distinct ids counted since the last halving, an estimate
- * exceeds the true count with probability about (n / SKETCH_WIDTH)^DEPTH
- * per row collision: 0.4% at n = 16k, 6% at n = 32k (so an id that was
- * never seen may be admitted early at such loads; it is never admitted
- * late).
+ * Error: with n distinct ids counted since the last halving, a never-seen
+ * id's estimate is above 0 with probability about (1 - e^(-n/SKETCH_WIDTH))^4:
+ * 0.24% at n = 16k, 2.4% at n = 32k; an estimate of 2 or more needs its four
+ * cells shared with ids seen as often, far rarer. So an id may be admitted
+ * early, rarely; it is never admitted late.
  *
  * Deterministic: the same additions give the same counters bit for bit
  * (the state persists the sketch with its commits, so a replay after a
@@ -25,8 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SKETCH_DEPTH 4
-#define SKETCH_WIDTH 65536
+#define SKETCH_DEPTH      4
+#define SKETCH_WIDTH      65536
 #define SKETCH_AGING_ADDS (8 * SKETCH_WIDTH)
 
 struct sketch;

@@ -134,8 +134,8 @@ void idmap_remove(struct idmap *map, uint32_t index)
 	     slot = (slot + 1) & map->mask) {
 		const char *held = map->ids[map->slots[slot] - 1];
 		size_t home = (size_t)XXH3_64bits(held, strlen(held)) & map->mask;
-		bool stays = hole <= slot ? (hole < home && home <= slot)
-					  : (hole < home || home <= slot);
+		bool stays =
+		    hole <= slot ? (hole < home && home <= slot) : (hole < home || home <= slot);
 		if (stays)
 			continue;
 		map->slots[hole] = map->slots[slot];

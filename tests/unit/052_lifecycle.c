@@ -33,7 +33,7 @@
 #include "usercache.h"
 
 #define ROW_BYTES (1 << 16)
-#define T0 1700000000000
+#define T0        1700000000000
 
 static char base_dir[PATH_MAX];
 static int dir_count;
@@ -52,8 +52,7 @@ static void new_dir(char *out)
 	assert_true(len > 0 && len < PATH_MAX);
 }
 
-static struct state *open_state_admitting(const char *dir, size_t cache_users,
-					  unsigned admit_after)
+static struct state *open_state_admitting(const char *dir, size_t cache_users, unsigned admit_after)
 {
 	struct model_config config;
 	char errstr[1024];
@@ -223,7 +222,8 @@ static void test_forgotten_slot_is_reused_and_pending_rows_dropped(void **unused
 	uint32_t slot, again;
 	bool placed;
 	for (uint32_t u = 0; u < 10; u++)
-		assert_int_equal(usercache_place(cache, u, &slot, &placed, errstr, sizeof errstr), 0);
+		assert_int_equal(usercache_place(cache, u, &slot, &placed, errstr, sizeof errstr),
+				 0);
 	uint32_t freed = usercache_slot_of(cache, 4);
 	usercache_forget(cache, 4);
 	assert_int_equal(usercache_slot_of(cache, 4), USERCACHE_NONE);
@@ -236,8 +236,12 @@ static void test_forgotten_slot_is_reused_and_pending_rows_dropped(void **unused
 	/* bounded at 1: evicting a changed user sets its row aside; forgetting drops it */
 	cache = usercache_new(&m, 1, 1);
 	assert_int_equal(usercache_place(cache, 0, &slot, &placed, errstr, sizeof errstr), 0);
-	struct model_event event = {.user = slot, .item = 0, .user_hash = 1, .item_hash = 2,
-				    .type = EVENT_PURCHASE, .ts_ms = T0};
+	struct model_event event = {.user = slot,
+				    .item = 0,
+				    .user_hash = 1,
+				    .item_hash = 2,
+				    .type = EVENT_PURCHASE,
+				    .ts_ms = T0};
 	assert_int_equal(model_learn(m, &event, errstr, sizeof errstr), 0);
 	assert_int_equal(usercache_place(cache, 1, &slot, &placed, errstr, sizeof errstr), 0);
 	assert_true(usercache_has_pending(cache, 0));
