@@ -6,10 +6,13 @@
  * slots, the process's RSS and the state's size on disk as it goes, once
  * without a bound and once with lifecycle.max_users and lifecycle.user_ttl.
  *
- * The stream: a window of `window` active users slides forward, each event
- * by a random user of the window (so every user acts about events/window
- * times, then never again), on a catalogue of `items` items; event time
- * advances 1 ms per event.
+ * The stream: a window of `window` active users slides forward by one user
+ * every `user_every` events, each event by a random user of the window (so
+ * a user stays window × user_every events and acts about user_every times,
+ * then never again), on a catalogue of `items` items (few, so the
+ * item side, whose co-visitation lists grow until covis_neighbours, is
+ * soon flat and what moves is the users); event time advances 1 ms per
+ * event.
  *
  * Each mode is best run in a process of its own (--mode unbounded, then
  * --mode bounded: what `make bench-soak` does): memory freed by one run
@@ -17,8 +20,8 @@
  * run's RSS.
  *
  * usage: soak [--mode both|bounded|unbounded] [--events N] [--window N]
- *             [--items N] [--max-users N] [--ttl-ms N] [--report-every N]
- *             [--commit-every N] [--dir DIR]
+ *             [--user-every N] [--items N] [--max-users N] [--ttl-ms N]
+ *             [--report-every N] [--commit-every N] [--dir DIR]
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,7 +33,7 @@
 #include "bench.h"
 
 struct soak_config {
-	size_t events, window, items, max_users, report_every, commit_every;
+	size_t events, window, items, max_users, report_every, commit_every, user_every;
 	const char *mode;
 	uint64_t ttl_ms;
 	const char *dir;
@@ -92,7 +95,7 @@ static void run(const struct soak_config *c, bool bounded)
 	       "expired", "evicted", "state_MiB", "RSS_MiB");
 	double start = now_s();
 	for (size_t e = 1; e <= c->events; e++) {
-		size_t base = e / 20; /* a user enters the window every 20 events */
+		size_t base = e / c->user_every; /* a user enters the window every user_every events */
 		size_t u = base + next_random(&random_state) % c->window;
 		snprintf(user, sizeof user, "soak-user-%zu", u);
 		snprintf(item, sizeof item, "soak-item-%" PRIu64,
@@ -132,11 +135,12 @@ int main(int argc, char **argv)
 {
 	struct soak_config c = {.events = 4000000,
 				.window = 2000,
-				.items = 20000,
+				.items = 1000,
 				.max_users = 4000,
 				.ttl_ms = 60000,
 				.report_every = 250000,
 				.commit_every = 20000,
+				.user_every = 20,
 				.dir = "/tmp/streamrec-soak",
 				.mode = "both"};
 	if (argc % 2 == 0) {
@@ -159,6 +163,8 @@ int main(int argc, char **argv)
 			c.report_every = v;
 		else if (strcmp(argv[i], "--commit-every") == 0)
 			c.commit_every = v;
+		else if (strcmp(argv[i], "--user-every") == 0)
+			c.user_every = v;
 		else if (strcmp(argv[i], "--dir") == 0)
 			c.dir = argv[i + 1];
 		else if (strcmp(argv[i], "--mode") == 0)
@@ -169,14 +175,14 @@ int main(int argc, char **argv)
 		}
 	}
 	if (c.events == 0 || c.window == 0 || c.items == 0 || c.report_every == 0 ||
-	    c.commit_every == 0) {
-		fprintf(stderr, "soak: --events, --window, --items, --report-every and "
-				"--commit-every must be positive\n");
+	    c.commit_every == 0 || c.user_every == 0) {
+		fprintf(stderr, "soak: --events, --window, --items, --report-every, "
+				"--commit-every and --user-every must be positive\n");
 		return 2;
 	}
-	printf("soak: %zu events, a window of %zu active users sliding by one every 20 events, "
+	printf("soak: %zu events, a window of %zu active users sliding by one every %zu events, "
 	       "%zu items, a commit every %zu events\n",
-	       c.events, c.window, c.items, c.commit_every);
+	       c.events, c.window, c.user_every, c.items, c.commit_every);
 	bool both = strcmp(c.mode, "both") == 0;
 	if (!both && strcmp(c.mode, "bounded") != 0 && strcmp(c.mode, "unbounded") != 0) {
 		fprintf(stderr, "soak: --mode: both, bounded or unbounded, got %s\n", c.mode);
