@@ -158,9 +158,19 @@ static const char *retrieval_name(const struct model_config *config,
 
 /* The baselines and ablations scored beside the model (prequential arms). */
 #define MAX_TRENDING_BASELINES 8
-#define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS)
+/* --tune: the trending signal's weight and half-life, and beta, on a grid */
+static const float tune_trending_weights[] = {0.0f, 0.25f, 0.5f, 1.0f};
+static const double tune_half_lives[] = {3600e3, 86400e3, 7 * 86400e3, 30 * 86400e3};
+static const float tune_covis_weights[] = {2.0f, 8.0f};
+#define TUNE_ARMS                                                                      \
+	(sizeof tune_trending_weights / sizeof tune_trending_weights[0] *                  \
+		 (sizeof tune_half_lives / sizeof tune_half_lives[0]) +                    \
+	 sizeof tune_covis_weights / sizeof tune_covis_weights[0])
+#define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS + TUNE_ARMS)
 struct eval_arms {
 	size_t count;
+	size_t tune_first, tune_count; /**< the --tune arms: arm[tune_first..] */
+	struct model_config tune_config[TUNE_ARMS];
 	struct prequential_arm arm[MAX_ARMS];
 	char name[MAX_ARMS][64];
 	struct prequential_split split[MAX_ARMS];
@@ -206,7 +216,7 @@ static void format_duration(double ms, char *out, size_t size)
  * model's configuration with each of its signals switched off in turn.
  */
 static int build_arms(const struct model_config *config, bool baselines, const double *half_lives,
-		      size_t half_life_count, bool ablations, struct eval_arms *arms,
+		      size_t half_life_count, bool ablations, bool tune, struct eval_arms *arms,
 		      char *errstr, size_t errstr_size)
 {
 	struct model_config c = *config;
@@ -236,7 +246,58 @@ static int build_arms(const struct model_config *config, bool baselines, const d
 		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
 			return -1;
 	}
+	arms->tune_first = arms->count;
+	for (size_t w = 0; tune && w < sizeof tune_trending_weights / sizeof *tune_trending_weights;
+	     w++)
+		for (size_t h = 0; h < sizeof tune_half_lives / sizeof *tune_half_lives; h++) {
+			c = *config;
+			c.trending_weight = tune_trending_weights[w];
+			c.trending_half_life_ms = tune_half_lives[h];
+			format_duration(c.trending_half_life_ms, duration, sizeof duration);
+			snprintf(name, sizeof name, "tune g=%g/%s", (double)c.trending_weight,
+				 duration);
+			arms->tune_config[arms->count - arms->tune_first] = c;
+			if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+				return -1;
+		}
+	for (size_t b = 0; tune && b < sizeof tune_covis_weights / sizeof *tune_covis_weights; b++) {
+		c = *config;
+		c.covis_weight = tune_covis_weights[b];
+		snprintf(name, sizeof name, "tune beta=%g", (double)c.covis_weight);
+		arms->tune_config[arms->count - arms->tune_first] = c;
+		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+			return -1;
+	}
+	arms->tune_count = arms->count - arms->tune_first;
 	return 0;
+}
+
+/*
+ * --tune: the best of the configuration and the grid arms on all test
+ * points, and the lines that set it for a variant of streamrecd.
+ */
+static void print_tuned(const struct model_config *config, const struct prequential_split *model,
+			const struct eval_arms *arms)
+{
+	const struct model_config *best = config;
+	double best_hr = model->all.hit_rate;
+	const char *best_name = "the configuration";
+	for (size_t a = 0; a < arms->tune_count; a++) {
+		double hr = arms->split[arms->tune_first + a].all.hit_rate;
+		if (hr > best_hr) {
+			best_hr = hr;
+			best = &arms->tune_config[a];
+			best_name = arms->name[arms->tune_first + a];
+		}
+	}
+	char duration[32];
+	format_duration(best->trending_half_life_ms, duration, sizeof duration);
+	printf("\ntuned (best HR on all test points of %zu settings): %s, %.4f against the "
+	       "configuration's %.4f\n",
+	       arms->tune_count + 1, best_name, best_hr, model->all.hit_rate);
+	printf("for streamrecd, in [model] or [variant.NAME]:\n"
+	       "  trending_weight = %g\n  trending_half_life_ms = %s\n  covis_weight = %g\n",
+	       (double)best->trending_weight, duration, (double)best->covis_weight);
 }
 
 /* --baseline-half-lives 1h,1d,7d */
@@ -461,6 +522,7 @@ int cli_eval(int argc, char **argv)
 						{"baseline-half-lives", required_argument, NULL, 1007},
 						{"ablations", no_argument, NULL, 1008},
 						{"no-baselines", no_argument, NULL, 1009},
+						{"tune", no_argument, NULL, 1010},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -468,7 +530,7 @@ int cli_eval(int argc, char **argv)
 	const char *export_path = NULL, *json_path = NULL;
 	double half_lives[MAX_TRENDING_BASELINES] = {3600e3, 86400e3, 7 * 86400e3};
 	size_t half_life_count = 3;
-	bool ablations = false, baselines = true;
+	bool ablations = false, baselines = true, tune = false;
 	struct eval_arms arms = {0};
 	char errstr[512];
 	long long v;
@@ -643,6 +705,7 @@ int cli_eval(int argc, char **argv)
 		case 1007: rc = parse_half_lives(optarg, half_lives, &half_life_count); break;
 		case 1008: ablations = true; break;
 		case 1009: baselines = false; break;
+		case 1010: tune = true; break;
 		default: return 2;
 		}
 		if (rc != 0)
@@ -690,8 +753,8 @@ int cli_eval(int argc, char **argv)
 	struct topk_config tc = {.max_batch = 1, .max_k = pc.k};
 	topk = model ? topk_new(&tc, errstr, sizeof errstr) : NULL;
 	if (model == NULL || topk == NULL ||
-	    build_arms(&config, baselines, half_lives, half_life_count, ablations, &arms, errstr,
-		       sizeof errstr) != 0) {
+	    build_arms(&config, baselines, half_lives, half_life_count, ablations, tune, &arms,
+		       errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
 	}
@@ -789,6 +852,8 @@ int cli_eval(int argc, char **argv)
 		       "%llu tests skipped (item excluded by the protocol)\n",
 		       r.events_per_s, retrieval_name(&config, &pc),
 		       (unsigned long long)r.skipped_excluded);
+	if (tune)
+		print_tuned(&config, &r.model_split, &arms);
 	if ((export_path != NULL &&
 	     write_stream(export_path, log, event_flags, &config, errstr, sizeof errstr) != 0) ||
 	    (json_path != NULL &&

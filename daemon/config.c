@@ -300,7 +300,7 @@ static const struct option options[] = {
      "co-visitation neighbours and trending items, ranked by the exact fused score).",
      NULL},
     {"model", "index_nprobe", OPT_UINT, ST_SIZE, V(model.index_nprobe), NULL, 0, 1048576, NULL,
-     OPT_BOUNDED, "Index cells probed per list; 0: 5% of the cells, at least 4.", NULL},
+     OPT_BOUNDED, "Index cells probed per list; 0: 5% of the cells, at least 4 and at most 16 (a list then scores about 16·sqrt(items) rows).", NULL},
     {"model", "index_nlist", OPT_UINT, ST_SIZE, V(model.index_nlist), NULL, 0, 1048576, NULL,
      OPT_BOUNDED, "Index cells; 0: about the square root of the catalogue.", NULL},
     {"model", "index_trending", OPT_UINT, ST_SIZE, V(model.index_trending), NULL, 0, 10000,

@@ -69,7 +69,13 @@ static const struct {
      "           [--export-stream CSV: the replayed stream, indices, test points]\n"
      "           [--json PATH: configuration and figures]\n"
      "           [--retrieval exact|index|both: the ranking engine, or both side by side]\n"
-     "           [--nprobe N, 0 = automatic] [--nlist N, 0 = automatic] [--trending 50]"},
+     "           [--nprobe N, 0 = automatic] [--nlist N, 0 = automatic] [--trending 50]\n"
+     "           [--covis-window N] [--covis-neighbours N] [--covis-directions one|both]\n"
+     "           [--covis-count once|weighted] [--covis-half-life EVENTS]\n"
+     "           [--trending-weight F] [--trending-half-life DURATION]\n"
+     "           [--baseline-half-lives 1h,1d,7d] [--no-baselines] [--ablations: each signal off]\n"
+     "           [--tune: trending weight x half-life and beta on a grid, the best printed\n"
+     "            as streamrecd settings]"},
     {"eval-scaleout", cli_eval_scaleout,
      "replay an event file through one model and through N shards that exchange\n"
      "           item changes (scale-out's accuracy cost), side by side\n"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "clock.h"
 #include "errstr.h"
 #include "grow.h"
@@ -1200,30 +1201,9 @@ bool refresher_last_explanation(const struct refresher *r, uint32_t stable, size
 	return true;
 }
 
-static void put_u64(unsigned char *p, uint64_t v)
-{
-	for (int b = 7; b >= 0; b--, v >>= 8)
-		p[b] = (unsigned char)v;
-}
 
-static uint64_t get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int b = 0; b < 8; b++)
-		v = v << 8 | p[b];
-	return v;
-}
 
-static void put_u32_be(unsigned char *p, uint32_t v)
-{
-	for (int b = 3; b >= 0; b--, v >>= 8)
-		p[b] = (unsigned char)v;
-}
 
-static uint32_t get_u32_be(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* One list as stored (see LIST_RECORD_VERSION). @returns its length. */
 static size_t encode_list(const struct refresher *r, const char *user,
@@ -1240,9 +1220,9 @@ static size_t encode_list(const struct refresher *r, const char *user,
 	out[at++] = (unsigned char)m;
 	memcpy(out + at, user, m);
 	at += m;
-	put_u64(out + at, (uint64_t)p->generated_at_ms);
-	put_u64(out + at + 8, (uint64_t)p->trigger_ts_ms);
-	put_u64(out + at + 16, p->list_id);
+	bytes_put_be64(out + at, (uint64_t)p->generated_at_ms);
+	bytes_put_be64(out + at + 8, (uint64_t)p->trigger_ts_ms);
+	bytes_put_be64(out + at + 16, p->list_id);
 	out[at + 24] = (unsigned char)(p->count >> 8);
 	out[at + 25] = (unsigned char)p->count;
 	at += 26;
@@ -1250,10 +1230,10 @@ static size_t encode_list(const struct refresher *r, const char *user,
 	for (size_t k = 0; k < p->count; k++, at += LIST_ITEM_BYTES) {
 		uint32_t bits;
 		memcpy(&bits, &p->items[k].score, sizeof bits);
-		put_u32_be(out + at, p->items[k].item);
-		put_u32_be(out + at + 4, bits);
+		bytes_put_be32(out + at, p->items[k].item);
+		bytes_put_be32(out + at + 4, bits);
 		out[at + 8] = why[k].reason;
-		put_u32_be(out + at + 9, why[k].because_item);
+		bytes_put_be32(out + at + 9, why[k].because_item);
 	}
 	return at;
 }
@@ -1315,10 +1295,10 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 	size_t items = model_item_count(state_model(r->c.state, variant));
 	for (size_t k = 0; k < count; k++) {
 		const unsigned char *e = b + at + 26 + k * LIST_ITEM_BYTES;
-		uint32_t bits = get_u32_be(e + 4);
-		r->items_scratch[k].item = get_u32_be(e);
+		uint32_t bits = bytes_get_be32(e + 4);
+		r->items_scratch[k].item = bytes_get_be32(e);
 		memcpy(&r->items_scratch[k].score, &bits, sizeof bits);
-		r->whys[k] = (struct lists_why){.reason = e[8], .because_item = get_u32_be(e + 9)};
+		r->whys[k] = (struct lists_why){.reason = e[8], .because_item = bytes_get_be32(e + 9)};
 		if (r->whys[k].reason > MODEL_REASON_COUNT)
 			r->whys[k].reason = MODEL_REASON_COUNT;
 		if (r->whys[k].because_item != UINT32_MAX && r->whys[k].because_item >= items)
@@ -1328,9 +1308,9 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 			return 0;
 		}
 	}
-	int64_t trigger_ts_ms = (int64_t)get_u64(b + at + 8);
+	int64_t trigger_ts_ms = (int64_t)bytes_get_be64(b + at + 8);
 	if (ensure_users(r, stable) != 0 ||
-	    lists_put(r->lists, stable, user, variant, get_u64(b + at + 16), (int64_t)get_u64(b + at),
+	    lists_put(r->lists, stable, user, variant, bytes_get_be64(b + at + 16), (int64_t)bytes_get_be64(b + at),
 		      trigger_ts_ms, r->items_scratch, r->whys, count, item_id_of, r->c.state) < 0) {
 		rs->out_of_memory = true;
 		return 1;

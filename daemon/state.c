@@ -147,7 +147,7 @@ static int load_id(const void *key, size_t key_len, const void *value, size_t va
 	const unsigned char *k = key;
 	if (key_len != 5 || (k[0] != 'I' && k[0] != 'U' && k[0] != 'T'))
 		return 0;
-	uint32_t index = get_u32(k + 1);
+	uint32_t index = bytes_get_be32(k + 1);
 	if (k[0] != 'I' && ensure_life(s, index) != 0) {
 		set_errstr(c->errstr, c->errstr_size, "out of memory loading user %u", index);
 		c->failed = 1;
@@ -161,7 +161,7 @@ static int load_id(const void *key, size_t key_len, const void *value, size_t va
 			c->failed = 1;
 			return 1;
 		}
-		s->last_seen[index] = (int64_t)state_get_u64(value);
+		s->last_seen[index] = (int64_t)bytes_get_be64(value);
 		return 0;
 	}
 	if (k[0] == 'U') {
@@ -194,7 +194,7 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 	int v = c->state->variant_of_id[k[4]];
 	if (v < 0)
 		return 0; /* a variant kept on disk that the configuration does not run */
-	if (model_import_item(c->state->models[v], get_u32(k), value, value_len, c->errstr,
+	if (model_import_item(c->state->models[v], bytes_get_be32(k), value, value_len, c->errstr,
 			      c->errstr_size) != 0) {
 		c->failed = 1;
 		return 1;
@@ -534,7 +534,7 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 		return -1;
 	}
 	if (rc == 1) {
-		found = value_len == 4 ? get_u32(value) : IDMAP_NONE;
+		found = value_len == 4 ? bytes_get_be32(value) : IDMAP_NONE;
 		free(value);
 		if (found == IDMAP_NONE) {
 			set_errstr(errstr, errstr_size, "user %s: corrupt id entry", id);
@@ -756,10 +756,10 @@ static void put_id(struct store_batch *batch, char kind, const char *id, uint32_
 	size_t len = strlen(id);
 	key[0] = (unsigned char)kind;
 	memcpy(key + 1, id, len);
-	put_u32(value, index);
+	bytes_put_be32(value, index);
 	store_batch_put(batch, STORE_IDS, key, len + 1, value, sizeof value);
 	reverse[0] = (unsigned char)(kind - 'a' + 'A');
-	put_u32(reverse + 1, index);
+	bytes_put_be32(reverse + 1, index);
 	store_batch_put(batch, STORE_IDS, reverse, sizeof reverse, id, len);
 }
 
@@ -793,8 +793,8 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		if (!s->live[stable] || s->last_seen[stable] == INT64_MIN)
 			continue;
 		unsigned char seen_key[5] = {'T'}, seen[8];
-		put_u32(seen_key + 1, stable);
-		state_put_u64(seen, (uint64_t)s->last_seen[stable]);
+		bytes_put_be32(seen_key + 1, stable);
+		bytes_put_be64(seen, (uint64_t)s->last_seen[stable]);
 		store_batch_put(s->batch, STORE_IDS, seen_key, sizeof seen_key, seen, sizeof seen);
 	}
 	s->seen_user_count = 0;
@@ -928,7 +928,7 @@ static int load_user_id(const void *key, size_t key_len, const void *value, size
 	const unsigned char *k = key;
 	if (key_len != 5 || k[0] != 'U')
 		return 0;
-	uint32_t index = get_u32(k + 1), slot;
+	uint32_t index = bytes_get_be32(k + 1), slot;
 	if ((size_t)index >= c->state->life_capacity || !c->state->live[index])
 		return 0; /* removed: its deletion is not written yet */
 	if (usercache_slot_of(c->state->cache, index) != USERCACHE_NONE)
@@ -1026,7 +1026,7 @@ int state_put_list(struct state *state, uint32_t stable, const void *record, siz
 {
 	unsigned char key[STATE_LIST_KEY_BYTES];
 	memcpy(key, STATE_LIST_PREFIX, sizeof STATE_LIST_PREFIX - 1);
-	put_u32(key + sizeof STATE_LIST_PREFIX - 1, stable);
+	bytes_put_be32(key + sizeof STATE_LIST_PREFIX - 1, stable);
 	store_batch_put(state->batch, STORE_META, key, sizeof key, record, len);
 	return 0;
 }
@@ -1042,7 +1042,7 @@ static int scan_list(const void *key, size_t key_len, const void *value, size_t 
 	const struct list_scan *scan = ctx;
 	if (key_len != STATE_LIST_KEY_BYTES)
 		return 0;
-	return scan->fn(get_u32((const unsigned char *)key + sizeof STATE_LIST_PREFIX - 1), value,
+	return scan->fn(bytes_get_be32((const unsigned char *)key + sizeof STATE_LIST_PREFIX - 1), value,
 			value_len, scan->ctx);
 }
 
@@ -1073,7 +1073,7 @@ static int remove_user(struct state *s, uint32_t stable, char *errstr, size_t er
 	size_t len = id != NULL ? strlen(id) : 0;
 	char why[256];
 
-	put_u32(reverse + 1, stable);
+	bytes_put_be32(reverse + 1, stable);
 	if (id == NULL) {
 		/* not met since the state opened: its id is on disk only */
 		reverse[0] = 'U';
@@ -1106,7 +1106,7 @@ static int remove_user(struct state *s, uint32_t stable, char *errstr, size_t er
 		store_batch_delete(s->batch, STORE_USER, row_key, sizeof row_key);
 	}
 	memcpy(list_key, STATE_LIST_PREFIX, sizeof STATE_LIST_PREFIX - 1);
-	put_u32(list_key + sizeof STATE_LIST_PREFIX - 1, stable);
+	bytes_put_be32(list_key + sizeof STATE_LIST_PREFIX - 1, stable);
 	store_batch_delete(s->batch, STORE_META, list_key, sizeof list_key);
 
 	usercache_forget(s->cache, stable);

@@ -140,7 +140,7 @@ static void every_type_parses(void **state)
 		     "optimizer = sgd\n"
 		     "learning_rate = 0.05\n"
 		     "weight.remove_from_cart = -1.25\n"
-		     "trending_half_life_ms = 1d\n"
+		     "trending_half_life_ms = 7d\n"
 		     "use_covis = off\n"
 		     "exclusion = interacted\n"
 		     "seed = 18446744073709551615\n"
@@ -162,7 +162,7 @@ static void every_type_parses(void **state)
 	assert_int_equal(v->model.optimizer, MODEL_SGD);
 	assert_true(v->model.learning_rate == 0.05f);
 	assert_true(v->model.event_weight[EVENT_REMOVE_FROM_CART] == -1.25f);
-	assert_true(v->model.trending_half_life_ms == 86400000.0);
+	assert_true(v->model.trending_half_life_ms == 604800000.0);
 	assert_false(v->model.use_covis);
 	assert_int_equal(v->model.exclusion, MODEL_EXCLUDE_INTERACTED);
 	assert_true(v->model.seed == UINT64_MAX);
