@@ -20,6 +20,8 @@
 #                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
 #   make bench-api  the lookup API under load while ingesting 10k events/s:
 #                 build/bench-results/api.md (about two minutes)
+#   make bench-soak  the embedding life cycle: churning users with and without
+#                 lifecycle bounds, rows / RSS / state size over time (SOAK_ARGS)
 #   make man      the man pages, from the programs' --help: build/man/
 #   make install  PREFIX=/usr/local DESTDIR=   (make uninstall: all but the configuration)
 #   make deb      the Debian package (debian/): build/streamrec_VERSION_ARCH.deb
@@ -90,7 +92,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 BENCH_COLLECT := $(BUILD)/bench/collect
 BENCH_API_CLIENT := $(BUILD)/bench/api_client
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python deps-data test test-build fuzz bench bench-peers bench-real bench-eval bench-e2e bench-api bench-scale man install uninstall deb clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python deps-data test test-build fuzz bench bench-peers bench-real bench-eval bench-e2e bench-api bench-scale bench-soak man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -287,6 +289,15 @@ bench-peers: $(BUILD)/streamrec $(BENCH_VENV)/.installed
 bench-real: $(BUILD)/streamrec deps-data
 	$(PYTHON) bench/real.py --streamrec $(BUILD)/streamrec --datasets $(BUILD)/datasets \
 	  --out $(BUILD)/bench-results
+
+# The embedding life cycle's soak: churning users through the state with
+# and without lifecycle bounds, printing rows, RSS and state size as it goes
+# (bench/soak.c; SOAK_ARGS, e.g. --events 1000000), each in a process of
+# its own. About 20 minutes on 2 shared cores at the default 4M events.
+bench-soak: $(BUILD)/bench/soak
+	@echo "machine: $$(nproc) cores, $$(lscpu | sed -n 's/^Model name: *//p')"
+	$(BUILD)/bench/soak --mode unbounded $(SOAK_ARGS)
+	$(BUILD)/bench/soak --mode bounded $(SOAK_ARGS)
 
 # Scale-out: 1, 2 and 3 instances in one group (bench/scale.py; SCALE_ARGS).
 bench-scale: all

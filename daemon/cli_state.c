@@ -99,7 +99,8 @@ static struct state *open_configured(const char *command, const char *path, cons
 				  .variant_names = implicit ? NULL : names,
 				  .start_from = start_from,
 				  .user_cache_users = cache_users ? cache_users : config.user_cache_users,
-				  .user_cache_bytes = config.user_cache_bytes};
+				  .user_cache_bytes = config.user_cache_bytes,
+				  .admit_after = config.lifecycle_admit_after};
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
 	if (state == NULL)
 		fprintf(stderr, "streamrec %s: %s\n", command, errstr);

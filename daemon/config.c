@@ -151,6 +151,23 @@ static const struct option options[] = {
      "group's committed offset (skipping what that group read before); latest learns "
      "only new events.",
      NULL},
+    {"lifecycle", "admit_after", OPT_UINT, ST_UNSIGNED, G(lifecycle_admit_after), "0", 0, 255,
+     NULL, OPT_BOUNDED,
+     "Give a new user an embedding at its Nth event (counted approximately, in 256 KiB "
+     "kept in the state); its earlier events count for their items' popularity and "
+     "trending only, and it gets no list until admitted. 0 or 1: at once.",
+     NULL},
+    {"lifecycle", "user_ttl", OPT_DURATION, ST_U64, G(lifecycle_user_ttl_ms), "0", 0,
+     3650 * DAY_MS, NULL, OPT_RELOAD | OPT_BOUNDED,
+     "Remove a user idle this long in event time (behind the newest event learned): its "
+     "rows, ids, last list and cache slot, in the next commit; met again, it starts cold. "
+     "0: users never expire.",
+     NULL},
+    {"lifecycle", "max_users", OPT_UINT, ST_SIZE, G(lifecycle_max_users), "0", 0, 4294967295.0,
+     NULL, OPT_RELOAD | OPT_BOUNDED,
+     "Users the state holds at most, on disk and in memory: above it, each commit removes "
+     "the least recently active (event time) as lifecycle.user_ttl does; 0: no bound.",
+     NULL},
     {"http", "listen", OPT_STRING, ST_STR, G(http_listen), "127.0.0.1:9464", 0, 0, NULL, 0,
      "host:port of /metrics, /healthz, /readyz and the status page; empty: off.", NULL},
     {"http", "idle_timeout_ms", OPT_DURATION, ST_U64, G(http_idle_timeout_ms), "10s", 100, 3600000,
@@ -890,7 +907,7 @@ static bool option_in_section(const struct option *o, enum section_kind kind, co
 static const char *const fixed_sections[] = {
     "input",      "output", "state", "http", "api",    "refresh",        "log",
     "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", "blas", "registry",
-    "scaleout",   NULL};
+    "scaleout",   "lifecycle", NULL};
 
 static bool valid_variant_name(const char *name)
 {
@@ -1643,6 +1660,8 @@ static const struct {
     {"refresh", "catch_up_threshold_ms", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "shadow_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_item_events", CONFIG_APPLY_LISTABLE},
+    {"lifecycle", "user_ttl", CONFIG_APPLY_READ_AT_USE},
+    {"lifecycle", "max_users", CONFIG_APPLY_READ_AT_USE},
     {"log", "level", CONFIG_APPLY_LOG_LEVEL},
     /* the refresher reads each variant's rules when it publishes a list */
     {"variant.NAME", "exclude_categories", CONFIG_APPLY_READ_AT_USE},

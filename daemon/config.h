@@ -123,6 +123,10 @@ struct config {
 	size_t user_cache_users;
 	size_t user_cache_bytes;
 	enum config_on_empty state_on_empty;
+	/** Embedding life cycle (state.h): 0 = off. */
+	uint64_t lifecycle_user_ttl_ms;
+	size_t lifecycle_max_users;
+	unsigned lifecycle_admit_after;
 
 	char *http_listen;
 	uint64_t http_idle_timeout_ms;

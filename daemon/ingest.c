@@ -254,6 +254,10 @@ static void on_message(const struct consumer_message *m, void *opaque)
 			return;
 		}
 		d->metrics->events_total[ev.type]++;
+		for (size_t v = 0; v < d->variant_count; v++)
+			d->metrics->variants[v].updates_total += learners >> v & 1;
+		if (stable == UINT32_MAX)
+			goto out_mark; /* not admitted yet (lifecycle.admit_after): no user, no list */
 		if (d->experiment != NULL && note_pre_activity(d, stable) != 0) {
 			daemon_fail(d, "out of memory counting a user's activity before exposure");
 			return;
@@ -264,14 +268,13 @@ static void on_message(const struct consumer_message *m, void *opaque)
 		}
 		refresher_count_hit(d->refresher, stable, ev.item_id, ev.type,
 				    ev.has_list_id ? ev.list_id : NULL);
-		for (size_t v = 0; v < d->variant_count; v++)
-			d->metrics->variants[v].updates_total += learners >> v & 1;
 		if (refresher_mark(d->refresher, stable, ev.ts_ms, clock_wall_ms()) != 0) {
 			daemon_fail(d, "out of memory queueing a refresh");
 			return;
 		}
 		publish_wake(d);
 	}
+out_mark:
 	state_mark_offset(d->state, m->topic, m->partition, m->offset);
 	remember_position(d, m->topic, m->partition, m->offset);
 }
@@ -348,6 +351,42 @@ static void on_lag(const char *topic, int32_t partition, int64_t lag, int64_t co
 	metrics_set_consumer_lag(d->metrics, topic, partition, lag, committed_lag, NULL, 0);
 }
 
+/* A user left the state (embedding life cycle): what the daemon keeps by
+ * its stable index goes too, before the index can be handed out again. */
+static void on_user_removed(uint32_t stable, void *opaque)
+{
+	struct daemon *d = opaque;
+	refresher_forget(d->refresher, stable);
+	if ((size_t)stable < d->pre_activity_capacity)
+		d->pre_activity[stable] = 0;
+}
+
+/*
+ * Embedding life cycle (README): expired users, then the least recently
+ * active above the bound, leave the state in the commit about to be built.
+ * A round out with the workers names its users by stable index, so it is
+ * ranked and published first (a wait of one round at most).
+ */
+static int lifecycle_sweep(struct daemon *d, char *errstr, size_t errstr_size)
+{
+	struct state_lifecycle lifecycle = {.user_ttl_ms = d->config.lifecycle_user_ttl_ms,
+					    .max_users = d->config.lifecycle_max_users};
+	if (lifecycle.user_ttl_ms == 0 && lifecycle.max_users == 0)
+		return 0;
+	if (refresher_busy(d->refresher)) {
+		refresher_wait(d->refresher);
+		if (refresher_harvest(d->refresher, errstr, errstr_size) < 0)
+			return -1;
+	}
+	long removed = state_lifecycle_sweep(d->state, &lifecycle, clock_wall_ms(), on_user_removed,
+					     d, errstr, errstr_size);
+	if (removed < 0)
+		return -1;
+	if (removed > 0)
+		log_line(LOG_PRIORITY_DEBUG, "life cycle: %ld users removed", removed);
+	return 0;
+}
+
 /*
  * Hands the changed state and offsets to the writer thread; the Kafka
  * offsets of the previous batch are committed once it is durable.
@@ -393,6 +432,8 @@ int ingest_commit(struct daemon *d, bool wait)
 		if (rc != 0)
 			goto out_fail;
 	}
+	if (lifecycle_sweep(d, errstr, sizeof errstr) != 0)
+		goto out_fail;
 	/* the lists published since the last commit, for the lookup API and hits after a restart */
 	refresher_save_lists(d->refresher);
 	if (state_commit_async(d->state, errstr, sizeof errstr) != 0)
@@ -430,6 +471,12 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	d->metrics->assigned_partitions = (int64_t)consumer_assigned_count(d->consumer);
 	d->metrics->items = (int64_t)model_item_count(state_model(d->state, 0));
 	d->metrics->users = (int64_t)state_user_count(d->state);
+	struct state_lifecycle_counts life;
+	state_lifecycle_counts(d->state, &life);
+	d->metrics->users_admitted_total = life.admitted_users;
+	d->metrics->users_expired_total = life.expired_users;
+	d->metrics->users_evicted_total = life.evicted_users;
+	d->metrics->unadmitted_events_total = life.unadmitted_events;
 	log_line(LOG_PRIORITY_DEBUG, "commit %" PRIu64 ": %" PRId64 " users, %" PRId64 " items",
 		 d->metrics->commits_total, d->metrics->users, d->metrics->items);
 }

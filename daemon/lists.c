@@ -126,6 +126,17 @@ out_unlock:
 	return rc;
 }
 
+void lists_remove(struct lists *l, uint32_t stable)
+{
+	if ((size_t)stable >= l->entry_capacity || l->entries[stable] == NULL)
+		return;
+	pthread_rwlock_wrlock(&l->lock);
+	free(l->entries[stable]);
+	l->entries[stable] = NULL;
+	idmap_remove(l->users, stable);
+	pthread_rwlock_unlock(&l->lock);
+}
+
 const struct lists_entry *lists_get(const struct lists *l, uint32_t stable)
 {
 	return (size_t)stable < l->entry_capacity ? l->entries[stable] : NULL;

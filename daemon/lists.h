@@ -72,6 +72,13 @@ int lists_put(struct lists *lists, uint32_t stable, const char *user_id, size_t 
 	      const struct topk_result *items, const struct lists_why *why, size_t count,
 	      lists_item_id_fn item_id, void *opaque);
 
+/**
+ * @brief Forget a user's list (writer's thread; takes the write lock): the
+ * user expired or was evicted (embedding life cycle), and its stable index
+ * may be handed to another user. Nothing happens when it has none.
+ */
+void lists_remove(struct lists *lists, uint32_t stable);
+
 /** @returns the user's list, or NULL (writer's thread only: no lock). */
 const struct lists_entry *lists_get(const struct lists *lists, uint32_t stable);
 

@@ -139,6 +139,12 @@ struct metrics {
 	int64_t users;
 	int64_t items;
 	int64_t state_bytes;
+	/** Embedding life cycle (README, "Embedding life cycle"), users: new
+	 * users given a row, users removed by lifecycle.user_ttl, users
+	 * removed by lifecycle.max_users. */
+	uint64_t users_admitted_total, users_expired_total, users_evicted_total;
+	/** Events of users not admitted yet (lifecycle.admit_after). */
+	uint64_t unadmitted_events_total;
 
 	/** State writes with their offset commits; failed ones; messages sent to the DLQ. */
 	uint64_t commits_total;

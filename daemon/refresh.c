@@ -449,6 +449,24 @@ int refresher_mark(struct refresher *r, uint32_t stable, int64_t trigger_ts_ms, 
 	return push_recent(r, stable, now_ms);
 }
 
+void refresher_forget(struct refresher *r, uint32_t stable)
+{
+	lists_remove(r->lists, stable);
+	if ((size_t)stable >= r->user_capacity)
+		return;
+	if (r->lane[stable] == LANE_RECENT)
+		r->recent_users--;
+	/* its entries left in the lanes are stale now, and skipped when reached */
+	r->lane[stable] = LANE_NONE;
+	r->marked_ms[stable] = 0;
+	r->trigger_ts[stable] = 0;
+	r->last_refresh_ms[stable] = 0;
+	r->catch_up[stable] = ARRIVAL_NONE;
+	r->list_changed[stable] = 0; /* refresher_save_lists() finds no list for it */
+	free(r->previous[stable]);
+	r->previous[stable] = NULL;
+}
+
 size_t refresher_pending(const struct refresher *r)
 {
 	return r->recent_users + r->deferred_count;

@@ -140,6 +140,15 @@ bool refresher_busy(struct refresher *refresher);
 /** @brief Blocks until the round out with the workers is ranked (shutdown, tests). */
 void refresher_wait(struct refresher *refresher);
 
+/**
+ * @brief Forget a user (embedding life cycle: it was removed from the
+ * state, and its stable index may go to another user): its mark, its
+ * place in the lanes, its refresh times and its published lists. Call it
+ * only while no round is out (refresher_busy() false): a round's users
+ * are published by stable index.
+ */
+void refresher_forget(struct refresher *refresher, uint32_t stable);
+
 /** @returns the users waiting for a refresh. */
 size_t refresher_pending(const struct refresher *refresher);
 

@@ -6,6 +6,7 @@
 #include "state.h"
 
 #include "errstr.h"
+#include "grow.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <xxhash.h>
 
 #include "idmap.h"
+#include "sketch.h"
 #include "statefile.h"
 #include "statekeys.h"
 #include "store.h"
@@ -49,6 +51,38 @@ struct state {
 	size_t new_user_count, new_user_capacity, new_item_count, new_item_capacity;
 	struct store_batch *batch;
 	unsigned char *row; /* ROW_BUFFER bytes of scratch */
+
+	/* Embedding life cycle (state.h), per stable user index: the event
+	 * time of its newest event (INT64_MIN: unknown), whether it is live,
+	 * whether its last-seen changed since the last commit. */
+	int64_t *last_seen;
+	uint8_t *live, *seen_changed;
+	size_t life_capacity, live_users;
+	uint32_t *seen_users; /* seen_changed ones, written with the next commit */
+	size_t seen_user_count, seen_user_capacity;
+	/* Removed users' stable indices: reusable (their keys are deleted on
+	 * disk), deleted by the commit in flight, deleted by the next commit.
+	 * An index is handed out again only when no key of its last owner is
+	 * left on disk, so no read can bring an old row back into a new user. */
+	uint32_t *free_users, *freed_inflight, *freed_pending;
+	size_t free_user_count, free_user_capacity, freed_inflight_count,
+	    freed_inflight_capacity, freed_pending_count, freed_pending_capacity;
+	/* ids of users removed whose "u" key may still be on disk (pending
+	 * batch, batch in flight): met again, they start fresh */
+	struct idmap *removed, *removed_inflight;
+	uint32_t removed_next;
+	int64_t newest_event_ms, sweep_now_ms;
+	uint64_t admitted_users, expired_users, evicted_users;
+	struct sweep_entry {
+		int64_t last_seen;
+		uint32_t stable;
+	} *sweep;
+	size_t sweep_capacity;
+	/* the admission filter (state_config.admit_after); NULL: off */
+	struct sketch *sketch;
+	unsigned admit_after;
+	bool sketch_changed;
+	uint64_t unadmitted_events;
 	/* state_config.on_user_row */
 	void (*on_user_row)(uint32_t stable, size_t variant, const void *row, size_t len,
 			    void *opaque);
@@ -75,17 +109,68 @@ struct load_context {
 	int failed;
 };
 
-/* ids: "I" + u32 -> item id; "U" + u32 -> user id (users only for the counter) */
+/* Grows the per-user life-cycle arrays to hold stable. @returns 0 or -1. */
+static int ensure_life(struct state *s, uint32_t stable)
+{
+	if ((size_t)stable < s->life_capacity)
+		return 0;
+	size_t cap = s->life_capacity ? s->life_capacity : 1024;
+	while (cap <= stable)
+		cap *= 2;
+	int64_t *last_seen = realloc(s->last_seen, cap * sizeof *last_seen);
+	if (last_seen == NULL)
+		return -1;
+	s->last_seen = last_seen;
+	uint8_t *live = realloc(s->live, cap);
+	if (live == NULL)
+		return -1;
+	s->live = live;
+	uint8_t *seen_changed = realloc(s->seen_changed, cap);
+	if (seen_changed == NULL)
+		return -1;
+	s->seen_changed = seen_changed;
+	for (size_t i = s->life_capacity; i < cap; i++) {
+		s->last_seen[i] = INT64_MIN;
+		s->live[i] = 0;
+		s->seen_changed[i] = 0;
+	}
+	s->life_capacity = cap;
+	return 0;
+}
+
+/* ids: "I" + u32 -> item id; "U" + u32 -> user id (users: live, and the
+ * counter); "T" + u32 -> a user's last-seen event time */
 static int load_id(const void *key, size_t key_len, const void *value, size_t value_len, void *ctx)
 {
 	struct load_context *c = ctx;
+	struct state *s = c->state;
 	const unsigned char *k = key;
-	if (key_len != 5 || (k[0] != 'I' && k[0] != 'U'))
+	if (key_len != 5 || (k[0] != 'I' && k[0] != 'U' && k[0] != 'T'))
 		return 0;
 	uint32_t index = bytes_get_be32(k + 1);
+	if (k[0] != 'I' && ensure_life(s, index) != 0) {
+		set_errstr(c->errstr, c->errstr_size, "out of memory loading user %u", index);
+		c->failed = 1;
+		return 1;
+	}
+	if (k[0] == 'T') {
+		if (value_len != 8) {
+			set_errstr(c->errstr, c->errstr_size,
+				   "user %u: last-seen record of %zu bytes, expected 8", index,
+				   value_len);
+			c->failed = 1;
+			return 1;
+		}
+		s->last_seen[index] = (int64_t)bytes_get_be64(value);
+		return 0;
+	}
 	if (k[0] == 'U') {
-		if (index + 1 > c->state->next_user)
-			c->state->next_user = index + 1;
+		if (index + 1 > s->next_user)
+			s->next_user = index + 1;
+		if (!s->live[index]) {
+			s->live[index] = 1;
+			s->live_users++;
+		}
 		return 0;
 	}
 	if (idmap_put(c->state->items, value, value_len, index) != 0) {
@@ -186,8 +271,12 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	s->batch = store_batch_new();
 	s->inflight = store_batch_new();
 	s->row = malloc(ROW_BUFFER);
+	s->removed = idmap_new();
+	s->removed_inflight = idmap_new();
+	s->newest_event_ms = INT64_MIN;
+	s->sweep_now_ms = INT64_MIN;
 	if (s->users == NULL || s->items == NULL || s->batch == NULL || s->inflight == NULL ||
-	    s->row == NULL)
+	    s->row == NULL || s->removed == NULL || s->removed_inflight == NULL)
 		goto out_nomem_free;
 
 	for (size_t v = 0; v < s->variant_count; v++) {
@@ -214,6 +303,18 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	}
 	if (lc.failed)
 		goto out_free;
+	/* the gaps below next_user are free indices (lowest handed out first) */
+	for (uint32_t u = s->next_user; u-- > 0;) {
+		if ((size_t)u < s->life_capacity && s->live[u]) {
+			if (s->last_seen[u] > s->newest_event_ms)
+				s->newest_event_ms = s->last_seen[u];
+			continue;
+		}
+		if (grow_array(&s->free_users, &s->free_user_capacity, s->free_user_count + 1,
+			       sizeof *s->free_users, 256) != 0)
+			goto out_nomem_free;
+		s->free_users[s->free_user_count++] = u;
+	}
 	for (size_t v = 0; v < s->variant_count; v++) {
 		unsigned char key[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', s->store_id[v]};
 		int found = store_get(s->store, STORE_META, key, sizeof key, &value, &value_len,
@@ -233,6 +334,28 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 			}
 		}
 		model_clear_dirty(s->models[v]);
+	}
+	if (config->admit_after > 1) {
+		s->admit_after = config->admit_after;
+		s->sketch = sketch_new();
+		if (s->sketch == NULL)
+			goto out_nomem_free;
+		int found = store_get(s->store, STORE_META, STATE_SKETCH_KEY,
+				      sizeof STATE_SKETCH_KEY - 1, &value, &value_len, why, sizeof why);
+		if (found < 0) {
+			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+			goto out_free;
+		}
+		if (found == 1) {
+			int rc = sketch_import(s->sketch, value, value_len);
+			free(value);
+			if (rc != 0) {
+				set_errstr(errstr, errstr_size,
+					   "%s: the admission sketch has %zu bytes, expected %zu",
+					   config->dir, value_len, sketch_export_bytes());
+				goto out_free;
+			}
+		}
 	}
 	size_t max_slots = config->user_cache_users;
 	if (config->user_cache_bytes > 0) {
@@ -287,6 +410,17 @@ void state_close(struct state *state)
 	free(state->new_users);
 	free(state->new_items);
 	free(state->row);
+	free(state->last_seen);
+	free(state->live);
+	free(state->seen_changed);
+	free(state->seen_users);
+	free(state->free_users);
+	free(state->freed_inflight);
+	free(state->freed_pending);
+	free(state->sweep);
+	idmap_free(state->removed);
+	idmap_free(state->removed_inflight);
+	sketch_free(state->sketch);
 	free(state);
 }
 
@@ -388,6 +522,10 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 		set_errstr(errstr, errstr_size, "user id of %zu bytes", len);
 		return -1;
 	}
+	/* removed since the last durable commit: its stored entry is stale */
+	if (idmap_find(s->removed, id, len) != IDMAP_NONE ||
+	    idmap_find(s->removed_inflight, id, len) != IDMAP_NONE)
+		goto out_new;
 	key[0] = 'u';
 	memcpy(key + 1, id, len);
 	int rc = store_get(s->store, STORE_IDS, key, len + 1, &value, &value_len, why, sizeof why);
@@ -406,10 +544,22 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 			goto out_nomem;
 		return place_user(s, found, true, index, errstr, errstr_size);
 	}
-	found = s->next_user++;
-	if (idmap_put(s->users, id, len, found) != 0 ||
-	    remember(&s->new_users, &s->new_user_count, &s->new_user_capacity, found) != 0)
+out_new:
+	found = s->free_user_count > 0 ? s->free_users[s->free_user_count - 1] : s->next_user;
+	if (ensure_life(s, found) != 0 || idmap_put(s->users, id, len, found) != 0)
 		goto out_nomem;
+	if (remember(&s->new_users, &s->new_user_count, &s->new_user_capacity, found) != 0) {
+		idmap_remove(s->users, found);
+		goto out_nomem;
+	}
+	if (s->free_user_count > 0)
+		s->free_user_count--;
+	else
+		s->next_user++;
+	s->live[found] = 1;
+	s->last_seen[found] = INT64_MIN;
+	s->live_users++;
+	s->admitted_users++;
 	return place_user(s, found, false, index, errstr, errstr_size);
 out_nomem:
 	set_errstr(errstr, errstr_size, "out of memory mapping user %s", id);
@@ -498,6 +648,49 @@ uint32_t state_find_item(const struct state *state, const char *id)
 	return idmap_find(state->items, id, strlen(id));
 }
 
+/* Whether a user id has a row (admitted, not removed): 1, 0, or -1 with
+ * errstr filled (a read error). */
+static int user_known(struct state *s, const char *id, char *errstr, size_t errstr_size)
+{
+	size_t len = strlen(id);
+	unsigned char key[1 + 256];
+	void *value = NULL;
+	size_t value_len;
+	char why[256];
+	if (idmap_find(s->users, id, len) != IDMAP_NONE)
+		return 1;
+	if (len > 256 || idmap_find(s->removed, id, len) != IDMAP_NONE ||
+	    idmap_find(s->removed_inflight, id, len) != IDMAP_NONE)
+		return 0; /* too long: state_user() reports it */
+	key[0] = 'u';
+	memcpy(key + 1, id, len);
+	int found = store_get(s->store, STORE_IDS, key, len + 1, &value, &value_len, why, sizeof why);
+	if (found < 0) {
+		set_errstr(errstr, errstr_size, "user %s: %s", id, why);
+		return -1;
+	}
+	free(value);
+	return found;
+}
+
+/* A live user's newest event time moves to ts_ms; written with the next commit. */
+static int note_seen(struct state *s, uint32_t stable, int64_t ts_ms)
+{
+	if ((size_t)stable >= s->life_capacity || !s->live[stable])
+		return 0;
+	if (ts_ms > s->newest_event_ms)
+		s->newest_event_ms = ts_ms;
+	if (s->last_seen[stable] != INT64_MIN && ts_ms <= s->last_seen[stable])
+		return 0;
+	s->last_seen[stable] = ts_ms;
+	if (s->seen_changed[stable])
+		return 0;
+	if (remember(&s->seen_users, &s->seen_user_count, &s->seen_user_capacity, stable) != 0)
+		return -1;
+	s->seen_changed[stable] = 1;
+	return 0;
+}
+
 int state_learn(struct state *state, const char *user_id, const char *item_id,
 		enum event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
 		size_t errstr_size)
@@ -511,14 +704,42 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 		    char *errstr, size_t errstr_size)
 {
 	struct model_event event = {.type = type, .ts_ms = ts_ms};
+	if (state->sketch != NULL) {
+		int known = user_known(state, user_id, errstr, errstr_size);
+		if (known < 0)
+			return -1;
+		size_t len = strlen(user_id);
+		if (!known && sketch_add(state->sketch, XXH3_64bits(user_id, len)) <
+				  state->admit_after) {
+			state->sketch_changed = true;
+			state->unadmitted_events++;
+			if (state_item(state, item_id, &event.item, &event.item_hash, errstr,
+				       errstr_size) != 0)
+				return -1;
+			for (size_t v = 0; v < state->variant_count; v++)
+				if ((variants >> v & 1) &&
+				    model_count_item(state->models[v], event.item, event.item_hash,
+						     type, ts_ms, errstr, errstr_size) != 0)
+					return -1;
+			if (user_stable != NULL)
+				*user_stable = UINT32_MAX;
+			return 0;
+		}
+		state->sketch_changed |= !known;
+	}
 	if (state_user(state, user_id, &event.user, &event.user_hash, errstr, errstr_size) != 0 ||
 	    state_item(state, item_id, &event.item, &event.item_hash, errstr, errstr_size) != 0)
 		return -1;
 	for (size_t v = 0; v < state->variant_count; v++)
 		if ((variants >> v & 1) && model_learn(state->models[v], &event, errstr, errstr_size) != 0)
 			return -1;
+	uint32_t stable = state_user_stable(state, event.user);
+	if (note_seen(state, stable, ts_ms) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory noting user %s's activity", user_id);
+		return -1;
+	}
 	if (user_stable != NULL)
-		*user_stable = state_user_stable(state, event.user);
+		*user_stable = stable;
 	return 0;
 }
 
@@ -561,8 +782,28 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 	unsigned char key[9];
 	usercache_pending_foreach(s->cache, put_pending_row, s);
 	usercache_pending_clear(s->cache);
-	for (size_t k = 0; k < s->new_user_count; k++)
-		put_id(s->batch, 'u', idmap_id(s->users, s->new_users[k]), s->new_users[k]);
+	for (size_t k = 0; k < s->new_user_count; k++) {
+		const char *id = idmap_id(s->users, s->new_users[k]);
+		if (id != NULL && s->live[s->new_users[k]]) /* not removed since */
+			put_id(s->batch, 'u', id, s->new_users[k]);
+	}
+	for (size_t k = 0; k < s->seen_user_count; k++) {
+		uint32_t stable = s->seen_users[k];
+		s->seen_changed[stable] = 0;
+		if (!s->live[stable] || s->last_seen[stable] == INT64_MIN)
+			continue;
+		unsigned char seen_key[5] = {'T'}, seen[8];
+		bytes_put_be32(seen_key + 1, stable);
+		bytes_put_be64(seen, (uint64_t)s->last_seen[stable]);
+		store_batch_put(s->batch, STORE_IDS, seen_key, sizeof seen_key, seen, sizeof seen);
+	}
+	s->seen_user_count = 0;
+	if (s->sketch_changed) {
+		sketch_export(s->sketch, s->row);
+		store_batch_put(s->batch, STORE_META, STATE_SKETCH_KEY, sizeof STATE_SKETCH_KEY - 1,
+				s->row, sketch_export_bytes());
+		s->sketch_changed = false;
+	}
 	for (size_t k = 0; k < s->new_item_count; k++)
 		put_id(s->batch, 'i', idmap_id(s->items, s->new_items[k]), s->new_items[k]);
 	for (size_t v = 0; v < s->variant_count; v++) {
@@ -615,8 +856,37 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 	struct state *s = state;
 	if (state_flush(s, errstr, errstr_size) != 0)
 		return -1;
+	/* the batch written before is durable now: the indices it freed are reusable */
+	if (s->freed_inflight_count > 0) {
+		if (grow_array(&s->free_users, &s->free_user_capacity,
+			       s->free_user_count + s->freed_inflight_count, sizeof *s->free_users,
+			       256) != 0)
+			goto out_nomem;
+		memcpy(s->free_users + s->free_user_count, s->freed_inflight,
+		       s->freed_inflight_count * sizeof *s->freed_inflight);
+		s->free_user_count += s->freed_inflight_count;
+		s->freed_inflight_count = 0;
+	}
+	if (idmap_count(s->removed) > 0 || idmap_count(s->removed_inflight) > 0) {
+		struct idmap *fresh = idmap_new();
+		if (fresh == NULL)
+			goto out_nomem;
+		idmap_free(s->removed_inflight);
+		s->removed_inflight = s->removed;
+		s->removed = fresh;
+		s->removed_next = 0;
+	}
 	if (build_batch(s, errstr, errstr_size) != 0)
 		return -1;
+	/* the indices this batch frees are reusable once it is written */
+	uint32_t *freed = s->freed_inflight;
+	size_t freed_capacity = s->freed_inflight_capacity;
+	s->freed_inflight = s->freed_pending;
+	s->freed_inflight_capacity = s->freed_pending_capacity;
+	s->freed_inflight_count = s->freed_pending_count;
+	s->freed_pending = freed;
+	s->freed_pending_capacity = freed_capacity;
+	s->freed_pending_count = 0;
 	pthread_mutex_lock(&s->lock);
 	struct store_batch *spare = s->inflight;
 	s->inflight = s->batch;
@@ -626,6 +896,9 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 	pthread_cond_broadcast(&s->wake);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory committing the state");
+	return -1;
 }
 
 int state_commit(struct state *state, char *errstr, size_t errstr_size)
@@ -656,9 +929,12 @@ static int load_user_id(const void *key, size_t key_len, const void *value, size
 	if (key_len != 5 || k[0] != 'U')
 		return 0;
 	uint32_t index = bytes_get_be32(k + 1), slot;
+	if ((size_t)index >= c->state->life_capacity || !c->state->live[index])
+		return 0; /* removed: its deletion is not written yet */
 	if (usercache_slot_of(c->state->cache, index) != USERCACHE_NONE)
 		return 0; /* in memory already */
-	if (idmap_put(c->state->users, value, value_len, index) != 0) {
+	if (idmap_id(c->state->users, index) == NULL &&
+	    idmap_put(c->state->users, value, value_len, index) != 0) {
 		set_errstr(c->errstr, c->errstr_size, "out of memory loading users");
 		c->failed = 1;
 		return 1;
@@ -782,7 +1058,156 @@ int state_lists_foreach(struct state *state,
 
 size_t state_user_count(const struct state *state)
 {
-	return state->next_user;
+	return state->live_users;
+}
+
+/* Deletes every key of a live user in the pending batch and frees what it
+ * holds in memory; its index becomes reusable once the deletion is durable.
+ * @returns 0, or -1 with errstr filled (nothing changed). */
+static int remove_user(struct state *s, uint32_t stable, char *errstr, size_t errstr_size)
+{
+	unsigned char key[1 + 256], reverse[5], row_key[STATE_ROW_KEY_BYTES];
+	unsigned char list_key[STATE_LIST_KEY_BYTES];
+	const char *id = idmap_id(s->users, stable);
+	void *stored = NULL;
+	size_t len = id != NULL ? strlen(id) : 0;
+	char why[256];
+
+	bytes_put_be32(reverse + 1, stable);
+	if (id == NULL) {
+		/* not met since the state opened: its id is on disk only */
+		reverse[0] = 'U';
+		int found = store_get(s->store, STORE_IDS, reverse, sizeof reverse, &stored, &len,
+				      why, sizeof why);
+		if (found < 0) {
+			set_errstr(errstr, errstr_size, "removing user %u: %s", stable, why);
+			return -1;
+		}
+		id = stored;
+		if (found == 0)
+			len = 0;
+	}
+	if (grow_array(&s->freed_pending, &s->freed_pending_capacity, s->freed_pending_count + 1,
+		       sizeof *s->freed_pending, 256) != 0)
+		goto out_nomem;
+	if (len > 0 && len <= 256) {
+		if (idmap_put(s->removed, id, len, s->removed_next++) != 0)
+			goto out_nomem;
+		key[0] = 'u';
+		memcpy(key + 1, id, len);
+		store_batch_delete(s->batch, STORE_IDS, key, len + 1);
+	}
+	reverse[0] = 'U';
+	store_batch_delete(s->batch, STORE_IDS, reverse, sizeof reverse);
+	reverse[0] = 'T';
+	store_batch_delete(s->batch, STORE_IDS, reverse, sizeof reverse);
+	for (size_t v = 0; v < s->variant_count; v++) {
+		state_key_row(row_key, stable, s->store_id[v]);
+		store_batch_delete(s->batch, STORE_USER, row_key, sizeof row_key);
+	}
+	memcpy(list_key, STATE_LIST_PREFIX, sizeof STATE_LIST_PREFIX - 1);
+	bytes_put_be32(list_key + sizeof STATE_LIST_PREFIX - 1, stable);
+	store_batch_delete(s->batch, STORE_META, list_key, sizeof list_key);
+
+	usercache_forget(s->cache, stable);
+	idmap_remove(s->users, stable);
+	s->live[stable] = 0;
+	s->last_seen[stable] = INT64_MIN;
+	s->live_users--;
+	s->freed_pending[s->freed_pending_count++] = stable;
+	free(stored);
+	return 0;
+out_nomem:
+	free(stored);
+	set_errstr(errstr, errstr_size, "out of memory removing user %u", stable);
+	return -1;
+}
+
+static int by_last_seen(const void *a, const void *b)
+{
+	const struct sweep_entry *x = a, *y = b;
+	if (x->last_seen != y->last_seen)
+		return x->last_seen < y->last_seen ? -1 : 1;
+	return x->stable < y->stable ? -1 : x->stable > y->stable;
+}
+
+long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *lifecycle,
+			   int64_t wall_ms, void (*on_removed)(uint32_t stable, void *opaque),
+			   void *opaque, char *errstr, size_t errstr_size)
+{
+	struct state *s = state;
+	int64_t now = s->newest_event_ms < wall_ms ? s->newest_event_ms : wall_ms;
+	long removed = 0;
+	if (now == INT64_MIN)
+		return 0; /* nothing learned yet: no clock to measure idleness by */
+	s->sweep_now_ms = now;
+	int64_t oldest_kept = INT64_MIN;
+	if (lifecycle->user_ttl_ms > 0 && (uint64_t)now - (uint64_t)INT64_MIN > lifecycle->user_ttl_ms)
+		oldest_kept = now - (int64_t)lifecycle->user_ttl_ms;
+	for (uint32_t u = 0; u < s->next_user; u++) {
+		if (!s->live[u])
+			continue;
+		if (s->last_seen[u] == INT64_MIN) {
+			/* restored from a state older than the life cycle, or never
+			 * learned on: idle from now on */
+			s->last_seen[u] = now;
+			if (!s->seen_changed[u]) {
+				if (remember(&s->seen_users, &s->seen_user_count,
+					     &s->seen_user_capacity, u) != 0) {
+					set_errstr(errstr, errstr_size, "out of memory in the sweep");
+					return -1;
+				}
+				s->seen_changed[u] = 1;
+			}
+		}
+		if (s->last_seen[u] >= oldest_kept)
+			continue;
+		if (remove_user(s, u, errstr, errstr_size) != 0)
+			return -1;
+		s->expired_users++;
+		removed++;
+		if (on_removed != NULL)
+			on_removed(u, opaque);
+	}
+	if (lifecycle->max_users == 0 || s->live_users <= lifecycle->max_users)
+		return removed;
+	if (grow_array(&s->sweep, &s->sweep_capacity, s->live_users, sizeof *s->sweep, 1024) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory in the sweep");
+		return -1;
+	}
+	size_t n = 0;
+	for (uint32_t u = 0; u < s->next_user; u++)
+		if (s->live[u])
+			s->sweep[n++] = (struct sweep_entry){s->last_seen[u], u};
+	qsort(s->sweep, n, sizeof *s->sweep, by_last_seen);
+	size_t evict = s->live_users - lifecycle->max_users;
+	for (size_t k = 0; k < evict && k < n; k++) {
+		uint32_t u = s->sweep[k].stable;
+		if (remove_user(s, u, errstr, errstr_size) != 0)
+			return -1;
+		s->evicted_users++;
+		removed++;
+		if (on_removed != NULL)
+			on_removed(u, opaque);
+	}
+	return removed;
+}
+
+void state_lifecycle_counts(const struct state *state, struct state_lifecycle_counts *counts)
+{
+	counts->admitted_users = state->admitted_users;
+	counts->expired_users = state->expired_users;
+	counts->evicted_users = state->evicted_users;
+	counts->unadmitted_events = state->unadmitted_events;
+	counts->live_users = state->live_users;
+	counts->now_ms = state->sweep_now_ms;
+}
+
+int64_t state_user_last_seen(const struct state *state, uint32_t stable)
+{
+	if ((size_t)stable >= state->life_capacity || !state->live[stable])
+		return INT64_MIN;
+	return state->last_seen[stable];
 }
 
 int state_put_aux(struct state *state, const char *name, const void *data, size_t len,

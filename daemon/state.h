@@ -70,6 +70,14 @@ struct state_config {
 	void (*on_user_row)(uint32_t stable, size_t variant, const void *row, size_t len,
 			    void *opaque);
 	void *on_user_row_opaque;
+	/**
+	 * Embedding life cycle: a user id is admitted (given a row) at its
+	 * admit_after-th sighting, counted approximately (model/sketch.h, kept
+	 * in the state with each commit); until then its events count for its
+	 * items' popularity and trending (model_count_item()) and train
+	 * nothing. 0 or 1: every user is admitted at once.
+	 */
+	unsigned admit_after;
 	/** Open an existing state without writing to it (streamrecd --check):
 	 * variants are matched but new ones are not recorded; see store.h. */
 	bool read_only;
@@ -160,6 +168,11 @@ uint32_t state_find_item(const struct state *state, const char *id);
 int state_learn(struct state *state, const char *user_id, const char *item_id,
 		enum event_type type, int64_t ts_ms, uint32_t *user_stable, char *errstr,
 		size_t errstr_size);
+
+/**
+ * With state_config.admit_after, an event of a user not admitted yet only
+ * counts its item; *user_stable is then set to UINT32_MAX (no user).
+ */
 
 /**
  * @brief state_learn() in the variants whose bit is set in `variants` only
@@ -272,8 +285,60 @@ int state_lists_foreach(struct state *state,
 			int (*fn)(uint32_t stable, const void *record, size_t len, void *ctx),
 			void *ctx, char *errstr, size_t errstr_size);
 
-/** @returns the users the state knows: every user id ever mapped, in memory or on disk. */
+/** @returns the users the state knows (live: in memory or on disk; expired
+ * and evicted users are not counted). */
 size_t state_user_count(const struct state *state);
+
+/*
+ * Embedding life cycle (README, "Embedding life cycle"). The state keeps, per
+ * live user, the event time of its newest event (ids "T" + u32, written with
+ * the commit that learned it). A sweep removes users idle longer than a TTL
+ * and, above a bound, the least recently active ones: every key of theirs
+ * (ids both ways, last-seen, each variant's row, the stored list) is deleted
+ * in the pending commit batch, their model rows and cache slot are freed and
+ * their stable index is reused by the next new user. Idleness is measured
+ * in event time against the newest event time learned (capped by the wall
+ * clock the caller passes), so a replay or a catch-up after downtime expires
+ * the same users as the live run would, and downtime itself expires no one.
+ */
+
+/** What a sweep enforces (0: off). */
+struct state_lifecycle {
+	uint64_t user_ttl_ms; /**< expire users idle longer than this */
+	size_t max_users;     /**< evict the least recently active above this many */
+};
+
+/** The life cycle's counters since the state opened. */
+struct state_lifecycle_counts {
+	uint64_t admitted_users; /**< new users given a stable index */
+	uint64_t expired_users;  /**< removed by the TTL */
+	uint64_t evicted_users;  /**< removed by the bound */
+	uint64_t unadmitted_events; /**< events of users not admitted yet (state_config.admit_after) */
+	size_t live_users;
+	int64_t now_ms; /**< the event-time clock of the last sweep (INT64_MIN: none yet) */
+};
+
+/**
+ * @brief Remove expired users, then the least recently active beyond
+ * max_users. Each removed user's stable index is handed to on_removed
+ * (NULL: none) before it can be reused, so the caller drops what it keeps
+ * by stable index (lists, refresh marks). The deletions go to the next
+ * commit, atomically with the offsets of the events learned before it; a
+ * removed user met again before that commit starts fresh. Pinned users are
+ * removed too: the caller sweeps between refresh rounds.
+ * @param wall_ms the wall clock (the event-time clock never runs ahead of it); INT64_MAX: no cap
+ * @returns the users removed, or -1 with errstr filled (a read error: the
+ * state is unchanged for the user it could not remove).
+ */
+long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *lifecycle,
+			   int64_t wall_ms, void (*on_removed)(uint32_t stable, void *opaque),
+			   void *opaque, char *errstr, size_t errstr_size);
+
+/** @brief Fills counts. */
+void state_lifecycle_counts(const struct state *state, struct state_lifecycle_counts *counts);
+
+/** @returns the event time of a live user's newest event (INT64_MIN: unknown or not live). */
+int64_t state_user_last_seen(const struct state *state, uint32_t stable);
 
 /**
  * @brief Writes a user's row of one variant as another instance learned it:

@@ -2,7 +2,9 @@
  * statekeys: the byte layouts of the state's keys and records, in one place
  * (all integers big-endian, so RocksDB's byte order is numeric order):
  *   ids:   "u" + external id -> u32 index, "U" + u32 -> external id (users);
- *          "i" / "I" likewise for items
+ *          "i" / "I" likewise for items;
+ *          "T" + u32 -> i64 event time (ms) of the user's newest event
+ *          (embedding life cycle: its idleness)
  *   user:  u32 stable index + u8 variant id -> model user row
  *   item:  u32 index + u8 variant id -> model item row
  *   meta:  "globals/" + u8 variant id -> model globals;
@@ -18,11 +20,11 @@
 #include "bytes.h"
 
 #define STATE_ROW_KEY_BYTES 5
+/** Meta key of the admission filter's sketch (model/sketch.h, sketch_export()). */
+#define STATE_SKETCH_KEY "sketch/users"
 /** Meta key prefix of a user's last published list; the key is it + u32 stable index. */
 #define STATE_LIST_PREFIX "list/"
 #define STATE_LIST_KEY_BYTES (sizeof STATE_LIST_PREFIX - 1 + 4)
-
-
 
 /** @brief A user or item row's key: index, then the variant's id byte. */
 static inline void state_key_row(unsigned char key[STATE_ROW_KEY_BYTES], uint32_t index,

@@ -29,6 +29,9 @@ struct usercache {
 	/* per slot: its user, the CLOCK bit, the pin */
 	uint32_t *user_of;
 	uint8_t *referenced, *pinned;
+	/* slots holding no user, reused first (every such slot is here) */
+	uint32_t *free_slots;
+	size_t free_count;
 	size_t slots, slots_capacity, max_slots, hand, pin_count;
 	struct pending_entry *entries;
 	size_t entry_count, entry_capacity;
@@ -58,6 +61,7 @@ void usercache_free(struct usercache *cache)
 	free(cache->user_of);
 	free(cache->referenced);
 	free(cache->pinned);
+	free(cache->free_slots);
 	free(cache->entries);
 	free(cache->arena);
 	free(cache);
@@ -141,6 +145,10 @@ static int grow_slots(struct usercache *c)
 	if (pinned == NULL)
 		return -1;
 	c->pinned = pinned;
+	uint32_t *free_slots = realloc(c->free_slots, cap * sizeof *free_slots);
+	if (free_slots == NULL)
+		return -1;
+	c->free_slots = free_slots;
 	c->slots_capacity = cap;
 	return 0;
 }
@@ -203,6 +211,10 @@ out_undo:
  * victim among the unpinned slots (a dirty one is set aside first). */
 static int take_slot(struct usercache *c, uint32_t *slot, char *errstr, size_t errstr_size)
 {
+	if (c->free_count > 0) {
+		*slot = c->free_slots[--c->free_count];
+		return 0;
+	}
 	if (c->max_slots == 0 || c->slots < c->max_slots) {
 		if (c->slots == c->slots_capacity && grow_slots(c) != 0)
 			goto out_nomem;
@@ -221,10 +233,8 @@ static int take_slot(struct usercache *c, uint32_t *slot, char *errstr, size_t e
 		c->hand = (c->hand + 1) % c->slots;
 		if (c->pinned[candidate])
 			continue;
-		if (c->user_of[candidate] == USERCACHE_NONE) {
-			*slot = candidate; /* freed by usercache_drop() */
-			return 0;
-		}
+		if (c->user_of[candidate] == USERCACHE_NONE)
+			continue; /* on the free list, which is empty here */
 		if (c->referenced[candidate]) {
 			c->referenced[candidate] = 0;
 			continue;
@@ -284,6 +294,14 @@ void usercache_drop(struct usercache *cache, uint32_t stable)
 		cache->pinned[slot] = 0;
 		cache->pin_count--;
 	}
+	cache->free_slots[cache->free_count++] = slot;
+}
+
+void usercache_forget(struct usercache *cache, uint32_t stable)
+{
+	usercache_drop(cache, stable);
+	if ((size_t)stable < cache->stable_capacity)
+		cache->pending_of[stable] = 0; /* its set-aside rows are skipped */
 }
 
 size_t usercache_pin_capacity(const struct usercache *cache)

@@ -12,7 +12,9 @@
  * into the pending buffer, which the next commit batch includes and from
  * which a user met again is restored first. The bound counts the slots; the
  * pending buffer holds at most the rows changed within one commit interval
- * and is reported by usercache_pending_bytes().
+ * and is reported by usercache_pending_bytes(). A slot freed by
+ * usercache_drop() or usercache_forget() is reused before a new one is made,
+ * so users that come and go keep the slots (and the models' rows) flat.
  *
  * Not thread-safe: one thread (the state's caller) owns the cache and the
  * models' user rows.
@@ -74,6 +76,14 @@ int usercache_place(struct usercache *cache, uint32_t stable, uint32_t *slot, bo
 
 /** @brief Undo usercache_place() of stable after its restore failed. */
 void usercache_drop(struct usercache *cache, uint32_t stable);
+
+/**
+ * @brief Forget stable for good (embedding life cycle: it expired or was
+ * evicted from the state): its slot, when resident, is freed for reuse
+ * (pinned or not) and its pending rows are discarded, so the next commit
+ * writes nothing of it.
+ */
+void usercache_forget(struct usercache *cache, uint32_t stable);
 
 /** @returns how many slots may be pinned at once (SIZE_MAX without a bound). */
 size_t usercache_pin_capacity(const struct usercache *cache);

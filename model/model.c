@@ -732,6 +732,38 @@ static void add_target(struct model *m, size_t t, uint32_t item, float label, fl
 	m->targets[t].weight = weight;
 }
 
+int model_count_item(struct model *model, uint32_t item, uint64_t item_hash,
+		     enum event_type type, int64_t ts_ms, char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	if ((unsigned)type >= EVENT_TYPE_COUNT) {
+		set_errstr(errstr, errstr_size, "event type %d out of range", (int)type);
+		return -1;
+	}
+	if (m->config.event_weight[type] <= 0)
+		return 0; /* ignored, or a negative: nothing is counted */
+	if (ensure_item(m, item, item_hash) != 0)
+		goto out_nomem;
+	m->step++;
+	if (popularity_add(m->popularity, item, ts_ms) != 0)
+		goto out_nomem;
+	mark_item(m, item);
+	mark_item(m, popularity_last_moved(m->popularity));
+	if (popularity_rescaled(m->popularity)) {
+		m->all_items_dirty = true;
+		refresh_all_corrections(m);
+	}
+	if (sampler_set_count(m->sampler, item, popularity_count(m->popularity, item)) != 0)
+		goto out_nomem;
+	mark_item(m, sampler_last_moved(m->sampler));
+	refresh_correction(m, item);
+	refresh_bias_column(m, item);
+	return 0;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory counting item %u", item);
+	return -1;
+}
+
 int model_learn(struct model *model, const struct model_event *event, char *errstr,
 		size_t errstr_size)
 {

@@ -222,6 +222,17 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 		size_t errstr_size);
 
 /**
+ * @brief Count an event on item without learning from it (the embedding
+ * life cycle's admission filter: a user not admitted yet trains no
+ * embedding): the item's popularity, trending count and sampler weight
+ * move as model_learn() would move them; no vector, no co-visitation, no
+ * user. Events of weight <= 0 count nothing. The step counts it.
+ * @returns 0, or -1 with errstr filled when memory runs out.
+ */
+int model_count_item(struct model *model, uint32_t item, uint64_t item_hash,
+		     enum event_type type, int64_t ts_ms, char *errstr, size_t errstr_size);
+
+/**
  * @brief Hint that event will be learned soon: starts loading its user's and
  * item's rows into cache. Callers holding a batch prefetch a few events ahead.
  */

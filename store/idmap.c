@@ -1,5 +1,6 @@
 #include "idmap.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +116,32 @@ int idmap_put(struct idmap *map, const char *id, size_t len, uint32_t index)
 	if (index >= map->next)
 		map->next = index + 1;
 	return 0;
+}
+
+void idmap_remove(struct idmap *map, uint32_t index)
+{
+	if ((size_t)index >= map->ids_capacity || map->ids[index] == NULL)
+		return;
+	char *id = map->ids[index];
+	size_t hole = slot_of(map, id, strlen(id));
+	map->ids[index] = NULL;
+	free(id);
+	map->slots[hole] = 0;
+	map->count--;
+	/* backward-shift deletion (linear probing): move up every later entry
+	 * of the chain whose home slot is not cyclically in (hole, slot] */
+	for (size_t slot = (hole + 1) & map->mask; map->slots[slot] != 0;
+	     slot = (slot + 1) & map->mask) {
+		const char *held = map->ids[map->slots[slot] - 1];
+		size_t home = (size_t)XXH3_64bits(held, strlen(held)) & map->mask;
+		bool stays =
+		    hole <= slot ? (hole < home && home <= slot) : (hole < home || home <= slot);
+		if (stays)
+			continue;
+		map->slots[hole] = map->slots[slot];
+		map->slots[slot] = 0;
+		hole = slot;
+	}
 }
 
 const char *idmap_id(const struct idmap *map, uint32_t index)

@@ -31,6 +31,15 @@ uint32_t idmap_find(const struct idmap *map, const char *id, size_t len);
  */
 int idmap_put(struct idmap *map, const char *id, size_t len, uint32_t index);
 
+/**
+ * @brief Forget the id at index (its string is freed; index may be handed
+ * to another id by a later idmap_put()). Nothing happens when index holds
+ * no id. Deletion shifts later entries of the probe chain back, so lookups
+ * stay exact and no tombstones accumulate on an endless stream of churning
+ * ids.
+ */
+void idmap_remove(struct idmap *map, uint32_t index);
+
 /** @returns the id at index (NUL-terminated), or NULL. */
 const char *idmap_id(const struct idmap *map, uint32_t index);
 

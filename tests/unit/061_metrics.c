@@ -61,6 +61,9 @@ static struct metrics *populated(void)
 	m->commits_total = 9;
 	m->commit_failures_total = 1;
 	m->dlq_messages_total = 3;
+	m->users_admitted_total = 130;
+	m->users_expired_total = 20;
+	m->users_evicted_total = 10;
 	m->ready = true;
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 0.0005);
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 0.003);
@@ -170,6 +173,13 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_dlq_messages_total 3");
 	assert_line(text, "# TYPE streamrec_ready gauge");
 	assert_line(text, "streamrec_ready 1");
+	/* the embedding life cycle, by kind */
+	assert_line(text, "# TYPE streamrec_embeddings_admitted_total counter");
+	assert_line(text, "streamrec_embeddings_admitted_total{kind=\"user\"} 130");
+	assert_line(text, "streamrec_embeddings_expired_total{kind=\"user\"} 20");
+	assert_line(text, "streamrec_embeddings_evicted_total{kind=\"user\"} 10");
+	assert_line(text, "# TYPE streamrec_embeddings_live gauge");
+	assert_line(text, "streamrec_embeddings_live{kind=\"user\"} 100");
 
 	/* every family has exactly one HELP and one TYPE, HELP first */
 	assert_int_equal(count_lines_starting(text, "# HELP "),
@@ -184,7 +194,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_assigned_partitions 0");
 	assert_line(text, "streamrec_item_sync_folded_total 0");
 	assert_line(text, "# TYPE streamrec_item_sync_staleness_seconds gauge");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 37);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 42);
 	/* backlog lists have their own histogram, out of the freshness SLO */
 	assert_line(text, "# TYPE streamrec_catch_up_seconds histogram");
 	free(text);

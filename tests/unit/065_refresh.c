@@ -512,6 +512,60 @@ static void the_newest_marks_are_served_first(void **unused)
 	free(f);
 }
 
+static void forget_in_refresher(uint32_t stable, void *opaque)
+{
+	refresher_forget(opaque, stable);
+}
+
+static int count_stored_list(uint32_t stable, const void *record, size_t len, void *ctx)
+{
+	(void)stable;
+	(void)record;
+	(void)len;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+/* Embedding life cycle: users the state evicts are forgotten by the
+ * refresher as the daemon does it: their marks are dropped, no list of
+ * theirs is published or stored again, and their stored lists go. */
+static void evicted_users_are_forgotten(void **unused)
+{
+	(void)unused;
+	char errstr[512];
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	assert_int_equal(run_all(f), USERS);
+	refresher_save_lists(f->refresher);
+	assert_int_equal(state_commit(f->state, errstr, sizeof errstr), 0);
+	f->sink.count = 0;
+	mark_all(f, 1700000200000);
+	assert_int_equal(refresher_pending(f->refresher), USERS);
+	/* user-u was last seen at ... + u: the bound keeps the newest half */
+	struct state_lifecycle lifecycle = {.max_users = USERS / 2};
+	assert_int_equal(state_lifecycle_sweep(f->state, &lifecycle, INT64_MAX, forget_in_refresher,
+					       f->refresher, errstr, sizeof errstr),
+			 USERS / 2);
+	assert_int_equal(refresher_pending(f->refresher), USERS / 2);
+	long taken, total = 0;
+	while ((taken = run_round(f, 1700000200000 + USERS)) > 0)
+		total += taken;
+	assert_int_equal(total, USERS / 2);
+	for (size_t l = 0; l < f->sink.count; l++)
+		assert_true(user_of(&f->sink.lists[l]) >= USERS / 2);
+	refresher_save_lists(f->refresher);
+	assert_int_equal(state_commit(f->state, errstr, sizeof errstr), 0);
+	size_t stored = 0;
+	assert_int_equal(state_lists_foreach(f->state, count_stored_list, &stored, errstr,
+					     sizeof errstr),
+			 0);
+	assert_int_equal(stored, USERS / 2);
+	close_fixture(f);
+	free(f);
+}
+
 /* Marks older than the staleness target are deferred, counted, and still served. */
 static void stale_marks_are_deferred_counted_and_served(void **unused)
 {
@@ -654,6 +708,7 @@ int main(void)
 	    cmocka_unit_test(a_cold_users_list_is_labelled_cold_start),
 	    cmocka_unit_test(the_newest_marks_are_served_first),
 	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
+	    cmocka_unit_test(evicted_users_are_forgotten),
 	    cmocka_unit_test(the_index_engine_reports_its_recall),
 	    cmocka_unit_test(learning_goes_on_while_lists_rank),
 	};

@@ -1,0 +1,218 @@
+"""Embedding life cycle end to end (README, "Embedding life cycle"): the
+release daemon against the real Kafka broker and real RocksDB, on loopback.
+
+On a stream of churning users the state stays bounded (live users, rows and
+ids on disk) under lifecycle.max_users and lifecycle.user_ttl, and the
+metrics count what was evicted and expired; a daemon killed with SIGKILL
+while it evicts and expires, then restarted, ends with exactly the live
+users (their rows, bit for bit), items and globals of an undisturbed one.
+"""
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+
+from harness import BUILD
+from test_daemon_e2e import Daemon, avro_long, avro_string, settled
+
+STREAMREC = BUILD / "streamrec"
+pytestmark = pytest.mark.kafka
+
+FAMILIES = ["meta", "ids", "user", "item", "covis", "pop"]
+
+
+def event_line(user, item, ts, n):
+    body = (avro_string(f"ev-{user}-{n}") + avro_string(user) + avro_string(item)
+            + avro_long(6) + avro_long(ts) + avro_long(0) + avro_long(0) + avro_long(0))
+    return f"key={user.encode().hex()} {body.hex()}\n"
+
+
+def send(daemon, lines, topic=None):
+    subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap,
+                    topic or daemon.events], input="".join(lines).encode(), check=True,
+                   capture_output=True)
+
+
+def churn(first_user, users, base_ms, events_per_user=3):
+    """Each user's events are adjacent, at its own event time (one second
+    apart between users): who is least recently active never depends on
+    when a sweep runs."""
+    lines = []
+    for k in range(first_user, first_user + users):
+        for n in range(events_per_user):
+            lines.append(event_line(f"churn-{k}", f"item-{(k * 7 + n * 3) % 40}",
+                                    base_ms + k * 1000, n))
+    return lines
+
+
+def export(daemon):
+    """{family: {key: value}} of the stopped daemon's state."""
+    path = daemon.dir / "export.bin"
+    subprocess.run([STREAMREC, "export", "--state", daemon.dir / "state", "--out", path],
+                   check=True, capture_output=True)
+    data = path.read_bytes()
+    assert data.startswith(b"streamrec-export 1\n")
+    at, entries = len(b"streamrec-export 1\n"), {f: {} for f in FAMILIES}
+    while at < len(data):
+        family = FAMILIES[data[at]]
+        (key_len,) = struct.unpack(">I", data[at + 1:at + 5])
+        key = data[at + 5:at + 5 + key_len]
+        at += 5 + key_len
+        (value_len,) = struct.unpack(">I", data[at:at + 4])
+        entries[family][key] = data[at + 4:at + 4 + value_len]
+        at += 4 + value_len
+    return entries
+
+
+def users_by_id(entries):
+    """{user id: (last-seen record, {variant byte: row})}: rows by id, not by
+    stable index (indices are reused in whatever order users leave)."""
+    ids = entries["ids"]
+    users = {}
+    for key, value in ids.items():
+        if key[:1] == b"u":
+            stable = value
+            row = {k[4]: v for k, v in entries["user"].items() if k[:4] == stable}
+            users[key[1:].decode()] = (ids.get(b"T" + stable), row)
+            assert ids.get(b"U" + stable) == key[1:], key
+    return users
+
+
+@pytest.fixture
+def daemons(kafka_broker, tmp_path, request):
+    made = []
+
+    def make(name, partitions=3):
+        d = Daemon(kafka_broker, tmp_path, name, partitions=partitions)
+        made.append(d)
+        return d
+    yield make
+    for d in made:
+        if d.process is not None and d.process.poll() is None:
+            d.process.kill()
+            d.process.wait()
+
+
+def test_churn_stays_bounded_and_metrics_count_evictions_and_expiry(daemons):
+    daemon = daemons("lifecycle_churn")
+    daemon.add_config("[lifecycle]\nmax_users = 50\nuser_ttl = 10m\n")
+    daemon.start()
+    base = int(time.time() * 1000) - 3600_000
+    # phase 1: 12 rounds of 40 new users, one second apart in event time (no
+    # one idles 10 minutes): the bound holds the state at 50 users
+    for round_ in range(12):
+        send(daemon, churn(round_ * 40, 40, base))
+        assert daemon.wait_for(
+            lambda: daemon.metric("streamrec_updates_total") >= (round_ + 1) * 120), \
+            daemon.logtext()
+        time.sleep(1.2)  # at least one commit, hence one sweep
+        assert daemon.metric("streamrec_users") <= 50 + 40, daemon.logtext()
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_users") <= 50, timeout=10)
+    evicted = daemon.metric('streamrec_embeddings_evicted_total{kind="user"}')
+    assert evicted == 480 - 50
+    assert daemon.metric('streamrec_embeddings_admitted_total{kind="user"}') == 480
+    assert daemon.metric('streamrec_embeddings_expired_total{kind="user"}') == 0
+    assert daemon.metric('streamrec_embeddings_live{kind="user"}') == 50
+    # phase 2: one user 20 minutes later in event time: the other 50 idled past the TTL
+    send(daemon, churn(10_000, 1, base + 480_000 + 20 * 60_000 - 10_000 * 1000))
+    assert daemon.wait_for(
+        lambda: daemon.metric('streamrec_embeddings_expired_total{kind="user"}') == 50), \
+        daemon.logtext()
+    assert daemon.metric("streamrec_users") == 1
+    assert daemon.stop() == 0, daemon.logtext()
+    entries = export(daemon)
+    # on disk: one user's ids (u, U, T), its row, and at most its list
+    assert list(users_by_id(entries)) == ["churn-10000"]
+    assert len(entries["user"]) == 1
+    assert sum(1 for k in entries["ids"] if k[:1] in (b"u", b"U", b"T")) == 3
+    assert sum(1 for k in entries["meta"] if k.startswith(b"list/")) <= 1
+    # a restart brings back no evicted or expired user
+    daemon.start()
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_users") == 1, timeout=10)
+    assert daemon.stop() == 0
+
+
+def test_sigkill_while_evicting_keeps_every_live_user(daemons):
+    """Two daemons read one single-partition topic, each with its own group
+    and state and the same life cycle; one is killed with SIGKILL while it
+    learns, evicts and expires, and restarted. At the end both hold the same
+    live users with bit-identical rows and last-seen times, the same items
+    and globals: nothing admitted and still live was lost, nothing evicted
+    came back, no event was applied twice."""
+    steady = daemons("lc_steady", partitions=1)
+    crashy = daemons("lc_crashy", partitions=1)
+    crashy.config.write_text(crashy.config.read_text().replace("topic = lc_crashy.events",
+                                                               "topic = lc_steady.events"))
+    life = "[lifecycle]\nmax_users = 200\nuser_ttl = 4m\n"
+    steady.add_config(life)
+    crashy.add_config(life)
+    base = int(time.time() * 1000) - 7200_000
+    users = 3000
+    steady.start()
+    crashy.start()
+    # a stream in slices, so the kill lands with evictions both behind and ahead
+    for first in range(0, users, 500):
+        send(steady, churn(first, 500, base))
+        if first == 1000:
+            time.sleep(0.8)
+            crashy.process.kill()  # SIGKILL mid-stream
+            crashy.process.wait()
+            crashy.log.close()
+            crashy.start()
+    assert steady.wait_for(lambda: steady.metric("streamrec_updates_total") >= users * 3, 120)
+    settled(crashy)
+    for d in (steady, crashy):
+        assert d.wait_for(lambda: d.metric("streamrec_users") <= 200, timeout=15), d.logtext()
+    assert steady.metric('streamrec_embeddings_expired_total{kind="user"}') > 0
+    assert steady.metric('streamrec_embeddings_evicted_total{kind="user"}') > 0
+    assert steady.stop() == 0
+    assert crashy.stop() == 0
+    a, b = export(steady), export(crashy)
+    live_a, live_b = users_by_id(a), users_by_id(b)
+    # a TTL of 4 minutes at one user a second leaves the newest 241; the bound, 200
+    assert sorted(live_a) == sorted(f"churn-{k}" for k in range(users - 200, users))
+    assert sorted(live_a) == sorted(live_b)
+    for user in live_a:
+        assert live_a[user] == live_b[user], user
+    assert a["item"] == b["item"]
+    assert {k: v for k, v in a["meta"].items() if k.startswith(b"globals/")} == \
+        {k: v for k, v in b["meta"].items() if k.startswith(b"globals/")}
+
+
+def test_admission_waits_for_the_nth_event_and_survives_a_restart(daemons):
+    """admit_after = 3: 60 users seen once and 40 seen twice get no row and
+    no list, but their items are counted; 30 users seen four times are
+    admitted at their third event. The sketch is in the state: after a
+    restart, one more event admits each user seen twice."""
+    daemon = daemons("lifecycle_admit", partitions=1)
+    daemon.add_config("[lifecycle]\nadmit_after = 3\n")
+    daemon.start()
+    base = int(time.time() * 1000) - 600_000
+    lines = []
+    for k in range(60):
+        lines.append(event_line(f"once-{k}", "item-popular", base + k, 0))
+    for k in range(40):
+        lines += [event_line(f"twice-{k}", "item-popular", base + k, n) for n in range(2)]
+    for k in range(30):
+        lines += [event_line(f"often-{k}", f"item-{k % 5}", base + k, n) for n in range(4)]
+    send(daemon, lines)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= len(lines))
+    assert daemon.wait_for(
+        lambda: daemon.metric('streamrec_embeddings_unadmitted_events_total{kind="user"}')
+        == 60 + 80 + 60, timeout=10), daemon.logtext()
+    assert daemon.metric("streamrec_users") == 30
+    assert daemon.metric('streamrec_embeddings_admitted_total{kind="user"}') == 30
+    assert daemon.stop() == 0
+    entries = export(daemon)
+    assert sorted(users_by_id(entries)) == sorted(f"often-{k}" for k in range(30))
+    # lists only for admitted users
+    lists = [k for k in entries["meta"] if k.startswith(b"list/")]
+    assert 0 < len(lists) <= 30
+    daemon.start()
+    send(daemon, [event_line(f"twice-{k}", "item-popular", base + 1000 + k, 2)
+                  for k in range(40)])
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_users") == 70, timeout=30), \
+        daemon.logtext()
+    assert daemon.stop() == 0
