@@ -69,7 +69,11 @@ static const struct {
      "           [--export-stream CSV: the replayed stream, indices, test points]\n"
      "           [--json PATH: configuration and figures]\n"
      "           [--retrieval exact|index|both: the ranking engine, or both side by side]\n"
-     "           [--nprobe N, 0 = automatic] [--nlist N, 0 = automatic] [--trending 50]"},
+     "           [--nprobe N, 0 = automatic] [--nlist N, 0 = automatic] [--trending 50]\n"
+     "           [--content FILE: item_id<TAB>f1 ... fn lines, items' content vectors]\n"
+     "           [--new-item-events 10] [--content-min-events 10] [--content-prior 0.05]\n"
+     "           [--search-weight 10]\n"
+     "           [--ablations: also each signal switched off in turn]"},
     {"eval-scaleout", cli_eval_scaleout,
      "replay an event file through one model and through N shards that exchange\n"
      "           item changes (scale-out's accuracy cost), side by side\n"
@@ -78,7 +82,10 @@ static const struct {
     {"gen", cli_gen,
      "write a synthetic event stream with planted structure to a file\n"
      "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
-     "           [--clusters N] [--seed N]"},
+     "           [--clusters N] [--seed N]\n"
+     "           [--content FILE: items' content vectors from the planted clusters]\n"
+     "           [--content-dim 64] [--content-noise 0.5]\n"
+     "           [--searches N: planted search-then-buy sessions (needs --content)]"},
     {"replay", cli_replay,
      "learn an event file into a state directory, resuming after a crash\n"
      "           (--state DIR | --config STREAMRECD_CONF) FILE [--commit-every N]\n"

@@ -554,7 +554,8 @@ static int remember_list(struct refresher *r, uint32_t stable, size_t variant, u
 
 /*
  * The items variant v may list: in the catalogue (or never named by it) and
- * learned on at least min_item_events times. Cached; recomputed when the
+ * learned on at least min_item_events times, or placed from their content
+ * vector (the content is their evidence until events come). Cached; recomputed when the
  * listing changed, items appeared, or it is a refresh interval old.
  * @returns the flags (one per item), or NULL when out of memory.
  */
@@ -572,7 +573,8 @@ static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_
 		return NULL;
 	for (size_t i = 0; i < items; i++)
 		flags[i] = catalog_listed(r->c.catalog, (uint32_t)i) &&
-			   model_item_count_of(model, (uint32_t)i) >= config->min_item_events;
+			   (model_item_count_of(model, (uint32_t)i) >= config->min_item_events ||
+			    model_item_content_placed(model, (uint32_t)i));
 	r->listable[v] = flags;
 	r->listable_items[v] = items;
 	r->listable_at_ms[v] = now_ms;

@@ -162,6 +162,16 @@ int state_learn(struct state *state, const char *user_id, const char *item_id,
 		size_t errstr_size);
 
 /**
+ * @brief A search by user_id (model_search()) in the variants whose bit is
+ * set in `variants`: query is the query's content vector (content.dim floats).
+ * *applied gets the variants it moved (bit v: variant v).
+ * @returns 0, or -1 with errstr filled.
+ */
+int state_search_for(struct state *state, const char *user_id, const float *query,
+		     uint32_t variants, uint32_t *user_stable, uint32_t *applied, char *errstr,
+		     size_t errstr_size);
+
+/**
  * @brief state_learn() in the variants whose bit is set in `variants` only
  * (bit v: variant v; a variant that learns only from its own users).
  */

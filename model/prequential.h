@@ -52,6 +52,22 @@ struct prequential_stream {
 	const uint64_t *user_hash; /**< per user index */
 	const uint64_t *item_hash; /**< per item index */
 	size_t item_total;         /**< catalogue size, for coverage */
+	/**
+	 * Optional content vectors (NULL: none): item_total rows of
+	 * content_dim floats, row i valid when item_has_content[i]. An item's
+	 * vector is handed to every model whose content_dim equals content_dim
+	 * (model_item_content()) right before the item's first event, as the
+	 * catalogue would announce it before anyone acts on it.
+	 */
+	const float *item_content;
+	const uint8_t *item_has_content;
+	size_t content_dim;
+	/*
+	 * An event of type EVENT_SEARCH (common/event.h) is a search: its item
+	 * is the query's id, and its vector (item_content) goes to every model
+	 * taking vectors of content_dim (model_search()); it is neither tested
+	 * nor learned. A query without a vector is skipped.
+	 */
 };
 
 /** Bits of prequential_config.event_flags: what the protocol did with one event. */
@@ -92,6 +108,9 @@ struct prequential_config {
 	 * prequential_result.arms, which the caller provides (arm_count entries). */
 	const struct prequential_arm *arms;
 	size_t arm_count;
+	/** A test point is a new item's when its item had fewer positives than
+	 * this before it (prequential_split.new_item); 0: 10. */
+	uint64_t new_item_events;
 };
 
 /** One ranking's scores. */
@@ -110,11 +129,16 @@ struct prequential_split {
 	struct prequential_scores repeat;    /**< the user acted on the item before */
 	struct prequential_scores warm;      /**< the user has history in the model */
 	struct prequential_scores cold;      /**< the user has none: the trending list */
+	/** the item had fewer than new_item_events positives (a new item's first events) */
+	struct prequential_scores new_item;
+	/** the user's first positive event after a search (EVENT_SEARCH) of theirs */
+	struct prequential_scores after_search;
 };
 
 struct prequential_result {
 	uint64_t events;
 	uint64_t skipped_excluded;
+	uint64_t searches; /**< EVENT_SEARCH events met (with a query vector) */
 	struct prequential_scores model; /**< the configured engine; with both_engines the exact one */
 	struct prequential_scores popularity;
 	struct prequential_split model_split;      /**< model, split */
