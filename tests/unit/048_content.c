@@ -265,7 +265,7 @@ static void test_new_item_starts_near_its_kind_and_ranks(void **unused)
 				if (cosine(q, mean[k], 8) > cosine(q, mean[best], 8))
 					best = k;
 			if (best == cluster_of(i))
-				(which == 0 ? nearest_own : hash_nearest_own)++;
+				*(which == 0 ? &nearest_own : &hash_nearest_own) += 1;
 		}
 		/* placed: it can rank before its first event (no never-counted penalty) */
 		size_t n, stride;
