@@ -565,10 +565,19 @@ static void refresh_correction(struct model *m, uint32_t item)
 	if (count == 0) {
 		bool placed = m->content_map != NULL &&
 			      (m->item_content_flags[item] & CONTENT_PLACED);
-		m->scalar[item].correction =
-		    !placed && (m->config.use_correction || m->config.use_trending)
-			? UNCOUNTED_PENALTY
-			: 0.0f;
+		if (placed) {
+			/* its q is what the map learned from items at content_min_events
+			 * positives: it ranks with their log-odds correction (and no trend) */
+			m->scalar[item].correction =
+			    m->config.use_correction
+				? m->config.sampler_exponent * m->config.correction_weight *
+				      logf((float)m->config.content_min_events)
+				: 0.0f;
+			return;
+		}
+		m->scalar[item].correction = m->config.use_correction || m->config.use_trending
+						 ? UNCOUNTED_PENALTY
+						 : 0.0f;
 		return;
 	}
 	if (m->config.use_correction)

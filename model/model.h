@@ -573,8 +573,9 @@ long model_seed_item(struct model *model, uint32_t item, uint64_t hash, const ui
  *     caller seeded it with model_seed_item() first, else its hash's);
  *   - the prior: see model_config.content_prior_weight;
  *   - ranking before its first positive: an item placed from content ranks
- *     by its vectors with popularity terms 0 (as an item counted once at
- *     the trending epoch) instead of the penalty of never-counted items.
+ *     by its vectors with the log-odds correction of an item of
+ *     content_min_events positives (the items the map learned from) and no
+ *     trending term, instead of the penalty of never-counted items.
  */
 
 /**

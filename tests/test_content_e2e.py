@@ -30,7 +30,7 @@ CONTENT_CONFIG = f"""[content]
 dim = {DIM}
 model_name = {MODEL}
 [model]
-content_min_events = 5
+content_min_events = 30
 content_refit_items = 4
 [variant.content]
 share = 0.5
