@@ -580,9 +580,15 @@ static void refresh_correction(struct model *m, uint32_t item)
 						 : 0.0f;
 		return;
 	}
+	/* a content-placed item counts as having content_min_events positives
+	 * until it has them: its q is what the map learned from such items */
+	uint64_t counted = count;
+	if (m->content_map != NULL && (m->item_content_flags[item] & CONTENT_PLACED) &&
+	    counted < m->config.content_min_events)
+		counted = m->config.content_min_events;
 	if (m->config.use_correction)
 		correction = m->config.sampler_exponent * m->config.correction_weight *
-			     logf((float)count);
+			     logf((float)counted);
 	if (m->config.use_trending && m->config.trending_weight > 0) {
 		double trend = popularity_trend(m->popularity, item);
 		double log_trend = trend > 0 ? log(trend) : TREND_LOG_FLOOR;

@@ -52,19 +52,24 @@ def test_each_signal_improves_its_figure_and_loses_it_switched_off(planted):
     assert "new items" in text and "after a search" in text
     _, no_content, _ = figures(planted, "no_content", *content, "--signals", ALL_BUT + ",search")
     _, no_search, _ = figures(planted, "no_search", *content, "--signals", ALL_BUT + ",content")
-    print("new items' first 3 events, recall@20: with content",
-          both["new_item"]["recall"], "without", no_content["new_item"]["recall"])
-    print("purchase after a search, recall@20: with search",
-          both["after_search"]["recall"], "without", no_search["after_search"]["recall"])
-    assert both["new_item"]["tests"] == no_content["new_item"]["tests"] > 1000
-    assert both["new_item"]["recall"] > 1.08 * no_content["new_item"]["recall"]
+    _, neither, _ = figures(planted, "neither", *content, "--signals", ALL_BUT)
+    for name, f in (("both", both), ("content", no_search), ("search", no_content),
+                    ("neither", neither)):
+        print(f"{name}: recall@20 all {f['all']['recall']:.4f}, new items' first 3 events "
+              f"{f['new_item']['recall']:.4f}, purchase after a search "
+              f"{f['after_search']['recall']:.4f}")
+    assert both["new_item"]["tests"] == neither["new_item"]["tests"] > 1000
     # one test a search (the purchase), but for the few the user had bought before
-    assert both["after_search"]["tests"] == no_search["after_search"]["tests"] > 1950
+    assert both["after_search"]["tests"] == neither["after_search"]["tests"] > 1950
+    # content: new items' first events, alone and beside search
+    assert no_search["new_item"]["recall"] > 1.08 * neither["new_item"]["recall"]
+    assert both["new_item"]["recall"] > 1.08 * no_content["new_item"]["recall"]
+    # search: the purchase after it, alone and beside content (the content
+    # prior keeps items near where the map puts their content: queries meet them)
+    assert no_content["after_search"]["recall"] > 1.3 * neither["after_search"]["recall"]
     assert both["after_search"]["recall"] > 2 * no_search["after_search"]["recall"]
-    # each signal leaves the other's figure where it was (within noise of the replay)
-    assert abs(no_search["new_item"]["recall"] - both["new_item"]["recall"]) < 0.01
-    # and costs the whole stream nothing much
-    assert both["all"]["recall"] > 0.97 * no_content["all"]["recall"]
+    # and neither costs the whole stream much
+    assert both["all"]["recall"] > 0.97 * neither["all"]["recall"]
 
 
 def test_a_content_file_must_match_itself(planted, tmp_path):
