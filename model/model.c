@@ -2460,8 +2460,13 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 	    import_item_content(m, item, &r, errstr, errstr_size) != 0)
 		goto out_free;
 	if (r.failed || r.at != len) {
-		set_errstr(errstr, errstr_size, "item row %u: %zu bytes, expected %zu", item, len,
-			   r.at);
+		/* a content section of another shape, or one a model without content cannot read */
+		set_errstr(errstr, errstr_size,
+			   "item row %u: %zu bytes, expected %zu%s", item, len, r.at,
+			   m->content_map == NULL && !r.failed && r.at < len
+			       ? " (it holds content state: content.dim was set when it was written)"
+			   : m->content_map != NULL ? " (content.dim changed since it was written?)"
+						    : "");
 		goto out_free;
 	}
 	if (popularity_restore_item(m->popularity, item, &pop) != 0 ||
