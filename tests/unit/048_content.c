@@ -320,6 +320,106 @@ static void test_prior_pulls_a_rare_item_back(void **unused)
 	assert_true(moved[1] < 0.8 * moved[0]);
 }
 
+/* ---- search intent ---------------------------------------------------------------------- */
+
+/* The mean of the user's dense query (p_u + ybar_u + search) times q_i over
+ * the items of `cluster` that users act on: how much the query favours it. */
+static double cluster_affinity(struct model *m, uint32_t user, uint32_t cluster)
+{
+	float vector[9];
+	uint32_t *sparse_items = malloc(model_sparse_capacity(m) * sizeof *sparse_items);
+	float *sparse_scores = malloc(model_sparse_capacity(m) * sizeof *sparse_scores);
+	struct model_query query = {.vector = vector,
+				    .sparse_items = sparse_items,
+				    .sparse_scores = sparse_scores};
+	double sum = 0;
+	assert_non_null(sparse_items);
+	assert_non_null(sparse_scores);
+	model_query(m, user, &query);
+	for (uint32_t i = cluster * PER; i < cluster * PER + PER - NEW; i++) {
+		const float *q = model_item_vector(m, i);
+		for (size_t k = 0; k < 8; k++)
+			sum += (double)vector[k] * q[k];
+	}
+	free(sparse_items);
+	free(sparse_scores);
+	return sum / (PER - NEW);
+}
+
+static void test_search_moves_intent_and_fades(void **unused)
+{
+	(void)unused;
+	char errstr[256];
+	uint8_t announced[ITEMS] = {0};
+	struct model *m = new_model(true, 0.05f);
+	struct model *off;
+	learn(m, 0, EVENTS, announced);
+	uint32_t user = 5; /* of cluster 0 */
+	uint64_t hash = user * 2654435761u + 1;
+	double before[CLUSTERS], after[CLUSTERS];
+	for (uint32_t k = 0; k < CLUSTERS; k++)
+		before[k] = cluster_affinity(m, user, k);
+	/* a query in cluster 2's content */
+	assert_int_equal(model_search(m, user, hash, content[2 * PER + 1], errstr, sizeof errstr),
+			 1);
+	assert_true(model_user_search_weight(m, user) == 10.0f);
+	for (uint32_t k = 0; k < CLUSTERS; k++)
+		after[k] = cluster_affinity(m, user, k);
+	print_message("affinity to cluster 2 before the search %.3f, after %.3f; to cluster 0 "
+		      "%.3f, %.3f\n",
+		      before[2], after[2], before[0], after[0]);
+	/* the query now favours cluster 2 more than any other cluster gained */
+	for (uint32_t k = 0; k < CLUSTERS; k++)
+		if (k != 2)
+			assert_true(after[2] - before[2] > 2 * (after[k] - before[k]) &&
+				    after[2] - before[2] > 0.5);
+
+	/* the search is in the user's row: a restored user lists the same */
+	unsigned char row[4096];
+	size_t n = model_export_user(m, user, row, sizeof row);
+	assert_true(n <= sizeof row);
+	model_forget_user(m, user);
+	assert_true(model_user_search_weight(m, user) == 0.0f);
+	assert_int_equal(model_import_user(m, user, row, n, errstr, sizeof errstr), 0);
+	assert_true(model_user_search_weight(m, user) == 10.0f);
+	assert_true(cluster_affinity(m, user, 2) == after[2]);
+
+	/* it fades over the user's next recent_items positive events */
+	const struct model_config *config = model_config(m);
+	for (unsigned e = 0; e < config->recent_items; e++) {
+		struct model_event ev = {.user = user,
+					 .item = (uint32_t)e,
+					 .user_hash = hash,
+					 .item_hash = item_hash((uint32_t)e),
+					 .type = EVENT_CLICK,
+					 .ts_ms = 1900000000000LL + e};
+		float weight = model_user_search_weight(m, user);
+		assert_int_equal(model_learn(m, &ev, errstr, sizeof errstr), 0);
+		assert_true(model_user_search_weight(m, user) < weight);
+	}
+	assert_true(model_user_search_weight(m, user) == 0.0f);
+	/* faded: the row holds no search any more (as many bytes as before the search) */
+	assert_true(model_export_user(m, user, row, sizeof row) <
+		    n - 8 * sizeof(float)); /* the search section (left, 8 floats) is gone */
+
+	/* the signal off: the search is not applied */
+	off = new_model(true, 0.05f);
+	memset(announced, 0, sizeof announced);
+	learn(off, 0, 4000, announced);
+	struct model_config plain = *model_config(off);
+	model_free(off);
+	plain.use_search = false;
+	off = model_new(&plain, errstr, sizeof errstr);
+	assert_non_null(off);
+	memset(announced, 0, sizeof announced);
+	learn(off, 0, 4000, announced);
+	assert_int_equal(model_search(off, user, hash, content[2 * PER + 1], errstr, sizeof errstr),
+			 0);
+	assert_true(model_user_search_weight(off, user) == 0.0f);
+	model_free(off);
+	model_free(m);
+}
+
 /* ---- persistence ---------------------------------------------------------------------- */
 
 static void test_content_state_persists_bit_for_bit(void **unused)
@@ -397,6 +497,7 @@ int main(void)
 	    cmocka_unit_test(test_new_item_starts_near_its_kind_and_ranks),
 	    cmocka_unit_test(test_prior_pulls_a_rare_item_back),
 	    cmocka_unit_test(test_content_state_persists_bit_for_bit),
+	    cmocka_unit_test(test_search_moves_intent_and_fades),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
