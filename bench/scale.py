@@ -78,19 +78,7 @@ class Instance:
         self.proc = Process(self.process.pid)
 
     def scrape(self):
-        status, body = self.metrics.get("/metrics")
-        if status != 200:
-            return {}
-        sums = {}
-        for line in body.splitlines():
-            if line.startswith("#") or not line:
-                continue
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            try:
-                sums[name] = sums.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-            except ValueError:
-                pass
-        return sums
+        return self.metrics.sums() or {}
 
     def lags(self, topic):
         status, body = self.metrics.get("/metrics")

@@ -90,6 +90,26 @@ size_t catalog_category_count(const struct catalog *c)
 	return c->category_count;
 }
 
+const uint32_t *catalog_item_categories(const struct catalog *c, size_t *count)
+{
+	*count = c->item_capacity;
+	return c->category_of;
+}
+
+long catalog_category_find(const struct catalog *c, const char *name)
+{
+	if (c->slot_count == 0)
+		return -1;
+	uint64_t hash = XXH3_64bits(name, strlen(name));
+	for (size_t s = hash & (c->slot_count - 1); c->slots[s] != 0;
+	     s = (s + 1) & (c->slot_count - 1)) {
+		const struct category *cat = &c->categories[c->slots[s] - 1];
+		if (cat->hash == hash && strcmp(cat->name, name) == 0)
+			return (long)(c->slots[s] - 1);
+	}
+	return -1;
+}
+
 /* Rebuild the slot table at twice the size (kept at most half full). */
 static int grow_slots(struct catalog *c)
 {

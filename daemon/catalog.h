@@ -43,4 +43,14 @@ int catalog_set_category(struct catalog *catalog, uint32_t item, const char *cat
 /** @returns the number of distinct categories seen. */
 size_t catalog_category_count(const struct catalog *catalog);
 
+/**
+ * @brief Each item's category index (0 .. catalog_category_count() - 1), or
+ * UINT32_MAX (LISTRULES_NO_CATEGORY) for an item in none; *count items, past
+ * which no item has a category. Valid until the catalogue next changes.
+ */
+const uint32_t *catalog_item_categories(const struct catalog *catalog, size_t *count);
+
+/** @returns the index of the named category, or -1 when the catalogue never named it. */
+long catalog_category_find(const struct catalog *catalog, const char *category);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "clock.h"
 #include "daemon.h"
 #include "errstr.h"
@@ -83,18 +84,7 @@ int changelog_saw(struct changelog *c, uint32_t stable, int32_t partition)
 
 /* ---- writing ------------------------------------------------------------------------ */
 
-static void put_u32be(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
 
-static uint32_t get_u32be(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static int collect_item(uint32_t *item, void *ctx)
 {
@@ -154,10 +144,10 @@ static size_t encode_user(struct changelog *c, size_t variant, const void *row, 
 	c->value[4] = (unsigned char)name_len;
 	memcpy(c->value + 5, name, name_len);
 	at = 5 + name_len;
-	put_u32be(c->value + at, (uint32_t)len);
+	bytes_put_be32(c->value + at, (uint32_t)len);
 	memcpy(c->value + at + 4, c->row, len);
 	at += 4 + len;
-	put_u32be(c->value + at, (uint32_t)c->item_count);
+	bytes_put_be32(c->value + at, (uint32_t)c->item_count);
 	at += 4;
 	for (size_t k = 0; k < c->item_count; k++) {
 		const char *id = state_item_id(state, c->items[k]);
@@ -210,8 +200,8 @@ int changelog_mark(struct changelog *c, const struct daemon_position *positions,
 			continue;
 		uint64_t next = (uint64_t)positions[k].next_offset;
 		memcpy(value, OFFSET_MAGIC, 4);
-		put_u32be(value + 4, (uint32_t)(next >> 32));
-		put_u32be(value + 8, (uint32_t)next);
+		bytes_put_be32(value + 4, (uint32_t)(next >> 32));
+		bytes_put_be32(value + 8, (uint32_t)next);
 		if (producer_send_to(d->producer, d->config.changelog_topic, positions[k].partition,
 				     marker_key, MARKER_KEY_LEN, value, sizeof value, NULL, 0,
 				     errstr, errstr_size) != 0)
@@ -253,7 +243,7 @@ static int on_changelog_record(const void *key, size_t key_len, const void *valu
 		const unsigned char *v = value;
 		if (value_len != 12 || memcmp(v, OFFSET_MAGIC, 4) != 0)
 			return 0; /* not ours: ignored */
-		r->next_offset = (int64_t)((uint64_t)get_u32be(v + 4) << 32 | get_u32be(v + 8));
+		r->next_offset = (int64_t)((uint64_t)bytes_get_be32(v + 4) << 32 | bytes_get_be32(v + 8));
 		if (grow_array(&r->vouched, &r->vouched_capacity,
 			       r->vouched_count + r->staged_count, sizeof *r->vouched, 1024) != 0)
 			return -1;
@@ -315,13 +305,13 @@ static int apply_user(struct changelog *c, const struct record *rec, int32_t par
 			variant = k;
 	if (variant == SIZE_MAX)
 		return 0; /* a variant this instance does not run */
-	uint32_t row_len = get_u32be(v + at);
+	uint32_t row_len = bytes_get_be32(v + at);
 	at += 4;
 	if (row_len > len - at || len - at - row_len < 4)
 		goto out_bad;
 	const unsigned char *row = v + at;
 	at += row_len;
-	uint32_t count = get_u32be(v + at);
+	uint32_t count = bytes_get_be32(v + at);
 	at += 4;
 	struct item_map map = {calloc(count ? count : 1, sizeof *map.local), count};
 	if (map.local == NULL || grow_scratch(&c->row, &c->row_capacity, row_len, 1) != 0) {

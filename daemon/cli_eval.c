@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "codec.h"
 #include "eventlog.h"
+#include "listrules.h"
 #include "model.h"
 #include "prequential.h"
 #include "topk.h"
@@ -160,9 +161,21 @@ static const char *retrieval_name(const struct model_config *config,
 
 /* The baselines and ablations scored beside the model (prequential arms). */
 #define MAX_TRENDING_BASELINES 8
-#define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS)
+/* --tune: the trending signal's weight and half-life, and beta, on a grid */
+static const float tune_trending_weights[] = {0.0f, 0.25f, 0.5f, 1.0f};
+static const double tune_half_lives[] = {3600e3, 86400e3, 7 * 86400e3, 30 * 86400e3};
+static const float tune_covis_weights[] = {2.0f, 8.0f};
+static const float tune_learning_rates[] = {0.05f, 0.3f};
+static const unsigned tune_negatives[] = {8, 16};
+#define COUNT_OF(a) (sizeof(a) / sizeof(a)[0])
+#define TUNE_ARMS                                                                      \
+	(COUNT_OF(tune_trending_weights) * COUNT_OF(tune_half_lives) +                    \
+	 COUNT_OF(tune_covis_weights) + COUNT_OF(tune_learning_rates) + COUNT_OF(tune_negatives))
+#define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS + TUNE_ARMS)
 struct eval_arms {
 	size_t count;
+	size_t tune_first, tune_count; /**< the --tune arms: arm[tune_first..] */
+	struct model_config tune_config[TUNE_ARMS];
 	struct prequential_arm arm[MAX_ARMS];
 	char name[MAX_ARMS][64];
 	struct prequential_split split[MAX_ARMS];
@@ -208,7 +221,7 @@ static void format_duration(double ms, char *out, size_t size)
  * model's configuration with each of its signals switched off in turn.
  */
 static int build_arms(const struct model_config *config, bool baselines, const double *half_lives,
-		      size_t half_life_count, bool ablations, struct eval_arms *arms,
+		      size_t half_life_count, bool ablations, bool tune, struct eval_arms *arms,
 		      char *errstr, size_t errstr_size)
 {
 	struct model_config c = *config;
@@ -238,7 +251,77 @@ static int build_arms(const struct model_config *config, bool baselines, const d
 		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
 			return -1;
 	}
+	arms->tune_first = arms->count;
+	for (size_t w = 0; tune && w < sizeof tune_trending_weights / sizeof *tune_trending_weights;
+	     w++)
+		for (size_t h = 0; h < sizeof tune_half_lives / sizeof *tune_half_lives; h++) {
+			c = *config;
+			c.trending_weight = tune_trending_weights[w];
+			c.trending_half_life_ms = tune_half_lives[h];
+			format_duration(c.trending_half_life_ms, duration, sizeof duration);
+			snprintf(name, sizeof name, "tune g=%g/%s", (double)c.trending_weight,
+				 duration);
+			arms->tune_config[arms->count - arms->tune_first] = c;
+			if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+				return -1;
+		}
+	for (size_t b = 0; tune && b < sizeof tune_covis_weights / sizeof *tune_covis_weights; b++) {
+		c = *config;
+		c.covis_weight = tune_covis_weights[b];
+		snprintf(name, sizeof name, "tune beta=%g", (double)c.covis_weight);
+		arms->tune_config[arms->count - arms->tune_first] = c;
+		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+			return -1;
+	}
+	for (size_t l = 0; tune && l < COUNT_OF(tune_learning_rates); l++) {
+		c = *config;
+		c.learning_rate = tune_learning_rates[l];
+		snprintf(name, sizeof name, "tune lr=%g", (double)c.learning_rate);
+		arms->tune_config[arms->count - arms->tune_first] = c;
+		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+			return -1;
+	}
+	for (size_t n = 0; tune && n < COUNT_OF(tune_negatives); n++) {
+		c = *config;
+		c.negatives = tune_negatives[n];
+		snprintf(name, sizeof name, "tune negatives=%u", c.negatives);
+		arms->tune_config[arms->count - arms->tune_first] = c;
+		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
+			return -1;
+	}
+	arms->tune_count = arms->count - arms->tune_first;
 	return 0;
+}
+
+/*
+ * --tune: the best of the configuration and the grid arms on all test
+ * points (the grid changes one thing at a time, but for the trending
+ * weight and half-life, which it crosses), and the lines that set it for a variant of streamrecd.
+ */
+static void print_tuned(const struct model_config *config, const struct prequential_split *model,
+			const struct eval_arms *arms)
+{
+	const struct model_config *best = config;
+	double best_hr = model->all.hit_rate;
+	const char *best_name = "the configuration";
+	for (size_t a = 0; a < arms->tune_count; a++) {
+		double hr = arms->split[arms->tune_first + a].all.hit_rate;
+		if (hr > best_hr) {
+			best_hr = hr;
+			best = &arms->tune_config[a];
+			best_name = arms->name[arms->tune_first + a];
+		}
+	}
+	char duration[32];
+	format_duration(best->trending_half_life_ms, duration, sizeof duration);
+	printf("\ntuned (best HR on all test points of %zu settings): %s, %.4f against the "
+	       "configuration's %.4f\n",
+	       arms->tune_count + 1, best_name, best_hr, model->all.hit_rate);
+	printf("for streamrecd, in [model] or [variant.NAME]:\n"
+	       "  trending_weight = %g\n  trending_half_life_ms = %s\n  covis_weight = %g\n"
+	       "  learning_rate = %g\n  negatives = %u\n",
+	       (double)best->trending_weight, duration, (double)best->covis_weight,
+	       (double)best->learning_rate, best->negatives);
 }
 
 /* --baseline-half-lives 1h,1d,7d */
@@ -339,7 +422,7 @@ static void json_scores(FILE *out, const char *name, const struct prequential_sc
 /* --json: the run's configuration and figures, for scripts. */
 static int write_json(const char *path, const struct event_log *log,
 		      const struct model_config *config, const struct prequential_config *pc,
-		      const struct prequential_result *r, const struct eval_arms *arms,
+		      const struct prequential_result *r, const struct eval_arms *arms, bool rules,
 		      char *errstr, size_t errstr_size)
 {
 	FILE *out = fopen(path, "w");
@@ -386,6 +469,22 @@ static int write_json(const char *path, const struct event_log *log,
 			"  \"index_recall\": %.17g, \"exact_events_per_s\": %.1f, "
 			"\"index_events_per_s\": %.1f,\n",
 			r->index_recall, r->exact_events_per_s, r->index_events_per_s);
+	}
+	if (rules) {
+		const struct prequential_exposure *x[2] = {&r->model_exposure, &r->rules_exposure};
+		const char *name[2] = {"model", "rules"};
+		fprintf(out, "  \"rules\": {\"recall\": %.17g, \"ndcg\": %.17g, \"tests\": %llu},\n",
+			r->rules_split.all.hit_rate, r->rules_split.all.ndcg,
+			(unsigned long long)r->rules_split.all.tests);
+		fprintf(out, "  \"exposure\": {");
+		for (size_t i = 0; i < 2; i++)
+			fprintf(out,
+				"%s\"%s\": {\"slots\": %llu, \"new_slots\": %llu, \"new_share\": "
+				"%.17g, \"new_items_shown\": %llu}",
+				i ? ", " : "", name[i], (unsigned long long)x[i]->slots,
+				(unsigned long long)x[i]->new_slots, x[i]->new_share,
+				(unsigned long long)x[i]->new_items_shown);
+		fprintf(out, "},\n");
 	}
 	fprintf(out, "  \"skipped_excluded\": %llu, \"seconds\": %.6f, \"events_per_s\": %.1f\n}\n",
 		(unsigned long long)r->skipped_excluded, r->seconds, r->events_per_s);
@@ -435,6 +534,75 @@ static void print_input_format(const struct event_log *log,
 	printf("\n");
 }
 
+/*
+ * The list rules of --exclude-categories, --max-per-category, --boost, --pin
+ * and --explore-share, resolved to the log's indices: items by id,
+ * categories by the log's category numbers (as text).
+ */
+struct eval_rules {
+	struct listrules rules;
+	bool any;
+	struct listrules_view view;
+	struct listrules_resolved resolved;
+	const struct event_log *log;
+	size_t category_count;
+};
+
+static void eval_rules_free(struct eval_rules *er)
+{
+	listrules_clear(&er->rules);
+	listrules_resolved_free(&er->resolved);
+}
+
+static uint32_t find_item(const char *id, void *opaque)
+{
+	const struct eval_rules *er = opaque;
+	for (size_t i = 0; i < er->log->item_count; i++)
+		if (strcmp(er->log->item_ids[i], id) == 0)
+			return (uint32_t)i;
+	return LISTRULES_NO_ITEM;
+}
+
+/* A category named in a rule: one of the log's category numbers. */
+static uint32_t find_category(const char *name, void *opaque)
+{
+	const struct eval_rules *er = opaque;
+	char *end;
+	unsigned long c = strtoul(name, &end, 10);
+	return end != name && *end == '\0' && c < er->category_count ? (uint32_t)c
+								      : LISTRULES_NO_CATEGORY;
+}
+
+/* @returns 0, or -1 (reported) when a rule names what the log lacks, or out of memory. */
+static int resolve_eval_rules(struct eval_rules *er, const struct event_log *log, size_t k)
+{
+	struct listrules_unknown unknown;
+	char option[32];
+	er->log = log;
+	er->category_count = 0;
+	for (size_t i = 0; log->item_category != NULL && i < log->item_count; i++)
+		if (log->item_category[i] != EVENTLOG_NONE &&
+		    log->item_category[i] + 1 > er->category_count)
+			er->category_count = log->item_category[i] + 1;
+	er->view = (struct listrules_view){
+	    .item_category = log->item_category,
+	    .item_count = log->item_category != NULL ? log->item_count : 0};
+	if (listrules_resolve(&er->rules, k, er->category_count, find_item, find_category, er,
+			      &er->resolved, &er->view, &unknown) != 0) {
+		fprintf(stderr, "streamrec eval: out of memory\n");
+		return -1;
+	}
+	if (unknown.key == NULL)
+		return 0;
+	snprintf(option, sizeof option, "%s", unknown.key);
+	for (char *c = option; *c; c++)
+		*c = *c == '_' ? '-' : *c;
+	fprintf(stderr, "streamrec eval: --%s: the log has no %s '%s'%s\n", option, unknown.kind,
+		unknown.name,
+		strcmp(unknown.kind, "category") == 0 ? " (its categories are its numbers)" : "");
+	return -1;
+}
+
 static void print_row(const char *name, const struct prequential_scores *s)
 {
 	printf("| %-10s | %8.4f | %8.4f | %8.4f | %8.4f | %8llu |\n", name, s->hit_rate, s->ndcg,
@@ -477,11 +645,18 @@ int cli_eval(int argc, char **argv)
 						{"baseline-half-lives", required_argument, NULL, 1007},
 						{"ablations", no_argument, NULL, 1008},
 						{"no-baselines", no_argument, NULL, 1009},
-						{"content", required_argument, NULL, 1010},
-						{"new-item-events", required_argument, NULL, 1011},
-						{"content-min-events", required_argument, NULL, 1012},
-						{"content-prior", required_argument, NULL, 1013},
-						{"search-weight", required_argument, NULL, 1014},
+						{"exclude-categories", required_argument, NULL, 1010},
+						{"max-per-category", required_argument, NULL, 1011},
+						{"boost", required_argument, NULL, 1012},
+						{"pin", required_argument, NULL, 1013},
+						{"explore-share", required_argument, NULL, 1014},
+						{"explore-max-events", required_argument, NULL, 1015},
+						{"tune", no_argument, NULL, 1016},
+						{"content", required_argument, NULL, 1017},
+						{"new-item-events", required_argument, NULL, 1018},
+						{"content-min-events", required_argument, NULL, 1019},
+						{"content-prior", required_argument, NULL, 1020},
+						{"search-weight", required_argument, NULL, 1021},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -490,9 +665,11 @@ int cli_eval(int argc, char **argv)
 	struct eventlog_content content = {0};
 	double half_lives[MAX_TRENDING_BASELINES] = {3600e3, 86400e3, 7 * 86400e3};
 	size_t half_life_count = 3;
-	bool ablations = false, baselines = true;
+	bool ablations = false, baselines = true, tune = false;
 	struct eval_arms arms = {0};
-	char errstr[512];
+	struct eval_rules er = {0};
+	const char *categories_text = "", *boost_text = "", *pin_text = "";
+	char errstr[512], why[512];
 	long long v;
 	double real;
 	int opt, status = 1;
@@ -665,22 +842,39 @@ int cli_eval(int argc, char **argv)
 		case 1007: rc = parse_half_lives(optarg, half_lives, &half_life_count); break;
 		case 1008: ablations = true; break;
 		case 1009: baselines = false; break;
-		case 1010: content_path = optarg; break;
+		/* the rules' texts are parsed after the options (nothing to free before) */
+		case 1010: categories_text = optarg; break;
+		case 1012: boost_text = optarg; break;
+		case 1013: pin_text = optarg; break;
 		case 1011:
-			rc = cli_parse_count("eval", "new-item-events", optarg, 1, 1000000000, &v);
-			pc.new_item_events = (uint64_t)v;
+			rc = cli_parse_count("eval", "max-per-category", optarg, 0, 1000, &v);
+			er.rules.max_per_category = (unsigned)v;
 			break;
-		case 1012:
+		case 1014:
+			rc = parse_real("explore-share", optarg, 0, 1, &er.rules.explore_share);
+			break;
+		case 1015:
+			rc = cli_parse_count("eval", "explore-max-events", optarg, 1, 1000000000, &v);
+			er.rules.explore_max_events = (unsigned)v;
+			pc.new_item_events = (unsigned)v;
+			break;
+		case 1016: tune = true; break;
+		case 1017: content_path = optarg; break;
+		case 1018:
+			rc = cli_parse_count("eval", "new-item-events", optarg, 1, 1000000000, &v);
+			pc.new_item_events = (unsigned)v;
+			break;
+		case 1019:
 			rc = cli_parse_count("eval", "content-min-events", optarg, 1, 1000000, &v);
 			config.content_min_events = (unsigned)v;
 			break;
-		case 1014: {
+		case 1021: {
 			double w;
 			rc = parse_real("search-weight", optarg, 0, 100, &w);
 			config.search_weight = (float)w;
 			break;
 		}
-		case 1013: {
+		case 1020: {
 			double w;
 			rc = parse_real("content-prior", optarg, 0, 10, &w);
 			config.content_prior_weight = (float)w;
@@ -691,16 +885,34 @@ int cli_eval(int argc, char **argv)
 		if (rc != 0)
 			return 2;
 	}
+	const char *bad = NULL;
+	if (listrules_parse_categories(&er.rules, categories_text, why, sizeof why) != 0)
+		bad = "--exclude-categories";
+	else if (listrules_parse_boosts(&er.rules, boost_text, why, sizeof why) != 0)
+		bad = "--boost";
+	else if (listrules_parse_pins(&er.rules, pin_text, why, sizeof why) != 0 ||
+		 listrules_check(&er.rules, pc.k, why, sizeof why) != 0)
+		bad = "--pin";
+	if (bad != NULL) {
+		fprintf(stderr, "streamrec eval: %s: %s\n", bad, why);
+		eval_rules_free(&er);
+		return 2;
+	}
+	er.any = listrules_any(&er.rules);
 	if (optind + 1 != argc) {
 		fprintf(stderr, "streamrec eval: expected exactly one event file (try --help)\n");
+		eval_rules_free(&er);
 		return 2;
 	}
 	if (model_config_check(&config, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		eval_rules_free(&er);
 		return 2;
 	}
-	if (check_min_rating(&read_options) != 0)
+	if (check_min_rating(&read_options) != 0) {
+		eval_rules_free(&er);
 		return 2;
+	}
 
 	const char *path = argv[optind];
 	struct event_log *log = NULL;
@@ -711,6 +923,7 @@ int cli_eval(int argc, char **argv)
 	double t0 = clock_monotonic_s();
 	if (eventlog_read(path, &read_options, &log, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
+		eval_rules_free(&er);
 		return 1;
 	}
 	if (eventlog_sort_by_time(log, errstr, sizeof errstr) != 0) {
@@ -737,11 +950,18 @@ int cli_eval(int argc, char **argv)
 		config.content_dim = content.dim;
 	}
 	model = model_new(&config, errstr, sizeof errstr);
-	struct topk_config tc = {.max_batch = 1, .max_k = pc.k};
+	if (er.any && resolve_eval_rules(&er, log, pc.k) != 0)
+		goto out_free;
+	if (er.any) {
+		pc.rules = &er.view;
+		pc.rules_seed = config.seed;
+	}
+	struct topk_config tc = {.max_batch = 1,
+				 .max_k = er.any ? listrules_fetch(&er.rules, pc.k, 1000) : pc.k};
 	topk = model ? topk_new(&tc, errstr, sizeof errstr) : NULL;
 	if (model == NULL || topk == NULL ||
-	    build_arms(&config, baselines, half_lives, half_life_count, ablations, &arms, errstr,
-		       sizeof errstr) != 0) {
+	    build_arms(&config, baselines, half_lives, half_life_count, ablations, tune, &arms,
+		       errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
 	}
@@ -871,15 +1091,40 @@ int cli_eval(int argc, char **argv)
 		       "%llu tests skipped (item excluded by the protocol)\n",
 		       r.events_per_s, retrieval_name(&config, &pc),
 		       (unsigned long long)r.skipped_excluded);
+	if (er.any) {
+		printf("\nlist rules:%s%s max_per_category=%u boosts=%zu pins=%zu "
+		       "explore_share=%g (%zu of %zu slots); new items: fewer than %u positive "
+		       "events\n",
+		       er.rules.exclude_count ? " exclude_categories=" : "",
+		       er.rules.exclude_count ? er.rules.exclude_categories[0] : "",
+		       er.rules.max_per_category, er.rules.boost_count, er.rules.pin_count,
+		       er.rules.explore_share, er.view.explore_slots, pc.k,
+		       pc.new_item_events ? pc.new_item_events : 10);
+		printf("| %-18s | HR@%-5zu | NDCG@%-3zu | new-item slots | new items shown |\n",
+		       "list", pc.k, pc.k);
+		printf("|--------------------|----------|----------|----------------|------------"
+		       "-----|\n");
+		printf("| %-18s | %8.4f | %8.4f | %14.4f | %15llu |\n", "streamrec",
+		       r.model.hit_rate, r.model.ndcg, r.model_exposure.new_share,
+		       (unsigned long long)r.model_exposure.new_items_shown);
+		printf("| %-18s | %8.4f | %8.4f | %14.4f | %15llu |\n", "streamrec + rules",
+		       r.rules_split.all.hit_rate, r.rules_split.all.ndcg,
+		       r.rules_exposure.new_share,
+		       (unsigned long long)r.rules_exposure.new_items_shown);
+	}
+	if (tune)
+		print_tuned(&config, &r.model_split, &arms);
 	if ((export_path != NULL &&
 	     write_stream(export_path, log, event_flags, &config, errstr, sizeof errstr) != 0) ||
 	    (json_path != NULL &&
-	     write_json(json_path, log, &config, &pc, &r, &arms, errstr, sizeof errstr) != 0)) {
+	     write_json(json_path, log, &config, &pc, &r, &arms, er.any, errstr, sizeof errstr) !=
+		 0)) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
 	}
 	status = 0;
 out_free:
+	eval_rules_free(&er);
 	eval_arms_free(&arms);
 	topk_free(topk);
 	model_free(model);

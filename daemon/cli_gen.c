@@ -156,6 +156,7 @@ int cli_gen(int argc, char **argv)
 	    {"successor-prob", required_argument, NULL, 'P'},
 	    {"session-events", required_argument, NULL, 'S'},
 	    {"mean-gap-ms", required_argument, NULL, 'G'},
+	    {"arrival-share", required_argument, NULL, 'A'},
 	    {"content", required_argument, NULL, 1000},
 	    {"content-dim", required_argument, NULL, 1001},
 	    {"content-noise", required_argument, NULL, 1002},
@@ -200,6 +201,7 @@ int cli_gen(int argc, char **argv)
 			config.drift_period_events = (size_t)v;
 			break;
 		case 'R': rc = parse_share("repeat-prob", optarg, &config.repeat_prob); break;
+		case 'A': rc = parse_share("arrival-share", optarg, &config.arrival_share); break;
 		case 'B':
 			rc = parse_share("reverse-share", optarg, &config.successor_reverse_share);
 			break;

@@ -77,6 +77,9 @@ struct option {
 
 static int check_listen(const char *value, char *why, size_t why_size);
 static int check_blas_kernel(const char *value, char *why, size_t why_size);
+static int check_categories(const char *value, char *why, size_t why_size);
+static int check_boosts(const char *value, char *why, size_t why_size);
+static int check_pins(const char *value, char *why, size_t why_size);
 
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
 static const char *const optimizers[] = {"adagrad", "sgd", NULL};
@@ -283,7 +286,7 @@ static const struct option options[] = {
      "co-visitation neighbours and trending items, ranked by the exact fused score).",
      NULL},
     {"model", "index_nprobe", OPT_UINT, ST_SIZE, V(model.index_nprobe), NULL, 0, 1048576, NULL,
-     OPT_BOUNDED, "Index cells probed per list; 0: 5% of the cells, at least 4.", NULL},
+     OPT_BOUNDED, "Index cells probed per list; 0: 5% of the cells, at least 4 and at most 16 (a list then scores about 16·sqrt(items) rows).", NULL},
     {"model", "index_nlist", OPT_UINT, ST_SIZE, V(model.index_nlist), NULL, 0, 1048576, NULL,
      OPT_BOUNDED, "Index cells; 0: about the square root of the catalogue.", NULL},
     {"model", "index_trending", OPT_UINT, ST_SIZE, V(model.index_trending), NULL, 0, 10000,
@@ -394,6 +397,39 @@ static const struct option options[] = {
      "A variant new to the state starts as a copy of this stored variant (same dim, "
      "recent_items, covis_neighbours); empty: cold. Ignored once the variant exists.",
      NULL},
+    {"variant.NAME", "exclude_categories", OPT_STRING, ST_STR, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, exclude_categories), NULL, 0, 0, NULL, OPT_RELOAD,
+     "List rule: catalogue categories whose items never appear in the variant's lists, "
+     "comma-separated (README, List rules); empty: none.",
+     NULL},
+    {"variant.NAME", "max_per_category", OPT_UINT, ST_UNSIGNED, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, max_per_category), "0", 0, 1000, NULL,
+     OPT_RELOAD | OPT_BOUNDED,
+     "List rule: at most this many items of one category in a list (pinned and explored "
+     "items count); 0: no cap.",
+     NULL},
+    {"variant.NAME", "boost", OPT_STRING, ST_STR, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, boost), NULL, 0, 0, NULL, OPT_RELOAD,
+     "List rule: item:ID=DELTA or category:NAME=DELTA, comma-separated: DELTA (-1000 to 1000) "
+     "is added to the fused score of those candidates before the list is ranked again "
+     "(reason \"boosted\"); empty: none.",
+     NULL},
+    {"variant.NAME", "pin", OPT_STRING, ST_STR, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, pin), NULL, 0, 0, NULL, OPT_RELOAD,
+     "List rule: ID@RANK, comma-separated: the item at that rank (1 to k) of every list, when "
+     "it may be shown to the user at all (reason \"pinned\"); empty: none.",
+     NULL},
+    {"variant.NAME", "explore_share", OPT_DOUBLE, ST_DOUBLE, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, explore_share), "0", 0, 1, NULL, OPT_RELOAD | OPT_BOUNDED,
+     "List rule: share of each list's k slots (rounded, at least one above 0) given to new "
+     "items drawn at random (reason \"explore\"); 0: no exploration.",
+     NULL},
+    {"variant.NAME", "explore_max_events", OPT_UINT, ST_UNSIGNED, SCOPE_VARIANT_ONLY,
+     offsetof(struct config_variant, explore_max_events), "10", 1, 1000000000, NULL,
+     OPT_RELOAD | OPT_BOUNDED,
+     "List rule: an item with fewer positive events than this is new (exploration draws "
+     "from the listable new items).",
+     NULL},
     {"scaleout", "changelog_topic", OPT_STRING, ST_STR, G(changelog_topic), "", 0, 0, NULL, 0,
      "Compacted topic, partitioned like input.topic, that every commit writes its user rows "
      "and offset markers to, so a partition's users follow it to whichever instance of the "
@@ -431,6 +467,9 @@ static const struct {
     {"http", "listen", check_listen},
     {"api", "listen", check_listen},
     {"blas", "kernel", check_blas_kernel},
+    {"variant.NAME", "exclude_categories", check_categories},
+    {"variant.NAME", "boost", check_boosts},
+    {"variant.NAME", "pin", check_pins},
 };
 
 /* @returns o's check of form, or NULL. */
@@ -1144,6 +1183,17 @@ static int handle(void *user, const char *section, const char *name, const char 
 	return 1;
 }
 
+/* The index of a variant-only key. */
+static size_t option_index_any(const char *key)
+{
+	for (size_t i = 0; i < OPTION_COUNT; i++)
+		if (options[i].scope == SCOPE_VARIANT_ONLY && strcmp(options[i].key, key) == 0)
+			return i;
+	return OPTION_COUNT;
+}
+
+static void build_rules(struct parse *p, size_t i, struct config_variant *variant);
+
 static size_t option_index(const char *key)
 {
 	for (size_t i = 0; i < OPTION_COUNT; i++)
@@ -1191,6 +1241,10 @@ static void finish_variants(struct parse *p)
 			}
 		}
 	}
+	for (size_t i = 0; i < config->variant_count && p->error_line == 0; i++)
+		build_rules(p, i, &config->variants[i]);
+	if (p->error_line != 0)
+		return;
 	for (size_t i = 0; i < config->variant_count; i++) {
 		struct config_variant *variant = &config->variants[i];
 		variant->model.content_dim = config->content_dim; /* one upstream contract */
@@ -1229,6 +1283,62 @@ static void finish_variants(struct parse *p)
 			fail(p, p->variants[p->variant_count - 1].line,
 			     "variant shares must sum to 1, got %.9g (%s)", sum, list);
 		}
+	}
+}
+
+/* The list rules' texts: parsed into a scratch struct, kept at finish_variants(). */
+static int check_categories(const char *value, char *why, size_t why_size)
+{
+	struct listrules rules = {0};
+	int rc = listrules_parse_categories(&rules, value, why, why_size);
+	listrules_clear(&rules);
+	return rc;
+}
+
+static int check_boosts(const char *value, char *why, size_t why_size)
+{
+	struct listrules rules = {0};
+	int rc = listrules_parse_boosts(&rules, value, why, why_size);
+	listrules_clear(&rules);
+	return rc;
+}
+
+static int check_pins(const char *value, char *why, size_t why_size)
+{
+	struct listrules rules = {0};
+	int rc = listrules_parse_pins(&rules, value, why, why_size);
+	listrules_clear(&rules);
+	return rc;
+}
+
+/*
+ * A variant's list rules from its keys (each checked when read), checked
+ * against its k: a pin beyond k is reported at the pin's line.
+ */
+static void build_rules(struct parse *p, size_t i, struct config_variant *variant)
+{
+	char why[512];
+	struct listrules *r = &variant->rules;
+	const char *none = "";
+	if (listrules_parse_categories(r, variant->exclude_categories ? variant->exclude_categories
+								       : none,
+				       why, sizeof why) != 0 ||
+	    listrules_parse_boosts(r, variant->boost ? variant->boost : none, why, sizeof why) !=
+		0 ||
+	    listrules_parse_pins(r, variant->pin ? variant->pin : none, why, sizeof why) != 0) {
+		fail(p, variant->line, "variant.%s: %s", variant->name, why);
+		return;
+	}
+	r->max_per_category = variant->max_per_category;
+	r->explore_share = variant->explore_share;
+	r->explore_max_events = variant->explore_max_events;
+	if (listrules_check(r, variant->k, why, sizeof why) != 0) {
+		size_t index = option_index_any("pin");
+		int line = index < OPTION_COUNT && p->variant_count > 0
+			       ? p->variants[i].key_line[index]
+			       : variant->line;
+		fail(p, line, "variant.%s.pin: %s (variant.%s.k)", variant->name, why,
+		     variant->name);
 	}
 }
 
@@ -1334,6 +1444,8 @@ void config_free(struct config *config)
 			for (size_t v = 0; v < config->variant_count; v++)
 				free(*(char **)field(&options[i], config, &config->variants[v]));
 	}
+	for (size_t v = 0; v < config->variant_count; v++)
+		listrules_clear(&config->variants[v].rules);
 	free(config->path);
 	properties_free(&config->kafka);
 	properties_free(&config->kafka_consumer);
@@ -1572,6 +1684,13 @@ static const struct {
     {"refresh", "shadow_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_item_events", CONFIG_APPLY_LISTABLE},
     {"log", "level", CONFIG_APPLY_LOG_LEVEL},
+    /* the refresher reads each variant's rules when it publishes a list */
+    {"variant.NAME", "exclude_categories", CONFIG_APPLY_READ_AT_USE},
+    {"variant.NAME", "max_per_category", CONFIG_APPLY_READ_AT_USE},
+    {"variant.NAME", "boost", CONFIG_APPLY_READ_AT_USE},
+    {"variant.NAME", "pin", CONFIG_APPLY_READ_AT_USE},
+    {"variant.NAME", "explore_share", CONFIG_APPLY_READ_AT_USE},
+    {"variant.NAME", "explore_max_events", CONFIG_APPLY_READ_AT_USE},
 };
 
 unsigned config_apply_step(const char *section, const char *key)
@@ -1603,8 +1722,7 @@ bool config_every_reloadable_key_applies(char *out, size_t out_size)
 {
 	for (size_t i = 0; i < OPTION_COUNT; i++) {
 		const struct option *o = &options[i];
-		if ((o->flags & OPT_RELOAD) &&
-		    (o->scope != SCOPE_GLOBAL || config_apply_step(o->section, o->key) == 0)) {
+		if ((o->flags & OPT_RELOAD) && config_apply_step(o->section, o->key) == 0) {
 			snprintf(out, out_size, "%s.%s", o->section, o->key);
 			return false;
 		}

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "listrules.h"
 #include "model.h"
 
 #define CONFIG_MAX_VARIANTS      16
@@ -76,6 +77,12 @@ struct config_variant {
 	char *start_from;
 	/** Whose events the variant's model learns from. */
 	enum config_learns_from learns_from;
+	/* List rules (model/listrules.h), reloadable: the keys' text ... */
+	char *exclude_categories, *boost, *pin;
+	unsigned max_per_category, explore_max_events;
+	double explore_share;
+	/** ... and the rules parsed from them at load (owned; freed by config_free()). */
+	struct listrules rules;
 };
 
 /** A librdkafka property, passed verbatim to rd_kafka_conf_set(). */

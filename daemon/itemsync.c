@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "clock.h"
 #include "daemon.h"
 #include "errstr.h"
@@ -29,18 +30,7 @@ struct itemsync {
 
 /* ---- folding the others' changes ---------------------------------------------------- */
 
-static uint32_t get_u32le(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
-static void put_u32le(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-	p[2] = (unsigned char)(v >> 16);
-	p[3] = (unsigned char)(v >> 24);
-}
 
 static void on_update(const struct consumer_message *m, void *opaque)
 {
@@ -69,7 +59,7 @@ static void on_update(const struct consumer_message *m, void *opaque)
 	    memcmp(v + at, d->instance_id, instance_len) == 0)
 		return; /* our own */
 	at += instance_len;
-	uint32_t n = get_u32le(v + at), count = get_u32le(v + at + 4);
+	uint32_t n = bytes_get_le32(v + at), count = bytes_get_le32(v + at + 4);
 	at += 8;
 	if (n != s->param_count)
 		goto out_ignored; /* another dim: not this configuration's */
@@ -141,7 +131,7 @@ static int send_record(struct itemsync *s, char *errstr, size_t errstr_size)
 	struct daemon *d = s->d;
 	if (s->count == 0)
 		return 0;
-	put_u32le(s->value + s->count_at, (uint32_t)s->count);
+	bytes_put_le32(s->value + s->count_at, (uint32_t)s->count);
 	/* keyed by instance: one instance's changes stay in order */
 	if (producer_send(d->producer, d->config.item_updates_topic, d->instance_id,
 			  strlen(d->instance_id), s->value, s->used, NULL, 0, errstr,
@@ -169,7 +159,7 @@ int itemsync_publish(struct itemsync *s, char *errstr, size_t errstr_size)
 		memcpy(p + 5, name, name_len);
 		p[5 + name_len] = (unsigned char)instance_len;
 		memcpy(p + 6 + name_len, instance, instance_len);
-		put_u32le(p + header - 8, (uint32_t)s->param_count);
+		bytes_put_le32(p + header - 8, (uint32_t)s->param_count);
 		s->count_at = header - 4;
 		s->used = header;
 		s->count = 0;

@@ -14,6 +14,7 @@
 
 #include "grow.h"
 #include "idmap.h"
+#include "listrules.h"
 #include "model.h"
 
 #define MAX_VARIANTS 256
@@ -262,9 +263,12 @@ char *lists_render_json(struct lists *l, const char *user_id, int *status)
 			TEXT_LITERAL(&t, ",\"score\":");
 			text_score(&t, e->items[r].score);
 			const struct lists_why *w = &lists_entry_why(e)[r];
-			if (w->reason < MODEL_REASON_COUNT) {
+			const char *rule = listrules_rule_name((enum listrules_rule)w->rule);
+			if (rule != NULL || w->reason < MODEL_REASON_COUNT) {
 				TEXT_LITERAL(&t, ",\"reason\":");
-				text_string(&t, model_reason_name((enum model_reason)w->reason));
+				text_string(&t, rule != NULL ? rule
+							     : model_reason_name(
+								   (enum model_reason)w->reason));
 			}
 			const char *because =
 			    w->because_item != UINT32_MAX ? idmap_id(l->items, w->because_item) : NULL;

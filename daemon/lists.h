@@ -22,10 +22,12 @@
 
 #include "topk.h"
 
-/** Why an item is listed (model_explain()). */
+/** Why an item is listed (model_explain(), and the list rule that placed it). */
 struct lists_why {
 	uint32_t because_item; /**< the recent item behind it; UINT32_MAX: none */
 	uint8_t reason;        /**< enum model_reason; MODEL_REASON_COUNT: unexplained */
+	/** enum listrules_rule: a rule other than LISTRULES_RANKED names the reason shown */
+	uint8_t rule;
 };
 
 /** A user's last published list. */
@@ -80,7 +82,8 @@ const char *lists_user_id(const struct lists *lists, uint32_t stable);
  * @brief The lookup API's answer for a user id, on any thread: 200 with
  * {"user_id","variant","list_id","generated_at","trigger_event_ts",
  * "items":[{"item_id","score","reason","because_item"}...]} (list_id, reason
- * and because_item when known), or 404 with {"error","user"}; 500 when out
+ * and because_item when known; the reason is the list rule's name,
+ * listrules_rule_name(), when a rule placed the item), or 404 with {"error","user"}; 500 when out
  * of memory.
  * @returns the JSON text (malloc'd, the caller frees), or NULL when out of
  * memory; *status set.

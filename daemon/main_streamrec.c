@@ -70,10 +70,19 @@ static const struct {
      "           [--json PATH: configuration and figures]\n"
      "           [--retrieval exact|index|both: the ranking engine, or both side by side]\n"
      "           [--nprobe N, 0 = automatic] [--nlist N, 0 = automatic] [--trending 50]\n"
+     "           [--covis-window N] [--covis-neighbours N] [--covis-directions one|both]\n"
+     "           [--covis-count once|weighted] [--covis-half-life EVENTS]\n"
+     "           [--trending-weight F] [--trending-half-life DURATION]\n"
+     "           [--baseline-half-lives 1h,1d,7d] [--no-baselines] [--ablations: each signal off]\n"
+     "           [--tune: trending weight x half-life, beta, lr, negatives on a grid, the best printed\n"
+     "            as streamrecd settings]\n"
+     "           list rules, scored beside the plain list with new items' exposure:\n"
+     "           [--exclude-categories C,...] [--max-per-category N] [--pin ITEM@RANK,...]\n"
+     "           [--boost item:ID=D,category:C=D] [--explore-share F]\n"
+     "           [--explore-max-events 10: fewer positive events make an item new]\n"
      "           [--content FILE: item_id<TAB>f1 ... fn lines, items' content vectors]\n"
      "           [--new-item-events 10] [--content-min-events 10] [--content-prior 0.05]\n"
-     "           [--search-weight 10]\n"
-     "           [--ablations: also each signal switched off in turn]"},
+     "           [--search-weight 10]"},
     {"eval-scaleout", cli_eval_scaleout,
      "replay an event file through one model and through N shards that exchange\n"
      "           item changes (scale-out's accuracy cost), side by side\n"
@@ -83,6 +92,7 @@ static const struct {
      "write a synthetic event stream with planted structure to a file\n"
      "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
      "           [--clusters N] [--seed N]\n"
+     "           [--arrival-share F: share of items launched during the stream]\n"
      "           [--content FILE: items' content vectors from the planted clusters]\n"
      "           [--content-dim 64] [--content-noise 0.5]\n"
      "           [--searches N: planted search-then-buy sessions (needs --content)]"},

@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "clock.h"
 #include "errstr.h"
 #include "grow.h"
 #include "log.h"
 #include "lists.h"
+#include "listrules.h"
 #include "model.h"
 #include "rng.h"
 
@@ -20,7 +22,10 @@
  *   u16 m, m bytes of the user's id,
  *   i64 generated_at_ms, i64 trigger_ts_ms, u64 list id, u16 count,
  *   count × (u32 item index, u32 bits of the float32 score, u8 reason,
- *   u32 because_item), best first.
+ *   u32 because_item), best first. The reason byte holds enum model_reason
+ *   in its low 4 bits and the list rule that placed the item (enum
+ *   listrules_rule, 0: none) in its high 4: records written before list
+ *   rules read as ranked items.
  * The variant goes by name: variants come and go across restarts. The
  * user's id is there for the lookup API, which knows users by id, and the
  * state restores users' ids only when they are met again. */
@@ -150,6 +155,23 @@ struct refresher {
 	int64_t listable_at_ms[STATE_MAX_VARIANTS];
 	uint64_t listable_generation[STATE_MAX_VARIANTS];
 	uint64_t listing_generation;
+	/* per variant, with the listable flags: the listable new items (fewer
+	 * positive events than explore_max_events) that exploration draws from;
+	 * explore_events is the bound they were taken with (0: none taken) */
+	uint32_t *explore_pool[STATE_MAX_VARIANTS];
+	size_t explore_pool_count[STATE_MAX_VARIANTS], explore_pool_capacity[STATE_MAX_VARIANTS];
+	unsigned explore_events[STATE_MAX_VARIANTS];
+
+	/* the list rules of the group being published, resolved to indices
+	 * (resolve_rules), and one list's result */
+	struct listrules_view rules_view;
+	bool rules_on;
+	struct listrules_resolved rules_resolved;
+	struct listrules_scratch rules_scratch;
+	struct topk_result *ruled;    /* MAX_K: a list after its rules */
+	uint8_t *rule_of;             /* MAX_K: the rule that placed each */
+	struct model *excludes_model; /* whose user excludes_slot is (user_excludes) */
+	uint32_t excludes_slot;
 
 	/* one round's users (batch entries), by variant, and its groups */
 	uint32_t *stables;
@@ -273,13 +295,16 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	r->whys = calloc(MAX_K, sizeof *r->whys);
 	r->explanations = calloc(MAX_K, sizeof *r->explanations);
 	r->list_items = calloc(MAX_K, sizeof *r->list_items);
+	r->ruled = calloc(MAX_K, sizeof *r->ruled);
+	r->rule_of = calloc(MAX_K, sizeof *r->rule_of);
 	const char *names[STATE_MAX_VARIANTS];
 	for (size_t v = 0; v < config->variant_count && v < STATE_MAX_VARIANTS; v++)
 		names[v] = config->variants[v].name;
 	r->lists = lists_new(names, config->variant_count);
 	if (r->stables == NULL || r->by_variant == NULL || r->items == NULL || r->record == NULL ||
 	    r->items_scratch == NULL || r->lists == NULL || r->whys == NULL ||
-	    r->explanations == NULL || r->list_items == NULL)
+	    r->explanations == NULL || r->list_items == NULL || r->ruled == NULL ||
+	    r->rule_of == NULL)
 		goto out_free;
 	/* List ids: splitmix64 outputs of consecutive states are distinct, so
 	 * ids never repeat within an instance; the seed (wall clock in ns, the
@@ -312,6 +337,12 @@ void refresher_free(struct refresher *r)
 	free(r->whys);
 	free(r->explanations);
 	free(r->list_items);
+	free(r->ruled);
+	free(r->rule_of);
+	listrules_resolved_free(&r->rules_resolved);
+	listrules_scratch_free(&r->rules_scratch);
+	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
+		free(r->explore_pool[v]);
 	free(r->recent);
 	free(r->deferred);
 	free(r->held);
@@ -562,19 +593,31 @@ static int remember_list(struct refresher *r, uint32_t stable, size_t variant, u
 static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_ms)
 {
 	const struct config *config = r->c.config;
+	const struct listrules *rules = &config->variants[v].rules;
 	struct model *model = state_model(r->c.state, v);
 	size_t items = model_item_count(model);
+	unsigned explore_events = rules->explore_share > 0 ? rules->explore_max_events : 0;
 	if (r->listable[v] != NULL && r->listable_items[v] == items &&
 	    r->listable_generation[v] == r->listing_generation &&
+	    r->explore_events[v] == explore_events &&
 	    now_ms - r->listable_at_ms[v] < (int64_t)config->refresh_interval_ms)
 		return r->listable[v];
+	r->explore_pool_count[v] = 0;
+	if (explore_events > 0 && grow_scratch(&r->explore_pool[v], &r->explore_pool_capacity[v],
+					       items ? items : 1, sizeof *r->explore_pool[v]) != 0)
+		return NULL;
 	uint8_t *flags = realloc(r->listable[v], items ? items : 1);
 	if (flags == NULL)
 		return NULL;
-	for (size_t i = 0; i < items; i++)
+	for (size_t i = 0; i < items; i++) {
+		uint64_t count = model_item_count_of(model, (uint32_t)i);
 		flags[i] = catalog_listed(r->c.catalog, (uint32_t)i) &&
-			   (model_item_count_of(model, (uint32_t)i) >= config->min_item_events ||
+			   (count >= config->min_item_events ||
 			    model_item_content_placed(model, (uint32_t)i));
+		if (flags[i] && count < explore_events)
+			r->explore_pool[v][r->explore_pool_count[v]++] = (uint32_t)i;
+	}
+	r->explore_events[v] = explore_events;
 	r->listable[v] = flags;
 	r->listable_items[v] = items;
 	r->listable_at_ms[v] = now_ms;
@@ -852,27 +895,115 @@ static void explain_list(struct refresher *r, const struct group *g, size_t j, u
 	model_explain(state_model(r->c.state, g->v), slot, r->list_items, length, r->explanations);
 }
 
+static bool user_excludes(uint32_t item, void *opaque)
+{
+	const struct refresher *r = opaque;
+	return model_user_excludes(r->excludes_model, r->excludes_slot, item);
+}
+
+static uint32_t find_item(const char *name, void *opaque)
+{
+	const struct refresher *r = opaque;
+	return state_find_item(r->c.state, name);
+}
+
+static uint32_t find_category(const char *name, void *opaque)
+{
+	const struct refresher *r = opaque;
+	long index = r->c.catalog != NULL ? catalog_category_find(r->c.catalog, name) : -1;
+	return index >= 0 ? (uint32_t)index : LISTRULES_NO_CATEGORY;
+}
+
+/*
+ * The list rules of group g's variant as they are now (a reload takes
+ * effect at the next list published), resolved to the state's item and the
+ * catalogue's category indices into r->rules_view: names the state or the
+ * catalogue does not know yet match nothing. @returns 0, or -1 when out
+ * of memory.
+ */
+static int resolve_rules(struct refresher *r, const struct group *g)
+{
+	const struct config_variant *cv = &r->c.config->variants[g->v];
+	struct listrules_view *view = &r->rules_view;
+	size_t categories = r->c.catalog != NULL ? catalog_category_count(r->c.catalog) : 0;
+	r->rules_on = listrules_any(&cv->rules);
+	if (!r->rules_on)
+		return 0;
+	*view = (struct listrules_view){.explore_pool = r->explore_pool[g->v],
+					.explore_pool_count = r->explore_pool_count[g->v],
+					.eligible = g->listable,
+					.eligible_count = r->listable_items[g->v],
+					.user_excludes = user_excludes,
+					.opaque = r};
+	if (r->c.catalog != NULL)
+		view->item_category = catalog_item_categories(r->c.catalog, &view->item_count);
+	return listrules_resolve(&cv->rules, cv->k < g->k ? cv->k : g->k, categories, find_item,
+				 find_category, r, &r->rules_resolved, view, NULL);
+}
+
+/*
+ * Member j's list after its variant's rules, into r->ruled and r->rule_of
+ * (without rules: the first k of the ranked list). Items placed by a pin
+ * or exploration (not ranked) must also pass the user's exclusions, read
+ * from the live model on this thread; when the user's row cannot be read
+ * (logged) the list gets no such items. @returns its length, or (size_t)-1
+ * when out of memory.
+ */
+static size_t apply_rules(struct refresher *r, const struct group *g, uint32_t stable,
+			  const struct topk_result *list, size_t length, uint64_t list_id)
+{
+	const struct config_variant *cv = &r->c.config->variants[g->v];
+	char why[256];
+	if (!r->rules_on) {
+		size_t k = cv->k < length ? cv->k : length;
+		memcpy(r->ruled, list, k * sizeof *list);
+		memset(r->rule_of, LISTRULES_RANKED, k);
+		return k;
+	}
+	struct listrules_view view = r->rules_view;
+	r->excludes_model = state_model(r->c.state, g->v);
+	if (state_user_by_stable(r->c.state, stable, &r->excludes_slot, why, sizeof why) != 0) {
+		log_line(LOG_PRIORITY_WARNING, "refresh: list rules: %s", why);
+		view.pin_count = 0;
+		view.explore_slots = 0;
+		view.user_excludes = NULL;
+	}
+	/* exploration's draws: seeded by the list's id, so a list's picks can be replayed */
+	uint64_t seed = list_id ^ cv->model.seed;
+	return listrules_apply(&view, list, length, seed, &r->rules_scratch, r->ruled, r->rule_of);
+}
+
 /* Publishes member j's list of group g. @returns 0 or -1 (fatal). */
 static int publish_list(struct refresher *r, const struct group *g, size_t j, int64_t now_ms,
 			char *errstr, size_t errstr_size)
 {
 	size_t v = g->v;
 	uint32_t stable = r->stables[r->by_variant[v * r->batch + g->first + j]];
-	const struct topk_result *list = &g->results[j * g->k];
-	size_t length = g->lengths[j];
 	char why[512], list_id[17];
+	uint64_t id = rng_next(&r->list_id_state);
+	size_t length = apply_rules(r, g, stable, &g->results[j * g->k], g->lengths[j], id);
+	const struct topk_result *list = r->ruled;
+	if (length == (size_t)-1) {
+		set_errstr(errstr, errstr_size, "out of memory applying list rules");
+		return -1;
+	}
 	explain_list(r, g, j, stable, list, length);
 	for (size_t rank = 0; rank < length; rank++) {
-		const struct model_explanation *e = &r->explanations[rank];
+		struct model_explanation *e = &r->explanations[rank];
+		const char *rule = listrules_rule_name((enum listrules_rule)r->rule_of[rank]);
+		/* a pinned or explored item is there for its rule, not for a recent item */
+		if (r->rule_of[rank] == LISTRULES_PINNED || r->rule_of[rank] == LISTRULES_EXPLORE)
+			e->because_item = UINT32_MAX;
 		r->items[rank].item_id = state_item_id(r->c.state, list[rank].item);
 		r->items[rank].score = list[rank].score;
-		r->items[rank].reason =
-		    e->reason < MODEL_REASON_COUNT ? model_reason_name(e->reason) : NULL;
+		r->items[rank].reason = rule != NULL ? rule
+					: e->reason < MODEL_REASON_COUNT
+					    ? model_reason_name(e->reason)
+					    : NULL;
 		r->items[rank].because_item = e->because_item != UINT32_MAX
 						  ? state_item_id(r->c.state, e->because_item)
 						  : NULL;
 	}
-	uint64_t id = rng_next(&r->list_id_state);
 	snprintf(list_id, sizeof list_id, "%016" PRIx64, id);
 	const char *user = state_user_name(r->c.state, stable);
 	struct recommendation rec = {.user_id = user,
@@ -894,7 +1025,8 @@ static int publish_list(struct refresher *r, const struct group *g, size_t j, in
 		return -1;
 	for (size_t n = 0; n < length; n++)
 		r->whys[n] = (struct lists_why){.because_item = r->explanations[n].because_item,
-						.reason = (uint8_t)r->explanations[n].reason};
+						.reason = (uint8_t)r->explanations[n].reason,
+						.rule = r->rule_of[n]};
 	if (remember_list(r, stable, v, id, list, r->whys, length, rec.generated_at_ms) != 0) {
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;
@@ -966,7 +1098,9 @@ static int prepare_group(struct refresher *r, size_t v, size_t first, size_t cou
 	struct state *state = r->c.state;
 	struct model *model = state_model(state, v);
 	char why[512];
-	struct group *g = add_group(r, v, first, count, cv->k);
+	/* over-fetched, so that the list rules still fill k (model/listrules.h) */
+	size_t fetch = listrules_fetch(&cv->rules, cv->k, MAX_K);
+	struct group *g = add_group(r, v, first, count, fetch);
 	if (g == NULL) {
 		set_errstr(errstr, errstr_size, "refresh: out of memory for a batch of %zu", count);
 		return -1;
@@ -988,7 +1122,7 @@ static int prepare_group(struct refresher *r, size_t v, size_t first, size_t cou
 		g->batch.warm = 0;
 		return 0;
 	}
-	if (model_batch_prepare(&g->batch, model, g->slots, count, cv->k, listable, g->results,
+	if (model_batch_prepare(&g->batch, model, g->slots, count, fetch, listable, g->results,
 				g->lengths, why, sizeof why) != 0) {
 		g->failed = true;
 		snprintf(g->error, sizeof g->error, "%s", why);
@@ -1041,8 +1175,10 @@ static long prepare_round(struct refresher *r, int64_t now_ms, char *errstr, siz
 		if (r->c.config->variants[v].policy != CONFIG_POLICY_POPULARITY) {
 			view = model_view(model, r->pool.threads > 0, errstr, errstr_size);
 			if (view == NULL ||
-			    model_view_sync(view, model, r->c.config->variants[v].k, errstr,
-					    errstr_size) != 0) {
+			    model_view_sync(view, model,
+					    listrules_fetch(&r->c.config->variants[v].rules,
+							    r->c.config->variants[v].k, MAX_K),
+					    errstr, errstr_size) != 0) {
 				rc = -1;
 				break;
 			}
@@ -1087,6 +1223,11 @@ static int harvest_round(struct refresher *r, char *errstr, size_t errstr_size)
 					       ? gr->recall_sum / (double)gr->recall_compared
 					       : 1.0;
 			mv->index_shadow_lists_total += gr->count;
+		}
+		if (resolve_rules(r, gr) != 0) {
+			set_errstr(errstr, errstr_size,
+				   "refresh: out of memory resolving list rules");
+			return -1;
 		}
 		for (size_t j = 0; j < gr->count; j++)
 			if (publish_list(r, gr, j, now_ms, errstr, errstr_size) != 0)
@@ -1184,30 +1325,9 @@ bool refresher_last_explanation(const struct refresher *r, uint32_t stable, size
 	return true;
 }
 
-static void put_u64(unsigned char *p, uint64_t v)
-{
-	for (int b = 7; b >= 0; b--, v >>= 8)
-		p[b] = (unsigned char)v;
-}
 
-static uint64_t get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int b = 0; b < 8; b++)
-		v = v << 8 | p[b];
-	return v;
-}
 
-static void put_u32_be(unsigned char *p, uint32_t v)
-{
-	for (int b = 3; b >= 0; b--, v >>= 8)
-		p[b] = (unsigned char)v;
-}
 
-static uint32_t get_u32_be(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* One list as stored (see LIST_RECORD_VERSION). @returns its length. */
 static size_t encode_list(const struct refresher *r, const char *user,
@@ -1224,9 +1344,9 @@ static size_t encode_list(const struct refresher *r, const char *user,
 	out[at++] = (unsigned char)m;
 	memcpy(out + at, user, m);
 	at += m;
-	put_u64(out + at, (uint64_t)p->generated_at_ms);
-	put_u64(out + at + 8, (uint64_t)p->trigger_ts_ms);
-	put_u64(out + at + 16, p->list_id);
+	bytes_put_be64(out + at, (uint64_t)p->generated_at_ms);
+	bytes_put_be64(out + at + 8, (uint64_t)p->trigger_ts_ms);
+	bytes_put_be64(out + at + 16, p->list_id);
 	out[at + 24] = (unsigned char)(p->count >> 8);
 	out[at + 25] = (unsigned char)p->count;
 	at += 26;
@@ -1234,10 +1354,10 @@ static size_t encode_list(const struct refresher *r, const char *user,
 	for (size_t k = 0; k < p->count; k++, at += LIST_ITEM_BYTES) {
 		uint32_t bits;
 		memcpy(&bits, &p->items[k].score, sizeof bits);
-		put_u32_be(out + at, p->items[k].item);
-		put_u32_be(out + at + 4, bits);
-		out[at + 8] = why[k].reason;
-		put_u32_be(out + at + 9, why[k].because_item);
+		bytes_put_be32(out + at, p->items[k].item);
+		bytes_put_be32(out + at + 4, bits);
+		out[at + 8] = (unsigned char)((why[k].reason & 0x0f) | (why[k].rule & 0x0f) << 4);
+		bytes_put_be32(out + at + 9, why[k].because_item);
 	}
 	return at;
 }
@@ -1299,12 +1419,15 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 	size_t items = model_item_count(state_model(r->c.state, variant));
 	for (size_t k = 0; k < count; k++) {
 		const unsigned char *e = b + at + 26 + k * LIST_ITEM_BYTES;
-		uint32_t bits = get_u32_be(e + 4);
-		r->items_scratch[k].item = get_u32_be(e);
+		uint32_t bits = bytes_get_be32(e + 4);
+		r->items_scratch[k].item = bytes_get_be32(e);
 		memcpy(&r->items_scratch[k].score, &bits, sizeof bits);
-		r->whys[k] = (struct lists_why){.reason = e[8], .because_item = get_u32_be(e + 9)};
+		r->whys[k] = (struct lists_why){
+		    .reason = e[8] & 0x0f, .rule = e[8] >> 4, .because_item = bytes_get_be32(e + 9)};
 		if (r->whys[k].reason > MODEL_REASON_COUNT)
 			r->whys[k].reason = MODEL_REASON_COUNT;
+		if (r->whys[k].rule >= LISTRULES_RULE_COUNT)
+			r->whys[k].rule = LISTRULES_RANKED;
 		if (r->whys[k].because_item != UINT32_MAX && r->whys[k].because_item >= items)
 			r->whys[k].because_item = UINT32_MAX;
 		if (r->items_scratch[k].item >= items) {
@@ -1312,9 +1435,9 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 			return 0;
 		}
 	}
-	int64_t trigger_ts_ms = (int64_t)get_u64(b + at + 8);
+	int64_t trigger_ts_ms = (int64_t)bytes_get_be64(b + at + 8);
 	if (ensure_users(r, stable) != 0 ||
-	    lists_put(r->lists, stable, user, variant, get_u64(b + at + 16), (int64_t)get_u64(b + at),
+	    lists_put(r->lists, stable, user, variant, bytes_get_be64(b + at + 16), (int64_t)bytes_get_be64(b + at),
 		      trigger_ts_ms, r->items_scratch, r->whys, count, item_id_of, r->c.state) < 0) {
 		rs->out_of_memory = true;
 		return 1;

@@ -28,6 +28,13 @@
  * seeded per refresher, so ids never repeat within an instance) and every
  * item an explanation (model_explain(), computed when the list is
  * published, on the loop's thread; the control arm's items are "popular").
+ * Before that, each list goes through its variant's list rules
+ * (model/listrules.h; README, "List rules"), read from the running
+ * configuration when the list is published, so a reload applies at the
+ * next list: the engine ranks listrules_fetch() candidates, and the rules,
+ * with the catalogue's categories and the user's exclusions read on the
+ * loop's thread, make the published k; an item a rule placed is explained
+ * by the rule (pinned, explore, boosted).
  *
  * Users are held by their stable index (what survives cache eviction and
  * restarts); their model slots are pinned in the state's user cache for

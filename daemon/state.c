@@ -82,7 +82,7 @@ static int load_id(const void *key, size_t key_len, const void *value, size_t va
 	const unsigned char *k = key;
 	if (key_len != 5 || (k[0] != 'I' && k[0] != 'U'))
 		return 0;
-	uint32_t index = get_u32(k + 1);
+	uint32_t index = bytes_get_be32(k + 1);
 	if (k[0] == 'U') {
 		if (index + 1 > c->state->next_user)
 			c->state->next_user = index + 1;
@@ -109,7 +109,7 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 	int v = c->state->variant_of_id[k[4]];
 	if (v < 0)
 		return 0; /* a variant kept on disk that the configuration does not run */
-	if (model_import_item(c->state->models[v], get_u32(k), value, value_len, c->errstr,
+	if (model_import_item(c->state->models[v], bytes_get_be32(k), value, value_len, c->errstr,
 			      c->errstr_size) != 0) {
 		c->failed = 1;
 		return 1;
@@ -414,7 +414,7 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 		return -1;
 	}
 	if (rc == 1) {
-		found = value_len == 4 ? get_u32(value) : IDMAP_NONE;
+		found = value_len == 4 ? bytes_get_be32(value) : IDMAP_NONE;
 		free(value);
 		if (found == IDMAP_NONE) {
 			set_errstr(errstr, errstr_size, "user %s: corrupt id entry", id);
@@ -576,10 +576,10 @@ static void put_id(struct store_batch *batch, char kind, const char *id, uint32_
 	size_t len = strlen(id);
 	key[0] = (unsigned char)kind;
 	memcpy(key + 1, id, len);
-	put_u32(value, index);
+	bytes_put_be32(value, index);
 	store_batch_put(batch, STORE_IDS, key, len + 1, value, sizeof value);
 	reverse[0] = (unsigned char)(kind - 'a' + 'A');
-	put_u32(reverse + 1, index);
+	bytes_put_be32(reverse + 1, index);
 	store_batch_put(batch, STORE_IDS, reverse, sizeof reverse, id, len);
 }
 
@@ -720,7 +720,7 @@ static int load_user_id(const void *key, size_t key_len, const void *value, size
 	const unsigned char *k = key;
 	if (key_len != 5 || k[0] != 'U')
 		return 0;
-	uint32_t index = get_u32(k + 1), slot;
+	uint32_t index = bytes_get_be32(k + 1), slot;
 	if (usercache_slot_of(c->state->cache, index) != USERCACHE_NONE)
 		return 0; /* in memory already */
 	if (idmap_put(c->state->users, value, value_len, index) != 0) {
@@ -818,7 +818,7 @@ int state_put_list(struct state *state, uint32_t stable, const void *record, siz
 {
 	unsigned char key[STATE_LIST_KEY_BYTES];
 	memcpy(key, STATE_LIST_PREFIX, sizeof STATE_LIST_PREFIX - 1);
-	put_u32(key + sizeof STATE_LIST_PREFIX - 1, stable);
+	bytes_put_be32(key + sizeof STATE_LIST_PREFIX - 1, stable);
 	store_batch_put(state->batch, STORE_META, key, sizeof key, record, len);
 	return 0;
 }
@@ -834,7 +834,7 @@ static int scan_list(const void *key, size_t key_len, const void *value, size_t 
 	const struct list_scan *scan = ctx;
 	if (key_len != STATE_LIST_KEY_BYTES)
 		return 0;
-	return scan->fn(get_u32((const unsigned char *)key + sizeof STATE_LIST_PREFIX - 1), value,
+	return scan->fn(bytes_get_be32((const unsigned char *)key + sizeof STATE_LIST_PREFIX - 1), value,
 			value_len, scan->ctx);
 }
 

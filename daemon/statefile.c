@@ -28,10 +28,10 @@ static int export_entry(const void *key, size_t key_len, const void *value, size
 	struct export_context *c = ctx;
 	unsigned char head[5];
 	head[0] = (unsigned char)c->family;
-	put_u32(head + 1, (uint32_t)key_len);
+	bytes_put_be32(head + 1, (uint32_t)key_len);
 	if (fwrite(head, 1, 5, c->out) != 5 || fwrite(key, 1, key_len, c->out) != key_len)
 		goto out_fail;
-	put_u32(head, (uint32_t)value_len);
+	bytes_put_be32(head, (uint32_t)value_len);
 	if (fwrite(head, 1, 4, c->out) != 4 ||
 	    (value_len > 0 && fwrite(value, 1, value_len, c->out) != value_len))
 		goto out_fail;
@@ -113,10 +113,10 @@ long statefile_import(const char *dir, const char *path, char *errstr, size_t er
 		size_t got = fread(head, 1, 5, in);
 		if (got == 0 && feof(in))
 			break;
-		uint32_t key_len = got == 5 ? get_u32(head + 1) : 0, value_len = 0;
+		uint32_t key_len = got == 5 ? bytes_get_be32(head + 1) : 0, value_len = 0;
 		if (got != 5 || head[0] >= STORE_FAMILY_COUNT || key_len > (1 << 16) ||
 		    fread(key, 1, key_len, in) != key_len || fread(head + 1, 1, 4, in) != 4 ||
-		    (value_len = get_u32(head + 1)) > ROW_BUFFER ||
+		    (value_len = bytes_get_be32(head + 1)) > ROW_BUFFER ||
 		    fread(value, 1, value_len, in) != value_len) {
 			set_errstr(errstr, errstr_size, "%s: entry %ld is truncated or malformed",
 				   path, entries + 1);

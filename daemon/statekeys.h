@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bytes.h"
+
 #define STATE_ROW_KEY_BYTES 5
 /** Meta key prefix of a variant's content map; the key is it + u8 variant id. */
 #define STATE_CONTENT_PREFIX "content/"
@@ -25,24 +27,13 @@
 #define STATE_LIST_PREFIX "list/"
 #define STATE_LIST_KEY_BYTES (sizeof STATE_LIST_PREFIX - 1 + 4)
 
-static inline void put_u32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
 
-static inline uint32_t get_u32(const unsigned char *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 /** @brief A user or item row's key: index, then the variant's id byte. */
 static inline void state_key_row(unsigned char key[STATE_ROW_KEY_BYTES], uint32_t index,
 				 unsigned char variant_id)
 {
-	put_u32(key, index);
+	bytes_put_be32(key, index);
 	key[4] = variant_id;
 }
 

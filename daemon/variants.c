@@ -55,9 +55,9 @@ static int scan_variant_record(const void *key, size_t key_len, const void *valu
 	v->name[key_len - prefix] = '\0';
 	const unsigned char *b = value;
 	v->id = b[0];
-	v->dim = get_u32(b + 1);
-	v->recent = get_u32(b + 5);
-	v->neighbours = get_u32(b + 9);
+	v->dim = bytes_get_be32(b + 1);
+	v->recent = bytes_get_be32(b + 5);
+	v->neighbours = bytes_get_be32(b + 9);
 	return 0;
 }
 
@@ -67,9 +67,9 @@ static void put_variant_record(struct store_batch *batch, const struct stored_va
 	unsigned char value[VARIANT_RECORD_BYTES];
 	int len = snprintf(key, sizeof key, VARIANT_PREFIX "%s", v->name);
 	value[0] = v->id;
-	put_u32(value + 1, v->dim);
-	put_u32(value + 5, v->recent);
-	put_u32(value + 9, v->neighbours);
+	bytes_put_be32(value + 1, v->dim);
+	bytes_put_be32(value + 5, v->recent);
+	bytes_put_be32(value + 9, v->neighbours);
 	store_batch_put(batch, STORE_META, key, (size_t)len, value, sizeof value);
 }
 

@@ -157,7 +157,7 @@ void model_config_default(struct model_config *config)
 	config->covis_half_life_events = 1e6;
 	config->sampler_exponent = 0.75f;
 	config->correction_weight = 1.0f;
-	config->trending_half_life_ms = 3600e3;
+	config->trending_half_life_ms = 86400e3;
 	config->trending_weight = 0.5f;
 	config->init_std = 0.1f;
 	config->use_taste = true;
@@ -1248,26 +1248,28 @@ struct model_view *model_view(struct model *model, bool own_rows, char *errstr,
 	return m->view;
 }
 
+/* The configured nprobe, or the automatic one (model.h): a share of the
+ * cells between MODEL_INDEX_MIN_NPROBE and MODEL_INDEX_MAX_AUTO_NPROBE. */
+static size_t nprobe_for(size_t configured, size_t nlist)
+{
+	if (configured != 0)
+		return configured;
+	size_t nprobe = (size_t)ceil(MODEL_INDEX_PROBE_SHARE * (double)nlist);
+	if (nprobe > MODEL_INDEX_MAX_AUTO_NPROBE)
+		nprobe = MODEL_INDEX_MAX_AUTO_NPROBE;
+	if (nprobe < MODEL_INDEX_MIN_NPROBE)
+		nprobe = MODEL_INDEX_MIN_NPROBE;
+	return nprobe;
+}
+
 size_t model_index_nprobe(const struct model *model, size_t nlist)
 {
-	size_t nprobe = model->config.index_nprobe;
-	if (nprobe == 0) {
-		nprobe = (size_t)ceil(MODEL_INDEX_PROBE_SHARE * (double)nlist);
-		if (nprobe < MODEL_INDEX_MIN_NPROBE)
-			nprobe = MODEL_INDEX_MIN_NPROBE;
-	}
-	return nprobe;
+	return nprobe_for(model->config.index_nprobe, nlist);
 }
 
 static size_t view_nprobe(const struct model_view *view, size_t nlist)
 {
-	size_t nprobe = view->config.index_nprobe;
-	if (nprobe == 0) {
-		nprobe = (size_t)ceil(MODEL_INDEX_PROBE_SHARE * (double)nlist);
-		if (nprobe < MODEL_INDEX_MIN_NPROBE)
-			nprobe = MODEL_INDEX_MIN_NPROBE;
-	}
-	return nprobe;
+	return nprobe_for(view->config.index_nprobe, nlist);
 }
 
 void model_index_stats(const struct model *model, struct model_index_stats *stats)

@@ -166,6 +166,71 @@ static int pair_insert(struct pair_set *set, uint32_t user, uint32_t item)
 	return 0;
 }
 
+/* Exposure of new items: slots, new slots, and which items were shown while new. */
+struct exposure_tally {
+	uint64_t slots, new_slots, new_items;
+	uint8_t *shown_new; /* per item */
+};
+
+static void tally_exposure(struct exposure_tally *t, const struct model *model,
+			   const uint32_t *items, size_t n, unsigned new_events)
+{
+	for (size_t r = 0; r < n; r++) {
+		t->slots++;
+		if (model_item_count_of(model, items[r]) >= new_events)
+			continue;
+		t->new_slots++;
+		if (!t->shown_new[items[r]]) {
+			t->shown_new[items[r]] = 1;
+			t->new_items++;
+		}
+	}
+}
+
+static void exposure_result(const struct exposure_tally *t, struct prequential_exposure *out)
+{
+	out->slots = t->slots;
+	out->new_slots = t->new_slots;
+	out->new_share = t->slots ? (double)t->new_slots / (double)t->slots : 0;
+	out->new_items_shown = t->new_items;
+}
+
+/*
+ * Exploration's pool: the items with 1 to new_events - 1 positive events,
+ * kept as learning counts them (position[item] in the pool, or UINT32_MAX).
+ */
+struct new_pool {
+	uint32_t *items, *position;
+	size_t count;
+};
+
+static void pool_update(struct new_pool *p, const struct model *model, uint32_t item,
+			unsigned new_events)
+{
+	uint64_t count = model_item_count_of(model, item);
+	bool member = count >= 1 && count < new_events;
+	if (member && p->position[item] == UINT32_MAX) {
+		p->position[item] = (uint32_t)p->count;
+		p->items[p->count++] = item;
+	} else if (!member && p->position[item] != UINT32_MAX) {
+		uint32_t at = p->position[item], last = p->items[--p->count];
+		p->items[at] = last;
+		p->position[last] = at;
+		p->position[item] = UINT32_MAX;
+	}
+}
+
+struct user_exclusions {
+	const struct model *model;
+	uint32_t user;
+};
+
+static bool excludes_item(uint32_t item, void *opaque)
+{
+	const struct user_exclusions *x = opaque;
+	return model_user_excludes(x->model, x->user, item);
+}
+
 /* Ranks one arm's list for user into items. */
 static int rank_arm(const struct prequential_arm *arm, struct topk *topk, uint32_t user, size_t k,
 		    struct topk_result *list, uint32_t *items, size_t *n, char *errstr,
@@ -233,10 +298,25 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	struct tally indexed = {0};
 	struct pair_set seen = {0};
 	struct both_totals both = {0};
-	struct topk_result *list = malloc(k * sizeof *list);
+	unsigned new_events = config->new_item_events ? config->new_item_events : 10;
+	struct listrules_view rules_view =
+	    config->rules ? *config->rules : (struct listrules_view){0};
+	size_t fetch = k;
+	if (config->rules != NULL &&
+	    (rules_view.category_excluded != NULL || rules_view.max_per_category > 0 ||
+	     rules_view.category_boost != NULL || rules_view.boost_item_count > 0))
+		fetch = k * LISTRULES_FETCH_FACTOR > 1000 ? (k > 1000 ? k : 1000)
+							  : k * LISTRULES_FETCH_FACTOR;
+	struct split_tally ruled = {0};
+	struct exposure_tally model_exposure = {0}, rules_exposure = {0};
+	struct new_pool pool = {0};
+	struct listrules_scratch scratch = {0};
+	struct user_exclusions exclusions = {.model = model};
+	struct topk_result *list = malloc(fetch * sizeof *list);
+	struct topk_result *ruled_list = malloc(k * sizeof *ruled_list);
+	uint8_t *rule_of = malloc(k);
 	struct topk_result *index_list = malloc(k * sizeof *index_list);
 	uint32_t *items = malloc(k * sizeof *items);
-	uint64_t new_item_events = config->new_item_events ? config->new_item_events : 10;
 	uint8_t *content_given = NULL;
 	uint8_t *searched = NULL; /* per user: searched since its last positive event */
 	int rc = -1;
@@ -249,6 +329,18 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	popular.seg[SEG_ALL].listed = calloc(stream->item_total + 1, 1);
 	indexed.listed = calloc(stream->item_total + 1, 1);
 	arms = calloc(config->arm_count + 1, sizeof *arms);
+	ruled.seg[SEG_ALL].listed = calloc(stream->item_total + 1, 1);
+	model_exposure.shown_new = calloc(stream->item_total + 1, 1);
+	rules_exposure.shown_new = calloc(stream->item_total + 1, 1);
+	pool.items = malloc((stream->item_total + 1) * sizeof *pool.items);
+	pool.position = malloc((stream->item_total + 1) * sizeof *pool.position);
+	if (ruled.seg[SEG_ALL].listed == NULL || model_exposure.shown_new == NULL ||
+	    rules_exposure.shown_new == NULL || pool.items == NULL || pool.position == NULL ||
+	    ruled_list == NULL || rule_of == NULL) {
+		snprintf(errstr, errstr_size, "out of memory for evaluation");
+		goto out_free;
+	}
+	memset(pool.position, 0xff, (stream->item_total + 1) * sizeof *pool.position);
 	if (list == NULL || index_list == NULL || items == NULL ||
 	    ours.seg[SEG_ALL].listed == NULL || popular.seg[SEG_ALL].listed == NULL ||
 	    indexed.listed == NULL || arms == NULL) {
@@ -325,7 +417,7 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 				size_t n;
 				bool repeat = pair_contains(&seen, user, item);
 				bool warm = model_user_has_history(model, user);
-				bool new_item = model_item_count_of(model, item) < new_item_events;
+				bool new_item = model_item_count_of(model, item) < new_events;
 				/* the user's first positive after a search */
 				bool after_search = searched != NULL && searched[user];
 				if (config->both_engines) {
@@ -336,12 +428,39 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 					for (size_t r = 0; r < index_n; r++)
 						items[r] = index_list[r].item;
 					tally_list(&indexed, items, index_n, item);
-				} else if (model_recommend(model, topk, &user, 1, k, NULL, list, &n,
-							   errstr, errstr_size) != 0)
+				} else if (model_recommend(model, topk, &user, 1, fetch, NULL, list,
+							   &n, errstr, errstr_size) != 0)
 					goto out_free;
+				size_t fetched = n;
+				n = n < k ? n : k;
 				for (size_t r = 0; r < n; r++)
 					items[r] = list[r].item;
 				split_list(&ours, items, n, item, repeat, warm, new_item, after_search);
+				tally_exposure(&model_exposure, model, items, n, new_events);
+				if (config->rules != NULL) {
+					exclusions.user = user;
+					rules_view.k = k;
+					rules_view.explore_pool = pool.items;
+					rules_view.explore_pool_count = pool.count;
+					rules_view.user_excludes = excludes_item;
+					rules_view.opaque = &exclusions;
+					uint64_t seed = config->rules_seed ^
+							((uint64_t)e * 0x9E3779B97F4A7C15ULL);
+					size_t ruled_n =
+					    listrules_apply(&rules_view, list, fetched, seed,
+							    &scratch, ruled_list, rule_of);
+					if (ruled_n == (size_t)-1) {
+						snprintf(errstr, errstr_size,
+							 "out of memory for evaluation");
+						goto out_free;
+					}
+					for (size_t r = 0; r < ruled_n; r++)
+						items[r] = ruled_list[r].item;
+					split_list(&ruled, items, ruled_n, item, repeat, warm, new_item,
+						   after_search);
+					tally_exposure(&rules_exposure, model, items, ruled_n,
+						       new_events);
+				}
 				n = model_popular(model, user, k, NULL, items);
 				split_list(&popular, items, n, item, repeat, warm, new_item, after_search);
 				for (size_t a = 0; a < config->arm_count; a++) {
@@ -358,6 +477,7 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 		if (searched != NULL && stream->type[e] < EVENT_TYPE_COUNT &&
 		    mc->event_weight[stream->type[e]] > 0)
 			searched[user] = 0;
+		pool_update(&pool, model, item, new_events);
 		for (size_t a = 0; a < config->arm_count; a++)
 			if (model_learn(config->arms[a].model, &event, errstr, errstr_size) != 0)
 				goto out_free;
@@ -379,6 +499,9 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	result->popularity = result->popularity_split.all;
 	for (size_t a = 0; a < config->arm_count && result->arms != NULL; a++)
 		split_scores(&arms[a], stream->item_total, &result->arms[a]);
+	split_scores(&ruled, stream->item_total, &result->rules_split);
+	exposure_result(&model_exposure, &result->model_exposure);
+	exposure_result(&rules_exposure, &result->rules_exposure);
 	result->seconds = clock_monotonic_s() - start;
 	result->events_per_s = result->seconds > 0 ? (double)stream->count / result->seconds : 0;
 	if (config->both_engines) {
@@ -396,6 +519,14 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	}
 	rc = 0;
 out_free:
+	free(ruled.seg[SEG_ALL].listed);
+	free(model_exposure.shown_new);
+	free(rules_exposure.shown_new);
+	free(pool.items);
+	free(pool.position);
+	free(ruled_list);
+	free(rule_of);
+	listrules_scratch_free(&scratch);
 	free(list);
 	free(index_list);
 	free(items);

@@ -24,6 +24,16 @@
  * history for them: the fused score ranks) against cold ones (no history:
  * the trending list).
  *
+ * List rules (prequential_config.rules): at every test point the model's
+ * list is ranked LISTRULES_FETCH_FACTOR times longer when the rules filter,
+ * and its first k are scored as the model's list; the rules are applied to
+ * it (model/listrules.h, with the user's exclusions and, for exploration,
+ * the items with 1 to new_item_events - 1 positive events so far) and the
+ * result is scored as a ranking of its own, on the same test points.
+ * Exposure of new items (items with fewer than new_item_events positive
+ * events when listed) is measured for both: the share of list slots given
+ * to them and the number of distinct items shown while new.
+ *
  * Side by side (prequential_config.both_engines): at every test point the
  * same model ranks the user's list with the exact engine and with the index
  * engine (model_recommend_with()); both are scored, and the share of the
@@ -38,6 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "listrules.h"
 #include "model.h"
 
 struct topk;
@@ -108,9 +119,25 @@ struct prequential_config {
 	 * prequential_result.arms, which the caller provides (arm_count entries). */
 	const struct prequential_arm *arms;
 	size_t arm_count;
-	/** A test point is a new item's when its item had fewer positives than
-	 * this before it (prequential_split.new_item); 0: 10. */
-	uint64_t new_item_events;
+	/**
+	 * Optional (NULL: none): list rules resolved to the stream's indices
+	 * (k, categories, boosts, pins, explore_slots; the run fills the pool,
+	 * eligibility and the user's exclusions at each test point).
+	 */
+	const struct listrules_view *rules;
+	/** An item with fewer positive events is new (exposure, exploration's pool,
+	 * prequential_split.new_item); 0: 10. */
+	unsigned new_item_events;
+	/** Seed of exploration's draws (mixed with the event's position). */
+	uint64_t rules_seed;
+};
+
+/** Exposure of new items in one ranking's lists at the test points. */
+struct prequential_exposure {
+	uint64_t slots;           /**< list slots shown */
+	uint64_t new_slots;       /**< of which held an item new at the time */
+	double new_share;         /**< new_slots / slots */
+	uint64_t new_items_shown; /**< distinct items listed while new */
 };
 
 /** One ranking's scores. */
@@ -145,6 +172,10 @@ struct prequential_result {
 	struct prequential_split popularity_split; /**< popularity, split */
 	/** Caller-provided, prequential_config.arm_count entries (NULL when none). */
 	struct prequential_split *arms;
+	/* the model's list (exposure), and with prequential_config.rules the ruled one */
+	struct prequential_exposure model_exposure;
+	struct prequential_split rules_split;
+	struct prequential_exposure rules_exposure;
 	double seconds;
 	double events_per_s; /**< events learned and tested per second, whole replay */
 	/* with both_engines only: */

@@ -61,6 +61,8 @@ struct synth {
 	uint32_t *predecessor_offset; /* items + 1: predecessors of item i at [offset[i], offset[i+1]) */
 	uint32_t *predecessors;       /* items x config.successors in all */
 	size_t drift_turns;           /* drift periods passed so far in the stream */
+	size_t *launch;               /* per item: the event it may be drawn from (arrivals) */
+	size_t event_now;             /* the event being generated */
 	struct synth_user *users;
 	double *activity;      /* per user, mean 1 */
 	double session_gap_ms; /* config.session_gap_ms, or lower when users are too few */
@@ -146,6 +148,7 @@ int synth_config_check(const struct synth_config *c, char *errstr, size_t errstr
 	    {"successor_prob", c->successor_prob},
 	    {"successor_reverse_share", c->successor_reverse_share},
 	    {"repeat_prob", c->repeat_prob},
+	    {"arrival_share", c->arrival_share},
 	    {"purchase_after_cart", c->purchase_after_cart},
 	    {"remove_after_cart", c->remove_after_cart},
 	};
@@ -411,6 +414,47 @@ static void plan_pauses(struct synth *s)
 		s->users[u].pause_extra_ms *= (lo + hi) / 2.0;
 }
 
+/*
+ * Arrivals: arrival_share of each cluster's items below its two most popular
+ * ranks, chosen and ordered with a generator of their own (the rest of the
+ * world is the same with or without arrivals), launch at evenly spaced
+ * events. @returns 0, or -1 when out of memory.
+ */
+static int plan_arrivals(struct synth *s)
+{
+	const struct synth_config *c = &s->config;
+	uint64_t rng = c->seed ^ 0xA5A5F00DCAFEBABEULL;
+	uint32_t *arriving = malloc((size_t)c->items * sizeof *arriving);
+	size_t count = 0;
+	if (arriving == NULL)
+		return -1;
+	for (uint32_t cl = 0; cl < c->clusters; cl++)
+		for (uint32_t r = s->cluster_offset[cl] + 2; r < s->cluster_offset[cl + 1]; r++)
+			if (next_unit(&rng) < c->arrival_share)
+				arriving[count++] = s->cluster_items[r];
+	for (size_t i = count; i > 1; i--) { /* Fisher-Yates: the launch order */
+		size_t j = next_below(&rng, (uint32_t)i);
+		uint32_t t = arriving[i - 1];
+		arriving[i - 1] = arriving[j];
+		arriving[j] = t;
+	}
+	for (size_t i = 0; i < count; i++)
+		s->launch[arriving[i]] =
+		    (size_t)((double)(i + 1) * (double)c->events / (double)(count + 1));
+	free(arriving);
+	return 0;
+}
+
+size_t synth_item_launch(const struct synth *s, uint32_t item)
+{
+	return s->launch[item];
+}
+
+static bool launched(const struct synth *s, uint32_t item)
+{
+	return s->launch[item] <= s->event_now;
+}
+
 struct synth *synth_new(const struct synth_config *config, char *errstr, size_t errstr_size)
 {
 	struct synth *s;
@@ -432,9 +476,10 @@ struct synth *synth_new(const struct synth_config *config, char *errstr, size_t 
 	    malloc(((size_t)config->items * config->successors + 1) * sizeof *s->successors);
 	s->users = calloc(config->users, sizeof *s->users);
 	s->activity = malloc((size_t)config->users * sizeof *s->activity);
-	if (s->item_cluster == NULL || s->cluster_items == NULL || s->cluster_cdf == NULL ||
-	    s->cluster_offset == NULL || s->successors == NULL || s->users == NULL ||
-	    s->activity == NULL)
+	s->launch = calloc(config->items, sizeof *s->launch);
+	if (s->launch == NULL || s->item_cluster == NULL || s->cluster_items == NULL ||
+	    s->cluster_cdf == NULL || s->cluster_offset == NULL || s->successors == NULL ||
+	    s->users == NULL || s->activity == NULL)
 		goto out_of_memory;
 
 	rng = config->seed;
@@ -448,6 +493,8 @@ struct synth *synth_new(const struct synth_config *config, char *errstr, size_t 
 		goto out_of_memory;
 	build_users(s, &rng);
 	plan_pauses(s);
+	if (config->arrival_share > 0 && plan_arrivals(s) != 0)
+		goto out_of_memory;
 	for (int t = 0; t < EVENT_TYPE_COUNT; t++) {
 		total += config->type_share[t];
 		s->type_cdf[t] = total;
@@ -468,6 +515,7 @@ void synth_free(struct synth *s)
 	if (s == NULL)
 		return;
 	free(s->item_cluster);
+	free(s->launch);
 	free(s->cluster_items);
 	free(s->cluster_cdf);
 	free(s->cluster_offset);
@@ -522,11 +570,17 @@ static uint32_t popular_item(const struct synth *s, uint64_t *rng, uint32_t clus
 			uint64_t turn = (uint64_t)((double)size * DRIFT_TURN) * s->drift_turns;
 			rank = from + (uint32_t)(((uint64_t)(rank - from) + turn) % size);
 		}
-		if (s->cluster_items[rank] != avoid)
+		if (s->cluster_items[rank] != avoid && launched(s, s->cluster_items[rank]))
 			return s->cluster_items[rank];
 	}
-	/* a cluster has at least 2 items: the next rank is another one */
-	return s->cluster_items[rank + 1 < to ? rank + 1 : from];
+	/* a cluster has at least 2 items, launched from the start: the next
+	 * launched rank is another one */
+	for (uint32_t step = 1; step < to - from; step++) {
+		uint32_t next = from + (rank - from + step) % (to - from);
+		if (s->cluster_items[next] != avoid && launched(s, s->cluster_items[next]))
+			return s->cluster_items[next];
+	}
+	return s->cluster_items[rank];
 }
 
 static enum event_type drawn_type(const struct synth *s, uint64_t *rng)
@@ -589,6 +643,8 @@ static void next_event(struct synth *s, struct synth_user *user, uint64_t *rng, 
 		else
 			*item = synth_item_successors(s, user->prev_item)[next_below(
 			    rng, c->successors)];
+		if (!launched(s, *item))
+			*item = popular_item(s, rng, user->session_cluster, user->prev_item);
 	} else
 		*item = popular_item(s, rng, user->session_cluster, user->prev_item);
 }
@@ -715,6 +771,7 @@ int synth_generate(struct synth *s, struct event_log **out, char *errstr, size_t
 
 		if (c->drift_period_events > 0)
 			s->drift_turns = e / c->drift_period_events;
+		s->event_now = e;
 		if (user->left_in_session == 0)
 			start_session(s, user, &rng);
 		next_event(s, user, &rng, &item, &type);

@@ -47,7 +47,14 @@
  *   instead of a successor, so the pair (a, b) shows up as "b after a" and
  *   as "a after b", and counting one direction sees half of it;
  * - short sessions: `session_min_events` = `session_max_events` = 1 or 2
- *   with many users gives streams of one or two events a user.
+ *   with many users gives streams of one or two events a user;
+ * - new items keep arriving (`arrival_share` > 0): that share of each
+ *   cluster's items (never its two most popular) is not on sale at the
+ *   start; they launch one at a time at evenly spaced events through the
+ *   stream, in a seeded random order. An item not launched yet is never
+ *   drawn (a popularity draw draws again, a successor step becomes a
+ *   popularity draw); once launched it is drawn like any other item of its
+ *   rank. synth_item_launch() tells when.
  *
  * Time: the stream's mean gap between consecutive events is `mean_gap_ms`
  * (within a few percent). Gaps within a session lie in [w/4, 4w] with mean
@@ -114,6 +121,8 @@ struct synth_config {
 	double successor_reverse_share;
 	/** Probability that a session's next item re-views one of the user's last items, default 0. */
 	double repeat_prob;
+	/** Share of items launched during the stream instead of at its start; default 0. */
+	double arrival_share;
 	/** Events between two turns of every cluster's popularity ranking; 0 (default): no drift. */
 	size_t drift_period_events;
 	/** Zipf exponent of popularity within a cluster, default 1.0. */
@@ -166,6 +175,10 @@ const struct synth_config *synth_config(const struct synth *synth);
 /** @returns item's successor list (config->successors entries, item indexes); item must be < items.
  */
 const uint32_t *synth_item_successors(const struct synth *synth, uint32_t item);
+
+/** @returns the event (index into the generated log) from which item may be drawn; 0: from the
+ * start. */
+size_t synth_item_launch(const struct synth *synth, uint32_t item);
 
 /** @returns user's second taste cluster, or EVENTLOG_NONE when it has none. */
 uint32_t synth_user_second_cluster(const struct synth *synth, uint32_t user);

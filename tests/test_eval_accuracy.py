@@ -89,3 +89,21 @@ def test_signals_means_exactly_those(streams, tmp_path):
     signals = json.loads(out.read_text())["signals"]
     assert signals == {"taste": 0, "intent": 0, "covis": 1, "bias": 0, "correction": 0,
                        "trending": 0, "content": 0, "search": 0}
+
+
+def test_tune_picks_the_best_setting_and_prints_it(streams, tmp_path):
+    """--tune scores a grid of trending weights, half-lives and betas beside the
+    configuration on the same test points and prints the best as streamrecd
+    settings: on the drift stream the trending signal must stay on."""
+    out = tmp_path / "eval.json"
+    text = run("eval", "--tune", "--no-baselines", "--trending-weight", "0", "--json", out,
+               streams["drift"]).stdout
+    rankings = {r["name"]: r["all"]["recall"] for r in json.loads(out.read_text())["rankings"]}
+    grid = {n: v for n, v in rankings.items() if n.startswith("tune ")}
+    assert len(grid) == 22
+    best = max(grid, key=grid.get)
+    assert grid[best] > rankings["streamrec"], "the grid has nothing better than gamma 0 on drift"
+    assert f"tuned (best HR on all test points of 23 settings): {best}, {grid[best]:.4f}" in text
+    weight = float(best.split("=")[1].split("/")[0]) if best.startswith("tune g=") else None
+    assert weight is not None and weight > 0
+    assert f"  trending_weight = {weight:g}\n" in text

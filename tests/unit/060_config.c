@@ -140,7 +140,7 @@ static void every_type_parses(void **state)
 		     "optimizer = sgd\n"
 		     "learning_rate = 0.05\n"
 		     "weight.remove_from_cart = -1.25\n"
-		     "trending_half_life_ms = 1d\n"
+		     "trending_half_life_ms = 7d\n"
 		     "use_covis = off\n"
 		     "exclusion = interacted\n"
 		     "seed = 18446744073709551615\n"
@@ -162,7 +162,7 @@ static void every_type_parses(void **state)
 	assert_int_equal(v->model.optimizer, MODEL_SGD);
 	assert_true(v->model.learning_rate == 0.05f);
 	assert_true(v->model.event_weight[EVENT_REMOVE_FROM_CART] == -1.25f);
-	assert_true(v->model.trending_half_life_ms == 86400000.0);
+	assert_true(v->model.trending_half_life_ms == 604800000.0);
 	assert_false(v->model.use_covis);
 	assert_int_equal(v->model.exclusion, MODEL_EXCLUDE_INTERACTED);
 	assert_true(v->model.seed == UINT64_MAX);
@@ -627,6 +627,67 @@ static void long_lines(void **state)
 	free(value);
 }
 
+/* List rules: per variant, parsed at load with errors at their line, reloadable. */
+static void list_rules(void **unused)
+{
+	(void)unused;
+	struct config running, next;
+	char changes[512], errstr[1024];
+	const char *ab = BASE "[variant.a]\nshare = 0.5\n[variant.b]\nshare = 0.5\n";
+	char text[1024];
+	snprintf(text, sizeof text,
+		 "%sexclude_categories = shoes, hats\nmax_per_category = 3\n"
+		 "boost = item:sku-1=0.5, category:new=-2\npin = sku-9@2\nexplore_share = 0.1\n"
+		 "explore_max_events = 7\n",
+		 ab);
+	load_ok(text, &running);
+	const struct listrules *b = &running.variants[1].rules;
+	assert_false(listrules_any(&running.variants[0].rules));
+	assert_int_equal(b->exclude_count, 2);
+	assert_string_equal(b->exclude_categories[1], "hats");
+	assert_int_equal(b->max_per_category, 3);
+	assert_int_equal(b->boost_count, 2);
+	assert_true(b->boosts[1].category && b->boosts[1].delta == -2.0f);
+	assert_int_equal(b->pin_count, 1);
+	assert_int_equal(b->pins[0].rank, 2);
+	assert_true(b->explore_share == 0.1 && b->explore_max_events == 7);
+
+	/* SIGHUP may change them: only b's keys change */
+	snprintf(text, sizeof text, "%spin = sku-9@3\nexplore_share = 0.2\n", ab);
+	write_file(text);
+	assert_int_equal(
+	    config_reload(&running, path, &next, changes, sizeof changes, errstr, sizeof errstr),
+	    0);
+	assert_string_equal(changes, "variant.b.exclude_categories: shoes, hats -> \n"
+				     "variant.b.max_per_category: 3 -> 0\n"
+				     "variant.b.boost: item:sku-1=0.5, category:new=-2 -> \n"
+				     "variant.b.pin: sku-9@2 -> sku-9@3\n"
+				     "variant.b.explore_share: 0.1 -> 0.2\n"
+				     "variant.b.explore_max_events: 7 -> 10\n");
+	assert_int_equal(next.variants[1].rules.pins[0].rank, 3);
+	assert_int_equal(next.variants[1].rules.exclude_count, 0);
+	config_free(&next);
+	config_free(&running);
+
+	/* errors name the file, the line, the variant's key and the entry */
+	load_fails(BASE "[variant.a]\nshare = 1\npin = sku-9@2, sku-8\n",
+		   "7: variant.a.pin: entry 2 'sku-8': expected ITEM@RANK");
+	load_fails(BASE "[variant.a]\nshare = 1\nboost = item:x=big\n",
+		   "7: variant.a.boost: entry 1 'item:x=big': the delta must be a number from "
+		   "-1000 to 1000, got 'big'");
+	load_fails(BASE "[variant.a]\nshare = 1\nexclude_categories = a,,b\n",
+		   "7: variant.a.exclude_categories: entry 2 is empty");
+	load_fails(BASE "[variant.a]\nshare = 1\npin = sku-9@21\n",
+		   "7: variant.a.pin: item 'sku-9' is pinned at rank 21, beyond k = 20 "
+		   "(variant.a.k)");
+	load_fails(BASE "[variant.a]\nshare = 1\nexplore_share = 1.5\n",
+		   "7: variant.a.explore_share: must be between 0 and 1, got 1.5");
+	/* rules are per variant only */
+	write_file(BASE "[model]\npin = sku-9@2\n");
+	assert_int_equal(config_load(path, &running, errstr, sizeof errstr), -1);
+	assert_non_null(strstr(errstr, ":6: unknown key 'pin' in [model]"));
+}
+
 /* A reloadable key that nothing applies is the defect log.level had. */
 static void every_reloadable_key_has_an_apply_step(void **unused)
 {
@@ -666,6 +727,7 @@ int main(void)
 	    cmocka_unit_test(reference_table),
 	    cmocka_unit_test(long_lines),
 	    cmocka_unit_test(every_reloadable_key_has_an_apply_step),
+	    cmocka_unit_test(list_rules),
 	};
 	return cmocka_run_group_tests_name("060_config", tests, make_path, remove_path);
 }
