@@ -72,7 +72,8 @@ CLI_SRCS   := $(wildcard daemon/cli_*.c)
 MAIN_SRCS  := $(wildcard daemon/main_*.c)
 SCHEMAS    := schemas/user_event.avsc schemas/item_event.avsc schemas/recommendation.avsc
 # earlier versions of our own schemas, for raw (unframed) messages written with them
-OLD_SCHEMAS := schemas/history/user_event.v1.avsc schemas/history/recommendation.v1.avsc
+OLD_SCHEMAS := schemas/history/user_event.v1.avsc schemas/history/recommendation.v1.avsc \
+	schemas/history/item_event.v1.avsc schemas/history/user_event.v2.avsc
 GEN_HDR    := $(BUILD)/gen/schemas_gen.h
 
 REL_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/rel/%.o)

@@ -21,6 +21,14 @@ enum event_type {
 	EVENT_TYPE_COUNT
 };
 
+/**
+ * Event files only (stream/eventlog, the prequential replay): a search,
+ * not a UserEvent type (a UserEvent search is its `search` field). Its item
+ * is the query's id, whose vector a content file gives. Written "SEARCH".
+ */
+#define EVENT_SEARCH      100
+#define EVENT_SEARCH_NAME "SEARCH"
+
 /** @returns the schema symbol ("PURCHASE"), or NULL when out of range. */
 const char *event_type_name(enum event_type type);
 

@@ -52,6 +52,8 @@ static const struct {
     {"bias", offsetof(struct model_config, use_bias)},
     {"correction", offsetof(struct model_config, use_correction)},
     {"trending", offsetof(struct model_config, use_trending)},
+    {"content", offsetof(struct model_config, use_content)},
+    {"search", offsetof(struct model_config, use_search)},
 };
 #define SIGNALS (sizeof signal_table / sizeof signal_table[0])
 
@@ -82,7 +84,7 @@ static int parse_signals(const char *text, struct model_config *config)
 		if (k == SIGNALS) {
 			fprintf(stderr,
 				"streamrec eval: --signals: unknown signal '%s' (taste, intent, "
-				"covis, bias, correction, trending, all, none)\n",
+				"covis, bias, correction, trending, content, search, all, none)\n",
 				s);
 			return -1;
 		}
@@ -349,14 +351,22 @@ static void print_split_row(const char *name, const struct prequential_split *s)
 	       s->discovery.hit_rate, s->repeat.hit_rate, s->warm.hit_rate, s->cold.hit_rate);
 }
 
+static void print_new_item_row(const char *name, const struct prequential_scores *s)
+{
+	printf("| %-18s | %8.4f | %8.4f | %8llu |\n", name, s->hit_rate, s->ndcg,
+	       (unsigned long long)s->tests);
+}
+
 static void json_split(FILE *out, const char *name, const struct prequential_split *s,
 		       const char *end)
 {
-	const struct prequential_scores *part[] = {&s->all, &s->discovery, &s->repeat, &s->warm,
-						   &s->cold};
-	const char *part_name[] = {"all", "discovery", "repeat", "warm", "cold"};
+	const struct prequential_scores *part[] = {&s->all,  &s->discovery, &s->repeat,
+						   &s->warm, &s->cold,      &s->new_item,
+						   &s->after_search};
+	const char *part_name[] = {"all",  "discovery", "repeat",      "warm",
+				   "cold", "new_item",  "after_search"};
 	fprintf(out, "    {\"name\": \"%s\"", name);
-	for (size_t p = 0; p < 5; p++)
+	for (size_t p = 0; p < 7; p++)
 		fprintf(out,
 			", \"%s\": {\"tests\": %llu, \"recall\": %.17g, \"ndcg\": %.17g, "
 			"\"mrr\": %.17g}",
@@ -383,9 +393,11 @@ static int write_stream(const char *path, const struct event_log *log, const uin
 	fprintf(out, "user,item,type,weight,ts_ms,test,excludes\n");
 	for (size_t e = 0; e < log->count; e++) {
 		uint8_t f = flags[e];
+		bool search = log->type[e] == EVENT_SEARCH;
 		fprintf(out, "%u,%u,%s,%g,%lld,%d,%d\n", log->user[e], log->item[e],
-			event_type_name((enum event_type)log->type[e]),
-			(double)config->event_weight[log->type[e]], (long long)log->ts_ms[e],
+			search ? EVENT_SEARCH_NAME : event_type_name((enum event_type)log->type[e]),
+			search ? 0.0 : (double)config->event_weight[log->type[e]],
+			(long long)log->ts_ms[e],
 			(f & PREQUENTIAL_TESTED)             ? 1
 			: (f & PREQUENTIAL_SKIPPED_EXCLUDED) ? 2
 							     : 0,
@@ -444,9 +456,13 @@ static int write_json(const char *path, const struct event_log *log,
 	fprintf(out, "  ],\n");
 	fprintf(out,
 		"  \"signals\": {\"taste\": %d, \"intent\": %d, \"covis\": %d, \"bias\": %d, "
-		"\"correction\": %d, \"trending\": %d},\n",
+		"\"correction\": %d, \"trending\": %d, \"content\": %d, \"search\": %d},\n",
 		config->use_taste, config->use_intent, config->use_covis, config->use_bias,
-		config->use_correction, config->use_trending);
+		config->use_correction, config->use_trending, config->use_content,
+		config->use_search);
+	fprintf(out, "  \"searches\": %llu,\n", (unsigned long long)r->searches);
+	fprintf(out, "  \"content_dim\": %zu, \"new_item_events\": %llu,\n", config->content_dim,
+		(unsigned long long)pc->new_item_events);
 	if (pc->both_engines) {
 		json_scores(out, "index", &r->index);
 		fprintf(out,
@@ -636,11 +652,17 @@ int cli_eval(int argc, char **argv)
 						{"explore-share", required_argument, NULL, 1014},
 						{"explore-max-events", required_argument, NULL, 1015},
 						{"tune", no_argument, NULL, 1016},
+						{"content", required_argument, NULL, 1017},
+						{"new-item-events", required_argument, NULL, 1018},
+						{"content-min-events", required_argument, NULL, 1019},
+						{"content-prior", required_argument, NULL, 1020},
+						{"search-weight", required_argument, NULL, 1021},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
 	struct prequential_config pc = {.k = 20, .test_every = 1};
-	const char *export_path = NULL, *json_path = NULL;
+	const char *export_path = NULL, *json_path = NULL, *content_path = NULL;
+	struct eventlog_content content = {0};
 	double half_lives[MAX_TRENDING_BASELINES] = {3600e3, 86400e3, 7 * 86400e3};
 	size_t half_life_count = 3;
 	bool ablations = false, baselines = true, tune = false;
@@ -837,6 +859,27 @@ int cli_eval(int argc, char **argv)
 			pc.new_item_events = (unsigned)v;
 			break;
 		case 1016: tune = true; break;
+		case 1017: content_path = optarg; break;
+		case 1018:
+			rc = cli_parse_count("eval", "new-item-events", optarg, 1, 1000000000, &v);
+			pc.new_item_events = (unsigned)v;
+			break;
+		case 1019:
+			rc = cli_parse_count("eval", "content-min-events", optarg, 1, 1000000, &v);
+			config.content_min_events = (unsigned)v;
+			break;
+		case 1021: {
+			double w;
+			rc = parse_real("search-weight", optarg, 0, 100, &w);
+			config.search_weight = (float)w;
+			break;
+		}
+		case 1020: {
+			double w;
+			rc = parse_real("content-prior", optarg, 0, 10, &w);
+			config.content_prior_weight = (float)w;
+			break;
+		}
 		default: return 2;
 		}
 		if (rc != 0)
@@ -899,6 +942,13 @@ int cli_eval(int argc, char **argv)
 	for (size_t i = 0; i < log->item_count; i++)
 		item_hash[i] = XXH3_64bits(log->item_ids[i], strlen(log->item_ids[i]));
 
+	if (content_path != NULL) {
+		if (eventlog_read_content(log, content_path, &content, errstr, sizeof errstr) != 0) {
+			fprintf(stderr, "streamrec eval: --content: %s\n", errstr);
+			goto out_free;
+		}
+		config.content_dim = content.dim;
+	}
 	model = model_new(&config, errstr, sizeof errstr);
 	if (er.any && resolve_eval_rules(&er, log, pc.k) != 0)
 		goto out_free;
@@ -922,7 +972,10 @@ int cli_eval(int argc, char **argv)
 					    .ts_ms = log->ts_ms,
 					    .user_hash = user_hash,
 					    .item_hash = item_hash,
-					    .item_total = log->item_count};
+					    .item_total = log->item_count,
+					    .item_content = content.vectors,
+					    .item_has_content = content.has,
+					    .content_dim = content.dim};
 	if (export_path != NULL) {
 		event_flags = calloc(log->count + 1, 1);
 		if (event_flags == NULL) {
@@ -984,6 +1037,35 @@ int cli_eval(int argc, char **argv)
 	       (unsigned long long)r.model_split.repeat.tests,
 	       (unsigned long long)r.model_split.warm.tests,
 	       (unsigned long long)r.model_split.cold.tests);
+	printf("\nnew items (tests on an item with fewer than %llu positives before)\n",
+	       (unsigned long long)(pc.new_item_events ? pc.new_item_events : 10));
+	printf("| %-18s | HR@%-5zu | NDCG@%-3zu | tests    |\n", "ranking", pc.k, pc.k);
+	printf("|--------------------|----------|----------|----------|\n");
+	print_new_item_row("streamrec", &r.model_split.new_item);
+	print_new_item_row("popularity", &r.popularity_split.new_item);
+	for (size_t a = 0; a < arms.count; a++)
+		print_new_item_row(arms.name[a], &r.arms[a].new_item);
+	if (r.searches > 0) {
+		printf("\nafter a search (a user's first positive event after their search; %llu "
+		       "searches)\n",
+		       (unsigned long long)r.searches);
+		printf("| %-18s | HR@%-5zu | NDCG@%-3zu | tests    |\n", "ranking", pc.k, pc.k);
+		printf("|--------------------|----------|----------|----------|\n");
+		print_new_item_row("streamrec", &r.model_split.after_search);
+		print_new_item_row("popularity", &r.popularity_split.after_search);
+		for (size_t a = 0; a < arms.count; a++)
+			print_new_item_row(arms.name[a], &r.arms[a].after_search);
+	}
+	if (content_path != NULL) {
+		struct model_content_stats cs;
+		model_content_stats(model, &cs);
+		printf("content: %zu numbers a vector, %zu of %zu items have one (%zu lines, %zu "
+		       "for items not in the stream); map learned from %llu items, %llu placed; "
+		       "min_events=%u prior=%g\n",
+		       content.dim, content.matched, log->item_count, content.lines, content.unknown,
+		       (unsigned long long)cs.pairs, (unsigned long long)cs.placed,
+		       config.content_min_events, (double)config.content_prior_weight);
+	}
 	if (pc.both_engines) {
 		struct model_index_stats is;
 		model_index_stats(model, &is);
@@ -1049,6 +1131,7 @@ out_free:
 	free(user_hash);
 	free(item_hash);
 	free(event_flags);
+	eventlog_content_free(&content);
 	eventlog_free(log);
 	return status;
 }

@@ -3,7 +3,9 @@
  * stream with planted structure (stream/synth.h) to a CSV or Avro file for
  * offline replay. The same options give the same file, byte for byte.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "rng.h"
 #include "eventlog.h"
 #include "synth.h"
 
@@ -28,6 +31,118 @@ static int parse_share(const char *option, const char *text, double *out)
 	return 0;
 }
 
+/* A standard normal draw (Box-Muller). */
+static double normal(uint64_t *state)
+{
+	double u = rng_uniform(state), v = rng_uniform(state);
+	return sqrt(-2.0 * log(1.0 - u)) * cos(6.283185307179586 * v);
+}
+
+/* Dimension of the planted latent factors behind the content vectors. */
+#define CONTENT_LATENT_DIM 16
+
+/*
+ * --content: a content vector for every item of the world, in the format
+ * `streamrec embed --passages` writes (item_id<TAB>f1 ... fn). The world's
+ * planted latent structure is its clusters: each cluster gets a latent
+ * factor g_k (CONTENT_LATENT_DIM standard normals), each item the factor
+ * z_i = g_k + 0.5 u_i of its cluster k with an item-specific part u_i; a
+ * fixed random projection P (dim x CONTENT_LATENT_DIM, normals / sqrt of
+ * the latent dimension) takes it to c_i = P z_i + noise e_i (e_i standard
+ * normals), as an upstream text model would place items of one kind near
+ * each other. Seeded from the stream's seed: same arguments, same file.
+ */
+static int write_content(struct event_log *log, const char *path, size_t dim, double noise,
+			 uint64_t seed, uint32_t clusters, size_t searches, char *errstr,
+			 size_t errstr_size)
+{
+	uint64_t state = seed ^ 0xC0A7E47ULL;
+	size_t world_items = log->item_count;
+	double *g = malloc((size_t)clusters * CONTENT_LATENT_DIM * sizeof *g);
+	double *p = malloc(dim * CONTENT_LATENT_DIM * sizeof *p);
+	float *vectors = malloc((world_items + searches + 1) * dim * sizeof *vectors);
+	FILE *f = NULL;
+	int rc = -1;
+	if (g == NULL || p == NULL || vectors == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto out_free;
+	}
+	for (size_t k = 0; k < (size_t)clusters * CONTENT_LATENT_DIM; k++)
+		g[k] = normal(&state);
+	for (size_t k = 0; k < dim * CONTENT_LATENT_DIM; k++)
+		p[k] = normal(&state) / sqrt((double)CONTENT_LATENT_DIM);
+	for (size_t i = 0; i < world_items; i++) {
+		uint32_t cluster = log->item_category != NULL ? log->item_category[i] : 0;
+		double z[CONTENT_LATENT_DIM];
+		for (size_t h = 0; h < CONTENT_LATENT_DIM; h++)
+			z[h] = (cluster < clusters ? g[(size_t)cluster * CONTENT_LATENT_DIM + h] : 0) +
+			       0.5 * normal(&state);
+		for (size_t c = 0; c < dim; c++) {
+			double x = noise * normal(&state);
+			for (size_t h = 0; h < CONTENT_LATENT_DIM; h++)
+				x += p[c * CONTENT_LATENT_DIM + h] * z[h];
+			vectors[i * dim + c] = (float)x;
+		}
+	}
+	/*
+	 * Planted search-then-buy sessions: at the time of a random event of the
+	 * stream, a user searches for an item of a cluster that is not their
+	 * main one (the item drawn as that event's item: by popularity), with
+	 * a query near the item's content (its vector plus noise, as a query
+	 * embedding lies near the passages it matches), and buys it 2 s later.
+	 */
+	for (size_t s = 0; s < searches && log->count > 0; s++) {
+		size_t e;
+		uint32_t target, user = 0;
+		int tries = 0;
+		do {
+			e = (size_t)(rng_uniform(&state) * (double)log->count);
+			target = log->item[e];
+			user = (uint32_t)(rng_uniform(&state) * (double)log->user_count);
+		} while (log->user_cluster != NULL && log->item_category != NULL &&
+			 log->user_cluster[user] == log->item_category[target] && ++tries < 100);
+		char query_id[32];
+		uint32_t query;
+		int64_t at = log->ts_ms[e];
+		snprintf(query_id, sizeof query_id, "q%zu", s);
+		if (eventlog_intern_item(log, query_id, strlen(query_id), &query, errstr,
+					 errstr_size) != 0 ||
+		    eventlog_append_indexed(log, user, query, (enum event_type)EVENT_SEARCH, at,
+					    errstr, errstr_size) != 0 ||
+		    eventlog_append_indexed(log, user, target, EVENT_PURCHASE, at + 2000, errstr,
+					    errstr_size) != 0)
+			goto out_free;
+		for (size_t c = 0; c < dim; c++)
+			vectors[(world_items + s) * dim + c] =
+			    vectors[(size_t)target * dim + c] + (float)(noise * normal(&state));
+	}
+	f = fopen(path, "w");
+	if (f == NULL) {
+		snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		goto out_free;
+	}
+	for (size_t i = 0; i < log->item_count; i++) {
+		fprintf(f, "%s\t", log->item_ids[i]);
+		for (size_t c = 0; c < dim; c++)
+			fprintf(f, c ? " %.6g" : "%.6g", (double)vectors[i * dim + c]);
+		fputc('\n', f);
+	}
+	if (fclose(f) != 0) {
+		f = NULL;
+		snprintf(errstr, errstr_size, "%s: write failed", path);
+		goto out_free;
+	}
+	f = NULL;
+	rc = 0;
+out_free:
+	if (f != NULL)
+		fclose(f);
+	free(g);
+	free(p);
+	free(vectors);
+	return rc;
+}
+
 int cli_gen(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -42,7 +157,15 @@ int cli_gen(int argc, char **argv)
 	    {"session-events", required_argument, NULL, 'S'},
 	    {"mean-gap-ms", required_argument, NULL, 'G'},
 	    {"arrival-share", required_argument, NULL, 'A'},
+	    {"content", required_argument, NULL, 1000},
+	    {"content-dim", required_argument, NULL, 1001},
+	    {"content-noise", required_argument, NULL, 1002},
+	    {"searches", required_argument, NULL, 1003},
 	    {NULL, 0, NULL, 0}};
+	const char *content_path = NULL;
+	long long content_dim = 64;
+	double content_noise = 0.5;
+	long long searches = 0;
 	struct synth_config config = synth_config_default();
 	long long users = config.users, items = config.items, clusters = config.clusters;
 	long long events = (long long)config.events, seed = (long long)config.seed, v;
@@ -110,6 +233,25 @@ int cli_gen(int argc, char **argv)
 			}
 			break;
 		}
+		case 1000: content_path = optarg; break;
+		case 1003:
+			rc = cli_parse_count("gen", "searches", optarg, 0, 100000000, &searches);
+			break;
+		case 1001:
+			rc = cli_parse_count("gen", "content-dim", optarg, 1, 4096, &content_dim);
+			break;
+		case 1002: {
+			char *end;
+			content_noise = strtod(optarg, &end);
+			if (end == optarg || *end != '\0' || !(content_noise >= 0 && content_noise <= 100)) {
+				fprintf(stderr,
+					"streamrec gen: --content-noise: must be a number from 0 to "
+					"100, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		}
 		default: return 2;
 		}
 		if (rc != 0)
@@ -156,6 +298,17 @@ int cli_gen(int argc, char **argv)
 	}
 	if (synth_generate(synth, &log, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec gen: %s\n", errstr);
+		goto out_free;
+	}
+	if (searches > 0 && content_path == NULL) {
+		fprintf(stderr, "streamrec gen: --searches needs --content (the queries' vectors)\n");
+		goto out_free;
+	}
+	if (content_path != NULL &&
+	    (write_content(log, content_path, (size_t)content_dim, content_noise, config.seed,
+			   config.clusters, (size_t)searches, errstr, sizeof errstr) != 0 ||
+	     eventlog_sort_by_time(log, errstr, sizeof errstr) != 0)) {
+		fprintf(stderr, "streamrec gen: --content: %s\n", errstr);
 		goto out_free;
 	}
 	double generated = clock_monotonic_s();

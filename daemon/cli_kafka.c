@@ -273,6 +273,14 @@ int cli_produce(int argc, char **argv)
 			eventlog_free(log);
 			return 1;
 		}
+		if (eventlog_has_searches(log)) {
+			fprintf(stderr,
+				"streamrec produce: %s: SEARCH events need their query vectors; "
+				"this command produces only actions on items\n",
+				file);
+			eventlog_free(log);
+			return 2;
+		}
 		if (count == 0 || (size_t)count > log->count)
 			count = (long long)log->count;
 	}

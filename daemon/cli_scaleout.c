@@ -71,6 +71,11 @@ int cli_eval_scaleout(int argc, char **argv)
 		fprintf(stderr, "streamrec eval-scaleout: %s\n", errstr);
 		goto out;
 	}
+	if (eventlog_has_searches(log)) {
+		fprintf(stderr, "streamrec eval-scaleout: SEARCH events are not supported here "
+				"(use streamrec eval --content)\n");
+		goto out;
+	}
 	user_hash = malloc((log->user_count + 1) * sizeof *user_hash);
 	item_hash = malloc((log->item_count + 1) * sizeof *item_hash);
 	if (user_hash == NULL || item_hash == NULL) {

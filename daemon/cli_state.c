@@ -174,6 +174,13 @@ int cli_replay(int argc, char **argv)
 		eventlog_free(log);
 		return 1;
 	}
+	if (eventlog_has_searches(log)) {
+		fprintf(stderr, "streamrec replay: %s: SEARCH events cannot be replayed into a state "
+				"(use streamrec eval --content)\n",
+			argv[optind]);
+		eventlog_free(log);
+		return 2;
+	}
 
 	/* memory-only: the same learning without a store, for comparison */
 	char scratch[] = "/tmp/streamrec-replay-XXXXXX";

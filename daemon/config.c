@@ -354,6 +354,45 @@ static const struct option options[] = {
      "Items left out of a user's list: none, bought, or any positively interacted.", NULL},
     {"model", "seed", OPT_UINT, ST_U64, V(model.seed), NULL, 0, 0, NULL, 0,
      "Seed of the first vectors and the sampler.", NULL},
+    {"model", "use_content", OPT_BOOL, ST_BOOL, V(model.use_content), NULL, 0, 0, NULL, 0,
+     "Content signal (with content.dim set): a new item starts where the content map puts "
+     "its content vector, and is pulled towards it while rare.",
+     NULL},
+    {"model", "content_min_events", OPT_UINT, ST_UNSIGNED, V(model.content_min_events), NULL, 1,
+     1000000, NULL, OPT_BOUNDED,
+     "An item with a content vector teaches the content map once it has this many positives; "
+     "the content prior fades on the same scale.",
+     NULL},
+    {"model", "content_ridge", OPT_DOUBLE, ST_DOUBLE, V(model.content_ridge), NULL, 0, 1e6, NULL,
+     OPT_BOUNDED | OPT_MIN_OPEN, "Ridge (L2) strength of the content map's regression.", NULL},
+    {"model", "content_refit_items", OPT_UINT, ST_UNSIGNED, V(model.content_refit_items), NULL,
+     1, 1000000, NULL, OPT_BOUNDED,
+     "The content map is solved again after this many new items taught it (and first used "
+     "then).",
+     NULL},
+    {"model", "content_prior_weight", OPT_DOUBLE, ST_FLOAT, V(model.content_prior_weight), NULL,
+     0, 10, NULL, OPT_BOUNDED,
+     "Pull of a rare content-placed item's vector towards its content's place: "
+     "weight*M/(M+n) with n its positives, M content_min_events; 0: none.",
+     NULL},
+    {"model", "use_search", OPT_BOOL, ST_BOOL, V(model.use_search), NULL, 0, 0, NULL, 0,
+     "Search signal (with content.dim set): a search moves the user's short-term intent "
+     "towards the items the content map places near the query.",
+     NULL},
+    {"model", "search_weight", OPT_DOUBLE, ST_FLOAT, V(model.search_weight), NULL, 0, 100, NULL,
+     OPT_BOUNDED,
+     "Weight of a search in the user's query; it fades over the user's next recent_items "
+     "events.",
+     NULL},
+    {"content", "dim", OPT_UINT, ST_SIZE, G(content_dim), "0", 0, 4096, NULL, OPT_BOUNDED,
+     "Dimension of the content vectors items (ItemEvent.content) may carry; an item event "
+     "whose vector has another dimension goes to the dead-letter topic; 0: content vectors "
+     "off (ignored).",
+     NULL},
+    {"content", "model_name", OPT_STRING, ST_STR, G(content_model_name), "", 0, 0, NULL, 0,
+     "Name of the upstream model the content vectors must declare (ItemEvent.content.model); "
+     "another name goes to the dead-letter topic; empty: any name.",
+     NULL},
     {"variant.NAME", "share", OPT_DOUBLE, ST_DOUBLE, SCOPE_VARIANT_ONLY,
      offsetof(struct config_variant, share), NULL, 0, 1, NULL,
      OPT_REQUIRED | OPT_BOUNDED | OPT_MIN_OPEN,
@@ -907,7 +946,7 @@ static bool option_in_section(const struct option *o, enum section_kind kind, co
 static const char *const fixed_sections[] = {
     "input",      "output", "state", "http", "api",    "refresh",        "log",
     "experiment", "model",  "kafka", "kafka.consumer", "kafka.producer", "blas", "registry",
-    "scaleout",   "lifecycle", NULL};
+    "scaleout",   "lifecycle", "content", NULL};
 
 static bool valid_variant_name(const char *name)
 {
@@ -1225,6 +1264,7 @@ static void finish_variants(struct parse *p)
 		return;
 	for (size_t i = 0; i < config->variant_count; i++) {
 		struct config_variant *variant = &config->variants[i];
+		variant->model.content_dim = config->content_dim; /* one upstream contract */
 		if (model_config_check(&variant->model, why, sizeof why) == 0)
 			continue;
 		char key[64];

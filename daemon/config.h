@@ -144,6 +144,8 @@ struct config {
 	uint64_t catch_up_threshold_ms; /**< older at arrival: catch-up, not freshness; 0: off */
 	double refresh_shadow_share;   /**< share of index batches checked against exact */
 	unsigned min_item_events;
+	size_t content_dim;       /**< content.dim: 0 off */
+	char *content_model_name; /**< content.model_name: "" any */
 
 	enum config_log_level log_level;
 	char *experiment_salt;

@@ -126,6 +126,79 @@ static void wait_for_schema(struct daemon *d, const struct consumer_message *m,
 }
 
 /*
+ * An item's content vector against the configured contract (content.dim,
+ * content.model_name). @returns 0, or -1 with err naming the mismatch.
+ */
+static int check_content(const struct daemon *d, const struct item_event *item,
+			 struct codec_error *err)
+{
+	const char *want_model = d->config.content_model_name;
+	if (d->config.content_dim == 0)
+		return 0; /* content off: the vector is ignored (and counted) */
+	if (item->content_dim != d->config.content_dim) {
+		err->reason = CODEC_ERR_INVALID_FIELD;
+		snprintf(err->detail, sizeof err->detail,
+			 "item %.64s: content.dim is %u, content.dim configured is %zu",
+			 item->item_id, item->content_dim, d->config.content_dim);
+		return -1;
+	}
+	if (want_model != NULL && want_model[0] != '\0' &&
+	    strcmp(item->content_model, want_model) != 0) {
+		err->reason = CODEC_ERR_INVALID_FIELD;
+		snprintf(err->detail, sizeof err->detail,
+			 "item %.64s: content.model is \"%.64s\", content.model_name configured is "
+			 "\"%.64s\"",
+			 item->item_id, item->content_model, want_model);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Hands an item's content vector (checked by check_content()) to every
+ * variant's model: a new item starts where the content map puts it.
+ */
+static void apply_content(struct daemon *d, const struct item_event *item, uint32_t index,
+			  uint64_t hash)
+{
+	char errstr[256];
+	const float *content = item->has_content ? item->content : NULL;
+	if (content == NULL && (item->title != NULL || item->description != NULL)) {
+		/*
+		 * TEXT EMBEDDING GOES HERE (branch `embedder`): with
+		 * content.text_model set, the daemon holds a struct textembed *
+		 * and this becomes one call,
+		 *   textembed_passage(te, title + "\n" + description, vector)
+		 * (L2-normalised, 384 floats; content.dim must then be 384), and
+		 * `content` points at that vector. Without a text model the text
+		 * is only counted.
+		 */
+		d->metrics->content_texts_unembedded_total++;
+		return;
+	}
+	if (content == NULL)
+		return;
+	if (d->config.content_dim == 0) {
+		d->metrics->content_vectors_total[METRICS_CONTENT_IGNORED]++;
+		return;
+	}
+	bool placed = false;
+	for (size_t v = 0; v < d->variant_count; v++) {
+		long rc = model_item_content(state_model(d->state, v), index, hash, content, errstr,
+					     sizeof errstr);
+		if (rc < 0) {
+			daemon_fail(d, errstr);
+			return;
+		}
+		placed = placed || rc == 1;
+	}
+	if (placed)
+		refresher_listing_changed(d->refresher);
+	d->metrics->content_vectors_total[placed ? METRICS_CONTENT_PLACED
+						 : METRICS_CONTENT_STORED]++;
+}
+
+/*
  * A catalogue record: in stock or not, or a tombstone (retired). The items
  * topic is compacted and re-read from its start on every start (its offsets
  * are never committed), so the catalogue needs no state of its own.
@@ -155,6 +228,10 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 	} else {
 		snprintf(id, sizeof id, "%s", item.item_id);
 		listed = item.in_stock;
+		if (item.has_content && check_content(d, &item, &err) != 0) {
+			dead_letter(d, m, &err);
+			return;
+		}
 	}
 	uint32_t index;
 	uint64_t hash;
@@ -183,6 +260,10 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 				return;
 			}
 	}
+	/* then its content vector, when it has one: q from the content map
+	 * (y and the bias stay the category's mean) */
+	if (m->value != NULL)
+		apply_content(d, &item, index, hash);
 }
 
 /*
@@ -209,6 +290,9 @@ static int note_pre_activity(struct daemon *d, uint32_t stable)
 
 /* The variants whose models learn from this user's events: every variant
  * that learns from all users, and the user's own (variant.NAME.learns_from). */
+static int on_search(struct daemon *d, const struct consumer_message *m,
+		     const struct user_event *ev);
+
 static uint32_t learning_variants(const struct daemon *d, const char *user_id)
 {
 	uint32_t all = 0;
@@ -246,6 +330,9 @@ static void on_message(const struct consumer_message *m, void *opaque)
 		}
 		if (dead_letter(d, m, &err) != 0)
 			return;
+	} else if (ev.has_search) {
+		if (on_search(d, m, &ev) != 0)
+			return;
 	} else {
 		uint32_t stable, learners = learning_variants(d, ev.user_id);
 		if (state_learn_for(d->state, ev.user_id, ev.item_id, ev.type, ev.ts_ms, learners,
@@ -277,6 +364,64 @@ static void on_message(const struct consumer_message *m, void *opaque)
 out_mark:
 	state_mark_offset(d->state, m->topic, m->partition, m->offset);
 	remember_position(d, m->topic, m->partition, m->offset);
+}
+
+/*
+ * A search (UserEvent.search): its query vector, checked against the
+ * content contract, moves the user's short-term intent in every variant the
+ * user's events teach; the user's list is refreshed like after any event.
+ * @returns 0, or -1 when the daemon failed or the event went to the
+ * dead-letter topic and nothing more is to be done with it.
+ */
+static int on_search(struct daemon *d, const struct consumer_message *m,
+		     const struct user_event *ev)
+{
+	struct codec_error err;
+	char errstr[256];
+	const float *query = ev->search_vector;
+	if (d->config.content_dim == 0) {
+		d->metrics->search_events_total[METRICS_SEARCH_IGNORED]++;
+		return 0;
+	}
+	if (query == NULL) {
+		/*
+		 * TEXT EMBEDDING GOES HERE (branch `embedder`): with
+		 * content.text_model set, this becomes one call,
+		 *   textembed_query(te, ev->search_text, vector)
+		 * and `query` points at that vector. Without a text model the
+		 * search is only counted.
+		 */
+		d->metrics->search_events_total[METRICS_SEARCH_UNEMBEDDED]++;
+		return 0;
+	}
+	const char *want_model = d->config.content_model_name;
+	if (ev->search_dim != d->config.content_dim ||
+	    (want_model != NULL && want_model[0] != '\0' &&
+	     strcmp(ev->search_model, want_model) != 0)) {
+		err.reason = CODEC_ERR_INVALID_FIELD;
+		snprintf(err.detail, sizeof err.detail,
+			 "user %.64s: search.content is %u numbers of model \"%.64s\", configured "
+			 "are content.dim %zu, content.model_name \"%.64s\"",
+			 ev->user_id, ev->search_dim, ev->search_model, d->config.content_dim,
+			 want_model != NULL ? want_model : "");
+		return dead_letter(d, m, &err) != 0 ? -1 : 0;
+	}
+	uint32_t stable, applied, learners = learning_variants(d, ev->user_id);
+	if (state_search_for(d->state, ev->user_id, query, learners, &stable, &applied, errstr,
+			     sizeof errstr) != 0) {
+		daemon_fail(d, errstr);
+		return -1;
+	}
+	d->metrics->search_events_total[applied ? METRICS_SEARCH_APPLIED
+						: METRICS_SEARCH_NOT_APPLIED]++;
+	if (applied) {
+		if (refresher_mark(d->refresher, stable, ev->ts_ms, clock_wall_ms()) != 0) {
+			daemon_fail(d, "out of memory queueing a refresh");
+			return -1;
+		}
+		publish_wake(d);
+	}
+	return 0;
 }
 
 static int offset_for(const char *topic, int32_t partition, int64_t *next_offset, void *opaque)

@@ -79,7 +79,10 @@ static const struct {
      "           list rules, scored beside the plain list with new items' exposure:\n"
      "           [--exclude-categories C,...] [--max-per-category N] [--pin ITEM@RANK,...]\n"
      "           [--boost item:ID=D,category:C=D] [--explore-share F]\n"
-     "           [--explore-max-events 10: fewer positive events make an item new]"},
+     "           [--explore-max-events 10: fewer positive events make an item new]\n"
+     "           [--content FILE: item_id<TAB>f1 ... fn lines, items' content vectors]\n"
+     "           [--new-item-events 10] [--content-min-events 10] [--content-prior 0.05]\n"
+     "           [--search-weight 10]"},
     {"eval-scaleout", cli_eval_scaleout,
      "replay an event file through one model and through N shards that exchange\n"
      "           item changes (scale-out's accuracy cost), side by side\n"
@@ -89,7 +92,10 @@ static const struct {
      "write a synthetic event stream with planted structure to a file\n"
      "           --out PATH [--format csv|avro] [--events N] [--users N] [--items N]\n"
      "           [--clusters N] [--seed N]\n"
-     "           [--arrival-share F: share of items launched during the stream]"},
+     "           [--arrival-share F: share of items launched during the stream]\n"
+     "           [--content FILE: items' content vectors from the planted clusters]\n"
+     "           [--content-dim 64] [--content-noise 0.5]\n"
+     "           [--searches N: planted search-then-buy sessions (needs --content)]"},
     {"replay", cli_replay,
      "learn an event file into a state directory, resuming after a crash\n"
      "           (--state DIR | --config STREAMRECD_CONF) FILE [--commit-every N]\n"

@@ -26,6 +26,12 @@ const char *const metrics_attribution_labels[METRICS_ATTRIBUTION_COUNT] = {"expo
 const enum event_type metrics_hit_types[METRICS_HIT_TYPE_COUNT] = {EVENT_CLICK, EVENT_ADD_TO_CART,
 								   EVENT_PURCHASE};
 
+const char *const metrics_content_outcome_labels[METRICS_CONTENT_OUTCOMES] = {"placed", "stored",
+									       "ignored"};
+
+const char *const metrics_search_outcome_labels[METRICS_SEARCH_OUTCOMES] = {
+    "applied", "not_applied", "unembedded", "ignored"};
+
 const char *const metrics_rank_labels[METRICS_RANK_BUCKETS] = {"1",    "2",     "3",  "4-5",
 							       "6-10", "11-20", "21+"};
 
@@ -646,6 +652,24 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "Age of the last item change folded in, when it was folded.");
 	text_printf(&t, "streamrec_item_sync_staleness_seconds %.3f\n",
 		    m->item_sync_staleness_seconds);
+	family(&t, "content_vectors_total", "counter",
+	       "Items' content vectors received, by outcome: placed (a new item started from "
+	       "it), stored (kept for the content map), ignored (content.dim 0).");
+	for (size_t o = 0; o < METRICS_CONTENT_OUTCOMES; o++)
+		text_printf(&t, "streamrec_content_vectors_total{outcome=\"%s\"} %" PRIu64 "\n",
+			    metrics_content_outcome_labels[o], m->content_vectors_total[o]);
+	family(&t, "content_texts_unembedded_total", "counter",
+	       "Items whose title or description came without a content vector while no text "
+	       "model is configured to embed it.");
+	text_printf(&t, "streamrec_content_texts_unembedded_total %" PRIu64 "\n",
+		    m->content_texts_unembedded_total);
+	family(&t, "search_events_total", "counter",
+	       "Search events by outcome: applied (a variant's short-term intent moved), "
+	       "not_applied (content map not solved yet, or the signal off), unembedded (text "
+	       "only and no text model), ignored (content.dim 0).");
+	for (size_t o = 0; o < METRICS_SEARCH_OUTCOMES; o++)
+		text_printf(&t, "streamrec_search_events_total{outcome=\"%s\"} %" PRIu64 "\n",
+			    metrics_search_outcome_labels[o], m->search_events_total[o]);
 	family(&t, "assigned_partitions", "gauge", "Partitions this instance's consumer holds.");
 	text_printf(&t, "streamrec_assigned_partitions %" PRId64 "\n", m->assigned_partitions);
 	family(&t, "ready", "gauge", "1 when the daemon is ready to serve, else 0.");

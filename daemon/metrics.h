@@ -68,6 +68,25 @@ enum metrics_attribution { METRICS_ATTRIBUTION_EXPOSED = 0, METRICS_ATTRIBUTION_
 #define METRICS_ATTRIBUTION_COUNT 2
 extern const char *const metrics_attribution_labels[METRICS_ATTRIBUTION_COUNT];
 
+/** What became of a content vector (metrics.content_vectors_total). */
+enum metrics_content_outcome {
+	METRICS_CONTENT_PLACED = 0,
+	METRICS_CONTENT_STORED,
+	METRICS_CONTENT_IGNORED
+};
+#define METRICS_CONTENT_OUTCOMES 3
+extern const char *const metrics_content_outcome_labels[METRICS_CONTENT_OUTCOMES];
+
+/** What became of a search event (metrics.search_events_total). */
+enum metrics_search_outcome {
+	METRICS_SEARCH_APPLIED = 0,
+	METRICS_SEARCH_NOT_APPLIED,
+	METRICS_SEARCH_UNEMBEDDED,
+	METRICS_SEARCH_IGNORED
+};
+#define METRICS_SEARCH_OUTCOMES 4
+extern const char *const metrics_search_outcome_labels[METRICS_SEARCH_OUTCOMES];
+
 /** Counters kept per model variant. */
 struct metrics_variant {
 	char name[METRICS_VARIANT_NAME_MAX + 1];
@@ -166,6 +185,19 @@ struct metrics {
 	 * of the last change folded when it was folded. */
 	uint64_t item_sync_published_total, item_sync_folded_total, item_sync_ignored_total;
 	double item_sync_staleness_seconds;
+	/** Content vectors (ItemEvent.content) by what became of them:
+	 * METRICS_CONTENT_PLACED (a new item started from it), _STORED (kept:
+	 * the map is not solved yet, or the item was learned on already),
+	 * _IGNORED (content.dim is 0). */
+	uint64_t content_vectors_total[METRICS_CONTENT_OUTCOMES];
+	/** Items whose title or description arrived without a content vector
+	 * and with no text model configured to embed it. */
+	uint64_t content_texts_unembedded_total;
+	/** Search events (UserEvent.search) by outcome: METRICS_SEARCH_APPLIED
+	 * (some variant's intent moved), _NOT_APPLIED (the content map is not
+	 * solved yet, or the signal is off), _UNEMBEDDED (text only, no text
+	 * model), _IGNORED (content.dim is 0). */
+	uint64_t search_events_total[METRICS_SEARCH_OUTCOMES];
 
 	/** The experiment's sample-ratio-mismatch p-value (negative: no experiment),
 	 * and the level of its intervals and sequential test. */

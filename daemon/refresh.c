@@ -615,17 +615,19 @@ static void list_item(struct refresher *r, size_t v, struct model *model, uint32
 {
 	uint64_t count = model_item_count_of(model, i);
 	uint8_t *flags = r->listable[v];
-	flags[i] = catalog_listed(r->c.catalog, i) && count >= r->c.config->min_item_events;
+	flags[i] = catalog_listed(r->c.catalog, i) &&
+		   (count >= r->c.config->min_item_events || model_item_content_placed(model, i));
 	if (flags[i] && count < explore_events)
 		r->explore_pool[v][r->explore_pool_count[v]++] = i;
 }
 
 /*
  * The items variant v may list: in the catalogue (or never named by it) and
- * learned on at least min_item_events times. Cached: every item is checked
- * again when the listing changed (catalogue, min_item_events, the explore
- * rule) or LISTABLE_FULL_MS passed; items that appeared meanwhile are
- * checked as they appear.
+ * learned on at least min_item_events times, or placed from their content
+ * vector (the content is their evidence until events come). Cached: every
+ * item is checked again when the listing changed (catalogue,
+ * min_item_events, the explore rule) or LISTABLE_FULL_MS passed; items that
+ * appeared meanwhile are checked as they appear.
  * @returns the flags (one per item), or NULL when out of memory.
  */
 static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_ms)

@@ -333,6 +333,24 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 				goto out_free;
 			}
 		}
+		unsigned char content_key[STATE_CONTENT_KEY_BYTES];
+		state_key_content(content_key, s->store_id[v]);
+		found = store_get(s->store, STORE_META, content_key, sizeof content_key, &value,
+				  &value_len, why, sizeof why);
+		if (found < 0) {
+			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+			goto out_free;
+		}
+		if (found == 1) {
+			int rc =
+			    model_import_content(s->models[v], value, value_len, why, sizeof why);
+			free(value);
+			if (rc != 0) {
+				set_errstr(errstr, errstr_size, "%s: variant %zu: %s", config->dir,
+					   v, why);
+				goto out_free;
+			}
+		}
 		model_clear_dirty(s->models[v]);
 	}
 	if (config->admit_after > 1) {
@@ -743,6 +761,29 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 	return 0;
 }
 
+int state_search_for(struct state *state, const char *user_id, const float *query,
+		     uint32_t variants, uint32_t *user_stable, uint32_t *applied, char *errstr,
+		     size_t errstr_size)
+{
+	uint32_t user;
+	uint64_t hash;
+	*applied = 0;
+	if (state_user(state, user_id, &user, &hash, errstr, errstr_size) != 0)
+		return -1;
+	for (size_t v = 0; v < state->variant_count; v++) {
+		if (!(variants >> v & 1))
+			continue;
+		long rc = model_search(state->models[v], user, hash, query, errstr, errstr_size);
+		if (rc < 0)
+			return -1;
+		if (rc == 1)
+			*applied |= 1u << v;
+	}
+	if (user_stable != NULL)
+		*user_stable = state_user_stable(state, user);
+	return 0;
+}
+
 int state_mark_offset(struct state *state, const char *topic, int32_t partition, int64_t offset)
 {
 	store_batch_set_offset(state->batch, topic, partition, offset);
@@ -771,6 +812,25 @@ static int put_pending_row(uint32_t stable, size_t variant, const void *row, siz
 	store_batch_put(s->batch, STORE_USER, key, sizeof key, row, len);
 	if (s->on_user_row != NULL)
 		s->on_user_row(stable, variant, row, len, s->on_user_row_opaque);
+	return 0;
+}
+
+/* The content map of a variant (model_export_content()): a key of its own,
+ * written only when the map changed (it is about a megabyte). */
+static int put_content_map(struct state *s, const struct model *m, unsigned char variant_id,
+			   char *errstr, size_t errstr_size)
+{
+	unsigned char key[STATE_CONTENT_KEY_BYTES];
+	size_t bytes = model_export_content(m, NULL, 0);
+	unsigned char *buf = malloc(bytes ? bytes : 1);
+	if (buf == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory writing the content map");
+		return -1;
+	}
+	model_export_content(m, buf, bytes);
+	state_key_content(key, variant_id);
+	store_batch_put(s->batch, STORE_META, key, sizeof key, buf, bytes);
+	free(buf);
 	return 0;
 }
 
@@ -837,6 +897,11 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		key[8] = s->store_id[v];
 		store_batch_put(s->batch, STORE_META, key, 9, s->row,
 				model_export_globals(m, s->row, ROW_BUFFER));
+		if (model_content_dirty(m) && put_content_map(s, m, s->store_id[v], errstr,
+							       errstr_size) != 0) {
+			store_batch_clear(s->batch);
+			return -1;
+		}
 	}
 	for (size_t a = 0; a < s->aux_count; a++) {
 		store_batch_put(s->batch, STORE_META, s->aux[a].key, strlen(s->aux[a].key),
@@ -991,6 +1056,9 @@ int state_digest(struct state *state, uint64_t *digest, char *errstr, size_t err
 			XXH3_64bits_update(hash, s->row, n);
 		}
 		XXH3_64bits_update(hash, s->row, model_export_globals(m, s->row, ROW_BUFFER));
+		uint64_t content_digest = model_content_digest(m);
+		if (content_digest != 0) /* content on */
+			XXH3_64bits_update(hash, &content_digest, sizeof content_digest);
 	}
 	*digest = XXH3_64bits_digest(hash);
 	XXH3_freeState(hash);

@@ -162,6 +162,8 @@ uint32_t state_find_item(const struct state *state, const char *id);
 
 /**
  * @brief Learn one event in every variant (ids mapped, rows restored as needed).
+ * With state_config.admit_after, an event of a user not admitted yet only
+ * counts its item; *user_stable is then set to UINT32_MAX (no user).
  * @param user_stable NULL, or set to the user's stable index
  * @returns 0, or -1 with errstr filled.
  */
@@ -170,9 +172,14 @@ int state_learn(struct state *state, const char *user_id, const char *item_id,
 		size_t errstr_size);
 
 /**
- * With state_config.admit_after, an event of a user not admitted yet only
- * counts its item; *user_stable is then set to UINT32_MAX (no user).
+ * @brief A search by user_id (model_search()) in the variants whose bit is
+ * set in `variants`: query is the query's content vector (content.dim floats).
+ * *applied gets the variants it moved (bit v: variant v).
+ * @returns 0, or -1 with errstr filled.
  */
+int state_search_for(struct state *state, const char *user_id, const float *query,
+		     uint32_t variants, uint32_t *user_stable, uint32_t *applied, char *errstr,
+		     size_t errstr_size);
 
 /**
  * @brief state_learn() in the variants whose bit is set in `variants` only

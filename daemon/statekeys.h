@@ -8,6 +8,7 @@
  *   user:  u32 stable index + u8 variant id -> model user row
  *   item:  u32 index + u8 variant id -> model item row
  *   meta:  "globals/" + u8 variant id -> model globals;
+ *          "content/" + u8 variant id -> the content map (model_export_content());
  *          "variant/" + name -> u8 id, u32 dim, u32 recent_items,
  *          u32 covis_neighbours; "list/" + u32 stable index -> the user's
  *          last published list (refresh.c's record); offsets (store/)
@@ -15,6 +16,7 @@
 #ifndef STREAMREC_STATEKEYS_H
 #define STREAMREC_STATEKEYS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bytes.h"
@@ -22,6 +24,9 @@
 #define STATE_ROW_KEY_BYTES 5
 /** Meta key of the admission filter's sketch (model/sketch.h, sketch_export()). */
 #define STATE_SKETCH_KEY "sketch/users"
+/** Meta key prefix of a variant's content map; the key is it + u8 variant id. */
+#define STATE_CONTENT_PREFIX "content/"
+#define STATE_CONTENT_KEY_BYTES (sizeof STATE_CONTENT_PREFIX - 1 + 1)
 /** Meta key prefix of a user's last published list; the key is it + u32 stable index. */
 #define STATE_LIST_PREFIX "list/"
 #define STATE_LIST_KEY_BYTES (sizeof STATE_LIST_PREFIX - 1 + 4)
@@ -32,6 +37,15 @@ static inline void state_key_row(unsigned char key[STATE_ROW_KEY_BYTES], uint32_
 {
 	bytes_put_be32(key, index);
 	key[4] = variant_id;
+}
+
+/** @brief A variant's content map key. */
+static inline void state_key_content(unsigned char key[STATE_CONTENT_KEY_BYTES],
+				     unsigned char variant_id)
+{
+	for (size_t i = 0; i < STATE_CONTENT_KEY_BYTES - 1; i++)
+		key[i] = (unsigned char)STATE_CONTENT_PREFIX[i];
+	key[STATE_CONTENT_KEY_BYTES - 1] = variant_id;
 }
 
 #endif

@@ -131,22 +131,30 @@ static long copy_rows(struct variants_job *s, int from, unsigned char to, char *
 			return -1;
 		}
 	}
-	if (from < 0) {
-		store_batch_delete(s->batch, STORE_META, globals_to, sizeof globals_to);
-	} else {
+	/* the globals and the content map follow the rows (or go with them) */
+	unsigned char content_from[STATE_CONTENT_KEY_BYTES], content_to[STATE_CONTENT_KEY_BYTES];
+	state_key_content(content_from, from < 0 ? 0 : (unsigned char)from);
+	state_key_content(content_to, to);
+	for (int k = 0; k < 2; k++) {
+		unsigned char *key_from = k == 0 ? globals_from : content_from;
+		unsigned char *key_to = k == 0 ? globals_to : content_to;
+		size_t key_len = k == 0 ? sizeof globals_to : sizeof content_to;
+		if (from < 0) {
+			store_batch_delete(s->batch, STORE_META, key_to, key_len);
+			continue;
+		}
 		void *value;
 		size_t len;
-		globals_from[8] = (unsigned char)from;
-		int found = store_get(s->store, STORE_META, globals_from, sizeof globals_from,
-				      &value, &len, why, sizeof why);
+		key_from[key_len - 1] = (unsigned char)from;
+		int found = store_get(s->store, STORE_META, key_from, key_len, &value, &len, why,
+				      sizeof why);
 		if (found < 0) {
 			set_errstr(errstr, errstr_size, "%s", why);
 			store_batch_clear(s->batch);
 			return -1;
 		}
 		if (found == 1) {
-			store_batch_put(s->batch, STORE_META, globals_to, sizeof globals_to, value,
-					len);
+			store_batch_put(s->batch, STORE_META, key_to, key_len, value, len);
 			free(value);
 		}
 	}

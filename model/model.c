@@ -9,6 +9,7 @@
 
 #include <xxhash.h>
 
+#include "content.h"
 #include "covis.h"
 #include "ivf.h"
 #include "popularity.h"
@@ -102,6 +103,22 @@ struct model {
 	size_t shared_count;
 	float *shared_base; /* items x (2 dim + 1) */
 
+	/* Content vectors (model_item_content()), when config.content_dim > 0:
+	 * the map, each item's content vector until it is folded (NULL after),
+	 * its prior (items x dim) and flags (CONTENT_*). */
+	struct content_map *content_map;
+	float **item_content;
+	float *item_prior;
+	uint8_t *item_content_flags;
+	uint64_t content_placed;
+	size_t content_waiting;
+	bool content_dirty;
+	/* Searches (model_search()), when content is on: per user W^T e of the
+	 * last search (users x dim) and the positive events left before it has
+	 * faded (0: none). */
+	float *user_search;
+	uint16_t *user_search_left;
+
 	/* scratch for one event */
 	float *h, *grad_h, *grad_row;
 	struct sgd_target targets[MAX_NEGATIVES + 1];
@@ -113,6 +130,13 @@ struct model {
 };
 
 static void view_free(struct model_view *view);
+
+/* item_content_flags bits */
+#define CONTENT_PRIOR  1u /* item_prior holds W^T c: the prior applies while rare */
+#define CONTENT_FOLDED 2u /* folded into the map (its content vector dropped) */
+#define CONTENT_PLACED 4u /* placed from content: ranks before its first positive */
+/* the prior applies while an item has fewer than this many times content_min_events */
+#define CONTENT_PRIOR_HORIZON 10
 
 void model_config_default(struct model_config *config)
 {
@@ -149,6 +173,14 @@ void model_config_default(struct model_config *config)
 	config->index_nprobe = 0;
 	config->index_nlist = 0;
 	config->index_trending = 50;
+	config->content_dim = 0;
+	config->content_min_events = 10;
+	config->content_ridge = 1.0;
+	config->content_refit_items = 32;
+	config->content_prior_weight = 0.05f;
+	config->use_content = true;
+	config->search_weight = 10.0f;
+	config->use_search = true;
 }
 
 int model_config_check(const struct model_config *c, char *errstr, size_t errstr_size)
@@ -262,6 +294,39 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 			   (size_t)1 << 20, c->index_nlist);
 		return -1;
 	}
+	if (c->content_dim > CONTENT_MAX_DIM) {
+		set_errstr(errstr, errstr_size, "content_dim: must be between 0 (off) and %d, got %zu",
+			   CONTENT_MAX_DIM, c->content_dim);
+		return -1;
+	}
+	if (c->content_min_events < 1 || c->content_min_events > 1000000) {
+		set_errstr(errstr, errstr_size,
+			   "content_min_events: must be between 1 and 1000000, got %u",
+			   c->content_min_events);
+		return -1;
+	}
+	if (!(c->content_ridge > 0 && c->content_ridge <= 1e6)) {
+		set_errstr(errstr, errstr_size, "content_ridge: must be in (0, 1e6], got %g",
+			   c->content_ridge);
+		return -1;
+	}
+	if (c->content_refit_items < 1 || c->content_refit_items > 1000000) {
+		set_errstr(errstr, errstr_size,
+			   "content_refit_items: must be between 1 and 1000000, got %u",
+			   c->content_refit_items);
+		return -1;
+	}
+	if (!(c->content_prior_weight >= 0 && c->content_prior_weight <= 10)) {
+		set_errstr(errstr, errstr_size,
+			   "content_prior_weight: must be between 0 and 10, got %g",
+			   (double)c->content_prior_weight);
+		return -1;
+	}
+	if (!(c->search_weight >= 0 && c->search_weight <= 100)) {
+		set_errstr(errstr, errstr_size, "search_weight: must be between 0 and 100, got %g",
+			   (double)c->search_weight);
+		return -1;
+	}
 	if (c->index_trending > 10000) {
 		set_errstr(errstr, errstr_size,
 			   "index_trending: must be between 0 and 10000, got %zu",
@@ -293,6 +358,12 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 	if (m->sampler == NULL || m->covis == NULL || m->popularity == NULL || m->h == NULL ||
 	    m->grad_h == NULL || m->grad_row == NULL)
 		goto out_free;
+	if (config->content_dim > 0) {
+		m->content_map =
+		    content_map_new(config->content_dim, config->dim, config->content_ridge);
+		if (m->content_map == NULL)
+			goto out_free;
+	}
 	return m;
 
 out_free:
@@ -335,6 +406,14 @@ void model_free(struct model *model)
 	free(model->shared_flag);
 	free(model->shared_items);
 	free(model->shared_base);
+	for (size_t i = 0; model->item_content != NULL && i < model->items; i++)
+		free(model->item_content[i]);
+	free(model->item_content);
+	free(model->item_prior);
+	free(model->item_content_flags);
+	free(model->user_search);
+	free(model->user_search_left);
+	content_map_free(model->content_map);
 	free(model);
 }
 
@@ -422,6 +501,10 @@ static int ensure_users(struct model *m, size_t need)
 	    grow_array((void **)&m->user_ready, old, cap, sizeof(uint8_t)) ||
 	    grow_array((void **)&m->exclude, old, cap, sizeof(struct item_set)))
 		return -1;
+	if (m->content_map != NULL &&
+	    (grow_array((void **)&m->user_search, old * m->dim, cap * m->dim, sizeof(float)) ||
+	     grow_array((void **)&m->user_search_left, old, cap, sizeof(uint16_t))))
+		return -1;
 	m->user_capacity = cap;
 	return 0;
 }
@@ -442,6 +525,11 @@ static int ensure_items(struct model *m, size_t need)
 	    grow_array((void **)&m->item_moved, old, cap, 1) ||
 	    grow_array((void **)&m->moved_items, old, cap, sizeof(uint32_t)) ||
 	    grow_array((void **)&m->covis_sum, old, cap, sizeof(float)))
+		return -1;
+	if (m->content_map != NULL &&
+	    (grow_array((void **)&m->item_content, old, cap, sizeof(float *)) ||
+	     grow_array((void **)&m->item_prior, old * m->dim, cap * m->dim, sizeof(float)) ||
+	     grow_array((void **)&m->item_content_flags, old, cap, 1)))
 		return -1;
 	if (m->sharing && (grow_array((void **)&m->shared_flag, old, cap, 1) ||
 			   grow_array((void **)&m->shared_items, old, cap, sizeof(uint32_t)) ||
@@ -475,14 +563,32 @@ static void refresh_correction(struct model *m, uint32_t item)
 	uint64_t count = popularity_count(m->popularity, item);
 	float correction = 0.0f;
 	if (count == 0) {
+		bool placed = m->content_map != NULL &&
+			      (m->item_content_flags[item] & CONTENT_PLACED);
+		if (placed) {
+			/* its q is what the map learned from items at content_min_events
+			 * positives: it ranks with their log-odds correction (and no trend) */
+			m->scalar[item].correction =
+			    m->config.use_correction
+				? m->config.sampler_exponent * m->config.correction_weight *
+				      logf((float)m->config.content_min_events)
+				: 0.0f;
+			return;
+		}
 		m->scalar[item].correction = m->config.use_correction || m->config.use_trending
 						 ? UNCOUNTED_PENALTY
 						 : 0.0f;
 		return;
 	}
+	/* a content-placed item counts as having content_min_events positives
+	 * until it has them: its q is what the map learned from such items */
+	uint64_t counted = count;
+	if (m->content_map != NULL && (m->item_content_flags[item] & CONTENT_PLACED) &&
+	    counted < m->config.content_min_events)
+		counted = m->config.content_min_events;
 	if (m->config.use_correction)
 		correction = m->config.sampler_exponent * m->config.correction_weight *
-			     logf((float)count);
+			     logf((float)counted);
 	if (m->config.use_trending && m->config.trending_weight > 0) {
 		double trend = popularity_trend(m->popularity, item);
 		double log_trend = trend > 0 ? log(trend) : TREND_LOG_FLOOR;
@@ -682,6 +788,45 @@ static int set_insert(struct item_set *set, uint32_t item)
 	return 0;
 }
 
+/* The content prior's pull on q (model_config.content_prior_weight). */
+static void add_content_prior(struct model *m, uint32_t item, const float *q, float *grad)
+{
+	uint64_t n = popularity_count(m->popularity, item), M = m->config.content_min_events;
+	if (n >= (uint64_t)CONTENT_PRIOR_HORIZON * M || m->config.content_prior_weight == 0)
+		return;
+	float strength = m->config.content_prior_weight * (float)M / (float)(M + n);
+	const float *prior = m->item_prior + (size_t)item * m->dim;
+	for (size_t k = 0; k < m->dim; k++)
+		grad[k] += strength * (q[k] - prior[k]);
+}
+
+/* Solves the map again when content_refit_items items were folded since. */
+static int content_maybe_solve(struct model *m, char *errstr, size_t errstr_size)
+{
+	uint64_t pairs = content_map_pairs(m->content_map);
+	if (pairs - content_map_solved_pairs(m->content_map) < m->config.content_refit_items)
+		return 0;
+	m->content_dirty = true;
+	return content_map_solve(m->content_map, errstr, errstr_size);
+}
+
+/* Folds item into the map when it holds a content vector and has
+ * content_min_events positives; its content vector is dropped then. */
+static int content_fold(struct model *m, uint32_t item, char *errstr, size_t errstr_size)
+{
+	if (m->item_content[item] == NULL ||
+	    popularity_count(m->popularity, item) < m->config.content_min_events)
+		return 0;
+	content_map_add(m->content_map, m->item_content[item], m->matrix + (size_t)item * m->stride);
+	free(m->item_content[item]);
+	m->item_content[item] = NULL;
+	m->content_waiting--;
+	m->item_content_flags[item] |= CONTENT_FOLDED;
+	m->content_dirty = true;
+	mark_item(m, item);
+	return content_maybe_solve(m, errstr, errstr_size);
+}
+
 /* Trains `count` targets (already in m->targets / m->target_items) against the user's query. */
 static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t recent_count,
 		  size_t count)
@@ -698,6 +843,8 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 		float g = m->score_grad[t];
 		for (size_t k = 0; k < dim; k++)
 			m->grad_row[k] = g * m->h[k] + l2 * q[k];
+		if (m->content_map != NULL && (m->item_content_flags[item] & CONTENT_PRIOR))
+			add_content_prior(m, item, q, m->grad_row);
 		apply_step(m, q, m->grad_row, dim, &m->scalar[item].q_accum);
 		if (m->config.use_bias)
 			apply_step(m, &m->scalar[item].bias, &g, 1, &m->scalar[item].bias_accum);
@@ -844,6 +991,8 @@ count: /* counting: popularity, the sampler, co-visitation, history */
 	mark_item(m, sampler_last_moved(m->sampler));
 	refresh_correction(m, event->item);
 	refresh_bias_column(m, event->item);
+	if (m->content_map != NULL && content_fold(m, event->item, errstr, errstr_size) != 0)
+		return -1;
 	if (covis_tick(m->covis))
 		m->all_items_dirty = true;
 	size_t window = !m->config.learn_embeddings             ? 0
@@ -865,6 +1014,8 @@ count: /* counting: popularity, the sampler, co-visitation, history */
 			mark_item(m, event->item);
 		}
 	}
+	if (m->content_map != NULL && m->user_search_left[event->user] > 0)
+		m->user_search_left[event->user]--; /* the search fades like a recent item */
 	if (recent_count == 0 || recent[recent_count - 1] != event->item) {
 		size_t L = m->config.recent_items;
 		uint16_t *state = user_ring_state(m, event->user);
@@ -909,7 +1060,8 @@ const float *model_item_matrix(const struct model *model, size_t *item_count, si
 
 bool model_user_has_history(const struct model *model, uint32_t user)
 {
-	return (size_t)user < model->users && user_ring_state(model, user)[0] > 0;
+	return (size_t)user < model->users &&
+	       (user_ring_state(model, user)[0] > 0 || model_user_search_weight(model, user) > 0);
 }
 
 bool model_user_excludes(const struct model *model, uint32_t user, uint32_t item)
@@ -959,6 +1111,12 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 	}
 	recent_count = recent_items(m, user, recent);
 	user_query_vector(m, user, recent, recent_count, query->vector);
+	float search = model_user_search_weight(m, user);
+	if (search > 0) {
+		const float *s = m->user_search + (size_t)user * m->dim;
+		for (size_t k = 0; k < m->dim; k++)
+			query->vector[k] += search * s[k];
+	}
 	query->vector[m->dim] = 1.0f;
 	query->exclude = m->exclude[user].items;
 	query->exclude_count = m->exclude[user].count;
@@ -1650,6 +1808,149 @@ long model_seed_item(struct model *model, uint32_t item, uint64_t hash, const ui
 	return used;
 }
 
+/* ---- content vectors -------------------------------------------------------------- */
+
+long model_item_content(struct model *model, uint32_t item, uint64_t hash, const float *content,
+			char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	size_t C = m->config.content_dim;
+	if (m->content_map == NULL) {
+		set_errstr(errstr, errstr_size, "item %u: content vectors are off (content_dim 0)",
+			   item);
+		return -1;
+	}
+	if (ensure_item(m, item, hash) != 0)
+		goto out_nomem;
+	uint8_t flags = m->item_content_flags[item];
+	if (flags & CONTENT_FOLDED)
+		return 0; /* the map already learned from it (a catalogue re-read) */
+	if (m->item_content[item] == NULL) {
+		m->item_content[item] = malloc(C * sizeof(float));
+		if (m->item_content[item] == NULL)
+			goto out_nomem;
+		m->content_waiting++;
+	}
+	memcpy(m->item_content[item], content, C * sizeof(float));
+	mark_item(m, item);
+	if (popularity_count(m->popularity, item) >= m->config.content_min_events)
+		return content_fold(m, item, errstr, errstr_size) == 0 ? 0 : -1;
+	if (!m->config.use_content || content_map_solved_pairs(m->content_map) == 0 ||
+	    (flags & CONTENT_PRIOR))
+		return 0;
+	float *prior = m->item_prior + (size_t)item * m->dim;
+	content_map_apply(m->content_map, content, prior);
+	m->item_content_flags[item] |= CONTENT_PRIOR;
+	if (popularity_count(m->popularity, item) > 0)
+		return 0; /* learned on already: the prior only */
+	memcpy(m->matrix + (size_t)item * m->stride, prior, m->dim * sizeof(float));
+	m->item_content_flags[item] |= CONTENT_PLACED;
+	m->content_placed++;
+	refresh_correction(m, item);
+	refresh_bias_column(m, item);
+	return 1;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory for item %u's content vector", item);
+	return -1;
+}
+
+long model_search(struct model *model, uint32_t user, uint64_t user_hash, const float *query,
+		  char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	if (m->content_map == NULL) {
+		set_errstr(errstr, errstr_size, "search: content vectors are off (content_dim 0)");
+		return -1;
+	}
+	if (ensure_user(m, user, user_hash) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory for user %u", user);
+		return -1;
+	}
+	if (!m->config.use_search || m->config.search_weight == 0 ||
+	    content_map_solved_pairs(m->content_map) == 0)
+		return 0;
+	content_map_apply(m->content_map, query, m->user_search + (size_t)user * m->dim);
+	m->user_search_left[user] = (uint16_t)m->config.recent_items;
+	mark_user(m, user);
+	return 1;
+}
+
+float model_user_search_weight(const struct model *model, uint32_t user)
+{
+	if (model->content_map == NULL || (size_t)user >= model->users ||
+	    model->user_search_left[user] == 0 || !model->config.use_search)
+		return 0.0f;
+	return model->config.search_weight * (float)model->user_search_left[user] /
+	       (float)model->config.recent_items;
+}
+
+bool model_item_content_placed(const struct model *model, uint32_t item)
+{
+	return model->content_map != NULL && (size_t)item < model->items &&
+	       (model->item_content_flags[item] & CONTENT_PLACED);
+}
+
+const float *model_item_content_prior(const struct model *model, uint32_t item)
+{
+	if (model->content_map == NULL || (size_t)item >= model->items ||
+	    !(model->item_content_flags[item] & CONTENT_PRIOR))
+		return NULL;
+	return model->item_prior + (size_t)item * model->dim;
+}
+
+void model_content_stats(const struct model *model, struct model_content_stats *stats)
+{
+	memset(stats, 0, sizeof *stats);
+	if (model->content_map == NULL)
+		return;
+	stats->enabled = true;
+	stats->pairs = content_map_pairs(model->content_map);
+	stats->solved_pairs = content_map_solved_pairs(model->content_map);
+	stats->placed = model->content_placed;
+	stats->waiting = model->content_waiting;
+}
+
+void model_content_map_apply(const struct model *model, const float *content, float *q)
+{
+	if (model->content_map == NULL) {
+		memset(q, 0, model->dim * sizeof *q);
+		return;
+	}
+	content_map_apply(model->content_map, content, q);
+}
+
+size_t model_export_content(const struct model *model, void *buf, size_t capacity)
+{
+	if (model->content_map == NULL)
+		return 0;
+	size_t n = content_map_bytes(model->content_map);
+	if (buf != NULL && n <= capacity)
+		content_map_export(model->content_map, buf);
+	return n;
+}
+
+uint64_t model_content_digest(const struct model *model)
+{
+	return model->content_map != NULL ? content_map_digest(model->content_map) | 1 : 0;
+}
+
+bool model_content_dirty(const struct model *model)
+{
+	return model->content_map != NULL && model->content_dirty;
+}
+
+int model_import_content(struct model *model, const void *buf, size_t len, char *errstr,
+			 size_t errstr_size)
+{
+	if (model->content_map == NULL) {
+		set_errstr(errstr, errstr_size,
+			   "the state holds a content map but content vectors are off "
+			   "(content.dim 0)");
+		return -1;
+	}
+	return content_map_import(model->content_map, buf, len, errstr, errstr_size);
+}
+
 uint64_t model_item_count_of(const struct model *model, uint32_t item)
 {
 	return popularity_count(model->popularity, item);
@@ -1877,6 +2178,10 @@ uint64_t model_digest(const struct model *model)
 		XXH3_64bits_update(state, row, n);
 	}
 	XXH3_64bits_update(state, row, model_export_globals(m, row, capacity));
+	if (m->content_map != NULL) {
+		uint64_t map_digest = content_map_digest(m->content_map);
+		XXH3_64bits_update(state, &map_digest, sizeof map_digest);
+	}
 	digest = XXH3_64bits_digest(state);
 out_free:
 	XXH3_freeState(state);
@@ -1935,6 +2240,8 @@ void model_forget_user(struct model *model, uint32_t user)
 	if ((size_t)user >= model->users)
 		return;
 	memset(user_p(model, user), 0, model->user_bytes);
+	if (model->content_map != NULL)
+		model->user_search_left[user] = 0;
 	model->exclude[user].count = 0;
 	model->user_ready[user] = 0;
 	model->user_dirty[user] = 0; /* the caller saved or set aside its row */
@@ -1949,6 +2256,7 @@ void model_clear_dirty(struct model *model)
 	model->dirty_user_count = 0;
 	model->dirty_item_count = 0;
 	model->all_items_dirty = false;
+	model->content_dirty = false;
 }
 
 /* Appends to a row while it fits; always counts the size. */
@@ -2021,6 +2329,11 @@ size_t model_export_user(const struct model *model, uint32_t user, void *buf, si
 		m->config.recent_items * sizeof(uint32_t));
 	put(&w, &ex->count, sizeof ex->count);
 	put(&w, ex->items, ex->count * sizeof *ex->items);
+	/* a search still in force: a section of its own (rows without one are as before) */
+	if (m->content_map != NULL && m->user_search_left[user] > 0) {
+		put(&w, &m->user_search_left[user], sizeof m->user_search_left[user]);
+		put(&w, m->user_search + (size_t)user * m->dim, m->dim * sizeof(float));
+	}
 	return w.size;
 }
 
@@ -2055,6 +2368,19 @@ int model_import_user(struct model *model, uint32_t user, const void *row, size_
 	}
 	get(&r, ex->items, count * sizeof *ex->items);
 	ex->count = count;
+	if (m->content_map != NULL) {
+		m->user_search_left[user] = 0;
+		if (r.at < len) {
+			uint16_t left;
+			get(&r, &left, sizeof left);
+			get(&r, m->user_search + (size_t)user * m->dim, m->dim * sizeof(float));
+			if (r.failed || left > m->config.recent_items) {
+				set_errstr(errstr, errstr_size, "user row %u: truncated search", user);
+				return -1;
+			}
+			m->user_search_left[user] = left;
+		}
+	}
 	m->user_ready[user] = 1;
 	return 0;
 out_nomem:
@@ -2084,7 +2410,49 @@ size_t model_export_item(const struct model *model, uint32_t item, void *buf, si
 	put(&w, &n, sizeof n);
 	put(&w, succ, n * sizeof *succ);
 	put(&w, weight, n * sizeof *weight);
+	/* the content section, only for an item with content state (rows of
+	 * items without any are as they were before content vectors) */
+	if (m->content_map != NULL && (m->item_content_flags[item] || m->item_content[item])) {
+		uint8_t flags = m->item_content_flags[item];
+		uint8_t has_content = m->item_content[item] != NULL;
+		put(&w, &flags, 1);
+		put(&w, &has_content, 1);
+		if (flags & CONTENT_PRIOR)
+			put(&w, m->item_prior + (size_t)item * m->dim, m->dim * sizeof(float));
+		if (has_content)
+			put(&w, m->item_content[item], m->config.content_dim * sizeof(float));
+	}
 	return w.size;
+}
+
+/* Reads an item row's content section, when it has one. */
+static int import_item_content(struct model *m, uint32_t item, struct row_reader *r,
+			       char *errstr, size_t errstr_size)
+{
+	uint8_t flags = 0, has_content = 0;
+	if (m->item_content[item] != NULL) {
+		free(m->item_content[item]);
+		m->item_content[item] = NULL;
+		m->content_waiting--;
+	}
+	if (r->at < r->len) {
+		get(r, &flags, 1);
+		get(r, &has_content, 1);
+		if (flags & CONTENT_PRIOR)
+			get(r, m->item_prior + (size_t)item * m->dim, m->dim * sizeof(float));
+		if (has_content && !r->failed) {
+			m->item_content[item] = malloc(m->config.content_dim * sizeof(float));
+			if (m->item_content[item] == NULL) {
+				set_errstr(errstr, errstr_size, "out of memory restoring item %u",
+					   item);
+				return -1;
+			}
+			m->content_waiting++;
+			get(r, m->item_content[item], m->config.content_dim * sizeof(float));
+		}
+	}
+	m->item_content_flags[item] = flags;
+	return 0;
 }
 
 int model_import_item(struct model *model, uint32_t item, const void *row, size_t len, char *errstr,
@@ -2122,9 +2490,17 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 		goto out_nomem_free;
 	get(&r, succ, n * sizeof *succ);
 	get(&r, weight, n * sizeof *weight);
+	if (!r.failed && m->content_map != NULL &&
+	    import_item_content(m, item, &r, errstr, errstr_size) != 0)
+		goto out_free;
 	if (r.failed || r.at != len) {
-		set_errstr(errstr, errstr_size, "item row %u: %zu bytes, expected %zu", item, len,
-			   r.at);
+		/* a content section of another shape, or one a model without content cannot read */
+		set_errstr(errstr, errstr_size,
+			   "item row %u: %zu bytes, expected %zu%s", item, len, r.at,
+			   m->content_map == NULL && !r.failed && r.at < len
+			       ? " (it holds content state: content.dim was set when it was written)"
+			   : m->content_map != NULL ? " (content.dim changed since it was written?)"
+						    : "");
 		goto out_free;
 	}
 	if (popularity_restore_item(m->popularity, item, &pop) != 0 ||

@@ -173,6 +173,43 @@ struct model_config {
 	 * user's candidates, 0..10000; default 50.
 	 */
 	size_t index_trending;
+	/**
+	 * Content vectors (model/content.h): the dimension C of the content
+	 * embeddings items may carry, 0..CONTENT_MAX_DIM; 0 (the default):
+	 * off, no map, no memory.
+	 */
+	size_t content_dim;
+	/**
+	 * An item is folded into the content map once it has this many
+	 * positives (its learned vector is trusted then), 1..1000000; default 10.
+	 * The prior of a content-placed item fades on the same scale.
+	 */
+	unsigned content_min_events;
+	/** Ridge lambda of the map, > 0 and <= 1e6; default 1. */
+	double content_ridge;
+	/** The map is solved again after this many new items, 1..1000000 (first
+	 * use after this many too); default 32. */
+	unsigned content_refit_items;
+	/**
+	 * Strength of the content prior, 0..10; default 0.05. While an item
+	 * placed from its content has n < 10·content_min_events positives, each
+	 * step on q_i adds lambda_n·(q_i − W^T c_i) to the gradient (on top of
+	 * l2·q_i), lambda_n = content_prior_weight · M / (M + n): a rare item's
+	 * vector is pulled back towards where its content says it belongs,
+	 * less and less as its own evidence grows.
+	 */
+	float content_prior_weight;
+	/** The content signal: new items start at W^T c and keep the prior; default true. */
+	bool use_content;
+	/**
+	 * Weight w of a search (model_search()) in the user's query, 0..100;
+	 * default 10. A search adds w·(left/L)·W^T e to the dense query, e the
+	 * query's content vector, left the user's positive events still to come
+	 * before it has faded (L = recent_items at the search, one less at each).
+	 */
+	float search_weight;
+	/** The search signal; default true (needs content_dim > 0). */
+	bool use_search;
 };
 
 /** One event, with the caller's dense indices and the external ids' hashes. */
@@ -552,6 +589,85 @@ float model_item_bias(const struct model *model, uint32_t item);
  */
 long model_seed_item(struct model *model, uint32_t item, uint64_t hash, const uint32_t *from,
 		     size_t from_count, char *errstr, size_t errstr_size);
+
+/*
+ * Content vectors (model/content.h). Items may carry a content vector
+ * (config.content_dim floats, from an upstream text or image model). The
+ * model learns a linear map W from content space to item space on items it
+ * trusts (content_min_events positives: the item's c and its q then are
+ * folded into the map's statistics, and c is dropped), and uses it for:
+ *   - placement: an item nothing was learned on yet starts at q_i = W^T c_i
+ *     (its y and bias are left as they were: the category mean when the
+ *     caller seeded it with model_seed_item() first, else its hash's);
+ *   - the prior: see model_config.content_prior_weight;
+ *   - ranking before its first positive: an item placed from content ranks
+ *     by its vectors with the log-odds correction of an item of
+ *     content_min_events positives (the items the map learned from) and no
+ *     trending term, instead of the penalty of never-counted items.
+ */
+
+/**
+ * @brief Item's content vector arrives (an item event): stored until the
+ * item is folded into the map (at once when it already has
+ * content_min_events positives); the item is placed at W^T c when nothing
+ * was learned on it yet, it was not placed before, the signal is on and
+ * the map was solved. content must be finite (the caller validates).
+ * @returns 1 placed, 0 stored only, -1 with errstr filled (content off,
+ * out of memory, a failed solve).
+ */
+long model_item_content(struct model *model, uint32_t item, uint64_t hash, const float *content,
+			char *errstr, size_t errstr_size);
+
+/** @returns true when item was placed from its content vector. */
+bool model_item_content_placed(const struct model *model, uint32_t item);
+
+/** @returns the content prior of item (dim floats), or NULL when it has none. */
+const float *model_item_content_prior(const struct model *model, uint32_t item);
+
+/**
+ * @brief A search by user: query (content_dim floats, the query's embedding
+ * in the content space: the same model as the items' content vectors)
+ * moves the user's short-term intent towards the items the content map
+ * places near it: W^T query joins the user's dense query (see
+ * model_config.search_weight) and fades over the user's next recent_items
+ * positive events, like a recent item leaving the window. A later search
+ * replaces it. The user then counts as having history (a warm list).
+ * @returns 1 applied, 0 not (search signal off, or the map not solved yet),
+ * -1 with errstr filled (content off, out of memory).
+ */
+long model_search(struct model *model, uint32_t user, uint64_t user_hash, const float *query,
+		  char *errstr, size_t errstr_size);
+
+/** @returns the weight the user's search has in its query now (0: none). */
+float model_user_search_weight(const struct model *model, uint32_t user);
+
+/** The content map's counters. */
+struct model_content_stats {
+	bool enabled;         /**< config.content_dim > 0 */
+	uint64_t pairs;       /**< items folded into the map */
+	uint64_t solved_pairs; /**< pairs when last solved (0: the map is not in use yet) */
+	uint64_t placed;      /**< items placed from content (this process) */
+	size_t waiting;       /**< items holding a content vector, not folded yet */
+};
+
+void model_content_stats(const struct model *model, struct model_content_stats *stats);
+
+/** @brief q = W^T content (zeros before the first solve); q has dim floats. */
+void model_content_map_apply(const struct model *model, const float *content, float *q);
+
+/**
+ * @brief The map's state for the store: written separately from the
+ * globals (about 8·(C+1)·(C+1+d) bytes: 1.3 MB at C = 384), only when it
+ * changed since the last model_clear_dirty().
+ * @returns its size (0: content off); buf is written when capacity allows.
+ */
+size_t model_export_content(const struct model *model, void *buf, size_t capacity);
+bool model_content_dirty(const struct model *model);
+/** @returns a digest of the content map, 0 when content is off. */
+uint64_t model_content_digest(const struct model *model);
+/** @returns 0, or -1 with errstr filled (another content or item dimension). */
+int model_import_content(struct model *model, const void *buf, size_t len, char *errstr,
+			 size_t errstr_size);
 
 /**
  * @brief A 64-bit digest of every parameter and counter (for determinism

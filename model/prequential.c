@@ -45,15 +45,28 @@ static void tally_scores(const struct tally *t, size_t item_total, struct preque
 }
 
 /* A ranking's tallies: whole (with coverage) and split. */
-enum { SEG_ALL, SEG_DISCOVERY, SEG_REPEAT, SEG_WARM, SEG_COLD, SEGMENTS };
+enum {
+	SEG_ALL,
+	SEG_DISCOVERY,
+	SEG_REPEAT,
+	SEG_WARM,
+	SEG_COLD,
+	SEG_NEW_ITEM,
+	SEG_AFTER_SEARCH,
+	SEGMENTS
+};
 struct split_tally {
 	struct tally seg[SEGMENTS];
 };
 
 static void split_list(struct split_tally *t, const uint32_t *items, size_t n, uint32_t target,
-		       bool repeat, bool warm)
+		       bool repeat, bool warm, bool new_item, bool after_search)
 {
 	tally_list(&t->seg[SEG_ALL], items, n, target);
+	if (new_item)
+		tally_list(&t->seg[SEG_NEW_ITEM], items, n, target);
+	if (after_search)
+		tally_list(&t->seg[SEG_AFTER_SEARCH], items, n, target);
 	tally_list(&t->seg[repeat ? SEG_REPEAT : SEG_DISCOVERY], items, n, target);
 	tally_list(&t->seg[warm ? SEG_WARM : SEG_COLD], items, n, target);
 }
@@ -66,6 +79,34 @@ static void split_scores(const struct split_tally *t, size_t item_total,
 	tally_scores(&t->seg[SEG_REPEAT], 0, &out->repeat);
 	tally_scores(&t->seg[SEG_WARM], 0, &out->warm);
 	tally_scores(&t->seg[SEG_COLD], 0, &out->cold);
+	tally_scores(&t->seg[SEG_NEW_ITEM], 0, &out->new_item);
+	tally_scores(&t->seg[SEG_AFTER_SEARCH], 0, &out->after_search);
+}
+
+/* Hands a search's query vector to model when it takes vectors of the stream's dimension. */
+static int give_search(struct model *model, const struct prequential_stream *stream,
+		       uint32_t user, uint32_t query, char *errstr, size_t errstr_size)
+{
+	if (model_config(model)->content_dim != stream->content_dim)
+		return 0;
+	return model_search(model, user, stream->user_hash[user],
+			    stream->item_content + (size_t)query * stream->content_dim, errstr,
+			    errstr_size) < 0
+		   ? -1
+		   : 0;
+}
+
+/* Hands item's content vector to model when the model takes vectors of the stream's dimension. */
+static int give_content(struct model *model, const struct prequential_stream *stream,
+			uint32_t item, char *errstr, size_t errstr_size)
+{
+	if (model_config(model)->content_dim != stream->content_dim)
+		return 0;
+	return model_item_content(model, item, stream->item_hash[item],
+				  stream->item_content + (size_t)item * stream->content_dim, errstr,
+				  errstr_size) < 0
+		   ? -1
+		   : 0;
 }
 
 /* The (user, item) pairs seen so far: open addressing on user << 32 | item,
@@ -276,6 +317,8 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	uint8_t *rule_of = malloc(k);
 	struct topk_result *index_list = malloc(k * sizeof *index_list);
 	uint32_t *items = malloc(k * sizeof *items);
+	uint8_t *content_given = NULL;
+	uint8_t *searched = NULL; /* per user: searched since its last positive event */
 	int rc = -1;
 	double start = clock_monotonic_s();
 
@@ -304,6 +347,18 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 		snprintf(errstr, errstr_size, "out of memory for evaluation");
 		goto out_free;
 	}
+	if (stream->item_content != NULL && stream->content_dim > 0) {
+		size_t users = 0;
+		for (size_t e = 0; e < stream->count; e++)
+			if ((size_t)stream->user[e] + 1 > users)
+				users = (size_t)stream->user[e] + 1;
+		content_given = calloc(stream->item_total + 1, 1);
+		searched = calloc(users + 1, 1);
+		if (content_given == NULL || searched == NULL) {
+			snprintf(errstr, errstr_size, "out of memory for evaluation");
+			goto out_free;
+		}
+	}
 	for (size_t a = 0; a < config->arm_count; a++) {
 		arms[a].seg[SEG_ALL].listed = calloc(stream->item_total + 1, 1);
 		if (arms[a].seg[SEG_ALL].listed == NULL) {
@@ -324,6 +379,31 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 				 e, item, stream->item_total);
 			goto out_free;
 		}
+		if (stream->type[e] == EVENT_SEARCH) {
+			/* a search: the query moves intent; nothing tested or learned */
+			if (config->event_flags != NULL)
+				config->event_flags[e] = 0;
+			if (content_given == NULL || !stream->item_has_content[item])
+				continue;
+			result->searches++;
+			searched[user] = 1;
+			if (give_search(model, stream, user, item, errstr, errstr_size) != 0)
+				goto out_free;
+			for (size_t a = 0; a < config->arm_count; a++)
+				if (give_search(config->arms[a].model, stream, user, item, errstr,
+						errstr_size) != 0)
+					goto out_free;
+			continue;
+		}
+		if (content_given != NULL && !content_given[item] && stream->item_has_content[item]) {
+			content_given[item] = 1;
+			if (give_content(model, stream, item, errstr, errstr_size) != 0)
+				goto out_free;
+			for (size_t a = 0; a < config->arm_count; a++)
+				if (give_content(config->arms[a].model, stream, item, errstr,
+						 errstr_size) != 0)
+					goto out_free;
+		}
 		bool test = e >= config->warmup && stream->type[e] < EVENT_TYPE_COUNT &&
 			    mc->event_weight[stream->type[e]] > 0 && positives++ % every == 0;
 		uint8_t flags = 0;
@@ -337,6 +417,9 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 				size_t n;
 				bool repeat = pair_contains(&seen, user, item);
 				bool warm = model_user_has_history(model, user);
+				bool new_item = model_item_count_of(model, item) < new_events;
+				/* the user's first positive after a search */
+				bool after_search = searched != NULL && searched[user];
 				if (config->both_engines) {
 					size_t index_n;
 					if (rank_both(model, topk, user, k, list, &n, index_list,
@@ -352,7 +435,7 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 				n = n < k ? n : k;
 				for (size_t r = 0; r < n; r++)
 					items[r] = list[r].item;
-				split_list(&ours, items, n, item, repeat, warm);
+				split_list(&ours, items, n, item, repeat, warm, new_item, after_search);
 				tally_exposure(&model_exposure, model, items, n, new_events);
 				if (config->rules != NULL) {
 					exclusions.user = user;
@@ -373,22 +456,27 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 					}
 					for (size_t r = 0; r < ruled_n; r++)
 						items[r] = ruled_list[r].item;
-					split_list(&ruled, items, ruled_n, item, repeat, warm);
+					split_list(&ruled, items, ruled_n, item, repeat, warm, new_item,
+						   after_search);
 					tally_exposure(&rules_exposure, model, items, ruled_n,
 						       new_events);
 				}
 				n = model_popular(model, user, k, NULL, items);
-				split_list(&popular, items, n, item, repeat, warm);
+				split_list(&popular, items, n, item, repeat, warm, new_item, after_search);
 				for (size_t a = 0; a < config->arm_count; a++) {
 					if (rank_arm(&config->arms[a], topk, user, k, list, items,
 						     &n, errstr, errstr_size) != 0)
 						goto out_free;
-					split_list(&arms[a], items, n, item, repeat, warm);
+					split_list(&arms[a], items, n, item, repeat, warm, new_item,
+						   after_search);
 				}
 			}
 		}
 		if (model_learn(model, &event, errstr, errstr_size) != 0)
 			goto out_free;
+		if (searched != NULL && stream->type[e] < EVENT_TYPE_COUNT &&
+		    mc->event_weight[stream->type[e]] > 0)
+			searched[user] = 0;
 		pool_update(&pool, model, item, new_events);
 		for (size_t a = 0; a < config->arm_count; a++)
 			if (model_learn(config->arms[a].model, &event, errstr, errstr_size) != 0)
@@ -449,5 +537,7 @@ out_free:
 		free(arms[a].seg[SEG_ALL].listed);
 	free(arms);
 	free(seen.slot);
+	free(content_given);
+	free(searched);
 	return rc;
 }

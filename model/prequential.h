@@ -63,6 +63,22 @@ struct prequential_stream {
 	const uint64_t *user_hash; /**< per user index */
 	const uint64_t *item_hash; /**< per item index */
 	size_t item_total;         /**< catalogue size, for coverage */
+	/**
+	 * Optional content vectors (NULL: none): item_total rows of
+	 * content_dim floats, row i valid when item_has_content[i]. An item's
+	 * vector is handed to every model whose content_dim equals content_dim
+	 * (model_item_content()) right before the item's first event, as the
+	 * catalogue would announce it before anyone acts on it.
+	 */
+	const float *item_content;
+	const uint8_t *item_has_content;
+	size_t content_dim;
+	/*
+	 * An event of type EVENT_SEARCH (common/event.h) is a search: its item
+	 * is the query's id, and its vector (item_content) goes to every model
+	 * taking vectors of content_dim (model_search()); it is neither tested
+	 * nor learned. A query without a vector is skipped.
+	 */
 };
 
 /** Bits of prequential_config.event_flags: what the protocol did with one event. */
@@ -109,7 +125,8 @@ struct prequential_config {
 	 * eligibility and the user's exclusions at each test point).
 	 */
 	const struct listrules_view *rules;
-	/** An item with fewer positive events is new (exposure, exploration's pool); 0: 10. */
+	/** An item with fewer positive events is new (exposure, exploration's pool,
+	 * prequential_split.new_item); 0: 10. */
 	unsigned new_item_events;
 	/** Seed of exploration's draws (mixed with the event's position). */
 	uint64_t rules_seed;
@@ -139,11 +156,16 @@ struct prequential_split {
 	struct prequential_scores repeat;    /**< the user acted on the item before */
 	struct prequential_scores warm;      /**< the user has history in the model */
 	struct prequential_scores cold;      /**< the user has none: the trending list */
+	/** the item had fewer than new_item_events positives (a new item's first events) */
+	struct prequential_scores new_item;
+	/** the user's first positive event after a search (EVENT_SEARCH) of theirs */
+	struct prequential_scores after_search;
 };
 
 struct prequential_result {
 	uint64_t events;
 	uint64_t skipped_excluded;
+	uint64_t searches; /**< EVENT_SEARCH events met (with a query vector) */
 	struct prequential_scores model; /**< the configured engine; with both_engines the exact one */
 	struct prequential_scores popularity;
 	struct prequential_split model_split;      /**< model, split */

@@ -35,7 +35,18 @@ static const char *const record_names[REC_KIND_COUNT] = {"UserEvent", "ItemEvent
 							 "Recommendation"};
 
 /* What a reader field accepts from a writer, per the Avro promotion rules. */
-enum field_kind { FK_STRING, FK_LONG, FK_INT, FK_DOUBLE, FK_FLOAT, FK_BOOL, FK_ENUM, FK_ITEMS };
+enum field_kind {
+	FK_STRING,
+	FK_LONG,
+	FK_INT,
+	FK_DOUBLE,
+	FK_FLOAT,
+	FK_BOOL,
+	FK_ENUM,
+	FK_ITEMS,
+	FK_CONTENT, /* a ContentVector record: model, dim, vector */
+	FK_SEARCH   /* a SearchQuery record: optional text, optional ContentVector */
+};
 
 struct reader_field {
 	const char *name;
@@ -43,7 +54,7 @@ struct reader_field {
 	bool has_default; /* a writer may omit the field */
 };
 
-#define MAX_READER_FIELDS 9
+#define MAX_READER_FIELDS 12
 
 /* Our reader fields, in the order of the .avsc files. */
 enum {
@@ -55,18 +66,21 @@ enum {
 	UE_SESSION_ID,
 	UE_QUANTITY,
 	UE_PRICE,
-	UE_LIST_ID
+	UE_LIST_ID,
+	UE_SEARCH
 };
 static const struct reader_field user_event_fields[] = {
     {"event_id", FK_STRING, false}, {"user_id", FK_STRING, false}, {"item_id", FK_STRING, false},
     {"type", FK_ENUM, false},       {"ts", FK_LONG, false},        {"session_id", FK_STRING, true},
     {"quantity", FK_INT, true},     {"price", FK_DOUBLE, true},    {"list_id", FK_STRING, true},
+    {"search", FK_SEARCH, true},
 };
 
-enum { IE_ITEM_ID, IE_CATEGORY, IE_PRICE, IE_IN_STOCK, IE_TS };
+enum { IE_ITEM_ID, IE_CATEGORY, IE_PRICE, IE_IN_STOCK, IE_TS, IE_TITLE, IE_DESCRIPTION, IE_CONTENT };
 static const struct reader_field item_event_fields[] = {
-    {"item_id", FK_STRING, false}, {"category", FK_STRING, true}, {"price", FK_DOUBLE, true},
-    {"in_stock", FK_BOOL, true},   {"ts", FK_LONG, false},
+    {"item_id", FK_STRING, false}, {"category", FK_STRING, true},     {"price", FK_DOUBLE, true},
+    {"in_stock", FK_BOOL, true},   {"ts", FK_LONG, false},            {"title", FK_STRING, true},
+    {"description", FK_STRING, true}, {"content", FK_CONTENT, true},
 };
 
 enum {
@@ -135,6 +149,8 @@ struct codec {
 	 * one's first. NULL: no earlier version, or a raw writer schema was set
 	 * (codec_set_raw_writer_schema()). */
 	struct writer_plan *raw_previous[REC_KIND_COUNT];
+	/* and the version before that, tried last (UserEvent: v1 before v2) */
+	struct writer_plan *raw_older[REC_KIND_COUNT];
 	struct writer_plan **registered;
 	size_t registered_count;
 	/* where unknown schema ids are looked up, and the ids it gave unusable schemas for */
@@ -142,6 +158,9 @@ struct codec {
 	void *source_opaque;
 	struct refused_schema *refused;
 	size_t refused_count, refused_cap;
+	/* storage for codec_decode_item_event's content vector and a search's */
+	float *content, *search_vector;
+	size_t content_cap, search_vector_cap;
 	/* storage for codec_decode_recommendation's strings and items */
 	char *rec_strings;
 	size_t rec_strings_cap;
@@ -368,6 +387,67 @@ static bool scored_item_accepts(avro_schema_t writer, int *id_index, int *score_
 	return true;
 }
 
+/* A writer's ContentVector: a record named ContentVector with a string
+ * model, a whole-number dim and an array of numbers. */
+static bool content_accepts(avro_schema_t writer, char *why, size_t why_size)
+{
+	static const struct {
+		const char *name;
+		enum field_kind kind;
+	} parts[] = {{"model", FK_STRING}, {"dim", FK_LONG}};
+	writer = resolve_link(writer);
+	if (avro_typeof(writer) != AVRO_RECORD ||
+	    strcmp(avro_schema_name(writer), "ContentVector") != 0) {
+		set_errstr(why, why_size, "content must be a record named ContentVector");
+		return false;
+	}
+	for (size_t p = 0; p < 2; p++) {
+		int index = avro_schema_record_field_get_index(writer, parts[p].name);
+		if (index < 0) {
+			set_errstr(why, why_size, "ContentVector needs a field %s", parts[p].name);
+			return false;
+		}
+		if (!kind_accepts(parts[p].kind,
+				  resolve_link(avro_schema_record_field_get_by_index(writer, index)),
+				  why, why_size))
+			return false;
+	}
+	int index = avro_schema_record_field_get_index(writer, "vector");
+	avro_schema_t array =
+	    index < 0 ? NULL : resolve_link(avro_schema_record_field_get_by_index(writer, index));
+	if (array == NULL || avro_typeof(array) != AVRO_ARRAY ||
+	    !kind_accepts(FK_DOUBLE, resolve_link(avro_schema_array_items(array)), why,
+			  why_size)) {
+		set_errstr(why, why_size, "ContentVector needs a field vector: an array of numbers");
+		return false;
+	}
+	return true;
+}
+
+/* A writer's SearchQuery: a record of that name whose text (when it has
+ * one) is a string and whose content (when it has one) a ContentVector. */
+static bool search_accepts(avro_schema_t writer, char *why, size_t why_size)
+{
+	writer = resolve_link(writer);
+	if (avro_typeof(writer) != AVRO_RECORD ||
+	    strcmp(avro_schema_name(writer), "SearchQuery") != 0) {
+		set_errstr(why, why_size, "search must be a record named SearchQuery");
+		return false;
+	}
+	int text = avro_schema_record_field_get_index(writer, "text");
+	int content = avro_schema_record_field_get_index(writer, "content");
+	if (text >= 0 &&
+	    !kind_accepts(FK_STRING, resolve_link(avro_schema_record_field_get_by_index(writer, text)),
+			  why, why_size))
+		return false;
+	if (content >= 0 &&
+	    !kind_accepts(FK_CONTENT,
+			  resolve_link(avro_schema_record_field_get_by_index(writer, content)), why,
+			  why_size))
+		return false;
+	return true;
+}
+
 static bool kind_accepts(enum field_kind kind, avro_schema_t writer, char *why, size_t why_size)
 {
 	avro_type_t type = avro_typeof(writer);
@@ -387,6 +467,8 @@ static bool kind_accepts(enum field_kind kind, avro_schema_t writer, char *why, 
 	case FK_ENUM:
 		ok = type == AVRO_ENUM && strcmp(avro_schema_name(writer), "EventType") == 0;
 		break;
+	case FK_CONTENT: return content_accepts(writer, why, why_size);
+	case FK_SEARCH: return search_accepts(writer, why, why_size);
 	case FK_ITEMS:
 		if (type == AVRO_ARRAY) {
 			int a, b, c, d;
@@ -556,8 +638,10 @@ struct codec *codec_new(const struct codec_config *config, char *errstr, size_t 
 {
 	static const char *const jsons[REC_KIND_COUNT] = {
 	    SCHEMA_USER_EVENT_JSON, SCHEMA_ITEM_EVENT_JSON, SCHEMA_RECOMMENDATION_JSON};
-	static const char *const previous_jsons[REC_KIND_COUNT] = {SCHEMA_USER_EVENT_V1_JSON, NULL,
-								   SCHEMA_RECOMMENDATION_V1_JSON};
+	static const char *const previous_jsons[REC_KIND_COUNT] = {
+	    SCHEMA_USER_EVENT_V2_JSON, SCHEMA_ITEM_EVENT_V1_JSON, SCHEMA_RECOMMENDATION_V1_JSON};
+	static const char *const older_jsons[REC_KIND_COUNT] = {SCHEMA_USER_EVENT_V1_JSON, NULL,
+								NULL};
 	struct codec *codec;
 
 	avro_set_allocator(codec_avro_allocator, NULL);
@@ -598,6 +682,10 @@ struct codec *codec_new(const struct codec_config *config, char *errstr, size_t 
 		    (codec->raw_previous[k] =
 			 plan_from_json(previous_jsons[k], -1, errstr, errstr_size)) == NULL)
 			goto out_free;
+		if (older_jsons[k] != NULL &&
+		    (codec->raw_older[k] = plan_from_json(older_jsons[k], -1, errstr, errstr_size)) ==
+			NULL)
+			goto out_free;
 	}
 	if (codec->config.recommendation_version == 1) {
 		/* written with version 1: its own value to fill (an earlier plan's shape) */
@@ -629,6 +717,7 @@ void codec_free(struct codec *codec)
 	for (int k = 0; k < REC_KIND_COUNT; k++) {
 		plan_free(codec->raw_plan[k]);
 		plan_free(codec->raw_previous[k]);
+		plan_free(codec->raw_older[k]);
 		if (codec->encode_value[k].iface != NULL)
 			avro_value_decref(&codec->encode_value[k]);
 		if (codec->reader_iface[k] != NULL)
@@ -651,6 +740,8 @@ void codec_free(struct codec *codec)
 		avro_reader_free(codec->reader);
 	free(codec->rec_strings);
 	free(codec->rec_items);
+	free(codec->content);
+	free(codec->search_vector);
 	free(codec);
 }
 
@@ -834,6 +925,8 @@ int codec_set_raw_writer_schema(struct codec *codec, const char *schema_json, ch
 	codec->raw_plan[plan->kind] = plan;
 	plan_free(codec->raw_previous[plan->kind]); /* the writer is named: no guessing */
 	codec->raw_previous[plan->kind] = NULL;
+	plan_free(codec->raw_older[plan->kind]);
+	codec->raw_older[plan->kind] = NULL;
 	return 0;
 }
 
@@ -892,11 +985,17 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 		bool structural = err->reason == CODEC_ERR_TRUNCATED ||
 				  err->reason == CODEC_ERR_MALFORMED ||
 				  err->reason == CODEC_ERR_TRAILING_BYTES;
-		if (!structural || codec->raw_previous[kind] == NULL ||
-		    read_plan(codec, kind, codec->raw_previous[kind], bytes, len, &previous_err) !=
-			0)
+		if (!structural || codec->raw_previous[kind] == NULL)
 			return -1;
-		*plan_out = codec->raw_previous[kind];
+		if (read_plan(codec, kind, codec->raw_previous[kind], bytes, len, &previous_err) ==
+		    0) {
+			*plan_out = codec->raw_previous[kind];
+			return 0;
+		}
+		if (codec->raw_older[kind] == NULL ||
+		    read_plan(codec, kind, codec->raw_older[kind], bytes, len, &previous_err) != 0)
+			return -1;
+		*plan_out = codec->raw_older[kind];
 		return 0;
 	}
 	if (read_plan(codec, kind, plan, bytes, len, err) != 0)
@@ -1076,6 +1175,9 @@ static int check_price(double price, struct codec_error *err)
 	return 0;
 }
 
+static int decode_search(struct codec *codec, avro_value_t *record, struct user_event *out,
+			 struct codec_error *err);
+
 int codec_decode_user_event(struct codec *codec, const void *buf, size_t len, int64_t now_ms,
 			    struct user_event *out, struct codec_error *err)
 {
@@ -1095,9 +1197,22 @@ int codec_decode_user_event(struct codec *codec, const void *buf, size_t len, in
 	    {UE_USER_ID, offsetof(struct user_event, user_id)},
 	    {UE_ITEM_ID, offsetof(struct user_event, item_id)},
 	};
+	bool empty_item_id = false;
 	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
-		if (field_value(plan, &plan->value, (size_t)ids[i].field, &v, &present, err) != 0 ||
-		    value_id(&v, user_event_fields[ids[i].field].name, (char *)out + ids[i].offset,
+		if (field_value(plan, &plan->value, (size_t)ids[i].field, &v, &present, err) != 0)
+			return -1;
+		if (ids[i].field == UE_ITEM_ID) {
+			const char *s;
+			size_t slen;
+			/* a search may name no item: checked once search is read */
+			if (value_string(&v, "item_id", &s, &slen, err) != 0)
+				return -1;
+			if (slen == 0) {
+				empty_item_id = true;
+				continue;
+			}
+		}
+		if (value_id(&v, user_event_fields[ids[i].field].name, (char *)out + ids[i].offset,
 			     err) != 0)
 			return -1;
 	}
@@ -1163,8 +1278,122 @@ int codec_decode_user_event(struct codec *codec, const void *buf, size_t len, in
 			out->has_list_id = true;
 		}
 	}
+	if (field_value(plan, &plan->value, UE_SEARCH, &v, &present, err) != 0)
+		return -1;
+	if (present && decode_search(codec, &v, out, err) != 0)
+		return -1;
+	if (empty_item_id && !out->has_search)
+		return fail(err, CODEC_ERR_EMPTY_ID, "item_id is empty");
 	err->reason = CODEC_OK;
 	err->detail[0] = '\0';
+	return 0;
+}
+
+static int ensure_capacity(void **ptr, size_t *cap, size_t need, size_t elem);
+
+/*
+ * A ContentVector (field `name`: "content" or "search.content") into
+ * model, *dim and *storage (grown as needed; its capacity in *cap).
+ */
+static int decode_vector(avro_value_t *record, const char *name, char *model, uint32_t *dim_out,
+			 float **storage, size_t *cap, struct codec_error *err)
+{
+	avro_value_t v, array;
+	int64_t dim;
+	size_t count;
+	char what[64];
+	snprintf(what, sizeof what, "%s.model", name);
+	if (avro_value_get_by_name(record, "model", &v, NULL) != 0 || value_id(&v, what, model, err) != 0)
+		return -1;
+	snprintf(what, sizeof what, "%s.dim", name);
+	if (avro_value_get_by_name(record, "dim", &v, NULL) != 0 ||
+	    value_long(&v, what, &dim, err) != 0)
+		return -1;
+	if (avro_value_get_by_name(record, "vector", &array, NULL) != 0 ||
+	    avro_value_get_size(&array, &count) != 0)
+		return fail(err, CODEC_ERR_MALFORMED, "%s.vector: %s", name, avro_strerror());
+	if (dim < 1 || dim > CODEC_CONTENT_MAX_DIM)
+		return fail(err, CODEC_ERR_INVALID_FIELD, "%s.dim must be between 1 and %d, got %lld",
+			    name, CODEC_CONTENT_MAX_DIM, (long long)dim);
+	if ((size_t)dim != count)
+		return fail(err, CODEC_ERR_INVALID_FIELD,
+			    "%s.dim is %lld but %s.vector has %zu numbers", name, (long long)dim, name,
+			    count);
+	if (ensure_capacity((void **)storage, cap, count, sizeof **storage) != 0)
+		return fail(err, CODEC_ERR_MALFORMED, "%s.vector: out of memory", name);
+	snprintf(what, sizeof what, "%s.vector", name);
+	for (size_t i = 0; i < count; i++) {
+		avro_value_t element;
+		double x;
+		if (avro_value_get_by_index(&array, i, &element, NULL) != 0 ||
+		    value_double(&element, what, &x, err) != 0)
+			return -1;
+		if (!isfinite(x) || fabs(x) > 3.4e38)
+			return fail(err, CODEC_ERR_INVALID_FIELD,
+				    "%s.vector[%zu] is %g: components must be finite", name, i, x);
+		(*storage)[i] = (float)x;
+	}
+	*dim_out = (uint32_t)count;
+	return 0;
+}
+
+/* An item's ContentVector into out (its vector in the codec's storage). */
+static int decode_content(struct codec *codec, avro_value_t *record, struct item_event *out,
+			  struct codec_error *err)
+{
+	if (decode_vector(record, "content", out->content_model, &out->content_dim,
+			  &codec->content, &codec->content_cap, err) != 0)
+		return -1;
+	out->has_content = true;
+	out->content = codec->content;
+	return 0;
+}
+
+/* An optional field of a record by name: *present false when absent or null. */
+static int optional_by_name(avro_value_t *record, const char *name, avro_value_t *out,
+			    bool *present)
+{
+	*present = false;
+	if (avro_value_get_by_name(record, name, out, NULL) != 0)
+		return 0; /* the writer has no such field */
+	if (avro_value_get_type(out) == AVRO_UNION &&
+	    avro_value_get_current_branch(out, out) != 0)
+		return -1;
+	*present = avro_value_get_type(out) != AVRO_NULL;
+	return 0;
+}
+
+/* A UserEvent's SearchQuery into out (text borrowed, vector in the codec's storage). */
+static int decode_search(struct codec *codec, avro_value_t *record, struct user_event *out,
+			 struct codec_error *err)
+{
+	avro_value_t v;
+	bool present;
+	if (optional_by_name(record, "text", &v, &present) != 0)
+		return fail(err, CODEC_ERR_MALFORMED, "search.text: bad union branch");
+	if (present) {
+		if (value_string(&v, "search.text", &out->search_text, &out->search_text_len, err) !=
+		    0)
+			return -1;
+		if (out->search_text_len > CODEC_TEXT_MAX_BYTES)
+			return fail(err, CODEC_ERR_INVALID_FIELD, "search.text is %zu bytes, limit %d",
+				    out->search_text_len, CODEC_TEXT_MAX_BYTES);
+		if (!codec_utf8_valid(out->search_text, out->search_text_len))
+			return fail(err, CODEC_ERR_INVALID_FIELD,
+				    "search.text is not valid UTF-8 (or holds a NUL)");
+	}
+	if (optional_by_name(record, "content", &v, &present) != 0)
+		return fail(err, CODEC_ERR_MALFORMED, "search.content: bad union branch");
+	if (present) {
+		if (decode_vector(&v, "search.content", out->search_model, &out->search_dim,
+				  &codec->search_vector, &codec->search_vector_cap, err) != 0)
+			return -1;
+		out->search_vector = codec->search_vector;
+	}
+	if (out->search_text == NULL && out->search_vector == NULL)
+		return fail(err, CODEC_ERR_INVALID_FIELD,
+			    "search has neither text nor content: nothing to search for");
+	out->has_search = true;
 	return 0;
 }
 
@@ -1210,6 +1439,35 @@ int codec_decode_item_event(struct codec *codec, const void *buf, size_t len, in
 	if (field_value(plan, &plan->value, IE_TS, &v, &present, err) != 0 ||
 	    value_long(&v, "ts", &out->ts_ms, err) != 0 ||
 	    check_ts(out->ts_ms, now_ms, codec->config.max_future_ms, "ts", err) != 0)
+		return -1;
+	for (int t = 0; t < 2; t++) {
+		const char *name = t == 0 ? "title" : "description";
+		const char *text;
+		size_t text_len;
+		if (field_value(plan, &plan->value, t == 0 ? IE_TITLE : IE_DESCRIPTION, &v,
+				&present, err) != 0)
+			return -1;
+		if (!present)
+			continue;
+		if (value_string(&v, name, &text, &text_len, err) != 0)
+			return -1;
+		if (text_len > CODEC_TEXT_MAX_BYTES)
+			return fail(err, CODEC_ERR_INVALID_FIELD, "%s is %zu bytes, limit %d", name,
+				    text_len, CODEC_TEXT_MAX_BYTES);
+		if (!codec_utf8_valid(text, text_len))
+			return fail(err, CODEC_ERR_INVALID_FIELD,
+				    "%s is not valid UTF-8 (or holds a NUL)", name);
+		if (t == 0) {
+			out->title = text;
+			out->title_len = text_len;
+		} else {
+			out->description = text;
+			out->description_len = text_len;
+		}
+	}
+	if (field_value(plan, &plan->value, IE_CONTENT, &v, &present, err) != 0)
+		return -1;
+	if (present && decode_content(codec, &v, out, err) != 0)
 		return -1;
 	err->reason = CODEC_OK;
 	err->detail[0] = '\0';
@@ -1511,6 +1769,33 @@ int codec_encode_user_event(struct codec *codec, const struct user_event *event,
 	rc = rc ? rc : set_optional(value, UE_LIST_ID, event->has_list_id, &branch);
 	if (rc == 0 && event->has_list_id)
 		rc = avro_value_set_string(&branch, event->list_id);
+	rc = rc ? rc : set_optional(value, UE_SEARCH, event->has_search, &branch);
+	if (rc == 0 && event->has_search) {
+		avro_value_t part, inner, element;
+		rc = avro_value_get_by_name(&branch, "text", &part, NULL);
+		rc = rc ? rc
+			: avro_value_set_branch(&part, event->search_text != NULL ? 1 : 0, &inner);
+		if (rc == 0)
+			rc = event->search_text != NULL ? avro_value_set_string(&inner, event->search_text)
+						       : avro_value_set_null(&inner);
+		rc = rc ? rc : avro_value_get_by_name(&branch, "content", &part, NULL);
+		rc = rc ? rc
+			: avro_value_set_branch(&part, event->search_vector != NULL ? 1 : 0, &inner);
+		if (rc == 0 && event->search_vector == NULL)
+			rc = avro_value_set_null(&inner);
+		else if (rc == 0) {
+			avro_value_t field_value_;
+			rc = avro_value_get_by_name(&inner, "model", &field_value_, NULL);
+			rc = rc ? rc : avro_value_set_string(&field_value_, event->search_model);
+			rc = rc ? rc : avro_value_get_by_name(&inner, "dim", &field_value_, NULL);
+			rc = rc ? rc : avro_value_set_int(&field_value_, (int32_t)event->search_dim);
+			rc = rc ? rc : avro_value_get_by_name(&inner, "vector", &field_value_, NULL);
+			for (uint32_t i = 0; rc == 0 && i < event->search_dim; i++) {
+				rc = avro_value_append(&field_value_, &element, NULL);
+				rc = rc ? rc : avro_value_set_float(&element, event->search_vector[i]);
+			}
+		}
+	}
 	if (rc != 0) {
 		set_errstr(errstr, errstr_size, "event %s: cannot set fields: %s", event->event_id,
 			   avro_strerror());
@@ -1539,6 +1824,25 @@ int codec_encode_item_event(struct codec *codec, const struct item_event *event,
 	rc = rc ? rc : avro_value_get_by_index(value, IE_IN_STOCK, &field, NULL);
 	rc = rc ? rc : avro_value_set_boolean(&field, event->in_stock);
 	rc = rc ? rc : set_long(value, IE_TS, event->ts_ms);
+	rc = rc ? rc : set_optional(value, IE_TITLE, event->title != NULL, &branch);
+	if (rc == 0 && event->title != NULL)
+		rc = avro_value_set_string(&branch, event->title);
+	rc = rc ? rc : set_optional(value, IE_DESCRIPTION, event->description != NULL, &branch);
+	if (rc == 0 && event->description != NULL)
+		rc = avro_value_set_string(&branch, event->description);
+	rc = rc ? rc : set_optional(value, IE_CONTENT, event->has_content, &branch);
+	if (rc == 0 && event->has_content) {
+		avro_value_t part, element;
+		rc = avro_value_get_by_name(&branch, "model", &part, NULL);
+		rc = rc ? rc : avro_value_set_string(&part, event->content_model);
+		rc = rc ? rc : avro_value_get_by_name(&branch, "dim", &part, NULL);
+		rc = rc ? rc : avro_value_set_int(&part, (int32_t)event->content_dim);
+		rc = rc ? rc : avro_value_get_by_name(&branch, "vector", &part, NULL);
+		for (uint32_t i = 0; rc == 0 && i < event->content_dim; i++) {
+			rc = avro_value_append(&part, &element, NULL);
+			rc = rc ? rc : avro_value_set_float(&element, event->content[i]);
+		}
+	}
 	if (rc != 0) {
 		set_errstr(errstr, errstr_size, "item %s: cannot set fields: %s", event->item_id,
 			   avro_strerror());

@@ -39,6 +39,12 @@
 /** Default bound on how far in the future an event time may lie. */
 #define CODEC_DEFAULT_MAX_FUTURE_MS (24LL * 3600 * 1000)
 
+/** Longest title, description or search text, in bytes of UTF-8. */
+#define CODEC_TEXT_MAX_BYTES 65536
+
+/** Largest content vector dimension the codec accepts. */
+#define CODEC_CONTENT_MAX_DIM 4096
+
 /** One user-behaviour event, decoded and validated. */
 struct user_event {
 	char event_id[CODEC_ID_MAX_BYTES + 1];
@@ -56,9 +62,26 @@ struct user_event {
 	 * the producer sent one; an empty string counts as none. */
 	bool has_list_id;
 	char list_id[CODEC_ID_MAX_BYTES + 1];
+	/**
+	 * A search (UserEvent.search): item_id may then be empty and type is
+	 * not an action. search_text (UTF-8, search_text_len bytes, NUL-terminated
+	 * when encoding) and search_vector (search_dim finite floats, by model
+	 * search_model) are borrowed like item_event's text; at least one is set.
+	 */
+	bool has_search;
+	const char *search_text;
+	size_t search_text_len;
+	const float *search_vector;
+	uint32_t search_dim;
+	char search_model[CODEC_ID_MAX_BYTES + 1];
 };
 
-/** One catalogue update, decoded and validated. */
+/**
+ * One catalogue update, decoded and validated. title, description and
+ * content are borrowed: after codec_decode_item_event() they belong to the
+ * codec and stay valid until its next decode; for encoding, to the caller
+ * (NULL: absent).
+ */
 struct item_event {
 	char item_id[CODEC_ID_MAX_BYTES + 1];
 	bool has_category;
@@ -67,6 +90,15 @@ struct item_event {
 	double price;
 	bool in_stock;
 	int64_t ts_ms;
+	/** UTF-8 of title_len bytes (NUL-terminated when encoding); NULL: none. */
+	const char *title, *description;
+	size_t title_len, description_len;
+	/** The content embedding (ContentVector): checked to hold content_dim
+	 * finite numbers, content_dim 1..CODEC_CONTENT_MAX_DIM. */
+	bool has_content;
+	char content_model[CODEC_ID_MAX_BYTES + 1];
+	uint32_t content_dim;
+	const float *content;
 };
 
 struct scored_item {

@@ -326,7 +326,7 @@ int eventlog_append_indexed(struct event_log *log, uint32_t user, uint32_t item,
 			   log->count, user, item);
 		return -1;
 	}
-	if ((unsigned)type >= EVENT_TYPE_COUNT) {
+	if ((unsigned)type >= EVENT_TYPE_COUNT && (unsigned)type != EVENT_SEARCH) {
 		set_errstr(errstr, errstr_size, "event %zu: type %d out of range", log->count,
 			   (int)type);
 		return -1;
@@ -717,10 +717,13 @@ static int parse_csv_line(struct text_reader *r, char *line, char *errstr, size_
 		return line_error(r, errstr, errstr_size,
 				  "ts_ms: expected a whole number of milliseconds, got '%.64s'",
 				  f[0]);
-	if (!event_type_from_name(f[3], &type))
+	if (strcmp(f[3], EVENT_SEARCH_NAME) == 0)
+		type = (enum event_type)EVENT_SEARCH; /* item_id is the query's id */
+	else if (!event_type_from_name(f[3], &type))
 		return line_error(r, errstr, errstr_size,
-				  "unknown event type '%.64s' (expected %s)", f[3],
-				  EVENT_SYMBOLS_EXPECTED);
+				  "unknown event type '%.64s' (expected %s or " EVENT_SEARCH_NAME
+				  ")",
+				  f[3], EVENT_SYMBOLS_EXPECTED);
 	if (r->csv_has_category && f[4][0] != '\0' && !parse_category(f[4], &category))
 		return line_error(
 		    r, errstr, errstr_size,
@@ -1565,7 +1568,9 @@ int eventlog_write_csv(const struct event_log *log, const char *path, char *errs
 		*p++ = ',';
 		p = put_text(p, log->item_ids[log->item[i]]);
 		*p++ = ',';
-		p = put_text(p, event_type_name((enum event_type)log->type[i]));
+		p = put_text(p, log->type[i] == EVENT_SEARCH
+				    ? EVENT_SEARCH_NAME
+				    : event_type_name((enum event_type)log->type[i]));
 		if (log->item_category != NULL) {
 			*p++ = ',';
 			if (log->item_category[log->item[i]] != EVENTLOG_NONE)
@@ -1652,8 +1657,16 @@ int eventlog_write_avro(const struct event_log *log, const char *path, char *err
 {
 	static const char *const field_names[AVRO_FIELD_COUNT] = {"event_id", "user_id", "item_id",
 								  "type", "ts"};
-	static const char *const optional_fields[] = {"session_id", "quantity", "price", "list_id"};
+	static const char *const optional_fields[] = {"session_id", "quantity", "price", "list_id",
+						      "search"};
 	const char *schema_json = codec_schema_json("UserEvent");
+	if (eventlog_has_searches(log)) {
+		set_errstr(errstr, errstr_size,
+			   "%s: the log holds SEARCH events, which need their query vectors: write "
+			   "it as CSV (with a content file)",
+			   path);
+		return -1;
+	}
 	avro_schema_t schema = NULL;
 	avro_value_iface_t *iface = NULL;
 	avro_value_t record, fields[AVRO_FIELD_COUNT];
@@ -1761,4 +1774,162 @@ out_free:
 		avro_value_iface_decref(iface);
 	avro_schema_decref(schema);
 	return status;
+}
+
+/* ---- content vectors ----------------------------------------------------------- */
+
+bool eventlog_has_searches(const struct event_log *log)
+{
+	for (size_t e = 0; e < log->count; e++)
+		if (log->type[e] == EVENT_SEARCH)
+			return true;
+	return false;
+}
+
+bool eventlog_find_item(const struct event_log *log, const char *id, size_t len, uint32_t *index)
+{
+	uint64_t hash = XXH3_64bits(id, len);
+	if (log->item_slots == NULL)
+		return false;
+	for (size_t pos = hash & log->item_slot_mask; log->item_slots[pos] != 0;
+	     pos = (pos + 1) & log->item_slot_mask) {
+		uint64_t slot = log->item_slots[pos];
+		const char *known;
+		if (SLOT_TAG(slot) != hash >> 32)
+			continue;
+		known = log->item_ids[SLOT_INDEX(slot)];
+		if (strnlen(known, len + 1) == len && memcmp(known, id, len) == 0) {
+			*index = SLOT_INDEX(slot);
+			return true;
+		}
+	}
+	return false;
+}
+
+void eventlog_content_free(struct eventlog_content *content)
+{
+	if (content == NULL)
+		return;
+	free(content->vectors);
+	free(content->has);
+	memset(content, 0, sizeof *content);
+}
+
+/* Parses the numbers of one content line into out (at most capacity);
+ * @returns how many, or -1 with errstr filled (a bad number). */
+static long parse_content_numbers(char *text, float *out, size_t capacity, const char *path,
+				  size_t line, char *errstr, size_t errstr_size)
+{
+	long n = 0;
+	char *p = text;
+	while (*p != '\0') {
+		char *end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			break;
+		errno = 0;
+		float x = strtof(p, &end);
+		if (end == p || (*end != '\0' && *end != ' ' && *end != '\t')) {
+			set_errstr(errstr, errstr_size, "%s:%zu: number %ld: not a number: '%.20s'",
+				   path, line, n + 1, p);
+			return -1;
+		}
+		if (!isfinite(x) || errno == ERANGE) {
+			set_errstr(errstr, errstr_size,
+				   "%s:%zu: number %ld is not finite (or out of float range): '%.20s'",
+				   path, line, n + 1, p);
+			return -1;
+		}
+		if ((size_t)n < capacity)
+			out[n] = x;
+		n++;
+		p = end;
+	}
+	return n;
+}
+
+int eventlog_read_content(const struct event_log *log, const char *path,
+			  struct eventlog_content *out, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "r");
+	char *text = NULL;
+	size_t text_cap = 0, line = 0;
+	float *row = NULL;
+	int rc = -1;
+	memset(out, 0, sizeof *out);
+	if (f == NULL) {
+		set_errstr(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	out->item_count = log->item_count;
+	out->has = calloc(log->item_count + 1, 1);
+	row = malloc(CODEC_CONTENT_MAX_DIM * sizeof *row);
+	if (out->has == NULL || row == NULL)
+		goto out_nomem;
+	ssize_t got;
+	while ((got = getline(&text, &text_cap, f)) >= 0) {
+		line++;
+		while (got > 0 && (text[got - 1] == '\n' || text[got - 1] == '\r'))
+			text[--got] = '\0';
+		if (got == 0 || text[0] == '#')
+			continue;
+		char *tab = strchr(text, '\t');
+		if (tab == NULL || tab == text) {
+			set_errstr(errstr, errstr_size,
+				   "%s:%zu: expected item_id, a tab, then the vector's numbers", path,
+				   line);
+			goto out_free;
+		}
+		*tab = '\0';
+		long n = parse_content_numbers(tab + 1, row, CODEC_CONTENT_MAX_DIM, path, line, errstr,
+					       errstr_size);
+		if (n < 0)
+			goto out_free;
+		if (n == 0 || n > CODEC_CONTENT_MAX_DIM) {
+			set_errstr(errstr, errstr_size,
+				   "%s:%zu: %ld numbers, a vector has 1 to %d", path, line, n,
+				   CODEC_CONTENT_MAX_DIM);
+			goto out_free;
+		}
+		if (out->dim == 0) {
+			out->dim = (size_t)n;
+			out->vectors = calloc((log->item_count + 1) * out->dim, sizeof(float));
+			if (out->vectors == NULL)
+				goto out_nomem;
+		} else if ((size_t)n != out->dim) {
+			set_errstr(errstr, errstr_size, "%s:%zu: %ld numbers, the first line had %zu",
+				   path, line, n, out->dim);
+			goto out_free;
+		}
+		out->lines++;
+		uint32_t item;
+		if (!eventlog_find_item(log, text, (size_t)(tab - text), &item)) {
+			out->unknown++;
+			continue;
+		}
+		if (!out->has[item])
+			out->matched++;
+		out->has[item] = 1;
+		memcpy(out->vectors + (size_t)item * out->dim, row, out->dim * sizeof(float));
+	}
+	if (ferror(f)) {
+		set_errstr(errstr, errstr_size, "%s: read error", path);
+		goto out_free;
+	}
+	if (out->dim == 0) {
+		set_errstr(errstr, errstr_size, "%s: no vector lines", path);
+		goto out_free;
+	}
+	rc = 0;
+	goto out_close;
+out_nomem:
+	set_errstr(errstr, errstr_size, "%s: out of memory", path);
+out_free:
+	eventlog_content_free(out);
+out_close:
+	free(row);
+	free(text);
+	fclose(f);
+	return rc;
 }

@@ -302,4 +302,39 @@ int eventlog_write_csv(const struct event_log *log, const char *path, char *errs
 int eventlog_write_avro(const struct event_log *log, const char *path, char *errstr,
 			size_t errstr_size);
 
+/** @returns true when the log holds EVENT_SEARCH events (CSV type SEARCH). */
+bool eventlog_has_searches(const struct event_log *log);
+
+/** @returns true with *index when the log knows item id (len bytes). */
+bool eventlog_find_item(const struct event_log *log, const char *id, size_t len,
+			uint32_t *index);
+
+/**
+ * Content vectors of a log's items, read from a file of lines
+ * `item_id<TAB>f1 f2 ... fn` (what `streamrec embed --passages` and
+ * `streamrec gen --content` write): every line has the same n, numbers
+ * separated by single spaces or tabs, finite; '#' lines and empty lines
+ * are skipped. Items the log does not know are counted and skipped; a later
+ * line for an item replaces an earlier one.
+ */
+struct eventlog_content {
+	size_t dim;          /**< n */
+	size_t item_count;   /**< the log's items when read: rows of vectors */
+	float *vectors;      /**< item_count x dim */
+	uint8_t *has;        /**< per item: a vector was read */
+	size_t lines;        /**< vector lines read */
+	size_t matched;      /**< distinct log items given a vector */
+	size_t unknown;      /**< lines naming an item the log does not know */
+};
+
+/**
+ * @brief Reads a content file for log's items. Errors name the file and
+ * line: `content.tsv:3: 383 numbers, the first line had 384`.
+ * @returns 0 with out filled (eventlog_content_free()), or -1 with errstr filled.
+ */
+int eventlog_read_content(const struct event_log *log, const char *path,
+			  struct eventlog_content *out, char *errstr, size_t errstr_size);
+
+void eventlog_content_free(struct eventlog_content *content);
+
 #endif

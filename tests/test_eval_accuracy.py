@@ -88,7 +88,7 @@ def test_signals_means_exactly_those(streams, tmp_path):
         streams["pairs"])
     signals = json.loads(out.read_text())["signals"]
     assert signals == {"taste": 0, "intent": 0, "covis": 1, "bias": 0, "correction": 0,
-                       "trending": 0}
+                       "trending": 0, "content": 0, "search": 0}
 
 
 def test_tune_picks_the_best_setting_and_prints_it(streams, tmp_path):

@@ -53,7 +53,36 @@ def random_event(rng, i):
         "quantity": rng.randint(1, 2**31 - 1) if kind == "PURCHASE" else None,
         "price": rng.uniform(0, 1e6) if rng.random() < 0.5 else None,
         "list_id": f"{rng.getrandbits(64):016x}" if rng.random() < 0.5 else None,
+        "search": random_search(rng) if rng.random() < 0.2 else None,
     }
+
+
+def random_search(rng):
+    dim = rng.choice([1, 5, 64])
+    content = {"model": random_id(rng), "dim": dim,
+               "vector": [as_float32(rng.gauss(0, 1)) for _ in range(dim)]}
+    kind = rng.choice(["text", "content", "both"])
+    return {"text": random_id(rng, 500) if kind != "content" else None,
+            "content": content if kind != "text" else None}
+
+
+def search_token(search):
+    if search is None:
+        return "-"
+    c = search["content"]
+    return ":".join(["S", hexs(search["text"]), hexs(c["model"]) if c else "-",
+                     ",".join(f"{x:.9g}" for x in c["vector"]) if c else "-"])
+
+
+def parse_search_token(token):
+    if token == "-":
+        return None
+    _, text, model, vector = token.split(":")
+    return {"text": None if text == "-" else bytes.fromhex(text).decode(),
+            "content": None if model == "-" else {
+                "model": bytes.fromhex(model).decode(),
+                "dim": len(vector.split(",")),
+                "vector": [as_float32(float(x)) for x in vector.split(",")]}}
 
 
 def random_rec(rng):
@@ -116,6 +145,7 @@ def parse_event_line(line):
         "quantity": None if parts[7] == "-" else int(parts[7]),
         "price": None if parts[8] == "-" else struct.unpack(">d", bytes.fromhex(parts[8]))[0],
         "list_id": None if parts[9] == "-" else bytes.fromhex(parts[9]).decode(),
+        "search": parse_search_token(parts[10]) if len(parts) > 10 else None,
     }
 
 
@@ -124,7 +154,7 @@ def event_line(e):
     quantity = "-" if e["quantity"] is None else str(e["quantity"])
     return " ".join([hexs(e["event_id"]), hexs(e["user_id"]), hexs(e["item_id"]), e["type"],
                      str(e["ts"]), hexs(e["session_id"]) if e["session_id"] else "-",
-                     quantity, price, hexs(e.get("list_id"))])
+                     quantity, price, hexs(e.get("list_id")), search_token(e.get("search"))])
 
 
 def rec_line(r):
@@ -235,11 +265,11 @@ def test_newer_and_older_writers_resolve(events, tmp_path):
         if i % 2:
             messages.append(confluent(11, avro_bytes(newer, {**e, "schema_version": 2,
                                                              "device": "phone"})))
-            expected.append(e)
+            expected.append({**e, "search": None})
         else:
             messages.append(confluent(10, avro_bytes(older, e)))
             expected.append({**e, "session_id": None, "quantity": None, "price": None,
-                             "list_id": None})
+                             "list_id": None, "search": None})
     lines = tool(["--schema", f"10={tmp_path / 'old.avsc'}", "--schema",
                   f"11={tmp_path / 'new.avsc'}", "decode-events"], [m.hex() for m in messages])
     assert [parse_event_line(line) for line in lines] == expected
@@ -257,8 +287,12 @@ def test_cut_fastavro_messages_are_truncated(events):
             # Raw framing names no writer schema: an event without a list_id,
             # cut by its last byte (list_id's null branch), is exactly version
             # 1's encoding of the same event, and reads as such
-            # (test_schema_evolution.py); every other cut is refused.
-            if e["list_id"] is None and cut == len(data) - 1:
+            # (test_schema_evolution.py); likewise an event without a
+            # search cut by its last byte is version 2's encoding, and
+            # without either, cut by two, version 1's; every other cut is
+            # refused.
+            if e["search"] is None and (cut == len(data) - 1 or
+                                        (e["list_id"] is None and cut == len(data) - 2)):
                 continue
             cuts.append(data[:cut].hex())
     lines = tool(["--framing", "raw", "decode-events"], cuts)

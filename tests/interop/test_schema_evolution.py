@@ -74,7 +74,7 @@ def test_added_fields_have_defaults_and_enum_is_unchanged():
 def test_new_reader_reads_old_data_in_fastavro(events, recs):
     for e in events:
         got = resolve(avro_bytes(OLD_USER_EVENT, old_event(e)), OLD_USER_EVENT, USER_EVENT)
-        assert got == {**old_event(e), "list_id": None}
+        assert got == {**old_event(e), "list_id": None, "search": None}
     for r in recs:
         got = resolve(avro_bytes(OLD_RECOMMENDATION, old_rec(r)), OLD_RECOMMENDATION,
                       RECOMMENDATION)
@@ -94,7 +94,7 @@ def test_old_reader_reads_new_data_in_fastavro(events, recs):
 
 def test_our_codec_reads_old_raw_and_confluent_events(events):
     old = [avro_bytes(OLD_USER_EVENT, old_event(e)) for e in events]
-    expected = [{**old_event(e), "list_id": None} for e in events]
+    expected = [{**old_event(e), "list_id": None, "search": None} for e in events]
     lines = tool(["--framing", "raw", "decode-events"], [m.hex() for m in old])
     assert [parse_event_line(line) for line in lines] == expected
     framed = [confluent(21, m).hex() for m in old]

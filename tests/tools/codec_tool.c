@@ -103,16 +103,67 @@ static void print_event(const struct user_event *e)
 		hex_print(e->list_id, strlen(e->list_id));
 	else
 		printf("-");
+	/* the search: - or S:text:model:v0,v1,... (hex strings, - for none) */
+	if (!e->has_search) {
+		printf(" -\n");
+		return;
+	}
+	printf(" S:");
+	if (e->search_text != NULL)
+		hex_print(e->search_text, e->search_text_len);
+	else
+		printf("-");
+	printf(":");
+	if (e->search_vector != NULL) {
+		hex_print(e->search_model, strlen(e->search_model));
+		printf(":");
+		for (uint32_t k = 0; k < e->search_dim; k++)
+			printf(k ? ",%.9g" : "%.9g", (double)e->search_vector[k]);
+	} else
+		printf("-:-");
 	printf("\n");
+}
+
+/* Storage of a parsed search token. */
+static char search_text[1 << 17];
+static float search_vector[4096];
+
+static int parse_search(char *token, struct user_event *e)
+{
+	char *text = token + 2, *model = strchr(text, ':'), *vector;
+	if (strncmp(token, "S:", 2) != 0 || model == NULL)
+		return -1;
+	*model++ = '\0';
+	vector = strchr(model, ':');
+	if (vector == NULL)
+		return -1;
+	*vector++ = '\0';
+	e->has_search = true;
+	if (strcmp(text, "-") != 0) {
+		if (hex_string(text, search_text, sizeof search_text))
+			return -1;
+		e->search_text = search_text;
+		e->search_text_len = strlen(search_text);
+	}
+	if (strcmp(model, "-") != 0) {
+		if (hex_string(model, e->search_model, sizeof e->search_model))
+			return -1;
+		e->search_dim = 0;
+		for (char *f = strtok(vector, ","); f != NULL && e->search_dim < 4096;
+		     f = strtok(NULL, ","))
+			search_vector[e->search_dim++] = strtof(f, NULL);
+		e->search_vector = search_vector;
+	}
+	return 0;
 }
 
 static int parse_event(char *line, struct user_event *e)
 {
-	char *tok[9];
+	char *tok[10];
 	int n = 0;
-	for (char *t = strtok(line, " \n"); t != NULL && n < 9; t = strtok(NULL, " \n"))
+	for (char *t = strtok(line, " \n"); t != NULL && n < 10; t = strtok(NULL, " \n"))
 		tok[n++] = t;
-	if (n != 9)
+	if (n != 9 && n != 10)
 		return -1;
 	memset(e, 0, sizeof *e);
 	if (hex_string(tok[0], e->event_id, sizeof e->event_id) ||
@@ -139,6 +190,8 @@ static int parse_event(char *line, struct user_event *e)
 		if (hex_string(tok[8], e->list_id, sizeof e->list_id))
 			return -1;
 	}
+	if (n == 10 && strcmp(tok[9], "-") != 0)
+		return parse_search(tok[9], e);
 	return 0;
 }
 
@@ -304,7 +357,46 @@ int main(int argc, char **argv)
 		struct codec_error err;
 		size_t len = 0;
 		line[strcspn(line, "\n")] = '\0';
-		if (strcmp(command, "decode-events") == 0 || strcmp(command, "decode-recs") == 0) {
+		if (strcmp(command, "decode-items") == 0) {
+			struct item_event it;
+			if (strcmp(line, "-") != 0 &&
+			    hex_decode(line, msg, sizeof msg, &len) != 0) {
+				fprintf(stderr, "codec_tool: bad hex line\n");
+				status = 2;
+				break;
+			}
+			if (codec_decode_item_event(codec, msg, len, 0, &it, &err) != 0) {
+				printf("ERR %s %s\n", codec_reason_name(err.reason), err.detail);
+				continue;
+			}
+			/* OK item_id category title description model dim v0,v1,... (hex strings, - for none) */
+			printf("OK ");
+			hex_print(it.item_id, strlen(it.item_id));
+			printf(" ");
+			if (it.has_category)
+				hex_print(it.category, strlen(it.category));
+			else
+				printf("-");
+			printf(" ");
+			if (it.title != NULL)
+				hex_print(it.title, it.title_len);
+			else
+				printf("-");
+			printf(" ");
+			if (it.description != NULL)
+				hex_print(it.description, it.description_len);
+			else
+				printf("-");
+			if (it.has_content) {
+				printf(" ");
+				hex_print(it.content_model, strlen(it.content_model));
+				printf(" %u ", it.content_dim);
+				for (uint32_t k = 0; k < it.content_dim; k++)
+					printf(k ? ",%.9g" : "%.9g", (double)it.content[k]);
+			} else
+				printf(" - 0 -");
+			printf("\n");
+		} else if (strcmp(command, "decode-events") == 0 || strcmp(command, "decode-recs") == 0) {
 			if (strcmp(line, "-") != 0 &&
 			    hex_decode(line, msg, sizeof msg, &len) != 0) {
 				fprintf(stderr, "codec_tool: bad hex line\n");

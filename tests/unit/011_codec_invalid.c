@@ -97,18 +97,20 @@ static void every_truncation_is_truncated(void **state)
 	ev.has_price = true;
 	ev.price = 5.5;
 	encode(f, f->raw, &ev, CODEC_FRAMING_RAW);
-	/* Raw framing names no writer schema: without its last byte (list_id's
-	 * null branch) the message is exactly version 1's encoding of the same
-	 * event (schemas/history), which the codec accepts as such. */
-	for (size_t cut = 1; cut < f->buf.len - 1; cut++)
+	/* Raw framing names no writer schema: without its last byte (search's
+	 * null branch) the message is exactly version 2's encoding of the same
+	 * event, and without its last two (list_id's too) version 1's
+	 * (schemas/history), which the codec accepts as such. */
+	for (size_t cut = 1; cut < f->buf.len - 2; cut++)
 		expect_reason(f->raw, f->buf.data, cut, CODEC_ERR_TRUNCATED, NULL);
-	{
+	for (size_t cut = 1; cut <= 2; cut++) {
 		struct user_event out;
 		struct codec_error err;
-		assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len - 1,
+		assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len - cut,
 							 testutil_now_ms(), &out, &err),
 				 0);
 		assert_false(out.has_list_id);
+		assert_false(out.has_search);
 		assert_string_equal(out.event_id, ev.event_id);
 		assert_int_equal(out.quantity, 2);
 	}
@@ -209,13 +211,13 @@ static void over_long_ids(void **state)
 	char id[CODEC_ID_MAX_BYTES + 2], field[CODEC_ID_MAX_BYTES + 16];
 	const char *fields[] = {
 	    "event_id=e",      field,           "item_id=i",  "type=VIEW",   "ts=1700000000000",
-	    "session_id=null", "quantity=null", "price=null", "list_id=null"};
+	    "session_id=null", "quantity=null", "price=null", "list_id=null", "search=null"};
 	uint8_t body[1024];
 	long n;
 	memset(id, 'u', CODEC_ID_MAX_BYTES + 1);
 	id[CODEC_ID_MAX_BYTES + 1] = '\0';
 	snprintf(field, sizeof field, "user_id=%s", id);
-	n = testutil_write_with_schema(codec_schema_json("UserEvent"), fields, 9, body,
+	n = testutil_write_with_schema(codec_schema_json("UserEvent"), fields, 10, body,
 				       sizeof body);
 	assert_true(n > 0);
 	expect_reason(f->raw, body, (size_t)n, CODEC_ERR_ID_TOO_LONG, "257 bytes, limit 256");

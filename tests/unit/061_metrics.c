@@ -194,7 +194,10 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_assigned_partitions 0");
 	assert_line(text, "streamrec_item_sync_folded_total 0");
 	assert_line(text, "# TYPE streamrec_item_sync_staleness_seconds gauge");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 42);
+	assert_line(text, "streamrec_content_vectors_total{outcome=\"placed\"} 0");
+	assert_line(text, "streamrec_content_texts_unembedded_total 0");
+	assert_line(text, "streamrec_search_events_total{outcome=\"applied\"} 0");
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 45);
 	/* backlog lists have their own histogram, out of the freshness SLO */
 	assert_line(text, "# TYPE streamrec_catch_up_seconds histogram");
 	free(text);
