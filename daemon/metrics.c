@@ -199,6 +199,13 @@ void metrics_set_blas(struct metrics *m, const char *kernel, const char *cpu_bes
 	snprintf(m->blas_chosen_by, sizeof m->blas_chosen_by, "%s", chosen_by);
 }
 
+void metrics_set_text_model(struct metrics *m, const char *name, unsigned dim, const char *kernel)
+{
+	snprintf(m->text_model_name, sizeof m->text_model_name, "%s", name);
+	snprintf(m->text_model_kernel, sizeof m->text_model_kernel, "%s", kernel);
+	m->text_model_dim = dim;
+}
+
 int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t partition, int64_t lag,
 			     int64_t committed_lag, char *errstr, size_t errstr_size)
 {
@@ -639,6 +646,14 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 			    "streamrec_blas_info{kernel=\"%s\",cpu_best=\"%s\",chosen_by=\"%s\"} 1\n",
 			    m->blas_kernel, m->blas_cpu_best, m->blas_chosen_by);
 	}
+
+	/* the family is always there; its one sample only while a model is loaded */
+	family(&t, "text_model_info", "gauge",
+	       "The text-embedding model in use (content.text_model): name, dimension, kernel; "
+	       "no sample when off.");
+	if (m->text_model_name[0] != '\0')
+		text_printf(&t, "streamrec_text_model_info{name=\"%s\",dim=\"%u\",kernel=\"%s\"} 1\n",
+			    m->text_model_name, m->text_model_dim, m->text_model_kernel);
 
 	if (t.failed || !t.data) {
 		free(t.data);
