@@ -84,6 +84,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s MODEL_FILE\n", argv[0]);
 		return 2;
 	}
+	setvbuf(stdout, NULL, _IOLBF, 0); /* each figure as it comes, also into a pipe */
 	if (cores < 1)
 		cores = 1;
 	if (cores > 64)
