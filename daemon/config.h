@@ -152,6 +152,7 @@ struct config {
 	char *experiment_control; /**< "": the popularity arm, else the first variant */
 	double experiment_alpha, experiment_msprt_tau2;
 	char *blas_kernel; /**< "auto" or a kernel family (model/blas.h) */
+	char *content_text_model; /**< content.text_model: the text model's file; "": off */
 	/* the schema registry ("" url: none) */
 	char *registry_url, *registry_basic_auth, *registry_tls_ca_file, *registry_tls_cert_file,
 	    *registry_tls_key_file;

@@ -35,6 +35,7 @@
 #include "registry.h"
 #include "state.h"
 #include "status.h"
+#include "textembed.h"
 #include "topk.h"
 
 #define DAEMON_MAX_PARTITIONS 1024
@@ -50,6 +51,10 @@ struct daemon {
 	struct config config;
 	char instance_id[320]; /**< config_instance_id() at start */
 	struct blas_report blas;
+	/** content.text_model, open for the life of the daemon; NULL: off. Shared by
+	 * every thread that embeds item text or search queries (model/textembed.h:
+	 * calls are reentrant). */
+	struct textembed *text_model;
 	struct ev_loop *loop;
 	struct state *state;
 	struct codec *codec;

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "model.h"
 #include "publish.h"
+#include "textembed.h"
 
 /* Dead-letter log lines: at most one per reason in this window; metrics count all. */
 #define DEAD_LETTER_LOG_WINDOW_S 10.0
@@ -155,6 +156,35 @@ static int check_content(const struct daemon *d, const struct item_event *item,
 }
 
 /*
+ * Text through the bundled model: title and description (either may be NULL)
+ * as a passage, or a search query. @returns a malloc'd content.dim vector,
+ * or NULL (counted and logged: the event is learned without it).
+ */
+static float *embed_text(struct daemon *d, const char *title, const char *description,
+			 bool query)
+{
+	size_t tl = title ? strlen(title) : 0, dl = description ? strlen(description) : 0;
+	char *text = malloc(tl + dl + 2);
+	float *vector = malloc(d->config.content_dim * sizeof *vector);
+	int rc = -1;
+	if (text != NULL && vector != NULL) {
+		snprintf(text, tl + dl + 2, "%s%s%s", title ? title : "", tl && dl ? "\n" : "",
+			 description ? description : "");
+		rc = query ? textembed_query(d->text_model, text, vector)
+			   : textembed_passage(d->text_model, text, vector);
+	}
+	free(text);
+	if (rc != 0) {
+		free(vector);
+		d->metrics->content_texts_unembedded_total++;
+		log_line(LOG_PRIORITY_WARNING, "text model: could not embed a %s of %zu bytes",
+			 query ? "search query" : "item text", tl + dl);
+		return NULL;
+	}
+	return vector;
+}
+
+/*
  * Hands an item's content vector (checked by check_content()) to every
  * variant's model: a new item starts where the content map puts it.
  */
@@ -163,23 +193,25 @@ static void apply_content(struct daemon *d, const struct item_event *item, uint3
 {
 	char errstr[256];
 	const float *content = item->has_content ? item->content : NULL;
+	float *embedded = NULL;
 	if (content == NULL && (item->title != NULL || item->description != NULL)) {
-		/*
-		 * TEXT EMBEDDING GOES HERE (branch `embedder`): with
-		 * content.text_model set, the daemon holds a struct textembed *
-		 * and this becomes one call,
-		 *   textembed_passage(te, title + "\n" + description, vector)
-		 * (L2-normalised, 384 floats; content.dim must then be 384), and
-		 * `content` points at that vector. Without a text model the text
-		 * is only counted.
-		 */
-		d->metrics->content_texts_unembedded_total++;
-		return;
+		/* the item's text through the bundled model (content.text_model),
+		 * on this thread: tens of ms a text (README, Text embeddings) */
+		if (d->text_model == NULL) {
+			d->metrics->content_texts_unembedded_total++;
+			return;
+		}
+		embedded = embed_text(d, item->title, item->description, false);
+		if (embedded == NULL)
+			return;
+		d->metrics->content_texts_embedded_total++;
+		content = embedded;
 	}
 	if (content == NULL)
 		return;
 	if (d->config.content_dim == 0) {
 		d->metrics->content_vectors_total[METRICS_CONTENT_IGNORED]++;
+		free(embedded);
 		return;
 	}
 	bool placed = false;
@@ -188,6 +220,7 @@ static void apply_content(struct daemon *d, const struct item_event *item, uint3
 					     sizeof errstr);
 		if (rc < 0) {
 			daemon_fail(d, errstr);
+			free(embedded);
 			return;
 		}
 		placed = placed || rc == 1;
@@ -196,6 +229,7 @@ static void apply_content(struct daemon *d, const struct item_event *item, uint3
 		refresher_listing_changed(d->refresher);
 	d->metrics->content_vectors_total[placed ? METRICS_CONTENT_PLACED
 						 : METRICS_CONTENT_STORED]++;
+	free(embedded);
 }
 
 /*
@@ -383,21 +417,23 @@ static int on_search(struct daemon *d, const struct consumer_message *m,
 		d->metrics->search_events_total[METRICS_SEARCH_IGNORED]++;
 		return 0;
 	}
+	float *embedded = NULL;
 	if (query == NULL) {
-		/*
-		 * TEXT EMBEDDING GOES HERE (branch `embedder`): with
-		 * content.text_model set, this becomes one call,
-		 *   textembed_query(te, ev->search_text, vector)
-		 * and `query` points at that vector. Without a text model the
-		 * search is only counted.
-		 */
-		d->metrics->search_events_total[METRICS_SEARCH_UNEMBEDDED]++;
-		return 0;
+		if (d->text_model == NULL || ev->search_text == NULL) {
+			d->metrics->search_events_total[METRICS_SEARCH_UNEMBEDDED]++;
+			return 0;
+		}
+		embedded = embed_text(d, ev->search_text, NULL, true);
+		if (embedded == NULL)
+			return 0;
+		d->metrics->content_texts_embedded_total++;
+		query = embedded;
 	}
 	const char *want_model = d->config.content_model_name;
-	if (ev->search_dim != d->config.content_dim ||
-	    (want_model != NULL && want_model[0] != '\0' &&
-	     strcmp(ev->search_model, want_model) != 0)) {
+	if (embedded == NULL &&
+	    (ev->search_dim != d->config.content_dim ||
+	     (want_model != NULL && want_model[0] != '\0' &&
+	      strcmp(ev->search_model, want_model) != 0))) {
 		err.reason = CODEC_ERR_INVALID_FIELD;
 		snprintf(err.detail, sizeof err.detail,
 			 "user %.64s: search.content is %u numbers of model \"%.64s\", configured "
@@ -407,8 +443,10 @@ static int on_search(struct daemon *d, const struct consumer_message *m,
 		return dead_letter(d, m, &err) != 0 ? -1 : 0;
 	}
 	uint32_t stable, applied, learners = learning_variants(d, ev->user_id);
-	if (state_search_for(d->state, ev->user_id, query, learners, &stable, &applied, errstr,
-			     sizeof errstr) != 0) {
+	int rc = state_search_for(d->state, ev->user_id, query, learners, &stable, &applied,
+				  errstr, sizeof errstr);
+	free(embedded);
+	if (rc != 0) {
 		daemon_fail(d, errstr);
 		return -1;
 	}

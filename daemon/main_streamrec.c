@@ -95,7 +95,10 @@ static const struct {
      "           [--arrival-share F: share of items launched during the stream]\n"
      "           [--content FILE: items' content vectors from the planted clusters]\n"
      "           [--content-dim 64] [--content-noise 0.5]\n"
-     "           [--searches N: planted search-then-buy sessions (needs --content)]"},
+     "           [--searches N: planted search-then-buy sessions (needs --content)]\n"
+
+     "           [--items-out ITEMS.tsv: item_id<TAB>title, titles from the planted clusters'\n"
+     "           product themes in en/de/pt/zh] [--categories-out CATS.tsv: item_id<TAB>cluster]"},
     {"replay", cli_replay,
      "learn an event file into a state directory, resuming after a crash\n"
      "           (--state DIR | --config STREAMRECD_CONF) FILE [--commit-every N]\n"
@@ -116,6 +119,13 @@ static const struct {
     {"blas", cli_blas_info,
      "print the OpenBLAS kernel in use, how it was chosen and its self-check\n"
      "           (STREAMREC_BLAS_KERNEL=auto|NAME chooses, as blas.kernel does for the daemon)"},
+    {"embed", cli_embed,
+     "embed texts with the bundled multilingual text model (e5-small, 384-dim)\n"
+     "           [--model PATH (default: $STREAMREC_TEXT_MODEL, the build's or the installed\n"
+     "           e5-small-q4.bin)] [--query (\"query: \" prefix; default \"passage: \")] TEXT...\n"
+     "           | --passages ITEMS.tsv (item_id<TAB>text lines; writes item_id<TAB>f1 ... fn)\n"
+     "           [--categories CATS.tsv (item_id<TAB>category: nearest-neighbour agreement)]\n"
+     "           [--threads N, default the CPUs] [--batch 16] [--kernel auto|avx2|scalar]"},
     {"digest", cli_digest,
      "print a digest of a state directory's model (equal digests: equal models)\n"
      "           --state DIR [--variant NAME, default: the first stored]"},

@@ -211,6 +211,39 @@ static int restore_lists(struct daemon *d, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/*
+ * content.text_model: the text model is opened at start (and by --check), so
+ * that a missing or corrupt file stops the daemon before it consumes anything.
+ */
+static int open_text_model(struct daemon *d, const char *config_path)
+{
+	const char *path = d->config.content_text_model;
+	char errstr[1024];
+	if (path == NULL || path[0] == '\0')
+		return 0;
+	double started = clock_monotonic_s();
+	if (textembed_open(path, &d->text_model, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrecd: %s: content.text_model: %s\n", config_path, errstr);
+		return -1;
+	}
+	log_line(LOG_PRIORITY_INFO, "text model %s: %s, %u-dim, %s kernel, loaded in %.0f ms",
+		 textembed_name(d->text_model), path, textembed_dim(d->text_model),
+		 textembed_kernel(d->text_model), (clock_monotonic_s() - started) * 1000);
+	/* item texts and search queries become content vectors: the same space */
+	if (d->config.content_dim != textembed_dim(d->text_model)) {
+		fprintf(stderr,
+			"streamrecd: %s: content.text_model %s gives %u-dim vectors but content.dim "
+			"is %zu: set content.dim = %u (and content.model_name = %s for upstream "
+			"vectors)\n",
+			config_path, path, textembed_dim(d->text_model), d->config.content_dim,
+			textembed_dim(d->text_model), textembed_name(d->text_model));
+		textembed_close(d->text_model);
+		d->text_model = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: streamrecd --config FILE [--check]\n"
@@ -276,6 +309,10 @@ int main(int argc, char **argv)
 	char kernel[256];
 	blas_describe(&d->blas, kernel, sizeof kernel);
 	log_line(d->blas.refused[0] ? LOG_PRIORITY_WARNING : LOG_PRIORITY_INFO, "%s", kernel);
+	if (open_text_model(d, config_path) != 0) {
+		status = 2;
+		goto out_free;
+	}
 
 	sd_notify(0, "STATUS=loading state");
 	struct stat state_stat;
@@ -312,6 +349,9 @@ int main(int argc, char **argv)
 		goto out_error;
 	metrics_set_blas(d->metrics, d->blas.kernel, d->blas.cpu_best,
 			 blas_choice_name(d->blas.choice));
+	if (d->text_model != NULL)
+		metrics_set_text_model(d->metrics, textembed_name(d->text_model),
+				       textembed_dim(d->text_model), textembed_kernel(d->text_model));
 	struct topk_config tc = {.max_batch = d->config.refresh_batch,
 				 .max_k = 1000,
 				 /* used only without workers (each worker has its own) */
@@ -405,6 +445,7 @@ out_free:
 	registry_free(d->registry);
 	ratelimit_free(d->dead_letter_log);
 	state_close(d->state);
+	textembed_close(d->text_model);
 	config_free(&d->config);
 	return status;
 }

@@ -205,6 +205,13 @@ void metrics_set_blas(struct metrics *m, const char *kernel, const char *cpu_bes
 	snprintf(m->blas_chosen_by, sizeof m->blas_chosen_by, "%s", chosen_by);
 }
 
+void metrics_set_text_model(struct metrics *m, const char *name, unsigned dim, const char *kernel)
+{
+	snprintf(m->text_model_name, sizeof m->text_model_name, "%s", name);
+	snprintf(m->text_model_kernel, sizeof m->text_model_kernel, "%s", kernel);
+	m->text_model_dim = dim;
+}
+
 int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t partition, int64_t lag,
 			     int64_t committed_lag, char *errstr, size_t errstr_size)
 {
@@ -659,10 +666,15 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 		text_printf(&t, "streamrec_content_vectors_total{outcome=\"%s\"} %" PRIu64 "\n",
 			    metrics_content_outcome_labels[o], m->content_vectors_total[o]);
 	family(&t, "content_texts_unembedded_total", "counter",
-	       "Items whose title or description came without a content vector while no text "
-	       "model is configured to embed it.");
+	       "Item texts (title, description) and search queries that came without a content "
+	       "vector and were not embedded: no text model configured, or it failed.");
 	text_printf(&t, "streamrec_content_texts_unembedded_total %" PRIu64 "\n",
 		    m->content_texts_unembedded_total);
+	family(&t, "content_texts_embedded_total", "counter",
+	       "Item texts and search queries turned into content vectors by the text model "
+	       "(content.text_model).");
+	text_printf(&t, "streamrec_content_texts_embedded_total %" PRIu64 "\n",
+		    m->content_texts_embedded_total);
 	family(&t, "search_events_total", "counter",
 	       "Search events by outcome: applied (a variant's short-term intent moved), "
 	       "not_applied (content map not solved yet, or the signal off), unembedded (text "
@@ -682,6 +694,14 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 			    "streamrec_blas_info{kernel=\"%s\",cpu_best=\"%s\",chosen_by=\"%s\"} 1\n",
 			    m->blas_kernel, m->blas_cpu_best, m->blas_chosen_by);
 	}
+
+	/* the family is always there; its one sample only while a model is loaded */
+	family(&t, "text_model_info", "gauge",
+	       "The text-embedding model in use (content.text_model): name, dimension, kernel; "
+	       "no sample when off.");
+	if (m->text_model_name[0] != '\0')
+		text_printf(&t, "streamrec_text_model_info{name=\"%s\",dim=\"%u\",kernel=\"%s\"} 1\n",
+			    m->text_model_name, m->text_model_dim, m->text_model_kernel);
 
 	if (t.failed || !t.data) {
 		free(t.data);

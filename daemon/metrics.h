@@ -193,6 +193,8 @@ struct metrics {
 	/** Items whose title or description arrived without a content vector
 	 * and with no text model configured to embed it. */
 	uint64_t content_texts_unembedded_total;
+	/** Item texts and search queries embedded by content.text_model. */
+	uint64_t content_texts_embedded_total;
 	/** Search events (UserEvent.search) by outcome: METRICS_SEARCH_APPLIED
 	 * (some variant's intent moved), _NOT_APPLIED (the content map is not
 	 * solved yet, or the signal is off), _UNEMBEDDED (text only, no text
@@ -209,6 +211,9 @@ struct metrics {
 
 	/** The BLAS kernel in use (streamrec_blas_info); use metrics_set_blas(). */
 	char blas_kernel[32], blas_cpu_best[32], blas_chosen_by[16];
+	/** The text model (streamrec_text_model_info); use metrics_set_text_model(). */
+	char text_model_name[64], text_model_kernel[16];
+	unsigned text_model_dim;
 
 	/** Consumer lag table; use metrics_set_consumer_lag(). */
 	size_t lag_count;
@@ -239,6 +244,10 @@ int metrics_variant_index(const struct metrics *m, const char *name);
 /** @brief Record the OpenBLAS kernel in use, the CPU's best, and how it was chosen. */
 void metrics_set_blas(struct metrics *m, const char *kernel, const char *cpu_best,
 		      const char *chosen_by);
+
+/** @brief Record the text model in use (content.text_model): its name, dimension and kernel. */
+void metrics_set_text_model(struct metrics *m, const char *name, unsigned dim,
+			    const char *kernel);
 
 int metrics_set_consumer_lag(struct metrics *m, const char *topic, int32_t partition, int64_t lag,
 			     int64_t committed_lag, char *errstr, size_t errstr_size);
