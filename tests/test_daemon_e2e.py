@@ -746,6 +746,10 @@ def test_status_marks_freshness_beyond_the_last_bucket_as_clipped(daemon, tmp_pa
              [user_event(f"u-old-{i}", item=f"item-{i % 3}", ts=old) for i in range(20)])
     assert daemon.wait_for(lambda: daemon.metric("streamrec_freshness_seconds_count") >= 1), \
         daemon.logtext()
+    # the status page's figures follow the metrics at their own step: wait for them
+    assert daemon.wait_for(
+        lambda: json.loads(daemon.get("/status.json")[1])["variants"][0]["lists"] > 0), \
+        daemon.get("/status.json")[1]
     status, body = daemon.get("/status.json")
     v = json.loads(body)["variants"][0]
     assert v["p99_ms"] is None and v["p99_clipped"] is True, v

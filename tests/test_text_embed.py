@@ -115,10 +115,10 @@ def test_the_synthetic_catalogue_recovers_its_planted_clusters(tmp_path):
     assert agreement > 0.8, out.stderr
 
 
-def write_config(tmp_path, model):
+def write_config(tmp_path, model, dim=384):
     path = tmp_path / "streamrecd.conf"
     path.write_text(f"[state]\ndir = {tmp_path / 'state'}\n"
-                    f"[content]\ntext_model = {model}\n"
+                    f"[content]\ntext_model = {model}\ndim = {dim}\n"
                     "[kafka]\nbootstrap.servers = 127.0.0.1:9\n")
     return path
 
@@ -146,10 +146,22 @@ def test_check_loads_a_good_text_model(tmp_path):
                      r"\w+ kernel, loaded in \d+ ms", out.stderr), out.stderr
 
 
+def test_a_text_model_needs_content_dim_of_its_size(tmp_path):
+    """Titles and searches become content vectors: content.dim must be the
+    model's dimension, or the start stops naming both keys and the fix."""
+    for dim in (0, 64):
+        config = write_config(tmp_path, MODEL, dim)
+        out = subprocess.run([STREAMRECD, "--config", config, "--check"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2, out.stderr
+        assert (f"{config}: content.text_model {MODEL} gives 384-dim vectors but content.dim "
+                f"is {dim}: set content.dim = 384") in out.stderr, out.stderr
+
+
 @pytest.mark.kafka
 def test_the_daemon_exports_its_text_model(kafka_broker, tmp_path):
     daemon = Daemon(kafka_broker, tmp_path, "textmodel")
-    daemon.add_config(f"[content]\ntext_model = {MODEL}\n")
+    daemon.add_config(f"[content]\ntext_model = {MODEL}\ndim = 384\n")
     try:
         daemon.start()
         series = daemon.series("streamrec_text_model_info")
