@@ -5,17 +5,14 @@ a new item from its title alone, and turns a search query's text into
 short-term intent. The same planted world as test_content_e2e.py, with
 product titles instead of upstream vectors.
 """
-import io
-import json
 import random
-import subprocess
 import time
 
-import fastavro
 import pytest
 
-from harness import BUILD, SCHEMAS
-from test_daemon_e2e import STREAMREC, daemon, latest_lists, settled  # noqa: F401 (fixture)
+from harness import BUILD
+from test_content_e2e import produce_events, send_items, send_searches
+from test_daemon_e2e import daemon, latest_lists, settled  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.kafka
 
@@ -28,8 +25,6 @@ THEMES = [
     ["laptop charger", "usb-c power adapter", "notebook power supply", "65w laptop adapter"],
 ]
 KINDS = len(THEMES)
-ITEM_SCHEMA = fastavro.parse_schema(json.loads((SCHEMAS / "item_event.avsc").read_text()))
-USER_SCHEMA = fastavro.parse_schema(json.loads((SCHEMAS / "user_event.avsc").read_text()))
 CONFIG = f"""[content]
 dim = 384
 text_model = {MODEL}
@@ -47,51 +42,30 @@ def title(kind, n, rng):
     return f"{brand} {THEMES[kind][n % len(THEMES[kind])]} {rng.choice(['black', 'blue', 'grey'])}"
 
 
-def send_items(daemon, items):
-    lines = []
-    for item_id, text in items:
-        record = {"item_id": item_id, "category": None, "price": None, "in_stock": True,
-                  "ts": 1700000000000, "title": text, "description": None, "content": None}
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, ITEM_SCHEMA, record)
-        lines.append(f"key={item_id.encode().hex()} {buf.getvalue().hex()}")
-    subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.items],
-                   input="".join(line + "\n" for line in lines).encode(), check=True,
-                   capture_output=True)
-
-
-def produce(daemon, tmp_path, rows, name):
-    path = tmp_path / name
-    path.write_text("ts_ms,user_id,item_id,type\n" +
-                    "".join(f"{ts},{u},{i},{t}\n" for ts, u, i, t in rows))
-    subprocess.run([STREAMREC, "produce", "--brokers", daemon.broker.bootstrap, "--topic",
-                    daemon.events, "--file", path, "--rate", "0"], check=True,
-                   capture_output=True)
-
-
 def test_titles_and_search_text_through_the_bundled_model(daemon, tmp_path):
     assert MODEL.exists(), f"{MODEL} missing: make deps-model"
     daemon.add_config(CONFIG)
     rng = random.Random(3)
     daemon.start()
-    send_items(daemon, [(f"k{k}-i{j}", title(k, j, rng)) for k in range(KINDS)
-                        for j in range(PER_KIND)])
+    send_items(daemon, [{"item_id": f"k{k}-i{j}", "title": title(k, j, rng)}
+                        for k in range(KINDS) for j in range(PER_KIND)])
     assert daemon.wait_for(lambda: daemon.metric("streamrec_content_texts_embedded_total")
                            >= KINDS * PER_KIND, 120), daemon.logtext()
     assert daemon.metric("streamrec_content_texts_unembedded_total") == 0
     start = int(time.time() * 1000) - 60000
     rows = [(start + 5 * e, f"u{u}", f"k{u % KINDS}-i{rng.randrange(PER_KIND)}", "VIEW")
             for e, u in enumerate(rng.randrange(USERS) for _ in range(6000))]
-    produce(daemon, tmp_path, rows, "learn.csv")
+    produce_events(daemon, tmp_path, rows, "learn.csv")
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 6000, 120)
 
     # a new running shoe, known by its title only, nobody has touched it
-    send_items(daemon, [("new-shoe", "Zenit lightweight running shoes for road racing")])
+    send_items(daemon, [{"item_id": "new-shoe",
+                         "title": "Zenit lightweight running shoes for road racing"}])
     assert daemon.wait_for(
         lambda: daemon.metric('streamrec_content_vectors_total{outcome="placed"}') >= 1, 60), \
         daemon.logtext()
-    produce(daemon, tmp_path, [(int(time.time() * 1000), f"u{u}", f"k{u % KINDS}-i0", "VIEW")
-                               for u in range(USERS)], "touch.csv")
+    produce_events(daemon, tmp_path, [(int(time.time() * 1000), f"u{u}", f"k{u % KINDS}-i0",
+                                       "VIEW") for u in range(USERS)], "touch.csv")
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 6000 + USERS, 60)
     settled(daemon)
     time.sleep(2)
@@ -107,18 +81,8 @@ def test_titles_and_search_text_through_the_bundled_model(daemon, tmp_path):
     # and the next list leans to the garden items
     searchers = [f"u{u}" for u in range(USERS) if u % KINDS == 1][:10]
     before = latest_lists(daemon, 10000)
-    lines = []
-    for n, user in enumerate(searchers):
-        record = {"event_id": f"s-{n}", "user_id": user, "item_id": "", "type": "VIEW",
-                  "ts": int(time.time() * 1000), "session_id": None, "quantity": None,
-                  "price": None, "list_id": None,
-                  "search": {"text": "hose to water my lawn", "content": None}}
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, USER_SCHEMA, record)
-        lines.append(f"key={user.encode().hex()} {buf.getvalue().hex()}")
-    subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.events],
-                   input="".join(line + "\n" for line in lines).encode(), check=True,
-                   capture_output=True)
+    send_searches(daemon, [(user, {"text": "hose to water my lawn", "content": None})
+                           for user in searchers])
     assert daemon.wait_for(lambda: daemon.metric(
         'streamrec_search_events_total{outcome="applied"}') >= len(searchers), 120), \
         daemon.logtext()
