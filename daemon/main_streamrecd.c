@@ -358,6 +358,12 @@ int main(int argc, char **argv)
 				 .threads = 0};
 	d->topk = topk_new(&tc, errstr, sizeof errstr);
 	d->status = d->topk ? status_new(d->metrics) : NULL;
+	/* the status page's first snapshot is the start (all counters at zero):
+	 * taken at the first watchdog tick instead, it could come after the
+	 * first events were learned and published, which the page then never
+	 * counted in a window (a loaded machine's fresh-clone run saw it) */
+	if (d->status != NULL)
+		status_tick(d->status, ev_now(d->loop));
 	d->catalog = d->status ? catalog_new() : NULL;
 	if (d->catalog == NULL) {
 		if (d->topk != NULL)
