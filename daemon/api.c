@@ -83,6 +83,7 @@ static void on_stop(struct ev_loop *loop, ev_async *w, int revents)
 static void *api_main(void *arg)
 {
 	struct api *api = arg;
+	pthread_setname_np(pthread_self(), "api"); /* top -H, ps -L, /proc/PID/task */
 	ev_run(api->loop, 0);
 	return NULL;
 }

@@ -236,6 +236,12 @@ static const struct option options[] = {
      "Worker threads that rank lists beside learning (auto: one per CPU online); 0 ranks "
      "them on the event loop's thread, between events.",
      NULL},
+    {"refresh", "nice", OPT_UINT, ST_UNSIGNED, G(refresh_nice), "0", 0, 19, NULL, OPT_BOUNDED,
+     "How much lower the refresh workers' CPU priority is than the rest of the daemon (a "
+     "nice increment, 0..19, per thread): when the cores are short, learning and the lookup "
+     "API's thread run first and lists wait (deferred newest first, as refresh.staleness_target "
+     "says). 0: all threads equal.",
+     NULL},
     {"refresh", "max_busy_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_max_busy_share), "0.5", 0, 1,
      NULL, OPT_RELOAD | OPT_BOUNDED | OPT_MIN_OPEN,
      "While events wait to be learned, refreshing takes at most this share of the loop's "

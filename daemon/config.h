@@ -138,6 +138,7 @@ struct config {
 	uint64_t refresh_interval_ms;
 	unsigned refresh_batch;
 	unsigned refresh_threads;      /**< workers ranking lists; 0: on the loop's thread */
+	unsigned refresh_nice;         /**< the workers' nice value (0..19), above the process's */
 	double refresh_max_busy_share; /**< (0, 1] of loop time while events wait */
 	uint64_t min_interval_ms;
 	uint64_t staleness_target_ms; /**< newest first within it; older ones deferred */

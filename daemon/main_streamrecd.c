@@ -383,6 +383,7 @@ int main(int argc, char **argv)
 				    .opaque = d,
 				    .experiment = d->experiment,
 				    .threads = d->config.refresh_threads,
+				    .nice = d->config.refresh_nice,
 				    .notify = publish_notify,
 				    .notify_opaque = d};
 	d->refresher = refresher_new(&rc, errstr, sizeof errstr);

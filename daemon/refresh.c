@@ -1,10 +1,14 @@
 #include "refresh.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "bytes.h"
 #include "clock.h"
@@ -97,6 +101,7 @@ struct worker {
 
 struct pool {
 	size_t threads; /* 0: no workers */
+	unsigned nice;  /* refresh.nice */
 	pthread_t *thread;
 	struct worker *worker; /* each worker's argument */
 	size_t started;
@@ -287,6 +292,7 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	r->c = *config;
 	r->batch = config->config->refresh_batch;
 	r->pool.threads = config->threads;
+	r->pool.nice = config->nice;
 	r->stables = calloc(r->batch, sizeof *r->stables);
 	r->by_variant = calloc(STATE_MAX_VARIANTS * r->batch, sizeof *r->by_variant);
 	r->items = calloc(MAX_K, sizeof *r->items);
@@ -797,6 +803,21 @@ static void *worker_main(void *arg)
 	struct refresher *r = self->r;
 	struct pool *p = &r->pool;
 	char why[256];
+	char name[16];
+	snprintf(name, sizeof name, "refresh-%zu", self->index);
+	pthread_setname_np(pthread_self(), name);
+	if (p->nice > 0) {
+		/* Linux's nice is per thread (setpriority on a thread id): only the
+		 * workers step back; raising a nice value needs no privilege */
+		errno = 0;
+		int base = getpriority(PRIO_PROCESS, 0);
+		int target = base + (int)p->nice > 19 ? 19 : base + (int)p->nice;
+		if ((base == -1 && errno != 0) ||
+		    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), target) != 0)
+			log_line(LOG_PRIORITY_WARNING,
+				 "refresh worker %zu: cannot lower its priority (refresh.nice %u): %s",
+				 self->index, p->nice, strerror(errno));
+	}
 
 	pthread_mutex_lock(&p->mutex);
 	for (;;) {

@@ -104,6 +104,8 @@ struct refresh_config {
 	struct experiment *experiment;
 	/** Worker threads ranking lists (refresh.threads); 0: on the caller's. */
 	size_t threads;
+	/** The workers' nice increment over the process (refresh.nice, 0..19). */
+	unsigned nice;
 	/** Called on a worker thread when a round's lists are ranked (must be
 	 * thread-safe: the daemon sends an ev_async); NULL: nobody is told. */
 	void (*notify)(void *opaque);

@@ -205,6 +205,7 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 static void *writer_main(void *arg)
 {
 	struct state *s = arg;
+	pthread_setname_np(pthread_self(), "state-writer");
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		while (!s->busy && !s->stopping)

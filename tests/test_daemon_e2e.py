@@ -1317,3 +1317,33 @@ def test_an_arm_that_learns_from_its_own_users_only(daemon):
     assert every == 4000
     assert 0.3 * every < own < 0.7 * every, updates
     assert daemon.stop() == 0
+
+
+def thread_priorities(pid):
+    """{thread name: [nice values]} of a running process (/proc/PID/task)."""
+    threads = {}
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:
+            continue  # the thread ended while we looked
+        # fields after the ")" of comm: state is field 3, nice field 19
+        nice = int(stat.rsplit(")", 1)[1].split()[16])
+        threads.setdefault(name, []).append(nice)
+    return threads
+
+
+def test_refresh_workers_step_back_by_refresh_nice(daemon):
+    """refresh.nice lowers the refresh workers' priority only: learning (the
+    main thread), the state writer and the lookup API keep the process's, so
+    when the cores are short they run first and lists wait."""
+    daemon.add_config(f"[refresh]\nthreads = 2\nnice = 7\n[api]\nlisten = 127.0.0.1:{free_port()}\n")
+    daemon.start()
+    daemon.produce(300)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 300)
+    threads = thread_priorities(daemon.process.pid)
+    assert threads.get("refresh-0") == [7] and threads.get("refresh-1") == [7], threads
+    assert threads.get("streamrecd") and set(threads["streamrecd"]) == {0}, threads
+    assert threads.get("api") == [0] and threads.get("state-writer") == [0], threads
+    assert daemon.stop() == 0
