@@ -161,21 +161,35 @@ static const char *retrieval_name(const struct model_config *config,
 
 /* The baselines and ablations scored beside the model (prequential arms). */
 #define MAX_TRENDING_BASELINES 8
-/* --tune: the trending signal's weight and half-life, and beta, on a grid */
-static const float tune_trending_weights[] = {0.0f, 0.25f, 0.5f, 1.0f};
-static const double tune_half_lives[] = {3600e3, 86400e3, 7 * 86400e3, 30 * 86400e3};
-static const float tune_covis_weights[] = {2.0f, 8.0f};
-static const float tune_learning_rates[] = {0.05f, 0.3f};
-static const unsigned tune_negatives[] = {8, 16};
+/*
+ * --tune: a coordinate search over the settings a variant takes. Each round
+ * replays the stream once with the current configuration and, beside it on
+ * the same test points, every one-setting change of it (each axis's other
+ * values); the best change is taken and the next round starts from it, until
+ * no change helps or --tune-rounds ran. Unlike a one-at-a-time grid it finds
+ * combinations (on MovieLens 100K: beta, window, half-life and rate together).
+ */
+enum tune_key { TUNE_TRENDING_WEIGHT, TUNE_HALF_LIFE, TUNE_BETA, TUNE_WINDOW, TUNE_LR, TUNE_NEGATIVES };
+struct tune_axis {
+	enum tune_key key;
+	const char *name; /* in the arm's name */
+	size_t count;
+	double values[6];
+};
+static const struct tune_axis tune_axes[] = {
+    {TUNE_TRENDING_WEIGHT, "g", 4, {0, 0.25, 0.5, 1}},
+    {TUNE_HALF_LIFE, "half-life", 5, {3600e3, 86400e3, 3 * 86400e3, 7 * 86400e3, 30 * 86400e3}},
+    {TUNE_BETA, "beta", 6, {1, 2, 3, 4, 6, 8}},
+    {TUNE_WINDOW, "window", 4, {2, 3, 4, 5}},
+    {TUNE_LR, "lr", 4, {0.05, 0.1, 0.2, 0.3}},
+    {TUNE_NEGATIVES, "negatives", 3, {4, 8, 16}},
+};
 #define COUNT_OF(a) (sizeof(a) / sizeof(a)[0])
-#define TUNE_ARMS                                                                      \
-	(COUNT_OF(tune_trending_weights) * COUNT_OF(tune_half_lives) +                    \
-	 COUNT_OF(tune_covis_weights) + COUNT_OF(tune_learning_rates) + COUNT_OF(tune_negatives))
+#define TUNE_ARMS 26 /* the axes' values, all but each axis's current one */
+#define DEFAULT_TUNE_ROUNDS 4
 #define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS + TUNE_ARMS)
 struct eval_arms {
 	size_t count;
-	size_t tune_first, tune_count; /**< the --tune arms: arm[tune_first..] */
-	struct model_config tune_config[TUNE_ARMS];
 	struct prequential_arm arm[MAX_ARMS];
 	char name[MAX_ARMS][64];
 	struct prequential_split split[MAX_ARMS];
@@ -221,7 +235,7 @@ static void format_duration(double ms, char *out, size_t size)
  * model's configuration with each of its signals switched off in turn.
  */
 static int build_arms(const struct model_config *config, bool baselines, const double *half_lives,
-		      size_t half_life_count, bool ablations, bool tune, struct eval_arms *arms,
+		      size_t half_life_count, bool ablations, struct eval_arms *arms,
 		      char *errstr, size_t errstr_size)
 {
 	struct model_config c = *config;
@@ -251,77 +265,155 @@ static int build_arms(const struct model_config *config, bool baselines, const d
 		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
 			return -1;
 	}
-	arms->tune_first = arms->count;
-	for (size_t w = 0; tune && w < sizeof tune_trending_weights / sizeof *tune_trending_weights;
-	     w++)
-		for (size_t h = 0; h < sizeof tune_half_lives / sizeof *tune_half_lives; h++) {
-			c = *config;
-			c.trending_weight = tune_trending_weights[w];
-			c.trending_half_life_ms = tune_half_lives[h];
-			format_duration(c.trending_half_life_ms, duration, sizeof duration);
-			snprintf(name, sizeof name, "tune g=%g/%s", (double)c.trending_weight,
-				 duration);
-			arms->tune_config[arms->count - arms->tune_first] = c;
-			if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
-				return -1;
-		}
-	for (size_t b = 0; tune && b < sizeof tune_covis_weights / sizeof *tune_covis_weights; b++) {
-		c = *config;
-		c.covis_weight = tune_covis_weights[b];
-		snprintf(name, sizeof name, "tune beta=%g", (double)c.covis_weight);
-		arms->tune_config[arms->count - arms->tune_first] = c;
-		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
-			return -1;
-	}
-	for (size_t l = 0; tune && l < COUNT_OF(tune_learning_rates); l++) {
-		c = *config;
-		c.learning_rate = tune_learning_rates[l];
-		snprintf(name, sizeof name, "tune lr=%g", (double)c.learning_rate);
-		arms->tune_config[arms->count - arms->tune_first] = c;
-		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
-			return -1;
-	}
-	for (size_t n = 0; tune && n < COUNT_OF(tune_negatives); n++) {
-		c = *config;
-		c.negatives = tune_negatives[n];
-		snprintf(name, sizeof name, "tune negatives=%u", c.negatives);
-		arms->tune_config[arms->count - arms->tune_first] = c;
-		if (add_arm(arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr, errstr_size) != 0)
-			return -1;
-	}
-	arms->tune_count = arms->count - arms->tune_first;
 	return 0;
 }
 
-/*
- * --tune: the best of the configuration and the grid arms on all test
- * points (the grid changes one thing at a time, but for the trending
- * weight and half-life, which it crosses), and the lines that set it for a variant of streamrecd.
- */
-static void print_tuned(const struct model_config *config, const struct prequential_split *model,
-			const struct eval_arms *arms)
+static double tune_get(const struct model_config *c, enum tune_key key)
 {
-	const struct model_config *best = config;
-	double best_hr = model->all.hit_rate;
-	const char *best_name = "the configuration";
-	for (size_t a = 0; a < arms->tune_count; a++) {
-		double hr = arms->split[arms->tune_first + a].all.hit_rate;
-		if (hr > best_hr) {
-			best_hr = hr;
-			best = &arms->tune_config[a];
-			best_name = arms->name[arms->tune_first + a];
-		}
+	switch (key) {
+	case TUNE_TRENDING_WEIGHT: return c->trending_weight;
+	case TUNE_HALF_LIFE: return c->trending_half_life_ms;
+	case TUNE_BETA: return c->covis_weight;
+	case TUNE_WINDOW: return c->covis_window;
+	case TUNE_LR: return c->learning_rate;
+	case TUNE_NEGATIVES: return c->negatives;
 	}
+	return 0;
+}
+
+static void tune_set(struct model_config *c, enum tune_key key, double value)
+{
+	switch (key) {
+	case TUNE_TRENDING_WEIGHT: c->trending_weight = (float)value; break;
+	case TUNE_HALF_LIFE: c->trending_half_life_ms = value; break;
+	case TUNE_BETA: c->covis_weight = (float)value; break;
+	case TUNE_WINDOW: c->covis_window = (unsigned)value; break;
+	case TUNE_LR: c->learning_rate = (float)value; break;
+	case TUNE_NEGATIVES: c->negatives = (unsigned)value; break;
+	}
+}
+
+static void tune_value_text(enum tune_key key, double value, char *out, size_t size)
+{
+	if (key == TUNE_HALF_LIFE)
+		format_duration(value, out, size);
+	else
+		snprintf(out, size, "%g", value);
+}
+
+/* What the search found: the best configuration and the path to it. */
+struct tune_result {
+	struct model_config best;
+	double start_hr, best_hr;
+	unsigned rounds;
+	size_t scored; /* settings replayed, the starting one included */
+	char path[512]; /* the changes taken, in order */
+};
+
+/*
+ * The coordinate search (see tune_axes). Rounds replay without baselines
+ * or list rules; the main replay that follows is the configuration's own.
+ */
+static int tune_search(const struct model_config *start, struct topk *topk,
+		       const struct prequential_stream *stream, const struct prequential_config *base,
+		       unsigned max_rounds, struct tune_result *out, char *errstr, size_t errstr_size)
+{
+	struct model_config current = *start;
+	double current_hr = -1;
+	*out = (struct tune_result){.best = *start};
+	for (unsigned round = 0; round < max_rounds; round++) {
+		struct eval_arms arms = {0};
+		struct model_config candidate[TUNE_ARMS];
+		char name[64], value[32];
+		for (size_t x = 0; x < COUNT_OF(tune_axes); x++) {
+			const struct tune_axis *axis = &tune_axes[x];
+			for (size_t v = 0; v < axis->count; v++) {
+				if ((float)axis->values[v] == (float)tune_get(&current, axis->key))
+					continue;
+				struct model_config c = current;
+				tune_set(&c, axis->key, axis->values[v]);
+				char invalid[256];
+				if (model_config_check(&c, invalid, sizeof invalid) != 0)
+					continue; /* e.g. a window above recent_items */
+				tune_value_text(axis->key, axis->values[v], value, sizeof value);
+				snprintf(name, sizeof name, "%s=%s", axis->name, value);
+				candidate[arms.count] = c;
+				if (add_arm(&arms, name, &c, PREQUENTIAL_RANK_MODEL, errstr,
+					    errstr_size) != 0) {
+					eval_arms_free(&arms);
+					return -1;
+				}
+			}
+		}
+		struct model *model = model_new(&current, errstr, errstr_size);
+		struct prequential_config pc = *base;
+		pc.arms = arms.arm;
+		pc.arm_count = arms.count;
+		pc.rules = NULL;
+		pc.event_flags = NULL;
+		pc.both_engines = false;
+		struct prequential_result r = {.arms = arms.split};
+		if (model == NULL || prequential_run(model, topk, stream, &pc, &r, errstr,
+						     errstr_size) != 0) {
+			model_free(model);
+			eval_arms_free(&arms);
+			return -1;
+		}
+		model_free(model);
+		current_hr = r.model_split.all.hit_rate;
+		if (round == 0) {
+			out->start_hr = current_hr;
+			out->scored = 1;
+		}
+		out->scored += arms.count;
+		size_t best = SIZE_MAX;
+		double best_hr = current_hr;
+		for (size_t a = 0; a < arms.count; a++)
+			if (r.arms[a].all.hit_rate > best_hr) {
+				best_hr = r.arms[a].all.hit_rate;
+				best = a;
+			}
+		out->rounds = round + 1;
+		printf("tune round %u: %zu changes of the current setting (HR@%zu %.4f); best: %s "
+		       "%.4f\n",
+		       round + 1, arms.count, pc.k, current_hr,
+		       best == SIZE_MAX ? "none better" : arms.name[best], best_hr);
+		fflush(stdout);
+		if (best != SIZE_MAX) {
+			size_t used = strlen(out->path);
+			snprintf(out->path + used, sizeof out->path - used, "%s%s",
+				 used ? ", " : "", arms.name[best]);
+			current = candidate[best];
+			current_hr = best_hr;
+		}
+		eval_arms_free(&arms);
+		if (best == SIZE_MAX)
+			break;
+	}
+	out->best = current;
+	out->best_hr = current_hr;
+	return 0;
+}
+
+/* The search's outcome, and the lines that set it for a variant of streamrecd. */
+static void print_tuned(const struct tune_result *t)
+{
 	char duration[32];
-	format_duration(best->trending_half_life_ms, duration, sizeof duration);
-	printf("\ntuned (best HR on all test points of %zu settings): %s, %.4f against the "
-	       "configuration's %.4f\n",
-	       arms->tune_count + 1, best_name, best_hr, model->all.hit_rate);
+	format_duration(t->best.trending_half_life_ms, duration, sizeof duration);
+	printf("\ntuned (coordinate search, %u rounds, %zu settings replayed; the figures are "
+	       "in-sample: choose on one stretch of history, check on a later one): %s, %.4f "
+	       "against the configuration's %.4f\n",
+	       t->rounds, t->scored, t->path[0] ? t->path : "the configuration", t->best_hr,
+	       t->start_hr);
 	printf("for streamrecd, in [model] or [variant.NAME]:\n"
 	       "  trending_weight = %g\n  trending_half_life_ms = %s\n  covis_weight = %g\n"
-	       "  learning_rate = %g\n  negatives = %u\n",
-	       (double)best->trending_weight, duration, (double)best->covis_weight,
-	       (double)best->learning_rate, best->negatives);
+	       "  covis_window = %u\n  learning_rate = %g\n  negatives = %u\n",
+	       (double)t->best.trending_weight, duration, (double)t->best.covis_weight,
+	       t->best.covis_window, (double)t->best.learning_rate, t->best.negatives);
+	printf("the same in streamrec eval: --trending-weight %g --trending-half-life %s "
+	       "--covis-weight %g --covis-window %u --lr %g --negatives %u\n",
+	       (double)t->best.trending_weight, duration, (double)t->best.covis_weight,
+	       t->best.covis_window, (double)t->best.learning_rate, t->best.negatives);
 }
 
 /* --baseline-half-lives 1h,1d,7d */
@@ -423,7 +515,7 @@ static void json_scores(FILE *out, const char *name, const struct prequential_sc
 static int write_json(const char *path, const struct event_log *log,
 		      const struct model_config *config, const struct prequential_config *pc,
 		      const struct prequential_result *r, const struct eval_arms *arms, bool rules,
-		      char *errstr, size_t errstr_size)
+		      const struct tune_result *tuned, char *errstr, size_t errstr_size)
 {
 	FILE *out = fopen(path, "w");
 	if (out == NULL) {
@@ -461,6 +553,16 @@ static int write_json(const char *path, const struct event_log *log,
 		config->use_correction, config->use_trending, config->use_content,
 		config->use_search);
 	fprintf(out, "  \"searches\": %llu,\n", (unsigned long long)r->searches);
+	if (tuned != NULL)
+		fprintf(out,
+			"  \"tuned\": {\"rounds\": %u, \"settings_replayed\": %zu, \"path\": \"%s\", "
+			"\"start_recall\": %.17g, \"recall\": %.17g, \"trending_weight\": %g, "
+			"\"trending_half_life_ms\": %.0f, \"covis_weight\": %g, \"covis_window\": %u, "
+			"\"learning_rate\": %g, \"negatives\": %u},\n",
+			tuned->rounds, tuned->scored, tuned->path, tuned->start_hr, tuned->best_hr,
+			(double)tuned->best.trending_weight, tuned->best.trending_half_life_ms,
+			(double)tuned->best.covis_weight, tuned->best.covis_window,
+			(double)tuned->best.learning_rate, tuned->best.negatives);
 	fprintf(out, "  \"content_dim\": %zu, \"new_item_events\": %llu,\n", config->content_dim,
 		(unsigned long long)pc->new_item_events);
 	if (pc->both_engines) {
@@ -657,6 +759,7 @@ int cli_eval(int argc, char **argv)
 						{"content-min-events", required_argument, NULL, 1019},
 						{"content-prior", required_argument, NULL, 1020},
 						{"search-weight", required_argument, NULL, 1021},
+						{"tune-rounds", required_argument, NULL, 1022},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -666,6 +769,8 @@ int cli_eval(int argc, char **argv)
 	double half_lives[MAX_TRENDING_BASELINES] = {3600e3, 86400e3, 7 * 86400e3};
 	size_t half_life_count = 3;
 	bool ablations = false, baselines = true, tune = false;
+	unsigned tune_rounds = DEFAULT_TUNE_ROUNDS;
+	struct tune_result tuned = {0};
 	struct eval_arms arms = {0};
 	struct eval_rules er = {0};
 	const char *categories_text = "", *boost_text = "", *pin_text = "";
@@ -880,6 +985,18 @@ int cli_eval(int argc, char **argv)
 			config.content_prior_weight = (float)w;
 			break;
 		}
+		case 1022: {
+			double rounds;
+			rc = parse_real("tune-rounds", optarg, 1, 20, &rounds);
+			if (rc == 0 && rounds != floor(rounds)) {
+				fprintf(stderr, "streamrec eval: --tune-rounds: a whole number from 1 "
+						"to 20, got %s\n", optarg);
+				rc = -1;
+			}
+			tune = true;
+			tune_rounds = (unsigned)rounds;
+			break;
+		}
 		default: return 2;
 		}
 		if (rc != 0)
@@ -960,7 +1077,7 @@ int cli_eval(int argc, char **argv)
 				 .max_k = er.any ? listrules_fetch(&er.rules, pc.k, 1000) : pc.k};
 	topk = model ? topk_new(&tc, errstr, sizeof errstr) : NULL;
 	if (model == NULL || topk == NULL ||
-	    build_arms(&config, baselines, half_lives, half_life_count, ablations, tune, &arms,
+	    build_arms(&config, baselines, half_lives, half_life_count, ablations, &arms,
 		       errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
@@ -987,6 +1104,11 @@ int cli_eval(int argc, char **argv)
 	pc.arms = arms.arm;
 	pc.arm_count = arms.count;
 	struct prequential_result r = {.arms = arms.split};
+	if (tune && tune_search(&config, topk, &stream, &pc, tune_rounds, &tuned, errstr,
+				sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec eval: --tune: %s\n", errstr);
+		goto out_free;
+	}
 	if (prequential_run(model, topk, &stream, &pc, &r, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;
@@ -1113,11 +1235,12 @@ int cli_eval(int argc, char **argv)
 		       (unsigned long long)r.rules_exposure.new_items_shown);
 	}
 	if (tune)
-		print_tuned(&config, &r.model_split, &arms);
+		print_tuned(&tuned);
 	if ((export_path != NULL &&
 	     write_stream(export_path, log, event_flags, &config, errstr, sizeof errstr) != 0) ||
 	    (json_path != NULL &&
-	     write_json(json_path, log, &config, &pc, &r, &arms, er.any, errstr, sizeof errstr) !=
+	     write_json(json_path, log, &config, &pc, &r, &arms, er.any, tune ? &tuned : NULL, errstr,
+			sizeof errstr) !=
 		 0)) {
 		fprintf(stderr, "streamrec eval: %s\n", errstr);
 		goto out_free;

@@ -91,19 +91,33 @@ def test_signals_means_exactly_those(streams, tmp_path):
                        "trending": 0, "content": 0, "search": 0}
 
 
-def test_tune_picks_the_best_setting_and_prints_it(streams, tmp_path):
-    """--tune scores a grid of trending weights, half-lives and betas beside the
-    configuration on the same test points and prints the best as streamrecd
-    settings: on the drift stream the trending signal must stay on."""
+def test_tune_searches_coordinates_and_its_settings_reproduce_its_figure(streams, tmp_path):
+    """--tune runs a coordinate search (one replay a round, every one-setting
+    change of the current configuration beside it) and prints the best as
+    streamrecd settings and as eval flags. On the drift stream, started with
+    the trending signal off, the search switches it on; replaying with the
+    printed flags gives exactly the figure the search reported."""
     out = tmp_path / "eval.json"
-    text = run("eval", "--tune", "--no-baselines", "--trending-weight", "0", "--json", out,
-               streams["drift"]).stdout
-    rankings = {r["name"]: r["all"]["recall"] for r in json.loads(out.read_text())["rankings"]}
-    grid = {n: v for n, v in rankings.items() if n.startswith("tune ")}
-    assert len(grid) == 22
-    best = max(grid, key=grid.get)
-    assert grid[best] > rankings["streamrec"], "the grid has nothing better than gamma 0 on drift"
-    assert f"tuned (best HR on all test points of 23 settings): {best}, {grid[best]:.4f}" in text
-    weight = float(best.split("=")[1].split("/")[0]) if best.startswith("tune g=") else None
-    assert weight is not None and weight > 0
-    assert f"  trending_weight = {weight:g}\n" in text
+    text = run("eval", "--tune-rounds", "2", "--no-baselines", "--trending-weight", "0",
+               "--json", out, streams["drift"]).stdout
+    figures = json.loads(out.read_text())
+    tuned = figures["tuned"]
+    start = {r["name"]: r for r in figures["rankings"]}["streamrec"]["all"]["recall"]
+    assert tuned["start_recall"] == pytest.approx(start, abs=1e-12)
+    assert 1 <= tuned["rounds"] <= 2 and "tune round 1: " in text
+    assert tuned["recall"] > start, "the search found nothing better than gamma 0 on drift"
+    assert tuned["trending_weight"] > 0, tuned
+    assert f"  trending_weight = {tuned['trending_weight']:g}\n" in text
+    flags = text.split("the same in streamrec eval: ", 1)[1].splitlines()[0].split()
+    again = tmp_path / "again.json"
+    run("eval", "--no-baselines", *flags, "--json", again, streams["drift"])
+    replayed = {r["name"]: r for r in json.loads(again.read_text())["rankings"]}
+    assert replayed["streamrec"]["all"]["recall"] == pytest.approx(tuned["recall"], abs=1e-12)
+
+
+def test_tune_rounds_must_be_a_count(streams):
+    for bad in ("0", "2.5", "x"):
+        r = subprocess.run([STREAMREC, "eval", "--tune-rounds", bad, streams["drift"]],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "--tune-rounds" in r.stderr, (bad, r.stderr)
+
