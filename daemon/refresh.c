@@ -615,7 +615,8 @@ static void list_item(struct refresher *r, size_t v, struct model *model, uint32
 {
 	uint64_t count = model_item_count_of(model, i);
 	uint8_t *flags = r->listable[v];
-	flags[i] = catalog_listed(r->c.catalog, i) &&
+	/* a freed index (lifecycle) is listed by no one until a new item takes it */
+	flags[i] = state_item_live(r->c.state, i) && catalog_listed(r->c.catalog, i) &&
 		   (count >= r->c.config->min_item_events || model_item_content_placed(model, i));
 	if (flags[i] && count < explore_events)
 		r->explore_pool[v][r->explore_pool_count[v]++] = i;
