@@ -2772,6 +2772,12 @@ int model_add_item(struct model *model, uint32_t item, uint64_t hash)
 	return ensure_item(model, item, hash);
 }
 
+size_t model_item_neighbours(const struct model *model, uint32_t item, const uint32_t **items)
+{
+	const float *weights;
+	return covis_successors(model->covis, item, items, &weights);
+}
+
 size_t model_user_exclusions(const struct model *model, uint32_t user, const uint32_t **items)
 {
 	if ((size_t)user >= model->users) {

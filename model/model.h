@@ -783,6 +783,9 @@ void model_touch_user(struct model *model, uint32_t user);
 /** @brief Makes sure item exists (initialised from its hash if new). @returns 0 or -1. */
 int model_add_item(struct model *model, uint32_t item, uint64_t hash);
 
+/** @returns item's co-visitation neighbours (*items borrowed until the next learn). */
+size_t model_item_neighbours(const struct model *model, uint32_t item, const uint32_t **items);
+
 /** @returns a user's exclusions (sorted item indices; borrowed until the next learn). */
 size_t model_user_exclusions(const struct model *model, uint32_t user, const uint32_t **items);
 
