@@ -369,15 +369,17 @@ struct state_lifecycle_counts {
 };
 
 /**
- * @brief Remove expired users, then the least recently active beyond
- * max_users. Each removed user's stable index is handed to on_removed
+ * @brief Remove expired items, then the least recently active beyond
+ * max_items (each handed to lifecycle->on_item_removed; every reference to
+ * them in memory goes in the same call, see above), then expired users,
+ * then the least recently active beyond max_users. Each removed user's stable index is handed to on_removed
  * (NULL: none) before it can be reused, so the caller drops what it keeps
  * by stable index (lists, refresh marks). The deletions go to the next
  * commit, atomically with the offsets of the events learned before it; a
  * removed user met again before that commit starts fresh. Pinned users are
  * removed too: the caller sweeps between refresh rounds.
  * @param wall_ms the wall clock (the event-time clock never runs ahead of it); INT64_MAX: no cap
- * @returns the users removed, or -1 with errstr filled (a read error: the
+ * @returns the users and items removed, or -1 with errstr filled (a read error: the
  * state is unchanged for the user it could not remove).
  */
 long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *lifecycle,
