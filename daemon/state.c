@@ -108,6 +108,8 @@ struct state {
 	uint32_t *removed_items; /* a sweep's, for model_forget_items() */
 	size_t removed_item_count, removed_item_capacity;
 	uint64_t admitted_items, expired_items, evicted_items, unadmitted_item_events;
+	uint32_t reused_ring[STATE_REUSED_KEPT]; /* state_reused_item() */
+	uint64_t reused_items;
 	struct sketch *item_sketch; /* state_config.item_admit_after; NULL: off */
 	unsigned item_admit_after;
 	bool item_sketch_changed;
@@ -785,10 +787,12 @@ int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *h
 			idmap_remove(s->items, found);
 			goto out_nomem;
 		}
-		if (s->free_item_count > 0)
+		if (s->free_item_count > 0) {
 			s->free_item_count--;
-		else
+			s->reused_ring[s->reused_items++ % STATE_REUSED_KEPT] = found;
+		} else {
 			s->next_item++;
+		}
 		s->item_live[found] = 1;
 		s->item_last_seen[found] = INT64_MIN;
 		s->live_items++;
@@ -835,6 +839,16 @@ bool state_item_too_old(const struct state *state, int64_t ts_ms, uint64_t item_
 	if (item_ttl_ms == 0 || now == INT64_MIN || ts_ms == INT64_MIN)
 		return false;
 	return ts_ms < now && (uint64_t)now - (uint64_t)ts_ms > item_ttl_ms;
+}
+
+uint64_t state_items_reused(const struct state *state)
+{
+	return state->reused_items;
+}
+
+uint32_t state_reused_item(const struct state *state, uint64_t n)
+{
+	return state->reused_ring[n % STATE_REUSED_KEPT];
 }
 
 size_t state_item_count(const struct state *state)

@@ -402,6 +402,18 @@ bool state_item_too_old(const struct state *state, int64_t ts_ms, uint64_t item_
 /** @returns the live items (with an index). */
 size_t state_item_count(const struct state *state);
 
+/** Item indices reused (handed to a new item after a removal) that the state
+ * remembers, newest last: state_reused_item(). */
+#define STATE_REUSED_KEPT 4096
+
+/** @returns how many item indices were reused since the state opened. */
+uint64_t state_items_reused(const struct state *state);
+
+/** @returns the index of the n-th reuse (n < state_items_reused(), and one of
+ * the last STATE_REUSED_KEPT): a cache of per-item facts (the refresher's
+ * listable flags) looks at these again. */
+uint32_t state_reused_item(const struct state *state, uint64_t n);
+
 /** @returns whether an item index belongs to a live item (not freed). */
 bool state_item_live(const struct state *state, uint32_t item);
 
