@@ -22,7 +22,7 @@
 #   make bench-api  the lookup API under load while ingesting 10k events/s:
 #                 build/bench-results/api.md (about two minutes)
 #   make bench-soak  the embedding life cycle: churning users with and without
-#                 lifecycle bounds, rows / RSS / state size over time (SOAK_ARGS)
+#                 lifecycle bounds, and churning items; rows / RSS / state size over time (SOAK_ARGS)
 #   make bench-embed  texts/s of the bundled text model, one thread and all cores
 #   make man      the man pages, from the programs' --help: build/man/
 #   make install  PREFIX=/usr/local DESTDIR=   (make uninstall: all but the configuration)

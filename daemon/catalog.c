@@ -173,6 +173,16 @@ static void remove_member(struct category *cat, uint32_t item)
 		}
 }
 
+void catalog_forget_item(struct catalog *c, uint32_t item)
+{
+	if ((size_t)item >= c->item_capacity)
+		return;
+	c->listed[item] = 1;
+	if (c->category_of[item] != NO_CATEGORY)
+		remove_member(&c->categories[c->category_of[item]], item);
+	c->category_of[item] = NO_CATEGORY;
+}
+
 int catalog_set_category(struct catalog *c, uint32_t item, const char *category,
 			 const uint32_t **members, size_t *count)
 {

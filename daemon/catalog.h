@@ -27,6 +27,10 @@ void catalog_free(struct catalog *catalog);
  */
 int catalog_set_listed(struct catalog *catalog, uint32_t item, bool listed);
 
+/** @brief Forget what the catalogue says of an item index (the item left the
+ * state: lifecycle): as if never named, so its next owner starts clean. */
+void catalog_forget_item(struct catalog *catalog, uint32_t item);
+
 /** @returns whether item may be listed (true for items never named). */
 bool catalog_listed(const struct catalog *catalog, uint32_t item);
 

@@ -136,8 +136,12 @@ static size_t encode_user(struct changelog *c, size_t variant, const void *row, 
 	if (model_user_row_items(model, c->row, len, number_item, c) != 0)
 		return 0;
 	size_t need = 4 + 1 + name_len + 4 + len + 4;
-	for (size_t k = 0; k < c->item_count; k++)
-		need += 2 + strlen(state_item_id(state, c->items[k]));
+	for (size_t k = 0; k < c->item_count; k++) {
+		const char *id = state_item_id(state, c->items[k]);
+		if (id == NULL)
+			return 0; /* a row set aside before its item was removed (lifecycle) */
+		need += 2 + strlen(id);
+	}
 	if (name_len > 255 || grow_scratch(&c->value, &c->value_capacity, need, 1) != 0)
 		return 0;
 	memcpy(c->value, USER_MAGIC, 4);

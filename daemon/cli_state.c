@@ -100,7 +100,8 @@ static struct state *open_configured(const char *command, const char *path, cons
 				  .start_from = start_from,
 				  .user_cache_users = cache_users ? cache_users : config.user_cache_users,
 				  .user_cache_bytes = config.user_cache_bytes,
-				  .admit_after = config.lifecycle_admit_after};
+				  .admit_after = config.lifecycle_admit_after,
+				  .item_admit_after = config.lifecycle_item_admit_after};
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
 	if (state == NULL)
 		fprintf(stderr, "streamrec %s: %s\n", command, errstr);

@@ -168,6 +168,24 @@ static const struct option options[] = {
      "Users the state holds at most, on disk and in memory: above it, each commit removes "
      "the least recently active (event time) as lifecycle.user_ttl does; 0: no bound.",
      NULL},
+    {"lifecycle", "item_admit_after", OPT_UINT, ST_UNSIGNED, G(lifecycle_item_admit_after), "0",
+     0, 255, NULL, OPT_BOUNDED,
+     "Give a new item an index and an embedding at its Nth event (counted approximately, "
+     "in 256 KiB kept in the state); until then its events train nothing and it is not "
+     "listable. A catalogue record admits an item at once. 0 or 1: at once.",
+     NULL},
+    {"lifecycle", "item_ttl", OPT_DURATION, ST_U64, G(lifecycle_item_ttl_ms), "0", 0,
+     3650 * DAY_MS, NULL, OPT_RELOAD | OPT_BOUNDED,
+     "Remove an item idle this long in event time (no event and no catalogue record): its "
+     "rows, ids and every reference to it (co-visitation lists, users' recent items, "
+     "trending, the index), in the next commit; it is never listed again unless its id "
+     "comes back, as a new item. 0: items never expire.",
+     NULL},
+    {"lifecycle", "max_items", OPT_UINT, ST_SIZE, G(lifecycle_max_items), "0", 0, 4294967295.0,
+     NULL, OPT_RELOAD | OPT_BOUNDED,
+     "Items the state holds at most: above it, each commit removes the least recently "
+     "active (event time) as lifecycle.item_ttl does; 0: no bound.",
+     NULL},
     {"http", "listen", OPT_STRING, ST_STR, G(http_listen), "127.0.0.1:9464", 0, 0, NULL, 0,
      "host:port of /metrics, /healthz, /readyz and the status page; empty: off.", NULL},
     {"http", "idle_timeout_ms", OPT_DURATION, ST_U64, G(http_idle_timeout_ms), "10s", 100, 3600000,
@@ -1715,6 +1733,8 @@ static const struct {
     {"refresh", "min_item_events", CONFIG_APPLY_LISTABLE},
     {"lifecycle", "user_ttl", CONFIG_APPLY_READ_AT_USE},
     {"lifecycle", "max_users", CONFIG_APPLY_READ_AT_USE},
+    {"lifecycle", "item_ttl", CONFIG_APPLY_READ_AT_USE},
+    {"lifecycle", "max_items", CONFIG_APPLY_READ_AT_USE},
     {"log", "level", CONFIG_APPLY_LOG_LEVEL},
     /* the refresher reads each variant's rules when it publishes a list */
     {"variant.NAME", "exclude_categories", CONFIG_APPLY_READ_AT_USE},

@@ -127,6 +127,9 @@ struct config {
 	uint64_t lifecycle_user_ttl_ms;
 	size_t lifecycle_max_users;
 	unsigned lifecycle_admit_after;
+	uint64_t lifecycle_item_ttl_ms;
+	size_t lifecycle_max_items;
+	unsigned lifecycle_item_admit_after;
 
 	char *http_listen;
 	uint64_t http_idle_timeout_ms;

@@ -269,7 +269,19 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 	}
 	uint32_t index;
 	uint64_t hash;
-	if (state_item(d->state, id, &index, &hash, errstr, sizeof errstr) != 0) {
+	int64_t record_ms = m->value != NULL ? item.ts_ms : m->timestamp_ms;
+	if (state_find_item(d->state, id) == UINT32_MAX &&
+	    (m->value == NULL ||
+	     state_item_too_old(d->state, record_ms, d->config.lifecycle_item_ttl_ms)) &&
+	    (d->config.lifecycle_item_ttl_ms > 0 || d->config.lifecycle_max_items > 0)) {
+		/* life cycle: an unknown item's tombstone, or a record older than
+		 * lifecycle.item_ttl (the compacted topic is re-read at each start),
+		 * would only make an item the next sweep removes */
+		return;
+	}
+	if (state_item(d->state, id, &index, &hash, errstr, sizeof errstr) != 0 ||
+	    (m->value != NULL && state_item_seen(d->state, index, record_ms, errstr,
+						 sizeof errstr) != 0)) {
 		daemon_fail(d, errstr);
 		return;
 	}
@@ -544,17 +556,33 @@ static void on_user_removed(uint32_t stable, void *opaque)
 		d->pre_activity[stable] = 0;
 }
 
+/* An item left the state (embedding life cycle): the catalogue forgets its
+ * index, and the listable flags are worked out again before the next round
+ * (the state already says the index is not live). */
+static void on_item_removed(uint32_t item, void *opaque)
+{
+	struct daemon *d = opaque;
+	catalog_forget_item(d->catalog, item);
+	refresher_listing_changed(d->refresher);
+}
+
 /*
- * Embedding life cycle (README): expired users, then the least recently
- * active above the bound, leave the state in the commit about to be built.
- * A round out with the workers names its users by stable index, so it is
- * ranked and published first (a wait of one round at most).
+ * Embedding life cycle (README): expired users and items, then the least
+ * recently active above the bounds, leave the state in the commit about to
+ * be built. A round out with the workers names its users by stable index
+ * and ranks over the item view, so it is ranked and published first (a
+ * wait of one round at most): no round in flight can list a removed item.
  */
 static int lifecycle_sweep(struct daemon *d, char *errstr, size_t errstr_size)
 {
 	struct state_lifecycle lifecycle = {.user_ttl_ms = d->config.lifecycle_user_ttl_ms,
-					    .max_users = d->config.lifecycle_max_users};
-	if (lifecycle.user_ttl_ms == 0 && lifecycle.max_users == 0)
+					    .max_users = d->config.lifecycle_max_users,
+					    .item_ttl_ms = d->config.lifecycle_item_ttl_ms,
+					    .max_items = d->config.lifecycle_max_items,
+					    .on_item_removed = on_item_removed,
+					    .opaque = d};
+	if (lifecycle.user_ttl_ms == 0 && lifecycle.max_users == 0 && lifecycle.item_ttl_ms == 0 &&
+	    lifecycle.max_items == 0)
 		return 0;
 	if (refresher_busy(d->refresher)) {
 		refresher_wait(d->refresher);
@@ -566,7 +594,7 @@ static int lifecycle_sweep(struct daemon *d, char *errstr, size_t errstr_size)
 	if (removed < 0)
 		return -1;
 	if (removed > 0)
-		log_line(LOG_PRIORITY_DEBUG, "life cycle: %ld users removed", removed);
+		log_line(LOG_PRIORITY_DEBUG, "life cycle: %ld users and items removed", removed);
 	return 0;
 }
 
@@ -652,7 +680,7 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		ingest_commit(d, false);
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
 	d->metrics->assigned_partitions = (int64_t)consumer_assigned_count(d->consumer);
-	d->metrics->items = (int64_t)model_item_count(state_model(d->state, 0));
+	d->metrics->items = (int64_t)state_item_count(d->state);
 	d->metrics->users = (int64_t)state_user_count(d->state);
 	struct state_lifecycle_counts life;
 	state_lifecycle_counts(d->state, &life);
@@ -660,6 +688,10 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	d->metrics->users_expired_total = life.expired_users;
 	d->metrics->users_evicted_total = life.evicted_users;
 	d->metrics->unadmitted_events_total = life.unadmitted_events;
+	d->metrics->items_admitted_total = life.admitted_items;
+	d->metrics->items_expired_total = life.expired_items;
+	d->metrics->items_evicted_total = life.evicted_items;
+	d->metrics->unadmitted_item_events_total = life.unadmitted_item_events;
 	log_line(LOG_PRIORITY_DEBUG, "commit %" PRIu64 ": %" PRId64 " users, %" PRId64 " items",
 		 d->metrics->commits_total, d->metrics->users, d->metrics->items);
 }

@@ -70,6 +70,7 @@ static int open_state(struct daemon *d, bool read_only, char *errstr, size_t err
 				  .user_cache_users = d->config.user_cache_users,
 				  .user_cache_bytes = d->config.user_cache_bytes,
 				  .admit_after = d->config.lifecycle_admit_after,
+				  .item_admit_after = d->config.lifecycle_item_admit_after,
 				  .on_user_row = changelog_on_user_row,
 				  .on_user_row_opaque = d,
 				  .read_only = read_only};

@@ -602,21 +602,30 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "Ids given an embedding row (lifecycle), by kind.");
 	text_printf(&t, "streamrec_embeddings_admitted_total{kind=\"user\"} %" PRIu64 "\n",
 		    m->users_admitted_total);
+	text_printf(&t, "streamrec_embeddings_admitted_total{kind=\"item\"} %" PRIu64 "\n",
+		    m->items_admitted_total);
 	family(&t, "embeddings_expired_total", "counter",
-	       "Rows removed after lifecycle.user_ttl of idleness (event time), by kind.");
+	       "Rows removed after lifecycle.user_ttl (item_ttl) of idleness (event time), by kind.");
 	text_printf(&t, "streamrec_embeddings_expired_total{kind=\"user\"} %" PRIu64 "\n",
 		    m->users_expired_total);
+	text_printf(&t, "streamrec_embeddings_expired_total{kind=\"item\"} %" PRIu64 "\n",
+		    m->items_expired_total);
 	family(&t, "embeddings_evicted_total", "counter",
-	       "Least recently active rows removed above lifecycle.max_users, by kind.");
+	       "Least recently active rows removed above lifecycle.max_users (max_items), by kind.");
 	text_printf(&t, "streamrec_embeddings_evicted_total{kind=\"user\"} %" PRIu64 "\n",
 		    m->users_evicted_total);
+	text_printf(&t, "streamrec_embeddings_evicted_total{kind=\"item\"} %" PRIu64 "\n",
+		    m->items_evicted_total);
 	family(&t, "embeddings_unadmitted_events_total", "counter",
 	       "Events of ids not admitted yet (lifecycle.admit_after): counted for their item, "
 	       "no embedding trained, by kind.");
 	text_printf(&t, "streamrec_embeddings_unadmitted_events_total{kind=\"user\"} %" PRIu64 "\n",
 		    m->unadmitted_events_total);
+	text_printf(&t, "streamrec_embeddings_unadmitted_events_total{kind=\"item\"} %" PRIu64 "\n",
+		    m->unadmitted_item_events_total);
 	family(&t, "embeddings_live", "gauge", "Rows the state holds (in memory or on disk), by kind.");
 	text_printf(&t, "streamrec_embeddings_live{kind=\"user\"} %" PRId64 "\n", m->users);
+	text_printf(&t, "streamrec_embeddings_live{kind=\"item\"} %" PRId64 "\n", m->items);
 	family(&t, "items", "gauge", "Items known to the state.");
 	text_printf(&t, "streamrec_items %" PRId64 "\n", m->items);
 	family(&t, "state_bytes", "gauge", "Size of the state store on disk.");

@@ -164,6 +164,9 @@ struct metrics {
 	uint64_t users_admitted_total, users_expired_total, users_evicted_total;
 	/** Events of users not admitted yet (lifecycle.admit_after). */
 	uint64_t unadmitted_events_total;
+	/** The same for items (lifecycle.item_ttl, max_items, item_admit_after). */
+	uint64_t items_admitted_total, items_expired_total, items_evicted_total,
+	    unadmitted_item_events_total;
 
 	/** State writes with their offset commits; failed ones; messages sent to the DLQ. */
 	uint64_t commits_total;

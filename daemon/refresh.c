@@ -160,6 +160,9 @@ struct refresher {
 	int64_t listable_at_ms[STATE_MAX_VARIANTS];
 	uint64_t listable_generation[STATE_MAX_VARIANTS];
 	uint64_t listing_generation;
+	/* per variant: state_items_reused() when the flags were last brought up
+	 * to date (a reused index below listable_items is checked again) */
+	uint64_t listable_reused[STATE_MAX_VARIANTS];
 	/* per variant, with the listable flags: the listable new items (fewer
 	 * positive events than explore_max_events) that exploration draws from;
 	 * explore_events is the bound they were taken with (0: none taken) */
@@ -621,7 +624,8 @@ static void list_item(struct refresher *r, size_t v, struct model *model, uint32
 {
 	uint64_t count = model_item_count_of(model, i);
 	uint8_t *flags = r->listable[v];
-	flags[i] = catalog_listed(r->c.catalog, i) &&
+	/* a freed index (lifecycle) is listed by no one until a new item takes it */
+	flags[i] = state_item_live(r->c.state, i) && catalog_listed(r->c.catalog, i) &&
 		   (count >= r->c.config->min_item_events || model_item_content_placed(model, i));
 	if (flags[i] && count < explore_events)
 		r->explore_pool[v][r->explore_pool_count[v]++] = i;
@@ -646,10 +650,21 @@ static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_
 	int64_t full_ms = config->refresh_interval_ms > LISTABLE_FULL_MS
 			      ? (int64_t)config->refresh_interval_ms
 			      : LISTABLE_FULL_MS;
+	uint64_t reused = state_items_reused(r->c.state);
 	bool current = r->listable[v] != NULL &&
 		       r->listable_generation[v] == r->listing_generation &&
 		       r->explore_events[v] == explore_events &&
-		       now_ms - r->listable_at_ms[v] < full_ms;
+		       now_ms - r->listable_at_ms[v] < full_ms &&
+		       reused - r->listable_reused[v] <= STATE_REUSED_KEPT;
+	if (current) {
+		/* indices freed by the life cycle (flag 0) and handed to new items */
+		for (uint64_t n = r->listable_reused[v]; n < reused; n++) {
+			uint32_t i = state_reused_item(r->c.state, n);
+			if ((size_t)i < r->listable_items[v] && !r->listable[v][i])
+				list_item(r, v, model, i, explore_events);
+		}
+	}
+	r->listable_reused[v] = reused;
 	if (current && r->listable_items[v] == items)
 		return r->listable[v];
 	size_t from = current ? r->listable_items[v] : 0;

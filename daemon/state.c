@@ -83,6 +83,36 @@ struct state {
 	unsigned admit_after;
 	bool sketch_changed;
 	uint64_t unadmitted_events;
+	/* Per user, with last_seen: the item removal (removal_seq) its row's
+	 * item references were last checked against (ids "P" + u32). */
+	uint64_t *user_purged;
+
+	/* Embedding life cycle of items (state.h), per item index: the event
+	 * time of its newest activity (INT64_MIN: unknown), whether it is live,
+	 * whether its last-seen changed since the last commit, and the removal
+	 * that last freed the index (0: never; ids "R" + u32, kept for good).
+	 * Removals are numbered by removal_seq. Freed indices go through the
+	 * same pending / in-flight / free stages as users'. */
+	int64_t *item_last_seen;
+	uint8_t *item_live, *item_seen_changed;
+	uint64_t *item_removed_seq;
+	size_t item_life_capacity, live_items;
+	uint32_t next_item;
+	uint64_t removal_seq;
+	uint32_t *seen_items;
+	size_t seen_item_count, seen_item_capacity;
+	uint32_t *free_items, *freed_items_inflight, *freed_items_pending;
+	size_t free_item_count, free_item_capacity, freed_items_inflight_count,
+	    freed_items_inflight_capacity, freed_items_pending_count,
+	    freed_items_pending_capacity;
+	uint32_t *removed_items; /* a sweep's, for model_forget_items() */
+	size_t removed_item_count, removed_item_capacity;
+	uint64_t admitted_items, expired_items, evicted_items, unadmitted_item_events;
+	uint32_t reused_ring[STATE_REUSED_KEPT]; /* state_reused_item() */
+	uint64_t reused_items;
+	struct sketch *item_sketch; /* state_config.item_admit_after; NULL: off */
+	unsigned item_admit_after;
+	bool item_sketch_changed;
 	/* state_config.on_user_row */
 	void (*on_user_row)(uint32_t stable, size_t variant, const void *row, size_t len,
 			    void *opaque);
@@ -129,29 +159,95 @@ static int ensure_life(struct state *s, uint32_t stable)
 	if (seen_changed == NULL)
 		return -1;
 	s->seen_changed = seen_changed;
+	uint64_t *user_purged = realloc(s->user_purged, cap * sizeof *user_purged);
+	if (user_purged == NULL)
+		return -1;
+	s->user_purged = user_purged;
 	for (size_t i = s->life_capacity; i < cap; i++) {
 		s->last_seen[i] = INT64_MIN;
 		s->live[i] = 0;
 		s->seen_changed[i] = 0;
+		s->user_purged[i] = 0;
 	}
 	s->life_capacity = cap;
 	return 0;
 }
 
-/* ids: "I" + u32 -> item id; "U" + u32 -> user id (users: live, and the
- * counter); "T" + u32 -> a user's last-seen event time */
+/* Grows the per-item life-cycle arrays to hold item. @returns 0 or -1. */
+static int ensure_item_life(struct state *s, uint32_t item)
+{
+	if ((size_t)item < s->item_life_capacity)
+		return 0;
+	size_t cap = s->item_life_capacity ? s->item_life_capacity : 1024;
+	while (cap <= item)
+		cap *= 2;
+	int64_t *last_seen = realloc(s->item_last_seen, cap * sizeof *last_seen);
+	if (last_seen == NULL)
+		return -1;
+	s->item_last_seen = last_seen;
+	uint8_t *live = realloc(s->item_live, cap);
+	if (live == NULL)
+		return -1;
+	s->item_live = live;
+	uint8_t *seen_changed = realloc(s->item_seen_changed, cap);
+	if (seen_changed == NULL)
+		return -1;
+	s->item_seen_changed = seen_changed;
+	uint64_t *removed_seq = realloc(s->item_removed_seq, cap * sizeof *removed_seq);
+	if (removed_seq == NULL)
+		return -1;
+	s->item_removed_seq = removed_seq;
+	for (size_t i = s->item_life_capacity; i < cap; i++) {
+		s->item_last_seen[i] = INT64_MIN;
+		s->item_live[i] = 0;
+		s->item_seen_changed[i] = 0;
+		s->item_removed_seq[i] = 0;
+	}
+	s->item_life_capacity = cap;
+	return 0;
+}
+
+/* ids: "I" + u32 -> item id (items: live, and the counter); "J" + u32 ->
+ * an item's last-seen event time; "R" + u32 -> the removal that last freed
+ * an item index; "U" + u32 -> user id (users: live, and the counter);
+ * "T" + u32 -> a user's last-seen event time; "P" + u32 -> the removal a
+ * user's stored row was checked against */
 static int load_id(const void *key, size_t key_len, const void *value, size_t value_len, void *ctx)
 {
 	struct load_context *c = ctx;
 	struct state *s = c->state;
 	const unsigned char *k = key;
-	if (key_len != 5 || (k[0] != 'I' && k[0] != 'U' && k[0] != 'T'))
+	if (key_len != 5 || strchr("IJRUTP", k[0]) == NULL || k[0] == '\0')
 		return 0;
 	uint32_t index = bytes_get_be32(k + 1);
-	if (k[0] != 'I' && ensure_life(s, index) != 0) {
-		set_errstr(c->errstr, c->errstr_size, "out of memory loading user %u", index);
+	bool of_item = k[0] == 'I' || k[0] == 'J' || k[0] == 'R';
+	if (of_item ? ensure_item_life(s, index) != 0 : ensure_life(s, index) != 0) {
+		set_errstr(c->errstr, c->errstr_size, "out of memory loading %s %u",
+			   of_item ? "item" : "user", index);
 		c->failed = 1;
 		return 1;
+	}
+	if (k[0] == 'J' || k[0] == 'R' || k[0] == 'P') {
+		if (value_len != 8) {
+			set_errstr(c->errstr, c->errstr_size,
+				   "%s %u: life-cycle record '%c' of %zu bytes, expected 8",
+				   of_item ? "item" : "user", index, k[0], value_len);
+			c->failed = 1;
+			return 1;
+		}
+		uint64_t v = bytes_get_be64(value);
+		if (k[0] == 'J') {
+			s->item_last_seen[index] = (int64_t)v;
+		} else if (k[0] == 'P') {
+			s->user_purged[index] = v;
+		} else {
+			s->item_removed_seq[index] = v;
+			if (v > s->removal_seq)
+				s->removal_seq = v;
+			if (index + 1 > s->next_item)
+				s->next_item = index + 1;
+		}
+		return 0;
 	}
 	if (k[0] == 'T') {
 		if (value_len != 8) {
@@ -178,6 +274,12 @@ static int load_id(const void *key, size_t key_len, const void *value, size_t va
 		c->failed = 1;
 		return 1;
 	}
+	if (index + 1 > s->next_item)
+		s->next_item = index + 1;
+	if (!s->item_live[index]) {
+		s->item_live[index] = 1;
+		s->live_items++;
+	}
 	return 0;
 }
 
@@ -194,6 +296,9 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 	int v = c->state->variant_of_id[k[4]];
 	if (v < 0)
 		return 0; /* a variant kept on disk that the configuration does not run */
+	uint32_t item = bytes_get_be32(k);
+	if ((size_t)item >= c->state->item_life_capacity || !c->state->item_live[item])
+		return 0; /* not live: its id went with its removal (never written so) */
 	if (model_import_item(c->state->models[v], bytes_get_be32(k), value, value_len, c->errstr,
 			      c->errstr_size) != 0) {
 		c->failed = 1;
@@ -316,6 +421,18 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 			goto out_nomem_free;
 		s->free_users[s->free_user_count++] = u;
 	}
+	/* likewise the free item indices */
+	for (uint32_t i = s->next_item; i-- > 0;) {
+		if ((size_t)i < s->item_life_capacity && s->item_live[i]) {
+			if (s->item_last_seen[i] > s->newest_event_ms)
+				s->newest_event_ms = s->item_last_seen[i];
+			continue;
+		}
+		if (grow_array(&s->free_items, &s->free_item_capacity, s->free_item_count + 1,
+			       sizeof *s->free_items, 256) != 0)
+			goto out_nomem_free;
+		s->free_items[s->free_item_count++] = i;
+	}
 	for (size_t v = 0; v < s->variant_count; v++) {
 		unsigned char key[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', s->store_id[v]};
 		int found = store_get(s->store, STORE_META, key, sizeof key, &value, &value_len,
@@ -371,6 +488,29 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 			if (rc != 0) {
 				set_errstr(errstr, errstr_size,
 					   "%s: the admission sketch has %zu bytes, expected %zu",
+					   config->dir, value_len, sketch_export_bytes());
+				goto out_free;
+			}
+		}
+	}
+	if (config->item_admit_after > 1) {
+		s->item_admit_after = config->item_admit_after;
+		s->item_sketch = sketch_new();
+		if (s->item_sketch == NULL)
+			goto out_nomem_free;
+		int found = store_get(s->store, STORE_META, STATE_ITEM_SKETCH_KEY,
+				      sizeof STATE_ITEM_SKETCH_KEY - 1, &value, &value_len, why,
+				      sizeof why);
+		if (found < 0) {
+			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+			goto out_free;
+		}
+		if (found == 1) {
+			int rc = sketch_import(s->item_sketch, value, value_len);
+			free(value);
+			if (rc != 0) {
+				set_errstr(errstr, errstr_size,
+					   "%s: the item admission sketch has %zu bytes, expected %zu",
 					   config->dir, value_len, sketch_export_bytes());
 				goto out_free;
 			}
@@ -440,6 +580,17 @@ void state_close(struct state *state)
 	idmap_free(state->removed);
 	idmap_free(state->removed_inflight);
 	sketch_free(state->sketch);
+	free(state->user_purged);
+	free(state->item_last_seen);
+	free(state->item_live);
+	free(state->item_seen_changed);
+	free(state->item_removed_seq);
+	free(state->seen_items);
+	free(state->free_items);
+	free(state->freed_items_inflight);
+	free(state->freed_items_pending);
+	free(state->removed_items);
+	sketch_free(state->item_sketch);
 	free(state);
 }
 
@@ -465,6 +616,38 @@ static int remember(uint32_t **list, size_t *count, size_t *capacity, uint32_t i
 	}
 	(*list)[(*count)++] = index;
 	return 0;
+}
+
+struct purge_context {
+	const struct state *state;
+	uint64_t checked; /* the removal the row was checked against */
+};
+
+/* Whether an item index was freed after the user's row was checked: then
+ * the row's reference is to the item that held it before (or to a later
+ * one the row cannot have met while it was not in memory). */
+static bool item_freed_since(uint32_t item, void *ctx)
+{
+	const struct purge_context *c = ctx;
+	return (size_t)item < c->state->item_life_capacity &&
+	       c->state->item_removed_seq[item] > c->checked;
+}
+
+/*
+ * Item life cycle, the lazy half of the purge (the other is the sweep's
+ * model_forget_items(), over the users in memory): a row restored from disk
+ * or from the rows set aside may name items removed since it was last in
+ * memory; those references go before the user is used.
+ */
+static void purge_user_items(struct state *s, uint32_t stable, uint32_t slot)
+{
+	if (s->removal_seq == 0 || (size_t)stable >= s->life_capacity ||
+	    s->user_purged[stable] >= s->removal_seq)
+		return;
+	struct purge_context c = {s, s->user_purged[stable]};
+	for (size_t v = 0; v < s->variant_count; v++)
+		model_purge_user_items(s->models[v], slot, item_freed_since, &c);
+	s->user_purged[stable] = s->removal_seq;
 }
 
 /* Restores a known user's rows, saved under index, into slot in every
@@ -503,6 +686,7 @@ static int load_user(struct state *s, uint32_t index, uint32_t slot, char *errst
 		if (rc != 0)
 			return -1;
 	}
+	purge_user_items(s, index, slot);
 	return 0;
 }
 
@@ -577,6 +761,7 @@ out_new:
 		s->next_user++;
 	s->live[found] = 1;
 	s->last_seen[found] = INT64_MIN;
+	s->user_purged[found] = s->removal_seq; /* a new row names no item yet */
 	s->live_users++;
 	s->admitted_users++;
 	return place_user(s, found, false, index, errstr, errstr_size);
@@ -593,16 +778,103 @@ int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *h
 	uint32_t found = idmap_find(s->items, id, len);
 	*hash = XXH3_64bits(id, len);
 	if (found == IDMAP_NONE) {
-		found = idmap_next(s->items);
-		if (idmap_put(s->items, id, len, found) != 0 ||
-		    remember(&s->new_items, &s->new_item_count, &s->new_item_capacity, found) !=
-			0) {
-			set_errstr(errstr, errstr_size, "out of memory mapping item %s", id);
-			return -1;
+		/* a freed index first: nothing of its last item is left (state.h) */
+		found = s->free_item_count > 0 ? s->free_items[s->free_item_count - 1]
+					       : s->next_item;
+		if (ensure_item_life(s, found) != 0 || idmap_put(s->items, id, len, found) != 0)
+			goto out_nomem;
+		if (remember(&s->new_items, &s->new_item_count, &s->new_item_capacity, found) !=
+		    0) {
+			idmap_remove(s->items, found);
+			goto out_nomem;
 		}
+		if (s->free_item_count > 0) {
+			s->free_item_count--;
+			s->reused_ring[s->reused_items++ % STATE_REUSED_KEPT] = found;
+		} else {
+			s->next_item++;
+		}
+		s->item_live[found] = 1;
+		s->item_last_seen[found] = INT64_MIN;
+		s->live_items++;
+		s->admitted_items++;
 	}
 	*index = found;
 	return 0;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory mapping item %s", id);
+	return -1;
+}
+
+/* A live item's newest activity moves to ts_ms; written with the next commit. */
+static int note_item_seen(struct state *s, uint32_t item, int64_t ts_ms)
+{
+	if ((size_t)item >= s->item_life_capacity || !s->item_live[item])
+		return 0;
+	if (ts_ms > s->newest_event_ms)
+		s->newest_event_ms = ts_ms;
+	if (s->item_last_seen[item] != INT64_MIN && ts_ms <= s->item_last_seen[item])
+		return 0;
+	s->item_last_seen[item] = ts_ms;
+	if (s->item_seen_changed[item])
+		return 0;
+	if (remember(&s->seen_items, &s->seen_item_count, &s->seen_item_capacity, item) != 0)
+		return -1;
+	s->item_seen_changed[item] = 1;
+	return 0;
+}
+
+int state_item_seen(struct state *state, uint32_t item, int64_t ts_ms, char *errstr,
+		    size_t errstr_size)
+{
+	if (note_item_seen(state, item, ts_ms) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory noting item %u's activity", item);
+		return -1;
+	}
+	return 0;
+}
+
+bool state_item_too_old(const struct state *state, int64_t ts_ms, uint64_t item_ttl_ms)
+{
+	int64_t now = state->newest_event_ms;
+	if (item_ttl_ms == 0 || now == INT64_MIN || ts_ms == INT64_MIN)
+		return false;
+	return ts_ms < now && (uint64_t)now - (uint64_t)ts_ms > item_ttl_ms;
+}
+
+uint64_t state_items_reused(const struct state *state)
+{
+	return state->reused_items;
+}
+
+uint32_t state_reused_item(const struct state *state, uint64_t n)
+{
+	return state->reused_ring[n % STATE_REUSED_KEPT];
+}
+
+size_t state_item_count(const struct state *state)
+{
+	return state->live_items;
+}
+
+bool state_item_live(const struct state *state, uint32_t item)
+{
+	return (size_t)item < state->item_life_capacity && state->item_live[item];
+}
+
+/*
+ * Item admission (state_config.item_admit_after): whether item_id has an
+ * index, or reaches its admit_after-th sighting now (counted in the item
+ * sketch). A not-admitted item's sighting is remembered by the sketch (kept
+ * with each commit), so nothing of it is lost that admission needs.
+ */
+static bool item_admitted(struct state *s, const char *item_id)
+{
+	size_t len = strlen(item_id);
+	if (s->item_sketch == NULL || idmap_find(s->items, item_id, len) != IDMAP_NONE)
+		return true;
+	s->item_sketch_changed = true;
+	return sketch_add(s->item_sketch, XXH3_64bits(item_id, len)) >= s->item_admit_after;
 }
 
 const char *state_user_id(const struct state *state, uint32_t index)
@@ -723,6 +995,13 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 		    char *errstr, size_t errstr_size)
 {
 	struct model_event event = {.type = type, .ts_ms = ts_ms};
+	if (!item_admitted(state, item_id)) {
+		/* counted in the sketch; no row, not listable, nothing learned */
+		state->unadmitted_item_events++;
+		if (user_stable != NULL)
+			*user_stable = UINT32_MAX;
+		return 0;
+	}
 	if (state->sketch != NULL) {
 		int known = user_known(state, user_id, errstr, errstr_size);
 		if (known < 0)
@@ -753,6 +1032,10 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 		if ((variants >> v & 1) && model_learn(state->models[v], &event, errstr, errstr_size) != 0)
 			return -1;
 	uint32_t stable = state_user_stable(state, event.user);
+	if (note_item_seen(state, event.item, ts_ms) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory noting item %s's activity", item_id);
+		return -1;
+	}
 	if (note_seen(state, stable, ts_ms) != 0) {
 		set_errstr(errstr, errstr_size, "out of memory noting user %s's activity", user_id);
 		return -1;
@@ -805,12 +1088,25 @@ static void put_id(struct store_batch *batch, char kind, const char *id, uint32_
 	store_batch_put(batch, STORE_IDS, reverse, sizeof reverse, id, len);
 }
 
+/* With a user row: the removal its item references were checked against
+ * (only once items were ever removed). */
+static void put_user_purged(struct state *s, uint32_t stable)
+{
+	if (s->removal_seq == 0 || (size_t)stable >= s->life_capacity)
+		return;
+	unsigned char key[5] = {'P'}, value[8];
+	bytes_put_be32(key + 1, stable);
+	bytes_put_be64(value, s->user_purged[stable]);
+	store_batch_put(s->batch, STORE_IDS, key, sizeof key, value, sizeof value);
+}
+
 static int put_pending_row(uint32_t stable, size_t variant, const void *row, size_t len, void *ctx)
 {
 	struct state *s = ctx;
 	unsigned char key[5];
 	state_key_row(key, stable, s->store_id[variant]);
 	store_batch_put(s->batch, STORE_USER, key, sizeof key, row, len);
+	put_user_purged(s, stable);
 	if (s->on_user_row != NULL)
 		s->on_user_row(stable, variant, row, len, s->on_user_row_opaque);
 	return 0;
@@ -866,7 +1162,25 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		s->sketch_changed = false;
 	}
 	for (size_t k = 0; k < s->new_item_count; k++)
-		put_id(s->batch, 'i', idmap_id(s->items, s->new_items[k]), s->new_items[k]);
+		if (s->item_live[s->new_items[k]]) /* not removed since */
+			put_id(s->batch, 'i', idmap_id(s->items, s->new_items[k]), s->new_items[k]);
+	for (size_t k = 0; k < s->seen_item_count; k++) {
+		uint32_t item = s->seen_items[k];
+		s->item_seen_changed[item] = 0;
+		if (!s->item_live[item] || s->item_last_seen[item] == INT64_MIN)
+			continue;
+		unsigned char seen_key[5] = {'J'}, seen[8];
+		bytes_put_be32(seen_key + 1, item);
+		bytes_put_be64(seen, (uint64_t)s->item_last_seen[item]);
+		store_batch_put(s->batch, STORE_IDS, seen_key, sizeof seen_key, seen, sizeof seen);
+	}
+	s->seen_item_count = 0;
+	if (s->item_sketch_changed) {
+		sketch_export(s->item_sketch, s->row);
+		store_batch_put(s->batch, STORE_META, STATE_ITEM_SKETCH_KEY,
+				sizeof STATE_ITEM_SKETCH_KEY - 1, s->row, sketch_export_bytes());
+		s->item_sketch_changed = false;
+	}
 	for (size_t v = 0; v < s->variant_count; v++) {
 		struct model *m = s->models[v];
 		const uint32_t *ids;
@@ -885,11 +1199,14 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 			uint32_t stable = usercache_user_of(s->cache, ids[k]);
 			state_key_row(key, stable, s->store_id[v]);
 			store_batch_put(s->batch, STORE_USER, key, 5, s->row, len);
+			put_user_purged(s, stable);
 			if (s->on_user_row != NULL)
 				s->on_user_row(stable, v, s->row, len, s->on_user_row_opaque);
 		}
 		n = model_dirty_items(m, &ids);
 		for (size_t k = 0; k < n; k++) {
+			if (!state_item_live(s, ids[k]))
+				continue; /* removed: its row is deleted in this batch */
 			size_t len = model_export_item(m, ids[k], s->row, ROW_BUFFER);
 			state_key_row(key, ids[k], s->store_id[v]);
 			store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
@@ -933,6 +1250,16 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 		s->free_user_count += s->freed_inflight_count;
 		s->freed_inflight_count = 0;
 	}
+	if (s->freed_items_inflight_count > 0) {
+		if (grow_array(&s->free_items, &s->free_item_capacity,
+			       s->free_item_count + s->freed_items_inflight_count,
+			       sizeof *s->free_items, 256) != 0)
+			goto out_nomem;
+		memcpy(s->free_items + s->free_item_count, s->freed_items_inflight,
+		       s->freed_items_inflight_count * sizeof *s->freed_items_inflight);
+		s->free_item_count += s->freed_items_inflight_count;
+		s->freed_items_inflight_count = 0;
+	}
 	if (idmap_count(s->removed) > 0 || idmap_count(s->removed_inflight) > 0) {
 		struct idmap *fresh = idmap_new();
 		if (fresh == NULL)
@@ -953,6 +1280,14 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 	s->freed_pending = freed;
 	s->freed_pending_capacity = freed_capacity;
 	s->freed_pending_count = 0;
+	uint32_t *freed_items = s->freed_items_inflight;
+	size_t freed_items_capacity = s->freed_items_inflight_capacity;
+	s->freed_items_inflight = s->freed_items_pending;
+	s->freed_items_inflight_capacity = s->freed_items_pending_capacity;
+	s->freed_items_inflight_count = s->freed_items_pending_count;
+	s->freed_items_pending = freed_items;
+	s->freed_items_pending_capacity = freed_items_capacity;
+	s->freed_items_pending_count = 0;
 	pthread_mutex_lock(&s->lock);
 	struct store_batch *spare = s->inflight;
 	s->inflight = s->batch;
@@ -1053,7 +1388,10 @@ int state_digest(struct state *state, uint64_t *digest, char *errstr, size_t err
 			XXH3_64bits_update(hash, s->row, n);
 		}
 		for (uint32_t i = 0; i < model_item_count(m); i++) {
+			if (!state_item_live(s, i))
+				continue; /* a freed index: no row on disk */
 			size_t n = model_export_item(m, i, s->row, ROW_BUFFER);
+			XXH3_64bits_update(hash, &i, sizeof i);
 			XXH3_64bits_update(hash, s->row, n);
 		}
 		XXH3_64bits_update(hash, s->row, model_export_globals(m, s->row, ROW_BUFFER));
@@ -1170,6 +1508,8 @@ static int remove_user(struct state *s, uint32_t stable, char *errstr, size_t er
 	store_batch_delete(s->batch, STORE_IDS, reverse, sizeof reverse);
 	reverse[0] = 'T';
 	store_batch_delete(s->batch, STORE_IDS, reverse, sizeof reverse);
+	reverse[0] = 'P';
+	store_batch_delete(s->batch, STORE_IDS, reverse, sizeof reverse);
 	for (size_t v = 0; v < s->variant_count; v++) {
 		state_key_row(row_key, stable, s->store_id[v]);
 		store_batch_delete(s->batch, STORE_USER, row_key, sizeof row_key);
@@ -1192,6 +1532,144 @@ out_nomem:
 	return -1;
 }
 
+static int by_last_seen(const void *a, const void *b);
+
+/* Deletes every key of a live item in the pending batch (its ids both ways,
+ * last-seen, each variant's row) and records the removal ("R" + u32, the
+ * removal's number, kept for good: restored user rows are checked against
+ * it). The model forgets the item in the sweep's one pass
+ * (forget_removed_items()); its index becomes reusable once the deletion is
+ * durable. @returns 0, or -1 with errstr filled (nothing changed). */
+static int remove_item(struct state *s, uint32_t item, char *errstr, size_t errstr_size)
+{
+	unsigned char key[1 + 256], reverse[5], row_key[STATE_ROW_KEY_BYTES], seq[8];
+	const char *id = idmap_id(s->items, item);
+	size_t len = id != NULL ? strlen(id) : 0;
+
+	if (grow_array(&s->freed_items_pending, &s->freed_items_pending_capacity,
+		       s->freed_items_pending_count + 1, sizeof *s->freed_items_pending, 256) != 0 ||
+	    grow_array(&s->removed_items, &s->removed_item_capacity, s->removed_item_count + 1,
+		       sizeof *s->removed_items, 256) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory removing item %u", item);
+		return -1;
+	}
+	if (len > 0 && len <= 256) {
+		key[0] = 'i';
+		memcpy(key + 1, id, len);
+		store_batch_delete(s->batch, STORE_IDS, key, len + 1);
+	}
+	bytes_put_be32(reverse + 1, item);
+	reverse[0] = 'I';
+	store_batch_delete(s->batch, STORE_IDS, reverse, sizeof reverse);
+	reverse[0] = 'J';
+	store_batch_delete(s->batch, STORE_IDS, reverse, sizeof reverse);
+	s->removal_seq++;
+	reverse[0] = 'R';
+	bytes_put_be64(seq, s->removal_seq);
+	store_batch_put(s->batch, STORE_IDS, reverse, sizeof reverse, seq, sizeof seq);
+	for (size_t v = 0; v < s->variant_count; v++) {
+		state_key_row(row_key, item, s->store_id[v]);
+		store_batch_delete(s->batch, STORE_ITEM, row_key, sizeof row_key);
+	}
+	idmap_remove(s->items, item);
+	s->item_live[item] = 0;
+	s->item_last_seen[item] = INT64_MIN;
+	s->item_removed_seq[item] = s->removal_seq;
+	s->live_items--;
+	s->freed_items_pending[s->freed_items_pending_count++] = item;
+	s->removed_items[s->removed_item_count++] = item;
+	return 0;
+}
+
+/* The sweep's one pass over what refers to the items it removed: every
+ * variant's model forgets them (model_forget_items(): rows, counts,
+ * co-visitation lists of all items, rings and exclusions of the users in
+ * memory), and the users in memory count as checked against this removal. */
+static int forget_removed_items(struct state *s, char *errstr, size_t errstr_size)
+{
+	if (s->removed_item_count == 0)
+		return 0;
+	for (size_t v = 0; v < s->variant_count; v++)
+		if (model_forget_items(s->models[v], s->removed_items, s->removed_item_count,
+				       errstr, errstr_size) != 0)
+			return -1;
+	size_t slots = model_user_count(s->models[0]);
+	for (size_t slot = 0; slot < slots; slot++) {
+		uint32_t stable = usercache_user_of(s->cache, (uint32_t)slot);
+		if (stable != USERCACHE_NONE && (size_t)stable < s->life_capacity)
+			s->user_purged[stable] = s->removal_seq;
+	}
+	s->removed_item_count = 0;
+	return 0;
+}
+
+/* Marks a live item of unknown last-seen (a state older than the item life
+ * cycle, a catalogue record without a time) as seen now. @returns 0 or -1. */
+static int item_seen_from_now(struct state *s, uint32_t item, int64_t now)
+{
+	if (s->item_last_seen[item] != INT64_MIN)
+		return 0;
+	s->item_last_seen[item] = now;
+	if (s->item_seen_changed[item])
+		return 0;
+	if (remember(&s->seen_items, &s->seen_item_count, &s->seen_item_capacity, item) != 0)
+		return -1;
+	s->item_seen_changed[item] = 1;
+	return 0;
+}
+
+/* The item half of a sweep: expired items, then the least recently active
+ * above max_items. @returns the items removed, or -1. */
+static long sweep_items(struct state *s, const struct state_lifecycle *lifecycle, int64_t now,
+			char *errstr, size_t errstr_size)
+{
+	long removed = 0;
+	int64_t oldest_kept = INT64_MIN;
+	if (lifecycle->item_ttl_ms > 0 &&
+	    (uint64_t)now - (uint64_t)INT64_MIN > lifecycle->item_ttl_ms)
+		oldest_kept = now - (int64_t)lifecycle->item_ttl_ms;
+	for (uint32_t i = 0; i < s->next_item; i++) {
+		if (!s->item_live[i])
+			continue;
+		if (item_seen_from_now(s, i, now) != 0)
+			goto out_nomem;
+		if (s->item_last_seen[i] >= oldest_kept)
+			continue;
+		if (remove_item(s, i, errstr, errstr_size) != 0)
+			return -1;
+		s->expired_items++;
+		removed++;
+		if (lifecycle->on_item_removed != NULL)
+			lifecycle->on_item_removed(i, lifecycle->opaque);
+	}
+	if (lifecycle->max_items > 0 && s->live_items > lifecycle->max_items) {
+		if (grow_array(&s->sweep, &s->sweep_capacity, s->live_items, sizeof *s->sweep,
+			       1024) != 0)
+			goto out_nomem;
+		size_t n = 0;
+		for (uint32_t i = 0; i < s->next_item; i++)
+			if (s->item_live[i])
+				s->sweep[n++] = (struct sweep_entry){s->item_last_seen[i], i};
+		qsort(s->sweep, n, sizeof *s->sweep, by_last_seen);
+		size_t evict = s->live_items - lifecycle->max_items;
+		for (size_t k = 0; k < evict && k < n; k++) {
+			uint32_t i = s->sweep[k].stable;
+			if (remove_item(s, i, errstr, errstr_size) != 0)
+				return -1;
+			s->evicted_items++;
+			removed++;
+			if (lifecycle->on_item_removed != NULL)
+				lifecycle->on_item_removed(i, lifecycle->opaque);
+		}
+	}
+	if (forget_removed_items(s, errstr, errstr_size) != 0)
+		return -1;
+	return removed;
+out_nomem:
+	set_errstr(errstr, errstr_size, "out of memory in the item sweep");
+	return -1;
+}
+
 static int by_last_seen(const void *a, const void *b)
 {
 	const struct sweep_entry *x = a, *y = b;
@@ -1210,6 +1688,13 @@ long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *li
 	if (now == INT64_MIN)
 		return 0; /* nothing learned yet: no clock to measure idleness by */
 	s->sweep_now_ms = now;
+	if (lifecycle->item_ttl_ms > 0 || lifecycle->max_items > 0) {
+		removed = sweep_items(s, lifecycle, now, errstr, errstr_size);
+		if (removed < 0)
+			return -1;
+	}
+	if (lifecycle->user_ttl_ms == 0 && lifecycle->max_users == 0)
+		return removed;
 	int64_t oldest_kept = INT64_MIN;
 	if (lifecycle->user_ttl_ms > 0 && (uint64_t)now - (uint64_t)INT64_MIN > lifecycle->user_ttl_ms)
 		oldest_kept = now - (int64_t)lifecycle->user_ttl_ms;
@@ -1269,6 +1754,11 @@ void state_lifecycle_counts(const struct state *state, struct state_lifecycle_co
 	counts->evicted_users = state->evicted_users;
 	counts->unadmitted_events = state->unadmitted_events;
 	counts->live_users = state->live_users;
+	counts->admitted_items = state->admitted_items;
+	counts->expired_items = state->expired_items;
+	counts->evicted_items = state->evicted_items;
+	counts->unadmitted_item_events = state->unadmitted_item_events;
+	counts->live_items = state->live_items;
 	counts->now_ms = state->sweep_now_ms;
 }
 

@@ -78,6 +78,16 @@ struct state_config {
 	 * nothing. 0 or 1: every user is admitted at once.
 	 */
 	unsigned admit_after;
+	/**
+	 * Item admission: an item id gets an index and rows at its
+	 * item_admit_after-th sighting in an event (counted approximately like
+	 * users', in a sketch of its own kept with each commit). Until then an
+	 * event naming it trains nothing and is counted
+	 * (state_lifecycle_counts.unadmitted_item_events); the item has no row
+	 * and is not listable. A catalogue record (state_item()) admits an item
+	 * at once. 0 or 1: every item is admitted at once.
+	 */
+	unsigned item_admit_after;
 	/** Open an existing state without writing to it (streamrecd --check):
 	 * variants are matched but new ones are not recorded; see store.h. */
 	bool read_only;
@@ -309,10 +319,38 @@ size_t state_user_count(const struct state *state);
  * the same users as the live run would, and downtime itself expires no one.
  */
 
+/*
+ * Items have the same life cycle, with one more rule: an item is referred
+ * to by index from many places (other items' co-visitation lists, users'
+ * recent rings and exclusion sets, the count order, the trending list, the
+ * sampler, the index's cells, the refresher's listable flags), and a removed
+ * item's index is handed to a new item later. So a removal goes in three
+ * steps. (1) The sweep deletes the item's keys in the pending batch and
+ * numbers the removal ("R" + u32 keeps the number of the removal that last
+ * freed each index). (2) In the same sweep, one pass drops every reference
+ * held in memory (model_forget_items()): the index's rows go back to a
+ * never-seen item's, the co-visitation lists of all items and the rings and
+ * exclusions of all users in memory lose it, the count order and trending
+ * list are rebuilt without it, its matrix row is marked moved so the index
+ * cell follows. Users not in memory (rows on disk or set aside) are checked
+ * when they are next restored: a user's row carries the removal number it
+ * was last checked against ("P" + u32), and every reference to an index
+ * freed after that is dropped before the row is used. (3) The index is
+ * reused only after the commit that deleted the item's keys is durable, so
+ * no read brings an old row back. An item whose id comes again after its
+ * removal is a new item. Live items, their last-seen and the removals are
+ * all in the commit's one atomic batch: a crash replays to the same items.
+ */
+
 /** What a sweep enforces (0: off). */
 struct state_lifecycle {
 	uint64_t user_ttl_ms; /**< expire users idle longer than this */
 	size_t max_users;     /**< evict the least recently active above this many */
+	uint64_t item_ttl_ms; /**< expire items idle longer than this */
+	size_t max_items;     /**< evict the least recently active items above this many */
+	/** called with each removed item's index before it can be reused (NULL: none) */
+	void (*on_item_removed)(uint32_t item, void *opaque);
+	void *opaque; /**< for on_item_removed */
 };
 
 /** The life cycle's counters since the state opened. */
@@ -322,24 +360,62 @@ struct state_lifecycle_counts {
 	uint64_t evicted_users;  /**< removed by the bound */
 	uint64_t unadmitted_events; /**< events of users not admitted yet (state_config.admit_after) */
 	size_t live_users;
+	uint64_t admitted_items; /**< new items given an index */
+	uint64_t expired_items;  /**< removed by the item TTL */
+	uint64_t evicted_items;  /**< removed by the item bound */
+	uint64_t unadmitted_item_events; /**< events of items not admitted yet (item_admit_after) */
+	size_t live_items;
 	int64_t now_ms; /**< the event-time clock of the last sweep (INT64_MIN: none yet) */
 };
 
 /**
- * @brief Remove expired users, then the least recently active beyond
- * max_users. Each removed user's stable index is handed to on_removed
+ * @brief Remove expired items, then the least recently active beyond
+ * max_items (each handed to lifecycle->on_item_removed; every reference to
+ * them in memory goes in the same call, see above), then expired users,
+ * then the least recently active beyond max_users. Each removed user's stable index is handed to on_removed
  * (NULL: none) before it can be reused, so the caller drops what it keeps
  * by stable index (lists, refresh marks). The deletions go to the next
  * commit, atomically with the offsets of the events learned before it; a
  * removed user met again before that commit starts fresh. Pinned users are
  * removed too: the caller sweeps between refresh rounds.
  * @param wall_ms the wall clock (the event-time clock never runs ahead of it); INT64_MAX: no cap
- * @returns the users removed, or -1 with errstr filled (a read error: the
+ * @returns the users and items removed, or -1 with errstr filled (a read error: the
  * state is unchanged for the user it could not remove).
  */
 long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *lifecycle,
 			   int64_t wall_ms, void (*on_removed)(uint32_t stable, void *opaque),
 			   void *opaque, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Item activity besides events (a catalogue record at ts_ms): the
+ * item's last-seen moves to ts_ms when newer.
+ * @returns 0, or -1 with errstr filled (out of memory).
+ */
+int state_item_seen(struct state *state, uint32_t item, int64_t ts_ms, char *errstr,
+		    size_t errstr_size);
+
+/** @returns whether activity at ts_ms is older than item_ttl_ms before the
+ * newest event time learned (0: no TTL): a catalogue record of an unknown
+ * item that old would only be expired by the next sweep. */
+bool state_item_too_old(const struct state *state, int64_t ts_ms, uint64_t item_ttl_ms);
+
+/** @returns the live items (with an index). */
+size_t state_item_count(const struct state *state);
+
+/** Item indices reused (handed to a new item after a removal) that the state
+ * remembers, newest last: state_reused_item(). */
+#define STATE_REUSED_KEPT 4096
+
+/** @returns how many item indices were reused since the state opened. */
+uint64_t state_items_reused(const struct state *state);
+
+/** @returns the index of the n-th reuse (n < state_items_reused(), and one of
+ * the last STATE_REUSED_KEPT): a cache of per-item facts (the refresher's
+ * listable flags) looks at these again. */
+uint32_t state_reused_item(const struct state *state, uint64_t n);
+
+/** @returns whether an item index belongs to a live item (not freed). */
+bool state_item_live(const struct state *state, uint32_t item);
 
 /** @brief Fills counts. */
 void state_lifecycle_counts(const struct state *state, struct state_lifecycle_counts *counts);

@@ -4,7 +4,11 @@
  *   ids:   "u" + external id -> u32 index, "U" + u32 -> external id (users);
  *          "i" / "I" likewise for items;
  *          "T" + u32 -> i64 event time (ms) of the user's newest event
- *          (embedding life cycle: its idleness)
+ *          (embedding life cycle: its idleness); "J" + u32 likewise for an
+ *          item (its newest event or catalogue record); "R" + u32 -> u64
+ *          number of the item removal that last freed an item index (kept
+ *          for good); "P" + u32 -> u64 the item removal a user's stored row
+ *          was checked against (daemon/state.c, purge_user_items())
  *   user:  u32 stable index + u8 variant id -> model user row
  *   item:  u32 index + u8 variant id -> model item row
  *   meta:  "globals/" + u8 variant id -> model globals;
@@ -24,6 +28,8 @@
 #define STATE_ROW_KEY_BYTES 5
 /** Meta key of the admission filter's sketch (model/sketch.h, sketch_export()). */
 #define STATE_SKETCH_KEY "sketch/users"
+/** Meta key of the item admission filter's sketch. */
+#define STATE_ITEM_SKETCH_KEY "sketch/items"
 /** Meta key prefix of a variant's content map; the key is it + u8 variant id. */
 #define STATE_CONTENT_PREFIX "content/"
 #define STATE_CONTENT_KEY_BYTES (sizeof STATE_CONTENT_PREFIX - 1 + 1)

@@ -190,3 +190,31 @@ int covis_restore(struct covis *covis, uint32_t item, const uint32_t *items,
 		c->longest = l->count;
 	return 0;
 }
+
+void covis_forget(struct covis *covis, const uint8_t *gone, size_t gone_count,
+		  void (*changed)(uint32_t item, void *ctx), void *ctx)
+{
+	for (size_t i = 0; i < covis->items; i++) {
+		struct covis_list *l = &covis->list[i];
+		if (i < gone_count && gone[i]) {
+			free(l->item);
+			free(l->weight);
+			*l = (struct covis_list){0};
+			continue;
+		}
+		uint32_t kept = 0;
+		for (uint32_t k = 0; k < l->count; k++) {
+			uint32_t to = l->item[k];
+			if ((size_t)to < gone_count && gone[to])
+				continue;
+			l->item[kept] = to;
+			l->weight[kept] = l->weight[k];
+			kept++;
+		}
+		if (kept != l->count) {
+			l->count = kept;
+			if (changed != NULL)
+				changed((uint32_t)i, ctx);
+		}
+	}
+}

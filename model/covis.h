@@ -59,6 +59,16 @@ int covis_restore(struct covis *covis, uint32_t item, const uint32_t *items,
 		  const float *raw_weights, size_t count);
 
 /**
+ * @brief Forget items (embedding life cycle): the lists of items flagged in
+ * gone (gone_count flags, one per item index) are emptied and their memory
+ * freed, and every entry naming a flagged item leaves the other lists, in
+ * one pass over the table. changed (when not NULL) is called once for each
+ * unflagged item whose list lost an entry.
+ */
+void covis_forget(struct covis *covis, const uint8_t *gone, size_t gone_count,
+		  void (*changed)(uint32_t item, void *ctx), void *ctx);
+
+/**
  * @brief Count one occurrence of `to` near `from`, with weight amount (> 0;
  * 1 counts occurrences), in from's list only.
  * @returns 0, or -1 when out of memory.

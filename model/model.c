@@ -2247,6 +2247,125 @@ void model_forget_user(struct model *model, uint32_t user)
 	model->user_dirty[user] = 0; /* the caller saved or set aside its row */
 }
 
+/* Drops from user's ring and exclusions the items stale() names.
+ * @returns true when anything was dropped. */
+static bool purge_user(struct model *m, uint32_t user, bool (*stale)(uint32_t item, void *ctx),
+		       void *ctx)
+{
+	size_t L = m->config.recent_items, n, kept = 0;
+	uint32_t recent[1000]; /* model_config_check(): recent_items <= 1000 */
+	bool dropped = false;
+	n = recent_items(m, user, recent);
+	for (size_t k = 0; k < n; k++)
+		if (!stale(recent[k], ctx))
+			recent[kept++] = recent[k];
+	if (kept != n) {
+		uint16_t *ring_state = user_ring_state(m, user);
+		memcpy(user_ring(m, user), recent, kept * sizeof *recent);
+		ring_state[0] = (uint16_t)kept;
+		ring_state[1] = (uint16_t)(kept == L ? 0 : kept);
+		dropped = true;
+	}
+	struct item_set *set = &m->exclude[user];
+	uint32_t left = 0;
+	for (uint32_t k = 0; k < set->count; k++)
+		if (!stale(set->items[k], ctx))
+			set->items[left++] = set->items[k];
+	if (left != set->count) {
+		set->count = left;
+		dropped = true;
+	}
+	if (dropped)
+		mark_user(m, user);
+	return dropped;
+}
+
+bool model_purge_user_items(struct model *model, uint32_t user,
+			    bool (*stale)(uint32_t item, void *ctx), void *ctx)
+{
+	if (!model_user_has_row(model, user))
+		return false;
+	return purge_user(model, user, stale, ctx);
+}
+
+struct gone_items {
+	const uint8_t *flags;
+	size_t count;
+};
+
+static bool item_gone(uint32_t item, void *ctx)
+{
+	const struct gone_items *gone = ctx;
+	return (size_t)item < gone->count && gone->flags[item];
+}
+
+static void mark_item_cb(uint32_t item, void *ctx)
+{
+	mark_item(ctx, item);
+}
+
+int model_forget_items(struct model *model, const uint32_t *items, size_t count, char *errstr,
+		       size_t errstr_size)
+{
+	struct model *m = model;
+	if (count == 0 || m->items == 0)
+		return 0;
+	uint8_t *flags = calloc(m->items, 1);
+	if (flags == NULL) {
+		set_errstr(errstr, errstr_size, "out of memory forgetting %zu items", count);
+		return -1;
+	}
+	struct gone_items gone = {flags, m->items};
+	for (size_t k = 0; k < count; k++)
+		if ((size_t)items[k] < m->items)
+			flags[items[k]] = 1;
+	for (size_t i = 0; i < m->items; i++) {
+		if (!flags[i])
+			continue;
+		uint32_t item = (uint32_t)i;
+		memset(m->matrix + i * m->stride, 0, m->stride * sizeof(float));
+		memset(m->y + i * m->dim, 0, m->dim * sizeof(float));
+		memset(&m->scalar[i], 0, sizeof m->scalar[i]);
+		m->item_ready[i] = 0;
+		mark_moved(m, item);
+		/* the sampler moves another item into its bucket place: that one's row changed */
+		sampler_set_count(m->sampler, item, 0);
+		mark_item(m, sampler_last_moved(m->sampler));
+		if (m->content_map != NULL) {
+			if (m->item_content[i] != NULL) {
+				free(m->item_content[i]);
+				m->item_content[i] = NULL;
+				m->content_waiting--;
+			}
+			m->item_content_flags[i] = 0;
+			memset(m->item_prior + i * m->dim, 0, m->dim * sizeof(float));
+		}
+		if (m->sharing)
+			memset(m->shared_base + i * (2 * m->dim + 1), 0,
+			       (2 * m->dim + 1) * sizeof(float));
+	}
+	if (m->sharing) {
+		/* a forgotten item has nothing to share (its id is gone) */
+		size_t kept = 0;
+		for (size_t k = 0; k < m->shared_count; k++) {
+			uint32_t item = m->shared_items[k];
+			if (flags[item])
+				m->shared_flag[item] = 0;
+			else
+				m->shared_items[kept++] = item;
+		}
+		m->shared_count = kept;
+	}
+	covis_forget(m->covis, flags, m->items, mark_item_cb, m);
+	popularity_forget(m->popularity, flags, m->items, mark_item_cb, m);
+	for (size_t u = 0; u < m->users; u++)
+		if (m->user_ready[u])
+			purge_user(m, (uint32_t)u, item_gone, &gone);
+	m->trending_valid = false;
+	free(flags);
+	return 0;
+}
+
 void model_clear_dirty(struct model *model)
 {
 	for (size_t k = 0; k < model->dirty_user_count; k++)
@@ -2651,6 +2770,12 @@ void model_touch_user(struct model *model, uint32_t user)
 int model_add_item(struct model *model, uint32_t item, uint64_t hash)
 {
 	return ensure_item(model, item, hash);
+}
+
+size_t model_item_neighbours(const struct model *model, uint32_t item, const uint32_t **items)
+{
+	const float *weights;
+	return covis_successors(model->covis, item, items, &weights);
 }
 
 size_t model_user_exclusions(const struct model *model, uint32_t user, const uint32_t **items)

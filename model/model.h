@@ -709,6 +709,32 @@ bool model_user_is_dirty(const struct model *model, uint32_t user);
  */
 void model_forget_user(struct model *model, uint32_t user);
 
+/**
+ * @brief Forget items (embedding life cycle, count of them in items): each
+ * one's rows (q, y, bias, optimiser state), counts, trend, sampler weight,
+ * co-visitation list and content go back to those of an item never seen,
+ * and every reference to it held in memory goes too, in one pass: the
+ * co-visitation lists of other items, the recent rings and exclusion sets of
+ * the users in memory, the count order and the trending list. Items and
+ * users whose rows changed by it are marked dirty; the forgotten items' own
+ * rows are the caller's to delete. Their matrix rows are marked moved, so
+ * the view's next sync takes them out of their index cells. Afterwards the
+ * index can be given to a new item (its first vectors come from its hash)
+ * with nothing of the one before.
+ * @returns 0, or -1 when out of memory (errstr filled; nothing changed).
+ */
+int model_forget_items(struct model *model, const uint32_t *items, size_t count, char *errstr,
+		       size_t errstr_size);
+
+/**
+ * @brief Drop from user's recent ring and exclusion set every item stale()
+ * names (items forgotten since the user's row was saved: the caller knows
+ * which). The user is marked dirty when anything was dropped.
+ * @returns true when anything was dropped.
+ */
+bool model_purge_user_items(struct model *model, uint32_t user,
+			    bool (*stale)(uint32_t item, void *ctx), void *ctx);
+
 /** @brief Forget the changed sets (after their rows were written). */
 void model_clear_dirty(struct model *model);
 
@@ -756,6 +782,9 @@ void model_touch_user(struct model *model, uint32_t user);
 
 /** @brief Makes sure item exists (initialised from its hash if new). @returns 0 or -1. */
 int model_add_item(struct model *model, uint32_t item, uint64_t hash);
+
+/** @returns item's co-visitation neighbours (*items borrowed until the next learn). */
+size_t model_item_neighbours(const struct model *model, uint32_t item, const uint32_t **items);
 
 /** @returns a user's exclusions (sorted item indices; borrowed until the next learn). */
 size_t model_user_exclusions(const struct model *model, uint32_t user, const uint32_t **items);

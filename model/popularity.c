@@ -406,3 +406,31 @@ int popularity_set_globals(struct popularity *popularity, const struct popularit
 	hot_rebuild(p);
 	return 0;
 }
+
+void popularity_forget(struct popularity *popularity, const uint8_t *gone, size_t gone_count,
+		       void (*moved)(uint32_t item, void *ctx), void *ctx)
+{
+	struct popularity *p = popularity;
+	size_t kept = 0;
+	for (size_t r = 0; r < p->ranked; r++) {
+		uint32_t item = p->order[r];
+		if ((size_t)item < gone_count && gone[item])
+			continue;
+		if (r != kept) {
+			p->order[kept] = item;
+			p->rank[item] = (uint32_t)kept;
+			if (moved != NULL)
+				moved(item, ctx);
+		}
+		kept++;
+	}
+	p->ranked = kept;
+	for (size_t i = 0; i < gone_count && i < p->items; i++)
+		if (gone[i]) {
+			p->count[i] = 0;
+			p->trend[i] = 0;
+		}
+	p->last_moved = UINT32_MAX;
+	if (p->hot_valid)
+		hot_rebuild(p);
+}

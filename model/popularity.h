@@ -65,6 +65,16 @@ void popularity_get_globals(const struct popularity *popularity, struct populari
 int popularity_restore_item(struct popularity *popularity, uint32_t item,
 			    const struct popularity_item *state);
 
+/**
+ * @brief Forget items (embedding life cycle): each item flagged in gone
+ * (gone_count flags, one per item index) goes back to never counted, leaves
+ * the count order (the items after it move up one rank: moved, when not
+ * NULL, is called for each, as their saved rank changed) and the trending
+ * list, which is built again (O(items)).
+ */
+void popularity_forget(struct popularity *popularity, const uint8_t *gone, size_t gone_count,
+		       void (*moved)(uint32_t item, void *ctx), void *ctx);
+
 /** @returns 0, or -1 when the ranks restored do not form the saved order. */
 int popularity_set_globals(struct popularity *popularity, const struct popularity_globals *g);
 

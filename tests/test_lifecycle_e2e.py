@@ -6,6 +6,8 @@ ids on disk) under lifecycle.max_users and lifecycle.user_ttl, and the
 metrics count what was evicted and expired; a daemon killed with SIGKILL
 while it evicts and expires, then restarted, ends with exactly the live
 users (their rows, bit for bit), items and globals of an undisturbed one.
+The same for items under lifecycle.max_items and lifecycle.item_ttl, and
+a removed item is never listed again.
 """
 import signal
 import struct
@@ -216,3 +218,130 @@ def test_admission_waits_for_the_nth_event_and_survives_a_restart(daemons):
     assert daemon.wait_for(lambda: daemon.metric("streamrec_users") == 70, timeout=30), \
         daemon.logtext()
     assert daemon.stop() == 0
+
+
+# ---- items -----------------------------------------------------------------------------
+
+def item_churn(first_item, items, base_ms, prefix="churn-item", users=20):
+    """Three events for each new item, adjacent, at the item's own event time
+    (one second apart between items), from a fixed set of users: the items
+    churn, the users stay."""
+    lines = []
+    for k in range(first_item, first_item + items):
+        for n in range(3):
+            lines.append(event_line(f"shopper-{(k * 7 + n) % users}", f"{prefix}-{k}",
+                                    base_ms + k * 1000, k * 3 + n))
+    return lines
+
+
+def items_by_id(entries):
+    """{item id: last-seen record} of the live items on disk (ids both ways agree)."""
+    ids = entries["ids"]
+    items = {}
+    for key, value in ids.items():
+        if key[:1] == b"i":
+            assert ids.get(b"I" + value) == key[1:], key
+            items[key[1:].decode()] = ids.get(b"J" + value)
+    return items
+
+
+def lists_with_step(daemon, timeout_ms=8000):
+    """Every list on the recommendations topic: (model step, [item ids])."""
+    out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
+                          str(timeout_ms)], capture_output=True, text=True)
+    lists = []
+    for line in out.stdout.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "step" in fields and "items" in fields:
+            lists.append((int(fields["step"]), [i.rsplit(":", 1)[0] for i in
+                                                fields["items"].split(",") if i]))
+    return lists
+
+
+def test_item_churn_stays_bounded_and_removed_items_are_never_listed_again(daemons):
+    daemon = daemons("itemlife_churn", partitions=1)
+    daemon.add_config("[lifecycle]\nmax_items = 30\nitem_ttl = 10m\n"
+                      "[refresh]\nmin_item_events = 1\n")
+    daemon.start()
+    base = int(time.time() * 1000) - 3600_000
+    # phase 1: 10 rounds of 20 new items, one second apart in event time (none
+    # idles 10 minutes): the bound holds the state at 30 items
+    for round_ in range(10):
+        send(daemon, item_churn(round_ * 20, 20, base))
+        assert daemon.wait_for(
+            lambda: daemon.metric("streamrec_updates_total") >= (round_ + 1) * 60), \
+            daemon.logtext()
+        time.sleep(1.2)  # at least one commit, hence one sweep
+        assert daemon.metric("streamrec_items") <= 30 + 20, daemon.logtext()
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_items") <= 30, timeout=10)
+    assert daemon.metric('streamrec_embeddings_evicted_total{kind="item"}') == 200 - 30
+    assert daemon.metric('streamrec_embeddings_admitted_total{kind="item"}') == 200
+    assert daemon.metric('streamrec_embeddings_expired_total{kind="item"}') == 0
+    assert daemon.metric('streamrec_embeddings_live{kind="item"}') == 30
+    # phase 2: ten new items 20 minutes later in event time: the 30 idled past the TTL
+    later = base + 200_000 + 20 * 60_000
+    send(daemon, item_churn(0, 10, later, prefix="fresh"))
+    assert daemon.wait_for(
+        lambda: daemon.metric('streamrec_embeddings_expired_total{kind="item"}') == 30), \
+        daemon.logtext()
+    assert daemon.metric("streamrec_items") == 10
+    learned = daemon.metric("streamrec_updates_total")
+    # phase 3: the same shoppers again, on fresh items only: every list they
+    # get now comes after the expiry, and names no removed item
+    send(daemon, item_churn(10, 20, later + 20_000, prefix="fresh"))
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= learned + 60)
+    time.sleep(2)
+    after = [items for step, items in lists_with_step(daemon) if step > learned]
+    assert len(after) >= 10, after
+    assert any(items for items in after)
+    for items in after:
+        assert not any(i.startswith("churn-item-") for i in items), items
+    assert daemon.stop() == 0, daemon.logtext()
+    entries = export(daemon)
+    live = items_by_id(entries)
+    assert sorted(live) == sorted(f"fresh-{k}" for k in range(30))
+    # on disk: the rows of live items only (one variant)
+    assert len(entries["item"]) == len(live)
+    # a restart brings back no removed item
+    daemon.start()
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_items") == len(live), timeout=10)
+    assert daemon.stop() == 0
+
+
+def test_sigkill_while_evicting_items_keeps_every_live_item(daemons):
+    """As for users: one daemon killed with SIGKILL while items are evicted
+    and expired, then restarted, ends with the same live items (by id, with
+    the same last-seen times) as an undisturbed one reading the same topic."""
+    steady = daemons("il_steady", partitions=1)
+    crashy = daemons("il_crashy", partitions=1)
+    crashy.config.write_text(crashy.config.read_text().replace("topic = il_crashy.events",
+                                                               "topic = il_steady.events"))
+    life = "[lifecycle]\nmax_items = 100\nitem_ttl = 4m\n"
+    steady.add_config(life)
+    crashy.add_config(life)
+    base = int(time.time() * 1000) - 7200_000
+    items = 1500
+    steady.start()
+    crashy.start()
+    for first in range(0, items, 250):
+        send(steady, item_churn(first, 250, base, users=50))
+        if first == 500:
+            time.sleep(0.8)
+            crashy.process.kill()  # SIGKILL mid-stream
+            crashy.process.wait()
+            crashy.log.close()
+            crashy.start()
+    assert steady.wait_for(lambda: steady.metric("streamrec_updates_total") >= items * 3, 120)
+    settled(crashy)
+    for d in (steady, crashy):
+        assert d.wait_for(lambda: d.metric("streamrec_items") <= 100, timeout=15), d.logtext()
+    assert steady.metric('streamrec_embeddings_evicted_total{kind="item"}') + \
+        steady.metric('streamrec_embeddings_expired_total{kind="item"}') == items - 100
+    assert steady.stop() == 0
+    assert crashy.stop() == 0
+    a, b = export(steady), export(crashy)
+    live_a, live_b = items_by_id(a), items_by_id(b)
+    assert sorted(live_a) == sorted(f"churn-item-{k}" for k in range(items - 100, items))
+    assert live_a == live_b
+    assert len(a["item"]) == len(b["item"]) == 100

@@ -566,6 +566,100 @@ static void evicted_users_are_forgotten(void **unused)
 	free(f);
 }
 
+/* Item life cycle: what the daemon does for a removed item (ingest.c). */
+static void forget_item_in_fixture(uint32_t item, void *opaque)
+{
+	struct fixture *f = opaque;
+	catalog_forget_item(f->catalog, item);
+	refresher_listing_changed(f->refresher);
+}
+
+/* Whether a published list names "item-N" for a removed N. */
+static bool lists_name_removed(const struct sink *sink, const bool *removed)
+{
+	for (size_t l = 0; l < sink->count; l++)
+		for (size_t r = 0; r < sink->lists[l].count; r++) {
+			unsigned i;
+			if (sscanf(sink->lists[l].items[r], "item-%u", &i) == 1 && i < ITEMS &&
+			    removed[i])
+				return true;
+		}
+	return false;
+}
+
+/*
+ * Items evicted by lifecycle.max_items are listed again by neither engine
+ * (the exact one over the whole matrix, the index over its cells): their
+ * indices are not listable; and when new items take their indices, the
+ * lists name the new items, never the removed ones.
+ */
+static void removed_items_are_never_listed_with(enum model_retrieval retrieval)
+{
+	char errstr[512], name[32], user[32];
+	bool removed[ITEMS];
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture_with(f, retrieval);
+	learn_purchases(f);
+	assert_int_equal(run_all(f), USERS);
+	struct state_lifecycle lifecycle = {.max_items = ITEMS / 2,
+					    .on_item_removed = forget_item_in_fixture,
+					    .opaque = f};
+	assert_int_equal(state_lifecycle_sweep(f->state, &lifecycle, INT64_MAX, NULL, NULL, errstr,
+					       sizeof errstr),
+			 ITEMS / 2);
+	uint32_t freed[ITEMS];
+	size_t freed_count = 0;
+	for (unsigned i = 0; i < ITEMS; i++) {
+		snprintf(name, sizeof name, "item-%u", i);
+		removed[i] = state_find_item(f->state, name) == UINT32_MAX;
+	}
+	/* they were listed before */
+	assert_true(lists_name_removed(&f->sink, removed));
+	f->sink.count = 0;
+	mark_all(f, 1700000200000);
+	assert_int_equal(run_all(f), USERS);
+	assert_false(lists_name_removed(&f->sink, removed));
+	/* the removal is durable, then the indices are free for new items */
+	assert_int_equal(state_commit(f->state, errstr, sizeof errstr), 0);
+	assert_int_equal(state_commit(f->state, errstr, sizeof errstr), 0);
+	f->sink.count = 0;
+	for (unsigned u = 0; u < USERS; u++) {
+		uint32_t stable;
+		snprintf(user, sizeof user, "user-%u", u);
+		snprintf(name, sizeof name, "new-%u", u % (ITEMS / 2));
+		assert_int_equal(state_learn(f->state, user, name, EVENT_VIEW, 1700000300000 + u,
+					     &stable, errstr, sizeof errstr),
+				 0);
+		assert_int_equal(refresher_mark(f->refresher, stable, 1700000300000 + u,
+						1700000300000 + u),
+				 0);
+		uint32_t index = state_find_item(f->state, name);
+		if (u < ITEMS / 2)
+			freed[freed_count++] = index;
+	}
+	/* every new item took a freed index */
+	for (size_t k = 0; k < freed_count; k++)
+		assert_true(freed[k] < ITEMS);
+	assert_int_equal(state_item_count(f->state), ITEMS);
+	assert_int_equal(run_all(f), USERS);
+	assert_false(lists_name_removed(&f->sink, removed));
+	bool new_listed = false;
+	for (size_t l = 0; l < f->sink.count; l++)
+		for (size_t r = 0; r < f->sink.lists[l].count; r++)
+			new_listed |= strncmp(f->sink.lists[l].items[r], "new-", 4) == 0;
+	assert_true(new_listed);
+	close_fixture(f);
+	free(f);
+}
+
+static void removed_items_are_never_listed(void **unused)
+{
+	(void)unused;
+	removed_items_are_never_listed_with(MODEL_RETRIEVAL_EXACT);
+	removed_items_are_never_listed_with(MODEL_RETRIEVAL_INDEX);
+}
+
 /* Marks older than the staleness target are deferred, counted, and still served. */
 static void stale_marks_are_deferred_counted_and_served(void **unused)
 {
@@ -709,6 +803,7 @@ int main(void)
 	    cmocka_unit_test(the_newest_marks_are_served_first),
 	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
 	    cmocka_unit_test(evicted_users_are_forgotten),
+	    cmocka_unit_test(removed_items_are_never_listed),
 	    cmocka_unit_test(the_index_engine_reports_its_recall),
 	    cmocka_unit_test(learning_goes_on_while_lists_rank),
 	};
