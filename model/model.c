@@ -1843,7 +1843,15 @@ long model_item_content(struct model *model, uint32_t item, uint64_t hash, const
 	m->item_content_flags[item] |= CONTENT_PRIOR;
 	if (popularity_count(m->popularity, item) > 0)
 		return 0; /* learned on already: the prior only */
-	memcpy(m->matrix + (size_t)item * m->stride, prior, m->dim * sizeof(float));
+	float *q = m->matrix + (size_t)item * m->stride;
+	if (m->sharing) {
+		/* every instance places it from its own map: the placement is no
+		 * change to share (the others would add it to their own) */
+		float *base = m->shared_base + (size_t)item * model_share_param_count(m);
+		for (size_t k = 0; k < m->dim; k++)
+			base[k] += prior[k] - q[k];
+	}
+	memcpy(q, prior, m->dim * sizeof(float));
 	m->item_content_flags[item] |= CONTENT_PLACED;
 	m->content_placed++;
 	refresh_correction(m, item);
