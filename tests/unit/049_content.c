@@ -538,8 +538,8 @@ static void test_a_placed_item_is_placed_once_in_a_group(void **unused)
 			 1);
 	memcpy(placed, model_item_vector(a, item), sizeof placed);
 	assert_memory_equal(model_item_vector(b, item), placed, sizeof placed);
-	exchange(a, b);
-	exchange(b, a);
+	assert_int_equal(exchange(a, b), 0); /* the placements are no changes */
+	assert_int_equal(exchange(b, a), 0);
 	for (size_t k = 0; k < 8; k++) {
 		assert_float_equal(model_item_vector(a, item)[k], placed[k], 1e-6);
 		assert_float_equal(model_item_vector(b, item)[k], placed[k], 1e-6);
@@ -566,6 +566,31 @@ static void test_a_placed_item_is_placed_once_in_a_group(void **unused)
 	assert_int_equal(after_b.pairs, before_b.pairs);
 	for (size_t k = 0; k < 8; k++)
 		assert_float_equal(model_item_vector(b, item)[k], model_item_vector(a, item)[k],
+				   1e-5);
+
+	/* b folds what a learned of another new item before b reads its content:
+	 * placing it there keeps that on top of b's own placement */
+	uint32_t late = 2 * PER - 1;
+	assert_int_equal(model_item_content(a, late, item_hash(late), content[late], errstr,
+					    sizeof errstr),
+			 1);
+	for (uint32_t e = 0; e < 2; e++) {
+		struct model_event ev = {.user = 1 + e * CLUSTERS,
+					 .item = late,
+					 .user_hash = (1 + e * CLUSTERS) * 2654435761u + 1,
+					 .item_hash = item_hash(late),
+					 .type = EVENT_CLICK,
+					 .ts_ms = 1700000000000LL + 8000 * 100 + 10 + e};
+		assert_int_equal(model_learn(a, &ev, errstr, sizeof errstr), 0);
+	}
+	assert_int_equal(model_add_item(b, late, item_hash(late)), 0); /* as itemsync does */
+	assert_true(exchange(a, b) > 0);
+	assert_int_equal(model_item_content(b, late, item_hash(late), content[late], errstr,
+					    sizeof errstr),
+			 1);
+	assert_int_equal(exchange(b, a), 0); /* b's placement is not a change */
+	for (size_t k = 0; k < 8; k++)
+		assert_float_equal(model_item_vector(b, late)[k], model_item_vector(a, late)[k],
 				   1e-5);
 	model_free(a);
 	model_free(b);
