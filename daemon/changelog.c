@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "errstr.h"
 #include "grow.h"
+#include "ingest.h"
 #include "log.h"
 #include "partread.h"
 
@@ -19,10 +20,19 @@
 static const char marker_key[] = "\0streamrec.offset";
 #define MARKER_KEY_LEN (sizeof marker_key - 1)
 
+/* An events partition as this instance's changelog sees it. */
+struct changelog_partition {
+	bool owned;     /* assigned here */
+	bool touched;   /* a tombstone sent since its last marker */
+	int64_t marked; /* next offset of the last marker written or restored; -1: none yet */
+};
+
 struct changelog {
 	struct daemon *d;
 	int32_t *partition_of; /* per stable user, -1: unknown */
 	size_t partition_capacity;
+	struct changelog_partition *partitions; /* by events partition */
+	size_t partitions_capacity;
 	unsigned char *row, *value; /* scratch: a row being renumbered, a record */
 	size_t row_capacity, value_capacity;
 	uint32_t *items; /* a row's distinct item indices, sorted */
@@ -61,6 +71,7 @@ void changelog_free(struct changelog *c)
 	if (c == NULL)
 		return;
 	free(c->partition_of);
+	free(c->partitions);
 	free(c->row);
 	free(c->value);
 	free(c->items);
@@ -80,6 +91,34 @@ int changelog_saw(struct changelog *c, uint32_t stable, int32_t partition)
 	}
 	c->partition_of[stable] = partition;
 	return 0;
+}
+
+/* The entry of events partition p (grown as needed), or NULL when out of memory. */
+static struct changelog_partition *partition_entry(struct changelog *c, int32_t p)
+{
+	size_t old = c->partitions_capacity;
+	if (p < 0)
+		return NULL;
+	if ((size_t)p >= c->partitions_capacity) {
+		if (grow_array(&c->partitions, &c->partitions_capacity, (size_t)p + 1,
+			       sizeof *c->partitions, 16) != 0)
+			return NULL;
+		for (size_t k = old; k < c->partitions_capacity; k++)
+			c->partitions[k] = (struct changelog_partition){.marked = -1};
+	}
+	return &c->partitions[p];
+}
+
+void changelog_revoked(struct changelog *c, int32_t partition)
+{
+	if (partition >= 0 && (size_t)partition < c->partitions_capacity)
+		c->partitions[partition].owned = false;
+}
+
+void changelog_unplace(struct changelog *c, uint32_t stable)
+{
+	if ((size_t)stable < c->partition_capacity)
+		c->partition_of[stable] = -1;
 }
 
 /* ---- writing ------------------------------------------------------------------------ */
@@ -194,21 +233,91 @@ void changelog_on_user_row(uint32_t stable, size_t variant, const void *row, siz
 	d->metrics->changelog_records_total++;
 }
 
+int changelog_forget(struct changelog *c, uint32_t stable, const char *user_id, char *errstr,
+		     size_t errstr_size)
+{
+	struct daemon *d = c->d;
+	int32_t partition = -1;
+	if ((size_t)stable < c->partition_capacity)
+		partition = c->partition_of[stable];
+	changelog_unplace(c, stable);
+	if (user_id == NULL || user_id[0] == '\0')
+		return 0; /* no id, no record to delete */
+	if (partition < 0) {
+		/* not met since the start: which partition holds its rows is unknown */
+		d->metrics->changelog_unplaced_total++;
+		return 0;
+	}
+	struct changelog_partition *p = partition_entry(c, partition);
+	if (p == NULL) {
+		set_errstr(errstr, errstr_size, "changelog: out of memory");
+		return -1;
+	}
+	if (!p->owned)
+		return 0; /* another instance owns its partition now: its life cycle decides */
+	if (producer_send_to(d->producer, d->config.changelog_topic, partition, user_id,
+			     strlen(user_id), NULL, 0, NULL, 0, errstr, errstr_size) != 0)
+		return -1;
+	p->touched = true;
+	d->metrics->changelog_records_total++;
+	return 0;
+}
+
+/* Writes one offset marker of an events partition. @returns 0, or -1 with errstr filled. */
+static int send_marker(struct changelog *c, int32_t partition, int64_t next_offset, char *errstr,
+		       size_t errstr_size)
+{
+	struct daemon *d = c->d;
+	unsigned char value[12];
+	struct changelog_partition *p = partition_entry(c, partition);
+	if (p == NULL) {
+		set_errstr(errstr, errstr_size, "changelog: out of memory");
+		return -1;
+	}
+	uint64_t next = (uint64_t)next_offset;
+	memcpy(value, OFFSET_MAGIC, 4);
+	bytes_put_be32(value + 4, (uint32_t)(next >> 32));
+	bytes_put_be32(value + 8, (uint32_t)next);
+	if (producer_send_to(d->producer, d->config.changelog_topic, partition, marker_key,
+			     MARKER_KEY_LEN, value, sizeof value, NULL, 0, errstr,
+			     errstr_size) != 0)
+		return -1;
+	p->marked = next_offset;
+	p->touched = false;
+	return 0;
+}
+
 int changelog_mark(struct changelog *c, const struct daemon_position *positions, size_t count,
 		   char *errstr, size_t errstr_size)
 {
 	struct daemon *d = c->d;
 	for (size_t k = 0; k < count; k++) {
-		unsigned char value[12];
 		if (strcmp(positions[k].topic, d->config.input_topic) != 0)
 			continue;
-		uint64_t next = (uint64_t)positions[k].next_offset;
-		memcpy(value, OFFSET_MAGIC, 4);
-		bytes_put_be32(value + 4, (uint32_t)(next >> 32));
-		bytes_put_be32(value + 8, (uint32_t)next);
-		if (producer_send_to(d->producer, d->config.changelog_topic, positions[k].partition,
-				     marker_key, MARKER_KEY_LEN, value, sizeof value, NULL, 0,
-				     errstr, errstr_size) != 0)
+		if (send_marker(c, positions[k].partition, positions[k].next_offset, errstr,
+				errstr_size) != 0)
+			return -1;
+	}
+	/* tombstones of partitions without events in this commit: a marker vouches
+	 * for them too, at the offset the partition's rows are already at */
+	for (size_t p = 0; p < c->partitions_capacity; p++) {
+		struct changelog_partition *entry = &c->partitions[p];
+		int64_t next = entry->marked, offset;
+		if (!entry->touched)
+			continue;
+		if (next < 0) {
+			/* no event of it learned since the start: the stored offset */
+			int found = state_offset(d->state, d->config.input_topic, (int32_t)p,
+						 &offset, errstr, errstr_size);
+			if (found < 0)
+				return -1;
+			if (found == 0) {
+				entry->touched = false;
+				continue;
+			}
+			next = offset + 1;
+		}
+		if (send_marker(c, (int32_t)p, next, errstr, errstr_size) != 0)
 			return -1;
 	}
 	return 0;
@@ -256,21 +365,23 @@ static int on_changelog_record(const void *key, size_t key_len, const void *valu
 		r->staged_count = 0;
 		return 0;
 	}
-	if (key == NULL || key_len == 0 || value == NULL || value_len < 4 ||
-	    memcmp(value, USER_MAGIC, 4) != 0)
-		return 0; /* a tombstone or not ours */
+	if (key == NULL || key_len == 0 || memchr(key, '\0', key_len) != NULL)
+		return 0; /* not ours */
+	if (value != NULL && (value_len < 4 || memcmp(value, USER_MAGIC, 4) != 0))
+		return 0; /* not ours */
 	if (grow_array(&r->staged, &r->staged_capacity, r->staged_count + 1, sizeof *r->staged,
 		       1024) != 0)
 		return -1;
 	struct record *rec = &r->staged[r->staged_count];
 	rec->key = strndup(key, key_len);
-	rec->value = malloc(value_len);
-	if (rec->key == NULL || rec->value == NULL) {
+	rec->value = value != NULL ? malloc(value_len ? value_len : 1) : NULL;
+	if (rec->key == NULL || (value != NULL && rec->value == NULL)) {
 		free(rec->key);
 		free(rec->value);
 		return -1;
 	}
-	memcpy(rec->value, value, value_len);
+	if (value != NULL)
+		memcpy(rec->value, value, value_len);
 	rec->value_len = value_len;
 	r->staged_count++;
 	return 0;
@@ -289,6 +400,28 @@ static int map_item(uint32_t *item, void *ctx)
 		return -1;
 	*item = map->local[*item];
 	return 0;
+}
+
+/*
+ * Applies a tombstone: the user was removed by the instance that owned the
+ * partition (embedding life cycle), so a row this state holds of it is stale
+ * and goes, unless the user was met here in another partition since.
+ * @returns 1 removed, 0 nothing to remove, -1 with errstr filled.
+ */
+static int apply_tombstone(struct changelog *c, const struct record *rec, int32_t partition,
+			   char *errstr, size_t errstr_size)
+{
+	struct daemon *d = c->d;
+	uint32_t stable = state_find_user(d->state, rec->key);
+	if (stable != UINT32_MAX && (size_t)stable < c->partition_capacity &&
+	    c->partition_of[stable] >= 0 && c->partition_of[stable] != partition)
+		return 0;
+	if (ingest_refresh_idle(d, errstr, errstr_size) != 0)
+		return -1;
+	int removed = state_remove_user_id(d->state, rec->key, &stable, errstr, errstr_size);
+	if (removed == 1)
+		ingest_forget_user(d, stable);
+	return removed;
 }
 
 /* Applies one user record. @returns 1 applied, 0 skipped (another variant), -1. */
@@ -355,13 +488,31 @@ out_bad:
 	return -1;
 }
 
+/* Records by user, each user's in the order they were read (one array). */
+static int by_key_then_offset(const void *a, const void *b)
+{
+	const struct record *x = *(const struct record *const *)a,
+			    *y = *(const struct record *const *)b;
+	int by_key = strcmp(x->key, y->key);
+	if (by_key != 0)
+		return by_key;
+	return (x > y) - (x < y);
+}
+
 int changelog_restore(struct changelog *c, int32_t partition, bool local, int64_t *last_offset,
 		      char *errstr, size_t errstr_size)
 {
 	struct daemon *d = c->d;
 	struct restore r = {.next_offset = -1};
+	struct record **order = NULL;
 	double start = clock_monotonic_s();
 	int rc = 0;
+	struct changelog_partition *entry = partition_entry(c, partition);
+	if (entry == NULL) {
+		set_errstr(errstr, errstr_size, "changelog: out of memory");
+		return -1;
+	}
+	entry->owned = true;
 	const char *brokers = config_kafka_property(&d->config, "consumer", "bootstrap.servers");
 	long read = partread_all(brokers, c->properties, c->property_count,
 				 d->config.changelog_topic, partition,
@@ -379,27 +530,53 @@ int changelog_restore(struct changelog *c, int32_t partition, bool local, int64_
 			 "state's", local ? *last_offset + 1 : -1);
 		goto out;
 	}
-	size_t users = 0;
-	for (size_t k = 0; k < r.vouched_count; k++) {
-		int applied = apply_user(c, &r.vouched[k], partition, errstr, errstr_size);
+	/* per user, in the changelog's order: what follows its last tombstone */
+	order = malloc((r.vouched_count ? r.vouched_count : 1) * sizeof *order);
+	if (order == NULL) {
+		set_errstr(errstr, errstr_size, "changelog: out of memory restoring");
+		rc = -1;
+		goto out;
+	}
+	for (size_t k = 0; k < r.vouched_count; k++)
+		order[k] = &r.vouched[k];
+	qsort(order, r.vouched_count, sizeof *order, by_key_then_offset);
+	size_t users = 0, removed = 0;
+	for (size_t first = 0, end; first < r.vouched_count; first = end) {
+		size_t from = first;
+		for (end = first;
+		     end < r.vouched_count && strcmp(order[end]->key, order[first]->key) == 0;
+		     end++)
+			if (order[end]->value == NULL)
+				from = end;
+		int applied = 0, rows = 0;
+		if (order[from]->value == NULL) {
+			applied = apply_tombstone(c, order[from], partition, errstr, errstr_size);
+			removed += applied > 0;
+			from++;
+		}
+		for (size_t k = from; k < end && applied >= 0; k++)
+			if ((applied = apply_user(c, order[k], partition, errstr, errstr_size)) > 0)
+				rows++;
 		if (applied < 0) {
 			rc = -1;
 			goto out;
 		}
-		users += (size_t)applied;
+		users += rows > 0;
 	}
 	*last_offset = r.next_offset - 1;
+	entry->marked = r.next_offset;
 	state_mark_offset(d->state, d->config.input_topic, partition, *last_offset);
 	d->metrics->restores_total++;
 	d->metrics->restored_users_total += users;
 	log_line(LOG_PRIORITY_INFO,
-		 "%s[%" PRId32 "]: restored %zu user rows from %s (%ld records) in %.2f s; "
-		 "resuming at offset %" PRId64 " (the state had %s)",
-		 d->config.input_topic, partition, users, d->config.changelog_topic, read,
+		 "%s[%" PRId32 "]: restored %zu users (%zu removed ones deleted) from %s "
+		 "(%ld records) in %.2f s; resuming at offset %" PRId64 " (the state had %s)",
+		 d->config.input_topic, partition, users, removed, d->config.changelog_topic, read,
 		 clock_monotonic_s() - start, r.next_offset, local ? "an older one" : "none");
 	rc = 1;
 out:
 	d->metrics->restore_seconds_total += clock_monotonic_s() - start;
+	free(order);
 	records_free(r.staged, r.staged_count);
 	records_free(r.vouched, r.vouched_count);
 	return rc;

@@ -20,6 +20,9 @@
  * Record formats (key -> value), all integers big-endian:
  *   user id -> "SRU1" | u8 variant name length | name | u32 row length | row
  *              | u32 item count | (u16 length | item id) * count
+ *   user id -> null (a tombstone: the embedding life cycle removed the user,
+ *              written in the commit that deletes it; compaction then drops
+ *              the user's rows, and a restore deletes a stale row it holds)
  *   "\0streamrec.offset" -> "SRO1" | i64 next offset of the events partition
  * A marker's key is the same in every partition; compaction keeps the
  * newest per partition.
@@ -47,6 +50,25 @@ void changelog_free(struct changelog *changelog);
 /** @brief A user's event came from this events partition (its record goes there). */
 int changelog_saw(struct changelog *changelog, uint32_t stable, int32_t partition);
 
+/**
+ * @brief The life cycle removed a user in the commit being built: its
+ * tombstone goes to the partition its events came from when that partition
+ * is assigned here (changelog_mark() then writes that partition's marker
+ * even without events in the commit), and its index is unplaced. A user not
+ * met since the start (its partition unknown: counted in
+ * changelog_unplaced_total) or of a partition assigned elsewhere now gets
+ * none.
+ * @returns 0, or -1 with errstr filled.
+ */
+int changelog_forget(struct changelog *changelog, uint32_t stable, const char *user_id,
+		     char *errstr, size_t errstr_size);
+
+/** @brief Events partition `partition` was revoked: another instance owns its users now. */
+void changelog_revoked(struct changelog *changelog, int32_t partition);
+
+/** @brief The user of this stable index left the state: its partition is unknown again. */
+void changelog_unplace(struct changelog *changelog, uint32_t stable);
+
 /** @brief state_config.on_user_row (opaque: the daemon): one user row committed. */
 void changelog_on_user_row(uint32_t stable, size_t variant, const void *row, size_t len,
 			   void *opaque);
@@ -59,7 +81,8 @@ int changelog_mark(struct changelog *changelog, const struct daemon_position *po
 		   size_t count, char *errstr, size_t errstr_size);
 
 /**
- * @brief At assignment of events partition `partition`: restores its users
+ * @brief At assignment of events partition `partition` (which counts as
+ * assigned here until changelog_revoked()): restores its users
  * from the changelog when the changelog is ahead of the local state.
  * @param local true with *last_offset the state's last consumed offset when
  * the state holds one

@@ -25,6 +25,8 @@
 
 struct arm_state {
 	uint64_t exposed, converted, hits;
+	/* of those, users who left (experiment_forget_user()): counted, no byte */
+	uint64_t departed_exposed, departed_converted;
 	double msprt_p, av_low, av_high; /* the sequential test so far */
 };
 
@@ -348,6 +350,22 @@ int experiment_hit(struct experiment *experiment, uint32_t user_index, size_t ar
 	return 0;
 }
 
+void experiment_forget_user(struct experiment *experiment, uint32_t user_index)
+{
+	struct experiment *e = experiment;
+	if (user_index < e->user_len) {
+		unsigned arm = e->users[user_index] & USER_ARM_MASK;
+		if (arm != 0) {
+			e->arms[arm - 1].departed_exposed++;
+			if (e->users[user_index] & USER_CONVERTED)
+				e->arms[arm - 1].departed_converted++;
+		}
+		e->users[user_index] = 0;
+	}
+	if (user_index < e->pre_len)
+		e->pre[user_index] = 0;
+}
+
 bool experiment_exposed(const struct experiment *e, uint32_t user_index)
 {
 	return user_index < e->user_len && (e->users[user_index] & USER_ARM_MASK) != 0;
@@ -613,7 +631,8 @@ void experiment_compute(const struct experiment *experiment, struct experiment_s
  *   u8  arm count; per arm: u16 name length, name bytes, f64 normalised share
  *   u32 period, i64 start_ms, i64 period_start_ms
  *   u64 hits_ignored, u64 exposure_conflicts
- *   per arm: u64 exposed, converted, hits; f64 msprt_p, av_low, av_high
+ *   per arm: u64 exposed, converted, hits; f64 msprt_p, av_low, av_high;
+ *            (version 2) u64 departed_exposed, departed_converted
  *   u32 user count U, u8 has_pre
  *   U user bytes (arm + 1 in bits 0-3, converted in bit 4)
  *   if has_pre: u32 pre-entry count P, P f32 pre-period activities
@@ -688,6 +707,8 @@ int experiment_export(const struct experiment *experiment, uint8_t **out, size_t
 		put_double(&w, a->msprt_p);
 		put_double(&w, a->av_low);
 		put_double(&w, a->av_high);
+		put_uint(&w, a->departed_exposed, 8);
+		put_uint(&w, a->departed_converted, 8);
 	}
 	put_uint(&w, e->user_len, 4);
 	put_uint(&w, e->has_pre, 1);
@@ -763,7 +784,7 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
 	bool shares_changed = false;
 
 	unsigned version = (unsigned)get_uint(&r, 1);
-	if (r.failed || version != EXPERIMENT_FORMAT_VERSION) {
+	if (r.failed || version < 1 || version > EXPERIMENT_FORMAT_VERSION) {
 		set_errstr(errstr, errstr_size, "experiment %s: stored format version %u, known %d",
 			   e->name, version, EXPERIMENT_FORMAT_VERSION);
 		return -1;
@@ -789,6 +810,10 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
 		arms[k].msprt_p = get_double(&r);
 		arms[k].av_low = get_double(&r);
 		arms[k].av_high = get_double(&r);
+		if (version >= 2) {
+			arms[k].departed_exposed = get_uint(&r, 8);
+			arms[k].departed_converted = get_uint(&r, 8);
+		}
 	}
 	size_t user_len = get_uint(&r, 4);
 	unsigned has_pre = (unsigned)get_uint(&r, 1);
@@ -811,7 +836,9 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
 		converted[arm - 1] += (user_bytes[u] & USER_CONVERTED) != 0;
 	}
 	for (size_t k = 0; k < e->arm_count; k++) {
-		if (exposed[k] != arms[k].exposed || converted[k] != arms[k].converted ||
+		if (exposed[k] + arms[k].departed_exposed != arms[k].exposed ||
+		    converted[k] + arms[k].departed_converted != arms[k].converted ||
+		    arms[k].departed_converted > arms[k].departed_exposed ||
 		    arms[k].hits < arms[k].converted || !(arms[k].msprt_p >= 0) ||
 		    !(arms[k].msprt_p <= 1) || !(arms[k].av_low >= -1) || !(arms[k].av_high <= 1))
 			goto out_corrupt;

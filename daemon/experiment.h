@@ -79,7 +79,7 @@
 #define EXPERIMENT_MAX_ARMS 15
 
 /** Version byte that experiment_export() writes first. */
-#define EXPERIMENT_FORMAT_VERSION 1
+#define EXPERIMENT_FORMAT_VERSION 2
 
 /** Defaults of struct experiment_config (experiment_config_default()). */
 #define EXPERIMENT_DEFAULT_ALPHA     0.05
@@ -200,6 +200,16 @@ int experiment_expose(struct experiment *experiment, uint32_t user_index, size_t
  */
 int experiment_hit(struct experiment *experiment, uint32_t user_index, size_t arm, char *errstr,
 		   size_t errstr_size);
+
+/**
+ * @brief User `user_index` left (the embedding life cycle removed it) and
+ * its index may go to a new user: its arm, conversion and pre-period
+ * activity are cleared, so the next user of the index is a fresh exposure
+ * in its own arm. What it was counted for stays counted (exposed,
+ * converted, hits of its arm in this period); it no longer enters CUPED's
+ * moments (they need its flags). A no-op for an index never seen.
+ */
+void experiment_forget_user(struct experiment *experiment, uint32_t user_index);
 
 /** @returns whether user `user_index` was exposed to an arm in this period. */
 bool experiment_exposed(const struct experiment *experiment, uint32_t user_index);

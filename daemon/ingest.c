@@ -521,6 +521,8 @@ static int on_revoke(const char *topic, int32_t partition, void *opaque)
 	if (d->changelog != NULL) {
 		/* and the changelog delivered, which the next owner restores from */
 		char errstr[512];
+		if (strcmp(topic, d->config.input_topic) == 0)
+			changelog_revoked(d->changelog, partition);
 		if (producer_flush(d->producer, (int)d->config.restore_timeout_ms, errstr,
 				   sizeof errstr) != 0) {
 			daemon_fail(d, errstr);
@@ -546,14 +548,36 @@ static void on_lag(const char *topic, int32_t partition, int64_t lag, int64_t co
 	metrics_set_consumer_lag(d->metrics, topic, partition, lag, committed_lag, NULL, 0);
 }
 
-/* A user left the state (embedding life cycle): what the daemon keeps by
- * its stable index goes too, before the index can be handed out again. */
-static void on_user_removed(uint32_t stable, void *opaque)
+void ingest_forget_user(struct daemon *d, uint32_t stable)
 {
-	struct daemon *d = opaque;
 	refresher_forget(d->refresher, stable);
 	if ((size_t)stable < d->pre_activity_capacity)
 		d->pre_activity[stable] = 0;
+	if (d->experiment != NULL)
+		experiment_forget_user(d->experiment, stable);
+	if (d->changelog != NULL)
+		changelog_unplace(d->changelog, stable);
+}
+
+int ingest_refresh_idle(struct daemon *d, char *errstr, size_t errstr_size)
+{
+	if (!refresher_busy(d->refresher))
+		return 0;
+	refresher_wait(d->refresher);
+	return refresher_harvest(d->refresher, errstr, errstr_size) < 0 ? -1 : 0;
+}
+
+/* The life cycle removed a user in the commit being built: it goes from the
+ * daemon, and from the changelog in the same commit (a tombstone before the
+ * commit's rows and markers), so no next owner of its partition restores it. */
+static void on_user_removed(uint32_t stable, const char *user_id, void *opaque)
+{
+	struct daemon *d = opaque;
+	char errstr[512];
+	if (d->changelog != NULL &&
+	    changelog_forget(d->changelog, stable, user_id, errstr, sizeof errstr) != 0)
+		daemon_fail(d, errstr);
+	ingest_forget_user(d, stable);
 }
 
 /* An item left the state (embedding life cycle): the catalogue forgets its
@@ -584,15 +608,16 @@ static int lifecycle_sweep(struct daemon *d, char *errstr, size_t errstr_size)
 	if (lifecycle.user_ttl_ms == 0 && lifecycle.max_users == 0 && lifecycle.item_ttl_ms == 0 &&
 	    lifecycle.max_items == 0)
 		return 0;
-	if (refresher_busy(d->refresher)) {
-		refresher_wait(d->refresher);
-		if (refresher_harvest(d->refresher, errstr, errstr_size) < 0)
-			return -1;
-	}
+	if (ingest_refresh_idle(d, errstr, errstr_size) != 0)
+		return -1;
 	long removed = state_lifecycle_sweep(d->state, &lifecycle, clock_wall_ms(), on_user_removed,
 					     d, errstr, errstr_size);
 	if (removed < 0)
 		return -1;
+	if (d->failed) {
+		snprintf(errstr, errstr_size, "life cycle: a removed user's changelog tombstone failed");
+		return -1;
+	}
 	if (removed > 0)
 		log_line(LOG_PRIORITY_DEBUG, "life cycle: %ld users and items removed", removed);
 	return 0;
@@ -630,8 +655,11 @@ int ingest_commit(struct daemon *d, bool wait)
 		goto out_fail;
 	commit_kafka(d, d->inflight, d->inflight_count, true);
 	d->inflight_count = 0;
+	if (lifecycle_sweep(d, errstr, sizeof errstr) != 0)
+		goto out_fail;
 	if (d->experiment != NULL) {
-		/* the experiment's counters go in the same batch as what they count */
+		/* the experiment's counters go in the same batch as what they count,
+		 * after the sweep: a removed user's exposure goes with its keys */
 		uint8_t *counters;
 		size_t counters_len;
 		if (experiment_export(d->experiment, &counters, &counters_len, errstr,
@@ -643,8 +671,6 @@ int ingest_commit(struct daemon *d, bool wait)
 		if (rc != 0)
 			goto out_fail;
 	}
-	if (lifecycle_sweep(d, errstr, sizeof errstr) != 0)
-		goto out_fail;
 	/* the lists published since the last commit, for the lookup API and hits after a restart */
 	refresher_save_lists(d->refresher);
 	if (state_commit_async(d->state, errstr, sizeof errstr) != 0)

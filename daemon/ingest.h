@@ -38,6 +38,21 @@ void ingest_stop(struct daemon *d);
  */
 int ingest_commit(struct daemon *d, bool wait);
 
+/**
+ * @brief A user left the state (embedding life cycle, or a changelog
+ * tombstone): what the daemon keeps by its stable index (refresh marks and
+ * lists, A/B exposure, pre-exposure activity, changelog placement) goes too,
+ * before the index can be handed out again. Only while no refresh round is
+ * out (ingest_refresh_idle()).
+ */
+void ingest_forget_user(struct daemon *d, uint32_t stable);
+
+/**
+ * @brief Waits for the refresh round out with the workers, if any, and
+ * publishes it. @returns 0, or -1 with errstr filled.
+ */
+int ingest_refresh_idle(struct daemon *d, char *errstr, size_t errstr_size);
+
 /** @brief Log the dead-letter lines held back by the rate limit in windows that ended. */
 void ingest_log_suppressed(struct daemon *d);
 

@@ -642,13 +642,14 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	text_printf(&t, "streamrec_changelog_records_total %" PRIu64 "\n",
 		    m->changelog_records_total);
 	family(&t, "changelog_unplaced_total", "counter",
-	       "Committed user rows not written to the changelog: the user's partition was unknown.");
+	       "Committed user rows and removed users' tombstones not written to the changelog: "
+	       "the user's partition was unknown.");
 	text_printf(&t, "streamrec_changelog_unplaced_total %" PRIu64 "\n",
 		    m->changelog_unplaced_total);
 	family(&t, "restores_total", "counter",
 	       "Partitions whose users were restored from the changelog at assignment.");
 	text_printf(&t, "streamrec_restores_total %" PRIu64 "\n", m->restores_total);
-	family(&t, "restored_users_total", "counter", "User rows restored from the changelog.");
+	family(&t, "restored_users_total", "counter", "Users restored from the changelog (once each, whatever its records and variants; users it holds a tombstone for are not).");
 	text_printf(&t, "streamrec_restored_users_total %" PRIu64 "\n", m->restored_users_total);
 	family(&t, "restore_seconds_total", "counter",
 	       "Time spent reading and applying the changelog at assignments.");

@@ -1470,8 +1470,10 @@ size_t state_user_count(const struct state *state)
 
 /* Deletes every key of a live user in the pending batch and frees what it
  * holds in memory; its index becomes reusable once the deletion is durable.
+ * removed_id gets the user's id ("" when the state has none).
  * @returns 0, or -1 with errstr filled (nothing changed). */
-static int remove_user(struct state *s, uint32_t stable, char *errstr, size_t errstr_size)
+static int remove_user(struct state *s, uint32_t stable, char removed_id[STATE_USER_ID_MAX + 1],
+		       char *errstr, size_t errstr_size)
 {
 	unsigned char key[1 + 256], reverse[5], row_key[STATE_ROW_KEY_BYTES];
 	unsigned char list_key[STATE_LIST_KEY_BYTES];
@@ -1497,6 +1499,11 @@ static int remove_user(struct state *s, uint32_t stable, char *errstr, size_t er
 	if (grow_array(&s->freed_pending, &s->freed_pending_capacity, s->freed_pending_count + 1,
 		       sizeof *s->freed_pending, 256) != 0)
 		goto out_nomem;
+	removed_id[0] = '\0';
+	if (len > 0 && len <= STATE_USER_ID_MAX) {
+		memcpy(removed_id, id, len);
+		removed_id[len] = '\0';
+	}
 	if (len > 0 && len <= 256) {
 		if (idmap_put(s->removed, id, len, s->removed_next++) != 0)
 			goto out_nomem;
@@ -1679,10 +1686,12 @@ static int by_last_seen(const void *a, const void *b)
 }
 
 long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *lifecycle,
-			   int64_t wall_ms, void (*on_removed)(uint32_t stable, void *opaque),
+			   int64_t wall_ms,
+			   void (*on_removed)(uint32_t stable, const char *user_id, void *opaque),
 			   void *opaque, char *errstr, size_t errstr_size)
 {
 	struct state *s = state;
+	char removed_id[STATE_USER_ID_MAX + 1];
 	int64_t now = s->newest_event_ms < wall_ms ? s->newest_event_ms : wall_ms;
 	long removed = 0;
 	if (now == INT64_MIN)
@@ -1716,12 +1725,12 @@ long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *li
 		}
 		if (s->last_seen[u] >= oldest_kept)
 			continue;
-		if (remove_user(s, u, errstr, errstr_size) != 0)
+		if (remove_user(s, u, removed_id, errstr, errstr_size) != 0)
 			return -1;
 		s->expired_users++;
 		removed++;
 		if (on_removed != NULL)
-			on_removed(u, opaque);
+			on_removed(u, removed_id, opaque);
 	}
 	if (lifecycle->max_users == 0 || s->live_users <= lifecycle->max_users)
 		return removed;
@@ -1737,12 +1746,12 @@ long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *li
 	size_t evict = s->live_users - lifecycle->max_users;
 	for (size_t k = 0; k < evict && k < n; k++) {
 		uint32_t u = s->sweep[k].stable;
-		if (remove_user(s, u, errstr, errstr_size) != 0)
+		if (remove_user(s, u, removed_id, errstr, errstr_size) != 0)
 			return -1;
 		s->evicted_users++;
 		removed++;
 		if (on_removed != NULL)
-			on_removed(u, opaque);
+			on_removed(u, removed_id, opaque);
 	}
 	return removed;
 }
@@ -1835,6 +1844,41 @@ int state_restore_user_row(struct state *state, const char *user_id, size_t vari
 	if (stable != NULL)
 		*stable = state_user_stable(s, slot);
 	return 0;
+}
+
+int state_remove_user_id(struct state *state, const char *user_id, uint32_t *stable,
+			 char *errstr, size_t errstr_size)
+{
+	struct state *s = state;
+	size_t len = strlen(user_id);
+	unsigned char key[1 + 256];
+	void *value = NULL;
+	size_t value_len = 0;
+	char why[256];
+	uint32_t found = idmap_find(s->users, user_id, len);
+	if (found == IDMAP_NONE) {
+		if (len == 0 || len > 256 || idmap_find(s->removed, user_id, len) != IDMAP_NONE ||
+		    idmap_find(s->removed_inflight, user_id, len) != IDMAP_NONE)
+			return 0;
+		key[0] = 'u';
+		memcpy(key + 1, user_id, len);
+		int rc = store_get(s->store, STORE_IDS, key, len + 1, &value, &value_len, why,
+				   sizeof why);
+		if (rc < 0) {
+			set_errstr(errstr, errstr_size, "user %s: %s", user_id, why);
+			return -1;
+		}
+		if (rc > 0 && value_len == 4)
+			found = bytes_get_be32(value);
+		free(value);
+	}
+	if (found == IDMAP_NONE || (size_t)found >= s->life_capacity || !s->live[found])
+		return 0;
+	char removed_id[STATE_USER_ID_MAX + 1];
+	if (remove_user(s, found, removed_id, errstr, errstr_size) != 0)
+		return -1;
+	*stable = found;
+	return 1;
 }
 
 int state_item_everywhere(struct state *state, const char *id, uint32_t *index, char *errstr,

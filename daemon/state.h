@@ -342,6 +342,9 @@ size_t state_user_count(const struct state *state);
  * all in the commit's one atomic batch: a crash replays to the same items.
  */
 
+/** Longest user id the life cycle names to on_removed (longer ids: ""). */
+#define STATE_USER_ID_MAX 256
+
 /** What a sweep enforces (0: off). */
 struct state_lifecycle {
 	uint64_t user_ttl_ms; /**< expire users idle longer than this */
@@ -372,8 +375,9 @@ struct state_lifecycle_counts {
  * @brief Remove expired items, then the least recently active beyond
  * max_items (each handed to lifecycle->on_item_removed; every reference to
  * them in memory goes in the same call, see above), then expired users,
- * then the least recently active beyond max_users. Each removed user's stable index is handed to on_removed
- * (NULL: none) before it can be reused, so the caller drops what it keeps
+ * then the least recently active beyond max_users. Each removed user's
+ * stable index and id ("" if the state had none) are handed to on_removed
+ * (NULL: none) before the index can be reused, so the caller drops what it keeps
  * by stable index (lists, refresh marks). The deletions go to the next
  * commit, atomically with the offsets of the events learned before it; a
  * removed user met again before that commit starts fresh. Pinned users are
@@ -383,7 +387,8 @@ struct state_lifecycle_counts {
  * state is unchanged for the user it could not remove).
  */
 long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *lifecycle,
-			   int64_t wall_ms, void (*on_removed)(uint32_t stable, void *opaque),
+			   int64_t wall_ms,
+			   void (*on_removed)(uint32_t stable, const char *user_id, void *opaque),
 			   void *opaque, char *errstr, size_t errstr_size);
 
 /**
@@ -422,6 +427,17 @@ void state_lifecycle_counts(const struct state *state, struct state_lifecycle_co
 
 /** @returns the event time of a live user's newest event (INT64_MIN: unknown or not live). */
 int64_t state_user_last_seen(const struct state *state, uint32_t stable);
+
+/**
+ * @brief Removes a user by id as the life cycle does (every key deleted in
+ * the pending batch, its index reused once that is durable), because
+ * another instance removed it (a changelog tombstone). The caller drops
+ * what it keeps by the returned stable index.
+ * @returns 1 removed (*stable: its index), 0 when the state holds no such
+ * live user, -1 with errstr filled.
+ */
+int state_remove_user_id(struct state *state, const char *user_id, uint32_t *stable,
+			 char *errstr, size_t errstr_size);
 
 /**
  * @brief Writes a user's row of one variant as another instance learned it:

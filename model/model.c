@@ -1843,7 +1843,23 @@ long model_item_content(struct model *model, uint32_t item, uint64_t hash, const
 	m->item_content_flags[item] |= CONTENT_PRIOR;
 	if (popularity_count(m->popularity, item) > 0)
 		return 0; /* learned on already: the prior only */
-	memcpy(m->matrix + (size_t)item * m->stride, prior, m->dim * sizeof(float));
+	float *q = m->matrix + (size_t)item * m->stride;
+	if (m->sharing) {
+		/* Every instance places it from its own map: the placement (from its
+		 * hash start to the prior) is no change to share, the others would
+		 * add it to their own. What other instances learned of it and this
+		 * one folded before its content came is kept on top of the prior. */
+		float *base = m->shared_base + (size_t)item * model_share_param_count(m);
+		float *start = m->grad_row; /* scratch */
+		init_vector(start, m->dim, hash, m->config.seed, 0x22, m->config.init_std);
+		for (size_t k = 0; k < m->dim; k++) {
+			float unshared = q[k] - base[k]; /* exactly 0 when nothing is pending */
+			q[k] = prior[k] + (q[k] - start[k]);
+			base[k] = q[k] - unshared;
+		}
+	} else {
+		memcpy(q, prior, m->dim * sizeof(float));
+	}
 	m->item_content_flags[item] |= CONTENT_PLACED;
 	m->content_placed++;
 	refresh_correction(m, item);

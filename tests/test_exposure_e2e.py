@@ -155,3 +155,40 @@ def test_version_1_output_for_consumers_not_yet_upgraded(daemon):
         assert "list_id" not in rec and rec["items"]
         assert all(set(item) == {"item_id", "score"} for item in rec["items"])
     assert daemon.stop() == 0
+
+
+def test_a_user_index_reused_after_removal_is_a_fresh_exposure(daemon):
+    """The life cycle bounds the state to 10 users while 120 churn through
+    it, so removed users' stable indices go to new users: each new user is
+    a fresh exposure in its own arm (exposed users equal users served, per
+    arm; no user is "already exposed" to another arm), and the counters
+    with what the removed users left in them survive a restart."""
+    import json
+    from test_lifecycle_e2e import churn, send
+    daemon.add_config(AB_VARIANTS + "[lifecycle]\nmax_users = 10\n")
+    daemon.start()
+    base_ms = int(time.time() * 1000) - 3_600_000
+    for wave in range(0, 120, 20):
+        send(daemon, churn(wave, 20, base_ms))
+        assert daemon.wait_for(
+            lambda: daemon.metric("streamrec_users") + daemon.metric(
+                "streamrec_embeddings_evicted_total") == wave + 20, 60), daemon.logtext()
+    time.sleep(2)  # the last lists published
+
+    def exposure():
+        status, body = daemon.get("/experiment.json")
+        assert status == 200, body
+        doc = json.loads(body)
+        return doc, {v["name"]: v["exposed"] for v in doc["variants"]}
+
+    doc, exposed = exposure()
+    served = daemon.series("streamrec_users_served_total")
+    assert daemon.metric("streamrec_embeddings_evicted_total") >= 100
+    assert doc["exposure_conflicts"] == 0, doc
+    assert exposed == {name: served[f'{{variant="{name}"}}'] for name in exposed}, (exposed, served)
+    assert sum(exposed.values()) >= 100, exposed
+    assert daemon.stop() == 0
+    daemon.start()
+    _, after = exposure()
+    assert after == exposed
+    assert daemon.stop() == 0

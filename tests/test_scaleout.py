@@ -11,6 +11,7 @@ order-dependent recent-items ring and the purchase exclusions of every user
 """
 import csv
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -40,7 +41,7 @@ def free_port():
 class Instance:
     """One streamrecd of the group, with a state directory of its own."""
 
-    def __init__(self, broker, root, name, topics):
+    def __init__(self, broker, root, name, topics, extra=""):
         self.dir = root / name
         self.dir.mkdir()
         self.port = free_port()
@@ -67,6 +68,7 @@ bootstrap.servers = {broker.bootstrap}
 [kafka.consumer]
 session.timeout.ms = 6000
 heartbeat.interval.ms = 500
+{extra}
 """)
         self.process = None
 
@@ -284,6 +286,133 @@ def test_item_vectors_learned_by_one_instance_reach_another(kafka_broker, tmp_pa
         assert abs(bias_a - bias_b) <= 2e-3, (item, bias_a, bias_b)
         moved += qa != qb or bias_a != 0
     assert moved > 0
+
+
+def test_users_the_life_cycle_removed_are_not_restored(kafka_broker, tmp_path):
+    """Two instances bound to 20 users each evict most of a churn of 200
+    users; the first is SIGKILLed and the second takes its partitions over,
+    then stops; a fresh instance without a bound restores every partition
+    from the changelog. It must hold exactly the users the group still held
+    (an evicted user's tombstone went to the changelog in the commit that
+    removed it), not every user ever seen."""
+    from test_lifecycle_e2e import churn
+    topics = {"events": "lr.events", "recs": "lr.recs", "dlq": "lr.dlq",
+              "changelog": "lr.changelog", "group": "lr-group"}
+    kafka_broker.create_topics(f"lr.events:{PARTITIONS}", "lr.recs:3:compact", "lr.dlq:1",
+                               f"lr.changelog:{PARTITIONS}:compact")
+    bound = "[lifecycle]\nmax_users = 20\n"
+    a = Instance(kafka_broker, tmp_path, "a", topics, extra=bound)
+    b = Instance(kafka_broker, tmp_path, "b", topics, extra=bound)
+    users = 200
+
+    def evicted(*instances):
+        return sum(i.metric("streamrec_embeddings_evicted_total", 'kind="user"')
+                   for i in instances)
+
+    def live(*instances):
+        return sum(i.metric("streamrec_users") for i in instances)
+
+    try:
+        a.start()
+        b.start()
+        wait_for(lambda: a.metric("streamrec_assigned_partitions") > 0
+                 and b.metric("streamrec_assigned_partitions") > 0, what="two members",
+                 instances=(a, b))
+        base_ms = int(time.time() * 1000) - 3_600_000
+        for wave in range(0, users, 40):
+            # in waves, each committed (rows in the changelog) before the next evicts it
+            lines = churn(wave, 40, base_ms)
+            subprocess.run([BUILD / "tests" / "kafka_send", kafka_broker.bootstrap,
+                            topics["events"]], input="".join(lines).encode(), check=True,
+                           capture_output=True)
+            wait_for(lambda: group_caught_up((a, b), topics["events"], PARTITIONS)
+                     and live(a, b) + evicted(a, b) == wave + 40, what=f"wave {wave}",
+                     instances=(a, b))
+        wait_for(lambda: group_caught_up((a, b), topics["events"], PARTITIONS)
+                 and live(a) <= 20 and live(b) <= 20
+                 and evicted(a, b) + live(a, b) == users, what="evictions", instances=(a, b))
+        commits = a.metric("streamrec_commits_total")
+        wait_for(lambda: a.metric("streamrec_commits_total") >= commits + 3,
+                 what="a's removals committed", instances=(a,))
+        assert a.metric("streamrec_changelog_records_total") > 0
+        a.stop(signal.SIGKILL)
+        wait_for(lambda: caught_up(b, topics["events"]) and live(b) <= 20, timeout=180,
+                 what="b to take over", instances=(b,))
+        assert b.metric("streamrec_restores_total") >= 1, b.logtext()
+        # b evicts more, a's last users among them (a's own state still holds them)
+        before = live(b) + evicted(b)
+        subprocess.run([BUILD / "tests" / "kafka_send", kafka_broker.bootstrap,
+                        topics["events"]], input="".join(churn(users, 40, base_ms)).encode(),
+                       check=True, capture_output=True)
+        wait_for(lambda: caught_up(b, topics["events"]) and live(b) <= 20
+                 and live(b) + evicted(b) == before + 40, what="b's wave", instances=(b,))
+        commits = b.metric("streamrec_commits_total")
+        wait_for(lambda: b.metric("streamrec_commits_total") >= commits + 3,
+                 what="b's removals committed", instances=(b,))
+        assert b.stop() == 0, b.logtext()
+    finally:
+        for i in (a, b):
+            if i.process is not None and i.process.poll() is None:
+                i.process.kill()
+    kept = export_users(b.dir / "state")
+    assert 0 < len(kept) <= 20, kept
+
+    c = Instance(kafka_broker, tmp_path, "c", topics)
+    c.start()
+    try:
+        wait_for(lambda: caught_up(c, topics["events"]), timeout=180, what="c to restore",
+                 instances=(c,))
+        assert c.metric("streamrec_restores_total") == PARTITIONS, c.logtext()
+        assert c.metric("streamrec_updates_total") == 0, "c re-learned events: " + c.logtext()
+        held = c.metric("streamrec_users")
+        restored = c.metric("streamrec_restored_users_total")
+        assert c.stop() == 0, c.logtext()
+    finally:
+        if c.process.poll() is None:
+            c.process.kill()
+    assert held == len(kept), f"c holds {held:.0f} users, the group kept {len(kept)}"
+    assert restored == len(kept), f"c restored {restored:.0f} users, the group kept {len(kept)}"
+    assert export_users(c.dir / "state") == kept
+    text, _, _ = inspect(c.dir / "state", "churn-0")  # the least recently active: evicted
+    assert "no history" in text, text
+
+    # a's own state, older than the changelog, holds users b removed since:
+    # the restore deletes them (their tombstones), it keeps what the group kept
+    a.config.write_text(a.config.read_text().replace(bound, ""))
+    a.start()
+    try:
+        wait_for(lambda: caught_up(a, topics["events"]), timeout=180, what="a to restore",
+                 instances=(a,))
+        assert a.metric("streamrec_updates_total") == 0, "a re-learned events: " + a.logtext()
+        held = a.metric("streamrec_users")
+        assert a.stop() == 0, a.logtext()
+    finally:
+        if a.process.poll() is None:
+            a.process.kill()
+    assert held == len(kept), a.logtext()
+    assert export_users(a.dir / "state") == kept
+    deleted = re.findall(r"\((\d+) removed ones deleted\)", (a.dir / "streamrecd.log").read_text())
+    assert sum(map(int, deleted)) > 0, a.logtext()
+
+
+def export_users(state_dir):
+    """The user ids a stopped instance's state holds."""
+    from test_lifecycle_e2e import FAMILIES
+    path = state_dir.parent / "export.bin"
+    subprocess.run([STREAMREC, "export", "--state", state_dir, "--out", path], check=True,
+                   capture_output=True)
+    data, ids = path.read_bytes(), set()
+    at = len(b"streamrec-export 1\n")
+    while at < len(data):
+        family = FAMILIES[data[at]]
+        key_len = int.from_bytes(data[at + 1:at + 5], "big")
+        key = data[at + 5:at + 5 + key_len]
+        at += 5 + key_len
+        value_len = int.from_bytes(data[at:at + 4], "big")
+        at += 4 + value_len
+        if family == "ids" and key[:1] == b"u":
+            ids.add(key[1:].decode())
+    return ids
 
 
 def caught_up2(instance, topics):

@@ -489,6 +489,113 @@ static void test_content_state_persists_bit_for_bit(void **unused)
 	model_free(r);
 }
 
+/* ---- scale-out: instances sharing item changes ---------------------------------------- */
+
+/* Folds every item change `from` took since its last take into `to`, as
+ * daemon/itemsync.c does between instances. @returns the changes. */
+static size_t exchange(struct model *from, struct model *to)
+{
+	size_t n = model_share_param_count(from), moved = 0, taken;
+	uint32_t items[64];
+	float *deltas = malloc(64 * n * sizeof *deltas);
+	assert_non_null(deltas);
+	while ((taken = model_share_take(from, items, deltas, 64)) > 0) {
+		for (size_t k = 0; k < taken; k++)
+			model_share_fold(to, items[k], deltas + k * n);
+		moved += taken;
+	}
+	free(deltas);
+	return moved;
+}
+
+/*
+ * Two instances of a group both read the catalogue, so both place a new item
+ * from their own content map. The placement is each instance's own start for
+ * the item, not a change learned from events: shared as a delta, it was
+ * added a second time on top of the other instance's own placement (q moved
+ * by prior - hash start), and that doubled vector is what the other
+ * instance's map later folded. Learned changes still travel, and each
+ * instance folds the item into its own map once, at its own
+ * content_min_events positives.
+ */
+static void test_a_placed_item_is_placed_once_in_a_group(void **unused)
+{
+	(void)unused;
+	char errstr[256];
+	uint8_t announced_a[ITEMS] = {0}, announced_b[ITEMS] = {0};
+	struct model *a = new_model(true, 0.05f), *b = new_model(true, 0.05f);
+	learn(a, 0, 8000, announced_a);
+	learn(b, 0, 8000, announced_b);
+	assert_int_equal(model_share_enable(a), 0);
+	assert_int_equal(model_share_enable(b), 0);
+	uint32_t item = PER - 1; /* no event so far */
+	float placed[8];
+	assert_int_equal(model_item_content(a, item, item_hash(item), content[item], errstr,
+					    sizeof errstr),
+			 1);
+	assert_int_equal(model_item_content(b, item, item_hash(item), content[item], errstr,
+					    sizeof errstr),
+			 1);
+	memcpy(placed, model_item_vector(a, item), sizeof placed);
+	assert_memory_equal(model_item_vector(b, item), placed, sizeof placed);
+	assert_int_equal(exchange(a, b), 0); /* the placements are no changes */
+	assert_int_equal(exchange(b, a), 0);
+	for (size_t k = 0; k < 8; k++) {
+		assert_float_equal(model_item_vector(a, item)[k], placed[k], 1e-6);
+		assert_float_equal(model_item_vector(b, item)[k], placed[k], 1e-6);
+	}
+
+	/* a's users act on it: a learns and folds it once; b gets what a learned */
+	struct model_content_stats before_a, before_b, after_a, after_b;
+	model_content_stats(a, &before_a);
+	model_content_stats(b, &before_b);
+	for (uint32_t e = 0; e < 5; e++) {
+		struct model_event ev = {.user = e * CLUSTERS,
+					 .item = item,
+					 .user_hash = e * CLUSTERS * 2654435761u + 1,
+					 .item_hash = item_hash(item),
+					 .type = EVENT_CLICK,
+					 .ts_ms = 1700000000000LL + 8000 * 100 + e};
+		assert_int_equal(model_learn(a, &ev, errstr, sizeof errstr), 0);
+	}
+	assert_true(exchange(a, b) > 0);
+	exchange(b, a);
+	model_content_stats(a, &after_a);
+	model_content_stats(b, &after_b);
+	assert_int_equal(after_a.pairs, before_a.pairs + 1);
+	assert_int_equal(after_b.pairs, before_b.pairs);
+	for (size_t k = 0; k < 8; k++)
+		assert_float_equal(model_item_vector(b, item)[k], model_item_vector(a, item)[k],
+				   1e-5);
+
+	/* b folds what a learned of another new item before b reads its content:
+	 * placing it there keeps that on top of b's own placement */
+	uint32_t late = 2 * PER - 1;
+	assert_int_equal(model_item_content(a, late, item_hash(late), content[late], errstr,
+					    sizeof errstr),
+			 1);
+	for (uint32_t e = 0; e < 2; e++) {
+		struct model_event ev = {.user = 1 + e * CLUSTERS,
+					 .item = late,
+					 .user_hash = (1 + e * CLUSTERS) * 2654435761u + 1,
+					 .item_hash = item_hash(late),
+					 .type = EVENT_CLICK,
+					 .ts_ms = 1700000000000LL + 8000 * 100 + 10 + e};
+		assert_int_equal(model_learn(a, &ev, errstr, sizeof errstr), 0);
+	}
+	assert_int_equal(model_add_item(b, late, item_hash(late)), 0); /* as itemsync does */
+	assert_true(exchange(a, b) > 0);
+	assert_int_equal(model_item_content(b, late, item_hash(late), content[late], errstr,
+					    sizeof errstr),
+			 1);
+	assert_int_equal(exchange(b, a), 0); /* b's placement is not a change */
+	for (size_t k = 0; k < 8; k++)
+		assert_float_equal(model_item_vector(b, late)[k], model_item_vector(a, late)[k],
+				   1e-5);
+	model_free(a);
+	model_free(b);
+}
+
 int main(void)
 {
 	make_content();
@@ -498,6 +605,7 @@ int main(void)
 	    cmocka_unit_test(test_prior_pulls_a_rare_item_back),
 	    cmocka_unit_test(test_content_state_persists_bit_for_bit),
 	    cmocka_unit_test(test_search_moves_intent_and_fades),
+	    cmocka_unit_test(test_a_placed_item_is_placed_once_in_a_group),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

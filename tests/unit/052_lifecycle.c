@@ -94,8 +94,9 @@ struct removed_log {
 	size_t count;
 };
 
-static void note_removed(uint32_t stable, void *opaque)
+static void note_removed(uint32_t stable, const char *user_id, void *opaque)
 {
+	(void)user_id;
 	struct removed_log *log = opaque;
 	assert_true(log->count < 4096);
 	log->stables[log->count++] = stable;

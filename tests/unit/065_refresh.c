@@ -512,8 +512,9 @@ static void the_newest_marks_are_served_first(void **unused)
 	free(f);
 }
 
-static void forget_in_refresher(uint32_t stable, void *opaque)
+static void forget_in_refresher(uint32_t stable, const char *user_id, void *opaque)
 {
+	(void)user_id;
 	refresher_forget(opaque, stable);
 }
 

@@ -395,6 +395,81 @@ static void test_verdicts(void **state)
 	experiment_free(e);
 }
 
+/*
+ * The life cycle removed a user and its index goes to a new user: the new
+ * one is a fresh exposure in its own arm, its hits are its own, and what the
+ * old one was counted for stays counted, across an export and import (and a
+ * version-1 export, from before users could leave, still imports).
+ */
+static void test_a_forgotten_index_is_a_fresh_user(void **state)
+{
+	(void)state;
+	char errstr[256];
+	struct experiment *e = two_arm_experiment();
+	struct experiment_stats s;
+	assert_int_equal(experiment_expose(e, 7, 0, errstr, sizeof errstr), 0);
+	assert_int_equal(experiment_hit(e, 7, 0, errstr, sizeof errstr), 0);
+	assert_int_equal(experiment_set_pre(e, 7, 12, errstr, sizeof errstr), 0);
+	experiment_forget_user(e, 7);
+	experiment_forget_user(e, 1000); /* never seen: nothing */
+	assert_false(experiment_exposed(e, 7));
+	/* the new user of index 7 hashes to the other arm */
+	assert_int_equal(experiment_hit(e, 7, 1, errstr, sizeof errstr), 0); /* not exposed yet */
+	assert_int_equal(experiment_expose(e, 7, 1, errstr, sizeof errstr), 0);
+	experiment_compute(e, &s);
+	assert_int_equal(s.exposure_conflicts, 0);
+	assert_int_equal(s.hits_ignored, 1);
+	assert_int_equal(s.arms[0].exposed, 1);
+	assert_int_equal(s.arms[0].converted, 1);
+	assert_int_equal(s.arms[1].exposed, 1);
+	assert_int_equal(s.arms[1].converted, 0);
+	assert_int_equal(experiment_hit(e, 7, 1, errstr, sizeof errstr), 0);
+	experiment_compute(e, &s);
+	assert_int_equal(s.arms[1].converted, 1);
+
+	uint8_t *data;
+	size_t size;
+	assert_int_equal(experiment_export(e, &data, &size, errstr, sizeof errstr), 0);
+	struct experiment *copy = two_arm_experiment();
+	assert_int_equal(experiment_import(copy, data, size, errstr, sizeof errstr), 0);
+	char *before = experiment_render_json(e, errstr, sizeof errstr);
+	char *after = experiment_render_json(copy, errstr, sizeof errstr);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	free(data);
+	experiment_free(copy);
+
+	/* version 1: no departed counts; what it holds imports as before */
+	struct experiment *old = two_arm_experiment();
+	assert_int_equal(experiment_expose(old, 3, 1, errstr, sizeof errstr), 0);
+	assert_int_equal(experiment_export(old, &data, &size, errstr, sizeof errstr), 0);
+	uint8_t v1[512];
+	/* version, "exp", 2 arms ("control", "treatment": name and share), period,
+	 * start, period start, hits ignored, conflicts; then 48 bytes an arm in
+	 * version 1, 64 in version 2 */
+	size_t at = 0, arms_at = 1 + (2 + 3) + 1 + (2 + 7 + 8) + (2 + 9 + 8) + 4 + 8 + 8 + 8 + 8;
+	assert_true(size - 2 * 16 <= sizeof v1);
+	memcpy(v1, data, arms_at);
+	at = arms_at;
+	for (size_t k = 0; k < 2; k++) {
+		memcpy(v1 + at, data + arms_at + k * 64, 48);
+		at += 48;
+	}
+	memcpy(v1 + at, data + arms_at + 2 * 64, size - arms_at - 2 * 64);
+	at += size - arms_at - 2 * 64;
+	v1[0] = 1;
+	copy = two_arm_experiment();
+	assert_int_equal(experiment_import(copy, v1, at, errstr, sizeof errstr), 0);
+	assert_true(experiment_exposed(copy, 3));
+	experiment_compute(copy, &s);
+	assert_int_equal(s.arms[1].exposed, 1);
+	free(data);
+	experiment_free(copy);
+	experiment_free(old);
+	experiment_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -402,6 +477,7 @@ int main(void)
 	    cmocka_unit_test(test_period_reset),  cmocka_unit_test(test_export_import),
 	    cmocka_unit_test(test_srm),           cmocka_unit_test(test_msprt_monotone),
 	    cmocka_unit_test(test_verdicts),
+	    cmocka_unit_test(test_a_forgotten_index_is_a_fresh_user),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
