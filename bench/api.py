@@ -105,6 +105,8 @@ listen = 127.0.0.1:{self.api_port}
 max_connections = {max(512, a.connections * 2)}
 [model]
 dim = 32
+[refresh]
+nice = {a.refresh_nice}
 [kafka]
 bootstrap.servers = {self.bootstrap}
 """)
@@ -216,6 +218,8 @@ def main():
     p.add_argument("--rate", type=int, default=10000, help="API requests/s (paced runs)")
     p.add_argument("--events-rate", type=int, default=10000, help="events/s ingested")
     p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--refresh-nice", type=int, default=0,
+                   help="the daemon's refresh.nice (the refresh workers' nice increment)")
     p.add_argument("--client-threads", type=int, default=1)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--settle-s", type=float, default=3)

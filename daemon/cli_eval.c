@@ -186,7 +186,7 @@ static const struct tune_axis tune_axes[] = {
 };
 #define COUNT_OF(a) (sizeof(a) / sizeof(a)[0])
 #define TUNE_ARMS 26 /* the axes' values, all but each axis's current one */
-#define DEFAULT_TUNE_ROUNDS 4
+#define DEFAULT_TUNE_ROUNDS 8
 #define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS + TUNE_ARMS)
 struct eval_arms {
 	size_t count;

@@ -76,7 +76,7 @@ static const struct {
      "           [--baseline-half-lives 1h,1d,7d] [--no-baselines] [--ablations: each signal off]\n"
      "           [--tune: coordinate search over trending weight, half-life, beta, covis window,\n"
      "            lr and negatives, one replay a round; the best printed as streamrecd settings]\n"
-     "           [--tune-rounds 4: at most this many rounds (implies --tune)]\n"
+     "           [--tune-rounds 8: at most this many rounds (implies --tune)]\n"
      "           list rules, scored beside the plain list with new items' exposure:\n"
      "           [--exclude-categories C,...] [--max-per-category N] [--pin ITEM@RANK,...]\n"
      "           [--boost item:ID=D,category:C=D] [--explore-share F]\n"
