@@ -139,72 +139,57 @@ struct load_context {
 	int failed;
 };
 
+/*
+ * Grows one kind's life-cycle arrays (users' or items', indexed alike) to
+ * hold index: last seen (INT64_MIN: never), live, seen-changed and the
+ * kind's removal sequence, new entries zeroed. @returns 0 or -1.
+ */
+static int grow_life(int64_t **last_seen, uint8_t **live, uint8_t **seen_changed,
+		     uint64_t **seq, size_t *capacity, uint32_t index)
+{
+	if ((size_t)index < *capacity)
+		return 0;
+	size_t cap = *capacity ? *capacity : 1024;
+	while (cap <= index)
+		cap *= 2;
+	int64_t *grown_seen = realloc(*last_seen, cap * sizeof *grown_seen);
+	if (grown_seen == NULL)
+		return -1;
+	*last_seen = grown_seen;
+	uint8_t *grown_live = realloc(*live, cap);
+	if (grown_live == NULL)
+		return -1;
+	*live = grown_live;
+	uint8_t *grown_changed = realloc(*seen_changed, cap);
+	if (grown_changed == NULL)
+		return -1;
+	*seen_changed = grown_changed;
+	uint64_t *grown_seq = realloc(*seq, cap * sizeof *grown_seq);
+	if (grown_seq == NULL)
+		return -1;
+	*seq = grown_seq;
+	for (size_t i = *capacity; i < cap; i++) {
+		grown_seen[i] = INT64_MIN;
+		grown_live[i] = 0;
+		grown_changed[i] = 0;
+		grown_seq[i] = 0;
+	}
+	*capacity = cap;
+	return 0;
+}
+
 /* Grows the per-user life-cycle arrays to hold stable. @returns 0 or -1. */
 static int ensure_life(struct state *s, uint32_t stable)
 {
-	if ((size_t)stable < s->life_capacity)
-		return 0;
-	size_t cap = s->life_capacity ? s->life_capacity : 1024;
-	while (cap <= stable)
-		cap *= 2;
-	int64_t *last_seen = realloc(s->last_seen, cap * sizeof *last_seen);
-	if (last_seen == NULL)
-		return -1;
-	s->last_seen = last_seen;
-	uint8_t *live = realloc(s->live, cap);
-	if (live == NULL)
-		return -1;
-	s->live = live;
-	uint8_t *seen_changed = realloc(s->seen_changed, cap);
-	if (seen_changed == NULL)
-		return -1;
-	s->seen_changed = seen_changed;
-	uint64_t *user_purged = realloc(s->user_purged, cap * sizeof *user_purged);
-	if (user_purged == NULL)
-		return -1;
-	s->user_purged = user_purged;
-	for (size_t i = s->life_capacity; i < cap; i++) {
-		s->last_seen[i] = INT64_MIN;
-		s->live[i] = 0;
-		s->seen_changed[i] = 0;
-		s->user_purged[i] = 0;
-	}
-	s->life_capacity = cap;
-	return 0;
+	return grow_life(&s->last_seen, &s->live, &s->seen_changed, &s->user_purged,
+			 &s->life_capacity, stable);
 }
 
 /* Grows the per-item life-cycle arrays to hold item. @returns 0 or -1. */
 static int ensure_item_life(struct state *s, uint32_t item)
 {
-	if ((size_t)item < s->item_life_capacity)
-		return 0;
-	size_t cap = s->item_life_capacity ? s->item_life_capacity : 1024;
-	while (cap <= item)
-		cap *= 2;
-	int64_t *last_seen = realloc(s->item_last_seen, cap * sizeof *last_seen);
-	if (last_seen == NULL)
-		return -1;
-	s->item_last_seen = last_seen;
-	uint8_t *live = realloc(s->item_live, cap);
-	if (live == NULL)
-		return -1;
-	s->item_live = live;
-	uint8_t *seen_changed = realloc(s->item_seen_changed, cap);
-	if (seen_changed == NULL)
-		return -1;
-	s->item_seen_changed = seen_changed;
-	uint64_t *removed_seq = realloc(s->item_removed_seq, cap * sizeof *removed_seq);
-	if (removed_seq == NULL)
-		return -1;
-	s->item_removed_seq = removed_seq;
-	for (size_t i = s->item_life_capacity; i < cap; i++) {
-		s->item_last_seen[i] = INT64_MIN;
-		s->item_live[i] = 0;
-		s->item_seen_changed[i] = 0;
-		s->item_removed_seq[i] = 0;
-	}
-	s->item_life_capacity = cap;
-	return 0;
+	return grow_life(&s->item_last_seen, &s->item_live, &s->item_seen_changed,
+			 &s->item_removed_seq, &s->item_life_capacity, item);
 }
 
 /* ids: "I" + u32 -> item id (items: live, and the counter); "J" + u32 ->
