@@ -462,6 +462,38 @@ static void print_recommendation(const struct recommendation *rec)
 	printf("\n");
 }
 
+/*
+ * The number of partitions of topic, asked of the brokers (a new topic's
+ * leaders may be unknown for a moment: asked again for up to 5 s).
+ * @returns the count, or -1 (said on stderr, naming command and topic).
+ */
+static int topic_partition_count(rd_kafka_t *rk, const char *topic, const char *command)
+{
+	rd_kafka_topic_t *handle = rd_kafka_topic_new(rk, topic, NULL);
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+	int count = -1;
+	for (int attempt = 0; handle != NULL && attempt < 50 && count < 0 && !cli_stop_requested;
+	     attempt++) {
+		const struct rd_kafka_metadata *metadata = NULL;
+		err = rd_kafka_metadata(rk, 0, handle, &metadata, 5000);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			err = metadata->topic_cnt == 1 ? metadata->topics[0].err
+						       : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+			if (err == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topics[0].partition_cnt > 0)
+				count = metadata->topics[0].partition_cnt;
+			rd_kafka_metadata_destroy(metadata);
+		}
+		if (count < 0)
+			usleep(100000);
+	}
+	if (handle != NULL)
+		rd_kafka_topic_destroy(handle);
+	if (count < 0)
+		fprintf(stderr, "%s: partitions of topic %s: %s\n", command, topic,
+			rd_kafka_err2str(err));
+	return count;
+}
+
 int cli_tail(int argc, char **argv)
 {
 	static const struct option options[] = {{"brokers", required_argument, NULL, 'b'},
@@ -471,6 +503,7 @@ int cli_tail(int argc, char **argv)
 						{"count", required_argument, NULL, 'c'},
 						{"schema-dir", required_argument, NULL, 'd'},
 						{"timeout-ms", required_argument, NULL, 'T'},
+						{"until-end", no_argument, NULL, 'E'},
 						REGISTRY_LONG_OPTIONS,
 						{NULL, 0, NULL, 0}};
 	struct registry_config registry_config = {0};
@@ -478,7 +511,7 @@ int cli_tail(int argc, char **argv)
 	bool registry_failed;
 	const char *brokers = NULL, *topic = NULL, *kind = "events", *schema_dir = NULL;
 	long long count = 0, timeout_ms = 0, seen = 0, bad = 0;
-	bool from_beginning = false;
+	bool from_beginning = false, until_end = false;
 	char errstr[512], group[64];
 	int opt, status = 0;
 
@@ -490,6 +523,7 @@ int cli_tail(int argc, char **argv)
 		case 't': topic = optarg; break;
 		case 'k': kind = optarg; break;
 		case 'B': from_beginning = true; break;
+		case 'E': until_end = true; break;
 		case 'c':
 			rc = cli_parse_count("tail", "count", optarg, 0, LLONG_MAX, &count);
 			break;
@@ -546,7 +580,8 @@ int cli_tail(int argc, char **argv)
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	if (conf_set(conf, "bootstrap.servers", brokers) || conf_set(conf, "group.id", group) ||
 	    conf_set(conf, "enable.auto.commit", "false") ||
-	    conf_set(conf, "auto.offset.reset", from_beginning ? "earliest" : "latest")) {
+	    conf_set(conf, "auto.offset.reset", from_beginning ? "earliest" : "latest") ||
+	    conf_set(conf, "enable.partition.eof", until_end ? "true" : "false")) {
 		rd_kafka_conf_destroy(conf);
 		registry_free(registry);
 		codec_free(codec);
@@ -572,13 +607,28 @@ int cli_tail(int argc, char **argv)
 	}
 
 	double deadline = timeout_ms > 0 ? clock_monotonic_s() + (double)timeout_ms / 1000.0 : 0;
+	/* --until-end: the partitions that reached their end, of how many */
+	int partitions = 0, ended = 0;
+	uint8_t *at_end = NULL;
+	if (status == 0 && until_end) {
+		partitions = topic_partition_count(consumer, topic, "streamrec tail");
+		at_end = partitions > 0 ? calloc((size_t)partitions, 1) : NULL;
+		if (at_end == NULL)
+			status = 1;
+	}
 	while (status == 0 && !cli_stop_requested && (count == 0 || seen < count) &&
-	       (deadline == 0 || clock_monotonic_s() < deadline)) {
+	       (deadline == 0 || clock_monotonic_s() < deadline) &&
+	       (!until_end || ended < partitions)) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(consumer, 200);
 		struct codec_error cerr;
 		if (msg == NULL)
 			continue;
 		if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			if (at_end != NULL && msg->partition >= 0 && msg->partition < partitions &&
+			    !at_end[msg->partition]) {
+				at_end[msg->partition] = 1;
+				ended++;
+			}
 			rd_kafka_message_destroy(msg);
 			continue;
 		}
@@ -626,6 +676,13 @@ int cli_tail(int argc, char **argv)
 	}
 	fprintf(stderr, "streamrec tail: %lld records read from %s, %lld invalid\n", seen, topic,
 		bad);
+	if (until_end && status == 0 && ended < partitions && !cli_stop_requested &&
+	    (count == 0 || seen < count)) {
+		fprintf(stderr, "streamrec tail: --until-end: %d of %d partitions of %s reached "
+			"their end before --timeout-ms\n", ended, partitions, topic);
+		status = 1;
+	}
+	free(at_end);
 	rd_kafka_consumer_close(consumer);
 	rd_kafka_destroy(consumer);
 	codec_free(codec);

@@ -54,7 +54,7 @@ static const struct {
     {"tail", cli_tail,
      "decode a topic and print one line per record\n"
      "           --brokers HOST:PORT [--kind events|recs] [--topic NAME]\n"
-     "           [--from-beginning] [--count N] [--timeout-ms N] [--schema-dir DIR]\n"
+     "           [--from-beginning] [--count N] [--timeout-ms N] [--until-end] [--schema-dir DIR]\n"
      "           [--registry URL (writer schemas by id)] [--registry-auth USER:PASSWORD]\n"
      "           [--registry-ca FILE] [--registry-cert FILE --registry-key FILE]\n"
      "           [--registry-insecure]"},

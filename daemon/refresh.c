@@ -160,9 +160,9 @@ struct refresher {
 	int64_t listable_at_ms[STATE_MAX_VARIANTS];
 	uint64_t listable_generation[STATE_MAX_VARIANTS];
 	uint64_t listing_generation;
-	/* per variant: state_items_reused() when the flags were last brought up
-	 * to date (a reused index below listable_items is checked again) */
-	uint64_t listable_reused[STATE_MAX_VARIANTS];
+	/* per variant: state_items_touched() when the flags were last brought up
+	 * to date (an unlisted item touched since is checked again) */
+	uint64_t listable_touched[STATE_MAX_VARIANTS];
 	/* per variant, with the listable flags: the listable new items (fewer
 	 * positive events than explore_max_events) that exploration draws from;
 	 * explore_events is the bound they were taken with (0: none taken) */
@@ -612,8 +612,9 @@ static int remember_list(struct refresher *r, uint32_t stable, size_t variant, u
 
 /*
  * Every item is checked again at most this often (besides a listing change):
- * an item that reaches min_item_events, or leaves the exploration pool, is
- * seen within it. Checking every item each refresh round (50 ms) cost 7% of
+ * an item that leaves the exploration pool is seen within it. An unlisted
+ * item an event touched (it may have reached min_item_events) is checked at
+ * the next round. Checking every item each refresh round (50 ms) cost 7% of
  * the daemon's CPU at 1M items (perf, 1k events/s).
  */
 #define LISTABLE_FULL_MS 1000
@@ -637,7 +638,8 @@ static void list_item(struct refresher *r, size_t v, struct model *model, uint32
  * vector (the content is their evidence until events come). Cached: every
  * item is checked again when the listing changed (catalogue,
  * min_item_events, the explore rule) or LISTABLE_FULL_MS passed; items that
- * appeared meanwhile are checked as they appear.
+ * appeared meanwhile, and unlisted items touched since (state_touched_item),
+ * are checked at the next round.
  * @returns the flags (one per item), or NULL when out of memory.
  */
 static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_ms)
@@ -650,21 +652,22 @@ static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_
 	int64_t full_ms = config->refresh_interval_ms > LISTABLE_FULL_MS
 			      ? (int64_t)config->refresh_interval_ms
 			      : LISTABLE_FULL_MS;
-	uint64_t reused = state_items_reused(r->c.state);
+	uint64_t touched = state_items_touched(r->c.state);
 	bool current = r->listable[v] != NULL &&
 		       r->listable_generation[v] == r->listing_generation &&
 		       r->explore_events[v] == explore_events &&
 		       now_ms - r->listable_at_ms[v] < full_ms &&
-		       reused - r->listable_reused[v] <= STATE_REUSED_KEPT;
+		       touched - r->listable_touched[v] <= STATE_TOUCHED_KEPT;
 	if (current) {
-		/* indices freed by the life cycle (flag 0) and handed to new items */
-		for (uint64_t n = r->listable_reused[v]; n < reused; n++) {
-			uint32_t i = state_reused_item(r->c.state, n);
+		/* unlisted items counted since (min_item_events reached) and freed
+		 * indices (flag 0) handed to new items */
+		for (uint64_t n = r->listable_touched[v]; n < touched; n++) {
+			uint32_t i = state_touched_item(r->c.state, n);
 			if ((size_t)i < r->listable_items[v] && !r->listable[v][i])
 				list_item(r, v, model, i, explore_events);
 		}
 	}
-	r->listable_reused[v] = reused;
+	r->listable_touched[v] = touched;
 	if (current && r->listable_items[v] == items)
 		return r->listable[v];
 	size_t from = current ? r->listable_items[v] : 0;

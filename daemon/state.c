@@ -108,8 +108,8 @@ struct state {
 	uint32_t *removed_items; /* a sweep's, for model_forget_items() */
 	size_t removed_item_count, removed_item_capacity;
 	uint64_t admitted_items, expired_items, evicted_items, unadmitted_item_events;
-	uint32_t reused_ring[STATE_REUSED_KEPT]; /* state_reused_item() */
-	uint64_t reused_items;
+	uint32_t touched_ring[STATE_TOUCHED_KEPT]; /* state_touched_item() */
+	uint64_t touched_items;
 	struct sketch *item_sketch; /* state_config.item_admit_after; NULL: off */
 	unsigned item_admit_after;
 	bool item_sketch_changed;
@@ -775,7 +775,7 @@ int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *h
 		}
 		if (s->free_item_count > 0) {
 			s->free_item_count--;
-			s->reused_ring[s->reused_items++ % STATE_REUSED_KEPT] = found;
+			s->touched_ring[s->touched_items++ % STATE_TOUCHED_KEPT] = found;
 		} else {
 			s->next_item++;
 		}
@@ -827,14 +827,14 @@ bool state_item_too_old(const struct state *state, int64_t ts_ms, uint64_t item_
 	return ts_ms < now && (uint64_t)now - (uint64_t)ts_ms > item_ttl_ms;
 }
 
-uint64_t state_items_reused(const struct state *state)
+uint64_t state_items_touched(const struct state *state)
 {
-	return state->reused_items;
+	return state->touched_items;
 }
 
-uint32_t state_reused_item(const struct state *state, uint64_t n)
+uint32_t state_touched_item(const struct state *state, uint64_t n)
 {
-	return state->reused_ring[n % STATE_REUSED_KEPT];
+	return state->touched_ring[n % STATE_TOUCHED_KEPT];
 }
 
 size_t state_item_count(const struct state *state)
@@ -1004,6 +1004,7 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 				    model_count_item(state->models[v], event.item, event.item_hash,
 						     type, ts_ms, errstr, errstr_size) != 0)
 					return -1;
+			state->touched_ring[state->touched_items++ % STATE_TOUCHED_KEPT] = event.item;
 			if (user_stable != NULL)
 				*user_stable = UINT32_MAX;
 			return 0;
@@ -1016,6 +1017,7 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 	for (size_t v = 0; v < state->variant_count; v++)
 		if ((variants >> v & 1) && model_learn(state->models[v], &event, errstr, errstr_size) != 0)
 			return -1;
+	state->touched_ring[state->touched_items++ % STATE_TOUCHED_KEPT] = event.item;
 	uint32_t stable = state_user_stable(state, event.user);
 	if (note_item_seen(state, event.item, ts_ms) != 0) {
 		set_errstr(errstr, errstr_size, "out of memory noting item %s's activity", item_id);

@@ -407,17 +407,19 @@ bool state_item_too_old(const struct state *state, int64_t ts_ms, uint64_t item_
 /** @returns the live items (with an index). */
 size_t state_item_count(const struct state *state);
 
-/** Item indices reused (handed to a new item after a removal) that the state
- * remembers, newest last: state_reused_item(). */
-#define STATE_REUSED_KEPT 4096
+/** Item indices whose listing facts changed (an event counted for the item,
+ * or the index handed to a new item after a removal) that the state
+ * remembers, newest last: state_touched_item(). */
+#define STATE_TOUCHED_KEPT 4096
 
-/** @returns how many item indices were reused since the state opened. */
-uint64_t state_items_reused(const struct state *state);
+/** @returns how many times an item was touched since the state opened. */
+uint64_t state_items_touched(const struct state *state);
 
-/** @returns the index of the n-th reuse (n < state_items_reused(), and one of
- * the last STATE_REUSED_KEPT): a cache of per-item facts (the refresher's
- * listable flags) looks at these again. */
-uint32_t state_reused_item(const struct state *state, uint64_t n);
+/** @returns the index of the n-th touch (n < state_items_touched(), and one
+ * of the last STATE_TOUCHED_KEPT): a cache of per-item facts (the
+ * refresher's listable flags: min_item_events, a reused index) looks at
+ * these again; older ones are gone and the whole cache is checked. */
+uint32_t state_touched_item(const struct state *state, uint64_t n);
 
 /** @returns whether an item index belongs to a live item (not freed). */
 bool state_item_live(const struct state *state, uint32_t item);

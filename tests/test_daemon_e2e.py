@@ -218,11 +218,11 @@ def test_bad_input_goes_to_the_dead_letter_topic(daemon):
     assert daemon.stop() == 0
 
 
-def latest_lists(daemon, timeout_ms=8000):
+def latest_lists(daemon, timeout_ms=60000):
     """user -> (variant, [item ids]) of the newest list on the recommendations topic."""
     out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
-                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
-                          str(timeout_ms)], capture_output=True, text=True)
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--until-end",
+                          "--timeout-ms", str(timeout_ms)], capture_output=True, text=True)
     lists = {}
     for line in out.stdout.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
@@ -629,21 +629,19 @@ def test_items_need_min_item_events_before_they_are_listed(daemon):
     daemon.start()
     daemon.produce(3000, users=100, items=400)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3000)
-    time.sleep(1)
     counts = {}
-    for line in subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap,
-                                "--topic", daemon.events, "--from-beginning", "--timeout-ms",
-                                "8000"], capture_output=True, text=True).stdout.splitlines():
+    events = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--topic",
+                             daemon.events, "--from-beginning", "--until-end", "--timeout-ms",
+                             "60000"], capture_output=True, text=True)
+    assert events.returncode == 0, events.stderr  # the whole topic was read
+    for line in events.stdout.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
         if "item" in fields and not line.split()[1].startswith("IMPRESSION"):
             counts[fields["item"]] = counts.get(fields["item"], 0) + 1
-    out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
-                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
-                          "8000"], capture_output=True, text=True)
-    # "items=" is followed by the next field when a list is empty (no item listable yet)
-    listed = {i.rsplit(":", 1)[0] for line in out.stdout.splitlines() if "items=" in line
-              for i in (line.split("items=")[1] + " ").split(" ")[0].split(",") if i}
-    assert listed, out.stdout[-2000:]
+    # the lists catch up with the events: read until one names an item
+    listed = set()
+    assert daemon.wait_for(lambda: listed.update(
+        item for _, items in all_lists(daemon) for item, _ in items) or listed, 60)
     # an item listed at any time had reached 40 positive events by then: at the end, surely
     assert all(counts.get(item, 0) >= 40 for item in listed), \
         sorted((counts.get(i, 0), i) for i in listed)[:5]
@@ -1058,11 +1056,11 @@ def test_a_full_disk_with_the_rocksdb_log_on_it_exits_cleanly(kafka_broker, tmp_
         for d in (steady, full):
             if d.process is not None and d.process.poll() is None:
                 d.process.kill()
-def all_lists(daemon, timeout_ms=8000):
+def all_lists(daemon, timeout_ms=60000):
     """Every list on the recommendations topic: (user, [(item id, score text)])."""
     out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
-                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
-                          str(timeout_ms)], capture_output=True, text=True)
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--until-end",
+                          "--timeout-ms", str(timeout_ms)], capture_output=True, text=True)
     lists = []
     for line in out.stdout.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)

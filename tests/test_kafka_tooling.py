@@ -32,3 +32,34 @@ def test_a_bad_topic_spec_is_refused(kafka_broker):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "bad topic 'x:2:squash'" in result.stderr
+
+
+def test_tail_until_end_stops_at_the_end_of_every_partition(kafka_broker):
+    """`streamrec tail --until-end` prints what the topic holds and exits 0,
+    also when some partitions are empty (every event keyed to one user lands
+    in one of the four); a topic with no end in sight within --timeout-ms
+    exits 1 and says how many partitions ended."""
+    import subprocess
+    from harness import BUILD
+    STREAMREC = BUILD / "streamrec"
+    stamp = int(time.time() * 1000)
+    topic = f"tooling-tail-{stamp}"
+    kafka_broker.create_topics(f"{topic}:4")
+    subprocess.run([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap, "--topic", topic,
+                    "--count", "37", "--users", "1"], check=True, capture_output=True, timeout=120)
+    out = subprocess.run([STREAMREC, "tail", "--brokers", kafka_broker.bootstrap, "--topic", topic,
+                          "--from-beginning", "--until-end", "--timeout-ms", "120000"],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert len([l for l in out.stdout.splitlines() if "user=" in l]) == 37, out.stdout
+    # from the end, nothing is printed and the end is reached at once
+    out = subprocess.run([STREAMREC, "tail", "--brokers", kafka_broker.bootstrap, "--topic", topic,
+                          "--until-end", "--timeout-ms", "120000"],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0 and out.stdout == "", out.stderr
+    # a deadline too short to even join the group: the partitions never ended
+    out = subprocess.run([STREAMREC, "tail", "--brokers", kafka_broker.bootstrap, "--topic", topic,
+                          "--from-beginning", "--until-end", "--timeout-ms", "1"],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 1 and "--until-end: 0 of 4 partitions of " + topic in out.stderr, \
+        out.stderr

@@ -245,11 +245,11 @@ def items_by_id(entries):
     return items
 
 
-def lists_with_step(daemon, timeout_ms=8000):
+def lists_with_step(daemon, timeout_ms=60000):
     """Every list on the recommendations topic: (model step, [item ids])."""
     out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
-                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
-                          str(timeout_ms)], capture_output=True, text=True)
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--until-end",
+                          "--timeout-ms", str(timeout_ms)], capture_output=True, text=True)
     lists = []
     for line in out.stdout.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)

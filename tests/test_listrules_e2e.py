@@ -25,11 +25,11 @@ def category(item):
     return f"cat-{int(item.split('-')[1]) % 5}"
 
 
-def lists_with_reasons(daemon, timeout_ms=8000):
+def lists_with_reasons(daemon, timeout_ms=60000):
     """user -> (variant, [(item id, reason)]) of the newest list on the topic."""
     out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
-                          "recs", "--topic", daemon.recs, "--from-beginning", "--timeout-ms",
-                          str(timeout_ms)], capture_output=True, text=True)
+                          "recs", "--topic", daemon.recs, "--from-beginning", "--until-end",
+                          "--timeout-ms", str(timeout_ms)], capture_output=True, text=True)
     lists = {}
     for line in out.stdout.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)

@@ -792,6 +792,65 @@ static void learning_goes_on_while_lists_rank(void **unused)
 	}
 }
 
+/* Views `item` by `user` and marks the user. */
+static void view_and_mark(struct fixture *f, const char *user, const char *item, int64_t ts_ms)
+{
+	char errstr[512];
+	uint32_t stable;
+	if (state_learn(f->state, user, item, EVENT_VIEW, ts_ms, &stable, errstr, sizeof errstr) !=
+	    0)
+		fail_msg("state_learn: %s", errstr);
+	assert_int_equal(refresher_mark(f->refresher, stable, ts_ms, ts_ms), 0);
+}
+
+static bool list_names(const struct published_list *list, const char *item)
+{
+	for (size_t r = 0; r < list->count; r++)
+		if (strcmp(list->items[r], item) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * An item that reaches min_item_events is listable in the very next round,
+ * not only once the cached flags are checked in full (LISTABLE_FULL_MS):
+ * a burst of events that ends just after an item qualified must not leave
+ * every list without it (the end-to-end test met lists empty for good).
+ */
+static void an_item_reaching_min_item_events_is_listed_next_round(void **unused)
+{
+	(void)unused;
+	char user[32];
+	const int64_t t = 1700000100000;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	f->config.min_item_events = 3;
+	for (unsigned u = 0; u < 5; u++) {
+		snprintf(user, sizeof user, "user-%u", u);
+		view_and_mark(f, user, "common", t - 1000 + u);
+	}
+	view_and_mark(f, "rarely-1", "rare", t - 500);
+	view_and_mark(f, "rarely-2", "rare", t - 400);
+	assert_int_equal(run_round(f, t), 7);
+	for (size_t l = 0; l < f->sink.count; l++)
+		assert_false(list_names(&f->sink.lists[l], "rare"));
+	/* the third event: "rare" qualifies; user-0 acts 10 ms after the round */
+	f->sink.count = 0;
+	view_and_mark(f, "rarely-3", "rare", t + 5);
+	view_and_mark(f, "user-0", "common", t + 6);
+	assert_int_equal(run_round(f, t + 10), 2);
+	bool seen = false;
+	for (size_t l = 0; l < f->sink.count; l++)
+		if (strcmp(f->sink.lists[l].user, "user-0") == 0) {
+			assert_true(list_names(&f->sink.lists[l], "rare"));
+			seen = true;
+		}
+	assert_true(seen);
+	close_fixture(f);
+	free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -805,6 +864,7 @@ int main(void)
 	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
 	    cmocka_unit_test(evicted_users_are_forgotten),
 	    cmocka_unit_test(removed_items_are_never_listed),
+	    cmocka_unit_test(an_item_reaching_min_item_events_is_listed_next_round),
 	    cmocka_unit_test(the_index_engine_reports_its_recall),
 	    cmocka_unit_test(learning_goes_on_while_lists_rank),
 	};
