@@ -272,6 +272,7 @@ class Bench:
         a = self.args
         self.config = self.work / "streamrecd.conf"
         extra_refresh = "".join(f"{kv}\n" for kv in a.refresh_set)
+        extra_model = "".join(f"{kv}\n" for kv in a.model_set)
         self.config.write_text(f"""# streamrecd configuration of the end-to-end benchmark
 [input]
 group_id = {group_id}
@@ -288,7 +289,7 @@ max_busy_share = {a.refresh_max_busy_share}
 {extra_refresh}[model]
 dim = {a.dim}
 retrieval = {a.retrieval}
-[kafka]
+{extra_model}[kafka]
 bootstrap.servers = {self.bootstrap}
 """)
 
@@ -649,6 +650,8 @@ def main():
                    help="refresh.max_busy_share")
     p.add_argument("--refresh-set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other [refresh] key, e.g. min_interval_ms=20ms (repeatable)")
+    p.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other [model] key, e.g. index_nprobe=4 (repeatable)")
     p.add_argument("--retrieval", choices=("exact", "index"), default="exact",
                    help="model.retrieval: the exact engine or the index")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
