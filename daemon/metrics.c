@@ -564,6 +564,12 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 			text_label_value(&t, m->variants[v].name);
 			text_printf(&t, "\"} %.6f\n", m->variants[v].index_recall);
 		}
+	family(&t, "index_nprobe", "gauge",
+	       "Index cells probed per list (model.index_recall_target moves the automatic one).");
+	for (size_t v = 0; v < m->variant_count; v++)
+		if (m->variants[v].index_nprobe > 0)
+			variant_sample(&t, "index_nprobe", m->variants[v].name,
+				       m->variants[v].index_nprobe);
 
 	family(&t, "freshness_seconds", "histogram",
 	       "Publish time minus trigger event time of published recommendations.");

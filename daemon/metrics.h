@@ -114,6 +114,8 @@ struct metrics_variant {
 	 * shadow batch (negative: none yet, not rendered). */
 	uint64_t index_shadow_lists_total;
 	double index_recall;
+	/* cells the index engine probes per list, as of the last shadow batch (0: none yet) */
+	size_t index_nprobe;
 	/** The A/B experiment (when there is one): exposed and converted users
 	 * this period, the always-valid p-value against control (negative: none). */
 	uint64_t experiment_exposed, experiment_converted;

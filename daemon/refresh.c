@@ -1304,6 +1304,9 @@ static int harvest_round(struct refresher *r, char *errstr, size_t errstr_size)
 					       ? gr->recall_sum / (double)gr->recall_compared
 					       : 1.0;
 			mv->index_shadow_lists_total += gr->count;
+			/* the cells probed follow the recall measured (model.index_recall_target) */
+			mv->index_nprobe = model_view_adapt_nprobe(gr->view, gr->recall_sum,
+								   gr->recall_compared);
 		}
 		if (resolve_rules(r, gr) != 0) {
 			set_errstr(errstr, errstr_size,

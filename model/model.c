@@ -171,6 +171,7 @@ void model_config_default(struct model_config *config)
 	config->seed = 1;
 	config->retrieval = MODEL_RETRIEVAL_EXACT;
 	config->index_nprobe = 0;
+	config->index_recall_target = 0.97;
 	config->index_nlist = 0;
 	config->index_trending = 50;
 	config->content_dim = 0;
@@ -286,6 +287,12 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 		set_errstr(errstr, errstr_size,
 			   "index_nprobe: must be between 0 (automatic) and %zu, got %zu",
 			   (size_t)1 << 20, c->index_nprobe);
+		return -1;
+	}
+	if (!(c->index_recall_target >= 0 && c->index_recall_target <= 1)) {
+		set_errstr(errstr, errstr_size,
+			   "index_recall_target: must be between 0 (off) and 1, got %g",
+			   c->index_recall_target);
 		return -1;
 	}
 	if (c->index_nlist > (size_t)1 << 20) {
@@ -1181,6 +1188,11 @@ struct model_view {
 	uint32_t *trending; /* config.index_trending candidates, as of the sync */
 	size_t trending_count, trending_capacity;
 	struct model_index_stats stats;
+	/* the automatic nprobe as the measured recall moved it (0: not yet),
+	 * and the recall measured since it last moved */
+	size_t adapted_nprobe;
+	double adapt_recall_sum;
+	size_t adapt_compared;
 
 	struct model_searcher *searcher; /* model_recommend_with()'s */
 };
@@ -1301,7 +1313,42 @@ size_t model_index_nprobe(const struct model *model, size_t nlist)
 
 static size_t view_nprobe(const struct model_view *view, size_t nlist)
 {
+	if (view->config.index_nprobe == 0 && view->adapted_nprobe != 0)
+		return view->adapted_nprobe;
 	return nprobe_for(view->config.index_nprobe, nlist);
+}
+
+size_t model_view_adapt_nprobe(struct model_view *view, double recall_sum, size_t compared)
+{
+	if (view->index == NULL)
+		return 0;
+	size_t nlist = ivf_nlist(view->index);
+	double target = view->config.index_recall_target;
+	if (view->config.index_nprobe != 0 || !(target > 0)) {
+		view->adapted_nprobe = 0;
+		return view_nprobe(view, nlist);
+	}
+	if (view->adapted_nprobe == 0)
+		view->adapted_nprobe = nprobe_for(0, nlist);
+	view->adapt_recall_sum += recall_sum;
+	view->adapt_compared += compared;
+	if (view->adapt_compared < MODEL_INDEX_ADAPT_LISTS)
+		return view->adapted_nprobe;
+	double recall = view->adapt_recall_sum / (double)view->adapt_compared;
+	size_t nprobe = view->adapted_nprobe;
+	size_t top = nlist < MODEL_INDEX_MAX_ADAPTIVE_NPROBE ? nlist : MODEL_INDEX_MAX_ADAPTIVE_NPROBE;
+	if (recall < target)
+		nprobe += (nprobe + 1) / 2;
+	else if (recall >= target + (1.0 - target) / 2 && nprobe > 0)
+		nprobe--;
+	if (nprobe > top)
+		nprobe = top;
+	if (nprobe < MODEL_INDEX_MIN_NPROBE)
+		nprobe = MODEL_INDEX_MIN_NPROBE;
+	view->adapted_nprobe = nprobe;
+	view->adapt_recall_sum = 0;
+	view->adapt_compared = 0;
+	return nprobe;
 }
 
 void model_index_stats(const struct model *model, struct model_index_stats *stats)

@@ -82,6 +82,22 @@ enum model_retrieval {
 #define MODEL_INDEX_MAX_AUTO_NPROBE 16
 
 /**
+ * The automatic nprobe with a recall target (model_config.index_recall_target)
+ * starts where the cell count puts it and then follows the recall the
+ * daemon's shadow lists measure, once per MODEL_INDEX_ADAPT_LISTS compared
+ * lists: below the target it probes half as many cells more (a lost list
+ * costs more than a probe), at or above half way from the target to 1 one
+ * cell fewer, down to MODEL_INDEX_MIN_NPROBE and up to
+ * MODEL_INDEX_MAX_ADAPTIVE_NPROBE (or every cell). Where co-visitation
+ * already carries the lists (the daemon's shadow recall read 1.0 at 100k
+ * and 1M items with 16 cells) the cell scans, half of a list's cost at 1M
+ * items (perf), shrink by up to 4x; where the vectors carry them, probing
+ * grows until the target holds.
+ */
+#define MODEL_INDEX_ADAPT_LISTS          200
+#define MODEL_INDEX_MAX_ADAPTIVE_NPROBE  64
+
+/**
  * The index engine's trending candidates are taken again once this many
  * events were learned, not per list: a list of the hour's trending items
  * barely changes in a thousand events. (Taking it costs little since
@@ -166,6 +182,13 @@ struct model_config {
 	 * rounding).
 	 */
 	size_t index_nprobe;
+	/**
+	 * Index engine with the automatic nprobe (index_nprobe 0): the recall@k
+	 * against the exact engine that probing aims at, 0..1; default 0.97.
+	 * The cells probed follow the measured recall (model_view_adapt_nprobe());
+	 * 0: they stay where the cell count puts them (model_index_nprobe()).
+	 */
+	double index_recall_target;
 	/** Index engine: cells, 0..1<<20; 0 (the default) = sqrt(items) at each training. */
 	size_t index_nlist;
 	/**
@@ -489,6 +512,15 @@ int model_view_search(const struct model_view *view, struct model_searcher *sear
 struct model_searcher *model_searcher_new(struct topk *topk, char *errstr, size_t errstr_size);
 void model_searcher_free(struct model_searcher *searcher);
 void model_searcher_set_topk(struct model_searcher *searcher, struct topk *topk);
+
+/**
+ * @brief The owner, between rounds: `compared` lists ranked by the index
+ * were also ranked exactly, with recall_sum the sum of their recall@k
+ * (model_lists_recall()). With the automatic nprobe and a recall target,
+ * the cells probed from the next round follow (MODEL_INDEX_ADAPT_LISTS).
+ * @returns the cells probed per list from now on (0: no index yet).
+ */
+size_t model_view_adapt_nprobe(struct model_view *view, double recall_sum, size_t compared);
 
 /** @brief Adds a searcher's counters to the view's index statistics (owner, between rounds). */
 void model_view_collect(struct model_view *view, struct model_searcher *searcher);

@@ -1127,6 +1127,7 @@ def test_cache_never_lists_other_users(daemon, cache):
         recall = daemon.metric("streamrec_index_recall")
         assert 0.5 <= recall <= 1.0, recall
         assert daemon.metric("streamrec_index_shadow_lists_total") >= 300
+        assert daemon.metric("streamrec_index_nprobe") >= 4  # the cells probed a list
         shown = json.loads(daemon.get("/status.json")[1])["variants"][0]["index_recall"]
         assert shown is not None and 0.5 <= shown <= 1.0
     assert daemon.stop() == 0

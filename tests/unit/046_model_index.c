@@ -338,6 +338,11 @@ static void config_check_names_the_index_fields(void **state)
 	config.index_trending = 10001;
 	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), -1);
 	assert_non_null(strstr(errstr, "index_trending"));
+	model_config_default(&config);
+	assert_true(config.index_recall_target == 0.97);
+	config.index_recall_target = 1.5;
+	assert_int_equal(model_config_check(&config, errstr, sizeof errstr), -1);
+	assert_non_null(strstr(errstr, "index_recall_target"));
 }
 
 /* The automatic nprobe is a share of the cells, at least 4, and stops at 16
@@ -358,6 +363,94 @@ static void automatic_nprobe_stops_growing(void **state)
 	model_free(m);
 }
 
+/* The recall of one batch measured as the daemon's shadow does, fed back. */
+static double measure_and_adapt(struct model *m, struct topk *topk, const uint32_t *users,
+				size_t *nprobe)
+{
+	char errstr[256];
+	double recall = -1;
+	assert_int_equal(model_recommend_recall(m, topk, users, BATCH, K, NULL, &recall, errstr,
+						sizeof errstr),
+			 0);
+	struct model_view *view = model_view(m, false, errstr, sizeof errstr);
+	assert_non_null(view);
+	*nprobe = model_view_adapt_nprobe(view, recall * BATCH, BATCH);
+	return recall;
+}
+
+/* Co-visitation weakened as above, so the vectors decide part of the lists. */
+static struct model *adaptive_model(size_t nprobe, size_t nlist, double target)
+{
+	struct model_config config;
+	char errstr[256];
+	model_config_default(&config);
+	config.covis_weight = 0.5f;
+	config.covis_both_directions = false;
+	config.retrieval = MODEL_RETRIEVAL_INDEX;
+	config.index_nlist = nlist;
+	config.index_nprobe = nprobe;
+	config.index_trending = 0;
+	config.index_recall_target = target;
+	struct model *m = model_new(&config, errstr, sizeof errstr);
+	assert_non_null(m);
+	learn(m, 0, 20000);
+	return m;
+}
+
+/*
+ * With the automatic nprobe and a recall target, the cells probed follow
+ * the measured recall: where few cells lose part of the lists, a demanding
+ * target makes probing grow until the lists are the exact ones; a lax one
+ * makes it shrink to the minimum. A configured nprobe is never moved, nor
+ * is the automatic one without a target.
+ */
+static void automatic_nprobe_follows_the_measured_recall(void **state)
+{
+	(void)state;
+	struct topk *topk = new_topk();
+	uint32_t users[BATCH];
+	size_t nprobe = 0, start;
+	users_batch(users);
+
+	struct model *m = adaptive_model(0, 200, 0.999);
+	double first = measure_and_adapt(m, topk, users, &start);
+	assert_int_equal(start, 10); /* 5% of 200 cells */
+	assert_true(first < 0.999);
+	double recall = first;
+	for (int round = 0; round < 40; round++)
+		recall = measure_and_adapt(m, topk, users, &nprobe);
+	print_message("target 0.999: nprobe %zu -> %zu, recall %.3f -> %.3f\n", start, nprobe,
+		      first, recall);
+	assert_true(nprobe > start);
+	assert_true(recall > first && recall >= 0.995);
+	struct model_index_stats stats;
+	model_index_stats(m, &stats);
+	assert_int_equal(stats.nprobe, nprobe);
+	model_free(m);
+
+	/* lax: from 5% of 200 cells down to the minimum */
+	m = adaptive_model(0, 200, 0.5);
+	measure_and_adapt(m, topk, users, &start);
+	assert_int_equal(start, 10);
+	for (int round = 0; round < 40; round++)
+		measure_and_adapt(m, topk, users, &nprobe);
+	assert_int_equal(nprobe, MODEL_INDEX_MIN_NPROBE);
+	model_free(m);
+
+	/* a configured nprobe stands; so does the automatic one without a target */
+	m = adaptive_model(2, 16, 0.999);
+	for (int round = 0; round < 10; round++)
+		measure_and_adapt(m, topk, users, &nprobe);
+	assert_int_equal(nprobe, 2);
+	model_free(m);
+	m = adaptive_model(0, 200, 0);
+	for (int round = 0; round < 10; round++)
+		measure_and_adapt(m, topk, users, &nprobe);
+	assert_int_equal(nprobe, 10);
+	model_free(m);
+	topk_free(topk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,6 +460,7 @@ int main(void)
 	    cmocka_unit_test(exact_config_builds_no_index),
 	    cmocka_unit_test(config_check_names_the_index_fields),
 	    cmocka_unit_test(automatic_nprobe_stops_growing),
+	    cmocka_unit_test(automatic_nprobe_follows_the_measured_recall),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -702,6 +702,8 @@ static void the_index_engine_reports_its_recall(void **unused)
 	assert_true(f->metrics->variants[0].index_shadow_lists_total >= USERS);
 	assert_true(f->metrics->variants[0].index_recall >= 0.5);
 	assert_true(f->metrics->variants[0].index_recall <= 1.0);
+	/* the cells probed: the fixture's configured 2, which no recall target moves */
+	assert_int_equal(f->metrics->variants[0].index_nprobe, 2);
 	close_fixture(f);
 	free(f);
 }
