@@ -1339,8 +1339,8 @@ size_t model_view_adapt_nprobe(struct model_view *view, double recall_sum, size_
 	size_t top = nlist < MODEL_INDEX_MAX_ADAPTIVE_NPROBE ? nlist : MODEL_INDEX_MAX_ADAPTIVE_NPROBE;
 	if (recall < target)
 		nprobe += (nprobe + 1) / 2;
-	else if (recall >= target + (1.0 - target) / 2 && nprobe > 0)
-		nprobe--;
+	else if (recall >= target + (1.0 - target) / 2)
+		nprobe -= nprobe / 4 > 1 ? nprobe / 4 : 1;
 	if (nprobe > top)
 		nprobe = top;
 	if (nprobe < MODEL_INDEX_MIN_NPROBE)

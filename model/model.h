@@ -86,8 +86,8 @@ enum model_retrieval {
  * starts where the cell count puts it and then follows the recall the
  * daemon's shadow lists measure, once per MODEL_INDEX_ADAPT_LISTS compared
  * lists: below the target it probes half as many cells more (a lost list
- * costs more than a probe), at or above half way from the target to 1 one
- * cell fewer, down to MODEL_INDEX_MIN_NPROBE and up to
+ * costs more than a probe), at or above half way from the target to 1 a
+ * quarter fewer (at least one), down to MODEL_INDEX_MIN_NPROBE and up to
  * MODEL_INDEX_MAX_ADAPTIVE_NPROBE (or every cell). Where co-visitation
  * already carries the lists (the daemon's shadow recall read 1.0 at 100k
  * and 1M items with 16 cells) the cell scans, half of a list's cost at 1M
