@@ -705,6 +705,11 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (!d->failed)
 		ingest_commit(d, false);
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
+	for (int f = 0; f < STORE_FAMILY_COUNT && f < METRICS_STATE_FAMILIES; f++) {
+		d->metrics->state_family_names[f] = store_family_name((enum store_family)f);
+		state_written(d->state, (enum store_family)f, &d->metrics->state_written_rows[f],
+			      &d->metrics->state_written_bytes[f]);
+	}
 	d->metrics->assigned_partitions = (int64_t)consumer_assigned_count(d->consumer);
 	d->metrics->items = (int64_t)state_item_count(d->state);
 	d->metrics->users = (int64_t)state_user_count(d->state);

@@ -636,6 +636,21 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	text_printf(&t, "streamrec_items %" PRId64 "\n", m->items);
 	family(&t, "state_bytes", "gauge", "Size of the state store on disk.");
 	text_printf(&t, "streamrec_state_bytes %" PRId64 "\n", m->state_bytes);
+	family(&t, "state_written_rows_total", "counter",
+	       "Rows committed to the state, by store family (user and item rows: every row an "
+	       "event changed, once per commit).");
+	for (size_t f = 0; f < METRICS_STATE_FAMILIES; f++)
+		if (m->state_family_names[f] != NULL)
+			text_printf(&t, "streamrec_state_written_rows_total{family=\"%s\"} %" PRIu64 "\n",
+				    m->state_family_names[f], m->state_written_rows[f]);
+	family(&t, "state_written_bytes_total", "counter",
+	       "Bytes (keys and values) committed to the state, by store family, before RocksDB's "
+	       "write-ahead log, compression and compactions.");
+	for (size_t f = 0; f < METRICS_STATE_FAMILIES; f++)
+		if (m->state_family_names[f] != NULL)
+			text_printf(&t,
+				    "streamrec_state_written_bytes_total{family=\"%s\"} %" PRIu64 "\n",
+				    m->state_family_names[f], m->state_written_bytes[f]);
 	family(&t, "commits_total", "counter", "State writes with their offset commits.");
 	text_printf(&t, "streamrec_commits_total %" PRIu64 "\n", m->commits_total);
 	family(&t, "commit_failures_total", "counter",

@@ -23,6 +23,9 @@
 
 /** Most model variants the daemon runs side by side. */
 #define METRICS_MAX_VARIANTS 16
+
+/** Store families the state write metrics can name (store.h has fewer). */
+#define METRICS_STATE_FAMILIES 8
 /** Longest variant name, in bytes. */
 #define METRICS_VARIANT_NAME_MAX 64
 /** Most finite bucket bounds of a histogram (+Inf is implicit). */
@@ -160,6 +163,11 @@ struct metrics {
 	int64_t users;
 	int64_t items;
 	int64_t state_bytes;
+	/** Rows and bytes (keys and values) committed to the state per store
+	 * family, named in state_family_names (NULL: no such family). */
+	uint64_t state_written_rows[METRICS_STATE_FAMILIES];
+	uint64_t state_written_bytes[METRICS_STATE_FAMILIES];
+	const char *state_family_names[METRICS_STATE_FAMILIES];
 	/** Embedding life cycle (README, "Embedding life cycle"), users: new
 	 * users given a row, users removed by lifecycle.user_ttl, users
 	 * removed by lifecycle.max_users. */

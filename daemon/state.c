@@ -1401,6 +1401,12 @@ uint64_t state_bytes(struct state *state)
 	return store_state_bytes(state->store);
 }
 
+void state_written(const struct state *state, enum store_family family, uint64_t *rows,
+		   uint64_t *bytes)
+{
+	store_written(state->store, family, rows, bytes);
+}
+
 long state_export(struct state *state, const char *path, char *errstr, size_t errstr_size)
 {
 	return statefile_export(state->store, path, errstr, errstr_size);

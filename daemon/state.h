@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "store.h"
 
 #define STATE_MAX_VARIANTS 16
 /** Bytes of a variant's name with its NUL. */
@@ -262,6 +263,10 @@ long state_import(const char *dir, const char *path, char *errstr, size_t errstr
 
 /** @returns bytes of state on disk (estimate). */
 uint64_t state_bytes(struct state *state);
+
+/** @brief Rows and bytes the state's commits put into a store family (store_written()). */
+void state_written(const struct state *state, enum store_family family, uint64_t *rows,
+		   uint64_t *bytes);
 
 /** Values a caller may keep in the state (state_put_aux). */
 #define STATE_MAX_AUX 8

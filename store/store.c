@@ -62,6 +62,9 @@ struct store {
 	rocksdb_column_family_handle_t *default_family;
 	rocksdb_column_family_handle_t *families[STORE_FAMILY_COUNT];
 	rocksdb_options_t *options; /* the database's and every family's */
+	/* rows and bytes (key + value) put by commits, per family; written by the
+	 * committing thread, read by any (store_written()) */
+	uint64_t written_rows[STORE_FAMILY_COUNT], written_bytes[STORE_FAMILY_COUNT];
 	rocksdb_cache_t *block_cache;
 	rocksdb_writeoptions_t *write_options;
 	rocksdb_readoptions_t *read_options; /* point reads: fill the block cache */
@@ -1223,6 +1226,7 @@ int store_commit(struct store *store, struct store_batch *batch, char *errstr, s
 	if (batch->count == 0 && batch->offset_count == 0)
 		return 0;
 
+	uint64_t rows[STORE_FAMILY_COUNT] = {0}, bytes[STORE_FAMILY_COUNT] = {0};
 	rocksdb_writebatch_clear(wb);
 	while (pos < batch->ops_len) {
 		struct batch_op op;
@@ -1230,10 +1234,12 @@ int store_commit(struct store *store, struct store_batch *batch, char *errstr, s
 		memcpy(&op, batch->ops + pos, sizeof op);
 		key = (const char *)batch->ops + pos + sizeof op;
 		value = key + op.key_len;
-		if (op.kind == BATCH_PUT)
+		if (op.kind == BATCH_PUT) {
 			rocksdb_writebatch_put_cf(wb, store->families[op.family], key, op.key_len,
 						  value, op.value_len);
-		else
+			rows[op.family]++;
+			bytes[op.family] += op.key_len + op.value_len;
+		} else
 			rocksdb_writebatch_delete_cf(wb, store->families[op.family], key,
 						     op.key_len);
 		pos += sizeof op + op.key_len + op.value_len;
@@ -1246,6 +1252,8 @@ int store_commit(struct store *store, struct store_batch *batch, char *errstr, s
 		put_be64(value, batch->offsets[i].offset);
 		rocksdb_writebatch_put_cf(wb, meta, key, key_len, (const char *)value,
 					  sizeof value);
+		rows[STORE_META]++;
+		bytes[STORE_META] += key_len + sizeof value;
 	}
 
 	rocksdb_write(store->db, store->write_options, wb, &err);
@@ -1261,8 +1269,19 @@ int store_commit(struct store *store, struct store_batch *batch, char *errstr, s
 		rocksdb_free(err);
 		return -1;
 	}
+	for (int f = 0; f < STORE_FAMILY_COUNT; f++) {
+		__atomic_fetch_add(&store->written_rows[f], rows[f], __ATOMIC_RELAXED);
+		__atomic_fetch_add(&store->written_bytes[f], bytes[f], __ATOMIC_RELAXED);
+	}
 	store_batch_clear(batch);
 	return 0;
+}
+
+void store_written(const struct store *store, enum store_family family, uint64_t *rows,
+		   uint64_t *bytes)
+{
+	*rows = __atomic_load_n(&store->written_rows[family], __ATOMIC_RELAXED);
+	*bytes = __atomic_load_n(&store->written_bytes[family], __ATOMIC_RELAXED);
 }
 
 /* ---- checkpoints, figures ---------------------------------------------------------- */

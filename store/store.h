@@ -217,6 +217,14 @@ void store_batch_clear(struct store_batch *batch);
 int store_commit(struct store *store, struct store_batch *batch, char *errstr, size_t errstr_size);
 
 /**
+ * @brief The rows put into family by successful commits since the store
+ * opened, and their bytes (keys and values, before RocksDB's compression,
+ * write-ahead log and compactions multiply them). Any thread may ask.
+ */
+void store_written(const struct store *store, enum store_family family, uint64_t *rows,
+		   uint64_t *bytes);
+
+/**
  * @brief Read the stored consumed offset of topic/partition.
  * @returns 1 with *offset set, 0 when none is stored, -1 on error.
  */

@@ -658,6 +658,15 @@ def test_users_metric_counts_the_distinct_users(daemon):
         daemon.logtext()
     assert daemon.wait_for(lambda: daemon.metric("streamrec_users") == 7, timeout=15), \
         daemon.metric("streamrec_users")
+    # what the commits wrote, by store family: each user's and item's row at least once
+    assert daemon.wait_for(lambda: daemon.series("streamrec_state_written_rows_total").get(
+        '{family="user"}', 0) >= 7 and daemon.series("streamrec_state_written_rows_total").get(
+        '{family="item"}', 0) >= 3, timeout=15), daemon.get("/metrics")[1][-3000:]
+    written = daemon.series("streamrec_state_written_bytes_total")
+    rows = daemon.series("streamrec_state_written_rows_total")
+    assert set(written) == set(rows) and '{family="meta"}' in rows
+    # a user row holds at least its vector (dim floats) beside its 5-byte key
+    assert written['{family="user"}'] >= rows['{family="user"}'] * (5 + 4 * 8)
     assert daemon.stop() == 0
 
 
