@@ -1603,71 +1603,110 @@ static int forget_removed_items(struct state *s, char *errstr, size_t errstr_siz
 	return 0;
 }
 
-/* Marks a live item of unknown last-seen (a state older than the item life
- * cycle, a catalogue record without a time) as seen now. @returns 0 or -1. */
-static int item_seen_from_now(struct state *s, uint32_t item, int64_t now)
+/* One kind's life cycle as the sweep sees it: users and items alike. */
+struct life_kind {
+	const char *name; /* for messages: "user", "item" */
+	uint32_t indices; /* handed out so far (next_user, next_item) */
+	const uint8_t *live;
+	int64_t *last_seen;
+	uint8_t *seen_changed;
+	uint32_t **seen; /* seen_changed ones, written with the next commit */
+	size_t *seen_count, *seen_capacity;
+	const size_t *live_count;
+	uint64_t ttl_ms;
+	size_t max;
+	uint64_t *expired, *evicted;
+	/* removes index i (and tells whoever asked); @returns 0 or -1 */
+	int (*remove)(struct state *s, uint32_t i, void *opaque, char *errstr, size_t errstr_size);
+	void *opaque;
+};
+
+/* Marks a live index of unknown last-seen (a state older than the life
+ * cycle, never learned on, a catalogue record without a time) as seen now:
+ * idle from now on. @returns 0 or -1. */
+static int seen_from_now(const struct life_kind *k, uint32_t i, int64_t now)
 {
-	if (s->item_last_seen[item] != INT64_MIN)
+	if (k->last_seen[i] != INT64_MIN)
 		return 0;
-	s->item_last_seen[item] = now;
-	if (s->item_seen_changed[item])
+	k->last_seen[i] = now;
+	if (k->seen_changed[i])
 		return 0;
-	if (remember(&s->seen_items, &s->seen_item_count, &s->seen_item_capacity, item) != 0)
+	if (remember(k->seen, k->seen_count, k->seen_capacity, i) != 0)
 		return -1;
-	s->item_seen_changed[item] = 1;
+	k->seen_changed[i] = 1;
 	return 0;
 }
 
-/* The item half of a sweep: expired items, then the least recently active
- * above max_items. @returns the items removed, or -1. */
-static long sweep_items(struct state *s, const struct state_lifecycle *lifecycle, int64_t now,
-			char *errstr, size_t errstr_size)
+/* One kind's sweep: the expired (idle past ttl_ms), then the least recently
+ * active above max. @returns how many it removed, or -1. */
+static long sweep_kind(struct state *s, const struct life_kind *k, int64_t now, char *errstr,
+		       size_t errstr_size)
 {
 	long removed = 0;
 	int64_t oldest_kept = INT64_MIN;
-	if (lifecycle->item_ttl_ms > 0 &&
-	    (uint64_t)now - (uint64_t)INT64_MIN > lifecycle->item_ttl_ms)
-		oldest_kept = now - (int64_t)lifecycle->item_ttl_ms;
-	for (uint32_t i = 0; i < s->next_item; i++) {
-		if (!s->item_live[i])
+	if (k->ttl_ms > 0 && (uint64_t)now - (uint64_t)INT64_MIN > k->ttl_ms)
+		oldest_kept = now - (int64_t)k->ttl_ms;
+	for (uint32_t i = 0; i < k->indices; i++) {
+		if (!k->live[i])
 			continue;
-		if (item_seen_from_now(s, i, now) != 0)
+		if (seen_from_now(k, i, now) != 0)
 			goto out_nomem;
-		if (s->item_last_seen[i] >= oldest_kept)
+		if (k->last_seen[i] >= oldest_kept)
 			continue;
-		if (remove_item(s, i, errstr, errstr_size) != 0)
+		if (k->remove(s, i, k->opaque, errstr, errstr_size) != 0)
 			return -1;
-		s->expired_items++;
+		(*k->expired)++;
 		removed++;
-		if (lifecycle->on_item_removed != NULL)
-			lifecycle->on_item_removed(i, lifecycle->opaque);
 	}
-	if (lifecycle->max_items > 0 && s->live_items > lifecycle->max_items) {
-		if (grow_array(&s->sweep, &s->sweep_capacity, s->live_items, sizeof *s->sweep,
-			       1024) != 0)
-			goto out_nomem;
-		size_t n = 0;
-		for (uint32_t i = 0; i < s->next_item; i++)
-			if (s->item_live[i])
-				s->sweep[n++] = (struct sweep_entry){s->item_last_seen[i], i};
-		qsort(s->sweep, n, sizeof *s->sweep, by_last_seen);
-		size_t evict = s->live_items - lifecycle->max_items;
-		for (size_t k = 0; k < evict && k < n; k++) {
-			uint32_t i = s->sweep[k].stable;
-			if (remove_item(s, i, errstr, errstr_size) != 0)
-				return -1;
-			s->evicted_items++;
-			removed++;
-			if (lifecycle->on_item_removed != NULL)
-				lifecycle->on_item_removed(i, lifecycle->opaque);
-		}
+	if (k->max == 0 || *k->live_count <= k->max)
+		return removed;
+	if (grow_array(&s->sweep, &s->sweep_capacity, *k->live_count, sizeof *s->sweep, 1024) != 0)
+		goto out_nomem;
+	size_t n = 0;
+	for (uint32_t i = 0; i < k->indices; i++)
+		if (k->live[i])
+			s->sweep[n++] = (struct sweep_entry){k->last_seen[i], i};
+	qsort(s->sweep, n, sizeof *s->sweep, by_last_seen);
+	size_t evict = *k->live_count - k->max;
+	for (size_t e = 0; e < evict && e < n; e++) {
+		if (k->remove(s, s->sweep[e].stable, k->opaque, errstr, errstr_size) != 0)
+			return -1;
+		(*k->evicted)++;
+		removed++;
 	}
-	if (forget_removed_items(s, errstr, errstr_size) != 0)
-		return -1;
 	return removed;
 out_nomem:
-	set_errstr(errstr, errstr_size, "out of memory in the item sweep");
+	set_errstr(errstr, errstr_size, "out of memory in the %s sweep", k->name);
 	return -1;
+}
+
+static int sweep_remove_item(struct state *s, uint32_t i, void *opaque, char *errstr,
+			     size_t errstr_size)
+{
+	const struct state_lifecycle *lifecycle = opaque;
+	if (remove_item(s, i, errstr, errstr_size) != 0)
+		return -1;
+	if (lifecycle->on_item_removed != NULL)
+		lifecycle->on_item_removed(i, lifecycle->opaque);
+	return 0;
+}
+
+/* Who is told of a removed user, with its id. */
+struct user_removal {
+	void (*on_removed)(uint32_t stable, const char *user_id, void *opaque);
+	void *opaque;
+};
+
+static int sweep_remove_user(struct state *s, uint32_t u, void *opaque, char *errstr,
+			     size_t errstr_size)
+{
+	const struct user_removal *told = opaque;
+	char removed_id[STATE_USER_ID_MAX + 1];
+	if (remove_user(s, u, removed_id, errstr, errstr_size) != 0)
+		return -1;
+	if (told->on_removed != NULL)
+		told->on_removed(u, removed_id, told->opaque);
+	return 0;
 }
 
 static int by_last_seen(const void *a, const void *b)
@@ -1684,69 +1723,52 @@ long state_lifecycle_sweep(struct state *state, const struct state_lifecycle *li
 			   void *opaque, char *errstr, size_t errstr_size)
 {
 	struct state *s = state;
-	char removed_id[STATE_USER_ID_MAX + 1];
 	int64_t now = s->newest_event_ms < wall_ms ? s->newest_event_ms : wall_ms;
 	long removed = 0;
 	if (now == INT64_MIN)
 		return 0; /* nothing learned yet: no clock to measure idleness by */
 	s->sweep_now_ms = now;
 	if (lifecycle->item_ttl_ms > 0 || lifecycle->max_items > 0) {
-		removed = sweep_items(s, lifecycle, now, errstr, errstr_size);
-		if (removed < 0)
+		/* (the removal callback only reads the lifecycle) */
+		struct life_kind items = {"item",
+					  s->next_item,
+					  s->item_live,
+					  s->item_last_seen,
+					  s->item_seen_changed,
+					  &s->seen_items,
+					  &s->seen_item_count,
+					  &s->seen_item_capacity,
+					  &s->live_items,
+					  lifecycle->item_ttl_ms,
+					  lifecycle->max_items,
+					  &s->expired_items,
+					  &s->evicted_items,
+					  sweep_remove_item,
+					  (void *)lifecycle};
+		removed = sweep_kind(s, &items, now, errstr, errstr_size);
+		if (removed < 0 || forget_removed_items(s, errstr, errstr_size) != 0)
 			return -1;
 	}
 	if (lifecycle->user_ttl_ms == 0 && lifecycle->max_users == 0)
 		return removed;
-	int64_t oldest_kept = INT64_MIN;
-	if (lifecycle->user_ttl_ms > 0 && (uint64_t)now - (uint64_t)INT64_MIN > lifecycle->user_ttl_ms)
-		oldest_kept = now - (int64_t)lifecycle->user_ttl_ms;
-	for (uint32_t u = 0; u < s->next_user; u++) {
-		if (!s->live[u])
-			continue;
-		if (s->last_seen[u] == INT64_MIN) {
-			/* restored from a state older than the life cycle, or never
-			 * learned on: idle from now on */
-			s->last_seen[u] = now;
-			if (!s->seen_changed[u]) {
-				if (remember(&s->seen_users, &s->seen_user_count,
-					     &s->seen_user_capacity, u) != 0) {
-					set_errstr(errstr, errstr_size, "out of memory in the sweep");
-					return -1;
-				}
-				s->seen_changed[u] = 1;
-			}
-		}
-		if (s->last_seen[u] >= oldest_kept)
-			continue;
-		if (remove_user(s, u, removed_id, errstr, errstr_size) != 0)
-			return -1;
-		s->expired_users++;
-		removed++;
-		if (on_removed != NULL)
-			on_removed(u, removed_id, opaque);
-	}
-	if (lifecycle->max_users == 0 || s->live_users <= lifecycle->max_users)
-		return removed;
-	if (grow_array(&s->sweep, &s->sweep_capacity, s->live_users, sizeof *s->sweep, 1024) != 0) {
-		set_errstr(errstr, errstr_size, "out of memory in the sweep");
-		return -1;
-	}
-	size_t n = 0;
-	for (uint32_t u = 0; u < s->next_user; u++)
-		if (s->live[u])
-			s->sweep[n++] = (struct sweep_entry){s->last_seen[u], u};
-	qsort(s->sweep, n, sizeof *s->sweep, by_last_seen);
-	size_t evict = s->live_users - lifecycle->max_users;
-	for (size_t k = 0; k < evict && k < n; k++) {
-		uint32_t u = s->sweep[k].stable;
-		if (remove_user(s, u, removed_id, errstr, errstr_size) != 0)
-			return -1;
-		s->evicted_users++;
-		removed++;
-		if (on_removed != NULL)
-			on_removed(u, removed_id, opaque);
-	}
-	return removed;
+	struct user_removal told = {on_removed, opaque};
+	struct life_kind users = {"user",
+				  s->next_user,
+				  s->live,
+				  s->last_seen,
+				  s->seen_changed,
+				  &s->seen_users,
+				  &s->seen_user_count,
+				  &s->seen_user_capacity,
+				  &s->live_users,
+				  lifecycle->user_ttl_ms,
+				  lifecycle->max_users,
+				  &s->expired_users,
+				  &s->evicted_users,
+				  sweep_remove_user,
+				  &told};
+	long users_removed = sweep_kind(s, &users, now, errstr, errstr_size);
+	return users_removed < 0 ? -1 : removed + users_removed;
 }
 
 void state_lifecycle_counts(const struct state *state, struct state_lifecycle_counts *counts)
