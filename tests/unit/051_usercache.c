@@ -15,8 +15,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#define _XOPEN_SOURCE_EXTENDED 1
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,13 +23,11 @@
 
 #include "model.h"
 #include "state.h"
+#include "statetest.h"
 #include "usercache.h"
 
 #define MAX_CACHE 8
 #define ROW_BYTES (1 << 16)
-
-static char base_dir[PATH_MAX];
-static int dir_count;
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -61,63 +57,15 @@ static void learn_in_slot(struct model *m, uint32_t slot, uint32_t stable, uint3
 		fail_msg("model_learn: %s", errstr);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void new_dir(char *out)
-{
-	int len = snprintf(out, PATH_MAX, "%s/state-%d", base_dir, dir_count++);
-	assert_true(len > 0 && len < PATH_MAX);
-}
-
 static struct state *open_state(const char *dir, size_t users, size_t bytes)
 {
-	struct model_config config;
-	char errstr[1024];
-	model_config_default(&config);
-	config.dim = 8;
-	struct state_config sc = {.dir = dir,
-				  .variants = &config,
-				  .variant_count = 1,
-				  .user_cache_users = users,
-				  .user_cache_bytes = bytes};
-	struct state *state = state_open(&sc, errstr, sizeof errstr);
-	if (state == NULL)
-		fail_msg("state_open(%s): %s", dir, errstr);
-	return state;
+	return statetest_open(dir, (struct state_config){.user_cache_users = users,
+							 .user_cache_bytes = bytes});
 }
 
 static void learn(struct state *state, const char *user, const char *item)
 {
-	char errstr[512];
-	if (state_learn(state, user, item, EVENT_PURCHASE, 1700000000000, NULL, errstr,
-			sizeof errstr) != 0)
-		fail_msg("state_learn(%s, %s): %s", user, item, errstr);
-}
-
-/* The user's row as the model serialises it, into row; @returns its length. */
-static size_t user_row(struct state *state, const char *user, unsigned char *row)
-{
-	char errstr[512];
-	uint32_t slot;
-	uint64_t hash;
-	if (state_user(state, user, &slot, &hash, errstr, sizeof errstr) != 0)
-		fail_msg("state_user(%s): %s", user, errstr);
-	size_t len = model_export_user(state_model(state, 0), slot, row, ROW_BYTES);
-	assert_true(len > 0 && len <= ROW_BYTES);
-	return len;
-}
-
-static void commit(struct state *state)
-{
-	char errstr[512];
-	if (state_commit(state, errstr, sizeof errstr) != 0)
-		fail_msg("state_commit: %s", errstr);
+	statetest_learn_at(state, user, item, 1700000000000);
 }
 
 static int stored_offset(struct state *state, int64_t *offset)
@@ -229,7 +177,7 @@ static void test_state_pins_hold_across_lookups(void **unused)
 {
 	(void)unused;
 	char dir[PATH_MAX], errstr[512], name[32];
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir, 2, 0);
 	assert_int_equal(state_user_pin_capacity(state), 2);
 	uint32_t stable[2], slot[2];
@@ -238,7 +186,7 @@ static void test_state_pins_hold_across_lookups(void **unused)
 	for (int u = 0; u < 2; u++) {
 		snprintf(name, sizeof name, "pinned-%d", u);
 		learn(state, name, u ? "item-1" : "item-0");
-		len[u] = user_row(state, name, before[u]);
+		len[u] = statetest_user_row(state, name, before[u], ROW_BYTES);
 		uint64_t hash;
 		assert_int_equal(state_user(state, name, &slot[u], &hash, errstr, sizeof errstr),
 				 0);
@@ -275,32 +223,32 @@ static void test_dirty_eviction_round_trips_bit_exact(void **unused)
 	char dir[PATH_MAX];
 	static unsigned char row[ROW_BYTES], again[ROW_BYTES];
 	int64_t offset;
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir, 1, 0);
-	commit(state);
+	statetest_commit(state);
 	learn(state, "alice", "item-0");
 	learn(state, "alice", "item-1");
 	state_mark_offset(state, "events", 0, 41);
-	size_t len = user_row(state, "alice", row);
+	size_t len = statetest_user_row(state, "alice", row, ROW_BYTES);
 
 	learn(state, "bob", "item-2"); /* the only slot: alice is evicted, dirty */
 	assert_int_equal(stored_offset(state, &offset), 0);
-	assert_int_equal(user_row(state, "alice", again), len); /* from the pending buffer */
+	assert_int_equal(statetest_user_row(state, "alice", again, ROW_BYTES), len); /* from the pending buffer */
 	assert_memory_equal(again, row, len);
 	assert_int_equal(stored_offset(state, &offset), 0); /* bob's eviction committed nothing */
 
 	learn(state, "bob", "item-3"); /* alice (clean, pending) evicted again */
-	commit(state);
+	statetest_commit(state);
 	assert_int_equal(stored_offset(state, &offset), 1);
 	assert_int_equal(offset, 41);
 	learn(state, "carol", "item-4");
-	assert_int_equal(user_row(state, "alice", again), len); /* from the store */
+	assert_int_equal(statetest_user_row(state, "alice", again, ROW_BYTES), len); /* from the store */
 	assert_memory_equal(again, row, len);
-	commit(state);
+	statetest_commit(state);
 	state_close(state);
 
 	state = open_state(dir, 1, 0);
-	assert_int_equal(user_row(state, "alice", again), len);
+	assert_int_equal(statetest_user_row(state, "alice", again, ROW_BYTES), len);
 	assert_memory_equal(again, row, len);
 	state_close(state);
 }
@@ -313,16 +261,16 @@ static void test_bounded_cache_learns_the_same(void **unused)
 	char dir[PATH_MAX], errstr[512], user[32], item[32];
 	uint64_t expected = 0;
 	for (size_t size = 0; size <= MAX_CACHE; size++) {
-		new_dir(dir);
+		statetest_new_dir(dir);
 		struct state *state = open_state(dir, size, 0);
 		for (int e = 0; e < 600; e++) {
 			snprintf(user, sizeof user, "user-%d", (e * 7) % 23);
 			snprintf(item, sizeof item, "item-%d", (e * 13) % 31);
 			learn(state, user, item);
 			if (e % 97 == 96)
-				commit(state);
+				statetest_commit(state);
 		}
-		commit(state);
+		statetest_commit(state);
 		uint64_t digest;
 		if (state_digest(state, &digest, errstr, sizeof errstr) != 0)
 			fail_msg("state_digest: %s", errstr);
@@ -359,7 +307,7 @@ static void test_byte_bound_is_honoured(void **unused)
 		usercache_free(cache);
 	}
 	/* through the state: user_cache_bytes of 3 users' worth */
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir, 0, 3 * per_user);
 	for (int u = 0; u < 40; u++) {
 		snprintf(name, sizeof name, "user-%d", u);
@@ -374,19 +322,6 @@ static void test_byte_bound_is_honoured(void **unused)
 	model_free(m);
 }
 
-static int setup(void **unused)
-{
-	(void)unused;
-	snprintf(base_dir, sizeof base_dir, "/tmp/streamrec-usercache-XXXXXX");
-	return mkdtemp(base_dir) == NULL ? -1 : 0;
-}
-
-static int teardown(void **unused)
-{
-	(void)unused;
-	return nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,5 +332,5 @@ int main(void)
 	    cmocka_unit_test(test_bounded_cache_learns_the_same),
 	    cmocka_unit_test(test_byte_bound_is_honoured),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }

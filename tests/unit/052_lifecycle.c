@@ -18,8 +18,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#define _XOPEN_SOURCE_EXTENDED 1
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,62 +28,21 @@
 #include "model.h"
 #include "sketch.h"
 #include "state.h"
+#include "statetest.h"
 #include "usercache.h"
 
 #define ROW_BYTES (1 << 16)
 #define T0        1700000000000
 
-static char base_dir[PATH_MAX];
-static int dir_count;
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void new_dir(char *out)
-{
-	int len = snprintf(out, PATH_MAX, "%s/state-%d", base_dir, dir_count++);
-	assert_true(len > 0 && len < PATH_MAX);
-}
-
 static struct state *open_state_admitting(const char *dir, size_t cache_users, unsigned admit_after)
 {
-	struct model_config config;
-	char errstr[1024];
-	model_config_default(&config);
-	config.dim = 8;
-	struct state_config sc = {.dir = dir,
-				  .variants = &config,
-				  .variant_count = 1,
-				  .user_cache_users = cache_users,
-				  .admit_after = admit_after};
-	struct state *state = state_open(&sc, errstr, sizeof errstr);
-	if (state == NULL)
-		fail_msg("state_open(%s): %s", dir, errstr);
-	return state;
+	return statetest_open(dir, (struct state_config){.user_cache_users = cache_users,
+							 .admit_after = admit_after});
 }
 
 static struct state *open_state(const char *dir, size_t cache_users)
 {
 	return open_state_admitting(dir, cache_users, 0);
-}
-
-static void learn_at(struct state *state, const char *user, const char *item, int64_t ts_ms)
-{
-	char errstr[512];
-	if (state_learn(state, user, item, EVENT_PURCHASE, ts_ms, NULL, errstr, sizeof errstr) != 0)
-		fail_msg("state_learn(%s, %s): %s", user, item, errstr);
-}
-
-static void commit(struct state *state)
-{
-	char errstr[512];
-	if (state_commit(state, errstr, sizeof errstr) != 0)
-		fail_msg("state_commit: %s", errstr);
 }
 
 /* The removed users a sweep reported, in order. */
@@ -111,19 +68,6 @@ static long sweep(struct state *state, uint64_t ttl_ms, size_t max_users, struct
 	if (removed < 0)
 		fail_msg("state_lifecycle_sweep: %s", errstr);
 	return removed;
-}
-
-/* The user's row as the model serialises it (the user is restored or made). */
-static size_t user_row(struct state *state, const char *user, unsigned char *row)
-{
-	char errstr[512];
-	uint32_t slot;
-	uint64_t hash;
-	if (state_user(state, user, &slot, &hash, errstr, sizeof errstr) != 0)
-		fail_msg("state_user(%s): %s", user, errstr);
-	size_t len = model_export_user(state_model(state, 0), slot, row, ROW_BYTES);
-	assert_true(len > 0 && len <= ROW_BYTES);
-	return len;
 }
 
 static bool user_has_history(struct state *state, const char *user)
@@ -152,18 +96,6 @@ static size_t stored_lists(struct state *state)
 	if (state_lists_foreach(state, count_list, &count, errstr, sizeof errstr) != 0)
 		fail_msg("state_lists_foreach: %s", errstr);
 	return count;
-}
-
-/* Every key the state holds on disk (rows, ids, last-seen, lists, offsets). */
-static long stored_keys(struct state *state)
-{
-	char errstr[512], path[PATH_MAX + 32];
-	snprintf(path, sizeof path, "%s/export-%d", base_dir, dir_count++);
-	long entries = state_export(state, path, errstr, sizeof errstr);
-	if (entries < 0)
-		fail_msg("state_export: %s", errstr);
-	unlink(path);
-	return entries;
 }
 
 /* ---- the id map and the cache ------------------------------------------------------- */
@@ -264,20 +196,20 @@ static void test_ttl_expires_idle_users_everywhere(void **unused)
 	unsigned char row[ROW_BYTES], before[4][ROW_BYTES];
 	size_t before_len[4];
 	struct removed_log log = {.count = 0};
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir, 0);
 	/* user-i last acts at T0 + i minutes; the newest event is T0 + 10 min */
 	for (int i = 0; i < 10; i++) {
 		snprintf(name, sizeof name, "user-%d", i);
-		learn_at(state, name, "item-a", T0);
-		learn_at(state, name, "item-b", T0 + i * 60000);
+		statetest_learn_at(state, name, "item-a", T0);
+		statetest_learn_at(state, name, "item-b", T0 + i * 60000);
 		assert_int_equal(state_put_list(state, state_find_user(state, name), "list", 4), 0);
 	}
-	learn_at(state, "user-9", "item-c", T0 + 10 * 60000);
-	commit(state);
+	statetest_learn_at(state, "user-9", "item-c", T0 + 10 * 60000);
+	statetest_commit(state);
 	assert_int_equal(state_user_count(state), 10);
 	assert_int_equal(stored_lists(state), 10);
-	long keys_before = stored_keys(state);
+	long keys_before = statetest_stored_keys(state);
 	assert_int_equal(state_user_last_seen(state, state_find_user(state, "user-3")),
 			 T0 + 3 * 60000);
 
@@ -291,7 +223,7 @@ static void test_ttl_expires_idle_users_everywhere(void **unused)
 	}
 	for (int i = 6; i < 10; i++) {
 		snprintf(name, sizeof name, "user-%d", i);
-		before_len[i - 6] = user_row(state, name, before[i - 6]);
+		before_len[i - 6] = statetest_user_row(state, name, before[i - 6], ROW_BYTES);
 	}
 	/* a second sweep at the same clock finds nothing more */
 	assert_int_equal(sweep(state, 390000, 0, &log), 0);
@@ -302,9 +234,9 @@ static void test_ttl_expires_idle_users_everywhere(void **unused)
 	assert_int_equal(counts.admitted_users, 10);
 	assert_int_equal(counts.live_users, 6);
 	assert_int_equal(counts.now_ms, T0 + 10 * 60000);
-	commit(state);
+	statetest_commit(state);
 	/* four users' u, U, T, row and list keys: 5 each */
-	assert_int_equal(stored_keys(state), keys_before - 4 * 5);
+	assert_int_equal(statetest_stored_keys(state), keys_before - 4 * 5);
 	state_close(state);
 
 	/* reopened: the expired are gone for good, the live come back bit for bit */
@@ -313,7 +245,7 @@ static void test_ttl_expires_idle_users_everywhere(void **unused)
 	assert_int_equal(stored_lists(state), 6);
 	for (int i = 6; i < 10; i++) {
 		snprintf(name, sizeof name, "user-%d", i);
-		size_t len = user_row(state, name, row);
+		size_t len = statetest_user_row(state, name, row, ROW_BYTES);
 		assert_int_equal(len, before_len[i - 6]);
 		assert_memory_equal(row, before[i - 6], len);
 	}
@@ -331,12 +263,12 @@ static void test_bound_evicts_the_least_recently_active(void **unused)
 	(void)unused;
 	char dir[PATH_MAX], name[32];
 	struct removed_log log = {.count = 0};
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir, 0);
 	/* activity order is not id order: user-i is last seen at T0 + (i*7 % 20) s */
 	for (int i = 0; i < 20; i++) {
 		snprintf(name, sizeof name, "user-%d", i);
-		learn_at(state, name, "item-a", T0 + (i * 7 % 20) * 1000);
+		statetest_learn_at(state, name, "item-a", T0 + (i * 7 % 20) * 1000);
 	}
 	assert_int_equal(sweep(state, 0, 5, &log), 15);
 	assert_int_equal(state_user_count(state), 5);
@@ -349,7 +281,7 @@ static void test_bound_evicts_the_least_recently_active(void **unused)
 	state_lifecycle_counts(state, &counts);
 	assert_int_equal(counts.evicted_users, 15);
 	assert_int_equal(counts.expired_users, 0);
-	commit(state);
+	statetest_commit(state);
 	state_close(state);
 	state = open_state(dir, 0);
 	assert_int_equal(state_user_count(state), 5);
@@ -365,29 +297,29 @@ static void test_removed_user_back_before_the_commit_is_stored_fresh(void **unus
 	char dir[PATH_MAX];
 	unsigned char row[ROW_BYTES], fresh[ROW_BYTES];
 	struct removed_log log = {.count = 0};
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir, 0);
-	learn_at(state, "old", "item-a", T0);
-	learn_at(state, "old", "item-b", T0 + 1);
-	learn_at(state, "other", "item-a", T0 + 3600000);
-	commit(state);
+	statetest_learn_at(state, "old", "item-a", T0);
+	statetest_learn_at(state, "old", "item-b", T0 + 1);
+	statetest_learn_at(state, "other", "item-a", T0 + 3600000);
+	statetest_commit(state);
 	assert_int_equal(sweep(state, 60000, 0, &log), 1);
 	assert_int_equal(state_find_user(state, "old"), UINT32_MAX);
 	/* back at once: fresh (its stored row is stale, not restored) */
 	assert_false(user_has_history(state, "old"));
-	learn_at(state, "old", "item-c", T0 + 3600001);
-	size_t len = user_row(state, "old", fresh);
+	statetest_learn_at(state, "old", "item-c", T0 + 3600001);
+	size_t len = statetest_user_row(state, "old", fresh, ROW_BYTES);
 	uint32_t recent[16];
 	uint32_t slot;
 	uint64_t hash;
 	char errstr[256];
 	assert_int_equal(state_user(state, "old", &slot, &hash, errstr, sizeof errstr), 0);
 	assert_int_equal(model_user_recent(state_model(state, 0), slot, recent), 1);
-	commit(state);
+	statetest_commit(state);
 	state_close(state);
 	state = open_state(dir, 0);
 	assert_int_equal(state_user_count(state), 2);
-	assert_int_equal(user_row(state, "old", row), len);
+	assert_int_equal(statetest_user_row(state, "old", row, ROW_BYTES), len);
 	assert_memory_equal(row, fresh, len);
 	state_close(state);
 }
@@ -400,7 +332,7 @@ static void test_churn_stays_flat(void **unused)
 	(void)unused;
 	char dir[PATH_MAX], name[32];
 	struct removed_log log;
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir, 0);
 	long keys_at_round_10 = 0;
 	uint32_t highest_stable = 0;
@@ -408,10 +340,10 @@ static void test_churn_stays_flat(void **unused)
 		for (int u = 0; u < 50; u++) {
 			snprintf(name, sizeof name, "churn-%d-%d", round, u);
 			int64_t ts = T0 + round * 1000 + u;
-			learn_at(state, name, "item-a", ts);
+			statetest_learn_at(state, name, "item-a", ts);
 			char item[32];
 			snprintf(item, sizeof item, "item-%d", u % 7);
-			learn_at(state, name, item, ts);
+			statetest_learn_at(state, name, item, ts);
 			uint32_t stable = state_find_user(state, name);
 			if (stable > highest_stable)
 				highest_stable = stable;
@@ -419,14 +351,14 @@ static void test_churn_stays_flat(void **unused)
 		log.count = 0;
 		sweep(state, 10000, 100, &log);
 		assert_true(state_user_count(state) <= 100);
-		commit(state);
+		statetest_commit(state);
 		if (round == 10)
-			keys_at_round_10 = stored_keys(state);
+			keys_at_round_10 = statetest_stored_keys(state);
 	}
 	/* 3000 users met; 100 live plus 50 a round in flight through two commits */
 	assert_true(highest_stable < 300);
 	assert_true(model_user_count(state_model(state, 0)) < 300);
-	assert_int_equal(stored_keys(state), keys_at_round_10);
+	assert_int_equal(statetest_stored_keys(state), keys_at_round_10);
 	struct state_lifecycle_counts counts;
 	state_lifecycle_counts(state, &counts);
 	assert_int_equal(counts.admitted_users, 3000);
@@ -487,7 +419,7 @@ static void test_admission_after_n_sightings(void **unused)
 {
 	(void)unused;
 	char dir[PATH_MAX], errstr[512];
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state_admitting(dir, 0, 3);
 	struct model *m = state_model(state, 0);
 	uint32_t stable = 0;
@@ -522,9 +454,9 @@ static void test_admission_after_n_sightings(void **unused)
 			 0);
 	assert_int_not_equal(stable, UINT32_MAX);
 	/* the counts persist with the commit: two sightings before a restart, one after */
-	learn_at(state, "returning", "item-x", T0 + 4);
-	learn_at(state, "returning", "item-x", T0 + 5);
-	commit(state);
+	statetest_learn_at(state, "returning", "item-x", T0 + 4);
+	statetest_learn_at(state, "returning", "item-x", T0 + 5);
+	statetest_commit(state);
 	state_close(state);
 	state = open_state_admitting(dir, 0, 3);
 	assert_int_equal(state_find_user(state, "returning"), UINT32_MAX);
@@ -541,19 +473,6 @@ static void test_admission_after_n_sightings(void **unused)
 	state_close(state);
 }
 
-static int setup(void **unused)
-{
-	(void)unused;
-	snprintf(base_dir, sizeof base_dir, "/tmp/streamrec-lifecycle-XXXXXX");
-	return mkdtemp(base_dir) == NULL ? -1 : 0;
-}
-
-static int teardown(void **unused)
-{
-	(void)unused;
-	return nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -566,5 +485,5 @@ int main(void)
 	    cmocka_unit_test(test_sketch_never_undercounts_and_fades),
 	    cmocka_unit_test(test_admission_after_n_sightings),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }

@@ -20,8 +20,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#define _XOPEN_SOURCE_EXTENDED 1
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,62 +28,21 @@
 
 #include "model.h"
 #include "state.h"
+#include "statetest.h"
 
 #define ROW_BYTES (1 << 16)
 #define T0        1700000000000
 #define MINUTE    60000
 
-static char base_dir[PATH_MAX];
-static int dir_count;
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void new_dir(char *out)
-{
-	int len = snprintf(out, PATH_MAX, "%s/state-%d", base_dir, dir_count++);
-	assert_true(len > 0 && len < PATH_MAX);
-}
-
 static struct state *open_with(const char *dir, size_t cache_users, unsigned item_admit_after)
 {
-	struct model_config config;
-	char errstr[1024];
-	model_config_default(&config);
-	config.dim = 8;
-	struct state_config sc = {.dir = dir,
-				  .variants = &config,
-				  .variant_count = 1,
-				  .user_cache_users = cache_users,
-				  .item_admit_after = item_admit_after};
-	struct state *state = state_open(&sc, errstr, sizeof errstr);
-	if (state == NULL)
-		fail_msg("state_open(%s): %s", dir, errstr);
-	return state;
+	return statetest_open(dir, (struct state_config){.user_cache_users = cache_users,
+							 .item_admit_after = item_admit_after});
 }
 
 static struct state *open_state(const char *dir)
 {
 	return open_with(dir, 0, 0);
-}
-
-static void learn_at(struct state *state, const char *user, const char *item, int64_t ts_ms)
-{
-	char errstr[512];
-	if (state_learn(state, user, item, EVENT_PURCHASE, ts_ms, NULL, errstr, sizeof errstr) != 0)
-		fail_msg("state_learn(%s, %s): %s", user, item, errstr);
-}
-
-static void commit(struct state *state)
-{
-	char errstr[512];
-	if (state_commit(state, errstr, sizeof errstr) != 0)
-		fail_msg("state_commit: %s", errstr);
 }
 
 struct removed_log {
@@ -158,17 +115,6 @@ static bool trending(struct state *state, uint32_t item)
 	return contains(out, n, item);
 }
 
-static long stored_keys(struct state *state)
-{
-	char errstr[512], path[PATH_MAX + 32];
-	snprintf(path, sizeof path, "%s/export-%d", base_dir, dir_count++);
-	long entries = state_export(state, path, errstr, sizeof errstr);
-	if (entries < 0)
-		fail_msg("state_export: %s", errstr);
-	unlink(path);
-	return entries;
-}
-
 /* ---- TTL and bound ------------------------------------------------------------------ */
 
 static void test_ttl_expires_idle_items_everywhere(void **unused)
@@ -177,17 +123,17 @@ static void test_ttl_expires_idle_items_everywhere(void **unused)
 	char dir[PATH_MAX], name[32], errstr[512];
 	unsigned char keep_row[ROW_BYTES], row[ROW_BYTES];
 	struct removed_log log = {.count = 0};
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir);
 	struct model *m = state_model(state, 0);
 	/* five users buy "old" at T0 and "keep" ten minutes later */
 	for (int u = 0; u < 5; u++) {
 		snprintf(name, sizeof name, "user-%d", u);
-		learn_at(state, name, "old", T0);
-		learn_at(state, name, "keep", T0 + 10 * MINUTE);
+		statetest_learn_at(state, name, "old", T0);
+		statetest_learn_at(state, name, "keep", T0 + 10 * MINUTE);
 	}
-	learn_at(state, "late", "other", T0 + 10 * MINUTE);
-	commit(state);
+	statetest_learn_at(state, "late", "other", T0 + 10 * MINUTE);
+	statetest_commit(state);
 	uint32_t old = state_find_item(state, "old"), keep = state_find_item(state, "keep");
 	assert_int_not_equal(old, UINT32_MAX);
 	assert_true(neighbour_of(state, keep, old));
@@ -221,7 +167,7 @@ static void test_ttl_expires_idle_items_everywhere(void **unused)
 	assert_int_equal(counts.live_items, 2);
 	/* a second sweep at the same clock finds nothing more */
 	assert_int_equal(sweep_items(state, 5 * MINUTE, 0, &log), 0);
-	commit(state);
+	statetest_commit(state);
 	size_t keep_len = model_export_item(m, keep, keep_row, ROW_BYTES);
 	state_close(state);
 
@@ -245,18 +191,18 @@ static void test_bound_evicts_the_least_recently_active_items(void **unused)
 	(void)unused;
 	char dir[PATH_MAX], name[32];
 	struct removed_log log = {.count = 0};
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir);
 	for (int i = 0; i < 10; i++) {
 		snprintf(name, sizeof name, "item-%d", i);
-		learn_at(state, "buyer", name, T0 + i * 1000);
+		statetest_learn_at(state, "buyer", name, T0 + i * 1000);
 	}
 	/* a catalogue record is activity too: item-0 becomes the newest */
 	char errstr[512];
 	assert_int_equal(state_item_seen(state, state_find_item(state, "item-0"), T0 + 20000,
 					 errstr, sizeof errstr),
 			 0);
-	commit(state);
+	statetest_commit(state);
 	assert_int_equal(sweep_items(state, 0, 6, &log), 4);
 	struct state_lifecycle_counts counts;
 	state_lifecycle_counts(state, &counts);
@@ -272,7 +218,7 @@ static void test_bound_evicts_the_least_recently_active_items(void **unused)
 		snprintf(name, sizeof name, "item-%d", i);
 		assert_int_not_equal(state_find_item(state, name), UINT32_MAX);
 	}
-	commit(state);
+	statetest_commit(state);
 	state_close(state);
 	state = open_state(dir);
 	assert_int_equal(state_item_count(state), 6);
@@ -288,18 +234,18 @@ static void test_reused_index_carries_nothing_of_the_removed_item(void **unused)
 	(void)unused;
 	char dir[PATH_MAX], name[32];
 	struct removed_log log = {.count = 0};
-	new_dir(dir);
+	statetest_new_dir(dir);
 	/* a cache of two users: most rows are on disk at the sweep */
 	struct state *state = open_with(dir, 2, 0);
 	struct model *m = state_model(state, 0);
 	for (int u = 0; u < 4; u++) {
 		snprintf(name, sizeof name, "user-%d", u);
-		learn_at(state, name, "gone", T0 + u);
-		learn_at(state, name, "x", T0 + 10 + u);
+		statetest_learn_at(state, name, "gone", T0 + u);
+		statetest_learn_at(state, name, "x", T0 + 10 + u);
 	}
-	learn_at(state, "user-4", "x", T0 + 10 * MINUTE);
-	learn_at(state, "user-5", "y", T0 + 10 * MINUTE);
-	commit(state);
+	statetest_learn_at(state, "user-4", "x", T0 + 10 * MINUTE);
+	statetest_learn_at(state, "user-5", "y", T0 + 10 * MINUTE);
+	statetest_commit(state);
 	uint32_t gone = state_find_item(state, "gone"), x = state_find_item(state, "x");
 	assert_true(neighbour_of(state, x, gone));
 	assert_int_equal(model_item_count_of(m, gone), 4);
@@ -307,9 +253,9 @@ static void test_reused_index_carries_nothing_of_the_removed_item(void **unused)
 	assert_int_equal(sweep_items(state, 5 * MINUTE, 0, &log), 1);
 	assert_int_equal(log.items[0], gone);
 	/* the deletion is written, then the index is free */
-	commit(state);
-	commit(state);
-	learn_at(state, "newcomer-user", "newcomer", T0 + 10 * MINUTE + 1);
+	statetest_commit(state);
+	statetest_commit(state);
+	statetest_learn_at(state, "newcomer-user", "newcomer", T0 + 10 * MINUTE + 1);
 	assert_int_equal(state_find_item(state, "newcomer"), gone);
 	assert_int_equal(model_item_count_of(m, gone), 1);
 	assert_false(neighbour_of(state, x, gone));
@@ -317,7 +263,7 @@ static void test_reused_index_carries_nothing_of_the_removed_item(void **unused)
 	/* a user restored from disk in this run: its reference went before use */
 	assert_false(user_refers_to(state, "user-0", gone));
 	assert_true(user_refers_to(state, "user-0", x));
-	commit(state);
+	statetest_commit(state);
 	state_close(state);
 
 	/* after a restart too, for users never restored since the sweep */
@@ -331,9 +277,9 @@ static void test_reused_index_carries_nothing_of_the_removed_item(void **unused)
 		assert_true(user_refers_to(state, name, x));
 	}
 	/* and a real reference to the new item is kept across a restart */
-	learn_at(state, "user-1", "newcomer", T0 + 10 * MINUTE + 2);
+	statetest_learn_at(state, "user-1", "newcomer", T0 + 10 * MINUTE + 2);
 	assert_true(user_refers_to(state, "user-1", gone));
-	commit(state);
+	statetest_commit(state);
 	state_close(state);
 	state = open_with(dir, 2, 0);
 	assert_true(user_refers_to(state, "user-1", gone));
@@ -345,7 +291,7 @@ static void test_item_churn_stays_flat(void **unused)
 	(void)unused;
 	char dir[PATH_MAX], name[32], user[32];
 	struct removed_log log;
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir);
 	long keys_at_round_10 = 0;
 	uint32_t highest = 0;
@@ -353,7 +299,7 @@ static void test_item_churn_stays_flat(void **unused)
 		for (int i = 0; i < 20; i++) {
 			snprintf(name, sizeof name, "churn-%d-%d", round, i);
 			snprintf(user, sizeof user, "user-%d", i % 5);
-			learn_at(state, user, name, T0 + round * 1000 + i);
+			statetest_learn_at(state, user, name, T0 + round * 1000 + i);
 			uint32_t index = state_find_item(state, name);
 			if (index > highest)
 				highest = index;
@@ -361,14 +307,14 @@ static void test_item_churn_stays_flat(void **unused)
 		log.count = 0;
 		sweep_items(state, 10000, 50, &log);
 		assert_true(state_item_count(state) <= 50);
-		commit(state);
+		statetest_commit(state);
 		if (round == 10)
-			keys_at_round_10 = stored_keys(state);
+			keys_at_round_10 = statetest_stored_keys(state);
 	}
 	/* 1200 items met; 50 live plus 20 a round in flight through two commits */
 	assert_true(highest < 120);
 	assert_true(model_item_count(state_model(state, 0)) < 120);
-	assert_int_equal(stored_keys(state), keys_at_round_10);
+	assert_int_equal(statetest_stored_keys(state), keys_at_round_10);
 	struct state_lifecycle_counts counts;
 	state_lifecycle_counts(state, &counts);
 	assert_int_equal(counts.admitted_items, 1200);
@@ -386,11 +332,11 @@ static void test_uncommitted_removal_is_not_durable(void **unused)
 	(void)unused;
 	char dir[PATH_MAX];
 	struct removed_log log = {.count = 0};
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir);
-	learn_at(state, "u", "a", T0);
-	learn_at(state, "u", "b", T0 + 10 * MINUTE);
-	commit(state);
+	statetest_learn_at(state, "u", "a", T0);
+	statetest_learn_at(state, "u", "b", T0 + 10 * MINUTE);
+	statetest_commit(state);
 	assert_int_equal(sweep_items(state, 5 * MINUTE, 0, &log), 1);
 	state_close(state); /* a crash: the sweep's batch was never written */
 	state = open_state(dir);
@@ -399,7 +345,7 @@ static void test_uncommitted_removal_is_not_durable(void **unused)
 	/* the run after the restart removes the same item */
 	log.count = 0;
 	assert_int_equal(sweep_items(state, 5 * MINUTE, 0, &log), 1);
-	commit(state);
+	statetest_commit(state);
 	state_close(state);
 	state = open_state(dir);
 	assert_int_equal(state_item_count(state), 1);
@@ -414,9 +360,9 @@ static void test_item_admission_after_n_sightings(void **unused)
 	(void)unused;
 	char dir[PATH_MAX], errstr[512];
 	uint32_t stable;
-	new_dir(dir);
+	statetest_new_dir(dir);
 	struct state *state = open_with(dir, 0, 3);
-	learn_at(state, "u", "known", T0); /* not admitted either */
+	statetest_learn_at(state, "u", "known", T0); /* not admitted either */
 	for (int n = 0; n < 2; n++) {
 		assert_int_equal(state_learn(state, "u", "rare", EVENT_VIEW, T0 + n, &stable,
 					     errstr, sizeof errstr),
@@ -437,29 +383,16 @@ static void test_item_admission_after_n_sightings(void **unused)
 	assert_int_not_equal(rare, UINT32_MAX);
 	assert_int_equal(model_item_count_of(state_model(state, 0), rare), 1);
 	/* the sightings persist with the commit: two before a restart, one after */
-	learn_at(state, "u", "known", T0 + 3);
-	commit(state);
+	statetest_learn_at(state, "u", "known", T0 + 3);
+	statetest_commit(state);
 	state_close(state);
 	state = open_with(dir, 0, 3);
 	assert_int_equal(state_find_item(state, "known"), UINT32_MAX);
-	learn_at(state, "u", "known", T0 + 4);
+	statetest_learn_at(state, "u", "known", T0 + 4);
 	assert_int_not_equal(state_find_item(state, "known"), UINT32_MAX);
 	assert_int_not_equal(state_find_item(state, "rare"), UINT32_MAX);
 	assert_int_equal(state_item_count(state), 2);
 	state_close(state);
-}
-
-static int setup(void **unused)
-{
-	(void)unused;
-	snprintf(base_dir, sizeof base_dir, "/tmp/streamrec-itemlife-XXXXXX");
-	return mkdtemp(base_dir) == NULL ? -1 : 0;
-}
-
-static int teardown(void **unused)
-{
-	(void)unused;
-	return nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(void)
@@ -472,5 +405,5 @@ int main(void)
 	    cmocka_unit_test(test_uncommitted_removal_is_not_durable),
 	    cmocka_unit_test(test_item_admission_after_n_sightings),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }
