@@ -46,6 +46,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "codec.h"
+#include "kafkaconf.h"
 
 #define PERCENTILE_COUNT 4
 
@@ -303,8 +304,8 @@ static int decode_full(struct codec *codec, const void *buf, size_t len, struct 
 static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 {
 	char errstr[512];
-	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
-		fprintf(stderr, "collect: kafka setting %s=%s: %s\n", name, value, errstr);
+	if (kafka_conf_set(conf, name, value, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "collect: %s\n", errstr);
 		return -1;
 	}
 	return 0;

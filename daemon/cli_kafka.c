@@ -35,6 +35,7 @@
 #include "codec.h"
 #include "eventlog.h"
 #include "registry.h"
+#include "kafkaconf.h"
 
 /* Parses a whole non-negative decimal number within [min, max]; reports what and where. */
 int cli_parse_count(const char *command, const char *option, const char *text, long long min,
@@ -71,8 +72,8 @@ static int parse_framing(const char *command, const char *text, enum codec_frami
 static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 {
 	char errstr[512];
-	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
-		fprintf(stderr, "streamrec: kafka setting %s=%s: %s\n", name, value, errstr);
+	if (kafka_conf_set(conf, name, value, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "streamrec: %s\n", errstr);
 		return -1;
 	}
 	return 0;

@@ -25,6 +25,7 @@
  * back to that message and resumes.
  */
 #include "errstr.h"
+#include "kafkaconf.h"
 #include "consumer.h"
 #include "wakeup.h"
 
@@ -92,17 +93,6 @@ static int64_t monotonic_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-		    size_t errstr_size)
-{
-	char detail[256];
-	if (rd_kafka_conf_set(conf, name, value, detail, sizeof detail) != RD_KAFKA_CONF_OK) {
-		set_errstr(errstr, errstr_size, "kafka property %s: %s", name, detail);
-		return -1;
-	}
-	return 0;
 }
 
 /* ---- statistics: broker states ------------------------------------------------------ */
@@ -453,11 +443,11 @@ static rd_kafka_conf_t *build_conf(const struct consumer_config *config, struct 
 				   char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	if (conf_set(conf, "bootstrap.servers", config->brokers, errstr, errstr_size) != 0 ||
-	    conf_set(conf, "group.id", config->group_id, errstr, errstr_size) != 0 ||
-	    conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) != 0)
+	if (kafka_conf_set(conf, "bootstrap.servers", config->brokers, errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "group.id", config->group_id, errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) != 0)
 		goto out_destroy_conf;
 	for (size_t i = 0; i < config->property_count; i++) {
 		const struct consumer_property *p = &config->properties[i];
@@ -466,7 +456,7 @@ static rd_kafka_conf_t *build_conf(const struct consumer_config *config, struct 
 				   "kafka property #%zu: name or value missing", i);
 			goto out_destroy_conf;
 		}
-		if (conf_set(conf, p->name, p->value, errstr, errstr_size) != 0)
+		if (kafka_conf_set(conf, p->name, p->value, errstr, errstr_size) != 0)
 			goto out_destroy_conf;
 	}
 	rd_kafka_conf_set_opaque(conf, c);

@@ -9,17 +9,7 @@
 
 #include "clock.h"
 #include "errstr.h"
-
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-		    size_t errstr_size)
-{
-	char why[256];
-	if (rd_kafka_conf_set(conf, name, value, why, sizeof why) != RD_KAFKA_CONF_OK) {
-		set_errstr(errstr, errstr_size, "%s=%s: %s", name, value, why);
-		return -1;
-	}
-	return 0;
-}
+#include "kafkaconf.h"
 
 long partread_all(const char *brokers, const struct partread_property *properties,
 		  size_t property_count, const char *topic, int32_t partition, int timeout_ms,
@@ -36,24 +26,24 @@ long partread_all(const char *brokers, const struct partread_property *propertie
 		set_errstr(errstr, errstr_size, "out of memory for a Kafka configuration");
 		return -1;
 	}
-	if (conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) != 0 ||
-	    conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "isolation.level", "read_committed", errstr, errstr_size) != 0)
+	if (kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "isolation.level", "read_committed", errstr, errstr_size) != 0)
 		goto out_conf;
 	/* librdkafka's consumer needs a group id even for assign(), which joins
 	 * no group: one of its own, never committed to */
 	char group[64];
 	snprintf(group, sizeof group, "streamrec-partread-%ld", (long)getpid());
-	if (conf_set(conf, "group.id", group, errstr, errstr_size) != 0)
+	if (kafka_conf_set(conf, "group.id", group, errstr, errstr_size) != 0)
 		goto out_conf;
 	for (size_t i = 0; i < property_count; i++) {
 		/* the group's settings are the group consumer's, not this reader's */
 		if (strcmp(properties[i].name, "group.id") == 0 ||
 		    strcmp(properties[i].name, "group.instance.id") == 0)
 			continue;
-		if (conf_set(conf, properties[i].name, properties[i].value, errstr, errstr_size) !=
+		if (kafka_conf_set(conf, properties[i].name, properties[i].value, errstr, errstr_size) !=
 		    0)
 			goto out_conf;
 	}

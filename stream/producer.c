@@ -5,6 +5,7 @@
  * watcher), with rd_kafka_poll(rk, 0) a bounded number of times per wakeup.
  */
 #include "errstr.h"
+#include "kafkaconf.h"
 #include "producer.h"
 #include "wakeup.h"
 
@@ -193,17 +194,6 @@ static void drain(void *opaque)
 			break;
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-		    size_t errstr_size)
-{
-	char detail[256];
-	if (rd_kafka_conf_set(conf, name, value, detail, sizeof detail) != RD_KAFKA_CONF_OK) {
-		set_errstr(errstr, errstr_size, "kafka property %s: %s", name, detail);
-		return -1;
-	}
-	return 0;
-}
-
 struct producer *producer_new(const struct producer_config *config, struct ev_loop *loop,
 			      char *errstr, size_t errstr_size)
 {
@@ -226,10 +216,10 @@ struct producer *producer_new(const struct producer_config *config, struct ev_lo
 	p->log = config->log;
 	p->log_opaque = config->log_opaque;
 	conf = rd_kafka_conf_new();
-	if (conf_set(conf, "bootstrap.servers", config->brokers, errstr, errstr_size) != 0 ||
-	    conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "compression.type", "lz4", errstr, errstr_size) != 0 ||
-	    conf_set(conf, "linger.ms", "5", errstr, errstr_size) != 0)
+	if (kafka_conf_set(conf, "bootstrap.servers", config->brokers, errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "compression.type", "lz4", errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "linger.ms", "5", errstr, errstr_size) != 0)
 		goto out_destroy_conf;
 	for (size_t i = 0; i < config->property_count; i++) {
 		const struct producer_property *prop = &config->properties[i];
@@ -238,7 +228,7 @@ struct producer *producer_new(const struct producer_config *config, struct ev_lo
 				   "kafka property #%zu: name or value missing", i);
 			goto out_destroy_conf;
 		}
-		if (conf_set(conf, prop->name, prop->value, errstr, errstr_size) != 0)
+		if (kafka_conf_set(conf, prop->name, prop->value, errstr, errstr_size) != 0)
 			goto out_destroy_conf;
 	}
 	rd_kafka_conf_set_opaque(conf, p);
