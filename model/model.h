@@ -113,6 +113,13 @@ struct model_config {
 	 */
 	float event_weight[EVENT_TYPE_COUNT];
 	unsigned recent_items;         /**< L, the short-term window; default 5 */
+	/**
+	 * Recency weighting of the intent signal: the j-th most recent of the
+	 * last L items weighs intent_decay^j in ybar (weights normalised to sum
+	 * 1). 1 (default): the plain mean. Below 1 the list follows the last
+	 * items more closely; see README "Accuracy" for what 0.5 and 0.8 did.
+	 */
+	float intent_decay;
 	float covis_weight;            /**< beta; default 4 */
 	/**
 	 * Neighbours kept per item, 1..COVIS_MAX_BOUND (and recent_items times
