@@ -144,12 +144,12 @@ void model_config_default(struct model_config *config)
 	memset(config, 0, sizeof *config);
 	config->dim = 32;
 	config->optimizer = MODEL_ADAGRAD;
-	config->learning_rate = 0.1f;
+	config->learning_rate = 0.12f;
 	config->l2 = 1e-5f;
 	config->negatives = 4;
 	memcpy(config->event_weight, weights, sizeof weights);
 	config->recent_items = 5;
-	config->intent_decay = 1.0f;
+	config->intent_decay = 0.9f;
 	config->covis_weight = 4.0f;
 	config->covis_neighbours = 1024;
 	config->covis_window = 3;
