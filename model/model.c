@@ -144,7 +144,7 @@ void model_config_default(struct model_config *config)
 	memset(config, 0, sizeof *config);
 	config->dim = 32;
 	config->optimizer = MODEL_ADAGRAD;
-	config->learning_rate = 0.12f;
+	config->learning_rate = 0.14f;
 	config->l2 = 1e-5f;
 	config->negatives = 4;
 	memcpy(config->event_weight, weights, sizeof weights);
@@ -152,14 +152,14 @@ void model_config_default(struct model_config *config)
 	config->intent_decay = 0.9f;
 	config->covis_weight = 4.0f;
 	config->covis_neighbours = 1024;
-	config->covis_window = 3;
+	config->covis_window = 4;
 	config->covis_both_directions = true;
 	config->covis_weighted = true;
 	config->covis_half_life_events = 1e6;
 	config->sampler_exponent = 0.75f;
 	config->correction_weight = 1.0f;
 	config->trending_half_life_ms = 86400e3;
-	config->trending_weight = 0.5f;
+	config->trending_weight = 0.35f;
 	config->init_std = 0.1f;
 	config->use_taste = true;
 	config->use_bias = true;
