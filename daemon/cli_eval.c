@@ -760,6 +760,7 @@ int cli_eval(int argc, char **argv)
 						{"content-prior", required_argument, NULL, 1020},
 						{"search-weight", required_argument, NULL, 1021},
 						{"tune-rounds", required_argument, NULL, 1022},
+						{"intent-decay", required_argument, NULL, 1023},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -939,6 +940,10 @@ int cli_eval(int argc, char **argv)
 		case 1005:
 			rc = parse_real("trending-weight", optarg, 0, 100, &real);
 			config.trending_weight = (float)real;
+			break;
+		case 1023:
+			rc = parse_real("intent-decay", optarg, 1e-6, 1, &real);
+			config.intent_decay = (float)real;
 			break;
 		case 1006:
 			rc = parse_duration_ms("trending-half-life", optarg,
@@ -1120,9 +1125,9 @@ int cli_eval(int argc, char **argv)
 	for (size_t k = 0; k < SIGNALS; k++)
 		if (*signal_switch(&config, k))
 			printf(" %s", signal_table[k].name);
-	printf("  dim=%zu lr=%g l2=%g negatives=%u recent=%u exclude=%s\n", config.dim,
+	printf("  dim=%zu lr=%g l2=%g negatives=%u recent=%u intent_decay=%g exclude=%s\n", config.dim,
 	       (double)config.learning_rate, (double)config.l2, config.negatives,
-	       config.recent_items, exclusion_name(config.exclusion));
+	       config.recent_items, (double)config.intent_decay, exclusion_name(config.exclusion));
 	char duration[32];
 	format_duration(config.trending_half_life_ms, duration, sizeof duration);
 	printf("covis: weight=%g window=%u directions=%s count=%s neighbours=%u half_life=%g "

@@ -328,6 +328,11 @@ static const struct option options[] = {
     {W(PURCHASE, "purchase"), NULL, -100, 100, NULL, OPT_BOUNDED, "Weight of a purchase.", NULL},
     {"model", "recent_items", OPT_UINT, ST_UNSIGNED, V(model.recent_items), NULL, 1, 1000, NULL,
      OPT_BOUNDED, "Short-term window L: the user's last items.", NULL},
+    {"model", "intent_decay", OPT_DOUBLE, ST_FLOAT, V(model.intent_decay), NULL, 0, 1, NULL,
+     OPT_BOUNDED | OPT_MIN_OPEN,
+     "Recency weighting of the intent signal: the j-th most recent item weighs decay^j in "
+     "the mean (1: plain mean).",
+     NULL},
     {"model", "retrieval", OPT_ENUM, ST_ENUM, V(model.retrieval), NULL, 0, 0, retrievals, 0,
      "Where lists come from: exact (every item scored, the yardstick) or index (an "
      "inverted-file index over the item vectors, kept current as learning moves them, plus "

@@ -63,7 +63,7 @@ static const struct {
      "           FILE [--format auto|csv|avro|movielens|movietweetings|generic|retailrocket|taobao]\n"
      "           [--min-rating R] [--k 20] [--signals taste,intent,covis,correction|all|none]\n"
      "           [--dim N] [--lr F] [--l2 F] [--negatives N] [--optimizer adagrad|sgd]\n"
-     "           [--recent N] [--covis-weight F] [--correction-weight F]\n"
+     "           [--recent N] [--intent-decay F] [--covis-weight F] [--correction-weight F]\n"
      "           [--exclude none|bought|interacted] [--weight TYPE=W]...\n"
      "           [--test-every N] [--warmup N] [--max-events N] [--seed N]\n"
      "           [--export-stream CSV: the replayed stream, indices, test points]\n"

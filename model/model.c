@@ -144,21 +144,22 @@ void model_config_default(struct model_config *config)
 	memset(config, 0, sizeof *config);
 	config->dim = 32;
 	config->optimizer = MODEL_ADAGRAD;
-	config->learning_rate = 0.1f;
+	config->learning_rate = 0.14f;
 	config->l2 = 1e-5f;
 	config->negatives = 4;
 	memcpy(config->event_weight, weights, sizeof weights);
 	config->recent_items = 5;
+	config->intent_decay = 0.9f;
 	config->covis_weight = 4.0f;
 	config->covis_neighbours = 1024;
-	config->covis_window = 3;
+	config->covis_window = 4;
 	config->covis_both_directions = true;
 	config->covis_weighted = true;
 	config->covis_half_life_events = 1e6;
 	config->sampler_exponent = 0.75f;
 	config->correction_weight = 1.0f;
 	config->trending_half_life_ms = 86400e3;
-	config->trending_weight = 0.5f;
+	config->trending_weight = 0.35f;
 	config->init_std = 0.1f;
 	config->use_taste = true;
 	config->use_bias = true;
@@ -211,6 +212,11 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 				   event_type_key((enum event_type)t), (double)c->event_weight[t]);
 			return -1;
 		}
+	}
+	if (!(c->intent_decay > 0 && c->intent_decay <= 1)) {
+		set_errstr(errstr, errstr_size, "intent_decay: must be in (0, 1], got %g",
+			   (double)c->intent_decay);
+		return -1;
 	}
 	if (c->recent_items < 1 || c->recent_items > 1000) {
 		set_errstr(errstr, errstr_size, "recent_items: must be between 1 and 1000, got %u",
@@ -740,18 +746,33 @@ static size_t recent_items(const struct model *m, uint32_t user, uint32_t *out)
 	return n;
 }
 
-/* h = p_u (taste) + mean of y over recent items (intent), as configured. */
+/* Each recent item's share of the intent mean ybar, oldest first: the j-th
+ * most recent weighs intent_decay^j, normalised to sum 1 (1: plain mean). */
+static void intent_shares(const struct model *m, size_t recent_count, float *shares)
+{
+	float weight = 1.0f, total = 0.0f;
+	for (size_t j = recent_count; j-- > 0;) {
+		shares[j] = weight;
+		total += weight;
+		weight *= m->config.intent_decay;
+	}
+	for (size_t j = 0; j < recent_count; j++)
+		shares[j] /= total;
+}
+
+/* h = p_u (taste) + weighted mean of y over recent items (intent), as configured. */
 static void user_query_vector(const struct model *m, uint32_t user, const uint32_t *recent,
 			      size_t recent_count, float *h)
 {
 	for (size_t k = 0; k < m->dim; k++)
 		h[k] = m->config.use_taste ? user_p(m, user)[k] : 0.0f;
 	if (m->config.use_intent && recent_count > 0) {
-		float share = 1.0f / (float)recent_count;
+		float shares[1000]; /* model_config_check(): recent_items <= 1000 */
+		intent_shares(m, recent_count, shares);
 		for (size_t j = 0; j < recent_count; j++) {
 			const float *y = m->y + (size_t)recent[j] * m->dim;
 			for (size_t k = 0; k < m->dim; k++)
-				h[k] += share * y[k];
+				h[k] += shares[j] * y[k];
 		}
 	}
 }
@@ -866,11 +887,12 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 		apply_step(m, p, m->grad_row, dim, user_accum(m, user));
 	}
 	if (m->config.use_intent && recent_count > 0) {
-		float share = 1.0f / (float)recent_count;
+		float shares[1000];
+		intent_shares(m, recent_count, shares);
 		for (size_t j = 0; j < recent_count; j++) {
 			float *y = m->y + (size_t)recent[j] * dim;
 			for (size_t k = 0; k < dim; k++)
-				m->grad_row[k] = share * m->grad_h[k] + l2 * y[k];
+				m->grad_row[k] = shares[j] * m->grad_h[k] + l2 * y[k];
 			apply_step(m, y, m->grad_row, dim, &m->scalar[recent[j]].y_accum);
 			mark_item(m, recent[j]);
 		}
@@ -2153,10 +2175,11 @@ void model_explain(const struct model *model, uint32_t user, const uint32_t *ite
 		e->taste = (c->use_taste ? dot(p, q, m->dim) : 0.0f) +
 			   (c->use_bias ? m->scalar[item].bias : 0.0f);
 		if (c->use_intent) {
-			float share = 1.0f / (float)recent_count;
+			float shares[1000];
+			intent_shares(m, recent_count, shares);
 			for (size_t j = 0; j < recent_count; j++) {
 				float term = dot(m->y + (size_t)recent[j] * m->dim, q, m->dim);
-				e->intent += share * term;
+				e->intent += shares[j] * term;
 				if (e->because_item == UINT32_MAX || term > best_intent) {
 					best_intent = term;
 					e->because_item = recent[j];

@@ -58,13 +58,14 @@ static void learn(struct model *m, uint64_t from, uint64_t to)
 }
 
 static struct model *index_model_covis(size_t nprobe, size_t trending, float covis_weight,
-				       bool both_directions)
+				       bool both_directions, unsigned covis_window)
 {
 	struct model_config config;
 	char errstr[256];
 	model_config_default(&config);
 	config.covis_weight = covis_weight;
 	config.covis_both_directions = both_directions;
+	config.covis_window = covis_window;
 	config.retrieval = MODEL_RETRIEVAL_INDEX;
 	config.index_nlist = 16;
 	config.index_nprobe = nprobe;
@@ -263,11 +264,12 @@ static void recall_is_one_at_full_probing_and_less_at_one_cell(void **state)
 	assert_true(recall >= 0.995 && recall <= 1.0);
 
 	/* one cell, no trending help: only the user's cell and co-visitation.
-	 * At the default co-visitation strength (beta 2, both directions) the
-	 * co-visitation candidates alone fill the exact top 20 on this stream,
-	 * so this part weakens it to the former strength (beta 0.5, successors
-	 * only), where the dense score decides part of the list. */
-	struct model *one = index_model_covis(1, 0, 0.5f, false);
+	 * At the default co-visitation strength (beta 4, both directions,
+	 * window 4) the co-visitation candidates alone fill the exact top 20 on
+	 * this stream, so this part weakens it to a former strength (beta 0.5,
+	 * successors only, window 3), where the dense score decides part of the
+	 * list. */
+	struct model *one = index_model_covis(1, 0, 0.5f, false, 3);
 	learn(one, 0, 20000);
 	assert_int_equal(model_recommend_recall(one, topk, users, BATCH, K, NULL, &recall, errstr,
 						sizeof errstr),

@@ -399,7 +399,7 @@ static void variants(void **state)
 	load_fails(BASE "[model]\ncovis_window = 4\n[variant.a]\nshare = 1\nrecent_items = 3\n",
 		   "6: variant.a.covis_window: must be between 1 and recent_items (3), got 4");
 	load_fails(BASE "[variant.a]\nshare = 1\nrecent_items = 2\n",
-		   "5: variant.a.covis_window: must be between 1 and recent_items (2), got 3");
+		   "5: variant.a.covis_window: must be between 1 and recent_items (2), got 4");
 	/* policy is a variant's own key */
 	load_fails(BASE "[model]\npolicy = popularity\n", "6: unknown key 'policy' in [model]");
 
