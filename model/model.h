@@ -88,11 +88,12 @@ enum model_retrieval {
  * lists: below the target it probes half as many cells more (a lost list
  * costs more than a probe), at or above half way from the target to 1 a
  * quarter fewer (at least one), down to MODEL_INDEX_MIN_NPROBE and up to
- * MODEL_INDEX_MAX_ADAPTIVE_NPROBE (or every cell). Where co-visitation
- * already carries the lists (the daemon's shadow recall read 1.0 at 100k
- * and 1M items with 16 cells) the cell scans, half of a list's cost at 1M
- * items (perf), shrink by up to 4x; where the vectors carry them, probing
- * grows until the target holds.
+ * MODEL_INDEX_MAX_ADAPTIVE_NPROBE (or every cell). Where the vectors carry
+ * the lists, probing grows until the target holds; where co-visitation
+ * carries them (the daemon's shadow recall read 1.0 at 100k and 1M items
+ * with 16 cells) it falls to the minimum, which on that stream saved little
+ * CPU (README, "The model", the index engine): the cells' bounds already skipped
+ * most probed cells.
  */
 #define MODEL_INDEX_ADAPT_LISTS          200
 #define MODEL_INDEX_MAX_ADAPTIVE_NPROBE  64
