@@ -9,6 +9,7 @@ exactly the state one instance reading the whole stream would hold: the
 order-dependent recent-items ring and the purchase exclusions of every user
 (an event applied twice or lost changes the ring), and no user is cold.
 """
+import contextlib
 import csv
 import pathlib
 import re
@@ -111,6 +112,65 @@ def wait_for(predicate, timeout=120, what="condition", instances=()):
     pytest.fail(f"timed out waiting for {what}:\n" + "\n".join(i.logtext() for i in instances))
 
 
+@contextlib.contextmanager
+def killed_on_exit(*instances):
+    """Whatever happens inside, no instance is left running."""
+    try:
+        yield
+    finally:
+        for i in instances:
+            if i.process is not None and i.process.poll() is None:
+                i.process.kill()
+
+
+def scaleout_topics(broker, prefix, partitions, items=False):
+    """The group's topics, created: events and changelog with `partitions`."""
+    topics = {"events": f"{prefix}.events", "recs": f"{prefix}.recs", "dlq": f"{prefix}.dlq",
+              "changelog": f"{prefix}.changelog", "group": f"{prefix}-group"}
+    specs = [f"{prefix}.events:{partitions}", f"{prefix}.recs:3:compact", f"{prefix}.dlq:1",
+             f"{prefix}.changelog:{partitions}:compact"]
+    if items:
+        topics["items"] = f"{prefix}.items"
+        specs.append(f"{prefix}.items:{min(partitions, 3)}")
+    broker.create_topics(*specs)
+    return topics
+
+
+def gen_parts(tmp_path, seeds, events, users, items, clusters):
+    """One synthetic stream file per seed (`streamrec gen`)."""
+    parts = []
+    for seed in seeds:
+        path = tmp_path / f"part{seed}.csv"
+        subprocess.run([STREAMREC, "gen", "--out", path, "--events", str(events), "--users",
+                        str(users), "--items", str(items), "--clusters", str(clusters), "--seed",
+                        str(seed)], check=True, capture_output=True)
+        parts.append(path)
+    return parts
+
+
+def producer(broker, topic, path, count, rate):
+    """`streamrec produce` of a stream file at `rate` events/s (0: flat out), running."""
+    return subprocess.Popen([STREAMREC, "produce", "--brokers", broker.bootstrap, "--topic", topic,
+                             "--file", path, "--count", str(count), "--rate", str(rate)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def restore_fresh(broker, tmp_path, name, topics, partitions, read=()):
+    """A new instance with an empty state restores every partition from the
+    changelog and has nothing left to learn; @returns it (stopped) and the
+    metrics named in `read`, as they stood before it stopped."""
+    i = Instance(broker, tmp_path, name, topics)
+    i.start()
+    with killed_on_exit(i):
+        wait_for(lambda: group_caught_up([i], topics["events"], partitions), timeout=240,
+                 what=f"{name} to restore", instances=(i,))
+        assert i.metric("streamrec_restores_total") == partitions, i.logtext()
+        assert i.metric("streamrec_updates_total") == 0, f"{name} re-learned events: " + i.logtext()
+        values = {m: i.metric(m) for m in read}
+        assert i.stop() == 0, i.logtext()
+    return i, values
+
+
 def expected_state(paths):
     """Per user: the recent-items ring (oldest first) and the purchased items,
     replaying the files in order as one instance would."""
@@ -145,35 +205,17 @@ def inspect(state_dir, user):
 
 
 def caught_up(instance, events_topic):
-    """Every events partition assigned to the instance has no lag."""
-    lags = [line for line in instance.metrics().splitlines()
-            if line.startswith("streamrec_consumer_lag{") and f'topic="{events_topic}"' in line]
-    return len(lags) == PARTITIONS and all(float(l.split()[-1]) == 0 for l in lags)
+    """Every events partition is assigned to the instance, none lagging."""
+    return group_caught_up([instance], events_topic, PARTITIONS)
 
 
 def test_a_killed_instance_s_users_follow_their_partitions(kafka_broker, tmp_path):
-    topics = {"events": "so.events", "recs": "so.recs", "dlq": "so.dlq",
-              "changelog": "so.changelog", "group": "so-group"}
-    kafka_broker.create_topics(f"so.events:{PARTITIONS}", "so.recs:3:compact", "so.dlq:1",
-                               f"so.changelog:{PARTITIONS}:compact")
-    parts = []
-    for seed in (1, 2):
-        path = tmp_path / f"part{seed}.csv"
-        subprocess.run([STREAMREC, "gen", "--out", path, "--events", "20000", "--users", "300",
-                        "--items", "200", "--clusters", "5", "--seed", str(seed)], check=True,
-                       capture_output=True)
-        parts.append(path)
-
-    def produce(path, rate):
-        return subprocess.Popen([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap,
-                                 "--topic", topics["events"], "--file", path, "--count", "20000",
-                                 "--rate", str(rate)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-
+    topics = scaleout_topics(kafka_broker, "so", PARTITIONS)
+    parts = gen_parts(tmp_path, (1, 2), events=20000, users=300, items=200, clusters=5)
     a = Instance(kafka_broker, tmp_path, "a", topics)
     b = Instance(kafka_broker, tmp_path, "b", topics)
-    try:
-        assert produce(parts[0], 0).wait(timeout=120) == 0
+    with killed_on_exit(a, b):
+        assert producer(kafka_broker, topics["events"], parts[0], 20000, 0).wait(timeout=120) == 0
         a.start()
         b.start()
         # both hold partitions, and have learned and committed part of the stream
@@ -181,7 +223,7 @@ def test_a_killed_instance_s_users_follow_their_partitions(kafka_broker, tmp_pat
                  and b.metric("streamrec_assigned_partitions") > 0
                  and a.metric("streamrec_changelog_records_total") > 0, what="two members",
                  instances=(a, b))
-        feeder = produce(parts[1], 5000)
+        feeder = producer(kafka_broker, topics["events"], parts[1], 20000, 5000)
         time.sleep(1.5)
         a.stop(signal.SIGKILL)  # mid-stream: its last changes since a commit are lost
         assert feeder.wait(timeout=120) == 0, feeder.stderr.read()
@@ -189,24 +231,9 @@ def test_a_killed_instance_s_users_follow_their_partitions(kafka_broker, tmp_pat
                  instances=(b,))
         assert b.metric("streamrec_restores_total") >= 1, b.logtext()
         assert b.stop() == 0, b.logtext()
-    finally:
-        for i in (a, b):
-            if i.process is not None and i.process.poll() is None:
-                i.process.kill()
 
     # an instance with an empty state restores every partition from the changelog
-    c = Instance(kafka_broker, tmp_path, "c", topics)
-    c.start()
-    try:
-        wait_for(lambda: caught_up(c, topics["events"]), timeout=180, what="c to restore",
-                 instances=(c,))
-        assert c.metric("streamrec_restores_total") == PARTITIONS, c.logtext()
-        assert c.metric("streamrec_updates_total") == 0, "c re-learned events: " + c.logtext()
-        assert c.stop() == 0, c.logtext()
-    finally:
-        if c.process.poll() is None:
-            c.process.kill()
-
+    c, _ = restore_fresh(kafka_broker, tmp_path, "c", topics, PARTITIONS)
     ring, bought = expected_state(parts)
     users = sorted(ring)
     assert len(users) > 250
@@ -244,30 +271,19 @@ def test_item_vectors_learned_by_one_instance_reach_another(kafka_broker, tmp_pa
     """A learns every event; B, started afterwards with an empty state and no
     event of its own to learn, folds A's published item changes: its item
     rows become A's (every item starts alike, from its id)."""
-    topics = {"events": "is.events", "recs": "is.recs", "dlq": "is.dlq",
-              "changelog": "is.changelog", "items": "is.items", "group": "is-group"}
-    kafka_broker.create_topics("is.events:2", "is.recs:3:compact", "is.dlq:1",
-                               "is.changelog:2:compact", "is.items:2")
-    events = tmp_path / "events.csv"
-    subprocess.run([STREAMREC, "gen", "--out", events, "--events", "10000", "--users", "200",
-                    "--items", "100", "--clusters", "4", "--seed", "3"], check=True,
-                   capture_output=True)
-    subprocess.run([STREAMREC, "produce", "--brokers", kafka_broker.bootstrap, "--topic",
-                    topics["events"], "--file", events, "--count", "10000"], check=True,
-                   capture_output=True)
+    topics = scaleout_topics(kafka_broker, "is", 2, items=True)
+    events = gen_parts(tmp_path, (3,), events=10000, users=200, items=100, clusters=4)[0]
+    assert producer(kafka_broker, topics["events"], events, 10000, 0).wait(timeout=120) == 0
     a = Instance(kafka_broker, tmp_path, "a", topics)
     a.start()
-    try:
-        wait_for(lambda: a.metric("streamrec_updates_total") >= 5000 and caught_up2(a, topics),
+    with killed_on_exit(a):
+        wait_for(lambda: a.metric("streamrec_updates_total") >= 5000 and group_caught_up([a], topics["events"], 2),
                  what="a to learn", instances=(a,))
         assert a.metric("streamrec_item_sync_published_total") > 0
         assert a.stop() == 0, a.logtext()
-    finally:
-        if a.process.poll() is None:
-            a.process.kill()
     b = Instance(kafka_broker, tmp_path, "b", topics)
     b.start()
-    try:
+    with killed_on_exit(b):
         wait_for(lambda: b.metric("streamrec_item_sync_folded_total") > 0, what="b to fold",
                  instances=(b,))
         folded = stable(lambda: b.metric("streamrec_item_sync_folded_total"))
@@ -275,9 +291,6 @@ def test_item_vectors_learned_by_one_instance_reach_another(kafka_broker, tmp_pa
         assert b.metric("streamrec_item_sync_published_total") == 0  # nothing of its own
         assert folded > 0
         assert b.stop() == 0, b.logtext()
-    finally:
-        if b.process.poll() is None:
-            b.process.kill()
     moved = 0
     for item in ("i0", "i1", "i2", "i5", "i10", "i20", "i50"):
         qa, bias_a = item_row(a.dir / "state", item)
@@ -296,10 +309,7 @@ def test_users_the_life_cycle_removed_are_not_restored(kafka_broker, tmp_path):
     (an evicted user's tombstone went to the changelog in the commit that
     removed it), not every user ever seen."""
     from test_lifecycle_e2e import churn
-    topics = {"events": "lr.events", "recs": "lr.recs", "dlq": "lr.dlq",
-              "changelog": "lr.changelog", "group": "lr-group"}
-    kafka_broker.create_topics(f"lr.events:{PARTITIONS}", "lr.recs:3:compact", "lr.dlq:1",
-                               f"lr.changelog:{PARTITIONS}:compact")
+    topics = scaleout_topics(kafka_broker, "lr", PARTITIONS)
     bound = "[lifecycle]\nmax_users = 20\n"
     a = Instance(kafka_broker, tmp_path, "a", topics, extra=bound)
     b = Instance(kafka_broker, tmp_path, "b", topics, extra=bound)
@@ -312,7 +322,7 @@ def test_users_the_life_cycle_removed_are_not_restored(kafka_broker, tmp_path):
     def live(*instances):
         return sum(i.metric("streamrec_users") for i in instances)
 
-    try:
+    with killed_on_exit(a, b):
         a.start()
         b.start()
         wait_for(lambda: a.metric("streamrec_assigned_partitions") > 0
@@ -350,26 +360,12 @@ def test_users_the_life_cycle_removed_are_not_restored(kafka_broker, tmp_path):
         wait_for(lambda: b.metric("streamrec_commits_total") >= commits + 3,
                  what="b's removals committed", instances=(b,))
         assert b.stop() == 0, b.logtext()
-    finally:
-        for i in (a, b):
-            if i.process is not None and i.process.poll() is None:
-                i.process.kill()
     kept = export_users(b.dir / "state")
     assert 0 < len(kept) <= 20, kept
 
-    c = Instance(kafka_broker, tmp_path, "c", topics)
-    c.start()
-    try:
-        wait_for(lambda: caught_up(c, topics["events"]), timeout=180, what="c to restore",
-                 instances=(c,))
-        assert c.metric("streamrec_restores_total") == PARTITIONS, c.logtext()
-        assert c.metric("streamrec_updates_total") == 0, "c re-learned events: " + c.logtext()
-        held = c.metric("streamrec_users")
-        restored = c.metric("streamrec_restored_users_total")
-        assert c.stop() == 0, c.logtext()
-    finally:
-        if c.process.poll() is None:
-            c.process.kill()
+    c, seen = restore_fresh(kafka_broker, tmp_path, "c", topics, PARTITIONS,
+                            read=("streamrec_users", "streamrec_restored_users_total"))
+    held, restored = seen["streamrec_users"], seen["streamrec_restored_users_total"]
     assert held == len(kept), f"c holds {held:.0f} users, the group kept {len(kept)}"
     assert restored == len(kept), f"c restored {restored:.0f} users, the group kept {len(kept)}"
     assert export_users(c.dir / "state") == kept
@@ -380,15 +376,12 @@ def test_users_the_life_cycle_removed_are_not_restored(kafka_broker, tmp_path):
     # the restore deletes them (their tombstones), it keeps what the group kept
     a.config.write_text(a.config.read_text().replace(bound, ""))
     a.start()
-    try:
+    with killed_on_exit(a):
         wait_for(lambda: caught_up(a, topics["events"]), timeout=180, what="a to restore",
                  instances=(a,))
         assert a.metric("streamrec_updates_total") == 0, "a re-learned events: " + a.logtext()
         held = a.metric("streamrec_users")
         assert a.stop() == 0, a.logtext()
-    finally:
-        if a.process.poll() is None:
-            a.process.kill()
     assert held == len(kept), a.logtext()
     assert export_users(a.dir / "state") == kept
     deleted = re.findall(r"\((\d+) removed ones deleted\)", (a.dir / "streamrecd.log").read_text())
@@ -415,12 +408,6 @@ def export_users(state_dir):
     return ids
 
 
-def caught_up2(instance, topics):
-    lags = [line for line in instance.metrics().splitlines()
-            if line.startswith("streamrec_consumer_lag{") and f'topic="{topics["events"]}"' in line]
-    return len(lags) == 2 and all(float(l.split()[-1]) == 0 for l in lags)
-
-
 def group_caught_up(instances, events_topic, partitions):
     """Between them the instances hold every events partition, none lagging."""
     lags = {}
@@ -440,27 +427,15 @@ def test_three_instances_on_a_three_broker_cluster(kafka_cluster, tmp_path):
     the ends − 1), and every user's order-dependent state is exactly one
     pass over the stream: each event applied once per partition."""
     partitions = 12
-    topics = {"events": "c3.events", "recs": "c3.recs", "dlq": "c3.dlq",
-              "changelog": "c3.changelog", "items": "c3.items", "group": "c3-group"}
-    kafka_cluster.create_topics(f"c3.events:{partitions}", "c3.recs:3:compact", "c3.dlq:1",
-                                f"c3.changelog:{partitions}:compact", "c3.items:3")
-    parts = []
-    for seed in (11, 12, 13):
-        path = tmp_path / f"part{seed}.csv"
-        subprocess.run([STREAMREC, "gen", "--out", path, "--events", "15000", "--users", "600",
-                        "--items", "300", "--clusters", "6", "--seed", str(seed)], check=True,
-                       capture_output=True)
-        parts.append(path)
+    topics = scaleout_topics(kafka_cluster, "c3", partitions, items=True)
+    parts = gen_parts(tmp_path, (11, 12, 13), events=15000, users=600, items=300, clusters=6)
 
     def produce(path, rate):
-        return subprocess.Popen([STREAMREC, "produce", "--brokers", kafka_cluster.bootstrap,
-                                 "--topic", topics["events"], "--file", path, "--count", "15000",
-                                 "--rate", str(rate)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        return producer(kafka_cluster, topics["events"], path, 15000, rate)
 
     names = ["a", "b", "c", "d"]
     inst = {n: Instance(kafka_cluster, tmp_path, n, topics) for n in names}
-    try:
+    with killed_on_exit(*inst.values()):
         assert produce(parts[0], 0).wait(timeout=180) == 0
         for n in "abc":
             inst[n].start()
@@ -483,23 +458,8 @@ def test_three_instances_on_a_three_broker_cluster(kafka_cluster, tmp_path):
         assert sum(i.metric("streamrec_restores_total") for i in survivors) >= 1
         for i in survivors:
             assert i.stop() == 0, i.logtext()
-    finally:
-        for i in inst.values():
-            if i.process is not None and i.process.poll() is None:
-                i.process.kill()
 
-    e = Instance(kafka_cluster, tmp_path, "e", topics)
-    e.start()
-    try:
-        wait_for(lambda: group_caught_up([e], topics["events"], partitions), timeout=240,
-                 what="e to restore", instances=(e,))
-        assert e.metric("streamrec_restores_total") == partitions, e.logtext()
-        assert e.metric("streamrec_updates_total") == 0, "e re-learned events: " + e.logtext()
-        assert e.stop() == 0, e.logtext()
-    finally:
-        if e.process.poll() is None:
-            e.process.kill()
-
+    e, _ = restore_fresh(kafka_cluster, tmp_path, "e", topics, partitions)
     ring, bought = expected_state(parts)
     users = sorted(ring)
     assert len(users) > 500
