@@ -315,33 +315,16 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 static int assign_all(rd_kafka_t *consumer, const char *topic, bool from_beginning,
 		      int *partition_count)
 {
-	const struct rd_kafka_metadata *metadata = NULL;
-	rd_kafka_topic_t *handle = rd_kafka_topic_new(consumer, topic, NULL);
-	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+	char errstr[512];
+	rd_kafka_resp_err_t err;
 	int rc = -1;
-	/* a new broker may not know the topic's leaders for a moment */
-	for (int attempt = 0; attempt < 50 && !stop_requested; attempt++) {
-		err = rd_kafka_metadata(consumer, 0, handle, &metadata, 5000);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topic_cnt == 1 &&
-		    metadata->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-		    metadata->topics[0].partition_cnt > 0)
-			break;
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-			err = metadata->topic_cnt == 1 ? metadata->topics[0].err
-						       : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-			rd_kafka_metadata_destroy(metadata);
-			metadata = NULL;
-		}
-		usleep(100000);
+	int count = kafka_partition_count(consumer, topic, &stop_requested, errstr, sizeof errstr);
+	if (count < 0) {
+		fprintf(stderr, "collect: %s\n", errstr);
+		return -1;
 	}
-	if (metadata == NULL) {
-		fprintf(stderr, "collect: metadata of %s: %s\n", topic, rd_kafka_err2str(err));
-		goto out_topic;
-	}
-	int count = metadata->topics[0].partition_cnt;
 	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(count);
-	for (int i = 0; i < count; i++) {
-		int32_t partition = metadata->topics[0].partitions[i].id;
+	for (int32_t partition = 0; partition < count; partition++) {
 		int64_t low = 0, high = 0;
 		if (!from_beginning) {
 			err = rd_kafka_query_watermark_offsets(consumer, topic, partition, &low,
@@ -364,9 +347,6 @@ static int assign_all(rd_kafka_t *consumer, const char *topic, bool from_beginni
 	rc = 0;
 out_list:
 	rd_kafka_topic_partition_list_destroy(list);
-	rd_kafka_metadata_destroy(metadata);
-out_topic:
-	rd_kafka_topic_destroy(handle);
 	return rc;
 }
 

@@ -463,38 +463,6 @@ static void print_recommendation(const struct recommendation *rec)
 	printf("\n");
 }
 
-/*
- * The number of partitions of topic, asked of the brokers (a new topic's
- * leaders may be unknown for a moment: asked again for up to 5 s).
- * @returns the count, or -1 (said on stderr, naming command and topic).
- */
-static int topic_partition_count(rd_kafka_t *rk, const char *topic, const char *command)
-{
-	rd_kafka_topic_t *handle = rd_kafka_topic_new(rk, topic, NULL);
-	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-	int count = -1;
-	for (int attempt = 0; handle != NULL && attempt < 50 && count < 0 && !cli_stop_requested;
-	     attempt++) {
-		const struct rd_kafka_metadata *metadata = NULL;
-		err = rd_kafka_metadata(rk, 0, handle, &metadata, 5000);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-			err = metadata->topic_cnt == 1 ? metadata->topics[0].err
-						       : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-			if (err == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topics[0].partition_cnt > 0)
-				count = metadata->topics[0].partition_cnt;
-			rd_kafka_metadata_destroy(metadata);
-		}
-		if (count < 0)
-			usleep(100000);
-	}
-	if (handle != NULL)
-		rd_kafka_topic_destroy(handle);
-	if (count < 0)
-		fprintf(stderr, "%s: partitions of topic %s: %s\n", command, topic,
-			rd_kafka_err2str(err));
-	return count;
-}
-
 int cli_tail(int argc, char **argv)
 {
 	static const struct option options[] = {{"brokers", required_argument, NULL, 'b'},
@@ -612,7 +580,10 @@ int cli_tail(int argc, char **argv)
 	int partitions = 0, ended = 0;
 	uint8_t *at_end = NULL;
 	if (status == 0 && until_end) {
-		partitions = topic_partition_count(consumer, topic, "streamrec tail");
+		partitions = kafka_partition_count(consumer, topic, &cli_stop_requested, errstr,
+						   sizeof errstr);
+		if (partitions < 0)
+			fprintf(stderr, "streamrec tail: %s\n", errstr);
 		at_end = partitions > 0 ? calloc((size_t)partitions, 1) : NULL;
 		if (at_end == NULL)
 			status = 1;

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kafkaconf.h"
+
 /* Pause between two metadata requests while a new topic settles. */
 #define METADATA_RETRY_MS 100
 
@@ -58,18 +60,6 @@ int kafkatest_unique_name(const char *prefix, char *name, size_t name_size, char
 	return 0;
 }
 
-/* Sets one property; the error names the key and the value. */
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
-		    size_t errstr_size)
-{
-	char reason[256];
-	if (rd_kafka_conf_set(conf, key, value, reason, sizeof reason) != RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "librdkafka property %s=%s: %s", key, value, reason);
-		return -1;
-	}
-	return 0;
-}
-
 /*
  * A configuration with the bootstrap address, then defaults, then the
  * caller's overrides (both NULL-terminated key, value lists, or NULL).
@@ -79,10 +69,10 @@ static rd_kafka_conf_t *conf_new(const char *bootstrap, const char *const *defau
 {
 	const char *const *lists[2] = {defaults, overrides};
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	if (conf_set(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0 ||
-	    conf_set(conf, "client.id", "streamrec-test", errstr, errstr_size) != 0 ||
+	if (kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0 ||
+	    kafka_conf_set(conf, "client.id", "streamrec-test", errstr, errstr_size) != 0 ||
 	    /* the broker closes idle connections; that is not worth a log line */
-	    conf_set(conf, "log.connection.close", "false", errstr, errstr_size) != 0)
+	    kafka_conf_set(conf, "log.connection.close", "false", errstr, errstr_size) != 0)
 		goto out_destroy_conf;
 	for (size_t l = 0; l < 2; l++) {
 		for (const char *const *kv = lists[l]; kv != NULL && kv[0] != NULL; kv += 2) {
@@ -91,7 +81,7 @@ static rd_kafka_conf_t *conf_new(const char *bootstrap, const char *const *defau
 					 kv[0]);
 				goto out_destroy_conf;
 			}
-			if (conf_set(conf, kv[0], kv[1], errstr, errstr_size) != 0)
+			if (kafka_conf_set(conf, kv[0], kv[1], errstr, errstr_size) != 0)
 				goto out_destroy_conf;
 		}
 	}

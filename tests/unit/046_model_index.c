@@ -57,36 +57,41 @@ static void learn(struct model *m, uint64_t from, uint64_t to)
 	}
 }
 
+/* The index engine's configuration: nlist cells (0: automatic), the rest default. */
+static struct model_config index_config(size_t nprobe, size_t nlist, size_t trending)
+{
+	struct model_config config;
+	model_config_default(&config);
+	config.retrieval = MODEL_RETRIEVAL_INDEX;
+	config.index_nlist = nlist;
+	config.index_nprobe = nprobe;
+	config.index_trending = trending;
+	return config;
+}
+
+static struct model *new_model(const struct model_config *config)
+{
+	char errstr[256];
+	struct model *m = model_new(config, errstr, sizeof errstr);
+	if (m == NULL)
+		fail_msg("model_new: %s", errstr);
+	return m;
+}
+
 static struct model *index_model_covis(size_t nprobe, size_t trending, float covis_weight,
 				       bool both_directions, unsigned covis_window)
 {
-	struct model_config config;
-	char errstr[256];
-	model_config_default(&config);
+	struct model_config config = index_config(nprobe, 16, trending);
 	config.covis_weight = covis_weight;
 	config.covis_both_directions = both_directions;
 	config.covis_window = covis_window;
-	config.retrieval = MODEL_RETRIEVAL_INDEX;
-	config.index_nlist = 16;
-	config.index_nprobe = nprobe;
-	config.index_trending = trending;
-	struct model *m = model_new(&config, errstr, sizeof errstr);
-	assert_non_null(m);
-	return m;
+	return new_model(&config);
 }
 
 static struct model *index_model(size_t nprobe, size_t trending)
 {
-	struct model_config config;
-	char errstr[256];
-	model_config_default(&config);
-	config.retrieval = MODEL_RETRIEVAL_INDEX;
-	config.index_nlist = 16;
-	config.index_nprobe = nprobe;
-	config.index_trending = trending;
-	struct model *m = model_new(&config, errstr, sizeof errstr);
-	assert_non_null(m);
-	return m;
+	struct model_config config = index_config(nprobe, 16, trending);
+	return new_model(&config);
 }
 
 static struct topk *new_topk(void)
@@ -383,18 +388,11 @@ static double measure_and_adapt(struct model *m, struct topk *topk, const uint32
 /* Co-visitation weakened as above, so the vectors decide part of the lists. */
 static struct model *adaptive_model(size_t nprobe, size_t nlist, double target)
 {
-	struct model_config config;
-	char errstr[256];
-	model_config_default(&config);
+	struct model_config config = index_config(nprobe, nlist, 0);
 	config.covis_weight = 0.5f;
 	config.covis_both_directions = false;
-	config.retrieval = MODEL_RETRIEVAL_INDEX;
-	config.index_nlist = nlist;
-	config.index_nprobe = nprobe;
-	config.index_trending = 0;
 	config.index_recall_target = target;
-	struct model *m = model_new(&config, errstr, sizeof errstr);
-	assert_non_null(m);
+	struct model *m = new_model(&config);
 	learn(m, 0, 20000);
 	return m;
 }
