@@ -35,6 +35,9 @@ const char *const metrics_search_outcome_labels[METRICS_SEARCH_OUTCOMES] = {
 const char *const metrics_rank_labels[METRICS_RANK_BUCKETS] = {"1",    "2",     "3",  "4-5",
 							       "6-10", "11-20", "21+"};
 
+const char *const metrics_refresh_phase_labels[METRICS_REFRESH_PHASES] = {"prepare", "rank",
+									  "wait", "publish"};
+
 size_t metrics_rank_bucket(size_t rank)
 {
 	static const size_t upper[METRICS_RANK_BUCKETS - 1] = {1, 2, 3, 5, 10, 20};
@@ -485,6 +488,13 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 
 	family(&t, "refresh_batch_seconds", "histogram", "Wall time of one refresh batch.");
 	histogram_series(&t, "refresh_batch_seconds", NULL, NULL, &m->refresh_batch_seconds);
+
+	family(&t, "refresh_phase_seconds_total", "counter",
+	       "Wall time of refresh rounds by phase: prepare and publish on the loop's thread, "
+	       "rank on the workers, wait between ranked and published.");
+	for (size_t ph = 0; ph < METRICS_REFRESH_PHASES; ph++)
+		text_printf(&t, "streamrec_refresh_phase_seconds_total{phase=\"%s\"} %.6f\n",
+			    metrics_refresh_phase_labels[ph], m->refresh_phase_seconds_total[ph]);
 
 	family(&t, "schema_waits_total", "counter",
 	       "Messages re-read later because their writer schema could not be fetched yet.");

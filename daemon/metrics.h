@@ -139,6 +139,16 @@ struct metrics_lag {
 	int64_t committed_lag; /**< from the last Kafka commit; negative: unknown, not rendered */
 };
 
+/** The phases of a refresh round (streamrec_refresh_phase_seconds_total). */
+enum metrics_refresh_phase {
+	METRICS_REFRESH_PREPARE, /**< the loop takes due users, syncs the item view, copies queries */
+	METRICS_REFRESH_RANK,    /**< the workers rank (and keep the index current) */
+	METRICS_REFRESH_WAIT,    /**< ranked, until the loop turns to publish them */
+	METRICS_REFRESH_PUBLISH, /**< the loop explains, applies list rules, encodes and sends */
+	METRICS_REFRESH_PHASES
+};
+extern const char *const metrics_refresh_phase_labels[METRICS_REFRESH_PHASES];
+
 struct metrics {
 	/** Decoded events, by enum event_type. */
 	uint64_t events_total[EVENT_TYPE_COUNT];
@@ -150,6 +160,9 @@ struct metrics {
 
 	/** Wall time of one refresh batch, seconds. */
 	struct metrics_histogram refresh_batch_seconds;
+	/** Where refresh rounds spend their wall time, seconds by enum
+	 * metrics_refresh_phase: what bounds lists/s under load. */
+	double refresh_phase_seconds_total[METRICS_REFRESH_PHASES];
 	/** Users waiting for a refresh: marked within the staleness target, and
 	 * deferred beyond it; users ever deferred. */
 	int64_t refresh_waiting, refresh_deferred_waiting;

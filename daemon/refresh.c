@@ -112,6 +112,7 @@ struct pool {
 	bool stop, out;
 	struct task *tasks;
 	size_t task_count, task_capacity, next_task, done_tasks, prepare_count, prepared_count;
+	double out_at, ranked_at; /* monotonic: the round handed out, its last task done */
 };
 
 /* The list before a user's last one: what attributing a hit to it needs. */
@@ -857,6 +858,7 @@ static void *worker_main(void *arg)
 		if (t.prepare != NULL && ++p->prepared_count == p->prepare_count)
 			pthread_cond_broadcast(&p->prepared);
 		if (++p->done_tasks == p->task_count) {
+			p->ranked_at = clock_monotonic_s();
 			pthread_cond_broadcast(&p->finished);
 			if (r->c.notify != NULL)
 				r->c.notify(r->c.notify_opaque); /* thread-safe by contract */
@@ -1353,8 +1355,12 @@ long refresher_harvest(struct refresher *r, char *errstr, size_t errstr_size)
 	size_t published = 0;
 	for (size_t g = 0; g < r->group_count; g++)
 		published += r->groups[g].count;
+	double *phase = r->c.metrics->refresh_phase_seconds_total, start = clock_monotonic_s();
+	phase[METRICS_REFRESH_RANK] += p->ranked_at - p->out_at;
+	phase[METRICS_REFRESH_WAIT] += start - p->ranked_at;
 	if (harvest_round(r, errstr, errstr_size) != 0)
 		return -1;
+	phase[METRICS_REFRESH_PUBLISH] += clock_monotonic_s() - start;
 	return (long)published;
 }
 
@@ -1365,18 +1371,27 @@ long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t err
 
 	if (p->out) /* the next round starts at a later turn: publishing took this one */
 		return refresher_harvest(r, errstr, errstr_size);
+	double *phase = r->c.metrics->refresh_phase_seconds_total, start = clock_monotonic_s();
 	long taken = prepare_round(r, now_ms, errstr, errstr_size);
 	if (taken <= 0)
 		return taken;
+	double prepared = clock_monotonic_s();
+	phase[METRICS_REFRESH_PREPARE] += prepared - start;
 	if (p->threads == 0) {
 		/* no workers: the round's tasks here and now */
 		for (size_t t = 0; t < p->task_count; t++)
 			if (run_task(r, &p->tasks[t], p->searcher[0], why, sizeof why) != 0)
 				task_failed(r, &p->tasks[t], why);
 		p->task_count = 0;
-		return harvest_round(r, errstr, errstr_size) != 0 ? -1 : taken;
+		double ranked = clock_monotonic_s();
+		phase[METRICS_REFRESH_RANK] += ranked - prepared;
+		if (harvest_round(r, errstr, errstr_size) != 0)
+			return -1;
+		phase[METRICS_REFRESH_PUBLISH] += clock_monotonic_s() - ranked;
+		return taken;
 	}
 	pthread_mutex_lock(&p->mutex);
+	p->out_at = prepared;
 	p->out = true;
 	pthread_cond_broadcast(&p->work);
 	pthread_mutex_unlock(&p->mutex);

@@ -268,13 +268,15 @@ static int load_id(const void *key, size_t key_len, const void *value, size_t va
 	return 0;
 }
 
-static int load_item_row(const void *key, size_t key_len, const void *value, size_t value_len,
-			 void *ctx)
+/* An item's row of either family (model.h, "Item rows"): its vectors, then
+ * (the family read after) its counts. */
+static int load_item_part(const void *key, size_t key_len, const void *value, size_t value_len,
+			  struct load_context *c, bool counts)
 {
-	struct load_context *c = ctx;
 	const unsigned char *k = key;
 	if (key_len != 5) {
-		set_errstr(c->errstr, c->errstr_size, "item row with a key of %zu bytes", key_len);
+		set_errstr(c->errstr, c->errstr_size, "item %s row with a key of %zu bytes",
+			   counts ? "counts" : "vector", key_len);
 		c->failed = 1;
 		return 1;
 	}
@@ -284,12 +286,27 @@ static int load_item_row(const void *key, size_t key_len, const void *value, siz
 	uint32_t item = bytes_get_be32(k);
 	if ((size_t)item >= c->state->item_life_capacity || !c->state->item_live[item])
 		return 0; /* not live: its id went with its removal (never written so) */
-	if (model_import_item(c->state->models[v], bytes_get_be32(k), value, value_len, c->errstr,
-			      c->errstr_size) != 0) {
+	struct model *m = c->state->models[v];
+	if ((counts ? model_import_item_counts(m, item, value, value_len, c->errstr,
+					       c->errstr_size)
+		    : model_import_item(m, item, value, value_len, c->errstr, c->errstr_size)) !=
+	    0) {
 		c->failed = 1;
 		return 1;
 	}
 	return 0;
+}
+
+static int load_item_row(const void *key, size_t key_len, const void *value, size_t value_len,
+			 void *ctx)
+{
+	return load_item_part(key, key_len, value, value_len, ctx, false);
+}
+
+static int load_item_counts_row(const void *key, size_t key_len, const void *value,
+				size_t value_len, void *ctx)
+{
+	return load_item_part(key, key_len, value, value_len, ctx, true);
 }
 
 static void *writer_main(void *arg)
@@ -387,7 +404,9 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 
 	struct load_context lc = {s, errstr, errstr_size, 0};
 	if (store_foreach(s->store, STORE_IDS, load_id, &lc, why, sizeof why) != 0 ||
-	    store_foreach(s->store, STORE_ITEM, load_item_row, &lc, why, sizeof why) != 0) {
+	    store_foreach(s->store, STORE_ITEM, load_item_row, &lc, why, sizeof why) != 0 ||
+	    store_foreach(s->store, STORE_COVIS, load_item_counts_row, &lc, why, sizeof why) !=
+		0) {
 		if (!lc.failed)
 			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
 		goto out_free;
@@ -1194,9 +1213,18 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		for (size_t k = 0; k < n; k++) {
 			if (!state_item_live(s, ids[k]))
 				continue; /* removed: its row is deleted in this batch */
-			size_t len = model_export_item(m, ids[k], s->row, ROW_BUFFER);
+			/* two rows (model.h, "Item rows"): a learning step rewrites the
+			 * vectors alone */
+			unsigned parts = model_item_dirty_parts(m, ids[k]);
 			state_key_row(key, ids[k], s->store_id[v]);
-			store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
+			if (parts & MODEL_ITEM_VECTOR) {
+				size_t len = model_export_item_vector(m, ids[k], s->row, ROW_BUFFER);
+				store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
+			}
+			if (parts & MODEL_ITEM_COUNTS) {
+				size_t len = model_export_item_counts(m, ids[k], s->row, ROW_BUFFER);
+				store_batch_put(s->batch, STORE_COVIS, key, 5, s->row, len);
+			}
 		}
 		memcpy(key, "globals/", 8);
 		key[8] = s->store_id[v];
@@ -1570,6 +1598,7 @@ static int remove_item(struct state *s, uint32_t item, char *errstr, size_t errs
 	for (size_t v = 0; v < s->variant_count; v++) {
 		state_key_row(row_key, item, s->store_id[v]);
 		store_batch_delete(s->batch, STORE_ITEM, row_key, sizeof row_key);
+		store_batch_delete(s->batch, STORE_COVIS, row_key, sizeof row_key);
 	}
 	idmap_remove(s->items, item);
 	s->item_live[item] = 0;

@@ -118,8 +118,9 @@ static long copy_rows(struct variants_job *s, int from, unsigned char to, char *
 	char why[512];
 	unsigned char globals_from[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', 0};
 	unsigned char globals_to[9] = {'g', 'l', 'o', 'b', 'a', 'l', 's', '/', to};
-	for (int f = 0; f < 2; f++) {
-		c.family = f == 0 ? STORE_USER : STORE_ITEM;
+	const enum store_family families[] = {STORE_USER, STORE_ITEM, STORE_COVIS};
+	for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+		c.family = families[f];
 		if (store_foreach(s->store, c.family, copy_row, &c, why, sizeof why) != 0) {
 			if (!c.failed)
 				set_errstr(errstr, errstr_size, "%s", why);

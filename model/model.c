@@ -672,17 +672,37 @@ static void mark_user(struct model *m, uint32_t user)
 	}
 }
 
-static void mark_item(struct model *m, uint32_t item)
+/* item_dirty bits: the parts of the row a commit rewrites (model.h), and
+ * ITEM_LEGACY for an item restored from a whole-row layout, whose next
+ * write must be both parts (a vector row alone would hide its counts). */
+#define ITEM_PARTS (MODEL_ITEM_VECTOR | MODEL_ITEM_COUNTS)
+#define ITEM_LEGACY 4
+
+static void mark_item_parts(struct model *m, uint32_t item, uint8_t parts)
 {
-	if (item != UINT32_MAX && (size_t)item < m->items && !m->item_dirty[item]) {
-		m->item_dirty[item] = 1;
-		m->dirty_items[m->dirty_item_count++] = item;
+	if (item != UINT32_MAX && (size_t)item < m->items) {
+		if (!(m->item_dirty[item] & ITEM_PARTS))
+			m->dirty_items[m->dirty_item_count++] = item;
+		m->item_dirty[item] |= parts;
 	}
 	if (m->sharing && item != UINT32_MAX && (size_t)item < m->items &&
 	    !m->shared_flag[item]) {
 		m->shared_flag[item] = 1;
 		m->shared_items[m->shared_count++] = item;
 	}
+}
+
+/* Everything of the item changed (its counts, co-visitation or content,
+ * perhaps its vectors too). */
+static void mark_item(struct model *m, uint32_t item)
+{
+	mark_item_parts(m, item, ITEM_PARTS);
+}
+
+/* Only its vectors and their optimiser state changed (a learning step). */
+static void mark_item_vector(struct model *m, uint32_t item)
+{
+	mark_item_parts(m, item, MODEL_ITEM_VECTOR);
 }
 
 static int ensure_user(struct model *m, uint32_t user, uint64_t hash)
@@ -877,7 +897,7 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 		if (m->config.use_bias)
 			apply_step(m, &m->scalar[item].bias, &g, 1, &m->scalar[item].bias_accum);
 		refresh_bias_column(m, item);
-		mark_item(m, item);
+		mark_item_vector(m, item);
 	}
 	mark_user(m, user);
 	if (m->config.use_taste) {
@@ -894,7 +914,7 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 			for (size_t k = 0; k < dim; k++)
 				m->grad_row[k] = shares[j] * m->grad_h[k] + l2 * y[k];
 			apply_step(m, y, m->grad_row, dim, &m->scalar[recent[j]].y_accum);
-			mark_item(m, recent[j]);
+			mark_item_vector(m, recent[j]);
 		}
 	}
 }
@@ -2278,6 +2298,11 @@ out_free:
 /* ---- persistence ------------------------------------------------------------------ */
 
 #define ROW_VERSION 1
+/* An item is saved as two rows (model.h, "Item rows"): its vectors, and its
+ * counts. A ROW_VERSION item row is the whole item in one row, the layout
+ * before the split, still read. */
+#define ITEM_VECTOR_ROW_VERSION 101
+#define ITEM_COUNTS_ROW_VERSION 102
 
 size_t model_dirty_users(struct model *model, const uint32_t **users)
 {
@@ -2291,7 +2316,7 @@ size_t model_dirty_items(struct model *model, const uint32_t **items)
 		/* a rescale touched every item: list them all once */
 		model->dirty_item_count = 0;
 		for (size_t i = 0; i < model->items; i++) {
-			model->item_dirty[i] = 1;
+			model->item_dirty[i] |= ITEM_PARTS;
 			model->dirty_items[model->dirty_item_count++] = (uint32_t)i;
 		}
 		model->all_items_dirty = false;
@@ -2497,15 +2522,15 @@ static void get(struct row_reader *r, void *data, size_t len)
 	r->at += len;
 }
 
-static int check_header(struct row_reader *r, const struct model *m, const char *what, char *errstr,
-			size_t errstr_size)
+static int check_header(struct row_reader *r, const struct model *m, const char *what,
+			uint32_t expected, char *errstr, size_t errstr_size)
 {
 	uint32_t version, dim;
 	get(r, &version, sizeof version);
 	get(r, &dim, sizeof dim);
-	if (r->failed || version != ROW_VERSION) {
-		set_errstr(errstr, errstr_size, "%s row: unknown layout %u (this model writes %d)",
-			   what, version, ROW_VERSION);
+	if (r->failed || version != expected) {
+		set_errstr(errstr, errstr_size, "%s row: unknown layout %u (this model writes %u)",
+			   what, version, (unsigned)expected);
 		return -1;
 	}
 	if (dim != m->dim) {
@@ -2516,9 +2541,9 @@ static int check_header(struct row_reader *r, const struct model *m, const char 
 	return 0;
 }
 
-static void put_header(struct row_writer *w, const struct model *m)
+static void put_header(struct row_writer *w, const struct model *m, uint32_t version)
 {
-	uint32_t version = ROW_VERSION, dim = (uint32_t)m->dim;
+	uint32_t dim = (uint32_t)m->dim;
 	put(w, &version, sizeof version);
 	put(w, &dim, sizeof dim);
 }
@@ -2528,7 +2553,7 @@ size_t model_export_user(const struct model *model, uint32_t user, void *buf, si
 	const struct model *m = model;
 	struct row_writer w = {buf, capacity, 0};
 	const struct item_set *ex = &m->exclude[user];
-	put_header(&w, m);
+	put_header(&w, m, ROW_VERSION);
 	put(&w, user_p(m, user),
 	    (m->dim + 1) * sizeof(float) + 2 * sizeof(uint16_t) +
 		m->config.recent_items * sizeof(uint32_t));
@@ -2548,7 +2573,7 @@ int model_import_user(struct model *model, uint32_t user, const void *row, size_
 	struct model *m = model;
 	struct row_reader r = {row, len, 0, false};
 	uint32_t count;
-	if (check_header(&r, m, "user", errstr, errstr_size) != 0)
+	if (check_header(&r, m, "user", ROW_VERSION, errstr, errstr_size) != 0)
 		return -1;
 	if (ensure_users(m, (size_t)user + 1) != 0)
 		goto out_nomem;
@@ -2593,41 +2618,82 @@ out_nomem:
 	return -1;
 }
 
-size_t model_export_item(const struct model *model, uint32_t item, void *buf, size_t capacity)
+/* An item's vectors and their optimiser state: q (with its bias column), y,
+ * the scalars. */
+static void put_item_vector(struct row_writer *w, const struct model *m, uint32_t item)
 {
-	const struct model *m = model;
-	struct row_writer w = {buf, capacity, 0};
+	put(w, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
+	put(w, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
+	put(w, &m->scalar[item], sizeof m->scalar[item]);
+}
+
+/* An item's counts: popularity, sampler place, co-visitation successors and
+ * the content section. */
+static void put_item_counts(struct row_writer *w, const struct model *m, uint32_t item)
+{
 	struct popularity_item pop = popularity_item_state(m->popularity, item);
 	struct sampler_place place = sampler_item_place(m->sampler, item);
 	const uint32_t *succ;
 	const float *weight;
 	uint32_t n = (uint32_t)covis_successors(m->covis, item, &succ, &weight);
-	put_header(&w, m);
-	put(&w, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
-	put(&w, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
-	put(&w, &m->scalar[item], sizeof m->scalar[item]);
 	/* field by field: the struct has padding, and rows must hold no stray bytes */
-	put(&w, &pop.count, sizeof pop.count);
-	put(&w, &pop.rank, sizeof pop.rank);
-	put(&w, &pop.trend, sizeof pop.trend);
-	put(&w, &place.bucket, sizeof place.bucket);
-	put(&w, &place.position, sizeof place.position);
-	put(&w, &n, sizeof n);
-	put(&w, succ, n * sizeof *succ);
-	put(&w, weight, n * sizeof *weight);
+	put(w, &pop.count, sizeof pop.count);
+	put(w, &pop.rank, sizeof pop.rank);
+	put(w, &pop.trend, sizeof pop.trend);
+	put(w, &place.bucket, sizeof place.bucket);
+	put(w, &place.position, sizeof place.position);
+	put(w, &n, sizeof n);
+	put(w, succ, n * sizeof *succ);
+	put(w, weight, n * sizeof *weight);
 	/* the content section, only for an item with content state (rows of
 	 * items without any are as they were before content vectors) */
 	if (m->content_map != NULL && (m->item_content_flags[item] || m->item_content[item])) {
 		uint8_t flags = m->item_content_flags[item];
 		uint8_t has_content = m->item_content[item] != NULL;
-		put(&w, &flags, 1);
-		put(&w, &has_content, 1);
+		put(w, &flags, 1);
+		put(w, &has_content, 1);
 		if (flags & CONTENT_PRIOR)
-			put(&w, m->item_prior + (size_t)item * m->dim, m->dim * sizeof(float));
+			put(w, m->item_prior + (size_t)item * m->dim, m->dim * sizeof(float));
 		if (has_content)
-			put(&w, m->item_content[item], m->config.content_dim * sizeof(float));
+			put(w, m->item_content[item], m->config.content_dim * sizeof(float));
 	}
+}
+
+size_t model_export_item(const struct model *model, uint32_t item, void *buf, size_t capacity)
+{
+	struct row_writer w = {buf, capacity, 0};
+	put_header(&w, model, ROW_VERSION);
+	put_item_vector(&w, model, item);
+	put_item_counts(&w, model, item);
 	return w.size;
+}
+
+size_t model_export_item_vector(const struct model *model, uint32_t item, void *buf,
+				size_t capacity)
+{
+	struct row_writer w = {buf, capacity, 0};
+	put_header(&w, model, ITEM_VECTOR_ROW_VERSION);
+	put_item_vector(&w, model, item);
+	return w.size;
+}
+
+size_t model_export_item_counts(const struct model *model, uint32_t item, void *buf,
+				size_t capacity)
+{
+	struct row_writer w = {buf, capacity, 0};
+	put_header(&w, model, ITEM_COUNTS_ROW_VERSION);
+	put_item_counts(&w, model, item);
+	return w.size;
+}
+
+unsigned model_item_dirty_parts(const struct model *model, uint32_t item)
+{
+	if ((size_t)item >= model->items)
+		return 0;
+	uint8_t bits = model->item_dirty[item];
+	if ((bits & ITEM_PARTS) && (bits & ITEM_LEGACY))
+		return ITEM_PARTS;
+	return bits & ITEM_PARTS;
 }
 
 /* Reads an item row's content section, when it has one. */
@@ -2660,49 +2726,47 @@ static int import_item_content(struct model *m, uint32_t item, struct row_reader
 	return 0;
 }
 
-int model_import_item(struct model *model, uint32_t item, const void *row, size_t len, char *errstr,
-		      size_t errstr_size)
+/* Reads an item's vectors (put_item_vector). */
+static void get_item_vector(struct row_reader *r, struct model *m, uint32_t item)
 {
-	struct model *m = model;
-	struct row_reader r = {row, len, 0, false};
+	get(r, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
+	mark_moved(m, item);
+	get(r, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
+	get(r, &m->scalar[item], sizeof m->scalar[item]);
+}
+
+/* Reads an item's counts (put_item_counts) to the row's end and restores them. */
+static int get_item_counts(struct row_reader *r, struct model *m, uint32_t item, char *errstr,
+			   size_t errstr_size)
+{
 	struct popularity_item pop;
 	struct sampler_place place;
 	uint32_t n, *succ = NULL;
 	float *weight = NULL;
-	if (check_header(&r, m, "item", errstr, errstr_size) != 0)
-		return -1;
-	if (ensure_items(m, (size_t)item + 1) != 0)
-		goto out_nomem;
-	if ((size_t)item >= m->items)
-		m->items = (size_t)item + 1;
-	get(&r, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
-	mark_moved(m, item);
-	get(&r, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
-	get(&r, &m->scalar[item], sizeof m->scalar[item]);
-	get(&r, &pop.count, sizeof pop.count);
-	get(&r, &pop.rank, sizeof pop.rank);
-	get(&r, &pop.trend, sizeof pop.trend);
-	get(&r, &place.bucket, sizeof place.bucket);
-	get(&r, &place.position, sizeof place.position);
-	get(&r, &n, sizeof n);
-	if (r.failed || n > m->config.covis_neighbours) {
+	get(r, &pop.count, sizeof pop.count);
+	get(r, &pop.rank, sizeof pop.rank);
+	get(r, &pop.trend, sizeof pop.trend);
+	get(r, &place.bucket, sizeof place.bucket);
+	get(r, &place.position, sizeof place.position);
+	get(r, &n, sizeof n);
+	if (r->failed || n > m->config.covis_neighbours) {
 		set_errstr(errstr, errstr_size, "item row %u: truncated or inconsistent", item);
 		return -1;
 	}
 	succ = malloc((n ? n : 1) * sizeof *succ);
 	weight = malloc((n ? n : 1) * sizeof *weight);
 	if (succ == NULL || weight == NULL)
-		goto out_nomem_free;
-	get(&r, succ, n * sizeof *succ);
-	get(&r, weight, n * sizeof *weight);
-	if (!r.failed && m->content_map != NULL &&
-	    import_item_content(m, item, &r, errstr, errstr_size) != 0)
+		goto out_nomem;
+	get(r, succ, n * sizeof *succ);
+	get(r, weight, n * sizeof *weight);
+	if (!r->failed && m->content_map != NULL &&
+	    import_item_content(m, item, r, errstr, errstr_size) != 0)
 		goto out_free;
-	if (r.failed || r.at != len) {
+	if (r->failed || r->at != r->len) {
 		/* a content section of another shape, or one a model without content cannot read */
 		set_errstr(errstr, errstr_size,
-			   "item row %u: %zu bytes, expected %zu%s", item, len, r.at,
-			   m->content_map == NULL && !r.failed && r.at < len
+			   "item row %u: %zu bytes, expected %zu%s", item, r->len, r->at,
+			   m->content_map == NULL && !r->failed && r->at < r->len
 			       ? " (it holds content state: content.dim was set when it was written)"
 			   : m->content_map != NULL ? " (content.dim changed since it was written?)"
 						    : "");
@@ -2711,20 +2775,69 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 	if (popularity_restore_item(m->popularity, item, &pop) != 0 ||
 	    sampler_restore_item(m->sampler, item, pop.count, place) != 0 ||
 	    covis_restore(m->covis, item, succ, weight, n) != 0)
-		goto out_nomem_free;
-	m->item_ready[item] = 1;
+		goto out_nomem;
 	free(succ);
 	free(weight);
 	return 0;
-out_nomem_free:
+out_nomem:
 	set_errstr(errstr, errstr_size, "out of memory restoring item %u", item);
 out_free:
 	free(succ);
 	free(weight);
 	return -1;
-out_nomem:
-	set_errstr(errstr, errstr_size, "out of memory restoring item %u", item);
-	return -1;
+}
+
+/* The layout a row names in its first four bytes (0 when too short). */
+static uint32_t row_layout(const void *row, size_t len)
+{
+	uint32_t version = 0;
+	if (len >= sizeof version)
+		memcpy(&version, row, sizeof version);
+	return version;
+}
+
+int model_import_item(struct model *model, uint32_t item, const void *row, size_t len, char *errstr,
+		      size_t errstr_size)
+{
+	struct model *m = model;
+	struct row_reader r = {row, len, 0, false};
+	bool whole = row_layout(row, len) == ROW_VERSION;
+	if (check_header(&r, m, "item", whole ? ROW_VERSION : ITEM_VECTOR_ROW_VERSION, errstr,
+			 errstr_size) != 0)
+		return -1;
+	if (ensure_items(m, (size_t)item + 1) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory restoring item %u", item);
+		return -1;
+	}
+	if ((size_t)item >= m->items)
+		m->items = (size_t)item + 1;
+	get_item_vector(&r, m, item);
+	if (whole) {
+		if (get_item_counts(&r, m, item, errstr, errstr_size) != 0)
+			return -1;
+		m->item_dirty[item] |= ITEM_LEGACY;
+	} else if (r.failed || r.at != len) {
+		set_errstr(errstr, errstr_size, "item vector row %u: %zu bytes, expected %zu",
+			   item, len, r.at);
+		return -1;
+	}
+	m->item_ready[item] = 1;
+	return 0;
+}
+
+int model_import_item_counts(struct model *model, uint32_t item, const void *row, size_t len,
+			     char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	struct row_reader r = {row, len, 0, false};
+	if (check_header(&r, m, "item counts", ITEM_COUNTS_ROW_VERSION, errstr, errstr_size) != 0)
+		return -1;
+	if ((size_t)item >= m->items || !m->item_ready[item]) {
+		set_errstr(errstr, errstr_size,
+			   "item counts row %u: no vector row of that item came before it", item);
+		return -1;
+	}
+	return get_item_counts(&r, m, item, errstr, errstr_size);
 }
 
 struct saved_globals {
@@ -2747,7 +2860,7 @@ size_t model_export_globals(const struct model *model, void *buf, size_t capacit
 	g.covis_scale = covis_scale(model->covis);
 	popularity_get_globals(model->popularity, &g.popularity);
 	sampler_get_globals(model->sampler, &g.sampler);
-	put_header(&w, model);
+	put_header(&w, model, ROW_VERSION);
 	put(&w, &g, sizeof g);
 	return w.size;
 }
@@ -2758,7 +2871,7 @@ int model_import_globals(struct model *model, const void *buf, size_t len, char 
 	struct model *m = model;
 	struct row_reader r = {buf, len, 0, false};
 	struct saved_globals g;
-	if (check_header(&r, m, "globals", errstr, errstr_size) != 0)
+	if (check_header(&r, m, "globals", ROW_VERSION, errstr, errstr_size) != 0)
 		return -1;
 	get(&r, &g, sizeof g);
 	if (r.failed || r.at != len) {

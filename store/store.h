@@ -54,9 +54,9 @@
 enum store_family {
 	STORE_META = 0, /**< "meta": format, fingerprint, offsets, caller's counters */
 	STORE_IDS,      /**< "ids": external <-> internal ids */
-	STORE_USER,     /**< "user" */
-	STORE_ITEM,     /**< "item" */
-	STORE_COVIS,    /**< "covis" */
+	STORE_USER,     /**< "user": a user's row */
+	STORE_ITEM,     /**< "item": an item's vector row (or a whole row, before the split) */
+	STORE_COVIS,    /**< "covis": an item's counts row (popularity, sampler, co-visitation) */
 	STORE_POP,      /**< "pop" */
 	STORE_FAMILY_COUNT
 };

@@ -19,11 +19,15 @@
 #define ITEMS  300
 #define EVENTS 30000
 
-/* A pretend store: the last saved bytes of each row. */
+/* A pretend store: the last saved bytes of each row; an item's vector row
+ * (or whole row, in the layout before the split) and its counts row. */
 struct saved {
-	void *user[USERS], *item[ITEMS], *globals;
-	size_t user_len[USERS], item_len[ITEMS], globals_len;
+	void *user[USERS], *item[ITEMS], *counts[ITEMS], *globals;
+	size_t user_len[USERS], item_len[ITEMS], counts_len[ITEMS], globals_len;
 };
+
+/* Save items as whole rows, the layout states had before the split. */
+static bool whole_item_rows;
 
 static struct model_event event_at(uint64_t i)
 {
@@ -78,9 +82,24 @@ static void save_changes(struct model *m, struct saved *s)
 	}
 	n = model_dirty_items(m, &ids);
 	for (size_t k = 0; k < n; k++) {
-		size_t len = model_export_item(m, ids[k], row, sizeof row);
-		assert_true(len <= sizeof row);
-		keep(&s->item[ids[k]], &s->item_len[ids[k]], row, len);
+		unsigned parts = model_item_dirty_parts(m, ids[k]);
+		assert_true(parts != 0);
+		if (whole_item_rows) {
+			size_t len = model_export_item(m, ids[k], row, sizeof row);
+			assert_true(len <= sizeof row);
+			keep(&s->item[ids[k]], &s->item_len[ids[k]], row, len);
+			continue;
+		}
+		if (parts & MODEL_ITEM_VECTOR) {
+			size_t len = model_export_item_vector(m, ids[k], row, sizeof row);
+			assert_true(len <= sizeof row);
+			keep(&s->item[ids[k]], &s->item_len[ids[k]], row, len);
+		}
+		if (parts & MODEL_ITEM_COUNTS) {
+			size_t len = model_export_item_counts(m, ids[k], row, sizeof row);
+			assert_true(len <= sizeof row);
+			keep(&s->counts[ids[k]], &s->counts_len[ids[k]], row, len);
+		}
 	}
 	keep(&s->globals, &s->globals_len, row, model_export_globals(m, row, sizeof row));
 	model_clear_dirty(m);
@@ -93,6 +112,11 @@ static struct model *restore(const struct saved *s)
 	for (uint32_t i = 0; i < ITEMS; i++)
 		if (s->item[i] != NULL &&
 		    model_import_item(m, i, s->item[i], s->item_len[i], errstr, sizeof errstr) != 0)
+			fail_msg("%s", errstr);
+	for (uint32_t i = 0; i < ITEMS; i++)
+		if (s->counts[i] != NULL &&
+		    model_import_item_counts(m, i, s->counts[i], s->counts_len[i], errstr,
+					     sizeof errstr) != 0)
 			fail_msg("%s", errstr);
 	for (uint32_t u = 0; u < USERS; u++)
 		if (s->user[u] != NULL &&
@@ -116,8 +140,10 @@ static void free_saved(struct saved *s)
 {
 	for (int u = 0; u < USERS; u++)
 		free(s->user[u]);
-	for (int i = 0; i < ITEMS; i++)
+	for (int i = 0; i < ITEMS; i++) {
 		free(s->item[i]);
+		free(s->counts[i]);
+	}
 	free(s->globals);
 }
 
@@ -154,6 +180,73 @@ static void counting_only_model_restores_bit_for_bit(void **state)
 	counting_only = true;
 	restored_model_continues_bit_for_bit(state);
 	counting_only = false;
+}
+
+/* A state written before items were split into two rows holds whole rows:
+ * they are read, and an item's next write is both rows (a vector row alone
+ * would replace the whole row and lose the counts it held). */
+static void whole_rows_of_before_the_split_are_read_and_rewritten_as_two(void **state)
+{
+	(void)state;
+	struct model *straight = new_model(), *saving = new_model();
+	struct saved saved;
+	memset(&saved, 0, sizeof saved);
+	learn(straight, 0, EVENTS);
+	whole_item_rows = true;
+	learn(saving, 0, EVENTS / 3);
+	save_changes(saving, &saved);
+	whole_item_rows = false;
+	struct model *upgraded = restore(&saved);
+	assert_true(model_digest(upgraded) == model_digest(saving));
+	/* one event: its negatives move without being counted, and their whole
+	 * rows must give way to both rows */
+	learn(upgraded, EVENTS / 3, EVENTS / 3 + 1);
+	save_changes(upgraded, &saved);
+	struct model *again = restore(&saved);
+	assert_true(model_digest(again) == model_digest(upgraded));
+	model_free(again);
+	/* learn on in two rows a commit, then restart again from what is saved */
+	for (uint64_t at = EVENTS / 3 + 1; at < EVENTS * 2 / 3; at += 997) {
+		learn(upgraded, at, at + 997 < EVENTS * 2 / 3 ? at + 997 : EVENTS * 2 / 3);
+		save_changes(upgraded, &saved);
+	}
+	struct model *restarted = restore(&saved);
+	assert_true(model_digest(restarted) == model_digest(upgraded));
+	learn(restarted, EVENTS * 2 / 3, EVENTS);
+	assert_true(model_digest(restarted) == model_digest(straight));
+	model_free(straight);
+	model_free(saving);
+	model_free(upgraded);
+	model_free(restarted);
+	free_saved(&saved);
+}
+
+/* A learning step moves the vectors of the event's item, its negatives and
+ * the user's recent items; their counts change only for the items counted
+ * (the event's item, its co-visitation neighbours and the items whose
+ * popularity rank or sampler place moved), so the others' counts rows,
+ * which hold co-visitation lists, are not rewritten. */
+static void a_learning_step_rewrites_the_counts_of_counted_items_only(void **state)
+{
+	(void)state;
+	struct model *m = new_model();
+	char errstr[256];
+	learn(m, 0, 5000);
+	model_clear_dirty(m);
+	struct model_event e = event_at(5000);
+	e.type = EVENT_PURCHASE;
+	assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
+	const uint32_t *ids;
+	size_t n = model_dirty_items(m, &ids), vectors = 0, counts = 0;
+	for (size_t k = 0; k < n; k++) {
+		unsigned parts = model_item_dirty_parts(m, ids[k]);
+		vectors += (parts & MODEL_ITEM_VECTOR) != 0;
+		counts += (parts & MODEL_ITEM_COUNTS) != 0;
+	}
+	assert_int_equal(model_item_dirty_parts(m, e.item), MODEL_ITEM_VECTOR | MODEL_ITEM_COUNTS);
+	/* negatives moved without being counted */
+	assert_true(vectors > counts);
+	model_free(m);
 }
 
 static void forgotten_rows_would_be_caught(void **state)
@@ -198,6 +291,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(restored_model_continues_bit_for_bit),
 	    cmocka_unit_test(counting_only_model_restores_bit_for_bit),
+	    cmocka_unit_test(whole_rows_of_before_the_split_are_read_and_rewritten_as_two),
+	    cmocka_unit_test(a_learning_step_rewrites_the_counts_of_counted_items_only),
 	    cmocka_unit_test(forgotten_rows_would_be_caught),
 	    cmocka_unit_test(rows_of_another_shape_are_refused),
 	};

@@ -187,6 +187,8 @@ static void renders_exact_lines(void **state)
 	/* the refresh lanes and the index's shadow: a recall only once measured */
 	assert_line(text, "streamrec_refresh_waiting 0");
 	assert_line(text, "streamrec_refresh_deferred_total 0");
+	assert_line(text, "# TYPE streamrec_refresh_phase_seconds_total counter");
+	assert_line(text, "streamrec_refresh_phase_seconds_total{phase=\"wait\"} 0.000000");
 	assert_int_equal(count_lines_starting(text, "streamrec_index_recall{"), 0);
 	assert_int_equal(count_lines_starting(text, "streamrec_index_nprobe{"), 0);
 	/* scale-out: the changelog, restores and item sharing, zero on one instance */
@@ -199,7 +201,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_content_texts_unembedded_total 0");
 	assert_line(text, "streamrec_content_texts_embedded_total 0");
 	assert_line(text, "streamrec_search_events_total{outcome=\"applied\"} 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 50);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 51);
 	/* the text model's family is there, without a sample while no model is loaded */
 	assert_line(text, "# TYPE streamrec_text_model_info gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_text_model_info{"), 0);
@@ -213,7 +215,7 @@ static void renders_exact_lines(void **state)
 	assert_int_equal(metrics_render(m, &text, &len, errstr, sizeof errstr), 0);
 	assert_line(text, "streamrec_text_model_info{name=\"multilingual-e5-small-q4\",dim=\"384\","
 			  "kernel=\"avx2\"} 1");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 50);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 51);
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 1);
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	free(text);

@@ -768,6 +768,16 @@ static void learning_goes_on_while_lists_rank(void **unused)
 		long published = refresher_harvest(f->refresher, errstr, sizeof errstr);
 		assert_int_equal(published, test_threads ? 64 : 0);
 		assert_int_equal(f->sink.count, 64);
+		/* the round's wall time by phase: each measured, none negative */
+		const double *phase = f->metrics->refresh_phase_seconds_total;
+		for (size_t ph = 0; ph < METRICS_REFRESH_PHASES; ph++)
+			assert_true(phase[ph] >= 0);
+		assert_true(phase[METRICS_REFRESH_PREPARE] > 0);
+		assert_true(phase[METRICS_REFRESH_RANK] > 0);
+		assert_true(phase[METRICS_REFRESH_PUBLISH] > 0);
+		/* on workers, the learning above ran while the round waited */
+		if (test_threads)
+			assert_true(phase[METRICS_REFRESH_WAIT] > 0);
 		size_t first_round = f->sink.count;
 		run_all(f);
 		assert_int_equal(f->sink.count, first_round + USERS);
