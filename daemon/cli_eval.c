@@ -761,6 +761,7 @@ int cli_eval(int argc, char **argv)
 						{"search-weight", required_argument, NULL, 1021},
 						{"tune-rounds", required_argument, NULL, 1022},
 						{"intent-decay", required_argument, NULL, 1023},
+						{"covis-recent-decay", required_argument, NULL, 1024},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -944,6 +945,10 @@ int cli_eval(int argc, char **argv)
 		case 1023:
 			rc = parse_real("intent-decay", optarg, 1e-6, 1, &real);
 			config.intent_decay = (float)real;
+			break;
+		case 1024:
+			rc = parse_real("covis-recent-decay", optarg, 1e-6, 1, &real);
+			config.covis_recent_decay = (float)real;
 			break;
 		case 1006:
 			rc = parse_duration_ms("trending-half-life", optarg,
@@ -1130,9 +1135,9 @@ int cli_eval(int argc, char **argv)
 	       config.recent_items, (double)config.intent_decay, exclusion_name(config.exclusion));
 	char duration[32];
 	format_duration(config.trending_half_life_ms, duration, sizeof duration);
-	printf("covis: weight=%g window=%u directions=%s count=%s neighbours=%u half_life=%g "
-	       "events (longest list %zu); trending: weight=%g half_life=%s\n",
-	       (double)config.covis_weight, config.covis_window,
+	printf("covis: weight=%g window=%u recent_decay=%g directions=%s count=%s neighbours=%u "
+	       "half_life=%g events (longest list %zu); trending: weight=%g half_life=%s\n",
+	       (double)config.covis_weight, config.covis_window, (double)config.covis_recent_decay,
 	       config.covis_both_directions ? "both" : "one",
 	       config.covis_weighted ? "weighted" : "once", config.covis_neighbours,
 	       config.covis_half_life_events, model_covis_longest(model),
