@@ -771,8 +771,8 @@ static void intent_shares(const struct model *m, size_t recent_count, float *sha
  * weights of the distinct items average 1; a repeat (an item seen again
  * later in the window) weighs 0, as the sums count each item once, at its
  * latest position. */
-static void covis_recent_weights(const struct model *m, const uint32_t *recent,
-				 size_t recent_count, float *weights)
+static void covis_recent_weights(const struct model *m, const uint32_t *recent, size_t recent_count,
+				 float *weights)
 {
 	float weight = 1.0f, total = 0.0f;
 	size_t distinct = 0;

@@ -196,8 +196,7 @@ static void recency_finds_more_successors(void **state)
 {
 	(void)state;
 	double alike = successor_recall(1.0f), recent = successor_recall(0.7f);
-	printf("recall@10 on the successor stream: decay 1 %.4f, decay 0.7 %.4f\n", alike,
-	       recent);
+	printf("recall@10 on the successor stream: decay 1 %.4f, decay 0.7 %.4f\n", alike, recent);
 	if (!(recent > alike + 0.005))
 		fail_msg("decay 0.7 recall@10 %.4f is not above decay 1's %.4f by 0.005", recent,
 			 alike);
