@@ -169,7 +169,15 @@ static const char *retrieval_name(const struct model_config *config,
  * no change helps or --tune-rounds ran. Unlike a one-at-a-time grid it finds
  * combinations (on MovieLens 100K: beta, window, half-life and rate together).
  */
-enum tune_key { TUNE_TRENDING_WEIGHT, TUNE_HALF_LIFE, TUNE_BETA, TUNE_WINDOW, TUNE_LR, TUNE_NEGATIVES };
+enum tune_key {
+	TUNE_TRENDING_WEIGHT,
+	TUNE_HALF_LIFE,
+	TUNE_BETA,
+	TUNE_WINDOW,
+	TUNE_RECENT_DECAY,
+	TUNE_LR,
+	TUNE_NEGATIVES
+};
 struct tune_axis {
 	enum tune_key key;
 	const char *name; /* in the arm's name */
@@ -181,11 +189,12 @@ static const struct tune_axis tune_axes[] = {
     {TUNE_HALF_LIFE, "half-life", 5, {3600e3, 86400e3, 3 * 86400e3, 7 * 86400e3, 30 * 86400e3}},
     {TUNE_BETA, "beta", 6, {1, 2, 3, 4, 6, 8}},
     {TUNE_WINDOW, "window", 4, {2, 3, 4, 5}},
+    {TUNE_RECENT_DECAY, "covis-decay", 4, {0.5, 0.7, 0.85, 1}},
     {TUNE_LR, "lr", 4, {0.05, 0.1, 0.2, 0.3}},
     {TUNE_NEGATIVES, "negatives", 3, {4, 8, 16}},
 };
 #define COUNT_OF(a) (sizeof(a) / sizeof(a)[0])
-#define TUNE_ARMS 26 /* the axes' values, all but each axis's current one */
+#define TUNE_ARMS 30 /* the axes' values (at most; each axis's current one is not an arm) */
 #define DEFAULT_TUNE_ROUNDS 8
 #define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS + TUNE_ARMS)
 struct eval_arms {
@@ -275,6 +284,7 @@ static double tune_get(const struct model_config *c, enum tune_key key)
 	case TUNE_HALF_LIFE: return c->trending_half_life_ms;
 	case TUNE_BETA: return c->covis_weight;
 	case TUNE_WINDOW: return c->covis_window;
+	case TUNE_RECENT_DECAY: return c->covis_recent_decay;
 	case TUNE_LR: return c->learning_rate;
 	case TUNE_NEGATIVES: return c->negatives;
 	}
@@ -288,6 +298,7 @@ static void tune_set(struct model_config *c, enum tune_key key, double value)
 	case TUNE_HALF_LIFE: c->trending_half_life_ms = value; break;
 	case TUNE_BETA: c->covis_weight = (float)value; break;
 	case TUNE_WINDOW: c->covis_window = (unsigned)value; break;
+	case TUNE_RECENT_DECAY: c->covis_recent_decay = (float)value; break;
 	case TUNE_LR: c->learning_rate = (float)value; break;
 	case TUNE_NEGATIVES: c->negatives = (unsigned)value; break;
 	}
@@ -407,13 +418,17 @@ static void print_tuned(const struct tune_result *t)
 	       t->start_hr);
 	printf("for streamrecd, in [model] or [variant.NAME]:\n"
 	       "  trending_weight = %g\n  trending_half_life_ms = %s\n  covis_weight = %g\n"
-	       "  covis_window = %u\n  learning_rate = %g\n  negatives = %u\n",
+	       "  covis_window = %u\n  covis_recent_decay = %g\n  learning_rate = %g\n"
+	       "  negatives = %u\n",
 	       (double)t->best.trending_weight, duration, (double)t->best.covis_weight,
-	       t->best.covis_window, (double)t->best.learning_rate, t->best.negatives);
+	       t->best.covis_window, (double)t->best.covis_recent_decay,
+	       (double)t->best.learning_rate, t->best.negatives);
 	printf("the same in streamrec eval: --trending-weight %g --trending-half-life %s "
-	       "--covis-weight %g --covis-window %u --lr %g --negatives %u\n",
+	       "--covis-weight %g --covis-window %u --covis-recent-decay %g --lr %g "
+	       "--negatives %u\n",
 	       (double)t->best.trending_weight, duration, (double)t->best.covis_weight,
-	       t->best.covis_window, (double)t->best.learning_rate, t->best.negatives);
+	       t->best.covis_window, (double)t->best.covis_recent_decay,
+	       (double)t->best.learning_rate, t->best.negatives);
 }
 
 /* --baseline-half-lives 1h,1d,7d */
@@ -558,10 +573,11 @@ static int write_json(const char *path, const struct event_log *log,
 			"  \"tuned\": {\"rounds\": %u, \"settings_replayed\": %zu, \"path\": \"%s\", "
 			"\"start_recall\": %.17g, \"recall\": %.17g, \"trending_weight\": %g, "
 			"\"trending_half_life_ms\": %.0f, \"covis_weight\": %g, \"covis_window\": %u, "
-			"\"learning_rate\": %g, \"negatives\": %u},\n",
+			"\"covis_recent_decay\": %g, \"learning_rate\": %g, \"negatives\": %u},\n",
 			tuned->rounds, tuned->scored, tuned->path, tuned->start_hr, tuned->best_hr,
 			(double)tuned->best.trending_weight, tuned->best.trending_half_life_ms,
 			(double)tuned->best.covis_weight, tuned->best.covis_window,
+			(double)tuned->best.covis_recent_decay,
 			(double)tuned->best.learning_rate, tuned->best.negatives);
 	fprintf(out, "  \"content_dim\": %zu, \"new_item_events\": %llu,\n", config->content_dim,
 		(unsigned long long)pc->new_item_events);
@@ -761,6 +777,7 @@ int cli_eval(int argc, char **argv)
 						{"search-weight", required_argument, NULL, 1021},
 						{"tune-rounds", required_argument, NULL, 1022},
 						{"intent-decay", required_argument, NULL, 1023},
+						{"covis-recent-decay", required_argument, NULL, 1024},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -944,6 +961,10 @@ int cli_eval(int argc, char **argv)
 		case 1023:
 			rc = parse_real("intent-decay", optarg, 1e-6, 1, &real);
 			config.intent_decay = (float)real;
+			break;
+		case 1024:
+			rc = parse_real("covis-recent-decay", optarg, 1e-6, 1, &real);
+			config.covis_recent_decay = (float)real;
 			break;
 		case 1006:
 			rc = parse_duration_ms("trending-half-life", optarg,
@@ -1130,9 +1151,9 @@ int cli_eval(int argc, char **argv)
 	       config.recent_items, (double)config.intent_decay, exclusion_name(config.exclusion));
 	char duration[32];
 	format_duration(config.trending_half_life_ms, duration, sizeof duration);
-	printf("covis: weight=%g window=%u directions=%s count=%s neighbours=%u half_life=%g "
-	       "events (longest list %zu); trending: weight=%g half_life=%s\n",
-	       (double)config.covis_weight, config.covis_window,
+	printf("covis: weight=%g window=%u recent_decay=%g directions=%s count=%s neighbours=%u "
+	       "half_life=%g events (longest list %zu); trending: weight=%g half_life=%s\n",
+	       (double)config.covis_weight, config.covis_window, (double)config.covis_recent_decay,
 	       config.covis_both_directions ? "both" : "one",
 	       config.covis_weighted ? "weighted" : "once", config.covis_neighbours,
 	       config.covis_half_life_events, model_covis_longest(model),

@@ -362,6 +362,12 @@ static const struct option options[] = {
      NULL},
     {"model", "covis_weighted", OPT_BOOL, ST_BOOL, V(model.covis_weighted), NULL, 0, 0, NULL, 0,
      "A pair counts the event's weight (a purchase more than a view), not 1.", NULL},
+    {"model", "covis_recent_decay", OPT_DOUBLE, ST_FLOAT, V(model.covis_recent_decay), NULL, 0, 1,
+     NULL, OPT_BOUNDED | OPT_MIN_OPEN,
+     "Recency weighting of the co-visitation signal: the neighbours of the j-th most recent "
+     "item weigh decay^j in the sums, the weights scaled to a mean of 1 (1: every recent "
+     "item alike).",
+     NULL},
     {"model", "covis_window", OPT_UINT, ST_UNSIGNED, V(model.covis_window), NULL, 1, 1000, NULL,
      OPT_BOUNDED, "An item follows each of the user's last W items (W <= recent_items).", NULL},
     {"model", "covis_half_life_events", OPT_DOUBLE, ST_DOUBLE, V(model.covis_half_life_events),

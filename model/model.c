@@ -153,6 +153,7 @@ void model_config_default(struct model_config *config)
 	config->covis_weight = 4.0f;
 	config->covis_neighbours = 1024;
 	config->covis_window = 4;
+	config->covis_recent_decay = 0.7f;
 	config->covis_both_directions = true;
 	config->covis_weighted = true;
 	config->covis_half_life_events = 1e6;
@@ -245,6 +246,11 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 		set_errstr(errstr, errstr_size,
 			   "covis_window: must be between 1 and recent_items (%u), got %u",
 			   c->recent_items, c->covis_window);
+		return -1;
+	}
+	if (!(c->covis_recent_decay > 0 && c->covis_recent_decay <= 1)) {
+		set_errstr(errstr, errstr_size, "covis_recent_decay: must be in (0, 1], got %g",
+			   (double)c->covis_recent_decay);
 		return -1;
 	}
 	if (!(c->covis_half_life_events >= 0 && c->covis_half_life_events < 1e300)) {
@@ -780,6 +786,31 @@ static void intent_shares(const struct model *m, size_t recent_count, float *sha
 		shares[j] /= total;
 }
 
+/* Each recent item's weight in the co-visitation sums, oldest first: the
+ * j-th most recent distinct item weighs covis_recent_decay^j, scaled so the
+ * weights of the distinct items average 1; a repeat (an item seen again
+ * later in the window) weighs 0, as the sums count each item once, at its
+ * latest position. */
+static void covis_recent_weights(const struct model *m, const uint32_t *recent, size_t recent_count,
+				 float *weights)
+{
+	float weight = 1.0f, total = 0.0f;
+	size_t distinct = 0;
+	for (size_t j = recent_count; j-- > 0;) {
+		bool repeat = false;
+		for (size_t k = j + 1; k < recent_count && !repeat; k++)
+			repeat = recent[k] == recent[j];
+		weights[j] = repeat ? 0.0f : weight;
+		if (repeat)
+			continue;
+		total += weight;
+		distinct++;
+		weight *= m->config.covis_recent_decay;
+	}
+	for (size_t j = 0; j < recent_count; j++)
+		weights[j] *= (float)distinct / total;
+}
+
 /* h = p_u (taste) + weighted mean of y over recent items (intent), as configured. */
 static void user_query_vector(const struct model *m, uint32_t user, const uint32_t *recent,
 			      size_t recent_count, float *h)
@@ -1177,18 +1208,18 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 	 * per-item accumulator, the first touch listing the item. */
 	double inverse_scale = 1.0 / covis_scale(m->covis);
 	float *sum = m->covis_sum;
+	float recent_weight[1000]; /* model_config_check(): recent_items <= 1000 */
 	size_t out = 0;
+	covis_recent_weights(m, recent, recent_count, recent_weight);
 	for (size_t j = 0; j < recent_count; j++) {
-		bool repeat = false;
-		for (size_t k = j + 1; k < recent_count && !repeat; k++)
-			repeat = recent[k] == recent[j];
-		if (repeat)
-			continue;
+		if (recent_weight[j] == 0.0f)
+			continue; /* a repeat: counted at its latest position */
 		const uint32_t *succ;
 		const float *weight;
 		size_t count = covis_successors(m->covis, recent[j], &succ, &weight);
+		double scale = recent_weight[j] * inverse_scale;
 		for (size_t s = 0; s < count; s++) {
-			float add = (float)(weight[s] * inverse_scale);
+			float add = (float)(weight[s] * scale);
 			if (sum[succ[s]] == 0.0f)
 				query->sparse_items[out++] = succ[s];
 			/* a weight that decayed to 0 must still list its item once */
@@ -2109,8 +2140,9 @@ static float dot(const float *a, const float *b, size_t n)
 
 /*
  * The co-visitation terms of the listed items, summed over the user's
- * distinct recent items as model_query() does, with the recent item of the
- * largest count towards each into best[] (UINT32_MAX: none).
+ * distinct recent items with their recency weights as model_query() does,
+ * with the recent item of the largest weighted count towards each into
+ * best[] (UINT32_MAX: none).
  */
 static void explain_covis(const struct model *m, const uint32_t *recent, size_t recent_count,
 			  const struct listed *sorted, size_t count, double *sum,
@@ -2122,15 +2154,15 @@ static void explain_covis(const struct model *m, const uint32_t *recent, size_t 
 	uint64_t filter[64] = {0};
 	for (size_t n = 0; n < count; n++)
 		filter[(sorted[n].item >> 6) & 63] |= 1ULL << (sorted[n].item & 63);
+	float recent_weight[1000]; /* model_config_check(): recent_items <= 1000 */
+	covis_recent_weights(m, recent, recent_count, recent_weight);
 	for (size_t j = 0; j < recent_count; j++) {
-		bool repeat = false;
-		for (size_t k = j + 1; k < recent_count && !repeat; k++)
-			repeat = recent[k] == recent[j];
-		if (repeat)
-			continue;
+		if (recent_weight[j] == 0.0f)
+			continue; /* a repeat: counted at its latest position */
 		const uint32_t *succ;
 		const float *weight;
 		size_t n = covis_successors(m->covis, recent[j], &succ, &weight);
+		double scale = recent_weight[j] * inverse_scale;
 		for (size_t s = 0; s < n; s++) {
 			if (!(filter[(succ[s] >> 6) & 63] & (1ULL << (succ[s] & 63))))
 				continue;
@@ -2139,11 +2171,11 @@ static void explain_covis(const struct model *m, const uint32_t *recent, size_t 
 			    bsearch(&key, sorted, count, sizeof *sorted, compare_listed);
 			if (hit == NULL)
 				continue;
-			float add = (float)(weight[s] * inverse_scale);
+			float add = (float)(weight[s] * scale);
 			sum[hit->at] += add > 0 ? add : 1e-30f;
-			if (best[hit->at] == UINT32_MAX || weight[s] > best_weight[hit->at]) {
+			if (best[hit->at] == UINT32_MAX || add > best_weight[hit->at]) {
 				best[hit->at] = recent[j];
-				best_weight[hit->at] = weight[s];
+				best_weight[hit->at] = add;
 			}
 		}
 	}
