@@ -2691,31 +2691,34 @@ static void put_item_counts(struct row_writer *w, const struct model *m, uint32_
 	}
 }
 
-size_t model_export_item(const struct model *model, uint32_t item, void *buf, size_t capacity)
+/* An item's row of the given layout: its vectors, its counts, or both. */
+static size_t export_item(const struct model *m, uint32_t item, uint32_t version,
+			  unsigned parts, void *buf, size_t capacity)
 {
 	struct row_writer w = {buf, capacity, 0};
-	put_header(&w, model, ROW_VERSION);
-	put_item_vector(&w, model, item);
-	put_item_counts(&w, model, item);
+	put_header(&w, m, version);
+	if (parts & MODEL_ITEM_VECTOR)
+		put_item_vector(&w, m, item);
+	if (parts & MODEL_ITEM_COUNTS)
+		put_item_counts(&w, m, item);
 	return w.size;
+}
+
+size_t model_export_item(const struct model *model, uint32_t item, void *buf, size_t capacity)
+{
+	return export_item(model, item, ROW_VERSION, ITEM_PARTS, buf, capacity);
 }
 
 size_t model_export_item_vector(const struct model *model, uint32_t item, void *buf,
 				size_t capacity)
 {
-	struct row_writer w = {buf, capacity, 0};
-	put_header(&w, model, ITEM_VECTOR_ROW_VERSION);
-	put_item_vector(&w, model, item);
-	return w.size;
+	return export_item(model, item, ITEM_VECTOR_ROW_VERSION, MODEL_ITEM_VECTOR, buf, capacity);
 }
 
 size_t model_export_item_counts(const struct model *model, uint32_t item, void *buf,
 				size_t capacity)
 {
-	struct row_writer w = {buf, capacity, 0};
-	put_header(&w, model, ITEM_COUNTS_ROW_VERSION);
-	put_item_counts(&w, model, item);
-	return w.size;
+	return export_item(model, item, ITEM_COUNTS_ROW_VERSION, MODEL_ITEM_COUNTS, buf, capacity);
 }
 
 unsigned model_item_dirty_parts(const struct model *model, uint32_t item)
