@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <xxhash.h>
 
 #include "cli.h"
 #include "clock.h"
@@ -1074,16 +1073,10 @@ int cli_eval(int argc, char **argv)
 		goto out_free;
 	}
 	double read_s = clock_monotonic_s() - t0;
-	user_hash = malloc((log->user_count + 1) * sizeof *user_hash);
-	item_hash = malloc((log->item_count + 1) * sizeof *item_hash);
-	if (user_hash == NULL || item_hash == NULL) {
+	if (eventlog_id_hashes(log, &user_hash, &item_hash) != 0) {
 		fprintf(stderr, "streamrec eval: out of memory\n");
 		goto out_free;
 	}
-	for (size_t u = 0; u < log->user_count; u++)
-		user_hash[u] = XXH3_64bits(log->user_ids[u], strlen(log->user_ids[u]));
-	for (size_t i = 0; i < log->item_count; i++)
-		item_hash[i] = XXH3_64bits(log->item_ids[i], strlen(log->item_ids[i]));
 
 	if (content_path != NULL) {
 		if (eventlog_read_content(log, content_path, &content, errstr, sizeof errstr) != 0) {

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <xxhash.h>
 
 #include "cli.h"
 #include "clock.h"
@@ -76,16 +75,10 @@ int cli_eval_scaleout(int argc, char **argv)
 				"(use streamrec eval --content)\n");
 		goto out;
 	}
-	user_hash = malloc((log->user_count + 1) * sizeof *user_hash);
-	item_hash = malloc((log->item_count + 1) * sizeof *item_hash);
-	if (user_hash == NULL || item_hash == NULL) {
+	if (eventlog_id_hashes(log, &user_hash, &item_hash) != 0) {
 		fprintf(stderr, "streamrec eval-scaleout: out of memory\n");
 		goto out;
 	}
-	for (size_t u = 0; u < log->user_count; u++)
-		user_hash[u] = XXH3_64bits(log->user_ids[u], strlen(log->user_ids[u]));
-	for (size_t i = 0; i < log->item_count; i++)
-		item_hash[i] = XXH3_64bits(log->item_ids[i], strlen(log->item_ids[i]));
 	struct prequential_stream stream = {
 	    .count = max_events > 0 && (size_t)max_events < log->count ? (size_t)max_events
 									 : log->count,

@@ -16,6 +16,7 @@
 #include "eventlog.h"
 
 #include <avro.h>
+#include <xxhash.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -1932,4 +1933,22 @@ out_close:
 	free(text);
 	fclose(f);
 	return rc;
+}
+
+int eventlog_id_hashes(const struct event_log *log, uint64_t **user_hash, uint64_t **item_hash)
+{
+	uint64_t *users = malloc((log->user_count + 1) * sizeof *users);
+	uint64_t *items = malloc((log->item_count + 1) * sizeof *items);
+	if (users == NULL || items == NULL) {
+		free(users);
+		free(items);
+		return -1;
+	}
+	for (size_t u = 0; u < log->user_count; u++)
+		users[u] = XXH3_64bits(log->user_ids[u], strlen(log->user_ids[u]));
+	for (size_t i = 0; i < log->item_count; i++)
+		items[i] = XXH3_64bits(log->item_ids[i], strlen(log->item_ids[i]));
+	*user_hash = users;
+	*item_hash = items;
+	return 0;
 }

@@ -151,6 +151,14 @@ struct event_log *eventlog_new(void);
 void eventlog_free(struct event_log *log);
 
 /**
+ * @brief The XXH3 hash of every user and item id of the log (what a model
+ * seeds a new vector from, as the daemon does from the id), indexed like
+ * the log's ids, in two new arrays the caller frees.
+ * @returns 0, or -1 when out of memory (then nothing is allocated).
+ */
+int eventlog_id_hashes(const struct event_log *log, uint64_t **user_hash, uint64_t **item_hash);
+
+/**
  * @brief Make room for `events` events in total, so that appending up to
  * that many never reallocates.
  * @returns 0, or -1 with errstr filled.

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <xxhash.h>
 
 #include "eventlog.h"
 #include "model.h"
@@ -49,12 +48,7 @@ static int setup(void **state)
 	assert_non_null(synth);
 	assert_int_equal(synth_generate(synth, &f.log, errstr, sizeof errstr), 0);
 	synth_free(synth);
-	f.user_hash = malloc(f.log->user_count * sizeof *f.user_hash);
-	f.item_hash = malloc(f.log->item_count * sizeof *f.item_hash);
-	for (size_t u = 0; u < f.log->user_count; u++)
-		f.user_hash[u] = XXH3_64bits(f.log->user_ids[u], strlen(f.log->user_ids[u]));
-	for (size_t i = 0; i < f.log->item_count; i++)
-		f.item_hash[i] = XXH3_64bits(f.log->item_ids[i], strlen(f.log->item_ids[i]));
+	assert_int_equal(eventlog_id_hashes(f.log, &f.user_hash, &f.item_hash), 0);
 	*state = &f;
 	return 0;
 }

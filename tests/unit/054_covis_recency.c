@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <xxhash.h>
 
 #include "eventlog.h"
 #include "model.h"
@@ -156,14 +155,8 @@ static double successor_recall(float decay)
 	struct event_log *log = NULL;
 	assert_int_equal(synth_generate(synth, &log, errstr, sizeof errstr), 0);
 	synth_free(synth);
-	uint64_t *user_hash = malloc(log->user_count * sizeof *user_hash);
-	uint64_t *item_hash = malloc(log->item_count * sizeof *item_hash);
-	assert_non_null(user_hash);
-	assert_non_null(item_hash);
-	for (size_t u = 0; u < log->user_count; u++)
-		user_hash[u] = XXH3_64bits(log->user_ids[u], strlen(log->user_ids[u]));
-	for (size_t i = 0; i < log->item_count; i++)
-		item_hash[i] = XXH3_64bits(log->item_ids[i], strlen(log->item_ids[i]));
+	uint64_t *user_hash, *item_hash;
+	assert_int_equal(eventlog_id_hashes(log, &user_hash, &item_hash), 0);
 	struct prequential_stream stream = {.count = log->count,
 					    .user = log->user,
 					    .item = log->item,
