@@ -1325,6 +1325,21 @@ static int harvest_round(struct refresher *r, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/* Publishes a round ranked from out_at to ranked_at (monotonic), counting
+ * its rank, wait and publish time (streamrec_refresh_phase_seconds_total).
+ * @returns 0, or -1 with errstr filled (fatal). */
+static int publish_round(struct refresher *r, double out_at, double ranked_at, char *errstr,
+			 size_t errstr_size)
+{
+	double *phase = r->c.metrics->refresh_phase_seconds_total, start = clock_monotonic_s();
+	phase[METRICS_REFRESH_RANK] += ranked_at - out_at;
+	phase[METRICS_REFRESH_WAIT] += start - ranked_at;
+	if (harvest_round(r, errstr, errstr_size) != 0)
+		return -1;
+	phase[METRICS_REFRESH_PUBLISH] += clock_monotonic_s() - start;
+	return 0;
+}
+
 bool refresher_busy(struct refresher *r)
 {
 	return r->pool.out;
@@ -1355,12 +1370,8 @@ long refresher_harvest(struct refresher *r, char *errstr, size_t errstr_size)
 	size_t published = 0;
 	for (size_t g = 0; g < r->group_count; g++)
 		published += r->groups[g].count;
-	double *phase = r->c.metrics->refresh_phase_seconds_total, start = clock_monotonic_s();
-	phase[METRICS_REFRESH_RANK] += p->ranked_at - p->out_at;
-	phase[METRICS_REFRESH_WAIT] += start - p->ranked_at;
-	if (harvest_round(r, errstr, errstr_size) != 0)
+	if (publish_round(r, p->out_at, p->ranked_at, errstr, errstr_size) != 0)
 		return -1;
-	phase[METRICS_REFRESH_PUBLISH] += clock_monotonic_s() - start;
 	return (long)published;
 }
 
@@ -1383,12 +1394,9 @@ long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t err
 			if (run_task(r, &p->tasks[t], p->searcher[0], why, sizeof why) != 0)
 				task_failed(r, &p->tasks[t], why);
 		p->task_count = 0;
-		double ranked = clock_monotonic_s();
-		phase[METRICS_REFRESH_RANK] += ranked - prepared;
-		if (harvest_round(r, errstr, errstr_size) != 0)
-			return -1;
-		phase[METRICS_REFRESH_PUBLISH] += clock_monotonic_s() - ranked;
-		return taken;
+		return publish_round(r, prepared, clock_monotonic_s(), errstr, errstr_size) != 0
+			   ? -1
+			   : taken;
 	}
 	pthread_mutex_lock(&p->mutex);
 	p->out_at = prepared;
