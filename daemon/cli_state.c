@@ -373,7 +373,9 @@ int cli_inspect(int argc, char **argv)
 	} else {
 		for (size_t r = 0; r < count; r++)
 			listed[r] = results[r].item;
-		model_explain(model, index, listed, count, why);
+		if (model_explain(model, index, NULL, listed, count, why) != 0)
+			fprintf(stderr, "streamrec inspect: out of memory: explained without "
+					"co-visitation\n");
 		for (size_t r = 0; r < count; r++) {
 			printf("  %2zu. %-24s %.4f", r + 1, state_item_id(state, results[r].item),
 			       (double)results[r].score);

@@ -924,8 +924,9 @@ out:
 
 /* ---- a round: prepared and harvested on the loop's thread ------------------------ */
 
-/* Whether member j of g had history when its query was prepared (warm_index is ascending). */
-static bool member_was_warm(const struct group *g, size_t j)
+/* Member j of g's warm query, or SIZE_MAX when it had no history when
+ * the queries were prepared (warm_index is ascending). */
+static size_t warm_query_of(const struct group *g, size_t j)
 {
 	size_t low = 0, high = g->batch.warm;
 	while (low < high) {
@@ -935,18 +936,19 @@ static bool member_was_warm(const struct group *g, size_t j)
 		else
 			high = mid;
 	}
-	return low < g->batch.warm && g->batch.warm_index[low] == j;
+	return low < g->batch.warm && g->batch.warm_index[low] == j ? low : SIZE_MAX;
 }
 
 /*
  * The explanations of a list about to be published, into r->explanations:
  * the control arm's are "popular", a user's who was cold when the round was
  * prepared (a trending list) "cold_start"; the rest come from model_explain() on
- * this (the loop's) thread against the live model. The list itself was
- * ranked on a worker against the round's snapshot; its explanation is a
- * recomputation of its k items' terms as of publishing (a few events
- * later at most), not a second ranking. When the user's rows cannot be
- * read (logged) the list goes out unexplained (reason MODEL_REASON_COUNT).
+ * this (the loop's) thread. The list itself was ranked on a worker against
+ * the round's snapshot; its co-visitation terms are the ones it was ranked
+ * with (prepared with the round's queries), its taste and intent terms a
+ * recomputation of its k items' as of publishing (a few events later at
+ * most), not a second ranking. When the user's rows cannot be read
+ * (logged) the list goes out unexplained (reason MODEL_REASON_COUNT).
  */
 static void explain_list(struct refresher *r, const struct group *g, size_t j, uint32_t stable,
 			 const struct topk_result *list, size_t length)
@@ -954,7 +956,8 @@ static void explain_list(struct refresher *r, const struct group *g, size_t j, u
 	char why[256];
 	uint32_t slot;
 	bool popular = g->popularity;
-	if (!popular && !member_was_warm(g, j)) {
+	size_t w = popular ? SIZE_MAX : warm_query_of(g, j);
+	if (!popular && w == SIZE_MAX) {
 		/* its list is the trending list, whatever the user did since */
 		for (size_t n = 0; n < length; n++)
 			r->explanations[n] = (struct model_explanation){
@@ -975,7 +978,10 @@ static void explain_list(struct refresher *r, const struct group *g, size_t j, u
 	}
 	for (size_t n = 0; n < length; n++)
 		r->list_items[n] = list[n].item;
-	model_explain(state_model(r->c.state, g->v), slot, r->list_items, length, r->explanations);
+	struct model_covis_terms covis;
+	model_batch_covis_terms(&g->batch, w, &covis);
+	model_explain(state_model(r->c.state, g->v), slot, &covis, r->list_items, length,
+		      r->explanations);
 }
 
 static bool user_excludes(uint32_t item, void *opaque)

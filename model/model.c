@@ -125,6 +125,8 @@ struct model {
 	uint32_t target_items[MAX_NEGATIVES + 1];
 	float score_grad[MAX_NEGATIVES + 1];
 	float *covis_sum; /* per item, all 0 between queries: a query's co-visitation sums */
+	float *covis_best_weight; /* per item, a query's largest weighted count towards it */
+	uint32_t *covis_best;     /* per item, the recent item behind covis_best_weight */
 	uint32_t *sort_scratch; /* radix_sort_u32()'s, for a query's co-visitation items */
 	size_t sort_scratch_capacity;
 };
@@ -416,6 +418,8 @@ void model_free(struct model *model)
 	free(model->grad_h);
 	free(model->grad_row);
 	free(model->covis_sum);
+	free(model->covis_best_weight);
+	free(model->covis_best);
 	view_free(model->view);
 	model_batch_free(&model->batch);
 	free(model->sort_scratch);
@@ -543,7 +547,9 @@ static int ensure_items(struct model *m, size_t need)
 	    grow_array((void **)&m->item_ready, old, cap, sizeof(uint8_t)) ||
 	    grow_array((void **)&m->item_moved, old, cap, 1) ||
 	    grow_array((void **)&m->moved_items, old, cap, sizeof(uint32_t)) ||
-	    grow_array((void **)&m->covis_sum, old, cap, sizeof(float)))
+	    grow_array((void **)&m->covis_sum, old, cap, sizeof(float)) ||
+	    grow_array((void **)&m->covis_best_weight, old, cap, sizeof(float)) ||
+	    grow_array((void **)&m->covis_best, old, cap, sizeof(uint32_t)))
 		return -1;
 	if (m->content_map != NULL &&
 	    (grow_array((void **)&m->item_content, old, cap, sizeof(float *)) ||
@@ -1211,6 +1217,7 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 	float recent_weight[1000]; /* model_config_check(): recent_items <= 1000 */
 	size_t out = 0;
 	covis_recent_weights(m, recent, recent_count, recent_weight);
+	uint32_t *because = query->sparse_because;
 	for (size_t j = 0; j < recent_count; j++) {
 		if (recent_weight[j] == 0.0f)
 			continue; /* a repeat: counted at its latest position */
@@ -1220,17 +1227,26 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 		double scale = recent_weight[j] * inverse_scale;
 		for (size_t s = 0; s < count; s++) {
 			float add = (float)(weight[s] * scale);
-			if (sum[succ[s]] == 0.0f)
-				query->sparse_items[out++] = succ[s];
+			uint32_t item = succ[s];
+			bool first = sum[item] == 0.0f;
+			if (first)
+				query->sparse_items[out++] = item;
 			/* a weight that decayed to 0 must still list its item once */
-			sum[succ[s]] += add > 0 ? add : 1e-30f;
+			sum[item] += add > 0 ? add : 1e-30f;
+			/* the recent item counting most towards it (the first of equals) */
+			if (because != NULL && (first || add > m->covis_best_weight[item])) {
+				m->covis_best_weight[item] = add;
+				m->covis_best[item] = recent[j];
+			}
 		}
 	}
 	sort_items(m, query->sparse_items, out);
 	for (size_t s = 0; s < out; s++) {
 		uint32_t item = query->sparse_items[s];
-		query->sparse_scores[s] = m->config.covis_weight * (float)log1p(sum[item]);
+		query->sparse_scores[s] = m->config.covis_weight * log1pf(sum[item]);
 		sum[item] = 0.0f;
+		if (because != NULL)
+			because[s] = m->covis_best[item];
 	}
 	query->sparse_count = out;
 }
@@ -1651,6 +1667,7 @@ void model_batch_free(struct model_batch *batch)
 	free(batch->vectors);
 	free(batch->sparse_items);
 	free(batch->sparse_scores);
+	free(batch->sparse_because);
 	free(batch->exclude);
 	memset(batch, 0, sizeof *batch);
 }
@@ -1666,6 +1683,7 @@ int model_batch_prepare(struct model_batch *batch, struct model *model, const ui
 
 	batch->warm = 0;
 	batch->k = k;
+	batch->sparse_stride = capacity;
 	for (size_t u = 0; u < user_count; u++)
 		if (model_user_has_history(m, users[u]))
 			excluded += m->exclude[users[u]].count;
@@ -1680,6 +1698,8 @@ int model_batch_prepare(struct model_batch *batch, struct model *model, const ui
 		    sizeof *batch->sparse_items) != 0 ||
 	    reserve(&batch->sparse_scores, &batch->sparse_scores_capacity, user_count * capacity,
 		    sizeof *batch->sparse_scores) != 0 ||
+	    reserve(&batch->sparse_because, &batch->sparse_because_capacity,
+		    user_count * capacity, sizeof *batch->sparse_because) != 0 ||
 	    reserve(&batch->exclude, &batch->exclude_capacity, excluded,
 		    sizeof *batch->exclude) != 0) {
 		free(trending);
@@ -1714,7 +1734,8 @@ int model_batch_prepare(struct model_batch *batch, struct model *model, const ui
 		size_t w = batch->warm;
 		struct model_query q = {.vector = batch->vectors + w * m->stride,
 					.sparse_items = batch->sparse_items + w * capacity,
-					.sparse_scores = batch->sparse_scores + w * capacity};
+					.sparse_scores = batch->sparse_scores + w * capacity,
+					.sparse_because = batch->sparse_because + w * capacity};
 		model_query(m, users[u], &q);
 		/* a copy: learning may change the exclusions while another thread ranks */
 		uint32_t *exclude = q.exclude_count > 0 ? batch->exclude + excluded : NULL;
@@ -2118,18 +2139,6 @@ const char *model_reason_name(enum model_reason reason)
 	return (unsigned)reason < MODEL_REASON_COUNT ? names[reason] : "unknown";
 }
 
-/* A listed item and its place in the list, sorted by item for lookups. */
-struct listed {
-	uint32_t item;
-	uint32_t at;
-};
-
-static int compare_listed(const void *a, const void *b)
-{
-	uint32_t x = ((const struct listed *)a)->item, y = ((const struct listed *)b)->item;
-	return (x > y) - (x < y);
-}
-
 static float dot(const float *a, const float *b, size_t n)
 {
 	float sum = 0.0f;
@@ -2138,56 +2147,38 @@ static float dot(const float *a, const float *b, size_t n)
 	return sum;
 }
 
-/*
- * The co-visitation terms of the listed items, summed over the user's
- * distinct recent items with their recency weights as model_query() does,
- * with the recent item of the largest weighted count towards each into
- * best[] (UINT32_MAX: none).
- */
-static void explain_covis(const struct model *m, const uint32_t *recent, size_t recent_count,
-			  const struct listed *sorted, size_t count, double *sum,
-			  float *best_weight, uint32_t *best)
+void model_batch_covis_terms(const struct model_batch *batch, size_t w,
+			     struct model_covis_terms *terms)
 {
-	double inverse_scale = 1.0 / covis_scale(m->covis);
-	/* A filter of the listed items (one bit per item modulo 4096): most
-	 * neighbours are not listed and skip the search at one load. */
-	uint64_t filter[64] = {0};
-	for (size_t n = 0; n < count; n++)
-		filter[(sorted[n].item >> 6) & 63] |= 1ULL << (sorted[n].item & 63);
-	float recent_weight[1000]; /* model_config_check(): recent_items <= 1000 */
-	covis_recent_weights(m, recent, recent_count, recent_weight);
-	for (size_t j = 0; j < recent_count; j++) {
-		if (recent_weight[j] == 0.0f)
-			continue; /* a repeat: counted at its latest position */
-		const uint32_t *succ;
-		const float *weight;
-		size_t n = covis_successors(m->covis, recent[j], &succ, &weight);
-		double scale = recent_weight[j] * inverse_scale;
-		for (size_t s = 0; s < n; s++) {
-			if (!(filter[(succ[s] >> 6) & 63] & (1ULL << (succ[s] & 63))))
-				continue;
-			struct listed key = {.item = succ[s]};
-			const struct listed *hit =
-			    bsearch(&key, sorted, count, sizeof *sorted, compare_listed);
-			if (hit == NULL)
-				continue;
-			float add = (float)(weight[s] * scale);
-			sum[hit->at] += add > 0 ? add : 1e-30f;
-			if (best[hit->at] == UINT32_MAX || add > best_weight[hit->at]) {
-				best[hit->at] = recent[j];
-				best_weight[hit->at] = add;
-			}
-		}
-	}
+	const struct topk_query *q = &batch->queries[w];
+	*terms = (struct model_covis_terms){.items = q->sparse_items,
+					    .scores = q->sparse_scores,
+					    .because = batch->sparse_because + w * batch->sparse_stride,
+					    .count = q->sparse_count};
 }
 
-void model_explain(const struct model *model, uint32_t user, const uint32_t *items, size_t count,
-		   struct model_explanation *out)
+/* item's place among the sorted terms, or SIZE_MAX */
+static size_t covis_term_of(const struct model_covis_terms *covis, uint32_t item)
 {
-	const struct model *m = model;
+	size_t low = 0, high = covis->count;
+	while (low < high) {
+		size_t mid = low + (high - low) / 2;
+		if (covis->items[mid] < item)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	return low < covis->count && covis->items[low] == item ? low : SIZE_MAX;
+}
+
+int model_explain(struct model *model, uint32_t user, const struct model_covis_terms *covis,
+		  const uint32_t *items, size_t count, struct model_explanation *out)
+{
+	struct model *m = model;
 	const struct model_config *c = &m->config;
 	uint32_t recent[1000];
 	size_t recent_count = 0;
+	int rc = 0;
 
 	if ((size_t)user < m->users && m->user_ready[user])
 		recent_count = recent_items(m, user, recent);
@@ -2195,26 +2186,36 @@ void model_explain(const struct model *model, uint32_t user, const uint32_t *ite
 		out[n] = (struct model_explanation){.reason = MODEL_REASON_COLD_START,
 						    .because_item = UINT32_MAX};
 	if (recent_count == 0 || count == 0)
-		return; /* a cold user's list is the trending list */
+		return 0; /* a cold user's list is the trending list */
 
-	struct listed *sorted = malloc(count * sizeof *sorted);
-	double *covis_sum = calloc(count, sizeof *covis_sum);
-	float *covis_best_weight = calloc(count, sizeof *covis_best_weight);
-	uint32_t *covis_best = malloc(count * sizeof *covis_best);
-	size_t listed = 0;
-	bool covis = c->use_covis && c->covis_weight != 0 && sorted != NULL && covis_sum != NULL &&
-		     covis_best_weight != NULL && covis_best != NULL;
-	if (covis) {
-		for (size_t n = 0; n < count; n++) {
-			covis_best[n] = UINT32_MAX;
-			if ((size_t)items[n] < m->items)
-				sorted[listed++] =
-				    (struct listed){.item = items[n], .at = (uint32_t)n};
+	/* without the round's terms: the user's query now, as a list would be ranked */
+	struct model_covis_terms own = {0};
+	float *vector = NULL, *scores = NULL;
+	uint32_t *sparse = NULL, *because = NULL;
+	bool use_covis = c->use_covis && c->covis_weight != 0;
+	if (use_covis && covis == NULL) {
+		size_t capacity = model_sparse_capacity(m);
+		vector = malloc((m->dim + 1) * sizeof *vector);
+		sparse = malloc((capacity ? capacity : 1) * sizeof *sparse);
+		scores = malloc((capacity ? capacity : 1) * sizeof *scores);
+		because = malloc((capacity ? capacity : 1) * sizeof *because);
+		if (vector != NULL && sparse != NULL && scores != NULL && because != NULL) {
+			struct model_query q = {.vector = vector,
+						.sparse_items = sparse,
+						.sparse_scores = scores,
+						.sparse_because = because};
+			model_query(m, user, &q);
+			own = (struct model_covis_terms){sparse, scores, because, q.sparse_count};
+			covis = &own;
+		} else {
+			rc = -1;
 		}
-		qsort(sorted, listed, sizeof *sorted, compare_listed);
-		explain_covis(m, recent, recent_count, sorted, listed, covis_sum, covis_best_weight,
-			      covis_best);
 	}
+	if (!use_covis)
+		covis = NULL;
+	float shares[1000];
+	if (c->use_intent)
+		intent_shares(m, recent_count, shares);
 	const float *p = user_p(m, user);
 	for (size_t n = 0; n < count; n++) {
 		struct model_explanation *e = &out[n];
@@ -2227,8 +2228,6 @@ void model_explain(const struct model *model, uint32_t user, const uint32_t *ite
 		e->taste = (c->use_taste ? dot(p, q, m->dim) : 0.0f) +
 			   (c->use_bias ? m->scalar[item].bias : 0.0f);
 		if (c->use_intent) {
-			float shares[1000];
-			intent_shares(m, recent_count, shares);
 			for (size_t j = 0; j < recent_count; j++) {
 				float term = dot(m->y + (size_t)recent[j] * m->dim, q, m->dim);
 				e->intent += shares[j] * term;
@@ -2238,34 +2237,37 @@ void model_explain(const struct model *model, uint32_t user, const uint32_t *ite
 				}
 			}
 		}
-		uint32_t intent_item = e->because_item;
+		uint32_t intent_item = e->because_item, covis_item = UINT32_MAX;
 		e->because_item = UINT32_MAX;
-		if (covis)
-			e->covis = c->covis_weight * (float)log1p(covis_sum[n]);
+		size_t t = covis != NULL ? covis_term_of(covis, item) : SIZE_MAX;
+		if (t != SIZE_MAX) {
+			e->covis = covis->scores[t];
+			covis_item = covis->because[t];
+		}
 		e->trending = m->scalar[item].correction;
 		/* the largest term among the signals in force; ties go to the first */
 		float best = -INFINITY;
 		bool in_force[4] = {c->use_taste || c->use_bias, c->use_intent,
-				    covis && covis_best[n] != UINT32_MAX,
-				    c->use_correction || c->use_trending};
+				    covis_item != UINT32_MAX, c->use_correction || c->use_trending};
 		const float terms[4] = {e->taste, e->intent, e->covis, e->trending};
 		static const enum model_reason reasons[4] = {
 		    MODEL_REASON_TASTE, MODEL_REASON_INTENT, MODEL_REASON_COVIS,
 		    MODEL_REASON_TRENDING};
-		for (size_t t = 0; t < 4; t++)
-			if (in_force[t] && terms[t] > best) {
-				best = terms[t];
-				e->reason = reasons[t];
+		for (size_t k = 0; k < 4; k++)
+			if (in_force[k] && terms[k] > best) {
+				best = terms[k];
+				e->reason = reasons[k];
 			}
 		if (e->reason == MODEL_REASON_INTENT)
 			e->because_item = intent_item;
 		else if (e->reason == MODEL_REASON_COVIS)
-			e->because_item = covis_best[n];
+			e->because_item = covis_item;
 	}
-	free(sorted);
-	free(covis_sum);
-	free(covis_best_weight);
-	free(covis_best);
+	free(vector);
+	free(sparse);
+	free(scores);
+	free(because);
+	return rc;
 }
 
 const float *model_user_vector(const struct model *model, uint32_t user)

@@ -274,6 +274,10 @@ struct model_query {
 	float *vector;          /**< dim + 1 floats, written by model_query() */
 	uint32_t *sparse_items; /**< co-visitation candidates (capacity: model_sparse_capacity()) */
 	float *sparse_scores;
+	/** Optional (NULL: not kept): per sparse item, the recent item whose
+	 * weighted count towards it is largest (the first of equals), for
+	 * model_explain(). Same capacity as sparse_items. */
+	uint32_t *sparse_because;
 	size_t sparse_count;
 	const uint32_t *exclude; /**< sorted; points into the model, valid until the next learn */
 	size_t exclude_count;
@@ -478,9 +482,11 @@ struct model_batch {
 	float *vectors;
 	uint32_t *sparse_items;
 	float *sparse_scores;
+	uint32_t *sparse_because; /**< per sparse item, its recent item (model_query) */
+	size_t sparse_stride;     /**< sparse entries kept per query */
 	uint32_t *exclude;
 	size_t queries_capacity, warm_index_capacity, vectors_capacity, sparse_items_capacity,
-	    sparse_scores_capacity, exclude_capacity;
+	    sparse_scores_capacity, sparse_because_capacity, exclude_capacity;
 };
 
 /** One ranking thread's scratch and counters. */
@@ -616,16 +622,35 @@ struct model_explanation {
 const char *model_reason_name(enum model_reason reason);
 
 /**
- * @brief Explain a user's listed items: out[n] for items[n]. O(count · (dim
- * · L) + L · covis_neighbours): a recomputation of the listed items' terms,
- * not a ranking (measured with callgrind: about 40k instructions for a list
- * of 20 at d = 32, L = 5, 50k items, 0.8% of the exact engine's ranking). Reads the model: call it on the thread that
- * learns (the daemon does so when it publishes a list ranked on another
- * thread against a snapshot, so the terms are the model's as of publishing,
- * a few events at most after the list was ranked).
+ * A user's co-visitation terms as a query had them (model_query() with
+ * sparse_because): its sparse items sorted ascending, their scores, and the
+ * recent item behind each.
  */
-void model_explain(const struct model *model, uint32_t user, const uint32_t *items, size_t count,
-		   struct model_explanation *out);
+struct model_covis_terms {
+	const uint32_t *items;
+	const float *scores;
+	const uint32_t *because;
+	size_t count;
+};
+
+/** @brief The covis terms of a prepared batch's warm query w (valid while the batch is). */
+void model_batch_covis_terms(const struct model_batch *batch, size_t w,
+			     struct model_covis_terms *terms);
+
+/**
+ * @brief Explain a user's listed items: out[n] for items[n]. The
+ * co-visitation terms are covis's when given (the ones the list was ranked
+ * with: the daemon passes its round's, prepared on the loop), else computed
+ * here by model_query(). The taste and intent terms are recomputed from the
+ * model, O(count · dim · L). Reads the model: call it on the thread that
+ * learns (the daemon does so when it publishes a list ranked on another
+ * thread against a snapshot, so taste and intent are the model's as of
+ * publishing, a few events at most after the list was ranked).
+ * @returns 0, or -1 when out of memory computing the covis terms (out then
+ * explains without co-visitation).
+ */
+int model_explain(struct model *model, uint32_t user, const struct model_covis_terms *covis,
+		  const uint32_t *items, size_t count, struct model_explanation *out);
 
 /** @returns a pointer to user's p vector (dim floats), for tests and inspection. */
 const float *model_user_vector(const struct model *model, uint32_t user);

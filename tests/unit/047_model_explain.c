@@ -54,7 +54,7 @@ static void covisitation_only_user_is_told_because_x(void **state)
 	struct model *m = model_with(true);
 	uint32_t items[1] = {ITEM_Y};
 	struct model_explanation why[1];
-	model_explain(m, USER_U, items, 1, why);
+	assert_int_equal(model_explain(m, USER_U, NULL, items, 1, why), 0);
 	assert_int_equal(why[0].reason, MODEL_REASON_COVIS);
 	assert_int_equal(why[0].because_item, ITEM_X);
 	assert_true(why[0].covis > 0);
@@ -69,7 +69,7 @@ static void cold_user_is_cold_start(void **state)
 	struct model *m = model_with(false);
 	uint32_t items[2] = {ITEM_Y, ITEM_Z};
 	struct model_explanation why[2];
-	model_explain(m, 999, items, 2, why); /* never seen */
+	assert_int_equal(model_explain(m, 999, NULL, items, 2, why), 0); /* never seen */
 	for (size_t n = 0; n < 2; n++) {
 		assert_int_equal(why[n].reason, MODEL_REASON_COLD_START);
 		assert_int_equal(why[n].because_item, UINT32_MAX);
@@ -97,7 +97,7 @@ static void terms_add_up_to_the_score(void **state)
 	struct model_explanation why[3];
 	for (size_t n = 0; n < count; n++)
 		items[n] = results[n].item;
-	model_explain(m, USER_U, items, count, why);
+	assert_int_equal(model_explain(m, USER_U, NULL, items, count, why), 0);
 	for (size_t n = 0; n < count; n++) {
 		float sum = why[n].taste + why[n].intent + why[n].covis + why[n].trending;
 		assert_true(fabsf(sum - results[n].score) <= 1e-3f * (1 + fabsf(results[n].score)));
@@ -111,12 +111,62 @@ static void terms_add_up_to_the_score(void **state)
 	model_free(m);
 }
 
+/*
+ * The daemon explains a list with the co-visitation terms its round was
+ * prepared with (model_batch_covis_terms()); they name the same recent item
+ * and score as computing them at the explanation. U saw X, then Z: Y follows
+ * X only, and W follows Z more strongly than X.
+ */
+static void a_rounds_terms_explain_as_the_model_does(void **state)
+{
+	(void)state;
+	struct model *m = model_with(true);
+	enum { ITEM_W = 4 };
+	int64_t ts = 1800000000000LL;
+	for (uint32_t u = 200; u < 205; u++) {
+		learn(m, u, ITEM_X, ts++);
+		learn(m, u, ITEM_W, ts++);
+	}
+	for (uint32_t u = 300; u < 330; u++) {
+		learn(m, u, ITEM_Z, ts++);
+		learn(m, u, ITEM_W, ts++);
+	}
+	learn(m, USER_U, ITEM_Z, ts++);
+	char errstr[256];
+	struct model_batch batch = {0};
+	uint32_t user = USER_U;
+	struct topk_result results[3];
+	size_t counts[1];
+	assert_int_equal(model_batch_prepare(&batch, m, &user, 1, 3, NULL, results, counts, errstr,
+					     sizeof errstr),
+			 0);
+	assert_int_equal(batch.warm, 1);
+	struct model_covis_terms terms;
+	model_batch_covis_terms(&batch, 0, &terms);
+	assert_true(terms.count >= 2);
+	uint32_t items[2] = {ITEM_Y, ITEM_W};
+	struct model_explanation alone[2], with_round[2];
+	assert_int_equal(model_explain(m, USER_U, NULL, items, 2, alone), 0);
+	assert_int_equal(model_explain(m, USER_U, &terms, items, 2, with_round), 0);
+	assert_int_equal(alone[0].because_item, ITEM_X);
+	assert_int_equal(alone[1].because_item, ITEM_Z);
+	for (size_t n = 0; n < 2; n++) {
+		assert_int_equal(with_round[n].reason, MODEL_REASON_COVIS);
+		assert_int_equal(with_round[n].reason, alone[n].reason);
+		assert_int_equal(with_round[n].because_item, alone[n].because_item);
+		assert_true(with_round[n].covis == alone[n].covis && alone[n].covis > 0);
+	}
+	model_batch_free(&batch);
+	model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(covisitation_only_user_is_told_because_x),
 	    cmocka_unit_test(cold_user_is_cold_start),
 	    cmocka_unit_test(terms_add_up_to_the_score),
+	    cmocka_unit_test(a_rounds_terms_explain_as_the_model_does),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -105,7 +105,7 @@ static void the_last_items_neighbours_weigh_more(void **state)
 	/* the explanation recomputes the same term, and names the recent item behind it */
 	const uint32_t listed[2] = {ITEM_Y, ITEM_X};
 	struct model_explanation why[2];
-	model_explain(m, 1, listed, 2, why);
+	assert_int_equal(model_explain(m, 1, NULL, listed, 2, why), 0);
 	assert_float_equal(why[0].covis, y, 1e-4);
 	assert_float_equal(why[1].covis, x, 1e-4);
 	assert_int_equal(why[0].reason, MODEL_REASON_COVIS);
