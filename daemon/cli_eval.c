@@ -777,6 +777,9 @@ int cli_eval(int argc, char **argv)
 						{"tune-rounds", required_argument, NULL, 1022},
 						{"intent-decay", required_argument, NULL, 1023},
 						{"covis-recent-decay", required_argument, NULL, 1024},
+						{"replay-steps", required_argument, NULL, 1025},
+						{"replay-negatives", required_argument, NULL, 1026},
+						{"replay-weight", required_argument, NULL, 1027},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -1010,6 +1013,23 @@ int cli_eval(int argc, char **argv)
 			config.content_prior_weight = (float)w;
 			break;
 		}
+		case 1025:
+			rc = cli_parse_count("eval", "replay-steps", optarg, 0, 16, &v);
+			config.replay_steps = (unsigned)v;
+			break;
+		case 1026:
+			rc = cli_parse_count("eval", "replay-negatives", optarg, 0, 64, &v);
+			config.replay_negatives = (unsigned)v;
+			break;
+		case 1027:
+			rc = parse_real("replay-weight", optarg, 0, 10, &real);
+			if (rc == 0 && !(real > 0)) {
+				fprintf(stderr, "streamrec eval: --replay-weight: must be in (0, 10], "
+						"got %s\n", optarg);
+				rc = -1;
+			}
+			config.replay_weight = (float)real;
+			break;
 		case 1022: {
 			double rounds;
 			rc = parse_real("tune-rounds", optarg, 1, 20, &rounds);
@@ -1142,6 +1162,8 @@ int cli_eval(int argc, char **argv)
 	printf("  dim=%zu lr=%g l2=%g negatives=%u recent=%u intent_decay=%g exclude=%s\n", config.dim,
 	       (double)config.learning_rate, (double)config.l2, config.negatives,
 	       config.recent_items, (double)config.intent_decay, exclusion_name(config.exclusion));
+	printf("replay: steps=%u negatives=%u weight=%g\n", config.replay_steps,
+	       config.replay_negatives, (double)config.replay_weight);
 	char duration[32];
 	format_duration(config.trending_half_life_ms, duration, sizeof duration);
 	printf("covis: weight=%g window=%u recent_decay=%g directions=%s count=%s neighbours=%u "

@@ -316,6 +316,17 @@ static const struct option options[] = {
      "L2 regularisation of the vectors.", NULL},
     {"model", "negatives", OPT_UINT, ST_UNSIGNED, V(model.negatives), NULL, 0, 64, NULL,
      OPT_BOUNDED, "Negatives sampled per positive.", NULL},
+    {"model", "replay_steps", OPT_UINT, ST_UNSIGNED, V(model.replay_steps), NULL, 0, 16, NULL,
+     OPT_BOUNDED,
+     "Experience replay: after each positive, this many more SGD steps on the user's own recent "
+     "items (one drawn at random as the positive, the others as its query). More taste learned "
+     "from a stream seen once, at (1 + steps) times the SGD work and more item rows written. "
+     "0: off.",
+     NULL},
+    {"model", "replay_negatives", OPT_UINT, ST_UNSIGNED, V(model.replay_negatives), NULL, 0, 64,
+     NULL, OPT_BOUNDED, "Fresh negatives sampled for each replay step.", NULL},
+    {"model", "replay_weight", OPT_DOUBLE, ST_FLOAT, V(model.replay_weight), NULL, 0, 10, NULL,
+     OPT_BOUNDED | OPT_MIN_OPEN, "A replay step's weight, times the event's.", NULL},
     {W(IMPRESSION, "impression"), NULL, -100, 100, NULL, OPT_BOUNDED,
      "Weight of an impression (> 0 positive, < 0 negative, 0 ignored).", NULL},
     {W(VIEW, "view"), NULL, -100, 100, NULL, OPT_BOUNDED, "Weight of a view.", NULL},

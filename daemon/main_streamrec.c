@@ -73,6 +73,7 @@ static const struct {
      "           [--covis-window N] [--covis-recent-decay F] [--covis-neighbours N]\n"
      "           [--covis-directions one|both]\n"
      "           [--covis-count once|weighted] [--covis-half-life EVENTS]\n"
+     "           [--replay-steps N] [--replay-negatives N] [--replay-weight F]\n"
      "           [--trending-weight F] [--trending-half-life DURATION]\n"
      "           [--baseline-half-lives 1h,1d,7d] [--no-baselines] [--ablations: each signal off]\n"
      "           [--tune: coordinate search over trending weight, half-life, beta, covis window,\n"

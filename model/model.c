@@ -14,12 +14,14 @@
 #include "ivf.h"
 #include "popularity.h"
 #include "radix.h"
+#include "rng.h"
 #include "sampler.h"
 #include "sgd.h"
 #include "topk.h"
 
 #define ADAGRAD_EPS       1e-8f
 #define MAX_NEGATIVES     64
+#define MAX_REPLAY_STEPS  16
 #define UNCOUNTED_PENALTY -1e4f /* correction column of an item no one acted on */
 /* Co-visitation entries one query may gather (recent_items x covis_neighbours). */
 #define MAX_SPARSE (1 << 22)
@@ -149,6 +151,9 @@ void model_config_default(struct model_config *config)
 	config->learning_rate = 0.14f;
 	config->l2 = 1e-5f;
 	config->negatives = 4;
+	config->replay_steps = 3;
+	config->replay_negatives = 2;
+	config->replay_weight = 0.7f;
 	memcpy(config->event_weight, weights, sizeof weights);
 	config->recent_items = 5;
 	config->intent_decay = 0.9f;
@@ -201,6 +206,22 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 	}
 	if (!(c->l2 >= 0 && c->l2 < 1)) {
 		set_errstr(errstr, errstr_size, "l2: must be in [0, 1), got %g", (double)c->l2);
+		return -1;
+	}
+	if (c->replay_steps > MAX_REPLAY_STEPS) {
+		set_errstr(errstr, errstr_size, "replay_steps: must be between 0 and %d, got %u",
+			   MAX_REPLAY_STEPS, c->replay_steps);
+		return -1;
+	}
+	if (c->replay_negatives > MAX_NEGATIVES) {
+		set_errstr(errstr, errstr_size,
+			   "replay_negatives: must be between 0 and %d, got %u", MAX_NEGATIVES,
+			   c->replay_negatives);
+		return -1;
+	}
+	if (!(c->replay_weight > 0 && c->replay_weight <= 10)) {
+		set_errstr(errstr, errstr_size, "replay_weight: must be in (0, 10], got %g",
+			   (double)c->replay_weight);
 		return -1;
 	}
 	if (c->negatives > MAX_NEGATIVES) {
@@ -965,6 +986,37 @@ static void add_target(struct model *m, size_t t, uint32_t item, float label, fl
 	m->targets[t].weight = weight;
 }
 
+/*
+ * Experience replay (model_config.replay_steps): more steps on the user's
+ * own recent items, each against its own fresh negatives. A recent item
+ * that is the event's item is not replayed (the event just trained it).
+ */
+static void replay(struct model *m, const struct model_event *event, const uint32_t *recent,
+		   size_t recent_count, float w)
+{
+	const struct model_config *c = &m->config;
+	uint32_t others[1000]; /* model_config_check(): recent_items <= 1000 */
+	for (unsigned r = 0; r < c->replay_steps && recent_count > 1; r++) {
+		size_t j = (size_t)(rng_next(&m->random_state) % recent_count), other_count = 0;
+		uint32_t positive = recent[j];
+		if (positive == event->item)
+			continue;
+		for (size_t o = 0; o < recent_count; o++)
+			if (o != j)
+				others[other_count++] = recent[o];
+		size_t count = 0;
+		add_target(m, count++, positive, 1.0f, w * c->replay_weight);
+		for (unsigned n = 0; n < c->replay_negatives; n++) {
+			uint32_t negative = sampler_draw(m->sampler, &m->random_state);
+			if (negative == UINT32_MAX)
+				break;
+			if (negative != positive)
+				add_target(m, count++, negative, 0.0f, w * c->replay_weight);
+		}
+		train(m, event->user, others, other_count, count);
+	}
+}
+
 int model_count_item(struct model *model, uint32_t item, uint64_t item_hash,
 		     enum event_type type, int64_t ts_ms, char *errstr, size_t errstr_size)
 {
@@ -1053,6 +1105,7 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	for (size_t n = 0; n < drawn_count; n++)
 		add_target(m, count++, drawn[n], 0.0f, w);
 	train(m, event->user, recent, recent_count, count);
+	replay(m, event, recent, recent_count, w);
 
 count: /* counting: popularity, the sampler, co-visitation, history */
 	if (popularity_add(m->popularity, event->item, event->ts_ms) != 0)

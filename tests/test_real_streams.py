@@ -6,14 +6,15 @@ train, recall@20, rated items excluded.
 The fused score must reach at least each of its baselines scored on the same
 test points (all-time popularity, trending at every half-life tried,
 co-visitation alone), on all test points and on items new to the user. The
-issue's goal on this stream is 0.30; with its defaults (intent decay 0.9,
-learning rate 0.14, co-visitation window 4 and recency decay 0.7, trending
-weight 0.35) streamrec reaches 0.2927 (README, Accuracy), and the floor
-below holds that less 0.0025 (co-visitation summed over the recent items
-alike gave 0.2911; the former plain intent mean, learning rate 0.1, window
-3 and weight 0.5 0.2848; the former 1 h trending half-life 0.233, behind
-co-visitation alone). Accuracy is deterministic (same
-build, same stream, same figures), so these are not timing assertions.
+issue's goal on this stream is 0.30, and the floor below is that goal: with
+its defaults (experience replay 3 steps of 2 negatives at weight 0.7, intent
+decay 0.9, learning rate 0.14, co-visitation window 4 and recency decay 0.7,
+trending weight 0.35) streamrec reaches 0.3012 (README, Accuracy). Without
+replay it gave 0.2927; co-visitation summed over the recent items alike
+0.2911; the former plain intent mean, learning rate 0.1, window 3 and weight
+0.5 0.2848; the former 1 h trending half-life 0.233, behind co-visitation
+alone. Accuracy is deterministic (same build, same stream, same figures), so
+these are not timing assertions.
 """
 import json
 import pathlib
@@ -55,4 +56,4 @@ def test_fused_reaches_every_baseline_on_movielens(ml100k, split):
 
 
 def test_movielens_floor(ml100k):
-    assert ml100k["streamrec"]["all"]["recall"] >= 0.2902
+    assert ml100k["streamrec"]["all"]["recall"] >= 0.30
