@@ -55,6 +55,7 @@ struct daemon_text_hold {
 	int32_t partition;
 	enum embedpool_kind kind;
 	char *text; /* owned */
+	size_t looked_ahead; /* messages after it shown to on_skip */
 };
 
 struct daemon {

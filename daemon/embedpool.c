@@ -4,8 +4,9 @@
  * The entries are one fixed array of max_texts slots (a few hundred: a
  * linear scan costs nothing beside the tens of milliseconds a text takes),
  * each with a sequence number: workers take the oldest queued entry a held
- * message waits for first, then the oldest look-ahead; eviction takes the
- * oldest done look-ahead.
+ * message waits for first, then the oldest look-ahead; a text waited for
+ * evicts the oldest done look-ahead (a look-ahead evicts nothing: it would
+ * evict the texts the same partition needs next).
  */
 #include "embedpool.h"
 
@@ -66,8 +67,8 @@ static struct slot *find(struct embedpool *pool, enum embedpool_kind kind, const
 	return NULL;
 }
 
-/* A free slot, evicting the oldest done entry nobody waits for if need be; or NULL. */
-static struct slot *free_slot(struct embedpool *pool)
+/* A free slot, with evict the oldest done entry nobody waits for if need be; or NULL. */
+static struct slot *free_slot(struct embedpool *pool, bool evict)
 {
 	struct slot *oldest = NULL;
 	for (size_t i = 0; i < pool->slot_count; i++) {
@@ -77,8 +78,9 @@ static struct slot *free_slot(struct embedpool *pool)
 		if (s->state == SLOT_DONE && !s->wanted && (oldest == NULL || s->seq < oldest->seq))
 			oldest = s;
 	}
-	if (oldest != NULL)
-		slot_clear(oldest);
+	if (oldest == NULL || !evict)
+		return NULL;
+	slot_clear(oldest);
 	return oldest;
 }
 
@@ -200,7 +202,7 @@ int embedpool_submit(struct embedpool *pool, enum embedpool_kind kind, const cha
 		rc = 0;
 		goto out_unlock;
 	}
-	s = free_slot(pool);
+	s = free_slot(pool, wanted);
 	if (s == NULL)
 		goto out_unlock;
 	s->text = strdup(text);

@@ -14,9 +14,10 @@
  *
  * Memory is bounded: at most max_texts entries, queued, being embedded, or
  * done and not taken yet, each with its own copy of the text and, once done,
- * its vector (dim floats). A submission to a full pool first evicts the
- * oldest done entry nobody waits for (a look-ahead's), else it is refused:
- * the caller holds its message and submits again later.
+ * its vector (dim floats). A text waited for, submitted to a full pool,
+ * evicts the oldest done entry nobody waits for (a look-ahead's); otherwise
+ * a submission to a full pool is refused: the caller holds its message and
+ * submits again later.
  *
  * Owners: every entry carries the caller's 64-bit owner tag (ingest: its
  * partition); embedpool_drop_owner() forgets an owner's entries at once (a
@@ -71,7 +72,8 @@ struct embedpool *embedpool_new(const struct embedpool_config *config, char *err
  * taken or dropped); a look-ahead submits with wanted false. An entry
  * already there becomes wanted when asked so.
  * @returns 1 queued, 0 already pending or done, -1 refused (the pool is
- * full of texts waited for or in progress, or out of memory).
+ * full: of texts waited for or in progress, or for a look-ahead of anything;
+ * or out of memory).
  */
 int embedpool_submit(struct embedpool *pool, enum embedpool_kind kind, const char *text,
 		     uint64_t owner, bool wanted);

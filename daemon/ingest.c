@@ -21,6 +21,10 @@
  * 1.5 KB a vector. */
 #define TEXT_POOL_TEXTS_PER_THREAD 64
 
+/* Messages of a held partition looked ahead at, at most, before it is paused
+ * (fewer when the pool is full): each is decoded, and read again later. */
+#define TEXT_LOOKAHEAD_MESSAGES 1024
+
 static void remember_position(struct daemon *d, const char *topic, int32_t partition,
 			      int64_t offset)
 {
@@ -159,6 +163,12 @@ static int check_content(const struct daemon *d, const struct item_event *item,
 		return -1;
 	}
 	return 0;
+}
+
+/* Whether an item is to be embedded from its text: text, and no vector. */
+static bool item_needs_text(const struct item_event *item)
+{
+	return !item->has_content && (item->title != NULL || item->description != NULL);
 }
 
 /* The text an item is embedded by: title and description (either may be
@@ -336,43 +346,57 @@ static void drop_text_partition(struct daemon *d, const char *topic, int32_t par
 	ev_async_send(d->loop, &d->text_done);
 }
 
+/* The hold of topic/partition, or NULL. */
+static struct daemon_text_hold *find_hold(struct daemon *d, const char *topic, int32_t partition)
+{
+	for (size_t k = 0; k < d->text_hold_count; k++)
+		if (d->text_holds[k].partition == partition &&
+		    strcmp(d->text_holds[k].topic, topic) == 0)
+			return &d->text_holds[k];
+	return NULL;
+}
+
 /*
- * Look-ahead: a message of a held partition, fetched already and read again
- * later. Its text, if it needs one, is submitted now, so that several texts
- * are embedded at once and are ready when it comes back. A full pool or an
+ * Look-ahead: a message of a held partition, read again later. Its text, if
+ * it needs one, is submitted now, so that the text threads have the next
+ * texts to embed and they are ready when the message comes back. An
  * undecodable message is no matter here: it is all decided on delivery.
+ * @returns whether to go on (false: the pool is full, or
+ * TEXT_LOOKAHEAD_MESSAGES were looked at; the partition is paused).
  */
-static void on_skip(const struct consumer_message *m, void *opaque)
+static bool on_skip(const struct consumer_message *m, void *opaque)
 {
 	struct daemon *d = opaque;
 	struct codec_error err;
-	if (d->failed || d->text_pool == NULL || m->value == NULL)
-		return;
+	struct daemon_text_hold *hold = find_hold(d, m->topic, m->partition);
+	if (d->failed || d->text_pool == NULL || hold == NULL ||
+	    ++hold->looked_ahead > TEXT_LOOKAHEAD_MESSAGES)
+		return false;
+	if (m->value == NULL)
+		return true;
 	uint64_t owner = text_owner(m->topic, m->partition);
+	int submitted = 0;
 	if (d->config.items_topic != NULL && strcmp(m->topic, d->config.items_topic) == 0) {
 		struct item_event item;
 		if (codec_decode_item_event(d->codec, m->value, m->value_len, clock_wall_ms(),
 					    &item, &err) != 0 ||
-		    item.has_content || (item.title == NULL && item.description == NULL))
-			return;
+		    !item_needs_text(&item))
+			return true;
 		char *text = item_text(item.title, item.description);
-		if (text != NULL)
-			embedpool_submit(d->text_pool, EMBEDPOOL_PASSAGE, text, owner, false);
+		if (text == NULL)
+			return false;
+		submitted = embedpool_submit(d->text_pool, EMBEDPOOL_PASSAGE, text, owner, false);
 		free(text);
-		return;
+		return submitted >= 0;
 	}
 	struct user_event ev;
 	if (codec_decode_user_event(d->codec, m->value, m->value_len, clock_wall_ms(), &ev,
 				    &err) == 0 &&
 	    ev.has_search && ev.search_vector == NULL && ev.search_text != NULL &&
 	    d->config.content_dim != 0)
-		embedpool_submit(d->text_pool, EMBEDPOOL_QUERY, ev.search_text, owner, false);
-}
-
-/* Whether an item is to be embedded from its text: text, and no vector. */
-static bool item_needs_text(const struct item_event *item)
-{
-	return !item->has_content && (item->title != NULL || item->description != NULL);
+		submitted =
+		    embedpool_submit(d->text_pool, EMBEDPOOL_QUERY, ev.search_text, owner, false);
+	return submitted >= 0;
 }
 
 /*

@@ -22,10 +22,14 @@
  * A message the caller cannot take yet (a writer schema the registry cannot
  * give right now) is re-read later: consumer_retry_later() pauses its
  * partition, drops what was already fetched of it, and on a timer seeks
- * back to that message and resumes. consumer_hold() does the same without
+ * back to that message and resumes. consumer_hold() is the same without
  * the timer, until the caller's consumer_release() (a text being embedded
- * off the loop). What is dropped is shown to on_skip first, so the caller
- * can look ahead.
+ * off the loop), and without pausing at once: the messages that follow are
+ * shown to on_skip (the caller looks ahead at them) until it has seen
+ * enough, and only then is the partition paused. librdkafka's pause purges
+ * what was fetched of the partition, so a paused partition shows nothing
+ * more. Either way the partition is sought back to the message and read
+ * again from there.
  */
 #include "errstr.h"
 #include "kafkaconf.h"
@@ -71,7 +75,8 @@ struct consumer {
 	rd_kafka_topic_partition_list_t *start_offsets;
 	rd_kafka_topic_partition_list_t *committed_offsets;
 	/* partitions waiting to re-read a message: the offset to seek back to;
-	 * on the timer (waiting) or on consumer_release() (held) */
+	 * on the timer (waiting) or on consumer_release() (held; its opaque is
+	 * non-NULL once the partition is paused) */
 	rd_kafka_topic_partition_list_t *waiting, *held;
 	ev_timer retry_timer;
 };
@@ -399,6 +404,19 @@ static bool is_waiting(const struct consumer *c, const char *topic, int32_t part
 		rd_kafka_topic_partition_list_find(c->held, topic, partition) != NULL);
 }
 
+/* Pauses a held partition: the caller has looked ahead far enough. */
+static void pause_held(struct consumer *c, rd_kafka_topic_partition_t *held)
+{
+	rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(one, held->topic, held->partition);
+	rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk, one);
+	rd_kafka_topic_partition_list_destroy(one);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		report(c, false, "hold %s[%" PRId32 "]: pause: %s", held->topic, held->partition,
+		       rd_kafka_err2str(err));
+	held->opaque = c; /* paused (or tried: the seek back makes it right anyway) */
+}
+
 static void deliver(struct consumer *c, rd_kafka_message_t *m)
 {
 	struct consumer_message message;
@@ -424,9 +442,16 @@ static void deliver(struct consumer *c, rd_kafka_message_t *m)
 		message.timestamp_ms = -1;
 	message.internal = m;
 	if (is_waiting(c, message.topic, message.partition)) {
-		/* fetched before the pause: read again after the seek */
-		if (c->callbacks.on_skip != NULL)
-			c->callbacks.on_skip(&message, c->opaque);
+		/* read again after the seek; a held partition is looked ahead at
+		 * until the caller has seen enough */
+		bool more = c->callbacks.on_skip != NULL &&
+			    c->callbacks.on_skip(&message, c->opaque);
+		rd_kafka_topic_partition_t *held =
+		    c->held != NULL ? rd_kafka_topic_partition_list_find(c->held, message.topic,
+									 message.partition)
+				    : NULL;
+		if (held != NULL && held->opaque == NULL && !more)
+			pause_held(c, held);
 		return;
 	}
 	c->callbacks.on_message(&message, c->opaque);
@@ -681,13 +706,12 @@ static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
- * Adds topic/partition at offset to *list (created when NULL) and pauses
- * it; a partition already waiting in either list stays as it is.
+ * Adds topic/partition at offset to *list (created when NULL) and, with
+ * pause, pauses it; a partition already waiting in either list stays as it is.
  * @returns 0, or -1 with errstr filled.
  */
-static int pause_at(struct consumer *c, rd_kafka_topic_partition_list_t **list,
-		    const char *topic, int32_t partition, int64_t offset, char *errstr,
-		    size_t errstr_size)
+static int wait_at(struct consumer *c, rd_kafka_topic_partition_list_t **list, const char *topic,
+		   int32_t partition, int64_t offset, bool pause, char *errstr, size_t errstr_size)
 {
 	if (is_waiting(c, topic, partition))
 		return 0; /* already waiting, for an earlier message */
@@ -697,6 +721,8 @@ static int pause_at(struct consumer *c, rd_kafka_topic_partition_list_t **list,
 		return -1;
 	}
 	rd_kafka_topic_partition_list_add(*list, topic, partition)->offset = offset;
+	if (!pause)
+		return 0;
 	rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
 	if (one == NULL) {
 		set_errstr(errstr, errstr_size, "pause %s[%" PRId32 "]: out of memory", topic,
@@ -717,7 +743,7 @@ static int pause_at(struct consumer *c, rd_kafka_topic_partition_list_t **list,
 int consumer_retry_later(struct consumer *c, const char *topic, int32_t partition, int64_t offset,
 			 int delay_ms, char *errstr, size_t errstr_size)
 {
-	if (pause_at(c, &c->waiting, topic, partition, offset, errstr, errstr_size) != 0)
+	if (wait_at(c, &c->waiting, topic, partition, offset, true, errstr, errstr_size) != 0)
 		return -1;
 	if (!ev_is_active(&c->retry_timer)) {
 		ev_timer_set(&c->retry_timer, delay_ms / 1000.0, 0.);
@@ -734,7 +760,7 @@ bool consumer_retrying(const struct consumer *c)
 int consumer_hold(struct consumer *c, const char *topic, int32_t partition, int64_t offset,
 		  char *errstr, size_t errstr_size)
 {
-	return pause_at(c, &c->held, topic, partition, offset, errstr, errstr_size);
+	return wait_at(c, &c->held, topic, partition, offset, false, errstr, errstr_size);
 }
 
 void consumer_release(struct consumer *c, const char *topic, int32_t partition)

@@ -85,12 +85,14 @@ struct consumer_callbacks {
 		       void *opaque);
 	/**
 	 * A message of a partition that waits (consumer_hold() or
-	 * consumer_retry_later()), fetched before the pause: it is not
-	 * delivered now but read again, in order, once the partition resumes.
-	 * The caller may look ahead at it (prepare work it will need) but must
-	 * not apply it. Optional.
+	 * consumer_retry_later()): it is not delivered now but read again, in
+	 * order, once the partition resumes. The caller may look ahead at it
+	 * (prepare work it will need) but must not apply it. @returns true to
+	 * go on looking ahead at a held partition, false when that is enough
+	 * (the partition is paused). Optional (without it, a held partition is
+	 * paused at its next message).
 	 */
-	void (*on_skip)(const struct consumer_message *message, void *opaque);
+	bool (*on_skip)(const struct consumer_message *message, void *opaque);
 };
 
 /** Consumer settings. Strings are copied by consumer_new(); nothing is owned. */
@@ -163,9 +165,10 @@ bool consumer_retrying(const struct consumer *consumer);
  * @brief Hold the message at topic/partition/offset until consumer_release():
  * as consumer_retry_later() without a timer. For a message that waits for
  * work done elsewhere (its text embedded): its offset is not the caller's
- * to mark, nothing of the partition is delivered meanwhile (on_skip sees
- * what was already fetched), other partitions flow. A partition already
- * held or waiting stays so (for its earlier message).
+ * to mark, nothing of the partition is delivered meanwhile, other
+ * partitions flow. The partition goes on being read for on_skip (look-ahead)
+ * until on_skip returns false, and is paused then. A partition already held
+ * or waiting stays so (for its earlier message).
  * @returns 0, or -1 with errstr filled.
  */
 int consumer_hold(struct consumer *consumer, const char *topic, int32_t partition,

@@ -1,8 +1,8 @@
 /*
  * The text threads (daemon/embedpool.h): a vector from the pool is bit for
  * bit the one textembed_passage() / textembed_query() give on the caller's
- * thread; a text submitted twice is embedded once; a full pool refuses (and
- * evicts only look-ahead texts nobody waits for); dropping an owner forgets
+ * thread; a text submitted twice is embedded once; a full pool refuses (a
+ * text waited for evicts a done look-ahead text, never one waited for); dropping an owner forgets
  * its texts; a text the model refuses comes back as NULL; and freeing the
  * pool with texts queued and in progress leaks nothing (ASan) and races
  * nothing (the ThreadSanitizer build, tests/test_threads.py).
@@ -192,7 +192,7 @@ static void a_text_submitted_twice_is_embedded_once(void **state)
 	embedpool_free(pool); /* a done text and a done query not taken: freed */
 }
 
-static void a_full_pool_refuses_and_evicts_only_look_ahead(void **state)
+static void a_full_pool_refuses_and_only_a_text_waited_for_evicts_look_ahead(void **state)
 {
 	(void)state;
 	struct embedpool *pool = new_pool(1, 2);
@@ -215,6 +215,8 @@ static void a_full_pool_refuses_and_evicts_only_look_ahead(void **state)
 	assert_int_equal(embedpool_submit(pool, EMBEDPOOL_PASSAGE, passages[1], 1, false), 1);
 	wait_done(pool, EMBEDPOOL_PASSAGE, passages[0]);
 	wait_done(pool, EMBEDPOOL_PASSAGE, passages[1]);
+	/* not for another look-ahead: it would evict what comes next */
+	assert_int_equal(embedpool_submit(pool, EMBEDPOOL_PASSAGE, passages[3], 1, false), -1);
 	assert_int_equal(embedpool_submit(pool, EMBEDPOOL_PASSAGE, passages[2], 1, true), 1);
 	assert_int_equal(embedpool_state(pool, EMBEDPOOL_PASSAGE, passages[0]), EMBEDPOOL_ABSENT);
 	assert_int_equal(embedpool_state(pool, EMBEDPOOL_PASSAGE, passages[1]), EMBEDPOOL_DONE);
@@ -295,7 +297,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(vectors_are_those_of_the_synchronous_calls),
 	    cmocka_unit_test(a_text_submitted_twice_is_embedded_once),
-	    cmocka_unit_test(a_full_pool_refuses_and_evicts_only_look_ahead),
+	    cmocka_unit_test(a_full_pool_refuses_and_only_a_text_waited_for_evicts_look_ahead),
 	    cmocka_unit_test(dropping_an_owner_forgets_its_texts),
 	    cmocka_unit_test(a_text_the_model_refuses_comes_back_null),
 	    cmocka_unit_test(freeing_with_texts_in_flight_leaks_nothing),
