@@ -54,7 +54,7 @@ struct daemon_text_hold {
 	char topic[256];
 	int32_t partition;
 	enum embedpool_kind kind;
-	char *text; /* owned */
+	char *text;          /* owned */
 	size_t looked_ahead; /* messages after it shown to on_skip */
 };
 

@@ -172,9 +172,8 @@ struct embedpool *embedpool_new(const struct embedpool_config *config, char *err
 	for (; pool->thread_count < config->threads; pool->thread_count++) {
 		int rc = pthread_create(&pool->threads[pool->thread_count], NULL, worker, pool);
 		if (rc != 0) {
-			set_errstr(errstr, errstr_size,
-				   "text embedding pool: thread %u of %u: %s", pool->thread_count + 1,
-				   config->threads, strerror(rc));
+			set_errstr(errstr, errstr_size, "text embedding pool: thread %u of %u: %s",
+				   pool->thread_count + 1, config->threads, strerror(rc));
 			embedpool_free(pool);
 			return NULL;
 		}
@@ -228,7 +227,7 @@ enum embedpool_state embedpool_state(struct embedpool *pool, enum embedpool_kind
 	uint64_t hash = text_hash(text);
 	pthread_mutex_lock(&pool->lock);
 	struct slot *s = find(pool, kind, text, hash);
-	enum embedpool_state state = s == NULL		    ? EMBEDPOOL_ABSENT
+	enum embedpool_state state = s == NULL               ? EMBEDPOOL_ABSENT
 				     : s->state == SLOT_DONE ? EMBEDPOOL_DONE
 							     : EMBEDPOOL_PENDING;
 	pthread_mutex_unlock(&pool->lock);
@@ -252,21 +251,34 @@ int embedpool_take(struct embedpool *pool, enum embedpool_kind kind, const char 
 	return rc;
 }
 
+/* Forgets a slot: at once, or when done if it is being embedded. Under the lock. */
+static void drop_slot(struct embedpool *pool, struct slot *s)
+{
+	if (s->state == SLOT_RUNNING) {
+		s->discard = true;
+		return;
+	}
+	if (s->state == SLOT_QUEUED)
+		pool->pending--;
+	slot_clear(s);
+}
+
 void embedpool_drop_owner(struct embedpool *pool, uint64_t owner)
 {
 	pthread_mutex_lock(&pool->lock);
-	for (size_t i = 0; i < pool->slot_count; i++) {
-		struct slot *s = &pool->slots[i];
-		if (s->state == SLOT_FREE || s->owner != owner)
-			continue;
-		if (s->state == SLOT_RUNNING) {
-			s->discard = true;
-			continue;
-		}
-		if (s->state == SLOT_QUEUED)
-			pool->pending--;
-		slot_clear(s);
-	}
+	for (size_t i = 0; i < pool->slot_count; i++)
+		if (pool->slots[i].state != SLOT_FREE && pool->slots[i].owner == owner)
+			drop_slot(pool, &pool->slots[i]);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void embedpool_drop(struct embedpool *pool, enum embedpool_kind kind, const char *text)
+{
+	uint64_t hash = text_hash(text);
+	pthread_mutex_lock(&pool->lock);
+	struct slot *s = find(pool, kind, text, hash);
+	if (s != NULL)
+		drop_slot(pool, s);
 	pthread_mutex_unlock(&pool->lock);
 }
 

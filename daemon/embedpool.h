@@ -91,8 +91,11 @@ enum embedpool_state embedpool_state(struct embedpool *pool, enum embedpool_kind
 int embedpool_take(struct embedpool *pool, enum embedpool_kind kind, const char *text,
 		   float **vector);
 
-/** @brief Forget every entry of owner: queued and done ones at once, one being embedded when done. */
+/** @brief Forget owner's entries: queued and done ones now, one being embedded when done. */
 void embedpool_drop_owner(struct embedpool *pool, uint64_t owner);
+
+/** @brief Forget one text as embedpool_drop_owner() does (its held message was revoked). */
+void embedpool_drop(struct embedpool *pool, enum embedpool_kind kind, const char *text);
 
 /** @returns the texts queued or being embedded (the streamrec_text_embed_queue gauge). */
 size_t embedpool_pending(struct embedpool *pool);

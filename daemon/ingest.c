@@ -243,6 +243,10 @@ static int pooled_vector(struct daemon *d, const struct consumer_message *m,
 	if (embedpool_take(d->text_pool, kind, text, vector) == 1) {
 		if (*vector == NULL)
 			text_unembedded(d, text, kind == EMBEDPOOL_QUERY);
+		/* a slot freed: a hold refused by a full pool may submit again now
+		 * (no text done may come to tell it) */
+		if (d->text_hold_count > 0)
+			ev_async_send(d->loop, &d->text_done);
 		return 1;
 	}
 	/* refused (the pool is full of texts in progress or waited for): held
@@ -334,11 +338,14 @@ static void drop_text_partition(struct daemon *d, const char *topic, int32_t par
 	if (d->text_pool == NULL)
 		return;
 	for (size_t k = 0; k < d->text_hold_count;) {
-		if (d->text_holds[k].partition == partition &&
-		    strcmp(d->text_holds[k].topic, topic) == 0)
+		struct daemon_text_hold *hold = &d->text_holds[k];
+		if (hold->partition == partition && strcmp(hold->topic, topic) == 0) {
+			/* its text may be another partition's look-ahead: no longer waited for */
+			embedpool_drop(d->text_pool, hold->kind, hold->text);
 			forget_hold(d, k);
-		else
+		} else {
 			k++;
+		}
 	}
 	embedpool_drop_owner(d->text_pool, text_owner(topic, partition));
 	/* another partition's message may have waited for a text dropped here:

@@ -444,8 +444,8 @@ static void deliver(struct consumer *c, rd_kafka_message_t *m)
 	if (is_waiting(c, message.topic, message.partition)) {
 		/* read again after the seek; a held partition is looked ahead at
 		 * until the caller has seen enough */
-		bool more = c->callbacks.on_skip != NULL &&
-			    c->callbacks.on_skip(&message, c->opaque);
+		bool more =
+		    c->callbacks.on_skip != NULL && c->callbacks.on_skip(&message, c->opaque);
 		rd_kafka_topic_partition_t *held =
 		    c->held != NULL ? rd_kafka_topic_partition_list_find(c->held, message.topic,
 									 message.partition)

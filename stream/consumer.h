@@ -171,13 +171,15 @@ bool consumer_retrying(const struct consumer *consumer);
  * or waiting stays so (for its earlier message).
  * @returns 0, or -1 with errstr filled.
  */
-int consumer_hold(struct consumer *consumer, const char *topic, int32_t partition,
-		  int64_t offset, char *errstr, size_t errstr_size);
+int consumer_hold(struct consumer *consumer, const char *topic, int32_t partition, int64_t offset,
+		  char *errstr, size_t errstr_size);
 
 /**
  * @brief Undo consumer_hold() now: the partition is sought back to the held
  * message and resumed (unless consumer_pause_all() paused everything), so
  * the held message is the next one delivered. Not held: nothing happens.
+ * The seek waits for librdkafka's own thread to take it (bounded at 5 s; well
+ * under a millisecond on a running consumer), as consumer_retry_later()'s does.
  */
 void consumer_release(struct consumer *consumer, const char *topic, int32_t partition);
 

@@ -93,10 +93,8 @@ static void count_notify(void *opaque)
 static struct embedpool *new_pool(unsigned threads, size_t max_texts)
 {
 	char err[256];
-	struct embedpool_config config = {.model = te,
-					  .threads = threads,
-					  .max_texts = max_texts,
-					  .notify = count_notify};
+	struct embedpool_config config = {
+	    .model = te, .threads = threads, .max_texts = max_texts, .notify = count_notify};
 	struct embedpool *pool = embedpool_new(&config, err, sizeof err);
 	if (pool == NULL)
 		fail_msg("embedpool_new: %s", err);
@@ -132,7 +130,8 @@ static void vectors_are_those_of_the_synchronous_calls(void **state)
 	struct embedpool *pool = new_pool(2, 16);
 	unsigned notified_before = notified;
 	for (size_t i = 0; i < np; i++)
-		assert_int_equal(embedpool_submit(pool, EMBEDPOOL_PASSAGE, passages[i], 1, true), 1);
+		assert_int_equal(embedpool_submit(pool, EMBEDPOOL_PASSAGE, passages[i], 1, true),
+				 1);
 	for (size_t i = 0; i < nq; i++)
 		assert_int_equal(embedpool_submit(pool, EMBEDPOOL_QUERY, queries[i], 2, true), 1);
 	float *expected = malloc(dim * sizeof *expected);
@@ -239,6 +238,9 @@ static void dropping_an_owner_forgets_its_texts(void **state)
 	for (size_t i = 0; i < np; i++)
 		assert_int_equal(embedpool_state(pool, EMBEDPOOL_PASSAGE, passages[i]),
 				 i % 2 ? EMBEDPOOL_ABSENT : EMBEDPOOL_DONE);
+	embedpool_drop(pool, EMBEDPOOL_PASSAGE, passages[0]);
+	assert_int_equal(embedpool_state(pool, EMBEDPOOL_PASSAGE, passages[0]), EMBEDPOOL_ABSENT);
+	assert_int_equal(embedpool_state(pool, EMBEDPOOL_PASSAGE, passages[2]), EMBEDPOOL_DONE);
 	embedpool_drop_owner(pool, 8);
 	for (size_t i = 0; i < np; i++)
 		assert_int_equal(embedpool_state(pool, EMBEDPOOL_PASSAGE, passages[i]),
@@ -270,9 +272,9 @@ static void freeing_with_texts_in_flight_leaks_nothing(void **state)
 	struct embedpool *pool = new_pool(2, 64);
 	for (int i = 0; i < 40; i++) {
 		snprintf(text, sizeof text, "item number %d with a short title", i);
-		assert_int_equal(embedpool_submit(pool, EMBEDPOOL_PASSAGE, text, (uint64_t)i % 3,
-						  i % 2 == 0),
-				 1);
+		assert_int_equal(
+		    embedpool_submit(pool, EMBEDPOOL_PASSAGE, text, (uint64_t)i % 3, i % 2 == 0),
+		    1);
 	}
 	/* one owner dropped while its first text may be in progress */
 	embedpool_drop_owner(pool, 1);
