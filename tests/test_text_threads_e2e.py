@@ -7,6 +7,9 @@ words are interleaved with the user events of the same partition. Both
 daemons learn the very same model (equal `streamrec digest`): the held
 messages were applied in their order, each once.
 
+A daemon killed while messages wait for their texts loses none: they were
+never marked, and are read again after the restart.
+
 The events topic has one partition, as in test_sigkill_under_load: the
 digest depends on the order of events across partitions, which two
 consumers do not share. Each wave of items is embedded by both daemons
@@ -116,6 +119,62 @@ def test_text_threads_learn_the_same_model_as_the_loop(kafka_broker, tmp_path):
         for d in both:
             assert d.stop() == 0
         # with the daemons' settings: rows written with content.dim hold content state
+        digests = [subprocess.run([STREAMREC, "digest", "--config", d.config],
+                                  check=True, capture_output=True, text=True).stdout
+                   for d in both]
+        assert digests[0] == digests[1], digests
+    finally:
+        for d in both:
+            if d.process is not None and d.process.poll() is None:
+                d.process.kill()
+
+
+def test_a_crash_while_messages_wait_for_their_text_loses_nothing(kafka_broker, tmp_path):
+    """A daemon on one text thread is SIGKILLed while searches in words wait
+    for their vectors (held, unmarked) and restarted: it ends with the same
+    model as a daemon that embedded every text on its loop, uninterrupted."""
+    assert MODEL.exists(), f"{MODEL} missing: make deps-model"
+    steady = Daemon(kafka_broker, tmp_path, "steadytext", partitions=1)
+    crashy = Daemon(kafka_broker, tmp_path, "crashytext", partitions=1)
+    crashy.config.write_text(crashy.config.read_text()
+                             .replace("topic = crashytext.events", "topic = steadytext.events")
+                             .replace("items_topic = crashytext.items",
+                                      "items_topic = steadytext.items"))
+    steady.add_config(CONFIG.replace("[content]\n", "[content]\ntext_threads = 0\n"))
+    crashy.add_config(CONFIG.replace("[content]\n", "[content]\ntext_threads = 1\n"))
+    both = (steady, crashy)
+    rng = random.Random(23)
+    try:
+        for d in both:
+            d.start()
+        items = [{"item_id": f"k{k}-w0-i{j}", "title": title(k, j, rng)}
+                 for k in range(KINDS) for j in range(PER_KIND)]
+        items_of_kind = [[i["item_id"] for i in items if i["item_id"][1] == str(k)]
+                         for k in range(KINDS)]
+        send_items(steady, items)
+        for d in both:
+            assert d.wait_for(lambda d=d: d.metric(
+                "streamrec_content_texts_embedded_total") >= len(items), 180), d.logtext()
+        start = int(time.time() * 1000) - 60000
+        rows = event_wave(rng, start, 3000, items_of_kind)
+        # every fifth event a search in words: the text thread stays behind
+        rows = [(ts, u, i, rng.choice(QUERIES[int(u[1:]) % KINDS]) if n % 5 == 0 else text)
+                for n, (ts, u, i, text) in enumerate(rows)]
+        send_events(steady, rows)
+        events = sum(1 for r in rows if r[3] is None)
+        assert crashy.wait_for(lambda: crashy.metric("streamrec_text_embed_holds_total") >= 20,
+                               120), crashy.logtext()
+        crashy.process.kill()  # SIGKILL while a message waits for its text
+        crashy.process.wait()
+        crashy.log.close()
+        crashy.start()
+        assert steady.wait_for(lambda: steady.metric("streamrec_updates_total") >= events, 300)
+        settled(steady)
+        assert crashy.wait_for(lambda: crashy.metric("streamrec_text_embed_queue") == 0 and
+                               crashy.metric("streamrec_content_texts_embedded_total") > 0, 300)
+        settled(crashy, seconds=5)
+        for d in both:
+            assert d.stop() == 0
         digests = [subprocess.run([STREAMREC, "digest", "--config", d.config],
                                   check=True, capture_output=True, text=True).stdout
                    for d in both]
