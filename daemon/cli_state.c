@@ -4,7 +4,7 @@
  *   streamrec replay  (--state DIR | --config FILE) FILE [--commit-every N] [--format F]
  *                     [--digest]
  *   streamrec inspect --state DIR (--user ID | --item ID) [--k N] [--variant NAME] [--explain]
- *   streamrec digest  --state DIR [--variant NAME]
+ *   streamrec digest  (--state DIR [--variant NAME] | --config FILE [--state DIR])
  *   streamrec checkpoint --state DIR --to DIR
  *
  * `replay` learns an event file into a state directory with the daemon's
@@ -14,7 +14,9 @@
  * prints a digest of the whole state (equal digests: bit-identical models).
  * `--config` takes streamrecd's configuration: its state.dir (unless --state
  * names another) and its variants with their model settings, so a state
- * bootstrapped from history is the one the daemon runs on.
+ * bootstrapped from history is the one the daemon runs on; `digest --config`
+ * opens a daemon's state with its settings (a state written with content.dim
+ * needs them) and digests every variant.
  * `inspect` and `digest` only read: they open the state read-only and work
  * beside a running daemon.
  */
@@ -76,7 +78,7 @@ static struct state *open_state(const char *command, const char *dir)
  * bootstrapped from history this way is the one the daemon then runs on.
  */
 static struct state *open_configured(const char *command, const char *path, const char *dir,
-				     size_t cache_users)
+				     size_t cache_users, bool read_only)
 {
 	struct config config;
 	struct model_config models[STATE_MAX_VARIANTS];
@@ -101,7 +103,8 @@ static struct state *open_configured(const char *command, const char *path, cons
 				  .user_cache_users = cache_users ? cache_users : config.user_cache_users,
 				  .user_cache_bytes = config.user_cache_bytes,
 				  .admit_after = config.lifecycle_admit_after,
-				  .item_admit_after = config.lifecycle_item_admit_after};
+				  .item_admit_after = config.lifecycle_item_admit_after,
+				  .read_only = read_only};
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
 	if (state == NULL)
 		fprintf(stderr, "streamrec %s: %s\n", command, errstr);
@@ -196,7 +199,7 @@ int cli_replay(int argc, char **argv)
 		commit_every = 1LL << 40;
 	}
 	struct state *state =
-	    config_path != NULL ? open_configured("replay", config_path, dir, (size_t)cache_users)
+	    config_path != NULL ? open_configured("replay", config_path, dir, (size_t)cache_users, false)
 				: open_state_cached("replay", dir, (size_t)cache_users);
 	if (state == NULL) {
 		eventlog_free(log);
@@ -481,16 +484,35 @@ int cli_import(int argc, char **argv)
 	return 0;
 }
 
-/* streamrec digest --state DIR [--variant NAME]: the state's digest and step (equal
- * digests: equal models) */
+/* streamrec digest (--state DIR [--variant NAME] | --config FILE [--state DIR]): the
+ * state's digest and step (equal digests: equal models) */
 int cli_digest(int argc, char **argv)
 {
-	const char *dir, *variant = NULL;
+	static const struct option options[] = {{"state", required_argument, NULL, 's'},
+						{"variant", required_argument, NULL, 'v'},
+						{"config", required_argument, NULL, 'c'},
+						{NULL, 0, NULL, 0}};
+	const char *dir = NULL, *variant = NULL, *config_path = NULL;
 	char errstr[512];
-	if (parse_state_and(argc, argv, "digest", "?variant", &dir, &variant,
-			    "--state DIR [--variant NAME]"))
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (opt) {
+		case 's': dir = optarg; break;
+		case 'v': variant = optarg; break;
+		case 'c': config_path = optarg; break;
+		default: return 2;
+		}
+	}
+	if ((dir == NULL && config_path == NULL) || (variant != NULL && config_path != NULL) ||
+	    optind != argc) {
+		fprintf(stderr, "streamrec digest: expected --state DIR [--variant NAME] | --config "
+				"FILE [--state DIR]\n");
 		return 2;
-	struct state *state = open_variant("digest", dir, 0, variant, true);
+	}
+	struct state *state = config_path != NULL
+				  ? open_configured("digest", config_path, dir, 0, true)
+				  : open_variant("digest", dir, 0, variant, true);
 	if (state == NULL)
 		return 1;
 	uint64_t value;

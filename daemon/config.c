@@ -249,6 +249,13 @@ static const struct option options[] = {
      "Read at start, never downloaded; a missing or corrupt file stops the start. Empty: "
      "off.",
      NULL},
+    {"content", "text_threads", OPT_UINT, ST_UNSIGNED, G(content_text_threads), "1", 0, 64, NULL,
+     OPT_BOUNDED,
+     "Threads that embed item text and search queries with content.text_model, off the "
+     "event loop: a message waiting for its text holds its partition (unmarked, read again "
+     "when the vector is ready) while other partitions flow. 0 embeds on the event loop's "
+     "thread, tens of milliseconds a text.",
+     NULL},
     {"refresh", "threads", OPT_UINT, ST_UNSIGNED, G(refresh_threads), "auto", 0, 64, NULL,
      OPT_BOUNDED | OPT_AUTO_CPUS,
      "Worker threads that rank lists beside learning (auto: one per CPU online); 0 ranks "

@@ -157,6 +157,7 @@ struct config {
 	double experiment_alpha, experiment_msprt_tau2;
 	char *blas_kernel; /**< "auto" or a kernel family (model/blas.h) */
 	char *content_text_model; /**< content.text_model: the text model's file; "": off */
+	unsigned content_text_threads; /**< content.text_threads: embedding threads; 0: on the loop */
 	/* the schema registry ("" url: none) */
 	char *registry_url, *registry_basic_auth, *registry_tls_ca_file, *registry_tls_cert_file,
 	    *registry_tls_key_file;

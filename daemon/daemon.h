@@ -27,6 +27,7 @@
 #include "config.h"
 #include "experiment.h"
 #include "consumer.h"
+#include "embedpool.h"
 #include "http.h"
 #include "metrics.h"
 #include "producer.h"
@@ -47,6 +48,16 @@ struct daemon_position {
 	int64_t next_offset;
 };
 
+/* A message held while the text threads embed its text (ingest.c). */
+struct daemon_text_hold {
+	struct consumer *consumer; /* borrowed: d->consumer or d->catalog_consumer */
+	char topic[256];
+	int32_t partition;
+	enum embedpool_kind kind;
+	char *text;          /* owned */
+	size_t looked_ahead; /* messages after it shown to on_skip */
+};
+
 struct daemon {
 	struct config config;
 	char instance_id[320]; /**< config_instance_id() at start */
@@ -55,6 +66,13 @@ struct daemon {
 	 * every thread that embeds item text or search queries (model/textembed.h:
 	 * calls are reentrant). */
 	struct textembed *text_model;
+	/** content.text_threads embedding texts off the loop; NULL: on the loop
+	 * (or no text model). Its workers wake the loop through text_done. */
+	struct embedpool *text_pool;
+	ev_async text_done;
+	/** The messages held for their text, one per held partition. */
+	struct daemon_text_hold *text_holds;
+	size_t text_hold_count, text_hold_capacity;
 	struct ev_loop *loop;
 	struct state *state;
 	struct codec *codec;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "clock.h"
 #include "grow.h"
@@ -14,6 +15,15 @@
 
 /* Dead-letter log lines: at most one per reason in this window; metrics count all. */
 #define DEAD_LETTER_LOG_WINDOW_S 10.0
+
+/* Texts the embedding pool keeps per thread (queued, in progress, or done and
+ * not taken yet): a few seconds of look-ahead at tens of ms a text, and
+ * 1.5 KB a vector. */
+#define TEXT_POOL_TEXTS_PER_THREAD 64
+
+/* Messages of a held partition looked ahead at, at most, before it is paused
+ * (fewer when the pool is full): each is decoded, and read again later. */
+#define TEXT_LOOKAHEAD_MESSAGES 1024
 
 static void remember_position(struct daemon *d, const char *topic, int32_t partition,
 			      int64_t offset)
@@ -155,53 +165,270 @@ static int check_content(const struct daemon *d, const struct item_event *item,
 	return 0;
 }
 
-/*
- * Text through the bundled model: title and description (either may be NULL)
- * as a passage, or a search query. @returns a malloc'd content.dim vector,
- * or NULL (counted and logged: the event is learned without it).
- */
-static float *embed_text(struct daemon *d, const char *title, const char *description,
-			 bool query)
+/* Whether an item is to be embedded from its text: text, and no vector. */
+static bool item_needs_text(const struct item_event *item)
+{
+	return !item->has_content && (item->title != NULL || item->description != NULL);
+}
+
+/* The text an item is embedded by: title and description (either may be
+ * NULL), a line apart. @returns a malloc'd string, or NULL (out of memory). */
+static char *item_text(const char *title, const char *description)
 {
 	size_t tl = title ? strlen(title) : 0, dl = description ? strlen(description) : 0;
 	char *text = malloc(tl + dl + 2);
-	float *vector = malloc(d->config.content_dim * sizeof *vector);
-	int rc = -1;
-	if (text != NULL && vector != NULL) {
+	if (text != NULL)
 		snprintf(text, tl + dl + 2, "%s%s%s", title ? title : "", tl && dl ? "\n" : "",
 			 description ? description : "");
+	return text;
+}
+
+/* A text the model could not embed (NULL: out of memory): counted and logged. */
+static void text_unembedded(struct daemon *d, const char *text, bool query)
+{
+	d->metrics->content_texts_unembedded_total++;
+	log_line(LOG_PRIORITY_WARNING, "text model: could not embed a %s of %zu bytes",
+		 query ? "search query" : "item text", text != NULL ? strlen(text) : 0);
+}
+
+/*
+ * Text through the bundled model on the loop's thread (content.text_threads
+ * 0): an item's text (item_text()) as a passage, or a search query.
+ * @returns a malloc'd content.dim vector, or NULL (counted and logged: the
+ * event is learned without it).
+ */
+static float *embed_text(struct daemon *d, const char *text, bool query)
+{
+	float *vector = malloc(d->config.content_dim * sizeof *vector);
+	int rc = -1;
+	if (text != NULL && vector != NULL)
 		rc = query ? textembed_query(d->text_model, text, vector)
 			   : textembed_passage(d->text_model, text, vector);
-	}
-	free(text);
 	if (rc != 0) {
 		free(vector);
-		d->metrics->content_texts_unembedded_total++;
-		log_line(LOG_PRIORITY_WARNING, "text model: could not embed a %s of %zu bytes",
-			 query ? "search query" : "item text", tl + dl);
+		text_unembedded(d, text, query);
 		return NULL;
 	}
 	return vector;
 }
 
+/* The pool's tag of a partition's texts (embedpool_drop_owner() on revoke). */
+static uint64_t text_owner(const char *topic, int32_t partition)
+{
+	return XXH3_64bits_withSeed(topic, strlen(topic), (uint64_t)(uint32_t)partition);
+}
+
+/* The consumer that delivers topic's messages. */
+static struct consumer *consumer_of(struct daemon *d, const char *topic)
+{
+	return d->config.items_topic != NULL && strcmp(topic, d->config.items_topic) == 0
+		   ? d->catalog_consumer
+		   : d->consumer;
+}
+
+/*
+ * The vector of a message's text from the text threads (content.text_threads
+ * > 0). When it is not ready, the text is submitted (once: a pending text is
+ * not queued twice) and the message held: its partition stops, its offset is
+ * not marked, and it is delivered again once the text is done (on_text_done),
+ * so the partition's events are learned in their order, as on the loop.
+ * @returns 1 with *vector (malloc'd, the caller frees it; NULL when the model
+ * refused the text, counted and logged), 0 when the message is held (the
+ * caller leaves it unmarked), -1 after daemon_fail().
+ */
+static int pooled_vector(struct daemon *d, const struct consumer_message *m,
+			 enum embedpool_kind kind, const char *text, float **vector)
+{
+	char errstr[512];
+	if (embedpool_take(d->text_pool, kind, text, vector) == 1) {
+		if (*vector == NULL)
+			text_unembedded(d, text, kind == EMBEDPOOL_QUERY);
+		/* a slot freed: a hold refused by a full pool may submit again now
+		 * (no text done may come to tell it) */
+		if (d->text_hold_count > 0)
+			ev_async_send(d->loop, &d->text_done);
+		return 1;
+	}
+	/* refused (the pool is full of texts in progress or waited for): held
+	 * all the same, and submitted again when a text done releases it */
+	embedpool_submit(d->text_pool, kind, text, text_owner(m->topic, m->partition), true);
+	if (d->text_hold_count == d->text_hold_capacity &&
+	    grow_array(&d->text_holds, &d->text_hold_capacity, d->text_hold_count + 1,
+		       sizeof *d->text_holds, 16) != 0) {
+		daemon_fail(d, "out of memory holding a message for its text");
+		return -1;
+	}
+	struct daemon_text_hold *hold = &d->text_holds[d->text_hold_count];
+	*hold = (struct daemon_text_hold){.consumer = consumer_of(d, m->topic),
+					  .partition = m->partition,
+					  .kind = kind,
+					  .text = strdup(text)};
+	snprintf(hold->topic, sizeof hold->topic, "%s", m->topic);
+	if (hold->text == NULL) {
+		daemon_fail(d, "out of memory holding a message for its text");
+		return -1;
+	}
+	if (consumer_hold(hold->consumer, m->topic, m->partition, m->offset, errstr,
+			  sizeof errstr) != 0) {
+		free(hold->text);
+		daemon_fail(d, errstr);
+		return -1;
+	}
+	d->text_hold_count++;
+	d->metrics->text_embed_holds_total++;
+	return 0;
+}
+
+/* Forgets text_holds[k] (its partition was released or revoked). */
+static void forget_hold(struct daemon *d, size_t k)
+{
+	free(d->text_holds[k].text);
+	d->text_holds[k] = d->text_holds[--d->text_hold_count];
+}
+
+/* The pool's gauges into the metrics. */
+static void count_text_pool(struct daemon *d)
+{
+	if (d->text_pool == NULL)
+		return;
+	d->metrics->text_embed_queue = (int64_t)embedpool_pending(d->text_pool);
+	embedpool_embedded(d->text_pool, &d->metrics->text_embed_seconds_total);
+}
+
+/*
+ * Releases every held partition whose text is no longer pending: done (the
+ * message takes its vector when delivered again), or absent (refused when
+ * the pool was full, or dropped: submitted again when delivered again).
+ */
+static void release_held(struct daemon *d)
+{
+	for (size_t k = 0; k < d->text_hold_count;) {
+		struct daemon_text_hold *hold = &d->text_holds[k];
+		if (embedpool_state(d->text_pool, hold->kind, hold->text) == EMBEDPOOL_PENDING) {
+			k++;
+			continue;
+		}
+		consumer_release(hold->consumer, hold->topic, hold->partition);
+		forget_hold(d, k);
+	}
+	count_text_pool(d);
+}
+
+/* A text thread finished a text (embedpool's notify, through text_done). */
+static void on_text_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)loop;
+	(void)revents;
+	if (!d->failed)
+		release_held(d);
+}
+
+/* From a text thread: wake the loop. */
+static void notify_text_done(void *opaque)
+{
+	struct daemon *d = opaque;
+	ev_async_send(d->loop, &d->text_done);
+}
+
+/* A partition was revoked: its held message and its texts go (the next
+ * owner, or we from the stored offset, reads the message again). */
+static void drop_text_partition(struct daemon *d, const char *topic, int32_t partition)
+{
+	if (d->text_pool == NULL)
+		return;
+	for (size_t k = 0; k < d->text_hold_count;) {
+		struct daemon_text_hold *hold = &d->text_holds[k];
+		if (hold->partition == partition && strcmp(hold->topic, topic) == 0) {
+			/* its text may be another partition's look-ahead: no longer waited for */
+			embedpool_drop(d->text_pool, hold->kind, hold->text);
+			forget_hold(d, k);
+		} else {
+			k++;
+		}
+	}
+	embedpool_drop_owner(d->text_pool, text_owner(topic, partition));
+	/* another partition's message may have waited for a text dropped here:
+	 * looked at on the loop's next turn (not from inside a rebalance) */
+	ev_async_send(d->loop, &d->text_done);
+}
+
+/* The hold of topic/partition, or NULL. */
+static struct daemon_text_hold *find_hold(struct daemon *d, const char *topic, int32_t partition)
+{
+	for (size_t k = 0; k < d->text_hold_count; k++)
+		if (d->text_holds[k].partition == partition &&
+		    strcmp(d->text_holds[k].topic, topic) == 0)
+			return &d->text_holds[k];
+	return NULL;
+}
+
+/*
+ * Look-ahead: a message of a held partition, read again later. Its text, if
+ * it needs one, is submitted now, so that the text threads have the next
+ * texts to embed and they are ready when the message comes back. An
+ * undecodable message is no matter here: it is all decided on delivery.
+ * @returns whether to go on (false: the pool is full, or
+ * TEXT_LOOKAHEAD_MESSAGES were looked at; the partition is paused).
+ */
+static bool on_skip(const struct consumer_message *m, void *opaque)
+{
+	struct daemon *d = opaque;
+	struct codec_error err;
+	struct daemon_text_hold *hold = find_hold(d, m->topic, m->partition);
+	if (d->failed || d->text_pool == NULL || hold == NULL ||
+	    ++hold->looked_ahead > TEXT_LOOKAHEAD_MESSAGES)
+		return false;
+	if (m->value == NULL)
+		return true;
+	uint64_t owner = text_owner(m->topic, m->partition);
+	int submitted = 0;
+	if (d->config.items_topic != NULL && strcmp(m->topic, d->config.items_topic) == 0) {
+		struct item_event item;
+		if (codec_decode_item_event(d->codec, m->value, m->value_len, clock_wall_ms(),
+					    &item, &err) != 0 ||
+		    !item_needs_text(&item))
+			return true;
+		char *text = item_text(item.title, item.description);
+		if (text == NULL)
+			return false;
+		submitted = embedpool_submit(d->text_pool, EMBEDPOOL_PASSAGE, text, owner, false);
+		free(text);
+		return submitted >= 0;
+	}
+	struct user_event ev;
+	if (codec_decode_user_event(d->codec, m->value, m->value_len, clock_wall_ms(), &ev,
+				    &err) == 0 &&
+	    ev.has_search && ev.search_vector == NULL && ev.search_text != NULL &&
+	    d->config.content_dim != 0)
+		submitted =
+		    embedpool_submit(d->text_pool, EMBEDPOOL_QUERY, ev.search_text, owner, false);
+	return submitted >= 0;
+}
+
 /*
  * Hands an item's content vector (checked by check_content()) to every
  * variant's model: a new item starts where the content map puts it.
+ * embedded: the vector of the item's text from the text threads (owned;
+ * NULL with text_done when the model refused it); without text_done the
+ * text is embedded here, on the loop (content.text_threads 0).
  */
 static void apply_content(struct daemon *d, const struct item_event *item, uint32_t index,
-			  uint64_t hash)
+			  uint64_t hash, float *embedded, bool text_done)
 {
 	char errstr[256];
 	const float *content = item->has_content ? item->content : NULL;
-	float *embedded = NULL;
-	if (content == NULL && (item->title != NULL || item->description != NULL)) {
-		/* the item's text through the bundled model (content.text_model),
-		 * on this thread: tens of ms a text (README, Text embeddings) */
-		if (d->text_model == NULL) {
-			d->metrics->content_texts_unembedded_total++;
-			return;
+	if (item_needs_text(item)) {
+		if (!text_done) {
+			/* on this thread: tens of ms a text (README, Text embeddings) */
+			if (d->text_model == NULL) {
+				d->metrics->content_texts_unembedded_total++;
+				return;
+			}
+			char *text = item_text(item->title, item->description);
+			embedded = embed_text(d, text, false);
+			free(text);
 		}
-		embedded = embed_text(d, item->title, item->description, false);
 		if (embedded == NULL)
 			return;
 		d->metrics->content_texts_embedded_total++;
@@ -279,16 +506,32 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 		 * would only make an item the next sweep removes */
 		return;
 	}
+	/* the text's vector before anything of the record is applied: a
+	 * record held for it is applied whole when delivered again */
+	float *embedded = NULL;
+	bool text_done = false;
+	if (m->value != NULL && d->text_pool != NULL && item_needs_text(&item)) {
+		char *text = item_text(item.title, item.description);
+		if (text == NULL) {
+			daemon_fail(d, "out of memory for an item's text");
+			return;
+		}
+		int got = pooled_vector(d, m, EMBEDPOOL_PASSAGE, text, &embedded);
+		free(text);
+		if (got <= 0)
+			return; /* held, or failed */
+		text_done = true;
+	}
 	if (state_item(d->state, id, &index, &hash, errstr, sizeof errstr) != 0 ||
 	    (m->value != NULL && state_item_seen(d->state, index, record_ms, errstr,
 						 sizeof errstr) != 0)) {
 		daemon_fail(d, errstr);
-		return;
+		goto out_free_embedded;
 	}
 	refresher_listing_changed(d->refresher);
 	if (catalog_set_listed(d->catalog, index, listed) != 0) {
 		daemon_fail(d, "out of memory for the catalogue");
-		return;
+		goto out_free_embedded;
 	}
 	/* a new item of a known category starts at its category's mean */
 	const uint32_t *members;
@@ -297,19 +540,23 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 		if (catalog_set_category(d->catalog, index, item.category, &members,
 					 &member_count) != 0) {
 			daemon_fail(d, "out of memory for the catalogue");
-			return;
+			goto out_free_embedded;
 		}
 		for (size_t v = 0; v < d->variant_count; v++)
 			if (model_seed_item(state_model(d->state, v), index, hash, members,
 					    member_count, errstr, sizeof errstr) < 0) {
 				daemon_fail(d, errstr);
-				return;
+				goto out_free_embedded;
 			}
 	}
 	/* then its content vector, when it has one: q from the content map
 	 * (y and the bias stay the category's mean) */
-	if (m->value != NULL)
-		apply_content(d, &item, index, hash);
+	if (m->value != NULL) {
+		apply_content(d, &item, index, hash, embedded, text_done);
+		return; /* embedded is apply_content()'s */
+	}
+out_free_embedded:
+	free(embedded);
 }
 
 /*
@@ -417,7 +664,8 @@ out_mark:
  * content contract, moves the user's short-term intent in every variant the
  * user's events teach; the user's list is refreshed like after any event.
  * @returns 0, or -1 when the daemon failed or the event went to the
- * dead-letter topic and nothing more is to be done with it.
+ * dead-letter topic and nothing more is to be done with it, or 1 when it is
+ * held for its query's vector (pooled_vector()): not marked either.
  */
 static int on_search(struct daemon *d, const struct consumer_message *m,
 		     const struct user_event *ev)
@@ -435,7 +683,13 @@ static int on_search(struct daemon *d, const struct consumer_message *m,
 			d->metrics->search_events_total[METRICS_SEARCH_UNEMBEDDED]++;
 			return 0;
 		}
-		embedded = embed_text(d, ev->search_text, NULL, true);
+		if (d->text_pool != NULL) {
+			int got = pooled_vector(d, m, EMBEDPOOL_QUERY, ev->search_text, &embedded);
+			if (got <= 0)
+				return got == 0 ? 1 : -1;
+		} else {
+			embedded = embed_text(d, ev->search_text, true);
+		}
 		if (embedded == NULL)
 			return 0;
 		d->metrics->content_texts_embedded_total++;
@@ -513,6 +767,7 @@ static int offset_for(const char *topic, int32_t partition, int64_t *next_offset
 static int on_revoke(const char *topic, int32_t partition, void *opaque)
 {
 	struct daemon *d = opaque;
+	drop_text_partition(d, topic, partition);
 	/* its lag is the next owner's to report now */
 	metrics_remove_consumer_lag(d->metrics, topic, partition);
 	/* state first, so the next owner starts after what we learned */
@@ -529,6 +784,13 @@ static int on_revoke(const char *topic, int32_t partition, void *opaque)
 			return -1;
 		}
 	}
+	return 0;
+}
+
+/* A catalogue partition was revoked: nothing of it is stored, its texts go. */
+static int on_catalog_revoke(const char *topic, int32_t partition, void *opaque)
+{
+	drop_text_partition(opaque, topic, partition);
 	return 0;
 }
 
@@ -711,6 +973,7 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 			      &d->metrics->state_written_bytes[f]);
 	}
 	d->metrics->assigned_partitions = (int64_t)consumer_assigned_count(d->consumer);
+	count_text_pool(d);
 	d->metrics->items = (int64_t)state_item_count(d->state);
 	d->metrics->users = (int64_t)state_user_count(d->state);
 	struct state_lifecycle_counts life;
@@ -777,7 +1040,8 @@ int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size)
 			  .offset_for = offset_for,
 			  .on_revoke = on_revoke,
 			  .on_error = on_error,
-			  .on_lag = on_lag},
+			  .on_lag = on_lag,
+			  .on_skip = on_skip},
 	    .opaque = d,
 	    .log = log_kafka};
 	struct producer_config pc = {
@@ -787,6 +1051,20 @@ int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size)
 	    .on_error = on_error,
 	    .opaque = d,
 	    .log = log_kafka};
+	if (d->text_model != NULL && c->content_text_threads > 0) {
+		ev_async_init(&d->text_done, on_text_done);
+		d->text_done.data = d;
+		ev_async_start(d->loop, &d->text_done);
+		struct embedpool_config ec = {
+		    .model = d->text_model,
+		    .threads = c->content_text_threads,
+		    .max_texts = (size_t)c->content_text_threads * TEXT_POOL_TEXTS_PER_THREAD,
+		    .notify = notify_text_done,
+		    .notify_opaque = d};
+		d->text_pool = embedpool_new(&ec, errstr, errstr_size);
+		if (d->text_pool == NULL)
+			goto out_free;
+	}
 	d->producer = producer_new(&pc, d->loop, errstr, errstr_size);
 	d->consumer = d->producer ? consumer_new(&kc, d->loop, errstr, errstr_size) : NULL;
 	if (d->consumer == NULL)
@@ -807,7 +1085,9 @@ int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size)
 		cc.property_count = kept;
 		cc.callbacks = (struct consumer_callbacks){.on_message = on_message,
 							   .offset_for = offset_for,
-							   .on_error = on_error};
+							   .on_revoke = on_catalog_revoke,
+							   .on_error = on_error,
+							   .on_skip = on_skip};
 		d->catalog_consumer = consumer_new(&cc, d->loop, errstr, errstr_size);
 		if (d->catalog_consumer == NULL)
 			goto out_free;
@@ -830,4 +1110,17 @@ void ingest_start(struct daemon *d)
 void ingest_stop(struct daemon *d)
 {
 	ev_timer_stop(d->loop, &d->commit_timer);
+	if (d->text_pool != NULL)
+		ev_async_stop(d->loop, &d->text_done);
+}
+
+void ingest_free(struct daemon *d)
+{
+	embedpool_free(d->text_pool);
+	d->text_pool = NULL;
+	while (d->text_hold_count > 0)
+		forget_hold(d, d->text_hold_count - 1);
+	free(d->text_holds);
+	d->text_holds = NULL;
+	d->text_hold_capacity = 0;
 }

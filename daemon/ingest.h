@@ -3,7 +3,11 @@
  * each message (bad input goes to the dead-letter topic, its log lines
  * rate-limited per reason), learn it in every variant, count A/B hits and
  * mark the user for a refresh; catalogue records (the items topic) set
- * listing and categories. The commit timer writes the changed state and the
+ * listing and categories. Item texts and search queries without a vector
+ * are embedded by the text threads (daemon/embedpool.h), their message held
+ * meanwhile (its partition paused, its offset unmarked) and delivered again
+ * when the vector is ready; content.text_threads 0 embeds them on the loop.
+ * The commit timer writes the changed state and the
  * consumed offsets in one batch and commits the Kafka offsets only once that
  * batch is durable and every dead letter before it is delivered.
  *
@@ -28,8 +32,16 @@ int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size);
 /** @brief Start the commit timer. */
 void ingest_start(struct daemon *d);
 
-/** @brief Stop the commit timer. */
+/** @brief Stop the commit timer and the text threads' wakeup. */
 void ingest_stop(struct daemon *d);
+
+/**
+ * @brief Join the text threads (content.text_threads; a text being embedded
+ * is finished, queued ones are cancelled) and free what ingest_connect()
+ * made for them. After the consumers are closed: the held messages were
+ * never marked, so the next start reads them again.
+ */
+void ingest_free(struct daemon *d);
 
 /**
  * @brief Commit now: state and offsets to the writer thread; with wait, until

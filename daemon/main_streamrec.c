@@ -131,7 +131,8 @@ static const struct {
      "           [--threads N, default the CPUs] [--batch 16] [--kernel auto|avx2|scalar]"},
     {"digest", cli_digest,
      "print a digest of a state directory's model (equal digests: equal models)\n"
-     "           --state DIR [--variant NAME, default: the first stored]"},
+     "           --state DIR [--variant NAME, default: the first stored]\n"
+     "           | --config STREAMRECD_CONF [--state DIR] (the daemon's settings, every variant)"},
 };
 
 static void usage(FILE *out)

@@ -437,6 +437,7 @@ out_error:
 out_free:
 	consumer_close(d->consumer, 10000);
 	consumer_close(d->catalog_consumer, 10000);
+	ingest_free(d); /* the text threads: after the consumers' last revoke */
 	producer_free(d->producer);
 	api_stop(d->api); /* before the refresher: it reads the refresher's lists */
 	http_server_free(d->http);

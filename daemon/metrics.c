@@ -716,6 +716,18 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "(content.text_model).");
 	text_printf(&t, "streamrec_content_texts_embedded_total %" PRIu64 "\n",
 		    m->content_texts_embedded_total);
+	family(&t, "text_embed_queue", "gauge",
+	       "Item texts and search queries queued or being embedded by the text threads "
+	       "(content.text_threads).");
+	text_printf(&t, "streamrec_text_embed_queue %" PRId64 "\n", m->text_embed_queue);
+	family(&t, "text_embed_seconds_total", "counter",
+	       "Seconds the text threads spent embedding texts (summed over the threads).");
+	text_printf(&t, "streamrec_text_embed_seconds_total %.6f\n", m->text_embed_seconds_total);
+	family(&t, "text_embed_holds_total", "counter",
+	       "Messages held, their partition paused and their offset unmarked, until the text "
+	       "threads embedded their text; each is read again when its vector is ready.");
+	text_printf(&t, "streamrec_text_embed_holds_total %" PRIu64 "\n",
+		    m->text_embed_holds_total);
 	family(&t, "search_events_total", "counter",
 	       "Search events by outcome: applied (a variant's short-term intent moved), "
 	       "not_applied (content map not solved yet, or the signal off), unembedded (text "

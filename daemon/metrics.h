@@ -221,6 +221,12 @@ struct metrics {
 	uint64_t content_texts_unembedded_total;
 	/** Item texts and search queries embedded by content.text_model. */
 	uint64_t content_texts_embedded_total;
+	/** The text threads (content.text_threads): texts queued or being
+	 * embedded, the seconds the threads spent embedding, and the messages
+	 * held (their partition paused) until their text was embedded. */
+	int64_t text_embed_queue;
+	double text_embed_seconds_total;
+	uint64_t text_embed_holds_total;
 	/** Search events (UserEvent.search) by outcome: METRICS_SEARCH_APPLIED
 	 * (some variant's intent moved), _NOT_APPLIED (the content map is not
 	 * solved yet, or the signal is off), _UNEMBEDDED (text only, no text

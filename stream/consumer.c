@@ -22,7 +22,14 @@
  * A message the caller cannot take yet (a writer schema the registry cannot
  * give right now) is re-read later: consumer_retry_later() pauses its
  * partition, drops what was already fetched of it, and on a timer seeks
- * back to that message and resumes.
+ * back to that message and resumes. consumer_hold() is the same without
+ * the timer, until the caller's consumer_release() (a text being embedded
+ * off the loop), and without pausing at once: the messages that follow are
+ * shown to on_skip (the caller looks ahead at them) until it has seen
+ * enough, and only then is the partition paused. librdkafka's pause purges
+ * what was fetched of the partition, so a paused partition shows nothing
+ * more. Either way the partition is sought back to the message and read
+ * again from there.
  */
 #include "errstr.h"
 #include "kafkaconf.h"
@@ -67,8 +74,10 @@ struct consumer {
 	 * this consumer committed; RD_KAFKA_OFFSET_INVALID when unknown */
 	rd_kafka_topic_partition_list_t *start_offsets;
 	rd_kafka_topic_partition_list_t *committed_offsets;
-	/* partitions waiting to re-read a message: the offset to seek back to */
-	rd_kafka_topic_partition_list_t *waiting;
+	/* partitions waiting to re-read a message: the offset to seek back to;
+	 * on the timer (waiting) or on consumer_release() (held; its opaque is
+	 * non-NULL once the partition is paused) */
+	rd_kafka_topic_partition_list_t *waiting, *held;
 	ev_timer retry_timer;
 };
 
@@ -319,10 +328,15 @@ static void on_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *parti
 		      bool cooperative)
 {
 	for (int i = 0; i < partitions->cnt; i++) {
-		rd_kafka_topic_partition_list_del(c->start_offsets, partitions->elems[i].topic,
-						  partitions->elems[i].partition);
-		rd_kafka_topic_partition_list_del(c->committed_offsets, partitions->elems[i].topic,
-						  partitions->elems[i].partition);
+		const char *topic = partitions->elems[i].topic;
+		int32_t partition = partitions->elems[i].partition;
+		rd_kafka_topic_partition_list_del(c->start_offsets, topic, partition);
+		rd_kafka_topic_partition_list_del(c->committed_offsets, topic, partition);
+		/* a waiting message is the next owner's (or ours again from the stored offset) */
+		if (c->waiting != NULL)
+			rd_kafka_topic_partition_list_del(c->waiting, topic, partition);
+		if (c->held != NULL)
+			rd_kafka_topic_partition_list_del(c->held, topic, partition);
 	}
 	/* lost partitions are already someone else's, but our own state is still ours to write */
 	for (int i = 0; i < partitions->cnt && c->callbacks.on_revoke != NULL; i++)
@@ -381,6 +395,28 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
+/* Whether a partition waits to re-read a message (timer or hold). */
+static bool is_waiting(const struct consumer *c, const char *topic, int32_t partition)
+{
+	return (c->waiting != NULL &&
+		rd_kafka_topic_partition_list_find(c->waiting, topic, partition) != NULL) ||
+	       (c->held != NULL &&
+		rd_kafka_topic_partition_list_find(c->held, topic, partition) != NULL);
+}
+
+/* Pauses a held partition: the caller has looked ahead far enough. */
+static void pause_held(struct consumer *c, rd_kafka_topic_partition_t *held)
+{
+	rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(one, held->topic, held->partition);
+	rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk, one);
+	rd_kafka_topic_partition_list_destroy(one);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		report(c, false, "hold %s[%" PRId32 "]: pause: %s", held->topic, held->partition,
+		       rd_kafka_err2str(err));
+	held->opaque = c; /* paused (or tried: the seek back makes it right anyway) */
+}
+
 static void deliver(struct consumer *c, rd_kafka_message_t *m)
 {
 	struct consumer_message message;
@@ -394,9 +430,6 @@ static void deliver(struct consumer *c, rd_kafka_message_t *m)
 		return;
 	}
 	c->broker_up = true;
-	if (c->waiting != NULL && rd_kafka_topic_partition_list_find(
-				      c->waiting, rd_kafka_topic_name(m->rkt), m->partition) != NULL)
-		return; /* fetched before the pause: read again after the seek */
 	message.topic = rd_kafka_topic_name(m->rkt);
 	message.partition = m->partition;
 	message.offset = m->offset;
@@ -408,6 +441,19 @@ static void deliver(struct consumer *c, rd_kafka_message_t *m)
 	if (timestamp_type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE)
 		message.timestamp_ms = -1;
 	message.internal = m;
+	if (is_waiting(c, message.topic, message.partition)) {
+		/* read again after the seek; a held partition is looked ahead at
+		 * until the caller has seen enough */
+		bool more =
+		    c->callbacks.on_skip != NULL && c->callbacks.on_skip(&message, c->opaque);
+		rd_kafka_topic_partition_t *held =
+		    c->held != NULL ? rd_kafka_topic_partition_list_find(c->held, message.topic,
+									 message.partition)
+				    : NULL;
+		if (held != NULL && held->opaque == NULL && !more)
+			pause_held(c, held);
+		return;
+	}
 	c->callbacks.on_message(&message, c->opaque);
 }
 
@@ -629,7 +675,24 @@ static int set_paused(struct consumer *c, bool paused, char *errstr, size_t errs
 	return 0;
 }
 
-/* Seeks each waiting partition back to its message and resumes it. */
+/* Seeks each partition of waiting back to its message and resumes it; frees waiting. */
+static void seek_and_resume(struct consumer *c, rd_kafka_topic_partition_list_t *waiting)
+{
+	rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, waiting, 5000);
+	if (error != NULL) {
+		report(c, false, "seek back: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+	}
+	for (int i = 0; i < waiting->cnt; i++)
+		if (waiting->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			report(c, false, "seek back %s[%" PRId32 "] to %" PRId64 ": %s",
+			       waiting->elems[i].topic, waiting->elems[i].partition,
+			       waiting->elems[i].offset, rd_kafka_err2str(waiting->elems[i].err));
+	if (!c->paused)
+		rd_kafka_resume_partitions(c->rk, waiting);
+	rd_kafka_topic_partition_list_destroy(waiting);
+}
+
 static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct consumer *c = w->data;
@@ -639,38 +702,30 @@ static void on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (waiting == NULL)
 		return;
 	c->waiting = NULL;
-	rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, waiting, 5000);
-	if (error != NULL) {
-		report(c, false, "retry: seek: %s", rd_kafka_error_string(error));
-		rd_kafka_error_destroy(error);
-	}
-	for (int i = 0; i < waiting->cnt; i++)
-		if (waiting->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
-			report(c, false, "retry: seek %s[%" PRId32 "] to %" PRId64 ": %s",
-			       waiting->elems[i].topic, waiting->elems[i].partition,
-			       waiting->elems[i].offset, rd_kafka_err2str(waiting->elems[i].err));
-	if (!c->paused)
-		rd_kafka_resume_partitions(c->rk, waiting);
-	rd_kafka_topic_partition_list_destroy(waiting);
+	seek_and_resume(c, waiting);
 }
 
-int consumer_retry_later(struct consumer *c, const char *topic, int32_t partition, int64_t offset,
-			 int delay_ms, char *errstr, size_t errstr_size)
+/*
+ * Adds topic/partition at offset to *list (created when NULL) and, with
+ * pause, pauses it; a partition already waiting in either list stays as it is.
+ * @returns 0, or -1 with errstr filled.
+ */
+static int wait_at(struct consumer *c, rd_kafka_topic_partition_list_t **list, const char *topic,
+		   int32_t partition, int64_t offset, bool pause, char *errstr, size_t errstr_size)
 {
-	if (c->waiting == NULL && (c->waiting = rd_kafka_topic_partition_list_new(4)) == NULL) {
-		set_errstr(errstr, errstr_size, "retry %s[%" PRId32 "]: out of memory", topic,
+	if (is_waiting(c, topic, partition))
+		return 0; /* already waiting, for an earlier message */
+	if (*list == NULL && (*list = rd_kafka_topic_partition_list_new(4)) == NULL) {
+		set_errstr(errstr, errstr_size, "pause %s[%" PRId32 "]: out of memory", topic,
 			   partition);
 		return -1;
 	}
-	rd_kafka_topic_partition_t *tp =
-	    rd_kafka_topic_partition_list_find(c->waiting, topic, partition);
-	if (tp != NULL)
-		return 0; /* already waiting, for an earlier message */
-	tp = rd_kafka_topic_partition_list_add(c->waiting, topic, partition);
-	tp->offset = offset;
+	rd_kafka_topic_partition_list_add(*list, topic, partition)->offset = offset;
+	if (!pause)
+		return 0;
 	rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
 	if (one == NULL) {
-		set_errstr(errstr, errstr_size, "retry %s[%" PRId32 "]: out of memory", topic,
+		set_errstr(errstr, errstr_size, "pause %s[%" PRId32 "]: out of memory", topic,
 			   partition);
 		return -1;
 	}
@@ -678,10 +733,18 @@ int consumer_retry_later(struct consumer *c, const char *topic, int32_t partitio
 	rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk, one);
 	rd_kafka_topic_partition_list_destroy(one);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		set_errstr(errstr, errstr_size, "retry %s[%" PRId32 "]: pause: %s", topic, partition,
+		set_errstr(errstr, errstr_size, "pause %s[%" PRId32 "]: %s", topic, partition,
 			   rd_kafka_err2str(err));
 		return -1;
 	}
+	return 0;
+}
+
+int consumer_retry_later(struct consumer *c, const char *topic, int32_t partition, int64_t offset,
+			 int delay_ms, char *errstr, size_t errstr_size)
+{
+	if (wait_at(c, &c->waiting, topic, partition, offset, true, errstr, errstr_size) != 0)
+		return -1;
 	if (!ev_is_active(&c->retry_timer)) {
 		ev_timer_set(&c->retry_timer, delay_ms / 1000.0, 0.);
 		ev_timer_start(c->loop, &c->retry_timer);
@@ -692,6 +755,28 @@ int consumer_retry_later(struct consumer *c, const char *topic, int32_t partitio
 bool consumer_retrying(const struct consumer *c)
 {
 	return c->waiting != NULL && c->waiting->cnt > 0;
+}
+
+int consumer_hold(struct consumer *c, const char *topic, int32_t partition, int64_t offset,
+		  char *errstr, size_t errstr_size)
+{
+	return wait_at(c, &c->held, topic, partition, offset, false, errstr, errstr_size);
+}
+
+void consumer_release(struct consumer *c, const char *topic, int32_t partition)
+{
+	rd_kafka_topic_partition_t *tp =
+	    c->held != NULL ? rd_kafka_topic_partition_list_find(c->held, topic, partition) : NULL;
+	if (tp == NULL)
+		return;
+	rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+	if (one == NULL) {
+		report(c, false, "release %s[%" PRId32 "]: out of memory", topic, partition);
+		return;
+	}
+	rd_kafka_topic_partition_list_add(one, topic, partition)->offset = tp->offset;
+	rd_kafka_topic_partition_list_del(c->held, topic, partition);
+	seek_and_resume(c, one);
 }
 
 int consumer_pause_all(struct consumer *c, char *errstr, size_t errstr_size)
@@ -791,6 +876,8 @@ out_destroy_queues:
 	rd_kafka_topic_partition_list_destroy(c->start_offsets);
 	if (c->waiting != NULL)
 		rd_kafka_topic_partition_list_destroy(c->waiting);
+	if (c->held != NULL)
+		rd_kafka_topic_partition_list_destroy(c->held);
 	free(c);
 	return rc;
 }

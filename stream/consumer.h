@@ -83,6 +83,16 @@ struct consumer_callbacks {
 	 */
 	void (*on_lag)(const char *topic, int32_t partition, int64_t lag, int64_t committed_lag,
 		       void *opaque);
+	/**
+	 * A message of a partition that waits (consumer_hold() or
+	 * consumer_retry_later()): it is not delivered now but read again, in
+	 * order, once the partition resumes. The caller may look ahead at it
+	 * (prepare work it will need) but must not apply it. @returns true to
+	 * go on looking ahead at a held partition, false when that is enough
+	 * (the partition is paused). Optional (without it, a held partition is
+	 * paused at its next message).
+	 */
+	bool (*on_skip)(const struct consumer_message *message, void *opaque);
 };
 
 /** Consumer settings. Strings are copied by consumer_new(); nothing is owned. */
@@ -138,11 +148,6 @@ int consumer_commit(struct consumer *consumer, const struct consumer_position *p
 		    size_t position_count, bool async, char *errstr, size_t errstr_size);
 
 /**
- * @brief Stop fetching every assigned partition (and those assigned later)
- * until consumer_resume_all(); messages already fetched are still delivered.
- * @returns 0, or -1 with errstr filled.
- */
-/**
  * @brief Take the message at topic/partition/offset again later: the
  * partition is paused, messages of it already fetched are not delivered,
  * and after delay_ms it is sought back to offset and resumed. For input the
@@ -156,6 +161,33 @@ int consumer_retry_later(struct consumer *consumer, const char *topic, int32_t p
 /** @returns true while a partition waits to re-read a message. */
 bool consumer_retrying(const struct consumer *consumer);
 
+/**
+ * @brief Hold the message at topic/partition/offset until consumer_release():
+ * as consumer_retry_later() without a timer. For a message that waits for
+ * work done elsewhere (its text embedded): its offset is not the caller's
+ * to mark, nothing of the partition is delivered meanwhile, other
+ * partitions flow. The partition goes on being read for on_skip (look-ahead)
+ * until on_skip returns false, and is paused then. A partition already held
+ * or waiting stays so (for its earlier message).
+ * @returns 0, or -1 with errstr filled.
+ */
+int consumer_hold(struct consumer *consumer, const char *topic, int32_t partition, int64_t offset,
+		  char *errstr, size_t errstr_size);
+
+/**
+ * @brief Undo consumer_hold() now: the partition is sought back to the held
+ * message and resumed (unless consumer_pause_all() paused everything), so
+ * the held message is the next one delivered. Not held: nothing happens.
+ * The seek waits for librdkafka's own thread to take it (bounded at 5 s; well
+ * under a millisecond on a running consumer), as consumer_retry_later()'s does.
+ */
+void consumer_release(struct consumer *consumer, const char *topic, int32_t partition);
+
+/**
+ * @brief Stop fetching every assigned partition (and those assigned later)
+ * until consumer_resume_all(); messages already fetched are still delivered.
+ * @returns 0, or -1 with errstr filled.
+ */
 int consumer_pause_all(struct consumer *consumer, char *errstr, size_t errstr_size);
 
 /** @brief Undo consumer_pause_all(). @returns 0, or -1 with errstr filled. */

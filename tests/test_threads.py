@@ -3,7 +3,8 @@
 The top-k engine hands query slices to helper threads while OpenBLAS runs
 its own; the state hands commits to a writer thread while the caller learns
 and reads RocksDB; the refresher's workers rank lists while the loop learns; the
-lookup API's thread reads lists while the loop replaces them. All run here under ThreadSanitizer builds. OpenBLAS and
+lookup API's thread reads lists while the loop replaces them; the text
+threads embed while the loop submits and takes. All run here under ThreadSanitizer builds. OpenBLAS and
 RocksDB are not instrumented and synchronise with primitives ThreadSanitizer
 cannot see, so tests/tsan.supp silences reports that pass through them (and
 only those): a race between two of our own threads is still reported.
@@ -47,6 +48,16 @@ def test_lookup_api_thread_reads_lists_beside_their_writer_race_free():
     """067_lists_api: the API's thread answers lookups over loopback while the
     test's thread (the event loop's role) replaces every list again and again."""
     result = run([BUILD / "tsan" / "067_lists_api"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "ThreadSanitizer" not in output, output[-6000:]
+    assert "PASSED" in output
+
+
+def test_text_threads_embed_beside_the_loop_race_free():
+    """068_embedpool: the text threads embed while the test's thread (the
+    loop's role) submits, takes, drops owners and frees the pool mid-work."""
+    result = run([BUILD / "tsan" / "068_embedpool"])
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert "ThreadSanitizer" not in output, output[-6000:]

@@ -4,7 +4,9 @@
  * group resumes exactly after the offset the caller says it stored; a commit
  * is honoured by the next member of the group; on_revoke runs before
  * partitions leave, under the eager and the cooperative protocol; bad
- * properties are named; the lag timer reports consumer lag; no fd outlives a test.
+ * properties are named; the lag timer reports consumer lag; a held message
+ * (consumer_hold) lets on_skip look ahead, and after consumer_release comes
+ * again, followed by the rest in order, each once; no fd outlives a test.
  *
  * Needs a broker: STREAMREC_TEST_BOOTSTRAP=host:port (tools/kafka-broker).
  */
@@ -68,6 +70,14 @@ struct member {
 	int64_t last_lag;
 	int fatal_errors;
 	char last_error[512];
+	/* consumer_hold(): the offsets to hold once each, which is held now, and
+	 * what on_skip saw of it */
+	int64_t hold_at[2];
+	bool hold_done[2], holding;
+	int64_t holding_offset;
+	int skipped, skip_limit;
+	int64_t skipped_first, skipped_last;
+	bool skipped_in_order;
 };
 
 static int count_fds(void)
@@ -99,9 +109,22 @@ static void on_message(const struct consumer_message *m, void *opaque)
 {
 	struct member *mb = opaque;
 	size_t i = mb->received;
-	char seq[16];
+	char seq[16], errstr[256];
 	if (i >= MAX_RECEIVED)
 		return;
+	for (int k = 0; k < 2; k++) {
+		if (m->offset != mb->hold_at[k] || mb->hold_done[k])
+			continue;
+		/* not taken: held, and delivered again after consumer_release() */
+		if (consumer_hold(mb->consumer, m->topic, m->partition, m->offset, errstr,
+				  sizeof errstr) != 0)
+			fail_msg("%s", errstr);
+		mb->hold_done[k] = mb->holding = true;
+		mb->holding_offset = m->offset;
+		mb->skipped = 0;
+		mb->skipped_first = mb->skipped_last = -1;
+		return;
+	}
 	mb->partitions[i] = m->partition;
 	mb->offsets[i] = m->offset;
 	mb->tombstone[i] = m->value == NULL;
@@ -117,6 +140,20 @@ static void on_message(const struct consumer_message *m, void *opaque)
 	copy_header(m, PRODUCER_HEADER_SOURCE_PARTITION, mb->dead_letter_headers[2], 64);
 	copy_header(m, PRODUCER_HEADER_SOURCE_OFFSET, mb->dead_letter_headers[3], 64);
 	mb->received++;
+}
+
+/* Look-ahead at a held partition: the messages after the held one, in order, until skip_limit. */
+static bool on_skip(const struct consumer_message *m, void *opaque)
+{
+	struct member *mb = opaque;
+	if (!mb->holding)
+		return false;
+	if (mb->skipped_first < 0)
+		mb->skipped_first = m->offset;
+	else if (m->offset != mb->skipped_last + 1)
+		mb->skipped_in_order = false;
+	mb->skipped_last = m->offset;
+	return ++mb->skipped < mb->skip_limit;
 }
 
 static int offset_for(const char *topic, int32_t partition, int64_t *stored, void *opaque)
@@ -185,7 +222,8 @@ static void member_start(struct member *mb, struct fixture *f, const char *group
 			  .offset_for = offset_for,
 			  .on_revoke = on_revoke,
 			  .on_error = on_error,
-			  .on_lag = on_lag},
+			  .on_lag = on_lag,
+			  .on_skip = on_skip},
 	    .opaque = mb,
 	};
 	char errstr[512];
@@ -193,6 +231,8 @@ static void member_start(struct member *mb, struct fixture *f, const char *group
 	mb->f = f;
 	mb->stored_offset = stored_offset;
 	mb->last_lag = -1;
+	mb->hold_at[0] = mb->hold_at[1] = -1;
+	mb->skipped_in_order = true;
 	mb->consumer = consumer_new(&config, f->loop, errstr, sizeof errstr);
 	if (mb->consumer == NULL)
 		fail_msg("%s", errstr);
@@ -428,6 +468,54 @@ static void messages_arrive_in_order_and_resume_after_stored_offset(void **state
 	assert_no_fd_leak(f);
 }
 
+/* Holding: looked ahead at far enough (the partition paused), then released. */
+static bool looked_ahead(void *arg)
+{
+	struct member *mb = arg;
+	if (!mb->holding || mb->skipped < mb->skip_limit)
+		return false;
+	mb->holding = false;
+	consumer_release(mb->consumer, mb->f->topic, 0);
+	return true;
+}
+
+/* (a') a held message: the messages after it are looked at, not delivered;
+ * released, it comes again and every message after it once, in order. */
+static void held_message_comes_again_after_release(void **state)
+{
+	struct fixture *f = *state;
+	struct member *mb = f->members[0];
+	char errstr[512];
+	if (kafkatest_create_topic(f->bootstrap, f->topic, 1, KAFKATEST_TIMEOUT_MS, errstr,
+				   sizeof errstr) != 0)
+		fail_msg("%s", errstr);
+	start_producer(f);
+	produce_numbered(f, 0, MESSAGE_COUNT, true);
+	member_start(mb, f, f->group, -1, NULL, 0, 0);
+	mb->hold_at[0] = 50;
+	mb->hold_at[1] = 120;
+	mb->skip_limit = 20;
+	for (int k = 0; k < 2; k++) {
+		if (!run_until(f->loop, looked_ahead, mb, DEADLINE_MS))
+			fail_msg("hold %d: %zu received, %d looked ahead at, last error: %s", k,
+				 mb->received, mb->skipped, mb->last_error);
+		assert_int_equal(mb->received, (size_t)mb->hold_at[k]);
+		assert_int_equal(mb->skipped_first, mb->hold_at[k] + 1);
+		assert_true(mb->skipped_last >= mb->hold_at[k] + 19);
+		assert_true(mb->skipped_in_order);
+	}
+	struct received_wait w = {mb, MESSAGE_COUNT + 1, false};
+	if (!run_until(f->loop, received_enough, &w, DEADLINE_MS))
+		fail_msg("%zu of %d messages after the holds, last error: %s", mb->received,
+			 MESSAGE_COUNT + 1, mb->last_error);
+	run_until(f->loop, NULL, NULL, QUIET_MS); /* nothing more may come */
+	assert_int_equal(mb->received, MESSAGE_COUNT + 1);
+	for (size_t i = 0; i <= MESSAGE_COUNT; i++)
+		assert_int_equal(mb->offsets[i], (int64_t)i);
+	member_close(mb);
+	assert_no_fd_leak(f);
+}
+
 /* (b) a dead letter's provenance headers arrive as decimal strings. */
 static void dead_letter_headers_arrive(void **state)
 {
@@ -626,6 +714,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(bad_properties_are_named, setup, teardown),
 	    cmocka_unit_test_setup_teardown(messages_arrive_in_order_and_resume_after_stored_offset,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(held_message_comes_again_after_release, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(dead_letter_headers_arrive, setup, teardown),
 	    cmocka_unit_test_setup_teardown(next_member_starts_at_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(revoke_eager, setup, teardown),
