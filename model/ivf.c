@@ -22,6 +22,7 @@
 
 #include "grow.h"
 #include "rng.h"
+#include "sorted.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -147,16 +148,7 @@ static void heap_offer(uint64_t *heap, size_t *count, size_t k, uint64_t key)
 
 static bool sorted_contains(const uint32_t *sorted, size_t count, uint32_t item)
 {
-	size_t low = 0, high = count;
-
-	while (low < high) {
-		size_t mid = low + (high - low) / 2;
-		if (sorted[mid] < item)
-			low = mid + 1;
-		else
-			high = mid;
-	}
-	return low < count && sorted[low] == item;
+	return sorted_find(sorted, count, item) != SIZE_MAX;
 }
 
 /* ---- layouts: cells and centroids ------------------------------------------------ */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "grow.h"
+#include "sorted.h"
 #include "rng.h"
 
 const char *listrules_rule_name(enum listrules_rule rule)
@@ -433,16 +434,9 @@ static float boost_of(const struct listrules_view *v, uint32_t item)
 	if (category != LISTRULES_NO_CATEGORY && v->category_boost != NULL &&
 	    category < v->category_count)
 		delta += v->category_boost[category];
-	size_t lo = 0, hi = v->boost_item_count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (v->boost_items[mid] < item)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo < v->boost_item_count && v->boost_items[lo] == item)
-		delta += v->boost_deltas[lo];
+	size_t at = sorted_find(v->boost_items, v->boost_item_count, item);
+	if (at != SIZE_MAX)
+		delta += v->boost_deltas[at];
 	return delta;
 }
 

@@ -15,6 +15,7 @@
 #include "popularity.h"
 #include "radix.h"
 #include "rng.h"
+#include "sorted.h"
 #include "sampler.h"
 #include "sgd.h"
 #include "topk.h"
@@ -870,14 +871,7 @@ static void apply_step(const struct model *m, float *row, const float *grad, siz
 
 static int set_insert(struct item_set *set, uint32_t item)
 {
-	uint32_t lo = 0, hi = set->count;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (set->items[mid] < item)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	uint32_t lo = (uint32_t)sorted_lower_bound(set->items, set->count, item);
 	if (lo < set->count && set->items[lo] == item)
 		return 0;
 	if (set->count == set->capacity) {
@@ -2210,20 +2204,6 @@ void model_batch_covis_terms(const struct model_batch *batch, size_t w,
 					    .count = q->sparse_count};
 }
 
-/* item's place among the sorted terms, or SIZE_MAX */
-static size_t covis_term_of(const struct model_covis_terms *covis, uint32_t item)
-{
-	size_t low = 0, high = covis->count;
-	while (low < high) {
-		size_t mid = low + (high - low) / 2;
-		if (covis->items[mid] < item)
-			low = mid + 1;
-		else
-			high = mid;
-	}
-	return low < covis->count && covis->items[low] == item ? low : SIZE_MAX;
-}
-
 int model_explain(struct model *model, uint32_t user, const struct model_covis_terms *covis,
 		  const uint32_t *items, size_t count, struct model_explanation *out)
 {
@@ -2292,7 +2272,7 @@ int model_explain(struct model *model, uint32_t user, const struct model_covis_t
 		}
 		uint32_t intent_item = e->because_item, covis_item = UINT32_MAX;
 		e->because_item = UINT32_MAX;
-		size_t t = covis != NULL ? covis_term_of(covis, item) : SIZE_MAX;
+		size_t t = covis != NULL ? sorted_find(covis->items, covis->count, item) : SIZE_MAX;
 		if (t != SIZE_MAX) {
 			e->covis = covis->scores[t];
 			covis_item = covis->because[t];

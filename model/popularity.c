@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sorted.h"
+
 #define RESCALE_ABOVE 1e200
 
 /*
@@ -103,15 +105,7 @@ static size_t first_rank_with(const struct popularity *p, size_t upto, uint64_t 
 
 int popularity_sorted_contains(const uint32_t *sorted, size_t count, uint32_t item)
 {
-	size_t lo = 0, hi = count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (sorted[mid] < item)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < count && sorted[lo] == item;
+	return sorted_find(sorted, count, item) != SIZE_MAX;
 }
 
 static int skipped(uint32_t item, const uint32_t *exclude, size_t exclude_count,

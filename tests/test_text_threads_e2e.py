@@ -64,6 +64,23 @@ def event_wave(rng, start_ms, count, items_of_kind):
     return rows
 
 
+def stop_and_compare_digests(both):
+    """Stops both daemons cleanly and asserts their states digest alike (read
+    with the daemons' settings: rows written with content.dim hold content state)."""
+    for d in both:
+        assert d.stop() == 0
+    digests = [subprocess.run([STREAMREC, "digest", "--config", d.config],
+                              check=True, capture_output=True, text=True).stdout
+               for d in both]
+    assert digests[0] == digests[1], digests
+
+
+def kill_left(both):
+    for d in both:
+        if d.process is not None and d.process.poll() is None:
+            d.process.kill()
+
+
 def test_text_threads_learn_the_same_model_as_the_loop(kafka_broker, tmp_path):
     assert MODEL.exists(), f"{MODEL} missing: make deps-model"
     loop = Daemon(kafka_broker, tmp_path, "onloop", partitions=1)
@@ -116,17 +133,9 @@ def test_text_threads_learn_the_same_model_as_the_loop(kafka_broker, tmp_path):
         assert pool.metric("streamrec_text_embed_seconds_total") > 0
         assert pool.metric("streamrec_text_embed_holds_total") > 0
         assert pool.metric("streamrec_text_embed_queue") == 0
-        for d in both:
-            assert d.stop() == 0
-        # with the daemons' settings: rows written with content.dim hold content state
-        digests = [subprocess.run([STREAMREC, "digest", "--config", d.config],
-                                  check=True, capture_output=True, text=True).stdout
-                   for d in both]
-        assert digests[0] == digests[1], digests
+        stop_and_compare_digests(both)
     finally:
-        for d in both:
-            if d.process is not None and d.process.poll() is None:
-                d.process.kill()
+        kill_left(both)
 
 
 def test_a_crash_while_messages_wait_for_their_text_loses_nothing(kafka_broker, tmp_path):
@@ -173,13 +182,6 @@ def test_a_crash_while_messages_wait_for_their_text_loses_nothing(kafka_broker, 
         assert crashy.wait_for(lambda: crashy.metric("streamrec_text_embed_queue") == 0 and
                                crashy.metric("streamrec_content_texts_embedded_total") > 0, 300)
         settled(crashy, seconds=5)
-        for d in both:
-            assert d.stop() == 0
-        digests = [subprocess.run([STREAMREC, "digest", "--config", d.config],
-                                  check=True, capture_output=True, text=True).stdout
-                   for d in both]
-        assert digests[0] == digests[1], digests
+        stop_and_compare_digests(both)
     finally:
-        for d in both:
-            if d.process is not None and d.process.poll() is None:
-                d.process.kill()
+        kill_left(both)
