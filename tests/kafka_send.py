@@ -11,23 +11,31 @@ def send_raw(bootstrap, topic, payloads):
                    check=True, capture_output=True)
 
 
+def send_records(bootstrap, topic, schema, keyed_records):
+    """keyed_records: (key, record) pairs, each record written with the
+    parsed Avro schema (raw framing); a record None sends a tombstone."""
+    import fastavro, io
+    lines = []
+    for key, record in keyed_records:
+        if record is None:
+            lines.append(f"key={key.encode().hex()} -")
+            continue
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, record)
+        lines.append(f"key={key.encode().hex()} {buf.getvalue().hex()}")
+    subprocess.run([BUILD / "tests" / "kafka_send", bootstrap, topic],
+                   input="".join(line + "\n" for line in lines).encode(), check=True,
+                   capture_output=True)
+
+
 def send_item_events(bootstrap, topic, items):
     """items: (item_id, in_stock) or (item_id, in_stock, category) tuples;
     in_stock None sends a tombstone (retired)."""
-    import fastavro, io, json
+    import fastavro, json
     from harness import SCHEMAS
     schema = fastavro.parse_schema(json.loads((SCHEMAS / "item_event.avsc").read_text()))
-    lines = []
-    for item_id, in_stock, *category in items:
-        if in_stock is None:
-            lines.append(f"key={item_id.encode().hex()} -")
-        else:
-            buf = io.BytesIO()
-            fastavro.schemaless_writer(buf, schema, {"item_id": item_id,
-                                                     "category": category[0] if category else None,
-                                                     "price": None, "in_stock": in_stock,
-                                                     "ts": 1700000000000})
-            lines.append(f"key={item_id.encode().hex()} {buf.getvalue().hex()}")
-    subprocess.run([BUILD / "tests" / "kafka_send", bootstrap, topic],
-                   input="".join(l + "\n" for l in lines).encode(), check=True,
-                   capture_output=True)
+    send_records(bootstrap, topic, schema,
+                 [(item_id, None if in_stock is None else
+                   {"item_id": item_id, "category": category[0] if category else None,
+                    "price": None, "in_stock": in_stock, "ts": 1700000000000})
+                  for item_id, in_stock, *category in items])

@@ -8,7 +8,6 @@ announced: users of its kind get it in their lists, users of other kinds do
 not, and a variant with the content signal off never lists it. The map
 survives a restart; vectors that break the contract are dead letters.
 """
-import io
 import json
 import math
 import random
@@ -18,7 +17,8 @@ import time
 import fastavro
 import pytest
 
-from harness import BUILD, SCHEMAS
+from harness import SCHEMAS
+from kafka_send import send_records
 from test_daemon_e2e import STREAMREC, daemon, latest_lists, settled  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.kafka
@@ -52,17 +52,12 @@ def content_of(centre, rng):
 
 def send_items(daemon, items):
     """items: dicts of ItemEvent fields (item_id and content at least)."""
-    lines = []
-    for item in items:
-        record = {"item_id": item["item_id"], "category": None, "price": None,
-                  "in_stock": True, "ts": 1700000000000, "title": item.get("title"),
-                  "description": None, "content": item.get("content")}
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, ITEM_SCHEMA, record)
-        lines.append(f"key={item['item_id'].encode().hex()} {buf.getvalue().hex()}")
-    subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.items],
-                   input="".join(line + "\n" for line in lines).encode(), check=True,
-                   capture_output=True)
+    send_records(daemon.broker.bootstrap, daemon.items, ITEM_SCHEMA,
+                 [(item["item_id"], {"item_id": item["item_id"], "category": None,
+                                     "price": None, "in_stock": True, "ts": 1700000000000,
+                                     "title": item.get("title"), "description": None,
+                                     "content": item.get("content")})
+                  for item in items])
 
 
 def vector(model, values):
@@ -176,17 +171,11 @@ def test_content_vectors_that_break_the_contract_are_dead_letters(daemon):
 
 def send_searches(daemon, searches):
     """searches: (user, search dict) pairs, sent as UserEvents with an empty item_id."""
-    lines = []
-    for n, (user, search) in enumerate(searches):
-        record = {"event_id": f"search-{user}-{n}", "user_id": user, "item_id": "",
-                  "type": "VIEW", "ts": int(time.time() * 1000), "session_id": None,
-                  "quantity": None, "price": None, "list_id": None, "search": search}
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, USER_SCHEMA, record)
-        lines.append(f"key={user.encode().hex()} {buf.getvalue().hex()}")
-    subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.events],
-                   input="".join(line + "\n" for line in lines).encode(), check=True,
-                   capture_output=True)
+    send_records(daemon.broker.bootstrap, daemon.events, USER_SCHEMA,
+                 [(user, {"event_id": f"search-{user}-{n}", "user_id": user, "item_id": "",
+                          "type": "VIEW", "ts": int(time.time() * 1000), "session_id": None,
+                          "quantity": None, "price": None, "list_id": None, "search": search})
+                  for n, (user, search) in enumerate(searches)])
 
 
 def share_of_kind(lists, users, kind):

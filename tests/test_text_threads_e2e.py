@@ -15,15 +15,13 @@ digest depends on the order of events across partitions, which two
 consumers do not share. Each wave of items is embedded by both daemons
 before the next wave of events, for the same reason across the two topics.
 """
-import io
 import random
 import subprocess
 import time
 
-import fastavro
 import pytest
 
-from harness import BUILD
+from kafka_send import send_records
 from test_content_e2e import USER_SCHEMA, send_items
 from test_daemon_e2e import STREAMREC, Daemon, settled
 from test_text_content_e2e import CONFIG, KINDS, MODEL, title
@@ -39,18 +37,12 @@ QUERIES = [["shoes for running a marathon", "trail running sneakers"],
 
 def send_events(daemon, rows):
     """rows: (ts_ms, user, item, search text or None) in order, to the events topic."""
-    lines = []
-    for n, (ts, user, item, text) in enumerate(rows):
-        record = {"event_id": f"e{n}-{user}", "user_id": user, "item_id": "" if text else item,
-                  "type": "VIEW", "ts": ts, "session_id": None, "quantity": None,
-                  "price": None, "list_id": None,
-                  "search": {"text": text, "content": None} if text else None}
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, USER_SCHEMA, record)
-        lines.append(f"key={user.encode().hex()} {buf.getvalue().hex()}")
-    subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.events],
-                   input="".join(line + "\n" for line in lines).encode(), check=True,
-                   capture_output=True)
+    send_records(daemon.broker.bootstrap, daemon.events, USER_SCHEMA,
+                 [(user, {"event_id": f"e{n}-{user}", "user_id": user,
+                          "item_id": "" if text else item, "type": "VIEW", "ts": ts,
+                          "session_id": None, "quantity": None, "price": None, "list_id": None,
+                          "search": {"text": text, "content": None} if text else None})
+                  for n, (ts, user, item, text) in enumerate(rows)])
 
 
 def event_wave(rng, start_ms, count, items_of_kind):
@@ -62,6 +54,19 @@ def event_wave(rng, start_ms, count, items_of_kind):
         text = rng.choice(QUERIES[kind]) if rng.random() < 0.08 else None
         rows.append((start_ms + 5 * e, f"u{u}", rng.choice(items_of_kind[kind]), text))
     return rows
+
+
+def twin_daemons(kafka_broker, tmp_path, first, first_threads, second, second_threads):
+    """Two daemons on the first one's topics (one partition), with their own
+    state and content.text_threads each."""
+    a = Daemon(kafka_broker, tmp_path, first, partitions=1)
+    b = Daemon(kafka_broker, tmp_path, second, partitions=1)
+    b.config.write_text(b.config.read_text()
+                        .replace(f"topic = {second}.events", f"topic = {first}.events")
+                        .replace(f"items_topic = {second}.items", f"items_topic = {first}.items"))
+    a.add_config(CONFIG.replace("[content]\n", f"[content]\ntext_threads = {first_threads}\n"))
+    b.add_config(CONFIG.replace("[content]\n", f"[content]\ntext_threads = {second_threads}\n"))
+    return a, b
 
 
 def stop_and_compare_digests(both):
@@ -83,14 +88,7 @@ def kill_left(both):
 
 def test_text_threads_learn_the_same_model_as_the_loop(kafka_broker, tmp_path):
     assert MODEL.exists(), f"{MODEL} missing: make deps-model"
-    loop = Daemon(kafka_broker, tmp_path, "onloop", partitions=1)
-    pool = Daemon(kafka_broker, tmp_path, "pooled", partitions=1)
-    pool.config.write_text(pool.config.read_text()
-                           .replace("topic = pooled.events", "topic = onloop.events")
-                           .replace("items_topic = pooled.items", "items_topic = onloop.items"))
-    loop.add_config(CONFIG.replace("[content]\n", "[content]\ntext_threads = 0\n"))
-    pool.add_config(CONFIG.replace("[content]\n", "[content]\ntext_threads = 2\n"))
-    both = (loop, pool)
+    loop, pool = both = twin_daemons(kafka_broker, tmp_path, "onloop", 0, "pooled", 2)
     rng = random.Random(11)
     try:
         for d in both:
@@ -143,15 +141,8 @@ def test_a_crash_while_messages_wait_for_their_text_loses_nothing(kafka_broker, 
     for their vectors (held, unmarked) and restarted: it ends with the same
     model as a daemon that embedded every text on its loop, uninterrupted."""
     assert MODEL.exists(), f"{MODEL} missing: make deps-model"
-    steady = Daemon(kafka_broker, tmp_path, "steadytext", partitions=1)
-    crashy = Daemon(kafka_broker, tmp_path, "crashytext", partitions=1)
-    crashy.config.write_text(crashy.config.read_text()
-                             .replace("topic = crashytext.events", "topic = steadytext.events")
-                             .replace("items_topic = crashytext.items",
-                                      "items_topic = steadytext.items"))
-    steady.add_config(CONFIG.replace("[content]\n", "[content]\ntext_threads = 0\n"))
-    crashy.add_config(CONFIG.replace("[content]\n", "[content]\ntext_threads = 1\n"))
-    both = (steady, crashy)
+    steady, crashy = both = twin_daemons(kafka_broker, tmp_path, "steadytext", 0,
+                                         "crashytext", 1)
     rng = random.Random(23)
     try:
         for d in both:
