@@ -181,6 +181,7 @@ struct refresher {
 	uint8_t *rule_of;             /* MAX_K: the rule that placed each */
 	struct model *excludes_model; /* whose user excludes_slot is (user_excludes) */
 	uint32_t excludes_slot;
+	unsigned excludes_explore_events; /* its variant's explore bound (still_new) */
 
 	/* one round's users (batch entries), by variant, and its groups */
 	uint32_t *stables;
@@ -990,6 +991,15 @@ static bool user_excludes(uint32_t item, void *opaque)
 	return model_user_excludes(r->excludes_model, r->excludes_slot, item);
 }
 
+/* The explore pool is cached for up to LISTABLE_FULL_MS; at 20k events/s an
+ * item may collect its events meanwhile and be new no longer. Read from the
+ * live model on the loop thread, as user_excludes. */
+static bool still_new(uint32_t item, void *opaque)
+{
+	const struct refresher *r = opaque;
+	return model_item_count_of(r->excludes_model, item) < r->excludes_explore_events;
+}
+
 static uint32_t find_item(const char *name, void *opaque)
 {
 	const struct refresher *r = opaque;
@@ -1023,6 +1033,7 @@ static int resolve_rules(struct refresher *r, const struct group *g)
 					.eligible = g->listable,
 					.eligible_count = r->listable_items[g->v],
 					.user_excludes = user_excludes,
+					.still_new = still_new,
 					.opaque = r};
 	if (r->c.catalog != NULL)
 		view->item_category = catalog_item_categories(r->c.catalog, &view->item_count);
@@ -1051,6 +1062,7 @@ static size_t apply_rules(struct refresher *r, const struct group *g, uint32_t s
 	}
 	struct listrules_view view = r->rules_view;
 	r->excludes_model = state_model(r->c.state, g->v);
+	r->excludes_explore_events = r->explore_events[g->v];
 	if (state_user_by_stable(r->c.state, stable, &r->excludes_slot, why, sizeof why) != 0) {
 		log_line(LOG_PRIORITY_WARNING, "refresh: list rules: %s", why);
 		view.pin_count = 0;

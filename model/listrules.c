@@ -594,7 +594,8 @@ size_t listrules_apply(const struct listrules_view *v, const struct topk_result 
 		for (size_t t = 0; t < pool; t++) {
 			uint32_t item = v->explore_pool[(start + t) % pool];
 			if (!showable(v, item) || placed(&b, item) ||
-			    !under_cap(&b, category_of(v, item)))
+			    !under_cap(&b, category_of(v, item)) ||
+			    (v->still_new != NULL && !v->still_new(item, v->opaque)))
 				continue;
 			place(&b, rank, item, candidate_score(candidates, candidate_count, item),
 			      LISTRULES_EXPLORE);

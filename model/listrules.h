@@ -19,7 +19,8 @@
  * excluded category; never twice); they count towards their category's cap
  * but are never dropped by it. Then each exploration slot (slot j of e at
  * rank floor((j + 1)·k / (e + 1)), 0-based, or the next free one) takes a
- * new item drawn uniformly from the caller's pool with a generator seeded
+ * new item drawn uniformly from the caller's pool (and still new by the
+ * caller's still_new, when the pool is a cache) with a generator seeded
  * per list (the same list id, the same draws): uniform rather than by the
  * model's score, because a new item's score rests on the few events the
  * exploration is there to collect; ranking new items by it would show the
@@ -155,9 +156,12 @@ struct listrules_view {
 	size_t pin_count;
 	unsigned max_per_category;
 	size_t explore_slots;
-	/** the new items exploration draws from (caller keeps it current) */
+	/** the new items exploration draws from; the pool may be older than the
+	 * list (a cache), so a drawn item must also pass still_new (NULL: the
+	 * pool is current) */
 	const uint32_t *explore_pool;
 	size_t explore_pool_count;
+	bool (*still_new)(uint32_t item, void *opaque);
 	/** items that may be listed at all (eligible_count flags); NULL: all */
 	const uint8_t *eligible;
 	size_t eligible_count;

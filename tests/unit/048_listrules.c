@@ -28,6 +28,14 @@ static bool excludes(uint32_t item, void *opaque)
 	return item < ITEMS && excluded_by_user[item];
 }
 
+static uint8_t no_longer_new[ITEMS]; /* events since the pool was taken */
+
+static bool still_new(uint32_t item, void *opaque)
+{
+	(void)opaque;
+	return item < ITEMS && !no_longer_new[item];
+}
+
 static void world(void)
 {
 	for (uint32_t i = 0; i < ITEMS; i++) {
@@ -35,6 +43,7 @@ static void world(void)
 		candidates[i] = (struct topk_result){.item = i, .score = 100.0f - (float)i};
 	}
 	memset(excluded_by_user, 0, sizeof excluded_by_user);
+	memset(no_longer_new, 0, sizeof no_longer_new);
 }
 
 static struct listrules_view view_of(size_t k)
@@ -308,6 +317,44 @@ static void exploration_takes_its_share_of_new_items_at_spread_ranks(void **unus
 	assert_int_equal(out[7].item, 6);
 }
 
+/* The daemon's pool is a cache (up to a second old): an item in it that
+ * collected its events since is not drawn; with none still new the slots
+ * fall to the ranking. */
+static void exploration_draws_only_items_still_new(void **unused)
+{
+	(void)unused;
+	struct topk_result out[20];
+	uint8_t rule[20];
+	uint32_t pool[] = {33, 34, 35, 36, 37, 38, 39};
+	world();
+	for (uint32_t i = 33; i < ITEMS; i++)
+		no_longer_new[i] = i != 36 && i != 38;
+	struct listrules_view v = view_of(20);
+	v.explore_slots = 3;
+	v.explore_pool = pool;
+	v.explore_pool_count = 7;
+	v.still_new = still_new;
+	bool drawn[ITEMS] = {false};
+	for (uint64_t seed = 1; seed <= 30; seed++) {
+		assert_int_equal(apply(&v, 20, seed, out, rule), 20);
+		size_t explored = 0;
+		for (size_t r = 0; r < 20; r++)
+			if (rule[r] == LISTRULES_EXPLORE) {
+				explored++;
+				assert_true(out[r].item == 36 || out[r].item == 38);
+				drawn[out[r].item] = true;
+			}
+		assert_int_equal(explored, 2); /* the third slot: ranked */
+	}
+	assert_true(drawn[36] && drawn[38]);
+	no_longer_new[36] = no_longer_new[38] = 1;
+	assert_int_equal(apply(&v, 20, 1, out, rule), 20);
+	for (size_t r = 0; r < 20; r++) {
+		assert_int_not_equal(rule[r], LISTRULES_EXPLORE);
+		assert_int_equal(out[r].item, r);
+	}
+}
+
 static void exploration_obeys_exclusions_and_the_cap(void **unused)
 {
 	(void)unused;
@@ -435,6 +482,7 @@ int main(void)
 	    cmocka_unit_test(pins_count_towards_the_cap_and_are_never_dropped_by_it),
 	    cmocka_unit_test(exploration_takes_its_share_of_new_items_at_spread_ranks),
 	    cmocka_unit_test(exploration_obeys_exclusions_and_the_cap),
+	    cmocka_unit_test(exploration_draws_only_items_still_new),
 	    cmocka_unit_test(names_resolve_to_indices_and_unknown_ones_match_nothing),
 	    cmocka_unit_test(rule_names),
 	};
