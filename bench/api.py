@@ -14,6 +14,11 @@ when a request was due, so a stalled server is not hidden):
            publishing lists all the while;
 4. ingest ceiling: closed loop while ingesting.
 
+With --api-priority 0,10 the ingest runs are made once per value of
+api.realtime_priority (changed by a reload, so the same warm daemon), in
+turn, --repeats times, and the report adds each value's medians: a side by
+side comparison of the API's thread on normal and on real-time scheduling.
+
 Prints and writes build/bench-results/api.md and api.json: the machine (CPU
 model, cores, load average: other work on the machine shows in the figures),
 requests/s, p50/p90/p99/p99.9/max latency, events learned per second during
@@ -27,7 +32,10 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +66,9 @@ class ApiBench:
         self.port, self.api_port = free_port(), free_port()
         self.metrics = Metrics(self.port)
         self.daemon = None
+        # the client on real-time scheduling: a stand-in for a client with its own cores
+        self.client_prefix = (["chrt", "-f", str(args.client_priority)]
+                              if args.client_priority else [])
         self.results = {"machine": machine_line(), "command": " ".join(sys.argv),
                         "config": vars(args), "runs": []}
 
@@ -103,6 +114,7 @@ listen = 127.0.0.1:{self.port}
 [api]
 listen = 127.0.0.1:{self.api_port}
 max_connections = {max(512, a.connections * 2)}
+realtime_priority = 0
 [model]
 dim = 32
 [refresh]
@@ -122,6 +134,32 @@ bootstrap.servers = {self.bootstrap}
                 break
             time.sleep(0.1)
         raise RuntimeError("streamrecd did not become ready; see " + str(self.work / "streamrecd.log"))
+
+    def set_api_priority(self, priority):
+        """api.realtime_priority = priority, by a reload of the running daemon.
+        @returns False when the daemon refused it (no CAP_SYS_NICE, RLIMIT_RTPRIO)."""
+        config = self.work / "streamrecd.conf"
+        text = config.read_text()
+        start = text.index("realtime_priority = ")
+        end = text.index("\n", start)
+        config.write_text(text[:start] + f"realtime_priority = {priority}" + text[end:])
+        log_path = self.work / "streamrecd.log"
+        before = log_path.stat().st_size
+        self.daemon.send_signal(signal.SIGHUP)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with open(log_path) as f:
+                f.seek(before)
+                tail = f.read()
+            if "reload refused" in tail:
+                note = tail[tail.index("reload refused"):].splitlines()[0]
+                log(note)
+                self.results.setdefault("notes", []).append(note)
+                return False
+            if "reloaded" in tail:
+                return True
+            time.sleep(0.1)
+        raise RuntimeError("the daemon did not reload")
 
     def produce(self, path, rate, retime):
         args = [self.streamrec, "produce", "--brokers", self.bootstrap, "--topic", "events",
@@ -144,18 +182,21 @@ bootstrap.servers = {self.bootstrap}
         time.sleep(3)  # the last lists published
         log(f"warm: {self.metrics.scrape()['lists']:.0f} lists published")
 
-    def run(self, name, rate, ingest):
+    def run(self, name, rate, ingest, priority=0):
         a = self.args
         producer = None
         if ingest:
             producer = self.produce(self.live, a.events_rate, retime=True)
             time.sleep(a.settle_s)
         before, cpu_before, t0 = self.metrics.scrape(), self.proc.cpu_s(), time.time()
-        out = subprocess.run([self.client, "--port", str(self.api_port), "--connections",
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run([*self.client_prefix, self.client, "--port", str(self.api_port), "--connections",
                               str(a.connections), "--threads", str(a.client_threads), "--rate",
                               str(rate), "--seconds", str(a.seconds), "--users", str(a.users),
                               "--prefix", "u"], capture_output=True, text=True)
         after, cpu_after, elapsed = self.metrics.scrape(), self.proc.cpu_s(), time.time() - t0
+        ran = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = (ran.ru_utime + ran.ru_stime - children.ru_utime - children.ru_stime) / elapsed
         if producer is not None:
             producer.kill()
             producer.wait()
@@ -163,7 +204,8 @@ bootstrap.servers = {self.bootstrap}
             raise RuntimeError("api_client failed: " + out.stderr[-2000:])
         result = json.loads(out.stdout)
         daemon_cpu = (cpu_after - cpu_before) / elapsed
-        result.update(name=name, ingest_events_per_s=(after["events"] - before["events"]) / elapsed,
+        result.update(name=name, api_priority=priority, client_cpu=client_cpu,
+                      ingest_events_per_s=(after["events"] - before["events"]) / elapsed,
                       daemon_cpu=daemon_cpu, load_average=load_average(),
                       cpu_us_per_request=None if ingest or not result["requests"]
                       else daemon_cpu * elapsed / result["requests"] * 1e6)
@@ -183,16 +225,36 @@ bootstrap.servers = {self.bootstrap}
         lines = ["# Lookup API benchmark", "",
                  f"Machine: {r['machine']}.", f"Command: `{r['command']}`.", "",
                  "| run | target req/s | achieved req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | "
-                 "max ms | ingest ev/s | daemon CPU (cores) | daemon µs/request | load avg |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                 "max ms | client late p99 ms | ingest ev/s | daemon CPU (cores) | "
+                 "client CPU | daemon µs/request | load avg |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for x in r["runs"]:
             target = f"{x['target_rate']:.0f}" if x["target_rate"] else "closed loop"
             lines.append(f"| {x['name']} | {target} | {x['requests_per_s']:,.0f} | "
                          f"{x['p50_ms']:.2f} | {x['p90_ms']:.2f} | {x['p99_ms']:.2f} | "
-                         f"{x['p999_ms']:.2f} | {x['max_ms']:.1f} | "
+                         f"{x['p999_ms']:.2f} | {x['max_ms']:.1f} | {x['late_p99_ms']:.2f} | "
                          f"{x['ingest_events_per_s']:,.0f} | {x['daemon_cpu']:.2f} | "
+                         f"{x['client_cpu']:.2f} | "
                          f"{'' if x['cpu_us_per_request'] is None else round(x['cpu_us_per_request'])} | "
                          f"{x['load_average']} |")
+        lines += [""] + [f"Note: {n}" for n in r.get("notes", [])] if r.get("notes") else []
+        paced = {}
+        for x in r["runs"]:
+            if x["name"].startswith("ingest,") and x["target_rate"]:
+                paced.setdefault(x["api_priority"], []).append(x)
+        if len(paced) > 1:
+            lines += ["", f"Medians of the paced ingest runs by api.realtime_priority "
+                      f"({len(next(iter(paced.values())))} runs each, interleaved):", "",
+                      "| api.realtime_priority | req/s | p50 ms | p99 ms | p99.9 ms | "
+                      "client late p99 ms | ingest ev/s |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            for priority, runs in sorted(paced.items()):
+                def med(key):
+                    return statistics.median(x[key] for x in runs)
+                lines.append(f"| {priority} | {med('requests_per_s'):,.0f} | {med('p50_ms'):.2f} | "
+                             f"{med('p99_ms'):.2f} | {med('p999_ms'):.2f} | "
+                             f"{med('late_p99_ms'):.2f} | "
+                             f"{med('ingest_events_per_s'):,.0f} |")
         text = "\n".join(lines) + "\n"
         (self.out / "api.md").write_text(text)
         (self.out / "api.json").write_text(json.dumps(r, indent=2) + "\n")
@@ -220,6 +282,14 @@ def main():
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--refresh-nice", type=int, default=0,
                    help="the daemon's refresh.nice (the refresh workers' nice increment)")
+    p.add_argument("--api-priority", default="0,10",
+                   help="api.realtime_priority values for the ingest runs, comma-separated "
+                        "(0,10: side by side, normal and real-time scheduling)")
+    p.add_argument("--repeats", type=int, default=2,
+                   help="ingest runs per api.realtime_priority value, interleaved")
+    p.add_argument("--client-priority", type=int, default=0,
+                   help="run the load client at this SCHED_FIFO priority (chrt): a stand-in "
+                        "for a client on its own cores; 0: normal scheduling")
     p.add_argument("--client-threads", type=int, default=1)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--settle-s", type=float, default=3)
@@ -236,8 +306,17 @@ def main():
         bench.warm_up()
         bench.run("idle", args.rate, ingest=False)
         bench.run("idle ceiling", 0, ingest=False)
-        bench.run("ingest", args.rate, ingest=True)
-        bench.run("ingest ceiling", 0, ingest=True)
+        priorities = [int(x) for x in args.api_priority.split(",")]
+        for _ in range(args.repeats):
+            for priority in list(priorities):
+                if not bench.set_api_priority(priority):
+                    priorities.remove(priority)
+                    continue
+                bench.run(f"ingest, priority {priority}", args.rate, ingest=True,
+                          priority=priority)
+        for priority in priorities:
+            bench.set_api_priority(priority)
+            bench.run(f"ingest ceiling, priority {priority}", 0, ingest=True, priority=priority)
         bench.report()
     finally:
         bench.close()

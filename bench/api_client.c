@@ -14,7 +14,10 @@
  * server's ceiling at that concurrency).
  *
  * Prints one line of JSON: requests, errors (non-200 answers counted apart
- * as statuses), requests/s achieved, latency p50/p90/p99/p999/max in ms.
+ * as statuses), requests/s achieved, latency p50/p90/p99/p999/max in ms,
+ * and the sending lateness p50/p99/p999 (when a request was sent minus when
+ * it was due): on a machine the client shares with the server, that much of
+ * the latency is the client's own scheduling, not the server's.
  * Status 404 (a user without a list yet) is an answer like any other.
  */
 #include <errno.h>
@@ -47,6 +50,7 @@ struct conn {
 	int fd;
 	double due;  /* when the request in flight was due (or sent, closed loop) */
 	double next; /* when the next request is due (paced) */
+	double sent; /* when it was sent */
 	bool busy;
 	size_t got;
 	char buf[RESPONSE_BYTES];
@@ -59,6 +63,7 @@ struct worker {
 	double start, end;
 	uint64_t requests, errors, status_200, status_404, status_other;
 	float *samples; /* latency, ms */
+	float *late;    /* the same requests' sending lateness (sent - due), ms */
 	size_t sample_count, sample_capacity;
 	int failed;
 };
@@ -123,7 +128,7 @@ static bool response_complete(const struct conn *c, int *status)
 	return true;
 }
 
-static void record(struct worker *w, double latency_s)
+static void record(struct worker *w, double latency_s, double late_s)
 {
 	if (w->sample_count == w->sample_capacity) {
 		size_t capacity = w->sample_capacity ? w->sample_capacity * 2 : 1 << 16;
@@ -133,8 +138,13 @@ static void record(struct worker *w, double latency_s)
 		if (grown == NULL)
 			return;
 		w->samples = grown;
+		grown = realloc(w->late, capacity * sizeof *grown);
+		if (grown == NULL)
+			return;
+		w->late = grown;
 		w->sample_capacity = capacity;
 	}
+	w->late[w->sample_count] = (float)(late_s * 1000.0);
 	w->samples[w->sample_count++] = (float)(latency_s * 1000.0);
 }
 
@@ -178,6 +188,7 @@ static void *worker_main(void *arg)
 			if (interval == 0 || c->next <= now) {
 				c->due = interval == 0 ? now : c->next;
 				c->next += interval;
+				c->sent = now_s();
 				if (send_request(w, c) != 0) {
 					w->errors++;
 					close(c->fd);
@@ -219,7 +230,7 @@ static void *worker_main(void *arg)
 				w->status_404++;
 			else
 				w->status_other++;
-			record(w, done - c->due);
+			record(w, done - c->due, c->sent - c->due);
 		}
 	}
 out:
@@ -311,26 +322,33 @@ int main(int argc, char **argv)
 		failed |= workers[t].failed;
 	}
 	float *all = malloc((samples ? samples : 1) * sizeof *all);
-	if (all == NULL)
+	float *late = malloc((samples ? samples : 1) * sizeof *late);
+	if (all == NULL || late == NULL)
 		return 1;
 	for (size_t t = 0, at = 0; t < o.threads; t++) {
 		memcpy(all + at, workers[t].samples, workers[t].sample_count * sizeof *all);
+		memcpy(late + at, workers[t].late, workers[t].sample_count * sizeof *late);
 		at += workers[t].sample_count;
 		free(workers[t].samples);
+		free(workers[t].late);
 	}
 	qsort(all, samples, sizeof *all, compare_float);
+	qsort(late, samples, sizeof *late, compare_float);
 	printf("{\"connections\": %zu, \"threads\": %zu, \"target_rate\": %.0f, \"seconds\": %.1f, "
 	       "\"requests\": %llu, \"status_200\": %llu, \"status_404\": %llu, "
 	       "\"status_other\": %llu, \"errors\": %llu, \"requests_per_s\": %.0f, "
 	       "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, "
-	       "\"max_ms\": %.3f}\n",
+	       "\"max_ms\": %.3f, \"late_p50_ms\": %.3f, \"late_p99_ms\": %.3f, "
+	       "\"late_p999_ms\": %.3f}\n",
 	       o.connections, o.threads, o.rate, o.seconds, (unsigned long long)requests,
 	       (unsigned long long)ok, (unsigned long long)missing, (unsigned long long)other,
 	       (unsigned long long)errors, (double)requests / o.seconds,
 	       quantile(all, samples, 0.5), quantile(all, samples, 0.9),
 	       quantile(all, samples, 0.99), quantile(all, samples, 0.999),
-	       samples ? (double)all[samples - 1] : 0.0);
+	       samples ? (double)all[samples - 1] : 0.0, quantile(late, samples, 0.5),
+	       quantile(late, samples, 0.99), quantile(late, samples, 0.999));
 	free(all);
+	free(late);
 	free(workers);
 	free(threads);
 	return failed ? 1 : 0;

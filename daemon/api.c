@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,21 @@ out_free_server:
 out_free:
 	free(api);
 	return NULL;
+}
+
+int api_set_priority(struct api *api, unsigned priority, char *errstr, size_t errstr_size)
+{
+	struct sched_param param = {.sched_priority = (int)priority};
+	int rc = pthread_setschedparam(api->thread, priority > 0 ? SCHED_FIFO : SCHED_OTHER, &param);
+	if (rc != 0) {
+		set_errstr(errstr, errstr_size,
+			   "api.realtime_priority = %u: the API thread's scheduling was refused "
+			   "(%s); real-time priorities need RLIMIT_RTPRIO of at least %u (systemd: "
+			   "LimitRTPRIO=%u and RestrictRealtime=no) or CAP_SYS_NICE",
+			   priority, strerror(rc), priority, priority);
+		return -1;
+	}
+	return 0;
 }
 
 void api_stop(struct api *api)

@@ -41,4 +41,12 @@ void api_stop(struct api *api);
 /** @returns the bound port (useful after asking for port 0). */
 uint16_t api_port(const struct api *api);
 
+/**
+ * @brief The API thread's scheduling: SCHED_FIFO at priority (1..99), or
+ * normal (SCHED_OTHER) for 0 (api.realtime_priority). Called on the daemon's
+ * thread. @returns 0, or -1 with errstr naming the key and what the process
+ * lacks.
+ */
+int api_set_priority(struct api *api, unsigned priority, char *errstr, size_t errstr_size);
+
 #endif

@@ -205,6 +205,14 @@ static const struct option options[] = {
      "An API connection (kept alive between requests) is closed after this long without a "
      "request, or when a response is not read within it.",
      NULL},
+    {"api", "realtime_priority", OPT_UINT, ST_UNSIGNED, G(api_realtime_priority), "0", 0, 99,
+     NULL, OPT_RELOAD | OPT_BOUNDED,
+     "Real-time priority (SCHED_FIFO, 1..99) of the API's thread alone, so a lookup is answered "
+     "before learning, refreshing and the node's other work when the cores are short; 0: normal "
+     "scheduling. The process needs RLIMIT_RTPRIO of at least this (systemd: LimitRTPRIO= "
+     "and RestrictRealtime=no) or CAP_SYS_NICE; refused, the daemon does not start (a reload is refused). The kernel "
+     "keeps a share of each second for other threads (sched_rt_runtime_us).",
+     NULL},
     {"refresh", "interval_ms", OPT_DURATION, ST_U64, G(refresh_interval_ms), "50ms", 1, 60000, NULL,
      OPT_RELOAD | OPT_BOUNDED,
      "Users are refreshed as soon as the loop is free; this is how often those held "
@@ -1765,6 +1773,7 @@ static const struct {
     {"refresh", "catch_up_threshold_ms", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "shadow_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_item_events", CONFIG_APPLY_LISTABLE},
+    {"api", "realtime_priority", CONFIG_APPLY_API_PRIORITY},
     {"lifecycle", "user_ttl", CONFIG_APPLY_READ_AT_USE},
     {"lifecycle", "max_users", CONFIG_APPLY_READ_AT_USE},
     {"lifecycle", "item_ttl", CONFIG_APPLY_READ_AT_USE},

@@ -137,6 +137,7 @@ struct config {
 	char *api_listen; /**< "": no lookup API */
 	size_t api_max_connections;
 	uint64_t api_idle_timeout_ms;
+	unsigned api_realtime_priority; /* 0: normal scheduling */
 
 	uint64_t refresh_interval_ms;
 	unsigned refresh_batch;
@@ -206,6 +207,7 @@ enum config_apply {
 	CONFIG_APPLY_TIMERS = 0x2,      /**< the commit and refresh timers are re-armed */
 	CONFIG_APPLY_LOG_LEVEL = 0x4,   /**< the logger's threshold changes */
 	CONFIG_APPLY_LISTABLE = 0x8,    /**< the cached listable-item flags are recomputed */
+	CONFIG_APPLY_API_PRIORITY = 0x10, /**< the API thread's scheduling is set again */
 };
 
 /** @returns the apply step (enum config_apply) of section.key, 0 when it has none. */

@@ -155,6 +155,14 @@ static void reload(struct daemon *d)
 		return;
 	}
 	unsigned steps = config_apply_steps(&d->config, &next);
+	/* the one step that can be refused: taken first, so a refusal changes nothing */
+	if ((steps & CONFIG_APPLY_API_PRIORITY) && d->api != NULL &&
+	    api_set_priority(d->api, next.api_realtime_priority, errstr, sizeof errstr) != 0) {
+		log_line(LOG_PRIORITY_WARNING, "reload refused, configuration unchanged: %s",
+			 errstr);
+		config_free(&next);
+		return;
+	}
 	config_free(&d->config);
 	d->config = next; /* the variants are unchanged: their names are equal */
 	for (size_t v = 0; v < d->variant_count; v++)
@@ -256,6 +264,13 @@ int ops_start(struct daemon *d, char *errstr, size_t errstr_size)
 		d->api = api_start(&ac, refresher_lists(d->refresher), errstr, errstr_size);
 		if (d->api == NULL)
 			return -1;
+		if (d->config.api_realtime_priority > 0) {
+			if (api_set_priority(d->api, d->config.api_realtime_priority, errstr,
+					     errstr_size) != 0)
+				return -1;
+			log_line(LOG_PRIORITY_INFO, "lookup API thread: SCHED_FIFO priority %u",
+				 d->config.api_realtime_priority);
+		}
 		log_line(LOG_PRIORITY_INFO, "lookup API on %s (port %u)", d->config.api_listen,
 			 (unsigned)api_port(d->api));
 	}

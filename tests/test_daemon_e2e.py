@@ -58,6 +58,7 @@ listen = 127.0.0.1:{self.port}
 bootstrap.servers = {broker.bootstrap}
 """)
         self.process = None
+        self.prefix = []  # a command the daemon runs under (setpriv, ...)
 
     def add_config(self, sections):
         """Adds configuration sections (text) to the daemon's file."""
@@ -65,7 +66,7 @@ bootstrap.servers = {broker.bootstrap}
 
     def start(self):
         self.log = open(self.dir / "streamrecd.log", "a")
-        self.process = subprocess.Popen([STREAMRECD, "--config", self.config],
+        self.process = subprocess.Popen([*self.prefix, STREAMRECD, "--config", self.config],
                                         stdout=self.log, stderr=self.log)
         deadline = time.time() + 60
         while time.time() < deadline:

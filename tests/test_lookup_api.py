@@ -4,7 +4,11 @@ running daemon's state: streamrecd against the real Kafka broker.
 """
 import http.client
 import json
+import os
+import pathlib
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -274,3 +278,72 @@ def test_bootstrap_from_history_with_replay_config(api_daemon, tmp_path):
     status, body = daemon.lookup("u1")
     assert status == 200 and json.loads(body)["variant"] in ("model", "control")
     assert daemon.stop() == 0
+
+
+def api_scheduling(pid):
+    """(policy, rt_priority) of the daemon's API thread and of its other
+    threads, from /proc/PID/task/*/stat (fields 41 and 40; 1 is SCHED_FIFO)."""
+    api, others = [], []
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        (api if name == "api" else others).append((int(fields[38]), int(fields[37])))
+    assert len(api) == 1, api
+    return api[0], set(others)
+
+
+def set_priority(daemon, priority):
+    """Rewrites api.realtime_priority and reloads; @returns the log's new part."""
+    text = daemon.config.read_text()
+    daemon.config.write_text(re.sub(r"realtime_priority = \d+", f"realtime_priority = {priority}",
+                                    text))
+    before = len((daemon.dir / "streamrecd.log").read_text())
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.wait_for(lambda: re.search(
+        r"reloaded|reload refused", (daemon.dir / "streamrecd.log").read_text()[before:]), 20)
+    return (daemon.dir / "streamrecd.log").read_text()[before:]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs CAP_SYS_NICE (root) and setpriv to run without it")
+def test_api_realtime_priority_puts_the_api_thread_alone_on_sched_fifo(api_daemon):
+    """api.realtime_priority = N runs the API's thread (only) on SCHED_FIFO at
+    N; a reload changes it; where the process may not (no CAP_SYS_NICE, an
+    RLIMIT_RTPRIO of 0) the daemon does not start and a reload is refused,
+    each naming the key, and the running daemon keeps its scheduling."""
+    daemon = api_daemon("realtime_priority = 7\n")
+    daemon.start()
+    daemon.produce(1000, users=50, items=40)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1000)
+    settled(daemon)
+    api, others = api_scheduling(daemon.process.pid)
+    assert api == (1, 7) and others == {(0, 0)}, (api, others)
+    assert "SCHED_FIFO priority 7" in daemon.logtext()
+    user = sorted(latest_lists(daemon))[0]
+    status, body = daemon.lookup(user)
+    assert status == 200 and json.loads(body)["user_id"] == user
+    assert "reloaded" in set_priority(daemon, 0)
+    assert api_scheduling(daemon.process.pid)[0] == (0, 0)
+    assert "reloaded" in set_priority(daemon, 3)
+    assert api_scheduling(daemon.process.pid)[0] == (1, 3)
+    assert daemon.stop() == 0
+
+    # no capabilities, RLIMIT_RTPRIO 0 (this process's): refused
+    daemon.prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+    daemon.config.write_text(re.sub(r"realtime_priority = \d+", "realtime_priority = 0",
+                                    daemon.config.read_text()))
+    daemon.start()
+    log = set_priority(daemon, 5)
+    assert "reload refused" in log and "api.realtime_priority = 5" in log, log
+    assert "LimitRTPRIO=5" in log, log
+    assert api_scheduling(daemon.process.pid)[0] == (0, 0)
+    status, body = daemon.lookup(user)  # still serving, from the state
+    assert status == 200 and json.loads(body)["user_id"] == user
+    assert daemon.stop() == 0
+    out = subprocess.run([*daemon.prefix, STREAMREC.parent / "streamrecd", "--config",
+                          daemon.config], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "api.realtime_priority = 5" in out.stderr and "CAP_SYS_NICE" in out.stderr, out.stderr
