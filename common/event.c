@@ -31,6 +31,53 @@ bool event_type_from_name(const char *name, enum event_type *type)
 	return false;
 }
 
+/*
+ * Synonyms, normalised (lower case, no '_', '-' or blank), by type. A type's
+ * own symbol, normalised, is matched as well.
+ */
+static const char *const aliases[EVENT_TYPE_COUNT][12] = {
+    {"impression", "impressions", "exposure", "show", "shown", "display", NULL},
+    {"view", "views", "pv", "pageview", "detail", "detailview", "productview", "visit", NULL},
+    {"click", "clicks", "clk", "tap", NULL},
+    {"addtocart", "cart", "addtobasket", "basket", "addtobag", "carts", NULL},
+    {"removefromcart", "removefrombasket", "remove", "removefrombag", NULL},
+    {"favorite", "favourite", "fav", "like", "wishlist", "addtowishlist", "save", "bookmark",
+     NULL},
+    {"purchase", "buy", "transaction", "order", "checkout", "conversion", "sale", "bought",
+     "purchased", NULL},
+};
+
+/* name lower-cased without '_', '-' and blanks into out; @returns false when it does not fit */
+static bool normalise(const char *name, char *out, size_t size)
+{
+	size_t n = 0;
+	for (const char *p = name; *p != '\0'; p++) {
+		if (*p == '_' || *p == '-' || *p == ' ' || *p == '\t')
+			continue;
+		if (n + 1 >= size)
+			return false;
+		out[n++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+	}
+	out[n] = '\0';
+	return true;
+}
+
+bool event_type_from_alias(const char *name, enum event_type *type)
+{
+	char key[64];
+	if (event_type_from_any(name, type))
+		return true;
+	if (!normalise(name, key, sizeof key))
+		return false;
+	for (int i = 0; i < EVENT_TYPE_COUNT; i++)
+		for (size_t a = 0; aliases[i][a] != NULL; a++)
+			if (strcmp(key, aliases[i][a]) == 0) {
+				*type = (enum event_type)i;
+				return true;
+			}
+	return false;
+}
+
 bool event_type_from_any(const char *name, enum event_type *type)
 {
 	for (int i = 0; i < EVENT_TYPE_COUNT; i++)

@@ -41,4 +41,13 @@ bool event_type_from_name(const char *name, enum event_type *type);
 /** @brief Look up a symbol or key, case-insensitively ("purchase", "Purchase"). */
 bool event_type_from_any(const char *name, enum event_type *type);
 
+/**
+ * @brief Look up an event type as other systems' logs name it, for reading
+ * their files: a symbol or key, or a common synonym (Retailrocket's
+ * addtocart and transaction, Taobao's pv, cart, fav and buy, REES46's cart
+ * and remove_from_cart, order, like, wishlist, ...), case, '_', '-' and
+ * blanks ignored. The list: event.c. @returns true when known.
+ */
+bool event_type_from_alias(const char *name, enum event_type *type);
+
 #endif

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <xxhash.h>
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -573,9 +574,12 @@ struct text_reader {
 	/* rating formats: the scale and the threshold in force */
 	struct eventlog_rating_scale scale;
 	double min_rating;
-	/* generic CSV: fields a line (3 or 4, 0 until the first line), the ts unit
-	   (0 undecided, else 1 or 1000 ms a unit) and the line that decided it */
+	/* generic CSV: fields a line (0 until the first line), the columns of
+	   user, item, ts and type (from the header, else 0, 1, 2, 3; type -1
+	   when absent), the ts unit (0 undecided, else 1 or 1000 ms a unit) and
+	   the line that decided it */
 	size_t generic_fields;
+	int generic_col[4];
 	int64_t generic_ms_per_unit;
 	size_t generic_unit_line;
 };
@@ -620,7 +624,7 @@ static int line_error(const struct text_reader *r, char *errstr, size_t errstr_s
 	return -1;
 }
 
-#define MAX_FIELDS 8
+#define MAX_FIELDS 32
 
 /*
  * Cuts line in place at every occurrence of sep (one or two characters) and
@@ -852,15 +856,70 @@ static int parse_taobao_line(struct text_reader *r, char *line, char *errstr, si
 	return add_category(r, item, category, errstr, errstr_size);
 }
 
+/*
+ * An ISO 8601 date and time, "2019-10-01 00:00:00 UTC",
+ * "2019-10-01T00:00:00.250Z", "2019-10-01T02:00:00+02:00": date, 'T' or a
+ * blank, hours and minutes, optional seconds and fraction, then nothing
+ * (UTC), "Z", "UTC" or an offset ±HH[:MM]. glibc's strptime() reads the
+ * fields; its %z does not take "UTC" or a fraction, so those are ours.
+ * @returns true with the instant in ms since the epoch.
+ */
+static bool parse_iso8601_ms(const char *text, int64_t *out_ms)
+{
+	struct tm tm = {0};
+	const char *p = strptime(text, "%Y-%m-%d", &tm);
+	if (p == NULL || (*p != 'T' && *p != ' '))
+		return false;
+	p = strptime(p + 1, "%H:%M", &tm);
+	if (p == NULL)
+		return false;
+	int64_t ms = 0;
+	if (*p == ':') {
+		if (!(p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9'))
+			return false;
+		tm.tm_sec = (p[1] - '0') * 10 + (p[2] - '0');
+		p += 3;
+		if (*p == '.' || *p == ',') {
+			int64_t scale = 100;
+			for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+				ms += (*p - '0') * scale;
+		}
+	}
+	while (*p == ' ')
+		p++;
+	int64_t offset_min = 0;
+	if (*p == 'Z' || strcmp(p, "UTC") == 0 || strcmp(p, "GMT") == 0)
+		p += *p == 'Z' ? 1 : 3;
+	else if (*p == '+' || *p == '-') {
+		int sign = *p == '-' ? -1 : 1, hh, mm = 0, used = 0;
+		if (sscanf(p + 1, "%2d%n", &hh, &used) != 1 || used != 2)
+			return false;
+		p += 1 + used;
+		if (*p == ':')
+			p++;
+		if (*p != '\0' && (sscanf(p, "%2d%n", &mm, &used) != 1 || used != 2))
+			return false;
+		p += *p != '\0' ? 2 : 0;
+		offset_min = sign * (hh * 60 + mm);
+	}
+	if (*p != '\0')
+		return false;
+	time_t seconds = timegm(&tm);
+	*out_ms = ((int64_t)seconds - offset_min * 60) * 1000 + ms;
+	return true;
+}
+
 /* Generic CSV: converts ts to ms, deciding the unit on the first event (see eventlog.h). */
 static int generic_ts_ms(struct text_reader *r, const char *text, int64_t *ts_ms, char *errstr,
 			 size_t errstr_size)
 {
 	int64_t ts, per_unit;
+	if (parse_iso8601_ms(text, ts_ms))
+		return 0;
 	if (!parse_int64(text, &ts))
 		return line_error(r, errstr, errstr_size,
-				  "ts: expected a whole number of seconds or milliseconds, got "
-				  "'%.64s'",
+				  "ts: expected a whole number of seconds or milliseconds, or an "
+				  "ISO 8601 date and time (2019-10-01 00:00:00 UTC), got '%.64s'",
 				  text);
 	per_unit = ts >= GENERIC_MS_FROM || ts <= -GENERIC_MS_FROM ? 1 : 1000;
 	if (r->generic_ms_per_unit == 0) {
@@ -885,49 +944,86 @@ static int parse_generic_line(struct text_reader *r, char *line, char *errstr, s
 	int64_t ts_ms = 0;
 
 	if (r->generic_fields == 0) {
+		/* no header: the columns in their order */
 		if (n != 3 && n != 4)
 			return line_error(r, errstr, errstr_size,
 					  "expected 3 or 4 fields separated by ',' (" GENERIC_HEADER
-					  "), got %zu",
+					  "), or a header naming the columns, got %zu",
 					  n);
 		r->generic_fields = n;
+		for (int c = 0; c < 4; c++)
+			r->generic_col[c] = c < (int)n ? c : -1;
 	}
 	if (n != r->generic_fields)
 		return line_error(r, errstr, errstr_size,
-				  "expected %zu fields separated by ',' (%s) as on the first line, "
-				  "got %zu",
-				  r->generic_fields,
-				  r->generic_fields == 3 ? "user,item,ts" : "user,item,ts,type", n);
-	if (generic_ts_ms(r, f[2], &ts_ms, errstr, errstr_size) != 0)
-		return -1;
-	if (n == 4 && !event_type_from_any(f[3], &type))
+				  "expected %zu fields separated by ',' as on the first line, got %zu",
+				  r->generic_fields, n);
+	if (n > MAX_FIELDS)
 		return line_error(r, errstr, errstr_size,
-				  "unknown event type '%.64s' (expected %s, or their lower-case "
-				  "keys)",
-				  f[3], EVENT_SYMBOLS_EXPECTED);
-	return add_event(r, f[0], f[1], type, ts_ms, NULL, errstr, errstr_size);
+				  "%zu fields: at most %d are read", n, MAX_FIELDS);
+	const int *col = r->generic_col;
+	if (generic_ts_ms(r, f[col[2]], &ts_ms, errstr, errstr_size) != 0)
+		return -1;
+	if (col[3] >= 0 && !event_type_from_alias(f[col[3]], &type))
+		return line_error(r, errstr, errstr_size,
+				  "unknown event type '%.64s' (expected %s, their lower-case keys, "
+				  "or a common name: pv, cart, addtocart, fav, like, buy, "
+				  "transaction, order, ...)",
+				  f[col[3]], EVENT_SYMBOLS_EXPECTED);
+	return add_event(r, f[col[0]], f[col[1]], type, ts_ms, NULL, errstr, errstr_size);
 }
 
 /*
- * Generic CSV header: 1 with *fields set when line names the columns, else 0.
- * Each column has two accepted names (see eventlog.h).
+ * Generic CSV header: the names each column role answers to, normalised
+ * (lower case, no '_', '-', blank or quote): user, item, ts, type.
  */
-static int generic_header(const char *line, size_t *fields)
+static const char *const generic_names[4][16] = {
+    {"user", "userid", "uid", "visitor", "visitorid", "customer", "customerid", "clientid",
+     "member", "memberid", "session", "sessionid", NULL},
+    {"item", "itemid", "iid", "product", "productid", "sku", "movie", "movieid", "article",
+     "articleid", "contentid", "offer", "offerid", NULL},
+    {"ts", "timestamp", "time", "eventtime", "datetime", "date", "unixtime", "createdat",
+     "tsms", "timestampms", NULL},
+    {"type", "event", "eventtype", "action", "behavior", "behaviour", "behaviortype",
+     "behaviourtype", "interaction", "interactiontype", "kind", NULL}};
+
+/*
+ * Generic CSV header: 1 when line names the columns (in any order, other
+ * columns ignored: a user, an item and a ts column at least), with
+ * r->generic_fields and r->generic_col set (r may be NULL: only the answer).
+ * 0 when line is not such a header.
+ */
+static int generic_header(const char *line, struct text_reader *r)
 {
-	static const char *const names[4][2] = {
-	    {"user", "user_id"}, {"item", "item_id"}, {"ts", "timestamp"}, {"type", "event"}};
-	char copy[256], *f[MAX_FIELDS];
-	size_t n;
+	char copy[1024], *f[MAX_FIELDS];
+	int col[4] = {-1, -1, -1, -1};
 	if (strlen(line) >= sizeof copy)
 		return 0;
 	strcpy(copy, line);
-	n = split(copy, ",", f);
-	if (n != 3 && n != 4)
+	size_t n = split(copy, ",", f);
+	if (n < 3 || n > MAX_FIELDS)
 		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(f[i], names[i][0]) != 0 && strcmp(f[i], names[i][1]) != 0)
-			return 0;
-	*fields = n;
+	for (size_t i = 0; i < n; i++) {
+		char key[64];
+		size_t k = 0;
+		for (const char *p = f[i]; *p != '\0' && k + 1 < sizeof key; p++)
+			if (*p != '_' && *p != '-' && *p != ' ' && *p != '"' && *p != '\'')
+				key[k++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+		key[k] = '\0';
+		for (int c = 0; c < 4; c++)
+			for (size_t a = 0; col[c] < 0 && generic_names[c][a] != NULL; a++)
+				if (strcmp(key, generic_names[c][a]) == 0) {
+					col[c] = (int)i;
+					c = 4; /* one role a column */
+					break;
+				}
+	}
+	if (col[0] < 0 || col[1] < 0 || col[2] < 0)
+		return 0;
+	if (r != NULL) {
+		r->generic_fields = n;
+		memcpy(r->generic_col, col, sizeof col);
+	}
 	return 1;
 }
 
@@ -943,7 +1039,7 @@ static bool looks_like_generic(const char *line)
 	strcpy(copy, line);
 	n = split(copy, ",", f);
 	return (n == 3 || n == 4) && f[0][0] != '\0' && f[1][0] != '\0' && parse_int64(f[2], &ts) &&
-	       (n == 3 || event_type_from_any(f[3], &type));
+	       (n == 3 || event_type_from_alias(f[3], &type));
 }
 
 /*
@@ -1018,7 +1114,6 @@ static int format_of_empty_file(const char *path, enum eventlog_format *format, 
 static int format_of_first_line(struct text_reader *r, const char *line, char *errstr,
 				size_t errstr_size)
 {
-	size_t generic_fields;
 	if (strcmp(line, CSV_HEADER) == 0 || strcmp(line, CSV_HEADER_CATEGORY) == 0)
 		r->format = EVENTLOG_CSV;
 	else if (strstr(line, "::") != NULL)
@@ -1030,7 +1125,7 @@ static int format_of_first_line(struct text_reader *r, const char *line, char *e
 		r->format = EVENTLOG_RETAILROCKET;
 	else if (looks_like_taobao(line))
 		r->format = EVENTLOG_TAOBAO;
-	else if (generic_header(line, &generic_fields) || looks_like_generic(line))
+	else if (generic_header(line, NULL) || looks_like_generic(line))
 		r->format = EVENTLOG_GENERIC;
 	else
 		return line_error(r, errstr, errstr_size,
@@ -1091,7 +1186,7 @@ static int take_header(struct text_reader *r, const char *line, char *errstr, si
 			    line);
 		r->flavour = MOVIELENS_COLONS;
 		return 0;
-	case EVENTLOG_GENERIC: return generic_header(line, &r->generic_fields);
+	case EVENTLOG_GENERIC: return generic_header(line, r);
 	default: return 0;
 	}
 }

@@ -270,7 +270,8 @@ bool eventlog_is_sorted(const struct event_log *log);
  * none) or its rating is above 5, MovieLens otherwise; a line with a tab is
  * MovieLens; a line of 5 comma-separated fields whose 4th is pv/cart/fav/buy
  * is Taobao; a line of 3 or 4 comma-separated fields whose 3rd is a whole
- * number (and 4th, if any, an event type) is generic; (3) an empty file is
+ * number (and 4th, if any, an event type) is generic, as is a header naming
+ * user, item and time columns in any order (README, input formats); (3) an empty file is
  * MovieLens when named u.data or *.dat, Taobao when named UserBehavior*, and
  * an error otherwise. Anything else is an error quoting the first line.
  * A MovieTweetings file guessed as MovieLens stops at its first rating

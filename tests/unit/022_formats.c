@@ -306,6 +306,91 @@ static void generic_csv_with_and_without_header(void **state)
 	eventlog_free(log);
 }
 
+/*
+ * Files as other systems write them: a header names the columns in any
+ * order, other columns are skipped; ISO 8601 times; the event types by
+ * their common names.
+ */
+static void generic_csv_reads_named_columns_iso_times_and_common_types(void **state)
+{
+	struct fixture *f = *state;
+	struct eventlog_read_options generic = with_format(EVENTLOG_GENERIC);
+	struct event_log *log;
+
+	/* REES46 (multi-category store): nine columns, empty ones among them */
+	const char *rees46 =
+	    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,"
+	    "user_session\n"
+	    "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,"
+	    "72d76fde\n"
+	    "2019-10-01 00:00:04 UTC,cart,3900821,2053013552326770905,appliances.water_heater,aqua,"
+	    "33.20,554748717,9333dfbd\n"
+	    "2019-10-01 00:00:05 UTC,remove_from_cart,3900821,2053013552326770905,,aqua,33.20,"
+	    "554748717,9333dfbd\n"
+	    "2019-10-01 00:01:00 UTC,purchase,3900821,2053013552326770905,,aqua,33.20,554748717,"
+	    "9333dfbd\n";
+	for (int format = 0; format < 2; format++) {
+		struct eventlog_read_options options = with_format(format ? EVENTLOG_GENERIC
+									  : EVENTLOG_AUTO);
+		log = read_ok(f, write_file(f, "rees46.csv", rees46), &options);
+		assert_int_equal(log->format, EVENTLOG_GENERIC);
+		assert_int_equal(log->count, 4);
+		assert_event(log, 0, "541312140", "44600062", EVENT_VIEW, 1569888000000LL);
+		assert_event(log, 1, "554748717", "3900821", EVENT_ADD_TO_CART, 1569888004000LL);
+		assert_event(log, 2, "554748717", "3900821", EVENT_REMOVE_FROM_CART,
+			     1569888005000LL);
+		assert_event(log, 3, "554748717", "3900821", EVENT_PURCHASE, 1569888060000LL);
+		eventlog_free(log);
+	}
+
+	/* Retailrocket's file, named generic: its vocabulary and columns */
+	log = read_ok(f,
+		      write_file(f, "rr.csv",
+				 "timestamp,visitorid,event,itemid,transactionid\n"
+				 "1433221332117,257597,view,355908,\n"
+				 "1433224214164,992329,addtocart,248676,\n"
+				 "1433221999827,111016,transaction,248676,4000\n"),
+		      &generic);
+	assert_int_equal(log->count, 3);
+	assert_event(log, 0, "257597", "355908", EVENT_VIEW, 1433221332117LL);
+	assert_event(log, 1, "992329", "248676", EVENT_ADD_TO_CART, 1433224214164LL);
+	assert_event(log, 2, "111016", "248676", EVENT_PURCHASE, 1433221999827LL);
+	eventlog_free(log);
+
+	/* ISO 8601: offsets, fractions, Z, minutes only; names in any case */
+	log = read_ok(f,
+		      write_file(f, "iso.csv",
+				 "Time,User_ID,Product-Id,Action\n"
+				 "2019-10-01T02:00:00+02:00,a,x,pv\n"
+				 "2019-10-01T00:00:00.250Z,b,y,FAV\n"
+				 "2019-10-01 00:00,c,z,Add-To-Cart\n"
+				 "2019-09-30T19:30:00-0430,d,w,like\n"
+				 "2019-10-01T00:00:01 GMT,e,v,order\n"
+				 "2019-10-01T00:00:02,f,u,buy\n"),
+		      NULL);
+	assert_int_equal(log->format, EVENTLOG_GENERIC);
+	assert_int_equal(log->count, 6);
+	assert_event(log, 0, "a", "x", EVENT_VIEW, 1569888000000LL);
+	assert_event(log, 1, "b", "y", EVENT_FAVORITE, 1569888000250LL);
+	assert_event(log, 2, "c", "z", EVENT_ADD_TO_CART, 1569888000000LL);
+	assert_event(log, 3, "d", "w", EVENT_FAVORITE, 1569888000000LL);
+	assert_event(log, 4, "e", "v", EVENT_PURCHASE, 1569888001000LL);
+	assert_event(log, 5, "f", "u", EVENT_PURCHASE, 1569888002000LL);
+	eventlog_free(log);
+
+	/* a header without a time column is not one; bad times and types name the line */
+	read_fails(f, write_file(f, "g.csv", "user,item,when\nu1,i1,1433221332\n"), &generic,
+		   "g.csv:1: ts: expected", "'when'");
+	read_fails(f, write_file(f, "g.csv", "user,item,ts\nu1,i1,2019-13-01 00:00:00\n"),
+		   &generic, "g.csv:2: ts: expected", "ISO 8601");
+	read_fails(f, write_file(f, "g.csv", "user,item,ts\nu1,i1,2019-10-01 00:00:00 CET\n"),
+		   &generic, "g.csv:2: ts: expected", "'2019-10-01 00:00:00 CET'");
+	read_fails(f, write_file(f, "g.csv", "ts,item,user,type\n1433221332,i1,u1,returned\n"),
+		   &generic, "g.csv:2: unknown event type 'returned'", "transaction");
+	read_fails(f, write_file(f, "g.csv", "ts,item,user\n1433221332,i1\n"), &generic,
+		   "g.csv:2: expected 3 fields", "got 2");
+}
+
 static void generic_csv_errors_name_file_and_line(void **state)
 {
 	struct fixture *f = *state;
@@ -344,6 +429,7 @@ int main(void)
 	    cmocka_unit_test(auto_tells_movietweetings_from_movielens),
 	    cmocka_unit_test(generic_csv_with_and_without_header),
 	    cmocka_unit_test(generic_csv_errors_name_file_and_line),
+	    cmocka_unit_test(generic_csv_reads_named_columns_iso_times_and_common_types),
 	};
 	return cmocka_run_group_tests_name("022_formats", tests, setup, teardown);
 }
