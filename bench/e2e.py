@@ -153,12 +153,13 @@ class Process:
 class Collector:
     """bench/collect in --control mode; its JSON lines are gathered by a thread."""
 
-    def __init__(self, binary, bootstrap, topic, window_s, logfile):
+    def __init__(self, binary, bootstrap, topic, window_s, logfile, records=None):
         self.lines = []
         self.lock = threading.Lock()
         self.process = subprocess.Popen(
             [binary, "--brokers", bootstrap, "--topic", topic, "--from-beginning", "--control",
-             "--window-ms", str(int(window_s * 1000))],
+             "--window-ms", str(int(window_s * 1000))] +
+            (["--records", str(records)] if records else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logfile, text=True, bufsize=1)
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -473,7 +474,7 @@ bootstrap.servers = {self.bootstrap}
         self.port = free_port()
         self.metrics = Metrics(self.port)
         self.collector = Collector(self.collect, self.bootstrap, "recs", a.window_s,
-                                   open(self.work / "collect.log", "w"))
+                                   open(self.work / "collect.log", "w"), a.records)
         cold = self.drain("drain-cold", self.take("warmup", a.warmup_events), a.warmup_events)
         warm = self.drain("drain-warm", self.take("backlog", a.backlog_events), a.backlog_events)
         known_good = 0  # the highest rate that kept up so far
@@ -656,6 +657,8 @@ def main():
                    help="model.retrieval: the exact engine or the index")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    p.add_argument("--records", help="bench/collect writes every list received to this TSV "
+                   "(partition, offset, user, trigger_event_ts, generated_at, received_at)")
     args = p.parse_args()
     args.commit_interval_s = duration_s(args.commit_interval)
     bench = Bench(args)

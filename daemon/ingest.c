@@ -976,6 +976,8 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	count_text_pool(d);
 	d->metrics->items = (int64_t)state_item_count(d->state);
 	d->metrics->users = (int64_t)state_user_count(d->state);
+	state_user_restores(d->state, &d->metrics->user_restores_total,
+			    &d->metrics->user_restores_waited_total);
 	struct state_lifecycle_counts life;
 	state_lifecycle_counts(d->state, &life);
 	d->metrics->users_admitted_total = life.admitted_users;

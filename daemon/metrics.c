@@ -677,6 +677,14 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "the user's partition was unknown.");
 	text_printf(&t, "streamrec_changelog_unplaced_total %" PRIu64 "\n",
 		    m->changelog_unplaced_total);
+	family(&t, "user_restores_total", "counter",
+	       "Users read back from the state when met (evicted from the user cache, or not met "
+	       "since the start); waited=\"yes\": their newest rows were in the commit being "
+	       "written, so the event loop waited for it.");
+	text_printf(&t, "streamrec_user_restores_total{waited=\"no\"} %" PRIu64 "\n",
+		    m->user_restores_total - m->user_restores_waited_total);
+	text_printf(&t, "streamrec_user_restores_total{waited=\"yes\"} %" PRIu64 "\n",
+		    m->user_restores_waited_total);
 	family(&t, "restores_total", "counter",
 	       "Partitions whose users were restored from the changelog at assignment.");
 	text_printf(&t, "streamrec_restores_total %" PRIu64 "\n", m->restores_total);

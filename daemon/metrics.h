@@ -204,6 +204,9 @@ struct metrics {
 	 * the consumer holds. */
 	uint64_t changelog_records_total, changelog_unplaced_total;
 	uint64_t restores_total, restored_users_total;
+	/** Users read back from the state when met, and of them those that
+	 * waited for the commit being written (state_user_restores()). */
+	uint64_t user_restores_total, user_restores_waited_total;
 	double restore_seconds_total;
 	int64_t assigned_partitions;
 	/** Scale-out (daemon/itemsync): item changes published and folded in,

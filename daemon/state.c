@@ -86,6 +86,16 @@ struct state {
 	/* Per user, with last_seen: the item removal (removal_seq) its row's
 	 * item references were last checked against (ids "P" + u32). */
 	uint64_t *user_purged;
+	/* Per user: the number of the last batch that wrote its rows, so that
+	 * restoring a user waits for the writer only when its newest rows are
+	 * in the batch being written (load_user). batch_number: the batch that
+	 * build_batch() fills next; the one in flight is batch_number - 1. */
+	uint32_t *user_written_in;
+	size_t user_written_capacity;
+	uint32_t batch_number;
+	/* users read back from the store, and those of them read after the
+	 * batch being written (state_user_restores()) */
+	uint64_t restores, restores_after_writer;
 
 	/* Embedding life cycle of items (state.h), per item index: the event
 	 * time of its newest activity (INT64_MIN: unknown), whether it is live,
@@ -369,6 +379,7 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	s = calloc(1, sizeof *s);
 	if (s == NULL)
 		goto out_nomem;
+	s->batch_number = 1; /* the one in flight, 0 at first, is none */
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	s->variant_count = config->variant_count;
@@ -585,6 +596,7 @@ void state_close(struct state *state)
 	idmap_free(state->removed_inflight);
 	sketch_free(state->sketch);
 	free(state->user_purged);
+	free(state->user_written_in);
 	free(state->item_last_seen);
 	free(state->item_live);
 	free(state->item_seen_changed);
@@ -661,8 +673,18 @@ static int load_user(struct state *s, uint32_t index, uint32_t slot, char *errst
 		     size_t errstr_size)
 {
 	bool pending = usercache_has_pending(s->cache, index);
-	/* the user's newest row may be in the batch being written: read after it */
-	if (!pending && state_flush(s, errstr, errstr_size) != 0)
+	/* the user's newest row may be in the batch being written: read after
+	 * it. Only then: a restore waiting for a whole commit's write stalled
+	 * the loop for 0.2-0.4 s after each commit (users met again after a
+	 * restart are restored one by one). batch_number 0: not tracked. */
+	bool in_flight = s->batch_number == 0 ||
+			 ((size_t)index < s->user_written_capacity &&
+			  s->user_written_in[index] == s->batch_number - 1);
+	if (!pending) {
+		s->restores++;
+		s->restores_after_writer += in_flight;
+	}
+	if (!pending && in_flight && state_flush(s, errstr, errstr_size) != 0)
 		return -1;
 	for (size_t v = 0; v < s->variant_count; v++) {
 		unsigned char key[5];
@@ -1096,6 +1118,30 @@ static void put_id(struct store_batch *batch, char kind, const char *id, uint32_
 
 /* With a user row: the removal its item references were checked against
  * (only once items were ever removed). */
+/* Notes that user stable's rows go into the batch being built. */
+static void user_written(struct state *s, uint32_t stable)
+{
+	if ((size_t)stable >= s->user_written_capacity) {
+		size_t cap = s->user_written_capacity ? s->user_written_capacity : 1024;
+		while (cap <= stable)
+			cap *= 2;
+		uint32_t *grown = realloc(s->user_written_in, cap * sizeof *grown);
+		if (grown == NULL) {
+			/* unknown from now on: every restore waits for the writer, as before */
+			free(s->user_written_in);
+			s->user_written_in = NULL;
+			s->user_written_capacity = 0;
+			s->batch_number = 0;
+			return;
+		}
+		memset(grown + s->user_written_capacity, 0,
+		       (cap - s->user_written_capacity) * sizeof *grown);
+		s->user_written_in = grown;
+		s->user_written_capacity = cap;
+	}
+	s->user_written_in[stable] = s->batch_number;
+}
+
 static void put_user_purged(struct state *s, uint32_t stable)
 {
 	if (s->removal_seq == 0 || (size_t)stable >= s->life_capacity)
@@ -1112,6 +1158,7 @@ static int put_pending_row(uint32_t stable, size_t variant, const void *row, siz
 	unsigned char key[5];
 	state_key_row(key, stable, s->store_id[variant]);
 	store_batch_put(s->batch, STORE_USER, key, sizeof key, row, len);
+	user_written(s, stable);
 	put_user_purged(s, stable);
 	if (s->on_user_row != NULL)
 		s->on_user_row(stable, variant, row, len, s->on_user_row_opaque);
@@ -1205,6 +1252,7 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 			uint32_t stable = usercache_user_of(s->cache, ids[k]);
 			state_key_row(key, stable, s->store_id[v]);
 			store_batch_put(s->batch, STORE_USER, key, 5, s->row, len);
+			user_written(s, stable);
 			put_user_purged(s, stable);
 			if (s->on_user_row != NULL)
 				s->on_user_row(stable, v, s->row, len, s->on_user_row_opaque);
@@ -1307,6 +1355,8 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 	struct store_batch *spare = s->inflight;
 	s->inflight = s->batch;
 	s->batch = spare;
+	if (s->batch_number != 0)
+		s->batch_number++;
 	store_batch_clear(s->batch);
 	s->busy = true;
 	pthread_cond_broadcast(&s->wake);
@@ -1422,6 +1472,12 @@ int state_digest(struct state *state, uint64_t *digest, char *errstr, size_t err
 int state_checkpoint(struct state *state, const char *dir, char *errstr, size_t errstr_size)
 {
 	return store_checkpoint(state->store, dir, errstr, errstr_size);
+}
+
+void state_user_restores(const struct state *state, uint64_t *restored, uint64_t *after_writer)
+{
+	*restored = state->restores;
+	*after_writer = state->restores_after_writer;
 }
 
 uint64_t state_bytes(struct state *state)

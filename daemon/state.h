@@ -264,6 +264,15 @@ long state_import(const char *dir, const char *path, char *errstr, size_t errstr
 /** @returns bytes of state on disk (estimate). */
 uint64_t state_bytes(struct state *state);
 
+/**
+ * @brief Users read back from the store when met (evicted from the user
+ * cache with no change since, or not met since the state was opened), and
+ * of them those whose newest rows were in the commit being written, so the
+ * read waited for the writer. A restore waits only then: the others' rows
+ * on disk are their newest.
+ */
+void state_user_restores(const struct state *state, uint64_t *restored, uint64_t *after_writer);
+
 /** @brief Rows and bytes the state's commits put into a store family (store_written()). */
 void state_written(const struct state *state, enum store_family family, uint64_t *rows,
 		   uint64_t *bytes);
