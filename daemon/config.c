@@ -10,7 +10,9 @@
  * continuation never glues an indented key onto the previous value), sees
  * every [section] header (so an unknown or empty section is reported at
  * its own line), and refuses lines longer than inih's buffer
- * (CONFIG_MAX_LINE, set at run time) instead of letting them be cut.
+ * (CONFIG_MAX_LINE, set at run time) instead of letting them be cut, and
+ * ends a line at a '#' after a blank (an inline comment, as inih does for
+ * ';'), so a value cannot hold " #".
  */
 #include "config.h"
 
@@ -1118,6 +1120,19 @@ static char *read_line(char *str, int num, void *stream)
 		start++;
 	if (strlen(p->line) != (size_t)n)
 		fail(p, p->lineno, "malformed line (contains a NUL byte)");
+	/* a '#' after a blank starts a comment, as ';' does for inih (whose
+	 * Debian build strips only ';'): "admit_after = 3   # why" is 3, not
+	 * a value with the comment in it (a salt took the comment silently) */
+	if (start[0] != '#' && start[0] != ';') {
+		for (char *c = start + 1; *c != '\0'; c++)
+			if (*c == '#' && is_blank(c[-1])) {
+				*c = '\0';
+				break;
+			}
+		size_t len = strlen(start);
+		while (len > 0 && is_blank(start[len - 1]))
+			start[--len] = '\0';
+	}
 	if (strlen(start) + 2 > (size_t)num) {
 		fail(p, p->lineno, "line too long (at most %d characters)", num - 2);
 		start = "";

@@ -119,7 +119,7 @@ static void every_type_parses(void **state)
 	(void)state;
 	struct config c;
 	load_ok(BASE "[input]\n"
-		     "topic = ev2\n"
+		     "topic = ev2    # a string value loses the comment too\n"
 		     "items_topic =\n"
 		     "  [state]   \n" /* indented header: leading blanks are ignored */
 		     "commit_interval_ms = 2s\n"
@@ -129,9 +129,9 @@ static void every_type_parses(void **state)
 		     "; a comment\n"
 		     "# another\n"
 		     "[refresh]\n"
-		     "interval_ms = 250\n"
-		     "min_interval_ms = 1m\n"
-		     "batch = 64\n"
+		     "interval_ms = 250   # inline comments, as the README's examples write them\n"
+		     "min_interval_ms = 1m\t# after a tab\n"
+		     "batch = 64 ; or after ';'\n"
 		     "k = 50\n"
 		     "[log]\n"
 		     "level = DEBUG\n"
@@ -144,9 +144,12 @@ static void every_type_parses(void **state)
 		     "use_covis = off\n"
 		     "exclusion = interacted\n"
 		     "seed = 18446744073709551615\n"
-		     "covis_half_life_events = 2.5e6\n",
+		     "covis_half_life_events = 2.5e6\n"
+		     "[experiment]\n"
+		     "salt = spring#2026\n", /* '#' not after a blank is the value's */
 		&c);
 	assert_string_equal(c.input_topic, "ev2");
+	assert_string_equal(c.experiment_salt, "spring#2026");
 	assert_string_equal(c.items_topic, "");
 	assert_int_equal(c.commit_interval_ms, 2000);
 	assert_true(c.sync_commits);
