@@ -56,7 +56,8 @@ static void recommendations(const struct http_request *request, struct http_resp
 	char user[CODEC_ID_MAX_BYTES + 1];
 	int status;
 	const char *encoded = request->path + strlen(API_RECOMMENDATIONS_PATH);
-	if (!percent_decode(encoded, user, sizeof user) || strchr(user, '/') != NULL) {
+	/* a raw '/' is a deeper path; an encoded one (%2F) is part of the id */
+	if (strchr(encoded, '/') != NULL || !percent_decode(encoded, user, sizeof user)) {
 		http_response_text(response, 400,
 				   "{\"error\":\"a user id, percent-encoded, after "
 				   API_RECOMMENDATIONS_PATH "\"}");

@@ -79,19 +79,21 @@ def test_lookup_is_on_the_api_port_only_with_bounded_kept_alive_connections(api_
     daemon = api_daemon("max_connections = 4\nidle_timeout_ms = 1s\n")
     daemon.start()
     daemon.produce(2000, users=100, items=80)
-    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2000)
+    # an id with a slash and a plus: percent-encoded, it is one path segment
+    send_raw(daemon.broker.bootstrap, daemon.events, [user_event("shop/a+b", "item-1", etype=CLICK)])
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2001)
     settled(daemon)
     time.sleep(1)
     published = latest_lists(daemon)
     assert len(published) >= 50
-    users = sorted(published)[:10]
+    users = sorted(u for u in published if "/" not in u)[:10]
     # several requests on one kept-alive connection
     conn = http.client.HTTPConnection("127.0.0.1", daemon.api_port, timeout=5)
     for user in users:
         conn.request("GET", "/v1/recommendations/" + urllib.parse.quote(user, safe=""))
         response = conn.getresponse()
         doc = json.loads(response.read())
-        assert response.status == 200 and response.getheader("Connection") == "keep-alive"
+        assert response.status == 200 and response.getheader("Connection") == "keep-alive", (user, doc)
         variant, items = published[user]
         assert doc["user_id"] == user and doc["variant"] == variant
         assert [i["item_id"] for i in doc["items"]] == items
@@ -105,6 +107,10 @@ def test_lookup_is_on_the_api_port_only_with_bounded_kept_alive_connections(api_
     status, body = daemon.lookup("no-such-user")
     assert status == 404 and json.loads(body)["user"] == "no-such-user"
     status, _ = daemon.lookup("bad%zzescape", quote=False)
+    assert status == 400
+    assert daemon.wait_for(lambda: daemon.lookup("shop/a+b")[0] == 200, 30)
+    assert json.loads(daemon.lookup("shop/a+b")[1])["user_id"] == "shop/a+b"
+    status, _ = daemon.lookup("shop/a%2Bb", quote=False)  # a raw '/': a deeper path
     assert status == 400
     time.sleep(0.3)  # the server has seen those clients go
 
