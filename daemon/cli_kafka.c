@@ -344,6 +344,8 @@ int cli_produce(int argc, char **argv)
 
 	uint64_t rng = (uint64_t)seed;
 	struct codec_buf buf = {0};
+	const char *file_base = file != NULL && strrchr(file, '/') != NULL ? strrchr(file, '/') + 1
+									  : file;
 	double start = clock_monotonic_s(), last_report = start;
 	while (!cli_stop_requested && (count == 0 || produced < count)) {
 		struct user_event ev;
@@ -352,6 +354,10 @@ int cli_produce(int argc, char **argv)
 			 produced);
 		if (log != NULL) {
 			size_t e = (size_t)produced;
+			/* the file's event as it is: its id names the file and the
+			 * event's place in time order, so producing the file again
+			 * gives the same ids, and no quantity or price is invented */
+			snprintf(ev.event_id, sizeof ev.event_id, "%.80s:%zu", file_base, e);
 			snprintf(ev.user_id, sizeof ev.user_id, "%s", log->user_ids[log->user[e]]);
 			snprintf(ev.item_id, sizeof ev.item_id, "%s", log->item_ids[log->item[e]]);
 			ev.type = (enum event_type)log->type[e];
@@ -365,7 +371,7 @@ int cli_produce(int argc, char **argv)
 			ev.type = next_type(&rng);
 			ev.ts_ms = clock_wall_ms();
 		}
-		if (ev.type == EVENT_PURCHASE || ev.type == EVENT_ADD_TO_CART) {
+		if (log == NULL && (ev.type == EVENT_PURCHASE || ev.type == EVENT_ADD_TO_CART)) {
 			ev.has_quantity = true;
 			ev.quantity = 1 + (int32_t)(rng_next(&rng) % 3);
 			ev.has_price = true;

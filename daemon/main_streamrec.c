@@ -43,9 +43,11 @@ static const struct {
 	const char *usage;
 } commands[] = {
     {"produce", cli_produce,
-     "write a synthetic UserEvent stream to Kafka\n"
+     "write a synthetic UserEvent stream, or an event file, to Kafka\n"
      "           --brokers HOST:PORT [--topic events] [--rate N/s, 0 = flat out]\n"
      "           [--count N, 0 = until Ctrl-C] [--users N] [--items N] [--seed N]\n"
+     "           [--file EVENTS (any format eval reads: user, item, type, time; in time order)]\n"
+     "           [--retime: event times are the send time, for freshness]\n"
      "           [--framing raw|confluent] [--schema-id N]\n"
      "           [--registry URL (registers the schema under TOPIC-value; confluent framing)]\n"
      "           [--registry-auth USER:PASSWORD (or $STREAMREC_REGISTRY_AUTH)]\n"
@@ -104,7 +106,8 @@ static const struct {
      "           product themes in en/de/pt/zh] [--categories-out CATS.tsv: item_id<TAB>cluster]"},
     {"replay", cli_replay,
      "learn an event file into a state directory, resuming after a crash\n"
-     "           (--state DIR | --config STREAMRECD_CONF) FILE [--commit-every N]\n"
+     "           (--state DIR | --config STREAMRECD_CONF | --memory-only) FILE\n"
+     "           [--commit-every N] [--commit-interval-ms MS] [--user-cache N]\n"
      "           [--format F] [--digest]"},
     {"inspect", cli_inspect,
      "show a user's current top-k, or an item's row, from a state directory\n"
