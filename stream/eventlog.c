@@ -646,6 +646,45 @@ static size_t split(char *line, const char *sep, char **fields)
 	}
 }
 
+/*
+ * split(line, ",") for CSV as spreadsheets and databases write it (RFC
+ * 4180): a field in double quotes may hold commas, and "" for a quote; the
+ * quotes are removed in place. A field that opens a quote and never closes
+ * it runs to the end of the line.
+ */
+static size_t split_csv(char *line, char **fields)
+{
+	size_t count = 0;
+	char *p = line;
+	for (;;) {
+		char *out = p, *start = p;
+		if (*p == '"') {
+			for (p++; *p != '\0'; p++) {
+				if (*p == '"' && p[1] == '"')
+					*out++ = *p++;
+				else if (*p == '"') {
+					p++;
+					break;
+				} else
+					*out++ = *p;
+			}
+			while (*p != '\0' && *p != ',') /* text after the closing quote: kept */
+				*out++ = *p++;
+		} else {
+			while (*p != '\0' && *p != ',')
+				*out++ = *p++;
+		}
+		bool last = *p == '\0';
+		*out = '\0';
+		if (count < MAX_FIELDS)
+			fields[count] = start;
+		count++;
+		if (last)
+			return count;
+		p++;
+	}
+}
+
 static bool parse_int64(const char *text, int64_t *out)
 {
 	char *end;
@@ -888,8 +927,8 @@ static bool parse_iso8601_ms(const char *text, int64_t *out_ms)
 	while (*p == ' ')
 		p++;
 	int64_t offset_min = 0;
-	if (*p == 'Z' || strcmp(p, "UTC") == 0 || strcmp(p, "GMT") == 0)
-		p += *p == 'Z' ? 1 : 3;
+	if (*p == 'Z' || *p == 'z' || strcmp(p, "UTC") == 0 || strcmp(p, "GMT") == 0)
+		p += *p == 'Z' || *p == 'z' ? 1 : 3;
 	else if (*p == '+' || *p == '-') {
 		int sign = *p == '-' ? -1 : 1, hh, mm = 0, used = 0;
 		if (sscanf(p + 1, "%2d%n", &hh, &used) != 1 || used != 2)
@@ -902,9 +941,14 @@ static bool parse_iso8601_ms(const char *text, int64_t *out_ms)
 		p += *p != '\0' ? 2 : 0;
 		offset_min = sign * (hh * 60 + mm);
 	}
-	if (*p != '\0')
+	if (*p != '\0' || tm.tm_sec > 59)
 		return false;
+	/* a day the month does not have (2019-02-30) is an error, not March */
+	struct tm given = tm, back;
 	time_t seconds = timegm(&tm);
+	if (gmtime_r(&seconds, &back) == NULL || back.tm_mday != given.tm_mday ||
+	    back.tm_mon != given.tm_mon || back.tm_year != given.tm_year)
+		return false;
 	*out_ms = ((int64_t)seconds - offset_min * 60) * 1000 + ms;
 	return true;
 }
@@ -939,7 +983,7 @@ static int generic_ts_ms(struct text_reader *r, const char *text, int64_t *ts_ms
 static int parse_generic_line(struct text_reader *r, char *line, char *errstr, size_t errstr_size)
 {
 	char *f[MAX_FIELDS];
-	size_t n = split(line, ",", f);
+	size_t n = split_csv(line, f);
 	enum event_type type = EVENT_VIEW;
 	int64_t ts_ms = 0;
 
@@ -975,17 +1019,19 @@ static int parse_generic_line(struct text_reader *r, char *line, char *errstr, s
 
 /*
  * Generic CSV header: the names each column role answers to, normalised
- * (lower case, no '_', '-', blank or quote): user, item, ts, type.
+ * (lower case, no '_', '-', blank or quote): user, item, ts, type. Best
+ * first: when two columns answer to one role (session_id and user_id,
+ * date and timestamp), the better-ranked name takes it.
  */
 static const char *const generic_names[4][16] = {
-    {"user", "userid", "uid", "visitor", "visitorid", "customer", "customerid", "clientid",
-     "member", "memberid", "session", "sessionid", NULL},
-    {"item", "itemid", "iid", "product", "productid", "sku", "movie", "movieid", "article",
-     "articleid", "contentid", "offer", "offerid", NULL},
-    {"ts", "timestamp", "time", "eventtime", "datetime", "date", "unixtime", "createdat",
-     "tsms", "timestampms", NULL},
-    {"type", "event", "eventtype", "action", "behavior", "behaviour", "behaviortype",
-     "behaviourtype", "interaction", "interactiontype", "kind", NULL}};
+    {"userid", "user", "visitorid", "visitor", "customerid", "customer", "clientid",
+     "memberid", "member", "uid", "sessionid", "session", NULL},
+    {"itemid", "item", "productid", "product", "sku", "movieid", "movie", "articleid",
+     "article", "contentid", "offerid", "offer", "iid", NULL},
+    {"timestamp", "ts", "tsms", "timestampms", "eventtime", "time", "datetime", "unixtime",
+     "createdat", "date", NULL},
+    {"eventtype", "type", "event", "behaviortype", "behaviourtype", "behavior", "behaviour",
+     "action", "interactiontype", "interaction", "kind", NULL}};
 
 /*
  * Generic CSV header: 1 when line names the columns (in any order, other
@@ -997,10 +1043,11 @@ static int generic_header(const char *line, struct text_reader *r)
 {
 	char copy[1024], *f[MAX_FIELDS];
 	int col[4] = {-1, -1, -1, -1};
+	size_t rank[4] = {SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX};
 	if (strlen(line) >= sizeof copy)
 		return 0;
 	strcpy(copy, line);
-	size_t n = split(copy, ",", f);
+	size_t n = split_csv(copy, f);
 	if (n < 3 || n > MAX_FIELDS)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1011,9 +1058,12 @@ static int generic_header(const char *line, struct text_reader *r)
 				key[k++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
 		key[k] = '\0';
 		for (int c = 0; c < 4; c++)
-			for (size_t a = 0; col[c] < 0 && generic_names[c][a] != NULL; a++)
+			for (size_t a = 0; generic_names[c][a] != NULL; a++)
 				if (strcmp(key, generic_names[c][a]) == 0) {
-					col[c] = (int)i;
+					if (a < rank[c]) { /* the better name; the first on a tie */
+						col[c] = (int)i;
+						rank[c] = a;
+					}
 					c = 4; /* one role a column */
 					break;
 				}
@@ -1037,7 +1087,7 @@ static bool looks_like_generic(const char *line)
 	if (strlen(line) >= sizeof copy)
 		return false;
 	strcpy(copy, line);
-	n = split(copy, ",", f);
+	n = split_csv(copy, f);
 	return (n == 3 || n == 4) && f[0][0] != '\0' && f[1][0] != '\0' && parse_int64(f[2], &ts) &&
 	       (n == 3 || event_type_from_alias(f[3], &type));
 }

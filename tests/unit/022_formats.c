@@ -378,11 +378,37 @@ static void generic_csv_reads_named_columns_iso_times_and_common_types(void **st
 	assert_event(log, 5, "f", "u", EVENT_PURCHASE, 1569888002000LL);
 	eventlog_free(log);
 
+	/* quoted fields (RFC 4180): commas and doubled quotes inside; lower-case z */
+	log = read_ok(f,
+		      write_file(f, "quoted.csv",
+				 "\"user\",\"item\",\"ts\",\"type\"\n"
+				 "\"Shoes, red\",i1,\"1700000000\",view\n"
+				 "\"a \"\"b\"\"\",\"i,2\",2023-11-14T22:13:21z,\"click\"\n"),
+		      &generic);
+	assert_int_equal(log->count, 2);
+	assert_event(log, 0, "Shoes, red", "i1", EVENT_VIEW, 1700000000000LL);
+	assert_event(log, 1, "a \"b\"", "i,2", EVENT_CLICK, 1700000001000LL);
+	eventlog_free(log);
+
+	/* two columns for one role: the better name takes it */
+	log = read_ok(f,
+		      write_file(f, "both.csv",
+				 "session_id,user_id,item_id,date,timestamp\n"
+				 "s1,u1,i1,2019-10-01,1569888000\n"
+				 "s2,u1,i2,2019-10-01,1569888001\n"),
+		      NULL);
+	assert_int_equal(log->count, 2);
+	assert_int_equal(log->user_count, 1);
+	assert_event(log, 1, "u1", "i2", EVENT_VIEW, 1569888001000LL);
+	eventlog_free(log);
+
 	/* a header without a time column is not one; bad times and types name the line */
 	read_fails(f, write_file(f, "g.csv", "user,item,when\nu1,i1,1433221332\n"), &generic,
 		   "g.csv:1: ts: expected", "'when'");
 	read_fails(f, write_file(f, "g.csv", "user,item,ts\nu1,i1,2019-13-01 00:00:00\n"),
 		   &generic, "g.csv:2: ts: expected", "ISO 8601");
+	read_fails(f, write_file(f, "g.csv", "user,item,ts\nu1,i1,2019-02-30T00:00:00Z\n"),
+		   &generic, "g.csv:2: ts: expected", "'2019-02-30T00:00:00Z'");
 	read_fails(f, write_file(f, "g.csv", "user,item,ts\nu1,i1,2019-10-01 00:00:00 CET\n"),
 		   &generic, "g.csv:2: ts: expected", "'2019-10-01 00:00:00 CET'");
 	read_fails(f, write_file(f, "g.csv", "ts,item,user,type\n1433221332,i1,u1,returned\n"),
