@@ -53,8 +53,9 @@ static struct state *open_variant(const char *command, const char *dir, size_t c
 				  .variant_count = 1,
 				  .variant_names = variant ? names : NULL,
 				  .user_cache_users = cache_users,
-				  .read_only = read_only};
-	char errstr[512];
+				  .read_only = read_only,
+				  .stored_variants_only = variant != NULL};
+	char errstr[1024];
 	model_config_default(&config);
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
 	if (state == NULL)

@@ -92,6 +92,9 @@ struct state_config {
 	/** Open an existing state without writing to it (streamrecd --check):
 	 * variants are matched but new ones are not recorded; see store.h. */
 	bool read_only;
+	/** A configured variant the state does not hold is an error naming the
+	 * ones it holds, instead of a new, cold variant (inspect, digest). */
+	bool stored_variants_only;
 };
 
 struct state;

@@ -278,6 +278,17 @@ int variants_reconcile(struct store *store, struct store_batch *batch,
 			s->variant_of_id[old->id] = (int)v;
 			continue;
 		}
+		if (config->stored_variants_only) {
+			char held[512] = "";
+			size_t at = 0;
+			for (size_t i = 0; i < scan.count && at < sizeof held; i++)
+				at += (size_t)snprintf(held + at, sizeof held - at, "%s'%s'",
+						       i ? ", " : "", scan.found[i].name);
+			set_errstr(errstr, errstr_size,
+				   "%s: no variant '%s' in the state (it holds %s)", config->dir,
+				   name, scan.count ? held : "none");
+			return -1;
+		}
 		/* a new variant: the lowest free id, cleared of anything a crash left there */
 		size_t id = 0;
 		while (id < 256 && used[id])

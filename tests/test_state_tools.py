@@ -75,6 +75,14 @@ def test_bad_inputs_are_refused(learned, tmp_path):
     assert missing.returncode == 1 and "not in the state" in missing.stderr
     usage = run("inspect", "--state", state, check=False)
     assert usage.returncode == 2
+    # a variant the state does not hold is refused, naming those it holds
+    # (it was a new, empty variant: step 0 and the trending list, exit 0)
+    for command in (["inspect", "--user", "user-1"], ["digest"]):
+        refused = run(*command, "--state", state, "--variant", "nosuch", check=False)
+        assert refused.returncode == 1, refused.stdout
+        assert "no variant 'nosuch' in the state (it holds 'model')" in refused.stderr
+    assert run("digest", "--state", state, "--variant", "model").stdout == \
+        run("digest", "--state", state).stdout
 
 
 def test_replay_and_eval_take_an_explicit_format(learned, tmp_path):
