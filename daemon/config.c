@@ -1665,7 +1665,8 @@ static void compare(const char *key, const char *old, const char *new, bool relo
 	if (strcmp(old, new) == 0)
 		return;
 	if (reloadable) {
-		append(changes, "%s: %s -> %s\n", key, old, new);
+		/* one log line for a whole reload: journald takes each line apart */
+		append(changes, "%s%s: %s -> %s", changes->used ? "; " : "", key, old, new);
 	} else {
 		append(refused, "%s%s (%s -> %s)", *refused_count ? ", " : "", key, old, new);
 		++*refused_count;
@@ -1767,7 +1768,7 @@ int config_reload(const struct config *running, const char *path, struct config 
 		return -1;
 	}
 	if (changed.used == 0)
-		append(&changed, "no changes\n");
+		append(&changed, "no changes");
 	return 0;
 }
 

@@ -153,7 +153,7 @@ static const struct snapshot *window_start(const struct status *s, double now_s,
 static void number(FILE *f, const char *name, double v)
 {
 	if (isfinite(v))
-		fprintf(f, "\"%s\":%.6g", name, v);
+		fprintf(f, "\"%s\":%.15g", name, v);
 	else
 		fprintf(f, "\"%s\":null", name);
 }

@@ -134,7 +134,7 @@ static bool flag_at(json_t *point, const char *key)
 static void history_is_the_last_hour_per_step(void **state)
 {
 	(void)state;
-	const double t0 = 1000.0;
+	const double t0 = 1796120000.0; /* now-like epoch seconds: %.6g lost them */
 	struct metrics *m = new_metrics();
 	struct status *s = status_new(m);
 	assert_non_null(s);
