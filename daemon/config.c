@@ -1523,6 +1523,18 @@ static void finish(struct parse *p)
 	check_properties(p);
 	if (p->error_line == 0)
 		finish_variants(p);
+	/* two listeners on one address: found here, not by the start's bind */
+	if (p->error_line == 0 && c->api_listen != NULL && c->api_listen[0] != '\0' &&
+	    c->http_listen != NULL && strcmp(c->api_listen, c->http_listen) == 0) {
+		int line = 0;
+		for (size_t i = 0; i < OPTION_COUNT; i++)
+			if (strcmp(options[i].section, "api") == 0 &&
+			    strcmp(options[i].key, "listen") == 0)
+				line = p->key_line[i];
+		fail(p, line ? line : -1,
+		     "api.listen: %s is http.listen's address too; the lookup API needs its own",
+		     c->api_listen);
+	}
 }
 
 static void properties_free(struct config_properties *list)

@@ -143,6 +143,14 @@ def test_api_listen_errors_name_the_key_and_value(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "bad.conf:4: api.max_connections" in out.stderr and "0" in out.stderr, out.stderr
+    # the metrics port's address again: refused by --check, not at the bind
+    config.write_text(f"[state]\ndir = {tmp_path / 'state'}\n[http]\nlisten = 127.0.0.1:19470\n"
+                      "[api]\nlisten = 127.0.0.1:19470\n[kafka]\nbootstrap.servers = x:9092\n")
+    out = subprocess.run([STREAMREC.parent / "streamrecd", "--config", config, "--check"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "bad.conf:6: api.listen: 127.0.0.1:19470 is http.listen's address too" in out.stderr, \
+        out.stderr
 
 
 def test_lists_survive_a_restart_for_lookups_and_hits(api_daemon):

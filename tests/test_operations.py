@@ -241,6 +241,13 @@ def test_the_installed_tree_runs_as_an_unprivileged_user(kafka_broker):
                                 "PREFIX=/usr", f"BUILD={BUILD}"], capture_output=True, text=True,
                                timeout=600)
         assert again.returncode == 0, "make install twice: " + again.stderr[-2000:]
+        # the installed programs look for the model where PREFIX put it, though
+        # the build tree was made with the default PREFIX first (it said /usr/local)
+        env = {k: v for k, v in os.environ.items() if k != "STREAMREC_TEXT_MODEL"}
+        embed = subprocess.run([os.path.join(root, "usr/bin/streamrec"), "embed", "hello"],
+                               capture_output=True, text=True, timeout=60, env=env)
+        assert embed.returncode == 1 and "/usr/share/streamrec/models/" in embed.stderr, \
+            embed.stderr
 
         conf = os.path.join(root, "etc/streamrec/streamrecd.conf")
         conf_stat = os.stat(conf)
