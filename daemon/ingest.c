@@ -901,7 +901,10 @@ static int lifecycle_sweep(struct daemon *d, char *errstr, size_t errstr_size)
 int ingest_commit(struct daemon *d, bool wait)
 {
 	char errstr[512];
-	if (producer_wait_dead_letters(d->producer, wait ? 10000 : 2000, errstr,
+	/* on the timer, a short wait and the commit is postponed: waiting 2 s
+	 * on every tick while the dead-letter topic took nothing kept the loop
+	 * from answering /readyz and /metrics for as long */
+	if (producer_wait_dead_letters(d->producer, wait ? 10000 : 50, errstr,
 				       sizeof errstr) != 0) {
 		if (d->failed)
 			return -1;

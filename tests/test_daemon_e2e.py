@@ -1356,3 +1356,44 @@ def test_refresh_workers_step_back_by_refresh_nice(daemon):
     assert threads.get("streamrecd") and set(threads["streamrecd"]) == {0}, threads
     assert threads.get("api") == [0] and threads.get("state-writer") == [0], threads
     assert daemon.stop() == 0
+
+
+def test_the_loop_answers_while_dead_letters_wait_for_delivery(kafka_broker, tmp_path):
+    """While the dead-letter topic takes nothing (here: it does not exist, and
+    the broker creates no topic), each commit is postponed, and /readyz and
+    /metrics still answer at once: the commit timer waited 2 s for delivery
+    reports on every tick, so probes timed out for as long as it lasted."""
+    import urllib.request
+    daemon = Daemon(kafka_broker, tmp_path, "dlqwait", partitions=1)
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "dead_letter_topic = dlqwait.dlq", "dead_letter_topic = dlqwait.missing"))
+    try:
+        daemon.start()
+        daemon.produce(50)
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 50)
+        send_raw(kafka_broker.bootstrap, daemon.events, [b"\x01garbage"])
+        assert daemon.wait_for(lambda: "commit postponed" in daemon.logtext(), 30), \
+            daemon.logtext()
+        slow = []
+        deadline = time.time() + 6
+        while time.time() < deadline and daemon.process.poll() is None:
+            started = time.time()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{daemon.port}/readyz",
+                                            timeout=5) as r:
+                    r.read()
+            except urllib.error.HTTPError:
+                pass  # 503 is an answer
+            except OSError:  # no answer within 5 s
+                slow.append("timeout")
+                continue
+            if time.time() - started > 1.0:
+                slow.append(round(time.time() - started, 2))
+            time.sleep(0.2)
+        assert daemon.process.poll() is None, daemon.logtext()
+        assert "commit postponed" in daemon.logtext().split("garbage")[-1] or \
+            daemon.logtext().count("commit postponed") >= 2
+        assert slow == [], slow
+    finally:
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.process.kill()
