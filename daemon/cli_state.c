@@ -44,7 +44,7 @@
  * of its last commit (whole commits only).
  */
 static struct state *open_variant(const char *command, const char *dir, size_t cache_users,
-				  const char *variant, bool read_only)
+				  const char *variant, bool read_only, bool must_exist)
 {
 	struct model_config config;
 	const char *names[1] = {variant};
@@ -54,7 +54,8 @@ static struct state *open_variant(const char *command, const char *dir, size_t c
 				  .variant_names = variant ? names : NULL,
 				  .user_cache_users = cache_users,
 				  .read_only = read_only,
-				  .stored_variants_only = variant != NULL};
+				  .stored_variants_only = variant != NULL,
+				  .must_exist = must_exist};
 	char errstr[1024];
 	model_config_default(&config);
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
@@ -65,12 +66,7 @@ static struct state *open_variant(const char *command, const char *dir, size_t c
 
 static struct state *open_state_cached(const char *command, const char *dir, size_t cache_users)
 {
-	return open_variant(command, dir, cache_users, NULL, false);
-}
-
-static struct state *open_state(const char *command, const char *dir)
-{
-	return open_state_cached(command, dir, 0);
+	return open_variant(command, dir, cache_users, NULL, false, false);
 }
 
 /*
@@ -317,7 +313,7 @@ int cli_inspect(int argc, char **argv)
 		    "streamrec inspect: expected --state DIR and one of --user ID, --item ID\n");
 		return 2;
 	}
-	struct state *state = open_variant("inspect", dir, 0, variant, true);
+	struct state *state = open_variant("inspect", dir, 0, variant, true, true);
 	if (state == NULL)
 		return 1;
 	struct model *model = state_model(state, 0);
@@ -439,7 +435,8 @@ int cli_checkpoint(int argc, char **argv)
 	char errstr[512];
 	if (parse_state_and(argc, argv, "checkpoint", "to", &dir, &to, "--state DIR --to NEW_DIR"))
 		return 2;
-	struct state *state = open_state("checkpoint", dir);
+	/* an existing state only: a mistyped path must not give an empty copy */
+	struct state *state = open_variant("checkpoint", dir, 0, NULL, false, true);
 	if (state == NULL)
 		return 1;
 	int rc = state_checkpoint(state, to, errstr, sizeof errstr);
@@ -458,7 +455,7 @@ int cli_export(int argc, char **argv)
 	char errstr[512];
 	if (parse_state_and(argc, argv, "export", "out", &dir, &out, "--state DIR --out FILE"))
 		return 2;
-	struct state *state = open_state("export", dir);
+	struct state *state = open_variant("export", dir, 0, NULL, false, true);
 	if (state == NULL)
 		return 1;
 	long n = state_export(state, out, errstr, sizeof errstr);
@@ -513,7 +510,7 @@ int cli_digest(int argc, char **argv)
 	}
 	struct state *state = config_path != NULL
 				  ? open_configured("digest", config_path, dir, 0, true)
-				  : open_variant("digest", dir, 0, variant, true);
+				  : open_variant("digest", dir, 0, variant, true, true);
 	if (state == NULL)
 		return 1;
 	uint64_t value;

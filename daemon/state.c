@@ -365,6 +365,7 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	struct store_config sc = {.path = config->dir,
 				  .sync_commits = config->sync_commits,
 				  .read_only = config->read_only,
+				  .must_exist = config->must_exist,
 				  .log_dir = config->log_dir && config->log_dir[0] ? config->log_dir
 										   : NULL};
 	char why[512];

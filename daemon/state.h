@@ -95,6 +95,8 @@ struct state_config {
 	/** A configured variant the state does not hold is an error naming the
 	 * ones it holds, instead of a new, cold variant (inspect, digest). */
 	bool stored_variants_only;
+	/** A directory holding no state is an error, not a new state (store.h). */
+	bool must_exist;
 };
 
 struct state;

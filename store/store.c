@@ -750,7 +750,7 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 	rocksdb_readoptions_set_fill_cache(store->scan_options, 0);
 	store->write_batch = rocksdb_writebatch_create();
 
-	if (initialise && config->read_only) {
+	if (initialise && (config->read_only || config->must_exist)) {
 		set_errstr(errstr, errstr_size,
 			   "%s: holds no state yet (it is created on the first start)", store->path);
 		goto out_free_rocksdb;

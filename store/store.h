@@ -105,6 +105,10 @@ struct store_config {
 	 * no state yet"), nothing is created, and every commit is refused.
 	 */
 	bool read_only;
+	/** A missing or empty directory is an error ("holds no state"), nothing
+	 * created, as with read_only, but the state opens writable (a checkpoint,
+	 * an export: a mistyped path must not make an empty state to copy). */
+	bool must_exist;
 };
 
 /** The opaque store. */

@@ -75,6 +75,13 @@ def test_bad_inputs_are_refused(learned, tmp_path):
     assert missing.returncode == 1 and "not in the state" in missing.stderr
     usage = run("inspect", "--state", state, check=False)
     assert usage.returncode == 2
+    # a mistyped state path: refused, and nothing made there (it was an
+    # empty new state, exported or copied with "written" and exit 0)
+    for command in (["export", "--out", tmp_path / "x.export"],
+                    ["checkpoint", "--to", tmp_path / "copy"]):
+        refused = run(command[0], "--state", tmp_path / "typo", *command[1:], check=False)
+        assert refused.returncode == 1 and "holds no state" in refused.stderr, refused
+        assert not (tmp_path / "typo").exists() and not (tmp_path / "copy").exists()
     # a variant the state does not hold is refused, naming those it holds
     # (it was a new, empty variant: step 0 and the trending list, exit 0)
     for command in (["inspect", "--user", "user-1"], ["digest"]):
