@@ -325,7 +325,9 @@ int main(int argc, char **argv)
 		goto out_free;
 	}
 	if (open_state(d, check_only, errstr, sizeof errstr) != 0) {
-		fprintf(stderr, "streamrecd: %s\n", errstr);
+		/* with its priority, as every line after the configuration: under
+		 * systemd a line without one is filed as info */
+		log_line(LOG_PRIORITY_ERROR, "%s", errstr);
 		goto out_free;
 	}
 	if (check_only) {
@@ -433,7 +435,7 @@ int main(int argc, char **argv)
 	log_line(LOG_PRIORITY_INFO, "stopped%s", d->failed ? " after a failure" : "");
 	goto out_free;
 out_error:
-	fprintf(stderr, "streamrecd: %s\n", errstr);
+	log_line(LOG_PRIORITY_ERROR, "%s", errstr);
 out_free:
 	consumer_close(d->consumer, 10000);
 	consumer_close(d->catalog_consumer, 10000);

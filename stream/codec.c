@@ -827,6 +827,8 @@ static int plan_from_source(struct codec *codec, int32_t id, struct writer_plan 
 	case CODEC_SCHEMA_FOUND: break;
 	case CODEC_SCHEMA_UNKNOWN:
 		return fail(err, CODEC_ERR_UNKNOWN_SCHEMA, "schema id %d: %s", id, detail);
+	case CODEC_SCHEMA_REFUSED:
+		return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "schema id %d: %s", id, detail);
 	case CODEC_SCHEMA_UNAVAILABLE:
 	default:
 		return fail(err, CODEC_ERR_SCHEMA_UNAVAILABLE, "schema id %d: %s", id, detail);

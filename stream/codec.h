@@ -193,6 +193,8 @@ enum codec_schema_lookup {
 				     the message is invalid ("unknown_schema_id") */
 	CODEC_SCHEMA_UNAVAILABLE, /**< cannot tell now (registry unreachable...): retry later
 				     ("schema_unavailable") */
+	CODEC_SCHEMA_REFUSED,     /**< the id has a schema, but not one the codec reads (a JSON
+				     or Protobuf schema): "schema_mismatch" */
 };
 
 /**

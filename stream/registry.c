@@ -577,8 +577,8 @@ enum codec_schema_lookup registry_codec_source(void *opaque, int32_t schema_id,
 {
 	switch (registry_schema_by_id(opaque, schema_id, schema_json, detail, detail_size)) {
 	case REGISTRY_OK: return CODEC_SCHEMA_FOUND;
-	case REGISTRY_NOT_FOUND:
-	case REGISTRY_REJECTED: return CODEC_SCHEMA_UNKNOWN;
+	case REGISTRY_NOT_FOUND: return CODEC_SCHEMA_UNKNOWN;
+	case REGISTRY_REJECTED: return CODEC_SCHEMA_REFUSED;
 	case REGISTRY_UNAVAILABLE: break;
 	}
 	return CODEC_SCHEMA_UNAVAILABLE;

@@ -147,8 +147,9 @@ const char *registry_status_name(enum registry_status status);
 /**
  * @brief The codec's schema source backed by a registry (codec_schema_source_fn):
  * pass it to codec_set_schema_source() with the registry as opaque.
- * REGISTRY_OK -> CODEC_SCHEMA_FOUND, NOT_FOUND and REJECTED ->
- * CODEC_SCHEMA_UNKNOWN, UNAVAILABLE -> CODEC_SCHEMA_UNAVAILABLE.
+ * REGISTRY_OK -> CODEC_SCHEMA_FOUND, NOT_FOUND -> CODEC_SCHEMA_UNKNOWN,
+ * REJECTED (registered, but not Avro) -> CODEC_SCHEMA_REFUSED, UNAVAILABLE
+ * -> CODEC_SCHEMA_UNAVAILABLE.
  */
 enum codec_schema_lookup registry_codec_source(void *registry, int32_t schema_id,
 					       const char **schema_json, char *detail,

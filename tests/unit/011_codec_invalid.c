@@ -139,6 +139,45 @@ static void unknown_schema_id(void **state)
 	expect_reason(f->autodetect, f->buf.data, f->buf.len, CODEC_ERR_UNKNOWN_SCHEMA, "99");
 }
 
+/* A schema source answering per id as a registry does: 98 has a JSON schema,
+ * 97 is not registered, 96 cannot be asked now. */
+static enum codec_schema_lookup registry_like(void *opaque, int32_t id, const char **json,
+					      char *detail, size_t detail_size)
+{
+	(void)opaque;
+	(void)json;
+	if (id == 98) {
+		snprintf(detail, detail_size, "registry: schema 98 is a JSON schema, not Avro");
+		return CODEC_SCHEMA_REFUSED;
+	}
+	if (id == 97) {
+		snprintf(detail, detail_size, "registry: schema 97 not found");
+		return CODEC_SCHEMA_UNKNOWN;
+	}
+	snprintf(detail, detail_size, "registry: unreachable");
+	return CODEC_SCHEMA_UNAVAILABLE;
+}
+
+/* An id whose schema is not Avro is a schema that does not fit
+ * (schema_mismatch), not an id that is not registered. */
+static void schema_source_answers_name_their_reasons(void **state)
+{
+	struct fixture *f = *state;
+	struct user_event ev = testutil_event("e", "u", "i", EVENT_VIEW);
+	codec_set_schema_source(f->confluent, registry_like, NULL);
+	encode(f, f->confluent, &ev, CODEC_FRAMING_CONFLUENT);
+	f->buf.data[4] = 98;
+	expect_reason(f->confluent, f->buf.data, f->buf.len, CODEC_ERR_SCHEMA_MISMATCH,
+		      "JSON schema");
+	f->buf.data[4] = 97;
+	expect_reason(f->confluent, f->buf.data, f->buf.len, CODEC_ERR_UNKNOWN_SCHEMA,
+		      "not found");
+	f->buf.data[4] = 96;
+	expect_reason(f->confluent, f->buf.data, f->buf.len, CODEC_ERR_SCHEMA_UNAVAILABLE,
+		      "unreachable");
+	codec_set_schema_source(f->confluent, NULL, NULL);
+}
+
 static void bytes_left_over(void **state)
 {
 	struct fixture *f = *state;
@@ -372,6 +411,7 @@ int main(void)
 	    cmocka_unit_test(every_truncation_is_truncated),
 	    cmocka_unit_test(wrong_magic_byte),
 	    cmocka_unit_test(unknown_schema_id),
+	    cmocka_unit_test(schema_source_answers_name_their_reasons),
 	    cmocka_unit_test(bytes_left_over),
 	    cmocka_unit_test(enum_index_out_of_range),
 	    cmocka_unit_test(enum_symbol_unknown_to_reader),
