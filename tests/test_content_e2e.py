@@ -212,8 +212,13 @@ def test_a_search_moves_the_next_list_towards_matching_items(daemon, tmp_path):
              for v, users in by_variant.items()}
     print("share of kind-2 items in the searchers' lists, before and after:", moved)
     assert all(len(users) >= 10 for users in by_variant.values()), by_variant
-    assert moved["content"][1] > moved["content"][0] + 0.15, moved
-    assert abs(moved["plain"][1] - moved["plain"][0]) < 0.05, moved
+    # the plain variant's lists drift a little between the two snapshots (the
+    # "before" lists were made during learning, the "after" ones on the final
+    # model; a CI run saw exactly 0.05): the search must move the content
+    # variant's far more than that drift
+    drift = abs(moved["plain"][1] - moved["plain"][0])
+    assert drift < 0.1, moved
+    assert moved["content"][1] > moved["content"][0] + drift + 0.15, moved
     # a search whose vector breaks the contract is a dead letter; text alone is counted
     send_searches(daemon, [("u1", {"text": None, "content": vector(MODEL, [0.5] * (DIM + 2))}),
                            ("u1", {"text": "red shoes", "content": None})])
