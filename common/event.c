@@ -48,11 +48,11 @@ static const char *const aliases[EVENT_TYPE_COUNT][12] = {
 };
 
 /* name lower-cased without '_', '-' and blanks into out; @returns false when it does not fit */
-static bool normalise(const char *name, char *out, size_t size)
+bool event_normalise_name(const char *name, char *out, size_t size)
 {
 	size_t n = 0;
 	for (const char *p = name; *p != '\0'; p++) {
-		if (*p == '_' || *p == '-' || *p == ' ' || *p == '\t')
+		if (strchr("_- \t\"'", *p) != NULL)
 			continue;
 		if (n + 1 >= size)
 			return false;
@@ -67,7 +67,7 @@ bool event_type_from_alias(const char *name, enum event_type *type)
 	char key[64];
 	if (event_type_from_any(name, type))
 		return true;
-	if (!normalise(name, key, sizeof key))
+	if (!event_normalise_name(name, key, sizeof key))
 		return false;
 	for (int i = 0; i < EVENT_TYPE_COUNT; i++)
 		for (size_t a = 0; aliases[i][a] != NULL; a++)

@@ -8,6 +8,7 @@
 #define STREAMREC_EVENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /** The schema's EventType symbols, in the schema's order (the Avro enum index). */
 enum event_type {
@@ -49,5 +50,12 @@ bool event_type_from_any(const char *name, enum event_type *type);
  * blanks ignored. The list: event.c. @returns true when known.
  */
 bool event_type_from_alias(const char *name, enum event_type *type);
+
+/**
+ * @brief Normalise a name as other systems' files spell it (a CSV header's
+ * column, a type's synonym): lower case, without '_', '-', blanks and
+ * quotes, into out (size bytes). @returns false when it does not fit.
+ */
+bool event_normalise_name(const char *name, char *out, size_t size);
 
 #endif

@@ -1117,32 +1117,23 @@ static void put_id(struct store_batch *batch, char kind, const char *id, uint32_
 	store_batch_put(batch, STORE_IDS, reverse, sizeof reverse, id, len);
 }
 
-/* With a user row: the removal its item references were checked against
- * (only once items were ever removed). */
 /* Notes that user stable's rows go into the batch being built. */
 static void user_written(struct state *s, uint32_t stable)
 {
-	if ((size_t)stable >= s->user_written_capacity) {
-		size_t cap = s->user_written_capacity ? s->user_written_capacity : 1024;
-		while (cap <= stable)
-			cap *= 2;
-		uint32_t *grown = realloc(s->user_written_in, cap * sizeof *grown);
-		if (grown == NULL) {
-			/* unknown from now on: every restore waits for the writer, as before */
-			free(s->user_written_in);
-			s->user_written_in = NULL;
-			s->user_written_capacity = 0;
-			s->batch_number = 0;
-			return;
-		}
-		memset(grown + s->user_written_capacity, 0,
-		       (cap - s->user_written_capacity) * sizeof *grown);
-		s->user_written_in = grown;
-		s->user_written_capacity = cap;
+	if (grow_array(&s->user_written_in, &s->user_written_capacity, (size_t)stable + 1,
+		       sizeof *s->user_written_in, 1024) != 0) {
+		/* unknown from now on: every restore waits for the writer, as before */
+		free(s->user_written_in);
+		s->user_written_in = NULL;
+		s->user_written_capacity = 0;
+		s->batch_number = 0;
+		return;
 	}
 	s->user_written_in[stable] = s->batch_number;
 }
 
+/* With a user row: the removal its item references were checked against
+ * (only once items were ever removed). */
 static void put_user_purged(struct state *s, uint32_t stable)
 {
 	if (s->removal_seq == 0 || (size_t)stable >= s->life_capacity)

@@ -1052,11 +1052,8 @@ static int generic_header(const char *line, struct text_reader *r)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		char key[64];
-		size_t k = 0;
-		for (const char *p = f[i]; *p != '\0' && k + 1 < sizeof key; p++)
-			if (*p != '_' && *p != '-' && *p != ' ' && *p != '"' && *p != '\'')
-				key[k++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-		key[k] = '\0';
+		if (!event_normalise_name(f[i], key, sizeof key))
+			continue; /* longer than any name known */
 		for (int c = 0; c < 4; c++)
 			for (size_t a = 0; generic_names[c][a] != NULL; a++)
 				if (strcmp(key, generic_names[c][a]) == 0) {
