@@ -125,7 +125,9 @@ class Metrics:
                 "refresh_s": sums.get("streamrec_refresh_batch_seconds_sum", 0.0),
                 "refresh_batches": sums.get("streamrec_refresh_batch_seconds_count", 0.0),
                 "deferred": sums.get("streamrec_refresh_deferred_total", 0.0),
-                "index_recall": sums.get("streamrec_index_recall")}
+                "index_recall": sums.get("streamrec_index_recall"),
+                "index_trainings": sums.get("streamrec_index_trainings_total", 0.0),
+                "index_training_s": sums.get("streamrec_index_training_seconds_total", 0.0)}
 
 
 class Process:
@@ -451,6 +453,8 @@ bootstrap.servers = {self.bootstrap}
             "lag_first": samples[0][3], "lag_last": samples[-1][3], "caught_up_s": caught_up_s,
             "windows": len(windows),
             "deferred": end["deferred"] - base["deferred"], "index_recall": end["index_recall"],
+            "index_trainings": end["index_trainings"] - base["index_trainings"],
+            "index_training_s": end["index_training_s"] - base["index_training_s"],
             "e2e_ms_window_median": percentile_table(window_p),
             "daemon_ms_window_median": percentile_table(window_daemon),
             "segment": summary,
@@ -460,7 +464,8 @@ bootstrap.servers = {self.bootstrap}
             f"lists {result['lists_per_s']:,.0f}/s, freshness p50/p99/p99.9 "
             f"{p.get('p50')}/{p.get('p99')}/{p.get('p999')} ms, CPU {result['cpu_cores']:.2f} cores, "
             f"RSS {result['rss_mib']:.0f} MiB, lag {result['lag_first']:.0f} -> {result['lag_last']:.0f}, "
-            f"deferred {result['deferred']:.0f}, index recall {result['index_recall']}")
+            f"deferred {result['deferred']:.0f}, index recall {result['index_recall']}, "
+            f"index trainings {result['index_trainings']:.0f} ({result['index_training_s']:.1f} s)")
         self.results["scenarios"].append(result)
         self.stop_daemon()
         return result

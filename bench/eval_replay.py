@@ -13,6 +13,13 @@ machine and the OpenBLAS kernel. Standard library only.
 
     bench/eval_replay.py [--streamrec build/streamrec] [--runs 3] [--nprobe N]
                          [--old-streamrec PATH]   (another build, same stream)
+                         [--pre-index-streamrec PATH]
+
+--pre-index-streamrec names a build from before the index existed (issue
+12's starting point, e.g. commit 3836813^, built with `make build/streamrec`
+in a worktree): it is replayed with its plain `streamrec eval`, interleaved
+with the others, and the index engine's events/s is also given as a multiple
+of its events/s, the issue's "20x faster than today".
 """
 import argparse
 import os
@@ -29,6 +36,7 @@ SPEED = re.compile(r"replay: exact ([0-9]+) events/s, index ([0-9]+) events/s .*
 RECALL = re.compile(r"index: recall@20 against exact ([0-9.]+) on the test points; "
                     r"relative HR@20 ([-+0-9.]+)%; nlist ([0-9]+), nprobe ([0-9]+), "
                     r"trending ([0-9]+), ([0-9]+) candidates a list")
+PLAIN_SPEED = re.compile(r"^replay: ([0-9]+) events/s", re.M)
 TESTS = re.compile(r"^\| exact +\| +([0-9.]+) \|.*\| +([0-9]+) \|$", re.M)
 
 
@@ -62,6 +70,16 @@ def replay(streamrec, events, extra):
             "nprobe": recall.group(4), "candidates": recall.group(6)}
 
 
+def replay_plain(streamrec, events):
+    """A build without --retrieval: its exact engine, baselines as it ran them."""
+    out = subprocess.run([streamrec, "eval", events], capture_output=True, text=True,
+                         check=True).stdout
+    speed = PLAIN_SPEED.search(out)
+    if not speed:
+        raise SystemExit(f"unexpected output of {streamrec} eval:\n{out}")
+    return int(speed.group(1))
+
+
 def report(name, runs):
     med = {key: statistics.median(r[key] for r in runs)
            for key in ("exact", "index", "ratio", "exact_us", "index_us")}
@@ -79,6 +97,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streamrec", default="build/streamrec")
     parser.add_argument("--old-streamrec", help="another build, replayed in turn on the same stream")
+    parser.add_argument("--pre-index-streamrec",
+                        help="a build from before the index (plain `eval`), replayed in turn")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--nprobe", type=int, help="cells probed (default: the model's)")
     args = parser.parse_args()
@@ -95,11 +115,19 @@ def main():
         if args.old_streamrec:
             builds.append(("old build", args.old_streamrec))
         runs = {name: [] for name, _ in builds}
+        plain = []
         for _ in range(args.runs):  # interleaved, so both builds see the same load
             for name, path in builds:
                 runs[name].append(replay(path, events, extra))
+            if args.pre_index_streamrec:
+                plain.append(replay_plain(args.pre_index_streamrec, events))
         for name, _ in builds:
             report(name, runs[name])
+        if plain:
+            ratios = [r["index"] / p for r, p in zip(runs["this build"], plain)]
+            print(f"pre-index build (exact, plain eval): {statistics.median(plain):,.0f} "
+                  f"events/s (runs: {', '.join(str(p) for p in plain)}); this build's index "
+                  f"engine is {statistics.median(ratios):.2f}x it (median of the runs' ratios)")
 
 
 if __name__ == "__main__":

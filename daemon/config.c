@@ -299,8 +299,8 @@ static const struct option options[] = {
      NULL},
     {"refresh", "shadow_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_shadow_share), "0.02", 0, 1,
      NULL, OPT_RELOAD | OPT_BOUNDED,
-     "Share of index-engine refresh batches also computed by the exact engine, to measure "
-     "the index's recall@k (streamrec_index_recall).",
+     "Share of the users the index engine ranks also ranked by the exact engine (16 at a "
+     "time, in one round), to measure the index's recall@k (streamrec_index_recall).",
      NULL},
     {"refresh", "k", OPT_UINT, ST_UNSIGNED, V(k), "20", 1, 1000, NULL, OPT_BOUNDED,
      "Length of the published lists.", NULL},

@@ -567,13 +567,25 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 		variant_sample(&t, "index_shadow_lists_total", m->variants[v].name,
 			       m->variants[v].index_shadow_lists_total);
 	family(&t, "index_recall", "gauge",
-	       "Recall@k of the index engine's lists against the exact engine's, last shadow batch.");
+	       "Recall@k of the index engine's lists against the exact engine's, last shadow.");
 	for (size_t v = 0; v < m->variant_count; v++)
 		if (m->variants[v].index_recall >= 0) {
 			text_puts(&t, "streamrec_index_recall{variant=\"");
 			text_label_value(&t, m->variants[v].name);
 			text_printf(&t, "\"} %.6f\n", m->variants[v].index_recall);
 		}
+	family(&t, "index_trainings_total", "counter",
+	       "Builds and retrainings of the index engine's cells (a round waits for one).");
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample(&t, "index_trainings_total", m->variants[v].name,
+			       m->variants[v].index_trainings_total);
+	family(&t, "index_training_seconds_total", "counter",
+	       "Wall time of those builds and retrainings.");
+	for (size_t v = 0; v < m->variant_count; v++) {
+		text_puts(&t, "streamrec_index_training_seconds_total{variant=\"");
+		text_label_value(&t, m->variants[v].name);
+		text_printf(&t, "\"} %.6f\n", m->variants[v].index_training_seconds_total);
+	}
 	family(&t, "index_nprobe", "gauge",
 	       "Index cells probed per list (model.index_recall_target moves the automatic one).");
 	for (size_t v = 0; v < m->variant_count; v++)

@@ -119,6 +119,10 @@ struct metrics_variant {
 	double index_recall;
 	/* cells the index engine probes per list, as of the last shadow batch (0: none yet) */
 	size_t index_nprobe;
+	/** Index builds and retrainings so far and their wall time (a round
+	 * waits for one), as of the last round. */
+	uint64_t index_trainings_total;
+	double index_training_seconds_total;
 	/** The A/B experiment (when there is one): exposed and converted users
 	 * this period, the always-valid p-value against control (negative: none). */
 	uint64_t experiment_exposed, experiment_converted;

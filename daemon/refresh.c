@@ -40,6 +40,14 @@
 #define LIST_RECORD_BYTES (LIST_RECORD_HEAD + MAX_K * LIST_ITEM_BYTES)
 /* Fewest warm queries a worker's task ranks (a range shares the tiles). */
 #define REFRESH_MIN_RANGE 16
+/*
+ * Most users one shadow computes with the exact engine. The round waits
+ * for its shadow: at 1M items a whole batch of 256 cost a worker about
+ * 0.4 s, which every such round's lists waited for (the tail of the
+ * freshness); 16 cost a few tens of ms. The share of users compared stays
+ * refresh.shadow_share: the shadows come more often instead.
+ */
+#define REFRESH_SHADOW_USERS 16
 
 /* A mark waiting in the recent lane: the user and when it was marked
  * (an entry whose time is not the user's newest mark is a stale duplicate). */
@@ -65,7 +73,8 @@ enum lane { LANE_NONE = 0, LANE_RECENT, LANE_DEFERRED };
 struct group {
 	size_t v, first, count, k; /* members: by_variant[v * batch + first ...] */
 	enum model_retrieval retrieval;
-	bool popularity, shadow;
+	bool popularity;
+	size_t shadow; /* warm queries [0, shadow) also ranked by the exact engine */
 	struct model_view *view;
 	const uint8_t *listable;
 	uint32_t *slots; /* the members' model slots, pinned while prepared */
@@ -152,7 +161,7 @@ struct refresher {
 	struct topk_result *items_scratch; /* MAX_K: one list being restored */
 	struct mark *held; /* marks not yet due (min_interval), put back after a run */
 	size_t held_capacity;
-	double shadow_credit; /* grows by shadow_share per index batch; a shadow at 1 */
+	double shadow_credit; /* grows by shadow_share per warm user ranked by the index */
 
 	/* per variant: which items may be listed, recomputed when the listing
 	 * changes, items appear, or it is a refresh interval old */
@@ -786,17 +795,18 @@ static int run_task(struct refresher *r, const struct task *t, struct model_sear
 			      g->warm_results + t->first * k, g->warm_counts + t->first, errstr,
 			      errstr_size) != 0)
 		return -1;
-	if (!g->shadow)
+	if (t->first >= g->shadow)
 		return 0;
-	/* the shadow: the same queries through the exact engine */
-	if (model_view_search(g->view, s, MODEL_RETRIEVAL_EXACT, &g->batch, t->first, t->count,
+	/* the shadow: the same queries through the exact engine (this task's share of them) */
+	size_t n = g->shadow - t->first < t->count ? g->shadow - t->first : t->count;
+	if (model_view_search(g->view, s, MODEL_RETRIEVAL_EXACT, &g->batch, t->first, n,
 			      g->listable, g->shadow_results + t->first * k,
 			      g->shadow_counts + t->first, errstr, errstr_size) != 0)
 		return -1;
 	size_t compared = 0;
 	double sum = model_lists_recall(g->shadow_results + t->first * k, g->shadow_counts + t->first,
-					g->warm_results + t->first * k, g->warm_counts + t->first,
-					t->count, k, &compared);
+					g->warm_results + t->first * k, g->warm_counts + t->first, n,
+					k, &compared);
 	pthread_mutex_lock(&r->pool.mutex);
 	g->recall_sum += sum;
 	g->recall_compared += compared;
@@ -896,7 +906,7 @@ static int plan_tasks(struct refresher *r)
 		struct group *gr = &r->groups[g];
 		bool seen = false;
 		if (gr->popularity || gr->batch.warm == 0 ||
-		    (gr->retrieval != MODEL_RETRIEVAL_INDEX && !gr->shadow))
+		    (gr->retrieval != MODEL_RETRIEVAL_INDEX && gr->shadow == 0))
 			continue;
 		for (size_t t = 0; t < p->task_count && !seen; t++)
 			seen = p->tasks[t].prepare == gr->view;
@@ -1167,7 +1177,8 @@ static struct group *add_group(struct refresher *r, size_t v, size_t first, size
 	g->first = first;
 	g->count = count;
 	g->k = k;
-	g->popularity = g->shadow = g->failed = false;
+	g->popularity = g->failed = false;
+	g->shadow = 0;
 	g->recall_sum = 0;
 	g->recall_compared = 0;
 	g->error[0] = '\0';
@@ -1230,11 +1241,15 @@ static int prepare_group(struct refresher *r, size_t v, size_t first, size_t cou
 		return 0;
 	}
 	if (g->retrieval == MODEL_RETRIEVAL_INDEX && g->batch.warm > 0) {
-		/* the shadow: on a share of the index engine's batches */
-		r->shadow_credit += r->c.config->refresh_shadow_share;
-		if (r->shadow_credit >= 1) {
-			r->shadow_credit -= 1;
-			g->shadow = true;
+		/* the shadow: a share of the index engine's users, a few at a time */
+		double share = r->c.config->refresh_shadow_share;
+		r->shadow_credit += share * (double)g->batch.warm;
+		size_t want = share >= 1 ? g->batch.warm : REFRESH_SHADOW_USERS;
+		if (want > g->batch.warm)
+			want = g->batch.warm;
+		if (share > 0 && r->shadow_credit >= (double)want) {
+			r->shadow_credit -= (double)want;
+			g->shadow = want;
 		}
 	}
 	return 0;
@@ -1318,12 +1333,19 @@ static int harvest_round(struct refresher *r, char *errstr, size_t errstr_size)
 			       gr->warm_counts[w] * sizeof *gr->results);
 			gr->lengths[j] = gr->warm_counts[w];
 		}
+		if (gr->view != NULL && gr->retrieval == MODEL_RETRIEVAL_INDEX) {
+			struct metrics_variant *mv = &r->c.metrics->variants[gr->v];
+			struct model_index_stats stats;
+			model_view_stats(gr->view, &stats);
+			mv->index_trainings_total = stats.trainings;
+			mv->index_training_seconds_total = stats.training_seconds;
+		}
 		if (gr->shadow) {
 			struct metrics_variant *mv = &r->c.metrics->variants[gr->v];
 			mv->index_recall = gr->recall_compared > 0
 					       ? gr->recall_sum / (double)gr->recall_compared
 					       : 1.0;
-			mv->index_shadow_lists_total += gr->count;
+			mv->index_shadow_lists_total += gr->shadow;
 			/* the cells probed follow the recall measured (model.index_recall_target) */
 			mv->index_nprobe = model_view_adapt_nprobe(gr->view, gr->recall_sum,
 								   gr->recall_compared);

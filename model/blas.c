@@ -48,6 +48,12 @@ bool blas_kernel_known(const char *name)
 	return name != NULL && find_kernel(name) != NULL;
 }
 
+bool blas_small_gemm_path(void)
+{
+	const struct kernel *in_use = find_kernel(openblas_get_corename());
+	return in_use != NULL && in_use->rank >= 5;
+}
+
 const char *blas_cpu_best(void)
 {
 	__builtin_cpu_init();

@@ -79,6 +79,13 @@ const char *blas_target(const char *in_use, const char *cpu_best, const char *re
 /** @returns true when name is a kernel family this module can choose. */
 bool blas_kernel_known(const char *name);
 
+/**
+ * @returns whether the kernel in use has OpenBLAS's small-matrix sgemm path
+ * (SkylakeX, Cooperlake): a product of a few rows runs without packing its
+ * operands there, and is packed first everywhere else.
+ */
+bool blas_small_gemm_path(void);
+
 /** @returns the best kernel family the running CPU's features allow ("SkylakeX", ...). */
 const char *blas_cpu_best(void);
 

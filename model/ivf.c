@@ -18,6 +18,7 @@
  * live in a bounded min-heap of keys that order results the way topk does.
  */
 #include "ivf.h"
+#include "blas.h"
 #include "resultheap.h"
 
 #include "grow.h"
@@ -37,13 +38,19 @@
 #define SCAN_BLOCK 16
 
 /*
- * Fewest users of a cell scored by one sgemm; fewer go one sgemm each.
- * Measured on this machine (Cooperlake kernel, a cell of 1000 rows of 33
- * floats, not in cache): one user 9.6 us, the next users of the same cell
- * 3.5 us each (the rows are in cache then), while one sgemm for 2 users took
- * 27 us (OpenBLAS leaves its small-matrix path), for 8 users 32 us.
+ * Fewest users of a cell scored by one sgemm; fewer go one sgemv each (a
+ * cell of 1000 rows of 33 floats, not in cache). With OpenBLAS's
+ * small-matrix path (blas_small_gemm_path(), Cooperlake measured): one user
+ * 9.6 us, the next users of the same cell 3.5 us each (the rows are in
+ * cache then), while one sgemm for 2 users took 27 us (it leaves that path),
+ * for 8 users 32 us. Without it (Zen measured) sgemm packs the cell first:
+ * one user 21 us against 12 us with sgemv, 4 users 24 us against 30 us,
+ * 8 users 26 us against 51 us. One user was an sgemm of one row before;
+ * on Zen that packing took 30% of an offline replay (replay 1.42x faster
+ * with sgemv).
  */
-#define CELL_SHARED_MIN_USERS 8
+#define CELL_SHARED_MIN_USERS_SMALL_PATH 8
+#define CELL_SHARED_MIN_USERS_PACKED     4
 
 /* Rows per sgemm when assigning items to cells in training. */
 #define ASSIGN_BLOCK 256
@@ -91,6 +98,7 @@ struct ivf {
 	enum ivf_assign assign;
 	uint64_t seed;
 	int threads;
+	size_t shared_min_users; /* CELL_SHARED_MIN_USERS_*, by the kernel in use */
 
 	struct layout layout;
 	size_t trained_items;
@@ -638,6 +646,8 @@ struct ivf *ivf_new(const struct ivf_config *config, char *errstr, size_t errstr
 	ivf->assign = config->assign;
 	ivf->seed = config->seed;
 	ivf->threads = config->threads ? config->threads : 1;
+	ivf->shared_min_users = blas_small_gemm_path() ? CELL_SHARED_MIN_USERS_SMALL_PATH
+						       : CELL_SHARED_MIN_USERS_PACKED;
 	ivf->aug_vector = malloc(ivf->aug_dim * sizeof(float));
 	ivf->own = ivf_scratch_new();
 	if (ivf->aug_vector == NULL || ivf->own == NULL || scratch_fit(ivf, ivf->own) != 0)
@@ -1005,9 +1015,17 @@ static void choose_probes(const struct ivf *ivf, struct ivf_scratch *sc, size_t 
 	size_t *offsets = sc->cell_offsets;
 	uint64_t *keys = sc->probe_heap;
 
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)query_count, (int)nlist,
-		    (int)ivf->dim, 1.0f, sc->packed, (int)ivf->dim, layout->probe_centroids,
-		    (int)ivf->dim, 0.0f, sc->cell_scores, (int)nlist);
+	if (query_count < ivf->shared_min_users) /* as scan_cell: sgemm would pack the centroids */
+		for (size_t q = 0; q < query_count; q++)
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)ivf->dim, 1.0f,
+				    layout->probe_centroids, (int)ivf->dim,
+				    sc->packed + q * ivf->dim, 1, 0.0f, sc->cell_scores + q * nlist,
+				    1);
+	else
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)query_count,
+			    (int)nlist, (int)ivf->dim, 1.0f, sc->packed, (int)ivf->dim,
+			    layout->probe_centroids, (int)ivf->dim, 0.0f, sc->cell_scores,
+			    (int)nlist);
 	memset(offsets, 0, (nlist + 1) * sizeof *offsets);
 	for (size_t q = 0; q < query_count; q++) {
 		const float *scores = sc->cell_scores + q * nlist;
@@ -1232,7 +1250,7 @@ static void scan_cell(const struct ivf *ivf, struct ivf_scratch *sc,
 {
 	const struct ivf_cell *cell = &ivf->layout.cells[c];
 	size_t dim = ivf->dim;
-	bool shared = user_count >= CELL_SHARED_MIN_USERS;
+	bool shared = user_count >= ivf->shared_min_users;
 
 	if (shared)
 		for (size_t u = 0; u < user_count; u++)
@@ -1248,10 +1266,10 @@ static void scan_cell(const struct ivf *ivf, struct ivf_scratch *sc,
 				    cell->rows + first * dim, (int)dim, 0.0f, sc->tile, (int)n);
 		else
 			for (size_t u = 0; u < user_count; u++)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, (int)n,
-					    (int)dim, 1.0f, sc->packed + (size_t)users[u] * dim,
-					    (int)dim, cell->rows + first * dim, (int)dim, 0.0f,
-					    sc->tile + u * n, (int)n);
+				cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)dim, 1.0f,
+					    cell->rows + first * dim, (int)dim,
+					    sc->packed + (size_t)users[u] * dim, 1, 0.0f,
+					    sc->tile + u * n, 1);
 		for (size_t u = 0; u < user_count; u++)
 			offer_tile(sc, users[u], &queries[users[u]].base, eligible,
 				   sc->tile + u * n, cell->items + first, n, k);
@@ -1298,7 +1316,7 @@ static void scan_cells(const struct ivf *ivf, struct ivf_scratch *sc,
 
 	for (size_t c = 0; c < layout->nlist; c++) {
 		size_t user_count = sc->cell_offsets[c + 1] - sc->cell_offsets[c];
-		if (user_count >= CELL_SHARED_MIN_USERS)
+		if (user_count >= ivf->shared_min_users)
 			scan_cell(ivf, sc, queries, eligible, k, c,
 				  sc->cell_users + sc->cell_offsets[c], user_count);
 	}
@@ -1307,7 +1325,7 @@ static void scan_cells(const struct ivf *ivf, struct ivf_scratch *sc,
 			uint32_t c = sc->probes[q * probes + p];
 			uint32_t user = (uint32_t)q;
 			if (c == UINT32_MAX ||
-			    sc->cell_offsets[c + 1] - sc->cell_offsets[c] >= CELL_SHARED_MIN_USERS)
+			    sc->cell_offsets[c + 1] - sc->cell_offsets[c] >= ivf->shared_min_users)
 				continue;
 			/* a full heap's bar is often past every row of a cell */
 			if (sc->heap_counts[q] == k &&

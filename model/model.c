@@ -9,6 +9,7 @@
 
 #include <xxhash.h>
 
+#include "clock.h"
 #include "content.h"
 #include "covis.h"
 #include "ivf.h"
@@ -1387,6 +1388,11 @@ void model_view_collect(struct model_view *view, struct model_searcher *searcher
 	searcher->candidates = searcher->lists = 0;
 }
 
+void model_view_stats(const struct model_view *view, struct model_index_stats *stats)
+{
+	*stats = view->stats;
+}
+
 static void view_free(struct model_view *view)
 {
 	if (view == NULL)
@@ -1669,8 +1675,12 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 	char reason[256];
 	size_t changes, k = view->want_k;
 
-	if (view->index == NULL || k > view->index_max_k)
-		return index_build(view, k > INDEX_MIN_K ? k : INDEX_MIN_K, errstr, errstr_size);
+	if (view->index == NULL || k > view->index_max_k) {
+		double started = clock_monotonic_s();
+		int rc = index_build(view, k > INDEX_MIN_K ? k : INDEX_MIN_K, errstr, errstr_size);
+		view->stats.training_seconds += clock_monotonic_s() - started;
+		return rc;
+	}
 	/* moved rows, then new items in order, in one batched re-assignment */
 	for (size_t j = 0; j < view->pending_count; j++)
 		view->pending_flag[view->pending[j]] = 0;
@@ -1692,9 +1702,11 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 	view->stats.rows_synced += changes;
 	view->changes_since_training += changes;
 	if (index_wants_training(view)) {
+		double started = clock_monotonic_s();
 		if (ivf_retrain(view->index, reason, sizeof reason) != 0)
 			goto out_drop;
 		index_trained(view);
+		view->stats.training_seconds += clock_monotonic_s() - started;
 	}
 	return 0;
 

@@ -588,6 +588,7 @@ struct model_index_stats {
 	size_t nlist;             /**< its cells */
 	size_t nprobe;            /**< cells probed per list */
 	uint64_t trainings;       /**< builds and retrainings so far */
+	double training_seconds;  /**< their wall time (a round waits for one) */
 	uint64_t rows_synced;     /**< rows passed to ivf_update_item() so far */
 	uint64_t candidates;      /**< items scored by index searches so far */
 	uint64_t lists;           /**< warm lists the index produced so far */
@@ -595,6 +596,9 @@ struct model_index_stats {
 
 /** @brief Fills stats with the index engine's counters. */
 void model_index_stats(const struct model *model, struct model_index_stats *stats);
+
+/** @brief The view's index statistics (owner, between rounds; zeros before an index). */
+void model_view_stats(const struct model_view *view, struct model_index_stats *stats);
 
 /*
  * Explanations (DESIGN.md, Serving and explanations). A warm user's fused

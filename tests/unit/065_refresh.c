@@ -704,6 +704,34 @@ static void the_index_engine_reports_its_recall(void **unused)
 	assert_true(f->metrics->variants[0].index_recall <= 1.0);
 	/* the cells probed: the fixture's configured 2, which no recall target moves */
 	assert_int_equal(f->metrics->variants[0].index_nprobe, 2);
+	/* the index was built (a round waited for it), and that is counted */
+	assert_true(f->metrics->variants[0].index_trainings_total >= 1);
+	assert_true(f->metrics->variants[0].index_training_seconds_total > 0);
+	close_fixture(f);
+	free(f);
+}
+
+/*
+ * Below a share of 1 the shadow ranks at most 16 users of a round with the
+ * exact engine (a whole batch held the round's lists back: 0.4 s at 1M
+ * items), and over the rounds a share of the users: 0.5 of rounds of 64
+ * and 56 warm users is 32 credits, then 44 (28 carried over).
+ */
+static void the_shadow_ranks_a_few_users_of_a_round(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture_with(f, MODEL_RETRIEVAL_INDEX);
+	f->config.refresh_shadow_share = 0.5;
+	learn_purchases(f);
+	mark_all(f, 1700000200000);
+	assert_int_equal(run_round(f, 1700000300000), 64);
+	assert_int_equal(f->metrics->variants[0].index_shadow_lists_total, 16);
+	assert_int_equal(run_round(f, 1700000300000), USERS - 64);
+	assert_int_equal(f->metrics->variants[0].index_shadow_lists_total, 32);
+	assert_true(f->metrics->variants[0].index_recall >= 0.5);
+	assert_true(f->metrics->variants[0].index_recall <= 1.0);
 	close_fixture(f);
 	free(f);
 }
@@ -878,6 +906,7 @@ int main(void)
 	    cmocka_unit_test(removed_items_are_never_listed),
 	    cmocka_unit_test(an_item_reaching_min_item_events_is_listed_next_round),
 	    cmocka_unit_test(the_index_engine_reports_its_recall),
+	    cmocka_unit_test(the_shadow_ranks_a_few_users_of_a_round),
 	    cmocka_unit_test(learning_goes_on_while_lists_rank),
 	};
 	int failed = cmocka_run_group_tests_name("065_refresh on the caller's thread", tests, setup,
