@@ -397,6 +397,7 @@ int main(int argc, char **argv)
 			goto out_error;
 	}
 	if (d->refresher == NULL || restore_lists(d, errstr, sizeof errstr) != 0 ||
+	    refresher_build_indexes(d->refresher, errstr, sizeof errstr) < 0 ||
 	    ingest_connect(d, errstr, sizeof errstr) != 0 ||
 	    ops_start(d, errstr, sizeof errstr) != 0)
 		goto out_error;

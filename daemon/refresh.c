@@ -1595,6 +1595,33 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 	return 0;
 }
 
+long refresher_build_indexes(struct refresher *r, char *errstr, size_t errstr_size)
+{
+	long built = 0;
+	for (size_t v = 0; v < r->c.variant_count; v++) {
+		const struct config_variant *cv = &r->c.config->variants[v];
+		struct model *model = state_model(r->c.state, v);
+		if (cv->policy == CONFIG_POLICY_POPULARITY ||
+		    cv->model.retrieval != MODEL_RETRIEVAL_INDEX || model_item_count(model) == 0)
+			continue;
+		double started = clock_monotonic_s();
+		struct model_view *view = model_view(model, r->pool.threads > 0, errstr, errstr_size);
+		if (view == NULL ||
+		    model_view_sync(view, model, listrules_fetch(&cv->rules, cv->k, MAX_K), errstr,
+				    errstr_size) != 0 ||
+		    model_view_prepare(view, errstr, errstr_size) != 0)
+			return -1;
+		struct model_index_stats stats;
+		model_view_stats(view, &stats);
+		r->c.metrics->variants[v].index_trainings_total = stats.trainings;
+		r->c.metrics->variants[v].index_training_seconds_total = stats.training_seconds;
+		log_line(LOG_PRIORITY_INFO, "variant %s: item index over %zu items built in %.1f s",
+			 cv->name, model_item_count(model), clock_monotonic_s() - started);
+		built++;
+	}
+	return built;
+}
+
 long refresher_restore_lists(struct refresher *r, size_t *skipped, char *errstr,
 			     size_t errstr_size)
 {

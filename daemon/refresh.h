@@ -209,6 +209,15 @@ bool refresher_last_list(const struct refresher *refresher, uint32_t stable,
 int refresher_save_lists(struct refresher *refresher);
 
 /**
+ * @brief At start, before consuming: builds the item index of every variant
+ * ranked by the index engine over the items the state holds (at 1M items
+ * several seconds of one core), so that the first round does not hold its
+ * lists for it and the daemon is ready only once it can rank. Logs each.
+ * @returns the indexes built, or -1 with errstr filled.
+ */
+long refresher_build_indexes(struct refresher *refresher, char *errstr, size_t errstr_size);
+
+/**
  * @brief At start: every user's last published list from the state, so the
  * lookup API and A/B hit counting go on where they stopped. A stored list
  * of a variant no longer configured, or naming an item the state lacks, is

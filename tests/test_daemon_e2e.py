@@ -1140,7 +1140,17 @@ def test_cache_never_lists_other_users(daemon, cache):
         assert daemon.metric("streamrec_index_nprobe") >= 4  # the cells probed a list
         shown = json.loads(daemon.get("/status.json")[1])["variants"][0]["index_recall"]
         assert shown is not None and 0.5 <= shown <= 1.0
+        assert daemon.metric("streamrec_index_trainings_total") >= 1
     assert daemon.stop() == 0
+    if "retrieval = index" in cache:
+        # restarted, it builds the index before it is ready, not in its first round's time
+        daemon.start()
+        assert daemon.metric("streamrec_index_trainings_total") == 1, daemon.logtext()
+        assert daemon.metric("streamrec_recommendations_total") == 0
+        restart = daemon.logtext().rsplit("item index over", 1)
+        assert len(restart) == 2 and "running:" in restart[1], daemon.logtext()
+        assert re.match(r" \d+ items built in [0-9.]+ s", restart[1]), restart[1][:200]
+        assert daemon.stop() == 0
 
 
 def test_the_default_variant_is_called_model_and_an_old_one_is_adopted(daemon):
