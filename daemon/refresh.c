@@ -1290,6 +1290,8 @@ static long prepare_round(struct refresher *r, int64_t now_ms, char *errstr, siz
 		}
 		if (r->c.config->variants[v].policy != CONFIG_POLICY_POPULARITY) {
 			view = model_view(model, r->pool.threads > 0, errstr, errstr_size);
+			if (view != NULL) /* no round waits for a retraining */
+				model_view_train_aside(view, true);
 			if (view == NULL ||
 			    model_view_sync(view, model,
 					    listrules_fetch(&r->c.config->variants[v].rules,

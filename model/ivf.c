@@ -28,6 +28,8 @@
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,7 +393,7 @@ static size_t auto_nlist(const struct ivf *ivf, size_t item_count)
  * `row_stride` floats apart: Lloyd's iterations on a sample, then every item
  * assigned and copied into its cell.
  */
-static int train_layout(struct ivf *ivf, const float *rows, size_t item_count, size_t row_stride,
+static int train_layout(const struct ivf *ivf, const float *rows, size_t item_count, size_t row_stride,
 			struct layout *out, char *errstr, size_t errstr_size)
 {
 	size_t dim = ivf->dim, aug_dim = ivf->aug_dim;
@@ -729,6 +731,107 @@ int ivf_retrain(struct ivf *ivf, char *errstr, size_t errstr_size)
 		install_layout(ivf, &layout);
 	free(rows);
 	return rc;
+}
+
+struct ivf_training {
+	const struct ivf *ivf; /* its fixed settings only */
+	float *rows;	       /* the snapshot, item by item */
+	size_t item_count;
+	struct layout layout;
+	pthread_t thread;
+	int rc;
+	char errstr[256];
+	atomic_bool done;
+};
+
+static void *training_main(void *arg)
+{
+	struct ivf_training *t = arg;
+	pthread_setname_np(pthread_self(), "ivf-train");
+	/* OpenBLAS's thread count is the calling thread's own setting here */
+	if (openblas_get_num_threads() != t->ivf->threads)
+		openblas_set_num_threads(t->ivf->threads);
+	t->rc = train_layout(t->ivf, t->rows, t->item_count, t->ivf->dim, &t->layout, t->errstr,
+			     sizeof t->errstr);
+	atomic_store(&t->done, true);
+	return NULL;
+}
+
+int ivf_training_start(struct ivf *ivf, struct ivf_training **training, char *errstr,
+		       size_t errstr_size)
+{
+	const struct layout *old = &ivf->layout;
+	size_t dim = ivf->dim, item_count = old->item_count;
+	struct ivf_training *t = calloc(1, sizeof *t);
+
+	*training = NULL;
+	if (t != NULL)
+		t->rows = malloc((item_count ? item_count : 1) * dim * sizeof *t->rows);
+	if (t == NULL || t->rows == NULL) {
+		free(t);
+		snprintf(errstr, errstr_size, "ivf: out of memory copying %zu rows to retrain",
+			 item_count);
+		return -1;
+	}
+	for (size_t i = 0; i < item_count; i++)
+		memcpy(t->rows + i * dim,
+		       old->cells[old->cell_of[i]].rows + (size_t)old->slot_of[i] * dim,
+		       dim * sizeof *t->rows);
+	t->ivf = ivf;
+	t->item_count = item_count;
+	atomic_init(&t->done, false);
+	int rc = pthread_create(&t->thread, NULL, training_main, t);
+	if (rc != 0) {
+		free(t->rows);
+		free(t);
+		snprintf(errstr, errstr_size, "ivf: cannot start a training thread: %s",
+			 strerror(rc));
+		return -1;
+	}
+	*training = t;
+	return 0;
+}
+
+bool ivf_training_done(const struct ivf_training *training)
+{
+	return atomic_load(&training->done);
+}
+
+size_t ivf_training_items(const struct ivf_training *training)
+{
+	return training->item_count;
+}
+
+static void training_free(struct ivf_training *t)
+{
+	pthread_join(t->thread, NULL);
+	layout_free(&t->layout);
+	free(t->rows);
+	free(t);
+}
+
+int ivf_training_finish(struct ivf *ivf, struct ivf_training *training, char *errstr,
+			size_t errstr_size)
+{
+	int rc;
+
+	pthread_join(training->thread, NULL);
+	rc = training->rc;
+	if (rc == 0)
+		install_layout(ivf, &training->layout);
+	else
+		snprintf(errstr, errstr_size, "%s", training->errstr);
+	/* joined already: free without joining again */
+	layout_free(&training->layout);
+	free(training->rows);
+	free(training);
+	return rc;
+}
+
+void ivf_training_cancel(struct ivf_training *training)
+{
+	if (training != NULL)
+		training_free(training);
 }
 
 size_t ivf_assign_cell(const struct ivf *ivf, const float *vector)

@@ -228,6 +228,36 @@ bool ivf_needs_retrain(const struct ivf *ivf);
 int ivf_retrain(struct ivf *ivf, char *errstr, size_t errstr_size);
 
 /**
+ * A training aside: ivf_retrain()'s work on a thread of its own, so that
+ * searches go on meanwhile (at 1M items a training takes a core several
+ * seconds). ivf_training_start() copies the index's rows (the snapshot) and
+ * starts the thread; the index stays the owner's to update and search.
+ * ivf_training_done() says when it has finished; ivf_training_finish()
+ * installs the new cells (the rows as of the snapshot: the caller then
+ * passes every row it changed since to ivf_update_items(), and new items in
+ * order) or, when the training failed, leaves the index as it is.
+ * ivf_training_cancel() waits for it and drops it. The thread reads only
+ * the snapshot and the index's fixed settings.
+ */
+struct ivf_training;
+
+/** @returns 0, or -1 with errstr filled (no memory, no thread). */
+int ivf_training_start(struct ivf *ivf, struct ivf_training **training, char *errstr,
+		       size_t errstr_size);
+/** @returns whether the training's thread has finished. */
+bool ivf_training_done(const struct ivf_training *training);
+/** @returns the items in the snapshot (the new cells hold exactly these). */
+size_t ivf_training_items(const struct ivf_training *training);
+/**
+ * @brief Waits for the training, installs its cells and frees it.
+ * @returns 0, or -1 with the training's error in errstr (the index unchanged).
+ */
+int ivf_training_finish(struct ivf *ivf, struct ivf_training *training, char *errstr,
+			size_t errstr_size);
+/** @brief Waits for the training and frees it, installing nothing (NULL: none). */
+void ivf_training_cancel(struct ivf_training *training);
+
+/**
  * @brief Writes each query's best k among its candidates: the items of its
  * nprobe best cells (nprobe >= the cell count probes all), its sparse items
  * and its extra items.

@@ -136,6 +136,7 @@ struct model {
 };
 
 static void view_free(struct model_view *view);
+static void training_drop(struct model_view *view);
 
 /* item_content_flags bits */
 #define CONTENT_PRIOR  1u /* item_prior holds W^T c: the prior applies while rare */
@@ -1325,6 +1326,14 @@ struct model_view {
 	uint32_t *trending; /* config.index_trending candidates, as of the sync */
 	size_t trending_count, trending_capacity;
 	struct model_index_stats stats;
+	/* retraining aside (model_view_train_aside()): the training under way,
+	 * and the items whose rows changed since its snapshot */
+	bool train_aside;
+	struct ivf_training *training;
+	double training_started;
+	uint8_t *since_flag;
+	uint32_t *since;
+	size_t since_count, since_capacity, since_flag_capacity;
 	/* the automatic nprobe as the measured recall moved it (0: not yet),
 	 * and the recall measured since it last moved */
 	size_t adapted_nprobe;
@@ -1399,7 +1408,10 @@ static void view_free(struct model_view *view)
 		return;
 	if (view->own_rows)
 		free(view->rows);
+	training_drop(view);
 	ivf_free(view->index);
+	free(view->since_flag);
+	free(view->since);
 	free(view->pending_flag);
 	free(view->pending);
 	free(view->trending);
@@ -1586,8 +1598,19 @@ out_nomem:
 }
 
 /* Forgets the index (the next preparation builds it again). */
+/* Ends a training aside, installing nothing, and forgets what changed since. */
+static void training_drop(struct model_view *view)
+{
+	ivf_training_cancel(view->training);
+	view->training = NULL;
+	for (size_t j = 0; j < view->since_count; j++)
+		view->since_flag[view->since[j]] = 0;
+	view->since_count = 0;
+}
+
 static void index_drop(struct model_view *view)
 {
+	training_drop(view); /* its thread reads the index's settings */
 	ivf_free(view->index);
 	view->index = NULL;
 	for (size_t j = 0; j < view->pending_count; j++)
@@ -1670,6 +1693,65 @@ out_fail:
 	return -1;
 }
 
+void model_view_train_aside(struct model_view *view, bool aside)
+{
+	view->train_aside = aside;
+}
+
+/* While training aside: notes the rows about to be re-placed in the index
+ * (they differ from the snapshot). @returns 0, or -1 when out of memory. */
+static int note_since(struct model_view *view)
+{
+	if (reserve(&view->since_flag, &view->since_flag_capacity, view->items, 1) != 0 ||
+	    reserve(&view->since, &view->since_capacity, view->since_count + view->pending_count,
+		    sizeof *view->since) != 0)
+		return -1;
+	for (size_t j = 0; j < view->pending_count; j++) {
+		uint32_t item = view->pending[j];
+		if (!view->since_flag[item]) {
+			view->since_flag[item] = 1;
+			view->since[view->since_count++] = item;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Installs a finished training aside: its cells hold the rows of its
+ * snapshot, so the rows moved since are placed again, then the items that
+ * came after the snapshot, in order (their rows as now). @returns 0, or -1
+ * with reason filled.
+ */
+static int finish_training(struct model_view *view, char *reason, size_t reason_size)
+{
+	size_t snapshot = ivf_training_items(view->training), kept = 0;
+	int rc = ivf_training_finish(view->index, view->training, reason, reason_size);
+	view->training = NULL;
+	for (size_t j = 0; j < view->since_count; j++) {
+		uint32_t item = view->since[j];
+		view->since_flag[item] = 0;
+		if (item < snapshot)
+			view->since[kept++] = item;
+	}
+	view->since_count = 0;
+	if (rc != 0 || ivf_update_items(view->index, view->since, kept, view->rows, view->stride,
+					reason, reason_size) != 0)
+		return -1;
+	for (size_t i = snapshot; i < view->index_items; i += IVF_UPDATE_CHUNK) {
+		uint32_t fresh[IVF_UPDATE_CHUNK];
+		size_t n = view->index_items - i < IVF_UPDATE_CHUNK ? view->index_items - i
+								       : IVF_UPDATE_CHUNK;
+		for (size_t r = 0; r < n; r++)
+			fresh[r] = (uint32_t)(i + r);
+		if (ivf_update_items(view->index, fresh, n, view->rows, view->stride, reason,
+				     reason_size) != 0)
+			return -1;
+	}
+	index_trained(view);
+	view->stats.training_seconds += clock_monotonic_s() - view->training_started;
+	return 0;
+}
+
 int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size)
 {
 	char reason[256];
@@ -1682,6 +1764,10 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 		return rc;
 	}
 	/* moved rows, then new items in order, in one batched re-assignment */
+	if (view->training != NULL && note_since(view) != 0) {
+		snprintf(reason, sizeof reason, "out of memory noting rows moved while training");
+		goto out_drop;
+	}
 	for (size_t j = 0; j < view->pending_count; j++)
 		view->pending_flag[view->pending[j]] = 0;
 	changes = view->pending_count + (view->items - view->index_items);
@@ -1701,8 +1787,18 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 	}
 	view->stats.rows_synced += changes;
 	view->changes_since_training += changes;
-	if (index_wants_training(view)) {
+	if (view->training != NULL) {
+		if (ivf_training_done(view->training) && finish_training(view, reason, sizeof reason))
+			goto out_drop;
+	} else if (index_wants_training(view)) {
 		double started = clock_monotonic_s();
+		if (view->train_aside) {
+			if (ivf_training_start(view->index, &view->training, reason,
+					       sizeof reason) != 0)
+				goto out_drop;
+			view->training_started = started;
+			return 0;
+		}
 		if (ivf_retrain(view->index, reason, sizeof reason) != 0)
 			goto out_drop;
 		index_trained(view);

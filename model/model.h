@@ -564,6 +564,17 @@ void model_searcher_set_topk(struct model_searcher *searcher, struct topk *topk)
  */
 size_t model_view_adapt_nprobe(struct model_view *view, double recall_sum, size_t compared);
 
+/**
+ * @brief Whether model_view_prepare() retrains the index aside (owner,
+ * between rounds; default false): on a thread of its own from a snapshot of
+ * its rows, the index serving as it is meanwhile, the new cells installed at
+ * the first preparation after it finished, with the rows moved since placed
+ * again. For a daemon, whose lists would otherwise wait for every training
+ * (seconds at 1M items); a replay keeps training in line, so that its lists
+ * do not depend on the timing.
+ */
+void model_view_train_aside(struct model_view *view, bool aside);
+
 /** @brief Adds a searcher's counters to the view's index statistics (owner, between rounds). */
 void model_view_collect(struct model_view *view, struct model_searcher *searcher);
 

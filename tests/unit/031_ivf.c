@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ivf.h"
 #include "topk.h"
@@ -520,6 +521,88 @@ static void batched_updates_place_rows_as_single_ones(void **state)
 	batch_free(&b);
 }
 
+/*
+ * A training aside (ivf_training_*): searches go on against the old cells
+ * while it runs; once installed, with the rows moved since and the items
+ * added since placed again, every item sits where a training in line on
+ * the same snapshot followed by the same updates puts it, and full probing
+ * equals the exact engine over the rows as they are now.
+ */
+static void a_training_aside_ends_where_one_in_line_does(void **state)
+{
+	enum { DIM = 8, ITEMS = 3000, MOVES = 700, NEW = 400, QUERIES = 16, K = 20 };
+	char errstr[256];
+	uint64_t rng = 11;
+	struct batch b;
+	(void)state;
+
+	batch_build(&b, ITEMS + NEW, DIM, QUERIES, 21);
+	for (int rule = 0; rule < 2; rule++) {
+		enum ivf_assign assign = rule ? IVF_ASSIGN_NORMALISED_IP : IVF_ASSIGN_AUGMENTED_L2;
+		struct ivf *aside = index_new(DIM, 0, QUERIES, K, assign);
+		struct ivf *in_line = index_new(DIM, 0, QUERIES, K, assign);
+		struct ivf_training *training = NULL;
+		struct topk_result expected[QUERIES * K], got[QUERIES * K];
+		size_t expected_counts[QUERIES], got_counts[QUERIES];
+		float *rows = malloc((size_t)(ITEMS + NEW) * DIM * sizeof *rows);
+		uint32_t *moved = malloc((MOVES + NEW) * sizeof *moved);
+		assert_true(rows != NULL && moved != NULL);
+		memcpy(rows, b.rows, (size_t)(ITEMS + NEW) * DIM * sizeof *rows);
+
+		assert_int_equal(ivf_build(aside, rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+		assert_int_equal(ivf_build(in_line, rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+		assert_int_equal(ivf_training_start(aside, &training, errstr, sizeof errstr), 0);
+		assert_int_equal(ivf_training_items(training), ITEMS);
+		assert_int_equal(ivf_retrain(in_line, errstr, sizeof errstr), 0);
+		/* while it trains: rows move and items arrive, in the old cells */
+		for (size_t m = 0; m < MOVES; m++) {
+			moved[m] = rng_below(&rng, ITEMS);
+			for (size_t d = 0; d < DIM; d++)
+				rows[(size_t)moved[m] * DIM + d] = rng_grid(&rng) * 3.0f;
+		}
+		for (size_t n = 0; n < NEW; n++)
+			moved[MOVES + n] = (uint32_t)(ITEMS + n);
+		assert_int_equal(
+		    ivf_update_items(aside, moved, MOVES + NEW, rows, DIM, errstr, sizeof errstr), 0);
+		exact_lists(&b, rows, K, expected, expected_counts);
+		assert_int_equal(ivf_search(aside, b.eligible, b.queries, QUERIES, SIZE_MAX, K, got,
+					    got_counts, errstr, sizeof errstr),
+				 0);
+		assert_same_lists(expected, expected_counts, got, got_counts, QUERIES, K);
+
+		while (!ivf_training_done(training))
+			usleep(1000);
+		assert_int_equal(ivf_training_finish(aside, training, errstr, sizeof errstr), 0);
+		/* the new cells hold the snapshot: moved rows and new items again */
+		assert_int_equal(ivf_item_count(aside), ITEMS);
+		assert_int_equal(
+		    ivf_update_items(aside, moved, MOVES + NEW, rows, DIM, errstr, sizeof errstr), 0);
+		assert_int_equal(
+		    ivf_update_items(in_line, moved, MOVES + NEW, rows, DIM, errstr, sizeof errstr),
+		    0);
+		assert_int_equal(ivf_item_count(aside), ITEMS + NEW);
+		assert_int_equal(ivf_nlist(aside), ivf_nlist(in_line));
+		for (uint32_t i = 0; i < ITEMS + NEW; i++)
+			assert_int_equal(ivf_item_cell(aside, i), ivf_item_cell(in_line, i));
+		assert_cells_consistent(aside);
+		assert_int_equal(ivf_search(aside, b.eligible, b.queries, QUERIES, SIZE_MAX, K, got,
+					    got_counts, errstr, sizeof errstr),
+				 0);
+		assert_same_lists(expected, expected_counts, got, got_counts, QUERIES, K);
+
+		/* one dropped unfinished installs nothing */
+		assert_int_equal(ivf_training_start(aside, &training, errstr, sizeof errstr), 0);
+		ivf_training_cancel(training);
+		for (uint32_t i = 0; i < ITEMS + NEW; i++)
+			assert_int_equal(ivf_item_cell(aside, i), ivf_item_cell(in_line, i));
+		free(rows);
+		free(moved);
+		ivf_free(aside);
+		ivf_free(in_line);
+	}
+	batch_free(&b);
+}
+
 static void recall_on_clustered_data(void **state)
 {
 	enum { DIM = 16, CLUSTERS = 50, ITEMS = 20000, QUERIES = 200, K = 20 };
@@ -746,6 +829,7 @@ int main(void)
 	    cmocka_unit_test(partial_probe_honours_filters),
 	    cmocka_unit_test(moved_items_are_found_in_their_new_cell),
 	    cmocka_unit_test(batched_updates_place_rows_as_single_ones),
+	    cmocka_unit_test(a_training_aside_ends_where_one_in_line_does),
 	    cmocka_unit_test(recall_on_clustered_data),
 	    cmocka_unit_test(skipped_cells_change_no_list),
 	    cmocka_unit_test(empty_and_errors),

@@ -201,6 +201,59 @@ static void full_probing_equals_exact_and_follows_learning(void **state)
 	model_free(m);
 }
 
+/* Retrained aside (as the daemon does): a doubled catalogue starts a
+ * training on a thread of its own; lists meanwhile, with rows moving, and
+ * after it is installed (the rows moved since placed again) equal the exact
+ * engine's at full probing, and the training is counted once installed. */
+static void a_training_aside_keeps_lists_exact(void **state)
+{
+	(void)state;
+	struct model *m = index_model((size_t)1 << 20, 50);
+	struct topk *topk = new_topk();
+	struct topk_result index[BATCH * K], exact[BATCH * K];
+	size_t index_n[BATCH], exact_n[BATCH];
+	uint32_t users[BATCH];
+	struct model_index_stats stats;
+	char errstr[256];
+	users_batch(users);
+
+	learn(m, 0, 20000);
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	struct model_view *view = model_view(m, false, errstr, sizeof errstr);
+	assert_non_null(view);
+	model_view_train_aside(view, true);
+	/* as many items again: the next preparation starts a training */
+	for (uint32_t i = 0; i < ITEMS; i++) {
+		struct model_event e = {.user = i % USERS,
+					.item = ITEMS + i,
+					.user_hash = 1000003u * (i % USERS) + 17,
+					.item_hash = 777u * i + 3,
+					.type = EVENT_VIEW,
+					.ts_ms = 1700000000000LL + 300000 + i};
+		assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
+	}
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	for (size_t u = 0; u < BATCH; u++)
+		assert_same_list(exact + u * K, exact_n[u], index + u * K, index_n[u]);
+	model_index_stats(m, &stats);
+	assert_int_equal(stats.trainings, 1); /* started, not installed */
+	learn(m, 30000, 34000);		      /* rows move while it trains */
+	for (int tries = 0; tries < 2000 && stats.trainings < 2; tries++) {
+		both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+		for (size_t u = 0; u < BATCH; u++)
+			assert_same_list(exact + u * K, exact_n[u], index + u * K, index_n[u]);
+		model_index_stats(m, &stats);
+	}
+	assert_int_equal(stats.trainings, 2);
+	assert_true(stats.training_seconds > 0);
+	learn(m, 34000, 35000);
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	for (size_t u = 0; u < BATCH; u++)
+		assert_same_list(exact + u * K, exact_n[u], index + u * K, index_n[u]);
+	topk_free(topk);
+	model_free(m);
+}
+
 /* With one cell of sixteen probed, whatever the index lists is allowed: not
  * excluded, eligible, in order, and scored exactly as the exact engine would
  * (the items' rows moved since the build, so this also checks the sync). */
@@ -458,6 +511,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(full_probing_equals_exact_and_follows_learning),
+	    cmocka_unit_test(a_training_aside_keeps_lists_exact),
 	    cmocka_unit_test(filters_and_exclusions_hold_with_partial_probing),
 	    cmocka_unit_test(recall_is_one_at_full_probing_and_less_at_one_cell),
 	    cmocka_unit_test(exact_config_builds_no_index),
