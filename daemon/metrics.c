@@ -394,6 +394,15 @@ static void variant_sample(struct text *t, const char *name, const char *variant
 	text_printf(t, "\"} %" PRIu64 "\n", value);
 }
 
+/* One variant's sample of a family whose values are not whole numbers. */
+static void variant_sample_double(struct text *t, const char *name, const char *variant,
+				  double value)
+{
+	text_printf(t, "streamrec_%s{variant=\"", name);
+	text_label_value(t, variant);
+	text_printf(t, "\"} %.6f\n", value);
+}
+
 /* A gauge per variant whose value is finite (the others are not rendered). */
 static void variant_gauges(struct text *t, const struct metrics *m, const char *name,
 			   const char *help, size_t field_offset)
@@ -569,23 +578,19 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	family(&t, "index_recall", "gauge",
 	       "Recall@k of the index engine's lists against the exact engine's, last shadow.");
 	for (size_t v = 0; v < m->variant_count; v++)
-		if (m->variants[v].index_recall >= 0) {
-			text_puts(&t, "streamrec_index_recall{variant=\"");
-			text_label_value(&t, m->variants[v].name);
-			text_printf(&t, "\"} %.6f\n", m->variants[v].index_recall);
-		}
+		if (m->variants[v].index_recall >= 0)
+			variant_sample_double(&t, "index_recall", m->variants[v].name,
+					      m->variants[v].index_recall);
 	family(&t, "index_trainings_total", "counter",
-	       "Builds and retrainings of the index engine's cells (a round waits for one).");
+	       "Builds (at start) and retrainings (aside, no round waits) of the index's cells.");
 	for (size_t v = 0; v < m->variant_count; v++)
 		variant_sample(&t, "index_trainings_total", m->variants[v].name,
 			       m->variants[v].index_trainings_total);
 	family(&t, "index_training_seconds_total", "counter",
 	       "Wall time of those builds and retrainings.");
-	for (size_t v = 0; v < m->variant_count; v++) {
-		text_puts(&t, "streamrec_index_training_seconds_total{variant=\"");
-		text_label_value(&t, m->variants[v].name);
-		text_printf(&t, "\"} %.6f\n", m->variants[v].index_training_seconds_total);
-	}
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample_double(&t, "index_training_seconds_total", m->variants[v].name,
+				      m->variants[v].index_training_seconds_total);
 	family(&t, "index_nprobe", "gauge",
 	       "Index cells probed per list (model.index_recall_target moves the automatic one).");
 	for (size_t v = 0; v < m->variant_count; v++)

@@ -114,13 +114,13 @@ struct metrics_variant {
 	struct metrics_histogram catch_up_seconds;
 	/** Index engine only: lists also computed by the exact engine (the
 	 * shadow), and the index's mean recall@k against them over the last
-	 * shadow batch (negative: none yet, not rendered). */
+	 * shadow (negative: none yet, not rendered). */
 	uint64_t index_shadow_lists_total;
 	double index_recall;
-	/* cells the index engine probes per list, as of the last shadow batch (0: none yet) */
+	/* cells the index engine probes per list, as of the last shadow (0: none yet) */
 	size_t index_nprobe;
-	/** Index builds and retrainings so far and their wall time (a round
-	 * waits for one), as of the last round. */
+	/** Index builds and retrainings so far and their wall time (a build
+	 * at start; retrainings aside, no round waits), as of the last round. */
 	uint64_t index_trainings_total;
 	double index_training_seconds_total;
 	/** The A/B experiment (when there is one): exposed and converted users

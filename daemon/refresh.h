@@ -14,9 +14,11 @@
  * A run groups its users by the variant their id hashes to (model/assign),
  * computes their lists through the variant's engine (exact top-k, the
  * index, or the popularity control arm), and hands each list to the
- * publish callback. On a share of the index engine's batches
- * (refresh.shadow_share) the exact engine computes the same lists too and
- * the index's recall@k against it is exported (streamrec_index_recall).
+ * publish callback. For a share of the index engine's users
+ * (refresh.shadow_share, at most 16 a round, so that no round waits long
+ * for it) the exact engine computes the same lists too and the index's
+ * recall@k against it is exported (streamrec_index_recall). The index
+ * retrains aside (model_view_train_aside): no round waits for its cells.
  * Kept between runs: the two lanes, each user's newest trigger time and
  * last refresh, the listable-item flags per variant, and each user's last
  * published list (id, items, explanations), for counting A/B hits and for

@@ -470,9 +470,11 @@ int model_recommend_recall(struct model *model, struct topk *topk, const uint32_
  *      vector, co-visitation scores, exclusions), and cold users' lists
  *      (trending) are made at once;
  *   3. one thread calls model_view_prepare() (the index's upkeep: moved
- *      rows re-assigned, a retraining), then any number of threads rank
- *      parts of the batches with model_view_search(), each with its own
- *      struct model_searcher (and topk for the exact engine).
+ *      rows re-assigned, a retraining, in line or started aside, where a
+ *      thread of the index's own reads only its snapshot of the rows), then
+ *      any number of threads rank parts of the batches with
+ *      model_view_search(), each with its own struct model_searcher (and
+ *      topk for the exact engine).
  * Ownership rule: from a sync until the last search returns, the view and
  * the batches belong to the ranking threads: the owner neither syncs nor
  * prepares into them (it learns on the model's own rows meanwhile); between
@@ -599,7 +601,7 @@ struct model_index_stats {
 	size_t nlist;             /**< its cells */
 	size_t nprobe;            /**< cells probed per list */
 	uint64_t trainings;       /**< builds and retrainings so far */
-	double training_seconds;  /**< their wall time (a round waits for one) */
+	double training_seconds;  /**< their wall time (in line, or aside until installed) */
 	uint64_t rows_synced;     /**< rows passed to ivf_update_item() so far */
 	uint64_t candidates;      /**< items scored by index searches so far */
 	uint64_t lists;           /**< warm lists the index produced so far */
