@@ -1597,7 +1597,6 @@ out_nomem:
 	return -1;
 }
 
-/* Forgets the index (the next preparation builds it again). */
 /* Ends a training aside, installing nothing, and forgets what changed since. */
 static void training_drop(struct model_view *view)
 {
@@ -1608,6 +1607,7 @@ static void training_drop(struct model_view *view)
 	view->since_count = 0;
 }
 
+/* Forgets the index (the next preparation builds it again). */
 static void index_drop(struct model_view *view)
 {
 	training_drop(view); /* its thread reads the index's settings */
