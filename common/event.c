@@ -47,7 +47,6 @@ static const char *const aliases[EVENT_TYPE_COUNT][12] = {
      "purchased", NULL},
 };
 
-/* name lower-cased without '_', '-' and blanks into out; @returns false when it does not fit */
 bool event_normalise_name(const char *name, char *out, size_t size)
 {
 	size_t n = 0;

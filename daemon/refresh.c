@@ -1255,6 +1255,36 @@ static int prepare_group(struct refresher *r, size_t v, size_t first, size_t cou
 	return 0;
 }
 
+/*
+ * Variant v's view of the item side, synced for its lists (the index, when
+ * it has one, retrains aside: no round waits for it). @returns the view, or
+ * NULL with errstr filled.
+ */
+static struct model_view *synced_view(struct refresher *r, size_t v, char *errstr,
+				      size_t errstr_size)
+{
+	const struct config_variant *cv = &r->c.config->variants[v];
+	struct model *model = state_model(r->c.state, v);
+	struct model_view *view = model_view(model, r->pool.threads > 0, errstr, errstr_size);
+	if (view == NULL)
+		return NULL;
+	model_view_train_aside(view, true);
+	if (model_view_sync(view, model, listrules_fetch(&cv->rules, cv->k, MAX_K), errstr,
+			    errstr_size) != 0)
+		return NULL;
+	return view;
+}
+
+/* Variant v's index trainings into the metrics (between rounds). */
+static void note_index_stats(struct refresher *r, size_t v, const struct model_view *view)
+{
+	struct metrics_variant *mv = &r->c.metrics->variants[v];
+	struct model_index_stats stats;
+	model_view_stats(view, &stats);
+	mv->index_trainings_total = stats.trainings;
+	mv->index_training_seconds_total = stats.training_seconds;
+}
+
 /* Takes due users and prepares a round. @returns the users taken, or -1. */
 static long prepare_round(struct refresher *r, int64_t now_ms, char *errstr, size_t errstr_size)
 {
@@ -1281,7 +1311,6 @@ static long prepare_round(struct refresher *r, int64_t now_ms, char *errstr, siz
 		if (counts[v] == 0)
 			continue;
 		const uint8_t *listable = listable_items(r, v, now_ms);
-		struct model *model = state_model(state, v);
 		struct model_view *view = NULL;
 		if (listable == NULL) {
 			set_errstr(errstr, errstr_size, "refresh: out of memory for listable items");
@@ -1289,14 +1318,8 @@ static long prepare_round(struct refresher *r, int64_t now_ms, char *errstr, siz
 			break;
 		}
 		if (r->c.config->variants[v].policy != CONFIG_POLICY_POPULARITY) {
-			view = model_view(model, r->pool.threads > 0, errstr, errstr_size);
-			if (view != NULL) /* no round waits for a retraining */
-				model_view_train_aside(view, true);
-			if (view == NULL ||
-			    model_view_sync(view, model,
-					    listrules_fetch(&r->c.config->variants[v].rules,
-							    r->c.config->variants[v].k, MAX_K),
-					    errstr, errstr_size) != 0) {
+			view = synced_view(r, v, errstr, errstr_size);
+			if (view == NULL) {
 				rc = -1;
 				break;
 			}
@@ -1335,13 +1358,8 @@ static int harvest_round(struct refresher *r, char *errstr, size_t errstr_size)
 			       gr->warm_counts[w] * sizeof *gr->results);
 			gr->lengths[j] = gr->warm_counts[w];
 		}
-		if (gr->view != NULL && gr->retrieval == MODEL_RETRIEVAL_INDEX) {
-			struct metrics_variant *mv = &r->c.metrics->variants[gr->v];
-			struct model_index_stats stats;
-			model_view_stats(gr->view, &stats);
-			mv->index_trainings_total = stats.trainings;
-			mv->index_training_seconds_total = stats.training_seconds;
-		}
+		if (gr->view != NULL && gr->retrieval == MODEL_RETRIEVAL_INDEX)
+			note_index_stats(r, gr->v, gr->view);
 		if (gr->shadow) {
 			struct metrics_variant *mv = &r->c.metrics->variants[gr->v];
 			mv->index_recall = gr->recall_compared > 0
@@ -1607,16 +1625,10 @@ long refresher_build_indexes(struct refresher *r, char *errstr, size_t errstr_si
 		    cv->model.retrieval != MODEL_RETRIEVAL_INDEX || model_item_count(model) == 0)
 			continue;
 		double started = clock_monotonic_s();
-		struct model_view *view = model_view(model, r->pool.threads > 0, errstr, errstr_size);
-		if (view == NULL ||
-		    model_view_sync(view, model, listrules_fetch(&cv->rules, cv->k, MAX_K), errstr,
-				    errstr_size) != 0 ||
-		    model_view_prepare(view, errstr, errstr_size) != 0)
+		struct model_view *view = synced_view(r, v, errstr, errstr_size);
+		if (view == NULL || model_view_prepare(view, errstr, errstr_size) != 0)
 			return -1;
-		struct model_index_stats stats;
-		model_view_stats(view, &stats);
-		r->c.metrics->variants[v].index_trainings_total = stats.trainings;
-		r->c.metrics->variants[v].index_training_seconds_total = stats.training_seconds;
+		note_index_stats(r, v, view);
 		log_line(LOG_PRIORITY_INFO, "variant %s: item index over %zu items built in %.1f s",
 			 cv->name, model_item_count(model), clock_monotonic_s() - started);
 		built++;

@@ -706,27 +706,37 @@ int ivf_build(struct ivf *ivf, const float *rows, size_t item_count, size_t row_
 	return 0;
 }
 
-int ivf_retrain(struct ivf *ivf, char *errstr, size_t errstr_size)
+/* Training reads rows by item; the cells hold them by cell: a copy by item,
+ * or NULL with errstr filled. */
+static float *gather_rows(const struct ivf *ivf, char *errstr, size_t errstr_size)
 {
 	const struct layout *old = &ivf->layout;
 	size_t dim = ivf->dim, item_count = old->item_count;
-	struct layout layout;
-	float *rows;
-	int rc;
+	float *rows = malloc((item_count ? item_count : 1) * dim * sizeof *rows);
 
-	/* Training reads rows by item; the cells hold them by cell. */
-	rows = malloc((item_count ? item_count : 1) * dim * sizeof *rows);
 	if (rows == NULL) {
 		snprintf(errstr, errstr_size, "ivf: out of memory copying %zu rows to retrain",
 			 item_count);
-		return -1;
+		return NULL;
 	}
 	for (size_t i = 0; i < item_count; i++)
 		memcpy(rows + i * dim,
 		       old->cells[old->cell_of[i]].rows + (size_t)old->slot_of[i] * dim,
 		       dim * sizeof *rows);
+	return rows;
+}
+
+int ivf_retrain(struct ivf *ivf, char *errstr, size_t errstr_size)
+{
+	size_t item_count = ivf->layout.item_count;
+	struct layout layout;
+	float *rows = gather_rows(ivf, errstr, errstr_size);
+	int rc;
+
+	if (rows == NULL)
+		return -1;
 	set_threads(ivf);
-	rc = train_layout(ivf, rows, item_count, dim, &layout, errstr, errstr_size);
+	rc = train_layout(ivf, rows, item_count, ivf->dim, &layout, errstr, errstr_size);
 	if (rc == 0)
 		install_layout(ivf, &layout);
 	free(rows);
@@ -748,9 +758,7 @@ static void *training_main(void *arg)
 {
 	struct ivf_training *t = arg;
 	pthread_setname_np(pthread_self(), "ivf-train");
-	/* OpenBLAS's thread count is the calling thread's own setting here */
-	if (openblas_get_num_threads() != t->ivf->threads)
-		openblas_set_num_threads(t->ivf->threads);
+	set_threads(t->ivf);
 	t->rc = train_layout(t->ivf, t->rows, t->item_count, t->ivf->dim, &t->layout, t->errstr,
 			     sizeof t->errstr);
 	atomic_store(&t->done, true);
@@ -760,25 +768,20 @@ static void *training_main(void *arg)
 int ivf_training_start(struct ivf *ivf, struct ivf_training **training, char *errstr,
 		       size_t errstr_size)
 {
-	const struct layout *old = &ivf->layout;
-	size_t dim = ivf->dim, item_count = old->item_count;
 	struct ivf_training *t = calloc(1, sizeof *t);
 
 	*training = NULL;
-	if (t != NULL)
-		t->rows = malloc((item_count ? item_count : 1) * dim * sizeof *t->rows);
-	if (t == NULL || t->rows == NULL) {
-		free(t);
-		snprintf(errstr, errstr_size, "ivf: out of memory copying %zu rows to retrain",
-			 item_count);
+	if (t == NULL) {
+		snprintf(errstr, errstr_size, "ivf: out of memory for a training");
 		return -1;
 	}
-	for (size_t i = 0; i < item_count; i++)
-		memcpy(t->rows + i * dim,
-		       old->cells[old->cell_of[i]].rows + (size_t)old->slot_of[i] * dim,
-		       dim * sizeof *t->rows);
+	t->rows = gather_rows(ivf, errstr, errstr_size);
+	if (t->rows == NULL) {
+		free(t);
+		return -1;
+	}
 	t->ivf = ivf;
-	t->item_count = item_count;
+	t->item_count = ivf->layout.item_count;
 	atomic_init(&t->done, false);
 	int rc = pthread_create(&t->thread, NULL, training_main, t);
 	if (rc != 0) {
@@ -802,9 +805,9 @@ size_t ivf_training_items(const struct ivf_training *training)
 	return training->item_count;
 }
 
+/* Frees a training whose thread was joined (its layout, when not installed). */
 static void training_free(struct ivf_training *t)
 {
-	pthread_join(t->thread, NULL);
 	layout_free(&t->layout);
 	free(t->rows);
 	free(t);
@@ -821,17 +824,16 @@ int ivf_training_finish(struct ivf *ivf, struct ivf_training *training, char *er
 		install_layout(ivf, &training->layout);
 	else
 		snprintf(errstr, errstr_size, "%s", training->errstr);
-	/* joined already: free without joining again */
-	layout_free(&training->layout);
-	free(training->rows);
-	free(training);
+	training_free(training);
 	return rc;
 }
 
 void ivf_training_cancel(struct ivf_training *training)
 {
-	if (training != NULL)
-		training_free(training);
+	if (training == NULL)
+		return;
+	pthread_join(training->thread, NULL);
+	training_free(training);
 }
 
 size_t ivf_assign_cell(const struct ivf *ivf, const float *vector)

@@ -1716,6 +1716,23 @@ static int note_since(struct model_view *view)
 	return 0;
 }
 
+/* Places items [from, to) in the index in order, their rows as in the view.
+ * @returns 0, or -1 with reason filled. */
+static int place_items_from(struct model_view *view, size_t from, size_t to, char *reason,
+			    size_t reason_size)
+{
+	for (size_t i = from; i < to; i += IVF_UPDATE_CHUNK) {
+		uint32_t fresh[IVF_UPDATE_CHUNK];
+		size_t n = to - i < IVF_UPDATE_CHUNK ? to - i : IVF_UPDATE_CHUNK;
+		for (size_t r = 0; r < n; r++)
+			fresh[r] = (uint32_t)(i + r);
+		if (ivf_update_items(view->index, fresh, n, view->rows, view->stride, reason,
+				     reason_size) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 /*
  * Installs a finished training aside: its cells hold the rows of its
  * snapshot, so the rows moved since are placed again, then the items that
@@ -1734,19 +1751,11 @@ static int finish_training(struct model_view *view, char *reason, size_t reason_
 			view->since[kept++] = item;
 	}
 	view->since_count = 0;
-	if (rc != 0 || ivf_update_items(view->index, view->since, kept, view->rows, view->stride,
-					reason, reason_size) != 0)
+	if (rc != 0 ||
+	    ivf_update_items(view->index, view->since, kept, view->rows, view->stride, reason,
+			     reason_size) != 0 ||
+	    place_items_from(view, snapshot, view->index_items, reason, reason_size) != 0)
 		return -1;
-	for (size_t i = snapshot; i < view->index_items; i += IVF_UPDATE_CHUNK) {
-		uint32_t fresh[IVF_UPDATE_CHUNK];
-		size_t n = view->index_items - i < IVF_UPDATE_CHUNK ? view->index_items - i
-								       : IVF_UPDATE_CHUNK;
-		for (size_t r = 0; r < n; r++)
-			fresh[r] = (uint32_t)(i + r);
-		if (ivf_update_items(view->index, fresh, n, view->rows, view->stride, reason,
-				     reason_size) != 0)
-			return -1;
-	}
 	index_trained(view);
 	view->stats.training_seconds += clock_monotonic_s() - view->training_started;
 	return 0;
@@ -1775,16 +1784,9 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 			     view->stride, reason, sizeof reason) != 0)
 		goto out_drop;
 	view->pending_count = 0;
-	for (size_t i = view->index_items; i < view->items; i += IVF_UPDATE_CHUNK) {
-		uint32_t fresh[IVF_UPDATE_CHUNK];
-		size_t n = view->items - i < IVF_UPDATE_CHUNK ? view->items - i : IVF_UPDATE_CHUNK;
-		for (size_t r = 0; r < n; r++)
-			fresh[r] = (uint32_t)(i + r);
-		if (ivf_update_items(view->index, fresh, n, view->rows, view->stride, reason,
-				     sizeof reason) != 0)
-			goto out_drop;
-		view->index_items = i + n;
-	}
+	if (place_items_from(view, view->index_items, view->items, reason, sizeof reason) != 0)
+		goto out_drop; /* drops the index: how far it got does not matter */
+	view->index_items = view->items;
 	view->stats.rows_synced += changes;
 	view->changes_since_training += changes;
 	if (view->training != NULL) {
