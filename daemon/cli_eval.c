@@ -1240,13 +1240,15 @@ int cli_eval(int argc, char **argv)
 		       r.exact_rank_seconds, r.index_rank_seconds);
 		printf("index: recall@%zu against exact %.4f on the test points; relative HR@%zu "
 		       "%+.2f%%; nlist %zu, nprobe %zu, trending %zu, %.0f candidates a list, %llu "
-		       "trainings\n",
+		       "trainings, %.0f%% of %llu row updates kept their cell unscored\n",
 		       pc.k, r.index_recall, pc.k,
 		       r.model.hit_rate > 0 ? 100.0 * (r.index.hit_rate / r.model.hit_rate - 1.0)
 					    : 0.0,
 		       is.nlist, is.nprobe, config.index_trending,
 		       is.lists ? (double)is.candidates / (double)is.lists : 0.0,
-		       (unsigned long long)is.trainings);
+		       (unsigned long long)is.trainings,
+		       is.rows_synced ? 100.0 * (double)is.rows_kept / (double)is.rows_synced : 0.0,
+		       (unsigned long long)is.rows_synced);
 		printf("%llu tests skipped (item excluded by the protocol)\n",
 		       (unsigned long long)r.skipped_excluded);
 	} else

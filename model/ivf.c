@@ -78,6 +78,8 @@ struct layout {
 	float *box_high;         /* nlist × dim: and an upper bound (see cell_bound()) */
 	uint32_t *cell_of;       /* item_capacity: item's cell */
 	uint32_t *slot_of;       /* item_capacity: item's slot in its cell */
+	float *slack;            /* item_capacity: how far item may move and keep its cell */
+	float *inverse_gap;      /* nlist × nlist: 1 / |assign centroid b - c| (0 when equal) */
 	float *assign_scores;    /* nlist, ivf_assign_cell()'s scratch */
 	size_t item_count;
 	size_t item_capacity;
@@ -104,6 +106,7 @@ struct ivf {
 
 	struct layout layout;
 	size_t trained_items;
+	uint64_t kept_cells; /* updates that kept their cell unscored (keeps_cell()) */
 
 	float *aug_vector;       /* aug_dim, ivf_assign_cell()'s scratch */
 	struct ivf_scratch *own; /* ivf_search()'s */
@@ -180,6 +183,8 @@ static void layout_free(struct layout *layout)
 	free(layout->box_high);
 	free(layout->cell_of);
 	free(layout->slot_of);
+	free(layout->slack);
+	free(layout->inverse_gap);
 	free(layout->assign_scores);
 	memset(layout, 0, sizeof *layout);
 }
@@ -204,8 +209,11 @@ static int layout_alloc(struct layout *layout, size_t nlist, size_t dim, size_t 
 	layout->box_high = malloc(nlist * dim * sizeof(float));
 	layout->cell_of = malloc(item_capacity * sizeof(uint32_t));
 	layout->slot_of = malloc(item_capacity * sizeof(uint32_t));
+	layout->slack = calloc(item_capacity, sizeof(float));
+	layout->inverse_gap = calloc(nlist * nlist, sizeof(float));
 	layout->assign_scores = malloc(nlist * sizeof(float));
-	if (layout->assign_scores == NULL || layout->cells == NULL ||
+	if (layout->assign_scores == NULL || layout->cells == NULL || layout->slack == NULL ||
+	    layout->inverse_gap == NULL ||
 	    layout->assign_centroids == NULL || layout->assign_bias == NULL ||
 	    layout->probe_centroids == NULL || layout->probe_bias == NULL ||
 	    layout->cell_of == NULL || layout->slot_of == NULL || layout->box_low == NULL ||
@@ -284,6 +292,14 @@ static void cell_remove(struct layout *layout, uint32_t item, size_t dim)
 	cell->count--;
 }
 
+/* The augmented extra column of a row of squared norm norm_sq. */
+static double augmented_extra(const struct ivf *ivf, float max_norm_sq, double norm_sq)
+{
+	return ivf->assign == IVF_ASSIGN_AUGMENTED_L2 && max_norm_sq > norm_sq
+		   ? sqrt(max_norm_sq - norm_sq)
+		   : 0.0;
+}
+
 /* x' = [x, extra]: extra = sqrt(M^2 - |x|^2) for the augmented rule (0 for a
  * row longer than every row of the training), 0 for the normalised one. */
 static void augment(const struct ivf *ivf, float max_norm_sq, const float *row, float *out)
@@ -293,9 +309,7 @@ static void augment(const struct ivf *ivf, float max_norm_sq, const float *row, 
 	memcpy(out, row, ivf->dim * sizeof(float));
 	for (size_t j = 0; j < ivf->dim; j++)
 		norm_sq += (double)row[j] * row[j];
-	out[ivf->dim] = ivf->assign == IVF_ASSIGN_AUGMENTED_L2 && max_norm_sq > norm_sq
-			    ? (float)sqrt(max_norm_sq - norm_sq)
-			    : 0.0f;
+	out[ivf->dim] = (float)augmented_extra(ivf, max_norm_sq, norm_sq);
 }
 
 /*
@@ -304,9 +318,9 @@ static void augment(const struct ivf *ivf, float max_norm_sq, const float *row, 
  */
 static void derive_centroids(const struct ivf *ivf, struct layout *layout, const float *means)
 {
-	size_t dim = ivf->dim, aug_dim = ivf->aug_dim;
+	size_t dim = ivf->dim, aug_dim = ivf->aug_dim, nlist = layout->nlist;
 
-	for (size_t c = 0; c < layout->nlist; c++) {
+	for (size_t c = 0; c < nlist; c++) {
 		const float *mean = means + c * aug_dim;
 		float *assign = layout->assign_centroids + c * aug_dim;
 		double norm_sq = 0.0;
@@ -328,6 +342,19 @@ static void derive_centroids(const struct ivf *ivf, struct layout *layout, const
 			layout->probe_bias[c] = 0.0f;
 		}
 	}
+	/* item_slack()'s gaps, rounded down so that slack never overstates */
+	for (size_t b = 0; b < nlist; b++)
+		for (size_t c = b; c < nlist; c++) {
+			const float *x = layout->assign_centroids + b * aug_dim;
+			const float *y = layout->assign_centroids + c * aug_dim;
+			double gap_sq = 0.0;
+			float inverse;
+			for (size_t j = 0; j < aug_dim; j++)
+				gap_sq += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
+			inverse = gap_sq > 0.0 ? nextafterf((float)(1.0 / sqrt(gap_sq)), 0.0f) : 0.0f;
+			layout->inverse_gap[b * nlist + c] = inverse;
+			layout->inverse_gap[c * nlist + b] = inverse;
+		}
 }
 
 /*
@@ -363,18 +390,72 @@ static size_t argmax_biased(float *scores, const float *bias, size_t n)
 	return 0;
 }
 
+/*
+ * Keeping a cell without scoring it again. An item's score against a
+ * centroid is linear in its augmented row, so the lead of its cell b over a
+ * cell c changes by at most d · |b - c| when the row moves by distance d:
+ * the row is (lead over c) / |b - c| from the boundary between the two. slack
+ * is the least of those distances, less a rounding allowance, and each move
+ * spends its distance; while slack is left no other cell can have won.
+ * Learning moves a row a little at a time, so many updates keep their cell
+ * for a few dozen flops instead of a product with every centroid.
+ */
+static float item_slack(const struct layout *layout, const float *scores, size_t n, size_t best)
+{
+	const float *inverse_gap = layout->inverse_gap + best * n;
+	float allowance = 1e-5f * fabsf(scores[best]) + 1e-6f, slack = INFINITY;
+
+	for (size_t c = 0; c < n; c++) {
+		float lead = scores[best] - scores[c] - allowance;
+		float distance = lead * inverse_gap[c];
+		if (c != best && distance < slack)
+			slack = distance;
+	}
+	/* NaN, a tie or equal centroids: scored again next time */
+	return slack > 0.0f && slack < INFINITY ? slack : 0.0f;
+}
+
+/* Whether an item of the index keeps its cell when its row becomes vector,
+ * spending the distance from its stored row out of its slack if so. */
+static bool keeps_cell(struct ivf *ivf, uint32_t item, const float *vector)
+{
+	struct layout *layout = &ivf->layout;
+	const float *old;
+	double moved_sq = 0.0, old_sq = 0.0, new_sq = 0.0, extra, distance;
+
+	if (item >= layout->item_count || !(layout->slack[item] > 0.0f))
+		return false;
+	old = layout->cells[layout->cell_of[item]].rows + (size_t)layout->slot_of[item] * ivf->dim;
+	for (size_t j = 0; j < ivf->dim; j++) {
+		double step = (double)vector[j] - old[j];
+		moved_sq += step * step;
+		old_sq += (double)old[j] * old[j];
+		new_sq += (double)vector[j] * vector[j];
+	}
+	extra = augmented_extra(ivf, layout->max_norm_sq, new_sq) -
+		augmented_extra(ivf, layout->max_norm_sq, old_sq);
+	distance = sqrt(moved_sq + extra * extra);
+	if (!(distance < layout->slack[item]))
+		return false;
+	layout->slack[item] -= (float)distance;
+	return true;
+}
+
 /* Cell of each of n augmented rows (n <= ASSIGN_BLOCK), using scores
  * (ASSIGN_BLOCK × nlist floats) as scratch; ties go to the lower cell. */
 static void assign_block(const struct ivf *ivf, const struct layout *layout, const float *points,
-			 size_t n, float *scores, uint32_t *cells)
+			 size_t n, float *scores, uint32_t *cells, float *slack)
 {
 	size_t nlist = layout->nlist;
 
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nlist, (int)ivf->aug_dim,
 		    1.0f, points, (int)ivf->aug_dim, layout->assign_centroids, (int)ivf->aug_dim,
 		    0.0f, scores, (int)nlist);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		cells[i] = (uint32_t)argmax_biased(scores + i * nlist, layout->assign_bias, nlist);
+		if (slack != NULL)
+			slack[i] = item_slack(layout, scores + i * nlist, nlist, cells[i]);
+	}
 }
 
 static size_t auto_nlist(const struct ivf *ivf, size_t item_count)
@@ -454,7 +535,8 @@ static int train_layout(const struct ivf *ivf, const float *rows, size_t item_co
 		for (size_t s = 0; s < sample_count; s += ASSIGN_BLOCK) {
 			size_t n =
 			    sample_count - s < ASSIGN_BLOCK ? sample_count - s : ASSIGN_BLOCK;
-			assign_block(ivf, out, sample + s * aug_dim, n, scores, sample_cells + s);
+			assign_block(ivf, out, sample + s * aug_dim, n, scores, sample_cells + s,
+				     NULL);
 		}
 		memset(sums, 0, nlist * aug_dim * sizeof *sums);
 		memset(counts, 0, nlist * sizeof *counts);
@@ -483,7 +565,7 @@ static int train_layout(const struct ivf *ivf, const float *rows, size_t item_co
 		size_t n = item_count - i < ASSIGN_BLOCK ? item_count - i : ASSIGN_BLOCK;
 		for (size_t b = 0; b < n; b++)
 			augment(ivf, max_norm_sq, rows + (i + b) * row_stride, block + b * aug_dim);
-		assign_block(ivf, out, block, n, scores, out->cell_of + i);
+		assign_block(ivf, out, block, n, scores, out->cell_of + i, out->slack + i);
 	}
 	memset(counts, 0, nlist * sizeof *counts);
 	for (size_t i = 0; i < item_count; i++)
@@ -875,6 +957,10 @@ static int admit_item(struct ivf *ivf, uint32_t item, const float *vector, char 
 		if (slot_of == NULL)
 			goto out_nomem;
 		layout->slot_of = slot_of;
+		float *slack = realloc(layout->slack, capacity * sizeof *slack);
+		if (slack == NULL)
+			goto out_nomem;
+		layout->slack = slack;
 		layout->item_capacity = capacity;
 	}
 	return 0;
@@ -884,13 +970,15 @@ out_nomem:
 	return -1;
 }
 
-/* Puts an admitted item's row in cell (moving it there when it was elsewhere). */
+/* Puts an admitted item's row in cell (moving it there when it was
+ * elsewhere), with slack for its next moves (item_slack()). */
 static int place_item(struct ivf *ivf, uint32_t item, const float *vector, size_t cell,
-		      char *errstr, size_t errstr_size)
+		      float slack, char *errstr, size_t errstr_size)
 {
 	struct layout *layout = &ivf->layout;
 	size_t dim = ivf->dim;
 
+	layout->slack[item] = slack;
 	if (item < layout->item_count && layout->cell_of[item] == cell) {
 		memcpy(layout->cells[cell].rows + (size_t)layout->slot_of[item] * dim, vector,
 		       dim * sizeof(float));
@@ -912,10 +1000,21 @@ static int place_item(struct ivf *ivf, uint32_t item, const float *vector, size_
 int ivf_update_item(struct ivf *ivf, uint32_t item, const float *vector, char *errstr,
 		    size_t errstr_size)
 {
+	const struct layout *layout = &ivf->layout;
+	size_t cell;
+
 	if (admit_item(ivf, item, vector, errstr, errstr_size) != 0)
 		return -1;
+	if (keeps_cell(ivf, item, vector)) {
+		ivf->kept_cells++;
+		return place_item(ivf, item, vector, layout->cell_of[item], layout->slack[item],
+				  errstr, errstr_size);
+	}
 	set_threads(ivf);
-	return place_item(ivf, item, vector, ivf_assign_cell(ivf, vector), errstr, errstr_size);
+	cell = ivf_assign_cell(ivf, vector);
+	return place_item(ivf, item, vector, cell,
+			  item_slack(layout, layout->assign_scores, layout->nlist, cell), errstr,
+			  errstr_size);
 }
 
 int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const float *matrix,
@@ -926,39 +1025,53 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 	size_t chunk = IVF_UPDATE_CHUNK < count ? IVF_UPDATE_CHUNK : count;
 	float *rows = malloc((chunk ? chunk : 1) * aug_dim * sizeof *rows);
 	float *scores = malloc((chunk ? chunk : 1) * nlist * sizeof *scores);
+	uint32_t *scored = malloc((chunk ? chunk : 1) * sizeof *scored);
 	int rc = -1;
 
-	if (rows == NULL || scores == NULL) {
+	if (rows == NULL || scores == NULL || scored == NULL) {
 		snprintf(errstr, errstr_size, "ivf: out of memory updating %zu items", count);
 		goto out_free;
 	}
 	set_threads(ivf);
 	for (size_t first = 0; first < count; first += chunk) {
-		size_t n = count - first < chunk ? count - first : chunk;
-		for (size_t r = 0; r < n; r++) {
-			/* never read a row past what the update can hold: an item is an
-			 * existing one or one of the next new ones */
-			if (items[first + r] > layout->item_count + r) {
-				snprintf(errstr, errstr_size,
-					 "ivf: item %u is past the end (the index holds %zu items)",
-					 (unsigned)items[first + r], layout->item_count);
-				goto out_free;
-			}
-			augment(ivf, layout->max_norm_sq,
-				matrix + (size_t)items[first + r] * row_stride, rows + r * aug_dim);
-		}
-		/* every row against every centroid in one product: scores = rows · centroids^T */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nlist,
-			    (int)aug_dim, 1.0f, rows, (int)aug_dim, layout->assign_centroids,
-			    (int)aug_dim, 0.0f, scores, (int)nlist);
+		size_t n = count - first < chunk ? count - first : chunk, m = 0;
+		/* items that keep their cell go in place; the others are scored
+		 * against every centroid in one product: scores = rows · centroids^T */
 		for (size_t r = 0; r < n; r++) {
 			uint32_t item = items[first + r];
 			const float *vector = matrix + (size_t)item * row_stride;
+			/* never read a row past what the update can hold: an item is an
+			 * existing one or one of the next new ones */
+			if (item > layout->item_count + m) {
+				snprintf(errstr, errstr_size,
+					 "ivf: item %u is past the end (the index holds %zu items)",
+					 (unsigned)item, layout->item_count);
+				goto out_free;
+			}
+			if (keeps_cell(ivf, item, vector)) {
+				ivf->kept_cells++;
+				if (place_item(ivf, item, vector, layout->cell_of[item],
+					       layout->slack[item], errstr, errstr_size) != 0)
+					goto out_free;
+				continue;
+			}
+			augment(ivf, layout->max_norm_sq, vector, rows + m * aug_dim);
+			scored[m++] = item;
+		}
+		if (m == 0)
+			continue;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nlist,
+			    (int)aug_dim, 1.0f, rows, (int)aug_dim, layout->assign_centroids,
+			    (int)aug_dim, 0.0f, scores, (int)nlist);
+		for (size_t r = 0; r < m; r++) {
+			uint32_t item = scored[r];
+			const float *vector = matrix + (size_t)item * row_stride;
+			float *item_scores = scores + r * nlist;
+			size_t cell = argmax_biased(item_scores, layout->assign_bias, nlist);
 			if (admit_item(ivf, item, vector, errstr, errstr_size) != 0 ||
-			    place_item(
-				ivf, item, vector,
-				argmax_biased(scores + r * nlist, layout->assign_bias, nlist),
-				errstr, errstr_size) != 0)
+			    place_item(ivf, item, vector, cell,
+				       item_slack(layout, item_scores, nlist, cell), errstr,
+				       errstr_size) != 0)
 				goto out_free;
 		}
 	}
@@ -966,7 +1079,13 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 out_free:
 	free(rows);
 	free(scores);
+	free(scored);
 	return rc;
+}
+
+uint64_t ivf_kept_cells(const struct ivf *ivf)
+{
+	return ivf->kept_cells;
 }
 
 bool ivf_needs_retrain(const struct ivf *ivf)

@@ -62,7 +62,9 @@
  * Keeping current: the index holds its own copy of every row, grouped by
  * cell, so that a probe streams contiguous memory instead of gathering rows
  * from a 128 MB matrix. The caller passes every changed row to
- * ivf_update_item(), which scores it against the centroids (O(nlist·dim)),
+ * ivf_update_item(), which scores it against the centroids (O(nlist·dim))
+ * unless it moved too little since its last scoring for its cell to change
+ * (its margin over the next cell, against the distance moved: O(dim)),
  * moves it to its new cell if the cell changed (swap-remove with a position
  * array, O(1)) and stores the new row. Centroids stay fixed between
  * trainings; ivf_needs_retrain() says when they no longer fit (criterion
@@ -327,5 +329,13 @@ size_t ivf_last_candidates(const struct ivf *ivf);
  * (see ivf_search()).
  */
 uint64_t ivf_skipped_cells(const struct ivf *ivf);
+
+/**
+ * @returns how many item updates since the index was made kept their cell
+ * without being scored against the centroids: the row had not moved far
+ * enough since its last scoring for any other cell to win (ivf.c,
+ * keeps_cell()). The cell is the one a scoring would choose.
+ */
+uint64_t ivf_kept_cells(const struct ivf *ivf);
 
 #endif

@@ -1765,6 +1765,7 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 {
 	char reason[256];
 	size_t changes, k = view->want_k;
+	uint64_t kept;
 
 	if (view->index == NULL || k > view->index_max_k) {
 		double started = clock_monotonic_s();
@@ -1780,6 +1781,7 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 	for (size_t j = 0; j < view->pending_count; j++)
 		view->pending_flag[view->pending[j]] = 0;
 	changes = view->pending_count + (view->items - view->index_items);
+	kept = ivf_kept_cells(view->index);
 	if (ivf_update_items(view->index, view->pending, view->pending_count, view->rows,
 			     view->stride, reason, sizeof reason) != 0)
 		goto out_drop;
@@ -1788,6 +1790,7 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 		goto out_drop; /* drops the index: how far it got does not matter */
 	view->index_items = view->items;
 	view->stats.rows_synced += changes;
+	view->stats.rows_kept += ivf_kept_cells(view->index) - kept;
 	view->changes_since_training += changes;
 	if (view->training != NULL) {
 		if (ivf_training_done(view->training) && finish_training(view, reason, sizeof reason))

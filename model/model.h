@@ -603,6 +603,7 @@ struct model_index_stats {
 	uint64_t trainings;       /**< builds and retrainings so far */
 	double training_seconds;  /**< their wall time (in line, or aside until installed) */
 	uint64_t rows_synced;     /**< rows passed to ivf_update_item() so far */
+	uint64_t rows_kept;       /**< of which kept their cell unscored (ivf_kept_cells()) */
 	uint64_t candidates;      /**< items scored by index searches so far */
 	uint64_t lists;           /**< warm lists the index produced so far */
 };

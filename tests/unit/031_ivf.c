@@ -522,6 +522,69 @@ static void batched_updates_place_rows_as_single_ones(void **state)
 }
 
 /*
+ * Learning moves rows a little at a time. Small random steps (and now and
+ * then a jump) through both update calls: after every round each item sits
+ * in the cell that scoring its row against every centroid gives
+ * (ivf_assign_cell(), the oracle), many updates kept their cell without
+ * that scoring, and the steps did carry items across cells.
+ */
+static void small_moves_keep_cells_unscored_where_scoring_would(void **state)
+{
+	enum { DIM = 8, ITEMS = 2000, ROUNDS = 30, MOVES = 400 };
+	char errstr[256];
+	uint64_t rng = 11;
+	struct batch b;
+	(void)state;
+
+	batch_build(&b, ITEMS, DIM, 1, 3);
+	for (int rule = 0; rule < 2; rule++) {
+		enum ivf_assign assign = rule ? IVF_ASSIGN_NORMALISED_IP : IVF_ASSIGN_AUGMENTED_L2;
+		struct ivf *ivf = index_new(DIM, 30, 1, 10, assign);
+		uint32_t *start = malloc(ITEMS * sizeof *start), moved[MOVES];
+		size_t crossed = 0, updates = 0;
+		assert_non_null(start);
+		assert_int_equal(ivf_build(ivf, b.rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+		for (uint32_t i = 0; i < ITEMS; i++)
+			start[i] = (uint32_t)ivf_item_cell(ivf, i);
+		for (size_t round = 0; round < ROUNDS; round++) {
+			for (size_t m = 0; m < MOVES; m++) {
+				/* distinct items in a round, as the model passes them */
+				moved[m] = (uint32_t)((round * 7919 + m * 13) % ITEMS);
+				float step = rng_below(&rng, 50) == 0 ? 1.0f : 0.02f;
+				for (size_t d = 0; d < DIM; d++)
+					b.rows[(size_t)moved[m] * DIM + d] +=
+					    step * (float)rng_gauss(&rng);
+			}
+			if (round % 2 == 0) {
+				assert_int_equal(ivf_update_items(ivf, moved, MOVES, b.rows, DIM,
+								  errstr, sizeof errstr),
+						 0);
+			} else {
+				for (size_t m = 0; m < MOVES; m++)
+					assert_int_equal(
+					    ivf_update_item(ivf, moved[m],
+							    b.rows + (size_t)moved[m] * DIM,
+							    errstr, sizeof errstr),
+					    0);
+			}
+			updates += MOVES;
+			for (uint32_t i = 0; i < ITEMS; i++)
+				assert_int_equal(ivf_item_cell(ivf, i),
+						 ivf_assign_cell(ivf, b.rows + (size_t)i * DIM));
+		}
+		for (uint32_t i = 0; i < ITEMS; i++)
+			crossed += ivf_item_cell(ivf, i) != start[i];
+		assert_cells_consistent(ivf);
+		assert_true(ivf_kept_cells(ivf) > updates / 4);
+		assert_true(ivf_kept_cells(ivf) < updates);
+		assert_true(crossed > ITEMS / 20);
+		free(start);
+		ivf_free(ivf);
+	}
+	batch_free(&b);
+}
+
+/*
  * A training aside (ivf_training_*): searches go on against the old cells
  * while it runs; once installed, with the rows moved since and the items
  * added since placed again, every item sits where a training in line on
@@ -829,6 +892,7 @@ int main(void)
 	    cmocka_unit_test(partial_probe_honours_filters),
 	    cmocka_unit_test(moved_items_are_found_in_their_new_cell),
 	    cmocka_unit_test(batched_updates_place_rows_as_single_ones),
+	    cmocka_unit_test(small_moves_keep_cells_unscored_where_scoring_would),
 	    cmocka_unit_test(a_training_aside_ends_where_one_in_line_does),
 	    cmocka_unit_test(recall_on_clustered_data),
 	    cmocka_unit_test(skipped_cells_change_no_list),
