@@ -47,6 +47,10 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PKGS       := rdkafka avro-c rocksdb openblas inih libsystemd libxxhash libcurl jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
+# glibc's vector math (model.c's log1p_all()) on x86-64
+ifeq ($(shell uname -m),x86_64)
+PKG_LIBS   += -lmvec
+endif
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 # Where the installed programs look for the bundled text model (daemon/cli_embed.c).

@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include <xxhash.h>
+#if defined(__x86_64__) && defined(__GLIBC__)
+#include <emmintrin.h>
+#endif
 
 #include "clock.h"
 #include "content.h"
@@ -1207,6 +1210,37 @@ bool model_user_excludes(const struct model *model, uint32_t user, uint32_t item
 					  item);
 }
 
+#if defined(__x86_64__) && defined(__GLIBC__)
+/* glibc's vector log1pf (libmvec, 2.35+): four floats in an SSE register by
+ * the x86-64 vector function ABI, dispatched at load to the best code the
+ * CPU runs (within 4 ulp, as libmvec documents). */
+__m128 _ZGVbN4v_log1pf(__m128 x);
+
+/* values[i] = log1pf(values[i]), four at a time (the tail padded, so every
+ * value goes through the same code and a score does not depend on where
+ * its item falls in the list). A scalar log1pf per co-visitation item was
+ * 8% of an offline replay. */
+static void log1p_all(float *values, size_t count)
+{
+	size_t i = 0;
+
+	for (; i + 4 <= count; i += 4)
+		_mm_storeu_ps(values + i, _ZGVbN4v_log1pf(_mm_loadu_ps(values + i)));
+	if (i < count) {
+		float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+		memcpy(tail, values + i, (count - i) * sizeof *tail);
+		_mm_storeu_ps(tail, _ZGVbN4v_log1pf(_mm_loadu_ps(tail)));
+		memcpy(values + i, tail, (count - i) * sizeof *tail);
+	}
+}
+#else
+static void log1p_all(float *values, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		values[i] = log1pf(values[i]);
+}
+#endif
+
 static int compare_items(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -1292,11 +1326,14 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 	sort_items(m, query->sparse_items, out);
 	for (size_t s = 0; s < out; s++) {
 		uint32_t item = query->sparse_items[s];
-		query->sparse_scores[s] = m->config.covis_weight * log1pf(sum[item]);
+		query->sparse_scores[s] = sum[item];
 		sum[item] = 0.0f;
 		if (because != NULL)
 			because[s] = m->covis_best[item];
 	}
+	log1p_all(query->sparse_scores, out);
+	for (size_t s = 0; s < out; s++)
+		query->sparse_scores[s] *= m->config.covis_weight;
 	query->sparse_count = out;
 }
 
