@@ -31,6 +31,15 @@ bool log_enabled(int priority);
 void log_line(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /**
+ * @brief An error that stops the daemon before it runs (a bad configuration,
+ * a text model that does not load): "streamrecd: ..." on stderr, as a
+ * command line tool says it, with the error priority prefix ("<3>") when
+ * stderr is the journal (systemd sets JOURNAL_STREAM to its device:inode),
+ * so that journald files it as an error rather than as info.
+ */
+void log_start_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/**
  * @brief librdkafka's log callback (consumer_config.log, producer_config.log):
  * its levels are syslog severities already. Called on librdkafka's threads.
  */

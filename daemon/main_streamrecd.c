@@ -224,7 +224,7 @@ static int open_text_model(struct daemon *d, const char *config_path)
 		return 0;
 	double started = clock_monotonic_s();
 	if (textembed_open(path, &d->text_model, errstr, sizeof errstr) != 0) {
-		fprintf(stderr, "streamrecd: %s: content.text_model: %s\n", config_path, errstr);
+		log_start_error("%s: content.text_model: %s", config_path, errstr);
 		return -1;
 	}
 	log_line(LOG_PRIORITY_INFO, "text model %s: %s, %u-dim, %s kernel, loaded in %.0f ms",
@@ -232,10 +232,9 @@ static int open_text_model(struct daemon *d, const char *config_path)
 		 textembed_kernel(d->text_model), (clock_monotonic_s() - started) * 1000);
 	/* item texts and search queries become content vectors: the same space */
 	if (d->config.content_dim != textembed_dim(d->text_model)) {
-		fprintf(stderr,
-			"streamrecd: %s: content.text_model %s gives %u-dim vectors but content.dim "
-			"is %zu: set content.dim = %u (and content.model_name = %s for upstream "
-			"vectors)\n",
+		log_start_error(
+			"%s: content.text_model %s gives %u-dim vectors but content.dim is %zu: set "
+			"content.dim = %u (and content.model_name = %s for upstream vectors)",
 			config_path, path, textembed_dim(d->text_model), d->config.content_dim,
 			textembed_dim(d->text_model), textembed_name(d->text_model));
 		textembed_close(d->text_model);
@@ -296,14 +295,14 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (config_load(config_path, &d->config, errstr, sizeof errstr) != 0) {
-		fprintf(stderr, "streamrecd: %s\n", errstr);
+		log_start_error("%s", errstr);
 		return 2;
 	}
 	log_set_level(d->config.log_level);
 	config_instance_id(&d->config, d->instance_id, sizeof d->instance_id);
 	/* the BLAS kernel first: choosing one may re-execute the program */
 	if (blas_choose(d->config.blas_kernel, argv, &d->blas, errstr, sizeof errstr) != 0) {
-		fprintf(stderr, "streamrecd: %s: blas.kernel: %s\n", config_path, errstr);
+		log_start_error("%s: blas.kernel: %s", config_path, errstr);
 		config_free(&d->config);
 		return 2;
 	}

@@ -45,6 +45,32 @@ def test_a_bad_configuration_gives_one_message_naming_file_and_line(tmp_path, bo
     assert not (tmp_path / "state").exists(), "nothing is created from a refused configuration"
 
 
+@pytest.mark.parametrize("body, message", [
+    ("commit_interval_ms = banana\n", r"bad\.conf:3: state\.commit_interval_ms"),
+    ("[kafka]\nbootstrap.servers = 127.0.0.1:9\n[content]\ntext_model = /nonexistent.e5\n",
+     r"bad\.conf: content\.text_model: /nonexistent\.e5: cannot open"),
+])
+def test_under_the_journal_a_refused_start_is_filed_as_an_error(tmp_path, body, message):
+    """systemd sets JOURNAL_STREAM to the device:inode of the stream it gives
+    the unit's stderr; journald files a line without a <N> prefix as info."""
+    path = tmp_path / "bad.conf"
+    path.write_text(f"[state]\ndir = {tmp_path / 'state'}\n" + body)
+    with open(tmp_path / "stderr", "w+") as err:
+        st = os.fstat(err.fileno())
+        env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+        out = subprocess.run([STREAMRECD, "--config", path, "--check"], stdout=subprocess.PIPE,
+                             stderr=err, text=True, env=env, timeout=60)
+        err.seek(0)
+        last = err.read().strip().splitlines()[-1]
+    assert out.returncode == 2
+    assert re.match(r"^<3>streamrecd: .*" + message, last), last
+    # on any other stream, the plain line of a command line tool
+    env["JOURNAL_STREAM"] = "1:1"
+    out = subprocess.run([STREAMRECD, "--config", path, "--check"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert re.match(r"^streamrecd: .*" + message, out.stderr.strip().splitlines()[-1]), out.stderr
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: p / "missing.conf", "cannot open: No such file or directory"),
     (lambda p: p, "is a directory, not a configuration file"),
