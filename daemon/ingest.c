@@ -460,11 +460,42 @@ static void apply_content(struct daemon *d, const struct item_event *item, uint3
 }
 
 /*
- * A catalogue record: in stock or not, or a tombstone (retired). The items
- * topic is compacted and re-read from its start on every start (its offsets
- * are never committed), so the catalogue needs no state of its own.
+ * A refused catalogue record goes to the dead-letter topic once. The items
+ * topic is re-read from its start on every start, so each run would send its
+ * bad records again: the state keeps the offset read up to in each of its
+ * partitions (on_item()), and a record at or below it was refused by an
+ * earlier run (the same bytes, read in the same order), which sent it. It is
+ * logged and counted again, not sent.
  */
-static void on_item(struct daemon *d, const struct consumer_message *m)
+static void refuse_item(struct daemon *d, const struct consumer_message *m,
+			const struct codec_error *err)
+{
+	char errstr[256];
+	int64_t read_before;
+	int found = state_offset(d->state, m->topic, m->partition, &read_before, errstr,
+				 sizeof errstr);
+
+	if (found == 1 && m->offset <= read_before) {
+		d->metrics->invalid_events_total[err->reason]++;
+		if (dead_letter_log_allowed(d, err->reason))
+			log_line(LOG_PRIORITY_INFO,
+				 "%s[%" PRId32 "]@%" PRId64 ": %s: %s (dead-lettered by an earlier "
+				 "run: not sent again)",
+				 m->topic, m->partition, m->offset, codec_reason_name(err->reason),
+				 err->detail);
+	} else if (dead_letter(d, m, err) != 0) {
+		return;
+	}
+	state_mark_offset(d->state, m->topic, m->partition, m->offset);
+}
+
+/*
+ * Applies a catalogue record (on_item()).
+ * @returns 0 when it is done with (applied, or of no use), 1 when it was
+ * refused (refuse_item() noted it) or is held for its text's vector, -1
+ * when the daemon failed.
+ */
+static int apply_item(struct daemon *d, const struct consumer_message *m)
 {
 	struct item_event item;
 	struct codec_error err;
@@ -476,22 +507,22 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 			err.reason = CODEC_ERR_EMPTY_ID;
 			snprintf(err.detail, sizeof err.detail,
 				 "tombstone without a valid item id key");
-			dead_letter(d, m, &err);
-			return;
+			refuse_item(d, m, &err);
+			return 1;
 		}
 		memcpy(id, m->key, m->key_len);
 		id[m->key_len] = '\0';
 		listed = false; /* retired */
 	} else if (codec_decode_item_event(d->codec, m->value, m->value_len, clock_wall_ms(), &item,
 					   &err) != 0) {
-		dead_letter(d, m, &err);
-		return;
+		refuse_item(d, m, &err);
+		return 1;
 	} else {
 		snprintf(id, sizeof id, "%s", item.item_id);
 		listed = item.in_stock;
 		if (item.has_content && check_content(d, &item, &err) != 0) {
-			dead_letter(d, m, &err);
-			return;
+			refuse_item(d, m, &err);
+			return 1;
 		}
 	}
 	uint32_t index;
@@ -504,7 +535,7 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 		/* life cycle: an unknown item's tombstone, or a record older than
 		 * lifecycle.item_ttl (the compacted topic is re-read at each start),
 		 * would only make an item the next sweep removes */
-		return;
+		return 0;
 	}
 	/* the text's vector before anything of the record is applied: a
 	 * record held for it is applied whole when delivered again */
@@ -514,12 +545,12 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 		char *text = item_text(item.title, item.description);
 		if (text == NULL) {
 			daemon_fail(d, "out of memory for an item's text");
-			return;
+			return -1;
 		}
 		int got = pooled_vector(d, m, EMBEDPOOL_PASSAGE, text, &embedded);
 		free(text);
 		if (got <= 0)
-			return; /* held, or failed */
+			return got == 0 ? 1 : -1; /* held, or failed */
 		text_done = true;
 	}
 	if (state_item(d->state, id, &index, &hash, errstr, sizeof errstr) != 0 ||
@@ -553,12 +584,26 @@ static void on_item(struct daemon *d, const struct consumer_message *m)
 	 * (y and the bias stay the category's mean) */
 	if (m->value != NULL) {
 		apply_content(d, &item, index, hash, embedded, text_done);
-		return; /* embedded is apply_content()'s */
+		return 0; /* embedded is apply_content()'s */
 	}
+	free(embedded);
+	return 0;
 out_free_embedded:
 	free(embedded);
+	return -1;
 }
 
+/*
+ * A catalogue record: in stock or not, or a tombstone (retired). The items
+ * topic is compacted and re-read from its start on every start (its offsets
+ * are stored, but only to send a refused record to the dead-letter topic
+ * once: refuse_item()), so the catalogue needs no state of its own.
+ */
+static void on_item(struct daemon *d, const struct consumer_message *m)
+{
+	if (apply_item(d, m) == 0)
+		state_mark_offset(d->state, m->topic, m->partition, m->offset);
+}
 /*
  * CUPED's covariate (daemon/experiment.h): a user's events before its first
  * exposure in the period, counted as they arrive and handed to the

@@ -219,6 +219,39 @@ def test_bad_input_goes_to_the_dead_letter_topic(daemon):
     assert daemon.stop() == 0
 
 
+def test_a_bad_catalogue_record_is_dead_lettered_once_across_restarts(daemon):
+    """The items topic is re-read from its start on every start: a record it
+    refused in an earlier run is counted and logged again, but the
+    dead-letter topic gets it once; a new bad record after the restart is
+    sent as usual."""
+    daemon.start()
+    send_raw(daemon.broker.bootstrap, daemon.items, [b"\x01garbage"])
+    daemon.produce(200)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_dlq_messages_total") >= 1), \
+        daemon.logtext()
+    commits = daemon.metric("streamrec_commits_total")
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_commits_total") > commits)
+    assert daemon.stop() == 0
+    for run in range(2):
+        daemon.start()
+        send_raw(daemon.broker.bootstrap, daemon.items, [b"\x01again" + bytes([run])])
+        # the old record(s) read again and the new one: all refused in this run
+        assert daemon.wait_for(lambda: daemon.metric(
+            'streamrec_invalid_events_total{reason="malformed"}') >= 2 + run), daemon.logtext()
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_dlq_messages_total") >= 1)
+        commits = daemon.metric("streamrec_commits_total")
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_commits_total") > commits)
+        assert daemon.metric("streamrec_dlq_messages_total") == 1
+        assert "dead-lettered by an earlier run" in daemon.logtext()
+        assert daemon.stop() == 0
+    out = subprocess.run([BUILD / "tests" / "kafka_read", daemon.broker.bootstrap, daemon.dlq,
+                          "4", "8000"], capture_output=True, text=True)
+    values = sorted(dict(f.split("=", 1) for f in line.split())["value"]
+                    for line in out.stdout.splitlines())
+    assert values == sorted([b"\x01garbage".hex(), (b"\x01again" + b"\x00").hex(),
+                             (b"\x01again" + b"\x01").hex()]), values
+
+
 def latest_lists(daemon, timeout_ms=60000):
     """user -> (variant, [item ids]) of the newest list on the recommendations topic."""
     out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
