@@ -19,7 +19,12 @@ machine and the OpenBLAS kernel. Standard library only.
 12's starting point, e.g. commit 3836813^, built with `make build/streamrec`
 in a worktree): it is replayed with its plain `streamrec eval`, interleaved
 with the others, and the index engine's events/s is also given as a multiple
-of its events/s, the issue's "20x faster than today".
+of its events/s, the issue's "20x faster than today". Then this build is
+also replayed with the index engine alone (`streamrec eval --retrieval index
+--no-baselines`: learn, rank the model's list and popularity's, as the
+pre-index build's plain eval does), which is what a user's replay runs: in
+`--retrieval both` the index reads its cells after the exact engine has
+evicted them from the caches.
 """
 import argparse
 import os
@@ -80,6 +85,15 @@ def replay_plain(streamrec, events):
     return int(speed.group(1))
 
 
+def replay_index_alone(streamrec, events, extra):
+    out = subprocess.run([streamrec, "eval", events, "--retrieval", "index", "--no-baselines",
+                          *extra], capture_output=True, text=True, check=True).stdout
+    speed = PLAIN_SPEED.search(out)
+    if not speed:
+        raise SystemExit(f"unexpected output of {streamrec} eval:\n{out}")
+    return int(speed.group(1))
+
+
 def report(name, runs):
     med = {key: statistics.median(r[key] for r in runs)
            for key in ("exact", "index", "ratio", "exact_us", "index_us")}
@@ -115,12 +129,13 @@ def main():
         if args.old_streamrec:
             builds.append(("old build", args.old_streamrec))
         runs = {name: [] for name, _ in builds}
-        plain = []
+        plain, alone = [], []
         for _ in range(args.runs):  # interleaved, so both builds see the same load
             for name, path in builds:
                 runs[name].append(replay(path, events, extra))
             if args.pre_index_streamrec:
                 plain.append(replay_plain(args.pre_index_streamrec, events))
+                alone.append(replay_index_alone(args.streamrec, events, extra))
         for name, _ in builds:
             report(name, runs[name])
         if plain:
@@ -128,6 +143,11 @@ def main():
             print(f"pre-index build (exact, plain eval): {statistics.median(plain):,.0f} "
                   f"events/s (runs: {', '.join(str(p) for p in plain)}); this build's index "
                   f"engine is {statistics.median(ratios):.2f}x it (median of the runs' ratios)")
+            ratios = [a / p for a, p in zip(alone, plain)]
+            print(f"this build's index engine alone (eval --retrieval index --no-baselines): "
+                  f"{statistics.median(alone):,.0f} events/s (runs: "
+                  f"{', '.join(str(a) for a in alone)}), {statistics.median(ratios):.2f}x the "
+                  f"pre-index build (median of the runs' ratios)")
 
 
 if __name__ == "__main__":
