@@ -54,6 +54,14 @@
 #define CELL_SHARED_MIN_USERS_SMALL_PATH 8
 #define CELL_SHARED_MIN_USERS_PACKED     4
 
+/*
+ * Most cells for which an update may keep its cell unscored (item_slack()):
+ * its table of centroid distances has nlist² floats, 64 MiB at 4096 cells
+ * (an automatic nlist reaches that at 16M items). Above it every update is
+ * scored, as without the table.
+ */
+#define SLACK_MAX_NLIST 4096
+
 /* Rows per sgemm when assigning items to cells in training. */
 #define ASSIGN_BLOCK 256
 
@@ -79,7 +87,8 @@ struct layout {
 	uint32_t *cell_of;       /* item_capacity: item's cell */
 	uint32_t *slot_of;       /* item_capacity: item's slot in its cell */
 	float *slack;            /* item_capacity: how far item may move and keep its cell */
-	float *inverse_gap;      /* nlist × nlist: 1 / |assign centroid b - c| (0 when equal) */
+	float *inverse_gap;      /* nlist × nlist: 1 / |assign centroid b - c| (0 when equal);
+				  * NULL above SLACK_MAX_NLIST cells */
 	float *assign_scores;    /* nlist, ivf_assign_cell()'s scratch */
 	size_t item_count;
 	size_t item_capacity;
@@ -210,10 +219,11 @@ static int layout_alloc(struct layout *layout, size_t nlist, size_t dim, size_t 
 	layout->cell_of = malloc(item_capacity * sizeof(uint32_t));
 	layout->slot_of = malloc(item_capacity * sizeof(uint32_t));
 	layout->slack = calloc(item_capacity, sizeof(float));
-	layout->inverse_gap = calloc(nlist * nlist, sizeof(float));
+	if (nlist <= SLACK_MAX_NLIST)
+		layout->inverse_gap = calloc(nlist * nlist, sizeof(float));
 	layout->assign_scores = malloc(nlist * sizeof(float));
 	if (layout->assign_scores == NULL || layout->cells == NULL || layout->slack == NULL ||
-	    layout->inverse_gap == NULL ||
+	    (nlist <= SLACK_MAX_NLIST && layout->inverse_gap == NULL) ||
 	    layout->assign_centroids == NULL || layout->assign_bias == NULL ||
 	    layout->probe_centroids == NULL || layout->probe_bias == NULL ||
 	    layout->cell_of == NULL || layout->slot_of == NULL || layout->box_low == NULL ||
@@ -343,7 +353,7 @@ static void derive_centroids(const struct ivf *ivf, struct layout *layout, const
 		}
 	}
 	/* item_slack()'s gaps, rounded down so that slack never overstates */
-	for (size_t b = 0; b < nlist; b++)
+	for (size_t b = 0; layout->inverse_gap != NULL && b < nlist; b++)
 		for (size_t c = b; c < nlist; c++) {
 			const float *x = layout->assign_centroids + b * aug_dim;
 			const float *y = layout->assign_centroids + c * aug_dim;
@@ -402,8 +412,12 @@ static size_t argmax_biased(float *scores, const float *bias, size_t n)
  */
 static float item_slack(const struct layout *layout, const float *scores, size_t n, size_t best)
 {
-	const float *inverse_gap = layout->inverse_gap + best * n;
+	const float *inverse_gap;
 	float allowance = 1e-5f * fabsf(scores[best]) + 1e-6f, slack = INFINITY;
+
+	if (layout->inverse_gap == NULL)
+		return 0.0f; /* too many cells for the table: always scored */
+	inverse_gap = layout->inverse_gap + best * n;
 
 	for (size_t c = 0; c < n; c++) {
 		float lead = scores[best] - scores[c] - allowance;

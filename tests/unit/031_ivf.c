@@ -585,6 +585,38 @@ static void small_moves_keep_cells_unscored_where_scoring_would(void **state)
 }
 
 /*
+ * Past 4096 cells the index keeps no table of centroid distances (it would
+ * hold nlist² floats): every update is scored, and items still land where
+ * a scoring puts them.
+ */
+static void beyond_the_slack_table_every_update_is_scored(void **state)
+{
+	enum { DIM = 4, ITEMS = 4200, NLIST = 4100, MOVES = 300 };
+	char errstr[256];
+	uint64_t rng = 3;
+	struct batch b;
+	uint32_t moved[MOVES];
+	(void)state;
+
+	batch_build(&b, ITEMS, DIM, 1, 3);
+	struct ivf *ivf = index_new(DIM, NLIST, 1, 10, IVF_ASSIGN_AUGMENTED_L2);
+	assert_int_equal(ivf_build(ivf, b.rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+	assert_int_equal(ivf_nlist(ivf), NLIST);
+	for (size_t m = 0; m < MOVES; m++) {
+		moved[m] = (uint32_t)(m * 13);
+		for (size_t d = 0; d < DIM; d++)
+			b.rows[(size_t)moved[m] * DIM + d] += 0.001f * (float)rng_gauss(&rng);
+	}
+	assert_int_equal(ivf_update_items(ivf, moved, MOVES, b.rows, DIM, errstr, sizeof errstr), 0);
+	assert_int_equal(ivf_update_item(ivf, moved[0], b.rows, errstr, sizeof errstr), 0);
+	assert_int_equal(ivf_kept_cells(ivf), 0);
+	for (uint32_t i = 0; i < ITEMS; i++)
+		assert_int_equal(ivf_item_cell(ivf, i), ivf_assign_cell(ivf, b.rows + (size_t)i * DIM));
+	ivf_free(ivf);
+	batch_free(&b);
+}
+
+/*
  * A training aside (ivf_training_*): searches go on against the old cells
  * while it runs; once installed, with the rows moved since and the items
  * added since placed again, every item sits where a training in line on
@@ -893,6 +925,7 @@ int main(void)
 	    cmocka_unit_test(moved_items_are_found_in_their_new_cell),
 	    cmocka_unit_test(batched_updates_place_rows_as_single_ones),
 	    cmocka_unit_test(small_moves_keep_cells_unscored_where_scoring_would),
+	    cmocka_unit_test(beyond_the_slack_table_every_update_is_scored),
 	    cmocka_unit_test(a_training_aside_ends_where_one_in_line_does),
 	    cmocka_unit_test(recall_on_clustered_data),
 	    cmocka_unit_test(skipped_cells_change_no_list),
