@@ -80,8 +80,10 @@
  * does not pay.
  *
  * Memory: the rows again (item_count × dim floats, cells grow by doubling),
- * 8 bytes per item for its cell and slot, nlist × (2·dim + 4) floats of
- * centroids and nlist × 2·dim of cell boxes, and the search's scratch: max_batch × (nlist + IVF_TILE_ITEMS)
+ * 12 bytes per item for its cell, slot and slack, nlist × (2·dim + 4) floats
+ * of centroids, nlist × 2·dim of cell boxes, nlist² floats of centroid
+ * distances for the slack (up to 4096 cells, 64 MiB there; none above), and
+ * the search's scratch: max_batch × (nlist + IVF_TILE_ITEMS)
  * floats of scores, max_batch × max_k heaps, the probe lists, and the
  * batch's sparse and extra candidates (grown when a batch needs more, then
  * kept). Training holds a sample of up to nlist·IVF_TRAIN_POINTS_PER_CELL
