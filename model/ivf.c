@@ -115,7 +115,7 @@ struct ivf {
 
 	struct layout layout;
 	size_t trained_items;
-	uint64_t kept_cells; /* updates that kept their cell unscored (keeps_cell()) */
+	uint64_t kept_cells; /* updates that kept their cell unscored (kept_in_cell()) */
 
 	float *aug_vector;       /* aug_dim, ivf_assign_cell()'s scratch */
 	struct ivf_scratch *own; /* ivf_search()'s */
@@ -302,6 +302,16 @@ static void cell_remove(struct layout *layout, uint32_t item, size_t dim)
 	cell->count--;
 }
 
+/* Overwrites the row of an item that stays in its cell. */
+static void store_row(struct layout *layout, uint32_t item, const float *vector, size_t dim)
+{
+	size_t c = layout->cell_of[item];
+
+	memcpy(layout->cells[c].rows + (size_t)layout->slot_of[item] * dim, vector,
+	       dim * sizeof(float));
+	box_widen(layout, c, vector, dim);
+}
+
 /* The augmented extra column of a row of squared norm norm_sq. */
 static double augmented_extra(const struct ivf *ivf, float max_norm_sq, double norm_sq)
 {
@@ -429,9 +439,10 @@ static float item_slack(const struct layout *layout, const float *scores, size_t
 	return slack > 0.0f && slack < INFINITY ? slack : 0.0f;
 }
 
-/* Whether an item of the index keeps its cell when its row becomes vector,
- * spending the distance from its stored row out of its slack if so. */
-static bool keeps_cell(struct ivf *ivf, uint32_t item, const float *vector)
+/* When an item of the index keeps its cell as its row becomes vector, spends
+ * the distance from its stored row out of its slack and stores vector there.
+ * @returns whether it did (if not, the item is to be scored). */
+static bool kept_in_cell(struct ivf *ivf, uint32_t item, const float *vector)
 {
 	struct layout *layout = &ivf->layout;
 	const float *old;
@@ -452,6 +463,8 @@ static bool keeps_cell(struct ivf *ivf, uint32_t item, const float *vector)
 	if (!(distance < layout->slack[item]))
 		return false;
 	layout->slack[item] -= (float)distance;
+	store_row(layout, item, vector, ivf->dim);
+	ivf->kept_cells++;
 	return true;
 }
 
@@ -994,9 +1007,7 @@ static int place_item(struct ivf *ivf, uint32_t item, const float *vector, size_
 
 	layout->slack[item] = slack;
 	if (item < layout->item_count && layout->cell_of[item] == cell) {
-		memcpy(layout->cells[cell].rows + (size_t)layout->slot_of[item] * dim, vector,
-		       dim * sizeof(float));
-		box_widen(layout, cell, vector, dim);
+		store_row(layout, item, vector, dim);
 		return 0;
 	}
 	if (cell_reserve(&layout->cells[cell], layout->cells[cell].count + 1, dim)) {
@@ -1019,11 +1030,8 @@ int ivf_update_item(struct ivf *ivf, uint32_t item, const float *vector, char *e
 
 	if (admit_item(ivf, item, vector, errstr, errstr_size) != 0)
 		return -1;
-	if (keeps_cell(ivf, item, vector)) {
-		ivf->kept_cells++;
-		return place_item(ivf, item, vector, layout->cell_of[item], layout->slack[item],
-				  errstr, errstr_size);
-	}
+	if (kept_in_cell(ivf, item, vector))
+		return 0;
 	set_threads(ivf);
 	cell = ivf_assign_cell(ivf, vector);
 	return place_item(ivf, item, vector, cell,
@@ -1062,13 +1070,8 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 					 (unsigned)item, layout->item_count);
 				goto out_free;
 			}
-			if (keeps_cell(ivf, item, vector)) {
-				ivf->kept_cells++;
-				if (place_item(ivf, item, vector, layout->cell_of[item],
-					       layout->slack[item], errstr, errstr_size) != 0)
-					goto out_free;
+			if (kept_in_cell(ivf, item, vector))
 				continue;
-			}
 			augment(ivf, layout->max_norm_sq, vector, rows + m * aug_dim);
 			scored[m++] = item;
 		}

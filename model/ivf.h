@@ -336,7 +336,7 @@ uint64_t ivf_skipped_cells(const struct ivf *ivf);
  * @returns how many item updates since the index was made kept their cell
  * without being scored against the centroids: the row had not moved far
  * enough since its last scoring for any other cell to win (ivf.c,
- * keeps_cell()). The cell is the one a scoring would choose.
+ * kept_in_cell()). The cell is the one a scoring would choose.
  */
 uint64_t ivf_kept_cells(const struct ivf *ivf);
 

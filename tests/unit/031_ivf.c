@@ -521,6 +521,15 @@ static void batched_updates_place_rows_as_single_ones(void **state)
 	batch_free(&b);
 }
 
+/* Every item sits in the cell a scoring of its row against every centroid
+ * gives (ivf_assign_cell(), the oracle). */
+static void assert_cells_as_scored(const struct ivf *ivf, const float *rows, size_t items,
+				   size_t dim)
+{
+	for (uint32_t i = 0; i < items; i++)
+		assert_int_equal(ivf_item_cell(ivf, i), ivf_assign_cell(ivf, rows + (size_t)i * dim));
+}
+
 /*
  * Learning moves rows a little at a time. Small random steps (and now and
  * then a jump) through both update calls: after every round each item sits
@@ -568,9 +577,7 @@ static void small_moves_keep_cells_unscored_where_scoring_would(void **state)
 					    0);
 			}
 			updates += MOVES;
-			for (uint32_t i = 0; i < ITEMS; i++)
-				assert_int_equal(ivf_item_cell(ivf, i),
-						 ivf_assign_cell(ivf, b.rows + (size_t)i * DIM));
+			assert_cells_as_scored(ivf, b.rows, ITEMS, DIM);
 		}
 		for (uint32_t i = 0; i < ITEMS; i++)
 			crossed += ivf_item_cell(ivf, i) != start[i];
@@ -610,8 +617,7 @@ static void beyond_the_slack_table_every_update_is_scored(void **state)
 	assert_int_equal(ivf_update_items(ivf, moved, MOVES, b.rows, DIM, errstr, sizeof errstr), 0);
 	assert_int_equal(ivf_update_item(ivf, moved[0], b.rows, errstr, sizeof errstr), 0);
 	assert_int_equal(ivf_kept_cells(ivf), 0);
-	for (uint32_t i = 0; i < ITEMS; i++)
-		assert_int_equal(ivf_item_cell(ivf, i), ivf_assign_cell(ivf, b.rows + (size_t)i * DIM));
+	assert_cells_as_scored(ivf, b.rows, ITEMS, DIM);
 	ivf_free(ivf);
 	batch_free(&b);
 }
