@@ -88,6 +88,16 @@ void ingest_log_suppressed(struct daemon *d)
 	}
 }
 
+/* Counts a bad message and logs it (rate-limited), with note after the reason. */
+static void note_refused(struct daemon *d, const struct consumer_message *m,
+			 const struct codec_error *err, const char *note)
+{
+	d->metrics->invalid_events_total[err->reason]++;
+	if (dead_letter_log_allowed(d, err->reason))
+		log_line(LOG_PRIORITY_INFO, "%s[%" PRId32 "]@%" PRId64 ": %s: %s%s", m->topic,
+			 m->partition, m->offset, codec_reason_name(err->reason), err->detail, note);
+}
+
 /*
  * Counts a bad message and queues its dead letter. Its offset may be marked
  * only when this returns 0; a letter that cannot even be queued stops the
@@ -98,10 +108,7 @@ static int dead_letter(struct daemon *d, const struct consumer_message *m,
 		       const struct codec_error *err)
 {
 	char errstr[256], what[512];
-	d->metrics->invalid_events_total[err->reason]++;
-	if (dead_letter_log_allowed(d, err->reason))
-		log_line(LOG_PRIORITY_INFO, "%s[%" PRId32 "]@%" PRId64 ": %s: %s", m->topic, m->partition,
-			 m->offset, codec_reason_name(err->reason), err->detail);
+	note_refused(d, m, err, "");
 	if (d->config.dead_letter_topic == NULL || d->config.dead_letter_topic[0] == '\0')
 		return 0;
 	if (producer_send_dead_letter(d->producer, d->config.dead_letter_topic,
@@ -475,17 +482,10 @@ static void refuse_item(struct daemon *d, const struct consumer_message *m,
 	int found = state_offset(d->state, m->topic, m->partition, &read_before, errstr,
 				 sizeof errstr);
 
-	if (found == 1 && m->offset <= read_before) {
-		d->metrics->invalid_events_total[err->reason]++;
-		if (dead_letter_log_allowed(d, err->reason))
-			log_line(LOG_PRIORITY_INFO,
-				 "%s[%" PRId32 "]@%" PRId64 ": %s: %s (dead-lettered by an earlier "
-				 "run: not sent again)",
-				 m->topic, m->partition, m->offset, codec_reason_name(err->reason),
-				 err->detail);
-	} else if (dead_letter(d, m, err) != 0) {
+	if (found == 1 && m->offset <= read_before)
+		note_refused(d, m, err, " (dead-lettered by an earlier run: not sent again)");
+	else if (dead_letter(d, m, err) != 0)
 		return;
-	}
 	state_mark_offset(d->state, m->topic, m->partition, m->offset);
 }
 
