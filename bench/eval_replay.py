@@ -75,19 +75,11 @@ def replay(streamrec, events, extra):
             "nprobe": recall.group(4), "candidates": recall.group(6)}
 
 
-def replay_plain(streamrec, events):
-    """A build without --retrieval: its exact engine, baselines as it ran them."""
-    out = subprocess.run([streamrec, "eval", events], capture_output=True, text=True,
+def replay_plain(streamrec, events, args=()):
+    """One replay's events/s: a build without --retrieval (its exact engine,
+    baselines as it ran them), or this build with args."""
+    out = subprocess.run([streamrec, "eval", events, *args], capture_output=True, text=True,
                          check=True).stdout
-    speed = PLAIN_SPEED.search(out)
-    if not speed:
-        raise SystemExit(f"unexpected output of {streamrec} eval:\n{out}")
-    return int(speed.group(1))
-
-
-def replay_index_alone(streamrec, events, extra):
-    out = subprocess.run([streamrec, "eval", events, "--retrieval", "index", "--no-baselines",
-                          *extra], capture_output=True, text=True, check=True).stdout
     speed = PLAIN_SPEED.search(out)
     if not speed:
         raise SystemExit(f"unexpected output of {streamrec} eval:\n{out}")
@@ -135,7 +127,8 @@ def main():
                 runs[name].append(replay(path, events, extra))
             if args.pre_index_streamrec:
                 plain.append(replay_plain(args.pre_index_streamrec, events))
-                alone.append(replay_index_alone(args.streamrec, events, extra))
+                alone.append(replay_plain(args.streamrec, events,
+                                          ["--retrieval", "index", "--no-baselines", *extra]))
         for name, _ in builds:
             report(name, runs[name])
         if plain:
