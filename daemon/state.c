@@ -7,6 +7,7 @@
 
 #include "errstr.h"
 #include "grow.h"
+#include "radix.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -51,6 +52,9 @@ struct state {
 	size_t new_user_count, new_user_capacity, new_item_count, new_item_capacity;
 	struct store_batch *batch;
 	unsigned char *row; /* ROW_BUFFER bytes of scratch */
+	/* build_batch()'s: row keys put in key order (in_key_order()) */
+	uint32_t *order, *order_scratch;
+	size_t order_capacity;
 
 	/* Embedding life cycle (state.h), per stable user index: the event
 	 * time of its newest event (INT64_MIN: unknown), whether it is live,
@@ -589,6 +593,8 @@ void state_close(struct state *state)
 	free(state->live);
 	free(state->seen_changed);
 	free(state->seen_users);
+	free(state->order);
+	free(state->order_scratch);
 	free(state->free_users);
 	free(state->freed_inflight);
 	free(state->freed_pending);
@@ -1176,6 +1182,39 @@ static int put_content_map(struct state *s, const struct model *m, unsigned char
 	return 0;
 }
 
+/*
+ * Room for count keys in s->order (and radix_sort_u32()'s scratch), for
+ * putting a batch's row keys in key order: RocksDB inserts each key into a
+ * skiplist memtable, and keys in order walk it along one path instead of
+ * from the top each (at 1M items, 600k events learned into a fresh state:
+ * the commits' memtable inserts were 45% of the CPU with keys in the order
+ * they were touched; the replay ran 1.2x faster sorted). An optimisation
+ * only: without memory the keys go as they are.
+ */
+static bool reserve_order(struct state *s, size_t count)
+{
+	if (count <= s->order_capacity)
+		return true;
+	size_t capacity = count + count / 2;
+	uint32_t *order = realloc(s->order, capacity * sizeof *order);
+	if (order == NULL)
+		return false;
+	s->order = order;
+	uint32_t *scratch = realloc(s->order_scratch, capacity * sizeof *scratch);
+	if (scratch == NULL)
+		return false;
+	s->order_scratch = scratch;
+	s->order_capacity = capacity;
+	return true;
+}
+
+/* Sorts keys[0..count) in place when there is memory for it. */
+static void in_key_order(struct state *s, uint32_t *keys, size_t count)
+{
+	if (reserve_order(s, count))
+		radix_sort_u32(keys, count, s->order_scratch);
+}
+
 /* Moves every pending change into s->batch; afterwards nothing is pending.
  * Rows set aside by evictions go first: a user restored and changed since
  * is written again after them, newest last. */
@@ -1189,6 +1228,7 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		if (id != NULL && s->live[s->new_users[k]]) /* not removed since */
 			put_id(s->batch, 'u', id, s->new_users[k]);
 	}
+	in_key_order(s, s->seen_users, s->seen_user_count);
 	for (size_t k = 0; k < s->seen_user_count; k++) {
 		uint32_t stable = s->seen_users[k];
 		s->seen_changed[stable] = 0;
@@ -1209,6 +1249,7 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 	for (size_t k = 0; k < s->new_item_count; k++)
 		if (s->item_live[s->new_items[k]]) /* not removed since */
 			put_id(s->batch, 'i', idmap_id(s->items, s->new_items[k]), s->new_items[k]);
+	in_key_order(s, s->seen_items, s->seen_item_count);
 	for (size_t k = 0; k < s->seen_item_count; k++) {
 		uint32_t item = s->seen_items[k];
 		s->item_seen_changed[item] = 0;
@@ -1230,18 +1271,28 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		struct model *m = s->models[v];
 		const uint32_t *ids;
 		size_t n = model_dirty_users(m, &ids);
+		/* saved under the stable index, in its order when there is memory
+		 * for it (reserve_order()) */
+		bool by_stable = reserve_order(s, n);
+		for (size_t k = 0; by_stable && k < n; k++)
+			s->order[k] = usercache_user_of(s->cache, ids[k]);
+		if (by_stable)
+			radix_sort_u32(s->order, n, s->order_scratch);
 		for (size_t k = 0; k < n; k++) {
-			if (!model_user_is_dirty(m, ids[k]))
+			uint32_t slot = by_stable ? usercache_slot_of(s->cache, s->order[k]) : ids[k];
+			if (slot == USERCACHE_NONE ||
+			    (by_stable && k > 0 && s->order[k] == s->order[k - 1]))
+				continue; /* gone, or listed twice (model_dirty_users()) */
+			if (!model_user_is_dirty(m, slot))
 				continue; /* evicted since: its row was set aside */
-			size_t len = model_export_user(m, ids[k], s->row, ROW_BUFFER);
+			size_t len = model_export_user(m, slot, s->row, ROW_BUFFER);
 			if (len > ROW_BUFFER) {
-				set_errstr(errstr, errstr_size, "user %u: row of %zu bytes", ids[k],
+				set_errstr(errstr, errstr_size, "user %u: row of %zu bytes", slot,
 					   len);
 				store_batch_clear(s->batch);
 				return -1;
 			}
-			/* saved under the stable index */
-			uint32_t stable = usercache_user_of(s->cache, ids[k]);
+			uint32_t stable = usercache_user_of(s->cache, slot);
 			state_key_row(key, stable, s->store_id[v]);
 			store_batch_put(s->batch, STORE_USER, key, 5, s->row, len);
 			user_written(s, stable);
@@ -1250,6 +1301,11 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 				s->on_user_row(stable, v, s->row, len, s->on_user_row_opaque);
 		}
 		n = model_dirty_items(m, &ids);
+		if (n > 0 && reserve_order(s, n)) {
+			memcpy(s->order, ids, n * sizeof *ids);
+			radix_sort_u32(s->order, n, s->order_scratch);
+			ids = s->order;
+		}
 		for (size_t k = 0; k < n; k++) {
 			if (!state_item_live(s, ids[k]))
 				continue; /* removed: its row is deleted in this batch */
