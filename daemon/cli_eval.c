@@ -27,6 +27,18 @@
 #include "prequential.h"
 #include "topk.h"
 
+/* The index's shape and upkeep, the end of an "index:" line. */
+static void print_index_upkeep(const struct model_index_stats *is, size_t trending)
+{
+	printf("nlist %zu, nprobe %zu, trending %zu, %.0f candidates a list, %llu trainings, "
+	       "%.0f%% of %llu row updates kept their cell unscored\n",
+	       is->nlist, is->nprobe, trending,
+	       is->lists ? (double)is->candidates / (double)is->lists : 0.0,
+	       (unsigned long long)is->trainings,
+	       is->rows_synced ? 100.0 * (double)is->rows_kept / (double)is->rows_synced : 0.0,
+	       (unsigned long long)is->rows_synced);
+}
+
 static int parse_real(const char *option, const char *text, double min, double max, double *out)
 {
 	char *end;
@@ -1239,23 +1251,25 @@ int cli_eval(int argc, char **argv)
 		       r.exact_events_per_s > 0 ? r.index_events_per_s / r.exact_events_per_s : 0,
 		       r.exact_rank_seconds, r.index_rank_seconds);
 		printf("index: recall@%zu against exact %.4f on the test points; relative HR@%zu "
-		       "%+.2f%%; nlist %zu, nprobe %zu, trending %zu, %.0f candidates a list, %llu "
-		       "trainings, %.0f%% of %llu row updates kept their cell unscored\n",
+		       "%+.2f%%; ",
 		       pc.k, r.index_recall, pc.k,
 		       r.model.hit_rate > 0 ? 100.0 * (r.index.hit_rate / r.model.hit_rate - 1.0)
-					    : 0.0,
-		       is.nlist, is.nprobe, config.index_trending,
-		       is.lists ? (double)is.candidates / (double)is.lists : 0.0,
-		       (unsigned long long)is.trainings,
-		       is.rows_synced ? 100.0 * (double)is.rows_kept / (double)is.rows_synced : 0.0,
-		       (unsigned long long)is.rows_synced);
+					    : 0.0);
+		print_index_upkeep(&is, config.index_trending);
 		printf("%llu tests skipped (item excluded by the protocol)\n",
 		       (unsigned long long)r.skipped_excluded);
-	} else
+	} else {
 		printf("\nreplay: %.0f events/s (learn + rank both lists, 1 thread, %s engine); "
 		       "%llu tests skipped (item excluded by the protocol)\n",
 		       r.events_per_s, retrieval_name(&config, &pc),
 		       (unsigned long long)r.skipped_excluded);
+		struct model_index_stats is;
+		model_index_stats(model, &is);
+		if (is.built) {
+			printf("index: ");
+			print_index_upkeep(&is, config.index_trending);
+		}
+	}
 	if (er.any) {
 		printf("\nlist rules:%s%s max_per_category=%u boosts=%zu pins=%zu "
 		       "explore_share=%g (%zu of %zu slots); new items: fewer than %u positive "

@@ -60,6 +60,14 @@ def test_one_engine(events, engine):
     out = run("eval", events, "--retrieval", engine, "--max-events", "5000").stdout
     assert f"{engine} engine" in out
     assert re.search(r"^\| (streamrec|index) ", out, re.M), out
+    # the index engine alone tells its shape and upkeep; the exact engine has none
+    upkeep = re.search(r"^index: nlist (\d+), .* ([0-9]+)% of (\d+) row updates kept their "
+                       r"cell unscored$", out, re.M)
+    if engine == "index":
+        assert upkeep and int(upkeep[1]) > 0 and int(upkeep[3]) > 0, out
+        assert 0 <= int(upkeep[2]) <= 100, out
+    else:
+        assert upkeep is None, out
 
 
 def test_bad_retrieval_is_refused(events):
