@@ -54,7 +54,7 @@ struct state {
 	unsigned char *row; /* ROW_BUFFER bytes of scratch */
 	/* build_batch()'s: row keys put in key order (in_key_order()) */
 	uint32_t *order, *order_scratch;
-	size_t order_capacity;
+	size_t order_capacity, order_scratch_capacity;
 
 	/* Embedding life cycle (state.h), per stable user index: the event
 	 * time of its newest event (INT64_MIN: unknown), whether it is live,
@@ -1193,19 +1193,9 @@ static int put_content_map(struct state *s, const struct model *m, unsigned char
  */
 static bool reserve_order(struct state *s, size_t count)
 {
-	if (count <= s->order_capacity)
-		return true;
-	size_t capacity = count + count / 2;
-	uint32_t *order = realloc(s->order, capacity * sizeof *order);
-	if (order == NULL)
-		return false;
-	s->order = order;
-	uint32_t *scratch = realloc(s->order_scratch, capacity * sizeof *scratch);
-	if (scratch == NULL)
-		return false;
-	s->order_scratch = scratch;
-	s->order_capacity = capacity;
-	return true;
+	return grow_scratch(&s->order, &s->order_capacity, count, sizeof *s->order) == 0 &&
+	       grow_scratch(&s->order_scratch, &s->order_scratch_capacity, count,
+			    sizeof *s->order_scratch) == 0;
 }
 
 /* Sorts keys[0..count) in place when there is memory for it. */
