@@ -591,6 +591,16 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	for (size_t v = 0; v < m->variant_count; v++)
 		variant_sample_double(&t, "index_training_seconds_total", m->variants[v].name,
 				      m->variants[v].index_training_seconds_total);
+	family(&t, "index_row_updates_total", "counter",
+	       "Item rows learning moved that the index placed again (new items included).");
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample(&t, "index_row_updates_total", m->variants[v].name,
+			       m->variants[v].index_row_updates_total);
+	family(&t, "index_rows_kept_total", "counter",
+	       "Of those, rows that kept their cell without a scoring against the centroids.");
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample(&t, "index_rows_kept_total", m->variants[v].name,
+			       m->variants[v].index_rows_kept_total);
 	family(&t, "index_nprobe", "gauge",
 	       "Index cells probed per list (model.index_recall_target moves the automatic one).");
 	for (size_t v = 0; v < m->variant_count; v++)

@@ -123,6 +123,10 @@ struct metrics_variant {
 	 * at start; retrainings aside, no round waits), as of the last round. */
 	uint64_t index_trainings_total;
 	double index_training_seconds_total;
+	/** Item rows learning moved that the index placed again so far, and of
+	 * them those that kept their cell without being scored against the
+	 * centroids (model_index_stats: rows_synced, rows_kept). */
+	uint64_t index_row_updates_total, index_rows_kept_total;
 	/** The A/B experiment (when there is one): exposed and converted users
 	 * this period, the always-valid p-value against control (negative: none). */
 	uint64_t experiment_exposed, experiment_converted;

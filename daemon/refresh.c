@@ -1275,7 +1275,7 @@ static struct model_view *synced_view(struct refresher *r, size_t v, char *errst
 	return view;
 }
 
-/* Variant v's index trainings into the metrics (between rounds). */
+/* Variant v's index trainings and row upkeep into the metrics (between rounds). */
 static void note_index_stats(struct refresher *r, size_t v, const struct model_view *view)
 {
 	struct metrics_variant *mv = &r->c.metrics->variants[v];
@@ -1283,6 +1283,8 @@ static void note_index_stats(struct refresher *r, size_t v, const struct model_v
 	model_view_stats(view, &stats);
 	mv->index_trainings_total = stats.trainings;
 	mv->index_training_seconds_total = stats.training_seconds;
+	mv->index_row_updates_total = stats.rows_synced;
+	mv->index_rows_kept_total = stats.rows_kept;
 }
 
 /* Takes due users and prepares a round. @returns the users taken, or -1. */

@@ -1174,6 +1174,10 @@ def test_cache_never_lists_other_users(daemon, cache):
         shown = json.loads(daemon.get("/status.json")[1])["variants"][0]["index_recall"]
         assert shown is not None and 0.5 <= shown <= 1.0
         assert daemon.metric("streamrec_index_trainings_total") >= 1
+        # learning moved rows and the index placed them again, many without a scoring
+        updates = daemon.metric("streamrec_index_row_updates_total")
+        kept = daemon.metric("streamrec_index_rows_kept_total")
+        assert updates >= 20 and 0 < kept < updates, (updates, kept)
     assert daemon.stop() == 0
     if "retrieval = index" in cache:
         # restarted, it builds the index before it is ready, not in its first round's time
