@@ -403,6 +403,19 @@ static void variant_sample_double(struct text *t, const char *name, const char *
 	text_printf(t, "\"} %.6f\n", value);
 }
 
+/* A family of one uint64_t field of every variant, at field_offset in
+ * struct metrics_variant. */
+static void variant_counts(struct text *t, const struct metrics *m, const char *name,
+			   const char *type, const char *help, size_t field_offset)
+{
+	family(t, name, type, help);
+	for (size_t v = 0; v < m->variant_count; v++) {
+		uint64_t value;
+		memcpy(&value, (const char *)&m->variants[v] + field_offset, sizeof value);
+		variant_sample(t, name, m->variants[v].name, value);
+	}
+}
+
 /* A gauge per variant whose value is finite (the others are not rendered). */
 static void variant_gauges(struct text *t, const struct metrics *m, const char *name,
 			   const char *help, size_t field_offset)
@@ -437,21 +450,17 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 		text_printf(&t, "\"} %" PRIu64 "\n", m->invalid_events_total[i]);
 	}
 
-	family(&t, "updates_total", "counter", "Events applied to a variant's model.");
-	for (size_t v = 0; v < m->variant_count; v++)
-		variant_sample(&t, "updates_total", m->variants[v].name,
-			       m->variants[v].updates_total);
+	variant_counts(&t, m, "updates_total", "counter",
+		       "Events applied to a variant's model.",
+		       offsetof(struct metrics_variant, updates_total));
 
-	family(&t, "recommendations_total", "counter", "Recommendation records published.");
-	for (size_t v = 0; v < m->variant_count; v++)
-		variant_sample(&t, "recommendations_total", m->variants[v].name,
-			       m->variants[v].recommendations_total);
+	variant_counts(&t, m, "recommendations_total", "counter",
+		       "Recommendation records published.",
+		       offsetof(struct metrics_variant, recommendations_total));
 
-	family(&t, "users_served_total", "counter",
-	       "Distinct users served a variant's list since the daemon started (A/B exposures).");
-	for (size_t v = 0; v < m->variant_count; v++)
-		variant_sample(&t, "users_served_total", m->variants[v].name,
-			       m->variants[v].users_served_total);
+	variant_counts(&t, m, "users_served_total", "counter",
+		       "Distinct users served a variant's list since the daemon started (A/B exposures).",
+		       offsetof(struct metrics_variant, users_served_total));
 
 	family(&t, "hits_total", "counter",
 	       "Clicks, add-to-carts and purchases of an item in the list they came from (named by "
@@ -521,16 +530,12 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	text_printf(&t, "streamrec_refresh_deferred_total %" PRIu64 "\n", m->refresh_deferred_total);
 
 	if (m->experiment_srm_p >= 0) {
-		family(&t, "experiment_exposed_users", "gauge",
-		       "Users served a list of the variant in the experiment's current period.");
-		for (size_t v = 0; v < m->variant_count; v++)
-			variant_sample(&t, "experiment_exposed_users", m->variants[v].name,
-				       m->variants[v].experiment_exposed);
-		family(&t, "experiment_converted_users", "gauge",
-		       "Exposed users with a hit on a list of the variant, current period.");
-		for (size_t v = 0; v < m->variant_count; v++)
-			variant_sample(&t, "experiment_converted_users", m->variants[v].name,
-				       m->variants[v].experiment_converted);
+		variant_counts(&t, m, "experiment_exposed_users", "gauge",
+			       "Users served a list of the variant in the experiment's current period.",
+			       offsetof(struct metrics_variant, experiment_exposed));
+		variant_counts(&t, m, "experiment_converted_users", "gauge",
+			       "Exposed users with a hit on a list of the variant, current period.",
+			       offsetof(struct metrics_variant, experiment_converted));
 		family(&t, "experiment_msprt_p", "gauge",
 		       "Always-valid p-value (mSPRT) of the variant against the control arm.");
 		for (size_t v = 0; v < m->variant_count; v++)
@@ -570,37 +575,29 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 			       offsetof(struct metrics_variant, experiment_uplift_upper));
 	}
 
-	family(&t, "index_shadow_lists_total", "counter",
-	       "Index-engine lists also computed by the exact engine to measure recall.");
-	for (size_t v = 0; v < m->variant_count; v++)
-		variant_sample(&t, "index_shadow_lists_total", m->variants[v].name,
-			       m->variants[v].index_shadow_lists_total);
+	variant_counts(&t, m, "index_shadow_lists_total", "counter",
+		       "Index-engine lists also computed by the exact engine to measure recall.",
+		       offsetof(struct metrics_variant, index_shadow_lists_total));
 	family(&t, "index_recall", "gauge",
 	       "Recall@k of the index engine's lists against the exact engine's, last shadow.");
 	for (size_t v = 0; v < m->variant_count; v++)
 		if (m->variants[v].index_recall >= 0)
 			variant_sample_double(&t, "index_recall", m->variants[v].name,
 					      m->variants[v].index_recall);
-	family(&t, "index_trainings_total", "counter",
-	       "Builds (at start) and retrainings (aside, no round waits) of the index's cells.");
-	for (size_t v = 0; v < m->variant_count; v++)
-		variant_sample(&t, "index_trainings_total", m->variants[v].name,
-			       m->variants[v].index_trainings_total);
+	variant_counts(&t, m, "index_trainings_total", "counter",
+		       "Builds (at start) and retrainings (aside, no round waits) of the index's cells.",
+		       offsetof(struct metrics_variant, index_trainings_total));
 	family(&t, "index_training_seconds_total", "counter",
 	       "Wall time of those builds and retrainings.");
 	for (size_t v = 0; v < m->variant_count; v++)
 		variant_sample_double(&t, "index_training_seconds_total", m->variants[v].name,
 				      m->variants[v].index_training_seconds_total);
-	family(&t, "index_row_updates_total", "counter",
-	       "Item rows learning moved that the index placed again (new items included).");
-	for (size_t v = 0; v < m->variant_count; v++)
-		variant_sample(&t, "index_row_updates_total", m->variants[v].name,
-			       m->variants[v].index_row_updates_total);
-	family(&t, "index_rows_kept_total", "counter",
-	       "Of those, rows that kept their cell without a scoring against the centroids.");
-	for (size_t v = 0; v < m->variant_count; v++)
-		variant_sample(&t, "index_rows_kept_total", m->variants[v].name,
-			       m->variants[v].index_rows_kept_total);
+	variant_counts(&t, m, "index_row_updates_total", "counter",
+		       "Item rows learning moved that the index placed again (new items included).",
+		       offsetof(struct metrics_variant, index_row_updates_total));
+	variant_counts(&t, m, "index_rows_kept_total", "counter",
+		       "Of those, rows that kept their cell without a scoring against the centroids.",
+		       offsetof(struct metrics_variant, index_rows_kept_total));
 	family(&t, "index_nprobe", "gauge",
 	       "Index cells probed per list (model.index_recall_target moves the automatic one).");
 	for (size_t v = 0; v < m->variant_count; v++)
