@@ -1264,10 +1264,11 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 		/* saved under the stable index, in its order when there is memory
 		 * for it (reserve_order()) */
 		bool by_stable = reserve_order(s, n);
-		for (size_t k = 0; by_stable && k < n; k++)
-			s->order[k] = usercache_user_of(s->cache, ids[k]);
-		if (by_stable)
+		if (by_stable) {
+			for (size_t k = 0; k < n; k++)
+				s->order[k] = usercache_user_of(s->cache, ids[k]);
 			radix_sort_u32(s->order, n, s->order_scratch);
+		}
 		for (size_t k = 0; k < n; k++) {
 			uint32_t slot = by_stable ? usercache_slot_of(s->cache, s->order[k]) : ids[k];
 			if (slot == USERCACHE_NONE ||

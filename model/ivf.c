@@ -378,23 +378,13 @@ static void derive_centroids(const struct ivf *ivf, struct layout *layout, const
 		}
 }
 
-/*
- * Keeping a cell without scoring it again. An item's score against a
- * centroid is linear in its augmented row, so the lead of its cell b over a
- * cell c changes by at most d · |b - c| when the row moves by distance d:
- * the row is (lead over c) / |b - c| from the boundary between the two. slack
- * is the least of those distances, less a rounding allowance, and each move
- * spends its distance; while slack is left no other cell can have won.
- * Learning moves a row a little at a time, so many updates keep their cell
- * for a few dozen flops instead of a product with every centroid.
- */
 /* Running minima of least_distance(). */
 #define LANES 16
 
 /* The least over cells [from, to) of (top - scores[c] - allowance) ·
  * inverse_gap[c], NaN ignored: over LANES running minima so that it
  * vectorises (one loop with c == best skipped did not, and cost as much as
- * argmax_biased(): 15% of a 1M-item index build). */
+ * argmax_biased(): 15% of a 544k-item index build). */
 static float least_distance(const float *scores, const float *inverse_gap, float top,
 			    float allowance, size_t from, size_t to)
 {
@@ -418,6 +408,16 @@ static float least_distance(const float *scores, const float *inverse_gap, float
 	return least;
 }
 
+/*
+ * Keeping a cell without scoring it again. An item's score against a
+ * centroid is linear in its augmented row, so the lead of its cell b over a
+ * cell c changes by at most d · |b - c| when the row moves by distance d:
+ * the row is (lead over c) / |b - c| from the boundary between the two. slack
+ * is the least of those distances, less a rounding allowance, and each move
+ * spends its distance; while slack is left no other cell can have won.
+ * Learning moves a row a little at a time, so many updates keep their cell
+ * for a few dozen flops instead of a product with every centroid.
+ */
 static float item_slack(const struct layout *layout, const float *scores, size_t n, size_t best)
 {
 	const float *inverse_gap;
