@@ -220,8 +220,11 @@ static const struct option options[] = {
      "Users are refreshed as soon as the loop is free; this is how often those held "
      "back by min_interval_ms are looked at again.",
      NULL},
-    {"refresh", "batch", OPT_UINT, ST_UNSIGNED, G(refresh_batch), "256", 1, 1024, NULL, OPT_BOUNDED,
-     "Most users scored in one matrix product.", NULL},
+    {"refresh", "batch", OPT_UINT, ST_UNSIGNED, G(refresh_batch), "1024", 1, 1024, NULL, OPT_BOUNDED,
+     "Most users ranked in one round. A round holds only the users due, so this bounds "
+     "it under load: a larger round shares each index cell's rows (or the exact engine's "
+     "tiles) among more users, more lists a second for a longer round.",
+     NULL},
     {"registry", "url", OPT_STRING, ST_STR, G(registry_url), "", 0, 0, NULL, 0,
      "Confluent-compatible schema registry (e.g. http://registry:8081); \"\": none, writer "
      "schemas come from input.schema_id and input.schema_dir. With one, framed input is "

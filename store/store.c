@@ -61,7 +61,8 @@ struct store {
 	rocksdb_t *db;
 	rocksdb_column_family_handle_t *default_family;
 	rocksdb_column_family_handle_t *families[STORE_FAMILY_COUNT];
-	rocksdb_options_t *options; /* the database's and every family's */
+	rocksdb_options_t *options;      /* the database's and every family's but: */
+	rocksdb_options_t *row_options;  /* the user and item families' (float rows) */
 	/* rows and bytes (key + value) put by commits, per family; written by the
 	 * committing thread, read by any (store_written()) */
 	uint64_t written_rows[STORE_FAMILY_COUNT], written_bytes[STORE_FAMILY_COUNT];
@@ -172,15 +173,22 @@ static bool is_reserved_meta_key(const void *key, size_t key_len)
  *   restart replays, so keep it small.
  * - Compression LZ4 on the upper levels (cheap; a block that does not
  *   shrink by 1/8 is stored raw) and ZSTD on the bottommost level, where most
- *   data settles and is rewritten least. ids, covis, pop and meta (ids and
- *   counts) compress well; float rows barely do: on 2.4M commits of random
- *   416-byte float rows ZSTD at the bottom saved 4% of the state (721 vs
- *   748 MB with LZ4 alone) for ~3% of commit throughput, no compression at
- *   all was ~6% faster than LZ4+ZSTD at LZ4's size. Debian's librocksdb
- *   links lz4, zstd, snappy, zlib and bz2.
+ *   data settles and is rewritten least, for ids, covis, pop and meta (ids
+ *   and counts), which compress well. The user and item families hold float
+ *   rows, which barely do, and are stored uncompressed (row_options()).
+ *   Debian's librocksdb links lz4, zstd, snappy, zlib and bz2.
  * - Level compaction with dynamic level bytes: level targets follow the
- *   actual data size, so space amplification stays near 1.1x and most data
- *   sits in the bottommost, ZSTD level.
+ *   actual data size, so space amplification stays low and most data sits
+ *   in the bottommost level.
+ * - Compaction from L0 starts at 8 files, not 4: every commit rewrites rows
+ *   spread over the whole key space, so each L0 -> L1 compaction rewrites
+ *   most of L1 whatever it brings, and bringing twice as much at a time
+ *   halves that work. With the uncompressed rows, the RocksDB background
+ *   threads' CPU in a 2M-event replay at 1M items (`streamrec replay
+ *   --commit-every 50000`, 2 cores, AMD EPYC) fell from 19.9-20.3 s to
+ *   8.2-10.2 s; the state was 610 MB at its end instead of 476 MB. Up to 8
+ *   L0 files are read by a point read that misses the block cache, each
+ *   behind its bloom filter, pinned in the cache.
  * - WAL on (it is what makes a commit durable without flushing memtables),
  *   recovery mode point-in-time: a torn tail after a crash ends the replay,
  *   so the state is always a prefix of whole commits, never one with a gap.
@@ -222,6 +230,7 @@ static rocksdb_options_t *tuned_options(size_t block_cache_bytes, size_t write_b
 	rocksdb_options_set_bottommost_compression(options, rocksdb_zstd_compression);
 	rocksdb_options_set_compaction_style(options, rocksdb_level_compaction);
 	rocksdb_options_set_level_compaction_dynamic_level_bytes(options, 1);
+	rocksdb_options_set_level0_file_num_compaction_trigger(options, 8);
 
 	rocksdb_options_set_wal_recovery_mode(options, rocksdb_point_in_time_recovery);
 	rocksdb_options_set_max_background_jobs(options, 2);
@@ -369,6 +378,25 @@ static int check_not_locked(const char *path, char *errstr, size_t errstr_size)
 	return ret;
 }
 
+/*
+ * The user and item families' options: the others' (which they share the
+ * block cache and write buffer budget with), without compression. Their
+ * values are float rows: LZ4 and ZSTD found little to take out of them
+ * (on 2.4M commits of random 416-byte rows, 4% of the state) and cost
+ * half of the background threads' CPU, compressing each row again at
+ * every compaction. Blocks written compressed before stay readable.
+ * @returns the options, or NULL when out of memory.
+ */
+static rocksdb_options_t *row_options(const rocksdb_options_t *options)
+{
+	rocksdb_options_t *rows = rocksdb_options_create_copy((rocksdb_options_t *)options);
+	if (rows == NULL)
+		return NULL;
+	rocksdb_options_set_compression(rows, rocksdb_no_compression);
+	rocksdb_options_set_bottommost_compression(rows, rocksdb_no_compression);
+	return rows;
+}
+
 /* ---- opening ------------------------------------------------------------------------ */
 
 static int open_database(struct store *store, bool create, bool read_only, char *errstr,
@@ -382,12 +410,19 @@ static int open_database(struct store *store, bool create, bool read_only, char 
 	names[0] = DEFAULT_FAMILY_NAME;
 	for (int f = 0; f < STORE_FAMILY_COUNT; f++)
 		names[f + 1] = family_names[f];
-	for (int f = 0; f <= STORE_FAMILY_COUNT; f++)
-		family_options[f] = store->options;
-
 	rocksdb_options_set_create_if_missing(store->options, create);
 	rocksdb_options_set_create_missing_column_families(store->options, create);
 	rocksdb_options_set_error_if_exists(store->options, create);
+	if (store->row_options != NULL)
+		rocksdb_options_destroy(store->row_options);
+	store->row_options = row_options(store->options);
+	if (store->row_options == NULL) {
+		set_errstr(errstr, errstr_size, "%s: out of memory", store->path);
+		return -1;
+	}
+	for (int f = 0; f <= STORE_FAMILY_COUNT; f++)
+		family_options[f] = store->options;
+	family_options[STORE_USER + 1] = family_options[STORE_ITEM + 1] = store->row_options;
 	if (read_only)
 		store->db = rocksdb_open_for_read_only_column_families(
 		    store->options, store->path, STORE_FAMILY_COUNT + 1, names, family_options,
@@ -843,6 +878,8 @@ void store_close(struct store *store)
 		rocksdb_readoptions_destroy(store->read_options);
 	if (store->write_options != NULL)
 		rocksdb_writeoptions_destroy(store->write_options);
+	if (store->row_options != NULL)
+		rocksdb_options_destroy(store->row_options);
 	if (store->options != NULL)
 		rocksdb_options_destroy(store->options);
 	if (store->block_cache != NULL)
