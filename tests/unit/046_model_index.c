@@ -305,6 +305,44 @@ static void filters_and_exclusions_hold_with_partial_probing(void **state)
 	model_free(m);
 }
 
+/* A batch larger than one index search (model.c cuts it into searches of
+ * up to 1024 queries): every query past the first search gets its own
+ * user's list, the one a batch of one gives, with partial probing. */
+static void a_batch_past_one_search_lists_each_user_alone(void **state)
+{
+	(void)state;
+	enum { BIG = 2 * 1024 + 77 };
+	struct model *m = index_model(2, 10);
+	struct topk *topk = new_topk();
+	uint32_t *users = malloc(BIG * sizeof *users);
+	struct topk_result *lists = malloc(BIG * K * sizeof *lists), alone[K];
+	size_t *counts = malloc(BIG * sizeof *counts), alone_n;
+	char errstr[256];
+	assert_non_null(users);
+	assert_non_null(lists);
+	assert_non_null(counts);
+	for (size_t q = 0; q < BIG; q++)
+		users[q] = (uint32_t)((q * 7 + 3) % USERS);
+
+	learn(m, 0, 20000);
+	assert_int_equal(
+	    model_recommend(m, topk, users, BIG, K, NULL, lists, counts, errstr, sizeof errstr), 0);
+	size_t listed_users = 0;
+	for (size_t q = 0; q < BIG; q += 13) {
+		assert_int_equal(model_recommend(m, topk, &users[q], 1, K, NULL, alone, &alone_n,
+						 errstr, sizeof errstr),
+				 0);
+		assert_same_list(alone, alone_n, lists + q * K, counts[q]);
+		listed_users += alone_n > 0;
+	}
+	assert_true(listed_users > BIG / 13 / 2);
+	free(counts);
+	free(lists);
+	free(users);
+	topk_free(topk);
+	model_free(m);
+}
+
 static void recall_is_one_at_full_probing_and_less_at_one_cell(void **state)
 {
 	(void)state;
@@ -513,6 +551,7 @@ int main(void)
 	    cmocka_unit_test(full_probing_equals_exact_and_follows_learning),
 	    cmocka_unit_test(a_training_aside_keeps_lists_exact),
 	    cmocka_unit_test(filters_and_exclusions_hold_with_partial_probing),
+	    cmocka_unit_test(a_batch_past_one_search_lists_each_user_alone),
 	    cmocka_unit_test(recall_is_one_at_full_probing_and_less_at_one_cell),
 	    cmocka_unit_test(exact_config_builds_no_index),
 	    cmocka_unit_test(config_check_names_the_index_fields),
