@@ -385,13 +385,10 @@ static int check_not_locked(const char *path, char *errstr, size_t errstr_size)
  * (on 2.4M commits of random 416-byte rows, 4% of the state) and cost
  * half of the background threads' CPU, compressing each row again at
  * every compaction. Blocks written compressed before stay readable.
- * @returns the options, or NULL when out of memory.
  */
 static rocksdb_options_t *row_options(const rocksdb_options_t *options)
 {
 	rocksdb_options_t *rows = rocksdb_options_create_copy((rocksdb_options_t *)options);
-	if (rows == NULL)
-		return NULL;
 	rocksdb_options_set_compression(rows, rocksdb_no_compression);
 	rocksdb_options_set_bottommost_compression(rows, rocksdb_no_compression);
 	return rows;
@@ -410,19 +407,13 @@ static int open_database(struct store *store, bool create, bool read_only, char 
 	names[0] = DEFAULT_FAMILY_NAME;
 	for (int f = 0; f < STORE_FAMILY_COUNT; f++)
 		names[f + 1] = family_names[f];
-	rocksdb_options_set_create_if_missing(store->options, create);
-	rocksdb_options_set_create_missing_column_families(store->options, create);
-	rocksdb_options_set_error_if_exists(store->options, create);
-	if (store->row_options != NULL)
-		rocksdb_options_destroy(store->row_options);
-	store->row_options = row_options(store->options);
-	if (store->row_options == NULL) {
-		set_errstr(errstr, errstr_size, "%s: out of memory", store->path);
-		return -1;
-	}
 	for (int f = 0; f <= STORE_FAMILY_COUNT; f++)
 		family_options[f] = store->options;
 	family_options[STORE_USER + 1] = family_options[STORE_ITEM + 1] = store->row_options;
+
+	rocksdb_options_set_create_if_missing(store->options, create);
+	rocksdb_options_set_create_missing_column_families(store->options, create);
+	rocksdb_options_set_error_if_exists(store->options, create);
 	if (read_only)
 		store->db = rocksdb_open_for_read_only_column_families(
 		    store->options, store->path, STORE_FAMILY_COUNT + 1, names, family_options,
@@ -778,6 +769,7 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 	    config->write_buffer_bytes ? config->write_buffer_bytes : DEFAULT_WRITE_BUFFER_BYTES,
 	    config->log_dir, log_on_state_filesystem(config->path, config->log_dir),
 	    &store->block_cache);
+	store->row_options = row_options(store->options);
 	store->write_options = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(store->write_options, config->sync_commits);
 	store->read_options = rocksdb_readoptions_create();
