@@ -207,6 +207,8 @@ static const struct tune_axis tune_axes[] = {
 #define COUNT_OF(a) (sizeof(a) / sizeof(a)[0])
 #define TUNE_ARMS 30 /* the axes' values (at most; each axis's current one is not an arm) */
 #define DEFAULT_TUNE_ROUNDS 8
+/* Blocks of events per ranking round when --threads 2 is given alone. */
+#define DEFAULT_SYNC_EVERY 256
 #define MAX_ARMS (1 + MAX_TRENDING_BASELINES + SIGNALS + TUNE_ARMS)
 struct eval_arms {
 	size_t count;
@@ -563,7 +565,8 @@ static int write_json(const char *path, const struct event_log *log,
 		fprintf(out, "%s\"%s\": %g", t ? ", " : "", event_type_name((enum event_type)t),
 			(double)config->event_weight[t]);
 	fprintf(out, "},\n  \"dim\": %zu, \"negatives\": %u,\n", config->dim, config->negatives);
-	fprintf(out, "  \"retrieval\": \"%s\",\n", retrieval_name(config, pc));
+	fprintf(out, "  \"retrieval\": \"%s\", \"sync_every\": %zu, \"threads\": %u,\n",
+		retrieval_name(config, pc), pc->sync_every, pc->threads > 1 ? pc->threads : 1);
 	json_scores(out, "model", &r->model);
 	json_scores(out, "popularity", &r->popularity);
 	fprintf(out, "  \"rankings\": [\n");
@@ -792,6 +795,8 @@ int cli_eval(int argc, char **argv)
 						{"replay-steps", required_argument, NULL, 1025},
 						{"replay-negatives", required_argument, NULL, 1026},
 						{"replay-weight", required_argument, NULL, 1027},
+						{"sync-every", required_argument, NULL, 1028},
+						{"threads", required_argument, NULL, 1029},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -800,7 +805,7 @@ int cli_eval(int argc, char **argv)
 	struct eventlog_content content = {0};
 	double half_lives[MAX_TRENDING_BASELINES] = {3600e3, 86400e3, 7 * 86400e3};
 	size_t half_life_count = 3;
-	bool ablations = false, baselines = true, tune = false;
+	bool ablations = false, baselines = true, tune = false, sync_given = false;
 	unsigned tune_rounds = DEFAULT_TUNE_ROUNDS;
 	struct tune_result tuned = {0};
 	struct eval_arms arms = {0};
@@ -1042,6 +1047,15 @@ int cli_eval(int argc, char **argv)
 			}
 			config.replay_weight = (float)real;
 			break;
+		case 1028:
+			rc = cli_parse_count("eval", "sync-every", optarg, 0, 1 << 24, &v);
+			pc.sync_every = (size_t)v;
+			sync_given = true;
+			break;
+		case 1029:
+			rc = cli_parse_count("eval", "threads", optarg, 1, 2, &v);
+			pc.threads = (unsigned)v;
+			break;
 		case 1022: {
 			double rounds;
 			rc = parse_real("tune-rounds", optarg, 1, 20, &rounds);
@@ -1073,6 +1087,22 @@ int cli_eval(int argc, char **argv)
 		return 2;
 	}
 	er.any = listrules_any(&er.rules);
+	if (pc.threads > 1 && !sync_given)
+		pc.sync_every = DEFAULT_SYNC_EVERY;
+	if (pc.threads > 1 && pc.sync_every == 0) {
+		fprintf(stderr, "streamrec eval: --threads %u: ranks blocks of events beside "
+				"learning; --sync-every 0 ranks each list at its test point on one "
+				"thread\n", pc.threads);
+		eval_rules_free(&er);
+		return 2;
+	}
+	if (pc.sync_every > 0 && (pc.both_engines || er.any)) {
+		fprintf(stderr, "streamrec eval: --sync-every/--threads: not with %s (they rank each "
+				"list at its test point)\n",
+			pc.both_engines ? "--retrieval both" : "list rules");
+		eval_rules_free(&er);
+		return 2;
+	}
 	if (optind + 1 != argc) {
 		fprintf(stderr, "streamrec eval: expected exactly one event file (try --help)\n");
 		eval_rules_free(&er);
@@ -1259,9 +1289,14 @@ int cli_eval(int argc, char **argv)
 		printf("%llu tests skipped (item excluded by the protocol)\n",
 		       (unsigned long long)r.skipped_excluded);
 	} else {
-		printf("\nreplay: %.0f events/s (learn + rank both lists, 1 thread, %s engine); "
+		char blocks[96] = "";
+		if (pc.sync_every > 0)
+			snprintf(blocks, sizeof blocks, ", lists ranked in blocks of %zu events",
+				 pc.sync_every);
+		printf("\nreplay: %.0f events/s (learn + rank both lists, %u thread%s, %s engine%s); "
 		       "%llu tests skipped (item excluded by the protocol)\n",
-		       r.events_per_s, retrieval_name(&config, &pc),
+		       r.events_per_s, pc.threads > 1 ? pc.threads : 1, pc.threads > 1 ? "s" : "",
+		       retrieval_name(&config, &pc), blocks,
 		       (unsigned long long)r.skipped_excluded);
 		struct model_index_stats is;
 		model_index_stats(model, &is);

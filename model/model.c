@@ -1639,6 +1639,116 @@ out_nomem:
 	return -1;
 }
 
+/* What model_view_capture() took: rows of moved items, then the new items'. */
+struct model_view_delta {
+	uint32_t *moved;
+	size_t moved_count, moved_capacity;
+	float *rows; /* moved rows, then rows [first_new, items) */
+	size_t rows_capacity;
+	size_t first_new, items, stride, want_k;
+	struct model_config config;
+	uint32_t *trending;
+	size_t trending_count, trending_capacity;
+};
+
+struct model_view_delta *model_view_delta_new(void)
+{
+	return calloc(1, sizeof(struct model_view_delta));
+}
+
+void model_view_delta_free(struct model_view_delta *delta)
+{
+	if (delta == NULL)
+		return;
+	free(delta->moved);
+	free(delta->rows);
+	free(delta->trending);
+	free(delta);
+}
+
+int model_view_capture(struct model *model, struct model_view_delta *delta, size_t k,
+		       char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	size_t stride = m->stride, fresh = m->items - m->view_items;
+
+	if (model_trending_candidates(m, errstr, errstr_size) != 0)
+		return -1;
+	if (reserve(&delta->moved, &delta->moved_capacity, m->moved_count, sizeof *delta->moved) ||
+	    reserve(&delta->rows, &delta->rows_capacity, (m->moved_count + fresh) * stride,
+		    sizeof *delta->rows) ||
+	    reserve(&delta->trending, &delta->trending_capacity, m->trending_candidate_count,
+		    sizeof *delta->trending)) {
+		set_errstr(errstr, errstr_size, "out of memory capturing the item side (%zu rows)",
+			   m->moved_count + fresh);
+		return -1;
+	}
+	for (size_t j = 0; j < m->moved_count; j++) {
+		uint32_t item = m->moved_items[j];
+		m->item_moved[item] = 0;
+		delta->moved[j] = item;
+		memcpy(delta->rows + j * stride, m->matrix + (size_t)item * stride,
+		       stride * sizeof(float));
+	}
+	delta->moved_count = m->moved_count;
+	m->moved_count = 0;
+	if (fresh > 0)
+		memcpy(delta->rows + delta->moved_count * stride,
+		       m->matrix + m->view_items * stride, fresh * stride * sizeof(float));
+	delta->first_new = m->view_items;
+	delta->items = m->view_items = m->items;
+	delta->stride = stride;
+	delta->want_k = k;
+	delta->config = m->config;
+	if (m->trending_candidate_count > 0)
+		memcpy(delta->trending, m->trending_candidates,
+		       m->trending_candidate_count * sizeof *delta->trending);
+	delta->trending_count = m->trending_candidate_count;
+	return 0;
+}
+
+int model_view_apply(struct model_view *view, const struct model_view_delta *delta, char *errstr,
+		     size_t errstr_size)
+{
+	size_t stride = delta->stride;
+
+	if (!view->own_rows || stride != view->stride || delta->first_new != view->items) {
+		set_errstr(errstr, errstr_size,
+			   "item view: a delta from %zu items applied to a view of %zu%s",
+			   delta->first_new, view->items, view->own_rows ? "" : " without own rows");
+		return -1;
+	}
+	if (reserve(&view->pending_flag, &view->flag_capacity, delta->items, 1) != 0 ||
+	    reserve(&view->trending, &view->trending_capacity, delta->trending_count,
+		    sizeof *view->trending) != 0 ||
+	    reserve(&view->rows, &view->row_capacity, delta->items * stride, sizeof(float)) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory applying the item side (%zu items)",
+			   delta->items);
+		return -1;
+	}
+	for (size_t j = 0; j < delta->moved_count; j++) {
+		uint32_t item = delta->moved[j];
+		memcpy(view->rows + (size_t)item * stride, delta->rows + j * stride,
+		       stride * sizeof(float));
+		if ((size_t)item < view->index_items && view_note_pending(view, item) != 0) {
+			set_errstr(errstr, errstr_size, "out of memory applying the item side");
+			return -1;
+		}
+	}
+	if (delta->items > delta->first_new)
+		memcpy(view->rows + delta->first_new * stride,
+		       delta->rows + delta->moved_count * stride,
+		       (delta->items - delta->first_new) * stride * sizeof(float));
+	view->items = delta->items;
+	view->want_k = delta->want_k;
+	view->config = delta->config;
+	if (delta->trending_count > 0)
+		memcpy(view->trending, delta->trending,
+		       delta->trending_count * sizeof *view->trending);
+	view->trending_count = delta->trending_count;
+	return 0;
+}
+
 /* Ends a training aside, installing nothing, and forgets what changed since. */
 static void training_drop(struct model_view *view)
 {
@@ -1954,6 +2064,98 @@ int model_batch_prepare(struct model_batch *batch, struct model *model, const ui
 	}
 	free(trending);
 	return 0;
+}
+
+void model_batch_begin(struct model_batch *batch, struct model *model, size_t k)
+{
+	batch->warm = 0;
+	batch->k = k;
+	batch->sparse_stride = model_sparse_capacity(model);
+	batch->excluded = 0;
+}
+
+/* Points the batch's queries at its storage again after a reserve() moved it. */
+static void batch_rebase(struct model_batch *batch, size_t stride)
+{
+	size_t capacity = batch->sparse_stride, excluded = 0;
+
+	for (size_t w = 0; w < batch->warm; w++) {
+		struct topk_query *q = &batch->queries[w];
+		q->vector = batch->vectors + w * stride;
+		q->sparse_items = batch->sparse_items + w * capacity;
+		q->sparse_scores = batch->sparse_scores + w * capacity;
+		q->exclude = q->exclude_count > 0 ? batch->exclude + excluded : NULL;
+		excluded += q->exclude_count;
+	}
+}
+
+int model_batch_add(struct model_batch *batch, struct model *model, uint32_t user,
+		    size_t position, const uint8_t *eligible, struct topk_result *cold_list,
+		    size_t *cold_count, char *errstr, size_t errstr_size)
+{
+	struct model *m = model;
+	size_t k = batch->k, capacity = batch->sparse_stride, w = batch->warm;
+
+	if (!model_user_has_history(m, user)) {
+		/* cold: the trending list, filtered as model_batch_prepare() does */
+		uint32_t *trending = malloc((k ? k : 1) * sizeof *trending);
+		size_t n = 0, got;
+		if (trending == NULL) {
+			set_errstr(errstr, errstr_size, "out of memory for a trending list");
+			return -1;
+		}
+		got = model_trending(m, user, k, trending);
+		for (size_t r = 0; r < got; r++)
+			if (eligible == NULL || eligible[trending[r]])
+				cold_list[n++] = (struct topk_result){.item = trending[r], .score = 0};
+		*cold_count = n;
+		free(trending);
+		return 0;
+	}
+	size_t capacities[] = {batch->queries_capacity, batch->vectors_capacity,
+			       batch->sparse_items_capacity, batch->sparse_scores_capacity,
+			       batch->exclude_capacity};
+	size_t user_excluded = m->exclude[user].count;
+	if (reserve(&batch->queries, &batch->queries_capacity, w + 1, sizeof *batch->queries) != 0 ||
+	    reserve(&batch->warm_index, &batch->warm_index_capacity, w + 1,
+		    sizeof *batch->warm_index) != 0 ||
+	    reserve(&batch->vectors, &batch->vectors_capacity, (w + 1) * m->stride,
+		    sizeof *batch->vectors) != 0 ||
+	    reserve(&batch->sparse_items, &batch->sparse_items_capacity, (w + 1) * capacity,
+		    sizeof *batch->sparse_items) != 0 ||
+	    reserve(&batch->sparse_scores, &batch->sparse_scores_capacity, (w + 1) * capacity,
+		    sizeof *batch->sparse_scores) != 0 ||
+	    reserve(&batch->sparse_because, &batch->sparse_because_capacity, (w + 1) * capacity,
+		    sizeof *batch->sparse_because) != 0 ||
+	    reserve(&batch->exclude, &batch->exclude_capacity, batch->excluded + user_excluded,
+		    sizeof *batch->exclude) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory for %zu queries", w + 1);
+		return -1;
+	}
+	if (capacities[0] != batch->queries_capacity || capacities[1] != batch->vectors_capacity ||
+	    capacities[2] != batch->sparse_items_capacity ||
+	    capacities[3] != batch->sparse_scores_capacity ||
+	    capacities[4] != batch->exclude_capacity)
+		batch_rebase(batch, m->stride); /* the storage moved */
+	struct model_query q = {.vector = batch->vectors + w * m->stride,
+				.sparse_items = batch->sparse_items + w * capacity,
+				.sparse_scores = batch->sparse_scores + w * capacity,
+				.sparse_because = batch->sparse_because + w * capacity};
+	model_query(m, user, &q);
+	/* a copy: learning may change the exclusions while another thread ranks */
+	uint32_t *copy = q.exclude_count > 0 ? batch->exclude + batch->excluded : NULL;
+	if (q.exclude_count > 0)
+		memcpy(copy, q.exclude, q.exclude_count * sizeof *copy);
+	batch->excluded += q.exclude_count;
+	batch->queries[w] = (struct topk_query){.vector = q.vector,
+						.exclude = copy,
+						.exclude_count = q.exclude_count,
+						.sparse_items = q.sparse_items,
+						.sparse_scores = q.sparse_scores,
+						.sparse_count = q.sparse_count};
+	batch->warm_index[w] = position;
+	batch->warm++;
+	return 1;
 }
 
 int model_view_search(const struct model_view *view, struct model_searcher *searcher,

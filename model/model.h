@@ -498,6 +498,7 @@ struct model_batch {
 	float *sparse_scores;
 	uint32_t *sparse_because; /**< per sparse item, its recent item (model_query) */
 	size_t sparse_stride;     /**< sparse entries kept per query */
+	size_t excluded;          /**< exclusions stored (model_batch_add()) */
 	uint32_t *exclude;
 	size_t queries_capacity, warm_index_capacity, vectors_capacity, sparse_items_capacity,
 	    sparse_scores_capacity, sparse_because_capacity, exclude_capacity;
@@ -531,6 +532,42 @@ int model_batch_prepare(struct model_batch *batch, struct model *model, const ui
 			size_t errstr_size);
 
 void model_batch_free(struct model_batch *batch);
+
+/**
+ * @brief Step 2 one user at a time (owner), so that each query is the user
+ * side as of its own moment (an offline replay adds a test point's user
+ * before learning its event): model_batch_begin() empties the batch for
+ * lists of k, then each model_batch_add() appends a warm user's query
+ * (batch->queries[batch->warm - 1], with warm_index = position) or writes a
+ * cold user's trending list to cold_list (room for k) and *cold_count.
+ * @returns 1 (warm), 0 (cold), or -1 with errstr filled.
+ */
+void model_batch_begin(struct model_batch *batch, struct model *model, size_t k);
+int model_batch_add(struct model_batch *batch, struct model *model, uint32_t user,
+		    size_t position, const uint8_t *eligible, struct topk_result *cold_list,
+		    size_t *cold_count, char *errstr, size_t errstr_size);
+
+/*
+ * Step 1 in two halves, for a ranking thread that holds the view across
+ * more than one of the owner's syncs (an offline replay ranks one block of
+ * test points while the owner learns the next): the owner captures the item
+ * side's changes since its last capture into a delta, as of that moment;
+ * the thread holding the view applies the deltas later, in the order they
+ * were captured, each bringing the view to its capture's moment. A view
+ * that deltas feed has its own rows and is never passed to model_view_sync().
+ */
+struct model_view_delta;
+
+struct model_view_delta *model_view_delta_new(void);
+void model_view_delta_free(struct model_view_delta *delta);
+
+/** @brief Owner: the changes since the last capture, for lists up to k. */
+int model_view_capture(struct model *model, struct model_view_delta *delta, size_t k,
+		       char *errstr, size_t errstr_size);
+
+/** @brief The view's holder: applies a delta (view made with own_rows). */
+int model_view_apply(struct model_view *view, const struct model_view_delta *delta, char *errstr,
+		     size_t errstr_size);
 
 /**
  * @brief Step 3, once per sync, on one thread, before any search that uses

@@ -3,6 +3,7 @@
 #include "clock.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,6 +288,297 @@ static int rank_both(struct model *model, struct topk *topk, uint32_t user, size
 	return 0;
 }
 
+/* ---- blocks (prequential_config.sync_every) ---------------------------------------- */
+
+/* A test point whose model list waits for its block's ranking. */
+struct block_test {
+	uint32_t item;
+	uint32_t warm_slot; /* the batch's query, or UINT32_MAX: cold, its list in `cold` */
+	size_t cold_count;
+	bool repeat, warm, new_item, after_search;
+};
+
+/* One block: the item side as of its start, its test points' queries. */
+struct block {
+	struct model_view_delta *delta;
+	struct model_batch batch;
+	struct block_test *tests;
+	size_t test_count, test_capacity;
+	struct topk_result *cold;    /* test_capacity × k */
+	struct topk_result *results; /* per warm query, k */
+	size_t *counts;
+	size_t results_capacity;
+};
+
+/* Exact lists ranked per topk_run() in a block (its batch bound). */
+#define BLOCK_EXACT_BATCH 64
+
+/*
+ * Two blocks take turns: the replay fills one while the other is ranked
+ * (on the ranking thread, or on the replay's own at the hand-over). The
+ * view belongs to whoever ranks; the replay only captures deltas.
+ */
+struct pipeline {
+	struct model *model;
+	struct model_view *view;
+	struct model_searcher *searcher;
+	struct topk *topk; /* the exact engine's */
+	enum model_retrieval retrieval;
+	size_t k;
+	struct block blocks[2];
+	int filling; /* the block the replay adds to */
+	int ranked;  /* the block handed over and not yet scored, or -1 */
+	bool threaded, started;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool pending, quit; /* a block waits for the thread; the thread is to end */
+	int rc;
+	char err[512];
+};
+
+static int grow_block(struct block *b, size_t k)
+{
+	size_t want = b->test_capacity ? 2 * b->test_capacity : 256;
+	struct block_test *tests = realloc(b->tests, want * sizeof *tests);
+	if (tests == NULL)
+		return -1;
+	b->tests = tests;
+	struct topk_result *cold = realloc(b->cold, want * k * sizeof *cold);
+	if (cold == NULL)
+		return -1;
+	b->cold = cold;
+	b->test_capacity = want;
+	return 0;
+}
+
+/* Ranks block b's warm queries against the view brought to the block's start. */
+static int rank_block(struct pipeline *p, struct block *b, char *errstr, size_t errstr_size)
+{
+	size_t warm = b->batch.warm, k = p->k;
+
+	if (warm > b->results_capacity) {
+		free(b->results);
+		free(b->counts);
+		b->results = malloc(warm * k * sizeof *b->results);
+		b->counts = malloc(warm * sizeof *b->counts);
+		b->results_capacity = b->results && b->counts ? warm : 0;
+		if (b->results_capacity == 0) {
+			snprintf(errstr, errstr_size, "out of memory for %zu lists", warm);
+			return -1;
+		}
+	}
+	if (model_view_apply(p->view, b->delta, errstr, errstr_size) != 0)
+		return -1;
+	if (warm == 0)
+		return 0;
+	if (p->retrieval == MODEL_RETRIEVAL_INDEX) {
+		if (model_view_prepare(p->view, errstr, errstr_size) != 0)
+			return -1;
+		return model_view_search(p->view, p->searcher, p->retrieval, &b->batch, 0, warm,
+					 NULL, b->results, b->counts, errstr, errstr_size);
+	}
+	for (size_t at = 0; at < warm; at += BLOCK_EXACT_BATCH) {
+		size_t n = warm - at < BLOCK_EXACT_BATCH ? warm - at : BLOCK_EXACT_BATCH;
+		if (model_view_search(p->view, p->searcher, p->retrieval, &b->batch, at, n, NULL,
+				      b->results + at * k, b->counts + at, errstr,
+				      errstr_size) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void *ranking_main(void *arg)
+{
+	struct pipeline *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->pending && !p->quit)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (!p->pending)
+			break;
+		struct block *b = &p->blocks[p->ranked];
+		pthread_mutex_unlock(&p->lock);
+		char err[512];
+		int rc = rank_block(p, b, err, sizeof err);
+		pthread_mutex_lock(&p->lock);
+		if (rc != 0 && p->rc == 0) {
+			p->rc = rc;
+			snprintf(p->err, sizeof p->err, "%s", err);
+		}
+		p->pending = false;
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void pipeline_free(struct pipeline *p)
+{
+	if (p->started) {
+		pthread_mutex_lock(&p->lock);
+		p->quit = true;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->thread, NULL);
+	}
+	if (p->threaded) {
+		pthread_mutex_destroy(&p->lock);
+		pthread_cond_destroy(&p->cond);
+	}
+	for (int i = 0; i < 2; i++) {
+		struct block *b = &p->blocks[i];
+		model_view_delta_free(b->delta);
+		model_batch_free(&b->batch);
+		free(b->tests);
+		free(b->cold);
+		free(b->results);
+		free(b->counts);
+	}
+	model_searcher_free(p->searcher);
+	topk_free(p->topk);
+}
+
+static int pipeline_init(struct pipeline *p, struct model *model, size_t k, unsigned threads,
+			 char *errstr, size_t errstr_size)
+{
+	struct topk_config tc = {.max_batch = BLOCK_EXACT_BATCH, .max_k = k};
+
+	memset(p, 0, sizeof *p);
+	p->model = model;
+	p->k = k;
+	p->ranked = -1;
+	p->retrieval = model_config(model)->retrieval;
+	p->topk = topk_new(&tc, errstr, errstr_size);
+	if (p->topk == NULL)
+		return -1;
+	p->searcher = model_searcher_new(p->topk, errstr, errstr_size);
+	p->view = p->searcher ? model_view(model, true, errstr, errstr_size) : NULL;
+	if (p->view == NULL)
+		return -1;
+	/* a replay trains in line: its lists must not depend on the timing */
+	model_view_train_aside(p->view, false);
+	for (int i = 0; i < 2; i++) {
+		p->blocks[i].delta = model_view_delta_new();
+		if (p->blocks[i].delta == NULL || grow_block(&p->blocks[i], k) != 0) {
+			snprintf(errstr, errstr_size, "out of memory for evaluation");
+			return -1;
+		}
+	}
+	if (threads > 1) {
+		if (pthread_mutex_init(&p->lock, NULL) != 0) {
+			snprintf(errstr, errstr_size, "cannot set up the ranking thread");
+			return -1;
+		}
+		if (pthread_cond_init(&p->cond, NULL) != 0) {
+			pthread_mutex_destroy(&p->lock);
+			snprintf(errstr, errstr_size, "cannot set up the ranking thread");
+			return -1;
+		}
+		p->threaded = true;
+		if (pthread_create(&p->thread, NULL, ranking_main, p) != 0) {
+			snprintf(errstr, errstr_size, "cannot start the ranking thread");
+			return -1;
+		}
+		p->started = true;
+	}
+	return 0;
+}
+
+/* Waits for the block handed over to be ranked (the view is the replay's again). */
+static int pipeline_wait(struct pipeline *p, char *errstr, size_t errstr_size)
+{
+	int rc;
+
+	if (!p->threaded)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	while (p->pending)
+		pthread_cond_wait(&p->cond, &p->lock);
+	rc = p->rc;
+	if (rc != 0)
+		snprintf(errstr, errstr_size, "%s", p->err);
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+/* Hands the filled block over: ranked now (one thread) or by the thread. */
+static int pipeline_hand_over(struct pipeline *p, char *errstr, size_t errstr_size)
+{
+	p->ranked = p->filling;
+	p->filling ^= 1;
+	if (!p->threaded)
+		return rank_block(p, &p->blocks[p->ranked], errstr, errstr_size);
+	pthread_mutex_lock(&p->lock);
+	p->pending = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/* Starts filling the next block: the item side as of now, no test yet. */
+static int pipeline_begin_block(struct pipeline *p, char *errstr, size_t errstr_size)
+{
+	struct block *b = &p->blocks[p->filling];
+
+	b->test_count = 0;
+	model_batch_begin(&b->batch, p->model, p->k);
+	return model_view_capture(p->model, b->delta, p->k, errstr, errstr_size);
+}
+
+/* Adds a test point's user (its query as of now) to the block being filled. */
+static int pipeline_add(struct pipeline *p, uint32_t user, struct block_test test, char *errstr,
+			size_t errstr_size)
+{
+	struct block *b = &p->blocks[p->filling];
+	size_t t = b->test_count;
+
+	if (t == b->test_capacity && grow_block(b, p->k) != 0) {
+		snprintf(errstr, errstr_size, "out of memory for evaluation");
+		return -1;
+	}
+	int warm = model_batch_add(&b->batch, p->model, user, t, NULL, b->cold + t * p->k,
+				   &test.cold_count, errstr, errstr_size);
+	if (warm < 0)
+		return -1;
+	test.warm_slot = warm ? (uint32_t)(b->batch.warm - 1) : UINT32_MAX;
+	b->tests[b->test_count++] = test;
+	return 0;
+}
+/* Scores the block last ranked as the model's lists at its test points. */
+static void score_block(struct pipeline *p, struct split_tally *ours, uint32_t *items)
+{
+	const struct block *b = &p->blocks[p->ranked];
+	size_t k = p->k;
+
+	for (size_t t = 0; t < b->test_count; t++) {
+		const struct block_test *test = &b->tests[t];
+		bool warm = test->warm_slot != UINT32_MAX;
+		const struct topk_result *list =
+		    warm ? b->results + (size_t)test->warm_slot * k : b->cold + t * k;
+		size_t n = warm ? b->counts[test->warm_slot] : test->cold_count;
+		n = n < k ? n : k;
+		for (size_t r = 0; r < n; r++)
+			items[r] = list[r].item;
+		split_list(ours, items, n, test->item, test->repeat, test->warm, test->new_item,
+			   test->after_search);
+	}
+	model_view_collect(p->view, p->searcher);
+	p->ranked = -1;
+}
+
+/* At a block's end: the last block's lists scored, this one handed over. */
+static int pipeline_boundary(struct pipeline *p, struct split_tally *ours, uint32_t *items,
+			     char *errstr, size_t errstr_size)
+{
+	if (pipeline_wait(p, errstr, errstr_size) != 0)
+		return -1;
+	if (p->ranked >= 0)
+		score_block(p, ours, items);
+	return pipeline_hand_over(p, errstr, errstr_size);
+}
+
 int prequential_run(struct model *model, struct topk *topk, const struct prequential_stream *stream,
 		    const struct prequential_config *config, struct prequential_result *result,
 		    char *errstr, size_t errstr_size)
@@ -321,6 +613,7 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	uint8_t *searched = NULL; /* per user: searched since its last positive event */
 	int rc = -1;
 	double start = clock_monotonic_s();
+	struct pipeline pipe_storage, *pipe = NULL;
 
 	struct prequential_split *arm_results = result->arms;
 	memset(result, 0, sizeof *result);
@@ -366,8 +659,24 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 			goto out_free;
 		}
 	}
+	if (config->sync_every > 0) {
+		if (config->both_engines || config->rules != NULL) {
+			snprintf(errstr, errstr_size, "blocks of %zu events: not with %s",
+				 config->sync_every,
+				 config->both_engines ? "both engines side by side" : "list rules");
+			goto out_free;
+		}
+		pipe = &pipe_storage;
+		if (pipeline_init(pipe, model, k, config->threads, errstr, errstr_size) != 0 ||
+		    pipeline_begin_block(pipe, errstr, errstr_size) != 0)
+			goto out_free;
+	}
 	for (size_t e = 0; e < stream->count; e++) {
 		uint32_t user = stream->user[e], item = stream->item[e];
+		if (pipe != NULL && e > 0 && e % config->sync_every == 0 &&
+		    (pipeline_boundary(pipe, &ours, items, errstr, errstr_size) != 0 ||
+		     pipeline_begin_block(pipe, errstr, errstr_size) != 0))
+			goto out_free;
 		struct model_event event = {.user = user,
 					    .item = item,
 					    .user_hash = stream->user_hash[user],
@@ -420,7 +729,16 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 				bool new_item = model_item_count_of(model, item) < new_events;
 				/* the user's first positive after a search */
 				bool after_search = searched != NULL && searched[user];
-				if (config->both_engines) {
+				if (pipe != NULL) {
+					struct block_test t = {.item = item,
+							       .repeat = repeat,
+							       .warm = warm,
+							       .new_item = new_item,
+							       .after_search = after_search};
+					if (pipeline_add(pipe, user, t, errstr, errstr_size) != 0)
+						goto out_free;
+					n = 0; /* scored when its block is ranked */
+				} else if (config->both_engines) {
 					size_t index_n;
 					if (rank_both(model, topk, user, k, list, &n, index_list,
 						      &index_n, &both, errstr, errstr_size) != 0)
@@ -435,8 +753,11 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 				n = n < k ? n : k;
 				for (size_t r = 0; r < n; r++)
 					items[r] = list[r].item;
-				split_list(&ours, items, n, item, repeat, warm, new_item, after_search);
-				tally_exposure(&model_exposure, model, items, n, new_events);
+				if (pipe == NULL) {
+					split_list(&ours, items, n, item, repeat, warm, new_item,
+						   after_search);
+					tally_exposure(&model_exposure, model, items, n, new_events);
+				}
 				if (config->rules != NULL) {
 					exclusions.user = user;
 					rules_view.k = k;
@@ -492,6 +813,11 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 			config->event_flags[e] = flags;
 		}
 	}
+	if (pipe != NULL && (pipeline_boundary(pipe, &ours, items, errstr, errstr_size) != 0 ||
+			     pipeline_wait(pipe, errstr, errstr_size) != 0))
+		goto out_free;
+	if (pipe != NULL)
+		score_block(pipe, &ours, items);
 	result->events = stream->count;
 	split_scores(&ours, stream->item_total, &result->model_split);
 	split_scores(&popular, stream->item_total, &result->popularity_split);
@@ -519,6 +845,8 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	}
 	rc = 0;
 out_free:
+	if (pipe != NULL)
+		pipeline_free(pipe);
 	free(ruled.seg[SEG_ALL].listed);
 	free(model_exposure.shown_new);
 	free(rules_exposure.shown_new);

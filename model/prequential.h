@@ -34,6 +34,10 @@
  * events when listed) is measured for both: the share of list slots given
  * to them and the number of distinct items shown while new.
  *
+ * Blocks (prequential_config.sync_every, below): lists ranked a block of
+ * events at a time, on a thread of their own if asked, against the item
+ * side as of the block's start.
+ *
  * Side by side (prequential_config.both_engines): at every test point the
  * same model ranks the user's list with the exact engine and with the index
  * engine (model_recommend_with()); both are scored, and the share of the
@@ -130,6 +134,23 @@ struct prequential_config {
 	unsigned new_item_events;
 	/** Seed of exploration's draws (mixed with the event's position). */
 	uint64_t rules_seed;
+	/**
+	 * Blocks (0: none, every list ranked at its test point on the model as
+	 * it is then). N > 0: the item side lists see is brought up to date
+	 * every N events, at the start of each block of N, and a block's test
+	 * points are ranked together against the item side as of its start,
+	 * each with the user side as of its own test point (its query is taken
+	 * before its event is learned), as the daemon ranks a round against the
+	 * item side as of its sync. No item row a list sees holds its test
+	 * event or a later one. Neither with both_engines nor with rules.
+	 */
+	size_t sync_every;
+	/**
+	 * With sync_every: 1 ranks each block on the replay's own thread when
+	 * it ends; 2 or more ranks it on a thread of its own while the replay
+	 * learns the next block. The figures are the same either way.
+	 */
+	unsigned threads;
 };
 
 /** Exposure of new items in one ranking's lists at the test points. */

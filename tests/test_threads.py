@@ -75,3 +75,26 @@ def test_state_writer_thread_is_race_free(tmp_path):
     assert result.returncode == 0, output[-6000:]
     assert "ThreadSanitizer" not in output, output[-6000:]
     assert "digest" in result.stdout
+
+
+def test_eval_ranking_thread_is_race_free(tmp_path):
+    """`streamrec eval --threads 2`: a thread ranks one block of test points
+    against the item side as of its start while the replay learns the next
+    block and captures its changes; both engines, and the figures of one
+    thread."""
+    events = tmp_path / "events.csv"
+    subprocess.run([BUILD / "streamrec", "gen", "--events", "20000", "--users", "800",
+                    "--items", "600", "--clusters", "5", "--out", events], check=True,
+                   capture_output=True)
+    for engine in ("index", "exact"):
+        outputs = []
+        for threads in ("1", "2"):
+            result = run([BUILD / "tsan" / "streamrec", "eval", events, "--no-baselines",
+                          "--retrieval", engine, "--sync-every", "128", "--threads", threads])
+            output = result.stdout + result.stderr
+            assert result.returncode == 0, output[-6000:]
+            assert "ThreadSanitizer" not in output, output[-6000:]
+            assert f"{threads} thread" in result.stdout, result.stdout
+            outputs.append([line for line in result.stdout.splitlines()
+                            if line.startswith("|")])
+        assert outputs[0] == outputs[1]
