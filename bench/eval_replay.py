@@ -24,7 +24,9 @@ also replayed with the index engine alone (`streamrec eval --retrieval index
 --no-baselines`: learn, rank the model's list and popularity's, as the
 pre-index build's plain eval does), which is what a user's replay runs: in
 `--retrieval both` the index reads its cells after the exact engine has
-evicted them from the caches.
+evicted them from the caches. And once more on two threads (`--threads 2`:
+lists ranked in blocks of 256 events against the item side as of each
+block's start, on a thread beside learning).
 """
 import argparse
 import os
@@ -121,7 +123,7 @@ def main():
         if args.old_streamrec:
             builds.append(("old build", args.old_streamrec))
         runs = {name: [] for name, _ in builds}
-        plain, alone = [], []
+        plain, alone, threaded = [], [], []
         for _ in range(args.runs):  # interleaved, so both builds see the same load
             for name, path in builds:
                 runs[name].append(replay(path, events, extra))
@@ -129,6 +131,9 @@ def main():
                 plain.append(replay_plain(args.pre_index_streamrec, events))
                 alone.append(replay_plain(args.streamrec, events,
                                           ["--retrieval", "index", "--no-baselines", *extra]))
+                threaded.append(replay_plain(args.streamrec, events,
+                                             ["--retrieval", "index", "--no-baselines",
+                                              "--threads", "2", *extra]))
         for name, _ in builds:
             report(name, runs[name])
         if plain:
@@ -140,6 +145,12 @@ def main():
             print(f"this build's index engine alone (eval --retrieval index --no-baselines): "
                   f"{statistics.median(alone):,.0f} events/s (runs: "
                   f"{', '.join(str(a) for a in alone)}), {statistics.median(ratios):.2f}x the "
+                  f"pre-index build (median of the runs' ratios)")
+            ratios = [t / p for t, p in zip(threaded, plain)]
+            print(f"this build's index engine on two threads (the same, --threads 2: lists "
+                  f"ranked in blocks of 256 events beside learning): "
+                  f"{statistics.median(threaded):,.0f} events/s (runs: "
+                  f"{', '.join(str(t) for t in threaded)}), {statistics.median(ratios):.2f}x the "
                   f"pre-index build (median of the runs' ratios)")
 
 

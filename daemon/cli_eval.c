@@ -1298,6 +1298,10 @@ int cli_eval(int argc, char **argv)
 		       r.events_per_s, pc.threads > 1 ? pc.threads : 1, pc.threads > 1 ? "s" : "",
 		       retrieval_name(&config, &pc), blocks,
 		       (unsigned long long)r.skipped_excluded);
+		if (pc.sync_every > 0)
+			printf("blocks: ranking took %.2f s of the replay's %.2f s; the replay waited "
+			       "%.2f s for it\n",
+			       r.block_rank_seconds, r.seconds, r.block_wait_seconds);
 		struct model_index_stats is;
 		model_index_stats(model, &is);
 		if (is.built) {

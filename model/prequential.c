@@ -310,19 +310,29 @@ struct block {
 	size_t results_capacity;
 };
 
-/* Exact lists ranked per topk_run() in a block (its batch bound). */
-#define BLOCK_EXACT_BATCH 64
+/* Lists ranked per search in a block: the unit its two threads share out
+ * (and for the exact engine, the bound of a topk_run() batch). */
+#define BLOCK_CHUNK 32
 
 /*
- * Two blocks take turns: the replay fills one while the other is ranked
- * (on the ranking thread, or on the replay's own at the hand-over). The
- * view belongs to whoever ranks; the replay only captures deltas.
+ * Two blocks take turns: the replay fills one while the other is ranked.
+ * Captures, hand-overs, applications and searches are numbered from 0;
+ * number n is always blocks[n % 2]. The replay captures delta n when it
+ * starts block n and hands block n over when it ends. The view applies
+ * delta n (the rows) once block n - 1 is searched, which is often before
+ * block n is handed over; once it is handed over, the index is brought up
+ * to date (if the block has lists to rank) and block n searched. So the view goes through the
+ * same steps in the same order whatever the threads, and a block's lists
+ * never see its test events. With one thread all of it runs at the
+ * hand-over; with two, on the ranking thread, the replay taking chunks of
+ * the search when it reaches a block's end before the thread is done.
  */
 struct pipeline {
 	struct model *model;
 	struct model_view *view;
-	struct model_searcher *searcher;
-	struct topk *topk; /* the exact engine's */
+	struct model_searcher *searcher; /* the ranking thread's (one thread: the replay's) */
+	struct model_searcher *helper;   /* the replay's, when it takes chunks */
+	struct topk *topk, *helper_topk; /* the exact engine's, one per searcher */
 	enum model_retrieval retrieval;
 	size_t k;
 	struct block blocks[2];
@@ -332,9 +342,14 @@ struct pipeline {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool pending, quit; /* a block waits for the thread; the thread is to end */
+	/* under the lock when threaded */
+	uint64_t captured, handed, applied, prepared, searched;
+	size_t chunk_count, next_chunk, chunks_done; /* of block `searched` */
+	bool quit;
 	int rc;
 	char err[512];
+	/* the ranking thread busy, the replay ranking chunks, and waiting */
+	double rank_seconds, help_seconds, wait_seconds;
 };
 
 static int grow_block(struct block *b, size_t k)
@@ -352,40 +367,92 @@ static int grow_block(struct block *b, size_t k)
 	return 0;
 }
 
-/* Ranks block b's warm queries against the view brought to the block's start. */
-static int rank_block(struct pipeline *p, struct block *b, char *errstr, size_t errstr_size)
+/* Makes room for block b's lists (the replay, before the hand-over). */
+static int block_results_fit(struct block *b, size_t k, char *errstr, size_t errstr_size)
 {
-	size_t warm = b->batch.warm, k = p->k;
+	size_t warm = b->batch.warm;
 
-	if (warm > b->results_capacity) {
-		free(b->results);
-		free(b->counts);
-		b->results = malloc(warm * k * sizeof *b->results);
-		b->counts = malloc(warm * sizeof *b->counts);
-		b->results_capacity = b->results && b->counts ? warm : 0;
-		if (b->results_capacity == 0) {
-			snprintf(errstr, errstr_size, "out of memory for %zu lists", warm);
-			return -1;
-		}
-	}
-	if (model_view_apply(p->view, b->delta, errstr, errstr_size) != 0)
-		return -1;
-	if (warm == 0)
+	if (warm <= b->results_capacity)
 		return 0;
-	if (p->retrieval == MODEL_RETRIEVAL_INDEX) {
-		if (model_view_prepare(p->view, errstr, errstr_size) != 0)
-			return -1;
-		return model_view_search(p->view, p->searcher, p->retrieval, &b->batch, 0, warm,
-					 NULL, b->results, b->counts, errstr, errstr_size);
-	}
-	for (size_t at = 0; at < warm; at += BLOCK_EXACT_BATCH) {
-		size_t n = warm - at < BLOCK_EXACT_BATCH ? warm - at : BLOCK_EXACT_BATCH;
-		if (model_view_search(p->view, p->searcher, p->retrieval, &b->batch, at, n, NULL,
-				      b->results + at * k, b->counts + at, errstr,
-				      errstr_size) != 0)
-			return -1;
+	free(b->results);
+	free(b->counts);
+	b->results = malloc(warm * k * sizeof *b->results);
+	b->counts = malloc(warm * sizeof *b->counts);
+	b->results_capacity = b->results && b->counts ? warm : 0;
+	if (b->results_capacity == 0) {
+		snprintf(errstr, errstr_size, "out of memory for %zu lists", warm);
+		return -1;
 	}
 	return 0;
+}
+
+/* The index's upkeep before block b's searches: only when it has lists to
+ * rank, as the plain replay prepares only for a warm user's list. */
+static int prepare_block(struct pipeline *p, const struct block *b, char *errstr,
+			 size_t errstr_size)
+{
+	if (p->retrieval == MODEL_RETRIEVAL_INDEX && b->batch.warm > 0)
+		return model_view_prepare(p->view, errstr, errstr_size);
+	return 0;
+}
+
+static size_t block_chunks(const struct block *b)
+{
+	return (b->batch.warm + BLOCK_CHUNK - 1) / BLOCK_CHUNK;
+}
+
+/* Ranks chunk c of block b's warm queries (any thread, its own searcher). */
+static int rank_chunk(struct pipeline *p, struct block *b, struct model_searcher *searcher,
+		      size_t c, char *errstr, size_t errstr_size)
+{
+	size_t first = c * BLOCK_CHUNK, k = p->k;
+	size_t count = b->batch.warm - first < BLOCK_CHUNK ? b->batch.warm - first : BLOCK_CHUNK;
+
+	return model_view_search(p->view, searcher, p->retrieval, &b->batch, first, count, NULL,
+				 b->results + first * k, b->counts + first, errstr, errstr_size);
+}
+
+/* Notes a failure (the first one wins); no chunk is taken after it. */
+static void note_failure(struct pipeline *p, const char *errstr)
+{
+	if (p->rc == 0) {
+		p->rc = -1;
+		snprintf(p->err, sizeof p->err, "%s", errstr);
+	}
+	p->chunks_done += p->chunk_count - p->next_chunk;
+	p->next_chunk = p->chunk_count;
+}
+
+/* Whether block `searched` is handed over, its delta applied and the index prepared. */
+static bool searchable(const struct pipeline *p)
+{
+	return p->searched < p->handed && p->prepared > p->searched;
+}
+
+/*
+ * Takes chunks of the searchable block in turn until none is left (lock
+ * held on entry and exit): the ranking thread, and the replay when it is
+ * first at the block's end. Which thread ranks a chunk changes nothing: its
+ * lists depend on its queries and the view alone.
+ */
+static void take_chunks(struct pipeline *p, struct model_searcher *searcher, double *seconds)
+{
+	struct block *b = &p->blocks[p->searched % 2];
+
+	while (searchable(p) && p->next_chunk < p->chunk_count) {
+		size_t c = p->next_chunk++;
+		char err[512];
+		pthread_mutex_unlock(&p->lock);
+		double started = clock_monotonic_s();
+		int rc = rank_chunk(p, b, searcher, c, err, sizeof err);
+		*seconds += clock_monotonic_s() - started;
+		pthread_mutex_lock(&p->lock);
+		if (rc != 0)
+			note_failure(p, err);
+		p->chunks_done++;
+		if (p->chunks_done == p->chunk_count)
+			pthread_cond_broadcast(&p->cond);
+	}
 }
 
 static void *ranking_main(void *arg)
@@ -393,22 +460,41 @@ static void *ranking_main(void *arg)
 	struct pipeline *p = arg;
 
 	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		while (!p->pending && !p->quit)
+	while (!p->quit) {
+		if (p->applied < p->captured && p->applied == p->searched) {
+			/* the view to the next block's start, ahead of its hand-over */
+			struct block *b = &p->blocks[p->applied % 2];
+			char err[512];
+			pthread_mutex_unlock(&p->lock);
+			double started = clock_monotonic_s();
+			int rc = model_view_apply(p->view, b->delta, err, sizeof err);
+			p->rank_seconds += clock_monotonic_s() - started;
+			pthread_mutex_lock(&p->lock);
+			if (rc != 0)
+				note_failure(p, err);
+			p->applied++;
+		} else if (p->searched < p->handed && p->applied > p->searched &&
+			   p->prepared == p->searched) {
+			struct block *b = &p->blocks[p->searched % 2];
+			char err[512];
+			pthread_mutex_unlock(&p->lock);
+			double started = clock_monotonic_s();
+			int rc = prepare_block(p, b, err, sizeof err);
+			p->rank_seconds += clock_monotonic_s() - started;
+			pthread_mutex_lock(&p->lock);
+			if (rc != 0)
+				note_failure(p, err);
+			p->prepared++;
+			pthread_cond_broadcast(&p->cond);
+		} else if (searchable(p)) {
+			take_chunks(p, p->searcher, &p->rank_seconds);
+			while (p->chunks_done < p->chunk_count)
+				pthread_cond_wait(&p->cond, &p->lock);
+			p->searched++;
+			pthread_cond_broadcast(&p->cond);
+		} else {
 			pthread_cond_wait(&p->cond, &p->lock);
-		if (!p->pending)
-			break;
-		struct block *b = &p->blocks[p->ranked];
-		pthread_mutex_unlock(&p->lock);
-		char err[512];
-		int rc = rank_block(p, b, err, sizeof err);
-		pthread_mutex_lock(&p->lock);
-		if (rc != 0 && p->rc == 0) {
-			p->rc = rc;
-			snprintf(p->err, sizeof p->err, "%s", err);
 		}
-		p->pending = false;
-		pthread_cond_broadcast(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -437,13 +523,15 @@ static void pipeline_free(struct pipeline *p)
 		free(b->counts);
 	}
 	model_searcher_free(p->searcher);
+	model_searcher_free(p->helper);
 	topk_free(p->topk);
+	topk_free(p->helper_topk);
 }
 
 static int pipeline_init(struct pipeline *p, struct model *model, size_t k, unsigned threads,
 			 char *errstr, size_t errstr_size)
 {
-	struct topk_config tc = {.max_batch = BLOCK_EXACT_BATCH, .max_k = k};
+	struct topk_config tc = {.max_batch = BLOCK_CHUNK, .max_k = k};
 
 	memset(p, 0, sizeof *p);
 	p->model = model;
@@ -467,6 +555,11 @@ static int pipeline_init(struct pipeline *p, struct model *model, size_t k, unsi
 		}
 	}
 	if (threads > 1) {
+		p->helper_topk = topk_new(&tc, errstr, errstr_size);
+		p->helper = p->helper_topk ? model_searcher_new(p->helper_topk, errstr, errstr_size)
+					   : NULL;
+		if (p->helper == NULL)
+			return -1;
 		if (pthread_mutex_init(&p->lock, NULL) != 0) {
 			snprintf(errstr, errstr_size, "cannot set up the ranking thread");
 			return -1;
@@ -486,16 +579,21 @@ static int pipeline_init(struct pipeline *p, struct model *model, size_t k, unsi
 	return 0;
 }
 
-/* Waits for the block handed over to be ranked (the view is the replay's again). */
+/* Waits for the block handed over to be searched, taking chunks meanwhile. */
 static int pipeline_wait(struct pipeline *p, char *errstr, size_t errstr_size)
 {
 	int rc;
 
 	if (!p->threaded)
 		return 0;
+	double started = clock_monotonic_s(), helped = p->help_seconds;
 	pthread_mutex_lock(&p->lock);
-	while (p->pending)
-		pthread_cond_wait(&p->cond, &p->lock);
+	while (p->searched < p->handed) {
+		take_chunks(p, p->helper, &p->help_seconds);
+		if (p->searched < p->handed)
+			pthread_cond_wait(&p->cond, &p->lock);
+	}
+	p->wait_seconds += clock_monotonic_s() - started - (p->help_seconds - helped);
 	rc = p->rc;
 	if (rc != 0)
 		snprintf(errstr, errstr_size, "%s", p->err);
@@ -503,15 +601,30 @@ static int pipeline_wait(struct pipeline *p, char *errstr, size_t errstr_size)
 	return rc;
 }
 
-/* Hands the filled block over: ranked now (one thread) or by the thread. */
+/* Hands the filled block over (the last one searched): ranked now with one
+ * thread, else by the thread. */
 static int pipeline_hand_over(struct pipeline *p, char *errstr, size_t errstr_size)
 {
+	struct block *b = &p->blocks[p->filling];
+
 	p->ranked = p->filling;
 	p->filling ^= 1;
-	if (!p->threaded)
-		return rank_block(p, &p->blocks[p->ranked], errstr, errstr_size);
+	if (block_results_fit(b, p->k, errstr, errstr_size) != 0)
+		return -1;
+	if (!p->threaded) {
+		double started = clock_monotonic_s();
+		int rc = model_view_apply(p->view, b->delta, errstr, errstr_size);
+		if (rc == 0)
+			rc = prepare_block(p, b, errstr, errstr_size);
+		for (size_t c = 0; rc == 0 && c < block_chunks(b); c++)
+			rc = rank_chunk(p, b, p->searcher, c, errstr, errstr_size);
+		p->rank_seconds += clock_monotonic_s() - started;
+		return rc;
+	}
 	pthread_mutex_lock(&p->lock);
-	p->pending = true;
+	p->chunk_count = block_chunks(b);
+	p->next_chunk = p->chunks_done = 0;
+	p->handed++;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
@@ -524,7 +637,15 @@ static int pipeline_begin_block(struct pipeline *p, char *errstr, size_t errstr_
 
 	b->test_count = 0;
 	model_batch_begin(&b->batch, p->model, p->k);
-	return model_view_capture(p->model, b->delta, p->k, errstr, errstr_size);
+	if (model_view_capture(p->model, b->delta, p->k, errstr, errstr_size) != 0)
+		return -1;
+	if (p->threaded) {
+		pthread_mutex_lock(&p->lock);
+		p->captured++;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+	}
+	return 0;
 }
 
 /* Adds a test point's user (its query as of now) to the block being filled. */
@@ -565,6 +686,8 @@ static void score_block(struct pipeline *p, struct split_tally *ours, uint32_t *
 			   test->after_search);
 	}
 	model_view_collect(p->view, p->searcher);
+	if (p->helper != NULL)
+		model_view_collect(p->view, p->helper);
 	p->ranked = -1;
 }
 
@@ -816,8 +939,11 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 	if (pipe != NULL && (pipeline_boundary(pipe, &ours, items, errstr, errstr_size) != 0 ||
 			     pipeline_wait(pipe, errstr, errstr_size) != 0))
 		goto out_free;
-	if (pipe != NULL)
+	if (pipe != NULL) {
 		score_block(pipe, &ours, items);
+		result->block_rank_seconds = pipe->rank_seconds + pipe->help_seconds;
+		result->block_wait_seconds = pipe->wait_seconds;
+	}
 	result->events = stream->count;
 	split_scores(&ours, stream->item_total, &result->model_split);
 	split_scores(&popular, stream->item_total, &result->popularity_split);

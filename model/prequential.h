@@ -199,6 +199,9 @@ struct prequential_result {
 	struct prequential_exposure rules_exposure;
 	double seconds;
 	double events_per_s; /**< events learned and tested per second, whole replay */
+	/* with sync_every: seconds spent ranking blocks (on whichever thread),
+	 * and seconds the replay waited for the ranking thread */
+	double block_rank_seconds, block_wait_seconds;
 	/* with both_engines only: */
 	struct prequential_scores index;  /**< the index engine on the same test points */
 	double index_recall;              /**< mean |index list ∩ exact list| / |exact list| over
