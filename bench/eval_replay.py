@@ -129,13 +129,20 @@ def main():
                 runs[name].append(replay(path, events, extra))
             if args.pre_index_streamrec:
                 plain.append(replay_plain(args.pre_index_streamrec, events))
-                alone.append(replay_plain(args.streamrec, events,
-                                          ["--retrieval", "index", "--no-baselines", *extra]))
-                threaded.append(replay_plain(args.streamrec, events,
-                                             ["--retrieval", "index", "--no-baselines",
-                                              "--threads", "2", *extra]))
+            alone.append(replay_plain(args.streamrec, events,
+                                      ["--retrieval", "index", "--no-baselines", *extra]))
+            threaded.append(replay_plain(args.streamrec, events,
+                                         ["--retrieval", "index", "--no-baselines",
+                                          "--threads", "2", *extra]))
         for name, _ in builds:
             report(name, runs[name])
+        exact = [r["exact"] for r in runs["this build"]]
+        print(f"this build's index engine alone (eval --retrieval index --no-baselines): "
+              f"{statistics.median(alone):,.0f} events/s; on two threads (--threads 2: lists "
+              f"ranked in blocks of 256 events beside learning) {statistics.median(threaded):,.0f}"
+              f" events/s, {statistics.median(t / a for t, a in zip(threaded, alone)):.2f}x "
+              f"alone and {statistics.median(t / e for t, e in zip(threaded, exact)):.2f}x the "
+              f"exact engine's share of --retrieval both (medians of the runs' ratios)")
         if plain:
             ratios = [r["index"] / p for r, p in zip(runs["this build"], plain)]
             print(f"pre-index build (exact, plain eval): {statistics.median(plain):,.0f} "

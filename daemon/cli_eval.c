@@ -1053,7 +1053,7 @@ int cli_eval(int argc, char **argv)
 			sync_given = true;
 			break;
 		case 1029:
-			rc = cli_parse_count("eval", "threads", optarg, 1, 2, &v);
+			rc = cli_parse_count("eval", "threads", optarg, 1, 64, &v);
 			pc.threads = (unsigned)v;
 			break;
 		case 1022: {

@@ -324,22 +324,35 @@ struct block {
  * to date (if the block has lists to rank) and block n searched. So the view goes through the
  * same steps in the same order whatever the threads, and a block's lists
  * never see its test events. With one thread all of it runs at the
- * hand-over; with two, on the ranking thread, the replay taking chunks of
- * the search when it reaches a block's end before the thread is done.
+ * hand-over; with more, on ranking threads (the first applies and
+ * prepares, all take chunks of the search), the replay taking chunks too
+ * when it reaches a block's end before they are done.
  */
+/* Most threads of a replay in blocks: the replay's and its ranking threads. */
+#define PIPELINE_MAX_THREADS 64
+
+/* A thread that ranks: the replay's own (0) or a ranking thread (1 on; 1
+ * also applies the deltas and prepares the index). */
+struct ranker {
+	struct pipeline *pipeline;
+	pthread_t thread;
+	bool started;
+	struct topk *topk; /* the exact engine's */
+	struct model_searcher *searcher;
+	double seconds; /* ranking; written by its own thread only */
+};
+
 struct pipeline {
 	struct model *model;
 	struct model_view *view;
-	struct model_searcher *searcher; /* the ranking thread's (one thread: the replay's) */
-	struct model_searcher *helper;   /* the replay's, when it takes chunks */
-	struct topk *topk, *helper_topk; /* the exact engine's, one per searcher */
+	struct ranker rankers[PIPELINE_MAX_THREADS];
+	size_t threads;
 	enum model_retrieval retrieval;
 	size_t k;
 	struct block blocks[2];
 	int filling; /* the block the replay adds to */
 	int ranked;  /* the block handed over and not yet scored, or -1 */
-	bool threaded, started;
-	pthread_t thread;
+	bool threaded;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	/* under the lock when threaded */
@@ -348,8 +361,7 @@ struct pipeline {
 	bool quit;
 	int rc;
 	char err[512];
-	/* the ranking thread busy, the replay ranking chunks, and waiting */
-	double rank_seconds, help_seconds, wait_seconds;
+	double wait_seconds; /* the replay waiting for the ranking threads */
 };
 
 static int grow_block(struct block *b, size_t k)
@@ -455,41 +467,52 @@ static void take_chunks(struct pipeline *p, struct model_searcher *searcher, dou
 	}
 }
 
+/* Runs step(p, b) for the lead ranking thread without the lock, timing it. */
+static void lead_step(struct ranker *r, struct block *b,
+		      int (*step)(struct pipeline *, struct block *, char *, size_t))
+{
+	struct pipeline *p = r->pipeline;
+	char err[512];
+
+	pthread_mutex_unlock(&p->lock);
+	double started = clock_monotonic_s();
+	int rc = step(p, b, err, sizeof err);
+	r->seconds += clock_monotonic_s() - started;
+	pthread_mutex_lock(&p->lock);
+	if (rc != 0)
+		note_failure(p, err);
+}
+
+static int apply_step(struct pipeline *p, struct block *b, char *errstr, size_t errstr_size)
+{
+	return model_view_apply(p->view, b->delta, errstr, errstr_size);
+}
+
+static int prepare_step(struct pipeline *p, struct block *b, char *errstr, size_t errstr_size)
+{
+	return prepare_block(p, b, errstr, errstr_size);
+}
+
 static void *ranking_main(void *arg)
 {
-	struct pipeline *p = arg;
+	struct ranker *r = arg;
+	struct pipeline *p = r->pipeline;
+	bool lead = r == &p->rankers[1];
 
 	pthread_mutex_lock(&p->lock);
 	while (!p->quit) {
-		if (p->applied < p->captured && p->applied == p->searched) {
+		if (lead && p->applied < p->captured && p->applied == p->searched) {
 			/* the view to the next block's start, ahead of its hand-over */
-			struct block *b = &p->blocks[p->applied % 2];
-			char err[512];
-			pthread_mutex_unlock(&p->lock);
-			double started = clock_monotonic_s();
-			int rc = model_view_apply(p->view, b->delta, err, sizeof err);
-			p->rank_seconds += clock_monotonic_s() - started;
-			pthread_mutex_lock(&p->lock);
-			if (rc != 0)
-				note_failure(p, err);
+			lead_step(r, &p->blocks[p->applied % 2], apply_step);
 			p->applied++;
-		} else if (p->searched < p->handed && p->applied > p->searched &&
+		} else if (lead && p->searched < p->handed && p->applied > p->searched &&
 			   p->prepared == p->searched) {
-			struct block *b = &p->blocks[p->searched % 2];
-			char err[512];
-			pthread_mutex_unlock(&p->lock);
-			double started = clock_monotonic_s();
-			int rc = prepare_block(p, b, err, sizeof err);
-			p->rank_seconds += clock_monotonic_s() - started;
-			pthread_mutex_lock(&p->lock);
-			if (rc != 0)
-				note_failure(p, err);
+			lead_step(r, &p->blocks[p->searched % 2], prepare_step);
 			p->prepared++;
 			pthread_cond_broadcast(&p->cond);
-		} else if (searchable(p)) {
-			take_chunks(p, p->searcher, &p->rank_seconds);
-			while (p->chunks_done < p->chunk_count)
-				pthread_cond_wait(&p->cond, &p->lock);
+		} else if (searchable(p) && p->next_chunk < p->chunk_count) {
+			take_chunks(p, r->searcher, &r->seconds);
+		} else if (lead && searchable(p) && p->chunks_done == p->chunk_count) {
 			p->searched++;
 			pthread_cond_broadcast(&p->cond);
 		} else {
@@ -500,15 +523,25 @@ static void *ranking_main(void *arg)
 	return NULL;
 }
 
+/* Ends the ranking threads (every block searched, or on an error). */
+static void pipeline_stop(struct pipeline *p)
+{
+	if (!p->threaded)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->quit = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t t = 1; t < p->threads; t++)
+		if (p->rankers[t].started) {
+			pthread_join(p->rankers[t].thread, NULL);
+			p->rankers[t].started = false;
+		}
+}
+
 static void pipeline_free(struct pipeline *p)
 {
-	if (p->started) {
-		pthread_mutex_lock(&p->lock);
-		p->quit = true;
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
-		pthread_join(p->thread, NULL);
-	}
+	pipeline_stop(p);
 	if (p->threaded) {
 		pthread_mutex_destroy(&p->lock);
 		pthread_cond_destroy(&p->cond);
@@ -522,10 +555,10 @@ static void pipeline_free(struct pipeline *p)
 		free(b->results);
 		free(b->counts);
 	}
-	model_searcher_free(p->searcher);
-	model_searcher_free(p->helper);
-	topk_free(p->topk);
-	topk_free(p->helper_topk);
+	for (size_t t = 0; t < p->threads; t++) {
+		model_searcher_free(p->rankers[t].searcher);
+		topk_free(p->rankers[t].topk);
+	}
 }
 
 static int pipeline_init(struct pipeline *p, struct model *model, size_t k, unsigned threads,
@@ -538,11 +571,16 @@ static int pipeline_init(struct pipeline *p, struct model *model, size_t k, unsi
 	p->k = k;
 	p->ranked = -1;
 	p->retrieval = model_config(model)->retrieval;
-	p->topk = topk_new(&tc, errstr, errstr_size);
-	if (p->topk == NULL)
-		return -1;
-	p->searcher = model_searcher_new(p->topk, errstr, errstr_size);
-	p->view = p->searcher ? model_view(model, true, errstr, errstr_size) : NULL;
+	p->threads = threads < 1 ? 1 : threads > PIPELINE_MAX_THREADS ? PIPELINE_MAX_THREADS : threads;
+	for (size_t t = 0; t < p->threads; t++) {
+		struct ranker *r = &p->rankers[t];
+		r->pipeline = p;
+		r->topk = topk_new(&tc, errstr, errstr_size);
+		r->searcher = r->topk ? model_searcher_new(r->topk, errstr, errstr_size) : NULL;
+		if (r->searcher == NULL)
+			return -1;
+	}
+	p->view = model_view(model, true, errstr, errstr_size);
 	if (p->view == NULL)
 		return -1;
 	/* a replay trains in line: its lists must not depend on the timing */
@@ -554,29 +592,36 @@ static int pipeline_init(struct pipeline *p, struct model *model, size_t k, unsi
 			return -1;
 		}
 	}
-	if (threads > 1) {
-		p->helper_topk = topk_new(&tc, errstr, errstr_size);
-		p->helper = p->helper_topk ? model_searcher_new(p->helper_topk, errstr, errstr_size)
-					   : NULL;
-		if (p->helper == NULL)
-			return -1;
-		if (pthread_mutex_init(&p->lock, NULL) != 0) {
-			snprintf(errstr, errstr_size, "cannot set up the ranking thread");
-			return -1;
-		}
-		if (pthread_cond_init(&p->cond, NULL) != 0) {
-			pthread_mutex_destroy(&p->lock);
-			snprintf(errstr, errstr_size, "cannot set up the ranking thread");
-			return -1;
-		}
-		p->threaded = true;
-		if (pthread_create(&p->thread, NULL, ranking_main, p) != 0) {
-			snprintf(errstr, errstr_size, "cannot start the ranking thread");
+	if (p->threads == 1)
+		return 0;
+	if (pthread_mutex_init(&p->lock, NULL) != 0) {
+		snprintf(errstr, errstr_size, "cannot set up the ranking threads");
+		return -1;
+	}
+	if (pthread_cond_init(&p->cond, NULL) != 0) {
+		pthread_mutex_destroy(&p->lock);
+		snprintf(errstr, errstr_size, "cannot set up the ranking threads");
+		return -1;
+	}
+	p->threaded = true;
+	for (size_t t = 1; t < p->threads; t++) {
+		if (pthread_create(&p->rankers[t].thread, NULL, ranking_main, &p->rankers[t]) != 0) {
+			snprintf(errstr, errstr_size, "cannot start ranking thread %zu of %zu", t,
+				 p->threads - 1);
 			return -1;
 		}
-		p->started = true;
+		p->rankers[t].started = true;
 	}
 	return 0;
+}
+
+/* Seconds spent ranking on every thread (after pipeline_stop()). */
+static double pipeline_rank_seconds(const struct pipeline *p)
+{
+	double seconds = 0;
+	for (size_t t = 0; t < p->threads; t++)
+		seconds += p->rankers[t].seconds;
+	return seconds;
 }
 
 /* Waits for the block handed over to be searched, taking chunks meanwhile. */
@@ -586,14 +631,15 @@ static int pipeline_wait(struct pipeline *p, char *errstr, size_t errstr_size)
 
 	if (!p->threaded)
 		return 0;
-	double started = clock_monotonic_s(), helped = p->help_seconds;
+	struct ranker *own = &p->rankers[0];
+	double started = clock_monotonic_s(), helped = own->seconds;
 	pthread_mutex_lock(&p->lock);
 	while (p->searched < p->handed) {
-		take_chunks(p, p->helper, &p->help_seconds);
+		take_chunks(p, own->searcher, &own->seconds);
 		if (p->searched < p->handed)
 			pthread_cond_wait(&p->cond, &p->lock);
 	}
-	p->wait_seconds += clock_monotonic_s() - started - (p->help_seconds - helped);
+	p->wait_seconds += clock_monotonic_s() - started - (own->seconds - helped);
 	rc = p->rc;
 	if (rc != 0)
 		snprintf(errstr, errstr_size, "%s", p->err);
@@ -617,8 +663,8 @@ static int pipeline_hand_over(struct pipeline *p, char *errstr, size_t errstr_si
 		if (rc == 0)
 			rc = prepare_block(p, b, errstr, errstr_size);
 		for (size_t c = 0; rc == 0 && c < block_chunks(b); c++)
-			rc = rank_chunk(p, b, p->searcher, c, errstr, errstr_size);
-		p->rank_seconds += clock_monotonic_s() - started;
+			rc = rank_chunk(p, b, p->rankers[0].searcher, c, errstr, errstr_size);
+		p->rankers[0].seconds += clock_monotonic_s() - started;
 		return rc;
 	}
 	pthread_mutex_lock(&p->lock);
@@ -685,9 +731,8 @@ static void score_block(struct pipeline *p, struct split_tally *ours, uint32_t *
 		split_list(ours, items, n, test->item, test->repeat, test->warm, test->new_item,
 			   test->after_search);
 	}
-	model_view_collect(p->view, p->searcher);
-	if (p->helper != NULL)
-		model_view_collect(p->view, p->helper);
+	for (size_t t = 0; t < p->threads; t++)
+		model_view_collect(p->view, p->rankers[t].searcher);
 	p->ranked = -1;
 }
 
@@ -941,7 +986,8 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 		goto out_free;
 	if (pipe != NULL) {
 		score_block(pipe, &ours, items);
-		result->block_rank_seconds = pipe->rank_seconds + pipe->help_seconds;
+		pipeline_stop(pipe);
+		result->block_rank_seconds = pipeline_rank_seconds(pipe);
 		result->block_wait_seconds = pipe->wait_seconds;
 	}
 	result->events = stream->count;

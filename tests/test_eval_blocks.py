@@ -42,10 +42,11 @@ def test_blocks_on_a_ranking_thread_keep_the_figures(stream, tmp_path):
     _, serial_json, serial = figures(stream, tmp_path)
     text, two_json, two = figures(stream, tmp_path, "--threads", "2")
     _, _, one = figures(stream, tmp_path, "--threads", "1", "--sync-every", "256")
+    _, _, three = figures(stream, tmp_path, "--threads", "3")
     assert "2 threads, index engine, lists ranked in blocks of 256 events" in text
     assert (two_json["sync_every"], two_json["threads"]) == (256, 2)
     assert (serial_json["sync_every"], serial_json["threads"]) == (0, 1)
-    assert one == two  # the thread changes nothing
+    assert one == two == three  # the threads change nothing
     for name, ranking in serial.items():
         if name != "streamrec":  # baselines rank at the test point either way
             assert two[name] == ranking, name
@@ -57,7 +58,7 @@ def test_blocks_on_a_ranking_thread_keep_the_figures(stream, tmp_path):
 
 
 @pytest.mark.parametrize("options, named", [
-    (["--threads", "3"], "--threads"),
+    (["--threads", "65"], "--threads"),
     (["--threads", "0"], "--threads"),
     (["--threads", "2", "--sync-every", "0"], "--threads 2"),
     (["--sync-every", "-4"], "--sync-every"),

@@ -78,7 +78,7 @@ def test_state_writer_thread_is_race_free(tmp_path):
 
 
 def test_eval_ranking_thread_is_race_free(tmp_path):
-    """`streamrec eval --threads 2`: a thread ranks one block of test points
+    """`streamrec eval --threads 2|3`: threads rank one block of test points
     against the item side as of its start while the replay learns the next
     block and captures its changes; both engines, and the figures of one
     thread."""
@@ -88,7 +88,7 @@ def test_eval_ranking_thread_is_race_free(tmp_path):
                    capture_output=True)
     for engine in ("index", "exact"):
         outputs = []
-        for threads in ("1", "2"):
+        for threads in ("1", "2", "3"):
             result = run([BUILD / "tsan" / "streamrec", "eval", events, "--no-baselines",
                           "--retrieval", engine, "--sync-every", "128", "--threads", threads])
             output = result.stdout + result.stderr
@@ -97,4 +97,4 @@ def test_eval_ranking_thread_is_race_free(tmp_path):
             assert f"{threads} thread" in result.stdout, result.stdout
             outputs.append([line for line in result.stdout.splitlines()
                             if line.startswith("|")])
-        assert outputs[0] == outputs[1]
+        assert outputs[0] == outputs[1] == outputs[2]

@@ -125,7 +125,7 @@ static void blocks_of_one_event_are_the_serial_replay(void **state)
 	}
 }
 
-static void a_ranking_thread_changes_no_figure(void **state)
+static void ranking_threads_change_no_figure(void **state)
 {
 	struct prequential_stream stream = fixture_stream(*state);
 	enum model_retrieval engines[] = {MODEL_RETRIEVAL_EXACT, MODEL_RETRIEVAL_INDEX};
@@ -133,7 +133,9 @@ static void a_ranking_thread_changes_no_figure(void **state)
 	for (size_t e = 0; e < 2; e++) {
 		struct prequential_result one = replay(&stream, engines[e], 20, 100, 1);
 		struct prequential_result two = replay(&stream, engines[e], 20, 100, 2);
+		struct prequential_result four = replay(&stream, engines[e], 20, 100, 4);
 		assert_same_figures(&one, &two);
+		assert_same_figures(&one, &four);
 	}
 }
 
@@ -224,7 +226,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(no_list_sees_its_test_event_or_a_later_one),
 	    cmocka_unit_test(blocks_of_one_event_are_the_serial_replay),
-	    cmocka_unit_test(a_ranking_thread_changes_no_figure),
+	    cmocka_unit_test(ranking_threads_change_no_figure),
 	    cmocka_unit_test(blocks_cost_little_accuracy),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
