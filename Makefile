@@ -373,7 +373,8 @@ bench-scale: all
 	python3 bench/scale.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(SCALE_ARGS)
 
 # The offline replay of `streamrec eval --retrieval both` (bench/eval_replay.py,
-# standard library only): both engines' events/s side by side, medians of EVAL_RUNS.
+# standard library only): both engines' events/s side by side, then the index
+# engine alone on one thread and with --threads 2, medians of EVAL_RUNS.
 EVAL_RUNS     ?= 3
 bench-eval: $(BUILD)/streamrec
 	$(PYTHON) bench/eval_replay.py --streamrec $(BUILD)/streamrec --runs $(EVAL_RUNS)
