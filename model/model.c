@@ -1984,6 +1984,40 @@ void model_batch_free(struct model_batch *batch)
 	memset(batch, 0, sizeof *batch);
 }
 
+/* A cold user's list: the trending items the eligibility keeps, into results. */
+static size_t eligible_trending(const uint32_t *trending, size_t got, const uint8_t *eligible,
+				struct topk_result *results)
+{
+	size_t n = 0;
+	for (size_t r = 0; r < got; r++)
+		if (eligible == NULL || eligible[trending[r]])
+			results[n++] = (struct topk_result){.item = trending[r], .score = 0};
+	return n;
+}
+
+/* Writes warm user's query as batch query w (storage reserved), its
+ * exclusions copied at batch->excluded. */
+static void batch_fill(struct model_batch *batch, struct model *m, uint32_t user, size_t w)
+{
+	size_t capacity = batch->sparse_stride;
+	struct model_query q = {.vector = batch->vectors + w * m->stride,
+				.sparse_items = batch->sparse_items + w * capacity,
+				.sparse_scores = batch->sparse_scores + w * capacity,
+				.sparse_because = batch->sparse_because + w * capacity};
+	model_query(m, user, &q);
+	/* a copy: learning may change the exclusions while another thread ranks */
+	uint32_t *exclude = q.exclude_count > 0 ? batch->exclude + batch->excluded : NULL;
+	if (q.exclude_count > 0)
+		memcpy(exclude, q.exclude, q.exclude_count * sizeof *exclude);
+	batch->excluded += q.exclude_count;
+	batch->queries[w] = (struct topk_query){.vector = q.vector,
+						.exclude = exclude,
+						.exclude_count = q.exclude_count,
+						.sparse_items = q.sparse_items,
+						.sparse_scores = q.sparse_scores,
+						.sparse_count = q.sparse_count};
+}
+
 int model_batch_prepare(struct model_batch *batch, struct model *model, const uint32_t *users,
 			size_t user_count, size_t k, const uint8_t *eligible,
 			struct topk_result *results, size_t *counts, char *errstr,
@@ -2019,7 +2053,7 @@ int model_batch_prepare(struct model_batch *batch, struct model *model, const ui
 		return -1;
 	}
 	size_t trending_count = SIZE_MAX; /* computed once per call, when a cold user needs it */
-	excluded = 0;
+	batch->excluded = 0;
 	for (size_t u = 0; u < user_count; u++) {
 		if (!model_user_has_history(m, users[u])) {
 			/* cold: the trending list, filtered like any other. A user
@@ -2027,7 +2061,7 @@ int model_batch_prepare(struct model_batch *batch, struct model *model, const ui
 			 * of the batch shares one list (an O(items) scan). */
 			const struct item_set *ex =
 			    (size_t)users[u] < m->users ? &m->exclude[users[u]] : NULL;
-			size_t n = 0, got;
+			size_t got;
 			if (ex != NULL && ex->count > 0) {
 				got = model_trending(m, users[u], k, trending);
 				trending_count = SIZE_MAX;
@@ -2036,30 +2070,10 @@ int model_batch_prepare(struct model_batch *batch, struct model *model, const ui
 					trending_count = model_trending(m, UINT32_MAX, k, trending);
 				got = trending_count;
 			}
-			for (size_t r = 0; r < got; r++)
-				if (eligible == NULL || eligible[trending[r]])
-					results[u * k + n++] =
-					    (struct topk_result){.item = trending[r], .score = 0};
-			counts[u] = n;
+			counts[u] = eligible_trending(trending, got, eligible, results + u * k);
 			continue;
 		}
-		size_t w = batch->warm;
-		struct model_query q = {.vector = batch->vectors + w * m->stride,
-					.sparse_items = batch->sparse_items + w * capacity,
-					.sparse_scores = batch->sparse_scores + w * capacity,
-					.sparse_because = batch->sparse_because + w * capacity};
-		model_query(m, users[u], &q);
-		/* a copy: learning may change the exclusions while another thread ranks */
-		uint32_t *exclude = q.exclude_count > 0 ? batch->exclude + excluded : NULL;
-		if (q.exclude_count > 0)
-			memcpy(exclude, q.exclude, q.exclude_count * sizeof *exclude);
-		excluded += q.exclude_count;
-		batch->queries[w] = (struct topk_query){.vector = q.vector,
-							.exclude = exclude,
-							.exclude_count = q.exclude_count,
-							.sparse_items = q.sparse_items,
-							.sparse_scores = q.sparse_scores,
-							.sparse_count = q.sparse_count};
+		batch_fill(batch, m, users[u], batch->warm);
 		batch->warm_index[batch->warm++] = u;
 	}
 	free(trending);
@@ -2099,16 +2113,12 @@ int model_batch_add(struct model_batch *batch, struct model *model, uint32_t use
 	if (!model_user_has_history(m, user)) {
 		/* cold: the trending list, filtered as model_batch_prepare() does */
 		uint32_t *trending = malloc((k ? k : 1) * sizeof *trending);
-		size_t n = 0, got;
 		if (trending == NULL) {
 			set_errstr(errstr, errstr_size, "out of memory for a trending list");
 			return -1;
 		}
-		got = model_trending(m, user, k, trending);
-		for (size_t r = 0; r < got; r++)
-			if (eligible == NULL || eligible[trending[r]])
-				cold_list[n++] = (struct topk_result){.item = trending[r], .score = 0};
-		*cold_count = n;
+		*cold_count = eligible_trending(trending, model_trending(m, user, k, trending),
+						eligible, cold_list);
 		free(trending);
 		return 0;
 	}
@@ -2137,22 +2147,7 @@ int model_batch_add(struct model_batch *batch, struct model *model, uint32_t use
 	    capacities[3] != batch->sparse_scores_capacity ||
 	    capacities[4] != batch->exclude_capacity)
 		batch_rebase(batch, m->stride); /* the storage moved */
-	struct model_query q = {.vector = batch->vectors + w * m->stride,
-				.sparse_items = batch->sparse_items + w * capacity,
-				.sparse_scores = batch->sparse_scores + w * capacity,
-				.sparse_because = batch->sparse_because + w * capacity};
-	model_query(m, user, &q);
-	/* a copy: learning may change the exclusions while another thread ranks */
-	uint32_t *copy = q.exclude_count > 0 ? batch->exclude + batch->excluded : NULL;
-	if (q.exclude_count > 0)
-		memcpy(copy, q.exclude, q.exclude_count * sizeof *copy);
-	batch->excluded += q.exclude_count;
-	batch->queries[w] = (struct topk_query){.vector = q.vector,
-						.exclude = copy,
-						.exclude_count = q.exclude_count,
-						.sparse_items = q.sparse_items,
-						.sparse_scores = q.sparse_scores,
-						.sparse_count = q.sparse_count};
+	batch_fill(batch, m, user, w);
 	batch->warm_index[w] = position;
 	batch->warm++;
 	return 1;

@@ -400,8 +400,7 @@ static int block_results_fit(struct block *b, size_t k, char *errstr, size_t err
 
 /* The index's upkeep before block b's searches: only when it has lists to
  * rank, as the plain replay prepares only for a warm user's list. */
-static int prepare_block(struct pipeline *p, const struct block *b, char *errstr,
-			 size_t errstr_size)
+static int prepare_block(struct pipeline *p, struct block *b, char *errstr, size_t errstr_size)
 {
 	if (p->retrieval == MODEL_RETRIEVAL_INDEX && b->batch.warm > 0)
 		return model_view_prepare(p->view, errstr, errstr_size);
@@ -488,11 +487,6 @@ static int apply_step(struct pipeline *p, struct block *b, char *errstr, size_t 
 	return model_view_apply(p->view, b->delta, errstr, errstr_size);
 }
 
-static int prepare_step(struct pipeline *p, struct block *b, char *errstr, size_t errstr_size)
-{
-	return prepare_block(p, b, errstr, errstr_size);
-}
-
 static void *ranking_main(void *arg)
 {
 	struct ranker *r = arg;
@@ -507,7 +501,7 @@ static void *ranking_main(void *arg)
 			p->applied++;
 		} else if (lead && p->searched < p->handed && p->applied > p->searched &&
 			   p->prepared == p->searched) {
-			lead_step(r, &p->blocks[p->searched % 2], prepare_step);
+			lead_step(r, &p->blocks[p->searched % 2], prepare_block);
 			p->prepared++;
 			pthread_cond_broadcast(&p->cond);
 		} else if (searchable(p) && p->next_chunk < p->chunk_count) {
