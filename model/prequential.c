@@ -293,9 +293,10 @@ static int rank_both(struct model *model, struct topk *topk, uint32_t user, size
 /* A test point whose model list waits for its block's ranking. */
 struct block_test {
 	uint32_t item;
-	uint32_t warm_slot; /* the batch's query, or UINT32_MAX: cold, its list in `cold` */
+	/* the batch's query (a warm user), or UINT32_MAX: cold, its list in `cold` */
+	uint32_t warm_slot;
 	size_t cold_count;
-	bool repeat, warm, new_item, after_search;
+	bool repeat, new_item, after_search;
 };
 
 /* One block: the item side as of its start, its test points' queries. */
@@ -310,9 +311,23 @@ struct block {
 	size_t results_capacity;
 };
 
-/* Lists ranked per search in a block: the unit its two threads share out
- * (and for the exact engine, the bound of a topk_run() batch). */
+/* Lists ranked per search in a block: the unit its threads share out (and
+ * for the exact engine, the bound of a topk_run() batch). */
 #define BLOCK_CHUNK 32
+
+/* Most threads of a replay in blocks: the replay's and its ranking threads. */
+#define PIPELINE_MAX_THREADS 64
+
+/* A thread that ranks: the replay's own (0) or a ranking thread (1 on; 1
+ * also applies the deltas and prepares the index). */
+struct ranker {
+	struct pipeline *pipeline;
+	pthread_t thread;
+	bool started;
+	struct topk *topk; /* the exact engine's */
+	struct model_searcher *searcher;
+	double seconds; /* ranking; written by its own thread only */
+};
 
 /*
  * Two blocks take turns: the replay fills one while the other is ranked.
@@ -328,20 +343,6 @@ struct block {
  * prepares, all take chunks of the search), the replay taking chunks too
  * when it reaches a block's end before they are done.
  */
-/* Most threads of a replay in blocks: the replay's and its ranking threads. */
-#define PIPELINE_MAX_THREADS 64
-
-/* A thread that ranks: the replay's own (0) or a ranking thread (1 on; 1
- * also applies the deltas and prepares the index). */
-struct ranker {
-	struct pipeline *pipeline;
-	pthread_t thread;
-	bool started;
-	struct topk *topk; /* the exact engine's */
-	struct model_searcher *searcher;
-	double seconds; /* ranking; written by its own thread only */
-};
-
 struct pipeline {
 	struct model *model;
 	struct model_view *view;
@@ -722,7 +723,7 @@ static void score_block(struct pipeline *p, struct split_tally *ours, uint32_t *
 		n = n < k ? n : k;
 		for (size_t r = 0; r < n; r++)
 			items[r] = list[r].item;
-		split_list(ours, items, n, test->item, test->repeat, test->warm, test->new_item,
+		split_list(ours, items, n, test->item, test->repeat, warm, test->new_item,
 			   test->after_search);
 	}
 	for (size_t t = 0; t < p->threads; t++)
@@ -894,7 +895,6 @@ int prequential_run(struct model *model, struct topk *topk, const struct prequen
 				if (pipe != NULL) {
 					struct block_test t = {.item = item,
 							       .repeat = repeat,
-							       .warm = warm,
 							       .new_item = new_item,
 							       .after_search = after_search};
 					if (pipeline_add(pipe, user, t, errstr, errstr_size) != 0)
