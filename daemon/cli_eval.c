@@ -566,7 +566,7 @@ static int write_json(const char *path, const struct event_log *log,
 			(double)config->event_weight[t]);
 	fprintf(out, "},\n  \"dim\": %zu, \"negatives\": %u,\n", config->dim, config->negatives);
 	fprintf(out, "  \"retrieval\": \"%s\", \"sync_every\": %zu, \"threads\": %u,\n",
-		retrieval_name(config, pc), pc->sync_every, pc->threads > 1 ? pc->threads : 1);
+		retrieval_name(config, pc), pc->sync_every, pc->threads);
 	json_scores(out, "model", &r->model);
 	json_scores(out, "popularity", &r->popularity);
 	fprintf(out, "  \"rankings\": [\n");
@@ -800,7 +800,7 @@ int cli_eval(int argc, char **argv)
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
-	struct prequential_config pc = {.k = 20, .test_every = 1};
+	struct prequential_config pc = {.k = 20, .test_every = 1, .threads = 1};
 	const char *export_path = NULL, *json_path = NULL, *content_path = NULL;
 	struct eventlog_content content = {0};
 	double half_lives[MAX_TRENDING_BASELINES] = {3600e3, 86400e3, 7 * 86400e3};
@@ -1295,7 +1295,7 @@ int cli_eval(int argc, char **argv)
 				 pc.sync_every);
 		printf("\nreplay: %.0f events/s (learn + rank both lists, %u thread%s, %s engine%s); "
 		       "%llu tests skipped (item excluded by the protocol)\n",
-		       r.events_per_s, pc.threads > 1 ? pc.threads : 1, pc.threads > 1 ? "s" : "",
+		       r.events_per_s, pc.threads, pc.threads > 1 ? "s" : "",
 		       retrieval_name(&config, &pc), blocks,
 		       (unsigned long long)r.skipped_excluded);
 		if (pc.sync_every > 0)
