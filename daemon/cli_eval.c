@@ -1103,6 +1103,17 @@ int cli_eval(int argc, char **argv)
 		eval_rules_free(&er);
 		return 2;
 	}
+	if (pc.sync_every > 0 && (tune || ablations)) {
+		/* their replays rank each candidate's list at its test point: set
+		 * beside lists ranked in blocks, the plain protocol's small edge
+		 * would pass for a better setting or a signal's worth */
+		fprintf(stderr, "streamrec eval: --sync-every/--threads: not with %s (its candidates "
+				"rank each list at its test point, so their figures would not compare "
+				"with lists ranked in blocks)\n",
+			tune ? "--tune" : "--ablations");
+		eval_rules_free(&er);
+		return 2;
+	}
 	if (optind + 1 != argc) {
 		fprintf(stderr, "streamrec eval: expected exactly one event file (try --help)\n");
 		eval_rules_free(&er);

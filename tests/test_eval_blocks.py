@@ -64,6 +64,11 @@ def test_blocks_on_a_ranking_thread_keep_the_figures(stream, tmp_path):
     (["--sync-every", "-4"], "--sync-every"),
     (["--sync-every", "64", "--retrieval", "both"], "--retrieval both"),
     (["--threads", "2", "--max-per-category", "2"], "list rules"),
+    # their candidates rank at each test point: set beside lists ranked in
+    # blocks, the plain protocol's edge would pass for a better setting
+    (["--threads", "2", "--tune"], "--tune"),
+    (["--sync-every", "64", "--tune-rounds", "2"], "--tune"),
+    (["--threads", "2", "--ablations"], "--ablations"),
 ])
 def test_misused_block_options_are_refused(stream, options, named):
     r = subprocess.run([STREAMREC, "eval", *options, stream], capture_output=True, text=True)
