@@ -374,10 +374,14 @@ bench-scale: all
 
 # The offline replay of `streamrec eval --retrieval both` (bench/eval_replay.py,
 # standard library only): both engines' events/s side by side, then the index
-# engine alone on one thread and with --threads 2, medians of EVAL_RUNS.
-EVAL_RUNS     ?= 3
+# engine alone on one thread and with --threads 2, medians of EVAL_RUNS; and,
+# in a git checkout, each as a multiple of the build before the index
+# (EVAL_PRE_INDEX, built in a temporary worktree; empty: skipped).
+EVAL_RUNS      ?= 3
+EVAL_PRE_INDEX ?= 3836813^
 bench-eval: $(BUILD)/streamrec
-	$(PYTHON) bench/eval_replay.py --streamrec $(BUILD)/streamrec --runs $(EVAL_RUNS)
+	$(PYTHON) bench/eval_replay.py --streamrec $(BUILD)/streamrec --runs $(EVAL_RUNS) \
+	  $(if $(and $(EVAL_PRE_INDEX),$(wildcard .git)),--pre-index-commit '$(EVAL_PRE_INDEX)')
 
 bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
 	tools/kafka-broker fetch >/dev/null

@@ -13,13 +13,15 @@ machine and the OpenBLAS kernel. Standard library only.
 
     bench/eval_replay.py [--streamrec build/streamrec] [--runs 3] [--nprobe N]
                          [--old-streamrec PATH]   (another build, same stream)
-                         [--pre-index-streamrec PATH]
+                         [--pre-index-streamrec PATH | --pre-index-commit REV]
 
 --pre-index-streamrec names a build from before the index existed (issue
 12's starting point, e.g. commit 3836813^, built with `make build/streamrec`
 in a worktree): it is replayed with its plain `streamrec eval`, interleaved
 with the others, and the index engine's events/s is also given as a multiple
-of its events/s, the issue's "20x faster than today". Then this build is
+of its events/s, the issue's "20x faster than today" (`--pre-index-commit
+REV` builds REV's `build/streamrec` in a temporary git worktree for it, as
+`make bench-eval` does with 3836813^). Then this build is
 also replayed with the index engine alone (`streamrec eval --retrieval index
 --no-baselines`: learn, rank the model's list and popularity's, as the
 pre-index build's plain eval does), which is what a user's replay runs: in
@@ -31,9 +33,13 @@ block's start, on a thread beside learning).
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 GEN_ARGS = ["--events", "300000", "--items", "85000", "--users", "20000"]
 EVAL_ARGS = ["--retrieval", "both", "--no-baselines"]
@@ -101,19 +107,50 @@ def report(name, runs):
           f"{last['candidates']} candidates a list")
 
 
+def build_at(commit, tmp):
+    """Builds commit's build/streamrec in a temporary git worktree (removed
+    after) and returns the binary's path in tmp; exits naming the step that
+    failed."""
+    tree = os.path.join(tmp, "pre-index-tree")
+    steps = [(["git", "-C", ROOT, "worktree", "add", "--detach", tree, commit],
+              f"git worktree add {commit}"),
+             (["make", "-C", tree, f"-j{os.cpu_count() or 1}", "build/streamrec"],
+              f"make build/streamrec at {commit}")]
+    try:
+        for command, what in steps:
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"eval_replay: --pre-index-commit: {what} failed:\n"
+                         + (done.stderr or done.stdout)[-2000:])
+        binary = os.path.join(tmp, "streamrec-pre-index")
+        shutil.copy2(os.path.join(tree, "build", "streamrec"), binary)
+        return binary
+    finally:
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree],
+                       capture_output=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streamrec", default="build/streamrec")
     parser.add_argument("--old-streamrec", help="another build, replayed in turn on the same stream")
     parser.add_argument("--pre-index-streamrec",
                         help="a build from before the index (plain `eval`), replayed in turn")
+    parser.add_argument("--pre-index-commit", metavar="REV",
+                        help="build REV in a temporary git worktree and use it as "
+                             "--pre-index-streamrec")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--nprobe", type=int, help="cells probed (default: the model's)")
     args = parser.parse_args()
+    if args.pre_index_commit and args.pre_index_streamrec:
+        parser.error("--pre-index-commit and --pre-index-streamrec: one or the other")
     extra = ["--nprobe", str(args.nprobe)] if args.nprobe is not None else []
 
     print("machine:", machine(args.streamrec))
     with tempfile.TemporaryDirectory() as tmp:
+        if args.pre_index_commit:
+            args.pre_index_streamrec = build_at(args.pre_index_commit, tmp)
+            print(f"pre-index build: {args.pre_index_commit}, built in a temporary worktree")
         events = os.path.join(tmp, "events.csv")
         subprocess.run([args.streamrec, "gen", *GEN_ARGS, "--out", events], check=True,
                        capture_output=True)
