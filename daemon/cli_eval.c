@@ -1096,21 +1096,18 @@ int cli_eval(int argc, char **argv)
 		eval_rules_free(&er);
 		return 2;
 	}
-	if (pc.sync_every > 0 && (pc.both_engines || er.any)) {
-		fprintf(stderr, "streamrec eval: --sync-every/--threads: not with %s (they rank each "
-				"list at its test point)\n",
-			pc.both_engines ? "--retrieval both" : "list rules");
-		eval_rules_free(&er);
-		return 2;
-	}
-	if (pc.sync_every > 0 && (tune || ablations)) {
-		/* their replays rank each candidate's list at its test point: set
-		 * beside lists ranked in blocks, the plain protocol's small edge
-		 * would pass for a better setting or a signal's worth */
-		fprintf(stderr, "streamrec eval: --sync-every/--threads: not with %s (its candidates "
-				"rank each list at its test point, so their figures would not compare "
-				"with lists ranked in blocks)\n",
-			tune ? "--tune" : "--ablations");
+	/* these rank each list at their test points: beside lists ranked in
+	 * blocks, the plain protocol's small edge would pass for a better
+	 * engine, setting or signal */
+	const char *at_test_points = pc.both_engines ? "--retrieval both"
+				     : er.any        ? "list rules"
+				     : tune          ? "--tune"
+				     : ablations     ? "--ablations"
+						     : NULL;
+	if (pc.sync_every > 0 && at_test_points != NULL) {
+		fprintf(stderr, "streamrec eval: --sync-every/--threads: not with %s: lists ranked at "
+				"each test point do not compare with lists ranked in blocks\n",
+			at_test_points);
 		eval_rules_free(&er);
 		return 2;
 	}
