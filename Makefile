@@ -324,7 +324,7 @@ $(BUILD)/bench/%: bench/%.c $(REL_OBJS)
 # Benchmarks print figures (medians of several runs, ratios against a
 # baseline measured in the same run); nothing here asserts a timing.
 bench: all $(BENCH_BINS)
-	@echo "machine: $$(nproc) cores, $$(free -g | awk '/^Mem/ {print $$2}') GiB, $$(lscpu | sed -n 's/^Model name: *//p')"
+	@echo "machine: $$(nproc) cores, $$(free -g | awk '/^Mem/ {print $$2}') GiB, $$(lscpu | sed -n 's/^Model name: *//p'), L3 $$(lscpu | sed -n 's/^L3 cache: *//p')"
 	@$(BUILD)/streamrec blas | sed -n 's/^kernel /OpenBLAS kernel: /p; s/^chosen_by /  chosen by: /p; s/^cpu_best /  best the CPU runs: /p'
 	@for b in $(BENCH_BINS); do $$b || exit 1; done
 

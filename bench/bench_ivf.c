@@ -180,8 +180,18 @@ static void print_machine(void)
 			}
 		fclose(f);
 	}
-	printf("machine: %ld cores online, %.1f GiB RAM, %s\n", sysconf(_SC_NPROCESSORS_ONLN),
-	       (double)pages * (double)page_size / 1073741824.0, cpu);
+	/* the exact engine streams the item matrix: its speed follows the L3
+	 * (as the kernel reports it: glibc's sysconf gave 10x lscpu's in a VM) */
+	char l3[32] = "?";
+	f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r");
+	if (f != NULL) {
+		if (fgets(l3, sizeof l3, f) == NULL)
+			snprintf(l3, sizeof l3, "?");
+		l3[strcspn(l3, "\n")] = '\0';
+		fclose(f);
+	}
+	printf("machine: %ld cores online, %.1f GiB RAM, %s, L3 %s\n", sysconf(_SC_NPROCESSORS_ONLN),
+	       (double)pages * (double)page_size / 1073741824.0, cpu, l3);
 	printf("OpenBLAS: core %s; %s\n", openblas_get_corename(), openblas_get_config());
 }
 

@@ -61,14 +61,17 @@ def machine_line():
     cores = os.cpu_count()
     with open("/proc/meminfo") as f:
         mem_kib = int(f.readline().split()[1])
-    model = "unknown CPU"
+    model, l3 = "unknown CPU", "?"
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
             if line.startswith("Model name:"):
                 model = line.split(":", 1)[1].strip()
+            elif line.startswith("L3 cache:"):
+                l3 = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{cores} cores, {mem_kib / 2**20:.0f} GiB, {model}, {platform.system()} {platform.release()}"
+    return (f"{cores} cores, {mem_kib / 2**20:.0f} GiB, {model}, L3 {l3}, "
+            f"{platform.system()} {platform.release()}")
 
 
 def machine_busy_ticks():
@@ -127,7 +130,10 @@ class Metrics:
                 "deferred": sums.get("streamrec_refresh_deferred_total", 0.0),
                 "index_recall": sums.get("streamrec_index_recall"),
                 "index_trainings": sums.get("streamrec_index_trainings_total", 0.0),
-                "index_training_s": sums.get("streamrec_index_training_seconds_total", 0.0)}
+                "index_training_s": sums.get("streamrec_index_training_seconds_total", 0.0),
+                "index_nprobe": sums.get("streamrec_index_nprobe"),
+                "index_candidates": sums.get("streamrec_index_candidates_total", 0.0),
+                "index_lists": sums.get("streamrec_index_lists_total", 0.0)}
 
 
 class Process:
@@ -455,6 +461,10 @@ bootstrap.servers = {self.bootstrap}
             "deferred": end["deferred"] - base["deferred"], "index_recall": end["index_recall"],
             "index_trainings": end["index_trainings"] - base["index_trainings"],
             "index_training_s": end["index_training_s"] - base["index_training_s"],
+            "index_nprobe": end["index_nprobe"],
+            "index_candidates_per_list":
+                (end["index_candidates"] - base["index_candidates"]) /
+                max(end["index_lists"] - base["index_lists"], 1),
             "e2e_ms_window_median": percentile_table(window_p),
             "daemon_ms_window_median": percentile_table(window_daemon),
             "segment": summary,
@@ -465,7 +475,9 @@ bootstrap.servers = {self.bootstrap}
             f"{p.get('p50')}/{p.get('p99')}/{p.get('p999')} ms, CPU {result['cpu_cores']:.2f} cores, "
             f"RSS {result['rss_mib']:.0f} MiB, lag {result['lag_first']:.0f} -> {result['lag_last']:.0f}, "
             f"deferred {result['deferred']:.0f}, index recall {result['index_recall']}, "
-            f"index trainings {result['index_trainings']:.0f} ({result['index_training_s']:.1f} s)")
+            f"index trainings {result['index_trainings']:.0f} ({result['index_training_s']:.1f} s), "
+            f"nprobe {result['index_nprobe']}, {result['index_candidates_per_list']:,.0f} "
+            f"candidates a list")
         self.results["scenarios"].append(result)
         self.stop_daemon()
         return result

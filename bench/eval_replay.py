@@ -54,16 +54,19 @@ TESTS = re.compile(r"^\| exact +\| +([0-9.]+) \|.*\| +([0-9]+) \|$", re.M)
 
 
 def machine(streamrec):
-    cpu = "?"
+    cpu, l3 = "?", "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("L3 cache:"):  # the exact engine's speed follows it
+            l3 = line.split(":", 1)[1].strip()
     blas = subprocess.run([streamrec, "blas"], capture_output=True, text=True).stdout
     kernel = re.search(r"^kernel (\S+)", blas, re.M)
     config = re.search(r"^config (.*)$", blas, re.M)
-    return (f"{os.cpu_count()} cores, {cpu}; OpenBLAS kernel "
+    return (f"{os.cpu_count()} cores, {cpu}, L3 {l3}; OpenBLAS kernel "
             f"{kernel.group(1) if kernel else '?'} ({config.group(1) if config else '?'})")
 
 

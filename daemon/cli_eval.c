@@ -31,12 +31,12 @@
 static void print_index_upkeep(const struct model_index_stats *is, size_t trending)
 {
 	printf("nlist %zu, nprobe %zu, trending %zu, %.0f candidates a list, %llu trainings, "
-	       "%.0f%% of %llu row updates kept their cell unscored\n",
+	       "%.0f%% of %llu row updates kept their cell unscored, the largest cell %zu items\n",
 	       is->nlist, is->nprobe, trending,
 	       is->lists ? (double)is->candidates / (double)is->lists : 0.0,
 	       (unsigned long long)is->trainings,
 	       is->rows_synced ? 100.0 * (double)is->rows_kept / (double)is->rows_synced : 0.0,
-	       (unsigned long long)is->rows_synced);
+	       (unsigned long long)is->rows_synced, is->largest_cell);
 }
 
 static int parse_real(const char *option, const char *text, double min, double max, double *out)

@@ -598,6 +598,13 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	variant_counts(&t, m, "index_rows_kept_total", "counter",
 		       "Of those, rows that kept their cell without a scoring against the centroids.",
 		       offsetof(struct metrics_variant, index_rows_kept_total));
+	variant_counts(&t, m, "index_candidates_total", "counter",
+		       "Items the index engine scored for its lists (probed cells' rows, co-visitation "
+		       "and trending candidates); per list: divide by index_lists_total.",
+		       offsetof(struct metrics_variant, index_candidates_total));
+	variant_counts(&t, m, "index_lists_total", "counter",
+		       "Warm lists the index engine ranked.",
+		       offsetof(struct metrics_variant, index_lists_total));
 	family(&t, "index_nprobe", "gauge",
 	       "Index cells probed per list (model.index_recall_target moves the automatic one).");
 	for (size_t v = 0; v < m->variant_count; v++)

@@ -127,6 +127,10 @@ struct metrics_variant {
 	 * them those that kept their cell without being scored against the
 	 * centroids (model_index_stats: rows_synced, rows_kept). */
 	uint64_t index_row_updates_total, index_rows_kept_total;
+	/** Items the index engine scored for its lists so far (probed cells'
+	 * rows, co-visitation and trending candidates) and those lists: their
+	 * ratio is what a list costs (model_index_stats: candidates, lists). */
+	uint64_t index_candidates_total, index_lists_total;
 	/** The A/B experiment (when there is one): exposed and converted users
 	 * this period, the always-valid p-value against control (negative: none). */
 	uint64_t experiment_exposed, experiment_converted;

@@ -87,6 +87,7 @@ struct group {
 	    shadow_results_capacity, warm_counts_capacity, shadow_counts_capacity;
 	double recall_sum; /* under the mutex */
 	size_t recall_compared;
+	uint64_t candidates, searched; /* the index's items scored and lists (under the mutex) */
 	bool failed;
 	char error[512];
 };
@@ -795,6 +796,12 @@ static int run_task(struct refresher *r, const struct task *t, struct model_sear
 			      g->warm_results + t->first * k, g->warm_counts + t->first, errstr,
 			      errstr_size) != 0)
 		return -1;
+	uint64_t candidates, searched;
+	model_searcher_take(s, &candidates, &searched);
+	pthread_mutex_lock(&r->pool.mutex);
+	g->candidates += candidates;
+	g->searched += searched;
+	pthread_mutex_unlock(&r->pool.mutex);
 	if (t->first >= g->shadow)
 		return 0;
 	/* the shadow: the same queries through the exact engine (this task's share of them) */
@@ -1181,6 +1188,7 @@ static struct group *add_group(struct refresher *r, size_t v, size_t first, size
 	g->shadow = 0;
 	g->recall_sum = 0;
 	g->recall_compared = 0;
+	g->candidates = g->searched = 0;
 	g->error[0] = '\0';
 	return g;
 }
@@ -1360,8 +1368,11 @@ static int harvest_round(struct refresher *r, char *errstr, size_t errstr_size)
 			       gr->warm_counts[w] * sizeof *gr->results);
 			gr->lengths[j] = gr->warm_counts[w];
 		}
-		if (gr->view != NULL && gr->retrieval == MODEL_RETRIEVAL_INDEX)
+		if (gr->view != NULL && gr->retrieval == MODEL_RETRIEVAL_INDEX) {
 			note_index_stats(r, gr->v, gr->view);
+			r->c.metrics->variants[gr->v].index_candidates_total += gr->candidates;
+			r->c.metrics->variants[gr->v].index_lists_total += gr->searched;
+		}
 		if (gr->shadow) {
 			struct metrics_variant *mv = &r->c.metrics->variants[gr->v];
 			mv->index_recall = gr->recall_compared > 0
@@ -1631,8 +1642,13 @@ long refresher_build_indexes(struct refresher *r, char *errstr, size_t errstr_si
 		if (view == NULL || model_view_prepare(view, errstr, errstr_size) != 0)
 			return -1;
 		note_index_stats(r, v, view);
-		log_line(LOG_PRIORITY_INFO, "variant %s: item index over %zu items built in %.1f s",
-			 cv->name, model_item_count(model), clock_monotonic_s() - started);
+		struct model_index_stats stats;
+		model_view_stats(view, &stats);
+		log_line(LOG_PRIORITY_INFO,
+			 "variant %s: item index over %zu items built in %.1f s: %zu cells, the "
+			 "largest of %zu items",
+			 cv->name, model_item_count(model), clock_monotonic_s() - started, stats.nlist,
+			 stats.largest_cell);
 		built++;
 	}
 	return built;

@@ -1432,6 +1432,13 @@ void model_searcher_set_topk(struct model_searcher *searcher, struct topk *topk)
 	searcher->topk = topk;
 }
 
+void model_searcher_take(struct model_searcher *searcher, uint64_t *candidates, uint64_t *lists)
+{
+	*candidates = searcher->candidates;
+	*lists = searcher->lists;
+	searcher->candidates = searcher->lists = 0;
+}
+
 void model_view_collect(struct model_view *view, struct model_searcher *searcher)
 {
 	view->stats.candidates += searcher->candidates;
@@ -1442,6 +1449,11 @@ void model_view_collect(struct model_view *view, struct model_searcher *searcher
 void model_view_stats(const struct model_view *view, struct model_index_stats *stats)
 {
 	*stats = view->stats;
+	stats->built = view->index != NULL;
+	stats->nlist = view->index ? ivf_nlist(view->index) : 0;
+	for (size_t c = 0; c < stats->nlist; c++)
+		if (ivf_cell_size(view->index, c) > stats->largest_cell)
+			stats->largest_cell = ivf_cell_size(view->index, c);
 }
 
 static void view_free(struct model_view *view)
@@ -1553,11 +1565,9 @@ void model_index_stats(const struct model *model, struct model_index_stats *stat
 	memset(stats, 0, sizeof *stats);
 	if (view == NULL)
 		return;
-	*stats = view->stats;
+	model_view_stats(view, stats);
 	stats->candidates += view->searcher->candidates;
 	stats->lists += view->searcher->lists;
-	stats->built = view->index != NULL;
-	stats->nlist = view->index ? ivf_nlist(view->index) : 0;
 	stats->nprobe = view->index ? view_nprobe(view, stats->nlist) : 0;
 }
 

@@ -593,6 +593,9 @@ int model_view_search(const struct model_view *view, struct model_searcher *sear
 struct model_searcher *model_searcher_new(struct topk *topk, char *errstr, size_t errstr_size);
 void model_searcher_free(struct model_searcher *searcher);
 void model_searcher_set_topk(struct model_searcher *searcher, struct topk *topk);
+/** @brief The index engine's items scored and lists since the last take (or
+ * the searcher's start), and zeroes them (the searcher's user). */
+void model_searcher_take(struct model_searcher *searcher, uint64_t *candidates, uint64_t *lists);
 
 /**
  * @brief The owner, between rounds: `compared` lists ranked by the index
@@ -643,6 +646,7 @@ struct model_index_stats {
 	uint64_t rows_kept;       /**< of which kept their cell unscored (ivf_kept_cells()) */
 	uint64_t candidates;      /**< items scored by index searches so far */
 	uint64_t lists;           /**< warm lists the index produced so far */
+	size_t largest_cell;      /**< items in its largest cell (the mean is items / nlist) */
 };
 
 /** @brief Fills stats with the index engine's counters. */

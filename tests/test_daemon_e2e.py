@@ -1182,6 +1182,11 @@ def test_cache_never_lists_other_users(daemon, cache):
         updates = daemon.metric("streamrec_index_row_updates_total")
         kept = daemon.metric("streamrec_index_rows_kept_total")
         assert updates >= 20 and 0 < kept < updates, (updates, kept)
+        # what a list costs: the items the index scored for its lists, and those lists
+        lists = daemon.metric("streamrec_index_lists_total")
+        scored = daemon.metric("streamrec_index_candidates_total")
+        assert lists >= 1 and lists <= daemon.metric("streamrec_recommendations_total")
+        assert lists <= scored, (lists, scored)
     assert daemon.stop() == 0
     if "retrieval = index" in cache:
         # restarted, it builds the index before it is ready, not in its first round's time
@@ -1190,7 +1195,8 @@ def test_cache_never_lists_other_users(daemon, cache):
         assert daemon.metric("streamrec_recommendations_total") == 0
         restart = daemon.logtext().rsplit("item index over", 1)
         assert len(restart) == 2 and "running:" in restart[1], daemon.logtext()
-        assert re.match(r" \d+ items built in [0-9.]+ s", restart[1]), restart[1][:200]
+        assert re.match(r" \d+ items built in [0-9.]+ s: \d+ cells, the largest of \d+ items",
+                        restart[1]), restart[1][:200]
         assert daemon.stop() == 0
 
 
