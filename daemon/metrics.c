@@ -605,6 +605,18 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	variant_counts(&t, m, "index_lists_total", "counter",
 		       "Warm lists the index engine ranked.",
 		       offsetof(struct metrics_variant, index_lists_total));
+	family(&t, "index_largest_cell_items", "gauge",
+	       "Items in the index's largest cell (learned rows are skewed; the mean is "
+	       "index_items over the cells).");
+	for (size_t v = 0; v < m->variant_count; v++)
+		if (m->variants[v].index_items > 0)
+			variant_sample(&t, "index_largest_cell_items", m->variants[v].name,
+				       m->variants[v].index_largest_cell);
+	family(&t, "index_items", "gauge", "Items the index holds.");
+	for (size_t v = 0; v < m->variant_count; v++)
+		if (m->variants[v].index_items > 0)
+			variant_sample(&t, "index_items", m->variants[v].name,
+				       m->variants[v].index_items);
 	family(&t, "index_nprobe", "gauge",
 	       "Index cells probed per list (model.index_recall_target moves the automatic one).");
 	for (size_t v = 0; v < m->variant_count; v++)

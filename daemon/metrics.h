@@ -131,6 +131,9 @@ struct metrics_variant {
 	 * rows, co-visitation and trending candidates) and those lists: their
 	 * ratio is what a list costs (model_index_stats: candidates, lists). */
 	uint64_t index_candidates_total, index_lists_total;
+	/** Items in the index's largest cell, and in all its cells (their
+	 * ratio to 1/cells is how lopsided the cells are), as of the last round. */
+	size_t index_largest_cell, index_items;
 	/** The A/B experiment (when there is one): exposed and converted users
 	 * this period, the always-valid p-value against control (negative: none). */
 	uint64_t experiment_exposed, experiment_converted;

@@ -1293,6 +1293,8 @@ static void note_index_stats(struct refresher *r, size_t v, const struct model_v
 	mv->index_training_seconds_total = stats.training_seconds;
 	mv->index_row_updates_total = stats.rows_synced;
 	mv->index_rows_kept_total = stats.rows_kept;
+	mv->index_largest_cell = stats.largest_cell;
+	mv->index_items = stats.items;
 }
 
 /* Takes due users and prepares a round. @returns the users taken, or -1. */

@@ -66,13 +66,25 @@
 /* Rows per sgemm when assigning items to cells in training. */
 #define ASSIGN_BLOCK 256
 
-/* One cell: its items and a copy of their rows, slot s holding items[s]. */
+/* One cell: its items and a copy of their rows, slot s holding items[s].
+ * Each tile of IVF_TILE_ITEMS slots has a box of its own (tile_low/high,
+ * tiles × dim), as the cell has: a training lays a cell's rows out in
+ * decreasing inner product with its mean, so a large cell's tiles hold
+ * rows alike and a list's bar can pass over most of them (scan_cell()). */
 struct ivf_cell {
 	uint32_t *items;
 	float *rows; /* capacity × dim */
+	float *tile_low, *tile_high;
 	size_t count;
 	size_t capacity;
+	size_t changes; /* rows stored, added or moved since its boxes were made exact */
 };
+
+/* Tiles of a cell of `slots` slots. */
+static size_t tiles_of(size_t slots)
+{
+	return (slots + IVF_TILE_ITEMS - 1) / IVF_TILE_ITEMS;
+}
 
 /* Everything a training produces, swapped into the index as one. */
 struct layout {
@@ -151,8 +163,9 @@ struct ivf_scratch {
 	size_t *special_counts;  /* max_batch: distinct items of query q */
 	uint64_t *probe_heap;    /* one query's best cells while they are chosen */
 	size_t probe_heap_capacity;
+	uint32_t *tile_users; /* max_batch: scan_cell()'s users of one tile */
 	size_t last_candidates;
-	uint64_t skipped_cells;
+	uint64_t skipped_cells, skipped_tiles;
 };
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -182,6 +195,8 @@ static void layout_free(struct layout *layout)
 		for (size_t c = 0; c < layout->nlist; c++) {
 			free(layout->cells[c].items);
 			free(layout->cells[c].rows);
+			free(layout->cells[c].tile_low);
+			free(layout->cells[c].tile_high);
 		}
 	}
 	free(layout->cells);
@@ -241,9 +256,9 @@ static int layout_alloc(struct layout *layout, size_t nlist, size_t dim, size_t 
 
 static int cell_reserve(struct ivf_cell *cell, size_t needed, size_t dim)
 {
-	size_t capacity;
+	size_t capacity, tiles;
 	uint32_t *items;
-	float *rows;
+	float *rows, *low, *high;
 
 	if (needed <= cell->capacity)
 		return 0;
@@ -258,20 +273,44 @@ static int cell_reserve(struct ivf_cell *cell, size_t needed, size_t dim)
 	if (rows == NULL)
 		return -1;
 	cell->rows = rows;
+	tiles = tiles_of(capacity);
+	if (tiles > tiles_of(cell->capacity)) {
+		low = realloc(cell->tile_low, tiles * dim * sizeof *low);
+		if (low == NULL)
+			return -1;
+		cell->tile_low = low;
+		high = realloc(cell->tile_high, tiles * dim * sizeof *high);
+		if (high == NULL)
+			return -1;
+		cell->tile_high = high;
+		for (size_t j = tiles_of(cell->capacity) * dim; j < tiles * dim; j++) {
+			low[j] = INFINITY;
+			high[j] = -INFINITY;
+		}
+	}
 	cell->capacity = capacity;
 	return 0;
 }
 
-/* Widens cell c's box to hold row (a NaN column leaves it as it was: a NaN
- * score is never a candidate). */
-static void box_widen(struct layout *layout, size_t c, const float *row, size_t dim)
+/* Widens the box low/high (dim columns) to hold row (a NaN column leaves
+ * it as it was: a NaN score is never a candidate). */
+static void widen(float *low, float *high, const float *row, size_t dim)
 {
-	float *low = layout->box_low + c * dim, *high = layout->box_high + c * dim;
-
 	for (size_t j = 0; j < dim; j++) {
 		low[j] = row[j] < low[j] ? row[j] : low[j];
 		high[j] = row[j] > high[j] ? row[j] : high[j];
 	}
+}
+
+/* Widens cell c's box, and the box of the tile of its slot `slot`, to hold row. */
+static void box_widen(struct layout *layout, size_t c, size_t slot, const float *row, size_t dim)
+{
+	struct ivf_cell *cell = &layout->cells[c];
+	size_t tile = slot / IVF_TILE_ITEMS;
+
+	widen(layout->box_low + c * dim, layout->box_high + c * dim, row, dim);
+	widen(cell->tile_low + tile * dim, cell->tile_high + tile * dim, row, dim);
+	cell->changes++;
 }
 
 /* Appends item with its row to cell c (room must be reserved). */
@@ -283,7 +322,7 @@ static void cell_append(struct layout *layout, size_t c, uint32_t item, const fl
 
 	cell->items[slot] = item;
 	memcpy(cell->rows + slot * dim, row, dim * sizeof(float));
-	box_widen(layout, c, row, dim);
+	box_widen(layout, c, slot, row, dim);
 	layout->cell_of[item] = (uint32_t)c;
 	layout->slot_of[item] = (uint32_t)slot;
 }
@@ -299,6 +338,7 @@ static void cell_remove(struct layout *layout, uint32_t item, size_t dim)
 		cell->items[slot] = moved;
 		memcpy(cell->rows + slot * dim, cell->rows + last * dim, dim * sizeof(float));
 		layout->slot_of[moved] = (uint32_t)slot;
+		box_widen(layout, layout->cell_of[item], slot, cell->rows + slot * dim, dim);
 	}
 	cell->count--;
 }
@@ -306,11 +346,10 @@ static void cell_remove(struct layout *layout, uint32_t item, size_t dim)
 /* Overwrites the row of an item that stays in its cell. */
 static void store_row(struct layout *layout, uint32_t item, const float *vector, size_t dim)
 {
-	size_t c = layout->cell_of[item];
+	size_t c = layout->cell_of[item], slot = layout->slot_of[item];
 
-	memcpy(layout->cells[c].rows + (size_t)layout->slot_of[item] * dim, vector,
-	       dim * sizeof(float));
-	box_widen(layout, c, vector, dim);
+	memcpy(layout->cells[c].rows + slot * dim, vector, dim * sizeof(float));
+	box_widen(layout, c, slot, vector, dim);
 }
 
 /* The augmented extra column of a row of squared norm norm_sq. */
@@ -433,6 +472,82 @@ static float item_slack(const struct layout *layout, const float *scores, size_t
 	return slack > 0.0f && slack < INFINITY ? slack : 0.0f;
 }
 
+/* A row's place in cell_relayout(): its inner product with the cell's
+ * mean (decreasing), then the item. */
+struct slot_key {
+	float key;
+	uint32_t item;
+	uint32_t slot;
+};
+
+static int compare_slot_key(const void *a, const void *b)
+{
+	const struct slot_key *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key > y->key ? -1 : 1;
+	return (x->item > y->item) - (x->item < y->item);
+}
+
+/*
+ * Lays cell c's rows out again as a training does (decreasing inner product
+ * with the cell's mean) and makes its boxes exact. Boxes only widen as rows
+ * move (box_widen()), and learning keeps moving the rows of a large cell's
+ * popular items: at 1M items, 10k events/s, the items a list scored grew
+ * from 1.3k to 66k within 30 s as every tile's box came to hold some item
+ * that had become popular. Done once a cell's changes reach a quarter of its
+ * rows (plus CELL_RELAYOUT_MIN_CHANGES), it costs O(dim + log rows) a
+ * change amortised (25 ms for a cell of 136k rows). Without the memory for it the cell stays as it is: its boxes
+ * are bounds either way.
+ */
+#define CELL_RELAYOUT_MIN_CHANGES 64
+static void cell_relayout(struct ivf *ivf, size_t c)
+{
+	struct layout *layout = &ivf->layout;
+	struct ivf_cell *cell = &layout->cells[c];
+	size_t n = cell->count, dim = ivf->dim;
+	const float *mean = layout->probe_centroids + c * dim;
+	struct slot_key *keys = malloc((n ? n : 1) * sizeof *keys);
+	float *rows = malloc((n ? n : 1) * dim * sizeof *rows);
+
+	cell->changes = 0;
+	if (keys == NULL || rows == NULL)
+		goto out_free;
+	for (size_t s = 0; s < n; s++) {
+		double key = 0.0;
+		for (size_t j = 0; j < dim; j++)
+			key += (double)cell->rows[s * dim + j] * mean[j];
+		keys[s] = (struct slot_key){isnan(key) ? -INFINITY : (float)key, cell->items[s],
+					    (uint32_t)s};
+	}
+	qsort(keys, n, sizeof *keys, compare_slot_key);
+	memcpy(rows, cell->rows, n * dim * sizeof *rows);
+	for (size_t j = 0; j < dim; j++) {
+		layout->box_low[c * dim + j] = INFINITY;
+		layout->box_high[c * dim + j] = -INFINITY;
+	}
+	for (size_t j = 0; j < tiles_of(cell->capacity) * dim; j++) {
+		cell->tile_low[j] = INFINITY;
+		cell->tile_high[j] = -INFINITY;
+	}
+	for (size_t s = 0; s < n; s++) {
+		cell->items[s] = keys[s].item;
+		memcpy(cell->rows + s * dim, rows + (size_t)keys[s].slot * dim, dim * sizeof(float));
+		layout->slot_of[keys[s].item] = (uint32_t)s;
+		box_widen(layout, c, s, cell->rows + s * dim, dim);
+	}
+	cell->changes = 0;
+out_free:
+	free(keys);
+	free(rows);
+}
+
+static void maybe_relayout(struct ivf *ivf, size_t c)
+{
+	const struct ivf_cell *cell = &ivf->layout.cells[c];
+	if (cell->changes >= cell->count / 4 + CELL_RELAYOUT_MIN_CHANGES)
+		cell_relayout(ivf, c);
+}
+
 /* When an item of the index keeps its cell as its row becomes vector, spends
  * the distance from its stored row out of its slack and stores vector there.
  * @returns whether it did (if not, the item is to be scored). */
@@ -458,6 +573,7 @@ static bool kept_in_cell(struct ivf *ivf, uint32_t item, const float *vector)
 		return false;
 	layout->slack[item] -= (float)distance;
 	store_row(layout, item, vector, ivf->dim);
+	maybe_relayout(ivf, layout->cell_of[item]);
 	ivf->kept_cells++;
 	return true;
 }
@@ -495,6 +611,24 @@ static size_t auto_nlist(const struct ivf *ivf, size_t item_count)
  * `row_stride` floats apart: Lloyd's iterations on a sample, then every item
  * assigned and copied into its cell.
  */
+/* An item's place in a training's layout: its cell, then its inner product
+ * with the cell's mean (decreasing), then the item. */
+struct placement {
+	uint32_t cell;
+	float key;
+	uint32_t item;
+};
+
+static int compare_placement(const void *a, const void *b)
+{
+	const struct placement *x = a, *y = b;
+	if (x->cell != y->cell)
+		return x->cell < y->cell ? -1 : 1;
+	if (x->key != y->key)
+		return x->key > y->key ? -1 : 1;
+	return (x->item > y->item) - (x->item < y->item);
+}
+
 static int train_layout(const struct ivf *ivf, const float *rows, size_t item_count, size_t row_stride,
 			struct layout *out, char *errstr, size_t errstr_size)
 {
@@ -503,6 +637,7 @@ static int train_layout(const struct ivf *ivf, const float *rows, size_t item_co
 	size_t sample_count = nlist * IVF_TRAIN_POINTS_PER_CELL;
 	uint64_t rng = ivf->seed;
 	uint32_t *order = NULL, *sample_cells = NULL;
+	struct placement *placed = NULL;
 	float *sample = NULL, *means = NULL, *scores = NULL, *block = NULL;
 	double *sums = NULL;
 	size_t *counts = NULL;
@@ -594,8 +729,25 @@ static int train_layout(const struct ivf *ivf, const float *rows, size_t item_co
 	for (size_t c = 0; c < nlist; c++)
 		if (cell_reserve(&out->cells[c], counts[c] + counts[c] / 4 + 1, dim))
 			goto out_nomem;
+	/* each cell's rows in decreasing inner product with its mean, so that
+	 * the tiles of a large cell hold rows alike (struct ivf_cell) */
+	placed = malloc((item_count ? item_count : 1) * sizeof *placed);
+	if (placed == NULL)
+		goto out_nomem;
+	for (size_t i = 0; i < item_count; i++) {
+		const float *mean = out->probe_centroids + (size_t)out->cell_of[i] * dim;
+		double key = 0.0;
+		for (size_t j = 0; j < dim; j++)
+			key += (double)rows[i * row_stride + j] * mean[j];
+		placed[i] = (struct placement){out->cell_of[i], isnan(key) ? -INFINITY : (float)key,
+					       (uint32_t)i};
+	}
+	qsort(placed, item_count, sizeof *placed, compare_placement);
 	for (size_t i = 0; i < item_count; i++)
-		cell_append(out, out->cell_of[i], (uint32_t)i, rows + i * row_stride, dim);
+		cell_append(out, placed[i].cell, placed[i].item,
+			    rows + (size_t)placed[i].item * row_stride, dim);
+	for (size_t c = 0; c < nlist; c++)
+		out->cells[c].changes = 0; /* the boxes are exact */
 	rc = 0;
 	goto out_free;
 
@@ -604,6 +756,7 @@ out_nomem:
 		 item_count);
 	layout_free(out);
 out_free:
+	free(placed);
 	free(order);
 	free(sample_cells);
 	free(sample);
@@ -643,6 +796,7 @@ void ivf_scratch_free(struct ivf_scratch *s)
 		return;
 	free(s->packed);
 	free(s->gathered);
+	free(s->tile_users);
 	free(s->tile);
 	free(s->cell_scores);
 	free(s->heaps);
@@ -669,6 +823,7 @@ static int scratch_fit(const struct ivf *ivf, struct ivf_scratch *s)
 		return 0;
 	free(s->packed);
 	free(s->gathered);
+	free(s->tile_users);
 	free(s->tile);
 	free(s->heaps);
 	free(s->heap_counts);
@@ -679,12 +834,14 @@ static int scratch_fit(const struct ivf *ivf, struct ivf_scratch *s)
 	s->max_k = ivf->max_k;
 	s->packed = malloc(s->max_batch * s->dim * sizeof(float));
 	s->gathered = malloc(s->max_batch * s->dim * sizeof(float));
+	s->tile_users = malloc(s->max_batch * sizeof(uint32_t));
 	s->tile = malloc(s->max_batch * IVF_TILE_ITEMS * sizeof(float));
 	s->heaps = malloc(s->max_batch * s->max_k * sizeof(uint64_t));
 	s->heap_counts = calloc(s->max_batch, sizeof(size_t));
 	s->special_offsets = calloc(s->max_batch + 1, sizeof(size_t));
 	s->special_counts = calloc(s->max_batch, sizeof(size_t));
-	if (s->packed == NULL || s->gathered == NULL || s->tile == NULL || s->heaps == NULL ||
+	if (s->packed == NULL || s->gathered == NULL || s->tile_users == NULL || s->tile == NULL ||
+	    s->heaps == NULL ||
 	    s->heap_counts == NULL || s->special_offsets == NULL || s->special_counts == NULL) {
 		free(s->packed);
 		s->packed = NULL; /* fitted again at the next search */
@@ -1002,17 +1159,22 @@ static int place_item(struct ivf *ivf, uint32_t item, const float *vector, size_
 	layout->slack[item] = slack;
 	if (item < layout->item_count && layout->cell_of[item] == cell) {
 		store_row(layout, item, vector, dim);
+		maybe_relayout(ivf, cell);
 		return 0;
 	}
 	if (cell_reserve(&layout->cells[cell], layout->cells[cell].count + 1, dim)) {
 		snprintf(errstr, errstr_size, "ivf: item %u: out of memory", (unsigned)item);
 		return -1;
 	}
-	if (item < layout->item_count)
+	if (item < layout->item_count) {
+		size_t left = layout->cell_of[item];
 		cell_remove(layout, item, dim);
-	else
+		maybe_relayout(ivf, left);
+	} else {
 		layout->item_count++;
+	}
 	cell_append(layout, cell, item, vector, dim);
+	maybe_relayout(ivf, cell);
 	return 0;
 }
 
@@ -1141,6 +1303,11 @@ size_t ivf_last_candidates(const struct ivf *ivf)
 uint64_t ivf_skipped_cells(const struct ivf *ivf)
 {
 	return ivf->own->skipped_cells;
+}
+
+uint64_t ivf_skipped_tiles(const struct ivf *ivf)
+{
+	return ivf->own->skipped_tiles;
 }
 
 size_t ivf_scratch_candidates(const struct ivf_scratch *scratch)
@@ -1477,63 +1644,122 @@ static void offer_tile(struct ivf_scratch *sc, size_t q, const struct topk_query
 	}
 }
 
+/*
+ * Whether no row of the box low/high can reach `bar` for the query vector:
+ * the box bounds q.x by the sum over columns of max(q_j low_j, q_j high_j),
+ * and the sgemm's rounding (at most dim·2^-24 of sum |q_j x_j| per score,
+ * doubled for the bound's own) is added, so a row passed over never held a
+ * score the scan would have kept: the lists stay what scanning gives. Boxes
+ * only widen between trainings (rows that move or leave keep them), so they
+ * stay bounds as rows drift. A box that is not finite (no rows, infinite
+ * columns) passes nothing over.
+ */
+static bool box_below(const float *low, const float *high, size_t dim, const float *vector,
+		      float bar)
+{
+	double bound = 0.0, magnitude = 0.0;
+
+	for (size_t j = 0; j < dim; j++) {
+		double a = (double)vector[j] * low[j], b = (double)vector[j] * high[j];
+		bound += a > b ? a : b;
+		magnitude += fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+	}
+	return bound + 2.0 * (double)dim * 0x1p-24 * magnitude < (double)bar;
+}
+
+/* Whether query q's full list cannot take any row of the box low/high. */
+static bool list_above(const struct ivf *ivf, const struct ivf_scratch *sc, size_t q, size_t k,
+		       const float *low, const float *high)
+{
+	return sc->heap_counts[q] == k &&
+	       box_below(low, high, ivf->dim, sc->packed + q * ivf->dim,
+			 key_result(sc->heaps[q * sc->max_k]).score);
+}
+
 /* Scores one cell against the queries of `users` (one sgemm per tile if
- * they are many, else one per user) and offers each its scores. */
+ * they are many, else one per user) and offers each its scores. In a cell
+ * of several tiles a tile is scored only for the users whose lists it may
+ * enter (its box against their bars). */
 static void scan_cell(const struct ivf *ivf, struct ivf_scratch *sc,
 		      const struct ivf_query *queries, const uint8_t *eligible, size_t k, size_t c,
 		      const uint32_t *users, size_t user_count)
 {
 	const struct ivf_cell *cell = &ivf->layout.cells[c];
-	size_t dim = ivf->dim;
-	bool shared = user_count >= ivf->shared_min_users;
+	size_t dim = ivf->dim, gathered = 0;
+	bool tiled = cell->count > IVF_TILE_ITEMS;
 
-	if (shared)
-		for (size_t u = 0; u < user_count; u++)
-			memcpy(sc->gathered + u * dim, sc->packed + (size_t)users[u] * dim,
-			       dim * sizeof(float));
 	for (size_t first = 0; first < cell->count; first += IVF_TILE_ITEMS) {
 		size_t n =
 		    cell->count - first < IVF_TILE_ITEMS ? cell->count - first : IVF_TILE_ITEMS;
+		const uint32_t *scanned = users;
+		size_t count = user_count;
+		if (tiled) {
+			const float *low = cell->tile_low + first / IVF_TILE_ITEMS * dim;
+			const float *high = cell->tile_high + first / IVF_TILE_ITEMS * dim;
+			count = 0;
+			for (size_t u = 0; u < user_count; u++) {
+				if (list_above(ivf, sc, users[u], k, low, high))
+					sc->skipped_tiles++;
+				else
+					sc->tile_users[count++] = users[u];
+			}
+			scanned = sc->tile_users;
+			gathered = 0; /* another set of users */
+		}
+		if (count == 0)
+			continue;
+		bool shared = count >= ivf->shared_min_users;
+		if (shared && gathered != count) {
+			for (size_t u = 0; u < count; u++)
+				memcpy(sc->gathered + u * dim, sc->packed + (size_t)scanned[u] * dim,
+				       dim * sizeof(float));
+			gathered = count;
+		}
 		/* tile (users × n) = their queries (users × dim) · rowsᵀ */
 		if (shared)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)user_count,
-				    (int)n, (int)dim, 1.0f, sc->gathered, (int)dim,
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)count, (int)n,
+				    (int)dim, 1.0f, sc->gathered, (int)dim,
 				    cell->rows + first * dim, (int)dim, 0.0f, sc->tile, (int)n);
 		else
-			for (size_t u = 0; u < user_count; u++)
+			for (size_t u = 0; u < count; u++)
 				cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)dim, 1.0f,
 					    cell->rows + first * dim, (int)dim,
-					    sc->packed + (size_t)users[u] * dim, 1, 0.0f,
+					    sc->packed + (size_t)scanned[u] * dim, 1, 0.0f,
 					    sc->tile + u * n, 1);
-		for (size_t u = 0; u < user_count; u++)
-			offer_tile(sc, users[u], &queries[users[u]].base, eligible,
+		for (size_t u = 0; u < count; u++)
+			offer_tile(sc, scanned[u], &queries[scanned[u]].base, eligible,
 				   sc->tile + u * n, cell->items + first, n, k);
-		sc->last_candidates += n * user_count;
+		sc->last_candidates += n * count;
 	}
 }
 
-/*
- * Whether no row of cell c can reach `bar` for the query vector: the cell's
- * box bounds q.x by the sum over columns of max(q_j low_j, q_j high_j), and
- * the sgemm's rounding (at most dim·2^-24 of sum |q_j x_j| per score,
- * doubled for the bound's own) is added, so a skipped cell never held a
- * score the scan would have kept: the lists stay what scanning gives. The
- * box only widens between trainings (rows that move or leave keep it), so
- * it stays a bound as rows drift. A cell whose box is not finite (no rows,
- * infinite columns) is never skipped.
- */
-static bool cell_below(const struct ivf *ivf, size_t c, const float *vector, float bar)
+/* Whether query q's full list cannot take any row of cell c. */
+static bool cell_below(const struct ivf *ivf, const struct ivf_scratch *sc, size_t q, size_t k,
+		       size_t c)
 {
-	const float *low = ivf->layout.box_low + c * ivf->dim;
-	const float *high = ivf->layout.box_high + c * ivf->dim;
-	double bound = 0.0, magnitude = 0.0;
+	return list_above(ivf, sc, q, k, ivf->layout.box_low + c * ivf->dim,
+			  ivf->layout.box_high + c * ivf->dim);
+}
 
-	for (size_t j = 0; j < ivf->dim; j++) {
-		double a = (double)vector[j] * low[j], b = (double)vector[j] * high[j];
-		bound += a > b ? a : b;
-		magnitude += fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+/* Scores cell c for the users of the batch that probe it and whose lists
+ * it may enter (its box against their bars); one sgemm for them when
+ * they are many. */
+static void scan_shared_cell(const struct ivf *ivf, struct ivf_scratch *sc,
+			     const struct ivf_query *queries, const uint8_t *eligible, size_t k,
+			     size_t c)
+{
+	size_t user_count = sc->cell_offsets[c + 1] - sc->cell_offsets[c], kept = 0;
+	uint32_t *users = sc->cell_users + sc->cell_offsets[c];
+
+	for (size_t u = 0; u < user_count; u++) {
+		uint32_t q = users[u];
+		if (cell_below(ivf, sc, q, k, c))
+			sc->skipped_cells++;
+		else
+			users[kept++] = q; /* the scratch's own list: compacted */
 	}
-	return bound + 2.0 * (double)ivf->dim * 0x1p-24 * magnitude < (double)bar;
+	if (kept > 0)
+		scan_cell(ivf, sc, queries, eligible, k, c, users, kept);
 }
 
 /*
@@ -1541,7 +1767,11 @@ static bool cell_below(const struct ivf *ivf, size_t c, const float *vector, flo
  * all of them; then the others user by user, each user's cells best first,
  * all users' best cells before anyone's second, so that a heap's bar is
  * high early and few scores need the filters (each a likely cache miss in
- * `eligible`).
+ * `eligible`). Cells larger than a tile come last, when the bars are at
+ * their highest: learned rows are skewed (at 1M items one cell held a
+ * quarter of the items), most users of a batch probe such a cell, and
+ * its tiles are scored only for the lists they may enter (scan_cell()).
+ * The order changes no list: a heap keeps the same best k in any order.
  */
 static void scan_cells(const struct ivf *ivf, struct ivf_scratch *sc,
 		       const struct ivf_query *queries, size_t query_count, size_t probes,
@@ -1549,41 +1779,27 @@ static void scan_cells(const struct ivf *ivf, struct ivf_scratch *sc,
 {
 	const struct layout *layout = &ivf->layout;
 
-	for (size_t c = 0; c < layout->nlist; c++) {
-		size_t user_count = sc->cell_offsets[c + 1] - sc->cell_offsets[c], kept = 0;
-		uint32_t *users = sc->cell_users + sc->cell_offsets[c];
-		if (user_count < ivf->shared_min_users)
-			continue;
-		/* the bound holds here too: learned rows are skewed, and a cell
-		 * of the never-counted items, tens of times the mean, is probed
-		 * by most users of a batch and below nearly all of their bars */
-		for (size_t u = 0; u < user_count; u++) {
-			uint32_t q = users[u];
-			if (sc->heap_counts[q] == k &&
-			    cell_below(ivf, c, sc->packed + (size_t)q * ivf->dim,
-				       key_result(sc->heaps[(size_t)q * sc->max_k]).score))
-				sc->skipped_cells++;
-			else
-				users[kept++] = q; /* the scratch's own list: compacted */
-		}
-		if (kept > 0)
-			scan_cell(ivf, sc, queries, eligible, k, c, users, kept);
-	}
-	for (size_t p = 0; p < probes; p++) {
-		for (size_t q = 0; q < query_count; q++) {
-			uint32_t c = sc->probes[q * probes + p];
-			uint32_t user = (uint32_t)q;
-			if (c == UINT32_MAX ||
-			    sc->cell_offsets[c + 1] - sc->cell_offsets[c] >= ivf->shared_min_users)
-				continue;
-			/* a full heap's bar is often past every row of a cell */
-			if (sc->heap_counts[q] == k &&
-			    cell_below(ivf, c, sc->packed + q * ivf->dim,
-				       key_result(sc->heaps[q * sc->max_k]).score)) {
-				sc->skipped_cells++;
-				continue;
+	for (int large = 0; large < 2; large++) {
+		for (size_t c = 0; c < layout->nlist; c++)
+			if (sc->cell_offsets[c + 1] - sc->cell_offsets[c] >= ivf->shared_min_users &&
+			    (layout->cells[c].count > IVF_TILE_ITEMS) == large)
+				scan_shared_cell(ivf, sc, queries, eligible, k, c);
+		for (size_t p = 0; p < probes; p++) {
+			for (size_t q = 0; q < query_count; q++) {
+				uint32_t c = sc->probes[q * probes + p];
+				uint32_t user = (uint32_t)q;
+				if (c == UINT32_MAX ||
+				    sc->cell_offsets[c + 1] - sc->cell_offsets[c] >=
+					ivf->shared_min_users ||
+				    (layout->cells[c].count > IVF_TILE_ITEMS) != large)
+					continue;
+				/* a full heap's bar is often past every row of a cell */
+				if (cell_below(ivf, sc, q, k, c)) {
+					sc->skipped_cells++;
+					continue;
+				}
+				scan_cell(ivf, sc, queries, eligible, k, c, &user, 1);
 			}
-			scan_cell(ivf, sc, queries, eligible, k, c, &user, 1);
 		}
 	}
 }

@@ -332,6 +332,10 @@ size_t ivf_last_candidates(const struct ivf *ivf);
  */
 uint64_t ivf_skipped_cells(const struct ivf *ivf);
 
+/** @brief Tiles of IVF_TILE_ITEMS rows of larger cells that ivf_search()'s
+ * queries passed over for the same reason (their box below the list's bar). */
+uint64_t ivf_skipped_tiles(const struct ivf *ivf);
+
 /**
  * @returns how many item updates since the index was made kept their cell
  * without being scored against the centroids: the row had not moved far

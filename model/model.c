@@ -1451,6 +1451,7 @@ void model_view_stats(const struct model_view *view, struct model_index_stats *s
 	*stats = view->stats;
 	stats->built = view->index != NULL;
 	stats->nlist = view->index ? ivf_nlist(view->index) : 0;
+	stats->items = view->index ? ivf_item_count(view->index) : 0;
 	for (size_t c = 0; c < stats->nlist; c++)
 		if (ivf_cell_size(view->index, c) > stats->largest_cell)
 			stats->largest_cell = ivf_cell_size(view->index, c);

@@ -646,6 +646,7 @@ struct model_index_stats {
 	uint64_t rows_kept;       /**< of which kept their cell unscored (ivf_kept_cells()) */
 	uint64_t candidates;      /**< items scored by index searches so far */
 	uint64_t lists;           /**< warm lists the index produced so far */
+	size_t items;             /**< items it holds */
 	size_t largest_cell;      /**< items in its largest cell (the mean is items / nlist) */
 };
 

@@ -869,6 +869,91 @@ static void skipped_cells_change_no_list(void **state)
 	free(rows);
 }
 
+/*
+ * A cell larger than a tile is scored tile by tile, each tile only for the
+ * queries whose list it may enter: learned rows are skewed (at 1M items one
+ * cell held a quarter of the items), and a training lays a cell's rows out
+ * in decreasing inner product with its mean, so most of a large cell's
+ * tiles lie below a list's bar. Two cells over 6,000 grid rows (exact float
+ * products) whose last column spreads like a popularity bias: the lists,
+ * alone and in one batch, are the exact engine's with every cell probed,
+ * after rows moved too, and tiles were passed over. Rows that rise to the
+ * top of the column from anywhere widen every tile's box; once a cell's
+ * changes reach a quarter of its rows it is laid out again with exact
+ * boxes, so tiles are passed over again after such moves.
+ */
+static void large_cells_are_scanned_by_tile(void **state)
+{
+	enum { DIM = 8, ITEMS = 6000, QUERIES = 40, K = 10 };
+	float *rows = malloc((size_t)ITEMS * DIM * sizeof(float));
+	float vectors[QUERIES * DIM];
+	uint32_t sparse_items[QUERIES][2];
+	float sparse_scores[QUERIES][2];
+	struct topk_query topk_queries[QUERIES];
+	struct ivf_query queries[QUERIES];
+	struct topk_result expected[QUERIES * K], got[QUERIES * K];
+	size_t expected_counts[QUERIES], got_counts[QUERIES];
+	char errstr[256];
+	uint64_t rng = 29;
+	(void)state;
+
+	assert_non_null(rows);
+	for (size_t i = 0; i < ITEMS; i++) {
+		for (size_t d = 0; d + 1 < DIM; d++)
+			rows[i * DIM + d] = (float)((int)rng_below(&rng, 5) - 2) * 0.125f;
+		rows[i * DIM + DIM - 1] = (float)rng_below(&rng, 64) * 0.25f; /* 0 to 15.75 */
+	}
+	for (size_t q = 0; q < QUERIES; q++) {
+		for (size_t d = 0; d + 1 < DIM; d++)
+			vectors[q * DIM + d] = (float)((int)rng_below(&rng, 9) - 4) * 0.25f;
+		vectors[q * DIM + DIM - 1] = 1.0f; /* the bias column, as the model's queries */
+		for (size_t s = 0; s < 2; s++) {
+			sparse_items[q][s] = (uint32_t)(s * (ITEMS / 2) + rng_below(&rng, ITEMS / 2));
+			sparse_scores[q][s] = (float)rng_below(&rng, 5) * 0.5f;
+		}
+		topk_queries[q] = (struct topk_query){vectors + q * DIM, NULL, 0, sparse_items[q],
+						      sparse_scores[q], 2};
+		queries[q] = (struct ivf_query){topk_queries[q], NULL, 0};
+	}
+	struct ivf *ivf = index_new(DIM, 2, QUERIES, K, IVF_ASSIGN_NORMALISED_IP);
+	assert_int_equal(ivf_build(ivf, rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+	assert_true(ivf_cell_size(ivf, 0) > IVF_TILE_ITEMS || ivf_cell_size(ivf, 1) > IVF_TILE_ITEMS);
+	for (int round = 0; round < 3; round++) {
+		struct batch exact = {.item_count = ITEMS,
+				      .dim = DIM,
+				      .query_count = QUERIES,
+				      .topk_queries = topk_queries};
+		uint64_t skipped_before = ivf_skipped_tiles(ivf);
+		exact_lists(&exact, rows, K, expected, expected_counts);
+		for (size_t q = 0; q < QUERIES; q++)
+			assert_int_equal(ivf_search(ivf, NULL, &queries[q], 1, SIZE_MAX, K,
+						    got + q * K, &got_counts[q], errstr,
+						    sizeof errstr),
+					 0);
+		assert_same_lists(expected, expected_counts, got, got_counts, QUERIES, K);
+		assert_int_equal(ivf_search(ivf, NULL, queries, QUERIES, SIZE_MAX, K, got,
+					    got_counts, errstr, sizeof errstr),
+				 0);
+		assert_same_lists(expected, expected_counts, got, got_counts, QUERIES, K);
+		print_message("round %d: passed over %llu tiles\n", round,
+			      (unsigned long long)(ivf_skipped_tiles(ivf) - skipped_before));
+		assert_true(ivf_skipped_tiles(ivf) > skipped_before);
+		/* rows move: some from anywhere to the top of the bias column,
+		 * others a step, in every tile; then every row is stored again
+		 * as it is (learning's steps are often that small) */
+		for (size_t i = (size_t)round; i < ITEMS; i += 2) {
+			rows[i * DIM + DIM - 1] = i % 7 == 0 ? 15.75f : rows[i * DIM + DIM - 1] + 0.25f;
+			assert_int_equal(
+			    ivf_update_item(ivf, (uint32_t)i, rows + i * DIM, errstr, sizeof errstr), 0);
+		}
+		for (size_t i = 0; i < ITEMS; i++)
+			assert_int_equal(
+			    ivf_update_item(ivf, (uint32_t)i, rows + i * DIM, errstr, sizeof errstr), 0);
+	}
+	ivf_free(ivf);
+	free(rows);
+}
+
 static void empty_and_errors(void **state)
 {
 	enum { DIM = 4, K = 5 };
@@ -945,6 +1030,7 @@ int main(void)
 	    cmocka_unit_test(a_training_aside_ends_where_one_in_line_does),
 	    cmocka_unit_test(recall_on_clustered_data),
 	    cmocka_unit_test(skipped_cells_change_no_list),
+	    cmocka_unit_test(large_cells_are_scanned_by_tile),
 	    cmocka_unit_test(empty_and_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -191,6 +191,12 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_refresh_phase_seconds_total{phase=\"wait\"} 0.000000");
 	assert_int_equal(count_lines_starting(text, "streamrec_index_recall{"), 0);
 	assert_int_equal(count_lines_starting(text, "streamrec_index_nprobe{"), 0);
+	/* what a list costs, and how lopsided the cells are (no sample before an index) */
+	assert_line(text, "# TYPE streamrec_index_candidates_total counter");
+	assert_line(text, "# TYPE streamrec_index_lists_total counter");
+	assert_line(text, "# TYPE streamrec_index_largest_cell_items gauge");
+	assert_int_equal(count_lines_starting(text, "streamrec_index_largest_cell_items{"), 0);
+	assert_int_equal(count_lines_starting(text, "streamrec_index_items{"), 0);
 	/* scale-out: the changelog, restores and item sharing, zero on one instance */
 	assert_line(text, "streamrec_changelog_records_total 0");
 	assert_line(text, "streamrec_restores_total 0");
@@ -205,7 +211,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_text_embed_seconds_total 0.000000");
 	assert_line(text, "streamrec_text_embed_holds_total 0");
 	assert_line(text, "streamrec_search_events_total{outcome=\"applied\"} 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 59);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 63);
 	/* the text model's family is there, without a sample while no model is loaded */
 	assert_line(text, "# TYPE streamrec_text_model_info gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_text_model_info{"), 0);
@@ -219,7 +225,7 @@ static void renders_exact_lines(void **state)
 	assert_int_equal(metrics_render(m, &text, &len, errstr, sizeof errstr), 0);
 	assert_line(text, "streamrec_text_model_info{name=\"multilingual-e5-small-q4\",dim=\"384\","
 			  "kernel=\"avx2\"} 1");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 59);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 63);
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 1);
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	free(text);
