@@ -75,6 +75,9 @@ struct ivf_cell {
 	uint32_t *items;
 	float *rows; /* capacity × dim */
 	float *tile_low, *tile_high;
+	/* and a ball: its centre (tiles × dim) and a radius no row is farther
+	 * than (tiles; negative while the tile is empty) */
+	float *tile_centre, *tile_radius;
 	size_t count;
 	size_t capacity;
 	size_t changes; /* rows stored, added or moved since its boxes were made exact */
@@ -197,6 +200,8 @@ static void layout_free(struct layout *layout)
 			free(layout->cells[c].rows);
 			free(layout->cells[c].tile_low);
 			free(layout->cells[c].tile_high);
+			free(layout->cells[c].tile_centre);
+			free(layout->cells[c].tile_radius);
 		}
 	}
 	free(layout->cells);
@@ -258,7 +263,7 @@ static int cell_reserve(struct ivf_cell *cell, size_t needed, size_t dim)
 {
 	size_t capacity, tiles;
 	uint32_t *items;
-	float *rows, *low, *high;
+	float *rows, *low, *high, *centre, *radius;
 
 	if (needed <= cell->capacity)
 		return 0;
@@ -283,10 +288,20 @@ static int cell_reserve(struct ivf_cell *cell, size_t needed, size_t dim)
 		if (high == NULL)
 			return -1;
 		cell->tile_high = high;
+		centre = realloc(cell->tile_centre, tiles * dim * sizeof *centre);
+		if (centre == NULL)
+			return -1;
+		cell->tile_centre = centre;
+		radius = realloc(cell->tile_radius, tiles * sizeof *radius);
+		if (radius == NULL)
+			return -1;
+		cell->tile_radius = radius;
 		for (size_t j = tiles_of(cell->capacity) * dim; j < tiles * dim; j++) {
 			low[j] = INFINITY;
 			high[j] = -INFINITY;
 		}
+		for (size_t t = tiles_of(cell->capacity); t < tiles; t++)
+			radius[t] = -1.0f;
 	}
 	cell->capacity = capacity;
 	return 0;
@@ -302,7 +317,31 @@ static void widen(float *low, float *high, const float *row, size_t dim)
 	}
 }
 
-/* Widens cell c's box, and the box of the tile of its slot `slot`, to hold row. */
+/* A radius at least the distance from centre to row, whatever the rounding. */
+static float radius_to(const float *centre, const float *row, size_t dim)
+{
+	double distance_sq = 0.0;
+	for (size_t j = 0; j < dim; j++)
+		distance_sq += ((double)row[j] - centre[j]) * ((double)row[j] - centre[j]);
+	return (float)(sqrt(distance_sq) * (1.0 + 0x1p-20) + 0x1p-100);
+}
+
+/* Widens the ball centre/radius to hold row: an empty ball is centred on
+ * it (a row with a NaN column is left out: a NaN score is never a
+ * candidate, and a NaN centre makes the ball pass nothing over). */
+static void ball_widen(float *centre, float *radius, const float *row, size_t dim)
+{
+	if (*radius < 0.0f) {
+		memcpy(centre, row, dim * sizeof(float));
+		*radius = 0.0f;
+		return;
+	}
+	float r = radius_to(centre, row, dim);
+	if (r > *radius)
+		*radius = r;
+}
+
+/* Widens cell c's box, and the box and ball of the tile of its slot `slot`, to hold row. */
 static void box_widen(struct layout *layout, size_t c, size_t slot, const float *row, size_t dim)
 {
 	struct ivf_cell *cell = &layout->cells[c];
@@ -310,6 +349,7 @@ static void box_widen(struct layout *layout, size_t c, size_t slot, const float 
 
 	widen(layout->box_low + c * dim, layout->box_high + c * dim, row, dim);
 	widen(cell->tile_low + tile * dim, cell->tile_high + tile * dim, row, dim);
+	ball_widen(cell->tile_centre + tile * dim, &cell->tile_radius[tile], row, dim);
 	cell->changes++;
 }
 
@@ -500,17 +540,17 @@ static int compare_slot_key(const void *a, const void *b)
  * are bounds either way.
  */
 #define CELL_RELAYOUT_MIN_CHANGES 64
-static void cell_relayout(struct ivf *ivf, size_t c)
+static void cell_relayout(const struct ivf *ivf, struct layout *layout, size_t c)
 {
-	struct layout *layout = &ivf->layout;
 	struct ivf_cell *cell = &layout->cells[c];
 	size_t n = cell->count, dim = ivf->dim;
 	const float *mean = layout->probe_centroids + c * dim;
 	struct slot_key *keys = malloc((n ? n : 1) * sizeof *keys);
 	float *rows = malloc((n ? n : 1) * dim * sizeof *rows);
+	double *sum = malloc(dim * sizeof *sum);
 
 	cell->changes = 0;
-	if (keys == NULL || rows == NULL)
+	if (keys == NULL || rows == NULL || sum == NULL)
 		goto out_free;
 	for (size_t s = 0; s < n; s++) {
 		double key = 0.0;
@@ -529,23 +569,53 @@ static void cell_relayout(struct ivf *ivf, size_t c)
 		cell->tile_low[j] = INFINITY;
 		cell->tile_high[j] = -INFINITY;
 	}
+	for (size_t t = 0; t < tiles_of(cell->capacity); t++)
+		cell->tile_radius[t] = -1.0f;
 	for (size_t s = 0; s < n; s++) {
 		cell->items[s] = keys[s].item;
 		memcpy(cell->rows + s * dim, rows + (size_t)keys[s].slot * dim, dim * sizeof(float));
 		layout->slot_of[keys[s].item] = (uint32_t)s;
 		box_widen(layout, c, s, cell->rows + s * dim, dim);
 	}
+	/* each tile's ball about the mean of its rows (NaN rows left out) */
+	for (size_t first = 0; first < n; first += IVF_TILE_ITEMS) {
+		size_t end = n - first < IVF_TILE_ITEMS ? n : first + IVF_TILE_ITEMS, counted = 0;
+		float *centre = cell->tile_centre + first / IVF_TILE_ITEMS * dim;
+		float *radius = &cell->tile_radius[first / IVF_TILE_ITEMS];
+		memset(sum, 0, dim * sizeof *sum);
+		for (size_t s = first; s < end; s++) {
+			bool nan = false;
+			for (size_t j = 0; j < dim; j++)
+				nan |= isnan(cell->rows[s * dim + j]);
+			if (nan)
+				continue;
+			for (size_t j = 0; j < dim; j++)
+				sum[j] += cell->rows[s * dim + j];
+			counted++;
+		}
+		if (counted == 0)
+			continue;
+		for (size_t j = 0; j < dim; j++)
+			centre[j] = (float)(sum[j] / (double)counted);
+		*radius = 0.0f;
+		for (size_t s = first; s < end; s++) {
+			float r = radius_to(centre, cell->rows + s * dim, dim);
+			if (r > *radius)
+				*radius = r;
+		}
+	}
 	cell->changes = 0;
 out_free:
 	free(keys);
 	free(rows);
+	free(sum);
 }
 
 static void maybe_relayout(struct ivf *ivf, size_t c)
 {
 	const struct ivf_cell *cell = &ivf->layout.cells[c];
 	if (cell->changes >= cell->count / 4 + CELL_RELAYOUT_MIN_CHANGES)
-		cell_relayout(ivf, c);
+		cell_relayout(ivf, &ivf->layout, c);
 }
 
 /* When an item of the index keeps its cell as its row becomes vector, spends
@@ -611,24 +681,6 @@ static size_t auto_nlist(const struct ivf *ivf, size_t item_count)
  * `row_stride` floats apart: Lloyd's iterations on a sample, then every item
  * assigned and copied into its cell.
  */
-/* An item's place in a training's layout: its cell, then its inner product
- * with the cell's mean (decreasing), then the item. */
-struct placement {
-	uint32_t cell;
-	float key;
-	uint32_t item;
-};
-
-static int compare_placement(const void *a, const void *b)
-{
-	const struct placement *x = a, *y = b;
-	if (x->cell != y->cell)
-		return x->cell < y->cell ? -1 : 1;
-	if (x->key != y->key)
-		return x->key > y->key ? -1 : 1;
-	return (x->item > y->item) - (x->item < y->item);
-}
-
 static int train_layout(const struct ivf *ivf, const float *rows, size_t item_count, size_t row_stride,
 			struct layout *out, char *errstr, size_t errstr_size)
 {
@@ -637,7 +689,6 @@ static int train_layout(const struct ivf *ivf, const float *rows, size_t item_co
 	size_t sample_count = nlist * IVF_TRAIN_POINTS_PER_CELL;
 	uint64_t rng = ivf->seed;
 	uint32_t *order = NULL, *sample_cells = NULL;
-	struct placement *placed = NULL;
 	float *sample = NULL, *means = NULL, *scores = NULL, *block = NULL;
 	double *sums = NULL;
 	size_t *counts = NULL;
@@ -729,25 +780,13 @@ static int train_layout(const struct ivf *ivf, const float *rows, size_t item_co
 	for (size_t c = 0; c < nlist; c++)
 		if (cell_reserve(&out->cells[c], counts[c] + counts[c] / 4 + 1, dim))
 			goto out_nomem;
-	/* each cell's rows in decreasing inner product with its mean, so that
-	 * the tiles of a large cell hold rows alike (struct ivf_cell) */
-	placed = malloc((item_count ? item_count : 1) * sizeof *placed);
-	if (placed == NULL)
-		goto out_nomem;
-	for (size_t i = 0; i < item_count; i++) {
-		const float *mean = out->probe_centroids + (size_t)out->cell_of[i] * dim;
-		double key = 0.0;
-		for (size_t j = 0; j < dim; j++)
-			key += (double)rows[i * row_stride + j] * mean[j];
-		placed[i] = (struct placement){out->cell_of[i], isnan(key) ? -INFINITY : (float)key,
-					       (uint32_t)i};
-	}
-	qsort(placed, item_count, sizeof *placed, compare_placement);
 	for (size_t i = 0; i < item_count; i++)
-		cell_append(out, placed[i].cell, placed[i].item,
-			    rows + (size_t)placed[i].item * row_stride, dim);
+		cell_append(out, out->cell_of[i], (uint32_t)i, rows + i * row_stride, dim);
+	/* each cell's rows in decreasing inner product with its mean, so that
+	 * the tiles of a large cell hold rows alike, with exact boxes and balls
+	 * (struct ivf_cell) */
 	for (size_t c = 0; c < nlist; c++)
-		out->cells[c].changes = 0; /* the boxes are exact */
+		cell_relayout(ivf, out, c);
 	rc = 0;
 	goto out_free;
 
@@ -756,7 +795,6 @@ out_nomem:
 		 item_count);
 	layout_free(out);
 out_free:
-	free(placed);
 	free(order);
 	free(sample_cells);
 	free(sample);
@@ -1645,6 +1683,37 @@ static void offer_tile(struct ivf_scratch *sc, size_t q, const struct topk_query
 }
 
 /*
+ * Whether no row of the box low/high, and of the ball centre/radius when
+ * radius >= 0, can reach `bar` for the query vector: the box bounds q.x by
+ * the sum over columns of max(q_j low_j, q_j high_j), the ball by
+ * q.centre + |q| radius (Cauchy-Schwarz; in 32 dimensions about a third of
+ * the box's bound over a tile of rows alike), and the lesser holds. The
+ * sgemm's rounding (at most dim·2^-24 of sum |q_j x_j| per score, which
+ * the box bounds, doubled for the bound's own) is added either way.
+ */
+static bool ball_box_below(const float *low, const float *high, const float *centre,
+			   float radius, size_t dim, const float *vector, float bar)
+{
+	double bound = 0.0, magnitude = 0.0, ball = 0.0, norm_sq = 0.0;
+
+	for (size_t j = 0; j < dim; j++) {
+		double a = (double)vector[j] * low[j], b = (double)vector[j] * high[j];
+		bound += a > b ? a : b;
+		magnitude += fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+	}
+	if (radius >= 0.0f) {
+		for (size_t j = 0; j < dim; j++) {
+			ball += (double)vector[j] * centre[j];
+			norm_sq += (double)vector[j] * vector[j];
+		}
+		ball += sqrt(norm_sq) * (1.0 + 0x1p-40) * radius;
+		if (ball < bound) /* false for NaN: the box decides */
+			bound = ball;
+	}
+	return bound + 2.0 * (double)dim * 0x1p-24 * magnitude < (double)bar;
+}
+
+/*
  * Whether no row of the box low/high can reach `bar` for the query vector:
  * the box bounds q.x by the sum over columns of max(q_j low_j, q_j high_j),
  * and the sgemm's rounding (at most dim·2^-24 of sum |q_j x_j| per score,
@@ -1657,14 +1726,7 @@ static void offer_tile(struct ivf_scratch *sc, size_t q, const struct topk_query
 static bool box_below(const float *low, const float *high, size_t dim, const float *vector,
 		      float bar)
 {
-	double bound = 0.0, magnitude = 0.0;
-
-	for (size_t j = 0; j < dim; j++) {
-		double a = (double)vector[j] * low[j], b = (double)vector[j] * high[j];
-		bound += a > b ? a : b;
-		magnitude += fabs(a) > fabs(b) ? fabs(a) : fabs(b);
-	}
-	return bound + 2.0 * (double)dim * 0x1p-24 * magnitude < (double)bar;
+	return ball_box_below(low, high, NULL, -1.0f, dim, vector, bar);
 }
 
 /* Whether query q's full list cannot take any row of the box low/high. */
@@ -1694,11 +1756,15 @@ static void scan_cell(const struct ivf *ivf, struct ivf_scratch *sc,
 		const uint32_t *scanned = users;
 		size_t count = user_count;
 		if (tiled) {
-			const float *low = cell->tile_low + first / IVF_TILE_ITEMS * dim;
-			const float *high = cell->tile_high + first / IVF_TILE_ITEMS * dim;
+			size_t t = first / IVF_TILE_ITEMS;
 			count = 0;
 			for (size_t u = 0; u < user_count; u++) {
-				if (list_above(ivf, sc, users[u], k, low, high))
+				uint32_t q = users[u];
+				if (sc->heap_counts[q] == k &&
+				    ball_box_below(cell->tile_low + t * dim, cell->tile_high + t * dim,
+						   cell->tile_centre + t * dim, cell->tile_radius[t], dim,
+						   sc->packed + (size_t)q * dim,
+						   key_result(sc->heaps[(size_t)q * sc->max_k]).score))
 					sc->skipped_tiles++;
 				else
 					sc->tile_users[count++] = users[u];
