@@ -1141,9 +1141,18 @@ def test_cache_never_lists_other_users(daemon, cache):
                     + avro_long(0))
             lines.append(f"key={user.encode().hex()} {body.hex()}")
     daemon.start()
-    subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.events],
-                   input="".join(l + "\n" for l in lines).encode(), check=True,
-                   capture_output=True)
+    # in two waves, the second once lists are out: rows then move after the
+    # index engine built its index over them (sent at once, a loaded machine
+    # learned every event before the first round, and no row moved after)
+    half = len(lines) // 2
+    for wave in (lines[:half], lines[half:]):
+        subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.events],
+                       input="".join(l + "\n" for l in wave).encode(), check=True,
+                       capture_output=True)
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= half), \
+            daemon.logtext()
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_recommendations_total") > 0), \
+            daemon.logtext()
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= len(lines)), \
         daemon.logtext()
     # every queued user refreshed: the published count stops moving

@@ -62,10 +62,12 @@ def test_one_engine(events, engine):
     assert re.search(r"^\| (streamrec|index) ", out, re.M), out
     # the index engine alone tells its shape and upkeep; the exact engine has none
     upkeep = re.search(r"^index: nlist (\d+), .* ([0-9]+)% of (\d+) row updates kept their "
-                       r"cell unscored$", out, re.M)
+                       r"cell unscored, the largest cell (\d+) items$", out, re.M)
     if engine == "index":
         assert upkeep and int(upkeep[1]) > 0 and int(upkeep[3]) > 0, out
         assert 0 <= int(upkeep[2]) <= 100, out
+        items = re.search(r"events, \d+ users, (\d+) items", out)
+        assert items and 1 <= int(upkeep[4]) <= int(items[1]), out  # a cell of its items
     else:
         assert upkeep is None, out
 
