@@ -561,8 +561,8 @@ static int compare_slot_key(const void *a, const void *b)
  * from 1.3k to 66k within 30 s as every tile's box came to hold some item
  * that had become popular. Done once a cell's changes reach a quarter of its
  * rows (plus CELL_RELAYOUT_MIN_CHANGES), it costs O(dim + log rows) a
- * change amortised (25 ms for a cell of 136k rows). Without the memory for it the cell stays as it is: its boxes
- * are bounds either way.
+ * change amortised (25 ms for a cell of 136k rows). Without the memory for
+ * it the cell stays as it is: its boxes and balls are bounds either way.
  */
 #define CELL_RELAYOUT_MIN_CHANGES 64
 static void cell_relayout(const struct ivf *ivf, struct layout *layout, size_t c)
@@ -595,12 +595,16 @@ static void cell_relayout(const struct ivf *ivf, struct layout *layout, size_t c
 		cell->tile_high[j] = -INFINITY;
 	}
 	for (size_t t = 0; t < tiles_of(cell->capacity); t++)
-		cell->tile_radius[t] = -1.0f;
+		cell->tile_radius[t] = -1.0f; /* empty until made below */
 	for (size_t s = 0; s < n; s++) {
+		const float *row = cell->rows + s * dim;
+		size_t tile = s / IVF_TILE_ITEMS;
 		cell->items[s] = keys[s].item;
 		memcpy(cell->rows + s * dim, rows + (size_t)keys[s].slot * dim, dim * sizeof(float));
 		layout->slot_of[keys[s].item] = (uint32_t)s;
-		box_widen(layout, c, s, cell->rows + s * dim, dim);
+		/* the boxes here; the balls below, about each tile's mean */
+		widen(layout->box_low + c * dim, layout->box_high + c * dim, row, dim);
+		widen(cell->tile_low + tile * dim, cell->tile_high + tile * dim, row, dim);
 	}
 	/* each tile's ball about the mean of its rows (NaN rows left out) */
 	for (size_t first = 0; first < n; first += IVF_TILE_ITEMS) {
@@ -1714,7 +1718,11 @@ static void offer_tile(struct ivf_scratch *sc, size_t q, const struct topk_query
  * q.centre + |q| radius (Cauchy-Schwarz; in 32 dimensions about a third of
  * the box's bound over a tile of rows alike), and the lesser holds. The
  * sgemm's rounding (at most dim·2^-24 of sum |q_j x_j| per score, which
- * the box bounds, doubled for the bound's own) is added either way.
+ * the box bounds, doubled for the bound's own) is added either way, so a
+ * row passed over never held a score the scan would have kept: the lists
+ * stay what scanning gives. Bounds only widen between layouts (rows that
+ * move or leave keep them), so they stay bounds as rows drift. A box that
+ * is not finite (no rows, infinite columns) passes nothing over.
  */
 static bool ball_box_below(const float *low, const float *high, const float *centre,
 			   float radius, size_t dim, const float *vector, float bar)
@@ -1738,29 +1746,20 @@ static bool ball_box_below(const float *low, const float *high, const float *cen
 	return bound + 2.0 * (double)dim * 0x1p-24 * magnitude < (double)bar;
 }
 
-/*
- * Whether no row of the box low/high can reach `bar` for the query vector:
- * the box bounds q.x by the sum over columns of max(q_j low_j, q_j high_j),
- * and the sgemm's rounding (at most dim·2^-24 of sum |q_j x_j| per score,
- * doubled for the bound's own) is added, so a row passed over never held a
- * score the scan would have kept: the lists stay what scanning gives. Boxes
- * only widen between trainings (rows that move or leave keep them), so they
- * stay bounds as rows drift. A box that is not finite (no rows, infinite
- * columns) passes nothing over.
- */
-static bool box_below(const float *low, const float *high, size_t dim, const float *vector,
-		      float bar)
-{
-	return ball_box_below(low, high, NULL, -1.0f, dim, vector, bar);
-}
-
-/* Whether query q's full list cannot take any row of the box low/high. */
+/* Whether query q's full list cannot take any row of the box low/high
+ * and ball centre/radius (radius < 0: the box alone). */
 static bool list_above(const struct ivf *ivf, const struct ivf_scratch *sc, size_t q, size_t k,
-		       const float *low, const float *high)
+		       const float *low, const float *high, const float *centre, float radius)
 {
 	return sc->heap_counts[q] == k &&
-	       box_below(low, high, ivf->dim, sc->packed + q * ivf->dim,
-			 key_result(sc->heaps[q * sc->max_k]).score);
+	       ball_box_below(low, high, centre, radius, ivf->dim, sc->packed + q * ivf->dim,
+			      key_result(sc->heaps[q * sc->max_k]).score);
+}
+
+/* Whether a cell is scanned tile by tile, each tile against its bounds. */
+static bool cell_tiled(const struct ivf_cell *cell)
+{
+	return cell->count > IVF_TILE_ITEMS;
 }
 
 /* Scores one cell against the queries of `users` (one sgemm per tile if
@@ -1773,7 +1772,7 @@ static void scan_cell(const struct ivf *ivf, struct ivf_scratch *sc,
 {
 	const struct ivf_cell *cell = &ivf->layout.cells[c];
 	size_t dim = ivf->dim, gathered = 0;
-	bool tiled = cell->count > IVF_TILE_ITEMS;
+	bool tiled = cell_tiled(cell);
 
 	for (size_t first = 0; first < cell->count; first += IVF_TILE_ITEMS) {
 		size_t n =
@@ -1784,12 +1783,9 @@ static void scan_cell(const struct ivf *ivf, struct ivf_scratch *sc,
 			size_t t = first / IVF_TILE_ITEMS;
 			count = 0;
 			for (size_t u = 0; u < user_count; u++) {
-				uint32_t q = users[u];
-				if (sc->heap_counts[q] == k &&
-				    ball_box_below(cell->tile_low + t * dim, cell->tile_high + t * dim,
-						   cell->tile_centre + t * dim, cell->tile_radius[t], dim,
-						   sc->packed + (size_t)q * dim,
-						   key_result(sc->heaps[(size_t)q * sc->max_k]).score))
+				if (list_above(ivf, sc, users[u], k, cell->tile_low + t * dim,
+					       cell->tile_high + t * dim, cell->tile_centre + t * dim,
+					       cell->tile_radius[t]))
 					sc->skipped_tiles++;
 				else
 					sc->tile_users[count++] = users[u];
@@ -1829,7 +1825,7 @@ static bool cell_below(const struct ivf *ivf, const struct ivf_scratch *sc, size
 		       size_t c)
 {
 	return list_above(ivf, sc, q, k, ivf->layout.box_low + c * ivf->dim,
-			  ivf->layout.box_high + c * ivf->dim);
+			  ivf->layout.box_high + c * ivf->dim, NULL, -1.0f);
 }
 
 /* Scores cell c for the users of the batch that probe it and whose lists
@@ -1873,7 +1869,7 @@ static void scan_cells(const struct ivf *ivf, struct ivf_scratch *sc,
 	for (int large = 0; large < 2; large++) {
 		for (size_t c = 0; c < layout->nlist; c++)
 			if (sc->cell_offsets[c + 1] - sc->cell_offsets[c] >= ivf->shared_min_users &&
-			    (layout->cells[c].count > IVF_TILE_ITEMS) == large)
+			    cell_tiled(&layout->cells[c]) == large)
 				scan_shared_cell(ivf, sc, queries, eligible, k, c);
 		for (size_t p = 0; p < probes; p++) {
 			for (size_t q = 0; q < query_count; q++) {
@@ -1882,7 +1878,7 @@ static void scan_cells(const struct ivf *ivf, struct ivf_scratch *sc,
 				if (c == UINT32_MAX ||
 				    sc->cell_offsets[c + 1] - sc->cell_offsets[c] >=
 					ivf->shared_min_users ||
-				    (layout->cells[c].count > IVF_TILE_ITEMS) != large)
+				    cell_tiled(&layout->cells[c]) != large)
 					continue;
 				/* a full heap's bar is often past every row of a cell */
 				if (cell_below(ivf, sc, q, k, c)) {
