@@ -797,6 +797,7 @@ int cli_eval(int argc, char **argv)
 						{"replay-weight", required_argument, NULL, 1027},
 						{"sync-every", required_argument, NULL, 1028},
 						{"threads", required_argument, NULL, 1029},
+						{"covis-candidates", required_argument, NULL, 1030},
 						{NULL, 0, NULL, 0}};
 	struct model_config config;
 	struct eventlog_read_options read_options = eventlog_read_options_default();
@@ -938,6 +939,10 @@ int cli_eval(int argc, char **argv)
 		case 'G':
 			rc = cli_parse_count("eval", "trending", optarg, 0, 10000, &v);
 			config.index_trending = (size_t)v;
+			break;
+		case 1030:
+			rc = cli_parse_count("eval", "covis-candidates", optarg, 0, 1 << 22, &v);
+			config.covis_candidates = (unsigned)v;
 			break;
 		case 1000:
 			rc = cli_parse_count("eval", "covis-neighbours", optarg, 1, COVIS_MAX_BOUND, &v);

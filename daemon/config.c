@@ -386,6 +386,11 @@ static const struct option options[] = {
      65535, NULL, OPT_BOUNDED,
      "Neighbours kept per item (lists grow as pairs arrive; the weakest gives way at the bound).",
      NULL},
+    {"model", "covis_candidates", OPT_UINT, ST_UNSIGNED, V(model.covis_candidates), NULL, 0,
+     4194304, NULL, OPT_BOUNDED,
+     "A list's strongest co-visitation items that carry their score (of up to recent_items x "
+     "covis_neighbours); 0: every one. Fewer: an index list reads fewer random rows.",
+     NULL},
     {"model", "covis_both_directions", OPT_BOOL, ST_BOOL, V(model.covis_both_directions), NULL,
      0, 0, NULL, 0,
      "Count each pair both ways (a new item with each recent one, and back), not successors "

@@ -78,6 +78,7 @@ static const struct {
      "            (implies --sync-every 256); the figures do not change with N;\n"
      "            neither with --retrieval both, list rules, --tune or --ablations]\n"
      "           [--covis-window N] [--covis-recent-decay F] [--covis-neighbours N]\n"
+     "           [--covis-candidates N]\n"
      "           [--covis-directions one|both]\n"
      "           [--covis-count once|weighted] [--covis-half-life EVENTS]\n"
      "           [--replay-steps N] [--replay-negatives N] [--replay-weight F]\n"

@@ -58,6 +58,14 @@ struct item_set {
 	uint32_t count, capacity;
 };
 
+/* A query's co-visitation sum for one item (model_query()). */
+struct covis_sum {
+	float sum;         /* 0: not met yet in this query */
+	float best_weight; /* the largest weighted count towards it */
+	uint32_t best;     /* the recent item behind best_weight */
+	uint32_t unused;   /* a quarter of a cache line an item */
+};
+
 struct model {
 	struct model_config config;
 	size_t dim, stride; /* item matrix row: dim floats of q, then the bias column */
@@ -136,11 +144,16 @@ struct model {
 	struct sgd_target targets[MAX_NEGATIVES + 1];
 	uint32_t target_items[MAX_NEGATIVES + 1];
 	float score_grad[MAX_NEGATIVES + 1];
-	float *covis_sum; /* per item, all 0 between queries: a query's co-visitation sums */
-	float *covis_best_weight; /* per item, a query's largest weighted count towards it */
-	uint32_t *covis_best;     /* per item, the recent item behind covis_best_weight */
+	/* per item, all 0 between queries: a query's co-visitation sums, one
+	 * cache line's quarter an item (model_query() touches them at random) */
+	struct covis_sum *covis_sum;
 	uint32_t *sort_scratch; /* radix_sort_u32()'s, for a query's co-visitation items */
 	size_t sort_scratch_capacity;
+	/* model_query()'s scratch to select the strongest co-visitation items
+	 * (config.covis_candidates of them, when that bounds them): the sums of
+	 * up to recent_items x covis_neighbours items; capacity: the bound */
+	float *covis_keep;
+	size_t covis_keep_capacity;
 };
 
 static void view_free(struct model_view *view);
@@ -170,6 +183,7 @@ void model_config_default(struct model_config *config)
 	config->intent_decay = 0.9f;
 	config->covis_weight = 4.0f;
 	config->covis_neighbours = 1024;
+	config->covis_candidates = 256;
 	config->covis_window = 4;
 	config->covis_recent_decay = 0.7f;
 	config->covis_both_directions = true;
@@ -380,6 +394,12 @@ int model_config_check(const struct model_config *c, char *errstr, size_t errstr
 			   (double)c->search_weight);
 		return -1;
 	}
+	if (c->covis_candidates > (1u << 22)) {
+		set_errstr(errstr, errstr_size,
+			   "covis_candidates: must be between 0 (every one) and %u, got %u",
+			   1u << 22, c->covis_candidates);
+		return -1;
+	}
 	if (c->index_trending > 10000) {
 		set_errstr(errstr, errstr_size,
 			   "index_trending: must be between 0 and 10000, got %zu",
@@ -411,6 +431,14 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 	if (m->sampler == NULL || m->covis == NULL || m->popularity == NULL || m->h == NULL ||
 	    m->grad_h == NULL || m->grad_row == NULL)
 		goto out_free;
+	if (config->covis_candidates > 0 &&
+	    config->covis_candidates < (size_t)config->recent_items * config->covis_neighbours) {
+		m->covis_keep_capacity = config->covis_candidates;
+		m->covis_keep = malloc((size_t)config->recent_items * config->covis_neighbours *
+				       sizeof *m->covis_keep);
+		if (m->covis_keep == NULL)
+			goto out_free;
+	}
 	if (config->content_dim > 0) {
 		m->content_map =
 		    content_map_new(config->content_dim, config->dim, config->content_ridge);
@@ -450,11 +478,10 @@ void model_free(struct model *model)
 	free(model->grad_h);
 	free(model->grad_row);
 	free(model->covis_sum);
-	free(model->covis_best_weight);
-	free(model->covis_best);
 	view_free(model->view);
 	model_batch_free(&model->batch);
 	free(model->sort_scratch);
+	free(model->covis_keep);
 	free(model->item_moved);
 	free(model->moved_items);
 	free(model->trending_candidates);
@@ -579,9 +606,7 @@ static int ensure_items(struct model *m, size_t need)
 	    grow_array((void **)&m->item_ready, old, cap, sizeof(uint8_t)) ||
 	    grow_array((void **)&m->item_moved, old, cap, 1) ||
 	    grow_array((void **)&m->moved_items, old, cap, sizeof(uint32_t)) ||
-	    grow_array((void **)&m->covis_sum, old, cap, sizeof(float)) ||
-	    grow_array((void **)&m->covis_best_weight, old, cap, sizeof(float)) ||
-	    grow_array((void **)&m->covis_best, old, cap, sizeof(uint32_t)))
+	    grow_array((void **)&m->covis_sum, old, cap, sizeof(struct covis_sum)))
 		return -1;
 	if (m->content_map != NULL &&
 	    (grow_array((void **)&m->item_content, old, cap, sizeof(float *)) ||
@@ -1269,6 +1294,68 @@ static void sort_items(struct model *m, uint32_t *items, size_t count)
 		qsort(items, count, sizeof *items, compare_items);
 }
 
+/*
+ * The k-th largest of values[0..count) (1 <= k <= count), the values
+ * reordered: quickselect with a median-of-three pivot.
+ */
+static float kth_largest(float *values, size_t count, size_t k)
+{
+	ptrdiff_t lo = 0, hi = (ptrdiff_t)count - 1, want = (ptrdiff_t)k - 1;
+
+	while (lo < hi) {
+		float a = values[lo], b = values[lo + (hi - lo) / 2], c = values[hi];
+		float pivot = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+		ptrdiff_t i = lo, j = hi;
+		/* Hoare: values[lo..j] >= pivot >= values[i..hi] at the end */
+		while (i <= j) {
+			while (values[i] > pivot)
+				i++;
+			while (values[j] < pivot)
+				j--;
+			if (i <= j) {
+				float t = values[i];
+				values[i++] = values[j];
+				values[j--] = t;
+			}
+		}
+		if (want <= j)
+			hi = j;
+		else if (want >= i)
+			lo = i;
+		else
+			return values[want]; /* between j and i: equal to the pivot */
+	}
+	return values[want];
+}
+
+/*
+ * Keeps a query's config.covis_candidates strongest co-visitation items of
+ * its `count` in items[] (sorted by index; sums in sum[], every sum above 0;
+ * ties at the bar go to the lower index), the others' sums back to 0.
+ * @returns how many are kept.
+ */
+static size_t keep_strongest(struct model *m, uint32_t *items, size_t count,
+			     struct covis_sum *sum)
+{
+	size_t keep = m->covis_keep_capacity, kept = 0, above = 0;
+
+	if (keep == 0 || count <= keep)
+		return count;
+	for (size_t s = 0; s < count; s++)
+		m->covis_keep[s] = sum[items[s]].sum;
+	float bar = kth_largest(m->covis_keep, count, keep);
+	for (size_t s = 0; s < count; s++)
+		above += sum[items[s]].sum > bar;
+	for (size_t s = 0, ties = keep - above; s < count; s++) {
+		uint32_t item = items[s];
+		if (sum[item].sum > bar || (sum[item].sum == bar && ties > 0 && ties--))
+			items[kept++] = item;
+		else
+			sum[item].sum = 0.0f;
+	}
+	return kept;
+}
+
 void model_query(struct model *model, uint32_t user, struct model_query *query)
 {
 	struct model *m = model;
@@ -1301,7 +1388,7 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 	 * in recent order (so sums are bit-identical run to run): a dense
 	 * per-item accumulator, the first touch listing the item. */
 	double inverse_scale = 1.0 / covis_scale(m->covis);
-	float *sum = m->covis_sum;
+	struct covis_sum *sum = m->covis_sum;
 	float recent_weight[1000]; /* model_config_check(): recent_items <= 1000 */
 	size_t out = 0;
 	covis_recent_weights(m, recent, recent_count, recent_weight);
@@ -1316,25 +1403,27 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 		for (size_t s = 0; s < count; s++) {
 			float add = (float)(weight[s] * scale);
 			uint32_t item = succ[s];
-			bool first = sum[item] == 0.0f;
+			struct covis_sum *at = &sum[item];
+			bool first = at->sum == 0.0f;
 			if (first)
 				query->sparse_items[out++] = item;
 			/* a weight that decayed to 0 must still list its item once */
-			sum[item] += add > 0 ? add : 1e-30f;
+			at->sum += add > 0 ? add : 1e-30f;
 			/* the recent item counting most towards it (the first of equals) */
-			if (because != NULL && (first || add > m->covis_best_weight[item])) {
-				m->covis_best_weight[item] = add;
-				m->covis_best[item] = recent[j];
+			if (because != NULL && (first || add > at->best_weight)) {
+				at->best_weight = add;
+				at->best = recent[j];
 			}
 		}
 	}
 	sort_items(m, query->sparse_items, out);
+	out = keep_strongest(m, query->sparse_items, out, sum);
 	for (size_t s = 0; s < out; s++) {
 		uint32_t item = query->sparse_items[s];
-		query->sparse_scores[s] = sum[item];
-		sum[item] = 0.0f;
+		query->sparse_scores[s] = sum[item].sum;
+		sum[item].sum = 0.0f;
 		if (because != NULL)
-			because[s] = m->covis_best[item];
+			because[s] = sum[item].best;
 	}
 	log1p_all(query->sparse_scores, out);
 	for (size_t s = 0; s < out; s++)

@@ -160,6 +160,13 @@ struct model_config {
 	 * a newcomer replaces its weakest entry. Default 1024.
 	 */
 	unsigned covis_neighbours;
+	/**
+	 * A query's strongest co-visitation items that carry their score, the
+	 * rest dropped (ties to the lower index), 0..1<<22; 0: every one. A
+	 * query gathers up to recent_items x covis_neighbours of them, and each
+	 * is a random row an index list scores apart (model.h, model_query()).
+	 */
+	unsigned covis_candidates;
 	unsigned covis_window;         /**< a new item pairs with each of the last W items; default 4 */
 	/**
 	 * Recency weighting of the co-visitation signal: at a query the
