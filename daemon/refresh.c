@@ -92,29 +92,9 @@ struct group {
 	char error[512];
 };
 
-/*
- * One round's users (batch entries), by variant, and its groups. Two take
- * turns: a round is prepared and handed to the workers only when none is
- * out, and the round they ranked is published after the next one is out,
- * so the workers rank while the loop's thread publishes.
- */
-struct round {
-	uint32_t *stables;
-	/* per entry, as of its take (its query is made then): the user's newest
-	 * trigger, and what the events its list answers were (enum arrival) */
-	int64_t *trigger_ts;
-	uint8_t *arrival;
-	size_t *by_variant; /* STATE_MAX_VARIANTS × batch */
-	struct group *groups;
-	size_t group_count, group_capacity;
-	double started;
-	int64_t now_ms; /* the now_ms its users were taken at (min_interval counts from it) */
-};
-
-/* A worker's task: a view's index upkeep, or a range of a round's group's warm queries. */
+/* A worker's task: a view's index upkeep, or a range of a group's warm queries. */
 struct task {
 	struct model_view *prepare; /* non-NULL: this view's model_view_prepare() */
-	struct round *round;
 	size_t group, first, count;
 };
 
@@ -213,9 +193,15 @@ struct refresher {
 	uint32_t excludes_slot;
 	unsigned excludes_explore_events; /* its variant's explore bound (still_new) */
 
-	/* the two rounds (struct round), and which is prepared next */
-	struct round rounds[2];
-	size_t next_round;
+	/* one round's users (batch entries), by variant, and its groups; per
+	 * entry, as of its take (its query is made then), the user's newest
+	 * trigger and what the events its list answers were (enum arrival) */
+	uint32_t *stables;
+	int64_t *taken_trigger_ts;
+	uint8_t *taken_arrival;
+	size_t *by_variant; /* STATE_MAX_VARIANTS × batch */
+	struct group *groups;
+	size_t group_count, group_capacity;
 	struct scored_item *items; /* one list's, while it is published */
 	struct lists_why *whys;    /* its items' explanations */
 	struct model_explanation *explanations;
@@ -225,6 +211,8 @@ struct refresher {
 	 * list the user saw before the newest was published) */
 	struct previous_list **previous;
 	size_t previous_capacity;
+	double round_started;
+	int64_t round_now_ms; /* the now_ms its users were taken at (min_interval counts from it) */
 
 	/* the workers (refresh.threads; none: rounds run on the caller's thread) */
 	struct pool pool;
@@ -324,16 +312,10 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	r->batch = config->config->refresh_batch;
 	r->pool.threads = config->threads;
 	r->pool.nice = config->nice;
-	for (size_t n = 0; n < 2; n++) {
-		r->rounds[n].stables = calloc(r->batch, sizeof *r->rounds[n].stables);
-		r->rounds[n].trigger_ts = calloc(r->batch, sizeof *r->rounds[n].trigger_ts);
-		r->rounds[n].arrival = calloc(r->batch, sizeof *r->rounds[n].arrival);
-		r->rounds[n].by_variant =
-		    calloc(STATE_MAX_VARIANTS * r->batch, sizeof *r->rounds[n].by_variant);
-		if (r->rounds[n].stables == NULL || r->rounds[n].trigger_ts == NULL ||
-		    r->rounds[n].arrival == NULL || r->rounds[n].by_variant == NULL)
-			goto out_free;
-	}
+	r->stables = calloc(r->batch, sizeof *r->stables);
+	r->taken_trigger_ts = calloc(r->batch, sizeof *r->taken_trigger_ts);
+	r->taken_arrival = calloc(r->batch, sizeof *r->taken_arrival);
+	r->by_variant = calloc(STATE_MAX_VARIANTS * r->batch, sizeof *r->by_variant);
 	r->items = calloc(MAX_K, sizeof *r->items);
 	r->record = malloc(LIST_RECORD_BYTES);
 	r->items_scratch = calloc(MAX_K, sizeof *r->items_scratch);
@@ -346,7 +328,8 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	for (size_t v = 0; v < config->variant_count && v < STATE_MAX_VARIANTS; v++)
 		names[v] = config->variants[v].name;
 	r->lists = lists_new(names, config->variant_count);
-	if (r->items == NULL || r->record == NULL ||
+	if (r->stables == NULL || r->taken_trigger_ts == NULL || r->taken_arrival == NULL ||
+	    r->by_variant == NULL || r->items == NULL || r->record == NULL ||
 	    r->items_scratch == NULL || r->lists == NULL || r->whys == NULL ||
 	    r->explanations == NULL || r->list_items == NULL || r->ruled == NULL ||
 	    r->rule_of == NULL)
@@ -402,25 +385,22 @@ void refresher_free(struct refresher *r)
 	free(r->items_scratch);
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
 		free(r->listable[v]);
-	for (size_t n = 0; n < 2; n++) {
-		struct round *round = &r->rounds[n];
-		for (size_t g = 0; g < round->group_capacity; g++) {
-			struct group *gr = &round->groups[g];
-			model_batch_free(&gr->batch);
-			free(gr->slots);
-			free(gr->results);
-			free(gr->lengths);
-			free(gr->warm_results);
-			free(gr->shadow_results);
-			free(gr->warm_counts);
-			free(gr->shadow_counts);
-		}
-		free(round->groups);
-		free(round->stables);
-		free(round->trigger_ts);
-		free(round->arrival);
-		free(round->by_variant);
+	for (size_t g = 0; g < r->group_capacity; g++) {
+		struct group *gr = &r->groups[g];
+		model_batch_free(&gr->batch);
+		free(gr->slots);
+		free(gr->results);
+		free(gr->lengths);
+		free(gr->warm_results);
+		free(gr->shadow_results);
+		free(gr->warm_counts);
+		free(gr->shadow_counts);
 	}
+	free(r->groups);
+	free(r->stables);
+	free(r->taken_trigger_ts);
+	free(r->taken_arrival);
+	free(r->by_variant);
 	free(r->items);
 	free(r);
 }
@@ -738,15 +718,13 @@ static bool due(const struct refresher *r, uint32_t stable, int64_t now_ms)
 	return now_ms - r->last_refresh_ms[stable] >= (int64_t)r->c.config->min_interval_ms;
 }
 
-/* Takes a user into entry n of a round: its list answers the events marked so far. */
-static void take_user(struct refresher *r, struct round *round, size_t n, uint32_t stable,
-		      int64_t now_ms)
+/* Takes a user into entry n of the round: its list answers the events marked so far. */
+static void take_user(struct refresher *r, size_t n, uint32_t stable)
 {
-	round->stables[n] = stable;
-	round->trigger_ts[n] = r->trigger_ts[stable];
-	round->arrival[n] = r->catch_up[stable];
+	r->stables[n] = stable;
+	r->taken_trigger_ts[n] = r->trigger_ts[stable];
+	r->taken_arrival[n] = r->catch_up[stable];
 	r->catch_up[stable] = ARRIVAL_NONE; /* a mark from now on is the next list's */
-	r->last_refresh_ms[stable] = now_ms;
 }
 
 /*
@@ -756,7 +734,7 @@ static void take_user(struct refresher *r, struct round *round, size_t n, uint32
  * when no recent mark is due, the deferred lane, oldest first. Users not due
  * yet (min_interval) keep their place. @returns how many were taken.
  */
-static size_t take_due(struct refresher *r, struct round *round, int64_t now_ms)
+static size_t take_due(struct refresher *r, int64_t now_ms)
 {
 	int64_t target = (int64_t)r->c.config->staleness_target_ms;
 	size_t n = 0, held = 0;
@@ -799,7 +777,7 @@ static size_t take_due(struct refresher *r, struct round *round, int64_t now_ms)
 		}
 		r->lane[m.stable] = LANE_NONE;
 		r->recent_users--;
-		take_user(r, round, n++, m.stable, now_ms);
+		take_user(r, n++, m.stable);
 	}
 	while (held > 0) /* back in their order, the newest on top */
 		r->recent[r->recent_count++] = r->held[--held];
@@ -815,7 +793,7 @@ static size_t take_due(struct refresher *r, struct round *round, int64_t now_ms)
 			continue;
 		}
 		r->lane[stable] = LANE_NONE;
-		take_user(r, round, n++, stable, now_ms);
+		take_user(r, n++, stable);
 	}
 	r->c.metrics->refresh_waiting = (int64_t)r->recent_users;
 	r->c.metrics->refresh_deferred_waiting = (int64_t)r->deferred_count;
@@ -830,7 +808,7 @@ static int run_task(struct refresher *r, const struct task *t, struct model_sear
 {
 	if (t->prepare != NULL)
 		return model_view_prepare(t->prepare, errstr, errstr_size);
-	struct group *g = &t->round->groups[t->group];
+	struct group *g = &r->groups[t->group];
 	size_t k = g->k;
 	if (model_view_search(g->view, s, g->retrieval, &g->batch, t->first, t->count, g->listable,
 			      g->warm_results + t->first * k, g->warm_counts + t->first, errstr,
@@ -862,10 +840,10 @@ static int run_task(struct refresher *r, const struct task *t, struct model_sear
 }
 
 /* Notes a task's failure in the groups it concerns (caller holds the mutex). */
-static void task_failed(const struct task *t, const char *why)
+static void task_failed(struct refresher *r, const struct task *t, const char *why)
 {
-	for (size_t g = 0; g < t->round->group_count; g++) {
-		struct group *gr = &t->round->groups[g];
+	for (size_t g = 0; g < r->group_count; g++) {
+		struct group *gr = &r->groups[g];
 		bool concerned = t->prepare != NULL ? gr->view == t->prepare : g == t->group;
 		if (concerned && !gr->failed) {
 			gr->failed = true;
@@ -912,7 +890,7 @@ static void *worker_main(void *arg)
 		int rc = run_task(r, &t, p->searcher[self->index], why, sizeof why);
 		pthread_mutex_lock(&p->mutex);
 		if (rc != 0)
-			task_failed(&t, why);
+			task_failed(r, &t, why);
 		if (t.prepare != NULL && ++p->prepared_count == p->prepare_count)
 			pthread_cond_broadcast(&p->prepared);
 		if (++p->done_tasks == p->task_count) {
@@ -940,7 +918,7 @@ static int add_task(struct pool *p, struct task t)
  * ranges, about one per worker (a range shares the item matrix's tiles
  * across its queries, so ranges are not cut finer than that).
  */
-static int plan_tasks(struct refresher *r, struct round *round)
+static int plan_tasks(struct refresher *r)
 {
 	struct pool *p = &r->pool;
 	size_t workers = p->threads ? p->threads : 1;
@@ -949,27 +927,26 @@ static int plan_tasks(struct refresher *r, struct round *round)
 	pthread_mutex_lock(&p->mutex);
 	p->task_count = p->next_task = p->done_tasks = 0;
 	p->prepare_count = p->prepared_count = 0;
-	for (size_t g = 0; g < round->group_count; g++) {
-		struct group *gr = &round->groups[g];
+	for (size_t g = 0; g < r->group_count; g++) {
+		struct group *gr = &r->groups[g];
 		bool seen = false;
 		if (gr->popularity || gr->batch.warm == 0 ||
 		    (gr->retrieval != MODEL_RETRIEVAL_INDEX && gr->shadow == 0))
 			continue;
 		for (size_t t = 0; t < p->task_count && !seen; t++)
 			seen = p->tasks[t].prepare == gr->view;
-		if (!seen && add_task(p, (struct task){.prepare = gr->view, .round = round}) != 0)
+		if (!seen && add_task(p, (struct task){.prepare = gr->view}) != 0)
 			goto out;
 	}
 	p->prepare_count = p->task_count;
-	for (size_t g = 0; g < round->group_count; g++) {
-		struct group *gr = &round->groups[g];
+	for (size_t g = 0; g < r->group_count; g++) {
+		struct group *gr = &r->groups[g];
 		size_t warm = gr->popularity ? 0 : gr->batch.warm;
 		size_t range = (warm + workers - 1) / workers;
 		if (range < REFRESH_MIN_RANGE)
 			range = REFRESH_MIN_RANGE;
 		for (size_t first = 0; first < warm; first += range)
-			if (add_task(p, (struct task){.round = round,
-						      .group = g,
+			if (add_task(p, (struct task){.group = g,
 						      .first = first,
 						      .count = warm - first < range ? warm - first
 										    : range}) != 0)
@@ -1088,7 +1065,7 @@ static int resolve_rules(struct refresher *r, const struct group *g)
 		return 0;
 	*view = (struct listrules_view){.explore_pool = r->explore_pool[g->v],
 					.explore_pool_count = r->explore_pool_count[g->v],
-					.eligible = r->listable[g->v], /* as of now */
+					.eligible = g->listable,
 					.eligible_count = r->listable_items[g->v],
 					.user_excludes = user_excludes,
 					.still_new = still_new,
@@ -1133,13 +1110,13 @@ static size_t apply_rules(struct refresher *r, const struct group *g, uint32_t s
 }
 
 /* Publishes member j's list of group g. @returns 0 or -1 (fatal). */
-static int publish_list(struct refresher *r, const struct round *round, const struct group *g,
-			size_t j, char *errstr, size_t errstr_size)
+static int publish_list(struct refresher *r, const struct group *g, size_t j, int64_t now_ms,
+			char *errstr, size_t errstr_size)
 {
 	size_t v = g->v;
-	size_t entry = round->by_variant[v * r->batch + g->first + j];
-	uint32_t stable = round->stables[entry];
-	int64_t trigger_ts = round->trigger_ts[entry];
+	size_t entry = r->by_variant[v * r->batch + g->first + j];
+	uint32_t stable = r->stables[entry];
+	int64_t trigger_ts = r->taken_trigger_ts[entry];
 	char why[512], list_id[17];
 	uint64_t id = rng_next(&r->list_id_state);
 	size_t length = apply_rules(r, g, stable, &g->results[j * g->k], g->lengths[j], id);
@@ -1179,6 +1156,7 @@ static int publish_list(struct refresher *r, const struct round *round, const st
 		log_line(LOG_PRIORITY_WARNING, "publish for %s: %s", user, why);
 		return 0;
 	}
+	r->last_refresh_ms[stable] = now_ms;
 	r->c.metrics->variants[v].recommendations_total++;
 	if (r->c.experiment != NULL &&
 	    experiment_expose(r->c.experiment, stable, v, errstr, errstr_size) != 0)
@@ -1194,22 +1172,22 @@ static int publish_list(struct refresher *r, const struct round *round, const st
 	}
 	/* a list made for backlog only (a backfill) is catch-up, kept out of the freshness SLO */
 	struct metrics_variant *mv = &r->c.metrics->variants[v];
-	metrics_histogram_observe(round->arrival[entry] == ARRIVAL_BACKLOG ? &mv->catch_up_seconds
-									   : &mv->freshness_seconds,
+	metrics_histogram_observe(r->taken_arrival[entry] == ARRIVAL_BACKLOG
+				      ? &mv->catch_up_seconds
+				      : &mv->freshness_seconds,
 				  (double)(clock_wall_ms() - trigger_ts) / 1000.0);
 	return 0;
 }
 
 /* A new group for `count` members of variant v from `first`. @returns it, or NULL. */
-static struct group *add_group(struct round *round, size_t v, size_t first, size_t count,
+static struct group *add_group(struct refresher *r, size_t v, size_t first, size_t count,
 			       size_t k)
 {
-	if (round->group_count == round->group_capacity &&
-	    grow_array(&round->groups, &round->group_capacity, round->group_count + 1,
-		       sizeof *round->groups, 4) !=
+	if (r->group_count == r->group_capacity &&
+	    grow_array(&r->groups, &r->group_capacity, r->group_count + 1, sizeof *r->groups, 4) !=
 		0)
 		return NULL;
-	struct group *g = &round->groups[round->group_count];
+	struct group *g = &r->groups[r->group_count];
 	if (reserve(&g->slots, &g->slots_capacity, count, sizeof *g->slots) != 0 ||
 	    reserve(&g->results, &g->results_capacity, count * k, sizeof *g->results) != 0 ||
 	    reserve(&g->lengths, &g->lengths_capacity, count, sizeof *g->lengths) != 0 ||
@@ -1222,7 +1200,7 @@ static struct group *add_group(struct round *round, size_t v, size_t first, size
 	    reserve(&g->shadow_counts, &g->shadow_counts_capacity, count,
 		    sizeof *g->shadow_counts) != 0)
 		return NULL;
-	round->group_count++;
+	r->group_count++;
 	g->v = v;
 	g->first = first;
 	g->count = count;
@@ -1253,9 +1231,9 @@ static void popularity_lists(struct group *g, struct model *model)
  * slots pinned meanwhile. @returns 0; 1 when a pin failed (logged, the
  * round stops there); -1 with errstr filled when out of memory.
  */
-static int prepare_group(struct refresher *r, struct round *round, size_t v, size_t first,
-			 size_t count, const uint8_t *listable, struct model_view *view,
-			 char *errstr, size_t errstr_size)
+static int prepare_group(struct refresher *r, size_t v, size_t first, size_t count,
+			 const uint8_t *listable, struct model_view *view, char *errstr,
+			 size_t errstr_size)
 {
 	const struct config_variant *cv = &r->c.config->variants[v];
 	struct state *state = r->c.state;
@@ -1263,7 +1241,7 @@ static int prepare_group(struct refresher *r, struct round *round, size_t v, siz
 	char why[512];
 	/* over-fetched, so that the list rules still fill k (model/listrules.h) */
 	size_t fetch = listrules_fetch(&cv->rules, cv->k, MAX_K);
-	struct group *g = add_group(round, v, first, count, fetch);
+	struct group *g = add_group(r, v, first, count, fetch);
 	if (g == NULL) {
 		set_errstr(errstr, errstr_size, "refresh: out of memory for a batch of %zu", count);
 		return -1;
@@ -1274,10 +1252,10 @@ static int prepare_group(struct refresher *r, struct round *round, size_t v, siz
 	g->popularity = cv->policy == CONFIG_POLICY_POPULARITY;
 	state_user_unpin_all(state);
 	for (size_t j = 0; j < count; j++)
-		if (state_user_pin(state, round->stables[round->by_variant[v * r->batch + first + j]],
+		if (state_user_pin(state, r->stables[r->by_variant[v * r->batch + first + j]],
 				   &g->slots[j], why, sizeof why) != 0) {
 			log_line(LOG_PRIORITY_WARNING, "refresh: %s", why);
-			round->group_count--;
+			r->group_count--;
 			return 1;
 		}
 	if (g->popularity) {
@@ -1340,28 +1318,23 @@ static void note_index_stats(struct refresher *r, size_t v, const struct model_v
 	mv->index_items = stats.items;
 }
 
-/*
- * Takes due users and prepares them as the next round (no round is out:
- * the views sync and the listable flags change here). @returns the users
- * taken, or -1.
- */
-static long prepare_round(struct refresher *r, struct round *round, int64_t now_ms, char *errstr,
-			  size_t errstr_size)
+/* Takes due users and prepares a round. @returns the users taken, or -1. */
+static long prepare_round(struct refresher *r, int64_t now_ms, char *errstr, size_t errstr_size)
 {
 	struct state *state = r->c.state;
 	size_t counts[STATE_MAX_VARIANTS] = {0};
-	size_t n = take_due(r, round, now_ms);
+	size_t n = take_due(r, now_ms);
 
-	round->group_count = 0;
+	r->group_count = 0;
 	if (n == 0)
 		return 0;
-	round->started = clock_monotonic_s();
-	round->now_ms = now_ms;
+	r->round_started = clock_monotonic_s();
+	r->round_now_ms = now_ms;
 	for (size_t u = 0; u < n; u++) {
-		const char *name = state_user_name(state, round->stables[u]);
+		const char *name = state_user_name(state, r->stables[u]);
 		size_t v = assign_variant(r->c.config->experiment_salt, name, r->c.variants,
 					  r->c.variant_count);
-		round->by_variant[v * r->batch + counts[v]++] = u;
+		r->by_variant[v * r->batch + counts[v]++] = u;
 	}
 	/* A lookup may evict: each group pins its users, as many as the cache
 	 * can hold, so no slot changes hands while its queries are made. */
@@ -1386,7 +1359,7 @@ static long prepare_round(struct refresher *r, struct round *round, int64_t now_
 		}
 		for (size_t first = 0; first < counts[v]; first += pinnable) {
 			size_t members = counts[v] - first < pinnable ? counts[v] - first : pinnable;
-			int got = prepare_group(r, round, v, first, members, listable, view, errstr,
+			int got = prepare_group(r, v, first, members, listable, view, errstr,
 						errstr_size);
 			if (got != 0) {
 				rc = got < 0 ? -1 : rc;
@@ -1395,24 +1368,29 @@ static long prepare_round(struct refresher *r, struct round *round, int64_t now_
 		}
 	}
 	state_user_unpin_all(state); /* the batches hold copies of what lists read */
-	if (rc >= 0 && plan_tasks(r, round) != 0) {
+	if (rc >= 0 && plan_tasks(r) != 0) {
 		set_errstr(errstr, errstr_size, "refresh: out of memory for a round's tasks");
 		rc = -1;
 	}
 	return rc;
 }
 
-/*
- * What a ranked round tells the views (before the next round is out: the
- * workers then read them): the index's upkeep and candidates, and the
- * shadow's recall, which moves the cells probed.
- */
-static void note_round(struct refresher *r, struct round *round)
+/* Publishes a finished round's lists. @returns 0, or -1 with errstr filled (fatal). */
+static int harvest_round(struct refresher *r, char *errstr, size_t errstr_size)
 {
-	for (size_t g = 0; g < round->group_count; g++) {
-		struct group *gr = &round->groups[g];
-		if (gr->failed)
+	int64_t now_ms = r->round_now_ms;
+	for (size_t g = 0; g < r->group_count; g++) {
+		struct group *gr = &r->groups[g];
+		if (gr->failed) {
+			log_line(LOG_PRIORITY_WARNING, "refresh: %s", gr->error);
 			continue;
+		}
+		for (size_t w = 0; w < gr->batch.warm && !gr->popularity; w++) {
+			size_t j = gr->batch.warm_index[w];
+			memcpy(gr->results + j * gr->k, gr->warm_results + w * gr->k,
+			       gr->warm_counts[w] * sizeof *gr->results);
+			gr->lengths[j] = gr->warm_counts[w];
+		}
 		if (gr->view != NULL && gr->retrieval == MODEL_RETRIEVAL_INDEX) {
 			note_index_stats(r, gr->v, gr->view);
 			r->c.metrics->variants[gr->v].index_candidates_total += gr->candidates;
@@ -1428,56 +1406,34 @@ static void note_round(struct refresher *r, struct round *round)
 			mv->index_nprobe = model_view_adapt_nprobe(gr->view, gr->recall_sum,
 								   gr->recall_compared);
 		}
-	}
-}
-
-/*
- * Publishes a ranked round's lists (a round may be out with the workers
- * meanwhile: nothing here reads a view). @returns the lists published, or
- * -1 with errstr filled (fatal).
- */
-static long harvest_round(struct refresher *r, struct round *round, char *errstr,
-			  size_t errstr_size)
-{
-	long published = 0;
-	for (size_t g = 0; g < round->group_count; g++) {
-		struct group *gr = &round->groups[g];
-		if (gr->failed) {
-			log_line(LOG_PRIORITY_WARNING, "refresh: %s", gr->error);
-			continue;
-		}
-		for (size_t w = 0; w < gr->batch.warm && !gr->popularity; w++) {
-			size_t j = gr->batch.warm_index[w];
-			memcpy(gr->results + j * gr->k, gr->warm_results + w * gr->k,
-			       gr->warm_counts[w] * sizeof *gr->results);
-			gr->lengths[j] = gr->warm_counts[w];
-		}
 		if (resolve_rules(r, gr) != 0) {
 			set_errstr(errstr, errstr_size,
 				   "refresh: out of memory resolving list rules");
 			return -1;
 		}
 		for (size_t j = 0; j < gr->count; j++)
-			if (publish_list(r, round, gr, j, errstr, errstr_size) != 0)
+			if (publish_list(r, gr, j, now_ms, errstr, errstr_size) != 0)
 				return -1;
-		published += (long)gr->count;
 	}
 	metrics_histogram_observe(&r->c.metrics->refresh_batch_seconds,
-				  clock_monotonic_s() - round->started);
-	round->group_count = 0;
-	return published;
+				  clock_monotonic_s() - r->round_started);
+	r->group_count = 0;
+	return 0;
 }
 
-/* Hands the prepared round to the workers (under the lock: an idle worker
- * may look at the task list meanwhile). */
-static void hand_out(struct refresher *r, double prepared_at)
+/* Publishes a round ranked from out_at to ranked_at (monotonic), counting
+ * its rank, wait and publish time (streamrec_refresh_phase_seconds_total).
+ * @returns 0, or -1 with errstr filled (fatal). */
+static int publish_round(struct refresher *r, double out_at, double ranked_at, char *errstr,
+			 size_t errstr_size)
 {
-	struct pool *p = &r->pool;
-	pthread_mutex_lock(&p->mutex);
-	p->out_at = prepared_at;
-	p->out = true;
-	pthread_cond_broadcast(&p->work);
-	pthread_mutex_unlock(&p->mutex);
+	double *phase = r->c.metrics->refresh_phase_seconds_total, start = clock_monotonic_s();
+	phase[METRICS_REFRESH_RANK] += ranked_at - out_at;
+	phase[METRICS_REFRESH_WAIT] += start - ranked_at;
+	if (harvest_round(r, errstr, errstr_size) != 0)
+		return -1;
+	phase[METRICS_REFRESH_PUBLISH] += clock_monotonic_s() - start;
+	return 0;
 }
 
 bool refresher_busy(struct refresher *r)
@@ -1496,100 +1452,54 @@ void refresher_wait(struct refresher *r)
 	pthread_mutex_unlock(&p->mutex);
 }
 
-/*
- * Whether the round out is ranked: it is then the caller's (the workers are
- * idle), its views noted. @returns it, or NULL when none is out or it is
- * still being ranked.
- */
-static struct round *take_ranked(struct refresher *r)
+long refresher_harvest(struct refresher *r, char *errstr, size_t errstr_size)
 {
 	struct pool *p = &r->pool;
 	if (!p->out)
-		return NULL;
+		return 0;
 	pthread_mutex_lock(&p->mutex);
 	bool done = p->done_tasks == p->task_count;
 	pthread_mutex_unlock(&p->mutex);
 	if (!done)
-		return NULL; /* the workers' notify brings the loop back */
+		return 0; /* the workers' notify brings the loop back */
 	p->out = false;
-	struct round *ranked = &r->rounds[1 - r->next_round];
-	note_round(r, ranked);
-	return ranked;
-}
-
-/*
- * Publishes a ranked round, counting its rank and wait time (from out_at
- * to ranked_at, then to now) and its publish time
- * (streamrec_refresh_phase_seconds_total). @returns the lists published,
- * or -1 with errstr filled (fatal).
- */
-static long publish_round(struct refresher *r, struct round *round, double out_at,
-			  double ranked_at, char *errstr, size_t errstr_size)
-{
-	double *phase = r->c.metrics->refresh_phase_seconds_total, start = clock_monotonic_s();
-	phase[METRICS_REFRESH_RANK] += ranked_at - out_at;
-	phase[METRICS_REFRESH_WAIT] += start - ranked_at;
-	long published = harvest_round(r, round, errstr, errstr_size);
-	phase[METRICS_REFRESH_PUBLISH] += clock_monotonic_s() - start;
-	return published;
-}
-
-long refresher_harvest(struct refresher *r, char *errstr, size_t errstr_size)
-{
-	struct pool *p = &r->pool;
-	struct round *ranked = take_ranked(r);
-	if (ranked == NULL)
-		return 0;
-	return publish_round(r, ranked, p->out_at, p->ranked_at, errstr, errstr_size);
-}
-
-/*
- * Prepares the next round and, with workers, hands it out. @returns the
- * users taken (0: none was due), or -1 with errstr filled.
- */
-static long start_round(struct refresher *r, int64_t now_ms, char *errstr, size_t errstr_size)
-{
-	struct pool *p = &r->pool;
-	char why[256];
-	struct round *round = &r->rounds[r->next_round];
-	double *phase = r->c.metrics->refresh_phase_seconds_total, start = clock_monotonic_s();
-	long taken = prepare_round(r, round, now_ms, errstr, errstr_size);
-	if (taken <= 0)
-		return taken;
-	double prepared = clock_monotonic_s();
-	phase[METRICS_REFRESH_PREPARE] += prepared - start;
-	r->next_round = 1 - r->next_round;
-	if (p->threads > 0) {
-		hand_out(r, prepared);
-		return taken;
-	}
-	/* no workers: the round's tasks here and now */
-	for (size_t t = 0; t < p->task_count; t++)
-		if (run_task(r, &p->tasks[t], p->searcher[0], why, sizeof why) != 0)
-			task_failed(&p->tasks[t], why);
-	p->task_count = 0;
-	note_round(r, round);
-	return publish_round(r, round, prepared, clock_monotonic_s(), errstr, errstr_size) < 0
-		   ? -1
-		   : taken;
+	size_t published = 0;
+	for (size_t g = 0; g < r->group_count; g++)
+		published += r->groups[g].count;
+	if (publish_round(r, p->out_at, p->ranked_at, errstr, errstr_size) != 0)
+		return -1;
+	return (long)published;
 }
 
 long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t errstr_size)
 {
 	struct pool *p = &r->pool;
-	if (!p->out)
-		return start_round(r, now_ms, errstr, errstr_size);
-	/* a round out: once ranked, the next goes out before it is published,
-	 * so the workers rank that one meanwhile */
-	double out_at = p->out_at, ranked_at = p->ranked_at;
-	struct round *ranked = take_ranked(r);
-	if (ranked == NULL)
-		return 0;
-	long taken = start_round(r, now_ms, errstr, errstr_size);
-	if (taken < 0)
-		return -1;
-	long published = publish_round(r, ranked, out_at, ranked_at, errstr, errstr_size);
-	return published < 0 ? -1 : published + taken;
+	char why[256];
+
+	if (p->out) /* the next round starts at a later turn: publishing took this one */
+		return refresher_harvest(r, errstr, errstr_size);
+	double *phase = r->c.metrics->refresh_phase_seconds_total, start = clock_monotonic_s();
+	long taken = prepare_round(r, now_ms, errstr, errstr_size);
+	if (taken <= 0)
+		return taken;
+	double prepared = clock_monotonic_s();
+	phase[METRICS_REFRESH_PREPARE] += prepared - start;
+	if (p->threads == 0) {
+		/* no workers: the round's tasks here and now */
+		for (size_t t = 0; t < p->task_count; t++)
+			if (run_task(r, &p->tasks[t], p->searcher[0], why, sizeof why) != 0)
+				task_failed(r, &p->tasks[t], why);
+		p->task_count = 0;
+		return publish_round(r, prepared, clock_monotonic_s(), errstr, errstr_size) != 0
+			   ? -1
+			   : taken;
+	}
+	pthread_mutex_lock(&p->mutex);
+	p->out_at = prepared;
+	p->out = true;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->mutex);
+	return taken;
 }
 
 bool refresher_last_list(const struct refresher *r, uint32_t stable, struct refresh_list *out)

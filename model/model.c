@@ -149,9 +149,11 @@ struct model {
 	struct covis_sum *covis_sum;
 	uint32_t *sort_scratch; /* radix_sort_u32()'s, for a query's co-visitation items */
 	size_t sort_scratch_capacity;
-	/* model_query()'s scratch to select the strongest co-visitation items
-	 * (config.covis_candidates of them, when that bounds them): the sums of
-	 * up to recent_items x covis_neighbours items; capacity: the bound */
+	/* model_query()'s scratch: a query's co-visitation items, up to
+	 * recent_items x covis_neighbours, and their sums to select the
+	 * strongest (config.covis_candidates of them, when that bounds them:
+	 * covis_keep_capacity, and the sparse capacity a query needs) */
+	uint32_t *covis_items;
 	float *covis_keep;
 	size_t covis_keep_capacity;
 };
@@ -431,6 +433,10 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 	if (m->sampler == NULL || m->covis == NULL || m->popularity == NULL || m->h == NULL ||
 	    m->grad_h == NULL || m->grad_row == NULL)
 		goto out_free;
+	m->covis_items = malloc((size_t)config->recent_items * config->covis_neighbours *
+				sizeof *m->covis_items);
+	if (m->covis_items == NULL)
+		goto out_free;
 	if (config->covis_candidates > 0 &&
 	    config->covis_candidates < (size_t)config->recent_items * config->covis_neighbours) {
 		m->covis_keep_capacity = config->covis_candidates;
@@ -482,6 +488,7 @@ void model_free(struct model *model)
 	model_batch_free(&model->batch);
 	free(model->sort_scratch);
 	free(model->covis_keep);
+	free(model->covis_items);
 	free(model->item_moved);
 	free(model->moved_items);
 	free(model->trending_candidates);
@@ -531,7 +538,8 @@ size_t model_item_count(const struct model *model)
 
 size_t model_sparse_capacity(const struct model *model)
 {
-	return (size_t)model->config.recent_items * model->config.covis_neighbours;
+	size_t all = (size_t)model->config.recent_items * model->config.covis_neighbours;
+	return model->covis_keep_capacity > 0 ? model->covis_keep_capacity : all;
 }
 
 /* ---- growth and initialisation ---------------------------------------------- */
@@ -1392,7 +1400,7 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 	float recent_weight[1000]; /* model_config_check(): recent_items <= 1000 */
 	size_t out = 0;
 	covis_recent_weights(m, recent, recent_count, recent_weight);
-	uint32_t *because = query->sparse_because;
+	uint32_t *because = query->sparse_because, *items = m->covis_items;
 	for (size_t j = 0; j < recent_count; j++) {
 		if (recent_weight[j] == 0.0f)
 			continue; /* a repeat: counted at its latest position */
@@ -1406,7 +1414,7 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 			struct covis_sum *at = &sum[item];
 			bool first = at->sum == 0.0f;
 			if (first)
-				query->sparse_items[out++] = item;
+				items[out++] = item;
 			/* a weight that decayed to 0 must still list its item once */
 			at->sum += add > 0 ? add : 1e-30f;
 			/* the recent item counting most towards it (the first of equals) */
@@ -1416,10 +1424,11 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 			}
 		}
 	}
-	sort_items(m, query->sparse_items, out);
-	out = keep_strongest(m, query->sparse_items, out, sum);
+	sort_items(m, items, out);
+	out = keep_strongest(m, items, out, sum);
 	for (size_t s = 0; s < out; s++) {
-		uint32_t item = query->sparse_items[s];
+		uint32_t item = items[s];
+		query->sparse_items[s] = item;
 		query->sparse_scores[s] = sum[item].sum;
 		sum[item].sum = 0.0f;
 		if (because != NULL)

@@ -370,7 +370,9 @@ bool model_user_has_history(const struct model *model, uint32_t user);
 /** @returns true when the user's list leaves item out (see enum model_exclusion). */
 bool model_user_excludes(const struct model *model, uint32_t user, uint32_t item);
 
-/** @returns how many co-visitation candidates a query can carry at most. */
+/** @returns how many co-visitation candidates a query can carry at most:
+ * config.covis_candidates, or recent_items x covis_neighbours when that is
+ * fewer or covis_candidates is 0. */
 size_t model_sparse_capacity(const struct model *model);
 
 /**
