@@ -663,7 +663,7 @@ def main():
     p.add_argument("--drain-timeout-s", type=float, default=240.0)
     p.add_argument("--commit-interval", default="5s", help="state.commit_interval_ms")
     p.add_argument("--refresh-interval", default="50ms", help="refresh.interval_ms")
-    p.add_argument("--refresh-batch", type=int, default=1024, help="refresh.batch")
+    p.add_argument("--refresh-batch", type=int, default=128, help="refresh.batch")
     p.add_argument("--refresh-threads", default="auto",
                    help="refresh.threads: worker threads ranking lists beside learning "
                         "(auto: one per CPU; 0: on the event loop)")

@@ -220,10 +220,12 @@ static const struct option options[] = {
      "Users are refreshed as soon as the loop is free; this is how often those held "
      "back by min_interval_ms are looked at again.",
      NULL},
-    {"refresh", "batch", OPT_UINT, ST_UNSIGNED, G(refresh_batch), "1024", 1, 1024, NULL, OPT_BOUNDED,
+    {"refresh", "batch", OPT_UINT, ST_UNSIGNED, G(refresh_batch), "128", 1, 1024, NULL, OPT_BOUNDED,
      "Most users ranked in one round. A round holds only the users due, so this bounds "
      "it under load: a larger round shares each index cell's rows (or the exact engine's "
-     "tiles) among more users, more lists a second for a longer round.",
+     "tiles) among more users, about 10% more lists a second, but each round takes longer "
+     "and the users marked meanwhile wait for it (at 10k events/s, 1M items: p99 104 ms "
+     "with 128, 470-645 ms with 1024).",
      NULL},
     {"registry", "url", OPT_STRING, ST_STR, G(registry_url), "", 0, 0, NULL, 0,
      "Confluent-compatible schema registry (e.g. http://registry:8081); \"\": none, writer "

@@ -81,7 +81,7 @@ static void defaults(void **state)
 	assert_int_equal(c.user_cache_bytes, 0);
 	assert_string_equal(c.http_listen, "127.0.0.1:9464");
 	assert_int_equal(c.refresh_interval_ms, 50);
-	assert_int_equal(c.refresh_batch, 1024);
+	assert_int_equal(c.refresh_batch, 128);
 	assert_int_equal(c.min_interval_ms, 100);
 	assert_int_equal(c.log_level, CONFIG_LOG_INFO);
 	assert_string_equal(c.experiment_salt, "streamrec");
