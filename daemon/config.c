@@ -224,7 +224,7 @@ static const struct option options[] = {
      "Most users ranked in one round. A round holds only the users due, so this bounds "
      "it under load: a larger round shares each index cell's rows (or the exact engine's "
      "tiles) among more users, about 10% more lists a second, but each round takes longer "
-     "and the users marked meanwhile wait for it (at 10k events/s, 1M items: p99 104 ms "
+     "and the users marked meanwhile wait for it (at 10k events/s, 1M items: p99 104-181 ms "
      "with 128, 470-645 ms with 1024).",
      NULL},
     {"registry", "url", OPT_STRING, ST_STR, G(registry_url), "", 0, 0, NULL, 0,

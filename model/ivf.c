@@ -173,6 +173,18 @@ struct ivf_scratch {
 
 /* ---- small helpers --------------------------------------------------------------- */
 
+/* Keeps key if the heap has room or it beats the root. Candidates arrive in
+ * no particular order, so the whole key decides, not the score alone. */
+static void heap_offer(uint64_t *heap, size_t *count, size_t k, uint64_t key)
+{
+	if (*count < k) {
+		heap_push(heap, count, key);
+	} else if (key > heap[0]) {
+		heap[0] = key;
+		heap_sift_down(heap, k, 0);
+	}
+}
+
 static bool sorted_contains(const uint32_t *sorted, size_t count, uint32_t item)
 {
 	return sorted_find(sorted, count, item) != SIZE_MAX;

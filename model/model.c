@@ -433,15 +433,13 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 	if (m->sampler == NULL || m->covis == NULL || m->popularity == NULL || m->h == NULL ||
 	    m->grad_h == NULL || m->grad_row == NULL)
 		goto out_free;
-	m->covis_items = malloc((size_t)config->recent_items * config->covis_neighbours *
-				sizeof *m->covis_items);
+	size_t gathered = (size_t)config->recent_items * config->covis_neighbours;
+	m->covis_items = malloc(gathered * sizeof *m->covis_items);
 	if (m->covis_items == NULL)
 		goto out_free;
-	if (config->covis_candidates > 0 &&
-	    config->covis_candidates < (size_t)config->recent_items * config->covis_neighbours) {
+	if (config->covis_candidates > 0 && config->covis_candidates < gathered) {
 		m->covis_keep_capacity = config->covis_candidates;
-		m->covis_keep = malloc((size_t)config->recent_items * config->covis_neighbours *
-				       sizeof *m->covis_keep);
+		m->covis_keep = malloc(gathered * sizeof *m->covis_keep);
 		if (m->covis_keep == NULL)
 			goto out_free;
 	}

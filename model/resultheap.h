@@ -71,18 +71,6 @@ static inline void heap_push(uint64_t *heap, size_t *count, uint64_t key)
 	heap[at] = key;
 }
 
-/* Keeps key if the heap has room or it beats the root. Candidates arrive in
- * no particular order, so the whole key decides, not the score alone. */
-static inline void heap_offer(uint64_t *heap, size_t *count, size_t k, uint64_t key)
-{
-	if (*count < k) {
-		heap_push(heap, count, key);
-	} else if (key > heap[0]) {
-		heap[0] = key;
-		heap_sift_down(heap, k, 0);
-	}
-}
-
 /* Sorts a heap of count keys in place and writes its results best first
  * (heap sort: each pass moves the worst left to the end). */
 static inline void heap_drain_best_first(uint64_t *heap, size_t count, struct topk_result *out)

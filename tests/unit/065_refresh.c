@@ -857,10 +857,7 @@ static void a_mark_while_out_is_the_next_lists(void **unused)
 	struct metrics_variant *mv = &f->metrics->variants[0];
 	uint64_t fresh = mv->freshness_seconds.count, catch_up = mv->catch_up_seconds.count;
 	int64_t now = 1700010000000, hour = 3600000; /* an hour past learn_purchases() */
-	uint32_t slot, stable;
-	uint64_t hash;
-	assert_int_equal(state_user(f->state, "user-0", &slot, &hash, errstr, sizeof errstr), 0);
-	stable = state_user_stable(f->state, slot);
+	uint32_t stable = stable_of(f, "user-0");
 	assert_int_equal(refresher_mark(f->refresher, stable, now - hour, now), 0);
 	assert_int_equal(refresher_run(f->refresher, now, errstr, sizeof errstr), 1);
 	assert_int_equal(refresher_mark(f->refresher, stable, now - hour + 5, now + 1), 0);
