@@ -141,6 +141,7 @@ struct config {
 
 	uint64_t refresh_interval_ms;
 	unsigned refresh_batch;
+	unsigned refresh_batch_behind; /* 0: refresh_batch */
 	unsigned refresh_threads;      /**< workers ranking lists; 0: on the loop's thread */
 	unsigned refresh_nice;         /**< the workers' nice value (0..19), above the process's */
 	double refresh_max_busy_share; /**< (0, 1] of loop time while events wait */

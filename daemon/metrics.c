@@ -525,6 +525,10 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "Users waiting for a refresh beyond the staleness target (served after the recent).");
 	text_printf(&t, "streamrec_refresh_deferred_waiting %" PRId64 "\n",
 		    m->refresh_deferred_waiting);
+	family(&t, "refresh_round_limit", "gauge",
+	       "The most users the next refresh round takes: refresh.batch, or "
+	       "refresh.batch_behind while learning is behind its input.");
+	text_printf(&t, "streamrec_refresh_round_limit %" PRId64 "\n", m->refresh_round_limit);
 	family(&t, "refresh_deferred_total", "counter",
 	       "Refreshes deferred because they waited beyond the staleness target.");
 	text_printf(&t, "streamrec_refresh_deferred_total %" PRIu64 "\n", m->refresh_deferred_total);

@@ -181,6 +181,9 @@ struct metrics {
 	/** Users waiting for a refresh: marked within the staleness target, and
 	 * deferred beyond it; users ever deferred. */
 	int64_t refresh_waiting, refresh_deferred_waiting;
+	/** The most users the next round takes: refresh.batch, or
+	 * refresh.batch_behind while learning is behind its input. */
+	int64_t refresh_round_limit;
 	uint64_t refresh_deferred_total;
 	/** Hit-type events naming a list (list_id) that is neither of the user's
 	 * two last published lists (older, before a restart, another instance's):

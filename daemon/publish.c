@@ -22,6 +22,10 @@ int publish_recommendation(const struct recommendation *rec, void *opaque, char 
 	return rc;
 }
 
+/* Learning is behind its input once the consumer's queue has not emptied for
+ * this long (µs): a fetch's messages are served within a few ms otherwise. */
+#define BEHIND_US 100000
+
 /* One refresh batch per idle turn, within the time credit (see publish.h). */
 static void on_refresh_idle(struct ev_loop *loop, ev_idle *w, int revents)
 {
@@ -40,6 +44,8 @@ static void on_refresh_idle(struct ev_loop *loop, ev_idle *w, int revents)
 		ev_idle_stop(loop, w); /* learning first; the timer comes back */
 		return;
 	}
+	refresher_set_behind(d->refresher, d->consumer != NULL &&
+						consumer_backlog_us(d->consumer) >= BEHIND_US);
 	long refreshed =
 	    d->failed ? 0 : refresher_run(d->refresher, clock_wall_ms(), errstr, sizeof errstr);
 	if (refreshed < 0)

@@ -135,7 +135,9 @@ struct previous_list {
 
 struct refresher {
 	struct refresh_config c;
-	size_t batch; /* refresh.batch at creation: the size of the scratch below */
+	size_t batch;        /* the most a round takes: the size of the scratch below */
+	size_t round_limit;  /* what the next round takes: refresh.batch, or batch_behind */
+	size_t batch_behind; /* refresh.batch_behind (at least refresh.batch) */
 
 	/* Two lanes (see refresher_run): the recent lane, a stack of marks
 	 * taken newest first, and the deferred lane, a FIFO ring of users who
@@ -309,7 +311,12 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	if (r == NULL)
 		goto out_nomem;
 	r->c = *config;
-	r->batch = config->config->refresh_batch;
+	r->round_limit = config->config->refresh_batch;
+	r->batch_behind = config->config->refresh_batch_behind > r->round_limit
+			      ? config->config->refresh_batch_behind
+			      : r->round_limit;
+	r->batch = r->batch_behind;
+	r->c.metrics->refresh_round_limit = (int64_t)r->round_limit;
 	r->pool.threads = config->threads;
 	r->pool.nice = config->nice;
 	r->stables = calloc(r->batch, sizeof *r->stables);
@@ -762,7 +769,7 @@ static size_t take_due(struct refresher *r, int64_t now_ms)
 		r->recent_count -= r->recent_bottom;
 		r->recent_bottom = 0;
 	}
-	while (n < r->batch && r->recent_count > r->recent_bottom) {
+	while (n < r->round_limit && r->recent_count > r->recent_bottom) {
 		struct mark m = r->recent[--r->recent_count];
 		if (r->lane[m.stable] != LANE_RECENT || r->marked_ms[m.stable] != m.marked_ms)
 			continue; /* a duplicate of a newer mark */
@@ -781,7 +788,7 @@ static size_t take_due(struct refresher *r, int64_t now_ms)
 	}
 	while (held > 0) /* back in their order, the newest on top */
 		r->recent[r->recent_count++] = r->held[--held];
-	for (size_t scanned = 0, waiting = r->deferred_count; n < r->batch && scanned < waiting;
+	for (size_t scanned = 0, waiting = r->deferred_count; n < r->round_limit && scanned < waiting;
 	     scanned++) {
 		uint32_t stable = r->deferred[r->deferred_head];
 		r->deferred_head = (r->deferred_head + 1) % r->deferred_capacity;
@@ -1434,6 +1441,12 @@ static int publish_round(struct refresher *r, double out_at, double ranked_at, c
 		return -1;
 	phase[METRICS_REFRESH_PUBLISH] += clock_monotonic_s() - start;
 	return 0;
+}
+
+void refresher_set_behind(struct refresher *r, bool behind)
+{
+	r->round_limit = behind ? r->batch_behind : r->c.config->refresh_batch;
+	r->c.metrics->refresh_round_limit = (int64_t)r->round_limit;
 }
 
 bool refresher_busy(struct refresher *r)

@@ -138,6 +138,14 @@ int refresher_mark(struct refresher *refresher, uint32_t stable, int64_t trigger
  */
 long refresher_harvest(struct refresher *refresher, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Whether learning is behind its input (the daemon tells before each
+ * refresher_run()): a round then takes up to refresh.batch_behind users
+ * instead of refresh.batch, so the rows moved since the last round are placed
+ * in the index once for more lists.
+ */
+void refresher_set_behind(struct refresher *refresher, bool behind);
+
 /** @returns whether a round is out with the workers (not yet published). */
 bool refresher_busy(struct refresher *refresher);
 

@@ -65,6 +65,7 @@ struct consumer {
 	void *log_opaque;
 	size_t max_messages_per_wakeup;
 	int64_t max_wakeup_us;
+	int64_t backlog_since_us; /* since when every serving left messages queued; 0: emptied */
 	size_t assigned_count;
 	bool paused;
 	bool broker_up;
@@ -474,6 +475,10 @@ static void drain(void *opaque)
 		deliver(c, m);
 		rd_kafka_message_destroy(m);
 	}
+	if (rd_kafka_queue_length(c->queue) == 0)
+		c->backlog_since_us = 0;
+	else if (c->backlog_since_us == 0)
+		c->backlog_since_us = start_us;
 }
 
 /* ---- public API ---------------------------------------------------------------------- */
@@ -802,6 +807,11 @@ size_t consumer_assigned_count(const struct consumer *c)
 bool consumer_backlog(const struct consumer *c)
 {
 	return rd_kafka_queue_length(c->queue) > 0;
+}
+
+int64_t consumer_backlog_us(const struct consumer *c)
+{
+	return c->backlog_since_us != 0 ? monotonic_us() - c->backlog_since_us : 0;
 }
 
 bool consumer_broker_up(const struct consumer *c)

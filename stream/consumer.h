@@ -203,6 +203,13 @@ size_t consumer_assigned_count(const struct consumer *consumer);
 bool consumer_backlog(const struct consumer *consumer);
 
 /**
+ * @returns for how long (µs, monotonic) the consumer's queue has held messages
+ * after every serving of it: 0 when the last one emptied it. Learning is
+ * behind the input while this grows.
+ */
+int64_t consumer_backlog_us(const struct consumer *consumer);
+
+/**
  * @returns whether a broker seems reachable: false after "all brokers down"
  * or a statistics report with no broker up; true again after a message, an
  * assignment or a statistics report with a broker up. True at start.

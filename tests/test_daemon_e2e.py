@@ -1229,6 +1229,31 @@ def test_cache_never_lists_other_users(daemon, cache):
         assert daemon.stop() == 0
 
 
+def test_rounds_grow_while_learning_is_behind(daemon):
+    """refresh.batch_behind: with a backlog waiting at the start, learning is
+    behind its input and a round takes up to batch_behind users; once it keeps
+    up, rounds take refresh.batch again (streamrec_refresh_round_limit)."""
+    daemon.add_config("[refresh]\nbatch = 8\nbatch_behind = 512\n")
+    daemon.produce(200000, users=50000, items=2000)
+    daemon.start()
+    limits, deadline = set(), time.time() + 180
+    while time.time() < deadline and daemon.metric("streamrec_updates_total") < 200000:
+        limits.add(daemon.metric("streamrec_refresh_round_limit"))
+        time.sleep(0.05)
+    assert daemon.metric("streamrec_updates_total") >= 200000, daemon.logtext()
+    assert 512 in limits, (limits, daemon.logtext())
+    # caught up: a trickle of new users' events, each part once the last was listed
+    for part in range(3):
+        published = daemon.metric("streamrec_recommendations_total")
+        send_raw(daemon.broker.bootstrap, daemon.events,
+                 [user_event(f"late-{part}-{u}", f"item-{u}") for u in range(5)])
+        assert daemon.wait_for(
+            lambda: daemon.metric("streamrec_recommendations_total") >= published + 5), \
+            daemon.logtext()
+    assert daemon.metric("streamrec_refresh_round_limit") == 8
+    assert daemon.stop() == 0
+
+
 def test_the_default_variant_is_called_model_and_an_old_one_is_adopted(daemon):
     """With no [variant.*] the one variant serves the model and is called
     "model" (it was "control"); a state whose one variant was stored under

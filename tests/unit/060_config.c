@@ -82,6 +82,7 @@ static void defaults(void **state)
 	assert_string_equal(c.http_listen, "127.0.0.1:9464");
 	assert_int_equal(c.refresh_interval_ms, 50);
 	assert_int_equal(c.refresh_batch, 128);
+	assert_int_equal(c.refresh_batch_behind, 1024);
 	assert_int_equal(c.min_interval_ms, 100);
 	assert_int_equal(c.log_level, CONFIG_LOG_INFO);
 	assert_string_equal(c.experiment_salt, "streamrec");
@@ -280,6 +281,23 @@ static void structural_errors(void **state)
 		   "6: malformed line (expected 'key = value', '[section]' or a comment)");
 	load_fails("[kafka]\nbootstrap.servers = b:9092\n", " missing required key 'state.dir'");
 	load_fails("[state]\ndir = /x\n", " missing required key 'kafka.bootstrap.servers'");
+	/* a round while learning is behind never takes fewer than one that keeps up */
+	load_fails(BASE "[refresh]\nbatch = 256\nbatch_behind = 128\n",
+		   "7: refresh.batch_behind: 128 is below refresh.batch (256); a round while "
+		   "learning is behind takes at least as many users (0: as many)");
+	load_fails(BASE "[refresh]\nbatch_behind = 64\n",
+		   "6: refresh.batch_behind: 64 is below refresh.batch (128); a round while "
+		   "learning is behind takes at least as many users (0: as many)");
+	load_fails(BASE "[refresh]\nbatch = 1024\nbatch_behind = 1000\n",
+		   "7: refresh.batch_behind: 1000 is below refresh.batch (1024); a round while "
+		   "learning is behind takes at least as many users (0: as many)");
+	struct config behind;
+	load_ok(BASE "[refresh]\nbatch = 256\nbatch_behind = 0\n", &behind);
+	assert_int_equal(behind.refresh_batch_behind, 0);
+	config_free(&behind);
+	load_ok(BASE "[refresh]\nbatch = 256\nbatch_behind = 256\n", &behind);
+	assert_int_equal(behind.refresh_batch_behind, 256);
+	config_free(&behind);
 	load_fails("[state]\ndir = /x\n[kafka.consumer]\nbootstrap.servers = b:9092\n",
 		   " missing required key 'kafka.bootstrap.servers' (for the producer)");
 

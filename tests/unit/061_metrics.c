@@ -65,6 +65,7 @@ static struct metrics *populated(void)
 	m->users_expired_total = 20;
 	m->users_evicted_total = 10;
 	m->ready = true;
+	m->refresh_round_limit = 1024;
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 0.0005);
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 0.003);
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 0.003);
@@ -187,6 +188,8 @@ static void renders_exact_lines(void **state)
 	/* the refresh lanes and the index's shadow: a recall only once measured */
 	assert_line(text, "streamrec_refresh_waiting 0");
 	assert_line(text, "streamrec_refresh_deferred_total 0");
+	assert_line(text, "# TYPE streamrec_refresh_round_limit gauge");
+	assert_line(text, "streamrec_refresh_round_limit 1024");
 	assert_line(text, "# TYPE streamrec_refresh_phase_seconds_total counter");
 	assert_line(text, "streamrec_refresh_phase_seconds_total{phase=\"wait\"} 0.000000");
 	assert_int_equal(count_lines_starting(text, "streamrec_index_recall{"), 0);
@@ -211,7 +214,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_text_embed_seconds_total 0.000000");
 	assert_line(text, "streamrec_text_embed_holds_total 0");
 	assert_line(text, "streamrec_search_events_total{outcome=\"applied\"} 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 63);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 64);
 	/* the text model's family is there, without a sample while no model is loaded */
 	assert_line(text, "# TYPE streamrec_text_model_info gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_text_model_info{"), 0);
@@ -225,7 +228,7 @@ static void renders_exact_lines(void **state)
 	assert_int_equal(metrics_render(m, &text, &len, errstr, sizeof errstr), 0);
 	assert_line(text, "streamrec_text_model_info{name=\"multilingual-e5-small-q4\",dim=\"384\","
 			  "kernel=\"avx2\"} 1");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 63);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 64);
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 1);
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	free(text);

@@ -98,6 +98,9 @@ struct fixture {
 	struct sink sink;
 };
 
+/* refresh.batch_behind of the next fixture opened (0: refresh.batch's 64) */
+static unsigned fixture_batch_behind;
+
 static void item_name(char *out, size_t size, unsigned user, unsigned n)
 {
 	/* user u buys items (3u + n) mod ITEMS: histories overlap but differ */
@@ -115,6 +118,7 @@ static void open_fixture_engine(struct fixture *f, size_t cache_users, size_t ca
 	memset(f, 0, sizeof *f);
 	snprintf(f->dir, sizeof f->dir, "%s/state-%d", base_dir, dir_count++);
 	f->config.refresh_batch = 64;
+	f->config.refresh_batch_behind = fixture_batch_behind;
 	f->config.min_interval_ms = 0;
 	f->config.min_item_events = 1;
 	f->config.refresh_interval_ms = 50;
@@ -145,7 +149,9 @@ static void open_fixture_engine(struct fixture *f, size_t cache_users, size_t ca
 	f->state = state_open(&sc, errstr, sizeof errstr);
 	if (f->state == NULL)
 		fail_msg("state_open: %s", errstr);
-	struct topk_config tc = {.max_batch = 64, .max_k = 1000, .threads = 1};
+	struct topk_config tc = {.max_batch = fixture_batch_behind > 64 ? fixture_batch_behind : 64,
+				 .max_k = 1000,
+				 .threads = 1};
 	f->topk = topk_new(&tc, errstr, sizeof errstr);
 	f->catalog = catalog_new();
 	f->metrics = metrics_new(names, variant_count, errstr, sizeof errstr);
@@ -508,6 +514,51 @@ static void the_newest_marks_are_served_first(void **unused)
 	assert_int_equal(user_of(&f->sink.lists[64]), 0);
 	assert_int_equal(f->sink.lists[64].trigger_ts_ms, 1700000300001);
 	assert_int_equal(f->metrics->refresh_deferred_total, 0);
+	close_fixture(f);
+	free(f);
+}
+
+/* While learning is behind, a round takes up to refresh.batch_behind users
+ * (newest first, as any round); once it keeps up again, refresh.batch. */
+static void a_round_grows_while_learning_is_behind(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	fixture_batch_behind = 100;
+	open_fixture(f, 0, 0, false);
+	fixture_batch_behind = 0;
+	learn_purchases(f);
+	run_all(f);
+	f->sink.count = 0;
+	assert_int_equal(f->metrics->refresh_round_limit, 64);
+
+	mark_all(f, 1700000200000);
+	refresher_set_behind(f->refresher, false);
+	assert_int_equal(run_round(f, 1700000200000 + USERS), 64);
+	mark_all(f, 1700000300000);
+	refresher_set_behind(f->refresher, true);
+	assert_int_equal(f->metrics->refresh_round_limit, 100);
+	assert_int_equal(run_round(f, 1700000300000 + USERS), 100);
+	for (size_t l = 64; l < 164; l++)
+		assert_true(user_of(&f->sink.lists[l]) >= USERS - 100);
+	refresher_set_behind(f->refresher, false);
+	assert_int_equal(f->metrics->refresh_round_limit, 64);
+	assert_int_equal(run_round(f, 1700000300000 + USERS), USERS - 100);
+	assert_int_equal(run_round(f, 1700000300000 + USERS), 0);
+	close_fixture(f);
+	free(f);
+
+	/* batch_behind 0: a round behind takes refresh.batch's */
+	f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	run_all(f);
+	mark_all(f, 1700000200000);
+	refresher_set_behind(f->refresher, true);
+	assert_int_equal(f->metrics->refresh_round_limit, 64);
+	assert_int_equal(run_round(f, 1700000200000 + USERS), 64);
 	close_fixture(f);
 	free(f);
 }
@@ -946,6 +997,7 @@ int main(void)
 	    cmocka_unit_test(hits_follow_the_list_the_event_names),
 	    cmocka_unit_test(a_cold_users_list_is_labelled_cold_start),
 	    cmocka_unit_test(the_newest_marks_are_served_first),
+	    cmocka_unit_test(a_round_grows_while_learning_is_behind),
 	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
 	    cmocka_unit_test(evicted_users_are_forgotten),
 	    cmocka_unit_test(removed_items_are_never_listed),
