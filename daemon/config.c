@@ -1519,6 +1519,16 @@ static void check_properties(struct parse *p)
 	}
 }
 
+/* The line a global key was set on, or -1 (the whole file's) when it was not. */
+static int global_key_line(const struct parse *p, const char *section, const char *key)
+{
+	for (size_t i = 0; i < OPTION_COUNT; i++)
+		if (options[i].scope == SCOPE_GLOBAL && strcmp(options[i].section, section) == 0 &&
+		    strcmp(options[i].key, key) == 0)
+			return p->key_line[i] != 0 ? p->key_line[i] : -1;
+	return -1;
+}
+
 static void finish(struct parse *p)
 {
 	for (size_t i = 0; i < OPTION_COUNT; i++) {
@@ -1540,14 +1550,8 @@ static void finish(struct parse *p)
 		return;
 	}
 	if (c->refresh_batch_behind != 0 && c->refresh_batch_behind < c->refresh_batch) {
-		int line = 0; /* the line of either key, batch_behind's first */
-		for (size_t i = 0; i < OPTION_COUNT; i++)
-			if (strcmp(options[i].section, "refresh") == 0 &&
-			    (strcmp(options[i].key, "batch_behind") == 0 ||
-			     (line == 0 && strcmp(options[i].key, "batch") == 0)) &&
-			    p->key_line[i] != 0)
-				line = p->key_line[i];
-		fail(p, line ? line : -1,
+		/* only a batch_behind set in the file is below (its default is the most) */
+		fail(p, global_key_line(p, "refresh", "batch_behind"),
 		     "refresh.batch_behind: %u is below refresh.batch (%u); a round while learning "
 		     "is behind takes at least as many users (0: as many)",
 		     c->refresh_batch_behind, c->refresh_batch);
@@ -1559,12 +1563,7 @@ static void finish(struct parse *p)
 	/* two listeners on one address: found here, not by the start's bind */
 	if (p->error_line == 0 && c->api_listen != NULL && c->api_listen[0] != '\0' &&
 	    c->http_listen != NULL && strcmp(c->api_listen, c->http_listen) == 0) {
-		int line = 0;
-		for (size_t i = 0; i < OPTION_COUNT; i++)
-			if (strcmp(options[i].section, "api") == 0 &&
-			    strcmp(options[i].key, "listen") == 0)
-				line = p->key_line[i];
-		fail(p, line ? line : -1,
+		fail(p, global_key_line(p, "api", "listen"),
 		     "api.listen: %s is http.listen's address too; the lookup API needs its own",
 		     c->api_listen);
 	}
@@ -1601,6 +1600,12 @@ void config_free(struct config *config)
 	properties_free(&config->kafka_consumer);
 	properties_free(&config->kafka_producer);
 	memset(config, 0, sizeof *config);
+}
+
+size_t config_refresh_round_most(const struct config *config)
+{
+	return config->refresh_batch_behind > config->refresh_batch ? config->refresh_batch_behind
+								    : config->refresh_batch;
 }
 
 void config_instance_id(const struct config *config, char *out, size_t size)

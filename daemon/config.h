@@ -244,4 +244,8 @@ const char *config_kafka_property(const struct config *config, const char *role,
  */
 void config_instance_id(const struct config *config, char *out, size_t size);
 
+/** @returns the most users a refresh round takes: refresh.batch_behind, or
+ * refresh.batch when batch_behind is 0. */
+size_t config_refresh_round_most(const struct config *config);
+
 #endif

@@ -354,9 +354,7 @@ int main(int argc, char **argv)
 	if (d->text_model != NULL)
 		metrics_set_text_model(d->metrics, textembed_name(d->text_model),
 				       textembed_dim(d->text_model), textembed_kernel(d->text_model));
-	struct topk_config tc = {.max_batch = d->config.refresh_batch > d->config.refresh_batch_behind
-						  ? d->config.refresh_batch
-						  : d->config.refresh_batch_behind,
+	struct topk_config tc = {.max_batch = config_refresh_round_most(&d->config),
 				 .max_k = 1000,
 				 /* used only without workers (each worker has its own) */
 				 .threads = 0};

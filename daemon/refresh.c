@@ -135,9 +135,8 @@ struct previous_list {
 
 struct refresher {
 	struct refresh_config c;
-	size_t batch;        /* the most a round takes: the size of the scratch below */
-	size_t round_limit;  /* what the next round takes: refresh.batch, or batch_behind */
-	size_t batch_behind; /* refresh.batch_behind (at least refresh.batch) */
+	size_t batch;       /* the most a round takes: the size of the scratch below */
+	size_t round_limit; /* what the next round takes: refresh.batch, or batch */
 
 	/* Two lanes (see refresher_run): the recent lane, a stack of marks
 	 * taken newest first, and the deferred lane, a FIFO ring of users who
@@ -312,10 +311,7 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 		goto out_nomem;
 	r->c = *config;
 	r->round_limit = config->config->refresh_batch;
-	r->batch_behind = config->config->refresh_batch_behind > r->round_limit
-			      ? config->config->refresh_batch_behind
-			      : r->round_limit;
-	r->batch = r->batch_behind;
+	r->batch = config_refresh_round_most(config->config);
 	r->c.metrics->refresh_round_limit = (int64_t)r->round_limit;
 	r->pool.threads = config->threads;
 	r->pool.nice = config->nice;
@@ -1445,7 +1441,7 @@ static int publish_round(struct refresher *r, double out_at, double ranked_at, c
 
 void refresher_set_behind(struct refresher *r, bool behind)
 {
-	r->round_limit = behind ? r->batch_behind : r->c.config->refresh_batch;
+	r->round_limit = behind ? r->batch : r->c.config->refresh_batch;
 	r->c.metrics->refresh_round_limit = (int64_t)r->round_limit;
 }
 
