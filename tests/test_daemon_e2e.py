@@ -1132,14 +1132,15 @@ def test_cache_never_lists_other_users(daemon, cache):
     bought = {user: {f"item-{(u * p + p * p) % 40}" for p in (1, 3, 7, 11)}
               for u, user in enumerate(users)}
     start = int(time.time() * 1000) - 60000
-    lines = []
-    for round_ in range(4):
-        for u, user in enumerate(users):
-            item = sorted(bought[user])[round_ % len(bought[user])]
-            body = (avro_string(f"ev-{user}-{round_}") + avro_string(user) + avro_string(item)
-                    + avro_long(6) + avro_long(start + round_) + avro_long(0) + avro_long(0)
-                    + avro_long(0))
-            lines.append(f"key={user.encode().hex()} {body.hex()}")
+
+    def purchase(user, item, event_id, ts):
+        body = (avro_string(event_id) + avro_string(user) + avro_string(item) + avro_long(6)
+                + avro_long(ts) + avro_long(0) + avro_long(0) + avro_long(0))
+        return f"key={user.encode().hex()} {body.hex()}"
+
+    lines = [purchase(user, sorted(bought[user])[round_ % len(bought[user])],
+                      f"ev-{user}-{round_}", start + round_)
+             for round_ in range(4) for user in users]
     daemon.start()
     # in two waves, the second once lists are out: rows then move after the
     # index engine built its index over them (sent at once, a loaded machine
@@ -1160,12 +1161,8 @@ def test_cache_never_lists_other_users(daemon, cache):
     # keep their cell unscored however far the waves above moved them
     sent = len(lines)
     for part in range(4):
-        trickle = []
-        for user in users[part * 10:part * 10 + 10]:
-            body = (avro_string(f"ev-{user}-trickle") + avro_string(user)
-                    + avro_string(sorted(bought[user])[0]) + avro_long(6)
-                    + avro_long(start + 4) + avro_long(0) + avro_long(0) + avro_long(0))
-            trickle.append(f"key={user.encode().hex()} {body.hex()}\n")
+        trickle = [purchase(user, sorted(bought[user])[0], f"ev-{user}-trickle", start + 4) + "\n"
+                   for user in users[part * 10:part * 10 + 10]]
         published = daemon.metric("streamrec_recommendations_total")
         subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.events],
                        input="".join(trickle).encode(), check=True, capture_output=True)
