@@ -138,7 +138,8 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/*.c))
 TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests/kafka_read \
-	      $(BUILD)/tests/kafka_topic_config $(BUILD)/tests/experiment_tool
+	      $(BUILD)/tests/kafka_topic_config $(BUILD)/tests/experiment_tool \
+	      $(BUILD)/tests/slow_sync.so
 BENCH_COLLECT := $(BUILD)/bench/collect
 BENCH_API_CLIENT := $(BUILD)/bench/api_client
 
@@ -206,6 +207,11 @@ $(BUILD)/tests/kafka_read: $(BUILD)/asan/tests/tools/kafka_read.o
 $(BUILD)/tests/kafka_topic_config: $(BUILD)/asan/tests/tools/kafka_topic_config.o
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_FLAGS) $^ $(PKG_LIBS) -o $@
+
+# an LD_PRELOAD library (no sanitizer: it goes into the release daemon)
+$(BUILD)/tests/slow_sync.so: tests/tools/slow_sync.c
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) -fPIC -shared $< -ldl -o $@
 
 $(BUILD)/tests/codec_tool: $(BUILD)/asan/tests/tools/codec_tool.o $(ASAN_OBJS)
 	@mkdir -p $(@D)

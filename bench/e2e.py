@@ -321,6 +321,23 @@ bootstrap.servers = {self.bootstrap}
             time.sleep(0.1)
         raise RuntimeError("streamrecd did not become ready; see " + str(self.work / "streamrecd.log"))
 
+    def scrape(self):
+        """The running daemon's metrics: a slow answer is asked again for up to
+        30 s; a daemon that has exited stops the benchmark, naming its log."""
+        deadline = time.time() + 30
+        while True:
+            m = self.metrics.scrape()
+            if m is not None:
+                return m
+            if self.daemon.poll() is not None:
+                raise RuntimeError(f"streamrecd exited with status {self.daemon.returncode}; "
+                                   f"see {self.work / 'streamrecd.log'}")
+            if time.time() > deadline:
+                raise RuntimeError("streamrecd's /metrics did not answer for 30 s; see "
+                                   + str(self.work / "streamrecd.log"))
+            log("/metrics did not answer; asking again")
+            time.sleep(0.5)
+
     def stop_daemon(self):
         """SIGKILL once a commit covers every consumed event (see the module's note)."""
         if self.daemon is None:
@@ -409,11 +426,11 @@ bootstrap.servers = {self.bootstrap}
             path = self.take(name, count)
         self.start_daemon()
         self.collector.mark(f"{name}-settle")
-        base = self.metrics.scrape()
+        base = self.scrape()
         producer = self.produce(path, rate, retime=True, count=count)
         # the clock starts when events arrive (produce first reads and sorts its file)
         deadline = time.time() + 60
-        while time.time() < deadline and self.metrics.scrape()["events"] == base["events"]:
+        while time.time() < deadline and self.scrape()["events"] == base["events"]:
             time.sleep(0.05)
         first_event_at = time.time()
         time.sleep(a.settle_s)
@@ -421,7 +438,7 @@ bootstrap.servers = {self.bootstrap}
         samples = []
         busy0 = machine_busy_ticks()
         for w in range(int(a.duration_s / a.window_s) + 1):
-            m = self.metrics.scrape()
+            m = self.scrape()
             samples.append((time.time(), m["events"], m["lists"], m["lag"], self.proc.cpu_s(),
                             self.proc.rss_mib()))
             if w < int(a.duration_s / a.window_s):
@@ -436,11 +453,11 @@ bootstrap.servers = {self.bootstrap}
         deadline = produced_at + 60
         caught_up_s = None
         while time.time() < deadline:
-            if self.metrics.scrape()["events"] >= base["events"] + count:
+            if self.scrape()["events"] >= base["events"] + count:
                 caught_up_s = time.time() - produced_at
                 break
             time.sleep(0.1)
-        end = self.metrics.scrape()
+        end = self.scrape()
         summary, windows = self.collector.segment(name)
         events, lists, cpu = [], [], []
         for x, y in zip(samples, samples[1:]):

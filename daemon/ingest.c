@@ -961,6 +961,14 @@ int ingest_commit(struct daemon *d, bool wait)
 	}
 	if (d->failed)
 		return -1;
+	/* on the timer, the previous write still going (a slow disk, a large
+	 * batch) puts the commit off: waiting kept the loop from learning and
+	 * answering for seconds, and the next batch only grows by the rows
+	 * changed meanwhile (each written once) */
+	if (!wait && state_writing(d->state)) {
+		d->metrics->commits_postponed_total++;
+		return 1;
+	}
 	if (state_flush(d->state, errstr, sizeof errstr) != 0)
 		goto out_fail;
 	commit_kafka(d, d->inflight, d->inflight_count, true);
@@ -1007,13 +1015,24 @@ out_fail:
 	return -1;
 }
 
+/* How soon a commit put off asks again. */
+#define COMMIT_RETRY_S 0.05
+
 static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
-	(void)loop;
 	(void)revents;
-	if (!d->failed)
-		ingest_commit(d, false);
+	if (d->failed)
+		return;
+	/* put off: ask again shortly, then back to the interval */
+	double interval = (double)d->config.commit_interval_ms / 1000.0;
+	double next = ingest_commit(d, false) == 1 ? COMMIT_RETRY_S : interval;
+	if (w->repeat != next) {
+		w->repeat = next;
+		ev_timer_again(loop, w);
+	}
+	if (next == COMMIT_RETRY_S)
+		return;
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
 	for (int f = 0; f < STORE_FAMILY_COUNT && f < METRICS_STATE_FAMILIES; f++) {
 		d->metrics->state_family_names[f] = store_family_name((enum store_family)f);

@@ -45,8 +45,10 @@ void ingest_free(struct daemon *d);
 
 /**
  * @brief Commit now: state and offsets to the writer thread; with wait, until
- * durable and the Kafka offsets committed. @returns 0, or -1 after
- * daemon_fail() (or when a fatal error already stopped the daemon).
+ * durable and the Kafka offsets committed. Without wait (the timer), a
+ * commit that would wait for the previous write, still going, is put off.
+ * @returns 0, 1 when put off (only without wait), or -1 after daemon_fail()
+ * (or when a fatal error already stopped the daemon).
  */
 int ingest_commit(struct daemon *d, bool wait);
 

@@ -710,6 +710,11 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 				    m->state_family_names[f], m->state_written_bytes[f]);
 	family(&t, "commits_total", "counter", "State writes with their offset commits.");
 	text_printf(&t, "streamrec_commits_total %" PRIu64 "\n", m->commits_total);
+	family(&t, "commits_postponed_total", "counter",
+	       "Commits put off because the previous state write was still going; "
+	       "the loop kept learning and committed as soon as it was done.");
+	text_printf(&t, "streamrec_commits_postponed_total %" PRIu64 "\n",
+		    m->commits_postponed_total);
 	family(&t, "commit_failures_total", "counter",
 	       "State writes or offset commits that failed.");
 	text_printf(&t, "streamrec_commit_failures_total %" PRIu64 "\n", m->commit_failures_total);

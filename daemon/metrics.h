@@ -212,6 +212,9 @@ struct metrics {
 	/** State writes with their offset commits; failed ones; messages sent to the DLQ. */
 	uint64_t commits_total;
 	uint64_t commit_failures_total;
+	/** Timer commits put off because the previous write was still going
+	 * (ingest_commit(): the loop goes on learning and asks again shortly). */
+	uint64_t commits_postponed_total;
 	uint64_t dlq_messages_total;
 	/** Messages that waited for a writer schema the registry could not give yet. */
 	uint64_t schema_waits_total;

@@ -348,6 +348,16 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+bool state_writing(struct state *state)
+{
+	if (!state->writer_started)
+		return false;
+	pthread_mutex_lock(&state->lock);
+	bool busy = state->busy;
+	pthread_mutex_unlock(&state->lock);
+	return busy;
+}
+
 int state_flush(struct state *state, char *errstr, size_t errstr_size)
 {
 	int failed;

@@ -228,6 +228,9 @@ int state_commit(struct state *state, char *errstr, size_t errstr_size);
  */
 int state_commit_async(struct state *state, char *errstr, size_t errstr_size);
 
+/** @brief Whether a write is in flight (state_flush() would wait for it). */
+bool state_writing(struct state *state);
+
 /** @brief Wait for the write in flight. @returns 0, or -1 with its error. */
 int state_flush(struct state *state, char *errstr, size_t errstr_size);
 

@@ -60,6 +60,7 @@ static struct metrics *populated(void)
 	m->state_bytes = 123456789012LL;
 	m->commits_total = 9;
 	m->commit_failures_total = 1;
+	m->commits_postponed_total = 4;
 	m->dlq_messages_total = 3;
 	m->users_admitted_total = 130;
 	m->users_expired_total = 20;
@@ -171,6 +172,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_state_bytes 123456789012");
 	assert_line(text, "streamrec_commits_total 9");
 	assert_line(text, "streamrec_commit_failures_total 1");
+	assert_line(text, "streamrec_commits_postponed_total 4");
 	assert_line(text, "streamrec_dlq_messages_total 3");
 	assert_line(text, "# TYPE streamrec_ready gauge");
 	assert_line(text, "streamrec_ready 1");
@@ -214,7 +216,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_text_embed_seconds_total 0.000000");
 	assert_line(text, "streamrec_text_embed_holds_total 0");
 	assert_line(text, "streamrec_search_events_total{outcome=\"applied\"} 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 64);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 65);
 	/* the text model's family is there, without a sample while no model is loaded */
 	assert_line(text, "# TYPE streamrec_text_model_info gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_text_model_info{"), 0);
@@ -228,7 +230,7 @@ static void renders_exact_lines(void **state)
 	assert_int_equal(metrics_render(m, &text, &len, errstr, sizeof errstr), 0);
 	assert_line(text, "streamrec_text_model_info{name=\"multilingual-e5-small-q4\",dim=\"384\","
 			  "kernel=\"avx2\"} 1");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 64);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 65);
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 1);
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	free(text);
