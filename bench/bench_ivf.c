@@ -5,7 +5,9 @@
  * recall@20 against exact, at 100k and 1M items (10M with the argument
  * "10m"), dim 32 plus a bias column, batch 256, both on one OpenBLAS thread.
  * Both assignment rules are measured (this is where IVF_ASSIGN_DEFAULT comes
- * from). Medians of several runs; nothing is asserted.
+ * from). Medians of several runs; nothing is asserted. Then, for the default
+ * rule, what keeping the index current costs: rows moved by small steps, as
+ * learning moves them, and ivf_update_items() per round of UPDATE_ROWS.
  *
  * Items are NOT random Gaussians (IVF has nothing to find in those): they are
  * a mixture of Gaussians around topic centres, like learned embeddings, with
@@ -39,6 +41,9 @@
 #define ELIGIBLE_PERCENT 98
 #define EXACT_RUNS       3
 #define INDEX_RUNS       5
+#define UPDATE_ROWS      8192 /* rows moved per round, about a round's at 10k events/s */
+#define UPDATE_ROUNDS    10
+#define UPDATE_STEP      0.01 /* a step's spread per column, relative to the centres' */
 
 static uint64_t rng_state = 0x1f5eed;
 
@@ -195,6 +200,44 @@ static void print_machine(void)
 	printf("OpenBLAS: core %s; %s\n", openblas_get_corename(), openblas_get_config());
 }
 
+/* Row updates a CPU-second: rounds of UPDATE_ROWS random rows, each moved
+ * by a small Gaussian step in every column but the bias, then handed to
+ * ivf_update_items() (the moved rows of a refresh round). Moves w's rows. */
+static int bench_updates(struct ivf *ivf, struct workload *w)
+{
+	static uint32_t moved[UPDATE_ROWS];
+	double cpu_times[INDEX_RUNS], scale = UPDATE_STEP / sqrt(DIM);
+	uint64_t kept_before = ivf_kept_cells(ivf);
+	char errstr[256];
+
+	for (int run = 0; run < INDEX_RUNS; run++) {
+		double spent = 0.0;
+		for (int round = 0; round < UPDATE_ROUNDS; round++) {
+			for (size_t m = 0; m < UPDATE_ROWS; m++) {
+				moved[m] = (uint32_t)(rng_next(&rng_state) % w->item_count);
+				float *row = w->rows + (size_t)moved[m] * ROW_DIM;
+				for (size_t d = 0; d < DIM; d++)
+					row[d] += (float)(rng_gauss() * scale);
+			}
+			double c = cpu_s();
+			if (ivf_update_items(ivf, moved, UPDATE_ROWS, w->rows, ROW_DIM, errstr,
+					     sizeof errstr)) {
+				fprintf(stderr, "bench_ivf: %s\n", errstr);
+				return -1;
+			}
+			spent += cpu_s() - c;
+		}
+		cpu_times[run] = spent;
+	}
+	double updates = (double)INDEX_RUNS * UPDATE_ROUNDS * UPDATE_ROWS;
+	printf("  row updates (rounds of %d moved rows, steps of %.2f): %.0f updates/CPU-s, "
+	       "%.0f%% kept their cell without scoring\n",
+	       UPDATE_ROWS, UPDATE_STEP,
+	       UPDATE_ROUNDS * UPDATE_ROWS / median(cpu_times, INDEX_RUNS),
+	       100.0 * (double)(ivf_kept_cells(ivf) - kept_before) / updates);
+	return 0;
+}
+
 /* One catalogue size: exact lists/s, then per rule the build and an nprobe
  * sweep. */
 static int bench_size(size_t item_count, const size_t *nprobes, size_t nprobe_count)
@@ -273,6 +316,12 @@ static int bench_size(size_t item_count, const size_t *nprobes, size_t nprobe_co
 			       rule_names[r], ivf_nlist(ivf), build_s, nprobes[p],
 			       (double)ivf_last_candidates(ivf) / BATCH, per_s, per_cpu_s,
 			       per_cpu_s / exact_per_cpu_s, recall(w));
+		}
+		/* last: it moves the rows the other rule was measured on */
+		if (rules[r] == IVF_ASSIGN_DEFAULT && r + 1 == sizeof rules / sizeof *rules &&
+		    bench_updates(ivf, w) != 0) {
+			ivf_free(ivf);
+			goto out;
 		}
 		ivf_free(ivf);
 	}

@@ -640,7 +640,6 @@ static void init_vector(float *v, size_t dim, uint64_t hash, uint64_t seed, uint
 		v[k] = (float)(sampler_unit(&state) * 2.0 - 1.0) * half_width;
 }
 
-/* The sampler's log-odds correction of an item, from its count. */
 /* The sampler's log-odds correction of an item, from its count, plus the
  * trending signal gamma*log(trend): both move only when the item is counted
  * (and the trend of all items at a trending rescale, refresh_all_corrections).
