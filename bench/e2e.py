@@ -8,7 +8,9 @@ configuration (d=32, RocksDB state in a temporary directory) and measures:
 1. Sustained throughput: a backlog produced flat out while the daemon is
    down, then drained; events learned per second (medians of 1 s windows, from
    /metrics), once on a cold model (the warm-up: every id first met) and once
-   on the warm model. Then a live run at a fixed rate just under the warm
+   on the warm model. The drained history keeps the generated stream's
+   spacing but is moved in time so that its last event is now (see
+   shift_to_now()). Then a live run at a fixed rate just under the warm
    drain rate, watching whether the consumer lag grows.
 2. Freshness at fixed rates (--rates, plus the sustained maximum): the events
    are re-timed to "now" as they are produced (`streamrec produce --retime`);
@@ -262,6 +264,30 @@ class Bench:
             raise RuntimeError(f"the generated stream ran out at {name}")
         return path
 
+    def shift_to_now(self, paths):
+        """Moves the drained slices' event times (the generated stream's own,
+        from November 2023) by one offset, so that the last of them is now:
+        the fixed rates' events are re-timed to now, and a three-year jump in
+        event time between the history and the live events made every
+        learned item's trend fade at once (a rescale that rewrote every item
+        row and re-placed every row of the index on the first live events),
+        which a daemon fed from a live pipeline never sees. The spacing of
+        the events is kept."""
+        with open(paths[-1]) as f:
+            last = None
+            for last in f:
+                pass
+        offset = int(time.time() * 1000) - int(last.split(",", 1)[0])
+        for path in paths:
+            shifted = path.with_suffix(".shifted")
+            with open(path) as src, open(shifted, "w") as dst:
+                dst.write(src.readline())  # the header
+                for line in src:
+                    ts, rest = line.split(",", 1)
+                    dst.write(f"{int(ts) + offset},{rest}")
+            shifted.replace(path)
+        log(f"history re-timed by {offset / 86400000:.0f} days: its last event is now")
+
     def start_broker(self):
         broker_dir = self.work / "broker"
         started = subprocess.run([BROKER, "start", "--dir", broker_dir, "--owner-pid", str(os.getpid())],
@@ -512,8 +538,10 @@ bootstrap.servers = {self.bootstrap}
         self.metrics = Metrics(self.port)
         self.collector = Collector(self.collect, self.bootstrap, "recs", a.window_s,
                                    open(self.work / "collect.log", "w"), a.records)
-        cold = self.drain("drain-cold", self.take("warmup", a.warmup_events), a.warmup_events)
-        warm = self.drain("drain-warm", self.take("backlog", a.backlog_events), a.backlog_events)
+        history = [self.take("warmup", a.warmup_events), self.take("backlog", a.backlog_events)]
+        self.shift_to_now(history)
+        cold = self.drain("drain-cold", history[0], a.warmup_events)
+        warm = self.drain("drain-warm", history[1], a.backlog_events)
         known_good = 0  # the highest rate that kept up so far
         for rate in a.rates:
             if self.keeps_up(self.fixed_rate(f"rate-{rate}", rate)):
