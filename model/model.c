@@ -97,7 +97,7 @@ struct model {
 	uint8_t *user_dirty, *item_dirty;
 	uint32_t *dirty_users, *dirty_items;
 	size_t dirty_user_count, dirty_item_count;
-	bool all_items_dirty;
+	uint8_t all_items_dirty; /* parts a rescale changed in every learned item's rows */
 
 	/* The lists' view of the item side (model_view()), made on first use.
 	 * Rows of items below view_items whose matrix row changed since the
@@ -1069,7 +1069,7 @@ int model_count_item(struct model *model, uint32_t item, uint64_t item_hash,
 	mark_item(m, item);
 	mark_item(m, popularity_last_moved(m->popularity));
 	if (popularity_rescaled(m->popularity)) {
-		m->all_items_dirty = true;
+		m->all_items_dirty |= ITEM_PARTS; /* counts, and the corrections in the vectors */
 		refresh_all_corrections(m);
 	}
 	if (sampler_set_count(m->sampler, item, popularity_count(m->popularity, item)) != 0)
@@ -1155,7 +1155,7 @@ count: /* counting: popularity, the sampler, co-visitation, history */
 	mark_item(m, popularity_last_moved(m->popularity));
 	mark_user(m, event->user); /* its ring and exclusions change below */
 	if (popularity_rescaled(m->popularity)) {
-		m->all_items_dirty = true;
+		m->all_items_dirty |= ITEM_PARTS; /* counts, and the corrections in the vectors */
 		refresh_all_corrections(m);
 	}
 	if (sampler_set_count(m->sampler, event->item,
@@ -1167,7 +1167,7 @@ count: /* counting: popularity, the sampler, co-visitation, history */
 	if (m->content_map != NULL && content_fold(m, event->item, errstr, errstr_size) != 0)
 		return -1;
 	if (covis_tick(m->covis))
-		m->all_items_dirty = true;
+		m->all_items_dirty |= MODEL_ITEM_COUNTS; /* the co-visitation weights only */
 	size_t window = !m->config.learn_embeddings             ? 0
 			: recent_count > m->config.covis_window ? m->config.covis_window
 								: recent_count;
@@ -2838,13 +2838,19 @@ size_t model_dirty_users(struct model *model, const uint32_t **users)
 size_t model_dirty_items(struct model *model, const uint32_t **items)
 {
 	if (model->all_items_dirty) {
-		/* a rescale touched every item: list them all once */
+		/* a rescale changed every learned item: list them all once, with
+		 * the parts it changed. An index this variant never learned on has
+		 * no row to change: writing one (zeros) made a restart take it for
+		 * a learned item, and its first event then left its vectors at zero
+		 * where an undisturbed daemon drew them (135k such rows at 1M items) */
 		model->dirty_item_count = 0;
 		for (size_t i = 0; i < model->items; i++) {
-			model->item_dirty[i] |= ITEM_PARTS;
+			if (!model->item_ready[i] && !(model->item_dirty[i] & ITEM_PARTS))
+				continue;
+			model->item_dirty[i] |= model->all_items_dirty;
 			model->dirty_items[model->dirty_item_count++] = (uint32_t)i;
 		}
-		model->all_items_dirty = false;
+		model->all_items_dirty = 0;
 	}
 	*items = model->dirty_items;
 	return model->dirty_item_count;
@@ -3010,7 +3016,7 @@ void model_clear_dirty(struct model *model)
 		model->item_dirty[model->dirty_items[k]] = 0;
 	model->dirty_user_count = 0;
 	model->dirty_item_count = 0;
-	model->all_items_dirty = false;
+	model->all_items_dirty = 0;
 	model->content_dirty = false;
 }
 

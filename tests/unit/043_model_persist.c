@@ -249,6 +249,85 @@ static void a_learning_step_rewrites_the_counts_of_counted_items_only(void **sta
 	model_free(m);
 }
 
+/* Events of even items only: every odd index below the largest is one the
+ * model never learned on. */
+static void learn_even(struct model *m, uint64_t from, uint64_t to)
+{
+	char errstr[256];
+	for (uint64_t i = from; i < to; i++) {
+		struct model_event e = event_at(i);
+		e.item = (e.item % (ITEMS / 2)) * 2;
+		e.item_hash = e.item * 40503u + 3;
+		assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
+	}
+}
+
+/* A rescale (co-visitation every ~3.3k events here, trending more often)
+ * rewrites every learned item; it wrote a row of zeros for each index never
+ * learned on too, a restart took those for learned items, and an item's
+ * first event after it then kept its vectors at zero where the undisturbed
+ * model drew them: the restarted model parted from it. */
+static void a_rescale_writes_no_row_for_an_item_never_learned(void **state)
+{
+	(void)state;
+	struct model *straight = new_model(), *saving = new_model();
+	struct saved saved;
+	memset(&saved, 0, sizeof saved);
+	learn_even(straight, 0, 8000);
+	for (uint64_t at = 0; at < 8000; at += 997) {
+		learn_even(saving, at, at + 997 < 8000 ? at + 997 : 8000);
+		save_changes(saving, &saved);
+	}
+	for (uint32_t i = 1; i < ITEMS; i += 2)
+		assert_null(saved.item[i]);
+	struct model *restarted = restore(&saved);
+	/* now the odd items' first events, then more of everything */
+	learn(straight, 8000, 12000);
+	learn(restarted, 8000, 12000);
+	assert_true(model_digest(restarted) == model_digest(straight));
+	model_free(straight);
+	model_free(saving);
+	model_free(restarted);
+	free_saved(&saved);
+}
+
+/* A co-visitation rescale changes the weights in every counts row and no
+ * vector: the commit after it rewrites the counts rows, and the vector
+ * rows only of the items the step itself moved (at 1M items the vector
+ * rows were 195 of a 285 MB commit). */
+static void a_covis_rescale_rewrites_the_counts_rows_only(void **state)
+{
+	(void)state;
+	struct model_config config;
+	char errstr[256];
+	model_config_default(&config);
+	config.dim = 8;
+	config.covis_half_life_events = 50; /* a rescale about every 3.3k events */
+	config.trending_half_life_ms = 3.6e6 * 24 * 365; /* no trending rescale */
+	struct model *m = model_new(&config, errstr, sizeof errstr);
+	assert_non_null(m);
+	learn(m, 0, 2000);
+	model_clear_dirty(m);
+	size_t rescales = 0;
+	for (uint64_t i = 2000; i < 9000; i++) {
+		learn(m, i, i + 1);
+		const uint32_t *ids;
+		size_t n = model_dirty_items(m, &ids), vectors = 0;
+		if (n > 100) { /* every learned item: a rescale */
+			rescales++;
+			for (size_t k = 0; k < n; k++)
+				vectors += (model_item_dirty_parts(m, ids[k]) & MODEL_ITEM_VECTOR) != 0;
+			for (size_t k = 0; k < n; k++)
+				assert_true(model_item_dirty_parts(m, ids[k]) & MODEL_ITEM_COUNTS);
+			/* the step's own items: the event's, its negatives, the replayed ones */
+			assert_true(vectors <= 40);
+		}
+		model_clear_dirty(m);
+	}
+	assert_true(rescales >= 1);
+	model_free(m);
+}
+
 static void forgotten_rows_would_be_caught(void **state)
 {
 	(void)state;
@@ -293,6 +372,8 @@ int main(void)
 	    cmocka_unit_test(counting_only_model_restores_bit_for_bit),
 	    cmocka_unit_test(whole_rows_of_before_the_split_are_read_and_rewritten_as_two),
 	    cmocka_unit_test(a_learning_step_rewrites_the_counts_of_counted_items_only),
+	    cmocka_unit_test(a_rescale_writes_no_row_for_an_item_never_learned),
+	    cmocka_unit_test(a_covis_rescale_rewrites_the_counts_rows_only),
 	    cmocka_unit_test(forgotten_rows_would_be_caught),
 	    cmocka_unit_test(rows_of_another_shape_are_refused),
 	};
