@@ -569,7 +569,8 @@ static int compare_slot_key(const void *a, const void *b)
 
 /*
  * Lays cell c's rows out again as a training does (decreasing inner product
- * with the cell's mean) and makes its boxes exact. Boxes only widen as rows
+ * with the cell's mean, when it has more than one tile) and makes its boxes
+ * exact. Boxes only widen as rows
  * move (box_widen()), and learning keeps moving the rows of a large cell's
  * popular items: at 1M items, 10k events/s, the items a list scored grew
  * from 1.3k to 66k within 30 s as every tile's box came to hold some item
@@ -584,22 +585,28 @@ static void cell_relayout(const struct ivf *ivf, struct layout *layout, size_t c
 	struct ivf_cell *cell = &layout->cells[c];
 	size_t n = cell->count, dim = ivf->dim;
 	const float *mean = layout->probe_centroids + c * dim;
-	struct slot_key *keys = malloc((n ? n : 1) * sizeof *keys);
-	float *rows = malloc((n ? n : 1) * dim * sizeof *rows);
+	/* the order only matters between tiles: a cell of one tile keeps its
+	 * order, and only its bounds are made again (most cells: sorting them
+	 * was half of the relayouts' cost) */
+	bool order = n > IVF_TILE_ITEMS;
+	struct slot_key *keys = order ? malloc(n * sizeof *keys) : NULL;
+	float *rows = order ? malloc(n * dim * sizeof *rows) : NULL;
 	double *sum = malloc(dim * sizeof *sum);
 
 	cell->changes = 0;
-	if (keys == NULL || rows == NULL || sum == NULL)
+	if ((order && (keys == NULL || rows == NULL)) || sum == NULL)
 		goto out_free;
-	for (size_t s = 0; s < n; s++) {
+	for (size_t s = 0; order && s < n; s++) {
 		double key = 0.0;
 		for (size_t j = 0; j < dim; j++)
 			key += (double)cell->rows[s * dim + j] * mean[j];
 		keys[s] = (struct slot_key){isnan(key) ? -INFINITY : (float)key, cell->items[s],
 					    (uint32_t)s};
 	}
-	qsort(keys, n, sizeof *keys, compare_slot_key);
-	memcpy(rows, cell->rows, n * dim * sizeof *rows);
+	if (order) {
+		qsort(keys, n, sizeof *keys, compare_slot_key);
+		memcpy(rows, cell->rows, n * dim * sizeof *rows);
+	}
 	for (size_t j = 0; j < dim; j++) {
 		layout->box_low[c * dim + j] = INFINITY;
 		layout->box_high[c * dim + j] = -INFINITY;
@@ -613,9 +620,12 @@ static void cell_relayout(const struct ivf *ivf, struct layout *layout, size_t c
 	for (size_t s = 0; s < n; s++) {
 		const float *row = cell->rows + s * dim;
 		size_t tile = s / IVF_TILE_ITEMS;
-		cell->items[s] = keys[s].item;
-		memcpy(cell->rows + s * dim, rows + (size_t)keys[s].slot * dim, dim * sizeof(float));
-		layout->slot_of[keys[s].item] = (uint32_t)s;
+		if (order) {
+			cell->items[s] = keys[s].item;
+			memcpy(cell->rows + s * dim, rows + (size_t)keys[s].slot * dim,
+			       dim * sizeof(float));
+			layout->slot_of[keys[s].item] = (uint32_t)s;
+		}
 		/* the tiles' boxes here, the cell's from them; the balls below,
 		 * about each tile's mean */
 		widen(cell->tile_low + tile * dim, cell->tile_high + tile * dim, row, dim);
@@ -837,9 +847,9 @@ static int train_layout(const struct ivf *ivf, const float *rows, size_t item_co
 			goto out_nomem;
 	for (size_t i = 0; i < item_count; i++)
 		cell_append(out, out->cell_of[i], (uint32_t)i, rows + i * row_stride, dim);
-	/* each cell's rows in decreasing inner product with its mean, so that
-	 * the tiles of a large cell hold rows alike, with exact boxes and balls
-	 * (struct ivf_cell) */
+	/* each cell of several tiles in decreasing inner product with its mean,
+	 * so that its tiles hold rows alike, and every cell with exact boxes
+	 * and balls (struct ivf_cell) */
 	for (size_t c = 0; c < nlist; c++)
 		cell_relayout(ivf, out, c);
 	rc = 0;
