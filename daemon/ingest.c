@@ -1025,13 +1025,13 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (d->failed)
 		return;
 	/* put off: ask again shortly, then back to the interval */
-	double interval = (double)d->config.commit_interval_ms / 1000.0;
-	double next = ingest_commit(d, false) == 1 ? COMMIT_RETRY_S : interval;
+	bool postponed = ingest_commit(d, false) == 1;
+	double next = postponed ? COMMIT_RETRY_S : (double)d->config.commit_interval_ms / 1000.0;
 	if (w->repeat != next) {
 		w->repeat = next;
 		ev_timer_again(loop, w);
 	}
-	if (next == COMMIT_RETRY_S)
+	if (postponed)
 		return;
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
 	for (int f = 0; f < STORE_FAMILY_COUNT && f < METRICS_STATE_FAMILIES; f++) {

@@ -33,20 +33,23 @@ static void maybe_sleep(void)
 		;
 }
 
+/* Sleeps when switched on, then calls the C library's function `name`. */
+static int slow_then(int (**real)(int), const char *name, int fd)
+{
+	if (*real == NULL)
+		*real = (int (*)(int))dlsym(RTLD_NEXT, name);
+	maybe_sleep();
+	return (*real)(fd);
+}
+
 int fsync(int fd)
 {
 	static int (*real)(int);
-	if (real == NULL)
-		real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-	maybe_sleep();
-	return real(fd);
+	return slow_then(&real, "fsync", fd);
 }
 
 int fdatasync(int fd)
 {
 	static int (*real)(int);
-	if (real == NULL)
-		real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-	maybe_sleep();
-	return real(fd);
+	return slow_then(&real, "fdatasync", fd);
 }
