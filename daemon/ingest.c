@@ -946,6 +946,15 @@ static int lifecycle_sweep(struct daemon *d, char *errstr, size_t errstr_size)
 int ingest_commit(struct daemon *d, bool wait)
 {
 	char errstr[512];
+	/* on the timer, the previous write still going (a slow disk, a large
+	 * batch) puts the commit off, before any wait for dead letters (it is
+	 * asked again every 50 ms meanwhile): waiting kept the loop from
+	 * learning and answering for seconds, and the next batch only grows by
+	 * the rows changed meanwhile (each written once) */
+	if (!wait && state_writing(d->state)) {
+		d->metrics->commits_postponed_total++;
+		return 1;
+	}
 	/* on the timer, a short wait and the commit is postponed: waiting 2 s
 	 * on every tick while the dead-letter topic took nothing kept the loop
 	 * from answering /readyz and /metrics for as long */
@@ -961,14 +970,6 @@ int ingest_commit(struct daemon *d, bool wait)
 	}
 	if (d->failed)
 		return -1;
-	/* on the timer, the previous write still going (a slow disk, a large
-	 * batch) puts the commit off: waiting kept the loop from learning and
-	 * answering for seconds, and the next batch only grows by the rows
-	 * changed meanwhile (each written once) */
-	if (!wait && state_writing(d->state)) {
-		d->metrics->commits_postponed_total++;
-		return 1;
-	}
 	if (state_flush(d->state, errstr, sizeof errstr) != 0)
 		goto out_fail;
 	commit_kafka(d, d->inflight, d->inflight_count, true);
