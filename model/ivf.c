@@ -585,9 +585,8 @@ static void cell_relayout(const struct ivf *ivf, struct layout *layout, size_t c
 	struct ivf_cell *cell = &layout->cells[c];
 	size_t n = cell->count, dim = ivf->dim;
 	const float *mean = layout->probe_centroids + c * dim;
-	/* the order only matters between tiles: a cell of one tile keeps its
-	 * order, and only its bounds are made again (most cells: sorting them
-	 * was half of the relayouts' cost) */
+	/* the order only matters between tiles: a cell of one tile (most
+	 * cells) keeps its order, and only its bounds are made again */
 	bool order = n > IVF_TILE_ITEMS;
 	struct slot_key *keys = order ? malloc(n * sizeof *keys) : NULL;
 	float *rows = order ? malloc(n * dim * sizeof *rows) : NULL;
