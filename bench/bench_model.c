@@ -1,8 +1,15 @@
 /*
- * Model benchmark: online updates per second on one thread for
+ * Model benchmark (`bench_model [queries]`: the query section alone): online updates per second on one thread for
  * d in {32, 64, 128} and negatives in {1, 4, 8}, next to the floating-point
  * operations one update costs, over a Zipf stream of 100k items and 1M users.
  * Medians of several runs. Goal (issue 3): >= 1,000,000 events/s at d=32, 4 negatives.
+ *
+ * Then user queries (model_query(): the query vector and the co-visitation
+ * sums of the user's recent items' neighbours, what a refresh round
+ * prepares on the event loop's thread for each list) at 100k and 1M items,
+ * on a stream of sessions: each session browses one of CLUSTERS clusters
+ * of CLUSTER items placed at random in the catalogue, so the neighbours a
+ * query sums lie anywhere in it, as a real catalogue's do.
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +24,13 @@
 #define EVENTS 400000
 #define ITEMS  100000
 #define USERS  1000000
+/* the query section: sessions of SESSION events in clusters of CLUSTER items */
+#define QUERY_EVENTS 2000000
+#define QUERY_USERS  100000
+#define QUERIES      50000
+#define SESSION      8
+#define CLUSTER      2000
+#define CLUSTERS     100
 
 static uint64_t mix(uint64_t x)
 {
@@ -26,12 +40,103 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-int main(void)
+/* The session stream: user u browses cluster c(u, session) of CLUSTER items. */
+static struct model_event session_event(uint64_t i, size_t items)
+{
+	uint64_t session = i / SESSION, r = mix(i + 101);
+	uint32_t user = (uint32_t)(mix(session + 3) % QUERY_USERS);
+	/* CLUSTERS clusters at random places of the catalogue */
+	uint64_t cluster = mix(mix(session * 31 + 7) % CLUSTERS + 5) % (items / CLUSTER);
+	/* within the cluster, a skew towards its first items */
+	double u = (double)(r >> 11) / 9007199254740992.0;
+	uint32_t item = (uint32_t)(cluster * CLUSTER + (uint64_t)(u * u * CLUSTER));
+	return (struct model_event){.user = user,
+				    .item = item,
+				    .user_hash = mix(user + 7),
+				    .item_hash = mix(item + 11),
+				    .type = (enum event_type)(1 + r % 3),
+				    .ts_ms = 1700000000000LL + (int64_t)i * 10};
+}
+
+/* Queries a second at 100k and 1M items, one thread, medians of RUNS. */
+static int bench_queries(void)
+{
+	static const size_t catalogues[] = {100000, 1000000};
+	char errstr[256];
+	printf("\nuser queries (model_query, 1 thread, %d session events over %d users, "
+	       "%d queries, median of %d runs)\n",
+	       QUERY_EVENTS, QUERY_USERS, QUERIES, RUNS);
+	printf("| items     | queries/s  | µs a query | co-visitation items a query |\n");
+	printf("|-----------|------------|------------|-----------------------------|\n");
+	for (size_t ci = 0; ci < 2; ci++) {
+		size_t items = catalogues[ci];
+		struct model_config config;
+		model_config_default(&config);
+		struct model *m = model_new(&config, errstr, sizeof errstr);
+		if (m == NULL) {
+			fprintf(stderr, "bench: %s\n", errstr);
+			return -1;
+		}
+		for (uint64_t i = 0; i < QUERY_EVENTS; i++) {
+			struct model_event e = session_event(i, items);
+			if (model_learn(m, &e, errstr, sizeof errstr) != 0) {
+				fprintf(stderr, "bench: %s\n", errstr);
+				model_free(m);
+				return -1;
+			}
+		}
+		size_t capacity = model_sparse_capacity(m);
+		float *vector = malloc((config.dim + 1) * sizeof *vector);
+		uint32_t *sparse = malloc(capacity * sizeof *sparse);
+		uint32_t *because = malloc(capacity * sizeof *because);
+		float *scores = malloc(capacity * sizeof *scores);
+		if (vector == NULL || sparse == NULL || because == NULL || scores == NULL) {
+			fprintf(stderr, "bench: out of memory\n");
+			free(vector), free(sparse), free(because), free(scores);
+			model_free(m);
+			return -1;
+		}
+		double rates[RUNS];
+		uint64_t sparse_total = 0;
+		for (int run = 0; run < RUNS; run++) {
+			sparse_total = 0;
+			double t0 = now_s();
+			for (uint64_t q = 0; q < QUERIES; q++) {
+				struct model_query query = {.vector = vector,
+							    .sparse_items = sparse,
+							    .sparse_scores = scores,
+							    .sparse_because = because};
+				model_query(m, (uint32_t)(mix(q + 1000u * (uint64_t)run) % QUERY_USERS),
+					    &query);
+				sparse_total += query.sparse_count;
+			}
+			rates[run] = QUERIES / (now_s() - t0);
+		}
+		qsort(rates, RUNS, sizeof *rates, compare_double);
+		printf("| %-9zu | %10.0f | %10.1f | %27.0f |\n", items, rates[RUNS / 2],
+		       1e6 / rates[RUNS / 2], (double)sparse_total / QUERIES);
+		free(vector), free(sparse), free(because), free(scores);
+		model_free(m);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 	static const size_t dims[] = {32, 64, 128};
 	static const unsigned negatives[] = {1, 4, 8};
-	struct model_event *events = malloc(EVENTS * sizeof *events);
 	char errstr[256];
+	if (argc == 2 && strcmp(argv[1], "queries") == 0)
+		return bench_queries() == 0 ? 0 : 1; /* the query section alone */
+	if (argc > 1) {
+		fprintf(stderr, "usage: %s [queries]\n", argv[0]);
+		return 2;
+	}
+	struct model_event *events = malloc(EVENTS * sizeof *events);
+	if (events == NULL) {
+		fprintf(stderr, "bench: out of memory\n");
+		return 1;
+	}
 
 	/* one stream for every configuration: Zipf items, uniform users, views to purchases */
 	for (uint64_t i = 0; i < EVENTS; i++) {
@@ -87,5 +192,5 @@ int main(void)
 		}
 	}
 	free(events);
-	return 0;
+	return bench_queries() == 0 ? 0 : 1;
 }

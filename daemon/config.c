@@ -142,6 +142,13 @@ static const struct option options[] = {
      "How often changed rows and offsets are written (a crash replays at most this much).", NULL},
     {"state", "sync_commits", OPT_BOOL, ST_BOOL, G(sync_commits), "false", 0, 0, NULL, 0,
      "fsync the RocksDB WAL on every commit.", NULL},
+    {"state", "nice", OPT_UINT, ST_UNSIGNED, G(state_nice), "10", 0, 19, NULL, OPT_BOUNDED,
+     "How much lower the state writer thread's CPU priority is than the event loop's (a nice "
+     "increment, 0..19); above 0, RocksDB's flush and compaction threads also run at its "
+     "lowest priority (nice 19). When the cores are short, learning and lists run first "
+     "and a commit takes longer (put off meanwhile: streamrec_commits_postponed_total). 0: "
+     "all threads equal.",
+     NULL},
     {"state", "user_cache_users", OPT_UINT, ST_SIZE, G(user_cache_users), "0", 0, 4294967295.0,
      NULL, OPT_BOUNDED, "Users kept in memory at most; 0: no bound.", NULL},
     {"state", "user_cache_bytes", OPT_BYTES, ST_SIZE, G(user_cache_bytes), "0", 0, 1099511627776.0,

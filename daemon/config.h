@@ -120,6 +120,7 @@ struct config {
 	char *state_log_dir; /**< "" : $LOGS_DIRECTORY, else inside state_dir */
 	uint64_t commit_interval_ms;
 	bool sync_commits;
+	unsigned state_nice; /**< the state writer's nice increment (0..19); >0 also lowers RocksDB's pools */
 	size_t user_cache_users;
 	size_t user_cache_bytes;
 	enum config_on_empty state_on_empty;

@@ -970,6 +970,7 @@ int ingest_commit(struct daemon *d, bool wait)
 	}
 	if (d->failed)
 		return -1;
+	double started = clock_monotonic_s();
 	if (state_flush(d->state, errstr, sizeof errstr) != 0)
 		goto out_fail;
 	commit_kafka(d, d->inflight, d->inflight_count, true);
@@ -1003,6 +1004,7 @@ int ingest_commit(struct daemon *d, bool wait)
 	d->inflight_count = d->position_count;
 	d->position_count = 0;
 	d->metrics->commits_total++;
+	metrics_histogram_observe(&d->metrics->commit_loop_seconds, clock_monotonic_s() - started);
 	if (wait) {
 		if (state_flush(d->state, errstr, sizeof errstr) != 0)
 			goto out_fail;

@@ -65,6 +65,7 @@ static int open_state(struct daemon *d, bool read_only, char *errstr, size_t err
 				  .start_from = start_from,
 				  .log = ops_log_variant,
 				  .sync_commits = d->config.sync_commits,
+				  .nice = d->config.state_nice,
 				  .log_dir = d->config.state_log_dir[0] ? d->config.state_log_dir
 									: getenv("LOGS_DIRECTORY"),
 				  .user_cache_users = d->config.user_cache_users,

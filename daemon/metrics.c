@@ -165,6 +165,8 @@ struct metrics *metrics_new(const char *const *variant_names, size_t variant_cou
 			goto out_free;
 	}
 	if (metrics_histogram_init(&m->refresh_batch_seconds, metrics_latency_buckets,
+				   metrics_latency_bucket_count, errstr, errstr_size) < 0 ||
+	    metrics_histogram_init(&m->commit_loop_seconds, metrics_latency_buckets,
 				   metrics_latency_bucket_count, errstr, errstr_size) < 0)
 		goto out_free;
 	return m;
@@ -715,6 +717,10 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "the loop kept learning and committed as soon as it was done.");
 	text_printf(&t, "streamrec_commits_postponed_total %" PRIu64 "\n",
 		    m->commits_postponed_total);
+	family(&t, "commit_loop_seconds", "histogram",
+	       "Wall time the event loop spent on one commit: collecting the rows changed since "
+	       "the last one into the batch the state writer then writes on its own thread.");
+	histogram_series(&t, "commit_loop_seconds", NULL, NULL, &m->commit_loop_seconds);
 	family(&t, "commit_failures_total", "counter",
 	       "State writes or offset commits that failed.");
 	text_printf(&t, "streamrec_commit_failures_total %" PRIu64 "\n", m->commit_failures_total);

@@ -175,6 +175,9 @@ struct metrics {
 
 	/** Wall time of one refresh batch, seconds. */
 	struct metrics_histogram refresh_batch_seconds;
+	/** Wall time the event loop spent on one commit (collecting the changed
+	 * rows into the batch the state writer writes), seconds. */
+	struct metrics_histogram commit_loop_seconds;
 	/** Where refresh rounds spend their wall time, seconds by enum
 	 * metrics_refresh_phase: what bounds lists/s under load. */
 	double refresh_phase_seconds_total[METRICS_REFRESH_PHASES];

@@ -1,14 +1,10 @@
 #include "refresh.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "bytes.h"
 #include "clock.h"
@@ -18,6 +14,7 @@
 #include "lists.h"
 #include "listrules.h"
 #include "model.h"
+#include "nice.h"
 #include "rng.h"
 
 #define MAX_K 1000
@@ -864,18 +861,10 @@ static void *worker_main(void *arg)
 	char name[16];
 	snprintf(name, sizeof name, "refresh-%zu", self->index);
 	pthread_setname_np(pthread_self(), name);
-	if (p->nice > 0) {
-		/* Linux's nice is per thread (setpriority on a thread id): only the
-		 * workers step back; raising a nice value needs no privilege */
-		errno = 0;
-		int base = getpriority(PRIO_PROCESS, 0);
-		int target = base + (int)p->nice > 19 ? 19 : base + (int)p->nice;
-		if ((base == -1 && errno != 0) ||
-		    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), target) != 0)
-			log_line(LOG_PRIORITY_WARNING,
-				 "refresh worker %zu: cannot lower its priority (refresh.nice %u): %s",
-				 self->index, p->nice, strerror(errno));
-	}
+	if (nice_thread(p->nice, why, sizeof why) != 0) /* only the workers step back */
+		log_line(LOG_PRIORITY_WARNING,
+			 "refresh worker %zu: cannot lower its priority (refresh.nice %u): %s",
+			 self->index, p->nice, why);
 
 	pthread_mutex_lock(&p->mutex);
 	for (;;) {

@@ -7,6 +7,7 @@
 
 #include "errstr.h"
 #include "grow.h"
+#include "nice.h"
 #include "radix.h"
 
 #include <pthread.h>
@@ -136,6 +137,9 @@ struct state {
 	 * the state belongs to the caller's thread. Guarded by lock. */
 	pthread_t writer;
 	bool writer_started;
+	unsigned nice; /* the writer's nice increment (state_config.nice) */
+	void (*log)(const char *line, void *opaque); /* state_config.log */
+	void *log_opaque;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	struct store_batch *inflight;
@@ -327,6 +331,13 @@ static void *writer_main(void *arg)
 {
 	struct state *s = arg;
 	pthread_setname_np(pthread_self(), "state-writer");
+	char why[512];
+	if (nice_thread(s->nice, why, sizeof why) != 0 && s->log != NULL) {
+		char line[640];
+		snprintf(line, sizeof line, "state writer: cannot lower its priority (state.nice %u): %s",
+			 s->nice, why);
+		s->log(line, s->log_opaque);
+	}
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		while (!s->busy && !s->stopping)
@@ -334,7 +345,6 @@ static void *writer_main(void *arg)
 		if (!s->busy)
 			break;
 		pthread_mutex_unlock(&s->lock);
-		char why[512];
 		int rc = store_commit(s->store, s->inflight, why, sizeof why);
 		pthread_mutex_lock(&s->lock);
 		if (rc != 0) {
@@ -378,6 +388,7 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	struct state *s;
 	struct store_config sc = {.path = config->dir,
 				  .sync_commits = config->sync_commits,
+				  .low_priority_background = config->nice > 0,
 				  .read_only = config->read_only,
 				  .must_exist = config->must_exist,
 				  .log_dir = config->log_dir && config->log_dir[0] ? config->log_dir
@@ -398,6 +409,9 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	s->variant_count = config->variant_count;
+	s->nice = config->nice;
+	s->log = config->log;
+	s->log_opaque = config->log_opaque;
 	s->on_user_row = config->on_user_row;
 	s->on_user_row_opaque = config->on_user_row_opaque;
 	s->users = idmap_new();

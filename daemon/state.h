@@ -54,6 +54,10 @@ struct state_config {
 	void (*log)(const char *line, void *opaque);
 	void *log_opaque;
 	bool sync_commits; /**< fsync the WAL on every commit */
+	/** How much lower the state writer's CPU priority is than the loop's (a
+	 * nice increment, 0..19); above 0, RocksDB's flush and compaction
+	 * threads go to its lowest (store_config.low_priority_background). */
+	unsigned nice;
 	/** Directory of RocksDB's LOG file (NULL or "": inside dir). */
 	const char *log_dir;
 	/** Users kept in memory at most (0: no bound); the least recently used

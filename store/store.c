@@ -63,6 +63,7 @@ struct store {
 	rocksdb_column_family_handle_t *families[STORE_FAMILY_COUNT];
 	rocksdb_options_t *options;      /* the database's and every family's but: */
 	rocksdb_options_t *row_options;  /* the user and item families' (float rows) */
+	rocksdb_env_t *env;              /* the default environment, when its pools were lowered */
 	/* rows and bytes (key + value) put by commits, per family; written by the
 	 * committing thread, read by any (store_written()) */
 	uint64_t written_rows[STORE_FAMILY_COUNT], written_bytes[STORE_FAMILY_COUNT];
@@ -769,6 +770,13 @@ struct store *store_open(const struct store_config *config, char *errstr, size_t
 	    config->write_buffer_bytes ? config->write_buffer_bytes : DEFAULT_WRITE_BUFFER_BYTES,
 	    config->log_dir, log_on_state_filesystem(config->path, config->log_dir),
 	    &store->block_cache);
+	if (config->low_priority_background) {
+		/* applied by each pool thread before its next job */
+		store->env = rocksdb_create_default_env();
+		rocksdb_env_lower_thread_pool_cpu_priority(store->env);
+		rocksdb_env_lower_high_priority_thread_pool_cpu_priority(store->env);
+		rocksdb_options_set_env(store->options, store->env);
+	}
 	store->row_options = row_options(store->options);
 	store->write_options = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(store->write_options, config->sync_commits);
@@ -876,6 +884,8 @@ void store_close(struct store *store)
 		rocksdb_options_destroy(store->options);
 	if (store->block_cache != NULL)
 		rocksdb_cache_destroy(store->block_cache);
+	if (store->env != NULL)
+		rocksdb_env_destroy(store->env); /* the wrapper; the default environment stays */
 	free(store->fingerprint);
 	free(store->path);
 	free(store);

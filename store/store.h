@@ -109,6 +109,13 @@ struct store_config {
 	 * created, as with read_only, but the state opens writable (a checkpoint,
 	 * an export: a mistyped path must not make an empty state to copy). */
 	bool must_exist;
+	/**
+	 * Run RocksDB's flush and compaction threads at its lowest CPU priority
+	 * (nice 19: RocksDB's C API lowers, it does not set a level). They are
+	 * the process's (RocksDB's default environment), so the first store
+	 * that asks lowers them for every store the process opens.
+	 */
+	bool low_priority_background;
 };
 
 /** The opaque store. */

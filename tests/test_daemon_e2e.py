@@ -1452,17 +1452,37 @@ def thread_priorities(pid):
 
 
 def test_refresh_workers_step_back_by_refresh_nice(daemon):
-    """refresh.nice lowers the refresh workers' priority only: learning (the
-    main thread), the state writer and the lookup API keep the process's, so
-    when the cores are short they run first and lists wait."""
+    """refresh.nice lowers the refresh workers' priority and state.nice the
+    state writer's: learning (the main thread) and the lookup API keep the
+    process's, so when the cores are short they run first, lists wait, and
+    commits take longer."""
     daemon.add_config(f"[refresh]\nthreads = 2\nnice = 7\n[api]\nlisten = 127.0.0.1:{free_port()}\n")
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "[state]\n", "[state]\nnice = 3\n", 1))
     daemon.start()
     daemon.produce(300)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 300)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_commits_total") >= 1)
+    # each commit's time on the loop is observed
+    assert daemon.metric("streamrec_commit_loop_seconds_count") >= 1
     threads = thread_priorities(daemon.process.pid)
     assert threads.get("refresh-0") == [7] and threads.get("refresh-1") == [7], threads
     assert threads.get("streamrecd") and set(threads["streamrecd"]) == {0}, threads
-    assert threads.get("api") == [0] and threads.get("state-writer") == [0], threads
+    assert threads.get("api") == [0] and threads.get("state-writer") == [3], threads
+    assert daemon.stop() == 0
+
+
+def test_state_nice_zero_keeps_the_state_writer_at_the_process_priority(daemon):
+    """state.nice = 0 leaves the state writer and RocksDB's threads at the
+    process's priority (the default, 10, steps them back)."""
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "[state]\n", "[state]\nnice = 0\n", 1))
+    daemon.start()
+    daemon.produce(300)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_commits_total") >= 1)
+    threads = thread_priorities(daemon.process.pid)
+    assert threads.get("state-writer") == [0], threads
+    assert all(set(v) == {0} for k, v in threads.items() if k.startswith("rocksdb")), threads
     assert daemon.stop() == 0
 
 

@@ -641,6 +641,94 @@ static void checkpoint_is_a_consistent_copy(void **state)
 	store_close(store);
 }
 
+/* The nice values of this process's threads named name (at most max), or -1 on error. */
+static int thread_nices(const char *name, int *nices, int max)
+{
+	DIR *tasks = opendir("/proc/self/task");
+	struct dirent *entry;
+	int found = 0;
+	if (tasks == NULL)
+		return -1;
+	while ((entry = readdir(tasks)) != NULL && found < max) {
+		char path[PATH_MAX], comm[64] = "", stat[1024] = "";
+		if (entry->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/self/task/%s/comm", entry->d_name);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue; /* the thread ended meanwhile */
+		if (fgets(comm, sizeof comm, f) == NULL)
+			comm[0] = '\0';
+		fclose(f);
+		comm[strcspn(comm, "\n")] = '\0';
+		if (strcmp(comm, name) != 0)
+			continue;
+		snprintf(path, sizeof path, "/proc/self/task/%s/stat", entry->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		size_t got = fread(stat, 1, sizeof stat - 1, f);
+		fclose(f);
+		stat[got] = '\0';
+		/* after the ")" closing comm: state is field 3, nice field 19 */
+		char *field = strrchr(stat, ')');
+		for (int k = 0; field != NULL && k < 17; k++)
+			field = strchr(field + 1, ' ');
+		if (field != NULL)
+			nices[found++] = atoi(field + 1);
+	}
+	closedir(tasks);
+	return found;
+}
+
+/* A child (--lowered: the lowering is the process's, for good): a store
+ * opened with low_priority_background flushes on a pool thread at nice 19. */
+static int lowered_flush_child(const char *path)
+{
+	char errstr[1024];
+	unsigned char row[ROW_BYTES];
+	char copy_path[PATH_MAX];
+	int nices[8], before[8];
+	struct store_config config = {.path = path, .low_priority_background = true};
+	struct store *store = store_open(&config, errstr, sizeof errstr);
+	if (store == NULL)
+		return 10;
+	/* the flush pool's threads are the process's; none is lowered before it works */
+	int had = thread_nices("rocksdb:high", before, 8);
+	struct store_batch *batch = store_batch_new();
+	for (int i = 0; i < 500; i++) {
+		char key[32];
+		int len = snprintf(key, sizeof key, "user-%05d", i);
+		fill_row(row, (uint64_t)i);
+		store_batch_put(batch, STORE_USER, key, (size_t)len, row, sizeof row);
+	}
+	if (store_commit(store, batch, errstr, sizeof errstr) != 0)
+		return 11;
+	/* a checkpoint flushes the memtables: a job for the flush pool */
+	snprintf(copy_path, sizeof copy_path, "%s-copy", path);
+	if (store_checkpoint(store, copy_path, errstr, sizeof errstr) != 0)
+		return 12;
+	int n = thread_nices("rocksdb:high", nices, 8);
+	int lowered = 0;
+	for (int k = 0; k < n; k++)
+		lowered += nices[k] == 19;
+	store_batch_free(batch);
+	store_close(store);
+	if (had < 1 || before[0] != 0)
+		return 13; /* the pool ran at the process's priority before */
+	return n >= 1 && lowered >= 1 ? 0 : 14;
+}
+
+static void low_priority_background_lowers_the_flush_pool(void **state)
+{
+	(void)state;
+	char path[PATH_MAX], report[256];
+	path_in_base(path, "lowered");
+	int status = run_self("--lowered", path, NULL, 0, report, sizeof report);
+	assert_true(WIFEXITED(status));
+	/* 13: the pool was not at nice 0 before; 14: no flush thread at 19 after */
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ---- refusals ------------------------------------------------------------------------- */
 
 static void assert_refused_untouched(const char *path, const char *expected)
@@ -1178,6 +1266,8 @@ int main(int argc, char **argv)
 	}
 	if (argc == 4 && strcmp(argv[1], "--commit-and-crash") == 0)
 		return crash_child(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "--lowered") == 0)
+		return lowered_flush_child(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "--hold") == 0) {
 		FILE *report = fdopen(atoi(argv[3]), "w");
 		return report ? hold_child(argv[2], report) : 2;
@@ -1189,6 +1279,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(commit_survives_reopen_uncommitted_batch_leaves_nothing),
 	    cmocka_unit_test(commit_survives_a_crash),
 	    cmocka_unit_test(checkpoint_is_a_consistent_copy),
+	    cmocka_unit_test(low_priority_background_lowers_the_flush_pool),
 	    cmocka_unit_test(refuses_a_non_empty_foreign_directory),
 	    cmocka_unit_test(refuses_a_rocksdb_database_without_the_format),
 	    cmocka_unit_test(refuses_another_format_version),

@@ -216,7 +216,9 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_text_embed_seconds_total 0.000000");
 	assert_line(text, "streamrec_text_embed_holds_total 0");
 	assert_line(text, "streamrec_search_events_total{outcome=\"applied\"} 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 65);
+	assert_line(text, "# TYPE streamrec_commit_loop_seconds histogram");
+	assert_line(text, "streamrec_commit_loop_seconds_count 0");
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 66);
 	/* the text model's family is there, without a sample while no model is loaded */
 	assert_line(text, "# TYPE streamrec_text_model_info gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_text_model_info{"), 0);
@@ -230,7 +232,9 @@ static void renders_exact_lines(void **state)
 	assert_int_equal(metrics_render(m, &text, &len, errstr, sizeof errstr), 0);
 	assert_line(text, "streamrec_text_model_info{name=\"multilingual-e5-small-q4\",dim=\"384\","
 			  "kernel=\"avx2\"} 1");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 65);
+	assert_line(text, "# TYPE streamrec_commit_loop_seconds histogram");
+	assert_line(text, "streamrec_commit_loop_seconds_count 0");
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 66);
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 1);
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	free(text);
