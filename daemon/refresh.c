@@ -117,6 +117,14 @@ struct pool {
 	pthread_mutex_t mutex;
 	pthread_cond_t work, prepared, finished;
 	bool stop, out;
+	/* a round's task list: begun (its first task added: a view's upkeep
+	 * may be handed out while the loop still prepares the queries), and
+	 * planned (all of its tasks added: the last one done ends the round) */
+	bool begun, planned;
+	/* an upkeep that failed before its round was planned: the loop's thread
+	 * may be adding groups then, so plan_tasks() notes it in them */
+	struct model_view *early_failed;
+	char early_why[256];
 	struct task *tasks;
 	size_t task_count, task_capacity, next_task, done_tasks, prepare_count, prepared_count;
 	double out_at, ranked_at; /* monotonic: the round handed out, its last task done */
@@ -881,11 +889,17 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->mutex);
 		int rc = run_task(r, &t, p->searcher[self->index], why, sizeof why);
 		pthread_mutex_lock(&p->mutex);
-		if (rc != 0)
+		if (rc != 0 && !p->planned) {
+			if (p->early_failed == NULL) { /* only upkeeps run before the plan */
+				p->early_failed = t.prepare;
+				snprintf(p->early_why, sizeof p->early_why, "%s", why);
+			}
+		} else if (rc != 0) {
 			task_failed(r, &t, why);
+		}
 		if (t.prepare != NULL && ++p->prepared_count == p->prepare_count)
 			pthread_cond_broadcast(&p->prepared);
-		if (++p->done_tasks == p->task_count) {
+		if (++p->done_tasks == p->task_count && p->planned) {
 			p->ranked_at = clock_monotonic_s();
 			pthread_cond_broadcast(&p->finished);
 			if (r->c.notify != NULL)
@@ -904,9 +918,46 @@ static int add_task(struct pool *p, struct task t)
 	return 0;
 }
 
+/* Starts a round's task list (caller holds the mutex). */
+static void begin_tasks(struct pool *p)
+{
+	p->task_count = p->next_task = p->done_tasks = 0;
+	p->prepare_count = p->prepared_count = 0;
+	p->planned = false;
+	p->begun = true;
+}
+
+/*
+ * Hands view's index upkeep to the workers as soon as it is synced, so
+ * that it runs while the loop's thread prepares the round's queries
+ * (model.h: the upkeep reads only the view, the queries only the model).
+ * Searches still wait for it. Without workers, plan_tasks() lists it.
+ * @returns 0, or -1 when out of memory (plan_tasks() lists it then).
+ */
+static int post_upkeep(struct refresher *r, struct model_view *view)
+{
+	struct pool *p = &r->pool;
+	int rc = 0;
+	if (p->threads == 0)
+		return 0;
+	pthread_mutex_lock(&p->mutex);
+	if (!p->begun)
+		begin_tasks(p);
+	bool listed = false;
+	for (size_t t = 0; t < p->task_count && !listed; t++)
+		listed = p->tasks[t].prepare == view;
+	if (!listed && (rc = add_task(p, (struct task){.prepare = view})) == 0) {
+		p->prepare_count = p->task_count;
+		pthread_cond_broadcast(&p->work);
+	}
+	pthread_mutex_unlock(&p->mutex);
+	return rc;
+}
+
 /*
  * The round's tasks: each distinct view that the index engine (or a
- * shadow) uses gets its upkeep first; then every group's warm queries in
+ * shadow) uses gets its upkeep first (unless post_upkeep() handed it out
+ * already); then every group's warm queries in
  * ranges, about one per worker (a range shares the item matrix's tiles
  * across its queries, so ranges are not cut finer than that).
  */
@@ -917,8 +968,8 @@ static int plan_tasks(struct refresher *r)
 	int rc = -1;
 	/* under the lock: an idle worker may look at the task list meanwhile */
 	pthread_mutex_lock(&p->mutex);
-	p->task_count = p->next_task = p->done_tasks = 0;
-	p->prepare_count = p->prepared_count = 0;
+	if (!p->begun)
+		begin_tasks(p);
 	for (size_t g = 0; g < r->group_count; g++) {
 		struct group *gr = &r->groups[g];
 		bool seen = false;
@@ -946,6 +997,14 @@ static int plan_tasks(struct refresher *r)
 	}
 	rc = 0;
 out:
+	/* the round's list is whole: its last task done ends it (an upkeep
+	 * handed out early may be done already: refresher_run() sees to that) */
+	p->planned = true;
+	p->begun = false;
+	if (p->early_failed != NULL) {
+		task_failed(r, &(struct task){.prepare = p->early_failed}, p->early_why);
+		p->early_failed = NULL;
+	}
 	pthread_mutex_unlock(&p->mutex);
 	return rc;
 }
@@ -1348,6 +1407,8 @@ static long prepare_round(struct refresher *r, int64_t now_ms, char *errstr, siz
 				rc = -1;
 				break;
 			}
+			if (r->c.config->variants[v].model.retrieval == MODEL_RETRIEVAL_INDEX)
+				post_upkeep(r, view); /* out of memory: plan_tasks() lists it */
 		}
 		for (size_t first = 0; first < counts[v]; first += pinnable) {
 			size_t members = counts[v] - first < pinnable ? counts[v] - first : pinnable;
@@ -1496,6 +1557,13 @@ long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t err
 	p->out_at = prepared;
 	p->out = true;
 	pthread_cond_broadcast(&p->work);
+	if (p->done_tasks == p->task_count) {
+		/* only an upkeep handed out early, done already: no worker ends the round */
+		p->ranked_at = clock_monotonic_s();
+		pthread_cond_broadcast(&p->finished);
+		if (r->c.notify != NULL)
+			r->c.notify(r->c.notify_opaque);
+	}
 	pthread_mutex_unlock(&p->mutex);
 	return taken;
 }

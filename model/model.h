@@ -484,10 +484,14 @@ int model_recommend_recall(struct model *model, struct topk *topk, const uint32_
  *      any number of threads rank parts of the batches with
  *      model_view_search(), each with its own struct model_searcher (and
  *      topk for the exact engine).
- * Ownership rule: from a sync until the last search returns, the view and
- * the batches belong to the ranking threads: the owner neither syncs nor
- * prepares into them (it learns on the model's own rows meanwhile); between
- * a round's last search and the next sync they are the owner's again.
+ * Step 3's upkeep reads and writes the view only, so it may start as soon
+ * as the view is synced, while the owner still prepares the batches (step
+ * 2 reads the model only); the searches wait for both.
+ * Ownership rule: from a sync until the last search returns, the view
+ * belongs to the ranking threads, and each batch from its hand-over: the
+ * owner neither syncs nor prepares into them (it learns on the model's own
+ * rows meanwhile); between a round's last search and the next sync they
+ * are the owner's again.
  * Lists therefore rank against the item side as of the sync, with the
  * user side as of the batch's preparation.
  */
