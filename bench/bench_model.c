@@ -1,6 +1,6 @@
 /*
- * Model benchmark (`bench_model [queries]`: the query section alone): online updates per second on one thread for
- * d in {32, 64, 128} and negatives in {1, 4, 8}, next to the floating-point
+ * Model benchmark (`bench_model [queries]`: the query section alone):
+ * online updates per second on one thread for d in {32, 64, 128} and negatives in {1, 4, 8}, next to the floating-point
  * operations one update costs, over a Zipf stream of 100k items and 1M users.
  * Medians of several runs. Goal (issue 3): >= 1,000,000 events/s at d=32, 4 negatives.
  *

@@ -860,6 +860,16 @@ static void task_failed(struct refresher *r, const struct task *t, const char *w
 	}
 }
 
+/* Ends the round: its last task is done (caller holds the mutex). */
+static void end_round(struct refresher *r)
+{
+	struct pool *p = &r->pool;
+	p->ranked_at = clock_monotonic_s();
+	pthread_cond_broadcast(&p->finished);
+	if (r->c.notify != NULL)
+		r->c.notify(r->c.notify_opaque); /* thread-safe by contract */
+}
+
 static void *worker_main(void *arg)
 {
 	const struct worker *self = arg;
@@ -899,12 +909,8 @@ static void *worker_main(void *arg)
 		}
 		if (t.prepare != NULL && ++p->prepared_count == p->prepare_count)
 			pthread_cond_broadcast(&p->prepared);
-		if (++p->done_tasks == p->task_count && p->planned) {
-			p->ranked_at = clock_monotonic_s();
-			pthread_cond_broadcast(&p->finished);
-			if (r->c.notify != NULL)
-				r->c.notify(r->c.notify_opaque); /* thread-safe by contract */
-		}
+		if (++p->done_tasks == p->task_count && p->planned)
+			end_round(r);
 	}
 	pthread_mutex_unlock(&p->mutex);
 	return NULL;
@@ -916,6 +922,15 @@ static int add_task(struct pool *p, struct task t)
 		return -1;
 	p->tasks[p->task_count++] = t;
 	return 0;
+}
+
+/* Whether the round's task list has view's upkeep (caller holds the mutex). */
+static bool upkeep_listed(const struct pool *p, const struct model_view *view)
+{
+	for (size_t t = 0; t < p->task_count; t++)
+		if (p->tasks[t].prepare == view)
+			return true;
+	return false;
 }
 
 /* Starts a round's task list (caller holds the mutex). */
@@ -943,10 +958,7 @@ static int post_upkeep(struct refresher *r, struct model_view *view)
 	pthread_mutex_lock(&p->mutex);
 	if (!p->begun)
 		begin_tasks(p);
-	bool listed = false;
-	for (size_t t = 0; t < p->task_count && !listed; t++)
-		listed = p->tasks[t].prepare == view;
-	if (!listed && (rc = add_task(p, (struct task){.prepare = view})) == 0) {
+	if (!upkeep_listed(p, view) && (rc = add_task(p, (struct task){.prepare = view})) == 0) {
 		p->prepare_count = p->task_count;
 		pthread_cond_broadcast(&p->work);
 	}
@@ -972,13 +984,10 @@ static int plan_tasks(struct refresher *r)
 		begin_tasks(p);
 	for (size_t g = 0; g < r->group_count; g++) {
 		struct group *gr = &r->groups[g];
-		bool seen = false;
 		if (gr->popularity || gr->batch.warm == 0 ||
 		    (gr->retrieval != MODEL_RETRIEVAL_INDEX && gr->shadow == 0))
 			continue;
-		for (size_t t = 0; t < p->task_count && !seen; t++)
-			seen = p->tasks[t].prepare == gr->view;
-		if (!seen && add_task(p, (struct task){.prepare = gr->view}) != 0)
+		if (!upkeep_listed(p, gr->view) && add_task(p, (struct task){.prepare = gr->view}) != 0)
 			goto out;
 	}
 	p->prepare_count = p->task_count;
@@ -1557,13 +1566,8 @@ long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t err
 	p->out_at = prepared;
 	p->out = true;
 	pthread_cond_broadcast(&p->work);
-	if (p->done_tasks == p->task_count) {
-		/* only an upkeep handed out early, done already: no worker ends the round */
-		p->ranked_at = clock_monotonic_s();
-		pthread_cond_broadcast(&p->finished);
-		if (r->c.notify != NULL)
-			r->c.notify(r->c.notify_opaque);
-	}
+	if (p->done_tasks == p->task_count)
+		end_round(r); /* only an upkeep handed out early, done already: no worker ends it */
 	pthread_mutex_unlock(&p->mutex);
 	return taken;
 }
