@@ -1416,7 +1416,11 @@ static long prepare_round(struct refresher *r, int64_t now_ms, char *errstr, siz
 				rc = -1;
 				break;
 			}
-			if (r->c.config->variants[v].model.retrieval == MODEL_RETRIEVAL_INDEX)
+			/* an index not built yet is built by a round with warm
+			 * queries (plan_tasks()), over the rows they made: built
+			 * at a round of cold users only, it could hold a handful */
+			if (r->c.config->variants[v].model.retrieval == MODEL_RETRIEVAL_INDEX &&
+			    model_view_indexed(view))
 				post_upkeep(r, view); /* out of memory: plan_tasks() lists it */
 		}
 		for (size_t first = 0; first < counts[v]; first += pinnable) {

@@ -1548,6 +1548,11 @@ void model_view_collect(struct model_view *view, struct model_searcher *searcher
 	searcher->candidates = searcher->lists = 0;
 }
 
+bool model_view_indexed(const struct model_view *view)
+{
+	return view->index != NULL && view->want_k <= view->index_max_k;
+}
+
 void model_view_stats(const struct model_view *view, struct model_index_stats *stats)
 {
 	*stats = view->stats;
@@ -1911,12 +1916,15 @@ static void index_trained(struct model_view *view)
  * share one direction), so a fresh training can leave a cell above
  * IVF_RETRAIN_CELL_FACTOR times the mean; retraining for that alone ran 86
  * trainings in a 60k-event replay of 27k items and doubled the index
- * engine's cost. Doublings alone cost O(items) amortised.
+ * engine's cost. Doublings alone cost O(items) amortised, however small
+ * the index was: one built over the first item or two (a single cell,
+ * where no moved row ever keeps its cell unscored) was kept as it was until
+ * the catalogue reached 2 * INDEX_MIN_K items.
  */
 static bool index_wants_training(const struct model_view *view)
 {
 	size_t items = ivf_item_count(view->index);
-	if (items >= 2 * view->items_at_training && items >= 2 * INDEX_MIN_K)
+	if (items > view->items_at_training && items >= 2 * view->items_at_training)
 		return true;
 	if (view->changes_since_training < items / INDEX_RETRAIN_CHURN ||
 	    !ivf_needs_retrain(view->index))
@@ -2032,7 +2040,7 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 	size_t changes, k = view->want_k;
 	uint64_t kept;
 
-	if (view->index == NULL || k > view->index_max_k) {
+	if (!model_view_indexed(view)) {
 		double started = clock_monotonic_s();
 		int rc = index_build(view, k > INDEX_MIN_K ? k : INDEX_MIN_K, errstr, errstr_size);
 		view->stats.training_seconds += clock_monotonic_s() - started;

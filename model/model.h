@@ -590,6 +590,11 @@ int model_view_apply(struct model_view *view, const struct model_view_delta *del
  */
 int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size);
 
+/** @returns whether the view's index is built for its lists' k, so that
+ * model_view_prepare() keeps it current rather than building it (owner,
+ * between a round's last search and the next sync, or after a sync). */
+bool model_view_indexed(const struct model_view *view);
+
 /**
  * @brief Step 3: ranks the batch's warm queries [first, first + count) with
  * the given engine into results[(w - first) * k ...] and counts[w - first].
