@@ -953,6 +953,7 @@ int ingest_commit(struct daemon *d, bool wait)
 	 * the rows changed meanwhile (each written once) */
 	if (!wait && state_writing(d->state)) {
 		d->metrics->commits_postponed_total++;
+		state_pay(d->state); /* rows still owed: too few events came to pay them */
 		return 1;
 	}
 	/* on the timer, a short wait and the commit is postponed: waiting 2 s

@@ -713,13 +713,15 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	family(&t, "commits_total", "counter", "State writes with their offset commits.");
 	text_printf(&t, "streamrec_commits_total %" PRIu64 "\n", m->commits_total);
 	family(&t, "commits_postponed_total", "counter",
-	       "Commits put off because the previous state write was still going; "
-	       "the loop kept learning and committed as soon as it was done.");
+	       "Commits put off because the previous state write was still going, or its "
+	       "item vector rows were still being paid between events; the loop kept learning "
+	       "and committed as soon as it was done.");
 	text_printf(&t, "streamrec_commits_postponed_total %" PRIu64 "\n",
 		    m->commits_postponed_total);
 	family(&t, "commit_loop_seconds", "histogram",
 	       "Wall time the event loop spent on one commit: collecting the rows changed since "
-	       "the last one into the batch the state writer then writes on its own thread.");
+	       "the last one into the batch the state writer then writes on its own thread (the "
+	       "item vector rows are owed instead, and paid a share after each event learned).");
 	histogram_series(&t, "commit_loop_seconds", NULL, NULL, &m->commit_loop_seconds);
 	family(&t, "commit_failures_total", "counter",
 	       "State writes or offset commits that failed.");

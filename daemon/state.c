@@ -146,6 +146,22 @@ struct state {
 	bool busy, stopping;
 	int failed; /* a write failed: no commit is accepted any more */
 	char failure[512];
+
+	/* A commit whose item vector rows are still owed (model.h,
+	 * model_owe_item_vector()): `sealed` is its batch, paid into a quota at
+	 * a time after each event learned (pay_quota rows a variant) and handed
+	 * to the writer once complete; meanwhile `batch` collects what comes
+	 * after the commit. Three batches rotate: batch, sealed (or spare),
+	 * inflight. The writer is idle while a batch is sealed: the commit that
+	 * sealed it waited for the one before. */
+	struct store_batch *sealed, *spare;
+	struct payer {
+		struct state *state;
+		size_t variant;
+	} payers[STATE_MAX_VARIANTS];
+	unsigned char *pay_row; /* ROW_BUFFER bytes: the payer's own scratch */
+	size_t pay_quota;
+	uint64_t events_since_commit;
 };
 
 /* ---- loading ---------------------------------------------------------------------- */
@@ -362,10 +378,59 @@ bool state_writing(struct state *state)
 {
 	if (!state->writer_started)
 		return false;
+	if (state->sealed != NULL)
+		return true; /* still paid between events (state_pay()) */
 	pthread_mutex_lock(&state->lock);
 	bool busy = state->busy;
 	pthread_mutex_unlock(&state->lock);
 	return busy;
+}
+
+/* The payer (model_set_payer()): one owed item vector row into the sealed batch. */
+static void pay_item_vector(void *ctx, const struct model *model, uint32_t item)
+{
+	struct payer *p = ctx;
+	struct state *s = p->state;
+	unsigned char key[5];
+	state_key_row(key, item, s->store_id[p->variant]);
+	/* a fixed size, well within ROW_BUFFER; a batch out of memory fails,
+	 * and so does its write and every commit after it */
+	size_t len = model_export_item_vector(model, item, s->pay_row, ROW_BUFFER);
+	store_batch_put(s->sealed, STORE_ITEM, key, sizeof key, s->pay_row, len);
+}
+
+/* Hands the batch in `sealed`, complete, to the writer (idle: the commit
+ * that sealed it waited for the write before). */
+static void hand_over_sealed(struct state *s)
+{
+	pthread_mutex_lock(&s->lock);
+	while (s->busy)
+		pthread_cond_wait(&s->wake, &s->lock);
+	struct store_batch *written = s->inflight;
+	s->inflight = s->sealed;
+	s->sealed = NULL;
+	s->spare = written;
+	store_batch_clear(s->spare);
+	s->busy = true;
+	pthread_cond_broadcast(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Pays up to `quota` owed rows of each variant; the sealed batch goes to
+ * the writer once nothing is owed. */
+static void pay_sealed(struct state *s, size_t quota)
+{
+	size_t left = 0;
+	for (size_t v = 0; v < s->variant_count; v++)
+		left += model_pay_owed(s->models[v], quota);
+	if (left == 0)
+		hand_over_sealed(s);
+}
+
+void state_pay(struct state *state)
+{
+	if (state->sealed != NULL)
+		pay_sealed(state, SIZE_MAX);
 }
 
 int state_flush(struct state *state, char *errstr, size_t errstr_size)
@@ -373,6 +438,8 @@ int state_flush(struct state *state, char *errstr, size_t errstr_size)
 	int failed;
 	if (!state->writer_started)
 		return 0;
+	if (state->sealed != NULL)
+		pay_sealed(state, SIZE_MAX);
 	pthread_mutex_lock(&state->lock);
 	while (state->busy)
 		pthread_cond_wait(&state->wake, &state->lock);
@@ -418,13 +485,16 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 	s->items = idmap_new();
 	s->batch = store_batch_new();
 	s->inflight = store_batch_new();
+	s->spare = store_batch_new();
 	s->row = malloc(ROW_BUFFER);
+	s->pay_row = malloc(ROW_BUFFER);
 	s->removed = idmap_new();
 	s->removed_inflight = idmap_new();
 	s->newest_event_ms = INT64_MIN;
 	s->sweep_now_ms = INT64_MIN;
 	if (s->users == NULL || s->items == NULL || s->batch == NULL || s->inflight == NULL ||
-	    s->row == NULL || s->removed == NULL || s->removed_inflight == NULL)
+	    s->spare == NULL || s->row == NULL || s->pay_row == NULL || s->removed == NULL ||
+	    s->removed_inflight == NULL)
 		goto out_nomem_free;
 
 	for (size_t v = 0; v < s->variant_count; v++) {
@@ -433,6 +503,8 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 			set_errstr(errstr, errstr_size, "variant %zu: %s", v, why);
 			goto out_free;
 		}
+		s->payers[v] = (struct payer){s, v};
+		model_set_payer(s->models[v], pay_item_vector, &s->payers[v]);
 	}
 	s->store = store_open(&sc, errstr, errstr_size);
 	if (s->store == NULL)
@@ -603,6 +675,9 @@ void state_close(struct state *state)
 	for (size_t a = 0; a < state->aux_count; a++)
 		free(state->aux[a].data);
 	store_batch_free(state->inflight);
+	store_batch_free(state->sealed); /* a commit never finished: as after a crash */
+	store_batch_free(state->spare);
+	free(state->pay_row);
 	store_close(state->store);
 	for (size_t v = 0; v < state->variant_count; v++)
 		model_free(state->models[v]);
@@ -1090,6 +1165,9 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 		if ((variants >> v & 1) && model_learn(state->models[v], &event, errstr, errstr_size) != 0)
 			return -1;
 	state->touched_ring[state->touched_items++ % STATE_TOUCHED_KEPT] = event.item;
+	state->events_since_commit++;
+	if (state->sealed != NULL)
+		pay_sealed(state, state->pay_quota);
 	uint32_t stable = state_user_stable(state, event.user);
 	if (note_item_seen(state, event.item, ts_ms) != 0) {
 		set_errstr(errstr, errstr_size, "out of memory noting item %s's activity", item_id);
@@ -1328,7 +1406,10 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 			 * vectors alone */
 			unsigned parts = model_item_dirty_parts(m, ids[k]);
 			state_key_row(key, ids[k], s->store_id[v]);
-			if (parts & MODEL_ITEM_VECTOR) {
+			if ((parts & MODEL_ITEM_VECTOR) && s->writer_started) {
+				/* paid between the events after the commit (state_pay()) */
+				model_owe_item_vector(m, ids[k]);
+			} else if (parts & MODEL_ITEM_VECTOR) {
 				size_t len = model_export_item_vector(m, ids[k], s->row, ROW_BUFFER);
 				store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
 			}
@@ -1414,12 +1495,29 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 	s->freed_items_pending = freed_items;
 	s->freed_items_pending_capacity = freed_items_capacity;
 	s->freed_items_pending_count = 0;
+	if (s->batch_number != 0)
+		s->batch_number++;
+	size_t owed = 0;
+	for (size_t v = 0; v < s->variant_count; v++)
+		owed += model_owed_count(s->models[v]);
+	uint64_t events = s->events_since_commit;
+	s->events_since_commit = 0;
+	if (owed > 0) {
+		/* sealed: paid over about a quarter of the events the last
+		 * interval saw (at least 16 rows an event), then written */
+		uint64_t spread = events / 4 > 256 ? events / 4 : 256;
+		s->pay_quota = (size_t)((owed + spread - 1) / spread);
+		if (s->pay_quota < 16)
+			s->pay_quota = 16;
+		s->sealed = s->batch;
+		s->batch = s->spare;
+		s->spare = NULL;
+		return 0;
+	}
 	pthread_mutex_lock(&s->lock);
 	struct store_batch *spare = s->inflight;
 	s->inflight = s->batch;
 	s->batch = spare;
-	if (s->batch_number != 0)
-		s->batch_number++;
 	store_batch_clear(s->batch);
 	s->busy = true;
 	pthread_cond_broadcast(&s->wake);

@@ -99,6 +99,15 @@ struct model {
 	size_t dirty_user_count, dirty_item_count;
 	uint8_t all_items_dirty; /* parts a rescale changed in every learned item's rows */
 
+	/* Vector rows a commit owes (model_owe_item_vector()): item_owed marks
+	 * them until paid, owed_items lists them in the order owed, from
+	 * owed_next on; owed_left counts the marks. */
+	uint8_t *item_owed;
+	uint32_t *owed_items;
+	size_t owed_listed, owed_next, owed_left;
+	model_pay_fn pay;
+	void *pay_ctx;
+
 	/* The lists' view of the item side (model_view()), made on first use.
 	 * Rows of items below view_items whose matrix row changed since the
 	 * view last saw them are listed once in moved_items (item_moved marks
@@ -489,6 +498,8 @@ void model_free(struct model *model)
 	free(model->covis_items);
 	free(model->item_moved);
 	free(model->moved_items);
+	free(model->item_owed);
+	free(model->owed_items);
 	free(model->trending_candidates);
 	free(model->shared_flag);
 	free(model->shared_items);
@@ -612,6 +623,8 @@ static int ensure_items(struct model *m, size_t need)
 	    grow_array((void **)&m->item_ready, old, cap, sizeof(uint8_t)) ||
 	    grow_array((void **)&m->item_moved, old, cap, 1) ||
 	    grow_array((void **)&m->moved_items, old, cap, sizeof(uint32_t)) ||
+	    grow_array((void **)&m->item_owed, old, cap, 1) ||
+	    grow_array((void **)&m->owed_items, old, cap, sizeof(uint32_t)) ||
 	    grow_array((void **)&m->covis_sum, old, cap, sizeof(struct covis_sum)))
 		return -1;
 	if (m->content_map != NULL &&
@@ -640,6 +653,18 @@ static void init_vector(float *v, size_t dim, uint64_t hash, uint64_t seed, uint
 		v[k] = (float)(sampler_unit(&state) * 2.0 - 1.0) * half_width;
 }
 
+/* Every write to an item's vector row (q and its bias column, y, the
+ * scalars) comes after this: a row a commit still owes is paid first, as it
+ * was when owed (model_owe_item_vector()). */
+static inline void before_vector_write(struct model *m, uint32_t item)
+{
+	if (m->owed_left > 0 && m->item_owed[item]) {
+		m->item_owed[item] = 0;
+		m->owed_left--;
+		m->pay(m->pay_ctx, m, item);
+	}
+}
+
 /* The sampler's log-odds correction of an item, from its count, plus the
  * trending signal gamma*log(trend): both move only when the item is counted
  * (and the trend of all items at a trending rescale, refresh_all_corrections).
@@ -647,6 +672,7 @@ static void init_vector(float *v, size_t dim, uint64_t hash, uint64_t seed, uint
  * that changes no ranking. */
 static void refresh_correction(struct model *m, uint32_t item)
 {
+	before_vector_write(m, item);
 	uint64_t count = popularity_count(m->popularity, item);
 	float correction = 0.0f;
 	if (count == 0) {
@@ -700,6 +726,7 @@ static void mark_moved(struct model *m, uint32_t item)
  * (a step on q, a new item, seeding) passes here, so it marks the row moved. */
 static void refresh_bias_column(struct model *m, uint32_t item)
 {
+	before_vector_write(m, item);
 	m->matrix[(size_t)item * m->stride + m->dim] =
 	    (m->config.use_bias ? m->scalar[item].bias : 0.0f) + m->scalar[item].correction;
 	mark_moved(m, item);
@@ -809,6 +836,7 @@ static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
 	if ((size_t)item >= m->items)
 		m->items = (size_t)item + 1;
 	if (!m->item_ready[item]) {
+		before_vector_write(m, item);
 		init_vector(m->matrix + (size_t)item * m->stride, m->dim, hash, m->config.seed,
 			    0x22, m->config.init_std);
 		init_vector(m->y + (size_t)item * m->dim, m->dim, hash, m->config.seed, 0x33,
@@ -979,6 +1007,7 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 
 	for (size_t t = 0; t < count; t++) {
 		uint32_t item = m->target_items[t];
+		before_vector_write(m, item);
 		float *q = m->matrix + (size_t)item * m->stride;
 		float g = m->score_grad[t];
 		for (size_t k = 0; k < dim; k++)
@@ -1002,6 +1031,7 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 		float shares[1000];
 		intent_shares(m, recent_count, shares);
 		for (size_t j = 0; j < recent_count; j++) {
+			before_vector_write(m, recent[j]);
 			float *y = m->y + (size_t)recent[j] * dim;
 			for (size_t k = 0; k < dim; k++)
 				m->grad_row[k] = shares[j] * m->grad_h[k] + l2 * y[k];
@@ -2455,6 +2485,7 @@ long model_seed_item(struct model *model, uint32_t item, uint64_t hash, const ui
 		used++;
 	}
 	if (used > 0) {
+		before_vector_write(m, item);
 		float *q = m->matrix + (size_t)item * m->stride;
 		float *y = m->y + (size_t)item * m->dim;
 		for (size_t k = 0; k < m->dim; k++) {
@@ -2504,6 +2535,7 @@ long model_item_content(struct model *model, uint32_t item, uint64_t hash, const
 	m->item_content_flags[item] |= CONTENT_PRIOR;
 	if (popularity_count(m->popularity, item) > 0)
 		return 0; /* learned on already: the prior only */
+	before_vector_write(m, item);
 	float *q = m->matrix + (size_t)item * m->stride;
 	if (m->sharing) {
 		/* Every instance places it from its own map: the placement (from its
@@ -2980,6 +3012,7 @@ int model_forget_items(struct model *model, const uint32_t *items, size_t count,
 		if (!flags[i])
 			continue;
 		uint32_t item = (uint32_t)i;
+		before_vector_write(m, item);
 		memset(m->matrix + i * m->stride, 0, m->stride * sizeof(float));
 		memset(m->y + i * m->dim, 0, m->dim * sizeof(float));
 		memset(&m->scalar[i], 0, sizeof m->scalar[i]);
@@ -3218,6 +3251,59 @@ static size_t export_item(const struct model *m, uint32_t item, uint32_t version
 	return w.size;
 }
 
+void model_set_payer(struct model *model, model_pay_fn pay, void *ctx)
+{
+	model->pay = pay;
+	model->pay_ctx = ctx;
+}
+
+void model_owe_item_vector(struct model *model, uint32_t item)
+{
+	struct model *m = model;
+	if ((size_t)item >= m->items || m->item_owed[item] || m->pay == NULL)
+		return;
+	if (m->owed_left == 0)
+		m->owed_listed = m->owed_next = 0; /* the last commit's list is paid */
+	m->item_owed[item] = 1;
+	m->owed_items[m->owed_listed++] = item;
+	m->owed_left++;
+}
+
+/* How far ahead of the row it pays model_pay_owed() starts loading one. */
+#define PAY_PREFETCH_AHEAD 8
+
+size_t model_pay_owed(struct model *model, size_t budget)
+{
+	struct model *m = model;
+	for (size_t paid = 0; paid < budget && m->owed_left > 0; m->owed_next++) {
+		if (m->owed_next + PAY_PREFETCH_AHEAD < m->owed_listed) {
+			uint32_t ahead = m->owed_items[m->owed_next + PAY_PREFETCH_AHEAD];
+			const char *q = (const char *)(m->matrix + (size_t)ahead * m->stride);
+			const char *y = (const char *)(m->y + (size_t)ahead * m->dim);
+			for (size_t at = 0; at < m->stride * sizeof(float); at += 64)
+				__builtin_prefetch(q + at);
+			__builtin_prefetch(q + m->stride * sizeof(float) - 1);
+			for (size_t at = 0; at < m->dim * sizeof(float); at += 64)
+				__builtin_prefetch(y + at);
+			__builtin_prefetch(y + m->dim * sizeof(float) - 1);
+			__builtin_prefetch(&m->scalar[ahead]);
+		}
+		uint32_t item = m->owed_items[m->owed_next];
+		if (!m->item_owed[item])
+			continue; /* paid before a write */
+		m->item_owed[item] = 0;
+		m->owed_left--;
+		m->pay(m->pay_ctx, m, item);
+		paid++;
+	}
+	return m->owed_left;
+}
+
+size_t model_owed_count(const struct model *model)
+{
+	return model->owed_left;
+}
+
 size_t model_export_item(const struct model *model, uint32_t item, void *buf, size_t capacity)
 {
 	return export_item(model, item, ROW_VERSION, ITEM_PARTS, buf, capacity);
@@ -3278,6 +3364,7 @@ static int import_item_content(struct model *m, uint32_t item, struct row_reader
 /* Reads an item's vectors (put_item_vector). */
 static void get_item_vector(struct row_reader *r, struct model *m, uint32_t item)
 {
+	before_vector_write(m, item);
 	get(r, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
 	mark_moved(m, item);
 	get(r, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
@@ -3593,6 +3680,7 @@ void model_share_fold(struct model *model, uint32_t item, const float *delta)
 	size_t n = model_share_param_count(m), dim = m->dim;
 	if (!m->sharing || (size_t)item >= m->items || !m->item_ready[item])
 		return;
+	before_vector_write(m, item);
 	float *q = m->matrix + (size_t)item * m->stride, *y = m->y + (size_t)item * dim;
 	float *base = m->shared_base + (size_t)item * n;
 	for (size_t k = 0; k < dim; k++) {

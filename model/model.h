@@ -943,6 +943,30 @@ unsigned model_item_dirty_parts(const struct model *model, uint32_t item);
 size_t model_export_item_vector(const struct model *model, uint32_t item, void *buf,
 				size_t capacity);
 
+/**
+ * @brief Copy-on-write export of item vector rows (the state's commit).
+ *
+ * A commit owes the vector rows of the items it lists (model_owe_item_vector())
+ * as they are at that moment, but pays them later, a few at a time between
+ * events (model_pay_owed()), so that learning never stops for the whole
+ * export. Every write to an item's vector row first pays that row if it is
+ * still owed, through the hook set here: the hook is called with the row
+ * exactly as it was when owed. Only one commit owes rows at a time: pay
+ * them all before the next model_owe_item_vector().
+ */
+typedef void (*model_pay_fn)(void *ctx, const struct model *model, uint32_t item);
+void model_set_payer(struct model *model, model_pay_fn pay, void *ctx);
+
+/** @brief Owe item's vector row as it is now (an item already owed is not listed again). */
+void model_owe_item_vector(struct model *model, uint32_t item);
+
+/** @brief Pay up to budget owed rows through the hook, in the order owed.
+ * @returns how many rows are still owed. */
+size_t model_pay_owed(struct model *model, size_t budget);
+
+/** @returns how many rows are still owed. */
+size_t model_owed_count(const struct model *model);
+
 /** @brief An item's counts row (popularity, sampler place, co-visitation,
  * content); model_import_item_counts() reads it. */
 size_t model_export_item_counts(const struct model *model, uint32_t item, void *buf,

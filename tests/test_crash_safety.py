@@ -85,6 +85,13 @@ def test_state_resumes_where_it_stopped(events, tmp_path):
     state = tmp_path / "state"
     child = subprocess.Popen([STREAMREC, "replay", "--state", state, "--commit-every", "1000",
                               events], stderr=subprocess.PIPE, text=True)
+    # a SIGTERM before main() has set its handler ends the process as any
+    # program's: on a busy machine the sanitized binary took longer than a
+    # fixed 0.3 s to start, so wait for its state to be opened
+    deadline = time.monotonic() + 120
+    while not (state / "CURRENT").exists() and child.poll() is None:
+        assert time.monotonic() < deadline, "the replay never opened its state"
+        time.sleep(0.01)
     time.sleep(0.3)
     child.terminate()  # SIGTERM: the replay stops and commits what it learned
     _, err = child.communicate(timeout=60)

@@ -365,6 +365,134 @@ static void rows_of_another_shape_are_refused(void **state)
 	model_free(b);
 }
 
+/*
+ * Copy-on-write commits (model_owe_item_vector()): a row owed is paid as it
+ * was when owed, whatever happened to it before it was paid. The oracle is
+ * each row exported at the moment it is owed; learning, replay, trending
+ * rescales, seeding, content placement, sharing and forgetting then write
+ * owed rows while a few are paid after each event.
+ */
+struct payments {
+	unsigned char *row[ITEMS];
+	size_t len[ITEMS];
+	unsigned count[ITEMS];
+};
+
+static void record_payment(void *ctx, const struct model *model, uint32_t item)
+{
+	struct payments *p = ctx;
+	unsigned char row[4096];
+	assert_true(item < ITEMS);
+	size_t n = model_export_item_vector(model, item, row, sizeof row);
+	assert_true(n <= sizeof row);
+	free(p->row[item]);
+	p->row[item] = malloc(n);
+	assert_non_null(p->row[item]);
+	memcpy(p->row[item], row, n);
+	p->len[item] = n;
+	p->count[item]++;
+}
+
+/* The first item from `from` on (cyclically) owed and not paid yet. */
+static uint32_t unpaid(const bool *owed, const struct payments *paid, uint32_t from)
+{
+	for (uint32_t k = 0; k < ITEMS; k++) {
+		uint32_t item = (from + k) % ITEMS;
+		if (owed[item] && paid->count[item] == 0)
+			return item;
+	}
+	fail_msg("every owed row is paid already");
+	return 0;
+}
+
+static void owed_rows_are_paid_as_they_were_when_owed(void **state)
+{
+	(void)state;
+	struct model_config config;
+	char errstr[256];
+	model_config_default(&config);
+	config.dim = 8;
+	config.trending_half_life_ms = 1000; /* a rescale every 664 s of event time */
+	config.content_dim = 4;
+	config.content_min_events = 3;
+	struct model *m = model_new(&config, errstr, sizeof errstr);
+	assert_non_null(m);
+	assert_int_equal(model_share_enable(m), 0);
+	static struct payments paid;
+	memset(&paid, 0, sizeof paid);
+	model_set_payer(m, record_payment, &paid);
+	learn(m, 0, 3000);
+	/* an item seeded from others, never learned: seeding writes it again below */
+	const uint32_t seeded = ITEMS - 1, seed_from[2] = {event_at(0).item, event_at(1).item};
+	assert_int_equal(model_item_count_of(m, seeded), 0);
+	assert_true(model_seed_item(m, seeded, 11, seed_from, 2, errstr, sizeof errstr) > 0);
+
+	/* owe every vector row learning changed, keeping what each was then */
+	static unsigned char expected[ITEMS][4096];
+	static size_t expected_len[ITEMS];
+	bool owed[ITEMS] = {false};
+	const uint32_t *items;
+	size_t n = model_dirty_items(m, &items), owed_count = 0;
+	for (size_t k = 0; k < n; k++) {
+		if (!(model_item_dirty_parts(m, items[k]) & MODEL_ITEM_VECTOR))
+			continue;
+		expected_len[items[k]] =
+		    model_export_item_vector(m, items[k], expected[items[k]], sizeof expected[0]);
+		owed[items[k]] = true;
+		owed_count++;
+		model_owe_item_vector(m, items[k]);
+		model_owe_item_vector(m, items[k]); /* listed once */
+	}
+	model_clear_dirty(m);
+	assert_true(owed_count > 100);
+	assert_int_equal(model_owed_count(m), owed_count);
+
+	/* everything that writes an item's vectors; two rows paid after each event */
+	float delta[3 * 8 + 1], content[4] = {0.5f, -0.25f, 1.0f, 0.125f};
+	for (size_t k = 0; k < sizeof delta / sizeof *delta; k++)
+		delta[k] = 0.01f * (float)(k + 1);
+	size_t paid_early = 0;
+	/* first the writes outside learning, each on a row still owed */
+	model_share_fold(m, unpaid(owed, &paid, 0), delta);
+	assert_true(model_item_content(m, unpaid(owed, &paid, 100), 7, content, errstr,
+				       sizeof errstr) >= 0);
+	assert_int_equal(paid.count[seeded], 0);
+	uint32_t from[2] = {event_at(5).item, event_at(6).item};
+	assert_true(model_seed_item(m, seeded, 11, from, 2, errstr, sizeof errstr) > 0);
+	uint32_t gone[2] = {unpaid(owed, &paid, 200), unpaid(owed, &paid, ITEMS / 2)};
+	assert_int_equal(model_forget_items(m, gone, 2, errstr, sizeof errstr), 0);
+	for (uint64_t i = 3000; i < 3400; i++) {
+		struct model_event e = event_at(i);
+		e.ts_ms += 700000; /* the first event rescales the trends: every correction moves */
+		assert_int_equal(model_learn(m, &e, errstr, sizeof errstr), 0);
+		size_t before = model_owed_count(m);
+		model_pay_owed(m, 2);
+		assert_true(before - model_owed_count(m) <= 2);
+		if (i == 3001)
+			paid_early = owed_count - model_owed_count(m);
+	}
+	/* the writes paid rows ahead of their turn (the hook), not just the two an event */
+	assert_true(paid_early > 2 * 2);
+	assert_int_equal(model_pay_owed(m, SIZE_MAX), 0);
+	size_t changed_since = 0;
+	for (uint32_t item = 0; item < ITEMS; item++) {
+		if (!owed[item]) {
+			assert_int_equal(paid.count[item], 0);
+			continue;
+		}
+		assert_int_equal(paid.count[item], 1);
+		assert_int_equal(paid.len[item], expected_len[item]);
+		assert_memory_equal(paid.row[item], expected[item], expected_len[item]);
+		unsigned char now[4096];
+		size_t len = model_export_item_vector(m, item, now, sizeof now);
+		changed_since += len != expected_len[item] || memcmp(now, expected[item], len) != 0;
+		free(paid.row[item]);
+	}
+	/* most owed rows changed before they were paid: the oracle had work to do */
+	assert_true(changed_since > owed_count / 2);
+	model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -376,6 +504,7 @@ int main(void)
 	    cmocka_unit_test(a_covis_rescale_rewrites_the_counts_rows_only),
 	    cmocka_unit_test(forgotten_rows_would_be_caught),
 	    cmocka_unit_test(rows_of_another_shape_are_refused),
+	    cmocka_unit_test(owed_rows_are_paid_as_they_were_when_owed),
 	};
 	return cmocka_run_group_tests_name("043_model_persist", tests, NULL, NULL);
 }
