@@ -1498,6 +1498,10 @@ static int publish_round(struct refresher *r, double out_at, double ranked_at, c
 	phase[METRICS_REFRESH_WAIT] += start - ranked_at;
 	if (harvest_round(r, errstr, errstr_size) != 0)
 		return -1;
+	/* the round's lists go into the state's next batch now rather than all
+	 * at the commit, which then held the loop 6-19 ms for them (20k lists
+	 * at 1M items and 10k events/s) */
+	refresher_save_lists(r);
 	phase[METRICS_REFRESH_PUBLISH] += clock_monotonic_s() - start;
 	return 0;
 }

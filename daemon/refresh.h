@@ -22,8 +22,9 @@
  * Kept between runs: the two lanes, each user's newest trigger time and
  * last refresh, the listable-item flags per variant, and each user's last
  * published list (id, items, explanations), for counting A/B hits and for
- * the lookup API's thread (daemon/lists.h), written to the state with each
- * commit (refresher_save_lists) and restored at start, and the one before
+ * the lookup API's thread (daemon/lists.h), handed to the state after each
+ * round (refresher_save_lists), written with its next commit and restored at
+ * start, and the one before
  * it (id and items) for hits that name it.
  *
  * Every published list gets an id (16 hex digits: splitmix64 of a counter
@@ -214,6 +215,7 @@ bool refresher_last_list(const struct refresher *refresher, uint32_t stable,
  * @brief Hand the lists published since the last call to the state
  * (state_put_list), to be written with its next commit: only changed lists,
  * one record of 30 + 13·k bytes plus the variant's name and the user's id each.
+ * Each round's publishing calls it for its own lists; the commit for any left.
  * @returns how many were handed over.
  */
 int refresher_save_lists(struct refresher *refresher);

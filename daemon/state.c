@@ -1310,6 +1310,11 @@ static void in_key_order(struct state *s, uint32_t *keys, size_t count)
 /* Moves every pending change into s->batch; afterwards nothing is pending.
  * Rows set aside by evictions go first: a user restored and changed since
  * is written again after them, newest last. */
+/* How far ahead of the item it exports build_batch() starts loading a
+ * counts row: the list headers and the other arrays, then the lists. */
+#define COUNTS_AHEAD_FAR 16
+#define COUNTS_AHEAD_NEAR 8
+
 static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 {
 	unsigned char key[9];
@@ -1400,6 +1405,13 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 			ids = s->order;
 		}
 		for (size_t k = 0; k < n; k++) {
+			/* the counts rows' reads are scattered: start them ahead */
+			if (k + COUNTS_AHEAD_FAR < n &&
+			    (model_item_dirty_parts(m, ids[k + COUNTS_AHEAD_FAR]) & MODEL_ITEM_COUNTS))
+				model_prefetch_item_counts(m, ids[k + COUNTS_AHEAD_FAR], false);
+			if (k + COUNTS_AHEAD_NEAR < n &&
+			    (model_item_dirty_parts(m, ids[k + COUNTS_AHEAD_NEAR]) & MODEL_ITEM_COUNTS))
+				model_prefetch_item_counts(m, ids[k + COUNTS_AHEAD_NEAR], true);
 			if (!state_item_live(s, ids[k]))
 				continue; /* removed: its row is deleted in this batch */
 			/* two rows (model.h, "Item rows"): a learning step rewrites the

@@ -194,6 +194,23 @@ int covis_add(struct covis *covis, uint32_t from, uint32_t to, float amount)
 	return 0;
 }
 
+void covis_prefetch(const struct covis *covis, uint32_t item, bool entries)
+{
+	if ((size_t)item >= covis->items)
+		return;
+	const struct covis_list *l = &covis->list[item];
+	if (!entries) {
+		__builtin_prefetch(l);
+		return;
+	}
+	if (l->count > 0) {
+		__builtin_prefetch(l->item);
+		__builtin_prefetch(l->weight);
+		__builtin_prefetch(l->item + l->count - 1);
+		__builtin_prefetch(l->weight + l->count - 1);
+	}
+}
+
 size_t covis_successors(const struct covis *covis, uint32_t item, const uint32_t **items,
 			const float **raw_weights)
 {

@@ -25,6 +25,7 @@
 #ifndef STREAMREC_COVIS_H
 #define STREAMREC_COVIS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,6 +84,11 @@ int covis_add(struct covis *covis, uint32_t from, uint32_t to, float amount);
  */
 size_t covis_successors(const struct covis *covis, uint32_t item, const uint32_t **items,
 			const float **raw_weights);
+
+/** @brief Start loading what covis_successors() reads of item: its list's
+ * header when `entries` is false, else (the header read by then) its first
+ * entries. A caller walking many items asks for the headers further ahead. */
+void covis_prefetch(const struct covis *covis, uint32_t item, bool entries);
 
 /** @returns the current scale of raw weights (see covis_successors). */
 double covis_scale(const struct covis *covis);

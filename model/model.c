@@ -3251,6 +3251,17 @@ static size_t export_item(const struct model *m, uint32_t item, uint32_t version
 	return w.size;
 }
 
+void model_prefetch_item_counts(const struct model *model, uint32_t item, bool near)
+{
+	if (near) {
+		covis_prefetch(model->covis, item, true);
+		return;
+	}
+	popularity_prefetch(model->popularity, item);
+	sampler_prefetch(model->sampler, item);
+	covis_prefetch(model->covis, item, false);
+}
+
 void model_set_payer(struct model *model, model_pay_fn pay, void *ctx)
 {
 	model->pay = pay;

@@ -967,6 +967,11 @@ size_t model_pay_owed(struct model *model, size_t budget);
 /** @returns how many rows are still owed. */
 size_t model_owed_count(const struct model *model);
 
+/** @brief Start loading what model_export_item_counts() reads of item: the
+ * popularity, sampler and co-visitation list header when `near` is false,
+ * the co-visitation entries when true (a commit asks 16 items ahead, then 8). */
+void model_prefetch_item_counts(const struct model *model, uint32_t item, bool near);
+
 /** @brief An item's counts row (popularity, sampler place, co-visitation,
  * content); model_import_item_counts() reads it. */
 size_t model_export_item_counts(const struct model *model, uint32_t item, void *buf,

@@ -355,6 +355,15 @@ struct popularity_item popularity_item_state(const struct popularity *popularity
 	return state;
 }
 
+void popularity_prefetch(const struct popularity *popularity, uint32_t item)
+{
+	if ((size_t)item < popularity->items) {
+		__builtin_prefetch(&popularity->count[item]);
+		__builtin_prefetch(&popularity->rank[item]);
+		__builtin_prefetch(&popularity->trend[item]);
+	}
+}
+
 void popularity_get_globals(const struct popularity *popularity, struct popularity_globals *g)
 {
 	g->ranked = popularity->ranked;

@@ -52,6 +52,9 @@ struct popularity_item {
 
 struct popularity_item popularity_item_state(const struct popularity *popularity, uint32_t item);
 
+/** @brief Start loading what popularity_item_state() reads of item. */
+void popularity_prefetch(const struct popularity *popularity, uint32_t item);
+
 /** The table's global state. */
 struct popularity_globals {
 	uint64_t ranked;

@@ -217,6 +217,14 @@ struct sampler_place sampler_item_place(const struct sampler *sampler, uint32_t 
 	return place;
 }
 
+void sampler_prefetch(const struct sampler *sampler, uint32_t item)
+{
+	if ((size_t)item < sampler->items) {
+		__builtin_prefetch(&sampler->bucket_of[item]);
+		__builtin_prefetch(&sampler->position[item]);
+	}
+}
+
 void sampler_get_globals(const struct sampler *sampler, struct sampler_globals *globals)
 {
 	memset(globals, 0, sizeof *globals);

@@ -43,6 +43,9 @@ struct sampler_place {
 /** @returns item's place (bucket -1 for an item never set). */
 struct sampler_place sampler_item_place(const struct sampler *sampler, uint32_t item);
 
+/** @brief Start loading what sampler_item_place() reads of item. */
+void sampler_prefetch(const struct sampler *sampler, uint32_t item);
+
 /** The sampler's global state (bucket sizes and sums), for persistence. */
 struct sampler_globals {
 	double total;
