@@ -104,6 +104,10 @@ struct daemon {
 	size_t position_count, inflight_count;
 
 	ev_timer refresh_timer, commit_timer, watchdog_timer;
+	/* while a commit's rows are still owed (state_owed()): pays them all
+	 * when no event paid any since its last tick (ingest.c) */
+	ev_timer pay_timer;
+	size_t owed_at_tick;
 	/* refreshes run whenever the loop has nothing more urgent (publish.c) */
 	ev_idle refresh_idle;
 	ev_async refresh_done; /* a worker finished a round (refresh.c's notify) */

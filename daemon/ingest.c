@@ -1006,6 +1006,10 @@ int ingest_commit(struct daemon *d, bool wait)
 	d->position_count = 0;
 	d->metrics->commits_total++;
 	metrics_histogram_observe(&d->metrics->commit_loop_seconds, clock_monotonic_s() - started);
+	if (!wait && state_owed(d->state) > 0 && !ev_is_active(&d->pay_timer)) {
+		d->owed_at_tick = state_owed(d->state);
+		ev_timer_again(d->loop, &d->pay_timer);
+	}
 	if (wait) {
 		if (state_flush(d->state, errstr, sizeof errstr) != 0)
 			goto out_fail;
@@ -1021,6 +1025,27 @@ out_fail:
 
 /* How soon a commit put off asks again. */
 #define COMMIT_RETRY_S 0.05
+
+/* How often the loop looks whether events still pay a commit's owed rows. */
+#define PAY_CHECK_S 0.05
+
+/* Events learned pay a commit's owed rows; when none came since the last
+ * tick (the stream stopped or paused), the rest are paid here at once, so
+ * that the commit's offsets are durable without waiting for the next one.
+ * The loop has nothing else to do then. */
+static void on_pay_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	(void)revents;
+	size_t owed = state_owed(d->state);
+	if (owed > 0 && owed == d->owed_at_tick) {
+		state_pay(d->state);
+		owed = 0;
+	}
+	d->owed_at_tick = owed;
+	if (owed == 0)
+		ev_timer_stop(loop, w);
+}
 
 static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -1178,11 +1203,14 @@ void ingest_start(struct daemon *d)
 	ev_timer_init(&d->commit_timer, on_commit_timer, commit_s, commit_s);
 	d->commit_timer.data = d;
 	ev_timer_start(d->loop, &d->commit_timer);
+	ev_timer_init(&d->pay_timer, on_pay_timer, PAY_CHECK_S, PAY_CHECK_S);
+	d->pay_timer.data = d;
 }
 
 void ingest_stop(struct daemon *d)
 {
 	ev_timer_stop(d->loop, &d->commit_timer);
+	ev_timer_stop(d->loop, &d->pay_timer);
 	if (d->text_pool != NULL)
 		ev_async_stop(d->loop, &d->text_done);
 }

@@ -427,6 +427,15 @@ static void pay_sealed(struct state *s, size_t quota)
 		hand_over_sealed(s);
 }
 
+size_t state_owed(const struct state *state)
+{
+	size_t owed = 0;
+	if (state->sealed != NULL)
+		for (size_t v = 0; v < state->variant_count; v++)
+			owed += model_owed_count(state->models[v]);
+	return owed;
+}
+
 void state_pay(struct state *state)
 {
 	if (state->sealed != NULL)
@@ -1418,10 +1427,9 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 			 * vectors alone */
 			unsigned parts = model_item_dirty_parts(m, ids[k]);
 			state_key_row(key, ids[k], s->store_id[v]);
-			if ((parts & MODEL_ITEM_VECTOR) && s->writer_started) {
-				/* paid between the events after the commit (state_pay()) */
-				model_owe_item_vector(m, ids[k]);
-			} else if (parts & MODEL_ITEM_VECTOR) {
+			/* owed: paid between the events after the commit (state_pay()) */
+			if ((parts & MODEL_ITEM_VECTOR) &&
+			    !(s->writer_started && model_owe_item_vector(m, ids[k]))) {
 				size_t len = model_export_item_vector(m, ids[k], s->row, ROW_BUFFER);
 				store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
 			}

@@ -244,6 +244,10 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size);
  * (state_flush() would wait for it, or pay them all). */
 bool state_writing(struct state *state);
 
+/** @returns how many item vector rows a commit still owes (0: none, its
+ * batch is with the writer). */
+size_t state_owed(const struct state *state);
+
 /** @brief Pay all the rows a commit still owes (state_commit_async()) and
  * hand its batch to the writer, without waiting for the write: for a caller
  * whose events were too few to pay them by the next commit. */

@@ -3268,16 +3268,19 @@ void model_set_payer(struct model *model, model_pay_fn pay, void *ctx)
 	model->pay_ctx = ctx;
 }
 
-void model_owe_item_vector(struct model *model, uint32_t item)
+bool model_owe_item_vector(struct model *model, uint32_t item)
 {
 	struct model *m = model;
-	if ((size_t)item >= m->items || m->item_owed[item] || m->pay == NULL)
-		return;
+	if ((size_t)item >= m->items || m->pay == NULL)
+		return false;
+	if (m->item_owed[item])
+		return true;
 	if (m->owed_left == 0)
 		m->owed_listed = m->owed_next = 0; /* the last commit's list is paid */
 	m->item_owed[item] = 1;
 	m->owed_items[m->owed_listed++] = item;
 	m->owed_left++;
+	return true;
 }
 
 /* How far ahead of the row it pays model_pay_owed() starts loading one. */

@@ -957,8 +957,10 @@ size_t model_export_item_vector(const struct model *model, uint32_t item, void *
 typedef void (*model_pay_fn)(void *ctx, const struct model *model, uint32_t item);
 void model_set_payer(struct model *model, model_pay_fn pay, void *ctx);
 
-/** @brief Owe item's vector row as it is now (an item already owed is not listed again). */
-void model_owe_item_vector(struct model *model, uint32_t item);
+/** @brief Owe item's vector row as it is now (an item already owed is not
+ * listed again). @returns false when it cannot be owed (no payer set, an
+ * item the model does not hold): the caller copies it itself. */
+bool model_owe_item_vector(struct model *model, uint32_t item);
 
 /** @brief Pay up to budget owed rows through the hook, in the order owed.
  * @returns how many rows are still owed. */

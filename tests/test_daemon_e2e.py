@@ -517,6 +517,27 @@ def test_sighup_reloads_what_can_change_and_refuses_the_rest(daemon):
     assert daemon.stop() == 0
 
 
+def test_a_commit_after_the_stream_stops_is_written_without_waiting_for_the_next(daemon):
+    """A commit owes its item vector rows and the events after it pay them
+    (state.h, state_commit_async). When no event comes after it, the loop
+    pays them itself within a tick: the next commit finds the write done
+    and is not put off. Before, the rows waited for the next commit, which
+    was postponed (streamrec_commits_postponed_total) until they were paid
+    and written."""
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "commit_interval_ms = 500ms", "commit_interval_ms = 2s"))
+    daemon.start()
+    for burst in range(3):
+        daemon.produce(400, seed=burst + 1)
+        assert daemon.wait_for(
+            lambda: daemon.metric("streamrec_updates_total") >= 400 * (burst + 1), 60)
+        commits = daemon.metric("streamrec_commits_total")
+        # the commit after the burst, then the one after it with no events between
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_commits_total") >= commits + 2, 30)
+    assert daemon.metric("streamrec_commits_postponed_total") == 0, daemon.logtext()
+    assert daemon.stop() == 0
+
+
 def test_lists_learn_the_planted_taste(daemon, tmp_path):
     """A planted synthetic stream in: the published lists hold items of each
     user's own taste cluster clearly more often than the popularity list."""
