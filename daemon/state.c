@@ -392,6 +392,8 @@ static void pay_item_vector(void *ctx, const struct model *model, uint32_t item)
 	struct payer *p = ctx;
 	struct state *s = p->state;
 	unsigned char key[5];
+	if (s->sealed == NULL)
+		return; /* owed by a commit that failed collecting its rows (state_commit_async()) */
 	state_key_row(key, item, s->store_id[p->variant]);
 	/* a fixed size, well within ROW_BUFFER; a batch out of memory fails,
 	 * and so does its write and every commit after it */
@@ -1316,14 +1318,14 @@ static void in_key_order(struct state *s, uint32_t *keys, size_t count)
 		radix_sort_u32(keys, count, s->order_scratch);
 }
 
-/* Moves every pending change into s->batch; afterwards nothing is pending.
- * Rows set aside by evictions go first: a user restored and changed since
- * is written again after them, newest last. */
 /* How far ahead of the item it exports build_batch() starts loading a
  * counts row: the list headers and the other arrays, then the lists. */
 #define COUNTS_AHEAD_FAR 16
 #define COUNTS_AHEAD_NEAR 8
 
+/* Moves every pending change into s->batch; afterwards nothing is pending.
+ * Rows set aside by evictions go first: a user restored and changed since
+ * is written again after them, newest last. */
 static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 {
 	unsigned char key[9];
@@ -1496,8 +1498,13 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 		s->removed = fresh;
 		s->removed_next = 0;
 	}
-	if (build_batch(s, errstr, errstr_size) != 0)
+	if (build_batch(s, errstr, errstr_size) != 0) {
+		/* what it owed is dropped with the batch (pay_item_vector()
+		 * writes nothing without a sealed batch) */
+		for (size_t v = 0; v < s->variant_count; v++)
+			model_pay_owed(s->models[v], SIZE_MAX);
 		return -1;
+	}
 	/* the indices this batch frees are reusable once it is written */
 	uint32_t *freed = s->freed_inflight;
 	size_t freed_capacity = s->freed_inflight_capacity;
