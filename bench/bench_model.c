@@ -9,9 +9,15 @@
  * prepares on the event loop's thread for each list) at 100k and 1M items,
  * on a stream of sessions: each session browses one of CLUSTERS clusters
  * of CLUSTER items placed at random in the catalogue, so the neighbours a
- * query sums lie anywhere in it, as a real catalogue's do.
+ * query sums lie anywhere in it, as a real catalogue's do; and at 1M items
+ * on a stream whose sessions browse the whole catalogue, Zipf-distributed
+ * (exponent 1, the popular items placed at random), so that the popular items' neighbour lists fill
+ * up (model.covis_neighbours) and a query sums thousands of neighbours to
+ * keep model.covis_candidates of them, as the daemon's do on `streamrec
+ * gen`'s stream.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,18 +64,33 @@ static struct model_event session_event(uint64_t i, size_t items)
 				    .ts_ms = 1700000000000LL + (int64_t)i * 10};
 }
 
+/* The skewed stream: sessions over the whole catalogue, the item of rank
+ * r (r = items^u, about Zipf with exponent 1) placed at random. */
+static struct model_event skewed_event(uint64_t i, size_t items)
+{
+	struct model_event e = session_event(i, items);
+	double u = (double)(mix(i + 977) >> 11) / 9007199254740992.0;
+	uint64_t rank = (uint64_t)pow((double)items, u) - 1;
+	e.item = (uint32_t)((rank * 2654435761u) % items);
+	e.item_hash = mix(e.item + 11);
+	return e;
+}
+
 /* Queries a second at 100k and 1M items, one thread, medians of RUNS. */
 static int bench_queries(void)
 {
-	static const size_t catalogues[] = {100000, 1000000};
+	static const struct {
+		size_t items;
+		bool skewed;
+	} scenarios[] = {{100000, false}, {1000000, false}, {1000000, true}};
 	char errstr[256];
 	printf("\nuser queries (model_query, 1 thread, %d session events over %d users, "
 	       "%d queries, median of %d runs)\n",
 	       QUERY_EVENTS, QUERY_USERS, QUERIES, RUNS);
-	printf("| items     | queries/s  | µs a query | co-visitation items a query |\n");
-	printf("|-----------|------------|------------|-----------------------------|\n");
-	for (size_t ci = 0; ci < 2; ci++) {
-		size_t items = catalogues[ci];
+	printf("| items     | stream   | queries/s  | µs a query | co-visitation items a query |\n");
+	printf("|-----------|----------|------------|------------|-----------------------------|\n");
+	for (size_t ci = 0; ci < sizeof scenarios / sizeof *scenarios; ci++) {
+		size_t items = scenarios[ci].items;
 		struct model_config config;
 		model_config_default(&config);
 		struct model *m = model_new(&config, errstr, sizeof errstr);
@@ -78,7 +99,8 @@ static int bench_queries(void)
 			return -1;
 		}
 		for (uint64_t i = 0; i < QUERY_EVENTS; i++) {
-			struct model_event e = session_event(i, items);
+			struct model_event e = scenarios[ci].skewed ? skewed_event(i, items)
+							      : session_event(i, items);
 			if (model_learn(m, &e, errstr, sizeof errstr) != 0) {
 				fprintf(stderr, "bench: %s\n", errstr);
 				model_free(m);
@@ -113,7 +135,8 @@ static int bench_queries(void)
 			rates[run] = QUERIES / (now_s() - t0);
 		}
 		qsort(rates, RUNS, sizeof *rates, compare_double);
-		printf("| %-9zu | %10.0f | %10.1f | %27.0f |\n", items, rates[RUNS / 2],
+		printf("| %-9zu | %-8s | %10.0f | %10.1f | %27.0f |\n", items,
+		       scenarios[ci].skewed ? "skewed" : "clusters", rates[RUNS / 2],
 		       1e6 / rates[RUNS / 2], (double)sparse_total / QUERIES);
 		free(vector), free(sparse), free(because), free(scores);
 		model_free(m);

@@ -59,12 +59,16 @@ struct item_set {
 };
 
 /* A query's co-visitation sum for one item (model_query()). */
+/* A query's co-visitation sum of one neighbour: a slot of model_query()'s
+ * open-addressing table (item COVIS_NO_ITEM: free). */
 struct covis_sum {
-	float sum;         /* 0: not met yet in this query */
+	uint32_t item;
+	float sum;
 	float best_weight; /* the largest weighted count towards it */
 	uint32_t best;     /* the recent item behind best_weight */
-	uint32_t unused;   /* a quarter of a cache line an item */
 };
+
+#define COVIS_NO_ITEM UINT32_MAX
 
 struct model {
 	struct model_config config;
@@ -153,9 +157,14 @@ struct model {
 	struct sgd_target targets[MAX_NEGATIVES + 1];
 	uint32_t target_items[MAX_NEGATIVES + 1];
 	float score_grad[MAX_NEGATIVES + 1];
-	/* per item, all 0 between queries: a query's co-visitation sums, one
-	 * cache line's quarter an item (model_query() touches them at random) */
+	/* a query's co-visitation sums: an open-addressing table keyed by
+	 * item, every slot free between queries, covis_sum_capacity slots (a
+	 * power of two); a query uses the first 2^k of them, twice its
+	 * neighbours at least, so that its sums stay in the core's own cache
+	 * where one per item (16 MB at 1M items) was met at random */
 	struct covis_sum *covis_sum;
+	size_t covis_sum_capacity;
+	uint32_t *covis_slots; /* the slots a query took, up to recent_items x covis_neighbours */
 	uint32_t *sort_scratch; /* radix_sort_u32()'s, for a query's co-visitation items */
 	size_t sort_scratch_capacity;
 	/* model_query()'s scratch: a query's co-visitation items, up to
@@ -164,10 +173,12 @@ struct model {
 	 * covis_keep_capacity, and the sparse capacity a query needs) */
 	uint32_t *covis_items;
 	float *covis_keep;
+	uint32_t *covis_above; /* keep_strongest()'s: the slots at or above its pivot */
 	size_t covis_keep_capacity;
 };
 
 static void view_free(struct model_view *view);
+static unsigned covis_table(struct model *m, size_t bound);
 static void training_drop(struct model_view *view);
 
 /* item_content_flags bits */
@@ -444,12 +455,17 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 		goto out_free;
 	size_t gathered = (size_t)config->recent_items * config->covis_neighbours;
 	m->covis_items = malloc(gathered * sizeof *m->covis_items);
-	if (m->covis_items == NULL)
+	m->covis_slots = malloc(gathered * sizeof *m->covis_slots);
+	if (m->covis_items == NULL || m->covis_slots == NULL)
+		goto out_free;
+	covis_table(m, 0); /* the least table, so that a query always has one */
+	if (m->covis_sum == NULL)
 		goto out_free;
 	if (config->covis_candidates > 0 && config->covis_candidates < gathered) {
 		m->covis_keep_capacity = config->covis_candidates;
 		m->covis_keep = malloc(gathered * sizeof *m->covis_keep);
-		if (m->covis_keep == NULL)
+		m->covis_above = malloc(gathered * sizeof *m->covis_above);
+		if (m->covis_keep == NULL || m->covis_above == NULL)
 			goto out_free;
 	}
 	if (config->content_dim > 0) {
@@ -495,7 +511,9 @@ void model_free(struct model *model)
 	model_batch_free(&model->batch);
 	free(model->sort_scratch);
 	free(model->covis_keep);
+	free(model->covis_above);
 	free(model->covis_items);
+	free(model->covis_slots);
 	free(model->item_moved);
 	free(model->moved_items);
 	free(model->item_owed);
@@ -624,8 +642,7 @@ static int ensure_items(struct model *m, size_t need)
 	    grow_array((void **)&m->item_moved, old, cap, 1) ||
 	    grow_array((void **)&m->moved_items, old, cap, sizeof(uint32_t)) ||
 	    grow_array((void **)&m->item_owed, old, cap, 1) ||
-	    grow_array((void **)&m->owed_items, old, cap, sizeof(uint32_t)) ||
-	    grow_array((void **)&m->covis_sum, old, cap, sizeof(struct covis_sum)))
+	    grow_array((void **)&m->owed_items, old, cap, sizeof(uint32_t)))
 		return -1;
 	if (m->content_map != NULL &&
 	    (grow_array((void **)&m->item_content, old, cap, sizeof(float *)) ||
@@ -1363,36 +1380,107 @@ static float kth_largest(float *values, size_t count, size_t k)
 	return values[want];
 }
 
+/* The slot of `item` in a query's table of 2^bits slots: where its sum is,
+ * or the free slot where it goes (Fibonacci hashing, linear probing; the
+ * table is never more than half full). */
+static inline size_t covis_find(const struct covis_sum *table, unsigned bits, uint32_t item)
+{
+	size_t mask = ((size_t)1 << bits) - 1;
+	size_t at = (size_t)(((uint64_t)item * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+	while (table[at].item != item && table[at].item != COVIS_NO_ITEM)
+		at = (at + 1) & mask;
+	return at;
+}
+
+/* Sums keep_strongest() samples for its pivot */
+#define KEEP_SAMPLE 256
+
+/* The least table of a query's co-visitation sums (model_query()) */
+#define COVIS_TABLE_MIN_BITS 10
+
+/*
+ * Makes the query table at least twice `bound` slots, a power of two (the
+ * table is kept between queries, every slot free). @returns the log2 of the
+ * slots the query uses: fewer than asked only when out of memory, and then
+ * the query sums at most half of them.
+ */
+static unsigned covis_table(struct model *m, size_t bound)
+{
+	unsigned bits = COVIS_TABLE_MIN_BITS;
+	while (((size_t)1 << bits) < 2 * bound && bits < 8 * sizeof(size_t) - 2)
+		bits++;
+	if (((size_t)1 << bits) <= m->covis_sum_capacity)
+		return bits;
+	size_t slots = (size_t)1 << bits;
+	struct covis_sum *table = malloc(slots * sizeof *table);
+	if (table != NULL) {
+		for (size_t i = 0; i < slots; i++)
+			table[i].item = COVIS_NO_ITEM;
+		free(m->covis_sum);
+		m->covis_sum = table;
+		m->covis_sum_capacity = slots;
+	}
+	for (bits = COVIS_TABLE_MIN_BITS; ((size_t)2 << bits) <= m->covis_sum_capacity; bits++)
+		;
+	return bits;
+}
+
 /*
  * Keeps a query's config.covis_candidates strongest co-visitation items of
- * its `count` in items[] (sorted by index; sums in sum[], every sum above 0;
- * ties at the bar go to the lower index), the others' sums back to 0.
- * @returns how many are kept.
+ * its `count` (their slots in slots[], the items in items[]; every sum above
+ * 0; ties at the bar go to the lower index): the kept items in items[], in
+ * no particular order. @returns how many are kept.
  */
-static size_t keep_strongest(struct model *m, uint32_t *items, size_t count,
-			     struct covis_sum *sum)
+static size_t keep_strongest(struct model *m, const struct covis_sum *table,
+			     const uint32_t *slots, uint32_t *items, size_t count)
 {
-	size_t keep = m->covis_keep_capacity, kept = 0, above = 0;
+	size_t keep = m->covis_keep_capacity, kept = 0, tied = 0, above = 0;
+	uint32_t *at_least = m->covis_above;
+	float *sums = m->covis_keep, pivot = 0.0f; /* every sum is above 0 */
 
 	if (keep == 0 || count <= keep)
 		return count;
-	for (size_t s = 0; s < count; s++)
-		m->covis_keep[s] = sum[items[s]].sum;
-	float bar = kth_largest(m->covis_keep, count, keep);
-	for (size_t s = 0; s < count; s++)
-		above += sum[items[s]].sum > bar;
-	for (size_t s = 0, ties = keep - above; s < count; s++) {
-		uint32_t item = items[s];
-		if (sum[item].sum > bar || (sum[item].sum == bar && ties > 0 && ties--))
-			items[kept++] = item;
-		else
-			sum[item].sum = 0.0f;
+	/* A pivot a little below the bar, from an even sample of the sums: the
+	 * bar is then the keep-th largest of those at or above it, a few
+	 * hundred where the query met thousands (the selection had been a
+	 * quarter of the event loop's time at 1M items). */
+	if (count >= 4 * keep && count >= 4 * KEEP_SAMPLE) {
+		size_t rank = keep * KEEP_SAMPLE / count * 5 / 4 + 8;
+		for (size_t s = 0; s < KEEP_SAMPLE; s++)
+			sums[s] = table[slots[s * count / KEEP_SAMPLE]].sum;
+		if (rank < KEEP_SAMPLE)
+			pivot = kth_largest(sums, KEEP_SAMPLE, rank);
 	}
+	for (;;) {
+		above = 0;
+		for (size_t s = 0; s < count; s++) {
+			float sum = table[slots[s]].sum;
+			sums[above] = sum;
+			at_least[above] = slots[s];
+			above += sum >= pivot;
+		}
+		if (above >= keep)
+			break;
+		pivot = 0.0f; /* the sample misled: every one */
+	}
+	/* keep of them at or above pivot: the keep-th largest of those is the
+	 * keep-th largest of all */
+	float bar = kth_largest(sums, above, keep);
+	/* those above the bar from the front, those at it from the back */
+	for (size_t s = 0; s < above; s++) {
+		const struct covis_sum *at = &table[at_least[s]];
+		if (at->sum > bar)
+			items[kept++] = at->item;
+		else if (at->sum == bar)
+			items[count - ++tied] = at->item;
+	}
+	uint32_t *ties = items + count - tied;
+	if (tied > keep - kept)
+		sort_items(m, ties, tied); /* the lower indices first */
+	for (size_t t = 0; kept < keep && t < tied; t++)
+		items[kept++] = ties[t];
 	return kept;
 }
-
-/* How many neighbours ahead model_query() prefetches their sums. */
-#define COVIS_SUM_AHEAD 16
 
 void model_query(struct model *model, uint32_t user, struct model_query *query)
 {
@@ -1423,32 +1511,43 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 	if (!m->config.use_covis || m->config.covis_weight == 0 || recent_count == 0)
 		return;
 	/* Sum each neighbour's decayed counts over the distinct recent items,
-	 * in recent order (so sums are bit-identical run to run): a dense
-	 * per-item accumulator, the first touch listing the item. */
+	 * in recent order (so sums are bit-identical run to run), in a table
+	 * twice the neighbours met, the first touch listing the item. */
 	double inverse_scale = 1.0 / covis_scale(m->covis);
-	struct covis_sum *sum = m->covis_sum;
 	float recent_weight[1000]; /* model_config_check(): recent_items <= 1000 */
-	size_t out = 0;
 	covis_recent_weights(m, recent, recent_count, recent_weight);
-	uint32_t *because = query->sparse_because, *items = m->covis_items;
+	size_t bound = 0, out = 0;
 	for (size_t j = 0; j < recent_count; j++) {
+		const uint32_t *succ;
+		const float *weight;
+		if (recent_weight[j] != 0.0f)
+			bound += covis_successors(m->covis, recent[j], &succ, &weight);
+	}
+	unsigned bits = covis_table(m, bound);
+	size_t room = (size_t)1 << (bits - 1); /* below bound only when out of memory */
+	struct covis_sum *table = m->covis_sum;
+	uint32_t *because = query->sparse_because, *items = m->covis_items, *slots = m->covis_slots;
+	for (size_t j = 0; j < recent_count && room > 0; j++) {
 		if (recent_weight[j] == 0.0f)
 			continue; /* a repeat: counted at its latest position */
 		const uint32_t *succ;
 		const float *weight;
 		size_t count = covis_successors(m->covis, recent[j], &succ, &weight);
 		double scale = recent_weight[j] * inverse_scale;
+		if (count > room)
+			count = room;
+		room -= count;
 		for (size_t s = 0; s < count; s++) {
-			/* the accumulator is items x 16 bytes, met at random: ask
-			 * for the line of a neighbour a few ahead while this one adds */
-			if (s + COVIS_SUM_AHEAD < count)
-				__builtin_prefetch(&sum[succ[s + COVIS_SUM_AHEAD]], 1);
 			float add = (float)(weight[s] * scale);
 			uint32_t item = succ[s];
-			struct covis_sum *at = &sum[item];
-			bool first = at->sum == 0.0f;
-			if (first)
-				items[out++] = item;
+			size_t slot = covis_find(table, bits, item);
+			struct covis_sum *at = &table[slot];
+			bool first = at->item == COVIS_NO_ITEM;
+			if (first) {
+				*at = (struct covis_sum){.item = item};
+				items[out] = item;
+				slots[out++] = (uint32_t)slot;
+			}
 			/* a weight that decayed to 0 must still list its item once */
 			at->sum += add > 0 ? add : 1e-30f;
 			/* the recent item counting most towards it (the first of equals) */
@@ -1458,20 +1557,21 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 			}
 		}
 	}
-	sort_items(m, items, out);
-	out = keep_strongest(m, items, out, sum);
-	for (size_t s = 0; s < out; s++) {
-		uint32_t item = items[s];
-		query->sparse_items[s] = item;
-		query->sparse_scores[s] = sum[item].sum;
-		sum[item].sum = 0.0f;
+	size_t kept = keep_strongest(m, table, slots, items, out);
+	sort_items(m, items, kept);
+	for (size_t s = 0; s < kept; s++) {
+		const struct covis_sum *at = &table[covis_find(table, bits, items[s])];
+		query->sparse_items[s] = items[s];
+		query->sparse_scores[s] = at->sum;
 		if (because != NULL)
-			because[s] = sum[item].best;
+			because[s] = at->best;
 	}
-	log1p_all(query->sparse_scores, out);
 	for (size_t s = 0; s < out; s++)
+		table[slots[s]].item = COVIS_NO_ITEM;
+	log1p_all(query->sparse_scores, kept);
+	for (size_t s = 0; s < kept; s++)
 		query->sparse_scores[s] *= m->config.covis_weight;
-	query->sparse_count = out;
+	query->sparse_count = kept;
 }
 
 /* ---- the item-side view and the index engine ------------------------------------ */

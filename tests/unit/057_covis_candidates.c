@@ -25,7 +25,9 @@
 #define ITEM_A     0
 #define ITEM_B     1
 #define FIRST      2  /* the first neighbour item */
-#define NEIGHBOURS 300 /* neighbour items FIRST .. FIRST + NEIGHBOURS - 1 */
+/* neighbour items FIRST .. FIRST + NEIGHBOURS - 1: enough that a query
+ * selects from a sample's pivot (at least 4 x the bound and 1024) */
+#define NEIGHBOURS 1500
 
 static unsigned count_of(uint32_t j)
 {
@@ -107,7 +109,7 @@ static void a_bound_keeps_the_strongest_items(void **state)
 	query_user_1(whole, &all);
 	assert_true(all.count >= NEIGHBOURS);
 
-	const unsigned bounds[] = {1, 7, 20, 33, 150, 299};
+	const unsigned bounds[] = {1, 7, 20, 33, 150, 299, 375, 1200};
 	for (size_t b = 0; b < sizeof bounds / sizeof *bounds; b++) {
 		unsigned bound = bounds[b];
 		struct model *m = planted(bound);
