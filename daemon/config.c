@@ -308,8 +308,8 @@ static const struct option options[] = {
     {"refresh", "staleness_target_ms", OPT_DURATION, ST_U64, G(staleness_target_ms), "1s", 1,
      3600000, NULL, OPT_RELOAD | OPT_BOUNDED,
      "Users marked more recently than this are refreshed newest first; older ones are "
-     "deferred (counted) and refreshed when no recent one waits, so overload ages the "
-     "backlog, not every list.",
+     "deferred (counted) and refreshed when no recent one waits, newest first too, so "
+     "overload leaves the longest-deferred for later instead of publishing ever older lists.",
      NULL},
     {"refresh", "catch_up_threshold_ms", OPT_DURATION, ST_U64, G(catch_up_threshold_ms), "1m",
      0, 604800000, NULL, OPT_RELOAD | OPT_BOUNDED,

@@ -516,6 +516,17 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 		text_printf(&t, "streamrec_refresh_phase_seconds_total{phase=\"%s\"} %.6f\n",
 			    metrics_refresh_phase_labels[ph], m->refresh_phase_seconds_total[ph]);
 
+	family(&t, "refresh_upkeep_seconds_total", "counter",
+	       "Worker time spent keeping the index current: placing the item rows learning "
+	       "moved since the last round.");
+	text_printf(&t, "streamrec_refresh_upkeep_seconds_total %.6f\n",
+		    m->refresh_upkeep_seconds_total);
+	family(&t, "refresh_upkeep_awaited_seconds_total", "counter",
+	       "The part of rank phases in which the round's searches waited for the upkeep "
+	       "(it starts while the loop prepares the queries).");
+	text_printf(&t, "streamrec_refresh_upkeep_awaited_seconds_total %.6f\n",
+		    m->refresh_upkeep_awaited_seconds_total);
+
 	family(&t, "schema_waits_total", "counter",
 	       "Messages re-read later because their writer schema could not be fetched yet.");
 	text_printf(&t, "streamrec_schema_waits_total %" PRIu64 "\n", m->schema_waits_total);
@@ -524,7 +535,8 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "Users waiting for a refresh, marked within refresh.staleness_target_ms.");
 	text_printf(&t, "streamrec_refresh_waiting %" PRId64 "\n", m->refresh_waiting);
 	family(&t, "refresh_deferred_waiting", "gauge",
-	       "Users waiting for a refresh beyond the staleness target (served after the recent).");
+	       "Users waiting for a refresh beyond the staleness target (served after the recent, "
+	       "newest first).");
 	text_printf(&t, "streamrec_refresh_deferred_waiting %" PRId64 "\n",
 		    m->refresh_deferred_waiting);
 	family(&t, "refresh_round_limit", "gauge",

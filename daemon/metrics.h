@@ -181,6 +181,10 @@ struct metrics {
 	/** Where refresh rounds spend their wall time, seconds by enum
 	 * metrics_refresh_phase: what bounds lists/s under load. */
 	double refresh_phase_seconds_total[METRICS_REFRESH_PHASES];
+	/** Worker time spent keeping the index current (placing the item rows
+	 * learning moved), and the part of rank phases in which the searches
+	 * waited for it, seconds. */
+	double refresh_upkeep_seconds_total, refresh_upkeep_awaited_seconds_total;
 	/** Users waiting for a refresh: marked within the staleness target, and
 	 * deferred beyond it; users ever deferred. */
 	int64_t refresh_waiting, refresh_deferred_waiting;

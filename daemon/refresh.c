@@ -128,6 +128,9 @@ struct pool {
 	struct task *tasks;
 	size_t task_count, task_capacity, next_task, done_tasks, prepare_count, prepared_count;
 	double out_at, ranked_at; /* monotonic: the round handed out, its last task done */
+	/* the round's upkeep: worker seconds, and when the last one was done
+	 * (monotonic; 0: none yet) */
+	double upkeep_seconds, upkeep_done_at;
 };
 
 /* The list before a user's last one: what attributing a hit to it needs. */
@@ -144,14 +147,17 @@ struct refresher {
 	size_t round_limit; /* what the next round takes: refresh.batch, or batch */
 
 	/* Two lanes (see refresher_run): the recent lane, a stack of marks
-	 * taken newest first, and the deferred lane, a FIFO ring of users who
-	 * waited beyond the staleness target. Per stable user: its lane, the
+	 * taken newest first, and the deferred lane, a stack of the marks that
+	 * waited beyond the staleness target, also taken newest first. A mark
+	 * is current while its user is in that lane with that mark's time;
+	 * the others are skipped when reached (deferred_users counts the
+	 * current deferred ones). Per stable user: its lane, the
 	 * time of its newest mark, its newest trigger, its last refresh and its
 	 * last published list. */
 	struct mark *recent; /* [recent_bottom, recent_count): oldest at the bottom */
 	size_t recent_bottom, recent_count, recent_capacity, recent_users;
-	uint32_t *deferred;
-	size_t deferred_head, deferred_count, deferred_capacity;
+	struct mark *deferred; /* [0, deferred_count): the newest on top */
+	size_t deferred_count, deferred_capacity, deferred_users;
 	uint8_t *lane;
 	int64_t *marked_ms, *trigger_ts, *last_refresh_ms;
 	struct lists *lists; /* each user's last published list (shared with the lookup API) */
@@ -446,22 +452,32 @@ static int push_recent(struct refresher *r, uint32_t stable, int64_t marked_ms)
 	return 0;
 }
 
-/* Appends a user to the deferred lane's ring. @returns 0, or -1 when out of memory. */
-static int push_deferred(struct refresher *r, uint32_t stable)
+/* Whether a deferred mark is still its user's. */
+static bool deferred_current(const struct refresher *r, struct mark m)
 {
-	if (r->deferred_count == r->deferred_capacity) {
-		size_t cap = r->deferred_capacity ? r->deferred_capacity * 2 : 4096;
-		uint32_t *grown = malloc(cap * sizeof *grown);
-		if (grown == NULL)
-			return -1;
+	return r->lane[m.stable] == LANE_DEFERRED && r->marked_ms[m.stable] == m.marked_ms;
+}
+
+/*
+ * Pushes a mark on the deferred lane. Marks left there by users marked again
+ * (or forgotten) are dropped when they outnumber the current ones, so a long
+ * overload, in which the oldest are not reached, does not grow the lane
+ * beyond its users. @returns 0, or -1 when out of memory.
+ */
+static int push_deferred(struct refresher *r, struct mark m)
+{
+	if (r->deferred_count == r->deferred_capacity &&
+	    r->deferred_count > 2 * r->deferred_users + 4096) {
+		size_t kept = 0;
 		for (size_t k = 0; k < r->deferred_count; k++)
-			grown[k] = r->deferred[(r->deferred_head + k) % r->deferred_capacity];
-		free(r->deferred);
-		r->deferred = grown;
-		r->deferred_head = 0;
-		r->deferred_capacity = cap;
+			if (deferred_current(r, r->deferred[k]))
+				r->deferred[kept++] = r->deferred[k];
+		r->deferred_count = kept;
 	}
-	r->deferred[(r->deferred_head + r->deferred_count++) % r->deferred_capacity] = stable;
+	if (grow_array(&r->deferred, &r->deferred_capacity, r->deferred_count + 1,
+		       sizeof *r->deferred, 4096) != 0)
+		return -1;
+	r->deferred[r->deferred_count++] = m;
 	return 0;
 }
 
@@ -480,6 +496,8 @@ int refresher_mark(struct refresher *r, uint32_t stable, int64_t trigger_ts_ms, 
 		r->catch_up[stable] = ARRIVAL_BACKLOG;
 	/* a newer mark replaces the older: the old stack entry or deferred
 	 * slot becomes stale and is skipped when reached */
+	if (r->lane[stable] == LANE_DEFERRED)
+		r->deferred_users--;
 	if (r->lane[stable] != LANE_RECENT)
 		r->recent_users++;
 	r->lane[stable] = LANE_RECENT;
@@ -494,6 +512,8 @@ void refresher_forget(struct refresher *r, uint32_t stable)
 		return;
 	if (r->lane[stable] == LANE_RECENT)
 		r->recent_users--;
+	else if (r->lane[stable] == LANE_DEFERRED)
+		r->deferred_users--;
 	/* its entries left in the lanes are stale now, and skipped when reached */
 	r->lane[stable] = LANE_NONE;
 	r->marked_ms[stable] = 0;
@@ -507,7 +527,7 @@ void refresher_forget(struct refresher *r, uint32_t stable)
 
 size_t refresher_pending(const struct refresher *r)
 {
-	return r->recent_users + r->deferred_count;
+	return r->recent_users + r->deferred_users;
 }
 
 void refresher_listing_changed(struct refresher *r)
@@ -739,7 +759,10 @@ static void take_user(struct refresher *r, size_t n, uint32_t stable)
  * Takes up to one batch: first the recent lane, newest mark first, so under
  * overload the newest activity is served first; a mark older than the
  * staleness target moves to the deferred lane (counted) instead; then, only
- * when no recent mark is due, the deferred lane, oldest first. Users not due
+ * when no recent mark is due, the deferred lane, newest first too: the
+ * least stale of the deferred lists are worth the most (their users are the
+ * likeliest to be still browsing), and a mark deferred long ago waits until
+ * the overload passes instead of being published ever later. Users not due
  * yet (min_interval) keep their place. @returns how many were taken.
  */
 static size_t take_due(struct refresher *r, int64_t now_ms)
@@ -754,10 +777,11 @@ static size_t take_due(struct refresher *r, int64_t now_ms)
 		if (current && now_ms - m.marked_ms <= target)
 			break;
 		if (current) {
-			if (push_deferred(r, m.stable) != 0)
+			if (push_deferred(r, m) != 0)
 				break; /* out of memory: it stays, and is served from the top */
 			r->lane[m.stable] = LANE_DEFERRED;
 			r->recent_users--;
+			r->deferred_users++;
 			r->c.metrics->refresh_deferred_total++;
 		}
 		r->recent_bottom++;
@@ -789,22 +813,27 @@ static size_t take_due(struct refresher *r, int64_t now_ms)
 	}
 	while (held > 0) /* back in their order, the newest on top */
 		r->recent[r->recent_count++] = r->held[--held];
-	for (size_t scanned = 0, waiting = r->deferred_count; n < r->round_limit && scanned < waiting;
-	     scanned++) {
-		uint32_t stable = r->deferred[r->deferred_head];
-		r->deferred_head = (r->deferred_head + 1) % r->deferred_capacity;
-		r->deferred_count--;
-		if (r->lane[stable] != LANE_DEFERRED)
-			continue; /* marked again since: it waits in the recent lane */
-		if (!due(r, stable, now_ms)) {
-			push_deferred(r, stable); /* the slot just freed: cannot fail */
+	while (n < r->round_limit && r->deferred_count > 0) {
+		struct mark m = r->deferred[--r->deferred_count];
+		if (!deferred_current(r, m))
+			continue; /* marked again since (or forgotten) */
+		if (!due(r, m.stable, now_ms)) {
+			if (grow_array(&r->held, &r->held_capacity, held + 1, sizeof *r->held, 256) !=
+			    0) {
+				r->deferred_count++;
+				break;
+			}
+			r->held[held++] = m;
 			continue;
 		}
-		r->lane[stable] = LANE_NONE;
-		take_user(r, n++, stable);
+		r->lane[m.stable] = LANE_NONE;
+		r->deferred_users--;
+		take_user(r, n++, m.stable);
 	}
+	while (held > 0) /* back in their order, the newest on top */
+		r->deferred[r->deferred_count++] = r->held[--held];
 	r->c.metrics->refresh_waiting = (int64_t)r->recent_users;
-	r->c.metrics->refresh_deferred_waiting = (int64_t)r->deferred_count;
+	r->c.metrics->refresh_deferred_waiting = (int64_t)r->deferred_users;
 	return n;
 }
 
@@ -897,8 +926,14 @@ static void *worker_main(void *arg)
 		if (p->stop)
 			break;
 		pthread_mutex_unlock(&p->mutex);
+		double began = clock_monotonic_s();
 		int rc = run_task(r, &t, p->searcher[self->index], why, sizeof why);
+		double ended = clock_monotonic_s();
 		pthread_mutex_lock(&p->mutex);
+		if (t.prepare != NULL) {
+			p->upkeep_seconds += ended - began;
+			p->upkeep_done_at = ended;
+		}
 		if (rc != 0 && !p->planned) {
 			if (p->early_failed == NULL) { /* only upkeeps run before the plan */
 				p->early_failed = t.prepare;
@@ -938,6 +973,7 @@ static void begin_tasks(struct pool *p)
 {
 	p->task_count = p->next_task = p->done_tasks = 0;
 	p->prepare_count = p->prepared_count = 0;
+	p->upkeep_seconds = p->upkeep_done_at = 0.0;
 	p->planned = false;
 	p->begun = true;
 }
@@ -1496,6 +1532,15 @@ static int publish_round(struct refresher *r, double out_at, double ranked_at, c
 	double *phase = r->c.metrics->refresh_phase_seconds_total, start = clock_monotonic_s();
 	phase[METRICS_REFRESH_RANK] += ranked_at - out_at;
 	phase[METRICS_REFRESH_WAIT] += start - ranked_at;
+	struct pool *p = &r->pool;
+	pthread_mutex_lock(&p->mutex); /* the workers are idle: the round is done */
+	double upkeep = p->upkeep_seconds, upkeep_done = p->upkeep_done_at;
+	p->upkeep_seconds = p->upkeep_done_at = 0.0;
+	pthread_mutex_unlock(&p->mutex);
+	r->c.metrics->refresh_upkeep_seconds_total += upkeep;
+	if (upkeep_done > out_at) /* the searches waited for it from the hand-out */
+		r->c.metrics->refresh_upkeep_awaited_seconds_total +=
+		    (upkeep_done < ranked_at ? upkeep_done : ranked_at) - out_at;
 	if (harvest_round(r, errstr, errstr_size) != 0)
 		return -1;
 	/* the round's lists go into the state's next batch now rather than all
@@ -1562,9 +1607,15 @@ long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t err
 	phase[METRICS_REFRESH_PREPARE] += prepared - start;
 	if (p->threads == 0) {
 		/* no workers: the round's tasks here and now */
-		for (size_t t = 0; t < p->task_count; t++)
+		for (size_t t = 0; t < p->task_count; t++) {
+			double began = clock_monotonic_s();
 			if (run_task(r, &p->tasks[t], p->searcher[0], why, sizeof why) != 0)
 				task_failed(r, &p->tasks[t], why);
+			if (p->tasks[t].prepare != NULL) {
+				p->upkeep_done_at = clock_monotonic_s();
+				p->upkeep_seconds += p->upkeep_done_at - began;
+			}
+		}
 		p->task_count = 0;
 		return publish_round(r, prepared, clock_monotonic_s(), errstr, errstr_size) != 0
 			   ? -1

@@ -7,9 +7,10 @@
  * overload the newest activity is served first and a user's list reflects
  * its newest event when it is made; a mark that waited beyond
  * refresh.staleness_target_ms is deferred (streamrec_refresh_deferred_total)
- * to a second lane served, oldest first, whenever no recent mark is due. So
- * overload ages a bounded, measured backlog instead of every list (a FIFO
- * once held fifteen seconds of lists while learning kept up).
+ * to a second lane served, newest first too, whenever no recent mark is
+ * due. So overload leaves a measured backlog of the longest-deferred for
+ * later instead of aging every list (a FIFO once held fifteen seconds of
+ * lists while learning kept up).
  *
  * A run groups its users by the variant their id hashes to (model/assign),
  * computes their lists through the variant's engine (exact top-k, the

@@ -135,6 +135,11 @@ struct ivf {
 
 	float *aug_vector;       /* aug_dim, ivf_assign_cell()'s scratch */
 	struct ivf_scratch *own; /* ivf_search()'s */
+	/* ivf_update_items()'s scratch, kept: a round's upkeep allocating
+	 * megabytes afresh had the kernel clear their pages every round */
+	float *update_rows, *update_scores; /* IVF_UPDATE_CHUNK x aug_dim, x nlist */
+	uint32_t *update_scored;            /* IVF_UPDATE_CHUNK */
+	size_t update_scores_capacity;      /* floats */
 };
 
 /* One searcher's scratch (see ivf.h, Memory and Threads), sized for an
@@ -1035,6 +1040,9 @@ void ivf_free(struct ivf *ivf)
 	layout_free(&ivf->layout);
 	free(ivf->aug_vector);
 	ivf_scratch_free(ivf->own);
+	free(ivf->update_rows);
+	free(ivf->update_scores);
+	free(ivf->update_scored);
 	free(ivf);
 }
 
@@ -1303,14 +1311,21 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 	const struct layout *layout = &ivf->layout;
 	size_t aug_dim = ivf->aug_dim, nlist = layout->nlist;
 	size_t chunk = IVF_UPDATE_CHUNK < count ? IVF_UPDATE_CHUNK : count;
-	float *rows = malloc((chunk ? chunk : 1) * aug_dim * sizeof *rows);
-	float *scores = malloc((chunk ? chunk : 1) * nlist * sizeof *scores);
-	uint32_t *scored = malloc((chunk ? chunk : 1) * sizeof *scored);
-	int rc = -1;
+	if (ivf->update_rows == NULL) {
+		ivf->update_rows = malloc(IVF_UPDATE_CHUNK * aug_dim * sizeof *ivf->update_rows);
+		ivf->update_scored = malloc(IVF_UPDATE_CHUNK * sizeof *ivf->update_scored);
+	}
+	if (ivf->update_scores_capacity < IVF_UPDATE_CHUNK * nlist) {
+		free(ivf->update_scores);
+		ivf->update_scores = malloc(IVF_UPDATE_CHUNK * nlist * sizeof *ivf->update_scores);
+		ivf->update_scores_capacity = ivf->update_scores ? IVF_UPDATE_CHUNK * nlist : 0;
+	}
+	float *rows = ivf->update_rows, *scores = ivf->update_scores;
+	uint32_t *scored = ivf->update_scored;
 
 	if (rows == NULL || scores == NULL || scored == NULL) {
 		snprintf(errstr, errstr_size, "ivf: out of memory updating %zu items", count);
-		goto out_free;
+		return -1;
 	}
 	set_threads(ivf);
 	for (size_t first = 0; first < count; first += chunk) {
@@ -1326,7 +1341,7 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 				snprintf(errstr, errstr_size,
 					 "ivf: item %u is past the end (the index holds %zu items)",
 					 (unsigned)item, layout->item_count);
-				goto out_free;
+				return -1;
 			}
 			if (kept_in_cell(ivf, item, vector))
 				continue;
@@ -1347,15 +1362,10 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 			    place_item(ivf, item, vector, cell,
 				       item_slack(layout, item_scores, nlist, cell), errstr,
 				       errstr_size) != 0)
-				goto out_free;
+				return -1;
 		}
 	}
-	rc = 0;
-out_free:
-	free(rows);
-	free(scores);
-	free(scored);
-	return rc;
+	return 0;
 }
 
 uint64_t ivf_kept_cells(const struct ivf *ivf)

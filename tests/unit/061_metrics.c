@@ -194,6 +194,8 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_refresh_round_limit 1024");
 	assert_line(text, "# TYPE streamrec_refresh_phase_seconds_total counter");
 	assert_line(text, "streamrec_refresh_phase_seconds_total{phase=\"wait\"} 0.000000");
+	assert_line(text, "# TYPE streamrec_refresh_upkeep_seconds_total counter");
+	assert_line(text, "streamrec_refresh_upkeep_awaited_seconds_total 0.000000");
 	assert_int_equal(count_lines_starting(text, "streamrec_index_recall{"), 0);
 	assert_int_equal(count_lines_starting(text, "streamrec_index_nprobe{"), 0);
 	/* what a list costs, and how lopsided the cells are (no sample before an index) */
@@ -218,7 +220,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "streamrec_search_events_total{outcome=\"applied\"} 0");
 	assert_line(text, "# TYPE streamrec_commit_loop_seconds histogram");
 	assert_line(text, "streamrec_commit_loop_seconds_count 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 66);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 68);
 	/* the text model's family is there, without a sample while no model is loaded */
 	assert_line(text, "# TYPE streamrec_text_model_info gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_text_model_info{"), 0);
@@ -234,7 +236,7 @@ static void renders_exact_lines(void **state)
 			  "kernel=\"avx2\"} 1");
 	assert_line(text, "# TYPE streamrec_commit_loop_seconds histogram");
 	assert_line(text, "streamrec_commit_loop_seconds_count 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 66);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 68);
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 1);
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	free(text);

@@ -712,7 +712,8 @@ static void removed_items_are_never_listed(void **unused)
 	removed_items_are_never_listed_with(MODEL_RETRIEVAL_INDEX);
 }
 
-/* Marks older than the staleness target are deferred, counted, and still served. */
+/* Marks older than the staleness target are deferred, counted, and still
+ * served: after the recent lane, and newest first there too. */
 static void stale_marks_are_deferred_counted_and_served(void **unused)
 {
 	(void)unused;
@@ -729,11 +730,44 @@ static void stale_marks_are_deferred_counted_and_served(void **unused)
 	assert_int_equal(run_round(f, late), 64);
 	assert_int_equal(user_of(&f->sink.lists[0]), 7); /* the fresh one first */
 	assert_int_equal(f->metrics->refresh_deferred_total, USERS - 1);
-	/* then the deferred, oldest first */
-	assert_int_equal(user_of(&f->sink.lists[1]), 0);
-	assert_int_equal(user_of(&f->sink.lists[2]), 1);
+	/* then the deferred, newest first: not a backlog published ever later */
+	for (size_t l = 1; l < 64; l++)
+		assert_int_equal(user_of(&f->sink.lists[l]), USERS - l);
+	assert_int_equal(f->metrics->refresh_deferred_waiting, USERS - 64);
 	assert_int_equal(run_all(f), USERS - 64);
 	assert_int_equal(f->sink.count, USERS);
+	assert_int_equal(refresher_pending(f->refresher), 0);
+	assert_int_equal(f->metrics->refresh_deferred_waiting, 0);
+	close_fixture(f);
+	free(f);
+}
+
+/* Users marked again while deferred, and deferred again, wait once: the
+ * gauge and the pending count are users, not the lane's stale entries, and
+ * each gets one list. */
+static void a_user_deferred_again_waits_once(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	run_all(f);
+	for (int64_t again = 0; again < 4; again++) {
+		int64_t base = 1700000200000 + again * 100000;
+		mark_all(f, base);
+		f->sink.count = 0;
+		assert_int_equal(run_round(f, base + USERS + 5000), 64); /* all stale */
+	}
+	assert_int_equal(f->metrics->refresh_deferred_waiting, USERS - 64);
+	assert_int_equal(refresher_pending(f->refresher), USERS - 64);
+	f->sink.count = 0;
+	assert_int_equal(run_all(f), USERS - 64);
+	bool seen[USERS] = {false};
+	for (size_t l = 0; l < f->sink.count; l++) {
+		assert_false(seen[user_of(&f->sink.lists[l])]);
+		seen[user_of(&f->sink.lists[l])] = true;
+	}
 	assert_int_equal(refresher_pending(f->refresher), 0);
 	assert_int_equal(f->metrics->refresh_deferred_waiting, 0);
 	close_fixture(f);
@@ -999,6 +1033,7 @@ int main(void)
 	    cmocka_unit_test(the_newest_marks_are_served_first),
 	    cmocka_unit_test(a_round_grows_while_learning_is_behind),
 	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
+	    cmocka_unit_test(a_user_deferred_again_waits_once),
 	    cmocka_unit_test(evicted_users_are_forgotten),
 	    cmocka_unit_test(removed_items_are_never_listed),
 	    cmocka_unit_test(an_item_reaching_min_item_events_is_listed_next_round),
