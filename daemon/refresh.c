@@ -756,6 +756,38 @@ static void take_user(struct refresher *r, size_t n, uint32_t stable)
 }
 
 /*
+ * Takes due users from the top of a lane's stack, marks[bottom, *count),
+ * into the round from its n-th place, while it has room; marks no longer
+ * their user's are dropped, and users not due yet (min_interval) keep their
+ * place. @returns the round's users now.
+ */
+static size_t take_from_lane(struct refresher *r, enum lane lane, struct mark *marks,
+			     size_t bottom, size_t *count, size_t *users, size_t n, int64_t now_ms)
+{
+	size_t held = 0;
+	while (n < r->round_limit && *count > bottom) {
+		struct mark m = marks[--*count];
+		if (r->lane[m.stable] != lane || r->marked_ms[m.stable] != m.marked_ms)
+			continue; /* marked again since (or forgotten) */
+		if (!due(r, m.stable, now_ms)) {
+			if (grow_array(&r->held, &r->held_capacity, held + 1, sizeof *r->held, 256) !=
+			    0) {
+				++*count;
+				break;
+			}
+			r->held[held++] = m;
+			continue;
+		}
+		r->lane[m.stable] = LANE_NONE;
+		--*users;
+		take_user(r, n++, m.stable);
+	}
+	while (held > 0) /* back in their order, the newest on top */
+		marks[(*count)++] = r->held[--held];
+	return n;
+}
+
+/*
  * Takes up to one batch: first the recent lane, newest mark first, so under
  * overload the newest activity is served first; a mark older than the
  * staleness target moves to the deferred lane (counted) instead; then, only
@@ -768,7 +800,7 @@ static void take_user(struct refresher *r, size_t n, uint32_t stable)
 static size_t take_due(struct refresher *r, int64_t now_ms)
 {
 	int64_t target = (int64_t)r->c.config->staleness_target_ms;
-	size_t n = 0, held = 0;
+	size_t n = 0;
 	/* marks are pushed in time order, so the stale ones lie at the bottom:
 	 * they move to the deferred lane there, oldest first */
 	while (r->recent_bottom < r->recent_count) {
@@ -794,44 +826,10 @@ static size_t take_due(struct refresher *r, int64_t now_ms)
 		r->recent_count -= r->recent_bottom;
 		r->recent_bottom = 0;
 	}
-	while (n < r->round_limit && r->recent_count > r->recent_bottom) {
-		struct mark m = r->recent[--r->recent_count];
-		if (r->lane[m.stable] != LANE_RECENT || r->marked_ms[m.stable] != m.marked_ms)
-			continue; /* a duplicate of a newer mark */
-		if (!due(r, m.stable, now_ms)) {
-			if (grow_array(&r->held, &r->held_capacity, held + 1, sizeof *r->held, 256) !=
-			    0) {
-				r->recent_count++;
-				break;
-			}
-			r->held[held++] = m;
-			continue;
-		}
-		r->lane[m.stable] = LANE_NONE;
-		r->recent_users--;
-		take_user(r, n++, m.stable);
-	}
-	while (held > 0) /* back in their order, the newest on top */
-		r->recent[r->recent_count++] = r->held[--held];
-	while (n < r->round_limit && r->deferred_count > 0) {
-		struct mark m = r->deferred[--r->deferred_count];
-		if (!deferred_current(r, m))
-			continue; /* marked again since (or forgotten) */
-		if (!due(r, m.stable, now_ms)) {
-			if (grow_array(&r->held, &r->held_capacity, held + 1, sizeof *r->held, 256) !=
-			    0) {
-				r->deferred_count++;
-				break;
-			}
-			r->held[held++] = m;
-			continue;
-		}
-		r->lane[m.stable] = LANE_NONE;
-		r->deferred_users--;
-		take_user(r, n++, m.stable);
-	}
-	while (held > 0) /* back in their order, the newest on top */
-		r->deferred[r->deferred_count++] = r->held[--held];
+	n = take_from_lane(r, LANE_RECENT, r->recent, r->recent_bottom, &r->recent_count,
+			   &r->recent_users, n, now_ms);
+	n = take_from_lane(r, LANE_DEFERRED, r->deferred, 0, &r->deferred_count, &r->deferred_users,
+			   n, now_ms);
 	r->c.metrics->refresh_waiting = (int64_t)r->recent_users;
 	r->c.metrics->refresh_deferred_waiting = (int64_t)r->deferred_users;
 	return n;
