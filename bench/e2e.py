@@ -119,6 +119,18 @@ class Metrics:
                 pass
         return sums
 
+    def blas(self):
+        """The OpenBLAS kernel line of streamrec_blas_info, or None."""
+        status, body = self.get("/metrics")
+        for line in body.splitlines() if status == 200 else []:
+            if line.startswith("streamrec_blas_info{"):
+                labels = dict(part.split("=", 1) for part in
+                              line[line.index("{") + 1:line.rindex("}")].split(","))
+                labels = {k: v.strip('"') for k, v in labels.items()}
+                return (f"OpenBLAS kernel {labels.get('kernel', '?')} (the CPU's best: "
+                        f"{labels.get('cpu_best', '?')}; chosen by {labels.get('chosen_by', '?')})")
+        return None
+
     def scrape(self):
         sums = self.sums()
         if sums is None:
@@ -341,6 +353,9 @@ bootstrap.servers = {self.bootstrap}
         while time.time() - started < 180:
             if self.metrics.get("/readyz")[0] == 200:
                 log(f"streamrecd ready in {time.time() - started:.1f} s (pid {self.daemon.pid})")
+                if "blas" not in self.results:
+                    self.results["blas"] = self.metrics.blas() or "OpenBLAS kernel unknown"
+                    log(self.results["blas"])
                 return
             if self.daemon.poll() is not None:
                 break
@@ -583,7 +598,7 @@ bootstrap.servers = {self.bootstrap}
         a, r = self.args, self.results
         (self.out / "e2e.json").write_text(json.dumps(r, indent=1))
         lines = ["# streamrec end-to-end benchmark", "",
-                 f"machine: {r['machine']}", "",
+                 f"machine: {r['machine']}; {r.get('blas', 'OpenBLAS kernel unknown')}", "",
                  f"command: `{r['command']}`", "",
                  f"{a.users:,} users, {a.items:,} items, d={a.dim}, {a.partitions} event partitions, "
                  f"refresh every {a.refresh_interval} in batches of {a.refresh_batch}, commits every "
