@@ -1402,7 +1402,8 @@ static inline size_t covis_find(const struct covis_sum *table, unsigned bits, ui
  * Makes the query table at least twice `bound` slots, a power of two (the
  * table is kept between queries, every slot free). @returns the log2 of the
  * slots the query uses: fewer than asked only when out of memory, and then
- * the query sums at most half of them.
+ * the query takes at most half as many distinct items (the weakest of the
+ * rest may be missing).
  */
 static unsigned covis_table(struct model *m, size_t bound)
 {
@@ -1523,20 +1524,19 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 		if (recent_weight[j] != 0.0f)
 			bound += covis_successors(m->covis, recent[j], &succ, &weight);
 	}
-	unsigned bits = covis_table(m, bound);
-	size_t room = (size_t)1 << (bits - 1); /* below bound only when out of memory */
+	/* distinct neighbours are at most the catalogue: at most 2 x items slots
+	 * (a dense accumulator's size), however long the lists configured */
+	unsigned bits = covis_table(m, bound < m->items ? bound : m->items);
+	size_t room = (size_t)1 << (bits - 1); /* distinct items the table takes */
 	struct covis_sum *table = m->covis_sum;
 	uint32_t *because = query->sparse_because, *items = m->covis_items, *slots = m->covis_slots;
-	for (size_t j = 0; j < recent_count && room > 0; j++) {
+	for (size_t j = 0; j < recent_count; j++) {
 		if (recent_weight[j] == 0.0f)
 			continue; /* a repeat: counted at its latest position */
 		const uint32_t *succ;
 		const float *weight;
 		size_t count = covis_successors(m->covis, recent[j], &succ, &weight);
 		double scale = recent_weight[j] * inverse_scale;
-		if (count > room)
-			count = room;
-		room -= count;
 		for (size_t s = 0; s < count; s++) {
 			float add = (float)(weight[s] * scale);
 			uint32_t item = succ[s];
@@ -1544,6 +1544,8 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 			struct covis_sum *at = &table[slot];
 			bool first = at->item == COVIS_NO_ITEM;
 			if (first) {
+				if (out == room)
+					continue; /* out of memory for a larger table: no more new items */
 				*at = (struct covis_sum){.item = item};
 				items[out] = item;
 				slots[out++] = (uint32_t)slot;
