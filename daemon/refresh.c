@@ -897,6 +897,14 @@ static void end_round(struct refresher *r)
 		r->c.notify(r->c.notify_opaque); /* thread-safe by contract */
 }
 
+/* Counts an upkeep task run from began to ended (monotonic; with workers,
+ * the caller holds the mutex). */
+static void count_upkeep(struct pool *p, double began, double ended)
+{
+	p->upkeep_seconds += ended - began;
+	p->upkeep_done_at = ended;
+}
+
 static void *worker_main(void *arg)
 {
 	const struct worker *self = arg;
@@ -928,10 +936,8 @@ static void *worker_main(void *arg)
 		int rc = run_task(r, &t, p->searcher[self->index], why, sizeof why);
 		double ended = clock_monotonic_s();
 		pthread_mutex_lock(&p->mutex);
-		if (t.prepare != NULL) {
-			p->upkeep_seconds += ended - began;
-			p->upkeep_done_at = ended;
-		}
+		if (t.prepare != NULL)
+			count_upkeep(p, began, ended);
 		if (rc != 0 && !p->planned) {
 			if (p->early_failed == NULL) { /* only upkeeps run before the plan */
 				p->early_failed = t.prepare;
@@ -1531,9 +1537,8 @@ static int publish_round(struct refresher *r, double out_at, double ranked_at, c
 	phase[METRICS_REFRESH_RANK] += ranked_at - out_at;
 	phase[METRICS_REFRESH_WAIT] += start - ranked_at;
 	struct pool *p = &r->pool;
-	pthread_mutex_lock(&p->mutex); /* the workers are idle: the round is done */
+	pthread_mutex_lock(&p->mutex); /* the next round's begin_tasks() resets them */
 	double upkeep = p->upkeep_seconds, upkeep_done = p->upkeep_done_at;
-	p->upkeep_seconds = p->upkeep_done_at = 0.0;
 	pthread_mutex_unlock(&p->mutex);
 	r->c.metrics->refresh_upkeep_seconds_total += upkeep;
 	if (upkeep_done > out_at) /* the searches waited for it from the hand-out */
@@ -1609,10 +1614,8 @@ long refresher_run(struct refresher *r, int64_t now_ms, char *errstr, size_t err
 			double began = clock_monotonic_s();
 			if (run_task(r, &p->tasks[t], p->searcher[0], why, sizeof why) != 0)
 				task_failed(r, &p->tasks[t], why);
-			if (p->tasks[t].prepare != NULL) {
-				p->upkeep_done_at = clock_monotonic_s();
-				p->upkeep_seconds += p->upkeep_done_at - began;
-			}
+			if (p->tasks[t].prepare != NULL)
+				count_upkeep(p, began, clock_monotonic_s());
 		}
 		p->task_count = 0;
 		return publish_round(r, prepared, clock_monotonic_s(), errstr, errstr_size) != 0

@@ -429,13 +429,18 @@ static void pay_sealed(struct state *s, size_t quota)
 		hand_over_sealed(s);
 }
 
-size_t state_owed(const struct state *state)
+/* The item vector rows the variants owe, sealed batch or not. */
+static size_t owed_rows(const struct state *s)
 {
 	size_t owed = 0;
-	if (state->sealed != NULL)
-		for (size_t v = 0; v < state->variant_count; v++)
-			owed += model_owed_count(state->models[v]);
+	for (size_t v = 0; v < s->variant_count; v++)
+		owed += model_owed_count(s->models[v]);
 	return owed;
+}
+
+size_t state_owed(const struct state *state)
+{
+	return state->sealed != NULL ? owed_rows(state) : 0;
 }
 
 void state_pay(struct state *state)
@@ -1524,9 +1529,7 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 	s->freed_items_pending_count = 0;
 	if (s->batch_number != 0)
 		s->batch_number++;
-	size_t owed = 0;
-	for (size_t v = 0; v < s->variant_count; v++)
-		owed += model_owed_count(s->models[v]);
+	size_t owed = owed_rows(s);
 	uint64_t events = s->events_since_commit;
 	s->events_since_commit = 0;
 	if (owed > 0) {

@@ -1311,10 +1311,10 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 	const struct layout *layout = &ivf->layout;
 	size_t aug_dim = ivf->aug_dim, nlist = layout->nlist;
 	size_t chunk = IVF_UPDATE_CHUNK < count ? IVF_UPDATE_CHUNK : count;
-	if (ivf->update_rows == NULL) {
+	if (ivf->update_rows == NULL)
 		ivf->update_rows = malloc(IVF_UPDATE_CHUNK * aug_dim * sizeof *ivf->update_rows);
+	if (ivf->update_scored == NULL)
 		ivf->update_scored = malloc(IVF_UPDATE_CHUNK * sizeof *ivf->update_scored);
-	}
 	if (ivf->update_scores_capacity < IVF_UPDATE_CHUNK * nlist) {
 		free(ivf->update_scores);
 		ivf->update_scores = malloc(IVF_UPDATE_CHUNK * nlist * sizeof *ivf->update_scores);

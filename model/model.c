@@ -58,7 +58,6 @@ struct item_set {
 	uint32_t count, capacity;
 };
 
-/* A query's co-visitation sum for one item (model_query()). */
 /* A query's co-visitation sum of one neighbour: a slot of model_query()'s
  * open-addressing table (item COVIS_NO_ITEM: free). */
 struct covis_sum {
