@@ -58,11 +58,15 @@
  * while its slot is pinned; cold users' and the control arm's lists made
  * at once), ranked by the workers while the loop goes on learning, and
  * published by the loop's thread when the workers are done (the notify
- * callback says so). The ownership rule is model.h's (Lists on other
- * threads): while a round is out its views and queries are the workers';
- * the loop touches only what the pool's mutex guards. So lists rank against
- * the item side as of their round's start, and learning never waits for a
- * list. With no workers the round runs inside refresher_run().
+ * callback says so). Two rounds overlap: the run that finds a round ranked
+ * takes in its lists, prepares and hands out the next round, and only then
+ * publishes the ranked one, while the workers rank the next. The ownership
+ * rule is model.h's (Lists on other threads): while a round is out its
+ * views and queries are the workers'; the loop touches only what the
+ * pool's mutex guards (a ranked round's lists are copies: publishing them
+ * reads no view). So lists rank against the item side as of their round's
+ * start, and learning never waits for a list. With no workers the round
+ * runs inside refresher_run().
  */
 #ifndef STREAMREC_REFRESH_H
 #define STREAMREC_REFRESH_H
@@ -134,8 +138,8 @@ int refresher_mark(struct refresher *refresher, uint32_t stable, int64_t trigger
 		   int64_t now_ms);
 
 /**
- * @brief Publishes the round the workers finished, if any (refresher_run()
- * does too, then starts no new round in the same call).
+ * @brief Publishes the round the workers finished, if any, and hands out
+ * no new one: afterwards no round is out (refresher_busy() false).
  * @returns the users whose lists were published (0: none finished), or -1.
  */
 long refresher_harvest(struct refresher *refresher, char *errstr, size_t errstr_size);
@@ -167,14 +171,15 @@ void refresher_forget(struct refresher *refresher, uint32_t stable);
 size_t refresher_pending(const struct refresher *refresher);
 
 /**
- * @brief With a round out with the workers: publishes it if they finished
- * it. Otherwise starts the next round with up to one batch of due users
- * (with no workers, ranks and publishes it at once).
+ * @brief Starts the next round with up to one batch of due users (with no
+ * workers, ranks and publishes it at once). With a round out with the
+ * workers: nothing until they finished it; then the next round is handed
+ * out first and the finished one published while they rank it.
  * @param now_ms wall-clock time (min_interval and the listable cache's age)
- * @returns how many users were published or taken (0: nothing to do until
- * users fall due or the workers finish), or -1 with errstr filled on a
- * fatal error (out of memory); a list that could not be computed or
- * published is logged and skipped.
+ * @returns how many users were published (a finished round), or else taken
+ * (0: nothing to do until users fall due or the workers finish), or -1 with
+ * errstr filled on a fatal error (out of memory); a list that could not be
+ * computed or published is logged and skipped.
  */
 long refresher_run(struct refresher *refresher, int64_t now_ms, char *errstr,
 		   size_t errstr_size);

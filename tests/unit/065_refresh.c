@@ -1021,6 +1021,54 @@ static void an_item_reaching_min_item_events_is_listed_next_round(void **unused)
 	free(f);
 }
 
+/*
+ * With workers, rounds overlap: when the workers have ranked a round, the
+ * next run hands out the next round before publishing the ranked one's
+ * lists, so the workers rank while the loop's thread publishes. Each list
+ * is still its user's, each user is published once, and a user whose list
+ * is being published is not taken again within min_interval (it counts
+ * from the take). Before, a run published a ranked round and handed out
+ * nothing: the workers waited for every list to be sent.
+ */
+static void the_next_round_ranks_while_the_last_publishes(void **unused)
+{
+	(void)unused;
+	char errstr[512];
+	const int64_t now = 1700000100000;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	f->config.min_interval_ms = 1000;
+	learn_purchases(f);
+	/* newest marks first: the first round is users USERS-64 .. USERS-1 */
+	assert_int_equal(refresher_run(f->refresher, now, errstr, sizeof errstr), 64);
+	uint32_t newest = stable_of(f, "user-119");
+	assert_int_equal(refresher_mark(f->refresher, newest, now + 1, now + 1), 0);
+	if (test_threads) {
+		assert_true(refresher_busy(f->refresher));
+		assert_int_equal(f->sink.count, 0);
+		refresher_wait(f->refresher);
+		/* publishes the first round, the second one out meanwhile */
+		assert_int_equal(refresher_run(f->refresher, now + 2, errstr, sizeof errstr), 64);
+		assert_int_equal(f->sink.count, 64);
+		assert_true(refresher_busy(f->refresher));
+		refresher_wait(f->refresher);
+		assert_int_equal(refresher_harvest(f->refresher, errstr, sizeof errstr), USERS - 64);
+	} else {
+		assert_int_equal(f->sink.count, 64);
+		assert_int_equal(run_round(f, now + 2), USERS - 64);
+	}
+	assert_false(refresher_busy(f->refresher));
+	check_lists_belong_to_their_users(f); /* user-119 once: held back by min_interval */
+	assert_int_equal(refresher_pending(f->refresher), 1);
+	assert_int_equal(run_round(f, now + 999), 0);
+	assert_int_equal(run_round(f, now + 1000), 1);
+	assert_int_equal(user_of(&f->sink.lists[USERS]), 119);
+	assert_int_equal(f->sink.lists[USERS].trigger_ts_ms, now + 1);
+	close_fixture(f);
+	free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1041,6 +1089,7 @@ int main(void)
 	    cmocka_unit_test(the_shadow_ranks_a_few_users_of_a_round),
 	    cmocka_unit_test(learning_goes_on_while_lists_rank),
 	    cmocka_unit_test(a_mark_while_out_is_the_next_lists),
+	    cmocka_unit_test(the_next_round_ranks_while_the_last_publishes),
 	};
 	int failed = cmocka_run_group_tests_name("065_refresh on the caller's thread", tests, setup,
 						 teardown);
