@@ -320,6 +320,7 @@ class Bench:
         self.config = self.work / "streamrecd.conf"
         extra_refresh = "".join(f"{kv}\n" for kv in a.refresh_set)
         extra_model = "".join(f"{kv}\n" for kv in a.model_set)
+        extra_kafka = "".join(f"{kv}\n" for kv in a.kafka_consumer_set)
         self.config.write_text(f"""# streamrecd configuration of the end-to-end benchmark
 [input]
 group_id = {group_id}
@@ -338,7 +339,8 @@ dim = {a.dim}
 retrieval = {a.retrieval}
 {extra_model}[kafka]
 bootstrap.servers = {self.bootstrap}
-""")
+[kafka.consumer]
+{extra_kafka}""")
 
     # ---- daemon -------------------------------------------------------------------------
 
@@ -731,6 +733,9 @@ def main():
                    help="refresh.max_busy_share")
     p.add_argument("--refresh-set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other [refresh] key, e.g. min_interval_ms=20ms (repeatable)")
+    p.add_argument("--kafka-consumer-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a librdkafka property of streamrecd's consumer ([kafka.consumer]), "
+                        "e.g. fetch.wait.max.ms=5 (repeatable)")
     p.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other [model] key, e.g. index_nprobe=4 (repeatable)")
     p.add_argument("--retrieval", choices=("exact", "index"), default="exact",

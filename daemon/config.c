@@ -305,6 +305,13 @@ static const struct option options[] = {
      NULL},
     {"refresh", "min_interval_ms", OPT_DURATION, ST_U64, G(min_interval_ms), "100ms", 0, 3600000,
      NULL, OPT_RELOAD | OPT_BOUNDED, "A user's list is recomputed at most this often.", NULL},
+    {"refresh", "backlog_ms", OPT_DURATION, ST_U64, G(backlog_ms), "50ms", 0, 3600000, NULL,
+     OPT_RELOAD | OPT_BOUNDED,
+     "When the oldest user waiting in the recent lane was marked longer ago than this (the "
+     "rounds of refresh.batch fell behind: a stall, a burst), a round takes up to "
+     "refresh.batch_behind users, newest first, so the backlog goes in one larger round "
+     "instead of waiting behind round after round. 0: never.",
+     NULL},
     {"refresh", "staleness_target_ms", OPT_DURATION, ST_U64, G(staleness_target_ms), "1s", 1,
      3600000, NULL, OPT_RELOAD | OPT_BOUNDED,
      "Users marked more recently than this are refreshed newest first; older ones are "
@@ -1843,6 +1850,7 @@ static const struct {
     {"refresh", "max_busy_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_interval_ms", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "staleness_target_ms", CONFIG_APPLY_READ_AT_USE},
+    {"refresh", "backlog_ms", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "catch_up_threshold_ms", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "shadow_share", CONFIG_APPLY_READ_AT_USE},
     {"refresh", "min_item_events", CONFIG_APPLY_LISTABLE},

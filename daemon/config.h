@@ -148,6 +148,7 @@ struct config {
 	double refresh_max_busy_share; /**< (0, 1] of loop time while events wait */
 	uint64_t min_interval_ms;
 	uint64_t staleness_target_ms; /**< newest first within it; older ones deferred */
+	uint64_t backlog_ms; /**< a recent mark older: a round takes batch_behind; 0: never */
 	uint64_t catch_up_threshold_ms; /**< older at arrival: catch-up, not freshness; 0: off */
 	double refresh_shadow_share;   /**< share of index batches checked against exact */
 	unsigned min_item_events;

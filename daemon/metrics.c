@@ -540,8 +540,9 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	text_printf(&t, "streamrec_refresh_deferred_waiting %" PRId64 "\n",
 		    m->refresh_deferred_waiting);
 	family(&t, "refresh_round_limit", "gauge",
-	       "The most users the next refresh round takes: refresh.batch, or "
-	       "refresh.batch_behind while learning is behind its input.");
+	       "The most users the last refresh round could take: refresh.batch, or "
+	       "refresh.batch_behind while learning is behind its input or the recent lane "
+	       "holds a backlog (refresh.backlog_ms).");
 	text_printf(&t, "streamrec_refresh_round_limit %" PRId64 "\n", m->refresh_round_limit);
 	family(&t, "refresh_deferred_total", "counter",
 	       "Refreshes deferred because they waited beyond the staleness target.");

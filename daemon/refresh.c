@@ -782,16 +782,16 @@ static void take_user(struct refresher *r, struct round *rd, size_t n, uint32_t 
 
 /*
  * Takes due users from the top of a lane's stack, marks[bottom, *count),
- * into the round from its n-th place, while it has room; marks no longer
+ * into the round from its n-th place, up to limit users; marks no longer
  * their user's are dropped, and users not due yet (min_interval) keep their
  * place. @returns the round's users now.
  */
 static size_t take_from_lane(struct refresher *r, struct round *rd, enum lane lane,
 			     struct mark *marks, size_t bottom, size_t *count, size_t *users, size_t n,
-			     int64_t now_ms)
+			     size_t limit, int64_t now_ms)
 {
 	size_t held = 0;
-	while (n < r->round_limit && *count > bottom) {
+	while (n < limit && *count > bottom) {
 		struct mark m = marks[--*count];
 		if (r->lane[m.stable] != lane || r->marked_ms[m.stable] != m.marked_ms)
 			continue; /* marked again since (or forgotten) */
@@ -852,10 +852,23 @@ static size_t take_due(struct refresher *r, struct round *rd, int64_t now_ms)
 		r->recent_count -= r->recent_bottom;
 		r->recent_bottom = 0;
 	}
+	/* the oldest recent mark left is current: one older than refresh.backlog_ms
+	 * means the rounds fell behind (a stall, a burst); a round of batch_behind
+	 * then takes the backlog at once, sharing the cells' rows among more
+	 * lists, instead of leaving it behind round after round of new marks */
+	uint64_t backlog_ms = r->c.config->backlog_ms;
+	size_t limit = r->round_limit;
+	if (backlog_ms > 0 && r->recent_bottom < r->recent_count) {
+		struct mark oldest = r->recent[r->recent_bottom];
+		/* a user held back by min_interval is not a backlog */
+		if (now_ms - oldest.marked_ms > (int64_t)backlog_ms && due(r, oldest.stable, now_ms))
+			limit = r->batch;
+	}
+	r->c.metrics->refresh_round_limit = (int64_t)limit;
 	n = take_from_lane(r, rd, LANE_RECENT, r->recent, r->recent_bottom, &r->recent_count,
-			   &r->recent_users, n, now_ms);
-	n = take_from_lane(r, rd, LANE_DEFERRED, r->deferred, 0, &r->deferred_count, &r->deferred_users,
-			   n, now_ms);
+			   &r->recent_users, n, limit, now_ms);
+	n = take_from_lane(r, rd, LANE_DEFERRED, r->deferred, 0, &r->deferred_count,
+			   &r->deferred_users, n, limit, now_ms);
 	r->c.metrics->refresh_waiting = (int64_t)r->recent_users;
 	r->c.metrics->refresh_deferred_waiting = (int64_t)r->deferred_users;
 	return n;

@@ -1251,7 +1251,8 @@ def test_rounds_grow_while_learning_is_behind(daemon):
     """refresh.batch_behind: with a backlog waiting at the start, learning is
     behind its input and a round takes up to batch_behind users; once it keeps
     up, rounds take refresh.batch again (streamrec_refresh_round_limit)."""
-    daemon.add_config("[refresh]\nbatch = 8\nbatch_behind = 512\n")
+    # backlog_ms 0: rounds grow only while learning is behind (what this test checks)
+    daemon.add_config("[refresh]\nbatch = 8\nbatch_behind = 512\nbacklog_ms = 0\n")
     daemon.produce(200000, users=50000, items=2000)
     daemon.start()
     limits, deadline = set(), time.time() + 180

@@ -1069,6 +1069,48 @@ static void the_next_round_ranks_while_the_last_publishes(void **unused)
 	free(f);
 }
 
+/*
+ * refresh.backlog_ms: once the oldest due user of the recent lane was
+ * marked longer ago than that, a round takes up to batch_behind users
+ * (newest first), so the backlog a stall leaves goes in one larger round
+ * instead of behind round after round of new marks; fresh marks, and a
+ * user held back by min_interval, leave rounds at refresh.batch.
+ */
+static void a_backlog_takes_a_larger_round(void **unused)
+{
+	(void)unused;
+	const int64_t t = 1700000200000, later = 1700000300000;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	fixture_batch_behind = 100;
+	open_fixture(f, 0, 0, false);
+	fixture_batch_behind = 0;
+	f->config.backlog_ms = 50;
+	learn_purchases(f);
+	run_all(f);
+	f->sink.count = 0;
+	mark_all(f, t); /* user u at t + u */
+	assert_int_equal(run_round(f, t + 50), 64); /* the oldest 50 ms old: no backlog */
+	assert_int_equal(f->metrics->refresh_round_limit, 64);
+	run_all(f);
+	f->sink.count = 0;
+	mark_all(f, later);
+	assert_int_equal(run_round(f, later + 51), 100);
+	assert_int_equal(f->metrics->refresh_round_limit, 100);
+	for (size_t l = 0; l < 100; l++)
+		assert_true(user_of(&f->sink.lists[l]) >= USERS - 100);
+	assert_int_equal(run_round(f, later + 51), USERS - 100);
+	/* held back by min_interval (taken at later + 51): not a backlog */
+	f->config.min_interval_ms = 1000;
+	assert_int_equal(refresher_mark(f->refresher, stable_of(f, "user-0"), later + 60, later + 60),
+			 0);
+	assert_int_equal(run_round(f, later + 200), 0);
+	assert_int_equal(f->metrics->refresh_round_limit, 64);
+	assert_int_equal(run_round(f, later + 1051), 1);
+	close_fixture(f);
+	free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1090,6 +1132,7 @@ int main(void)
 	    cmocka_unit_test(learning_goes_on_while_lists_rank),
 	    cmocka_unit_test(a_mark_while_out_is_the_next_lists),
 	    cmocka_unit_test(the_next_round_ranks_while_the_last_publishes),
+	    cmocka_unit_test(a_backlog_takes_a_larger_round),
 	};
 	int failed = cmocka_run_group_tests_name("065_refresh on the caller's thread", tests, setup,
 						 teardown);
