@@ -305,12 +305,14 @@ static const struct option options[] = {
      NULL},
     {"refresh", "min_interval_ms", OPT_DURATION, ST_U64, G(min_interval_ms), "100ms", 0, 3600000,
      NULL, OPT_RELOAD | OPT_BOUNDED, "A user's list is recomputed at most this often.", NULL},
-    {"refresh", "backlog_ms", OPT_DURATION, ST_U64, G(backlog_ms), "50ms", 0, 3600000, NULL,
+    {"refresh", "backlog_ms", OPT_DURATION, ST_U64, G(backlog_ms), "100ms", 0, 3600000, NULL,
      OPT_RELOAD | OPT_BOUNDED,
      "When the oldest user waiting in the recent lane was marked longer ago than this (the "
      "rounds of refresh.batch fell behind: a stall, a burst), a round takes up to "
      "refresh.batch_behind users, newest first, so the backlog goes in one larger round "
-     "instead of waiting behind round after round. 0: never.",
+     "instead of waiting behind round after round (at 10k events/s, 1M items: p99.9 "
+     "0.2-0.4 s in two runs with 100 ms, 0.3-0.9 s without; with 50 ms the rounds could "
+     "stay large, p50 up to 132 ms). 0: never.",
      NULL},
     {"refresh", "staleness_target_ms", OPT_DURATION, ST_U64, G(staleness_target_ms), "1s", 1,
      3600000, NULL, OPT_RELOAD | OPT_BOUNDED,
