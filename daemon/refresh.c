@@ -170,7 +170,8 @@ struct refresher {
 	 * is current while its user is in that lane with that mark's time;
 	 * the others are skipped when reached (deferred_users counts the
 	 * current deferred ones). Per stable user: its lane, the
-	 * time of its newest mark, its newest trigger, its last refresh and its
+	 * time of its newest mark, its newest trigger, when it was last taken
+	 * into a round (min_interval counts from it) and its
 	 * last published list. */
 	struct mark *recent; /* [recent_bottom, recent_count): oldest at the bottom */
 	size_t recent_bottom, recent_count, recent_capacity, recent_users;
@@ -324,6 +325,38 @@ static void pool_stop(struct refresher *r)
 	free(p->tasks);
 }
 
+/* A round's room for up to batch users. @returns false when out of memory
+ * (what was allocated is freed by round_free()). */
+static bool round_init(struct round *rd, size_t batch)
+{
+	rd->stables = calloc(batch, sizeof *rd->stables);
+	rd->taken_trigger_ts = calloc(batch, sizeof *rd->taken_trigger_ts);
+	rd->taken_arrival = calloc(batch, sizeof *rd->taken_arrival);
+	rd->by_variant = calloc(STATE_MAX_VARIANTS * batch, sizeof *rd->by_variant);
+	return rd->stables != NULL && rd->taken_trigger_ts != NULL && rd->taken_arrival != NULL &&
+	       rd->by_variant != NULL;
+}
+
+static void round_free(struct round *rd)
+{
+	for (size_t g = 0; g < rd->group_capacity; g++) {
+		struct group *gr = &rd->groups[g];
+		model_batch_free(&gr->batch);
+		free(gr->slots);
+		free(gr->results);
+		free(gr->lengths);
+		free(gr->warm_results);
+		free(gr->shadow_results);
+		free(gr->warm_counts);
+		free(gr->shadow_counts);
+	}
+	free(rd->groups);
+	free(rd->stables);
+	free(rd->taken_trigger_ts);
+	free(rd->taken_arrival);
+	free(rd->by_variant);
+}
+
 struct refresher *refresher_new(const struct refresh_config *config, char *errstr,
 				size_t errstr_size)
 {
@@ -336,16 +369,7 @@ struct refresher *refresher_new(const struct refresh_config *config, char *errst
 	r->c.metrics->refresh_round_limit = (int64_t)r->round_limit;
 	r->pool.threads = config->threads;
 	r->pool.nice = config->nice;
-	bool rounds_made = true;
-	for (size_t n = 0; n < 2; n++) {
-		struct round *rd = &r->rounds[n];
-		rd->stables = calloc(r->batch, sizeof *rd->stables);
-		rd->taken_trigger_ts = calloc(r->batch, sizeof *rd->taken_trigger_ts);
-		rd->taken_arrival = calloc(r->batch, sizeof *rd->taken_arrival);
-		rd->by_variant = calloc(STATE_MAX_VARIANTS * r->batch, sizeof *rd->by_variant);
-		rounds_made = rounds_made && rd->stables != NULL && rd->taken_trigger_ts != NULL &&
-			      rd->taken_arrival != NULL && rd->by_variant != NULL;
-	}
+	bool rounds_made = round_init(&r->rounds[0], r->batch) && round_init(&r->rounds[1], r->batch);
 	r->round = &r->rounds[0];
 	r->items = calloc(MAX_K, sizeof *r->items);
 	r->record = malloc(LIST_RECORD_BYTES);
@@ -415,25 +439,8 @@ void refresher_free(struct refresher *r)
 	free(r->items_scratch);
 	for (size_t v = 0; v < STATE_MAX_VARIANTS; v++)
 		free(r->listable[v]);
-	for (size_t n = 0; n < 2; n++) {
-		struct round *rd = &r->rounds[n];
-		for (size_t g = 0; g < rd->group_capacity; g++) {
-			struct group *gr = &rd->groups[g];
-			model_batch_free(&gr->batch);
-			free(gr->slots);
-			free(gr->results);
-			free(gr->lengths);
-			free(gr->warm_results);
-			free(gr->shadow_results);
-			free(gr->warm_counts);
-			free(gr->shadow_counts);
-		}
-		free(rd->groups);
-		free(rd->stables);
-		free(rd->taken_trigger_ts);
-		free(rd->taken_arrival);
-		free(rd->by_variant);
-	}
+	round_free(&r->rounds[0]);
+	round_free(&r->rounds[1]);
 	free(r->items);
 	free(r);
 }
