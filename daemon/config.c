@@ -303,8 +303,14 @@ static const struct option options[] = {
      "While events wait to be learned, refreshing takes at most this share of the loop's "
      "time (learning keeps up, lists refresh less often); otherwise it takes all idle time.",
      NULL},
-    {"refresh", "min_interval_ms", OPT_DURATION, ST_U64, G(min_interval_ms), "100ms", 0, 3600000,
-     NULL, OPT_RELOAD | OPT_BOUNDED, "A user's list is recomputed at most this often.", NULL},
+    {"refresh", "min_interval_ms", OPT_DURATION, ST_U64, G(min_interval_ms), "20ms", 0, 3600000,
+     NULL, OPT_RELOAD | OPT_BOUNDED,
+     "A user's list is recomputed at most this often (counted from when it was taken into a "
+     "round). A user's next event within it waits for the rest: in a stream of sessions "
+     "that wait is most of the freshness tail (at 10k events/s, 1M items, 100ms held about "
+     "13% of the lists, p99 about 100 ms in calm seconds; 20ms: 45-70 ms). Under overload "
+     "the lanes merge a user's marks anyway.",
+     NULL},
     {"refresh", "backlog_ms", OPT_DURATION, ST_U64, G(backlog_ms), "100ms", 0, 3600000, NULL,
      OPT_RELOAD | OPT_BOUNDED,
      "When the oldest user waiting in the recent lane was marked longer ago than this (the "

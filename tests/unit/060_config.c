@@ -83,7 +83,7 @@ static void defaults(void **state)
 	assert_int_equal(c.refresh_interval_ms, 50);
 	assert_int_equal(c.refresh_batch, 128);
 	assert_int_equal(c.refresh_batch_behind, 1024);
-	assert_int_equal(c.min_interval_ms, 100);
+	assert_int_equal(c.min_interval_ms, 20);
 	assert_int_equal(c.log_level, CONFIG_LOG_INFO);
 	assert_string_equal(c.experiment_salt, "streamrec");
 	assert_int_equal(c.variant_count, 1);
@@ -453,7 +453,7 @@ static void reload(void **state)
 	    0);
 	/* one line: the reload is logged as one message */
 	assert_string_equal(changes, "refresh.interval_ms: 50ms -> 100ms; "
-				     "refresh.min_interval_ms: 100ms -> 1s; "
+				     "refresh.min_interval_ms: 20ms -> 1s; "
 				     "log.level: info -> debug");
 	assert_int_equal(next.refresh_interval_ms, 100);
 	config_free(&next);
