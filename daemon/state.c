@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <xxhash.h>
 
@@ -164,22 +162,6 @@ struct state {
 	unsigned char *pay_row; /* ROW_BUFFER bytes: the payer's own scratch */
 	size_t pay_quota;
 	uint64_t events_since_commit;
-
-	/* Batch memory is first touched by the writer, not the loop: after a
-	 * batch larger than any before, every batch is kept at batch_room
-	 * bytes (a quarter more), and the writer prefaults the new room's
-	 * pages (keep_room()). The first commits after a start had faulted
-	 * their growing batches in on the loop's thread: at 1M items and 10k
-	 * events/s, 8% of the loop in the first 16 s, and lists 0.6 s old
-	 * around the second and third commits. batch_most is the loop's;
-	 * batch_room and the spans are under lock. */
-	size_t batch_most, batch_room;
-	struct prefault_span {
-		void *base;
-		size_t len;
-	} prefault[2];
-	size_t prefault_count;
-	bool prefaulting;
 };
 
 /* ---- loading ---------------------------------------------------------------------- */
@@ -361,71 +343,6 @@ static int load_item_counts_row(const void *key, size_t key_len, const void *val
 	return load_item_part(key, key_len, value, value_len, ctx, true);
 }
 
-/* Batches are kept at room for a quarter more than the largest, whole 2 MiB. */
-#define ROOM_ALIGN ((size_t)2 << 20)
-
-/*
- * Faults the whole pages of [base, base + len) in, writable, without
- * changing what they hold (MADV_POPULATE_WRITE, Linux 5.14; a no-op where
- * the kernel refuses it). Harmless on memory that has been freed and
- * reused since: no byte is read or written, so the loop may go on filling
- * the batch meanwhile.
- */
-static void prefault(void *base, size_t len)
-{
-#ifdef MADV_POPULATE_WRITE
-	long size = sysconf(_SC_PAGESIZE);
-	uintptr_t page = size > 0 ? (uintptr_t)size : 4096;
-	uintptr_t from = ((uintptr_t)base + page - 1) & ~(page - 1);
-	uintptr_t to = ((uintptr_t)base + len) & ~(page - 1);
-	if (to > from)
-		(void)madvise((void *)from, to - from, MADV_POPULATE_WRITE);
-#else
-	(void)base;
-	(void)len;
-#endif
-}
-
-/* The writer's: its batch, written, emptied and given the room, prefaulted. */
-static void room_written(struct state *s, size_t room)
-{
-	void *base;
-	size_t capacity;
-	store_batch_clear(s->inflight);
-	if (room == 0 || store_batch_reserve(s->inflight, room) != 0)
-		return; /* out of memory: the loop grows it when it must */
-	store_batch_span(s->inflight, &base, &capacity);
-	prefault(base, capacity);
-}
-
-/*
- * The loop's, when a batch of `bytes` is complete: one larger than any
- * before sets the room, and the loop's own batches (the one filling, and
- * the spare) grow to it untouched, their pages left to the writer; the
- * batch in flight gets it once written (room_written()).
- */
-static void keep_room(struct state *s, size_t bytes)
-{
-	if (bytes <= s->batch_most)
-		return;
-	s->batch_most = bytes;
-	size_t room = bytes + bytes / 4;
-	room = (room + ROOM_ALIGN - 1) / ROOM_ALIGN * ROOM_ALIGN;
-	struct store_batch *own[2] = {s->batch, s->spare};
-	pthread_mutex_lock(&s->lock);
-	s->batch_room = room;
-	s->prefault_count = 0;
-	for (size_t b = 0; b < 2; b++) {
-		struct prefault_span *span = &s->prefault[s->prefault_count];
-		if (own[b] != NULL && store_batch_reserve(own[b], room) == 0) {
-			store_batch_span(own[b], &span->base, &span->len);
-			s->prefault_count++;
-		}
-	}
-	pthread_cond_broadcast(&s->wake);
-	pthread_mutex_unlock(&s->lock);
-}
-
 static void *writer_main(void *arg)
 {
 	struct state *s = arg;
@@ -439,31 +356,12 @@ static void *writer_main(void *arg)
 	}
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		while (!s->busy && !s->stopping && s->prefault_count == 0)
+		while (!s->busy && !s->stopping)
 			pthread_cond_wait(&s->wake, &s->lock);
-		if (s->prefault_count > 0) {
-			struct prefault_span spans[2];
-			size_t count = s->prefault_count;
-			memcpy(spans, s->prefault, count * sizeof *spans);
-			s->prefault_count = 0;
-			s->prefaulting = true;
-			pthread_mutex_unlock(&s->lock);
-			for (size_t i = 0; i < count; i++)
-				prefault(spans[i].base, spans[i].len);
-			pthread_mutex_lock(&s->lock);
-			s->prefaulting = false;
-			pthread_cond_broadcast(&s->wake);
-			continue;
-		}
 		if (!s->busy)
 			break;
 		pthread_mutex_unlock(&s->lock);
 		int rc = store_commit(s->store, s->inflight, why, sizeof why);
-		pthread_mutex_lock(&s->lock);
-		size_t room = s->batch_room;
-		pthread_mutex_unlock(&s->lock);
-		if (rc == 0)
-			room_written(s, room);
 		pthread_mutex_lock(&s->lock);
 		if (rc != 0) {
 			s->failed = 1;
@@ -507,7 +405,6 @@ static void pay_item_vector(void *ctx, const struct model *model, uint32_t item)
  * that sealed it waited for the write before). */
 static void hand_over_sealed(struct state *s)
 {
-	size_t bytes = store_batch_bytes(s->sealed);
 	pthread_mutex_lock(&s->lock);
 	while (s->busy)
 		pthread_cond_wait(&s->wake, &s->lock);
@@ -519,7 +416,6 @@ static void hand_over_sealed(struct state *s)
 	s->busy = true;
 	pthread_cond_broadcast(&s->wake);
 	pthread_mutex_unlock(&s->lock);
-	keep_room(s, bytes);
 }
 
 /* Pays up to `quota` owed rows of each variant; the sealed batch goes to
@@ -568,16 +464,6 @@ int state_flush(struct state *state, char *errstr, size_t errstr_size)
 		set_errstr(errstr, errstr_size, "%s", state->failure);
 	pthread_mutex_unlock(&state->lock);
 	return failed ? -1 : 0;
-}
-
-void state_wait_writer(struct state *state)
-{
-	if (!state->writer_started)
-		return;
-	pthread_mutex_lock(&state->lock);
-	while (state->busy || state->prefault_count > 0 || state->prefaulting)
-		pthread_cond_wait(&state->wake, &state->lock);
-	pthread_mutex_unlock(&state->lock);
 }
 
 struct state *state_open(const struct state_config *config, char *errstr, size_t errstr_size)
@@ -1658,7 +1544,6 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 		s->spare = NULL;
 		return 0;
 	}
-	size_t bytes = store_batch_bytes(s->batch);
 	pthread_mutex_lock(&s->lock);
 	struct store_batch *spare = s->inflight;
 	s->inflight = s->batch;
@@ -1667,7 +1552,6 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 	s->busy = true;
 	pthread_cond_broadcast(&s->wake);
 	pthread_mutex_unlock(&s->lock);
-	keep_room(s, bytes);
 	return 0;
 out_nomem:
 	set_errstr(errstr, errstr_size, "out of memory committing the state");

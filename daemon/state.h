@@ -257,10 +257,6 @@ void state_pay(struct state *state);
  * @returns 0, or -1 with its error. */
 int state_flush(struct state *state, char *errstr, size_t errstr_size);
 
-/** @brief Wait until the writer is idle: no write in flight, and the batches'
- * new room prefaulted (tests, and measurements of a quiet state). */
-void state_wait_writer(struct state *state);
-
 /** @brief The stored offset of topic/partition: 1 found, 0 none, -1 error. */
 int state_offset(struct state *state, const char *topic, int32_t partition, int64_t *offset,
 		 char *errstr, size_t errstr_size);

@@ -1119,37 +1119,6 @@ void store_batch_free(struct store_batch *batch)
 	free(batch);
 }
 
-size_t store_batch_bytes(const struct store_batch *batch)
-{
-	return batch->ops_len;
-}
-
-int store_batch_reserve(struct store_batch *batch, size_t bytes)
-{
-	if (bytes <= batch->ops_cap)
-		return 0;
-	unsigned char *grown;
-	if (batch->ops_len == 0) {
-		grown = malloc(bytes); /* nothing to keep: no copy of the old capacity */
-		if (grown == NULL)
-			return -1;
-		free(batch->ops);
-	} else {
-		grown = realloc(batch->ops, bytes);
-		if (grown == NULL)
-			return -1;
-	}
-	batch->ops = grown;
-	batch->ops_cap = bytes;
-	return 0;
-}
-
-void store_batch_span(const struct store_batch *batch, void **base, size_t *capacity)
-{
-	*base = batch->ops;
-	*capacity = batch->ops_cap;
-}
-
 static void batch_add(struct store_batch *batch, enum batch_op_kind kind, enum store_family family,
 		      const void *key, size_t key_len, const void *value, size_t value_len)
 {

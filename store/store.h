@@ -209,22 +209,6 @@ size_t store_batch_offset_count(const struct store_batch *batch);
 /** @brief Forget everything the batch holds, including a remembered error. */
 void store_batch_clear(struct store_batch *batch);
 
-/** @returns the bytes the batch's operations take (keys, values and framing). */
-size_t store_batch_bytes(const struct store_batch *batch);
-
-/**
- * @brief Make room for `bytes` of operations without touching the new
- * memory (an empty batch gets a fresh buffer, not a copy).
- * @returns 0, or -1 when out of memory (the batch is unchanged).
- */
-int store_batch_reserve(struct store_batch *batch, size_t bytes);
-
-/**
- * @brief Where the batch's buffer is: *base and *capacity (bytes), for
- * prefaulting its pages from another thread; valid until the batch grows.
- */
-void store_batch_span(const struct store_batch *batch, void **base, size_t *capacity);
-
 /**
  * @brief Write the whole batch, rows and offsets, in one RocksDB
  * WriteBatch: all or nothing.
