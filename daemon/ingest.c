@@ -1047,6 +1047,15 @@ static void on_pay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		ev_timer_stop(loop, w);
 }
 
+
+/* The state's size gauges (users, items): set at each commit, and at the
+ * start, so a scrape before the first commit does not read 0 items. */
+static void note_state_size(struct daemon *d)
+{
+	d->metrics->items = (int64_t)state_item_count(d->state);
+	d->metrics->users = (int64_t)state_user_count(d->state);
+}
+
 static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
@@ -1070,8 +1079,7 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	d->metrics->assigned_partitions = (int64_t)consumer_assigned_count(d->consumer);
 	count_text_pool(d);
-	d->metrics->items = (int64_t)state_item_count(d->state);
-	d->metrics->users = (int64_t)state_user_count(d->state);
+	note_state_size(d);
 	state_user_restores(d->state, &d->metrics->user_restores_total,
 			    &d->metrics->user_restores_waited_total);
 	struct state_lifecycle_counts life;
@@ -1199,6 +1207,7 @@ out_free:
 
 void ingest_start(struct daemon *d)
 {
+	note_state_size(d); /* from the start, not from the first commit */
 	double commit_s = (double)d->config.commit_interval_ms / 1000.0;
 	ev_timer_init(&d->commit_timer, on_commit_timer, commit_s, commit_s);
 	d->commit_timer.data = d;

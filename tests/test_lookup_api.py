@@ -270,8 +270,9 @@ def test_bootstrap_from_history_with_replay_config(api_daemon, tmp_path):
     daemon = api_daemon()
     daemon.add_config("[variant.model]\nshare = 0.5\n"
                       "[variant.control]\nshare = 0.5\npolicy = popularity\n")
+    # no commit while the test runs: the size gauges must be right from the start
     daemon.config.write_text(daemon.config.read_text().replace(
-        "commit_interval_ms = 500ms\n", "commit_interval_ms = 500ms\non_empty = latest\n"))
+        "commit_interval_ms = 500ms\n", "commit_interval_ms = 10m\non_empty = latest\n"))
     out = subprocess.run([STREAMREC, "replay", "--config", daemon.config, history],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -280,6 +281,9 @@ def test_bootstrap_from_history_with_replay_config(api_daemon, tmp_path):
                               "model"], capture_output=True, text=True, timeout=120)
     assert learned.returncode == 0, learned.stderr
     daemon.start()
+    # the history's items and users, before any commit (the gauges had read 0 until the first)
+    assert daemon.metric("streamrec_items") >= 90
+    assert daemon.metric("streamrec_users") >= 150
     # "latest" is resolved when the partitions are first fetched: send until some are learned
     for _ in range(10):
         send_raw(daemon.broker.bootstrap, daemon.events,
