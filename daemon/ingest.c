@@ -1047,7 +1047,6 @@ static void on_pay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		ev_timer_stop(loop, w);
 }
 
-
 /* The state's size gauges (users, items): set at each commit, and at the
  * start, so a scrape before the first commit does not read 0 items. */
 static void note_state_size(struct daemon *d)
