@@ -32,6 +32,7 @@
 #include "daemon.h"
 #include "ingest.h"
 #include "log.h"
+#include "memkeep.h"
 #include "model.h"
 #include "ops.h"
 #include "publish.h"
@@ -295,6 +296,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* before any thread: freed memory (memtables, commit batches) is reused,
+	 * not faulted in again (common/memkeep.h); false under a sanitizer */
+	bool kept = memkeep_process();
 	if (config_load(config_path, &d->config, errstr, sizeof errstr) != 0) {
 		log_start_error("%s", errstr);
 		return 2;
@@ -310,6 +314,9 @@ int main(int argc, char **argv)
 	char kernel[256];
 	blas_describe(&d->blas, kernel, sizeof kernel);
 	log_line(d->blas.refused[0] ? LOG_PRIORITY_WARNING : LOG_PRIORITY_INFO, "%s", kernel);
+	if (!kept)
+		log_line(LOG_PRIORITY_INFO, "memory: the allocator refused mallopt(): freed memory "
+					    "goes back to the kernel (glibc's default)");
 	if (open_text_model(d, config_path) != 0) {
 		status = 2;
 		goto out_free;

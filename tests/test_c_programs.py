@@ -3,6 +3,8 @@
 Each tests/unit/NNN_name.c and tests/integration/NNN_name.c is one behaviour
 and one program; integration programs get the session's real Kafka broker
 (and, those named *registry*, the session's real schema registry).
+tests/plain/NNN_name.c are built without a sanitizer: what they test (glibc's
+allocator) a sanitizer's allocator would replace.
 """
 import pytest
 
@@ -10,6 +12,7 @@ from harness import BUILD, ROOT, run_program
 
 UNIT_SOURCES = sorted((ROOT / "tests" / "unit").glob("*.c"))
 INTEGRATION_SOURCES = sorted((ROOT / "tests" / "integration").glob("*.c"))
+PLAIN_SOURCES = sorted((ROOT / "tests" / "plain").glob("*.c"))
 
 
 def binary_for(source, kind):
@@ -31,6 +34,11 @@ def test_unit(source):
     check(run_program([binary_for(source, "unit")]), source.stem)
 
 
+@pytest.mark.parametrize("source", PLAIN_SOURCES, ids=lambda s: s.stem)
+def test_plain(source):
+    check(run_program([binary_for(source, "plain")]), source.stem)
+
+
 @pytest.mark.kafka
 @pytest.mark.parametrize("source", INTEGRATION_SOURCES, ids=lambda s: s.stem)
 def test_integration(source, kafka_broker, request):
@@ -48,3 +56,4 @@ def test_integration(source, kafka_broker, request):
 def test_every_test_source_is_collected():
     assert UNIT_SOURCES, "no unit tests found"
     assert INTEGRATION_SOURCES, "no integration tests found"
+    assert PLAIN_SOURCES, "no plain (unsanitized) tests found"
