@@ -19,6 +19,8 @@
 #                 README's 85k-item stream (medians of EVAL_RUNS=3 runs, a few minutes)
 #   make bench-e2e  end-to-end benchmark (broker, streamrecd, fixed rates, freshness):
 #                 build/bench-results/e2e.md and PNG plots (about 10 minutes)
+#   make bench-e2e-matrix  the same for 100k and 1M items, both engines, one table
+#                 and plot: build/bench-results/matrix/e2e-matrix.md (about 25 minutes)
 #   make bench-api  the lookup API under load while ingesting 10k events/s:
 #                 build/bench-results/api.md (about two minutes)
 #   make bench-soak  the embedding life cycle: churning users with and without
@@ -145,7 +147,7 @@ TEST_TOOLS := $(BUILD)/tests/codec_tool $(BUILD)/tests/kafka_send $(BUILD)/tests
 BENCH_COLLECT := $(BUILD)/bench/collect
 BENCH_API_CLIENT := $(BUILD)/bench/api_client
 
-.PHONY: FORCE check-layers all run deps deps-apt deps-kafka deps-registry deps-python deps-data deps-model bench-embed test test-build fuzz bench bench-peers bench-real bench-eval bench-e2e bench-api bench-scale bench-soak man install uninstall deb clean format
+.PHONY: FORCE check-layers all run deps deps-apt deps-kafka deps-registry deps-python deps-data deps-model bench-embed test test-build fuzz bench bench-peers bench-real bench-eval bench-e2e bench-e2e-matrix bench-api bench-scale bench-soak man install uninstall deb clean format
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -398,6 +400,14 @@ bench-eval: $(BUILD)/streamrec
 bench-e2e: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
 	tools/kafka-broker fetch >/dev/null
 	$(BENCH_VENV)/bin/python bench/e2e.py --build $(abspath $(BUILD)) --out $(abspath $(BUILD))/bench-results $(E2E_ARGS)
+
+# Issue 12's matrix: bench/e2e.py at 100k and 1M items with each engine, one
+# run after the other, then one table and one plot of them all
+# (bench/e2e_matrix.py; E2E_ARGS go to every run).
+bench-e2e-matrix: all $(BENCH_COLLECT) $(BENCH_VENV)/.installed
+	tools/kafka-broker fetch >/dev/null
+	$(BENCH_VENV)/bin/python bench/e2e_matrix.py --build $(abspath $(BUILD)) \
+	  --out $(abspath $(BUILD))/bench-results/matrix -- --max-attempts 0 $(E2E_ARGS)
 
 # The lookup API under load: bench/api.py starts a broker and streamrecd with
 # api.listen, learns a warm-up stream, then bench/api_client (C, epoll,
