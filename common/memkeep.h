@@ -6,8 +6,9 @@
  * memtables, the commit batches, a round's scratch) then faults the same
  * amount in again, page by page, on whichever thread touches it first: the
  * event loop, the state writer. Where page faults are dear (a VM whose
- * freed pages go back to its host) that is a large share of the writer's
- * time and stalls on the loop. Fixing the thresholds keeps what was freed
+ * freed pages go back to its host) that costs the writer time and can
+ * stall the loop (measured end to end on such a VM; how much of it is
+ * faults was not isolated). Fixing the thresholds keeps what was freed
  * for the next allocation; memory already returned is not affected.
  */
 #ifndef STREAMREC_MEMKEEP_H
