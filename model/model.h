@@ -929,7 +929,8 @@ size_t model_export_item(const struct model *model, uint32_t item, void *buf, si
  * recent_items rows), while the counts (popularity, sampler place,
  * co-visitation successors, which grow to covis_neighbours entries, and the
  * content section) change for the counted item and its co-visitation
- * neighbours only. Measured at 1M items, 10k events/s: README, Performance.
+ * neighbours only. Measured at 1M items, 10k events/s: bench/HISTORY.md,
+ * "1M items, 1 December 2026".
  */
 /** What of an item changed since model_clear_dirty() (model_item_dirty_parts). */
 enum { MODEL_ITEM_VECTOR = 1, MODEL_ITEM_COUNTS = 2 };
