@@ -239,7 +239,7 @@ int main(int argc, char **argv)
 	struct topk *by_shape, *pinned[3];
 
 	struct blas_report blas;
-	char errstr[512], kernel[256];
+	char errstr[512], kernel[384];
 	(void)argc;
 	if (blas_choose(getenv("STREAMREC_BLAS_KERNEL"), argv, &blas, errstr, sizeof errstr) != 0) {
 		fprintf(stderr, "bench_topk: %s\n", errstr);

@@ -23,9 +23,10 @@ static int cli_blas_info(int argc, char **argv)
 				"or OPENBLAS_CORETYPE=NAME choose the kernel)\n");
 		return 2;
 	}
-	printf("kernel %s\nchosen_by %s\ncpu_best %s\nrefused %s\nself_check %s\n"
-	       "self_check_max_relative_error %.3g\nconfig %s\n",
+	printf("kernel %s\nchosen_by %s\ncpu_best %s\nbelow_cpu_best %s\nrefused %s\n"
+	       "self_check %s\nself_check_max_relative_error %.3g\nconfig %s\n",
 	       cli_blas.kernel, blas_choice_name(cli_blas.choice), cli_blas.cpu_best,
+	       blas_below_cpu_best(&cli_blas) ? "yes" : "no",
 	       cli_blas.refused[0] ? cli_blas.refused : "-", cli_blas.self_check_ok ? "ok" : "failed",
 	       cli_blas.self_check_error, cli_blas.config);
 	return 0;

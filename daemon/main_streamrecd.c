@@ -311,9 +311,11 @@ int main(int argc, char **argv)
 		config_free(&d->config);
 		return 2;
 	}
-	char kernel[256];
+	char kernel[384];
 	blas_describe(&d->blas, kernel, sizeof kernel);
-	log_line(d->blas.refused[0] ? LOG_PRIORITY_WARNING : LOG_PRIORITY_INFO, "%s", kernel);
+	log_line(d->blas.refused[0] || blas_below_cpu_best(&d->blas) ? LOG_PRIORITY_WARNING
+								     : LOG_PRIORITY_INFO,
+		 "%s", kernel);
 	if (!kept)
 		log_line(LOG_PRIORITY_INFO, "memory: the allocator refused mallopt(): freed memory "
 					    "goes back to the kernel (glibc's default)");

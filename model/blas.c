@@ -271,14 +271,34 @@ int blas_choose(const char *requested, char **argv, struct blas_report *report, 
 	return 0;
 }
 
+bool blas_below_cpu_best(const struct blas_report *report)
+{
+	return rank_of(report->kernel) < rank_of(report->cpu_best);
+}
+
 void blas_describe(const struct blas_report *report, char *out, size_t out_size)
 {
-	char refused[80] = "";
+	static const char *const why[] = {
+	    [BLAS_CHOSEN_REQUEST] = "blas.kernel (or STREAMREC_BLAS_KERNEL) names it",
+	    [BLAS_CHOSEN_ENVIRONMENT] = "OPENBLAS_CORETYPE in the environment names it",
+	    [BLAS_CHOSEN_FALLBACK] = "the better kernel failed the self-check"};
+	char refused[80] = "", below[192] = "";
+
 	if (report->refused[0] != '\0')
 		snprintf(refused, sizeof refused, "; %s refused by the self-check", report->refused);
+	if (blas_below_cpu_best(report)) {
+		const char *because = (unsigned)report->choice < sizeof why / sizeof why[0] &&
+					      why[report->choice] != NULL
+					  ? why[report->choice]
+					  : "OpenBLAS picked it";
+		snprintf(below, sizeof below,
+			 "; below this CPU's best, %s, because %s: products run slower than they "
+			 "could",
+			 report->cpu_best, because);
+	}
 	snprintf(out, out_size,
 		 "OpenBLAS kernel %s (chosen by: %s; CPU best %s; self-check %s, max relative "
-		 "error %.1e%s)",
+		 "error %.1e%s%s)",
 		 report->kernel, blas_choice_name(report->choice), report->cpu_best,
-		 report->self_check_ok ? "ok" : "FAILED", report->self_check_error, refused);
+		 report->self_check_ok ? "ok" : "FAILED", report->self_check_error, refused, below);
 }

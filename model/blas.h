@@ -76,6 +76,14 @@ int blas_choose(const char *requested, char **argv, struct blas_report *report, 
 const char *blas_target(const char *in_use, const char *cpu_best, const char *requested,
 			bool environment, enum blas_choice *choice);
 
+/**
+ * @returns whether the kernel in use ranks below the best the CPU runs:
+ * only an operator's choice (OPENBLAS_CORETYPE, a named blas.kernel) or a
+ * fallback leaves it there, and its products run slower than they could
+ * (the daemon logs it as a warning; `streamrec blas` prints it).
+ */
+bool blas_below_cpu_best(const struct blas_report *report);
+
 /** @returns true when name is a kernel family this module can choose. */
 bool blas_kernel_known(const char *name);
 

@@ -3,6 +3,7 @@
 the benchmarks. Every kernel family the CPU runs must compute the engine's
 products within float tolerance of a double-precision reference."""
 import os
+import re
 import subprocess
 
 import pytest
@@ -71,3 +72,31 @@ def test_an_unknown_kernel_is_an_error_naming_it():
     result, _ = blas(STREAMREC_BLAS_KERNEL="Pentium9")
     assert result.returncode != 0
     assert 'unknown kernel "Pentium9"' in result.stderr
+
+
+def test_a_kernel_below_the_cpus_best_is_flagged_and_the_daemon_warns(tmp_path):
+    _, fields = blas()
+    assert fields["below_cpu_best"] == "no", fields
+    if fields["cpu_best"] == "Prescott":
+        pytest.skip("this CPU's best is the lowest kernel")
+    _, fields = blas(OPENBLAS_CORETYPE="Prescott")
+    assert fields["below_cpu_best"] == "yes", fields
+
+    config = tmp_path / "streamrecd.conf"
+    config.write_text(f"[state]\ndir = {tmp_path / 'state'}\n"
+                      "[kafka]\nbootstrap.servers = 127.0.0.1:9\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "STREAMREC_BLAS_KERNEL", "STREAMREC_BLAS_FAULT")}
+    check = [BUILD / "streamrecd", "--config", config, "--check"]
+    out = subprocess.run(check, env={**env, "OPENBLAS_CORETYPE": "Prescott"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    # a warning (priority 4), naming the CPU's best and the reason
+    assert re.search(r"^<4>streamrecd: OpenBLAS kernel Prescott \(.*below this CPU's best, "
+                     + re.escape(fields["cpu_best"])
+                     + r", because OPENBLAS_CORETYPE in the environment names it",
+                     out.stderr, re.M), out.stderr
+    out = subprocess.run(check, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^<6>streamrecd: OpenBLAS kernel \w+ \(", out.stderr, re.M), out.stderr
+    assert "below this CPU's best" not in out.stderr

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "blas.h"
@@ -54,6 +55,40 @@ static void test_kernel_names(void **unused)
 	assert_true(blas_kernel_known(blas_cpu_best()));
 }
 
+/* A kernel below the CPU's best is named as such, with the reason; the
+ * best itself, or a kernel above it, is not. */
+static void test_a_kernel_below_the_cpus_best_is_described_so(void **unused)
+{
+	(void)unused;
+	struct blas_report report = {.kernel = "Haswell", .cpu_best = "Cooperlake",
+				     .choice = BLAS_CHOSEN_ENVIRONMENT, .self_check_ok = true};
+	char line[384];
+
+	assert_true(blas_below_cpu_best(&report));
+	blas_describe(&report, line, sizeof line);
+	assert_non_null(strstr(line, "below this CPU's best, Cooperlake, because "
+				     "OPENBLAS_CORETYPE in the environment names it"));
+	report.choice = BLAS_CHOSEN_REQUEST;
+	blas_describe(&report, line, sizeof line);
+	assert_non_null(strstr(line, "because blas.kernel"));
+	report.choice = BLAS_CHOSEN_FALLBACK;
+	snprintf(report.refused, sizeof report.refused, "Cooperlake");
+	blas_describe(&report, line, sizeof line);
+	assert_non_null(strstr(line, "Cooperlake refused by the self-check"));
+	assert_non_null(strstr(line, "because the better kernel failed the self-check"));
+
+	struct blas_report best = {.kernel = "Cooperlake", .cpu_best = "Cooperlake",
+				   .choice = BLAS_CHOSEN_LIBRARY, .self_check_ok = true};
+	assert_false(blas_below_cpu_best(&best));
+	blas_describe(&best, line, sizeof line);
+	assert_null(strstr(line, "below"));
+	/* Zen ranks with Haswell: not below a Haswell-class CPU */
+	struct blas_report zen = {.kernel = "Zen", .cpu_best = "Haswell"};
+	assert_false(blas_below_cpu_best(&zen));
+	struct blas_report above = {.kernel = "SkylakeX", .cpu_best = "Haswell"};
+	assert_false(blas_below_cpu_best(&above));
+}
+
 static void test_the_kernel_in_use_passes_the_self_check(void **unused)
 {
 	(void)unused;
@@ -69,6 +104,7 @@ int main(void)
 	    cmocka_unit_test(test_a_request_is_honoured_even_when_weaker),
 	    cmocka_unit_test(test_the_operators_environment_is_kept),
 	    cmocka_unit_test(test_kernel_names),
+	    cmocka_unit_test(test_a_kernel_below_the_cpus_best_is_described_so),
 	    cmocka_unit_test(test_the_kernel_in_use_passes_the_self_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
