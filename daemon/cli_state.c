@@ -99,6 +99,7 @@ static struct state *open_configured(const char *command, const char *path, cons
 				  .start_from = start_from,
 				  .user_cache_users = cache_users ? cache_users : config.user_cache_users,
 				  .user_cache_bytes = config.user_cache_bytes,
+				  .block_cache_bytes = config.state_block_cache_bytes,
 				  .admit_after = config.lifecycle_admit_after,
 				  .item_admit_after = config.lifecycle_item_admit_after,
 				  .read_only = read_only};

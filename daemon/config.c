@@ -153,6 +153,15 @@ static const struct option options[] = {
      NULL, OPT_BOUNDED, "Users kept in memory at most; 0: no bound.", NULL},
     {"state", "user_cache_bytes", OPT_BYTES, ST_SIZE, G(user_cache_bytes), "0", 0, 1099511627776.0,
      NULL, OPT_BOUNDED, "Memory for users at most (the smaller bound wins); 0: no bound.", NULL},
+    {"state", "block_cache_bytes", OPT_BYTES, ST_SIZE, G(state_block_cache_bytes), "1G",
+     8388608.0, 1099511627776.0, NULL, OPT_BOUNDED,
+     "RocksDB's block cache: the state's blocks (and their indexes and filters) kept in "
+     "memory for reads. Users and items not in memory are read through it when met (every "
+     "user after a restart), so a cache much smaller than the state's user and item rows "
+     "(streamrec_state_bytes) makes learning read the disk: at 1M users and 1M items, 10.8k "
+     "events/s learned of 50k offered after a restart with 256 MiB, 36.9k with 2 GiB. "
+     "streamrec_state_block_cache_bytes shows its bound and use.",
+     NULL},
     {"state", "on_empty", OPT_ENUM, ST_ENUM, G(state_on_empty), "earliest", 0, 0, on_empty_names,
      0,
      "Where a partition starts when the state holds no offset for it (a new or wiped "

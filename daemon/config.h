@@ -123,6 +123,7 @@ struct config {
 	unsigned state_nice; /**< the state writer's nice increment (0..19); >0 also lowers RocksDB's pools */
 	size_t user_cache_users;
 	size_t user_cache_bytes;
+	size_t state_block_cache_bytes; /**< RocksDB's block cache */
 	enum config_on_empty state_on_empty;
 	/** Embedding life cycle (state.h): 0 = off. */
 	uint64_t lifecycle_user_ttl_ms;

@@ -1071,6 +1071,10 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (postponed)
 		return;
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
+	size_t cache_capacity, cache_usage;
+	state_block_cache(d->state, &cache_capacity, &cache_usage);
+	d->metrics->block_cache_capacity = (int64_t)cache_capacity;
+	d->metrics->block_cache_usage = (int64_t)cache_usage;
 	for (int f = 0; f < STORE_FAMILY_COUNT && f < METRICS_STATE_FAMILIES; f++) {
 		d->metrics->state_family_names[f] = store_family_name((enum store_family)f);
 		state_written(d->state, (enum store_family)f, &d->metrics->state_written_rows[f],

@@ -71,6 +71,7 @@ static int open_state(struct daemon *d, bool read_only, char *errstr, size_t err
 									: getenv("LOGS_DIRECTORY"),
 				  .user_cache_users = d->config.user_cache_users,
 				  .user_cache_bytes = d->config.user_cache_bytes,
+				  .block_cache_bytes = d->config.state_block_cache_bytes,
 				  .admit_after = d->config.lifecycle_admit_after,
 				  .item_admit_after = d->config.lifecycle_item_admit_after,
 				  .on_user_row = changelog_on_user_row,
@@ -359,6 +360,10 @@ int main(int argc, char **argv)
 	d->metrics = metrics_new(names, d->variant_count, errstr, sizeof errstr);
 	if (d->metrics == NULL)
 		goto out_error;
+	size_t cache_capacity, cache_usage; /* until the first commit refreshes them */
+	state_block_cache(d->state, &cache_capacity, &cache_usage);
+	d->metrics->block_cache_capacity = (int64_t)cache_capacity;
+	d->metrics->block_cache_usage = (int64_t)cache_usage;
 	metrics_set_blas(d->metrics, d->blas.kernel, d->blas.cpu_best,
 			 blas_choice_name(d->blas.choice));
 	if (d->text_model != NULL)

@@ -708,6 +708,12 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	text_printf(&t, "streamrec_items %" PRId64 "\n", m->items);
 	family(&t, "state_bytes", "gauge", "Size of the state store on disk.");
 	text_printf(&t, "streamrec_state_bytes %" PRId64 "\n", m->state_bytes);
+	family(&t, "state_block_cache_bytes", "gauge",
+	       "RocksDB's block cache: its bound (state.block_cache_bytes) and what it holds.");
+	text_printf(&t, "streamrec_state_block_cache_bytes{kind=\"capacity\"} %" PRId64 "\n",
+		    m->block_cache_capacity);
+	text_printf(&t, "streamrec_state_block_cache_bytes{kind=\"usage\"} %" PRId64 "\n",
+		    m->block_cache_usage);
 	family(&t, "state_written_rows_total", "counter",
 	       "Rows committed to the state, by store family (user and item rows: every row an "
 	       "event changed, once per commit).");

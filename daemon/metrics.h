@@ -201,6 +201,8 @@ struct metrics {
 	int64_t users;
 	int64_t items;
 	int64_t state_bytes;
+	/** The state's block cache: its bound and what it holds (bytes). */
+	int64_t block_cache_capacity, block_cache_usage;
 	/** Rows and bytes (keys and values) committed to the state per store
 	 * family, named in state_family_names (NULL: no such family). */
 	uint64_t state_written_rows[METRICS_STATE_FAMILIES];

@@ -470,6 +470,7 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 {
 	struct state *s;
 	struct store_config sc = {.path = config->dir,
+				  .block_cache_bytes = config->block_cache_bytes,
 				  .sync_commits = config->sync_commits,
 				  .low_priority_background = config->nice > 0,
 				  .read_only = config->read_only,
@@ -1669,6 +1670,11 @@ void state_user_restores(const struct state *state, uint64_t *restored, uint64_t
 {
 	*restored = state->restores;
 	*after_writer = state->restores_after_writer;
+}
+
+void state_block_cache(struct state *state, size_t *capacity, size_t *usage)
+{
+	store_block_cache(state->store, capacity, usage);
 }
 
 uint64_t state_bytes(struct state *state)

@@ -66,6 +66,8 @@ struct state_config {
 	size_t user_cache_users;
 	/** Or the same bound in bytes of memory (0: none); the smaller bound wins. */
 	size_t user_cache_bytes;
+	/** RocksDB's block cache (0: the store's default, 1 GiB). */
+	size_t block_cache_bytes;
 	/**
 	 * Called (on the committing thread, inside state_commit_async()) with
 	 * every user row a commit writes, under the user's stable index and its
@@ -294,6 +296,9 @@ long state_import(const char *dir, const char *path, char *errstr, size_t errstr
 
 /** @returns bytes of state on disk (estimate). */
 uint64_t state_bytes(struct state *state);
+
+/** The store's block cache: its bound and what it holds now, in bytes. */
+void state_block_cache(struct state *state, size_t *capacity, size_t *usage);
 
 /**
  * @brief Users read back from the store when met (evicted from the user

@@ -68,7 +68,7 @@ struct store_config {
 	 * `lost+found`) is initialised in place.
 	 */
 	const char *path;
-	/** Shared LRU block cache for all families; 0 = 256 MiB. */
+	/** Shared LRU block cache for all families; 0 = 1 GiB. */
 	size_t block_cache_bytes;
 	/** Memtable size of each family; 0 = 64 MiB (see store.c for the bounds on the total). */
 	size_t write_buffer_bytes;
@@ -292,6 +292,12 @@ int store_checkpoint(struct store *store, const char *dir, char *errstr, size_t 
  * property RocksDB cannot give counts 0.
  */
 uint64_t store_state_bytes(struct store *store);
+
+/**
+ * @brief The block cache's bound and what it holds now (data, index and
+ * filter blocks), in bytes.
+ */
+void store_block_cache(const struct store *store, size_t *capacity, size_t *usage);
 
 /**
  * @returns the fingerprint stored in meta (the first one given to an open),
