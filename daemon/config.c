@@ -159,7 +159,8 @@ static const struct option options[] = {
      "memory for reads. Users and items not in memory are read through it when met (every "
      "user after a restart), so a cache much smaller than the state's user and item rows "
      "(streamrec_state_bytes) makes learning read the disk: at 1M users and 1M items, 10.8k "
-     "events/s learned of 50k offered after a restart with 256 MiB, 36.9k with 2 GiB. "
+     "events/s learned of 50k offered after a restart with 256 MiB, 31.5k with 1 GiB, "
+     "36.9k with 2 GiB. "
      "streamrec_state_block_cache_bytes shows its bound and use.",
      NULL},
     {"state", "on_empty", OPT_ENUM, ST_ENUM, G(state_on_empty), "earliest", 0, 0, on_empty_names,

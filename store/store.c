@@ -164,7 +164,8 @@ static bool is_reserved_meta_key(const void *key, size_t key_len)
  *   and 1M items, after a restart (users are restored from the store when
  *   met) the loop spent about 40% of its time reading and checksumming
  *   blocks the cache had just dropped, and learned 10.8k events/s of 50k
- *   offered; 36.9k with 2 GiB (bench/e2e.py, one run each, 4 December).
+ *   offered; 31.5k with 1 GiB, 36.9k with 2 GiB (bench/e2e.py, one run
+ *   each, 4 December).
  * - Full bloom filters, 10 bits per key (~1% false positives), whole keys:
  *   reads are point reads, and a read of a key that does not exist (a new
  *   user) then costs no data block read.
