@@ -2011,7 +2011,7 @@ static void print_comment(FILE *out, const char *text)
 void config_print_default_file(FILE *out)
 {
 	struct config defaults;
-	char value[128], bounds[96], type[96], line[512];
+	char value[128], bounds[96], type[96], *line;
 	const char *section = NULL;
 	if (apply_defaults(&defaults) != 0)
 		return;
@@ -2036,10 +2036,13 @@ void config_print_default_file(FILE *out)
 			format_bounds(o, bounds, sizeof bounds);
 		else
 			bounds[0] = '\0';
-		snprintf(line, sizeof line, "%s (%s%s%s%s)", o->help,
-			 type_name(o, type, sizeof type), bounds[0] ? ", " : "", bounds,
-			 o->flags & OPT_RELOAD ? ", reloadable" : "");
+		/* sized to the text: a long help must not lose its type and bounds */
+		if (asprintf(&line, "%s (%s%s%s%s)", o->help, type_name(o, type, sizeof type),
+			     bounds[0] ? ", " : "", bounds,
+			     o->flags & OPT_RELOAD ? ", reloadable" : "") < 0)
+			return;
 		print_comment(out, line);
+		free(line);
 		if (o->flags & OPT_REQUIRED) { /* set, so the file works as installed */
 			fprintf(out, "%s = %s\n", o->key, o->example);
 			continue;
@@ -2060,8 +2063,10 @@ void config_print_default_file(FILE *out)
 	for (size_t i = 0; i < OPTION_COUNT; i++) {
 		if (options[i].scope != SCOPE_VARIANT_ONLY)
 			continue;
-		snprintf(line, sizeof line, "%s: %s", options[i].key, options[i].help);
+		if (asprintf(&line, "%s: %s", options[i].key, options[i].help) < 0)
+			return;
 		print_comment(out, line);
+		free(line);
 	}
 	fprintf(out, "#[variant.control]\n#share = 0.5\n#\n#[variant.wide]\n#share = 0.4\n"
 		     "#dim = 64\n#learning_rate = 0.05\n#\n#[variant.popular]\n#share = 0.1\n"

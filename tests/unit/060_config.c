@@ -549,6 +549,16 @@ static void shipped_file_is_the_generated_one(void **state)
 	fclose(f);
 	char *expected = generated(config_print_default_file);
 	assert_string_equal(shipped, expected);
+	/* every option's comment ends with its type and bounds, however long its
+	 * help (the options come before the variant examples) */
+	const char *options_end = strstr(shipped, "\n# A/B variants");
+	assert_non_null(options_end);
+	for (const char *at = strstr(shipped, "\n#"); at != NULL && at < options_end;
+	     at = strstr(at + 1, "\n#")) {
+		size_t name = strspn(at + 2, "abcdefghijklmnopqrstuvwxyz_.0123456789");
+		if (name > 0 && strncmp(at + 2 + name, " = ", 3) == 0 && at[-1] != ')')
+			fail_msg("the comment before '#%.*s' lost its end", (int)name, at + 2);
+	}
 
 	/* it loads as shipped (the two required keys are set), every value the default */
 	struct config from_file, base;
