@@ -1047,12 +1047,17 @@ static void on_pay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		ev_timer_stop(loop, w);
 }
 
-/* The state's size gauges (users, items): set at each commit, and at the
- * start, so a scrape before the first commit does not read 0 items. */
+/* The state's size gauges (users, items, the block cache's bound and use):
+ * set at each commit, and at the start, so a scrape before the first commit
+ * does not read 0 items. */
 static void note_state_size(struct daemon *d)
 {
+	size_t cache_capacity, cache_usage;
 	d->metrics->items = (int64_t)state_item_count(d->state);
 	d->metrics->users = (int64_t)state_user_count(d->state);
+	state_block_cache(d->state, &cache_capacity, &cache_usage);
+	d->metrics->block_cache_capacity = (int64_t)cache_capacity;
+	d->metrics->block_cache_usage = (int64_t)cache_usage;
 }
 
 static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1071,10 +1076,6 @@ static void on_commit_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	if (postponed)
 		return;
 	d->metrics->state_bytes = (int64_t)state_bytes(d->state);
-	size_t cache_capacity, cache_usage;
-	state_block_cache(d->state, &cache_capacity, &cache_usage);
-	d->metrics->block_cache_capacity = (int64_t)cache_capacity;
-	d->metrics->block_cache_usage = (int64_t)cache_usage;
 	for (int f = 0; f < STORE_FAMILY_COUNT && f < METRICS_STATE_FAMILIES; f++) {
 		d->metrics->state_family_names[f] = store_family_name((enum store_family)f);
 		state_written(d->state, (enum store_family)f, &d->metrics->state_written_rows[f],

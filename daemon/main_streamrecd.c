@@ -360,10 +360,6 @@ int main(int argc, char **argv)
 	d->metrics = metrics_new(names, d->variant_count, errstr, sizeof errstr);
 	if (d->metrics == NULL)
 		goto out_error;
-	size_t cache_capacity, cache_usage; /* until the first commit refreshes them */
-	state_block_cache(d->state, &cache_capacity, &cache_usage);
-	d->metrics->block_cache_capacity = (int64_t)cache_capacity;
-	d->metrics->block_cache_usage = (int64_t)cache_usage;
 	metrics_set_blas(d->metrics, d->blas.kernel, d->blas.cpu_best,
 			 blas_choice_name(d->blas.choice));
 	if (d->text_model != NULL)
