@@ -277,8 +277,9 @@ static int bench_size(size_t item_count, const size_t *nprobes, size_t nprobe_co
 	exact_per_cpu_s = BATCH / median(cpu_times, EXACT_RUNS);
 	printf("\n%zu items: exact (topk, 1 thread) %.0f lists/s wall, %.0f lists/CPU-s\n",
 	       item_count, exact_per_s, exact_per_cpu_s);
-	printf("  %-14s %6s %8s %7s %10s %10s %12s %9s %10s\n", "rule", "nlist", "build s",
-	       "nprobe", "cand/user", "lists/s", "lists/CPU-s", "x exact", "recall@20");
+	printf("  %-14s %6s %8s %7s %10s %10s %10s %12s %9s %10s\n", "rule", "nlist", "build s",
+	       "nprobe", "cand/user", "read/user", "lists/s", "lists/CPU-s", "x exact",
+	       "recall@20");
 
 	for (size_t r = 0; r < sizeof rules / sizeof *rules; r++) {
 		struct ivf_config config = {ROW_DIM, 0, BATCH, K, rules[r], 42, 1};
@@ -312,9 +313,10 @@ static int bench_size(size_t item_count, const size_t *nprobes, size_t nprobe_co
 			}
 			per_s = BATCH / median(times, INDEX_RUNS);
 			per_cpu_s = BATCH / median(cpu_times, INDEX_RUNS);
-			printf("  %-14s %6zu %8.2f %7zu %10.0f %10.0f %12.0f %8.1fx %10.4f\n",
+			printf("  %-14s %6zu %8.2f %7zu %10.0f %10.0f %10.0f %12.0f %8.1fx %10.4f\n",
 			       rule_names[r], ivf_nlist(ivf), build_s, nprobes[p],
-			       (double)ivf_last_candidates(ivf) / BATCH, per_s, per_cpu_s,
+			       (double)ivf_last_candidates(ivf) / BATCH,
+			       (double)ivf_last_rows_read(ivf) / BATCH, per_s, per_cpu_s,
 			       per_cpu_s / exact_per_cpu_s, recall(w));
 		}
 		/* last: it moves the rows the other rule was measured on */
@@ -350,6 +352,7 @@ int main(int argc, char **argv)
 	       "one batch\n",
 	       EXACT_RUNS, INDEX_RUNS);
 	printf("cand/user: items scored per user (probed cells + distinct sparse and extra);\n"
+	       "read/user: cell rows read as floats per user (the rest bounded by 8-bit codes);\n"
 	       "x exact: on CPU time (lists/CPU-s), fair on a shared machine; wall lists/s too\n");
 	if (bench_size(100000, nprobes, sizeof nprobes / sizeof *nprobes) ||
 	    bench_size(1000000, nprobes, sizeof nprobes / sizeof *nprobes))

@@ -21,6 +21,7 @@
 #include "argmax.h"
 #include "blas.h"
 #include "resultheap.h"
+#include "rowcodes.h"
 
 #include "grow.h"
 #include "rng.h"
@@ -74,6 +75,11 @@
 struct ivf_cell {
 	uint32_t *items;
 	float *rows; /* capacity × dim */
+	/* the rows' 8-bit codes (rowcodes.h) and their scales, whole blocks;
+	 * a lone user's scan reads these, and a row only when its bound
+	 * reaches the list's bar (scan_coded()) */
+	int8_t *codes;
+	float *scales;
 	float *tile_low, *tile_high;
 	/* and a ball: its centre (tiles × dim) and a radius no row is farther
 	 * than (tiles; negative while the tile is empty) */
@@ -147,6 +153,7 @@ struct ivf {
 struct ivf_scratch {
 	size_t dim, max_batch, max_k;
 	float *packed;      /* max_batch × dim, the batch's query vectors */
+	float *margins;     /* max_batch: rowcodes_margin() of each (NaN: scan floats) */
 	float *gathered;    /* max_batch × dim, the queries of one cell's users */
 	float *tile;        /* max_batch × IVF_TILE_ITEMS */
 	float *cell_scores; /* max_batch × nlist */
@@ -172,7 +179,7 @@ struct ivf_scratch {
 	uint64_t *probe_heap;    /* one query's best cells while they are chosen */
 	size_t probe_heap_capacity;
 	uint32_t *tile_users; /* max_batch: scan_cell()'s users of one tile */
-	size_t last_candidates;
+	size_t last_candidates, last_rows_read;
 	uint64_t skipped_cells, skipped_tiles;
 };
 
@@ -203,6 +210,8 @@ static void layout_free(struct layout *layout)
 		for (size_t c = 0; c < layout->nlist; c++) {
 			free(layout->cells[c].items);
 			free(layout->cells[c].rows);
+			free(layout->cells[c].codes);
+			free(layout->cells[c].scales);
 			free(layout->cells[c].tile_low);
 			free(layout->cells[c].tile_high);
 			free(layout->cells[c].tile_centre);
@@ -283,6 +292,20 @@ static int cell_reserve(struct ivf_cell *cell, size_t needed, size_t dim)
 	if (rows == NULL)
 		return -1;
 	cell->rows = rows;
+	if (rowcodes_slots(capacity) > rowcodes_slots(cell->capacity)) {
+		size_t had = rowcodes_slots(cell->capacity), slots = rowcodes_slots(capacity);
+		int8_t *codes = realloc(cell->codes, rowcodes_bytes(capacity, dim));
+		if (codes == NULL)
+			return -1;
+		cell->codes = codes;
+		float *scales = realloc(cell->scales, slots * sizeof *scales);
+		if (scales == NULL)
+			return -1;
+		cell->scales = scales;
+		/* the last block's unused lanes are read (never used): zeroed */
+		memset(codes + had * dim, 0, (slots - had) * dim);
+		memset(scales + had, 0, (slots - had) * sizeof *scales);
+	}
 	tiles = tiles_of(capacity);
 	if (tiles > tiles_of(cell->capacity)) {
 		low = realloc(cell->tile_low, tiles * dim * sizeof *low);
@@ -406,6 +429,7 @@ static void cell_append(struct layout *layout, size_t c, uint32_t item, const fl
 
 	cell->items[slot] = item;
 	memcpy(cell->rows + slot * dim, row, dim * sizeof(float));
+	rowcodes_store(cell->codes, cell->scales, slot, row, layout->probe_centroids + c * dim, dim);
 	box_widen(layout, c, slot, row, dim);
 	layout->cell_of[item] = (uint32_t)c;
 	layout->slot_of[item] = (uint32_t)slot;
@@ -421,6 +445,7 @@ static void cell_remove(struct layout *layout, uint32_t item, size_t dim)
 		uint32_t moved = cell->items[last];
 		cell->items[slot] = moved;
 		memcpy(cell->rows + slot * dim, cell->rows + last * dim, dim * sizeof(float));
+		rowcodes_copy(cell->codes, cell->scales, slot, last, dim);
 		layout->slot_of[moved] = (uint32_t)slot;
 		box_widen(layout, layout->cell_of[item], slot, cell->rows + slot * dim, dim);
 	}
@@ -433,6 +458,8 @@ static void store_row(struct layout *layout, uint32_t item, const float *vector,
 	size_t c = layout->cell_of[item], slot = layout->slot_of[item];
 
 	memcpy(layout->cells[c].rows + slot * dim, vector, dim * sizeof(float));
+	rowcodes_store(layout->cells[c].codes, layout->cells[c].scales, slot, vector,
+		       layout->probe_centroids + c * dim, dim);
 	box_widen(layout, c, slot, vector, dim);
 }
 
@@ -628,6 +655,7 @@ static void cell_relayout(const struct ivf *ivf, struct layout *layout, size_t c
 			cell->items[s] = keys[s].item;
 			memcpy(cell->rows + s * dim, rows + (size_t)keys[s].slot * dim,
 			       dim * sizeof(float));
+			rowcodes_store(cell->codes, cell->scales, s, cell->rows + s * dim, mean, dim);
 			layout->slot_of[keys[s].item] = (uint32_t)s;
 		}
 		/* the tiles' boxes here, the cell's from them; the balls below,
@@ -902,6 +930,7 @@ void ivf_scratch_free(struct ivf_scratch *s)
 	if (s == NULL)
 		return;
 	free(s->packed);
+	free(s->margins);
 	free(s->gathered);
 	free(s->tile_users);
 	free(s->tile);
@@ -929,6 +958,7 @@ static int scratch_fit(const struct ivf *ivf, struct ivf_scratch *s)
 	    s->max_k == ivf->max_k)
 		return 0;
 	free(s->packed);
+	free(s->margins);
 	free(s->gathered);
 	free(s->tile_users);
 	free(s->tile);
@@ -940,6 +970,7 @@ static int scratch_fit(const struct ivf *ivf, struct ivf_scratch *s)
 	s->max_batch = ivf->max_batch;
 	s->max_k = ivf->max_k;
 	s->packed = malloc(s->max_batch * s->dim * sizeof(float));
+	s->margins = malloc(s->max_batch * sizeof(float));
 	s->gathered = malloc(s->max_batch * s->dim * sizeof(float));
 	s->tile_users = malloc(s->max_batch * sizeof(uint32_t));
 	s->tile = malloc(s->max_batch * IVF_TILE_ITEMS * sizeof(float));
@@ -947,9 +978,9 @@ static int scratch_fit(const struct ivf *ivf, struct ivf_scratch *s)
 	s->heap_counts = calloc(s->max_batch, sizeof(size_t));
 	s->special_offsets = calloc(s->max_batch + 1, sizeof(size_t));
 	s->special_counts = calloc(s->max_batch, sizeof(size_t));
-	if (s->packed == NULL || s->gathered == NULL || s->tile_users == NULL || s->tile == NULL ||
-	    s->heaps == NULL ||
-	    s->heap_counts == NULL || s->special_offsets == NULL || s->special_counts == NULL) {
+	if (s->packed == NULL || s->margins == NULL || s->gathered == NULL ||
+	    s->tile_users == NULL || s->tile == NULL || s->heaps == NULL || s->heap_counts == NULL ||
+	    s->special_offsets == NULL || s->special_counts == NULL) {
 		free(s->packed);
 		s->packed = NULL; /* fitted again at the next search */
 		return -1;
@@ -1427,6 +1458,11 @@ size_t ivf_scratch_candidates(const struct ivf_scratch *scratch)
 	return scratch->last_candidates;
 }
 
+size_t ivf_last_rows_read(const struct ivf *ivf)
+{
+	return ivf->own->last_rows_read;
+}
+
 /* ---- public: search -------------------------------------------------------------- */
 
 /* Checks every argument of ivf_search() before anything is written. */
@@ -1807,6 +1843,70 @@ static bool cell_tiled(const struct ivf_cell *cell)
 	return cell->count > IVF_TILE_ITEMS;
 }
 
+static float dot(const float *a, const float *b, size_t n);
+
+/*
+ * Offers query q (its list full) the rows [first, first + n) of a cell
+ * whose codes bound their scores at or above its bar: each such row is
+ * read and scored exactly (dot()), as the cell's sgemv would have; the
+ * others could not have entered (rowcodes.h), so the list is the same.
+ */
+static void scan_coded(struct ivf_scratch *sc, size_t q, const struct topk_query *query,
+		       const uint8_t *eligible, size_t k, const struct ivf_cell *cell,
+		       float base_score, size_t first, size_t n, size_t dim)
+{
+	const float *vector = sc->packed + q * dim;
+	float *upper = sc->tile;
+	uint64_t *heap = sc->heaps + q * sc->max_k;
+	size_t *count = &sc->heap_counts[q];
+	float bar = key_result(heap[0]).score;
+
+	rowcodes_bound(cell->codes, cell->scales, first, n, dim, vector, sc->margins[q], base_score,
+		       upper);
+	for (size_t j = 0; j < n;) {
+		size_t block_end;
+
+		j += skip_below(upper + j, n - j, bar);
+		block_end = n - j < SCAN_BLOCK ? n : j + SCAN_BLOCK;
+		for (; j < block_end; j++) {
+			if (!(upper[j] >= bar))
+				continue;
+			uint32_t item = cell->items[first + j];
+			float score = dot(vector, cell->rows + (first + j) * dim, dim);
+			sc->last_rows_read++;
+			if (!(score >= bar) ||
+			    !cell_candidate(sc, q, query, eligible, score, item))
+				continue;
+			heap_offer(heap, count, k, result_key(score, item));
+			bar = key_result(heap[0]).score;
+		}
+	}
+}
+
+/* Offers query q alone the rows [first, first + n) of cell c: from their
+ * codes (coded about the cell's mean) when its list is full (its bar
+ * passes over most rows unread), else from one sgemv over the rows. */
+static void scan_lone(const struct ivf *ivf, struct ivf_scratch *sc,
+		      const struct topk_query *query, const uint8_t *eligible, size_t k, size_t c,
+		      size_t first, size_t n, size_t q)
+{
+	const struct ivf_cell *cell = &ivf->layout.cells[c];
+	size_t dim = ivf->dim;
+
+	if (sc->heap_counts[q] == k && !isnan(sc->margins[q])) {
+		float base_score = rowcodes_base_score(
+		    sc->packed + q * dim, ivf->layout.probe_centroids + c * dim, dim);
+		if (!isnan(base_score)) {
+			scan_coded(sc, q, query, eligible, k, cell, base_score, first, n, dim);
+			return;
+		}
+	}
+	cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)dim, 1.0f, cell->rows + first * dim,
+		    (int)dim, sc->packed + q * dim, 1, 0.0f, sc->tile, 1);
+	sc->last_rows_read += n;
+	offer_tile(sc, q, query, eligible, sc->tile, cell->items + first, n, k);
+}
+
 /* Scores one cell against the queries of `users` (one sgemm per tile if
  * they are many, else one per user) and offers each its scores. In a cell
  * of several tiles a tile is scored only for the users whose lists it may
@@ -1847,21 +1947,21 @@ static void scan_cell(const struct ivf *ivf, struct ivf_scratch *sc,
 				       dim * sizeof(float));
 			gathered = count;
 		}
-		/* tile (users × n) = their queries (users × dim) · rowsᵀ */
-		if (shared)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)count, (int)n,
-				    (int)dim, 1.0f, sc->gathered, (int)dim,
-				    cell->rows + first * dim, (int)dim, 0.0f, sc->tile, (int)n);
-		else
+		sc->last_candidates += n * count;
+		if (!shared) {
 			for (size_t u = 0; u < count; u++)
-				cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)dim, 1.0f,
-					    cell->rows + first * dim, (int)dim,
-					    sc->packed + (size_t)scanned[u] * dim, 1, 0.0f,
-					    sc->tile + u * n, 1);
+				scan_lone(ivf, sc, &queries[scanned[u]].base, eligible, k, c, first,
+					  n, scanned[u]);
+			continue;
+		}
+		/* tile (users × n) = their queries (users × dim) · rowsᵀ */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)count, (int)n, (int)dim,
+			    1.0f, sc->gathered, (int)dim, cell->rows + first * dim, (int)dim, 0.0f,
+			    sc->tile, (int)n);
+		sc->last_rows_read += n;
 		for (size_t u = 0; u < count; u++)
 			offer_tile(sc, scanned[u], &queries[scanned[u]].base, eligible,
 				   sc->tile + u * n, cell->items + first, n, k);
-		sc->last_candidates += n * count;
 	}
 }
 
@@ -2047,6 +2147,7 @@ int ivf_search_with(const struct ivf *ivf, struct ivf_scratch *sc, const uint8_t
 		return -1;
 	}
 	sc->last_candidates = 0;
+	sc->last_rows_read = 0;
 	if (query_count == 0)
 		return 0;
 	if (k == 0 || ivf->layout.item_count == 0) {
@@ -2062,6 +2163,7 @@ int ivf_search_with(const struct ivf *ivf, struct ivf_scratch *sc, const uint8_t
 	set_threads(ivf);
 	for (size_t q = 0; q < query_count; q++) {
 		memcpy(sc->packed + q * ivf->dim, queries[q].base.vector, ivf->dim * sizeof(float));
+		sc->margins[q] = rowcodes_margin(queries[q].base.vector, ivf->dim);
 		sc->heap_counts[q] = 0;
 	}
 	/* Specials first: with their sparse scores they are often good, and a

@@ -326,6 +326,14 @@ size_t ivf_assign_cell(const struct ivf *ivf, const float *vector);
 size_t ivf_last_candidates(const struct ivf *ivf);
 
 /**
+ * @brief Cell rows the last ivf_search() read as floats, summed over its
+ * queries: rows scored by a product, and rows whose 8-bit codes bounded
+ * their score at or above the list's bar (the rest of a lone user's cell
+ * is read only as codes; see Speed above), for benchmarks and tests.
+ */
+size_t ivf_last_rows_read(const struct ivf *ivf);
+
+/**
  * @returns how many probed cells searches skipped since the index was made
  * because the cell's bounds showed none of its rows could enter the list
  * (see ivf_search()).

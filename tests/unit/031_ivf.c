@@ -954,6 +954,111 @@ static void large_cells_are_scanned_by_tile(void **state)
 	free(rows);
 }
 
+/* Each query alone over every cell, against the exact engine; adds the
+ * rows the index read and the candidates it scored to *read, *scored. */
+static void assert_lone_queries_exact(struct ivf *ivf, const float *rows, size_t items,
+				      size_t dim, struct topk_query *topk_queries,
+				      struct ivf_query *queries, size_t query_count, size_t k,
+				      size_t *read, size_t *scored)
+{
+	struct batch exact = {
+	    .item_count = items, .dim = dim, .query_count = query_count, .topk_queries = topk_queries};
+	struct topk_result *expected = malloc(query_count * k * sizeof *expected);
+	struct topk_result *got = malloc(query_count * k * sizeof *got);
+	size_t *expected_counts = malloc(query_count * sizeof *expected_counts);
+	size_t *got_counts = malloc(query_count * sizeof *got_counts);
+	char errstr[256];
+
+	assert_true(expected && got && expected_counts && got_counts);
+	exact_lists(&exact, rows, k, expected, expected_counts);
+	for (size_t q = 0; q < query_count; q++) {
+		assert_int_equal(ivf_search(ivf, NULL, &queries[q], 1, SIZE_MAX, k, got + q * k,
+					    &got_counts[q], errstr, sizeof errstr),
+				 0);
+		*read += ivf_last_rows_read(ivf);
+		*scored += ivf_last_candidates(ivf);
+	}
+	assert_same_lists(expected, expected_counts, got, got_counts, query_count, k);
+	free(expected);
+	free(got);
+	free(expected_counts);
+	free(got_counts);
+}
+
+/*
+ * A lone query whose list is full reads a cell through its rows' 8-bit
+ * codes (model/rowcodes.h), coded about the cell's mean, and reads a row
+ * only when its bound reaches the list's bar. Clustered grid rows (exact
+ * float products) far from the origin, as learned rows share a mean (codes
+ * of the rows themselves would be coarse there), and queries whose sparse
+ * items fill their lists before any cell is scanned: with every cell probed,
+ * each query alone gets the exact engine's list while reading under a
+ * fifth of the rows it scans; and still after rows moved within and across
+ * cells (a swap-remove moves a code), and after a retraining (new means,
+ * every row coded again).
+ */
+static void coded_scans_change_no_list(void **state)
+{
+	enum { DIM = 8, CLUSTERS = 30, ITEMS = 6000, QUERIES = 40, K = 10, SPARSE = 12 };
+	float *centres = malloc(CLUSTERS * DIM * sizeof(float));
+	float *rows = malloc((size_t)ITEMS * DIM * sizeof(float));
+	float vectors[QUERIES * DIM];
+	uint32_t sparse_items[QUERIES][SPARSE];
+	float sparse_scores[QUERIES][SPARSE];
+	struct topk_query topk_queries[QUERIES];
+	struct ivf_query queries[QUERIES];
+	char errstr[256];
+	uint64_t rng = 41;
+	(void)state;
+
+	assert_true(centres && rows);
+	for (size_t i = 0; i < CLUSTERS * DIM; i++)
+		centres[i] = 16.0f + (float)((int)rng_below(&rng, 9) - 4) * 0.5f;
+	for (size_t i = 0; i < ITEMS; i++) {
+		const float *centre = centres + rng_below(&rng, CLUSTERS) * DIM;
+		for (size_t d = 0; d < DIM; d++)
+			rows[i * DIM + d] =
+			    centre[d] + (float)((int)rng_below(&rng, 33) - 16) * 0x1p-6f;
+	}
+	for (size_t q = 0; q < QUERIES; q++) {
+		for (size_t d = 0; d < DIM; d++)
+			vectors[q * DIM + d] = (float)((int)rng_below(&rng, 13) - 6) * 0.25f;
+		for (size_t s = 0; s < SPARSE; s++) {
+			sparse_items[q][s] =
+			    (uint32_t)(s * (ITEMS / SPARSE) + rng_below(&rng, ITEMS / SPARSE));
+			sparse_scores[q][s] = (float)rng_below(&rng, 9) * 0.5f;
+		}
+		topk_queries[q] = (struct topk_query){vectors + q * DIM, NULL, 0, sparse_items[q],
+						      sparse_scores[q], SPARSE};
+		queries[q] = (struct ivf_query){topk_queries[q], NULL, 0};
+	}
+	struct ivf *ivf = index_new(DIM, 0, QUERIES, K, IVF_ASSIGN_NORMALISED_IP);
+	assert_int_equal(ivf_build(ivf, rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+	for (int round = 0; round < 3; round++) {
+		size_t read = 0, scored = 0;
+		assert_lone_queries_exact(ivf, rows, ITEMS, DIM, topk_queries, queries, QUERIES, K,
+					  &read, &scored);
+		print_message("round %d: read %zu of %zu candidates\n", round, read, scored);
+		assert_true(read * 5 < scored);
+		if (round == 1) {
+			assert_int_equal(ivf_retrain(ivf, errstr, sizeof errstr), 0);
+			continue;
+		}
+		/* a third of the rows jump to another cluster, the rest step */
+		for (size_t i = 0; i < ITEMS; i += 2) {
+			const float *centre = centres + rng_below(&rng, CLUSTERS) * DIM;
+			for (size_t d = 0; d < DIM; d++)
+				rows[i * DIM + d] = i % 3 == 0 ? centre[d]
+							       : rows[i * DIM + d] + 0.125f;
+			assert_int_equal(
+			    ivf_update_item(ivf, (uint32_t)i, rows + i * DIM, errstr, sizeof errstr), 0);
+		}
+	}
+	ivf_free(ivf);
+	free(centres);
+	free(rows);
+}
+
 static void empty_and_errors(void **state)
 {
 	enum { DIM = 4, K = 5 };
@@ -1031,6 +1136,7 @@ int main(void)
 	    cmocka_unit_test(recall_on_clustered_data),
 	    cmocka_unit_test(skipped_cells_change_no_list),
 	    cmocka_unit_test(large_cells_are_scanned_by_tile),
+	    cmocka_unit_test(coded_scans_change_no_list),
 	    cmocka_unit_test(empty_and_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
