@@ -14,8 +14,8 @@
  * with one sgemm per IVF_TILE_ITEMS rows, so a popular cell is read once per
  * batch, not once per user; a cell few users probe is scanned per user
  * through its rows' 8-bit codes once the user's list is full (scan_coded(),
- * model/rowcodes.h), else with one sgemv. A query's sparse and extra items (its "special"
- * items) are scored apart, once each, with their sparse scores added in the
+ * model/rowcodes.h), else with one sgemv. A query's sparse and extra items
+ * (its "special" items) are scored apart, once each, with their sparse scores added in the
  * caller's order as topk does; the cell scan skips them. Each query's best k
  * live in a bounded min-heap of keys that order results the way topk does.
  */

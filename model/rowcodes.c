@@ -43,8 +43,8 @@ static int8_t *code_at(int8_t *codes, size_t slot, size_t dim)
 	return codes + slot / ROWCODES_BLOCK * dim * ROWCODES_BLOCK + slot % ROWCODES_BLOCK;
 }
 
-void rowcodes_store(int8_t *codes, float *scales, size_t slot, const float *row,
-		    const float *base, size_t dim)
+void rowcodes_store(int8_t *codes, float *scales, size_t slot, const float *row, const float *base,
+		    size_t dim)
 {
 	int8_t *code = code_at(codes, slot, dim);
 	float largest = 0.0f, scale, residual[ROWCODES_MAX_DIM];
@@ -121,16 +121,16 @@ struct bound_args {
 
 /* The bounds of blocks [b, b + count) (count <= BLOCKS_AT_ONCE) into
  * upper; `next`, when not NULL, is the next group's codes to fetch ahead. */
-typedef void bound_kernel(const struct bound_args *a, size_t b, size_t count,
-			  const int8_t *next, float *upper);
+typedef void bound_kernel(const struct bound_args *a, size_t b, size_t count, const int8_t *next,
+			  float *upper);
 
 /* Blocks bounded together: independent sums, so that one block's chain of
  * dim multiply-adds does not wait on its own latency. */
 #define BLOCKS_AT_ONCE 4
 
 /* The portable code (GCC vectorises the lanes, 4 floats wide). */
-static void bound_portable(const struct bound_args *a, size_t b, size_t count,
-			   const int8_t *next, float *upper)
+static void bound_portable(const struct bound_args *a, size_t b, size_t count, const int8_t *next,
+			   float *upper)
 {
 	(void)next;
 	for (size_t k = 0; k < count; k++) {
@@ -160,18 +160,17 @@ static void bound_portable(const struct bound_args *a, size_t b, size_t count,
  * (perf had put a quarter of a search in the portable loops).
  */
 #define AVX512_SUM(k, q, j)                                                                        \
-	_mm512_fmadd_ps(q,                                                                         \
-			_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(                   \
-			    (const __m128i *)(a->codes +                                           \
-					      ((b + (k)) * a->dim + (j)) * ROWCODES_BLOCK)))),     \
-			sum##k)
+	_mm512_fmadd_ps(                                                                           \
+	    q,                                                                                     \
+	    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(                               \
+		(const __m128i *)(a->codes + ((b + (k)) * a->dim + (j)) * ROWCODES_BLOCK)))),      \
+	    sum##k)
 #define AVX512_STORE(k)                                                                            \
-	_mm512_storeu_ps(upper + (k) * ROWCODES_BLOCK,                                             \
+	_mm512_storeu_ps(upper + (k)*ROWCODES_BLOCK,                                               \
 			 _mm512_fmadd_ps(_mm512_loadu_ps(a->scales + (b + (k)) * ROWCODES_BLOCK),  \
 					 _mm512_add_ps(sum##k, m), base))
 __attribute__((target("avx512f"))) static void
-bound_avx512(const struct bound_args *a, size_t b, size_t count, const int8_t *next,
-	     float *upper)
+bound_avx512(const struct bound_args *a, size_t b, size_t count, const int8_t *next, float *upper)
 {
 	__m512 sum0 = _mm512_setzero_ps(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
 	__m512 m = _mm512_set1_ps(a->margin), base = _mm512_set1_ps(a->base_score);
@@ -216,8 +215,8 @@ bound_avx2(const struct bound_args *a, size_t b, size_t count, const int8_t *nex
 		for (size_t k = 0; k < count; k++) {
 			const int8_t *column = a->codes + ((b + k) * a->dim + j) * ROWCODES_BLOCK;
 			__m128i c = _mm_loadu_si128((const __m128i *)column);
-			low[k] = _mm256_fmadd_ps(q, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c)),
-						 low[k]);
+			low[k] =
+			    _mm256_fmadd_ps(q, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c)), low[k]);
 			high[k] = _mm256_fmadd_ps(
 			    q, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c, 8))),
 			    high[k]);
@@ -225,8 +224,9 @@ bound_avx2(const struct bound_args *a, size_t b, size_t count, const int8_t *nex
 	}
 	for (size_t k = 0; k < count; k++) {
 		const float *scale = a->scales + (b + k) * ROWCODES_BLOCK;
-		_mm256_storeu_ps(upper + k * ROWCODES_BLOCK,
-				 _mm256_fmadd_ps(_mm256_loadu_ps(scale), _mm256_add_ps(low[k], m), base));
+		_mm256_storeu_ps(
+		    upper + k * ROWCODES_BLOCK,
+		    _mm256_fmadd_ps(_mm256_loadu_ps(scale), _mm256_add_ps(low[k], m), base));
 		_mm256_storeu_ps(
 		    upper + k * ROWCODES_BLOCK + 8,
 		    _mm256_fmadd_ps(_mm256_loadu_ps(scale + 8), _mm256_add_ps(high[k], m), base));
@@ -248,12 +248,9 @@ enum rowcodes_kernel rowcodes_best_kernel(void)
 const char *rowcodes_kernel_name(enum rowcodes_kernel kernel)
 {
 	switch (kernel) {
-	case ROWCODES_KERNEL_AVX512:
-		return "avx512";
-	case ROWCODES_KERNEL_AVX2:
-		return "avx2";
-	case ROWCODES_KERNEL_PORTABLE:
-		break;
+	case ROWCODES_KERNEL_AVX512: return "avx512";
+	case ROWCODES_KERNEL_AVX2: return "avx2";
+	case ROWCODES_KERNEL_PORTABLE: break;
 	}
 	return "portable";
 }
@@ -274,9 +271,8 @@ void rowcodes_bound_with(enum rowcodes_kernel kernel, const int8_t *codes, const
 #endif
 	for (size_t b = 0; b < blocks; b += BLOCKS_AT_ONCE) {
 		size_t count = blocks - b < BLOCKS_AT_ONCE ? blocks - b : BLOCKS_AT_ONCE;
-		const int8_t *next = b + count < blocks
-					 ? codes + (b0 + b + count) * dim * ROWCODES_BLOCK
-					 : NULL;
+		const int8_t *next =
+		    b + count < blocks ? codes + (b0 + b + count) * dim * ROWCODES_BLOCK : NULL;
 		bound(&args, b0 + b, count, next, upper + b * ROWCODES_BLOCK);
 	}
 }

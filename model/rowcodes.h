@@ -60,8 +60,8 @@ size_t rowcodes_bytes(size_t slots, size_t dim);
  * buffer until all are coded again; NULL: zeros). A cell's mean as base
  * makes the differences, and so the scales and the bounds' margins, small.
  */
-void rowcodes_store(int8_t *codes, float *scales, size_t slot, const float *row,
-		    const float *base, size_t dim);
+void rowcodes_store(int8_t *codes, float *scales, size_t slot, const float *row, const float *base,
+		    size_t dim);
 
 /** @brief Copies slot `from`'s codes and scale to slot `to`. */
 void rowcodes_copy(int8_t *codes, float *scales, size_t to, size_t from, size_t dim);

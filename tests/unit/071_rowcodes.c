@@ -104,8 +104,8 @@ static void assert_bounds(struct coded *c, enum rowcodes_kernel kernel, const fl
 		q_abs += fabs(q[j]);
 	assert_true(isfinite(margin) && margin > 0.0f);
 	assert_true(isfinite(base_score));
-	rowcodes_bound_with(kernel, c->codes, c->scales, 0, c->slots, c->dim, q, margin,
-			    base_score, c->upper);
+	rowcodes_bound_with(kernel, c->codes, c->scales, 0, c->slots, c->dim, q, margin, base_score,
+			    c->upper);
 	for (size_t s = 0; s < c->slots; s++) {
 		const float *x = c->rows + s * c->dim;
 		float product = largest_float_dot(q, x, c->dim);
@@ -123,8 +123,8 @@ static void assert_bounds(struct coded *c, enum rowcodes_kernel kernel, const fl
 		if (!(above <= slack * step * q_abs + (double)c->dim * 0x1p-20 * base_size + 1e-30))
 			fail_msg("kernel %s, dim %zu, slot %zu: bound %.9g is %.3g above %.9g, "
 				 "more than %.2f steps of %.3g per |q|_1 %.3g",
-				 rowcodes_kernel_name(kernel), c->dim, s, (double)c->upper[s], above,
-				 (double)product, slack, step, q_abs);
+				 rowcodes_kernel_name(kernel), c->dim, s, (double)c->upper[s],
+				 above, (double)product, slack, step, q_abs);
 	}
 }
 
