@@ -1338,6 +1338,42 @@ int ivf_update_item(struct ivf *ivf, uint32_t item, const float *vector, char *e
 			  errstr_size);
 }
 
+/*
+ * How far ahead ivf_update_items() fetches what an update reads: an item's
+ * slack, cell and slot and its new row UPDATE_AHEAD items ahead, then,
+ * half as far ahead (its cell and slot are in cache by then), its stored
+ * row and the cache lines of its codes. Every one of these is a miss to
+ * memory at 1M items (the items a round moved are anywhere), and
+ * kept_in_cell() and the coding wait on them one after another.
+ */
+#define UPDATE_AHEAD 16
+static void prefetch_update(const struct ivf *ivf, const uint32_t *items, size_t r, size_t n,
+			    const float *matrix, size_t row_stride)
+{
+	const struct layout *layout = &ivf->layout;
+
+	if (r + UPDATE_AHEAD < n) {
+		uint32_t item = items[r + UPDATE_AHEAD];
+		__builtin_prefetch(matrix + (size_t)item * row_stride);
+		if (item < layout->item_count) {
+			__builtin_prefetch(&layout->slack[item]);
+			__builtin_prefetch(&layout->cell_of[item]);
+			__builtin_prefetch(&layout->slot_of[item]);
+		}
+	}
+	if (r + UPDATE_AHEAD / 2 < n) {
+		uint32_t item = items[r + UPDATE_AHEAD / 2];
+		if (item < layout->item_count) {
+			const struct ivf_cell *cell = &layout->cells[layout->cell_of[item]];
+			size_t slot = layout->slot_of[item], dim = ivf->dim;
+			const float *row = cell->rows + slot * dim;
+			__builtin_prefetch(row);
+			__builtin_prefetch(row + dim - 1);
+			rowcodes_prefetch(cell->codes, cell->scales, slot, dim);
+		}
+	}
+}
+
 int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const float *matrix,
 		     size_t row_stride, char *errstr, size_t errstr_size)
 {
@@ -1368,6 +1404,7 @@ int ivf_update_items(struct ivf *ivf, const uint32_t *items, size_t count, const
 		for (size_t r = 0; r < n; r++) {
 			uint32_t item = items[first + r];
 			const float *vector = matrix + (size_t)item * row_stride;
+			prefetch_update(ivf, items + first, r, n, matrix, row_stride);
 			/* never read a row past what the update can hold: an item is an
 			 * existing one or one of the next new ones */
 			if (item > layout->item_count + m) {

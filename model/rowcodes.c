@@ -37,16 +37,17 @@ size_t rowcodes_bytes(size_t slots, size_t dim)
 	return rowcodes_slots(slots) * dim;
 }
 
-/* Where slot's code of column 0 is; column j is ROWCODES_BLOCK·j further. */
-static int8_t *code_at(int8_t *codes, size_t slot, size_t dim)
+/* Where slot's code of column 0 is, from the buffer's start; column j is
+ * ROWCODES_BLOCK·j further. */
+static size_t code_offset(size_t slot, size_t dim)
 {
-	return codes + slot / ROWCODES_BLOCK * dim * ROWCODES_BLOCK + slot % ROWCODES_BLOCK;
+	return slot / ROWCODES_BLOCK * dim * ROWCODES_BLOCK + slot % ROWCODES_BLOCK;
 }
 
 void rowcodes_store(int8_t *codes, float *scales, size_t slot, const float *row, const float *base,
 		    size_t dim)
 {
-	int8_t *code = code_at(codes, slot, dim);
+	int8_t *code = codes + code_offset(slot, dim);
 	float largest = 0.0f, scale, residual[ROWCODES_MAX_DIM];
 	bool finite = dim <= ROWCODES_MAX_DIM;
 
@@ -73,10 +74,21 @@ void rowcodes_store(int8_t *codes, float *scales, size_t slot, const float *row,
 	scales[slot] = scale;
 }
 
+void rowcodes_prefetch(const int8_t *codes, const float *scales, size_t slot, size_t dim)
+{
+	const int8_t *code = codes + code_offset(slot, dim);
+
+	/* the slot's columns are ROWCODES_BLOCK bytes apart: every fourth
+	 * lies in the next 64-byte line */
+	for (size_t j = 0; j < dim; j += 64 / ROWCODES_BLOCK)
+		__builtin_prefetch(code + j * ROWCODES_BLOCK, 1);
+	__builtin_prefetch(scales + slot, 1);
+}
+
 void rowcodes_copy(int8_t *codes, float *scales, size_t to, size_t from, size_t dim)
 {
-	int8_t *dst = code_at(codes, to, dim);
-	const int8_t *src = code_at(codes, from, dim);
+	int8_t *dst = codes + code_offset(to, dim);
+	const int8_t *src = codes + code_offset(from, dim);
 
 	for (size_t j = 0; j < dim; j++)
 		dst[j * ROWCODES_BLOCK] = src[j * ROWCODES_BLOCK];

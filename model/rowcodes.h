@@ -63,6 +63,9 @@ size_t rowcodes_bytes(size_t slots, size_t dim);
 void rowcodes_store(int8_t *codes, float *scales, size_t slot, const float *row, const float *base,
 		    size_t dim);
 
+/** @brief Fetches ahead, for writing, the cache lines of slot's codes and scale. */
+void rowcodes_prefetch(const int8_t *codes, const float *scales, size_t slot, size_t dim);
+
 /** @brief Copies slot `from`'s codes and scale to slot `to`. */
 void rowcodes_copy(int8_t *codes, float *scales, size_t to, size_t from, size_t dim);
 
