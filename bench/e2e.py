@@ -147,7 +147,10 @@ class Metrics:
                 "index_training_s": sums.get("streamrec_index_training_seconds_total", 0.0),
                 "index_nprobe": sums.get("streamrec_index_nprobe"),
                 "index_candidates": sums.get("streamrec_index_candidates_total", 0.0),
-                "index_lists": sums.get("streamrec_index_lists_total", 0.0)}
+                "index_lists": sums.get("streamrec_index_lists_total", 0.0),
+                "index_search_s": sums.get("streamrec_index_search_seconds_total", 0.0),
+                "index_shadow_s": sums.get("streamrec_index_shadow_seconds_total", 0.0),
+                "index_shadow_lists": sums.get("streamrec_index_shadow_lists_total", 0.0)}
 
 
 class Process:
@@ -525,6 +528,9 @@ bootstrap.servers = {self.bootstrap}
             "index_candidates_per_list":
                 (end["index_candidates"] - base["index_candidates"]) /
                 max(end["index_lists"] - base["index_lists"], 1),
+            "index_search_s": end["index_search_s"] - base["index_search_s"],
+            "index_shadow_s": end["index_shadow_s"] - base["index_shadow_s"],
+            "index_shadow_lists": end["index_shadow_lists"] - base["index_shadow_lists"],
             "e2e_ms_window_median": percentile_table(window_p),
             "daemon_ms_window_median": percentile_table(window_daemon),
             "segment": summary,
@@ -537,7 +543,8 @@ bootstrap.servers = {self.bootstrap}
             f"deferred {result['deferred']:.0f}, index recall {result['index_recall']}, "
             f"index trainings {result['index_trainings']:.0f} ({result['index_training_s']:.1f} s), "
             f"nprobe {result['index_nprobe']}, {result['index_candidates_per_list']:,.0f} "
-            f"candidates a list")
+            f"candidates a list, worker seconds: searches {result['index_search_s']:.1f}, "
+            f"shadow {result['index_shadow_s']:.1f} ({result['index_shadow_lists']:.0f} lists)")
         self.results["scenarios"].append(result)
         self.stop_daemon()
         return result

@@ -152,6 +152,7 @@ struct config {
 	uint64_t backlog_ms; /**< a recent mark older: a round takes batch_behind; 0: never */
 	uint64_t catch_up_threshold_ms; /**< older at arrival: catch-up, not freshness; 0: off */
 	double refresh_shadow_share;   /**< share of index batches checked against exact */
+	double refresh_shadow_budget;  /**< most of the index's ranking time the shadow takes */
 	unsigned min_item_events;
 	size_t content_dim;       /**< content.dim: 0 off */
 	char *content_model_name; /**< content.model_name: "" any */

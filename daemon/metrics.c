@@ -603,6 +603,17 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 		if (m->variants[v].index_recall >= 0)
 			variant_sample_double(&t, "index_recall", m->variants[v].name,
 					      m->variants[v].index_recall);
+	family(&t, "index_search_seconds_total", "counter",
+	       "Worker time of the index engine's searches (its upkeep aside).");
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample_double(&t, "index_search_seconds_total", m->variants[v].name,
+				      m->variants[v].index_search_seconds_total);
+	family(&t, "index_shadow_seconds_total", "counter",
+	       "Worker time of the shadow's exact lists (refresh.shadow_budget bounds its share "
+	       "of this and index_search_seconds_total).");
+	for (size_t v = 0; v < m->variant_count; v++)
+		variant_sample_double(&t, "index_shadow_seconds_total", m->variants[v].name,
+				      m->variants[v].index_shadow_seconds_total);
 	variant_counts(&t, m, "index_trainings_total", "counter",
 		       "Builds (at start) and retrainings (aside, no round waits) of the index's cells.",
 		       offsetof(struct metrics_variant, index_trainings_total));

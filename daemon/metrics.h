@@ -117,6 +117,9 @@ struct metrics_variant {
 	 * shadow (negative: none yet, not rendered). */
 	uint64_t index_shadow_lists_total;
 	double index_recall;
+	/** Worker seconds of the index engine's searches and of its shadow
+	 * (refresh.shadow_budget bounds the shadow's share of their sum). */
+	double index_search_seconds_total, index_shadow_seconds_total;
 	/* cells the index engine probes per list, as of the last shadow (0: none yet) */
 	size_t index_nprobe;
 	/** Index builds and retrainings so far and their wall time (a build

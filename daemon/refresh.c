@@ -85,6 +85,7 @@ struct group {
 	double recall_sum; /* under the mutex */
 	size_t recall_compared;
 	uint64_t candidates, searched; /* the index's items scored and lists (under the mutex) */
+	double search_seconds, shadow_seconds; /* worker time: the searches, the shadow (mutex) */
 	bool failed;
 	char error[512];
 };
@@ -194,6 +195,11 @@ struct refresher {
 	struct mark *held; /* marks not yet due (min_interval), put back after a run */
 	size_t held_capacity;
 	double shadow_credit; /* grows by shadow_share per warm user ranked by the index */
+	/* the shadow's time (refresh.shadow_budget): seconds it may still take,
+	 * grown by the budget's share of each round's index ranking time and
+	 * spent by its shadows; a shadow waits while it is negative, and it is
+	 * kept at most one shadow's cost (the last one's) */
+	double shadow_time_credit, last_shadow_seconds;
 
 	/* per variant: which items may be listed, recomputed when the listing
 	 * changes, items appear, or it is a refresh interval old */
@@ -891,15 +897,18 @@ static int run_task(struct refresher *r, struct round *rd, const struct task *t,
 		return model_view_prepare(t->prepare, errstr, errstr_size);
 	struct group *g = &rd->groups[t->group];
 	size_t k = g->k;
+	double began = clock_monotonic_s();
 	if (model_view_search(g->view, s, g->retrieval, &g->batch, t->first, t->count, g->listable,
 			      g->warm_results + t->first * k, g->warm_counts + t->first, errstr,
 			      errstr_size) != 0)
 		return -1;
+	double searched_at = clock_monotonic_s();
 	uint64_t candidates, searched;
 	model_searcher_take(s, &candidates, &searched);
 	pthread_mutex_lock(&r->pool.mutex);
 	g->candidates += candidates;
 	g->searched += searched;
+	g->search_seconds += searched_at - began;
 	pthread_mutex_unlock(&r->pool.mutex);
 	if (t->first >= g->shadow)
 		return 0;
@@ -913,9 +922,11 @@ static int run_task(struct refresher *r, struct round *rd, const struct task *t,
 	double sum = model_lists_recall(g->shadow_results + t->first * k, g->shadow_counts + t->first,
 					g->warm_results + t->first * k, g->warm_counts + t->first, n,
 					k, &compared);
+	double shadowed_at = clock_monotonic_s();
 	pthread_mutex_lock(&r->pool.mutex);
 	g->recall_sum += sum;
 	g->recall_compared += compared;
+	g->shadow_seconds += shadowed_at - searched_at;
 	pthread_mutex_unlock(&r->pool.mutex);
 	return 0;
 }
@@ -1359,6 +1370,7 @@ static struct group *add_group(struct round *rd, size_t v, size_t first, size_t 
 	g->recall_sum = 0;
 	g->recall_compared = 0;
 	g->candidates = g->searched = 0;
+	g->search_seconds = g->shadow_seconds = 0;
 	g->error[0] = '\0';
 	return g;
 }
@@ -1419,13 +1431,15 @@ static int prepare_group(struct refresher *r, struct round *rd, size_t v, size_t
 		return 0;
 	}
 	if (g->retrieval == MODEL_RETRIEVAL_INDEX && g->batch.warm > 0) {
-		/* the shadow: a share of the index engine's users, a few at a time */
+		/* the shadow: a share of the index engine's users, a few at a
+		 * time, while its time stays within its budget */
 		double share = r->c.config->refresh_shadow_share;
 		r->shadow_credit += share * (double)g->batch.warm;
 		size_t want = share >= 1 ? g->batch.warm : REFRESH_SHADOW_USERS;
 		if (want > g->batch.warm)
 			want = g->batch.warm;
-		if (share > 0 && r->shadow_credit >= (double)want) {
+		if (share > 0 && r->shadow_credit >= (double)want &&
+		    r->c.config->refresh_shadow_budget > 0 && r->shadow_time_credit >= 0) {
 			r->shadow_credit -= (double)want;
 			g->shadow = want;
 		}
@@ -1531,6 +1545,26 @@ static long prepare_round(struct refresher *r, struct round *rd, int64_t now_ms,
 }
 
 /*
+ * Counts an index group's ranking time into the metrics and the shadow's
+ * time budget (refresh.shadow_budget): the shadow may take that share of
+ * the searches' and its own time, so the credit grows by the share of
+ * both and the shadow's own seconds are spent from it.
+ */
+static void spend_shadow_time(struct refresher *r, const struct group *gr)
+{
+	struct metrics_variant *mv = &r->c.metrics->variants[gr->v];
+	double budget = r->c.config->refresh_shadow_budget;
+	mv->index_search_seconds_total += gr->search_seconds;
+	mv->index_shadow_seconds_total += gr->shadow_seconds;
+	r->shadow_time_credit += budget * (gr->search_seconds + gr->shadow_seconds) -
+				 gr->shadow_seconds;
+	if (gr->shadow > 0)
+		r->last_shadow_seconds = gr->shadow_seconds;
+	if (r->shadow_time_credit > r->last_shadow_seconds)
+		r->shadow_time_credit = r->last_shadow_seconds;
+}
+
+/*
  * Takes in round rd, ranked from out_at to ranked_at (monotonic): its rank
  * and wait time and its upkeep into the metrics
  * (streamrec_refresh_phase_seconds_total), each warm list into its
@@ -1565,6 +1599,7 @@ static void take_in_round(struct refresher *r, struct round *rd, double out_at, 
 			note_index_stats(r, gr->v, gr->view);
 			r->c.metrics->variants[gr->v].index_candidates_total += gr->candidates;
 			r->c.metrics->variants[gr->v].index_lists_total += gr->searched;
+			spend_shadow_time(r, gr);
 		}
 		if (gr->shadow) {
 			struct metrics_variant *mv = &r->c.metrics->variants[gr->v];

@@ -1148,7 +1148,8 @@ def test_cache_never_lists_other_users(daemon, cache):
     each buy 4 items of their own; once everything is learned and
     refreshed, no user's newest list holds an item that user bought, and
     users with different histories never get the same list."""
-    daemon.add_config(f"{cache}[refresh]\nbatch = 256\nshadow_share = 1\n")
+    daemon.add_config(f"{cache}[refresh]\nbatch = 256\nshadow_share = 1\n"
+                      "shadow_budget = 1\n")
     users = [f"user-{u}" for u in range(300)]
     bought = {user: {f"item-{(u * p + p * p) % 40}" for p in (1, 3, 7, 11)}
               for u, user in enumerate(users)}
@@ -1221,6 +1222,9 @@ def test_cache_never_lists_other_users(daemon, cache):
         recall = daemon.metric("streamrec_index_recall")
         assert 0.5 <= recall <= 1.0, recall
         assert daemon.metric("streamrec_index_shadow_lists_total") >= 300
+        # the worker time of the searches and of the shadow is counted
+        assert daemon.metric("streamrec_index_search_seconds_total") > 0
+        assert daemon.metric("streamrec_index_shadow_seconds_total") > 0
         assert daemon.metric("streamrec_index_nprobe") >= 4  # the cells probed a list
         shown = json.loads(daemon.get("/status.json")[1])["variants"][0]["index_recall"]
         assert shown is not None and 0.5 <= shown <= 1.0

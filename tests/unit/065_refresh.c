@@ -124,6 +124,7 @@ static void open_fixture_engine(struct fixture *f, size_t cache_users, size_t ca
 	f->config.refresh_interval_ms = 50;
 	f->config.staleness_target_ms = 1000;
 	f->config.refresh_shadow_share = 1;
+	f->config.refresh_shadow_budget = 1;
 	f->config.experiment_salt = "streamrec";
 	f->config.variant_count = variant_count;
 	for (size_t v = 0; v < variant_count; v++) {
@@ -821,6 +822,48 @@ static void the_shadow_ranks_a_few_users_of_a_round(void **unused)
 	free(f);
 }
 
+/*
+ * The shadow's time stays within refresh.shadow_budget of the index's
+ * ranking time (searches and shadow): beyond it, shadows wait, so a share
+ * of 1 compares only some of the users (an exact list costs far more
+ * than 1% of an index list). With a budget of 0 there is no shadow.
+ */
+static void the_shadow_keeps_within_its_time_budget(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture_with(f, MODEL_RETRIEVAL_INDEX);
+	f->config.refresh_shadow_budget = 0.01;
+	learn_purchases(f);
+	size_t lists = 0;
+	for (int pass = 0; pass < 20; pass++) {
+		f->sink.count = 0;
+		mark_all(f, 1700000200000 + pass * 1000);
+		lists += run_all(f);
+	}
+	const struct metrics_variant *mv = &f->metrics->variants[0];
+	assert_int_equal(mv->index_lists_total, lists);
+	assert_true(mv->index_shadow_lists_total >= 1); /* the first one, credit 0 */
+	assert_true(mv->index_shadow_lists_total < lists / 2);
+	assert_true(mv->index_search_seconds_total > 0);
+	assert_true(mv->index_shadow_seconds_total > 0);
+	close_fixture(f);
+	free(f);
+
+	f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture_with(f, MODEL_RETRIEVAL_INDEX);
+	f->config.refresh_shadow_budget = 0;
+	learn_purchases(f);
+	assert_int_equal(run_all(f), USERS);
+	assert_int_equal(f->metrics->variants[0].index_shadow_lists_total, 0);
+	assert_int_equal(f->metrics->variants[0].index_shadow_seconds_total, 0);
+	assert_true(f->metrics->variants[0].index_search_seconds_total > 0);
+	close_fixture(f);
+	free(f);
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -1129,6 +1172,7 @@ int main(void)
 	    cmocka_unit_test(an_item_reaching_min_item_events_is_listed_next_round),
 	    cmocka_unit_test(the_index_engine_reports_its_recall),
 	    cmocka_unit_test(the_shadow_ranks_a_few_users_of_a_round),
+	    cmocka_unit_test(the_shadow_keeps_within_its_time_budget),
 	    cmocka_unit_test(learning_goes_on_while_lists_rank),
 	    cmocka_unit_test(a_mark_while_out_is_the_next_lists),
 	    cmocka_unit_test(the_next_round_ranks_while_the_last_publishes),
