@@ -84,6 +84,7 @@ struct group {
 	    shadow_results_capacity, warm_counts_capacity, shadow_counts_capacity;
 	double recall_sum; /* under the mutex */
 	size_t recall_compared;
+	struct model_recall_curve curve; /* the shadow's recall at each nprobe (mutex) */
 	uint64_t candidates, searched; /* the index's items scored and lists (under the mutex) */
 	double search_seconds, shadow_seconds; /* worker time: the searches, the shadow (mutex) */
 	bool failed;
@@ -922,10 +923,16 @@ static int run_task(struct refresher *r, struct round *rd, const struct task *t,
 	double sum = model_lists_recall(g->shadow_results + t->first * k, g->shadow_counts + t->first,
 					g->warm_results + t->first * k, g->warm_counts + t->first, n,
 					k, &compared);
+	struct model_recall_curve curve = {0};
+	model_view_recall_curve(g->view, &g->batch, t->first, n, g->shadow_results + t->first * k,
+				g->shadow_counts + t->first, &curve);
 	double shadowed_at = clock_monotonic_s();
 	pthread_mutex_lock(&r->pool.mutex);
 	g->recall_sum += sum;
 	g->recall_compared += compared;
+	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
+		g->curve.found[p] += curve.found[p];
+	g->curve.compared += curve.compared;
 	g->shadow_seconds += shadowed_at - searched_at;
 	pthread_mutex_unlock(&r->pool.mutex);
 	return 0;
@@ -1369,6 +1376,7 @@ static struct group *add_group(struct round *rd, size_t v, size_t first, size_t 
 	g->shadow = 0;
 	g->recall_sum = 0;
 	g->recall_compared = 0;
+	memset(&g->curve, 0, sizeof g->curve);
 	g->candidates = g->searched = 0;
 	g->search_seconds = g->shadow_seconds = 0;
 	g->error[0] = '\0';
@@ -1608,8 +1616,7 @@ static void take_in_round(struct refresher *r, struct round *rd, double out_at, 
 					       : 1.0;
 			mv->index_shadow_lists_total += gr->shadow;
 			/* the cells probed follow the recall measured (model.index_recall_target) */
-			mv->index_nprobe = model_view_adapt_nprobe(gr->view, gr->recall_sum,
-								   gr->recall_compared);
+			mv->index_nprobe = model_view_adapt_nprobe(gr->view, &gr->curve);
 		}
 		gr->view = NULL; /* the next round's now */
 	}

@@ -199,6 +199,25 @@ static void heap_offer(uint64_t *heap, size_t *count, size_t k, uint64_t key)
 	}
 }
 
+/* a . b over n floats, in DOT_LANES independent sums so that it vectorises
+ * (cblas_sdot's call costs more than the 33 products of a model row). */
+#define DOT_LANES 8
+static float dot(const float *a, const float *b, size_t n)
+{
+	float lanes[DOT_LANES] = {0};
+	float sum = 0.0f;
+	size_t j = 0;
+
+	for (; j + DOT_LANES <= n; j += DOT_LANES)
+		for (size_t l = 0; l < DOT_LANES; l++)
+			lanes[l] += a[j + l] * b[j + l];
+	for (; j < n; j++)
+		sum += a[j] * b[j];
+	for (size_t l = 0; l < DOT_LANES; l++)
+		sum += lanes[l];
+	return sum;
+}
+
 static bool sorted_contains(const uint32_t *sorted, size_t count, uint32_t item)
 {
 	return sorted_find(sorted, count, item) != SIZE_MAX;
@@ -1467,9 +1486,55 @@ size_t ivf_nlist(const struct ivf *ivf)
 	return ivf->layout.nlist;
 }
 
+/* Cell c's probe score for vector, as choose_probes() ranks cells (NaN: -inf). */
+static float cell_probe_score(const struct ivf *ivf, const float *vector, size_t c)
+{
+	float score = dot(vector, ivf->layout.probe_centroids + c * ivf->dim, ivf->dim) +
+		      ivf->layout.probe_bias[c];
+	return isnan(score) ? -INFINITY : score;
+}
+
 size_t ivf_item_cell(const struct ivf *ivf, uint32_t item)
 {
 	return ivf->layout.cell_of[item];
+}
+
+/* Whether item is among list[0, count) (unsorted). */
+static bool listed(const uint32_t *list, size_t count, uint32_t item)
+{
+	for (size_t i = 0; i < count; i++)
+		if (list[i] == item)
+			return true;
+	return false;
+}
+
+void ivf_probes_needed(const struct ivf *ivf, const struct ivf_query *query,
+		       const uint32_t *items, size_t count, size_t *needed)
+{
+	const struct layout *layout = &ivf->layout;
+	const float *vector = query->base.vector;
+	for (size_t i = 0; i < count; i++) {
+		uint32_t item = items[i];
+		if (listed(query->base.sparse_items, query->base.sparse_count, item) ||
+		    listed(query->extra_items, query->extra_count, item)) {
+			needed[i] = 0;
+			continue;
+		}
+		if (item >= layout->item_count) {
+			needed[i] = SIZE_MAX;
+			continue;
+		}
+		/* its cell's place among the non-empty cells, as choose_probes() orders them */
+		size_t cell = layout->cell_of[item], place = 1;
+		float score = cell_probe_score(ivf, vector, cell);
+		for (size_t c = 0; c < layout->nlist; c++) {
+			if (c == cell || layout->cells[c].count == 0)
+				continue;
+			float other = cell_probe_score(ivf, vector, c);
+			place += other > score || (other == score && c < cell);
+		}
+		needed[i] = place;
+	}
 }
 
 size_t ivf_cell_size(const struct ivf *ivf, size_t cell)
@@ -1882,8 +1947,6 @@ static bool cell_tiled(const struct ivf_cell *cell)
 	return cell->count > IVF_TILE_ITEMS;
 }
 
-static float dot(const float *a, const float *b, size_t n);
-
 /*
  * Offers query q (its list full) the rows [first, first + n) of a cell
  * whose codes bound their scores at or above its bar: each such row is
@@ -2073,25 +2136,6 @@ static void scan_cells(const struct ivf *ivf, struct ivf_scratch *sc,
 			}
 		}
 	}
-}
-
-/* a . b over n floats, in DOT_LANES independent sums so that it vectorises
- * (cblas_sdot's call costs more than the 33 products of a model row). */
-#define DOT_LANES 8
-static float dot(const float *a, const float *b, size_t n)
-{
-	float lanes[DOT_LANES] = {0};
-	float sum = 0.0f;
-	size_t j = 0;
-
-	for (; j + DOT_LANES <= n; j += DOT_LANES)
-		for (size_t l = 0; l < DOT_LANES; l++)
-			lanes[l] += a[j + l] * b[j + l];
-	for (; j < n; j++)
-		sum += a[j] * b[j];
-	for (size_t l = 0; l < DOT_LANES; l++)
-		sum += lanes[l];
-	return sum;
 }
 
 /* Where item's row is in the cells. */

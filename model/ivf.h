@@ -318,6 +318,20 @@ size_t ivf_nlist(const struct ivf *ivf);
 /** @returns the cell item lives in (item below the item count). */
 size_t ivf_item_cell(const struct ivf *ivf, uint32_t item);
 
+/**
+ * @brief For each of `count` items (a query's exact list, say), the fewest
+ * cells ivf_search() must probe for the item to be among the query's
+ * candidates: 0 for one of its sparse or extra items, otherwise 1 + its
+ * cell's place in the order the query probes cells in (its best cell
+ * first, ties to the lower cell; cell scores as a search computes them, up
+ * to the rounding of near-equal ones); SIZE_MAX for an item the index does
+ * not hold. A candidate in a query's exact top k is in the index's list
+ * (ranked by the same score), so the share of an exact list with needed[i]
+ * <= p is the recall@k the index has at nprobe p, for every p at once.
+ */
+void ivf_probes_needed(const struct ivf *ivf, const struct ivf_query *query,
+		       const uint32_t *items, size_t count, size_t *needed);
+
 /** @returns the number of items in `cell`. */
 size_t ivf_cell_size(const struct ivf *ivf, size_t cell);
 

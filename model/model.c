@@ -1612,8 +1612,7 @@ struct model_view {
 	/* the automatic nprobe as the measured recall moved it (0: not yet),
 	 * and the recall measured since it last moved */
 	size_t adapted_nprobe;
-	double adapt_recall_sum;
-	size_t adapt_compared;
+	struct model_recall_curve adapt_curve; /* since the last adaptation */
 
 	struct model_searcher *searcher; /* model_recommend_with()'s */
 };
@@ -1765,7 +1764,7 @@ static size_t view_nprobe(const struct model_view *view, size_t nlist)
 	return nprobe_for(view->config.index_nprobe, nlist);
 }
 
-size_t model_view_adapt_nprobe(struct model_view *view, double recall_sum, size_t compared)
+size_t model_view_adapt_nprobe(struct model_view *view, const struct model_recall_curve *curve)
 {
 	if (view->index == NULL)
 		return 0;
@@ -1777,25 +1776,58 @@ size_t model_view_adapt_nprobe(struct model_view *view, double recall_sum, size_
 	}
 	if (view->adapted_nprobe == 0)
 		view->adapted_nprobe = nprobe_for(0, nlist);
-	view->adapt_recall_sum += recall_sum;
-	view->adapt_compared += compared;
-	if (view->adapt_compared < MODEL_INDEX_ADAPT_LISTS)
+	struct model_recall_curve *sum = &view->adapt_curve;
+	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
+		sum->found[p] += curve->found[p];
+	sum->compared += curve->compared;
+	if (sum->compared < MODEL_INDEX_ADAPT_LISTS)
 		return view->adapted_nprobe;
-	double recall = view->adapt_recall_sum / (double)view->adapt_compared;
-	size_t nprobe = view->adapted_nprobe;
+	/* the fewest cells whose recall reaches the target, at most top */
 	size_t top = nlist < MODEL_INDEX_MAX_ADAPTIVE_NPROBE ? nlist : MODEL_INDEX_MAX_ADAPTIVE_NPROBE;
-	if (recall < target)
-		nprobe += (nprobe + 1) / 2;
-	else if (recall >= target + (1.0 - target) / 2)
-		nprobe -= nprobe / 4 > 1 ? nprobe / 4 : 1;
-	if (nprobe > top)
-		nprobe = top;
-	if (nprobe < MODEL_INDEX_MIN_NPROBE)
-		nprobe = MODEL_INDEX_MIN_NPROBE;
+	size_t nprobe = MODEL_INDEX_MIN_NPROBE;
+	while (nprobe < top && sum->found[nprobe] < target * (double)sum->compared)
+		nprobe++;
 	view->adapted_nprobe = nprobe;
-	view->adapt_recall_sum = 0;
-	view->adapt_compared = 0;
+	memset(sum, 0, sizeof *sum);
 	return nprobe;
+}
+
+void model_view_recall_curve(const struct model_view *view, const struct model_batch *batch,
+			     size_t first, size_t count, const struct topk_result *exact,
+			     const size_t *exact_counts, struct model_recall_curve *curve)
+{
+	enum { CHUNK = 64 };
+	size_t k = batch->k;
+	uint32_t items[CHUNK];
+	size_t needed[CHUNK];
+	if (view->index == NULL)
+		return;
+	for (size_t q = 0; q < count; q++) {
+		size_t n = exact_counts[q];
+		if (n == 0)
+			continue;
+		struct ivf_query query = {.base = batch->queries[first + q],
+					  .extra_items = view->trending,
+					  .extra_count = view->trending_count};
+		/* at[p]: the list's items needing p cells (more than the most
+		 * the automatic nprobe probes: never counted) */
+		size_t at[MODEL_INDEX_MAX_ADAPTIVE_NPROBE + 1] = {0};
+		for (size_t from = 0; from < n; from += CHUNK) {
+			size_t chunk = n - from < CHUNK ? n - from : CHUNK;
+			for (size_t i = 0; i < chunk; i++)
+				items[i] = exact[q * k + from + i].item;
+			ivf_probes_needed(view->index, &query, items, chunk, needed);
+			for (size_t i = 0; i < chunk; i++)
+				if (needed[i] <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE)
+					at[needed[i]]++;
+		}
+		size_t found = 0;
+		for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++) {
+			found += at[p];
+			curve->found[p] += (double)found / (double)n;
+		}
+		curve->compared++;
+	}
 }
 
 void model_index_stats(const struct model *model, struct model_index_stats *stats)
@@ -2497,7 +2529,7 @@ out_free:
 
 int model_recommend_recall(struct model *model, struct topk *topk, const uint32_t *users,
 			   size_t user_count, size_t k, const uint8_t *eligible, double *recall,
-			   char *errstr, size_t errstr_size)
+			   struct model_recall_curve *curve, char *errstr, size_t errstr_size)
 {
 	struct model *m = model;
 	size_t slots = user_count * (k ? k : 1);
@@ -2523,6 +2555,16 @@ int model_recommend_recall(struct model *model, struct topk *topk, const uint32_
 	double sum = model_lists_recall(exact, exact_counts, index, index_counts, user_count, k,
 					&compared);
 	*recall = compared > 0 ? sum / (double)compared : 1.0;
+	if (curve != NULL && m->view != NULL) {
+		/* the batch holds the warm users' queries: their exact lists in that order */
+		const struct model_batch *batch = &m->batch;
+		for (size_t w = 0; w < batch->warm; w++) {
+			memmove(exact + w * k, exact + batch->warm_index[w] * k,
+				exact_counts[batch->warm_index[w]] * sizeof *exact);
+			exact_counts[w] = exact_counts[batch->warm_index[w]];
+		}
+		model_view_recall_curve(m->view, batch, 0, batch->warm, exact, exact_counts, curve);
+	}
 	rc = 0;
 out_free:
 	free(exact);

@@ -85,18 +85,32 @@ enum model_retrieval {
  * The automatic nprobe with a recall target (model_config.index_recall_target)
  * starts where the cell count puts it and then follows the recall the
  * daemon's shadow lists measure, once per MODEL_INDEX_ADAPT_LISTS compared
- * lists: below the target it probes half as many cells more (a lost list
- * costs more than a probe), at or above half way from the target to 1 a
- * quarter fewer (at least one), down to MODEL_INDEX_MIN_NPROBE and up to
- * MODEL_INDEX_MAX_ADAPTIVE_NPROBE (or every cell). Where the vectors carry
- * the lists, probing grows until the target holds; where co-visitation
- * carries them (the daemon's shadow recall read 1.0 at 100k and 1M items
- * with 16 cells) it falls to the minimum, which on that stream saved little
- * CPU (README, "The model", the index engine): the cells' bounds already skipped
- * most probed cells.
+ * lists. Each compared list tells the recall at every nprobe at once (an
+ * exact top-k item the index finds among its candidates is in its list:
+ * model_recall_curve), so the cells probed go straight to the fewest
+ * whose recall over those lists reaches the target, at least
+ * MODEL_INDEX_MIN_NPROBE and at most MODEL_INDEX_MAX_ADAPTIVE_NPROBE (or
+ * every cell). (It used to step, half as many cells more below the target
+ * and a quarter fewer well above it: with refresh.shadow_budget's fewer
+ * compared lists at 1M items it was still at 6 cells where the curve
+ * reached the target at 4.) Where co-visitation carries the lists (the
+ * daemon's shadow recall read 1.0 at 100k and 1M items with 16 cells) it
+ * falls to the minimum, which on that stream saved little CPU (README, "The
+ * model", the index engine): the cells' bounds already skipped most probed
+ * cells.
  */
 #define MODEL_INDEX_ADAPT_LISTS          200
 #define MODEL_INDEX_MAX_ADAPTIVE_NPROBE  64
+
+/**
+ * Compared lists' recall@k at each nprobe: found[p] sums, over `compared`
+ * lists, the share of each exact list among the index's candidates when it
+ * probes p cells (p = 0: its co-visitation and trending candidates alone).
+ */
+struct model_recall_curve {
+	double found[MODEL_INDEX_MAX_ADAPTIVE_NPROBE + 1];
+	size_t compared;
+};
 
 /**
  * The index engine's trending candidates are taken again once this many
@@ -459,13 +473,15 @@ int model_recommend_with(struct model *model, struct topk *topk, enum model_retr
  * engine and are skipped) of |index list ∩ exact list| / |exact list|,
  * users with an empty exact list skipped; 1.0 when no user was compared.
  * The index is used with the config's nprobe, whatever config.retrieval is.
- * The daemon runs it on a sampled share of refresh batches (a shadow).
+ * The daemon's shadow does as much on a share of its rounds. With a
+ * curve (NULL: none), also adds the recall at each nprobe
+ * (model_view_recall_curve()) to it.
  * Threads and memory as model_recommend_with().
  * @returns 0, or -1 with errstr filled.
  */
 int model_recommend_recall(struct model *model, struct topk *topk, const uint32_t *users,
 			   size_t user_count, size_t k, const uint8_t *eligible, double *recall,
-			   char *errstr, size_t errstr_size);
+			   struct model_recall_curve *curve, char *errstr, size_t errstr_size);
 
 /*
  * Lists on other threads. model_recommend_with() is the two steps below on
@@ -622,7 +638,20 @@ void model_searcher_take(struct model_searcher *searcher, uint64_t *candidates, 
  * the cells probed from the next round follow (MODEL_INDEX_ADAPT_LISTS).
  * @returns the cells probed per list from now on (0: no index yet).
  */
-size_t model_view_adapt_nprobe(struct model_view *view, double recall_sum, size_t compared);
+size_t model_view_adapt_nprobe(struct model_view *view, const struct model_recall_curve *curve);
+
+/**
+ * @brief Adds to curve what the exact lists of the batch's warm queries
+ * [first, first + count) (exact[q * k ...], exact_counts[q] long, q from 0;
+ * empty lists are not compared) show of the index: for each nprobe p up to
+ * MODEL_INDEX_MAX_ADAPTIVE_NPROBE, the share of each list among the
+ * candidates the index has probing p cells (ivf_probes_needed()), which is
+ * the recall@k its list has at that nprobe. Reads the view and the batch
+ * only (any thread, like model_view_search()); nothing without an index.
+ */
+void model_view_recall_curve(const struct model_view *view, const struct model_batch *batch,
+			     size_t first, size_t count, const struct topk_result *exact,
+			     const size_t *exact_counts, struct model_recall_curve *curve);
 
 /**
  * @brief Whether model_view_prepare() retrains the index aside (owner,

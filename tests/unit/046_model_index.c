@@ -386,6 +386,51 @@ static void a_batch_past_one_search_lists_each_user_alone(void **state)
 	model_free(m);
 }
 
+/*
+ * One shadow tells the recall at every nprobe: the curve measured probing
+ * one cell is the recall each other nprobe measures (the same learning
+ * gives the same model and cells), it never falls as cells are added, and
+ * it reaches 1 where every cell is probed.
+ */
+static void the_recall_curve_foretells_every_nprobe(void **state)
+{
+	(void)state;
+	struct topk *topk = new_topk();
+	uint32_t users[BATCH];
+	double recall = -1;
+	char errstr[256];
+	users_batch(users);
+
+	struct model_recall_curve curve = {0};
+	struct model *one = index_model_covis(1, 0, 0.5f, false, 3);
+	learn(one, 0, 20000);
+	assert_int_equal(model_recommend_recall(one, topk, users, BATCH, K, NULL, &recall, &curve,
+						errstr, sizeof errstr),
+			 0);
+	assert_int_equal(curve.compared, BATCH);
+	assert_true(fabs(curve.found[1] / BATCH - recall) < 1e-9);
+	assert_true(recall < 0.99); /* one cell loses part of the lists */
+	for (size_t p = 1; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
+		assert_true(curve.found[p] >= curve.found[p - 1]);
+	assert_true(curve.found[16] / BATCH > 0.995); /* every cell: exact, up to k-th ties */
+	model_free(one);
+
+	/* two cells up to every cell (a configured 0 is the automatic nprobe) */
+	const size_t probes[] = {2, 3, 5, 8, 16};
+	for (size_t i = 0; i < sizeof probes / sizeof *probes; i++) {
+		struct model *m = index_model_covis(probes[i], 0, 0.5f, false, 3);
+		learn(m, 0, 20000);
+		assert_int_equal(model_recommend_recall(m, topk, users, BATCH, K, NULL, &recall, NULL,
+							errstr, sizeof errstr),
+				 0);
+		print_message("nprobe %zu: recall %.4f, foretold %.4f\n", probes[i], recall,
+			      curve.found[probes[i]] / BATCH);
+		assert_true(fabs(curve.found[probes[i]] / BATCH - recall) < 0.005);
+		model_free(m);
+	}
+	topk_free(topk);
+}
+
 static void recall_is_one_at_full_probing_and_less_at_one_cell(void **state)
 {
 	(void)state;
@@ -397,7 +442,7 @@ static void recall_is_one_at_full_probing_and_less_at_one_cell(void **state)
 
 	struct model *full = index_model((size_t)1 << 20, 50);
 	learn(full, 0, 20000);
-	assert_int_equal(model_recommend_recall(full, topk, users, BATCH, K, NULL, &recall,
+	assert_int_equal(model_recommend_recall(full, topk, users, BATCH, K, NULL, &recall, NULL,
 						errstr, sizeof errstr),
 			 0);
 	/* 1.0 unless rounding swapped an item at the k-th place (see the top) */
@@ -413,16 +458,16 @@ static void recall_is_one_at_full_probing_and_less_at_one_cell(void **state)
 	 * the list; without it, as before replay, a cell is a real cut. */
 	struct model *one = index_model_covis(1, 0, 0.5f, false, 3);
 	learn(one, 0, 20000);
-	assert_int_equal(model_recommend_recall(one, topk, users, BATCH, K, NULL, &recall, errstr,
-						sizeof errstr),
+	assert_int_equal(model_recommend_recall(one, topk, users, BATCH, K, NULL, &recall, NULL,
+						errstr, sizeof errstr),
 			 0);
 	print_message("recall@%d at nprobe 1 of 16 cells: %.3f\n", K, recall);
 	assert_true(recall > 0.05 && recall < 0.99);
 
 	/* cold users only: nothing compared */
 	uint32_t cold = USERS + 7;
-	assert_int_equal(model_recommend_recall(one, topk, &cold, 1, K, NULL, &recall, errstr,
-						sizeof errstr),
+	assert_int_equal(model_recommend_recall(one, topk, &cold, 1, K, NULL, &recall, NULL,
+						errstr, sizeof errstr),
 			 0);
 	assert_true(recall == 1.0);
 	model_free(full);
@@ -513,12 +558,13 @@ static double measure_and_adapt(struct model *m, struct topk *topk, const uint32
 {
 	char errstr[256];
 	double recall = -1;
-	assert_int_equal(model_recommend_recall(m, topk, users, BATCH, K, NULL, &recall, errstr,
-						sizeof errstr),
+	struct model_recall_curve curve = {0};
+	assert_int_equal(model_recommend_recall(m, topk, users, BATCH, K, NULL, &recall, &curve,
+						errstr, sizeof errstr),
 			 0);
 	struct model_view *view = model_view(m, false, errstr, sizeof errstr);
 	assert_non_null(view);
-	*nprobe = model_view_adapt_nprobe(view, recall * BATCH, BATCH);
+	*nprobe = model_view_adapt_nprobe(view, &curve);
 	return recall;
 }
 
@@ -588,6 +634,53 @@ static void automatic_nprobe_follows_the_measured_recall(void **state)
 	topk_free(topk);
 }
 
+/*
+ * A window of compared lists moves the automatic nprobe straight to the
+ * fewest cells whose recall reaches the target, up or down, and no
+ * further than MODEL_INDEX_MAX_ADAPTIVE_NPROBE or below the minimum;
+ * fewer compared lists than a window move nothing.
+ */
+static void one_window_moves_nprobe_to_the_target(void **state)
+{
+	(void)state;
+	struct topk *topk = new_topk();
+	uint32_t users[BATCH];
+	char errstr[256];
+	struct topk_result results[BATCH * K];
+	size_t counts[BATCH];
+	users_batch(users);
+	struct model *m = adaptive_model(0, 200, 0.97);
+	assert_int_equal(
+	    model_recommend(m, topk, users, BATCH, K, NULL, results, counts, errstr, sizeof errstr),
+	    0);
+	struct model_view *view = model_view(m, false, errstr, sizeof errstr);
+	assert_non_null(view);
+
+	/* recall p/20 at p cells (1 from 20 on): 0.97 needs 20 */
+	struct model_recall_curve curve = {.compared = MODEL_INDEX_ADAPT_LISTS - 1};
+	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
+		curve.found[p] = (double)curve.compared * (p < 20 ? (double)p / 20 : 1.0);
+	assert_int_equal(model_view_adapt_nprobe(view, &curve), 10); /* not a window yet */
+	struct model_recall_curve one = {.compared = 1};
+	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
+		one.found[p] = p < 20 ? (double)p / 20 : 1.0;
+	assert_int_equal(model_view_adapt_nprobe(view, &one), 20);
+
+	/* every list whole from the co-visitation candidates: the minimum */
+	struct model_recall_curve whole = {.compared = MODEL_INDEX_ADAPT_LISTS};
+	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
+		whole.found[p] = MODEL_INDEX_ADAPT_LISTS;
+	assert_int_equal(model_view_adapt_nprobe(view, &whole), MODEL_INDEX_MIN_NPROBE);
+
+	/* never reached: the most the automatic nprobe probes */
+	struct model_recall_curve short_of = {.compared = MODEL_INDEX_ADAPT_LISTS};
+	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
+		short_of.found[p] = 0.9 * MODEL_INDEX_ADAPT_LISTS;
+	assert_int_equal(model_view_adapt_nprobe(view, &short_of), MODEL_INDEX_MAX_ADAPTIVE_NPROBE);
+	model_free(m);
+	topk_free(topk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -597,6 +690,8 @@ int main(void)
 	    cmocka_unit_test(filters_and_exclusions_hold_with_partial_probing),
 	    cmocka_unit_test(a_batch_past_one_search_lists_each_user_alone),
 	    cmocka_unit_test(recall_is_one_at_full_probing_and_less_at_one_cell),
+	    cmocka_unit_test(the_recall_curve_foretells_every_nprobe),
+	    cmocka_unit_test(one_window_moves_nprobe_to_the_target),
 	    cmocka_unit_test(exact_config_builds_no_index),
 	    cmocka_unit_test(config_check_names_the_index_fields),
 	    cmocka_unit_test(automatic_nprobe_stops_growing),
