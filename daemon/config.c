@@ -423,9 +423,10 @@ static const struct option options[] = {
      OPT_BOUNDED, "Index cells probed per list; 0: automatic, at first 5% of the cells (4 to 16; a list then scores about 16·sqrt(items) rows), then as index_recall_target moves it.", NULL},
     {"model", "index_recall_target", OPT_DOUBLE, ST_DOUBLE, V(model.index_recall_target), NULL,
      0, 1, NULL, OPT_BOUNDED,
-     "With index_nprobe 0: the recall@k against the exact engine (the shadow lists, "
-     "refresh.shadow_share) the cells probed follow, from 4 to 64 cells; 0: the cells probed "
-     "stay 5% of the cells, 4 to 16.", NULL},
+     "With index_nprobe 0: the recall@k against the exact engine the cells probed follow: "
+     "every 200 lists the shadow compared (refresh.shadow_share), the fewest cells, 4 to 64, "
+     "whose recall over them reaches it (each compared list shows the recall at every "
+     "nprobe); 0: the cells probed stay 5% of the cells, 4 to 16.", NULL},
     {"model", "index_nlist", OPT_UINT, ST_SIZE, V(model.index_nlist), NULL, 0, 1048576, NULL,
      OPT_BOUNDED, "Index cells; 0: about the square root of the catalogue.", NULL},
     {"model", "index_trending", OPT_UINT, ST_SIZE, V(model.index_trending), NULL, 0, 10000,
