@@ -1382,14 +1382,26 @@ static float kth_largest(float *values, size_t count, size_t k)
 /* The slot of `item` in a query's table of 2^bits slots: where its sum is,
  * or the free slot where it goes (Fibonacci hashing, linear probing; the
  * table is never more than half full). */
+static inline size_t covis_home(unsigned bits, uint32_t item)
+{
+	return (size_t)(((uint64_t)item * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
 static inline size_t covis_find(const struct covis_sum *table, unsigned bits, uint32_t item)
 {
 	size_t mask = ((size_t)1 << bits) - 1;
-	size_t at = (size_t)(((uint64_t)item * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+	size_t at = covis_home(bits, item);
 	while (table[at].item != item && table[at].item != COVIS_NO_ITEM)
 		at = (at + 1) & mask;
 	return at;
 }
+
+/*
+ * How many neighbours ahead model_query() fetches the table slot of: each
+ * lands anywhere in a table of up to a few MB, a wait on its line per
+ * neighbour otherwise.
+ */
+#define COVIS_PREFETCH_AHEAD 8
 
 /* Sums keep_strongest() samples for its pivot */
 #define KEEP_SAMPLE 256
@@ -1537,6 +1549,9 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 		size_t count = covis_successors(m->covis, recent[j], &succ, &weight);
 		double scale = recent_weight[j] * inverse_scale;
 		for (size_t s = 0; s < count; s++) {
+			if (s + COVIS_PREFETCH_AHEAD < count)
+				__builtin_prefetch(
+				    &table[covis_home(bits, succ[s + COVIS_PREFETCH_AHEAD])], 1);
 			float add = (float)(weight[s] * scale);
 			uint32_t item = succ[s];
 			size_t slot = covis_find(table, bits, item);
