@@ -201,6 +201,9 @@ static void renders_exact_lines(void **state)
 	/* what a list costs, and how lopsided the cells are (no sample before an index) */
 	assert_line(text, "# TYPE streamrec_index_candidates_total counter");
 	assert_line(text, "# TYPE streamrec_index_lists_total counter");
+	/* the worker time of the index's searches and of its shadow (refresh.shadow_budget) */
+	assert_line(text, "# TYPE streamrec_index_search_seconds_total counter");
+	assert_line(text, "# TYPE streamrec_index_shadow_seconds_total counter");
 	assert_line(text, "# TYPE streamrec_index_largest_cell_items gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_index_largest_cell_items{"), 0);
 	assert_int_equal(count_lines_starting(text, "streamrec_index_items{"), 0);
@@ -223,7 +226,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "# TYPE streamrec_state_block_cache_bytes gauge");
 	assert_line(text, "streamrec_state_block_cache_bytes{kind=\"capacity\"} 0");
 	assert_line(text, "streamrec_state_block_cache_bytes{kind=\"usage\"} 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 69);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 71);
 	/* the text model's family is there, without a sample while no model is loaded */
 	assert_line(text, "# TYPE streamrec_text_model_info gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_text_model_info{"), 0);
@@ -239,7 +242,7 @@ static void renders_exact_lines(void **state)
 			  "kernel=\"avx2\"} 1");
 	assert_line(text, "# TYPE streamrec_commit_loop_seconds histogram");
 	assert_line(text, "streamrec_commit_loop_seconds_count 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 69);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 71);
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 1);
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	free(text);
