@@ -1446,10 +1446,16 @@ static int prepare_group(struct refresher *r, struct round *rd, size_t v, size_t
 		size_t want = share >= 1 ? g->batch.warm : REFRESH_SHADOW_USERS;
 		if (want > g->batch.warm)
 			want = g->batch.warm;
-		if (share > 0 && r->shadow_credit >= (double)want &&
-		    r->c.config->refresh_shadow_budget > 0 && r->shadow_time_credit >= 0) {
+		bool in_budget =
+		    r->c.config->refresh_shadow_budget > 0 && r->shadow_time_credit >= 0;
+		if (share > 0 && r->shadow_credit >= (double)want && in_budget) {
 			r->shadow_credit -= (double)want;
 			g->shadow = want;
+		} else if (r->shadow_credit > (double)want) {
+			/* held back by the budget: no backlog of shadows to come
+			 * (a budget raised later, by a reload, would run one in
+			 * every round until the credit was spent) */
+			r->shadow_credit = (double)want;
 		}
 	}
 	return 0;
