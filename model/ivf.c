@@ -1513,6 +1513,11 @@ void ivf_probes_needed(const struct ivf *ivf, const struct ivf_query *query,
 {
 	const struct layout *layout = &ivf->layout;
 	const float *vector = query->base.vector;
+	/* every cell's score once (20 items of a list would score them 20
+	 * times); without the memory, each item scores them itself */
+	float *scores = malloc(layout->nlist * sizeof *scores);
+	for (size_t c = 0; scores != NULL && c < layout->nlist; c++)
+		scores[c] = cell_probe_score(ivf, vector, c);
 	for (size_t i = 0; i < count; i++) {
 		uint32_t item = items[i];
 		if (listed(query->base.sparse_items, query->base.sparse_count, item) ||
@@ -1526,15 +1531,16 @@ void ivf_probes_needed(const struct ivf *ivf, const struct ivf_query *query,
 		}
 		/* its cell's place among the non-empty cells, as choose_probes() orders them */
 		size_t cell = layout->cell_of[item], place = 1;
-		float score = cell_probe_score(ivf, vector, cell);
+		float score = scores ? scores[cell] : cell_probe_score(ivf, vector, cell);
 		for (size_t c = 0; c < layout->nlist; c++) {
 			if (c == cell || layout->cells[c].count == 0)
 				continue;
-			float other = cell_probe_score(ivf, vector, c);
+			float other = scores ? scores[c] : cell_probe_score(ivf, vector, c);
 			place += other > score || (other == score && c < cell);
 		}
 		needed[i] = place;
 	}
+	free(scores);
 }
 
 size_t ivf_cell_size(const struct ivf *ivf, size_t cell)
