@@ -930,9 +930,7 @@ static int run_task(struct refresher *r, struct round *rd, const struct task *t,
 	pthread_mutex_lock(&r->pool.mutex);
 	g->recall_sum += sum;
 	g->recall_compared += compared;
-	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
-		g->curve.found[p] += curve.found[p];
-	g->curve.compared += curve.compared;
+	model_recall_curve_add(&g->curve, &curve);
 	g->shadow_seconds += shadowed_at - searched_at;
 	pthread_mutex_unlock(&r->pool.mutex);
 	return 0;

@@ -1792,9 +1792,7 @@ size_t model_view_adapt_nprobe(struct model_view *view, const struct model_recal
 	if (view->adapted_nprobe == 0)
 		view->adapted_nprobe = nprobe_for(0, nlist);
 	struct model_recall_curve *sum = &view->adapt_curve;
-	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
-		sum->found[p] += curve->found[p];
-	sum->compared += curve->compared;
+	model_recall_curve_add(sum, curve);
 	if (sum->compared < MODEL_INDEX_ADAPT_LISTS)
 		return view->adapted_nprobe;
 	/* the fewest cells whose recall reaches the target, at most top */
@@ -1805,6 +1803,13 @@ size_t model_view_adapt_nprobe(struct model_view *view, const struct model_recal
 	view->adapted_nprobe = nprobe;
 	memset(sum, 0, sizeof *sum);
 	return nprobe;
+}
+
+void model_recall_curve_add(struct model_recall_curve *sum, const struct model_recall_curve *curve)
+{
+	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
+		sum->found[p] += curve->found[p];
+	sum->compared += curve->compared;
 }
 
 void model_view_recall_curve(const struct model_view *view, const struct model_batch *batch,

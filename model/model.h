@@ -640,6 +640,9 @@ void model_searcher_take(struct model_searcher *searcher, uint64_t *candidates, 
  */
 size_t model_view_adapt_nprobe(struct model_view *view, const struct model_recall_curve *curve);
 
+/** @brief Adds curve's compared lists and their recall at each nprobe to sum. */
+void model_recall_curve_add(struct model_recall_curve *sum, const struct model_recall_curve *curve);
+
 /**
  * @brief Adds to curve what the exact lists of the batch's warm queries
  * [first, first + count) (exact[q * k ...], exact_counts[q] long, q from 0;

@@ -138,7 +138,8 @@ void idmap_remove(struct idmap *map, uint32_t index)
 	if ((size_t)index >= map->ids_capacity || map->ids[index] == NULL)
 		return;
 	char *id = map->ids[index];
-	size_t hole = slot_of(map, id, strlen(id), XXH3_64bits(id, strlen(id)));
+	size_t len = strlen(id);
+	size_t hole = slot_of(map, id, len, XXH3_64bits(id, len));
 	map->ids[index] = NULL;
 	free(id);
 	map->slots[hole] = 0;
