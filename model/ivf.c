@@ -158,6 +158,7 @@ struct ivf_scratch {
 	float *margins;     /* max_batch: rowcodes_margin() of each (NaN: scan floats) */
 	float *gathered;    /* max_batch × dim, the queries of one cell's users */
 	float *tile;        /* max_batch × IVF_TILE_ITEMS */
+	uint32_t *passing;  /* IVF_TILE_ITEMS: scan_coded()'s slots whose bound reaches the bar */
 	float *cell_scores; /* max_batch × nlist */
 	size_t cell_scores_capacity;
 	uint64_t *heaps;     /* max_batch × max_k */
@@ -955,6 +956,7 @@ void ivf_scratch_free(struct ivf_scratch *s)
 	free(s->gathered);
 	free(s->tile_users);
 	free(s->tile);
+	free(s->passing);
 	free(s->cell_scores);
 	free(s->heaps);
 	free(s->heap_counts);
@@ -983,6 +985,7 @@ static int scratch_fit(const struct ivf *ivf, struct ivf_scratch *s)
 	free(s->gathered);
 	free(s->tile_users);
 	free(s->tile);
+	free(s->passing);
 	free(s->heaps);
 	free(s->heap_counts);
 	free(s->special_offsets);
@@ -995,12 +998,14 @@ static int scratch_fit(const struct ivf *ivf, struct ivf_scratch *s)
 	s->gathered = malloc(s->max_batch * s->dim * sizeof(float));
 	s->tile_users = malloc(s->max_batch * sizeof(uint32_t));
 	s->tile = malloc(s->max_batch * IVF_TILE_ITEMS * sizeof(float));
+	s->passing = malloc(IVF_TILE_ITEMS * sizeof(uint32_t));
 	s->heaps = malloc(s->max_batch * s->max_k * sizeof(uint64_t));
 	s->heap_counts = calloc(s->max_batch, sizeof(size_t));
 	s->special_offsets = calloc(s->max_batch + 1, sizeof(size_t));
 	s->special_counts = calloc(s->max_batch, sizeof(size_t));
 	if (s->packed == NULL || s->margins == NULL || s->gathered == NULL ||
-	    s->tile_users == NULL || s->tile == NULL || s->heaps == NULL || s->heap_counts == NULL ||
+	    s->tile_users == NULL || s->tile == NULL || s->passing == NULL || s->heaps == NULL ||
+	    s->heap_counts == NULL ||
 	    s->special_offsets == NULL || s->special_counts == NULL) {
 		free(s->packed);
 		s->packed = NULL; /* fitted again at the next search */
@@ -1953,6 +1958,20 @@ static bool cell_tiled(const struct ivf_cell *cell)
 	return cell->count > IVF_TILE_ITEMS;
 }
 
+/* How many rows ahead scan_coded() fetches the rows its codes could not
+ * pass over (as SPECIAL_PREFETCH_AHEAD, below, for the specials). */
+#define ROW_PREFETCH_AHEAD 8
+
+/* Fetches ahead a row (its three cache lines) and its item's eligibility. */
+static void prefetch_row(const float *row, size_t dim, const uint8_t *eligible, uint32_t item)
+{
+	__builtin_prefetch(row);
+	__builtin_prefetch(row + 16);
+	__builtin_prefetch(row + dim - 1);
+	if (eligible != NULL)
+		__builtin_prefetch(&eligible[item]);
+}
+
 /*
  * Offers query q (its list full) the rows [first, first + n) of a cell
  * whose codes bound their scores at or above its bar: each such row is
@@ -1967,27 +1986,45 @@ static void scan_coded(struct ivf_scratch *sc, size_t q, const struct topk_query
 	float *upper = sc->tile;
 	uint64_t *heap = sc->heaps + q * sc->max_k;
 	size_t *count = &sc->heap_counts[q];
+	uint32_t *passing = sc->passing;
 	float bar = key_result(heap[0]).score;
+	size_t passing_count = 0;
 
 	rowcodes_bound(cell->codes, cell->scales, first, n, dim, vector, sc->margins[q], base_score,
 		       upper);
+	/* The slots whose bound reaches the bar as it stands (the bar only
+	 * rises, so every row read is among them): listed first, so that each
+	 * row, likely not in any cache, is fetched while the ones before it
+	 * are scored. */
 	for (size_t j = 0; j < n;) {
 		size_t block_end;
 
 		j += skip_below(upper + j, n - j, bar);
 		block_end = n - j < SCAN_BLOCK ? n : j + SCAN_BLOCK;
 		for (; j < block_end; j++) {
-			if (!(upper[j] >= bar))
-				continue;
-			uint32_t item = cell->items[first + j];
-			float score = dot(vector, cell->rows + (first + j) * dim, dim);
-			sc->last_rows_read++;
-			if (!(score >= bar) ||
-			    !cell_candidate(sc, q, query, eligible, score, item))
-				continue;
-			heap_offer(heap, count, k, result_key(score, item));
-			bar = key_result(heap[0]).score;
+			passing[passing_count] = (uint32_t)j;
+			passing_count += upper[j] >= bar;
 		}
+	}
+	for (size_t i = 0; i < passing_count && i < ROW_PREFETCH_AHEAD; i++)
+		prefetch_row(cell->rows + (first + passing[i]) * dim, dim, eligible,
+			     cell->items[first + passing[i]]);
+	for (size_t i = 0; i < passing_count; i++) {
+		size_t j = passing[i];
+
+		if (i + ROW_PREFETCH_AHEAD < passing_count) {
+			size_t ahead = first + passing[i + ROW_PREFETCH_AHEAD];
+			prefetch_row(cell->rows + ahead * dim, dim, eligible, cell->items[ahead]);
+		}
+		if (!(upper[j] >= bar))
+			continue;
+		uint32_t item = cell->items[first + j];
+		float score = dot(vector, cell->rows + (first + j) * dim, dim);
+		sc->last_rows_read++;
+		if (!(score >= bar) || !cell_candidate(sc, q, query, eligible, score, item))
+			continue;
+		heap_offer(heap, count, k, result_key(score, item));
+		bar = key_result(heap[0]).score;
 	}
 }
 
@@ -2159,16 +2196,6 @@ static const float *item_row(const struct ivf *ivf, uint32_t item)
  * still waiting when scored: a lone query has no other query to overlap).
  */
 #define SPECIAL_PREFETCH_AHEAD 12
-
-/* Fetches ahead a row (its three cache lines) and its item's eligibility. */
-static void prefetch_row(const float *row, size_t dim, const uint8_t *eligible, uint32_t item)
-{
-	__builtin_prefetch(row);
-	__builtin_prefetch(row + 16);
-	__builtin_prefetch(row + dim - 1);
-	if (eligible != NULL)
-		__builtin_prefetch(&eligible[item]);
-}
 
 /*
  * Scores each query's special items once: dot product, then its sparse
