@@ -13,7 +13,8 @@
  * a mixture of Gaussians around topic centres, like learned embeddings, with
  * a popularity bias column (log of a Zipf-like count); users sit near one or
  * two topics. Each user has 20 exclusions, 50 sparse (co-visitation) scores
- * and 20 extra (trending) candidates; 98% of items are eligible.
+ * (items sorted and distinct, as model_query() gives them) and 20 extra
+ * (trending) candidates; 98% of items are eligible.
  */
 #include <cblas.h>
 #include <math.h>
@@ -71,6 +72,17 @@ static int compare_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 	return (x > y) - (x < y);
+}
+
+struct sparse {
+	uint32_t item;
+	float score;
+};
+
+static int compare_sparse(const void *a, const void *b)
+{
+	const struct sparse *x = a, *y = b;
+	return (x->item > y->item) - (x->item < y->item);
 }
 
 struct workload {
@@ -131,14 +143,23 @@ static int workload_init(struct workload *w, size_t item_count)
 		for (size_t e = 0; e < EXCLUDES; e++)
 			exclude[e] = (uint32_t)(rng_next(&rng_state) % item_count);
 		qsort(exclude, EXCLUDES, sizeof *exclude, compare_u32);
+		struct sparse pairs[SPARSES];
+		size_t sparse_count = 0;
 		for (size_t s = 0; s < SPARSES; s++) {
-			sparse_items[s] = (uint32_t)(rng_next(&rng_state) % item_count);
-			sparse_scores[s] = (float)(0.5 * uniform());
+			pairs[s].item = (uint32_t)(rng_next(&rng_state) % item_count);
+			pairs[s].score = (float)(0.5 * uniform());
 		}
+		/* sorted and distinct, as model_query() hands them to the index */
+		qsort(pairs, SPARSES, sizeof *pairs, compare_sparse);
+		for (size_t s = 0; s < SPARSES; s++)
+			if (s == 0 || pairs[s].item != pairs[s - 1].item) {
+				sparse_items[sparse_count] = pairs[s].item;
+				sparse_scores[sparse_count++] = pairs[s].score;
+			}
 		for (size_t e = 0; e < EXTRAS; e++)
 			extra[e] = (uint32_t)(rng_next(&rng_state) % (item_count < 1000 ? item_count : 1000));
 		w->topk_queries[q] = (struct topk_query){vector,       exclude,       EXCLUDES,
-							 sparse_items, sparse_scores, SPARSES};
+							 sparse_items, sparse_scores, sparse_count};
 		w->queries[q] = (struct ivf_query){w->topk_queries[q], extra, EXTRAS};
 	}
 	return 0;
