@@ -425,7 +425,7 @@ static const struct option options[] = {
     {"model", "index_recall_target", OPT_DOUBLE, ST_DOUBLE, V(model.index_recall_target), NULL,
      0, 1, NULL, OPT_BOUNDED,
      "With index_nprobe 0: the recall@k against the exact engine the cells probed follow: "
-     "every 200 lists the shadow compared (refresh.shadow_share), the fewest cells, 4 to 64, "
+     "every 200 lists the shadow compared (refresh.shadow_share), the fewest cells, 1 to 64, "
      "whose recall over them reaches it (each compared list shows the recall at every "
      "nprobe); 0: the cells probed stay 5% of the cells, 4 to 16.", NULL},
     {"model", "index_nlist", OPT_UINT, ST_SIZE, V(model.index_nlist), NULL, 0, 1048576, NULL,

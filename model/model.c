@@ -1797,7 +1797,7 @@ size_t model_view_adapt_nprobe(struct model_view *view, const struct model_recal
 		return view->adapted_nprobe;
 	/* the fewest cells whose recall reaches the target, at most top */
 	size_t top = nlist < MODEL_INDEX_MAX_ADAPTIVE_NPROBE ? nlist : MODEL_INDEX_MAX_ADAPTIVE_NPROBE;
-	size_t nprobe = MODEL_INDEX_MIN_NPROBE;
+	size_t nprobe = MODEL_INDEX_MIN_ADAPTIVE_NPROBE;
 	while (nprobe < top && sum->found[nprobe] < target * (double)sum->compared)
 		nprobe++;
 	view->adapted_nprobe = nprobe;

@@ -584,7 +584,7 @@ static struct model *adaptive_model(size_t nprobe, size_t nlist, double target)
  * With the automatic nprobe and a recall target, the cells probed follow
  * the measured recall: where few cells lose part of the lists, a demanding
  * target makes probing grow until the lists are the exact ones; a lax one
- * makes it shrink to the minimum. A configured nprobe is never moved, nor
+ * makes it shrink to the minimum (one cell). A configured nprobe is never moved, nor
  * is the automatic one without a target.
  */
 static void automatic_nprobe_follows_the_measured_recall(void **state)
@@ -617,7 +617,7 @@ static void automatic_nprobe_follows_the_measured_recall(void **state)
 	assert_int_equal(start, 10);
 	for (int round = 0; round < 40; round++)
 		measure_and_adapt(m, topk, users, &nprobe);
-	assert_int_equal(nprobe, MODEL_INDEX_MIN_NPROBE);
+	assert_int_equal(nprobe, MODEL_INDEX_MIN_ADAPTIVE_NPROBE);
 	model_free(m);
 
 	/* a configured nprobe stands; so does the automatic one without a target */
@@ -670,7 +670,13 @@ static void one_window_moves_nprobe_to_the_target(void **state)
 	struct model_recall_curve whole = {.compared = MODEL_INDEX_ADAPT_LISTS};
 	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
 		whole.found[p] = MODEL_INDEX_ADAPT_LISTS;
-	assert_int_equal(model_view_adapt_nprobe(view, &whole), MODEL_INDEX_MIN_NPROBE);
+	assert_int_equal(model_view_adapt_nprobe(view, &whole), MODEL_INDEX_MIN_ADAPTIVE_NPROBE);
+
+	/* 0.97 of the lists at 2 cells, less at 1: 2 cells, below the automatic start's floor */
+	struct model_recall_curve two = {.compared = MODEL_INDEX_ADAPT_LISTS};
+	for (size_t p = 0; p <= MODEL_INDEX_MAX_ADAPTIVE_NPROBE; p++)
+		two.found[p] = (p < 2 ? 0.9 : 0.97) * MODEL_INDEX_ADAPT_LISTS;
+	assert_int_equal(model_view_adapt_nprobe(view, &two), 2);
 
 	/* never reached: the most the automatic nprobe probes */
 	struct model_recall_curve short_of = {.compared = MODEL_INDEX_ADAPT_LISTS};
