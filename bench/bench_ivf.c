@@ -338,11 +338,12 @@ static int bench_size(size_t item_count, const size_t *nprobes, size_t nprobe_co
 			per_s = BATCH / median(times, INDEX_RUNS);
 			per_cpu_s = BATCH / median(cpu_times, INDEX_RUNS);
 			double found = recall(w);
-			printf("  %-14s %6zu %8.2f %7zu %10.0f %10.0f %10.0f %12.0f %8.1fx %10.4f\n",
-			       rule_names[r], ivf_nlist(ivf), build_s, nprobes[p],
-			       (double)ivf_last_candidates(ivf) / BATCH,
-			       (double)ivf_last_rows_read(ivf) / BATCH, per_s, per_cpu_s,
-			       per_cpu_s / exact_per_cpu_s, found);
+			printf(
+			    "  %-14s %6zu %8.2f %7zu %10.0f %10.0f %10.0f %12.0f %8.1fx %10.4f\n",
+			    rule_names[r], ivf_nlist(ivf), build_s, nprobes[p],
+			    (double)ivf_last_candidates(ivf) / BATCH,
+			    (double)ivf_last_rows_read(ivf) / BATCH, per_s, per_cpu_s,
+			    per_cpu_s / exact_per_cpu_s, found);
 			if (rules[r] == IVF_ASSIGN_DEFAULT && goal_nprobe == 0 &&
 			    found >= GOAL_RECALL) {
 				goal_nprobe = nprobes[p];

@@ -1005,8 +1005,7 @@ static int scratch_fit(const struct ivf *ivf, struct ivf_scratch *s)
 	s->special_counts = calloc(s->max_batch, sizeof(size_t));
 	if (s->packed == NULL || s->margins == NULL || s->gathered == NULL ||
 	    s->tile_users == NULL || s->tile == NULL || s->passing == NULL || s->heaps == NULL ||
-	    s->heap_counts == NULL ||
-	    s->special_offsets == NULL || s->special_counts == NULL) {
+	    s->heap_counts == NULL || s->special_offsets == NULL || s->special_counts == NULL) {
 		free(s->packed);
 		s->packed = NULL; /* fitted again at the next search */
 		return -1;
