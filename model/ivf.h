@@ -92,7 +92,8 @@
  * of centroids, nlist × 2·dim of cell boxes, nlist² floats of centroid
  * distances for the slack (up to 4096 cells, 64 MiB there; none above), and
  * the search's scratch: max_batch × (nlist + IVF_TILE_ITEMS)
- * floats of scores, max_batch × max_k heaps, the probe lists, and the
+ * floats of scores, IVF_TILE_ITEMS slot numbers (a coded scan's rows to
+ * read), max_batch × max_k heaps, the probe lists, and the
  * batch's sparse and extra candidates (grown when a batch needs more, then
  * kept). Training holds a sample of up to nlist·IVF_TRAIN_POINTS_PER_CELL
  * rows and, in ivf_retrain(), a temporary copy of every row.
