@@ -2214,6 +2214,7 @@ static void score_specials(const struct ivf *ivf, struct ivf_scratch *sc,
 		const uint32_t *distinct = sc->special_items + sc->special_offsets[q];
 		size_t distinct_count = sc->special_counts[q], d = 0;
 		size_t end = sc->special_offsets[q + 1];
+		uint64_t *heap = sc->heaps + q * sc->max_k;
 
 		for (size_t j = 0; j < distinct_count; j++)
 			rows[j] = item_row(ivf, distinct[j]);
@@ -2231,11 +2232,16 @@ static void score_specials(const struct ivf *ivf, struct ivf_scratch *sc,
 					score += query->sparse_scores[sc->specials[s].order];
 			}
 			sc->last_candidates++;
-			if (isnan(score) || (eligible && !eligible[item]) ||
+			if (isnan(score))
+				continue;
+			uint64_t key = result_key(score, item);
+			/* past a full list's bar its filters need not be asked */
+			if (sc->heap_counts[q] == k && key <= heap[0])
+				continue;
+			if ((eligible && !eligible[item]) ||
 			    sorted_contains(query->exclude, query->exclude_count, item))
 				continue;
-			heap_offer(sc->heaps + q * sc->max_k, &sc->heap_counts[q], k,
-				   result_key(score, item));
+			heap_offer(heap, &sc->heap_counts[q], k, key);
 		}
 	}
 }
