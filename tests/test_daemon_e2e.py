@@ -1225,7 +1225,9 @@ def test_cache_never_lists_other_users(daemon, cache):
         # the worker time of the searches and of the shadow is counted
         assert daemon.metric("streamrec_index_search_seconds_total") > 0
         assert daemon.metric("streamrec_index_shadow_seconds_total") > 0
-        assert daemon.metric("streamrec_index_nprobe") >= 4  # the cells probed a list
+        # the cells probed a list: where the measured recall put them, 1 to 64
+        nprobe = daemon.metric("streamrec_index_nprobe")
+        assert 1 <= nprobe <= 64 and nprobe == int(nprobe), nprobe
         shown = json.loads(daemon.get("/status.json")[1])["variants"][0]["index_recall"]
         assert shown is not None and 0.5 <= shown <= 1.0
         assert daemon.metric("streamrec_index_trainings_total") >= 1
