@@ -1971,6 +1971,13 @@ static void prefetch_row(const float *row, size_t dim, const uint8_t *eligible, 
 		__builtin_prefetch(&eligible[item]);
 }
 
+/* Fetches ahead slot `slot` of a cell: its row and its item's eligibility. */
+static void prefetch_slot(const struct ivf_cell *cell, size_t slot, size_t dim,
+			  const uint8_t *eligible)
+{
+	prefetch_row(cell->rows + slot * dim, dim, eligible, cell->items[slot]);
+}
+
 /*
  * Offers query q (its list full) the rows [first, first + n) of a cell
  * whose codes bound their scores at or above its bar: each such row is
@@ -2006,15 +2013,12 @@ static void scan_coded(struct ivf_scratch *sc, size_t q, const struct topk_query
 		}
 	}
 	for (size_t i = 0; i < passing_count && i < ROW_PREFETCH_AHEAD; i++)
-		prefetch_row(cell->rows + (first + passing[i]) * dim, dim, eligible,
-			     cell->items[first + passing[i]]);
+		prefetch_slot(cell, first + passing[i], dim, eligible);
 	for (size_t i = 0; i < passing_count; i++) {
 		size_t j = passing[i];
 
-		if (i + ROW_PREFETCH_AHEAD < passing_count) {
-			size_t ahead = first + passing[i + ROW_PREFETCH_AHEAD];
-			prefetch_row(cell->rows + ahead * dim, dim, eligible, cell->items[ahead]);
-		}
+		if (i + ROW_PREFETCH_AHEAD < passing_count)
+			prefetch_slot(cell, first + passing[i + ROW_PREFETCH_AHEAD], dim, eligible);
 		if (!(upper[j] >= bar))
 			continue;
 		uint32_t item = cell->items[first + j];
