@@ -76,6 +76,7 @@ static int open_state(struct daemon *d, bool read_only, char *errstr, size_t err
 				  .item_admit_after = d->config.lifecycle_item_admit_after,
 				  .on_user_row = changelog_on_user_row,
 				  .on_user_row_opaque = d,
+				  .prepare_batches = true,
 				  .read_only = read_only};
 	d->state = state_open(&sc, errstr, errstr_size);
 	if (d->state == NULL)

@@ -5,6 +5,7 @@
  */
 #include "state.h"
 
+#include "clock.h"
 #include "errstr.h"
 #include "grow.h"
 #include "nice.h"
@@ -162,7 +163,86 @@ struct state {
 	unsigned char *pay_row; /* ROW_BUFFER bytes: the payer's own scratch */
 	size_t pay_quota;
 	uint64_t events_since_commit;
+	/* the recent commits' batch size, as stored (note_batch_size()) */
+	size_t recent_batch;
 };
+
+/* ---- commit batches ---------------------------------------------------------------- */
+
+/* The most a batch is prepared with at a start (prepare_batches()) */
+#define BATCH_PREPARE_MAX ((size_t)256 << 20)
+
+/*
+ * Prepares the three batches with room for the recent commits' batch size
+ * that the last run stored (STATE_BATCH_RECENT_KEY, note_batch_size()) and
+ * an eighth more, at most BATCH_PREPARE_MAX each, their pages written now.
+ * A batch grows by doubling as it fills, and a fresh page costs the loop a
+ * fault (dearer on VMs whose freed memory goes back to the host): the
+ * first commits after a start, each filling a batch for the first time,
+ * held the event loop for 170-270 ms where later ones took 15-20 ms
+ * (bench/HISTORY.md, 5 December 2026). The start pays it instead, before
+ * the daemon is ready; the batches would reach that size anyway. Out of
+ * memory: they grow as they fill, as without a stored size. @returns 0, or
+ * -1 when the stored size cannot be read (errstr filled).
+ */
+static int prepare_batches(struct state *s, char *errstr, size_t errstr_size)
+{
+	void *value = NULL;
+	size_t value_len = 0;
+	char line[160];
+	int found =
+	    store_get(s->store, STORE_META, STATE_BATCH_RECENT_KEY,
+		      sizeof STATE_BATCH_RECENT_KEY - 1, &value, &value_len, errstr, errstr_size);
+	if (found < 0)
+		return -1;
+	if (found == 0)
+		return 0;
+	uint64_t recent = value_len == 8 ? bytes_get_be64(value) : 0;
+	free(value);
+	if (recent == 0)
+		return 0; /* of another length: written by no version of ours, ignored */
+	size_t room = recent > BATCH_PREPARE_MAX ? BATCH_PREPARE_MAX : (size_t)recent;
+	s->recent_batch = room;
+	room += room / 8;
+	double started = clock_monotonic_s();
+	bool prepared = store_batch_reserve(s->batch, room) == 0 &&
+			store_batch_reserve(s->inflight, room) == 0 &&
+			store_batch_reserve(s->spare, room) == 0;
+	if (s->log != NULL) {
+		if (prepared)
+			snprintf(line, sizeof line,
+				 "commit batches: 3 x %.1f MiB prepared in %.0f ms (the last run's "
+				 "recent batches: %.1f MiB)",
+				 (double)room / 1048576.0, (clock_monotonic_s() - started) * 1000.0,
+				 (double)recent / 1048576.0);
+		else
+			snprintf(line, sizeof line,
+				 "commit batches: no memory to prepare 3 x %.1f MiB; they grow as "
+				 "they fill",
+				 (double)room / 1048576.0);
+		s->log(line, s->log_opaque);
+	}
+	return 0;
+}
+
+/*
+ * Records in a complete batch the size the recent batches had, for the
+ * next start (prepare_batches()): the largest of them, each commit's
+ * weighing a quarter less than the one after it, so that a burst (a
+ * catch-up after downtime, a drain) stops counting some ten commits after
+ * it ended.
+ */
+static void note_batch_size(struct state *s, struct store_batch *batch)
+{
+	/* the record's own bytes, a header, key and value, are counted in */
+	size_t bytes = store_batch_bytes(batch) + 64;
+	size_t decayed = s->recent_batch - s->recent_batch / 4;
+	s->recent_batch = bytes > decayed ? bytes : decayed;
+	unsigned char value[8];
+	bytes_put_be64(value, s->recent_batch);
+	store_batch_put(batch, STORE_META, STATE_BATCH_RECENT_KEY,
+			sizeof STATE_BATCH_RECENT_KEY - 1, value, sizeof value);
+}
 
 /* ---- loading ---------------------------------------------------------------------- */
 
@@ -405,6 +485,7 @@ static void pay_item_vector(void *ctx, const struct model *model, uint32_t item)
  * that sealed it waited for the write before). */
 static void hand_over_sealed(struct state *s)
 {
+	note_batch_size(s, s->sealed);
 	pthread_mutex_lock(&s->lock);
 	while (s->busy)
 		pthread_cond_wait(&s->wake, &s->lock);
@@ -648,6 +729,11 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 				goto out_free;
 			}
 		}
+	}
+	if (config->prepare_batches && !config->read_only &&
+	    prepare_batches(s, why, sizeof why) != 0) {
+		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+		goto out_free;
 	}
 	size_t max_slots = config->user_cache_users;
 	if (config->user_cache_bytes > 0) {
@@ -1545,6 +1631,7 @@ int state_commit_async(struct state *state, char *errstr, size_t errstr_size)
 		s->spare = NULL;
 		return 0;
 	}
+	note_batch_size(s, s->batch);
 	pthread_mutex_lock(&s->lock);
 	struct store_batch *spare = s->inflight;
 	s->inflight = s->batch;

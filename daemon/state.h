@@ -95,6 +95,14 @@ struct state_config {
 	 * at once. 0 or 1: every item is admitted at once.
 	 */
 	unsigned item_admit_after;
+	/**
+	 * Prepare the commit batches when opening: room for the size the last
+	 * run's recent commits had, its pages written before the first commit
+	 * (daemon/state.c, prepare_batches()), so that the first commits after
+	 * a start do not fault their batches in on the committing thread.
+	 * streamrecd sets it; a one-off tool that commits little does not.
+	 */
+	bool prepare_batches;
 	/** Open an existing state without writing to it (streamrecd --check):
 	 * variants are matched but new ones are not recorded; see store.h. */
 	bool read_only;

@@ -15,7 +15,8 @@
  *          "content/" + u8 variant id -> the content map (model_export_content());
  *          "variant/" + name -> u8 id, u32 dim, u32 recent_items,
  *          u32 covis_neighbours; "list/" + u32 stable index -> the user's
- *          last published list (refresh.c's record); offsets (store/)
+ *          last published list (refresh.c's record); "batch/recent" ->
+ *          u64 bytes of the recent commit batches; offsets (store/)
  */
 #ifndef STREAMREC_STATEKEYS_H
 #define STREAMREC_STATEKEYS_H
@@ -30,6 +31,9 @@
 #define STATE_SKETCH_KEY "sketch/users"
 /** Meta key of the item admission filter's sketch. */
 #define STATE_ITEM_SKETCH_KEY "sketch/items"
+/** Meta key of the recent commit batches' size: u64 bytes (daemon/state.c,
+ * note_batch_size()). */
+#define STATE_BATCH_RECENT_KEY "batch/recent"
 /** Meta key prefix of a variant's content map; the key is it + u8 variant id. */
 #define STATE_CONTENT_PREFIX "content/"
 #define STATE_CONTENT_KEY_BYTES (sizeof STATE_CONTENT_PREFIX - 1 + 1)

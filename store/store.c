@@ -1103,6 +1103,25 @@ struct store_batch *store_batch_new(void)
 	return calloc(1, sizeof(struct store_batch));
 }
 
+size_t store_batch_bytes(const struct store_batch *batch)
+{
+	return batch->ops_len;
+}
+
+int store_batch_reserve(struct store_batch *batch, size_t bytes)
+{
+	if (bytes <= batch->ops_cap)
+		return 0;
+	unsigned char *grown = realloc(batch->ops, bytes);
+	if (grown == NULL)
+		return -1;
+	/* written, not just allocated: the kernel gives a page on its first write */
+	memset(grown + batch->ops_len, 0, bytes - batch->ops_len);
+	batch->ops = grown;
+	batch->ops_cap = bytes;
+	return 0;
+}
+
 void store_batch_clear(struct store_batch *batch)
 {
 	for (size_t i = 0; i < batch->offset_count; i++)

@@ -206,6 +206,19 @@ size_t store_batch_count(const struct store_batch *batch);
 /** @returns the number of distinct topic/partitions whose offset the batch sets. */
 size_t store_batch_offset_count(const struct store_batch *batch);
 
+/** @returns the bytes the batch's row operations take in its buffer (keys, values and
+ * a small header each): what a commit of them copies. */
+size_t store_batch_bytes(const struct store_batch *batch);
+
+/**
+ * @brief Make room in the batch's buffer for `bytes` of row operations,
+ * every page of the room written once now, so that filling it later takes
+ * no page faults (the buffer grows by doubling otherwise, each new page
+ * faulted in by the put that first reaches it). What it holds is kept.
+ * @returns 0, or -1 out of memory (the batch as it was, still usable).
+ */
+int store_batch_reserve(struct store_batch *batch, size_t bytes);
+
 /** @brief Forget everything the batch holds, including a remembered error. */
 void store_batch_clear(struct store_batch *batch);
 
