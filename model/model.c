@@ -171,6 +171,7 @@ struct model {
 	uint32_t *covis_items;
 	float *covis_keep;
 	uint32_t *covis_above; /* keep_strongest()'s: the slots at or above its pivot */
+	float *covis_select;   /* kth_largest()'s scratch, as many as covis_keep */
 	size_t covis_keep_capacity;
 };
 
@@ -462,7 +463,8 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 		m->covis_keep_capacity = config->covis_candidates;
 		m->covis_keep = malloc(gathered * sizeof *m->covis_keep);
 		m->covis_above = malloc(gathered * sizeof *m->covis_above);
-		if (m->covis_keep == NULL || m->covis_above == NULL)
+		m->covis_select = malloc(gathered * sizeof *m->covis_select);
+		if (m->covis_keep == NULL || m->covis_above == NULL || m->covis_select == NULL)
 			goto out_free;
 	}
 	if (config->content_dim > 0) {
@@ -509,6 +511,7 @@ void model_free(struct model *model)
 	free(model->sort_scratch);
 	free(model->covis_keep);
 	free(model->covis_above);
+	free(model->covis_select);
 	free(model->covis_items);
 	free(model->covis_slots);
 	free(model->item_moved);
@@ -1335,38 +1338,61 @@ static void sort_items(struct model *m, uint32_t *items, size_t count)
 		qsort(items, count, sizeof *items, compare_items);
 }
 
-/*
- * The k-th largest of values[0..count) (1 <= k <= count), the values
- * reordered: quickselect with a median-of-three pivot.
- */
-static float kth_largest(float *values, size_t count, size_t k)
-{
-	ptrdiff_t lo = 0, hi = (ptrdiff_t)count - 1, want = (ptrdiff_t)k - 1;
+/* Ranges kth_largest() finishes by insertion sort */
+#define SELECT_SMALL 16
 
-	while (lo < hi) {
-		float a = values[lo], b = values[lo + (hi - lo) / 2], c = values[hi];
+/*
+ * The k-th largest of values[0..count) (1 <= k <= count): quickselect with
+ * a median-of-three pivot, each pass copying the range into the other of
+ * values and scratch (count floats), those above the pivot to its front
+ * and those below to its back, without a branch on the data. Hoare's
+ * in-place partition mispredicted about one branch in two: it was a fifth
+ * of the co-visitation query (7% of a replay, bench/HISTORY.md, 5 December
+ * 2026). Both arrays are left in no particular order. A NaN is neither
+ * above nor below any pivot: it may be returned, and the loop still ends.
+ */
+static float kth_largest(float *values, float *scratch, size_t count, size_t k)
+{
+	float *arrays[2] = {values, scratch}, small[SELECT_SMALL];
+	size_t n = count, want = k - 1, start = 0; /* the range: arrays[in] + start, n long */
+	unsigned in = 0;
+
+	while (n > SELECT_SMALL) {
+		const float *from = arrays[in] + start;
+		float *to = arrays[in ^ 1];
+		float a = from[0], b = from[n / 2], c = from[n - 1];
 		float pivot = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
-		ptrdiff_t i = lo, j = hi;
-		/* Hoare: values[lo..j] >= pivot >= values[i..hi] at the end */
-		while (i <= j) {
-			while (values[i] > pivot)
-				i++;
-			while (values[j] < pivot)
-				j--;
-			if (i <= j) {
-				float t = values[i];
-				values[i++] = values[j];
-				values[j--] = t;
-			}
+		/* to[0..above) > pivot > to[below..n); the pivot itself is in
+		 * neither, so each pass shrinks the range */
+		size_t above = 0, below = n;
+		for (size_t i = 0; i < n; i++) {
+			float v = from[i];
+			to[above] = v;
+			above += v > pivot;
+			to[below - 1] = v;
+			below -= v < pivot;
 		}
-		if (want <= j)
-			hi = j;
-		else if (want >= i)
-			lo = i;
-		else
-			return values[want]; /* between j and i: equal to the pivot */
+		if (want < above) {
+			n = above;
+			start = 0;
+		} else if (want < below) {
+			return pivot; /* equal to it (a NaN pivot ends here too) */
+		} else {
+			want -= below;
+			n -= below;
+			start = below;
+		}
+		in ^= 1;
 	}
-	return values[want];
+	memcpy(small, arrays[in] + start, n * sizeof *small);
+	for (size_t i = 1; i < n; i++) {
+		float v = small[i];
+		size_t j = i;
+		for (; j > 0 && small[j - 1] < v; j--)
+			small[j] = small[j - 1];
+		small[j] = v;
+	}
+	return small[want];
 }
 
 /* The slot of `item` in a query's table of 2^bits slots: where its sum is,
@@ -1451,7 +1477,7 @@ static size_t keep_strongest(struct model *m, const struct covis_sum *table,
 		for (size_t s = 0; s < KEEP_SAMPLE; s++)
 			sums[s] = table[slots[s * count / KEEP_SAMPLE]].sum;
 		if (rank < KEEP_SAMPLE)
-			pivot = kth_largest(sums, KEEP_SAMPLE, rank);
+			pivot = kth_largest(sums, m->covis_select, KEEP_SAMPLE, rank);
 	}
 	for (;;) {
 		above = 0;
@@ -1467,7 +1493,7 @@ static size_t keep_strongest(struct model *m, const struct covis_sum *table,
 	}
 	/* keep of them at or above pivot: the keep-th largest of those is the
 	 * keep-th largest of all */
-	float bar = kth_largest(sums, above, keep);
+	float bar = kth_largest(sums, m->covis_select, above, keep);
 	/* those above the bar from the front, those at it from the back */
 	for (size_t s = 0; s < above; s++) {
 		const struct covis_sum *at = &table[at_least[s]];
