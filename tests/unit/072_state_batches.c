@@ -16,21 +16,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#define _XOPEN_SOURCE_EXTENDED 1
-#include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "state.h"
+#include "statetest.h"
 
 /* Users a large commit changes: rows of dim 64, about 8 MB of batch */
 #define USERS 20000
 #define DIM   64
-
-static char base_dir[64];
-static int dir_count;
 
 /* The "3 x N MiB prepared" of the last log line that has one (0: none). */
 static double prepared_mib;
@@ -94,11 +91,6 @@ static long commit_faults(struct state *state)
 	return faults;
 }
 
-static void new_dir(char *dir, size_t size)
-{
-	snprintf(dir, size, "%s/%d", base_dir, dir_count++);
-}
-
 /*
  * The first large commit of a new state faults its batch in (the control:
  * what the preparation removes); reopened, the same commit faults in
@@ -107,8 +99,8 @@ static void new_dir(char *dir, size_t size)
 static void a_reopened_state_commits_into_prepared_batches(void **unused)
 {
 	(void)unused;
-	char dir[128];
-	new_dir(dir, sizeof dir);
+	char dir[PATH_MAX];
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir);
 	assert_true(prepared_mib == 0); /* nothing stored: nothing prepared */
 	learn_users(state, 0, USERS, 1700000000000);
@@ -134,8 +126,8 @@ static void a_reopened_state_commits_into_prepared_batches(void **unused)
 static void the_prepared_size_follows_recent_commits(void **unused)
 {
 	(void)unused;
-	char dir[128];
-	new_dir(dir, sizeof dir);
+	char dir[PATH_MAX];
+	statetest_new_dir(dir);
 	struct state *state = open_state(dir);
 	learn_users(state, 0, USERS, 1700000000000);
 	commit_faults(state);
@@ -159,32 +151,11 @@ static void the_prepared_size_follows_recent_commits(void **unused)
 	state_close(state);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int setup(void **unused)
-{
-	(void)unused;
-	snprintf(base_dir, sizeof base_dir, "/tmp/streamrec-072-XXXXXX");
-	return mkdtemp(base_dir) == NULL ? -1 : 0;
-}
-
-static int teardown(void **unused)
-{
-	(void)unused;
-	return nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(a_reopened_state_commits_into_prepared_batches),
 	    cmocka_unit_test(the_prepared_size_follows_recent_commits),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }
