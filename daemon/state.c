@@ -173,23 +173,17 @@ struct state {
 #define BATCH_PREPARE_MAX ((size_t)256 << 20)
 
 /*
- * Prepares the three batches with room for the recent commits' batch size
- * that the last run stored (STATE_BATCH_RECENT_KEY, note_batch_size()) and
- * an eighth more, at most BATCH_PREPARE_MAX each, their pages written now.
- * A batch grows by doubling as it fills, and a fresh page costs the loop a
- * fault (dearer on VMs whose freed memory goes back to the host): the
- * first commits after a start, each filling a batch for the first time,
- * held the event loop for 170-270 ms where later ones took 15-20 ms
- * (bench/HISTORY.md, 5 December 2026). The start pays it instead, before
- * the daemon is ready; the batches would reach that size anyway. Out of
- * memory: they grow as they fill, as without a stored size. @returns 0, or
- * -1 when the stored size cannot be read (errstr filled).
+ * Reads the recent commits' batch size that the last run stored
+ * (STATE_BATCH_RECENT_KEY, note_batch_size()) into s->recent_batch, so that
+ * every writer carries it on: a one-off tool that commits little (streamrec
+ * replay) lowers it by a quarter a commit, as the daemon would, instead of
+ * replacing it with its own size. @returns 0, or -1 when it cannot be read
+ * (errstr filled).
  */
-static int prepare_batches(struct state *s, char *errstr, size_t errstr_size)
+static int load_batch_size(struct state *s, char *errstr, size_t errstr_size)
 {
 	void *value = NULL;
 	size_t value_len = 0;
-	char line[160];
 	int found =
 	    store_get(s->store, STORE_META, STATE_BATCH_RECENT_KEY,
 		      sizeof STATE_BATCH_RECENT_KEY - 1, &value, &value_len, errstr, errstr_size);
@@ -197,13 +191,30 @@ static int prepare_batches(struct state *s, char *errstr, size_t errstr_size)
 		return -1;
 	if (found == 0)
 		return 0;
+	/* of another length: written by no version of ours, ignored */
 	uint64_t recent = value_len == 8 ? bytes_get_be64(value) : 0;
 	free(value);
-	if (recent == 0)
-		return 0; /* of another length: written by no version of ours, ignored */
-	size_t room = recent > BATCH_PREPARE_MAX ? BATCH_PREPARE_MAX : (size_t)recent;
-	s->recent_batch = room;
-	room += room / 8;
+	s->recent_batch = recent > BATCH_PREPARE_MAX ? BATCH_PREPARE_MAX : (size_t)recent;
+	return 0;
+}
+
+/*
+ * Prepares the three batches with room for the recent commits' batch size
+ * (load_batch_size()) and an eighth more, at most BATCH_PREPARE_MAX each,
+ * their pages written now. A batch grows by doubling as it fills, and a
+ * fresh page costs the loop a fault (dearer on VMs whose freed memory goes
+ * back to the host): the first commits after a start, each filling a batch
+ * for the first time, held the event loop for 170-270 ms where later ones
+ * took 15-20 ms (bench/HISTORY.md, 5 December 2026). The start pays it
+ * instead, before the daemon is ready; the batches would reach that size
+ * anyway. Out of memory: they grow as they fill, as without a stored size.
+ */
+static void prepare_batches(struct state *s)
+{
+	char line[160];
+	if (s->recent_batch == 0)
+		return;
+	size_t room = s->recent_batch + s->recent_batch / 8;
 	double started = clock_monotonic_s();
 	bool prepared = store_batch_reserve(s->batch, room) == 0 &&
 			store_batch_reserve(s->inflight, room) == 0 &&
@@ -214,7 +225,7 @@ static int prepare_batches(struct state *s, char *errstr, size_t errstr_size)
 				 "commit batches: 3 x %.1f MiB prepared in %.0f ms (the last run's "
 				 "recent batches: %.1f MiB)",
 				 (double)room / 1048576.0, (clock_monotonic_s() - started) * 1000.0,
-				 (double)recent / 1048576.0);
+				 (double)s->recent_batch / 1048576.0);
 		else
 			snprintf(line, sizeof line,
 				 "commit batches: no memory to prepare 3 x %.1f MiB; they grow as "
@@ -222,7 +233,6 @@ static int prepare_batches(struct state *s, char *errstr, size_t errstr_size)
 				 (double)room / 1048576.0);
 		s->log(line, s->log_opaque);
 	}
-	return 0;
 }
 
 /*
@@ -730,10 +740,13 @@ struct state *state_open(const struct state_config *config, char *errstr, size_t
 			}
 		}
 	}
-	if (config->prepare_batches && !config->read_only &&
-	    prepare_batches(s, why, sizeof why) != 0) {
-		set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
-		goto out_free;
+	if (!config->read_only) {
+		if (load_batch_size(s, why, sizeof why) != 0) {
+			set_errstr(errstr, errstr_size, "%s: %s", config->dir, why);
+			goto out_free;
+		}
+		if (config->prepare_batches)
+			prepare_batches(s);
 	}
 	size_t max_slots = config->user_cache_users;
 	if (config->user_cache_bytes > 0) {

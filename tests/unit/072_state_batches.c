@@ -5,7 +5,8 @@
  * fresh pages in on the committing thread (the event loop in streamrecd:
  * 170-270 ms stalls at the first commits after each start, 5 December
  * 2026). The size stored follows the recent commits: after a burst of
- * large batches, smaller ones bring it down again.
+ * large batches, smaller ones bring it down again, and a one-off tool's
+ * commits are weighed as the daemon's would be.
  *
  * Page faults are counted for the calling thread alone (RUSAGE_THREAD), so
  * the state writer's RocksDB work does not count.
@@ -47,7 +48,7 @@ static long thread_faults(void)
 	return u.ru_minflt;
 }
 
-static struct state *open_state(const char *dir)
+static struct state *open_state_as(const char *dir, bool prepare)
 {
 	char errstr[512];
 	static struct model_config model;
@@ -57,12 +58,18 @@ static struct state *open_state(const char *dir)
 				  .variants = &model,
 				  .variant_count = 1,
 				  .log = log_line,
-				  .prepare_batches = true};
+				  .prepare_batches = prepare};
 	prepared_mib = 0;
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
 	if (state == NULL)
 		fail_msg("state_open: %s", errstr);
 	return state;
+}
+
+/* Opens the state as streamrecd does: the batches prepared. */
+static struct state *open_state(const char *dir)
+{
+	return open_state_as(dir, true);
 }
 
 /* One event for each of `users` users (from `first` on); each changes the user's row. */
@@ -151,11 +158,46 @@ static void the_prepared_size_follows_recent_commits(void **unused)
 	state_close(state);
 }
 
+/*
+ * A one-off tool (streamrec replay, which does not prepare) committing a
+ * little between two runs of the daemon weighs in as one more small
+ * commit: the daemon's next start still prepares three quarters of what
+ * its own commits needed. It replaced the stored size with its own before.
+ */
+static void a_small_writer_between_runs_keeps_the_size(void **unused)
+{
+	(void)unused;
+	char dir[PATH_MAX];
+	statetest_new_dir(dir);
+	struct state *state = open_state(dir);
+	learn_users(state, 0, USERS, 1700000000000);
+	commit_faults(state);
+	state_close(state);
+
+	state = open_state(dir);
+	double daemon_mib = prepared_mib;
+	state_close(state);
+
+	state = open_state_as(dir, false);
+	assert_true(prepared_mib == 0); /* the tool prepares nothing */
+	learn_users(state, 0, 10, 1700000300000);
+	commit_faults(state);
+	state_close(state);
+
+	state = open_state(dir);
+	print_message("prepared before the tool's commit %.2f MiB, after it %.2f MiB\n", daemon_mib,
+		      prepared_mib);
+	assert_true(daemon_mib > 5.0);
+	assert_true(prepared_mib > daemon_mib * 0.7 && prepared_mib < daemon_mib * 0.8);
+	state_close(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(a_reopened_state_commits_into_prepared_batches),
 	    cmocka_unit_test(the_prepared_size_follows_recent_commits),
+	    cmocka_unit_test(a_small_writer_between_runs_keeps_the_size),
 	};
 	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }
