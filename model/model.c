@@ -452,8 +452,10 @@ struct model *model_new(const struct model_config *config, char *errstr, size_t 
 	    m->grad_h == NULL || m->grad_row == NULL)
 		goto out_free;
 	size_t gathered = (size_t)config->recent_items * config->covis_neighbours;
-	m->covis_items = malloc(gathered * sizeof *m->covis_items);
-	m->covis_slots = malloc(gathered * sizeof *m->covis_slots);
+	/* one more: model_query() writes the next place before it knows
+	 * whether the item is new */
+	m->covis_items = malloc((gathered + 1) * sizeof *m->covis_items);
+	m->covis_slots = malloc((gathered + 1) * sizeof *m->covis_slots);
 	if (m->covis_items == NULL || m->covis_slots == NULL)
 		goto out_free;
 	covis_table(m, 0); /* the least table, so that a query always has one */
@@ -1572,21 +1574,26 @@ void model_query(struct model *model, uint32_t user, struct model_query *query)
 			uint32_t item = succ[s];
 			size_t slot = covis_find(table, bits, item);
 			struct covis_sum *at = &table[slot];
+			/* Whether the item is new to the query is as likely as not:
+			 * both cases are written alike, with selects for a branch
+			 * (a mispredicted one a neighbour had been most of the
+			 * query's time). */
 			bool first = at->item == COVIS_NO_ITEM;
-			if (first) {
-				if (out == room)
-					continue; /* out of memory for a larger table: no more new items */
-				*at = (struct covis_sum){.item = item};
-				items[out] = item;
-				slots[out++] = (uint32_t)slot;
-			}
-			/* a weight that decayed to 0 must still list its item once */
-			at->sum += add > 0 ? add : 1e-30f;
+			if (first && out == room)
+				continue; /* out of memory for a larger table: no more new items */
+			float sum = first ? 0.0f : at->sum;
+			float best_weight = first ? -INFINITY : at->best_weight;
+			uint32_t best = at->best;
 			/* the recent item counting most towards it (the first of equals) */
-			if (because != NULL && (first || add > at->best_weight)) {
-				at->best_weight = add;
-				at->best = recent[j];
-			}
+			bool better = add > best_weight;
+			at->item = item;
+			/* a weight that decayed to 0 must still list its item once */
+			at->sum = sum + (add > 0 ? add : 1e-30f);
+			at->best_weight = better ? add : best_weight;
+			at->best = better ? recent[j] : best;
+			items[out] = item; /* kept when the item is new */
+			slots[out] = (uint32_t)slot;
+			out += first;
 		}
 	}
 	size_t kept = keep_strongest(m, table, slots, items, out);
