@@ -398,7 +398,9 @@ static int load_item_part(const void *key, size_t key_len, const void *value, si
 			  struct load_context *c, bool counts)
 {
 	const unsigned char *k = key;
-	if (key_len != 5) {
+	bool y_row = !counts && key_len == STATE_Y_ROW_KEY_BYTES &&
+		     k[STATE_ROW_KEY_BYTES] == STATE_Y_ROW_SUFFIX;
+	if (key_len != STATE_ROW_KEY_BYTES && !y_row) {
 		set_errstr(c->errstr, c->errstr_size, "item %s row with a key of %zu bytes",
 			   counts ? "counts" : "vector", key_len);
 		c->failed = 1;
@@ -476,19 +478,37 @@ bool state_writing(struct state *state)
 	return busy;
 }
 
-/* The payer (model_set_payer()): one owed item vector row into the sealed batch. */
-static void pay_item_vector(void *ctx, const struct model *model, uint32_t item)
+/*
+ * Puts an item's vector rows of `parts` (MODEL_ITEM_VECTOR: its q row;
+ * MODEL_ITEM_Y: its y row) into batch, `row` their scratch (ROW_BUFFER
+ * bytes). Fixed sizes, well within ROW_BUFFER; a batch out of memory
+ * fails, and so does its write and every commit after it.
+ */
+static void put_item_vector_rows(struct store_batch *batch, const struct model *model,
+				 uint32_t item, unsigned char variant_id, unsigned parts,
+				 unsigned char *row)
+{
+	unsigned char key[STATE_Y_ROW_KEY_BYTES];
+	if (parts & MODEL_ITEM_VECTOR) {
+		state_key_row(key, item, variant_id);
+		size_t len = model_export_item_vector(model, item, row, ROW_BUFFER);
+		store_batch_put(batch, STORE_ITEM, key, STATE_ROW_KEY_BYTES, row, len);
+	}
+	if (parts & MODEL_ITEM_Y) {
+		state_key_y_row(key, item, variant_id);
+		size_t len = model_export_item_y(model, item, row, ROW_BUFFER);
+		store_batch_put(batch, STORE_ITEM, key, STATE_Y_ROW_KEY_BYTES, row, len);
+	}
+}
+
+/* The payer (model_set_payer()): one owed item's vector rows into the sealed batch. */
+static void pay_item_vector(void *ctx, const struct model *model, uint32_t item, unsigned parts)
 {
 	struct payer *p = ctx;
 	struct state *s = p->state;
-	unsigned char key[5];
 	if (s->sealed == NULL)
 		return; /* owed by a commit that failed collecting its rows (state_commit_async()) */
-	state_key_row(key, item, s->store_id[p->variant]);
-	/* a fixed size, well within ROW_BUFFER; a batch out of memory fails,
-	 * and so does its write and every commit after it */
-	size_t len = model_export_item_vector(model, item, s->pay_row, ROW_BUFFER);
-	store_batch_put(s->sealed, STORE_ITEM, key, sizeof key, s->pay_row, len);
+	put_item_vector_rows(s->sealed, model, item, s->store_id[p->variant], parts, s->pay_row);
 }
 
 /* Hands the batch in `sealed`, complete, to the writer (idle: the commit
@@ -1535,11 +1555,10 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 			unsigned parts = model_item_dirty_parts(m, ids[k]);
 			state_key_row(key, ids[k], s->store_id[v]);
 			/* owed: paid between the events after the commit (state_pay()) */
-			if ((parts & MODEL_ITEM_VECTOR) &&
-			    !(s->writer_started && model_owe_item_vector(m, ids[k]))) {
-				size_t len = model_export_item_vector(m, ids[k], s->row, ROW_BUFFER);
-				store_batch_put(s->batch, STORE_ITEM, key, 5, s->row, len);
-			}
+			if ((parts & (MODEL_ITEM_VECTOR | MODEL_ITEM_Y)) &&
+			    !(s->writer_started && model_owe_item_vector(m, ids[k])))
+				put_item_vector_rows(s->batch, m, ids[k], s->store_id[v], parts,
+						     s->row);
 			if (parts & MODEL_ITEM_COUNTS) {
 				size_t len = model_export_item_counts(m, ids[k], s->row, ROW_BUFFER);
 				store_batch_put(s->batch, STORE_COVIS, key, 5, s->row, len);
@@ -1924,6 +1943,7 @@ static int by_last_seen(const void *a, const void *b);
 static int remove_item(struct state *s, uint32_t item, char *errstr, size_t errstr_size)
 {
 	unsigned char key[1 + 256], reverse[5], row_key[STATE_ROW_KEY_BYTES], seq[8];
+	unsigned char y_key[STATE_Y_ROW_KEY_BYTES];
 	const char *id = idmap_id(s->items, item);
 	size_t len = id != NULL ? strlen(id) : 0;
 
@@ -1952,6 +1972,8 @@ static int remove_item(struct state *s, uint32_t item, char *errstr, size_t errs
 		state_key_row(row_key, item, s->store_id[v]);
 		store_batch_delete(s->batch, STORE_ITEM, row_key, sizeof row_key);
 		store_batch_delete(s->batch, STORE_COVIS, row_key, sizeof row_key);
+		state_key_y_row(y_key, item, s->store_id[v]);
+		store_batch_delete(s->batch, STORE_ITEM, y_key, sizeof y_key);
 	}
 	idmap_remove(s->items, item);
 	s->item_live[item] = 0;

@@ -49,6 +49,19 @@ static inline void state_key_row(unsigned char key[STATE_ROW_KEY_BYTES], uint32_
 	key[4] = variant_id;
 }
 
+/** An item's y row (model_export_item_y()) is in the item family under its
+ * row key and this byte (after the q row, in key order). */
+#define STATE_Y_ROW_SUFFIX    'y'
+#define STATE_Y_ROW_KEY_BYTES (STATE_ROW_KEY_BYTES + 1)
+
+/** @brief An item's y row key: its row key, then STATE_Y_ROW_SUFFIX. */
+static inline void state_key_y_row(unsigned char key[STATE_Y_ROW_KEY_BYTES], uint32_t index,
+				   unsigned char variant_id)
+{
+	state_key_row(key, index, variant_id);
+	key[STATE_ROW_KEY_BYTES] = STATE_Y_ROW_SUFFIX;
+}
+
 /** @brief A variant's content map key. */
 static inline void state_key_content(unsigned char key[STATE_CONTENT_KEY_BYTES],
 				     unsigned char variant_id)

@@ -91,15 +91,18 @@ static int copy_row(const void *key, size_t key_len, const void *value, size_t v
 {
 	struct copy_rows *c = ctx;
 	const unsigned char *k = key;
-	if (key_len != 5)
+	/* a row key, or an item's y row key (daemon/statekeys.h): the variant
+	 * id is the fifth byte of both */
+	if (key_len != STATE_ROW_KEY_BYTES &&
+	    !(c->family == STORE_ITEM && key_len == STATE_Y_ROW_KEY_BYTES))
 		return 0;
-	unsigned char copy[5];
-	memcpy(copy, k, 4);
+	unsigned char copy[STATE_Y_ROW_KEY_BYTES];
+	memcpy(copy, k, key_len);
 	copy[4] = c->to;
 	if (c->from < 0 && k[4] == c->to)
 		store_batch_delete(c->batch, c->family, key, key_len);
 	else if (c->from >= 0 && k[4] == (unsigned char)c->from)
-		store_batch_put(c->batch, c->family, copy, sizeof copy, value, value_len);
+		store_batch_put(c->batch, c->family, copy, key_len, value, value_len);
 	else
 		return 0;
 	c->rows++;

@@ -678,9 +678,10 @@ static void init_vector(float *v, size_t dim, uint64_t hash, uint64_t seed, uint
 static inline void before_vector_write(struct model *m, uint32_t item)
 {
 	if (m->owed_left > 0 && m->item_owed[item]) {
+		unsigned parts = m->item_owed[item];
 		m->item_owed[item] = 0;
 		m->owed_left--;
-		m->pay(m->pay_ctx, m, item);
+		m->pay(m->pay_ctx, m, item, parts);
 	}
 }
 
@@ -792,11 +793,14 @@ static void mark_user(struct model *m, uint32_t user)
 	}
 }
 
-/* item_dirty bits: the parts of the row a commit rewrites (model.h), and
- * ITEM_LEGACY for an item restored from a whole-row layout, whose next
- * write must be both parts (a vector row alone would hide its counts). */
-#define ITEM_PARTS (MODEL_ITEM_VECTOR | MODEL_ITEM_COUNTS)
-#define ITEM_LEGACY 4
+/* item_dirty bits: the rows a commit rewrites (model.h), ITEM_LEGACY for
+ * an item restored from a whole-row layout, whose next write must be every
+ * row (a vector row alone would hide its counts), and ITEM_Y_LEGACY for an
+ * item restored from a vector row that still holds y (ITEM_VECTOR_ROW_VERSION):
+ * until its y row is written, writing its q row writes its y row too. */
+#define ITEM_PARTS    (MODEL_ITEM_VECTOR | MODEL_ITEM_COUNTS | MODEL_ITEM_Y)
+#define ITEM_LEGACY   4
+#define ITEM_Y_LEGACY 16
 
 static void mark_item_parts(struct model *m, uint32_t item, uint8_t parts)
 {
@@ -819,10 +823,25 @@ static void mark_item(struct model *m, uint32_t item)
 	mark_item_parts(m, item, ITEM_PARTS);
 }
 
-/* Only its vectors and their optimiser state changed (a learning step). */
+/* Its counts changed (popularity, sampler place, co-visitation), and with
+ * them its correction, in the q row; not y. */
+static void mark_item_counts(struct model *m, uint32_t item)
+{
+	mark_item_parts(m, item, MODEL_ITEM_VECTOR | MODEL_ITEM_COUNTS);
+}
+
+/* Only q, its bias and their optimiser state changed (a learning step on
+ * the item as a target: the event's item, a negative). */
 static void mark_item_vector(struct model *m, uint32_t item)
 {
 	mark_item_parts(m, item, MODEL_ITEM_VECTOR);
+}
+
+/* Only y and its optimiser state changed (a learning step on the item as
+ * one of the user's recent items). */
+static void mark_item_y(struct model *m, uint32_t item)
+{
+	mark_item_parts(m, item, MODEL_ITEM_Y);
 }
 
 static int ensure_user(struct model *m, uint32_t user, uint64_t hash)
@@ -1055,7 +1074,7 @@ static void train(struct model *m, uint32_t user, const uint32_t *recent, size_t
 			for (size_t k = 0; k < dim; k++)
 				m->grad_row[k] = shares[j] * m->grad_h[k] + l2 * y[k];
 			apply_step(m, y, m->grad_row, dim, &m->scalar[recent[j]].y_accum);
-			mark_item_vector(m, recent[j]);
+			mark_item_y(m, recent[j]);
 		}
 	}
 }
@@ -1115,15 +1134,16 @@ int model_count_item(struct model *model, uint32_t item, uint64_t item_hash,
 	m->step++;
 	if (popularity_add(m->popularity, item, ts_ms) != 0)
 		goto out_nomem;
-	mark_item(m, item);
-	mark_item(m, popularity_last_moved(m->popularity));
+	mark_item_counts(m, item);
+	mark_item_counts(m, popularity_last_moved(m->popularity));
 	if (popularity_rescaled(m->popularity)) {
-		m->all_items_dirty |= ITEM_PARTS; /* counts, and the corrections in the vectors */
+		/* counts, and the corrections in the q rows */
+		m->all_items_dirty |= MODEL_ITEM_VECTOR | MODEL_ITEM_COUNTS;
 		refresh_all_corrections(m);
 	}
 	if (sampler_set_count(m->sampler, item, popularity_count(m->popularity, item)) != 0)
 		goto out_nomem;
-	mark_item(m, sampler_last_moved(m->sampler));
+	mark_item_counts(m, sampler_last_moved(m->sampler));
 	refresh_correction(m, item);
 	refresh_bias_column(m, item);
 	return 0;
@@ -1200,17 +1220,18 @@ count: /* counting: popularity, the sampler, co-visitation, history */
 	 * and a restart then found two items claiming one rank; nor did it
 	 * write its users' recent items and exclusions, which only training
 	 * marked. */
-	mark_item(m, event->item);
-	mark_item(m, popularity_last_moved(m->popularity));
+	mark_item_counts(m, event->item);
+	mark_item_counts(m, popularity_last_moved(m->popularity));
 	mark_user(m, event->user); /* its ring and exclusions change below */
 	if (popularity_rescaled(m->popularity)) {
-		m->all_items_dirty |= ITEM_PARTS; /* counts, and the corrections in the vectors */
+		/* counts, and the corrections in the q rows */
+		m->all_items_dirty |= MODEL_ITEM_VECTOR | MODEL_ITEM_COUNTS;
 		refresh_all_corrections(m);
 	}
 	if (sampler_set_count(m->sampler, event->item,
 			      popularity_count(m->popularity, event->item)) != 0)
 		goto out_nomem;
-	mark_item(m, sampler_last_moved(m->sampler));
+	mark_item_counts(m, sampler_last_moved(m->sampler));
 	refresh_correction(m, event->item);
 	refresh_bias_column(m, event->item);
 	if (m->content_map != NULL && content_fold(m, event->item, errstr, errstr_size) != 0)
@@ -1229,11 +1250,11 @@ count: /* counting: popularity, the sampler, co-visitation, history */
 			continue;
 		if (covis_add(m->covis, recent[j], event->item, amount) != 0)
 			goto out_nomem;
-		mark_item(m, recent[j]);
+		mark_item_counts(m, recent[j]);
 		if (m->config.covis_both_directions) {
 			if (covis_add(m->covis, event->item, recent[j], amount) != 0)
 				goto out_nomem;
-			mark_item(m, event->item);
+			mark_item_counts(m, event->item);
 		}
 	}
 	if (m->content_map != NULL && m->user_search_left[event->user] > 0)
@@ -3055,6 +3076,11 @@ out_free:
  * before the split, still read. */
 #define ITEM_VECTOR_ROW_VERSION 101
 #define ITEM_COUNTS_ROW_VERSION 102
+/* Since 5 December 2026 the vectors are two rows themselves (model.h, "Item
+ * rows"): q with its bias and their optimiser state, and y with its own. A
+ * ITEM_VECTOR_ROW_VERSION row (both) is still read. */
+#define ITEM_Q_ROW_VERSION 103
+#define ITEM_Y_ROW_VERSION 104
 
 size_t model_dirty_users(struct model *model, const uint32_t **users)
 {
@@ -3170,7 +3196,7 @@ static bool item_gone(uint32_t item, void *ctx)
 
 static void mark_item_cb(uint32_t item, void *ctx)
 {
-	mark_item(ctx, item);
+	mark_item_counts(ctx, item);
 }
 
 int model_forget_items(struct model *model, const uint32_t *items, size_t count, char *errstr,
@@ -3200,7 +3226,7 @@ int model_forget_items(struct model *model, const uint32_t *items, size_t count,
 		mark_moved(m, item);
 		/* the sampler moves another item into its bucket place: that one's row changed */
 		sampler_set_count(m->sampler, item, 0);
-		mark_item(m, sampler_last_moved(m->sampler));
+		mark_item_counts(m, sampler_last_moved(m->sampler));
 		if (m->content_map != NULL) {
 			if (m->item_content[i] != NULL) {
 				free(m->item_content[i]);
@@ -3240,8 +3266,13 @@ void model_clear_dirty(struct model *model)
 {
 	for (size_t k = 0; k < model->dirty_user_count; k++)
 		model->user_dirty[model->dirty_users[k]] = 0;
-	for (size_t k = 0; k < model->dirty_item_count; k++)
-		model->item_dirty[model->dirty_items[k]] = 0;
+	for (size_t k = 0; k < model->dirty_item_count; k++) {
+		uint32_t item = model->dirty_items[k];
+		/* an item whose y still lives in its old vector row keeps the
+		 * mark until a commit wrote its y row */
+		bool y_written = model_item_dirty_parts(model, item) & MODEL_ITEM_Y;
+		model->item_dirty[item] &= y_written ? 0 : ITEM_Y_LEGACY;
+	}
 	model->dirty_user_count = 0;
 	model->dirty_item_count = 0;
 	model->all_items_dirty = 0;
@@ -3386,6 +3417,25 @@ static void put_item_vector(struct row_writer *w, const struct model *m, uint32_
 	put(w, &m->scalar[item], sizeof m->scalar[item]);
 }
 
+/* An item's q row: q with its bias column, the bias, the correction, and
+ * their optimiser state. */
+static void put_item_q(struct row_writer *w, const struct model *m, uint32_t item)
+{
+	const struct item_scalars *sc = &m->scalar[item];
+	put(w, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
+	put(w, &sc->bias, sizeof sc->bias);
+	put(w, &sc->correction, sizeof sc->correction);
+	put(w, &sc->q_accum, sizeof sc->q_accum);
+	put(w, &sc->bias_accum, sizeof sc->bias_accum);
+}
+
+/* An item's y row: y and its optimiser state. */
+static void put_item_y(struct row_writer *w, const struct model *m, uint32_t item)
+{
+	put(w, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
+	put(w, &m->scalar[item].y_accum, sizeof m->scalar[item].y_accum);
+}
+
 /* An item's counts: popularity, sampler place, co-visitation successors and
  * the content section. */
 static void put_item_counts(struct row_writer *w, const struct model *m, uint32_t item)
@@ -3424,7 +3474,11 @@ static size_t export_item(const struct model *m, uint32_t item, uint32_t version
 {
 	struct row_writer w = {buf, capacity, 0};
 	put_header(&w, m, version);
-	if (parts & MODEL_ITEM_VECTOR)
+	if (version == ITEM_Q_ROW_VERSION)
+		put_item_q(&w, m, item);
+	else if (version == ITEM_Y_ROW_VERSION)
+		put_item_y(&w, m, item);
+	else if (parts & MODEL_ITEM_VECTOR)
 		put_item_vector(&w, m, item);
 	if (parts & MODEL_ITEM_COUNTS)
 		put_item_counts(&w, m, item);
@@ -3455,9 +3509,12 @@ bool model_owe_item_vector(struct model *model, uint32_t item)
 		return false;
 	if (m->item_owed[item])
 		return true;
+	uint8_t parts = model_item_dirty_parts(m, item) & (MODEL_ITEM_VECTOR | MODEL_ITEM_Y);
+	if (parts == 0)
+		return false; /* listed for its counts alone: nothing to owe */
 	if (m->owed_left == 0)
 		m->owed_listed = m->owed_next = 0; /* the last commit's list is paid */
-	m->item_owed[item] = 1;
+	m->item_owed[item] = parts;
 	m->owed_items[m->owed_listed++] = item;
 	m->owed_left++;
 	return true;
@@ -3483,11 +3540,12 @@ size_t model_pay_owed(struct model *model, size_t budget)
 			__builtin_prefetch(&m->scalar[ahead]);
 		}
 		uint32_t item = m->owed_items[m->owed_next];
-		if (!m->item_owed[item])
+		unsigned parts = m->item_owed[item];
+		if (parts == 0)
 			continue; /* paid before a write */
 		m->item_owed[item] = 0;
 		m->owed_left--;
-		m->pay(m->pay_ctx, m, item);
+		m->pay(m->pay_ctx, m, item, parts);
 		paid++;
 	}
 	return m->owed_left;
@@ -3506,7 +3564,12 @@ size_t model_export_item(const struct model *model, uint32_t item, void *buf, si
 size_t model_export_item_vector(const struct model *model, uint32_t item, void *buf,
 				size_t capacity)
 {
-	return export_item(model, item, ITEM_VECTOR_ROW_VERSION, MODEL_ITEM_VECTOR, buf, capacity);
+	return export_item(model, item, ITEM_Q_ROW_VERSION, MODEL_ITEM_VECTOR, buf, capacity);
+}
+
+size_t model_export_item_y(const struct model *model, uint32_t item, void *buf, size_t capacity)
+{
+	return export_item(model, item, ITEM_Y_ROW_VERSION, MODEL_ITEM_Y, buf, capacity);
 }
 
 size_t model_export_item_counts(const struct model *model, uint32_t item, void *buf,
@@ -3522,6 +3585,8 @@ unsigned model_item_dirty_parts(const struct model *model, uint32_t item)
 	uint8_t bits = model->item_dirty[item];
 	if ((bits & ITEM_PARTS) && (bits & ITEM_LEGACY))
 		return ITEM_PARTS;
+	if ((bits & MODEL_ITEM_VECTOR) && (bits & ITEM_Y_LEGACY))
+		bits |= MODEL_ITEM_Y; /* its q row replaces the row that held y */
 	return bits & ITEM_PARTS;
 }
 
@@ -3553,6 +3618,27 @@ static int import_item_content(struct model *m, uint32_t item, struct row_reader
 	}
 	m->item_content_flags[item] = flags;
 	return 0;
+}
+
+/* Reads an item's q row (put_item_q). */
+static void get_item_q(struct row_reader *r, struct model *m, uint32_t item)
+{
+	struct item_scalars *sc = &m->scalar[item];
+	before_vector_write(m, item);
+	get(r, m->matrix + (size_t)item * m->stride, m->stride * sizeof(float));
+	mark_moved(m, item);
+	get(r, &sc->bias, sizeof sc->bias);
+	get(r, &sc->correction, sizeof sc->correction);
+	get(r, &sc->q_accum, sizeof sc->q_accum);
+	get(r, &sc->bias_accum, sizeof sc->bias_accum);
+}
+
+/* Reads an item's y row (put_item_y). */
+static void get_item_y(struct row_reader *r, struct model *m, uint32_t item)
+{
+	before_vector_write(m, item);
+	get(r, m->y + (size_t)item * m->dim, m->dim * sizeof(float));
+	get(r, &m->scalar[item].y_accum, sizeof m->scalar[item].y_accum);
 }
 
 /* Reads an item's vectors (put_item_vector). */
@@ -3631,9 +3717,11 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 {
 	struct model *m = model;
 	struct row_reader r = {row, len, 0, false};
-	bool whole = row_layout(row, len) == ROW_VERSION;
-	if (check_header(&r, m, "item", whole ? ROW_VERSION : ITEM_VECTOR_ROW_VERSION, errstr,
-			 errstr_size) != 0)
+	uint32_t layout = row_layout(row, len);
+	bool whole = layout == ROW_VERSION;
+	if (layout != ITEM_Q_ROW_VERSION && layout != ITEM_Y_ROW_VERSION)
+		layout = whole ? ROW_VERSION : ITEM_VECTOR_ROW_VERSION; /* or says what it is not */
+	if (check_header(&r, m, "item", layout, errstr, errstr_size) != 0)
 		return -1;
 	if (ensure_items(m, (size_t)item + 1) != 0) {
 		set_errstr(errstr, errstr_size, "out of memory restoring item %u", item);
@@ -3641,17 +3729,28 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 	}
 	if ((size_t)item >= m->items)
 		m->items = (size_t)item + 1;
-	get_item_vector(&r, m, item);
+	if (layout == ITEM_Q_ROW_VERSION)
+		get_item_q(&r, m, item);
+	else if (layout == ITEM_Y_ROW_VERSION)
+		get_item_y(&r, m, item);
+	else
+		get_item_vector(&r, m, item);
 	if (whole) {
 		if (get_item_counts(&r, m, item, errstr, errstr_size) != 0)
 			return -1;
 		m->item_dirty[item] |= ITEM_LEGACY;
 	} else if (r.failed || r.at != len) {
-		set_errstr(errstr, errstr_size, "item vector row %u: %zu bytes, expected %zu",
-			   item, len, r.at);
+		set_errstr(errstr, errstr_size, "item %s row %u: %zu bytes, expected %zu",
+			   layout == ITEM_Y_ROW_VERSION ? "y" : "vector", item, len, r.at);
 		return -1;
 	}
-	m->item_ready[item] = 1;
+	if (layout == ITEM_VECTOR_ROW_VERSION)
+		m->item_dirty[item] |= ITEM_Y_LEGACY;
+	else if (layout == ITEM_Y_ROW_VERSION)
+		m->item_dirty[item] &=
+		    (uint8_t)~ITEM_Y_LEGACY; /* read after the row it overrides */
+	if (layout != ITEM_Y_ROW_VERSION)
+		m->item_ready[item] = 1;
 	return 0;
 }
 

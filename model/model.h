@@ -960,26 +960,36 @@ size_t model_export_user(const struct model *model, uint32_t user, void *buf, si
 size_t model_export_item(const struct model *model, uint32_t item, void *buf, size_t capacity);
 
 /*
- * Item rows. A commit saves an item as two rows, so that a learning step
- * rewrites only what it changed: each event moves the vectors of its item,
- * its negatives and the user's recent items (up to 1 + negatives +
- * recent_items rows), while the counts (popularity, sampler place,
- * co-visitation successors, which grow to covis_neighbours entries, and the
- * content section) change for the counted item and its co-visitation
- * neighbours only. Measured at 1M items, 10k events/s: bench/HISTORY.md,
- * "1M items, 1 December 2026".
+ * Item rows. A commit saves an item as three rows, so that a learning step
+ * rewrites only what it changed: each event moves q of its item and its
+ * negatives (1 + negatives rows, and as many for each replay step) and y of
+ * the user's recent items (up to recent_items rows), while the counts
+ * (popularity, sampler place, co-visitation successors, which grow to
+ * covis_neighbours entries, and the content section) change for the
+ * counted item and its co-visitation neighbours only. Measured at 1M items,
+ * 10k events/s: bench/HISTORY.md, "1M items, 1 December 2026"; the q and y
+ * rows split on 5 December 2026 (the negatives' rows had been 71% of a
+ * commit). The q row (model_export_item_vector()) also holds the bias and
+ * the correction, which move with the counts.
  */
-/** What of an item changed since model_clear_dirty() (model_item_dirty_parts). */
-enum { MODEL_ITEM_VECTOR = 1, MODEL_ITEM_COUNTS = 2 };
+/** What of an item changed since model_clear_dirty() (model_item_dirty_parts):
+ * its q row, its counts row, its y row. */
+enum { MODEL_ITEM_VECTOR = 1, MODEL_ITEM_COUNTS = 2, MODEL_ITEM_Y = 8 };
 
-/** @returns the MODEL_ITEM_* parts of a listed dirty item to write: both
- * for an item restored from a whole row, whose counts live in that row. */
+/** @returns the MODEL_ITEM_* parts of a listed dirty item to write: all
+ * for an item restored from a whole row, whose counts live in that row, and
+ * the y row with the q row for an item restored from a vector row that
+ * still holds y (the layout before 5 December 2026). */
 unsigned model_item_dirty_parts(const struct model *model, uint32_t item);
 
-/** @brief An item's vector row (q with its bias column, y, the scalars and
- * their optimiser state); model_import_item() reads it. */
+/** @brief An item's q row (q with its bias column, the bias, the
+ * correction, their optimiser state); model_import_item() reads it. */
 size_t model_export_item_vector(const struct model *model, uint32_t item, void *buf,
 				size_t capacity);
+
+/** @brief An item's y row (y and its optimiser state); model_import_item()
+ * reads it, after the item's q row. */
+size_t model_export_item_y(const struct model *model, uint32_t item, void *buf, size_t capacity);
 
 /**
  * @brief Copy-on-write export of item vector rows (the state's commit).
@@ -992,12 +1002,14 @@ size_t model_export_item_vector(const struct model *model, uint32_t item, void *
  * exactly as it was when owed. Only one commit owes rows at a time: pay
  * them all before the next model_owe_item_vector().
  */
-typedef void (*model_pay_fn)(void *ctx, const struct model *model, uint32_t item);
+typedef void (*model_pay_fn)(void *ctx, const struct model *model, uint32_t item, unsigned parts);
 void model_set_payer(struct model *model, model_pay_fn pay, void *ctx);
 
-/** @brief Owe item's vector row as it is now (an item already owed is not
- * listed again). @returns false when it cannot be owed (no payer set, an
- * item the model does not hold): the caller copies it itself. */
+/** @brief Owe item's dirty vector rows (MODEL_ITEM_VECTOR, MODEL_ITEM_Y:
+ * model_item_dirty_parts()) as they are now; the hook is called with those
+ * parts (an item already owed is not listed again). @returns false when
+ * they cannot be owed (no payer set, an item the model does not hold, no
+ * vector row dirty): the caller copies what it writes itself. */
 bool model_owe_item_vector(struct model *model, uint32_t item);
 
 /** @brief Pay up to budget owed rows through the hook, in the order owed.

@@ -19,15 +19,48 @@
 #define ITEMS  300
 #define EVENTS 30000
 
-/* A pretend store: the last saved bytes of each row; an item's vector row
- * (or whole row, in the layout before the split) and its counts row. */
+/* A pretend store: the last saved bytes of each row; an item's q row (or
+ * whole row, or vector row, in the layouts before the splits), its y row
+ * and its counts row. */
 struct saved {
-	void *user[USERS], *item[ITEMS], *counts[ITEMS], *globals;
-	size_t user_len[USERS], item_len[ITEMS], counts_len[ITEMS], globals_len;
+	void *user[USERS], *item[ITEMS], *y[ITEMS], *counts[ITEMS], *globals;
+	size_t user_len[USERS], item_len[ITEMS], y_len[ITEMS], counts_len[ITEMS], globals_len;
 };
 
 /* Save items as whole rows, the layout states had before the split. */
 static bool whole_item_rows;
+/* Save an item's q and y as one vector row, the layout of before 5 December 2026. */
+static bool joint_vector_rows;
+
+#define DIM 8
+
+/*
+ * The vector row of before the q/y split (version 101: q with its bias
+ * column, y, then the scalars bias, correction, q_accum, y_accum,
+ * bias_accum), made of the item's q row (version 103: q, bias, correction,
+ * q_accum, bias_accum) and y row (version 104: y, y_accum) as they are now.
+ * @returns its length.
+ */
+static size_t joint_vector_row(const struct model *m, uint32_t item, unsigned char *out)
+{
+	unsigned char q[512], y[512];
+	size_t q_len = model_export_item_vector(m, item, q, sizeof q);
+	size_t y_len = model_export_item_y(m, item, y, sizeof y);
+	const size_t header = 8, q_bytes = (DIM + 1) * 4, y_bytes = DIM * 4;
+	assert_int_equal(q_len, header + q_bytes + 4 * 4);
+	assert_int_equal(y_len, header + y_bytes + 4);
+	uint32_t version = 101;
+	size_t at = 0;
+	memcpy(out, &version, 4);
+	memcpy(out + 4, q + 4, 4); /* the dimension */
+	at = header;
+	memcpy(out + at, q + header, q_bytes), at += q_bytes;
+	memcpy(out + at, y + header, y_bytes), at += y_bytes;
+	memcpy(out + at, q + header + q_bytes, 3 * 4), at += 3 * 4; /* bias, correction, q_accum */
+	memcpy(out + at, y + header + y_bytes, 4), at += 4;         /* y_accum */
+	memcpy(out + at, q + header + q_bytes + 3 * 4, 4), at += 4; /* bias_accum */
+	return at;
+}
 
 static struct model_event event_at(uint64_t i)
 {
@@ -52,7 +85,7 @@ static struct model *new_model(void)
 	char errstr[256];
 	model_config_default(&config);
 	config.learn_embeddings = !counting_only;
-	config.dim = 8;
+	config.dim = DIM;
 	config.covis_neighbours = 4;         /* small lists: replacements happen */
 	config.covis_half_life_events = 50;  /* the scale grows fast: rescales happen */
 	config.trending_half_life_ms = 1000; /* trending rescales too */
@@ -90,10 +123,20 @@ static void save_changes(struct model *m, struct saved *s)
 			keep(&s->item[ids[k]], &s->item_len[ids[k]], row, len);
 			continue;
 		}
-		if (parts & MODEL_ITEM_VECTOR) {
-			size_t len = model_export_item_vector(m, ids[k], row, sizeof row);
-			assert_true(len <= sizeof row);
+		if (joint_vector_rows && (parts & (MODEL_ITEM_VECTOR | MODEL_ITEM_Y))) {
+			size_t len = joint_vector_row(m, ids[k], row);
 			keep(&s->item[ids[k]], &s->item_len[ids[k]], row, len);
+		} else {
+			if (parts & MODEL_ITEM_VECTOR) {
+				size_t len = model_export_item_vector(m, ids[k], row, sizeof row);
+				assert_true(len <= sizeof row);
+				keep(&s->item[ids[k]], &s->item_len[ids[k]], row, len);
+			}
+			if (parts & MODEL_ITEM_Y) {
+				size_t len = model_export_item_y(m, ids[k], row, sizeof row);
+				assert_true(len <= sizeof row);
+				keep(&s->y[ids[k]], &s->y_len[ids[k]], row, len);
+			}
 		}
 		if (parts & MODEL_ITEM_COUNTS) {
 			size_t len = model_export_item_counts(m, ids[k], row, sizeof row);
@@ -109,10 +152,15 @@ static struct model *restore(const struct saved *s)
 {
 	struct model *m = new_model();
 	char errstr[256];
-	for (uint32_t i = 0; i < ITEMS; i++)
+	/* in the store's key order: an item's q row (or older row), then its y row */
+	for (uint32_t i = 0; i < ITEMS; i++) {
 		if (s->item[i] != NULL &&
 		    model_import_item(m, i, s->item[i], s->item_len[i], errstr, sizeof errstr) != 0)
 			fail_msg("%s", errstr);
+		if (s->y[i] != NULL &&
+		    model_import_item(m, i, s->y[i], s->y_len[i], errstr, sizeof errstr) != 0)
+			fail_msg("%s", errstr);
+	}
 	for (uint32_t i = 0; i < ITEMS; i++)
 		if (s->counts[i] != NULL &&
 		    model_import_item_counts(m, i, s->counts[i], s->counts_len[i], errstr,
@@ -142,6 +190,7 @@ static void free_saved(struct saved *s)
 		free(s->user[u]);
 	for (int i = 0; i < ITEMS; i++) {
 		free(s->item[i]);
+		free(s->y[i]);
 		free(s->counts[i]);
 	}
 	free(s->globals);
@@ -219,6 +268,102 @@ static void whole_rows_of_before_the_split_are_read_and_rewritten_as_two(void **
 	model_free(upgraded);
 	model_free(restarted);
 	free_saved(&saved);
+}
+
+/* A state written before the vectors were split into q and y rows holds
+ * vector rows with both: they are read, and an item's next q row comes with
+ * its y row (a q row alone would replace the row that held y), after which
+ * a step rewrites only what it moved. */
+static void vector_rows_of_before_the_q_y_split_are_read_and_y_kept(void **state)
+{
+	(void)state;
+	struct model *straight = new_model(), *saving = new_model(), *probe = new_model();
+	struct saved saved;
+	memset(&saved, 0, sizeof saved);
+	learn(straight, 0, EVENTS);
+	/* the first co-visitation rescale after a third of the stream: it
+	 * rewrites every item's counts row and not its vectors (a trending
+	 * rescale moves every correction, in the q rows) */
+	uint64_t rescale = EVENTS / 3;
+	learn(probe, 0, rescale);
+	for (bool rescaled = false; !rescaled; rescale++) {
+		model_clear_dirty(probe);
+		learn(probe, rescale, rescale + 1);
+		const uint32_t *ids;
+		size_t n = model_dirty_items(probe, &ids), vectors = 0;
+		for (size_t k = 0; k < n; k++)
+			vectors += (model_item_dirty_parts(probe, ids[k]) & MODEL_ITEM_VECTOR) != 0;
+		rescaled = n > 100 && vectors <= 40; /* not a trending rescale: that moves q */
+	}
+	rescale--;
+	model_free(probe);
+	joint_vector_rows = true;
+	learn(saving, 0, rescale);
+	save_changes(saving, &saved);
+	joint_vector_rows = false;
+	for (uint32_t i = 0; i < ITEMS; i++)
+		assert_null(saved.y[i]);
+	struct model *upgraded = restore(&saved);
+	assert_true(model_digest(upgraded) == model_digest(saving));
+	/* the rescale's commit: most items' y still lives in their old rows
+	 * after it, and must go on being written with their next q row */
+	learn(upgraded, rescale, rescale + 1);
+	save_changes(upgraded, &saved);
+	size_t old_rows = 0;
+	for (uint32_t i = 0; i < ITEMS; i++)
+		old_rows += saved.item[i] != NULL && saved.y[i] == NULL;
+	assert_true(old_rows > 100);
+	/* one event: its negatives' q moves, not their y, and their old rows
+	 * must give way to both rows */
+	learn(upgraded, rescale + 1, rescale + 2);
+	save_changes(upgraded, &saved);
+	struct model *again = restore(&saved);
+	assert_true(model_digest(again) == model_digest(upgraded));
+	model_free(again);
+	for (uint64_t at = rescale + 2; at < EVENTS * 2 / 3; at += 997) {
+		learn(upgraded, at, at + 997 < EVENTS * 2 / 3 ? at + 997 : EVENTS * 2 / 3);
+		save_changes(upgraded, &saved);
+	}
+	struct model *restarted = restore(&saved);
+	assert_true(model_digest(restarted) == model_digest(upgraded));
+	learn(restarted, EVENTS * 2 / 3, EVENTS);
+	assert_true(model_digest(restarted) == model_digest(straight));
+	model_free(straight);
+	model_free(saving);
+	model_free(upgraded);
+	model_free(restarted);
+	free_saved(&saved);
+}
+
+/* A learning step moves q of the event's item and its negatives and y of
+ * the user's recent items: the negatives' y rows, half of their vectors'
+ * bytes, are not rewritten (the negatives' rows had been 71% of a commit at
+ * 1M items, bench/HISTORY.md, 5 December 2026). */
+static void a_negative_rewrites_its_q_row_only(void **state)
+{
+	(void)state;
+	struct model *m = new_model();
+	learn(m, 0, 5000);
+	model_clear_dirty(m);
+	size_t q_only = 0, y_rows = 0;
+	for (uint64_t i = 5000; i < 5100; i++) {
+		learn(m, i, i + 1);
+		const uint32_t *ids;
+		size_t n = model_dirty_items(m, &ids), y = 0;
+		for (size_t k = 0; k < n; k++) {
+			unsigned parts = model_item_dirty_parts(m, ids[k]);
+			q_only += (parts & MODEL_ITEM_VECTOR) && !(parts & MODEL_ITEM_Y);
+			y += (parts & MODEL_ITEM_Y) != 0;
+		}
+		/* the user's recent items (model.recent_items, 5 by default) */
+		assert_true(y <= 5);
+		y_rows += y;
+		model_clear_dirty(m);
+	}
+	/* four negatives and the replay steps' two each, nearly every event */
+	assert_true(q_only > 100 * 4);
+	assert_true(y_rows > 0);
+	model_free(m);
 }
 
 /* A learning step moves the vectors of the event's item, its negatives and
@@ -378,13 +523,26 @@ struct payments {
 	unsigned count[ITEMS];
 };
 
-static void record_payment(void *ctx, const struct model *model, uint32_t item)
+/* An item's q row and y row of `parts`, one after the other. @returns the bytes. */
+static size_t vector_rows(const struct model *model, uint32_t item, unsigned parts,
+			  unsigned char *row, size_t capacity)
+{
+	size_t n = 0;
+	if (parts & MODEL_ITEM_VECTOR)
+		n += model_export_item_vector(model, item, row, capacity);
+	assert_true(n <= capacity);
+	if (parts & MODEL_ITEM_Y)
+		n += model_export_item_y(model, item, row + n, capacity - n);
+	assert_true(n <= capacity);
+	return n;
+}
+
+static void record_payment(void *ctx, const struct model *model, uint32_t item, unsigned parts)
 {
 	struct payments *p = ctx;
 	unsigned char row[4096];
 	assert_true(item < ITEMS);
-	size_t n = model_export_item_vector(model, item, row, sizeof row);
-	assert_true(n <= sizeof row);
+	size_t n = vector_rows(model, item, parts, row, sizeof row);
 	free(p->row[item]);
 	p->row[item] = malloc(n);
 	assert_non_null(p->row[item]);
@@ -433,14 +591,17 @@ static void owed_rows_are_paid_as_they_were_when_owed(void **state)
 	/* owe every vector row learning changed, keeping what each was then */
 	static unsigned char expected[ITEMS][4096];
 	static size_t expected_len[ITEMS];
+	static unsigned owed_parts[ITEMS];
 	bool owed[ITEMS] = {false};
 	const uint32_t *items;
 	size_t n = model_dirty_items(m, &items), owed_count = 0;
 	for (size_t k = 0; k < n; k++) {
-		if (!(model_item_dirty_parts(m, items[k]) & MODEL_ITEM_VECTOR))
+		unsigned parts = model_item_dirty_parts(m, items[k]);
+		if (!(parts & (MODEL_ITEM_VECTOR | MODEL_ITEM_Y)))
 			continue;
+		owed_parts[items[k]] = parts;
 		expected_len[items[k]] =
-		    model_export_item_vector(m, items[k], expected[items[k]], sizeof expected[0]);
+		    vector_rows(m, items[k], parts, expected[items[k]], sizeof expected[0]);
 		owed[items[k]] = true;
 		owed_count++;
 		assert_true(model_owe_item_vector(m, items[k]));
@@ -487,7 +648,7 @@ static void owed_rows_are_paid_as_they_were_when_owed(void **state)
 		assert_int_equal(paid.len[item], expected_len[item]);
 		assert_memory_equal(paid.row[item], expected[item], expected_len[item]);
 		unsigned char now[4096];
-		size_t len = model_export_item_vector(m, item, now, sizeof now);
+		size_t len = vector_rows(m, item, owed_parts[item], now, sizeof now);
 		changed_since += len != expected_len[item] || memcmp(now, expected[item], len) != 0;
 		free(paid.row[item]);
 	}
@@ -502,6 +663,8 @@ int main(void)
 	    cmocka_unit_test(restored_model_continues_bit_for_bit),
 	    cmocka_unit_test(counting_only_model_restores_bit_for_bit),
 	    cmocka_unit_test(whole_rows_of_before_the_split_are_read_and_rewritten_as_two),
+	    cmocka_unit_test(vector_rows_of_before_the_q_y_split_are_read_and_y_kept),
+	    cmocka_unit_test(a_negative_rewrites_its_q_row_only),
 	    cmocka_unit_test(a_learning_step_rewrites_the_counts_of_counted_items_only),
 	    cmocka_unit_test(a_rescale_writes_no_row_for_an_item_never_learned),
 	    cmocka_unit_test(a_covis_rescale_rewrites_the_counts_rows_only),
