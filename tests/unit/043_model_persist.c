@@ -231,6 +231,30 @@ static void counting_only_model_restores_bit_for_bit(void **state)
 	counting_only = false;
 }
 
+/*
+ * The end of an upgrade test: `upgraded` learns on from event `from` to two
+ * thirds of the stream, saving in the new layout every 997 events, and a
+ * model restored from what is saved learns the rest like `straight`, which
+ * learned the whole stream without a stop. Frees the models and `saved`.
+ */
+static void learn_on_after_the_upgrade(struct model *straight, struct model *saving,
+				       struct model *upgraded, struct saved *saved, uint64_t from)
+{
+	for (uint64_t at = from; at < EVENTS * 2 / 3; at += 997) {
+		learn(upgraded, at, at + 997 < EVENTS * 2 / 3 ? at + 997 : EVENTS * 2 / 3);
+		save_changes(upgraded, saved);
+	}
+	struct model *restarted = restore(saved);
+	assert_true(model_digest(restarted) == model_digest(upgraded));
+	learn(restarted, EVENTS * 2 / 3, EVENTS);
+	assert_true(model_digest(restarted) == model_digest(straight));
+	model_free(straight);
+	model_free(saving);
+	model_free(upgraded);
+	model_free(restarted);
+	free_saved(saved);
+}
+
 /* A state written before items were split into two rows holds whole rows:
  * they are read, and an item's next write is both rows (a vector row alone
  * would replace the whole row and lose the counts it held). */
@@ -255,19 +279,7 @@ static void whole_rows_of_before_the_split_are_read_and_rewritten_as_two(void **
 	assert_true(model_digest(again) == model_digest(upgraded));
 	model_free(again);
 	/* learn on in two rows a commit, then restart again from what is saved */
-	for (uint64_t at = EVENTS / 3 + 1; at < EVENTS * 2 / 3; at += 997) {
-		learn(upgraded, at, at + 997 < EVENTS * 2 / 3 ? at + 997 : EVENTS * 2 / 3);
-		save_changes(upgraded, &saved);
-	}
-	struct model *restarted = restore(&saved);
-	assert_true(model_digest(restarted) == model_digest(upgraded));
-	learn(restarted, EVENTS * 2 / 3, EVENTS);
-	assert_true(model_digest(restarted) == model_digest(straight));
-	model_free(straight);
-	model_free(saving);
-	model_free(upgraded);
-	model_free(restarted);
-	free_saved(&saved);
+	learn_on_after_the_upgrade(straight, saving, upgraded, &saved, EVENTS / 3 + 1);
 }
 
 /* A state written before the vectors were split into q and y rows holds
@@ -320,19 +332,7 @@ static void vector_rows_of_before_the_q_y_split_are_read_and_y_kept(void **state
 	struct model *again = restore(&saved);
 	assert_true(model_digest(again) == model_digest(upgraded));
 	model_free(again);
-	for (uint64_t at = rescale + 2; at < EVENTS * 2 / 3; at += 997) {
-		learn(upgraded, at, at + 997 < EVENTS * 2 / 3 ? at + 997 : EVENTS * 2 / 3);
-		save_changes(upgraded, &saved);
-	}
-	struct model *restarted = restore(&saved);
-	assert_true(model_digest(restarted) == model_digest(upgraded));
-	learn(restarted, EVENTS * 2 / 3, EVENTS);
-	assert_true(model_digest(restarted) == model_digest(straight));
-	model_free(straight);
-	model_free(saving);
-	model_free(upgraded);
-	model_free(restarted);
-	free_saved(&saved);
+	learn_on_after_the_upgrade(straight, saving, upgraded, &saved, rescale + 2);
 }
 
 /* A learning step moves q of the event's item and its negatives and y of
