@@ -3746,9 +3746,8 @@ int model_import_item(struct model *model, uint32_t item, const void *row, size_
 	}
 	if (layout == ITEM_VECTOR_ROW_VERSION)
 		m->item_dirty[item] |= ITEM_Y_LEGACY;
-	else if (layout == ITEM_Y_ROW_VERSION)
-		m->item_dirty[item] &=
-		    (uint8_t)~ITEM_Y_LEGACY; /* read after the row it overrides */
+	else if (layout == ITEM_Y_ROW_VERSION) /* read after the row it overrides */
+		m->item_dirty[item] &= (uint8_t)~ITEM_Y_LEGACY;
 	if (layout != ITEM_Y_ROW_VERSION)
 		m->item_ready[item] = 1;
 	return 0;

@@ -126,6 +126,15 @@ static void a_reopened_state_commits_into_prepared_batches(void **unused)
 	assert_true(reopened < first / 4);
 }
 
+/* A new state in dir that commits one large batch (some 8 MB), closed. */
+static void one_large_commit(const char *dir)
+{
+	struct state *state = open_state(dir);
+	learn_users(state, 0, USERS, 1700000000000);
+	commit_faults(state);
+	state_close(state);
+}
+
 /*
  * A burst of large batches, then small ones: the size prepared at the next
  * start follows the small ones within some ten commits.
@@ -135,10 +144,8 @@ static void the_prepared_size_follows_recent_commits(void **unused)
 	(void)unused;
 	char dir[PATH_MAX];
 	statetest_new_dir(dir);
-	struct state *state = open_state(dir);
-	learn_users(state, 0, USERS, 1700000000000);
-	commit_faults(state);
-	state_close(state);
+	one_large_commit(dir);
+	struct state *state;
 
 	state = open_state(dir);
 	double after_burst = prepared_mib;
@@ -169,10 +176,8 @@ static void a_small_writer_between_runs_keeps_the_size(void **unused)
 	(void)unused;
 	char dir[PATH_MAX];
 	statetest_new_dir(dir);
-	struct state *state = open_state(dir);
-	learn_users(state, 0, USERS, 1700000000000);
-	commit_faults(state);
-	state_close(state);
+	one_large_commit(dir);
+	struct state *state;
 
 	state = open_state(dir);
 	double daemon_mib = prepared_mib;
