@@ -19,7 +19,7 @@ import pytest
 
 from harness import SCHEMAS
 from kafka_send import send_records
-from test_daemon_e2e import STREAMREC, daemon, latest_lists, settled  # noqa: F401 (fixture)
+from test_daemon_e2e import STREAMREC, daemon, engine, latest_lists, settled  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.kafka
 

@@ -16,7 +16,7 @@ import pytest
 
 from harness import BUILD, SCHEMAS
 from kafka_send import send_raw
-from test_daemon_e2e import AB_VARIANTS, daemon, free_port  # noqa: F401 (the fixture)
+from test_daemon_e2e import AB_VARIANTS, daemon, engine, free_port  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.kafka
 

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from harness import BUILD
-from test_daemon_e2e import Daemon, avro_long, avro_string, settled
+from test_daemon_e2e import Daemon, avro_long, avro_string, engine, settled  # noqa: F401 (engine)
 
 STREAMREC = BUILD / "streamrec"
 pytestmark = pytest.mark.kafka
@@ -145,8 +145,8 @@ def test_sigkill_while_evicting_keeps_every_live_user(daemons):
     came back, no event was applied twice."""
     steady = daemons("lc_steady", partitions=1)
     crashy = daemons("lc_crashy", partitions=1)
-    crashy.config.write_text(crashy.config.read_text().replace("topic = lc_crashy.events",
-                                                               "topic = lc_steady.events"))
+    crashy.config.write_text(crashy.config.read_text().replace(f"topic = {crashy.events}",
+                                                               f"topic = {steady.events}"))
     life = "[lifecycle]\nmax_users = 200\nuser_ttl = 4m\n"
     steady.add_config(life)
     crashy.add_config(life)
@@ -325,8 +325,8 @@ def test_sigkill_while_evicting_items_keeps_every_live_item(daemons):
     the same last-seen times) as an undisturbed one reading the same topic."""
     steady = daemons("il_steady", partitions=1)
     crashy = daemons("il_crashy", partitions=1)
-    crashy.config.write_text(crashy.config.read_text().replace("topic = il_crashy.events",
-                                                               "topic = il_steady.events"))
+    crashy.config.write_text(crashy.config.read_text().replace(f"topic = {crashy.events}",
+                                                               f"topic = {steady.events}"))
     life = "[lifecycle]\nmax_items = 100\nitem_ttl = 4m\n"
     steady.add_config(life)
     crashy.add_config(life)

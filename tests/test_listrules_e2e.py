@@ -13,7 +13,7 @@ import time
 import pytest
 
 from kafka_send import send_item_events, send_raw
-from test_daemon_e2e import STREAMREC, settled, user_event
+from test_daemon_e2e import STREAMREC, engine, settled, user_event  # noqa: F401 (engine)
 from test_lookup_api import ApiDaemon
 
 pytestmark = pytest.mark.kafka

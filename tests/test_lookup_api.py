@@ -17,8 +17,8 @@ import urllib.parse
 import pytest
 
 from kafka_send import send_raw
-from test_daemon_e2e import (STREAMREC, Daemon, free_port, latest_lists, settled,
-                             user_event)
+from test_daemon_e2e import (STREAMREC, Daemon, engine, free_port, latest_lists,  # noqa: F401
+                             settled, user_event)
 
 pytestmark = pytest.mark.kafka
 
