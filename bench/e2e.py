@@ -736,7 +736,7 @@ def main():
     p.add_argument("--refresh-threads", default="auto",
                    help="refresh.threads: worker threads ranking lists beside learning "
                         "(auto: one per CPU; 0: on the event loop)")
-    p.add_argument("--refresh-max-busy-share", type=float, default=0.5,
+    p.add_argument("--refresh-max-busy-share", type=float, default=0.2,
                    help="refresh.max_busy_share")
     p.add_argument("--refresh-set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other [refresh] key, e.g. min_interval_ms=20ms (repeatable)")

@@ -308,10 +308,12 @@ static const struct option options[] = {
      "API's thread run first and lists wait (deferred newest first, as refresh.staleness_target "
      "says). 0: all threads equal.",
      NULL},
-    {"refresh", "max_busy_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_max_busy_share), "0.5", 0, 1,
+    {"refresh", "max_busy_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_max_busy_share), "0.2", 0, 1,
      NULL, OPT_RELOAD | OPT_BOUNDED | OPT_MIN_OPEN,
      "While events wait to be learned, refreshing takes at most this share of the loop's "
-     "time (learning keeps up, lists refresh less often); otherwise it takes all idle time.",
+     "time (learning keeps up, lists refresh less often); otherwise it takes all idle time. "
+     "At 50k events/s and 1M items on 2 cores, 0.5 let learning fall behind (freshness p50 "
+     "2.2 s), 0.2 kept up (p50 0.33 s).",
      NULL},
     {"refresh", "min_interval_ms", OPT_DURATION, ST_U64, G(min_interval_ms), "20ms", 0, 3600000,
      NULL, OPT_RELOAD | OPT_BOUNDED,
