@@ -32,8 +32,8 @@ def free_port():
 
 
 # The ranking engine a Daemon's lists come from (model.retrieval): this
-# module runs every test once with each (the `engine` fixture below); the
-# modules that import Daemon run with the default, the exact engine.
+# module, and each module that imports the `engine` fixture below, runs every
+# test once with each; the other modules run with the default, exact.
 ENGINES = ("exact", "index")
 
 
@@ -116,8 +116,8 @@ bootstrap.servers = {broker.bootstrap}
         if self.engine == "index" and self.process.poll() is None:
             # the lists the test saw came from the index (cold users' trending
             # lists and a popularity arm's do not)
-            published = sum(self.series("streamrec_recommendations_total").values())
-            searched = sum(self.series("streamrec_index_lists_total").values())
+            published = self.metric("streamrec_recommendations_total")
+            searched = self.metric("streamrec_index_lists_total")
             assert searched > 0 or published == 0, \
                 f"retrieval = index, {published:.0f} lists published, none from the index"
         self.process.send_signal(sig)

@@ -145,9 +145,7 @@ static void the_prepared_size_follows_recent_commits(void **unused)
 	char dir[PATH_MAX];
 	statetest_new_dir(dir);
 	one_large_commit(dir);
-	struct state *state;
-
-	state = open_state(dir);
+	struct state *state = open_state(dir);
 	double after_burst = prepared_mib;
 	assert_true(after_burst > 5.0);
 	for (unsigned c = 0; c < 16; c++) {
@@ -177,9 +175,7 @@ static void a_small_writer_between_runs_keeps_the_size(void **unused)
 	char dir[PATH_MAX];
 	statetest_new_dir(dir);
 	one_large_commit(dir);
-	struct state *state;
-
-	state = open_state(dir);
+	struct state *state = open_state(dir);
 	double daemon_mib = prepared_mib;
 	state_close(state);
 
