@@ -5,7 +5,6 @@ restart, the other variant stays untouched; exploration raises the exposure
 of new items on a planted stream where new items keep arriving.
 """
 import json
-import re
 import signal
 import subprocess
 import time
@@ -13,7 +12,7 @@ import time
 import pytest
 
 from kafka_send import send_item_events, send_raw
-from test_daemon_e2e import STREAMREC, engine, settled, user_event  # noqa: F401 (engine)
+from test_daemon_e2e import STREAMREC, daemon_name, engine, settled, user_event  # noqa: F401 (engine)
 from test_lookup_api import ApiDaemon
 
 pytestmark = pytest.mark.kafka
@@ -43,7 +42,7 @@ def lists_with_reasons(daemon, timeout_ms=60000):
 
 @pytest.fixture
 def daemon(kafka_broker, tmp_path, request):
-    d = ApiDaemon(kafka_broker, tmp_path, re.sub(r"\W", "", request.node.name)[:40])
+    d = ApiDaemon(kafka_broker, tmp_path, daemon_name(request))
     yield d
     if d.process is not None and d.process.poll() is None:
         d.process.kill()

@@ -17,8 +17,8 @@ import urllib.parse
 import pytest
 
 from kafka_send import send_raw
-from test_daemon_e2e import (STREAMREC, Daemon, engine, free_port, latest_lists,  # noqa: F401
-                             settled, user_event)
+from test_daemon_e2e import (STREAMREC, Daemon, daemon_name, engine, free_port,  # noqa: F401
+                             latest_lists, settled, user_event)
 
 pytestmark = pytest.mark.kafka
 
@@ -49,7 +49,7 @@ def api_daemon(kafka_broker, tmp_path, request):
     made = []
 
     def make(api=""):
-        d = ApiDaemon(kafka_broker, tmp_path, re.sub(r"\W", "", request.node.name)[:40], api)
+        d = ApiDaemon(kafka_broker, tmp_path, daemon_name(request), api)
         made.append(d)
         return d
 
