@@ -32,12 +32,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def daemon_name(request, limit=40):
-    """A name for the test's topics and directory: the test's name in word
+def daemon_name(test_name, limit=40):
+    """A name for a test's topics and directory: the test's name in word
     characters, cut to `limit`; a longer one keeps a hash of the whole, so
     two tests whose names share their first `limit` characters do not share
     topics on the session's broker."""
-    name = re.sub(r"\W", "", request.node.name)
+    name = re.sub(r"\W", "", test_name)
     if len(name) <= limit:
         return name
     return f"{name[:limit - 9]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
@@ -177,7 +177,7 @@ def engine(request):
 
 @pytest.fixture
 def daemon(kafka_broker, tmp_path, request):
-    d = Daemon(kafka_broker, tmp_path, daemon_name(request))
+    d = Daemon(kafka_broker, tmp_path, daemon_name(request.node.name))
     yield d
     if d.process is not None and d.process.poll() is None:
         d.process.kill()
@@ -187,13 +187,10 @@ def daemon(kafka_broker, tmp_path, request):
 def test_long_test_names_keep_their_own_topics():
     """The harness: two tests whose names share their first 40 characters
     get daemons of different names, so they never read each other's topics."""
-    class Node:
-        def __init__(self, name):
-            self.node = type("N", (), {"name": name})()
-    a = daemon_name(Node("test_hits_are_counted_exactly_once_per_list[exact]"))
-    b = daemon_name(Node("test_hits_are_counted_exactly_once_per_list[index]"))
+    a = daemon_name("test_hits_are_counted_exactly_once_per_list[exact]")
+    b = daemon_name("test_hits_are_counted_exactly_once_per_list[index]")
     assert a != b and len(a) <= 40 and len(b) <= 40
-    assert daemon_name(Node("test_short[exact]")) == "test_shortexact"
+    assert daemon_name("test_short[exact]") == "test_shortexact"
 
 
 def test_events_become_fresh_recommendations(daemon):

@@ -42,7 +42,7 @@ def lists_with_reasons(daemon, timeout_ms=60000):
 
 @pytest.fixture
 def daemon(kafka_broker, tmp_path, request):
-    d = ApiDaemon(kafka_broker, tmp_path, daemon_name(request))
+    d = ApiDaemon(kafka_broker, tmp_path, daemon_name(request.node.name))
     yield d
     if d.process is not None and d.process.poll() is None:
         d.process.kill()

@@ -49,7 +49,7 @@ def api_daemon(kafka_broker, tmp_path, request):
     made = []
 
     def make(api=""):
-        d = ApiDaemon(kafka_broker, tmp_path, daemon_name(request), api)
+        d = ApiDaemon(kafka_broker, tmp_path, daemon_name(request.node.name), api)
         made.append(d)
         return d
 
