@@ -892,6 +892,13 @@ static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
 /* ---- learning ------------------------------------------------------------------ */
 
 /* The user's recent items, oldest first, into out (at most L). */
+/* Starts loading a row's dim floats, every cache line of them. */
+static void prefetch_row(const struct model *m, const float *row)
+{
+	for (size_t k = 0; k < m->dim; k += 64 / sizeof *row)
+		__builtin_prefetch(row + k);
+}
+
 static size_t recent_items(const struct model *m, uint32_t user, uint32_t *out)
 {
 	const uint16_t *state = user_ring_state(m, user);
@@ -1092,29 +1099,61 @@ static void add_target(struct model *m, size_t t, uint32_t item, float label, fl
  * Experience replay (model_config.replay_steps): more steps on the user's
  * own recent items, each against its own fresh negatives. A recent item
  * that is the event's item is not replayed (the event just trained it).
+ *
+ * The steps' draws are made first (replay_draw(), in the order the steps
+ * would make them: nothing in training draws), so their rows start loading
+ * while the event's own step trains: at 1M items each drawn row is a cache
+ * miss, and the steps drawing as they went waited for every one of them.
  */
-static void replay(struct model *m, const struct model_event *event, const uint32_t *recent,
-		   size_t recent_count, float w)
+struct replay_plan {
+	unsigned steps;
+	uint32_t positive[MAX_REPLAY_STEPS];  /* index into recent; UINT32_MAX: skipped */
+	uint32_t negatives[MAX_REPLAY_STEPS]; /* how many of negative[step] */
+	uint32_t negative[MAX_REPLAY_STEPS][MAX_NEGATIVES];
+};
+
+static void replay_draw(struct model *m, const struct model_event *event, const uint32_t *recent,
+			size_t recent_count, struct replay_plan *plan)
 {
 	const struct model_config *c = &m->config;
-	uint32_t others[1000]; /* model_config_check(): recent_items <= 1000 */
+	plan->steps = 0;
 	for (unsigned r = 0; r < c->replay_steps && recent_count > 1; r++) {
-		size_t j = (size_t)(rng_next(&m->random_state) % recent_count), other_count = 0;
-		uint32_t positive = recent[j];
-		if (positive == event->item)
+		unsigned step = plan->steps++;
+		size_t j = (size_t)(rng_next(&m->random_state) % recent_count);
+		plan->negatives[step] = 0;
+		plan->positive[step] = UINT32_MAX;
+		if (recent[j] == event->item)
 			continue;
-		for (size_t o = 0; o < recent_count; o++)
-			if (o != j)
-				others[other_count++] = recent[o];
-		size_t count = 0;
-		add_target(m, count++, positive, 1.0f, w * c->replay_weight);
+		plan->positive[step] = (uint32_t)j;
 		for (unsigned n = 0; n < c->replay_negatives; n++) {
 			uint32_t negative = sampler_draw(m->sampler, &m->random_state);
 			if (negative == UINT32_MAX)
 				break;
-			if (negative != positive)
-				add_target(m, count++, negative, 0.0f, w * c->replay_weight);
+			if (negative == recent[j])
+				continue;
+			prefetch_row(m, m->matrix + (size_t)negative * m->stride);
+			__builtin_prefetch(&m->scalar[negative]);
+			plan->negative[step][plan->negatives[step]++] = negative;
 		}
+	}
+}
+
+static void replay(struct model *m, const struct model_event *event, const uint32_t *recent,
+		   size_t recent_count, float w, const struct replay_plan *plan)
+{
+	const struct model_config *c = &m->config;
+	uint32_t others[1000]; /* model_config_check(): recent_items <= 1000 */
+	for (unsigned step = 0; step < plan->steps; step++) {
+		if (plan->positive[step] == UINT32_MAX)
+			continue;
+		size_t j = plan->positive[step], other_count = 0;
+		for (size_t o = 0; o < recent_count; o++)
+			if (o != j)
+				others[other_count++] = recent[o];
+		size_t count = 0;
+		add_target(m, count++, recent[j], 1.0f, w * c->replay_weight);
+		for (uint32_t n = 0; n < plan->negatives[step]; n++)
+			add_target(m, count++, plan->negative[step][n], 0.0f, w * c->replay_weight);
 		train(m, event->user, others, other_count, count);
 	}
 }
@@ -1176,6 +1215,11 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 	}
 	recent_count = recent_items(m, event->user, recent);
 	m->step++;
+	/* start loading the rows training reads (each a cache miss at 1M items) */
+	prefetch_row(m, m->matrix + (size_t)event->item * m->stride);
+	__builtin_prefetch(&m->scalar[event->item]);
+	for (size_t j = 0; j < recent_count; j++)
+		prefetch_row(m, m->y + (size_t)recent[j] * m->dim);
 
 	if (!m->config.learn_embeddings ||
 	    (!m->config.use_taste && !m->config.use_intent && !m->config.use_bias)) {
@@ -1200,15 +1244,17 @@ int model_learn(struct model *model, const struct model_event *event, char *errs
 			break;
 		if (negative == event->item)
 			continue; /* the positive is no negative; fewer negatives this time */
-		__builtin_prefetch(m->matrix + (size_t)negative * m->stride);
+		prefetch_row(m, m->matrix + (size_t)negative * m->stride);
 		__builtin_prefetch(&m->scalar[negative]);
 		drawn[drawn_count++] = negative;
 	}
+	struct replay_plan plan;
+	replay_draw(m, event, recent, recent_count, &plan);
 	add_target(m, count++, event->item, 1.0f, w);
 	for (size_t n = 0; n < drawn_count; n++)
 		add_target(m, count++, drawn[n], 0.0f, w);
 	train(m, event->user, recent, recent_count, count);
-	replay(m, event, recent, recent_count, w);
+	replay(m, event, recent, recent_count, w, &plan);
 
 count: /* counting: popularity, the sampler, co-visitation, history */
 	if (popularity_add(m->popularity, event->item, event->ts_ms) != 0)

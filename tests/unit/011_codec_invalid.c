@@ -189,6 +189,53 @@ static void bytes_left_over(void **state)
 	expect_reason(f->raw, longer, f->buf.len + 1, CODEC_ERR_TRAILING_BYTES, NULL);
 }
 
+/* A writer may spend more bytes on a varint than it needs (0x82 0x00 is 2,
+ * as 0x02 is): such a message is read whole, and a byte after it is still
+ * left over. */
+static void non_minimal_varints_are_read_whole(void **state)
+{
+	struct fixture *f = *state;
+	struct user_event ev = testutil_event("e", "u", "i", EVENT_VIEW), out;
+	struct codec_error err;
+	uint8_t padded[512];
+	encode(f, f->raw, &ev, CODEC_FRAMING_RAW);
+	/* layout: 02 'e' ...: event_id's length in two bytes instead of one */
+	assert_int_equal(f->buf.data[0], 2);
+	padded[0] = 0x82;
+	padded[1] = 0x00;
+	memcpy(padded + 2, f->buf.data + 1, f->buf.len - 1);
+	size_t len = f->buf.len + 1;
+	assert_int_equal(codec_decode_user_event(f->raw, padded, len, 0, &out, &err), 0);
+	assert_string_equal(out.event_id, "e");
+	assert_string_equal(out.item_id, "i");
+	padded[len] = 0x02;
+	expect_reason(f->raw, padded, len + 1, CODEC_ERR_TRAILING_BYTES, NULL);
+}
+
+/* A refusal's detail names only its own message, whatever came before it. */
+static void details_do_not_carry_over(void **state)
+{
+	struct fixture *f = *state;
+	struct user_event ev = testutil_event("e", "u", "i", EVENT_VIEW), out;
+	struct codec_error first, second;
+	static const uint8_t cut[] = {0x42, 0x43, 0x44}; /* a 33-byte event_id, cut */
+	uint8_t bad_enum[512];
+	encode(f, f->raw, &ev, CODEC_FRAMING_RAW);
+	memcpy(bad_enum, f->buf.data, f->buf.len);
+	bad_enum[6] = 18; /* enum index 9 */
+	assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len, 0, &out, &first),
+			 0);
+	assert_int_equal(codec_decode_user_event(f->raw, cut, sizeof cut, 0, &out, &first), -1);
+	assert_int_equal(codec_decode_user_event(f->raw, f->buf.data, f->buf.len, 0, &out, &second),
+			 0);
+	assert_int_equal(codec_decode_user_event(f->raw, cut, sizeof cut, 0, &out, &second), -1);
+	assert_string_equal(first.detail, second.detail); /* after a good one, and ... */
+	assert_int_equal(codec_decode_user_event(f->raw, bad_enum, f->buf.len, 0, &out, &second),
+			 -1);
+	assert_int_equal(codec_decode_user_event(f->raw, cut, sizeof cut, 0, &out, &second), -1);
+	assert_string_equal(first.detail, second.detail); /* ... after a bad one */
+}
+
 static void enum_index_out_of_range(void **state)
 {
 	struct fixture *f = *state;
@@ -413,6 +460,8 @@ int main(void)
 	    cmocka_unit_test(unknown_schema_id),
 	    cmocka_unit_test(schema_source_answers_name_their_reasons),
 	    cmocka_unit_test(bytes_left_over),
+	    cmocka_unit_test(non_minimal_varints_are_read_whole),
+	    cmocka_unit_test(details_do_not_carry_over),
 	    cmocka_unit_test(enum_index_out_of_range),
 	    cmocka_unit_test(enum_symbol_unknown_to_reader),
 	    cmocka_unit_test(empty_ids),
