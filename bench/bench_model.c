@@ -248,7 +248,9 @@ int main(int argc, char **argv)
 					model_learn(m, &events[i], errstr, sizeof errstr);
 				double t0 = now_s();
 				for (uint64_t i = EVENTS / 4; i < EVENTS; i++) {
-					/* as the daemon does with a polled batch: prefetch ahead */
+					/* prefetch 8 events ahead, as an offline replay could
+					 * (the daemon does not: it takes one polled message at a
+					 * time, so `scale` below, without it, is its figure) */
 					if (i + 8 < EVENTS)
 						model_prefetch(m, &events[i + 8]);
 					model_learn(m, &events[i], errstr, sizeof errstr);
