@@ -163,11 +163,54 @@ static void rescale_and_restore_keep_the_list(void **state)
 	popularity_free(copy);
 }
 
+/* The ranked order stays sorted by count, the ranks a permutation, as items
+ * are counted with a skew (long blocks of equal counts in the tail, short
+ * ones at the head: each add finds the front of its block). */
+static void ranked_order_stays_sorted(void **state)
+{
+	(void)state;
+	struct popularity *p = popularity_new(3600e3);
+	static uint32_t at_rank[ITEMS];
+	uint64_t rng = 17;
+	assert_non_null(p);
+	for (int round = 0; round < 40; round++) {
+		for (int a = 0; a < 2000; a++) {
+			uint64_t r = next(&rng);
+			/* about Zipf: the item index a power of a uniform number */
+			uint32_t item = (uint32_t)((r % 1000) * (r % 1000) * (r % 1000) /
+						   (1000000000ULL / ITEMS));
+			assert_int_equal(popularity_add(p, item < ITEMS ? item : ITEMS - 1,
+							1700000000000LL + round * 1000 + a),
+					 0);
+		}
+		size_t ranked = 0;
+		for (uint32_t i = 0; i < ITEMS; i++)
+			at_rank[i] = UINT32_MAX;
+		for (uint32_t i = 0; i < ITEMS; i++) {
+			struct popularity_item s = popularity_item_state(p, i);
+			if (s.count == 0)
+				continue;
+			assert_true(s.rank < ITEMS);
+			assert_int_equal(at_rank[s.rank], UINT32_MAX); /* one item a rank */
+			at_rank[s.rank] = i;
+			ranked++;
+		}
+		for (size_t r = 0; r < ranked; r++) {
+			assert_int_not_equal(at_rank[r], UINT32_MAX); /* ranks 0..ranked-1 */
+			if (r > 0)
+				assert_true(popularity_count(p, at_rank[r - 1]) >=
+					    popularity_count(p, at_rank[r]));
+		}
+	}
+	popularity_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(kept_list_equals_the_scan),
 	    cmocka_unit_test(rescale_and_restore_keep_the_list),
+	    cmocka_unit_test(ranked_order_stays_sorted),
 	};
 	return cmocka_run_group_tests_name("044_popularity", tests, NULL, NULL);
 }
