@@ -891,7 +891,6 @@ static int ensure_item(struct model *m, uint32_t item, uint64_t hash)
 
 /* ---- learning ------------------------------------------------------------------ */
 
-/* The user's recent items, oldest first, into out (at most L). */
 /* Starts loading a row's dim floats, every cache line of them. */
 static void prefetch_row(const struct model *m, const float *row)
 {
@@ -899,6 +898,7 @@ static void prefetch_row(const struct model *m, const float *row)
 		__builtin_prefetch(row + k);
 }
 
+/* The user's recent items, oldest first, into out (at most L). */
 static size_t recent_items(const struct model *m, uint32_t user, uint32_t *out)
 {
 	const uint16_t *state = user_ring_state(m, user);
@@ -1106,8 +1106,8 @@ static void add_target(struct model *m, size_t t, uint32_t item, float label, fl
  * miss, and the steps drawing as they went waited for every one of them.
  */
 struct replay_plan {
-	unsigned steps;
-	uint32_t positive[MAX_REPLAY_STEPS];  /* index into recent; UINT32_MAX: skipped */
+	unsigned steps;                       /* the steps that train */
+	uint32_t positive[MAX_REPLAY_STEPS];  /* index into recent */
 	uint32_t negatives[MAX_REPLAY_STEPS]; /* how many of negative[step] */
 	uint32_t negative[MAX_REPLAY_STEPS][MAX_NEGATIVES];
 };
@@ -1118,13 +1118,12 @@ static void replay_draw(struct model *m, const struct model_event *event, const 
 	const struct model_config *c = &m->config;
 	plan->steps = 0;
 	for (unsigned r = 0; r < c->replay_steps && recent_count > 1; r++) {
-		unsigned step = plan->steps++;
 		size_t j = (size_t)(rng_next(&m->random_state) % recent_count);
-		plan->negatives[step] = 0;
-		plan->positive[step] = UINT32_MAX;
 		if (recent[j] == event->item)
 			continue;
+		unsigned step = plan->steps++;
 		plan->positive[step] = (uint32_t)j;
+		plan->negatives[step] = 0;
 		for (unsigned n = 0; n < c->replay_negatives; n++) {
 			uint32_t negative = sampler_draw(m->sampler, &m->random_state);
 			if (negative == UINT32_MAX)
@@ -1144,8 +1143,6 @@ static void replay(struct model *m, const struct model_event *event, const uint3
 	const struct model_config *c = &m->config;
 	uint32_t others[1000]; /* model_config_check(): recent_items <= 1000 */
 	for (unsigned step = 0; step < plan->steps; step++) {
-		if (plan->positive[step] == UINT32_MAX)
-			continue;
 		size_t j = plan->positive[step], other_count = 0;
 		for (size_t o = 0; o < recent_count; o++)
 			if (o != j)

@@ -29,7 +29,6 @@ struct sampler {
 	double alpha;
 	double pow_table[POW_TABLE];
 	int top_bucket;     /* highest bucket ever used */
-	double *weight;     /* per item */
 	int8_t *bucket_of;  /* per item, -1: not in any bucket */
 	uint32_t *position; /* per item: index in its bucket */
 	size_t items, capacity;
@@ -66,7 +65,6 @@ void sampler_free(struct sampler *sampler)
 		return;
 	for (int b = 0; b < BUCKETS; b++)
 		free(sampler->buckets[b].entries);
-	free(sampler->weight);
 	free(sampler->bucket_of);
 	free(sampler->position);
 	free(sampler);
@@ -77,10 +75,6 @@ static int grow_items(struct sampler *s, size_t need)
 	size_t cap = s->capacity ? s->capacity : 1024;
 	while (cap < need)
 		cap *= 2;
-	double *w = realloc(s->weight, cap * sizeof *w);
-	if (w == NULL)
-		return -1;
-	s->weight = w;
 	int8_t *b = realloc(s->bucket_of, cap * sizeof *b);
 	if (b == NULL)
 		return -1;
@@ -89,10 +83,8 @@ static int grow_items(struct sampler *s, size_t need)
 	if (p == NULL)
 		return -1;
 	s->position = p;
-	for (size_t i = s->capacity; i < cap; i++) {
-		s->weight[i] = 0;
+	for (size_t i = s->capacity; i < cap; i++)
 		s->bucket_of[i] = -1;
-	}
 	s->capacity = cap;
 	return 0;
 }
@@ -125,14 +117,14 @@ static int grow_bucket(struct bucket *bk, size_t need)
 	return 0;
 }
 
-/* Adds item to bucket b (its weight is set by the caller). */
-static int bucket_add(struct sampler *s, uint32_t item, int b)
+/* Adds item, of weight w, to bucket b. */
+static int bucket_add(struct sampler *s, uint32_t item, int b, double w)
 {
 	struct bucket *bk = &s->buckets[b];
 	if (grow_bucket(bk, bk->count + 1) != 0)
 		return -1;
 	s->position[item] = (uint32_t)bk->count;
-	bk->entries[bk->count++] = (struct entry){.weight = s->weight[item], .item = item};
+	bk->entries[bk->count++] = (struct entry){.weight = w, .item = item};
 	s->bucket_of[item] = (int8_t)b;
 	return 0;
 }
@@ -150,10 +142,15 @@ static void resum(struct sampler *s)
 	s->updates_since_resum = 0;
 }
 
+static double weight_of(const struct sampler *s, uint64_t count)
+{
+	return count < POW_TABLE ? s->pow_table[count] : pow((double)count, s->alpha);
+}
+
 int sampler_set_count(struct sampler *sampler, uint32_t item, uint64_t count)
 {
 	struct sampler *s = sampler;
-	double w = count < POW_TABLE ? s->pow_table[count] : pow((double)count, s->alpha);
+	double w = weight_of(s, count);
 	int b;
 	s->last_moved = UINT32_MAX;
 	if ((size_t)item >= s->capacity && grow_items(s, (size_t)item + 1) != 0)
@@ -164,18 +161,21 @@ int sampler_set_count(struct sampler *sampler, uint32_t item, uint64_t count)
 	if (b >= BUCKETS)
 		b = BUCKETS - 1;
 	if (s->bucket_of[item] >= 0) {
-		s->buckets[s->bucket_of[item]].total -= s->weight[item];
-		s->total -= s->weight[item];
+		/* an item's weight is kept only in its bucket's entry */
+		struct bucket *old = &s->buckets[s->bucket_of[item]];
+		double was = old->entries[s->position[item]].weight;
+		old->total -= was;
+		s->total -= was;
 		if (s->bucket_of[item] != b)
 			bucket_remove(s, item);
 	}
-	if (b >= 0 && s->bucket_of[item] != b && bucket_add(s, item, b) != 0)
+	if (b >= 0 && s->bucket_of[item] == b)
+		s->buckets[b].entries[s->position[item]].weight = w;
+	else if (b >= 0 && bucket_add(s, item, b, w) != 0)
 		return -1;
 	if (b > s->top_bucket)
 		s->top_bucket = b;
-	s->weight[item] = w;
 	if (b >= 0) {
-		s->buckets[b].entries[s->position[item]].weight = w;
 		s->buckets[b].total += w;
 		s->total += w;
 	}
@@ -266,7 +266,6 @@ int sampler_restore_item(struct sampler *sampler, uint32_t item, uint64_t count,
 		return -1;
 	if ((size_t)item >= s->items)
 		s->items = (size_t)item + 1;
-	s->weight[item] = count < POW_TABLE ? s->pow_table[count] : pow((double)count, s->alpha);
 	s->bucket_of[item] = -1;
 	if (place.bucket < 0)
 		return 0;
@@ -275,7 +274,7 @@ int sampler_restore_item(struct sampler *sampler, uint32_t item, uint64_t count,
 	struct bucket *bk = &s->buckets[place.bucket];
 	if (grow_bucket(bk, (size_t)place.position + 1) != 0)
 		return -1;
-	bk->entries[place.position] = (struct entry){.weight = s->weight[item], .item = item};
+	bk->entries[place.position] = (struct entry){.weight = weight_of(s, count), .item = item};
 	s->bucket_of[item] = (int8_t)place.bucket;
 	s->position[item] = place.position;
 	return 0;
