@@ -182,6 +182,9 @@ struct codec_config {
 	 * one; 1, version 1 (schemas/history: no list_id, no explanations, which
 	 * are then dropped), for readers of raw framing not yet upgraded. */
 	int recommendation_version;
+	/** Read every UserEvent through Avro C's generic reader, never the
+	 * direct one (tests compare the two; benchmarks time both). */
+	bool no_direct_read;
 };
 
 struct codec;
@@ -266,6 +269,13 @@ int codec_set_raw_writer_schema(struct codec *codec, const char *schema_json, ch
  */
 int codec_decode_user_event(struct codec *codec, const void *buf, size_t len, int64_t now_ms,
 			    struct user_event *out, struct codec_error *err);
+
+/**
+ * @brief How many UserEvents codec read directly (in place, without Avro C's
+ * generic value: a writer laid out as our reader, no search, every field
+ * valid); the rest took the generic read. Both accept the same messages.
+ */
+size_t codec_direct_reads(const struct codec *codec);
 
 /** @brief Decode and validate one ItemEvent message (not a tombstone). */
 int codec_decode_item_event(struct codec *codec, const void *buf, size_t len, int64_t now_ms,
