@@ -87,7 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct recommendation rec;
 	struct codec_error err, generic_err;
 	for (int f = 0; f < 3; f++) {
-		int rc = codec_decode_user_event(codecs[f], data, size, 1700000000000LL, &event, &err);
+		int rc =
+		    codec_decode_user_event(codecs[f], data, size, 1700000000000LL, &event, &err);
 		int rc_generic = codec_decode_user_event(generic[f], data, size, 1700000000000LL,
 							 &generic_event, &generic_err);
 		expect_same(rc, &event, &err, rc_generic, &generic_event, &generic_err);
