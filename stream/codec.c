@@ -13,6 +13,7 @@
  * decode runs, any single allocation above a budget derived from the
  * message size; the refusal surfaces as a truncated message.
  */
+#include "bytes.h"
 #include "errstr.h"
 #include "grow.h"
 #include "codec.h"
@@ -530,7 +531,6 @@ static avro_schema_t find_array(avro_schema_t writer)
 	return NULL;
 }
 
-/* Builds the plan for a parsed writer schema; takes a reference of its own. */
 /* Whether writer field w of schema is a union of null then `type`. */
 static bool is_optional(avro_schema_t schema, int w, avro_type_t type)
 {
@@ -569,6 +569,7 @@ static bool direct_layout(const struct writer_plan *plan)
 	return true;
 }
 
+/* Builds the plan for a parsed writer schema; takes a reference of its own. */
 static struct writer_plan *plan_new(avro_schema_t schema, int32_t schema_id, char *errstr,
 				    size_t errstr_size)
 {
@@ -979,6 +980,24 @@ int codec_set_raw_writer_schema(struct codec *codec, const char *schema_json, ch
 static int read_plan(struct codec *codec, enum record_kind kind, struct writer_plan *plan,
 		     const uint8_t *bytes, size_t len, struct codec_error *err);
 
+/* Whether a message is Confluent-framed: by the configured framing, or in
+ * auto mode by its first byte. */
+static bool confluent_framed(const struct codec *codec, const uint8_t *bytes)
+{
+	return codec->config.framing == CODEC_FRAMING_CONFLUENT ||
+	       (codec->config.framing == CODEC_FRAMING_AUTO && bytes[0] == 0);
+}
+
+/* The plan registered for schema id, or NULL when none is yet. */
+static struct writer_plan *registered_plan(const struct codec *codec, int32_t id)
+{
+	struct writer_plan *plan = NULL;
+	for (size_t i = 0; i < codec->registered_count; i++)
+		if (codec->registered[i]->schema_id == id)
+			plan = codec->registered[i];
+	return plan;
+}
+
 /*
  * Finds the writer plan from the framing and runs the Avro read of the
  * body; a raw body that does not read with the current schema is read again
@@ -990,13 +1009,10 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 {
 	const uint8_t *bytes = buf;
 	struct writer_plan *plan = NULL;
-	bool confluent;
 
 	if (len == 0 || buf == NULL)
 		return fail(err, CODEC_ERR_EMPTY, "message has no bytes");
-	confluent = codec->config.framing == CODEC_FRAMING_CONFLUENT ||
-		    (codec->config.framing == CODEC_FRAMING_AUTO && bytes[0] == 0);
-	if (confluent) {
+	if (confluent_framed(codec, bytes)) {
 		int32_t id;
 		if (bytes[0] != 0)
 			return fail(err, CODEC_ERR_BAD_MAGIC,
@@ -1005,11 +1021,8 @@ static int read_body(struct codec *codec, enum record_kind kind, const void *buf
 		if (len < 5)
 			return fail(err, CODEC_ERR_TRUNCATED,
 				    "Confluent header needs 5 bytes, message has %zu", len);
-		id = (int32_t)(((uint32_t)bytes[1] << 24) | ((uint32_t)bytes[2] << 16) |
-			       ((uint32_t)bytes[3] << 8) | (uint32_t)bytes[4]);
-		for (size_t i = 0; i < codec->registered_count; i++)
-			if (codec->registered[i]->schema_id == id)
-				plan = codec->registered[i];
+		id = (int32_t)bytes_get_be32(bytes + 1);
+		plan = registered_plan(codec, id);
 		if (plan == NULL && plan_from_source(codec, id, &plan, err) != 0)
 			return -1;
 		if (plan->kind != kind)
@@ -1367,15 +1380,10 @@ static const struct writer_plan *direct_plan(const struct codec *codec, const ui
 	if (codec->config.no_direct_read || len == 0 || bytes == NULL)
 		return NULL;
 	*body = 0;
-	if (codec->config.framing == CODEC_FRAMING_CONFLUENT ||
-	    (codec->config.framing == CODEC_FRAMING_AUTO && bytes[0] == 0)) {
+	if (confluent_framed(codec, bytes)) {
 		if (bytes[0] != 0 || len < 5)
 			return NULL;
-		int32_t id = (int32_t)(((uint32_t)bytes[1] << 24) | ((uint32_t)bytes[2] << 16) |
-				       ((uint32_t)bytes[3] << 8) | (uint32_t)bytes[4]);
-		for (size_t i = 0; i < codec->registered_count; i++)
-			if (codec->registered[i]->schema_id == id)
-				plan = codec->registered[i];
+		plan = registered_plan(codec, (int32_t)bytes_get_be32(bytes + 1));
 		*body = 5;
 	} else {
 		plan = codec->raw_plan[REC_USER_EVENT];
