@@ -647,6 +647,14 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 		if (m->variants[v].index_items > 0)
 			variant_sample(&t, "index_items", m->variants[v].name,
 				       m->variants[v].index_items);
+	family(&t, "index_rows_pending", "gauge",
+	       "Item rows learning moved that the index has not placed again yet: while the "
+	       "refresh is overloaded each round places only as many as it has time for, the "
+	       "longest-waiting first.");
+	for (size_t v = 0; v < m->variant_count; v++)
+		if (m->variants[v].index_items > 0)
+			variant_sample(&t, "index_rows_pending", m->variants[v].name,
+				       m->variants[v].index_rows_pending);
 	family(&t, "index_nprobe", "gauge",
 	       "Index cells probed per list (model.index_recall_target moves the automatic one).");
 	for (size_t v = 0; v < m->variant_count; v++)

@@ -137,6 +137,8 @@ struct metrics_variant {
 	/** Items in the index's largest cell, and in all its cells (their
 	 * ratio to 1/cells is how lopsided the cells are), as of the last round. */
 	size_t index_largest_cell, index_items;
+	/* moved rows the index has not placed again yet (upkeep bounded under overload) */
+	size_t index_rows_pending;
 	/** The A/B experiment (when there is one): exposed and converted users
 	 * this period, the always-valid p-value against control (negative: none). */
 	uint64_t experiment_exposed, experiment_converted;

@@ -45,6 +45,12 @@
  * refresh.shadow_share: the shadows come more often instead.
  */
 #define REFRESH_SHADOW_USERS 16
+/*
+ * Least time a round's index upkeep may take while the refresh is
+ * overloaded (upkeep_limit()): a few chunks of moved rows, so that the
+ * index keeps moving however short the searches are.
+ */
+#define REFRESH_UPKEEP_MIN_S 0.01
 
 /* A mark waiting in the recent lane: the user and when it was marked
  * (an entry whose time is not the user's newest mark is a stale duplicate). */
@@ -201,6 +207,11 @@ struct refresher {
 	 * spent by its shadows; a shadow waits while it is negative, and it is
 	 * kept at most one shadow's cost (the last one's) */
 	double shadow_time_credit, last_shadow_seconds;
+	/* overloaded: learning behind its input (refresher_set_behind()) or a
+	 * round taking a backlog (take_due()); the time the next round's index
+	 * upkeep may take then (upkeep_limit()) */
+	bool behind, overloaded;
+	double upkeep_budget_s;
 
 	/* per variant: which items may be listed, recomputed when the listing
 	 * changes, items appear, or it is a refresh interval old */
@@ -878,6 +889,7 @@ static size_t take_due(struct refresher *r, struct round *rd, int64_t now_ms)
 		if (now_ms - oldest.marked_ms > (int64_t)backlog_ms && due(r, oldest.stable, now_ms))
 			limit = r->batch;
 	}
+	r->overloaded = r->behind || limit > r->c.config->refresh_batch;
 	r->c.metrics->refresh_round_limit = (int64_t)limit;
 	n = take_from_lane(r, rd, LANE_RECENT, r->recent, r->recent_bottom, &r->recent_count,
 			   &r->recent_users, n, limit, now_ms);
@@ -1460,6 +1472,34 @@ static int prepare_group(struct refresher *r, struct round *rd, size_t v, size_t
 }
 
 /*
+ * The moved rows a round's index upkeep places again (model_view_limit_upkeep()).
+ * Every one, unless the refresh is overloaded: then as many as the view
+ * places (at its measured cost a row) in the time the last round spent not
+ * waiting for its upkeep, searching and then waiting for the loop's thread
+ * to publish it (at least REFRESH_UPKEEP_MIN_S), the others waiting, the
+ * longest-waiting first, for later rounds. So the upkeep takes at most
+ * about what the searches take, or what the workers would idle anyway. The
+ * searches wait for the upkeep, which one worker does: at 1M items and 35k
+ * events/s learned (Zen, 2 cores) it re-placed 110k rows a second, a whole
+ * worker, and rounds of 1,000 lists took 2.3 s, 98% of it waiting for it
+ * (bench/HISTORY.md, 5 December, night). streamrec_index_rows_pending
+ * shows the rows left waiting, the shadow recall what they cost.
+ */
+static size_t upkeep_limit(const struct refresher *r, const struct model_view *view)
+{
+	struct model_index_stats stats;
+	if (!r->overloaded)
+		return SIZE_MAX;
+	model_view_stats(view, &stats);
+	if (!(stats.row_seconds > 0))
+		return SIZE_MAX; /* no cost measured yet */
+	double budget =
+	    r->upkeep_budget_s > REFRESH_UPKEEP_MIN_S ? r->upkeep_budget_s : REFRESH_UPKEEP_MIN_S;
+	double rows = budget / stats.row_seconds;
+	return rows < 1 ? 1 : rows >= (double)SIZE_MAX ? SIZE_MAX : (size_t)rows;
+}
+
+/*
  * Variant v's view of the item side, synced for its lists (the index, when
  * it has one, retrains aside: no round waits for it). @returns the view, or
  * NULL with errstr filled.
@@ -1476,6 +1516,7 @@ static struct model_view *synced_view(struct refresher *r, size_t v, char *errst
 	if (model_view_sync(view, model, listrules_fetch(&cv->rules, cv->k, MAX_K), errstr,
 			    errstr_size) != 0)
 		return NULL;
+	model_view_limit_upkeep(view, upkeep_limit(r, view));
 	return view;
 }
 
@@ -1489,6 +1530,7 @@ static void note_index_stats(struct refresher *r, size_t v, const struct model_v
 	mv->index_training_seconds_total = stats.training_seconds;
 	mv->index_row_updates_total = stats.rows_synced;
 	mv->index_rows_kept_total = stats.rows_kept;
+	mv->index_rows_pending = stats.rows_pending;
 	mv->index_largest_cell = stats.largest_cell;
 	mv->index_items = stats.items;
 }
@@ -1597,6 +1639,12 @@ static void take_in_round(struct refresher *r, struct round *rd, double out_at, 
 	if (upkeep_done > out_at) /* the searches waited for it from the hand-out */
 		r->c.metrics->refresh_upkeep_awaited_seconds_total +=
 		    (upkeep_done < ranked_at ? upkeep_done : ranked_at) - out_at;
+	/* the round's time not spent waiting for its upkeep: its searches, then
+	 * its wait for the loop's thread to take it in (upkeep_limit()) */
+	double awaited = upkeep_done > out_at ? (upkeep_done < ranked_at ? upkeep_done : ranked_at) -
+						    out_at
+					      : 0;
+	r->upkeep_budget_s = (ranked_at - out_at - awaited) + (clock_monotonic_s() - ranked_at);
 	for (size_t g = 0; g < rd->group_count; g++) {
 		struct group *gr = &rd->groups[g];
 		if (gr->failed)
@@ -1666,6 +1714,7 @@ static long publish_round(struct refresher *r, struct round *rd, char *errstr,
 
 void refresher_set_behind(struct refresher *r, bool behind)
 {
+	r->behind = behind;
 	r->round_limit = behind ? r->batch : r->c.config->refresh_batch;
 	r->c.metrics->refresh_round_limit = (int64_t)r->round_limit;
 }

@@ -1695,8 +1695,9 @@ struct model_view {
 	struct ivf *index; /* the index engine's, built on first use */
 	size_t index_items, index_max_k;
 	uint8_t *pending_flag;
-	uint32_t *pending;
+	uint32_t *pending; /* oldest first */
 	size_t pending_count, pending_capacity, flag_capacity;
+	size_t upkeep_limit; /* model_view_limit_upkeep() */
 	uint64_t changes_since_training;
 	size_t items_at_training;
 	double imbalance_at_training;
@@ -1791,6 +1792,7 @@ void model_view_stats(const struct model_view *view, struct model_index_stats *s
 	stats->built = view->index != NULL;
 	stats->nlist = view->index ? ivf_nlist(view->index) : 0;
 	stats->items = view->index ? ivf_item_count(view->index) : 0;
+	stats->rows_pending = view->pending_count;
 	for (size_t c = 0; c < stats->nlist; c++)
 		if (ivf_cell_size(view->index, c) > stats->largest_cell)
 			stats->largest_cell = ivf_cell_size(view->index, c);
@@ -1830,6 +1832,7 @@ struct model_view *model_view(struct model *model, bool own_rows, char *errstr,
 		return NULL;
 	}
 	m->view->own_rows = own_rows;
+	m->view->upkeep_limit = SIZE_MAX;
 	m->view->dim = m->dim;
 	m->view->stride = m->stride;
 	/* a new view sees every item as new */
@@ -2241,6 +2244,25 @@ void model_view_train_aside(struct model_view *view, bool aside)
 	view->train_aside = aside;
 }
 
+void model_view_limit_upkeep(struct model_view *view, size_t rows)
+{
+	view->upkeep_limit = rows;
+}
+
+/* Rows placed in seconds into the recent mean cost of a row (rounds of a
+ * few rows say little: weighted by the rows). */
+static void note_row_seconds(struct model_view *view, size_t rows, double seconds)
+{
+	if (rows == 0)
+		return;
+	double cost = seconds / (double)rows, weight = (double)rows / 65536.0;
+	if (weight > 0.5)
+		weight = 0.5;
+	view->stats.row_seconds = view->stats.row_seconds > 0
+				      ? view->stats.row_seconds + weight * (cost - view->stats.row_seconds)
+				      : cost;
+}
+
 /* While training aside: notes the rows about to be re-placed in the index
  * (they differ from the snapshot). @returns 0, or -1 when out of memory. */
 static int note_since(struct model_view *view)
@@ -2316,22 +2338,30 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 		view->stats.training_seconds += clock_monotonic_s() - started;
 		return rc;
 	}
-	/* moved rows, then new items in order, in one batched re-assignment */
+	/* moved rows (the longest-waiting, up to the limit), then new items in
+	 * order, in one batched re-assignment */
 	if (view->training != NULL && note_since(view) != 0) {
 		snprintf(reason, sizeof reason, "out of memory noting rows moved while training");
 		goto out_drop;
 	}
-	for (size_t j = 0; j < view->pending_count; j++)
+	size_t placed = view->pending_count < view->upkeep_limit ? view->pending_count
+								 : view->upkeep_limit;
+	double upkeep_started = clock_monotonic_s();
+	for (size_t j = 0; j < placed; j++)
 		view->pending_flag[view->pending[j]] = 0;
-	changes = view->pending_count + (view->items - view->index_items);
+	changes = placed + (view->items - view->index_items);
 	kept = ivf_kept_cells(view->index);
-	if (ivf_update_items(view->index, view->pending, view->pending_count, view->rows,
-			     view->stride, reason, sizeof reason) != 0)
+	if (ivf_update_items(view->index, view->pending, placed, view->rows, view->stride, reason,
+			     sizeof reason) != 0)
 		goto out_drop;
-	view->pending_count = 0;
+	view->pending_count -= placed;
+	if (placed > 0 && view->pending_count > 0) /* (pending is NULL before the first) */
+		memmove(view->pending, view->pending + placed,
+			view->pending_count * sizeof *view->pending);
 	if (place_items_from(view, view->index_items, view->items, reason, sizeof reason) != 0)
 		goto out_drop; /* drops the index: how far it got does not matter */
 	view->index_items = view->items;
+	note_row_seconds(view, changes, clock_monotonic_s() - upkeep_started);
 	view->stats.rows_synced += changes;
 	view->stats.rows_kept += ivf_kept_cells(view->index) - kept;
 	view->changes_since_training += changes;

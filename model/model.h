@@ -672,6 +672,17 @@ void model_view_recall_curve(const struct model_view *view, const struct model_b
  */
 void model_view_train_aside(struct model_view *view, bool aside);
 
+/**
+ * @brief Bounds the moved rows the next model_view_prepare() places again
+ * in the index (owner, between rounds; SIZE_MAX, the default: all of them).
+ * The others stay pending, the longest-waiting placed first next time;
+ * items new to the index are always placed. Searches meanwhile find such an
+ * item in its old cell with its old row: the shadow recall shows what that
+ * costs. The daemon bounds the upkeep under overload, so that its rounds
+ * are not held back by it (refresh.c, upkeep_limit()).
+ */
+void model_view_limit_upkeep(struct model_view *view, size_t rows);
+
 /** @brief Adds a searcher's counters to the view's index statistics (owner, between rounds). */
 void model_view_collect(struct model_view *view, struct model_searcher *searcher);
 
@@ -699,6 +710,10 @@ struct model_index_stats {
 	double training_seconds;  /**< their wall time (in line, or aside until installed) */
 	uint64_t rows_synced;     /**< rows passed to ivf_update_item() so far */
 	uint64_t rows_kept;       /**< of which kept their cell unscored (ivf_kept_cells()) */
+	size_t rows_pending;      /**< moved rows the index has not placed again yet
+				       (model_view_limit_upkeep()) */
+	double row_seconds;       /**< an upkeep's seconds per row placed, recent mean
+				       (0: none measured yet) */
 	uint64_t candidates;      /**< items scored by index searches so far */
 	uint64_t lists;           /**< warm lists the index produced so far */
 	size_t items;             /**< items it holds */

@@ -297,6 +297,77 @@ static void a_training_aside_keeps_lists_exact(void **state)
 	model_free(m);
 }
 
+/*
+ * A bounded upkeep (model_view_limit_upkeep(): the daemon's, under overload)
+ * places as many moved rows as it may and leaves the others pending, so the
+ * index scores those from their old rows; the next preparations place them,
+ * and once unbounded the index's lists equal the exact engine's again.
+ */
+static void a_bounded_upkeep_leaves_rows_pending_then_places_them(void **state)
+{
+	(void)state;
+	struct model *m = index_model((size_t)1 << 20, 50);
+	struct topk *topk = new_topk();
+	struct topk_result index[BATCH * K], exact[BATCH * K];
+	size_t index_n[BATCH], exact_n[BATCH];
+	uint32_t users[BATCH];
+	struct model_index_stats stats;
+	char errstr[256];
+	users_batch(users);
+
+	learn(m, 0, 20000);
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	model_index_stats(m, &stats);
+	assert_int_equal(stats.rows_pending, 0);
+	uint64_t synced = stats.rows_synced;
+	struct model_view *view = model_view(m, false, errstr, sizeof errstr);
+	assert_non_null(view);
+	model_view_limit_upkeep(view, 50);
+
+	learn(m, 20000, 30000); /* moves most of the 600 rows */
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	model_index_stats(m, &stats);
+	assert_int_equal(stats.rows_synced - synced, 50);
+	size_t pending = stats.rows_pending;
+	assert_true(pending > ITEMS / 2);
+	assert_true(stats.row_seconds > 0);
+	/* the rows left pending are scored as they were: some score differs */
+	bool differs = false;
+	for (size_t u = 0; u < BATCH && !differs; u++)
+		for (size_t r = 0; r < index_n[u] && r < exact_n[u] && !differs; r++)
+			differs = fabsf(index[u * K + r].score - exact[u * K + r].score) >
+				  SCORE_TOL * (1 + fabsf(exact[u * K + r].score));
+	assert_true(differs);
+
+	/* nothing learned since: each bounded preparation places 50 more */
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	model_index_stats(m, &stats);
+	assert_int_equal(stats.rows_pending, pending - 50);
+	assert_int_equal(stats.rows_synced - synced, 100);
+
+	/* a new item is placed whatever the bound (the index could not find it otherwise) */
+	struct model_event fresh = {.user = 1,
+				    .item = ITEMS + 7,
+				    .user_hash = 1000003u + 17,
+				    .item_hash = 4243,
+				    .type = EVENT_VIEW,
+				    .ts_ms = 1700000000000LL + 400000};
+	assert_int_equal(model_learn(m, &fresh, errstr, sizeof errstr), 0);
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	model_index_stats(m, &stats);
+	assert_int_equal(stats.items, ITEMS + 8);
+
+	/* unbounded: the rest are placed, and the lists are the exact engine's */
+	model_view_limit_upkeep(view, SIZE_MAX);
+	both_lists(m, topk, users, K, NULL, index, index_n, exact, exact_n);
+	model_index_stats(m, &stats);
+	assert_int_equal(stats.rows_pending, 0);
+	for (size_t u = 0; u < BATCH; u++)
+		assert_same_list(exact + u * K, exact_n[u], index + u * K, index_n[u]);
+	topk_free(topk);
+	model_free(m);
+}
+
 /* With one cell of sixteen probed, whatever the index lists is allowed: not
  * excluded, eligible, in order, and scored exactly as the exact engine would
  * (the items' rows moved since the build, so this also checks the sync). */
@@ -692,6 +763,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(full_probing_equals_exact_and_follows_learning),
 	    cmocka_unit_test(a_training_aside_keeps_lists_exact),
+	    cmocka_unit_test(a_bounded_upkeep_leaves_rows_pending_then_places_them),
 	    cmocka_unit_test(an_index_built_over_a_few_items_grows_cells),
 	    cmocka_unit_test(filters_and_exclusions_hold_with_partial_probing),
 	    cmocka_unit_test(a_batch_past_one_search_lists_each_user_alone),
