@@ -1636,14 +1636,12 @@ static void take_in_round(struct refresher *r, struct round *rd, double out_at, 
 	double upkeep = p->upkeep_seconds, upkeep_done = p->upkeep_done_at;
 	pthread_mutex_unlock(&p->mutex);
 	r->c.metrics->refresh_upkeep_seconds_total += upkeep;
-	if (upkeep_done > out_at) /* the searches waited for it from the hand-out */
-		r->c.metrics->refresh_upkeep_awaited_seconds_total +=
-		    (upkeep_done < ranked_at ? upkeep_done : ranked_at) - out_at;
-	/* the round's time not spent waiting for its upkeep: its searches, then
-	 * its wait for the loop's thread to take it in (upkeep_limit()) */
-	double awaited = upkeep_done > out_at ? (upkeep_done < ranked_at ? upkeep_done : ranked_at) -
-						    out_at
-					      : 0;
+	/* the searches waited for the upkeep from the hand-out */
+	double awaited =
+	    upkeep_done > out_at ? (upkeep_done < ranked_at ? upkeep_done : ranked_at) - out_at : 0;
+	r->c.metrics->refresh_upkeep_awaited_seconds_total += awaited;
+	/* the rest of the round's time: its searches, then its wait for the
+	 * loop's thread to take it in (upkeep_limit()) */
 	r->upkeep_budget_s = (ranked_at - out_at - awaited) + (clock_monotonic_s() - ranked_at);
 	for (size_t g = 0; g < rd->group_count; g++) {
 		struct group *gr = &rd->groups[g];

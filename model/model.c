@@ -2258,9 +2258,10 @@ static void note_row_seconds(struct model_view *view, size_t rows, double second
 	double cost = seconds / (double)rows, weight = (double)rows / 65536.0;
 	if (weight > 0.5)
 		weight = 0.5;
-	view->stats.row_seconds = view->stats.row_seconds > 0
-				      ? view->stats.row_seconds + weight * (cost - view->stats.row_seconds)
-				      : cost;
+	view->stats.row_seconds =
+	    view->stats.row_seconds > 0
+		? view->stats.row_seconds + weight * (cost - view->stats.row_seconds)
+		: cost;
 }
 
 /* While training aside: notes the rows about to be re-placed in the index
@@ -2344,8 +2345,8 @@ int model_view_prepare(struct model_view *view, char *errstr, size_t errstr_size
 		snprintf(reason, sizeof reason, "out of memory noting rows moved while training");
 		goto out_drop;
 	}
-	size_t placed = view->pending_count < view->upkeep_limit ? view->pending_count
-								 : view->upkeep_limit;
+	size_t placed =
+	    view->pending_count < view->upkeep_limit ? view->pending_count : view->upkeep_limit;
 	double upkeep_started = clock_monotonic_s();
 	for (size_t j = 0; j < placed; j++)
 		view->pending_flag[view->pending[j]] = 0;
