@@ -185,6 +185,9 @@ struct codec_config {
 	/** Read every UserEvent through Avro C's generic reader, never the
 	 * direct one (tests compare the two; benchmarks time both). */
 	bool no_direct_read;
+	/** Write every Recommendation through Avro C's generic writer, never
+	 * the direct one (tests compare the two; benchmarks time both). */
+	bool no_direct_write;
 };
 
 struct codec;
