@@ -101,8 +101,8 @@ int main(void)
 				abort();
 		double t3 = now_s();
 		for (int i = 0; i < EVENTS / 4; i++)
-			if (codec_encode_recommendation(generic, &rec, CODEC_FRAMING_CONFLUENT, &buf,
-							errstr, sizeof errstr))
+			if (codec_encode_recommendation(generic, &rec, CODEC_FRAMING_CONFLUENT,
+							&buf, errstr, sizeof errstr))
 				abort();
 		generic_encode_rate[run] = (EVENTS / 4) / (now_s() - t3);
 		decode_rate[run] = EVENTS / (t1 - t0);
