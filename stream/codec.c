@@ -1911,12 +1911,8 @@ static int write_framed(struct codec *codec, avro_value_t *value, int32_t schema
 		return -1;
 	}
 	if (header != 0) {
-		uint32_t id = (uint32_t)schema_id;
 		out->data[0] = 0;
-		out->data[1] = (uint8_t)(id >> 24);
-		out->data[2] = (uint8_t)(id >> 16);
-		out->data[3] = (uint8_t)(id >> 8);
-		out->data[4] = (uint8_t)id;
+		bytes_put_be32(out->data + 1, (uint32_t)schema_id);
 	}
 	avro_writer_memory_set_dest(codec->writer, (const char *)out->data + header, (int64_t)body);
 	if (avro_value_write(codec->writer, value) != 0) {
