@@ -159,6 +159,9 @@ struct metrics *metrics_new(const char *const *variant_names, size_t variant_cou
 		if (metrics_histogram_init(&m->variants[i].freshness_seconds,
 					   metrics_latency_buckets, metrics_latency_bucket_count,
 					   errstr, errstr_size) < 0 ||
+		    metrics_histogram_init(&m->variants[i].freshness_deferred_seconds,
+					   metrics_latency_buckets, metrics_latency_bucket_count,
+					   errstr, errstr_size) < 0 ||
 		    metrics_histogram_init(&m->variants[i].catch_up_seconds,
 					   metrics_backlog_buckets, metrics_backlog_bucket_count,
 					   errstr, errstr_size) < 0)
@@ -667,6 +670,12 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	for (size_t v = 0; v < m->variant_count; v++)
 		histogram_series(&t, "freshness_seconds", "variant", m->variants[v].name,
 				 &m->variants[v].freshness_seconds);
+	family(&t, "freshness_deferred_seconds", "histogram",
+	       "The part of freshness_seconds served from the deferred lane: lists whose user "
+	       "waited longer than refresh.staleness_target_ms for a round (overload).");
+	for (size_t v = 0; v < m->variant_count; v++)
+		histogram_series(&t, "freshness_deferred_seconds", "variant", m->variants[v].name,
+				 &m->variants[v].freshness_deferred_seconds);
 	family(&t, "catch_up_seconds", "histogram",
 	       "Publish time minus trigger event time of lists made for backlog (events older "
 	       "than refresh.catch_up_threshold_ms at arrival), kept out of freshness_seconds.");

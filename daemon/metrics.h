@@ -109,6 +109,9 @@ struct metrics_variant {
 	/** Publish time − trigger event time, seconds, of lists whose trigger
 	 * arrived fresh: the freshness SLO. */
 	struct metrics_histogram freshness_seconds;
+	/** The part of it served from the deferred lane (waited past
+	 * refresh.staleness_target_ms): how late overload made lists. */
+	struct metrics_histogram freshness_deferred_seconds;
 	/** The same of lists whose trigger arrived as backlog, older than
 	 * refresh.catch_up_threshold_ms (a backfill, a restart after downtime). */
 	struct metrics_histogram catch_up_seconds;

@@ -100,7 +100,8 @@ struct group {
 /*
  * One round: its users (at most batch entries) by variant, and its groups;
  * per entry, as of its take (its query is made then), the user's newest
- * trigger and what the events its list answers were (enum arrival). Two
+ * trigger, what the events its list answers were (enum arrival) and the
+ * lane it was taken from (enum lane). Two
  * are kept: while the workers rank one, the loop's thread publishes the
  * one ranked before it (refresher_run()).
  */
@@ -108,6 +109,7 @@ struct round {
 	uint32_t *stables;
 	int64_t *taken_trigger_ts;
 	uint8_t *taken_arrival;
+	uint8_t *taken_lane;
 	size_t *by_variant; /* STATE_MAX_VARIANTS × batch */
 	struct group *groups;
 	size_t group_count, group_capacity;
@@ -350,9 +352,10 @@ static bool round_init(struct round *rd, size_t batch)
 	rd->stables = calloc(batch, sizeof *rd->stables);
 	rd->taken_trigger_ts = calloc(batch, sizeof *rd->taken_trigger_ts);
 	rd->taken_arrival = calloc(batch, sizeof *rd->taken_arrival);
+	rd->taken_lane = calloc(batch, sizeof *rd->taken_lane);
 	rd->by_variant = calloc(STATE_MAX_VARIANTS * batch, sizeof *rd->by_variant);
 	return rd->stables != NULL && rd->taken_trigger_ts != NULL && rd->taken_arrival != NULL &&
-	       rd->by_variant != NULL;
+	       rd->taken_lane != NULL && rd->by_variant != NULL;
 }
 
 static void round_free(struct round *rd)
@@ -372,6 +375,7 @@ static void round_free(struct round *rd)
 	free(rd->stables);
 	free(rd->taken_trigger_ts);
 	free(rd->taken_arrival);
+	free(rd->taken_lane);
 	free(rd->by_variant);
 }
 
@@ -791,14 +795,16 @@ static bool due(const struct refresher *r, uint32_t stable, int64_t now_ms)
 }
 
 /*
- * Takes a user into entry n of round rd at now_ms: its list answers the
- * events marked so far, and min_interval counts from now (the round before
- * may still be publishing its last list: it does not take it again).
+ * Takes a user into entry n of round rd from `lane` at now_ms: its list
+ * answers the events marked so far, and min_interval counts from now (the
+ * round before may still be publishing its last list: it does not take it
+ * again).
  */
 static void take_user(struct refresher *r, struct round *rd, size_t n, uint32_t stable,
-		      int64_t now_ms)
+		      enum lane lane, int64_t now_ms)
 {
 	rd->stables[n] = stable;
+	rd->taken_lane[n] = (uint8_t)lane;
 	rd->taken_trigger_ts[n] = r->trigger_ts[stable];
 	rd->taken_arrival[n] = r->catch_up[stable];
 	r->catch_up[stable] = ARRIVAL_NONE; /* a mark from now on is the next list's */
@@ -831,7 +837,7 @@ static size_t take_from_lane(struct refresher *r, struct round *rd, enum lane la
 		}
 		r->lane[m.stable] = LANE_NONE;
 		--*users;
-		take_user(r, rd, n++, m.stable, now_ms);
+		take_user(r, rd, n++, m.stable, lane, now_ms);
 	}
 	while (held > 0) /* back in their order, the newest on top */
 		marks[(*count)++] = r->held[--held];
@@ -1348,12 +1354,18 @@ static int publish_list(struct refresher *r, const struct round *rd, const struc
 		set_errstr(errstr, errstr_size, "out of memory remembering a published list");
 		return -1;
 	}
-	/* a list made for backlog only (a backfill) is catch-up, kept out of the freshness SLO */
+	/* a list made for backlog only (a backfill) is catch-up, kept out of the
+	 * freshness SLO; of the rest, those the deferred lane served are also
+	 * counted apart: how late overload made them */
 	struct metrics_variant *mv = &r->c.metrics->variants[v];
-	metrics_histogram_observe(rd->taken_arrival[entry] == ARRIVAL_BACKLOG
-				      ? &mv->catch_up_seconds
-				      : &mv->freshness_seconds,
-				  (double)(clock_wall_ms() - trigger_ts) / 1000.0);
+	double seconds = (double)(clock_wall_ms() - trigger_ts) / 1000.0;
+	if (rd->taken_arrival[entry] == ARRIVAL_BACKLOG) {
+		metrics_histogram_observe(&mv->catch_up_seconds, seconds);
+		return 0;
+	}
+	metrics_histogram_observe(&mv->freshness_seconds, seconds);
+	if (rd->taken_lane[entry] == LANE_DEFERRED)
+		metrics_histogram_observe(&mv->freshness_deferred_seconds, seconds);
 	return 0;
 }
 

@@ -72,6 +72,7 @@ static struct metrics *populated(void)
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 0.003);
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 0.25); /* on a bound: le */
 	metrics_histogram_observe(&m->variants[0].freshness_seconds, 100);  /* +Inf only */
+	metrics_histogram_observe(&m->variants[0].freshness_deferred_seconds, 100);
 	metrics_histogram_observe(&m->refresh_batch_seconds, 0.5);
 	assert_int_equal(metrics_set_consumer_lag(m, "events", 0, 42, -1, errstr, sizeof errstr),
 			 0);
@@ -151,6 +152,14 @@ static void renders_exact_lines(void **state)
 	assert_int_equal(count_lines_starting(text, "streamrec_freshness_seconds_bucket{"),
 			 2 * (int)(metrics_latency_bucket_count + 1));
 	assert_int_equal(count_lines_starting(text, "# TYPE streamrec_freshness_seconds "), 1);
+	assert_line(text, "# TYPE streamrec_freshness_deferred_seconds histogram");
+	assert_line(text,
+		    "streamrec_freshness_deferred_seconds_bucket{variant=\"als\",le=\"60\"} 0");
+	assert_line(text,
+		    "streamrec_freshness_deferred_seconds_bucket{variant=\"als\",le=\"+Inf\"} 1");
+	assert_line(text, "streamrec_freshness_deferred_seconds_count{variant=\"als\"} 1");
+	assert_int_equal(count_lines_starting(text, "streamrec_freshness_deferred_seconds_bucket{"),
+			 2 * (int)(metrics_latency_bucket_count + 1));
 
 	assert_line(text, "streamrec_refresh_batch_seconds_bucket{le=\"0.25\"} 0");
 	assert_line(text, "streamrec_refresh_batch_seconds_bucket{le=\"0.5\"} 1");
@@ -228,7 +237,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "# TYPE streamrec_state_block_cache_bytes gauge");
 	assert_line(text, "streamrec_state_block_cache_bytes{kind=\"capacity\"} 0");
 	assert_line(text, "streamrec_state_block_cache_bytes{kind=\"usage\"} 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 72);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 73);
 	/* the text model's family is there, without a sample while no model is loaded */
 	assert_line(text, "# TYPE streamrec_text_model_info gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_text_model_info{"), 0);
@@ -244,7 +253,7 @@ static void renders_exact_lines(void **state)
 			  "kernel=\"avx2\"} 1");
 	assert_line(text, "# TYPE streamrec_commit_loop_seconds histogram");
 	assert_line(text, "streamrec_commit_loop_seconds_count 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 72);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 73);
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 1);
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	free(text);

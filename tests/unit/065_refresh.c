@@ -728,6 +728,9 @@ static void stale_marks_are_deferred_counted_and_served(void **unused)
 	/* one fresh mark, made after the others went stale */
 	int64_t late = 1700000200000 + USERS + 5000;
 	assert_int_equal(refresher_mark(f->refresher, 7, 1700000299999, late), 0);
+	const struct metrics_variant *mv = &f->metrics->variants[0];
+	uint64_t fresh_before = mv->freshness_seconds.count;
+	assert_int_equal(mv->freshness_deferred_seconds.count, 0);
 	assert_int_equal(run_round(f, late), 64);
 	assert_int_equal(user_of(&f->sink.lists[0]), 7); /* the fresh one first */
 	assert_int_equal(f->metrics->refresh_deferred_total, USERS - 1);
@@ -735,8 +738,13 @@ static void stale_marks_are_deferred_counted_and_served(void **unused)
 	for (size_t l = 1; l < 64; l++)
 		assert_int_equal(user_of(&f->sink.lists[l]), USERS - l);
 	assert_int_equal(f->metrics->refresh_deferred_waiting, USERS - 64);
+	/* every list is freshness; those of the deferred lane are counted apart too */
+	assert_int_equal(mv->freshness_seconds.count - fresh_before, 64);
+	assert_int_equal(mv->freshness_deferred_seconds.count, 63);
 	assert_int_equal(run_all(f), USERS - 64);
 	assert_int_equal(f->sink.count, USERS);
+	assert_int_equal(mv->freshness_seconds.count - fresh_before, USERS);
+	assert_int_equal(mv->freshness_deferred_seconds.count, USERS - 1);
 	assert_int_equal(refresher_pending(f->refresher), 0);
 	assert_int_equal(f->metrics->refresh_deferred_waiting, 0);
 	close_fixture(f);
