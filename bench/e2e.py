@@ -104,19 +104,27 @@ class Metrics:
             return None, ""
 
     def sums(self):
-        """Every metric family's samples summed over their labels, or None."""
+        """Every metric family's samples summed over their labels, or None; and
+        under "buckets", each histogram's cumulative buckets summed over the
+        other labels: {name: {le: count}}."""
         status, body = self.get("/metrics")
         if status != 200:
             return None
-        sums = {}
+        sums, buckets = {}, {}
         for line in body.splitlines():
             if line.startswith("#") or not line:
                 continue
             name = line.split("{", 1)[0].split(" ", 1)[0]
             try:
-                sums[name] = sums.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+                value = float(line.rsplit(" ", 1)[1])
             except ValueError:
-                pass
+                continue
+            sums[name] = sums.get(name, 0.0) + value
+            if name.endswith("_bucket") and 'le="' in line:
+                le = float(line.split('le="', 1)[1].split('"', 1)[0])
+                per_le = buckets.setdefault(name[:-len("_bucket")], {})
+                per_le[le] = per_le.get(le, 0.0) + value
+        sums["buckets"] = buckets
         return sums
 
     def blas(self):
@@ -150,7 +158,9 @@ class Metrics:
                 "index_lists": sums.get("streamrec_index_lists_total", 0.0),
                 "index_search_s": sums.get("streamrec_index_search_seconds_total", 0.0),
                 "index_shadow_s": sums.get("streamrec_index_shadow_seconds_total", 0.0),
-                "index_shadow_lists": sums.get("streamrec_index_shadow_lists_total", 0.0)}
+                "index_shadow_lists": sums.get("streamrec_index_shadow_lists_total", 0.0),
+                "freshness": sums["buckets"].get("streamrec_freshness_seconds", {}),
+                "freshness_deferred": sums["buckets"].get("streamrec_freshness_deferred_seconds", {})}
 
 
 class Process:
@@ -481,6 +491,7 @@ bootstrap.servers = {self.bootstrap}
         first_event_at = time.time()
         time.sleep(a.settle_s)
         self.collector.mark(name)
+        span_start = self.scrape()
         samples = []
         busy0 = machine_busy_ticks()
         for w in range(int(a.duration_s / a.window_s) + 1):
@@ -491,6 +502,11 @@ bootstrap.servers = {self.bootstrap}
                 time.sleep(a.window_s - (time.time() - samples[-1][0]) % a.window_s)
         busy1 = machine_busy_ticks()
         self.collector.mark(f"{name}-after")
+        span_end = self.scrape()
+        # the daemon's own histograms over the measured span: the lists the
+        # deferred lane served (overload), and the freshness of the others
+        deferred = bucket_delta(span_end["freshness_deferred"], span_start["freshness_deferred"])
+        in_time = bucket_delta(span_end["freshness"], span_start["freshness"], deferred)
         producer.wait()
         produced_at = time.time()
         sent_per_s = count / max(produced_at - first_event_at, 1e-9)
@@ -533,6 +549,10 @@ bootstrap.servers = {self.bootstrap}
             "index_shadow_lists": end["index_shadow_lists"] - base["index_shadow_lists"],
             "e2e_ms_window_median": percentile_table(window_p),
             "daemon_ms_window_median": percentile_table(window_daemon),
+            "lists_deferred": deferred.get(float("inf"), 0.0),
+            "lists_in_time": in_time.get(float("inf"), 0.0),
+            "in_time_p99_ms": bucket_quantile(in_time, 0.99),
+            "deferred_p50_ms": bucket_quantile(deferred, 0.5),
             "segment": summary,
         }
         p = result["e2e_ms_window_median"]
@@ -540,7 +560,10 @@ bootstrap.servers = {self.bootstrap}
             f"lists {result['lists_per_s']:,.0f}/s, freshness p50/p99/p99.9 "
             f"{p.get('p50')}/{p.get('p99')}/{p.get('p999')} ms, CPU {result['cpu_cores']:.2f} cores, "
             f"RSS {result['rss_mib']:.0f} MiB, lag {result['lag_first']:.0f} -> {result['lag_last']:.0f}, "
-            f"deferred {result['deferred']:.0f}, index recall {result['index_recall']}, "
+            f"deferred {result['deferred']:.0f}, lists served deferred in the span "
+            f"{result['lists_deferred']:,.0f} of {result['lists_deferred'] + result['lists_in_time']:,.0f} "
+            f"(their p50 <= {fmt(result['deferred_p50_ms'])} ms; the others' p99 <= "
+            f"{fmt(result['in_time_p99_ms'])} ms, daemon histograms), index recall {result['index_recall']}, "
             f"index trainings {result['index_trainings']:.0f} ({result['index_training_s']:.1f} s), "
             f"nprobe {result['index_nprobe']}, {result['index_candidates_per_list']:,.0f} "
             f"candidates a list, worker seconds: searches {result['index_search_s']:.1f}, "
@@ -623,21 +646,25 @@ bootstrap.servers = {self.bootstrap}
                   f"{r.get('sustained_max_per_s', 'not found'):,} events/s" if isinstance(r.get('sustained_max_per_s'), int)
                   else "Sustained maximum (live, lag not growing): not found within the attempts", "",
                   f"## Freshness at fixed rates (publish → consumer of `recs`; medians over {a.window_s:g} s windows of {a.duration_s:g} s)", "",
-                  "| offered events/s | sent/s | learned/s | lists/s | p50 ms | p95 ms | p99 ms | p99.9 ms | daemon p99 ms | lists | CPU (cores) | RSS MiB | machine busy | lag start → end | catch-up s | keeps up |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| offered events/s | sent/s | learned/s | lists/s | p50 ms | p95 ms | p99 ms | p99.9 ms | daemon p99 ms | lists | served deferred | in time: daemon p99 ms | CPU (cores) | RSS MiB | machine busy | lag start → end | catch-up s | keeps up |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for s in r["scenarios"]:
             p, dp = s["e2e_ms_window_median"], s["daemon_ms_window_median"]
             count = s["segment"]["count"] if s["segment"] else 0
             lines.append(
                 f"| {s['offered_per_s']:,} | {s['sent_per_s']:,.0f} | {s['events_per_s']:,.0f} | {s['lists_per_s']:,.0f} | "
                 f"{fmt(p.get('p50'))} | {fmt(p.get('p95'))} | {fmt(p.get('p99'))} | {fmt(p.get('p999'))} | "
-                f"{fmt(dp.get('p99'))} | {count:,} | {s['cpu_cores']:.2f} | {s['rss_mib']:.0f} | "
+                f"{fmt(dp.get('p99'))} | {count:,} | {s.get('lists_deferred', 0):,.0f} | "
+                f"{fmt(s.get('in_time_p99_ms'))} | {s['cpu_cores']:.2f} | {s['rss_mib']:.0f} | "
                 f"{100 * s['machine_busy']:.0f}% | {s['lag_first']:,.0f} → {s['lag_last']:,.0f} | "
                 f"{'–' if s['caught_up_s'] is None else format(s['caught_up_s'], '.1f')} | "
                 f"{'yes' if self.keeps_up(s) else 'no'} |")
         lines += ["", "Freshness = receive time at bench/collect − the list's trigger_event_ts (the event time of "
                   "the user's newest event, set to the produce time by `--retime`); 'daemon' = generated_at − "
-                  "trigger_event_ts. 'sent' is the producer's achieved rate over the whole scenario (it shares the "
+                  "trigger_event_ts. 'served deferred': lists of the measured span that the deferred lane served "
+                  "(their user waited past refresh.staleness_target_ms); 'in time': the daemon's freshness "
+                  "histogram of the other lists over the span, the upper bound of the bucket holding their p99. "
+                  "'sent' is the producer's achieved rate over the whole scenario (it shares the "
                   "two cores), 'learned' the daemon's median per window. A value of 600000 means 10 minutes or more (the histogram's last bucket). "
                   "Each scenario starts on a restarted daemon over the warm state. 'machine busy' is the whole "
                   "machine's CPU (broker, producer and collector included). Lag is streamrecd's "
@@ -694,6 +721,24 @@ bootstrap.servers = {self.bootstrap}
         fig.savefig(self.out / "e2e-throughput.png", dpi=110)
         plt.close(fig)
         log(f"wrote {self.out / 'e2e-freshness.png'} and e2e-throughput.png")
+
+
+def bucket_delta(after, before, minus=None):
+    """Cumulative histogram buckets {le: count} of after - before (- minus, a
+    delta of the same kind: a part of the lists to leave out)."""
+    return {le: after[le] - before.get(le, 0.0) - (minus or {}).get(le, 0.0) for le in after}
+
+
+def bucket_quantile(buckets, q):
+    """The upper bound, in ms, of the bucket holding quantile q of cumulative
+    buckets {le: count}, or None when empty (a bound, as exact as the buckets)."""
+    if not buckets or buckets.get(float("inf"), 0.0) <= 0:
+        return None
+    total = buckets[float("inf")]
+    for le in sorted(buckets):
+        if buckets[le] >= q * total:
+            return le * 1000.0
+    return None
 
 
 def fmt(value):
