@@ -7,6 +7,8 @@
  * Goal (issue 4): persistence costs under 20% of model-only throughput at
  * the default commit interval.
  */
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +89,69 @@ static double run(const struct event_log *log, size_t every, const char *dir, do
 	return rate;
 }
 
+/*
+ * A state of 1M users and 100k items, every user with two events, committed
+ * every 250k events, closed; with flush, its memtables written to SST files
+ * first (what streamrecd's clean stop does), timed.
+ */
+static void build_restart_state(const char *dir, bool flush, double *flush_s, uint64_t *bytes)
+{
+	struct model_config config;
+	struct state_config sc = {.dir = dir, .variants = &config, .variant_count = 1};
+	char errstr[512], user[32], item[32];
+	model_config_default(&config);
+	remove_dir(dir);
+	struct state *state = state_open(&sc, errstr, sizeof errstr);
+	if (state == NULL) {
+		fprintf(stderr, "bench: %s\n", errstr);
+		exit(1);
+	}
+	for (uint64_t e = 0; e < 2000000; e++) {
+		snprintf(user, sizeof user, "u%llu", (unsigned long long)(e / 2));
+		snprintf(item, sizeof item, "i%llu",
+			 (unsigned long long)((e * 2654435761u) % 100000));
+		if (state_learn(state, user, item, EVENT_VIEW, 1700000000000LL + (int64_t)e, NULL,
+				errstr, sizeof errstr) != 0 ||
+		    state_mark_offset(state, "events", 0, (int64_t)e) != 0 ||
+		    ((e + 1) % 250000 == 0 &&
+		     state_commit_async(state, errstr, sizeof errstr) != 0)) {
+			fprintf(stderr, "bench: %s\n", errstr);
+			exit(1);
+		}
+	}
+	if (state_commit(state, errstr, sizeof errstr) != 0) {
+		fprintf(stderr, "bench: %s\n", errstr);
+		exit(1);
+	}
+	if (flush) {
+		double t0 = now_s();
+		if (state_flush_memtables(state, bytes, errstr, sizeof errstr) != 0) {
+			fprintf(stderr, "bench: %s\n", errstr);
+			exit(1);
+		}
+		*flush_s = now_s() - t0;
+	}
+	state_close(state);
+}
+
+/* Seconds to open the state in dir (ids, every item row, globals). */
+static double time_open(const char *dir)
+{
+	struct model_config config;
+	struct state_config sc = {.dir = dir, .variants = &config, .variant_count = 1};
+	char errstr[512];
+	model_config_default(&config);
+	double t0 = now_s();
+	struct state *state = state_open(&sc, errstr, sizeof errstr);
+	double seconds = now_s() - t0;
+	if (state == NULL) {
+		fprintf(stderr, "bench: %s\n", errstr);
+		exit(1);
+	}
+	state_close(state);
+	return seconds;
+}
+
 int main(void)
 {
 	const char *dir = "/tmp/streamrec-bench-state";
@@ -122,38 +187,32 @@ int main(void)
 	}
 	eventlog_free(log);
 
-	/* restart: a state of 1M users and 100k items, every user with two events */
-	{
-		struct model_config config;
-		struct state_config sc = {.dir = dir, .variants = &config, .variant_count = 1};
-		char errstr[512], user[32], item[32];
-		model_config_default(&config);
-		remove_dir(dir);
-		struct state *state = state_open(&sc, errstr, sizeof errstr);
-		if (state == NULL) {
-			fprintf(stderr, "bench: %s\n", errstr);
-			return 1;
-		}
-		for (uint64_t e = 0; e < 2000000; e++) {
-			snprintf(user, sizeof user, "u%llu", (unsigned long long)(e / 2));
-			snprintf(item, sizeof item, "i%llu",
-				 (unsigned long long)((e * 2654435761u) % 100000));
-			if (state_learn(state, user, item, EVENT_VIEW, 1700000000000LL + (int64_t)e,
-					NULL, errstr, sizeof errstr) != 0 ||
-			    state_mark_offset(state, "events", 0, (int64_t)e) != 0 ||
-			    ((e + 1) % 250000 == 0 &&
-			     state_commit_async(state, errstr, sizeof errstr) != 0)) {
-				fprintf(stderr, "bench: %s\n", errstr);
-				return 1;
-			}
-		}
-		if (state_commit(state, errstr, sizeof errstr) != 0) {
-			fprintf(stderr, "bench: %s\n", errstr);
-			return 1;
-		}
-		state_close(state);
+	/* restart after a stop that leaves the memtables in the WAL (as a crash
+	 * does) against one that writes them first (streamrecd's clean stop),
+	 * alternated, medians */
+	double replay_open[RUNS], flushed_open[RUNS], flush_s[RUNS], flushed_mib[RUNS];
+	for (int r = 0; r < RUNS; r++) {
+		uint64_t bytes;
+		build_restart_state(dir, false, NULL, NULL);
+		replay_open[r] = time_open(dir);
+		build_restart_state(dir, true, &flush_s[r], &bytes);
+		flushed_open[r] = time_open(dir);
+		flushed_mib[r] = (double)bytes / (1 << 20);
 	}
-	double rate = 0;
+	qsort(replay_open, RUNS, sizeof *replay_open, compare_double);
+	qsort(flushed_open, RUNS, sizeof *flushed_open, compare_double);
+	qsort(flush_s, RUNS, sizeof *flush_s, compare_double);
+	qsort(flushed_mib, RUNS, sizeof *flushed_mib, compare_double);
+	printf("\nrestart (open: ids, every item row, globals), 1M users and 100k items, median of "
+	       "%d alternated:\n",
+	       RUNS);
+	printf("  after a stop leaving the memtables in the WAL (a crash): %.2f s\n",
+	       replay_open[RUNS / 2]);
+	printf("  after a clean stop that wrote them (%.0f MiB in %.2f s): %.2f s (%.2fx faster)\n",
+	       flushed_mib[RUNS / 2], flush_s[RUNS / 2], flushed_open[RUNS / 2],
+	       replay_open[RUNS / 2] / flushed_open[RUNS / 2]);
+
+	/* the sizes and a whole load, on the last (flushed) state */
 	struct model_config config;
 	struct state_config sc = {.dir = dir, .variants = &config, .variant_count = 1};
 	char errstr[512];
@@ -176,7 +235,6 @@ int main(void)
 	double users_s = now_s() - t0;
 	size_t user_bytes = model_export_user(model, 0, row, sizeof row);
 	uint64_t disk = state_bytes(state);
-	(void)rate;
 	printf("\nrestart of a state with %zu users and %zu items:\n", model_user_count(model),
 	       model_item_count(model));
 	printf(

@@ -217,6 +217,29 @@ static int restore_lists(struct daemon *d, char *errstr, size_t errstr_size)
 }
 
 /*
+ * A clean stop writes RocksDB's memtables to SST files after the last
+ * commit, so the next start replays no WAL: re-inserting the WAL's rows
+ * (up to its bound, some 400 MiB at 1M users and items) was the largest
+ * part of a restart. A failure loses nothing (the WAL holds every commit):
+ * it is logged and the stop goes on.
+ */
+static void flush_memtables(struct daemon *d)
+{
+	char errstr[512];
+	uint64_t bytes;
+	double started = clock_monotonic_s();
+	sd_notify(0, "STATUS=stopping: writing the state's memtables");
+	if (state_flush_memtables(d->state, &bytes, errstr, sizeof errstr) != 0) {
+		log_line(LOG_PRIORITY_WARNING, "%s (the next start replays the log instead)",
+			 errstr);
+		return;
+	}
+	log_line(LOG_PRIORITY_INFO,
+		 "wrote %.1f MiB of memtables in %.2f s, so the next start replays no log",
+		 (double)bytes / (1 << 20), clock_monotonic_s() - started);
+}
+
+/*
  * content.text_model: the text model is opened at start (and by --check), so
  * that a missing or corrupt file stops the daemon before it consumes anything.
  */
@@ -444,6 +467,8 @@ int main(int argc, char **argv)
 	d->consumer = NULL;
 	consumer_close(d->catalog_consumer, 10000);
 	d->catalog_consumer = NULL;
+	if (status == 0)
+		flush_memtables(d); /* after the revoke's commit in consumer_close() */
 	log_line(LOG_PRIORITY_INFO, "stopped%s", d->failed ? " after a failure" : "");
 	goto out_free;
 out_error:

@@ -1685,6 +1685,14 @@ int state_commit(struct state *state, char *errstr, size_t errstr_size)
 		   : state_flush(state, errstr, errstr_size);
 }
 
+int state_flush_memtables(struct state *state, uint64_t *flushed_bytes, char *errstr,
+			  size_t errstr_size)
+{
+	if (state_flush(state, errstr, errstr_size) != 0)
+		return -1;
+	return store_flush_memtables(state->store, flushed_bytes, errstr, errstr_size);
+}
+
 int state_offset(struct state *state, const char *topic, int32_t partition, int64_t *offset,
 		 char *errstr, size_t errstr_size)
 {

@@ -267,6 +267,13 @@ void state_pay(struct state *state);
  * @returns 0, or -1 with its error. */
 int state_flush(struct state *state, char *errstr, size_t errstr_size);
 
+/** @brief After state_flush(), write RocksDB's memtables to SST files
+ * (store_flush_memtables()): for a clean stop, so the next start replays
+ * no WAL. @param flushed_bytes the memtable bytes written (may be NULL).
+ * @returns 0, or -1 with its error (every commit is durable either way). */
+int state_flush_memtables(struct state *state, uint64_t *flushed_bytes, char *errstr,
+			  size_t errstr_size);
+
 /** @brief The stored offset of topic/partition: 1 found, 0 none, -1 error. */
 int state_offset(struct state *state, const char *topic, int32_t partition, int64_t *offset,
 		 char *errstr, size_t errstr_size);

@@ -1394,6 +1394,50 @@ int store_checkpoint(struct store *store, const char *dir, char *errstr, size_t 
 	return 0;
 }
 
+int store_flush_memtables(struct store *store, uint64_t *flushed_bytes, char *errstr,
+			  size_t errstr_size)
+{
+	uint64_t bytes = 0;
+	if (flushed_bytes != NULL)
+		*flushed_bytes = 0;
+	if (store->read_only)
+		return 0;
+	rocksdb_flushoptions_t *options = rocksdb_flushoptions_create();
+	if (options == NULL) {
+		set_errstr(errstr, errstr_size, "%s: flushing memtables: out of memory",
+			   store->path);
+		return -1;
+	}
+	rocksdb_flushoptions_set_wait(options, 1);
+	for (int f = 0; f < STORE_FAMILY_COUNT; f++) {
+		char *err = NULL;
+		uint64_t entries = 1, immutable = 0, size;
+		/* an empty memtable still reports its arena: a family with no
+		 * entries has nothing to write */
+		rocksdb_property_int_cf(store->db, store->families[f],
+					"rocksdb.num-entries-active-mem-table", &entries);
+		rocksdb_property_int_cf(store->db, store->families[f],
+					"rocksdb.num-immutable-mem-table", &immutable);
+		if (entries == 0 && immutable == 0)
+			continue;
+		if (rocksdb_property_int_cf(store->db, store->families[f],
+					    "rocksdb.cur-size-all-mem-tables", &size) == 0)
+			bytes += size;
+		rocksdb_flush_cf(store->db, options, store->families[f], &err);
+		if (err != NULL) {
+			set_errstr(errstr, errstr_size, "%s: flushing the memtable of %s: %s",
+				   store->path, store_family_name((enum store_family)f), err);
+			rocksdb_free(err);
+			rocksdb_flushoptions_destroy(options);
+			return -1;
+		}
+	}
+	rocksdb_flushoptions_destroy(options);
+	if (flushed_bytes != NULL)
+		*flushed_bytes = bytes;
+	return 0;
+}
+
 void store_block_cache(const struct store *store, size_t *capacity, size_t *usage)
 {
 	*capacity = store->block_cache ? rocksdb_cache_get_capacity(store->block_cache) : 0;

@@ -300,6 +300,20 @@ int store_foreach_prefix(struct store *store, enum store_family family, const vo
 int store_checkpoint(struct store *store, const char *dir, char *errstr, size_t errstr_size);
 
 /**
+ * @brief Write every family's memtable to SST files and wait for it, so that
+ * the next open replays (almost) no WAL: a clean stop pays the seconds a
+ * start would spend re-inserting up to the WAL's bound of rows. Every commit
+ * is already durable in the WAL; this only moves work from the next start.
+ * From the thread that commits, with no commit in flight. A store that
+ * refuses commits (read-only, or after a failed write) is left as it is.
+ * @param flushed_bytes the memtable bytes written (may be NULL).
+ * @returns 0, or -1 with errstr filled (nothing is lost: the WAL still
+ * holds every commit).
+ */
+int store_flush_memtables(struct store *store, uint64_t *flushed_bytes, char *errstr,
+			  size_t errstr_size);
+
+/**
  * @returns live SST bytes plus memtable bytes over all families (RocksDB's
  * rocksdb.live-sst-files-size and rocksdb.cur-size-all-mem-tables); a
  * property RocksDB cannot give counts 0.

@@ -457,6 +457,11 @@ def test_sigterm_writes_state_and_restart_resumes(daemon):
     daemon.produce(2000, rate=4000)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2000)
     assert daemon.stop(signal.SIGTERM, timeout=60) == 0, daemon.logtext()
+    # a clean stop writes the memtables, so the next start replays no log
+    assert re.search(r"wrote [0-9.]+ MiB of memtables in [0-9.]+ s", daemon.logtext()), \
+        daemon.logtext()
+    wal = sum(p.stat().st_size for p in (daemon.dir / "state").glob("*.log"))
+    assert wal == 0, sorted((p.name, p.stat().st_size) for p in (daemon.dir / "state").glob("*"))
     daemon.start()
     daemon.produce(700, seed=9)
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 700)

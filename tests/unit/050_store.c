@@ -500,6 +500,61 @@ static void round_trip_every_family_and_reopen(void **state)
 	store_close(store);
 }
 
+/* Bytes of the WAL files (NNNNNN.log) in a state directory. */
+static long long wal_bytes(const char *dir)
+{
+	char path[PATH_MAX];
+	long long total = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	struct stat st;
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		if (len < 5 || strcmp(e->d_name + len - 4, ".log") != 0)
+			continue;
+		join_path(path, dir, e->d_name);
+		assert_int_equal(stat(path, &st), 0);
+		total += (long long)st.st_size;
+	}
+	closedir(d);
+	return total;
+}
+
+/* A store closed as it is leaves its commits in the WAL, which the next open
+ * replays; one whose memtables were written first leaves none, and reopens
+ * with every row. */
+static void flushed_memtables_leave_no_log_to_replay(void **state)
+{
+	(void)state;
+	char path[PATH_MAX], errstr[1024];
+	uint64_t flushed = 0;
+	struct store *store;
+
+	path_in_base(path, "unflushed");
+	store = open_at(path, NULL);
+	fill_round_trip(store);
+	store_close(store);
+	assert_true(wal_bytes(path) > 0);
+
+	path_in_base(path, "flushed");
+	store = open_at(path, NULL);
+	fill_round_trip(store);
+	if (store_flush_memtables(store, &flushed, errstr, sizeof errstr) != 0)
+		fail_msg("store_flush_memtables: %s", errstr);
+	assert_true(flushed > 0);
+	check_round_trip(store);
+	store_close(store);
+	assert_int_equal(wal_bytes(path), 0);
+	store = open_at(path, NULL);
+	check_round_trip(store);
+	/* nothing left to write: a second flush writes nothing */
+	if (store_flush_memtables(store, &flushed, errstr, sizeof errstr) != 0)
+		fail_msg("store_flush_memtables: %s", errstr);
+	assert_int_equal(flushed, 0);
+	store_close(store);
+}
+
 /* ---- atomicity ------------------------------------------------------------------------ */
 
 static void commit_survives_reopen_uncommitted_batch_leaves_nothing(void **state)
@@ -1280,6 +1335,7 @@ int main(int argc, char **argv)
 	try_private_mount_namespace();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(round_trip_every_family_and_reopen),
+	    cmocka_unit_test(flushed_memtables_leave_no_log_to_replay),
 	    cmocka_unit_test(commit_survives_reopen_uncommitted_batch_leaves_nothing),
 	    cmocka_unit_test(commit_survives_a_crash),
 	    cmocka_unit_test(checkpoint_is_a_consistent_copy),
