@@ -21,8 +21,9 @@ configuration (d=32, RocksDB state in a temporary directory) and measures:
 Every scenario starts on a freshly started daemon over the warm state (so the
 refresh queue left by the previous one does not leak into it); the restart is
 a SIGKILL once a state commit covers every consumed event (a SIGTERM would
-first publish every queued user's list). Users are restored from RocksDB when
-first met after a restart, as in production.
+first publish every queued user's list); `--stop term` stops cleanly instead
+and times the stops and starts. Users are restored from RocksDB when first
+met after a restart, as in production.
 
 Writes build/bench-results/e2e.md (markdown), e2e.json and PNG plots.
 Figures are printed, never asserted.
@@ -368,6 +369,7 @@ bootstrap.servers = {self.bootstrap}
         while time.time() - started < 180:
             if self.metrics.get("/readyz")[0] == 200:
                 log(f"streamrecd ready in {time.time() - started:.1f} s (pid {self.daemon.pid})")
+                self.results.setdefault("ready_s", []).append(round(time.time() - started, 2))
                 if "blas" not in self.results:
                     self.results["blas"] = self.metrics.blas() or "OpenBLAS kernel unknown"
                     log(self.results["blas"])
@@ -395,8 +397,23 @@ bootstrap.servers = {self.bootstrap}
             time.sleep(0.5)
 
     def stop_daemon(self):
-        """SIGKILL once a commit covers every consumed event (see the module's note)."""
+        """SIGKILL once a commit covers every consumed event (see the module's
+        note); with --stop term, a clean stop instead (SIGTERM: the queued
+        lists are published, the state written), timed."""
         if self.daemon is None:
+            return
+        if self.args.stop == "term":
+            started = time.time()
+            self.daemon.terminate()
+            try:
+                self.daemon.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError("streamrecd did not stop within 120 s of SIGTERM; see "
+                                   + str(self.work / "streamrecd.log"))
+            log(f"streamrecd stopped in {time.time() - started:.1f} s (status {self.daemon.returncode})")
+            self.results.setdefault("stop_s", []).append(round(time.time() - started, 2))
+            self.daemon_log.close()
+            self.daemon = None
             return
         before = self.metrics.scrape()
         if before is not None:
@@ -642,6 +659,10 @@ bootstrap.servers = {self.bootstrap}
         for d in r["drains"]:
             lines.append(f"| {d['name']} | {d['backlog']:,} | {d['events_per_s']:,.0f} | {d['lists_per_s']:,.0f} | "
                          f"{d['refresh_batch_ms']:.1f} ms | {d['cpu_cores']:.2f} | {d['rss_mib']:.0f} |")
+        lines += ["", f"Restarts ({'after a clean stop, SIGTERM' if a.stop == 'term' else 'after SIGKILL'}): "
+                  f"ready in {', '.join(format(x, '.1f') for x in r.get('ready_s', [])[1:]) or '–'} s"
+                  + (f"; stops took {', '.join(format(x, '.1f') for x in r.get('stop_s', []))} s"
+                     if r.get("stop_s") else "")]
         lines += ["", f"Sustained maximum (live, lag not growing; the highest rate tried that kept up): "
                   f"{r.get('sustained_max_per_s', 'not found'):,} events/s" if isinstance(r.get('sustained_max_per_s'), int)
                   else "Sustained maximum (live, lag not growing): not found within the attempts", "",
@@ -792,6 +813,10 @@ def main():
                    help="any other [model] key, e.g. index_nprobe=4 (repeatable)")
     p.add_argument("--retrieval", choices=("exact", "index"), default="exact",
                    help="model.retrieval: the exact engine or the index")
+    p.add_argument("--stop", choices=("kill", "term"), default="kill",
+                   help="how each scenario's daemon stops before the next starts: SIGKILL once "
+                        "a commit covers what it consumed (default: the restart replays the "
+                        "state's log, as after a crash), or SIGTERM (a clean stop, timed)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     p.add_argument("--records", help="bench/collect writes every list received to this TSV "
