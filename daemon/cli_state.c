@@ -237,6 +237,11 @@ int cli_replay(int argc, char **argv)
 		fprintf(stderr, "streamrec replay: final commit: %s\n", errstr);
 		goto out_close;
 	}
+	/* as streamrecd's clean stop: the daemon started on this state then
+	 * replays no log (a failure loses nothing: the log holds every commit) */
+	if (!memory_only && state_flush_memtables(state, NULL, errstr, sizeof errstr) != 0)
+		fprintf(stderr, "streamrec replay: %s (the next open replays the log instead)\n",
+			errstr);
 	if (state_offset(state, REPLAY_TOPIC, 0, &done, errstr, sizeof errstr) < 0)
 		goto out_close;
 	fprintf(stderr,

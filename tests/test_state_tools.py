@@ -36,6 +36,14 @@ def digest_of(state, events):
     return re.search(r"digest (\w+) step (\d+)", out.stdout).group(0)
 
 
+def test_a_replayed_state_leaves_no_log_to_replay(learned):
+    """replay ends as the daemon's clean stop does: the memtables written, so
+    whatever opens the state next replays no write-ahead log."""
+    _, _, state, _ = learned
+    wal = {p.name: p.stat().st_size for p in state.glob("*.log")}
+    assert sum(wal.values()) == 0, wal
+
+
 def test_export_import_round_trip(learned):
     root, events, state, digest = learned
     dump = root / "state.export"
