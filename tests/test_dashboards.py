@@ -228,7 +228,7 @@ def test_dashboard_shape():
                    "Refresh batch time", "Invalid events", "Dead letters", "commit failures",
                    "Ready", "Conversion rate per variant", "Uplift against control",
                    "Always-valid p-value", "Verdict per variant", "Sample ratio check",
-                   "Exposed and converted users"):
+                   "Exposed and converted users", "Refresh overload", "Lists served late"):
         assert wanted in titles, wanted
     for title, target in panel_targets():
         if "variant" in target["legendFormat"] and not target["expr"].startswith("streamrec:"):
