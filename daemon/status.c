@@ -15,7 +15,7 @@
 
 struct snapshot_variant {
 	uint64_t freshness[METRICS_HISTOGRAM_MAX_BUCKETS + 1];
-	uint64_t freshness_count;
+	uint64_t freshness_count, deferred_count;
 	uint64_t updates, recommendations, hits;
 };
 
@@ -60,6 +60,7 @@ static void take(const struct metrics *m, double now_s, struct snapshot *s)
 		struct snapshot_variant *sv = &s->variants[v];
 		memcpy(sv->freshness, mv->freshness_seconds.counts, sizeof sv->freshness);
 		sv->freshness_count = mv->freshness_seconds.count;
+		sv->deferred_count = mv->freshness_deferred_seconds.count;
 		sv->updates = mv->updates_total;
 		sv->recommendations = mv->recommendations_total;
 		sv->hits = 0;
@@ -287,6 +288,13 @@ int status_render_json(const struct status *s, double now_s, char **out, size_t 
 		percentile(f, "p50", &h, 0.50);
 		percentile(f, "p95", &h, 0.95);
 		percentile(f, "p99", &h, 0.99);
+		/* of the window's lists (freshness), those the deferred lane served:
+		 * late under overload; above 1% they set the p99 */
+		number(f, "deferred_share",
+		       h.count > 0
+			   ? (double)(b->deferred_count - a->deferred_count) / (double)h.count
+			   : NAN);
+		fprintf(f, ",");
 		number(f, "updates_per_s",
 		       window > 0 ? (double)(b->updates - a->updates) / window : NAN);
 		fprintf(f, ",");
@@ -362,7 +370,9 @@ const char status_page_html[] =
     "<div class=\"card\">ready<b id=\"ready\">&ndash;</b></div>\n"
     "</div>\n"
     "<table><thead><tr><th>variant</th><th>freshness p50 ms</th><th>p95 ms</th><th>p99 ms</th"
-    "><th>throughput events/s</th><th>lists/s</th><th>hit rate %</th><th>users served</th><th"
+    "><th title=\"lists the deferred lane served: their users waited past refresh.staleness_ta"
+    "rget_ms\">served late</th><th>throughput events/s</th><th>lists/s</th><th>hit rate "
+    "%</th><th>users served</th><th"
     ">index recall</th></tr></thead><tbody id=\"variants\"></tbody></table>\n"
     "<section id=\"experiment\" hidden>\n"
     "<h2>A/B experiment <span id=\"exp-name\"></span></h2>\n"
@@ -398,7 +408,8 @@ const char status_page_html[] =
     "\n"
     "function duration(ms){return ms>=1000?trim((ms/1000).toPrecision(3))+' s':trim(ms.toPrec"
     "ision(3))+' ms';}\n"
-    "function percent(r){return r===null?'\\u2013':trim((100*r).toPrecision(3))+' %';}\n"
+    "function percent(r){return r===null||r===undefined?'\\u2013':trim((100*r).toPrecision(3))+' "
+    "%';}\n"
     "function cell(tr,cls,text){var td=document.createElement('td');td.className=cls;td.textC"
     "ontent=text;tr.appendChild(td);return td;}\n"
     "function legend(s){\n"
@@ -470,7 +481,8 @@ const char status_page_html[] =
     " s.variants.forEach(function(v){var tr=document.createElement('tr');tr.setAttribute('dat"
     "a-variant',v.name);\n"
     "  cell(tr,'name',v.name);cell(tr,'p50',pct(s,v,'p50'));cell(tr,'p95',pct(s,v,'p95'));\n"
-    "  cell(tr,'p99',pct(s,v,'p99'));cell(tr,'throughput',fmt(v.updates_per_s,0));\n"
+    "  cell(tr,'p99',pct(s,v,'p99'));cell(tr,'late',percent(v.deferred_share));\n"
+    "  cell(tr,'throughput',fmt(v.updates_per_s,0));\n"
     "  cell(tr,'lists',fmt(v.lists_per_s,1));\n"
     "  cell(tr,'hitrate',v.hit_rate===null?'\\u2013':(100*v.hit_rate).toFixed(2));\n"
     "  cell(tr,'served',v.users_served_total);\n"

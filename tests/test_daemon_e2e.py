@@ -390,6 +390,7 @@ def test_status_json_and_page_show_live_figures_per_variant(daemon):
         assert v["lists"] > 0 and v["updates_per_s"] > 0
         assert 0 <= v["p50_ms"] <= v["p95_ms"] <= v["p99_ms"]
         assert v["hit_rate"] is not None and 0 <= v["hit_rate"] <= 1
+        assert 0 <= v["deferred_share"] <= 1
     status, page = daemon.get("/status")
     assert status == 200 and "status.json" in page and "<table" in page
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//|@import|url\(", page), \

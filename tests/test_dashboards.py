@@ -510,7 +510,7 @@ def status_rows(dom):
         for classes, cell in re.findall(r'<td[^>]*\bclass="([^"]*)"[^>]*>(.*?)</td>', body,
                                         re.S):
             for name in classes.split():
-                if name in ("p50", "p95", "p99", "throughput", "hitrate"):
+                if name in ("p50", "p95", "p99", "late", "throughput", "hitrate"):
                     cells[name] = number(cell)
         rows[html.unescape(variant)] = cells
     return rows
@@ -574,7 +574,9 @@ def test_status_page_renders_live_figures_in_chromium(ab_daemon, tmp_path):
     rows = status_rows(dom)
     assert set(rows) == set(VARIANTS), dom[-3000:]
     for variant, cells in rows.items():
-        assert set(cells) == {"p50", "p95", "p99", "throughput", "hitrate"}, (variant, cells)
+        assert set(cells) == {"p50", "p95", "p99", "late", "throughput", "hitrate"}, \
+            (variant, cells)
+        assert 0 <= cells["late"] <= 100, (variant, cells)  # a share, in %
         assert 0 <= cells["p50"] <= cells["p95"] <= cells["p99"], (variant, cells)
         assert cells["p99"] > 0 and cells["throughput"] > 0, (variant, cells)
         assert 0 <= cells["hitrate"] <= 2000, (variant, cells)

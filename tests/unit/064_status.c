@@ -97,6 +97,41 @@ static void percentiles_beyond_the_last_bound_are_clipped(void **state)
 	metrics_free(m);
 }
 
+/* Of the window's lists, the share the deferred lane served (late under
+ * overload); none in the window: null, not 0. */
+static void the_share_served_late_is_the_windows(void **state)
+{
+	(void)state;
+	struct metrics *m = new_metrics();
+	struct status *s = status_new(m);
+	assert_non_null(s);
+	struct metrics_variant *mv = &m->variants[0];
+	for (int i = 0; i < 50; i++) { /* before the window: not counted */
+		metrics_histogram_observe(&mv->freshness_seconds, 2.0);
+		metrics_histogram_observe(&mv->freshness_deferred_seconds, 2.0);
+	}
+	status_tick(s, 10.0);
+	char *json = render(s, 10.5);
+	assert_non_null(strstr(json, "\"deferred_share\":null,"));
+	free(json);
+	for (int i = 0; i < 200; i++)
+		metrics_histogram_observe(&mv->freshness_seconds, 0.05);
+	for (int i = 0; i < 6; i++) {
+		metrics_histogram_observe(&mv->freshness_seconds, 2.5);
+		metrics_histogram_observe(&mv->freshness_deferred_seconds, 2.5);
+	}
+	status_tick(s, 11.0);
+	json = render(s, 11.5);
+	char *at = strstr(json, "\"deferred_share\":");
+	assert_non_null(at);
+	assert_true(fabs(strtod(at + strlen("\"deferred_share\":"), NULL) - 6.0 / 206.0) < 1e-9);
+	free(json);
+	/* the page shows it in its own column */
+	assert_non_null(strstr(status_page_html, "percent(v.deferred_share)"));
+	status_free(s);
+	metrics_free(m);
+}
+
 static json_t *history_points(const struct status *s, double now_s)
 {
 	char *text = render(s, now_s);
@@ -243,6 +278,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(window_is_the_last_minute),
 	    cmocka_unit_test(percentiles_beyond_the_last_bound_are_clipped),
+	    cmocka_unit_test(the_share_served_late_is_the_windows),
 	    cmocka_unit_test(history_is_the_last_hour_per_step),
 	    cmocka_unit_test(a_stalled_loop_gives_one_longer_point),
 	    cmocka_unit_test(page_draws_history_and_experiment),
