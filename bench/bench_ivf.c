@@ -306,7 +306,7 @@ static int bench_size(size_t item_count, const size_t *nprobes, size_t nprobe_co
 	size_t goal_nprobe = 0;
 	double goal_ratio = 0.0, goal_recall = 0.0;
 	for (size_t r = 0; r < sizeof rules / sizeof *rules; r++) {
-		struct ivf_config config = {ROW_DIM, 0, BATCH, K, rules[r], 42, 1};
+		struct ivf_config config = {ROW_DIM, 0, BATCH, K, rules[r], 42, 1, 0};
 		struct ivf *ivf = ivf_new(&config, errstr, sizeof errstr);
 		double build_s;
 

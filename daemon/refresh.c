@@ -1983,7 +1983,14 @@ long refresher_build_indexes(struct refresher *r, char *errstr, size_t errstr_si
 			continue;
 		double started = clock_monotonic_s();
 		struct model_view *view = synced_view(r, v, errstr, errstr_size);
-		if (view == NULL || model_view_prepare(view, errstr, errstr_size) != 0)
+		if (view == NULL)
+			return -1;
+		/* nothing else runs yet: the build takes every refresh thread's core
+		 * (at 1M items 1.3-1.5x as fast on two), later builds one */
+		model_view_build_threads(view, r->c.threads > 1 ? r->c.threads : 1);
+		int rc = model_view_prepare(view, errstr, errstr_size);
+		model_view_build_threads(view, 1);
+		if (rc != 0)
 			return -1;
 		note_index_stats(r, v, view);
 		struct model_index_stats stats;

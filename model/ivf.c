@@ -135,6 +135,7 @@ struct ivf {
 	enum ivf_assign assign;
 	uint64_t seed;
 	int threads;
+	size_t build_threads;    /* ivf_config's, at least 1 */
 	size_t shared_min_users; /* CELL_SHARED_MIN_USERS_*, by the kernel in use */
 
 	struct layout layout;
@@ -796,12 +797,114 @@ static size_t auto_nlist(const struct ivf *ivf, size_t item_count)
 }
 
 /*
+ * One share of assign_rows(): rows [first, first + count) to their cells,
+ * with its own scratch (scores: ASSIGN_BLOCK × nlist floats; block:
+ * ASSIGN_BLOCK × aug_dim, used when the rows are not augmented yet).
+ */
+struct assign_share {
+	const struct ivf *ivf;
+	const struct layout *layout;
+	const float *rows;
+	size_t row_stride; /* 0: rows are augmented, aug_dim apart */
+	float max_norm_sq;
+	size_t first, count;
+	uint32_t *cells;
+	float *slack, *scores, *block;
+	pthread_t thread;
+};
+
+static void assign_share_run(struct assign_share *a)
+{
+	const struct ivf *ivf = a->ivf;
+	size_t aug_dim = ivf->aug_dim;
+	for (size_t i = a->first; i < a->first + a->count; i += ASSIGN_BLOCK) {
+		size_t n =
+		    a->first + a->count - i < ASSIGN_BLOCK ? a->first + a->count - i : ASSIGN_BLOCK;
+		const float *points = a->rows + i * aug_dim;
+		if (a->row_stride != 0) {
+			for (size_t b = 0; b < n; b++)
+				augment(ivf, a->max_norm_sq, a->rows + (i + b) * a->row_stride,
+					a->block + b * aug_dim);
+			points = a->block;
+		}
+		assign_block(ivf, a->layout, points, n, a->scores, a->cells + i,
+			     a->slack != NULL ? a->slack + i : NULL);
+	}
+}
+
+static void *assign_share_main(void *arg)
+{
+	assign_share_run(arg);
+	return NULL;
+}
+
+/*
+ * Every one of `count` rows to its cell (cells[], and slack[] unless NULL),
+ * split over up to `threads` threads in contiguous shares of whole blocks,
+ * the caller's the first: each row's cell depends on that row alone, so the
+ * cells are the same whatever the split. scores and block are the caller's
+ * scratch (as assign_share); the other shares allocate their own, and a
+ * share without memory or a thread is run by the caller.
+ */
+static void assign_rows(const struct ivf *ivf, const struct layout *layout, const float *rows,
+			size_t row_stride, float max_norm_sq, size_t count, uint32_t *cells,
+			float *slack, float *scores, float *block, size_t threads)
+{
+	struct assign_share shares[IVF_MAX_BUILD_THREADS];
+	bool started[IVF_MAX_BUILD_THREADS] = {false};
+	size_t blocks = (count + ASSIGN_BLOCK - 1) / ASSIGN_BLOCK;
+	if (threads > IVF_MAX_BUILD_THREADS)
+		threads = IVF_MAX_BUILD_THREADS;
+	if (threads > blocks / 4) /* a share of a few blocks is not worth a thread */
+		threads = blocks / 4 > 1 ? blocks / 4 : 1;
+	size_t per = (blocks + threads - 1) / threads * ASSIGN_BLOCK;
+	for (size_t t = 0; t < threads; t++) {
+		size_t first = t * per < count ? t * per : count;
+		shares[t] =
+		    (struct assign_share){.ivf = ivf,
+					  .layout = layout,
+					  .rows = rows,
+					  .row_stride = row_stride,
+					  .max_norm_sq = max_norm_sq,
+					  .first = first,
+					  .count = count - first < per ? count - first : per,
+					  .cells = cells,
+					  .slack = slack,
+					  .scores = scores,
+					  .block = block};
+	}
+	for (size_t t = 1; t < threads; t++) {
+		struct assign_share *a = &shares[t];
+		a->scores = malloc((size_t)ASSIGN_BLOCK * layout->nlist * sizeof(float));
+		a->block = malloc((size_t)ASSIGN_BLOCK * ivf->aug_dim * sizeof(float));
+		started[t] = a->scores != NULL && a->block != NULL &&
+			     pthread_create(&a->thread, NULL, assign_share_main, a) == 0;
+	}
+	assign_share_run(&shares[0]);
+	for (size_t t = 1; t < threads; t++) {
+		struct assign_share *a = &shares[t];
+		if (started[t]) {
+			pthread_join(a->thread, NULL);
+		} else { /* no memory or no thread: the caller runs it, with its scratch */
+			struct assign_share inline_share = *a;
+			inline_share.scores = scores;
+			inline_share.block = block;
+			assign_share_run(&inline_share);
+		}
+		free(a->scores);
+		free(a->block);
+	}
+}
+
+/*
  * Trains a layout for items [0, item_count) whose rows are `rows`,
  * `row_stride` floats apart: Lloyd's iterations on a sample, then every item
- * assigned and copied into its cell.
+ * assigned and copied into its cell; the assignments split over `threads`
+ * threads (assign_rows()).
  */
-static int train_layout(const struct ivf *ivf, const float *rows, size_t item_count, size_t row_stride,
-			struct layout *out, char *errstr, size_t errstr_size)
+static int train_layout(const struct ivf *ivf, const float *rows, size_t item_count,
+			size_t row_stride, size_t threads, struct layout *out, char *errstr,
+			size_t errstr_size)
 {
 	size_t dim = ivf->dim, aug_dim = ivf->aug_dim;
 	size_t nlist = auto_nlist(ivf, item_count);
@@ -858,12 +961,8 @@ static int train_layout(const struct ivf *ivf, const float *rows, size_t item_co
 	for (unsigned iteration = 0; iteration < IVF_TRAIN_ITERATIONS && sample_count > 0;
 	     iteration++) {
 		derive_centroids(ivf, out, means);
-		for (size_t s = 0; s < sample_count; s += ASSIGN_BLOCK) {
-			size_t n =
-			    sample_count - s < ASSIGN_BLOCK ? sample_count - s : ASSIGN_BLOCK;
-			assign_block(ivf, out, sample + s * aug_dim, n, scores, sample_cells + s,
-				     NULL);
-		}
+		assign_rows(ivf, out, sample, 0, max_norm_sq, sample_count, sample_cells, NULL,
+			    scores, block, threads);
 		memset(sums, 0, nlist * aug_dim * sizeof *sums);
 		memset(counts, 0, nlist * sizeof *counts);
 		for (size_t s = 0; s < sample_count; s++) {
@@ -887,12 +986,8 @@ static int train_layout(const struct ivf *ivf, const float *rows, size_t item_co
 	derive_centroids(ivf, out, means);
 
 	/* Every item to its cell: cell_of first, then sizes, then the copy. */
-	for (size_t i = 0; i < item_count; i += ASSIGN_BLOCK) {
-		size_t n = item_count - i < ASSIGN_BLOCK ? item_count - i : ASSIGN_BLOCK;
-		for (size_t b = 0; b < n; b++)
-			augment(ivf, max_norm_sq, rows + (i + b) * row_stride, block + b * aug_dim);
-		assign_block(ivf, out, block, n, scores, out->cell_of + i, out->slack + i);
-	}
+	assign_rows(ivf, out, rows, row_stride, max_norm_sq, item_count, out->cell_of, out->slack,
+		    scores, block, threads);
 	memset(counts, 0, nlist * sizeof *counts);
 	for (size_t i = 0; i < item_count; i++)
 		counts[out->cell_of[i]]++;
@@ -1052,6 +1147,12 @@ struct ivf *ivf_new(const struct ivf_config *config, char *errstr, size_t errstr
 			 TOPK_MAX_THREADS, config->threads);
 		return NULL;
 	}
+	if (config->build_threads > IVF_MAX_BUILD_THREADS) {
+		snprintf(errstr, errstr_size,
+			 "ivf: build_threads must be between 0 (one) and %d, got %zu",
+			 IVF_MAX_BUILD_THREADS, config->build_threads);
+		return NULL;
+	}
 	if (config->max_batch > SIZE_MAX / sizeof(float) / IVF_TILE_ITEMS ||
 	    config->max_batch > SIZE_MAX / sizeof(float) / config->dim ||
 	    config->max_batch > SIZE_MAX / sizeof(uint64_t) / config->max_k) {
@@ -1071,6 +1172,7 @@ struct ivf *ivf_new(const struct ivf_config *config, char *errstr, size_t errstr
 	ivf->assign = config->assign;
 	ivf->seed = config->seed;
 	ivf->threads = config->threads ? config->threads : 1;
+	ivf->build_threads = config->build_threads ? config->build_threads : 1;
 	ivf->shared_min_users = blas_small_gemm_path() ? CELL_SHARED_MIN_USERS_SMALL_PATH
 						       : CELL_SHARED_MIN_USERS_PACKED;
 	ivf->aug_vector = malloc(ivf->aug_dim * sizeof(float));
@@ -1122,7 +1224,8 @@ int ivf_build(struct ivf *ivf, const float *rows, size_t item_count, size_t row_
 		return -1;
 	}
 	set_threads(ivf);
-	if (train_layout(ivf, rows, item_count, row_stride, &layout, errstr, errstr_size)) {
+	if (train_layout(ivf, rows, item_count, row_stride, ivf->build_threads, &layout, errstr,
+			 errstr_size)) {
 		layout_free(&ivf->layout);
 		if (layout_alloc(&ivf->layout, 1, ivf->dim, 1) == 0)
 			ivf->trained_items = 0;
@@ -1162,7 +1265,7 @@ int ivf_retrain(struct ivf *ivf, char *errstr, size_t errstr_size)
 	if (rows == NULL)
 		return -1;
 	set_threads(ivf);
-	rc = train_layout(ivf, rows, item_count, ivf->dim, &layout, errstr, errstr_size);
+	rc = train_layout(ivf, rows, item_count, ivf->dim, 1, &layout, errstr, errstr_size);
 	if (rc == 0)
 		install_layout(ivf, &layout);
 	free(rows);
@@ -1185,7 +1288,7 @@ static void *training_main(void *arg)
 	struct ivf_training *t = arg;
 	pthread_setname_np(pthread_self(), "ivf-train");
 	set_threads(t->ivf);
-	t->rc = train_layout(t->ivf, t->rows, t->item_count, t->ivf->dim, &t->layout, t->errstr,
+	t->rc = train_layout(t->ivf, t->rows, t->item_count, t->ivf->dim, 1, &t->layout, t->errstr,
 			     sizeof t->errstr);
 	atomic_store(&t->done, true);
 	return NULL;

@@ -154,6 +154,9 @@ enum ivf_assign {
  */
 #define IVF_RETRAIN_CELL_FACTOR 4.0
 
+/** Most threads an index build splits its assignments over (ivf_config). */
+#define IVF_MAX_BUILD_THREADS 64
+
 struct ivf_config {
 	size_t dim;       /**< floats per row and per query vector, at least 1 */
 	size_t nlist;     /**< cells; 0 = IVF_NLIST_PER_SQRT·sqrt(items) at each training */
@@ -162,6 +165,14 @@ struct ivf_config {
 	enum ivf_assign assign;
 	uint64_t seed; /**< training's sample and initial centroids; same seed, same cells */
 	int threads;   /**< OpenBLAS threads for the sgemm calls, 1..TOPK_MAX_THREADS; 0 = 1 */
+	/**
+	 * Threads ivf_build() splits its assignments (the training sample's, then
+	 * every item's) over, each calling sgemm on `threads` OpenBLAS threads,
+	 * 1..IVF_MAX_BUILD_THREADS; 0 = 1 (the caller alone). The cells are the
+	 * same whatever the count. Retraining (ivf_retrain(), ivf_training_start())
+	 * uses one.
+	 */
+	size_t build_threads;
 };
 
 /**

@@ -1697,7 +1697,8 @@ struct model_view {
 	uint8_t *pending_flag;
 	uint32_t *pending; /* oldest first */
 	size_t pending_count, pending_capacity, flag_capacity;
-	size_t upkeep_limit; /* model_view_limit_upkeep() */
+	size_t upkeep_limit;  /* model_view_limit_upkeep() */
+	size_t build_threads; /* model_view_build_threads() */
 	uint64_t changes_since_training;
 	size_t items_at_training;
 	double imbalance_at_training;
@@ -2215,8 +2216,10 @@ static int index_build(struct model_view *view, size_t max_k, char *errstr, size
 				    .assign = IVF_ASSIGN_DEFAULT,
 				    .seed = view->config.seed,
 				    /* the centroid and cell products are small shapes, where
-				     * OpenBLAS's threads cost more than they give (DESIGN.md) */
-				    .threads = 1};
+				     * OpenBLAS's threads cost more than they give (DESIGN.md);
+				     * a build may split its assignments over threads instead */
+				    .threads = 1,
+				    .build_threads = view->build_threads};
 	char reason[256];
 
 	index_drop(view);
@@ -2247,6 +2250,11 @@ void model_view_train_aside(struct model_view *view, bool aside)
 void model_view_limit_upkeep(struct model_view *view, size_t rows)
 {
 	view->upkeep_limit = rows;
+}
+
+void model_view_build_threads(struct model_view *view, size_t threads)
+{
+	view->build_threads = threads;
 }
 
 /* Rows placed in seconds into the recent mean cost of a row (rounds of a

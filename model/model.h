@@ -683,6 +683,15 @@ void model_view_train_aside(struct model_view *view, bool aside);
  */
 void model_view_limit_upkeep(struct model_view *view, size_t rows);
 
+/**
+ * @brief Threads the next build of the index (its first, or after a change
+ * of k) splits its assignments over (owner, between rounds; 1, the
+ * default: the preparing thread alone). The cells are the same whatever
+ * the count. The daemon builds its indexes at start with every refresh
+ * thread's core, before anything else runs (refresher_build_indexes()).
+ */
+void model_view_build_threads(struct model_view *view, size_t threads);
+
 /** @brief Adds a searcher's counters to the view's index statistics (owner, between rounds). */
 void model_view_collect(struct model_view *view, struct model_searcher *searcher);
 

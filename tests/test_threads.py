@@ -1,7 +1,7 @@
 """ThreadSanitizer on the threaded parts: no data race in our code.
 
 The top-k engine hands query slices to helper threads while OpenBLAS runs
-its own; the state hands commits to a writer thread while the caller learns
+its own; an index build splits its assignments over threads; the state hands commits to a writer thread while the caller learns
 and reads RocksDB; the refresher's workers rank lists while the loop learns; the
 lookup API's thread reads lists while the loop replaces them; the text
 threads embed while the loop submits and takes. All run here under ThreadSanitizer builds. OpenBLAS and
@@ -31,6 +31,17 @@ def test_topk_helper_threads_are_race_free():
     assert result.returncode == 0, output[-6000:]
     assert "ThreadSanitizer" not in output, output[-6000:]
     assert "PASSED" in output
+
+
+def test_index_build_assignment_threads_are_race_free():
+    """031_ivf: an index build splits its assignments over threads (the
+    daemon's start builds its indexes on every refresh thread's core)."""
+    result = run([BUILD / "tsan" / "031_ivf"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "ThreadSanitizer" not in output, output[-6000:]
+    assert "a_build_over_threads_gives_the_same_cells" in output and "PASSED" in output, \
+        output[-6000:]
 
 
 def test_refresh_workers_rank_beside_learning_race_free():

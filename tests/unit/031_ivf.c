@@ -195,7 +195,7 @@ static struct ivf *index_new(size_t dim, size_t nlist, size_t max_batch, size_t 
 			     enum ivf_assign assign)
 {
 	char errstr[256];
-	struct ivf_config config = {dim, nlist, max_batch, max_k, assign, 7, 1};
+	struct ivf_config config = {dim, nlist, max_batch, max_k, assign, 7, 1, 0};
 	struct ivf *ivf = ivf_new(&config, errstr, sizeof errstr);
 
 	if (ivf == NULL)
@@ -704,6 +704,46 @@ static void a_training_aside_ends_where_one_in_line_does(void **state)
 	batch_free(&b);
 }
 
+/* A build split over threads (the training sample's assignments, then every
+ * item's, in shares) gives the very cells and lists of a build on one. */
+static void a_build_over_threads_gives_the_same_cells(void **state)
+{
+	enum { DIM = 8, ITEMS = 30000, QUERIES = 16, K = 20 };
+	static const size_t counts[] = {2, 3, 7};
+	char errstr[256];
+	struct batch b;
+	(void)state;
+
+	batch_build(&b, ITEMS, DIM, QUERIES, 5);
+	struct ivf *one = index_new(DIM, 0, QUERIES, K, IVF_ASSIGN_DEFAULT);
+	struct topk_result expected[QUERIES * K], got[QUERIES * K];
+	size_t expected_counts[QUERIES], got_counts[QUERIES];
+	assert_int_equal(ivf_build(one, b.rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+	assert_int_equal(ivf_search(one, b.eligible, b.queries, QUERIES, 4, K, expected,
+				    expected_counts, errstr, sizeof errstr),
+			 0);
+	for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+		struct ivf_config config = {DIM, 0, QUERIES, K, IVF_ASSIGN_DEFAULT, 7, 1, 0};
+		config.build_threads = counts[c];
+		struct ivf *split = ivf_new(&config, errstr, sizeof errstr);
+		assert_non_null(split);
+		assert_int_equal(ivf_build(split, b.rows, ITEMS, DIM, errstr, sizeof errstr), 0);
+		assert_int_equal(ivf_nlist(split), ivf_nlist(one));
+		for (uint32_t i = 0; i < ITEMS; i++)
+			assert_int_equal(ivf_item_cell(split, i), ivf_item_cell(one, i));
+		for (size_t cell = 0; cell < ivf_nlist(one); cell++)
+			assert_int_equal(ivf_cell_size(split, cell), ivf_cell_size(one, cell));
+		assert_cells_consistent(split);
+		assert_int_equal(ivf_search(split, b.eligible, b.queries, QUERIES, 4, K, got,
+					    got_counts, errstr, sizeof errstr),
+				 0);
+		assert_same_lists(expected, expected_counts, got, got_counts, QUERIES, K);
+		ivf_free(split);
+	}
+	ivf_free(one);
+	batch_free(&b);
+}
+
 static void recall_on_clustered_data(void **state)
 {
 	enum { DIM = 16, CLUSTERS = 50, ITEMS = 20000, QUERIES = 200, K = 20 };
@@ -1069,14 +1109,18 @@ static void empty_and_errors(void **state)
 	size_t counts[2] = {9, 9};
 	char errstr[256];
 	struct ivf *ivf = index_new(DIM, 0, 1, K, IVF_ASSIGN_DEFAULT);
-	struct ivf_config bad = {0, 0, 1, 1, IVF_ASSIGN_DEFAULT, 0, 0};
+	struct ivf_config bad = {0, 0, 1, 1, IVF_ASSIGN_DEFAULT, 0, 0, 0};
 	(void)state;
 
 	assert_null(ivf_new(&bad, errstr, sizeof errstr));
 	assert_non_null(strstr(errstr, "dim"));
-	bad = (struct ivf_config){4, 0, 1, 0, IVF_ASSIGN_DEFAULT, 0, 0};
+	bad = (struct ivf_config){4, 0, 1, 0, IVF_ASSIGN_DEFAULT, 0, 0, 0};
 	assert_null(ivf_new(&bad, errstr, sizeof errstr));
 	assert_non_null(strstr(errstr, "max_k"));
+	bad = (struct ivf_config){4, 0, 1, 1, IVF_ASSIGN_DEFAULT, 0, 0, 0};
+	bad.build_threads = IVF_MAX_BUILD_THREADS + 1;
+	assert_null(ivf_new(&bad, errstr, sizeof errstr));
+	assert_non_null(strstr(errstr, "build_threads"));
 
 	/* An empty index gives empty lists; appends fill it. */
 	assert_int_equal(ivf_search(ivf, NULL, &query, 1, 1, K, got, counts, errstr,
@@ -1133,6 +1177,7 @@ int main(void)
 	    cmocka_unit_test(small_moves_keep_cells_unscored_where_scoring_would),
 	    cmocka_unit_test(beyond_the_slack_table_every_update_is_scored),
 	    cmocka_unit_test(a_training_aside_ends_where_one_in_line_does),
+	    cmocka_unit_test(a_build_over_threads_gives_the_same_cells),
 	    cmocka_unit_test(recall_on_clustered_data),
 	    cmocka_unit_test(skipped_cells_change_no_list),
 	    cmocka_unit_test(large_cells_are_scanned_by_tile),
