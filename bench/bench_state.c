@@ -46,19 +46,33 @@ static void remove_dir(const char *dir)
 		fprintf(stderr, "bench: cannot remove %s\n", dir);
 }
 
-/* events/s learning log through a fresh state, committing every `every` events (0: never) */
-static double run(const struct event_log *log, size_t every, const char *dir, double *commit_s)
+/* Opens the state in dir with the default model (ids, every item row,
+ * globals), timed in *seconds (may be NULL); fresh: the directory removed
+ * first. Exits on failure. */
+static struct state *open_state(const char *dir, bool fresh, double *seconds)
 {
 	struct model_config config;
 	struct state_config sc = {.dir = dir, .variants = &config, .variant_count = 1};
 	char errstr[512];
 	model_config_default(&config);
-	remove_dir(dir);
+	if (fresh)
+		remove_dir(dir);
+	double t0 = now_s();
 	struct state *state = state_open(&sc, errstr, sizeof errstr);
+	if (seconds != NULL)
+		*seconds = now_s() - t0;
 	if (state == NULL) {
 		fprintf(stderr, "bench: %s\n", errstr);
 		exit(1);
 	}
+	return state;
+}
+
+/* events/s learning log through a fresh state, committing every `every` events (0: never) */
+static double run(const struct event_log *log, size_t every, const char *dir, double *commit_s)
+{
+	char errstr[512];
+	struct state *state = open_state(dir, true, NULL);
 	*commit_s = 0;
 	double t0 = now_s();
 	for (size_t e = 0; e < log->count; e++) {
@@ -96,16 +110,8 @@ static double run(const struct event_log *log, size_t every, const char *dir, do
  */
 static void build_restart_state(const char *dir, bool flush, double *flush_s, uint64_t *bytes)
 {
-	struct model_config config;
-	struct state_config sc = {.dir = dir, .variants = &config, .variant_count = 1};
 	char errstr[512], user[32], item[32];
-	model_config_default(&config);
-	remove_dir(dir);
-	struct state *state = state_open(&sc, errstr, sizeof errstr);
-	if (state == NULL) {
-		fprintf(stderr, "bench: %s\n", errstr);
-		exit(1);
-	}
+	struct state *state = open_state(dir, true, NULL);
 	for (uint64_t e = 0; e < 2000000; e++) {
 		snprintf(user, sizeof user, "u%llu", (unsigned long long)(e / 2));
 		snprintf(item, sizeof item, "i%llu",
@@ -134,29 +140,11 @@ static void build_restart_state(const char *dir, bool flush, double *flush_s, ui
 	state_close(state);
 }
 
-/* Opens the state in dir with the default model (ids, every item row,
- * globals), timed in *seconds; exits on failure. */
-static struct state *open_timed(const char *dir, double *seconds)
-{
-	struct model_config config;
-	struct state_config sc = {.dir = dir, .variants = &config, .variant_count = 1};
-	char errstr[512];
-	model_config_default(&config);
-	double t0 = now_s();
-	struct state *state = state_open(&sc, errstr, sizeof errstr);
-	*seconds = now_s() - t0;
-	if (state == NULL) {
-		fprintf(stderr, "bench: %s\n", errstr);
-		exit(1);
-	}
-	return state;
-}
-
 /* Seconds to open the state in dir. */
 static double time_open(const char *dir)
 {
 	double seconds;
-	state_close(open_timed(dir, &seconds));
+	state_close(open_state(dir, false, &seconds));
 	return seconds;
 }
 
@@ -223,7 +211,7 @@ int main(void)
 	/* the sizes and a whole load, on the last (flushed) state */
 	char errstr[512];
 	double open_s;
-	struct state *state = open_timed(dir, &open_s);
+	struct state *state = open_state(dir, false, &open_s);
 	struct model *model = state_model(state, 0);
 	unsigned char row[1 << 16];
 	size_t item_bytes = model_export_item(model, 0, row, sizeof row);

@@ -368,8 +368,9 @@ bootstrap.servers = {self.bootstrap}
         self.proc = Process(self.daemon.pid)
         while time.time() - started < 180:
             if self.metrics.get("/readyz")[0] == 200:
-                log(f"streamrecd ready in {time.time() - started:.1f} s (pid {self.daemon.pid})")
-                self.results.setdefault("ready_s", []).append(round(time.time() - started, 2))
+                ready_s = time.time() - started
+                log(f"streamrecd ready in {ready_s:.1f} s (pid {self.daemon.pid})")
+                self.results.setdefault("ready_s", []).append(round(ready_s, 2))
                 if "blas" not in self.results:
                     self.results["blas"] = self.metrics.blas() or "OpenBLAS kernel unknown"
                     log(self.results["blas"])
@@ -410,8 +411,9 @@ bootstrap.servers = {self.bootstrap}
             except subprocess.TimeoutExpired:
                 raise RuntimeError("streamrecd did not stop within 120 s of SIGTERM; see "
                                    + str(self.work / "streamrecd.log"))
-            log(f"streamrecd stopped in {time.time() - started:.1f} s (status {self.daemon.returncode})")
-            self.results.setdefault("stop_s", []).append(round(time.time() - started, 2))
+            stop_s = time.time() - started
+            log(f"streamrecd stopped in {stop_s:.1f} s (status {self.daemon.returncode})")
+            self.results.setdefault("stop_s", []).append(round(stop_s, 2))
             self.daemon_log.close()
             self.daemon = None
             return

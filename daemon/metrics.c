@@ -391,6 +391,18 @@ static void histogram_series(struct text *t, const char *name, const char *label
 	}
 }
 
+/* A histogram family with one series per variant: the histogram at `field`
+ * (offsetof(struct metrics_variant, ...)) of each. */
+static void variant_histograms(struct text *t, const struct metrics *m, const char *name,
+			       const char *help, size_t field)
+{
+	family(t, name, "histogram", help);
+	for (size_t v = 0; v < m->variant_count; v++)
+		histogram_series(
+		    t, name, "variant", m->variants[v].name,
+		    (const struct metrics_histogram *)((const char *)&m->variants[v] + field));
+}
+
 /* One sample of a family labelled by variant alone. */
 static void variant_sample(struct text *t, const char *name, const char *variant, uint64_t value)
 {
@@ -665,23 +677,19 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 			variant_sample(&t, "index_nprobe", m->variants[v].name,
 				       m->variants[v].index_nprobe);
 
-	family(&t, "freshness_seconds", "histogram",
-	       "Publish time minus trigger event time of published recommendations.");
-	for (size_t v = 0; v < m->variant_count; v++)
-		histogram_series(&t, "freshness_seconds", "variant", m->variants[v].name,
-				 &m->variants[v].freshness_seconds);
-	family(&t, "freshness_deferred_seconds", "histogram",
-	       "The part of freshness_seconds served from the deferred lane: lists whose user "
-	       "waited longer than refresh.staleness_target_ms for a round (overload).");
-	for (size_t v = 0; v < m->variant_count; v++)
-		histogram_series(&t, "freshness_deferred_seconds", "variant", m->variants[v].name,
-				 &m->variants[v].freshness_deferred_seconds);
-	family(&t, "catch_up_seconds", "histogram",
-	       "Publish time minus trigger event time of lists made for backlog (events older "
-	       "than refresh.catch_up_threshold_ms at arrival), kept out of freshness_seconds.");
-	for (size_t v = 0; v < m->variant_count; v++)
-		histogram_series(&t, "catch_up_seconds", "variant", m->variants[v].name,
-				 &m->variants[v].catch_up_seconds);
+	variant_histograms(&t, m, "freshness_seconds",
+			   "Publish time minus trigger event time of published recommendations.",
+			   offsetof(struct metrics_variant, freshness_seconds));
+	variant_histograms(
+	    &t, m, "freshness_deferred_seconds",
+	    "The part of freshness_seconds served from the deferred lane: lists whose user "
+	    "waited longer than refresh.staleness_target_ms for a round (overload).",
+	    offsetof(struct metrics_variant, freshness_deferred_seconds));
+	variant_histograms(
+	    &t, m, "catch_up_seconds",
+	    "Publish time minus trigger event time of lists made for backlog (events older "
+	    "than refresh.catch_up_threshold_ms at arrival), kept out of freshness_seconds.",
+	    offsetof(struct metrics_variant, catch_up_seconds));
 
 	family(&t, "consumer_lag", "gauge",
 	       "Messages between the consumer's position and the partition's high watermark.");
