@@ -770,8 +770,10 @@ static const uint8_t *listable_items(struct refresher *r, size_t v, int64_t now_
 	size_t from = current ? r->listable_items[v] : 0;
 	if (!current)
 		r->explore_pool_count[v] = 0;
-	if (explore_events > 0 && grow_scratch(&r->explore_pool[v], &r->explore_pool_capacity[v],
-					       items ? items : 1, sizeof *r->explore_pool[v]) != 0)
+	/* kept: between full checks the pool goes on from what it holds */
+	if (explore_events > 0 &&
+	    grow_array(&r->explore_pool[v], &r->explore_pool_capacity[v], items ? items : 1,
+		       sizeof *r->explore_pool[v], 1024) != 0)
 		return NULL;
 	uint8_t *flags = realloc(r->listable[v], items ? items : 1);
 	if (flags == NULL)

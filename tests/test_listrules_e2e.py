@@ -219,7 +219,8 @@ def test_exploration_raises_the_exposure_of_new_items(daemon, tmp_path):
     print("new-item exposure (share of slots, distinct new items shown, explore slots):",
           exposure)
     assert exposure["plain"][2] == 0
-    assert 0.1 <= exposure["explore"][2] <= 0.2 + 1e-9, exposure  # 4 of 20 slots at most
+    # 4 of 20 slots: the stream keeps dozens of new items to draw from
+    assert 0.19 <= exposure["explore"][2] <= 0.2 + 1e-9, exposure
     assert exposure["explore"][0] > 2 * exposure["plain"][0] + 0.02, exposure
     assert exposure["explore"][1] > 2 * exposure["plain"][1], exposure
     assert daemon.stop() == 0

@@ -1089,6 +1089,57 @@ static void an_item_reaching_min_item_events_is_listed_next_round(void **unused)
 }
 
 /*
+ * The exploration pool is cached between full checks (LISTABLE_FULL_MS):
+ * when items appear meanwhile it grows and keeps what it held. Before, its
+ * growth dropped its content but kept its count, so until the next full
+ * check exploration drew from garbage and left its slots to the ranking
+ * (the end-to-end test's explored share fell to 0.08 of the 0.2 asked).
+ */
+static void the_explore_pool_keeps_its_items_as_the_catalogue_grows(void **unused)
+{
+	(void)unused;
+	char user[32], item[32];
+	const int64_t t = 1700000200000;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	f->config.variants[0].rules.explore_share = 0.3; /* 3 of 10 slots */
+	f->config.variants[0].rules.explore_max_events = 5;
+	for (unsigned u = 0; u < 6; u++) {
+		snprintf(user, sizeof user, "user-%u", u);
+		view_and_mark(f, user, "common", t - 1000 + u);
+	}
+	for (unsigned n = 0; n < 3; n++) { /* new: one event each */
+		snprintf(user, sizeof user, "early-%u", n);
+		snprintf(item, sizeof item, "new-%u", n);
+		view_and_mark(f, user, item, t - 500 + n);
+	}
+	assert_int_equal(run_round(f, t), 9);
+	/* one more item, 10 ms later: within the cache's life */
+	f->sink.count = 0;
+	view_and_mark(f, "late", "new-3", t + 5);
+	view_and_mark(f, "user-0", "common", t + 6);
+	assert_int_equal(run_round(f, t + 10), 2);
+	bool seen = false;
+	for (size_t l = 0; l < f->sink.count; l++) {
+		const struct published_list *list = &f->sink.lists[l];
+		if (strcmp(list->user, "user-0") != 0)
+			continue;
+		seen = true;
+		size_t explored = 0;
+		for (size_t r = 0; r < list->count; r++)
+			if (strcmp(list->reasons[r], "explore") == 0) {
+				assert_int_equal(strncmp(list->items[r], "new-", 4), 0);
+				explored++;
+			}
+		assert_int_equal(explored, 3);
+	}
+	assert_true(seen);
+	close_fixture(f);
+	free(f);
+}
+
+/*
  * With workers, rounds overlap: when the workers have ranked a round, the
  * next run hands out the next round before publishing the ranked one's
  * lists, so the workers rank while the loop's thread publishes. Each list
@@ -1194,6 +1245,7 @@ int main(void)
 	    cmocka_unit_test(evicted_users_are_forgotten),
 	    cmocka_unit_test(removed_items_are_never_listed),
 	    cmocka_unit_test(an_item_reaching_min_item_events_is_listed_next_round),
+	    cmocka_unit_test(the_explore_pool_keeps_its_items_as_the_catalogue_grows),
 	    cmocka_unit_test(the_index_engine_reports_its_recall),
 	    cmocka_unit_test(the_shadow_ranks_a_few_users_of_a_round),
 	    cmocka_unit_test(the_shadow_keeps_within_its_time_budget),
