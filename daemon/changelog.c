@@ -153,8 +153,11 @@ static int number_item(uint32_t *item, void *ctx)
 	return 0;
 }
 
-/* Encodes one portable user record into c->value. @returns its length, or 0. */
-static size_t encode_user(struct changelog *c, size_t variant, const void *row, size_t len)
+/* Encodes one portable user record into c->value. @returns its length, or 0
+ * (out of memory, a bad row; *left_out set: a row set aside before an item
+ * it names was removed, which the changelog does without). */
+static size_t encode_user(struct changelog *c, size_t variant, const void *row, size_t len,
+			  bool *left_out)
 {
 	struct state *state = c->d->state;
 	struct model *model = state_model(state, variant);
@@ -177,8 +180,10 @@ static size_t encode_user(struct changelog *c, size_t variant, const void *row, 
 	size_t need = 4 + 1 + name_len + 4 + len + 4;
 	for (size_t k = 0; k < c->item_count; k++) {
 		const char *id = state_item_id(state, c->items[k]);
-		if (id == NULL)
-			return 0; /* a row set aside before its item was removed (lifecycle) */
+		if (id == NULL) {
+			*left_out = true; /* set aside before its item was removed (lifecycle) */
+			return 0;
+		}
 		need += 2 + strlen(id);
 	}
 	if (name_len > 255 || grow_scratch(&c->value, &c->value_capacity, need, 1) != 0)
@@ -217,8 +222,16 @@ void changelog_on_user_row(uint32_t stable, size_t variant, const void *row, siz
 		d->metrics->changelog_unplaced_total++;
 		return;
 	}
-	size_t value_len = encode_user(c, variant, row, len);
+	bool left_out = false;
+	size_t value_len = encode_user(c, variant, row, len, &left_out);
 	const char *user = state_user_name(d->state, stable);
+	if (left_out) {
+		/* the changelog keeps the user's row before it (README, Embedding
+		 * life cycle); stopping here stopped the daemon for good, since a
+		 * restart meets the same row */
+		d->metrics->changelog_left_out_total++;
+		return;
+	}
 	if (value_len == 0 || user == NULL) {
 		daemon_fail(d, "changelog: cannot encode a user row (out of memory or a bad row)");
 		return;

@@ -917,12 +917,25 @@ static int lifecycle_sweep(struct daemon *d, char *errstr, size_t errstr_size)
 		return 0;
 	if (ingest_refresh_idle(d, errstr, errstr_size) != 0)
 		return -1;
+	struct state_lifecycle_counts before, after;
+	state_lifecycle_counts(d->state, &before);
 	long removed = state_lifecycle_sweep(d->state, &lifecycle, clock_wall_ms(), on_user_removed,
 					     d, errstr, errstr_size);
 	if (removed < 0)
 		return -1;
 	if (d->failed) {
 		snprintf(errstr, errstr_size, "life cycle: a removed user's changelog tombstone failed");
+		return -1;
+	}
+	/* the kept lists drop the removed items, saved with this commit: the
+	 * lookup API never shows them, nor shows a later item by their ids */
+	state_lifecycle_counts(d->state, &after);
+	if (after.expired_items + after.evicted_items !=
+		before.expired_items + before.evicted_items &&
+	    refresher_forget_removed_items(d->refresher) != 0) {
+		snprintf(errstr, errstr_size,
+			 "life cycle: out of memory dropping removed items from the "
+			 "kept lists");
 		return -1;
 	}
 	if (removed > 0)

@@ -137,6 +137,47 @@ void lists_remove(struct lists *l, uint32_t stable)
 	pthread_rwlock_unlock(&l->lock);
 }
 
+size_t lists_forget_items(struct lists *l, size_t item_count,
+			  bool (*gone)(uint32_t item, void *opaque),
+			  void (*changed)(uint32_t stable, void *opaque), void *opaque)
+{
+	size_t lists_changed = 0;
+	pthread_rwlock_wrlock(&l->lock);
+	for (size_t u = 0; u < l->entry_capacity; u++) {
+		struct lists_entry *e = l->entries[u];
+		if (e == NULL)
+			continue;
+		struct lists_why *w = (struct lists_why *)(void *)(e->items + e->capacity);
+		size_t kept = 0;
+		bool lost = false;
+		for (size_t r = 0; r < e->count; r++) {
+			if (gone(e->items[r].item, opaque)) {
+				lost = true;
+				continue;
+			}
+			e->items[kept] = e->items[r];
+			w[kept] = w[r];
+			if (w[kept].because_item != UINT32_MAX &&
+			    gone(w[kept].because_item, opaque)) {
+				w[kept].because_item = UINT32_MAX;
+				lost = true;
+			}
+			kept++;
+		}
+		e->count = (uint16_t)kept;
+		if (lost) {
+			lists_changed++;
+			if (changed != NULL)
+				changed((uint32_t)u, opaque);
+		}
+	}
+	for (size_t i = 0; i < item_count && i < UINT32_MAX; i++)
+		if (idmap_id(l->items, (uint32_t)i) != NULL && gone((uint32_t)i, opaque))
+			idmap_remove(l->items, (uint32_t)i);
+	pthread_rwlock_unlock(&l->lock);
+	return lists_changed;
+}
+
 const struct lists_entry *lists_get(const struct lists *l, uint32_t stable)
 {
 	return (size_t)stable < l->entry_capacity ? l->entries[stable] : NULL;

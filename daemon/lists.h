@@ -17,6 +17,7 @@
 #ifndef STREAMREC_LISTS_H
 #define STREAMREC_LISTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -78,6 +79,20 @@ int lists_put(struct lists *lists, uint32_t stable, const char *user_id, size_t 
  * may be handed to another user. Nothing happens when it has none.
  */
 void lists_remove(struct lists *lists, uint32_t stable);
+
+/**
+ * @brief Drop removed items from every list kept (writer's thread; takes
+ * the write lock): items for which gone(item) holds leave the lists (the
+ * others close up, in order), an explanation naming one loses its
+ * because_item, and the ids copied for indices below item_count that are
+ * gone are forgotten, so that an item taking a freed index later is shown
+ * by its own id. changed(stable) is called for each list that lost
+ * anything (under the lock: it must not call back into lists).
+ * @returns how many lists changed.
+ */
+size_t lists_forget_items(struct lists *lists, size_t item_count,
+			  bool (*gone)(uint32_t item, void *opaque),
+			  void (*changed)(uint32_t stable, void *opaque), void *opaque);
 
 /** @returns the user's list, or NULL (writer's thread only: no lock). */
 const struct lists_entry *lists_get(const struct lists *lists, uint32_t stable);

@@ -792,6 +792,12 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "the user's partition was unknown.");
 	text_printf(&t, "streamrec_changelog_unplaced_total %" PRIu64 "\n",
 		    m->changelog_unplaced_total);
+	family(&t, "changelog_left_out_total", "counter",
+	       "Committed user rows not written to the changelog: the user was evicted from the "
+	       "user cache before an item its row names was removed (embedding life cycle); the "
+	       "changelog keeps the user's row before it.");
+	text_printf(&t, "streamrec_changelog_left_out_total %" PRIu64 "\n",
+		    m->changelog_left_out_total);
 	family(&t, "user_restores_total", "counter",
 	       "Users read back from the state when met (evicted from the user cache, or not met "
 	       "since the start); waited=\"yes\": their newest rows were in the commit being "

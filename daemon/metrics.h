@@ -240,7 +240,7 @@ struct metrics {
 	 * of users whose partition was unknown (not written), partitions
 	 * restored from it, users restored, seconds spent restoring; partitions
 	 * the consumer holds. */
-	uint64_t changelog_records_total, changelog_unplaced_total;
+	uint64_t changelog_records_total, changelog_unplaced_total, changelog_left_out_total;
 	uint64_t restores_total, restored_users_total;
 	/** Users read back from the state when met, and of them those that
 	 * waited for the commit being written (state_user_restores()). */

@@ -678,6 +678,21 @@ static int keep_previous(struct refresher *r, uint32_t stable)
 	return 0;
 }
 
+/* Marks a user's kept list to be saved with the next commit. @returns 0 or -1. */
+static int mark_list_changed(struct refresher *r, uint32_t stable)
+{
+	if (ensure_users(r, stable) != 0)
+		return -1;
+	if (r->list_changed[stable])
+		return 0;
+	if (grow_array(&r->changed_lists, &r->changed_capacity, r->changed_count + 1,
+		       sizeof *r->changed_lists, 4096) != 0)
+		return -1;
+	r->changed_lists[r->changed_count++] = stable;
+	r->list_changed[stable] = 1;
+	return 0;
+}
+
 /*
  * Remembers the list just published for a user (its id, items and their
  * explanations, why[n] for list[n]) in the lists the lookup API reads; the
@@ -697,14 +712,38 @@ static int remember_list(struct refresher *r, uint32_t stable, size_t variant, u
 		return -1;
 	if (added == 1)
 		r->c.metrics->variants[variant].users_served_total++;
-	if (!r->list_changed[stable]) {
-		if (grow_array(&r->changed_lists, &r->changed_capacity, r->changed_count + 1,
-			       sizeof *r->changed_lists, 4096) != 0)
-			return -1;
-		r->changed_lists[r->changed_count++] = stable;
-		r->list_changed[stable] = 1;
+	return mark_list_changed(r, stable);
+}
+
+/* Context of refresher_forget_removed_items()'s callbacks. */
+struct forgetting {
+	struct refresher *r;
+	bool out_of_memory;
+};
+
+static bool item_gone(uint32_t item, void *opaque)
+{
+	const struct forgetting *f = opaque;
+	return !state_item_live(f->r->c.state, item);
+}
+
+static void list_lost_items(uint32_t stable, void *opaque)
+{
+	struct forgetting *f = opaque;
+	if (mark_list_changed(f->r, stable) != 0)
+		f->out_of_memory = true;
+}
+
+int refresher_forget_removed_items(struct refresher *r)
+{
+	struct forgetting f = {r, false};
+	size_t items = 0;
+	for (size_t v = 0; v < r->c.variant_count; v++) {
+		size_t n = model_item_count(state_model(r->c.state, v));
+		items = n > items ? n : items;
 	}
-	return 0;
+	lists_forget_items(r->lists, items, item_gone, list_lost_items, &f);
+	return f.out_of_memory ? -1 : 0;
 }
 
 /*

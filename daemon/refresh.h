@@ -261,6 +261,15 @@ struct lists *refresher_lists(struct refresher *refresher);
 bool refresher_last_explanation(const struct refresher *refresher, uint32_t stable, size_t rank,
 				enum model_reason *reason, uint32_t *because_item);
 
+/**
+ * @brief After the state removed items (embedding life cycle): the kept
+ * lists (lookup API, the state's copy) drop them and forget their ids, and
+ * every list that changed is saved with the commit that removes them. An
+ * item that takes a freed index later is then never shown by the removed
+ * item's id. @returns 0, or -1 when out of memory.
+ */
+int refresher_forget_removed_items(struct refresher *refresher);
+
 /** @brief The catalogue or min_item_events changed: recompute the listable flags. */
 void refresher_listing_changed(struct refresher *refresher);
 

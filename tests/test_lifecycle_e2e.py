@@ -9,6 +9,7 @@ users (their rows, bit for bit), items and globals of an undisturbed one.
 The same for items under lifecycle.max_items and lifecycle.item_ttl, and
 a removed item is never listed again.
 """
+import json
 import signal
 import struct
 import subprocess
@@ -17,7 +18,9 @@ import time
 import pytest
 
 from harness import BUILD
-from test_daemon_e2e import Daemon, avro_long, avro_string, engine, settled  # noqa: F401 (engine)
+from test_daemon_e2e import (Daemon, avro_long, avro_string, engine,  # noqa: F401 (engine)
+                             latest_lists, settled)
+from test_lookup_api import ApiDaemon
 
 STREAMREC = BUILD / "streamrec"
 pytestmark = pytest.mark.kafka
@@ -317,6 +320,63 @@ def test_item_churn_stays_bounded_and_removed_items_are_never_listed_again(daemo
     daemon.start()
     assert daemon.wait_for(lambda: daemon.metric("streamrec_items") == len(live), timeout=10)
     assert daemon.stop() == 0
+
+
+def test_the_lookup_api_never_shows_a_removed_item_nor_an_old_id(kafka_broker, tmp_path):
+    """The lists kept for the lookup API name items by index. When the life
+    cycle removes items, the kept lists drop them, saved with the commit
+    that removes them (a restart agrees), and an item that takes a freed
+    index later is shown by its own id. Before, the id first copied for an
+    index stayed: a newcomer's lookup showed a removed item's id in place of
+    the item the recommendations topic sent it, and old lists went on naming
+    removed items."""
+    daemon = ApiDaemon(kafka_broker, tmp_path, "itemlife_lookup")
+    try:
+        daemon.add_config("[lifecycle]\nmax_items = 30\nitem_ttl = 10m\n"
+                          "[refresh]\nmin_item_events = 1\n")
+        daemon.start()
+        base = int(time.time() * 1000) - 3600_000
+        send(daemon, item_churn(0, 20, base))
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 60)
+        shoppers = [f"shopper-{u}" for u in range(20)]
+        assert daemon.wait_for(lambda: all(daemon.lookup(u)[0] == 200 for u in shoppers), 30)
+        assert any(i["item_id"].startswith("churn-item-")
+                   for u in shoppers for i in json.loads(daemon.lookup(u)[1])["items"])
+        # 20 minutes later in event time: a first fresh item expires the 20
+        later = base + 20_000 + 20 * 60_000
+        send(daemon, [event_line("newcomer-0", "fresh-0", later, 0)])
+        assert daemon.wait_for(
+            lambda: daemon.metric('streamrec_embeddings_expired_total{kind="item"}') == 20), \
+            daemon.logtext()
+        time.sleep(3)  # two commits (500 ms apart): the freed indices are handed out again
+        send(daemon, [event_line(f"newcomer-{k % 5}", f"fresh-{1 + k // 2}", later + 1000 + k,
+                                 k + 1) for k in range(40)])
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 101)
+        settled(daemon)
+        assert daemon.metric('streamrec_embeddings_live{kind="item"}') == 21
+
+        def check():
+            published = latest_lists(daemon)
+            newcomers = [f"newcomer-{k}" for k in range(5)]
+            for user in newcomers + shoppers:
+                status, body = daemon.lookup(user)
+                assert status == 200, (user, body)
+                shown = [i["item_id"] for i in json.loads(body)["items"]]
+                assert not any(i.startswith("churn-item-") for i in shown), (user, body)
+                if user in newcomers:
+                    assert shown == published[user][1], (user, body, published[user])
+                    assert shown, user
+            return published
+        check()
+        # the lists saved in the state dropped them too
+        assert daemon.stop() == 0, daemon.logtext()
+        daemon.start()
+        check()
+        assert daemon.stop() == 0, daemon.logtext()
+    finally:
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait()
 
 
 def test_sigkill_while_evicting_items_keeps_every_live_item(daemons):

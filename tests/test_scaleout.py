@@ -468,3 +468,42 @@ def test_three_instances_on_a_three_broker_cluster(kafka_cluster, tmp_path):
         assert recent is not None, f"{user} is cold: {text}"
         assert recent == ring[user], f"{user}: {text}"
         assert excluded == bought.get(user, set()), f"{user}: {text}"
+
+
+def test_an_evicted_users_row_naming_a_removed_item_is_left_out_of_the_changelog(
+        kafka_broker, tmp_path):
+    """A user evicted from the user cache has its row set aside for the
+    next commit; when that commit's life cycle removes an item the row
+    names, the changelog record cannot name the item's id. The row is left
+    out of the changelog (counted), as the README says, and the daemon goes
+    on: before, it stopped ("cannot encode a user row"), and stopped again
+    at every restart on the same events."""
+    from test_lifecycle_e2e import event_line
+    topics = scaleout_topics(kafka_broker, "lo", 1)
+    a = Instance(kafka_broker, tmp_path, "a", topics, extra="[lifecycle]\nmax_items = 5\n")
+    # one commit window for the whole stream: the eviction and the removal meet in it
+    a.config.write_text(a.config.read_text().replace(
+        "commit_interval_ms = 300ms", "commit_interval_ms = 3s\nuser_cache_users = 4"))
+    base = int(time.time() * 1000) - 3_600_000
+    lines = [event_line("keeper", "old-item", base, 0)]
+    lines += [event_line(f"u-{k}", f"new-{k % 10}", base + 1000 + k, k) for k in range(40)]
+    subprocess.run([BUILD / "tests" / "kafka_send", kafka_broker.bootstrap, topics["events"]],
+                   input="".join(lines).encode(), check=True, capture_output=True)
+    with killed_on_exit(a):
+        a.start()
+        wait_for(lambda: a.metric("streamrec_updates_total") >= 41
+                 and a.metric('streamrec_embeddings_evicted_total', 'kind="item"') >= 6
+                 and a.metric("streamrec_commits_total") >= 2, what="the sweep's commit",
+                 instances=(a,))
+        assert a.metric("streamrec_changelog_left_out_total") >= 1, a.logtext()
+        assert a.metric("streamrec_changelog_records_total") > 0
+        # it goes on learning and committing
+        subprocess.run([BUILD / "tests" / "kafka_send", kafka_broker.bootstrap,
+                        topics["events"]],
+                       input=event_line("keeper", "new-3", base + 5000, 1).encode(),
+                       check=True, capture_output=True)
+        commits = a.metric("streamrec_commits_total")
+        wait_for(lambda: a.metric("streamrec_updates_total") >= 42
+                 and a.metric("streamrec_commits_total") >= commits + 1, what="the next commit",
+                 instances=(a,))
+        assert a.stop() == 0, a.logtext()

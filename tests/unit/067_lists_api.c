@@ -119,6 +119,69 @@ static void kept_and_rendered(void **state)
 	lists_free(l);
 }
 
+static bool odd_gone(uint32_t item, void *opaque)
+{
+	(void)opaque;
+	return item % 2 == 1;
+}
+
+static void count_changed(uint32_t stable, void *opaque)
+{
+	unsigned *changed = opaque;
+	assert_true(stable == 3 || stable == 9);
+	(*changed)++;
+}
+
+static const char *renamed_id(uint32_t item, void *opaque)
+{
+	(void)item;
+	(void)opaque;
+	return "took-a-freed-index";
+}
+
+/* Removed items leave the kept lists and their ids are forgotten: an item
+ * taking a freed index is shown by its own id, not the removed one's. */
+static void removed_items_leave_the_lists(void **state)
+{
+	(void)state;
+	const char *variants[] = {"model"};
+	struct lists *l = lists_new(variants, 1);
+	assert_non_null(l);
+	put(l, 3, 0, 1); /* items 3..12 */
+	put(l, 4, 2, 1); /* variant 0 too: items 6..15 */
+	struct topk_result two[2] = {{.item = 20, .score = 2.0f}, {.item = 22, .score = 1.0f}};
+	struct lists_why why[2] = {{.because_item = 7, .reason = MODEL_REASON_COVIS},
+				   {.because_item = 8, .reason = MODEL_REASON_COVIS}};
+	assert_int_equal(lists_put(l, 9, "nine", 0, 1, 1, 1, two, why, 2, item_id, NULL), 1);
+	unsigned changed = 0;
+	/* user 4's list loses its odd items too: count it apart */
+	struct topk_result even[K];
+	for (unsigned r = 0; r < K; r++)
+		even[r] = (struct topk_result){.item = 2 * r, .score = 1.0f};
+	assert_int_equal(lists_put(l, 4, "user 4 é", 0, 1, 1, 1, even, NULL, K, item_id, NULL), 0);
+	assert_int_equal(lists_forget_items(l, ITEMS, odd_gone, count_changed, &changed), 2);
+	assert_int_equal(changed, 2); /* 3 lost items, 9 a because_item; 4 nothing */
+	const struct lists_entry *e = lists_get(l, 3);
+	assert_int_equal(e->count, K / 2);
+	for (size_t r = 0; r < e->count; r++)
+		assert_int_equal(e->items[r].item, 4 + 2 * r); /* in order */
+	assert_int_equal(lists_get(l, 4)->count, K);
+	e = lists_get(l, 9);
+	assert_int_equal(e->count, 2);
+	assert_int_equal(lists_entry_why(e)[0].because_item, UINT32_MAX);
+	assert_int_equal(lists_entry_why(e)[1].because_item, 8);
+	/* index 5 handed to another item: its id is its own */
+	struct topk_result taken = {.item = 5, .score = 1.0f};
+	assert_int_equal(lists_put(l, 11, "eleven", 0, 2, 2, 2, &taken, NULL, 1, renamed_id, NULL),
+			 1);
+	int status;
+	char *body = lists_render_json(l, "eleven", &status);
+	assert_int_equal(status, 200);
+	assert_non_null(strstr(body, "\"item_id\":\"took-a-freed-index\""));
+	free(body);
+	lists_free(l);
+}
+
 static atomic_int clients_done;
 
 struct client {
@@ -231,6 +294,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(kept_and_rendered),
+	    cmocka_unit_test(removed_items_leave_the_lists),
 	    cmocka_unit_test(api_answers_beside_the_writer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
