@@ -476,6 +476,10 @@ static int apply_user(struct changelog *c, const struct record *rec, int32_t par
 			goto out_bad;
 		}
 		size_t id_len = (size_t)(v[at] << 8 | v[at + 1]);
+		if (id_len == 0 || id_len > CODEC_ID_MAX_BYTES) {
+			free(map.local);
+			goto out_bad;
+		}
 		memcpy(id, v + at + 2, id_len);
 		id[id_len] = '\0';
 		at += 2 + id_len;

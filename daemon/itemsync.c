@@ -75,8 +75,9 @@ static void on_update(const struct consumer_message *m, void *opaque)
 			goto out_ignored;
 		size_t id_len = (size_t)v[at] << 8 | v[at + 1];
 		at += 2;
-		if (id_len == 0 || len - at < id_len + n * sizeof(float))
-			goto out_ignored;
+		if (id_len == 0 || id_len > CODEC_ID_MAX_BYTES ||
+		    len - at < id_len + n * sizeof(float))
+			goto out_ignored; /* (no event names an id that long: nor does an update) */
 		memcpy(id, v + at, id_len);
 		id[id_len] = '\0';
 		at += id_len;

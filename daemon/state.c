@@ -1045,6 +1045,12 @@ int state_item(struct state *state, const char *id, uint32_t *index, uint64_t *h
 	size_t len = strlen(id);
 	uint32_t found = idmap_find(s->items, id, len);
 	*hash = XXH3_64bits(id, len);
+	if (found == IDMAP_NONE && len > STATE_ID_MAX) {
+		/* its key would not fit the ids family's (put_id()) */
+		set_errstr(errstr, errstr_size, "item id of %zu bytes (at most %d)", len,
+			   STATE_ID_MAX);
+		return -1;
+	}
 	if (found == IDMAP_NONE) {
 		/* a freed index first: nothing of its last item is left (state.h) */
 		found = s->free_item_count > 0 ? s->free_items[s->free_item_count - 1]
@@ -1350,7 +1356,7 @@ int state_mark_offset(struct state *state, const char *topic, int32_t partition,
 /* Puts the two entries of a new id: name -> index and index -> name. */
 static void put_id(struct store_batch *batch, char kind, const char *id, uint32_t index)
 {
-	unsigned char key[1 + 256], reverse[5], value[4];
+	unsigned char key[1 + STATE_ID_MAX], reverse[5], value[4];
 	size_t len = strlen(id);
 	key[0] = (unsigned char)kind;
 	memcpy(key + 1, id, len);

@@ -407,6 +407,9 @@ size_t state_user_count(const struct state *state);
  * all in the commit's one atomic batch: a crash replays to the same items.
  */
 
+/** Longest user or item id the state takes (its key in the ids family). */
+#define STATE_ID_MAX 256
+
 /** Longest user id the life cycle names to on_removed (longer ids: ""). */
 #define STATE_USER_ID_MAX 256
 

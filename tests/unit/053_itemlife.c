@@ -395,6 +395,36 @@ static void test_item_admission_after_n_sightings(void **unused)
 	state_close(state);
 }
 
+/* ---- ids ------------------------------------------------------------------------------ */
+
+/* An item id longer than the ids family's keys take is refused when it is
+ * met, naming its length, and the commit holds every other id: before, it
+ * was taken, and the commit copied it into a 257-byte key on the stack
+ * (an item-updates record from another instance reached it so). */
+static void test_an_item_id_too_long_is_refused(void **unused)
+{
+	(void)unused;
+	char dir[PATH_MAX], errstr[512], id[STATE_ID_MAX + 2];
+	uint32_t index;
+	uint64_t hash;
+	statetest_new_dir(dir);
+	struct state *state = open_state(dir);
+	memset(id, 'x', sizeof id - 1);
+	id[sizeof id - 1] = '\0';
+	assert_int_equal(state_item(state, id, &index, &hash, errstr, sizeof errstr), -1);
+	assert_non_null(strstr(errstr, "item id of 257 bytes"));
+	assert_int_equal(state_item_everywhere(state, id, &index, errstr, sizeof errstr), -1);
+	id[STATE_ID_MAX] = '\0'; /* 256 bytes: taken */
+	assert_int_equal(state_item(state, id, &index, &hash, errstr, sizeof errstr), 0);
+	statetest_learn_at(state, "u", "a", T0);
+	statetest_commit(state);
+	state_close(state);
+	state = open_state(dir);
+	assert_int_equal(state_find_item(state, id), index);
+	assert_int_not_equal(state_find_item(state, "a"), UINT32_MAX);
+	state_close(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -404,6 +434,7 @@ int main(void)
 	    cmocka_unit_test(test_item_churn_stays_flat),
 	    cmocka_unit_test(test_uncommitted_removal_is_not_durable),
 	    cmocka_unit_test(test_item_admission_after_n_sightings),
+	    cmocka_unit_test(test_an_item_id_too_long_is_refused),
 	};
 	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }
