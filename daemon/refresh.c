@@ -193,10 +193,12 @@ struct refresher {
 	/* per stable user: what the events since its last list were (enum
 	 * arrival: none yet, only backlog older than refresh.catch_up_threshold_ms
 	 * at arrival, or some fresh), and whether its published list changed
-	 * since the last refresher_save_lists() */
-	uint8_t *catch_up, *list_changed;
+	 * since the last refresher_save_lists(), and whether a list was
+	 * published to it since the start (users_served_total: a list restored
+	 * from the state was served by an earlier run) */
+	uint8_t *catch_up, *list_changed, *served;
 	size_t user_capacity, lane_capacity, marked_capacity, trigger_capacity, last_capacity,
-	    catch_up_capacity, list_changed_capacity;
+	    catch_up_capacity, list_changed_capacity, served_capacity;
 	uint32_t *changed_lists; /* the users whose list_changed is set */
 	size_t changed_count, changed_capacity;
 	unsigned char *record; /* LIST_RECORD_BYTES: one list as stored */
@@ -456,6 +458,7 @@ void refresher_free(struct refresher *r)
 	free(r->last_refresh_ms);
 	free(r->catch_up);
 	free(r->list_changed);
+	free(r->served);
 	free(r->changed_lists);
 	free(r->record);
 	free(r->items_scratch);
@@ -476,14 +479,15 @@ static int ensure_users(struct refresher *r, uint32_t stable)
 	if (grow_array(&r->lane, &r->lane_capacity, needed, sizeof *r->lane, 4096) != 0 ||
 	    grow_array(&r->marked_ms, &r->marked_capacity, needed, sizeof *r->marked_ms, 4096) !=
 		0 ||
-	    grow_array(&r->trigger_ts, &r->trigger_capacity, needed, sizeof *r->trigger_ts,
-		       4096) != 0 ||
+	    grow_array(&r->trigger_ts, &r->trigger_capacity, needed, sizeof *r->trigger_ts, 4096) !=
+		0 ||
 	    grow_array(&r->last_refresh_ms, &r->last_capacity, needed, sizeof *r->last_refresh_ms,
 		       4096) != 0 ||
 	    grow_array(&r->catch_up, &r->catch_up_capacity, needed, sizeof *r->catch_up, 4096) !=
 		0 ||
-	    grow_array(&r->list_changed, &r->list_changed_capacity, needed,
-		       sizeof *r->list_changed, 4096) != 0 ||
+	    grow_array(&r->list_changed, &r->list_changed_capacity, needed, sizeof *r->list_changed,
+		       4096) != 0 ||
+	    grow_array(&r->served, &r->served_capacity, needed, sizeof *r->served, 4096) != 0 ||
 	    grow_array(&r->previous, &r->previous_capacity, needed, sizeof *r->previous, 4096) != 0)
 		return -1;
 	r->user_capacity = needed;
@@ -569,6 +573,7 @@ void refresher_forget(struct refresher *r, uint32_t stable)
 	r->last_refresh_ms[stable] = 0;
 	r->catch_up[stable] = ARRIVAL_NONE;
 	r->list_changed[stable] = 0; /* refresher_save_lists() finds no list for it */
+	r->served[stable] = 0;
 	free(r->previous[stable]);
 	r->previous[stable] = NULL;
 }
@@ -703,15 +708,17 @@ static int remember_list(struct refresher *r, uint32_t stable, size_t variant, u
 			 const struct topk_result *list, const struct lists_why *why, size_t count,
 			 int64_t generated_at_ms, int64_t trigger_ts_ms)
 {
-	if (keep_previous(r, stable) != 0)
+	if (keep_previous(r, stable) != 0 || ensure_users(r, stable) != 0)
 		return -1;
-	int added = lists_put(r->lists, stable, state_user_name(r->c.state, stable), variant,
-			      list_id, generated_at_ms, trigger_ts_ms, list, why, count,
-			      item_id_of, r->c.state);
-	if (added < 0)
+	if (lists_put(r->lists, stable, state_user_name(r->c.state, stable), variant, list_id,
+		      generated_at_ms, trigger_ts_ms, list, why, count, item_id_of, r->c.state) < 0)
 		return -1;
-	if (added == 1)
+	/* counted at its first list since the start: a list restored from the
+	 * state at the start is the user's entry already */
+	if (!r->served[stable]) {
+		r->served[stable] = 1;
 		r->c.metrics->variants[variant].users_served_total++;
+	}
 	return mark_list_changed(r, stable);
 }
 
@@ -1993,13 +2000,24 @@ static int restore_list(uint32_t stable, const void *record, size_t len, void *c
 			r->whys[k].reason = MODEL_REASON_COUNT;
 		if (r->whys[k].rule >= LISTRULES_RULE_COUNT)
 			r->whys[k].rule = LISTRULES_RANKED;
-		if (r->whys[k].because_item != UINT32_MAX && r->whys[k].because_item >= items)
+		if (r->whys[k].because_item != UINT32_MAX &&
+		    (r->whys[k].because_item >= items ||
+		     !state_item_live(r->c.state, r->whys[k].because_item)))
 			r->whys[k].because_item = UINT32_MAX;
 		if (r->items_scratch[k].item >= items) {
 			rs->skipped++;
 			return 0;
 		}
 	}
+	/* items removed since it was saved (a variant's lists kept while it was
+	 * not configured, a state of an earlier build) leave it */
+	size_t kept = 0;
+	for (size_t k = 0; k < count; k++)
+		if (state_item_live(r->c.state, r->items_scratch[k].item)) {
+			r->items_scratch[kept] = r->items_scratch[k];
+			r->whys[kept++] = r->whys[k];
+		}
+	count = kept;
 	int64_t trigger_ts_ms = (int64_t)bytes_get_be64(b + at + 8);
 	if (ensure_users(r, stable) != 0 ||
 	    lists_put(r->lists, stable, user, variant, bytes_get_be64(b + at + 16), (int64_t)bytes_get_be64(b + at),

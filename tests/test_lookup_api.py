@@ -178,6 +178,11 @@ def test_lists_survive_a_restart_for_lookups_and_hits(api_daemon):
     send_raw(daemon.broker.bootstrap, daemon.events, [user_event(user, item, etype=CLICK)])
     assert daemon.wait_for(lambda: daemon.metric("streamrec_hits_total") == 1, 30), \
         daemon.get("/metrics")[1][-2000:]
+    # users served since the start: the restored lists were served by the run
+    # before; the clicking user's new list counts (before, a user with a
+    # restored list was never counted again)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_users_served_total") == 1, 30), \
+        daemon.get("/metrics")[1][-2000:]
     assert daemon.stop() == 0
 
 

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lists.h"
 #include "refresh.h"
 
 #define USERS          120
@@ -615,6 +616,56 @@ static void evicted_users_are_forgotten(void **unused)
 					     sizeof errstr),
 			 0);
 	assert_int_equal(stored, USERS / 2);
+	close_fixture(f);
+	free(f);
+}
+
+/*
+ * A stored list can name items removed since it was saved (a variant's
+ * lists kept while it was not configured, whose lists no sweep purged; a
+ * state of an earlier build): restored at a start, it leaves them out, and
+ * names no removed item in the lookup API.
+ */
+static void restored_lists_leave_removed_items_out(void **unused)
+{
+	(void)unused;
+	char errstr[512];
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	assert_int_equal(run_all(f), USERS);
+	refresher_save_lists(f->refresher);
+	assert_int_equal(state_commit(f->state, errstr, sizeof errstr), 0);
+	/* removed, and the stored lists left as they were */
+	struct state_lifecycle lifecycle = {.max_items = ITEMS / 2};
+	assert_true(state_lifecycle_sweep(f->state, &lifecycle, INT64_MAX, NULL, NULL, errstr,
+					  sizeof errstr) > 0);
+	assert_int_equal(state_commit(f->state, errstr, sizeof errstr), 0);
+	struct refresh_config rc = {.state = f->state,
+				    .topk = f->topk,
+				    .catalog = f->catalog,
+				    .metrics = f->metrics,
+				    .config = &f->config,
+				    .variants = f->variants,
+				    .variant_count = 1,
+				    .publish = collect,
+				    .opaque = &f->sink,
+				    .threads = test_threads};
+	refresher_free(f->refresher);
+	f->refresher = refresher_new(&rc, errstr, sizeof errstr);
+	assert_non_null(f->refresher);
+	size_t skipped = 0, named = 0;
+	assert_true(refresher_restore_lists(f->refresher, &skipped, errstr, sizeof errstr) > 0);
+	struct lists *lists = refresher_lists(f->refresher);
+	for (uint32_t stable = 0; stable < 4 * USERS; stable++) {
+		const struct lists_entry *e = lists_get(lists, stable);
+		for (size_t r = 0; e != NULL && r < e->count; r++) {
+			assert_true(state_item_live(f->state, e->items[r].item));
+			named++;
+		}
+	}
+	assert_true(named > 0);
 	close_fixture(f);
 	free(f);
 }
@@ -1243,6 +1294,7 @@ int main(void)
 	    cmocka_unit_test(stale_marks_are_deferred_counted_and_served),
 	    cmocka_unit_test(a_user_deferred_again_waits_once),
 	    cmocka_unit_test(evicted_users_are_forgotten),
+	    cmocka_unit_test(restored_lists_leave_removed_items_out),
 	    cmocka_unit_test(removed_items_are_never_listed),
 	    cmocka_unit_test(an_item_reaching_min_item_events_is_listed_next_round),
 	    cmocka_unit_test(the_explore_pool_keeps_its_items_as_the_catalogue_grows),
