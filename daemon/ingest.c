@@ -126,6 +126,14 @@ static int dead_letter(struct daemon *d, const struct consumer_message *m,
 	return 0;
 }
 
+/* The consumer that delivers topic's messages. */
+static struct consumer *consumer_of(struct daemon *d, const char *topic)
+{
+	return d->config.items_topic != NULL && strcmp(topic, d->config.items_topic) == 0
+		   ? d->catalog_consumer
+		   : d->consumer;
+}
+
 /*
  * A message whose writer schema cannot be had right now: not dead-lettered,
  * its offset not marked; the partition reads it again after registry.retry_ms.
@@ -138,7 +146,7 @@ static void wait_for_schema(struct daemon *d, const struct consumer_message *m,
 	if (dead_letter_log_allowed(d, err->reason))
 		log_line(LOG_PRIORITY_WARNING, "%s[%" PRId32 "]@%" PRId64 ": waits: %s", m->topic,
 			 m->partition, m->offset, err->detail);
-	if (consumer_retry_later(d->consumer, m->topic, m->partition, m->offset,
+	if (consumer_retry_later(consumer_of(d, m->topic), m->topic, m->partition, m->offset,
 				 (int)d->config.registry_retry_ms, errstr, sizeof errstr) != 0)
 		daemon_fail(d, errstr);
 }
@@ -223,14 +231,6 @@ static float *embed_text(struct daemon *d, const char *text, bool query)
 static uint64_t text_owner(const char *topic, int32_t partition)
 {
 	return XXH3_64bits_withSeed(topic, strlen(topic), (uint64_t)(uint32_t)partition);
-}
-
-/* The consumer that delivers topic's messages. */
-static struct consumer *consumer_of(struct daemon *d, const char *topic)
-{
-	return d->config.items_topic != NULL && strcmp(topic, d->config.items_topic) == 0
-		   ? d->catalog_consumer
-		   : d->consumer;
 }
 
 /*
@@ -504,9 +504,14 @@ static int apply_item(struct daemon *d, const struct consumer_message *m)
 	if (m->value == NULL) {
 		if (m->key == NULL || m->key_len == 0 || m->key_len > CODEC_ID_MAX_BYTES ||
 		    !codec_utf8_valid(m->key, m->key_len)) {
-			err.reason = CODEC_ERR_EMPTY_ID;
+			/* the reason the README's table gives for such an id */
+			err.reason = m->key == NULL || m->key_len == 0 ? CODEC_ERR_EMPTY_ID
+				     : m->key_len > CODEC_ID_MAX_BYTES ? CODEC_ERR_ID_TOO_LONG
+								       : CODEC_ERR_ID_NOT_UTF8;
 			snprintf(err.detail, sizeof err.detail,
-				 "tombstone without a valid item id key");
+				 "tombstone without a valid item id key (%zu bytes%s)",
+				 m->key != NULL ? m->key_len : 0,
+				 err.reason == CODEC_ERR_ID_NOT_UTF8 ? ", not UTF-8" : "");
 			refuse_item(d, m, &err);
 			return 1;
 		}
@@ -515,7 +520,10 @@ static int apply_item(struct daemon *d, const struct consumer_message *m)
 		listed = false; /* retired */
 	} else if (codec_decode_item_event(d->codec, m->value, m->value_len, clock_wall_ms(), &item,
 					   &err) != 0) {
-		refuse_item(d, m, &err);
+		if (codec_reason_is_retriable(err.reason))
+			wait_for_schema(d, m, &err); /* the registry is away: read again */
+		else
+			refuse_item(d, m, &err);
 		return 1;
 	} else {
 		snprintf(id, sizeof id, "%s", item.item_id);

@@ -4,6 +4,7 @@ Each test makes its own topics and state directory and runs the release
 daemon as a child process on loopback.
 """
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -19,7 +20,7 @@ from kafka_send import send_raw
 
 import pytest
 
-from harness import BUILD
+from harness import BUILD, SCHEMAS
 
 STREAMREC = BUILD / "streamrec"
 STREAMRECD = BUILD / "streamrecd"
@@ -1449,6 +1450,67 @@ def test_events_wait_while_the_registry_is_away(daemon, schema_registry):
         assert daemon.stop() == 0
     finally:
         gate.close()
+
+
+def test_catalogue_records_wait_while_the_registry_is_away(daemon, schema_registry):
+    """A framed catalogue record whose writer schema cannot be fetched waits
+    as an event does: neither dead-lettered nor skipped, and applied once the
+    registry is back. Before, it went to the dead-letter topic as
+    schema_unavailable and was lost until the next start."""
+    import fastavro
+    import io
+    from registry_auth import AuthGate
+
+    text = (SCHEMAS / "item_event.avsc").read_text()
+    request = urllib.request.Request(
+        f"{schema_registry.url}/subjects/{daemon.items}-value/versions",
+        data=json.dumps({"schema": text}).encode(),
+        headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        schema_id = json.loads(answer.read())["id"]
+    schema = fastavro.parse_schema(json.loads(text))
+
+    def framed(item_id):
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, {"item_id": item_id, "category": None,
+                                                 "price": None, "in_stock": True,
+                                                 "ts": int(time.time() * 1000)})
+        return b"\x00" + schema_id.to_bytes(4, "big") + buf.getvalue()
+
+    gate = AuthGate(schema_registry.url, require_auth=False)
+    port, url = gate.server.server_address[1], gate.url
+    gate.close()  # the registry is away when the daemon starts
+    daemon.add_config(f"[registry]\nurl = {url}\nretry_ms = 300ms\n")
+    daemon.start()
+    send_raw(daemon.broker.bootstrap, daemon.items, [framed(f"shelf-{k}") for k in range(3)])
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_schema_waits_total") >= 3), \
+        daemon.logtext()
+    assert daemon.metric("streamrec_items") == 0
+    assert daemon.metric("streamrec_dlq_messages_total") == 0
+    gate = AuthGate(schema_registry.url, require_auth=False, port=port)
+    try:
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_items") == 3), daemon.logtext()
+        assert daemon.metric("streamrec_dlq_messages_total") == 0
+        assert daemon.stop() == 0
+    finally:
+        gate.close()
+
+
+def test_a_tombstone_with_a_bad_key_is_refused_for_its_reason(daemon):
+    """A catalogue tombstone names its item by its key: a key longer than 256
+    bytes, or not UTF-8, is refused with the reason the README's table gives
+    for such an id (both were counted as empty_id)."""
+    daemon.start()
+    keys = [b"x" * 300, b"bad-" + bytes([0xff])]
+    lines = [f"key={key.hex()} -\n" for key in keys]
+    subprocess.run([BUILD / "tests" / "kafka_send", daemon.broker.bootstrap, daemon.items],
+                   input="".join(lines).encode(), check=True, capture_output=True)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_dlq_messages_total") == 2), \
+        daemon.logtext()
+    assert daemon.metric('streamrec_invalid_events_total{reason="id_too_long"}') == 1
+    assert daemon.metric('streamrec_invalid_events_total{reason="id_not_utf8"}') == 1
+    assert daemon.metric('streamrec_invalid_events_total{reason="empty_id"}') == 0
+    assert daemon.stop() == 0
 
 
 def test_covis_neighbours_may_grow_on_a_stored_state_but_not_shrink(daemon):
