@@ -762,8 +762,8 @@ static int on_search(struct daemon *d, const struct consumer_message *m,
 		return dead_letter(d, m, &err) != 0 ? -1 : 0;
 	}
 	uint32_t stable, applied, learners = learning_variants(d, ev->user_id);
-	int rc = state_search_for(d->state, ev->user_id, query, learners, &stable, &applied,
-				  errstr, sizeof errstr);
+	int rc = state_search_for(d->state, ev->user_id, query, ev->ts_ms, learners, &stable,
+				  &applied, errstr, sizeof errstr);
 	free(embedded);
 	if (rc != 0) {
 		daemon_fail(d, errstr);

@@ -1293,6 +1293,12 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 				    model_count_item(state->models[v], event.item, event.item_hash,
 						     type, ts_ms, errstr, errstr_size) != 0)
 					return -1;
+			/* an event of the item all the same: its last-seen time */
+			if (note_item_seen(state, event.item, ts_ms) != 0) {
+				set_errstr(errstr, errstr_size,
+					   "out of memory noting item %s's activity", item_id);
+				return -1;
+			}
 			state->touched_ring[state->touched_items++ % STATE_TOUCHED_KEPT] = event.item;
 			if (user_stable != NULL)
 				*user_stable = UINT32_MAX;
@@ -1324,15 +1330,36 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 	return 0;
 }
 
-int state_search_for(struct state *state, const char *user_id, const float *query,
+int state_search_for(struct state *state, const char *user_id, const float *query, int64_t ts_ms,
 		     uint32_t variants, uint32_t *user_stable, uint32_t *applied, char *errstr,
 		     size_t errstr_size)
 {
 	uint32_t user;
 	uint64_t hash;
 	*applied = 0;
+	if (state->sketch != NULL) {
+		/* a search is one of the user's events: a sighting towards its
+		 * admission, and no user before it (state_learn_for()) */
+		int known = user_known(state, user_id, errstr, errstr_size);
+		if (known < 0)
+			return -1;
+		size_t len = strlen(user_id);
+		if (!known &&
+		    sketch_add(state->sketch, XXH3_64bits(user_id, len)) < state->admit_after) {
+			state->sketch_changed = true;
+			state->unadmitted_events++;
+			if (user_stable != NULL)
+				*user_stable = UINT32_MAX;
+			return 0;
+		}
+		state->sketch_changed |= !known;
+	}
 	if (state_user(state, user_id, &user, &hash, errstr, errstr_size) != 0)
 		return -1;
+	if (note_seen(state, state_user_stable(state, user), ts_ms) != 0) {
+		set_errstr(errstr, errstr_size, "out of memory noting user %s's activity", user_id);
+		return -1;
+	}
 	for (size_t v = 0; v < state->variant_count; v++) {
 		if (!(variants >> v & 1))
 			continue;

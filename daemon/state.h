@@ -202,12 +202,15 @@ int state_learn(struct state *state, const char *user_id, const char *item_id,
 		size_t errstr_size);
 
 /**
- * @brief A search by user_id (model_search()) in the variants whose bit is
- * set in `variants`: query is the query's content vector (content.dim floats).
- * *applied gets the variants it moved (bit v: variant v).
+ * @brief A search by user_id at ts_ms (model_search()) in the variants whose
+ * bit is set in `variants`: query is the query's content vector (content.dim
+ * floats). *applied gets the variants it moved (bit v: variant v). Like any
+ * event it moves the user's last-seen time; with state_config.admit_after a
+ * user not admitted yet is sighted, not made (*user_stable UINT32_MAX,
+ * nothing applied).
  * @returns 0, or -1 with errstr filled.
  */
-int state_search_for(struct state *state, const char *user_id, const float *query,
+int state_search_for(struct state *state, const char *user_id, const float *query, int64_t ts_ms,
 		     uint32_t variants, uint32_t *user_stable, uint32_t *applied, char *errstr,
 		     size_t errstr_size);
 

@@ -415,6 +415,36 @@ static void test_sketch_never_undercounts_and_fades(void **unused)
 	sketch_free(sketch);
 }
 
+/* A search is one of the user's events: with admit_after it is a sighting
+ * and makes no user (before, a single search from an unknown id made one,
+ * whatever admit_after said). */
+static void test_a_search_does_not_skip_admission(void **unused)
+{
+	(void)unused;
+	char dir[PATH_MAX], errstr[512];
+	float query[8] = {1.0f};
+	uint32_t stable = 0, applied = 1;
+	statetest_new_dir(dir);
+	struct state *state = open_state_admitting(dir, 0, 3);
+	assert_int_equal(state_search_for(state, "searcher", query, T0, 1, &stable, &applied,
+					  errstr, sizeof errstr),
+			 0);
+	assert_int_equal(stable, UINT32_MAX);
+	assert_int_equal(applied, 0);
+	assert_int_equal(state_find_user(state, "searcher"), UINT32_MAX);
+	assert_int_equal(state_user_count(state), 0);
+	struct state_lifecycle_counts counts;
+	state_lifecycle_counts(state, &counts);
+	assert_int_equal(counts.unadmitted_events, 1);
+	assert_int_equal(counts.admitted_users, 0);
+	/* it counts towards admission: two events more and the user is made */
+	statetest_learn_at(state, "searcher", "item-x", T0 + 1);
+	assert_int_equal(state_find_user(state, "searcher"), UINT32_MAX);
+	statetest_learn_at(state, "searcher", "item-x", T0 + 2);
+	assert_int_not_equal(state_find_user(state, "searcher"), UINT32_MAX);
+	state_close(state);
+}
+
 static void test_admission_after_n_sightings(void **unused)
 {
 	(void)unused;
@@ -484,6 +514,7 @@ int main(void)
 	    cmocka_unit_test(test_churn_stays_flat),
 	    cmocka_unit_test(test_sketch_never_undercounts_and_fades),
 	    cmocka_unit_test(test_admission_after_n_sightings),
+	    cmocka_unit_test(test_a_search_does_not_skip_admission),
 	};
 	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }

@@ -395,6 +395,29 @@ static void test_item_admission_after_n_sightings(void **unused)
 	state_close(state);
 }
 
+/* An event of a user not admitted yet (lifecycle.admit_after) is the
+ * item's activity too: its last-seen time moves, and the TTL does not
+ * expire an item whose events come from new visitors. Before, only
+ * admitted users' events moved it. */
+static void test_unadmitted_users_events_keep_their_items_alive(void **unused)
+{
+	(void)unused;
+	char dir[PATH_MAX];
+	struct removed_log log = {.count = 0};
+	statetest_new_dir(dir);
+	struct state *state = statetest_open(dir, (struct state_config){.admit_after = 2});
+	statetest_learn_at(state, "u", "a", T0 - 1); /* u's first: not admitted */
+	statetest_learn_at(state, "u", "a", T0);     /* admitted: a seen at T0 */
+	statetest_learn_at(state, "u", "b", T0 + 20 * MINUTE);
+	statetest_learn_at(state, "visitor", "a", T0 + 20 * MINUTE); /* not admitted */
+	struct state_lifecycle_counts counts;
+	state_lifecycle_counts(state, &counts);
+	assert_int_equal(counts.unadmitted_events, 2);
+	assert_int_equal(sweep_items(state, 10 * MINUTE, 0, &log), 0);
+	assert_int_not_equal(state_find_item(state, "a"), UINT32_MAX);
+	state_close(state);
+}
+
 /* ---- ids ------------------------------------------------------------------------------ */
 
 /* An item id longer than the ids family's keys take is refused when it is
@@ -435,6 +458,7 @@ int main(void)
 	    cmocka_unit_test(test_uncommitted_removal_is_not_durable),
 	    cmocka_unit_test(test_item_admission_after_n_sightings),
 	    cmocka_unit_test(test_an_item_id_too_long_is_refused),
+	    cmocka_unit_test(test_unadmitted_users_events_keep_their_items_alive),
 	};
 	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }
