@@ -985,11 +985,11 @@ int state_user(struct state *state, const char *id, uint32_t *index, uint64_t *h
 		return place_user(s, found, !in_memory, index, errstr, errstr_size);
 	}
 	/* met again after a restart? */
-	unsigned char key[1 + 256];
+	unsigned char key[1 + STATE_ID_MAX];
 	void *value;
 	size_t value_len;
 	char why[256];
-	if (len > 256) {
+	if (len > STATE_ID_MAX) {
 		set_errstr(errstr, errstr_size, "user id of %zu bytes", len);
 		return -1;
 	}
@@ -1218,13 +1218,13 @@ uint32_t state_find_item(const struct state *state, const char *id)
 static int user_known(struct state *s, const char *id, char *errstr, size_t errstr_size)
 {
 	size_t len = strlen(id);
-	unsigned char key[1 + 256];
+	unsigned char key[1 + STATE_ID_MAX];
 	void *value = NULL;
 	size_t value_len;
 	char why[256];
 	if (idmap_find(s->users, id, len) != IDMAP_NONE)
 		return 1;
-	if (len > 256 || idmap_find(s->removed, id, len) != IDMAP_NONE ||
+	if (len > STATE_ID_MAX || idmap_find(s->removed, id, len) != IDMAP_NONE ||
 	    idmap_find(s->removed_inflight, id, len) != IDMAP_NONE)
 		return 0; /* too long: state_user() reports it */
 	key[0] = 'u';
@@ -1236,6 +1236,27 @@ static int user_known(struct state *s, const char *id, char *errstr, size_t errs
 	}
 	free(value);
 	return found;
+}
+
+/*
+ * One event of user id against state_config.admit_after: a known user, or
+ * one this sighting admits, is admitted; another sighting is counted
+ * (unadmitted_events) and makes no user. @returns 1 admitted, 0 not, -1
+ * with errstr filled.
+ */
+static int user_admitted(struct state *s, const char *id, char *errstr, size_t errstr_size)
+{
+	if (s->sketch == NULL)
+		return 1;
+	int known = user_known(s, id, errstr, errstr_size);
+	if (known != 0)
+		return known;
+	s->sketch_changed = true;
+	if (sketch_add(s->sketch, XXH3_64bits(id, strlen(id))) < s->admit_after) {
+		s->unadmitted_events++;
+		return 0;
+	}
+	return 1;
 }
 
 /* A live user's newest event time moves to ts_ms; written with the next commit. */
@@ -1276,35 +1297,28 @@ int state_learn_for(struct state *state, const char *user_id, const char *item_i
 			*user_stable = UINT32_MAX;
 		return 0;
 	}
-	if (state->sketch != NULL) {
-		int known = user_known(state, user_id, errstr, errstr_size);
-		if (known < 0)
+	int admitted = user_admitted(state, user_id, errstr, errstr_size);
+	if (admitted < 0)
+		return -1;
+	if (!admitted) {
+		if (state_item(state, item_id, &event.item, &event.item_hash, errstr,
+			       errstr_size) != 0)
 			return -1;
-		size_t len = strlen(user_id);
-		if (!known && sketch_add(state->sketch, XXH3_64bits(user_id, len)) <
-				  state->admit_after) {
-			state->sketch_changed = true;
-			state->unadmitted_events++;
-			if (state_item(state, item_id, &event.item, &event.item_hash, errstr,
-				       errstr_size) != 0)
+		for (size_t v = 0; v < state->variant_count; v++)
+			if ((variants >> v & 1) &&
+			    model_count_item(state->models[v], event.item, event.item_hash, type,
+					     ts_ms, errstr, errstr_size) != 0)
 				return -1;
-			for (size_t v = 0; v < state->variant_count; v++)
-				if ((variants >> v & 1) &&
-				    model_count_item(state->models[v], event.item, event.item_hash,
-						     type, ts_ms, errstr, errstr_size) != 0)
-					return -1;
-			/* an event of the item all the same: its last-seen time */
-			if (note_item_seen(state, event.item, ts_ms) != 0) {
-				set_errstr(errstr, errstr_size,
-					   "out of memory noting item %s's activity", item_id);
-				return -1;
-			}
-			state->touched_ring[state->touched_items++ % STATE_TOUCHED_KEPT] = event.item;
-			if (user_stable != NULL)
-				*user_stable = UINT32_MAX;
-			return 0;
+		/* an event of the item all the same: its last-seen time */
+		if (note_item_seen(state, event.item, ts_ms) != 0) {
+			set_errstr(errstr, errstr_size, "out of memory noting item %s's activity",
+				   item_id);
+			return -1;
 		}
-		state->sketch_changed |= !known;
+		state->touched_ring[state->touched_items++ % STATE_TOUCHED_KEPT] = event.item;
+		if (user_stable != NULL)
+			*user_stable = UINT32_MAX;
+		return 0;
 	}
 	if (state_user(state, user_id, &event.user, &event.user_hash, errstr, errstr_size) != 0 ||
 	    state_item(state, item_id, &event.item, &event.item_hash, errstr, errstr_size) != 0)
@@ -1337,22 +1351,13 @@ int state_search_for(struct state *state, const char *user_id, const float *quer
 	uint32_t user;
 	uint64_t hash;
 	*applied = 0;
-	if (state->sketch != NULL) {
-		/* a search is one of the user's events: a sighting towards its
-		 * admission, and no user before it (state_learn_for()) */
-		int known = user_known(state, user_id, errstr, errstr_size);
-		if (known < 0)
-			return -1;
-		size_t len = strlen(user_id);
-		if (!known &&
-		    sketch_add(state->sketch, XXH3_64bits(user_id, len)) < state->admit_after) {
-			state->sketch_changed = true;
-			state->unadmitted_events++;
-			if (user_stable != NULL)
-				*user_stable = UINT32_MAX;
-			return 0;
-		}
-		state->sketch_changed |= !known;
+	/* a search is one of the user's events: a sighting towards its
+	 * admission, and no user before it (state_learn_for()) */
+	int admitted = user_admitted(state, user_id, errstr, errstr_size);
+	if (admitted <= 0) {
+		if (user_stable != NULL)
+			*user_stable = UINT32_MAX;
+		return admitted;
 	}
 	if (state_user(state, user_id, &user, &hash, errstr, errstr_size) != 0)
 		return -1;
@@ -2311,7 +2316,7 @@ int state_remove_user_id(struct state *state, const char *user_id, uint32_t *sta
 {
 	struct state *s = state;
 	size_t len = strlen(user_id);
-	unsigned char key[1 + 256];
+	unsigned char key[1 + STATE_ID_MAX];
 	void *value = NULL;
 	size_t value_len = 0;
 	char why[256];

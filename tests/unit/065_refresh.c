@@ -108,6 +108,25 @@ static void item_name(char *out, size_t size, unsigned user, unsigned n)
 	snprintf(out, size, "item-%u", (3 * user + n) % ITEMS);
 }
 
+/* A refresher over the fixture's state, as the daemon makes it (f->refresher). */
+static void new_refresher(struct fixture *f)
+{
+	char errstr[1024];
+	struct refresh_config rc = {.state = f->state,
+				    .topk = f->topk,
+				    .catalog = f->catalog,
+				    .metrics = f->metrics,
+				    .config = &f->config,
+				    .variants = f->variants,
+				    .variant_count = f->config.variant_count,
+				    .publish = collect,
+				    .opaque = &f->sink,
+				    .threads = test_threads};
+	f->refresher = refresher_new(&rc, errstr, sizeof errstr);
+	if (f->refresher == NULL)
+		fail_msg("refresher_new: %s", errstr);
+}
+
 static void open_fixture_engine(struct fixture *f, size_t cache_users, size_t cache_bytes,
 				bool popularity_arm, enum model_retrieval retrieval)
 {
@@ -160,19 +179,7 @@ static void open_fixture_engine(struct fixture *f, size_t cache_users, size_t ca
 	assert_non_null(f->topk);
 	assert_non_null(f->catalog);
 	assert_non_null(f->metrics);
-	struct refresh_config rc = {.state = f->state,
-				    .topk = f->topk,
-				    .catalog = f->catalog,
-				    .metrics = f->metrics,
-				    .config = &f->config,
-				    .variants = f->variants,
-				    .variant_count = variant_count,
-				    .publish = collect,
-				    .opaque = &f->sink,
-				    .threads = test_threads};
-	f->refresher = refresher_new(&rc, errstr, sizeof errstr);
-	if (f->refresher == NULL)
-		fail_msg("refresher_new: %s", errstr);
+	new_refresher(f);
 }
 
 static void open_fixture(struct fixture *f, size_t cache_users, size_t cache_bytes,
@@ -580,12 +587,10 @@ static int count_stored_list(uint32_t stable, const void *record, size_t len, vo
 	return 0;
 }
 
-/* Embedding life cycle: users the state evicts are forgotten by the
- * refresher as the daemon does it: their marks are dropped, no list of
- * theirs is published or stored again, and their stored lists go. */
-static void evicted_users_are_forgotten(void **unused)
+/* A fixture whose every user bought, was published a list, and had it
+ * stored with a commit. */
+static struct fixture *fixture_with_stored_lists(void)
 {
-	(void)unused;
 	char errstr[512];
 	struct fixture *f = calloc(1, sizeof *f);
 	assert_non_null(f);
@@ -594,6 +599,17 @@ static void evicted_users_are_forgotten(void **unused)
 	assert_int_equal(run_all(f), USERS);
 	refresher_save_lists(f->refresher);
 	assert_int_equal(state_commit(f->state, errstr, sizeof errstr), 0);
+	return f;
+}
+
+/* Embedding life cycle: users the state evicts are forgotten by the
+ * refresher as the daemon does it: their marks are dropped, no list of
+ * theirs is published or stored again, and their stored lists go. */
+static void evicted_users_are_forgotten(void **unused)
+{
+	(void)unused;
+	char errstr[512];
+	struct fixture *f = fixture_with_stored_lists();
 	f->sink.count = 0;
 	mark_all(f, 1700000200000);
 	assert_int_equal(refresher_pending(f->refresher), USERS);
@@ -630,31 +646,14 @@ static void restored_lists_leave_removed_items_out(void **unused)
 {
 	(void)unused;
 	char errstr[512];
-	struct fixture *f = calloc(1, sizeof *f);
-	assert_non_null(f);
-	open_fixture(f, 0, 0, false);
-	learn_purchases(f);
-	assert_int_equal(run_all(f), USERS);
-	refresher_save_lists(f->refresher);
-	assert_int_equal(state_commit(f->state, errstr, sizeof errstr), 0);
+	struct fixture *f = fixture_with_stored_lists();
 	/* removed, and the stored lists left as they were */
 	struct state_lifecycle lifecycle = {.max_items = ITEMS / 2};
 	assert_true(state_lifecycle_sweep(f->state, &lifecycle, INT64_MAX, NULL, NULL, errstr,
 					  sizeof errstr) > 0);
 	assert_int_equal(state_commit(f->state, errstr, sizeof errstr), 0);
-	struct refresh_config rc = {.state = f->state,
-				    .topk = f->topk,
-				    .catalog = f->catalog,
-				    .metrics = f->metrics,
-				    .config = &f->config,
-				    .variants = f->variants,
-				    .variant_count = 1,
-				    .publish = collect,
-				    .opaque = &f->sink,
-				    .threads = test_threads};
-	refresher_free(f->refresher);
-	f->refresher = refresher_new(&rc, errstr, sizeof errstr);
-	assert_non_null(f->refresher);
+	refresher_free(f->refresher); /* a start */
+	new_refresher(f);
 	size_t skipped = 0, named = 0;
 	assert_true(refresher_restore_lists(f->refresher, &skipped, errstr, sizeof errstr) > 0);
 	struct lists *lists = refresher_lists(f->refresher);
