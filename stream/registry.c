@@ -18,7 +18,8 @@
 
 struct cached_schema {
 	int32_t id;
-	char *json;              /* NULL: a remembered 404 */
+	char *json;              /* NULL: a remembered 404 or refusal */
+	char *refused;           /* why the id is not Avro; ids never change type */
 	int64_t not_found_until; /* monotonic us, for a remembered 404 */
 };
 
@@ -151,8 +152,10 @@ void registry_free(struct registry *registry)
 {
 	if (registry == NULL)
 		return;
-	for (size_t i = 0; i < registry->schema_count; i++)
+	for (size_t i = 0; i < registry->schema_count; i++) {
 		free(registry->schemas[i].json);
+		free(registry->schemas[i].refused);
+	}
 	free(registry->schemas);
 	for (size_t i = 0; i < registry->subject_count; i++) {
 		free(registry->subjects[i].subject);
@@ -441,6 +444,11 @@ enum registry_status registry_schema_by_id(struct registry *registry, int32_t id
 		*schema_json = entry->json;
 		return REGISTRY_OK;
 	}
+	if (entry != NULL && entry->refused != NULL) {
+		registry->stats.cache_hits++;
+		set_errstr(errstr, errstr_size, "%s", entry->refused);
+		return REGISTRY_REJECTED;
+	}
 	if (entry != NULL && clock_monotonic_us() < entry->not_found_until) {
 		registry->stats.cache_hits++;
 		set_errstr(errstr, errstr_size, "registry: %s: not found (remembered)", what);
@@ -465,8 +473,14 @@ enum registry_status registry_schema_by_id(struct registry *registry, int32_t id
 		goto out;
 	type = json_object_get(root, "schemaType");
 	if (type != NULL && !(json_is_string(type) && strcmp(json_string_value(type), "AVRO") == 0)) {
-		set_errstr(errstr, errstr_size, "registry: %s is a %s schema, not Avro", what,
+		char why[256];
+		set_errstr(why, sizeof why, "registry: %s is a %s schema, not Avro", what,
 			   json_is_string(type) ? json_string_value(type) : "non-Avro");
+		set_errstr(errstr, errstr_size, "%s", why);
+		/* a registry never changes an id's schema: ask once, not per message */
+		entry = add_schema(registry, id);
+		if (entry != NULL && entry->refused == NULL)
+			entry->refused = strdup(why);
 		status = REGISTRY_REJECTED;
 		goto out;
 	}

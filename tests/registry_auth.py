@@ -37,6 +37,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self.headers.get("Authorization") == want
 
     def _forward(self):
+        self.requests.append((self.command, self.path))
         if self.require_auth and not self._authorised():
             body = b'{"error_code":401,"message":"Unauthorized"}'
             self.send_response(401)
@@ -77,8 +78,10 @@ class AuthGate:
         # upstream_url is the API base (http://127.0.0.1:P/apis/ccompat/v7):
         # the gate serves the same base path on its own port.
         scheme_host, _, base_path = upstream_url.partition("//")[2].partition("/")
+        self.requests = []  # (method, path) of every request, in order
         handler = type("Handler", (_Handler,), {"upstream": "http://" + scheme_host,
-                                                "require_auth": require_auth})
+                                                "require_auth": require_auth,
+                                                "requests": self.requests})
         http.server.ThreadingHTTPServer.allow_reuse_address = True
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.server.daemon_threads = True

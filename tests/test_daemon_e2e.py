@@ -1496,6 +1496,39 @@ def test_catalogue_records_wait_while_the_registry_is_away(daemon, schema_regist
         gate.close()
 
 
+def test_a_schema_id_that_is_not_avro_is_asked_of_the_registry_once(daemon, schema_registry):
+    """Framed events whose schema id names a JSON schema are refused as a
+    schema mismatch, and the registry is asked about that id once: an id's
+    schema never changes. Before, every such message made another blocking
+    request on the event loop."""
+    from registry_auth import AuthGate
+
+    body = {"schemaType": "JSON",
+            "schema": json.dumps({"type": "object",
+                                  "properties": {"user_id": {"type": "string"}}})}
+    request = urllib.request.Request(
+        f"{schema_registry.url}/subjects/{daemon.events}-json-value/versions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        schema_id = json.loads(answer.read())["id"]
+    gate = AuthGate(schema_registry.url, require_auth=False)
+    try:
+        daemon.add_config(f"[registry]\nurl = {gate.url}\n")
+        daemon.start()
+        frame = b"\x00" + schema_id.to_bytes(4, "big") + b'{"user_id": "u1"}'
+        send_raw(daemon.broker.bootstrap, daemon.events, [frame] * 20)
+        assert daemon.wait_for(lambda: daemon.metric("streamrec_dlq_messages_total") == 20), \
+            daemon.logtext()
+        assert daemon.metric('streamrec_invalid_events_total{reason="schema_mismatch"}') == 20
+        asked = [path for _, path in gate.requests if path.endswith(f"/schemas/ids/{schema_id}")]
+        assert len(asked) == 1, gate.requests
+        assert "JSON schema, not Avro" in daemon.logtext()
+        assert daemon.stop() == 0
+    finally:
+        gate.close()
+
+
 def test_a_tombstone_with_a_bad_key_is_refused_for_its_reason(daemon):
     """A catalogue tombstone names its item by its key: a key longer than 256
     bytes, or not UTF-8, is refused with the reason the README's table gives
