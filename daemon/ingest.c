@@ -467,24 +467,34 @@ static void apply_content(struct daemon *d, const struct item_event *item, uint3
 }
 
 /*
- * A refused catalogue record goes to the dead-letter topic once. The items
- * topic is re-read from its start on every start, so each run would send its
- * bad records again: the state keeps the offset read up to in each of its
- * partitions (on_item()), and a record at or below it was refused by an
- * earlier run (the same bytes, read in the same order), which sent it. It is
- * logged and counted again, not sent.
+ * Whether an earlier run read this catalogue record: the items topic is
+ * re-read from its start on every start, and the state keeps the offset read
+ * up to in each of its partitions. That offset only moves forward (on_item()):
+ * a commit in the middle of a long re-read must not store a position below
+ * the earlier run's, or what an earlier run refused would look new again.
  */
-static void refuse_item(struct daemon *d, const struct consumer_message *m,
-			const struct codec_error *err)
+static bool catalogue_read_before(struct daemon *d, const struct consumer_message *m)
 {
 	char errstr[256];
 	int64_t read_before;
 	int found = state_offset(d->state, m->topic, m->partition, &read_before, errstr,
 				 sizeof errstr);
+	return found == 1 && m->offset <= read_before;
+}
 
-	if (found == 1 && m->offset <= read_before)
+/*
+ * A refused catalogue record goes to the dead-letter topic once: a record an
+ * earlier run read was refused by it (the same bytes, read in the same
+ * order), which sent it. It is logged and counted again, not sent.
+ */
+static void refuse_item(struct daemon *d, const struct consumer_message *m,
+			const struct codec_error *err)
+{
+	if (catalogue_read_before(d, m)) {
 		note_refused(d, m, err, " (dead-lettered by an earlier run: not sent again)");
-	else if (dead_letter(d, m, err) != 0)
+		return;
+	}
+	if (dead_letter(d, m, err) != 0)
 		return;
 	state_mark_offset(d->state, m->topic, m->partition, m->offset);
 }
@@ -609,7 +619,7 @@ out_free_embedded:
  */
 static void on_item(struct daemon *d, const struct consumer_message *m)
 {
-	if (apply_item(d, m) == 0)
+	if (apply_item(d, m) == 0 && !catalogue_read_before(d, m))
 		state_mark_offset(d->state, m->topic, m->partition, m->offset);
 }
 /*

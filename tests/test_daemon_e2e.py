@@ -310,6 +310,36 @@ def test_a_bad_catalogue_record_is_dead_lettered_once_across_restarts(daemon):
                              (b"\x01again" + b"\x01").hex()]), values
 
 
+def test_a_bad_catalogue_record_stays_sent_once_when_the_re_read_spans_a_commit(daemon):
+    """The catalogue's re-read at a start takes several commit intervals when
+    it is large: a commit in the middle must not move the stored read
+    position back below the earlier run's, or a refused record after that
+    point is sent to the dead-letter topic again (it was, at every start)."""
+    from kafka_send import send_item_events
+    count = 300000
+    send_item_events(daemon.broker.bootstrap, daemon.items,
+                     [(f"shelf-{k}", True) for k in range(count)])
+    send_raw(daemon.broker.bootstrap, daemon.items, [b"\x01garbage"])
+    text = daemon.config.read_text()
+    daemon.config.write_text(text.replace("commit_interval_ms = 500ms", "commit_interval_ms = 100ms"))
+    daemon.start()
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_dlq_messages_total") >= 1,
+                           timeout=120), daemon.logtext()
+    commits = daemon.metric("streamrec_commits_total")
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_commits_total") > commits)
+    assert daemon.stop() == 0
+    daemon.start()
+    assert daemon.wait_for(lambda: daemon.metric(
+        'streamrec_invalid_events_total{reason="malformed"}') >= 1, timeout=120), \
+        daemon.logtext()
+    commits = daemon.metric("streamrec_commits_total")
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_commits_total") > commits)
+    assert daemon.metric("streamrec_commits_total") >= 3, "the re-read spanned no commit"
+    assert daemon.metric("streamrec_dlq_messages_total") == 0, daemon.logtext()
+    assert "dead-lettered by an earlier run" in daemon.logtext()
+    assert daemon.stop() == 0
+
+
 def latest_lists(daemon, timeout_ms=60000):
     """user -> (variant, [item ids]) of the newest list on the recommendations topic."""
     out = subprocess.run([STREAMREC, "tail", "--brokers", daemon.broker.bootstrap, "--kind",
