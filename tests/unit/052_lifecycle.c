@@ -445,6 +445,43 @@ static void test_a_search_does_not_skip_admission(void **unused)
 	state_close(state);
 }
 
+/* A search is one of the user's events: it moves the user's last-seen time,
+ * so the TTL does not expire a user who only searches. No item has a content
+ * vector yet: the search changes no ranking (applied stays 0), and still
+ * counts as the user's activity. */
+static void test_a_search_moves_the_users_last_seen_time(void **unused)
+{
+	(void)unused;
+	char dir[PATH_MAX], errstr[512];
+	float query[8] = {1.0f};
+	uint32_t stable = UINT32_MAX, applied = 1;
+	struct removed_log log = {0};
+	struct model_config config;
+	model_config_default(&config);
+	config.dim = 8;
+	config.content_dim = 8;
+	statetest_new_dir(dir);
+	struct state *state =
+	    state_open(&(struct state_config){.dir = dir, .variants = &config, .variant_count = 1},
+		       errstr, sizeof errstr);
+	if (state == NULL)
+		fail_msg("state_open: %s", errstr);
+	statetest_learn_at(state, "searcher", "item-a", T0);
+	statetest_learn_at(state, "browser", "item-a", T0);
+	assert_int_equal(state_search_for(state, "searcher", query, T0 + 10 * 60000, 1, &stable,
+					  &applied, errstr, sizeof errstr),
+			 0);
+	assert_int_equal(stable, state_user_stable(state, state_find_user(state, "searcher")));
+	assert_int_equal(applied, 0);
+	assert_int_equal(state_user_last_seen(state, state_find_user(state, "searcher")),
+			 T0 + 10 * 60000);
+	/* a TTL of 5 minutes at T0 + 10 min: the browser expires, the searcher stays */
+	assert_int_equal(sweep(state, 300000, 0, &log), 1);
+	assert_int_not_equal(state_find_user(state, "searcher"), UINT32_MAX);
+	assert_int_equal(state_find_user(state, "browser"), UINT32_MAX);
+	state_close(state);
+}
+
 static void test_admission_after_n_sightings(void **unused)
 {
 	(void)unused;
@@ -515,6 +552,7 @@ int main(void)
 	    cmocka_unit_test(test_sketch_never_undercounts_and_fades),
 	    cmocka_unit_test(test_admission_after_n_sightings),
 	    cmocka_unit_test(test_a_search_does_not_skip_admission),
+	    cmocka_unit_test(test_a_search_moves_the_users_last_seen_time),
 	};
 	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }
