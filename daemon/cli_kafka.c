@@ -282,6 +282,12 @@ int cli_produce(int argc, char **argv)
 			eventlog_free(log);
 			return 2;
 		}
+		if (log->count == 0) {
+			/* --count 0 would read "until Ctrl-C" past the end of nothing */
+			fprintf(stderr, "streamrec produce: %s: no events to send\n", file);
+			eventlog_free(log);
+			return 1;
+		}
 		if (count == 0 || (size_t)count > log->count)
 			count = (long long)log->count;
 	}

@@ -185,7 +185,9 @@ int cli_replay(int argc, char **argv)
 	}
 
 	/* memory-only: the same learning without a store, for comparison */
-	char scratch[] = "/tmp/streamrec-replay-XXXXXX";
+	/* room for the "/state" appended below */
+	char scratch[sizeof "/tmp/streamrec-replay-XXXXXX" + sizeof "/state"] =
+	    "/tmp/streamrec-replay-XXXXXX";
 	if (memory_only) {
 		if (mkdtemp(scratch) == NULL) {
 			perror("streamrec replay: mkdtemp");

@@ -1427,8 +1427,17 @@ static void finish_variants(struct parse *p)
 			if (line == 0)
 				line = p->key_line[index];
 		}
+		/* a key left at its default: blame a key the message names that is set
+		 * (covis_window's default against a recent_items set lower) */
+		for (size_t j = 0; j < OPTION_COUNT && line == 0; j++)
+			if (options[j].scope != SCOPE_GLOBAL && strstr(why, options[j].key) != NULL)
+				line = p->variant_count > 0 && p->variants[i].key_line[j] != 0
+					   ? p->variants[i].key_line[j]
+					   : p->key_line[j];
 		if (line == 0)
 			line = variant->line;
+		if (line == 0)
+			line = -1; /* the settings together: an error of the whole file */
 		if (p->variant_count > 0)
 			fail(p, line, "variant.%s.%s", variant->name, why);
 		else

@@ -109,3 +109,19 @@ def test_produce_file_sends_the_files_events_as_they_are(kafka_broker, tmp_path)
                 ("shop.csv:1", "u1", "i2", "ADD_TO_CART", 1700000001000, None, None, "u1"),
                 ("shop.csv:2", "u2", "i2", "PURCHASE", 1700000002000, None, None, "u2")]
     assert records == expected * 2, records
+
+
+def test_produce_file_without_events_is_an_error(kafka_broker, tmp_path):
+    """A file with a header and no events (or none that pass --min-rating)
+    is an error naming the file. It was taken as "--count 0: until Ctrl-C"
+    and read past the end of the empty stream."""
+    import subprocess
+
+    from harness import BUILD
+    events = tmp_path / "empty.csv"
+    events.write_text("user_id,item_id,timestamp,event_type\n")
+    out = subprocess.run([BUILD / "streamrec", "produce", "--brokers", kafka_broker.bootstrap,
+                          "--topic", f"tooling-empty-{int(time.time() * 1000)}", "--file",
+                          events, "--rate", "0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert f"{events}: no events to send" in out.stderr

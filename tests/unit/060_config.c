@@ -233,6 +233,10 @@ static void bad_values_name_file_line_and_key(void **state)
 	     "6: model.seed: expected an unsigned integer, got '18446744073709551616'"},
 	    {BASE "[model]\nrecent_items = 2\ncovis_window = 3\n",
 	     "7: model.covis_window: must be between 1 and recent_items (2), got 3"},
+	    /* covis_window left at its default of 4: the key set is blamed (this
+	     * passed the load, and the start failed naming no file) */
+	    {BASE "[model]\nrecent_items = 2\n",
+	     "6: model.covis_window: must be between 1 and recent_items (2), got 4"},
 	    {BASE "[state]\ncommit_interval_ms = 50ms\n",
 	     "6: state.commit_interval_ms: must be between 100ms and 10m, got 50ms"},
 	    {BASE "[state]\ncommit_interval_ms = 1.5s\n",
@@ -420,7 +424,7 @@ static void variants(void **state)
 	load_fails(BASE "[model]\ncovis_window = 4\n[variant.a]\nshare = 1\nrecent_items = 3\n",
 		   "6: variant.a.covis_window: must be between 1 and recent_items (3), got 4");
 	load_fails(BASE "[variant.a]\nshare = 1\nrecent_items = 2\n",
-		   "5: variant.a.covis_window: must be between 1 and recent_items (2), got 4");
+		   "7: variant.a.covis_window: must be between 1 and recent_items (2), got 4");
 	/* policy is a variant's own key */
 	load_fails(BASE "[model]\npolicy = popularity\n", "6: unknown key 'policy' in [model]");
 
