@@ -619,6 +619,7 @@ out_free_embedded:
  */
 static void on_item(struct daemon *d, const struct consumer_message *m)
 {
+	d->metrics->catalogue_records_total++;
 	if (apply_item(d, m) == 0 && !catalogue_read_before(d, m))
 		state_mark_offset(d->state, m->topic, m->partition, m->offset);
 }
@@ -797,7 +798,7 @@ static int offset_for(const char *topic, int32_t partition, int64_t *next_offset
 	char errstr[256];
 	int64_t offset;
 	if (d->config.items_topic != NULL && strcmp(topic, d->config.items_topic) == 0) {
-		*next_offset = -1; /* the catalogue is read from its start: offset 0 */
+		*next_offset = CONSUMER_FROM_BEGINNING; /* the catalogue is read from its start */
 		return 1;
 	}
 	int found = state_offset(d->state, topic, partition, &offset, errstr, sizeof errstr);

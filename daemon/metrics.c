@@ -781,6 +781,11 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	family(&t, "commit_failures_total", "counter",
 	       "State writes or offset commits that failed.");
 	text_printf(&t, "streamrec_commit_failures_total %" PRIu64 "\n", m->commit_failures_total);
+	family(&t, "catalogue_records_total", "counter",
+	       "Records of the items topic read since the start (it is re-read from its start "
+	       "at every start), applied or refused.");
+	text_printf(&t, "streamrec_catalogue_records_total %" PRIu64 "\n",
+		    m->catalogue_records_total);
 	family(&t, "dlq_messages_total", "counter", "Messages sent to the dead-letter topic.");
 	text_printf(&t, "streamrec_dlq_messages_total %" PRIu64 "\n", m->dlq_messages_total);
 	family(&t, "changelog_records_total", "counter",

@@ -233,6 +233,7 @@ struct metrics {
 	 * (ingest_commit(): the loop goes on learning and asks again shortly). */
 	uint64_t commits_postponed_total;
 	uint64_t dlq_messages_total;
+	uint64_t catalogue_records_total; /* items-topic records read since the start */
 	/** Messages that waited for a writer schema the registry could not give yet. */
 	uint64_t schema_waits_total;
 

@@ -698,6 +698,39 @@ def test_out_of_stock_and_retired_items_never_appear(daemon):
     assert daemon.stop() == 0
 
 
+def test_the_catalogue_is_re_read_whatever_the_consumer_offset_reset(daemon):
+    """The catalogue is read from its start at every start, whatever
+    kafka.consumer.auto.offset.reset says (the [kafka.consumer] keys apply to
+    the catalogue's consumer too). With "latest" the restarted daemon read
+    none of it, and an out-of-stock item came back into the lists."""
+    daemon.add_config("[kafka.consumer]\nauto.offset.reset = latest\n")
+    daemon.start()
+    daemon.produce(3000, users=200, items=50)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3000)
+    from kafka_send import send_item_events
+    send_item_events(daemon.broker.bootstrap, daemon.items, [("item-0", False)])
+    time.sleep(2)
+    assert daemon.stop() == 0
+
+    def lists():
+        return {user: items for user, (_, items) in latest_lists(daemon).items()}
+
+    before = lists()
+    assert any("item-0" in items for items in before.values())
+    daemon.start()
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_catalogue_records_total") >= 1), \
+        daemon.logtext()
+    daemon.produce(3000, users=200, items=50, seed=4)  # every user refreshed again
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3000)
+    time.sleep(3)
+    after = lists()
+    refreshed = [u for u in after if after[u] != before.get(u)]
+    assert len(refreshed) > 100
+    holding = [u for u in refreshed if "item-0" in after[u]]
+    assert holding == [], f"{len(holding)} refreshed lists name the out-of-stock item-0"
+    assert daemon.stop() == 0
+
+
 def test_new_items_start_at_their_category_mean(daemon):
     """An item the catalogue names in a known category, before anyone has
     touched it, starts from the mean vector of that category's learned items."""
