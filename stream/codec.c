@@ -21,6 +21,7 @@
 #include <avro.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1371,13 +1372,13 @@ static bool read_direct(const struct codec *codec, const struct writer_plan *pla
 	return cursor_branch(&c, &present) && !present && c.at == c.end;
 }
 
-/* The plan of a message read_direct() can try, with its body; NULL when
+/* The plan of a message laid out as our reader, with its body; NULL when
  * the generic read must decide (a schema id not met yet, a bad header). */
-static const struct writer_plan *direct_plan(const struct codec *codec, const uint8_t *bytes,
+static const struct writer_plan *layout_plan(const struct codec *codec, const uint8_t *bytes,
 					     size_t len, size_t *body)
 {
 	const struct writer_plan *plan = NULL;
-	if (codec->config.no_direct_read || len == 0 || bytes == NULL)
+	if (len == 0 || bytes == NULL)
 		return NULL;
 	*body = 0;
 	if (confluent_framed(codec, bytes)) {
@@ -1389,6 +1390,33 @@ static const struct writer_plan *direct_plan(const struct codec *codec, const ui
 		plan = codec->raw_plan[REC_USER_EVENT];
 	}
 	return plan != NULL && plan->direct ? plan : NULL;
+}
+
+/* The plan of a message read_direct() can try (layout_plan()). */
+static const struct writer_plan *direct_plan(const struct codec *codec, const uint8_t *bytes,
+					     size_t len, size_t *body)
+{
+	return codec->config.no_direct_read ? NULL : layout_plan(codec, bytes, len, body);
+}
+
+/*
+ * The type's enum index of a message laid out as our reader when it is no
+ * Avro int (-1 otherwise, or when the layout is another). Avro C reads an
+ * enum's index as a long and keeps its low 32 bits: 2^32 + 1 would be read
+ * as 1, a VIEW.
+ */
+static int64_t wide_enum_index(const struct codec *codec, const uint8_t *bytes, size_t len)
+{
+	size_t body;
+	char id[CODEC_ID_MAX_BYTES + 1];
+	int64_t type;
+	if (layout_plan(codec, bytes, len, &body) == NULL)
+		return -1;
+	struct cursor c = {bytes + body, bytes + len};
+	if (!cursor_id(&c, id) || !cursor_id(&c, id) || !cursor_id(&c, id) ||
+	    !cursor_varint(&c, 10, &type) || (type >= INT32_MIN && type <= INT32_MAX))
+		return -1;
+	return type;
 }
 
 size_t codec_direct_reads(const struct codec *codec)
@@ -1453,6 +1481,11 @@ int codec_decode_user_event(struct codec *codec, const void *buf, size_t len, in
 		return fail(err, CODEC_ERR_SCHEMA_MISMATCH, "field type: writer sent a %s",
 			    avro_schema_type_name(avro_value_get_schema(&v)));
 	avro_value_get_enum(&v, &idx);
+	int64_t wide = wide_enum_index(codec, buf, len);
+	if (wide != -1)
+		return fail(err, CODEC_ERR_INVALID_ENUM,
+			    "type: enum index %" PRId64 " out of range (%d symbols)", wide,
+			    plan->enum_symbols);
 	if (idx < 0 || idx >= plan->enum_symbols)
 		return fail(err, CODEC_ERR_INVALID_ENUM,
 			    "type: enum index %d out of range (%d symbols)", idx,
@@ -1533,8 +1566,16 @@ static int decode_vector(avro_value_t *record, const char *name, char *model, ui
 	size_t count;
 	char what[64];
 	snprintf(what, sizeof what, "%s.model", name);
-	if (avro_value_get_by_name(record, "model", &v, NULL) != 0 || value_id(&v, what, model, err) != 0)
+	if (avro_value_get_by_name(record, "model", &v, NULL) != 0)
+		return fail(err, CODEC_ERR_MALFORMED, "%s: %s", what, avro_strerror());
+	if (value_id(&v, what, model, err) != 0) {
+		/* a model name is a field, not an id: empty, too long or not UTF-8
+		 * is the README's invalid_field (the detail names which) */
+		if (err->reason == CODEC_ERR_EMPTY_ID || err->reason == CODEC_ERR_ID_TOO_LONG ||
+		    err->reason == CODEC_ERR_ID_NOT_UTF8)
+			err->reason = CODEC_ERR_INVALID_FIELD;
 		return -1;
+	}
 	snprintf(what, sizeof what, "%s.dim", name);
 	if (avro_value_get_by_name(record, "dim", &v, NULL) != 0 ||
 	    value_long(&v, what, &dim, err) != 0)
@@ -1611,6 +1652,8 @@ static int decode_search(struct codec *codec, avro_value_t *record, struct user_
 		if (!codec_utf8_valid(out->search_text, out->search_text_len))
 			return fail(err, CODEC_ERR_INVALID_FIELD,
 				    "search.text is not valid UTF-8 (or holds a NUL)");
+		if (out->search_text_len == 0)
+			out->search_text = NULL; /* "" searches for nothing: no text */
 	}
 	if (optional_by_name(record, "content", &v, &present) != 0)
 		return fail(err, CODEC_ERR_MALFORMED, "search.content: bad union branch");

@@ -300,3 +300,24 @@ def test_cut_fastavro_messages_are_truncated(events):
     for line in lines:
         assert line.startswith("ERR truncated") or line.startswith("ERR malformed"), line
         assert not line.startswith("OK")
+
+
+@pytest.mark.parametrize("search, verdict", [
+    ({"text": "", "content": None}, "ERR invalid_field search has neither text nor content"),
+    ({"text": "", "content": {"model": "m", "dim": 1, "vector": [0.5]}}, "S:-:6d:0.5"),
+    ({"text": None, "content": {"model": "", "dim": 1, "vector": [0.5]}},
+     "ERR invalid_field search.content.model is empty"),
+])
+def test_an_empty_search_text_is_no_text(search, verdict):
+    """A search whose text is "" searches for nothing: with no vector it is
+    refused as a search with neither (it was accepted, and embedded or
+    counted as unembedded); with a vector it searches by the vector. An
+    empty model name is an invalid field (it was refused as empty_id)."""
+    event = {"event_id": "e", "user_id": "u", "item_id": "", "type": "VIEW",
+             "ts": 1700000000000, "session_id": None, "quantity": None, "price": None,
+             "list_id": None, "search": search}
+    [line] = tool(["--framing", "raw", "decode-events"], [avro_bytes(USER_EVENT, event).hex()])
+    if verdict.startswith("ERR"):
+        assert line.startswith(verdict), line
+    else:
+        assert line.split()[-1] == verdict, line
