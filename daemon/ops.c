@@ -163,6 +163,11 @@ static void reload(struct daemon *d)
 		config_free(&next);
 		return;
 	}
+	/* the implicit variant runs under the name its state was stored under
+	 * (open_state()): next holds the default name, "model" */
+	if (next.variants[0].line == 0 && d->config.variants[0].line == 0)
+		snprintf(next.variants[0].name, sizeof next.variants[0].name, "%s",
+			 d->config.variants[0].name);
 	config_free(&d->config);
 	d->config = next; /* the variants are unchanged: their names are equal */
 	for (size_t v = 0; v < d->variant_count; v++)

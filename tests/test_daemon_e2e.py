@@ -1437,6 +1437,15 @@ def test_the_default_variant_is_called_model_and_an_old_one_is_adopted(daemon):
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 50)
     assert daemon.wait_for(lambda: 'variant="control"' in daemon.get("/metrics")[1])
     assert 'variant="model"' not in daemon.get("/metrics")[1]
+    # a reload keeps the adopted name (it renamed the lists to "model")
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.wait_for(lambda: "reloaded" in daemon.logtext())
+    published = len(latest_lists(daemon))
+    daemon.produce(200, users=50, seed=4)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 250)
+    time.sleep(2)
+    lists = latest_lists(daemon)
+    assert published > 0 and {v for v, _ in lists.values()} == {"control"}, lists
     assert daemon.stop() == 0
     log = daemon.logtext()
     assert "is new" not in log and "not in the configuration" not in log, log
