@@ -426,6 +426,21 @@ static void wilson(double converted, double n, double z, double *low, double *hi
 }
 
 /*
+ * The variance of the mean of n Bernoulli trials with x successes. At x = 0
+ * or x = n the plug-in p(1 - p)/n is 0, and an uplift interval built on it
+ * has no width: "-100 % [-100 %, -100 %]" from 40 users and no conversion.
+ * There p is taken as (x + 1/2)/(n + 1), the add-a-half adjustment, which
+ * leaves every other count as it is.
+ */
+static double rate_variance(uint64_t x, double n)
+{
+	double p = (double)x / n;
+	if (x == 0 || (double)x >= n)
+		p = ((double)x + 0.5) / (n + 1);
+	return p * (1 - p) / n;
+}
+
+/*
  * Relative uplift m_t / m_c - 1 of two independent means with variances of
  * the mean var_t and var_c, and its delta-method interval.
  */
@@ -605,9 +620,9 @@ void experiment_compute(const struct experiment *experiment, struct experiment_s
 		double n_t = (double)a->exposed;
 		if (a->control || n_t == 0 || n_c == 0)
 			continue;
-		double p_c = s->arms[e->control].rate;
-		ratio_uplift(a->rate, a->rate * (1 - a->rate) / n_t, p_c, p_c * (1 - p_c) / n_c,
-			     e->z, &a->uplift, &a->uplift_low, &a->uplift_high);
+		ratio_uplift(a->rate, rate_variance(a->converted, n_t), s->arms[e->control].rate,
+			     rate_variance(control->converted, n_c), e->z, &a->uplift,
+			     &a->uplift_low, &a->uplift_high);
 	}
 	if (total > 0) {
 		s->srm_chi2 = chi2;
@@ -629,6 +644,8 @@ void experiment_compute(const struct experiment *experiment, struct experiment_s
  *   u8  version (EXPERIMENT_FORMAT_VERSION)
  *   u16 name length, name bytes
  *   u8  arm count; per arm: u16 name length, name bytes, f64 normalised share
+ *   (version 3) u8 control arm, f64 alpha, f64 msprt_tau2: the sequential test's
+ *            settings, whose running minimum and interval are valid for them only
  *   u32 period, i64 start_ms, i64 period_start_ms
  *   u64 hits_ignored, u64 exposure_conflicts
  *   per arm: u64 exposed, converted, hits; f64 msprt_p, av_low, av_high;
@@ -694,6 +711,9 @@ int experiment_export(const struct experiment *experiment, uint8_t **out, size_t
 		put_string(&w, e->arm_names[k]);
 		put_double(&w, e->shares[k]);
 	}
+	put_uint(&w, e->control, 1);
+	put_double(&w, e->alpha);
+	put_double(&w, e->tau2);
 	put_uint(&w, e->period, 4);
 	put_uint(&w, (uint64_t)e->start_ms, 8);
 	put_uint(&w, (uint64_t)e->period_start_ms, 8);
@@ -781,7 +801,7 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
 	struct arm_state arms[EXPERIMENT_MAX_ARMS];
 	uint8_t *users = NULL;
 	float *pre = NULL;
-	bool shares_changed = false;
+	bool shares_changed = false, test_changed = false;
 
 	unsigned version = (unsigned)get_uint(&r, 1);
 	if (r.failed || version < 1 || version > EXPERIMENT_FORMAT_VERSION) {
@@ -796,6 +816,11 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
 			goto out_different;
 		if (fabs(get_double(&r) - e->shares[k]) > 1e-12)
 			shares_changed = true;
+	}
+	if (version >= 3) {
+		size_t control = get_uint(&r, 1);
+		double alpha = get_double(&r), tau2 = get_double(&r);
+		test_changed = control != e->control || alpha != e->alpha || tau2 != e->tau2;
 	}
 	uint32_t period = (uint32_t)get_uint(&r, 4);
 	int64_t start_ms = (int64_t)get_uint(&r, 8);
@@ -883,8 +908,24 @@ int experiment_import(struct experiment *experiment, const uint8_t *data, size_t
 	e->hits_ignored = hits_ignored;
 	e->exposure_conflicts = exposure_conflicts;
 	memcpy(e->arms, arms, sizeof arms);
-	if (shares_changed)
+	if (shares_changed) {
 		experiment_reset_period(e, clock_wall_ms());
+		return 0;
+	}
+	if (test_changed) {
+		/* another control, alpha or tau2: a new sequential test, from the
+		 * counts as they stand (the old minimum and interval were another
+		 * test's); the counts themselves stay */
+		for (size_t k = 0; k < e->arm_count; k++) {
+			e->arms[k].msprt_p = 1;
+			e->arms[k].av_low = -1;
+			e->arms[k].av_high = 1;
+		}
+		for (size_t k = 0; k < e->arm_count; k++)
+			if (k != e->control)
+				msprt_update(e, k);
+		return 1;
+	}
 	return 0;
 
 out_different:

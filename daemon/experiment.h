@@ -79,7 +79,7 @@
 #define EXPERIMENT_MAX_ARMS 15
 
 /** Version byte that experiment_export() writes first. */
-#define EXPERIMENT_FORMAT_VERSION 2
+#define EXPERIMENT_FORMAT_VERSION 3
 
 /** Defaults of struct experiment_config (experiment_config_default()). */
 #define EXPERIMENT_DEFAULT_ALPHA     0.05
@@ -255,9 +255,13 @@ int experiment_export(const struct experiment *experiment, uint8_t **out, size_t
  * name and variants (names, in order) as this one; when the configured
  * shares differ from the stored ones, the stored period is closed and a new
  * one started at the current wall-clock time (the split changed while the
- * daemon was down). On error the experiment is unchanged.
- * @returns 0, or -1 (unknown version, truncated or inconsistent data,
- * different experiment, out of memory).
+ * daemon was down). When the control arm, alpha or msprt_tau2 differ from
+ * the stored ones (format 3 on), the counts are kept and the sequential test
+ * starts again from them: its running minimum p and interval belonged to
+ * the old settings. On error the experiment is unchanged.
+ * @returns 0, 1 (restored; the sequential test started again), or -1
+ * (unknown version, truncated or inconsistent data, different experiment,
+ * out of memory).
  */
 int experiment_import(struct experiment *experiment, const uint8_t *data, size_t size, char *errstr,
 		      size_t errstr_size);

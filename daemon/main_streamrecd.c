@@ -194,11 +194,19 @@ static int open_experiment(struct daemon *d, char *errstr, size_t errstr_size)
 	if (found < 0)
 		return -1;
 	if (found == 1) {
-		if (experiment_import(d->experiment, stored, stored_len, why, sizeof why) != 0)
+		int imported =
+		    experiment_import(d->experiment, stored, stored_len, why, sizeof why);
+		if (imported < 0)
 			log_line(LOG_PRIORITY_WARNING,
 				 "experiment: the stored counters are not restored (%s); it starts "
 				 "afresh",
 				 why);
+		else if (imported == 1)
+			log_line(
+			    LOG_PRIORITY_NOTICE,
+			    "experiment: control, alpha or msprt_tau2 changed since the counters "
+			    "were stored: they are kept, and the sequential test starts again "
+			    "from them");
 		free(stored);
 	}
 	return 0;

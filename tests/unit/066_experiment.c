@@ -63,6 +63,72 @@ static void test_config_errors(void **state)
 	assert_non_null(strstr(errstr, "share"));
 }
 
+static struct experiment *three_arm_experiment(size_t control, double tau2)
+{
+	static const struct experiment_arm_config arms[] = {{"base", 1}, {"a", 1}, {"b", 1}};
+	struct experiment_config config = experiment_config_default();
+	char errstr[256];
+	config.name = "exp";
+	config.arms = arms;
+	config.arm_count = 3;
+	config.control_arm = control;
+	config.msprt_tau2 = tau2;
+	config.start_ms = 1000;
+	struct experiment *e = experiment_new(&config, errstr, sizeof errstr);
+	assert_non_null(e);
+	return e;
+}
+
+/* The sequential test's running minimum p and interval hold for one
+ * control, alpha and tau2: restored under another control they made "b"
+ * better than "a" at once, two arms converting alike, and kept it so. */
+static void test_a_new_control_starts_the_sequential_test_again(void **state)
+{
+	(void)state;
+	char errstr[256];
+	struct experiment *e = three_arm_experiment(0, 1e-4);
+	for (uint32_t u = 0; u < 6000; u++) {
+		size_t arm = u % 3;
+		assert_int_equal(experiment_expose(e, u, arm, errstr, sizeof errstr), 0);
+		/* base converts 1 in 10, a and b 3 in 10 */
+		if (u / 3 % 10 < (arm == 0 ? 1u : 3u))
+			assert_int_equal(experiment_hit(e, u, arm, errstr, sizeof errstr), 0);
+	}
+	struct experiment_stats s;
+	experiment_compute(e, &s);
+	assert_true(s.arms[2].msprt_p < 1e-6); /* b against base */
+	assert_int_equal(s.arms[2].verdict, EXPERIMENT_VERDICT_BETTER);
+	uint8_t *data;
+	size_t size;
+	assert_int_equal(experiment_export(e, &data, &size, errstr, sizeof errstr), 0);
+
+	/* the same settings: restored as they were */
+	struct experiment *same = three_arm_experiment(0, 1e-4);
+	assert_int_equal(experiment_import(same, data, size, errstr, sizeof errstr), 0);
+	experiment_compute(same, &s);
+	assert_true(s.arms[2].msprt_p < 1e-6);
+	experiment_free(same);
+
+	/* control a: b converts as a does, so no verdict; the counts are kept */
+	struct experiment *moved = three_arm_experiment(1, 1e-4);
+	assert_int_equal(experiment_import(moved, data, size, errstr, sizeof errstr), 1);
+	experiment_compute(moved, &s);
+	assert_int_equal(s.arms[2].exposed, 2000);
+	assert_true(s.arms[2].msprt_p > 0.05);
+	assert_int_equal(s.arms[2].verdict, EXPERIMENT_VERDICT_INCONCLUSIVE);
+	assert_true(s.arms[2].av_low < 0 && s.arms[2].av_high > 0);
+	/* base, a treatment now, is tested against a afresh: clearly worse */
+	assert_int_equal(s.arms[0].verdict, EXPERIMENT_VERDICT_WORSE);
+	experiment_free(moved);
+
+	/* another tau2 alone is another test too */
+	struct experiment *retuned = three_arm_experiment(0, 1e-2);
+	assert_int_equal(experiment_import(retuned, data, size, errstr, sizeof errstr), 1);
+	experiment_free(retuned);
+	free(data);
+	experiment_free(e);
+}
+
 static void test_counters(void **state)
 {
 	(void)state;
@@ -339,6 +405,32 @@ static void expose_converting(struct experiment *e, uint32_t first, uint32_t n, 
 	}
 }
 
+/* An arm with no conversion yet: its uplift is -100 % and its interval has
+ * a width (it was [-100 %, -100 %], certainty from 40 users and nothing). */
+static void test_an_arm_without_conversions_has_an_uplift_interval(void **state)
+{
+	(void)state;
+	struct experiment_stats s;
+	struct experiment *e = two_arm_experiment();
+	expose_converting(e, 0, 1000, 30, 0);
+	expose_converting(e, 1000, 40, 0, 1);
+	experiment_compute(e, &s);
+	assert_true(fabs(s.arms[1].uplift + 1) < 1e-12);
+	/* symmetric about -1, as the delta method's interval is */
+	assert_true(fabs(s.arms[1].uplift_low + 1 + (s.arms[1].uplift_high + 1)) < 1e-12);
+	/* 40 users at about 1 in 80 (add-a-half) against 3 in 100: a wide interval */
+	assert_true(s.arms[1].uplift_high > -0.5);
+	assert_true(s.arms[1].uplift_high < 1);
+	/* a control that converted every user: no zero width either */
+	struct experiment *all = two_arm_experiment();
+	expose_converting(all, 0, 30, 30, 0);
+	expose_converting(all, 30, 30, 15, 1);
+	experiment_compute(all, &s);
+	assert_true(s.arms[1].uplift_high - s.arms[1].uplift_low > 0.3);
+	experiment_free(all);
+	experiment_free(e);
+}
+
 /* The verdict an analyst reads: collecting below msprt_min_users, then
  * inconclusive, better or worse by the sequential test, untrusted on an SRM. */
 static void test_verdicts(void **state)
@@ -445,13 +537,15 @@ static void test_a_forgotten_index_is_a_fresh_user(void **state)
 	assert_int_equal(experiment_expose(old, 3, 1, errstr, sizeof errstr), 0);
 	assert_int_equal(experiment_export(old, &data, &size, errstr, sizeof errstr), 0);
 	uint8_t v1[512];
-	/* version, "exp", 2 arms ("control", "treatment": name and share), period,
-	 * start, period start, hits ignored, conflicts; then 48 bytes an arm in
-	 * version 1, 64 in version 2 */
-	size_t at = 0, arms_at = 1 + (2 + 3) + 1 + (2 + 7 + 8) + (2 + 9 + 8) + 4 + 8 + 8 + 8 + 8;
-	assert_true(size - 2 * 16 <= sizeof v1);
-	memcpy(v1, data, arms_at);
-	at = arms_at;
+	/* version, "exp", 2 arms ("control", "treatment": name and share), (from
+	 * version 3) the test's settings, period, start, period start, hits
+	 * ignored, conflicts; then 48 bytes an arm in version 1, 64 from 2 */
+	size_t shares_end = 1 + (2 + 3) + 1 + (2 + 7 + 8) + (2 + 9 + 8), settings = 1 + 8 + 8;
+	size_t at = 0, arms_at = shares_end + settings + 4 + 8 + 8 + 8 + 8;
+	assert_true(size - 2 * 16 - settings <= sizeof v1);
+	memcpy(v1, data, shares_end);
+	memcpy(v1 + shares_end, data + shares_end + settings, arms_at - shares_end - settings);
+	at = arms_at - settings;
 	for (size_t k = 0; k < 2; k++) {
 		memcpy(v1 + at, data + arms_at + k * 64, 48);
 		at += 48;
@@ -473,10 +567,15 @@ static void test_a_forgotten_index_is_a_fresh_user(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_config_errors), cmocka_unit_test(test_counters),
-	    cmocka_unit_test(test_period_reset),  cmocka_unit_test(test_export_import),
-	    cmocka_unit_test(test_srm),           cmocka_unit_test(test_msprt_monotone),
+	    cmocka_unit_test(test_config_errors),
+	    cmocka_unit_test(test_counters),
+	    cmocka_unit_test(test_period_reset),
+	    cmocka_unit_test(test_export_import),
+	    cmocka_unit_test(test_srm),
+	    cmocka_unit_test(test_msprt_monotone),
 	    cmocka_unit_test(test_verdicts),
+	    cmocka_unit_test(test_an_arm_without_conversions_has_an_uplift_interval),
+	    cmocka_unit_test(test_a_new_control_starts_the_sequential_test_again),
 	    cmocka_unit_test(test_a_forgotten_index_is_a_fresh_user),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
