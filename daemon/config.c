@@ -1559,6 +1559,15 @@ static void check_properties(struct parse *p)
 		for (size_t l = 0; l < 2 && p->error_line == 0; l++) {
 			for (size_t i = 0; i < lists[l]->count; i++) {
 				const struct config_property *prop = &lists[l]->items[i];
+				if (prop->value[0] == '\0' &&
+				    (strcmp(prop->name, "bootstrap.servers") == 0 ||
+				     strcmp(prop->name, "metadata.broker.list") == 0)) {
+					fail(p, prop->line,
+					     "%s.%s: empty; the brokers are "
+					     "host:port[,host:port...]",
+					     sections[l], prop->name);
+					break;
+				}
 				if (rd_kafka_conf_set(conf, prop->name, prop->value, detail,
 						      sizeof detail) != RD_KAFKA_CONF_OK) {
 					fail(p, prop->line, "%s.%s: %s", sections[l], prop->name,
@@ -1579,6 +1588,44 @@ static int global_key_line(const struct parse *p, const char *section, const cha
 		    strcmp(options[i].key, key) == 0)
 			return p->key_line[i] != 0 ? p->key_line[i] : -1;
 	return -1;
+}
+
+/*
+ * Each topic the daemon reads or writes is one of its own: the dead-letter
+ * topic named as the input would read each bad message back and send it
+ * again, for ever; the output named as the input would read every list as
+ * a bad event.
+ */
+static void check_topics_differ(struct parse *p)
+{
+	const struct config *c = p->config;
+	static const struct {
+		const char *section, *key;
+	} names[] = {{"input", "topic"},
+		     {"input", "items_topic"},
+		     {"input", "dead_letter_topic"},
+		     {"output", "topic"},
+		     {"scaleout", "changelog_topic"},
+		     {"scaleout", "item_updates_topic"}};
+	const char *values[] = {c->input_topic,  c->items_topic,     c->dead_letter_topic,
+				c->output_topic, c->changelog_topic, c->item_updates_topic};
+	for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+		for (size_t j = i + 1; j < sizeof values / sizeof values[0]; j++) {
+			if (values[i] == NULL || values[j] == NULL || values[i][0] == '\0' ||
+			    strcmp(values[i], values[j]) != 0)
+				continue;
+			int line_i = global_key_line(p, names[i].section, names[i].key);
+			int line_j = global_key_line(p, names[j].section, names[j].key);
+			bool blame_j = line_j >= line_i; /* the later line, or the one set */
+			size_t set = blame_j ? j : i, other = blame_j ? i : j;
+			fail(p, blame_j ? line_j : line_i,
+			     "%s.%s: '%s' is %s.%s too; each topic the daemon reads or writes "
+			     "needs its own",
+			     names[set].section, names[set].key, values[set], names[other].section,
+			     names[other].key);
+			return;
+		}
+	}
 }
 
 static void finish(struct parse *p)
@@ -1611,7 +1658,26 @@ static void finish(struct parse *p)
 	}
 	check_properties(p);
 	if (p->error_line == 0)
+		check_topics_differ(p);
+	if (p->error_line == 0)
 		finish_variants(p);
+	/* what the start would refuse, refused at the line (and by --check) */
+	if (p->error_line == 0 && c->registry_url != NULL && c->registry_url[0] != '\0' &&
+	    strncmp(c->registry_url, "http://", 7) != 0 &&
+	    strncmp(c->registry_url, "https://", 8) != 0)
+		fail(p, global_key_line(p, "registry", "url"),
+		     "registry.url: must start with http:// or https://, got '%s'",
+		     c->registry_url);
+	if (p->error_line == 0 && p->variant_count > 0 && c->experiment_control != NULL &&
+	    c->experiment_control[0] != '\0') {
+		size_t v = 0;
+		while (v < c->variant_count &&
+		       strcmp(c->variants[v].name, c->experiment_control) != 0)
+			v++;
+		if (v == c->variant_count)
+			fail(p, global_key_line(p, "experiment", "control"),
+			     "experiment.control: no [variant.%s] section", c->experiment_control);
+	}
 	/* two listeners on one address: found here, not by the start's bind */
 	if (p->error_line == 0 && c->api_listen != NULL && c->api_listen[0] != '\0' &&
 	    c->http_listen != NULL && strcmp(c->api_listen, c->http_listen) == 0) {

@@ -237,6 +237,24 @@ static void bad_values_name_file_line_and_key(void **state)
 	     * passed the load, and the start failed naming no file) */
 	    {BASE "[model]\nrecent_items = 2\n",
 	     "6: model.covis_window: must be between 1 and recent_items (2), got 4"},
+	    /* topics the daemon both reads and writes: the dead letters read back
+	     * and sent again for ever; the lists read as bad events */
+	    {BASE "[input]\ndead_letter_topic = events\n",
+	     "6: input.dead_letter_topic: 'events' is input.topic too; each topic the daemon "
+	     "reads or writes needs its own"},
+	    {BASE "[input]\ntopic = clicks\n[output]\ntopic = clicks\n",
+	     "8: output.topic: 'clicks' is input.topic too; each topic the daemon reads or "
+	     "writes needs its own"},
+	    {BASE "[scaleout]\nchangelog_topic = items\n",
+	     "6: scaleout.changelog_topic: 'items' is input.items_topic too; each topic the "
+	     "daemon reads or writes needs its own"},
+	    {BASE "[registry]\nurl = registry:8081\n",
+	     "6: registry.url: must start with http:// or https://, got 'registry:8081'"},
+	    {BASE "[experiment]\ncontrol = contorl\n[variant.control]\nshare = 0.5\n"
+		  "[variant.b]\nshare = 0.5\n",
+	     "6: experiment.control: no [variant.contorl] section"},
+	    {"[state]\ndir = /tmp/x\n[kafka]\nbootstrap.servers =\n",
+	     "4: kafka.bootstrap.servers: empty; the brokers are host:port[,host:port...]"},
 	    {BASE "[state]\ncommit_interval_ms = 50ms\n",
 	     "6: state.commit_interval_ms: must be between 100ms and 10m, got 50ms"},
 	    {BASE "[state]\ncommit_interval_ms = 1.5s\n",
