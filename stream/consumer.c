@@ -220,6 +220,8 @@ out_destroy_assignment:
 
 /* ---- librdkafka callbacks ---------------------------------------------------------- */
 
+static bool is_waiting(const struct consumer *c, const char *topic, int32_t partition);
+
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
 	struct consumer *c = opaque;
@@ -325,12 +327,33 @@ static void on_assign(struct consumer *c, rd_kafka_topic_partition_list_t *parti
 	}
 }
 
+/*
+ * A revoked partition that waits (held or retried) was paused by us, and
+ * librdkafka keeps an application's pause across assignments: resumed here,
+ * while it is still assigned, or it would come back (to us, in the next
+ * assignment) paused with no wait left to resume it. A consumer paused as a
+ * whole stays so: on_assign() pauses what it is given.
+ */
+static void resume_waiting(struct consumer *c, const char *topic, int32_t partition)
+{
+	if (c->paused || !is_waiting(c, topic, partition))
+		return;
+	rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(one, topic, partition);
+	rd_kafka_resp_err_t err = rd_kafka_resume_partitions(c->rk, one);
+	rd_kafka_topic_partition_list_destroy(one);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		report(c, false, "%s [%" PRId32 "]: resume on revoke: %s", topic, partition,
+		       rd_kafka_err2str(err));
+}
+
 static void on_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *partitions,
 		      bool cooperative)
 {
 	for (int i = 0; i < partitions->cnt; i++) {
 		const char *topic = partitions->elems[i].topic;
 		int32_t partition = partitions->elems[i].partition;
+		resume_waiting(c, topic, partition);
 		rd_kafka_topic_partition_list_del(c->start_offsets, topic, partition);
 		rd_kafka_topic_partition_list_del(c->committed_offsets, topic, partition);
 		/* a waiting message is the next owner's (or ours again from the stored offset) */

@@ -47,6 +47,7 @@ struct fixture {
 	struct ev_loop *loop;
 	struct producer *producer;
 	char topic[128];
+	char other_topic[128]; /* member_start subscribes to it when set */
 	char group[128];
 	char producer_error[512];
 	int fds_at_start;
@@ -208,7 +209,7 @@ static void member_start(struct member *mb, struct fixture *f, const char *group
 			 int64_t stored_offset, const struct consumer_property *properties,
 			 size_t property_count, size_t max_messages_per_wakeup)
 {
-	const char *topics[] = {f->topic};
+	const char *topics[] = {f->other_topic[0] != '\0' ? f->other_topic : f->topic};
 	struct consumer_config config = {
 	    .brokers = f->bootstrap,
 	    .group_id = group,
@@ -516,6 +517,63 @@ static void held_message_comes_again_after_release(void **state)
 	assert_no_fd_leak(f);
 }
 
+/* Paused while held, until the partition was revoked. */
+static bool paused_at_hold(void *arg)
+{
+	struct member *mb = arg;
+	return mb->holding && mb->skipped >= mb->skip_limit;
+}
+
+static bool revoked_and_reassigned(void *arg)
+{
+	struct member *mb = arg;
+	return mb->revoked_total > 0 && consumer_assigned_count(mb->consumer) == 1;
+}
+
+/* (a'') a partition paused for a held message and then revoked (a member
+ * joined: eager, so everything is revoked) comes back unpaused: the hold
+ * went with the revocation, and librdkafka keeps a partition's pause across
+ * assignments, so it stayed paused for good with nothing left to resume it. */
+static void a_held_partition_revoked_comes_back_unpaused(void **state)
+{
+	struct fixture *f = *state;
+	struct member *a = f->members[0], *b = f->members[1];
+	char errstr[512];
+	if (kafkatest_create_topic(f->bootstrap, f->topic, 1, KAFKATEST_TIMEOUT_MS, errstr,
+				   sizeof errstr) != 0)
+		fail_msg("%s", errstr);
+	start_producer(f);
+	produce_numbered(f, 0, MESSAGE_COUNT, true);
+	member_start(a, f, f->group, -1, NULL, 0, 0);
+	a->hold_at[0] = 50;
+	a->skip_limit = 5;
+	if (!run_until(f->loop, paused_at_hold, a, DEADLINE_MS))
+		fail_msg("never held: %zu received, last error: %s", a->received, a->last_error);
+	assert_int_equal(a->received, 50);
+	/* b joins the group for another topic: a's partition is revoked and
+	 * comes back to a (no one else reads its topic) */
+	if (kafkatest_unique_name("streamrec-test-cp-other", f->other_topic, sizeof f->other_topic,
+				  errstr, sizeof errstr) != 0 ||
+	    kafkatest_create_topic(f->bootstrap, f->other_topic, 1, KAFKATEST_TIMEOUT_MS, errstr,
+				   sizeof errstr) != 0)
+		fail_msg("%s", errstr);
+	member_start(b, f, f->group, -1, NULL, 0, 0);
+	f->other_topic[0] = '\0';
+	if (!run_until(f->loop, revoked_and_reassigned, a, DEADLINE_MS))
+		fail_msg("no rebalance: %d revoked, %zu assigned", a->revoked_total,
+			 consumer_assigned_count(a->consumer));
+	/* nothing stored, no commit: read again from the start, every message */
+	struct received_wait w = {a, 50 + MESSAGE_COUNT + 1, false};
+	if (!run_until(f->loop, received_enough, &w, DEADLINE_MS))
+		fail_msg("%zu messages after the rebalance: the partition stayed paused",
+			 a->received - 50);
+	assert_int_equal(a->offsets[50], 0);
+	assert_int_equal(a->offsets[50 + MESSAGE_COUNT], MESSAGE_COUNT);
+	member_close(b);
+	member_close(a);
+	assert_no_fd_leak(f);
+}
+
 /* (b) a dead letter's provenance headers arrive as decimal strings. */
 static void dead_letter_headers_arrive(void **state)
 {
@@ -715,6 +773,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(messages_arrive_in_order_and_resume_after_stored_offset,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(held_message_comes_again_after_release, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_held_partition_revoked_comes_back_unpaused, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(dead_letter_headers_arrive, setup, teardown),
 	    cmocka_unit_test_setup_teardown(next_member_starts_at_commit, setup, teardown),
