@@ -286,11 +286,46 @@ static bool wants_keep_alive(const struct conn *c, size_t line_end, bool http10)
 	return keep;
 }
 
+/*
+ * Whether the request head says a body follows: a Transfer-Encoding, or a
+ * Content-Length other than 0. Only GET and HEAD are served, and they are
+ * answered without reading a body: the body's bytes would be read as the
+ * next pipelined request, which a proxy in front sees as part of this one
+ * (request smuggling). Such a request is refused and the connection closed.
+ */
+static bool announces_body(const struct conn *c, size_t line_end)
+{
+	const char *p = c->request + line_end, *end = c->request + c->head_len;
+	while (p < end) {
+		while (p < end && (*p == '\r' || *p == '\n'))
+			p++;
+		const char *eol = p;
+		while (eol < end && *eol != '\r' && *eol != '\n')
+			eol++;
+		static const char encoding[] = "transfer-encoding:", length[] = "content-length:";
+		size_t n = (size_t)(eol - p);
+		if (n >= sizeof encoding - 1 && strncasecmp(p, encoding, sizeof encoding - 1) == 0)
+			return true;
+		if (n >= sizeof length - 1 && strncasecmp(p, length, sizeof length - 1) == 0) {
+			const char *v = p + sizeof length - 1;
+			while (v < eol && (*v == ' ' || *v == '\t' || *v == '0'))
+				v++;
+			while (v < eol && (*v == ' ' || *v == '\t'))
+				v++;
+			if (v != eol) /* anything but zeros */
+				return true;
+		}
+		p = eol;
+	}
+	return false;
+}
+
 /* Parses the complete request head in c->request and answers it. */
 static void conn_handle(struct conn *c)
 {
 	char *line = c->request;
 	size_t line_end = strcspn(line, "\r\n");
+	bool body = announces_body(c, line_end);
 	/* decided before the request line is cut up; errors below close anyway */
 	c->keep_alive = false;
 	if (c->server->keep_alive) {
@@ -319,6 +354,12 @@ static void conn_handle(struct conn *c)
 	if (!head_only && strcmp(method, "GET") != 0) {
 		c->keep_alive = false; /* a body we do not read may follow */
 		conn_respond_text(c, 405, "only GET and HEAD\n", false, true);
+		return;
+	}
+	if (body) {
+		c->keep_alive = false;
+		conn_respond_text(c, 400, "a GET or HEAD with a body is not served\n", false,
+				  false);
 		return;
 	}
 	char *query = strchr(target, '?');

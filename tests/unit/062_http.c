@@ -456,6 +456,48 @@ static int count_responses(const char *buf)
 }
 
 /*
+ * A request announcing a body (Content-Length other than 0, or
+ * Transfer-Encoding) is refused and the connection closed: its body was left
+ * in the buffer and answered as the next pipelined request, one request to
+ * a proxy in front and two here.
+ */
+static void a_request_with_a_body_is_refused_and_closed(void **state)
+{
+	struct fixture *fx = *state;
+	char errstr[256];
+	struct http_config config = {
+	    .listen = "127.0.0.1:0", .key = "api.listen", .keep_alive = true, .idle_timeout_s = 5};
+	struct http_server *api = http_server_new(fx->loop, &config, errstr, sizeof errstr);
+	assert_non_null(api);
+	assert_int_equal(
+	    http_server_route(api, "/echo", echo_query_handler, NULL, errstr, sizeof errstr), 0);
+	static const char *const smuggling[] = {
+	    "GET /echo?a HTTP/1.1\r\nContent-Length: 24\r\n\r\nGET /echo?b HTTP/1.1\r\n\r\n",
+	    "GET /echo?a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "GET /echo?b HTTP/1.1\r\n\r\n"};
+	char buf[4096];
+	for (size_t i = 0; i < 2; i++) {
+		int fd = connect_client(api);
+		send_all(fd, smuggling[i], strlen(smuggling[i]));
+		size_t len = pump_until_closed(fx, fd, buf, sizeof buf, 5);
+		assert_true(len > 0);
+		assert_non_null(strstr(buf, "HTTP/1.1 400 "));
+		assert_null(strstr(buf, "GET /echo ?b"));
+		assert_int_equal(count_responses(buf), 1);
+		close(fd);
+	}
+	/* Content-Length: 0 is no body: served, and the connection kept */
+	int fd = connect_client(api);
+	const char *empty =
+	    "GET /echo?c HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+	send_all(fd, empty, strlen(empty));
+	pump_until_closed(fx, fd, buf, sizeof buf, 5);
+	assert_non_null(strstr(buf, "GET /echo ?c"));
+	close(fd);
+	http_server_free(api);
+}
+
+/*
  * keep_alive: several requests on one connection, pipelined ones included;
  * "Connection: close" (or HTTP/1.0 without keep-alive) ends it after its
  * answer; an idle kept-alive connection is closed after the idle timeout.
@@ -565,6 +607,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(idle_connections_give_way_to_new_requests, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(kept_alive_connections_carry_several_requests, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(a_request_with_a_body_is_refused_and_closed, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(listen_errors_name_the_address, setup, teardown),
 	};
