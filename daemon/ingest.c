@@ -16,6 +16,9 @@
 /* Dead-letter log lines: at most one per reason in this window; metrics count all. */
 #define DEAD_LETTER_LOG_WINDOW_S 10.0
 
+/* A dead letter the producer's full queue did not take: read again after this. */
+#define DEAD_LETTER_RETRY_MS 200
+
 /* Texts the embedding pool keeps per thread (queued, in progress, or done and
  * not taken yet): a few seconds of look-ahead at tens of ms a text, and
  * 1.5 KB a vector. */
@@ -98,6 +101,14 @@ static void note_refused(struct daemon *d, const struct consumer_message *m,
 			 m->partition, m->offset, codec_reason_name(err->reason), err->detail, note);
 }
 
+/* The consumer that delivers topic's messages. */
+static struct consumer *consumer_of(struct daemon *d, const char *topic)
+{
+	return d->config.items_topic != NULL && strcmp(topic, d->config.items_topic) == 0
+		   ? d->catalog_consumer
+		   : d->consumer;
+}
+
 /*
  * Counts a bad message and queues its dead letter. Its offset may be marked
  * only when this returns 0; a letter that cannot even be queued stops the
@@ -111,10 +122,25 @@ static int dead_letter(struct daemon *d, const struct consumer_message *m,
 	note_refused(d, m, err, "");
 	if (d->config.dead_letter_topic == NULL || d->config.dead_letter_topic[0] == '\0')
 		return 0;
-	if (producer_send_dead_letter(d->producer, d->config.dead_letter_topic,
-				      codec_reason_name(err->reason), m->topic, m->partition,
-				      m->offset, m->key, m->key_len, m->value, m->value_len, errstr,
-				      sizeof errstr) != 0) {
+	int sent = producer_send_dead_letter(d->producer, d->config.dead_letter_topic,
+					     codec_reason_name(err->reason), m->topic, m->partition,
+					     m->offset, m->key, m->key_len, m->value, m->value_len,
+					     errstr, sizeof errstr);
+	if (sent == PRODUCER_QUEUE_FULL) {
+		/* a slow broker, not a refusal: the message is read again shortly,
+		 * its offset not marked (the lists' sends fill the same queue) */
+		d->metrics->dead_letter_waits_total++;
+		if (dead_letter_log_allowed(d, err->reason))
+			log_line(LOG_PRIORITY_WARNING,
+				 "%s[%" PRId32 "]@%" PRId64 ": dead letter waits: %s", m->topic,
+				 m->partition, m->offset, errstr);
+		if (consumer_retry_later(consumer_of(d, m->topic), m->topic, m->partition,
+					 m->offset, DEAD_LETTER_RETRY_MS, errstr,
+					 sizeof errstr) != 0)
+			daemon_fail(d, errstr);
+		return -1;
+	}
+	if (sent != 0) {
 		snprintf(what, sizeof what,
 			 "%s[%" PRId32 "]@%" PRId64 ": dead-letter send failed: %s; its offset is "
 			 "not committed",
@@ -124,14 +150,6 @@ static int dead_letter(struct daemon *d, const struct consumer_message *m,
 	}
 	d->metrics->dlq_messages_total++;
 	return 0;
-}
-
-/* The consumer that delivers topic's messages. */
-static struct consumer *consumer_of(struct daemon *d, const char *topic)
-{
-	return d->config.items_topic != NULL && strcmp(topic, d->config.items_topic) == 0
-		   ? d->catalog_consumer
-		   : d->consumer;
 }
 
 /*

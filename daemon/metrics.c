@@ -545,6 +545,11 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	family(&t, "schema_waits_total", "counter",
 	       "Messages re-read later because their writer schema could not be fetched yet.");
 	text_printf(&t, "streamrec_schema_waits_total %" PRIu64 "\n", m->schema_waits_total);
+	family(&t, "dead_letter_waits_total", "counter",
+	       "Refused messages re-read later because the producer's queue was full when their "
+	       "dead letter was sent (a slow broker; the offset waits with them).");
+	text_printf(&t, "streamrec_dead_letter_waits_total %" PRIu64 "\n",
+		    m->dead_letter_waits_total);
 
 	family(&t, "refresh_waiting", "gauge",
 	       "Users waiting for a refresh, marked within refresh.staleness_target_ms.");

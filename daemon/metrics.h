@@ -236,6 +236,7 @@ struct metrics {
 	uint64_t catalogue_records_total; /* items-topic records read since the start */
 	/** Messages that waited for a writer schema the registry could not give yet. */
 	uint64_t schema_waits_total;
+	uint64_t dead_letter_waits_total; /* dead letters re-read: the producer's queue was full */
 
 	/** Scale-out (daemon/changelog): user rows written to the changelog, rows
 	 * of users whose partition was unknown (not written), partitions

@@ -351,7 +351,7 @@ int producer_send_dead_letter(struct producer *p, const char *dead_letter_topic,
 	}
 	set_errstr(errstr, errstr_size, "%s: produce (%zu of %zu bytes): %s", dead_letter_topic,
 		   kept, value_len, rd_kafka_err2str(err));
-	return -1;
+	return err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? PRODUCER_QUEUE_FULL : -1;
 }
 
 uint64_t producer_dead_letters_pending(const struct producer *p)

@@ -120,8 +120,11 @@ int producer_send_to(struct producer *producer, const char *topic, int32_t parti
  * copy carries PRODUCER_HEADER_TRUNCATED and PRODUCER_HEADER_ORIGINAL_SIZE.
  * A dead letter that fails for good is reported to on_error as fatal.
  * Until its delivery report it counts in producer_dead_letters_pending().
- * @returns 0, or -1 with errstr filled (not queued).
+ * @returns 0, PRODUCER_QUEUE_FULL when the producer's queue stayed full (not
+ * queued: try again later, nothing is wrong with the letter), or -1 with
+ * errstr filled (not queued).
  */
+#define PRODUCER_QUEUE_FULL (-2)
 int producer_send_dead_letter(struct producer *producer, const char *dead_letter_topic,
 			      const char *reason, const char *source_topic,
 			      int32_t source_partition, int64_t source_offset, const void *key,

@@ -277,6 +277,26 @@ def test_bad_input_goes_to_the_dead_letter_topic(daemon):
     assert daemon.stop() == 0
 
 
+def test_a_full_producer_queue_makes_bad_input_wait_not_stop_the_daemon(daemon):
+    """A dead letter the producer's queue cannot take now (a slow broker; here a
+    queue of one message) is not a refusal: the message is read again shortly
+    and every bad message reaches the dead-letter topic once. The daemon
+    stopped at the first ("dead-letter send failed: queue full")."""
+    daemon.add_config("[kafka.producer]\nqueue.buffering.max.messages = 1\n")
+    daemon.start()
+    send_raw(daemon.broker.bootstrap, daemon.events, [b"\x01bad-%d" % k for k in range(30)])
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_dlq_messages_total") == 30), \
+        daemon.logtext()
+    assert daemon.process.poll() is None
+    assert daemon.metric("streamrec_dead_letter_waits_total") > 0, "the queue never filled"
+    out = subprocess.run([BUILD / "tests" / "kafka_read", daemon.broker.bootstrap, daemon.dlq,
+                          "30", "20000"], capture_output=True, text=True)
+    values = sorted(dict(f.split("=", 1) for f in line.split())["value"]
+                    for line in out.stdout.splitlines())
+    assert values == sorted((b"\x01bad-%d" % k).hex() for k in range(30))
+    assert daemon.stop() == 0
+
+
 def test_a_bad_catalogue_record_is_dead_lettered_once_across_restarts(daemon):
     """The items topic is re-read from its start on every start: a record it
     refused in an earlier run is counted and logged again, but the
