@@ -550,6 +550,10 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "dead letter was sent (a slow broker; the offset waits with them).");
 	text_printf(&t, "streamrec_dead_letter_waits_total %" PRIu64 "\n",
 		    m->dead_letter_waits_total);
+	family(&t, "publish_retries_total", "counter",
+	       "Lists the producer did not take (its queue full: a slow broker); each user is "
+	       "due again and its list made and sent by a later round.");
+	text_printf(&t, "streamrec_publish_retries_total %" PRIu64 "\n", m->publish_retries_total);
 
 	family(&t, "refresh_waiting", "gauge",
 	       "Users waiting for a refresh, marked within refresh.staleness_target_ms.");

@@ -237,6 +237,7 @@ struct metrics {
 	/** Messages that waited for a writer schema the registry could not give yet. */
 	uint64_t schema_waits_total;
 	uint64_t dead_letter_waits_total; /* dead letters re-read: the producer's queue was full */
+	uint64_t publish_retries_total;   /* lists not taken by the producer, made again later */
 
 	/** Scale-out (daemon/changelog): user rows written to the changelog, rows
 	 * of users whose partition was unknown (not written), partitions

@@ -216,6 +216,10 @@ struct refresher {
 	 * upkeep may take then (upkeep_limit()) */
 	bool behind, overloaded;
 	double upkeep_budget_s;
+	/* lists the publish callback did not take (publish_list()): warned of
+	 * once per 10 s */
+	double unsent_warned_s;
+	uint64_t unsent_since_warned;
 
 	/* per variant: which items may be listed, recomputed when the listing
 	 * changes, items appear, or it is a refresh interval old */
@@ -1386,7 +1390,24 @@ static int publish_list(struct refresher *r, const struct round *rd, const struc
 				     .items = r->items,
 				     .list_id = list_id};
 	if (r->c.publish(&rec, r->c.opaque, why, sizeof why) != 0) {
-		log_line(LOG_PRIORITY_WARNING, "publish for %s: %s", user, why);
+		/* not sent (the producer's queue full: a slow broker): the user is
+		 * due again, as if an event had come, so a later round sends it */
+		double now_s = clock_monotonic_s();
+		r->unsent_since_warned++;
+		if (now_s - r->unsent_warned_s >= 10) { /* one line per 10 s, with the count */
+			log_line(LOG_PRIORITY_WARNING,
+				 "publish for %s: %s; due again (%" PRIu64
+				 " lists not sent since the "
+				 "last such line)",
+				 user, why, r->unsent_since_warned);
+			r->unsent_warned_s = now_s;
+			r->unsent_since_warned = 0;
+		}
+		r->c.metrics->publish_retries_total++;
+		if (refresher_mark(r, stable, trigger_ts, clock_wall_ms()) != 0) {
+			set_errstr(errstr, errstr_size, "out of memory marking a refresh");
+			return -1;
+		}
 		return 0;
 	}
 	r->c.metrics->variants[v].recommendations_total++;

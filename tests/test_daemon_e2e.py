@@ -297,6 +297,22 @@ def test_a_full_producer_queue_makes_bad_input_wait_not_stop_the_daemon(daemon):
     assert daemon.stop() == 0
 
 
+def test_a_list_the_full_producer_queue_did_not_take_is_sent_later(daemon):
+    """A list the producer's queue cannot take (a slow broker; here a queue of
+    one message) makes its user due again, and a later round sends it: every
+    user who had events gets a list. It was dropped with a log line, and the
+    user kept no list until its next event."""
+    daemon.add_config("[kafka.producer]\nqueue.buffering.max.messages = 1\n")
+    daemon.start()
+    daemon.produce(2000, users=200, items=50)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 2000)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_users_served_total") >= 200), \
+        (daemon.metric("streamrec_users_served_total"), daemon.logtext()[-3000:])
+    assert daemon.metric("streamrec_publish_retries_total") > 0, "the queue never filled"
+    assert len(latest_lists(daemon)) == 200
+    assert daemon.stop() == 0
+
+
 def test_a_bad_catalogue_record_is_dead_lettered_once_across_restarts(daemon):
     """The items topic is re-read from its start on every start: a record it
     refused in an earlier run is counted and logged again, but the
