@@ -14,10 +14,13 @@ int publish_recommendation(const struct recommendation *rec, void *opaque, char 
 					 ? CODEC_FRAMING_CONFLUENT
 					 : CODEC_FRAMING_RAW;
 	int rc = -1;
-	if (codec_encode_recommendation(d->codec, rec, framing, &buf, errstr, errstr_size) == 0 &&
-	    producer_send(d->producer, d->config.output_topic, rec->user_id, strlen(rec->user_id),
-			  buf.data, buf.len, NULL, 0, errstr, errstr_size) == 0)
-		rc = 0;
+	if (codec_encode_recommendation(d->codec, rec, framing, &buf, errstr, errstr_size) == 0) {
+		rc = producer_send(d->producer, d->config.output_topic, rec->user_id,
+				   strlen(rec->user_id), buf.data, buf.len, NULL, 0, errstr,
+				   errstr_size);
+		if (rc == PRODUCER_QUEUE_FULL)
+			rc = REFRESH_PUBLISH_LATER;
+	}
 	codec_buf_free(&buf);
 	return rc;
 }

@@ -1389,9 +1389,14 @@ static int publish_list(struct refresher *r, const struct round *rd, const struc
 				     .item_count = length,
 				     .items = r->items,
 				     .list_id = list_id};
-	if (r->c.publish(&rec, r->c.opaque, why, sizeof why) != 0) {
-		/* not sent (the producer's queue full: a slow broker): the user is
-		 * due again, as if an event had come, so a later round sends it */
+	int sent = r->c.publish(&rec, r->c.opaque, why, sizeof why);
+	if (sent < 0) {
+		log_line(LOG_PRIORITY_WARNING, "publish for %s: %s", user, why);
+		return 0;
+	}
+	if (sent == REFRESH_PUBLISH_LATER) {
+		/* not taken now (the producer's queue full: a slow broker): the user
+		 * is due again, as if an event had come, so a later round sends it */
 		double now_s = clock_monotonic_s();
 		r->unsent_since_warned++;
 		if (now_s - r->unsent_warned_s >= 10) { /* one line per 10 s, with the count */

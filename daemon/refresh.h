@@ -87,9 +87,12 @@
 
 /**
  * @brief Publish one list: encode and send it. rec and its strings are valid
- * during the call only. @returns 0, or -1 with errstr filled (the list is
- * then logged as not published and the user's next event tries again).
+ * during the call only. @returns 0; REFRESH_PUBLISH_LATER with errstr filled
+ * when it cannot be taken now (the producer's queue full): the user is due
+ * again and a later round makes and sends its list; or -1 with errstr filled
+ * (refused: logged as not published, and the user's next event tries again).
  */
+#define REFRESH_PUBLISH_LATER 1
 typedef int (*refresh_publish_fn)(const struct recommendation *rec, void *opaque, char *errstr,
 				  size_t errstr_size);
 

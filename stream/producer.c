@@ -303,11 +303,12 @@ int producer_send_to(struct producer *p, const char *topic, int32_t partition, c
 			break;
 		rd_kafka_poll(p->rk, 0);
 	}
-	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 		set_errstr(errstr, errstr_size, "%s: queue full (%d messages waiting)", topic,
 			   rd_kafka_outq_len(p->rk));
-	else
-		set_errstr(errstr, errstr_size, "%s: produce: %s", topic, rd_kafka_err2str(err));
+		return PRODUCER_QUEUE_FULL;
+	}
+	set_errstr(errstr, errstr_size, "%s: produce: %s", topic, rd_kafka_err2str(err));
 	return -1;
 }
 

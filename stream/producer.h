@@ -84,6 +84,9 @@ struct producer;
 struct producer *producer_new(const struct producer_config *config, struct ev_loop *loop,
 			      char *errstr, size_t errstr_size);
 
+/** Returned when the producer's queue stayed full: nothing is wrong with the message. */
+#define PRODUCER_QUEUE_FULL (-2)
+
 /**
  * @brief Queue one message; key, value and headers are copied.
  *
@@ -91,7 +94,8 @@ struct producer *producer_new(const struct producer_config *config, struct ev_lo
  * full local queue is served (zero-timeout poll) and retried a few times,
  * never waited on.
  * @param value NULL with value_len 0 sends a tombstone.
- * @returns 0, or -1 with errstr filled ("recs: queue full", ...).
+ * @returns 0, PRODUCER_QUEUE_FULL with errstr filled ("recs: queue full": not
+ * queued, try again later), or -1 with errstr filled.
  */
 int producer_send(struct producer *producer, const char *topic, const void *key, size_t key_len,
 		  const void *value, size_t value_len, const struct producer_header *headers,
@@ -124,7 +128,6 @@ int producer_send_to(struct producer *producer, const char *topic, int32_t parti
  * queued: try again later, nothing is wrong with the letter), or -1 with
  * errstr filled (not queued).
  */
-#define PRODUCER_QUEUE_FULL (-2)
 int producer_send_dead_letter(struct producer *producer, const char *dead_letter_topic,
 			      const char *reason, const char *source_topic,
 			      int32_t source_partition, int64_t source_offset, const void *key,

@@ -55,7 +55,8 @@ struct published_list {
 struct sink {
 	struct published_list lists[MAX_LISTS];
 	size_t count;
-	int fail_next; /* refuse this many sends */
+	int fail_next;  /* refuse this many sends */
+	int later_next; /* answer "not now" (a full queue) to this many */
 };
 
 static int collect(const struct recommendation *rec, void *opaque, char *errstr,
@@ -66,6 +67,11 @@ static int collect(const struct recommendation *rec, void *opaque, char *errstr,
 		sink->fail_next--;
 		snprintf(errstr, errstr_size, "refused by the test");
 		return -1;
+	}
+	if (sink->later_next > 0) {
+		sink->later_next--;
+		snprintf(errstr, errstr_size, "queue full in the test");
+		return REFRESH_PUBLISH_LATER;
 	}
 	assert_true(sink->count < MAX_LISTS);
 	struct published_list *l = &sink->lists[sink->count++];
@@ -318,7 +324,6 @@ static void min_interval_holds_a_user_back(void **unused)
 static void a_refused_send_is_not_remembered(void **unused)
 {
 	(void)unused;
-	char errstr[512];
 	struct fixture *f = calloc(1, sizeof *f);
 	assert_non_null(f);
 	open_fixture(f, 0, 0, false);
@@ -327,7 +332,27 @@ static void a_refused_send_is_not_remembered(void **unused)
 	assert_int_equal(run_all(f), USERS);
 	assert_int_equal(f->sink.count, USERS - 1);
 	assert_int_equal(f->metrics->variants[0].recommendations_total, USERS - 1);
-	(void)errstr;
+	assert_int_equal(f->metrics->publish_retries_total, 0);
+	close_fixture(f);
+	free(f);
+}
+
+/* A list the sink could not take now (the producer's queue full) is not
+ * remembered, and its user is due again: a later round sends it (it was
+ * dropped as a refused one is). */
+static void a_send_not_taken_now_is_made_again(void **unused)
+{
+	(void)unused;
+	struct fixture *f = calloc(1, sizeof *f);
+	assert_non_null(f);
+	open_fixture(f, 0, 0, false);
+	learn_purchases(f);
+	f->sink.later_next = 1;
+	assert_int_equal(run_all(f), USERS + 1); /* the refused one twice */
+	assert_int_equal(f->sink.count, USERS);
+	assert_int_equal(f->metrics->variants[0].recommendations_total, USERS);
+	assert_int_equal(f->metrics->publish_retries_total, 1);
+	assert_int_equal(refresher_pending(f->refresher), 0);
 	close_fixture(f);
 	free(f);
 }
@@ -1285,6 +1310,7 @@ int main(void)
 	    cmocka_unit_test(lists_belong_to_their_users_at_every_cache_bound),
 	    cmocka_unit_test(min_interval_holds_a_user_back),
 	    cmocka_unit_test(a_refused_send_is_not_remembered),
+	    cmocka_unit_test(a_send_not_taken_now_is_made_again),
 	    cmocka_unit_test(hits_count_against_the_last_list),
 	    cmocka_unit_test(hits_follow_the_list_the_event_names),
 	    cmocka_unit_test(a_cold_users_list_is_labelled_cold_start),
