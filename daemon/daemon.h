@@ -112,6 +112,12 @@ struct daemon {
 	ev_idle refresh_idle;
 	ev_async refresh_done; /* a worker finished a round (refresh.c's notify) */
 	double refresh_credit_s, refresh_credit_at;
+	/* from the start until the catalogue was read up to where it ended then
+	 * (the consumer's on_caught_up) or CATALOGUE_WAIT_S passed: no list is
+	 * made, since the stock flags, retirements and categories of an earlier
+	 * run are not known yet (ingest.c, publish.c) */
+	bool catalogue_loading;
+	double catalogue_wait_until, catalogue_started;
 	ev_signal sigint, sigterm, sighup, sigusr1;
 	int interrupts;
 	bool stopping, failed, ready_sent;

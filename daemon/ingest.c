@@ -16,6 +16,9 @@
 /* Dead-letter log lines: at most one per reason in this window; metrics count all. */
 #define DEAD_LETTER_LOG_WINDOW_S 10.0
 
+/* How often the catalogue's consumer looks at its position while lists wait for it. */
+#define CATALOGUE_LAG_INTERVAL_MS 100
+
 /* A dead letter the producer's full queue did not take: read again after this. */
 #define DEAD_LETTER_RETRY_MS 200
 
@@ -869,6 +872,34 @@ static int on_revoke(const char *topic, int32_t partition, void *opaque)
 	return 0;
 }
 
+/* The catalogue read to its end, or the wait given up: lists are made again. */
+void ingest_catalogue_loaded(struct daemon *d, bool complete)
+{
+	if (!d->catalogue_loading)
+		return;
+	d->catalogue_loading = false;
+	d->metrics->catalogue_loading = 0;
+	if (complete)
+		log_line(LOG_PRIORITY_INFO,
+			 "catalogue read to its end: %" PRIu64 " records in %.1f s; lists are made "
+			 "from now on",
+			 d->metrics->catalogue_records_total, ev_time() - d->catalogue_started);
+	else
+		log_line(LOG_PRIORITY_WARNING,
+			 "catalogue not read to its end in %d s (%" PRIu64
+			 " records so far): lists "
+			 "are made without waiting longer, and may name items it retired or put "
+			 "out of stock until it is",
+			 CATALOGUE_WAIT_S, d->metrics->catalogue_records_total);
+	publish_wake(d);
+}
+
+/* The catalogue holds no more than what was read: lists are made from now on. */
+static void on_catalogue_caught_up(void *opaque)
+{
+	ingest_catalogue_loaded(opaque, true);
+}
+
 /* A catalogue partition was revoked: nothing of it is stored, its texts go. */
 static int on_catalog_revoke(const char *topic, int32_t partition, void *opaque)
 {
@@ -1247,7 +1278,9 @@ int ingest_connect(struct daemon *d, char *errstr, size_t errstr_size)
 							   .offset_for = offset_for,
 							   .on_revoke = on_catalog_revoke,
 							   .on_error = on_error,
-							   .on_skip = on_skip};
+							   .on_skip = on_skip,
+							   .on_caught_up = on_catalogue_caught_up};
+		cc.lag_interval_ms = CATALOGUE_LAG_INTERVAL_MS;
 		d->catalog_consumer = consumer_new(&cc, d->loop, errstr, errstr_size);
 		if (d->catalog_consumer == NULL)
 			goto out_free;
@@ -1268,6 +1301,12 @@ void ingest_start(struct daemon *d)
 	ev_timer_start(d->loop, &d->commit_timer);
 	ev_timer_init(&d->pay_timer, on_pay_timer, PAY_CHECK_S, PAY_CHECK_S);
 	d->pay_timer.data = d;
+	if (d->catalog_consumer != NULL) {
+		d->catalogue_loading = true;
+		d->metrics->catalogue_loading = 1;
+		d->catalogue_started = ev_time();
+		d->catalogue_wait_until = d->catalogue_started + CATALOGUE_WAIT_S;
+	}
 }
 
 void ingest_stop(struct daemon *d)

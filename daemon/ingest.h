@@ -70,4 +70,14 @@ int ingest_refresh_idle(struct daemon *d, char *errstr, size_t errstr_size);
 /** @brief Log the dead-letter lines held back by the rate limit in windows that ended. */
 void ingest_log_suppressed(struct daemon *d);
 
+/** How long lists wait at the start for the catalogue to be read to its end. */
+#define CATALOGUE_WAIT_S 60
+
+/**
+ * @brief Ends the start's wait for the catalogue (d->catalogue_loading):
+ * complete when it was read to its end, else the wait was given up (logged
+ * as a warning). Lists are made from then on.
+ */
+void ingest_catalogue_loaded(struct daemon *d, bool complete);
+
 #endif

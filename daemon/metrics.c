@@ -795,6 +795,10 @@ int metrics_render(const struct metrics *m, char **out, size_t *len, char *errst
 	       "at every start), applied or refused.");
 	text_printf(&t, "streamrec_catalogue_records_total %" PRIu64 "\n",
 		    m->catalogue_records_total);
+	family(&t, "catalogue_loading", "gauge",
+	       "1 while lists wait at the start for the catalogue to be read to its end (at most "
+	       "60 s), else 0.");
+	text_printf(&t, "streamrec_catalogue_loading %" PRId64 "\n", m->catalogue_loading);
 	family(&t, "dlq_messages_total", "counter", "Messages sent to the dead-letter topic.");
 	text_printf(&t, "streamrec_dlq_messages_total %" PRIu64 "\n", m->dlq_messages_total);
 	family(&t, "changelog_records_total", "counter",

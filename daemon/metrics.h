@@ -234,6 +234,7 @@ struct metrics {
 	uint64_t commits_postponed_total;
 	uint64_t dlq_messages_total;
 	uint64_t catalogue_records_total; /* items-topic records read since the start */
+	int64_t catalogue_loading;        /* 1 while lists wait for the catalogue's re-read */
 	/** Messages that waited for a writer schema the registry could not give yet. */
 	uint64_t schema_waits_total;
 	uint64_t dead_letter_waits_total; /* dead letters re-read: the producer's queue was full */

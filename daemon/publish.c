@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "ingest.h"
 #include "log.h"
 
 int publish_recommendation(const struct recommendation *rec, void *opaque, char *errstr,
@@ -43,8 +44,10 @@ static void on_refresh_idle(struct ev_loop *loop, ev_idle *w, int revents)
 		d->refresh_credit_s = bound;
 	if (d->refresh_credit_s < -bound)
 		d->refresh_credit_s = -bound;
-	if (d->refresh_credit_s <= 0 && d->consumer != NULL && consumer_backlog(d->consumer)) {
-		ev_idle_stop(loop, w); /* learning first; the timer comes back */
+	if ((d->refresh_credit_s <= 0 && d->consumer != NULL && consumer_backlog(d->consumer)) ||
+	    d->catalogue_loading) {
+		/* learning first, or the catalogue; the timer comes back */
+		ev_idle_stop(loop, w);
 		return;
 	}
 	refresher_set_behind(d->refresher, d->consumer != NULL &&
@@ -65,6 +68,8 @@ static void on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = w->data;
 	(void)revents;
+	if (d->catalogue_loading && ev_now(loop) >= d->catalogue_wait_until)
+		ingest_catalogue_loaded(d, false);
 	if (refresher_pending(d->refresher) > 0 || refresher_busy(d->refresher))
 		ev_idle_start(loop, &d->refresh_idle);
 }

@@ -53,6 +53,8 @@
 #define DEFAULT_MAX_WAKEUP_US           5000
 #define DEFAULT_LAG_INTERVAL_MS         1000
 #define CLOSE_POLL_MS                   100
+/* on_caught_up: the bound of one high-watermark query at an assignment */
+#define CATCH_UP_QUERY_MS 5000
 
 struct consumer {
 	rd_kafka_t *rk;
@@ -80,6 +82,9 @@ struct consumer {
 	 * non-NULL once the partition is paused) */
 	rd_kafka_topic_partition_list_t *waiting, *held;
 	ev_timer retry_timer;
+	/* on_caught_up: per partition of the first assignments, the high
+	 * watermark to reach (offset), -1 once reached; NULL once told */
+	rd_kafka_topic_partition_list_t *catch_up;
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -165,6 +170,66 @@ static void record_committed(struct consumer *c, const rd_kafka_topic_partition_
 					 offsets->elems[i].partition, offsets->elems[i].offset);
 }
 
+/* ---- catching up (on_caught_up) ------------------------------------------------------ */
+
+/* Tells on_caught_up, once. */
+static void tell_caught_up(struct consumer *c)
+{
+	if (c->catch_up == NULL)
+		return;
+	rd_kafka_topic_partition_list_destroy(c->catch_up);
+	c->catch_up = NULL;
+	c->callbacks.on_caught_up(c->opaque);
+}
+
+/* Tells on_caught_up when every partition's target is reached. */
+static void check_caught_up(struct consumer *c)
+{
+	for (int i = 0; c->catch_up != NULL && i < c->catch_up->cnt; i++)
+		if (c->catch_up->elems[i].offset >= 0)
+			return;
+	tell_caught_up(c);
+}
+
+/* The partition's next offset to read is `next`: its target may be reached. */
+static void note_caught_up_to(struct consumer *c, const char *topic, int32_t partition,
+			      int64_t next)
+{
+	rd_kafka_topic_partition_t *t =
+	    rd_kafka_topic_partition_list_find(c->catch_up, topic, partition);
+	if (t == NULL || t->offset < 0 || next < t->offset)
+		return;
+	t->offset = -1;
+	check_caught_up(c);
+}
+
+/*
+ * The targets of newly assigned partitions: their high watermarks now, asked
+ * of the broker (the cached ones are unknown until a fetch answers, and an
+ * empty partition's may never be cached). A partition whose watermark
+ * cannot be had keeps the caller waiting (its own bound decides).
+ */
+static void set_catch_up_targets(struct consumer *c,
+				 const rd_kafka_topic_partition_list_t *partitions)
+{
+	for (int i = 0; c->catch_up != NULL && i < partitions->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &partitions->elems[i];
+		if (rd_kafka_topic_partition_list_find(c->catch_up, tp->topic, tp->partition))
+			continue;
+		int64_t low = -1, high = -1;
+		rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+		    c->rk, tp->topic, tp->partition, &low, &high, CATCH_UP_QUERY_MS);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			report(c, false, "%s [%" PRId32 "]: high watermark: %s", tp->topic,
+			       tp->partition, rd_kafka_err2str(err));
+			high = INT64_MAX; /* never reached: the caller's bound ends the wait */
+		}
+		rd_kafka_topic_partition_list_add(c->catch_up, tp->topic, tp->partition)->offset =
+		    high > low ? high : -1;
+	}
+	check_caught_up(c);
+}
+
 /* Messages from offset up to the high watermark; -1 when either is unknown. */
 static int64_t lag_behind(int64_t high_watermark, int64_t offset)
 {
@@ -183,8 +248,11 @@ static void on_lag_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct consumer *c = w->data;
 	rd_kafka_topic_partition_list_t *assignment = NULL;
-	(void)loop;
 	(void)revents;
+	if (c->callbacks.on_lag == NULL && c->catch_up == NULL) {
+		ev_timer_stop(loop, w); /* it ran for the catching up only, now told */
+		return;
+	}
 	if (rd_kafka_assignment(c->rk, &assignment) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return;
 	if (rd_kafka_position(c->rk, assignment) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -192,6 +260,9 @@ static void on_lag_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	for (int i = 0; i < assignment->cnt; i++) {
 		const rd_kafka_topic_partition_t *tp = &assignment->elems[i];
 		int64_t low = -1, high = -1, position, committed, lag;
+		/* the position passes what a fetch skips (transaction markers) */
+		if (c->catch_up != NULL && tp->err == RD_KAFKA_RESP_ERR_NO_ERROR && tp->offset >= 0)
+			note_caught_up_to(c, tp->topic, tp->partition, tp->offset);
 		if (rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &low, &high) !=
 			RD_KAFKA_RESP_ERR_NO_ERROR ||
 		    high < 0)
@@ -210,7 +281,7 @@ static void on_lag_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		lag = lag_behind(high, position);
 		if (lag < 0 && (high == 0 || high == low))
 			lag = 0;
-		if (lag >= 0)
+		if (lag >= 0 && c->callbacks.on_lag != NULL)
 			c->callbacks.on_lag(tp->topic, tp->partition, lag,
 					    lag_behind(high, committed), c->opaque);
 	}
@@ -319,6 +390,7 @@ static void on_assign(struct consumer *c, rd_kafka_topic_partition_list_t *parti
 	}
 	if (partitions->cnt > 0)
 		c->broker_up = true;
+	set_catch_up_targets(c, partitions);
 	if (c->paused && partitions->cnt > 0) {
 		rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk, partitions);
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -448,6 +520,9 @@ static void deliver(struct consumer *c, rd_kafka_message_t *m)
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
 		return;
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		/* a subscribed topic that does not exist: nothing to catch up with */
+		if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && c->assigned_count == 0)
+			tell_caught_up(c);
 		report(c, m->err == RD_KAFKA_RESP_ERR__FATAL, "%s [%" PRId32 "]: %s",
 		       m->rkt != NULL ? rd_kafka_topic_name(m->rkt) : "(no topic)", m->partition,
 		       rd_kafka_message_errstr(m));
@@ -479,6 +554,8 @@ static void deliver(struct consumer *c, rd_kafka_message_t *m)
 		return;
 	}
 	c->callbacks.on_message(&message, c->opaque);
+	if (c->catch_up != NULL) /* after the message: it is part of what was caught up with */
+		note_caught_up_to(c, message.topic, message.partition, message.offset + 1);
 }
 
 /* Serves the queue up to the wakeup's bounds (struct wakeup calls it). */
@@ -597,6 +674,8 @@ struct consumer *consumer_new(const struct consumer_config *config, struct ev_lo
 	    config->max_wakeup_us > 0 ? config->max_wakeup_us : DEFAULT_MAX_WAKEUP_US;
 	c->start_offsets = rd_kafka_topic_partition_list_new(16);
 	c->committed_offsets = rd_kafka_topic_partition_list_new(16);
+	if (config->callbacks.on_caught_up != NULL)
+		c->catch_up = rd_kafka_topic_partition_list_new(16);
 	conf = build_conf(config, c, errstr, errstr_size);
 	if (conf == NULL)
 		goto out_free;
@@ -623,7 +702,7 @@ struct consumer *consumer_new(const struct consumer_config *config, struct ev_lo
 	wakeup_start(&c->wakeup);
 	ev_timer_init(&c->retry_timer, on_retry_timer, 1., 0.);
 	c->retry_timer.data = c;
-	if (c->callbacks.on_lag != NULL) {
+	if (c->callbacks.on_lag != NULL || c->catch_up != NULL) {
 		double lag_s = (double)(config->lag_interval_ms > 0 ? config->lag_interval_ms
 								   : DEFAULT_LAG_INTERVAL_MS) /
 			       1000.0;
@@ -642,6 +721,8 @@ out_destroy_rk:
 out_free:
 	rd_kafka_topic_partition_list_destroy(c->committed_offsets);
 	rd_kafka_topic_partition_list_destroy(c->start_offsets);
+	if (c->catch_up != NULL)
+		rd_kafka_topic_partition_list_destroy(c->catch_up);
 	free(c);
 	return NULL;
 }
@@ -907,6 +988,8 @@ out_destroy_queues:
 	rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	rd_kafka_topic_partition_list_destroy(c->committed_offsets);
 	rd_kafka_topic_partition_list_destroy(c->start_offsets);
+	if (c->catch_up != NULL)
+		rd_kafka_topic_partition_list_destroy(c->catch_up);
 	if (c->waiting != NULL)
 		rd_kafka_topic_partition_list_destroy(c->waiting);
 	if (c->held != NULL)

@@ -93,6 +93,14 @@ struct consumer_callbacks {
 	 * paused at its next message).
 	 */
 	bool (*on_skip)(const struct consumer_message *message, void *opaque);
+	/**
+	 * Called once, when the consumer has read what its partitions held when
+	 * they were first assigned: each partition's high watermark then (asked
+	 * of the broker at the assignment, a blocking round trip) reached by its
+	 * position; an empty partition at once; a subscribed topic the broker
+	 * does not know, with nothing assigned, at once too. Optional.
+	 */
+	void (*on_caught_up)(void *opaque);
 };
 
 /** Consumer settings. Strings are copied by consumer_new(); nothing is owned. */

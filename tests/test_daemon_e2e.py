@@ -767,6 +767,56 @@ def test_the_catalogue_is_re_read_whatever_the_consumer_offset_reset(daemon):
     assert daemon.stop() == 0
 
 
+def test_lists_wait_at_the_start_for_the_catalogue_to_be_read(daemon):
+    """After a restart the catalogue is read again from its start; until it
+    was read to its end no list is made, so an item an earlier run saw go out
+    of stock is never listed by the events that arrive first. Lists were
+    made at once, and named it until the catalogue caught up."""
+    daemon.start()
+    daemon.produce(3000, users=200, items=50)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3000)
+    from kafka_send import send_item_events
+    send_item_events(daemon.broker.bootstrap, daemon.items,
+                     [(f"filler-{k}", True) for k in range(20000)] + [("item-0", False)])
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_catalogue_records_total") >= 20001)
+    assert daemon.stop() == 0
+
+    def lists():
+        return {user: items for user, (_, items) in latest_lists(daemon).items()}
+
+    before = lists()
+    assert any("item-0" in items for items in before.values()), daemon.logtext()
+    daemon.start()
+    daemon.produce(3000, users=200, items=50, seed=4)  # at once: every user due again
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3000)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_catalogue_loading") == 0)
+    time.sleep(3)
+    assert "catalogue read to its end: 20001 records" in daemon.logtext(), daemon.logtext()
+    after = lists()
+    refreshed = [u for u in after if after[u] != before.get(u)]
+    assert len(refreshed) > 100
+    holding = [u for u in refreshed if "item-0" in after[u]]
+    assert holding == [], f"{len(holding)} refreshed lists name the out-of-stock item-0"
+    assert daemon.stop() == 0
+
+
+def test_lists_do_not_wait_for_a_catalogue_topic_that_does_not_exist(daemon):
+    """input.items_topic defaults to "items": where that topic does not exist
+    there is no catalogue to wait for, and lists are made at once (the kafka
+    warning names the topic), not after the wait's 60 s bound."""
+    text = daemon.config.read_text()
+    daemon.config.write_text(text.replace(f"items_topic = {daemon.items}",
+                                          f"items_topic = {daemon.items}.absent"))
+    daemon.start()
+    daemon.produce(300, users=50)
+    assert daemon.wait_for(lambda: daemon.metric("streamrec_catalogue_loading") == 0, 20), \
+        daemon.logtext()
+    assert daemon.wait_for(lambda: len(latest_lists(daemon, 3000)) >= 40, 20)
+    assert f"Subscribed topic not available: {daemon.items}.absent" in daemon.logtext()
+    assert "catalogue read to its end: 0 records" in daemon.logtext()
+    assert daemon.stop() == 0
+
+
 def test_new_items_start_at_their_category_mean(daemon):
     """An item the catalogue names in a known category, before anyone has
     touched it, starts from the mean vector of that category's learned items."""

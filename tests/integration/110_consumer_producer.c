@@ -48,6 +48,7 @@ struct fixture {
 	struct producer *producer;
 	char topic[128];
 	char other_topic[128]; /* member_start subscribes to it when set */
+	bool want_caught_up;   /* member_start asks for on_caught_up */
 	char group[128];
 	char producer_error[512];
 	int fds_at_start;
@@ -79,6 +80,9 @@ struct member {
 	int skipped, skip_limit;
 	int64_t skipped_first, skipped_last;
 	bool skipped_in_order;
+	/* on_caught_up: told, and how many were received then */
+	int caught_up;
+	size_t received_at_caught_up;
 };
 
 static int count_fds(void)
@@ -157,6 +161,13 @@ static bool on_skip(const struct consumer_message *m, void *opaque)
 	return ++mb->skipped < mb->skip_limit;
 }
 
+static void on_caught_up(void *opaque)
+{
+	struct member *mb = opaque;
+	mb->caught_up++;
+	mb->received_at_caught_up = mb->received;
+}
+
 static int offset_for(const char *topic, int32_t partition, int64_t *stored, void *opaque)
 {
 	struct member *mb = opaque;
@@ -228,6 +239,8 @@ static void member_start(struct member *mb, struct fixture *f, const char *group
 	    .opaque = mb,
 	};
 	char errstr[512];
+	if (f->want_caught_up)
+		config.callbacks.on_caught_up = on_caught_up;
 	memset(mb, 0, sizeof *mb);
 	mb->f = f;
 	mb->stored_offset = stored_offset;
@@ -574,6 +587,59 @@ static void a_held_partition_revoked_comes_back_unpaused(void **state)
 	assert_no_fd_leak(f);
 }
 
+static bool caught_up(void *arg)
+{
+	struct member *mb = arg;
+	return mb->caught_up > 0;
+}
+
+/* on_caught_up: told once what the partitions held at their assignment was
+ * read (every message of them), and at once for an empty partition or a
+ * topic that does not exist. */
+static void catching_up_is_told_once(void **state)
+{
+	struct fixture *f = *state;
+	struct member *mb = f->members[0];
+	char errstr[512];
+	if (kafkatest_create_topic(f->bootstrap, f->topic, 2, KAFKATEST_TIMEOUT_MS, errstr,
+				   sizeof errstr) != 0)
+		fail_msg("%s", errstr);
+	start_producer(f);
+	produce_numbered(f, 0, MESSAGE_COUNT, true);
+	f->want_caught_up = true;
+	member_start(mb, f, f->group, -1, NULL, 0, 0);
+	if (!run_until(f->loop, caught_up, mb, DEADLINE_MS))
+		fail_msg("never caught up: %zu received, %s", mb->received, mb->last_error);
+	assert_int_equal(mb->received_at_caught_up, MESSAGE_COUNT + 1);
+	produce_numbered(f, MESSAGE_COUNT, 10, false); /* more: told once only */
+	struct received_wait w = {mb, MESSAGE_COUNT + 11, false};
+	if (!run_until(f->loop, received_enough, &w, DEADLINE_MS))
+		fail_msg("%zu received after catching up", mb->received);
+	assert_int_equal(mb->caught_up, 1);
+	member_close(mb);
+
+	/* an empty topic, and one that does not exist: at once */
+	char empty[128], absent[128];
+	if (kafkatest_unique_name("streamrec-test-cp-empty", empty, sizeof empty, errstr,
+				  sizeof errstr) != 0 ||
+	    kafkatest_create_topic(f->bootstrap, empty, 1, KAFKATEST_TIMEOUT_MS, errstr,
+				   sizeof errstr) != 0 ||
+	    kafkatest_unique_name("streamrec-test-cp-absent", absent, sizeof absent, errstr,
+				  sizeof errstr) != 0)
+		fail_msg("%s", errstr);
+	const char *topics[] = {empty, absent};
+	for (int t = 0; t < 2; t++) {
+		snprintf(f->other_topic, sizeof f->other_topic, "%s", topics[t]);
+		member_start(mb, f, f->group, -1, NULL, 0, 0);
+		if (!run_until(f->loop, caught_up, mb, DEADLINE_MS))
+			fail_msg("%s: never caught up: %s", topics[t], mb->last_error);
+		assert_int_equal(mb->received, 0);
+		member_close(mb);
+	}
+	f->other_topic[0] = '\0';
+	assert_no_fd_leak(f);
+}
+
 /* (b) a dead letter's provenance headers arrive as decimal strings. */
 static void dead_letter_headers_arrive(void **state)
 {
@@ -776,6 +842,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(a_held_partition_revoked_comes_back_unpaused, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(catching_up_is_told_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(dead_letter_headers_arrive, setup, teardown),
 	    cmocka_unit_test_setup_teardown(next_member_starts_at_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(revoke_eager, setup, teardown),

@@ -237,7 +237,7 @@ static void renders_exact_lines(void **state)
 	assert_line(text, "# TYPE streamrec_state_block_cache_bytes gauge");
 	assert_line(text, "streamrec_state_block_cache_bytes{kind=\"capacity\"} 0");
 	assert_line(text, "streamrec_state_block_cache_bytes{kind=\"usage\"} 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 77);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 78);
 	/* the text model's family is there, without a sample while no model is loaded */
 	assert_line(text, "# TYPE streamrec_text_model_info gauge");
 	assert_int_equal(count_lines_starting(text, "streamrec_text_model_info{"), 0);
@@ -253,7 +253,7 @@ static void renders_exact_lines(void **state)
 			  "kernel=\"avx2\"} 1");
 	assert_line(text, "# TYPE streamrec_commit_loop_seconds histogram");
 	assert_line(text, "streamrec_commit_loop_seconds_count 0");
-	assert_int_equal(count_lines_starting(text, "# TYPE "), 77);
+	assert_int_equal(count_lines_starting(text, "# TYPE "), 78);
 	assert_int_equal(count_lines_starting(text, "streamrec_consumer_lag{"), 1);
 	assert_line(text, "streamrec_consumer_lag{topic=\"events\",partition=\"1\"} 5");
 	free(text);
