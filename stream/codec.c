@@ -1144,11 +1144,31 @@ static int field_value(struct writer_plan *plan, avro_value_t *record, size_t f,
 	return 0;
 }
 
+/*
+ * A union's value as its current branch (a writer may wrap a field inside a
+ * record, ContentVector's model, dim or numbers, in a union with null:
+ * kind_accepts() takes such a writer); a null there is an invalid field.
+ */
+static int unwrap_union(avro_value_t *v, const char *name, struct codec_error *err)
+{
+	if (avro_value_get_type(v) != AVRO_UNION)
+		return 0;
+	avro_value_t branch;
+	if (avro_value_get_current_branch(v, &branch) != 0)
+		return fail(err, CODEC_ERR_MALFORMED, "field %s: bad union branch", name);
+	*v = branch;
+	if (avro_value_get_type(v) == AVRO_NULL)
+		return fail(err, CODEC_ERR_INVALID_FIELD, "%s is null", name);
+	return 0;
+}
+
 static int value_string(avro_value_t *v, const char *name, const char **s, size_t *len,
 			struct codec_error *err)
 {
 	size_t size;
 	int rc;
+	if (unwrap_union(v, name, err) != 0)
+		return -1;
 	switch (avro_value_get_type(v)) {
 	case AVRO_STRING:
 		rc = avro_value_get_string(v, s, &size);
@@ -1194,6 +1214,8 @@ static int value_id(avro_value_t *v, const char *name, char *dst, struct codec_e
 static int value_long(avro_value_t *v, const char *name, int64_t *out, struct codec_error *err)
 {
 	int32_t i;
+	if (unwrap_union(v, name, err) != 0)
+		return -1;
 	switch (avro_value_get_type(v)) {
 	case AVRO_INT32:
 		avro_value_get_int(v, &i);
@@ -1209,6 +1231,8 @@ static int value_long(avro_value_t *v, const char *name, int64_t *out, struct co
 static int value_double(avro_value_t *v, const char *name, double *out, struct codec_error *err)
 {
 	float f;
+	if (unwrap_union(v, name, err) != 0)
+		return -1;
 	switch (avro_value_get_type(v)) {
 	case AVRO_FLOAT:
 		avro_value_get_float(v, &f);

@@ -115,3 +115,36 @@ def test_a_broken_content_vector_is_refused_naming_the_field(content, detail):
     [line] = tool(["--framing", "raw", "decode-items"], [avro(NEW, item).hex()])
     assert line.startswith("ERR invalid_field "), line  # the README's reason (an empty
     assert detail in line, line                          # model was empty_id)
+
+
+def test_a_writer_wrapping_the_vectors_fields_in_unions_is_read(tmp_path):
+    """A writer whose ContentVector has model, dim and the numbers each in a
+    union with null (which the codec takes when the schema is registered)
+    is read field for field; a null among them is an invalid field. Every
+    such record was refused ("writer sent a union") after the schema had
+    been taken."""
+    schema = json.loads((SCHEMAS / "item_event.avsc").read_text())
+    content = next(f for f in schema["fields"] if f["name"] == "content")
+    record = next(t for t in content["type"] if isinstance(t, dict))
+    for field in record["fields"]:
+        if field["name"] == "model":
+            field["type"] = ["null", "string"]
+        elif field["name"] == "dim":
+            field["type"] = ["null", "int"]
+        elif field["name"] == "vector":
+            field["type"] = {"type": "array", "items": ["null", "float"]}
+    (tmp_path / "unions.avsc").write_text(json.dumps(schema))
+    writer = fastavro.parse_schema(schema)
+    base = {"item_id": "x", "category": None, "price": None, "in_stock": True,
+            "ts": 1700000000000, "title": None, "description": None}
+    good = {**base, "content": {"model": "m", "dim": 2, "vector": [0.5, -1.0]}}
+    nulls = [({"model": None, "dim": 2, "vector": [0.5, -1.0]}, "content.model is null"),
+             ({"model": "m", "dim": None, "vector": [0.5, -1.0]}, "content.dim is null"),
+             ({"model": "m", "dim": 2, "vector": [0.5, None]}, "content.vector is null")]
+    messages = [confluent(41, avro(writer, good))] + \
+        [confluent(41, avro(writer, {**base, "content": c})) for c, _ in nulls]
+    lines = tool(["--schema", f"41={tmp_path / 'unions.avsc'}", "decode-items"],
+                 [m.hex() for m in messages])
+    assert lines[0] == expected_line(good), lines[0]
+    for line, (_, detail) in zip(lines[1:], nulls):
+        assert line.startswith("ERR invalid_field ") and detail in line, line
