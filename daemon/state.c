@@ -1858,6 +1858,19 @@ long state_export(struct state *state, const char *path, char *errstr, size_t er
 	return statefile_export(state->store, path, errstr, errstr_size);
 }
 
+long state_copy_stored(const char *dir, const char *to, const char *export_to, char *errstr,
+		       size_t errstr_size)
+{
+	struct store_config sc = {.path = dir, .must_exist = true};
+	struct store *store = store_open(&sc, errstr, errstr_size);
+	if (store == NULL)
+		return -1;
+	long rc = export_to != NULL ? statefile_export(store, export_to, errstr, errstr_size)
+				    : store_checkpoint(store, to, errstr, errstr_size);
+	store_close(store);
+	return rc;
+}
+
 long state_import(const char *dir, const char *path, char *errstr, size_t errstr_size)
 {
 	return statefile_import(dir, path, errstr, errstr_size);

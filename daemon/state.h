@@ -305,6 +305,18 @@ int state_checkpoint(struct state *state, const char *dir, char *errstr, size_t 
 long state_export(struct state *state, const char *path, char *errstr, size_t errstr_size);
 
 /**
+ * @brief state_checkpoint() (to set, export_to NULL) or state_export()
+ * (export_to set) of the state in dir as it is stored, without opening its
+ * variants: the tools copy a state whatever model settings it was written
+ * with, and change nothing in it (opened as a state, it was reconciled with
+ * the default settings: refused, or its stored co-visitation bound grown).
+ * dir must hold a state. @returns the entries exported (0 for a checkpoint),
+ * or -1 with errstr filled.
+ */
+long state_copy_stored(const char *dir, const char *to, const char *export_to, char *errstr,
+		       size_t errstr_size);
+
+/**
  * @brief Load an export file into a state directory that must not exist
  * yet (a new state is created). All entries land in one atomic batch.
  * @returns the number of entries read, or -1 with errstr filled (the

@@ -132,3 +132,33 @@ def test_inspect_explains_each_listed_item(learned, tmp_path):
     cold = run("inspect", "--state", copy, "--user", "never-seen", "--k", "3", "--explain").stdout
     assert len(re.findall(r"^\s+\d+\. \S+\s+\S+\s+cold_start\s+because -\s*$", cold, re.M)) == 3, \
         cold
+
+
+def test_export_and_checkpoint_copy_a_state_of_any_settings(tmp_path):
+    """export and checkpoint copy a state as stored, whatever model settings
+    it was written with, and change nothing in it. They opened it with the
+    default settings: a state of another dim was refused, and one with fewer
+    co-visitation neighbours had its stored bound grown to the default's, so
+    the daemon then refused its own configuration."""
+    events = tmp_path / "events.csv"
+    run("gen", "--events", "5000", "--users", "300", "--items", "100", "--out", events)
+    state = tmp_path / "state"
+    config = tmp_path / "streamrecd.conf"
+    config.write_text(f"[state]\ndir = {state}\n[kafka]\nbootstrap.servers = 127.0.0.1:9\n"
+                      "[model]\ncovis_neighbours = 256\n")
+    run("replay", "--config", config, events)
+    digest = run("digest", "--config", config).stdout
+    assert run("export", "--state", state, "--out", tmp_path / "x.export").returncode == 0
+    assert run("checkpoint", "--state", state, "--to", tmp_path / "copy").returncode == 0
+    # the source opens under its own settings, unchanged
+    assert run("digest", "--config", config).stdout == digest
+    run("import", "--in", tmp_path / "x.export", "--state", tmp_path / "imported")
+    for copy in ("copy", "imported"):
+        assert run("digest", "--config", config, "--state", tmp_path / copy).stdout == digest
+    # a state of another dim: exported too (it was refused)
+    other = tmp_path / "other.conf"
+    other.write_text(config.read_text().replace(str(state), str(tmp_path / "dim16"))
+                     + "dim = 16\n")
+    run("replay", "--config", other, events)
+    assert run("export", "--state", tmp_path / "dim16",
+               "--out", tmp_path / "dim16.export").returncode == 0
