@@ -297,9 +297,12 @@ int state_checkpoint(struct state *state, const char *dir, char *errstr, size_t 
 
 /**
  * @brief Write every entry of the state (rows, ids, globals, offsets) to an
- * export file: "streamrec-export 1\n", then per entry a family byte, a
+ * export file: "streamrec-export 2\n", then per entry a family byte, a
  * 32-bit big-endian key length, the key, a 32-bit value length, the value;
- * for backup, migration and inspection.
+ * then an end record (family 0xff, key length 0, value length 8, the entry
+ * count), which an import requires (version 1 files had none); for backup,
+ * migration and inspection. Written beside path and renamed over it once
+ * synced; a file at path that is no export is not replaced.
  * @returns the number of entries written, or -1 with errstr filled.
  */
 long state_export(struct state *state, const char *path, char *errstr, size_t errstr_size);

@@ -70,10 +70,10 @@ def stored_offsets(state_dir, tmp_path):
     subprocess.run([STREAMREC, "export", "--state", state_dir, "--out", path], check=True,
                    capture_output=True)
     data = path.read_bytes()
-    magic = b"streamrec-export 1\n"
+    magic = b"streamrec-export 2\n"
     assert data.startswith(magic)
     at, offsets = len(magic), {}
-    while at < len(data):
+    while data[at] != 0xff:  # the end record
         family, key_len = struct.unpack_from(">BI", data, at)
         key = data[at + 5:at + 5 + key_len]
         at += 5 + key_len

@@ -58,9 +58,9 @@ def export(daemon):
     subprocess.run([STREAMREC, "export", "--state", daemon.dir / "state", "--out", path],
                    check=True, capture_output=True)
     data = path.read_bytes()
-    assert data.startswith(b"streamrec-export 1\n")
-    at, entries = len(b"streamrec-export 1\n"), {f: {} for f in FAMILIES}
-    while at < len(data):
+    assert data.startswith(b"streamrec-export 2\n")
+    at, entries = len(b"streamrec-export 2\n"), {f: {} for f in FAMILIES}
+    while data[at] != 0xff:  # the end record
         family = FAMILIES[data[at]]
         (key_len,) = struct.unpack(">I", data[at + 1:at + 5])
         key = data[at + 5:at + 5 + key_len]

@@ -395,8 +395,8 @@ def export_users(state_dir):
     subprocess.run([STREAMREC, "export", "--state", state_dir, "--out", path], check=True,
                    capture_output=True)
     data, ids = path.read_bytes(), set()
-    at = len(b"streamrec-export 1\n")
-    while at < len(data):
+    at = len(b"streamrec-export 2\n")
+    while data[at] != 0xff:  # the end record
         family = FAMILIES[data[at]]
         key_len = int.from_bytes(data[at + 1:at + 5], "big")
         key = data[at + 5:at + 5 + key_len]

@@ -162,3 +162,35 @@ def test_export_and_checkpoint_copy_a_state_of_any_settings(tmp_path):
     run("replay", "--config", other, events)
     assert run("export", "--state", tmp_path / "dim16",
                "--out", tmp_path / "dim16.export").returncode == 0
+
+
+def test_an_export_is_complete_or_refused_and_replaces_only_an_export(learned, tmp_path):
+    """An export ends with a record counting its entries: a copy cut short,
+    even at an entry's boundary, is refused by import (it was imported with
+    exit 0, its offsets covering rows it did not hold). An export is written
+    beside its path and renamed over it: it replaces an earlier export, and
+    refuses to replace a file that is no export (it truncated any file)."""
+    root, events, state, digest = learned
+    dump = tmp_path / "state.export"
+    assert run("export", "--state", state, "--out", dump).returncode == 0
+    data = dump.read_bytes()
+    assert data.startswith(b"streamrec-export 2\n") and data[-17] == 0xff
+    cut = tmp_path / "cut.export"
+    cut.write_bytes(data[:-17])  # the entries whole, the end record gone
+    refused = run("import", "--in", cut, "--state", tmp_path / "from-cut", check=False)
+    assert refused.returncode == 1 and "cut short" in refused.stderr, refused.stderr
+    assert not (tmp_path / "from-cut").exists()
+    # replacing an earlier export: the same bytes, no partial file left
+    assert run("export", "--state", state, "--out", dump).returncode == 0
+    assert dump.read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious\n")
+    refused = run("export", "--state", state, "--out", notes, check=False)
+    assert refused.returncode == 1 and "is not a streamrec export" in refused.stderr
+    assert notes.read_text() == "precious\n"
+    # an export of the version before (no end record) still imports
+    old = tmp_path / "v1.export"
+    old.write_bytes(b"streamrec-export 1\n" + data[len(b"streamrec-export 2\n"):-17])
+    run("import", "--in", old, "--state", tmp_path / "from-v1")
+    assert digest_of(tmp_path / "from-v1", events) == digest
