@@ -2414,6 +2414,17 @@ void model_batch_free(struct model_batch *batch)
 	memset(batch, 0, sizeof *batch);
 }
 
+/* A cold user's trending items, only eligible ones: the k most trending
+ * eligible items, so that a list is k long whenever k items can be listed
+ * (filtered after the fact, sold-out trending items shortened it). */
+static size_t trending_eligible(const struct model *m, uint32_t user, size_t k,
+				const uint8_t *eligible, uint32_t *out)
+{
+	const struct item_set *ex = (size_t)user < m->users ? &m->exclude[user] : NULL;
+	return popularity_trending(m->popularity, k, ex ? ex->items : NULL, ex ? ex->count : 0,
+				   eligible, out);
+}
+
 /* A cold user's list: the trending items the eligibility keeps, into results. */
 static size_t eligible_trending(const uint32_t *trending, size_t got, const uint8_t *eligible,
 				struct topk_result *results)
@@ -2493,11 +2504,12 @@ int model_batch_prepare(struct model_batch *batch, struct model *model, const ui
 			    (size_t)users[u] < m->users ? &m->exclude[users[u]] : NULL;
 			size_t got;
 			if (ex != NULL && ex->count > 0) {
-				got = model_trending(m, users[u], k, trending);
+				got = trending_eligible(m, users[u], k, eligible, trending);
 				trending_count = SIZE_MAX;
 			} else {
 				if (trending_count == SIZE_MAX)
-					trending_count = model_trending(m, UINT32_MAX, k, trending);
+					trending_count =
+					    trending_eligible(m, UINT32_MAX, k, eligible, trending);
 				got = trending_count;
 			}
 			counts[u] = eligible_trending(trending, got, eligible, results + u * k);
@@ -2547,8 +2559,9 @@ int model_batch_add(struct model_batch *batch, struct model *model, uint32_t use
 			set_errstr(errstr, errstr_size, "out of memory for a trending list");
 			return -1;
 		}
-		*cold_count = eligible_trending(trending, model_trending(m, user, k, trending),
-						eligible, cold_list);
+		*cold_count =
+		    eligible_trending(trending, trending_eligible(m, user, k, eligible, trending),
+				      eligible, cold_list);
 		free(trending);
 		return 0;
 	}

@@ -236,6 +236,20 @@ static void cold_users_get_the_trending_list(void **state)
 	assert_int_equal(count, 10);
 	for (int r = 0; r < 10; r++)
 		assert_int_equal(results[r].item, trending[r]);
+	/* three of the ten most trending sold out: still ten items, the next
+	 * trending ones (the list was cut to seven) */
+	uint8_t eligible[ITEMS];
+	uint32_t longer[13];
+	memset(eligible, 1, sizeof eligible);
+	eligible[trending[0]] = eligible[trending[4]] = eligible[trending[9]] = 0;
+	assert_int_equal(model_trending(m, UINT32_MAX, 13, longer), 13);
+	assert_int_equal(model_recommend(m, topk, &stranger, 1, 10, eligible, results, &count,
+					 errstr, sizeof errstr),
+			 0);
+	assert_int_equal(count, 10);
+	for (int r = 0, at = 0; r < 13; r++)
+		if (eligible[longer[r]])
+			assert_int_equal(results[at++].item, longer[r]);
 	topk_free(topk);
 	model_free(m);
 }
