@@ -485,6 +485,17 @@ static bool under_cap(struct building *b, uint32_t category)
 	return count == NULL || *count < b->v->max_per_category;
 }
 
+/* Whether exploration may place item: showable, not placed, its category
+ * under its cap, and still new. */
+static bool explorable(const struct listrules_view *v, struct building *b, uint32_t item)
+{
+	return showable(v, item) && !placed(b, item) && under_cap(b, category_of(v, item)) &&
+	       (v->still_new == NULL || v->still_new(item, v->opaque));
+}
+
+/* Exploration's independent draws for a slot before it walks the pool. */
+#define EXPLORE_DRAWS 16
+
 static void place(struct building *b, size_t rank, uint32_t item, float score, uint8_t rule)
 {
 	b->out[rank] = (struct topk_result){.item = item, .score = score};
@@ -589,18 +600,29 @@ size_t listrules_apply(const struct listrules_view *v, const struct topk_result 
 		size_t rank = free_rank(&b, (j + 1) * k / (slots + 1));
 		if (rank == k)
 			break;
+		/* uniform among the items that pass: independent draws until one
+		 * passes, each passing item as likely; when all of a bounded number
+		 * miss (few pass), the first passing item after a random start, so
+		 * one is found if any passes (a walk from a random start alone
+		 * favoured the item after a run of failing ones: a category
+		 * excluded, a batch of new items that are not showable) */
 		size_t pool = v->explore_pool_count;
-		size_t start = (size_t)(rng_next(&rng) % pool);
-		for (size_t t = 0; t < pool; t++) {
-			uint32_t item = v->explore_pool[(start + t) % pool];
-			if (!showable(v, item) || placed(&b, item) ||
-			    !under_cap(&b, category_of(v, item)) ||
-			    (v->still_new != NULL && !v->still_new(item, v->opaque)))
-				continue;
-			place(&b, rank, item, candidate_score(candidates, candidate_count, item),
-			      LISTRULES_EXPLORE);
-			break;
+		uint32_t chosen = LISTRULES_NO_ITEM;
+		for (size_t t = 0; t < EXPLORE_DRAWS && chosen == LISTRULES_NO_ITEM; t++) {
+			uint32_t item = v->explore_pool[rng_next(&rng) % pool];
+			if (explorable(v, &b, item))
+				chosen = item;
 		}
+		size_t start = (size_t)(rng_next(&rng) % pool);
+		for (size_t t = 0; t < pool && chosen == LISTRULES_NO_ITEM; t++) {
+			uint32_t item = v->explore_pool[(start + t) % pool];
+			if (explorable(v, &b, item))
+				chosen = item;
+		}
+		if (chosen != LISTRULES_NO_ITEM)
+			place(&b, rank, chosen,
+			      candidate_score(candidates, candidate_count, chosen),
+			      LISTRULES_EXPLORE);
 	}
 
 	/* 4. the ranking fills the rest */

@@ -317,6 +317,42 @@ static void exploration_takes_its_share_of_new_items_at_spread_ranks(void **unus
 	assert_int_equal(out[7].item, 6);
 }
 
+/* Exploration draws uniformly among the pool's items that pass: an item
+ * right after a run of items that do not was drawn as if it were the whole
+ * run (a walk from a random start), here 25 times as often as the others. */
+static void exploration_draws_uniformly_among_the_items_that_pass(void **unused)
+{
+	(void)unused;
+	struct topk_result out[20];
+	uint8_t rule[20];
+	uint32_t pool[ITEMS];
+	size_t drawn[ITEMS] = {0}, slots = 0;
+	world();
+	for (uint32_t i = 0; i < ITEMS; i++) {
+		pool[i] = i;
+		no_longer_new[i] = i < 24; /* 24..39 pass; 24 follows the run */
+	}
+	struct listrules_view v = view_of(20);
+	v.explore_slots = 1;
+	v.explore_pool = pool;
+	v.explore_pool_count = ITEMS;
+	v.still_new = still_new;
+	for (uint64_t seed = 1; seed <= 1600; seed++) {
+		assert_int_equal(apply(&v, 20, seed, out, rule), 20);
+		for (size_t r = 0; r < 20; r++)
+			if (rule[r] == LISTRULES_EXPLORE) {
+				assert_true(out[r].item >= 24);
+				drawn[out[r].item]++;
+				slots++;
+			}
+	}
+	assert_int_equal(slots, 1600);
+	/* 16 items pass: 100 draws each expected; the walk gave 24 about 1000 */
+	for (uint32_t i = 24; i < ITEMS; i++)
+		assert_true(drawn[i] > 50 && drawn[i] < 170);
+	memset(no_longer_new, 0, sizeof no_longer_new);
+}
+
 /* The daemon's pool is a cache (up to a second old): an item in it that
  * collected its events since is not drawn; with none still new the slots
  * fall to the ranking. */
@@ -482,6 +518,7 @@ int main(void)
 	    cmocka_unit_test(pins_count_towards_the_cap_and_are_never_dropped_by_it),
 	    cmocka_unit_test(exploration_takes_its_share_of_new_items_at_spread_ranks),
 	    cmocka_unit_test(exploration_obeys_exclusions_and_the_cap),
+	    cmocka_unit_test(exploration_draws_uniformly_among_the_items_that_pass),
 	    cmocka_unit_test(exploration_draws_only_items_still_new),
 	    cmocka_unit_test(names_resolve_to_indices_and_unknown_ones_match_nothing),
 	    cmocka_unit_test(rule_names),
