@@ -488,7 +488,7 @@ static const struct option options[] = {
     {"model", "use_correction", OPT_BOOL, ST_BOOL, V(model.use_correction), NULL, 0, 0, NULL, 0,
      "Sampler log-odds correction at ranking.", NULL},
     {"model", "exclusion", OPT_ENUM, ST_ENUM, V(model.exclusion), NULL, 0, 0, exclusions, 0,
-     "Items left out of a user's list: none, bought, or any positively interacted.", NULL},
+     "Items left out of a user's list: none, bought, or any positively interacted (of the events the model learns: a type weighted 0 is ignored, so with model.weight.purchase = 0 bought items are not left out).", NULL},
     {"model", "seed", OPT_UINT, ST_U64, V(model.seed), NULL, 0, 0, NULL, 0,
      "Seed of the first vectors and the sampler.", NULL},
     {"model", "use_content", OPT_BOOL, ST_BOOL, V(model.use_content), NULL, 0, 0, NULL, 0,
