@@ -256,6 +256,35 @@ static const struct route *find_route(const struct http_server *server, const ch
 }
 
 /*
+ * The value of the next header line named name (lower case, with its
+ * colon) in the head from *p on, blanks skipped: [*value, *value_end); *p
+ * moves past it. @returns false when no line further on has that name.
+ */
+static bool next_header(const char **p, const char *end, const char *name, const char **value,
+			const char **value_end)
+{
+	size_t name_len = strlen(name);
+	while (*p < end) {
+		const char *line = *p;
+		while (line < end && (*line == '\r' || *line == '\n'))
+			line++;
+		const char *eol = line;
+		while (eol < end && *eol != '\r' && *eol != '\n')
+			eol++;
+		*p = eol;
+		if ((size_t)(eol - line) < name_len || strncasecmp(line, name, name_len) != 0)
+			continue;
+		const char *v = line + name_len;
+		while (v < eol && (*v == ' ' || *v == '\t'))
+			v++;
+		*value = v;
+		*value_end = eol;
+		return true;
+	}
+	return false;
+}
+
+/*
  * Whether the request head (request line ending at line_end) lets the
  * connection stay open: HTTP/1.1 unless "Connection: close", HTTP/1.0 only
  * with "Connection: keep-alive".
@@ -263,25 +292,13 @@ static const struct route *find_route(const struct http_server *server, const ch
 static bool wants_keep_alive(const struct conn *c, size_t line_end, bool http10)
 {
 	bool keep = !http10;
-	const char *p = c->request + line_end, *end = c->request + c->head_len;
-	while (p < end) {
-		while (p < end && (*p == '\r' || *p == '\n'))
-			p++;
-		const char *eol = p;
-		while (eol < end && *eol != '\r' && *eol != '\n')
-			eol++;
-		static const char name[] = "connection:";
-		if ((size_t)(eol - p) > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
-			const char *v = p + sizeof name - 1;
-			while (v < eol && (*v == ' ' || *v == '\t'))
-				v++;
-			size_t n = (size_t)(eol - v);
-			if (n >= 5 && strncasecmp(v, "close", 5) == 0)
-				keep = false;
-			else if (n >= 10 && strncasecmp(v, "keep-alive", 10) == 0)
-				keep = true;
-		}
-		p = eol;
+	const char *p = c->request + line_end, *end = c->request + c->head_len, *v, *v_end;
+	while (next_header(&p, end, "connection:", &v, &v_end)) {
+		size_t n = (size_t)(v_end - v);
+		if (n >= 5 && strncasecmp(v, "close", 5) == 0)
+			keep = false;
+		else if (n >= 10 && strncasecmp(v, "keep-alive", 10) == 0)
+			keep = true;
 	}
 	return keep;
 }
@@ -295,27 +312,16 @@ static bool wants_keep_alive(const struct conn *c, size_t line_end, bool http10)
  */
 static bool announces_body(const struct conn *c, size_t line_end)
 {
-	const char *p = c->request + line_end, *end = c->request + c->head_len;
-	while (p < end) {
-		while (p < end && (*p == '\r' || *p == '\n'))
-			p++;
-		const char *eol = p;
-		while (eol < end && *eol != '\r' && *eol != '\n')
-			eol++;
-		static const char encoding[] = "transfer-encoding:", length[] = "content-length:";
-		size_t n = (size_t)(eol - p);
-		if (n >= sizeof encoding - 1 && strncasecmp(p, encoding, sizeof encoding - 1) == 0)
+	const char *head = c->request + line_end, *end = c->request + c->head_len, *p, *v, *v_end;
+	p = head;
+	if (next_header(&p, end, "transfer-encoding:", &v, &v_end))
+		return true;
+	p = head;
+	while (next_header(&p, end, "content-length:", &v, &v_end)) {
+		while (v < v_end && (*v == '0' || *v == ' ' || *v == '\t'))
+			v++;
+		if (v != v_end) /* anything but zeros */
 			return true;
-		if (n >= sizeof length - 1 && strncasecmp(p, length, sizeof length - 1) == 0) {
-			const char *v = p + sizeof length - 1;
-			while (v < eol && (*v == ' ' || *v == '\t' || *v == '0'))
-				v++;
-			while (v < eol && (*v == ' ' || *v == '\t'))
-				v++;
-			if (v != eol) /* anything but zeros */
-				return true;
-		}
-		p = eol;
 	}
 	return false;
 }

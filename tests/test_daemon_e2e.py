@@ -734,6 +734,20 @@ def test_out_of_stock_and_retired_items_never_appear(daemon):
     assert daemon.stop() == 0
 
 
+def item_lists(daemon):
+    """user -> [item ids] of the newest list on the recommendations topic."""
+    return {user: items for user, (_, items) in latest_lists(daemon).items()}
+
+
+def refreshed_lists_naming(daemon, before, item):
+    """The users whose newest list changed since `before` (more than 100 of
+    them must have) and still names item."""
+    after = item_lists(daemon)
+    refreshed = [u for u in after if after[u] != before.get(u)]
+    assert len(refreshed) > 100
+    return [u for u in refreshed if item in after[u]]
+
+
 def test_the_catalogue_is_re_read_whatever_the_consumer_offset_reset(daemon):
     """The catalogue is read from its start at every start, whatever
     kafka.consumer.auto.offset.reset says (the [kafka.consumer] keys apply to
@@ -748,10 +762,7 @@ def test_the_catalogue_is_re_read_whatever_the_consumer_offset_reset(daemon):
     time.sleep(2)
     assert daemon.stop() == 0
 
-    def lists():
-        return {user: items for user, (_, items) in latest_lists(daemon).items()}
-
-    before = lists()
+    before = item_lists(daemon)
     assert any("item-0" in items for items in before.values())
     daemon.start()
     assert daemon.wait_for(lambda: daemon.metric("streamrec_catalogue_records_total") >= 1), \
@@ -759,10 +770,7 @@ def test_the_catalogue_is_re_read_whatever_the_consumer_offset_reset(daemon):
     daemon.produce(3000, users=200, items=50, seed=4)  # every user refreshed again
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 3000)
     time.sleep(3)
-    after = lists()
-    refreshed = [u for u in after if after[u] != before.get(u)]
-    assert len(refreshed) > 100
-    holding = [u for u in refreshed if "item-0" in after[u]]
+    holding = refreshed_lists_naming(daemon, before, "item-0")
     assert holding == [], f"{len(holding)} refreshed lists name the out-of-stock item-0"
     assert daemon.stop() == 0
 
@@ -781,10 +789,7 @@ def test_lists_wait_at_the_start_for_the_catalogue_to_be_read(daemon):
     assert daemon.wait_for(lambda: daemon.metric("streamrec_catalogue_records_total") >= 20001)
     assert daemon.stop() == 0
 
-    def lists():
-        return {user: items for user, (_, items) in latest_lists(daemon).items()}
-
-    before = lists()
+    before = item_lists(daemon)
     assert any("item-0" in items for items in before.values()), daemon.logtext()
     daemon.start()
     daemon.produce(3000, users=200, items=50, seed=4)  # at once: every user due again
@@ -792,10 +797,7 @@ def test_lists_wait_at_the_start_for_the_catalogue_to_be_read(daemon):
     assert daemon.wait_for(lambda: daemon.metric("streamrec_catalogue_loading") == 0)
     time.sleep(3)
     assert "catalogue read to its end: 20001 records" in daemon.logtext(), daemon.logtext()
-    after = lists()
-    refreshed = [u for u in after if after[u] != before.get(u)]
-    assert len(refreshed) > 100
-    holding = [u for u in refreshed if "item-0" in after[u]]
+    holding = refreshed_lists_naming(daemon, before, "item-0")
     assert holding == [], f"{len(holding)} refreshed lists name the out-of-stock item-0"
     assert daemon.stop() == 0
 
