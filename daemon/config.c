@@ -120,10 +120,10 @@ static const struct option options[] = {
      "Kafka topic the Recommendation records are published to.", NULL},
     {"output", "framing", OPT_ENUM, ST_ENUM, G(output_framing), "raw", 0, 0, framings, 0,
      "Framing of published records: raw Avro, or Confluent's (magic 0, schema id, Avro).", NULL},
-    {"output", "schema_id", OPT_UINT, ST_UNSIGNED, G(output_schema_id), "2", 0, 2147483647.0,
-     NULL, OPT_BOUNDED, "Schema id written in Confluent-framed output.", NULL},
-    {"output", "schema_version", OPT_UINT, ST_UNSIGNED, G(output_schema_version), "2", 1, 2,
-     NULL, OPT_BOUNDED,
+    {"output", "schema_id", OPT_UINT, ST_UNSIGNED, G(output_schema_id), "2", 0, 2147483647.0, NULL,
+     OPT_BOUNDED, "Schema id written in Confluent-framed output.", NULL},
+    {"output", "schema_version", OPT_UINT, ST_UNSIGNED, G(output_schema_version), "2", 1, 2, NULL,
+     OPT_BOUNDED,
      "Version of the Recommendation schema written: 2 (list ids and explanations) or 1 "
      "(schemas/history/recommendation.v1.avsc), for consumers of raw-framed output that "
      "decode with version 1 until they are upgraded.",
@@ -153,8 +153,8 @@ static const struct option options[] = {
      NULL, OPT_BOUNDED, "Users kept in memory at most; 0: no bound.", NULL},
     {"state", "user_cache_bytes", OPT_BYTES, ST_SIZE, G(user_cache_bytes), "0", 0, 1099511627776.0,
      NULL, OPT_BOUNDED, "Memory for users at most (the smaller bound wins); 0: no bound.", NULL},
-    {"state", "block_cache_bytes", OPT_BYTES, ST_SIZE, G(state_block_cache_bytes), "1G",
-     8388608.0, 1099511627776.0, NULL, OPT_BOUNDED,
+    {"state", "block_cache_bytes", OPT_BYTES, ST_SIZE, G(state_block_cache_bytes), "1G", 8388608.0,
+     1099511627776.0, NULL, OPT_BOUNDED,
      "RocksDB's block cache: the state's blocks (and their indexes and filters) kept in "
      "memory for reads. Users and items not in memory are read through it when met (every "
      "user after a restart), so a cache much smaller than the state's user and item rows "
@@ -163,21 +163,20 @@ static const struct option options[] = {
      "36.9k with 2 GiB. "
      "streamrec_state_block_cache_bytes shows its bound and use.",
      NULL},
-    {"state", "on_empty", OPT_ENUM, ST_ENUM, G(state_on_empty), "earliest", 0, 0, on_empty_names,
-     0,
+    {"state", "on_empty", OPT_ENUM, ST_ENUM, G(state_on_empty), "earliest", 0, 0, on_empty_names, 0,
      "Where a partition starts when the state holds no offset for it (a new or wiped "
      "state): earliest replays the whole retained topic; committed resumes at the "
      "group's committed offset (skipping what that group read before); latest learns "
      "only new events.",
      NULL},
-    {"lifecycle", "admit_after", OPT_UINT, ST_UNSIGNED, G(lifecycle_admit_after), "0", 0, 255,
-     NULL, OPT_BOUNDED,
+    {"lifecycle", "admit_after", OPT_UINT, ST_UNSIGNED, G(lifecycle_admit_after), "0", 0, 255, NULL,
+     OPT_BOUNDED,
      "Give a new user an embedding at its Nth event (counted approximately, in 256 KiB "
      "kept in the state); its earlier events count for their items' popularity and "
      "trending only, and it gets no list until admitted. 0 or 1: at once.",
      NULL},
-    {"lifecycle", "user_ttl", OPT_DURATION, ST_U64, G(lifecycle_user_ttl_ms), "0", 0,
-     3650 * DAY_MS, NULL, OPT_RELOAD | OPT_BOUNDED,
+    {"lifecycle", "user_ttl", OPT_DURATION, ST_U64, G(lifecycle_user_ttl_ms), "0", 0, 3650 * DAY_MS,
+     NULL, OPT_RELOAD | OPT_BOUNDED,
      "Remove a user idle this long in event time (behind the newest event learned): its "
      "rows, ids, last list and cache slot, in the next commit; met again, it starts cold. "
      "0: users never expire.",
@@ -187,14 +186,14 @@ static const struct option options[] = {
      "Users the state holds at most, on disk and in memory: above it, each commit removes "
      "the least recently active (event time) as lifecycle.user_ttl does; 0: no bound.",
      NULL},
-    {"lifecycle", "item_admit_after", OPT_UINT, ST_UNSIGNED, G(lifecycle_item_admit_after), "0",
-     0, 255, NULL, OPT_BOUNDED,
+    {"lifecycle", "item_admit_after", OPT_UINT, ST_UNSIGNED, G(lifecycle_item_admit_after), "0", 0,
+     255, NULL, OPT_BOUNDED,
      "Give a new item an index and an embedding at its Nth event (counted approximately, "
      "in 256 KiB kept in the state); until then its events train nothing and it is not "
      "listable. A catalogue record admits an item at once. 0 or 1: at once.",
      NULL},
-    {"lifecycle", "item_ttl", OPT_DURATION, ST_U64, G(lifecycle_item_ttl_ms), "0", 0,
-     3650 * DAY_MS, NULL, OPT_RELOAD | OPT_BOUNDED,
+    {"lifecycle", "item_ttl", OPT_DURATION, ST_U64, G(lifecycle_item_ttl_ms), "0", 0, 3650 * DAY_MS,
+     NULL, OPT_RELOAD | OPT_BOUNDED,
      "Remove an item idle this long in event time (no event and no catalogue record): its "
      "rows, ids and every reference to it (co-visitation lists, users' recent items, "
      "trending, the index), in the next commit; it is never listed again unless its id "
@@ -224,12 +223,13 @@ static const struct option options[] = {
      "An API connection (kept alive between requests) is closed after this long without a "
      "request, or when a response is not read within it.",
      NULL},
-    {"api", "realtime_priority", OPT_UINT, ST_UNSIGNED, G(api_realtime_priority), "0", 0, 99,
-     NULL, OPT_RELOAD | OPT_BOUNDED,
+    {"api", "realtime_priority", OPT_UINT, ST_UNSIGNED, G(api_realtime_priority), "0", 0, 99, NULL,
+     OPT_RELOAD | OPT_BOUNDED,
      "Real-time priority (SCHED_FIFO, 1..99) of the API's thread alone, so a lookup is answered "
      "before learning, refreshing and the node's other work when the cores are short; 0: normal "
      "scheduling. The process needs RLIMIT_RTPRIO of at least this (systemd: LimitRTPRIO= "
-     "and RestrictRealtime=no) or CAP_SYS_NICE; refused, the daemon does not start (a reload is refused). The kernel "
+     "and RestrictRealtime=no) or CAP_SYS_NICE; refused, the daemon does not start (a reload is "
+     "refused). The kernel "
      "keeps a share of each second for other threads (sched_rt_runtime_us).",
      NULL},
     {"refresh", "interval_ms", OPT_DURATION, ST_U64, G(refresh_interval_ms), "50ms", 1, 60000, NULL,
@@ -261,18 +261,18 @@ static const struct option options[] = {
      "and framed output registers Recommendation under <output.topic>-value.",
      NULL},
     {"registry", "basic_auth", OPT_STRING, ST_STR, G(registry_basic_auth), "", 0, 0, NULL, 0,
-     "HTTP basic authentication as user:password (keep the file private: LoadCredential).",
-     NULL},
+     "HTTP basic authentication as user:password (keep the file private: LoadCredential).", NULL},
     {"registry", "tls_ca_file", OPT_STRING, ST_STR, G(registry_tls_ca_file), "", 0, 0, NULL, 0,
      "PEM file of the CAs to trust for https; \"\": the system's.", NULL},
-    {"registry", "tls_cert_file", OPT_STRING, ST_STR, G(registry_tls_cert_file), "", 0, 0, NULL,
-     0, "PEM client certificate for mutual TLS.", NULL},
+    {"registry", "tls_cert_file", OPT_STRING, ST_STR, G(registry_tls_cert_file), "", 0, 0, NULL, 0,
+     "PEM client certificate for mutual TLS.", NULL},
     {"registry", "tls_key_file", OPT_STRING, ST_STR, G(registry_tls_key_file), "", 0, 0, NULL, 0,
      "PEM client key for mutual TLS.", NULL},
     {"registry", "tls_verify", OPT_BOOL, ST_BOOL, G(registry_tls_verify), "true", 0, 0, NULL, 0,
      "Verify the registry's certificate and host name.", NULL},
-    {"registry", "timeout_ms", OPT_DURATION, ST_U64, G(registry_timeout_ms), "2s", 100, 60000,
-     NULL, OPT_BOUNDED, "Bound on one registry request (a cache miss blocks the loop this long "
+    {"registry", "timeout_ms", OPT_DURATION, ST_U64, G(registry_timeout_ms), "2s", 100, 60000, NULL,
+     OPT_BOUNDED,
+     "Bound on one registry request (a cache miss blocks the loop this long "
      "at most; failures back off up to 30 s).",
      NULL},
     {"registry", "retry_ms", OPT_DURATION, ST_U64, G(registry_retry_ms), "1s", 10, 600000, NULL,
@@ -338,20 +338,20 @@ static const struct option options[] = {
      "deferred (counted) and refreshed when no recent one waits, newest first too, so "
      "overload leaves the longest-deferred for later instead of publishing ever older lists.",
      NULL},
-    {"refresh", "catch_up_threshold_ms", OPT_DURATION, ST_U64, G(catch_up_threshold_ms), "1m",
-     0, 604800000, NULL, OPT_RELOAD | OPT_BOUNDED,
+    {"refresh", "catch_up_threshold_ms", OPT_DURATION, ST_U64, G(catch_up_threshold_ms), "1m", 0,
+     604800000, NULL, OPT_RELOAD | OPT_BOUNDED,
      "An event already older than this when it arrives is backlog (a backfill, the catch-up "
      "after downtime): a list made for backlog only has its age observed in "
      "streamrec_catch_up_seconds, not in the freshness SLO's streamrec_freshness_seconds "
      "(one fresh event makes it freshness); 0: every list counts as freshness.",
      NULL},
-    {"refresh", "shadow_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_shadow_share), "0.02", 0, 1,
-     NULL, OPT_RELOAD | OPT_BOUNDED,
+    {"refresh", "shadow_share", OPT_DOUBLE, ST_DOUBLE, G(refresh_shadow_share), "0.02", 0, 1, NULL,
+     OPT_RELOAD | OPT_BOUNDED,
      "Share of the users the index engine ranks also ranked by the exact engine (16 at a "
      "time, in one round), to measure the index's recall@k (streamrec_index_recall).",
      NULL},
-    {"refresh", "shadow_budget", OPT_DOUBLE, ST_DOUBLE, G(refresh_shadow_budget), "0.1", 0, 1,
-     NULL, OPT_RELOAD | OPT_BOUNDED,
+    {"refresh", "shadow_budget", OPT_DOUBLE, ST_DOUBLE, G(refresh_shadow_budget), "0.1", 0, 1, NULL,
+     OPT_RELOAD | OPT_BOUNDED,
      "Most of the index engine's ranking time (its searches and the shadow) the shadow "
      "takes: beyond it, shadows wait (fewer users than shadow_share are compared). A shadow "
      "list cost what about 40 index lists cost in the daemon at 1M items (1.1-1.3 ms against "
@@ -423,21 +423,25 @@ static const struct option options[] = {
      "co-visitation neighbours and trending items, ranked by the exact fused score).",
      NULL},
     {"model", "index_nprobe", OPT_UINT, ST_SIZE, V(model.index_nprobe), NULL, 0, 1048576, NULL,
-     OPT_BOUNDED, "Index cells probed per list; 0: automatic, at first 5% of the cells (4 to 16; a list then scores about 16·sqrt(items) rows), then as index_recall_target moves it.", NULL},
-    {"model", "index_recall_target", OPT_DOUBLE, ST_DOUBLE, V(model.index_recall_target), NULL,
-     0, 1, NULL, OPT_BOUNDED,
+     OPT_BOUNDED,
+     "Index cells probed per list; 0: automatic, at first 5% of the cells (4 to 16; a list then "
+     "scores about 16·sqrt(items) rows), then as index_recall_target moves it.",
+     NULL},
+    {"model", "index_recall_target", OPT_DOUBLE, ST_DOUBLE, V(model.index_recall_target), NULL, 0,
+     1, NULL, OPT_BOUNDED,
      "With index_nprobe 0: the recall@k against the exact engine the cells probed follow: "
      "every 200 lists the shadow compared (refresh.shadow_share), the fewest cells, 1 to 64, "
      "whose recall over them reaches it (each compared list shows the recall at every "
-     "nprobe); 0: the cells probed stay 5% of the cells, 4 to 16.", NULL},
+     "nprobe); 0: the cells probed stay 5% of the cells, 4 to 16.",
+     NULL},
     {"model", "index_nlist", OPT_UINT, ST_SIZE, V(model.index_nlist), NULL, 0, 1048576, NULL,
      OPT_BOUNDED, "Index cells; 0: about the square root of the catalogue.", NULL},
-    {"model", "index_trending", OPT_UINT, ST_SIZE, V(model.index_trending), NULL, 0, 10000,
-     NULL, OPT_BOUNDED, "Trending items added to every index list's candidates.", NULL},
+    {"model", "index_trending", OPT_UINT, ST_SIZE, V(model.index_trending), NULL, 0, 10000, NULL,
+     OPT_BOUNDED, "Trending items added to every index list's candidates.", NULL},
     {"model", "covis_weight", OPT_DOUBLE, ST_FLOAT, V(model.covis_weight), NULL, 0, 100, NULL,
      OPT_BOUNDED, "Weight beta of the co-visitation signal.", NULL},
-    {"model", "covis_neighbours", OPT_UINT, ST_UNSIGNED, V(model.covis_neighbours), NULL, 1,
-     65535, NULL, OPT_BOUNDED,
+    {"model", "covis_neighbours", OPT_UINT, ST_UNSIGNED, V(model.covis_neighbours), NULL, 1, 65535,
+     NULL, OPT_BOUNDED,
      "Neighbours kept per item (lists grow as pairs arrive; the weakest gives way at the bound).",
      NULL},
     {"model", "covis_candidates", OPT_UINT, ST_UNSIGNED, V(model.covis_candidates), NULL, 0,
@@ -445,8 +449,8 @@ static const struct option options[] = {
      "A list's strongest co-visitation items that carry their score (of up to recent_items x "
      "covis_neighbours); 0: every one. Fewer: an index list reads fewer random rows.",
      NULL},
-    {"model", "covis_both_directions", OPT_BOOL, ST_BOOL, V(model.covis_both_directions), NULL,
-     0, 0, NULL, 0,
+    {"model", "covis_both_directions", OPT_BOOL, ST_BOOL, V(model.covis_both_directions), NULL, 0,
+     0, NULL, 0,
      "Count each pair both ways (a new item with each recent one, and back), not successors "
      "only.",
      NULL},
@@ -471,8 +475,8 @@ static const struct option options[] = {
      "Half-life of the trending counts, in event time: the trending signal and the list "
      "served to users without history.",
      NULL},
-    {"model", "trending_weight", OPT_DOUBLE, ST_FLOAT, V(model.trending_weight), NULL, 0, 100,
-     NULL, OPT_BOUNDED, "Weight gamma of the trending signal gamma*log(decayed count).", NULL},
+    {"model", "trending_weight", OPT_DOUBLE, ST_FLOAT, V(model.trending_weight), NULL, 0, 100, NULL,
+     OPT_BOUNDED, "Weight gamma of the trending signal gamma*log(decayed count).", NULL},
     {"model", "init_std", OPT_DOUBLE, ST_FLOAT, V(model.init_std), NULL, 0, 1, NULL,
      OPT_BOUNDED | OPT_MIN_OPEN, "Spread of first vectors.", NULL},
     {"model", "use_taste", OPT_BOOL, ST_BOOL, V(model.use_taste), NULL, 0, 0, NULL, 0,
@@ -488,7 +492,10 @@ static const struct option options[] = {
     {"model", "use_correction", OPT_BOOL, ST_BOOL, V(model.use_correction), NULL, 0, 0, NULL, 0,
      "Sampler log-odds correction at ranking.", NULL},
     {"model", "exclusion", OPT_ENUM, ST_ENUM, V(model.exclusion), NULL, 0, 0, exclusions, 0,
-     "Items left out of a user's list: none, bought, or any positively interacted (of the events the model learns: a type weighted 0 is ignored, so with model.weight.purchase = 0 bought items are not left out).", NULL},
+     "Items left out of a user's list: none, bought, or any positively interacted (of the events "
+     "the model learns: a type weighted 0 is ignored, so with model.weight.purchase = 0 bought "
+     "items are not left out; at most 100000 items a user, the first ones).",
+     NULL},
     {"model", "seed", OPT_UINT, ST_U64, V(model.seed), NULL, 0, 0, NULL, 0,
      "Seed of the first vectors and the sampler.", NULL},
     {"model", "use_content", OPT_BOOL, ST_BOOL, V(model.use_content), NULL, 0, 0, NULL, 0,
@@ -502,13 +509,13 @@ static const struct option options[] = {
      NULL},
     {"model", "content_ridge", OPT_DOUBLE, ST_DOUBLE, V(model.content_ridge), NULL, 0, 1e6, NULL,
      OPT_BOUNDED | OPT_MIN_OPEN, "Ridge (L2) strength of the content map's regression.", NULL},
-    {"model", "content_refit_items", OPT_UINT, ST_UNSIGNED, V(model.content_refit_items), NULL,
-     1, 1000000, NULL, OPT_BOUNDED,
+    {"model", "content_refit_items", OPT_UINT, ST_UNSIGNED, V(model.content_refit_items), NULL, 1,
+     1000000, NULL, OPT_BOUNDED,
      "The content map is solved again after this many new items taught it (and first used "
      "then).",
      NULL},
-    {"model", "content_prior_weight", OPT_DOUBLE, ST_FLOAT, V(model.content_prior_weight), NULL,
-     0, 10, NULL, OPT_BOUNDED,
+    {"model", "content_prior_weight", OPT_DOUBLE, ST_FLOAT, V(model.content_prior_weight), NULL, 0,
+     10, NULL, OPT_BOUNDED,
      "Pull of a rare content-placed item's vector towards its content's place: "
      "weight*M/(M+n) with n its positives, M content_min_events; 0: none.",
      NULL},
@@ -589,14 +596,13 @@ static const struct option options[] = {
      "and offset markers to, so a partition's users follow it to whichever instance of the "
      "group is assigned it (restored before it is consumed); empty: off (one instance).",
      NULL},
-    {"scaleout", "item_updates_topic", OPT_STRING, ST_STR, G(item_updates_topic), "", 0, 0, NULL,
-     0,
+    {"scaleout", "item_updates_topic", OPT_STRING, ST_STR, G(item_updates_topic), "", 0, 0, NULL, 0,
      "Topic through which the instances of the group share item vectors: each publishes "
      "the change of the item rows it learned, every item_sync_interval_ms, and folds in the "
      "others' (keep its retention long: a new instance folds it from its start); empty: off.",
      NULL},
-    {"scaleout", "item_sync_interval_ms", OPT_DURATION, ST_U64, G(item_sync_interval_ms), "1s",
-     10, 3600000, NULL, OPT_BOUNDED,
+    {"scaleout", "item_sync_interval_ms", OPT_DURATION, ST_U64, G(item_sync_interval_ms), "1s", 10,
+     3600000, NULL, OPT_BOUNDED,
      "How often an instance publishes its item changes: the bound on how stale another "
      "instance's view of an item is (plus the topic's delivery).",
      NULL},

@@ -1559,8 +1559,12 @@ static int build_batch(struct state *s, char *errstr, size_t errstr_size)
 				continue; /* evicted since: its row was set aside */
 			size_t len = model_export_user(m, slot, s->row, ROW_BUFFER);
 			if (len > ROW_BUFFER) {
-				set_errstr(errstr, errstr_size, "user %u: row of %zu bytes", slot,
-					   len);
+				const char *id =
+				    idmap_id(s->users, usercache_user_of(s->cache, slot));
+				set_errstr(
+				    errstr, errstr_size,
+				    "user %.256s: row of %zu bytes, over the %u a row may hold",
+				    id != NULL ? id : "(unknown)", len, ROW_BUFFER);
 				store_batch_clear(s->batch);
 				return -1;
 			}

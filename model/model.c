@@ -985,7 +985,7 @@ static void apply_step(const struct model *m, float *row, const float *grad, siz
 static int set_insert(struct item_set *set, uint32_t item)
 {
 	uint32_t lo = (uint32_t)sorted_lower_bound(set->items, set->count, item);
-	if (lo < set->count && set->items[lo] == item)
+	if ((lo < set->count && set->items[lo] == item) || set->count >= MODEL_MAX_EXCLUSIONS)
 		return 0;
 	if (set->count == set->capacity) {
 		uint32_t cap = set->capacity ? set->capacity * 2 : 8;

@@ -126,6 +126,15 @@ struct model_recall_curve {
  */
 #define MODEL_INDEX_TRENDING_EVENTS 1000
 
+/**
+ * The most items one user's exclusions hold (400 KB of its row). A user's
+ * row is written whole in one store value of at most 1 MiB; one id that
+ * buys or touches more distinct items than this (a shared "guest" id, a
+ * crawler) keeps the ones it excluded first, and further ones are not left
+ * out of its lists. Unbounded, such a row failed every commit.
+ */
+#define MODEL_MAX_EXCLUSIONS 100000
+
 /** Which items a user's list leaves out. */
 enum model_exclusion {
 	MODEL_EXCLUDE_NONE = 0,

@@ -193,12 +193,57 @@ static void a_small_writer_between_runs_keeps_the_size(void **unused)
 	state_close(state);
 }
 
+/* One id that touches more distinct items than its row can exclude (a
+ * shared "guest" id, a crawler): the exclusions stop at their bound and its
+ * row still fits a store value. Unbounded, the row outgrew 1 MiB at some
+ * 262k items and every commit failed (the daemon stopped, and again at each
+ * restart). */
+static void a_user_touching_every_item_still_commits(void **unused)
+{
+	(void)unused;
+	char dir[PATH_MAX], errstr[512], item[32];
+	static struct model_config model;
+	model_config_default(&model);
+	model.dim = 8;
+	model.learn_embeddings = false; /* counts, recent items and exclusions only */
+	model.exclusion = MODEL_EXCLUDE_INTERACTED;
+	statetest_new_dir(dir);
+	struct state *state =
+	    state_open(&(struct state_config){.dir = dir, .variants = &model, .variant_count = 1},
+		       errstr, sizeof errstr);
+	if (state == NULL)
+		fail_msg("state_open: %s", errstr);
+	for (int i = 0; i < 270000; i++) {
+		snprintf(item, sizeof item, "i%d", i);
+		statetest_learn_at(state, "guest", item, 1700000000000LL + i);
+	}
+	statetest_commit(state);
+	uint32_t user = state_find_user(state, "guest");
+	assert_int_not_equal(user, UINT32_MAX);
+	assert_true(model_user_excludes(state_model(state, 0), user, state_find_item(state, "i5")));
+	state_close(state);
+	/* the row read back holds the bound's worth */
+	state =
+	    state_open(&(struct state_config){.dir = dir, .variants = &model, .variant_count = 1},
+		       errstr, sizeof errstr);
+	assert_non_null(state);
+	assert_int_equal(state_load_all_users(state, errstr, sizeof errstr), 0);
+	uint32_t slot;
+	uint64_t hash;
+	assert_int_equal(state_user(state, "guest", &slot, &hash, errstr, sizeof errstr), 0);
+	assert_true(model_user_excludes(state_model(state, 0), slot, state_find_item(state, "i5")));
+	assert_false(
+	    model_user_excludes(state_model(state, 0), slot, state_find_item(state, "i269999")));
+	state_close(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(a_reopened_state_commits_into_prepared_batches),
 	    cmocka_unit_test(the_prepared_size_follows_recent_commits),
 	    cmocka_unit_test(a_small_writer_between_runs_keeps_the_size),
+	    cmocka_unit_test(a_user_touching_every_item_still_commits),
 	};
 	return cmocka_run_group_tests(tests, statetest_setup, statetest_teardown);
 }
