@@ -357,6 +357,23 @@ int main(int argc, char **argv)
 		goto out_free;
 	}
 
+	if (check_only && d->config.registry_url[0] == '\0' &&
+	    d->config.input_schema_dir[0] != '\0') {
+		/* what the start reads besides the state: input.schema_dir's files */
+		struct codec_config cc = {.framing = CODEC_FRAMING_AUTO};
+		struct codec *codec = codec_new(&cc, errstr, sizeof errstr);
+		int registered = codec != NULL
+				     ? codec_register_schema_dir(codec, d->config.input_schema_dir,
+								 errstr, sizeof errstr)
+				     : -1;
+		codec_free(codec);
+		if (registered < 0) {
+			log_line(LOG_PRIORITY_ERROR, "%s: input.schema_dir: %s", config_path,
+				 errstr);
+			status = 2;
+			goto out_free;
+		}
+	}
 	sd_notify(0, "STATUS=loading state");
 	struct stat state_stat;
 	if (check_only && stat(d->config.state_dir, &state_stat) != 0 && errno == ENOENT) {

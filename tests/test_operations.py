@@ -404,3 +404,26 @@ def test_check_refuses_a_bad_listen_address_or_kafka_property_at_its_line(tmp_pa
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert re.search(message, out.stderr), out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.conf"]
+
+
+def test_check_reads_the_schema_dir_the_start_would(tmp_path):
+    """--check reads input.schema_dir's writer schemas as the start does: a
+    missing directory or a file that is no schema is an error naming the
+    file and the key (it passed --check and the start failed)."""
+    path = tmp_path / "schemas.conf"
+    base = (f"[state]\ndir = {tmp_path / 'state'}\n"
+            "[kafka]\nbootstrap.servers = 127.0.0.1:9\n")
+    path.write_text(base + f"[input]\nschema_dir = {tmp_path / 'missing'}\n")
+    out = run("--config", path, "--check")
+    assert out.returncode == 2, out.stdout
+    assert f"{path}: input.schema_dir: {tmp_path / 'missing'}" in out.stderr, out.stderr
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "7.avsc").write_text("{ not json")
+    path.write_text(base + f"[input]\nschema_dir = {schemas}\n")
+    out = run("--config", path, "--check")
+    assert out.returncode == 2 and "input.schema_dir:" in out.stderr and "7.avsc" in out.stderr, \
+        out.stderr
+    (schemas / "7.avsc").write_text((ROOT / "schemas" / "user_event.avsc").read_text())
+    out = run("--config", path, "--check")
+    assert out.returncode == 0, out.stderr
