@@ -1125,7 +1125,8 @@ def test_confluent_framed_events_are_learned(daemon):
     assert daemon.wait_for(lambda: daemon.metric("streamrec_updates_total") >= 1000,
                            timeout=30), daemon.logtext()
     assert daemon.metric("streamrec_dlq_messages_total") == 0
-    assert latest_lists(daemon)
+    # lists follow once the catalogue is read (the start's wait for it)
+    assert daemon.wait_for(lambda: latest_lists(daemon, 3000))
     assert daemon.stop() == 0
 
 
